@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Run every rvs test: formatting, lints, unit/property tests, doc tests.
+# Installs what it needs (idempotently) so it works on a fresh Debian 12 machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+for pkg in clang libbpf-dev iproute2 socat curl; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
+done
+if ((${#need_apt[@]})); then
+    if [ "$(id -u)" = 0 ]; then
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+    else
+        echo "note: missing packages ${need_apt[*]} (run as root to install them)" >&2
+    fi
+fi
+
+export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== tests"
+if command -v cargo-nextest >/dev/null 2>&1; then
+    cargo nextest run --workspace --locked --profile ci
+else
+    cargo test --workspace --locked
+fi
+echo "== doc tests"
+cargo test --workspace --doc --locked
+echo "== benches compile"
+cargo bench --workspace --no-run --locked
