@@ -1,0 +1,1211 @@
+//! The per-packet decision: [`Engine::process`].
+//!
+//! One call takes a whole Ethernet frame and `now`, and returns what to do
+//! with it: hand it to the kernel, drop it, send it (rewritten in place) out
+//! of a port, or send a reply the engine built (an ICMP error). On the way it
+//! looks up or creates the connection, runs the scheduler and persistence,
+//! advances the protocol state machine, keeps the real servers' active and
+//! inactive counts and the statistics, and rewrites the frame for the
+//! forwarding method. It performs no I/O: neighbours and ports are told to it
+//! by the data plane ([`Engine::set_port`], [`Engine::set_hop`]), and when it
+//! lacks a next hop it says so ([`Action::NeedHop`]).
+//!
+//! Control operations (`-A`, `-a`, `-Z`, `--set` …) are methods too; they
+//! validate first and change nothing on error.
+
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use core::time::Duration;
+
+use hashbrown::HashMap;
+use rvs_wire::{EncapResult, EthernetAddress, FlowMeta, Parsed, TtlVerdict};
+
+use crate::conn::{self, Activity, Conn, ConnId, ConnTable, ConnTableConfig, Direction, Timeouts};
+use crate::dest::{Dest, DestConfig, DestId};
+use crate::sched::SchedInput;
+use crate::service::{
+    CtlError, SVC_F_ONEPACKET, Service, ServiceConfig, ServiceKey, ServiceRef, Services,
+};
+use crate::stats::{Counters, Stats};
+use crate::time::Instant;
+use crate::types::{Af, FwdMethod, Protocol};
+
+/// Identifies a port (an interface) of the data plane.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PortId(pub u32);
+
+/// What the engine knows about one of its ports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortConfig {
+    /// The port's MAC address (source of frames the engine sends).
+    pub mac: EthernetAddress,
+    /// IP MTU of the link.
+    pub mtu: u16,
+    /// The director's IPv4 address on this link (outer source for tunnels, ICMP source).
+    pub addr_v4: Option<Ipv4Addr>,
+    /// The director's IPv6 address on this link.
+    pub addr_v6: Option<Ipv6Addr>,
+}
+
+/// A resolved next hop: where to send frames for an address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hop {
+    /// Egress port.
+    pub port: PortId,
+    /// The neighbour's MAC address.
+    pub mac: EthernetAddress,
+}
+
+/// IPVS sysctls that change the packet path (reference §5.8, §5.10).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sysctls {
+    /// Expire connections whose real server is gone (or quiesced, for new SYNs).
+    pub expire_nodest_conn: bool,
+    /// Treat persistence templates of weight-0 servers as invalid.
+    pub expire_quiescent_template: bool,
+    /// Reuse mode for a new SYN on an old connection (0 off, 1 default, bit 2 FIN_WAIT too).
+    pub conn_reuse_mode: u8,
+    /// Create TCP connections from any non-RST segment, not only SYN.
+    pub sloppy_tcp: bool,
+    /// Create SCTP associations from any chunk, not only INIT.
+    pub sloppy_sctp: bool,
+}
+
+impl Default for Sysctls {
+    fn default() -> Self {
+        Sysctls {
+            expire_nodest_conn: false,
+            expire_quiescent_template: false,
+            conn_reuse_mode: 1,
+            sloppy_tcp: false,
+            sloppy_sctp: false,
+        }
+    }
+}
+
+/// Engine settings fixed at creation.
+#[derive(Debug, Clone, Copy)]
+pub struct EngineConfig {
+    /// Hard cap on connection entries (templates included).
+    pub max_conns: usize,
+    /// Key of the connection hash (random, from the caller: the core reads no entropy).
+    pub hash_key: [u64; 4],
+    /// Sysctls.
+    pub sysctls: Sysctls,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            max_conns: 1 << 20,
+            hash_key: [0x5eed_0001, 0x5eed_0002, 0x5eed_0003, 0x5eed_0004],
+            sysctls: Sysctls::default(),
+        }
+    }
+}
+
+/// Why a frame was dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DropReason {
+    /// The frame did not parse.
+    Malformed,
+    /// A packet for a service that is neither a connection start nor part of a known connection.
+    NoConnection,
+    /// No real server available (an ICMP unreachable may have been sent instead).
+    NoDest,
+    /// The connection's real server was deleted (and `expire_nodest_conn` is off).
+    DestGone,
+    /// The connection table is full.
+    TableFull,
+    /// TTL or hop limit ran out.
+    TtlExpired,
+    /// The rewrite failed (for instance no headroom for a tunnel header).
+    RewriteFailed,
+    /// The ingress port is unknown to the engine.
+    UnknownPort,
+    /// An ICMP error about a connection that cannot be translated.
+    Icmp,
+}
+
+/// What to do with a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Not ours: give the frame to the kernel unchanged.
+    Pass,
+    /// Drop the frame.
+    Drop(DropReason),
+    /// Send `buf[start..start + len]` (rewritten in place) out of `port`.
+    Forward {
+        /// Egress port.
+        port: PortId,
+        /// Start of the frame in the buffer (moves when a header was prepended).
+        start: usize,
+        /// Frame length.
+        len: usize,
+    },
+    /// Send the frame in [`Engine::reply_frame`] (`len` bytes) out of `port`;
+    /// drop the original.
+    Reply {
+        /// Egress port.
+        port: PortId,
+        /// Length of the reply frame.
+        len: usize,
+    },
+    /// The next hop for `addr` is not resolved: resolve it (the frame is dropped).
+    NeedHop(IpAddr),
+}
+
+/// Counters of the engine itself (not IPVS statistics).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EngineCounters {
+    /// Frames handed back to the kernel.
+    pub passed: u64,
+    /// Frames forwarded.
+    pub forwarded: u64,
+    /// Replies built (ICMP).
+    pub replies: u64,
+    /// Drops: malformed.
+    pub drop_malformed: u64,
+    /// Drops: no connection.
+    pub drop_no_conn: u64,
+    /// Drops: no real server.
+    pub drop_no_dest: u64,
+    /// Drops: real server gone.
+    pub drop_dest_gone: u64,
+    /// Drops: table full.
+    pub drop_table_full: u64,
+    /// Drops: TTL.
+    pub drop_ttl: u64,
+    /// Drops: rewrite failed.
+    pub drop_rewrite: u64,
+    /// Drops: waiting for a neighbour.
+    pub need_hop: u64,
+    /// Drops: other.
+    pub drop_other: u64,
+}
+
+/// A frame handed to [`Engine::process`]: bytes with headroom before `start`.
+#[derive(Debug)]
+pub struct Frame<'a> {
+    /// The buffer; the frame is `buf[start..start + len]`.
+    pub buf: &'a mut [u8],
+    /// Start of the Ethernet header.
+    pub start: usize,
+    /// Frame length.
+    pub len: usize,
+    /// Port it arrived on.
+    pub ingress: PortId,
+    /// Firewall mark the classifier gave it (0 = none).
+    pub fwmark: u32,
+}
+
+use conn::flags::{
+    INACTIVE as CONN_F_INACTIVE, NOOUTPUT as CONN_F_NOOUTPUT, TEMPLATE as CONN_F_TEMPLATE,
+};
+
+/// Timeout of a new connection until its first state transition.
+const INITIAL_TIMEOUT: Duration = Duration::from_millis(conn::state::INITIAL_TIMEOUT_MS as u64);
+
+/// The IPVS engine.
+#[derive(Debug)]
+pub struct Engine {
+    services: Services,
+    conns: ConnTable,
+    timeouts: Timeouts,
+    sysctls: Sysctls,
+    stats: Stats,
+    ports: HashMap<PortId, PortConfig>,
+    hops: HashMap<IpAddr, Hop>,
+    counters: EngineCounters,
+    expired: Vec<Conn>,
+    reply: Vec<u8>,
+}
+
+/// Largest reply frame the engine builds.
+const REPLY_CAPACITY: usize = 1600;
+
+impl Engine {
+    /// A new engine with no services.
+    pub fn new(cfg: EngineConfig) -> Self {
+        Engine {
+            services: Services::new(),
+            conns: ConnTable::new(
+                ConnTableConfig {
+                    max_entries: cfg.max_conns,
+                    ..ConnTableConfig::default()
+                },
+                cfg.hash_key,
+            ),
+            timeouts: Timeouts::default(),
+            sysctls: cfg.sysctls,
+            stats: Stats::default(),
+            ports: HashMap::new(),
+            hops: HashMap::new(),
+            counters: EngineCounters::default(),
+            expired: Vec::new(),
+            reply: vec![0; REPLY_CAPACITY],
+        }
+    }
+
+    // ----- data-plane environment -------------------------------------------------
+
+    /// Declare or update a port.
+    pub fn set_port(&mut self, id: PortId, cfg: PortConfig) {
+        self.ports.insert(id, cfg);
+    }
+
+    /// Set the next hop for an address (a real server, or a client / its router).
+    pub fn set_hop(&mut self, addr: IpAddr, hop: Hop) {
+        self.hops.insert(addr, hop);
+    }
+
+    /// Forget a next hop.
+    pub fn remove_hop(&mut self, addr: &IpAddr) {
+        self.hops.remove(addr);
+    }
+
+    /// The reply frame of the last [`Action::Reply`].
+    pub fn reply_frame(&self, len: usize) -> &[u8] {
+        &self.reply[..len.min(self.reply.len())]
+    }
+
+    // ----- read access for listings ---------------------------------------------
+
+    /// The services.
+    pub fn services(&self) -> &Services {
+        &self.services
+    }
+
+    /// The connection table (connections and templates).
+    pub fn conns(&self) -> &ConnTable {
+        &self.conns
+    }
+
+    /// Current timeouts.
+    pub fn timeouts(&self) -> &Timeouts {
+        &self.timeouts
+    }
+
+    /// Global statistics.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Engine counters.
+    pub fn counters(&self) -> &EngineCounters {
+        &self.counters
+    }
+
+    /// Sysctls in force.
+    pub fn sysctls(&self) -> &Sysctls {
+        &self.sysctls
+    }
+
+    /// Change sysctls.
+    pub fn set_sysctls(&mut self, s: Sysctls) {
+        self.sysctls = s;
+    }
+
+    // ----- control operations ---------------------------------------------------
+
+    /// `-A`.
+    pub fn add_service(&mut self, key: ServiceKey, cfg: ServiceConfig) -> Result<(), CtlError> {
+        self.services.add(key, cfg).map(|_| ())
+    }
+
+    /// `-E` (replaces every setting).
+    pub fn edit_service(&mut self, key: &ServiceKey, cfg: ServiceConfig) -> Result<(), CtlError> {
+        self.services.edit(key, cfg)
+    }
+
+    /// `-D`: the service, its real servers and its connections go.
+    pub fn delete_service(&mut self, key: &ServiceKey) -> Result<(), CtlError> {
+        let r = self.services.find(key).ok_or(CtlError::NoSuchService)?;
+        self.services.delete(key)?;
+        self.drop_conns_where(|c| c.owner == r.to_owner());
+        Ok(())
+    }
+
+    /// `-C`.
+    pub fn flush(&mut self) {
+        self.services.clear();
+        self.conns.clear();
+    }
+
+    /// `-a`.
+    pub fn add_dest(
+        &mut self,
+        key: &ServiceKey,
+        cfg: &DestConfig,
+        now: Instant,
+    ) -> Result<(), CtlError> {
+        self.services.add_dest(key, cfg, now).map(|_| ())
+    }
+
+    /// `-e`.
+    pub fn edit_dest(&mut self, key: &ServiceKey, cfg: &DestConfig) -> Result<(), CtlError> {
+        self.services.edit_dest(key, cfg)
+    }
+
+    /// `-d`. With `expire_nodest_conn` the server's connections go at once;
+    /// otherwise they stay (their packets are dropped) until they expire.
+    pub fn delete_dest(
+        &mut self,
+        key: &ServiceKey,
+        addr: IpAddr,
+        port: u16,
+        now: Instant,
+    ) -> Result<(), CtlError> {
+        let id = self.services.delete_dest(key, addr, port, now)?;
+        if self.sysctls.expire_nodest_conn {
+            self.drop_conns_where(|c| c.dest == id);
+        }
+        Ok(())
+    }
+
+    /// `-Z` for one service (and its real servers), or everything.
+    pub fn zero(&mut self, key: Option<&ServiceKey>) -> Result<(), CtlError> {
+        match key {
+            Some(k) => {
+                let r = self.services.find(k).ok_or(CtlError::NoSuchService)?;
+                let svc = self.services.get_mut(r).ok_or(CtlError::NoSuchService)?;
+                zero_service(svc);
+            }
+            None => {
+                for svc in self.services.iter_mut() {
+                    zero_service(svc);
+                }
+                self.stats.zero();
+            }
+        }
+        Ok(())
+    }
+
+    /// `--set tcp tcpfin udp` (seconds, 0 = unchanged).
+    pub fn set_timeouts(&mut self, tcp: u32, tcpfin: u32, udp: u32) -> Result<(), CtlError> {
+        const MAX: u32 = i32::MAX as u32 / 1000;
+        if tcp > MAX || tcpfin > MAX || udp > MAX {
+            return Err(CtlError::Invalid("timeout too large"));
+        }
+        if tcp != 0 {
+            self.timeouts.set_tcp_established(tcp);
+        }
+        if tcpfin != 0 {
+            self.timeouts.set_tcp_fin(tcpfin);
+        }
+        if udp != 0 {
+            self.timeouts.set_udp(udp);
+        }
+        Ok(())
+    }
+
+    fn drop_conns_where(&mut self, pred: impl FnMut(&Conn) -> bool) {
+        let mut out = core::mem::take(&mut self.expired);
+        self.conns.flush_matching(pred, &mut out);
+        for c in out.drain(..) {
+            self.unbind(&c);
+        }
+        self.expired = out;
+    }
+
+    // ----- time -----------------------------------------------------------------
+
+    /// Housekeeping: expire connections, run the rate estimators, age
+    /// scheduler caches and the real-server trash. Call it often (every
+    /// 100 ms to 1 s); its cost is proportional to the work due.
+    pub fn poll(&mut self, now: Instant) {
+        let mut out = core::mem::take(&mut self.expired);
+        self.conns.poll_expired(now, &mut out);
+        for c in out.drain(..) {
+            self.unbind(&c);
+        }
+        self.expired = out;
+        self.stats.estimate(now);
+        for svc in self.services.iter_mut() {
+            svc.stats.estimate(now);
+            for d in svc.dests.iter_mut() {
+                d.stats.estimate(now);
+            }
+            svc.scheduler.tick(now);
+        }
+        // Trash entries are kept while connections still count on them.
+        self.services.purge_trash(now, |_| false);
+    }
+
+    /// A connection left the table: settle its real server's counters.
+    fn unbind(&mut self, c: &Conn) {
+        let Some(svc) = self.services.get_mut(ServiceRef::from_owner(c.owner)) else {
+            return;
+        };
+        let Some(d) = svc.dest_by_id_mut(c.dest) else {
+            return;
+        };
+        unbind_dest(d, c.flags);
+    }
+
+    // ----- the packet path ------------------------------------------------------
+
+    /// Decide what to do with one frame.
+    pub fn process(&mut self, frame: Frame<'_>, now: Instant) -> Action {
+        let action = self.process_inner(frame, now);
+        let c = &mut self.counters;
+        match action {
+            Action::Pass => c.passed += 1,
+            Action::Forward { .. } => c.forwarded += 1,
+            Action::Reply { .. } => c.replies += 1,
+            Action::NeedHop(_) => c.need_hop += 1,
+            Action::Drop(r) => match r {
+                DropReason::Malformed => c.drop_malformed += 1,
+                DropReason::NoConnection => c.drop_no_conn += 1,
+                DropReason::NoDest => c.drop_no_dest += 1,
+                DropReason::DestGone => c.drop_dest_gone += 1,
+                DropReason::TableFull => c.drop_table_full += 1,
+                DropReason::TtlExpired => c.drop_ttl += 1,
+                DropReason::RewriteFailed => c.drop_rewrite += 1,
+                DropReason::UnknownPort | DropReason::Icmp => c.drop_other += 1,
+            },
+        }
+        action
+    }
+
+    fn process_inner(&mut self, frame: Frame<'_>, now: Instant) -> Action {
+        let end = frame.start.saturating_add(frame.len);
+        let Some(bytes) = frame.buf.get(frame.start..end) else {
+            return Action::Drop(DropReason::Malformed);
+        };
+        let meta = match rvs_wire::parse_frame(bytes) {
+            Ok(Parsed::Ip(m)) => m,
+            Ok(_) => return Action::Pass,
+            Err(_) => return Action::Pass,
+        };
+        if meta.icmp.is_some() {
+            return self.process_icmp_error(frame, &meta);
+        }
+        let Some(proto) = Protocol::from_number(meta.proto) else {
+            return Action::Pass;
+        };
+        if meta.is_fragment {
+            // Reassembly is not done here; fragments go to the kernel.
+            return Action::Pass;
+        }
+
+        if let Some(id) = self
+            .conns
+            .lookup_in(meta.proto, meta.src, meta.sport, meta.dst, meta.dport)
+        {
+            return self.conn_in(frame, &meta, id, proto, now);
+        }
+        if let Some(id) = self
+            .conns
+            .lookup_out(meta.proto, meta.src, meta.sport, meta.dst, meta.dport)
+        {
+            return self.conn_out(frame, &meta, id, proto, now);
+        }
+        let af = if meta.af_v6 { Af::Inet6 } else { Af::Inet };
+        let Some(sref) = self
+            .services
+            .lookup(frame.fwmark, af, proto, meta.dst, meta.dport)
+        else {
+            return Action::Pass;
+        };
+        self.new_conn(frame, &meta, sref, proto, now)
+    }
+
+    /// Whether this packet may create a connection (reference §5.5).
+    fn may_schedule(&self, proto: Protocol, meta: &FlowMeta, frame: &Frame<'_>) -> bool {
+        match proto {
+            Protocol::Tcp => {
+                let f = meta.tcp_flags;
+                f & TCP_RST == 0 && (f & TCP_SYN != 0 || self.sysctls.sloppy_tcp)
+            }
+            Protocol::Udp => true,
+            Protocol::Sctp => {
+                self.sysctls.sloppy_sctp || sctp_first_chunk(frame, meta) == Some(SCTP_INIT)
+            }
+        }
+    }
+
+    fn new_conn(
+        &mut self,
+        frame: Frame<'_>,
+        meta: &FlowMeta,
+        sref: ServiceRef,
+        proto: Protocol,
+        now: Instant,
+    ) -> Action {
+        if !self.may_schedule(proto, meta, &frame) {
+            return Action::Drop(DropReason::NoConnection);
+        }
+        let svc_persistent = match self.services.get(sref) {
+            Some(s) => s.persistent(),
+            None => return Action::Pass,
+        };
+        let scheduled = if svc_persistent {
+            self.schedule_persist(sref, meta, proto, now)
+        } else {
+            self.schedule_plain(sref, meta, now)
+        };
+        let sched = match scheduled {
+            Ok(s) => s,
+            Err(SchedFail::NoDest) => return self.leave(frame, meta),
+            Err(SchedFail::NoConnection) => return Action::Drop(DropReason::NoConnection),
+            Err(SchedFail::TableFull) => return Action::Drop(DropReason::TableFull),
+        };
+        let Some(svc) = self.services.get_mut(sref) else {
+            return Action::Pass;
+        };
+        let one_packet = svc.config.flags & SVC_F_ONEPACKET != 0 && proto == Protocol::Udp;
+        let Some(dest) = svc.dests.get_mut(sched.dest_index) else {
+            return Action::Drop(DropReason::NoDest);
+        };
+        let (dest_id, daddr, fwd) = (dest.id, dest.addr, dest.fwd);
+        if one_packet {
+            // Not hashed: counted, forwarded and gone (a template, if any, stays).
+            dest.stats.counters.conns += 1;
+            svc.stats.counters.conns += 1;
+            self.stats.counters.conns += 1;
+            let target = Target {
+                sref,
+                dest: dest_id,
+                daddr,
+                dport: sched.dport,
+                fwd,
+            };
+            return self.forward_in(frame, meta, &target);
+        }
+        let mut flags = fwd.conn_flag() | CONN_F_INACTIVE;
+        if fwd != FwdMethod::Masq {
+            flags |= CONN_F_NOOUTPUT;
+        }
+        let conn = Conn {
+            proto: meta.proto,
+            caddr: meta.src,
+            cport: meta.sport,
+            vaddr: meta.dst,
+            vport: meta.dport,
+            daddr,
+            dport: sched.dport,
+            fwmark: frame.fwmark,
+            flags,
+            state: 0,
+            timeout_ms: INITIAL_TIMEOUT.as_millis() as u32,
+            expires: now + INITIAL_TIMEOUT,
+            owner: sref.to_owner(),
+            dest: dest_id,
+            control: sched.template,
+            n_control: 0,
+            in_pkts: 0,
+        };
+        let id = match self.conns.insert(conn, fwd == FwdMethod::Masq, now) {
+            Ok(id) => id,
+            Err(_) => return Action::Drop(DropReason::TableFull),
+        };
+        dest.inactconns += 1;
+        dest.after_bind();
+        dest.stats.counters.conns += 1;
+        svc.stats.counters.conns += 1;
+        self.stats.counters.conns += 1;
+        self.conn_in(frame, meta, id, proto, now)
+    }
+
+    fn schedule_plain(
+        &mut self,
+        sref: ServiceRef,
+        meta: &FlowMeta,
+        now: Instant,
+    ) -> Result<Scheduled, SchedFail> {
+        let svc = self.services.get_mut(sref).ok_or(SchedFail::NoDest)?;
+        if svc.key.port() == 0 && matches!(svc.key, ServiceKey::Addr { .. }) {
+            // "port zero only supported in persistent services"
+            return Err(SchedFail::NoConnection);
+        }
+        let input = sched_input(svc, meta, now);
+        let i = svc
+            .scheduler
+            .schedule(&svc.dests, &input)
+            .ok_or(SchedFail::NoDest)?;
+        let d = &svc.dests[i];
+        Ok(Scheduled {
+            dest_index: i,
+            dport: if d.port != 0 { d.port } else { meta.dport },
+            template: None,
+        })
+    }
+
+    /// `ip_vs_sched_persist` (reference §5.7).
+    fn schedule_persist(
+        &mut self,
+        sref: ServiceRef,
+        meta: &FlowMeta,
+        proto: Protocol,
+        now: Instant,
+    ) -> Result<Scheduled, SchedFail> {
+        let svc = self.services.get_mut(sref).ok_or(SchedFail::NoDest)?;
+        let snet = mask_addr(meta.src, svc.config.netmask);
+        let svc_port = svc.key.port();
+        let (t_proto, t_vaddr, t_vport) = match svc.key {
+            ServiceKey::Fwmark { af, mark } => (0u8, conn::fwmark_vaddr(af == Af::Inet6, mark), 0),
+            ServiceKey::Addr { .. } if svc_port == 0 || svc_port == 21 => {
+                (proto.number(), meta.dst, 0)
+            }
+            ServiceKey::Addr { .. } => (proto.number(), meta.dst, meta.dport),
+        };
+        // The real connection's port: the packet's, or the server's when the
+        // packet is for the service port.
+        let port_of = |d: &Dest| -> u16 {
+            if meta.dport == svc_port && d.port != 0 {
+                d.port
+            } else {
+                meta.dport
+            }
+        };
+
+        if let Some(tid) = self.conns.lookup_template(t_proto, snet, t_vaddr, t_vport) {
+            let tmpl_dest = self.conns.get(tid).map(|t| t.dest);
+            let valid = tmpl_dest
+                .and_then(|id| svc.dest_index_by_id(id))
+                .filter(|&i| {
+                    let d = &svc.dests[i];
+                    d.available && !(self.sysctls.expire_quiescent_template && d.weight == 0)
+                });
+            match valid {
+                Some(i) => {
+                    // ip_vs_conn_put: each use re-arms the template.
+                    self.conns.refresh(tid, now);
+                    return Ok(Scheduled {
+                        dest_index: i,
+                        dport: port_of(&svc.dests[i]),
+                        template: Some(tid),
+                    });
+                }
+                None => self.conns.neutralize_template(tid),
+            }
+        }
+
+        let input = sched_input(svc, meta, now);
+        let i = svc
+            .scheduler
+            .schedule(&svc.dests, &input)
+            .ok_or(SchedFail::NoDest)?;
+        let timeout = Duration::from_secs(svc.config.timeout.max(1) as u64);
+        let fwmark = match svc.key {
+            ServiceKey::Fwmark { mark, .. } => mark,
+            ServiceKey::Addr { .. } => 0,
+        };
+        let d = &mut svc.dests[i];
+        // PPC templates keep the server port; PCC / fwmark / FTP ones use 0.
+        let t_dport = if t_vport != 0 { d.port } else { 0 };
+        let tmpl = Conn {
+            proto: t_proto,
+            caddr: snet,
+            cport: 0,
+            vaddr: t_vaddr,
+            vport: t_vport,
+            daddr: d.addr,
+            dport: t_dport,
+            fwmark,
+            flags: CONN_F_TEMPLATE | d.fwd.conn_flag(),
+            state: conn::state::TPL_NONE,
+            timeout_ms: timeout.as_millis() as u32,
+            expires: now + timeout,
+            owner: sref.to_owner(),
+            dest: d.id,
+            control: None,
+            n_control: 0,
+            in_pkts: 0,
+        };
+        let tid = self
+            .conns
+            .insert(tmpl, false, now)
+            .map_err(|_| SchedFail::TableFull)?;
+        d.persistconns += 1;
+        d.after_bind();
+        Ok(Scheduled {
+            dest_index: i,
+            dport: port_of(d),
+            template: Some(tid),
+        })
+    }
+
+    /// `ip_vs_leave`: no server for a new connection. Answer with ICMP port
+    /// unreachable from the virtual address when we can, else drop.
+    fn leave(&mut self, frame: Frame<'_>, meta: &FlowMeta) -> Action {
+        let orig = &frame.buf[frame.start..frame.start + frame.len];
+        match rvs_wire::icmp_port_unreachable(orig, meta, meta.dst, &mut self.reply) {
+            Ok(len) if self.ports.contains_key(&frame.ingress) => Action::Reply {
+                port: frame.ingress,
+                len,
+            },
+            _ => Action::Drop(DropReason::NoDest),
+        }
+    }
+
+    /// A client → server packet of a known connection.
+    fn conn_in(
+        &mut self,
+        frame: Frame<'_>,
+        meta: &FlowMeta,
+        id: ConnId,
+        proto: Protocol,
+        now: Instant,
+    ) -> Action {
+        let Some(c) = self.conns.get(id) else {
+            return Action::Drop(DropReason::NoConnection);
+        };
+        let target = Target {
+            sref: ServiceRef::from_owner(c.owner),
+            dest: c.dest,
+            daddr: c.daddr,
+            dport: c.dport,
+            fwd: fwd_of(c.flags),
+        };
+        let dest_weight = self
+            .services
+            .get(target.sref)
+            .and_then(|svc| svc.dests.iter().find(|d| d.id == target.dest))
+            .map(|d| d.weight);
+
+        // A new connection attempt on an old entry (reference §5.8).
+        if self.is_conn_start(proto, meta, &frame) {
+            let reuse = self.sysctls.conn_reuse_mode != 0
+                && conn::is_new_conn_expected(c, self.sysctls.conn_reuse_mode as u32);
+            let nodest = self.sysctls.expire_nodest_conn && dest_weight.unwrap_or(0) == 0;
+            if reuse || nodest {
+                self.expire_now(id);
+                return self.reschedule(frame, meta, proto, now);
+            }
+        }
+        if dest_weight.is_none() {
+            if self.sysctls.expire_nodest_conn {
+                self.expire_now(id);
+                return self.reschedule(frame, meta, proto, now);
+            }
+            return Action::Drop(DropReason::DestGone);
+        }
+
+        let activity = match proto {
+            Protocol::Tcp => {
+                self.conns
+                    .tcp_update(id, Direction::Input, meta.tcp_flags, &self.timeouts, now)
+            }
+            Protocol::Udp => self.conns.udp_update(id, &self.timeouts, now),
+            Protocol::Sctp => {
+                let ev = sctp_event_of(&frame, meta);
+                self.conns
+                    .sctp_update(id, Direction::Input, ev, &self.timeouts, now)
+            }
+        };
+        if let Some(mut c) = self.conns.get_mut(id) {
+            c.in_pkts = c.in_pkts.wrapping_add(1);
+        }
+        self.apply_activity(
+            target.sref,
+            target.dest,
+            activity.unwrap_or(Activity::Unchanged),
+        );
+        self.forward_in(frame, meta, &target)
+    }
+
+    /// TCP SYN (without ACK/RST) or SCTP INIT: a packet that opens a connection.
+    fn is_conn_start(&self, proto: Protocol, meta: &FlowMeta, frame: &Frame<'_>) -> bool {
+        match proto {
+            Protocol::Tcp => meta.tcp_flags & (TCP_SYN | TCP_ACK | TCP_RST) == TCP_SYN,
+            Protocol::Sctp => sctp_first_chunk(frame, meta) == Some(SCTP_INIT),
+            Protocol::Udp => false,
+        }
+    }
+
+    fn reschedule(
+        &mut self,
+        frame: Frame<'_>,
+        meta: &FlowMeta,
+        proto: Protocol,
+        now: Instant,
+    ) -> Action {
+        let af = if meta.af_v6 { Af::Inet6 } else { Af::Inet };
+        match self
+            .services
+            .lookup(frame.fwmark, af, proto, meta.dst, meta.dport)
+        {
+            Some(sref) => self.new_conn(frame, meta, sref, proto, now),
+            None => Action::Pass,
+        }
+    }
+
+    fn expire_now(&mut self, id: ConnId) {
+        let mut out = core::mem::take(&mut self.expired);
+        self.conns.remove_forced(id, &mut out);
+        for c in out.drain(..) {
+            self.unbind(&c);
+        }
+        self.expired = out;
+    }
+
+    fn apply_activity(&mut self, sref: ServiceRef, dest: DestId, a: Activity) {
+        if a == Activity::Unchanged {
+            return;
+        }
+        let Some(d) = self
+            .services
+            .get_mut(sref)
+            .and_then(|s| s.dest_by_id_mut(dest))
+        else {
+            return;
+        };
+        match a {
+            Activity::ToActive => {
+                d.inactconns = d.inactconns.saturating_sub(1);
+                d.activeconns += 1;
+            }
+            Activity::ToInactive => {
+                d.activeconns = d.activeconns.saturating_sub(1);
+                d.inactconns += 1;
+            }
+            Activity::Unchanged => {}
+        }
+    }
+
+    /// Count a client → server packet, rewrite it for the forwarding method,
+    /// and pick the egress.
+    fn forward_in(&mut self, frame: Frame<'_>, meta: &FlowMeta, t: &Target) -> Action {
+        let bytes = meta.l3_len;
+        if let Some(svc) = self.services.get_mut(t.sref) {
+            svc.stats.count_in(bytes);
+            if let Some(d) = svc.dest_by_id_mut(t.dest) {
+                d.stats.count_in(bytes);
+            }
+        }
+        self.stats.count_in(bytes);
+
+        let Some(&hop) = self.hops.get(&t.daddr) else {
+            return Action::NeedHop(t.daddr);
+        };
+        let Some(port) = self.ports.get(&hop.port).copied() else {
+            return Action::Drop(DropReason::UnknownPort);
+        };
+        let end = frame.start + frame.len;
+        match t.fwd {
+            FwdMethod::Route | FwdMethod::Masq => {
+                let f = &mut frame.buf[frame.start..end];
+                let rewritten = if t.fwd == FwdMethod::Masq {
+                    if meta.icmp.is_some() {
+                        rvs_wire::icmp_error_in(f, meta, t.daddr, t.dport)
+                    } else {
+                        rvs_wire::dnat(f, meta, t.daddr, t.dport)
+                    }
+                } else {
+                    Ok(())
+                };
+                if rewritten.is_err() || rvs_wire::set_macs(f, port.mac, hop.mac).is_err() {
+                    return Action::Drop(DropReason::RewriteFailed);
+                }
+                Action::Forward {
+                    port: hop.port,
+                    start: frame.start,
+                    len: frame.len,
+                }
+            }
+            FwdMethod::Tunnel => {
+                let src = match t.daddr {
+                    IpAddr::V4(_) => port.addr_v4.map(IpAddr::V4),
+                    IpAddr::V6(_) => port.addr_v6.map(IpAddr::V6),
+                };
+                let Some(src) = src else {
+                    return Action::Drop(DropReason::RewriteFailed);
+                };
+                let encap = rvs_wire::encap_ipip(
+                    frame.buf,
+                    frame.start,
+                    frame.len,
+                    src,
+                    t.daddr,
+                    port.mtu,
+                    TUNNEL_TTL,
+                );
+                match encap {
+                    Ok(EncapResult::Encapsulated { start, len }) => {
+                        let f = &mut frame.buf[start..start + len];
+                        if rvs_wire::set_macs(f, port.mac, hop.mac).is_err() {
+                            return Action::Drop(DropReason::RewriteFailed);
+                        }
+                        Action::Forward {
+                            port: hop.port,
+                            start,
+                            len,
+                        }
+                    }
+                    Ok(EncapResult::TooBig { mtu }) => {
+                        let orig = &frame.buf[frame.start..end];
+                        match rvs_wire::icmp_frag_needed(orig, meta, mtu, meta.dst, &mut self.reply)
+                        {
+                            Ok(len) => Action::Reply {
+                                port: frame.ingress,
+                                len,
+                            },
+                            Err(_) => Action::Drop(DropReason::RewriteFailed),
+                        }
+                    }
+                    Err(_) => Action::Drop(DropReason::RewriteFailed),
+                }
+            }
+        }
+    }
+
+    /// A real server → client packet of a NAT connection.
+    fn conn_out(
+        &mut self,
+        frame: Frame<'_>,
+        meta: &FlowMeta,
+        id: ConnId,
+        proto: Protocol,
+        now: Instant,
+    ) -> Action {
+        let Some(c) = self.conns.get(id) else {
+            return Action::Drop(DropReason::NoConnection);
+        };
+        let (sref, dest_id, vaddr, vport, caddr) = (
+            ServiceRef::from_owner(c.owner),
+            c.dest,
+            c.vaddr,
+            c.vport,
+            c.caddr,
+        );
+        let activity = match proto {
+            Protocol::Tcp => {
+                self.conns
+                    .tcp_update(id, Direction::Output, meta.tcp_flags, &self.timeouts, now)
+            }
+            Protocol::Udp => self.conns.udp_update(id, &self.timeouts, now),
+            Protocol::Sctp => {
+                let ev = sctp_event_of(&frame, meta);
+                self.conns
+                    .sctp_update(id, Direction::Output, ev, &self.timeouts, now)
+            }
+        };
+        self.apply_activity(sref, dest_id, activity.unwrap_or(Activity::Unchanged));
+        self.count_out(sref, dest_id, meta.l3_len);
+
+        let Some(&hop) = self.hops.get(&caddr) else {
+            return Action::NeedHop(caddr);
+        };
+        let Some(port) = self.ports.get(&hop.port).copied() else {
+            return Action::Drop(DropReason::UnknownPort);
+        };
+        let f = &mut frame.buf[frame.start..frame.start + frame.len];
+        // Replies are routed by the director: TTL goes down by one.
+        match rvs_wire::decrement_ttl(f, meta) {
+            Ok(TtlVerdict::Expired) => return Action::Drop(DropReason::TtlExpired),
+            Ok(_) => {}
+            Err(_) => return Action::Drop(DropReason::RewriteFailed),
+        }
+        if rvs_wire::snat(f, meta, vaddr, vport).is_err()
+            || rvs_wire::set_macs(f, port.mac, hop.mac).is_err()
+        {
+            return Action::Drop(DropReason::RewriteFailed);
+        }
+        Action::Forward {
+            port: hop.port,
+            start: frame.start,
+            len: frame.len,
+        }
+    }
+
+    /// ICMP errors that refer to a connection (reference §5.4): translated
+    /// for NAT, forwarded to the real server for client-side errors.
+    fn process_icmp_error(&mut self, frame: Frame<'_>, meta: &FlowMeta) -> Action {
+        let Some(icmp) = meta.icmp else {
+            return Action::Pass;
+        };
+        // From the real-server side (the kernel's `inout = 1`): the quoted
+        // packet is the request the server received (src = client, dst = server).
+        if let Some(id) = self.conns.lookup_out(
+            icmp.inner_proto,
+            icmp.inner_dst,
+            icmp.inner_dport,
+            icmp.inner_src,
+            icmp.inner_sport,
+        ) {
+            let Some(c) = self.conns.get(id) else {
+                return Action::Drop(DropReason::Icmp);
+            };
+            let (sref, dest, vaddr, vport, caddr) = (
+                ServiceRef::from_owner(c.owner),
+                c.dest,
+                c.vaddr,
+                c.vport,
+                c.caddr,
+            );
+            self.count_out(sref, dest, meta.l3_len);
+            let Some(&hop) = self.hops.get(&caddr) else {
+                return Action::NeedHop(caddr);
+            };
+            let Some(port) = self.ports.get(&hop.port).copied() else {
+                return Action::Drop(DropReason::UnknownPort);
+            };
+            let f = &mut frame.buf[frame.start..frame.start + frame.len];
+            if rvs_wire::icmp_error_out(f, meta, vaddr, vport).is_err()
+                || rvs_wire::set_macs(f, port.mac, hop.mac).is_err()
+            {
+                return Action::Drop(DropReason::Icmp);
+            }
+            return Action::Forward {
+                port: hop.port,
+                start: frame.start,
+                len: frame.len,
+            };
+        }
+        // From the client side: the quoted packet is one the director sent to
+        // the client (src = virtual address, dst = client). It goes to the
+        // real server like the connection's other packets.
+        if let Some(id) = self.conns.lookup_in(
+            icmp.inner_proto,
+            icmp.inner_dst,
+            icmp.inner_dport,
+            icmp.inner_src,
+            icmp.inner_sport,
+        ) {
+            let Some(c) = self.conns.get(id) else {
+                return Action::Drop(DropReason::Icmp);
+            };
+            let target = Target {
+                sref: ServiceRef::from_owner(c.owner),
+                dest: c.dest,
+                daddr: c.daddr,
+                dport: c.dport,
+                fwd: fwd_of(c.flags),
+            };
+            return self.forward_in(frame, meta, &target);
+        }
+        Action::Pass
+    }
+
+    fn count_out(&mut self, sref: ServiceRef, dest: DestId, bytes: usize) {
+        if let Some(svc) = self.services.get_mut(sref) {
+            svc.stats.count_out(bytes);
+            if let Some(d) = svc.dest_by_id_mut(dest) {
+                d.stats.count_out(bytes);
+            }
+        }
+        self.stats.count_out(bytes);
+    }
+
+    /// Sum of the counters of every service (for checks and listings).
+    pub fn total_counters(&self) -> Counters {
+        self.stats.shown()
+    }
+}
+
+use conn::state::tcp_flags::{ACK as TCP_ACK, RST as TCP_RST, SYN as TCP_SYN};
+
+/// SCTP chunk type INIT.
+const SCTP_INIT: u8 = 1;
+/// TTL of the outer header of tunnelled packets.
+const TUNNEL_TTL: u8 = 64;
+
+/// Where a client → server packet goes.
+#[derive(Debug, Clone, Copy)]
+struct Target {
+    sref: ServiceRef,
+    dest: DestId,
+    daddr: IpAddr,
+    dport: u16,
+    fwd: FwdMethod,
+}
+
+/// Type of the SCTP chunk at `off` bytes into the packet's transport part.
+fn sctp_chunk_at(frame: &Frame<'_>, meta: &FlowMeta, off: usize) -> Option<u8> {
+    let l4 = frame.start.checked_add(meta.l4_offset)?;
+    let end = frame.start.checked_add(frame.len)?;
+    let pos = l4.checked_add(off)?;
+    if pos >= end {
+        return None;
+    }
+    frame.buf.get(pos).copied()
+}
+
+/// Type of the first chunk of an SCTP packet (after the 12-byte common header).
+fn sctp_first_chunk(frame: &Frame<'_>, meta: &FlowMeta) -> Option<u8> {
+    sctp_chunk_at(frame, meta, 12)
+}
+
+/// The state-machine event of an SCTP packet: its first chunk, and the
+/// second one when present (COOKIE-ECHO/ACK followed by ABORT).
+fn sctp_event_of(frame: &Frame<'_>, meta: &FlowMeta) -> conn::SctpEvent {
+    let first = sctp_first_chunk(frame, meta).unwrap_or(0);
+    let len_hi = sctp_chunk_at(frame, meta, 14).unwrap_or(0) as usize;
+    let len_lo = sctp_chunk_at(frame, meta, 15).unwrap_or(0) as usize;
+    let len = (len_hi << 8 | len_lo).div_ceil(4) * 4;
+    let second = if len >= 4 {
+        sctp_chunk_at(frame, meta, 12 + len)
+    } else {
+        None
+    };
+    conn::sctp_event(first, second)
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Scheduled {
+    dest_index: usize,
+    dport: u16,
+    template: Option<ConnId>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum SchedFail {
+    NoDest,
+    NoConnection,
+    TableFull,
+}
+
+fn zero_service(svc: &mut Service) {
+    svc.stats.zero();
+    for d in svc.dests.iter_mut() {
+        d.stats.zero();
+    }
+}
+
+fn unbind_dest(d: &mut Dest, flags: u32) {
+    if flags & CONN_F_TEMPLATE != 0 {
+        d.persistconns = d.persistconns.saturating_sub(1);
+    } else if flags & CONN_F_INACTIVE != 0 {
+        d.inactconns = d.inactconns.saturating_sub(1);
+    } else {
+        d.activeconns = d.activeconns.saturating_sub(1);
+    }
+    d.after_unbind();
+}
+
+fn fwd_of(flags: u32) -> FwdMethod {
+    match flags & conn::flags::FWD_MASK {
+        0 => FwdMethod::Masq,
+        2 => FwdMethod::Tunnel,
+        _ => FwdMethod::Route,
+    }
+}
+
+fn sched_input(svc: &Service, meta: &FlowMeta, now: Instant) -> SchedInput {
+    SchedInput {
+        saddr: meta.src,
+        sport: meta.sport,
+        daddr: meta.dst,
+        dport: meta.dport,
+        proto: meta.proto,
+        svc_flags: svc.config.flags,
+        now,
+    }
+}
+
+/// The client network for persistence: IPv4 `addr & mask`, IPv6 prefix of `len`.
+pub fn mask_addr(addr: IpAddr, netmask: u32) -> IpAddr {
+    match addr {
+        IpAddr::V4(a) => IpAddr::V4(Ipv4Addr::from(u32::from(a) & netmask)),
+        IpAddr::V6(a) => {
+            let len = netmask.min(128);
+            let mask = if len == 0 {
+                0
+            } else {
+                u128::MAX << (128 - len)
+            };
+            IpAddr::V6(Ipv6Addr::from(u128::from(a) & mask))
+        }
+    }
+}

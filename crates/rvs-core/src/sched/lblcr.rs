@@ -1,0 +1,338 @@
+//! `lblcr` — locality-based least connection with replication
+//! (`ip_vs_lblcr.c`, reference §4.11).
+//!
+//! Each packet destination address (`daddr`) maps to a *set* of real servers
+//! (newest member first). On a hit:
+//!
+//! 1. `dest` = the weighted least-connection member (`wlc_pick_among` over
+//!    the members that are available; OVERLOAD and weight 0 excluded);
+//! 2. if the set has more than one member and was last modified more than
+//!    `lblcr_expiration` ago (default 24 h), the weighted *most* loaded member
+//!    is removed (and the set counts as modified) — this happens after step 1,
+//!    so the member just chosen may be the one removed and still be used;
+//! 3. if `dest` exists and is not lblc-overloaded (`lblc_overloaded`) it is
+//!    used; otherwise WLC over all dests picks one, which joins the set (the
+//!    set is modified only if it was not already a member).
+//!
+//! On a miss WLC picks a server and a new entry with that single member is
+//! created. Every lookup refreshes `lastuse`; garbage collection is the same
+//! as lblc's (`Gc`, driven by [`Scheduler::tick`]).
+//!
+//! The kernel keeps deleted servers in the sets (skipped as "not available").
+//! Here they are removed from every set at once; that only differs in the
+//! set-size test of step 2 and in which member step 2 may pick.
+
+use core::net::IpAddr;
+use core::time::Duration;
+
+use hashbrown::HashMap;
+
+use super::hash::resolve;
+use super::lblc::{DEFAULT_EXPIRATION, Gc, lblc_overloaded};
+use super::wlc::{wlc_pick, wlc_pick_among};
+use super::{DestChange, SchedError, SchedInput, Scheduler};
+use crate::dest::{Dest, DestId};
+use crate::time::Instant;
+
+/// One destination address's server set.
+#[derive(Debug, Clone)]
+struct Entry {
+    /// Members (dest, index when last seen), newest first.
+    set: Vec<(DestId, usize)>,
+    /// Last change of the set.
+    lastmod: Instant,
+    /// Last lookup.
+    lastuse: Instant,
+}
+
+impl Entry {
+    /// Members present in `dests`, as `(index, dest)`, in set order.
+    fn members<'a>(&'a self, dests: &'a [Dest]) -> impl Iterator<Item = (usize, &'a Dest)> + 'a {
+        self.set
+            .iter()
+            .filter_map(|&(id, hint)| resolve(dests, id, hint))
+            .map(|i| (i, &dests[i]))
+    }
+
+    /// `ip_vs_dest_set_max`: the weighted most-loaded member with weight > 0
+    /// (first among equals; OVERLOAD and availability are not looked at).
+    fn most_loaded(&self, dests: &[Dest]) -> Option<DestId> {
+        let mut most: Option<(&Dest, u64)> = None;
+        for (_, d) in self.members(dests).filter(|(_, d)| d.weight > 0) {
+            let doh = d.overhead();
+            let replace = match most {
+                None => true,
+                Some((m, moh)) => {
+                    u128::from(moh) * u128::from(d.weight) < u128::from(doh) * u128::from(m.weight)
+                }
+            };
+            if replace {
+                most = Some((d, doh));
+            }
+        }
+        most.map(|(d, _)| d.id)
+    }
+
+    /// `ip_vs_dest_set_insert(check = true)`: add at the head unless present.
+    fn insert(&mut self, id: DestId, index: usize, now: Instant) {
+        if self.set.iter().all(|&(m, _)| m != id) {
+            self.set.insert(0, (id, index));
+            self.lastmod = now;
+        }
+    }
+}
+
+/// Locality-based least-connection scheduler with replication.
+#[derive(Debug, Clone)]
+pub struct Lblcr {
+    table: HashMap<IpAddr, Entry>,
+    gc: Gc,
+    expiration: Duration,
+}
+
+impl Default for Lblcr {
+    fn default() -> Self {
+        Lblcr::with_expiration(DEFAULT_EXPIRATION)
+    }
+}
+
+impl Lblcr {
+    /// A scheduler with `lblcr_expiration` = `expiration`: the age after
+    /// which a set sheds its most loaded member, and after which the full GC
+    /// check drops unused entries.
+    pub fn with_expiration(expiration: Duration) -> Self {
+        Lblcr {
+            table: HashMap::new(),
+            gc: Gc::default(),
+            expiration,
+        }
+    }
+
+    /// Number of cached destination addresses.
+    pub fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    /// No cached destination addresses.
+    pub fn is_empty(&self) -> bool {
+        self.table.is_empty()
+    }
+}
+
+impl Scheduler for Lblcr {
+    fn name(&self) -> &'static str {
+        "lblcr"
+    }
+
+    fn update(&mut self, _dests: &[Dest], change: DestChange) -> Result<(), SchedError> {
+        match change {
+            DestChange::Init => {
+                self.table.clear();
+                self.gc = Gc::default();
+            }
+            DestChange::Removed { id, .. } => {
+                for en in self.table.values_mut() {
+                    en.set.retain(|&(m, _)| m != id);
+                }
+            }
+            DestChange::Added(_) | DestChange::Edited(_) => {}
+        }
+        Ok(())
+    }
+
+    fn schedule(&mut self, dests: &[Dest], input: &SchedInput) -> Option<usize> {
+        let now = input.now;
+        self.gc.arm(now);
+        let Some(en) = self.table.get_mut(&input.daddr) else {
+            let i = wlc_pick(dests, Dest::overhead)?;
+            let entry = Entry {
+                set: vec![(dests[i].id, i)],
+                lastmod: now,
+                lastuse: now,
+            };
+            self.table.insert(input.daddr, entry);
+            return Some(i);
+        };
+
+        en.lastuse = now;
+        let least = wlc_pick_among(
+            en.members(dests).filter(|(_, d)| d.available),
+            Dest::overhead,
+        );
+        if en.set.len() > 1
+            && now > en.lastmod + self.expiration
+            && let Some(m) = en.most_loaded(dests)
+        {
+            en.set.retain(|&(x, _)| x != m);
+            en.lastmod = now;
+        }
+        if let Some(i) = least
+            && !lblc_overloaded(&dests[i], dests)
+        {
+            return Some(i);
+        }
+        let i = wlc_pick(dests, Dest::overhead)?;
+        en.insert(dests[i].id, i, now);
+        Some(i)
+    }
+
+    fn tick(&mut self, now: Instant) {
+        self.gc
+            .tick(now, &mut self.table, |e| e.lastuse, self.expiration);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::hash::support::*;
+    use super::*;
+
+    fn lblcr(dests: &[Dest]) -> Lblcr {
+        let mut s = Lblcr::default();
+        init(&mut s, dests);
+        s
+    }
+
+    fn at(daddr: IpAddr, secs: u64) -> SchedInput {
+        to(daddr, Instant::from_secs(secs))
+    }
+
+    fn set_of(s: &Lblcr, daddr: IpAddr) -> Vec<u32> {
+        s.table[&daddr].set.iter().map(|(id, _)| id.0).collect()
+    }
+
+    #[test]
+    fn same_destination_sticks() {
+        let mut dests = list(&[1, 1, 1]);
+        let mut s = lblcr(&dests);
+        let a = client(1);
+        assert_eq!(pick(&mut s, &dests, &at(a, 0)), Some(1));
+        dests[0].activeconns = 1;
+        assert_eq!(pick(&mut s, &dests, &at(client(2), 0)), Some(2));
+        assert_eq!(pick(&mut s, &dests, &at(a, 0)), Some(1));
+        assert_eq!(set_of(&s, a), [1]);
+    }
+
+    #[test]
+    fn overloaded_member_gets_a_replica() {
+        let mut dests = list(&[2, 4, 4]);
+        let mut s = lblcr(&dests);
+        let a = client(1);
+        assert_eq!(pick(&mut s, &dests, &at(a, 0)), Some(1));
+        // Dest 1: 3 active > 2 and dest 2 has 1*2 < 4: lblc-overloaded. WLC
+        // over all: overheads 768/2, 256/4, 1280/4 -> dest 2 joins the set.
+        conns(&mut dests, &[(3, 0), (1, 0), (5, 0)]);
+        assert_eq!(pick(&mut s, &dests, &at(a, 10)), Some(2));
+        assert_eq!(set_of(&s, a), [2, 1]);
+        assert_eq!(s.table[&a].lastmod, Instant::from_secs(10));
+        // Now the set's least loaded serves: 2 (64 per weight vs 384).
+        assert_eq!(pick(&mut s, &dests, &at(a, 20)), Some(2));
+        // When 1 becomes lighter it is used again, from the set.
+        conns(&mut dests, &[(0, 0), (3, 0), (5, 0)]);
+        assert_eq!(pick(&mut s, &dests, &at(a, 30)), Some(1));
+        assert_eq!(set_of(&s, a), [2, 1]);
+        assert_eq!(s.table[&a].lastmod, Instant::from_secs(10));
+    }
+
+    #[test]
+    fn overload_flag_and_quiesced_members_are_skipped_in_the_set() {
+        let mut dests = list(&[1, 1, 1]);
+        let mut s = lblcr(&dests);
+        let a = client(1);
+        // Build the set {2, 1}.
+        assert_eq!(pick(&mut s, &dests, &at(a, 0)), Some(1));
+        dests[0].weight = 0;
+        assert_eq!(pick(&mut s, &dests, &at(a, 0)), Some(2));
+        dests[0].weight = 1;
+        assert_eq!(set_of(&s, a), [2, 1]);
+        dests[1].overload = true;
+        assert_eq!(pick(&mut s, &dests, &at(a, 0)), Some(1));
+        dests[0].overload = true;
+        // No usable member: WLC over all -> 3 joins.
+        assert_eq!(pick(&mut s, &dests, &at(a, 0)), Some(3));
+        assert_eq!(set_of(&s, a), [3, 2, 1]);
+    }
+
+    #[test]
+    fn old_sets_shed_their_most_loaded_member() {
+        let mut dests = list(&[1, 1, 1]);
+        let mut s = Lblcr::with_expiration(Duration::from_secs(100));
+        init(&mut s, &dests);
+        let a = client(1);
+        assert_eq!(pick(&mut s, &dests, &at(a, 0)), Some(1));
+        dests[0].weight = 0;
+        assert_eq!(pick(&mut s, &dests, &at(a, 0)), Some(2)); // set {2, 1}, lastmod 0
+        dests[0].weight = 1;
+        conns(&mut dests, &[(2, 0), (1, 0), (0, 0)]);
+        // Not yet expired (strictly after lastmod + 100).
+        assert_eq!(pick(&mut s, &dests, &at(a, 100)), Some(2));
+        assert_eq!(set_of(&s, a), [2, 1]);
+        // Expired: least is 2 (used), most loaded 1 is removed.
+        assert_eq!(pick(&mut s, &dests, &at(a, 101)), Some(2));
+        assert_eq!(set_of(&s, a), [2]);
+        assert_eq!(s.table[&a].lastmod, Instant::from_secs(101));
+        // A single member is never removed.
+        assert_eq!(pick(&mut s, &dests, &at(a, 500)), Some(2));
+        assert_eq!(set_of(&s, a), [2]);
+    }
+
+    #[test]
+    fn shed_member_may_still_serve_this_once() {
+        // The least loaded member is chosen before the shedding, so it can be
+        // shed and still serve this connection: here dest 2 is both the least
+        // loaded usable member and the only member with weight > 0, hence
+        // the "most loaded" one.
+        let mut dests = list(&[1, 1]);
+        let mut s = Lblcr::with_expiration(Duration::from_secs(10));
+        init(&mut s, &dests);
+        let a = client(1);
+        assert_eq!(pick(&mut s, &dests, &at(a, 0)), Some(1));
+        dests[0].overload = true;
+        assert_eq!(pick(&mut s, &dests, &at(a, 0)), Some(2)); // set {2, 1}
+        dests[0].overload = false;
+        dests[0].weight = 0; // 1 can't be most loaded (weight 0), 2 is.
+        assert_eq!(pick(&mut s, &dests, &at(a, 11)), Some(2));
+        assert_eq!(set_of(&s, a), [1]);
+    }
+
+    #[test]
+    fn removed_dest_leaves_every_set() {
+        let mut dests = list(&[1, 1]);
+        let mut s = lblcr(&dests);
+        let a = client(1);
+        assert_eq!(pick(&mut s, &dests, &at(a, 0)), Some(1));
+        remove(&mut s, &mut dests, DestId(1));
+        assert_eq!(set_of(&s, a), Vec::<u32>::new());
+        assert_eq!(pick(&mut s, &dests, &at(a, 5)), Some(2));
+        assert_eq!(set_of(&s, a), [2]);
+        assert_eq!(s.table[&a].lastmod, Instant::from_secs(5));
+    }
+
+    #[test]
+    fn nothing_usable() {
+        let mut dests = list(&[1]);
+        let mut s = lblcr(&dests);
+        dests[0].overload = true;
+        assert_eq!(pick(&mut s, &dests, &at(client(1), 0)), None);
+        assert!(s.is_empty());
+    }
+
+    #[test]
+    fn gc_removes_stale_entries() {
+        let dests = list(&[1, 1]);
+        let mut s = Lblcr::with_expiration(Duration::from_secs(600));
+        init(&mut s, &dests);
+        pick(&mut s, &dests, &at(client(1), 0));
+        pick(&mut s, &dests, &at(client(2), 0));
+        for t in (60..1800).step_by(60) {
+            if t == 1500 {
+                pick(&mut s, &dests, &at(client(2), t));
+            }
+            s.tick(Instant::from_secs(t));
+        }
+        assert_eq!(s.len(), 2);
+        s.tick(Instant::from_secs(1800));
+        assert_eq!(s.len(), 1);
+        assert!(s.table.contains_key(&client(2)));
+    }
+}

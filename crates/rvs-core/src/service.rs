@@ -1,0 +1,716 @@
+//! Virtual services and the service table.
+//!
+//! Add, edit and delete follow IPVS: an edit replaces every setting (the
+//! caller passes the whole new configuration), real servers are listed newest
+//! first, and failures map to the kernel's errno so the CLI can print
+//! ipvsadm's exact texts (reference §1.5, §3.3). Every check runs before
+//! anything changes, so a failed request leaves the table as it was.
+
+use core::net::IpAddr;
+
+use hashbrown::HashMap;
+
+use crate::dest::{Dest, DestConfig, DestId};
+use crate::sched::{self, DestChange, Scheduler};
+use crate::stats::Stats;
+use crate::time::Instant;
+use crate::types::{Af, FwdMethod, Protocol, TunType};
+
+/// Service flag: persistent (`-p`).
+pub const SVC_F_PERSISTENT: u32 = 0x0001;
+/// Service flag: hashed (always set on a live service; shown in /proc).
+pub const SVC_F_HASHED: u32 = 0x0002;
+/// Service flag: one-packet scheduling (`-o`).
+pub const SVC_F_ONEPACKET: u32 = 0x0004;
+/// Mask of the scheduler flag bits.
+pub const SVC_F_SCHED_MASK: u32 = sched::SCHED_FLAG1 | sched::SCHED_FLAG2 | sched::SCHED_FLAG3;
+
+/// How long a deleted real server waits in the trash for revival (`IP_VS_DEST_TRASH_PERIOD`).
+pub const DEST_TRASH_PERIOD_MS: u64 = 120_000;
+
+/// What identifies a virtual service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ServiceKey {
+    /// A protocol, address and port (`-t`, `-u`, `--sctp-service`).
+    Addr {
+        /// Protocol.
+        proto: Protocol,
+        /// Virtual address.
+        addr: IpAddr,
+        /// Virtual port; 0 = every port (persistent services only).
+        port: u16,
+    },
+    /// A firewall mark (`-f`), with its family (`-6`).
+    Fwmark {
+        /// Address family.
+        af: Af,
+        /// The mark, 1..=u32::MAX.
+        mark: u32,
+    },
+}
+
+impl ServiceKey {
+    /// Address family of the service.
+    pub fn af(&self) -> Af {
+        match self {
+            ServiceKey::Addr { addr, .. } => Af::of(addr),
+            ServiceKey::Fwmark { af, .. } => *af,
+        }
+    }
+
+    /// The virtual port (0 for fwmark services).
+    pub fn port(&self) -> u16 {
+        match self {
+            ServiceKey::Addr { port, .. } => *port,
+            ServiceKey::Fwmark { .. } => 0,
+        }
+    }
+}
+
+/// Everything `-A`/`-E` sets. An edit replaces all of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceConfig {
+    /// Scheduler name.
+    pub scheduler: String,
+    /// `SVC_F_PERSISTENT`, `SVC_F_ONEPACKET` and scheduler flag bits.
+    pub flags: u32,
+    /// Persistence timeout in seconds (meaningful with `SVC_F_PERSISTENT`).
+    pub timeout: u32,
+    /// Persistence netmask: IPv4 mask as a host-order u32 (`0xffffffff` = /32);
+    /// IPv6 prefix length (128 by default).
+    pub netmask: u32,
+    /// Persistence engine (`sip`), if any.
+    pub pe: Option<String>,
+}
+
+impl ServiceConfig {
+    /// ipvsadm's defaults for a service of family `af`: wlc, not persistent, full netmask.
+    pub fn new(af: Af) -> Self {
+        ServiceConfig {
+            scheduler: "wlc".into(),
+            flags: 0,
+            timeout: 0,
+            netmask: match af {
+                Af::Inet => u32::MAX,
+                Af::Inet6 => 128,
+            },
+            pe: None,
+        }
+    }
+
+    /// Whether `-p` is set.
+    pub fn persistent(&self) -> bool {
+        self.flags & SVC_F_PERSISTENT != 0
+    }
+}
+
+/// A failed control operation, by the errno the kernel would return.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CtlError {
+    /// EEXIST: service or real server already exists.
+    #[error("already exists")]
+    Exists,
+    /// ESRCH: no such service.
+    #[error("no such service")]
+    NoSuchService,
+    /// ENOENT: no such real server, or unknown scheduler / persistence engine.
+    #[error("not found: {0}")]
+    NotFound(&'static str),
+    /// ERANGE: a value out of range (weight, thresholds).
+    #[error("numerical result out of range")]
+    Range,
+    /// EINVAL with the reason.
+    #[error("invalid operation: {0}")]
+    Invalid(&'static str),
+    /// EAFNOSUPPORT.
+    #[error("address family not supported")]
+    AfNotSupported,
+}
+
+impl CtlError {
+    /// The positive errno value the kernel would report.
+    pub fn errno(&self) -> i32 {
+        match self {
+            CtlError::Exists => 17,
+            CtlError::NoSuchService => 3,
+            CtlError::NotFound(_) => 2,
+            CtlError::Range => 34,
+            CtlError::Invalid(_) => 22,
+            CtlError::AfNotSupported => 97,
+        }
+    }
+}
+
+/// A virtual service with its real servers and live state.
+#[derive(Debug)]
+pub struct Service {
+    /// Identity.
+    pub key: ServiceKey,
+    /// Settings.
+    pub config: ServiceConfig,
+    /// Real servers, newest first (the kernel's list order).
+    pub dests: Vec<Dest>,
+    /// Deleted real servers kept for revival and for their live connections,
+    /// with the time they were deleted.
+    pub trash: Vec<(Dest, Instant)>,
+    /// The bound scheduler.
+    pub scheduler: Box<dyn Scheduler>,
+    /// Counters.
+    pub stats: Stats,
+    /// Creation sequence number (for newest-first unsorted listing).
+    pub seq: u64,
+}
+
+impl Service {
+    /// Position in `dests` of the real server `addr:port`.
+    pub fn dest_index(&self, addr: IpAddr, port: u16) -> Option<usize> {
+        self.dests
+            .iter()
+            .position(|d| d.addr == addr && d.port == port)
+    }
+
+    /// Position of the real server with identity `id`.
+    pub fn dest_index_by_id(&self, id: DestId) -> Option<usize> {
+        self.dests.iter().position(|d| d.id == id)
+    }
+
+    /// A real server by identity, live or in the trash.
+    pub fn dest_by_id_mut(&mut self, id: DestId) -> Option<&mut Dest> {
+        if let Some(i) = self.dests.iter().position(|d| d.id == id) {
+            return Some(&mut self.dests[i]);
+        }
+        self.trash.iter_mut().map(|(d, _)| d).find(|d| d.id == id)
+    }
+
+    /// Whether `flags` has persistence.
+    pub fn persistent(&self) -> bool {
+        self.config.persistent()
+    }
+}
+
+/// Check a service configuration the way the kernel does.
+fn validate_config(key: &ServiceKey, cfg: &ServiceConfig) -> Result<Box<dyn Scheduler>, CtlError> {
+    if let ServiceKey::Fwmark { mark: 0, .. } = key {
+        return Err(CtlError::Invalid("fwmark 0"));
+    }
+    if key.af() == Af::Inet6 && !(1..=128).contains(&cfg.netmask) {
+        return Err(CtlError::Invalid("ipv6 netmask"));
+    }
+    if let Some(pe) = &cfg.pe
+        && pe != "sip"
+    {
+        return Err(CtlError::NotFound("persistence engine"));
+    }
+    sched::by_name(&cfg.scheduler).ok_or(CtlError::NotFound("scheduler"))
+}
+
+fn validate_dest(svc: &Service, cfg: &DestConfig) -> Result<(), CtlError> {
+    if cfg.weight > i32::MAX as u32 {
+        return Err(CtlError::Range);
+    }
+    if cfg.l_threshold > cfg.u_threshold {
+        return Err(CtlError::Range);
+    }
+    if Af::of(&cfg.addr) != svc.key.af() && cfg.fwd != FwdMethod::Tunnel {
+        return Err(CtlError::Invalid("mixed address family needs tunnelling"));
+    }
+    if cfg.fwd == FwdMethod::Tunnel && cfg.tunnel.kind == TunType::Gue && cfg.tunnel.port == 0 {
+        return Err(CtlError::Invalid("gue needs a tunnel port"));
+    }
+    let unicast = match cfg.addr {
+        IpAddr::V4(a) => !(a.is_unspecified() || a.is_broadcast() || a.is_multicast()),
+        IpAddr::V6(a) => !(a.is_unspecified() || a.is_multicast()),
+    };
+    if !unicast {
+        return Err(CtlError::Invalid("real server address is not unicast"));
+    }
+    Ok(())
+}
+
+/// Reference to a service in the table: a slot and a generation, so stale
+/// references (from connections of a deleted service) are detected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ServiceRef {
+    /// Slot index.
+    pub slot: u32,
+    /// Generation of the slot.
+    pub generation: u32,
+}
+
+impl ServiceRef {
+    /// Pack into the connection table's opaque owner word.
+    pub fn to_owner(self) -> u64 {
+        ((self.generation as u64) << 32) | self.slot as u64
+    }
+
+    /// Unpack from [`ServiceRef::to_owner`].
+    pub fn from_owner(v: u64) -> Self {
+        ServiceRef {
+            slot: v as u32,
+            generation: (v >> 32) as u32,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Slot {
+    generation: u32,
+    svc: Option<Service>,
+}
+
+/// All virtual services, with the lookups the packet path needs.
+#[derive(Debug, Default)]
+pub struct Services {
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    by_key: HashMap<ServiceKey, ServiceRef>,
+    /// Number of address services with port 0, per protocol (lookup step 4).
+    port_zero: usize,
+    /// Number of TCP services on port 21 (FTP lookup step 3).
+    ftp: usize,
+    next_seq: u64,
+    next_dest_id: u32,
+}
+
+impl Services {
+    /// An empty table.
+    pub fn new() -> Self {
+        Services::default()
+    }
+
+    /// Number of services.
+    pub fn len(&self) -> usize {
+        self.by_key.len()
+    }
+
+    /// Whether there is no service.
+    pub fn is_empty(&self) -> bool {
+        self.by_key.is_empty()
+    }
+
+    /// The reference of the service with `key`.
+    pub fn find(&self, key: &ServiceKey) -> Option<ServiceRef> {
+        self.by_key.get(key).copied()
+    }
+
+    /// A service by reference (None if it was deleted).
+    #[inline]
+    pub fn get(&self, r: ServiceRef) -> Option<&Service> {
+        let slot = self.slots.get(r.slot as usize)?;
+        if slot.generation != r.generation {
+            return None;
+        }
+        slot.svc.as_ref()
+    }
+
+    /// A service by reference, mutably.
+    #[inline]
+    pub fn get_mut(&mut self, r: ServiceRef) -> Option<&mut Service> {
+        let slot = self.slots.get_mut(r.slot as usize)?;
+        if slot.generation != r.generation {
+            return None;
+        }
+        slot.svc.as_mut()
+    }
+
+    /// Every service with its reference, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (ServiceRef, &Service)> {
+        self.slots.iter().enumerate().filter_map(|(i, s)| {
+            s.svc.as_ref().map(|svc| {
+                (
+                    ServiceRef {
+                        slot: i as u32,
+                        generation: s.generation,
+                    },
+                    svc,
+                )
+            })
+        })
+    }
+
+    /// Every service, mutably.
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut Service> {
+        self.slots.iter_mut().filter_map(|s| s.svc.as_mut())
+    }
+
+    /// `ip_vs_service_find` for a packet (reference §5.5).
+    pub fn lookup(
+        &self,
+        fwmark: u32,
+        af: Af,
+        proto: Protocol,
+        vaddr: IpAddr,
+        vport: u16,
+    ) -> Option<ServiceRef> {
+        if fwmark != 0
+            && let Some(r) = self.by_key.get(&ServiceKey::Fwmark { af, mark: fwmark })
+        {
+            return Some(*r);
+        }
+        let exact = ServiceKey::Addr {
+            proto,
+            addr: vaddr,
+            port: vport,
+        };
+        if let Some(r) = self.by_key.get(&exact) {
+            return Some(*r);
+        }
+        if self.ftp > 0 && proto == Protocol::Tcp && (vport == 20 || vport >= 1024) {
+            let ftp = ServiceKey::Addr {
+                proto,
+                addr: vaddr,
+                port: 21,
+            };
+            if let Some(r) = self.by_key.get(&ftp) {
+                return Some(*r);
+            }
+        }
+        if self.port_zero > 0 {
+            let any = ServiceKey::Addr {
+                proto,
+                addr: vaddr,
+                port: 0,
+            };
+            return self.by_key.get(&any).copied();
+        }
+        None
+    }
+
+    /// `-A`.
+    pub fn add(&mut self, key: ServiceKey, cfg: ServiceConfig) -> Result<ServiceRef, CtlError> {
+        if self.by_key.contains_key(&key) {
+            return Err(CtlError::Exists);
+        }
+        let mut scheduler = validate_config(&key, &cfg)?;
+        scheduler
+            .update(&[], DestChange::Init)
+            .map_err(|_| CtlError::Invalid("scheduler"))?;
+        let svc = Service {
+            key,
+            config: cfg,
+            dests: Vec::new(),
+            trash: Vec::new(),
+            scheduler,
+            stats: Stats::default(),
+            seq: self.next_seq,
+        };
+        self.next_seq += 1;
+        let r = match self.free.pop() {
+            Some(slot) => {
+                let s = &mut self.slots[slot as usize];
+                s.svc = Some(svc);
+                ServiceRef {
+                    slot,
+                    generation: s.generation,
+                }
+            }
+            None => {
+                self.slots.push(Slot {
+                    generation: 0,
+                    svc: Some(svc),
+                });
+                ServiceRef {
+                    slot: (self.slots.len() - 1) as u32,
+                    generation: 0,
+                }
+            }
+        };
+        self.count_key(&key, 1);
+        self.by_key.insert(key, r);
+        Ok(r)
+    }
+
+    fn count_key(&mut self, key: &ServiceKey, delta: isize) {
+        if let ServiceKey::Addr { proto, port, .. } = key {
+            if *port == 0 {
+                self.port_zero = self.port_zero.saturating_add_signed(delta);
+            }
+            if *port == 21 && *proto == Protocol::Tcp {
+                self.ftp = self.ftp.saturating_add_signed(delta);
+            }
+        }
+    }
+
+    /// `-E`: replace the whole configuration. A new scheduler is bound only
+    /// when the name changes (as the kernel does).
+    pub fn edit(&mut self, key: &ServiceKey, cfg: ServiceConfig) -> Result<(), CtlError> {
+        let r = self.find(key).ok_or(CtlError::NoSuchService)?;
+        let mut new_sched = validate_config(key, &cfg)?;
+        let svc = self.get_mut(r).ok_or(CtlError::NoSuchService)?;
+        if new_sched.name() != svc.scheduler.name() {
+            new_sched
+                .update(&svc.dests, DestChange::Init)
+                .map_err(|_| CtlError::Invalid("too many destinations for the scheduler"))?;
+            svc.scheduler = new_sched;
+        }
+        svc.config = cfg;
+        Ok(())
+    }
+
+    /// `-D`: remove the service; returns it so the caller can settle its connections.
+    pub fn delete(&mut self, key: &ServiceKey) -> Result<Service, CtlError> {
+        let r = self.by_key.remove(key).ok_or(CtlError::NoSuchService)?;
+        self.count_key(key, -1);
+        let slot = &mut self.slots[r.slot as usize];
+        let svc = slot.svc.take().ok_or(CtlError::NoSuchService)?;
+        slot.generation = slot.generation.wrapping_add(1);
+        self.free.push(r.slot);
+        Ok(svc)
+    }
+
+    /// `-C`: remove every service.
+    pub fn clear(&mut self) {
+        let keys: Vec<ServiceKey> = self.by_key.keys().copied().collect();
+        for k in keys {
+            let _ = self.delete(&k);
+        }
+    }
+
+    /// `-a`. A real server found in the trash is revived with its counters.
+    pub fn add_dest(
+        &mut self,
+        key: &ServiceKey,
+        cfg: &DestConfig,
+        now: Instant,
+    ) -> Result<DestId, CtlError> {
+        let r = self.find(key).ok_or(CtlError::NoSuchService)?;
+        let next_id = self.next_dest_id;
+        let svc = self.get_mut(r).ok_or(CtlError::NoSuchService)?;
+        validate_dest(svc, cfg)?;
+        if svc.dest_index(cfg.addr, cfg.port).is_some() {
+            return Err(CtlError::Exists);
+        }
+        let revived = svc
+            .trash
+            .iter()
+            .position(|(d, _)| d.addr == cfg.addr && d.port == cfg.port);
+        let (dest, fresh) = match revived {
+            Some(i) => {
+                let (mut d, _) = svc.trash.remove(i);
+                d.apply_config(cfg);
+                d.available = true;
+                (d, false)
+            }
+            None => (Dest::new(DestId(next_id), cfg), true),
+        };
+        let id = dest.id;
+        svc.dests.insert(0, dest);
+        if let Err(e) = svc.scheduler.update(&svc.dests, DestChange::Added(id)) {
+            // Undo: put things back exactly as they were.
+            let mut d = svc.dests.remove(0);
+            let _ = svc
+                .scheduler
+                .update(&svc.dests, DestChange::Removed { id, index: 0 });
+            if !fresh {
+                d.available = false;
+                svc.trash.push((d, now));
+            }
+            return Err(match e {
+                sched::SchedError::TooManyDests => CtlError::Invalid("too many destinations"),
+            });
+        }
+        if fresh {
+            self.next_dest_id = self.next_dest_id.wrapping_add(1);
+        }
+        Ok(id)
+    }
+
+    /// `-e`: replace the real server's settings (weight, method, thresholds, tunnel).
+    pub fn edit_dest(&mut self, key: &ServiceKey, cfg: &DestConfig) -> Result<(), CtlError> {
+        let r = self.find(key).ok_or(CtlError::NoSuchService)?;
+        let svc = self.get_mut(r).ok_or(CtlError::NoSuchService)?;
+        validate_dest(svc, cfg)?;
+        let i = svc
+            .dest_index(cfg.addr, cfg.port)
+            .ok_or(CtlError::NotFound("destination"))?;
+        svc.dests[i].apply_config(cfg);
+        let id = svc.dests[i].id;
+        svc.scheduler
+            .update(&svc.dests, DestChange::Edited(id))
+            .map_err(|_| CtlError::Invalid("scheduler"))?;
+        Ok(())
+    }
+
+    /// `-d`: unlink the real server and move it to the trash (its connections
+    /// still refer to it). Returns its identity.
+    pub fn delete_dest(
+        &mut self,
+        key: &ServiceKey,
+        addr: IpAddr,
+        port: u16,
+        now: Instant,
+    ) -> Result<DestId, CtlError> {
+        let r = self.find(key).ok_or(CtlError::NoSuchService)?;
+        let svc = self.get_mut(r).ok_or(CtlError::NoSuchService)?;
+        let i = svc
+            .dest_index(addr, port)
+            .ok_or(CtlError::NotFound("destination"))?;
+        let mut d = svc.dests.remove(i);
+        let id = d.id;
+        let _ = svc
+            .scheduler
+            .update(&svc.dests, DestChange::Removed { id, index: i });
+        d.available = false;
+        svc.trash.push((d, now));
+        Ok(id)
+    }
+
+    /// Free trash entries older than the trash period that no connection uses.
+    /// `in_use(id)` tells whether a connection still refers to a real server.
+    pub fn purge_trash(&mut self, now: Instant, mut in_use: impl FnMut(DestId) -> bool) {
+        for svc in self.iter_mut() {
+            svc.trash.retain(|(d, at)| {
+                now.saturating_since(*at).as_millis() < DEST_TRASH_PERIOD_MS as u128
+                    || in_use(d.id)
+                    || d.activeconns + d.inactconns + d.persistconns > 0
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::net::Ipv4Addr;
+
+    fn tcp(a: [u8; 4], port: u16) -> ServiceKey {
+        ServiceKey::Addr {
+            proto: Protocol::Tcp,
+            addr: IpAddr::V4(Ipv4Addr::from(a)),
+            port,
+        }
+    }
+
+    fn rs(a: [u8; 4], port: u16) -> DestConfig {
+        DestConfig::new(IpAddr::V4(Ipv4Addr::from(a)), port)
+    }
+
+    #[test]
+    fn add_edit_delete_service_errors() {
+        let mut t = Services::new();
+        let k = tcp([10, 0, 0, 1], 80);
+        t.add(k, ServiceConfig::new(Af::Inet)).unwrap();
+        assert_eq!(
+            t.add(k, ServiceConfig::new(Af::Inet)).unwrap_err(),
+            CtlError::Exists
+        );
+        let mut bad = ServiceConfig::new(Af::Inet);
+        bad.scheduler = "nope".into();
+        assert_eq!(
+            t.add(tcp([10, 0, 0, 2], 80), bad.clone())
+                .unwrap_err()
+                .errno(),
+            2
+        );
+        assert_eq!(t.edit(&k, bad).unwrap_err().errno(), 2);
+        assert_eq!(
+            t.edit(&tcp([10, 0, 0, 9], 80), ServiceConfig::new(Af::Inet))
+                .unwrap_err(),
+            CtlError::NoSuchService
+        );
+        assert_eq!(t.len(), 1);
+        t.delete(&k).unwrap();
+        assert_eq!(t.delete(&k).unwrap_err(), CtlError::NoSuchService);
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn edit_replaces_everything() {
+        let mut t = Services::new();
+        let k = tcp([10, 0, 0, 1], 80);
+        let mut cfg = ServiceConfig::new(Af::Inet);
+        cfg.scheduler = "rr".into();
+        cfg.flags = SVC_F_PERSISTENT;
+        cfg.timeout = 600;
+        t.add(k, cfg).unwrap();
+        t.edit(&k, ServiceConfig::new(Af::Inet)).unwrap();
+        let svc = t.get(t.find(&k).unwrap()).unwrap();
+        assert_eq!(svc.scheduler.name(), "wlc");
+        assert!(!svc.persistent());
+    }
+
+    #[test]
+    fn dests_newest_first_and_errors() {
+        let mut t = Services::new();
+        let k = tcp([10, 0, 0, 1], 80);
+        let now = Instant::ZERO;
+        assert_eq!(
+            t.add_dest(&k, &rs([1, 1, 1, 1], 80), now).unwrap_err(),
+            CtlError::NoSuchService
+        );
+        t.add(k, ServiceConfig::new(Af::Inet)).unwrap();
+        t.add_dest(&k, &rs([1, 1, 1, 1], 80), now).unwrap();
+        t.add_dest(&k, &rs([1, 1, 1, 2], 80), now).unwrap();
+        assert_eq!(
+            t.add_dest(&k, &rs([1, 1, 1, 2], 80), now).unwrap_err(),
+            CtlError::Exists
+        );
+        let svc = t.get(t.find(&k).unwrap()).unwrap();
+        assert_eq!(svc.dests[0].addr, IpAddr::V4(Ipv4Addr::new(1, 1, 1, 2)));
+        let mut e = rs([1, 1, 1, 3], 80);
+        assert_eq!(
+            t.edit_dest(&k, &e).unwrap_err(),
+            CtlError::NotFound("destination")
+        );
+        e.addr = IpAddr::V4(Ipv4Addr::new(1, 1, 1, 1));
+        e.l_threshold = 5;
+        assert_eq!(t.edit_dest(&k, &e).unwrap_err(), CtlError::Range);
+        let v6 = DestConfig::new("2001:db8::1".parse().unwrap(), 80);
+        assert_eq!(t.add_dest(&k, &v6, now).unwrap_err().errno(), 22);
+        let mut v6t = v6;
+        v6t.fwd = FwdMethod::Tunnel;
+        t.add_dest(&k, &v6t, now).unwrap();
+    }
+
+    #[test]
+    fn deleted_dest_goes_to_trash_and_revives() {
+        let mut t = Services::new();
+        let k = tcp([10, 0, 0, 1], 80);
+        t.add(k, ServiceConfig::new(Af::Inet)).unwrap();
+        let id = t
+            .add_dest(&k, &rs([1, 1, 1, 1], 80), Instant::ZERO)
+            .unwrap();
+        let r = t.find(&k).unwrap();
+        t.get_mut(r).unwrap().dests[0].stats.counters.conns = 5;
+        t.delete_dest(&k, "1.1.1.1".parse().unwrap(), 80, Instant::ZERO)
+            .unwrap();
+        assert!(t.get(r).unwrap().dests.is_empty());
+        let id2 = t
+            .add_dest(&k, &rs([1, 1, 1, 1], 80), Instant::from_secs(10))
+            .unwrap();
+        assert_eq!(id, id2);
+        assert_eq!(t.get(r).unwrap().dests[0].stats.counters.conns, 5);
+        t.delete_dest(&k, "1.1.1.1".parse().unwrap(), 80, Instant::ZERO)
+            .unwrap();
+        t.purge_trash(Instant::from_secs(121), |_| false);
+        assert!(t.get(r).unwrap().trash.is_empty());
+    }
+
+    #[test]
+    fn lookup_order() {
+        let mut t = Services::new();
+        let a = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
+        let mut p = ServiceConfig::new(Af::Inet);
+        p.flags = SVC_F_PERSISTENT;
+        p.timeout = 360;
+        let any = t.add(tcp([10, 0, 0, 1], 0), p).unwrap();
+        let web = t
+            .add(tcp([10, 0, 0, 1], 80), ServiceConfig::new(Af::Inet))
+            .unwrap();
+        let fw = t
+            .add(
+                ServiceKey::Fwmark {
+                    af: Af::Inet,
+                    mark: 7,
+                },
+                ServiceConfig::new(Af::Inet),
+            )
+            .unwrap();
+        assert_eq!(t.lookup(0, Af::Inet, Protocol::Tcp, a, 80), Some(web));
+        assert_eq!(t.lookup(0, Af::Inet, Protocol::Tcp, a, 443), Some(any));
+        assert_eq!(t.lookup(7, Af::Inet, Protocol::Tcp, a, 80), Some(fw));
+        assert_eq!(t.lookup(0, Af::Inet, Protocol::Udp, a, 80), None);
+        t.delete(&tcp([10, 0, 0, 1], 80)).unwrap();
+        assert_eq!(t.get(web).map(|_| ()), None, "stale ref is detected");
+    }
+}

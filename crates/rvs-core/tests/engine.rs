@@ -1,0 +1,787 @@
+//! Whole conversations through `Engine::process`, for every forwarding method.
+//!
+//! Frames are built and checked with etherparse, independently of rvs-wire.
+
+use core::net::{IpAddr, Ipv4Addr};
+
+use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
+use rvs_core::conn;
+use rvs_core::engine::{Action, DropReason, Engine, EngineConfig, Frame, Hop, PortConfig, PortId};
+use rvs_core::service::{SVC_F_ONEPACKET, SVC_F_PERSISTENT, ServiceConfig, ServiceKey};
+use rvs_core::{Af, DestConfig, FwdMethod, Instant, Protocol};
+use rvs_wire::EthernetAddress;
+
+const HEADROOM: usize = 128;
+const CLIENT_PORT: PortId = PortId(0);
+const SERVER_PORT: PortId = PortId(1);
+const DIRECTOR_MAC_C: [u8; 6] = [2, 0, 0, 0, 0, 1];
+const DIRECTOR_MAC_S: [u8; 6] = [2, 0, 0, 0, 1, 1];
+const CLIENT_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0xc];
+const RS1_MAC: [u8; 6] = [2, 0, 0, 0, 1, 0x11];
+const RS2_MAC: [u8; 6] = [2, 0, 0, 0, 1, 0x12];
+
+fn v4(a: [u8; 4]) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::from(a))
+}
+
+const VIP: [u8; 4] = [10, 0, 0, 100];
+const CIP: [u8; 4] = [172, 16, 0, 5];
+const RS1: [u8; 4] = [192, 168, 1, 11];
+const RS2: [u8; 4] = [192, 168, 1, 12];
+
+fn engine() -> Engine {
+    engine_with(EngineConfig::default())
+}
+
+fn engine_with(cfg: EngineConfig) -> Engine {
+    let mut e = Engine::new(cfg);
+    e.set_port(
+        CLIENT_PORT,
+        PortConfig {
+            mac: EthernetAddress(DIRECTOR_MAC_C),
+            mtu: 1500,
+            addr_v4: Some(Ipv4Addr::new(10, 0, 0, 2)),
+            addr_v6: None,
+        },
+    );
+    e.set_port(
+        SERVER_PORT,
+        PortConfig {
+            mac: EthernetAddress(DIRECTOR_MAC_S),
+            mtu: 1500,
+            addr_v4: Some(Ipv4Addr::new(192, 168, 1, 1)),
+            addr_v6: None,
+        },
+    );
+    e.set_hop(
+        v4(CIP),
+        Hop {
+            port: CLIENT_PORT,
+            mac: EthernetAddress(CLIENT_MAC),
+        },
+    );
+    e.set_hop(
+        v4(RS1),
+        Hop {
+            port: SERVER_PORT,
+            mac: EthernetAddress(RS1_MAC),
+        },
+    );
+    e.set_hop(
+        v4(RS2),
+        Hop {
+            port: SERVER_PORT,
+            mac: EthernetAddress(RS2_MAC),
+        },
+    );
+    e
+}
+
+fn svc_key(port: u16) -> ServiceKey {
+    ServiceKey::Addr {
+        proto: Protocol::Tcp,
+        addr: v4(VIP),
+        port,
+    }
+}
+
+fn add_service(e: &mut Engine, key: ServiceKey, sched: &str, fwd: FwdMethod, dports: &[u16]) {
+    let mut cfg = ServiceConfig::new(Af::Inet);
+    cfg.scheduler = sched.into();
+    e.add_service(key, cfg).unwrap();
+    for (i, rs) in [RS1, RS2].iter().enumerate().take(dports.len()) {
+        let mut d = DestConfig::new(v4(*rs), dports[i]);
+        d.fwd = fwd;
+        e.add_dest(&key, &d, Instant::ZERO).unwrap();
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Flags {
+    Syn,
+    SynAck,
+    Ack,
+    FinAck,
+    Rst,
+}
+
+/// A TCP/IPv4 frame with `HEADROOM` bytes of headroom.
+fn tcp_frame(
+    src_mac: [u8; 6],
+    dst_mac: [u8; 6],
+    src: ([u8; 4], u16),
+    dst: ([u8; 4], u16),
+    flags: Flags,
+    payload: &[u8],
+) -> Vec<u8> {
+    let b = PacketBuilder::ethernet2(src_mac, dst_mac)
+        .ipv4(src.0, dst.0, 64)
+        .tcp(src.1, dst.1, 1000, 65535);
+    let b = match flags {
+        Flags::Syn => b.syn(),
+        Flags::SynAck => b.syn().ack(1),
+        Flags::Ack => b.ack(1),
+        Flags::FinAck => b.fin().ack(1),
+        Flags::Rst => b.rst(),
+    };
+    let mut v = vec![0u8; HEADROOM];
+    b.write(&mut v, payload).unwrap();
+    v
+}
+
+fn udp_frame(src: ([u8; 4], u16), dst: ([u8; 4], u16), payload: &[u8]) -> Vec<u8> {
+    let b = PacketBuilder::ethernet2(CLIENT_MAC, DIRECTOR_MAC_C)
+        .ipv4(src.0, dst.0, 64)
+        .udp(src.1, dst.1);
+    let mut v = vec![0u8; HEADROOM];
+    b.write(&mut v, payload).unwrap();
+    v
+}
+
+fn run(e: &mut Engine, buf: &mut Vec<u8>, ingress: PortId, now: Instant) -> Action {
+    let len = buf.len() - HEADROOM;
+    e.process(
+        Frame {
+            buf,
+            start: HEADROOM,
+            len,
+            ingress,
+            fwmark: 0,
+        },
+        now,
+    )
+}
+
+fn client_pkt(
+    e: &mut Engine,
+    cport: u16,
+    vport: u16,
+    flags: Flags,
+    now: Instant,
+) -> (Action, Vec<u8>) {
+    let mut f = tcp_frame(
+        CLIENT_MAC,
+        DIRECTOR_MAC_C,
+        (CIP, cport),
+        (VIP, vport),
+        flags,
+        b"hello",
+    );
+    let a = run(e, &mut f, CLIENT_PORT, now);
+    (a, f)
+}
+
+fn out_frame(a: &Action, buf: &[u8]) -> Vec<u8> {
+    match a {
+        Action::Forward { start, len, .. } => buf[*start..start + len].to_vec(),
+        other => panic!("expected Forward, got {other:?}"),
+    }
+}
+
+/// Destination IPv4 address and TCP port of a frame, with checksums verified.
+fn tcp_dst(frame: &[u8]) -> (IpAddr, u16, [u8; 6]) {
+    let p = SlicedPacket::from_ethernet(frame).unwrap();
+    let Some(NetSlice::Ipv4(ip)) = p.net else {
+        panic!("not ipv4")
+    };
+    let h = ip.header().to_header();
+    assert_eq!(h.header_checksum, h.calc_header_checksum(), "ipv4 checksum");
+    let Some(TransportSlice::Tcp(t)) = p.transport else {
+        panic!("not tcp")
+    };
+    let th = t.to_header();
+    let expect = th
+        .calc_checksum_ipv4(&h, ip.payload().payload[th.header_len()..].as_ref())
+        .unwrap();
+    assert_eq!(th.checksum, expect, "tcp checksum");
+    let mac: [u8; 6] = frame[0..6].try_into().unwrap();
+    (IpAddr::V4(h.destination.into()), th.destination_port, mac)
+}
+
+fn tcp_src(frame: &[u8]) -> (IpAddr, u16) {
+    let p = SlicedPacket::from_ethernet(frame).unwrap();
+    let Some(NetSlice::Ipv4(ip)) = p.net else {
+        panic!("not ipv4")
+    };
+    let Some(TransportSlice::Tcp(t)) = p.transport else {
+        panic!("not tcp")
+    };
+    (IpAddr::V4(ip.header().source_addr()), t.source_port())
+}
+
+fn dest_counts(e: &Engine, key: &ServiceKey, rs: [u8; 4]) -> (u32, u32, u32) {
+    let svc = e.services().get(e.services().find(key).unwrap()).unwrap();
+    let d = svc.dests.iter().find(|d| d.addr == v4(rs)).unwrap();
+    (d.activeconns, d.inactconns, d.persistconns)
+}
+
+fn the_conn(e: &Engine) -> conn::Conn {
+    let v: Vec<_> = e
+        .conns()
+        .iter()
+        .filter(|(_, c)| c.flags & conn::flags::TEMPLATE == 0)
+        .map(|(_, c)| c.clone())
+        .collect();
+    assert_eq!(v.len(), 1, "exactly one connection");
+    v[0].clone()
+}
+
+#[test]
+fn dr_conversation_states_counters_and_expiry() {
+    let mut e = engine();
+    let key = svc_key(80);
+    add_service(&mut e, key, "rr", FwdMethod::Route, &[80]);
+    let t0 = Instant::from_secs(100);
+
+    let (a, f) = client_pkt(&mut e, 40000, 80, Flags::Syn, t0);
+    let out = out_frame(&a, &f);
+    assert!(matches!(
+        a,
+        Action::Forward {
+            port: SERVER_PORT,
+            ..
+        }
+    ));
+    // DR: only the MACs change.
+    assert_eq!(&out[0..6], &RS1_MAC);
+    assert_eq!(&out[6..12], &DIRECTOR_MAC_S);
+    let orig = tcp_frame(
+        CLIENT_MAC,
+        DIRECTOR_MAC_C,
+        (CIP, 40000),
+        (VIP, 80),
+        Flags::Syn,
+        b"hello",
+    );
+    assert_eq!(&out[12..], &orig[HEADROOM + 12..]);
+    let c = the_conn(&e);
+    assert_eq!(conn::state_name(c.proto, c.flags, c.state), "SYN_RECV");
+    assert_eq!(dest_counts(&e, &key, RS1), (1, 0, 0));
+
+    let (a, _) = client_pkt(&mut e, 40000, 80, Flags::Ack, t0);
+    assert!(matches!(a, Action::Forward { .. }));
+    let c = the_conn(&e);
+    assert_eq!(conn::state_name(c.proto, c.flags, c.state), "ESTABLISHED");
+    assert_eq!(c.expires, t0 + core::time::Duration::from_secs(900));
+
+    let (a, _) = client_pkt(&mut e, 40000, 80, Flags::FinAck, t0);
+    assert!(matches!(a, Action::Forward { .. }));
+    let c = the_conn(&e);
+    assert_eq!(conn::state_name(c.proto, c.flags, c.state), "FIN_WAIT");
+    assert_eq!(dest_counts(&e, &key, RS1), (0, 1, 0));
+
+    let svc = e.services().get(e.services().find(&key).unwrap()).unwrap();
+    let st = svc.stats.shown();
+    assert_eq!((st.conns, st.inpkts, st.outpkts), (1, 3, 0));
+    assert_eq!(st.inbytes, 3 * (20 + 20 + 5));
+    assert_eq!(e.stats().shown().inpkts, 3);
+
+    // FIN_WAIT lasts 120 s.
+    e.poll(t0 + core::time::Duration::from_secs(119));
+    assert_eq!(e.conns().len(), 1);
+    e.poll(t0 + core::time::Duration::from_secs(122));
+    assert_eq!(e.conns().len(), 0);
+    assert_eq!(dest_counts(&e, &key, RS1), (0, 0, 0));
+}
+
+#[test]
+fn nat_conversation_rewrites_both_directions() {
+    let mut e = engine();
+    let key = svc_key(80);
+    add_service(&mut e, key, "rr", FwdMethod::Masq, &[8080]);
+    let t0 = Instant::from_secs(5);
+
+    let (a, f) = client_pkt(&mut e, 40001, 80, Flags::Syn, t0);
+    let out = out_frame(&a, &f);
+    let (dst, dport, mac) = tcp_dst(&out);
+    assert_eq!((dst, dport, mac), (v4(RS1), 8080, RS1_MAC));
+    assert_eq!(tcp_src(&out), (v4(CIP), 40001));
+
+    // The server answers to the client through the director.
+    let mut r = tcp_frame(
+        RS1_MAC,
+        DIRECTOR_MAC_S,
+        (RS1, 8080),
+        (CIP, 40001),
+        Flags::SynAck,
+        b"",
+    );
+    let a = run(&mut e, &mut r, SERVER_PORT, t0);
+    assert!(matches!(
+        a,
+        Action::Forward {
+            port: CLIENT_PORT,
+            ..
+        }
+    ));
+    let out = out_frame(&a, &r);
+    assert_eq!(tcp_src(&out), (v4(VIP), 80));
+    let (dst, dport, mac) = tcp_dst(&out);
+    assert_eq!((dst, dport, mac), (v4(CIP), 40001, CLIENT_MAC));
+    assert_eq!(out[14 + 8], 63, "reply TTL decremented");
+
+    let (a, _) = client_pkt(&mut e, 40001, 80, Flags::Ack, t0);
+    assert!(matches!(a, Action::Forward { .. }));
+    let c = the_conn(&e);
+    assert_eq!(conn::state_name(c.proto, c.flags, c.state), "ESTABLISHED");
+    assert_eq!(dest_counts(&e, &key, RS1), (1, 0, 0));
+
+    // Server closes first: FIN from the server, then client FIN.
+    let mut r = tcp_frame(
+        RS1_MAC,
+        DIRECTOR_MAC_S,
+        (RS1, 8080),
+        (CIP, 40001),
+        Flags::FinAck,
+        b"",
+    );
+    assert!(matches!(
+        run(&mut e, &mut r, SERVER_PORT, t0),
+        Action::Forward { .. }
+    ));
+    let c = the_conn(&e);
+    assert_eq!(conn::state_name(c.proto, c.flags, c.state), "FIN_WAIT");
+    let (a, _) = client_pkt(&mut e, 40001, 80, Flags::FinAck, t0);
+    assert!(matches!(a, Action::Forward { .. }));
+    let c = the_conn(&e);
+    assert_eq!(conn::state_name(c.proto, c.flags, c.state), "TIME_WAIT");
+    assert_eq!(dest_counts(&e, &key, RS1), (0, 1, 0));
+
+    let st = e.stats().shown();
+    assert_eq!((st.conns, st.inpkts, st.outpkts), (1, 3, 2));
+}
+
+#[test]
+fn tun_encapsulates_and_reports_mtu() {
+    let mut e = engine();
+    let key = svc_key(80);
+    add_service(&mut e, key, "rr", FwdMethod::Tunnel, &[80]);
+    let t0 = Instant::from_secs(1);
+    let (a, f) = client_pkt(&mut e, 40002, 80, Flags::Syn, t0);
+    let out = out_frame(&a, &f);
+    let p = SlicedPacket::from_ethernet(&out).unwrap();
+    let Some(NetSlice::Ipv4(outer)) = p.net else {
+        panic!("no outer ipv4")
+    };
+    let oh = outer.header().to_header();
+    assert_eq!(oh.protocol, etherparse::IpNumber::IPV4);
+    assert_eq!(oh.header_checksum, oh.calc_header_checksum());
+    assert_eq!(IpAddr::V4(oh.destination.into()), v4(RS1));
+    assert_eq!(IpAddr::V4(oh.source.into()), v4([192, 168, 1, 1]));
+    assert_eq!(&out[0..6], &RS1_MAC);
+    let orig = tcp_frame(
+        CLIENT_MAC,
+        DIRECTOR_MAC_C,
+        (CIP, 40002),
+        (VIP, 80),
+        Flags::Syn,
+        b"hello",
+    );
+    assert_eq!(
+        &out[14 + 20..],
+        &orig[HEADROOM + 14..],
+        "inner packet intact"
+    );
+
+    // A full-size DF packet no longer fits: ICMP fragmentation needed back to the client.
+    let (a, _) = client_pkt(&mut e, 40002, 80, Flags::Ack, t0);
+    assert!(matches!(a, Action::Forward { .. }));
+    let mut big = tcp_frame(
+        CLIENT_MAC,
+        DIRECTOR_MAC_C,
+        (CIP, 40002),
+        (VIP, 80),
+        Flags::Ack,
+        &[7u8; 1460],
+    );
+    big[HEADROOM + 14 + 6] |= 0x40; // DF
+    // fix IPv4 header checksum after setting DF
+    fix_ipv4_csum(&mut big[HEADROOM + 14..HEADROOM + 34]);
+    let a = run(&mut e, &mut big, CLIENT_PORT, t0);
+    let Action::Reply { port, len } = a else {
+        panic!("expected Reply, got {a:?}")
+    };
+    assert_eq!(port, CLIENT_PORT);
+    let reply = e.reply_frame(len).to_vec();
+    let p = SlicedPacket::from_ethernet(&reply).unwrap();
+    let Some(TransportSlice::Icmpv4(icmp)) = p.transport else {
+        panic!("not icmp")
+    };
+    match icmp.icmp_type() {
+        etherparse::Icmpv4Type::DestinationUnreachable(
+            etherparse::icmpv4::DestUnreachableHeader::FragmentationNeeded { next_hop_mtu },
+        ) => assert_eq!(next_hop_mtu, 1480),
+        other => panic!("unexpected icmp {other:?}"),
+    }
+}
+
+fn fix_ipv4_csum(h: &mut [u8]) {
+    h[10] = 0;
+    h[11] = 0;
+    let mut s: u32 = 0;
+    for w in h.chunks(2) {
+        s += u16::from_be_bytes([w[0], w[1]]) as u32;
+    }
+    while s > 0xffff {
+        s = (s & 0xffff) + (s >> 16);
+    }
+    let c = !(s as u16);
+    h[10..12].copy_from_slice(&c.to_be_bytes());
+}
+
+#[test]
+fn no_dest_answers_port_unreachable() {
+    let mut e = engine();
+    let key = svc_key(80);
+    add_service(&mut e, key, "wlc", FwdMethod::Route, &[]);
+    let (a, _) = client_pkt(&mut e, 40003, 80, Flags::Syn, Instant::ZERO);
+    let Action::Reply { port, len } = a else {
+        panic!("expected Reply, got {a:?}")
+    };
+    assert_eq!(port, CLIENT_PORT);
+    let reply = e.reply_frame(len).to_vec();
+    let p = SlicedPacket::from_ethernet(&reply).unwrap();
+    let Some(NetSlice::Ipv4(ip)) = p.net else {
+        panic!()
+    };
+    assert_eq!(IpAddr::V4(ip.header().source_addr()), v4(VIP));
+    assert_eq!(IpAddr::V4(ip.header().destination_addr()), v4(CIP));
+    assert!(matches!(p.transport, Some(TransportSlice::Icmpv4(_))));
+    assert_eq!(e.conns().len(), 0);
+}
+
+#[test]
+fn unrelated_and_midstream_traffic() {
+    let mut e = engine();
+    add_service(&mut e, svc_key(80), "rr", FwdMethod::Route, &[80]);
+    // Another port of the VIP: not ours.
+    let (a, _) = client_pkt(&mut e, 40004, 22, Flags::Syn, Instant::ZERO);
+    assert_eq!(a, Action::Pass);
+    // An ACK for no connection: not scheduled, not passed (no RST from us).
+    let (a, _) = client_pkt(&mut e, 40004, 80, Flags::Ack, Instant::ZERO);
+    assert_eq!(a, Action::Drop(DropReason::NoConnection));
+    let (a, _) = client_pkt(&mut e, 40004, 80, Flags::Rst, Instant::ZERO);
+    assert_eq!(a, Action::Drop(DropReason::NoConnection));
+    // Garbage and ARP go to the kernel.
+    let mut junk = vec![0u8; HEADROOM + 10];
+    let len = 10;
+    let a = e.process(
+        Frame {
+            buf: &mut junk,
+            start: HEADROOM,
+            len,
+            ingress: CLIENT_PORT,
+            fwmark: 0,
+        },
+        Instant::ZERO,
+    );
+    assert_eq!(a, Action::Pass);
+}
+
+#[test]
+fn rr_alternates_and_wrr_follows_weights() {
+    let mut e = engine();
+    let key = svc_key(80);
+    add_service(&mut e, key, "rr", FwdMethod::Route, &[80, 80]);
+    let mut macs = Vec::new();
+    for i in 0..6 {
+        let (a, f) = client_pkt(&mut e, 41000 + i, 80, Flags::Syn, Instant::ZERO);
+        macs.push(out_frame(&a, &f)[0..6].to_vec());
+    }
+    // Newest real server first: RS2, RS1, RS2, ...
+    for (i, m) in macs.iter().enumerate() {
+        assert_eq!(m.as_slice(), if i % 2 == 0 { &RS2_MAC } else { &RS1_MAC });
+    }
+
+    let mut e = engine();
+    let key = svc_key(80);
+    let mut cfg = ServiceConfig::new(Af::Inet);
+    cfg.scheduler = "wrr".into();
+    e.add_service(key, cfg).unwrap();
+    for (rs, w) in [(RS1, 1), (RS2, 3)] {
+        let mut d = DestConfig::new(v4(rs), 80);
+        d.weight = w;
+        e.add_dest(&key, &d, Instant::ZERO).unwrap();
+    }
+    let mut n2 = 0;
+    for i in 0..400 {
+        let (a, f) = client_pkt(&mut e, 10000 + i, 80, Flags::Syn, Instant::ZERO);
+        if out_frame(&a, &f)[0..6] == RS2_MAC {
+            n2 += 1;
+        }
+    }
+    assert_eq!(n2, 300);
+}
+
+#[test]
+fn persistence_ppc_and_template_expiry() {
+    let mut e = engine();
+    let key = svc_key(80);
+    let mut cfg = ServiceConfig::new(Af::Inet);
+    cfg.scheduler = "rr".into();
+    cfg.flags = SVC_F_PERSISTENT;
+    cfg.timeout = 60;
+    e.add_service(key, cfg).unwrap();
+    for rs in [RS1, RS2] {
+        e.add_dest(&key, &DestConfig::new(v4(rs), 80), Instant::ZERO)
+            .unwrap();
+    }
+    let t0 = Instant::from_secs(10);
+    let mut first = None;
+    for i in 0..20 {
+        let (a, f) = client_pkt(&mut e, 42000 + i, 80, Flags::Syn, t0);
+        let mac = out_frame(&a, &f)[0..6].to_vec();
+        assert_eq!(*first.get_or_insert(mac.clone()), mac);
+    }
+    let templates: Vec<_> = e
+        .conns()
+        .iter()
+        .filter(|(_, c)| c.flags & conn::flags::TEMPLATE != 0)
+        .map(|(_, c)| c.clone())
+        .collect();
+    assert_eq!(templates.len(), 1);
+    assert_eq!(templates[0].cport, 0);
+    assert_eq!(templates[0].vport, 80);
+    assert_eq!(templates[0].n_control, 20);
+    let (_, _, p) = dest_counts(
+        &e,
+        &key,
+        if first.as_deref() == Some(&RS1_MAC[..]) {
+            RS1
+        } else {
+            RS2
+        },
+    );
+    assert_eq!(p, 1);
+
+    // The SYN_RECV conns go after 60 s; the template lives its own 60 s after the last use.
+    e.poll(t0 + core::time::Duration::from_secs(61));
+    assert_eq!(
+        e.conns()
+            .iter()
+            .filter(|(_, c)| c.flags & conn::flags::TEMPLATE == 0)
+            .count(),
+        0
+    );
+    e.poll(t0 + core::time::Duration::from_secs(200));
+    assert_eq!(e.conns().len(), 0, "template expired");
+}
+
+#[test]
+fn persistence_pcc_all_ports_one_server() {
+    let mut e = engine();
+    let key = svc_key(0);
+    let mut cfg = ServiceConfig::new(Af::Inet);
+    cfg.scheduler = "rr".into();
+    cfg.flags = SVC_F_PERSISTENT;
+    cfg.timeout = 360;
+    e.add_service(key, cfg).unwrap();
+    for rs in [RS1, RS2] {
+        e.add_dest(&key, &DestConfig::new(v4(rs), 0), Instant::ZERO)
+            .unwrap();
+    }
+    let (a, f) = client_pkt(&mut e, 43000, 80, Flags::Syn, Instant::ZERO);
+    let m80 = out_frame(&a, &f)[0..6].to_vec();
+    let (a, f) = client_pkt(&mut e, 43001, 443, Flags::Syn, Instant::ZERO);
+    let m443 = out_frame(&a, &f)[0..6].to_vec();
+    assert_eq!(m80, m443);
+}
+
+#[test]
+fn non_persistent_port_zero_never_schedules() {
+    let mut e = engine();
+    let key = svc_key(0);
+    add_service(&mut e, key, "rr", FwdMethod::Route, &[0]);
+    let (a, _) = client_pkt(&mut e, 43000, 80, Flags::Syn, Instant::ZERO);
+    assert_eq!(a, Action::Drop(DropReason::NoConnection));
+}
+
+#[test]
+fn quiesced_server_keeps_its_connections() {
+    let mut e = engine();
+    let key = svc_key(80);
+    add_service(&mut e, key, "rr", FwdMethod::Route, &[80, 80]);
+    let (a, f) = client_pkt(&mut e, 44000, 80, Flags::Syn, Instant::ZERO);
+    assert_eq!(out_frame(&a, &f)[0..6], RS2_MAC);
+    let mut d = DestConfig::new(v4(RS2), 80);
+    d.weight = 0;
+    e.edit_dest(&key, &d).unwrap();
+    // The existing connection goes on to RS2 ...
+    let (a, f) = client_pkt(&mut e, 44000, 80, Flags::Ack, Instant::ZERO);
+    assert_eq!(out_frame(&a, &f)[0..6], RS2_MAC);
+    // ... new ones go to RS1 only.
+    for i in 1..5 {
+        let (a, f) = client_pkt(&mut e, 44000 + i, 80, Flags::Syn, Instant::ZERO);
+        assert_eq!(out_frame(&a, &f)[0..6], RS1_MAC);
+    }
+}
+
+#[test]
+fn deleted_server_drops_or_reschedules() {
+    let mut e = engine();
+    let key = svc_key(80);
+    add_service(&mut e, key, "rr", FwdMethod::Route, &[80, 80]);
+    let (a, f) = client_pkt(&mut e, 45000, 80, Flags::Syn, Instant::ZERO);
+    assert_eq!(out_frame(&a, &f)[0..6], RS2_MAC);
+    e.delete_dest(&key, v4(RS2), 80, Instant::ZERO).unwrap();
+    let (a, _) = client_pkt(&mut e, 45000, 80, Flags::Ack, Instant::ZERO);
+    assert_eq!(a, Action::Drop(DropReason::DestGone));
+
+    let mut s = *e.sysctls();
+    s.expire_nodest_conn = true;
+    e.set_sysctls(s);
+    let (a, f) = client_pkt(&mut e, 45000, 80, Flags::Syn, Instant::ZERO);
+    assert_eq!(
+        out_frame(&a, &f)[0..6],
+        RS1_MAC,
+        "rescheduled to a live server"
+    );
+    assert_eq!(dest_counts(&e, &key, RS1), (1, 0, 0));
+}
+
+#[test]
+fn upper_threshold_overloads_and_lower_resumes() {
+    let mut e = engine();
+    let key = svc_key(80);
+    let mut cfg = ServiceConfig::new(Af::Inet);
+    cfg.scheduler = "fo".into();
+    e.add_service(key, cfg).unwrap();
+    let mut d1 = DestConfig::new(v4(RS1), 80);
+    d1.weight = 100;
+    d1.u_threshold = 2;
+    d1.l_threshold = 1;
+    e.add_dest(&key, &d1, Instant::ZERO).unwrap();
+    let mut d2 = DestConfig::new(v4(RS2), 80);
+    d2.weight = 1;
+    e.add_dest(&key, &d2, Instant::ZERO).unwrap();
+    let mut macs = Vec::new();
+    for i in 0..4 {
+        let (a, f) = client_pkt(&mut e, 46000 + i, 80, Flags::Syn, Instant::ZERO);
+        macs.push(out_frame(&a, &f)[0..6].to_vec());
+    }
+    assert_eq!(macs[0], RS1_MAC);
+    assert_eq!(macs[1], RS1_MAC);
+    assert_eq!(macs[2], RS2_MAC, "RS1 reached u_threshold 2");
+    assert_eq!(macs[3], RS2_MAC);
+    // Reset both of RS1's connections: after they expire (CLOSE 10 s) it resumes.
+    // (RST in SYN_RECV keeps SYN_RECV in the kernel's table: establish first.)
+    for i in 0..2 {
+        client_pkt(&mut e, 46000 + i, 80, Flags::Ack, Instant::ZERO);
+        let (a, _) = client_pkt(&mut e, 46000 + i, 80, Flags::Rst, Instant::ZERO);
+        assert!(matches!(a, Action::Forward { .. }));
+    }
+    e.poll(Instant::from_secs(12));
+    let svc = e.services().get(e.services().find(&key).unwrap()).unwrap();
+    assert!(!svc.dests.iter().any(|d| d.overload));
+}
+
+#[test]
+fn table_full_is_counted() {
+    let mut capped = engine_with(EngineConfig {
+        max_conns: 3,
+        ..EngineConfig::default()
+    });
+    let key = svc_key(80);
+    add_service(&mut capped, key, "rr", FwdMethod::Route, &[80]);
+    for i in 0..3 {
+        let (a, _) = client_pkt(&mut capped, 47000 + i, 80, Flags::Syn, Instant::ZERO);
+        assert!(matches!(a, Action::Forward { .. }));
+    }
+    let (a, _) = client_pkt(&mut capped, 47100, 80, Flags::Syn, Instant::ZERO);
+    assert_eq!(a, Action::Drop(DropReason::TableFull));
+    assert_eq!(capped.counters().drop_table_full, 1);
+    assert_eq!(capped.conns().dropped_full(), 1);
+}
+
+#[test]
+fn missing_neighbour_is_requested() {
+    let mut e = engine();
+    e.remove_hop(&v4(RS1));
+    let key = svc_key(80);
+    add_service(&mut e, key, "rr", FwdMethod::Route, &[80]);
+    let (a, _) = client_pkt(&mut e, 48000, 80, Flags::Syn, Instant::ZERO);
+    assert_eq!(a, Action::NeedHop(v4(RS1)));
+}
+
+#[test]
+fn udp_and_one_packet_scheduling() {
+    let mut e = engine();
+    let key = ServiceKey::Addr {
+        proto: Protocol::Udp,
+        addr: v4(VIP),
+        port: 53,
+    };
+    let mut cfg = ServiceConfig::new(Af::Inet);
+    cfg.scheduler = "rr".into();
+    e.add_service(key, cfg.clone()).unwrap();
+    for rs in [RS1, RS2] {
+        let mut d = DestConfig::new(v4(rs), 53);
+        d.fwd = FwdMethod::Masq;
+        e.add_dest(&key, &d, Instant::ZERO).unwrap();
+    }
+    // Same flow: same server, one UDP connection, inactive.
+    for _ in 0..3 {
+        let mut f = udp_frame((CIP, 5353), (VIP, 53), b"q");
+        let a = run(&mut e, &mut f, CLIENT_PORT, Instant::ZERO);
+        assert_eq!(out_frame(&a, &f)[0..6], RS2_MAC);
+    }
+    let c = the_conn(&e);
+    assert_eq!(conn::state_name(c.proto, c.flags, c.state), "UDP");
+    assert_eq!(dest_counts(&e, &key, RS2), (0, 1, 0));
+    assert_eq!(c.expires, Instant::from_secs(300));
+
+    // With -o each datagram is scheduled on its own and nothing is kept.
+    cfg.flags = SVC_F_ONEPACKET;
+    e.edit_service(&key, cfg).unwrap();
+    let mut macs = Vec::new();
+    for _ in 0..4 {
+        let mut f = udp_frame((CIP, 6000), (VIP, 53), b"q");
+        let a = run(&mut e, &mut f, CLIENT_PORT, Instant::ZERO);
+        macs.push(out_frame(&a, &f)[0..6].to_vec());
+    }
+    assert_ne!(macs[0], macs[1]);
+    assert_eq!(macs[0], macs[2]);
+    assert_eq!(e.conns().len(), 1, "one-packet conns are not kept");
+}
+
+#[test]
+fn delete_service_and_flush_drop_connections() {
+    let mut e = engine();
+    let key = svc_key(80);
+    add_service(&mut e, key, "rr", FwdMethod::Route, &[80]);
+    client_pkt(&mut e, 49000, 80, Flags::Syn, Instant::ZERO);
+    assert_eq!(e.conns().len(), 1);
+    e.delete_service(&key).unwrap();
+    assert_eq!(e.conns().len(), 0);
+    let (a, _) = client_pkt(&mut e, 49000, 80, Flags::Ack, Instant::ZERO);
+    assert_eq!(a, Action::Pass);
+}
+
+#[test]
+fn zero_resets_shown_counters() {
+    let mut e = engine();
+    let key = svc_key(80);
+    add_service(&mut e, key, "rr", FwdMethod::Route, &[80]);
+    client_pkt(&mut e, 49100, 80, Flags::Syn, Instant::ZERO);
+    e.zero(None).unwrap();
+    assert_eq!(e.stats().shown().inpkts, 0);
+    let svc = e.services().get(e.services().find(&key).unwrap()).unwrap();
+    assert_eq!(svc.stats.shown().conns, 0);
+    assert_eq!(
+        svc.dests[0].inactconns + svc.dests[0].activeconns,
+        1,
+        "-Z keeps conn counts"
+    );
+    assert_eq!(e.zero(Some(&svc_key(81))).unwrap_err().errno(), 3);
+}
+
+#[test]
+fn set_timeouts_changes_new_states() {
+    let mut e = engine();
+    let key = svc_key(80);
+    add_service(&mut e, key, "rr", FwdMethod::Route, &[80]);
+    e.set_timeouts(30, 0, 0).unwrap();
+    client_pkt(&mut e, 49200, 80, Flags::Syn, Instant::ZERO);
+    client_pkt(&mut e, 49200, 80, Flags::Ack, Instant::ZERO);
+    assert_eq!(the_conn(&e).expires, Instant::from_secs(30));
+}
