@@ -23,7 +23,7 @@ use crate::conn::{self, Activity, Conn, ConnId, ConnTable, ConnTableConfig, Dire
 use crate::dest::{Dest, DestConfig, DestId};
 use crate::sched::SchedInput;
 use crate::service::{
-    CtlError, SVC_F_ONEPACKET, Service, ServiceConfig, ServiceKey, ServiceRef, Services,
+    CtlError, SVC_F_ONEPACKET, Service, ServiceConfig, ServiceKey, ServiceRef, Services, addr_key,
 };
 use crate::stats::{Counters, Stats};
 use crate::time::Instant;
@@ -213,8 +213,9 @@ pub struct Engine {
     timeouts: Timeouts,
     sysctls: Sysctls,
     stats: Stats,
-    ports: HashMap<PortId, PortConfig>,
-    hops: HashMap<IpAddr, Hop>,
+    ports: Vec<Option<PortConfig>>,
+    /// Next hops keyed by [`addr_key`] (one 128-bit word hashes faster than an `IpAddr`).
+    hops: HashMap<u128, Hop>,
     counters: EngineCounters,
     expired: Vec<Conn>,
     reply: Vec<u8>,
@@ -238,7 +239,7 @@ impl Engine {
             timeouts: Timeouts::default(),
             sysctls: cfg.sysctls,
             stats: Stats::default(),
-            ports: HashMap::new(),
+            ports: Vec::new(),
             hops: HashMap::new(),
             counters: EngineCounters::default(),
             expired: Vec::new(),
@@ -250,17 +251,26 @@ impl Engine {
 
     /// Declare or update a port.
     pub fn set_port(&mut self, id: PortId, cfg: PortConfig) {
-        self.ports.insert(id, cfg);
+        let i = id.0 as usize;
+        if self.ports.len() <= i {
+            self.ports.resize(i + 1, None);
+        }
+        self.ports[i] = Some(cfg);
+    }
+
+    #[inline]
+    fn port(&self, id: PortId) -> Option<PortConfig> {
+        self.ports.get(id.0 as usize).copied().flatten()
     }
 
     /// Set the next hop for an address (a real server, or a client / its router).
     pub fn set_hop(&mut self, addr: IpAddr, hop: Hop) {
-        self.hops.insert(addr, hop);
+        self.hops.insert(addr_key(addr), hop);
     }
 
     /// Forget a next hop.
     pub fn remove_hop(&mut self, addr: &IpAddr) {
-        self.hops.remove(addr);
+        self.hops.remove(&addr_key(*addr));
     }
 
     /// The reply frame of the last [`Action::Reply`].
@@ -494,9 +504,10 @@ impl Engine {
         {
             return self.conn_in(frame, &meta, id, proto, now);
         }
-        if let Some(id) = self
-            .conns
-            .lookup_out(meta.proto, meta.src, meta.sport, meta.dst, meta.dport)
+        if self.services.is_nat_source(meta.src)
+            && let Some(id) = self
+                .conns
+                .lookup_out(meta.proto, meta.src, meta.sport, meta.dst, meta.dport)
         {
             return self.conn_out(frame, &meta, id, proto, now);
         }
@@ -731,7 +742,7 @@ impl Engine {
     fn leave(&mut self, frame: Frame<'_>, meta: &FlowMeta) -> Action {
         let orig = &frame.buf[frame.start..frame.start + frame.len];
         match rvs_wire::icmp_port_unreachable(orig, meta, meta.dst, &mut self.reply) {
-            Ok(len) if self.ports.contains_key(&frame.ingress) => Action::Reply {
+            Ok(len) if self.port(frame.ingress).is_some() => Action::Reply {
                 port: frame.ingress,
                 len,
             },
@@ -739,7 +750,7 @@ impl Engine {
         }
     }
 
-    /// A client → server packet of a known connection.
+    /// A client → server packet of a known connection: the hot path.
     fn conn_in(
         &mut self,
         frame: Frame<'_>,
@@ -758,14 +769,17 @@ impl Engine {
             dport: c.dport,
             fwd: fwd_of(c.flags),
         };
-        let dest_weight = self
-            .services
-            .get(target.sref)
-            .and_then(|svc| svc.dests.iter().find(|d| d.id == target.dest))
-            .map(|d| d.weight);
+        let svc = self.services.get_mut(target.sref);
+        let dest_index = svc
+            .as_ref()
+            .and_then(|svc| svc.dests.iter().position(|d| d.id == target.dest));
+        let dest_weight = match (&svc, dest_index) {
+            (Some(svc), Some(i)) => Some(svc.dests[i].weight),
+            _ => None,
+        };
 
         // A new connection attempt on an old entry (reference §5.8).
-        if self.is_conn_start(proto, meta, &frame) {
+        if proto != Protocol::Udp && is_conn_start(proto, meta, &frame) {
             let reuse = self.sysctls.conn_reuse_mode != 0
                 && conn::is_new_conn_expected(c, self.sysctls.conn_reuse_mode as u32);
             let nodest = self.sysctls.expire_nodest_conn && dest_weight.unwrap_or(0) == 0;
@@ -774,13 +788,13 @@ impl Engine {
                 return self.reschedule(frame, meta, proto, now);
             }
         }
-        if dest_weight.is_none() {
+        let (Some(svc), Some(di)) = (svc, dest_index) else {
             if self.sysctls.expire_nodest_conn {
                 self.expire_now(id);
                 return self.reschedule(frame, meta, proto, now);
             }
             return Action::Drop(DropReason::DestGone);
-        }
+        };
 
         let activity = match proto {
             Protocol::Tcp => {
@@ -794,24 +808,16 @@ impl Engine {
                     .sctp_update(id, Direction::Input, ev, &self.timeouts, now)
             }
         };
-        if let Some(mut c) = self.conns.get_mut(id) {
-            c.in_pkts = c.in_pkts.wrapping_add(1);
-        }
-        self.apply_activity(
-            target.sref,
-            target.dest,
-            activity.unwrap_or(Activity::Unchanged),
-        );
-        self.forward_in(frame, meta, &target)
-    }
+        self.conns.count_in_pkt(id);
 
-    /// TCP SYN (without ACK/RST) or SCTP INIT: a packet that opens a connection.
-    fn is_conn_start(&self, proto: Protocol, meta: &FlowMeta, frame: &Frame<'_>) -> bool {
-        match proto {
-            Protocol::Tcp => meta.tcp_flags & (TCP_SYN | TCP_ACK | TCP_RST) == TCP_SYN,
-            Protocol::Sctp => sctp_first_chunk(frame, meta) == Some(SCTP_INIT),
-            Protocol::Udp => false,
-        }
+        // Counters and activity, with one look-up of the real server.
+        let bytes = meta.l3_len;
+        svc.stats.count_in(bytes);
+        let d = &mut svc.dests[di];
+        d.stats.count_in(bytes);
+        apply_activity(d, activity.unwrap_or(Activity::Unchanged));
+        self.stats.count_in(bytes);
+        self.emit_in(frame, meta, &target)
     }
 
     fn reschedule(
@@ -841,26 +847,12 @@ impl Engine {
     }
 
     fn apply_activity(&mut self, sref: ServiceRef, dest: DestId, a: Activity) {
-        if a == Activity::Unchanged {
-            return;
-        }
-        let Some(d) = self
+        if let Some(d) = self
             .services
             .get_mut(sref)
             .and_then(|s| s.dest_by_id_mut(dest))
-        else {
-            return;
-        };
-        match a {
-            Activity::ToActive => {
-                d.inactconns = d.inactconns.saturating_sub(1);
-                d.activeconns += 1;
-            }
-            Activity::ToInactive => {
-                d.activeconns = d.activeconns.saturating_sub(1);
-                d.inactconns += 1;
-            }
-            Activity::Unchanged => {}
+        {
+            apply_activity(d, a);
         }
     }
 
@@ -875,11 +867,16 @@ impl Engine {
             }
         }
         self.stats.count_in(bytes);
+        self.emit_in(frame, meta, t)
+    }
 
-        let Some(&hop) = self.hops.get(&t.daddr) else {
+    /// Rewrite a client → server packet for the forwarding method and pick
+    /// the egress (counting is the caller's).
+    fn emit_in(&mut self, frame: Frame<'_>, meta: &FlowMeta, t: &Target) -> Action {
+        let Some(&hop) = self.hops.get(&addr_key(t.daddr)) else {
             return Action::NeedHop(t.daddr);
         };
-        let Some(port) = self.ports.get(&hop.port).copied() else {
+        let Some(port) = self.port(hop.port) else {
             return Action::Drop(DropReason::UnknownPort);
         };
         let end = frame.start + frame.len;
@@ -984,10 +981,10 @@ impl Engine {
         self.apply_activity(sref, dest_id, activity.unwrap_or(Activity::Unchanged));
         self.count_out(sref, dest_id, meta.l3_len);
 
-        let Some(&hop) = self.hops.get(&caddr) else {
+        let Some(&hop) = self.hops.get(&addr_key(caddr)) else {
             return Action::NeedHop(caddr);
         };
-        let Some(port) = self.ports.get(&hop.port).copied() else {
+        let Some(port) = self.port(hop.port) else {
             return Action::Drop(DropReason::UnknownPort);
         };
         let f = &mut frame.buf[frame.start..frame.start + frame.len];
@@ -1035,10 +1032,10 @@ impl Engine {
                 c.caddr,
             );
             self.count_out(sref, dest, meta.l3_len);
-            let Some(&hop) = self.hops.get(&caddr) else {
+            let Some(&hop) = self.hops.get(&addr_key(caddr)) else {
                 return Action::NeedHop(caddr);
             };
-            let Some(port) = self.ports.get(&hop.port).copied() else {
+            let Some(port) = self.port(hop.port) else {
                 return Action::Drop(DropReason::UnknownPort);
             };
             let f = &mut frame.buf[frame.start..frame.start + frame.len];
@@ -1095,6 +1092,29 @@ impl Engine {
 }
 
 use conn::state::tcp_flags::{ACK as TCP_ACK, RST as TCP_RST, SYN as TCP_SYN};
+
+/// TCP SYN (without ACK/RST) or SCTP INIT: a packet that opens a connection.
+fn is_conn_start(proto: Protocol, meta: &FlowMeta, frame: &Frame<'_>) -> bool {
+    match proto {
+        Protocol::Tcp => meta.tcp_flags & (TCP_SYN | TCP_ACK | TCP_RST) == TCP_SYN,
+        Protocol::Sctp => sctp_first_chunk(frame, meta) == Some(SCTP_INIT),
+        Protocol::Udp => false,
+    }
+}
+
+fn apply_activity(d: &mut Dest, a: Activity) {
+    match a {
+        Activity::ToActive => {
+            d.inactconns = d.inactconns.saturating_sub(1);
+            d.activeconns += 1;
+        }
+        Activity::ToInactive => {
+            d.activeconns = d.activeconns.saturating_sub(1);
+            d.inactconns += 1;
+        }
+        Activity::Unchanged => {}
+    }
+}
 
 /// SCTP chunk type INIT.
 const SCTP_INIT: u8 = 1;

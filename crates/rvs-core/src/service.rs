@@ -270,6 +270,18 @@ pub struct Services {
     ftp: usize,
     next_seq: u64,
     next_dest_id: u32,
+    /// Addresses of NAT (`-m`) real servers, live or in the trash, with their
+    /// number of occurrences: only packets from these can be NAT replies.
+    nat_sources: HashMap<u128, u32>,
+}
+
+/// An address as one 128-bit word (IPv4 as its IPv4-mapped IPv6 form).
+#[inline]
+pub fn addr_key(a: IpAddr) -> u128 {
+    match a {
+        IpAddr::V4(v4) => 0xffff_0000_0000 | u128::from(v4.to_bits()),
+        IpAddr::V6(v6) => v6.to_bits(),
+    }
 }
 
 impl Services {
@@ -286,6 +298,25 @@ impl Services {
     /// Whether there is no service.
     pub fn is_empty(&self) -> bool {
         self.by_key.is_empty()
+    }
+
+    /// Whether `addr` is the address of a NAT real server (so a packet from
+    /// it may be a reply to translate).
+    #[inline]
+    pub fn is_nat_source(&self, addr: IpAddr) -> bool {
+        !self.nat_sources.is_empty() && self.nat_sources.contains_key(&addr_key(addr))
+    }
+
+    fn count_nat(&mut self, addr: IpAddr, fwd: FwdMethod, delta: i32) {
+        if fwd != FwdMethod::Masq {
+            return;
+        }
+        let k = addr_key(addr);
+        let n = self.nat_sources.entry(k).or_insert(0);
+        *n = n.saturating_add_signed(delta);
+        if *n == 0 {
+            self.nat_sources.remove(&k);
+        }
     }
 
     /// The reference of the service with `key`.
@@ -455,6 +486,9 @@ impl Services {
         let svc = slot.svc.take().ok_or(CtlError::NoSuchService)?;
         slot.generation = slot.generation.wrapping_add(1);
         self.free.push(r.slot);
+        for d in svc.dests.iter().chain(svc.trash.iter().map(|(d, _)| d)) {
+            self.count_nat(d.addr, d.fwd, -1);
+        }
         Ok(svc)
     }
 
@@ -484,14 +518,15 @@ impl Services {
             .trash
             .iter()
             .position(|(d, _)| d.addr == cfg.addr && d.port == cfg.port);
-        let (dest, fresh) = match revived {
+        let (dest, fresh, old_fwd) = match revived {
             Some(i) => {
                 let (mut d, _) = svc.trash.remove(i);
+                let old = d.fwd;
                 d.apply_config(cfg);
                 d.available = true;
-                (d, false)
+                (d, false, Some(old))
             }
-            None => (Dest::new(DestId(next_id), cfg), true),
+            None => (Dest::new(DestId(next_id), cfg), true, None),
         };
         let id = dest.id;
         svc.dests.insert(0, dest);
@@ -512,6 +547,10 @@ impl Services {
         if fresh {
             self.next_dest_id = self.next_dest_id.wrapping_add(1);
         }
+        if let Some(old) = old_fwd {
+            self.count_nat(cfg.addr, old, -1);
+        }
+        self.count_nat(cfg.addr, cfg.fwd, 1);
         Ok(id)
     }
 
@@ -523,12 +562,16 @@ impl Services {
         let i = svc
             .dest_index(cfg.addr, cfg.port)
             .ok_or(CtlError::NotFound("destination"))?;
+        let old_fwd = svc.dests[i].fwd;
         svc.dests[i].apply_config(cfg);
         let id = svc.dests[i].id;
-        svc.scheduler
+        let res = svc
+            .scheduler
             .update(&svc.dests, DestChange::Edited(id))
-            .map_err(|_| CtlError::Invalid("scheduler"))?;
-        Ok(())
+            .map_err(|_| CtlError::Invalid("scheduler"));
+        self.count_nat(cfg.addr, old_fwd, -1);
+        self.count_nat(cfg.addr, cfg.fwd, 1);
+        res
     }
 
     /// `-d`: unlink the real server and move it to the trash (its connections
@@ -558,12 +601,20 @@ impl Services {
     /// Free trash entries older than the trash period that no connection uses.
     /// `in_use(id)` tells whether a connection still refers to a real server.
     pub fn purge_trash(&mut self, now: Instant, mut in_use: impl FnMut(DestId) -> bool) {
-        for svc in self.iter_mut() {
+        let mut gone = Vec::new();
+        for svc in self.slots.iter_mut().filter_map(|s| s.svc.as_mut()) {
             svc.trash.retain(|(d, at)| {
-                now.saturating_since(*at).as_millis() < DEST_TRASH_PERIOD_MS as u128
+                let keep = now.saturating_since(*at).as_millis() < DEST_TRASH_PERIOD_MS as u128
                     || in_use(d.id)
-                    || d.activeconns + d.inactconns + d.persistconns > 0
+                    || d.activeconns + d.inactconns + d.persistconns > 0;
+                if !keep {
+                    gone.push((d.addr, d.fwd));
+                }
+                keep
             });
+        }
+        for (addr, fwd) in gone {
+            self.count_nat(addr, fwd, -1);
         }
     }
 }
@@ -684,6 +735,35 @@ mod tests {
             .unwrap();
         t.purge_trash(Instant::from_secs(121), |_| false);
         assert!(t.get(r).unwrap().trash.is_empty());
+    }
+
+    #[test]
+    fn nat_sources_follow_masq_dests() {
+        let mut t = Services::new();
+        let k = tcp([10, 0, 0, 1], 80);
+        let k2 = tcp([10, 0, 0, 2], 80);
+        t.add(k, ServiceConfig::new(Af::Inet)).unwrap();
+        t.add(k2, ServiceConfig::new(Af::Inet)).unwrap();
+        let a: IpAddr = "1.1.1.1".parse().unwrap();
+        let mut m = rs([1, 1, 1, 1], 80);
+        m.fwd = FwdMethod::Masq;
+        t.add_dest(&k, &m, Instant::ZERO).unwrap();
+        t.add_dest(&k2, &m, Instant::ZERO).unwrap();
+        assert!(t.is_nat_source(a));
+        t.delete(&k2).unwrap();
+        assert!(t.is_nat_source(a));
+        let dr = rs([1, 1, 1, 1], 80);
+        t.edit_dest(&k, &dr).unwrap();
+        assert!(!t.is_nat_source(a));
+        t.edit_dest(&k, &m).unwrap();
+        // Deleted: still a source while in the trash (its conns may reply).
+        t.delete_dest(&k, a, 80, Instant::ZERO).unwrap();
+        assert!(t.is_nat_source(a));
+        t.purge_trash(Instant::from_secs(200), |_| false);
+        assert!(!t.is_nat_source(a));
+        t.add_dest(&k, &m, Instant::ZERO).unwrap();
+        t.clear();
+        assert!(!t.is_nat_source(a));
     }
 
     #[test]

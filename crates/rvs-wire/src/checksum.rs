@@ -49,6 +49,7 @@ const fn add64(acc: u64, w: u64) -> u64 {
 ///
 /// Sums 64-bit words with end-around carry, which is congruent to summing
 /// 16-bit words because `2^64 - 1` is a multiple of `2^16 - 1`.
+#[inline]
 pub fn data(bytes: &[u8]) -> u16 {
     let mut acc: u64 = 0;
     let mut chunks = bytes.chunks_exact(8);
@@ -56,11 +57,29 @@ pub fn data(bytes: &[u8]) -> u16 {
         let w = u64::from_be_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
         acc = add64(acc, w);
     }
-    let rem = chunks.remainder();
-    if !rem.is_empty() {
-        let mut last = [0u8; 8];
-        last[..rem.len()].copy_from_slice(rem);
-        acc = add64(acc, u64::from_be_bytes(last));
+    // The tail (0..=7 bytes) without a copy: 4, 2, then 1 byte, each placed
+    // at its big-endian position within a 64-bit word.
+    let mut rem = chunks.remainder();
+    let mut shift = 64;
+    if rem.len() >= 4 {
+        shift -= 32;
+        acc = add64(
+            acc,
+            u64::from(u32::from_be_bytes([rem[0], rem[1], rem[2], rem[3]])) << shift,
+        );
+        rem = &rem[4..];
+    }
+    if rem.len() >= 2 {
+        shift -= 16;
+        acc = add64(
+            acc,
+            u64::from(u16::from_be_bytes([rem[0], rem[1]])) << shift,
+        );
+        rem = &rem[2..];
+    }
+    if let Some(&b) = rem.first() {
+        shift -= 8;
+        acc = add64(acc, u64::from(b) << shift);
     }
     fold(acc)
 }

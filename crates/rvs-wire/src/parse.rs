@@ -122,6 +122,7 @@ pub enum Parsed {
 ///
 /// Fails on a frame that announces IPv4, IPv6 or ARP but is truncated or
 /// malformed (see the module docs). Never panics and never allocates.
+#[inline]
 pub fn parse_frame(frame: &[u8]) -> Result<Parsed> {
     let eth = Frame::new_checked(frame)?;
     let vlan = eth.vlan_id();
@@ -136,6 +137,7 @@ pub fn parse_frame(frame: &[u8]) -> Result<Parsed> {
 }
 
 /// `ip` is the frame from the IP header on; `l3` its offset in the frame.
+#[inline]
 fn parse_ipv4(ip: &[u8], l3: usize, vlan: Option<u16>) -> Result<FlowMeta> {
     let p = ipv4::Packet::new_checked(ip)?;
     if !p.verify_checksum() {
@@ -205,6 +207,7 @@ fn parse_ipv6(ip: &[u8], l3: usize, vlan: Option<u16>) -> Result<FlowMeta> {
 /// Fills ports, flags and ICMP info. `l4` is the transport segment up to the
 /// end of the IP packet, `ip` the frame from the IP header on (the embedded
 /// packet of an ICMP error is addressed relative to it).
+#[inline]
 fn transport(meta: &mut FlowMeta, l4: &[u8], ip: &[u8]) -> Result<()> {
     match (meta.proto, meta.af_v6) {
         (ip_protocol::TCP, _) => {

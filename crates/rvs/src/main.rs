@@ -1,25 +1,119 @@
-//! rvs — companion tool (lab, realserver, fwmark, bench).
-//!
-//! The subcommands are built in the
-//! control-plane and data-plane milestones; this binary currently only
-//! reports its version and that state.
+//! rvs — the companion tool: `demo` today; `lab`, `realserver`, `fwmark`
+//! and `bench` arrive with the data plane.
+
+mod demo;
 
 use std::process::ExitCode;
 
+use rvs_core::FwdMethod;
+
+const USAGE: &str = "\
+Usage: rvs <command> [options]
+
+Commands:
+  demo [dr|nat|tun|all]   play simulated TCP conversations through the rvs
+                          engine and show where each connection went
+      --servers N         real servers (1..=200, default 3)
+      --scheduler S       scheduler (rr wrr lc wlc sed nq lblc lblcr dh sh mh fo ovf;
+                          default wlc)
+      --requests N        connections per mode (1..=100000, default 6)
+  lab, realserver, fwmark, bench
+                          not available yet in this build (they need the data plane)
+  -h, --help              this text
+  -V, --version           version
+";
+
 fn main() -> ExitCode {
-    let arg = std::env::args().nth(1);
-    match arg.as_deref() {
-        Some("--version") | Some("-v") => {
-            println!("rvs {}", env!("CARGO_PKG_VERSION"));
-            ExitCode::SUCCESS
-        }
-        _ => {
-            eprintln!(
-                "rvs {}: the lab and real-server helpers are not implemented yet in this build \
-                 (only the engine library, rvs-core, is). See README.md.",
-                env!("CARGO_PKG_VERSION")
-            );
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(msg) => {
+            eprintln!("rvs: {msg}");
             ExitCode::from(2)
         }
     }
+}
+
+fn run() -> Result<(), String> {
+    use lexopt::prelude::*;
+    let mut parser = lexopt::Parser::from_env();
+    let cmd = match parser.next().map_err(|e| e.to_string())? {
+        Some(Value(v)) => v.string().map_err(|e| e.to_string())?,
+        Some(Short('h')) | Some(Long("help")) => {
+            print!("{USAGE}");
+            return Ok(());
+        }
+        Some(Short('V')) | Some(Long("version")) => {
+            println!("rvs {}", env!("CARGO_PKG_VERSION"));
+            return Ok(());
+        }
+        Some(other) => return Err(format!("{}\n{USAGE}", other.unexpected())),
+        None => return Err(format!("a command is needed\n{USAGE}")),
+    };
+    match cmd.as_str() {
+        "demo" => {
+            let opts = parse_demo(&mut parser)?;
+            print!("{}", demo::run(&opts)?);
+            Ok(())
+        }
+        "lab" | "realserver" | "fwmark" | "bench" => Err(format!(
+            "'{cmd}' is not available yet in this build: it needs the data plane \
+             (AF_XDP), which is not implemented yet. Try 'rvs demo'."
+        )),
+        other => Err(format!("unknown command '{other}'\n{USAGE}")),
+    }
+}
+
+fn parse_demo(parser: &mut lexopt::Parser) -> Result<demo::DemoOpts, String> {
+    use lexopt::prelude::*;
+    let mut opts = demo::DemoOpts {
+        modes: vec![FwdMethod::Route, FwdMethod::Masq, FwdMethod::Tunnel],
+        servers: 3,
+        scheduler: "wlc".into(),
+        requests: 6,
+    };
+    let num = |v: std::ffi::OsString, what: &str, max: u32| -> Result<u32, String> {
+        let s = v.string().map_err(|e| e.to_string())?;
+        match s.parse::<u32>() {
+            Ok(n) if (1..=max).contains(&n) => Ok(n),
+            _ => Err(format!("invalid {what} '{s}': expected 1..={max}")),
+        }
+    };
+    while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
+        match arg {
+            Long("servers") => {
+                opts.servers =
+                    num(parser.value().map_err(|e| e.to_string())?, "--servers", 200)? as u8
+            }
+            Long("requests") => {
+                opts.requests = num(
+                    parser.value().map_err(|e| e.to_string())?,
+                    "--requests",
+                    100_000,
+                )?
+            }
+            Long("scheduler") => {
+                let s = parser
+                    .value()
+                    .map_err(|e| e.to_string())?
+                    .string()
+                    .map_err(|e| e.to_string())?;
+                if !rvs_core::sched::NAMES.contains(&s.as_str()) {
+                    return Err(format!("unknown scheduler '{s}'"));
+                }
+                opts.scheduler = s;
+            }
+            Value(v) => {
+                let m = v.string().map_err(|e| e.to_string())?;
+                opts.modes = match m.as_str() {
+                    "dr" => vec![FwdMethod::Route],
+                    "nat" => vec![FwdMethod::Masq],
+                    "tun" => vec![FwdMethod::Tunnel],
+                    "all" => vec![FwdMethod::Route, FwdMethod::Masq, FwdMethod::Tunnel],
+                    _ => return Err(format!("unknown mode '{m}': expected dr, nat, tun or all")),
+                };
+            }
+            other => return Err(other.unexpected().to_string()),
+        }
+    }
+    Ok(opts)
 }

@@ -538,6 +538,14 @@ impl ConnTable {
         Some(act)
     }
 
+    /// Count one client → server packet on entry `id` (`in_pkts`).
+    #[inline]
+    pub fn count_in_pkt(&mut self, id: ConnId) {
+        if let Some(c) = self.slot_mut(id.index()) {
+            c.in_pkts = c.in_pkts.wrapping_add(1);
+        }
+    }
+
     /// Re-arm entry `id` at `now + timeout_ms` (the kernel's `ip_vs_conn_put`,
     /// e.g. on template reuse). Returns false if `id` is not live.
     #[inline]

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The main job until the data-plane lab exists: build rvs and play simulated
+# DR, NAT and TUN conversations through the engine. Extra arguments go to
+# `rvs demo` (e.g. ./scripts/demo.sh nat --scheduler rr --requests 10).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release --locked -q -p rvs
+exec ./target/release/rvs demo "$@"
