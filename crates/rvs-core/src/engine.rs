@@ -796,18 +796,16 @@ impl Engine {
             return Action::Drop(DropReason::DestGone);
         };
 
-        let activity = match proto {
-            Protocol::Tcp => {
-                self.conns
-                    .tcp_update(id, Direction::Input, meta.tcp_flags, &self.timeouts, now)
-            }
-            Protocol::Udp => self.conns.udp_update(id, &self.timeouts, now),
-            Protocol::Sctp => {
-                let ev = sctp_event_of(&frame, meta);
-                self.conns
-                    .sctp_update(id, Direction::Input, ev, &self.timeouts, now)
-            }
-        };
+        let activity = update_state(
+            &mut self.conns,
+            &self.timeouts,
+            id,
+            Direction::Input,
+            proto,
+            &frame,
+            meta,
+            now,
+        );
         self.conns.count_in_pkt(id);
 
         // Counters and activity, with one look-up of the real server.
@@ -966,18 +964,16 @@ impl Engine {
             c.vport,
             c.caddr,
         );
-        let activity = match proto {
-            Protocol::Tcp => {
-                self.conns
-                    .tcp_update(id, Direction::Output, meta.tcp_flags, &self.timeouts, now)
-            }
-            Protocol::Udp => self.conns.udp_update(id, &self.timeouts, now),
-            Protocol::Sctp => {
-                let ev = sctp_event_of(&frame, meta);
-                self.conns
-                    .sctp_update(id, Direction::Output, ev, &self.timeouts, now)
-            }
-        };
+        let activity = update_state(
+            &mut self.conns,
+            &self.timeouts,
+            id,
+            Direction::Output,
+            proto,
+            &frame,
+            meta,
+            now,
+        );
         self.apply_activity(sref, dest_id, activity.unwrap_or(Activity::Unchanged));
         self.count_out(sref, dest_id, meta.l3_len);
 
@@ -1099,6 +1095,26 @@ fn is_conn_start(proto: Protocol, meta: &FlowMeta, frame: &Frame<'_>) -> bool {
         Protocol::Tcp => meta.tcp_flags & (TCP_SYN | TCP_ACK | TCP_RST) == TCP_SYN,
         Protocol::Sctp => sctp_first_chunk(frame, meta) == Some(SCTP_INIT),
         Protocol::Udp => false,
+    }
+}
+
+/// Advance a connection's protocol state machine for one packet.
+#[inline]
+#[allow(clippy::too_many_arguments)]
+fn update_state(
+    conns: &mut ConnTable,
+    timeouts: &Timeouts,
+    id: ConnId,
+    dir: Direction,
+    proto: Protocol,
+    frame: &Frame<'_>,
+    meta: &FlowMeta,
+    now: Instant,
+) -> Option<Activity> {
+    match proto {
+        Protocol::Tcp => conns.tcp_update(id, dir, meta.tcp_flags, timeouts, now),
+        Protocol::Udp => conns.udp_update(id, timeouts, now),
+        Protocol::Sctp => conns.sctp_update(id, dir, sctp_event_of(frame, meta), timeouts, now),
     }
 }
 

@@ -785,3 +785,246 @@ fn set_timeouts_changes_new_states() {
     client_pkt(&mut e, 49200, 80, Flags::Ack, Instant::ZERO);
     assert_eq!(the_conn(&e).expires, Instant::from_secs(30));
 }
+
+#[test]
+fn fwmark_persistence_one_template_for_all_marked_ports() {
+    let mut e = engine();
+    let key = ServiceKey::Fwmark {
+        af: Af::Inet,
+        mark: 7,
+    };
+    let mut cfg = ServiceConfig::new(Af::Inet);
+    cfg.scheduler = "rr".into();
+    cfg.flags = SVC_F_PERSISTENT;
+    cfg.timeout = 360;
+    e.add_service(key, cfg).unwrap();
+    for rs in [RS1, RS2] {
+        e.add_dest(&key, &DestConfig::new(v4(rs), 0), Instant::ZERO)
+            .unwrap();
+    }
+    let mut macs = Vec::new();
+    for (i, vport) in [80u16, 443, 80, 443].into_iter().enumerate() {
+        let mut f = tcp_frame(
+            CLIENT_MAC,
+            DIRECTOR_MAC_C,
+            (CIP, 50000 + i as u16),
+            (VIP, vport),
+            Flags::Syn,
+            b"",
+        );
+        let len = f.len() - HEADROOM;
+        let a = e.process(
+            Frame {
+                buf: &mut f,
+                start: HEADROOM,
+                len,
+                ingress: CLIENT_PORT,
+                fwmark: 7,
+            },
+            Instant::ZERO,
+        );
+        let out = out_frame(&a, &f);
+        // DR keeps the packet's port (port-0 real servers).
+        assert_eq!(tcp_dst(&out).1, vport);
+        macs.push(out[0..6].to_vec());
+    }
+    assert!(macs.iter().all(|m| *m == macs[0]));
+    let t: Vec<_> = e
+        .conns()
+        .iter()
+        .filter(|(_, c)| c.flags & conn::flags::TEMPLATE != 0)
+        .map(|(_, c)| c.clone())
+        .collect();
+    assert_eq!(t.len(), 1);
+    assert_eq!(t[0].proto, 0, "fwmark templates are protocol IP");
+    assert_eq!(t[0].vaddr, v4([0, 0, 0, 7]));
+    // Without the mark the VIP is not a service.
+    let (a, _) = client_pkt(&mut e, 50100, 80, Flags::Syn, Instant::ZERO);
+    assert_eq!(a, Action::Pass);
+}
+
+#[test]
+fn nat_icmp_error_from_server_is_translated() {
+    let mut e = engine();
+    let key = svc_key(80);
+    add_service(&mut e, key, "rr", FwdMethod::Masq, &[8080]);
+    client_pkt(&mut e, 51000, 80, Flags::Syn, Instant::ZERO);
+    // The real server answers the DNATed SYN with ICMP port unreachable.
+    let quoted = tcp_frame(
+        RS1_MAC,
+        DIRECTOR_MAC_S,
+        (CIP, 51000),
+        (RS1, 8080),
+        Flags::Syn,
+        b"",
+    );
+    let quoted_ip = &quoted[HEADROOM + 14..];
+    let b = PacketBuilder::ethernet2(RS1_MAC, DIRECTOR_MAC_S)
+        .ipv4(RS1, CIP, 64)
+        .icmpv4(etherparse::Icmpv4Type::DestinationUnreachable(
+            etherparse::icmpv4::DestUnreachableHeader::Port,
+        ));
+    let mut f = vec![0u8; HEADROOM];
+    b.write(&mut f, quoted_ip).unwrap();
+    let a = run(&mut e, &mut f, SERVER_PORT, Instant::ZERO);
+    assert!(
+        matches!(
+            a,
+            Action::Forward {
+                port: CLIENT_PORT,
+                ..
+            }
+        ),
+        "{a:?}"
+    );
+    let out = out_frame(&a, &f);
+    let p = SlicedPacket::from_ethernet(&out).unwrap();
+    let Some(NetSlice::Ipv4(ip)) = p.net else {
+        panic!()
+    };
+    assert_eq!(IpAddr::V4(ip.header().source_addr()), v4(VIP));
+    assert_eq!(IpAddr::V4(ip.header().destination_addr()), v4(CIP));
+    // The quoted packet now reads client -> VIP:80, as the client sent it.
+    let Some(TransportSlice::Icmpv4(icmp)) = p.transport else {
+        panic!()
+    };
+    let q = icmp.payload();
+    assert_eq!(&q[16..20], &VIP);
+    assert_eq!(u16::from_be_bytes([q[22], q[23]]), 80);
+    let mut icmp_bytes = icmp.slice().to_vec();
+    let sum = {
+        let mut s: u32 = 0;
+        if icmp_bytes.len() % 2 == 1 {
+            icmp_bytes.push(0);
+        }
+        for w in icmp_bytes.chunks(2) {
+            s += u16::from_be_bytes([w[0], w[1]]) as u32;
+        }
+        while s > 0xffff {
+            s = (s & 0xffff) + (s >> 16);
+        }
+        s
+    };
+    assert_eq!(sum, 0xffff, "ICMP checksum valid");
+}
+
+#[test]
+fn ipv6_dr_and_nat() {
+    let mut e = engine();
+    let vip6: IpAddr = "2001:db8::100".parse().unwrap();
+    let cip6: IpAddr = "2001:db8:c::5".parse().unwrap();
+    let rs6: IpAddr = "2001:db8:1::11".parse().unwrap();
+    e.set_hop(
+        rs6,
+        Hop {
+            port: SERVER_PORT,
+            mac: EthernetAddress(RS1_MAC),
+        },
+    );
+    e.set_hop(
+        cip6,
+        Hop {
+            port: CLIENT_PORT,
+            mac: EthernetAddress(CLIENT_MAC),
+        },
+    );
+    let key = ServiceKey::Addr {
+        proto: Protocol::Tcp,
+        addr: vip6,
+        port: 443,
+    };
+    e.add_service(key, ServiceConfig::new(Af::Inet6)).unwrap();
+    let mut d = DestConfig::new(rs6, 8443);
+    d.fwd = FwdMethod::Masq;
+    e.add_dest(&key, &d, Instant::ZERO).unwrap();
+    let (IpAddr::V6(c), IpAddr::V6(v), IpAddr::V6(r)) = (cip6, vip6, rs6) else {
+        unreachable!()
+    };
+    let mut f = vec![0u8; HEADROOM];
+    PacketBuilder::ethernet2(CLIENT_MAC, DIRECTOR_MAC_C)
+        .ipv6(c.octets(), v.octets(), 64)
+        .tcp(52000, 443, 1, 1000)
+        .syn()
+        .write(&mut f, b"x")
+        .unwrap();
+    let a = run(&mut e, &mut f, CLIENT_PORT, Instant::ZERO);
+    let out = out_frame(&a, &f);
+    let p = SlicedPacket::from_ethernet(&out).unwrap();
+    let Some(NetSlice::Ipv6(ip)) = &p.net else {
+        panic!()
+    };
+    let ih = ip.header().to_header();
+    assert_eq!(ih.destination, r.octets());
+    let Some(TransportSlice::Tcp(t)) = &p.transport else {
+        panic!()
+    };
+    let th = t.to_header();
+    assert_eq!(th.destination_port, 8443);
+    let payload = &ip.payload().payload[th.header_len()..];
+    assert_eq!(th.checksum, th.calc_checksum_ipv6(&ih, payload).unwrap());
+
+    // The reply is translated back to the VIP.
+    let mut r6 = vec![0u8; HEADROOM];
+    PacketBuilder::ethernet2(RS1_MAC, DIRECTOR_MAC_S)
+        .ipv6(r.octets(), c.octets(), 64)
+        .tcp(8443, 52000, 1, 1000)
+        .syn()
+        .ack(2)
+        .write(&mut r6, b"")
+        .unwrap();
+    let a = run(&mut e, &mut r6, SERVER_PORT, Instant::ZERO);
+    let out = out_frame(&a, &r6);
+    let p = SlicedPacket::from_ethernet(&out).unwrap();
+    let Some(NetSlice::Ipv6(ip)) = &p.net else {
+        panic!()
+    };
+    assert_eq!(ip.header().source_addr(), v);
+    assert_eq!(ip.header().hop_limit(), 63);
+}
+
+/// An SCTP/IPv4 frame with one chunk of type `chunk` (CRC left zero: the
+/// engine does not verify it, the real server would).
+fn sctp_frame(cport: u16, chunk: u8) -> Vec<u8> {
+    let mut sctp = Vec::new();
+    sctp.extend_from_slice(&cport.to_be_bytes());
+    sctp.extend_from_slice(&5060u16.to_be_bytes());
+    sctp.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0]);
+    sctp.extend_from_slice(&[chunk, 0, 0, 20]);
+    sctp.extend_from_slice(&[0u8; 16]);
+    let mut v = vec![0u8; HEADROOM];
+    PacketBuilder::ethernet2(CLIENT_MAC, DIRECTOR_MAC_C)
+        .ipv4(CIP, VIP, 64)
+        .write(&mut v, etherparse::IpNumber(132), &sctp)
+        .unwrap();
+    v
+}
+
+#[test]
+fn sctp_init_schedules_other_chunks_do_not() {
+    let mut e = engine();
+    let key = ServiceKey::Addr {
+        proto: Protocol::Sctp,
+        addr: v4(VIP),
+        port: 5060,
+    };
+    e.add_service(key, ServiceConfig::new(Af::Inet)).unwrap();
+    e.add_dest(&key, &DestConfig::new(v4(RS1), 5060), Instant::ZERO)
+        .unwrap();
+    // DATA (0) without an association: not a connection start.
+    let mut f = sctp_frame(53000, 0);
+    assert_eq!(
+        run(&mut e, &mut f, CLIENT_PORT, Instant::ZERO),
+        Action::Drop(DropReason::NoConnection)
+    );
+    // INIT (1) creates one; DATA then follows it.
+    let mut f = sctp_frame(53000, 1);
+    let a = run(&mut e, &mut f, CLIENT_PORT, Instant::ZERO);
+    assert_eq!(out_frame(&a, &f)[0..6], RS1_MAC);
+    let mut f = sctp_frame(53000, 0);
+    assert!(matches!(
+        run(&mut e, &mut f, CLIENT_PORT, Instant::ZERO),
+        Action::Forward { .. }
+    ));
+    assert_eq!(e.conns().len(), 1);
+    assert_eq!(e.stats().shown().conns, 1);
+}
