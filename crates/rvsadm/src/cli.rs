@@ -1,0 +1,1 @@
+//! ipvsadm grammar (in progress).
