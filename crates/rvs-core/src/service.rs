@@ -189,7 +189,10 @@ impl Service {
 }
 
 /// Check a service configuration the way the kernel does.
-fn validate_config(key: &ServiceKey, cfg: &ServiceConfig) -> Result<Box<dyn Scheduler>, CtlError> {
+pub(crate) fn validate_config(
+    key: &ServiceKey,
+    cfg: &ServiceConfig,
+) -> Result<Box<dyn Scheduler>, CtlError> {
     if let ServiceKey::Fwmark { mark: 0, .. } = key {
         return Err(CtlError::Invalid("fwmark 0"));
     }
@@ -204,14 +207,15 @@ fn validate_config(key: &ServiceKey, cfg: &ServiceConfig) -> Result<Box<dyn Sche
     sched::by_name(&cfg.scheduler).ok_or(CtlError::NotFound("scheduler"))
 }
 
-fn validate_dest(svc: &Service, cfg: &DestConfig) -> Result<(), CtlError> {
+/// Check a real server's configuration for a service of family `af`.
+pub(crate) fn validate_dest(af: Af, cfg: &DestConfig) -> Result<(), CtlError> {
     if cfg.weight > i32::MAX as u32 {
         return Err(CtlError::Range);
     }
     if cfg.l_threshold > cfg.u_threshold {
         return Err(CtlError::Range);
     }
-    if Af::of(&cfg.addr) != svc.key.af() && cfg.fwd != FwdMethod::Tunnel {
+    if Af::of(&cfg.addr) != af && cfg.fwd != FwdMethod::Tunnel {
         return Err(CtlError::Invalid("mixed address family needs tunnelling"));
     }
     if cfg.fwd == FwdMethod::Tunnel && cfg.tunnel.kind == TunType::Gue && cfg.tunnel.port == 0 {
@@ -510,7 +514,7 @@ impl Services {
         let r = self.find(key).ok_or(CtlError::NoSuchService)?;
         let next_id = self.next_dest_id;
         let svc = self.get_mut(r).ok_or(CtlError::NoSuchService)?;
-        validate_dest(svc, cfg)?;
+        validate_dest(svc.key.af(), cfg)?;
         if svc.dest_index(cfg.addr, cfg.port).is_some() {
             return Err(CtlError::Exists);
         }
@@ -558,7 +562,7 @@ impl Services {
     pub fn edit_dest(&mut self, key: &ServiceKey, cfg: &DestConfig) -> Result<(), CtlError> {
         let r = self.find(key).ok_or(CtlError::NoSuchService)?;
         let svc = self.get_mut(r).ok_or(CtlError::NoSuchService)?;
-        validate_dest(svc, cfg)?;
+        validate_dest(svc.key.af(), cfg)?;
         let i = svc
             .dest_index(cfg.addr, cfg.port)
             .ok_or(CtlError::NotFound("destination"))?;

@@ -327,6 +327,8 @@ pub enum Request {
     ListDaemons,
     /// Connection entries (and templates).
     ListConns,
+    /// Counters and rates of the whole table (`/proc/net/ip_vs_stats`).
+    GlobalStats,
 }
 
 /// A request with its protocol version.
@@ -477,6 +479,13 @@ pub enum Reply {
     Daemons(Vec<DaemonInfo>),
     /// Connection entries.
     Conns(Vec<ConnInfo>),
+    /// Totals of the whole table.
+    GlobalStats {
+        /// Counters.
+        stats: Stats,
+        /// Rates.
+        rates: Rates,
+    },
 }
 
 /// Encode a value as one line (JSON, newline-terminated).

@@ -1,7 +1,9 @@
 //! rvs — the companion tool: `demo` today; `lab`, `realserver`, `fwmark`
 //! and `bench` arrive with the data plane.
 
+mod bench;
 mod demo;
+mod procfs;
 
 use std::process::ExitCode;
 
@@ -17,7 +19,15 @@ Commands:
       --scheduler S       scheduler (rr wrr lc wlc sed nq lblc lblcr dh sh mh fo ovf;
                           default wlc)
       --requests N        connections per mode (1..=100000, default 6)
-  lab, realserver, fwmark, bench
+  bench control           time restore / save / list / one more -a on a large
+                          rule set against a private rvsd
+      --services N        virtual services (default 10000)
+      --dests N           real servers per service (default 10)
+      --repeat N          runs per step, the median is reported (default 3)
+  proc ip_vs|ip_vs_conn|ip_vs_stats
+                          print rvsd's tables in the kernel's /proc/net formats
+                          (for tools such as node_exporter's ipvs collector)
+  lab, realserver, fwmark
                           not available yet in this build (they need the data plane)
   -h, --help              this text
   -V, --version           version
@@ -55,11 +65,67 @@ fn run() -> Result<(), String> {
             print!("{}", demo::run(&opts)?);
             Ok(())
         }
-        "lab" | "realserver" | "fwmark" | "bench" => Err(format!(
+        "bench" => {
+            let opts = parse_bench(&mut parser)?;
+            print!("{}", bench::control(&opts)?);
+            Ok(())
+        }
+        "proc" => {
+            let what = match parser.next().map_err(|e| e.to_string())? {
+                Some(Value(v)) => v.string().map_err(|e| e.to_string())?,
+                _ => return Err("proc needs one of: ip_vs, ip_vs_conn, ip_vs_stats".into()),
+            };
+            print!("{}", procfs::dump(&what)?);
+            Ok(())
+        }
+        "lab" | "realserver" | "fwmark" => Err(format!(
             "'{cmd}' is not available yet in this build: it needs the data plane \
              (AF_XDP), which is not implemented yet. Try 'rvs demo'."
         )),
         other => Err(format!("unknown command '{other}'\n{USAGE}")),
+    }
+}
+
+fn parse_bench(parser: &mut lexopt::Parser) -> Result<bench::ControlOpts, String> {
+    use lexopt::prelude::*;
+    let mut o = bench::ControlOpts {
+        services: 10_000,
+        dests: 10,
+        repeat: 3,
+    };
+    let num = |v: std::ffi::OsString, what: &str, max: u32| -> Result<u32, String> {
+        let s = v.string().map_err(|e| e.to_string())?;
+        match s.parse::<u32>() {
+            Ok(n) if (1..=max).contains(&n) => Ok(n),
+            _ => Err(format!("invalid {what} '{s}': expected 1..={max}")),
+        }
+    };
+    let mut what = None;
+    while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
+        match arg {
+            Value(v) if what.is_none() => what = Some(v.string().map_err(|e| e.to_string())?),
+            Long("services") => {
+                o.services = num(
+                    parser.value().map_err(|e| e.to_string())?,
+                    "--services",
+                    1 << 20,
+                )?
+            }
+            Long("dests") => {
+                o.dests = num(parser.value().map_err(|e| e.to_string())?, "--dests", 1000)?
+            }
+            Long("repeat") => {
+                o.repeat = num(parser.value().map_err(|e| e.to_string())?, "--repeat", 100)?
+            }
+            other => return Err(other.unexpected().to_string()),
+        }
+    }
+    match what.as_deref() {
+        Some("control") => Ok(o),
+        Some(other) => Err(format!(
+            "unknown bench '{other}': only 'control' exists yet (the packet benches need the data plane)"
+        )),
+        None => Err("bench needs a name: control".into()),
     }
 }
 

@@ -1,25 +1,194 @@
-//! rvsadm — the ipvsadm-compatible command line.
-//!
-//! The command line is built in the
-//! control-plane and data-plane milestones; this binary currently only
-//! reports its version and that state.
+//! rvsadm — ipvsadm's command line for rvsd. Invoked as `ipvsadm` (a
+//! symlink) it behaves the same.
 
+use std::io::{Read, Write};
 use std::process::ExitCode;
 
+use rvs_proto::client::{Client, Endpoint};
+use rvs_proto::{Reply, Request};
+use rvsadm::cli::{self, Command, ListOpts};
+use rvsadm::format::{self, ListFlags, Numeric, Resolver, System};
+use rvsadm::strerror;
+
 fn main() -> ExitCode {
-    let arg = std::env::args().nth(1);
-    match arg.as_deref() {
-        Some("--version") | Some("-v") => {
-            println!("rvsadm {}", env!("CARGO_PKG_VERSION"));
-            ExitCode::SUCCESS
+    // Arguments that are not UTF-8 are taken lossily (they then fail to
+    // parse as addresses or numbers, with ipvsadm's message) rather than panic.
+    let mut argv = std::env::args_os().map(|a| a.to_string_lossy().into_owned());
+    let argv0 = argv.next().unwrap_or_else(|| "rvsadm".into());
+    let args: Vec<String> = argv.collect();
+    let (out, err, code) = run(&argv0, &args);
+    let _ = std::io::stdout().write_all(out.as_bytes());
+    let _ = std::io::stderr().write_all(err.as_bytes());
+    ExitCode::from(code)
+}
+
+/// Run one invocation: (stdout, stderr, exit code).
+fn run(argv0: &str, args: &[String]) -> (String, String, u8) {
+    let cmd = match cli::parse_args(argv0, args) {
+        Ok(c) => c,
+        Err(e) => return (String::new(), e.render(argv0), e.exit_code()),
+    };
+    match cmd {
+        Command::Help => (cli::help_text(argv0), String::new(), 0),
+        Command::Version => (format!("{}\n", cli::version_line()), String::new(), 0),
+        Command::Restore => {
+            let mut input = String::new();
+            if let Err(e) = std::io::stdin().read_to_string(&mut input) {
+                return (String::new(), format!("cannot read the rules: {e}\n"), 2);
+            }
+            let lines = match cli::parse_restore(argv0, &input) {
+                Ok(l) => l,
+                Err((line, e)) => {
+                    let msg = e.render(argv0);
+                    return (
+                        String::new(),
+                        format!("line {line}: {msg}(nothing was applied)\n"),
+                        e.exit_code(),
+                    );
+                }
+            };
+            with_daemon(|c| match c.call(Request::Batch(lines))? {
+                Reply::Ok => Ok((String::new(), String::new(), 0)),
+                Reply::Error(e) => {
+                    let text = strerror::for_reply(&e);
+                    let at = e.line.map(|l| format!("line {l}: ")).unwrap_or_default();
+                    Ok((
+                        String::new(),
+                        format!("{at}{text} (nothing was applied)\n"),
+                        255,
+                    ))
+                }
+                other => Err(unexpected(&other)),
+            })
         }
-        _ => {
-            eprintln!(
-                "rvsadm {}: the ipvsadm command line is not implemented yet in this build \
-                 (only the engine library, rvs-core, is). See README.md.",
-                env!("CARGO_PKG_VERSION")
+        Command::Apply(op) => with_daemon(|c| match c.call(Request::Apply(op.clone()))? {
+            Reply::Ok => Ok((String::new(), String::new(), 0)),
+            Reply::Error(e) => Ok((
+                String::new(),
+                format!("{}\n", strerror::for_op(&op, e.errno)),
+                255,
+            )),
+            other => Err(unexpected(&other)),
+        }),
+        Command::Save { numeric } => with_daemon(|c| {
+            let services = match c.call(Request::ListServices)? {
+                Reply::Services(s) => s,
+                Reply::Error(e) => return Ok(list_error(&e)),
+                other => return Err(unexpected(&other)),
+            };
+            Ok((
+                format::save(&services, numeric, resolver(numeric)),
+                String::new(),
+                0,
+            ))
+        }),
+        Command::List(opts) => with_daemon(|c| list(c, &opts)),
+    }
+}
+
+fn resolver(numeric: bool) -> &'static dyn Resolver {
+    if numeric { &Numeric } else { &System }
+}
+
+fn list(c: &mut Client, o: &ListOpts) -> Result<(String, String, u8), String> {
+    let r = resolver(o.numeric);
+    if o.connection {
+        return match c.call(Request::ListConns)? {
+            Reply::Conns(conns) => Ok((
+                format::conns(&conns, o.numeric, o.persistent_conn, r),
+                String::new(),
+                0,
+            )),
+            Reply::Error(e) => Ok(list_error(&e)),
+            other => Err(unexpected(&other)),
+        };
+    }
+    if o.timeout {
+        return match c.call(Request::GetTimeouts)? {
+            Reply::Timeouts { tcp, tcpfin, udp } => {
+                Ok((format::timeouts(tcp, tcpfin, udp), String::new(), 0))
+            }
+            Reply::Error(_) => Ok((String::new(), String::new(), 1)),
+            other => Err(unexpected(&other)),
+        };
+    }
+    if o.daemon {
+        return match c.call(Request::ListDaemons)? {
+            Reply::Daemons(d) => Ok((format::daemons(&d), String::new(), 0)),
+            Reply::Error(_) => Ok((String::new(), String::new(), 1)),
+            other => Err(unexpected(&other)),
+        };
+    }
+    let flags = ListFlags {
+        numeric: o.numeric,
+        stats: o.stats,
+        rate: o.rate,
+        thresholds: o.thresholds,
+        persistent_conn: o.persistent_conn,
+        tun_info: o.tun_info,
+        nosort: o.nosort,
+        exact: o.exact,
+    };
+    if let Some(id) = o.service {
+        return match c.call(Request::GetService(id))? {
+            Reply::Service(s) => Ok((format::list_one(&s, &flags, r), String::new(), 0)),
+            Reply::Error(e) => Ok(list_error(&e)),
+            other => Err(unexpected(&other)),
+        };
+    }
+    let (version, size) = match c.call(Request::Info)? {
+        Reply::Info {
+            version,
+            conn_tab_size,
+        } => (version, conn_tab_size),
+        Reply::Error(e) => return Ok(list_error(&e)),
+        other => return Err(unexpected(&other)),
+    };
+    match c.call(Request::ListServices)? {
+        Reply::Services(s) => Ok((
+            format::list_all(version, size, &s, &flags, r),
+            String::new(),
+            0,
+        )),
+        Reply::Error(e) => Ok(list_error(&e)),
+        other => Err(unexpected(&other)),
+    }
+}
+
+/// A listing failed: ipvsadm prints the error text and exits 1.
+fn list_error(e: &rvs_proto::ErrorReply) -> (String, String, u8) {
+    (
+        String::new(),
+        format!("{}\n", strerror::for_listing(e.errno)),
+        1,
+    )
+}
+
+fn unexpected(r: &Reply) -> String {
+    format!("unexpected reply from rvsd: {r:?}")
+}
+
+/// Connect to rvsd and run `f`; a missing daemon is a clear error, exit 2.
+fn with_daemon(
+    f: impl FnOnce(&mut Client) -> Result<(String, String, u8), String>,
+) -> (String, String, u8) {
+    let ep = Endpoint::from_env();
+    let mut client = match Client::connect(&ep) {
+        Ok(c) => c,
+        Err(e) => {
+            return (
+                String::new(),
+                format!(
+                    "Can't initialize ipvs: no rvsd answers on {ep} ({e}).\n\
+                     rvs needs its daemon in this network namespace: start it with `rvsd &` \
+                     (or set RVS_SOCKET to the socket of a running rvsd).\n"
+                ),
+                2,
             );
-            ExitCode::from(2)
         }
+    };
+    match f(&mut client) {
+        Ok(r) => r,
+        Err(msg) => (String::new(), format!("{msg}\n"), 2),
     }
 }

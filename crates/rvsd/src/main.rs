@@ -1,25 +1,7 @@
-//! rvsd — the rvs director daemon.
-//!
-//! The daemon (control endpoint, AF_XDP data plane) is built in the
-//! control-plane and data-plane milestones; this binary currently only
-//! reports its version and that state.
+//! rvsd — the rvs director daemon. All logic lives in the library (`rvsd::run`).
 
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let arg = std::env::args().nth(1);
-    match arg.as_deref() {
-        Some("--version") | Some("-v") => {
-            println!("rvsd {}", env!("CARGO_PKG_VERSION"));
-            ExitCode::SUCCESS
-        }
-        _ => {
-            eprintln!(
-                "rvsd {}: the director daemon is not implemented yet in this build \
-                 (only the engine library, rvs-core, is). See README.md.",
-                env!("CARGO_PKG_VERSION")
-            );
-            ExitCode::from(2)
-        }
-    }
+    ExitCode::from(rvsd::run(std::env::args_os().skip(1)))
 }

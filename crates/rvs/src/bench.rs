@@ -1,0 +1,180 @@
+//! `rvs bench control`: how the control plane scales with the rule set.
+//!
+//! Starts a private rvsd (its own abstract socket, so it never meets an
+//! operator's daemon), then times what operators do with large tables, each
+//! as a whole `rvsadm` process as a script would run it:
+//! restore of S services × D real servers from a file, `-S -n`, `-L -n`, and
+//! one more `-a` on the full table. Prints one line per step.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Options of `rvs bench control`.
+#[derive(Debug, Clone)]
+pub struct ControlOpts {
+    /// Number of virtual services.
+    pub services: u32,
+    /// Real servers per service.
+    pub dests: u32,
+    /// Repetitions of each timed step (the median is reported).
+    pub repeat: u32,
+}
+
+/// The rules text: `services` TCP services with `dests` NAT real servers each.
+pub fn rules(services: u32, dests: u32) -> String {
+    let mut s = String::with_capacity((services * (dests + 1) * 48) as usize);
+    for i in 0..services {
+        let vip = format!("10.{}.{}.{}:80", (i >> 16) & 255, (i >> 8) & 255, i & 255);
+        s.push_str(&format!("-A -t {vip} -s wrr\n"));
+        for d in 0..dests {
+            s.push_str(&format!(
+                "-a -t {vip} -r 172.{}.{}.{}:8080 -m -w {}\n",
+                16 + (d & 15),
+                (i >> 8) & 255,
+                i & 255,
+                1 + d
+            ));
+        }
+    }
+    s
+}
+
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn sibling(name: &str) -> Result<PathBuf, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let p = exe.with_file_name(name);
+    if p.exists() {
+        Ok(p)
+    } else {
+        Err(format!(
+            "{} not found next to rvs (build the workspace: cargo build --release)",
+            p.display()
+        ))
+    }
+}
+
+fn adm(
+    rvsadm: &Path,
+    socket: &str,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> Result<Duration, String> {
+    let start = Instant::now();
+    let mut child = Command::new(rvsadm)
+        .args(args)
+        .env("RVS_SOCKET", socket)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("rvsadm: {e}"))?;
+    if let Some(input) = stdin
+        && let Some(mut w) = child.stdin.take()
+    {
+        w.write_all(input.as_bytes())
+            .map_err(|e| format!("rvsadm stdin: {e}"))?;
+    }
+    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    let took = start.elapsed();
+    if !out.status.success() {
+        return Err(format!(
+            "rvsadm {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(took)
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+/// Run the control-plane bench; returns the report.
+pub fn control(o: &ControlOpts) -> Result<String, String> {
+    let rvsd = sibling("rvsd")?;
+    let rvsadm = sibling("rvsadm")?;
+    let socket = format!("@rvs-bench-{}", std::process::id());
+    let child = Command::new(&rvsd)
+        .args(["--socket", &socket])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("rvsd: {e}"))?;
+    let _daemon = Daemon(child);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while adm(&rvsadm, &socket, &["-L", "-n"], None).is_err() {
+        if Instant::now() > deadline {
+            return Err("rvsd did not answer".into());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let text = rules(o.services, o.dests);
+    let lines = o.services * (o.dests + 1);
+    let mut restore = Vec::new();
+    let mut save = Vec::new();
+    let mut list = Vec::new();
+    let mut add = Vec::new();
+    for r in 0..o.repeat.max(1) {
+        adm(&rvsadm, &socket, &["-C"], None)?;
+        restore.push(adm(&rvsadm, &socket, &["-R"], Some(&text))?);
+        save.push(adm(&rvsadm, &socket, &["-S", "-n"], None)?);
+        list.push(adm(&rvsadm, &socket, &["-L", "-n"], None)?);
+        let dest = format!("192.0.2.{}:8080", 1 + r % 250);
+        add.push(adm(
+            &rvsadm,
+            &socket,
+            &["-a", "-t", "10.0.0.0:80", "-r", &dest, "-m"],
+            None,
+        )?);
+    }
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let mut out = String::new();
+    out.push_str(&format!(
+        "rvs bench control: {} services x {} real servers ({} lines), median of {} runs, \
+         each step a whole rvsadm process\n",
+        o.services,
+        o.dests,
+        lines,
+        o.repeat.max(1)
+    ));
+    for (name, v, target) in [
+        ("restore (-R < file)", restore, 1000.0),
+        ("save (-S -n)", save, 500.0),
+        ("list (-L -n)", list, 500.0),
+        ("one more -a", add, 5.0),
+    ] {
+        let m = ms(median(v));
+        out.push_str(&format!(
+            "  {name:<22} {m:>9.1} ms   target <= {target} ms  {}\n",
+            if m <= target { "met" } else { "NOT met" }
+        ));
+    }
+    Ok(out)
+}

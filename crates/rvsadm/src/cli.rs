@@ -1,1 +1,0 @@
-//! ipvsadm grammar (in progress).

@@ -1,1 +1,0 @@
-//! ipvsadm output formats (in progress).

@@ -1,0 +1,305 @@
+//! The request handler: one [`Request`] in, one [`Reply`] out, no I/O.
+//!
+//! [`State`] owns the engine and the sync-daemon bookkeeping; the server
+//! keeps it behind a mutex and calls [`State::handle`] for each request line.
+//! Every request is checked whole before anything changes: a single change
+//! goes through the engine's own checks, a [`Request::Batch`] through a dry
+//! run of the entire batch first (see `rvs_core::batch`), so a failed request
+//! never leaves a partial change behind.
+
+use std::borrow::Cow;
+
+use rvs_core::batch::ConfigOp;
+use rvs_core::service::CtlError;
+use rvs_core::{Engine, Instant};
+use rvs_proto::{
+    BatchLine, Envelope, ErrorReply, IPVS_VERSION_CODE, Op, PROTOCOL_VERSION, Reply, Request,
+    ServiceId, ServiceInfo,
+};
+
+use crate::auth::Peer;
+use crate::convert::{self, Action};
+use crate::sync::SyncDaemons;
+
+/// EPERM.
+pub const EPERM: i32 = 1;
+/// ESRCH.
+pub const ESRCH: i32 = 3;
+/// EINVAL.
+pub const EINVAL: i32 = 22;
+
+/// Connection-table size reported by `Request::Info` (`(size=4096)` in
+/// ipvsadm's header). rvs has no fixed bucket array — its table grows — so
+/// this is the kernel's default `CONN_TAB_SIZE`, which keeps the header
+/// identical to IPVS's.
+pub const CONN_TAB_SIZE: u32 = 4096;
+
+/// A failed request: the errno the kernel would return, and a detail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// Positive errno.
+    pub errno: i32,
+    /// Human-readable detail.
+    pub message: Cow<'static, str>,
+}
+
+impl Failure {
+    /// A failure with `errno`.
+    pub fn new(errno: i32, message: impl Into<Cow<'static, str>>) -> Failure {
+        Failure {
+            errno,
+            message: message.into(),
+        }
+    }
+
+    /// EINVAL.
+    pub fn invalid(message: impl Into<Cow<'static, str>>) -> Failure {
+        Failure::new(EINVAL, message)
+    }
+
+    /// As an error reply.
+    pub fn reply(self, line: Option<usize>, op: Option<Op>) -> Reply {
+        Reply::Error(ErrorReply {
+            errno: self.errno,
+            message: self.message.into_owned(),
+            line,
+            op,
+        })
+    }
+}
+
+impl From<CtlError> for Failure {
+    fn from(e: CtlError) -> Failure {
+        Failure::new(e.errno(), e.to_string())
+    }
+}
+
+/// How the handler learns an interface's MTU (`None`: no such interface).
+pub type MtuOf = fn(&str) -> Option<u32>;
+
+/// Everything a request can read or change.
+#[derive(Debug)]
+pub struct State {
+    engine: Engine,
+    sync: SyncDaemons,
+    mtu_of: MtuOf,
+}
+
+/// Decode one request line: its [`Request`], or the failure (EINVAL) for a
+/// malformed line or another protocol version.
+pub fn decode_request(line: &[u8]) -> Result<Request, Failure> {
+    #[derive(serde::Deserialize)]
+    struct VersionOnly {
+        version: u32,
+    }
+    let mismatch = |v: u32| {
+        Failure::invalid(format!(
+            "unsupported protocol version {v}: this rvsd ({}) speaks version {PROTOCOL_VERSION}",
+            env!("CARGO_PKG_VERSION")
+        ))
+    };
+    match serde_json::from_slice::<Envelope>(line) {
+        Ok(env) if env.version == PROTOCOL_VERSION => Ok(env.request),
+        Ok(env) => Err(mismatch(env.version)),
+        Err(e) => match serde_json::from_slice::<VersionOnly>(line) {
+            // A request this version does not know, from another version.
+            Ok(v) if v.version != PROTOCOL_VERSION => Err(mismatch(v.version)),
+            _ => Err(Failure::invalid(format!("malformed request: {e}"))),
+        },
+    }
+}
+
+impl State {
+    /// A handler owning `engine`, finding interfaces with `mtu_of`.
+    pub fn new(engine: Engine, mtu_of: MtuOf) -> State {
+        State {
+            engine,
+            sync: SyncDaemons::default(),
+            mtu_of,
+        }
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The engine, mutably (housekeeping).
+    pub fn engine_mut(&mut self) -> &mut Engine {
+        &mut self.engine
+    }
+
+    /// Decode and handle one request line.
+    pub fn handle_line(&mut self, peer: &Peer, line: &[u8], now: Instant) -> Reply {
+        match decode_request(line) {
+            Ok(req) => self.handle(peer, req, now),
+            Err(f) => f.reply(None, None),
+        }
+    }
+
+    /// Handle one request from `peer`.
+    pub fn handle(&mut self, peer: &Peer, req: Request, now: Instant) -> Reply {
+        if !peer.privileged {
+            return Failure::new(
+                EPERM,
+                "permission denied: root or CAP_NET_ADMIN is needed to use rvsd",
+            )
+            .reply(None, None);
+        }
+        match req {
+            Request::Info => Reply::Info {
+                version: IPVS_VERSION_CODE,
+                conn_tab_size: CONN_TAB_SIZE,
+            },
+            Request::Apply(op) => match self.apply(&op, now) {
+                Ok(()) => Reply::Ok,
+                Err(f) => f.reply(None, Some(op)),
+            },
+            Request::Batch(lines) => match self.batch(&lines, now) {
+                Ok(()) => {
+                    if !lines.is_empty() {
+                        eprintln!(
+                            "rvsd: applied a batch of {} changes (uid {}, pid {})",
+                            lines.len(),
+                            peer.uid,
+                            peer.pid
+                        );
+                    }
+                    Reply::Ok
+                }
+                Err((i, f)) => f.reply(Some(lines[i].line), Some(lines[i].op.clone())),
+            },
+            Request::ListServices => Reply::Services(self.services()),
+            Request::GetService(id) => match self.service(&id) {
+                Some(s) => Reply::Service(s),
+                None => Failure::new(ESRCH, "no such service").reply(None, None),
+            },
+            Request::GetTimeouts => {
+                let t = self.engine.timeouts();
+                Reply::Timeouts {
+                    tcp: t.tcp_established_secs(),
+                    tcpfin: t.tcp_fin_secs(),
+                    udp: t.udp_secs(),
+                }
+            }
+            Request::ListDaemons => Reply::Daemons(self.sync.list()),
+            Request::GlobalStats => Reply::GlobalStats {
+                stats: convert::stats(&self.engine.stats().shown()),
+                rates: convert::rates(&self.engine.stats().rates()),
+            },
+            Request::ListConns => Reply::Conns(
+                self.engine
+                    .conns()
+                    .iter()
+                    .map(|(_, c)| convert::conn_info(c, now))
+                    .collect(),
+            ),
+        }
+    }
+
+    /// Every service: address services first, then fwmark ones, each newest
+    /// first (the kernel's unsorted order).
+    pub fn services(&self) -> Vec<ServiceInfo> {
+        let mut svcs: Vec<_> = self.engine.services().iter().map(|(_, s)| s).collect();
+        // The kernel lists every address service before every fwmark one.
+        svcs.sort_unstable_by_key(|s| {
+            (
+                matches!(s.key, rvs_core::service::ServiceKey::Fwmark { .. }),
+                std::cmp::Reverse(s.seq),
+            )
+        });
+        svcs.into_iter().map(convert::service_info).collect()
+    }
+
+    /// One service.
+    pub fn service(&self, id: &ServiceId) -> Option<ServiceInfo> {
+        let services = self.engine.services();
+        let r = services.find(&convert::service_key(id))?;
+        services.get(r).map(convert::service_info)
+    }
+
+    fn apply(&mut self, op: &Op, now: Instant) -> Result<(), Failure> {
+        match convert::action(op)? {
+            Action::Config(c) => self.engine.apply(&c, now).map_err(Failure::from),
+            Action::StartDaemon(spec) => {
+                let s = self.sync.start(&spec, self.mtu_of)?;
+                warn_no_sync(&s);
+                Ok(())
+            }
+            Action::StopDaemon(role) => {
+                self.sync.stop(role)?;
+                eprintln!("rvsd: {} sync daemon stopped", role_name(role));
+                Ok(())
+            }
+        }
+    }
+
+    /// All of `lines`, or nothing: the index of the first line that fails.
+    fn batch(&mut self, lines: &[BatchLine], now: Instant) -> Result<(), (usize, Failure)> {
+        // Dry run: the engine's part through its model, the sync daemons on a
+        // copy. The first failing line wins.
+        let mut config: Vec<ConfigOp> = Vec::with_capacity(lines.len());
+        let mut config_line: Vec<usize> = Vec::with_capacity(lines.len());
+        let mut sync = self.sync.clone();
+        let mut started = Vec::new();
+        let mut first_err: Option<(usize, Failure)> = None;
+        for (i, l) in lines.iter().enumerate() {
+            let res = convert::action(&l.op).and_then(|a| match a {
+                Action::Config(c) => {
+                    config.push(c);
+                    config_line.push(i);
+                    Ok(())
+                }
+                Action::StartDaemon(spec) => {
+                    sync.start(&spec, self.mtu_of).map(|s| started.push(s))
+                }
+                Action::StopDaemon(role) => sync.stop(role),
+            });
+            if let Err(f) = res {
+                first_err = Some((i, f));
+                break;
+            }
+        }
+        // Every engine op collected precedes `first_err`, so an engine error wins.
+        if let Err((j, e)) = self.engine.check_batch(&config) {
+            return Err((config_line[j], e.into()));
+        }
+        if let Some(err) = first_err {
+            return Err(err);
+        }
+        for (j, op) in config.iter().enumerate() {
+            // Cannot fail after the dry run; if it does, the model in
+            // rvs_core::batch is out of step with the engine.
+            if let Err(e) = self.engine.apply(op, now) {
+                eprintln!(
+                    "rvsd: BUG: batch line {} failed after a clean dry run ({e}); \
+                     the lines before it were applied",
+                    lines[config_line[j]].line
+                );
+                return Err((config_line[j], e.into()));
+            }
+        }
+        self.sync = sync;
+        for s in &started {
+            warn_no_sync(s);
+        }
+        Ok(())
+    }
+}
+
+fn role_name(role: rvs_proto::DaemonRole) -> &'static str {
+    match role {
+        rvs_proto::DaemonRole::Master => "master",
+        rvs_proto::DaemonRole::Backup => "backup",
+    }
+}
+
+fn warn_no_sync(s: &rvs_proto::DaemonSpec) {
+    eprintln!(
+        "rvsd: warning: {} sync daemon recorded (mcast={}, syncid={}), but connection \
+         synchronisation is not implemented in this build: no sync traffic is sent or received",
+        role_name(s.role),
+        s.mcast_ifn,
+        s.syncid
+    );
+}

@@ -1,0 +1,174 @@
+//! rvsd — the rvs director daemon (control plane).
+//!
+//! rvsd owns one [`rvs_core::Engine`] for the network namespace it was
+//! started in and serves the control API of `rvs-proto` on a Unix socket —
+//! by default the abstract socket `@rvsd.ctl`, which belongs to the network
+//! namespace, so `ip netns exec X rvsadm …` reaches the rvsd of namespace X.
+//!
+//! * [`handler`] — one request in, one reply out, no I/O (unit-tested);
+//! * [`server`] — the accept loop, a thread per connection, housekeeping
+//!   (`Engine::poll` every 100 ms);
+//! * [`auth`] — who may use the API (root / CAP_NET_ADMIN, as the kernel);
+//! * [`convert`] — `rvs-proto` ⇄ `rvs-core`;
+//! * [`sync`] — sync-daemon bookkeeping (the sync protocol itself is not
+//!   implemented yet);
+//! * [`rules`] — `--rules FILE` in `ipvsadm -S` format, applied atomically;
+//! * [`options`], [`system`].
+//!
+//! Not in this build: the packet path. rvsd records the interfaces it is to
+//! serve, but forwards nothing yet (the data-plane milestone adds AF_XDP).
+
+pub mod auth;
+pub mod convert;
+pub mod handler;
+pub mod options;
+pub mod rules;
+pub mod server;
+pub mod sync;
+pub mod system;
+
+use std::ffi::OsString;
+use std::os::unix::net::UnixListener;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use rvs_core::{Engine, EngineConfig};
+use rvs_proto::client::Endpoint;
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+use crate::handler::State;
+use crate::options::{Command, Options};
+use crate::system::Clock;
+
+/// Exit status: usage error, bad interface, bad rules file.
+pub const EXIT_USAGE: u8 = 2;
+/// Exit status: cannot start (socket in use, no entropy, …).
+pub const EXIT_FAILURE: u8 = 1;
+
+/// Run rvsd with `args` (without the program name); returns the exit status.
+pub fn run(args: impl IntoIterator<Item = OsString>) -> u8 {
+    match options::parse(args) {
+        Ok(Command::Help) => {
+            print!("{}", options::USAGE);
+            0
+        }
+        Ok(Command::Version) => {
+            println!("rvsd {}", env!("CARGO_PKG_VERSION"));
+            0
+        }
+        Ok(Command::Run(o)) => match serve(o) {
+            Ok(()) => 0,
+            Err((code, msg)) => {
+                eprintln!("rvsd: {msg}");
+                code
+            }
+        },
+        Err(e) => {
+            eprintln!("rvsd: {e}\nTry `rvsd --help' for more information.");
+            EXIT_USAGE
+        }
+    }
+}
+
+/// Removes a filesystem socket when dropped.
+struct SocketFile(Option<std::path::PathBuf>);
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        if let Some(p) = &self.0
+            && let Err(e) = std::fs::remove_file(p)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            eprintln!("rvsd: cannot remove {}: {e}", p.display());
+        }
+    }
+}
+
+fn serve(o: Options) -> Result<(), (u8, String)> {
+    let interfaces = if o.interfaces.is_empty() {
+        system::default_interfaces()
+            .map_err(|e| (EXIT_FAILURE, format!("cannot list interfaces: {e}")))?
+    } else {
+        if let Some(bad) = o.interfaces.iter().find(|i| !system::interface_exists(i)) {
+            return Err((
+                EXIT_USAGE,
+                format!("--interface {bad}: no such interface in this network namespace"),
+            ));
+        }
+        o.interfaces.clone()
+    };
+    let hash_key = system::random_hash_key()
+        .map_err(|e| (EXIT_FAILURE, format!("cannot read /dev/urandom: {e}")))?;
+    let engine = Engine::new(EngineConfig {
+        hash_key,
+        ..EngineConfig::default()
+    });
+    let clock = Clock::new();
+    let mut state = State::new(engine, system::interface_mtu);
+
+    // Signals are caught from here on; they take effect once serving starts.
+    let mut signals = Signals::new([SIGTERM, SIGINT])
+        .map_err(|e| (EXIT_FAILURE, format!("cannot install signal handlers: {e}")))?;
+
+    if let Some(path) = &o.rules {
+        let n = rules::load(&mut state, path, clock.now()).map_err(|m| (EXIT_USAGE, m))?;
+        eprintln!("rvsd: loaded {n} rules from {}", path.display());
+    }
+
+    let endpoint = o.socket.clone().unwrap_or_else(Endpoint::from_env);
+    let listener: UnixListener = endpoint
+        .bind()
+        .map_err(|e| (EXIT_FAILURE, format!("cannot listen on {endpoint}: {e}")))?;
+    let _socket_file = SocketFile(match &endpoint {
+        Endpoint::Path(p) => Some(p.clone()),
+        Endpoint::Abstract(_) => None,
+    });
+
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = Arc::clone(&stop);
+        let endpoint = endpoint.clone();
+        std::thread::Builder::new()
+            .name("signals".into())
+            .spawn(move || {
+                if let Some(sig) = signals.forever().next() {
+                    let name = if sig == SIGINT { "SIGINT" } else { "SIGTERM" };
+                    eprintln!("rvsd: {name} received, shutting down");
+                    stop.store(true, Ordering::SeqCst);
+                    // Wake the accept loop. If that is impossible, leave
+                    // from here (nothing in memory needs saving).
+                    if endpoint.connect().is_err() {
+                        if let Endpoint::Path(p) = &endpoint {
+                            let _ = std::fs::remove_file(p);
+                        }
+                        eprintln!("rvsd: stopped");
+                        std::process::exit(0);
+                    }
+                }
+            })
+            .map_err(|e| (EXIT_FAILURE, format!("cannot start a thread: {e}")))?;
+    }
+    let shared = server::Shared::new(state, clock, Arc::clone(&stop));
+    server::spawn_housekeeping(Arc::clone(&shared))
+        .map_err(|e| (EXIT_FAILURE, format!("cannot start a thread: {e}")))?;
+
+    eprintln!("rvsd {} serving on {endpoint}", env!("CARGO_PKG_VERSION"));
+    if interfaces.is_empty() {
+        eprintln!("rvsd: no interface to serve (none is up)");
+    } else {
+        eprintln!("rvsd: interfaces: {}", interfaces.join(", "));
+    }
+    eprintln!(
+        "rvsd: packet forwarding is not active in this build (control plane only); \
+         the table is kept and served but no packet is forwarded"
+    );
+    server::accept_loop(&listener, &shared);
+    // Let a request being handled finish.
+    drop(shared.lock());
+    eprintln!("rvsd: stopped");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,200 @@
+//! The control endpoint: accept connections, one thread each, one JSON line
+//! per request and per reply; and the housekeeping thread.
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use rvs_proto::client::MAX_LINE;
+use rvs_proto::{Reply, encode};
+
+use crate::auth::Peer;
+use crate::handler::{Failure, State, decode_request};
+use crate::system::Clock;
+
+/// How often the engine's housekeeping runs.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Largest request line accepted from an unprivileged peer (it only ever
+/// gets EPERM; this bounds what it can make rvsd buffer).
+pub const MAX_UNPRIVILEGED_LINE: usize = 64 << 10;
+
+/// Most control connections served at once; more are closed at once.
+pub const MAX_CONNECTIONS: usize = 1024;
+
+/// What the threads share.
+#[derive(Debug)]
+pub struct Shared {
+    state: Mutex<State>,
+    clock: Clock,
+    stop: Arc<AtomicBool>,
+    connections: AtomicUsize,
+}
+
+impl Shared {
+    /// Share `state`; `stop` ends the accept loop and the housekeeping.
+    pub fn new(state: State, clock: Clock, stop: Arc<AtomicBool>) -> Arc<Shared> {
+        Arc::new(Shared {
+            state: Mutex::new(state),
+            clock,
+            stop,
+            connections: AtomicUsize::new(0),
+        })
+    }
+
+    /// The state, locked. A thread that panicked while holding the lock does
+    /// not take the daemon down with it.
+    pub fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Run housekeeping every [`POLL_INTERVAL`] until `stop`.
+pub fn spawn_housekeeping(shared: Arc<Shared>) -> io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("housekeeping".into())
+        .spawn(move || {
+            while !shared.stop.load(Ordering::Relaxed) {
+                std::thread::sleep(POLL_INTERVAL);
+                let now = shared.clock.now();
+                shared.lock().engine_mut().poll(now);
+            }
+        })
+}
+
+/// Accept and serve connections until the stop flag is set (whoever sets it
+/// then connects once to wake the accept).
+pub fn accept_loop(listener: &UnixListener, shared: &Arc<Shared>) {
+    let mut full_logged = false;
+    loop {
+        let accepted = listener.accept();
+        if shared.stop.load(Ordering::SeqCst) {
+            return;
+        }
+        let stream = match accepted {
+            Ok((s, _)) => s,
+            Err(e) => {
+                // EMFILE and friends: don't spin.
+                eprintln!("rvsd: accept: {e}");
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+        };
+        if shared.connections.load(Ordering::Relaxed) >= MAX_CONNECTIONS {
+            if !full_logged {
+                eprintln!("rvsd: {MAX_CONNECTIONS} control connections open; closing new ones");
+                full_logged = true;
+            }
+            continue;
+        }
+        full_logged = false;
+        shared.connections.fetch_add(1, Ordering::Relaxed);
+        let sh = Arc::clone(shared);
+        let spawned = std::thread::Builder::new()
+            .name("control".into())
+            .spawn(move || {
+                serve_connection(stream, &sh);
+                sh.connections.fetch_sub(1, Ordering::Relaxed);
+            });
+        if let Err(e) = spawned {
+            shared.connections.fetch_sub(1, Ordering::Relaxed);
+            eprintln!("rvsd: cannot start a connection thread: {e}");
+        }
+    }
+}
+
+/// Serve one connection: requests until end of stream.
+pub fn serve_connection(stream: UnixStream, shared: &Shared) {
+    let peer = Peer::of(&stream);
+    let limit = if peer.privileged {
+        MAX_LINE
+    } else {
+        MAX_UNPRIVILEGED_LINE
+    };
+    let Ok(read_half) = stream.try_clone() else {
+        return;
+    };
+    let mut reader = BufReader::new(read_half);
+    let mut writer = stream;
+    let mut refusal_logged = false;
+    loop {
+        let line = match read_line(&mut reader, limit) {
+            Ok(Some(l)) => l,
+            Ok(None) => return,
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                let reply = Failure::invalid(format!("request longer than {limit} bytes"))
+                    .reply(None, None);
+                let _ = writer.write_all(&encode(&reply));
+                return;
+            }
+            Err(_) => return,
+        };
+        // Decode and encode outside the lock; only the handling holds it.
+        let reply = match decode_request(&line) {
+            Ok(req) => {
+                let now = shared.clock.now();
+                shared.lock().handle(&peer, req, now)
+            }
+            Err(f) => f.reply(None, None),
+        };
+        if !peer.privileged
+            && !refusal_logged
+            && matches!(&reply, Reply::Error(e) if e.errno == crate::handler::EPERM)
+        {
+            eprintln!(
+                "rvsd: refused requests from uid {} (pid {}): not root and no CAP_NET_ADMIN",
+                peer.uid, peer.pid
+            );
+            refusal_logged = true;
+        }
+        drop(line);
+        if writer.write_all(&encode(&reply)).is_err() {
+            return;
+        }
+    }
+}
+
+/// One newline-terminated line (without the newline) of at most `limit`
+/// bytes; `None` at end of stream; `InvalidData` if longer.
+pub fn read_line<R: BufRead>(r: &mut R, limit: usize) -> io::Result<Option<Vec<u8>>> {
+    let mut line = Vec::new();
+    let n = r
+        .by_ref()
+        .take(limit as u64 + 1)
+        .read_until(b'\n', &mut line)?;
+    if n == 0 {
+        return Ok(None);
+    }
+    if line.last() == Some(&b'\n') {
+        line.pop();
+    } else if line.len() > limit {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "message too long",
+        ));
+    }
+    Ok(Some(line))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_and_limits() {
+        let mut r = BufReader::new(&b"abc\n\nxyz"[..]);
+        assert_eq!(read_line(&mut r, 10).unwrap(), Some(b"abc".to_vec()));
+        assert_eq!(read_line(&mut r, 10).unwrap(), Some(vec![]));
+        assert_eq!(read_line(&mut r, 10).unwrap(), Some(b"xyz".to_vec()));
+        assert_eq!(read_line(&mut r, 10).unwrap(), None);
+        let mut r = BufReader::new(&b"0123456789abc\n"[..]);
+        assert_eq!(
+            read_line(&mut r, 10).unwrap_err().kind(),
+            io::ErrorKind::InvalidData
+        );
+        let mut r = BufReader::new(&b"0123456789\n"[..]);
+        assert_eq!(read_line(&mut r, 10).unwrap(), Some(b"0123456789".to_vec()));
+    }
+}

@@ -1,0 +1,431 @@
+//! The real `rvsd` binary: serve on a private socket, answer a client, apply
+//! batches atomically, stop cleanly on SIGTERM; refuse a bad rules file.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use rvs_proto::client::{Client, Endpoint};
+use rvs_proto::{
+    BatchLine, DestSpec, Fwd, Op, Proto, Reply, Request, SVC_F_HASHED, ServiceId, ServiceSpec,
+    TunnelSpec,
+};
+
+/// A private directory, removed at the end.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        let p = std::env::temp_dir().join(format!(
+            "rvsd-test-{tag}-{}-{}-{nanos}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The daemon, killed if the test ends without stopping it.
+struct Daemon {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Daemon {
+    fn start(dir: &TempDir, env_socket: &str, args: &[&str]) -> Daemon {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let log = dir.path(&format!("rvsd-{}.log", N.fetch_add(1, Ordering::Relaxed)));
+        let child = Command::new(env!("CARGO_BIN_EXE_rvsd"))
+            .args(args)
+            .env("RVS_SOCKET", env_socket)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        Daemon { child, log }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Wait until `ep` answers.
+    fn wait_ready(&mut self, ep: &Endpoint) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while ep.connect().is_err() {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                panic!("rvsd exited early ({st}):\n{}", self.log());
+            }
+            assert!(Instant::now() < deadline, "rvsd not ready:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn signal(&self, sig: &str) {
+        let st = Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+
+    /// Wait for the exit, at most `limit`.
+    fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "rvsd did not exit in {limit:?}:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn tcp(addr: &str, port: u16) -> ServiceId {
+    ServiceId::Addr {
+        proto: Proto::Tcp,
+        addr: addr.parse().unwrap(),
+        port,
+    }
+}
+
+fn spec(id: ServiceId, sched: &str) -> ServiceSpec {
+    ServiceSpec {
+        id,
+        scheduler: sched.into(),
+        flags: 0,
+        timeout: 0,
+        netmask: u32::MAX,
+        pe: None,
+    }
+}
+
+fn dest(addr: &str, port: u16) -> DestSpec {
+    DestSpec {
+        addr: addr.parse().unwrap(),
+        port,
+        fwd: Fwd::Masq,
+        weight: 2,
+        u_threshold: 0,
+        l_threshold: 0,
+        tunnel: TunnelSpec::default(),
+    }
+}
+
+fn errno(r: &Reply) -> i32 {
+    match r {
+        Reply::Error(e) => e.errno,
+        other => panic!("expected an error, got {other:?}"),
+    }
+}
+
+fn services(c: &mut Client) -> Vec<rvs_proto::ServiceInfo> {
+    match c.call(Request::ListServices).unwrap() {
+        Reply::Services(s) => s,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn serves_then_stops_on_sigterm() {
+    let dir = TempDir::new("serve");
+    let sock = dir.path("ctl.sock");
+    let ep = Endpoint::Path(sock.clone());
+    // The endpoint comes from RVS_SOCKET.
+    let mut d = Daemon::start(&dir, sock.to_str().unwrap(), &["--interface", "lo"]);
+    d.wait_ready(&ep);
+
+    let mut c = Client::connect(&ep).unwrap();
+    assert_eq!(
+        c.call(Request::Info).unwrap(),
+        Reply::Info {
+            version: 0x010201,
+            conn_tab_size: 4096
+        }
+    );
+    let web = tcp("10.0.0.1", 80);
+    assert_eq!(
+        c.call(Request::Apply(Op::AddService(spec(web, "rr"))))
+            .unwrap(),
+        Reply::Ok
+    );
+    assert_eq!(
+        c.call(Request::Apply(Op::AddDest {
+            service: web,
+            dest: dest("192.168.1.10", 8080),
+        }))
+        .unwrap(),
+        Reply::Ok
+    );
+    // Errors with the kernel's errnos.
+    let r = c
+        .call(Request::Apply(Op::AddService(spec(web, "rr"))))
+        .unwrap();
+    assert_eq!(errno(&r), 17);
+    let r = c
+        .call(Request::Apply(Op::DeleteService(tcp("10.0.0.2", 80))))
+        .unwrap();
+    assert_eq!(errno(&r), 3);
+    let r = c
+        .call(Request::Apply(Op::DeleteDest {
+            service: web,
+            addr: "192.168.1.99".parse().unwrap(),
+            port: 80,
+        }))
+        .unwrap();
+    assert_eq!(errno(&r), 2);
+
+    let before = services(&mut c);
+    assert_eq!(before.len(), 1);
+    assert_eq!(before[0].spec.flags, SVC_F_HASHED);
+    assert_eq!(before[0].dests[0].spec, dest("192.168.1.10", 8080));
+
+    // A batch with a bad line changes nothing and names the line.
+    let bad_batch = vec![
+        BatchLine {
+            line: 1,
+            op: Op::AddService(spec(tcp("10.0.0.3", 80), "wlc")),
+        },
+        BatchLine {
+            line: 2,
+            op: Op::Flush,
+        },
+        BatchLine {
+            line: 3,
+            op: Op::AddDest {
+                service: web,
+                dest: dest("192.168.1.11", 80),
+            },
+        },
+    ];
+    match c.call(Request::Batch(bad_batch)).unwrap() {
+        Reply::Error(e) => {
+            assert_eq!((e.errno, e.line), (3, Some(3)));
+            assert!(matches!(e.op, Some(Op::AddDest { .. })));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(services(&mut c), before);
+
+    // A good batch applies whole.
+    let good = vec![
+        BatchLine {
+            line: 1,
+            op: Op::AddService(spec(tcp("10.0.0.3", 80), "wlc")),
+        },
+        BatchLine {
+            line: 2,
+            op: Op::AddDest {
+                service: tcp("10.0.0.3", 80),
+                dest: dest("192.168.1.12", 80),
+            },
+        },
+    ];
+    assert_eq!(c.call(Request::Batch(good)).unwrap(), Reply::Ok);
+    let after = services(&mut c);
+    assert_eq!(after.len(), 2);
+    assert_eq!(after[0].spec.id, tcp("10.0.0.3", 80), "newest first");
+
+    // Garbage on a raw connection gets an error; the connection stays usable.
+    let mut raw = UnixStream::connect(&sock).unwrap();
+    raw.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    raw.write_all(b"{not json\n{\"version\":99,\"request\":\"Info\"}\n")
+        .unwrap();
+    raw.write_all(&rvs_proto::encode(&rvs_proto::Envelope {
+        version: rvs_proto::PROTOCOL_VERSION,
+        request: Request::GetTimeouts,
+    }))
+    .unwrap();
+    let mut r = BufReader::new(raw.try_clone().unwrap());
+    let mut next = || {
+        let mut l = String::new();
+        r.read_line(&mut l).unwrap();
+        rvs_proto::decode::<Reply>(l.trim_end().as_bytes()).unwrap()
+    };
+    assert_eq!(errno(&next()), 22);
+    match next() {
+        Reply::Error(e) => assert!(e.message.contains("version 99"), "{}", e.message),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        next(),
+        Reply::Timeouts {
+            tcp: 900,
+            tcpfin: 120,
+            udp: 300
+        }
+    );
+
+    // SIGTERM with clients still connected: prompt, clean exit, socket gone.
+    d.signal("TERM");
+    let st = d.wait_exit(Duration::from_secs(5));
+    assert_eq!(st.code(), Some(0), "{}", d.log());
+    assert!(!sock.exists(), "socket file left behind");
+    assert!(d.log().contains("shutting down"), "{}", d.log());
+}
+
+#[test]
+fn abstract_socket_and_sigint() {
+    let dir = TempDir::new("abstract");
+    let name = dir.0.file_name().unwrap().to_str().unwrap().to_string();
+    let ep = Endpoint::Abstract(name.clone());
+    // --socket wins over RVS_SOCKET.
+    let mut d = Daemon::start(
+        &dir,
+        dir.path("unused.sock").to_str().unwrap(),
+        &["--socket", &format!("@{name}")],
+    );
+    d.wait_ready(&ep);
+    let mut c = Client::connect(&ep).unwrap();
+    assert_eq!(
+        c.call(Request::ListDaemons).unwrap(),
+        Reply::Daemons(vec![])
+    );
+    assert!(!dir.path("unused.sock").exists());
+    // A second daemon on the same endpoint refuses to start.
+    let mut d2 = Daemon::start(&dir, "", &["--socket", &format!("@{name}")]);
+    let st = d2.wait_exit(Duration::from_secs(5));
+    assert_eq!(st.code(), Some(1));
+    d.signal("INT");
+    assert_eq!(d.wait_exit(Duration::from_secs(5)).code(), Some(0));
+}
+
+fn run_with_rules(dir: &TempDir, rules: &str) -> (std::process::Output, PathBuf, PathBuf) {
+    let file = dir.path("rules");
+    std::fs::write(&file, rules).unwrap();
+    let sock = dir.path("ctl.sock");
+    let out = Command::new(env!("CARGO_BIN_EXE_rvsd"))
+        .args(["--rules", file.to_str().unwrap(), "--socket"])
+        .arg(&sock)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (out, file, sock)
+}
+
+fn assert_refused(dir: &TempDir, rules: &str, line: usize) {
+    let (out, file, sock) = run_with_rules(dir, rules);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    let want = format!("rvsd: {} line {line}: ", file.display());
+    assert!(err.contains(&want), "expected {want:?} in:\n{err}");
+    assert!(!sock.exists(), "must not serve");
+}
+
+#[test]
+fn bad_rules_file_exits_2_with_the_line() {
+    let dir = TempDir::new("rules");
+    // A line rvsadm's grammar rejects.
+    assert_refused(
+        &dir,
+        "# saved by rvsadm -S\n-A -t 10.0.0.1:80 -s rr\n-A --bogus-option\n",
+        3,
+    );
+    // A line the table rejects (the service is not defined).
+    assert_refused(
+        &dir,
+        "-A -t 10.0.0.1:80 -s rr\n\n-a -t 10.0.0.1:80 -r 192.168.1.10:80 -g -w 1\n\
+         -a -t 10.0.0.2:80 -r 192.168.1.10:80 -g -w 1\n",
+        4,
+    );
+    // Unreadable file.
+    let out = Command::new(env!("CARGO_BIN_EXE_rvsd"))
+        .args(["--rules", dir.path("missing").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn good_rules_file_is_loaded() {
+    let dir = TempDir::new("goodrules");
+    let file = dir.path("rules");
+    std::fs::write(
+        &file,
+        "# comment\n-A -t 10.0.0.1:80 -s rr\n-a -t 10.0.0.1:80 -r 192.168.1.10:80 -g -w 3\n\
+         -a -t 10.0.0.1:80 -r 192.168.1.11:80 -g -w 1\n",
+    )
+    .unwrap();
+    let sock = dir.path("ctl.sock");
+    let ep = Endpoint::Path(sock.clone());
+    let mut d = Daemon::start(
+        &dir,
+        "",
+        &[
+            "--rules",
+            file.to_str().unwrap(),
+            "--socket",
+            sock.to_str().unwrap(),
+        ],
+    );
+    d.wait_ready(&ep);
+    let mut c = Client::connect(&ep).unwrap();
+    let s = services(&mut c);
+    assert_eq!(s.len(), 1, "{}", d.log());
+    assert_eq!(s[0].spec.scheduler, "rr");
+    let addrs: Vec<String> = s[0].dests.iter().map(|d| d.spec.addr.to_string()).collect();
+    assert_eq!(addrs, ["192.168.1.11", "192.168.1.10"]);
+    assert_eq!(s[0].dests[1].spec.weight, 3);
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(Duration::from_secs(5)).code(), Some(0));
+    assert!(!Path::new(&sock).exists());
+}
+
+#[test]
+fn options_errors() {
+    let out = Command::new(env!("CARGO_BIN_EXE_rvsd"))
+        .args(["--interface", "no-such-if9"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-if9"));
+    let out = Command::new(env!("CARGO_BIN_EXE_rvsd"))
+        .arg("--frobnicate")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = Command::new(env!("CARGO_BIN_EXE_rvsd"))
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("rvsd "));
+    let out = Command::new(env!("CARGO_BIN_EXE_rvsd"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("--rules"));
+}
