@@ -1,1 +1,978 @@
-//! (in progress)
+//! The XDP classifier: `bpf/classify.c`, its maps, and attaching it.
+//!
+//! The program runs on every frame an interface receives and steers what rvs
+//! owns to the AF_XDP socket of (ingress interface, rx queue); everything else
+//! (ARP, ND, SSH to the director, other ports) goes on to the kernel with
+//! `XDP_PASS`. A frame is rvs's when it is
+//!
+//! * TCP, UDP or SCTP to a virtual service: `(proto, dst addr, dst port)` is
+//!   in [`Classifier::set_services`], or `(proto, dst addr, 0)` is (a port-0
+//!   service owns every port of its address);
+//! * TCP, UDP or SCTP from a NAT real server: `(proto, src addr, src port)`
+//!   (or port 0) is in [`Classifier::set_nat_sources`];
+//! * an ICMP error (IPv4 types 3, 4, 11, 12; ICMPv6 types 1 to 4) about such
+//!   a flow: the quoted packet's destination is a NAT real server (an error
+//!   about a director-to-server packet) or its source is a service (an error
+//!   about a VIP-to-client packet).
+//!
+//! Passed unseen: non-first IPv4 fragments, IPv6 packets with extension
+//! headers (fragments included), frames that are not IPv4/IPv6 after at most
+//! one VLAN tag. Truncated frames are passed and counted.
+//!
+//! The socket slot of a frame is `if_base[ingress ifindex] + rx queue`
+//! ([`Classifier::set_if_base`], [`Classifier::xsk_map_set`]). With no
+//! `if_base` entry or an empty slot the frame is passed (and counted in
+//! [`ClassStats::no_socket`]): while rvsd starts, or if a worker is missing,
+//! the host behaves as if rvs were not there.
+//!
+//! # Network namespaces
+//!
+//! Interface names and indices are those of the calling thread's network
+//! namespace: call [`Classifier::attach`], [`ifindex`] and [`remove_xdp`] from
+//! a thread in the interfaces' namespace. The maps work from anywhere.
+//!
+//! # Replacing a program already attached
+//!
+//! [`Classifier::attach`] first removes whatever XDP program the interface
+//! has, in every mode ([`remove_xdp`]), so a program left by a crashed rvsd
+//! (or by `ip link set … xdp obj`) is replaced, never stacked. aya cannot
+//! detach programs it did not attach, so this module does it itself:
+//! rtnetlink `RTM_SETLINK` with `IFLA_XDP_FD = -1` for programs attached
+//! through netlink, and `BPF_LINK_DETACH` for programs held by a bpf_link
+//! (the kernel refuses the netlink request for those with `EBUSY`). The
+//! bpf_link is found by walking the kernel's links (`BPF_LINK_GET_NEXT_ID`)
+//! for an XDP link whose ifindex and program id match what rtnetlink reports
+//! for the interface.
+//!
+//! Removal and attach are two steps, not an atomic swap: for that moment the
+//! interface runs no XDP program (everything goes to the kernel). A removed
+//! program is not put back if the attach then fails.
+//!
+//! # Minimum kernel version
+//!
+//! 5.9 (`BPF_LINK_DETACH`); native XDP and AF_XDP on veth need 5.x as well.
+
+use std::{
+    collections::HashSet,
+    ffi::CString,
+    fmt, io,
+    net::IpAddr,
+    os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd},
+};
+
+use aya::{
+    Ebpf, EbpfError, Pod,
+    maps::{HashMap, MapData, MapError, PerCpuArray, XskMap},
+    programs::{ProgramError, TestRun, TestRunOptions, Xdp, XdpMode, xdp::XdpLinkId},
+};
+use netlink_packet_core::{
+    NLM_F_ACK, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
+};
+use netlink_packet_route::{
+    RouteNetlinkMessage,
+    link::{LinkAttribute, LinkMessage, LinkXdp},
+};
+use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
+
+/// The classifier object, built from `bpf/classify.c` by build.rs.
+static CLASSIFY_OBJ: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/classify.o"));
+
+/// Name of the XDP program in `bpf/classify.c`.
+const PROGRAM: &str = "rvs_classify";
+
+/// Capacity of the `services` map (`SERVICES_MAX` in classify.c).
+pub const MAX_SERVICES: usize = 16384;
+/// Capacity of the `nat_src` map (`NAT_SRC_MAX` in classify.c).
+pub const MAX_NAT_SOURCES: usize = 16384;
+/// Capacity of the `if_base` map (`IF_BASE_MAX` in classify.c).
+pub const MAX_INTERFACES: usize = 256;
+/// Slots of the `xsks` map (`XSKS_MAX` in classify.c): `if_base + queue`
+/// must stay below this, or the frame is passed as if no socket were there.
+pub const MAX_XSK_SLOTS: u32 = 1024;
+
+// Indices of the `stats` map (enum in classify.c).
+const STAT_REDIRECTED: u32 = 0;
+const STAT_PASSED: u32 = 1;
+const STAT_NO_SOCKET: u32 = 2;
+const STAT_MALFORMED: u32 = 3;
+const STAT_FRAGMENT: u32 = 4;
+
+// XDP actions (enum xdp_action).
+/// `XDP_PASS`: a [`Classifier::test_run`] result.
+pub const XDP_PASS: u32 = 2;
+/// `XDP_REDIRECT`: a [`Classifier::test_run`] result.
+pub const XDP_REDIRECT: u32 = 4;
+
+/// Errors of the XDP classifier.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum XdpError {
+    /// No such interface (in the calling thread's network namespace).
+    #[error("interface {name}: {source}")]
+    Interface {
+        /// The name asked for.
+        name: String,
+        /// Why it could not be resolved.
+        #[source]
+        source: io::Error,
+    },
+    /// The object could not be loaded, or the verifier rejected the program.
+    #[error("loading the XDP classifier: {0}")]
+    Load(String),
+    /// Neither native nor generic (SKB) mode could be attached.
+    #[error("attaching XDP to {iface}: driver mode: {driver}; skb mode: {skb}")]
+    Attach {
+        /// Interface name.
+        iface: String,
+        /// Why native mode failed.
+        driver: String,
+        /// Why generic mode failed.
+        skb: String,
+    },
+    /// The XDP program already on an interface could not be removed.
+    #[error("removing the XDP program already on {iface}: {detail}")]
+    Replace {
+        /// Interface name.
+        iface: String,
+        /// What failed.
+        detail: String,
+    },
+    /// A map operation failed (for example, the map is full).
+    #[error("map {map}: {source}")]
+    Map {
+        /// Name of the map in classify.c.
+        map: &'static str,
+        /// aya's error.
+        #[source]
+        source: MapError,
+    },
+    /// More keys than the map holds.
+    #[error("map {map}: {wanted} entries, capacity {capacity}")]
+    TooMany {
+        /// Name of the map in classify.c.
+        map: &'static str,
+        /// Entries asked for.
+        wanted: usize,
+        /// Capacity of the map.
+        capacity: usize,
+    },
+    /// An rtnetlink or bpf(2) call failed.
+    #[error("{call}: {source}")]
+    Sys {
+        /// The request.
+        call: &'static str,
+        /// errno.
+        #[source]
+        source: io::Error,
+    },
+    /// `BPF_PROG_TEST_RUN` failed.
+    #[error("test run: {0}")]
+    TestRun(String),
+}
+
+fn map_err(map: &'static str) -> impl FnOnce(MapError) -> XdpError {
+    move |source| XdpError::Map { map, source }
+}
+
+/// A key of the services or NAT-source set: L4 protocol, address, port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ClassKey {
+    /// IP protocol number: 6 (TCP), 17 (UDP) or 132 (SCTP). The classifier
+    /// looks only at these; a key with any other protocol never matches.
+    pub proto: u8,
+    /// The service's virtual address, or the NAT real server's address.
+    pub addr: IpAddr,
+    /// Port in host order; 0 matches every port of `addr`.
+    pub port: u16,
+}
+
+/// `struct class_key` of classify.c.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct RawKey {
+    proto: u8,
+    family: u8,
+    pad: [u8; 2],
+    /// Network order; IPv4 in `addr[0]`.
+    addr: [u32; 4],
+    /// Network order.
+    port: u16,
+    pad2: u16,
+}
+
+const _: () = assert!(size_of::<RawKey>() == 24);
+
+// SAFETY: RawKey is repr(C), made of integers only, and has no padding
+// (1 + 1 + 2 + 16 + 2 + 2 = 24 bytes at alignment 4, checked above): every
+// byte pattern is a valid value and no byte is uninitialised.
+unsafe impl Pod for RawKey {}
+
+impl From<&ClassKey> for RawKey {
+    fn from(k: &ClassKey) -> Self {
+        let (family, addr) = match k.addr {
+            IpAddr::V4(a) => (4, [u32::from_ne_bytes(a.octets()), 0, 0, 0]),
+            IpAddr::V6(a) => {
+                let o = a.octets();
+                let w = |i: usize| u32::from_ne_bytes([o[i], o[i + 1], o[i + 2], o[i + 3]]);
+                (6, [w(0), w(4), w(8), w(12)])
+            }
+        };
+        Self {
+            proto: k.proto,
+            family,
+            pad: [0; 2],
+            addr,
+            port: k.port.to_be(),
+            pad2: 0,
+        }
+    }
+}
+
+/// How the program runs on an interface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AttachMode {
+    /// Native XDP, in the driver (`XDP_FLAGS_DRV_MODE`).
+    Driver,
+    /// Generic XDP, after the kernel built an skb (`XDP_FLAGS_SKB_MODE`):
+    /// slower, and AF_XDP is copy mode only.
+    Skb,
+}
+
+/// One interface the classifier is attached to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attachment {
+    /// Interface name.
+    pub iface: String,
+    /// Its index.
+    pub ifindex: u32,
+    /// The mode the program runs in.
+    pub mode: AttachMode,
+    /// Why native mode was refused, when `mode` is [`AttachMode::Skb`].
+    pub driver_error: Option<String>,
+    /// Ids of the XDP programs removed from the interface first.
+    pub replaced: Vec<u32>,
+}
+
+/// Counters of the classifier, summed over CPUs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClassStats {
+    /// Frames handed to an AF_XDP socket.
+    pub redirected: u64,
+    /// Frames that are not rvs's (`XDP_PASS`).
+    pub passed: u64,
+    /// rvs's frames passed because their interface has no `if_base` entry
+    /// or their slot has no socket.
+    pub no_socket: u64,
+    /// Truncated or malformed frames (passed).
+    pub malformed: u64,
+    /// Non-first IPv4 fragments (passed).
+    pub fragments: u64,
+}
+
+/// XDP programs on an interface, by mode (program ids).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct XdpState {
+    /// Native (driver) mode.
+    pub driver: Option<u32>,
+    /// Generic (SKB) mode.
+    pub skb: Option<u32>,
+    /// Hardware offload.
+    pub hw: Option<u32>,
+}
+
+impl XdpState {
+    /// Whether no program is attached in any mode.
+    pub fn is_empty(&self) -> bool {
+        self.driver.is_none() && self.skb.is_none() && self.hw.is_none()
+    }
+}
+
+/// The loaded classifier, its maps and its attachments.
+///
+/// Dropping it detaches the program from every interface.
+pub struct Classifier {
+    services: HashMap<MapData, RawKey, u32>,
+    nat_src: HashMap<MapData, RawKey, u32>,
+    if_base: HashMap<MapData, u32, u32>,
+    xsks: XskMap<MapData>,
+    stats: PerCpuArray<MapData, u64>,
+    links: Vec<XdpLinkId>,
+    attachments: Vec<Attachment>,
+    prog_id: u32,
+    ebpf: Ebpf,
+}
+
+impl fmt::Debug for Classifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Classifier")
+            .field("prog_id", &self.prog_id)
+            .field("attachments", &self.attachments)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Classifier {
+    /// Loads the program and attaches it to each interface, in native mode,
+    /// falling back to generic (SKB) mode when the driver refuses
+    /// ([`Classifier::attachments`] reports which). An XDP program already on
+    /// an interface is removed first (see the module documentation).
+    ///
+    /// With no interfaces the program is only loaded: the maps and
+    /// [`Classifier::test_run`] work.
+    ///
+    /// # Errors
+    ///
+    /// Unknown interface, load or verifier failure, a program that cannot be
+    /// removed, or neither mode attaching. Interfaces attached before the
+    /// error are detached again.
+    pub fn attach(ifaces: &[String]) -> Result<Self, XdpError> {
+        let mut ebpf = Ebpf::load(CLASSIFY_OBJ).map_err(|e| load_err(&e))?;
+        let prog = xdp_program(&mut ebpf)?;
+        prog.load().map_err(|e| XdpError::Load(verifier_msg(&e)))?;
+        let prog_id = prog.info().map_err(|e| XdpError::Load(e.to_string()))?.id();
+
+        let mut links = Vec::new();
+        let mut attachments: Vec<Attachment> = Vec::new();
+        for iface in ifaces {
+            let ifindex = ifindex(iface)?;
+            if attachments.iter().any(|a| a.ifindex == ifindex) {
+                continue;
+            }
+            let replaced = remove_xdp(iface)?;
+            let (link, mode, driver_error) = match prog.attach_to_if_index(ifindex, XdpMode::Driver)
+            {
+                Ok(link) => (link, AttachMode::Driver, None),
+                Err(driver) => {
+                    let driver = error_chain(&driver);
+                    match prog.attach_to_if_index(ifindex, XdpMode::Skb) {
+                        Ok(link) => (link, AttachMode::Skb, Some(driver)),
+                        Err(skb) => {
+                            return Err(XdpError::Attach {
+                                iface: iface.clone(),
+                                driver,
+                                skb: error_chain(&skb),
+                            });
+                        }
+                    }
+                }
+            };
+            links.push(link);
+            attachments.push(Attachment {
+                iface: iface.clone(),
+                ifindex,
+                mode,
+                driver_error,
+                replaced,
+            });
+        }
+
+        let services = take_map(&mut ebpf, "services", HashMap::try_from)?;
+        let nat_src = take_map(&mut ebpf, "nat_src", HashMap::try_from)?;
+        let if_base = take_map(&mut ebpf, "if_base", HashMap::try_from)?;
+        let xsks = take_map(&mut ebpf, "xsks", XskMap::try_from)?;
+        let stats = take_map(&mut ebpf, "stats", PerCpuArray::try_from)?;
+        Ok(Self {
+            services,
+            nat_src,
+            if_base,
+            xsks,
+            stats,
+            links,
+            attachments,
+            prog_id,
+            ebpf,
+        })
+    }
+
+    /// The interfaces the program is attached to, and how.
+    pub fn attachments(&self) -> &[Attachment] {
+        &self.attachments
+    }
+
+    /// The kernel's id of the loaded program (as `ip -d link` shows it).
+    pub fn program_id(&self) -> u32 {
+        self.prog_id
+    }
+
+    /// Makes the services map equal to `keys`: adds the new keys, then
+    /// removes the stale ones (so a key in both sets never disappears). When
+    /// old and new together would overflow the map, stale keys go first.
+    ///
+    /// # Errors
+    ///
+    /// More than [`MAX_SERVICES`] keys, or a map operation failing.
+    pub fn set_services(&mut self, keys: &[ClassKey]) -> Result<(), XdpError> {
+        sync_set(&mut self.services, "services", MAX_SERVICES, keys)
+    }
+
+    /// Makes the NAT-source map (real servers of NAT services, whose replies
+    /// rvs owns) equal to `keys`, like [`Classifier::set_services`].
+    ///
+    /// # Errors
+    ///
+    /// More than [`MAX_NAT_SOURCES`] keys, or a map operation failing.
+    pub fn set_nat_sources(&mut self, keys: &[ClassKey]) -> Result<(), XdpError> {
+        sync_set(&mut self.nat_src, "nat_src", MAX_NAT_SOURCES, keys)
+    }
+
+    /// Frames received on `ifindex`, queue `q`, go to xsks slot `base + q`.
+    ///
+    /// # Errors
+    ///
+    /// The map is full ([`MAX_INTERFACES`]).
+    pub fn set_if_base(&mut self, ifindex: u32, base: u32) -> Result<(), XdpError> {
+        self.if_base
+            .insert(ifindex, base, 0)
+            .map_err(map_err("if_base"))
+    }
+
+    /// Forgets the slot base of `ifindex`: its frames are passed again.
+    ///
+    /// # Errors
+    ///
+    /// The map operation failed (a missing entry is not an error).
+    pub fn unset_if_base(&mut self, ifindex: u32) -> Result<(), XdpError> {
+        match self.if_base.remove(&ifindex) {
+            Err(e) if !is_not_found(&e) => Err(map_err("if_base")(e)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Puts the AF_XDP socket `fd` in slot `slot` of the xsks map (aya
+    /// `XskMap::set`). The socket must be bound to the interface and queue
+    /// the slot stands for, or the kernel drops what is redirected to it.
+    ///
+    /// # Errors
+    ///
+    /// `slot` out of range ([`MAX_XSK_SLOTS`]), or `fd` not an AF_XDP socket.
+    pub fn xsk_map_set(&mut self, slot: u32, fd: RawFd) -> Result<(), XdpError> {
+        self.xsks.set(slot, fd, 0).map_err(map_err("xsks"))
+    }
+
+    /// Empties slot `slot` of the xsks map (a missing entry is not an error).
+    ///
+    /// # Errors
+    ///
+    /// `slot` out of range, or the map operation failed.
+    pub fn xsk_map_unset(&mut self, slot: u32) -> Result<(), XdpError> {
+        match self.xsks.unset(slot) {
+            Err(e) if !is_not_found(&e) => Err(map_err("xsks")(e)),
+            _ => Ok(()),
+        }
+    }
+
+    /// The per-CPU counters, summed.
+    ///
+    /// # Errors
+    ///
+    /// The map could not be read.
+    pub fn stats(&self) -> Result<ClassStats, XdpError> {
+        let get = |idx: u32| -> Result<u64, XdpError> {
+            let values = self.stats.get(&idx, 0).map_err(map_err("stats"))?;
+            Ok(values.iter().fold(0u64, |a, v| a.wrapping_add(*v)))
+        };
+        Ok(ClassStats {
+            redirected: get(STAT_REDIRECTED)?,
+            passed: get(STAT_PASSED)?,
+            no_socket: get(STAT_NO_SOCKET)?,
+            malformed: get(STAT_MALFORMED)?,
+            fragments: get(STAT_FRAGMENT)?,
+        })
+    }
+
+    /// Runs the program once on `frame` (`BPF_PROG_TEST_RUN`) and returns its
+    /// action ([`XDP_PASS`], [`XDP_REDIRECT`]). The kernel runs it as if the
+    /// frame came in on queue 0 of `lo` of the calling thread's namespace; the
+    /// counters move as for a real frame. For tests and diagnostics.
+    ///
+    /// # Errors
+    ///
+    /// The kernel refused the run (frames shorter than 14 bytes, say).
+    pub fn test_run(&self, frame: &[u8]) -> Result<u32, XdpError> {
+        let prog: &Xdp = self
+            .ebpf
+            .program(PROGRAM)
+            .ok_or_else(|| XdpError::Load(format!("no program {PROGRAM}")))?
+            .try_into()
+            .map_err(|e: ProgramError| XdpError::Load(e.to_string()))?;
+        let opts = TestRunOptions {
+            data_in: Some(frame),
+            ..TestRunOptions::default()
+        };
+        prog.test_run(opts)
+            .map(|r| r.return_value)
+            .map_err(|e| XdpError::TestRun(error_chain(&e)))
+    }
+
+    /// Detaches the program from every interface and unloads it (as Drop).
+    pub fn detach(self) {
+        drop(self);
+    }
+
+    fn detach_all(&mut self) {
+        let links = std::mem::take(&mut self.links);
+        if let Ok(prog) = xdp_program(&mut self.ebpf) {
+            for link in links {
+                // A link another Classifier replaced is already detached in
+                // the kernel; closing it is all that is left.
+                let _ = prog.detach(link);
+            }
+        }
+    }
+}
+
+impl Drop for Classifier {
+    fn drop(&mut self) {
+        self.detach_all();
+    }
+}
+
+/// A delete of a key that is not there (aya reports ENOENT as a syscall error).
+fn is_not_found(e: &MapError) -> bool {
+    match e {
+        MapError::KeyNotFound => true,
+        MapError::SyscallError(e) => e.io_error.raw_os_error() == Some(libc::ENOENT),
+        _ => false,
+    }
+}
+
+fn xdp_program(ebpf: &mut Ebpf) -> Result<&mut Xdp, XdpError> {
+    ebpf.program_mut(PROGRAM)
+        .ok_or_else(|| XdpError::Load(format!("no program {PROGRAM} in classify.o")))?
+        .try_into()
+        .map_err(|e: ProgramError| XdpError::Load(e.to_string()))
+}
+
+fn take_map<M>(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    convert: impl FnOnce(aya::maps::Map) -> Result<M, MapError>,
+) -> Result<M, XdpError> {
+    let map = ebpf
+        .take_map(name)
+        .ok_or_else(|| XdpError::Load(format!("no map {name} in classify.o")))?;
+    convert(map).map_err(map_err(name))
+}
+
+fn load_err(e: &EbpfError) -> XdpError {
+    XdpError::Load(error_chain(e))
+}
+
+/// The verifier's log is in the error's Display: keep all of it.
+fn verifier_msg(e: &ProgramError) -> String {
+    match e {
+        ProgramError::LoadError {
+            io_error,
+            verifier_log,
+        } => {
+            format!("{io_error}\n{verifier_log}")
+        }
+        other => error_chain(other),
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(src) = cur {
+        s.push_str(": ");
+        s.push_str(&src.to_string());
+        cur = src.source();
+    }
+    s
+}
+
+fn sync_set(
+    map: &mut HashMap<MapData, RawKey, u32>,
+    name: &'static str,
+    capacity: usize,
+    keys: &[ClassKey],
+) -> Result<(), XdpError> {
+    let want: HashSet<RawKey> = keys.iter().map(RawKey::from).collect();
+    if want.len() > capacity {
+        return Err(XdpError::TooMany {
+            map: name,
+            wanted: want.len(),
+            capacity,
+        });
+    }
+    let have: HashSet<RawKey> = map
+        .keys()
+        .collect::<Result<_, _>>()
+        .map_err(map_err(name))?;
+    let stale: Vec<RawKey> = have.difference(&want).copied().collect();
+    let new: Vec<RawKey> = want.difference(&have).copied().collect();
+    let remove = |map: &mut HashMap<MapData, RawKey, u32>| -> Result<(), XdpError> {
+        for k in &stale {
+            match map.remove(k) {
+                Err(e) if !is_not_found(&e) => return Err(map_err(name)(e)),
+                _ => {}
+            }
+        }
+        Ok(())
+    };
+    let stale_first = have.len() + new.len() > capacity;
+    if stale_first {
+        remove(map)?;
+    }
+    for k in &new {
+        map.insert(*k, 0, 0).map_err(map_err(name))?;
+    }
+    if !stale_first {
+        remove(map)?;
+    }
+    Ok(())
+}
+
+/// Index of interface `name` in the calling thread's network namespace
+/// (`if_nametoindex(3)`; `/sys/class/net` shows the namespace sysfs was
+/// mounted in, which is wrong for a thread that entered another one).
+///
+/// # Errors
+///
+/// No such interface, or a name with a NUL byte.
+pub fn ifindex(name: &str) -> Result<u32, XdpError> {
+    let err = |source| XdpError::Interface {
+        name: name.to_owned(),
+        source,
+    };
+    let c = CString::new(name).map_err(|e| err(io::Error::new(io::ErrorKind::InvalidInput, e)))?;
+    // SAFETY: `c` is a valid NUL-terminated string that outlives the call.
+    let idx = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    if idx == 0 {
+        return Err(err(io::Error::last_os_error()));
+    }
+    Ok(idx)
+}
+
+/// The XDP programs on interface `ifindex`, by mode (rtnetlink).
+///
+/// # Errors
+///
+/// The rtnetlink request failed (no such interface: `ENODEV`).
+pub fn xdp_state(ifindex: u32) -> Result<XdpState, XdpError> {
+    let mut msg = LinkMessage::default();
+    msg.header.index = ifindex;
+    let replies =
+        rtnl_request(RouteNetlinkMessage::GetLink(msg)).map_err(|source| XdpError::Sys {
+            call: "RTM_GETLINK",
+            source,
+        })?;
+    let mut state = XdpState::default();
+    for reply in replies {
+        let RouteNetlinkMessage::NewLink(link) = reply else {
+            continue;
+        };
+        for attr in link.attributes {
+            let LinkAttribute::Xdp(xdp) = attr else {
+                continue;
+            };
+            for x in xdp {
+                match x {
+                    LinkXdp::DrvProgId(id) if id != 0 => state.driver = Some(id),
+                    LinkXdp::SkbProgId(id) if id != 0 => state.skb = Some(id),
+                    LinkXdp::HwProgId(id) if id != 0 => state.hw = Some(id),
+                    _ => {}
+                }
+            }
+        }
+    }
+    Ok(state)
+}
+
+// XDP_FLAGS_* of linux/if_link.h.
+const XDP_FLAGS_SKB_MODE: u32 = 1 << 1;
+const XDP_FLAGS_DRV_MODE: u32 = 1 << 2;
+const XDP_FLAGS_HW_MODE: u32 = 1 << 3;
+
+/// Removes every XDP program from interface `iface` (in the calling thread's
+/// namespace), whoever attached it, and returns their ids. See the module
+/// documentation for how.
+///
+/// # Errors
+///
+/// Unknown interface, or a program that could not be removed.
+pub fn remove_xdp(iface: &str) -> Result<Vec<u32>, XdpError> {
+    let idx = ifindex(iface)?;
+    let state = xdp_state(idx)?;
+    let mut removed = Vec::new();
+    let replace_err = |detail: String| XdpError::Replace {
+        iface: iface.to_owned(),
+        detail,
+    };
+    for (flag, id) in [
+        (XDP_FLAGS_SKB_MODE, state.skb),
+        (XDP_FLAGS_DRV_MODE, state.driver),
+        (XDP_FLAGS_HW_MODE, state.hw),
+    ] {
+        let Some(id) = id else { continue };
+        match netlink_xdp_off(idx, flag) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                // Held by a bpf_link: netlink may not touch it.
+                let n = detach_bpf_links(idx, id)
+                    .map_err(|e| replace_err(format!("program {id}: BPF_LINK_DETACH: {e}")))?;
+                if n == 0 {
+                    return Err(replace_err(format!(
+                        "program {id} is held by a bpf_link that could not be found"
+                    )));
+                }
+            }
+            Err(e) => return Err(replace_err(format!("program {id}: RTM_SETLINK: {e}"))),
+        }
+        removed.push(id);
+    }
+    let after = xdp_state(idx)?;
+    if !after.is_empty() {
+        return Err(replace_err(format!(
+            "still attached after removal: {after:?}"
+        )));
+    }
+    Ok(removed)
+}
+
+/// `ip link set dev IF xdp{generic,drv,offload} off`.
+fn netlink_xdp_off(ifindex: u32, mode_flag: u32) -> io::Result<()> {
+    let mut msg = LinkMessage::default();
+    msg.header.index = ifindex;
+    msg.attributes.push(LinkAttribute::Xdp(vec![
+        LinkXdp::Fd(-1),
+        LinkXdp::Flags(mode_flag),
+    ]));
+    rtnl_request(RouteNetlinkMessage::SetLink(msg)).map(drop)
+}
+
+/// Sends one rtnetlink request with `NLM_F_ACK` and collects the replies up
+/// to the acknowledgement.
+fn rtnl_request(msg: RouteNetlinkMessage) -> io::Result<Vec<RouteNetlinkMessage>> {
+    let mut sock = Socket::new(NETLINK_ROUTE)?;
+    sock.bind_auto()?;
+    sock.connect(&SocketAddr::new(0, 0))?;
+    let mut header = NetlinkHeader::default();
+    header.flags = NLM_F_REQUEST | NLM_F_ACK;
+    header.sequence_number = 1;
+    let mut req = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(msg));
+    req.finalize();
+    let mut buf = vec![0u8; req.buffer_len()];
+    req.serialize(&mut buf);
+    sock.send(&buf, 0)?;
+
+    let mut replies = Vec::new();
+    loop {
+        let (data, _) = sock.recv_from_full()?;
+        if data.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "netlink: empty read",
+            ));
+        }
+        let mut off = 0;
+        while off < data.len() {
+            let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&data[off..])
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+            let len = msg.header.length as usize;
+            if len == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "netlink: zero length",
+                ));
+            }
+            off += (len + 3) & !3;
+            match msg.payload {
+                NetlinkPayload::Error(e) => {
+                    return match e.code {
+                        None => Ok(replies),
+                        Some(_) => Err(e.to_io()),
+                    };
+                }
+                NetlinkPayload::Done(_) => return Ok(replies),
+                NetlinkPayload::InnerMessage(m) => replies.push(m),
+                _ => {}
+            }
+        }
+    }
+}
+
+// bpf(2) commands and constants of linux/bpf.h.
+const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
+const BPF_LINK_GET_FD_BY_ID: libc::c_long = 30;
+const BPF_LINK_GET_NEXT_ID: libc::c_long = 31;
+const BPF_LINK_DETACH: libc::c_long = 34;
+const BPF_LINK_TYPE_XDP: u32 = 6;
+
+/// `union bpf_attr`, large enough for the commands above, zeroed.
+#[repr(C, align(8))]
+struct BpfAttr([u8; 64]);
+
+impl BpfAttr {
+    fn new() -> Self {
+        Self([0; 64])
+    }
+    fn put_u32(&mut self, off: usize, v: u32) {
+        self.0[off..off + 4].copy_from_slice(&v.to_ne_bytes());
+    }
+    fn put_u64(&mut self, off: usize, v: u64) {
+        self.0[off..off + 8].copy_from_slice(&v.to_ne_bytes());
+    }
+    fn get_u32(&self, off: usize) -> u32 {
+        u32::from_ne_bytes(self.0[off..off + 4].try_into().expect("4 bytes"))
+    }
+}
+
+/// `struct bpf_link_info` as u32 words, zeroed (a larger buffer than the
+/// kernel's struct is fine as long as its tail is zero).
+#[repr(C, align(8))]
+struct LinkInfo([u32; 32]);
+
+fn sys_bpf(cmd: libc::c_long, attr: &mut BpfAttr) -> io::Result<libc::c_long> {
+    // SAFETY: bpf(2) reads and writes at most `size` bytes of `attr`, which
+    // is valid, writable and that large; any pointer inside it was set by
+    // the caller to a live buffer of the advertised length.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd,
+            attr.0.as_mut_ptr(),
+            size_of::<BpfAttr>() as libc::c_uint,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(r)
+}
+
+/// Detaches (`BPF_LINK_DETACH`) every XDP bpf_link on `ifindex` whose program
+/// is `prog_id`; returns how many.
+///
+/// bpf_link_info reports the ifindex but not the namespace: matching the
+/// program id too (as rtnetlink reports it for this namespace's interface)
+/// keeps links in other namespaces that reuse the ifindex out of reach,
+/// unless the very same program is attached there.
+fn detach_bpf_links(ifindex: u32, prog_id: u32) -> io::Result<usize> {
+    let mut detached = 0;
+    let mut id = 0u32;
+    loop {
+        let mut attr = BpfAttr::new();
+        attr.put_u32(0, id); // start_id
+        match sys_bpf(BPF_LINK_GET_NEXT_ID, &mut attr) {
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(detached),
+            Err(e) => return Err(e),
+        }
+        id = attr.get_u32(4); // next_id
+        let mut attr = BpfAttr::new();
+        attr.put_u32(0, id); // link_id
+        let fd = match sys_bpf(BPF_LINK_GET_FD_BY_ID, &mut attr) {
+            Ok(fd) => {
+                // SAFETY: the kernel just returned this new descriptor; it
+                // is owned by nobody else.
+                unsafe { OwnedFd::from_raw_fd(fd as RawFd) }
+            }
+            // Gone meanwhile.
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
+            Err(e) => return Err(e),
+        };
+        // struct bpf_link_info: type, id, prog_id, then the union at 16
+        // (8-byte aligned); xdp.ifindex is its first field.
+        let mut info = LinkInfo([0; 32]);
+        let mut attr = BpfAttr::new();
+        attr.put_u32(0, fd.as_raw_fd() as u32); // bpf_fd
+        attr.put_u32(4, size_of::<LinkInfo>() as u32); // info_len
+        attr.put_u64(8, info.0.as_mut_ptr() as u64); // info
+        sys_bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr)?;
+        let (link_type, link_prog, link_ifindex) = (info.0[0], info.0[2], info.0[4]);
+        if link_type == BPF_LINK_TYPE_XDP && link_prog == prog_id && link_ifindex == ifindex {
+            let mut attr = BpfAttr::new();
+            attr.put_u32(0, fd.as_fd().as_raw_fd() as u32); // link_fd
+            sys_bpf(BPF_LINK_DETACH, &mut attr)?;
+            detached += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raw_key_layout() {
+        let k = RawKey::from(&ClassKey {
+            proto: 17,
+            addr: "10.1.2.3".parse().unwrap(),
+            port: 0x1234,
+        });
+        // SAFETY: RawKey is Pod (no padding), so all its 24 bytes are initialised.
+        let bytes: [u8; 24] = unsafe { std::mem::transmute(k) };
+        assert_eq!(
+            bytes,
+            [
+                17, 4, 0, 0, 10, 1, 2, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x12, 0x34, 0, 0
+            ]
+        );
+        let k = RawKey::from(&ClassKey {
+            proto: 6,
+            addr: "2001:db8::1".parse().unwrap(),
+            port: 80,
+        });
+        // SAFETY: as above.
+        let bytes: [u8; 24] = unsafe { std::mem::transmute(k) };
+        assert_eq!(bytes[..4], [6, 6, 0, 0]);
+        assert_eq!(bytes[4..8], [0x20, 0x01, 0x0d, 0xb8]);
+        assert_eq!(bytes[16..20], [0, 0, 0, 1]);
+        assert_eq!(bytes[20..], [0, 80, 0, 0]);
+    }
+
+    /// The constants shared with classify.c agree with it.
+    #[test]
+    fn constants_match_classify_c() {
+        let src = include_str!("../bpf/classify.c");
+        // `#define NAME value` or `NAME = value,` (enum).
+        let value = |name: &str| -> u64 {
+            src.lines()
+                .map(str::trim)
+                .find_map(|l| {
+                    let rest = l.strip_prefix("#define ").unwrap_or(l);
+                    let rest = rest.strip_prefix(name)?.trim_start();
+                    let rest = rest.strip_prefix("= ").unwrap_or(rest);
+                    let v: String = rest.chars().take_while(char::is_ascii_digit).collect();
+                    v.parse().ok()
+                })
+                .unwrap_or_else(|| panic!("{name} not in classify.c"))
+        };
+        assert_eq!(value("SERVICES_MAX"), MAX_SERVICES as u64);
+        assert_eq!(value("NAT_SRC_MAX"), MAX_NAT_SOURCES as u64);
+        assert_eq!(value("IF_BASE_MAX"), MAX_INTERFACES as u64);
+        assert_eq!(value("XSKS_MAX"), u64::from(MAX_XSK_SLOTS));
+        assert_eq!(value("STAT_REDIRECTED"), u64::from(STAT_REDIRECTED));
+        assert_eq!(value("STAT_PASSED"), u64::from(STAT_PASSED));
+        assert_eq!(value("STAT_NO_SOCKET"), u64::from(STAT_NO_SOCKET));
+        assert_eq!(value("STAT_MALFORMED"), u64::from(STAT_MALFORMED));
+        assert_eq!(value("STAT_FRAGMENT"), u64::from(STAT_FRAGMENT));
+        assert_eq!(value("FAMILY_V4"), 4);
+        assert_eq!(value("FAMILY_V6"), 6);
+    }
+
+    #[test]
+    fn classifier_is_send() {
+        fn send<T: Send>() {}
+        send::<Classifier>();
+    }
+
+    #[test]
+    fn v4_and_v6_keys_differ() {
+        // 32.1.13.184 and 2001:db8:: have the same address words.
+        let v4 = RawKey::from(&ClassKey {
+            proto: 6,
+            addr: "32.1.13.184".parse().unwrap(),
+            port: 80,
+        });
+        let v6 = RawKey::from(&ClassKey {
+            proto: 6,
+            addr: "2001:db8::".parse().unwrap(),
+            port: 80,
+        });
+        assert_eq!(v4.addr, v6.addr);
+        assert_ne!(v4, v6);
+    }
+}

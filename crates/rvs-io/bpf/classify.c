@@ -1,0 +1,409 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * rvs XDP classifier.
+ *
+ * Steers to the AF_XDP socket of (ingress interface, rx queue) every frame
+ * that rvs owns, and passes everything else to the kernel (ARP, ND, SSH to
+ * the director, routing protocols...). A frame is rvs's when:
+ *
+ *  1. it is TCP, UDP or SCTP to a virtual service: `services` holds
+ *     (proto, dst addr, dst port), or (proto, dst addr, 0) for a service that
+ *     owns every port of its address;
+ *  2. it is TCP, UDP or SCTP from a NAT real server: `nat_src` holds
+ *     (proto, src addr, src port), or (proto, src addr, 0);
+ *  3. it is an ICMP/ICMPv6 error (v4 types 3, 4, 11, 12; v6 types 1-4) whose
+ *     quoted packet is rvs's: the quoted destination is in `nat_src` (an error
+ *     about a director-to-real-server packet of a NAT service) or the quoted
+ *     source is in `services` (an error about a VIP-to-client packet).
+ *
+ * Passed without looking further: IPv6 packets with extension headers
+ * (including fragments), non-first IPv4 fragments, anything but IPv4/IPv6
+ * after at most one VLAN tag. Truncated or malformed frames are passed and
+ * counted.
+ *
+ * The socket slot is if_base[ingress ifindex] + rx_queue_index; a missing
+ * if_base entry or an empty xsks slot passes the frame (counted as
+ * STAT_NO_SOCKET) so the kernel behaves as if rvs were not there.
+ *
+ * Layouts shared with crates/rvs-io/src/xdp.rs: keep them in sync.
+ */
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+/*
+ * linux/icmp.h drags in glibc headers that do not build for the BPF target:
+ * the 8-byte ICMP and ICMPv6 header is declared here.
+ */
+struct icmp_hdr {
+	__u8 type;
+	__u8 code;
+	__u16 checksum;
+	__u32 rest;
+};
+
+#define ICMP_DEST_UNREACH 3
+#define ICMP_SOURCE_QUENCH 4
+#define ICMP_TIME_EXCEEDED 11
+#define ICMP_PARAMETERPROB 12
+#define ICMPV6_DEST_UNREACH 1
+#define ICMPV6_PARAMPROB 4
+
+#ifndef IPPROTO_SCTP
+#define IPPROTO_SCTP 132
+#endif
+
+#define ETH_P_8021Q_ 0x8100
+#define ETH_P_8021AD_ 0x88A8
+
+#define FAMILY_V4 4
+#define FAMILY_V6 6
+
+/* Key of `services` and `nat_src` (24 bytes, no implicit padding). */
+struct class_key {
+	__u8 proto;    /* IPPROTO_TCP, IPPROTO_UDP or IPPROTO_SCTP */
+	__u8 family;   /* FAMILY_V4 or FAMILY_V6 */
+	__u8 pad[2];   /* 0 */
+	__u32 addr[4]; /* network order; IPv4 in addr[0], addr[1..3] = 0 */
+	__u16 port;    /* network order; 0 = every port */
+	__u16 pad2;    /* 0 */
+};
+
+/* Indices of `stats` (per-CPU u64 counters). */
+enum {
+	STAT_REDIRECTED = 0, /* handed to an AF_XDP socket */
+	STAT_PASSED = 1,     /* not rvs's: XDP_PASS */
+	STAT_NO_SOCKET = 2,  /* rvs's, but no if_base entry or empty xsks slot: XDP_PASS */
+	STAT_MALFORMED = 3,  /* truncated or malformed frame: XDP_PASS */
+	STAT_FRAGMENT = 4,   /* non-first IPv4 fragment: XDP_PASS */
+	STAT_MAX = 8,
+};
+
+#define SERVICES_MAX 16384
+#define NAT_SRC_MAX 16384
+#define IF_BASE_MAX 256
+#define XSKS_MAX 1024
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct class_key);
+	__type(value, __u32); /* reserved, 0 */
+	__uint(max_entries, SERVICES_MAX);
+} services SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct class_key);
+	__type(value, __u32); /* reserved, 0 */
+	__uint(max_entries, NAT_SRC_MAX);
+} nat_src SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u32);   /* ingress ifindex */
+	__type(value, __u32); /* first xsks slot of that interface */
+	__uint(max_entries, IF_BASE_MAX);
+} if_base SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_XSKMAP);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(max_entries, XSKS_MAX);
+} xsks SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(max_entries, STAT_MAX);
+} stats SEC(".maps");
+
+/* What the parser decided. */
+enum verdict {
+	V_NOT_OURS,
+	V_OURS,
+	V_MALFORMED,
+	V_FRAGMENT,
+};
+
+struct l4ports {
+	__u16 src; /* network order */
+	__u16 dst; /* network order */
+};
+
+static __always_inline void count(__u32 idx)
+{
+	__u64 *c = bpf_map_lookup_elem(&stats, &idx);
+
+	if (c)
+		*c += 1;
+}
+
+static __always_inline int is_l4(__u8 proto)
+{
+	return proto == IPPROTO_TCP || proto == IPPROTO_UDP || proto == IPPROTO_SCTP;
+}
+
+/* Exact key, then the same key with port 0 (a service owning every port). */
+static __always_inline int lookup_port_or_any(void *map, struct class_key *k)
+{
+	if (bpf_map_lookup_elem(map, k))
+		return 1;
+	if (k->port == 0)
+		return 0;
+	k->port = 0;
+	return bpf_map_lookup_elem(map, k) != NULL;
+}
+
+static __always_inline void key_v4(struct class_key *k, __u8 proto, __u32 addr, __u16 port)
+{
+	__builtin_memset(k, 0, sizeof(*k));
+	k->proto = proto;
+	k->family = FAMILY_V4;
+	k->addr[0] = addr;
+	k->port = port;
+}
+
+static __always_inline void key_v6(struct class_key *k, __u8 proto, const struct in6_addr *a,
+				   __u16 port)
+{
+	__builtin_memset(k, 0, sizeof(*k));
+	k->proto = proto;
+	k->family = FAMILY_V6;
+	k->addr[0] = a->in6_u.u6_addr32[0];
+	k->addr[1] = a->in6_u.u6_addr32[1];
+	k->addr[2] = a->in6_u.u6_addr32[2];
+	k->addr[3] = a->in6_u.u6_addr32[3];
+	k->port = port;
+}
+
+/* A TCP/UDP/SCTP packet seen directly: to a service, or from a NAT real server. */
+static __always_inline int owned_v4(__u8 proto, __u32 saddr, __u32 daddr, const struct l4ports *p)
+{
+	struct class_key k;
+
+	key_v4(&k, proto, daddr, p->dst);
+	if (lookup_port_or_any(&services, &k))
+		return 1;
+	key_v4(&k, proto, saddr, p->src);
+	return lookup_port_or_any(&nat_src, &k);
+}
+
+static __always_inline int owned_v6(__u8 proto, const struct in6_addr *saddr,
+				    const struct in6_addr *daddr, const struct l4ports *p)
+{
+	struct class_key k;
+
+	key_v6(&k, proto, daddr, p->dst);
+	if (lookup_port_or_any(&services, &k))
+		return 1;
+	key_v6(&k, proto, saddr, p->src);
+	return lookup_port_or_any(&nat_src, &k);
+}
+
+/*
+ * The packet quoted by an ICMP error travelled the other way: its destination
+ * is a NAT real server (director -> real server), or its source is a service
+ * (VIP -> client).
+ */
+static __always_inline int quoted_owned_v4(__u8 proto, __u32 saddr, __u32 daddr,
+					   const struct l4ports *p)
+{
+	struct class_key k;
+
+	key_v4(&k, proto, daddr, p->dst);
+	if (lookup_port_or_any(&nat_src, &k))
+		return 1;
+	key_v4(&k, proto, saddr, p->src);
+	return lookup_port_or_any(&services, &k);
+}
+
+static __always_inline int quoted_owned_v6(__u8 proto, const struct in6_addr *saddr,
+					   const struct in6_addr *daddr, const struct l4ports *p)
+{
+	struct class_key k;
+
+	key_v6(&k, proto, daddr, p->dst);
+	if (lookup_port_or_any(&nat_src, &k))
+		return 1;
+	key_v6(&k, proto, saddr, p->src);
+	return lookup_port_or_any(&services, &k);
+}
+
+static __always_inline int icmp4_is_error(__u8 type)
+{
+	return type == ICMP_DEST_UNREACH || type == ICMP_SOURCE_QUENCH || type == ICMP_TIME_EXCEEDED ||
+	       type == ICMP_PARAMETERPROB;
+}
+
+static __always_inline int icmp6_is_error(__u8 type)
+{
+	return type >= ICMPV6_DEST_UNREACH && type <= ICMPV6_PARAMPROB;
+}
+
+/* ICMPv4 error at `icmp`: the quoted IPv4 header and 8 bytes of its payload follow. */
+static __always_inline enum verdict classify_icmp4(void *icmp, void *end)
+{
+	struct icmp_hdr *ih = icmp;
+	struct iphdr *in;
+	struct l4ports *p;
+	__u32 ihl;
+
+	if ((void *)(ih + 1) > end)
+		return V_MALFORMED;
+	if (!icmp4_is_error(ih->type))
+		return V_NOT_OURS;
+	in = (void *)(ih + 1);
+	if ((void *)(in + 1) > end)
+		return V_MALFORMED;
+	if (in->version != 4 || in->ihl < 5)
+		return V_MALFORMED;
+	if (!is_l4(in->protocol))
+		return V_NOT_OURS;
+	/* A quoted non-first fragment has no ports. */
+	if (in->frag_off & bpf_htons(0x1fff))
+		return V_NOT_OURS;
+	ihl = in->ihl * 4;
+	p = (void *)in + ihl;
+	if ((void *)(p + 1) > end)
+		return V_MALFORMED;
+	return quoted_owned_v4(in->protocol, in->saddr, in->daddr, p) ? V_OURS : V_NOT_OURS;
+}
+
+/* ICMPv6 error at `icmp`: the quoted IPv6 header follows. */
+static __always_inline enum verdict classify_icmp6(void *icmp, void *end)
+{
+	struct icmp_hdr *ih = icmp;
+	struct ipv6hdr *in;
+	struct l4ports *p;
+
+	if ((void *)(ih + 1) > end)
+		return V_MALFORMED;
+	if (!icmp6_is_error(ih->type))
+		return V_NOT_OURS;
+	in = (void *)(ih + 1);
+	if ((void *)(in + 1) > end)
+		return V_MALFORMED;
+	if (in->version != 6)
+		return V_MALFORMED;
+	/* Extension headers in the quoted packet: not walked. */
+	if (!is_l4(in->nexthdr))
+		return V_NOT_OURS;
+	p = (void *)(in + 1);
+	if ((void *)(p + 1) > end)
+		return V_MALFORMED;
+	return quoted_owned_v6(in->nexthdr, &in->saddr, &in->daddr, p) ? V_OURS : V_NOT_OURS;
+}
+
+static __always_inline enum verdict classify_v4(void *l3, void *end)
+{
+	struct iphdr *ip = l3;
+	struct l4ports *p;
+	__u32 ihl;
+
+	if ((void *)(ip + 1) > end)
+		return V_MALFORMED;
+	if (ip->version != 4 || ip->ihl < 5)
+		return V_MALFORMED;
+	ihl = ip->ihl * 4;
+	if (l3 + ihl > end)
+		return V_MALFORMED;
+	if (ip->frag_off & bpf_htons(0x1fff))
+		return V_FRAGMENT;
+	if (ip->protocol == IPPROTO_ICMP)
+		return classify_icmp4(l3 + ihl, end);
+	if (!is_l4(ip->protocol))
+		return V_NOT_OURS;
+	p = l3 + ihl;
+	if ((void *)(p + 1) > end)
+		return V_MALFORMED;
+	return owned_v4(ip->protocol, ip->saddr, ip->daddr, p) ? V_OURS : V_NOT_OURS;
+}
+
+static __always_inline enum verdict classify_v6(void *l3, void *end)
+{
+	struct ipv6hdr *ip6 = l3;
+	struct l4ports *p;
+
+	if ((void *)(ip6 + 1) > end)
+		return V_MALFORMED;
+	if (ip6->version != 6)
+		return V_MALFORMED;
+	if (ip6->nexthdr == IPPROTO_ICMPV6)
+		return classify_icmp6((void *)(ip6 + 1), end);
+	/* Extension headers (hop-by-hop, routing, fragment...): not walked. */
+	if (!is_l4(ip6->nexthdr))
+		return V_NOT_OURS;
+	p = (void *)(ip6 + 1);
+	if ((void *)(p + 1) > end)
+		return V_MALFORMED;
+	return owned_v6(ip6->nexthdr, &ip6->saddr, &ip6->daddr, p) ? V_OURS : V_NOT_OURS;
+}
+
+static __always_inline enum verdict classify(void *data, void *end)
+{
+	struct ethhdr *eth = data;
+	void *l3;
+	__u16 proto;
+
+	if ((void *)(eth + 1) > end)
+		return V_MALFORMED;
+	proto = eth->h_proto;
+	l3 = eth + 1;
+	if (proto == bpf_htons(ETH_P_8021Q_) || proto == bpf_htons(ETH_P_8021AD_)) {
+		/* One tag: TCI, then the encapsulated EtherType. */
+		__u16 *tag = l3;
+
+		if ((void *)(tag + 2) > end)
+			return V_MALFORMED;
+		proto = tag[1];
+		l3 = tag + 2;
+	}
+	if (proto == bpf_htons(ETH_P_IP))
+		return classify_v4(l3, end);
+	if (proto == bpf_htons(ETH_P_IPV6))
+		return classify_v6(l3, end);
+	return V_NOT_OURS;
+}
+
+SEC("xdp")
+int rvs_classify(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	__u32 ifindex, slot, *base;
+	long act;
+
+	switch (classify(data, end)) {
+	case V_OURS:
+		break;
+	case V_MALFORMED:
+		count(STAT_MALFORMED);
+		return XDP_PASS;
+	case V_FRAGMENT:
+		count(STAT_FRAGMENT);
+		return XDP_PASS;
+	default:
+		count(STAT_PASSED);
+		return XDP_PASS;
+	}
+
+	ifindex = ctx->ingress_ifindex;
+	base = bpf_map_lookup_elem(&if_base, &ifindex);
+	if (!base) {
+		count(STAT_NO_SOCKET);
+		return XDP_PASS;
+	}
+	slot = *base + ctx->rx_queue_index;
+	/* An empty slot (or one past the map) returns the fallback, XDP_PASS. */
+	act = bpf_redirect_map(&xsks, slot, XDP_PASS);
+	count(act == XDP_REDIRECT ? STAT_REDIRECTED : STAT_NO_SOCKET);
+	return act;
+}
+
+char _license[] SEC("license") = "GPL";
