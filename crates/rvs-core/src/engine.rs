@@ -273,6 +273,19 @@ impl Engine {
         self.hops.remove(&addr_key(*addr));
     }
 
+    /// The next hop and egress port for `addr`, or the action to take
+    /// instead (resolve the neighbour; unknown port).
+    #[inline]
+    fn egress(&self, addr: IpAddr) -> Result<(Hop, PortConfig), Action> {
+        let Some(&hop) = self.hops.get(&addr_key(addr)) else {
+            return Err(Action::NeedHop(addr));
+        };
+        match self.port(hop.port) {
+            Some(port) => Ok((hop, port)),
+            None => Err(Action::Drop(DropReason::UnknownPort)),
+        }
+    }
+
     /// The reply frame of the last [`Action::Reply`].
     pub fn reply_frame(&self, len: usize) -> &[u8] {
         &self.reply[..len.min(self.reply.len())]
@@ -762,13 +775,7 @@ impl Engine {
         let Some(c) = self.conns.get(id) else {
             return Action::Drop(DropReason::NoConnection);
         };
-        let target = Target {
-            sref: ServiceRef::from_owner(c.owner),
-            dest: c.dest,
-            daddr: c.daddr,
-            dport: c.dport,
-            fwd: fwd_of(c.flags),
-        };
+        let target = Target::of(c);
         let svc = self.services.get_mut(target.sref);
         let dest_index = svc
             .as_ref()
@@ -871,11 +878,9 @@ impl Engine {
     /// Rewrite a client → server packet for the forwarding method and pick
     /// the egress (counting is the caller's).
     fn emit_in(&mut self, frame: Frame<'_>, meta: &FlowMeta, t: &Target) -> Action {
-        let Some(&hop) = self.hops.get(&addr_key(t.daddr)) else {
-            return Action::NeedHop(t.daddr);
-        };
-        let Some(port) = self.port(hop.port) else {
-            return Action::Drop(DropReason::UnknownPort);
+        let (hop, port) = match self.egress(t.daddr) {
+            Ok(e) => e,
+            Err(a) => return a,
         };
         let end = frame.start + frame.len;
         match t.fwd {
@@ -977,11 +982,9 @@ impl Engine {
         self.apply_activity(sref, dest_id, activity.unwrap_or(Activity::Unchanged));
         self.count_out(sref, dest_id, meta.l3_len);
 
-        let Some(&hop) = self.hops.get(&addr_key(caddr)) else {
-            return Action::NeedHop(caddr);
-        };
-        let Some(port) = self.port(hop.port) else {
-            return Action::Drop(DropReason::UnknownPort);
+        let (hop, port) = match self.egress(caddr) {
+            Ok(e) => e,
+            Err(a) => return a,
         };
         let f = &mut frame.buf[frame.start..frame.start + frame.len];
         // Replies are routed by the director: TTL goes down by one.
@@ -1028,11 +1031,9 @@ impl Engine {
                 c.caddr,
             );
             self.count_out(sref, dest, meta.l3_len);
-            let Some(&hop) = self.hops.get(&addr_key(caddr)) else {
-                return Action::NeedHop(caddr);
-            };
-            let Some(port) = self.port(hop.port) else {
-                return Action::Drop(DropReason::UnknownPort);
+            let (hop, port) = match self.egress(caddr) {
+                Ok(e) => e,
+                Err(a) => return a,
             };
             let f = &mut frame.buf[frame.start..frame.start + frame.len];
             if rvs_wire::icmp_error_out(f, meta, vaddr, vport).is_err()
@@ -1059,13 +1060,7 @@ impl Engine {
             let Some(c) = self.conns.get(id) else {
                 return Action::Drop(DropReason::Icmp);
             };
-            let target = Target {
-                sref: ServiceRef::from_owner(c.owner),
-                dest: c.dest,
-                daddr: c.daddr,
-                dport: c.dport,
-                fwd: fwd_of(c.flags),
-            };
+            let target = Target::of(c);
             return self.forward_in(frame, meta, &target);
         }
         Action::Pass
@@ -1145,6 +1140,18 @@ struct Target {
     daddr: IpAddr,
     dport: u16,
     fwd: FwdMethod,
+}
+
+impl Target {
+    fn of(c: &Conn) -> Target {
+        Target {
+            sref: ServiceRef::from_owner(c.owner),
+            dest: c.dest,
+            daddr: c.daddr,
+            dport: c.dport,
+            fwd: fwd_of(c.flags),
+        }
+    }
 }
 
 /// Type of the SCTP chunk at `off` bytes into the packet's transport part.
