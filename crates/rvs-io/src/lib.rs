@@ -9,6 +9,7 @@
 //! This is the only crate of rvs with `unsafe` code; every block says why it
 //! is sound.
 
+pub mod decap;
 pub mod neigh;
 pub mod xdp;
 pub mod xsk;

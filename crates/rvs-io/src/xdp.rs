@@ -559,7 +559,7 @@ fn load_err(e: &EbpfError) -> XdpError {
 }
 
 /// The verifier's log is in the error's Display: keep all of it.
-fn verifier_msg(e: &ProgramError) -> String {
+pub(crate) fn verifier_msg(e: &ProgramError) -> String {
     match e {
         ProgramError::LoadError {
             io_error,
@@ -571,7 +571,7 @@ fn verifier_msg(e: &ProgramError) -> String {
     }
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(src) = cur {
@@ -744,7 +744,7 @@ fn netlink_xdp_off(ifindex: u32, mode_flag: u32) -> io::Result<()> {
 
 /// Sends one rtnetlink request with `NLM_F_ACK` and collects the replies up
 /// to the acknowledgement.
-fn rtnl_request(msg: RouteNetlinkMessage) -> io::Result<Vec<RouteNetlinkMessage>> {
+pub(crate) fn rtnl_request(msg: RouteNetlinkMessage) -> io::Result<Vec<RouteNetlinkMessage>> {
     let mut sock = Socket::new(NETLINK_ROUTE)?;
     sock.bind_auto()?;
     sock.connect(&SocketAddr::new(0, 0))?;

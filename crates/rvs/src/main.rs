@@ -1,9 +1,10 @@
-//! rvs — the companion tool: `demo` today; `lab`, `realserver`, `fwmark`
-//! and `bench` arrive with the data plane.
+//! rvs — the companion tool: `demo`, `realserver`, `bench control`, `proc`;
+//! `lab` and `fwmark` arrive with the rest of the data plane.
 
 mod bench;
 mod demo;
 mod procfs;
+mod realserver;
 
 use std::process::ExitCode;
 
@@ -27,8 +28,14 @@ Commands:
   proc ip_vs|ip_vs_conn|ip_vs_stats
                           print rvsd's tables in the kernel's /proc/net formats
                           (for tools such as node_exporter's ipvs collector)
-  lab, realserver, fwmark
-                          not available yet in this build (they need the data plane)
+  realserver up --vip ADDR [--vip ADDR...] [--tun] [--dev IF...]
+                          prepare a DR/TUN real server: VIPs on lo, ARP sysctls;
+                          --tun: rp_filter off and the XDP IP-in-IP decapsulator
+                          on --dev IF (default: every up non-loopback interface)
+  realserver down         undo exactly what 'realserver up' changed
+      --state FILE        record of what up changed
+                          (default /run/rvs/realserver.json)
+  lab, fwmark             not available yet in this build (they need the data plane)
   -h, --help              this text
   -V, --version           version
 ";
@@ -78,11 +85,68 @@ fn run() -> Result<(), String> {
             print!("{}", procfs::dump(&what)?);
             Ok(())
         }
-        "lab" | "realserver" | "fwmark" => Err(format!(
+        "realserver" => {
+            let opts = parse_realserver(&mut parser)?;
+            print!("{}", realserver::run(&opts)?);
+            Ok(())
+        }
+        "lab" | "fwmark" => Err(format!(
             "'{cmd}' is not available yet in this build: it needs the data plane \
              (AF_XDP), which is not implemented yet. Try 'rvs demo'."
         )),
         other => Err(format!("unknown command '{other}'\n{USAGE}")),
+    }
+}
+
+fn parse_realserver(parser: &mut lexopt::Parser) -> Result<realserver::Opts, String> {
+    use lexopt::prelude::*;
+    let mut o = realserver::Opts {
+        up: true,
+        vips: Vec::new(),
+        tun: false,
+        devs: Vec::new(),
+        state: realserver::DEFAULT_STATE.into(),
+    };
+    let mut what = None;
+    while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
+        match arg {
+            Value(v) if what.is_none() => what = Some(v.string().map_err(|e| e.to_string())?),
+            Long("vip") => {
+                let s = parser
+                    .value()
+                    .map_err(|e| e.to_string())?
+                    .string()
+                    .map_err(|e| e.to_string())?;
+                let a = s.parse().map_err(|_| {
+                    format!("invalid --vip '{s}': expected an IPv4 or IPv6 address")
+                })?;
+                o.vips.push(a);
+            }
+            Long("tun") => o.tun = true,
+            Long("dev") => o.devs.push(
+                parser
+                    .value()
+                    .map_err(|e| e.to_string())?
+                    .string()
+                    .map_err(|e| e.to_string())?,
+            ),
+            Long("state") => o.state = parser.value().map_err(|e| e.to_string())?.into(),
+            other => return Err(other.unexpected().to_string()),
+        }
+    }
+    match what.as_deref() {
+        Some("up") => Ok(o),
+        Some("down") => {
+            if !o.vips.is_empty() || o.tun || !o.devs.is_empty() {
+                return Err("realserver down takes no --vip, --tun or --dev: it undoes \
+                            what 'realserver up' recorded (--state FILE)"
+                    .into());
+            }
+            o.up = false;
+            Ok(o)
+        }
+        Some(other) => Err(format!("unknown realserver action '{other}': up or down")),
+        None => Err("realserver needs an action: up or down".into()),
     }
 }
 

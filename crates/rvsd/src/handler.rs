@@ -83,6 +83,7 @@ pub struct State {
     engine: Engine,
     sync: SyncDaemons,
     mtu_of: MtuOf,
+    generation: u64,
 }
 
 /// Decode one request line: its [`Request`], or the failure (EINVAL) for a
@@ -116,6 +117,7 @@ impl State {
             engine,
             sync: SyncDaemons::default(),
             mtu_of,
+            generation: 0,
         }
     }
 
@@ -127,6 +129,12 @@ impl State {
     /// The engine, mutably (housekeeping).
     pub fn engine_mut(&mut self) -> &mut Engine {
         &mut self.engine
+    }
+
+    /// Bumped by every successful `Apply` and `Batch`: the data plane
+    /// recomputes its classifier maps when it changes.
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// Decode and handle one request line.
@@ -152,11 +160,15 @@ impl State {
                 conn_tab_size: CONN_TAB_SIZE,
             },
             Request::Apply(op) => match self.apply(&op, now) {
-                Ok(()) => Reply::Ok,
+                Ok(()) => {
+                    self.generation += 1;
+                    Reply::Ok
+                }
                 Err(f) => f.reply(None, Some(op)),
             },
             Request::Batch(lines) => match self.batch(&lines, now) {
                 Ok(()) => {
+                    self.generation += 1;
                     if !lines.is_empty() {
                         eprintln!(
                             "rvsd: applied a batch of {} changes (uid {}, pid {})",

@@ -13,13 +13,16 @@
 //! * [`sync`] — sync-daemon bookkeeping (the sync protocol itself is not
 //!   implemented yet);
 //! * [`rules`] — `--rules FILE` in `ipvsadm -S` format, applied atomically;
+//! * [`dataplane`] — `--io xdp`: XDP classifier, AF_XDP sockets, the
+//!   worker thread running the engine over them;
 //! * [`options`], [`system`].
 //!
-//! Not in this build: the packet path. rvsd records the interfaces it is to
-//! serve, but forwards nothing yet (the data-plane milestone adds AF_XDP).
+//! With `--io none` (the default for now) rvsd records the interfaces it is
+//! to serve but forwards nothing.
 
 pub mod auth;
 pub mod convert;
+pub mod dataplane;
 pub mod handler;
 pub mod options;
 pub mod rules;
@@ -38,7 +41,7 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use crate::handler::State;
-use crate::options::{Command, Options};
+use crate::options::{Command, IoMode, Options};
 use crate::system::Clock;
 
 /// Exit status: usage error, bad interface, bad rules file.
@@ -116,6 +119,14 @@ fn serve(o: Options) -> Result<(), (u8, String)> {
         eprintln!("rvsd: loaded {n} rules from {}", path.display());
     }
 
+    let dataplane = match o.io {
+        IoMode::None => None,
+        IoMode::Xdp => Some(
+            dataplane::DataPlane::open(&interfaces, &mut state)
+                .map_err(|m| (EXIT_FAILURE, format!("--io xdp: {m}")))?,
+        ),
+    };
+
     let endpoint = o.socket.clone().unwrap_or_else(Endpoint::from_env);
     let listener: UnixListener = endpoint
         .bind()
@@ -159,11 +170,30 @@ fn serve(o: Options) -> Result<(), (u8, String)> {
     } else {
         eprintln!("rvsd: interfaces: {}", interfaces.join(", "));
     }
-    eprintln!(
-        "rvsd: packet forwarding is not active in this build (control plane only); \
-         the table is kept and served but no packet is forwarded"
-    );
+    let worker = match dataplane {
+        None => {
+            eprintln!(
+                "rvsd: --io none: packet forwarding is off (control plane only); \
+                 the table is kept and served but no packet is forwarded"
+            );
+            None
+        }
+        Some(dp) => {
+            eprintln!("rvsd: data plane (AF_XDP): {}", dp.describe());
+            Some(
+                dp.spawn(Arc::clone(&shared))
+                    .map_err(|e| (EXIT_FAILURE, format!("cannot start a thread: {e}")))?,
+            )
+        }
+    };
     server::accept_loop(&listener, &shared);
+    // The worker sees the stop flag within its poll interval; joining it
+    // closes the sockets and detaches the classifier.
+    if let Some(w) = worker
+        && w.join().is_err()
+    {
+        eprintln!("rvsd: the data plane thread panicked");
+    }
     // Let a request being handled finish.
     drop(shared.lock());
     eprintln!("rvsd: stopped");

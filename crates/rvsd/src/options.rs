@@ -18,6 +18,13 @@ Options:
                         abstract socket @rvsd.ctl of this network namespace)
   --interface IF        interface to serve (repeatable; default: every
                         interface that is up, except loopback)
+  --io MODE             packet I/O: `none` (default for now: control plane
+                        only, nothing is forwarded) or `xdp` (attach the XDP
+                        classifier to the served interfaces and forward
+                        service traffic through AF_XDP sockets; needs root).
+                        `xdp` becomes the default once the lab tests land.
+                        Fwmark services are not classified yet (only
+                        address services and NAT replies reach rvsd).
   --rules FILE          load rules in `ipvsadm -S` format at start, all or
                         nothing; a bad file stops rvsd with exit status 2
   -h, --help            print this help
@@ -33,6 +40,18 @@ pub struct Options {
     pub interfaces: Vec<String>,
     /// `--rules`.
     pub rules: Option<PathBuf>,
+    /// `--io`.
+    pub io: IoMode,
+}
+
+/// The packet I/O of `--io`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IoMode {
+    /// Control plane only: nothing is forwarded.
+    #[default]
+    None,
+    /// XDP classifier and AF_XDP sockets.
+    Xdp,
 }
 
 /// The parsed command line.
@@ -81,6 +100,14 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String
                 }
                 o.rules = Some(PathBuf::from(v));
             }
+            Long("io") => {
+                let v = text(p.value().map_err(|e| e.to_string())?, "--io")?;
+                o.io = match v.as_str() {
+                    "none" => IoMode::None,
+                    "xdp" => IoMode::Xdp,
+                    _ => return Err(format!("--io {v}: expected `xdp` or `none`")),
+                };
+            }
             Short('h') | Long("help") => return Ok(Command::Help),
             Short('V') | Short('v') | Long("version") => return Ok(Command::Version),
             _ => return Err(arg.unexpected().to_string()),
@@ -117,6 +144,7 @@ mod tests {
                 socket: Some(Endpoint::Abstract("x".into())),
                 interfaces: vec!["eth0".into(), "eth1".into()],
                 rules: Some("/etc/rvs/rules".into()),
+                io: IoMode::None,
             })
         );
         assert_eq!(parse(args(&["--help"])).unwrap(), Command::Help);
@@ -126,5 +154,14 @@ mod tests {
         assert!(parse(args(&["--rules"])).is_err());
         assert!(parse(args(&["stray"])).is_err());
         assert!(parse(args(&["--interface", ""])).is_err());
+        assert_eq!(
+            parse(args(&["--io", "xdp"])).unwrap(),
+            Command::Run(Options {
+                io: IoMode::Xdp,
+                ..Options::default()
+            })
+        );
+        assert!(parse(args(&["--io", "dpdk"])).is_err());
+        assert!(parse(args(&["--io"])).is_err());
     }
 }

@@ -44,6 +44,16 @@ impl Shared {
         })
     }
 
+    /// The clock the handler uses.
+    pub fn clock(&self) -> Clock {
+        self.clock
+    }
+
+    /// Whether shutdown was asked for.
+    pub fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
     /// The state, locked. A thread that panicked while holding the lock does
     /// not take the daemon down with it.
     pub fn lock(&self) -> MutexGuard<'_, State> {
