@@ -8,6 +8,8 @@ need_apt=()
 for pkg in clang libbpf-dev iproute2 socat curl; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
+# The lab's HTTP servers (python3 -m http.server).
+command -v python3 >/dev/null || need_apt+=(python3)
 if ((${#need_apt[@]})); then
     if [ "$(id -u)" = 0 ]; then
         apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null

@@ -28,10 +28,18 @@ const T: Duration = Duration::from_secs(3);
 
 fn is_root() -> bool {
     if !rustix::process::geteuid().is_root() {
+        if std::env::var_os("RVS_SKIP_PRIVILEGED_TESTS").is_none() {
+            panic!(
+                "needs root (network namespaces) (CI runs as root; set RVS_SKIP_PRIVILEGED_TESTS=1 to skip)"
+            );
+        }
         eprintln!("skipped: needs root (network namespaces)");
         return false;
     }
     if Command::new("ip").arg("-V").output().is_err() {
+        if std::env::var_os("RVS_SKIP_PRIVILEGED_TESTS").is_none() {
+            panic!("needs iproute2 (CI runs as root; set RVS_SKIP_PRIVILEGED_TESTS=1 to skip)");
+        }
         eprintln!("skipped: needs iproute2");
         return false;
     }

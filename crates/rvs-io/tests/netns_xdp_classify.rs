@@ -28,6 +28,9 @@ fn is_root() -> bool {
     if rustix::process::geteuid().is_root() {
         return true;
     }
+    if std::env::var_os("RVS_SKIP_PRIVILEGED_TESTS").is_none() {
+        panic!("needs root (BPF) (CI runs as root; set RVS_SKIP_PRIVILEGED_TESTS=1 to skip)");
+    }
     eprintln!("skipped: needs root (BPF)");
     false
 }

@@ -1,8 +1,9 @@
-//! rvs — the companion tool: `demo`, `realserver`, `bench control`, `proc`;
-//! `lab` and `fwmark` arrive with the rest of the data plane.
+//! rvs — the companion tool: `demo`, `lab`, `realserver`, `bench control`,
+//! `proc`; `fwmark` arrives later.
 
 mod bench;
 mod demo;
+mod lab;
 mod procfs;
 mod realserver;
 
@@ -35,7 +36,17 @@ Commands:
   realserver down         undo exactly what 'realserver up' changed
       --state FILE        record of what up changed
                           (default /run/rvs/realserver.json)
-  lab, fwmark             not available yet in this build (they need the data plane)
+  lab nat|dr|tun          build the seed's LVS topology in network namespaces
+                          (client, director running rvsd --io xdp, real servers
+                          with an HTTP server on port 80), send HTTP requests
+                          through the VIP, show who answered and the stats,
+                          then remove it all (needs root, python3)
+      --servers N         real servers (1..=8, default 2)
+      --scheduler S       scheduler (default rr)
+      --requests N        HTTP requests (1..=10000, default 10)
+      --keep              leave the lab running; print how to enter it
+  lab clean               remove every rvslab-* namespace and its processes
+  fwmark                  not available yet in this build
   -h, --help              this text
   -V, --version           version
 ";
@@ -90,12 +101,79 @@ fn run() -> Result<(), String> {
             print!("{}", realserver::run(&opts)?);
             Ok(())
         }
-        "lab" | "fwmark" => Err(format!(
+        "lab" => match parse_lab(&mut parser)? {
+            None => {
+                print!("{}", lab::clean()?);
+                Ok(())
+            }
+            Some(opts) => {
+                print!("{}", lab::run(&opts)?);
+                Ok(())
+            }
+        },
+        "fwmark" => Err(format!(
             "'{cmd}' is not available yet in this build: it needs the data plane \
              (AF_XDP), which is not implemented yet. Try 'rvs demo'."
         )),
         other => Err(format!("unknown command '{other}'\n{USAGE}")),
     }
+}
+
+/// `lab MODE [options]`, or `None` for `lab clean`.
+fn parse_lab(parser: &mut lexopt::Parser) -> Result<Option<lab::Opts>, String> {
+    use lexopt::prelude::*;
+    let mut o = lab::Opts {
+        mode: lab::Mode::Nat,
+        servers: 2,
+        scheduler: "rr".into(),
+        requests: 10,
+        keep: false,
+    };
+    let num = |v: std::ffi::OsString, what: &str, max: u32| -> Result<u32, String> {
+        let s = v.string().map_err(|e| e.to_string())?;
+        match s.parse::<u32>() {
+            Ok(n) if (1..=max).contains(&n) => Ok(n),
+            _ => Err(format!("invalid {what} '{s}': expected 1..={max}")),
+        }
+    };
+    let mut what = None;
+    while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
+        match arg {
+            Value(v) if what.is_none() => what = Some(v.string().map_err(|e| e.to_string())?),
+            Long("servers") => {
+                o.servers = num(parser.value().map_err(|e| e.to_string())?, "--servers", 8)? as u8
+            }
+            Long("requests") => {
+                o.requests = num(
+                    parser.value().map_err(|e| e.to_string())?,
+                    "--requests",
+                    10_000,
+                )?
+            }
+            Long("scheduler") => {
+                let s = parser
+                    .value()
+                    .map_err(|e| e.to_string())?
+                    .string()
+                    .map_err(|e| e.to_string())?;
+                if !rvs_core::sched::NAMES.contains(&s.as_str()) {
+                    return Err(format!("unknown scheduler '{s}'"));
+                }
+                o.scheduler = s;
+            }
+            Long("keep") => o.keep = true,
+            other => return Err(other.unexpected().to_string()),
+        }
+    }
+    o.mode = match what.as_deref() {
+        Some("nat") => lab::Mode::Nat,
+        Some("dr") => lab::Mode::Dr,
+        Some("tun") => lab::Mode::Tun,
+        Some("clean") => return Ok(None),
+        Some(m) => return Err(format!("unknown lab '{m}': expected nat, dr, tun or clean")),
+        None => return Err("lab needs a mode: nat, dr, tun (or clean)".into()),
+    };
+    Ok(Some(o))
 }
 
 fn parse_realserver(parser: &mut lexopt::Parser) -> Result<realserver::Opts, String> {

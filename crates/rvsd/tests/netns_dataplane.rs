@@ -59,6 +59,8 @@ struct Lab {
     namespaces: Vec<String>,
     children: Vec<Child>,
     log: PathBuf,
+    /// Further files to remove on drop.
+    files: Vec<PathBuf>,
 }
 
 impl Lab {
@@ -71,6 +73,7 @@ impl Lab {
             namespaces: Vec::new(),
             children: Vec::new(),
             log,
+            files: Vec::new(),
         }
     }
 
@@ -167,6 +170,9 @@ impl Drop for Lab {
                 .status();
         }
         let _ = std::fs::remove_file(&self.log);
+        for f in &self.files {
+            let _ = std::fs::remove_file(f);
+        }
     }
 }
 
@@ -501,4 +507,596 @@ fn nat_two_segments() {
     assert!(st[0] >= 2, "connections not counted:\n{list}");
     assert!(st[1] >= 6, "packets in not counted:\n{list}");
     assert!(st[2] >= 4, "NAT: replies through the director:\n{list}");
+}
+
+/// How the real server of [`dr_lab`] is prepared.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum RsSetup {
+    /// VIP on `lo` and ARP sysctls by hand (direct routing).
+    Direct,
+    /// `rvs realserver up --vip VIP --tun` (IP-in-IP decapsulator).
+    Tunnel,
+}
+
+/// Names of the namespaces of [`dr_lab`].
+struct OneSegment {
+    sw: String,
+    client: String,
+    director: String,
+    rs1: String,
+}
+
+/// Client 10.0.0.1, director 10.0.0.2 and real server 10.0.0.11 on one
+/// bridge; VIP 10.0.0.100 routed by the client through the director; the
+/// real server listens on VIP:8000 and answers `rs1`. `queues`: RX/TX queues
+/// of the director's veth.
+fn dr_lab(lab: &mut Lab, queues: u32, rs: RsSetup) -> OneSegment {
+    let sw = lab.ns("sw");
+    let client = lab.ns("c");
+    let director = lab.ns("d");
+    let rs1 = lab.ns("r1");
+    run(&["ip", "-n", &sw, "link", "add", "br0", "type", "bridge"]);
+    run(&["ip", "-n", &sw, "link", "set", "br0", "up"]);
+    for (ns, port, addr) in [
+        (&client, "pc", "10.0.0.1/24"),
+        (&director, "pd", "10.0.0.2/24"),
+        (&rs1, "pr1", "10.0.0.11/24"),
+    ] {
+        // Only the director's link gets `queues`: a frame the bridge forwards
+        // leaves on the queue the client's link recorded when it has more
+        // than one (in practice 0); recorded none, it is spread by flow hash.
+        let q = if ns == &director { queues } else { 1 }.to_string();
+        run(&[
+            "ip",
+            "-n",
+            &sw,
+            "link",
+            "add",
+            port,
+            "numtxqueues",
+            &q,
+            "numrxqueues",
+            &q,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            ns,
+            "numtxqueues",
+            &q,
+            "numrxqueues",
+            &q,
+        ]);
+        run(&["ip", "-n", &sw, "link", "set", port, "up"]);
+        run(&["ip", "-n", ns, "link", "set", "eth0", "up"]);
+        run(&["ip", "-n", &sw, "link", "set", port, "master", "br0"]);
+        run(&["ip", "-n", ns, "addr", "add", addr, "dev", "eth0"]);
+    }
+    if queues > 1 {
+        // The TX queue of a veth is the RX queue of its peer: per-queue
+        // qdiscs on the bridge port count what each director queue got.
+        run(&[
+            "tc", "-n", &sw, "qdisc", "replace", "dev", "pd", "root", "mq",
+        ]);
+    }
+    tx_csum_off(&client, "eth0");
+    tx_csum_off(&rs1, "eth0");
+    run(&[
+        "ip",
+        "-n",
+        &client,
+        "route",
+        "add",
+        "10.0.0.100/32",
+        "via",
+        "10.0.0.2",
+    ]);
+    run(&[
+        "ip",
+        "-n",
+        &director,
+        "addr",
+        "add",
+        "10.0.0.100/32",
+        "dev",
+        "lo",
+    ]);
+    match rs {
+        RsSetup::Direct => {
+            run(&[
+                "ip",
+                "-n",
+                &rs1,
+                "addr",
+                "add",
+                "10.0.0.100/32",
+                "dev",
+                "lo",
+            ]);
+            for conf in ["all", "lo", "eth0"] {
+                for (k, v) in [("arp_ignore", 1), ("arp_announce", 2)] {
+                    lab.exec(
+                        &rs1,
+                        &["sysctl", "-qw", &format!("net.ipv4.conf.{conf}.{k}={v}")],
+                    );
+                }
+            }
+        }
+        RsSetup::Tunnel => {
+            let state = std::env::temp_dir().join(format!("{}-rs.json", lab.prefix));
+            lab.files.push(state.clone());
+            let rvs = bin("rvs");
+            lab.exec(
+                &rs1,
+                &[
+                    rvs.to_str().expect("path"),
+                    "realserver",
+                    "up",
+                    "--vip",
+                    "10.0.0.100",
+                    "--tun",
+                    "--state",
+                    state.to_str().expect("path"),
+                ],
+            );
+        }
+    }
+    lab.spawn(
+        &rs1,
+        "socat",
+        &[
+            "TCP-LISTEN:8000,bind=10.0.0.100,fork,reuseaddr",
+            "SYSTEM:echo rs1",
+        ],
+        Stdio::null(),
+    );
+    OneSegment {
+        sw,
+        client,
+        director,
+        rs1,
+    }
+}
+
+/// `fetch_retry` that must answer `rs1`, with diagnostics otherwise.
+fn expect_rs1(lab: &Lab, n: &OneSegment) {
+    let got = fetch_retry(&n.client, "10.0.0.100", 8000, Duration::from_secs(8));
+    assert_eq!(
+        got.as_deref(),
+        Some("rs1"),
+        "no answer through the director\nrvsd log:\n{}\nlist:\n{}",
+        lab.rvsd_log(),
+        lab.adm_ok(&n.director, &["-L", "-n", "--stats"])
+    );
+}
+
+/// SIGTERM rvsd (child `idx`), wait for it; its exit status must be success.
+fn stop_rvsd(lab: &mut Lab, idx: usize) {
+    let pid = lab.children[idx].id().to_string();
+    run(&["kill", "-TERM", &pid]);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let status = loop {
+        if let Some(st) = lab.children[idx].try_wait().expect("wait") {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "rvsd did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "rvsd: {status}\n{}", lab.rvsd_log());
+}
+
+/// How many XDP programs `iface` of `ns` runs (`prog/xdp…` of `ip -d link`).
+fn xdp_programs(ns: &str, iface: &str) -> (usize, String) {
+    let link = String::from_utf8(run(&["ip", "-d", "-n", ns, "link", "show", iface]).stdout)
+        .expect("utf8");
+    (link.matches("prog/xdp").count(), link)
+}
+
+#[test]
+fn tunnel_ipip() {
+    let mut lab = Lab::new("tun");
+    let n = dr_lab(&mut lab, 1, RsSetup::Tunnel);
+    let (progs, link) = xdp_programs(&n.rs1, "eth0");
+    assert_eq!(
+        progs, 1,
+        "decapsulator not attached on the real server: {link}"
+    );
+    lab.start_rvsd(&n.director, "eth0");
+    lab.adm_ok(&n.director, &["-A", "-t", "10.0.0.100:8000", "-s", "rr"]);
+    lab.adm_ok(
+        &n.director,
+        &["-a", "-t", "10.0.0.100:8000", "-r", "10.0.0.11", "-i"],
+    );
+    expect_rs1(&lab, &n);
+    assert_eq!(fetch(&n.client, "10.0.0.100", 8000).as_deref(), Some("rs1"));
+    let list = lab.adm_ok(&n.director, &["-L", "-n", "--stats"]);
+    let st = service_stats(&list, "10.0.0.100:8000");
+    assert!(st[0] >= 2, "connections not counted:\n{list}");
+    assert!(st[1] >= 6, "packets in not counted:\n{list}");
+    assert_eq!(st[2], 0, "TUN: replies bypass the director:\n{list}");
+    let list = lab.adm_ok(&n.director, &["-L", "-n"]);
+    assert!(list.contains("Tunnel"), "{list}");
+}
+
+#[test]
+fn multi_queue_veth() {
+    // `ip link add … type veth` without numrxqueues allocates one queue per
+    // CPU but activates only one (veth_init_queues sets the real count to
+    // 1), so the queues are asked for explicitly to get two live ones.
+    let mut lab = Lab::new("mq");
+    let n = dr_lab(&mut lab, 2, RsSetup::Direct);
+    let queues = lab.exec(&n.director, &["ls", "/sys/class/net/eth0/queues"]);
+    let queues = String::from_utf8_lossy(&queues.stdout).to_string();
+    assert!(
+        queues.contains("rx-0") && queues.contains("rx-1"),
+        "two RX queues expected: {queues}"
+    );
+    lab.start_rvsd(&n.director, "eth0");
+    lab.adm_ok(&n.director, &["-A", "-t", "10.0.0.100:8000", "-s", "rr"]);
+    lab.adm_ok(
+        &n.director,
+        &["-a", "-t", "10.0.0.100:8000", "-r", "10.0.0.11", "-g"],
+    );
+    expect_rs1(&lab, &n);
+    // Each fetch is a new connection from a new ephemeral port: the flows
+    // hash over both queues. A frame on a queue without a socket would go to
+    // the director's kernel, which has no listener: connection refused.
+    let mut failed = Vec::new();
+    for i in 0..20 {
+        if fetch(&n.client, "10.0.0.100", 8000).as_deref() != Some("rs1") {
+            failed.push(i);
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "connections {failed:?} failed\nrvsd log:\n{}",
+        lab.rvsd_log()
+    );
+    let list = lab.adm_ok(&n.director, &["-L", "-n", "--stats"]);
+    let st = service_stats(&list, "10.0.0.100:8000");
+    assert!(st[0] >= 21, "connections not counted:\n{list}");
+    let tc =
+        String::from_utf8(run(&["tc", "-s", "-n", &n.sw, "qdisc", "show", "dev", "pd"]).stdout)
+            .expect("utf8");
+    // Packets per queue, from the pfifo_fast children of mq.
+    let mut per_queue = Vec::new();
+    let mut lines = tc.lines();
+    while let Some(l) = lines.next() {
+        if l.contains("parent ") && !l.contains("root") {
+            let pkts: u64 = lines
+                .next()
+                .and_then(|s| s.split_whitespace().nth(3))
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("cannot read\n{tc}"));
+            per_queue.push(pkts);
+        }
+    }
+    assert_eq!(per_queue.len(), 2, "{tc}");
+    assert!(
+        per_queue.iter().all(|&p| p >= 3),
+        "the flows did not use both RX queues of the director:\n{tc}"
+    );
+}
+
+/// The MAC address of `iface` in `ns`.
+fn mac_of(ns: &str, iface: &str) -> [u8; 6] {
+    let o = run(&[
+        "ip",
+        "netns",
+        "exec",
+        ns,
+        "cat",
+        &format!("/sys/class/net/{iface}/address"),
+    ]);
+    let s = String::from_utf8(o.stdout).expect("utf8");
+    let mut mac = [0u8; 6];
+    for (m, h) in mac.iter_mut().zip(s.trim().split(':')) {
+        *m = u8::from_str_radix(h, 16).expect("hex");
+    }
+    mac
+}
+
+fn csum16(data: &[u8]) -> u16 {
+    let mut sum = 0u32;
+    for c in data.chunks(2) {
+        let w = u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]);
+        sum += u32::from(w);
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// An Ethernet + IPv4 + TCP SYN frame from 10.0.0.1:`sport` to
+/// 10.0.0.100:8000 with valid checksums, before any damage.
+fn syn_frame(dst: [u8; 6], src: [u8; 6], sport: u16) -> Vec<u8> {
+    let mut f = Vec::new();
+    f.extend_from_slice(&dst);
+    f.extend_from_slice(&src);
+    f.extend_from_slice(&[0x08, 0x00]);
+    let ip = [
+        0x45, 0, 0, 40, 0x12, 0x34, 0x40, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 100,
+    ];
+    f.extend_from_slice(&ip);
+    let mut tcp = Vec::new();
+    tcp.extend_from_slice(&sport.to_be_bytes());
+    tcp.extend_from_slice(&8000u16.to_be_bytes());
+    tcp.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff, 0, 0, 0, 0]);
+    let mut pseudo = vec![10, 0, 0, 1, 10, 0, 0, 100, 0, 6, 0, 20];
+    pseudo.extend_from_slice(&tcp);
+    let c = csum16(&pseudo);
+    tcp[16..18].copy_from_slice(&c.to_be_bytes());
+    f.extend_from_slice(&tcp);
+    fix_ip_csum(&mut f);
+    f
+}
+
+fn fix_ip_csum(f: &mut [u8]) {
+    f[24] = 0;
+    f[25] = 0;
+    let c = csum16(&f[14..34]);
+    f[24..26].copy_from_slice(&c.to_be_bytes());
+}
+
+/// Frames that claim to be TCP to VIP:8000 but are damaged.
+fn malformed_frames(dst: [u8; 6], src: [u8; 6]) -> Vec<(&'static str, Vec<u8>)> {
+    let base = |p| syn_frame(dst, src, p);
+    let mut v = Vec::new();
+    // TCP header cut to 8 bytes (ports present), lengths consistent.
+    let mut f = base(41001);
+    f.truncate(14 + 20 + 8);
+    f[16..18].copy_from_slice(&28u16.to_be_bytes());
+    fix_ip_csum(&mut f);
+    v.push(("truncated TCP header", f));
+    // IHL 4 (16 bytes, less than the minimum).
+    let mut f = base(41002);
+    f[14] = 0x44;
+    fix_ip_csum(&mut f);
+    v.push(("IHL 4", f));
+    // IHL 15 (60 bytes) in a 40-byte packet.
+    let mut f = base(41003);
+    f[14] = 0x4f;
+    fix_ip_csum(&mut f);
+    v.push(("IHL 15", f));
+    // Total length 1500 in a 40-byte packet.
+    let mut f = base(41004);
+    f[16..18].copy_from_slice(&1500u16.to_be_bytes());
+    fix_ip_csum(&mut f);
+    v.push(("total length beyond the frame", f));
+    // Total length 10, less than the header.
+    let mut f = base(41005);
+    f[16..18].copy_from_slice(&10u16.to_be_bytes());
+    fix_ip_csum(&mut f);
+    v.push(("total length below the header", f));
+    // TCP data offset 15 (60 bytes) with 20 present.
+    let mut f = base(41006);
+    f[14 + 20 + 12] = 0xf0;
+    v.push(("TCP data offset beyond the packet", f));
+    // TCP data offset 2.
+    let mut f = base(41007);
+    f[14 + 20 + 12] = 0x20;
+    v.push(("TCP data offset 2", f));
+    // Bad IPv4 header checksum.
+    let mut f = base(41008);
+    f[24] ^= 0xff;
+    v.push(("bad IPv4 checksum", f));
+    // Bad TCP checksum.
+    let mut f = base(41009);
+    f[14 + 20 + 16] ^= 0xff;
+    v.push(("bad TCP checksum", f));
+    // Version 6 in an IPv4 ethertype.
+    let mut f = base(41010);
+    f[14] = 0x65;
+    v.push(("version 6 under ethertype IPv4", f));
+    // The IPv4 header itself cut short.
+    let mut f = base(41011);
+    f.truncate(14 + 12);
+    v.push(("IPv4 header cut at 12 bytes", f));
+    v
+}
+
+/// Send `frame` as is out of `iface` of `ns` (AF_PACKET, through socat).
+fn send_raw(ns: &str, iface: &str, frame: &[u8]) {
+    use std::io::Write;
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", ns, "socat", "-u", "STDIN"])
+        .arg(format!("INTERFACE:{iface}"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("socat");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(frame)
+        .expect("write frame");
+    let o = child.wait_with_output().expect("socat");
+    assert!(
+        o.status.success(),
+        "socat INTERFACE: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+#[test]
+fn unclaimed_and_malformed() {
+    let mut lab = Lab::new("mal");
+    let n = dr_lab(&mut lab, 1, RsSetup::Direct);
+    // The director's own kernel listens on VIP:9000 (no service there).
+    lab.spawn(
+        &n.director,
+        "socat",
+        &[
+            "TCP-LISTEN:9000,bind=10.0.0.100,fork,reuseaddr",
+            "SYSTEM:echo director",
+        ],
+        Stdio::null(),
+    );
+    let rvsd = lab.start_rvsd(&n.director, "eth0");
+    lab.adm_ok(&n.director, &["-A", "-t", "10.0.0.100:8000", "-s", "rr"]);
+    lab.adm_ok(
+        &n.director,
+        &["-a", "-t", "10.0.0.100:8000", "-r", "10.0.0.11", "-g"],
+    );
+    expect_rs1(&lab, &n);
+
+    // (a) Not a service: the classifier passes it to the director's kernel.
+    let got = fetch_retry(&n.client, "10.0.0.100", 9000, Duration::from_secs(5));
+    assert_eq!(got.as_deref(), Some("director"), "{}", lab.rvsd_log());
+
+    // (b) Damaged frames to VIP:8000.
+    let dst = mac_of(&n.director, "eth0");
+    let src = mac_of(&n.client, "eth0");
+    let frames = malformed_frames(dst, src);
+    for _ in 0..3 {
+        for (_, f) in &frames {
+            send_raw(&n.client, "eth0", f);
+        }
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    if let Ok(Some(st)) = lab.children[rvsd].try_wait() {
+        panic!("rvsd died ({st}) on malformed frames:\n{}", lab.rvsd_log());
+    }
+    let list = lab.adm_ok(&n.director, &["-L", "-n", "--stats"]);
+    assert!(list.contains("10.0.0.100:8000"), "{list}");
+    assert_eq!(fetch(&n.client, "10.0.0.100", 8000).as_deref(), Some("rs1"));
+    assert_eq!(
+        fetch(&n.client, "10.0.0.100", 9000).as_deref(),
+        Some("director")
+    );
+    // None of the damaged SYNs made a connection, except the one with only a
+    // bad TCP checksum: like the kernel's IPVS, a DR director does not verify
+    // TCP checksums (it does not rewrite the segment; the real server drops
+    // it), so that SYN gets a SYN_RECV entry.
+    let conns = lab.adm_ok(&n.director, &["-L", "-n", "-c"]);
+    for p in (41001..=41011).filter(|p| *p != 41009) {
+        assert!(
+            !conns.contains(&format!("10.0.0.1:{p}")),
+            "a damaged frame made a connection:\n{conns}"
+        );
+    }
+    stop_rvsd(&mut lab, rvsd);
+    // What the design gives: the classifier passes frames whose IPv4 header
+    // is unusable to the kernel (counted in its `malformed` statistic, which
+    // rvsd does not report); the engine drops, uncounted, what fails its own
+    // IPv4 checks (checksum, lengths); a TCP segment whose header is cut or
+    // has a bad data offset reaches the engine, which passes it, and the
+    // worker, which cannot hand a frame back to the kernel, drops it and
+    // counts it in "passed to no one" (3 such frames, sent 3 times).
+    let log = lab.rvsd_log();
+    let passed: u64 = log
+        .split("passed to no one: ")
+        .nth(1)
+        .and_then(|r| r.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no exit counters in the rvsd log:\n{log}"));
+    assert!(passed >= 9, "damaged TCP headers not counted:\n{log}");
+}
+
+#[test]
+fn restart_replaces_program() {
+    let mut lab = Lab::new("rst");
+    let n = dr_lab(&mut lab, 1, RsSetup::Direct);
+    let rules = std::env::temp_dir().join(format!("{}-rules", lab.prefix));
+    lab.files.push(rules.clone());
+    std::fs::write(
+        &rules,
+        "-A -t 10.0.0.100:8000 -s rr\n-a -t 10.0.0.100:8000 -r 10.0.0.11:8000 -g -w 1\n",
+    )
+    .expect("rules file");
+    let first = lab.start_rvsd(&n.director, "eth0");
+    lab.adm_ok(&n.director, &["-A", "-t", "10.0.0.100:8000", "-s", "rr"]);
+    lab.adm_ok(
+        &n.director,
+        &["-a", "-t", "10.0.0.100:8000", "-r", "10.0.0.11", "-g"],
+    );
+    expect_rs1(&lab, &n);
+    let (progs, link) = xdp_programs(&n.director, "eth0");
+    assert_eq!(progs, 1, "{link}");
+
+    // SIGKILL: no cleanup at all.
+    lab.children[first].kill().expect("kill");
+    lab.children[first].wait().expect("wait");
+    // The classifier is held by a bpf_link, which the kernel released with
+    // the process: nothing is left. To see a stale program replaced, leave
+    // one that survives its process: the real-server decapsulator, attached
+    // through rtnetlink.
+    let (progs, link) = xdp_programs(&n.director, "eth0");
+    assert_eq!(progs, 0, "after SIGKILL: {link}");
+    let state = std::env::temp_dir().join(format!("{}-stale.json", lab.prefix));
+    lab.files.push(state.clone());
+    let rvs = bin("rvs");
+    lab.exec(
+        &n.director,
+        &[
+            rvs.to_str().expect("path"),
+            "realserver",
+            "up",
+            "--vip",
+            "10.0.0.200",
+            "--tun",
+            "--dev",
+            "eth0",
+            "--state",
+            state.to_str().expect("path"),
+        ],
+    );
+    let (progs, stale) = xdp_programs(&n.director, "eth0");
+    assert_eq!(progs, 1, "stale program not attached: {stale}");
+    let prog_id = |link: &str| {
+        link.split("prog/xdp")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().nth(1))
+            .map(str::to_string)
+    };
+    let stale_id = prog_id(&stale).expect("stale program id");
+
+    // Again, with the rules from a file.
+    let log = File::create(&lab.log).expect("log file");
+    let rvsd = bin("rvsd");
+    lab.spawn(
+        &n.director,
+        rvsd.to_str().expect("path"),
+        &[
+            "--io",
+            "xdp",
+            "--interface",
+            "eth0",
+            "--rules",
+            rules.to_str().expect("path"),
+        ],
+        Stdio::from(log),
+    );
+    let second = lab.children.len() - 1;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !lab.adm(&n.director, &["-L", "-n"]).status.success() {
+        if let Ok(Some(st)) = lab.children[second].try_wait() {
+            panic!("second rvsd exited with {st}:\n{}", lab.rvsd_log());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "second rvsd did not come up:\n{}",
+            lab.rvsd_log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (progs, link) = xdp_programs(&n.director, "eth0");
+    assert_eq!(progs, 1, "stacked or missing XDP programs: {link}");
+    assert_ne!(
+        prog_id(&link).as_deref(),
+        Some(stale_id.as_str()),
+        "the stale program is still attached: {link}"
+    );
+    expect_rs1(&lab, &n);
+    let list = lab.adm_ok(&n.director, &["-L", "-n", "--stats"]);
+    let st = service_stats(&list, "10.0.0.100:8000");
+    assert!(st[0] >= 1, "connections not counted:\n{list}");
+    stop_rvsd(&mut lab, second);
+    let (progs, link) = xdp_programs(&n.director, "eth0");
+    assert_eq!(progs, 0, "XDP still attached: {link}");
 }

@@ -1,0 +1,659 @@
+//! `rvs lab nat|dr|tun`: the seed tutorial's LVS topologies, built for real
+//! in network namespaces, with `rvsd --io xdp` as the director.
+//!
+//! * **nat**: client net 10.1.1.0/24 (client .1, director .2) and server
+//!   net 10.1.2.0/24 (director .1, real servers .11…, default route via the
+//!   director). VIP 10.1.1.100 on the director's `lo`; `-m`.
+//! * **dr**: one segment 10.2.0.0/24 (a bridge in a switch namespace):
+//!   client .1, director .2, real servers .11…; VIP 10.2.0.100 on the
+//!   director's `lo` and (by `rvs realserver up`) on each real server's `lo`;
+//!   the client routes the VIP via the director; `-g`.
+//! * **tun**: like dr on 10.3.0.0/24, with `-i` and `rvs realserver up --tun`
+//!   (the XDP IP-in-IP decapsulator) on each real server.
+//!
+//! Every real server runs `python3 -m http.server` on port 80 serving a file
+//! that names it. The client's requests are plain HTTP/1.0 over `std::net`
+//! from a thread that entered the client namespace. Everything is removed
+//! afterwards (also on error and on SIGINT/SIGTERM), unless `--keep`.
+//! `rvs lab clean` removes every `rvslab-*` namespace and its processes.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::fd::AsFd;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// Namespace name prefix of every lab.
+pub const PREFIX: &str = "rvslab-";
+
+/// Forwarding mode of a lab.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Nat,
+    Dr,
+    Tun,
+}
+
+impl Mode {
+    fn name(self) -> &'static str {
+        match self {
+            Mode::Nat => "nat",
+            Mode::Dr => "dr",
+            Mode::Tun => "tun",
+        }
+    }
+    fn flag(self) -> &'static str {
+        match self {
+            Mode::Nat => "-m",
+            Mode::Dr => "-g",
+            Mode::Tun => "-i",
+        }
+    }
+}
+
+/// What the command line asked for.
+#[derive(Debug, Clone)]
+pub struct Opts {
+    pub mode: Mode,
+    pub servers: u8,
+    pub scheduler: String,
+    pub requests: u32,
+    pub keep: bool,
+}
+
+fn sibling(name: &str) -> Result<PathBuf, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let p = exe.with_file_name(name);
+    if p.exists() {
+        Ok(p)
+    } else {
+        Err(format!(
+            "{} not found next to rvs (build the workspace: cargo build --release)",
+            p.display()
+        ))
+    }
+}
+
+fn run_cmd(args: &[&str]) -> Result<String, String> {
+    let o = Command::new(args[0])
+        .args(&args[1..])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("{}: {e}", args.join(" ")))?;
+    if !o.status.success() {
+        return Err(format!(
+            "'{}' failed ({}): {}",
+            args.join(" "),
+            o.status,
+            String::from_utf8_lossy(&o.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&o.stdout).into_owned())
+}
+
+/// Run `f` on a thread that entered network namespace `ns`.
+fn in_ns<T: Send + 'static>(
+    ns: &str,
+    f: impl FnOnce() -> Result<T, String> + Send + 'static,
+) -> Result<T, String> {
+    let path = format!("/run/netns/{ns}");
+    std::thread::spawn(move || {
+        let file = File::open(&path).map_err(|e| format!("{path}: {e}"))?;
+        rustix::thread::move_into_link_name_space(
+            file.as_fd(),
+            Some(rustix::thread::LinkNameSpaceType::Network),
+        )
+        .map_err(|e| format!("setns {path}: {e}"))?;
+        f()
+    })
+    .join()
+    .map_err(|_| "namespace thread panicked".to_string())?
+}
+
+/// One HTTP/1.0 GET; the body, trimmed.
+fn http_get(addr: SocketAddr, timeout: Duration) -> Result<String, String> {
+    let mut s = TcpStream::connect_timeout(&addr, timeout).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    s.set_write_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    write!(s, "GET / HTTP/1.0\r\nHost: {}\r\n\r\n", addr.ip()).map_err(|e| e.to_string())?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&buf);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| "no HTTP response".to_string())?;
+    if !head.starts_with("HTTP/1.") || !head.contains(" 200 ") {
+        return Err(format!(
+            "unexpected response: {}",
+            head.lines().next().unwrap_or("")
+        ));
+    }
+    Ok(body.trim().to_string())
+}
+
+/// The lab: namespaces and processes, removed on drop unless kept.
+struct Lab {
+    prefix: String,
+    namespaces: Vec<String>,
+    children: Vec<Child>,
+    rvsd: Option<Child>,
+    dir: PathBuf,
+    keep: bool,
+}
+
+impl Lab {
+    fn ns(&mut self, short: &str) -> Result<String, String> {
+        let name = format!("{}{short}", self.prefix);
+        run_cmd(&["ip", "netns", "add", &name])?;
+        self.namespaces.push(name.clone());
+        run_cmd(&["ip", "-n", &name, "link", "set", "lo", "up"])?;
+        Ok(name)
+    }
+
+    fn spawn(&mut self, ns: &str, program: &str, args: &[&str]) -> Result<(), String> {
+        let child = Command::new("ip")
+            .args(["netns", "exec", ns, program])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("spawn {program}: {e}"))?;
+        self.children.push(child);
+        Ok(())
+    }
+
+    fn adm(&self, ns: &str, args: &[&str]) -> Result<String, String> {
+        let rvsadm = sibling("rvsadm")?;
+        let mut v = vec![
+            "ip",
+            "netns",
+            "exec",
+            ns,
+            rvsadm.to_str().unwrap_or("rvsadm"),
+        ];
+        v.extend_from_slice(args);
+        run_cmd(&v)
+    }
+
+    fn log(&self) -> PathBuf {
+        self.dir.join("rvsd.log")
+    }
+
+    fn rvsd_log(&self) -> String {
+        std::fs::read_to_string(self.log()).unwrap_or_default()
+    }
+
+    fn start_rvsd(&mut self, ns: &str, ifaces: &[&str], stop: &AtomicBool) -> Result<(), String> {
+        let rvsd = sibling("rvsd")?;
+        let log = File::create(self.log()).map_err(|e| e.to_string())?;
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", ns])
+            .arg(&rvsd)
+            .args(["--io", "xdp"]);
+        for i in ifaces {
+            cmd.args(["--interface", i]);
+        }
+        let child = cmd
+            .env_remove("RVS_SOCKET")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .map_err(|e| format!("spawn rvsd: {e}"))?;
+        self.rvsd = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if self.adm(ns, &["-L", "-n"]).is_ok() {
+                return Ok(());
+            }
+            if let Some(c) = self.rvsd.as_mut()
+                && let Ok(Some(st)) = c.try_wait()
+            {
+                return Err(format!("rvsd exited with {st}:\n{}", self.rvsd_log()));
+            }
+            if stop.load(Ordering::Relaxed) {
+                return Err("interrupted".into());
+            }
+            if Instant::now() > deadline {
+                return Err(format!("rvsd did not come up:\n{}", self.rvsd_log()));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if self.keep {
+            return;
+        }
+        if let Some(c) = self.rvsd.as_mut() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for ns in &self.namespaces {
+            remove_ns(ns);
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Kill every process in `ns`, then delete it.
+fn remove_ns(ns: &str) {
+    let pids = |sig: &str| {
+        if let Ok(out) = run_cmd(&["ip", "netns", "pids", ns]) {
+            for pid in out.split_whitespace() {
+                let _ = Command::new("kill")
+                    .args([sig, pid])
+                    .stderr(Stdio::null())
+                    .status();
+            }
+            !out.trim().is_empty()
+        } else {
+            false
+        }
+    };
+    if pids("-TERM") {
+        std::thread::sleep(Duration::from_millis(200));
+        pids("-KILL");
+    }
+    let _ = Command::new("ip")
+        .args(["netns", "del", ns])
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// `rvs lab clean`: remove every `rvslab-*` namespace and its processes.
+pub fn clean() -> Result<String, String> {
+    let list = run_cmd(&["ip", "netns", "list"])?;
+    let mut out = String::new();
+    for name in list.lines().filter_map(|l| l.split_whitespace().next()) {
+        if name.starts_with(PREFIX) {
+            remove_ns(name);
+            out.push_str(&format!("removed {name}\n"));
+        }
+    }
+    if let Ok(rd) = std::fs::read_dir(std::env::temp_dir()) {
+        for e in rd.flatten() {
+            if e.file_name().to_string_lossy().starts_with(PREFIX) {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+    if out.is_empty() {
+        out.push_str("no rvslab-* namespaces\n");
+    }
+    Ok(out)
+}
+
+/// A veth from `a` (named `a_if`) to `b` (named `b_if`), one queue each.
+fn veth(a: &str, a_if: &str, b: &str, b_if: &str) -> Result<(), String> {
+    run_cmd(&[
+        "ip",
+        "-n",
+        a,
+        "link",
+        "add",
+        a_if,
+        "numtxqueues",
+        "1",
+        "numrxqueues",
+        "1",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        b_if,
+        "netns",
+        b,
+        "numtxqueues",
+        "1",
+        "numrxqueues",
+        "1",
+    ])?;
+    run_cmd(&["ip", "-n", a, "link", "set", a_if, "up"])?;
+    run_cmd(&["ip", "-n", b, "link", "set", b_if, "up"])?;
+    Ok(())
+}
+
+fn tx_csum_off(ns: &str, iface: &str) -> Result<(), String> {
+    let iface = iface.to_string();
+    in_ns(ns, move || {
+        rvs_io::xsk::set_tx_checksum_offload(&iface, false)
+            .map_err(|e| format!("tx checksum offload off on {iface}: {e}"))
+    })
+}
+
+fn check_stop(stop: &AtomicBool) -> Result<(), String> {
+    if stop.load(Ordering::Relaxed) {
+        Err("interrupted".into())
+    } else {
+        Ok(())
+    }
+}
+
+/// `rvs lab MODE`: build, exercise, report, tear down.
+pub fn run(o: &Opts) -> Result<String, String> {
+    // Resolve the siblings first: no namespace is made when they are missing.
+    sibling("rvsd")?;
+    sibling("rvsadm")?;
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&stop)).map_err(|e| e.to_string())?;
+    }
+    let prefix = format!("{PREFIX}{}-", std::process::id());
+    let dir = std::env::temp_dir().join(prefix.trim_end_matches('-'));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut lab = Lab {
+        prefix,
+        namespaces: Vec::new(),
+        children: Vec::new(),
+        rvsd: None,
+        dir,
+        keep: false,
+    };
+    let res = build_and_run(&mut lab, o, &stop);
+    if res.is_ok() && o.keep {
+        lab.keep = true;
+    }
+    res
+}
+
+fn build_and_run(lab: &mut Lab, o: &Opts, stop: &AtomicBool) -> Result<String, String> {
+    let net = match o.mode {
+        Mode::Nat => "10.1",
+        Mode::Dr => "10.2",
+        Mode::Tun => "10.3",
+    };
+    let client = lab.ns("client")?;
+    let director = lab.ns("director")?;
+    let mut rss = Vec::new();
+    for i in 1..=o.servers {
+        rss.push(lab.ns(&format!("rs{i}"))?);
+    }
+    check_stop(stop)?;
+    // Addresses: (vip, client, director's client-side address, rips).
+    let (vip, client_ip, dir_ip, rips, ifaces): (String, String, String, Vec<String>, Vec<&str>) =
+        if o.mode == Mode::Nat {
+            let c = format!("{net}.1");
+            let (ca, da, dsa) = (format!("{c}.1"), format!("{c}.2"), format!("{net}.2.1"));
+            veth(&client, "eth0", &director, "eth0")?;
+            run_cmd(&[
+                "ip",
+                "-n",
+                &client,
+                "addr",
+                "add",
+                &format!("{ca}/24"),
+                "dev",
+                "eth0",
+            ])?;
+            run_cmd(&[
+                "ip",
+                "-n",
+                &director,
+                "addr",
+                "add",
+                &format!("{da}/24"),
+                "dev",
+                "eth0",
+            ])?;
+            let sw = lab.ns("switch")?;
+            run_cmd(&["ip", "-n", &sw, "link", "add", "br0", "type", "bridge"])?;
+            run_cmd(&["ip", "-n", &sw, "link", "set", "br0", "up"])?;
+            veth(&sw, "p-director", &director, "eth1")?;
+            run_cmd(&[
+                "ip",
+                "-n",
+                &sw,
+                "link",
+                "set",
+                "p-director",
+                "master",
+                "br0",
+            ])?;
+            run_cmd(&[
+                "ip",
+                "-n",
+                &director,
+                "addr",
+                "add",
+                &format!("{dsa}/24"),
+                "dev",
+                "eth1",
+            ])?;
+            let mut rips = Vec::new();
+            for (i, rs) in rss.iter().enumerate() {
+                let rip = format!("{net}.2.{}", 11 + i);
+                let port = format!("p-rs{}", i + 1);
+                veth(&sw, &port, rs, "eth0")?;
+                run_cmd(&["ip", "-n", &sw, "link", "set", &port, "master", "br0"])?;
+                run_cmd(&[
+                    "ip",
+                    "-n",
+                    rs,
+                    "addr",
+                    "add",
+                    &format!("{rip}/24"),
+                    "dev",
+                    "eth0",
+                ])?;
+                run_cmd(&["ip", "-n", rs, "route", "add", "default", "via", &dsa])?;
+                rips.push(rip);
+            }
+            (format!("{c}.100"), ca, da, rips, vec!["eth0", "eth1"])
+        } else {
+            let c = format!("{net}.0");
+            let sw = lab.ns("switch")?;
+            run_cmd(&["ip", "-n", &sw, "link", "add", "br0", "type", "bridge"])?;
+            run_cmd(&["ip", "-n", &sw, "link", "set", "br0", "up"])?;
+            let mut members = vec![
+                (client.clone(), "p-client".to_string(), format!("{c}.1")),
+                (director.clone(), "p-director".to_string(), format!("{c}.2")),
+            ];
+            let mut rips = Vec::new();
+            for (i, rs) in rss.iter().enumerate() {
+                let rip = format!("{c}.{}", 11 + i);
+                members.push((rs.clone(), format!("p-rs{}", i + 1), rip.clone()));
+                rips.push(rip);
+            }
+            for (ns, port, addr) in &members {
+                veth(&sw, port, ns, "eth0")?;
+                run_cmd(&["ip", "-n", &sw, "link", "set", port, "master", "br0"])?;
+                run_cmd(&[
+                    "ip",
+                    "-n",
+                    ns,
+                    "addr",
+                    "add",
+                    &format!("{addr}/24"),
+                    "dev",
+                    "eth0",
+                ])?;
+            }
+            (
+                format!("{c}.100"),
+                format!("{c}.1"),
+                format!("{c}.2"),
+                rips,
+                vec!["eth0"],
+            )
+        };
+    check_stop(stop)?;
+    // What feeds the director must carry full checksums.
+    tx_csum_off(&client, "eth0")?;
+    for rs in &rss {
+        tx_csum_off(rs, "eth0")?;
+    }
+    run_cmd(&[
+        "ip",
+        "-n",
+        &client,
+        "route",
+        "add",
+        &format!("{vip}/32"),
+        "via",
+        &dir_ip,
+    ])?;
+    run_cmd(&[
+        "ip",
+        "-n",
+        &director,
+        "addr",
+        "add",
+        &format!("{vip}/32"),
+        "dev",
+        "lo",
+    ])?;
+
+    // Real servers: rvs realserver up (dr/tun), an HTTP server on port 80.
+    let rvs = std::env::current_exe().map_err(|e| e.to_string())?;
+    let rvs = rvs.to_str().ok_or("rvs path is not UTF-8")?.to_string();
+    for (i, (rs, rip)) in rss.iter().zip(&rips).enumerate() {
+        let name = format!("rs{}", i + 1);
+        if o.mode != Mode::Nat {
+            let state = lab.dir.join(format!("{name}.json"));
+            let state = state.to_str().ok_or("temp path is not UTF-8")?.to_string();
+            let mut args = vec![
+                "ip",
+                "netns",
+                "exec",
+                rs,
+                &rvs,
+                "realserver",
+                "up",
+                "--vip",
+                &vip,
+                "--state",
+                &state,
+            ];
+            if o.mode == Mode::Tun {
+                args.push("--tun");
+            }
+            run_cmd(&args)?;
+        }
+        let www = lab.dir.join(&name);
+        std::fs::create_dir_all(&www).map_err(|e| e.to_string())?;
+        std::fs::write(www.join("index.html"), format!("{name} {rip}\n"))
+            .map_err(|e| e.to_string())?;
+        let www = www.to_str().ok_or("temp path is not UTF-8")?.to_string();
+        lab.spawn(
+            rs,
+            "python3",
+            &[
+                "-m",
+                "http.server",
+                "80",
+                "--bind",
+                "0.0.0.0",
+                "--directory",
+                &www,
+            ],
+        )?;
+    }
+    // Wait until every HTTP server answers in its own namespace.
+    for (rs, rip) in rss.iter().zip(&rips) {
+        let addr: SocketAddr = format!("{rip}:80").parse().map_err(|e| format!("{e}"))?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            check_stop(stop)?;
+            let ok = in_ns(rs, move || {
+                Ok(TcpStream::connect_timeout(&addr, Duration::from_millis(300)).is_ok())
+            })?;
+            if ok {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "the HTTP server in {rs} did not come up (is python3 installed?)"
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    // The director.
+    lab.start_rvsd(&director, &ifaces, stop)?;
+    let svc = format!("{vip}:80");
+    lab.adm(&director, &["-A", "-t", &svc, "-s", &o.scheduler])?;
+    for rip in &rips {
+        lab.adm(
+            &director,
+            &["-a", "-t", &svc, "-r", rip, o.mode.flag(), "-w", "1"],
+        )?;
+    }
+
+    let mut out = format!(
+        "rvs lab {}: client {client_ip} -> VIP {svc} via director {dir_ip}, {} real server(s) ({}), scheduler {}\n",
+        o.mode.name(),
+        o.servers,
+        rips.join(" "),
+        o.scheduler
+    );
+    print!("{out}");
+    out.clear();
+    let addr: SocketAddr = svc.parse().map_err(|e| format!("{e}"))?;
+    let mut ok = 0;
+    for n in 1..=o.requests {
+        check_stop(stop)?;
+        // The first request may wait for the director's neighbour lookups.
+        let limit = if n == 1 { 3 } else { 1 };
+        let mut res = Err(String::new());
+        for _ in 0..limit {
+            res = in_ns(&client, move || http_get(addr, Duration::from_secs(3)));
+            if res.is_ok() {
+                break;
+            }
+        }
+        match res {
+            Ok(body) => {
+                ok += 1;
+                println!("request {n:>3}: {body}");
+            }
+            Err(e) => println!("request {n:>3}: FAILED ({e})"),
+        }
+    }
+    println!("{ok}/{} requests answered", o.requests);
+    println!("--- rvsadm -Ln --stats (in {director}) ---");
+    print!("{}", lab.adm(&director, &["-L", "-n", "--stats"])?);
+    if o.keep && ok == o.requests {
+        out.push_str("--- kept running; enter a namespace with:\n");
+        for ns in &lab.namespaces {
+            out.push_str(&format!("  ip netns exec {ns} bash\n"));
+        }
+        out.push_str(&format!(
+            "rvsd log: {}\nremove it all with: rvs lab clean\n",
+            lab.log().display()
+        ));
+    }
+    if ok != o.requests {
+        return Err(format!(
+            "{} of {} requests failed\nrvsd log:\n{}",
+            o.requests - ok,
+            o.requests,
+            lab.rvsd_log()
+        ));
+    }
+    Ok(out)
+}

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The main job: build rvs and run the seed's LVS topologies in network
+# namespaces (NAT, DR, TUN) with real HTTP servers, a real client and rvsd
+# forwarding with AF_XDP. Needs root. Installs what it needs (idempotently).
+# Arguments go to `rvs lab` (default: all three modes, 10 requests each),
+# e.g. ./scripts/lab.sh dr --servers 3 --scheduler wrr --requests 20
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" != 0 ]; then
+    echo "rvs lab needs root (network namespaces, XDP): run it with sudo" >&2
+    exit 2
+fi
+need_apt=()
+for pkg in clang libbpf-dev iproute2; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
+done
+command -v python3 >/dev/null || need_apt+=(python3)
+if ((${#need_apt[@]})); then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+cargo build --release --locked -q -p rvs -p rvsd -p rvsadm
+if [ $# -eq 0 ]; then
+    for mode in nat dr tun; do
+        ./target/release/rvs lab "$mode"
+        echo
+    done
+else
+    exec ./target/release/rvs lab "$@"
+fi
