@@ -5,10 +5,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
-for pkg in clang libbpf-dev iproute2 socat curl; do
+# apache2-utils: ab, the lab's load tests (crates/rvs/tests/netns_lab.rs).
+for pkg in clang libbpf-dev iproute2 socat curl apache2-utils; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
-# The lab's HTTP servers (python3 -m http.server).
+# The lab's HTTP servers (python3's http.server).
 command -v python3 >/dev/null || need_apt+=(python3)
 if ((${#need_apt[@]})); then
     if [ "$(id -u)" = 0 ]; then

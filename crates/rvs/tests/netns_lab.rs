@@ -118,6 +118,336 @@ fn netns_lab_tun() {
     lab("tun");
 }
 
+/// One `TCP`/`->` line of `rvsadm -Ln --stats`: address, Conns, InPkts,
+/// OutPkts, InBytes, OutBytes (bytes as printed: may carry a K/M suffix).
+#[derive(Debug)]
+struct StatsLine {
+    addr: String,
+    conns: u64,
+    inpkts: u64,
+    outpkts: u64,
+    inbytes: String,
+    outbytes: String,
+}
+
+fn stats_line(line: &str) -> Option<StatsLine> {
+    let f: Vec<&str> = line.split_whitespace().collect();
+    let f = match f.first() {
+        Some(&"TCP") | Some(&"UDP") => &f[1..],
+        Some(&"->") => &f[1..],
+        _ => return None,
+    };
+    if f.len() < 6 {
+        return None;
+    }
+    Some(StatsLine {
+        addr: f[0].to_string(),
+        conns: f[1].parse().ok()?,
+        inpkts: f[2].parse().ok()?,
+        outpkts: f[3].parse().ok()?,
+        inbytes: f[4].to_string(),
+        outbytes: f[5].to_string(),
+    })
+}
+
+/// The service line and the real-server lines of a stats block.
+fn parse_stats(text: &str) -> (StatsLine, Vec<StatsLine>) {
+    let mut svc = None;
+    let mut rss = Vec::new();
+    for line in text.lines() {
+        let t = line.trim_start();
+        if t.starts_with("TCP ") {
+            assert!(svc.is_none(), "two services:\n{text}");
+            svc = Some(stats_line(t).unwrap_or_else(|| panic!("bad line {line:?}\n{text}")));
+        } else if t.starts_with("-> ") && !t.starts_with("-> RemoteAddress") {
+            rss.push(stats_line(t).unwrap_or_else(|| panic!("bad line {line:?}\n{text}")));
+        }
+    }
+    (
+        svc.unwrap_or_else(|| panic!("no service line:\n{text}")),
+        rss,
+    )
+}
+
+fn nonzero(field: &str) -> bool {
+    !field.is_empty() && field != "0"
+}
+
+/// `rvs lab MODE --requests 100`: every request answered, rr 50/50, and the
+/// printed stats count exactly what was sent.
+fn lab_100_stats(mode: &str) {
+    if !can_run() {
+        return;
+    }
+    let start = Instant::now();
+    let out = Command::new(RVS)
+        .args(["lab", mode, "--requests", "100"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("rvs lab");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "rvs lab {mode}: {}\n{stdout}\n{stderr}",
+        out.status
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(45),
+        "rvs lab {mode} --requests 100 took {:?}",
+        start.elapsed()
+    );
+    assert!(stdout.contains("100/100 requests answered"), "{stdout}");
+    assert!(!stdout.contains("FAILED"), "{stdout}");
+    let answers: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("request "))
+        .collect();
+    assert_eq!(answers.len(), 100, "{stdout}");
+    let block = stdout
+        .split_once("--- rvsadm -Ln --stats")
+        .unwrap_or_else(|| panic!("no stats block:\n{stdout}"))
+        .1;
+    let (svc, rss) = parse_stats(block);
+    assert_eq!(svc.conns, 100, "service Conns:\n{stdout}");
+    assert!(svc.inpkts > 0 && nonzero(&svc.inbytes), "{stdout}");
+    assert_eq!(rss.len(), 2, "{stdout}");
+    let mut total = 0;
+    for rs in &rss {
+        // The body names the real server: "rsN RIP".
+        let rip = rs.addr.trim_end_matches(":80");
+        let answered = answers
+            .iter()
+            .filter(|l| l.split_whitespace().nth(3) == Some(rip))
+            .count() as u64;
+        assert_eq!(answered, 50, "rr: {rip} answered {answered}:\n{stdout}");
+        assert_eq!(rs.conns, answered, "Conns of {rip}:\n{stdout}");
+        assert!(rs.inpkts > 0 && nonzero(&rs.inbytes), "{rip}:\n{stdout}");
+        if mode == "nat" {
+            assert!(rs.outpkts > 0 && nonzero(&rs.outbytes), "{rip}:\n{stdout}");
+        } else {
+            assert_eq!(rs.outpkts, 0, "{rip}:\n{stdout}");
+            assert_eq!(rs.outbytes, "0", "{rip}:\n{stdout}");
+        }
+        total += rs.conns;
+    }
+    assert_eq!(total, 100, "{stdout}");
+    if mode == "nat" {
+        assert!(svc.outpkts > 0 && nonzero(&svc.outbytes), "{stdout}");
+    } else {
+        assert_eq!(svc.outpkts, 0, "{stdout}");
+        assert_eq!(svc.outbytes, "0", "{stdout}");
+    }
+}
+
+#[test]
+fn netns_lab_nat_100_requests_stats() {
+    lab_100_stats("nat");
+}
+
+#[test]
+fn netns_lab_dr_100_requests_stats() {
+    lab_100_stats("dr");
+}
+
+#[test]
+fn netns_lab_tun_100_requests_stats() {
+    lab_100_stats("tun");
+}
+
+/// Removes one kept lab (the namespaces `rvslab-PID-*` of one `rvs lab
+/// --keep` run, their processes, its temp dir) on drop, pass or fail. Other
+/// labs are left alone.
+struct KeptLab {
+    pid: u32,
+}
+
+impl KeptLab {
+    fn namespaces(&self) -> Vec<String> {
+        let prefix = format!("rvslab-{}-", self.pid);
+        let list = Command::new("ip")
+            .args(["netns", "list"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        list.lines()
+            .filter_map(|l| l.split_whitespace().next())
+            .filter(|n| n.starts_with(&prefix))
+            .map(str::to_string)
+            .collect()
+    }
+
+    fn ns(&self, short: &str) -> String {
+        format!("rvslab-{}-{short}", self.pid)
+    }
+}
+
+impl Drop for KeptLab {
+    fn drop(&mut self) {
+        let namespaces = self.namespaces();
+        let kill = |sig: &str| {
+            for ns in &namespaces {
+                if let Ok(o) = Command::new("ip").args(["netns", "pids", ns]).output() {
+                    for pid in String::from_utf8_lossy(&o.stdout).split_whitespace() {
+                        let _ = Command::new("kill")
+                            .args([sig, pid])
+                            .stderr(Stdio::null())
+                            .status();
+                    }
+                }
+            }
+        };
+        kill("-TERM");
+        std::thread::sleep(Duration::from_millis(300));
+        kill("-KILL");
+        for ns in &namespaces {
+            let _ = Command::new("ip")
+                .args(["netns", "del", ns])
+                .stderr(Stdio::null())
+                .status();
+        }
+        let _ = std::fs::remove_dir_all(std::env::temp_dir().join(format!("rvslab-{}", self.pid)));
+    }
+}
+
+/// Run `cmd`, killing it after `limit`; (exit status or None, stdout+stderr).
+fn output_within(cmd: &mut Command, limit: Duration) -> (Option<std::process::ExitStatus>, String) {
+    let dir = std::env::temp_dir().join(format!("rvs-ab-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("out");
+    let file = std::fs::File::create(&path).expect("output file");
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(file.try_clone().expect("dup")))
+        .stderr(Stdio::from(file))
+        .spawn()
+        .expect("spawn");
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Ok(Some(st)) = child.try_wait() {
+            break Some(st);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let text = std::fs::read_to_string(&path).unwrap_or_default();
+    let _ = std::fs::remove_dir_all(&dir);
+    (status, text)
+}
+
+/// The seed's load test: `ab -n 1000 -c 1000 http://VIP/` from the client
+/// namespace of a kept lab.
+fn lab_ab(mode: &str) {
+    if !can_run() {
+        return;
+    }
+    if Command::new("ab").arg("-V").output().is_err() {
+        if std::env::var_os("RVS_SKIP_PRIVILEGED_TESTS").is_none() {
+            panic!(
+                "needs ab (apt-get install apache2-utils; scripts/test.sh installs it) (set RVS_SKIP_PRIVILEGED_TESTS=1 to skip)"
+            );
+        }
+        eprintln!("skipped: needs ab (apache2-utils)");
+        return;
+    }
+    let start = Instant::now();
+    let child = Command::new(RVS)
+        .args(["lab", mode, "--requests", "2", "--keep"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn rvs");
+    let lab = KeptLab { pid: child.id() };
+    let out = child.wait_with_output().expect("rvs lab");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "rvs lab {mode} --keep: {}\n{stdout}\n{stderr}",
+        out.status
+    );
+    let client = lab.ns("client");
+    let director = lab.ns("director");
+    for ns in [&client, &director] {
+        assert!(
+            stdout.contains(&format!("ip netns exec {ns} bash")),
+            "{ns} not listed:\n{stdout}"
+        );
+    }
+    // "... -> VIP 10.1.1.100:80 via ..."
+    let vip = stdout
+        .split_once("-> VIP ")
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no VIP:\n{stdout}"))
+        .to_string();
+    let url = format!("http://{vip}/");
+    let (status, ab) = output_within(
+        Command::new("ip").args([
+            "netns", "exec", &client, "ab", "-s", "10", "-n", "1000", "-c", "1000", &url,
+        ]),
+        Duration::from_secs(40),
+    );
+    let stats = Command::new("ip")
+        .args(["netns", "exec", &director])
+        .arg(std::path::Path::new(RVS).with_file_name("rvsadm"))
+        .args(["-L", "-n", "--stats", "--exact"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    let status = status.unwrap_or_else(|| panic!("ab did not finish in 40 s:\n{ab}\n{stats}"));
+    assert!(status.success(), "ab: {status}\n{ab}\n{stats}");
+    let field = |name: &str| {
+        ab.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l[name.len()..].split_whitespace().next())
+            .unwrap_or_else(|| panic!("no {name:?} in ab output:\n{ab}"))
+            .to_string()
+    };
+    assert_eq!(field("Complete requests:"), "1000", "{ab}\n{stats}");
+    assert_eq!(field("Failed requests:"), "0", "{ab}\n{stats}");
+    assert!(!ab.contains("Non-2xx responses"), "{ab}\n{stats}");
+    // The director saw every one of them, spread over both real servers.
+    let (svc, rss) = parse_stats(&stats);
+    assert!(svc.conns >= 1002, "service Conns {}:\n{stats}", svc.conns);
+    assert_eq!(rss.len(), 2, "{stats}");
+    for rs in &rss {
+        assert!(rs.conns >= 500, "{} Conns {}:\n{stats}", rs.addr, rs.conns);
+    }
+    assert!(
+        start.elapsed() < Duration::from_secs(60),
+        "took {:?}",
+        start.elapsed()
+    );
+    let pid = lab.pid;
+    drop(lab);
+    // Only this lab, and all of it, is gone.
+    assert!(KeptLab { pid }.namespaces().is_empty(), "namespaces left");
+    assert!(
+        !std::env::temp_dir().join(format!("rvslab-{pid}")).exists(),
+        "temp dir left"
+    );
+}
+
+#[test]
+fn netns_lab_nat_ab() {
+    lab_ab("nat");
+}
+
+#[test]
+fn netns_lab_dr_ab() {
+    lab_ab("dr");
+}
+
+#[test]
+fn netns_lab_tun_ab() {
+    lab_ab("tun");
+}
+
 #[test]
 fn lab_rejects_bad_arguments() {
     for args in [

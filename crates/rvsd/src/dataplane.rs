@@ -155,6 +155,7 @@ impl DataPlane {
 
     /// Run the worker until shutdown.
     pub fn spawn(self, shared: Arc<Shared>) -> std::io::Result<JoinHandle<()>> {
+        shared.set_dataplane_active();
         std::thread::Builder::new()
             .name("dataplane".into())
             .spawn(move || {
@@ -228,6 +229,13 @@ impl Worker {
             "rvsd: data plane stopped (passed to no one: {}, to unserved ports: {}, tx full: {})",
             self.counters.passed, self.counters.no_port, self.counters.tx_full
         );
+        match self.dp.classifier.stats() {
+            Ok(c) => eprintln!(
+                "rvsd: classifier: redirected {}, passed {}, no socket {}, malformed {}, fragments {}",
+                c.redirected, c.passed, c.no_socket, c.malformed, c.fragments
+            ),
+            Err(e) => eprintln!("rvsd: classifier counters unavailable: {e}"),
+        }
     }
 
     /// Hops, ports and classifier maps in step with the resolver and the table.
@@ -280,6 +288,7 @@ impl Worker {
             if let Err(e) = self.dp.classifier.set_nat_sources(&nat) {
                 eprintln!("rvsd: data plane: cannot update the NAT source map: {e}");
             }
+            shared.mark_synced(cgen);
         }
     }
 

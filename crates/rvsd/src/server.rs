@@ -3,12 +3,12 @@
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use rvs_proto::client::MAX_LINE;
-use rvs_proto::{Reply, encode};
+use rvs_proto::{Reply, Request, encode};
 
 use crate::auth::Peer;
 use crate::handler::{Failure, State, decode_request};
@@ -31,6 +31,10 @@ pub struct Shared {
     clock: Clock,
     stop: Arc<AtomicBool>,
     connections: AtomicUsize,
+    /// A data plane runs and mirrors the table into the classifier.
+    dataplane: AtomicBool,
+    /// The table generation the data plane has put into the classifier.
+    synced: AtomicU64,
 }
 
 impl Shared {
@@ -41,7 +45,36 @@ impl Shared {
             clock,
             stop,
             connections: AtomicUsize::new(0),
+            dataplane: AtomicBool::new(false),
+            synced: AtomicU64::new(0),
         })
+    }
+
+    /// A data plane now mirrors the table: changes are acknowledged only
+    /// once it has put them into the classifier.
+    pub fn set_dataplane_active(&self) {
+        self.dataplane.store(true, Ordering::Release);
+    }
+
+    /// The data plane has put table generation `generation` into the classifier.
+    pub fn mark_synced(&self, generation: u64) {
+        self.synced.fetch_max(generation, Ordering::AcqRel);
+    }
+
+    /// Wait (bounded) until the data plane has caught up with `generation`,
+    /// so that when `ipvsadm -A`/`-a` returns, packets for the service are
+    /// already claimed and not answered by the kernel.
+    fn wait_synced(&self, generation: u64) {
+        if !self.dataplane.load(Ordering::Acquire) {
+            return;
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        while self.synced.load(Ordering::Acquire) < generation
+            && std::time::Instant::now() < deadline
+            && !self.stopping()
+        {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
     }
 
     /// The clock the handler uses.
@@ -145,7 +178,16 @@ pub fn serve_connection(stream: UnixStream, shared: &Shared) {
         let reply = match decode_request(&line) {
             Ok(req) => {
                 let now = shared.clock.now();
-                shared.lock().handle(&peer, req, now)
+                let changes = matches!(req, Request::Apply(_) | Request::Batch(_));
+                let (reply, generation) = {
+                    let mut state = shared.lock();
+                    let reply = state.handle(&peer, req, now);
+                    (reply, state.generation())
+                };
+                if changes && matches!(reply, Reply::Ok) {
+                    shared.wait_synced(generation);
+                }
+                reply
             }
             Err(f) => f.reply(None, None),
         };
