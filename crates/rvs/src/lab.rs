@@ -1,4 +1,4 @@
-//! `rvs lab nat|dr|tun`: the seed tutorial's LVS topologies, built for real
+//! `rvs lab nat|dr|tun|dr-routed`: the seed tutorial's LVS topologies, built for real
 //! in network namespaces, with `rvsd --io xdp` as the director.
 //!
 //! * **nat**: client net 10.1.1.0/24 (client .1, director .2) and server
@@ -10,6 +10,12 @@
 //!   the client routes the VIP via the director; `-g`.
 //! * **tun**: like dr on 10.3.0.0/24, with `-i` and `rvs realserver up --tun`
 //!   (the XDP IP-in-IP decapsulator) on each real server.
+//! * **dr-routed**: the seed's two-segment DR case: the client
+//!   192.168.100.1/24 sits behind a router (192.168.100.254 and 10.4.0.254);
+//!   director 10.4.0.2 and real servers .11… share the bridged segment
+//!   10.4.0.0/24. The router routes the VIP 10.4.0.100 to the director; the
+//!   real servers' default route goes via the router, so their replies go
+//!   client-ward through the router, never the director; `-g`.
 //!
 //! Every real server runs python's `http.server` (threaded, listen backlog
 //! 1024, `somaxconn` raised in its namespace) on port 80 serving a file
@@ -37,6 +43,7 @@ pub enum Mode {
     Nat,
     Dr,
     Tun,
+    DrRouted,
 }
 
 impl Mode {
@@ -45,12 +52,13 @@ impl Mode {
             Mode::Nat => "nat",
             Mode::Dr => "dr",
             Mode::Tun => "tun",
+            Mode::DrRouted => "dr-routed",
         }
     }
     fn flag(self) -> &'static str {
         match self {
             Mode::Nat => "-m",
-            Mode::Dr => "-g",
+            Mode::Dr | Mode::DrRouted => "-g",
             Mode::Tun => "-i",
         }
     }
@@ -399,6 +407,7 @@ fn build_and_run(lab: &mut Lab, o: &Opts, stop: &AtomicBool) -> Result<String, S
         Mode::Nat => "10.1",
         Mode::Dr => "10.2",
         Mode::Tun => "10.3",
+        Mode::DrRouted => "10.4",
     };
     let client = lab.ns("client")?;
     let director = lab.ns("director")?;
@@ -477,6 +486,85 @@ fn build_and_run(lab: &mut Lab, o: &Opts, stop: &AtomicBool) -> Result<String, S
                 rips.push(rip);
             }
             (format!("{c}.100"), ca, da, rips, vec!["eth0", "eth1"])
+        } else if o.mode == Mode::DrRouted {
+            let c = format!("{net}.0");
+            let (ca, ra, rsa) = ("192.168.100.1", "192.168.100.254", format!("{c}.254"));
+            let router = lab.ns("router")?;
+            veth(&client, "eth0", &router, "eth0")?;
+            run_cmd(&[
+                "ip",
+                "-n",
+                &client,
+                "addr",
+                "add",
+                &format!("{ca}/24"),
+                "dev",
+                "eth0",
+            ])?;
+            run_cmd(&["ip", "-n", &client, "route", "add", "default", "via", ra])?;
+            run_cmd(&[
+                "ip",
+                "-n",
+                &router,
+                "addr",
+                "add",
+                &format!("{ra}/24"),
+                "dev",
+                "eth0",
+            ])?;
+            let sw = lab.ns("switch")?;
+            run_cmd(&["ip", "-n", &sw, "link", "add", "br0", "type", "bridge"])?;
+            run_cmd(&["ip", "-n", &sw, "link", "set", "br0", "up"])?;
+            let mut members = vec![
+                (router.clone(), "p-router".to_string(), rsa.clone()),
+                (director.clone(), "p-director".to_string(), format!("{c}.2")),
+            ];
+            let mut rips = Vec::new();
+            for (i, rs) in rss.iter().enumerate() {
+                let rip = format!("{c}.{}", 11 + i);
+                members.push((rs.clone(), format!("p-rs{}", i + 1), rip.clone()));
+                rips.push(rip);
+            }
+            for (ns, port, addr) in &members {
+                let dev = if ns == &router { "eth1" } else { "eth0" };
+                veth(&sw, port, ns, dev)?;
+                run_cmd(&["ip", "-n", &sw, "link", "set", port, "master", "br0"])?;
+                run_cmd(&[
+                    "ip",
+                    "-n",
+                    ns,
+                    "addr",
+                    "add",
+                    &format!("{addr}/24"),
+                    "dev",
+                    dev,
+                ])?;
+                if ns != &router {
+                    // Replies (and anything else) leave through the router.
+                    run_cmd(&["ip", "-n", ns, "route", "add", "default", "via", &rsa])?;
+                }
+            }
+            let vip = format!("{c}.100");
+            let dip = format!("{c}.2");
+            // The router: forwarding on, the VIP routed to the director.
+            in_ns(&router, || {
+                let knob = "/proc/sys/net/ipv4/ip_forward";
+                std::fs::write(knob, "1").map_err(|e| format!("{knob}: {e}"))
+            })?;
+            run_cmd(&[
+                "ip",
+                "-n",
+                &router,
+                "route",
+                "add",
+                &format!("{vip}/32"),
+                "via",
+                &dip,
+            ])?;
+            // It sends into the director too.
+            tx_csum_off(&router, "eth0")?;
+            tx_csum_off(&router, "eth1")?;
+            (vip, ca.to_string(), dip, rips, vec!["eth0"])
         } else {
             let c = format!("{net}.0");
             let sw = lab.ns("switch")?;
@@ -520,16 +608,18 @@ fn build_and_run(lab: &mut Lab, o: &Opts, stop: &AtomicBool) -> Result<String, S
     for rs in &rss {
         tx_csum_off(rs, "eth0")?;
     }
-    run_cmd(&[
-        "ip",
-        "-n",
-        &client,
-        "route",
-        "add",
-        &format!("{vip}/32"),
-        "via",
-        &dir_ip,
-    ])?;
+    if o.mode != Mode::DrRouted {
+        run_cmd(&[
+            "ip",
+            "-n",
+            &client,
+            "route",
+            "add",
+            &format!("{vip}/32"),
+            "via",
+            &dir_ip,
+        ])?;
+    }
     run_cmd(&[
         "ip",
         "-n",

@@ -36,11 +36,14 @@ Commands:
   realserver down         undo exactly what 'realserver up' changed
       --state FILE        record of what up changed
                           (default /run/rvs/realserver.json)
-  lab nat|dr|tun          build the seed's LVS topology in network namespaces
+  lab nat|dr|tun|dr-routed
+                          build the seed's LVS topology in network namespaces
                           (client, director running rvsd --io xdp, real servers
                           with an HTTP server on port 80), send HTTP requests
                           through the VIP, show who answered and the stats,
-                          then remove it all (needs root, python3)
+                          then remove it all (needs root, python3);
+                          dr-routed: DR with the client behind a router, the
+                          real servers replying through the router
       --servers N         real servers (1..=8, default 2)
       --scheduler S       scheduler (default rr)
       --requests N        HTTP requests (1..=10000, default 10)
@@ -169,9 +172,14 @@ fn parse_lab(parser: &mut lexopt::Parser) -> Result<Option<lab::Opts>, String> {
         Some("nat") => lab::Mode::Nat,
         Some("dr") => lab::Mode::Dr,
         Some("tun") => lab::Mode::Tun,
+        Some("dr-routed") => lab::Mode::DrRouted,
         Some("clean") => return Ok(None),
-        Some(m) => return Err(format!("unknown lab '{m}': expected nat, dr, tun or clean")),
-        None => return Err("lab needs a mode: nat, dr, tun (or clean)".into()),
+        Some(m) => {
+            return Err(format!(
+                "unknown lab '{m}': expected nat, dr, tun, dr-routed or clean"
+            ));
+        }
+        None => return Err("lab needs a mode: nat, dr, tun, dr-routed (or clean)".into()),
     };
     Ok(Some(o))
 }

@@ -1,4 +1,4 @@
-//! `rvs lab nat|dr|tun`: the whole lab, end to end (namespaces, rvsd --io
+//! `rvs lab nat|dr|tun|dr-routed`: the whole lab, end to end (namespaces, rvsd --io
 //! xdp, real HTTP servers), and nothing left behind.
 //!
 //! Needs root, iproute2, python3 and AF_XDP; skipped (with a message)
@@ -116,6 +116,13 @@ fn netns_lab_nat() {
 #[test]
 fn netns_lab_tun() {
     lab("tun");
+}
+
+/// The seed's two-segment DR case: the client behind a router, the real
+/// servers replying through the router.
+#[test]
+fn netns_lab_dr_routed() {
+    lab("dr-routed");
 }
 
 /// One `TCP`/`->` line of `rvsadm -Ln --stats`: address, Conns, InPkts,
@@ -446,6 +453,153 @@ fn netns_lab_dr_ab() {
 #[test]
 fn netns_lab_tun_ab() {
     lab_ab("tun");
+}
+
+/// In the spirit of the kernel's IPVS selftest: 64 KiB of random bytes sent
+/// from the client over TCP to VIP:9100 (a second service added to a kept
+/// lab) arrive byte-exact at real server 1.
+fn payload_byte_exact(mode: &str) {
+    let flag = match mode {
+        "nat" => "-m",
+        "tun" => "-i",
+        _ => "-g",
+    };
+    let child = Command::new(RVS)
+        .args(["lab", mode, "--requests", "2", "--keep"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn rvs");
+    let lab = KeptLab { pid: child.id() };
+    let out = child.wait_with_output().expect("rvs lab");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "rvs lab {mode} --keep: {}\n{stdout}\n{stderr}",
+        out.status
+    );
+    let (client, director, rs1) = (lab.ns("client"), lab.ns("director"), lab.ns("rs1"));
+    // "... -> VIP 10.1.1.100:80 via ... (RIP1 RIP2), ..."
+    let vip = stdout
+        .split_once("-> VIP ")
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .and_then(|a| a.strip_suffix(":80"))
+        .unwrap_or_else(|| panic!("no VIP:\n{stdout}"))
+        .to_string();
+    let rip1 = stdout
+        .split_once("real server(s) (")
+        .and_then(|(_, rest)| rest.split([' ', ')']).next())
+        .unwrap_or_else(|| panic!("no RIP:\n{stdout}"))
+        .to_string();
+    let rvsadm = std::path::Path::new(RVS).with_file_name("rvsadm");
+    let adm = |args: &[&str]| {
+        let o = Command::new("ip")
+            .args(["netns", "exec", &director])
+            .arg(&rvsadm)
+            .args(args)
+            .output()
+            .expect("rvsadm");
+        assert!(
+            o.status.success(),
+            "rvsadm {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let svc = format!("{vip}:9100");
+    adm(&["-A", "-t", &svc, "-s", "rr"]);
+    adm(&["-a", "-t", &svc, "-r", &format!("{rip1}:9100"), flag]);
+
+    let dir = std::env::temp_dir().join(format!("rvslab-{}", lab.pid));
+    let (src, dst) = (dir.join("payload.src"), dir.join("payload.dst"));
+    let mut payload = vec![0u8; 64 * 1024];
+    {
+        use std::io::Read;
+        std::fs::File::open("/dev/urandom")
+            .and_then(|mut f| f.read_exact(&mut payload))
+            .expect("random payload");
+    }
+    std::fs::write(&src, &payload).expect("write payload");
+    let mut rx = Command::new("ip")
+        .args(["netns", "exec", &rs1, "socat", "-u"])
+        .arg("TCP-LISTEN:9100,reuseaddr")
+        .arg(format!("CREATE:{}", dst.display()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn socat (install socat)");
+    // Until the receiver listens.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let ss = Command::new("ip")
+            .args(["netns", "exec", &rs1, "ss", "-Hltn", "sport", "= :9100"])
+            .output()
+            .expect("ss");
+        if !String::from_utf8_lossy(&ss.stdout).trim().is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "socat did not listen in {rs1}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (status, tx) = output_within(
+        Command::new("ip")
+            .args(["netns", "exec", &client, "socat", "-u"])
+            .arg(format!("OPEN:{},rdonly", src.display()))
+            .arg(format!("TCP:{svc},connect-timeout=5")),
+        Duration::from_secs(20),
+    );
+    let stats = adm(&["-L", "-n", "--stats", "--exact"]);
+    let status = status.unwrap_or_else(|| panic!("{mode}: sender did not finish:\n{tx}\n{stats}"));
+    assert!(status.success(), "{mode}: sender: {status}\n{tx}\n{stats}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let rx_status = loop {
+        if let Ok(Some(st)) = rx.try_wait() {
+            break st;
+        }
+        if Instant::now() > deadline {
+            let _ = rx.kill();
+            let _ = rx.wait();
+            panic!("{mode}: receiver did not finish:\n{stats}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(
+        rx_status.success(),
+        "{mode}: receiver: {rx_status}\n{stats}"
+    );
+    let got = std::fs::read(&dst).expect("received file");
+    assert_eq!(got.len(), payload.len(), "{mode}: length\n{stats}");
+    assert!(got == payload, "{mode}: payload differs\n{stats}");
+    // The director carried it: one connection on the new service.
+    assert!(
+        stats.lines().any(|l| l.starts_with("TCP  ")
+            && l.contains(&svc)
+            && l.split_whitespace().nth(2) == Some("1")),
+        "{mode}:\n{stats}"
+    );
+    let pid = lab.pid;
+    drop(lab);
+    assert!(KeptLab { pid }.namespaces().is_empty(), "namespaces left");
+}
+
+#[test]
+fn netns_lab_payload_byte_exact() {
+    if !can_run() {
+        return;
+    }
+    if Command::new("socat").arg("-V").output().is_err() {
+        if std::env::var_os("RVS_SKIP_PRIVILEGED_TESTS").is_none() {
+            panic!("needs socat (apt-get install socat) (set RVS_SKIP_PRIVILEGED_TESTS=1 to skip)");
+        }
+        eprintln!("skipped: needs socat");
+        return;
+    }
+    for mode in ["nat", "dr", "tun", "dr-routed"] {
+        payload_byte_exact(mode);
+    }
 }
 
 #[test]
