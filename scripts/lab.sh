@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if [ "$(id -u)" != 0 ]; then
-    echo "rvs lab needs root (network namespaces, XDP): run it with sudo" >&2
+    echo "rvs lab needs root (network namespaces, XDP): run it as root" >&2
     exit 2
 fi
 need_apt=()
