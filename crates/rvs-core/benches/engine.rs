@@ -143,6 +143,16 @@ fn bench_established(c: &mut Criterion) {
         let hot = frame(client(12345), false);
         let mut work = hot.clone();
         let mut g = c.benchmark_group(format!("established/{name}"));
+        // Baseline in the same run: restoring and parsing the frame alone
+        // (rvs-wire), the floor under any per-packet decision.
+        if name == "dr" {
+            g.bench_function("baseline-copy-and-parse", |b| {
+                b.iter(|| {
+                    work.copy_from_slice(&hot);
+                    black_box(rvs_wire::parse_frame(black_box(&work[HEADROOM..])).is_ok())
+                })
+            });
+        }
         g.bench_function("hot-flow", |b| {
             b.iter(|| {
                 work.copy_from_slice(&hot);
