@@ -1100,3 +1100,261 @@ fn restart_replaces_program() {
     let (progs, link) = xdp_programs(&n.director, "eth0");
     assert_eq!(progs, 0, "XDP still attached: {link}");
 }
+
+/// Run `f` on a thread that entered network namespace `ns`; its result.
+fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let path = format!("/run/netns/{ns}");
+    std::thread::spawn(move || {
+        let file = File::open(&path).expect("open netns");
+        rustix::thread::move_into_link_name_space(
+            file.as_fd(),
+            Some(rustix::thread::LinkNameSpaceType::Network),
+        )
+        .expect("setns");
+        f()
+    })
+    .join()
+    .expect("netns thread")
+}
+
+/// Names of the namespaces of [`nat_lab`].
+struct TwoSegments {
+    client: String,
+    director: String,
+    rs1: String,
+}
+
+/// The topology of [`nat_two_segments`]: client 10.0.1.1 — director
+/// 10.0.1.2 / 10.0.2.1 (VIP 10.0.1.100 on `lo`) — real server 10.0.2.11
+/// (default route through the director); rvsd runs on both director links.
+/// No service, no listener.
+fn nat_lab(lab: &mut Lab) -> TwoSegments {
+    let client = lab.ns("c");
+    let director = lab.ns("d");
+    let rs1 = lab.ns("r1");
+    veth(&client, "eth0", &director, "eth0");
+    veth(&rs1, "eth0", &director, "eth1");
+    for (ns, addr, dev) in [
+        (&client, "10.0.1.1/24", "eth0"),
+        (&director, "10.0.1.2/24", "eth0"),
+        (&director, "10.0.2.1/24", "eth1"),
+        (&director, "10.0.1.100/32", "lo"),
+        (&rs1, "10.0.2.11/24", "eth0"),
+    ] {
+        run(&["ip", "-n", ns, "addr", "add", addr, "dev", dev]);
+    }
+    run(&[
+        "ip",
+        "-n",
+        &client,
+        "route",
+        "add",
+        "10.0.1.100/32",
+        "via",
+        "10.0.1.2",
+    ]);
+    run(&[
+        "ip", "-n", &rs1, "route", "add", "default", "via", "10.0.2.1",
+    ]);
+    tx_csum_off(&client, "eth0");
+    tx_csum_off(&rs1, "eth0");
+    let log = File::create(&lab.log).expect("log file");
+    let rvsd = bin("rvsd");
+    lab.spawn(
+        &director,
+        rvsd.to_str().expect("path"),
+        &["--io", "xdp", "--interface", "eth0", "--interface", "eth1"],
+        Stdio::from(log),
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !lab.adm(&director, &["-L", "-n"]).status.success() {
+        assert!(
+            Instant::now() < deadline,
+            "rvsd did not come up:\n{}",
+            lab.rvsd_log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    TwoSegments {
+        client,
+        director,
+        rs1,
+    }
+}
+
+/// From a UDP socket of `ns` connected to `vip:port`, send `size` bytes
+/// (`df`: with `IP_PMTUDISC_DO`) until a send or a receive fails with an
+/// error other than a timeout, for at most `limit`. That error, or `None`,
+/// and the ICMP packets (IPv4 header on) a raw socket of `ns` saw meanwhile.
+fn udp_error(
+    ns: &str,
+    vip: &'static str,
+    port: u16,
+    size: usize,
+    df: bool,
+    limit: Duration,
+) -> (Option<std::io::Error>, Vec<Vec<u8>>) {
+    in_netns(ns, move || {
+        use rustix::net::{AddressFamily, SocketType, ipproto, sockopt};
+        let raw = rustix::net::socket(AddressFamily::INET, SocketType::RAW, Some(ipproto::ICMP))
+            .expect("raw ICMP socket");
+        sockopt::set_socket_timeout(
+            &raw,
+            sockopt::Timeout::Recv,
+            Some(Duration::from_millis(200)),
+        )
+        .expect("raw timeout");
+        let icmp = move || {
+            let mut seen = Vec::new();
+            let mut buf = [0_u8; 2048];
+            while let Ok(n) = rustix::net::recv(&raw, &mut buf, rustix::net::RecvFlags::empty()) {
+                seen.push(buf[..n.0].to_vec());
+            }
+            seen
+        };
+        let sock = std::net::UdpSocket::bind("0.0.0.0:0").expect("bind");
+        if df {
+            rustix::net::sockopt::set_ip_mtu_discover(
+                &sock,
+                rustix::net::sockopt::Ipv4PathMtuDiscovery::DO,
+            )
+            .expect("IP_MTU_DISCOVER");
+        }
+        sock.connect((vip, port)).expect("connect");
+        sock.set_read_timeout(Some(Duration::from_millis(300)))
+            .expect("timeout");
+        let data = vec![0x5a_u8; size];
+        let mut buf = [0_u8; 2048];
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Err(e) = sock.send(&data) {
+                return (Some(e), icmp());
+            }
+            match sock.recv(&mut buf) {
+                Ok(_) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(e) => return (Some(e), icmp()),
+            }
+        }
+        (None, icmp())
+    })
+}
+
+#[test]
+fn nat_icmp_port_unreachable_translated() {
+    let mut lab = Lab::new("nicmp");
+    let n = nat_lab(&mut lab);
+    lab.adm_ok(&n.director, &["-A", "-u", "10.0.1.100:5353", "-s", "rr"]);
+    lab.adm_ok(
+        &n.director,
+        &["-a", "-u", "10.0.1.100:5353", "-r", "10.0.2.11:5353", "-m"],
+    );
+    // Nothing listens on 10.0.2.11:5353: the real server's kernel answers
+    // with ICMP port unreachable, which only reaches the client's connected
+    // socket (as ECONNREFUSED) if the director translated it back to the VIP.
+    let (err, icmp) = udp_error(
+        &n.client,
+        "10.0.1.100",
+        5353,
+        32,
+        false,
+        Duration::from_secs(8),
+    );
+    let list = lab.adm_ok(&n.director, &["-L", "-n", "--stats"]);
+    assert_eq!(
+        err.as_ref().map(std::io::Error::kind),
+        Some(std::io::ErrorKind::ConnectionRefused),
+        "{err:?}\nrvsd log:\n{}\nlist:\n{list}",
+        lab.rvsd_log()
+    );
+    let st = service_stats(&list, "10.0.1.100:5353");
+    assert!(st[0] >= 1, "connection not counted:\n{list}");
+    assert!(st[2] >= 1, "ICMP error not counted as outbound:\n{list}");
+    // Outer source the VIP; quoted packet client → VIP:5353.
+    let vip = [10, 0, 1, 100];
+    let found = icmp_error_from(&icmp, vip, 3, 3, [10, 0, 1, 1], vip, 5353);
+    assert!(
+        found.is_some(),
+        "no translated port unreachable in {icmp:02x?}"
+    );
+    let _ = &n.rs1;
+}
+
+#[test]
+fn tun_frag_needed() {
+    let mut lab = Lab::new("tfrag");
+    let n = dr_lab(&mut lab, 1, RsSetup::Tunnel);
+    lab.start_rvsd(&n.director, "eth0");
+    lab.adm_ok(&n.director, &["-A", "-u", "10.0.0.100:5353", "-s", "rr"]);
+    lab.adm_ok(
+        &n.director,
+        &["-a", "-u", "10.0.0.100:5353", "-r", "10.0.0.11", "-i"],
+    );
+    // 1472 bytes of UDP payload: a 1500-byte IP packet with DF, 1520 bytes
+    // once encapsulated. The director answers ICMP fragmentation needed
+    // (MTU 1480) from the VIP; the client's kernel lowers the path MTU and a
+    // send of the same size then fails with EMSGSIZE.
+    let (err, icmp) = udp_error(
+        &n.client,
+        "10.0.0.100",
+        5353,
+        1472,
+        true,
+        Duration::from_secs(8),
+    );
+    let route = String::from_utf8_lossy(
+        &lab.exec(&n.client, &["ip", "route", "get", "10.0.0.100"])
+            .stdout,
+    )
+    .to_string();
+    assert_eq!(
+        err.as_ref().and_then(std::io::Error::raw_os_error),
+        Some(rustix::io::Errno::MSGSIZE.raw_os_error()),
+        "{err:?}\nroute: {route}\nrvsd log:\n{}\nlist:\n{}",
+        lab.rvsd_log(),
+        lab.adm_ok(&n.director, &["-L", "-n", "--stats"])
+    );
+    assert!(route.contains("mtu 1480"), "route: {route}");
+    let vip = [10, 0, 0, 100];
+    let found = icmp_error_from(&icmp, vip, 3, 4, [10, 0, 0, 1], vip, 5353);
+    let p = found.unwrap_or_else(|| panic!("no fragmentation needed from the VIP in {icmp:02x?}"));
+    let ihl = usize::from(p[0] & 0x0f) * 4;
+    assert_eq!(
+        u16::from_be_bytes([p[ihl + 6], p[ihl + 7]]),
+        1480,
+        "next-hop MTU: {p:02x?}"
+    );
+    let _ = &n.sw;
+}
+
+/// The first of `packets` (IPv4 with ICMP) from `src` of `type_`/`code`
+/// quoting a UDP datagram `qsrc` → `qdst:qdport`.
+fn icmp_error_from(
+    packets: &[Vec<u8>],
+    src: [u8; 4],
+    type_: u8,
+    code: u8,
+    qsrc: [u8; 4],
+    qdst: [u8; 4],
+    qdport: u16,
+) -> Option<&Vec<u8>> {
+    packets.iter().find(|p| {
+        let ihl = usize::from(p[0] & 0x0f) * 4;
+        let Some(q) = p.get(ihl + 8..) else {
+            return false;
+        };
+        let qihl = usize::from(q.first().copied().unwrap_or(0) & 0x0f) * 4;
+        p[12..16] == src
+            && p[ihl] == type_
+            && p[ihl + 1] == code
+            && q.len() >= qihl + 4
+            && q[9] == 17
+            && q[12..16] == qsrc
+            && q[16..20] == qdst
+            && u16::from_be_bytes([q[qihl + 2], q[qihl + 3]]) == qdport
+    })
+}
