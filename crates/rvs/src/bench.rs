@@ -6,8 +6,9 @@
 //! restore of S services × D real servers from a file, `-S -n`, `-L -n`, and
 //! one more `-a` on the full table. Prints one line per step.
 
+use crate::child::sibling;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -45,31 +46,7 @@ struct Daemon(Child);
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn sibling(name: &str) -> Result<PathBuf, String> {
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let p = exe.with_file_name(name);
-    if p.exists() {
-        Ok(p)
-    } else {
-        Err(format!(
-            "{} not found next to rvs (build the workspace: cargo build --release)",
-            p.display()
-        ))
+        crate::child::stop(&mut self.0);
     }
 }
 
@@ -141,7 +118,11 @@ pub fn control(o: &ControlOpts) -> Result<String, String> {
     let mut save = Vec::new();
     let mut list = Vec::new();
     let mut add = Vec::new();
+    // Baseline in the same run: an rvsadm process that does no work
+    // (`-v`: start, print, exit), the fixed cost of every step.
+    let mut baseline = Vec::new();
     for r in 0..o.repeat.max(1) {
+        baseline.push(adm(&rvsadm, &socket, &["-v"], None)?);
         adm(&rvsadm, &socket, &["-C"], None)?;
         restore.push(adm(&rvsadm, &socket, &["-R"], Some(&text))?);
         save.push(adm(&rvsadm, &socket, &["-S", "-n"], None)?);
@@ -164,6 +145,11 @@ pub fn control(o: &ControlOpts) -> Result<String, String> {
         lines,
         o.repeat.max(1)
     ));
+    let base = ms(median(baseline));
+    out.push_str(&format!(
+        "  {:<22} {base:>9.1} ms   (baseline: rvsadm -v, no request)\n",
+        "process start"
+    ));
     for (name, v, target) in [
         ("restore (-R < file)", restore, 1000.0),
         ("save (-S -n)", save, 500.0),
@@ -172,7 +158,8 @@ pub fn control(o: &ControlOpts) -> Result<String, String> {
     ] {
         let m = ms(median(v));
         out.push_str(&format!(
-            "  {name:<22} {m:>9.1} ms   target <= {target} ms  {}\n",
+            "  {name:<22} {m:>9.1} ms   {:>6.0}x baseline   target <= {target} ms  {}\n",
+            m / base.max(1e-3),
             if m <= target { "met" } else { "NOT met" }
         ));
     }

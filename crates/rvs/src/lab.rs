@@ -24,6 +24,7 @@
 //! afterwards (also on error and on SIGINT/SIGTERM), unless `--keep`.
 //! `rvs lab clean` removes every `rvslab-*` namespace and its processes.
 
+use crate::child::sibling;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -74,17 +75,9 @@ pub struct Opts {
     pub keep: bool,
 }
 
-fn sibling(name: &str) -> Result<PathBuf, String> {
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let p = exe.with_file_name(name);
-    if p.exists() {
-        Ok(p)
-    } else {
-        Err(format!(
-            "{} not found next to rvs (build the workspace: cargo build --release)",
-            p.display()
-        ))
-    }
+/// `ip -n NS addr add CIDR dev DEV`.
+fn ip_addr_add(ns: &str, cidr: &str, dev: &str) -> Result<String, String> {
+    run_cmd(&["ip", "-n", ns, "addr", "add", cidr, "dev", dev])
 }
 
 fn run_cmd(args: &[&str]) -> Result<String, String> {
@@ -257,18 +250,7 @@ impl Drop for Lab {
             return;
         }
         if let Some(c) = self.rvsd.as_mut() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &c.id().to_string()])
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = c.try_wait() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
+            crate::child::stop(c);
         }
         for c in &mut self.children {
             let _ = c.kill();
@@ -422,26 +404,8 @@ fn build_and_run(lab: &mut Lab, o: &Opts, stop: &AtomicBool) -> Result<String, S
             let c = format!("{net}.1");
             let (ca, da, dsa) = (format!("{c}.1"), format!("{c}.2"), format!("{net}.2.1"));
             veth(&client, "eth0", &director, "eth0")?;
-            run_cmd(&[
-                "ip",
-                "-n",
-                &client,
-                "addr",
-                "add",
-                &format!("{ca}/24"),
-                "dev",
-                "eth0",
-            ])?;
-            run_cmd(&[
-                "ip",
-                "-n",
-                &director,
-                "addr",
-                "add",
-                &format!("{da}/24"),
-                "dev",
-                "eth0",
-            ])?;
+            ip_addr_add(&client, &format!("{ca}/24"), "eth0")?;
+            ip_addr_add(&director, &format!("{da}/24"), "eth0")?;
             let sw = lab.ns("switch")?;
             run_cmd(&["ip", "-n", &sw, "link", "add", "br0", "type", "bridge"])?;
             run_cmd(&["ip", "-n", &sw, "link", "set", "br0", "up"])?;
@@ -456,32 +420,14 @@ fn build_and_run(lab: &mut Lab, o: &Opts, stop: &AtomicBool) -> Result<String, S
                 "master",
                 "br0",
             ])?;
-            run_cmd(&[
-                "ip",
-                "-n",
-                &director,
-                "addr",
-                "add",
-                &format!("{dsa}/24"),
-                "dev",
-                "eth1",
-            ])?;
+            ip_addr_add(&director, &format!("{dsa}/24"), "eth1")?;
             let mut rips = Vec::new();
             for (i, rs) in rss.iter().enumerate() {
                 let rip = format!("{net}.2.{}", 11 + i);
                 let port = format!("p-rs{}", i + 1);
                 veth(&sw, &port, rs, "eth0")?;
                 run_cmd(&["ip", "-n", &sw, "link", "set", &port, "master", "br0"])?;
-                run_cmd(&[
-                    "ip",
-                    "-n",
-                    rs,
-                    "addr",
-                    "add",
-                    &format!("{rip}/24"),
-                    "dev",
-                    "eth0",
-                ])?;
+                ip_addr_add(rs, &format!("{rip}/24"), "eth0")?;
                 run_cmd(&["ip", "-n", rs, "route", "add", "default", "via", &dsa])?;
                 rips.push(rip);
             }
@@ -491,27 +437,9 @@ fn build_and_run(lab: &mut Lab, o: &Opts, stop: &AtomicBool) -> Result<String, S
             let (ca, ra, rsa) = ("192.168.100.1", "192.168.100.254", format!("{c}.254"));
             let router = lab.ns("router")?;
             veth(&client, "eth0", &router, "eth0")?;
-            run_cmd(&[
-                "ip",
-                "-n",
-                &client,
-                "addr",
-                "add",
-                &format!("{ca}/24"),
-                "dev",
-                "eth0",
-            ])?;
+            ip_addr_add(&client, &format!("{ca}/24"), "eth0")?;
             run_cmd(&["ip", "-n", &client, "route", "add", "default", "via", ra])?;
-            run_cmd(&[
-                "ip",
-                "-n",
-                &router,
-                "addr",
-                "add",
-                &format!("{ra}/24"),
-                "dev",
-                "eth0",
-            ])?;
+            ip_addr_add(&router, &format!("{ra}/24"), "eth0")?;
             let sw = lab.ns("switch")?;
             run_cmd(&["ip", "-n", &sw, "link", "add", "br0", "type", "bridge"])?;
             run_cmd(&["ip", "-n", &sw, "link", "set", "br0", "up"])?;
@@ -529,16 +457,7 @@ fn build_and_run(lab: &mut Lab, o: &Opts, stop: &AtomicBool) -> Result<String, S
                 let dev = if ns == &router { "eth1" } else { "eth0" };
                 veth(&sw, port, ns, dev)?;
                 run_cmd(&["ip", "-n", &sw, "link", "set", port, "master", "br0"])?;
-                run_cmd(&[
-                    "ip",
-                    "-n",
-                    ns,
-                    "addr",
-                    "add",
-                    &format!("{addr}/24"),
-                    "dev",
-                    dev,
-                ])?;
+                ip_addr_add(ns, &format!("{addr}/24"), dev)?;
                 if ns != &router {
                     // Replies (and anything else) leave through the router.
                     run_cmd(&["ip", "-n", ns, "route", "add", "default", "via", &rsa])?;
@@ -583,16 +502,7 @@ fn build_and_run(lab: &mut Lab, o: &Opts, stop: &AtomicBool) -> Result<String, S
             for (ns, port, addr) in &members {
                 veth(&sw, port, ns, "eth0")?;
                 run_cmd(&["ip", "-n", &sw, "link", "set", port, "master", "br0"])?;
-                run_cmd(&[
-                    "ip",
-                    "-n",
-                    ns,
-                    "addr",
-                    "add",
-                    &format!("{addr}/24"),
-                    "dev",
-                    "eth0",
-                ])?;
+                ip_addr_add(ns, &format!("{addr}/24"), "eth0")?;
             }
             (
                 format!("{c}.100"),
@@ -620,16 +530,7 @@ fn build_and_run(lab: &mut Lab, o: &Opts, stop: &AtomicBool) -> Result<String, S
             &dir_ip,
         ])?;
     }
-    run_cmd(&[
-        "ip",
-        "-n",
-        &director,
-        "addr",
-        "add",
-        &format!("{vip}/32"),
-        "dev",
-        "lo",
-    ])?;
+    ip_addr_add(&director, &format!("{vip}/32"), "lo")?;
 
     // Real servers: rvs realserver up (dr/tun), an HTTP server on port 80.
     let rvs = std::env::current_exe().map_err(|e| e.to_string())?;

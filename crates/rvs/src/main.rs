@@ -2,6 +2,7 @@
 //! `proc`; `fwmark` arrives later.
 
 mod bench;
+mod child;
 mod demo;
 mod lab;
 mod procfs;
@@ -132,36 +133,14 @@ fn parse_lab(parser: &mut lexopt::Parser) -> Result<Option<lab::Opts>, String> {
         requests: 10,
         keep: false,
     };
-    let num = |v: std::ffi::OsString, what: &str, max: u32| -> Result<u32, String> {
-        let s = v.string().map_err(|e| e.to_string())?;
-        match s.parse::<u32>() {
-            Ok(n) if (1..=max).contains(&n) => Ok(n),
-            _ => Err(format!("invalid {what} '{s}': expected 1..={max}")),
-        }
-    };
     let mut what = None;
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
         match arg {
             Value(v) if what.is_none() => what = Some(v.string().map_err(|e| e.to_string())?),
-            Long("servers") => {
-                o.servers = num(parser.value().map_err(|e| e.to_string())?, "--servers", 8)? as u8
-            }
-            Long("requests") => {
-                o.requests = num(
-                    parser.value().map_err(|e| e.to_string())?,
-                    "--requests",
-                    10_000,
-                )?
-            }
+            Long("servers") => o.servers = num_value(parser, "--servers", 8)? as u8,
+            Long("requests") => o.requests = num_value(parser, "--requests", 10_000)?,
             Long("scheduler") => {
-                let s = parser
-                    .value()
-                    .map_err(|e| e.to_string())?
-                    .string()
-                    .map_err(|e| e.to_string())?;
-                if !rvs_core::sched::NAMES.contains(&s.as_str()) {
-                    return Err(format!("unknown scheduler '{s}'"));
-                }
+                let s = scheduler_value(parser)?;
                 o.scheduler = s;
             }
             Long("keep") => o.keep = true,
@@ -243,30 +222,13 @@ fn parse_bench(parser: &mut lexopt::Parser) -> Result<bench::ControlOpts, String
         dests: 10,
         repeat: 3,
     };
-    let num = |v: std::ffi::OsString, what: &str, max: u32| -> Result<u32, String> {
-        let s = v.string().map_err(|e| e.to_string())?;
-        match s.parse::<u32>() {
-            Ok(n) if (1..=max).contains(&n) => Ok(n),
-            _ => Err(format!("invalid {what} '{s}': expected 1..={max}")),
-        }
-    };
     let mut what = None;
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
         match arg {
             Value(v) if what.is_none() => what = Some(v.string().map_err(|e| e.to_string())?),
-            Long("services") => {
-                o.services = num(
-                    parser.value().map_err(|e| e.to_string())?,
-                    "--services",
-                    1 << 20,
-                )?
-            }
-            Long("dests") => {
-                o.dests = num(parser.value().map_err(|e| e.to_string())?, "--dests", 1000)?
-            }
-            Long("repeat") => {
-                o.repeat = num(parser.value().map_err(|e| e.to_string())?, "--repeat", 100)?
-            }
+            Long("services") => o.services = num_value(parser, "--services", 1 << 20)?,
+            Long("dests") => o.dests = num_value(parser, "--dests", 1000)?,
+            Long("repeat") => o.repeat = num_value(parser, "--repeat", 100)?,
             other => return Err(other.unexpected().to_string()),
         }
     }
@@ -287,35 +249,12 @@ fn parse_demo(parser: &mut lexopt::Parser) -> Result<demo::DemoOpts, String> {
         scheduler: "wlc".into(),
         requests: 6,
     };
-    let num = |v: std::ffi::OsString, what: &str, max: u32| -> Result<u32, String> {
-        let s = v.string().map_err(|e| e.to_string())?;
-        match s.parse::<u32>() {
-            Ok(n) if (1..=max).contains(&n) => Ok(n),
-            _ => Err(format!("invalid {what} '{s}': expected 1..={max}")),
-        }
-    };
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
         match arg {
-            Long("servers") => {
-                opts.servers =
-                    num(parser.value().map_err(|e| e.to_string())?, "--servers", 200)? as u8
-            }
-            Long("requests") => {
-                opts.requests = num(
-                    parser.value().map_err(|e| e.to_string())?,
-                    "--requests",
-                    100_000,
-                )?
-            }
+            Long("servers") => opts.servers = num_value(parser, "--servers", 200)? as u8,
+            Long("requests") => opts.requests = num_value(parser, "--requests", 100_000)?,
             Long("scheduler") => {
-                let s = parser
-                    .value()
-                    .map_err(|e| e.to_string())?
-                    .string()
-                    .map_err(|e| e.to_string())?;
-                if !rvs_core::sched::NAMES.contains(&s.as_str()) {
-                    return Err(format!("unknown scheduler '{s}'"));
-                }
+                let s = scheduler_value(parser)?;
                 opts.scheduler = s;
             }
             Value(v) => {
@@ -332,4 +271,32 @@ fn parse_demo(parser: &mut lexopt::Parser) -> Result<demo::DemoOpts, String> {
         }
     }
     Ok(opts)
+}
+
+/// The value of a numeric option, within 1..=`max`.
+fn num_value(parser: &mut lexopt::Parser, what: &str, max: u32) -> Result<u32, String> {
+    use lexopt::prelude::*;
+    let s = parser
+        .value()
+        .map_err(|e| e.to_string())?
+        .string()
+        .map_err(|e| e.to_string())?;
+    match s.parse::<u32>() {
+        Ok(n) if (1..=max).contains(&n) => Ok(n),
+        _ => Err(format!("invalid {what} '{s}': expected 1..={max}")),
+    }
+}
+
+/// The value of `--scheduler`: a scheduler rvs knows.
+fn scheduler_value(parser: &mut lexopt::Parser) -> Result<String, String> {
+    use lexopt::prelude::*;
+    let s = parser
+        .value()
+        .map_err(|e| e.to_string())?
+        .string()
+        .map_err(|e| e.to_string())?;
+    if !rvs_core::sched::NAMES.contains(&s.as_str()) {
+        return Err(format!("unknown scheduler '{s}'"));
+    }
+    Ok(s)
 }
