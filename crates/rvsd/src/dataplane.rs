@@ -15,13 +15,13 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use rvs_core::engine::{Frame, Hop, PortConfig, PortId};
-use rvs_core::service::ServiceKey;
-use rvs_core::{Action, Engine, FwdMethod};
+use rvs_core::{Action, Engine};
 use rvs_io::neigh::{NextHop, Resolver};
-use rvs_io::xdp::{ClassKey, Classifier};
+use rvs_io::xdp::Classifier;
 use rvs_io::xsk::{self, UmemConfig, Verdict, XskSocket};
 use rvs_wire::EthernetAddress;
 
+use crate::classes::class_set;
 use crate::handler::State;
 use crate::server::Shared;
 
@@ -274,18 +274,18 @@ impl Worker {
         }
         if self.config_gen != Some(cgen) {
             self.config_gen = Some(cgen);
-            let (services, nat, dests) = class_keys(engine);
+            let set = class_set(engine);
             drop(state);
             // Start resolving real servers now, before their first packet.
-            for d in dests {
+            for &d in &set.dests {
                 if self.dp.resolver.lookup(d).is_none() {
                     self.wanted.insert(d);
                 }
             }
-            if let Err(e) = self.dp.classifier.set_services(&services) {
+            if let Err(e) = self.dp.classifier.set_services(&set.services) {
                 eprintln!("rvsd: data plane: cannot update the service map: {e}");
             }
-            if let Err(e) = self.dp.classifier.set_nat_sources(&nat) {
+            if let Err(e) = self.dp.classifier.set_nat_sources(&set.nat) {
                 eprintln!("rvsd: data plane: cannot update the NAT source map: {e}");
             }
             shared.mark_synced(cgen);
@@ -369,37 +369,4 @@ impl Worker {
             self.spare.push(p.bytes);
         }
     }
-}
-
-/// The classifier keys of the table: address services, NAT real servers,
-/// and the addresses of every real server (to resolve ahead of traffic).
-fn class_keys(engine: &Engine) -> (Vec<ClassKey>, Vec<ClassKey>, Vec<IpAddr>) {
-    let mut services = Vec::new();
-    let mut nat = Vec::new();
-    let mut dests = Vec::new();
-    for (_, svc) in engine.services().iter() {
-        // Fwmark services are not classified yet.
-        let ServiceKey::Addr { proto, addr, port } = svc.key else {
-            continue;
-        };
-        let proto = proto.number();
-        services.push(ClassKey { proto, addr, port });
-        for d in &svc.dests {
-            dests.push(d.addr);
-            if d.fwd == FwdMethod::Masq {
-                nat.push(ClassKey {
-                    proto,
-                    addr: d.addr,
-                    port: d.port,
-                });
-            }
-        }
-    }
-    services.sort_unstable_by_key(|k| (k.proto, k.addr, k.port));
-    services.dedup();
-    nat.sort_unstable_by_key(|k| (k.proto, k.addr, k.port));
-    nat.dedup();
-    dests.sort_unstable();
-    dests.dedup();
-    (services, nat, dests)
 }

@@ -21,6 +21,7 @@
 //! to serve but forwards nothing.
 
 pub mod auth;
+pub mod classes;
 pub mod convert;
 pub mod dataplane;
 pub mod handler;
