@@ -20,13 +20,18 @@ pub struct FwmarkRule {
     pub proto: Option<Protocol>,
     /// Destination ports; empty matches every port.
     pub dports: Vec<u16>,
+    /// Ingress interface (ifindex, as `-i IF`); `None` matches any.
+    pub iif: Option<u32>,
     /// The mark set on a match (never 0).
     pub mark: u32,
 }
 
 impl FwmarkRule {
-    /// Whether a packet to `dst`, `proto`, `dport` matches.
-    pub fn matches(&self, dst: IpAddr, proto: Protocol, dport: u16) -> bool {
+    /// Whether a packet arriving on `iif` to `dst`, `proto`, `dport` matches.
+    pub fn matches(&self, iif: u32, dst: IpAddr, proto: Protocol, dport: u16) -> bool {
+        if self.iif.is_some_and(|i| i != iif) {
+            return false;
+        }
         if self.proto.is_some_and(|p| p != proto) {
             return false;
         }
@@ -71,11 +76,11 @@ impl FwmarkRules {
     }
 
     /// The mark of a packet (0 when no rule matches).
-    pub fn mark_of(&self, dst: IpAddr, proto: Protocol, dport: u16) -> u32 {
+    pub fn mark_of(&self, iif: u32, dst: IpAddr, proto: Protocol, dport: u16) -> u32 {
         self.rules
             .iter()
             .rev()
-            .find(|r| r.matches(dst, proto, dport))
+            .find(|r| r.matches(iif, dst, proto, dport))
             .map_or(0, |r| r.mark)
     }
 }
