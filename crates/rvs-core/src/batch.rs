@@ -25,7 +25,10 @@
 //!   families, GUE port, unicast address) through the very same `validate_dest`;
 //! * the only scheduler whose update can fail: `mh` holds at most
 //!   [`mh::TABLE_SIZE`] real servers (on `-a`, and on `-E` switching to `mh`);
-//! * the timeout range of `--set`.
+//! * the timeout range of `--set`;
+//! * firewall-mark rules: the model holds a copy of the rule list (made on
+//!   the batch's first rule operation) and runs the very same
+//!   `FwmarkRules::add` / `delete` on it.
 //!
 //! Because of that, the real pass cannot fail. If it does anyway, that is a
 //! bug in the model: [`Engine::apply_batch`] then returns the error of the
@@ -41,6 +44,7 @@ use hashbrown::{HashMap, HashSet};
 
 use crate::dest::DestConfig;
 use crate::engine::Engine;
+use crate::fwmark::{FwmarkRule, FwmarkRules};
 use crate::sched::mh;
 use crate::service::{
     CtlError, ServiceConfig, ServiceKey, Services, validate_config, validate_dest,
@@ -73,6 +77,12 @@ pub enum ConfigOp {
     Zero(Option<ServiceKey>),
     /// `--set tcp tcpfin udp` (seconds, 0 = unchanged).
     SetTimeouts(u32, u32, u32),
+    /// `rvs fwmark add`: append a firewall-mark rule.
+    AddFwmarkRule(FwmarkRule),
+    /// `rvs fwmark del`: remove a firewall-mark rule.
+    DeleteFwmarkRule(FwmarkRule),
+    /// `rvs fwmark flush`: remove every firewall-mark rule (`-C` does not).
+    FlushFwmarkRules,
 }
 
 /// What the dry run knows about one service.
@@ -92,6 +102,10 @@ pub struct Model<'e> {
     flushed: bool,
     /// Services the batch touched: `None` = deleted.
     overlay: HashMap<ServiceKey, Option<SvcModel>>,
+    /// The firewall-mark rules as they are.
+    base_fwmark: &'e FwmarkRules,
+    /// The rules after the batch's rule operations (copied on first touch).
+    fwmark: Option<FwmarkRules>,
 }
 
 /// How many real servers a scheduler can hold (`None` = no limit).
@@ -100,13 +114,20 @@ fn capacity(scheduler: &str) -> Option<usize> {
 }
 
 impl<'e> Model<'e> {
-    /// A model of `services` as they are.
-    pub fn new(services: &'e Services) -> Self {
+    /// A model of `services` and `fwmark` rules as they are.
+    pub fn new(services: &'e Services, fwmark: &'e FwmarkRules) -> Self {
         Model {
             base: services,
             flushed: false,
             overlay: HashMap::new(),
+            base_fwmark: fwmark,
+            fwmark: None,
         }
+    }
+
+    /// The model's rule list, copied on first touch.
+    fn fwmark_mut(&mut self) -> &mut FwmarkRules {
+        self.fwmark.get_or_insert_with(|| self.base_fwmark.clone())
     }
 
     fn exists(&self, key: &ServiceKey) -> bool {
@@ -215,6 +236,9 @@ impl<'e> Model<'e> {
                     return Err(CtlError::Invalid("timeout too large"));
                 }
             }
+            ConfigOp::AddFwmarkRule(rule) => self.fwmark_mut().add(rule)?,
+            ConfigOp::DeleteFwmarkRule(rule) => self.fwmark_mut().delete(rule)?,
+            ConfigOp::FlushFwmarkRules => self.fwmark = Some(FwmarkRules::default()),
         }
         Ok(())
     }
@@ -236,13 +260,19 @@ impl Engine {
             ConfigOp::DeleteDest(key, addr, port) => self.delete_dest(key, *addr, *port, now),
             ConfigOp::Zero(key) => self.zero(key.as_ref()),
             ConfigOp::SetTimeouts(tcp, tcpfin, udp) => self.set_timeouts(*tcp, *tcpfin, *udp),
+            ConfigOp::AddFwmarkRule(rule) => self.add_fwmark_rule(rule),
+            ConfigOp::DeleteFwmarkRule(rule) => self.delete_fwmark_rule(rule),
+            ConfigOp::FlushFwmarkRules => {
+                self.flush_fwmark_rules();
+                Ok(())
+            }
         }
     }
 
     /// Dry run of `ops`: the index and error of the first operation that
     /// would fail, changing nothing.
     pub fn check_batch(&self, ops: &[ConfigOp]) -> Result<(), (usize, CtlError)> {
-        let mut model = Model::new(self.services());
+        let mut model = Model::new(self.services(), self.fwmark_rules());
         for (i, op) in ops.iter().enumerate() {
             model.check(op).map_err(|e| (i, e))?;
         }
@@ -671,5 +701,70 @@ mod tests {
         if !cfg!(debug_assertions) {
             assert!(took.as_millis() < 1000, "took {took:?}");
         }
+    }
+
+    fn mark_rule(a: [u8; 4], len: u8, mark: u32) -> FwmarkRule {
+        FwmarkRule {
+            addr: IpAddr::V4(Ipv4Addr::from(a)),
+            prefix_len: len,
+            proto: Some(Protocol::Tcp),
+            dports: vec![80, 443],
+            iif: None,
+            mark,
+        }
+    }
+
+    #[test]
+    fn fwmark_rules_in_a_batch_are_all_or_nothing() {
+        let mut e = engine();
+        let key = ServiceKey::Fwmark {
+            af: Af::Inet,
+            mark: 10,
+        };
+        let ok = vec![
+            ConfigOp::AddFwmarkRule(mark_rule([10, 0, 0, 1], 32, 10)),
+            ConfigOp::AddService(key, svc("rr")),
+            ConfigOp::AddFwmarkRule(mark_rule([10, 0, 0, 2], 32, 10)),
+        ];
+        e.apply_batch(&ok, Instant::ZERO).unwrap();
+        assert_eq!(e.fwmark_rules().len(), 2);
+        let before = e.fwmark_rules().clone();
+        // A duplicate rule, a missing rule, a bad rule: each fails at its
+        // line and nothing of the batch stays.
+        for (bad, err) in [
+            (
+                ConfigOp::AddFwmarkRule(mark_rule([10, 0, 0, 1], 32, 10)),
+                CtlError::Exists,
+            ),
+            (
+                ConfigOp::DeleteFwmarkRule(mark_rule([10, 0, 0, 9], 32, 10)),
+                CtlError::NotFound("fwmark rule"),
+            ),
+            (
+                ConfigOp::AddFwmarkRule(mark_rule([10, 0, 0, 9], 33, 10)),
+                CtlError::Invalid("fwmark rule: prefix length too long for the address family"),
+            ),
+        ] {
+            let ops = vec![
+                ConfigOp::FlushFwmarkRules,
+                ConfigOp::AddFwmarkRule(mark_rule([10, 0, 0, 1], 32, 10)),
+                ConfigOp::AddFwmarkRule(mark_rule([10, 0, 0, 3], 32, 10)),
+                bad,
+            ];
+            assert_eq!(e.apply_batch(&ops, Instant::ZERO), Err((3, err)));
+            assert_eq!(*e.fwmark_rules(), before);
+        }
+        // The dry run sees the batch's own earlier rule operations.
+        let ops = vec![
+            ConfigOp::DeleteFwmarkRule(mark_rule([10, 0, 0, 1], 32, 10)),
+            ConfigOp::AddFwmarkRule(mark_rule([10, 0, 0, 1], 32, 10)),
+            ConfigOp::FlushFwmarkRules,
+            ConfigOp::AddFwmarkRule(mark_rule([10, 0, 0, 2], 32, 10)),
+        ];
+        e.apply_batch(&ops, Instant::ZERO).unwrap();
+        assert_eq!(e.fwmark_rules().len(), 1);
+        // `-C` leaves the rules (as it leaves iptables' rules).
+        e.apply(&ConfigOp::Flush, Instant::ZERO).unwrap();
+        assert_eq!(e.fwmark_rules().len(), 1);
     }
 }

@@ -14,7 +14,12 @@
  *  3. it is an ICMP/ICMPv6 error (v4 types 3, 4, 11, 12; v6 types 1-4) whose
  *     quoted packet is rvs's: the quoted destination is in `nat_src` (an error
  *     about a director-to-real-server packet of a NAT service) or the quoted
- *     source is in `services` (an error about a VIP-to-client packet).
+ *     source is in `services` (an error about a VIP-to-client packet);
+ *  4. it is TCP, UDP or SCTP that a fwmark rule of a fwmark service matches:
+ *     `fwm_v4` / `fwm_v6` (longest-prefix-match tries on the destination)
+ *     hold, for each rule prefix, every (protocol, ingress interface, ports)
+ *     matcher of the rules whose prefix covers it, so the longest match alone
+ *     decides.
  *
  * Passed without looking further: IPv6 packets with extension headers
  * (including fragments), non-first IPv4 fragments, anything but IPv4/IPv6
@@ -84,6 +89,9 @@ enum {
 };
 
 #define SERVICES_MAX 16384
+#define FWM_PREFIXES_MAX 4096
+#define FWM_MATCH_MAX 8  /* matchers per prefix */
+#define FWM_PORTS_MAX 16 /* ports per matcher */
 #define NAT_SRC_MAX 16384
 #define IF_BASE_MAX 256
 #define XSKS_MAX 1024
@@ -101,6 +109,48 @@ struct {
 	__type(value, __u32); /* reserved, 0 */
 	__uint(max_entries, NAT_SRC_MAX);
 } nat_src SEC(".maps");
+
+/* Keys of `fwm_v4` / `fwm_v6`: prefix length, then the address (network order). */
+struct fwm_key_v4 {
+	__u32 prefixlen;
+	__u32 addr;
+};
+
+struct fwm_key_v6 {
+	__u32 prefixlen;
+	__u32 addr[4];
+};
+
+/* One matcher: packets of `proto` to one of `ports`, arriving on `iif`. */
+struct fwm_match {
+	__u8 proto;  /* 0 = TCP, UDP and SCTP */
+	__u8 nports; /* 0 = every port; else ports[0..nports] */
+	__u16 pad;   /* 0 */
+	__u32 iif;   /* ingress ifindex; 0 = any */
+	__u16 ports[FWM_PORTS_MAX]; /* network order */
+};
+
+/* Value of `fwm_v4` / `fwm_v6` (324 bytes). */
+struct fwm_value {
+	__u32 count; /* matchers in use, at most FWM_MATCH_MAX */
+	struct fwm_match m[FWM_MATCH_MAX];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__type(key, struct fwm_key_v4);
+	__type(value, struct fwm_value);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, FWM_PREFIXES_MAX);
+} fwm_v4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__type(key, struct fwm_key_v6);
+	__type(value, struct fwm_value);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, FWM_PREFIXES_MAX);
+} fwm_v6 SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -182,8 +232,62 @@ static __always_inline void key_v6(struct class_key *k, __u8 proto, const struct
 	k->port = port;
 }
 
-/* A TCP/UDP/SCTP packet seen directly: to a service, or from a NAT real server. */
-static __always_inline int owned_v4(__u8 proto, __u32 saddr, __u32 daddr, const struct l4ports *p)
+/* Whether a matcher of `v` takes (proto, dport, iif); bounded loops. */
+static __always_inline int fwm_matches(const struct fwm_value *v, __u8 proto, __u16 dport,
+				       __u32 iif)
+{
+	__u32 n = v->count;
+	__u32 i, j;
+
+	for (i = 0; i < FWM_MATCH_MAX; i++) {
+		const struct fwm_match *m = &v->m[i];
+
+		if (i >= n)
+			break;
+		if (m->proto && m->proto != proto)
+			continue;
+		if (m->iif && m->iif != iif)
+			continue;
+		if (!m->nports)
+			return 1;
+		for (j = 0; j < FWM_PORTS_MAX; j++) {
+			if (j >= m->nports)
+				break;
+			if (m->ports[j] == dport)
+				return 1;
+		}
+	}
+	return 0;
+}
+
+static __always_inline int fwmark_v4(__u8 proto, __u32 daddr, __u16 dport, __u32 iif)
+{
+	struct fwm_key_v4 k = { .prefixlen = 32, .addr = daddr };
+	struct fwm_value *v = bpf_map_lookup_elem(&fwm_v4, &k);
+
+	return v && fwm_matches(v, proto, dport, iif);
+}
+
+static __always_inline int fwmark_v6(__u8 proto, const struct in6_addr *daddr, __u16 dport,
+				     __u32 iif)
+{
+	struct fwm_key_v6 k = { .prefixlen = 128 };
+	struct fwm_value *v;
+
+	k.addr[0] = daddr->in6_u.u6_addr32[0];
+	k.addr[1] = daddr->in6_u.u6_addr32[1];
+	k.addr[2] = daddr->in6_u.u6_addr32[2];
+	k.addr[3] = daddr->in6_u.u6_addr32[3];
+	v = bpf_map_lookup_elem(&fwm_v6, &k);
+	return v && fwm_matches(v, proto, dport, iif);
+}
+
+/*
+ * A TCP/UDP/SCTP packet seen directly: to a service, from a NAT real server,
+ * or matched by a fwmark rule.
+ */
+static __always_inline int owned_v4(__u8 proto, __u32 saddr, __u32 daddr, const struct l4ports *p,
+				    __u32 iif)
 {
 	struct class_key k;
 
@@ -191,11 +295,13 @@ static __always_inline int owned_v4(__u8 proto, __u32 saddr, __u32 daddr, const 
 	if (lookup_port_or_any(&services, &k))
 		return 1;
 	key_v4(&k, proto, saddr, p->src);
-	return lookup_port_or_any(&nat_src, &k);
+	if (lookup_port_or_any(&nat_src, &k))
+		return 1;
+	return fwmark_v4(proto, daddr, p->dst, iif);
 }
 
 static __always_inline int owned_v6(__u8 proto, const struct in6_addr *saddr,
-				    const struct in6_addr *daddr, const struct l4ports *p)
+				    const struct in6_addr *daddr, const struct l4ports *p, __u32 iif)
 {
 	struct class_key k;
 
@@ -203,7 +309,9 @@ static __always_inline int owned_v6(__u8 proto, const struct in6_addr *saddr,
 	if (lookup_port_or_any(&services, &k))
 		return 1;
 	key_v6(&k, proto, saddr, p->src);
-	return lookup_port_or_any(&nat_src, &k);
+	if (lookup_port_or_any(&nat_src, &k))
+		return 1;
+	return fwmark_v6(proto, daddr, p->dst, iif);
 }
 
 /*
@@ -300,7 +408,7 @@ static __always_inline enum verdict classify_icmp6(void *icmp, void *end)
 	return quoted_owned_v6(in->nexthdr, &in->saddr, &in->daddr, p) ? V_OURS : V_NOT_OURS;
 }
 
-static __always_inline enum verdict classify_v4(void *l3, void *end)
+static __always_inline enum verdict classify_v4(void *l3, void *end, __u32 iif)
 {
 	struct iphdr *ip = l3;
 	struct l4ports *p;
@@ -322,10 +430,10 @@ static __always_inline enum verdict classify_v4(void *l3, void *end)
 	p = l3 + ihl;
 	if ((void *)(p + 1) > end)
 		return V_MALFORMED;
-	return owned_v4(ip->protocol, ip->saddr, ip->daddr, p) ? V_OURS : V_NOT_OURS;
+	return owned_v4(ip->protocol, ip->saddr, ip->daddr, p, iif) ? V_OURS : V_NOT_OURS;
 }
 
-static __always_inline enum verdict classify_v6(void *l3, void *end)
+static __always_inline enum verdict classify_v6(void *l3, void *end, __u32 iif)
 {
 	struct ipv6hdr *ip6 = l3;
 	struct l4ports *p;
@@ -342,10 +450,10 @@ static __always_inline enum verdict classify_v6(void *l3, void *end)
 	p = (void *)(ip6 + 1);
 	if ((void *)(p + 1) > end)
 		return V_MALFORMED;
-	return owned_v6(ip6->nexthdr, &ip6->saddr, &ip6->daddr, p) ? V_OURS : V_NOT_OURS;
+	return owned_v6(ip6->nexthdr, &ip6->saddr, &ip6->daddr, p, iif) ? V_OURS : V_NOT_OURS;
 }
 
-static __always_inline enum verdict classify(void *data, void *end)
+static __always_inline enum verdict classify(void *data, void *end, __u32 iif)
 {
 	struct ethhdr *eth = data;
 	void *l3;
@@ -365,9 +473,9 @@ static __always_inline enum verdict classify(void *data, void *end)
 		l3 = tag + 2;
 	}
 	if (proto == bpf_htons(ETH_P_IP))
-		return classify_v4(l3, end);
+		return classify_v4(l3, end, iif);
 	if (proto == bpf_htons(ETH_P_IPV6))
-		return classify_v6(l3, end);
+		return classify_v6(l3, end, iif);
 	return V_NOT_OURS;
 }
 
@@ -379,7 +487,7 @@ int rvs_classify(struct xdp_md *ctx)
 	__u32 ifindex, slot, *base;
 	long act;
 
-	switch (classify(data, end)) {
+	switch (classify(data, end, ctx->ingress_ifindex)) {
 	case V_OURS:
 		break;
 	case V_MALFORMED:

@@ -13,7 +13,13 @@
 //! * an ICMP error (IPv4 types 3, 4, 11, 12; ICMPv6 types 1 to 4) about such
 //!   a flow: the quoted packet's destination is a NAT real server (an error
 //!   about a director-to-server packet) or its source is a service (an error
-//!   about a VIP-to-client packet).
+//!   about a VIP-to-client packet);
+//! * TCP, UDP or SCTP that a firewall-mark rule matches
+//!   ([`Classifier::set_fwmark_rules`]): destination in the rule's prefix,
+//!   protocol, destination port and ingress interface as the rule says.
+//!   The caller passes only rules whose packets the engine takes (rules of
+//!   marks that have a fwmark service); ICMP errors about fwmark flows are
+//!   not claimed.
 //!
 //! Passed unseen: non-first IPv4 fragments, IPv6 packets with extension
 //! headers (fragments included), frames that are not IPv4/IPv6 after at most
@@ -62,7 +68,10 @@ use std::{
 
 use aya::{
     Ebpf, EbpfError, Pod,
-    maps::{HashMap, MapData, MapError, PerCpuArray, XskMap},
+    maps::{
+        HashMap, MapData, MapError, PerCpuArray, XskMap,
+        lpm_trie::{Key as LpmKey, LpmTrie},
+    },
     programs::{ProgramError, TestRun, TestRunOptions, Xdp, XdpMode, xdp::XdpLinkId},
 };
 use netlink_packet_core::{
@@ -74,6 +83,8 @@ use netlink_packet_route::{
 };
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 
+use crate::nft::FwmarkMatch;
+
 /// The classifier object, built from `bpf/classify.c` by build.rs.
 static CLASSIFY_OBJ: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/classify.o"));
 
@@ -84,6 +95,14 @@ const PROGRAM: &str = "rvs_classify";
 pub const MAX_SERVICES: usize = 16384;
 /// Capacity of the `nat_src` map (`NAT_SRC_MAX` in classify.c).
 pub const MAX_NAT_SOURCES: usize = 16384;
+/// Distinct rule prefixes per address family (`FWM_PREFIXES_MAX` in classify.c).
+pub const MAX_FWMARK_PREFIXES: usize = 4096;
+/// (protocol, interface, ports) matchers one prefix holds, counting those of
+/// the shorter prefixes that cover it (`FWM_MATCH_MAX` in classify.c).
+pub const MAX_FWMARK_MATCHERS: usize = 8;
+/// Ports of one matcher (`FWM_PORTS_MAX` in classify.c); rules of one
+/// (protocol, interface) with more ports together take several matchers.
+pub const MAX_FWMARK_PORTS: usize = 16;
 /// Capacity of the `if_base` map (`IF_BASE_MAX` in classify.c).
 pub const MAX_INTERFACES: usize = 256;
 /// Slots of the `xsks` map (`XSKS_MAX` in classify.c): `if_base + queue`
@@ -168,6 +187,18 @@ pub enum XdpError {
     /// `BPF_PROG_TEST_RUN` failed.
     #[error("test run: {0}")]
     TestRun(String),
+    /// The fwmark rules covering one prefix need more matchers than the
+    /// classifier holds per prefix.
+    #[error(
+        "fwmark rules: destination {prefix} is covered by {matchers} different \
+         (protocol, interface, ports) matches; the XDP classifier holds {MAX_FWMARK_MATCHERS}"
+    )]
+    FwmarkTooComplex {
+        /// The prefix, `ADDR/LEN`.
+        prefix: String,
+        /// Matchers it would need.
+        matchers: usize,
+    },
 }
 
 fn map_err(map: &'static str) -> impl FnOnce(MapError) -> XdpError {
@@ -226,6 +257,201 @@ impl From<&ClassKey> for RawKey {
             pad2: 0,
         }
     }
+}
+
+/// `struct fwm_match` of classify.c.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct RawFwmMatch {
+    /// 0: TCP, UDP and SCTP.
+    proto: u8,
+    /// 0: every port.
+    nports: u8,
+    pad: u16,
+    /// 0: any interface.
+    iif: u32,
+    /// Network order.
+    ports: [u16; MAX_FWMARK_PORTS],
+}
+
+/// `struct fwm_value` of classify.c.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct RawFwmValue {
+    count: u32,
+    m: [RawFwmMatch; MAX_FWMARK_MATCHERS],
+}
+
+const _: () = assert!(size_of::<RawFwmMatch>() == 40);
+const _: () = assert!(size_of::<RawFwmValue>() == 324);
+
+// SAFETY: both are repr(C), made of integers only, without padding
+// (1 + 1 + 2 + 4 + 32 = 40 at alignment 4; 4 + 8 * 40 = 324, checked above):
+// every byte pattern is valid and no byte is uninitialised.
+unsafe impl Pod for RawFwmMatch {}
+// SAFETY: as above.
+unsafe impl Pod for RawFwmValue {}
+
+/// The fwmark tries of classify.c.
+struct FwmMaps {
+    v4: LpmTrie<MapData, [u8; 4], RawFwmValue>,
+    v6: LpmTrie<MapData, [u8; 16], RawFwmValue>,
+}
+
+/// One entry of `fwm_v4` / `fwm_v6`: a prefix and every matcher of the
+/// rules covering it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FwmEntry {
+    addr: IpAddr,
+    prefix_len: u8,
+    value: RawFwmValue,
+}
+
+/// (IP protocol or 0, ingress ifindex or 0): rules sharing it share matchers.
+type MatchGroup = (u8, u32);
+
+/// The `fwm_v4` / `fwm_v6` entries of `rules`: one per distinct prefix,
+/// holding the matchers of every rule whose prefix covers it (so the
+/// longest-prefix match alone decides). Rules of one (protocol, interface)
+/// share matchers: their ports are merged, a rule without ports makes the
+/// matcher take every port.
+fn fwmark_entries(rules: &[FwmarkMatch]) -> Result<Vec<FwmEntry>, XdpError> {
+    let norm: Vec<(IpAddr, u8, &FwmarkMatch)> = rules
+        .iter()
+        .map(|r| {
+            let len = r.prefix_len.min(if r.addr.is_ipv6() { 128 } else { 32 });
+            (network(r.addr, len), len, r)
+        })
+        .collect();
+    let mut prefixes: Vec<(IpAddr, u8)> = norm.iter().map(|&(a, l, _)| (a, l)).collect();
+    prefixes.sort_unstable();
+    prefixes.dedup();
+    let mut out = Vec::with_capacity(prefixes.len());
+    for (addr, len) in prefixes {
+        // (proto, iif) -> ports; None = every port.
+        let mut groups: Vec<(MatchGroup, Option<Vec<u16>>)> = Vec::new();
+        for &(raddr, rlen, r) in &norm {
+            if rlen > len || network(addr, rlen) != raddr || raddr.is_ipv6() != addr.is_ipv6() {
+                continue;
+            }
+            let g = (r.proto.unwrap_or(0), r.iif.unwrap_or(0));
+            let i = match groups.iter().position(|(k, _)| *k == g) {
+                Some(i) => i,
+                None => {
+                    groups.push((g, Some(Vec::new())));
+                    groups.len() - 1
+                }
+            };
+            let ports = &mut groups[i].1;
+            if r.dports.is_empty() {
+                *ports = None;
+            } else if let Some(p) = ports {
+                p.extend_from_slice(&r.dports);
+            }
+        }
+        let mut value = RawFwmValue::default();
+        let mut n = 0usize;
+        let mut push = |value: &mut RawFwmValue, m: RawFwmMatch| {
+            if n < MAX_FWMARK_MATCHERS {
+                value.m[n] = m;
+            }
+            n += 1;
+        };
+        for ((proto, iif), ports) in groups {
+            let base = RawFwmMatch {
+                proto,
+                iif,
+                ..RawFwmMatch::default()
+            };
+            match ports {
+                None => push(&mut value, base),
+                Some(mut ports) => {
+                    ports.sort_unstable();
+                    ports.dedup();
+                    for chunk in ports.chunks(MAX_FWMARK_PORTS) {
+                        let mut m = base;
+                        // A chunk holds at most 16 ports.
+                        m.nports = chunk.len() as u8;
+                        for (slot, p) in m.ports.iter_mut().zip(chunk) {
+                            *slot = p.to_be();
+                        }
+                        push(&mut value, m);
+                    }
+                }
+            }
+        }
+        if n > MAX_FWMARK_MATCHERS {
+            return Err(XdpError::FwmarkTooComplex {
+                prefix: format!("{addr}/{len}"),
+                matchers: n,
+            });
+        }
+        // n <= 8 here.
+        value.count = n as u32;
+        out.push(FwmEntry {
+            addr,
+            prefix_len: len,
+            value,
+        });
+    }
+    Ok(out)
+}
+
+/// `addr` with the bits after the first `len` cleared.
+fn network(addr: IpAddr, len: u8) -> IpAddr {
+    match addr {
+        IpAddr::V4(a) => {
+            let len = u32::from(len.min(32));
+            let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+            IpAddr::V4((u32::from(a) & mask).into())
+        }
+        IpAddr::V6(a) => {
+            let len = u32::from(len.min(128));
+            let mask = if len == 0 {
+                0
+            } else {
+                u128::MAX << (128 - len)
+            };
+            IpAddr::V6((u128::from(a) & mask).into())
+        }
+    }
+}
+
+/// Makes an LPM trie hold exactly `want` (address bytes, prefix length →
+/// value): stale prefixes go first (a rule removed never claims a moment
+/// longer), then new and changed ones are written.
+fn sync_lpm<const N: usize>(
+    map: &mut LpmTrie<MapData, [u8; N], RawFwmValue>,
+    name: &'static str,
+    want: &[([u8; N], u32, RawFwmValue)],
+) -> Result<(), XdpError> {
+    if want.len() > MAX_FWMARK_PREFIXES {
+        return Err(XdpError::TooMany {
+            map: name,
+            wanted: want.len(),
+            capacity: MAX_FWMARK_PREFIXES,
+        });
+    }
+    let have: Vec<([u8; N], u32)> = map
+        .keys()
+        .map(|k| k.map(|k| (k.data(), k.prefix_len())))
+        .collect::<Result<_, _>>()
+        .map_err(map_err(name))?;
+    for (data, len) in &have {
+        if !want.iter().any(|(d, l, _)| d == data && l == len) {
+            match map.remove(&LpmKey::new(*len, *data)) {
+                Err(e) if !is_not_found(&e) => return Err(map_err(name)(e)),
+                _ => {}
+            }
+        }
+    }
+    for (data, len, value) in want {
+        let key = LpmKey::new(*len, *data);
+        if map.get(&key, 0).ok().as_ref() != Some(value) {
+            map.insert(&key, value, 0).map_err(map_err(name))?;
+        }
+    }
+    Ok(())
 }
 
 /// How the program runs on an interface.
@@ -293,6 +519,8 @@ impl XdpState {
 pub struct Classifier {
     services: HashMap<MapData, RawKey, u32>,
     nat_src: HashMap<MapData, RawKey, u32>,
+    /// Boxed: rarely touched, and it keeps the classifier small.
+    fwm: Box<FwmMaps>,
     if_base: HashMap<MapData, u32, u32>,
     xsks: XskMap<MapData>,
     stats: PerCpuArray<MapData, u64>,
@@ -368,12 +596,18 @@ impl Classifier {
 
         let services = take_map(&mut ebpf, "services", HashMap::try_from)?;
         let nat_src = take_map(&mut ebpf, "nat_src", HashMap::try_from)?;
+        let fwm_v4 = take_map(&mut ebpf, "fwm_v4", LpmTrie::try_from)?;
+        let fwm_v6 = take_map(&mut ebpf, "fwm_v6", LpmTrie::try_from)?;
         let if_base = take_map(&mut ebpf, "if_base", HashMap::try_from)?;
         let xsks = take_map(&mut ebpf, "xsks", XskMap::try_from)?;
         let stats = take_map(&mut ebpf, "stats", PerCpuArray::try_from)?;
         Ok(Self {
             services,
             nat_src,
+            fwm: Box::new(FwmMaps {
+                v4: fwm_v4,
+                v6: fwm_v6,
+            }),
             if_base,
             xsks,
             stats,
@@ -413,6 +647,38 @@ impl Classifier {
     /// More than [`MAX_NAT_SOURCES`] keys, or a map operation failing.
     pub fn set_nat_sources(&mut self, keys: &[ClassKey]) -> Result<(), XdpError> {
         sync_set(&mut self.nat_src, "nat_src", MAX_NAT_SOURCES, keys)
+    }
+
+    /// Makes the fwmark maps claim exactly what `rules` match (destination
+    /// prefix, protocol, destination ports, ingress interface). Pass only
+    /// rules whose packets the engine takes: a claimed frame cannot go back
+    /// to the kernel. Nothing changes when the rules do not fit.
+    ///
+    /// # Errors
+    ///
+    /// More than [`MAX_FWMARK_PREFIXES`] prefixes in a family, more than
+    /// [`MAX_FWMARK_MATCHERS`] matchers for one prefix
+    /// ([`XdpError::FwmarkTooComplex`]), or a map operation failing.
+    pub fn set_fwmark_rules(&mut self, rules: &[FwmarkMatch]) -> Result<(), XdpError> {
+        let entries = fwmark_entries(rules)?;
+        let mut v4 = Vec::new();
+        let mut v6 = Vec::new();
+        for e in entries {
+            let len = u32::from(e.prefix_len);
+            match e.addr {
+                IpAddr::V4(a) => v4.push((a.octets(), len, e.value)),
+                IpAddr::V6(a) => v6.push((a.octets(), len, e.value)),
+            }
+        }
+        if v6.len() > MAX_FWMARK_PREFIXES {
+            return Err(XdpError::TooMany {
+                map: "fwm_v6",
+                wanted: v6.len(),
+                capacity: MAX_FWMARK_PREFIXES,
+            });
+        }
+        sync_lpm(&mut self.fwm.v4, "fwm_v4", &v4)?;
+        sync_lpm(&mut self.fwm.v6, "fwm_v6", &v6)
     }
 
     /// Frames received on `ifindex`, queue `q`, go to xsks slot `base + q`.
@@ -895,6 +1161,88 @@ fn detach_bpf_links(ifindex: u32, prog_id: u32) -> io::Result<usize> {
 mod tests {
     use super::*;
 
+    fn fwm(
+        addr: &str,
+        len: u8,
+        proto: Option<u8>,
+        dports: &[u16],
+        iif: Option<u32>,
+    ) -> FwmarkMatch {
+        FwmarkMatch {
+            addr: addr.parse().unwrap(),
+            prefix_len: len,
+            proto,
+            dports: dports.to_vec(),
+            iif,
+        }
+    }
+
+    fn matchers(e: &FwmEntry) -> Vec<(u8, u32, Vec<u16>)> {
+        e.value.m[..e.value.count as usize]
+            .iter()
+            .map(|m| {
+                let ports = m.ports[..usize::from(m.nports)]
+                    .iter()
+                    .map(|p| u16::from_be(*p))
+                    .collect();
+                (m.proto, m.iif, ports)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn fwmark_entries_carry_the_covering_rules() {
+        let rules = [
+            fwm("10.0.0.0", 8, Some(6), &[80], None),
+            fwm("10.1.2.3", 24, Some(6), &[443, 80], None), // host bits cleared
+            fwm("10.1.2.0", 24, Some(17), &[], Some(3)),
+            fwm("2001:db8::", 32, None, &[53], None),
+        ];
+        let e = fwmark_entries(&rules).unwrap();
+        let shown: Vec<_> = e
+            .iter()
+            .map(|e| (e.addr.to_string(), e.prefix_len))
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                ("10.0.0.0".to_string(), 8),
+                ("10.1.2.0".to_string(), 24),
+                ("2001:db8::".to_string(), 32)
+            ]
+        );
+        assert_eq!(matchers(&e[0]), [(6, 0, vec![80])]);
+        // The /24 holds its own rules and the /8's (ports merged per protocol).
+        assert_eq!(matchers(&e[1]), [(6, 0, vec![80, 443]), (17, 3, vec![])]);
+        assert_eq!(matchers(&e[2]), [(0, 0, vec![53])]);
+    }
+
+    #[test]
+    fn fwmark_entries_any_port_absorbs_and_ports_split_by_sixteen() {
+        let e = fwmark_entries(&[
+            fwm("10.0.0.1", 32, Some(6), &[80], None),
+            fwm("10.0.0.1", 32, Some(6), &[], None),
+        ])
+        .unwrap();
+        assert_eq!(matchers(&e[0]), [(6, 0, vec![])]);
+        let a: Vec<u16> = (1..=16).collect();
+        let b: Vec<u16> = (17..=20).collect();
+        let e = fwmark_entries(&[
+            fwm("10.0.0.1", 32, Some(6), &a, None),
+            fwm("10.0.0.1", 32, Some(6), &b, None),
+        ])
+        .unwrap();
+        assert_eq!(matchers(&e[0]), [(6, 0, a), (6, 0, b)]);
+        // Nine (protocol, interface) pairs on one prefix do not fit.
+        let many: Vec<_> = (1..=9)
+            .map(|i| fwm("10.0.0.1", 32, Some(6), &[80], Some(i)))
+            .collect();
+        assert!(matches!(
+            fwmark_entries(&many),
+            Err(XdpError::FwmarkTooComplex { matchers: 9, .. })
+        ));
+    }
+
     #[test]
     fn raw_key_layout() {
         let k = RawKey::from(&ClassKey {
@@ -951,6 +1299,9 @@ mod tests {
         assert_eq!(value("STAT_FRAGMENT"), u64::from(STAT_FRAGMENT));
         assert_eq!(value("FAMILY_V4"), 4);
         assert_eq!(value("FAMILY_V6"), 6);
+        assert_eq!(value("FWM_PREFIXES_MAX"), MAX_FWMARK_PREFIXES as u64);
+        assert_eq!(value("FWM_MATCH_MAX"), MAX_FWMARK_MATCHERS as u64);
+        assert_eq!(value("FWM_PORTS_MAX"), MAX_FWMARK_PORTS as u64);
     }
 
     #[test]

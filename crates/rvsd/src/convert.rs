@@ -12,6 +12,7 @@
 use rvs_core::batch::ConfigOp;
 use rvs_core::conn::Conn;
 use rvs_core::dest::Dest;
+use rvs_core::fwmark::FwmarkRule;
 use rvs_core::service::{Service, ServiceConfig, ServiceKey};
 use rvs_core::stats::{Counters, Rates as CoreRates};
 use rvs_core::{Af, DestConfig, FwdMethod, Instant, Protocol, TunType, Tunnel};
@@ -20,7 +21,12 @@ use rvs_proto::{
     ServiceId, ServiceInfo, ServiceSpec, Stats, TunKind, TunnelSpec,
 };
 
+use rvs_proto::fwmark::FwmarkSpec;
+
 use crate::handler::Failure;
+
+/// ENODEV: the errno of an unknown interface.
+pub const ENODEV: i32 = 19;
 
 /// What an [`Op`] asks of the daemon.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,6 +131,44 @@ pub fn dest_config(spec: &DestSpec) -> Result<DestConfig, Failure> {
         u_threshold: spec.u_threshold,
         l_threshold: spec.l_threshold,
     })
+}
+
+/// Engine rule of an API rule, the interface name resolved with
+/// `ifindex_of` (validation is the engine's, in `FwmarkRules::add`).
+///
+/// # Errors
+///
+/// ENODEV for an interface that does not exist.
+pub fn fwmark_rule(
+    spec: &FwmarkSpec,
+    ifindex_of: impl Fn(&str) -> Option<u32>,
+) -> Result<FwmarkRule, Failure> {
+    let iif = match &spec.iif {
+        None => None,
+        Some(name) => Some(ifindex_of(name).ok_or_else(|| {
+            Failure::new(ENODEV, format!("fwmark rule: no such interface '{name}'"))
+        })?),
+    };
+    Ok(FwmarkRule {
+        addr: spec.addr,
+        prefix_len: spec.prefix_len,
+        proto: spec.proto.map(protocol),
+        dports: spec.dports.clone(),
+        iif,
+        mark: spec.mark,
+    })
+}
+
+/// API rule of an engine rule, the interface named by `ifname_of`.
+pub fn fwmark_spec(rule: &FwmarkRule, ifname_of: impl Fn(u32) -> String) -> FwmarkSpec {
+    FwmarkSpec {
+        addr: rule.addr,
+        prefix_len: rule.prefix_len,
+        proto: rule.proto.map(proto),
+        dports: rule.dports.clone(),
+        iif: rule.iif.map(ifname_of),
+        mark: rule.mark,
+    }
 }
 
 /// What `op` asks for, in engine terms.

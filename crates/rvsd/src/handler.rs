@@ -8,10 +8,12 @@
 //! never leaves a partial change behind.
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 
 use rvs_core::batch::ConfigOp;
 use rvs_core::service::CtlError;
 use rvs_core::{Engine, Instant};
+use rvs_proto::fwmark::FwmarkSpec;
 use rvs_proto::{
     BatchLine, Envelope, ErrorReply, IPVS_VERSION_CODE, Op, PROTOCOL_VERSION, Reply, Request,
     ServiceId, ServiceInfo,
@@ -77,13 +79,33 @@ impl From<CtlError> for Failure {
 /// How the handler learns an interface's MTU (`None`: no such interface).
 pub type MtuOf = fn(&str) -> Option<u32>;
 
+/// How the handler learns an interface's index (`None`: no such interface).
+pub type IfindexOf = fn(&str) -> Option<u32>;
+
+/// The index of interface `name` in rvsd's network namespace.
+pub fn system_ifindex(name: &str) -> Option<u32> {
+    rvs_io::xdp::ifindex(name).ok()
+}
+
 /// Everything a request can read or change.
 #[derive(Debug)]
 pub struct State {
     engine: Engine,
     sync: SyncDaemons,
     mtu_of: MtuOf,
+    ifindex_of: IfindexOf,
+    /// The name each interface index of a fwmark rule was given by (rules
+    /// are listed by name even after the interface is renamed or gone).
+    ifnames: BTreeMap<u32, String>,
     generation: u64,
+}
+
+/// Where a batch operation came from: a fwmark rule of a rules file (its
+/// index in the rule list) or a batch line (its index).
+#[derive(Debug, Clone, Copy)]
+enum Origin {
+    Fwmark(usize),
+    Line(usize),
 }
 
 /// Decode one request line: its [`Request`], or the failure (EINVAL) for a
@@ -117,8 +139,16 @@ impl State {
             engine,
             sync: SyncDaemons::default(),
             mtu_of,
+            ifindex_of: system_ifindex,
+            ifnames: BTreeMap::new(),
             generation: 0,
         }
+    }
+
+    /// Resolve interface names of fwmark rules with `f` instead of the
+    /// system's (tests).
+    pub fn set_ifindex_of(&mut self, f: IfindexOf) {
+        self.ifindex_of = f;
     }
 
     /// The engine.
@@ -166,7 +196,7 @@ impl State {
                 }
                 Err(f) => f.reply(None, Some(op)),
             },
-            Request::Batch(lines) => match self.batch(&lines, now) {
+            Request::Batch(lines) => match self.batch(&[], &lines, now) {
                 Ok(()) => {
                     self.generation += 1;
                     if !lines.is_empty() {
@@ -179,7 +209,10 @@ impl State {
                     }
                     Reply::Ok
                 }
-                Err((i, f)) => f.reply(Some(lines[i].line), Some(lines[i].op.clone())),
+                Err((Origin::Line(i), f)) => {
+                    f.reply(Some(lines[i].line), Some(lines[i].op.clone()))
+                }
+                Err((Origin::Fwmark(_), f)) => f.reply(None, None),
             },
             Request::ListServices => Reply::Services(self.services()),
             Request::GetService(id) => match self.service(&id) {
@@ -206,6 +239,105 @@ impl State {
                     .map(|(_, c)| convert::conn_info(c, now))
                     .collect(),
             ),
+            // Answered by the server from the data plane's counters; a
+            // state without a data plane has none.
+            Request::DataPlaneStats => Reply::DataPlaneStats {
+                mode: "none".into(),
+                workers: Vec::new(),
+                classifier: None,
+            },
+            Request::FwmarkAdd(spec) => {
+                let res = self.fwmark_add(&spec);
+                self.changed(res)
+            }
+            Request::FwmarkDel(spec) => {
+                let res = self.fwmark_del(&spec);
+                self.changed(res)
+            }
+            Request::FwmarkFlush => {
+                self.engine.flush_fwmark_rules();
+                self.ifnames.clear();
+                self.changed(Ok(()))
+            }
+            Request::FwmarkList => Reply::FwmarkRules(self.fwmark_rules()),
+        }
+    }
+
+    /// `Ok` with a new generation (the data plane resyncs), or the error.
+    fn changed(&mut self, res: Result<(), Failure>) -> Reply {
+        match res {
+            Ok(()) => {
+                self.generation += 1;
+                Reply::Ok
+            }
+            Err(f) => f.reply(None, None),
+        }
+    }
+
+    /// The engine rule of `spec`, its interface resolved.
+    fn resolve_fwmark(&self, spec: &FwmarkSpec) -> Result<rvs_core::fwmark::FwmarkRule, Failure> {
+        let ifindex_of = self.ifindex_of;
+        convert::fwmark_rule(spec, |name| {
+            ifindex_of(name).or_else(|| {
+                // A rule's interface may be gone since: its recorded name.
+                self.ifnames
+                    .iter()
+                    .find(|(_, n)| n.as_str() == name)
+                    .map(|(i, _)| *i)
+            })
+        })
+    }
+
+    fn fwmark_add(&mut self, spec: &FwmarkSpec) -> Result<(), Failure> {
+        let rule = convert::fwmark_rule(spec, self.ifindex_of)?;
+        self.engine.add_fwmark_rule(&rule)?;
+        self.note_ifname(&rule, spec);
+        Ok(())
+    }
+
+    fn fwmark_del(&mut self, spec: &FwmarkSpec) -> Result<(), Failure> {
+        let rule = self.resolve_fwmark(spec)?;
+        self.engine.delete_fwmark_rule(&rule)?;
+        Ok(())
+    }
+
+    fn note_ifname(&mut self, rule: &rvs_core::fwmark::FwmarkRule, spec: &FwmarkSpec) {
+        if let (Some(i), Some(name)) = (rule.iif, &spec.iif) {
+            self.ifnames.insert(i, name.clone());
+        }
+    }
+
+    /// The firewall-mark rules, in order, interfaces by name.
+    pub fn fwmark_rules(&self) -> Vec<FwmarkSpec> {
+        let name_of = |i: u32| {
+            self.ifnames
+                .get(&i)
+                .cloned()
+                .unwrap_or_else(|| format!("if{i}"))
+        };
+        self.engine
+            .fwmark_rules()
+            .rules()
+            .iter()
+            .map(|r| convert::fwmark_spec(r, name_of))
+            .collect()
+    }
+
+    /// `rvsd --rules`: fwmark rules (with their line numbers) then `lines`,
+    /// all or nothing, as one change.
+    pub fn load_rules(
+        &mut self,
+        fwmark: &[(usize, FwmarkSpec)],
+        lines: &[BatchLine],
+        now: Instant,
+    ) -> Reply {
+        match self.batch(fwmark, lines, now) {
+            Ok(()) => {
+                self.generation += 1;
+                Reply::Ok
+            }
+            Err((Origin::Line(i), f)) => f.reply(Some(lines[i].line), Some(lines[i].op.clone())),
+            Err((Origin::Fwmark(i), f)) => f.reply(Some(fwmark[i].0), None),
         }
     }
 
@@ -246,20 +378,32 @@ impl State {
         }
     }
 
-    /// All of `lines`, or nothing: the index of the first line that fails.
-    fn batch(&mut self, lines: &[BatchLine], now: Instant) -> Result<(), (usize, Failure)> {
+    /// The fwmark rules of a rules file, then all of `lines`, or nothing:
+    /// where the first failure is.
+    fn batch(
+        &mut self,
+        fwmark: &[(usize, FwmarkSpec)],
+        lines: &[BatchLine],
+        now: Instant,
+    ) -> Result<(), (Origin, Failure)> {
         // Dry run: the engine's part through its model, the sync daemons on a
         // copy. The first failing line wins.
-        let mut config: Vec<ConfigOp> = Vec::with_capacity(lines.len());
-        let mut config_line: Vec<usize> = Vec::with_capacity(lines.len());
+        let mut config: Vec<ConfigOp> = Vec::with_capacity(fwmark.len() + lines.len());
+        let mut config_line: Vec<Origin> = Vec::with_capacity(fwmark.len() + lines.len());
+        for (i, (_, spec)) in fwmark.iter().enumerate() {
+            let rule =
+                convert::fwmark_rule(spec, self.ifindex_of).map_err(|f| (Origin::Fwmark(i), f))?;
+            config.push(ConfigOp::AddFwmarkRule(rule));
+            config_line.push(Origin::Fwmark(i));
+        }
         let mut sync = self.sync.clone();
         let mut started = Vec::new();
-        let mut first_err: Option<(usize, Failure)> = None;
+        let mut first_err: Option<(Origin, Failure)> = None;
         for (i, l) in lines.iter().enumerate() {
             let res = convert::action(&l.op).and_then(|a| match a {
                 Action::Config(c) => {
                     config.push(c);
-                    config_line.push(i);
+                    config_line.push(Origin::Line(i));
                     Ok(())
                 }
                 Action::StartDaemon(spec) => {
@@ -268,7 +412,7 @@ impl State {
                 Action::StopDaemon(role) => sync.stop(role),
             });
             if let Err(f) = res {
-                first_err = Some((i, f));
+                first_err = Some((Origin::Line(i), f));
                 break;
             }
         }
@@ -284,11 +428,16 @@ impl State {
             // rvs_core::batch is out of step with the engine.
             if let Err(e) = self.engine.apply(op, now) {
                 eprintln!(
-                    "rvsd: BUG: batch line {} failed after a clean dry run ({e}); \
-                     the lines before it were applied",
-                    lines[config_line[j]].line
+                    "rvsd: BUG: batch operation {} failed after a clean dry run ({e}); \
+                     the operations before it were applied",
+                    j + 1
                 );
                 return Err((config_line[j], e.into()));
+            }
+        }
+        for (_, spec) in fwmark {
+            if let Ok(rule) = convert::fwmark_rule(spec, self.ifindex_of) {
+                self.note_ifname(&rule, spec);
             }
         }
         self.sync = sync;

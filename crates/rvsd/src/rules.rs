@@ -5,22 +5,62 @@
 //! same path a `Request::Batch` takes: either every line is applied or rvsd
 //! refuses to start. Like `ipvsadm-restore`, lines whose first word starts
 //! with `#` are comments (rvsadm's parser skips them).
+//!
+//! Lines of the form `rvs fwmark add …` (what `rvs fwmark save` prints) are
+//! firewall-mark rules; they are applied in the same batch, before the
+//! ipvsadm lines, so `{ rvs fwmark save; rvsadm -S; } > FILE` round-trips.
 
 use std::path::Path;
 
 use rvs_core::Instant;
-use rvs_proto::{BatchLine, Reply, Request};
+use rvs_proto::fwmark::FwmarkSpec;
+use rvs_proto::{BatchLine, Reply};
 
-use crate::auth::Peer;
 use crate::handler::State;
 
 /// Program name rvsadm's messages are rendered with.
 const ARGV0: &str = "rvsadm";
 
-/// Parse rules text: the batch, or the 1-based line and reason of the first bad line.
-pub fn parse(text: &str) -> Result<Vec<BatchLine>, (usize, String)> {
-    rvsadm::cli::parse_restore(ARGV0, text)
-        .map_err(|(line, e)| (line, e.render(ARGV0).trim_end().to_string()))
+/// A parsed rules file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Rules {
+    /// `rvs fwmark add` lines: line number and rule.
+    pub fwmark: Vec<(usize, FwmarkSpec)>,
+    /// The ipvsadm lines.
+    pub batch: Vec<BatchLine>,
+}
+
+/// Parse rules text: the fwmark rules and the batch, or the 1-based line
+/// and reason of the first bad line.
+pub fn parse(text: &str) -> Result<Rules, (usize, String)> {
+    let mut fwmark = Vec::new();
+    // The ipvsadm part keeps its line numbers: fwmark lines become blank.
+    let mut ipvs = String::with_capacity(text.len());
+    for (i, line) in text.lines().enumerate() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if words.first() == Some(&"rvs") {
+            match words.get(1..3) {
+                Some(["fwmark", "add"]) => {
+                    let spec = rvs_proto::fwmark::parse_args(&words[3..])
+                        .map_err(|e| (i + 1, format!("rvs fwmark add: {e}")))?;
+                    fwmark.push((i + 1, spec));
+                }
+                _ => {
+                    return Err((
+                        i + 1,
+                        "only 'rvs fwmark add' lines and ipvsadm lines are accepted".into(),
+                    ));
+                }
+            }
+            ipvs.push('\n');
+        } else {
+            ipvs.push_str(line);
+            ipvs.push('\n');
+        }
+    }
+    let batch = rvsadm::cli::parse_restore(ARGV0, &ipvs)
+        .map_err(|(line, e)| (line, e.render(ARGV0).trim_end().to_string()))?;
+    Ok(Rules { fwmark, batch })
 }
 
 /// Load `path` into `state`, all or nothing. On error, the message to print
@@ -29,12 +69,17 @@ pub fn load(state: &mut State, path: &Path, now: Instant) -> Result<usize, Strin
     let shown = path.display();
     let text = std::fs::read(path).map_err(|e| format!("{shown}: cannot read: {e}"))?;
     let text = String::from_utf8(text).map_err(|_| format!("{shown}: not valid UTF-8"))?;
-    let lines = parse(&text).map_err(|(line, reason)| format!("{shown} line {line}: {reason}"))?;
-    let n = lines.len();
-    match state.handle(&Peer::internal(), Request::Batch(lines), now) {
+    let rules = parse(&text).map_err(|(line, reason)| format!("{shown} line {line}: {reason}"))?;
+    let n = rules.fwmark.len() + rules.batch.len();
+    match state.load_rules(&rules.fwmark, &rules.batch, now) {
         Reply::Ok => Ok(n),
         Reply::Error(e) => {
-            let reason = rvsadm::strerror::for_reply(&e);
+            let reason = if e.op.is_none() {
+                // A fwmark rule: rvsd's own message.
+                e.message.clone()
+            } else {
+                rvsadm::strerror::for_reply(&e)
+            };
             Err(match e.line {
                 Some(line) => format!("{shown} line {line}: {reason}"),
                 None => format!("{shown}: {reason}"),
@@ -111,5 +156,71 @@ mod tests {
         assert!(s.services().is_empty(), "nothing applied");
         let _ = std::fs::remove_file(&p);
         let _ = std::fs::remove_file(&p2);
+    }
+
+    #[test]
+    fn fwmark_lines_load_with_the_table_all_or_nothing() {
+        let mut s = state();
+        s.set_ifindex_of(|n| (n == "eth0").then_some(2));
+        let text = "\
+rvs fwmark add -d 122.161.1.100/32 -p tcp --dport 80,443 -i eth0 --set-mark 10
+-A -f 10 -s rr -p 3600
+-a -f 10 -r 192.168.1.11:0 -g -w 1
+rvs fwmark add -d 2001:db8::/64 --set-mark 11
+";
+        let p = write("fwmark", text);
+        assert_eq!(load(&mut s, &p, Instant::ZERO), Ok(4));
+        let rules = s.fwmark_rules();
+        let shown: Vec<String> = rules.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            [
+                "-d 122.161.1.100/32 -p tcp --dport 80,443 -i eth0 --set-mark 10",
+                "-d 2001:db8::/64 --set-mark 11"
+            ]
+        );
+        assert_eq!(s.services().len(), 1);
+        let _ = std::fs::remove_file(&p);
+
+        // A bad rule, an unknown interface, a bad ipvsadm line: nothing applied.
+        for (name, text, line, want) in [
+            (
+                "badmark",
+                "-A -f 10 -s rr\nrvs fwmark add -d 10.0.0.1 --set-mark 0\n",
+                2,
+                "bad mark",
+            ),
+            (
+                "noif",
+                "-A -f 10 -s rr\nrvs fwmark add -d 10.0.0.1 -i nope0 --set-mark 10\n",
+                2,
+                "no such interface 'nope0'",
+            ),
+            (
+                "dup",
+                "rvs fwmark add -d 10.0.0.1 --set-mark 10\nrvs fwmark add -d 10.0.0.1/32 --set-mark 10\n",
+                2,
+                "already exists",
+            ),
+            (
+                "badline",
+                "rvs fwmark add -d 10.0.0.1 --set-mark 10\n-A -f 10 -s nosuch\n",
+                2,
+                "",
+            ),
+            ("other", "rvs lab nat\n", 1, "only 'rvs fwmark add'"),
+        ] {
+            let mut s = state();
+            s.set_ifindex_of(|n| (n == "eth0").then_some(2));
+            let p = write(name, text);
+            let e = load(&mut s, &p, Instant::ZERO).unwrap_err();
+            assert!(
+                e.starts_with(&format!("{} line {line}: ", p.display())) && e.contains(want),
+                "{name}: {e}"
+            );
+            assert!(s.fwmark_rules().is_empty(), "{name}");
+            assert!(s.services().is_empty(), "{name}");
+            let _ = std::fs::remove_file(&p);
+        }
     }
 }
