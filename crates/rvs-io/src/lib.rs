@@ -3,6 +3,11 @@
 //! * [`xdp`]: the XDP classifier (bpf/classify.c) that steers what rvs owns to
 //!   AF_XDP sockets and passes everything else to the kernel; its maps.
 //! * [`xsk`]: AF_XDP sockets, UMEM and rings (xdpilone).
+//! * [`packet`]: AF_PACKET raw sockets, the fallback where XDP is unavailable.
+//! * [`nft`]: the nftables drop rules that keep the kernel from answering what
+//!   rvs claims when it reads frames through [`packet`] sockets.
+//! * [`flowcache`]: the XDP fast path's flow cache (bpf/fastpath.h): flows
+//!   of established connections forwarded in the kernel.
 //! * [`neigh`]: next hops (egress interface, MAC) from the kernel's routes and
 //!   neighbours over netlink.
 //!
@@ -10,6 +15,9 @@
 //! is sound.
 
 pub mod decap;
+pub mod flowcache;
 pub mod neigh;
+pub mod nft;
+pub mod packet;
 pub mod xdp;
 pub mod xsk;

@@ -16,6 +16,7 @@
 #![warn(missing_docs)]
 
 pub mod client;
+pub mod fwmark;
 
 use std::net::IpAddr;
 
@@ -329,6 +330,17 @@ pub enum Request {
     ListConns,
     /// Counters and rates of the whole table (`/proc/net/ip_vs_stats`).
     GlobalStats,
+    /// Counters of the packet path: per worker thread, and the XDP
+    /// classifier's (`rvs dataplane`).
+    DataPlaneStats,
+    /// Append a firewall-mark rule (`rvs fwmark add`).
+    FwmarkAdd(fwmark::FwmarkSpec),
+    /// Remove a firewall-mark rule (`rvs fwmark del`).
+    FwmarkDel(fwmark::FwmarkSpec),
+    /// The firewall-mark rules, in order (`rvs fwmark list`).
+    FwmarkList,
+    /// Remove every firewall-mark rule (`rvs fwmark flush`).
+    FwmarkFlush,
 }
 
 /// A request with its protocol version.
@@ -448,6 +460,46 @@ pub struct ErrorReply {
     pub op: Option<Op>,
 }
 
+/// Counters of one data-plane worker thread (one per RX queue).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct DataPlaneWorker {
+    /// Worker index (= the RX queue it serves).
+    pub worker: u32,
+    /// Frames received.
+    pub rx: u64,
+    /// Frames queued for transmission.
+    pub tx: u64,
+    /// Frames the engine forwarded.
+    pub forwarded: u64,
+    /// Frames the engine answered (ICMP errors it generated).
+    pub replies: u64,
+    /// Frames the engine left to the kernel.
+    pub passed: u64,
+    /// Frames the engine dropped.
+    pub dropped: u64,
+    /// Frames dropped while the next hop was being resolved.
+    pub need_hop: u64,
+    /// Frames the egress socket had no room for.
+    pub tx_full: u64,
+    /// Frames forwarded to an interface rvsd does not serve (dropped).
+    pub no_port: u64,
+}
+
+/// Counters of the XDP classifier, summed over CPUs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ClassifierCounters {
+    /// Frames redirected to rvsd's sockets.
+    pub redirected: u64,
+    /// Frames left to the kernel.
+    pub passed: u64,
+    /// Claimed frames passed for want of a socket.
+    pub no_socket: u64,
+    /// Malformed frames (passed).
+    pub malformed: u64,
+    /// Non-first IPv4 fragments (passed).
+    pub fragments: u64,
+}
+
 /// A reply from rvsd.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Reply {
@@ -486,6 +538,17 @@ pub enum Reply {
         /// Rates.
         rates: Rates,
     },
+    /// `Request::DataPlaneStats`.
+    DataPlaneStats {
+        /// The packet I/O in use: `xdp`, `packet` or `none`.
+        mode: String,
+        /// One entry per worker thread, by worker index.
+        workers: Vec<DataPlaneWorker>,
+        /// The XDP classifier's counters (`xdp` mode only).
+        classifier: Option<ClassifierCounters>,
+    },
+    /// Firewall-mark rules, in order.
+    FwmarkRules(Vec<fwmark::FwmarkSpec>),
 }
 
 /// Encode a value as one line (JSON, newline-terminated).

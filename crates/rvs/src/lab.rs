@@ -1,5 +1,6 @@
 //! `rvs lab nat|dr|tun|dr-routed`: the seed tutorial's LVS topologies, built for real
-//! in network namespaces, with `rvsd --io xdp` as the director.
+//! in network namespaces, with rvsd as the director (its default packet I/O,
+//! or `--io xdp|packet`).
 //!
 //! * **nat**: client net 10.1.1.0/24 (client .1, director .2) and server
 //!   net 10.1.2.0/24 (director .1, real servers .11…, default route via the
@@ -73,6 +74,16 @@ pub struct Opts {
     pub scheduler: String,
     pub requests: u32,
     pub keep: bool,
+    /// `--io`: the director's packet I/O; `None` leaves rvsd's default.
+    pub io: Option<String>,
+}
+
+/// Check a `--io` value of `rvs lab`: `xdp` or `packet`.
+pub fn parse_io(v: &str) -> Result<String, String> {
+    match v {
+        "xdp" | "packet" => Ok(v.to_string()),
+        _ => Err(format!("--io {v}: expected `xdp` or `packet`")),
+    }
 }
 
 /// `ip -n NS addr add CIDR dev DEV`.
@@ -205,13 +216,20 @@ impl Lab {
         std::fs::read_to_string(self.log()).unwrap_or_default()
     }
 
-    fn start_rvsd(&mut self, ns: &str, ifaces: &[&str], stop: &AtomicBool) -> Result<(), String> {
+    fn start_rvsd(
+        &mut self,
+        ns: &str,
+        ifaces: &[&str],
+        io: Option<&str>,
+        stop: &AtomicBool,
+    ) -> Result<(), String> {
         let rvsd = sibling("rvsd")?;
         let log = File::create(self.log()).map_err(|e| e.to_string())?;
         let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", ns])
-            .arg(&rvsd)
-            .args(["--io", "xdp"]);
+        cmd.args(["netns", "exec", ns]).arg(&rvsd);
+        if let Some(io) = io {
+            cmd.args(["--io", io]);
+        }
         for i in ifaces {
             cmd.args(["--interface", i]);
         }
@@ -598,7 +616,7 @@ fn build_and_run(lab: &mut Lab, o: &Opts, stop: &AtomicBool) -> Result<String, S
     }
 
     // The director.
-    lab.start_rvsd(&director, &ifaces, stop)?;
+    lab.start_rvsd(&director, &ifaces, o.io.as_deref(), stop)?;
     let svc = format!("{vip}:80");
     lab.adm(&director, &["-A", "-t", &svc, "-s", &o.scheduler])?;
     for rip in &rips {

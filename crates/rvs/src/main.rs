@@ -1,9 +1,11 @@
 //! rvs — the companion tool: `demo`, `lab`, `realserver`, `bench control`,
-//! `proc`; `fwmark` arrives later.
+//! `proc`, `fwmark`.
 
 mod bench;
 mod child;
+mod dataplane;
 mod demo;
+mod fwmark;
 mod lab;
 mod procfs;
 mod realserver;
@@ -22,11 +24,16 @@ Commands:
       --scheduler S       scheduler (rr wrr lc wlc sed nq lblc lblcr dh sh mh fo ovf;
                           default wlc)
       --requests N        connections per mode (1..=100000, default 6)
-  bench control           time restore / save / list / one more -a on a large
-                          rule set against a private rvsd
-      --services N        virtual services (default 10000)
-      --dests N           real servers per service (default 10)
-      --repeat N          runs per step, the median is reported (default 3)
+  bench [packet|http|conntable|control]
+                          rvs against the kernel and the proxies, side by side
+                          in private rvsbench-* namespaces (needs root); no
+                          name runs them all. Prints a table per family, the
+                          goals, and one line of JSON with every figure
+      --quick             short runs (under 2 minutes in all)
+      --seconds N         seconds per measured point (default 2 quick, 5)
+      --services N        control: virtual services (default 10000)
+      --dests N           control: real servers per service (default 10)
+      --repeat N          control: runs per step, the median (default 3)
   proc ip_vs|ip_vs_conn|ip_vs_stats
                           print rvsd's tables in the kernel's /proc/net formats
                           (for tools such as node_exporter's ipvs collector)
@@ -39,7 +46,7 @@ Commands:
                           (default /run/rvs/realserver.json)
   lab nat|dr|tun|dr-routed
                           build the seed's LVS topology in network namespaces
-                          (client, director running rvsd --io xdp, real servers
+                          (client, director running rvsd, real servers
                           with an HTTP server on port 80), send HTTP requests
                           through the VIP, show who answered and the stats,
                           then remove it all (needs root, python3);
@@ -49,8 +56,14 @@ Commands:
       --scheduler S       scheduler (default rr)
       --requests N        HTTP requests (1..=10000, default 10)
       --keep              leave the lab running; print how to enter it
+      --io xdp|packet     the director's packet I/O (default: rvsd's, auto)
   lab clean               remove every rvslab-* namespace and its processes
-  fwmark                  not available yet in this build
+  dataplane               rvsd's packet-path counters: per worker thread
+                          (rx, tx, forwarded, replies, passed, dropped,
+                          need-hop, tx-full, no-port) and the XDP classifier's
+  fwmark add|del|list|flush|save
+                          firewall-mark rules for rvsadm -A -f N services
+                          (rvs fwmark -h for the options)
   -h, --help              this text
   -V, --version           version
 ";
@@ -89,7 +102,10 @@ fn run() -> Result<(), String> {
         }
         "bench" => {
             let opts = parse_bench(&mut parser)?;
-            print!("{}", bench::control(&opts)?);
+            bench::run(&opts)
+        }
+        "dataplane" => {
+            print!("{}", dataplane::run()?);
             Ok(())
         }
         "proc" => {
@@ -115,10 +131,18 @@ fn run() -> Result<(), String> {
                 Ok(())
             }
         },
-        "fwmark" => Err(format!(
-            "'{cmd}' is not available yet in this build: it needs the data plane \
-             (AF_XDP), which is not implemented yet. Try 'rvs demo'."
-        )),
+        "fwmark" => {
+            let args = parser
+                .raw_args()
+                .map_err(|e| e.to_string())?
+                .map(|a| {
+                    a.into_string()
+                        .map_err(|a| format!("invalid argument {a:?}"))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            print!("{}", fwmark::run(&args)?);
+            Ok(())
+        }
         other => Err(format!("unknown command '{other}'\n{USAGE}")),
     }
 }
@@ -132,6 +156,7 @@ fn parse_lab(parser: &mut lexopt::Parser) -> Result<Option<lab::Opts>, String> {
         scheduler: "rr".into(),
         requests: 10,
         keep: false,
+        io: None,
     };
     let mut what = None;
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
@@ -144,6 +169,10 @@ fn parse_lab(parser: &mut lexopt::Parser) -> Result<Option<lab::Opts>, String> {
                 o.scheduler = s;
             }
             Long("keep") => o.keep = true,
+            Long("io") => {
+                let v = parser.value().map_err(|e| e.to_string())?;
+                o.io = Some(lab::parse_io(&v.string().map_err(|e| e.to_string())?)?);
+            }
             other => return Err(other.unexpected().to_string()),
         }
     }
@@ -215,30 +244,38 @@ fn parse_realserver(parser: &mut lexopt::Parser) -> Result<realserver::Opts, Str
     }
 }
 
-fn parse_bench(parser: &mut lexopt::Parser) -> Result<bench::ControlOpts, String> {
+fn parse_bench(parser: &mut lexopt::Parser) -> Result<bench::Opts, String> {
     use lexopt::prelude::*;
-    let mut o = bench::ControlOpts {
-        services: 10_000,
-        dests: 10,
-        repeat: 3,
+    let mut o = bench::Opts {
+        families: Vec::new(),
+        quick: false,
+        control: bench::ControlOpts {
+            services: 10_000,
+            dests: 10,
+            repeat: 3,
+        },
+        seconds: None,
     };
-    let mut what = None;
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
         match arg {
-            Value(v) if what.is_none() => what = Some(v.string().map_err(|e| e.to_string())?),
-            Long("services") => o.services = num_value(parser, "--services", 1 << 20)?,
-            Long("dests") => o.dests = num_value(parser, "--dests", 1000)?,
-            Long("repeat") => o.repeat = num_value(parser, "--repeat", 100)?,
+            Value(v) => {
+                let f = bench::Family::parse(&v.string().map_err(|e| e.to_string())?)?;
+                if !o.families.contains(&f) {
+                    o.families.push(f);
+                }
+            }
+            Long("quick") => o.quick = true,
+            Long("seconds") => o.seconds = Some(num_value(parser, "--seconds", 60)?),
+            Long("services") => o.control.services = num_value(parser, "--services", 1 << 20)?,
+            Long("dests") => o.control.dests = num_value(parser, "--dests", 1000)?,
+            Long("repeat") => o.control.repeat = num_value(parser, "--repeat", 100)?,
             other => return Err(other.unexpected().to_string()),
         }
     }
-    match what.as_deref() {
-        Some("control") => Ok(o),
-        Some(other) => Err(format!(
-            "unknown bench '{other}': only 'control' exists yet (the packet benches need the data plane)"
-        )),
-        None => Err("bench needs a name: control".into()),
+    if o.families.is_empty() {
+        o.families = bench::Family::ALL.to_vec();
     }
+    Ok(o)
 }
 
 fn parse_demo(parser: &mut lexopt::Parser) -> Result<demo::DemoOpts, String> {

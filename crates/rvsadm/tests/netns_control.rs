@@ -71,6 +71,7 @@ impl Ns {
         let child = Command::new("ip")
             .args(["netns", "exec", &self.name])
             .arg(bin("rvsd"))
+            .args(["--io", "none"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -1,64 +1,334 @@
-//! The packet path of `--io xdp`: the XDP classifier on the served
-//! interfaces, one AF_XDP socket per RX queue, and one worker thread that
-//! runs the engine over what the sockets receive.
+//! The packet path: sockets on the served interfaces, a filter that decides
+//! what the kernel keeps, one worker thread per RX queue running the engine,
+//! and one sync thread that keeps the filter and the engine's next hops in
+//! step with the table and the kernel.
 //!
-//! The classifier redirects to the sockets only service traffic (TCP, UDP,
-//! SCTP to a virtual address and port) and replies from NAT real servers;
-//! everything else (ARP, the director's own traffic) stays with the kernel.
-//! Fwmark services are not classified yet. A frame the engine would
-//! [`Action::Pass`] cannot be handed back from AF_XDP: it is dropped and
-//! counted ([`WorkerCounters::passed`]).
+//! Two backends share everything but the sockets and the filter:
+//!
+//! * `--io xdp`: the XDP classifier redirects what rvs claims (service
+//!   traffic, replies of NAT real servers, ICMP errors about them) to one
+//!   AF_XDP socket per RX queue, and passes everything else to the kernel.
+//!   A frame the engine would [`Action::Pass`] cannot be handed back from
+//!   AF_XDP: it is dropped and counted as passed.
+//! * `--io packet`: an AF_PACKET socket per interface and worker (fanout by
+//!   flow hash when there are several workers) sees a copy of every frame;
+//!   an nftables table drops what rvs claims in front of the kernel's stack
+//!   ([`rvs_io::nft`]). `Action::Pass` means "the kernel has it". GRO is
+//!   turned off on the served interfaces while rvsd runs (merged frames are
+//!   longer than the MTU) and back on when it stops.
+//!
+//! Worker `q` serves RX queue `q` of every served interface (AF_XDP), or the
+//! `q`-th socket of every interface's fanout group (AF_PACKET). The engine
+//! stays behind the one state mutex, locked once per batch. Class sync and
+//! hop resolution happen in the sync thread only, once per change, and end
+//! with [`Shared::mark_synced`] so that rvsadm's change is acknowledged only
+//! once the filter holds it.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use rvs_core::engine::{Frame, Hop, PortConfig, PortId};
 use rvs_core::{Action, Engine};
 use rvs_io::neigh::{NextHop, Resolver};
+use rvs_io::nft::{Claims, FwmarkMatch, NftInterface, NftTable};
+use rvs_io::packet::{PacketConfig, PacketSocket};
 use rvs_io::xdp::Classifier;
-use rvs_io::xsk::{self, UmemConfig, Verdict, XskSocket};
+use rvs_io::xsk::{FrameBuf, UmemConfig, Verdict, XskSocket};
+use rvs_proto::{ClassifierCounters, DataPlaneWorker, Reply};
 use rvs_wire::EthernetAddress;
 
-use crate::classes::class_set;
+use crate::classes::{ClassSet, class_set};
 use crate::handler::State;
+use crate::held::{self, Held, HeldFrames};
+use crate::options::IoMode;
 use crate::server::Shared;
+use crate::system::Clock;
 
 /// Frames taken from one socket per batch.
 const BATCH: usize = 64;
-/// How long the worker sleeps without traffic, in milliseconds.
+/// How long a worker sleeps without traffic, in milliseconds.
 const IDLE_WAIT_MS: i32 = 10;
+/// How often the sync thread looks for table and neighbour changes.
+const SYNC_INTERVAL: Duration = Duration::from_millis(2);
+
+/// The packet I/O in use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// XDP classifier and AF_XDP sockets.
+    Xdp,
+    /// AF_PACKET sockets and nftables.
+    Packet,
+}
+
+impl Backend {
+    /// `xdp` or `packet`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Xdp => "xdp",
+            Backend::Packet => "packet",
+        }
+    }
+}
+
+/// What keeps the kernel from handling claimed frames.
+#[derive(Debug)]
+enum Filter {
+    Xdp(Box<Classifier>),
+    Nft(NftTable, GroOff),
+}
+
+/// Interfaces whose GRO `--io packet` turned off; turned back on when
+/// dropped. (A merged frame is longer than the MTU: AF_PACKET would see
+/// frames it cannot forward.)
+#[derive(Debug, Default)]
+struct GroOff(Vec<String>);
+
+impl GroOff {
+    /// Turn GRO off on `ifname` if it is on; a failure is logged, not fatal
+    /// (the interface may not support it, and then it merges nothing).
+    fn turn_off(&mut self, ifname: &str) {
+        match rvs_io::packet::gro(ifname) {
+            Ok(true) => match rvs_io::packet::set_gro(ifname, false) {
+                Ok(()) => {
+                    eprintln!("rvsd: {ifname}: generic receive offload turned off while serving");
+                    self.0.push(ifname.to_string());
+                }
+                Err(e) => eprintln!("rvsd: {ifname}: cannot turn GRO off: {e}"),
+            },
+            Ok(false) => {}
+            Err(e) => eprintln!("rvsd: {ifname}: cannot read the GRO setting: {e}"),
+        }
+    }
+}
+
+impl Drop for GroOff {
+    fn drop(&mut self) {
+        for ifname in &self.0 {
+            if let Err(e) = rvs_io::packet::set_gro(ifname, true) {
+                eprintln!("rvsd: {ifname}: cannot turn GRO back on: {e}");
+            }
+        }
+    }
+}
 
 /// One served interface.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Port {
     ifindex: u32,
-    /// Indexes into [`DataPlane::socks`], one per RX queue, by queue.
-    socks: Vec<usize>,
+    name: String,
+    /// RX queues (XDP sockets opened, or fanout members).
+    queues: u32,
 }
 
-/// The open data plane: what the worker owns.
+/// Counters of one worker, readable while it runs.
+#[derive(Debug, Default)]
+pub struct WorkerCounters {
+    /// Frames received.
+    pub rx: AtomicU64,
+    /// Frames queued for transmission.
+    pub tx: AtomicU64,
+    /// [`Action::Forward`]s.
+    pub forwarded: AtomicU64,
+    /// [`Action::Reply`]s.
+    pub replies: AtomicU64,
+    /// [`Action::Pass`]es (dropped with AF_XDP, left to the kernel with
+    /// AF_PACKET).
+    pub passed: AtomicU64,
+    /// [`Action::Drop`]s.
+    pub dropped: AtomicU64,
+    /// [`Action::NeedHop`]s (the frame is held while the hop resolves,
+    /// see [`crate::held`]).
+    pub need_hop: AtomicU64,
+    /// Copies the egress socket had no room for.
+    pub tx_full: AtomicU64,
+    /// Frames for an interface rvsd does not serve.
+    pub no_port: AtomicU64,
+}
+
+/// The same counters, counted locally during a batch.
+#[derive(Debug, Default, Clone, Copy)]
+struct Tally {
+    rx: u64,
+    tx: u64,
+    forwarded: u64,
+    replies: u64,
+    passed: u64,
+    dropped: u64,
+    need_hop: u64,
+    tx_full: u64,
+    no_port: u64,
+}
+
+impl WorkerCounters {
+    fn add(&self, t: &Tally) {
+        let r = Ordering::Relaxed;
+        self.rx.fetch_add(t.rx, r);
+        self.tx.fetch_add(t.tx, r);
+        self.forwarded.fetch_add(t.forwarded, r);
+        self.replies.fetch_add(t.replies, r);
+        self.passed.fetch_add(t.passed, r);
+        self.dropped.fetch_add(t.dropped, r);
+        self.need_hop.fetch_add(t.need_hop, r);
+        self.tx_full.fetch_add(t.tx_full, r);
+        self.no_port.fetch_add(t.no_port, r);
+    }
+
+    fn snapshot(&self, worker: u32) -> DataPlaneWorker {
+        let r = Ordering::Relaxed;
+        DataPlaneWorker {
+            worker,
+            rx: self.rx.load(r),
+            tx: self.tx.load(r),
+            forwarded: self.forwarded.load(r),
+            replies: self.replies.load(r),
+            passed: self.passed.load(r),
+            dropped: self.dropped.load(r),
+            need_hop: self.need_hop.load(r),
+            tx_full: self.tx_full.load(r),
+            no_port: self.no_port.load(r),
+        }
+    }
+}
+
+/// What the workers, the sync thread and the control server share.
 #[derive(Debug)]
-pub struct DataPlane {
+pub struct DpShared {
+    backend: Backend,
     resolver: Resolver,
     ports: Vec<Port>,
-    socks: Vec<XskSocket>,
-    /// The port of each socket (index into `ports`).
-    sock_port: Vec<usize>,
-    // Dropped after the sockets (fields drop in order): detaches XDP.
-    classifier: Classifier,
+    workers: Vec<Arc<WorkerCounters>>,
+    /// `None` once shut down (the classifier detached, the table deleted).
+    filter: Mutex<Option<Filter>>,
+    /// Addresses that needed a hop and have none yet.
+    wanted: Mutex<HashSet<IpAddr>>,
 }
 
-/// What the worker counts beyond the engine's counters.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct WorkerCounters {
-    /// Frames the engine passed (dropped: AF_XDP cannot give them back).
-    pub passed: u64,
-    /// Frames the engine forwarded to a port rvsd does not serve.
-    pub no_port: u64,
-    /// Copies the TX ring of the egress socket had no room for.
-    pub tx_full: u64,
+impl DpShared {
+    /// The backend in use.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    fn filter(&self) -> MutexGuard<'_, Option<Filter>> {
+        self.filter.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn wanted(&self) -> MutexGuard<'_, HashSet<IpAddr>> {
+        self.wanted.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn classifier_counters(&self) -> Option<ClassifierCounters> {
+        match &*self.filter() {
+            Some(Filter::Xdp(c)) => c.stats().ok().map(|s| ClassifierCounters {
+                redirected: s.redirected,
+                passed: s.passed,
+                no_socket: s.no_socket,
+                malformed: s.malformed,
+                fragments: s.fragments,
+            }),
+            _ => None,
+        }
+    }
+
+    /// The reply to `Request::DataPlaneStats`.
+    pub fn report(&self) -> Reply {
+        Reply::DataPlaneStats {
+            mode: self.backend.name().into(),
+            workers: self
+                .workers
+                .iter()
+                .enumerate()
+                .map(|(i, w)| w.snapshot(i as u32))
+                .collect(),
+            classifier: self.classifier_counters(),
+        }
+    }
+}
+
+/// A socket of a worker.
+#[derive(Debug)]
+enum Sock {
+    Xsk(Box<XskSocket>),
+    Packet(PacketSocket),
+}
+
+impl Sock {
+    fn rx_batch(
+        &mut self,
+        max: usize,
+        f: impl FnMut(&mut FrameBuf<'_>) -> Verdict,
+    ) -> Result<usize, String> {
+        match self {
+            Sock::Xsk(s) => s.rx_batch(max, f).map_err(|e| e.to_string()),
+            Sock::Packet(s) => s.rx_batch(max, f).map_err(|e| e.to_string()),
+        }
+    }
+
+    fn tx_copy(&mut self, frame: &[u8]) -> bool {
+        match self {
+            Sock::Xsk(s) => s.tx_copy(frame),
+            Sock::Packet(s) => s.tx_copy(frame),
+        }
+    }
+
+    fn flush(&mut self) -> Result<(), String> {
+        match self {
+            Sock::Xsk(s) => s.flush().map_err(|e| e.to_string()),
+            Sock::Packet(s) => s.flush().map_err(|e| e.to_string()),
+        }
+    }
+
+    /// Frames dropped at send time, counted by the socket (AF_PACKET:
+    /// refused by the kernel in `flush`; AF_XDP counts them at `tx_copy`).
+    fn tx_dropped(&self) -> u64 {
+        match self {
+            Sock::Xsk(_) => 0,
+            Sock::Packet(s) => s.stats().tx_dropped,
+        }
+    }
+
+    fn fd(&self) -> RawFd {
+        match self {
+            Sock::Xsk(s) => s.fd(),
+            Sock::Packet(s) => s.fd(),
+        }
+    }
+
+    fn ifname(&self) -> &str {
+        match self {
+            Sock::Xsk(s) => s.ifname(),
+            Sock::Packet(s) => s.ifname(),
+        }
+    }
+}
+
+/// The sockets of one worker: per served port (by index), the socket it
+/// transmits with, which also receives unless it is a transmit-only
+/// AF_PACKET socket (an XDP worker for a queue that port does not have).
+#[derive(Debug)]
+struct WorkerSocks {
+    socks: Vec<Sock>,
+    receives: Vec<bool>,
+}
+
+/// The open data plane, not yet running.
+#[derive(Debug)]
+pub struct DataPlane {
+    shared: Arc<DpShared>,
+    workers: Vec<WorkerSocks>,
+    why: String,
+}
+
+/// The running data plane: its threads.
+#[derive(Debug)]
+pub struct Running {
+    shared: Arc<DpShared>,
+    threads: Vec<JoinHandle<()>>,
 }
 
 fn port_config(resolver: &Resolver, ifindex: u32) -> Option<PortConfig> {
@@ -86,166 +356,348 @@ fn hop_of(h: &NextHop) -> Hop {
     }
 }
 
-impl DataPlane {
-    /// Attach the classifier to `interfaces`, open a socket per RX queue,
-    /// and declare the interfaces to the engine of `state`.
-    pub fn open(interfaces: &[String], state: &mut State) -> Result<DataPlane, String> {
-        let resolver =
-            Resolver::start().map_err(|e| format!("cannot start the neighbour resolver: {e}"))?;
-        let mut classifier = Classifier::attach(interfaces)
-            .map_err(|e| format!("cannot attach the XDP classifier: {e}"))?;
-        let mut ports = Vec::new();
-        let mut socks = Vec::new();
-        let mut sock_port = Vec::new();
-        let mut base = 0u32;
-        for name in interfaces {
+/// RX queues of `name`, at least 1.
+fn queues_of(name: &str) -> Result<u32, String> {
+    XskSocket::queue_count(name)
+        .map(|n| n.max(1))
+        .map_err(|e| format!("{name}: cannot count RX queues: {e}"))
+}
+
+/// The served ports, as the resolver knows them.
+fn ports_of(resolver: &Resolver, interfaces: &[String]) -> Result<Vec<Port>, String> {
+    interfaces
+        .iter()
+        .map(|name| {
             let info = resolver
                 .interface_by_name(name)
                 .ok_or_else(|| format!("{name}: interface not found by the resolver"))?;
-            let ifindex = info.ifindex;
-            let queues = XskSocket::queue_count(name)
-                .map_err(|e| format!("{name}: cannot count RX queues: {e}"))?
-                .max(1);
-            classifier
-                .set_if_base(ifindex, base)
-                .map_err(|e| format!("{name}: {e}"))?;
-            let mut port_socks = Vec::new();
-            for q in 0..queues {
-                let s = XskSocket::open(name, q, &UmemConfig::default()).map_err(|e| {
-                    format!("{name}: cannot open an AF_XDP socket on queue {q}: {e}")
-                })?;
-                classifier
-                    .xsk_map_set(base + q, s.fd())
-                    .map_err(|e| format!("{name} queue {q}: {e}"))?;
-                port_socks.push(socks.len());
-                sock_port.push(ports.len());
-                socks.push(s);
-            }
-            base += queues;
-            let cfg = port_config(&resolver, ifindex)
-                .ok_or_else(|| format!("{name}: interface not found by the resolver"))?;
-            state.engine_mut().set_port(PortId(ifindex), cfg);
-            ports.push(Port {
-                ifindex,
-                socks: port_socks,
-            });
+            Ok(Port {
+                ifindex: info.ifindex,
+                name: name.clone(),
+                queues: queues_of(name)?,
+            })
+        })
+        .collect()
+}
+
+/// The fwmark rules to claim, as the classifier and the nftables table
+/// take them.
+fn nft_claims(set: &ClassSet) -> Vec<FwmarkMatch> {
+    set.fwmark
+        .iter()
+        .map(|r| FwmarkMatch {
+            addr: r.addr,
+            prefix_len: r.prefix_len,
+            proto: r.proto.map(|p| p.number()),
+            dports: r.dports.clone(),
+            iif: r.iif,
+        })
+        .collect()
+}
+
+impl DataPlane {
+    /// Open the data plane of `mode` (not `None`) on `interfaces` and declare
+    /// the interfaces to the engine of `state`. `Auto` tries XDP, then
+    /// AF_PACKET, and says why in [`describe`](Self::describe).
+    pub fn open(
+        mode: IoMode,
+        interfaces: &[String],
+        state: &mut State,
+    ) -> Result<DataPlane, String> {
+        let resolver =
+            Resolver::start().map_err(|e| format!("cannot start the neighbour resolver: {e}"))?;
+        let ports = ports_of(&resolver, interfaces)?;
+        let (backend, (filter, workers), why) =
+            choose(mode, || open_xdp(&ports), || open_packet(&ports))?;
+        for p in &ports {
+            let cfg = port_config(&resolver, p.ifindex)
+                .ok_or_else(|| format!("{}: interface not found by the resolver", p.name))?;
+            state.engine_mut().set_port(PortId(p.ifindex), cfg);
         }
-        Ok(DataPlane {
+        let shared = Arc::new(DpShared {
+            backend,
             resolver,
             ports,
-            socks,
-            sock_port,
-            classifier,
+            workers: workers
+                .iter()
+                .map(|_| Arc::new(WorkerCounters::default()))
+                .collect(),
+            filter: Mutex::new(Some(filter)),
+            wanted: Mutex::new(HashSet::new()),
+        });
+        Ok(DataPlane {
+            shared,
+            workers,
+            why,
         })
     }
 
-    /// A description for the log.
+    /// The backend chosen.
+    pub fn backend(&self) -> Backend {
+        self.shared.backend
+    }
+
+    /// A description for the log: backend, why, interfaces and workers.
     pub fn describe(&self) -> String {
         let mut parts = Vec::new();
-        for a in self.classifier.attachments() {
-            let q = self
-                .ports
-                .iter()
-                .find(|p| p.ifindex == a.ifindex)
-                .map_or(0, |p| p.socks.len());
-            parts.push(format!("{} ({:?} mode, {q} queue(s))", a.iface, a.mode));
+        let filter = self.shared.filter();
+        for p in &self.shared.ports {
+            let mode = match &*filter {
+                Some(Filter::Xdp(c)) => c
+                    .attachments()
+                    .iter()
+                    .find(|a| a.ifindex == p.ifindex)
+                    .map(|a| format!("XDP {:?} mode, ", a.mode))
+                    .unwrap_or_default(),
+                _ => String::new(),
+            };
+            parts.push(format!("{} ({mode}{} queue(s))", p.name, p.queues));
         }
-        parts.join(", ")
+        format!(
+            "{} — {}; {}; {} worker thread(s)",
+            match self.shared.backend {
+                Backend::Xdp => "AF_XDP",
+                Backend::Packet => "AF_PACKET + nftables",
+            },
+            self.why,
+            parts.join(", "),
+            self.workers.len()
+        )
     }
 
-    /// Run the worker until shutdown.
-    pub fn spawn(self, shared: Arc<Shared>) -> std::io::Result<JoinHandle<()>> {
-        shared.set_dataplane_active();
-        std::thread::Builder::new()
-            .name("dataplane".into())
+    /// Start the sync thread and the workers; they run until shutdown.
+    pub fn spawn(self, shared: Arc<Shared>) -> Result<Running, String> {
+        shared.set_dataplane(Arc::clone(&self.shared));
+        let mut threads = Vec::new();
+        let dp = Arc::clone(&self.shared);
+        let sh = Arc::clone(&shared);
+        let t = std::thread::Builder::new()
+            .name("dp-sync".into())
             .spawn(move || {
-                let mut w = Worker::new(self);
-                w.run(&shared);
+                let mut sync = Sync::default();
+                while !sh.stopping() {
+                    sync.run_once(&dp, &sh);
+                    std::thread::sleep(SYNC_INTERVAL);
+                }
             })
+            .map_err(|e| format!("cannot start a thread: {e}"))?;
+        threads.push(t);
+        for (i, socks) in self.workers.into_iter().enumerate() {
+            let dp = Arc::clone(&self.shared);
+            let sh = Arc::clone(&shared);
+            let t = std::thread::Builder::new()
+                .name(format!("dp-worker-{i}"))
+                .spawn(move || Worker::new(i, socks, dp).run(&sh))
+                .map_err(|e| format!("cannot start a thread: {e}"))?;
+            threads.push(t);
+        }
+        Ok(Running {
+            shared: self.shared,
+            threads,
+        })
     }
 }
 
-/// A frame to copy out of another socket after the batch.
-struct Pending {
-    sock: usize,
-    bytes: Vec<u8>,
+impl Running {
+    /// Join the threads (they stop with the shared stop flag), log the
+    /// counters, then detach the classifier or delete the nftables table.
+    pub fn stop(self) {
+        for t in self.threads {
+            if t.join().is_err() {
+                eprintln!("rvsd: a data plane thread panicked");
+            }
+        }
+        for (i, w) in self.shared.workers.iter().enumerate() {
+            let s = w.snapshot(i as u32);
+            eprintln!(
+                "rvsd: worker {i}: rx {}, tx {}, forwarded {}, replies {}, passed {}, dropped {}, \
+                 need-hop {}, tx-full {}, no-port {}",
+                s.rx,
+                s.tx,
+                s.forwarded,
+                s.replies,
+                s.passed,
+                s.dropped,
+                s.need_hop,
+                s.tx_full,
+                s.no_port
+            );
+        }
+        if self.shared.backend == Backend::Xdp {
+            match self.shared.classifier_counters() {
+                Some(c) => eprintln!(
+                    "rvsd: classifier: redirected {}, passed {}, no socket {}, malformed {}, fragments {}",
+                    c.redirected, c.passed, c.no_socket, c.malformed, c.fragments
+                ),
+                None => eprintln!("rvsd: classifier counters unavailable"),
+            }
+        }
+        let filter = self.shared.filter().take();
+        match filter {
+            Some(Filter::Nft(t, gro)) => {
+                if let Err(e) = t.remove() {
+                    eprintln!("rvsd: cannot delete the nftables table: {e}");
+                }
+                drop(gro);
+            }
+            Some(Filter::Xdp(c)) => (*c).detach(),
+            None => {}
+        }
+        let total = |f: fn(&DataPlaneWorker) -> u64| -> u64 {
+            self.shared
+                .workers
+                .iter()
+                .enumerate()
+                .map(|(i, w)| f(&w.snapshot(i as u32)))
+                .sum()
+        };
+        let passed_as = match self.shared.backend {
+            // AF_XDP cannot hand a frame back to the kernel.
+            Backend::Xdp => "passed to no one",
+            Backend::Packet => "left to the kernel",
+        };
+        eprintln!(
+            "rvsd: data plane stopped ({passed_as}: {}, to unserved ports: {}, tx full: {})",
+            total(|w| w.passed),
+            total(|w| w.no_port),
+            total(|w| w.tx_full)
+        );
+    }
 }
 
-struct Worker {
-    dp: DataPlane,
-    /// Socket index of each served ifindex's queue 0, by ifindex.
-    port_of_ifindex: HashMap<u32, usize>,
-    pending: Vec<Pending>,
-    /// Spare buffers for `pending`.
-    spare: Vec<Vec<u8>>,
-    /// Addresses that needed a hop and have none yet.
-    wanted: HashSet<IpAddr>,
+/// Pick the backend of `mode` (not `None`): the one asked for, or for
+/// `Auto` XDP if `xdp` opens it, else AF_PACKET. Returns the backend, what
+/// the opener gave, and why (for the log).
+fn choose<T>(
+    mode: IoMode,
+    xdp: impl FnOnce() -> Result<T, String>,
+    packet: impl FnOnce() -> Result<T, String>,
+) -> Result<(Backend, T, String), String> {
+    match mode {
+        IoMode::Xdp => Ok((Backend::Xdp, xdp()?, "asked for (--io xdp)".into())),
+        IoMode::Packet => Ok((Backend::Packet, packet()?, "asked for (--io packet)".into())),
+        IoMode::Auto => match xdp() {
+            Ok(t) => Ok((
+                Backend::Xdp,
+                t,
+                "--io auto: the XDP classifier attached and the AF_XDP sockets opened".into(),
+            )),
+            Err(xdp_err) => match packet() {
+                Ok(t) => Ok((
+                    Backend::Packet,
+                    t,
+                    format!("--io auto: XDP is unavailable ({xdp_err}); using AF_PACKET"),
+                )),
+                Err(packet_err) => Err(format!(
+                    "no packet I/O works: xdp: {xdp_err}; packet: {packet_err} \
+                     (use --io none for the control plane only)"
+                )),
+            },
+        },
+        IoMode::None => Err("--io none has no data plane".into()),
+    }
+}
+
+/// Attach the classifier and open a socket per RX queue; worker `q` gets
+/// queue `q` of every port, or a transmit-only AF_PACKET socket for a port
+/// with fewer queues.
+fn open_xdp(ports: &[Port]) -> Result<(Filter, Vec<WorkerSocks>), String> {
+    let names: Vec<String> = ports.iter().map(|p| p.name.clone()).collect();
+    let mut classifier =
+        Classifier::attach(&names).map_err(|e| format!("cannot attach the XDP classifier: {e}"))?;
+    let n = ports.iter().map(|p| p.queues).max().unwrap_or(1).max(1);
+    let mut workers: Vec<WorkerSocks> = (0..n)
+        .map(|_| WorkerSocks {
+            socks: Vec::new(),
+            receives: Vec::new(),
+        })
+        .collect();
+    let mut base = 0u32;
+    for p in ports {
+        classifier
+            .set_if_base(p.ifindex, base)
+            .map_err(|e| format!("{}: {e}", p.name))?;
+        for (q, w) in (0..n).zip(workers.iter_mut()) {
+            if q < p.queues {
+                let s = XskSocket::open(&p.name, q, &UmemConfig::default()).map_err(|e| {
+                    format!("{}: cannot open an AF_XDP socket on queue {q}: {e}", p.name)
+                })?;
+                classifier
+                    .xsk_map_set(base + q, s.fd())
+                    .map_err(|e| format!("{} queue {q}: {e}", p.name))?;
+                w.socks.push(Sock::Xsk(Box::new(s)));
+                w.receives.push(true);
+            } else {
+                let s = PacketSocket::open_tx_only(&p.name, &PacketConfig::default())
+                    .map_err(|e| format!("{}: {e}", p.name))?;
+                w.socks.push(Sock::Packet(s));
+                w.receives.push(false);
+            }
+        }
+        base += p.queues;
+    }
+    Ok((Filter::Xdp(Box::new(classifier)), workers))
+}
+
+/// Install the nftables table, turn GRO off, and open the AF_PACKET
+/// sockets: one per port and worker, the workers of a port in one fanout
+/// group.
+fn open_packet(ports: &[Port]) -> Result<(Filter, Vec<WorkerSocks>), String> {
+    let table = NftTable::install(
+        ports
+            .iter()
+            .map(|p| NftInterface {
+                name: p.name.clone(),
+                ifindex: p.ifindex,
+            })
+            .collect(),
+    )
+    .map_err(|e| e.to_string())?;
+    let mut gro = GroOff::default();
+    for p in ports {
+        gro.turn_off(&p.name);
+    }
+    let n = ports.iter().map(|p| p.queues).max().unwrap_or(1).max(1);
+    let mut workers: Vec<WorkerSocks> = (0..n)
+        .map(|_| WorkerSocks {
+            socks: Vec::new(),
+            receives: Vec::new(),
+        })
+        .collect();
+    for p in ports {
+        let mut group = None;
+        for w in workers.iter_mut() {
+            let mut s = PacketSocket::open(&p.name, &PacketConfig::default())
+                .map_err(|e| format!("{}: {e}", p.name))?;
+            if n > 1 {
+                group = Some(
+                    s.join_fanout(group)
+                        .map_err(|e| format!("{}: {e}", p.name))?,
+                );
+            }
+            w.socks.push(Sock::Packet(s));
+            w.receives.push(true);
+        }
+    }
+    Ok((Filter::Nft(table, gro), workers))
+}
+
+/// The sync thread's memory: what it last put into the filter and engine.
+#[derive(Debug, Default)]
+struct Sync {
     config_gen: Option<u64>,
     resolver_gen: Option<u64>,
-    counters: WorkerCounters,
 }
 
-impl Worker {
-    fn new(dp: DataPlane) -> Worker {
-        let port_of_ifindex = dp
-            .ports
-            .iter()
-            .enumerate()
-            .map(|(i, p)| (p.ifindex, i))
-            .collect();
-        Worker {
-            dp,
-            port_of_ifindex,
-            pending: Vec::new(),
-            spare: Vec::new(),
-            wanted: HashSet::new(),
-            config_gen: None,
-            resolver_gen: None,
-            counters: WorkerCounters::default(),
-        }
-    }
-
-    fn run(&mut self, shared: &Shared) {
-        let clock = shared.clock();
-        while !shared.stopping() {
-            {
-                let socks: Vec<&XskSocket> = self.dp.socks.iter().collect();
-                if let Err(e) = xsk::wait_readable(&socks, IDLE_WAIT_MS) {
-                    eprintln!("rvsd: data plane: poll: {e}");
-                    std::thread::sleep(std::time::Duration::from_millis(IDLE_WAIT_MS as u64));
-                }
-            }
-            self.housekeeping(shared);
-            for si in 0..self.dp.socks.len() {
-                self.batch(si, shared, clock);
-            }
-            for s in &mut self.dp.socks {
-                if let Err(e) = s.flush() {
-                    eprintln!("rvsd: data plane: {} flush: {e}", s.ifname());
-                }
-            }
-        }
-        eprintln!(
-            "rvsd: data plane stopped (passed to no one: {}, to unserved ports: {}, tx full: {})",
-            self.counters.passed, self.counters.no_port, self.counters.tx_full
-        );
-        match self.dp.classifier.stats() {
-            Ok(c) => eprintln!(
-                "rvsd: classifier: redirected {}, passed {}, no socket {}, malformed {}, fragments {}",
-                c.redirected, c.passed, c.no_socket, c.malformed, c.fragments
-            ),
-            Err(e) => eprintln!("rvsd: classifier counters unavailable: {e}"),
-        }
-    }
-
-    /// Hops, ports and classifier maps in step with the resolver and the table.
-    fn housekeeping(&mut self, shared: &Shared) {
-        let rgen = self.dp.resolver.generation();
+impl Sync {
+    /// Hops, ports and the filter in step with the resolver and the table.
+    fn run_once(&mut self, dp: &DpShared, shared: &Shared) {
+        let rgen = dp.resolver.generation();
         let resolver_changed = self.resolver_gen != Some(rgen);
         let mut found = Vec::new();
         if !resolver_changed {
-            for a in &self.wanted {
-                if let Some(h) = self.dp.resolver.lookup(*a) {
+            for a in dp.wanted().iter() {
+                if let Some(h) = dp.resolver.lookup(*a) {
                     found.push((*a, h));
                 }
             }
@@ -256,18 +708,22 @@ impl Worker {
             return;
         }
         let engine = state.engine_mut();
-        for (a, h) in &found {
-            engine.set_hop(*a, hop_of(h));
-            self.wanted.remove(a);
+        if !found.is_empty() {
+            let mut wanted = dp.wanted();
+            for (a, h) in &found {
+                engine.set_hop(*a, hop_of(h));
+                wanted.remove(a);
+            }
         }
         if resolver_changed {
             self.resolver_gen = Some(rgen);
-            for (a, h) in self.dp.resolver.hops() {
+            let mut wanted = dp.wanted();
+            for (a, h) in dp.resolver.hops() {
                 engine.set_hop(a, hop_of(&h));
-                self.wanted.remove(&a);
+                wanted.remove(&a);
             }
-            for p in &self.dp.ports {
-                if let Some(cfg) = port_config(&self.dp.resolver, p.ifindex) {
+            for p in &dp.ports {
+                if let Some(cfg) = port_config(&dp.resolver, p.ifindex) {
                     engine.set_port(PortId(p.ifindex), cfg);
                 }
             }
@@ -277,36 +733,146 @@ impl Worker {
             let set = class_set(engine);
             drop(state);
             // Start resolving real servers now, before their first packet.
-            for &d in &set.dests {
-                if self.dp.resolver.lookup(d).is_none() {
-                    self.wanted.insert(d);
+            {
+                let mut wanted = dp.wanted();
+                for &d in &set.dests {
+                    if dp.resolver.lookup(d).is_none() {
+                        wanted.insert(d);
+                    }
                 }
             }
-            if let Err(e) = self.dp.classifier.set_services(&set.services) {
-                eprintln!("rvsd: data plane: cannot update the service map: {e}");
-            }
-            if let Err(e) = self.dp.classifier.set_nat_sources(&set.nat) {
-                eprintln!("rvsd: data plane: cannot update the NAT source map: {e}");
+            match &mut *dp.filter() {
+                Some(Filter::Xdp(c)) => {
+                    if let Err(e) = c.set_services(&set.services) {
+                        eprintln!("rvsd: data plane: cannot update the service map: {e}");
+                    }
+                    if let Err(e) = c.set_nat_sources(&set.nat) {
+                        eprintln!("rvsd: data plane: cannot update the NAT source map: {e}");
+                    }
+                    if let Err(e) = c.set_fwmark_rules(&nft_claims(&set)) {
+                        eprintln!("rvsd: data plane: cannot update the fwmark maps: {e}");
+                    }
+                }
+                Some(Filter::Nft(t, _)) => {
+                    let fwmark = nft_claims(&set);
+                    let claims = Claims {
+                        services: &set.services,
+                        nat: &set.nat,
+                        fwmark: &fwmark,
+                    };
+                    if let Err(e) = t.set(&claims) {
+                        eprintln!("rvsd: data plane: cannot update the nftables table: {e}");
+                    }
+                }
+                None => {}
             }
             shared.mark_synced(cgen);
         }
     }
+}
 
-    /// One batch of socket `si`.
-    fn batch(&mut self, si: usize, shared: &Shared, clock: crate::system::Clock) {
-        let port = &self.dp.ports[self.dp.sock_port[si]];
-        let ingress = PortId(port.ifindex);
-        let queue = self.dp.socks[si].queue() as usize;
-        let mut guard = None::<std::sync::MutexGuard<'_, State>>;
+/// A frame to copy out of another socket after the batch.
+struct Pending {
+    sock: usize,
+    bytes: Vec<u8>,
+}
+
+struct Worker {
+    index: usize,
+    socks: Vec<Sock>,
+    receives: Vec<bool>,
+    dp: Arc<DpShared>,
+    counters: Arc<WorkerCounters>,
+    /// Port index of each served ifindex.
+    port_of_ifindex: std::collections::HashMap<u32, usize>,
+    pending: Vec<Pending>,
+    /// Spare buffers for `pending`.
+    spare: Vec<Vec<u8>>,
+    /// Addresses that needed a hop during the batch.
+    need: Vec<IpAddr>,
+    /// Frames waiting for a hop.
+    held: HeldFrames,
+    /// Held frames whose hop is known, being processed again.
+    ready: Vec<Held>,
+}
+
+impl Worker {
+    fn new(index: usize, socks: WorkerSocks, dp: Arc<DpShared>) -> Worker {
+        let port_of_ifindex = dp
+            .ports
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.ifindex, i))
+            .collect();
+        let counters = Arc::clone(&dp.workers[index]);
+        Worker {
+            index,
+            socks: socks.socks,
+            receives: socks.receives,
+            dp,
+            counters,
+            port_of_ifindex,
+            pending: Vec::new(),
+            spare: Vec::new(),
+            need: Vec::new(),
+            held: HeldFrames::default(),
+            ready: Vec::new(),
+        }
+    }
+
+    fn run(&mut self, shared: &Shared) {
+        let clock = shared.clock();
+        let fds: Vec<RawFd> = self
+            .socks
+            .iter()
+            .zip(&self.receives)
+            .filter(|(_, r)| **r)
+            .map(|(s, _)| s.fd())
+            .collect();
+        let mut dropped_seen = vec![0u64; self.socks.len()];
+        while !shared.stopping() {
+            if let Err(e) = rvs_io::packet::wait_readable(&fds, IDLE_WAIT_MS) {
+                eprintln!("rvsd: worker {}: {e}", self.index);
+                std::thread::sleep(Duration::from_millis(IDLE_WAIT_MS as u64));
+            }
+            for si in 0..self.socks.len() {
+                if self.receives[si] {
+                    self.batch(si, shared, clock);
+                }
+            }
+            if !self.held.is_empty() {
+                self.release_held(shared, clock);
+            }
+            for (s, seen) in self.socks.iter_mut().zip(&mut dropped_seen) {
+                if let Err(e) = s.flush() {
+                    eprintln!("rvsd: worker {}: {} flush: {e}", self.index, s.ifname());
+                }
+                // What the kernel refused to send counts as no room.
+                let dropped = s.tx_dropped();
+                if dropped > *seen {
+                    self.counters
+                        .tx_full
+                        .fetch_add(dropped - *seen, Ordering::Relaxed);
+                    *seen = dropped;
+                }
+            }
+        }
+    }
+
+    /// One batch of socket `si` (the socket of port `si`).
+    fn batch(&mut self, si: usize, shared: &Shared, clock: Clock) {
+        let ingress = PortId(self.dp.ports[si].ifindex);
+        let mut guard = None::<MutexGuard<'_, State>>;
         let mut now = None;
-        let ports = &self.dp.ports;
+        let mut t = Tally::default();
         let port_of_ifindex = &self.port_of_ifindex;
         let pending = &mut self.pending;
         let spare = &mut self.spare;
-        let wanted = &mut self.wanted;
-        let counters = &mut self.counters;
+        let need = &mut self.need;
+        let held = &mut self.held;
         let resolver = &self.dp.resolver;
-        let res = self.dp.socks[si].rx_batch(BATCH, |fb| {
+        let res = self.socks[si].rx_batch(BATCH, |fb| {
+            t.rx += 1;
             // Lock once per batch, and only when there is a frame.
             let state = guard.get_or_insert_with(|| shared.lock());
             let now = *now.get_or_insert_with(|| clock.now());
@@ -324,49 +890,238 @@ impl Worker {
             );
             let (egress, bytes) = match action {
                 Action::Forward { port, start, len } => {
+                    t.forwarded += 1;
                     if port == ingress {
+                        t.tx += 1;
                         return Verdict::TxSame { start, len };
                     }
                     (port, &fb.buf()[start..start + len])
                 }
-                Action::Reply { port, len } => (port, engine.reply_frame(len)),
+                Action::Reply { port, len } => {
+                    t.replies += 1;
+                    (port, engine.reply_frame(len))
+                }
                 Action::Pass => {
-                    counters.passed += 1;
+                    t.passed += 1;
                     return Verdict::Drop;
                 }
-                Action::Drop(_) => return Verdict::Drop,
+                Action::Drop(_) => {
+                    t.dropped += 1;
+                    return Verdict::Drop;
+                }
                 Action::NeedHop(a) => {
-                    // Starts the resolution; housekeeping hands the hop to
-                    // the engine once it is known.
+                    // Starts the resolution; the sync thread hands the hop
+                    // to the engine once it is known, and the held copy of
+                    // the (untouched) frame is processed again then.
+                    t.need_hop += 1;
                     let _ = resolver.lookup(a);
-                    wanted.insert(a);
+                    need.push(a);
+                    t.dropped +=
+                        held.hold(a, ingress, &fb.buf()[start..start + len], Instant::now());
                     return Verdict::Drop;
                 }
             };
             let Some(&pi) = port_of_ifindex.get(&egress.0) else {
-                counters.no_port += 1;
+                t.no_port += 1;
                 return Verdict::Drop;
             };
-            let socks = &ports[pi].socks;
-            let sock = socks[queue % socks.len()];
             let mut b = spare.pop().unwrap_or_default();
             b.clear();
             b.extend_from_slice(bytes);
-            pending.push(Pending { sock, bytes: b });
+            pending.push(Pending { sock: pi, bytes: b });
             Verdict::Done
         });
         drop(guard);
         if let Err(e) = res {
             eprintln!(
-                "rvsd: data plane: {} receive: {e}",
-                self.dp.socks[si].ifname()
+                "rvsd: worker {}: {} receive: {e}",
+                self.index,
+                self.socks[si].ifname()
             );
         }
+        self.send_pending(&mut t);
+        if !self.need.is_empty() {
+            self.dp.wanted().extend(self.need.drain(..));
+        }
+        if t.rx > 0 {
+            self.counters.add(&t);
+        }
+    }
+}
+
+impl Worker {
+    /// Copy the frames of `pending` out of their egress sockets.
+    fn send_pending(&mut self, t: &mut Tally) {
         for p in self.pending.drain(..) {
-            if !self.dp.socks[p.sock].tx_copy(&p.bytes) {
-                self.counters.tx_full += 1;
+            if self.socks[p.sock].tx_copy(&p.bytes) {
+                t.tx += 1;
+            } else {
+                t.tx_full += 1;
             }
             self.spare.push(p.bytes);
         }
+    }
+
+    /// Process again the held frames whose next hop is now known; drop
+    /// those that waited too long.
+    fn release_held(&mut self, shared: &Shared, clock: Clock) {
+        let mut t = Tally::default();
+        let mut state = shared.lock();
+        let engine: &mut Engine = state.engine_mut();
+        t.dropped += self
+            .held
+            .take_ready(Instant::now(), |a| engine.has_hop(a), &mut self.ready);
+        if self.ready.is_empty() {
+            drop(state);
+            self.counters.add(&t);
+            return;
+        }
+        let now = clock.now();
+        for mut h in self.ready.drain(..) {
+            let len = h.len();
+            let action = engine.process(
+                Frame {
+                    buf: &mut h.buf,
+                    start: held::HEADROOM,
+                    len,
+                    ingress: h.ingress,
+                    fwmark: 0,
+                },
+                now,
+            );
+            let out = match action {
+                Action::Forward { port, start, len } => {
+                    t.forwarded += 1;
+                    Some((port, &h.buf[start..start + len]))
+                }
+                Action::Reply { port, len } => {
+                    t.replies += 1;
+                    Some((port, engine.reply_frame(len)))
+                }
+                Action::NeedHop(a) => {
+                    // Another hop is missing now (rare): hold it again.
+                    t.need_hop += 1;
+                    self.need.push(a);
+                    let frame = h.buf[held::HEADROOM..].to_vec();
+                    t.dropped += self.held.hold(a, h.ingress, &frame, h.since);
+                    None
+                }
+                Action::Pass => {
+                    t.passed += 1;
+                    None
+                }
+                Action::Drop(_) => {
+                    t.dropped += 1;
+                    None
+                }
+            };
+            if let Some((port, bytes)) = out {
+                match self.port_of_ifindex.get(&port.0) {
+                    Some(&pi) => {
+                        let mut b = self.spare.pop().unwrap_or_default();
+                        b.clear();
+                        b.extend_from_slice(bytes);
+                        self.pending.push(Pending { sock: pi, bytes: b });
+                    }
+                    None => t.no_port += 1,
+                }
+            }
+            self.held.recycle(h.buf);
+        }
+        drop(state);
+        self.send_pending(&mut t);
+        if !self.need.is_empty() {
+            self.dp.wanted().extend(self.need.drain(..));
+        }
+        self.counters.add(&t);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_falls_back_to_packet() {
+        let ok = || Ok::<u8, String>(1);
+        let bad = || Err::<u8, String>("no AF_XDP".into());
+        let bad2 = || Err::<u8, String>("no nft".into());
+        let (b, _, why) = choose(IoMode::Auto, ok, bad2).unwrap();
+        assert_eq!(b, Backend::Xdp);
+        assert!(why.contains("auto"), "{why}");
+        let (b, _, why) = choose(IoMode::Auto, bad, ok).unwrap();
+        assert_eq!(b, Backend::Packet);
+        assert!(why.contains("no AF_XDP"), "{why}");
+        let e = choose(IoMode::Auto, bad, bad2).unwrap_err();
+        assert!(
+            e.contains("no AF_XDP") && e.contains("no nft") && e.contains("--io none"),
+            "{e}"
+        );
+        // An explicit mode never falls back.
+        assert_eq!(choose(IoMode::Xdp, bad, ok).unwrap_err(), "no AF_XDP");
+        assert_eq!(choose(IoMode::Packet, ok, bad2).unwrap_err(), "no nft");
+        assert_eq!(choose(IoMode::Packet, bad, ok).unwrap().0, Backend::Packet);
+        assert!(choose(IoMode::None, ok, ok).is_err());
+    }
+
+    #[test]
+    fn counters_add_up() {
+        let c = WorkerCounters::default();
+        let t = Tally {
+            rx: 3,
+            tx: 2,
+            forwarded: 2,
+            replies: 1,
+            passed: 1,
+            dropped: 4,
+            need_hop: 5,
+            tx_full: 6,
+            no_port: 7,
+        };
+        c.add(&t);
+        c.add(&t);
+        let s = c.snapshot(1);
+        assert_eq!(
+            s,
+            DataPlaneWorker {
+                worker: 1,
+                rx: 6,
+                tx: 4,
+                forwarded: 4,
+                replies: 2,
+                passed: 2,
+                dropped: 8,
+                need_hop: 10,
+                tx_full: 12,
+                no_port: 14,
+            }
+        );
+    }
+
+    #[test]
+    fn fwmark_rules_become_nft_matches() {
+        use rvs_core::fwmark::FwmarkRule;
+        use rvs_core::types::Protocol;
+        let set = ClassSet {
+            fwmark: vec![FwmarkRule {
+                addr: "10.1.0.0".parse().unwrap(),
+                prefix_len: 24,
+                proto: Some(Protocol::Tcp),
+                dports: vec![80],
+                iif: Some(4),
+                mark: 7,
+            }],
+            ..ClassSet::default()
+        };
+        assert_eq!(
+            nft_claims(&set),
+            vec![FwmarkMatch {
+                addr: "10.1.0.0".parse().unwrap(),
+                prefix_len: 24,
+                proto: Some(6),
+                dports: vec![80],
+                iif: Some(4),
+            }]
+        );
     }
 }

@@ -13,18 +13,24 @@
 //! * [`sync`] — sync-daemon bookkeeping (the sync protocol itself is not
 //!   implemented yet);
 //! * [`rules`] — `--rules FILE` in `ipvsadm -S` format, applied atomically;
-//! * [`dataplane`] — `--io xdp`: XDP classifier, AF_XDP sockets, the
-//!   worker thread running the engine over them;
+//! * [`dataplane`] — the packet path (`--io xdp|packet|auto`): sockets on
+//!   the served interfaces (AF_XDP behind the XDP classifier, or AF_PACKET
+//!   behind nftables drop rules), one worker thread per RX queue running the
+//!   engine, one sync thread keeping the filters and next hops in step;
+//! * [`classes`] — what those filters claim, from the table;
 //! * [`options`], [`system`].
 //!
-//! With `--io none` (the default for now) rvsd records the interfaces it is
-//! to serve but forwards nothing.
+//! By default (`--io auto`) rvsd forwards with AF_XDP where the XDP
+//! classifier attaches, else with AF_PACKET, and exits with an error if
+//! neither works. `--io none` keeps the control plane only: rvsd records the
+//! interfaces it is to serve but forwards nothing.
 
 pub mod auth;
 pub mod classes;
 pub mod convert;
 pub mod dataplane;
 pub mod handler;
+pub mod held;
 pub mod options;
 pub mod rules;
 pub mod server;
@@ -122,9 +128,9 @@ fn serve(o: Options) -> Result<(), (u8, String)> {
 
     let dataplane = match o.io {
         IoMode::None => None,
-        IoMode::Xdp => Some(
-            dataplane::DataPlane::open(&interfaces, &mut state)
-                .map_err(|m| (EXIT_FAILURE, format!("--io xdp: {m}")))?,
+        mode => Some(
+            dataplane::DataPlane::open(mode, &interfaces, &mut state)
+                .map_err(|m| (EXIT_FAILURE, format!("--io {}: {m}", mode.name())))?,
         ),
     };
 
@@ -180,20 +186,23 @@ fn serve(o: Options) -> Result<(), (u8, String)> {
             None
         }
         Some(dp) => {
-            eprintln!("rvsd: data plane (AF_XDP): {}", dp.describe());
+            eprintln!(
+                "rvsd: data plane: --io {}: {}",
+                dp.backend().name(),
+                dp.describe()
+            );
             Some(
                 dp.spawn(Arc::clone(&shared))
-                    .map_err(|e| (EXIT_FAILURE, format!("cannot start a thread: {e}")))?,
+                    .map_err(|e| (EXIT_FAILURE, e))?,
             )
         }
     };
     server::accept_loop(&listener, &shared);
-    // The worker sees the stop flag within its poll interval; joining it
-    // closes the sockets and detaches the classifier.
-    if let Some(w) = worker
-        && w.join().is_err()
-    {
-        eprintln!("rvsd: the data plane thread panicked");
+    // The workers see the stop flag within their poll interval; stopping
+    // joins them (closing the sockets), prints their counters and detaches
+    // the classifier or deletes the nftables table.
+    if let Some(w) = worker {
+        w.stop();
     }
     // Let a request being handled finish.
     drop(shared.lock());

@@ -18,13 +18,16 @@ Options:
                         abstract socket @rvsd.ctl of this network namespace)
   --interface IF        interface to serve (repeatable; default: every
                         interface that is up, except loopback)
-  --io MODE             packet I/O: `none` (default for now: control plane
-                        only, nothing is forwarded) or `xdp` (attach the XDP
-                        classifier to the served interfaces and forward
-                        service traffic through AF_XDP sockets; needs root).
-                        `xdp` becomes the default once the lab tests land.
-                        Fwmark services are not classified yet (only
-                        address services and NAT replies reach rvsd).
+  --io MODE             packet I/O (needs root except `none`):
+                        `auto` (default): `xdp` if the XDP classifier
+                          attaches and the sockets open, else `packet`;
+                        `xdp`: XDP classifier on the served interfaces,
+                          service traffic through AF_XDP sockets;
+                        `packet`: AF_PACKET sockets, and an nftables table
+                          (`table netdev rvs`) that keeps the kernel from
+                          answering what rvs claims (needs `nft`);
+                        `none`: control plane only, nothing is forwarded.
+                        One worker thread per RX queue.
   --rules FILE          load rules in `ipvsadm -S` format at start, all or
                         nothing; a bad file stops rvsd with exit status 2
   -h, --help            print this help
@@ -48,10 +51,26 @@ pub struct Options {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum IoMode {
     /// Control plane only: nothing is forwarded.
-    #[default]
     None,
     /// XDP classifier and AF_XDP sockets.
     Xdp,
+    /// AF_PACKET sockets and nftables drop rules.
+    Packet,
+    /// `Xdp` if it opens, else `Packet`.
+    #[default]
+    Auto,
+}
+
+impl IoMode {
+    /// The name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            IoMode::None => "none",
+            IoMode::Xdp => "xdp",
+            IoMode::Packet => "packet",
+            IoMode::Auto => "auto",
+        }
+    }
 }
 
 /// The parsed command line.
@@ -105,7 +124,13 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String
                 o.io = match v.as_str() {
                     "none" => IoMode::None,
                     "xdp" => IoMode::Xdp,
-                    _ => return Err(format!("--io {v}: expected `xdp` or `none`")),
+                    "packet" => IoMode::Packet,
+                    "auto" => IoMode::Auto,
+                    _ => {
+                        return Err(format!(
+                            "--io {v}: expected `auto`, `xdp`, `packet` or `none`"
+                        ));
+                    }
                 };
             }
             Short('h') | Long("help") => return Ok(Command::Help),
@@ -144,7 +169,7 @@ mod tests {
                 socket: Some(Endpoint::Abstract("x".into())),
                 interfaces: vec!["eth0".into(), "eth1".into()],
                 rules: Some("/etc/rvs/rules".into()),
-                io: IoMode::None,
+                io: IoMode::Auto,
             })
         );
         assert_eq!(parse(args(&["--help"])).unwrap(), Command::Help);
@@ -161,6 +186,20 @@ mod tests {
                 ..Options::default()
             })
         );
+        for (name, mode) in [
+            ("none", IoMode::None),
+            ("packet", IoMode::Packet),
+            ("auto", IoMode::Auto),
+        ] {
+            assert_eq!(
+                parse(args(&["--io", name])).unwrap(),
+                Command::Run(Options {
+                    io: mode,
+                    ..Options::default()
+                })
+            );
+            assert_eq!(mode.name(), name);
+        }
         assert!(parse(args(&["--io", "dpdk"])).is_err());
         assert!(parse(args(&["--io"])).is_err());
     }

@@ -4,13 +4,14 @@
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use rvs_proto::client::MAX_LINE;
 use rvs_proto::{Reply, Request, encode};
 
 use crate::auth::Peer;
+use crate::dataplane::DpShared;
 use crate::handler::{Failure, State, decode_request};
 use crate::system::Clock;
 
@@ -33,8 +34,10 @@ pub struct Shared {
     connections: AtomicUsize,
     /// A data plane runs and mirrors the table into the classifier.
     dataplane: AtomicBool,
-    /// The table generation the data plane has put into the classifier.
+    /// The table generation the data plane has put into its filters.
     synced: AtomicU64,
+    /// The running data plane's counters and filters.
+    dp: OnceLock<Arc<DpShared>>,
 }
 
 impl Shared {
@@ -47,16 +50,36 @@ impl Shared {
             connections: AtomicUsize::new(0),
             dataplane: AtomicBool::new(false),
             synced: AtomicU64::new(0),
+            dp: OnceLock::new(),
         })
     }
 
     /// A data plane now mirrors the table: changes are acknowledged only
-    /// once it has put them into the classifier.
+    /// once it has put them into its filters (classifier maps or nftables).
     pub fn set_dataplane_active(&self) {
         self.dataplane.store(true, Ordering::Release);
     }
 
-    /// The data plane has put table generation `generation` into the classifier.
+    /// Register the running data plane (its counters answer
+    /// `Request::DataPlaneStats`) and make it mirror the table.
+    pub fn set_dataplane(&self, dp: Arc<DpShared>) {
+        let _ = self.dp.set(dp);
+        self.set_dataplane_active();
+    }
+
+    /// The reply to `Request::DataPlaneStats`.
+    pub fn dataplane_stats(&self) -> Reply {
+        match self.dp.get() {
+            Some(dp) => dp.report(),
+            None => Reply::DataPlaneStats {
+                mode: "none".into(),
+                workers: Vec::new(),
+                classifier: None,
+            },
+        }
+    }
+
+    /// The data plane has put table generation `generation` into its filters.
     pub fn mark_synced(&self, generation: u64) {
         self.synced.fetch_max(generation, Ordering::AcqRel);
     }
@@ -178,16 +201,23 @@ pub fn serve_connection(stream: UnixStream, shared: &Shared) {
         let reply = match decode_request(&line) {
             Ok(req) => {
                 let now = shared.clock.now();
-                let changes = matches!(req, Request::Apply(_) | Request::Batch(_));
-                let (reply, generation) = {
-                    let mut state = shared.lock();
-                    let reply = state.handle(&peer, req, now);
-                    (reply, state.generation())
-                };
-                if changes && matches!(reply, Reply::Ok) {
-                    shared.wait_synced(generation);
+                if peer.privileged && matches!(req, Request::DataPlaneStats) {
+                    shared.dataplane_stats()
+                } else {
+                    let (reply, before, generation) = {
+                        let mut state = shared.lock();
+                        let before = state.generation();
+                        let reply = state.handle(&peer, req, now);
+                        (reply, before, state.generation())
+                    };
+                    // Every change (Apply, Batch, fwmark rules) bumps the
+                    // generation: acknowledge it once the data plane's
+                    // filters hold it.
+                    if generation != before && matches!(reply, Reply::Ok) {
+                        shared.wait_synced(generation);
+                    }
+                    reply
                 }
-                reply
             }
             Err(f) => f.reply(None, None),
         };

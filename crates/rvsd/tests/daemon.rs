@@ -54,7 +54,9 @@ impl Daemon {
     fn start(dir: &TempDir, env_socket: &str, args: &[&str]) -> Daemon {
         static N: AtomicUsize = AtomicUsize::new(0);
         let log = dir.path(&format!("rvsd-{}.log", N.fetch_add(1, Ordering::Relaxed)));
+        // Control plane only: no packet I/O on the host's interfaces.
         let child = Command::new(env!("CARGO_BIN_EXE_rvsd"))
+            .args(["--io", "none"])
             .args(args)
             .env("RVS_SOCKET", env_socket)
             .stdin(Stdio::null())
@@ -327,7 +329,13 @@ fn run_with_rules(dir: &TempDir, rules: &str) -> (std::process::Output, PathBuf,
     std::fs::write(&file, rules).unwrap();
     let sock = dir.path("ctl.sock");
     let out = Command::new(env!("CARGO_BIN_EXE_rvsd"))
-        .args(["--rules", file.to_str().unwrap(), "--socket"])
+        .args([
+            "--io",
+            "none",
+            "--rules",
+            file.to_str().unwrap(),
+            "--socket",
+        ])
         .arg(&sock)
         .stdin(Stdio::null())
         .output()
@@ -362,7 +370,12 @@ fn bad_rules_file_exits_2_with_the_line() {
     );
     // Unreadable file.
     let out = Command::new(env!("CARGO_BIN_EXE_rvsd"))
-        .args(["--rules", dir.path("missing").to_str().unwrap()])
+        .args([
+            "--io",
+            "none",
+            "--rules",
+            dir.path("missing").to_str().unwrap(),
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
@@ -406,11 +419,19 @@ fn good_rules_file_is_loaded() {
 #[test]
 fn options_errors() {
     let out = Command::new(env!("CARGO_BIN_EXE_rvsd"))
-        .args(["--interface", "no-such-if9"])
+        .args(["--io", "none", "--interface", "no-such-if9"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-if9"));
+    let out = Command::new(env!("CARGO_BIN_EXE_rvsd"))
+        .args(["--io", "dpdk"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("expected `auto`, `xdp`, `packet` or `none`")
+    );
     let out = Command::new(env!("CARGO_BIN_EXE_rvsd"))
         .arg("--frobnicate")
         .output()

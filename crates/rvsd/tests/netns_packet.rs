@@ -1,0 +1,815 @@
+//! End-to-end packet path with `rvsd --io packet` (AF_PACKET sockets and
+//! the nftables table), `--io auto`, and one worker per RX queue.
+//!
+//! Topologies as in netns_dataplane.rs: DR and TUN on one bridged segment,
+//! NAT on two segments. Every test checks that a TCP payload comes back
+//! byte-exact, that HTTP works through the VIP, and that the director's
+//! kernel, which holds the VIP but has no listener on the service port,
+//! never answers a claimed packet with a reset.
+//!
+//! Needs root, socat, curl, python3 and nft (CI has them); with
+//! `RVS_SKIP_PRIVILEGED_TESTS=1` and no root the tests say so and pass.
+//! Namespaces (prefix `rvspkt-`) and processes are removed by guards, also
+//! when a test fails.
+
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::AsFd;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use rvs_proto::client::{Client, Endpoint};
+use rvs_proto::{DataPlaneWorker, Reply, Request};
+
+fn bin(name: &str) -> PathBuf {
+    // Test executables live in target/<profile>/deps; binaries one level up.
+    let exe = std::env::current_exe().expect("current_exe");
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
+    let p = dir.join(name);
+    assert!(
+        p.exists(),
+        "{} not built (run the tests through cargo test/nextest --workspace)",
+        p.display()
+    );
+    p
+}
+
+/// Whether to run: root, or skip when `RVS_SKIP_PRIVILEGED_TESTS=1`.
+fn privileged() -> bool {
+    let uid = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(1).map(str::to_string))
+        })
+        .unwrap_or_default();
+    if uid != "0" && std::env::var("RVS_SKIP_PRIVILEGED_TESTS").as_deref() == Ok("1") {
+        eprintln!("skipped: needs root (RVS_SKIP_PRIVILEGED_TESTS=1)");
+        return false;
+    }
+    assert_eq!(
+        uid, "0",
+        "network-namespace tests need root (CI runs them as root)"
+    );
+    true
+}
+
+fn run(args: &[&str]) -> Output {
+    let o = Command::new(args[0])
+        .args(&args[1..])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    assert!(
+        o.status.success(),
+        "{args:?}: {:?}\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o
+}
+
+/// Network namespaces, and processes running in them; all removed on drop.
+struct Lab {
+    prefix: String,
+    namespaces: Vec<String>,
+    children: Vec<Child>,
+    log: PathBuf,
+    /// Further files and directories to remove on drop.
+    files: Vec<PathBuf>,
+}
+
+impl Lab {
+    fn new(tag: &str) -> Lab {
+        let prefix = format!("rvspkt-{tag}-{}", std::process::id());
+        let log = std::env::temp_dir().join(format!("{prefix}-rvsd.log"));
+        Lab {
+            prefix,
+            namespaces: Vec::new(),
+            children: Vec::new(),
+            log,
+            files: Vec::new(),
+        }
+    }
+
+    fn ns(&mut self, short: &str) -> String {
+        let name = format!("{}-{short}", self.prefix);
+        run(&["ip", "netns", "add", &name]);
+        self.namespaces.push(name.clone());
+        run(&["ip", "-n", &name, "link", "set", "lo", "up"]);
+        name
+    }
+
+    /// `ip netns exec ns args…`, expecting success.
+    fn exec(&self, ns: &str, args: &[&str]) -> Output {
+        let mut v = vec!["ip", "netns", "exec", ns];
+        v.extend_from_slice(args);
+        run(&v)
+    }
+
+    fn spawn(&mut self, ns: &str, program: &str, args: &[&str], stderr: Stdio) -> usize {
+        let child = Command::new("ip")
+            .args(["netns", "exec", ns, program])
+            .args(args)
+            .env_remove("RVS_SOCKET")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {program}: {e}"));
+        self.children.push(child);
+        self.children.len() - 1
+    }
+
+    fn adm(&self, ns: &str, args: &[&str]) -> Output {
+        Command::new("ip")
+            .args(["netns", "exec", ns])
+            .arg(bin("rvsadm"))
+            .args(args)
+            .env_remove("RVS_SOCKET")
+            .stdin(Stdio::null())
+            .output()
+            .expect("rvsadm")
+    }
+
+    fn adm_ok(&self, ns: &str, args: &[&str]) -> String {
+        let o = self.adm(ns, args);
+        assert!(
+            o.status.success(),
+            "rvsadm {args:?}: {:?} {}\nrvsd log:\n{}",
+            o.status,
+            String::from_utf8_lossy(&o.stderr),
+            self.rvsd_log()
+        );
+        String::from_utf8(o.stdout).expect("utf8")
+    }
+
+    fn rvsd_log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Start rvsd (`io`: its `--io`, `None` for the default) on `ifaces` in
+    /// `ns`; wait until it answers.
+    fn start_rvsd(&mut self, ns: &str, io: Option<&str>, ifaces: &[&str]) -> usize {
+        let log = File::create(&self.log).expect("log file");
+        let rvsd = bin("rvsd");
+        let mut args = Vec::new();
+        if let Some(io) = io {
+            args.extend(["--io", io]);
+        }
+        for i in ifaces {
+            args.extend(["--interface", i]);
+        }
+        let idx = self.spawn(ns, rvsd.to_str().expect("path"), &args, Stdio::from(log));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if self.adm(ns, &["-L", "-n"]).status.success() {
+                return idx;
+            }
+            if let Ok(Some(st)) = self.children[idx].try_wait() {
+                panic!("rvsd exited with {st}:\n{}", self.rvsd_log());
+            }
+            assert!(Instant::now() < deadline, "rvsd did not come up");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGTERM rvsd (child `idx`) and wait: it must exit with success.
+    fn stop_rvsd(&mut self, idx: usize) {
+        let pid = self.children[idx].id().to_string();
+        run(&["kill", "-TERM", &pid]);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let status = loop {
+            if let Some(st) = self.children[idx].try_wait().expect("wait") {
+                break st;
+            }
+            assert!(Instant::now() < deadline, "rvsd did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert!(status.success(), "rvsd: {status}\n{}", self.rvsd_log());
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for ns in &self.namespaces {
+            let _ = Command::new("ip")
+                .args(["netns", "del", ns])
+                .stderr(Stdio::null())
+                .status();
+        }
+        let _ = std::fs::remove_file(&self.log);
+        for f in &self.files {
+            let _ = std::fs::remove_file(f);
+            let _ = std::fs::remove_dir_all(f);
+        }
+    }
+}
+
+/// Run `f` on a thread that entered network namespace `ns`; its result.
+fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let path = format!("/run/netns/{ns}");
+    std::thread::spawn(move || {
+        let file = File::open(&path).expect("open netns");
+        rustix::thread::move_into_link_name_space(
+            file.as_fd(),
+            Some(rustix::thread::LinkNameSpaceType::Network),
+        )
+        .expect("setns");
+        f()
+    })
+    .join()
+    .expect("netns thread")
+}
+
+/// Turn tx checksum offload of `iface` in namespace `ns` off (what feeds
+/// the director must carry full checksums).
+fn tx_csum_off(ns: &str, iface: &str) {
+    let iface = iface.to_string();
+    in_netns(ns, move || {
+        rvs_io::xsk::set_tx_checksum_offload(&iface, false).expect("tx csum off");
+    });
+}
+
+/// Whether GRO is on for `iface` of `ns`.
+fn gro(ns: &str, iface: &str) -> bool {
+    let iface = iface.to_string();
+    in_netns(ns, move || {
+        rvs_io::packet::gro(&iface).expect("GRO setting")
+    })
+}
+
+/// Turn GRO of `iface` of `ns` on or off.
+fn set_gro(ns: &str, iface: &str, on: bool) {
+    let iface = iface.to_string();
+    in_netns(ns, move || {
+        rvs_io::packet::set_gro(&iface, on).expect("set GRO")
+    });
+}
+
+/// The data-plane counters of the rvsd of `ns`: mode and workers.
+fn dataplane_stats(ns: &str) -> (String, Vec<DataPlaneWorker>) {
+    in_netns(ns, || {
+        let mut c = Client::connect(&Endpoint::Abstract("rvsd.ctl".into())).expect("connect");
+        match c.call(Request::DataPlaneStats).expect("call") {
+            Reply::DataPlaneStats { mode, workers, .. } => (mode, workers),
+            other => panic!("unexpected reply {other:?}"),
+        }
+    })
+}
+
+/// TCP `OutRsts` of the kernel of `ns` (`/proc/net/snmp`).
+fn out_rsts(ns: &str) -> u64 {
+    let o = run(&["ip", "netns", "exec", ns, "cat", "/proc/net/snmp"]);
+    let text = String::from_utf8(o.stdout).expect("utf8");
+    let mut tcp = text.lines().filter(|l| l.starts_with("Tcp:"));
+    let (head, vals) = (tcp.next().expect("Tcp header"), tcp.next().expect("Tcp"));
+    let i = head
+        .split_whitespace()
+        .position(|h| h == "OutRsts")
+        .expect("OutRsts");
+    vals.split_whitespace()
+        .nth(i)
+        .and_then(|v| v.parse().ok())
+        .expect("OutRsts value")
+}
+
+/// Connect from `ns` to `addr:port`; what the server said, or `None`.
+fn fetch(ns: &str, addr: &str, port: u16) -> Option<String> {
+    let o = Command::new("ip")
+        .args(["netns", "exec", ns, "socat", "-T", "3", "-"])
+        .arg(format!("TCP:{addr}:{port},connect-timeout=3"))
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    let s = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    (o.status.success() && !s.is_empty()).then_some(s)
+}
+
+/// `fetch` until it answers, for at most `limit`.
+fn fetch_retry(ns: &str, addr: &str, port: u16, limit: Duration) -> Option<String> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(s) = fetch(ns, addr, port) {
+            return Some(s);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Send `data` from `ns` to the echo server at `addr:port`, half-close, and
+/// return what came back.
+fn echo(ns: &str, addr: &str, port: u16, data: &[u8]) -> Vec<u8> {
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", ns, "socat", "-t", "5", "-T", "8", "-"])
+        .arg(format!("TCP:{addr}:{port},connect-timeout=3"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("socat");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let data = data.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&data);
+    });
+    let out = child.wait_with_output().expect("socat");
+    let _ = writer.join();
+    out.stdout
+}
+
+/// A payload of `n` pseudo-random bytes.
+fn payload(n: usize) -> Vec<u8> {
+    let mut x: u32 = 0x1234_5678;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect()
+}
+
+/// `curl` from `ns`: the body of `url`, or `None`.
+fn http_get(ns: &str, url: &str) -> Option<Vec<u8>> {
+    let o = Command::new("ip")
+        .args(["netns", "exec", ns, "curl", "-sf", "--max-time", "5", url])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    o.status.success().then_some(o.stdout)
+}
+
+/// A veth from `a` (named `a_if`) to `b` (named `b_if`), `q` queues each.
+fn veth(a: &str, a_if: &str, b: &str, b_if: &str, q: u32) {
+    let q = q.to_string();
+    #[rustfmt::skip]
+    run(&[
+        "ip", "-n", a, "link", "add", a_if, "numtxqueues", &q, "numrxqueues", &q,
+        "type", "veth", "peer", "name", b_if, "netns", b,
+        "numtxqueues", &q, "numrxqueues", &q,
+    ]);
+    run(&["ip", "-n", a, "link", "set", a_if, "up"]);
+    run(&["ip", "-n", b, "link", "set", b_if, "up"]);
+}
+
+/// The servers of a real server: an echo server on `addr:8000`, a line
+/// server (`rs1`) on `addr:8001`, and an HTTP server on `addr:8080`
+/// serving `index.bin` (returned).
+fn servers(lab: &mut Lab, rs: &str, addr: &str) -> Vec<u8> {
+    lab.spawn(
+        rs,
+        "socat",
+        &[
+            &format!("TCP-LISTEN:8000,bind={addr},fork,reuseaddr"),
+            "SYSTEM:cat",
+        ],
+        Stdio::null(),
+    );
+    lab.spawn(
+        rs,
+        "socat",
+        &[
+            &format!("TCP-LISTEN:8001,bind={addr},fork,reuseaddr"),
+            "SYSTEM:echo rs1",
+        ],
+        Stdio::null(),
+    );
+    let dir = std::env::temp_dir().join(format!("{}-www", lab.prefix));
+    std::fs::create_dir_all(&dir).expect("www dir");
+    lab.files.push(dir.clone());
+    let body = payload(300_000);
+    std::fs::write(dir.join("index.bin"), &body).expect("index.bin");
+    lab.spawn(
+        rs,
+        "python3",
+        &[
+            "-m",
+            "http.server",
+            "8080",
+            "--bind",
+            addr,
+            "--directory",
+            dir.to_str().expect("path"),
+        ],
+        Stdio::null(),
+    );
+    // Wait until the servers answer in their own namespace.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while fetch(rs, addr, 8001).is_none()
+        || http_get(rs, &format!("http://{addr}:8080/index.bin")).is_none()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "real-server servers did not start"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    body
+}
+
+/// Add services `vip:8000`, `vip:8001`, `vip:8080` with real server `rip`
+/// (`fwd`: -g, -m or -i; with -m the ports are the same).
+fn add_services(lab: &Lab, director: &str, vip: &str, rip: &str, fwd: &str) {
+    for port in [8000, 8001, 8080] {
+        let svc = format!("{vip}:{port}");
+        lab.adm_ok(director, &["-A", "-t", &svc, "-s", "rr"]);
+        let rs = if fwd == "-m" {
+            format!("{rip}:{port}")
+        } else {
+            rip.to_string()
+        };
+        lab.adm_ok(director, &["-a", "-t", &svc, "-r", &rs, fwd]);
+    }
+}
+
+/// The checks every topology passes: the line server answers through the
+/// VIP (several connections), a payload is echoed byte-exact, HTTP returns
+/// the file, and the director's kernel sent no reset.
+fn check_traffic(lab: &Lab, client: &str, director: &str, vip: &str, body: &[u8]) {
+    let rsts = out_rsts(director);
+    let got = fetch_retry(client, vip, 8001, Duration::from_secs(8));
+    assert_eq!(
+        got.as_deref(),
+        Some("rs1"),
+        "no answer through the director\nrvsd log:\n{}\nlist:\n{}",
+        lab.rvsd_log(),
+        lab.adm_ok(director, &["-L", "-n", "--stats"])
+    );
+    let mut failed = Vec::new();
+    for i in 0..10 {
+        if fetch(client, vip, 8001).as_deref() != Some("rs1") {
+            failed.push(i);
+        }
+    }
+    assert!(failed.is_empty(), "connections {failed:?} failed");
+    let data = payload(200_000);
+    let back = echo(client, vip, 8000, &data);
+    assert!(
+        back == data,
+        "echo through the VIP not byte-exact: sent {}, got {} bytes\nrvsd log:\n{}",
+        data.len(),
+        back.len(),
+        lab.rvsd_log()
+    );
+    let got = http_get(client, &format!("http://{vip}:8080/index.bin"));
+    assert!(
+        got.as_deref() == Some(body),
+        "HTTP through the VIP: got {:?} bytes",
+        got.map(|b| b.len())
+    );
+    assert_eq!(
+        out_rsts(director),
+        rsts,
+        "the director's kernel answered claimed packets with resets"
+    );
+    // The data plane counted them.
+    let (_, workers) = dataplane_stats(director);
+    let forwarded: u64 = workers.iter().map(|w| w.forwarded).sum();
+    assert!(forwarded > 100, "{workers:?}");
+}
+
+/// Names of the namespaces of [`one_segment`].
+struct OneSegment {
+    client: String,
+    director: String,
+    rs1: String,
+}
+
+/// Client 10.0.0.1, director 10.0.0.2 and real server 10.0.0.11 on one
+/// bridge; VIP 10.0.0.100 on the director's `lo`, routed by the client
+/// through the director. `queues`: RX/TX queues of the director's link.
+/// `tun`: the real server is prepared with `rvs realserver up --tun`,
+/// else the VIP is on its `lo` with the ARP sysctls (DR).
+fn one_segment(lab: &mut Lab, queues: u32, tun: bool) -> (OneSegment, Vec<u8>) {
+    let sw = lab.ns("sw");
+    let client = lab.ns("c");
+    let director = lab.ns("d");
+    let rs1 = lab.ns("r1");
+    run(&["ip", "-n", &sw, "link", "add", "br0", "type", "bridge"]);
+    run(&["ip", "-n", &sw, "link", "set", "br0", "up"]);
+    for (ns, port, addr) in [
+        (&client, "pc", "10.0.0.1/24"),
+        (&director, "pd", "10.0.0.2/24"),
+        (&rs1, "pr1", "10.0.0.11/24"),
+    ] {
+        let q = if ns == &director { queues } else { 1 };
+        veth(&sw, port, ns, "eth0", q);
+        run(&["ip", "-n", &sw, "link", "set", port, "master", "br0"]);
+        run(&["ip", "-n", ns, "addr", "add", addr, "dev", "eth0"]);
+    }
+    tx_csum_off(&client, "eth0");
+    tx_csum_off(&rs1, "eth0");
+    #[rustfmt::skip]
+    run(&["ip", "-n", &client, "route", "add", "10.0.0.100/32", "via", "10.0.0.2"]);
+    run(&[
+        "ip",
+        "-n",
+        &director,
+        "addr",
+        "add",
+        "10.0.0.100/32",
+        "dev",
+        "lo",
+    ]);
+    if tun {
+        let state = std::env::temp_dir().join(format!("{}-rs.json", lab.prefix));
+        lab.files.push(state.clone());
+        let rvs = bin("rvs");
+        #[rustfmt::skip]
+        lab.exec(&rs1, &[
+            rvs.to_str().expect("path"), "realserver", "up", "--vip", "10.0.0.100", "--tun",
+            "--state", state.to_str().expect("path"),
+        ]);
+    } else {
+        run(&[
+            "ip",
+            "-n",
+            &rs1,
+            "addr",
+            "add",
+            "10.0.0.100/32",
+            "dev",
+            "lo",
+        ]);
+        for conf in ["all", "lo", "eth0"] {
+            for (k, v) in [("arp_ignore", 1), ("arp_announce", 2)] {
+                lab.exec(
+                    &rs1,
+                    &["sysctl", "-qw", &format!("net.ipv4.conf.{conf}.{k}={v}")],
+                );
+            }
+        }
+    }
+    let body = servers(lab, &rs1, "10.0.0.100");
+    (
+        OneSegment {
+            client,
+            director,
+            rs1,
+        },
+        body,
+    )
+}
+
+/// Whether `table netdev rvs` exists in `ns`.
+fn nft_table_present(ns: &str) -> bool {
+    let o = run(&["ip", "netns", "exec", ns, "nft", "list", "tables"]);
+    String::from_utf8_lossy(&o.stdout).contains("netdev rvs")
+}
+
+#[test]
+fn packet_direct_routing_one_segment() {
+    if !privileged() {
+        return;
+    }
+    let mut lab = Lab::new("dr");
+    let (n, body) = one_segment(&mut lab, 1, false);
+    // GRO on (as on most NICs): rvsd turns it off while it serves, so
+    // that it never sees merged frames longer than the MTU.
+    set_gro(&n.director, "eth0", true);
+    assert!(gro(&n.director, "eth0"));
+    let rvsd = lab.start_rvsd(&n.director, Some("packet"), &["eth0"]);
+    assert!(lab.rvsd_log().contains("--io packet"), "{}", lab.rvsd_log());
+    assert!(!gro(&n.director, "eth0"), "GRO still on");
+    assert!(nft_table_present(&n.director));
+    add_services(&lab, &n.director, "10.0.0.100", "10.0.0.11", "-g");
+    // The table holds the services once rvsadm returned.
+    let t = run(&[
+        "ip",
+        "netns",
+        "exec",
+        &n.director,
+        "nft",
+        "list",
+        "table",
+        "netdev",
+        "rvs",
+    ]);
+    let t = String::from_utf8_lossy(&t.stdout).to_string();
+    assert!(t.contains("ip daddr 10.0.0.100 tcp dport 8001 drop"), "{t}");
+    check_traffic(&lab, &n.client, &n.director, "10.0.0.100", &body);
+    let list = lab.adm_ok(&n.director, &["-L", "-n", "--stats"]);
+    assert!(list.contains("10.0.0.11:8001"), "{list}");
+    let (mode, workers) = dataplane_stats(&n.director);
+    assert_eq!(mode, "packet");
+    assert_eq!(workers.len(), 1);
+    lab.stop_rvsd(rvsd);
+    assert!(!nft_table_present(&n.director), "table left behind");
+    assert!(gro(&n.director, "eth0"), "GRO not turned back on");
+    let log = lab.rvsd_log();
+    assert!(log.contains("worker 0: rx "), "{log}");
+    // Without rvsd the director's kernel answers the claimed port with a
+    // reset: what the table kept from happening.
+    assert_eq!(fetch(&n.client, "10.0.0.100", 8001), None);
+    let _ = &n.rs1;
+}
+
+#[test]
+fn packet_nat_two_segments() {
+    if !privileged() {
+        return;
+    }
+    let mut lab = Lab::new("nat");
+    let client = lab.ns("c");
+    let director = lab.ns("d");
+    let rs1 = lab.ns("r1");
+    veth(&client, "eth0", &director, "eth0", 1);
+    veth(&rs1, "eth0", &director, "eth1", 1);
+    for (ns, addr, dev) in [
+        (&client, "10.0.1.1/24", "eth0"),
+        (&director, "10.0.1.2/24", "eth0"),
+        (&director, "10.0.2.1/24", "eth1"),
+        (&director, "10.0.1.100/32", "lo"),
+        (&rs1, "10.0.2.11/24", "eth0"),
+    ] {
+        run(&["ip", "-n", ns, "addr", "add", addr, "dev", dev]);
+    }
+    #[rustfmt::skip]
+    run(&["ip", "-n", &client, "route", "add", "10.0.1.100/32", "via", "10.0.1.2"]);
+    run(&[
+        "ip", "-n", &rs1, "route", "add", "default", "via", "10.0.2.1",
+    ]);
+    // With forwarding on, the director's kernel would route the real
+    // server's replies to the client untranslated: the table must stop it.
+    lab.exec(&director, &["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+    tx_csum_off(&client, "eth0");
+    tx_csum_off(&rs1, "eth0");
+    let body = servers(&mut lab, &rs1, "10.0.2.11");
+    let rvsd = lab.start_rvsd(&director, Some("packet"), &["eth0", "eth1"]);
+    add_services(&lab, &director, "10.0.1.100", "10.0.2.11", "-m");
+    let client_rsts = out_rsts(&client);
+    check_traffic(&lab, &client, &director, "10.0.1.100", &body);
+    assert_eq!(
+        out_rsts(&client),
+        client_rsts,
+        "the client reset packets it did not expect (untranslated replies?)"
+    );
+    let list = lab.adm_ok(&director, &["-L", "-n", "--stats"]);
+    let line = list
+        .lines()
+        .find(|l| l.contains("10.0.1.100:8000"))
+        .expect("service line");
+    let outpkts: u64 = line
+        .split_whitespace()
+        .nth(4)
+        .and_then(|v| v.parse().ok())
+        .expect("OutPkts");
+    assert!(outpkts > 50, "NAT: replies through the director:\n{list}");
+    lab.stop_rvsd(rvsd);
+    assert!(!nft_table_present(&director));
+}
+
+#[test]
+fn packet_tunnel_ipip() {
+    if !privileged() {
+        return;
+    }
+    let mut lab = Lab::new("tun");
+    let (n, body) = one_segment(&mut lab, 1, true);
+    lab.start_rvsd(&n.director, Some("packet"), &["eth0"]);
+    add_services(&lab, &n.director, "10.0.0.100", "10.0.0.11", "-i");
+    check_traffic(&lab, &n.client, &n.director, "10.0.0.100", &body);
+    let list = lab.adm_ok(&n.director, &["-L", "-n"]);
+    assert!(list.contains("Tunnel"), "{list}");
+}
+
+#[test]
+fn auto_picks_xdp_where_it_works() {
+    if !privileged() {
+        return;
+    }
+    let mut lab = Lab::new("auto");
+    let (n, body) = one_segment(&mut lab, 1, false);
+    lab.start_rvsd(&n.director, None, &["eth0"]);
+    let log = lab.rvsd_log();
+    assert!(
+        log.contains("--io xdp") && log.contains("--io auto"),
+        "auto did not choose xdp:\n{log}"
+    );
+    assert!(!nft_table_present(&n.director));
+    add_services(&lab, &n.director, "10.0.0.100", "10.0.0.11", "-g");
+    check_traffic(&lab, &n.client, &n.director, "10.0.0.100", &body);
+    // `rvs dataplane` prints the counters.
+    let o = lab.exec(
+        &n.director,
+        &[bin("rvs").to_str().expect("path"), "dataplane"],
+    );
+    let text = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(text.starts_with("packet I/O: xdp\n"), "{text}");
+    assert!(text.contains("classifier: redirected "), "{text}");
+    assert!(text.lines().any(|l| l.starts_with("total ")), "{text}");
+}
+
+/// Two RX queues on the director's link: two workers, both forward.
+fn two_queue_workers(io: &str) {
+    let mut lab = Lab::new(&format!("mq{io}"));
+    let (n, _) = one_segment(&mut lab, 2, false);
+    lab.start_rvsd(&n.director, Some(io), &["eth0"]);
+    assert!(
+        lab.rvsd_log().contains("2 worker thread(s)"),
+        "{}",
+        lab.rvsd_log()
+    );
+    add_services(&lab, &n.director, "10.0.0.100", "10.0.0.11", "-g");
+    assert_eq!(
+        fetch_retry(&n.client, "10.0.0.100", 8001, Duration::from_secs(8)).as_deref(),
+        Some("rs1"),
+        "{}",
+        lab.rvsd_log()
+    );
+    // New connections from new ports: the flows spread over both workers.
+    let mut failed = Vec::new();
+    for i in 0..30 {
+        if fetch(&n.client, "10.0.0.100", 8001).as_deref() != Some("rs1") {
+            failed.push(i);
+        }
+    }
+    assert!(failed.is_empty(), "connections {failed:?} failed");
+    let (mode, workers) = dataplane_stats(&n.director);
+    assert_eq!(mode, io);
+    assert_eq!(workers.len(), 2, "{workers:?}");
+    assert!(
+        workers.iter().all(|w| w.forwarded >= 5),
+        "both workers should forward: {workers:?}"
+    );
+}
+
+#[test]
+fn packet_workers_per_queue() {
+    if !privileged() {
+        return;
+    }
+    two_queue_workers("packet");
+}
+
+#[test]
+fn xdp_workers_per_queue() {
+    if !privileged() {
+        return;
+    }
+    two_queue_workers("xdp");
+}
+
+#[test]
+fn packet_io_errors_are_clear() {
+    if !privileged() {
+        return;
+    }
+    // An interface that exists but is not a device packets can be read
+    // from is hard to come by; a name that does not exist is refused before
+    // any I/O with exit status 2, naming it.
+    let mut lab = Lab::new("bad");
+    let d = lab.ns("d");
+    let o = Command::new("ip")
+        .args(["netns", "exec", &d])
+        .arg(bin("rvsd"))
+        .args(["--io", "packet", "--interface", "nosuch0"])
+        .env_remove("RVS_SOCKET")
+        .output()
+        .expect("rvsd");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("nosuch0"));
+    // No nft: a clear error naming the package, nothing left behind.
+    run(&[
+        "ip", "-n", &d, "link", "add", "v0", "type", "veth", "peer", "name", "v1",
+    ]);
+    run(&["ip", "-n", &d, "link", "set", "v0", "up"]);
+    let ip = ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .expect("ip");
+    let o = Command::new(ip)
+        .args(["netns", "exec", &d])
+        .arg(bin("rvsd"))
+        .args(["--io", "packet", "--interface", "v0"])
+        .env_remove("RVS_SOCKET")
+        .env("PATH", "/nonexistent")
+        .output()
+        .expect("rvsd");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("--io packet") && err.contains("nftables"),
+        "{err}"
+    );
+    assert!(!nft_table_present(&d));
+    // With no interface up but lo, auto serves nothing and says so.
+    let idx = lab.start_rvsd(&d, Some("none"), &[]);
+    let (mode, workers) = dataplane_stats(&d);
+    assert_eq!(mode, "none");
+    assert!(workers.is_empty());
+    lab.stop_rvsd(idx);
+}
