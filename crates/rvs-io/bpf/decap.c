@@ -2,15 +2,21 @@
 /*
  * rvs real-server decapsulator (`rvs realserver up --tun`).
  *
- * An LVS tunnel (TUN) director wraps the client's packet in an outer IPv4
- * header (protocol 4, IPIP, for an IPv4 client packet; protocol 41 for an
- * IPv6 one) addressed to the real server. Where the kernel has no ipip/sit
- * module, this XDP program strips the outer header instead: for an IPv4
- * frame (no VLAN tag, not a fragment) with protocol 4 or 41 whose inner
- * destination is in `vips`, the Ethernet header is moved forward over the
- * outer IP header (ethertype fixed to IPv6 for 41) and the frame is passed,
- * so the kernel receives the client's packet as if it came in directly.
- * Everything else is passed untouched.
+ * An LVS tunnel (TUN) director wraps the client's packet in an outer IP
+ * header addressed to the real server: IPv4 (protocol 4, IPIP, for an IPv4
+ * client packet; 41 for an IPv6 one) or IPv6 (next header 4 or 41, RFC
+ * 2473). Where the kernel has no ipip/sit/ip6_tunnel module, this XDP
+ * program strips the outer header instead: for a frame (no VLAN tag) whose
+ * outer header is
+ *
+ *  - IPv4, not a fragment, protocol 4 or 41, or
+ *  - IPv6 with next header 4 or 41 directly (no extension headers, so no
+ *    fragment header either),
+ *
+ * and whose inner destination is in `vips`, the Ethernet header is moved
+ * forward over the outer IP header (its ethertype set to the inner family)
+ * and the frame is passed, so the kernel receives the client's packet as if
+ * it came in directly. Everything else is passed untouched.
  *
  * Layout shared with crates/rvs-io/src/decap.rs: keep them in sync.
  */
@@ -40,61 +46,88 @@ struct {
 	__uint(max_entries, VIPS_MAX);
 } vips SEC(".maps");
 
+/*
+ * The inner packet at `inner`, announced by outer protocol `proto` (4 or
+ * 41): fills `k` with its destination and `eth_proto` with its ethertype.
+ * 0 when it is not a well-formed IPv4/IPv6 header of that kind.
+ */
+static __always_inline int inner_key(void *inner, void *end, __u8 proto, struct vip_key *k,
+				     __u16 *eth_proto)
+{
+	__builtin_memset(k, 0, sizeof(*k));
+	if (proto == IPPROTO_IPIP) {
+		struct iphdr *ip = inner;
+
+		if ((void *)(ip + 1) > end)
+			return 0;
+		if (ip->version != 4)
+			return 0;
+		k->family = FAMILY_V4;
+		k->addr[0] = ip->daddr;
+		*eth_proto = bpf_htons(ETH_P_IP);
+		return 1;
+	}
+	if (proto == IPPROTO_IPV6) {
+		struct ipv6hdr *ip6 = inner;
+
+		if ((void *)(ip6 + 1) > end)
+			return 0;
+		if (ip6->version != 6)
+			return 0;
+		k->family = FAMILY_V6;
+		k->addr[0] = ip6->daddr.in6_u.u6_addr32[0];
+		k->addr[1] = ip6->daddr.in6_u.u6_addr32[1];
+		k->addr[2] = ip6->daddr.in6_u.u6_addr32[2];
+		k->addr[3] = ip6->daddr.in6_u.u6_addr32[3];
+		*eth_proto = bpf_htons(ETH_P_IPV6);
+		return 1;
+	}
+	return 0;
+}
+
 SEC("xdp")
 int rvs_decap(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
 	struct ethhdr *eth = data;
-	struct iphdr *outer;
 	struct vip_key k;
 	struct ethhdr copy;
-	__u16 inner_proto;
+	__u16 inner_proto = 0;
 	__u32 hlen;
+	__u8 proto;
 
 	if ((void *)(eth + 1) > data_end)
 		return XDP_PASS;
-	if (eth->h_proto != bpf_htons(ETH_P_IP))
-		return XDP_PASS;
-	outer = (void *)(eth + 1);
-	if ((void *)(outer + 1) > data_end)
-		return XDP_PASS;
-	if (outer->version != 4 || outer->ihl < 5)
-		return XDP_PASS;
-	/* Fragments (MF set or an offset) are left to the kernel. */
-	if (outer->frag_off & bpf_htons(0x3fff))
-		return XDP_PASS;
-	hlen = outer->ihl * 4;
-	if (hlen > 60)
-		return XDP_PASS;
+	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
+		struct iphdr *outer = (void *)(eth + 1);
 
-	__builtin_memset(&k, 0, sizeof(k));
-	if (outer->protocol == IPPROTO_IPIP) {
-		struct iphdr *inner = (void *)outer + hlen;
+		if ((void *)(outer + 1) > data_end)
+			return XDP_PASS;
+		if (outer->version != 4 || outer->ihl < 5)
+			return XDP_PASS;
+		/* Fragments (MF set or an offset) are left to the kernel. */
+		if (outer->frag_off & bpf_htons(0x3fff))
+			return XDP_PASS;
+		hlen = outer->ihl * 4;
+		proto = outer->protocol;
+	} else if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr *outer6 = (void *)(eth + 1);
 
-		if ((void *)(inner + 1) > data_end)
+		if ((void *)(outer6 + 1) > data_end)
 			return XDP_PASS;
-		if (inner->version != 4)
+		if (outer6->version != 6)
 			return XDP_PASS;
-		k.family = FAMILY_V4;
-		k.addr[0] = inner->daddr;
-		inner_proto = bpf_htons(ETH_P_IP);
-	} else if (outer->protocol == IPPROTO_IPV6) {
-		struct ipv6hdr *inner = (void *)outer + hlen;
-
-		if ((void *)(inner + 1) > data_end)
-			return XDP_PASS;
-		if (inner->version != 6)
-			return XDP_PASS;
-		k.family = FAMILY_V6;
-		k.addr[0] = inner->daddr.in6_u.u6_addr32[0];
-		k.addr[1] = inner->daddr.in6_u.u6_addr32[1];
-		k.addr[2] = inner->daddr.in6_u.u6_addr32[2];
-		k.addr[3] = inner->daddr.in6_u.u6_addr32[3];
-		inner_proto = bpf_htons(ETH_P_IPV6);
+		/* Extension headers (fragments included) are left to the kernel. */
+		hlen = sizeof(*outer6);
+		proto = outer6->nexthdr;
 	} else {
 		return XDP_PASS;
 	}
+	if (hlen > 60)
+		return XDP_PASS;
+	if (!inner_key((void *)(eth + 1) + hlen, data_end, proto, &k, &inner_proto))
+		return XDP_PASS;
 	if (!bpf_map_lookup_elem(&vips, &k))
 		return XDP_PASS;
 

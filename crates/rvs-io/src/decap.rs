@@ -2,12 +2,14 @@
 //! `rvs realserver up --tun` on hosts whose kernel has no `ipip`/`sit`
 //! module.
 //!
-//! For an IPv4 frame with protocol 4 (IPIP) or 41 (IPv6 in IPv4) whose inner
-//! destination is one of the VIPs given to [`attach`], the program strips the
-//! outer IPv4 header (`bpf_xdp_adjust_head`, moving the Ethernet header
-//! forward and fixing its ethertype) and passes the frame: the kernel then
-//! receives the client's packet as if it had come in directly. Everything
-//! else (fragments, VLAN-tagged frames, IPv6 outer headers, other VIPs) is
+//! For a frame whose outer header is IPv4 with protocol 4 (IPIP) or 41 (IPv6
+//! in IPv4), or IPv6 with next header 4 or 41 (RFC 2473, no extension
+//! headers), and whose inner destination is one of the VIPs given to
+//! [`attach`], the program strips the outer header (`bpf_xdp_adjust_head`,
+//! moving the Ethernet header forward and setting its ethertype to the inner
+//! family) and passes the frame: the kernel then receives the client's packet
+//! as if it had come in directly. Everything else (IPv4 fragments, IPv6
+//! outer headers with extension headers, VLAN-tagged frames, other VIPs) is
 //! passed untouched.
 //!
 //! # Persistence

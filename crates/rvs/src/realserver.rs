@@ -12,8 +12,8 @@
 //!   attaches the XDP decapsulator (`rvs_io::decap`) to the interfaces
 //!   (`--dev`, repeatable; default: every up, non-loopback interface). This
 //!   kernel has no `ipip` module, so no `tunl0`: the XDP program strips the
-//!   outer IPv4 header of IP-in-IP (protocol 4) and IPv6-in-IPv4 (41) packets
-//!   whose inner destination is a VIP. It is attached through rtnetlink and
+//!   outer IPv4 or IPv6 header of IPv4-in-IP (protocol / next header 4) and
+//!   IPv6-in-IP (41) packets whose inner destination is a VIP. It is attached through rtnetlink and
 //!   stays attached after `rvs` exits.
 //!
 //! What `up` changed is recorded in a state file (JSON, default

@@ -470,3 +470,73 @@ fn decap_strips_the_outer_header() {
     assert_eq!(act, 2);
     assert_eq!(out, [eth(0x86dd), v6].concat());
 }
+
+/// An IPv6 header (40 bytes) `src` → `dst` with next header `next`, then
+/// `payload`.
+fn ipv6(src: &str, dst: &str, next: u8, payload: &[u8]) -> Vec<u8> {
+    let len = u16::try_from(payload.len()).expect("payload fits");
+    let mut h = vec![0x60, 0, 0, 0];
+    h.extend_from_slice(&len.to_be_bytes());
+    h.extend_from_slice(&[next, 64]);
+    for a in [src, dst] {
+        h.extend_from_slice(&a.parse::<std::net::Ipv6Addr>().expect("v6").octets());
+    }
+    h.extend_from_slice(payload);
+    h
+}
+
+/// Outer IPv6 headers (RFC 2473): IPv6-in-IPv6 (next header 41) and
+/// IPv4-in-IPv6 (4) to a VIP are stripped; other VIPs, extension headers
+/// (a fragment header) and truncated inner headers are left alone.
+#[test]
+fn decap_strips_an_outer_ipv6_header() {
+    if !can_run() {
+        return;
+    }
+    use rvs_io::decap::Decap;
+    let d = Decap::load(&[IpAddr::V4(VIP), "2001:db8::1".parse().unwrap()]).expect("load");
+    let eth = |proto: u16| {
+        let mut e = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2];
+        e.extend_from_slice(&proto.to_be_bytes());
+        e
+    };
+    let (dir, rs) = ("2001:db8:ff::2", "2001:db8:ff::11");
+
+    // IPv6 in IPv6: the client's TCP-less packet (next header 59) to the VIP.
+    let inner = ipv6("2001:db8::99", "2001:db8::1", 59, &[]);
+    let frame = [eth(0x86dd), ipv6(dir, rs, 41, &inner)].concat();
+    let (act, out) = d.test_run(&frame).expect("run");
+    assert_eq!(act, 2, "XDP_PASS");
+    assert_eq!(out, [eth(0x86dd), inner.clone()].concat());
+
+    // IPv4 in IPv6: the ethertype becomes IPv4.
+    let inner4 = client_udp(VIP, 4000, 5555, b"x");
+    let frame = [eth(0x86dd), ipv6(dir, rs, 4, &inner4)].concat();
+    let (act, out) = d.test_run(&frame).expect("run");
+    assert_eq!(act, 2);
+    assert_eq!(out, [eth(0x0800), inner4].concat());
+
+    // Not a VIP: untouched.
+    let other = ipv6("2001:db8::99", "2001:db8::2", 59, &[]);
+    let frame = [eth(0x86dd), ipv6(dir, rs, 41, &other)].concat();
+    assert_eq!(d.test_run(&frame).expect("run"), (2, frame));
+
+    // A fragment header (44) between the outer header and the inner packet:
+    // left to the kernel.
+    let mut frag = vec![41, 0, 0, 0, 0, 0, 0, 1];
+    frag.extend_from_slice(&inner);
+    let frame = [eth(0x86dd), ipv6(dir, rs, 44, &frag)].concat();
+    assert_eq!(d.test_run(&frame).expect("run"), (2, frame));
+
+    // The inner header cut short, or not version 6.
+    let frame = [eth(0x86dd), ipv6(dir, rs, 41, &inner[..39])].concat();
+    assert_eq!(d.test_run(&frame).expect("run"), (2, frame));
+    let mut v4_as_v6 = inner.clone();
+    v4_as_v6[0] = 0x40;
+    let frame = [eth(0x86dd), ipv6(dir, rs, 41, &v4_as_v6)].concat();
+    assert_eq!(d.test_run(&frame).expect("run"), (2, frame));
+
+    // The outer header itself cut short.
+    let frame = [eth(0x86dd), ipv6(dir, rs, 41, &inner)[..30].to_vec()].concat();
+    assert_eq!(d.test_run(&frame).expect("run"), (2, frame));
+}
