@@ -14,6 +14,7 @@ pub mod batch;
 pub mod conn;
 pub mod dest;
 pub mod engine;
+pub mod fastpath;
 pub mod fwmark;
 pub mod sched;
 pub mod service;

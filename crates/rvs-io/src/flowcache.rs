@@ -1,0 +1,918 @@
+//! The XDP fast path's flow cache: `rvs_flows` and `rvs_fp_stats` of
+//! `bpf/fastpath.h`.
+//!
+//! rvsd installs, for a flow its engine already forwards, the key of the
+//! flow's packets as they arrive ([`FlowKey`]) and what the engine does to
+//! them ([`FlowAction`]); the XDP program then forwards the flow's packets
+//! itself, byte for byte as the engine would, and counts them in the entry
+//! ([`FlowCounters`]). rvsd reads the counters ([`FlowCache::counters`]),
+//! credits the deltas to its statistics and refreshes the connection's timer
+//! from `last_seen_ns` (`CLOCK_MONOTONIC_COARSE`, [`monotonic_now_ns`]).
+//!
+//! The map is an LRU hash of [`FLOW_CACHE_MAX`] entries: the kernel may
+//! evict an entry at any time, and the flow's next packet then goes through
+//! the slow path (the engine), never to the floor.
+//!
+//! The maps live in whichever object includes `fastpath.h`:
+//! [`FlowCache::from_ebpf`] takes them from an [`aya::Ebpf`] (the classifier
+//! later; [`FastPathTestProgram`] now).
+
+use std::{
+    fmt,
+    net::IpAddr,
+    os::fd::{AsFd, AsRawFd},
+    time::Duration,
+};
+
+use aya::{
+    Ebpf, Pod,
+    maps::{HashMap, IterableMap, MapData, MapError, PerCpuArray},
+    programs::{ProgramError, TestRun, TestRunOptions, Xdp},
+};
+
+use crate::xdp::{error_chain, verifier_msg};
+
+/// Capacity of `rvs_flows` (`RVS_FLOW_CACHE_MAX` in fastpath.h).
+pub const FLOW_CACHE_MAX: u32 = 65536;
+
+/// Name of the flow map in fastpath.h.
+const FLOWS_MAP: &str = "rvs_flows";
+/// Name of the per-CPU counter map in fastpath.h.
+const STATS_MAP: &str = "rvs_fp_stats";
+
+// struct rvs_flow_action.method
+const METHOD_DR: u8 = 1;
+const METHOD_TUN: u8 = 2;
+const METHOD_NAT_IN: u8 = 3;
+const METHOD_NAT_OUT: u8 = 4;
+
+// Families of fastpath.h.
+const FAMILY_V4: u8 = 4;
+const FAMILY_V6: u8 = 6;
+
+const TCP: u8 = 6;
+const UDP: u8 = 17;
+const SCTP: u8 = 132;
+
+// Indices of `rvs_fp_stats` (enum in fastpath.h).
+const STAT_HIT: u32 = 0;
+const STAT_MISS: u32 = 1;
+const STAT_SKIP: u32 = 2;
+const STAT_TOO_BIG: u32 = 3;
+const STAT_TTL: u32 = 4;
+const STAT_ERROR: u32 = 5;
+
+/// Errors of the flow cache.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FlowCacheError {
+    /// The object has no such map, or it has another layout.
+    #[error("flow cache: {0}")]
+    Load(String),
+    /// A map operation failed.
+    #[error("flow cache map {map}: {source}")]
+    Map {
+        /// Name of the map in fastpath.h.
+        map: &'static str,
+        /// aya's error.
+        #[source]
+        source: MapError,
+    },
+    /// The entry cannot be expressed, or the fast path could never apply it.
+    #[error("flow cache entry: {0}")]
+    Invalid(&'static str),
+    /// `BPF_PROG_TEST_RUN` failed.
+    #[error("test run: {0}")]
+    TestRun(String),
+}
+
+fn map_err(map: &'static str) -> impl FnOnce(MapError) -> FlowCacheError {
+    move |source| FlowCacheError::Map { map, source }
+}
+
+/// A flow as its packets arrive at the director.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    /// IP protocol: 6 (TCP), 17 (UDP) or 132 (SCTP).
+    pub proto: u8,
+    /// Source address of the packets.
+    pub src: IpAddr,
+    /// Destination address of the packets.
+    pub dst: IpAddr,
+    /// Source port, host order.
+    pub sport: u16,
+    /// Destination port, host order.
+    pub dport: u16,
+}
+
+/// What the fast path does to a flow's packets besides new MACs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FlowRewrite {
+    /// Direct routing: the MACs only.
+    Dr,
+    /// IP-in-IP (or IPv6-in-IP) with an outer header from `src` to `dst`,
+    /// TTL 64, as `rvs_wire::encap_ipip`. Both of one family.
+    Tun {
+        /// Outer source: the director's address on the egress link.
+        src: IpAddr,
+        /// Outer destination: the real server.
+        dst: IpAddr,
+    },
+    /// NAT, client → real server: destination := (`addr`, `port`).
+    NatIn {
+        /// The real server's address (the packets' family).
+        addr: IpAddr,
+        /// The real server's port, host order.
+        port: u16,
+    },
+    /// NAT, real server → client: TTL − 1, source := (`addr`, `port`).
+    NatOut {
+        /// The virtual address (the packets' family).
+        addr: IpAddr,
+        /// The virtual port, host order.
+        port: u16,
+    },
+}
+
+/// A forwarding decision the fast path carries out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FlowAction {
+    /// The rewrite.
+    pub rewrite: FlowRewrite,
+    /// Egress interface: `XDP_TX` when it is the ingress one, else
+    /// `bpf_redirect`.
+    pub ifindex: u32,
+    /// Source MAC: the egress interface's.
+    pub src_mac: [u8; 6],
+    /// Destination MAC: the next hop's.
+    pub dst_mac: [u8; 6],
+    /// IP MTU of the egress link: a tunnelled packet that would exceed it
+    /// goes to the slow path. Unused by the other methods.
+    pub mtu: u16,
+    /// rvsd's connection handle, returned by [`FlowCache::counters`].
+    pub conn: u32,
+    /// Free for rvsd (e.g. a generation to tell a reused handle apart).
+    pub cookie: u32,
+}
+
+/// Traffic the fast path forwarded for one entry since it was installed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct FlowCounters {
+    /// Packets.
+    pub packets: u64,
+    /// Bytes, counted as the engine counts them (IP length).
+    pub bytes: u64,
+    /// `CLOCK_MONOTONIC_COARSE` nanoseconds of the last packet
+    /// (`bpf_ktime_get_coarse_ns`, tick resolution); 0 if none yet.
+    pub last_seen_ns: u64,
+}
+
+/// One entry read back by [`FlowCache::counters`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FlowEntry {
+    /// The flow.
+    pub key: FlowKey,
+    /// [`FlowAction::conn`].
+    pub conn: u32,
+    /// [`FlowAction::cookie`].
+    pub cookie: u32,
+    /// Its counters.
+    pub counters: FlowCounters,
+}
+
+/// Counters of the fast path itself, summed over CPUs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FastPathStats {
+    /// Frames forwarded by the fast path.
+    pub hits: u64,
+    /// Packets it could have handled but found no entry for.
+    pub misses: u64,
+    /// IP packets it never handles (TCP SYN/FIN/RST, fragments, options,
+    /// other protocols...).
+    pub skipped: u64,
+    /// Hits left to the slow path: the tunnelled packet would exceed the MTU.
+    pub too_big: u64,
+    /// Hits left to the slow path: TTL or hop limit <= 1 on the NAT reply path.
+    pub ttl: u64,
+    /// Hits left to the slow path (or dropped) because the entry does not
+    /// fit the packet or a helper failed.
+    pub errors: u64,
+}
+
+/// `struct rvs_flow_key` of fastpath.h.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct RawFlowKey {
+    proto: u8,
+    family: u8,
+    pad: u16,
+    /// Network order; IPv4 in `[0]`.
+    saddr: [u32; 4],
+    daddr: [u32; 4],
+    /// Network order.
+    sport: u16,
+    dport: u16,
+}
+
+const _: () = assert!(size_of::<RawFlowKey>() == 40);
+
+// SAFETY: RawFlowKey is repr(C), made of integers only, and has no padding
+// (1 + 1 + 2 + 16 + 16 + 2 + 2 = 40 bytes at alignment 4, checked above):
+// every byte pattern is a valid value and no byte is uninitialised.
+unsafe impl Pod for RawFlowKey {}
+
+impl RawFlowKey {
+    const ZERO: Self = Self {
+        proto: 0,
+        family: 0,
+        pad: 0,
+        saddr: [0; 4],
+        daddr: [0; 4],
+        sport: 0,
+        dport: 0,
+    };
+}
+
+/// `struct rvs_flow_action` of fastpath.h.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct RawFlowAction {
+    packets: u64,
+    bytes: u64,
+    last_seen: u64,
+    conn: u32,
+    ifindex: u32,
+    method: u8,
+    family: u8,
+    /// Host order.
+    mtu: u16,
+    dst_mac: [u8; 6],
+    src_mac: [u8; 6],
+    /// Network order; IPv4 in `[0]`.
+    addr_src: [u32; 4],
+    addr_dst: [u32; 4],
+    /// Network order.
+    port: u16,
+    flags: u16,
+    cookie: u32,
+}
+
+const _: () = assert!(size_of::<RawFlowAction>() == 88);
+const _: () = assert!(std::mem::offset_of!(RawFlowAction, addr_src) == 48);
+const _: () = assert!(std::mem::offset_of!(RawFlowAction, port) == 80);
+
+// SAFETY: RawFlowAction is repr(C), made of integers and byte arrays only,
+// and has no padding (24 + 4 + 4 + 1 + 1 + 2 + 6 + 6 + 16 + 16 + 2 + 2 + 4
+// = 88 bytes at alignment 8, size and offsets checked above): every byte
+// pattern is a valid value and no byte is uninitialised.
+unsafe impl Pod for RawFlowAction {}
+
+impl RawFlowAction {
+    const ZERO: Self = Self {
+        packets: 0,
+        bytes: 0,
+        last_seen: 0,
+        conn: 0,
+        ifindex: 0,
+        method: 0,
+        family: 0,
+        mtu: 0,
+        dst_mac: [0; 6],
+        src_mac: [0; 6],
+        addr_src: [0; 4],
+        addr_dst: [0; 4],
+        port: 0,
+        flags: 0,
+        cookie: 0,
+    };
+}
+
+/// An address as fastpath.h stores it: family and four network-order words.
+fn raw_addr(a: IpAddr) -> (u8, [u32; 4]) {
+    match a {
+        IpAddr::V4(a) => (FAMILY_V4, [u32::from_ne_bytes(a.octets()), 0, 0, 0]),
+        IpAddr::V6(a) => {
+            let o = a.octets();
+            let w = |i: usize| u32::from_ne_bytes([o[i], o[i + 1], o[i + 2], o[i + 3]]);
+            (FAMILY_V6, [w(0), w(4), w(8), w(12)])
+        }
+    }
+}
+
+/// The inverse of [`raw_addr`]; `None` for an unknown family.
+fn addr_of(family: u8, w: [u32; 4]) -> Option<IpAddr> {
+    match family {
+        FAMILY_V4 => Some(IpAddr::from(w[0].to_ne_bytes())),
+        FAMILY_V6 => {
+            let mut o = [0u8; 16];
+            for (chunk, word) in o.chunks_exact_mut(4).zip(w) {
+                chunk.copy_from_slice(&word.to_ne_bytes());
+            }
+            Some(IpAddr::from(o))
+        }
+        _ => None,
+    }
+}
+
+impl FlowKey {
+    fn to_raw(self) -> Result<RawFlowKey, FlowCacheError> {
+        if !matches!(self.proto, TCP | UDP | SCTP) {
+            return Err(FlowCacheError::Invalid(
+                "the fast path handles TCP, UDP and SCTP only",
+            ));
+        }
+        let (family, saddr) = raw_addr(self.src);
+        let (dfamily, daddr) = raw_addr(self.dst);
+        if family != dfamily {
+            return Err(FlowCacheError::Invalid(
+                "flow key: source and destination differ in family",
+            ));
+        }
+        Ok(RawFlowKey {
+            proto: self.proto,
+            family,
+            pad: 0,
+            saddr,
+            daddr,
+            sport: self.sport.to_be(),
+            dport: self.dport.to_be(),
+        })
+    }
+
+    fn from_raw(k: &RawFlowKey) -> Option<Self> {
+        Some(FlowKey {
+            proto: k.proto,
+            src: addr_of(k.family, k.saddr)?,
+            dst: addr_of(k.family, k.daddr)?,
+            sport: u16::from_be(k.sport),
+            dport: u16::from_be(k.dport),
+        })
+    }
+
+    fn family(&self) -> u8 {
+        if self.src.is_ipv6() {
+            FAMILY_V6
+        } else {
+            FAMILY_V4
+        }
+    }
+}
+
+impl FlowAction {
+    /// The value to install for `key`, counters zero; checks that the
+    /// program could apply it.
+    fn to_raw(self, key: &FlowKey) -> Result<RawFlowAction, FlowCacheError> {
+        let none = [0u32; 4];
+        let (method, family, addr_src, addr_dst, port) = match self.rewrite {
+            FlowRewrite::Dr => (METHOD_DR, key.family(), none, none, 0),
+            FlowRewrite::Tun { src, dst } => {
+                let (f, s) = raw_addr(src);
+                let (g, d) = raw_addr(dst);
+                if f != g {
+                    return Err(FlowCacheError::Invalid(
+                        "tunnel: outer source and destination differ in family",
+                    ));
+                }
+                if self.mtu == 0 {
+                    return Err(FlowCacheError::Invalid("tunnel: MTU 0"));
+                }
+                (METHOD_TUN, f, s, d, 0)
+            }
+            FlowRewrite::NatIn { addr, port } | FlowRewrite::NatOut { addr, port } => {
+                let method = if matches!(self.rewrite, FlowRewrite::NatIn { .. }) {
+                    METHOD_NAT_IN
+                } else {
+                    METHOD_NAT_OUT
+                };
+                let (f, a) = raw_addr(addr);
+                if f != key.family() {
+                    return Err(FlowCacheError::Invalid(
+                        "NAT: the new address is not of the flow's family",
+                    ));
+                }
+                if key.proto == SCTP {
+                    return Err(FlowCacheError::Invalid(
+                        "NAT of SCTP stays in the slow path (CRC32c over the whole packet)",
+                    ));
+                }
+                (method, f, none, a, port.to_be())
+            }
+        };
+        Ok(RawFlowAction {
+            packets: 0,
+            bytes: 0,
+            last_seen: 0,
+            conn: self.conn,
+            ifindex: self.ifindex,
+            method,
+            family,
+            mtu: self.mtu,
+            dst_mac: self.dst_mac,
+            src_mac: self.src_mac,
+            addr_src,
+            addr_dst,
+            port,
+            flags: 0,
+            cookie: self.cookie,
+        })
+    }
+
+    fn from_raw(v: &RawFlowAction) -> Option<Self> {
+        let rewrite = match v.method {
+            METHOD_DR => FlowRewrite::Dr,
+            METHOD_TUN => FlowRewrite::Tun {
+                src: addr_of(v.family, v.addr_src)?,
+                dst: addr_of(v.family, v.addr_dst)?,
+            },
+            METHOD_NAT_IN => FlowRewrite::NatIn {
+                addr: addr_of(v.family, v.addr_dst)?,
+                port: u16::from_be(v.port),
+            },
+            METHOD_NAT_OUT => FlowRewrite::NatOut {
+                addr: addr_of(v.family, v.addr_dst)?,
+                port: u16::from_be(v.port),
+            },
+            _ => return None,
+        };
+        Some(FlowAction {
+            rewrite,
+            ifindex: v.ifindex,
+            src_mac: v.src_mac,
+            dst_mac: v.dst_mac,
+            mtu: v.mtu,
+            conn: v.conn,
+            cookie: v.cookie,
+        })
+    }
+}
+
+impl From<&RawFlowAction> for FlowCounters {
+    fn from(v: &RawFlowAction) -> Self {
+        FlowCounters {
+            packets: v.packets,
+            bytes: v.bytes,
+            last_seen_ns: v.last_seen,
+        }
+    }
+}
+
+/// `CLOCK_MONOTONIC_COARSE` now, in nanoseconds: the clock of
+/// [`FlowCounters::last_seen_ns`] (`bpf_ktime_get_coarse_ns`). The same
+/// clock as `CLOCK_MONOTONIC` (and so as `std::time::Instant`) at tick
+/// resolution: up to one tick (1 to 10 ms) behind it.
+pub fn monotonic_now_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC_COARSE
+    // exists since Linux 2.6.32, so the call cannot fail (and `ts` stays
+    // zero if it did).
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    (ts.tv_sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(ts.tv_nsec as u64)
+}
+
+/// The fast path's maps in a loaded object.
+pub struct FlowCache {
+    flows: HashMap<MapData, RawFlowKey, RawFlowAction>,
+    stats: PerCpuArray<MapData, u64>,
+}
+
+impl fmt::Debug for FlowCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FlowCache").finish_non_exhaustive()
+    }
+}
+
+impl FlowCache {
+    /// Takes `rvs_flows` and `rvs_fp_stats` out of a loaded object that
+    /// includes fastpath.h (they are no longer in `ebpf` afterwards).
+    ///
+    /// # Errors
+    ///
+    /// A map is missing or has another key or value size.
+    pub fn from_ebpf(ebpf: &mut Ebpf) -> Result<Self, FlowCacheError> {
+        let flows = ebpf
+            .take_map(FLOWS_MAP)
+            .ok_or_else(|| FlowCacheError::Load(format!("no map {FLOWS_MAP}")))?;
+        let flows = HashMap::try_from(flows).map_err(map_err(FLOWS_MAP))?;
+        let stats = ebpf
+            .take_map(STATS_MAP)
+            .ok_or_else(|| FlowCacheError::Load(format!("no map {STATS_MAP}")))?;
+        let stats = PerCpuArray::try_from(stats).map_err(map_err(STATS_MAP))?;
+        Ok(Self { flows, stats })
+    }
+
+    /// Installs (or replaces) the entry of `key`, counters zero. Traffic
+    /// counted by a replaced entry is lost: use [`FlowCache::replace`] to
+    /// get it back.
+    ///
+    /// # Errors
+    ///
+    /// [`FlowCacheError::Invalid`] for an entry the program could not apply
+    /// (nothing is written), or the map update failing.
+    pub fn insert(&mut self, key: &FlowKey, action: &FlowAction) -> Result<(), FlowCacheError> {
+        let k = key.to_raw()?;
+        let v = action.to_raw(key)?;
+        self.flows.insert(k, v, 0).map_err(map_err(FLOWS_MAP))
+    }
+
+    /// As [`FlowCache::insert`], returning the counters of the entry it
+    /// replaced (packets forwarded between the read and the write are lost:
+    /// a few at most).
+    ///
+    /// # Errors
+    ///
+    /// As [`FlowCache::insert`].
+    pub fn replace(
+        &mut self,
+        key: &FlowKey,
+        action: &FlowAction,
+    ) -> Result<Option<FlowCounters>, FlowCacheError> {
+        let k = key.to_raw()?;
+        let v = action.to_raw(key)?;
+        let old = self.get_raw(&k)?;
+        self.flows.insert(k, v, 0).map_err(map_err(FLOWS_MAP))?;
+        Ok(old.map(|o| FlowCounters::from(&o)))
+    }
+
+    /// Removes the entry of `key`, returning its last counters (`None` if
+    /// there was none: never installed, or evicted).
+    ///
+    /// # Errors
+    ///
+    /// A key the cache could not hold, or a map operation failing.
+    pub fn remove(&mut self, key: &FlowKey) -> Result<Option<FlowCounters>, FlowCacheError> {
+        let k = key.to_raw()?;
+        let Some(old) = self.get_raw(&k)? else {
+            return Ok(None);
+        };
+        match self.flows.remove(&k) {
+            Ok(()) | Err(MapError::KeyNotFound) => Ok(Some(FlowCounters::from(&old))),
+            Err(e) => Err(map_err(FLOWS_MAP)(e)),
+        }
+    }
+
+    /// The entry of `key`, if installed.
+    ///
+    /// # Errors
+    ///
+    /// A key the cache could not hold, a failed lookup, or an entry the
+    /// program did not write (unknown method or family).
+    pub fn get(&self, key: &FlowKey) -> Result<Option<(FlowAction, FlowCounters)>, FlowCacheError> {
+        let k = key.to_raw()?;
+        let Some(v) = self.get_raw(&k)? else {
+            return Ok(None);
+        };
+        let action = FlowAction::from_raw(&v).ok_or(FlowCacheError::Invalid(
+            "an entry with an unknown method or family",
+        ))?;
+        Ok(Some((action, FlowCounters::from(&v))))
+    }
+
+    fn get_raw(&self, k: &RawFlowKey) -> Result<Option<RawFlowAction>, FlowCacheError> {
+        match self.flows.get(k, 0) {
+            Ok(v) => Ok(Some(v)),
+            Err(MapError::KeyNotFound) => Ok(None),
+            Err(e) => Err(map_err(FLOWS_MAP)(e)),
+        }
+    }
+
+    /// Reads every entry's counters into `out` (cleared first), for rvsd to
+    /// credit the deltas since its last read.
+    ///
+    /// Uses `BPF_MAP_LOOKUP_BATCH` (kernel 5.6+; aya 0.14 does not wrap it),
+    /// [`BATCH`] entries a syscall; where the kernel refuses it, walks the
+    /// keys (two syscalls per entry). Entries evicted or removed during the
+    /// read are skipped; entries added during it may be missed (read on the
+    /// next pass).
+    ///
+    /// # Errors
+    ///
+    /// A map operation failing other than on a vanished key.
+    pub fn counters(&self, out: &mut Vec<FlowEntry>) -> Result<(), FlowCacheError> {
+        out.clear();
+        match self.counters_batched(out) {
+            Ok(()) => Ok(()),
+            // EINVAL/ENOTSUPP: no batch operations for this map or kernel.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL) | Some(524)) => {
+                out.clear();
+                self.counters_by_key(out)
+            }
+            Err(e) => Err(FlowCacheError::Map {
+                map: FLOWS_MAP,
+                source: MapError::SyscallError(aya::sys::SyscallError {
+                    call: "bpf_map_lookup_batch",
+                    io_error: e,
+                }),
+            }),
+        }
+    }
+
+    /// [`FlowCache::counters`] one key at a time (its fallback, public to
+    /// compare the two): `out` is not cleared.
+    ///
+    /// # Errors
+    ///
+    /// A map operation failing other than on a vanished key.
+    pub fn counters_by_key(&self, out: &mut Vec<FlowEntry>) -> Result<(), FlowCacheError> {
+        for item in self.flows.iter() {
+            let (k, v) = match item {
+                Ok(kv) => kv,
+                Err(MapError::KeyNotFound) => continue,
+                Err(e) => return Err(map_err(FLOWS_MAP)(e)),
+            };
+            push_entry(out, &k, &v);
+        }
+        Ok(())
+    }
+
+    /// [`FlowCache::counters`] with `BPF_MAP_LOOKUP_BATCH`.
+    fn counters_batched(&self, out: &mut Vec<FlowEntry>) -> std::io::Result<()> {
+        let fd = IterableMap::map(&self.flows).fd().as_fd().as_raw_fd();
+        let mut keys = vec![RawFlowKey::ZERO; BATCH];
+        let mut values = vec![RawFlowAction::ZERO; BATCH];
+        // The hash map's batch token is a bucket index.
+        let mut cursor: u32 = 0;
+        let mut first = true;
+        loop {
+            let mut next: u32 = 0;
+            let mut attr = BatchAttr {
+                in_batch: if first {
+                    0
+                } else {
+                    std::ptr::addr_of!(cursor) as u64
+                },
+                out_batch: std::ptr::addr_of_mut!(next) as u64,
+                keys: keys.as_mut_ptr() as u64,
+                values: values.as_mut_ptr() as u64,
+                count: BATCH as u32,
+                map_fd: fd as u32,
+                elem_flags: 0,
+                flags: 0,
+            };
+            // SAFETY: `attr` is the `batch` member of `union bpf_attr`
+            // (checked layout, 56 bytes, the kernel zero-extends the rest);
+            // `keys` and `values` hold `count` elements of exactly the map's
+            // key and value sizes (checked by aya when the map was taken),
+            // `cursor` and `next` are u32 (the hash map's batch token), and
+            // all of them outlive the call.
+            let r = unsafe {
+                libc::syscall(
+                    libc::SYS_bpf,
+                    BPF_MAP_LOOKUP_BATCH,
+                    std::ptr::addr_of_mut!(attr),
+                    size_of::<BatchAttr>(),
+                )
+            };
+            // ENOENT: the end, the last entries came with it. Other errors
+            // (ENOSPC with nothing read: one bucket holds more than BATCH
+            // entries, not seen with jhash) are the caller's.
+            let done = if r < 0 {
+                let e = std::io::Error::last_os_error();
+                if e.raw_os_error() != Some(libc::ENOENT) {
+                    return Err(e);
+                }
+                true
+            } else {
+                false
+            };
+            let n = (attr.count as usize).min(BATCH);
+            for (k, v) in keys.iter().zip(&values).take(n) {
+                push_entry(out, k, v);
+            }
+            if done {
+                return Ok(());
+            }
+            cursor = next;
+            first = false;
+        }
+    }
+
+    /// Removes every entry whose `conn` handle matches `pred` (e.g. all the
+    /// flows of a deleted real server, or every flow after a configuration
+    /// change), returning them with their last counters.
+    ///
+    /// # Errors
+    ///
+    /// As [`FlowCache::counters`]; entries removed before the error stay
+    /// removed.
+    pub fn remove_where(
+        &mut self,
+        mut pred: impl FnMut(&FlowEntry) -> bool,
+    ) -> Result<Vec<FlowEntry>, FlowCacheError> {
+        let mut all = Vec::new();
+        self.counters(&mut all)?;
+        all.retain(|e| pred(e));
+        for e in &all {
+            let k = e.key.to_raw()?;
+            match self.flows.remove(&k) {
+                Ok(()) | Err(MapError::KeyNotFound) => {}
+                Err(err) => return Err(map_err(FLOWS_MAP)(err)),
+            }
+        }
+        Ok(all)
+    }
+
+    /// The fast path's own counters, summed over CPUs.
+    ///
+    /// # Errors
+    ///
+    /// The per-CPU lookup failing.
+    pub fn stats(&self) -> Result<FastPathStats, FlowCacheError> {
+        let sum = |i: u32| -> Result<u64, FlowCacheError> {
+            let v = self.stats.get(&i, 0).map_err(map_err(STATS_MAP))?;
+            Ok(v.iter().fold(0u64, |a, x| a.wrapping_add(*x)))
+        };
+        Ok(FastPathStats {
+            hits: sum(STAT_HIT)?,
+            misses: sum(STAT_MISS)?,
+            skipped: sum(STAT_SKIP)?,
+            too_big: sum(STAT_TOO_BIG)?,
+            ttl: sum(STAT_TTL)?,
+            errors: sum(STAT_ERROR)?,
+        })
+    }
+}
+
+/// Entries read per `BPF_MAP_LOOKUP_BATCH`.
+pub const BATCH: usize = 512;
+
+/// `BPF_MAP_LOOKUP_BATCH` of `enum bpf_cmd`.
+const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
+
+/// The `batch` member of `union bpf_attr` (linux/bpf.h).
+#[repr(C)]
+struct BatchAttr {
+    in_batch: u64,
+    out_batch: u64,
+    keys: u64,
+    values: u64,
+    count: u32,
+    map_fd: u32,
+    elem_flags: u64,
+    flags: u64,
+}
+
+const _: () = assert!(size_of::<BatchAttr>() == 56);
+const _: () = assert!(std::mem::offset_of!(BatchAttr, map_fd) == 36);
+
+/// Appends the entry of a raw key and value read from the map.
+fn push_entry(out: &mut Vec<FlowEntry>, k: &RawFlowKey, v: &RawFlowAction) {
+    // Keys only ever come from FlowKey::to_raw; skip anything else.
+    if let Some(key) = FlowKey::from_raw(k) {
+        out.push(FlowEntry {
+            key,
+            conn: v.conn,
+            cookie: v.cookie,
+            counters: FlowCounters::from(v),
+        });
+    }
+}
+
+/// The object of `bpf/fastpath_test.c`, built by build.rs.
+static FASTPATH_TEST_OBJ: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/fastpath_test.o"));
+
+/// The fast path alone, then `XDP_PASS` (fastpath_test.c).
+const TEST_PROGRAM: &str = "rvs_fp_test";
+/// `XDP_TX` and nothing else.
+const BASELINE_PROGRAM: &str = "rvs_fp_baseline";
+/// The fast path between a save and a restore of the frame's head.
+const BENCH_PROGRAM: &str = "rvs_fp_bench";
+/// The save and restore of [`BENCH_PROGRAM`] around a bare `XDP_TX`.
+const BENCH_BASE_PROGRAM: &str = "rvs_fp_bench_base";
+const PROGRAMS: [&str; 4] = [
+    TEST_PROGRAM,
+    BASELINE_PROGRAM,
+    BENCH_PROGRAM,
+    BENCH_BASE_PROGRAM,
+];
+
+/// Which program of fastpath_test.c to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TestProgram {
+    /// The fast path, then `XDP_PASS` for what it does not handle.
+    FastPath,
+    /// `return XDP_TX;`: the cost floor of an XDP program.
+    Baseline,
+    /// For `repeat` > 1: the fast path with the frame's first 64 bytes (and
+    /// its start) put back after every run, so that each run sees the
+    /// original packet (`BPF_PROG_TEST_RUN` does not reset the buffer
+    /// between runs: NAT-out would run out of TTL, TUN tunnel again). The
+    /// frame must be at least 64 bytes without Ethernet padding.
+    Bench,
+    /// [`TestProgram::Bench`]'s save and restore around a bare `XDP_TX`:
+    /// its cost floor.
+    BenchBaseline,
+}
+
+impl TestProgram {
+    fn name(self) -> &'static str {
+        match self {
+            TestProgram::FastPath => TEST_PROGRAM,
+            TestProgram::Baseline => BASELINE_PROGRAM,
+            TestProgram::Bench => BENCH_PROGRAM,
+            TestProgram::BenchBaseline => BENCH_BASE_PROGRAM,
+        }
+    }
+}
+
+/// What one `BPF_PROG_TEST_RUN` returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestRunOutput {
+    /// The XDP action (`XDP_PASS` 2, `XDP_TX` 3, `XDP_REDIRECT` 4...).
+    pub action: u32,
+    /// The frame as the program left it.
+    pub frame: Vec<u8>,
+    /// Mean duration of one run, as the kernel measured it.
+    pub per_run: Duration,
+}
+
+/// fastpath_test.c loaded (attached nowhere), with its flow cache: runs the
+/// fast path on frames through `BPF_PROG_TEST_RUN` (root).
+pub struct FastPathTestProgram {
+    ebpf: Ebpf,
+    cache: FlowCache,
+}
+
+impl fmt::Debug for FastPathTestProgram {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FastPathTestProgram")
+            .finish_non_exhaustive()
+    }
+}
+
+impl FastPathTestProgram {
+    /// Loads the programs of fastpath_test.c.
+    ///
+    /// # Errors
+    ///
+    /// The object not loading or the verifier rejecting a program (its log
+    /// is in the message).
+    pub fn load() -> Result<Self, FlowCacheError> {
+        let mut ebpf =
+            Ebpf::load(FASTPATH_TEST_OBJ).map_err(|e| FlowCacheError::Load(error_chain(&e)))?;
+        for name in PROGRAMS {
+            let prog: &mut Xdp = ebpf
+                .program_mut(name)
+                .ok_or_else(|| FlowCacheError::Load(format!("no program {name}")))?
+                .try_into()
+                .map_err(|e: ProgramError| FlowCacheError::Load(e.to_string()))?;
+            prog.load()
+                .map_err(|e| FlowCacheError::Load(format!("{name}: {}", verifier_msg(&e))))?;
+        }
+        let cache = FlowCache::from_ebpf(&mut ebpf)?;
+        Ok(Self { ebpf, cache })
+    }
+
+    /// The flow cache of the test program.
+    pub fn cache(&self) -> &FlowCache {
+        &self.cache
+    }
+
+    /// The flow cache of the test program, to fill.
+    pub fn cache_mut(&mut self) -> &mut FlowCache {
+        &mut self.cache
+    }
+
+    /// Runs `program` on `frame` `repeat` times (at least once); the kernel
+    /// runs it as if the frame came in on `lo` (ifindex 1), queue 0.
+    ///
+    /// # Errors
+    ///
+    /// The test run failing.
+    pub fn run(
+        &self,
+        program: TestProgram,
+        frame: &[u8],
+        repeat: u32,
+    ) -> Result<TestRunOutput, FlowCacheError> {
+        let name = program.name();
+        let prog: &Xdp = self
+            .ebpf
+            .program(name)
+            .ok_or_else(|| FlowCacheError::Load(format!("no program {name}")))?
+            .try_into()
+            .map_err(|e: ProgramError| FlowCacheError::Load(e.to_string()))?;
+        // Room for an outer IPv6 header.
+        let mut out = vec![0u8; frame.len() + 64];
+        let opts = TestRunOptions {
+            data_in: Some(frame),
+            data_out: Some(&mut out),
+            repeat: repeat.max(1),
+            ..TestRunOptions::default()
+        };
+        let r = prog
+            .test_run(opts)
+            .map_err(|e| FlowCacheError::TestRun(error_chain(&e)))?;
+        out.truncate(r.data_size_out as usize);
+        Ok(TestRunOutput {
+            action: r.return_value,
+            frame: out,
+            per_run: r.duration,
+        })
+    }
+}
