@@ -21,6 +21,7 @@ use rvs_wire::{EncapResult, EthernetAddress, FlowMeta, Parsed, TtlVerdict};
 
 use crate::conn::{self, Activity, Conn, ConnId, ConnTable, ConnTableConfig, Direction, Timeouts};
 use crate::dest::{Dest, DestConfig, DestId};
+use crate::fwmark::{FwmarkRule, FwmarkRules};
 use crate::sched::SchedInput;
 use crate::service::{
     CtlError, SVC_F_ONEPACKET, Service, ServiceConfig, ServiceKey, ServiceRef, Services, addr_key,
@@ -150,7 +151,10 @@ pub enum Action {
         /// Length of the reply frame.
         len: usize,
     },
-    /// The next hop for `addr` is not resolved: resolve it (the frame is dropped).
+    /// The next hop for `addr` is not resolved: resolve it. The frame is
+    /// untouched and nothing was counted for it, so it may be held and
+    /// processed again once the hop is known (as the kernel queues packets
+    /// for an unresolved neighbour).
     NeedHop(IpAddr),
 }
 
@@ -219,6 +223,8 @@ pub struct Engine {
     counters: EngineCounters,
     expired: Vec<Conn>,
     reply: Vec<u8>,
+    /// Firewall-mark rules: the mark of packets that arrive without one.
+    fwmark_rules: FwmarkRules,
 }
 
 /// Largest reply frame the engine builds.
@@ -244,6 +250,7 @@ impl Engine {
             counters: EngineCounters::default(),
             expired: Vec::new(),
             reply: vec![0; REPLY_CAPACITY],
+            fwmark_rules: FwmarkRules::default(),
         }
     }
 
@@ -266,6 +273,11 @@ impl Engine {
     /// Set the next hop for an address (a real server, or a client / its router).
     pub fn set_hop(&mut self, addr: IpAddr, hop: Hop) {
         self.hops.insert(addr_key(addr), hop);
+    }
+
+    /// Whether the next hop of `addr` is known.
+    pub fn has_hop(&self, addr: IpAddr) -> bool {
+        self.hops.contains_key(&addr_key(addr))
     }
 
     /// Forget a next hop.
@@ -430,6 +442,40 @@ impl Engine {
         self.expired = out;
     }
 
+    // ----- firewall-mark rules ---------------------------------------------------
+
+    /// The firewall-mark rules, in order.
+    pub fn fwmark_rules(&self) -> &FwmarkRules {
+        &self.fwmark_rules
+    }
+
+    /// Append a firewall-mark rule (see [`FwmarkRules::add`]).
+    pub fn add_fwmark_rule(&mut self, rule: &FwmarkRule) -> Result<(), CtlError> {
+        self.fwmark_rules.add(rule)
+    }
+
+    /// Remove a firewall-mark rule (see [`FwmarkRules::delete`]).
+    pub fn delete_fwmark_rule(&mut self, rule: &FwmarkRule) -> Result<(), CtlError> {
+        self.fwmark_rules.delete(rule)
+    }
+
+    /// Remove every firewall-mark rule (`-C` leaves them, as it leaves
+    /// iptables' rules).
+    pub fn flush_fwmark_rules(&mut self) {
+        self.fwmark_rules.clear();
+    }
+
+    /// The mark a new flow is looked up with: the frame's own, or else the
+    /// rules' (free when there are no rules).
+    #[inline]
+    fn flow_mark(&self, frame: &Frame<'_>, meta: &FlowMeta, proto: Protocol) -> u32 {
+        if frame.fwmark != 0 || self.fwmark_rules.is_empty() {
+            return frame.fwmark;
+        }
+        self.fwmark_rules
+            .mark_of(frame.ingress.0, meta.dst, proto, meta.dport)
+    }
+
     // ----- time -----------------------------------------------------------------
 
     /// Housekeeping: expire connections, run the rate estimators, age
@@ -490,7 +536,7 @@ impl Engine {
         action
     }
 
-    fn process_inner(&mut self, frame: Frame<'_>, now: Instant) -> Action {
+    fn process_inner(&mut self, mut frame: Frame<'_>, now: Instant) -> Action {
         let end = frame.start.saturating_add(frame.len);
         let Some(bytes) = frame.buf.get(frame.start..end) else {
             return Action::Drop(DropReason::Malformed);
@@ -525,6 +571,7 @@ impl Engine {
             return self.conn_out(frame, &meta, id, proto, now);
         }
         let af = if meta.af_v6 { Af::Inet6 } else { Af::Inet };
+        frame.fwmark = self.flow_mark(&frame, &meta, proto);
         let Some(sref) = self
             .services
             .lookup(frame.fwmark, af, proto, meta.dst, meta.dport)
@@ -584,6 +631,11 @@ impl Engine {
         let (dest_id, daddr, fwd) = (dest.id, dest.addr, dest.fwd);
         if one_packet {
             // Not hashed: counted, forwarded and gone (a template, if any, stays).
+            // Nothing is counted before the next hop is known (NeedHop
+            // leaves the table as it was, so the frame can be processed again).
+            if !self.hops.contains_key(&addr_key(daddr)) {
+                return Action::NeedHop(daddr);
+            }
             dest.stats.counters.conns += 1;
             svc.stats.counters.conns += 1;
             self.stats.counters.conns += 1;
@@ -776,6 +828,7 @@ impl Engine {
             return Action::Drop(DropReason::NoConnection);
         };
         let target = Target::of(c);
+        let egress = self.egress(target.daddr);
         let svc = self.services.get_mut(target.sref);
         let dest_index = svc
             .as_ref()
@@ -802,6 +855,12 @@ impl Engine {
             }
             return Action::Drop(DropReason::DestGone);
         };
+        // No state change and no counting without a next hop (NeedHop
+        // leaves everything as it was, so the frame can be processed again).
+        let (hop, port) = match egress {
+            Ok(e) => e,
+            Err(a) => return a,
+        };
 
         let activity = update_state(
             &mut self.conns,
@@ -822,17 +881,18 @@ impl Engine {
         d.stats.count_in(bytes);
         apply_activity(d, activity.unwrap_or(Activity::Unchanged));
         self.stats.count_in(bytes);
-        self.emit_in(frame, meta, &target)
+        self.emit_in(frame, meta, &target, hop, port)
     }
 
     fn reschedule(
         &mut self,
-        frame: Frame<'_>,
+        mut frame: Frame<'_>,
         meta: &FlowMeta,
         proto: Protocol,
         now: Instant,
     ) -> Action {
         let af = if meta.af_v6 { Af::Inet6 } else { Af::Inet };
+        frame.fwmark = self.flow_mark(&frame, meta, proto);
         match self
             .services
             .lookup(frame.fwmark, af, proto, meta.dst, meta.dport)
@@ -864,6 +924,10 @@ impl Engine {
     /// Count a client → server packet, rewrite it for the forwarding method,
     /// and pick the egress.
     fn forward_in(&mut self, frame: Frame<'_>, meta: &FlowMeta, t: &Target) -> Action {
+        let (hop, port) = match self.egress(t.daddr) {
+            Ok(e) => e,
+            Err(a) => return a,
+        };
         let bytes = meta.l3_len;
         if let Some(svc) = self.services.get_mut(t.sref) {
             svc.stats.count_in(bytes);
@@ -872,16 +936,19 @@ impl Engine {
             }
         }
         self.stats.count_in(bytes);
-        self.emit_in(frame, meta, t)
+        self.emit_in(frame, meta, t, hop, port)
     }
 
-    /// Rewrite a client → server packet for the forwarding method and pick
-    /// the egress (counting is the caller's).
-    fn emit_in(&mut self, frame: Frame<'_>, meta: &FlowMeta, t: &Target) -> Action {
-        let (hop, port) = match self.egress(t.daddr) {
-            Ok(e) => e,
-            Err(a) => return a,
-        };
+    /// Rewrite a client → server packet for the forwarding method towards
+    /// the egress `hop`/`port` (counting is the caller's).
+    fn emit_in(
+        &mut self,
+        frame: Frame<'_>,
+        meta: &FlowMeta,
+        t: &Target,
+        hop: Hop,
+        port: PortConfig,
+    ) -> Action {
         let end = frame.start + frame.len;
         match t.fwd {
             FwdMethod::Route | FwdMethod::Masq => {
@@ -969,6 +1036,11 @@ impl Engine {
             c.vport,
             c.caddr,
         );
+        // No state change and no counting without a next hop.
+        let (hop, port) = match self.egress(caddr) {
+            Ok(e) => e,
+            Err(a) => return a,
+        };
         let activity = update_state(
             &mut self.conns,
             &self.timeouts,
@@ -982,10 +1054,6 @@ impl Engine {
         self.apply_activity(sref, dest_id, activity.unwrap_or(Activity::Unchanged));
         self.count_out(sref, dest_id, meta.l3_len);
 
-        let (hop, port) = match self.egress(caddr) {
-            Ok(e) => e,
-            Err(a) => return a,
-        };
         let f = &mut frame.buf[frame.start..frame.start + frame.len];
         // Replies are routed by the director: TTL goes down by one.
         match rvs_wire::decrement_ttl(f, meta) {
@@ -1030,11 +1098,11 @@ impl Engine {
                 c.vport,
                 c.caddr,
             );
-            self.count_out(sref, dest, meta.l3_len);
             let (hop, port) = match self.egress(caddr) {
                 Ok(e) => e,
                 Err(a) => return a,
             };
+            self.count_out(sref, dest, meta.l3_len);
             let f = &mut frame.buf[frame.start..frame.start + frame.len];
             if rvs_wire::icmp_error_out(f, meta, vaddr, vport).is_err()
                 || rvs_wire::set_macs(f, port.mac, hop.mac).is_err()

@@ -703,6 +703,75 @@ fn missing_neighbour_is_requested() {
     assert_eq!(a, Action::NeedHop(v4(RS1)));
 }
 
+/// A frame that needs a hop is left untouched and uncounted, so the data
+/// plane can hold it and process it again once the neighbour is resolved:
+/// every packet is then counted exactly once (in, out and for NAT replies).
+#[test]
+fn need_hop_leaves_frame_and_counters_untouched() {
+    let mut e = engine();
+    e.remove_hop(&v4(RS1));
+    e.remove_hop(&v4(CIP));
+    let key = svc_key(80);
+    add_service(&mut e, key, "rr", FwdMethod::Masq, &[8080]);
+    let t0 = Instant::from_secs(5);
+
+    // Client SYN: the real server's hop is missing.
+    let mut f = tcp_frame(
+        CLIENT_MAC,
+        DIRECTOR_MAC_C,
+        (CIP, 40001),
+        (VIP, 80),
+        Flags::Syn,
+        b"hello",
+    );
+    let orig = f.clone();
+    assert_eq!(
+        run(&mut e, &mut f, CLIENT_PORT, t0),
+        Action::NeedHop(v4(RS1))
+    );
+    assert_eq!(f, orig, "frame untouched");
+    let st = e.stats().shown();
+    assert_eq!((st.inpkts, st.outpkts), (0, 0));
+    e.set_hop(
+        v4(RS1),
+        Hop {
+            port: SERVER_PORT,
+            mac: EthernetAddress(RS1_MAC),
+        },
+    );
+    let a = run(&mut e, &mut f, CLIENT_PORT, t0);
+    assert_eq!(tcp_dst(&out_frame(&a, &f)), (v4(RS1), 8080, RS1_MAC));
+
+    // The server's SYN-ACK: the client's hop is missing.
+    let mut r = tcp_frame(
+        RS1_MAC,
+        DIRECTOR_MAC_S,
+        (RS1, 8080),
+        (CIP, 40001),
+        Flags::SynAck,
+        b"",
+    );
+    let orig = r.clone();
+    assert_eq!(
+        run(&mut e, &mut r, SERVER_PORT, t0),
+        Action::NeedHop(v4(CIP))
+    );
+    assert_eq!(r, orig, "frame untouched");
+    let c = the_conn(&e);
+    assert_eq!(conn::state_name(c.proto, c.flags, c.state), "SYN_RECV");
+    e.set_hop(
+        v4(CIP),
+        Hop {
+            port: CLIENT_PORT,
+            mac: EthernetAddress(CLIENT_MAC),
+        },
+    );
+    let a = run(&mut e, &mut r, SERVER_PORT, t0);
+    assert_eq!(tcp_dst(&out_frame(&a, &r)), (v4(CIP), 40001, CLIENT_MAC));
+    let st = e.stats().shown();
+    assert_eq!((st.conns, st.inpkts, st.outpkts), (1, 1, 1));
+}
+
 #[test]
 fn udp_and_one_packet_scheduling() {
     let mut e = engine();
