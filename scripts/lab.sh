@@ -12,7 +12,8 @@ if [ "$(id -u)" != 0 ]; then
     exit 2
 fi
 need_apt=()
-for pkg in clang libbpf-dev iproute2; do
+# nftables: for rvs lab --io packet (the AF_PACKET fallback).
+for pkg in clang libbpf-dev iproute2 nftables; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 command -v python3 >/dev/null || need_apt+=(python3)

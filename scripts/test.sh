@@ -6,7 +6,12 @@ cd "$(dirname "$0")/.."
 
 need_apt=()
 # apache2-utils: ab, the lab's load tests (crates/rvs/tests/netns_lab.rs).
-for pkg in clang libbpf-dev iproute2 socat curl apache2-utils; do
+# nftables: rvsd --io packet's drop table and the data-plane tests' counters.
+# openssl: the TLS servers of the HTTPS (fwmark) session test.
+# haproxy, nginx-light, libnginx-mod-stream, wrk: the contenders and load of
+# `rvs bench --quick` (crates/rvs/tests/netns_bench.rs, a smoke test).
+for pkg in clang libbpf-dev iproute2 socat curl apache2-utils nftables openssl \
+    haproxy nginx-light libnginx-mod-stream wrk util-linux; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 # The lab's HTTP servers (python3's http.server).

@@ -6,6 +6,7 @@
 //! restore of S services × D real servers from a file, `-S -n`, `-L -n`, and
 //! one more `-a` on the full table. Prints one line per step.
 
+use super::Row;
 use crate::child::sibling;
 use std::io::Write;
 use std::path::Path;
@@ -88,16 +89,17 @@ fn adm(
 
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
-    v[v.len() / 2]
+    v.get(v.len() / 2).copied().unwrap_or_default()
 }
 
-/// Run the control-plane bench; returns the report.
-pub fn control(o: &ControlOpts) -> Result<String, String> {
+/// Run the control-plane bench; returns the report (the same text as ever)
+/// and its rows (milliseconds, median).
+pub fn run(o: &ControlOpts) -> Result<(String, Vec<Row>), String> {
     let rvsd = sibling("rvsd")?;
     let rvsadm = sibling("rvsadm")?;
     let socket = format!("@rvs-bench-{}", std::process::id());
     let child = Command::new(&rvsd)
-        .args(["--socket", &socket])
+        .args(["--socket", &socket, "--io", "none"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -146,6 +148,7 @@ pub fn control(o: &ControlOpts) -> Result<String, String> {
         o.repeat.max(1)
     ));
     let base = ms(median(baseline));
+    let mut rows = vec![Row::new("control", "process start (rvsadm -v)").with("ms", Some(base))];
     out.push_str(&format!(
         "  {:<22} {base:>9.1} ms   (baseline: rvsadm -v, no request)\n",
         "process start"
@@ -157,11 +160,17 @@ pub fn control(o: &ControlOpts) -> Result<String, String> {
         ("one more -a", add, 5.0),
     ] {
         let m = ms(median(v));
+        rows.push(
+            Row::new("control", name)
+                .with("ms", Some(m))
+                .with("x_baseline", Some(m / base.max(1e-3)))
+                .with("target_ms", Some(target)),
+        );
         out.push_str(&format!(
             "  {name:<22} {m:>9.1} ms   {:>6.0}x baseline   target <= {target} ms  {}\n",
             m / base.max(1e-3),
             if m <= target { "met" } else { "NOT met" }
         ));
     }
-    Ok(out)
+    Ok((out, rows))
 }

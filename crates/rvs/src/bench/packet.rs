@@ -1,0 +1,596 @@
+//! `rvs bench packet`: 64-byte UDP packets through the director.
+//!
+//! Topology (three namespaces, two veth pairs):
+//!
+//! ```text
+//!  gen: gen0 10.9.1.1 ── dutin 10.9.1.2 [dut] dutout 10.9.2.1 ── sink0 10.9.2.11, .12 :sink
+//! ```
+//!
+//! The VIP 10.9.1.100 sits on the director's (`dut`) `lo`; the real servers
+//! are 10.9.2.11 and 10.9.2.12, both on the sink. Contenders, in turn, on
+//! identical traffic (1024 flows, UDP to port 9):
+//!
+//! * `kernel-forward`: the kernel's IP forwarding, frames addressed to the
+//!   real server (the ceiling of the kernel path);
+//! * `nft-dnat`: the kernel with an nftables `numgen` map DNAT of the VIP to
+//!   the two real servers (kube-proxy's nft mode), conntrack included;
+//! * `rvs-xdp dr|nat|tun`: `rvsd --io xdp --fast-path off`, `-g`, `-m`,
+//!   `-i`: every packet through the engine (AF_XDP);
+//! * `rvs-xdp-fast dr|nat|tun`: `rvsd --io xdp` with its XDP fast path (on
+//!   by default): established flows forwarded inside the XDP program;
+//! * `rvs-packet dr|nat|tun`: `rvsd --io packet` (AF_PACKET), reported
+//!   unavailable when this rvsd does not have it.
+//!
+//! CPU placement (BENCHMARKING.md): CPU 0 is the device under test's:
+//! rvsd's threads and the threaded NAPI of `dutin` (GRO on, so that it has
+//! NAPI without an XDP program) and `dutout`; CPU 1 runs the generator
+//! (SCHED_IDLE) and the sink's NAPI thread (SCHED_FIFO 1, so the sink keeps
+//! up). The generator sends flat out (AF_XDP, copy mode) for the run time:
+//! the figure is the highest delivered rate at that offered load, not a
+//! loss-free rate. Delivered (`mpps`) is counted by an nftables netdev
+//! ingress `counter drop` on the sink (behind the sink's XDP program, which
+//! puts its veth in NAPI mode, as redirected frames need); `dut_out_mpps` is
+//! what the DUT put on `dutout` (sent + dropped at the sink's ring).
+//!
+//! CPU per packet (`ns_per_pkt`): CPU time of the DUT over the run divided
+//! by the packets delivered. The DUT's CPU time is the user + system time
+//! (`/proc/PID/task/*/stat`) of its threads (its NAPI threads, where the
+//! kernel's forwarding and the XDP program run, and every rvsd thread) plus
+//! CPU 0's softirq time (`/proc/stat`), capped at CPU 0's busy time (the two
+//! can count the same tick); so it holds when other work shares the
+//! machine. `mpps_per_cpu` is its inverse (what one whole CPU would forward
+//! at that cost). `cpu0_pct`/`cpu1_pct` are the CPUs'
+//! busy shares from `/proc/stat`, whoever used them.
+//!
+//! Full mode reports the median of 3 runs (by delivered rate) of each
+//! contender, quick mode one run; each run follows a 1-second warm-up.
+//!
+//! `RVS_BENCH_DEBUG=1` prints the interface counters of every hop after
+//! each run (where packets were dropped).
+
+use super::generator::{self, Flows};
+use super::topo::{self, Stop, Topo, addr, run_cmd, veth};
+use super::{Opts, Row};
+use crate::child::sibling;
+use std::time::{Duration, Instant};
+
+const VIP: &str = "10.9.1.100";
+const RIPS: [&str; 2] = ["10.9.2.11", "10.9.2.12"];
+const DUT_CPU: usize = 0;
+const GEN_CPU: usize = 1;
+const PORT: u16 = 9;
+
+/// Whether this rvsd offers `--io packet`.
+fn rvsd_has_packet_io() -> bool {
+    let Ok(rvsd) = sibling("rvsd") else {
+        return false;
+    };
+    std::process::Command::new(rvsd)
+        .arg("--help")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains("`packet`"))
+        .unwrap_or(false)
+}
+
+struct Net {
+    gen_ns: String,
+    dut: String,
+    sink: String,
+    gen_mac: [u8; 6],
+    dutin_mac: [u8; 6],
+}
+
+fn build(t: &mut Topo) -> Result<Net, String> {
+    let gen_ns = t.ns("gen")?;
+    let dut = t.ns("dut")?;
+    let sink = t.ns("sink")?;
+    veth(&gen_ns, "gen0", &dut, "dutin")?;
+    veth(&dut, "dutout", &sink, "sink0")?;
+    addr(&gen_ns, "10.9.1.1/24", "gen0")?;
+    addr(&dut, "10.9.1.2/24", "dutin")?;
+    addr(&dut, "10.9.2.1/24", "dutout")?;
+    addr(&dut, &format!("{VIP}/32"), "lo")?;
+    for r in RIPS {
+        addr(&sink, &format!("{r}/24"), "sink0")?;
+    }
+    run_cmd(&[
+        "ip", "-n", &sink, "route", "add", "default", "via", "10.9.2.1",
+    ])?;
+    // Full checksums and no TSO on what feeds an XDP program.
+    topo::tx_csum_off(&gen_ns, "gen0")?;
+    topo::tx_csum_off(&dut, "dutout")?;
+    topo::tx_csum_off(&dut, "dutin")?;
+    for knob in [
+        "/proc/sys/net/ipv4/conf/all/rp_filter",
+        "/proc/sys/net/ipv4/conf/default/rp_filter",
+        "/proc/sys/net/ipv4/conf/dutin/rp_filter",
+    ] {
+        topo::ns_write(&dut, knob, "0")?;
+    }
+    // RPS: the kernel contenders' receive work on the DUT's CPU, not the
+    // generator's.
+    topo::ns_write(
+        &dut,
+        "/sys/class/net/dutin/queues/rx-0/rps_cpus",
+        &format!("{:x}", 1u32 << DUT_CPU),
+    )?;
+    // The sink: an XDP program (rvs realserver up --tun: the IP-in-IP
+    // decapsulator, passes everything else) puts sink0 in NAPI mode, which
+    // frames redirected by XDP need; threaded NAPI on the generator's CPU;
+    // an ingress counter that drops every IPv4 frame.
+    let rvs = std::env::current_exe().map_err(|e| e.to_string())?;
+    let rvs = rvs.to_str().ok_or("rvs path is not UTF-8")?.to_string();
+    let state = t.dir.join("sink.json");
+    let state = state.to_str().ok_or("temp path is not UTF-8")?.to_string();
+    run_cmd(&[
+        "ip",
+        "netns",
+        "exec",
+        &sink,
+        &rvs,
+        "realserver",
+        "up",
+        "--vip",
+        VIP,
+        "--tun",
+        "--dev",
+        "sink0",
+        "--state",
+        &state,
+    ])?;
+    topo::threaded_napi(&sink, "sink0", GEN_CPU)?;
+    for p in topo::napi_threads("sink0") {
+        topo::chrt(p, "fifo1")?;
+    }
+    // The DUT's ingress in NAPI mode too (GRO on), threaded, on its CPU.
+    topo::gro_on(&dut, "dutin")?;
+    topo::threaded_napi(&dut, "dutin", DUT_CPU)?;
+    nft(
+        &sink,
+        "table netdev sink {\n chain in {\n  type filter hook ingress device \"sink0\" priority 0;\n  ether type ip counter drop\n }\n}\n",
+    )?;
+    // The DUT knows the real servers' MAC address from the start.
+    let sink_mac = topo::mac(&sink, "sink0")?;
+    let sm = mac_text(&sink_mac);
+    for r in RIPS {
+        run_cmd(&[
+            "ip",
+            "-n",
+            &dut,
+            "neigh",
+            "replace",
+            r,
+            "lladdr",
+            &sm,
+            "dev",
+            "dutout",
+            "nud",
+            "permanent",
+        ])?;
+    }
+    Ok(Net {
+        gen_mac: topo::mac(&gen_ns, "gen0")?,
+        dutin_mac: topo::mac(&dut, "dutin")?,
+        gen_ns,
+        dut,
+        sink,
+    })
+}
+
+fn mac_text(m: &[u8; 6]) -> String {
+    m.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// Load an nftables ruleset in `ns`.
+fn nft(ns: &str, rules: &str) -> Result<(), String> {
+    use std::io::Write;
+    let mut c = std::process::Command::new("ip")
+        .args(["netns", "exec", ns, "nft", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("nft: {e}"))?;
+    if let Some(mut w) = c.stdin.take() {
+        w.write_all(rules.as_bytes())
+            .map_err(|e| format!("nft stdin: {e}"))?;
+    }
+    let o = c.wait_with_output().map_err(|e| format!("nft: {e}"))?;
+    if !o.status.success() {
+        return Err(format!(
+            "nft -f failed: {}",
+            String::from_utf8_lossy(&o.stderr).trim()
+        ));
+    }
+    Ok(())
+}
+
+/// The first `counter packets N` of an `nft list` output.
+pub fn parse_counter(text: &str) -> Option<u64> {
+    let i = text.find("counter packets ")?;
+    text[i + "counter packets ".len()..]
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+fn sink_count(sink: &str) -> Result<u64, String> {
+    let out = run_cmd(&[
+        "ip", "netns", "exec", sink, "nft", "list", "chain", "netdev", "sink", "in",
+    ])?;
+    parse_counter(&out).ok_or_else(|| format!("no counter in: {out}"))
+}
+
+/// One measured point.
+#[derive(Debug, Clone, Copy, Default)]
+struct Point {
+    offered_pps: f64,
+    delivered_pps: f64,
+    /// What the DUT sent out of `dutout` (delivered or dropped by the sink's
+    /// full receive ring).
+    forwarded_pps: f64,
+    /// CPU time of the DUT's threads per delivered packet.
+    dut_ns_per_pkt: Option<f64>,
+    /// Share of one CPU the DUT's threads used.
+    dut_busy: f64,
+    /// Share of one CPU the generator thread used.
+    gen_busy: f64,
+    /// Busy shares of the DUT's and the generator's CPUs, whoever used them.
+    cpu_dut: f64,
+    cpu_gen: f64,
+}
+
+/// CPU seconds of the DUT: its threads plus its CPU's softirq time, at most
+/// its CPU's busy time (the two overlap when a tick lands in softirq work
+/// done on a DUT thread's time).
+pub fn dut_cpu(threads: f64, softirq: f64, cpu_busy: f64) -> f64 {
+    (threads + softirq).min(cpu_busy.max(threads))
+}
+
+/// Frames the DUT put on `dutout`: sent plus dropped at the peer.
+fn dut_out(n: &Net) -> Result<u64, String> {
+    Ok(topo::if_stat(&n.dut, "dutout", "tx_packets")?
+        + topo::if_stat(&n.dut, "dutout", "tx_dropped")?)
+}
+
+/// The DUT's threads: its NAPI threads and `extra` (rvsd).
+fn dut_pids(extra: Option<u32>) -> Vec<u32> {
+    let mut v = topo::napi_threads("dutin");
+    v.extend(topo::napi_threads("dutout"));
+    v.extend(extra);
+    v
+}
+
+fn measure(
+    n: &Net,
+    dst_ip: [u8; 4],
+    seconds: u32,
+    rvsd: Option<u32>,
+    stop: &Stop,
+) -> Result<Point, String> {
+    let flows = Flows {
+        src_mac: n.gen_mac,
+        dst_mac: n.dutin_mac,
+        src_ip: [10, 9, 1, 1],
+        dst_ip,
+        dst_port: PORT,
+        flows: 1024,
+    };
+    let pids = dut_pids(rvsd);
+    let before = sink_count(&n.sink)?;
+    let fwd0 = dut_out(n)?;
+    let cpu0 = topo::CpuTimes::now();
+    let dut0 = topo::cpu_seconds(&pids);
+    let t0 = Instant::now();
+    let sent = generator::send(
+        &n.gen_ns,
+        "gen0",
+        GEN_CPU,
+        &flows,
+        Duration::from_secs(u64::from(seconds)),
+        50_000_000 * u64::from(seconds),
+        stop.clone(),
+    )?;
+    std::thread::sleep(Duration::from_millis(100));
+    let wall = t0.elapsed().as_secs_f64().max(1e-9);
+    let cpu1 = topo::CpuTimes::now();
+    // The DUT's threads plus softirq work on its CPU (RPS backlog
+    // processing when an interface has no NAPI, e.g. with AF_PACKET); a
+    // tick in softirq while a DUT thread runs counts in both, so at most
+    // the CPU's busy time.
+    let dut = dut_cpu(
+        topo::cpu_seconds(&pids) - dut0,
+        cpu1.softirq_since(&cpu0, DUT_CPU).unwrap_or(0.0),
+        cpu1.busy_since(&cpu0, DUT_CPU).unwrap_or(0.0),
+    );
+    let after = sink_count(&n.sink)?;
+    let delivered = after.saturating_sub(before);
+    let forwarded = dut_out(n)?.saturating_sub(fwd0);
+    // RVS_BENCH_DEBUG=1: where the packets went (ip -s link of every hop).
+    if std::env::var_os("RVS_BENCH_DEBUG").is_some() {
+        eprintln!("sent {sent:?} delivered {delivered}");
+        for (ns, i) in [
+            (&n.gen_ns, "gen0"),
+            (&n.dut, "dutin"),
+            (&n.dut, "dutout"),
+            (&n.sink, "sink0"),
+        ] {
+            eprintln!(
+                "{}",
+                run_cmd(&["ip", "-s", "-s", "-n", ns, "link", "show", i]).unwrap_or_default()
+            );
+        }
+    }
+    Ok(Point {
+        offered_pps: sent.packets as f64 / sent.seconds.max(1e-9),
+        delivered_pps: delivered as f64 / sent.seconds.max(1e-9),
+        forwarded_pps: forwarded as f64 / sent.seconds.max(1e-9),
+        dut_ns_per_pkt: (delivered > 0).then(|| dut * 1e9 / delivered as f64),
+        dut_busy: dut / wall,
+        gen_busy: sent.cpu_seconds / sent.seconds.max(1e-9),
+        cpu_dut: cpu1.busy_since(&cpu0, DUT_CPU).unwrap_or(0.0) / wall,
+        cpu_gen: cpu1.busy_since(&cpu0, GEN_CPU).unwrap_or(0.0) / wall,
+    })
+}
+
+/// The median of `repeats` runs (by delivered rate).
+fn measure_median(
+    n: &Net,
+    dst_ip: [u8; 4],
+    seconds: u32,
+    rvsd: Option<u32>,
+    repeats: u32,
+    stop: &Stop,
+) -> Result<Point, String> {
+    let mut v = Vec::new();
+    for _ in 0..repeats.max(1) {
+        topo::check(stop)?;
+        v.push(measure(n, dst_ip, seconds, rvsd, stop)?);
+    }
+    v.sort_by(|a, b| a.delivered_pps.total_cmp(&b.delivered_pps));
+    Ok(v[v.len() / 2])
+}
+
+/// Which side limited the run. The generator runs flat out (SCHED_IDLE:
+/// it takes whatever its CPU has left), so with losses the DUT is the
+/// limit, whether its CPU was saturated or not; without losses the DUT kept
+/// up with all the generator could offer.
+pub fn saturated(cpu_dut: f64, loss: f64) -> &'static str {
+    if loss > 0.01 && cpu_dut >= 0.9 {
+        "DUT CPU saturated"
+    } else if loss > 0.01 {
+        "DUT drops below CPU saturation"
+    } else {
+        "generator-limited: the DUT kept up"
+    }
+}
+
+/// The note of a row: what limited it, and whether other work shared the
+/// DUT's CPU (then the rate understates the DUT; `ns_per_pkt` does not).
+pub fn note(cpu_dut: f64, dut_threads: f64, loss: f64) -> String {
+    let mut s = saturated(cpu_dut, loss).to_string();
+    if cpu_dut - dut_threads > 0.2 {
+        s.push_str(&format!(
+            "; CPU {DUT_CPU} shared: DUT threads {:.0}% of it",
+            dut_threads * 100.0
+        ));
+    }
+    s
+}
+
+fn row(name: &str, p: Point) -> Row {
+    let loss = if p.offered_pps > 0.0 {
+        (1.0 - p.delivered_pps / p.offered_pps).max(0.0)
+    } else {
+        0.0
+    };
+    Row::new("packet", name)
+        .with("offered_mpps", Some(p.offered_pps / 1e6))
+        .with("mpps", Some(p.delivered_pps / 1e6))
+        .with("dut_out_mpps", Some(p.forwarded_pps / 1e6))
+        .with("loss_pct", Some(loss * 100.0))
+        .with("ns_per_pkt", p.dut_ns_per_pkt)
+        .with(
+            "mpps_per_cpu",
+            p.dut_ns_per_pkt.map(|ns| 1e3 / ns.max(1e-9)),
+        )
+        .with("dut_cpu_pct", Some(p.dut_busy * 100.0))
+        .with("gen_cpu_pct", Some(p.gen_busy * 100.0))
+        .with("cpu0_pct", Some(p.cpu_dut * 100.0))
+        .with("cpu1_pct", Some(p.cpu_gen * 100.0))
+        .note(note(p.cpu_dut, p.dut_busy, loss))
+}
+
+fn unavailable(name: &str, why: &str) -> Row {
+    Row::new("packet", name)
+        .with("offered_mpps", None)
+        .with("mpps", None)
+        .with("dut_out_mpps", None)
+        .with("loss_pct", None)
+        .with("ns_per_pkt", None)
+        .with("mpps_per_cpu", None)
+        .with("dut_cpu_pct", None)
+        .with("gen_cpu_pct", None)
+        .with("cpu0_pct", None)
+        .with("cpu1_pct", None)
+        .note(format!("unavailable: {why}"))
+}
+
+fn ip4(s: &str) -> [u8; 4] {
+    s.parse::<std::net::Ipv4Addr>()
+        .map(|a| a.octets())
+        .unwrap_or([0; 4])
+}
+
+fn adm(ns: &str, args: &[&str]) -> Result<String, String> {
+    let rvsadm = sibling("rvsadm")?;
+    let rvsadm = rvsadm
+        .to_str()
+        .ok_or("rvsadm path is not UTF-8")?
+        .to_string();
+    let mut v = vec!["ip", "netns", "exec", ns, &rvsadm];
+    v.extend_from_slice(args);
+    run_cmd(&v)
+}
+
+/// Run rvsd with `io` on the DUT and measure DR, NAT and TUN.
+fn rvs_rows(
+    t: &mut Topo,
+    n: &Net,
+    io: &str,
+    seconds: u32,
+    repeats: u32,
+    stop: &Stop,
+) -> Result<Vec<Row>, String> {
+    let rvsd = sibling("rvsd")?;
+    let rvsd = rvsd.to_str().ok_or("rvsd path is not UTF-8")?.to_string();
+    topo::ns_write(&n.dut, "/proc/sys/net/ipv4/ip_forward", "0")?;
+    let log = format!("rvsd-{io}.log");
+    // `xdp`: the slow path alone; `xdp-fast`: with the XDP fast path.
+    let (io_arg, fast) = match io {
+        "xdp" => ("xdp", "off"),
+        "xdp-fast" => ("xdp", "on"),
+        other => (other, "off"),
+    };
+    let pid = t.spawn(
+        &n.dut,
+        &log,
+        &rvsd,
+        &[
+            "--io",
+            io_arg,
+            "--fast-path",
+            fast,
+            "--interface",
+            "dutin",
+            "--interface",
+            "dutout",
+        ],
+    )?;
+    let up = topo::wait_for(stop, Duration::from_secs(10), || {
+        adm(&n.dut, &["-L", "-n"]).is_ok()
+    });
+    if !up || t.exited(pid) {
+        let l = t.log(&log);
+        t.stop(pid);
+        return Err(format!("rvsd --io {io} did not come up: {}", l.trim()));
+    }
+    let res = (|| {
+        topo::pin(pid, DUT_CPU)?;
+        // Attaching XDP may have made new NAPI threads: (re)pin them. An
+        // interface has none without XDP and GRO (rvsd --io packet turns
+        // GRO off): then RPS puts its receive work on the DUT's CPU.
+        let _ = topo::threaded_napi(&n.dut, "dutin", DUT_CPU);
+        let _ = topo::threaded_napi(&n.dut, "dutout", DUT_CPU);
+        let mut rows = Vec::new();
+        let svc = format!("{VIP}:{PORT}");
+        for (mode, flag) in [("dr", "-g"), ("nat", "-m"), ("tun", "-i")] {
+            topo::check(stop)?;
+            adm(&n.dut, &["-C"])?;
+            adm(&n.dut, &["-A", "-u", &svc, "-s", "rr"])?;
+            for r in RIPS {
+                adm(&n.dut, &["-a", "-u", &svc, "-r", r, flag, "-w", "1"])?;
+            }
+            // Warm up: the first packets of each flow schedule it (and the
+            // director resolves the real servers).
+            measure(n, ip4(VIP), 1, Some(pid), stop)?;
+            let p = measure_median(n, ip4(VIP), seconds, Some(pid), repeats, stop)?;
+            rows.push(row(&format!("rvs-{io} {mode}"), p));
+        }
+        adm(&n.dut, &["-C"])?;
+        Ok(rows)
+    })();
+    t.stop(pid);
+    super::print_worker_summary(&format!("packet, rvsd --io {io}"), &t.log(&log));
+    res.map_err(|e: String| format!("{e}\nrvsd log:\n{}", t.log(&log).trim()))
+}
+
+/// Run the family.
+pub fn run(o: &Opts, stop: &Stop) -> Result<Vec<Row>, String> {
+    sibling("rvsd")?;
+    sibling("rvsadm")?;
+    let seconds = o.seconds();
+    let repeats = o.repeats();
+    let mut t = Topo::new("pkt")?;
+    let n = build(&mut t)?;
+    let mut rows = Vec::new();
+
+    // The kernel's plain forwarding.
+    topo::ns_write(&n.dut, "/proc/sys/net/ipv4/ip_forward", "1")?;
+    measure(&n, ip4(RIPS[0]), 1, None, stop)?;
+    rows.push(row(
+        "kernel-forward",
+        measure_median(&n, ip4(RIPS[0]), seconds, None, repeats, stop)?,
+    ));
+    topo::check(stop)?;
+
+    // nftables DNAT load balancing (kube-proxy nft style).
+    nft(
+        &n.dut,
+        &format!(
+            "table ip rvsbench_lb {{\n chain pre {{\n  type nat hook prerouting priority dstnat;\n  \
+             ip daddr {VIP} udp dport {PORT} dnat to numgen inc mod 2 map {{ 0 : {}, 1 : {} }}\n }}\n}}\n",
+            RIPS[0], RIPS[1]
+        ),
+    )?;
+    measure(&n, ip4(VIP), 1, None, stop)?;
+    rows.push(row(
+        "nft-dnat",
+        measure_median(&n, ip4(VIP), seconds, None, repeats, stop)?,
+    ));
+    nft(&n.dut, "delete table ip rvsbench_lb\n")?;
+    topo::check(stop)?;
+
+    match rvs_rows(&mut t, &n, "xdp", seconds, repeats, stop) {
+        Ok(r) => rows.extend(r),
+        Err(e) => {
+            for m in ["dr", "nat", "tun"] {
+                rows.push(unavailable(
+                    &format!("rvs-xdp {m}"),
+                    e.lines().next().unwrap_or(""),
+                ));
+            }
+            eprintln!("rvs bench packet: rvs-xdp: {e}");
+        }
+    }
+    topo::check(stop)?;
+    match rvs_rows(&mut t, &n, "xdp-fast", seconds, repeats, stop) {
+        Ok(r) => rows.extend(r),
+        Err(e) => {
+            for m in ["dr", "nat", "tun"] {
+                rows.push(unavailable(
+                    &format!("rvs-xdp-fast {m}"),
+                    e.lines().next().unwrap_or(""),
+                ));
+            }
+            eprintln!("rvs bench packet: rvs-xdp-fast: {e}");
+        }
+    }
+    topo::check(stop)?;
+    if rvsd_has_packet_io() {
+        match rvs_rows(&mut t, &n, "packet", seconds, repeats, stop) {
+            Ok(r) => rows.extend(r),
+            Err(e) => {
+                for m in ["dr", "nat", "tun"] {
+                    rows.push(unavailable(
+                        &format!("rvs-packet {m}"),
+                        e.lines().next().unwrap_or(""),
+                    ));
+                }
+                eprintln!("rvs bench packet: rvs-packet: {e}");
+            }
+        }
+    } else {
+        for m in ["dr", "nat", "tun"] {
+            rows.push(unavailable(
+                &format!("rvs-packet {m}"),
+                "this rvsd has no --io packet",
+            ));
+        }
+    }
+    Ok(rows)
+}

@@ -1,0 +1,504 @@
+//! Network namespaces for the benches: `rvsbench-<pid>-*`, built with
+//! iproute2, removed (with every process in them) when the [`Topo`] drops:
+//! on success, on error and after SIGINT/SIGTERM (the signal only sets a
+//! flag; every load loop polls it and returns, and the drop cleans up).
+
+use std::fs::File;
+use std::os::fd::AsFd;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// Namespace name prefix of every bench.
+pub const PREFIX: &str = "rvsbench-";
+
+/// The flag SIGINT and SIGTERM set.
+pub type Stop = Arc<AtomicBool>;
+
+/// Register SIGINT/SIGTERM to set the returned flag.
+pub fn stop_flag() -> Result<Stop, String> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&stop)).map_err(|e| e.to_string())?;
+    }
+    Ok(stop)
+}
+
+/// Whether a stop was asked for.
+pub fn stopped(stop: &AtomicBool) -> bool {
+    stop.load(Ordering::Relaxed)
+}
+
+/// `Err("interrupted")` once a stop was asked for.
+pub fn check(stop: &AtomicBool) -> Result<(), String> {
+    if stopped(stop) {
+        Err("interrupted".into())
+    } else {
+        Ok(())
+    }
+}
+
+/// Run a command; its stdout, or an error naming it with its stderr.
+pub fn run_cmd(args: &[&str]) -> Result<String, String> {
+    let (prog, rest) = args.split_first().ok_or("empty command")?;
+    let o = Command::new(prog)
+        .args(rest)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("{}: {e}", args.join(" ")))?;
+    if !o.status.success() {
+        return Err(format!(
+            "'{}' failed ({}): {}",
+            args.join(" "),
+            o.status,
+            String::from_utf8_lossy(&o.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&o.stdout).into_owned())
+}
+
+/// Run `f` on a thread that entered network namespace `ns`.
+pub fn in_ns<T: Send + 'static>(
+    ns: &str,
+    f: impl FnOnce() -> Result<T, String> + Send + 'static,
+) -> Result<T, String> {
+    let path = format!("/run/netns/{ns}");
+    std::thread::spawn(move || {
+        enter(&path)?;
+        f()
+    })
+    .join()
+    .map_err(|_| "namespace thread panicked".to_string())?
+}
+
+/// Move the calling thread into the network namespace at `path`.
+pub fn enter(path: &str) -> Result<(), String> {
+    let file = File::open(path).map_err(|e| format!("{path}: {e}"))?;
+    rustix::thread::move_into_link_name_space(
+        file.as_fd(),
+        Some(rustix::thread::LinkNameSpaceType::Network),
+    )
+    .map_err(|e| format!("setns {path}: {e}"))
+}
+
+/// Write `value` to a sysctl/sysfs file inside namespace `ns` (sysfs needs
+/// the namespace's own mount: `ip netns exec` makes one).
+pub fn ns_write(ns: &str, path: &str, value: &str) -> Result<(), String> {
+    run_cmd(&[
+        "ip",
+        "netns",
+        "exec",
+        ns,
+        "sh",
+        "-c",
+        &format!("echo {value} > {path}"),
+    ])
+    .map(|_| ())
+}
+
+/// Pin every thread of process `pid` to `cpu`.
+pub fn pin(pid: u32, cpu: usize) -> Result<(), String> {
+    let mut set = rustix::thread::CpuSet::new();
+    set.set(cpu);
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map_err(|e| format!("/proc/{pid}/task: {e}"))?;
+    for t in tasks.flatten() {
+        let Some(tid) = t
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+            .and_then(rustix::process::Pid::from_raw)
+        else {
+            continue;
+        };
+        rustix::thread::sched_setaffinity(Some(tid), &set)
+            .map_err(|e| format!("pin {pid}/{tid:?} to CPU {cpu}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Scheduling policy of thread or process `pid` with util-linux `chrt`:
+/// `idle` (SCHED_IDLE) or `fifo1` (SCHED_FIFO priority 1).
+pub fn chrt(pid: u32, policy: &str) -> Result<(), String> {
+    let (flag, prio) = match policy {
+        "idle" => ("-i", "0"),
+        "fifo1" => ("-f", "1"),
+        other => return Err(format!("unknown scheduling policy '{other}'")),
+    };
+    run_cmd(&["chrt", flag, "-p", prio, &pid.to_string()]).map(|_| ())
+}
+
+/// The calling thread's id.
+pub fn gettid() -> u32 {
+    rustix::thread::gettid().as_raw_nonzero().get() as u32
+}
+
+/// Pin the calling thread to `cpu`.
+pub fn pin_self(cpu: usize) -> Result<(), String> {
+    let mut set = rustix::thread::CpuSet::new();
+    set.set(cpu);
+    rustix::thread::sched_setaffinity(None, &set).map_err(|e| format!("pin to CPU {cpu}: {e}"))
+}
+
+/// Pids of the kernel threads named `napi/IF-*` (threaded NAPI of `iface`).
+pub fn napi_threads(iface: &str) -> Vec<u32> {
+    let want = format!("napi/{iface}-");
+    let mut v = Vec::new();
+    if let Ok(rd) = std::fs::read_dir("/proc") {
+        for e in rd.flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+                continue;
+            };
+            if let Ok(comm) = std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                && comm.trim_end().starts_with(&want)
+            {
+                v.push(pid);
+            }
+        }
+    }
+    v
+}
+
+/// A veth from `a` (named `a_if`) to `b` (named `b_if`), one queue each, up.
+pub fn veth(a: &str, a_if: &str, b: &str, b_if: &str) -> Result<(), String> {
+    run_cmd(&[
+        "ip",
+        "-n",
+        a,
+        "link",
+        "add",
+        a_if,
+        "numtxqueues",
+        "1",
+        "numrxqueues",
+        "1",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        b_if,
+        "netns",
+        b,
+        "numtxqueues",
+        "1",
+        "numrxqueues",
+        "1",
+    ])?;
+    run_cmd(&["ip", "-n", a, "link", "set", a_if, "up"])?;
+    run_cmd(&["ip", "-n", b, "link", "set", b_if, "up"])?;
+    Ok(())
+}
+
+/// `ip -n NS addr add CIDR dev DEV`.
+pub fn addr(ns: &str, cidr: &str, dev: &str) -> Result<(), String> {
+    run_cmd(&["ip", "-n", ns, "addr", "add", cidr, "dev", dev]).map(|_| ())
+}
+
+/// Transmit checksum offload (and with it TSO) off on `iface` in `ns`:
+/// what feeds an XDP program must carry full checksums, and only such
+/// frames take a veth peer's NAPI path.
+pub fn tx_csum_off(ns: &str, iface: &str) -> Result<(), String> {
+    let iface = iface.to_string();
+    in_ns(ns, move || {
+        rvs_io::xsk::set_tx_checksum_offload(&iface, false)
+            .map_err(|e| format!("tx checksum offload off on {iface}: {e}"))
+    })
+}
+
+/// Python that turns GRO on for `argv[1]` (`ETHTOOL_SGRO` through the
+/// `SIOCETHTOOL` ioctl: what `ethtool -K IF gro on` does; no ethtool here).
+const GRO_ON: &str = "\
+import array, fcntl, socket, struct, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+ev = array.array('I', [0x2c, 1])
+ifr = struct.pack('16sP', sys.argv[1].encode(), ev.buffer_info()[0])
+fcntl.ioctl(s.fileno(), 0x8946, ifr)
+";
+
+/// GRO on for `iface` in `ns`: a veth then receives through NAPI (which can
+/// be threaded and pinned) rather than the sender's CPU's backlog.
+pub fn gro_on(ns: &str, iface: &str) -> Result<(), String> {
+    run_cmd(&["ip", "netns", "exec", ns, "python3", "-c", GRO_ON, iface])
+        .map(|_| ())
+        .map_err(|e| format!("GRO on {iface}: {e}"))
+}
+
+/// Threaded NAPI on `iface` in `ns`, its threads pinned to `cpu`; the
+/// number of threads pinned.
+pub fn threaded_napi(ns: &str, iface: &str, cpu: usize) -> Result<usize, String> {
+    ns_write(ns, &format!("/sys/class/net/{iface}/threaded"), "1")?;
+    let pids = napi_threads(iface);
+    for &p in &pids {
+        pin(p, cpu)?;
+    }
+    Ok(pids.len())
+}
+
+/// A counter of `iface` in `ns` (`/sys/class/net/IF/statistics/NAME`).
+pub fn if_stat(ns: &str, iface: &str, name: &str) -> Result<u64, String> {
+    let out = run_cmd(&[
+        "ip",
+        "netns",
+        "exec",
+        ns,
+        "cat",
+        &format!("/sys/class/net/{iface}/statistics/{name}"),
+    ])?;
+    out.trim()
+        .parse()
+        .map_err(|_| format!("bad {name} counter of {iface}: '{}'", out.trim()))
+}
+
+/// The MAC address of `iface` in `ns`.
+pub fn mac(ns: &str, iface: &str) -> Result<[u8; 6], String> {
+    let out = run_cmd(&[
+        "ip",
+        "netns",
+        "exec",
+        ns,
+        "cat",
+        &format!("/sys/class/net/{iface}/address"),
+    ])?;
+    parse_mac(out.trim()).ok_or_else(|| format!("bad MAC address '{}' of {iface}", out.trim()))
+}
+
+/// Parse `aa:bb:cc:dd:ee:ff`.
+pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
+    let mut m = [0u8; 6];
+    let mut parts = s.split(':');
+    for b in &mut m {
+        *b = u8::from_str_radix(parts.next()?, 16).ok()?;
+    }
+    if parts.next().is_some() {
+        return None;
+    }
+    Some(m)
+}
+
+/// Namespaces and processes of one bench topology, all removed on drop.
+#[derive(Debug)]
+pub struct Topo {
+    prefix: String,
+    namespaces: Vec<String>,
+    children: Vec<Child>,
+    /// A private scratch directory, removed on drop.
+    pub dir: PathBuf,
+}
+
+impl Topo {
+    /// An empty topology named after `what` and this process.
+    pub fn new(what: &str) -> Result<Topo, String> {
+        let prefix = format!("{PREFIX}{}-{what}-", std::process::id());
+        let dir = std::env::temp_dir().join(prefix.trim_end_matches('-'));
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        Ok(Topo {
+            prefix,
+            namespaces: Vec::new(),
+            children: Vec::new(),
+            dir,
+        })
+    }
+
+    /// A new namespace `<prefix><short>` with `lo` up; its full name.
+    pub fn ns(&mut self, short: &str) -> Result<String, String> {
+        let name = format!("{}{short}", self.prefix);
+        run_cmd(&["ip", "netns", "add", &name])?;
+        self.namespaces.push(name.clone());
+        run_cmd(&["ip", "-n", &name, "link", "set", "lo", "up"])?;
+        Ok(name)
+    }
+
+    /// Start `program args` in `ns` (stdout/stderr to `log` in the scratch
+    /// directory); it is killed on drop. Returns its pid.
+    pub fn spawn(
+        &mut self,
+        ns: &str,
+        log: &str,
+        program: &str,
+        args: &[&str],
+    ) -> Result<u32, String> {
+        let log = File::create(self.dir.join(log)).map_err(|e| e.to_string())?;
+        let err = log.try_clone().map_err(|e| e.to_string())?;
+        let child = Command::new("ip")
+            .args(["netns", "exec", ns, program])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(err))
+            .spawn()
+            .map_err(|e| format!("spawn {program}: {e}"))?;
+        let pid = child.id();
+        self.children.push(child);
+        Ok(pid)
+    }
+
+    /// Whether the child with `pid` has exited.
+    pub fn exited(&mut self, pid: u32) -> bool {
+        self.children
+            .iter_mut()
+            .find(|c| c.id() == pid)
+            .is_none_or(|c| matches!(c.try_wait(), Ok(Some(_))))
+    }
+
+    /// Stop one child (SIGTERM, then SIGKILL after 5 s).
+    pub fn stop(&mut self, pid: u32) {
+        if let Some(i) = self.children.iter().position(|c| c.id() == pid) {
+            let mut c = self.children.swap_remove(i);
+            crate::child::stop(&mut c);
+        }
+    }
+
+    /// The text of a log in the scratch directory.
+    pub fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.join(name)).unwrap_or_default()
+    }
+}
+
+impl Drop for Topo {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            crate::child::stop(c);
+        }
+        for ns in &self.namespaces {
+            remove_ns(ns);
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Kill every process in `ns`, then delete it.
+pub fn remove_ns(ns: &str) {
+    let pids = |sig: &str| {
+        if let Ok(out) = run_cmd(&["ip", "netns", "pids", ns]) {
+            for pid in out.split_whitespace() {
+                let _ = Command::new("kill")
+                    .args([sig, pid])
+                    .stderr(Stdio::null())
+                    .status();
+            }
+            !out.trim().is_empty()
+        } else {
+            false
+        }
+    };
+    if pids("-TERM") {
+        std::thread::sleep(Duration::from_millis(200));
+        pids("-KILL");
+    }
+    let _ = Command::new("ip")
+        .args(["netns", "del", ns])
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// Busy and total jiffies of every CPU, from `/proc/stat`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CpuTimes {
+    /// Per CPU: (busy, total). Busy is everything but idle and iowait.
+    pub cpus: Vec<(u64, u64)>,
+    /// Per CPU: softirq jiffies.
+    pub softirq: Vec<u64>,
+}
+
+impl CpuTimes {
+    /// Read `/proc/stat`.
+    pub fn now() -> CpuTimes {
+        parse_proc_stat(&std::fs::read_to_string("/proc/stat").unwrap_or_default())
+    }
+
+    /// Busy seconds of `cpu` since `earlier` (USER_HZ = 100).
+    pub fn busy_since(&self, earlier: &CpuTimes, cpu: usize) -> Option<f64> {
+        let (b1, _) = *self.cpus.get(cpu)?;
+        let (b0, _) = *earlier.cpus.get(cpu)?;
+        Some(b1.saturating_sub(b0) as f64 / 100.0)
+    }
+
+    /// Softirq seconds of `cpu` since `earlier`.
+    pub fn softirq_since(&self, earlier: &CpuTimes, cpu: usize) -> Option<f64> {
+        let s1 = *self.softirq.get(cpu)?;
+        let s0 = *earlier.softirq.get(cpu)?;
+        Some(s1.saturating_sub(s0) as f64 / 100.0)
+    }
+}
+
+/// Parse the `cpuN` lines of `/proc/stat`.
+pub fn parse_proc_stat(text: &str) -> CpuTimes {
+    let mut cpus = Vec::new();
+    let mut softirq = Vec::new();
+    for line in text.lines() {
+        let mut f = line.split_whitespace();
+        let Some(name) = f.next() else { continue };
+        let Some(idx) = name
+            .strip_prefix("cpu")
+            .and_then(|n| n.parse::<usize>().ok())
+        else {
+            continue;
+        };
+        let v: Vec<u64> = f.filter_map(|x| x.parse().ok()).collect();
+        // user nice system idle iowait irq softirq steal (guest counted in user).
+        let total: u64 = v.iter().take(8).sum();
+        let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
+        if cpus.len() <= idx {
+            cpus.resize(idx + 1, (0, 0));
+            softirq.resize(idx + 1, 0);
+        }
+        cpus[idx] = (total.saturating_sub(idle), total);
+        softirq[idx] = v.get(6).copied().unwrap_or(0);
+    }
+    CpuTimes { cpus, softirq }
+}
+
+/// utime + stime (clock ticks) of a `/proc/.../stat` line.
+pub fn parse_stat_ticks(text: &str) -> Option<u64> {
+    let rest = &text[text.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // After the command: state is field 3; utime 14 and stime 15.
+    let utime: u64 = f.get(11)?.parse().ok()?;
+    let stime: u64 = f.get(12)?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// CPU seconds (user + system) used so far by every thread of each of
+/// `pids` (threads that exited are not counted).
+pub fn cpu_seconds(pids: &[u32]) -> f64 {
+    let mut ticks = 0u64;
+    for pid in pids {
+        let Ok(rd) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            continue;
+        };
+        for t in rd.flatten() {
+            let p = t.path().join("stat");
+            if let Some(v) = std::fs::read_to_string(p)
+                .ok()
+                .and_then(|s| parse_stat_ticks(&s))
+            {
+                ticks += v;
+            }
+        }
+    }
+    ticks as f64 / 100.0
+}
+
+/// CPU seconds used so far by the calling thread.
+pub fn thread_cpu_seconds() -> f64 {
+    std::fs::read_to_string("/proc/thread-self/stat")
+        .ok()
+        .and_then(|s| parse_stat_ticks(&s))
+        .map_or(0.0, |t| t as f64 / 100.0)
+}
+
+/// Wait up to `timeout` for `ok()`; false on timeout or stop.
+pub fn wait_for(stop: &AtomicBool, timeout: Duration, mut ok: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if ok() {
+            return true;
+        }
+        if stopped(stop) || Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
