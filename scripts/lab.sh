@@ -11,15 +11,9 @@ if [ "$(id -u)" != 0 ]; then
     echo "rvs lab needs root (network namespaces, XDP): run it as root" >&2
     exit 2
 fi
-need_apt=()
+. scripts/lib/packages.sh
 # nftables: for rvs lab --io packet (the AF_PACKET fallback).
-for pkg in clang libbpf-dev iproute2 nftables; do
-    dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
-done
-command -v python3 >/dev/null || need_apt+=(python3)
-if ((${#need_apt[@]})); then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
-fi
+ensure_packages clang libbpf-dev iproute2 nftables python3
 cargo build --release --locked -q -p rvs -p rvsd -p rvsadm
 if [ $# -eq 0 ]; then
     for mode in nat dr tun; do

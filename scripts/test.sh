@@ -4,25 +4,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-need_apt=()
+. scripts/lib/packages.sh
 # apache2-utils: ab, the lab's load tests (crates/rvs/tests/netns_lab.rs).
-# nftables: rvsd --io packet's drop table and the data-plane tests' counters.
-# openssl: the TLS servers of the HTTPS (fwmark) session test.
-# haproxy, nginx-light, libnginx-mod-stream, wrk: the contenders and load of
-# `rvs bench --quick` (crates/rvs/tests/netns_bench.rs, a smoke test).
-for pkg in clang libbpf-dev iproute2 socat curl apache2-utils nftables openssl \
-    haproxy nginx-light libnginx-mod-stream wrk util-linux; do
-    dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
-done
-# The lab's HTTP servers (python3's http.server).
-command -v python3 >/dev/null || need_apt+=(python3)
-if ((${#need_apt[@]})); then
-    if [ "$(id -u)" = 0 ]; then
-        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
-    else
-        echo "note: missing packages ${need_apt[*]} (run as root to install them)" >&2
-    fi
-fi
+# python3: the lab's HTTP servers. nftables: rvsd --io packet's drop table
+# and the data-plane tests' counters. openssl: the TLS servers of the HTTPS
+# (fwmark) session test. haproxy, nginx-light, libnginx-mod-stream, wrk,
+# util-linux (chrt): the contenders and load of `rvs bench --quick`
+# (crates/rvs/tests/netns_bench.rs, a smoke test).
+ensure_packages clang libbpf-dev iproute2 socat curl apache2-utils python3 \
+    nftables openssl haproxy nginx-light libnginx-mod-stream wrk util-linux
 
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 echo "== cargo fmt --check"
