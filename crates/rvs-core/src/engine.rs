@@ -21,6 +21,7 @@ use rvs_wire::{EncapResult, EthernetAddress, FlowMeta, Parsed, TtlVerdict};
 
 use crate::conn::{self, Activity, Conn, ConnId, ConnTable, ConnTableConfig, Direction, Timeouts};
 use crate::dest::{Dest, DestConfig, DestId};
+use crate::fastpath::{self, FastFlow, FastPathOp, FlowKey};
 use crate::fwmark::{FwmarkRule, FwmarkRules};
 use crate::sched::SchedInput;
 use crate::service::{
@@ -225,7 +226,24 @@ pub struct Engine {
     reply: Vec<u8>,
     /// Firewall-mark rules: the mark of packets that arrive without one.
     fwmark_rules: FwmarkRules,
+    /// The XDP fast path's bookkeeping; `None` when it is off.
+    fast: Option<Box<FastPath>>,
 }
+
+/// What the engine knows of the fast path's cache.
+#[derive(Debug, Default)]
+struct FastPath {
+    /// Connections with cached flows, by their client → server key: the
+    /// handle and which directions ([`FP_IN`], [`FP_OUT`]) are cached.
+    installed: HashMap<FlowKey, (ConnId, u8)>,
+    /// Work for the data plane.
+    ops: Vec<FastPathOp>,
+}
+
+/// The client → server flow is cached.
+const FP_IN: u8 = 1;
+/// The NAT reply flow is cached.
+const FP_OUT: u8 = 2;
 
 /// Largest reply frame the engine builds.
 const REPLY_CAPACITY: usize = 1600;
@@ -251,6 +269,240 @@ impl Engine {
             expired: Vec::new(),
             reply: vec![0; REPLY_CAPACITY],
             fwmark_rules: FwmarkRules::default(),
+            fast: None,
+        }
+    }
+
+    // ----- the XDP fast path --------------------------------------------------
+
+    /// Turn the fast-path bookkeeping on or off (off by default). When on,
+    /// the engine queues [`FastPathOp`]s: flows to cache once they are
+    /// eligible ([`fastpath::eligibility`]) and forwarded, and flows to
+    /// forget when their connection leaves the table or stops being
+    /// eligible, or when a change (real server deleted or edited, service
+    /// edited, next hop, port or sysctls changed, `-C`) could alter the
+    /// decision. Turning it off forgets everything (queue a
+    /// [`FastPathOp::RemoveAll`] yourself if the cache is not empty).
+    pub fn set_fast_path(&mut self, on: bool) {
+        match (on, self.fast.is_some()) {
+            (true, false) => self.fast = Some(Box::default()),
+            (false, true) => self.fast = None,
+            _ => {}
+        }
+    }
+
+    /// Whether the fast-path bookkeeping is on.
+    pub fn fast_path(&self) -> bool {
+        self.fast.is_some()
+    }
+
+    /// Move the queued fast-path work to `out`, in order.
+    pub fn take_fast_path_ops(&mut self, out: &mut Vec<FastPathOp>) {
+        if let Some(fp) = self.fast.as_mut() {
+            out.append(&mut fp.ops);
+        }
+    }
+
+    /// Forget every cached flow (queue their removal): the next packet of
+    /// each goes through the engine, which caches it again if it is still
+    /// eligible. For the data plane, when what it can cache changed (an
+    /// egress that now takes redirected frames).
+    pub fn fast_path_forget_all(&mut self) {
+        self.fast_path_invalidate(|_| true);
+    }
+
+    /// Number of connections with cached flows.
+    pub fn fast_path_flows(&self) -> usize {
+        self.fast.as_ref().map_or(0, |fp| fp.installed.len())
+    }
+
+    /// Credit `packets` and `bytes` (IP lengths) the fast path forwarded on
+    /// `flow` to its service, real server and the totals, as the slow path
+    /// would have counted them; when the connection is still the one the
+    /// entry was made for, count the packets on it and re-arm its timer
+    /// from `last_seen` (the last packet's time) if that is later than what
+    /// the engine saw.
+    pub fn credit_fast_path(
+        &mut self,
+        flow: &FastFlow,
+        packets: u64,
+        bytes: u64,
+        last_seen: Option<Instant>,
+    ) {
+        if packets == 0 && bytes == 0 {
+            return;
+        }
+        let sref = ServiceRef::from_owner(flow.owner);
+        if let Some(svc) = self.services.get_mut(sref) {
+            if flow.reply {
+                svc.stats.count_out_many(packets, bytes);
+            } else {
+                svc.stats.count_in_many(packets, bytes);
+            }
+            if let Some(d) = svc.dest_by_id_mut(flow.dest) {
+                if flow.reply {
+                    d.stats.count_out_many(packets, bytes);
+                } else {
+                    d.stats.count_in_many(packets, bytes);
+                }
+            }
+        }
+        if flow.reply {
+            self.stats.count_out_many(packets, bytes);
+        } else {
+            self.stats.count_in_many(packets, bytes);
+        }
+        let Some(c) = self.conns.get(flow.conn) else {
+            return;
+        };
+        if !fastpath::matches(&flow.key, c) || c.owner != flow.owner {
+            return;
+        }
+        let (timeout, expires) = (c.timeout_ms, c.expires);
+        if !flow.reply
+            && let Some(mut m) = self.conns.get_mut(flow.conn)
+        {
+            m.in_pkts = m.in_pkts.wrapping_add(packets as u32);
+        }
+        if let Some(seen) = last_seen
+            && seen.as_millis() + u64::from(timeout) > expires.as_millis()
+        {
+            self.conns.refresh(flow.conn, seen);
+        }
+    }
+
+    /// After a forwarded packet of `id`: cache its flows if it is eligible
+    /// and they are not cached yet, forget them if it no longer is.
+    fn fast_path_update(&mut self, id: ConnId) {
+        let Some(fp) = self.fast.as_deref() else {
+            return;
+        };
+        let Some(c) = self.conns.get(id) else {
+            return;
+        };
+        let key = fastpath::flow_in(c);
+        let have = match fp.installed.get(&key) {
+            Some(&(i, bits)) if i == id => bits,
+            _ => 0,
+        };
+        let nat = c.fwd() == conn::flags::MASQ;
+        if fastpath::eligibility(c).is_err() {
+            if have != 0 {
+                self.fast_path_forget(key);
+            }
+            return;
+        }
+        if have & FP_IN != 0 && (!nat || have & FP_OUT != 0) {
+            return;
+        }
+        let flow = |key: FlowKey, reply: bool| FastFlow {
+            key,
+            conn: id,
+            owner: c.owner,
+            dest: c.dest,
+            reply,
+        };
+        let mut bits = have;
+        let mut new = [None, None];
+        if have & FP_IN == 0
+            && let Ok((hop, port)) = self.egress(c.daddr)
+            && let Some(a) = fastpath::action_in(c, id, &hop, &port)
+        {
+            new[0] = Some(FastPathOp::Install(flow(key, false), a));
+            bits |= FP_IN;
+        }
+        if nat
+            && have & FP_OUT == 0
+            && let Some(out) = fastpath::flow_out(c)
+            && let Ok((hop, port)) = self.egress(c.caddr)
+            && let Some(a) = fastpath::action_out(c, id, &hop, &port)
+        {
+            new[1] = Some(FastPathOp::Install(flow(out, true), a));
+            bits |= FP_OUT;
+        }
+        if bits == have {
+            return;
+        }
+        if let Some(fp) = self.fast.as_deref_mut() {
+            fp.ops.extend(new.into_iter().flatten());
+            fp.installed.insert(key, (id, bits));
+        }
+    }
+
+    /// Forget the cached flows of the connection whose client → server key
+    /// is `key` (queue their removal).
+    fn fast_path_forget(&mut self, key: FlowKey) {
+        let Some(fp) = self.fast.as_deref_mut() else {
+            return;
+        };
+        let Some((id, bits)) = fp.installed.remove(&key) else {
+            return;
+        };
+        let Some(c) = self.conns.get(id) else {
+            return;
+        };
+        let flow = |key: FlowKey, reply: bool| FastFlow {
+            key,
+            conn: id,
+            owner: c.owner,
+            dest: c.dest,
+            reply,
+        };
+        if bits & FP_IN != 0 {
+            fp.ops.push(FastPathOp::Remove(flow(key, false)));
+        }
+        if bits & FP_OUT != 0
+            && let Some(out) = fastpath::flow_out(c)
+        {
+            fp.ops.push(FastPathOp::Remove(flow(out, true)));
+        }
+    }
+
+    /// A connection that leaves the table: queue the removal of its cached
+    /// flows (`c` is no longer in the table).
+    fn fast_path_gone(&mut self, c: &Conn) {
+        let Some(fp) = self.fast.as_deref_mut() else {
+            return;
+        };
+        if c.is_template() {
+            return;
+        }
+        let key = fastpath::flow_in(c);
+        let Some((id, bits)) = fp.installed.remove(&key) else {
+            return;
+        };
+        let flow = |key: FlowKey, reply: bool| FastFlow {
+            key,
+            conn: id,
+            owner: c.owner,
+            dest: c.dest,
+            reply,
+        };
+        if bits & FP_IN != 0 {
+            fp.ops.push(FastPathOp::Remove(flow(key, false)));
+        }
+        if bits & FP_OUT != 0
+            && let Some(out) = fastpath::flow_out(c)
+        {
+            fp.ops.push(FastPathOp::Remove(flow(out, true)));
+        }
+    }
+
+    /// Forget the cached flows of every connection `pred` selects; their
+    /// next packets go through the engine, which caches them again if they
+    /// are still eligible (with the decision as it now stands).
+    fn fast_path_invalidate(&mut self, mut pred: impl FnMut(&Conn) -> bool) {
+        let Some(fp) = self.fast.as_deref() else {
+            return;
+        };
+        let keys: Vec<FlowKey> = fp
+            .installed
+            .iter()
+            .filter(|(_, (id, _))| self.conns.get(*id).is_some_and(&mut pred))
+            .map(|(k, _)| *k)
+            .collect();
+        for k in keys {
+            self.fast_path_forget(k);
         }
     }
 
@@ -262,7 +514,10 @@ impl Engine {
         if self.ports.len() <= i {
             self.ports.resize(i + 1, None);
         }
-        self.ports[i] = Some(cfg);
+        let old = self.ports[i].replace(cfg);
+        if old.is_some_and(|o| o != cfg) {
+            self.fast_path_invalidate(|_| true);
+        }
     }
 
     #[inline]
@@ -272,7 +527,10 @@ impl Engine {
 
     /// Set the next hop for an address (a real server, or a client / its router).
     pub fn set_hop(&mut self, addr: IpAddr, hop: Hop) {
-        self.hops.insert(addr_key(addr), hop);
+        let old = self.hops.insert(addr_key(addr), hop);
+        if old.is_some_and(|o| o != hop) {
+            self.fast_path_invalidate(|c| c.daddr == addr || c.caddr == addr);
+        }
     }
 
     /// Whether the next hop of `addr` is known.
@@ -282,7 +540,10 @@ impl Engine {
 
     /// Forget a next hop.
     pub fn remove_hop(&mut self, addr: &IpAddr) {
-        self.hops.remove(&addr_key(*addr));
+        if self.hops.remove(&addr_key(*addr)).is_some() {
+            let a = *addr;
+            self.fast_path_invalidate(|c| c.daddr == a || c.caddr == a);
+        }
     }
 
     /// The next hop and egress port for `addr`, or the action to take
@@ -337,6 +598,9 @@ impl Engine {
 
     /// Change sysctls.
     pub fn set_sysctls(&mut self, s: Sysctls) {
+        if self.sysctls != s {
+            self.fast_path_invalidate(|_| true);
+        }
         self.sysctls = s;
     }
 
@@ -349,7 +613,12 @@ impl Engine {
 
     /// `-E` (replaces every setting).
     pub fn edit_service(&mut self, key: &ServiceKey, cfg: ServiceConfig) -> Result<(), CtlError> {
-        self.services.edit(key, cfg)
+        self.services.edit(key, cfg)?;
+        if let Some(r) = self.services.find(key) {
+            let owner = r.to_owner();
+            self.fast_path_invalidate(|c| c.owner == owner);
+        }
+        Ok(())
     }
 
     /// `-D`: the service, its real servers and its connections go.
@@ -364,6 +633,10 @@ impl Engine {
     pub fn flush(&mut self) {
         self.services.clear();
         self.conns.clear();
+        if let Some(fp) = self.fast.as_deref_mut() {
+            fp.installed.clear();
+            fp.ops.push(FastPathOp::RemoveAll);
+        }
     }
 
     /// `-a`.
@@ -378,7 +651,12 @@ impl Engine {
 
     /// `-e`.
     pub fn edit_dest(&mut self, key: &ServiceKey, cfg: &DestConfig) -> Result<(), CtlError> {
-        self.services.edit_dest(key, cfg)
+        self.services.edit_dest(key, cfg)?;
+        if let Some(r) = self.services.find(key) {
+            let owner = r.to_owner();
+            self.fast_path_invalidate(|c| c.owner == owner);
+        }
+        Ok(())
     }
 
     /// `-d`. With `expire_nodest_conn` the server's connections go at once;
@@ -393,6 +671,9 @@ impl Engine {
         let id = self.services.delete_dest(key, addr, port, now)?;
         if self.sysctls.expire_nodest_conn {
             self.drop_conns_where(|c| c.dest == id);
+        } else {
+            // The connections stay, their packets are dropped: by the engine.
+            self.fast_path_invalidate(|c| c.dest == id);
         }
         Ok(())
     }
@@ -502,6 +783,7 @@ impl Engine {
 
     /// A connection left the table: settle its real server's counters.
     fn unbind(&mut self, c: &Conn) {
+        self.fast_path_gone(c);
         let Some(svc) = self.services.get_mut(ServiceRef::from_owner(c.owner)) else {
             return;
         };
@@ -881,7 +1163,11 @@ impl Engine {
         d.stats.count_in(bytes);
         apply_activity(d, activity.unwrap_or(Activity::Unchanged));
         self.stats.count_in(bytes);
-        self.emit_in(frame, meta, &target, hop, port)
+        let action = self.emit_in(frame, meta, &target, hop, port);
+        if self.fast.is_some() && matches!(action, Action::Forward { .. }) {
+            self.fast_path_update(id);
+        }
+        action
     }
 
     fn reschedule(
@@ -1065,6 +1351,9 @@ impl Engine {
             || rvs_wire::set_macs(f, port.mac, hop.mac).is_err()
         {
             return Action::Drop(DropReason::RewriteFailed);
+        }
+        if self.fast.is_some() {
+            self.fast_path_update(id);
         }
         Action::Forward {
             port: hop.port,

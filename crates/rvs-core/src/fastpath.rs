@@ -32,6 +32,7 @@ use rvs_wire::EthernetAddress;
 
 use crate::conn::state::{SctpState, TcpState};
 use crate::conn::{Conn, ConnId, flags};
+use crate::dest::DestId;
 use crate::engine::{Hop, PortConfig, PortId};
 
 const TCP: u8 = 6;
@@ -218,6 +219,37 @@ pub fn action_out(c: &Conn, id: ConnId, hop: &Hop, port: &PortConfig) -> Option<
     })
 }
 
+/// A cached flow as the engine accounts for it: whose counters the fast
+/// path's traffic on `key` is credited to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FastFlow {
+    /// The packets' key.
+    pub key: FlowKey,
+    /// The connection (checked with [`matches`] before use: handles are
+    /// reused).
+    pub conn: ConnId,
+    /// The service ([`crate::service::ServiceRef::to_owner`]).
+    pub owner: u64,
+    /// The real server.
+    pub dest: DestId,
+    /// NAT replies (server → client, counted as outgoing); else the
+    /// client → server packets (incoming).
+    pub reply: bool,
+}
+
+/// Work for the data plane, in order: what to put into and take out of
+/// the fast path's cache ([`crate::Engine::take_fast_path_ops`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FastPathOp {
+    /// Install (or replace) the entry of `flow.key`.
+    Install(FastFlow, FastAction),
+    /// Remove the entry of `flow.key`, crediting what it counted since the
+    /// last read with [`crate::Engine::credit_fast_path`].
+    Remove(FastFlow),
+    /// Remove every entry (after `-C`), crediting them as `Remove` does.
+    RemoveAll,
+}
+
 /// Whether the fast path's entry for `key`, installed for connection `id`,
 /// still describes `c` (the table reuses handles: credit counters only
 /// when this holds).
@@ -231,7 +263,6 @@ mod tests {
 
     use super::*;
     use crate::conn::state::UDP_NORMAL;
-    use crate::dest::DestId;
     use crate::time::Instant;
 
     const RS_MAC: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0, 4]);

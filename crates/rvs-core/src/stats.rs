@@ -170,6 +170,21 @@ impl Stats {
         self.counters.outpkts += 1;
         self.counters.outbytes += bytes as u64;
     }
+
+    /// Count `packets` incoming packets of `bytes` bytes in all (traffic
+    /// the XDP fast path forwarded, credited in bulk).
+    #[inline]
+    pub fn count_in_many(&mut self, packets: u64, bytes: u64) {
+        self.counters.inpkts = self.counters.inpkts.wrapping_add(packets);
+        self.counters.inbytes = self.counters.inbytes.wrapping_add(bytes);
+    }
+
+    /// Count `packets` outgoing packets of `bytes` bytes in all.
+    #[inline]
+    pub fn count_out_many(&mut self, packets: u64, bytes: u64) {
+        self.counters.outpkts = self.counters.outpkts.wrapping_add(packets);
+        self.counters.outbytes = self.counters.outbytes.wrapping_add(bytes);
+    }
 }
 
 #[cfg(test)]

@@ -30,6 +30,10 @@
  * if_base entry or an empty xsks slot passes the frame (counted as
  * STAT_NO_SOCKET) so the kernel behaves as if rvs were not there.
  *
+ * Before all of this, the fast path (fastpath.h) forwards the packets of
+ * established flows rvsd cached in `rvs_flows`; what it does not handle
+ * comes here unchanged.
+ *
  * Layouts shared with crates/rvs-io/src/xdp.rs: keep them in sync.
  */
 #include <linux/bpf.h>
@@ -39,6 +43,8 @@
 #include <linux/ipv6.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
+
+#include "fastpath.h"
 
 /*
  * linux/icmp.h drags in glibc headers that do not build for the BPF target:
@@ -482,6 +488,12 @@ static __always_inline enum verdict classify(void *data, void *end, __u32 iif)
 SEC("xdp")
 int rvs_classify(struct xdp_md *ctx)
 {
+	/* Established flows rvsd cached are forwarded here (fastpath.h); it
+	 * must run before the packet pointers are read (it may trim padding). */
+	int fp = rvs_fast_path(ctx);
+	if (fp >= 0)
+		return fp;
+
 	void *data = (void *)(long)ctx->data;
 	void *end = (void *)(long)ctx->data_end;
 	__u32 ifindex, slot, *base;
@@ -512,6 +524,19 @@ int rvs_classify(struct xdp_md *ctx)
 	act = bpf_redirect_map(&xsks, slot, XDP_PASS);
 	count(act == XDP_REDIRECT ? STAT_REDIRECTED : STAT_NO_SOCKET);
 	return act;
+}
+
+/*
+ * The redirect probe (Classifier::probe_redirect in xdp.rs), never
+ * attached: run with BPF_PROG_TEST_RUN in live-frames mode and an ingress
+ * interface, XDP_TX becomes a redirect out of that interface, which tells
+ * whether frames the fast path redirects there are delivered (a veth drops
+ * them unless its peer is in NAPI mode).
+ */
+SEC("xdp")
+int rvs_probe(struct xdp_md *ctx)
+{
+	return XDP_TX;
 }
 
 char _license[] SEC("license") = "GPL";

@@ -67,12 +67,12 @@ use std::{
 };
 
 use aya::{
-    Ebpf, EbpfError, Pod,
+    Ebpf, EbpfError, EbpfLoader, Pod,
     maps::{
         HashMap, MapData, MapError, PerCpuArray, XskMap,
         lpm_trie::{Key as LpmKey, LpmTrie},
     },
-    programs::{ProgramError, TestRun, TestRunOptions, Xdp, XdpMode, xdp::XdpLinkId},
+    programs::{ProgramError, TestRun, TestRunAttrs, TestRunOptions, Xdp, XdpMode, xdp::XdpLinkId},
 };
 use netlink_packet_core::{
     NLM_F_ACK, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
@@ -83,6 +83,7 @@ use netlink_packet_route::{
 };
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 
+use crate::flowcache::{FLOW_CACHE_MAX, FlowCache};
 use crate::nft::FwmarkMatch;
 
 /// The classifier object, built from `bpf/classify.c` by build.rs.
@@ -90,6 +91,10 @@ static CLASSIFY_OBJ: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR")
 
 /// Name of the XDP program in `bpf/classify.c`.
 const PROGRAM: &str = "rvs_classify";
+/// Name of the redirect probe in `bpf/classify.c`.
+const PROBE: &str = "rvs_probe";
+/// Frames one [`Classifier::probe_redirect`] sends.
+const PROBE_FRAMES: u32 = 4;
 
 /// Capacity of the `services` map (`SERVICES_MAX` in classify.c).
 pub const MAX_SERVICES: usize = 16384;
@@ -524,6 +529,8 @@ pub struct Classifier {
     if_base: HashMap<MapData, u32, u32>,
     xsks: XskMap<MapData>,
     stats: PerCpuArray<MapData, u64>,
+    /// The fast path's flow cache (`rvs_flows`, `rvs_fp_stats`).
+    flow_cache: FlowCache,
     links: Vec<XdpLinkId>,
     attachments: Vec<Attachment>,
     prog_id: u32,
@@ -554,10 +561,36 @@ impl Classifier {
     /// removed, or neither mode attaching. Interfaces attached before the
     /// error are detached again.
     pub fn attach(ifaces: &[String]) -> Result<Self, XdpError> {
-        let mut ebpf = Ebpf::load(CLASSIFY_OBJ).map_err(|e| load_err(&e))?;
+        Self::attach_sized(ifaces, FLOW_CACHE_MAX)
+    }
+
+    /// As [`Classifier::attach`], with a flow cache of `flow_entries`
+    /// entries (at least 1; [`FLOW_CACHE_MAX`] by default): a small cache
+    /// only sends more established flows through the slow path.
+    ///
+    /// # Errors
+    ///
+    /// As [`Classifier::attach`]; `flow_entries` of 0.
+    pub fn attach_sized(ifaces: &[String], flow_entries: u32) -> Result<Self, XdpError> {
+        if flow_entries == 0 {
+            return Err(XdpError::Load(
+                "the flow cache needs at least one entry".into(),
+            ));
+        }
+        let mut ebpf = EbpfLoader::new()
+            .map_max_entries("rvs_flows", flow_entries)
+            .load(CLASSIFY_OBJ)
+            .map_err(|e| load_err(&e))?;
         let prog = xdp_program(&mut ebpf)?;
         prog.load().map_err(|e| XdpError::Load(verifier_msg(&e)))?;
         let prog_id = prog.info().map_err(|e| XdpError::Load(e.to_string()))?.id();
+        let probe: &mut Xdp = ebpf
+            .program_mut(PROBE)
+            .ok_or_else(|| XdpError::Load(format!("no program {PROBE}")))?
+            .try_into()
+            .map_err(|e: ProgramError| XdpError::Load(e.to_string()))?;
+        probe.load().map_err(|e| XdpError::Load(verifier_msg(&e)))?;
+        let prog = xdp_program(&mut ebpf)?;
 
         let mut links = Vec::new();
         let mut attachments: Vec<Attachment> = Vec::new();
@@ -601,6 +634,8 @@ impl Classifier {
         let if_base = take_map(&mut ebpf, "if_base", HashMap::try_from)?;
         let xsks = take_map(&mut ebpf, "xsks", XskMap::try_from)?;
         let stats = take_map(&mut ebpf, "stats", PerCpuArray::try_from)?;
+        let flow_cache =
+            FlowCache::from_ebpf(&mut ebpf).map_err(|e| XdpError::Load(e.to_string()))?;
         Ok(Self {
             services,
             nat_src,
@@ -611,11 +646,22 @@ impl Classifier {
             if_base,
             xsks,
             stats,
+            flow_cache,
             links,
             attachments,
             prog_id,
             ebpf,
         })
+    }
+
+    /// The fast path's flow cache.
+    pub fn flow_cache(&self) -> &FlowCache {
+        &self.flow_cache
+    }
+
+    /// The fast path's flow cache, to install and remove entries.
+    pub fn flow_cache_mut(&mut self) -> &mut FlowCache {
+        &mut self.flow_cache
     }
 
     /// The interfaces the program is attached to, and how.
@@ -770,6 +816,60 @@ impl Classifier {
             .map_err(|e| XdpError::TestRun(error_chain(&e)))
     }
 
+    /// Whether frames an XDP program redirects (or sends back with
+    /// `XDP_TX`) out of interface `ifname` (`ifindex`, MAC `mac`) leave it,
+    /// rather than being dropped: a veth delivers them only when its peer
+    /// is in NAPI mode (an XDP program or GRO on it).
+    ///
+    /// Sends [`PROBE_FRAMES`] frames of the IEEE local experimental
+    /// EtherType 0x88B5 from and to `mac` out of the interface
+    /// (`BPF_PROG_TEST_RUN` in live-frames mode, kernel 5.18+) and reads
+    /// the veth's count of XDP frames it delivered (`ethtool -S`:
+    /// `tx_queue_N_xdp_xmit`, moved only by XDP redirects into it, so other
+    /// traffic cannot fake the answer). The peer drops the frames (not for
+    /// it, unknown type). A frame the veth drops is counted nowhere.
+    ///
+    /// # Errors
+    ///
+    /// The interface has no such counters (not a veth), or the kernel
+    /// refused the run (no live-frames mode, or no XDP receive queue on
+    /// the interface).
+    pub fn probe_redirect(
+        &self,
+        ifname: &str,
+        ifindex: u32,
+        mac: [u8; 6],
+    ) -> Result<bool, XdpError> {
+        let prog: &Xdp = self
+            .ebpf
+            .program(PROBE)
+            .ok_or_else(|| XdpError::Load(format!("no program {PROBE}")))?
+            .try_into()
+            .map_err(|e: ProgramError| XdpError::Load(e.to_string()))?;
+        let mut frame = [0u8; 60];
+        frame[..6].copy_from_slice(&mac);
+        frame[6..12].copy_from_slice(&mac);
+        frame[12..14].copy_from_slice(&0x88b5u16.to_be_bytes());
+        frame[14..32].copy_from_slice(b"rvs redirect probe");
+        // struct xdp_md: data, data_end, data_meta, ingress_ifindex,
+        // rx_queue_index, egress_ifindex.
+        let mut ctx = [0u8; 24];
+        ctx[4..8].copy_from_slice(&(frame.len() as u32).to_ne_bytes());
+        ctx[12..16].copy_from_slice(&ifindex.to_ne_bytes());
+        let before = xdp_xmit(ifname)?;
+        let opts = TestRunOptions {
+            data_in: Some(&frame),
+            ctx_in: Some(&ctx),
+            repeat: PROBE_FRAMES,
+            attrs: TestRunAttrs::new().xdp_live_frames(0),
+            ..TestRunOptions::default()
+        };
+        prog.test_run(opts)
+            .map_err(|e| XdpError::TestRun(error_chain(&e)))?;
+        let after = xdp_xmit(ifname)?;
+        Ok(after.saturating_sub(before) >= u64::from(PROBE_FRAMES))
+    }
+
     /// Detaches the program from every interface and unloads it (as Drop).
     pub fn detach(self) {
         drop(self);
@@ -802,6 +902,114 @@ fn is_not_found(e: &MapError) -> bool {
     }
 }
 
+/// XDP frames a veth delivered to its peer: the sum of its
+/// `tx_queue_N_xdp_xmit` driver statistics.
+fn xdp_xmit(ifname: &str) -> Result<u64, XdpError> {
+    let stats = ethtool_stats(ifname)
+        .map_err(|e| XdpError::TestRun(format!("{ifname}: driver statistics: {e}")))?;
+    let mut found = false;
+    let mut sum = 0u64;
+    for (name, v) in &stats {
+        if name.starts_with("tx_queue_") && name.ends_with("_xdp_xmit") {
+            found = true;
+            sum = sum.wrapping_add(*v);
+        }
+    }
+    if !found {
+        return Err(XdpError::TestRun(format!(
+            "{ifname}: no tx_queue_N_xdp_xmit statistics (not a veth)"
+        )));
+    }
+    Ok(sum)
+}
+
+const ETHTOOL_GSTRINGS: u32 = 0x1b;
+const ETHTOOL_GSTATS: u32 = 0x1d;
+const ETHTOOL_GSSET_INFO: u32 = 0x37;
+const ETH_SS_STATS: u32 = 1;
+const ETH_GSTRING_LEN: usize = 32;
+/// More driver statistics than any interface has.
+const MAX_STATS: usize = 4096;
+
+/// Two `u32`s in one `u64` word, in memory order.
+fn pair(a: u32, b: u32) -> u64 {
+    let mut w = [0u8; 8];
+    w[..4].copy_from_slice(&a.to_ne_bytes());
+    w[4..].copy_from_slice(&b.to_ne_bytes());
+    u64::from_ne_bytes(w)
+}
+
+/// The driver statistics of `ifname` (`ethtool -S`), names and values.
+fn ethtool_stats(ifname: &str) -> io::Result<Vec<(String, u64)>> {
+    let cname = CString::new(ifname)
+        .ok()
+        .filter(|c| c.as_bytes().len() < libc::IFNAMSIZ)
+        .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // struct ethtool_sset_info { u32 cmd, reserved; u64 sset_mask; u32 data[]; }
+    let mut info = [pair(ETHTOOL_GSSET_INFO, 0), 1u64 << ETH_SS_STATS, 0];
+    ethtool_ioctl(&cname, info.as_mut_ptr().cast())?;
+    let n = if info[1] & (1 << ETH_SS_STATS) != 0 {
+        let b = info[2].to_ne_bytes();
+        u32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as usize
+    } else {
+        0
+    };
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    if n > MAX_STATS {
+        return Err(io::Error::from_raw_os_error(libc::E2BIG));
+    }
+    // struct ethtool_gstrings { u32 cmd, string_set, len; u8 data[]; }
+    let mut strings = vec![0u32; 3 + n * ETH_GSTRING_LEN / 4];
+    strings[0] = ETHTOOL_GSTRINGS;
+    strings[1] = ETH_SS_STATS;
+    strings[2] = n as u32;
+    ethtool_ioctl(&cname, strings.as_mut_ptr().cast())?;
+    // struct ethtool_stats { u32 cmd, n_stats; u64 data[]; }
+    let mut values = vec![0u64; 1 + n];
+    values[0] = pair(ETHTOOL_GSTATS, n as u32);
+    ethtool_ioctl(&cname, values.as_mut_ptr().cast())?;
+    let got = (strings[2] as usize).min(n);
+    let bytes: Vec<u8> = strings[3..].iter().flat_map(|w| w.to_ne_bytes()).collect();
+    Ok(bytes
+        .chunks(ETH_GSTRING_LEN)
+        .take(got)
+        .zip(&values[1..])
+        .map(|(name, v)| {
+            let end = name.iter().position(|&b| b == 0).unwrap_or(name.len());
+            (String::from_utf8_lossy(&name[..end]).into_owned(), *v)
+        })
+        .collect())
+}
+
+/// `ioctl(SIOCETHTOOL)` on `ifname` with the command block at `data`, which
+/// must point to the `linux/ethtool.h` struct its first `u32` names, sized
+/// for that command.
+fn ethtool_ioctl(ifname: &std::ffi::CStr, data: *mut libc::c_char) -> io::Result<()> {
+    // SAFETY: plain socket(2) call.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just opened and is owned by nobody else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: all-zero bytes are a valid ifreq (integers, arrays, pointers).
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in ifr.ifr_name.iter_mut().zip(ifname.to_bytes()) {
+        *dst = *src as libc::c_char;
+    }
+    ifr.ifr_ifru.ifru_data = data;
+    // SAFETY: SIOCETHTOOL reads the ifreq, then reads and writes the command
+    // block at `data`, which the callers keep alive across the call and size
+    // for their command (the counts in it bound what the kernel writes); the
+    // name is NUL-terminated (checked length, zeroed ifreq).
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::SIOCETHTOOL, &raw mut ifr) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
 fn xdp_program(ebpf: &mut Ebpf) -> Result<&mut Xdp, XdpError> {
     ebpf.program_mut(PROGRAM)
         .ok_or_else(|| XdpError::Load(format!("no program {PROGRAM} in classify.o")))?

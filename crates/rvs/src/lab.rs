@@ -356,6 +356,16 @@ fn veth(a: &str, a_if: &str, b: &str, b_if: &str) -> Result<(), String> {
     ])?;
     run_cmd(&["ip", "-n", a, "link", "set", a_if, "up"])?;
     run_cmd(&["ip", "-n", b, "link", "set", b_if, "up"])?;
+    // GRO on the peer of a director's link: a veth in NAPI mode takes the
+    // frames XDP redirects into it, which rvsd's fast path needs (and
+    // probes for). Not on the other links: merged frames into the director
+    // would reach it without full checksums.
+    if b.ends_with("director") {
+        let i = a_if.to_string();
+        in_ns(a, move || {
+            rvs_io::packet::set_gro(&i, true).map_err(|e| format!("GRO on {i}: {e}"))
+        })?;
+    }
     Ok(())
 }
 

@@ -1,4 +1,4 @@
-//! rvs — the companion tool: `demo`, `lab`, `realserver`, `bench control`,
+//! rvs — the companion tool: `demo`, `lab`, `realserver`, `bench`,
 //! `proc`, `fwmark`.
 
 mod bench;

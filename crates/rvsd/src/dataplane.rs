@@ -23,8 +23,17 @@
 //! hop resolution happen in the sync thread only, once per change, and end
 //! with [`Shared::mark_synced`] so that rvsadm's change is acknowledged only
 //! once the filter holds it.
+//!
+//! With `--io xdp` and the fast path on (`--fast-path`, the default), the
+//! engine also queues [`FastPathOp`]s: the sync thread installs the flows
+//! of established connections into the classifier's flow cache (rvs-io's
+//! `flowcache`), whose XDP program then forwards their packets itself, and
+//! removes them when the engine says so. It credits what the cache
+//! forwarded to the engine's statistics and timers
+//! ([`Engine::credit_fast_path`]) when an entry goes, and every
+//! [`CREDIT_INTERVAL`] for the others.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,11 +42,13 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use rvs_core::engine::{Frame, Hop, PortConfig, PortId};
+use rvs_core::fastpath::{FastAction, FastFlow, FastPathOp, FastRewrite};
 use rvs_core::{Action, Engine};
+use rvs_io::flowcache::{self, FlowAction, FlowCache, FlowCounters, FlowEntry, FlowRewrite};
 use rvs_io::neigh::{NextHop, Resolver};
 use rvs_io::nft::{Claims, FwmarkMatch, NftInterface, NftTable};
 use rvs_io::packet::{PacketConfig, PacketSocket};
-use rvs_io::xdp::Classifier;
+use rvs_io::xdp::{AttachMode, Classifier};
 use rvs_io::xsk::{FrameBuf, UmemConfig, Verdict, XskSocket};
 use rvs_proto::{ClassifierCounters, DataPlaneWorker, Reply};
 use rvs_wire::EthernetAddress;
@@ -45,7 +56,7 @@ use rvs_wire::EthernetAddress;
 use crate::classes::{ClassSet, class_set};
 use crate::handler::State;
 use crate::held::{self, Held, HeldFrames};
-use crate::options::IoMode;
+use crate::options::{FastPathMode, IoMode};
 use crate::server::Shared;
 use crate::system::Clock;
 
@@ -55,6 +66,18 @@ const BATCH: usize = 64;
 const IDLE_WAIT_MS: i32 = 10;
 /// How often the sync thread looks for table and neighbour changes.
 const SYNC_INTERVAL: Duration = Duration::from_millis(2);
+/// How often the fast path's counters are credited to the engine (the
+/// statistics and the connections' timers lag by at most this much).
+pub const CREDIT_INTERVAL: Duration = Duration::from_millis(100);
+
+/// The fast-path settings of the data plane.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FastPathConfig {
+    /// `--fast-path`.
+    pub mode: FastPathMode,
+    /// `--fast-path-entries`.
+    pub entries: u32,
+}
 
 /// The packet I/O in use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -206,6 +229,19 @@ pub struct DpShared {
     filter: Mutex<Option<Filter>>,
     /// Addresses that needed a hop and have none yet.
     wanted: Mutex<HashSet<IpAddr>>,
+    /// With the fast path on: the interfaces it may send to (ifindex).
+    fast_egress: Option<Mutex<HashSet<u32>>>,
+    /// Interfaces whose taking redirected frames is probed again and again
+    /// (virtual ones in native mode, with `--fast-path on`).
+    fast_probed: Vec<Probed>,
+}
+
+/// An interface the fast path probes ([`Classifier::probe_redirect`]).
+#[derive(Debug, Clone)]
+struct Probed {
+    ifindex: u32,
+    name: String,
+    mac: [u8; 6],
 }
 
 impl DpShared {
@@ -402,13 +438,27 @@ impl DataPlane {
     pub fn open(
         mode: IoMode,
         interfaces: &[String],
+        fast: FastPathConfig,
         state: &mut State,
     ) -> Result<DataPlane, String> {
         let resolver =
             Resolver::start().map_err(|e| format!("cannot start the neighbour resolver: {e}"))?;
         let ports = ports_of(&resolver, interfaces)?;
-        let (backend, (filter, workers), why) =
-            choose(mode, || open_xdp(&ports), || open_packet(&ports))?;
+        let (backend, (filter, workers), why) = choose(
+            mode,
+            || open_xdp(&ports, fast.entries),
+            || open_packet(&ports),
+        )?;
+        let (fast_egress, fast_probed) = match (&filter, fast.mode) {
+            (Filter::Xdp(c), FastPathMode::On | FastPathMode::All) => {
+                let (set, probed) = fast_egress(c, &ports, fast.mode, |i| {
+                    port_config(&resolver, i).map(|p| p.mac.0)
+                });
+                (Some(Mutex::new(set)), probed)
+            }
+            _ => (None, Vec::new()),
+        };
+        state.engine_mut().set_fast_path(fast_egress.is_some());
         for p in &ports {
             let cfg = port_config(&resolver, p.ifindex)
                 .ok_or_else(|| format!("{}: interface not found by the resolver", p.name))?;
@@ -424,6 +474,8 @@ impl DataPlane {
                 .collect(),
             filter: Mutex::new(Some(filter)),
             wanted: Mutex::new(HashSet::new()),
+            fast_egress,
+            fast_probed,
         });
         Ok(DataPlane {
             shared,
@@ -453,8 +505,28 @@ impl DataPlane {
             };
             parts.push(format!("{} ({mode}{} queue(s))", p.name, p.queues));
         }
+        let fast = match &self.shared.fast_egress {
+            None => "fast path off".to_string(),
+            Some(e) => {
+                let e = e.lock().unwrap_or_else(|p| p.into_inner());
+                let names: Vec<&str> = self
+                    .shared
+                    .ports
+                    .iter()
+                    .filter(|p| e.contains(&p.ifindex))
+                    .map(|p| p.name.as_str())
+                    .collect();
+                if names.is_empty() {
+                    "fast path on, but no interface takes redirected XDP frames yet \
+                     (a veth does once its peer is in NAPI mode: checked every second)"
+                        .to_string()
+                } else {
+                    format!("fast path on towards {}", names.join(", "))
+                }
+            }
+        };
         format!(
-            "{} — {}; {}; {} worker thread(s)",
+            "{} — {}; {}; {} worker thread(s); {fast}",
             match self.shared.backend {
                 Backend::Xdp => "AF_XDP",
                 Backend::Packet => "AF_PACKET + nftables",
@@ -540,7 +612,18 @@ impl Running {
                 }
                 drop(gro);
             }
-            Some(Filter::Xdp(c)) => (*c).detach(),
+            Some(Filter::Xdp(c)) => {
+                if self.shared.fast_egress.is_some()
+                    && let Ok(s) = c.flow_cache().stats()
+                {
+                    eprintln!(
+                        "rvsd: fast path: hits {}, misses {}, skipped {}, too big {}, ttl {}, \
+                         errors {}",
+                        s.hits, s.misses, s.skipped, s.too_big, s.ttl, s.errors
+                    );
+                }
+                (*c).detach()
+            }
             None => {}
         }
         let total = |f: fn(&DataPlaneWorker) -> u64| -> u64 {
@@ -601,10 +684,10 @@ fn choose<T>(
 /// Attach the classifier and open a socket per RX queue; worker `q` gets
 /// queue `q` of every port, or a transmit-only AF_PACKET socket for a port
 /// with fewer queues.
-fn open_xdp(ports: &[Port]) -> Result<(Filter, Vec<WorkerSocks>), String> {
+fn open_xdp(ports: &[Port], flow_entries: u32) -> Result<(Filter, Vec<WorkerSocks>), String> {
     let names: Vec<String> = ports.iter().map(|p| p.name.clone()).collect();
-    let mut classifier =
-        Classifier::attach(&names).map_err(|e| format!("cannot attach the XDP classifier: {e}"))?;
+    let mut classifier = Classifier::attach_sized(&names, flow_entries)
+        .map_err(|e| format!("cannot attach the XDP classifier: {e}"))?;
     let n = ports.iter().map(|p| p.queues).max().unwrap_or(1).max(1);
     let mut workers: Vec<WorkerSocks> = (0..n)
         .map(|_| WorkerSocks {
@@ -682,16 +765,334 @@ fn open_packet(ports: &[Port]) -> Result<(Filter, Vec<WorkerSocks>), String> {
     Ok((Filter::Nft(table, gro), workers))
 }
 
+/// The interfaces the fast path may send to, and those to probe: in
+/// generic (SKB) mode, XDP_TX and redirects go through the kernel's
+/// transmit path, and physical interfaces in native mode take redirected
+/// frames; a virtual one (veth...) in native mode does only when its peer
+/// is in NAPI mode (an XDP program or GRO on it): with `--fast-path all`
+/// it is assumed, with `on` probed ([`Classifier::probe_redirect`]), now
+/// and then every [`PROBE_INTERVAL`].
+fn fast_egress(
+    c: &Classifier,
+    ports: &[Port],
+    mode: FastPathMode,
+    mac_of: impl Fn(u32) -> Option<[u8; 6]>,
+) -> (HashSet<u32>, Vec<Probed>) {
+    let mut set = HashSet::new();
+    let mut probed = Vec::new();
+    for p in ports {
+        let skb = c
+            .attachments()
+            .iter()
+            .any(|a| a.ifindex == p.ifindex && a.mode == AttachMode::Skb);
+        if skb || mode == FastPathMode::All || !is_virtual(&p.name) {
+            set.insert(p.ifindex);
+            continue;
+        }
+        let Some(mac) = mac_of(p.ifindex) else {
+            continue;
+        };
+        let pr = Probed {
+            ifindex: p.ifindex,
+            name: p.name.clone(),
+            mac,
+        };
+        if c.probe_redirect(&pr.name, pr.ifindex, pr.mac)
+            .unwrap_or(false)
+        {
+            set.insert(p.ifindex);
+        }
+        probed.push(pr);
+    }
+    (set, probed)
+}
+
+/// How often the probed interfaces are probed again.
+const PROBE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Whether `ifname` is a virtual device (`/sys/class/net/IF` points under
+/// `/sys/devices/virtual`). Unknown counts as virtual.
+fn is_virtual(ifname: &str) -> bool {
+    std::fs::read_link(format!("/sys/class/net/{ifname}"))
+        .map(|p| p.to_string_lossy().contains("/virtual/"))
+        .unwrap_or(true)
+}
+
+/// The rvs-io form of an engine's flow key.
+fn io_key(k: &rvs_core::fastpath::FlowKey) -> flowcache::FlowKey {
+    flowcache::FlowKey {
+        proto: k.proto,
+        src: k.src,
+        dst: k.dst,
+        sport: k.sport,
+        dport: k.dport,
+    }
+}
+
+/// The rvs-io form of an engine's fast-path decision.
+fn io_action(a: &FastAction) -> FlowAction {
+    FlowAction {
+        rewrite: match a.rewrite {
+            FastRewrite::Dr => FlowRewrite::Dr,
+            FastRewrite::Tun { src, dst } => FlowRewrite::Tun { src, dst },
+            FastRewrite::NatIn { addr, port } => FlowRewrite::NatIn { addr, port },
+            FastRewrite::NatOut { addr, port } => FlowRewrite::NatOut { addr, port },
+        },
+        ifindex: a.port.0,
+        src_mac: a.src_mac.0,
+        dst_mac: a.dst_mac.0,
+        mtu: a.mtu,
+        conn: a.conn.index(),
+        cookie: 0,
+    }
+}
+
+/// What the sync thread installed, and what of its traffic it credited.
+#[derive(Debug, Clone, Copy)]
+struct Installed {
+    flow: FastFlow,
+    /// Egress interface.
+    ifindex: u32,
+    packets: u64,
+    bytes: u64,
+    last_seen_ns: u64,
+}
+
+/// The sync thread's view of the fast path's cache.
+#[derive(Debug, Default)]
+struct FastSync {
+    installed: HashMap<flowcache::FlowKey, Installed>,
+    ops: Vec<FastPathOp>,
+    entries: Vec<FlowEntry>,
+    last_credit: Option<Instant>,
+    last_probe: Option<Instant>,
+    errors_logged: u32,
+}
+
+/// Errors logged by the fast path's sync, at most (then silence).
+const FAST_ERRORS_LOGGED: u32 = 10;
+
+impl FastSync {
+    fn log(&mut self, msg: std::fmt::Arguments<'_>) {
+        if self.errors_logged < FAST_ERRORS_LOGGED {
+            self.errors_logged += 1;
+            eprintln!("rvsd: fast path: {msg}");
+        }
+    }
+
+    /// Apply the engine's queued work to the cache and credit what the
+    /// cache forwarded; both under the state lock, so the engine's counters
+    /// and the cache move together.
+    fn run_once(&mut self, dp: &DpShared, shared: &Shared) {
+        let Some(egress) = &dp.fast_egress else {
+            return;
+        };
+        let due = self
+            .last_credit
+            .is_none_or(|t| t.elapsed() >= CREDIT_INTERVAL);
+        let probe_due = !dp.fast_probed.is_empty()
+            && self
+                .last_probe
+                .is_none_or(|t| t.elapsed() >= PROBE_INTERVAL);
+        let mut state = shared.lock();
+        let engine = state.engine_mut();
+        engine.take_fast_path_ops(&mut self.ops);
+        if self.ops.is_empty() && !due && !probe_due {
+            return;
+        }
+        let mut filter = dp.filter();
+        let Some(Filter::Xdp(c)) = &mut *filter else {
+            self.ops.clear();
+            return;
+        };
+        let now = shared.clock().now();
+        let mono = flowcache::monotonic_now_ns();
+        let mut egress = egress.lock().unwrap_or_else(|p| p.into_inner());
+        if probe_due {
+            self.last_probe = Some(Instant::now());
+            for p in &dp.fast_probed {
+                let ok = c.probe_redirect(&p.name, p.ifindex, p.mac).unwrap_or(false);
+                if ok == egress.contains(&p.ifindex) {
+                    continue;
+                }
+                if ok {
+                    eprintln!(
+                        "rvsd: fast path: {} takes redirected XDP frames now",
+                        p.name
+                    );
+                    egress.insert(p.ifindex);
+                    // Flows the engine thought cached but that were not
+                    // (their egress was left out): cached at their next packet.
+                    engine.fast_path_forget_all();
+                } else {
+                    eprintln!(
+                        "rvsd: fast path: {} no longer takes redirected XDP frames: \
+                         its flows go through the engine",
+                        p.name
+                    );
+                    egress.remove(&p.ifindex);
+                    let gone: Vec<flowcache::FlowKey> = self
+                        .installed
+                        .iter()
+                        .filter(|(_, i)| i.ifindex == p.ifindex)
+                        .map(|(k, _)| *k)
+                        .collect();
+                    for k in gone {
+                        self.remove(c.flow_cache_mut(), engine, &k, now, mono);
+                    }
+                }
+            }
+        }
+        engine.take_fast_path_ops(&mut self.ops);
+        let cache = c.flow_cache_mut();
+        let mut ops = std::mem::take(&mut self.ops);
+        for op in ops.drain(..) {
+            match op {
+                FastPathOp::Install(flow, action) => {
+                    if !egress.contains(&action.port.0) {
+                        continue;
+                    }
+                    self.install(cache, engine, flow, &action, now, mono);
+                }
+                FastPathOp::Remove(flow) => {
+                    self.remove(cache, engine, &io_key(&flow.key), now, mono)
+                }
+                FastPathOp::RemoveAll => {
+                    let keys: Vec<flowcache::FlowKey> = self.installed.keys().copied().collect();
+                    for k in keys {
+                        self.remove(cache, engine, &k, now, mono);
+                    }
+                }
+            }
+        }
+        self.ops = ops;
+        if due {
+            self.last_credit = Some(Instant::now());
+            self.credit_all(cache, engine, now, mono);
+        }
+    }
+
+    fn install(
+        &mut self,
+        cache: &mut FlowCache,
+        engine: &mut Engine,
+        flow: FastFlow,
+        action: &FastAction,
+        now: rvs_core::Instant,
+        mono: u64,
+    ) {
+        let key = io_key(&flow.key);
+        match cache.replace(&key, &io_action(action)) {
+            Ok(old) => {
+                if let (Some(old), Some(prev)) = (old, self.installed.get(&key).copied()) {
+                    credit(engine, &prev, &old, now, mono);
+                }
+                self.installed.insert(
+                    key,
+                    Installed {
+                        flow,
+                        ifindex: action.port.0,
+                        packets: 0,
+                        bytes: 0,
+                        last_seen_ns: 0,
+                    },
+                );
+            }
+            Err(e) => self.log(format_args!("cannot cache {key:?}: {e}")),
+        }
+    }
+
+    fn remove(
+        &mut self,
+        cache: &mut FlowCache,
+        engine: &mut Engine,
+        key: &flowcache::FlowKey,
+        now: rvs_core::Instant,
+        mono: u64,
+    ) {
+        let Some(prev) = self.installed.remove(key) else {
+            return;
+        };
+        match cache.remove(key) {
+            Ok(Some(last)) => credit(engine, &prev, &last, now, mono),
+            // Evicted: what it counted since the last read is lost.
+            Ok(None) => {}
+            Err(e) => self.log(format_args!("cannot remove {key:?}: {e}")),
+        }
+    }
+
+    /// Credit every entry's traffic since the last read.
+    fn credit_all(
+        &mut self,
+        cache: &FlowCache,
+        engine: &mut Engine,
+        now: rvs_core::Instant,
+        mono: u64,
+    ) {
+        if self.installed.is_empty() {
+            return;
+        }
+        let mut entries = std::mem::take(&mut self.entries);
+        if let Err(e) = cache.counters(&mut entries) {
+            self.log(format_args!("cannot read the counters: {e}"));
+        }
+        for e in &entries {
+            if let Some(prev) = self.installed.get_mut(&e.key) {
+                credit(engine, prev, &e.counters, now, mono);
+                prev.packets = e.counters.packets;
+                prev.bytes = e.counters.bytes;
+                prev.last_seen_ns = e.counters.last_seen_ns;
+            }
+        }
+        self.entries = entries;
+    }
+}
+
+/// Credit to the engine what `now_counters` holds beyond what `prev` says
+/// was credited already.
+fn credit(
+    engine: &mut Engine,
+    prev: &Installed,
+    cur: &FlowCounters,
+    now: rvs_core::Instant,
+    mono: u64,
+) {
+    // Counters below the credited ones: the entry was replaced meanwhile.
+    let (packets, bytes) = if cur.packets >= prev.packets {
+        (
+            cur.packets - prev.packets,
+            cur.bytes.saturating_sub(prev.bytes),
+        )
+    } else {
+        (cur.packets, cur.bytes)
+    };
+    if packets == 0 && cur.last_seen_ns == prev.last_seen_ns {
+        return;
+    }
+    let last_seen = (cur.last_seen_ns != 0).then(|| {
+        let age_ms = mono.saturating_sub(cur.last_seen_ns) / 1_000_000;
+        rvs_core::Instant::from_millis(now.as_millis().saturating_sub(age_ms))
+    });
+    engine.credit_fast_path(&prev.flow, packets, bytes, last_seen);
+}
+
 /// The sync thread's memory: what it last put into the filter and engine.
 #[derive(Debug, Default)]
 struct Sync {
     config_gen: Option<u64>,
     resolver_gen: Option<u64>,
+    fast: FastSync,
 }
 
 impl Sync {
     /// Hops, ports and the filter in step with the resolver and the table.
     fn run_once(&mut self, dp: &DpShared, shared: &Shared) {
+        self.sync(dp, shared);
+        self.fast.run_once(dp, shared);
+    }
+
+    /// Hops, ports and the filter in step with the resolver and the table.
+    fn sync(&mut self, dp: &DpShared, shared: &Shared) {
         let rgen = dp.resolver.generation();
         let resolver_changed = self.resolver_gen != Some(rgen);
         let mut found = Vec::new();

@@ -24,6 +24,12 @@
 //! classifier attaches, else with AF_PACKET, and exits with an error if
 //! neither works. `--io none` keeps the control plane only: rvsd records the
 //! interfaces it is to serve but forwards nothing.
+//!
+//! With AF_XDP, established flows are forwarded inside the XDP program
+//! (`--fast-path on`, the default; `RVSD_FAST_PATH` sets the default): the
+//! engine decides, the sync thread caches its decisions in the classifier's
+//! flow map and credits what the fast path forwarded to the statistics and
+//! the connections' timers (see [`dataplane`]).
 
 pub mod auth;
 pub mod classes;
@@ -129,8 +135,16 @@ fn serve(o: Options) -> Result<(), (u8, String)> {
     let dataplane = match o.io {
         IoMode::None => None,
         mode => Some(
-            dataplane::DataPlane::open(mode, &interfaces, &mut state)
-                .map_err(|m| (EXIT_FAILURE, format!("--io {}: {m}", mode.name())))?,
+            dataplane::DataPlane::open(
+                mode,
+                &interfaces,
+                dataplane::FastPathConfig {
+                    mode: o.fast_path,
+                    entries: o.fast_path_entries,
+                },
+                &mut state,
+            )
+            .map_err(|m| (EXIT_FAILURE, format!("--io {}: {m}", mode.name())))?,
         ),
     };
 

@@ -28,6 +28,20 @@ Options:
                           answering what rvs claims (needs `nft`);
                         `none`: control plane only, nothing is forwarded.
                         One worker thread per RX queue.
+  --fast-path MODE      XDP fast path for established flows (`--io xdp`):
+                        `on` (default; $RVSD_FAST_PATH overrides the
+                          default): packets of established flows are
+                          forwarded inside the XDP program, rvsd still
+                          sees every SYN, FIN and RST and counts all; only
+                          towards interfaces that take redirected XDP
+                          frames: physical ones, or any in XDP generic mode;
+                        `all`: towards virtual ones (veth) as well: their
+                          peers must be in NAPI mode (an XDP program or GRO
+                          on them), else those frames are lost;
+                        `off`: every packet through the engine.
+                        Always off with `--io packet`.
+  --fast-path-entries N flows the fast path caches (default 65536); the
+                        least recently used go back to the slow path
   --rules FILE          load rules in `ipvsadm -S` format at start, all or
                         nothing; a bad file stops rvsd with exit status 2
   -h, --help            print this help
@@ -35,7 +49,7 @@ Options:
 ";
 
 /// What to run.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
     /// `--socket` (else `RVS_SOCKET`, else the default).
     pub socket: Option<Endpoint>,
@@ -45,6 +59,62 @@ pub struct Options {
     pub rules: Option<PathBuf>,
     /// `--io`.
     pub io: IoMode,
+    /// `--fast-path` (else `RVSD_FAST_PATH`, else on).
+    pub fast_path: FastPathMode,
+    /// `--fast-path-entries`.
+    pub fast_path_entries: u32,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            socket: None,
+            interfaces: Vec::new(),
+            rules: None,
+            io: IoMode::default(),
+            fast_path: FastPathMode::default(),
+            fast_path_entries: FAST_PATH_ENTRIES,
+        }
+    }
+}
+
+/// Default of `--fast-path-entries` (rvs-io's `FLOW_CACHE_MAX`).
+pub const FAST_PATH_ENTRIES: u32 = 65536;
+/// Largest `--fast-path-entries`.
+pub const FAST_PATH_ENTRIES_MAX: u32 = 1 << 24;
+
+/// `--fast-path`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FastPathMode {
+    /// Every packet through the engine.
+    Off,
+    /// Established flows in XDP, towards interfaces known to take
+    /// redirected XDP frames.
+    #[default]
+    On,
+    /// Also towards virtual interfaces (veth peers in NAPI mode).
+    All,
+}
+
+impl FastPathMode {
+    /// Its name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            FastPathMode::Off => "off",
+            FastPathMode::On => "on",
+            FastPathMode::All => "all",
+        }
+    }
+
+    /// Parse `off`, `on` or `all` (`what` names the source in the error).
+    pub fn parse(v: &str, what: &str) -> Result<Self, String> {
+        match v {
+            "off" => Ok(FastPathMode::Off),
+            "on" => Ok(FastPathMode::On),
+            "all" => Ok(FastPathMode::All),
+            _ => Err(format!("{what} {v}: expected `on`, `off` or `all`")),
+        }
+    }
 }
 
 /// The packet I/O of `--io`.
@@ -86,9 +156,23 @@ pub enum Command {
 
 /// Parse the arguments (without the program name).
 pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String> {
+    parse_with_env(args, std::env::var_os("RVSD_FAST_PATH"))
+}
+
+/// [`parse`] with `RVSD_FAST_PATH` given.
+pub fn parse_with_env(
+    args: impl IntoIterator<Item = OsString>,
+    fast_path_env: Option<OsString>,
+) -> Result<Command, String> {
     use lexopt::prelude::*;
     let mut p = lexopt::Parser::from_args(args);
     let mut o = Options::default();
+    if let Some(v) = fast_path_env {
+        let v = v
+            .into_string()
+            .map_err(|_| "RVSD_FAST_PATH: not valid UTF-8".to_string())?;
+        o.fast_path = FastPathMode::parse(&v, "RVSD_FAST_PATH")?;
+    }
     let text = |v: OsString, what: &str| {
         v.into_string()
             .map_err(|_| format!("{what}: not valid UTF-8"))
@@ -133,6 +217,22 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String
                     }
                 };
             }
+            Long("fast-path") => {
+                let v = text(p.value().map_err(|e| e.to_string())?, "--fast-path")?;
+                o.fast_path = FastPathMode::parse(&v, "--fast-path")?;
+            }
+            Long("fast-path-entries") => {
+                let v = text(p.value().map_err(|e| e.to_string())?, "--fast-path-entries")?;
+                o.fast_path_entries = match v.parse::<u32>() {
+                    Ok(n) if (1..=FAST_PATH_ENTRIES_MAX).contains(&n) => n,
+                    _ => {
+                        return Err(format!(
+                            "--fast-path-entries {v}: expected a number from 1 to \
+                             {FAST_PATH_ENTRIES_MAX}"
+                        ));
+                    }
+                };
+            }
             Short('h') | Long("help") => return Ok(Command::Help),
             Short('V') | Short('v') | Long("version") => return Ok(Command::Version),
             _ => return Err(arg.unexpected().to_string()),
@@ -147,6 +247,11 @@ mod tests {
 
     fn args(a: &[&str]) -> Vec<OsString> {
         a.iter().map(OsString::from).collect()
+    }
+
+    /// `parse` as if `RVSD_FAST_PATH` were unset.
+    fn parse(a: Vec<OsString>) -> Result<Command, String> {
+        parse_with_env(a, None)
     }
 
     #[test]
@@ -170,6 +275,8 @@ mod tests {
                 interfaces: vec!["eth0".into(), "eth1".into()],
                 rules: Some("/etc/rvs/rules".into()),
                 io: IoMode::Auto,
+                fast_path: FastPathMode::On,
+                fast_path_entries: FAST_PATH_ENTRIES,
             })
         );
         assert_eq!(parse(args(&["--help"])).unwrap(), Command::Help);
@@ -202,5 +309,46 @@ mod tests {
         }
         assert!(parse(args(&["--io", "dpdk"])).is_err());
         assert!(parse(args(&["--io"])).is_err());
+    }
+
+    #[test]
+    fn fast_path_options() {
+        let run = |o: Options| Command::Run(o);
+        for m in [FastPathMode::Off, FastPathMode::On, FastPathMode::All] {
+            assert_eq!(
+                parse(args(&["--fast-path", m.name()])).unwrap(),
+                run(Options {
+                    fast_path: m,
+                    ..Options::default()
+                })
+            );
+        }
+        // The environment sets the default; the option wins.
+        let env = |v: &str| Some(OsString::from(v));
+        assert_eq!(
+            parse_with_env(args(&[]), env("off")).unwrap(),
+            run(Options {
+                fast_path: FastPathMode::Off,
+                ..Options::default()
+            })
+        );
+        assert_eq!(
+            parse_with_env(args(&["--fast-path", "on"]), env("off")).unwrap(),
+            run(Options::default())
+        );
+        let e = parse_with_env(args(&[]), env("maybe")).unwrap_err();
+        assert!(e.contains("RVSD_FAST_PATH maybe"), "{e}");
+        assert!(parse(args(&["--fast-path", "fast"])).is_err());
+        assert_eq!(
+            parse(args(&["--fast-path-entries", "4"])).unwrap(),
+            run(Options {
+                fast_path_entries: 4,
+                ..Options::default()
+            })
+        );
+        for bad in ["0", "-1", "x", "16777217"] {
+            let e = parse(args(&["--fast-path-entries", bad])).unwrap_err();
+            assert!(e.contains("--fast-path-entries"), "{e}");
+        }
     }
 }

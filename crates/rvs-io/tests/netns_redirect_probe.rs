@@ -1,0 +1,108 @@
+//! `Classifier::probe_redirect`: whether a veth delivers frames XDP
+//! redirects into it, which it does only while its peer is in NAPI mode
+//! (GRO or an XDP program on the peer).
+//!
+//! Needs root; skips with a message when not root and
+//! `RVS_SKIP_PRIVILEGED_TESTS=1`. The namespace (`rvsfp-…`) and the veth are
+//! removed by a guard.
+
+use std::process::{Command, Stdio};
+
+use rvs_io::xdp::{Classifier, ifindex};
+
+fn privileged() -> bool {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    if std::env::var_os("RVS_SKIP_PRIVILEGED_TESTS").is_none() {
+        panic!("needs root (CI runs as root; set RVS_SKIP_PRIVILEGED_TESTS=1 to skip)");
+    }
+    eprintln!("skipped: needs root");
+    false
+}
+
+fn run(args: &[&str]) {
+    let o = Command::new(args[0])
+        .args(&args[1..])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    assert!(
+        o.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// A veth `near` (here) — `far` (in namespace `ns`); removed on drop.
+struct Pair {
+    ns: String,
+    near: String,
+}
+
+impl Drop for Pair {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.near])
+            .stderr(Stdio::null())
+            .status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.ns])
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// GRO on `ifname` in `ns` (no ethtool on CI: the ioctl, from a thread in
+/// the namespace).
+fn gro_on(ns: &str, ifname: &str) {
+    let path = format!("/run/netns/{ns}");
+    let ifname = ifname.to_string();
+    std::thread::spawn(move || {
+        let f = std::fs::File::open(&path).expect("open netns");
+        // SAFETY: setns on a valid namespace fd, for this thread only.
+        let r = unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&f), libc::CLONE_NEWNET) };
+        assert_eq!(r, 0, "setns: {}", std::io::Error::last_os_error());
+        rvs_io::packet::set_gro(&ifname, true).expect("gro on");
+    })
+    .join()
+    .expect("setns thread");
+}
+
+#[test]
+fn veth_takes_redirects_only_with_a_napi_peer() {
+    if !privileged() {
+        return;
+    }
+    let id = std::process::id() % 100_000;
+    let pair = Pair {
+        ns: format!("rvsfp-probe-{id}"),
+        near: format!("rvsfpP{id}"),
+    };
+    let far = "peer0";
+    run(&["ip", "netns", "add", &pair.ns]);
+    run(&[
+        "ip", "link", "add", &pair.near, "type", "veth", "peer", "name", far, "netns", &pair.ns,
+    ]);
+    run(&["ip", "link", "set", &pair.near, "up"]);
+    run(&["ip", "-n", &pair.ns, "link", "set", far, "up"]);
+    let c = Classifier::attach(std::slice::from_ref(&pair.near)).expect("attach");
+    let idx = ifindex(&pair.near).expect("ifindex");
+    let mac = [2, 0, 0, 0x5e, 0, 1];
+    assert!(
+        !c.probe_redirect(&pair.near, idx, mac).expect("probe"),
+        "a peer without NAPI drops redirected frames"
+    );
+    gro_on(&pair.ns, far);
+    assert!(
+        c.probe_redirect(&pair.near, idx, mac).expect("probe"),
+        "GRO on the peer puts it in NAPI mode"
+    );
+    // Not a veth: a clear error, not an answer.
+    let e = c
+        .probe_redirect("lo", 1, mac)
+        .expect_err("lo has no XDP transmit statistics");
+    assert!(e.to_string().contains("lo"), "{e}");
+    drop(c);
+}
