@@ -42,8 +42,10 @@ Options:
                         Always off with `--io packet`.
   --fast-path-entries N flows the fast path caches (default 65536); the
                         least recently used go back to the slow path
-  --rules FILE          load rules in `ipvsadm -S` format at start, all or
-                        nothing; a bad file stops rvsd with exit status 2
+  --rules FILE          load rules at start, all or nothing: lines in
+                        `ipvsadm -S` format and `rvs fwmark add ...` lines
+                        (`{ rvs fwmark save; rvsadm -S; } > FILE`); a bad
+                        file stops rvsd with exit status 2
   -h, --help            print this help
   -V, --version         print the version
 ";
