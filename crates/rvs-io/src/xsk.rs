@@ -642,9 +642,15 @@ impl XskSocket {
         }
         self.poisoned = true;
         // Up to one TX slot per received frame; the unused part of the
-        // reservation is given back when `tx` is dropped.
+        // reservation is given back when `tx` is dropped. xdpilone reserves
+        // from its cached view of the kernel's consumer and refreshes that
+        // view only when it shows no free slot at all, so a reservation can
+        // come out short while the ring has room: when it runs out, it is
+        // committed and a new one taken (which then sees the kernel's view).
         let mut tx = self.tx.transmit(n);
+        let mut left = n;
         while let Some(desc) = rx.read() {
+            left -= 1;
             self.in_fill -= 1;
             let base = desc.addr & mask;
             let offset = (desc.addr - base) as usize;
@@ -680,14 +686,20 @@ impl XskSocket {
                     let fits = start
                         .checked_add(len)
                         .is_some_and(|end| end <= frame_size && len > 0);
-                    if !fits {
-                        self.stats.dropped_invalid += 1;
-                        self.free.push(base);
-                    } else if tx.insert_once(XdpDesc {
+                    let desc = XdpDesc {
                         addr: base + start as u64,
                         len: len as u32,
                         options: 0,
-                    }) {
+                    };
+                    if !fits {
+                        self.stats.dropped_invalid += 1;
+                        self.free.push(base);
+                    } else if tx.insert_once(desc) || {
+                        tx.commit();
+                        drop(tx);
+                        tx = self.tx.transmit(left + 1);
+                        tx.insert_once(desc)
+                    } {
                         self.tx_outstanding += 1;
                         self.stats.tx_packets += 1;
                         self.stats.tx_bytes += len as u64;
@@ -828,15 +840,23 @@ impl XskSocket {
 
     /// Top the fill ring up to its target from the free list.
     fn refill(&mut self) {
-        let want = self.fill_target.saturating_sub(self.in_fill);
-        let n = want.min(self.free.len() as u32);
-        if n > 0 {
+        // A reservation can come out short on a stale view of the kernel's
+        // consumer (see `rx_batch`); the next one sees the real room.
+        for _ in 0..2 {
+            let want = self.fill_target.saturating_sub(self.in_fill);
+            let n = want.min(self.free.len() as u32);
+            if n == 0 {
+                break;
+            }
             let mut w = self.fill.fill(n);
             let start = self.free.len() - w.capacity() as usize;
             let inserted = w.insert(self.free[start..].iter().copied());
             w.commit();
             self.free.truncate(self.free.len() - inserted as usize);
             self.in_fill += inserted;
+            if inserted == 0 {
+                break;
+            }
         }
         // Zero-copy drivers may stop when the fill ring ran dry; copy mode
         // never sets the flag, so this costs nothing on veth.

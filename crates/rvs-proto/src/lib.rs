@@ -483,6 +483,10 @@ pub struct DataPlaneWorker {
     pub tx_full: u64,
     /// Frames forwarded to an interface rvsd does not serve (dropped).
     pub no_port: u64,
+    /// Frames the kernel dropped before rvsd could read them: AF_XDP RX
+    /// ring full, no fill-ring frame, or AF_PACKET receive buffer full.
+    #[serde(default)]
+    pub kernel_drops: u64,
 }
 
 /// Counters of the XDP classifier, summed over CPUs.

@@ -42,6 +42,7 @@ pub fn format(
         "need-hop",
         "tx-full",
         "no-port",
+        "kernel-drop",
     ];
     let row = |w: &DataPlaneWorker| {
         [
@@ -54,13 +55,14 @@ pub fn format(
             w.need_hop,
             w.tx_full,
             w.no_port,
+            w.kernel_drops,
         ]
     };
-    let mut rows: Vec<(String, [u64; 9])> = workers
+    let mut rows: Vec<(String, [u64; 10])> = workers
         .iter()
         .map(|w| (w.worker.to_string(), row(w)))
         .collect();
-    let mut total = [0u64; 9];
+    let mut total = [0u64; 10];
     for (_, r) in &rows {
         for (t, v) in total.iter_mut().zip(r) {
             *t = t.saturating_add(*v);
@@ -125,10 +127,10 @@ mod tests {
         assert_eq!(
             t,
             "packet I/O: xdp\n\
-             worker     rx     tx  forwarded  replies  passed  dropped  need-hop  tx-full  no-port\n\
-             0           5      5          5        0       0        0         0        0        0\n\
-             1       12345  12345      12345        0       0        0         0        0        0\n\
-             total   12350  12350      12350        0       0        0         0        0        0\n\
+             worker     rx     tx  forwarded  replies  passed  dropped  need-hop  tx-full  no-port  kernel-drop\n\
+             0           5      5          5        0       0        0         0        0        0            0\n\
+             1       12345  12345      12345        0       0        0         0        0        0            0\n\
+             total   12350  12350      12350        0       0        0         0        0        0            0\n\
              classifier: redirected 7, passed 0, no socket 0, malformed 0, fragments 0\n"
         );
         assert_eq!(

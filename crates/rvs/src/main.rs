@@ -60,7 +60,8 @@ Commands:
   lab clean               remove every rvslab-* namespace and its processes
   dataplane               rvsd's packet-path counters: per worker thread
                           (rx, tx, forwarded, replies, passed, dropped,
-                          need-hop, tx-full, no-port) and the XDP classifier's
+                          need-hop, tx-full, no-port, kernel-drop) and the XDP
+                          classifier's
   fwmark add|del|list|flush|save
                           firewall-mark rules for rvsadm -A -f N services
                           (rvs fwmark -h for the options)

@@ -66,6 +66,8 @@ const BATCH: usize = 64;
 const IDLE_WAIT_MS: i32 = 10;
 /// How often the sync thread looks for table and neighbour changes.
 const SYNC_INTERVAL: Duration = Duration::from_millis(2);
+/// How often a worker reads its sockets' kernel drop counters.
+const KERNEL_STATS_INTERVAL: Duration = Duration::from_secs(1);
 /// How often the fast path's counters are credited to the engine (the
 /// statistics and the connections' timers lag by at most this much).
 pub const CREDIT_INTERVAL: Duration = Duration::from_millis(100);
@@ -171,6 +173,9 @@ pub struct WorkerCounters {
     pub tx_full: AtomicU64,
     /// Frames for an interface rvsd does not serve.
     pub no_port: AtomicU64,
+    /// Frames the kernel dropped before the worker read them (the sum over
+    /// the worker's sockets, refreshed every [`KERNEL_STATS_INTERVAL`]).
+    pub kernel_drops: AtomicU64,
 }
 
 /// The same counters, counted locally during a batch.
@@ -214,6 +219,7 @@ impl WorkerCounters {
             need_hop: self.need_hop.load(r),
             tx_full: self.tx_full.load(r),
             no_port: self.no_port.load(r),
+            kernel_drops: self.kernel_drops.load(r),
         }
     }
 }
@@ -325,6 +331,16 @@ impl Sock {
         match self {
             Sock::Xsk(_) => 0,
             Sock::Packet(s) => s.stats().tx_dropped,
+        }
+    }
+
+    /// Frames the kernel dropped on receive so far (one getsockopt).
+    fn kernel_drops(&mut self) -> u64 {
+        match self {
+            Sock::Xsk(s) => s.stats().kernel.map_or(0, |k| {
+                k.rx_dropped + k.rx_ring_full + k.rx_fill_ring_empty_descs
+            }),
+            Sock::Packet(s) => s.kernel_stats().map_or(0, |k| k.drops),
         }
     }
 
@@ -583,7 +599,7 @@ impl Running {
             let s = w.snapshot(i as u32);
             eprintln!(
                 "rvsd: worker {i}: rx {}, tx {}, forwarded {}, replies {}, passed {}, dropped {}, \
-                 need-hop {}, tx-full {}, no-port {}",
+                 need-hop {}, tx-full {}, no-port {}, kernel-drop {}",
                 s.rx,
                 s.tx,
                 s.forwarded,
@@ -592,7 +608,8 @@ impl Running {
                 s.dropped,
                 s.need_hop,
                 s.tx_full,
-                s.no_port
+                s.no_port,
+                s.kernel_drops
             );
         }
         if self.shared.backend == Backend::Xdp {
@@ -1231,7 +1248,12 @@ impl Worker {
             .map(|(s, _)| s.fd())
             .collect();
         let mut dropped_seen = vec![0u64; self.socks.len()];
+        let mut stats_at = Instant::now();
         while !shared.stopping() {
+            if stats_at.elapsed() >= KERNEL_STATS_INTERVAL {
+                stats_at = Instant::now();
+                self.refresh_kernel_drops();
+            }
             if let Err(e) = rvs_io::packet::wait_readable(&fds, IDLE_WAIT_MS) {
                 eprintln!("rvsd: worker {}: {e}", self.index);
                 std::thread::sleep(Duration::from_millis(IDLE_WAIT_MS as u64));
@@ -1256,6 +1278,18 @@ impl Worker {
                         .fetch_add(dropped - *seen, Ordering::Relaxed);
                     *seen = dropped;
                 }
+            }
+        }
+        self.refresh_kernel_drops();
+        for sock in &self.socks {
+            if let Sock::Xsk(x) = sock {
+                eprintln!(
+                    "rvsd: worker {}: {} queue {}: {:?}",
+                    self.index,
+                    x.ifname(),
+                    x.queue(),
+                    x.stats()
+                );
             }
         }
     }
@@ -1351,6 +1385,12 @@ impl Worker {
 }
 
 impl Worker {
+    /// Read the kernel's receive drops of every socket of this worker.
+    fn refresh_kernel_drops(&mut self) {
+        let drops = self.socks.iter_mut().map(Sock::kernel_drops).sum();
+        self.counters.kernel_drops.store(drops, Ordering::Relaxed);
+    }
+
     /// Copy the frames of `pending` out of their egress sockets.
     fn send_pending(&mut self, t: &mut Tally) {
         for p in self.pending.drain(..) {

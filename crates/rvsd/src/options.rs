@@ -28,17 +28,20 @@ Options:
                           answering what rvs claims (needs `nft`);
                         `none`: control plane only, nothing is forwarded.
                         One worker thread per RX queue.
-  --fast-path MODE      XDP fast path for established flows (`--io xdp`):
-                        `on` (default; $RVSD_FAST_PATH overrides the
-                          default): packets of established flows are
-                          forwarded inside the XDP program, rvsd still
-                          sees every SYN, FIN and RST and counts all; only
-                          towards interfaces that take redirected XDP
-                          frames: physical ones, or any in XDP generic mode;
+  --fast-path MODE      XDP fast path for established flows (`--io xdp`;
+                        $RVSD_FAST_PATH sets the default):
+                        `off` (default for now): every packet through the
+                          engine;
+                        `on` (experimental: under HTTP load on veth it
+                          loses packets, see BENCHMARKS.md): packets of
+                          established flows are forwarded inside the XDP
+                          program, rvsd still sees every SYN, FIN and RST
+                          and counts all; only towards interfaces that
+                          take redirected XDP frames: physical ones, or
+                          any in XDP generic mode;
                         `all`: towards virtual ones (veth) as well: their
                           peers must be in NAPI mode (an XDP program or GRO
-                          on them), else those frames are lost;
-                        `off`: every packet through the engine.
+                          on them), else those frames are lost.
                         Always off with `--io packet`.
   --fast-path-entries N flows the fast path caches (default 65536); the
                         least recently used go back to the slow path
@@ -61,7 +64,7 @@ pub struct Options {
     pub rules: Option<PathBuf>,
     /// `--io`.
     pub io: IoMode,
-    /// `--fast-path` (else `RVSD_FAST_PATH`, else on).
+    /// `--fast-path` (else `RVSD_FAST_PATH`, else off).
     pub fast_path: FastPathMode,
     /// `--fast-path-entries`.
     pub fast_path_entries: u32,
@@ -88,11 +91,12 @@ pub const FAST_PATH_ENTRIES_MAX: u32 = 1 << 24;
 /// `--fast-path`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum FastPathMode {
-    /// Every packet through the engine.
+    /// Every packet through the engine (the default until the fast path
+    /// stops losing packets under HTTP load on veth).
+    #[default]
     Off,
     /// Established flows in XDP, towards interfaces known to take
     /// redirected XDP frames.
-    #[default]
     On,
     /// Also towards virtual interfaces (veth peers in NAPI mode).
     All,
@@ -277,7 +281,7 @@ mod tests {
                 interfaces: vec!["eth0".into(), "eth1".into()],
                 rules: Some("/etc/rvs/rules".into()),
                 io: IoMode::Auto,
-                fast_path: FastPathMode::On,
+                fast_path: FastPathMode::Off,
                 fast_path_entries: FAST_PATH_ENTRIES,
             })
         );
