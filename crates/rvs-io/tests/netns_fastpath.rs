@@ -19,6 +19,9 @@ use rvs_io::flowcache::{
 };
 use rvs_wire::{EncapResult, EthernetAddress, Parsed, TtlVerdict, checksum};
 
+mod common;
+use common::*;
+
 const XDP_PASS: u32 = 2;
 const XDP_TX: u32 = 3;
 const XDP_REDIRECT: u32 = 4;
@@ -35,17 +38,6 @@ const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
 const DIRECTOR_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
 const EGRESS_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x03];
 const RS_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x04];
-
-fn is_root() -> bool {
-    if rustix::process::geteuid().is_root() {
-        return true;
-    }
-    if std::env::var_os("RVS_SKIP_PRIVILEGED_TESTS").is_none() {
-        panic!("needs root (BPF) (CI runs as root; set RVS_SKIP_PRIVILEGED_TESTS=1 to skip)");
-    }
-    eprintln!("skipped: needs root (BPF)");
-    false
-}
 
 fn v4(s: &str) -> IpAddr {
     IpAddr::V4(s.parse::<Ipv4Addr>().unwrap())
@@ -336,7 +328,7 @@ fn passed(p: &FastPathTestProgram, f: &[u8], why: &str) -> FastPathStats {
 
 #[test]
 fn dr_v4_tx_and_redirect() {
-    if !is_root() {
+    if !privileged("BPF") {
         return;
     }
     let mut p = program();
@@ -371,7 +363,7 @@ fn dr_v4_tx_and_redirect() {
 
 #[test]
 fn dr_v6_udp_sctp() {
-    if !is_root() {
+    if !privileged("BPF") {
         return;
     }
     let mut p = program();
@@ -402,7 +394,7 @@ fn dr_v6_udp_sctp() {
 
 #[test]
 fn tun_all_families() {
-    if !is_root() {
+    if !privileged("BPF") {
         return;
     }
     let mut p = program();
@@ -475,7 +467,7 @@ fn tun_all_families() {
 
 #[test]
 fn tun_too_big_goes_slow() {
-    if !is_root() {
+    if !privileged("BPF") {
         return;
     }
     let mut p = program();
@@ -504,7 +496,7 @@ fn tun_too_big_goes_slow() {
 
 #[test]
 fn nat_in_v4_v6() {
-    if !is_root() {
+    if !privileged("BPF") {
         return;
     }
     let mut p = program();
@@ -571,7 +563,7 @@ fn nat_in_v4_v6() {
 
 #[test]
 fn nat_out_v4_v6_ttl() {
-    if !is_root() {
+    if !privileged("BPF") {
         return;
     }
     let mut p = program();
@@ -648,7 +640,7 @@ fn nat_out_v4_v6_ttl() {
 
 #[test]
 fn not_handled() {
-    if !is_root() {
+    if !privileged("BPF") {
         return;
     }
     let mut p = program();
@@ -780,7 +772,7 @@ fn not_handled() {
 
 #[test]
 fn cache_api() {
-    if !is_root() {
+    if !privileged("BPF") {
         return;
     }
     let mut p = program();
@@ -880,7 +872,7 @@ fn cache_api() {
 /// Batched and key-by-key reads agree on a well-filled cache; both timed.
 #[test]
 fn counters_batched_vs_by_key() {
-    if !is_root() {
+    if !privileged("BPF") {
         return;
     }
     const N: u16 = 20_000;
@@ -926,7 +918,7 @@ fn counters_batched_vs_by_key() {
 /// arithmetic), so they are also measured without the restore.
 #[test]
 fn bench_hits_vs_baseline() {
-    if !is_root() {
+    if !privileged("BPF") {
         return;
     }
     const REPEAT: u32 = 1_000_000;

@@ -24,27 +24,10 @@ use std::time::{Duration, Instant};
 use rustix::thread::{LinkNameSpaceType, move_into_link_name_space};
 use rvs_io::neigh::{NeighError, NextHop, Resolver, ResolverConfig};
 
-const T: Duration = Duration::from_secs(3);
+mod common;
+use common::*;
 
-fn is_root() -> bool {
-    if !rustix::process::geteuid().is_root() {
-        if std::env::var_os("RVS_SKIP_PRIVILEGED_TESTS").is_none() {
-            panic!(
-                "needs root (network namespaces) (CI runs as root; set RVS_SKIP_PRIVILEGED_TESTS=1 to skip)"
-            );
-        }
-        eprintln!("skipped: needs root (network namespaces)");
-        return false;
-    }
-    if Command::new("ip").arg("-V").output().is_err() {
-        if std::env::var_os("RVS_SKIP_PRIVILEGED_TESTS").is_none() {
-            panic!("needs iproute2 (CI runs as root; set RVS_SKIP_PRIVILEGED_TESTS=1 to skip)");
-        }
-        eprintln!("skipped: needs iproute2");
-        return false;
-    }
-    true
-}
+const T: Duration = Duration::from_secs(3);
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
@@ -178,7 +161,7 @@ fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
 
 #[test]
 fn directly_connected_and_routed_ipv4() {
-    if !is_root() {
+    if !privileged_ip("network namespaces") {
         return;
     }
     let t = Topo::new(1);
@@ -213,7 +196,7 @@ fn directly_connected_and_routed_ipv4() {
 
 #[test]
 fn interface_info() {
-    if !is_root() {
+    if !privileged_ip("network namespaces") {
         return;
     }
     let t = Topo::new(2);
@@ -242,7 +225,7 @@ fn interface_info() {
 
 #[test]
 fn lookup_misses_then_fills_in_the_background() {
-    if !is_root() {
+    if !privileged_ip("network namespaces") {
         return;
     }
     let t = Topo::new(3);
@@ -275,7 +258,7 @@ fn lookup_misses_then_fills_in_the_background() {
 
 #[test]
 fn generation_moves_on_mtu_and_neighbour_changes() {
-    if !is_root() {
+    if !privileged_ip("network namespaces") {
         return;
     }
     let t = Topo::new(4);
@@ -313,7 +296,7 @@ fn generation_moves_on_mtu_and_neighbour_changes() {
 
 #[test]
 fn ipv6_connected_and_routed() {
-    if !is_root() {
+    if !privileged_ip("network namespaces") {
         return;
     }
     let t = Topo::new(5);
@@ -338,7 +321,7 @@ fn ipv6_connected_and_routed() {
 
 #[test]
 fn local_and_unreachable_destinations() {
-    if !is_root() {
+    if !privileged_ip("network namespaces") {
         return;
     }
     let t = Topo::new(6);
@@ -371,7 +354,7 @@ fn local_and_unreachable_destinations() {
 
 #[test]
 fn silent_neighbour_is_unresolved() {
-    if !is_root() {
+    if !privileged_ip("network namespaces") {
         return;
     }
     let t = Topo::new(7);
@@ -415,7 +398,7 @@ fn silent_neighbour_is_unresolved() {
 
 #[test]
 fn route_and_link_changes_move_hops() {
-    if !is_root() {
+    if !privileged_ip("network namespaces") {
         return;
     }
     let t = Topo::new(8);
@@ -451,7 +434,7 @@ fn route_and_link_changes_move_hops() {
 
 #[test]
 fn idle_destinations_are_forgotten() {
-    if !is_root() {
+    if !privileged_ip("network namespaces") {
         return;
     }
     let t = Topo::new(9);
@@ -481,7 +464,7 @@ fn idle_destinations_are_forgotten() {
 
 #[test]
 fn stale_neighbours_in_use_are_probed() {
-    if !is_root() {
+    if !privileged_ip("network namespaces") {
         return;
     }
     let t = Topo::new(10);

@@ -22,34 +22,8 @@ use rvs_io::packet::{PacketConfig, PacketSocket, wait_readable};
 use rvs_io::xdp::ClassKey;
 use rvs_io::xsk::Verdict;
 
-/// Whether to run: root, or skip when `RVS_SKIP_PRIVILEGED_TESTS=1`.
-fn privileged() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    if !root && std::env::var("RVS_SKIP_PRIVILEGED_TESTS").as_deref() == Ok("1") {
-        eprintln!("skipped: needs root (RVS_SKIP_PRIVILEGED_TESTS=1)");
-        return false;
-    }
-    assert!(
-        root,
-        "network-namespace tests need root (CI runs them as root)"
-    );
-    true
-}
-
-fn run(program: &str, args: &[&str]) -> String {
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{program}: {e}"));
-    assert!(
-        out.status.success(),
-        "{program} {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+mod common;
+use common::*;
 
 /// The namespace with `p0`/`p1` (`queues` queues each); deleted on drop.
 struct Ns(String);
@@ -167,7 +141,7 @@ fn collect(socks: &mut [PacketSocket], want: usize, echo: bool) -> Vec<Vec<Vec<u
 
 #[test]
 fn batches_both_ways_and_no_own_tx() {
-    if !privileged() {
+    if !privileged("network namespaces") {
         return;
     }
     let ns = Ns::new(1);
@@ -211,7 +185,7 @@ fn batches_both_ways_and_no_own_tx() {
 
 #[test]
 fn fanout_shares_flows_between_sockets() {
-    if !privileged() {
+    if !privileged("network namespaces") {
         return;
     }
     let ns = Ns::new(1);
@@ -252,7 +226,7 @@ fn table() -> String {
 
 #[test]
 fn nft_table_install_replace_remove() {
-    if !privileged() {
+    if !privileged("network namespaces") {
         return;
     }
     let ns = Ns::new(1);
@@ -329,7 +303,7 @@ fn nft_table_install_replace_remove() {
 
 #[test]
 fn nft_drops_claimed_frames_before_the_kernel_not_the_tap() {
-    if !privileged() {
+    if !privileged("network namespaces") {
         return;
     }
     let ns = Ns::new(1);

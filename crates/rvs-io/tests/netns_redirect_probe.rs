@@ -10,17 +10,8 @@ use std::process::{Command, Stdio};
 
 use rvs_io::xdp::{Classifier, ifindex};
 
-fn privileged() -> bool {
-    // SAFETY: geteuid cannot fail.
-    if unsafe { libc::geteuid() } == 0 {
-        return true;
-    }
-    if std::env::var_os("RVS_SKIP_PRIVILEGED_TESTS").is_none() {
-        panic!("needs root (CI runs as root; set RVS_SKIP_PRIVILEGED_TESTS=1 to skip)");
-    }
-    eprintln!("skipped: needs root");
-    false
-}
+mod common;
+use common::*;
 
 fn run(args: &[&str]) {
     let o = Command::new(args[0])
@@ -72,7 +63,7 @@ fn gro_on(ns: &str, ifname: &str) {
 
 #[test]
 fn veth_takes_redirects_only_with_a_napi_peer() {
-    if !privileged() {
+    if !privileged("network namespaces") {
         return;
     }
     let id = std::process::id() % 100_000;

@@ -29,34 +29,15 @@ use rvs_io::xdp::{
     xdp_state,
 };
 
+mod common;
+use common::*;
+
 const UDP: u8 = 17;
 const A4: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 1);
 const A4_ANY: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 10);
 const B4: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 2);
 const A6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x200, 0, 0, 0, 0, 0, 1);
 const B6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x200, 0, 0, 0, 0, 0, 2);
-
-fn can_run() -> bool {
-    if !rustix::process::geteuid().is_root() {
-        if std::env::var_os("RVS_SKIP_PRIVILEGED_TESTS").is_none() {
-            panic!(
-                "needs root (network namespaces, XDP) (CI runs as root; set RVS_SKIP_PRIVILEGED_TESTS=1 to skip)"
-            );
-        }
-        eprintln!("skipped: needs root (network namespaces, XDP)");
-        return false;
-    }
-    if Command::new("ip").arg("-V").output().is_err() {
-        if std::env::var_os("RVS_SKIP_PRIVILEGED_TESTS").is_none() {
-            panic!(
-                "needs iproute2 (`ip`) (CI runs as root; set RVS_SKIP_PRIVILEGED_TESTS=1 to skip)"
-            );
-        }
-        eprintln!("skipped: needs iproute2 (`ip`)");
-        return false;
-    }
-    true
-}
 
 fn sh(args: &[&str]) -> String {
     let out = Command::new("ip").args(args).output().expect("run ip");
@@ -239,7 +220,7 @@ fn sa(ip: impl Into<IpAddr>, port: u16) -> SocketAddr {
 
 #[test]
 fn attach_native_pass_and_count() {
-    if !can_run() {
+    if !privileged_ip("network namespaces, XDP") {
         return;
     }
     let lab = Lab::new("pass");
@@ -313,7 +294,7 @@ fn attach_native_pass_and_count() {
 
 #[test]
 fn icmp_errors_through_veth() {
-    if !can_run() {
+    if !privileged_ip("network namespaces, XDP") {
         return;
     }
     let lab = Lab::new("icmp");
@@ -448,7 +429,7 @@ impl Drop for Xsk {
 
 #[test]
 fn redirect_to_af_xdp() {
-    if !can_run() {
+    if !privileged_ip("network namespaces, XDP") {
         return;
     }
     let lab = Lab::new("xsk");
@@ -494,7 +475,7 @@ fn redirect_to_af_xdp() {
 
 #[test]
 fn replaces_and_detaches() {
-    if !can_run() {
+    if !privileged_ip("network namespaces, XDP") {
         return;
     }
     let lab = Lab::new("repl");
@@ -558,7 +539,7 @@ fn replaces_and_detaches() {
 
 #[test]
 fn skb_mode_fallback_and_errors() {
-    if !can_run() {
+    if !privileged_ip("network namespaces, XDP") {
         return;
     }
     let lab = Lab::new("skb");

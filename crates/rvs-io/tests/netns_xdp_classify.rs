@@ -9,6 +9,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use rvs_io::xdp::{ClassKey, ClassStats, Classifier, MAX_SERVICES, XDP_PASS, XdpError};
 
+mod common;
+use common::*;
+
 const TCP: u8 = 6;
 const UDP: u8 = 17;
 const SCTP: u8 = 132;
@@ -23,17 +26,6 @@ const RS4_ANY: [u8; 4] = [10, 1, 0, 6];
 const VIP6: &str = "2001:db8::80";
 const RS6: &str = "2001:db8:1::5";
 const CLIENT6: &str = "2001:db8:2::7";
-
-fn is_root() -> bool {
-    if rustix::process::geteuid().is_root() {
-        return true;
-    }
-    if std::env::var_os("RVS_SKIP_PRIVILEGED_TESTS").is_none() {
-        panic!("needs root (BPF) (CI runs as root; set RVS_SKIP_PRIVILEGED_TESTS=1 to skip)");
-    }
-    eprintln!("skipped: needs root (BPF)");
-    false
-}
 
 fn key(proto: u8, addr: impl Into<IpAddr>, port: u16) -> ClassKey {
     ClassKey {
@@ -102,67 +94,6 @@ fn run(c: &Classifier, frame: &[u8]) -> Verdict {
 
 // ---- frame builders (checksums do not matter to the classifier) ----
 
-const ETH_IP: u16 = 0x0800;
-const ETH_IP6: u16 = 0x86dd;
-
-fn eth(ethertype: u16, tags: &[u16], l3: &[u8]) -> Vec<u8> {
-    let mut f = vec![0x02, 0, 0, 0, 0, 1, 0x02, 0, 0, 0, 0, 2];
-    for &tpid in tags {
-        f.extend_from_slice(&tpid.to_be_bytes());
-        f.extend_from_slice(&[0x00, 0x64]); // VLAN 100
-    }
-    f.extend_from_slice(&ethertype.to_be_bytes());
-    f.extend_from_slice(l3);
-    f
-}
-
-/// IPv4 header with `opt_words` 4-byte option words and the raw
-/// flags/fragment-offset field.
-fn ipv4_opts(
-    src: [u8; 4],
-    dst: [u8; 4],
-    proto: u8,
-    frag: u16,
-    opt_words: u8,
-    l4: &[u8],
-) -> Vec<u8> {
-    let ihl = 5 + opt_words;
-    let total = u16::from(ihl) * 4 + l4.len() as u16;
-    let mut h = vec![0x40 | ihl, 0];
-    h.extend_from_slice(&total.to_be_bytes());
-    h.extend_from_slice(&[0, 1]);
-    h.extend_from_slice(&frag.to_be_bytes());
-    h.extend_from_slice(&[64, proto, 0, 0]);
-    h.extend_from_slice(&src);
-    h.extend_from_slice(&dst);
-    h.extend(std::iter::repeat_n(1u8, usize::from(opt_words) * 4)); // NOPs
-    h.extend_from_slice(l4);
-    h
-}
-
-fn ipv4(src: [u8; 4], dst: [u8; 4], proto: u8, l4: &[u8]) -> Vec<u8> {
-    ipv4_opts(src, dst, proto, 0x4000, 0, l4) // DF
-}
-
-fn ipv6(src: &str, dst: &str, next: u8, l4: &[u8]) -> Vec<u8> {
-    let mut h = vec![0x60, 0, 0, 0];
-    h.extend_from_slice(&(l4.len() as u16).to_be_bytes());
-    h.extend_from_slice(&[next, 64]);
-    h.extend_from_slice(&v6(src).octets());
-    h.extend_from_slice(&v6(dst).octets());
-    h.extend_from_slice(l4);
-    h
-}
-
-/// The first 8 bytes of a TCP/UDP/SCTP header (all an ICMP error quotes),
-/// padded to 20.
-fn l4(sport: u16, dport: u16) -> Vec<u8> {
-    let mut h = sport.to_be_bytes().to_vec();
-    h.extend_from_slice(&dport.to_be_bytes());
-    h.resize(20, 0);
-    h
-}
-
 fn icmp(ty: u8, code: u8, quoted: &[u8]) -> Vec<u8> {
     let mut h = vec![ty, code, 0, 0, 0, 0, 0, 0];
     h.extend_from_slice(quoted);
@@ -176,7 +107,7 @@ fn quote(packet: &[u8], ip_header_len: usize) -> Vec<u8> {
 
 #[test]
 fn services_v4() {
-    if !is_root() {
+    if !privileged("BPF") {
         return;
     }
     let c = classifier();
@@ -211,7 +142,7 @@ fn services_v4() {
 
 #[test]
 fn ip_options_vlan_and_other_ethertypes() {
-    if !is_root() {
+    if !privileged("BPF") {
         return;
     }
     let c = classifier();
@@ -247,7 +178,7 @@ fn ip_options_vlan_and_other_ethertypes() {
 
 #[test]
 fn fragments() {
-    if !is_root() {
+    if !privileged("BPF") {
         return;
     }
     let c = classifier();
@@ -261,7 +192,7 @@ fn fragments() {
 
 #[test]
 fn nat_replies() {
-    if !is_root() {
+    if !privileged("BPF") {
         return;
     }
     let c = classifier();
@@ -282,7 +213,7 @@ fn nat_replies() {
 
 #[test]
 fn services_v6() {
-    if !is_root() {
+    if !privileged("BPF") {
         return;
     }
     let c = classifier();
@@ -305,7 +236,7 @@ fn services_v6() {
 
 #[test]
 fn v4_service_does_not_match_v6_with_same_words() {
-    if !is_root() {
+    if !privileged("BPF") {
         return;
     }
     let mut c = classifier();
@@ -323,7 +254,7 @@ fn v4_service_does_not_match_v6_with_same_words() {
 
 #[test]
 fn icmp_errors_v4() {
-    if !is_root() {
+    if !privileged("BPF") {
         return;
     }
     let c = classifier();
@@ -394,7 +325,7 @@ fn icmp_errors_v4() {
 
 #[test]
 fn icmp_errors_v6() {
-    if !is_root() {
+    if !privileged("BPF") {
         return;
     }
     let c = classifier();
@@ -431,7 +362,7 @@ fn icmp_errors_v6() {
 
 #[test]
 fn malformed_frames_pass() {
-    if !is_root() {
+    if !privileged("BPF") {
         return;
     }
     let c = classifier();
@@ -465,7 +396,7 @@ fn malformed_frames_pass() {
 
 #[test]
 fn set_services_replaces_the_set() {
-    if !is_root() {
+    if !privileged("BPF") {
         return;
     }
     let mut c = classifier();
@@ -494,7 +425,7 @@ fn set_services_replaces_the_set() {
 
 #[test]
 fn map_limits() {
-    if !is_root() {
+    if !privileged("BPF") {
         return;
     }
     let mut c = classifier();

@@ -11,6 +11,9 @@ use std::net::IpAddr;
 use rvs_io::nft::FwmarkMatch;
 use rvs_io::xdp::{ClassKey, ClassStats, Classifier, XDP_PASS, XdpError};
 
+mod common;
+use common::*;
+
 const TCP: u8 = 6;
 const UDP: u8 = 17;
 const SCTP: u8 = 132;
@@ -22,17 +25,6 @@ const VIP6: &str = "2001:db8::80";
 const CLIENT6: &str = "2001:db8:2::7";
 /// `lo`: the ingress interface of test runs.
 const LO: u32 = 1;
-
-fn is_root() -> bool {
-    if rustix::process::geteuid().is_root() {
-        return true;
-    }
-    if std::env::var_os("RVS_SKIP_PRIVILEGED_TESTS").is_none() {
-        panic!("needs root (BPF) (CI runs as root; set RVS_SKIP_PRIVILEGED_TESTS=1 to skip)");
-    }
-    eprintln!("skipped: needs root (BPF)");
-    false
-}
 
 fn rule(addr: &str, len: u8, proto: Option<u8>, dports: &[u16], iif: Option<u32>) -> FwmarkMatch {
     FwmarkMatch {
@@ -64,46 +56,18 @@ fn claimed(c: &Classifier, frame: &[u8]) -> bool {
     }
 }
 
-fn eth(ethertype: u16, l3: &[u8]) -> Vec<u8> {
-    let mut f = vec![0x02, 0, 0, 0, 0, 1, 0x02, 0, 0, 0, 0, 2];
-    f.extend_from_slice(&ethertype.to_be_bytes());
-    f.extend_from_slice(l3);
-    f
-}
-
-fn l4(sport: u16, dport: u16) -> Vec<u8> {
-    let mut h = sport.to_be_bytes().to_vec();
-    h.extend_from_slice(&dport.to_be_bytes());
-    h.resize(20, 0);
-    h
-}
-
 fn v4(dst: [u8; 4], proto: u8, dport: u16) -> Vec<u8> {
-    let l4 = l4(40000, dport);
-    let mut h = vec![0x45, 0];
-    h.extend_from_slice(&(20 + l4.len() as u16).to_be_bytes());
-    h.extend_from_slice(&[0, 1, 0x40, 0, 64, proto, 0, 0]);
-    h.extend_from_slice(&CLIENT);
-    h.extend_from_slice(&dst);
-    h.extend_from_slice(&l4);
-    eth(0x0800, &h)
+    eth(ETH_IP, &[], &ipv4(CLIENT, dst, proto, &l4(40000, dport)))
 }
 
 fn v6(dst: &str, proto: u8, dport: u16) -> Vec<u8> {
-    let l4 = l4(40000, dport);
-    let mut h = vec![0x60, 0, 0, 0];
-    h.extend_from_slice(&(l4.len() as u16).to_be_bytes());
-    h.extend_from_slice(&[proto, 64]);
-    h.extend_from_slice(&CLIENT6.parse::<std::net::Ipv6Addr>().unwrap().octets());
-    h.extend_from_slice(&dst.parse::<std::net::Ipv6Addr>().unwrap().octets());
-    h.extend_from_slice(&l4);
-    eth(0x86dd, &h)
+    eth(ETH_IP6, &[], &ipv6(CLIENT6, dst, proto, &l4(40000, dport)))
 }
 
 /// The seed's PFWMC: ports 80 and 443 of one VIP marked for one service.
 #[test]
 fn pfwmc_ports_of_the_vip_and_nothing_else() {
-    if !is_root() {
+    if !privileged("BPF") {
         return;
     }
     let mut c = Classifier::attach(&[]).expect("load classify.o");
@@ -126,7 +90,7 @@ fn pfwmc_ports_of_the_vip_and_nothing_else() {
 
 #[test]
 fn prefixes_protocols_and_every_port() {
-    if !is_root() {
+    if !privileged("BPF") {
         return;
     }
     let mut c = Classifier::attach(&[]).expect("load classify.o");
@@ -162,7 +126,7 @@ fn prefixes_protocols_and_every_port() {
 
 #[test]
 fn ipv6_rules() {
-    if !is_root() {
+    if !privileged("BPF") {
         return;
     }
     let mut c = Classifier::attach(&[]).expect("load classify.o");
@@ -186,7 +150,7 @@ fn ipv6_rules() {
 
 #[test]
 fn ingress_interface() {
-    if !is_root() {
+    if !privileged("BPF") {
         return;
     }
     let mut c = Classifier::attach(&[]).expect("load classify.o");
@@ -200,7 +164,7 @@ fn ingress_interface() {
 
 #[test]
 fn services_and_rules_together_and_limits() {
-    if !is_root() {
+    if !privileged("BPF") {
         return;
     }
     let mut c = Classifier::attach(&[]).expect("load classify.o");

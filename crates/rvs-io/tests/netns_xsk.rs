@@ -26,6 +26,9 @@ use aya::maps::XskMap;
 use aya::programs::{Xdp, XdpMode};
 use rvs_io::xsk::{self, FrameBuf, UmemConfig, Verdict, XskSocket, XskStats, wait_readable};
 
+mod common;
+use common::*;
+
 // ---------------------------------------------------------------- topology
 
 fn mac_a(link: u8) -> [u8; 6] {
@@ -48,29 +51,6 @@ fn addr_b(link: u8) -> Ipv4Addr {
     Ipv4Addr::new(10, 77, link, 2)
 }
 
-fn require_root() {
-    // SAFETY: geteuid has no preconditions.
-    let euid = unsafe { libc::geteuid() };
-    assert_eq!(
-        euid, 0,
-        "AF_XDP network-namespace tests need root (CI runs them as root)"
-    );
-}
-
-fn run(program: &str, args: &[&str]) -> String {
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{program}: {e}"));
-    assert!(
-        out.status.success(),
-        "{program} {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// Namespaces A and B; deleted (with their veth pairs) on drop.
 struct Topo {
     a: String,
@@ -80,7 +60,7 @@ struct Topo {
 impl Topo {
     /// A and B joined by `va0`/`vb0` with `queues` RX and TX queues each.
     fn new(queues: u32) -> Topo {
-        require_root();
+        require_root("AF_XDP network-namespace");
         static N: AtomicU32 = AtomicU32::new(0);
         let tag = format!(
             "rvsxsk-{}-{}",

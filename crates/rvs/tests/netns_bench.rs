@@ -8,32 +8,11 @@
 //! iproute2. `rvsd`/`rvsadm` must sit next to `rvs` (run through cargo
 //! test/nextest --workspace).
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-const RVS: &str = env!("CARGO_BIN_EXE_rvs");
-
-fn can_run() -> bool {
-    if !rustix::process::geteuid().is_root() {
-        if std::env::var_os("RVS_SKIP_PRIVILEGED_TESTS").is_none() {
-            panic!(
-                "needs root (network namespaces, XDP) (CI runs as root; set RVS_SKIP_PRIVILEGED_TESTS=1 to skip)"
-            );
-        }
-        eprintln!("skipped: needs root (network namespaces, XDP)");
-        return false;
-    }
-    if Command::new("ip").arg("-V").output().is_err() {
-        if std::env::var_os("RVS_SKIP_PRIVILEGED_TESTS").is_none() {
-            panic!(
-                "needs iproute2 (`ip`) (CI runs as root; set RVS_SKIP_PRIVILEGED_TESTS=1 to skip)"
-            );
-        }
-        eprintln!("skipped: needs iproute2 (`ip`)");
-        return false;
-    }
-    true
-}
+mod common;
+use common::*;
 
 /// Every row each family prints.
 const ROWS: &[(&str, &str)] = &[
@@ -71,17 +50,11 @@ const ROWS: &[(&str, &str)] = &[
 
 #[test]
 fn netns_bench_quick_prints_every_row() {
-    if !can_run() {
+    if !can_run_with(&[]) {
         return;
     }
     let start = Instant::now();
-    let mut child = Command::new(RVS)
-        .args(["bench", "--quick"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn rvs");
+    let mut child = spawn_rvs(&["bench", "--quick"]);
     let pid = child.id();
     // Bounded: interrupt it (it cleans up on SIGINT) after 5 minutes.
     let deadline = start + Duration::from_secs(300);

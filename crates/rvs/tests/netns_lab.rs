@@ -8,42 +8,15 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const RVS: &str = env!("CARGO_BIN_EXE_rvs");
-
-fn can_run() -> bool {
-    if !rustix::process::geteuid().is_root() {
-        if std::env::var_os("RVS_SKIP_PRIVILEGED_TESTS").is_none() {
-            panic!(
-                "needs root (network namespaces, XDP) (CI runs as root; set RVS_SKIP_PRIVILEGED_TESTS=1 to skip)"
-            );
-        }
-        eprintln!("skipped: needs root (network namespaces, XDP)");
-        return false;
-    }
-    if Command::new("ip").arg("-V").output().is_err() {
-        if std::env::var_os("RVS_SKIP_PRIVILEGED_TESTS").is_none() {
-            panic!(
-                "needs iproute2 (`ip`) (CI runs as root; set RVS_SKIP_PRIVILEGED_TESTS=1 to skip)"
-            );
-        }
-        eprintln!("skipped: needs iproute2 (`ip`)");
-        return false;
-    }
-    true
-}
+mod common;
+use common::*;
 
 fn lab(mode: &str) {
-    if !can_run() {
+    if !can_run_with(&[]) {
         return;
     }
     let start = Instant::now();
-    let child = Command::new(RVS)
-        .args(["lab", mode, "--requests", "6"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn rvs");
+    let child = spawn_rvs(&["lab", mode, "--requests", "6"]);
     let pid = child.id();
     let out = child.wait_with_output().expect("rvs lab");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -183,7 +156,7 @@ fn nonzero(field: &str) -> bool {
 /// `rvs lab MODE --requests 100`: every request answered, rr 50/50, and the
 /// printed stats count exactly what was sent.
 fn lab_100_stats(mode: &str) {
-    if !can_run() {
+    if !can_run_with(&[]) {
         return;
     }
     let start = Instant::now();
@@ -271,17 +244,7 @@ struct KeptLab {
 
 impl KeptLab {
     fn namespaces(&self) -> Vec<String> {
-        let prefix = format!("rvslab-{}-", self.pid);
-        let list = Command::new("ip")
-            .args(["netns", "list"])
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            .unwrap_or_default();
-        list.lines()
-            .filter_map(|l| l.split_whitespace().next())
-            .filter(|n| n.starts_with(&prefix))
-            .map(str::to_string)
-            .collect()
+        lab_namespaces(self.pid)
     }
 
     fn ns(&self, short: &str) -> String {
@@ -291,29 +254,7 @@ impl KeptLab {
 
 impl Drop for KeptLab {
     fn drop(&mut self) {
-        let namespaces = self.namespaces();
-        let kill = |sig: &str| {
-            for ns in &namespaces {
-                if let Ok(o) = Command::new("ip").args(["netns", "pids", ns]).output() {
-                    for pid in String::from_utf8_lossy(&o.stdout).split_whitespace() {
-                        let _ = Command::new("kill")
-                            .args([sig, pid])
-                            .stderr(Stdio::null())
-                            .status();
-                    }
-                }
-            }
-        };
-        kill("-TERM");
-        std::thread::sleep(Duration::from_millis(300));
-        kill("-KILL");
-        for ns in &namespaces {
-            let _ = Command::new("ip")
-                .args(["netns", "del", ns])
-                .stderr(Stdio::null())
-                .status();
-        }
-        let _ = std::fs::remove_dir_all(std::env::temp_dir().join(format!("rvslab-{}", self.pid)));
+        remove_lab(self.pid, &mut []);
     }
 }
 
@@ -349,7 +290,7 @@ fn output_within(cmd: &mut Command, limit: Duration) -> (Option<std::process::Ex
 /// The seed's load test: `ab -n 1000 -c 1000 http://VIP/` from the client
 /// namespace of a kept lab.
 fn lab_ab(mode: &str) {
-    if !can_run() {
+    if !can_run_with(&[]) {
         return;
     }
     if Command::new("ab").arg("-V").output().is_err() {
@@ -362,13 +303,7 @@ fn lab_ab(mode: &str) {
         return;
     }
     let start = Instant::now();
-    let child = Command::new(RVS)
-        .args(["lab", mode, "--requests", "2", "--keep"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn rvs");
+    let child = spawn_rvs(&["lab", mode, "--requests", "2", "--keep"]);
     let lab = KeptLab { pid: child.id() };
     let out = child.wait_with_output().expect("rvs lab");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -464,13 +399,7 @@ fn payload_byte_exact(mode: &str) {
         "tun" => "-i",
         _ => "-g",
     };
-    let child = Command::new(RVS)
-        .args(["lab", mode, "--requests", "2", "--keep"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn rvs");
+    let child = spawn_rvs(&["lab", mode, "--requests", "2", "--keep"]);
     let lab = KeptLab { pid: child.id() };
     let out = child.wait_with_output().expect("rvs lab");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -587,7 +516,7 @@ fn payload_byte_exact(mode: &str) {
 
 #[test]
 fn netns_lab_payload_byte_exact() {
-    if !can_run() {
+    if !can_run_with(&[]) {
         return;
     }
     if Command::new("socat").arg("-V").output().is_err() {

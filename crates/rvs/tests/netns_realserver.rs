@@ -7,46 +7,21 @@
 //! is private (`--state` in a temporary directory the guard removes).
 
 use std::{
-    fs::File,
     net::{IpAddr, Ipv4Addr, SocketAddrV4, UdpSocket},
-    os::fd::AsFd,
     path::PathBuf,
     process::{Command, Output},
     time::Duration,
 };
 
-use rustix::{
-    net::{AddressFamily, SendFlags, SocketType, ipproto},
-    thread::{LinkNameSpaceType, move_into_link_name_space},
-};
+use rustix::net::{AddressFamily, SendFlags, SocketType, ipproto};
 
-const RVS: &str = env!("CARGO_BIN_EXE_rvs");
+mod common;
+use common::{RVS, can_run_with, in_ns};
+
 const RS_ADDR: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 const DIRECTOR: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
 const VIP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 100);
 const CLIENT: Ipv4Addr = Ipv4Addr::new(172, 16, 0, 5);
-
-fn can_run() -> bool {
-    if !rustix::process::geteuid().is_root() {
-        if std::env::var_os("RVS_SKIP_PRIVILEGED_TESTS").is_none() {
-            panic!(
-                "needs root (network namespaces, XDP) (CI runs as root; set RVS_SKIP_PRIVILEGED_TESTS=1 to skip)"
-            );
-        }
-        eprintln!("skipped: needs root (network namespaces, XDP)");
-        return false;
-    }
-    if Command::new("ip").arg("-V").output().is_err() {
-        if std::env::var_os("RVS_SKIP_PRIVILEGED_TESTS").is_none() {
-            panic!(
-                "needs iproute2 (`ip`) (CI runs as root; set RVS_SKIP_PRIVILEGED_TESTS=1 to skip)"
-            );
-        }
-        eprintln!("skipped: needs iproute2 (`ip`)");
-        return false;
-    }
-    true
-}
 
 fn sh(args: &[&str]) -> String {
     let out = Command::new("ip").args(args).output().expect("run ip");
@@ -165,19 +140,6 @@ impl Drop for Lab {
     }
 }
 
-/// Runs `f` on a new thread that entered network namespace `ns`.
-fn in_ns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            let fd = File::open(format!("/run/netns/{ns}")).expect("open netns");
-            move_into_link_name_space(fd.as_fd(), Some(LinkNameSpaceType::Network)).expect("setns");
-            f()
-        })
-        .join()
-        .unwrap_or_else(|e| std::panic::resume_unwind(e))
-    })
-}
-
 fn checksum(b: &[u8]) -> u16 {
     let mut sum = 0u32;
     for c in b.chunks(2) {
@@ -249,7 +211,7 @@ fn send_ipip(lab: &Lab, inner: &[u8]) {
 
 #[test]
 fn dr_up_down_restores_previous_values() {
-    if !can_run() {
+    if !can_run_with(&[]) {
         return;
     }
     let lab = Lab::new("dr");
@@ -300,7 +262,7 @@ fn dr_up_down_restores_previous_values() {
 
 #[test]
 fn tun_decapsulates_ipip_to_vip() {
-    if !can_run() {
+    if !can_run_with(&[]) {
         return;
     }
     let lab = Lab::new("tun");
@@ -365,7 +327,7 @@ fn tun_decapsulates_ipip_to_vip() {
 
 #[test]
 fn tun_leaves_a_foreign_xdp_program_alone() {
-    if !can_run() {
+    if !can_run_with(&[]) {
         return;
     }
     let lab = Lab::new("foreign");
@@ -389,7 +351,7 @@ fn tun_leaves_a_foreign_xdp_program_alone() {
 
 #[test]
 fn bad_input_changes_nothing() {
-    if !can_run() {
+    if !can_run_with(&[]) {
         return;
     }
     let lab = Lab::new("bad");
@@ -429,7 +391,7 @@ fn bad_input_changes_nothing() {
 /// The program itself, on frames (`BPF_PROG_TEST_RUN`).
 #[test]
 fn decap_strips_the_outer_header() {
-    if !can_run() {
+    if !can_run_with(&[]) {
         return;
     }
     use rvs_io::decap::Decap;
@@ -490,7 +452,7 @@ fn ipv6(src: &str, dst: &str, next: u8, payload: &[u8]) -> Vec<u8> {
 /// (a fragment header) and truncated inner headers are left alone.
 #[test]
 fn decap_strips_an_outer_ipv6_header() {
-    if !can_run() {
+    if !can_run_with(&[]) {
         return;
     }
     use rvs_io::decap::Decap;

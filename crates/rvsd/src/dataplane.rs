@@ -1535,6 +1535,7 @@ mod tests {
                 need_hop: 10,
                 tx_full: 12,
                 no_port: 14,
+                kernel_drops: 0,
             }
         );
     }

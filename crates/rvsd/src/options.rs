@@ -332,14 +332,14 @@ mod tests {
         // The environment sets the default; the option wins.
         let env = |v: &str| Some(OsString::from(v));
         assert_eq!(
-            parse_with_env(args(&[]), env("off")).unwrap(),
+            parse_with_env(args(&[]), env("on")).unwrap(),
             run(Options {
-                fast_path: FastPathMode::Off,
+                fast_path: FastPathMode::On,
                 ..Options::default()
             })
         );
         assert_eq!(
-            parse_with_env(args(&["--fast-path", "on"]), env("off")).unwrap(),
+            parse_with_env(args(&["--fast-path", "off"]), env("on")).unwrap(),
             run(Options::default())
         );
         let e = parse_with_env(args(&[]), env("maybe")).unwrap_err();

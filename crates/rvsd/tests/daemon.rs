@@ -14,35 +14,8 @@ use rvs_proto::{
     TunnelSpec,
 };
 
-/// A private directory, removed at the end.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
-        let p = std::env::temp_dir().join(format!(
-            "rvsd-test-{tag}-{}-{}-{nanos}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+mod common;
+use common::*;
 
 /// The daemon, killed if the test ends without stopping it.
 struct Daemon {
@@ -322,34 +295,6 @@ fn abstract_socket_and_sigint() {
     assert_eq!(st.code(), Some(1));
     d.signal("INT");
     assert_eq!(d.wait_exit(Duration::from_secs(5)).code(), Some(0));
-}
-
-fn run_with_rules(dir: &TempDir, rules: &str) -> (std::process::Output, PathBuf, PathBuf) {
-    let file = dir.path("rules");
-    std::fs::write(&file, rules).unwrap();
-    let sock = dir.path("ctl.sock");
-    let out = Command::new(env!("CARGO_BIN_EXE_rvsd"))
-        .args([
-            "--io",
-            "none",
-            "--rules",
-            file.to_str().unwrap(),
-            "--socket",
-        ])
-        .arg(&sock)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    (out, file, sock)
-}
-
-fn assert_refused(dir: &TempDir, rules: &str, line: usize) {
-    let (out, file, sock) = run_with_rules(dir, rules);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
-    let want = format!("rvsd: {} line {line}: ", file.display());
-    assert!(err.contains(&want), "expected {want:?} in:\n{err}");
-    assert!(!sock.exists(), "must not serve");
 }
 
 #[test]

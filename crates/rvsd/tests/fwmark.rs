@@ -1,40 +1,15 @@
 //! Firewall-mark rules through the real `rvsd` (`--io none`): the requests,
 //! their errors, and `--rules` files holding `rvs fwmark add` lines.
 
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use rvs_proto::client::{Client, Endpoint};
 use rvs_proto::fwmark::{FwmarkSpec, parse_args};
 use rvs_proto::{Reply, Request};
 
-/// A private directory, removed at the end.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let p = std::env::temp_dir().join(format!(
-            "rvsd-fwmark-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+mod common;
+use common::*;
 
 /// The daemon, killed when the test ends.
 struct Daemon(Child);
@@ -189,25 +164,6 @@ fn bad_fwmark_line_refuses_the_whole_file() {
             3,
         ),
     ] {
-        let file = dir.path("rules");
-        std::fs::write(&file, text).unwrap();
-        let sock = dir.path("never.sock");
-        let out = Command::new(env!("CARGO_BIN_EXE_rvsd"))
-            .args([
-                "--io",
-                "none",
-                "--rules",
-                file.to_str().unwrap(),
-                "--socket",
-            ])
-            .arg(&sock)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{err}");
-        let want = format!("rvsd: {} line {line}: ", file.display());
-        assert!(err.contains(&want), "expected {want:?} in:\n{err}");
-        assert!(!sock.exists(), "must not serve");
+        assert_refused(&dir, text, line);
     }
 }

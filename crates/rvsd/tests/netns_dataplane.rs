@@ -5,266 +5,21 @@
 //! processes are removed by guards, also when a test fails.
 
 use std::fs::File;
-use std::os::fd::AsFd;
-use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-fn bin(name: &str) -> PathBuf {
-    // Test executables live in target/<profile>/deps; binaries one level up.
-    let exe = std::env::current_exe().expect("current_exe");
-    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
-    let p = dir.join(name);
-    assert!(
-        p.exists(),
-        "{} not built (run the tests through cargo test/nextest --workspace)",
-        p.display()
-    );
-    p
-}
+mod common;
+use common::*;
 
-fn require_root() {
-    let uid = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(1).map(str::to_string))
-        })
-        .unwrap_or_default();
-    assert_eq!(
-        uid, "0",
-        "network-namespace tests need root (CI runs them as root)"
-    );
-}
-
-fn run(args: &[&str]) -> Output {
-    let o = Command::new(args[0])
-        .args(&args[1..])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    assert!(
-        o.status.success(),
-        "{args:?}: {:?}\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stderr)
-    );
-    o
-}
-
-/// Network namespaces, and processes running in them; all removed on drop.
-struct Lab {
-    prefix: String,
-    namespaces: Vec<String>,
-    children: Vec<Child>,
-    log: PathBuf,
-    /// Further files to remove on drop.
-    files: Vec<PathBuf>,
-}
-
-impl Lab {
-    fn new(tag: &str) -> Lab {
-        require_root();
-        let prefix = format!("rvdp-{tag}-{}", std::process::id());
-        let log = std::env::temp_dir().join(format!("{prefix}-rvsd.log"));
-        Lab {
-            prefix,
-            namespaces: Vec::new(),
-            children: Vec::new(),
-            log,
-            files: Vec::new(),
-        }
-    }
-
-    fn ns(&mut self, short: &str) -> String {
-        let name = format!("{}-{short}", self.prefix);
-        run(&["ip", "netns", "add", &name]);
-        self.namespaces.push(name.clone());
-        run(&["ip", "-n", &name, "link", "set", "lo", "up"]);
-        name
-    }
-
-    /// `ip netns exec ns args…`, expecting success.
-    fn exec(&self, ns: &str, args: &[&str]) -> Output {
-        let mut v = vec!["ip", "netns", "exec", ns];
-        v.extend_from_slice(args);
-        run(&v)
-    }
-
-    fn spawn(&mut self, ns: &str, program: &str, args: &[&str], stderr: Stdio) {
-        let child = Command::new("ip")
-            .args(["netns", "exec", ns, program])
-            .args(args)
-            .env_remove("RVS_SOCKET")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {program}: {e}"));
-        self.children.push(child);
-    }
-
-    fn adm(&self, ns: &str, args: &[&str]) -> Output {
-        Command::new("ip")
-            .args(["netns", "exec", ns])
-            .arg(bin("rvsadm"))
-            .args(args)
-            .env_remove("RVS_SOCKET")
-            .stdin(Stdio::null())
-            .output()
-            .expect("rvsadm")
-    }
-
-    fn adm_ok(&self, ns: &str, args: &[&str]) -> String {
-        let o = self.adm(ns, args);
-        assert!(
-            o.status.success(),
-            "rvsadm {args:?}: {:?} {}\nrvsd log:\n{}",
-            o.status,
-            String::from_utf8_lossy(&o.stderr),
-            self.rvsd_log()
-        );
-        String::from_utf8(o.stdout).expect("utf8")
-    }
-
-    fn rvsd_log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Start `rvsd --io xdp --interface iface` in `ns`; wait until it answers.
-    fn start_rvsd(&mut self, ns: &str, iface: &str) -> usize {
-        let log = File::create(&self.log).expect("log file");
-        let rvsd = bin("rvsd");
-        self.spawn(
-            ns,
-            rvsd.to_str().expect("path"),
-            &["--io", "xdp", "--interface", iface],
-            Stdio::from(log),
-        );
-        let idx = self.children.len() - 1;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if self.adm(ns, &["-L", "-n"]).status.success() {
-                return idx;
-            }
-            if let Ok(Some(st)) = self.children[idx].try_wait() {
-                panic!("rvsd exited with {st}:\n{}", self.rvsd_log());
-            }
-            assert!(Instant::now() < deadline, "rvsd did not come up");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for c in &mut self.children {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        for ns in &self.namespaces {
-            let _ = Command::new("ip")
-                .args(["netns", "del", ns])
-                .stderr(Stdio::null())
-                .status();
-        }
-        let _ = std::fs::remove_file(&self.log);
-        for f in &self.files {
-            let _ = std::fs::remove_file(f);
-        }
-    }
-}
-
-/// Turn tx checksum offload of `iface` in namespace `ns` off, from a thread
-/// that entered the namespace (there is no ethtool on CI).
-fn tx_csum_off(ns: &str, iface: &str) {
-    let path = format!("/run/netns/{ns}");
-    let iface = iface.to_string();
-    std::thread::spawn(move || {
-        let f = File::open(&path).expect("open netns");
-        rustix::thread::move_into_link_name_space(
-            f.as_fd(),
-            Some(rustix::thread::LinkNameSpaceType::Network),
-        )
-        .expect("setns");
-        rvs_io::xsk::set_tx_checksum_offload(&iface, false).expect("tx csum off");
-    })
-    .join()
-    .expect("setns thread");
-}
-
-/// Connect from `ns` to `addr:port`; what the server said, or `None`.
-fn fetch(ns: &str, addr: &str, port: u16) -> Option<String> {
-    let o = Command::new("ip")
-        .args(["netns", "exec", ns, "socat", "-T", "3", "-"])
-        .arg(format!("TCP:{addr}:{port},connect-timeout=3"))
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output()
-        .ok()?;
-    let s = String::from_utf8_lossy(&o.stdout).trim().to_string();
-    (o.status.success() && !s.is_empty()).then_some(s)
-}
-
-/// `fetch` until it answers, for at most `limit`.
-fn fetch_retry(ns: &str, addr: &str, port: u16, limit: Duration) -> Option<String> {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(s) = fetch(ns, addr, port) {
-            return Some(s);
-        }
-        if Instant::now() > deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// The fields of the `--stats` line of service `svc` (`TCP  addr:port`).
-fn service_stats(list: &str, svc: &str) -> Vec<u64> {
-    let line = list
-        .lines()
-        .find(|l| l.split_whitespace().nth(1) == Some(svc))
-        .unwrap_or_else(|| panic!("no line for {svc} in\n{list}"));
-    line.split_whitespace()
-        .skip(2)
-        .map(|f| f.parse().expect("number"))
-        .collect()
-}
-
-/// A veth from `a` (named `a_if`) to `b` (named `b_if`), one queue each.
-fn veth(a: &str, a_if: &str, b: &str, b_if: &str) {
-    run(&[
-        "ip",
-        "-n",
-        a,
-        "link",
-        "add",
-        a_if,
-        "numtxqueues",
-        "1",
-        "numrxqueues",
-        "1",
-        "type",
-        "veth",
-        "peer",
-        "name",
-        b_if,
-        "netns",
-        b,
-        "numtxqueues",
-        "1",
-        "numrxqueues",
-        "1",
-    ]);
-    run(&["ip", "-n", a, "link", "set", a_if, "up"]);
-    run(&["ip", "-n", b, "link", "set", b_if, "up"]);
+/// A lab of namespaces prefixed `rvdp-` (these tests need root, no skip).
+fn new_lab(tag: &str) -> Lab {
+    require_root();
+    Lab::new("rvdp", tag)
 }
 
 #[test]
 fn direct_routing_one_segment() {
-    let mut lab = Lab::new("dr");
+    let mut lab = new_lab("dr");
     let sw = lab.ns("sw");
     let client = lab.ns("c");
     let director = lab.ns("d");
@@ -305,34 +60,7 @@ fn direct_routing_one_segment() {
         "dev",
         "lo",
     ]);
-    run(&[
-        "ip",
-        "-n",
-        &rs1,
-        "addr",
-        "add",
-        "10.0.0.100/32",
-        "dev",
-        "lo",
-    ]);
-    for conf in ["all", "lo", "eth0"] {
-        lab.exec(
-            &rs1,
-            &[
-                "sysctl",
-                "-qw",
-                &format!("net.ipv4.conf.{conf}.arp_ignore=1"),
-            ],
-        );
-        lab.exec(
-            &rs1,
-            &[
-                "sysctl",
-                "-qw",
-                &format!("net.ipv4.conf.{conf}.arp_announce=2"),
-            ],
-        );
-    }
+    lab.vip_on_lo(&rs1, "10.0.0.100/32");
     lab.spawn(
         &rs1,
         "socat",
@@ -343,7 +71,7 @@ fn direct_routing_one_segment() {
         Stdio::null(),
     );
 
-    let rvsd = lab.start_rvsd(&director, "eth0");
+    let rvsd = lab.start_rvsd(&director, Some("xdp"), &["eth0"], &[]);
     lab.adm_ok(&director, &["-A", "-t", "10.0.0.100:8000", "-s", "rr"]);
     lab.adm_ok(
         &director,
@@ -388,78 +116,12 @@ fn direct_routing_one_segment() {
 
 #[test]
 fn nat_two_segments() {
-    let mut lab = Lab::new("nat");
-    let client = lab.ns("c");
-    let director = lab.ns("d");
-    let rs1 = lab.ns("r1");
-
-    veth(&client, "eth0", &director, "eth0");
-    veth(&rs1, "eth0", &director, "eth1");
-    run(&[
-        "ip",
-        "-n",
-        &client,
-        "addr",
-        "add",
-        "10.0.1.1/24",
-        "dev",
-        "eth0",
-    ]);
-    run(&[
-        "ip",
-        "-n",
-        &director,
-        "addr",
-        "add",
-        "10.0.1.2/24",
-        "dev",
-        "eth0",
-    ]);
-    run(&[
-        "ip",
-        "-n",
-        &director,
-        "addr",
-        "add",
-        "10.0.2.1/24",
-        "dev",
-        "eth1",
-    ]);
-    run(&[
-        "ip",
-        "-n",
-        &director,
-        "addr",
-        "add",
-        "10.0.1.100/32",
-        "dev",
-        "lo",
-    ]);
-    run(&[
-        "ip",
-        "-n",
-        &rs1,
-        "addr",
-        "add",
-        "10.0.2.11/24",
-        "dev",
-        "eth0",
-    ]);
-    run(&[
-        "ip",
-        "-n",
-        &client,
-        "route",
-        "add",
-        "10.0.1.100/32",
-        "via",
-        "10.0.1.2",
-    ]);
-    run(&[
-        "ip", "-n", &rs1, "route", "add", "default", "via", "10.0.2.1",
-    ]);
-    tx_csum_off(&client, "eth0");
-    tx_csum_off(&rs1, "eth0");
+    let mut lab = new_lab("nat");
+    let TwoSegments {
+        client,
+        director,
+        rs1,
+    } = nat_topology(&mut lab);
     lab.spawn(
         &rs1,
         "socat",
@@ -604,44 +266,8 @@ fn dr_lab(lab: &mut Lab, queues: u32, rs: RsSetup) -> OneSegment {
         "lo",
     ]);
     match rs {
-        RsSetup::Direct => {
-            run(&[
-                "ip",
-                "-n",
-                &rs1,
-                "addr",
-                "add",
-                "10.0.0.100/32",
-                "dev",
-                "lo",
-            ]);
-            for conf in ["all", "lo", "eth0"] {
-                for (k, v) in [("arp_ignore", 1), ("arp_announce", 2)] {
-                    lab.exec(
-                        &rs1,
-                        &["sysctl", "-qw", &format!("net.ipv4.conf.{conf}.{k}={v}")],
-                    );
-                }
-            }
-        }
-        RsSetup::Tunnel => {
-            let state = std::env::temp_dir().join(format!("{}-rs.json", lab.prefix));
-            lab.files.push(state.clone());
-            let rvs = bin("rvs");
-            lab.exec(
-                &rs1,
-                &[
-                    rvs.to_str().expect("path"),
-                    "realserver",
-                    "up",
-                    "--vip",
-                    "10.0.0.100",
-                    "--tun",
-                    "--state",
-                    state.to_str().expect("path"),
-                ],
-            );
-        }
+        RsSetup::Direct => lab.vip_on_lo(&rs1, "10.0.0.100/32"),
+        RsSetup::Tunnel => lab.realserver_tun(&rs1, "10.0.0.100"),
     }
     lab.spawn(
         &rs1,
@@ -672,21 +298,6 @@ fn expect_rs1(lab: &Lab, n: &OneSegment) {
     );
 }
 
-/// SIGTERM rvsd (child `idx`), wait for it; its exit status must be success.
-fn stop_rvsd(lab: &mut Lab, idx: usize) {
-    let pid = lab.children[idx].id().to_string();
-    run(&["kill", "-TERM", &pid]);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let status = loop {
-        if let Some(st) = lab.children[idx].try_wait().expect("wait") {
-            break st;
-        }
-        assert!(Instant::now() < deadline, "rvsd did not stop on SIGTERM");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    assert!(status.success(), "rvsd: {status}\n{}", lab.rvsd_log());
-}
-
 /// How many XDP programs `iface` of `ns` runs (`prog/xdp…` of `ip -d link`).
 fn xdp_programs(ns: &str, iface: &str) -> (usize, String) {
     let link = String::from_utf8(run(&["ip", "-d", "-n", ns, "link", "show", iface]).stdout)
@@ -696,14 +307,14 @@ fn xdp_programs(ns: &str, iface: &str) -> (usize, String) {
 
 #[test]
 fn tunnel_ipip() {
-    let mut lab = Lab::new("tun");
+    let mut lab = new_lab("tun");
     let n = dr_lab(&mut lab, 1, RsSetup::Tunnel);
     let (progs, link) = xdp_programs(&n.rs1, "eth0");
     assert_eq!(
         progs, 1,
         "decapsulator not attached on the real server: {link}"
     );
-    lab.start_rvsd(&n.director, "eth0");
+    lab.start_rvsd(&n.director, Some("xdp"), &["eth0"], &[]);
     lab.adm_ok(&n.director, &["-A", "-t", "10.0.0.100:8000", "-s", "rr"]);
     lab.adm_ok(
         &n.director,
@@ -725,7 +336,7 @@ fn multi_queue_veth() {
     // `ip link add … type veth` without numrxqueues allocates one queue per
     // CPU but activates only one (veth_init_queues sets the real count to
     // 1), so the queues are asked for explicitly to get two live ones.
-    let mut lab = Lab::new("mq");
+    let mut lab = new_lab("mq");
     let n = dr_lab(&mut lab, 2, RsSetup::Direct);
     let queues = lab.exec(&n.director, &["ls", "/sys/class/net/eth0/queues"]);
     let queues = String::from_utf8_lossy(&queues.stdout).to_string();
@@ -733,7 +344,7 @@ fn multi_queue_veth() {
         queues.contains("rx-0") && queues.contains("rx-1"),
         "two RX queues expected: {queues}"
     );
-    lab.start_rvsd(&n.director, "eth0");
+    lab.start_rvsd(&n.director, Some("xdp"), &["eth0"], &[]);
     lab.adm_ok(&n.director, &["-A", "-t", "10.0.0.100:8000", "-s", "rr"]);
     lab.adm_ok(
         &n.director,
@@ -780,19 +391,11 @@ fn multi_queue_veth() {
     );
 }
 
-/// The MAC address of `iface` in `ns`.
-fn mac_of(ns: &str, iface: &str) -> [u8; 6] {
-    let o = run(&[
-        "ip",
-        "netns",
-        "exec",
-        ns,
-        "cat",
-        &format!("/sys/class/net/{iface}/address"),
-    ]);
-    let s = String::from_utf8(o.stdout).expect("utf8");
+/// The MAC address of `iface` in `ns`, as bytes.
+fn mac_bytes(ns: &str, iface: &str) -> [u8; 6] {
+    let s = mac_of(ns, iface);
     let mut mac = [0u8; 6];
-    for (m, h) in mac.iter_mut().zip(s.trim().split(':')) {
+    for (m, h) in mac.iter_mut().zip(s.split(':')) {
         *m = u8::from_str_radix(h, 16).expect("hex");
     }
     mac
@@ -900,32 +503,13 @@ fn malformed_frames(dst: [u8; 6], src: [u8; 6]) -> Vec<(&'static str, Vec<u8>)> 
 
 /// Send `frame` as is out of `iface` of `ns` (AF_PACKET, through socat).
 fn send_raw(ns: &str, iface: &str, frame: &[u8]) {
-    use std::io::Write;
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", ns, "socat", "-u", "STDIN"])
-        .arg(format!("INTERFACE:{iface}"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("socat");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(frame)
-        .expect("write frame");
-    let o = child.wait_with_output().expect("socat");
-    assert!(
-        o.status.success(),
-        "socat INTERFACE: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let to = format!("INTERFACE:{iface}");
+    exec_with_input(ns, &["socat", "-u", "STDIN", &to], frame);
 }
 
 #[test]
 fn unclaimed_and_malformed() {
-    let mut lab = Lab::new("mal");
+    let mut lab = new_lab("mal");
     let n = dr_lab(&mut lab, 1, RsSetup::Direct);
     // The director's own kernel listens on VIP:9000 (no service there).
     lab.spawn(
@@ -937,7 +521,7 @@ fn unclaimed_and_malformed() {
         ],
         Stdio::null(),
     );
-    let rvsd = lab.start_rvsd(&n.director, "eth0");
+    let rvsd = lab.start_rvsd(&n.director, Some("xdp"), &["eth0"], &[]);
     lab.adm_ok(&n.director, &["-A", "-t", "10.0.0.100:8000", "-s", "rr"]);
     lab.adm_ok(
         &n.director,
@@ -950,8 +534,8 @@ fn unclaimed_and_malformed() {
     assert_eq!(got.as_deref(), Some("director"), "{}", lab.rvsd_log());
 
     // (b) Damaged frames to VIP:8000.
-    let dst = mac_of(&n.director, "eth0");
-    let src = mac_of(&n.client, "eth0");
+    let dst = mac_bytes(&n.director, "eth0");
+    let src = mac_bytes(&n.client, "eth0");
     let frames = malformed_frames(dst, src);
     for _ in 0..3 {
         for (_, f) in &frames {
@@ -980,7 +564,7 @@ fn unclaimed_and_malformed() {
             "a damaged frame made a connection:\n{conns}"
         );
     }
-    stop_rvsd(&mut lab, rvsd);
+    lab.stop_rvsd(rvsd);
     // What the design gives: the classifier passes frames whose IPv4 header
     // is unusable to the kernel (counted in its `malformed` statistic, which
     // rvsd does not report); the engine drops, uncounted, what fails its own
@@ -1000,16 +584,16 @@ fn unclaimed_and_malformed() {
 
 #[test]
 fn restart_replaces_program() {
-    let mut lab = Lab::new("rst");
+    let mut lab = new_lab("rst");
     let n = dr_lab(&mut lab, 1, RsSetup::Direct);
     let rules = std::env::temp_dir().join(format!("{}-rules", lab.prefix));
-    lab.files.push(rules.clone());
+    lab.paths.push(rules.clone());
     std::fs::write(
         &rules,
         "-A -t 10.0.0.100:8000 -s rr\n-a -t 10.0.0.100:8000 -r 10.0.0.11:8000 -g -w 1\n",
     )
     .expect("rules file");
-    let first = lab.start_rvsd(&n.director, "eth0");
+    let first = lab.start_rvsd(&n.director, Some("xdp"), &["eth0"], &[]);
     lab.adm_ok(&n.director, &["-A", "-t", "10.0.0.100:8000", "-s", "rr"]);
     lab.adm_ok(
         &n.director,
@@ -1029,7 +613,7 @@ fn restart_replaces_program() {
     let (progs, link) = xdp_programs(&n.director, "eth0");
     assert_eq!(progs, 0, "after SIGKILL: {link}");
     let state = std::env::temp_dir().join(format!("{}-stale.json", lab.prefix));
-    lab.files.push(state.clone());
+    lab.paths.push(state.clone());
     let rvs = bin("rvs");
     lab.exec(
         &n.director,
@@ -1096,32 +680,9 @@ fn restart_replaces_program() {
     let list = lab.adm_ok(&n.director, &["-L", "-n", "--stats"]);
     let st = service_stats(&list, "10.0.0.100:8000");
     assert!(st[0] >= 1, "connections not counted:\n{list}");
-    stop_rvsd(&mut lab, second);
+    lab.stop_rvsd(second);
     let (progs, link) = xdp_programs(&n.director, "eth0");
     assert_eq!(progs, 0, "XDP still attached: {link}");
-}
-
-/// Run `f` on a thread that entered network namespace `ns`; its result.
-fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let path = format!("/run/netns/{ns}");
-    std::thread::spawn(move || {
-        let file = File::open(&path).expect("open netns");
-        rustix::thread::move_into_link_name_space(
-            file.as_fd(),
-            Some(rustix::thread::LinkNameSpaceType::Network),
-        )
-        .expect("setns");
-        f()
-    })
-    .join()
-    .expect("netns thread")
-}
-
-/// Names of the namespaces of [`nat_lab`].
-struct TwoSegments {
-    client: String,
-    director: String,
-    rs1: String,
 }
 
 /// The topology of [`nat_two_segments`]: client 10.0.1.1 — director
@@ -1129,57 +690,9 @@ struct TwoSegments {
 /// (default route through the director); rvsd runs on both director links.
 /// No service, no listener.
 fn nat_lab(lab: &mut Lab) -> TwoSegments {
-    let client = lab.ns("c");
-    let director = lab.ns("d");
-    let rs1 = lab.ns("r1");
-    veth(&client, "eth0", &director, "eth0");
-    veth(&rs1, "eth0", &director, "eth1");
-    for (ns, addr, dev) in [
-        (&client, "10.0.1.1/24", "eth0"),
-        (&director, "10.0.1.2/24", "eth0"),
-        (&director, "10.0.2.1/24", "eth1"),
-        (&director, "10.0.1.100/32", "lo"),
-        (&rs1, "10.0.2.11/24", "eth0"),
-    ] {
-        run(&["ip", "-n", ns, "addr", "add", addr, "dev", dev]);
-    }
-    run(&[
-        "ip",
-        "-n",
-        &client,
-        "route",
-        "add",
-        "10.0.1.100/32",
-        "via",
-        "10.0.1.2",
-    ]);
-    run(&[
-        "ip", "-n", &rs1, "route", "add", "default", "via", "10.0.2.1",
-    ]);
-    tx_csum_off(&client, "eth0");
-    tx_csum_off(&rs1, "eth0");
-    let log = File::create(&lab.log).expect("log file");
-    let rvsd = bin("rvsd");
-    lab.spawn(
-        &director,
-        rvsd.to_str().expect("path"),
-        &["--io", "xdp", "--interface", "eth0", "--interface", "eth1"],
-        Stdio::from(log),
-    );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !lab.adm(&director, &["-L", "-n"]).status.success() {
-        assert!(
-            Instant::now() < deadline,
-            "rvsd did not come up:\n{}",
-            lab.rvsd_log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    TwoSegments {
-        client,
-        director,
-        rs1,
-    }
+    let n = nat_topology(lab);
+    lab.start_rvsd(&n.director, Some("xdp"), &["eth0", "eth1"], &[]);
+    n
 }
 
 /// From a UDP socket of `ns` connected to `vip:port`, send `size` bytes
@@ -1246,7 +759,7 @@ fn udp_error(
 
 #[test]
 fn nat_icmp_port_unreachable_translated() {
-    let mut lab = Lab::new("nicmp");
+    let mut lab = new_lab("nicmp");
     let n = nat_lab(&mut lab);
     lab.adm_ok(&n.director, &["-A", "-u", "10.0.1.100:5353", "-s", "rr"]);
     lab.adm_ok(
@@ -1286,9 +799,9 @@ fn nat_icmp_port_unreachable_translated() {
 
 #[test]
 fn tun_frag_needed() {
-    let mut lab = Lab::new("tfrag");
+    let mut lab = new_lab("tfrag");
     let n = dr_lab(&mut lab, 1, RsSetup::Tunnel);
-    lab.start_rvsd(&n.director, "eth0");
+    lab.start_rvsd(&n.director, Some("xdp"), &["eth0"], &[]);
     lab.adm_ok(&n.director, &["-A", "-u", "10.0.0.100:5353", "-s", "rr"]);
     lab.adm_ok(
         &n.director,

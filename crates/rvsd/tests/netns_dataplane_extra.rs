@@ -23,207 +23,19 @@
 //! namespaces (prefix `rvsx-`) and processes are removed by a guard, also
 //! when a test fails.
 
-use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
-use std::os::fd::AsFd;
-use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-fn bin(name: &str) -> PathBuf {
-    // Test executables live in target/<profile>/deps; binaries one level up.
-    let exe = std::env::current_exe().expect("current_exe");
-    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
-    let p = dir.join(name);
-    assert!(
-        p.exists(),
-        "{} not built (run the tests through cargo test/nextest --workspace)",
-        p.display()
-    );
-    p
-}
+mod common;
+use common::*;
 
-/// Whether the test can run: root, or a skip asked for.
-fn privileged() -> bool {
-    if rustix::process::geteuid().is_root() {
-        return true;
-    }
-    assert!(
-        std::env::var_os("RVS_SKIP_PRIVILEGED_TESTS").is_some(),
-        "network-namespace tests need root (CI runs them as root; \
-         set RVS_SKIP_PRIVILEGED_TESTS=1 to skip)"
-    );
-    eprintln!("skipped: needs root (network namespaces, XDP)");
-    false
-}
+/// The prefix of this file's namespaces.
+const PREFIX: &str = "rvsx";
 
-fn run(args: &[&str]) -> Output {
-    let o = Command::new(args[0])
-        .args(&args[1..])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    assert!(
-        o.status.success(),
-        "{args:?}: {:?}\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stderr)
-    );
-    o
-}
-
-/// `ip -n ns WORDS…` (the words split on whitespace), expecting success.
-fn ipn(ns: &str, words: &str) {
-    let mut v = vec!["ip", "-n", ns];
-    v.extend(words.split_whitespace());
-    run(&v);
-}
-
-/// Network namespaces, and processes running in them; all removed on drop.
-struct Lab {
-    prefix: String,
-    namespaces: Vec<String>,
-    children: Vec<Child>,
-    log: PathBuf,
-    /// Files and directories to remove on drop.
-    paths: Vec<PathBuf>,
-}
-
+/// Servers of this file's tests.
 impl Lab {
-    fn new(tag: &str) -> Lab {
-        let prefix = format!("rvsx-{tag}-{}", std::process::id());
-        let log = std::env::temp_dir().join(format!("{prefix}-rvsd.log"));
-        Lab {
-            prefix,
-            namespaces: Vec::new(),
-            children: Vec::new(),
-            log,
-            paths: Vec::new(),
-        }
-    }
-
-    /// A new namespace with `lo` up and IPv6 duplicate address detection
-    /// off (addresses usable at once).
-    fn ns(&mut self, short: &str) -> String {
-        let name = format!("{}-{short}", self.prefix);
-        run(&["ip", "netns", "add", &name]);
-        self.namespaces.push(name.clone());
-        ipn(&name, "link set lo up");
-        for k in ["all", "default"] {
-            self.sysctl(&name, &format!("net.ipv6.conf.{k}.accept_dad"), "0");
-        }
-        name
-    }
-
-    fn sysctl(&self, ns: &str, key: &str, value: &str) {
-        self.exec(ns, &["sysctl", "-qw", &format!("{key}={value}")]);
-    }
-
-    /// `ip netns exec ns args…`, expecting success.
-    fn exec(&self, ns: &str, args: &[&str]) -> Output {
-        let mut v = vec!["ip", "netns", "exec", ns];
-        v.extend_from_slice(args);
-        run(&v)
-    }
-
-    fn spawn(&mut self, ns: &str, program: &str, args: &[&str], stderr: Stdio) -> usize {
-        let child = Command::new("ip")
-            .args(["netns", "exec", ns, program])
-            .args(args)
-            .env_remove("RVS_SOCKET")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {program}: {e}"));
-        self.children.push(child);
-        self.children.len() - 1
-    }
-
-    fn adm(&self, ns: &str, args: &[&str]) -> Output {
-        Command::new("ip")
-            .args(["netns", "exec", ns])
-            .arg(bin("rvsadm"))
-            .args(args)
-            .env_remove("RVS_SOCKET")
-            .stdin(Stdio::null())
-            .output()
-            .expect("rvsadm")
-    }
-
-    fn adm_ok(&self, ns: &str, args: &[&str]) -> String {
-        let o = self.adm(ns, args);
-        assert!(
-            o.status.success(),
-            "rvsadm {args:?}: {:?} {}\nrvsd log:\n{}",
-            o.status,
-            String::from_utf8_lossy(&o.stderr),
-            self.rvsd_log()
-        );
-        String::from_utf8(o.stdout).expect("utf8")
-    }
-
-    /// Each line of `rules` (split on whitespace) as one rvsadm command.
-    fn adm_lines(&self, ns: &str, rules: &str) {
-        for l in rules.lines().map(str::trim).filter(|l| !l.is_empty()) {
-            let args: Vec<&str> = l.split_whitespace().collect();
-            self.adm_ok(ns, &args);
-        }
-    }
-
-    fn rvsd_log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Start `rvsd --io xdp` on `ifaces` of `ns`; wait until it answers.
-    fn start_rvsd(&mut self, ns: &str, ifaces: &[&str]) -> usize {
-        let log = File::create(&self.log).expect("log file");
-        let rvsd = bin("rvsd");
-        let mut args = vec!["--io", "xdp"];
-        for i in ifaces {
-            args.extend(["--interface", i]);
-        }
-        let idx = self.spawn(ns, rvsd.to_str().expect("path"), &args, Stdio::from(log));
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if self.adm(ns, &["-L", "-n"]).status.success() {
-                return idx;
-            }
-            if let Ok(Some(st)) = self.children[idx].try_wait() {
-                panic!("rvsd exited with {st}:\n{}", self.rvsd_log());
-            }
-            assert!(Instant::now() < deadline, "rvsd did not come up");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// A file or directory in the temporary directory, removed on drop.
-    fn temp_path(&mut self, name: &str) -> PathBuf {
-        let p = std::env::temp_dir().join(format!("{}-{name}", self.prefix));
-        self.paths.push(p.clone());
-        p
-    }
-
-    /// `rvs realserver up --vip VIP --tun` in `ns` (state file of its own).
-    fn realserver_tun(&mut self, ns: &str, vip: &str) {
-        let state = self.temp_path(&format!("{ns}-rs.json"));
-        let rvs = bin("rvs");
-        self.exec(
-            ns,
-            &[
-                rvs.to_str().expect("path"),
-                "realserver",
-                "up",
-                "--vip",
-                vip,
-                "--tun",
-                "--state",
-                state.to_str().expect("path"),
-            ],
-        );
-    }
-
     /// Serve `body` as `/file` over HTTP (python's http.server, without the
     /// reverse DNS lookup of its own address it makes at start) on
     /// `addr:port` of `ns`.
@@ -264,68 +76,6 @@ impl Lab {
     }
 }
 
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for c in &mut self.children {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        for ns in &self.namespaces {
-            let _ = Command::new("ip")
-                .args(["netns", "del", ns])
-                .stderr(Stdio::null())
-                .status();
-        }
-        let _ = std::fs::remove_file(&self.log);
-        for p in &self.paths {
-            if p.is_dir() {
-                let _ = std::fs::remove_dir_all(p);
-            } else {
-                let _ = std::fs::remove_file(p);
-            }
-        }
-    }
-}
-
-/// Run `f` on a thread that entered network namespace `ns`; its result.
-fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let path = format!("/run/netns/{ns}");
-    std::thread::spawn(move || {
-        let file = File::open(&path).expect("open netns");
-        rustix::thread::move_into_link_name_space(
-            file.as_fd(),
-            Some(rustix::thread::LinkNameSpaceType::Network),
-        )
-        .expect("setns");
-        f()
-    })
-    .join()
-    .unwrap_or_else(|e| std::panic::resume_unwind(e))
-}
-
-/// Turn tx checksum offload of `iface` in namespace `ns` off (what feeds the
-/// director must carry full checksums: see
-/// rvs_io::xsk::set_tx_checksum_offload).
-fn tx_csum_off(ns: &str, iface: &str) {
-    let iface = iface.to_string();
-    in_netns(ns, move || {
-        rvs_io::xsk::set_tx_checksum_offload(&iface, false).expect("tx csum off");
-    });
-}
-
-/// A veth from `a` (named `a_if`) to `b` (named `b_if`), one queue each.
-fn veth(a: &str, a_if: &str, b: &str, b_if: &str) {
-    ipn(
-        a,
-        &format!(
-            "link add {a_if} numtxqueues 1 numrxqueues 1 type veth peer name {b_if} \
-             netns {b} numtxqueues 1 numrxqueues 1"
-        ),
-    );
-    ipn(a, &format!("link set {a_if} up"));
-    ipn(b, &format!("link set {b_if} up"));
-}
-
 /// Bytes that are not all alike: a byte-exact transfer must keep them.
 fn pattern(len: usize, seed: u32) -> Vec<u8> {
     let mut x = seed.wrapping_mul(2_654_435_761).max(1);
@@ -338,18 +88,6 @@ fn pattern(len: usize, seed: u32) -> Vec<u8> {
             x.to_le_bytes()[0]
         })
         .collect()
-}
-
-/// `curl` `url` from `ns`: the body, or `None`.
-fn http_get(ns: &str, url: &str) -> Option<Vec<u8>> {
-    let o = Command::new("ip")
-        .args(["netns", "exec", ns, "curl", "-sfg", "--max-time", "4"])
-        .arg(url)
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output()
-        .ok()?;
-    o.status.success().then_some(o.stdout)
 }
 
 /// `http_get` until it returns `want`, for at most `limit`; the last body.
@@ -412,25 +150,7 @@ fn echo_exact(ns: &str, to: SocketAddr, data: &[u8], limit: Duration) -> Result<
 
 /// Load an nft ruleset (`nft -f -`) into `ns`.
 fn nft(ns: &str, script: &str) {
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", ns, "nft", "-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("nft");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(script.as_bytes())
-        .expect("nft script");
-    let o = child.wait_with_output().expect("nft");
-    assert!(
-        o.status.success(),
-        "nft: {}\n{script}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    exec_with_input(ns, &["nft", "-f", "-"], script.as_bytes());
 }
 
 /// Packets counted by the named nft counter `name` of table `inet rvsx`.
@@ -479,34 +199,6 @@ fn wait_listening(ns: &str, port: u16) {
     }
 }
 
-/// The MAC address of `iface` in `ns`.
-fn mac_of(ns: &str, iface: &str) -> String {
-    let o = run(&[
-        "ip",
-        "netns",
-        "exec",
-        ns,
-        "cat",
-        &format!("/sys/class/net/{iface}/address"),
-    ]);
-    String::from_utf8(o.stdout)
-        .expect("utf8")
-        .trim()
-        .to_string()
-}
-
-/// The fields of the `--stats` line of service `svc` (`TCP  addr:port`).
-fn service_stats(list: &str, svc: &str) -> Vec<u64> {
-    let line = list
-        .lines()
-        .find(|l| l.split_whitespace().nth(1) == Some(svc))
-        .unwrap_or_else(|| panic!("no line for {svc} in\n{list}"));
-    line.split_whitespace()
-        .skip(2)
-        .map(|f| f.parse().expect("number"))
-        .collect()
-}
-
 // ----- topologies --------------------------------------------------------------
 
 /// How a real server is prepared.
@@ -535,10 +227,10 @@ fn one_segment(
     vip: &str,
     rs: RsSetup,
 ) -> OneSegment {
-    let sw = lab.ns("sw");
-    let client = lab.ns("c");
-    let director = lab.ns("d");
-    let rs1 = lab.ns("r1");
+    let sw = lab.ns_v6("sw");
+    let client = lab.ns_v6("c");
+    let director = lab.ns_v6("d");
+    let rs1 = lab.ns_v6("r1");
     ipn(&sw, "link add br0 type bridge");
     ipn(&sw, "link set br0 up");
     for (ns, port, addr) in [(&client, "pc", c), (&director, "pd", d), (&rs1, "pr1", r)] {
@@ -551,13 +243,7 @@ fn one_segment(
     let host = if vip.contains(':') { 128 } else { 32 };
     ipn(&client, &format!("route add {vip}/{host} via {d}"));
     match rs {
-        RsSetup::Direct => {
-            ipn(&rs1, &format!("addr add {vip}/{host} dev lo"));
-            for conf in ["all", "lo", "eth0"] {
-                lab.sysctl(&rs1, &format!("net.ipv4.conf.{conf}.arp_ignore"), "1");
-                lab.sysctl(&rs1, &format!("net.ipv4.conf.{conf}.arp_announce"), "2");
-            }
-        }
+        RsSetup::Direct => lab.vip_on_lo(&rs1, &format!("{vip}/{host}")),
         RsSetup::Tunnel => lab.realserver_tun(&rs1, vip),
     }
     OneSegment {
@@ -583,9 +269,9 @@ fn two_segments(
     (d2, r, len2): (&str, &str, u8),
     vip: &str,
 ) -> TwoSegments {
-    let client = lab.ns("c");
-    let director = lab.ns("d");
-    let rs1 = lab.ns("r1");
+    let client = lab.ns_v6("c");
+    let director = lab.ns_v6("d");
+    let rs1 = lab.ns_v6("r1");
     veth(&client, "eth0", &director, "eth0");
     veth(&rs1, "eth0", &director, "eth1");
     for (ns, addr, dev) in [
@@ -677,7 +363,7 @@ fn routed_dr_tun(tag: &str, rs: RsSetup, v6: bool) {
     if !privileged() {
         return;
     }
-    let mut lab = Lab::new(tag);
+    let mut lab = Lab::new(PREFIX, tag);
     let (addrs, vip, host) = if v6 {
         (("fd00::1", "fd00::2", "fd00::11", 64), "fd00::100", 128)
     } else {
@@ -699,7 +385,7 @@ fn routed_dr_tun(tag: &str, rs: RsSetup, v6: bool) {
     lab.http_server(&n.rs1, vip, 8080, &body);
     routed_counters(&n, vip, 8080);
     wait_listening(&n.rs1, 8080);
-    lab.start_rvsd(&n.director, &["eth0"]);
+    lab.start_rvsd(&n.director, Some("xdp"), &["eth0"], &[]);
     let flag = if rs == RsSetup::Direct { "-g" } else { "-i" };
     lab.adm_lines(
         &n.director,
@@ -815,7 +501,7 @@ fn netns_nat_vip_routed_only() {
     if !privileged() {
         return;
     }
-    let mut lab = Lab::new("rnat");
+    let mut lab = Lab::new(PREFIX, "rnat");
     let vip = "10.0.1.100";
     let n = two_segments(
         &mut lab,
@@ -862,7 +548,7 @@ fn netns_nat_vip_routed_only() {
          }",
     );
     wait_listening(&n.rs1, 8080);
-    lab.start_rvsd(&n.director, &["eth0", "eth1"]);
+    lab.start_rvsd(&n.director, Some("xdp"), &["eth0", "eth1"], &[]);
     lab.adm_lines(
         &n.director,
         &format!(
@@ -1082,7 +768,7 @@ fn netns_ipv6_nat_icmp_both_ways() {
     if !privileged() {
         return;
     }
-    let mut lab = Lab::new("v6icmp");
+    let mut lab = Lab::new(PREFIX, "v6icmp");
     let vip = "fd00:1::100";
     let n = two_segments(
         &mut lab,
@@ -1091,7 +777,7 @@ fn netns_ipv6_nat_icmp_both_ways() {
         vip,
     );
     ipn(&n.director, &format!("addr add {vip}/128 dev lo"));
-    lab.start_rvsd(&n.director, &["eth0", "eth1"]);
+    lab.start_rvsd(&n.director, Some("xdp"), &["eth0", "eth1"], &[]);
     lab.adm_lines(
         &n.director,
         &format!(
@@ -1152,7 +838,7 @@ fn netns_nat_client_icmp_to_real_server() {
     if !privileged() {
         return;
     }
-    let mut lab = Lab::new("cinat");
+    let mut lab = Lab::new(PREFIX, "cinat");
     let vip = "10.0.1.100";
     let n = two_segments(
         &mut lab,
@@ -1161,7 +847,7 @@ fn netns_nat_client_icmp_to_real_server() {
         vip,
     );
     ipn(&n.director, &format!("addr add {vip}/32 dev lo"));
-    lab.start_rvsd(&n.director, &["eth0", "eth1"]);
+    lab.start_rvsd(&n.director, Some("xdp"), &["eth0", "eth1"], &[]);
     lab.adm_lines(
         &n.director,
         &format!(
@@ -1206,11 +892,11 @@ fn client_icmp_dr_tun(tag: &str, rs: RsSetup) {
     if !privileged() {
         return;
     }
-    let mut lab = Lab::new(tag);
+    let mut lab = Lab::new(PREFIX, tag);
     let vip = "10.0.0.100";
     let n = one_segment(&mut lab, ("10.0.0.1", "10.0.0.2", "10.0.0.11", 24), vip, rs);
     ipn(&n.director, &format!("addr add {vip}/32 dev lo"));
-    lab.start_rvsd(&n.director, &["eth0"]);
+    lab.start_rvsd(&n.director, Some("xdp"), &["eth0"], &[]);
     let flag = if rs == RsSetup::Direct { "-g" } else { "-i" };
     lab.adm_lines(
         &n.director,
@@ -1287,14 +973,14 @@ fn v6_dr_tun(tag: &str, rs: RsSetup) {
     if !privileged() {
         return;
     }
-    let mut lab = Lab::new(tag);
+    let mut lab = Lab::new(PREFIX, tag);
     let vip = "fd00::100";
     let n = one_segment(&mut lab, ("fd00::1", "fd00::2", "fd00::11", 64), vip, rs);
     ipn(&n.director, &format!("addr add {vip}/128 dev lo"));
     let body = pattern(200_000, 3);
     lab.http_server(&n.rs1, vip, 8080, &body);
     lab.echo_server(&n.rs1, vip.parse().expect("vip"), 9000);
-    lab.start_rvsd(&n.director, &["eth0"]);
+    lab.start_rvsd(&n.director, Some("xdp"), &["eth0"], &[]);
     let flag = if rs == RsSetup::Direct { "-g" } else { "-i" };
     lab.adm_lines(
         &n.director,
@@ -1336,7 +1022,7 @@ fn netns_ipv6_nat_two_segments() {
     if !privileged() {
         return;
     }
-    let mut lab = Lab::new("v6nat");
+    let mut lab = Lab::new(PREFIX, "v6nat");
     let vip = "fd00:1::100";
     let n = two_segments(
         &mut lab,
@@ -1348,7 +1034,7 @@ fn netns_ipv6_nat_two_segments() {
     let body = pattern(200_000, 4);
     lab.http_server(&n.rs1, "fd00:2::11", 8080, &body);
     lab.echo_server(&n.rs1, "fd00:2::11".parse().expect("rip"), 9000);
-    lab.start_rvsd(&n.director, &["eth0", "eth1"]);
+    lab.start_rvsd(&n.director, Some("xdp"), &["eth0", "eth1"], &[]);
     lab.adm_lines(
         &n.director,
         &format!(
@@ -1450,10 +1136,10 @@ struct BehindRouter {
 /// the real server `rs_beside` shares the director's segment with the router
 /// (a bridge) and routes the client's network through the router.
 fn behind_router(lab: &mut Lab, p: &RouterPlan, rs: Option<RsSetup>) -> BehindRouter {
-    let client = lab.ns("c");
-    let router = lab.ns("rt");
-    let director = lab.ns("d");
-    let rs1 = lab.ns("r1");
+    let client = lab.ns_v6("c");
+    let router = lab.ns_v6("rt");
+    let director = lab.ns_v6("d");
+    let rs1 = lab.ns_v6("r1");
     let len = p.len;
     veth(&client, "eth0", &router, "eth1");
     ipn(
@@ -1495,7 +1181,7 @@ fn behind_router(lab: &mut Lab, p: &RouterPlan, rs: Option<RsSetup>) -> BehindRo
             ipn(&rs1, &format!("route add default via {}", p.director_rs));
         }
         Some(setup) => {
-            let sw = lab.ns("sw");
+            let sw = lab.ns_v6("sw");
             ipn(&sw, "link add br0 type bridge");
             ipn(&sw, "link set br0 up");
             for (ns, port, addr) in [
@@ -1512,13 +1198,7 @@ fn behind_router(lab: &mut Lab, p: &RouterPlan, rs: Option<RsSetup>) -> BehindRo
                 &format!("route add {} via {}", p.client_net, p.router_d),
             );
             match setup {
-                RsSetup::Direct => {
-                    ipn(&rs1, &format!("addr add {} dev lo", p.vip_host()));
-                    for conf in ["all", "lo", "eth0"] {
-                        lab.sysctl(&rs1, &format!("net.ipv4.conf.{conf}.arp_ignore"), "1");
-                        lab.sysctl(&rs1, &format!("net.ipv4.conf.{conf}.arp_announce"), "2");
-                    }
-                }
+                RsSetup::Direct => lab.vip_on_lo(&rs1, &p.vip_host()),
                 RsSetup::Tunnel => lab.realserver_tun(&rs1, p.vip),
             }
         }
@@ -1553,7 +1233,7 @@ fn client_side_too_big(tag: &str, p: &RouterPlan, rs: Option<RsSetup>) {
     if !privileged() {
         return;
     }
-    let mut lab = Lab::new(tag);
+    let mut lab = Lab::new(PREFIX, tag);
     let n = behind_router(&mut lab, p, rs);
     let (rip, bind) = match rs {
         None => (p.rs_nat, p.rs_nat),
@@ -1568,9 +1248,9 @@ fn client_side_too_big(tag: &str, p: &RouterPlan, rs: Option<RsSetup>) {
         Some(RsSetup::Tunnel) => "-i",
     };
     if rs.is_none() {
-        lab.start_rvsd(&n.director, &["eth0", "eth1"]);
+        lab.start_rvsd(&n.director, Some("xdp"), &["eth0", "eth1"], &[]);
     } else {
-        lab.start_rvsd(&n.director, &["eth0"]);
+        lab.start_rvsd(&n.director, Some("xdp"), &["eth0"], &[]);
     }
     let (svc, dst) = (
         RouterPlan::addr_port(p.vip, 8080),
@@ -1642,7 +1322,7 @@ fn netns_tun_ipv4_vip_over_ipv6() {
     if !privileged() {
         return;
     }
-    let mut lab = Lab::new("tun46");
+    let mut lab = Lab::new(PREFIX, "tun46");
     let vip = "10.0.0.100";
     let n = one_segment(
         &mut lab,
@@ -1657,7 +1337,7 @@ fn netns_tun_ipv4_vip_over_ipv6() {
     lab.http_server(&n.rs1, vip, 8080, &body);
     lab.echo_server(&n.rs1, vip.parse().expect("vip"), 9000);
     wait_listening(&n.rs1, 8080);
-    lab.start_rvsd(&n.director, &["eth0"]);
+    lab.start_rvsd(&n.director, Some("xdp"), &["eth0"], &[]);
     lab.adm_lines(
         &n.director,
         &format!(

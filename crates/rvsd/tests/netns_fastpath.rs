@@ -10,229 +10,14 @@
 //! Needs root and AF_XDP (CI has them); `RVS_SKIP_PRIVILEGED_TESTS=1` skips.
 //! Namespaces (`rvsfp-…`) and processes are removed by guards.
 
-use std::fs::File;
-use std::os::fd::AsFd;
-use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("current_exe");
-    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
-    let p = dir.join(name);
-    assert!(p.exists(), "{} not built", p.display());
-    p
-}
+mod common;
+use common::*;
 
-/// Whether to run: root, or skip on request; panics otherwise.
-fn privileged() -> bool {
-    let uid = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(1).map(str::to_string))
-        })
-        .unwrap_or_default();
-    if uid == "0" {
-        return true;
-    }
-    if std::env::var_os("RVS_SKIP_PRIVILEGED_TESTS").is_some_and(|v| v == "1") {
-        eprintln!("skipped: needs root (RVS_SKIP_PRIVILEGED_TESTS=1)");
-        return false;
-    }
-    panic!("network-namespace tests need root (or RVS_SKIP_PRIVILEGED_TESTS=1)");
-}
-
-fn run(args: &[&str]) -> Output {
-    let o = Command::new(args[0])
-        .args(&args[1..])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    assert!(
-        o.status.success(),
-        "{args:?}: {:?}\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stderr)
-    );
-    o
-}
-
-/// Enter `ns` from a fresh thread and run `f` there.
-fn in_ns(ns: &str, f: impl FnOnce() + Send + 'static) {
-    let path = format!("/run/netns/{ns}");
-    std::thread::spawn(move || {
-        let file = File::open(&path).expect("open netns");
-        rustix::thread::move_into_link_name_space(
-            file.as_fd(),
-            Some(rustix::thread::LinkNameSpaceType::Network),
-        )
-        .expect("setns");
-        f();
-    })
-    .join()
-    .expect("setns thread");
-}
-
-/// Namespaces and processes; all removed on drop.
-struct Lab {
-    prefix: String,
-    namespaces: Vec<String>,
-    children: Vec<Child>,
-    log: PathBuf,
-    rvsd: Option<usize>,
-}
-
-impl Lab {
-    fn new(tag: &str) -> Lab {
-        let prefix = format!("rvsfp-{tag}-{}", std::process::id());
-        let log = std::env::temp_dir().join(format!("{prefix}-rvsd.log"));
-        Lab {
-            prefix,
-            namespaces: Vec::new(),
-            children: Vec::new(),
-            log,
-            rvsd: None,
-        }
-    }
-
-    fn ns(&mut self, short: &str) -> String {
-        let name = format!("{}-{short}", self.prefix);
-        run(&["ip", "netns", "add", &name]);
-        self.namespaces.push(name.clone());
-        run(&["ip", "-n", &name, "link", "set", "lo", "up"]);
-        name
-    }
-
-    fn spawn(&mut self, ns: &str, program: &str, args: &[&str], stderr: Stdio) -> usize {
-        let child = Command::new("ip")
-            .args(["netns", "exec", ns, program])
-            .args(args)
-            .env_remove("RVS_SOCKET")
-            .env_remove("RVSD_FAST_PATH")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {program}: {e}"));
-        self.children.push(child);
-        self.children.len() - 1
-    }
-
-    fn adm(&self, ns: &str, args: &[&str]) -> Output {
-        Command::new("ip")
-            .args(["netns", "exec", ns])
-            .arg(bin("rvsadm"))
-            .args(args)
-            .env_remove("RVS_SOCKET")
-            .stdin(Stdio::null())
-            .output()
-            .expect("rvsadm")
-    }
-
-    fn adm_ok(&self, ns: &str, args: &[&str]) -> String {
-        let o = self.adm(ns, args);
-        assert!(
-            o.status.success(),
-            "rvsadm {args:?}: {:?} {}\nrvsd log:\n{}",
-            o.status,
-            String::from_utf8_lossy(&o.stderr),
-            self.rvsd_log()
-        );
-        String::from_utf8(o.stdout).expect("utf8")
-    }
-
-    fn rvsd_log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Start rvsd on eth0 and eth1 of `ns` with `extra` options.
-    fn start_rvsd(&mut self, ns: &str, extra: &[&str]) {
-        let log = File::create(&self.log).expect("log file");
-        let rvsd = bin("rvsd");
-        let mut args = vec!["--io", "xdp", "--interface", "eth0", "--interface", "eth1"];
-        args.extend_from_slice(extra);
-        let idx = self.spawn(ns, rvsd.to_str().expect("path"), &args, Stdio::from(log));
-        self.rvsd = Some(idx);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !self.adm(ns, &["-L", "-n"]).status.success() {
-            if let Ok(Some(st)) = self.children[idx].try_wait() {
-                panic!("rvsd exited with {st}:\n{}", self.rvsd_log());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "rvsd did not come up:\n{}",
-                self.rvsd_log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// SIGTERM rvsd, wait for it; its log.
-    fn stop_rvsd(&mut self) -> String {
-        let Some(idx) = self.rvsd.take() else {
-            return String::new();
-        };
-        let pid = self.children[idx].id().to_string();
-        run(&["kill", "-TERM", &pid]);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            if let Some(st) = self.children[idx].try_wait().expect("wait") {
-                assert!(st.success(), "rvsd: {st}\n{}", self.rvsd_log());
-                break;
-            }
-            assert!(Instant::now() < deadline, "rvsd did not stop on SIGTERM");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        self.rvsd_log()
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for c in &mut self.children {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        for ns in &self.namespaces {
-            let _ = Command::new("ip")
-                .args(["netns", "del", ns])
-                .stderr(Stdio::null())
-                .status();
-        }
-        let _ = std::fs::remove_file(&self.log);
-    }
-}
-
-/// A veth from `a` (`a_if`) to `b` (`b_if`), one queue each, up.
-fn veth(a: &str, a_if: &str, b: &str, b_if: &str) {
-    run(&[
-        "ip",
-        "-n",
-        a,
-        "link",
-        "add",
-        a_if,
-        "numtxqueues",
-        "1",
-        "numrxqueues",
-        "1",
-        "type",
-        "veth",
-        "peer",
-        "name",
-        b_if,
-        "netns",
-        b,
-        "numtxqueues",
-        "1",
-        "numrxqueues",
-        "1",
-    ]);
-    run(&["ip", "-n", a, "link", "set", a_if, "up"]);
-    run(&["ip", "-n", b, "link", "set", b_if, "up"]);
-}
+/// The prefix of this file's namespaces.
+const PREFIX: &str = "rvsfp";
 
 fn ip(ns: &str, args: &[&str]) {
     let mut v = vec!["ip", "-n", ns];
@@ -316,7 +101,7 @@ fn nat_lab_gro(lab: &mut Lab, gro: bool) -> Nat {
     );
     ip(&rs, &["route", "add", "default", "via", "10.0.2.1"]);
     for ns in [&client, &rs] {
-        in_ns(ns, move || {
+        in_netns(ns, move || {
             // Full checksums into the director; NAPI mode for XDP redirects.
             rvs_io::xsk::set_tx_checksum_offload("eth0", false).expect("tx csum off");
             if gro {
@@ -381,19 +166,6 @@ fn tcp_fetch(ns: &str) -> usize {
     o.stdout.len()
 }
 
-/// The `--stats --exact` fields of service `svc`: conns, inpkts, outpkts,
-/// inbytes, outbytes.
-fn stats(list: &str, svc: &str) -> Vec<u64> {
-    let line = list
-        .lines()
-        .find(|l| l.split_whitespace().nth(1) == Some(svc))
-        .unwrap_or_else(|| panic!("no line for {svc} in\n{list}"));
-    line.split_whitespace()
-        .skip(2)
-        .map(|f| f.parse().expect("number"))
-        .collect()
-}
-
 /// The fast path's hit count from rvsd's log at exit.
 fn hits(log: &str) -> u64 {
     log.lines()
@@ -421,9 +193,14 @@ fn counters_equal_on_and_off() {
     }
     let mut results = Vec::new();
     for mode in ["on", "off"] {
-        let mut lab = Lab::new(&format!("eq{mode}"));
+        let mut lab = Lab::new(PREFIX, &format!("eq{mode}"));
         let n = nat_lab(&mut lab);
-        lab.start_rvsd(&n.director, &["--fast-path", mode]);
+        let rvsd = lab.start_rvsd(
+            &n.director,
+            Some("xdp"),
+            &["eth0", "eth1"],
+            &["--fast-path", mode],
+        );
         lab.adm_ok(&n.director, &["-A", "-u", UDP_SVC, "-s", "rr"]);
         lab.adm_ok(
             &n.director,
@@ -433,9 +210,9 @@ fn counters_equal_on_and_off() {
         settle();
         let list = lab.adm_ok(&n.director, &["-L", "-n", "--stats", "--exact"]);
         let conns = lab.adm_ok(&n.director, &["-L", "-n", "-c"]);
-        let log = lab.stop_rvsd();
+        let log = lab.stop_rvsd(rvsd);
         assert_eq!(answered, sent, "{mode}: lost datagrams\n{list}\n{log}");
-        let st = stats(&list, UDP_SVC);
+        let st = service_stats(&list, UDP_SVC);
         assert_eq!(
             st,
             vec![4, sent, sent, bytes, bytes],
@@ -464,9 +241,14 @@ fn tcp_download_through_the_fast_path() {
     if !privileged() {
         return;
     }
-    let mut lab = Lab::new("tcp");
+    let mut lab = Lab::new(PREFIX, "tcp");
     let n = nat_lab(&mut lab);
-    lab.start_rvsd(&n.director, &[]);
+    let rvsd = lab.start_rvsd(
+        &n.director,
+        Some("xdp"),
+        &["eth0", "eth1"],
+        &["--fast-path", "on"],
+    );
     lab.adm_ok(&n.director, &["-A", "-t", "10.0.1.100:8000", "-s", "rr"]);
     lab.adm_ok(
         &n.director,
@@ -477,7 +259,7 @@ fn tcp_download_through_the_fast_path() {
     }
     settle();
     let list = lab.adm_ok(&n.director, &["-L", "-n", "--stats", "--exact"]);
-    let st = stats(&list, "10.0.1.100:8000");
+    let st = service_stats(&list, "10.0.1.100:8000");
     assert_eq!(st[0], 3, "{list}");
     assert!(st[4] >= 900_000, "out bytes miss the fast path's:\n{list}");
     let conns = lab.adm_ok(&n.director, &["-L", "-n", "-c"]);
@@ -485,7 +267,7 @@ fn tcp_download_through_the_fast_path() {
         !conns.contains("ESTABLISHED"),
         "the close was not seen:\n{conns}"
     );
-    let log = lab.stop_rvsd();
+    let log = lab.stop_rvsd(rvsd);
     assert!(hits(&log) > 100, "fast path unused:\n{log}");
 }
 
@@ -496,9 +278,14 @@ fn tiny_cache_evicts_to_the_slow_path() {
     if !privileged() {
         return;
     }
-    let mut lab = Lab::new("ev");
+    let mut lab = Lab::new(PREFIX, "ev");
     let n = nat_lab(&mut lab);
-    lab.start_rvsd(&n.director, &["--fast-path-entries", "2"]);
+    let rvsd = lab.start_rvsd(
+        &n.director,
+        Some("xdp"),
+        &["eth0", "eth1"],
+        &["--fast-path", "on", "--fast-path-entries", "2"],
+    );
     lab.adm_ok(&n.director, &["-A", "-u", UDP_SVC, "-s", "rr"]);
     lab.adm_ok(
         &n.director,
@@ -507,9 +294,9 @@ fn tiny_cache_evicts_to_the_slow_path() {
     let (answered, sent, _) = udp_client(&n.client, 6, 40, 0.01);
     settle();
     let list = lab.adm_ok(&n.director, &["-L", "-n", "--stats", "--exact"]);
-    let log = lab.stop_rvsd();
+    let log = lab.stop_rvsd(rvsd);
     assert_eq!(answered, sent, "lost datagrams\n{list}\n{log}");
-    assert_eq!(stats(&list, UDP_SVC)[0], 6, "{list}");
+    assert_eq!(service_stats(&list, UDP_SVC)[0], 6, "{list}");
     assert!(hits(&log) > 0, "fast path unused:\n{log}");
 }
 
@@ -522,9 +309,14 @@ fn configuration_changes_reach_cached_flows() {
     if !privileged() {
         return;
     }
-    let mut lab = Lab::new("cfg");
+    let mut lab = Lab::new(PREFIX, "cfg");
     let n = nat_lab(&mut lab);
-    lab.start_rvsd(&n.director, &[]);
+    let rvsd = lab.start_rvsd(
+        &n.director,
+        Some("xdp"),
+        &["eth0", "eth1"],
+        &["--fast-path", "on"],
+    );
     lab.adm_ok(&n.director, &["-A", "-u", UDP_SVC, "-s", "rr"]);
     lab.adm_ok(
         &n.director,
@@ -562,7 +354,7 @@ fn configuration_changes_reach_cached_flows() {
     );
     let conns = lab.adm_ok(&n.director, &["-L", "-n", "-c"]);
     assert!(conns.contains("10.0.1.1:41001"), "{conns}");
-    let log = lab.stop_rvsd();
+    let log = lab.stop_rvsd(rvsd);
     assert!(hits(&log) > 0, "fast path unused:\n{log}");
 }
 
@@ -573,9 +365,14 @@ fn veth_peers_are_probed() {
     if !privileged() {
         return;
     }
-    let mut lab = Lab::new("probe");
+    let mut lab = Lab::new(PREFIX, "probe");
     let n = nat_lab_gro(&mut lab, false);
-    lab.start_rvsd(&n.director, &[]);
+    let rvsd = lab.start_rvsd(
+        &n.director,
+        Some("xdp"),
+        &["eth0", "eth1"],
+        &["--fast-path", "on"],
+    );
     assert!(
         lab.rvsd_log()
             .contains("no interface takes redirected XDP frames"),
@@ -591,7 +388,7 @@ fn veth_peers_are_probed() {
     assert_eq!(a, s, "{}", lab.rvsd_log());
     // NAPI on both peers: within the probe interval, the fast path uses them.
     for ns in [&n.client, &n.rs] {
-        in_ns(ns, || {
+        in_netns(ns, || {
             rvs_io::packet::set_gro("eth0", true).expect("gro on")
         });
     }
@@ -609,7 +406,7 @@ fn veth_peers_are_probed() {
     // the first packets of each flow wait for the sync thread's install).
     let (a, s, _) = udp_client(&n.client, 2, 50, 0.0);
     assert_eq!(a, s, "{}", lab.rvsd_log());
-    let log = lab.stop_rvsd();
+    let log = lab.stop_rvsd(rvsd);
     let h = hits(&log);
     eprintln!("after the probe: {h} fast-path hits of 200 packets");
     assert!(

@@ -12,230 +12,18 @@
 //! Namespaces (prefix `rvspkt-`) and processes are removed by guards, also
 //! when a test fails.
 
-use std::fs::File;
 use std::io::Write;
-use std::os::fd::AsFd;
-use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rvs_proto::client::{Client, Endpoint};
 use rvs_proto::{DataPlaneWorker, Reply, Request};
 
-fn bin(name: &str) -> PathBuf {
-    // Test executables live in target/<profile>/deps; binaries one level up.
-    let exe = std::env::current_exe().expect("current_exe");
-    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
-    let p = dir.join(name);
-    assert!(
-        p.exists(),
-        "{} not built (run the tests through cargo test/nextest --workspace)",
-        p.display()
-    );
-    p
-}
+mod common;
+use common::*;
 
-/// Whether to run: root, or skip when `RVS_SKIP_PRIVILEGED_TESTS=1`.
-fn privileged() -> bool {
-    let uid = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(1).map(str::to_string))
-        })
-        .unwrap_or_default();
-    if uid != "0" && std::env::var("RVS_SKIP_PRIVILEGED_TESTS").as_deref() == Ok("1") {
-        eprintln!("skipped: needs root (RVS_SKIP_PRIVILEGED_TESTS=1)");
-        return false;
-    }
-    assert_eq!(
-        uid, "0",
-        "network-namespace tests need root (CI runs them as root)"
-    );
-    true
-}
-
-fn run(args: &[&str]) -> Output {
-    let o = Command::new(args[0])
-        .args(&args[1..])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    assert!(
-        o.status.success(),
-        "{args:?}: {:?}\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stderr)
-    );
-    o
-}
-
-/// Network namespaces, and processes running in them; all removed on drop.
-struct Lab {
-    prefix: String,
-    namespaces: Vec<String>,
-    children: Vec<Child>,
-    log: PathBuf,
-    /// Further files and directories to remove on drop.
-    files: Vec<PathBuf>,
-}
-
-impl Lab {
-    fn new(tag: &str) -> Lab {
-        let prefix = format!("rvspkt-{tag}-{}", std::process::id());
-        let log = std::env::temp_dir().join(format!("{prefix}-rvsd.log"));
-        Lab {
-            prefix,
-            namespaces: Vec::new(),
-            children: Vec::new(),
-            log,
-            files: Vec::new(),
-        }
-    }
-
-    fn ns(&mut self, short: &str) -> String {
-        let name = format!("{}-{short}", self.prefix);
-        run(&["ip", "netns", "add", &name]);
-        self.namespaces.push(name.clone());
-        run(&["ip", "-n", &name, "link", "set", "lo", "up"]);
-        name
-    }
-
-    /// `ip netns exec ns args…`, expecting success.
-    fn exec(&self, ns: &str, args: &[&str]) -> Output {
-        let mut v = vec!["ip", "netns", "exec", ns];
-        v.extend_from_slice(args);
-        run(&v)
-    }
-
-    fn spawn(&mut self, ns: &str, program: &str, args: &[&str], stderr: Stdio) -> usize {
-        let child = Command::new("ip")
-            .args(["netns", "exec", ns, program])
-            .args(args)
-            .env_remove("RVS_SOCKET")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {program}: {e}"));
-        self.children.push(child);
-        self.children.len() - 1
-    }
-
-    fn adm(&self, ns: &str, args: &[&str]) -> Output {
-        Command::new("ip")
-            .args(["netns", "exec", ns])
-            .arg(bin("rvsadm"))
-            .args(args)
-            .env_remove("RVS_SOCKET")
-            .stdin(Stdio::null())
-            .output()
-            .expect("rvsadm")
-    }
-
-    fn adm_ok(&self, ns: &str, args: &[&str]) -> String {
-        let o = self.adm(ns, args);
-        assert!(
-            o.status.success(),
-            "rvsadm {args:?}: {:?} {}\nrvsd log:\n{}",
-            o.status,
-            String::from_utf8_lossy(&o.stderr),
-            self.rvsd_log()
-        );
-        String::from_utf8(o.stdout).expect("utf8")
-    }
-
-    fn rvsd_log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Start rvsd (`io`: its `--io`, `None` for the default) on `ifaces` in
-    /// `ns`; wait until it answers.
-    fn start_rvsd(&mut self, ns: &str, io: Option<&str>, ifaces: &[&str]) -> usize {
-        let log = File::create(&self.log).expect("log file");
-        let rvsd = bin("rvsd");
-        let mut args = Vec::new();
-        if let Some(io) = io {
-            args.extend(["--io", io]);
-        }
-        for i in ifaces {
-            args.extend(["--interface", i]);
-        }
-        let idx = self.spawn(ns, rvsd.to_str().expect("path"), &args, Stdio::from(log));
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if self.adm(ns, &["-L", "-n"]).status.success() {
-                return idx;
-            }
-            if let Ok(Some(st)) = self.children[idx].try_wait() {
-                panic!("rvsd exited with {st}:\n{}", self.rvsd_log());
-            }
-            assert!(Instant::now() < deadline, "rvsd did not come up");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// SIGTERM rvsd (child `idx`) and wait: it must exit with success.
-    fn stop_rvsd(&mut self, idx: usize) {
-        let pid = self.children[idx].id().to_string();
-        run(&["kill", "-TERM", &pid]);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        let status = loop {
-            if let Some(st) = self.children[idx].try_wait().expect("wait") {
-                break st;
-            }
-            assert!(Instant::now() < deadline, "rvsd did not stop on SIGTERM");
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        assert!(status.success(), "rvsd: {status}\n{}", self.rvsd_log());
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for c in &mut self.children {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        for ns in &self.namespaces {
-            let _ = Command::new("ip")
-                .args(["netns", "del", ns])
-                .stderr(Stdio::null())
-                .status();
-        }
-        let _ = std::fs::remove_file(&self.log);
-        for f in &self.files {
-            let _ = std::fs::remove_file(f);
-            let _ = std::fs::remove_dir_all(f);
-        }
-    }
-}
-
-/// Run `f` on a thread that entered network namespace `ns`; its result.
-fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let path = format!("/run/netns/{ns}");
-    std::thread::spawn(move || {
-        let file = File::open(&path).expect("open netns");
-        rustix::thread::move_into_link_name_space(
-            file.as_fd(),
-            Some(rustix::thread::LinkNameSpaceType::Network),
-        )
-        .expect("setns");
-        f()
-    })
-    .join()
-    .expect("netns thread")
-}
-
-/// Turn tx checksum offload of `iface` in namespace `ns` off (what feeds
-/// the director must carry full checksums).
-fn tx_csum_off(ns: &str, iface: &str) {
-    let iface = iface.to_string();
-    in_netns(ns, move || {
-        rvs_io::xsk::set_tx_checksum_offload(&iface, false).expect("tx csum off");
-    });
-}
+/// The prefix of this file's namespaces.
+const PREFIX: &str = "rvspkt";
 
 /// Whether GRO is on for `iface` of `ns`.
 fn gro(ns: &str, iface: &str) -> bool {
@@ -280,33 +68,6 @@ fn out_rsts(ns: &str) -> u64 {
         .expect("OutRsts value")
 }
 
-/// Connect from `ns` to `addr:port`; what the server said, or `None`.
-fn fetch(ns: &str, addr: &str, port: u16) -> Option<String> {
-    let o = Command::new("ip")
-        .args(["netns", "exec", ns, "socat", "-T", "3", "-"])
-        .arg(format!("TCP:{addr}:{port},connect-timeout=3"))
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output()
-        .ok()?;
-    let s = String::from_utf8_lossy(&o.stdout).trim().to_string();
-    (o.status.success() && !s.is_empty()).then_some(s)
-}
-
-/// `fetch` until it answers, for at most `limit`.
-fn fetch_retry(ns: &str, addr: &str, port: u16, limit: Duration) -> Option<String> {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(s) = fetch(ns, addr, port) {
-            return Some(s);
-        }
-        if Instant::now() > deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 /// Send `data` from `ns` to the echo server at `addr:port`, half-close, and
 /// return what came back.
 fn echo(ns: &str, addr: &str, port: u16, data: &[u8]) -> Vec<u8> {
@@ -341,30 +102,6 @@ fn payload(n: usize) -> Vec<u8> {
         .collect()
 }
 
-/// `curl` from `ns`: the body of `url`, or `None`.
-fn http_get(ns: &str, url: &str) -> Option<Vec<u8>> {
-    let o = Command::new("ip")
-        .args(["netns", "exec", ns, "curl", "-sf", "--max-time", "5", url])
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output()
-        .ok()?;
-    o.status.success().then_some(o.stdout)
-}
-
-/// A veth from `a` (named `a_if`) to `b` (named `b_if`), `q` queues each.
-fn veth(a: &str, a_if: &str, b: &str, b_if: &str, q: u32) {
-    let q = q.to_string();
-    #[rustfmt::skip]
-    run(&[
-        "ip", "-n", a, "link", "add", a_if, "numtxqueues", &q, "numrxqueues", &q,
-        "type", "veth", "peer", "name", b_if, "netns", b,
-        "numtxqueues", &q, "numrxqueues", &q,
-    ]);
-    run(&["ip", "-n", a, "link", "set", a_if, "up"]);
-    run(&["ip", "-n", b, "link", "set", b_if, "up"]);
-}
-
 /// The servers of a real server: an echo server on `addr:8000`, a line
 /// server (`rs1`) on `addr:8001`, and an HTTP server on `addr:8080`
 /// serving `index.bin` (returned).
@@ -389,7 +126,7 @@ fn servers(lab: &mut Lab, rs: &str, addr: &str) -> Vec<u8> {
     );
     let dir = std::env::temp_dir().join(format!("{}-www", lab.prefix));
     std::fs::create_dir_all(&dir).expect("www dir");
-    lab.files.push(dir.clone());
+    lab.paths.push(dir.clone());
     let body = payload(300_000);
     std::fs::write(dir.join("index.bin"), &body).expect("index.bin");
     lab.spawn(
@@ -506,7 +243,7 @@ fn one_segment(lab: &mut Lab, queues: u32, tun: bool) -> (OneSegment, Vec<u8>) {
         (&rs1, "pr1", "10.0.0.11/24"),
     ] {
         let q = if ns == &director { queues } else { 1 };
-        veth(&sw, port, ns, "eth0", q);
+        veth_queues(&sw, port, ns, "eth0", q);
         run(&["ip", "-n", &sw, "link", "set", port, "master", "br0"]);
         run(&["ip", "-n", ns, "addr", "add", addr, "dev", "eth0"]);
     }
@@ -525,33 +262,9 @@ fn one_segment(lab: &mut Lab, queues: u32, tun: bool) -> (OneSegment, Vec<u8>) {
         "lo",
     ]);
     if tun {
-        let state = std::env::temp_dir().join(format!("{}-rs.json", lab.prefix));
-        lab.files.push(state.clone());
-        let rvs = bin("rvs");
-        #[rustfmt::skip]
-        lab.exec(&rs1, &[
-            rvs.to_str().expect("path"), "realserver", "up", "--vip", "10.0.0.100", "--tun",
-            "--state", state.to_str().expect("path"),
-        ]);
+        lab.realserver_tun(&rs1, "10.0.0.100");
     } else {
-        run(&[
-            "ip",
-            "-n",
-            &rs1,
-            "addr",
-            "add",
-            "10.0.0.100/32",
-            "dev",
-            "lo",
-        ]);
-        for conf in ["all", "lo", "eth0"] {
-            for (k, v) in [("arp_ignore", 1), ("arp_announce", 2)] {
-                lab.exec(
-                    &rs1,
-                    &["sysctl", "-qw", &format!("net.ipv4.conf.{conf}.{k}={v}")],
-                );
-            }
-        }
+        lab.vip_on_lo(&rs1, "10.0.0.100/32");
     }
     let body = servers(lab, &rs1, "10.0.0.100");
     (
@@ -575,13 +288,13 @@ fn packet_direct_routing_one_segment() {
     if !privileged() {
         return;
     }
-    let mut lab = Lab::new("dr");
+    let mut lab = Lab::new(PREFIX, "dr");
     let (n, body) = one_segment(&mut lab, 1, false);
     // GRO on (as on most NICs): rvsd turns it off while it serves, so
     // that it never sees merged frames longer than the MTU.
     set_gro(&n.director, "eth0", true);
     assert!(gro(&n.director, "eth0"));
-    let rvsd = lab.start_rvsd(&n.director, Some("packet"), &["eth0"]);
+    let rvsd = lab.start_rvsd(&n.director, Some("packet"), &["eth0"], &[]);
     assert!(lab.rvsd_log().contains("--io packet"), "{}", lab.rvsd_log());
     assert!(!gro(&n.director, "eth0"), "GRO still on");
     assert!(nft_table_present(&n.director));
@@ -622,33 +335,17 @@ fn packet_nat_two_segments() {
     if !privileged() {
         return;
     }
-    let mut lab = Lab::new("nat");
-    let client = lab.ns("c");
-    let director = lab.ns("d");
-    let rs1 = lab.ns("r1");
-    veth(&client, "eth0", &director, "eth0", 1);
-    veth(&rs1, "eth0", &director, "eth1", 1);
-    for (ns, addr, dev) in [
-        (&client, "10.0.1.1/24", "eth0"),
-        (&director, "10.0.1.2/24", "eth0"),
-        (&director, "10.0.2.1/24", "eth1"),
-        (&director, "10.0.1.100/32", "lo"),
-        (&rs1, "10.0.2.11/24", "eth0"),
-    ] {
-        run(&["ip", "-n", ns, "addr", "add", addr, "dev", dev]);
-    }
-    #[rustfmt::skip]
-    run(&["ip", "-n", &client, "route", "add", "10.0.1.100/32", "via", "10.0.1.2"]);
-    run(&[
-        "ip", "-n", &rs1, "route", "add", "default", "via", "10.0.2.1",
-    ]);
+    let mut lab = Lab::new(PREFIX, "nat");
+    let TwoSegments {
+        client,
+        director,
+        rs1,
+    } = nat_topology(&mut lab);
     // With forwarding on, the director's kernel would route the real
     // server's replies to the client untranslated: the table must stop it.
     lab.exec(&director, &["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
-    tx_csum_off(&client, "eth0");
-    tx_csum_off(&rs1, "eth0");
     let body = servers(&mut lab, &rs1, "10.0.2.11");
-    let rvsd = lab.start_rvsd(&director, Some("packet"), &["eth0", "eth1"]);
+    let rvsd = lab.start_rvsd(&director, Some("packet"), &["eth0", "eth1"], &[]);
     add_services(&lab, &director, "10.0.1.100", "10.0.2.11", "-m");
     let client_rsts = out_rsts(&client);
     check_traffic(&lab, &client, &director, "10.0.1.100", &body);
@@ -677,9 +374,9 @@ fn packet_tunnel_ipip() {
     if !privileged() {
         return;
     }
-    let mut lab = Lab::new("tun");
+    let mut lab = Lab::new(PREFIX, "tun");
     let (n, body) = one_segment(&mut lab, 1, true);
-    lab.start_rvsd(&n.director, Some("packet"), &["eth0"]);
+    lab.start_rvsd(&n.director, Some("packet"), &["eth0"], &[]);
     add_services(&lab, &n.director, "10.0.0.100", "10.0.0.11", "-i");
     check_traffic(&lab, &n.client, &n.director, "10.0.0.100", &body);
     let list = lab.adm_ok(&n.director, &["-L", "-n"]);
@@ -691,9 +388,9 @@ fn auto_picks_xdp_where_it_works() {
     if !privileged() {
         return;
     }
-    let mut lab = Lab::new("auto");
+    let mut lab = Lab::new(PREFIX, "auto");
     let (n, body) = one_segment(&mut lab, 1, false);
-    lab.start_rvsd(&n.director, None, &["eth0"]);
+    lab.start_rvsd(&n.director, None, &["eth0"], &[]);
     let log = lab.rvsd_log();
     assert!(
         log.contains("--io xdp") && log.contains("--io auto"),
@@ -715,9 +412,9 @@ fn auto_picks_xdp_where_it_works() {
 
 /// Two RX queues on the director's link: two workers, both forward.
 fn two_queue_workers(io: &str) {
-    let mut lab = Lab::new(&format!("mq{io}"));
+    let mut lab = Lab::new(PREFIX, &format!("mq{io}"));
     let (n, _) = one_segment(&mut lab, 2, false);
-    lab.start_rvsd(&n.director, Some(io), &["eth0"]);
+    lab.start_rvsd(&n.director, Some(io), &["eth0"], &[]);
     assert!(
         lab.rvsd_log().contains("2 worker thread(s)"),
         "{}",
@@ -771,7 +468,7 @@ fn packet_io_errors_are_clear() {
     // An interface that exists but is not a device packets can be read
     // from is hard to come by; a name that does not exist is refused before
     // any I/O with exit status 2, naming it.
-    let mut lab = Lab::new("bad");
+    let mut lab = Lab::new(PREFIX, "bad");
     let d = lab.ns("d");
     let o = Command::new("ip")
         .args(["netns", "exec", &d])
@@ -807,7 +504,7 @@ fn packet_io_errors_are_clear() {
     );
     assert!(!nft_table_present(&d));
     // With no interface up but lo, auto serves nothing and says so.
-    let idx = lab.start_rvsd(&d, Some("none"), &[]);
+    let idx = lab.start_rvsd(&d, Some("none"), &[], &[]);
     let (mode, workers) = dataplane_stats(&d);
     assert_eq!(mode, "none");
     assert!(workers.is_empty());

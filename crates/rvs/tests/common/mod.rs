@@ -17,18 +17,26 @@ use std::time::{Duration, Instant};
 
 pub const RVS: &str = env!("CARGO_BIN_EXE_rvs");
 
-/// True when the privileged tests can run; panics without root unless
-/// `RVS_SKIP_PRIVILEGED_TESTS` is set (then prints why and returns false).
+/// True when the privileged tests can run (root, iproute2 and python3);
+/// panics without them unless `RVS_SKIP_PRIVILEGED_TESTS` is set (then
+/// prints why and returns false).
 pub fn can_run() -> bool {
+    can_run_with(&["python3"])
+}
+
+/// [`can_run`] with `tools` (each answering `-V`) needed besides root and
+/// iproute2.
+pub fn can_run_with(tools: &[&str]) -> bool {
     let skip = std::env::var_os("RVS_SKIP_PRIVILEGED_TESTS").is_some();
     let missing = if !rustix::process::geteuid().is_root() {
-        Some("root (network namespaces, XDP)")
+        Some("root (network namespaces, XDP)".to_string())
     } else if Command::new("ip").arg("-V").output().is_err() {
-        Some("iproute2 (`ip`)")
-    } else if Command::new("python3").arg("-V").output().is_err() {
-        Some("python3")
+        Some("iproute2 (`ip`)".to_string())
     } else {
-        None
+        tools
+            .iter()
+            .find(|t| Command::new(t).arg("-V").output().is_err())
+            .map(|t| t.to_string())
     };
     match missing {
         None => true,
@@ -40,6 +48,17 @@ pub fn can_run() -> bool {
             panic!("needs {what} (CI runs as root; set RVS_SKIP_PRIVILEGED_TESTS=1 to skip)")
         }
     }
+}
+
+/// `rvs args…` started with its stdout and stderr piped.
+pub fn spawn_rvs(args: &[&str]) -> Child {
+    Command::new(RVS)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn rvs {args:?}: {e}"))
 }
 
 /// The real servers' extra servers: `argv`: name, UDP bind address, TCP
@@ -99,14 +118,18 @@ pub struct Lab {
 impl Lab {
     /// `rvs lab MODE --servers N --scheduler S --requests 2 --keep`.
     pub fn start(mode: &str, servers: u8, scheduler: &str) -> Lab {
-        let child = Command::new(RVS)
-            .args(["lab", mode, "--keep", "--requests", "2"])
-            .args(["--servers", &servers.to_string(), "--scheduler", scheduler])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn rvs lab");
+        let servers_arg = servers.to_string();
+        let child = spawn_rvs(&[
+            "lab",
+            mode,
+            "--keep",
+            "--requests",
+            "2",
+            "--servers",
+            &servers_arg,
+            "--scheduler",
+            scheduler,
+        ]);
         // The guard exists before anything can fail.
         let mut lab = Lab {
             pid: child.id(),
@@ -360,46 +383,59 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        let prefix = format!("rvslab-{}-", self.pid);
-        let list = Command::new("ip")
-            .args(["netns", "list"])
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            .unwrap_or_default();
-        let namespaces: Vec<&str> = list
-            .lines()
-            .filter_map(|l| l.split_whitespace().next())
-            .filter(|n| n.starts_with(&prefix))
-            .collect();
-        let kill = |sig: &str| {
-            for ns in &namespaces {
-                if let Ok(o) = Command::new("ip").args(["netns", "pids", ns]).output() {
-                    for pid in String::from_utf8_lossy(&o.stdout).split_whitespace() {
-                        let _ = Command::new("kill")
-                            .args([sig, pid])
-                            .stderr(Stdio::null())
-                            .status();
-                    }
+        match self.children.lock() {
+            Ok(mut children) => remove_lab(self.pid, &mut children),
+            Err(_) => remove_lab(self.pid, &mut []),
+        }
+    }
+}
+
+/// The namespaces of the lab of `rvs lab` process `pid` (`rvslab-PID-*`).
+pub fn lab_namespaces(pid: u32) -> Vec<String> {
+    let prefix = format!("rvslab-{pid}-");
+    let list = Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    list.lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|n| n.starts_with(&prefix))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Remove the lab of `rvs lab` process `pid`: the processes in its
+/// namespaces (TERM, then KILL), `children`, the namespaces and its temp
+/// dir. Other labs are left alone.
+pub fn remove_lab(pid: u32, children: &mut [Child]) {
+    let namespaces = lab_namespaces(pid);
+    let kill = |sig: &str| {
+        for ns in &namespaces {
+            if let Ok(o) = Command::new("ip").args(["netns", "pids", ns]).output() {
+                for pid in String::from_utf8_lossy(&o.stdout).split_whitespace() {
+                    let _ = Command::new("kill")
+                        .args([sig, pid])
+                        .stderr(Stdio::null())
+                        .status();
                 }
             }
-        };
-        kill("-TERM");
-        std::thread::sleep(Duration::from_millis(300));
-        kill("-KILL");
-        if let Ok(mut children) = self.children.lock() {
-            for c in children.iter_mut() {
-                let _ = c.kill();
-                let _ = c.wait();
-            }
         }
-        for ns in &namespaces {
-            let _ = Command::new("ip")
-                .args(["netns", "del", ns])
-                .stderr(Stdio::null())
-                .status();
-        }
-        let _ = std::fs::remove_dir_all(self.dir());
+    };
+    kill("-TERM");
+    std::thread::sleep(Duration::from_millis(300));
+    kill("-KILL");
+    for c in children.iter_mut() {
+        let _ = c.kill();
+        let _ = c.wait();
     }
+    for ns in &namespaces {
+        let _ = Command::new("ip")
+            .args(["netns", "del", ns])
+            .stderr(Stdio::null())
+            .status();
+    }
+    let _ = std::fs::remove_dir_all(std::env::temp_dir().join(format!("rvslab-{pid}")));
 }
 
 /// Run a command; panics with its stderr when it fails.
@@ -418,20 +454,23 @@ pub fn sh(args: &[&str]) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-/// Run `f` on a thread that entered network namespace `ns`.
-pub fn in_ns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+/// Run `f` on a thread that entered network namespace `ns`; its result (a
+/// panic of `f` goes on in the caller).
+pub fn in_ns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
     let path = format!("/run/netns/{ns}");
-    std::thread::spawn(move || {
-        let file = File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-        rustix::thread::move_into_link_name_space(
-            file.as_fd(),
-            Some(rustix::thread::LinkNameSpaceType::Network),
-        )
-        .unwrap_or_else(|e| panic!("setns {path}: {e}"));
-        f()
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let file = File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+            rustix::thread::move_into_link_name_space(
+                file.as_fd(),
+                Some(rustix::thread::LinkNameSpaceType::Network),
+            )
+            .unwrap_or_else(|e| panic!("setns {path}: {e}"));
+            f()
+        })
+        .join()
+        .unwrap_or_else(|e| std::panic::resume_unwind(e))
     })
-    .join()
-    .unwrap_or_else(|e| std::panic::resume_unwind(e))
 }
 
 /// A TCP connection to `dst`, from `src` (any port) when given.

@@ -1,0 +1,543 @@
+//! Harness shared by rvsd's end-to-end tests: built binaries, the root
+//! check, commands, the [`Lab`] of network namespaces and processes (all
+//! removed on drop, also when a test fails), veths, and small clients.
+//!
+//! Each test file names its own namespace prefix (`Lab::new(prefix, tag)`),
+//! so that files running at the same time never share a namespace.
+
+// Not every test file uses every item.
+#![allow(dead_code)]
+
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::AsFd;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// A binary of the workspace, next to the test executable's directory.
+pub fn bin(name: &str) -> PathBuf {
+    // Test executables live in target/<profile>/deps; binaries one level up.
+    let exe = std::env::current_exe().expect("current_exe");
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
+    let p = dir.join(name);
+    assert!(
+        p.exists(),
+        "{} not built (run the tests through cargo test/nextest --workspace)",
+        p.display()
+    );
+    p
+}
+
+/// Whether this process runs as root.
+pub fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// Whether to run: root, or skip (with a message) when
+/// `RVS_SKIP_PRIVILEGED_TESTS=1`; panics otherwise.
+pub fn privileged() -> bool {
+    if is_root() {
+        return true;
+    }
+    if std::env::var("RVS_SKIP_PRIVILEGED_TESTS").as_deref() == Ok("1") {
+        eprintln!("skipped: needs root (RVS_SKIP_PRIVILEGED_TESTS=1)");
+        return false;
+    }
+    panic!(
+        "network-namespace tests need root (CI runs them as root; set RVS_SKIP_PRIVILEGED_TESTS=1 to skip)"
+    );
+}
+
+/// Panics unless root (tests that never skip).
+pub fn require_root() {
+    assert!(
+        is_root(),
+        "network-namespace tests need root (CI runs them as root)"
+    );
+}
+
+/// Run `args[0]` with the rest as arguments; panics unless it succeeds.
+pub fn run(args: &[&str]) -> Output {
+    let o = Command::new(args[0])
+        .args(&args[1..])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    assert!(
+        o.status.success(),
+        "{args:?}: {:?}\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o
+}
+
+/// `ip netns exec ns args…` with `input` on its stdin, expecting success.
+pub fn exec_with_input(ns: &str, args: &[&str], input: &[u8]) {
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", ns])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input)
+        .unwrap_or_else(|e| panic!("{args:?}: writing its input: {e}"));
+    let o = child
+        .wait_with_output()
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    assert!(
+        o.status.success(),
+        "{args:?}: {:?}\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// `ip -n ns WORDS…` (the words split on whitespace), expecting success.
+pub fn ipn(ns: &str, words: &str) {
+    let mut v = vec!["ip", "-n", ns];
+    v.extend(words.split_whitespace());
+    run(&v);
+}
+
+/// Network namespaces, and processes running in them; all removed on drop.
+pub struct Lab {
+    pub prefix: String,
+    pub namespaces: Vec<String>,
+    pub children: Vec<Child>,
+    /// rvsd's stderr.
+    pub log: PathBuf,
+    /// Files and directories to remove on drop.
+    pub paths: Vec<PathBuf>,
+}
+
+impl Lab {
+    /// A lab whose namespaces are named `{prefix}-{tag}-{pid}-…`.
+    pub fn new(prefix: &str, tag: &str) -> Lab {
+        let prefix = format!("{prefix}-{tag}-{}", std::process::id());
+        let log = std::env::temp_dir().join(format!("{prefix}-rvsd.log"));
+        Lab {
+            prefix,
+            namespaces: Vec::new(),
+            children: Vec::new(),
+            log,
+            paths: Vec::new(),
+        }
+    }
+
+    /// A new namespace with `lo` up.
+    pub fn ns(&mut self, short: &str) -> String {
+        let name = format!("{}-{short}", self.prefix);
+        run(&["ip", "netns", "add", &name]);
+        self.namespaces.push(name.clone());
+        ipn(&name, "link set lo up");
+        name
+    }
+
+    /// A new namespace with `lo` up and IPv6 duplicate address detection
+    /// off (addresses usable at once).
+    pub fn ns_v6(&mut self, short: &str) -> String {
+        let name = self.ns(short);
+        for k in ["all", "default"] {
+            self.sysctl(&name, &format!("net.ipv6.conf.{k}.accept_dad"), "0");
+        }
+        name
+    }
+
+    /// `sysctl -w key=value` in `ns`.
+    pub fn sysctl(&self, ns: &str, key: &str, value: &str) {
+        self.exec(ns, &["sysctl", "-qw", &format!("{key}={value}")]);
+    }
+
+    /// `ip netns exec ns args…`, expecting success.
+    pub fn exec(&self, ns: &str, args: &[&str]) -> Output {
+        let mut v = vec!["ip", "netns", "exec", ns];
+        v.extend_from_slice(args);
+        run(&v)
+    }
+
+    /// Start `program args…` in `ns`, killed on drop; its child index.
+    pub fn spawn(&mut self, ns: &str, program: &str, args: &[&str], stderr: Stdio) -> usize {
+        let child = Command::new("ip")
+            .args(["netns", "exec", ns, program])
+            .args(args)
+            .env_remove("RVS_SOCKET")
+            .env_remove("RVSD_FAST_PATH")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {program}: {e}"));
+        self.children.push(child);
+        self.children.len() - 1
+    }
+
+    /// `rvsadm args…` in `ns`, whatever its outcome.
+    pub fn adm(&self, ns: &str, args: &[&str]) -> Output {
+        Command::new("ip")
+            .args(["netns", "exec", ns])
+            .arg(bin("rvsadm"))
+            .args(args)
+            .env_remove("RVS_SOCKET")
+            .stdin(Stdio::null())
+            .output()
+            .expect("rvsadm")
+    }
+
+    /// `rvsadm args…` in `ns`, expecting success; its stdout.
+    pub fn adm_ok(&self, ns: &str, args: &[&str]) -> String {
+        let o = self.adm(ns, args);
+        assert!(
+            o.status.success(),
+            "rvsadm {args:?}: {:?} {}\nrvsd log:\n{}",
+            o.status,
+            String::from_utf8_lossy(&o.stderr),
+            self.rvsd_log()
+        );
+        String::from_utf8(o.stdout).expect("utf8")
+    }
+
+    /// Each line of `rules` (split on whitespace) as one rvsadm command.
+    pub fn adm_lines(&self, ns: &str, rules: &str) {
+        for l in rules.lines().map(str::trim).filter(|l| !l.is_empty()) {
+            let args: Vec<&str> = l.split_whitespace().collect();
+            self.adm_ok(ns, &args);
+        }
+    }
+
+    /// What rvsd wrote to its log so far.
+    pub fn rvsd_log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Start rvsd in `ns` (`io`: its `--io`, `None` for the default) on
+    /// `ifaces`, with `extra` options; wait until it answers. Its child
+    /// index.
+    pub fn start_rvsd(
+        &mut self,
+        ns: &str,
+        io: Option<&str>,
+        ifaces: &[&str],
+        extra: &[&str],
+    ) -> usize {
+        let log = File::create(&self.log).expect("log file");
+        let rvsd = bin("rvsd");
+        let mut args = Vec::new();
+        if let Some(io) = io {
+            args.extend(["--io", io]);
+        }
+        for i in ifaces {
+            args.extend(["--interface", i]);
+        }
+        args.extend_from_slice(extra);
+        let idx = self.spawn(ns, rvsd.to_str().expect("path"), &args, Stdio::from(log));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.adm(ns, &["-L", "-n"]).status.success() {
+            if let Ok(Some(st)) = self.children[idx].try_wait() {
+                panic!("rvsd exited with {st}:\n{}", self.rvsd_log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "rvsd did not come up:\n{}",
+                self.rvsd_log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        idx
+    }
+
+    /// SIGTERM rvsd (child `idx`) and wait: it must exit with success. Its
+    /// log.
+    pub fn stop_rvsd(&mut self, idx: usize) -> String {
+        let pid = self.children[idx].id().to_string();
+        run(&["kill", "-TERM", &pid]);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let status = loop {
+            if let Some(st) = self.children[idx].try_wait().expect("wait") {
+                break st;
+            }
+            assert!(Instant::now() < deadline, "rvsd did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert!(status.success(), "rvsd: {status}\n{}", self.rvsd_log());
+        self.rvsd_log()
+    }
+
+    /// `rvs realserver up --vip VIP --tun` in `ns` (state file of its own).
+    pub fn realserver_tun(&mut self, ns: &str, vip: &str) {
+        let state = self.temp_path(&format!("{ns}-rs.json"));
+        let rvs = bin("rvs");
+        self.exec(
+            ns,
+            &[
+                rvs.to_str().expect("path"),
+                "realserver",
+                "up",
+                "--vip",
+                vip,
+                "--tun",
+                "--state",
+                state.to_str().expect("path"),
+            ],
+        );
+    }
+
+    /// A direct-routing real server: `vip_cidr` on `lo` of `ns`, and the
+    /// ARP sysctls that keep `ns` from answering for it.
+    pub fn vip_on_lo(&self, ns: &str, vip_cidr: &str) {
+        ipn(ns, &format!("addr add {vip_cidr} dev lo"));
+        for conf in ["all", "lo", "eth0"] {
+            self.sysctl(ns, &format!("net.ipv4.conf.{conf}.arp_ignore"), "1");
+            self.sysctl(ns, &format!("net.ipv4.conf.{conf}.arp_announce"), "2");
+        }
+    }
+
+    /// A file or directory in the temporary directory, removed on drop.
+    pub fn temp_path(&mut self, name: &str) -> PathBuf {
+        let p = std::env::temp_dir().join(format!("{}-{name}", self.prefix));
+        self.paths.push(p.clone());
+        p
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for ns in &self.namespaces {
+            let _ = Command::new("ip")
+                .args(["netns", "del", ns])
+                .stderr(Stdio::null())
+                .status();
+        }
+        let _ = std::fs::remove_file(&self.log);
+        for p in &self.paths {
+            if p.is_dir() {
+                let _ = std::fs::remove_dir_all(p);
+            } else {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+    }
+}
+
+/// Run `f` on a thread that entered network namespace `ns`; its result
+/// (a panic of `f` goes on in the caller).
+pub fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let path = format!("/run/netns/{ns}");
+    std::thread::spawn(move || {
+        let file = File::open(&path).expect("open netns");
+        rustix::thread::move_into_link_name_space(
+            file.as_fd(),
+            Some(rustix::thread::LinkNameSpaceType::Network),
+        )
+        .expect("setns");
+        f()
+    })
+    .join()
+    .unwrap_or_else(|e| std::panic::resume_unwind(e))
+}
+
+/// Turn tx checksum offload of `iface` in namespace `ns` off (what feeds the
+/// director must carry full checksums: see
+/// rvs_io::xsk::set_tx_checksum_offload; there is no ethtool on CI).
+pub fn tx_csum_off(ns: &str, iface: &str) {
+    let iface = iface.to_string();
+    in_netns(ns, move || {
+        rvs_io::xsk::set_tx_checksum_offload(&iface, false).expect("tx csum off");
+    });
+}
+
+/// A veth from `a` (named `a_if`) to `b` (named `b_if`), one queue each, up.
+pub fn veth(a: &str, a_if: &str, b: &str, b_if: &str) {
+    veth_queues(a, a_if, b, b_if, 1);
+}
+
+/// A veth from `a` (named `a_if`) to `b` (named `b_if`), `q` queues each, up.
+pub fn veth_queues(a: &str, a_if: &str, b: &str, b_if: &str, q: u32) {
+    ipn(
+        a,
+        &format!(
+            "link add {a_if} numtxqueues {q} numrxqueues {q} type veth peer name {b_if} \
+             netns {b} numtxqueues {q} numrxqueues {q}"
+        ),
+    );
+    ipn(a, &format!("link set {a_if} up"));
+    ipn(b, &format!("link set {b_if} up"));
+}
+
+/// Connect from `ns` to `addr:port`; what the server said, or `None`.
+pub fn fetch(ns: &str, addr: &str, port: u16) -> Option<String> {
+    let o = Command::new("ip")
+        .args(["netns", "exec", ns, "socat", "-T", "3", "-"])
+        .arg(format!("TCP:{addr}:{port},connect-timeout=3"))
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    let s = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    (o.status.success() && !s.is_empty()).then_some(s)
+}
+
+/// `fetch` until it answers, for at most `limit`.
+pub fn fetch_retry(ns: &str, addr: &str, port: u16, limit: Duration) -> Option<String> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(s) = fetch(ns, addr, port) {
+            return Some(s);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `curl` `url` from `ns`: the body, or `None`.
+pub fn http_get(ns: &str, url: &str) -> Option<Vec<u8>> {
+    let o = Command::new("ip")
+        .args(["netns", "exec", ns, "curl", "-sfg", "--max-time", "5"])
+        .arg(url)
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    o.status.success().then_some(o.stdout)
+}
+
+/// The fields of the `--stats` line of service `svc` (`TCP  addr:port`).
+pub fn service_stats(list: &str, svc: &str) -> Vec<u64> {
+    let line = list
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == Some(svc))
+        .unwrap_or_else(|| panic!("no line for {svc} in\n{list}"));
+    line.split_whitespace()
+        .skip(2)
+        .map(|f| f.parse().expect("number"))
+        .collect()
+}
+
+/// A private directory, removed at the end.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        let p = std::env::temp_dir().join(format!(
+            "rvsd-test-{tag}-{}-{}-{nanos}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// rvsd (no packet I/O) with `rules` as its `--rules` file, run to its
+/// end: its output, the rules file and the socket it was given.
+pub fn run_with_rules(dir: &TempDir, rules: &str) -> (Output, PathBuf, PathBuf) {
+    let file = dir.path("rules");
+    std::fs::write(&file, rules).unwrap();
+    let sock = dir.path("ctl.sock");
+    let out = Command::new(env!("CARGO_BIN_EXE_rvsd"))
+        .args([
+            "--io",
+            "none",
+            "--rules",
+            file.to_str().unwrap(),
+            "--socket",
+        ])
+        .arg(&sock)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (out, file, sock)
+}
+
+/// rvsd refuses `rules`: exit status 2, the file and `line` named, and
+/// the socket never made.
+pub fn assert_refused(dir: &TempDir, rules: &str, line: usize) {
+    let (out, file, sock) = run_with_rules(dir, rules);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    let want = format!("rvsd: {} line {line}: ", file.display());
+    assert!(err.contains(&want), "expected {want:?} in:\n{err}");
+    assert!(!sock.exists(), "must not serve");
+}
+
+/// The namespaces of [`nat_topology`].
+pub struct TwoSegments {
+    pub client: String,
+    pub director: String,
+    pub rs1: String,
+}
+
+/// NAT on two segments: client 10.0.1.1 — director 10.0.1.2 / 10.0.2.1
+/// (VIP 10.0.1.100 on `lo`) — real server 10.0.2.11 (default route through
+/// the director); tx checksum offload off where frames feed the director.
+/// No rvsd, no service, no listener.
+pub fn nat_topology(lab: &mut Lab) -> TwoSegments {
+    let client = lab.ns("c");
+    let director = lab.ns("d");
+    let rs1 = lab.ns("r1");
+    veth(&client, "eth0", &director, "eth0");
+    veth(&rs1, "eth0", &director, "eth1");
+    for (ns, addr, dev) in [
+        (&client, "10.0.1.1/24", "eth0"),
+        (&director, "10.0.1.2/24", "eth0"),
+        (&director, "10.0.2.1/24", "eth1"),
+        (&director, "10.0.1.100/32", "lo"),
+        (&rs1, "10.0.2.11/24", "eth0"),
+    ] {
+        ipn(ns, &format!("addr add {addr} dev {dev}"));
+    }
+    ipn(&client, "route add 10.0.1.100/32 via 10.0.1.2");
+    ipn(&rs1, "route add default via 10.0.2.1");
+    tx_csum_off(&client, "eth0");
+    tx_csum_off(&rs1, "eth0");
+    TwoSegments {
+        client,
+        director,
+        rs1,
+    }
+}
+
+/// The MAC address of `iface` in `ns` (`aa:bb:…`).
+pub fn mac_of(ns: &str, iface: &str) -> String {
+    let o = run(&[
+        "ip",
+        "netns",
+        "exec",
+        ns,
+        "cat",
+        &format!("/sys/class/net/{iface}/address"),
+    ]);
+    String::from_utf8(o.stdout)
+        .expect("utf8")
+        .trim()
+        .to_string()
+}
