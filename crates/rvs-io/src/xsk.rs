@@ -22,8 +22,10 @@
 //! serve transmission. [`XskSocket::tx_copy`] never takes a frame the fill
 //! ring is owed, so heavy forwarding into a socket cannot starve its RX.
 //!
-//! The socket is bound in copy mode (`XDP_COPY`): veth, the lab's device,
-//! supports nothing else, and it works on every driver. It is bound with
+//! The socket is bound without `XDP_COPY` or `XDP_ZEROCOPY`: the kernel
+//! uses zero-copy where the driver supports it and falls back to copy mode
+//! elsewhere (veth, the lab's device, supports only copy mode; this
+//! machine has no zero-copy driver to test that path). It is bound with
 //! `XDP_USE_NEED_WAKEUP`, so [`XskSocket::flush`] only makes a syscall when
 //! the kernel asks for one (in copy mode it always does for TX: transmission
 //! happens inside `sendto`).
@@ -413,7 +415,8 @@ impl Drop for UmemArea {
     }
 }
 
-/// One AF_XDP socket bound to `(ifname, queue)` in copy mode, with its own
+/// One AF_XDP socket bound to `(ifname, queue)` (zero-copy where the driver
+/// can, else copy mode), with its own
 /// UMEM and its fill, completion, RX and TX rings.
 ///
 /// Not `Sync`: one worker thread owns it. It is `Send`, so it may be opened
@@ -504,7 +507,9 @@ impl XskSocket {
                 &SocketConfig {
                     rx_size: ring,
                     tx_size: ring,
-                    bind_flags: SocketConfig::XDP_BIND_COPY | SocketConfig::XDP_BIND_NEED_WAKEUP,
+                    // Neither XDP_COPY nor XDP_ZEROCOPY: zero-copy if the
+                    // driver has it, copy mode otherwise.
+                    bind_flags: SocketConfig::XDP_BIND_NEED_WAKEUP,
                 },
             )
             .map_err(|e| XskError::errno("RX/TX rings", &target, e))?;
