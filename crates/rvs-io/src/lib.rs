@@ -15,6 +15,7 @@
 //! is sound.
 
 pub mod decap;
+mod ethtool;
 pub mod flowcache;
 pub mod neigh;
 pub mod nft;

@@ -610,61 +610,18 @@ pub fn wait_readable(fds: &[RawFd], timeout_ms: i32) -> Result<(), PacketError> 
 /// it serves (and back on when it stops).
 pub fn gro(ifname: &str) -> Result<bool, PacketError> {
     let cname = check_ifname(ifname)?;
-    let mut v = EthtoolValue {
-        cmd: ETHTOOL_GGRO,
-        data: 0,
-    };
-    ethtool_ioctl(&cname, (&raw mut v).cast())
+    let on = crate::ethtool::value(&cname, crate::ethtool::ETHTOOL_GGRO, 0)
         .map_err(|e| PacketError::os("SIOCETHTOOL GGRO", ifname, e))?;
-    Ok(v.data != 0)
+    Ok(on != 0)
 }
 
 /// Turn generic receive offload of `ifname` on or off (`ethtool -K IF gro
 /// on|off`); see [`gro`].
 pub fn set_gro(ifname: &str, enabled: bool) -> Result<(), PacketError> {
     let cname = check_ifname(ifname)?;
-    let mut v = EthtoolValue {
-        cmd: ETHTOOL_SGRO,
-        data: u32::from(enabled),
-    };
-    ethtool_ioctl(&cname, (&raw mut v).cast())
+    crate::ethtool::value(&cname, crate::ethtool::ETHTOOL_SGRO, u32::from(enabled))
+        .map(drop)
         .map_err(|e| PacketError::os("SIOCETHTOOL SGRO", ifname, e))
-}
-
-/// `struct ethtool_value` of `linux/ethtool.h`.
-#[repr(C)]
-struct EthtoolValue {
-    cmd: u32,
-    data: u32,
-}
-
-const ETHTOOL_GGRO: u32 = 0x2b;
-const ETHTOOL_SGRO: u32 = 0x2c;
-
-/// `ioctl(SIOCETHTOOL)` on `ifname` with the command block at `data`, which
-/// must point to the `linux/ethtool.h` struct its first `u32` names.
-fn ethtool_ioctl(ifname: &std::ffi::CStr, data: *mut libc::c_char) -> io::Result<()> {
-    // SAFETY: plain socket(2) call.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `fd` was just opened and is owned by nobody else.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    // SAFETY: all-zero bytes are a valid ifreq (integers, arrays, pointers).
-    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (dst, src) in ifr.ifr_name.iter_mut().zip(ifname.to_bytes()) {
-        *dst = *src as libc::c_char;
-    }
-    ifr.ifr_ifru.ifru_data = data;
-    // SAFETY: SIOCETHTOOL reads the ifreq, then reads and writes the command
-    // block at `data`, which the callers keep alive across the call and size
-    // for their command; the name is NUL-terminated (checked length).
-    let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::SIOCETHTOOL, &raw mut ifr) };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 fn setsockopt_int(

@@ -947,7 +947,7 @@ fn ethtool_stats(ifname: &str) -> io::Result<Vec<(String, u64)>> {
         .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
     // struct ethtool_sset_info { u32 cmd, reserved; u64 sset_mask; u32 data[]; }
     let mut info = [pair(ETHTOOL_GSSET_INFO, 0), 1u64 << ETH_SS_STATS, 0];
-    ethtool_ioctl(&cname, info.as_mut_ptr().cast())?;
+    crate::ethtool::ioctl(&cname, info.as_mut_ptr().cast())?;
     let n = if info[1] & (1 << ETH_SS_STATS) != 0 {
         let b = info[2].to_ne_bytes();
         u32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as usize
@@ -965,11 +965,11 @@ fn ethtool_stats(ifname: &str) -> io::Result<Vec<(String, u64)>> {
     strings[0] = ETHTOOL_GSTRINGS;
     strings[1] = ETH_SS_STATS;
     strings[2] = n as u32;
-    ethtool_ioctl(&cname, strings.as_mut_ptr().cast())?;
+    crate::ethtool::ioctl(&cname, strings.as_mut_ptr().cast())?;
     // struct ethtool_stats { u32 cmd, n_stats; u64 data[]; }
     let mut values = vec![0u64; 1 + n];
     values[0] = pair(ETHTOOL_GSTATS, n as u32);
-    ethtool_ioctl(&cname, values.as_mut_ptr().cast())?;
+    crate::ethtool::ioctl(&cname, values.as_mut_ptr().cast())?;
     let got = (strings[2] as usize).min(n);
     let bytes: Vec<u8> = strings[3..].iter().flat_map(|w| w.to_ne_bytes()).collect();
     Ok(bytes
@@ -983,33 +983,6 @@ fn ethtool_stats(ifname: &str) -> io::Result<Vec<(String, u64)>> {
         .collect())
 }
 
-/// `ioctl(SIOCETHTOOL)` on `ifname` with the command block at `data`, which
-/// must point to the `linux/ethtool.h` struct its first `u32` names, sized
-/// for that command.
-fn ethtool_ioctl(ifname: &std::ffi::CStr, data: *mut libc::c_char) -> io::Result<()> {
-    // SAFETY: plain socket(2) call.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `fd` was just opened and is owned by nobody else.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    // SAFETY: all-zero bytes are a valid ifreq (integers, arrays, pointers).
-    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (dst, src) in ifr.ifr_name.iter_mut().zip(ifname.to_bytes()) {
-        *dst = *src as libc::c_char;
-    }
-    ifr.ifr_ifru.ifru_data = data;
-    // SAFETY: SIOCETHTOOL reads the ifreq, then reads and writes the command
-    // block at `data`, which the callers keep alive across the call and size
-    // for their command (the counts in it bound what the kernel writes); the
-    // name is NUL-terminated (checked length, zeroed ifreq).
-    let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::SIOCETHTOOL, &raw mut ifr) };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
 fn xdp_program(ebpf: &mut Ebpf) -> Result<&mut Xdp, XdpError> {
     ebpf.program_mut(PROGRAM)
         .ok_or_else(|| XdpError::Load(format!("no program {PROGRAM} in classify.o")))?

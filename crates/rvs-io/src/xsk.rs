@@ -65,7 +65,7 @@ use std::ffi::CString;
 use std::fmt;
 use std::io;
 use std::num::NonZeroU32;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::ptr::NonNull;
 use std::time::{Duration, Instant};
 
@@ -977,22 +977,10 @@ fn check_ifname(ifname: &str) -> Result<CString, XskError> {
 /// veths that feed a director, so that it sees what it would see on a wire.
 pub fn set_tx_checksum_offload(ifname: &str, enabled: bool) -> Result<(), XskError> {
     let cname = check_ifname(ifname)?;
-    let mut val = EthtoolValue {
-        cmd: ETHTOOL_STXCSUM,
-        data: u32::from(enabled),
-    };
-    ethtool_ioctl(&cname, (&raw mut val).cast())
+    crate::ethtool::value(&cname, crate::ethtool::ETHTOOL_STXCSUM, u32::from(enabled))
+        .map(drop)
         .map_err(|e| XskError::os("SIOCETHTOOL STXCSUM", ifname, e))
 }
-
-/// `struct ethtool_value` of `linux/ethtool.h`.
-#[repr(C)]
-struct EthtoolValue {
-    cmd: u32,
-    data: u32,
-}
-
-const ETHTOOL_STXCSUM: u32 = 0x17;
 
 /// `struct ethtool_channels` of `linux/ethtool.h`.
 #[repr(C)]
@@ -1017,34 +1005,8 @@ fn ethtool_rx_channels(ifname: &std::ffi::CStr) -> io::Result<u32> {
         cmd: ETHTOOL_GCHANNELS,
         ..EthtoolChannels::default()
     };
-    ethtool_ioctl(ifname, (&raw mut ch).cast())?;
+    crate::ethtool::ioctl(ifname, (&raw mut ch).cast())?;
     Ok(ch.rx_count + ch.combined_count)
-}
-
-/// `ioctl(SIOCETHTOOL)` on `ifname` with the command block at `data`, which
-/// must point to the `linux/ethtool.h` struct its first `u32` names.
-fn ethtool_ioctl(ifname: &std::ffi::CStr, data: *mut libc::c_char) -> io::Result<()> {
-    // SAFETY: plain socket(2) call.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `fd` was just opened and is owned by nobody else.
-    let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
-    // SAFETY: all-zero bytes are a valid ifreq (integers, arrays, pointers).
-    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (dst, src) in ifr.ifr_name.iter_mut().zip(ifname.to_bytes()) {
-        *dst = *src as libc::c_char;
-    }
-    ifr.ifr_ifru.ifru_data = data;
-    // SAFETY: SIOCETHTOOL reads the ifreq, then reads and writes the command
-    // block at `data`, which the callers keep alive across the call and size
-    // for their command; the name is NUL-terminated (checked length).
-    let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::SIOCETHTOOL, &raw mut ifr) };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -331,31 +331,7 @@ pub fn clean() -> Result<String, String> {
 
 /// A veth from `a` (named `a_if`) to `b` (named `b_if`), one queue each.
 fn veth(a: &str, a_if: &str, b: &str, b_if: &str) -> Result<(), String> {
-    run_cmd(&[
-        "ip",
-        "-n",
-        a,
-        "link",
-        "add",
-        a_if,
-        "numtxqueues",
-        "1",
-        "numrxqueues",
-        "1",
-        "type",
-        "veth",
-        "peer",
-        "name",
-        b_if,
-        "netns",
-        b,
-        "numtxqueues",
-        "1",
-        "numrxqueues",
-        "1",
-    ])?;
-    run_cmd(&["ip", "-n", a, "link", "set", a_if, "up"])?;
-    run_cmd(&["ip", "-n", b, "link", "set", b_if, "up"])?;
+    crate::bench::topo::veth(a, a_if, b, b_if)?;
     // GRO on the peer of a director's link: a veth in NAPI mode takes the
     // frames XDP redirects into it, which rvsd's fast path needs (and
     // probes for). Not on the other links: merged frames into the director
