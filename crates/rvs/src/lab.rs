@@ -26,10 +26,10 @@
 //! `rvs lab clean` removes every `rvslab-*` namespace and its processes.
 
 use crate::child::sibling;
+use crate::netns::{addr as ip_addr_add, gro_on, in_ns, remove_ns, run_cmd, tx_csum_off};
 use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -84,47 +84,6 @@ pub fn parse_io(v: &str) -> Result<String, String> {
         "xdp" | "packet" => Ok(v.to_string()),
         _ => Err(format!("--io {v}: expected `xdp` or `packet`")),
     }
-}
-
-/// `ip -n NS addr add CIDR dev DEV`.
-fn ip_addr_add(ns: &str, cidr: &str, dev: &str) -> Result<String, String> {
-    run_cmd(&["ip", "-n", ns, "addr", "add", cidr, "dev", dev])
-}
-
-fn run_cmd(args: &[&str]) -> Result<String, String> {
-    let o = Command::new(args[0])
-        .args(&args[1..])
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("{}: {e}", args.join(" ")))?;
-    if !o.status.success() {
-        return Err(format!(
-            "'{}' failed ({}): {}",
-            args.join(" "),
-            o.status,
-            String::from_utf8_lossy(&o.stderr).trim()
-        ));
-    }
-    Ok(String::from_utf8_lossy(&o.stdout).into_owned())
-}
-
-/// Run `f` on a thread that entered network namespace `ns`.
-fn in_ns<T: Send + 'static>(
-    ns: &str,
-    f: impl FnOnce() -> Result<T, String> + Send + 'static,
-) -> Result<T, String> {
-    let path = format!("/run/netns/{ns}");
-    std::thread::spawn(move || {
-        let file = File::open(&path).map_err(|e| format!("{path}: {e}"))?;
-        rustix::thread::move_into_link_name_space(
-            file.as_fd(),
-            Some(rustix::thread::LinkNameSpaceType::Network),
-        )
-        .map_err(|e| format!("setns {path}: {e}"))?;
-        f()
-    })
-    .join()
-    .map_err(|_| "namespace thread panicked".to_string())?
 }
 
 /// One HTTP/1.0 GET; the body, trimmed.
@@ -281,31 +240,6 @@ impl Drop for Lab {
     }
 }
 
-/// Kill every process in `ns`, then delete it.
-fn remove_ns(ns: &str) {
-    let pids = |sig: &str| {
-        if let Ok(out) = run_cmd(&["ip", "netns", "pids", ns]) {
-            for pid in out.split_whitespace() {
-                let _ = Command::new("kill")
-                    .args([sig, pid])
-                    .stderr(Stdio::null())
-                    .status();
-            }
-            !out.trim().is_empty()
-        } else {
-            false
-        }
-    };
-    if pids("-TERM") {
-        std::thread::sleep(Duration::from_millis(200));
-        pids("-KILL");
-    }
-    let _ = Command::new("ip")
-        .args(["netns", "del", ns])
-        .stderr(Stdio::null())
-        .status();
-}
-
 /// `rvs lab clean`: remove every `rvslab-*` namespace and its processes.
 pub fn clean() -> Result<String, String> {
     let list = run_cmd(&["ip", "netns", "list"])?;
@@ -329,28 +263,17 @@ pub fn clean() -> Result<String, String> {
     Ok(out)
 }
 
-/// A veth from `a` (named `a_if`) to `b` (named `b_if`), one queue each.
+/// A veth from `a` (named `a_if`) to `b` (named `b_if`), one queue each,
+/// with GRO on the peer of a director's link: a veth in NAPI mode takes the
+/// frames XDP redirects into it, which rvsd's fast path needs (and probes
+/// for). Not on the other links: merged frames into the director would
+/// reach it without full checksums.
 fn veth(a: &str, a_if: &str, b: &str, b_if: &str) -> Result<(), String> {
-    crate::bench::topo::veth(a, a_if, b, b_if)?;
-    // GRO on the peer of a director's link: a veth in NAPI mode takes the
-    // frames XDP redirects into it, which rvsd's fast path needs (and
-    // probes for). Not on the other links: merged frames into the director
-    // would reach it without full checksums.
+    crate::netns::veth(a, a_if, b, b_if)?;
     if b.ends_with("director") {
-        let i = a_if.to_string();
-        in_ns(a, move || {
-            rvs_io::packet::set_gro(&i, true).map_err(|e| format!("GRO on {i}: {e}"))
-        })?;
+        gro_on(a, a_if)?;
     }
     Ok(())
-}
-
-fn tx_csum_off(ns: &str, iface: &str) -> Result<(), String> {
-    let iface = iface.to_string();
-    in_ns(ns, move || {
-        rvs_io::xsk::set_tx_checksum_offload(&iface, false)
-            .map_err(|e| format!("tx checksum offload off on {iface}: {e}"))
-    })
 }
 
 fn check_stop(stop: &AtomicBool) -> Result<(), String> {

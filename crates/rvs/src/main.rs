@@ -7,6 +7,7 @@ mod dataplane;
 mod demo;
 mod fwmark;
 mod lab;
+mod netns;
 mod procfs;
 mod realserver;
 

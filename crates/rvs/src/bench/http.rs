@@ -23,7 +23,7 @@
 //! requests, connection included). Full mode: the median of 3 runs (by
 //! requests/s) of each; quick mode: one run.
 
-use super::topo::{self, Stop, Topo, addr, run_cmd, veth};
+use super::topo::{self, Stop, Topo, addr, adm, run_cmd, veth};
 use super::{Opts, Row};
 use crate::child::sibling;
 use std::time::Duration;
@@ -399,17 +399,6 @@ pub fn why_line(log: &str) -> String {
 
 fn first_line(e: &str) -> String {
     e.lines().next().unwrap_or("").chars().take(160).collect()
-}
-
-fn adm(ns: &str, args: &[&str]) -> Result<String, String> {
-    let rvsadm = sibling("rvsadm")?;
-    let rvsadm = rvsadm
-        .to_str()
-        .ok_or("rvsadm path is not UTF-8")?
-        .to_string();
-    let mut v = vec!["ip", "netns", "exec", ns, &rvsadm];
-    v.extend_from_slice(args);
-    run_cmd(&v)
 }
 
 fn unavailable(name: &str, why: &str) -> Vec<Row> {

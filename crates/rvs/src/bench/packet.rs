@@ -49,7 +49,7 @@
 //! each run (where packets were dropped).
 
 use super::generator::{self, Flows};
-use super::topo::{self, Stop, Topo, addr, run_cmd, veth};
+use super::topo::{self, Stop, Topo, addr, adm, run_cmd, veth};
 use super::{Opts, Row};
 use crate::child::sibling;
 use std::time::{Duration, Instant};
@@ -424,17 +424,6 @@ fn ip4(s: &str) -> [u8; 4] {
     s.parse::<std::net::Ipv4Addr>()
         .map(|a| a.octets())
         .unwrap_or([0; 4])
-}
-
-fn adm(ns: &str, args: &[&str]) -> Result<String, String> {
-    let rvsadm = sibling("rvsadm")?;
-    let rvsadm = rvsadm
-        .to_str()
-        .ok_or("rvsadm path is not UTF-8")?
-        .to_string();
-    let mut v = vec!["ip", "netns", "exec", ns, &rvsadm];
-    v.extend_from_slice(args);
-    run_cmd(&v)
 }
 
 /// Run rvsd with `io` on the DUT and measure DR, NAT and TUN.

@@ -4,12 +4,13 @@
 //! flag; every load loop polls it and returns, and the drop cleans up).
 
 use std::fs::File;
-use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+
+pub use crate::netns::{addr, enter, gro_on, in_ns, remove_ns, run_cmd, tx_csum_off, veth};
 
 /// Namespace name prefix of every bench.
 pub const PREFIX: &str = "rvsbench-";
@@ -38,49 +39,6 @@ pub fn check(stop: &AtomicBool) -> Result<(), String> {
     } else {
         Ok(())
     }
-}
-
-/// Run a command; its stdout, or an error naming it with its stderr.
-pub fn run_cmd(args: &[&str]) -> Result<String, String> {
-    let (prog, rest) = args.split_first().ok_or("empty command")?;
-    let o = Command::new(prog)
-        .args(rest)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("{}: {e}", args.join(" ")))?;
-    if !o.status.success() {
-        return Err(format!(
-            "'{}' failed ({}): {}",
-            args.join(" "),
-            o.status,
-            String::from_utf8_lossy(&o.stderr).trim()
-        ));
-    }
-    Ok(String::from_utf8_lossy(&o.stdout).into_owned())
-}
-
-/// Run `f` on a thread that entered network namespace `ns`.
-pub fn in_ns<T: Send + 'static>(
-    ns: &str,
-    f: impl FnOnce() -> Result<T, String> + Send + 'static,
-) -> Result<T, String> {
-    let path = format!("/run/netns/{ns}");
-    std::thread::spawn(move || {
-        enter(&path)?;
-        f()
-    })
-    .join()
-    .map_err(|_| "namespace thread panicked".to_string())?
-}
-
-/// Move the calling thread into the network namespace at `path`.
-pub fn enter(path: &str) -> Result<(), String> {
-    let file = File::open(path).map_err(|e| format!("{path}: {e}"))?;
-    rustix::thread::move_into_link_name_space(
-        file.as_fd(),
-        Some(rustix::thread::LinkNameSpaceType::Network),
-    )
-    .map_err(|e| format!("setns {path}: {e}"))
 }
 
 /// Write `value` to a sysctl/sysfs file inside namespace `ns` (sysfs needs
@@ -159,70 +117,6 @@ pub fn napi_threads(iface: &str) -> Vec<u32> {
         }
     }
     v
-}
-
-/// A veth from `a` (named `a_if`) to `b` (named `b_if`), one queue each, up.
-pub fn veth(a: &str, a_if: &str, b: &str, b_if: &str) -> Result<(), String> {
-    run_cmd(&[
-        "ip",
-        "-n",
-        a,
-        "link",
-        "add",
-        a_if,
-        "numtxqueues",
-        "1",
-        "numrxqueues",
-        "1",
-        "type",
-        "veth",
-        "peer",
-        "name",
-        b_if,
-        "netns",
-        b,
-        "numtxqueues",
-        "1",
-        "numrxqueues",
-        "1",
-    ])?;
-    run_cmd(&["ip", "-n", a, "link", "set", a_if, "up"])?;
-    run_cmd(&["ip", "-n", b, "link", "set", b_if, "up"])?;
-    Ok(())
-}
-
-/// `ip -n NS addr add CIDR dev DEV`.
-pub fn addr(ns: &str, cidr: &str, dev: &str) -> Result<(), String> {
-    run_cmd(&["ip", "-n", ns, "addr", "add", cidr, "dev", dev]).map(|_| ())
-}
-
-/// Transmit checksum offload (and with it TSO) off on `iface` in `ns`:
-/// what feeds an XDP program must carry full checksums, and only such
-/// frames take a veth peer's NAPI path.
-pub fn tx_csum_off(ns: &str, iface: &str) -> Result<(), String> {
-    let iface = iface.to_string();
-    in_ns(ns, move || {
-        rvs_io::xsk::set_tx_checksum_offload(&iface, false)
-            .map_err(|e| format!("tx checksum offload off on {iface}: {e}"))
-    })
-}
-
-/// Python that turns GRO on for `argv[1]` (`ETHTOOL_SGRO` through the
-/// `SIOCETHTOOL` ioctl: what `ethtool -K IF gro on` does; no ethtool here).
-const GRO_ON: &str = "\
-import array, fcntl, socket, struct, sys
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-ev = array.array('I', [0x2c, 1])
-ifr = struct.pack('16sP', sys.argv[1].encode(), ev.buffer_info()[0])
-fcntl.ioctl(s.fileno(), 0x8946, ifr)
-";
-
-/// GRO on for `iface` in `ns`: a veth then receives through NAPI (which can
-/// be threaded and pinned) rather than the sender's CPU's backlog.
-pub fn gro_on(ns: &str, iface: &str) -> Result<(), String> {
-    run_cmd(&["ip", "netns", "exec", ns, "python3", "-c", GRO_ON, iface])
-        .map(|_| ())
-        .map_err(|e| format!("GRO on {iface}: {e}"))
 }
 
 /// Threaded NAPI on `iface` in `ns`, its threads pinned to `cpu`; the
@@ -368,31 +262,6 @@ impl Drop for Topo {
     }
 }
 
-/// Kill every process in `ns`, then delete it.
-pub fn remove_ns(ns: &str) {
-    let pids = |sig: &str| {
-        if let Ok(out) = run_cmd(&["ip", "netns", "pids", ns]) {
-            for pid in out.split_whitespace() {
-                let _ = Command::new("kill")
-                    .args([sig, pid])
-                    .stderr(Stdio::null())
-                    .status();
-            }
-            !out.trim().is_empty()
-        } else {
-            false
-        }
-    };
-    if pids("-TERM") {
-        std::thread::sleep(Duration::from_millis(200));
-        pids("-KILL");
-    }
-    let _ = Command::new("ip")
-        .args(["netns", "del", ns])
-        .stderr(Stdio::null())
-        .status();
-}
-
 /// Busy and total jiffies of every CPU, from `/proc/stat`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct CpuTimes {
@@ -501,4 +370,16 @@ pub fn wait_for(stop: &AtomicBool, timeout: Duration, mut ok: impl FnMut() -> bo
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// `rvsadm ARGS` (the sibling binary) in namespace `ns`; its stdout.
+pub fn adm(ns: &str, args: &[&str]) -> Result<String, String> {
+    let rvsadm = crate::child::sibling("rvsadm")?;
+    let rvsadm = rvsadm
+        .to_str()
+        .ok_or("rvsadm path is not UTF-8")?
+        .to_string();
+    let mut v = vec!["ip", "netns", "exec", ns, &rvsadm];
+    v.extend_from_slice(args);
+    run_cmd(&v)
 }
