@@ -441,21 +441,7 @@ impl Engine {
         let Some(c) = self.conns.get(id) else {
             return;
         };
-        let flow = |key: FlowKey, reply: bool| FastFlow {
-            key,
-            conn: id,
-            owner: c.owner,
-            dest: c.dest,
-            reply,
-        };
-        if bits & FP_IN != 0 {
-            fp.ops.push(FastPathOp::Remove(flow(key, false)));
-        }
-        if bits & FP_OUT != 0
-            && let Some(out) = fastpath::flow_out(c)
-        {
-            fp.ops.push(FastPathOp::Remove(flow(out, true)));
-        }
+        queue_removals(&mut fp.ops, id, bits, c, key);
     }
 
     /// A connection that leaves the table: queue the removal of its cached
@@ -471,21 +457,7 @@ impl Engine {
         let Some((id, bits)) = fp.installed.remove(&key) else {
             return;
         };
-        let flow = |key: FlowKey, reply: bool| FastFlow {
-            key,
-            conn: id,
-            owner: c.owner,
-            dest: c.dest,
-            reply,
-        };
-        if bits & FP_IN != 0 {
-            fp.ops.push(FastPathOp::Remove(flow(key, false)));
-        }
-        if bits & FP_OUT != 0
-            && let Some(out) = fastpath::flow_out(c)
-        {
-            fp.ops.push(FastPathOp::Remove(flow(out, true)));
-        }
+        queue_removals(&mut fp.ops, id, bits, c, key);
     }
 
     /// Forget the cached flows of every connection `pred` selects; their
@@ -1486,6 +1458,27 @@ fn apply_activity(d: &mut Dest, a: Activity) {
 
 /// SCTP chunk type INIT.
 const SCTP_INIT: u8 = 1;
+/// Queue the removal of the cached flows of connection `id` (`c`): the
+/// client → server flow `key` and, for NAT, the reply flow, as `bits` says
+/// they were installed.
+fn queue_removals(ops: &mut Vec<FastPathOp>, id: ConnId, bits: u8, c: &Conn, key: FlowKey) {
+    let flow = |key: FlowKey, reply: bool| FastFlow {
+        key,
+        conn: id,
+        owner: c.owner,
+        dest: c.dest,
+        reply,
+    };
+    if bits & FP_IN != 0 {
+        ops.push(FastPathOp::Remove(flow(key, false)));
+    }
+    if bits & FP_OUT != 0
+        && let Some(out) = fastpath::flow_out(c)
+    {
+        ops.push(FastPathOp::Remove(flow(out, true)));
+    }
+}
+
 /// TTL of the outer header of tunnelled packets.
 const TUNNEL_TTL: u8 = 64;
 
