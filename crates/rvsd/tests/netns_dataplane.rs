@@ -20,46 +20,7 @@ fn new_lab(tag: &str) -> Lab {
 #[test]
 fn direct_routing_one_segment() {
     let mut lab = new_lab("dr");
-    let sw = lab.ns("sw");
-    let client = lab.ns("c");
-    let director = lab.ns("d");
-    let rs1 = lab.ns("r1");
-
-    run(&["ip", "-n", &sw, "link", "add", "br0", "type", "bridge"]);
-    run(&["ip", "-n", &sw, "link", "set", "br0", "up"]);
-    for (ns, port, addr) in [
-        (&client, "pc", "10.0.0.1/24"),
-        (&director, "pd", "10.0.0.2/24"),
-        (&rs1, "pr1", "10.0.0.11/24"),
-    ] {
-        veth(&sw, port, ns, "eth0");
-        run(&["ip", "-n", &sw, "link", "set", port, "master", "br0"]);
-        run(&["ip", "-n", ns, "addr", "add", addr, "dev", "eth0"]);
-    }
-    // What feeds the director must carry full checksums (see
-    // rvs_io::xsk::set_tx_checksum_offload).
-    tx_csum_off(&client, "eth0");
-    tx_csum_off(&rs1, "eth0");
-    run(&[
-        "ip",
-        "-n",
-        &client,
-        "route",
-        "add",
-        "10.0.0.100/32",
-        "via",
-        "10.0.0.2",
-    ]);
-    run(&[
-        "ip",
-        "-n",
-        &director,
-        "addr",
-        "add",
-        "10.0.0.100/32",
-        "dev",
-        "lo",
-    ]);
+    let (_sw, client, director, rs1) = one_segment_base(&mut lab, 1);
     lab.vip_on_lo(&rs1, "10.0.0.100/32");
     lab.spawn(
         &rs1,
@@ -193,49 +154,7 @@ struct OneSegment {
 /// real server listens on VIP:8000 and answers `rs1`. `queues`: RX/TX queues
 /// of the director's veth.
 fn dr_lab(lab: &mut Lab, queues: u32, rs: RsSetup) -> OneSegment {
-    let sw = lab.ns("sw");
-    let client = lab.ns("c");
-    let director = lab.ns("d");
-    let rs1 = lab.ns("r1");
-    run(&["ip", "-n", &sw, "link", "add", "br0", "type", "bridge"]);
-    run(&["ip", "-n", &sw, "link", "set", "br0", "up"]);
-    for (ns, port, addr) in [
-        (&client, "pc", "10.0.0.1/24"),
-        (&director, "pd", "10.0.0.2/24"),
-        (&rs1, "pr1", "10.0.0.11/24"),
-    ] {
-        // Only the director's link gets `queues`: a frame the bridge forwards
-        // leaves on the queue the client's link recorded when it has more
-        // than one (in practice 0); recorded none, it is spread by flow hash.
-        let q = if ns == &director { queues } else { 1 }.to_string();
-        run(&[
-            "ip",
-            "-n",
-            &sw,
-            "link",
-            "add",
-            port,
-            "numtxqueues",
-            &q,
-            "numrxqueues",
-            &q,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "eth0",
-            "netns",
-            ns,
-            "numtxqueues",
-            &q,
-            "numrxqueues",
-            &q,
-        ]);
-        run(&["ip", "-n", &sw, "link", "set", port, "up"]);
-        run(&["ip", "-n", ns, "link", "set", "eth0", "up"]);
-        run(&["ip", "-n", &sw, "link", "set", port, "master", "br0"]);
-        run(&["ip", "-n", ns, "addr", "add", addr, "dev", "eth0"]);
-    }
+    let (sw, client, director, rs1) = one_segment_base(lab, queues);
     if queues > 1 {
         // The TX queue of a veth is the RX queue of its peer: per-queue
         // qdiscs on the bridge port count what each director queue got.
@@ -243,28 +162,6 @@ fn dr_lab(lab: &mut Lab, queues: u32, rs: RsSetup) -> OneSegment {
             "tc", "-n", &sw, "qdisc", "replace", "dev", "pd", "root", "mq",
         ]);
     }
-    tx_csum_off(&client, "eth0");
-    tx_csum_off(&rs1, "eth0");
-    run(&[
-        "ip",
-        "-n",
-        &client,
-        "route",
-        "add",
-        "10.0.0.100/32",
-        "via",
-        "10.0.0.2",
-    ]);
-    run(&[
-        "ip",
-        "-n",
-        &director,
-        "addr",
-        "add",
-        "10.0.0.100/32",
-        "dev",
-        "lo",
-    ]);
     match rs {
         RsSetup::Direct => lab.vip_on_lo(&rs1, "10.0.0.100/32"),
         RsSetup::Tunnel => lab.realserver_tun(&rs1, "10.0.0.100"),

@@ -231,36 +231,7 @@ struct OneSegment {
 /// `tun`: the real server is prepared with `rvs realserver up --tun`,
 /// else the VIP is on its `lo` with the ARP sysctls (DR).
 fn one_segment(lab: &mut Lab, queues: u32, tun: bool) -> (OneSegment, Vec<u8>) {
-    let sw = lab.ns("sw");
-    let client = lab.ns("c");
-    let director = lab.ns("d");
-    let rs1 = lab.ns("r1");
-    run(&["ip", "-n", &sw, "link", "add", "br0", "type", "bridge"]);
-    run(&["ip", "-n", &sw, "link", "set", "br0", "up"]);
-    for (ns, port, addr) in [
-        (&client, "pc", "10.0.0.1/24"),
-        (&director, "pd", "10.0.0.2/24"),
-        (&rs1, "pr1", "10.0.0.11/24"),
-    ] {
-        let q = if ns == &director { queues } else { 1 };
-        veth_queues(&sw, port, ns, "eth0", q);
-        run(&["ip", "-n", &sw, "link", "set", port, "master", "br0"]);
-        run(&["ip", "-n", ns, "addr", "add", addr, "dev", "eth0"]);
-    }
-    tx_csum_off(&client, "eth0");
-    tx_csum_off(&rs1, "eth0");
-    #[rustfmt::skip]
-    run(&["ip", "-n", &client, "route", "add", "10.0.0.100/32", "via", "10.0.0.2"]);
-    run(&[
-        "ip",
-        "-n",
-        &director,
-        "addr",
-        "add",
-        "10.0.0.100/32",
-        "dev",
-        "lo",
-    ]);
+    let (_sw, client, director, rs1) = one_segment_base(lab, queues);
     if tun {
         lab.realserver_tun(&rs1, "10.0.0.100");
     } else {

@@ -541,3 +541,38 @@ pub fn mac_of(ns: &str, iface: &str) -> String {
         .trim()
         .to_string()
 }
+
+/// The one-segment topology of the DR and TUN tests: a bridge in namespace
+/// `sw` joining client 10.0.0.1, director 10.0.0.2 and real server
+/// 10.0.0.11, each on its `eth0` (the director's link with `queues` RX/TX
+/// queues; the others one: a frame the bridge forwards leaves on the queue
+/// the client's link recorded, in practice 0, else by flow hash); transmit
+/// checksum offload off where frames feed the director; the client routes
+/// the VIP 10.0.0.100 through the director, which has it on `lo`. The real
+/// server's side of the VIP (DR or TUN) is the caller's. Returns
+/// (switch, client, director, real server).
+pub fn one_segment_base(lab: &mut Lab, queues: u32) -> (String, String, String, String) {
+    let sw = lab.ns("sw");
+    let client = lab.ns("c");
+    let director = lab.ns("d");
+    let rs1 = lab.ns("r1");
+    ipn(&sw, "link add br0 type bridge");
+    ipn(&sw, "link set br0 up");
+    for (ns, port, addr) in [
+        (&client, "pc", "10.0.0.1/24"),
+        (&director, "pd", "10.0.0.2/24"),
+        (&rs1, "pr1", "10.0.0.11/24"),
+    ] {
+        let q = if ns == &director { queues } else { 1 };
+        veth_queues(&sw, port, ns, "eth0", q);
+        ipn(&sw, &format!("link set {port} master br0"));
+        ipn(ns, &format!("addr add {addr} dev eth0"));
+    }
+    // What feeds the director must carry full checksums (see
+    // rvs_io::xsk::set_tx_checksum_offload).
+    tx_csum_off(&client, "eth0");
+    tx_csum_off(&rs1, "eth0");
+    ipn(&client, "route add 10.0.0.100/32 via 10.0.0.2");
+    ipn(&director, "addr add 10.0.0.100/32 dev lo");
+    (sw, client, director, rs1)
+}
