@@ -8,6 +8,8 @@
 //!   rvs claims when it reads frames through [`packet`] sockets.
 //! * [`flowcache`]: the XDP fast path's flow cache (bpf/fastpath.h): flows
 //!   of established connections forwarded in the kernel.
+//! * [`trafficgen`]: the packet generator and sink of `rvs bench packet`
+//!   (bpf/trafficgen.c): native XDP frames sent with `BPF_PROG_TEST_RUN`.
 //! * [`neigh`]: next hops (egress interface, MAC) from the kernel's routes and
 //!   neighbours over netlink.
 //!
@@ -20,5 +22,6 @@ pub mod flowcache;
 pub mod neigh;
 pub mod nft;
 pub mod packet;
+pub mod trafficgen;
 pub mod xdp;
 pub mod xsk;

@@ -1,0 +1,151 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * rvs bench's packet generator and sink (crates/rvs-io/src/trafficgen.rs).
+ *
+ * rvs_gen is never attached: user space runs it with BPF_PROG_TEST_RUN in
+ * live-frames mode (BPF_F_TEST_XDP_LIVE_FRAMES, kernel 5.18+), with the
+ * generator's interface as the ingress, so that XDP_TX sends every frame
+ * out of that interface as a native XDP frame (the technique of
+ * xdp-trafficgen). The kernel recycles the frames with whatever the path
+ * downstream wrote into them, so the program writes the whole header from
+ * the template each time, then the source port of the next flow.
+ *
+ * rvs_sink is attached to the sink's interface: it counts IPv4 frames and
+ * their bytes and drops them; everything else (ARP, IPv6) passes.
+ *
+ * rvs_pass passes everything (NAPI mode for a veth).
+ *
+ * rvs_redirect is the bench's bare XDP forwarder, the floor of what an XDP
+ * program can cost per packet: it rewrites the Ethernet addresses of every
+ * IPv4 frame and redirects it out of one interface.
+ *
+ * Layouts shared with trafficgen.rs: keep them in sync.
+ */
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+/* Ethernet + IPv4 (no options) + UDP. */
+#define HDR_LEN 42
+/* Offset of the UDP source port. */
+#define SPORT_OFF 34
+
+/* struct gen_cfg of trafficgen.rs. */
+struct gen_cfg {
+	__u8 hdr[HDR_LEN + 6]; /* the first HDR_LEN bytes are used */
+	__u32 flows;           /* source ports sport_base .. sport_base + flows - 1 */
+	__u16 sport_base;
+	__u16 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct gen_cfg);
+	__uint(max_entries, 1);
+} gen_cfg SEC(".maps");
+
+/* Per-CPU: [0] frames generated (program runs), [1] next flow. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(max_entries, 2);
+} gen_state SEC(".maps");
+
+SEC("xdp")
+int rvs_gen(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	__u32 zero = 0, one = 1;
+	struct gen_cfg *cfg = bpf_map_lookup_elem(&gen_cfg, &zero);
+	__u64 *sent = bpf_map_lookup_elem(&gen_state, &zero);
+	__u64 *next = bpf_map_lookup_elem(&gen_state, &one);
+
+	if (!cfg || !sent || !next || data + HDR_LEN > data_end)
+		return XDP_ABORTED;
+	__builtin_memcpy(data, cfg->hdr, HDR_LEN);
+	__u64 flow = *next;
+	if (flow + 1 >= cfg->flows)
+		*next = 0;
+	else
+		*next = flow + 1;
+	__u16 sport = cfg->sport_base + (__u16)flow;
+	*(__u16 *)(data + SPORT_OFF) = bpf_htons(sport);
+	*sent += 1;
+	return XDP_TX;
+}
+
+/* Per-CPU: [0] IPv4 frames dropped, [1] their bytes. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(max_entries, 2);
+} sink_count SEC(".maps");
+
+SEC("xdp")
+int rvs_sink(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	__u32 zero = 0, one = 1;
+
+	if ((void *)(eth + 1) > data_end || eth->h_proto != bpf_htons(ETH_P_IP))
+		return XDP_PASS;
+	__u64 *packets = bpf_map_lookup_elem(&sink_count, &zero);
+	__u64 *bytes = bpf_map_lookup_elem(&sink_count, &one);
+	if (packets)
+		*packets += 1;
+	if (bytes)
+		*bytes += (__u64)(data_end - data);
+	return XDP_DROP;
+}
+
+/* struct redirect_cfg of trafficgen.rs. */
+struct redirect_cfg {
+	__u8 dst[6];
+	__u8 src[6];
+	__u32 ifindex;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct redirect_cfg);
+	__uint(max_entries, 1);
+} redirect_cfg SEC(".maps");
+
+SEC("xdp")
+int rvs_redirect(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	__u32 zero = 0;
+
+	if ((void *)(eth + 1) > data_end || eth->h_proto != bpf_htons(ETH_P_IP))
+		return XDP_PASS;
+	struct redirect_cfg *cfg = bpf_map_lookup_elem(&redirect_cfg, &zero);
+	if (!cfg || !cfg->ifindex)
+		return XDP_PASS;
+	__builtin_memcpy(eth->h_dest, cfg->dst, 6);
+	__builtin_memcpy(eth->h_source, cfg->src, 6);
+	return bpf_redirect(cfg->ifindex, 0);
+}
+
+/*
+ * rvs_pass passes every frame: attached only to put a veth in NAPI mode,
+ * so that it takes the XDP frames its peer sends (for contenders that use
+ * no XDP of their own).
+ */
+SEC("xdp")
+int rvs_pass(struct xdp_md *ctx)
+{
+	return XDP_PASS;
+}
+
+char _license[] SEC("license") = "GPL";

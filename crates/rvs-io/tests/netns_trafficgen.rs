@@ -1,0 +1,224 @@
+//! `trafficgen`: the bench's XDP generator sends native XDP frames out of a
+//! veth and the XDP sink on the peer counts exactly what arrives.
+//!
+//! Needs root; skips with a message when not root and
+//! `RVS_SKIP_PRIVILEGED_TESTS=1`. The namespace (`rvstg-…`) and the veth are
+//! removed by a guard.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rvs_io::trafficgen::{FRAME_LEN, Flows, Generator, Pass, Redirect, Sink};
+
+mod common;
+use common::*;
+
+fn run(args: &[&str]) {
+    let o = Command::new(args[0])
+        .args(&args[1..])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    assert!(
+        o.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// A veth `near` (here) — `peer0` (in namespace `ns`); removed on drop.
+struct Pair {
+    ns: String,
+    near: String,
+}
+
+impl Drop for Pair {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.near])
+            .stderr(Stdio::null())
+            .status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.ns])
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// `f` run on a thread in namespace `ns`.
+fn in_ns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let path = format!("/run/netns/{ns}");
+    std::thread::spawn(move || {
+        let file = std::fs::File::open(&path).expect("open netns");
+        // SAFETY: setns on a valid namespace fd, for this thread only.
+        let r = unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&file), libc::CLONE_NEWNET) };
+        assert_eq!(r, 0, "setns: {}", std::io::Error::last_os_error());
+        f()
+    })
+    .join()
+    .expect("namespace thread")
+}
+
+/// The sink attached to `ifname` in `ns`.
+fn sink_in(ns: &str, ifname: &str) -> Sink {
+    let ifname = ifname.to_string();
+    in_ns(ns, move || Sink::attach(&ifname).expect("attach the sink"))
+}
+
+/// Sends `rounds` × 128 frames with pauses (no ring ever fills) and waits
+/// until `counted` reaches them (at most 2 s); returns the count.
+fn send_and_count(g: &Generator, rounds: u64, counted: impl Fn() -> u64) -> u64 {
+    let before = counted();
+    for _ in 0..rounds {
+        g.send(128).expect("send");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while counted() - before < rounds * 128 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    counted() - before
+}
+
+fn flows() -> Flows {
+    Flows {
+        src_mac: [2, 0, 0, 0x5e, 0, 1],
+        dst_mac: [2, 0, 0, 0x5e, 0, 2],
+        src_ip: [10, 99, 0, 1],
+        dst_ip: [10, 99, 0, 2],
+        dst_port: 9,
+        sport_base: 20000,
+        flows: 64,
+    }
+}
+
+#[test]
+fn netns_generator_frames_reach_the_sink_exactly() {
+    if !privileged("network namespaces") {
+        return;
+    }
+    let id = std::process::id() % 100_000;
+    let pair = Pair {
+        ns: format!("rvstg-{id}"),
+        near: format!("rvstg{id}"),
+    };
+    run(&["ip", "netns", "add", &pair.ns]);
+    run(&[
+        "ip", "link", "add", &pair.near, "type", "veth", "peer", "name", "peer0", "netns", &pair.ns,
+    ]);
+    run(&["ip", "link", "set", &pair.near, "up"]);
+    run(&["ip", "-n", &pair.ns, "link", "set", "peer0", "up"]);
+    let g = Generator::load(&pair.near, &flows()).expect("load the generator");
+    let sink = sink_in(&pair.ns, "peer0");
+    // Small sends with pauses: the sink's ring (256 frames) never fills.
+    let want = 20 * 128;
+    let n = send_and_count(&g, 20, || sink.count().expect("count").packets);
+    assert_eq!(n, want);
+    assert_eq!(g.generated().expect("generated"), want);
+    let c = sink.count().expect("count");
+    assert_eq!(c.packets, want, "every frame arrived once");
+    assert_eq!(c.bytes, want * FRAME_LEN as u64);
+
+    // Flat out for a bounded count: the rate is for the log only.
+    let t = Instant::now();
+    g.send(1_000_000).expect("send a million");
+    let secs = t.elapsed().as_secs_f64();
+    std::thread::sleep(Duration::from_millis(50));
+    let got = sink.count().expect("count").packets - want;
+    eprintln!(
+        "generator: 1e6 frames in {secs:.3} s ({:.2} Mpps offered), sink counted {got}",
+        1.0 / secs
+    );
+    assert!(got > 0 && got <= 1_000_000);
+    drop(sink);
+    drop(pair);
+}
+
+/// rx_packets of `ifname` in `ns`.
+fn rx_packets(ns: &str, ifname: &str) -> u64 {
+    let o = Command::new("ip")
+        .args(["netns", "exec", ns, "cat"])
+        .arg(format!("/sys/class/net/{ifname}/statistics/rx_packets"))
+        .output()
+        .expect("cat");
+    String::from_utf8_lossy(&o.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0)
+}
+
+#[test]
+fn netns_bare_forwarder_and_pass_program() {
+    if !privileged("network namespaces") {
+        return;
+    }
+    // here: near — a0 [mid] a1 — b0 [far]
+    let id = std::process::id() % 100_000;
+    let pair = Pair {
+        ns: format!("rvstg-m{id}"),
+        near: format!("rvstgM{id}"),
+    };
+    let far = format!("rvstg-f{id}");
+    struct Ns(String);
+    impl Drop for Ns {
+        fn drop(&mut self) {
+            let _ = Command::new("ip")
+                .args(["netns", "del", &self.0])
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+    run(&["ip", "netns", "add", &pair.ns]);
+    run(&["ip", "netns", "add", &far]);
+    let _far = Ns(far.clone());
+    run(&[
+        "ip", "link", "add", &pair.near, "type", "veth", "peer", "name", "a0", "netns", &pair.ns,
+    ]);
+    run(&[
+        "ip", "-n", &pair.ns, "link", "add", "a1", "type", "veth", "peer", "name", "b0", "netns",
+        &far,
+    ]);
+    run(&["ip", "link", "set", &pair.near, "up"]);
+    for (ns, i) in [(&pair.ns, "a0"), (&pair.ns, "a1"), (&far, "b0")] {
+        run(&["ip", "-n", ns, "link", "set", i, "up"]);
+    }
+    let g = Generator::load(&pair.near, &flows()).expect("load the generator");
+    // No program on a0: a veth not in NAPI mode drops XDP frames (what
+    // a0 receives is the near side's IPv6 neighbour discovery at most).
+    let n = send_and_count(&g, 2, || rx_packets(&pair.ns, "a0"));
+    assert!(n < 32, "{n} frames arrived without NAPI mode");
+    // The pass program puts it in NAPI mode: the frames arrive.
+    let pass = in_ns(&pair.ns, || Pass::attach("a0").expect("attach pass"));
+    let n = send_and_count(&g, 4, || rx_packets(&pair.ns, "a0"));
+    assert!((512..544).contains(&n), "{n} frames arrived with NAPI mode");
+    drop(pass);
+    // The bare forwarder sends them on to the sink, every one.
+    let sink = sink_in(&far, "b0");
+    let fwd = in_ns(&pair.ns, || {
+        Redirect::attach("a0", "a1", [2, 0, 0, 0, 0, 0xa1], [2, 0, 0, 0, 0, 0xb0])
+            .expect("attach the forwarder")
+    });
+    let n = send_and_count(&g, 10, || sink.count().expect("count").packets);
+    assert_eq!(n, 1280);
+    drop(fwd);
+    drop(sink);
+    let e = in_ns(&pair.ns, || {
+        Redirect::attach("a0", "rvstg-none0", [0; 6], [0; 6])
+            .unwrap_err()
+            .to_string()
+    });
+    assert!(e.contains("rvstg-none0"), "{e}");
+}
+
+#[test]
+fn netns_generator_refuses_a_missing_interface() {
+    if !privileged("network namespaces") {
+        return;
+    }
+    let e = Generator::load("rvstg-none0", &flows())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("rvstg-none0"), "{e}");
+    let e = Sink::attach("rvstg-none0").unwrap_err().to_string();
+    assert!(e.contains("rvstg-none0"), "{e}");
+}
