@@ -1,72 +1,40 @@
 //! The packet generator of `rvs bench packet`: 64-byte UDP/IPv4 frames over
-//! many flows, sent as fast as one CPU can through an AF_XDP socket
-//! ([`rvs_io::xsk::XskSocket`], copy mode) from a thread pinned to one CPU.
+//! many flows, sent as native XDP frames ([`rvs_io::trafficgen::Generator`]:
+//! `BPF_PROG_TEST_RUN` in live-frames mode) from a thread pinned to one CPU.
 //!
-//! In copy mode every frame costs the sender a copy into the UMEM and the
-//! kernel an skb; the receiving veth (the device under test) runs its own
-//! NAPI or RPS on the other CPU, so the generator's CPU only pays for
-//! building and sending.
+//! Frames reach the device under test's veth as XDP frames, without an skb
+//! on either side: the generator offers several times what the DUT can
+//! forward, so the DUT, not the generator, is the limit.
+//!
+//! Flat out (`Pace::Flat`) the kernel runs the generator in calls of
+//! `FLAT_CHUNK` frames; paced (`Pace::Rate`) it sends `PACED_CHUNK`
+//! frames at a time, each when it is due: a burst never holds more than the
+//! receiving veth's ring (256 frames), so losses are the DUT's, not bursts'.
 
 use std::time::{Duration, Instant};
 
-/// Length of every generated frame (64 on the wire with the FCS).
-pub const FRAME_LEN: usize = 60;
+pub use rvs_io::trafficgen::Flows;
 
-/// What to send.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Flows {
-    pub src_mac: [u8; 6],
-    pub dst_mac: [u8; 6],
-    pub src_ip: [u8; 4],
-    pub dst_ip: [u8; 4],
-    pub dst_port: u16,
-    /// Number of flows: source ports `10000..10000 + flows`.
-    pub flows: u16,
-}
+/// Frames per system call when sending flat out (tens of milliseconds).
+pub const FLAT_CHUNK: u32 = 65_536;
 
-/// The RFC 1071 checksum of `data` (an even length).
-pub fn ip_checksum(data: &[u8]) -> u16 {
-    let mut sum: u32 = 0;
-    for c in data.chunks(2) {
-        let w = u16::from_be_bytes([c[0], c.get(1).copied().unwrap_or(0)]);
-        sum += u32::from(w);
-    }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
+/// Frames per system call when paced.
+pub const PACED_CHUNK: u32 = 256;
 
-/// Frame of flow number `i`: Ethernet, IPv4 (valid header checksum), UDP
-/// (checksum 0: none, legal over IPv4) from source port `10000 + i`, zero
-/// padding to [`FRAME_LEN`].
-pub fn frame(f: &Flows, i: u16) -> [u8; FRAME_LEN] {
-    let mut b = [0u8; FRAME_LEN];
-    b[0..6].copy_from_slice(&f.dst_mac);
-    b[6..12].copy_from_slice(&f.src_mac);
-    b[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
-    let ip = &mut b[14..34];
-    ip[0] = 0x45;
-    let total = (FRAME_LEN - 14) as u16;
-    ip[2..4].copy_from_slice(&total.to_be_bytes());
-    ip[6] = 0x40; // don't fragment
-    ip[8] = 64;
-    ip[9] = 17;
-    ip[12..16].copy_from_slice(&f.src_ip);
-    ip[16..20].copy_from_slice(&f.dst_ip);
-    let c = ip_checksum(ip);
-    ip[10..12].copy_from_slice(&c.to_be_bytes());
-    let udp = &mut b[34..42];
-    udp[0..2].copy_from_slice(&10000u16.wrapping_add(i).to_be_bytes());
-    udp[2..4].copy_from_slice(&f.dst_port.to_be_bytes());
-    udp[4..6].copy_from_slice(&((FRAME_LEN - 34) as u16).to_be_bytes());
-    b
+/// How fast to send.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Pace {
+    /// As fast as the generator's CPU allows.
+    Flat,
+    /// About this many frames per second.
+    Rate(f64),
 }
 
 /// What a run sent.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Sent {
-    /// Frames the kernel completed (sent or dropped by the device).
+    /// Frames generated (the DUT's veth drops those its ring has no room
+    /// for: they count as the DUT's losses).
     pub packets: u64,
     /// Wall-clock seconds of sending.
     pub seconds: f64,
@@ -74,74 +42,90 @@ pub struct Sent {
     pub cpu_seconds: f64,
 }
 
+/// When the frame after the first `sent` is due, at `rate` per second.
+pub fn due(sent: u64, rate: f64) -> Duration {
+    Duration::from_secs_f64(sent as f64 / rate.max(1.0))
+}
+
 /// Send `flows` round robin out of `iface` in namespace `ns` for `duration`
-/// (at most `max_packets`, stopping early on `stop`), from a thread pinned to
-/// `cpu`.
+/// (at most `max_packets`, stopping early on `stop`), at `pace`, from a
+/// thread pinned to `cpu`.
+#[allow(clippy::too_many_arguments)]
 pub fn send(
     ns: &str,
     iface: &str,
     cpu: usize,
     flows: &Flows,
+    pace: Pace,
     duration: Duration,
     max_packets: u64,
     stop: super::topo::Stop,
 ) -> Result<Sent, String> {
-    let frames: Vec<[u8; FRAME_LEN]> = (0..flows.flows.max(1)).map(|i| frame(flows, i)).collect();
     let path = format!("/run/netns/{ns}");
     let iface = iface.to_string();
+    let flows = flows.clone();
     std::thread::spawn(move || -> Result<Sent, String> {
         super::topo::enter(&path)?;
+        // The sink's NAPI thread on this CPU runs SCHED_FIFO: it always
+        // goes first, so the sink keeps up and the generator uses what is
+        // left (the kernel runs the generator in batches and yields the CPU
+        // between them).
         super::topo::pin_self(cpu)?;
-        // SCHED_IDLE: the sink's NAPI thread on this CPU always goes first,
-        // so the sink keeps up and the generator only uses what is left.
-        super::topo::chrt(super::topo::gettid(), "idle")?;
-        let cfg = rvs_io::xsk::UmemConfig {
-            frame_size: 2048,
-            frames: 4096,
-            headroom: 128,
-        };
-        let mut sock = rvs_io::xsk::XskSocket::open(&iface, 0, &cfg)
-            .map_err(|e| format!("AF_XDP socket on {iface}: {e}"))?;
+        let g = rvs_io::trafficgen::Generator::load(&iface, &flows)
+            .map_err(|e| format!("generator on {iface}: {e}"))?;
         let cpu0 = super::topo::thread_cpu_seconds();
         let start = Instant::now();
-        let mut k = 0usize;
-        let mut rounds = 0u64;
-        loop {
-            for _ in 0..64 {
-                if !sock.tx_copy(&frames[k]) {
-                    break;
-                }
-                k += 1;
-                if k == frames.len() {
-                    k = 0;
-                }
-            }
-            sock.flush()
-                .map_err(|e| format!("AF_XDP send on {iface}: {e}"))?;
-            rounds += 1;
-            if rounds.is_multiple_of(64)
-                && (start.elapsed() >= duration
-                    || sock.stats().tx_packets >= max_packets
-                    || super::topo::stopped(&stop))
-            {
+        let mut sent = 0u64;
+        while sent < max_packets && !super::topo::stopped(&stop) {
+            let elapsed = start.elapsed();
+            if elapsed >= duration {
                 break;
             }
+            let chunk = match pace {
+                Pace::Flat => FLAT_CHUNK,
+                Pace::Rate(r) => {
+                    let at = due(sent, r);
+                    if at > elapsed {
+                        let wait = at - elapsed;
+                        if wait > Duration::from_micros(200) {
+                            std::thread::sleep(wait - Duration::from_micros(100));
+                        } else {
+                            std::hint::spin_loop();
+                        }
+                        continue;
+                    }
+                    PACED_CHUNK
+                }
+            };
+            let chunk = chunk.min(u32::try_from(max_packets - sent).unwrap_or(u32::MAX));
+            g.send(chunk)
+                .map_err(|e| format!("generator on {iface}: {e}"))?;
+            sent += u64::from(chunk);
         }
         let seconds = start.elapsed().as_secs_f64();
         let cpu_seconds = super::topo::thread_cpu_seconds() - cpu0;
-        // Let the last frames leave before the socket closes.
-        let drain = Instant::now() + Duration::from_millis(50);
-        while Instant::now() < drain {
-            let _ = sock.flush();
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        let s = sock.stats();
         Ok(Sent {
-            packets: s.tx_completed,
+            packets: g
+                .generated()
+                .map_err(|e| format!("generator on {iface}: {e}"))?,
             seconds,
             cpu_seconds,
         })
     })
     .join()
     .map_err(|_| "generator thread panicked".to_string())?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_are_due_at_the_rate() {
+        assert_eq!(due(0, 1e6), Duration::ZERO);
+        assert_eq!(due(1_000_000, 1e6), Duration::from_secs(1));
+        assert_eq!(due(500, 1e3), Duration::from_millis(500));
+        // A zero rate does not divide by zero.
+        assert_eq!(due(1, 0.0), Duration::from_secs(1));
+    }
 }

@@ -12,44 +12,60 @@
 //!
 //! * `kernel-forward`: the kernel's IP forwarding, frames addressed to the
 //!   real server (the ceiling of the kernel path);
+//! * `xdp-redirect`: a bare XDP forwarder on `dutin` (rewrite the Ethernet
+//!   addresses, redirect out of `dutout`: [`rvs_io::trafficgen::Redirect`]),
+//!   the floor of what forwarding in XDP costs;
 //! * `nft-dnat`: the kernel with an nftables `numgen` map DNAT of the VIP to
 //!   the two real servers (kube-proxy's nft mode), conntrack included;
 //! * `rvs-xdp dr|nat|tun`: `rvsd --io xdp --fast-path off`, `-g`, `-m`,
 //!   `-i`: every packet through the engine (AF_XDP);
-//! * `rvs-xdp-fast dr|nat|tun`: `rvsd --io xdp` with its XDP fast path (on
-//!   by default): established flows forwarded inside the XDP program;
+//! * `rvs-xdp-fast dr|nat|tun`: `rvsd --io xdp --fast-path on`: established
+//!   flows forwarded inside the XDP program;
 //! * `rvs-packet dr|nat|tun`: `rvsd --io packet` (AF_PACKET), reported
 //!   unavailable when this rvsd does not have it.
 //!
+//! The generator ([`super::generator`], CPU 1) sends native XDP frames
+//! (`BPF_PROG_TEST_RUN` in live-frames mode) out of `gen0`: they reach
+//! `dutin` without an skb, and it offers several times what the kernel can
+//! forward, so the DUT is the limit. `dutin` must be in NAPI mode to take
+//! them: GRO on for the kernel contenders, their XDP program for the XDP
+//! ones, a pass-everything XDP program for `rvs-packet` (rvsd turns GRO
+//! off there). The sink counts and drops IPv4 frames with an XDP program
+//! on `sink0` ([`rvs_io::trafficgen::Sink`]), which also puts `sink0` in
+//! NAPI mode for the frames XDP redirects to it.
+//!
 //! CPU placement (BENCHMARKING.md): CPU 0 is the device under test's:
-//! rvsd's threads and the threaded NAPI of `dutin` (GRO on, so that it has
-//! NAPI without an XDP program) and `dutout`; CPU 1 runs the generator
-//! (SCHED_IDLE) and the sink's NAPI thread (SCHED_FIFO 1, so the sink keeps
-//! up). The generator sends flat out (AF_XDP, copy mode) for the run time:
-//! the figure is the highest delivered rate at that offered load, not a
-//! loss-free rate. Delivered (`mpps`) is counted by an nftables netdev
-//! ingress `counter drop` on the sink (behind the sink's XDP program, which
-//! puts its veth in NAPI mode, as redirected frames need); `dut_out_mpps` is
-//! what the DUT put on `dutout` (sent + dropped at the sink's ring).
+//! rvsd's threads and the threaded NAPI of `dutin` and `dutout`; CPU 1 runs
+//! the generator and the sink's NAPI thread (SCHED_FIFO 1, so the sink
+//! keeps up).
 //!
-//! CPU per packet (`ns_per_pkt`): CPU time of the DUT over the run divided
-//! by the packets delivered. The DUT's CPU time is the user + system time
-//! (`/proc/PID/task/*/stat`) of its threads (its NAPI threads, where the
-//! kernel's forwarding and the XDP program run, and every rvsd thread) plus
-//! CPU 0's softirq time (`/proc/stat`), capped at CPU 0's busy time (the two
-//! can count the same tick); so it holds when other work shares the
-//! machine. `mpps_per_cpu` is its inverse (what one whole CPU would forward
-//! at that cost). `cpu0_pct`/`cpu1_pct` are the CPUs'
-//! busy shares from `/proc/stat`, whoever used them.
+//! Each contender gets a paced warm-up (1 s at 100 kpps: every flow
+//! scheduled, fast-path entries installed), then:
 //!
-//! Full mode reports the median of 3 runs (by delivered rate) of each
-//! contender, quick mode one run; each run follows a 1-second warm-up.
+//! * flat-out runs (median of 3 in full mode, 1 in quick mode): `mpps` is
+//!   the rate the sink received at full offered load (the DUT's maximum
+//!   throughput), `offered_mpps` what the generator sent, `dut_out_mpps`
+//!   what the DUT put on `dutout` (sent + dropped at the sink's ring);
+//! * a loss-free search: paced trials (1 s, 0.5 s in quick mode), first at
+//!   the flat-out delivered rate, then halving the interval 5 times (3 in
+//!   quick mode); `lossfree_mpps` is the highest rate with at most 0.1%
+//!   loss ([`LOSS_FREE_TOLERANCE`]).
+//!
+//! CPU per packet (`ns_per_pkt`, flat-out runs): CPU time of the DUT over
+//! the run divided by the packets delivered. The DUT's CPU time is the
+//! user + system time (`/proc/PID/task/*/stat`) of its threads (its NAPI
+//! threads, where the kernel's forwarding and the XDP programs run, and
+//! every rvsd thread) plus CPU 0's softirq time (`/proc/stat`), capped at
+//! CPU 0's busy time (the two can count the same tick); so it holds when
+//! other work shares the machine. `mpps_per_cpu` is its inverse (what one
+//! whole CPU would forward at that cost). `cpu0_pct`/`cpu1_pct` are the
+//! CPUs' busy shares from `/proc/stat`, whoever used them.
 //!
 //! `RVS_BENCH_DEBUG=1` prints the interface counters of every hop after
 //! each run (where packets were dropped).
 
-use super::generator::{self, Flows};
-use super::topo::{self, Stop, Topo, addr, adm, run_cmd, veth};
+use super::generator::{self, Flows, Pace};
+use super::topo::{self, Stop, Topo, addr, adm, in_ns, run_cmd, veth};
 use super::{Opts, Row};
 use crate::child::sibling;
 use std::time::{Duration, Instant};
@@ -78,6 +94,8 @@ struct Net {
     sink: String,
     gen_mac: [u8; 6],
     dutin_mac: [u8; 6],
+    /// The XDP counter on `sink0`.
+    sink_prog: rvs_io::trafficgen::Sink,
 }
 
 fn build(t: &mut Topo) -> Result<Net, String> {
@@ -114,30 +132,12 @@ fn build(t: &mut Topo) -> Result<Net, String> {
         "/sys/class/net/dutin/queues/rx-0/rps_cpus",
         &format!("{:x}", 1u32 << DUT_CPU),
     )?;
-    // The sink: an XDP program (rvs realserver up --tun: the IP-in-IP
-    // decapsulator, passes everything else) puts sink0 in NAPI mode, which
-    // frames redirected by XDP need; threaded NAPI on the generator's CPU;
-    // an ingress counter that drops every IPv4 frame.
-    let rvs = std::env::current_exe().map_err(|e| e.to_string())?;
-    let rvs = rvs.to_str().ok_or("rvs path is not UTF-8")?.to_string();
-    let state = t.dir.join("sink.json");
-    let state = state.to_str().ok_or("temp path is not UTF-8")?.to_string();
-    run_cmd(&[
-        "ip",
-        "netns",
-        "exec",
-        &sink,
-        &rvs,
-        "realserver",
-        "up",
-        "--vip",
-        VIP,
-        "--tun",
-        "--dev",
-        "sink0",
-        "--state",
-        &state,
-    ])?;
+    // The sink: an XDP program that counts and drops every IPv4 frame
+    // (it also puts sink0 in NAPI mode, which frames redirected by XDP
+    // need); threaded NAPI on the generator's CPU, ahead of the generator.
+    let sink_prog = in_ns(&sink, || {
+        rvs_io::trafficgen::Sink::attach("sink0").map_err(|e| format!("sink on sink0: {e}"))
+    })?;
     topo::threaded_napi(&sink, "sink0", GEN_CPU)?;
     for p in topo::napi_threads("sink0") {
         topo::chrt(p, "fifo1")?;
@@ -145,10 +145,6 @@ fn build(t: &mut Topo) -> Result<Net, String> {
     // The DUT's ingress in NAPI mode too (GRO on), threaded, on its CPU.
     topo::gro_on(&dut, "dutin")?;
     topo::threaded_napi(&dut, "dutin", DUT_CPU)?;
-    nft(
-        &sink,
-        "table netdev sink {\n chain in {\n  type filter hook ingress device \"sink0\" priority 0;\n  ether type ip counter drop\n }\n}\n",
-    )?;
     // The DUT knows the real servers' MAC address from the start.
     let sink_mac = topo::mac(&sink, "sink0")?;
     let sm = mac_text(&sink_mac);
@@ -174,6 +170,7 @@ fn build(t: &mut Topo) -> Result<Net, String> {
         gen_ns,
         dut,
         sink,
+        sink_prog,
     })
 }
 
@@ -208,21 +205,12 @@ fn nft(ns: &str, rules: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// The first `counter packets N` of an `nft list` output.
-pub fn parse_counter(text: &str) -> Option<u64> {
-    let i = text.find("counter packets ")?;
-    text[i + "counter packets ".len()..]
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
-}
-
-fn sink_count(sink: &str) -> Result<u64, String> {
-    let out = run_cmd(&[
-        "ip", "netns", "exec", sink, "nft", "list", "chain", "netdev", "sink", "in",
-    ])?;
-    parse_counter(&out).ok_or_else(|| format!("no counter in: {out}"))
+/// IPv4 frames the sink counted so far.
+fn sink_count(n: &Net) -> Result<u64, String> {
+    n.sink_prog
+        .count()
+        .map(|c| c.packets)
+        .map_err(|e| format!("sink counter: {e}"))
 }
 
 /// One measured point.
@@ -268,7 +256,8 @@ fn dut_pids(extra: Option<u32>) -> Vec<u32> {
 fn measure(
     n: &Net,
     dst_ip: [u8; 4],
-    seconds: u32,
+    pace: Pace,
+    duration: Duration,
     rvsd: Option<u32>,
     stop: &Stop,
 ) -> Result<Point, String> {
@@ -278,10 +267,11 @@ fn measure(
         src_ip: [10, 9, 1, 1],
         dst_ip,
         dst_port: PORT,
+        sport_base: 10000,
         flows: 1024,
     };
     let pids = dut_pids(rvsd);
-    let before = sink_count(&n.sink)?;
+    let before = sink_count(n)?;
     let fwd0 = dut_out(n)?;
     let cpu0 = topo::CpuTimes::now();
     let dut0 = topo::cpu_seconds(&pids);
@@ -291,8 +281,9 @@ fn measure(
         "gen0",
         GEN_CPU,
         &flows,
-        Duration::from_secs(u64::from(seconds)),
-        50_000_000 * u64::from(seconds),
+        pace,
+        duration,
+        20_000_000 * duration.as_secs().max(1),
         stop.clone(),
     )?;
     std::thread::sleep(Duration::from_millis(100));
@@ -307,7 +298,7 @@ fn measure(
         cpu1.softirq_since(&cpu0, DUT_CPU).unwrap_or(0.0),
         cpu1.busy_since(&cpu0, DUT_CPU).unwrap_or(0.0),
     );
-    let after = sink_count(&n.sink)?;
+    let after = sink_count(n)?;
     let delivered = after.saturating_sub(before);
     let forwarded = dut_out(n)?.saturating_sub(fwd0);
     // RVS_BENCH_DEBUG=1: where the packets went (ip -s link of every hop).
@@ -337,23 +328,108 @@ fn measure(
     })
 }
 
-/// The median of `repeats` runs (by delivered rate).
-fn measure_median(
+/// How each contender is measured.
+#[derive(Debug, Clone, Copy)]
+struct Plan {
+    /// Length of each flat-out run.
+    run: Duration,
+    /// Flat-out runs (the median is reported).
+    repeats: u32,
+    /// Length of each trial of the loss-free search.
+    trial: Duration,
+    /// Halvings of the loss-free search's interval.
+    steps: u32,
+}
+
+impl Plan {
+    fn new(o: &Opts) -> Plan {
+        Plan {
+            run: Duration::from_secs(u64::from(o.seconds())),
+            repeats: o.repeats(),
+            trial: if o.quick {
+                Duration::from_millis(500)
+            } else {
+                Duration::from_secs(1)
+            },
+            steps: if o.quick { 3 } else { 5 },
+        }
+    }
+}
+
+/// Loss a trial of the loss-free search may show and still pass: 0.1%.
+pub const LOSS_FREE_TOLERANCE: f64 = 0.001;
+
+/// Whether a paced trial counts as loss-free.
+fn loss_free_ok(p: &Point) -> bool {
+    p.offered_pps > 0.0 && p.delivered_pps >= p.offered_pps * (1.0 - LOSS_FREE_TOLERANCE)
+}
+
+/// The loss-free search: the highest offered rate at which the sink
+/// receives all but [`LOSS_FREE_TOLERANCE`] of the frames, searched by
+/// halving `[0, start]` `steps` times after a trial at `start` (the
+/// flat-out delivered rate, above which no rate can be loss-free). Returns
+/// the rate the generator achieved in the best passing trial (0 if none).
+pub fn search(
+    start: f64,
+    steps: u32,
+    mut trial: impl FnMut(f64) -> Result<(f64, bool), String>,
+) -> Result<f64, String> {
+    if start <= 0.0 {
+        return Ok(0.0);
+    }
+    let (achieved, ok) = trial(start)?;
+    if ok {
+        return Ok(achieved);
+    }
+    let (mut lo, mut hi, mut best) = (0.0f64, start, 0.0f64);
+    for _ in 0..steps {
+        let mid = (lo + hi) / 2.0;
+        let (achieved, ok) = trial(mid)?;
+        if ok {
+            lo = mid;
+            best = best.max(achieved);
+        } else {
+            hi = mid;
+        }
+    }
+    Ok(best)
+}
+
+/// One contender, measured: a paced warm-up (every flow scheduled, fast
+/// paths installed), the median of `plan.repeats` flat-out runs (by
+/// delivered rate), then the loss-free search.
+fn contender(
     n: &Net,
     dst_ip: [u8; 4],
-    seconds: u32,
     rvsd: Option<u32>,
-    repeats: u32,
+    plan: &Plan,
     stop: &Stop,
-) -> Result<Point, String> {
+) -> Result<(Point, f64), String> {
+    measure(
+        n,
+        dst_ip,
+        Pace::Rate(WARM_UP_PPS),
+        Duration::from_secs(1),
+        rvsd,
+        stop,
+    )?;
     let mut v = Vec::new();
-    for _ in 0..repeats.max(1) {
+    for _ in 0..plan.repeats.max(1) {
         topo::check(stop)?;
-        v.push(measure(n, dst_ip, seconds, rvsd, stop)?);
+        v.push(measure(n, dst_ip, Pace::Flat, plan.run, rvsd, stop)?);
     }
     v.sort_by(|a, b| a.delivered_pps.total_cmp(&b.delivered_pps));
-    Ok(v[v.len() / 2])
+    let p = v[v.len() / 2];
+    let lossfree = search(p.delivered_pps, plan.steps, |rate| {
+        topo::check(stop)?;
+        let t = measure(n, dst_ip, Pace::Rate(rate), plan.trial, rvsd, stop)?;
+        Ok((t.offered_pps, loss_free_ok(&t)))
+    })?;
+    Ok((p, lossfree))
 }
+
+/// The warm-up's rate: slow enough for any contender.
+const WARM_UP_PPS: f64 = 100_000.0;
 
 /// Which side limited the run. The generator runs flat out (SCHED_IDLE:
 /// it takes whatever its CPU has left), so with losses the DUT is the
@@ -382,7 +458,7 @@ pub fn note(cpu_dut: f64, dut_threads: f64, loss: f64) -> String {
     s
 }
 
-fn row(name: &str, p: Point) -> Row {
+fn row(name: &str, p: Point, lossfree_pps: f64) -> Row {
     let loss = if p.offered_pps > 0.0 {
         (1.0 - p.delivered_pps / p.offered_pps).max(0.0)
     } else {
@@ -391,6 +467,7 @@ fn row(name: &str, p: Point) -> Row {
     Row::new("packet", name)
         .with("offered_mpps", Some(p.offered_pps / 1e6))
         .with("mpps", Some(p.delivered_pps / 1e6))
+        .with("lossfree_mpps", Some(lossfree_pps / 1e6))
         .with("dut_out_mpps", Some(p.forwarded_pps / 1e6))
         .with("loss_pct", Some(loss * 100.0))
         .with("ns_per_pkt", p.dut_ns_per_pkt)
@@ -409,6 +486,7 @@ fn unavailable(name: &str, why: &str) -> Row {
     Row::new("packet", name)
         .with("offered_mpps", None)
         .with("mpps", None)
+        .with("lossfree_mpps", None)
         .with("dut_out_mpps", None)
         .with("loss_pct", None)
         .with("ns_per_pkt", None)
@@ -427,14 +505,7 @@ fn ip4(s: &str) -> [u8; 4] {
 }
 
 /// Run rvsd with `io` on the DUT and measure DR, NAT and TUN.
-fn rvs_rows(
-    t: &mut Topo,
-    n: &Net,
-    io: &str,
-    seconds: u32,
-    repeats: u32,
-    stop: &Stop,
-) -> Result<Vec<Row>, String> {
+fn rvs_rows(t: &mut Topo, n: &Net, io: &str, plan: &Plan, stop: &Stop) -> Result<Vec<Row>, String> {
     let rvsd = sibling("rvsd")?;
     let rvsd = rvsd.to_str().ok_or("rvsd path is not UTF-8")?.to_string();
     topo::ns_write(&n.dut, "/proc/sys/net/ipv4/ip_forward", "0")?;
@@ -468,7 +539,21 @@ fn rvs_rows(
         t.stop(pid);
         return Err(format!("rvsd --io {io} did not come up: {}", l.trim()));
     }
+    // AF_PACKET: rvsd turns GRO off on its interfaces, so `dutin` would
+    // not be in NAPI mode and would drop the generator's XDP frames; a
+    // pass-everything XDP program keeps it in NAPI mode (the frames become
+    // socket buffers there, as a NIC's would).
+    let napi = if io == "packet" {
+        Some(in_ns(&n.dut, || {
+            rvs_io::trafficgen::Pass::attach("dutin")
+                .map_err(|e| format!("NAPI mode on dutin: {e}"))
+        }))
+        .transpose()
+    } else {
+        Ok(None)
+    };
     let res = (|| {
+        let _napi = napi?;
         topo::pin(pid, DUT_CPU)?;
         // Attaching XDP may have made new NAPI threads: (re)pin them. An
         // interface has none without XDP and GRO (rvsd --io packet turns
@@ -484,11 +569,10 @@ fn rvs_rows(
             for r in RIPS {
                 adm(&n.dut, &["-a", "-u", &svc, "-r", r, flag, "-w", "1"])?;
             }
-            // Warm up: the first packets of each flow schedule it (and the
-            // director resolves the real servers).
-            measure(n, ip4(VIP), 1, Some(pid), stop)?;
-            let p = measure_median(n, ip4(VIP), seconds, Some(pid), repeats, stop)?;
-            rows.push(row(&format!("rvs-{io} {mode}"), p));
+            // The warm-up schedules every flow (and the director resolves
+            // the real servers).
+            let (p, lossfree) = contender(n, ip4(VIP), Some(pid), plan, stop)?;
+            rows.push(row(&format!("rvs-{io} {mode}"), p, lossfree));
         }
         adm(&n.dut, &["-C"])?;
         Ok(rows)
@@ -502,19 +586,33 @@ fn rvs_rows(
 pub fn run(o: &Opts, stop: &Stop) -> Result<Vec<Row>, String> {
     sibling("rvsd")?;
     sibling("rvsadm")?;
-    let seconds = o.seconds();
-    let repeats = o.repeats();
+    let plan = Plan::new(o);
     let mut t = Topo::new("pkt")?;
     let n = build(&mut t)?;
     let mut rows = Vec::new();
 
     // The kernel's plain forwarding.
     topo::ns_write(&n.dut, "/proc/sys/net/ipv4/ip_forward", "1")?;
-    measure(&n, ip4(RIPS[0]), 1, None, stop)?;
-    rows.push(row(
-        "kernel-forward",
-        measure_median(&n, ip4(RIPS[0]), seconds, None, repeats, stop)?,
-    ));
+    let (p, lf) = contender(&n, ip4(RIPS[0]), None, &plan, stop)?;
+    rows.push(row("kernel-forward", p, lf));
+    topo::check(stop)?;
+
+    // The bare XDP forwarder: what forwarding in XDP costs at the least.
+    let (src, dst) = (topo::mac(&n.dut, "dutout")?, topo::mac(&n.sink, "sink0")?);
+    let fwd = in_ns(&n.dut, move || {
+        rvs_io::trafficgen::Redirect::attach("dutin", "dutout", src, dst)
+            .map_err(|e| format!("bare XDP forwarder: {e}"))
+    });
+    match fwd {
+        Ok(fwd) => {
+            let _ = topo::threaded_napi(&n.dut, "dutin", DUT_CPU);
+            let r = contender(&n, ip4(RIPS[0]), None, &plan, stop);
+            drop(fwd);
+            let (p, lf) = r?;
+            rows.push(row("xdp-redirect", p, lf));
+        }
+        Err(e) => rows.push(unavailable("xdp-redirect", &e)),
+    }
     topo::check(stop)?;
 
     // nftables DNAT load balancing (kube-proxy nft style).
@@ -526,15 +624,12 @@ pub fn run(o: &Opts, stop: &Stop) -> Result<Vec<Row>, String> {
             RIPS[0], RIPS[1]
         ),
     )?;
-    measure(&n, ip4(VIP), 1, None, stop)?;
-    rows.push(row(
-        "nft-dnat",
-        measure_median(&n, ip4(VIP), seconds, None, repeats, stop)?,
-    ));
+    let (p, lf) = contender(&n, ip4(VIP), None, &plan, stop)?;
+    rows.push(row("nft-dnat", p, lf));
     nft(&n.dut, "delete table ip rvsbench_lb\n")?;
     topo::check(stop)?;
 
-    match rvs_rows(&mut t, &n, "xdp", seconds, repeats, stop) {
+    match rvs_rows(&mut t, &n, "xdp", &plan, stop) {
         Ok(r) => rows.extend(r),
         Err(e) => {
             for m in ["dr", "nat", "tun"] {
@@ -547,7 +642,7 @@ pub fn run(o: &Opts, stop: &Stop) -> Result<Vec<Row>, String> {
         }
     }
     topo::check(stop)?;
-    match rvs_rows(&mut t, &n, "xdp-fast", seconds, repeats, stop) {
+    match rvs_rows(&mut t, &n, "xdp-fast", &plan, stop) {
         Ok(r) => rows.extend(r),
         Err(e) => {
             for m in ["dr", "nat", "tun"] {
@@ -561,7 +656,7 @@ pub fn run(o: &Opts, stop: &Stop) -> Result<Vec<Row>, String> {
     }
     topo::check(stop)?;
     if rvsd_has_packet_io() {
-        match rvs_rows(&mut t, &n, "packet", seconds, repeats, stop) {
+        match rvs_rows(&mut t, &n, "packet", &plan, stop) {
             Ok(r) => rows.extend(r),
             Err(e) => {
                 for m in ["dr", "nat", "tun"] {

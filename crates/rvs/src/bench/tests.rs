@@ -1,9 +1,10 @@
 //! Unit tests of the output formatting and the small parsers.
 
-use super::generator::{FRAME_LEN, Flows, frame, ip_checksum};
-use super::packet::{note, parse_counter, saturated};
+use super::generator::Flows;
+use super::packet::{note, saturated, search};
 use super::topo::{parse_mac, parse_proc_stat};
 use super::*;
+use rvs_io::trafficgen::{FRAME_LEN, frame, ip_checksum};
 
 fn rows() -> Vec<Row> {
     vec![
@@ -140,6 +141,7 @@ fn generated_frames_are_valid_udp() {
         src_ip: [10, 9, 1, 1],
         dst_ip: [10, 9, 1, 100],
         dst_port: 9,
+        sport_base: 10000,
         flows: 4,
     };
     let b = frame(&f, 3);
@@ -159,11 +161,34 @@ fn generated_frames_are_valid_udp() {
 }
 
 #[test]
-fn nft_counter_parsing() {
-    let out = "table netdev sink {\n\tchain in {\n\t\tether type ip counter packets 1234 bytes 5678 drop\n\t}\n}\n";
-    assert_eq!(parse_counter(out), Some(1234));
-    assert_eq!(parse_counter("no counter"), None);
-    assert_eq!(parse_counter("counter packets x"), None);
+fn loss_free_search_halves_towards_the_knee() {
+    // A DUT that loses frames above 1.3 Mpps; the generator achieves what
+    // it is asked.
+    let mut asked = Vec::new();
+    let r = search(2.0e6, 5, |rate| {
+        asked.push(rate);
+        Ok((rate, rate <= 1.3e6))
+    })
+    .unwrap();
+    assert_eq!(asked[0], 2.0e6, "the flat-out rate first");
+    assert_eq!(asked.len(), 6);
+    assert!(r <= 1.3e6 && r > 1.3e6 - 2.0e6 / 32.0, "{r}");
+    // Loss-free at the flat-out rate: no search.
+    let mut n = 0;
+    assert_eq!(
+        search(1.0e6, 5, |rate| {
+            n += 1;
+            Ok((rate * 0.99, true))
+        })
+        .unwrap(),
+        0.99e6
+    );
+    assert_eq!(n, 1);
+    // Never loss-free, or nothing delivered: zero.
+    assert_eq!(search(1.0e6, 3, |r| Ok((r, false))).unwrap(), 0.0);
+    assert_eq!(search(0.0, 3, |_| panic!("no trial")).unwrap(), 0.0);
+    // A failing trial stops the search.
+    assert!(search(1.0e6, 3, |_| Err("gone".into())).is_err());
 }
 
 #[test]

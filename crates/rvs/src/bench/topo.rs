@@ -88,11 +88,6 @@ pub fn chrt(pid: u32, policy: &str) -> Result<(), String> {
     run_cmd(&["chrt", flag, "-p", prio, &pid.to_string()]).map(|_| ())
 }
 
-/// The calling thread's id.
-pub fn gettid() -> u32 {
-    rustix::thread::gettid().as_raw_nonzero().get() as u32
-}
-
 /// Pin the calling thread to `cpu`.
 pub fn pin_self(cpu: usize) -> Result<(), String> {
     let mut set = rustix::thread::CpuSet::new();
