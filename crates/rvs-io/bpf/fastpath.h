@@ -15,7 +15,8 @@
  *
  * and rvs_fast_path() does the same, byte for byte (the checksum updates
  * are the RFC 1624 ones of crates/rvs-wire/src/checksum.rs), then sends the
- * frame with XDP_TX (egress = ingress) or bpf_redirect(). Each hit adds to
+ * frame with bpf_redirect() (also back out of the ingress interface: see
+ * rvs_fp_send()). Each hit adds to
  * the entry's packet and byte counters (atomically) and stamps last_seen
  * with bpf_ktime_get_coarse_ns() (CLOCK_MONOTONIC_COARSE: tick resolution,
  * plenty for timeouts in seconds, and ~20 ns a packet cheaper than
@@ -101,7 +102,7 @@ struct rvs_flow_action {
 	__u64 bytes;	 /* their IP length, as the engine counts (atomic add) */
 	__u64 last_seen; /* bpf_ktime_get_coarse_ns() of the last one; 0 = none yet */
 	__u32 conn;	 /* rvsd's connection handle; opaque here */
-	__u32 ifindex;	 /* egress interface: XDP_TX if it is the ingress one */
+	__u32 ifindex;	 /* egress interface (a redirect, also to the ingress one) */
 	__u8 method;	 /* RVS_FP_* */
 	__u8 family;	 /* of addr_src/addr_dst */
 	__u16 mtu;	 /* host order: egress IP MTU (TUN) */
@@ -328,15 +329,25 @@ static __always_inline int rvs_fp_parse(void *data, void *end, struct rvs_fp_pkt
 }
 
 /*
- * XDP_TX back out of the ingress interface, else a redirect. With flags 0
- * bpf_redirect() always returns XDP_REDIRECT; returning the constant lets
- * the verifier (and the compiler) see that the result is never "not
- * handled".
+ * A redirect to the egress interface, also when it is the ingress one.
+ *
+ * Not XDP_TX: on a veth, XDP_TX queues the frame on the peer's ring but
+ * wakes the peer's NAPI only when the peer has an XDP program of its own
+ * (veth_xdp_flush() tests the peer's xdp_prog, while veth_xdp_xmit()
+ * accepts frames whenever the peer's NAPI is on, as with GRO). With a
+ * GRO-only peer the frames then sit there until something else wakes it
+ * (the next frame the kernel sends, or rvsd's redirect probe, once a
+ * second): TCP saw 0.2-1 s stalls and retransmits on every DR and TUN
+ * lab. A redirect goes through ndo_xdp_xmit and the end-of-poll flush,
+ * which wake the peer in either NAPI mode, and it is exactly what rvsd
+ * probes (Classifier::probe_redirect).
+ *
+ * With flags 0 bpf_redirect() always returns XDP_REDIRECT; returning the
+ * constant lets the verifier (and the compiler) see that the result is
+ * never "not handled".
  */
-static __always_inline int rvs_fp_send(struct xdp_md *ctx, const struct rvs_flow_action *act)
+static __always_inline int rvs_fp_send(const struct rvs_flow_action *act)
 {
-	if (act->ifindex == ctx->ingress_ifindex)
-		return XDP_TX;
 	bpf_redirect(act->ifindex, 0);
 	return XDP_REDIRECT;
 }
@@ -558,7 +569,7 @@ static __always_inline int rvs_fp_tun(struct xdp_md *ctx, const struct rvs_fp_pk
 }
 
 /*
- * The fast path. Returns XDP_TX or XDP_REDIRECT for a frame it forwarded,
+ * The fast path. Returns XDP_REDIRECT for a frame it forwarded,
  * XDP_DROP for one it grew and then found shorter than it made it (bounds
  * checks the verifier wants; they cannot fail), and
  * RVS_FP_NOT_HANDLED (negative) for everything else, the frame untouched.
@@ -613,7 +624,7 @@ static __always_inline int rvs_fast_path(struct xdp_md *ctx)
 		return RVS_FP_NOT_HANDLED;
 	}
 	rvs_fp_account(act, pkt.l3len);
-	return rvs_fp_send(ctx, act);
+	return rvs_fp_send(act);
 }
 
 #endif /* RVS_FASTPATH_H */

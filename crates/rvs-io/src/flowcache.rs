@@ -139,8 +139,9 @@ pub enum FlowRewrite {
 pub struct FlowAction {
     /// The rewrite.
     pub rewrite: FlowRewrite,
-    /// Egress interface: `XDP_TX` when it is the ingress one, else
-    /// `bpf_redirect`.
+    /// Egress interface, sent to with `bpf_redirect` (also when it is the
+    /// ingress one: a veth wakes a GRO-only peer after a redirect, not after
+    /// `XDP_TX`; see `rvs_fp_send` in bpf/fastpath.h).
     pub ifindex: u32,
     /// Source MAC: the egress interface's.
     pub src_mac: [u8; 6],
