@@ -816,18 +816,26 @@ impl Classifier {
             .map_err(|e| XdpError::TestRun(error_chain(&e)))
     }
 
-    /// Whether frames an XDP program redirects (or sends back with
-    /// `XDP_TX`) out of interface `ifname` (`ifindex`, MAC `mac`) leave it,
-    /// rather than being dropped: a veth delivers them only when its peer
-    /// is in NAPI mode (an XDP program or GRO on it).
+    /// Whether frames an XDP program redirects (as the fast path does,
+    /// also back out of the ingress interface) out of interface `ifname` (`ifindex`, MAC `mac`) reach
+    /// its peer, rather than being refused whole: a veth takes them only
+    /// while its peer is in NAPI mode (an XDP program or GRO on it).
     ///
     /// Sends [`PROBE_FRAMES`] frames of the IEEE local experimental
     /// EtherType 0x88B5 from and to `mac` out of the interface
-    /// (`BPF_PROG_TEST_RUN` in live-frames mode, kernel 5.18+) and reads
-    /// the veth's count of XDP frames it delivered (`ethtool -S`:
-    /// `tx_queue_N_xdp_xmit`, moved only by XDP redirects into it, so other
-    /// traffic cannot fake the answer). The peer drops the frames (not for
-    /// it, unknown type). A frame the veth drops is counted nowhere.
+    /// (`BPF_PROG_TEST_RUN` in live-frames mode, kernel 5.18+) and compares
+    /// the veth's XDP transmit counters before and after
+    /// ([`redirect_taken`]). The peer drops the frames (not for it,
+    /// unknown type).
+    ///
+    /// In `veth_xdp_xmit` (drivers/net/veth.c), a peer without NAPI makes
+    /// the whole batch fail with `-ENXIO` before anything is counted; with
+    /// NAPI, each frame is counted either as delivered
+    /// (`tx_queue_N_xdp_xmit`) or, when the peer's ring is full or the
+    /// frame too long, as an error (`tx_queue_N_xdp_xmit_errors`). So a
+    /// move of either counter, by the probe's frames or by anyone else's
+    /// redirects meanwhile, means "the interface takes redirects"; a busy
+    /// peer dropping some frames does not turn the answer into "no".
     ///
     /// # Errors
     ///
@@ -856,7 +864,7 @@ impl Classifier {
         let mut ctx = [0u8; 24];
         ctx[4..8].copy_from_slice(&(frame.len() as u32).to_ne_bytes());
         ctx[12..16].copy_from_slice(&ifindex.to_ne_bytes());
-        let before = xdp_xmit(ifname)?;
+        let before = xdp_xmit_counters(ifname)?;
         let opts = TestRunOptions {
             data_in: Some(&frame),
             ctx_in: Some(&ctx),
@@ -866,8 +874,8 @@ impl Classifier {
         };
         prog.test_run(opts)
             .map_err(|e| XdpError::TestRun(error_chain(&e)))?;
-        let after = xdp_xmit(ifname)?;
-        Ok(after.saturating_sub(before) >= u64::from(PROBE_FRAMES))
+        let after = xdp_xmit_counters(ifname)?;
+        Ok(redirect_taken(before, after))
     }
 
     /// Detaches the program from every interface and unloads it (as Drop).
@@ -902,25 +910,61 @@ fn is_not_found(e: &MapError) -> bool {
     }
 }
 
-/// XDP frames a veth delivered to its peer: the sum of its
-/// `tx_queue_N_xdp_xmit` driver statistics.
-fn xdp_xmit(ifname: &str) -> Result<u64, XdpError> {
+/// A veth's counts of the frames XDP redirected into it (`ethtool -S`),
+/// summed over its transmit queues.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct XmitCounters {
+    /// Frames put on the peer's ring (`tx_queue_N_xdp_xmit`).
+    pub delivered: u64,
+    /// Frames the peer's NAPI ring had no room for, or too long for its
+    /// MTU (`tx_queue_N_xdp_xmit_errors`).
+    pub refused: u64,
+}
+
+/// Whether a veth whose XDP transmit counters went from `before` to
+/// `after` while redirected frames were sent into it takes redirects:
+/// either counter moved. Only a veth whose peer is in NAPI mode counts at
+/// all (delivered, or refused for a full ring); without NAPI the kernel
+/// refuses the whole batch before counting. A counter that went down (the
+/// interface was re-created) is no sign.
+pub fn redirect_taken(before: XmitCounters, after: XmitCounters) -> bool {
+    after.delivered > before.delivered || after.refused > before.refused
+}
+
+/// The XDP transmit counters among driver statistics `stats` (names and
+/// values), or `None` if there are none (not a veth).
+fn xmit_counters(stats: &[(String, u64)]) -> Option<XmitCounters> {
+    let mut found = false;
+    let mut c = XmitCounters::default();
+    for (name, v) in stats {
+        let Some(rest) = name.strip_prefix("tx_queue_") else {
+            continue;
+        };
+        let Some((queue, what)) = rest.split_once('_') else {
+            continue;
+        };
+        if queue.is_empty() || !queue.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        match what {
+            "xdp_xmit" => c.delivered = c.delivered.wrapping_add(*v),
+            "xdp_xmit_errors" => c.refused = c.refused.wrapping_add(*v),
+            _ => continue,
+        }
+        found = true;
+    }
+    found.then_some(c)
+}
+
+/// The XDP transmit counters of veth `ifname`.
+fn xdp_xmit_counters(ifname: &str) -> Result<XmitCounters, XdpError> {
     let stats = ethtool_stats(ifname)
         .map_err(|e| XdpError::TestRun(format!("{ifname}: driver statistics: {e}")))?;
-    let mut found = false;
-    let mut sum = 0u64;
-    for (name, v) in &stats {
-        if name.starts_with("tx_queue_") && name.ends_with("_xdp_xmit") {
-            found = true;
-            sum = sum.wrapping_add(*v);
-        }
-    }
-    if !found {
-        return Err(XdpError::TestRun(format!(
+    xmit_counters(&stats).ok_or_else(|| {
+        XdpError::TestRun(format!(
             "{ifname}: no tx_queue_N_xdp_xmit statistics (not a veth)"
-        )));
-    }
-    Ok(sum)
+        ))
+    })
 }
 
 const ETHTOOL_GSTRINGS: u32 = 0x1b;
@@ -1506,5 +1550,49 @@ mod tests {
         });
         assert_eq!(v4.addr, v6.addr);
         assert_ne!(v4, v6);
+    }
+
+    #[test]
+    fn redirect_probe_decision() {
+        let c = |delivered, refused| XmitCounters { delivered, refused };
+        // No NAPI on the peer: the kernel refuses the batch uncounted.
+        assert!(!redirect_taken(c(10, 2), c(10, 2)));
+        // Delivered, all or some.
+        assert!(redirect_taken(c(10, 2), c(14, 2)));
+        assert!(redirect_taken(c(10, 2), c(11, 5)));
+        // A busy peer's full ring refused every probe frame: NAPI is on.
+        assert!(redirect_taken(c(10, 2), c(10, 6)));
+        // Counters that went down (a re-created veth) say nothing.
+        assert!(!redirect_taken(c(10, 2), c(0, 0)));
+    }
+
+    #[test]
+    fn xmit_counters_from_driver_statistics() {
+        let s = |v: &[(&str, u64)]| -> Vec<(String, u64)> {
+            v.iter().map(|(n, x)| (n.to_string(), *x)).collect()
+        };
+        let veth = s(&[
+            ("peer_ifindex", 7),
+            ("rx_queue_0_xdp_packets", 100),
+            ("rx_queue_0_xdp_tx_errors", 50),
+            ("tx_queue_0_xdp_xmit", 3),
+            ("tx_queue_0_xdp_xmit_errors", 1),
+            ("tx_queue_1_xdp_xmit", 4),
+            ("tx_queue_1_xdp_xmit_errors", 2),
+        ]);
+        assert_eq!(
+            xmit_counters(&veth),
+            Some(XmitCounters {
+                delivered: 7,
+                refused: 3
+            })
+        );
+        assert_eq!(xmit_counters(&s(&[("rx_packets", 1)])), None);
+        assert_eq!(xmit_counters(&[]), None);
+        // Look-alikes are not counters of a queue.
+        assert_eq!(
+            xmit_counters(&s(&[("tx_queue__xdp_xmit", 1), ("tx_queue_x_xdp_xmit", 1)])),
+            None
+        );
     }
 }

@@ -504,6 +504,48 @@ pub struct ClassifierCounters {
     pub fragments: u64,
 }
 
+/// Counters of the XDP fast path (`rvsd --fast-path on|all`): what it
+/// holds, what it forwarded, and what rvsd did to it. Every field defaults
+/// when absent, so replies of other versions decode.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FastPathCounters {
+    /// `--fast-path` in effect: `on` or `all`.
+    pub mode: String,
+    /// Interfaces the fast path sends to now (the others' flows go through
+    /// the engine), by name.
+    pub egress: Vec<String>,
+    /// Interfaces whose taking redirected XDP frames is probed, by name.
+    pub probed: Vec<String>,
+    /// Flow entries in the cache now (each direction of a NAT connection
+    /// is one).
+    pub entries: u64,
+    /// Entries installed since start.
+    pub installs: u64,
+    /// Entries removed by rvsd since start (connection closed or expired,
+    /// configuration change, egress lost).
+    pub removals: u64,
+    /// Entries found evicted by the cache (least recently used, when it is
+    /// full); their flows went back to the engine.
+    pub evictions: u64,
+    /// Packets forwarded inside XDP and credited to the statistics.
+    pub packets: u64,
+    /// Their bytes (IP lengths, as the statistics count them).
+    pub bytes: u64,
+    /// Frames the XDP program forwarded (its own per-CPU counter).
+    pub hits: u64,
+    /// Packets it could have handled but found no entry for.
+    pub misses: u64,
+    /// Packets it never handles (TCP SYN/FIN/RST, fragments, options...).
+    pub skipped: u64,
+    /// Hits left to the engine: the tunnelled packet would exceed the MTU.
+    pub too_big: u64,
+    /// Hits left to the engine: TTL or hop limit too low.
+    pub ttl: u64,
+    /// Hits left to the engine (or dropped): entry mismatch, helper error.
+    pub errors: u64,
+}
+
 /// A reply from rvsd.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Reply {
@@ -550,6 +592,10 @@ pub enum Reply {
         workers: Vec<DataPlaneWorker>,
         /// The XDP classifier's counters (`xdp` mode only).
         classifier: Option<ClassifierCounters>,
+        /// The XDP fast path's counters (when it is on; absent from the
+        /// replies of older daemons).
+        #[serde(default)]
+        fast_path: Option<FastPathCounters>,
     },
     /// Firewall-mark rules, in order.
     FwmarkRules(Vec<fwmark::FwmarkSpec>),
@@ -601,5 +647,50 @@ mod tests {
         let back: Envelope = decode(&bytes[..bytes.len() - 1]).unwrap();
         assert_eq!(back, req);
         assert!(decode::<Envelope>(b"{nope").is_err());
+    }
+
+    /// Data-plane replies of older daemons (no fast-path counters) decode
+    /// as without them; newer ones round-trip; a partial set of fast-path
+    /// counters (a newer or older daemon's) takes defaults for the rest.
+    #[test]
+    fn data_plane_stats_compatible() {
+        let old = br#"{"DataPlaneStats":{"mode":"xdp","workers":[],"classifier":null}}"#;
+        assert_eq!(
+            decode::<Reply>(old).unwrap(),
+            Reply::DataPlaneStats {
+                mode: "xdp".into(),
+                workers: Vec::new(),
+                classifier: None,
+                fast_path: None,
+            }
+        );
+        let new = Reply::DataPlaneStats {
+            mode: "xdp".into(),
+            workers: vec![DataPlaneWorker::default()],
+            classifier: Some(ClassifierCounters::default()),
+            fast_path: Some(FastPathCounters {
+                mode: "on".into(),
+                egress: vec!["eth0".into()],
+                entries: 3,
+                hits: 9,
+                ..FastPathCounters::default()
+            }),
+        };
+        let bytes = encode(&new);
+        assert_eq!(decode::<Reply>(&bytes[..bytes.len() - 1]).unwrap(), new);
+        let partial = br#"{"DataPlaneStats":{"mode":"xdp","workers":[],"classifier":null,
+            "fast_path":{"entries":2,"future_field":1}}}"#;
+        match decode::<Reply>(partial).unwrap() {
+            Reply::DataPlaneStats {
+                fast_path: Some(f), ..
+            } => assert_eq!(
+                f,
+                FastPathCounters {
+                    entries: 2,
+                    ..FastPathCounters::default()
+                }
+            ),
+            r => panic!("{r:?}"),
+        }
     }
 }

@@ -1,8 +1,8 @@
 //! `rvs dataplane`: the live counters of rvsd's packet path, per worker
-//! thread, and the XDP classifier's.
+//! thread, the XDP classifier's and the XDP fast path's.
 
 use rvs_proto::client::{Client, Endpoint};
-use rvs_proto::{ClassifierCounters, DataPlaneWorker, Reply, Request};
+use rvs_proto::{ClassifierCounters, DataPlaneWorker, FastPathCounters, Reply, Request};
 
 /// Ask the rvsd of `RVS_SOCKET` (or the default endpoint) and format the table.
 pub fn run() -> Result<String, String> {
@@ -14,17 +14,25 @@ pub fn run() -> Result<String, String> {
             mode,
             workers,
             classifier,
-        } => Ok(format(&mode, &workers, classifier.as_ref())),
+            fast_path,
+        } => Ok(format(
+            &mode,
+            &workers,
+            classifier.as_ref(),
+            fast_path.as_ref(),
+        )),
         Reply::Error(e) => Err(format!("rvsd: {} (errno {})", e.message, e.errno)),
         _ => Err("unexpected reply from rvsd".into()),
     }
 }
 
-/// The table: one row per worker and a total, then the classifier's counters.
+/// The table: one row per worker and a total, then the classifier's
+/// counters, then the fast path's (when it is on).
 pub fn format(
     mode: &str,
     workers: &[DataPlaneWorker],
     classifier: Option<&ClassifierCounters>,
+    fast_path: Option<&FastPathCounters>,
 ) -> String {
     let mut out = format!("packet I/O: {mode}\n");
     if workers.is_empty() {
@@ -100,6 +108,35 @@ pub fn format(
             c.redirected, c.passed, c.no_socket, c.malformed, c.fragments
         ));
     }
+    if let Some(f) = fast_path {
+        out.push_str(&format_fast_path(f));
+    }
+    out
+}
+
+/// The fast path's lines: where it sends, what it holds, what it forwarded.
+pub fn format_fast_path(f: &FastPathCounters) -> String {
+    let list = |v: &[String]| {
+        if v.is_empty() {
+            "no interface".to_string()
+        } else {
+            v.join(", ")
+        }
+    };
+    let mut out = format!("fast path: {}, sending to {}", f.mode, list(&f.egress));
+    if !f.probed.is_empty() {
+        out.push_str(&format!(" (probed: {})", list(&f.probed)));
+    }
+    out.push('\n');
+    out.push_str(&format!(
+        "fast path: entries {}, installs {}, removals {}, evictions {}\n",
+        f.entries, f.installs, f.removals, f.evictions
+    ));
+    out.push_str(&format!(
+        "fast path: forwarded {} packets, {} bytes (credited to the statistics); \
+         hits {}, misses {}, skipped {}, too big {}, ttl {}, errors {}\n",
+        f.packets, f.bytes, f.hits, f.misses, f.skipped, f.too_big, f.ttl, f.errors
+    ));
     out
 }
 
@@ -123,6 +160,7 @@ mod tests {
                 redirected: 7,
                 ..ClassifierCounters::default()
             }),
+            None,
         );
         assert_eq!(
             t,
@@ -134,8 +172,53 @@ mod tests {
              classifier: redirected 7, passed 0, no socket 0, malformed 0, fragments 0\n"
         );
         assert_eq!(
-            format("none", &[], None),
+            format("none", &[], None, None),
             "packet I/O: none\nno data-plane worker (rvsd --io none forwards nothing)\n"
+        );
+    }
+
+    #[test]
+    fn fast_path_lines() {
+        let f = FastPathCounters {
+            mode: "on".into(),
+            egress: vec!["eth0".into(), "eth1".into()],
+            probed: vec!["eth0".into(), "eth1".into()],
+            entries: 8,
+            installs: 10,
+            removals: 2,
+            evictions: 1,
+            packets: 400,
+            bytes: 123456,
+            hits: 401,
+            misses: 5,
+            skipped: 30,
+            too_big: 0,
+            ttl: 0,
+            errors: 0,
+        };
+        let t = format(
+            "xdp",
+            &[DataPlaneWorker::default()],
+            Some(&ClassifierCounters::default()),
+            Some(&f),
+        );
+        assert!(
+            t.ends_with(
+                "classifier: redirected 0, passed 0, no socket 0, malformed 0, fragments 0\n\
+                 fast path: on, sending to eth0, eth1 (probed: eth0, eth1)\n\
+                 fast path: entries 8, installs 10, removals 2, evictions 1\n\
+                 fast path: forwarded 400 packets, 123456 bytes (credited to the statistics); \
+                 hits 401, misses 5, skipped 30, too big 0, ttl 0, errors 0\n"
+            ),
+            "{t}"
+        );
+        let none_yet = FastPathCounters {
+            mode: "all".into(),
+            ..FastPathCounters::default()
+        };
+        assert_eq!(
+            format_fast_path(&none_yet).lines().next(),
+            Some("fast path: all, sending to no interface")
         );
     }
 }

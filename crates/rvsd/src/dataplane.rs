@@ -24,14 +24,20 @@
 //! with [`Shared::mark_synced`] so that rvsadm's change is acknowledged only
 //! once the filter holds it.
 //!
-//! With `--io xdp` and the fast path on (`--fast-path`, the default), the
-//! engine also queues [`FastPathOp`]s: the sync thread installs the flows
-//! of established connections into the classifier's flow cache (rvs-io's
-//! `flowcache`), whose XDP program then forwards their packets itself, and
-//! removes them when the engine says so. It credits what the cache
-//! forwarded to the engine's statistics and timers
-//! ([`Engine::credit_fast_path`]) when an entry goes, and every
-//! [`CREDIT_INTERVAL`] for the others.
+//! With `--io xdp` and the fast path on (`--fast-path on`, the default),
+//! the engine also queues [`FastPathOp`]s: the sync thread installs the
+//! flows of established connections into the classifier's flow cache
+//! (rvs-io's `flowcache`), whose XDP program then forwards their packets
+//! itself, and removes them when the engine says so. What the cache
+//! forwarded is credited to the engine's statistics and timers
+//! ([`Engine::credit_fast_path`]) when an entry goes, and for the others
+//! by [`DpShared::credit_fast_path`]: before every housekeeping pass (so
+//! expiry sees the last packet) and before every control request that
+//! reads or resets counters or connections (so `rvsadm -L --stats`,
+//! `-L -c` and `-Z` are exact at the moment of the request).
+//!
+//! Lock order: the state (`Shared::lock`), then the fast path's
+//! bookkeeping, then the filter.
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
@@ -50,7 +56,7 @@ use rvs_io::nft::{Claims, FwmarkMatch, NftInterface, NftTable};
 use rvs_io::packet::{PacketConfig, PacketSocket};
 use rvs_io::xdp::{AttachMode, Classifier};
 use rvs_io::xsk::{FrameBuf, UmemConfig, Verdict, XskSocket};
-use rvs_proto::{ClassifierCounters, DataPlaneWorker, Reply};
+use rvs_proto::{ClassifierCounters, DataPlaneWorker, FastPathCounters, Reply};
 use rvs_wire::EthernetAddress;
 
 use crate::classes::{ClassSet, class_set};
@@ -68,9 +74,6 @@ const IDLE_WAIT_MS: i32 = 10;
 const SYNC_INTERVAL: Duration = Duration::from_millis(2);
 /// How often a worker reads its sockets' kernel drop counters.
 const KERNEL_STATS_INTERVAL: Duration = Duration::from_secs(1);
-/// How often the fast path's counters are credited to the engine (the
-/// statistics and the connections' timers lag by at most this much).
-pub const CREDIT_INTERVAL: Duration = Duration::from_millis(100);
 
 /// The fast-path settings of the data plane.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -235,11 +238,14 @@ pub struct DpShared {
     filter: Mutex<Option<Filter>>,
     /// Addresses that needed a hop and have none yet.
     wanted: Mutex<HashSet<IpAddr>>,
-    /// With the fast path on: the interfaces it may send to (ifindex).
-    fast_egress: Option<Mutex<HashSet<u32>>>,
+    /// With the fast path on: its bookkeeping (the sync thread's, and the
+    /// control requests' that credit it).
+    fast: Option<Mutex<FastSync>>,
     /// Interfaces whose taking redirected frames is probed again and again
     /// (virtual ones in native mode, with `--fast-path on`).
     fast_probed: Vec<Probed>,
+    /// With the fast path off: why (for the log).
+    fast_off: Option<String>,
 }
 
 /// An interface the fast path probes ([`Classifier::probe_redirect`]).
@@ -262,6 +268,39 @@ impl DpShared {
 
     fn wanted(&self) -> MutexGuard<'_, HashSet<IpAddr>> {
         self.wanted.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The fast path's bookkeeping, if it is on.
+    fn fast(&self) -> Option<MutexGuard<'_, FastSync>> {
+        self.fast
+            .as_ref()
+            .map(|f| f.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Credit to `engine` what the fast path forwarded since the last
+    /// credit, read from the cache now: afterwards the engine's statistics,
+    /// connection counters and timers include every packet the XDP program
+    /// forwarded so far. The caller holds the state lock (that `engine` is
+    /// in); nothing happens with the fast path off.
+    pub fn credit_fast_path(&self, engine: &mut Engine, now: rvs_core::Instant) {
+        let Some(mut fast) = self.fast() else {
+            return;
+        };
+        let filter = self.filter();
+        if let Some(Filter::Xdp(c)) = &*filter {
+            fast.credit_all(c.flow_cache(), engine, now, flowcache::monotonic_now_ns());
+        }
+    }
+
+    /// The fast path's counters, if it is on (its packets and bytes are
+    /// those credited so far: the server credits before it asks).
+    fn fast_path_counters(&self) -> Option<FastPathCounters> {
+        let fast = self.fast()?;
+        let stats = match &*self.filter() {
+            Some(Filter::Xdp(c)) => c.flow_cache().stats().ok(),
+            _ => None,
+        };
+        Some(fast.counters(&self.ports, &self.fast_probed, stats.as_ref()))
     }
 
     fn classifier_counters(&self) -> Option<ClassifierCounters> {
@@ -288,6 +327,7 @@ impl DpShared {
                 .map(|(i, w)| w.snapshot(i as u32))
                 .collect(),
             classifier: self.classifier_counters(),
+            fast_path: self.fast_path_counters(),
         }
     }
 }
@@ -389,15 +429,26 @@ fn port_config(resolver: &Resolver, ifindex: u32) -> Option<PortConfig> {
         IpAddr::V4(v) => Some(*v),
         IpAddr::V6(_) => None,
     });
-    let addr_v6 = info.addrs.iter().find_map(|a| match a {
-        IpAddr::V6(v) => Some(*v),
-        IpAddr::V4(_) => None,
-    });
+    let addr_v6 = tunnel_source_v6(&info.addrs);
     Some(PortConfig {
         mac: EthernetAddress(info.mac),
         mtu: u16::try_from(info.mtu).unwrap_or(u16::MAX),
         addr_v4,
         addr_v6,
+    })
+}
+
+/// The IPv6 address of an interface the engine sends from (the outer
+/// source of IPv6 tunnels): the first that is not link-local, as the
+/// kernel's source selection would pick for a real server's global
+/// address. Link-local ones are left out: they also appear only once
+/// duplicate address detection is done, a second or two after the link
+/// comes up, and a port whose configuration changes drops every flow the
+/// fast path cached.
+fn tunnel_source_v6(addrs: &[IpAddr]) -> Option<std::net::Ipv6Addr> {
+    addrs.iter().find_map(|a| match a {
+        IpAddr::V6(v) if !v.is_unicast_link_local() => Some(*v),
+        _ => None,
     })
 }
 
@@ -465,16 +516,26 @@ impl DataPlane {
             || open_xdp(&ports, fast.entries),
             || open_packet(&ports),
         )?;
-        let (fast_egress, fast_probed) = match (&filter, fast.mode) {
+        let (fast_sync, fast_probed, fast_off) = match (&filter, fast.mode) {
             (Filter::Xdp(c), FastPathMode::On | FastPathMode::All) => {
                 let (set, probed) = fast_egress(c, &ports, fast.mode, |i| {
                     port_config(&resolver, i).map(|p| p.mac.0)
                 });
-                (Some(Mutex::new(set)), probed)
+                let states = probed
+                    .iter()
+                    .map(|p| ProbeState::new(set.contains(&p.ifindex)))
+                    .collect();
+                let fs = FastSync::new(fast.mode, set, states);
+                (Some(Mutex::new(fs)), probed, None)
             }
-            _ => (None, Vec::new()),
+            (_, FastPathMode::Off) => (None, Vec::new(), Some("--fast-path off".to_string())),
+            (Filter::Nft(..), _) => (
+                None,
+                Vec::new(),
+                Some("it needs XDP, and AF_PACKET is in use".to_string()),
+            ),
         };
-        state.engine_mut().set_fast_path(fast_egress.is_some());
+        state.engine_mut().set_fast_path(fast_sync.is_some());
         for p in &ports {
             let cfg = port_config(&resolver, p.ifindex)
                 .ok_or_else(|| format!("{}: interface not found by the resolver", p.name))?;
@@ -490,8 +551,9 @@ impl DataPlane {
                 .collect(),
             filter: Mutex::new(Some(filter)),
             wanted: Mutex::new(HashSet::new()),
-            fast_egress,
+            fast: fast_sync,
             fast_probed,
+            fast_off,
         });
         Ok(DataPlane {
             shared,
@@ -521,15 +583,17 @@ impl DataPlane {
             };
             parts.push(format!("{} ({mode}{} queue(s))", p.name, p.queues));
         }
-        let fast = match &self.shared.fast_egress {
-            None => "fast path off".to_string(),
-            Some(e) => {
-                let e = e.lock().unwrap_or_else(|p| p.into_inner());
+        let fast = match self.shared.fast() {
+            None => format!(
+                "fast path off ({})",
+                self.shared.fast_off.as_deref().unwrap_or("not asked for")
+            ),
+            Some(f) => {
                 let names: Vec<&str> = self
                     .shared
                     .ports
                     .iter()
-                    .filter(|p| e.contains(&p.ifindex))
+                    .filter(|p| f.egress.contains(&p.ifindex))
                     .map(|p| p.name.as_str())
                     .collect();
                 if names.is_empty() {
@@ -630,13 +694,22 @@ impl Running {
                 drop(gro);
             }
             Some(Filter::Xdp(c)) => {
-                if self.shared.fast_egress.is_some()
+                if let Some(f) = self.shared.fast()
                     && let Ok(s) = c.flow_cache().stats()
                 {
+                    let t = &f.totals;
                     eprintln!(
                         "rvsd: fast path: hits {}, misses {}, skipped {}, too big {}, ttl {}, \
-                         errors {}",
-                        s.hits, s.misses, s.skipped, s.too_big, s.ttl, s.errors
+                         errors {}; installs {}, removals {}, evictions {}",
+                        s.hits,
+                        s.misses,
+                        s.skipped,
+                        s.too_big,
+                        s.ttl,
+                        s.errors,
+                        t.installs,
+                        t.removals,
+                        t.evictions
                     );
                 }
                 (*c).detach()
@@ -782,8 +855,9 @@ fn open_packet(ports: &[Port]) -> Result<(Filter, Vec<WorkerSocks>), String> {
     Ok((Filter::Nft(table, gro), workers))
 }
 
-/// The interfaces the fast path may send to, and those to probe: in
-/// generic (SKB) mode, XDP_TX and redirects go through the kernel's
+/// The interfaces the fast path may send to (it always redirects, also back
+/// out of the ingress interface), and those to probe: in
+/// generic (SKB) mode, redirects go through the kernel's
 /// transmit path, and physical interfaces in native mode take redirected
 /// frames; a virtual one (veth...) in native mode does only when its peer
 /// is in NAPI mode (an XDP program or GRO on it): with `--fast-path all`
@@ -875,14 +949,69 @@ struct Installed {
     last_seen_ns: u64,
 }
 
-/// The sync thread's view of the fast path's cache.
-#[derive(Debug, Default)]
+/// Consecutive probes that must disagree with what an interface is
+/// thought to do before the fast path changes its mind: one probe lost
+/// among a busy peer's traffic must not move every flow of the interface
+/// to the engine and back.
+const PROBE_FLIP: u8 = 2;
+
+/// Whether a probed interface takes redirected XDP frames, as its probes
+/// tell, with hysteresis ([`PROBE_FLIP`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ProbeState {
+    takes: bool,
+    /// Consecutive probes that said otherwise.
+    against: u8,
+}
+
+impl ProbeState {
+    /// Starting from the first probe's answer.
+    fn new(takes: bool) -> ProbeState {
+        ProbeState { takes, against: 0 }
+    }
+
+    /// Take one probe's answer (`None`: the probe failed, which tells
+    /// nothing and changes nothing). Returns the new answer when it flips.
+    fn observe(&mut self, answer: Option<bool>) -> Option<bool> {
+        let a = answer?;
+        if a == self.takes {
+            self.against = 0;
+            return None;
+        }
+        self.against = self.against.saturating_add(1);
+        if self.against < PROBE_FLIP {
+            return None;
+        }
+        self.takes = a;
+        self.against = 0;
+        Some(a)
+    }
+}
+
+/// What the fast path did since start.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct FastTotals {
+    installs: u64,
+    removals: u64,
+    evictions: u64,
+    /// Credited packets and bytes.
+    packets: u64,
+    bytes: u64,
+}
+
+/// The fast path's bookkeeping: what is in the cache, what of its traffic
+/// was credited, where it may send.
+#[derive(Debug)]
 struct FastSync {
+    mode: FastPathMode,
+    /// The interfaces it may send to (ifindex).
+    egress: HashSet<u32>,
+    /// One per [`DpShared::fast_probed`], in order.
+    probes: Vec<ProbeState>,
     installed: HashMap<flowcache::FlowKey, Installed>,
     ops: Vec<FastPathOp>,
     entries: Vec<FlowEntry>,
-    last_credit: Option<Instant>,
-    last_probe: Option<Instant>,
+    totals: FastTotals,
     errors_logged: u32,
 }
 
@@ -890,6 +1019,19 @@ struct FastSync {
 const FAST_ERRORS_LOGGED: u32 = 10;
 
 impl FastSync {
+    fn new(mode: FastPathMode, egress: HashSet<u32>, probes: Vec<ProbeState>) -> FastSync {
+        FastSync {
+            mode,
+            egress,
+            probes,
+            installed: HashMap::new(),
+            ops: Vec::new(),
+            entries: Vec::new(),
+            totals: FastTotals::default(),
+            errors_logged: 0,
+        }
+    }
+
     fn log(&mut self, msg: std::fmt::Arguments<'_>) {
         if self.errors_logged < FAST_ERRORS_LOGGED {
             self.errors_logged += 1;
@@ -897,76 +1039,98 @@ impl FastSync {
         }
     }
 
-    /// Apply the engine's queued work to the cache and credit what the
-    /// cache forwarded; both under the state lock, so the engine's counters
-    /// and the cache move together.
-    fn run_once(&mut self, dp: &DpShared, shared: &Shared) {
-        let Some(egress) = &dp.fast_egress else {
-            return;
-        };
-        let due = self
-            .last_credit
-            .is_none_or(|t| t.elapsed() >= CREDIT_INTERVAL);
-        let probe_due = !dp.fast_probed.is_empty()
-            && self
-                .last_probe
-                .is_none_or(|t| t.elapsed() >= PROBE_INTERVAL);
-        let mut state = shared.lock();
-        let engine = state.engine_mut();
-        engine.take_fast_path_ops(&mut self.ops);
-        if self.ops.is_empty() && !due && !probe_due {
-            return;
+    /// The counters `rvs dataplane` shows.
+    fn counters(
+        &self,
+        ports: &[Port],
+        probed: &[Probed],
+        stats: Option<&flowcache::FastPathStats>,
+    ) -> FastPathCounters {
+        let s = stats.copied().unwrap_or_default();
+        let t = &self.totals;
+        FastPathCounters {
+            mode: self.mode.name().into(),
+            egress: ports
+                .iter()
+                .filter(|p| self.egress.contains(&p.ifindex))
+                .map(|p| p.name.clone())
+                .collect(),
+            probed: probed.iter().map(|p| p.name.clone()).collect(),
+            entries: self.installed.len() as u64,
+            installs: t.installs,
+            removals: t.removals,
+            evictions: t.evictions,
+            packets: t.packets,
+            bytes: t.bytes,
+            hits: s.hits,
+            misses: s.misses,
+            skipped: s.skipped,
+            too_big: s.too_big,
+            ttl: s.ttl,
+            errors: s.errors,
         }
-        let mut filter = dp.filter();
-        let Some(Filter::Xdp(c)) = &mut *filter else {
-            self.ops.clear();
-            return;
-        };
-        let now = shared.clock().now();
-        let mono = flowcache::monotonic_now_ns();
-        let mut egress = egress.lock().unwrap_or_else(|p| p.into_inner());
-        if probe_due {
-            self.last_probe = Some(Instant::now());
-            for p in &dp.fast_probed {
-                let ok = c.probe_redirect(&p.name, p.ifindex, p.mac).unwrap_or(false);
-                if ok == egress.contains(&p.ifindex) {
-                    continue;
-                }
-                if ok {
-                    eprintln!(
-                        "rvsd: fast path: {} takes redirected XDP frames now",
-                        p.name
-                    );
-                    egress.insert(p.ifindex);
-                    // Flows the engine thought cached but that were not
-                    // (their egress was left out): cached at their next packet.
-                    engine.fast_path_forget_all();
-                } else {
-                    eprintln!(
-                        "rvsd: fast path: {} no longer takes redirected XDP frames: \
-                         its flows go through the engine",
-                        p.name
-                    );
-                    egress.remove(&p.ifindex);
-                    let gone: Vec<flowcache::FlowKey> = self
-                        .installed
-                        .iter()
-                        .filter(|(_, i)| i.ifindex == p.ifindex)
-                        .map(|(k, _)| *k)
-                        .collect();
-                    for k in gone {
-                        self.remove(c.flow_cache_mut(), engine, &k, now, mono);
-                    }
+    }
+
+    /// Take the probes' answers (one per probed interface, `None` for a
+    /// failed probe): an interface whose answer flips gains or loses the
+    /// fast path.
+    fn apply_probes(
+        &mut self,
+        probed: &[Probed],
+        answers: &[Option<bool>],
+        cache: &mut FlowCache,
+        engine: &mut Engine,
+        now: rvs_core::Instant,
+        mono: u64,
+    ) {
+        for (i, (p, answer)) in probed.iter().zip(answers).enumerate() {
+            let Some(flip) = self.probes.get_mut(i).and_then(|st| st.observe(*answer)) else {
+                continue;
+            };
+            if flip {
+                eprintln!(
+                    "rvsd: fast path: {} takes redirected XDP frames now",
+                    p.name
+                );
+                self.egress.insert(p.ifindex);
+                // Flows the engine thought cached but that were not
+                // (their egress was left out): cached at their next packet.
+                engine.fast_path_forget_all();
+            } else {
+                eprintln!(
+                    "rvsd: fast path: {} no longer takes redirected XDP frames: \
+                     its flows go through the engine",
+                    p.name
+                );
+                self.egress.remove(&p.ifindex);
+                let gone: Vec<flowcache::FlowKey> = self
+                    .installed
+                    .iter()
+                    .filter(|(_, e)| e.ifindex == p.ifindex)
+                    .map(|(k, _)| *k)
+                    .collect();
+                for k in gone {
+                    self.remove(cache, engine, &k, now, mono);
                 }
             }
         }
+    }
+
+    /// Apply the engine's queued work to the cache (the caller holds the
+    /// state lock, so the engine and the cache move together).
+    fn apply_ops(
+        &mut self,
+        cache: &mut FlowCache,
+        engine: &mut Engine,
+        now: rvs_core::Instant,
+        mono: u64,
+    ) {
         engine.take_fast_path_ops(&mut self.ops);
-        let cache = c.flow_cache_mut();
         let mut ops = std::mem::take(&mut self.ops);
         for op in ops.drain(..) {
             match op {
                 FastPathOp::Install(flow, action) => {
-                    if !egress.contains(&action.port.0) {
+                    if !self.egress.contains(&action.port.0) {
                         continue;
                     }
                     self.install(cache, engine, flow, &action, now, mono);
@@ -983,10 +1147,6 @@ impl FastSync {
             }
         }
         self.ops = ops;
-        if due {
-            self.last_credit = Some(Instant::now());
-            self.credit_all(cache, engine, now, mono);
-        }
     }
 
     fn install(
@@ -1002,8 +1162,9 @@ impl FastSync {
         match cache.replace(&key, &io_action(action)) {
             Ok(old) => {
                 if let (Some(old), Some(prev)) = (old, self.installed.get(&key).copied()) {
-                    credit(engine, &prev, &old, now, mono);
+                    self.credit(engine, &prev, &old, now, mono);
                 }
+                self.totals.installs += 1;
                 self.installed.insert(
                     key,
                     Installed {
@@ -1031,14 +1192,19 @@ impl FastSync {
             return;
         };
         match cache.remove(key) {
-            Ok(Some(last)) => credit(engine, &prev, &last, now, mono),
+            Ok(Some(last)) => {
+                self.totals.removals += 1;
+                self.credit(engine, &prev, &last, now, mono);
+            }
             // Evicted: what it counted since the last read is lost.
-            Ok(None) => {}
+            Ok(None) => self.totals.evictions += 1,
             Err(e) => self.log(format_args!("cannot remove {key:?}: {e}")),
         }
     }
 
-    /// Credit every entry's traffic since the last read.
+    /// Credit every entry's traffic since the last read. An installed
+    /// entry the cache no longer has was evicted: forgotten here (its flow
+    /// goes through the engine), counted.
     fn credit_all(
         &mut self,
         cache: &FlowCache,
@@ -1052,28 +1218,59 @@ impl FastSync {
         let mut entries = std::mem::take(&mut self.entries);
         if let Err(e) = cache.counters(&mut entries) {
             self.log(format_args!("cannot read the counters: {e}"));
+            self.entries = entries;
+            return;
         }
+        let mut found = 0usize;
         for e in &entries {
-            if let Some(prev) = self.installed.get_mut(&e.key) {
-                credit(engine, prev, &e.counters, now, mono);
-                prev.packets = e.counters.packets;
-                prev.bytes = e.counters.bytes;
-                prev.last_seen_ns = e.counters.last_seen_ns;
+            if let Some(prev) = self.installed.get(&e.key).copied() {
+                found += 1;
+                self.credit(engine, &prev, &e.counters, now, mono);
+                if let Some(p) = self.installed.get_mut(&e.key) {
+                    p.packets = e.counters.packets;
+                    p.bytes = e.counters.bytes;
+                    p.last_seen_ns = e.counters.last_seen_ns;
+                }
             }
+        }
+        // Only rvsd adds or removes entries, under this lock (the XDP
+        // program never does), so one missing from a complete read was
+        // evicted.
+        if found < self.installed.len() {
+            let present: HashSet<flowcache::FlowKey> = entries.iter().map(|e| e.key).collect();
+            let before = self.installed.len();
+            self.installed.retain(|k, _| present.contains(k));
+            self.totals.evictions += (before - self.installed.len()) as u64;
         }
         self.entries = entries;
     }
+
+    /// Credit to the engine what `cur` holds beyond what `prev` says was
+    /// credited already, and count it.
+    fn credit(
+        &mut self,
+        engine: &mut Engine,
+        prev: &Installed,
+        cur: &FlowCounters,
+        now: rvs_core::Instant,
+        mono: u64,
+    ) {
+        if let Some((packets, bytes)) = credit(engine, prev, cur, now, mono) {
+            self.totals.packets += packets;
+            self.totals.bytes += bytes;
+        }
+    }
 }
 
-/// Credit to the engine what `now_counters` holds beyond what `prev` says
-/// was credited already.
+/// Credit to the engine what `cur` holds beyond what `prev` says was
+/// credited already; the packets and bytes credited, if anything changed.
 fn credit(
     engine: &mut Engine,
     prev: &Installed,
     cur: &FlowCounters,
     now: rvs_core::Instant,
     mono: u64,
-) {
+) -> Option<(u64, u64)> {
     // Counters below the credited ones: the entry was replaced meanwhile.
     let (packets, bytes) = if cur.packets >= prev.packets {
         (
@@ -1084,13 +1281,14 @@ fn credit(
         (cur.packets, cur.bytes)
     };
     if packets == 0 && cur.last_seen_ns == prev.last_seen_ns {
-        return;
+        return None;
     }
     let last_seen = (cur.last_seen_ns != 0).then(|| {
         let age_ms = mono.saturating_sub(cur.last_seen_ns) / 1_000_000;
         rvs_core::Instant::from_millis(now.as_millis().saturating_sub(age_ms))
     });
     engine.credit_fast_path(&prev.flow, packets, bytes, last_seen);
+    Some((packets, bytes))
 }
 
 /// The sync thread's memory: what it last put into the filter and engine.
@@ -1098,14 +1296,61 @@ fn credit(
 struct Sync {
     config_gen: Option<u64>,
     resolver_gen: Option<u64>,
-    fast: FastSync,
+    /// When the probed interfaces were last probed.
+    last_probe: Option<Instant>,
 }
 
 impl Sync {
-    /// Hops, ports and the filter in step with the resolver and the table.
+    /// Hops, ports and the filter in step with the resolver and the table;
+    /// the fast path's cache in step with the engine.
     fn run_once(&mut self, dp: &DpShared, shared: &Shared) {
         self.sync(dp, shared);
-        self.fast.run_once(dp, shared);
+        self.fast(dp, shared);
+    }
+
+    /// Probe the probed interfaces when due (without the state lock: the
+    /// workers go on meanwhile), then apply the answers and the engine's
+    /// queued fast-path work.
+    fn fast(&mut self, dp: &DpShared, shared: &Shared) {
+        if dp.fast.is_none() {
+            return;
+        }
+        let probe_due = !dp.fast_probed.is_empty()
+            && self
+                .last_probe
+                .is_none_or(|t| t.elapsed() >= PROBE_INTERVAL);
+        let mut answers = Vec::new();
+        if probe_due {
+            self.last_probe = Some(Instant::now());
+            if let Some(Filter::Xdp(c)) = &*dp.filter() {
+                answers = dp
+                    .fast_probed
+                    .iter()
+                    .map(|p| c.probe_redirect(&p.name, p.ifindex, p.mac).ok())
+                    .collect();
+            }
+        }
+        let mut state = shared.lock();
+        let engine = state.engine_mut();
+        let Some(mut fast) = dp.fast() else {
+            return;
+        };
+        engine.take_fast_path_ops(&mut fast.ops);
+        if fast.ops.is_empty() && answers.is_empty() {
+            return;
+        }
+        let mut filter = dp.filter();
+        let Some(Filter::Xdp(c)) = &mut *filter else {
+            fast.ops.clear();
+            return;
+        };
+        let now = shared.clock().now();
+        let mono = flowcache::monotonic_now_ns();
+        let cache = c.flow_cache_mut();
+        if !answers.is_empty() {
+            fast.apply_probes(&dp.fast_probed, &answers, cache, engine, now, mono);
+        }
+        fast.apply_ops(cache, engine, now, mono);
     }
 
     /// Hops, ports and the filter in step with the resolver and the table.
@@ -1538,6 +1783,90 @@ mod tests {
                 kernel_drops: 0,
             }
         );
+    }
+
+    #[test]
+    fn tunnel_source_is_not_link_local() {
+        let a = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(tunnel_source_v6(&[a("10.0.0.1"), a("fe80::1")]), None);
+        assert_eq!(
+            tunnel_source_v6(&[a("fe80::1"), a("10.0.0.1"), a("2001:db8::1"), a("fd00::1")]),
+            Some("2001:db8::1".parse().unwrap())
+        );
+        assert_eq!(tunnel_source_v6(&[]), None);
+    }
+
+    #[test]
+    fn probe_answers_flip_after_two_in_a_row() {
+        let mut st = ProbeState::new(true);
+        // One "no" (a probe lost among a busy peer's traffic): no change.
+        assert_eq!(st.observe(Some(false)), None);
+        assert_eq!(st.observe(Some(true)), None);
+        assert_eq!(st.observe(Some(false)), None);
+        // A failed probe tells nothing: neither flips nor resets.
+        assert_eq!(st.observe(None), None);
+        assert_eq!(st.observe(Some(false)), Some(false));
+        assert!(!st.takes);
+        // And back, again after two in a row.
+        assert_eq!(st.observe(Some(true)), None);
+        assert_eq!(st.observe(Some(true)), Some(true));
+        assert_eq!(st.observe(Some(true)), None);
+        // Alternating answers never flip it.
+        let mut st = ProbeState::new(false);
+        for i in 0..10 {
+            assert_eq!(st.observe(Some(i % 2 == 0)), None, "probe {i}");
+        }
+        assert!(!st.takes);
+    }
+
+    #[test]
+    fn fast_path_counters_name_interfaces() {
+        let port = |ifindex, name: &str| Port {
+            ifindex,
+            name: name.into(),
+            queues: 1,
+        };
+        let ports = [port(4, "eth0"), port(5, "eth1"), port(6, "eth2")];
+        let probed = [Probed {
+            ifindex: 5,
+            name: "eth1".into(),
+            mac: [2, 0, 0, 0, 0, 1],
+        }];
+        let mut fs = FastSync::new(
+            FastPathMode::On,
+            [6, 4].into_iter().collect(),
+            vec![ProbeState::new(false)],
+        );
+        fs.totals = FastTotals {
+            installs: 3,
+            removals: 1,
+            evictions: 1,
+            packets: 10,
+            bytes: 1000,
+        };
+        let stats = flowcache::FastPathStats {
+            hits: 11,
+            misses: 2,
+            ..flowcache::FastPathStats::default()
+        };
+        assert_eq!(
+            fs.counters(&ports, &probed, Some(&stats)),
+            FastPathCounters {
+                mode: "on".into(),
+                egress: vec!["eth0".into(), "eth2".into()],
+                probed: vec!["eth1".into()],
+                entries: 0,
+                installs: 3,
+                removals: 1,
+                evictions: 1,
+                packets: 10,
+                bytes: 1000,
+                hits: 11,
+                misses: 2,
+                ..FastPathCounters::default()
+            }
+        );
+        assert_eq!(fs.counters(&ports, &probed, None).hits, 0);
     }
 
     #[test]

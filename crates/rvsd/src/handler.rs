@@ -245,6 +245,7 @@ impl State {
                 mode: "none".into(),
                 workers: Vec::new(),
                 classifier: None,
+                fast_path: None,
             },
             Request::FwmarkAdd(spec) => {
                 let res = self.fwmark_add(&spec);

@@ -26,10 +26,12 @@
 //! interfaces it is to serve but forwards nothing.
 //!
 //! With AF_XDP, established flows are forwarded inside the XDP program
-//! (`--fast-path on`, the default; `RVSD_FAST_PATH` sets the default): the
-//! engine decides, the sync thread caches its decisions in the classifier's
-//! flow map and credits what the fast path forwarded to the statistics and
-//! the connections' timers (see [`dataplane`]).
+//! (`--fast-path on`, the default; `RVSD_FAST_PATH` sets the default;
+//! `off` disables it; with `--io packet` or `none` it is off): the engine
+//! decides, the sync thread caches its decisions in the classifier's flow
+//! map, and what the fast path forwarded is credited to the statistics and
+//! the connections' timers before every request that reads or resets them
+//! and before every expiry pass (see [`dataplane`]).
 
 pub mod auth;
 pub mod classes;

@@ -28,21 +28,21 @@ Options:
                           answering what rvs claims (needs `nft`);
                         `none`: control plane only, nothing is forwarded.
                         One worker thread per RX queue.
-  --fast-path MODE      XDP fast path for established flows (`--io xdp`;
-                        $RVSD_FAST_PATH sets the default):
-                        `off` (default for now): every packet through the
-                          engine;
-                        `on` (experimental: under HTTP load on veth it
-                          loses packets, see BENCHMARKS.md): packets of
-                          established flows are forwarded inside the XDP
-                          program, rvsd still sees every SYN, FIN and RST
-                          and counts all; only towards interfaces that
-                          take redirected XDP frames: physical ones, or
-                          any in XDP generic mode;
-                        `all`: towards virtual ones (veth) as well: their
-                          peers must be in NAPI mode (an XDP program or GRO
-                          on them), else those frames are lost.
-                        Always off with `--io packet`.
+  --fast-path MODE      XDP fast path for established flows, where XDP
+                        is in use (`--io xdp`, or `auto` choosing it);
+                        $RVSD_FAST_PATH sets the default:
+                        `on` (default): packets of established flows are
+                          forwarded inside the XDP program; rvsd still
+                          sees every SYN, FIN and RST, and its counters
+                          (`rvsadm -L --stats`, `-c`) include every packet;
+                          only towards interfaces that take redirected XDP
+                          frames: physical ones, any in XDP generic mode,
+                          and veths whose peer is in NAPI mode (an XDP
+                          program or GRO on it: probed every second);
+                        `all`: towards every veth, unprobed (frames towards
+                          a peer not in NAPI mode are lost);
+                        `off`: every packet through the engine.
+                        Always off with `--io packet` and `--io none`.
   --fast-path-entries N flows the fast path caches (default 65536); the
                         least recently used go back to the slow path
   --rules FILE          load rules at start, all or nothing: lines in
@@ -64,7 +64,8 @@ pub struct Options {
     pub rules: Option<PathBuf>,
     /// `--io`.
     pub io: IoMode,
-    /// `--fast-path` (else `RVSD_FAST_PATH`, else off).
+    /// `--fast-path` (else `RVSD_FAST_PATH`, else on; it takes effect only
+    /// where XDP is in use).
     pub fast_path: FastPathMode,
     /// `--fast-path-entries`.
     pub fast_path_entries: u32,
@@ -91,12 +92,12 @@ pub const FAST_PATH_ENTRIES_MAX: u32 = 1 << 24;
 /// `--fast-path`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum FastPathMode {
-    /// Every packet through the engine (the default until the fast path
-    /// stops losing packets under HTTP load on veth).
-    #[default]
+    /// Every packet through the engine.
     Off,
-    /// Established flows in XDP, towards interfaces known to take
-    /// redirected XDP frames.
+    /// Established flows in XDP, towards interfaces known (or probed) to
+    /// take redirected XDP frames. The default; without XDP (`--io packet`
+    /// or `none`) it is off.
+    #[default]
     On,
     /// Also towards virtual interfaces (veth peers in NAPI mode).
     All,
@@ -281,7 +282,7 @@ mod tests {
                 interfaces: vec!["eth0".into(), "eth1".into()],
                 rules: Some("/etc/rvs/rules".into()),
                 io: IoMode::Auto,
-                fast_path: FastPathMode::Off,
+                fast_path: FastPathMode::On,
                 fast_path_entries: FAST_PATH_ENTRIES,
             })
         );
@@ -329,18 +330,29 @@ mod tests {
                 })
             );
         }
-        // The environment sets the default; the option wins.
+        // On by default; the environment sets the default; the option wins.
+        assert_eq!(Options::default().fast_path, FastPathMode::On);
         let env = |v: &str| Some(OsString::from(v));
-        assert_eq!(
-            parse_with_env(args(&[]), env("on")).unwrap(),
-            run(Options {
-                fast_path: FastPathMode::On,
-                ..Options::default()
-            })
-        );
+        let off = run(Options {
+            fast_path: FastPathMode::Off,
+            ..Options::default()
+        });
+        assert_eq!(parse_with_env(args(&[]), env("off")).unwrap(), off);
         assert_eq!(
             parse_with_env(args(&["--fast-path", "off"]), env("on")).unwrap(),
+            off
+        );
+        assert_eq!(
+            parse_with_env(args(&["--fast-path", "on"]), env("off")).unwrap(),
             run(Options::default())
+        );
+        assert_eq!(
+            parse_with_env(args(&["--io", "packet"]), env("all")).unwrap(),
+            run(Options {
+                io: IoMode::Packet,
+                fast_path: FastPathMode::All,
+                ..Options::default()
+            })
         );
         let e = parse_with_env(args(&[]), env("maybe")).unwrap_err();
         assert!(e.contains("RVSD_FAST_PATH maybe"), "{e}");

@@ -75,7 +75,17 @@ impl Shared {
                 mode: "none".into(),
                 workers: Vec::new(),
                 classifier: None,
+                fast_path: None,
             },
+        }
+    }
+
+    /// Credit to the engine of `state` (locked by the caller) what the XDP
+    /// fast path forwarded so far, if a data plane with the fast path runs
+    /// ([`DpShared::credit_fast_path`]).
+    pub fn credit_fast_path(&self, state: &mut State) {
+        if let Some(dp) = self.dp.get() {
+            dp.credit_fast_path(state.engine_mut(), self.clock.now());
         }
     }
 
@@ -117,17 +127,44 @@ impl Shared {
     }
 }
 
-/// Run housekeeping every [`POLL_INTERVAL`] until `stop`.
+/// Run housekeeping every [`POLL_INTERVAL`] until `stop`: credit the fast
+/// path's traffic (so that connections it carries expire from their last
+/// packet, and the rates see it), then `Engine::poll`.
 pub fn spawn_housekeeping(shared: Arc<Shared>) -> io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name("housekeeping".into())
         .spawn(move || {
             while !shared.stop.load(Ordering::Relaxed) {
                 std::thread::sleep(POLL_INTERVAL);
+                let mut state = shared.lock();
+                shared.credit_fast_path(&mut state);
                 let now = shared.clock.now();
-                shared.lock().engine_mut().poll(now);
+                state.engine_mut().poll(now);
             }
         })
+}
+
+/// Whether `req` reads or changes counters, rates or connections, so that
+/// the fast path's traffic must be credited first for the answer to be
+/// exact (`-L --stats/--rate`, `-L -c`, `-Z`, and changes that drop
+/// counters with a service or real server).
+pub fn needs_fast_path_credit(req: &Request) -> bool {
+    match req {
+        Request::Apply(_)
+        | Request::Batch(_)
+        | Request::ListServices
+        | Request::GetService(_)
+        | Request::GlobalStats
+        | Request::ListConns => true,
+        Request::Info
+        | Request::GetTimeouts
+        | Request::ListDaemons
+        | Request::DataPlaneStats
+        | Request::FwmarkAdd(_)
+        | Request::FwmarkDel(_)
+        | Request::FwmarkFlush
+        | Request::FwmarkList => false,
+    }
 }
 
 /// Accept and serve connections until the stop flag is set (whoever sets it
@@ -200,14 +237,19 @@ pub fn serve_connection(stream: UnixStream, shared: &Shared) {
         // Decode and encode outside the lock; only the handling holds it.
         let reply = match decode_request(&line) {
             Ok(req) => {
-                let now = shared.clock.now();
                 if peer.privileged && matches!(req, Request::DataPlaneStats) {
+                    // Credited first, so that the fast path's packets and
+                    // bytes are as current as its own hit counter.
+                    shared.credit_fast_path(&mut shared.lock());
                     shared.dataplane_stats()
                 } else {
                     let (reply, before, generation) = {
                         let mut state = shared.lock();
+                        if peer.privileged && needs_fast_path_credit(&req) {
+                            shared.credit_fast_path(&mut state);
+                        }
                         let before = state.generation();
-                        let reply = state.handle(&peer, req, now);
+                        let reply = state.handle(&peer, req, shared.clock.now());
                         (reply, before, state.generation())
                     };
                     // Every change (Apply, Batch, fwmark rules) bumps the
@@ -263,6 +305,33 @@ pub fn read_line<R: BufRead>(r: &mut R, limit: usize) -> io::Result<Option<Vec<u
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn which_requests_credit_the_fast_path() {
+        use rvs_proto::{Op, ServiceId};
+        let svc = ServiceId::Fwmark { v6: false, mark: 1 };
+        for r in [
+            Request::ListServices,
+            Request::GetService(svc),
+            Request::GlobalStats,
+            Request::ListConns,
+            Request::Apply(Op::Zero(None)),
+            Request::Apply(Op::DeleteService(svc)),
+            Request::Batch(Vec::new()),
+        ] {
+            assert!(needs_fast_path_credit(&r), "{r:?}");
+        }
+        for r in [
+            Request::Info,
+            Request::GetTimeouts,
+            Request::ListDaemons,
+            Request::DataPlaneStats,
+            Request::FwmarkList,
+            Request::FwmarkFlush,
+        ] {
+            assert!(!needs_fast_path_credit(&r), "{r:?}");
+        }
+    }
 
     #[test]
     fn lines_and_limits() {

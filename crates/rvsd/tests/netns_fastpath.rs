@@ -1,6 +1,7 @@
-//! End-to-end XDP fast path: `rvsd --io xdp --fast-path on` forwards the
-//! established flows of a client namespace to real-server namespaces inside
-//! its XDP program, and counts them exactly as with the fast path off.
+//! End-to-end XDP fast path: `rvsd --io xdp --fast-path on` (the default)
+//! forwards the established flows of a client namespace to real-server
+//! namespaces inside its XDP program, and counts them exactly as with the
+//! fast path off, at the very moment of every read.
 //!
 //! Topology (NAT, two segments): client 10.0.1.1 — eth0 [director] eth1 —
 //! real servers 10.0.2.11 and 10.0.2.12 (one namespace on a bridge); VIP
@@ -8,16 +9,19 @@
 //! delivers frames redirected by XDP only in NAPI mode, which rvsd probes.
 //!
 //! Needs root and AF_XDP (CI has them); `RVS_SKIP_PRIVILEGED_TESTS=1` skips.
-//! Namespaces (`rvsfp-…`) and processes are removed by guards.
+//! Namespaces (`rvsfa-…`) and processes are removed by guards.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use rvs_proto::client::{Client, Endpoint};
+use rvs_proto::{FastPathCounters, Reply, Request};
 
 mod common;
 use common::*;
 
 /// The prefix of this file's namespaces.
-const PREFIX: &str = "rvsfp";
+const PREFIX: &str = "rvsfa";
 
 fn ip(ns: &str, args: &[&str]) {
     let mut v = vec!["ip", "-n", ns];
@@ -175,10 +179,22 @@ fn hits(log: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// Wait until the fast path's counters were credited (they lag by up to
-/// rvsd's credit interval, 100 ms).
+/// Let the last packets cross the director (the counters themselves are
+/// credited by every read).
 fn settle() {
     std::thread::sleep(Duration::from_millis(400));
+}
+
+/// The fast path's counters of the rvsd of `ns` (`rvs dataplane`'s
+/// request), `None` if it is off.
+fn fast_path_counters(ns: &str) -> Option<FastPathCounters> {
+    in_netns(ns, || {
+        let mut c = Client::connect(&Endpoint::Abstract("rvsd.ctl".into())).expect("connect");
+        match c.call(Request::DataPlaneStats).expect("call") {
+            Reply::DataPlaneStats { fast_path, .. } => fast_path,
+            other => panic!("unexpected reply {other:?}"),
+        }
+    })
 }
 
 const UDP_SVC: &str = "10.0.1.100:9000";
@@ -413,4 +429,174 @@ fn veth_peers_are_probed() {
         h >= 100,
         "fast path unused after the probe ({h} hits):\n{log}"
     );
+}
+
+/// With the fast path on, the counters include every
+/// packet the fast path forwarded at the moment of the read, with no wait:
+/// `-L --stats --exact` right after the client's last echo, and `-Z`
+/// right after traffic (nothing forwarded before it is counted after it).
+/// `rvs dataplane`'s counters show the fast path at work.
+#[test]
+fn counters_exact_at_read_time() {
+    if !privileged() {
+        return;
+    }
+    let mut lab = Lab::new(PREFIX, "exact");
+    let n = nat_lab(&mut lab);
+    // Explicitly: the suites also run with RVSD_FAST_PATH=off.
+    let rvsd = lab.start_rvsd(
+        &n.director,
+        Some("xdp"),
+        &["eth0", "eth1"],
+        &["--fast-path", "on"],
+    );
+    assert!(
+        lab.rvsd_log().contains("fast path on towards eth0, eth1"),
+        "{}",
+        lab.rvsd_log()
+    );
+    lab.adm_ok(&n.director, &["-A", "-u", UDP_SVC, "-s", "rr"]);
+    lab.adm_ok(
+        &n.director,
+        &["-a", "-u", UDP_SVC, "-r", "10.0.2.11:9000", "-m"],
+    );
+    // 4 flows, cached in both directions before the measured traffic.
+    let (a0, s0, b0) = udp_client(&n.client, 4, 3, 0.0);
+    assert_eq!(a0, s0, "{}", lab.rvsd_log());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let f = fast_path_counters(&n.director).expect("fast path on");
+        if f.entries >= 8 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "flows not cached: {f:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let before = fast_path_counters(&n.director).expect("fast path");
+    let (a1, s1, b1) = udp_client(&n.client, 4, 100, 0.0);
+    // No sleep: the read itself must credit the fast path.
+    let list = lab.adm_ok(&n.director, &["-L", "-n", "--stats", "--exact"]);
+    assert_eq!(a1, s1, "lost datagrams\n{list}\n{}", lab.rvsd_log());
+    let (sent, bytes) = (s0 + s1, b0 + b1);
+    assert_eq!(
+        service_stats(&list, UDP_SVC),
+        vec![4, sent, sent, bytes, bytes],
+        "counters at read time\n{list}"
+    );
+    let after = fast_path_counters(&n.director).expect("fast path");
+    eprintln!("fast path before {before:?}\nafter {after:?}");
+    // 4 flows x 100 rounds, both ways, all cached (most of it: a change
+    // of the neighbours or ports would send a few packets per flow through
+    // the engine while the flows are cached again).
+    assert!(
+        after.packets - before.packets >= 700 && after.hits - before.hits >= 700,
+        "the measured traffic missed the fast path:\n{before:?}\n{after:?}\n{}",
+        lab.rvsd_log()
+    );
+    // rvs dataplane credits first: what the statistics got is what the
+    // XDP program counted (no entry was evicted).
+    assert_eq!(
+        (after.packets, after.evictions),
+        (after.hits, 0),
+        "{after:?}"
+    );
+    assert_eq!(after.egress, vec!["eth0".to_string(), "eth1".to_string()]);
+    assert_eq!(after.mode, "on");
+    assert!(after.installs >= 8, "{after:?}");
+    // Traffic, then -Z at once: what came before is zeroed, not credited
+    // afterwards.
+    let (a2, s2, _) = udp_client(&n.client, 4, 20, 0.0);
+    assert_eq!(a2, s2);
+    lab.adm_ok(&n.director, &["-Z"]);
+    let (a3, s3, b3) = udp_client(&n.client, 4, 10, 0.0);
+    assert_eq!(a3, s3);
+    let list = lab.adm_ok(&n.director, &["-L", "-n", "--stats", "--exact"]);
+    assert_eq!(
+        service_stats(&list, UDP_SVC),
+        vec![0, s3, s3, b3, b3],
+        "counters after -Z\n{list}"
+    );
+    lab.stop_rvsd(rvsd);
+}
+
+/// Keep-alive HTTP load through NAT with the fast path on:
+/// the probes of the busy veths must not flap (every flip moves all flows
+/// of an interface to the engine and back), wrk sees no socket errors, and
+/// the fast path carries the traffic.
+#[test]
+fn http_load_keeps_the_fast_path() {
+    if !privileged() {
+        return;
+    }
+    let mut lab = Lab::new(PREFIX, "http");
+    let n = nat_lab(&mut lab);
+    let dir = lab.temp_path("nginx");
+    std::fs::create_dir_all(dir.join("www")).expect("mkdir");
+    std::fs::create_dir_all(dir.join("tmp")).expect("mkdir");
+    std::fs::write(dir.join("www/index.html"), vec![b'x'; 2000]).expect("index");
+    let d = dir.to_str().expect("utf8 path");
+    let conf = format!(
+        "worker_processes 1;\ndaemon off;\npid {d}/nginx.pid;\nerror_log {d}/err;\n\
+         events {{ worker_connections 1024; }}\n\
+         http {{\n access_log off;\n keepalive_requests 100000000;\n\
+         client_body_temp_path {d}/tmp;\n\
+         server {{\n  listen 10.0.2.11:80;\n  root {d}/www;\n }}\n}}\n"
+    );
+    std::fs::write(dir.join("nginx.conf"), conf).expect("conf");
+    lab.spawn(
+        &n.rs,
+        "nginx",
+        &["-p", d, "-c", &format!("{d}/nginx.conf")],
+        Stdio::null(),
+    );
+    let rvsd = lab.start_rvsd(
+        &n.director,
+        Some("xdp"),
+        &["eth0", "eth1"],
+        &["--fast-path", "on"],
+    );
+    lab.adm_ok(&n.director, &["-A", "-t", "10.0.1.100:80", "-s", "rr"]);
+    lab.adm_ok(
+        &n.director,
+        &["-a", "-t", "10.0.1.100:80", "-r", "10.0.2.11:80", "-m"],
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while http_get(&n.client, "http://10.0.1.100/").is_none() {
+        assert!(Instant::now() < deadline, "no answer\n{}", lab.rvsd_log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Long enough for several probes (one a second) under load.
+    let o = lab.exec(
+        &n.client,
+        &[
+            "wrk",
+            "-t",
+            "2",
+            "-c",
+            "32",
+            "-d",
+            "4s",
+            "http://10.0.1.100/",
+        ],
+    );
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    let log = lab.rvsd_log();
+    let f = fast_path_counters(&n.director).expect("fast path on");
+    lab.stop_rvsd(rvsd);
+    eprintln!("{out}\n{f:?}");
+    assert!(
+        !log.contains("no longer takes redirected XDP frames"),
+        "the probe flapped under load:\n{log}"
+    );
+    assert!(
+        !out.contains("Socket errors") && !out.contains("Non-2xx"),
+        "wrk saw errors:\n{out}\n{log}"
+    );
+    let requests: u64 = out
+        .lines()
+        .find_map(|l| l.trim().split_once(" requests in "))
+        .and_then(|(n, _)| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no request count in\n{out}"));
+    assert!(requests > 1000, "{out}");
+    assert!(f.hits > requests, "fast path unused: {f:?}\n{out}");
 }
