@@ -546,8 +546,13 @@ fn build_and_run(lab: &mut Lab, o: &Opts, stop: &AtomicBool) -> Result<String, S
     out.clear();
     let addr: SocketAddr = svc.parse().map_err(|e| format!("{e}"))?;
     let mut ok = 0;
+    // The slowest request after the first (which may wait for the data
+    // plane, see below): a lost packet shows as a TCP retransmit, 200 ms
+    // or more.
+    let mut slowest = Duration::ZERO;
     for n in 1..=o.requests {
         check_stop(stop)?;
+        let sent = Instant::now();
         // The first request may wait for the director's neighbour lookups,
         // and for its data plane to take the VIP's packets (until then the
         // director's own stack answers, with a reset): retry it for a while.
@@ -561,6 +566,9 @@ fn build_and_run(lab: &mut Lab, o: &Opts, stop: &AtomicBool) -> Result<String, S
             check_stop(stop)?;
             std::thread::sleep(Duration::from_millis(100));
         }
+        if n != 1 {
+            slowest = slowest.max(sent.elapsed());
+        }
         match res {
             Ok(body) => {
                 ok += 1;
@@ -570,6 +578,12 @@ fn build_and_run(lab: &mut Lab, o: &Opts, stop: &AtomicBool) -> Result<String, S
         }
     }
     println!("{ok}/{} requests answered", o.requests);
+    if o.requests > 1 {
+        println!(
+            "slowest request after the first: {} ms",
+            slowest.as_millis()
+        );
+    }
     println!("--- rvsadm -Ln --stats (in {director}) ---");
     print!("{}", lab.adm(&director, &["-L", "-n", "--stats"])?);
     if o.keep && ok == o.requests {

@@ -240,6 +240,7 @@ fn one_segment(
     }
     tx_csum_off(&client, "eth0");
     tx_csum_off(&rs1, "eth0");
+    napi_peer(&sw, "pd");
     let host = if vip.contains(':') { 128 } else { 32 };
     ipn(&client, &format!("route add {vip}/{host} via {d}"));
     match rs {
@@ -287,6 +288,8 @@ fn two_segments(
     ipn(&rs1, &format!("route add default via {d2}"));
     tx_csum_off(&client, "eth0");
     tx_csum_off(&rs1, "eth0");
+    napi_peer(&client, "eth0");
+    napi_peer(&rs1, "eth0");
     TwoSegments {
         client,
         director,
@@ -1179,6 +1182,8 @@ fn behind_router(lab: &mut Lab, p: &RouterPlan, rs: Option<RsSetup>) -> BehindRo
                 ipn(ns, &format!("addr add {addr}/{len} dev {dev} nodad"));
             }
             ipn(&rs1, &format!("route add default via {}", p.director_rs));
+            napi_peer(&router, "eth0");
+            napi_peer(&rs1, "eth0");
         }
         Some(setup) => {
             let sw = lab.ns_v6("sw");
@@ -1193,6 +1198,7 @@ fn behind_router(lab: &mut Lab, p: &RouterPlan, rs: Option<RsSetup>) -> BehindRo
                 ipn(&sw, &format!("link set {port} master br0"));
                 ipn(ns, &format!("addr add {addr}/{len} dev eth0 nodad"));
             }
+            napi_peer(&sw, "pd");
             ipn(
                 &rs1,
                 &format!("route add {} via {}", p.client_net, p.router_d),

@@ -9,11 +9,13 @@
 //! figures differ only by what sits in the path:
 //!
 //! * `direct`: the client to the real server's address;
-//! * `rvs-dr`, `rvs-nat`, `rvs-tun`: `rvsd --io xdp` (fast path on, the
-//!   default; the director's bridge port has GRO on so that it takes
-//!   redirected frames), the VIP port 80 with
-//!   `-g`, `-m`, `-i` (for NAT the real server's replies route through the
-//!   director; otherwise they go straight to the client);
+//! * `rvs-dr`, `rvs-nat`, `rvs-tun`: `rvsd --io xdp --fast-path MODE`, the
+//!   VIP port 80 with `-g`, `-m`, `-i` (for NAT the real server's replies
+//!   route through the director; otherwise they go straight to the
+//!   client). MODE is `$RVSD_FAST_PATH` (`off`, `on`, `all`), `on` when it
+//!   is unset; with the fast path on, the director's bridge port has GRO on
+//!   while these rows run (NAPI mode: a veth takes the frames XDP
+//!   redirects into its peer only then);
 //! * `haproxy-tcp`: HAProxy 1 thread, `mode tcp`, on VIP:81;
 //! * `nginx-stream`: nginx 1 worker, `stream` proxy, on VIP:82.
 //!
@@ -140,6 +142,8 @@ struct Net {
     client: String,
     dir: String,
     rs: String,
+    /// The switch (the bridge and the peers of everyone's `eth0`).
+    sw: String,
 }
 
 fn build(t: &mut Topo) -> Result<Net, String> {
@@ -154,8 +158,9 @@ fn build(t: &mut Topo) -> Result<Net, String> {
         run_cmd(&["ip", "-n", &sw, "link", "set", port, "master", "br0"])?;
         topo::tx_csum_off(ns, "eth0")?;
     }
-    // rvsd runs with its default (fast path off): the director's peer stays
-    // out of NAPI mode, whose 256-frame ring drops bursts.
+    // The director's peer stays out of NAPI mode (whose 256-frame ring
+    // drops bursts) except while rvsd runs with the fast path on, which
+    // needs it (rvs_rows).
     addr(&client, &format!("{CLIENT}/24"), "eth0")?;
     addr(&dir, &format!("{DIP}/24"), "eth0")?;
     addr(&dir, &format!("{DIP2}/24"), "eth0")?;
@@ -216,7 +221,12 @@ fn build(t: &mut Topo) -> Result<Net, String> {
         "--state",
         &state,
     ])?;
-    Ok(Net { client, dir, rs })
+    Ok(Net {
+        client,
+        dir,
+        rs,
+        sw,
+    })
 }
 
 fn rs_direct_route(rs: &str, on: bool) -> Result<(), String> {
@@ -414,6 +424,16 @@ fn unavailable(name: &str, why: &str) -> Vec<Row> {
         .collect()
 }
 
+/// rvsd's `--fast-path` for the rvs rows: `$RVSD_FAST_PATH` when it is
+/// `off`, `on` or `all`, else `on`.
+pub fn fast_path_mode(env: Option<&str>) -> &'static str {
+    match env {
+        Some("off") => "off",
+        Some("all") => "all",
+        _ => "on",
+    }
+}
+
 /// The rvs rows: rvsd --io xdp, DR, NAT, TUN in turn.
 fn rvs_rows(
     t: &mut Topo,
@@ -424,12 +444,35 @@ fn rvs_rows(
 ) -> Result<Vec<Row>, String> {
     let rvsd = sibling("rvsd")?;
     let rvsd = rvsd.to_str().ok_or("rvsd path is not UTF-8")?.to_string();
+    let fast = fast_path_mode(std::env::var("RVSD_FAST_PATH").ok().as_deref());
+    if fast != "off" {
+        topo::gro_on(&n.sw, "p-dir")?;
+    }
     let pid = t.spawn(
         &n.dir,
         "rvsd.log",
         &rvsd,
-        &["--io", "xdp", "--interface", "eth0"],
+        &["--io", "xdp", "--interface", "eth0", "--fast-path", fast],
     )?;
+    let res = rvs_rows_with(t, n, pid, seconds, repeats, stop);
+    if fast != "off" {
+        let sw = n.sw.clone();
+        topo::in_ns(&sw, || {
+            rvs_io::packet::set_gro("p-dir", false).map_err(|e| format!("GRO off on p-dir: {e}"))
+        })?;
+    }
+    res
+}
+
+/// [`rvs_rows`] once rvsd (`pid`) is started: it is stopped at the end.
+fn rvs_rows_with(
+    t: &mut Topo,
+    n: &Net,
+    pid: u32,
+    seconds: u32,
+    repeats: u32,
+    stop: &Stop,
+) -> Result<Vec<Row>, String> {
     if !topo::wait_for(stop, Duration::from_secs(10), || {
         adm(&n.dir, &["-L", "-n"]).is_ok()
     }) || t.exited(pid)
@@ -605,4 +648,19 @@ pub fn run(o: &Opts, stop: &Stop) -> Result<Vec<Row>, String> {
         ));
     }
     Ok(rows)
+}
+
+#[cfg(test)]
+mod fast_path_tests {
+    use super::fast_path_mode;
+
+    #[test]
+    fn fast_path_mode_follows_the_environment() {
+        assert_eq!(fast_path_mode(None), "on");
+        assert_eq!(fast_path_mode(Some("off")), "off");
+        assert_eq!(fast_path_mode(Some("all")), "all");
+        assert_eq!(fast_path_mode(Some("on")), "on");
+        // rvsd refuses what it does not know; the bench takes the default.
+        assert_eq!(fast_path_mode(Some("maybe")), "on");
+    }
 }

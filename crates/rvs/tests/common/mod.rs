@@ -175,6 +175,20 @@ impl Lab {
             .map(|r| r.parse().expect("RIP"))
             .collect();
         assert_eq!(lab.rips.len(), usize::from(servers), "{stdout}");
+        // With RVSD_FAST_PATH=on|all the suites must really exercise the
+        // fast path: the lab's director has an interface it sends to (the
+        // lab puts its veth peers in NAPI mode).
+        let log = lab.rvsd_log();
+        if matches!(
+            std::env::var("RVSD_FAST_PATH").as_deref(),
+            Ok("on") | Ok("all")
+        ) && log.contains("--io xdp")
+        {
+            assert!(
+                log.contains("fast path on towards"),
+                "RVSD_FAST_PATH is set but rvsd's fast path sends nowhere:\n{log}"
+            );
+        }
         lab
     }
 

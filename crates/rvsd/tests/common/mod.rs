@@ -165,12 +165,16 @@ impl Lab {
     }
 
     /// Start `program args…` in `ns`, killed on drop; its child index.
+    ///
+    /// `RVSD_FAST_PATH` is passed on as the caller set it (rvsd's default
+    /// `--fast-path`): the suites run with the fast path the caller asks
+    /// for (CI runs them both ways); tests that need one mode pass
+    /// `--fast-path` themselves.
     pub fn spawn(&mut self, ns: &str, program: &str, args: &[&str], stderr: Stdio) -> usize {
         let child = Command::new("ip")
             .args(["netns", "exec", ns, program])
             .args(args)
             .env_remove("RVS_SOCKET")
-            .env_remove("RVSD_FAST_PATH")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr)
@@ -251,7 +255,31 @@ impl Lab {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+        self.check_fast_path_used(extra);
         idx
+    }
+
+    /// With `RVSD_FAST_PATH=on|all` (and no `--fast-path` of the test's
+    /// own), an rvsd on XDP must have found an interface the fast path can
+    /// send to: otherwise a suite run "with the fast path on" would not
+    /// exercise it (a veth takes redirected frames only when its peer is in
+    /// NAPI mode, see [`napi_peer`]).
+    fn check_fast_path_used(&self, extra: &[&str]) {
+        let wanted = matches!(
+            std::env::var("RVSD_FAST_PATH").as_deref(),
+            Ok("on") | Ok("all")
+        );
+        if !wanted || extra.iter().any(|a| a.starts_with("--fast-path")) {
+            return;
+        }
+        let log = self.rvsd_log();
+        if log.contains("--io xdp") {
+            assert!(
+                log.contains("fast path on towards"),
+                "RVSD_FAST_PATH is set but rvsd's fast path sends nowhere \
+                 (a director's veth peer not in NAPI mode?):\n{log}"
+            );
+        }
     }
 
     /// SIGTERM rvsd (child `idx`) and wait: it must exit with success. Its
@@ -355,6 +383,19 @@ pub fn tx_csum_off(ns: &str, iface: &str) {
     let iface = iface.to_string();
     in_netns(ns, move || {
         rvs_io::xsk::set_tx_checksum_offload(&iface, false).expect("tx csum off");
+    });
+}
+
+/// GRO on for `iface` in `ns`: for the peer of a director's link, which a
+/// veth then serves in NAPI mode, the mode in which it takes the frames
+/// XDP redirects into its peer (rvsd's fast path probes for it and leaves
+/// a link alone without it). Only on links out of the director: frames
+/// merged on their way into the director would reach its XDP program
+/// longer than the MTU.
+pub fn napi_peer(ns: &str, iface: &str) {
+    let iface = iface.to_string();
+    in_netns(ns, move || {
+        rvs_io::packet::set_gro(&iface, true).unwrap_or_else(|e| panic!("GRO on {iface}: {e}"));
     });
 }
 
@@ -498,8 +539,9 @@ pub struct TwoSegments {
 
 /// NAT on two segments: client 10.0.1.1 — director 10.0.1.2 / 10.0.2.1
 /// (VIP 10.0.1.100 on `lo`) — real server 10.0.2.11 (default route through
-/// the director); tx checksum offload off where frames feed the director.
-/// No rvsd, no service, no listener.
+/// the director); tx checksum offload off where frames feed the director,
+/// the director's peers in NAPI mode ([`napi_peer`]). No rvsd, no service,
+/// no listener.
 pub fn nat_topology(lab: &mut Lab) -> TwoSegments {
     let client = lab.ns("c");
     let director = lab.ns("d");
@@ -519,6 +561,8 @@ pub fn nat_topology(lab: &mut Lab) -> TwoSegments {
     ipn(&rs1, "route add default via 10.0.2.1");
     tx_csum_off(&client, "eth0");
     tx_csum_off(&rs1, "eth0");
+    napi_peer(&client, "eth0");
+    napi_peer(&rs1, "eth0");
     TwoSegments {
         client,
         director,
@@ -548,7 +592,8 @@ pub fn mac_of(ns: &str, iface: &str) -> String {
 /// queues; the others one: a frame the bridge forwards leaves on the queue
 /// the client's link recorded, in practice 0, else by flow hash); transmit
 /// checksum offload off where frames feed the director; the client routes
-/// the VIP 10.0.0.100 through the director, which has it on `lo`. The real
+/// the VIP 10.0.0.100 through the director, which has it on `lo`; the
+/// director's peer `pd` is in NAPI mode ([`napi_peer`]). The real
 /// server's side of the VIP (DR or TUN) is the caller's. Returns
 /// (switch, client, director, real server).
 pub fn one_segment_base(lab: &mut Lab, queues: u32) -> (String, String, String, String) {
@@ -572,6 +617,7 @@ pub fn one_segment_base(lab: &mut Lab, queues: u32) -> (String, String, String, 
     // rvs_io::xsk::set_tx_checksum_offload).
     tx_csum_off(&client, "eth0");
     tx_csum_off(&rs1, "eth0");
+    napi_peer(&sw, "pd");
     ipn(&client, "route add 10.0.0.100/32 via 10.0.0.2");
     ipn(&director, "addr add 10.0.0.100/32 dev lo");
     (sw, client, director, rs1)
