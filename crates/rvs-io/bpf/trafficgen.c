@@ -6,7 +6,8 @@
  * live-frames mode (BPF_F_TEST_XDP_LIVE_FRAMES, kernel 5.18+), with the
  * generator's interface as the ingress, so that XDP_TX sends every frame
  * out of that interface as a native XDP frame (the technique of
- * xdp-trafficgen). The kernel recycles the frames with whatever the path
+ * xdp-trafficgen), as fast as the CPU allows or paced at a given rate
+ * (frames not yet due are dropped unsent). The kernel recycles the frames with whatever the path
  * downstream wrote into them, so the program writes the whole header from
  * the template each time, then the source port of the next flow.
  *
@@ -37,7 +38,27 @@ struct gen_cfg {
 	__u32 flows;           /* source ports sport_base .. sport_base + flows - 1 */
 	__u16 sport_base;
 	__u16 pad;
+	__u64 rate;    /* frames per second; 0: as fast as possible */
+	__u64 burst;   /* frames a late generator may send back to back */
+	__u64 quantum; /* paced frames go out this many at a time (>= 1) */
 };
+
+/*
+ * Pacing state (one CPU runs the generator): when the paced run started
+ * (0: not yet) and the frames it has sent. Reset by user space before a
+ * paced run.
+ */
+struct gen_pace {
+	__u64 start_ns;
+	__u64 sent;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct gen_pace);
+	__uint(max_entries, 1);
+} gen_pace SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -66,6 +87,32 @@ int rvs_gen(struct xdp_md *ctx)
 
 	if (!cfg || !sent || !next || data + HDR_LEN > data_end)
 		return XDP_ABORTED;
+	if (cfg->rate) {
+		/*
+		 * Paced: frames go out only when due, rate frames a second from
+		 * the start, quantum at a time (as a NIC coalesces interrupts:
+		 * evenly spaced single frames would wake the receiver's NAPI
+		 * once each, which on a VM costs more than forwarding them);
+		 * the other turns of the kernel's loop drop their frame unsent.
+		 * A generator late by more than burst frames (descheduled,
+		 * between system calls) forgets the rest, so it never sends a
+		 * burst the receiver's ring cannot hold.
+		 */
+		struct gen_pace *pace = bpf_map_lookup_elem(&gen_pace, &zero);
+		if (!pace)
+			return XDP_ABORTED;
+		__u64 now = bpf_ktime_get_ns();
+		if (!pace->start_ns)
+			pace->start_ns = now;
+		__u64 due = (now - pace->start_ns) * cfg->rate / 1000000000ULL;
+		if (cfg->quantum > 1)
+			due -= due % cfg->quantum;
+		if (pace->sent >= due)
+			return XDP_DROP;
+		if (due - pace->sent > cfg->burst)
+			pace->sent = due - cfg->burst;
+		pace->sent += 1;
+	}
 	__builtin_memcpy(data, cfg->hdr, HDR_LEN);
 	__u64 flow = *next;
 	if (flow + 1 >= cfg->flows)

@@ -109,14 +109,38 @@ struct GenCfg {
     flows: u32,
     sport_base: u16,
     pad: u16,
+    rate: u64,
+    burst: u64,
+    quantum: u64,
 }
 
-const _: () = assert!(size_of::<GenCfg>() == 56);
+const _: () = assert!(size_of::<GenCfg>() == 80);
 
 // SAFETY: GenCfg is repr(C), made of integers only, and has no padding
-// (48 + 4 + 2 + 2 = 56 bytes at alignment 4, checked above): every byte
-// pattern is a valid value and no byte is uninitialised.
+// (48 + 4 + 2 + 2 = 56 bytes, then three u64 at offset 56, a multiple of
+// 8: 80 bytes, checked above): every byte pattern is a valid value and no
+// byte is uninitialised.
 unsafe impl Pod for GenCfg {}
+
+/// `struct gen_pace` of trafficgen.c.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+struct GenPace {
+    start_ns: u64,
+    sent: u64,
+}
+
+// SAFETY: two u64, no padding.
+unsafe impl Pod for GenPace {}
+
+/// Frames a paced generator that fell behind may send back to back: a
+/// quarter of a veth's receive ring (256 frames).
+pub const PACED_BURST: u64 = 64;
+
+/// Paced frames go out this many at a time, back to back (an eighth of a
+/// veth's ring): the receiver wakes once per group, as behind a NIC that
+/// coalesces interrupts, not once per frame.
+pub const PACED_QUANTUM: u64 = 32;
 
 fn program<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut Xdp, XdpError> {
     ebpf.program_mut(name)
@@ -137,11 +161,23 @@ fn per_cpu_sum(ebpf: &Ebpf, map: &'static str, idx: u32) -> Result<u64, XdpError
     Ok(v.iter().fold(0u64, |a, x| a.wrapping_add(*x)))
 }
 
+/// Sets entry 0 of the array map `map` to `value`.
+fn set_first<V: Pod>(ebpf: &mut Ebpf, map: &'static str, value: V) -> Result<(), XdpError> {
+    let m = ebpf
+        .map_mut(map)
+        .ok_or_else(|| XdpError::Load(format!("no map {map} in trafficgen.o")))?;
+    let mut m: Array<&mut MapData, V> =
+        Array::try_from(m).map_err(|source| XdpError::Map { map, source })?;
+    m.set(0, value, 0)
+        .map_err(|source| XdpError::Map { map, source })
+}
+
 /// The generator, loaded, sending out of one interface.
 pub struct Generator {
     ebpf: Ebpf,
     frame: [u8; FRAME_LEN],
     ifindex: u32,
+    cfg: GenCfg,
 }
 
 impl std::fmt::Debug for Generator {
@@ -179,30 +215,48 @@ impl Generator {
             flows: u32::from(flows.flows),
             sport_base: flows.sport_base,
             pad: 0,
+            rate: 0,
+            burst: PACED_BURST,
+            quantum: PACED_QUANTUM,
         };
-        let m = ebpf
-            .map_mut("gen_cfg")
-            .ok_or_else(|| XdpError::Load("no map gen_cfg in trafficgen.o".into()))?;
-        let mut m: Array<&mut MapData, GenCfg> =
-            Array::try_from(m).map_err(|source| XdpError::Map {
-                map: "gen_cfg",
-                source,
-            })?;
-        m.set(0, cfg, 0).map_err(|source| XdpError::Map {
-            map: "gen_cfg",
-            source,
-        })?;
-        Ok(Self {
+        let mut g = Self {
             ebpf,
             frame,
             ifindex,
-        })
+            cfg,
+        };
+        g.write_cfg()?;
+        Ok(g)
     }
 
-    /// Sends `count` frames (one system call; the kernel runs the program
-    /// `count` times in batches of [`BATCH`] on the calling thread's CPU,
-    /// sending each batch before the next). Frames the receiving side
-    /// cannot take (its ring full) are dropped there, as on a wire.
+    fn write_cfg(&mut self) -> Result<(), XdpError> {
+        set_first(&mut self.ebpf, "gen_cfg", self.cfg)
+    }
+
+    /// Paces what [`Generator::send`] sends from now on: `rate` frames a
+    /// second (`None`: as fast as possible), counted from the first frame
+    /// of the next send, in groups of [`PACED_QUANTUM`]. A frame not yet due is dropped unsent (the
+    /// kernel's loop turns on), so the rate holds within one call, and
+    /// the time between calls (tens of milliseconds: the kernel sets up
+    /// and tears down its frame pool) is not made up with a burst of more
+    /// than [`PACED_BURST`] frames.
+    ///
+    /// # Errors
+    ///
+    /// A map could not be written.
+    pub fn pace(&mut self, rate: Option<u64>) -> Result<(), XdpError> {
+        self.cfg.rate = rate.unwrap_or(0);
+        self.write_cfg()?;
+        set_first(&mut self.ebpf, "gen_pace", GenPace::default())
+    }
+
+    /// Runs the program `count` times (one system call; the kernel runs it
+    /// in batches of [`BATCH`] on the calling thread's CPU, sending each
+    /// batch before the next): `count` frames, or those due in that time
+    /// when paced ([`Generator::pace`]). Frames the receiving side cannot
+    /// take (its ring full) are dropped there, as on a wire. Each call
+    /// also costs a fixed setup and teardown of the kernel's frame pool
+    /// (about 25 ms on this machine): send millions at a time.
     ///
     /// # Errors
     ///
@@ -231,7 +285,7 @@ impl Generator {
             .map_err(|e| XdpError::TestRun(error_chain(&e)))
     }
 
-    /// Frames generated so far (program runs, on every CPU).
+    /// Frames generated so far (sent, not those a pace dropped unsent).
     ///
     /// # Errors
     ///
@@ -375,14 +429,7 @@ impl Redirect {
             ifindex: out,
         };
         let ebpf = attach_native(iface, "rvs_redirect", |ebpf| {
-            let map = "redirect_cfg";
-            let m = ebpf
-                .map_mut(map)
-                .ok_or_else(|| XdpError::Load(format!("no map {map} in trafficgen.o")))?;
-            let mut m: Array<&mut MapData, RedirectCfg> =
-                Array::try_from(m).map_err(|source| XdpError::Map { map, source })?;
-            m.set(0, cfg, 0)
-                .map_err(|source| XdpError::Map { map, source })
+            set_first(ebpf, "redirect_cfg", cfg)
         })?;
         Ok(Self { _ebpf: ebpf })
     }

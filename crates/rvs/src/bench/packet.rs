@@ -39,17 +39,22 @@
 //! the generator and the sink's NAPI thread (SCHED_FIFO 1, so the sink
 //! keeps up).
 //!
-//! Each contender gets a paced warm-up (1 s at 100 kpps: every flow
-//! scheduled, fast-path entries installed), then:
+//! Each contender gets a paced warm-up (1 s at 100 kpps, 0.5 s in quick
+//! mode: every flow scheduled, fast-path entries installed), then:
 //!
 //! * flat-out runs (median of 3 in full mode, 1 in quick mode): `mpps` is
 //!   the rate the sink received at full offered load (the DUT's maximum
 //!   throughput), `offered_mpps` what the generator sent, `dut_out_mpps`
 //!   what the DUT put on `dutout` (sent + dropped at the sink's ring);
-//! * a loss-free search: paced trials (1 s, 0.5 s in quick mode), first at
-//!   the flat-out delivered rate, then halving the interval 5 times (3 in
-//!   quick mode); `lossfree_mpps` is the highest rate with at most 0.1%
-//!   loss ([`LOSS_FREE_TOLERANCE`]).
+//! * a drop-rate search (full mode only): paced trials of 1 s, first at
+//!   the flat-out delivered rate, then halving the interval 5 times;
+//!   `pdr_mpps` is the highest rate with at most 0.5% loss
+//!   ([`PDR_LOSS`]: FD.io CSIT's "partial drop rate"), a failed trial
+//!   being run once more. A zero-loss rate (NDR) cannot be measured on
+//!   this VM: even at 100–600 kpps with the DUT's CPU a third idle, 0.2–0.6%
+//!   of the frames are lost to scheduling stalls of about a millisecond
+//!   that overflow veth's fixed 256-frame ring, and now and then a stall of
+//!   ~100 ms loses several percent (hence the retrial).
 //!
 //! CPU per packet (`ns_per_pkt`, flat-out runs): CPU time of the DUT over
 //! the run divided by the packets delivered. The DUT's CPU time is the
@@ -303,7 +308,7 @@ fn measure(
     let forwarded = dut_out(n)?.saturating_sub(fwd0);
     // RVS_BENCH_DEBUG=1: where the packets went (ip -s link of every hop).
     if std::env::var_os("RVS_BENCH_DEBUG").is_some() {
-        eprintln!("sent {sent:?} delivered {delivered}");
+        eprintln!("sent {sent:?} delivered {delivered} dut_out {forwarded}");
         for (ns, i) in [
             (&n.gen_ns, "gen0"),
             (&n.dut, "dutin"),
@@ -335,10 +340,13 @@ struct Plan {
     run: Duration,
     /// Flat-out runs (the median is reported).
     repeats: u32,
-    /// Length of each trial of the loss-free search.
+    /// Length of each trial of the drop-rate search.
     trial: Duration,
-    /// Halvings of the loss-free search's interval.
-    steps: u32,
+    /// Halvings of the drop-rate search's interval; `None`: no search
+    /// (quick mode).
+    steps: Option<u32>,
+    /// Length of the paced warm-up.
+    warm_up: Duration,
 }
 
 impl Plan {
@@ -346,28 +354,30 @@ impl Plan {
         Plan {
             run: Duration::from_secs(u64::from(o.seconds())),
             repeats: o.repeats(),
-            trial: if o.quick {
+            trial: Duration::from_secs(1),
+            steps: if o.quick { None } else { Some(5) },
+            warm_up: if o.quick {
                 Duration::from_millis(500)
             } else {
                 Duration::from_secs(1)
             },
-            steps: if o.quick { 3 } else { 5 },
         }
     }
 }
 
-/// Loss a trial of the loss-free search may show and still pass: 0.1%.
-pub const LOSS_FREE_TOLERANCE: f64 = 0.001;
+/// Loss a trial of the drop-rate search may show and still pass: 0.5%
+/// (the "partial drop rate" of FD.io CSIT).
+pub const PDR_LOSS: f64 = 0.005;
 
-/// Whether a paced trial counts as loss-free.
-fn loss_free_ok(p: &Point) -> bool {
-    p.offered_pps > 0.0 && p.delivered_pps >= p.offered_pps * (1.0 - LOSS_FREE_TOLERANCE)
+/// Whether a paced trial passes.
+fn pdr_ok(p: &Point) -> bool {
+    p.offered_pps > 0.0 && p.delivered_pps >= p.offered_pps * (1.0 - PDR_LOSS)
 }
 
-/// The loss-free search: the highest offered rate at which the sink
-/// receives all but [`LOSS_FREE_TOLERANCE`] of the frames, searched by
+/// The drop-rate search: the highest offered rate at which the sink
+/// receives all but [`PDR_LOSS`] of the frames, searched by
 /// halving `[0, start]` `steps` times after a trial at `start` (the
-/// flat-out delivered rate, above which no rate can be loss-free). Returns
+/// flat-out delivered rate, above which no rate can pass). Returns
 /// the rate the generator achieved in the best passing trial (0 if none).
 pub fn search(
     start: f64,
@@ -397,22 +407,18 @@ pub fn search(
 
 /// One contender, measured: a paced warm-up (every flow scheduled, fast
 /// paths installed), the median of `plan.repeats` flat-out runs (by
-/// delivered rate), then the loss-free search.
+/// delivered rate), then the drop-rate search (a trial that loses more
+/// than [`PDR_LOSS`] is run once more and passes if the second
+/// does: this VM stalls a vCPU for up to ~100 ms now and then, which
+/// overflows a veth's 256-frame ring at any rate).
 fn contender(
     n: &Net,
     dst_ip: [u8; 4],
     rvsd: Option<u32>,
     plan: &Plan,
     stop: &Stop,
-) -> Result<(Point, f64), String> {
-    measure(
-        n,
-        dst_ip,
-        Pace::Rate(WARM_UP_PPS),
-        Duration::from_secs(1),
-        rvsd,
-        stop,
-    )?;
+) -> Result<(Point, Option<f64>), String> {
+    measure(n, dst_ip, Pace::Rate(WARM_UP_PPS), plan.warm_up, rvsd, stop)?;
     let mut v = Vec::new();
     for _ in 0..plan.repeats.max(1) {
         topo::check(stop)?;
@@ -420,12 +426,22 @@ fn contender(
     }
     v.sort_by(|a, b| a.delivered_pps.total_cmp(&b.delivered_pps));
     let p = v[v.len() / 2];
-    let lossfree = search(p.delivered_pps, plan.steps, |rate| {
-        topo::check(stop)?;
-        let t = measure(n, dst_ip, Pace::Rate(rate), plan.trial, rvsd, stop)?;
-        Ok((t.offered_pps, loss_free_ok(&t)))
+    let Some(steps) = plan.steps else {
+        return Ok((p, None));
+    };
+    let pdr = search(p.delivered_pps, steps, |rate| {
+        let mut last = (0.0, false);
+        for _ in 0..2 {
+            topo::check(stop)?;
+            let t = measure(n, dst_ip, Pace::Rate(rate), plan.trial, rvsd, stop)?;
+            last = (t.offered_pps, pdr_ok(&t));
+            if last.1 {
+                break;
+            }
+        }
+        Ok(last)
     })?;
-    Ok((p, lossfree))
+    Ok((p, Some(pdr)))
 }
 
 /// The warm-up's rate: slow enough for any contender.
@@ -458,7 +474,7 @@ pub fn note(cpu_dut: f64, dut_threads: f64, loss: f64) -> String {
     s
 }
 
-fn row(name: &str, p: Point, lossfree_pps: f64) -> Row {
+fn row(name: &str, p: Point, pdr_pps: Option<f64>) -> Row {
     let loss = if p.offered_pps > 0.0 {
         (1.0 - p.delivered_pps / p.offered_pps).max(0.0)
     } else {
@@ -467,7 +483,7 @@ fn row(name: &str, p: Point, lossfree_pps: f64) -> Row {
     Row::new("packet", name)
         .with("offered_mpps", Some(p.offered_pps / 1e6))
         .with("mpps", Some(p.delivered_pps / 1e6))
-        .with("lossfree_mpps", Some(lossfree_pps / 1e6))
+        .with("pdr_mpps", pdr_pps.map(|v| v / 1e6))
         .with("dut_out_mpps", Some(p.forwarded_pps / 1e6))
         .with("loss_pct", Some(loss * 100.0))
         .with("ns_per_pkt", p.dut_ns_per_pkt)
@@ -486,7 +502,7 @@ fn unavailable(name: &str, why: &str) -> Row {
     Row::new("packet", name)
         .with("offered_mpps", None)
         .with("mpps", None)
-        .with("lossfree_mpps", None)
+        .with("pdr_mpps", None)
         .with("dut_out_mpps", None)
         .with("loss_pct", None)
         .with("ns_per_pkt", None)
@@ -571,8 +587,8 @@ fn rvs_rows(t: &mut Topo, n: &Net, io: &str, plan: &Plan, stop: &Stop) -> Result
             }
             // The warm-up schedules every flow (and the director resolves
             // the real servers).
-            let (p, lossfree) = contender(n, ip4(VIP), Some(pid), plan, stop)?;
-            rows.push(row(&format!("rvs-{io} {mode}"), p, lossfree));
+            let (p, pdr) = contender(n, ip4(VIP), Some(pid), plan, stop)?;
+            rows.push(row(&format!("rvs-{io} {mode}"), p, pdr));
         }
         adm(&n.dut, &["-C"])?;
         Ok(rows)

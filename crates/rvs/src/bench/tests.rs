@@ -161,7 +161,7 @@ fn generated_frames_are_valid_udp() {
 }
 
 #[test]
-fn loss_free_search_halves_towards_the_knee() {
+fn drop_rate_search_halves_towards_the_knee() {
     // A DUT that loses frames above 1.3 Mpps; the generator achieves what
     // it is asked.
     let mut asked = Vec::new();
@@ -173,7 +173,7 @@ fn loss_free_search_halves_towards_the_knee() {
     assert_eq!(asked[0], 2.0e6, "the flat-out rate first");
     assert_eq!(asked.len(), 6);
     assert!(r <= 1.3e6 && r > 1.3e6 - 2.0e6 / 32.0, "{r}");
-    // Loss-free at the flat-out rate: no search.
+    // Passing at the flat-out rate: no search.
     let mut n = 0;
     assert_eq!(
         search(1.0e6, 5, |rate| {
@@ -184,7 +184,7 @@ fn loss_free_search_halves_towards_the_knee() {
         0.99e6
     );
     assert_eq!(n, 1);
-    // Never loss-free, or nothing delivered: zero.
+    // Never passing, or nothing delivered: zero.
     assert_eq!(search(1.0e6, 3, |r| Ok((r, false))).unwrap(), 0.0);
     assert_eq!(search(0.0, 3, |_| panic!("no trial")).unwrap(), 0.0);
     // A failing trial stops the search.
