@@ -447,13 +447,17 @@ fn contender(
 /// The warm-up's rate: slow enough for any contender.
 const WARM_UP_PPS: f64 = 100_000.0;
 
-/// Which side limited the run. The generator runs flat out (SCHED_IDLE:
-/// it takes whatever its CPU has left), so with losses the DUT is the
-/// limit, whether its CPU was saturated or not; without losses the DUT kept
-/// up with all the generator could offer.
-pub fn saturated(cpu_dut: f64, loss: f64) -> &'static str {
+/// Which side limited the run, from the busy shares of the DUT's CPU and
+/// of the rig's (generator and sink), and the loss. With losses and the
+/// DUT's CPU saturated, the DUT is the limit; with losses, the DUT's CPU
+/// not saturated and the rig's CPU saturated, the rig is (the DUT's rate
+/// understates it: `mpps_per_cpu` does not); without losses the DUT kept up
+/// with all the generator could offer.
+pub fn saturated(cpu_dut: f64, cpu_rig: f64, loss: f64) -> &'static str {
     if loss > 0.01 && cpu_dut >= 0.9 {
         "DUT CPU saturated"
+    } else if loss > 0.01 && cpu_rig >= 0.9 {
+        "rig-limited: CPU 1 (generator + sink) saturated, the DUT's is not"
     } else if loss > 0.01 {
         "DUT drops below CPU saturation"
     } else {
@@ -463,8 +467,8 @@ pub fn saturated(cpu_dut: f64, loss: f64) -> &'static str {
 
 /// The note of a row: what limited it, and whether other work shared the
 /// DUT's CPU (then the rate understates the DUT; `ns_per_pkt` does not).
-pub fn note(cpu_dut: f64, dut_threads: f64, loss: f64) -> String {
-    let mut s = saturated(cpu_dut, loss).to_string();
+pub fn note(cpu_dut: f64, dut_threads: f64, cpu_rig: f64, loss: f64) -> String {
+    let mut s = saturated(cpu_dut, cpu_rig, loss).to_string();
     if cpu_dut - dut_threads > 0.2 {
         s.push_str(&format!(
             "; CPU {DUT_CPU} shared: DUT threads {:.0}% of it",
@@ -495,7 +499,7 @@ fn row(name: &str, p: Point, pdr_pps: Option<f64>) -> Row {
         .with("gen_cpu_pct", Some(p.gen_busy * 100.0))
         .with("cpu0_pct", Some(p.cpu_dut * 100.0))
         .with("cpu1_pct", Some(p.cpu_gen * 100.0))
-        .note(note(p.cpu_dut, p.dut_busy, loss))
+        .note(note(p.cpu_dut, p.dut_busy, p.cpu_gen, loss))
 }
 
 fn unavailable(name: &str, why: &str) -> Row {

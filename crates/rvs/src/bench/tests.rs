@@ -202,12 +202,19 @@ fn dut_cpu_is_capped_by_the_cpu() {
 
 #[test]
 fn saturation_verdicts() {
-    assert_eq!(saturated(0.99, 0.3), "DUT CPU saturated");
-    assert_eq!(saturated(0.5, 0.3), "DUT drops below CPU saturation");
-    assert_eq!(saturated(0.99, 0.0), "generator-limited: the DUT kept up");
-    assert_eq!(note(0.99, 0.95, 0.3), "DUT CPU saturated");
+    assert_eq!(saturated(0.99, 0.99, 0.3), "DUT CPU saturated");
+    assert_eq!(saturated(0.5, 0.5, 0.3), "DUT drops below CPU saturation");
     assert_eq!(
-        note(0.99, 0.4, 0.3),
+        saturated(0.5, 0.95, 0.3),
+        "rig-limited: CPU 1 (generator + sink) saturated, the DUT's is not"
+    );
+    assert_eq!(
+        saturated(0.99, 0.5, 0.0),
+        "generator-limited: the DUT kept up"
+    );
+    assert_eq!(note(0.99, 0.95, 0.5, 0.3), "DUT CPU saturated");
+    assert_eq!(
+        note(0.99, 0.4, 0.5, 0.3),
         "DUT CPU saturated; CPU 0 shared: DUT threads 40% of it"
     );
 }
