@@ -6,59 +6,18 @@
 //! `RVS_SKIP_PRIVILEGED_TESTS=1`. The namespace (`rvsfp-…`) and the veth are
 //! removed by a guard.
 
-use std::process::{Command, Stdio};
-
 use rvs_io::xdp::{Classifier, ifindex};
 
 mod common;
 use common::*;
 
-fn run(args: &[&str]) {
-    let o = Command::new(args[0])
-        .args(&args[1..])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    assert!(
-        o.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
-
-/// A veth `near` (here) — `far` (in namespace `ns`); removed on drop.
-struct Pair {
-    ns: String,
-    near: String,
-}
-
-impl Drop for Pair {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["link", "del", &self.near])
-            .stderr(Stdio::null())
-            .status();
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.ns])
-            .stderr(Stdio::null())
-            .status();
-    }
-}
-
 /// GRO on `ifname` in `ns` (no ethtool on CI: the ioctl, from a thread in
 /// the namespace).
 fn gro_on(ns: &str, ifname: &str) {
-    let path = format!("/run/netns/{ns}");
     let ifname = ifname.to_string();
-    std::thread::spawn(move || {
-        let f = std::fs::File::open(&path).expect("open netns");
-        // SAFETY: setns on a valid namespace fd, for this thread only.
-        let r = unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&f), libc::CLONE_NEWNET) };
-        assert_eq!(r, 0, "setns: {}", std::io::Error::last_os_error());
-        rvs_io::packet::set_gro(&ifname, true).expect("gro on");
-    })
-    .join()
-    .expect("setns thread");
+    in_ns(ns, move || {
+        rvs_io::packet::set_gro(&ifname, true).expect("gro on")
+    });
 }
 
 #[test]
@@ -72,12 +31,15 @@ fn veth_takes_redirects_only_with_a_napi_peer() {
         near: format!("rvsfpP{id}"),
     };
     let far = "peer0";
-    run(&["ip", "netns", "add", &pair.ns]);
-    run(&[
-        "ip", "link", "add", &pair.near, "type", "veth", "peer", "name", far, "netns", &pair.ns,
-    ]);
-    run(&["ip", "link", "set", &pair.near, "up"]);
-    run(&["ip", "-n", &pair.ns, "link", "set", far, "up"]);
+    run("ip", &["netns", "add", &pair.ns]);
+    run(
+        "ip",
+        &[
+            "link", "add", &pair.near, "type", "veth", "peer", "name", far, "netns", &pair.ns,
+        ],
+    );
+    run("ip", &["link", "set", &pair.near, "up"]);
+    run("ip", &["-n", &pair.ns, "link", "set", far, "up"]);
     let c = Classifier::attach(std::slice::from_ref(&pair.near)).expect("attach");
     let idx = ifindex(&pair.near).expect("ifindex");
     let mac = [2, 0, 0, 0x5e, 0, 1];

@@ -6,58 +6,13 @@
 //! removed by a guard.
 
 use std::process::{Command, Stdio};
+
 use std::time::{Duration, Instant};
 
 use rvs_io::trafficgen::{FRAME_LEN, Flows, Generator, Pass, Redirect, Sink};
 
 mod common;
 use common::*;
-
-fn run(args: &[&str]) {
-    let o = Command::new(args[0])
-        .args(&args[1..])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    assert!(
-        o.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
-
-/// A veth `near` (here) — `peer0` (in namespace `ns`); removed on drop.
-struct Pair {
-    ns: String,
-    near: String,
-}
-
-impl Drop for Pair {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["link", "del", &self.near])
-            .stderr(Stdio::null())
-            .status();
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.ns])
-            .stderr(Stdio::null())
-            .status();
-    }
-}
-
-/// `f` run on a thread in namespace `ns`.
-fn in_ns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let path = format!("/run/netns/{ns}");
-    std::thread::spawn(move || {
-        let file = std::fs::File::open(&path).expect("open netns");
-        // SAFETY: setns on a valid namespace fd, for this thread only.
-        let r = unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&file), libc::CLONE_NEWNET) };
-        assert_eq!(r, 0, "setns: {}", std::io::Error::last_os_error());
-        f()
-    })
-    .join()
-    .expect("namespace thread")
-}
 
 /// The sink attached to `ifname` in `ns`.
 fn sink_in(ns: &str, ifname: &str) -> Sink {
@@ -102,12 +57,15 @@ fn netns_generator_frames_reach_the_sink_exactly() {
         ns: format!("rvstg-{id}"),
         near: format!("rvstg{id}"),
     };
-    run(&["ip", "netns", "add", &pair.ns]);
-    run(&[
-        "ip", "link", "add", &pair.near, "type", "veth", "peer", "name", "peer0", "netns", &pair.ns,
-    ]);
-    run(&["ip", "link", "set", &pair.near, "up"]);
-    run(&["ip", "-n", &pair.ns, "link", "set", "peer0", "up"]);
+    run("ip", &["netns", "add", &pair.ns]);
+    run(
+        "ip",
+        &[
+            "link", "add", &pair.near, "type", "veth", "peer", "name", "peer0", "netns", &pair.ns,
+        ],
+    );
+    run("ip", &["link", "set", &pair.near, "up"]);
+    run("ip", &["-n", &pair.ns, "link", "set", "peer0", "up"]);
     let g = Generator::load(&pair.near, &flows()).expect("load the generator");
     let sink = sink_in(&pair.ns, "peer0");
     // Small sends with pauses: the sink's ring (256 frames) never fills.
@@ -168,19 +126,25 @@ fn netns_bare_forwarder_and_pass_program() {
                 .status();
         }
     }
-    run(&["ip", "netns", "add", &pair.ns]);
-    run(&["ip", "netns", "add", &far]);
+    run("ip", &["netns", "add", &pair.ns]);
+    run("ip", &["netns", "add", &far]);
     let _far = Ns(far.clone());
-    run(&[
-        "ip", "link", "add", &pair.near, "type", "veth", "peer", "name", "a0", "netns", &pair.ns,
-    ]);
-    run(&[
-        "ip", "-n", &pair.ns, "link", "add", "a1", "type", "veth", "peer", "name", "b0", "netns",
-        &far,
-    ]);
-    run(&["ip", "link", "set", &pair.near, "up"]);
+    run(
+        "ip",
+        &[
+            "link", "add", &pair.near, "type", "veth", "peer", "name", "a0", "netns", &pair.ns,
+        ],
+    );
+    run(
+        "ip",
+        &[
+            "-n", &pair.ns, "link", "add", "a1", "type", "veth", "peer", "name", "b0", "netns",
+            &far,
+        ],
+    );
+    run("ip", &["link", "set", &pair.near, "up"]);
     for (ns, i) in [(&pair.ns, "a0"), (&pair.ns, "a1"), (&far, "b0")] {
-        run(&["ip", "-n", ns, "link", "set", i, "up"]);
+        run("ip", &["-n", ns, "link", "set", i, "up"]);
     }
     let g = Generator::load(&pair.near, &flows()).expect("load the generator");
     // No program on a0: a veth not in NAPI mode drops XDP frames (what

@@ -61,6 +61,40 @@ pub fn run(program: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// A veth `near` (in the test's namespace) whose peer lives in namespace
+/// `ns`; the veth and the namespace are removed on drop.
+pub struct Pair {
+    pub ns: String,
+    pub near: String,
+}
+
+impl Drop for Pair {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.near])
+            .stderr(std::process::Stdio::null())
+            .status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.ns])
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
+/// `f` run on a thread in namespace `ns` (`/run/netns/NS`).
+pub fn in_ns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let path = format!("/run/netns/{ns}");
+    std::thread::spawn(move || {
+        let file = std::fs::File::open(&path).expect("open netns");
+        // SAFETY: setns on a valid namespace fd, for this thread only.
+        let r = unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&file), libc::CLONE_NEWNET) };
+        assert_eq!(r, 0, "setns: {}", std::io::Error::last_os_error());
+        f()
+    })
+    .join()
+    .expect("namespace thread")
+}
+
 pub const ETH_IP: u16 = 0x0800;
 pub const ETH_IP6: u16 = 0x86dd;
 

@@ -204,6 +204,8 @@ fn dut_cpu_is_capped_by_the_cpu() {
 fn saturation_verdicts() {
     assert_eq!(saturated(0.99, 0.99, 0.3), "DUT CPU saturated");
     assert_eq!(saturated(0.5, 0.5, 0.3), "DUT drops below CPU saturation");
+    assert_eq!(saturated(0.88, 0.95, 0.3), "DUT CPU saturated");
+    assert_eq!(saturated(0.82, 0.95, 0.3), "DUT drops below CPU saturation");
     assert_eq!(
         saturated(0.5, 0.95, 0.3),
         "rig-limited: CPU 1 (generator + sink) saturated, the DUT's is not"
