@@ -449,12 +449,10 @@ const WARM_UP_PPS: f64 = 100_000.0;
 
 /// Which side limited the run, from the busy shares of the DUT's CPU and
 /// of the rig's (generator and sink), and the loss. With losses and the
-/// DUT's CPU saturated (85% busy or more: /proc/stat ticks undercount a
-/// CPU that is never idle for long), the DUT is the limit; with losses,
-/// the DUT's CPU under 80% busy and the rig's saturated, the rig is (the
-/// DUT's rate
-/// understates it: `mpps_per_cpu` does not); without losses the DUT kept up
-/// with all the generator could offer.
+/// DUT's CPU saturated (85% busy or more), the DUT is the limit; with
+/// losses, the DUT's CPU under 80% busy and the rig's saturated, the rig
+/// is (the DUT's rate understates it: `mpps_per_cpu` does not); without
+/// losses the DUT kept up with all the generator could offer.
 pub fn saturated(cpu_dut: f64, cpu_rig: f64, loss: f64) -> &'static str {
     if loss > 0.01 && cpu_dut >= 0.85 {
         "DUT CPU saturated"
