@@ -296,6 +296,11 @@ impl Engine {
         self.fast.is_some()
     }
 
+    /// Whether fast-path work is queued (see [`Engine::take_fast_path_ops`]).
+    pub fn has_fast_path_ops(&self) -> bool {
+        self.fast.as_ref().is_some_and(|fp| !fp.ops.is_empty())
+    }
+
     /// Move the queued fast-path work to `out`, in order.
     pub fn take_fast_path_ops(&mut self, out: &mut Vec<FastPathOp>) {
         if let Some(fp) = self.fast.as_mut() {

@@ -13,9 +13,14 @@ use rvs_wire::EthernetAddress;
 mod common;
 use common::*;
 
+/// The queued fast-path work, taken; `has_fast_path_ops` says the same
+/// before, and nothing is left after.
 fn ops(e: &mut Engine) -> Vec<FastPathOp> {
+    let queued = e.has_fast_path_ops();
     let mut v = Vec::new();
     e.take_fast_path_ops(&mut v);
+    assert_eq!(queued, !v.is_empty());
+    assert!(!e.has_fast_path_ops());
     v
 }
 

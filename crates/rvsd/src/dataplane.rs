@@ -292,6 +292,31 @@ impl DpShared {
         }
     }
 
+    /// Apply the engine's queued fast-path work (installs, removals) to the
+    /// cache now. A worker calls it at the start of each batch (the frames
+    /// of the previous one sent), with the state lock that `engine` is in
+    /// held (lock order: state, fast, filter), so that a flow's next packets
+    /// are forwarded in XDP rather than after the sync thread's next turn:
+    /// for short connections (a request per connection) that is most of
+    /// their packets.
+    pub fn apply_fast_ops(&self, engine: &mut Engine, now: rvs_core::Instant) {
+        if !engine.has_fast_path_ops() {
+            return;
+        }
+        let Some(mut fast) = self.fast() else {
+            return;
+        };
+        let mut filter = self.filter();
+        if let Some(Filter::Xdp(c)) = &mut *filter {
+            fast.apply_ops(
+                c.flow_cache_mut(),
+                engine,
+                now,
+                flowcache::monotonic_now_ns(),
+            );
+        }
+    }
+
     /// The fast path's counters, if it is on (its packets and bytes are
     /// those credited so far: the server credits before it asks).
     fn fast_path_counters(&self) -> Option<FastPathCounters> {
@@ -1551,11 +1576,20 @@ impl Worker {
         let need = &mut self.need;
         let held = &mut self.held;
         let resolver = &self.dp.resolver;
+        let dp = &self.dp;
         let res = self.socks[si].rx_batch(BATCH, |fb| {
             t.rx += 1;
             // Lock once per batch, and only when there is a frame.
             let state = guard.get_or_insert_with(|| shared.lock());
-            let now = *now.get_or_insert_with(|| clock.now());
+            let now = *now.get_or_insert_with(|| {
+                let now = clock.now();
+                // The fast-path work the previous batch queued, now that
+                // its frames are sent: a flow's next packets go through XDP
+                // without waiting for the sync thread, and never overtake
+                // the packets the engine forwarded before.
+                dp.apply_fast_ops(state.engine_mut(), now);
+                now
+            });
             let engine: &mut Engine = state.engine_mut();
             let (start, len) = (fb.start(), fb.len());
             let action = engine.process(
