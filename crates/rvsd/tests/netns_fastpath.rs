@@ -132,6 +132,28 @@ fn nat_lab_gro(lab: &mut Lab, gro: bool) -> Nat {
     }
 }
 
+/// rvsd on the NAT lab's director (`--io xdp`, both interfaces, `extra`)
+/// with one round-robin service `svc` (`proto`: `-u` or `-t`) and the real
+/// server `rs` behind it (`-m`); rvsd's handle.
+fn start_nat_service(
+    lab: &mut Lab,
+    n: &Nat,
+    extra: &[&str],
+    proto: &str,
+    svc: &str,
+    rs: &str,
+) -> usize {
+    let rvsd = lab.start_rvsd(&n.director, Some("xdp"), &["eth0", "eth1"], extra);
+    lab.adm_ok(&n.director, &["-A", proto, svc, "-s", "rr"]);
+    lab.adm_ok(&n.director, &["-a", proto, svc, "-r", rs, "-m"]);
+    rvsd
+}
+
+/// [`start_nat_service`] with the UDP service and its first real server.
+fn start_udp_service(lab: &mut Lab, n: &Nat, extra: &[&str]) -> usize {
+    start_nat_service(lab, n, extra, "-u", UDP_SVC, "10.0.2.11:9000")
+}
+
 /// Run the UDP client in `ns`: (answered, sent, IP bytes sent).
 fn udp_client(ns: &str, flows: u32, rounds: u32, pause: f64) -> (u64, u64, u64) {
     let o = run(&[
@@ -211,17 +233,7 @@ fn counters_equal_on_and_off() {
     for mode in ["on", "off"] {
         let mut lab = Lab::new(PREFIX, &format!("eq{mode}"));
         let n = nat_lab(&mut lab);
-        let rvsd = lab.start_rvsd(
-            &n.director,
-            Some("xdp"),
-            &["eth0", "eth1"],
-            &["--fast-path", mode],
-        );
-        lab.adm_ok(&n.director, &["-A", "-u", UDP_SVC, "-s", "rr"]);
-        lab.adm_ok(
-            &n.director,
-            &["-a", "-u", UDP_SVC, "-r", "10.0.2.11:9000", "-m"],
-        );
+        let rvsd = start_udp_service(&mut lab, &n, &["--fast-path", mode]);
         let (answered, sent, bytes) = udp_client(&n.client, 4, 50, 0.0);
         settle();
         let list = lab.adm_ok(&n.director, &["-L", "-n", "--stats", "--exact"]);
@@ -259,16 +271,13 @@ fn tcp_download_through_the_fast_path() {
     }
     let mut lab = Lab::new(PREFIX, "tcp");
     let n = nat_lab(&mut lab);
-    let rvsd = lab.start_rvsd(
-        &n.director,
-        Some("xdp"),
-        &["eth0", "eth1"],
+    let rvsd = start_nat_service(
+        &mut lab,
+        &n,
         &["--fast-path", "on"],
-    );
-    lab.adm_ok(&n.director, &["-A", "-t", "10.0.1.100:8000", "-s", "rr"]);
-    lab.adm_ok(
-        &n.director,
-        &["-a", "-t", "10.0.1.100:8000", "-r", "10.0.2.11:8000", "-m"],
+        "-t",
+        "10.0.1.100:8000",
+        "10.0.2.11:8000",
     );
     for _ in 0..3 {
         assert_eq!(tcp_fetch(&n.client), 300_000, "{}", lab.rvsd_log());
@@ -296,16 +305,10 @@ fn tiny_cache_evicts_to_the_slow_path() {
     }
     let mut lab = Lab::new(PREFIX, "ev");
     let n = nat_lab(&mut lab);
-    let rvsd = lab.start_rvsd(
-        &n.director,
-        Some("xdp"),
-        &["eth0", "eth1"],
+    let rvsd = start_udp_service(
+        &mut lab,
+        &n,
         &["--fast-path", "on", "--fast-path-entries", "2"],
-    );
-    lab.adm_ok(&n.director, &["-A", "-u", UDP_SVC, "-s", "rr"]);
-    lab.adm_ok(
-        &n.director,
-        &["-a", "-u", UDP_SVC, "-r", "10.0.2.11:9000", "-m"],
     );
     let (answered, sent, _) = udp_client(&n.client, 6, 40, 0.01);
     settle();
@@ -327,17 +330,7 @@ fn configuration_changes_reach_cached_flows() {
     }
     let mut lab = Lab::new(PREFIX, "cfg");
     let n = nat_lab(&mut lab);
-    let rvsd = lab.start_rvsd(
-        &n.director,
-        Some("xdp"),
-        &["eth0", "eth1"],
-        &["--fast-path", "on"],
-    );
-    lab.adm_ok(&n.director, &["-A", "-u", UDP_SVC, "-s", "rr"]);
-    lab.adm_ok(
-        &n.director,
-        &["-a", "-u", UDP_SVC, "-r", "10.0.2.11:9000", "-m"],
-    );
+    let rvsd = start_udp_service(&mut lab, &n, &["--fast-path", "on"]);
     // One flow (source port 41000), cached.
     let (a, s, _) = udp_client(&n.client, 1, 20, 0.0);
     assert_eq!(a, s, "{}", lab.rvsd_log());
@@ -383,22 +376,12 @@ fn veth_peers_are_probed() {
     }
     let mut lab = Lab::new(PREFIX, "probe");
     let n = nat_lab_gro(&mut lab, false);
-    let rvsd = lab.start_rvsd(
-        &n.director,
-        Some("xdp"),
-        &["eth0", "eth1"],
-        &["--fast-path", "on"],
-    );
+    let rvsd = start_udp_service(&mut lab, &n, &["--fast-path", "on"]);
     assert!(
         lab.rvsd_log()
             .contains("no interface takes redirected XDP frames"),
         "{}",
         lab.rvsd_log()
-    );
-    lab.adm_ok(&n.director, &["-A", "-u", UDP_SVC, "-s", "rr"]);
-    lab.adm_ok(
-        &n.director,
-        &["-a", "-u", UDP_SVC, "-r", "10.0.2.11:9000", "-m"],
     );
     let (a, s, _) = udp_client(&n.client, 2, 20, 0.0);
     assert_eq!(a, s, "{}", lab.rvsd_log());
@@ -444,21 +427,11 @@ fn counters_exact_at_read_time() {
     let mut lab = Lab::new(PREFIX, "exact");
     let n = nat_lab(&mut lab);
     // Explicitly: the suites also run with RVSD_FAST_PATH=off.
-    let rvsd = lab.start_rvsd(
-        &n.director,
-        Some("xdp"),
-        &["eth0", "eth1"],
-        &["--fast-path", "on"],
-    );
+    let rvsd = start_udp_service(&mut lab, &n, &["--fast-path", "on"]);
     assert!(
         lab.rvsd_log().contains("fast path on towards eth0, eth1"),
         "{}",
         lab.rvsd_log()
-    );
-    lab.adm_ok(&n.director, &["-A", "-u", UDP_SVC, "-s", "rr"]);
-    lab.adm_ok(
-        &n.director,
-        &["-a", "-u", UDP_SVC, "-r", "10.0.2.11:9000", "-m"],
     );
     // 4 flows, cached in both directions before the measured traffic.
     let (a0, s0, b0) = udp_client(&n.client, 4, 3, 0.0);
@@ -549,16 +522,13 @@ fn http_load_keeps_the_fast_path() {
         &["-p", d, "-c", &format!("{d}/nginx.conf")],
         Stdio::null(),
     );
-    let rvsd = lab.start_rvsd(
-        &n.director,
-        Some("xdp"),
-        &["eth0", "eth1"],
+    let rvsd = start_nat_service(
+        &mut lab,
+        &n,
         &["--fast-path", "on"],
-    );
-    lab.adm_ok(&n.director, &["-A", "-t", "10.0.1.100:80", "-s", "rr"]);
-    lab.adm_ok(
-        &n.director,
-        &["-a", "-t", "10.0.1.100:80", "-r", "10.0.2.11:80", "-m"],
+        "-t",
+        "10.0.1.100:80",
+        "10.0.2.11:80",
     );
     let deadline = Instant::now() + Duration::from_secs(5);
     while http_get(&n.client, "http://10.0.1.100/").is_none() {
