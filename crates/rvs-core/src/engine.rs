@@ -400,13 +400,7 @@ impl Engine {
         if have & FP_IN != 0 && (!nat || have & FP_OUT != 0) {
             return;
         }
-        let flow = |key: FlowKey, reply: bool| FastFlow {
-            key,
-            conn: id,
-            owner: c.owner,
-            dest: c.dest,
-            reply,
-        };
+        let flow = |key: FlowKey, reply: bool| fast_flow(id, c, key, reply);
         let mut bits = have;
         let mut new = [None, None];
         if have & FP_IN == 0
@@ -1463,17 +1457,23 @@ fn apply_activity(d: &mut Dest, a: Activity) {
 
 /// SCTP chunk type INIT.
 const SCTP_INIT: u8 = 1;
-/// Queue the removal of the cached flows of connection `id` (`c`): the
-/// client → server flow `key` and, for NAT, the reply flow, as `bits` says
-/// they were installed.
-fn queue_removals(ops: &mut Vec<FastPathOp>, id: ConnId, bits: u8, c: &Conn, key: FlowKey) {
-    let flow = |key: FlowKey, reply: bool| FastFlow {
+/// The fast-path flow `key` of connection `id` (`c`); `reply`: the NAT
+/// reply direction.
+fn fast_flow(id: ConnId, c: &Conn, key: FlowKey, reply: bool) -> FastFlow {
+    FastFlow {
         key,
         conn: id,
         owner: c.owner,
         dest: c.dest,
         reply,
-    };
+    }
+}
+
+/// Queue the removal of the cached flows of connection `id` (`c`): the
+/// client → server flow `key` and, for NAT, the reply flow, as `bits` says
+/// they were installed.
+fn queue_removals(ops: &mut Vec<FastPathOp>, id: ConnId, bits: u8, c: &Conn, key: FlowKey) {
+    let flow = |key: FlowKey, reply: bool| fast_flow(id, c, key, reply);
     if bits & FP_IN != 0 {
         ops.push(FastPathOp::Remove(flow(key, false)));
     }

@@ -62,19 +62,6 @@ pub struct Flows {
     pub flows: u16,
 }
 
-/// The RFC 1071 checksum of `data`.
-pub fn ip_checksum(data: &[u8]) -> u16 {
-    let mut sum: u32 = 0;
-    for c in data.chunks(2) {
-        let w = u16::from_be_bytes([c[0], c.get(1).copied().unwrap_or(0)]);
-        sum += u32::from(w);
-    }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
-
 /// Frame of flow number `i`: Ethernet, IPv4 (don't fragment, TTL 64, valid
 /// header checksum), UDP from source port `sport_base + i` (checksum 0:
 /// none, legal over IPv4), zero padding to [`FRAME_LEN`].
@@ -92,7 +79,7 @@ pub fn frame(f: &Flows, i: u16) -> [u8; FRAME_LEN] {
     ip[9] = 17;
     ip[12..16].copy_from_slice(&f.src_ip);
     ip[16..20].copy_from_slice(&f.dst_ip);
-    let c = ip_checksum(ip);
+    let c = !rvs_wire::checksum::data(ip);
     ip[10..12].copy_from_slice(&c.to_be_bytes());
     let udp = &mut b[34..42];
     udp[0..2].copy_from_slice(&f.sport_base.wrapping_add(i).to_be_bytes());
@@ -455,7 +442,11 @@ mod tests {
     fn frame_is_udp_ipv4_with_a_valid_header_checksum() {
         let f = frame(&flows(), 3);
         assert_eq!(&f[12..14], &[0x08, 0x00]);
-        assert_eq!(ip_checksum(&f[14..34]), 0, "header sums to 0xffff");
+        assert_eq!(
+            !rvs_wire::checksum::data(&f[14..34]),
+            0,
+            "header sums to 0xffff"
+        );
         assert_eq!(u16::from_be_bytes([f[34], f[35]]), 10003);
         assert_eq!(u16::from_be_bytes([f[36], f[37]]), 9);
         assert_eq!(u16::from_be_bytes([f[38], f[39]]), 26);

@@ -4,7 +4,8 @@ use super::generator::Flows;
 use super::packet::{note, saturated, search};
 use super::topo::{parse_mac, parse_proc_stat};
 use super::*;
-use rvs_io::trafficgen::{FRAME_LEN, frame, ip_checksum};
+use rvs_io::trafficgen::{FRAME_LEN, frame};
+use rvs_wire::checksum;
 
 fn rows() -> Vec<Row> {
     vec![
@@ -151,7 +152,7 @@ fn generated_frames_are_valid_udp() {
         panic!("not IPv4")
     };
     assert_eq!(ip.header().destination(), [10, 9, 1, 100]);
-    assert_eq!(ip_checksum(&b[14..34]), 0, "header checksum verifies");
+    assert_eq!(!checksum::data(&b[14..34]), 0, "header checksum verifies");
     let Some(etherparse::TransportSlice::Udp(u)) = p.transport else {
         panic!("not UDP")
     };

@@ -125,16 +125,22 @@ pub fn threaded_napi(ns: &str, iface: &str, cpu: usize) -> Result<usize, String>
     Ok(pids.len())
 }
 
-/// A counter of `iface` in `ns` (`/sys/class/net/IF/statistics/NAME`).
-pub fn if_stat(ns: &str, iface: &str, name: &str) -> Result<u64, String> {
-    let out = run_cmd(&[
+/// `/sys/class/net/IF/FILE` of `iface` in `ns` (sysfs needs the
+/// namespace's own mount: `ip netns exec` makes one).
+fn sysfs_net(ns: &str, iface: &str, file: &str) -> Result<String, String> {
+    run_cmd(&[
         "ip",
         "netns",
         "exec",
         ns,
         "cat",
-        &format!("/sys/class/net/{iface}/statistics/{name}"),
-    ])?;
+        &format!("/sys/class/net/{iface}/{file}"),
+    ])
+}
+
+/// A counter of `iface` in `ns` (`/sys/class/net/IF/statistics/NAME`).
+pub fn if_stat(ns: &str, iface: &str, name: &str) -> Result<u64, String> {
+    let out = sysfs_net(ns, iface, &format!("statistics/{name}"))?;
     out.trim()
         .parse()
         .map_err(|_| format!("bad {name} counter of {iface}: '{}'", out.trim()))
@@ -142,14 +148,7 @@ pub fn if_stat(ns: &str, iface: &str, name: &str) -> Result<u64, String> {
 
 /// The MAC address of `iface` in `ns`.
 pub fn mac(ns: &str, iface: &str) -> Result<[u8; 6], String> {
-    let out = run_cmd(&[
-        "ip",
-        "netns",
-        "exec",
-        ns,
-        "cat",
-        &format!("/sys/class/net/{iface}/address"),
-    ])?;
+    let out = sysfs_net(ns, iface, "address")?;
     parse_mac(out.trim()).ok_or_else(|| format!("bad MAC address '{}' of {iface}", out.trim()))
 }
 
