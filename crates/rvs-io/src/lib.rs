@@ -10,6 +10,8 @@
 //!   of established connections forwarded in the kernel.
 //! * [`trafficgen`]: the packet generator and sink of `rvs bench packet`
 //!   (bpf/trafficgen.c): native XDP frames sent with `BPF_PROG_TEST_RUN`.
+//! * [`livefr`]: whether live-frames test runs may be used (some hosts
+//!   refuse them).
 //! * [`neigh`]: next hops (egress interface, MAC) from the kernel's routes and
 //!   neighbours over netlink.
 //!
@@ -19,6 +21,7 @@
 pub mod decap;
 mod ethtool;
 pub mod flowcache;
+pub mod livefr;
 pub mod neigh;
 pub mod nft;
 pub mod packet;

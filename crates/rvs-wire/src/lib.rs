@@ -12,6 +12,8 @@
 //!   exist when `T: AsMut<[u8]>`. Each module's docs state what `new_checked`
 //!   guarantees.
 //! * [`checksum`]: the internet checksum and RFC 1624 incremental updates.
+//! * [`offload`]: [`complete_partial`], finishing the checksums a sender's
+//!   checksum offload left partial.
 //! * [`parse`]: [`parse_frame`], one pass over an Ethernet frame into a
 //!   [`FlowMeta`] (offsets, 5-tuple, flags, and the embedded flow of an ICMP
 //!   error).
@@ -86,6 +88,7 @@ pub mod icmpv4;
 pub mod icmpv6;
 pub mod ipv4;
 pub mod ipv6;
+pub mod offload;
 pub mod parse;
 pub mod rewrite;
 pub mod sctp;
@@ -94,6 +97,7 @@ pub mod udp;
 
 pub use error::{Error, Result};
 pub use ethernet::{EtherType, EthernetAddress};
+pub use offload::{Completion, complete_partial};
 pub use parse::{FlowMeta, IcmpInfo, Parsed, parse_frame};
 pub use rewrite::{
     EncapResult, TtlVerdict, decrement_ttl, dnat, encap_ipip, icmp_error_in, icmp_error_out,
