@@ -491,6 +491,10 @@ pub struct DataPlaneWorker {
     /// offload left partial, finished by the engine before forwarding.
     #[serde(default)]
     pub csum_completed: u64,
+    /// TCP super-frames (a sender's TSO, GRO) cut into wire-sized segments
+    /// before the engine (AF_PACKET).
+    #[serde(default)]
+    pub segmented: u64,
 }
 
 /// Counters of the XDP classifier, summed over CPUs.

@@ -52,6 +52,7 @@ pub fn format(
         "no-port",
         "kernel-drop",
         "csum-fixed",
+        "tso-cut",
     ];
     let row = |w: &DataPlaneWorker| {
         [
@@ -66,13 +67,14 @@ pub fn format(
             w.no_port,
             w.kernel_drops,
             w.csum_completed,
+            w.segmented,
         ]
     };
-    let mut rows: Vec<(String, [u64; 11])> = workers
+    let mut rows: Vec<(String, [u64; 12])> = workers
         .iter()
         .map(|w| (w.worker.to_string(), row(w)))
         .collect();
-    let mut total = [0u64; 11];
+    let mut total = [0u64; 12];
     for (_, r) in &rows {
         for (t, v) in total.iter_mut().zip(r) {
             *t = t.saturating_add(*v);
@@ -172,10 +174,10 @@ mod tests {
         assert_eq!(
             t,
             "packet I/O: xdp\n\
-             worker     rx     tx  forwarded  replies  passed  dropped  need-hop  tx-full  no-port  kernel-drop  csum-fixed\n\
-             0           5      5          5        0       0        0         0        0        0            0           0\n\
-             1       12345  12345      12345        0       0        0         0        0        0            0           0\n\
-             total   12350  12350      12350        0       0        0         0        0        0            0           0\n\
+             worker     rx     tx  forwarded  replies  passed  dropped  need-hop  tx-full  no-port  kernel-drop  csum-fixed  tso-cut\n\
+             0           5      5          5        0       0        0         0        0        0            0           0        0\n\
+             1       12345  12345      12345        0       0        0         0        0        0            0           0        0\n\
+             total   12350  12350      12350        0       0        0         0        0        0            0           0        0\n\
              classifier: redirected 7, passed 0, no socket 0, malformed 0, fragments 0\n"
         );
         assert_eq!(

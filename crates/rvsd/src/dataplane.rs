@@ -171,6 +171,8 @@ struct Port {
     name: String,
     /// RX queues (XDP sockets opened, or fanout members).
     queues: u32,
+    /// IP MTU: the size TCP super-frames read from it are cut to.
+    mtu: u32,
 }
 
 /// Counters of one worker, readable while it runs.
@@ -199,6 +201,9 @@ pub struct WorkerCounters {
     /// Frames whose partial checksum (a sender's checksum offload) the
     /// engine finished.
     pub csum_completed: AtomicU64,
+    /// TCP super-frames (a sender's TSO, GRO) cut into segments before
+    /// the engine saw them (AF_PACKET only).
+    pub segmented: AtomicU64,
     /// Frames the kernel dropped before the worker read them (the sum over
     /// the worker's sockets, refreshed every [`KERNEL_STATS_INTERVAL`]).
     pub kernel_drops: AtomicU64,
@@ -217,6 +222,7 @@ struct Tally {
     tx_full: u64,
     no_port: u64,
     csum_completed: u64,
+    segmented: u64,
 }
 
 impl WorkerCounters {
@@ -232,6 +238,7 @@ impl WorkerCounters {
         self.tx_full.fetch_add(t.tx_full, r);
         self.no_port.fetch_add(t.no_port, r);
         self.csum_completed.fetch_add(t.csum_completed, r);
+        self.segmented.fetch_add(t.segmented, r);
     }
 
     fn snapshot(&self, worker: u32) -> DataPlaneWorker {
@@ -249,6 +256,7 @@ impl WorkerCounters {
             no_port: self.no_port.load(r),
             kernel_drops: self.kernel_drops.load(r),
             csum_completed: self.csum_completed.load(r),
+            segmented: self.segmented.load(r),
         }
     }
 }
@@ -529,6 +537,7 @@ fn ports_of(resolver: &Resolver, interfaces: &[String]) -> Result<Vec<Port>, Str
                 ifindex: info.ifindex,
                 name: name.clone(),
                 queues: queues_of(name)?,
+                mtu: crate::system::interface_mtu(name).unwrap_or(1500),
             })
         })
         .collect()
@@ -894,8 +903,14 @@ fn open_packet(ports: &[Port]) -> Result<(Filter, Vec<WorkerSocks>), String> {
     for p in ports {
         let mut group = None;
         for w in workers.iter_mut() {
-            let mut s = PacketSocket::open(&p.name, &PacketConfig::default())
-                .map_err(|e| format!("{}: {e}", p.name))?;
+            // Buffers that hold a 64 KiB TCP super-frame (a local sender's
+            // TSO reaches AF_PACKET whole): cut by the worker.
+            let rx_cfg = PacketConfig {
+                buf_size: PacketConfig::default().headroom + rvs_io::packet::SUPER_FRAME_MAX,
+                ..PacketConfig::default()
+            };
+            let mut s =
+                PacketSocket::open(&p.name, &rx_cfg).map_err(|e| format!("{}: {e}", p.name))?;
             if n > 1 {
                 group = Some(
                     s.join_fanout(group)
@@ -1513,6 +1528,12 @@ struct Worker {
     held: HeldFrames,
     /// Held frames whose hop is known, being processed again.
     ready: Vec<Held>,
+    /// TCP super-frames of the current batch, cut after it
+    /// ([`Worker::cut_super_frames`]).
+    big: Vec<Vec<u8>>,
+    /// Where one segment is built (headroom for a tunnel header, then
+    /// the frame).
+    seg: Vec<u8>,
 }
 
 impl Worker {
@@ -1536,6 +1557,8 @@ impl Worker {
             need: Vec::new(),
             held: HeldFrames::default(),
             ready: Vec::new(),
+            big: Vec::new(),
+            seg: vec![0; held::HEADROOM + SEGMENT_MAX],
         }
     }
 
@@ -1610,6 +1633,7 @@ impl Worker {
         let held = &mut self.held;
         let resolver = &self.dp.resolver;
         let dp = &self.dp;
+        let big = &mut self.big;
         let res = self.socks[si].rx_batch(BATCH, |fb| {
             t.rx += 1;
             // Lock once per batch, and only when there is a frame.
@@ -1626,6 +1650,16 @@ impl Worker {
             });
             let engine: &mut Engine = state.engine_mut();
             let (start, len) = (fb.start(), fb.len());
+            if len > WIRE_FRAME_MAX {
+                // A TCP super-frame (the sender's TSO, or GRO): cut into
+                // segments of the ingress MTU after the batch.
+                t.segmented += 1;
+                let mut b = spare.pop().unwrap_or_default();
+                b.clear();
+                b.extend_from_slice(&fb.buf()[start..start + len]);
+                big.push(b);
+                return Verdict::Done;
+            }
             let action = engine.process(
                 Frame {
                     buf: fb.buf_mut(),
@@ -1679,6 +1713,11 @@ impl Worker {
             pending.push(Pending { sock: pi, bytes: b });
             Verdict::Done
         });
+        if let Some(state) = guard.as_mut()
+            && let Some(now) = now
+        {
+            self.cut_super_frames(state.engine_mut(), ingress, now, &mut t);
+        }
         if let Some(state) = guard.as_mut() {
             t.csum_completed = state
                 .engine_mut()
@@ -1704,7 +1743,127 @@ impl Worker {
     }
 }
 
+/// The longest frame a served interface delivers unmerged: 1500-byte IP
+/// packets, an Ethernet header and one VLAN tag. Longer ones are TCP
+/// super-frames (a local sender's TSO, or GRO), which only AF_PACKET reads
+/// (see [`GroOff`]).
+const WIRE_FRAME_MAX: usize = 1518;
+
+/// The longest segment cut from a super-frame (jumbo MTUs included).
+const SEGMENT_MAX: usize = 9216 + 18;
+
 impl Worker {
+    /// Cut the batch's TCP super-frames into segments of the ingress
+    /// interface's MTU (`rvs_wire::tcp_segments`, as the kernel's GSO
+    /// would before the wire) and process each through the engine; what
+    /// is not TCP (UDP GSO: its segment size is unknown here) is dropped
+    /// and counted.
+    fn cut_super_frames(
+        &mut self,
+        engine: &mut Engine,
+        ingress: PortId,
+        now: rvs_core::Instant,
+        t: &mut Tally,
+    ) {
+        let mtu = self
+            .dp
+            .ports
+            .iter()
+            .find(|p| PortId(p.ifindex) == ingress)
+            .map_or(1500, |p| p.mtu as usize);
+        let mut big = std::mem::take(&mut self.big);
+        let mut seg = std::mem::take(&mut self.seg);
+        for frame in big.drain(..) {
+            let meta = match rvs_wire::parse_frame(&frame) {
+                Ok(rvs_wire::Parsed::Ip(m)) => m,
+                _ => {
+                    t.dropped += 1;
+                    self.spare.push(frame);
+                    continue;
+                }
+            };
+            for i in 0.. {
+                let len = match rvs_wire::tcp_segment(
+                    &frame,
+                    &meta,
+                    mtu,
+                    i,
+                    &mut seg[held::HEADROOM..],
+                ) {
+                    Ok(Some(len)) => len,
+                    Ok(None) => break,
+                    Err(_) => {
+                        t.dropped += 1;
+                        break;
+                    }
+                };
+                let action = engine.process(
+                    Frame {
+                        buf: &mut seg,
+                        start: held::HEADROOM,
+                        len,
+                        ingress,
+                        fwmark: 0,
+                    },
+                    now,
+                );
+                self.route(engine, action, &seg, len, ingress, t);
+            }
+            self.spare.push(frame);
+        }
+        self.big = big;
+        self.seg = seg;
+    }
+
+    /// Queue what the engine decided for a frame built in `buf` (at
+    /// [`held::HEADROOM`], `len` bytes): a forwarded frame or a reply for
+    /// its egress socket, a frame whose hop is unknown held.
+    fn route(
+        &mut self,
+        engine: &Engine,
+        action: Action,
+        buf: &[u8],
+        len: usize,
+        ingress: PortId,
+        t: &mut Tally,
+    ) {
+        let (port, bytes) = match action {
+            Action::Forward { port, start, len } => {
+                t.forwarded += 1;
+                (port, &buf[start..start + len])
+            }
+            Action::Reply { port, len } => {
+                t.replies += 1;
+                (port, engine.reply_frame(len))
+            }
+            Action::NeedHop(a) => {
+                t.need_hop += 1;
+                let _ = self.dp.resolver.lookup(a);
+                self.need.push(a);
+                let frame = &buf[held::HEADROOM..held::HEADROOM + len];
+                t.dropped += self.held.hold(a, ingress, frame, Instant::now());
+                return;
+            }
+            Action::Pass => {
+                t.passed += 1;
+                return;
+            }
+            Action::Drop(_) => {
+                t.dropped += 1;
+                return;
+            }
+        };
+        match self.port_of_ifindex.get(&port.0) {
+            Some(&pi) => {
+                let mut b = self.spare.pop().unwrap_or_default();
+                b.clear();
+                b.extend_from_slice(bytes);
+                self.pending.push(Pending { sock: pi, bytes: b });
+            }
+            None => t.no_port += 1,
+        }
+    }
+
     /// Read the kernel's receive drops of every socket of this worker.
     fn refresh_kernel_drops(&mut self) {
         let drops = self.socks.iter_mut().map(Sock::kernel_drops).sum();
@@ -1839,6 +1998,7 @@ mod tests {
             tx_full: 6,
             no_port: 7,
             csum_completed: 8,
+            segmented: 9,
         };
         c.add(&t);
         c.add(&t);
@@ -1858,6 +2018,7 @@ mod tests {
                 no_port: 14,
                 kernel_drops: 0,
                 csum_completed: 16,
+                segmented: 18,
             }
         );
     }
@@ -1902,6 +2063,7 @@ mod tests {
             ifindex,
             name: name.into(),
             queues: 1,
+            mtu: 1500,
         };
         let ports = [port(4, "eth0"), port(5, "eth1"), port(6, "eth2")];
         let probed = [Probed {
