@@ -13,9 +13,9 @@
 //! * `--io packet`: an AF_PACKET socket per interface and worker (fanout by
 //!   flow hash when there are several workers) sees a copy of every frame;
 //!   an nftables table drops what rvs claims in front of the kernel's stack
-//!   ([`rvs_io::nft`]). `Action::Pass` means "the kernel has it". GRO is
-//!   turned off on the served interfaces while rvsd runs (merged frames are
-//!   longer than the MTU) and back on when it stops.
+//!   ([`rvs_io::nft`]). `Action::Pass` means "the kernel has it". TCP
+//!   super-frames (a local sender's TSO, GRO) are cut into segments first
+//!   (offloads are left as they are: see [`Filter`]).
 //!
 //! Worker `q` serves RX queue `q` of every served interface (AF_XDP), or the
 //! `q`-th socket of every interface's fanout group (AF_PACKET). The engine
@@ -107,16 +107,12 @@ impl Backend {
 #[derive(Debug)]
 enum Filter {
     Xdp(Box<Classifier>),
-    Nft(NftTable, GroOff),
+    Nft(NftTable),
 }
 
-/// Interfaces whose GRO `--io packet` turned off; turned back on when
-/// dropped. (A merged frame is longer than the MTU: AF_PACKET would see
-/// frames it cannot forward.)
-///
-/// What reaches rvs with the kernel's default offloads, and why only this
-/// backend changes a setting (measured on veth, kernel 6.18; see
-/// drivers/net/veth.c and net/core/dev.c):
+/// What reaches rvs with the kernel's default offloads, which rvsd leaves
+/// as they are (measured on veth, kernel 6.18; see drivers/net/veth.c and
+/// net/core/dev.c):
 /// * Transmit checksum offload of a local sender: frames carry partial
 ///   TCP/UDP checksums (the pseudo-header sum) and zero SCTP CRCs on
 ///   every path (XDP, AF_XDP, AF_PACKET); the engine and the XDP fast path
@@ -126,43 +122,17 @@ enum Filter {
 ///   (`ethtool -k`: tcp-segmentation-offload off), so software GSO cuts
 ///   MTU-sized segments before the veth, each with its own partial
 ///   checksum; native XDP on a NIC disables LRO. XDP and AF_XDP never see
-///   a super-frame.
+///   a super-frame. Without XDP (`--io packet`) the peer keeps TSO and
+///   AF_PACKET reads its TCP packets of up to 64 KiB whole.
 /// * GRO runs after XDP (on the frames XDP passes), so it merges nothing
-///   that XDP or AF_XDP see; but AF_PACKET taps frames after GRO, where a
-///   merged TCP super-frame would exceed the MTU and the socket buffer.
-///   Until rvsd reads `PACKET_VNET_HDR` and re-segments (or sends with
-///   GSO), `--io packet` turns GRO off while it serves, logs it, and
-///   restores it at exit.
-#[derive(Debug, Default)]
-struct GroOff(Vec<String>);
-
-impl GroOff {
-    /// Turn GRO off on `ifname` if it is on; a failure is logged, not fatal
-    /// (the interface may not support it, and then it merges nothing).
-    fn turn_off(&mut self, ifname: &str) {
-        match rvs_io::packet::gro(ifname) {
-            Ok(true) => match rvs_io::packet::set_gro(ifname, false) {
-                Ok(()) => {
-                    eprintln!("rvsd: {ifname}: generic receive offload turned off while serving");
-                    self.0.push(ifname.to_string());
-                }
-                Err(e) => eprintln!("rvsd: {ifname}: cannot turn GRO off: {e}"),
-            },
-            Ok(false) => {}
-            Err(e) => eprintln!("rvsd: {ifname}: cannot read the GRO setting: {e}"),
-        }
-    }
-}
-
-impl Drop for GroOff {
-    fn drop(&mut self) {
-        for ifname in &self.0 {
-            if let Err(e) = rvs_io::packet::set_gro(ifname, true) {
-                eprintln!("rvsd: {ifname}: cannot turn GRO back on: {e}");
-            }
-        }
-    }
-}
+///   that XDP or AF_XDP see; AF_PACKET taps frames after GRO, merged.
+///
+/// So `--io packet` reads into 64 KiB buffers and its workers cut TCP
+/// super-frames into segments of the ingress MTU before the engine
+/// ([`Worker::cut_super_frames`], `rvs_wire::tcp_segment`), as the
+/// kernel's GSO would on the way out. UDP super-frames (UDP GSO, or
+/// GRO with `rx-udp-gro-forwarding`, off by default) cannot be cut without
+/// the sender's segment size and are dropped (counted).
 
 /// One served interface.
 #[derive(Debug, Clone)]
@@ -747,11 +717,10 @@ impl Running {
         }
         let filter = self.shared.filter().take();
         match filter {
-            Some(Filter::Nft(t, gro)) => {
+            Some(Filter::Nft(t)) => {
                 if let Err(e) = t.remove() {
                     eprintln!("rvsd: cannot delete the nftables table: {e}");
                 }
-                drop(gro);
             }
             Some(Filter::Xdp(c)) => {
                 if let Some(f) = self.shared.fast()
@@ -875,7 +844,7 @@ fn open_xdp(ports: &[Port], flow_entries: u32) -> Result<(Filter, Vec<WorkerSock
     Ok((Filter::Xdp(Box::new(classifier)), workers))
 }
 
-/// Install the nftables table, turn GRO off, and open the AF_PACKET
+/// Install the nftables table and open the AF_PACKET
 /// sockets: one per port and worker, the workers of a port in one fanout
 /// group.
 fn open_packet(ports: &[Port]) -> Result<(Filter, Vec<WorkerSocks>), String> {
@@ -889,10 +858,6 @@ fn open_packet(ports: &[Port]) -> Result<(Filter, Vec<WorkerSocks>), String> {
             .collect(),
     )
     .map_err(|e| e.to_string())?;
-    let mut gro = GroOff::default();
-    for p in ports {
-        gro.turn_off(&p.name);
-    }
     let n = ports.iter().map(|p| p.queues).max().unwrap_or(1).max(1);
     let mut workers: Vec<WorkerSocks> = (0..n)
         .map(|_| WorkerSocks {
@@ -921,7 +886,7 @@ fn open_packet(ports: &[Port]) -> Result<(Filter, Vec<WorkerSocks>), String> {
             w.receives.push(true);
         }
     }
-    Ok((Filter::Nft(table, gro), workers))
+    Ok((Filter::Nft(table), workers))
 }
 
 /// The interfaces the fast path may send to (it always redirects, also back
@@ -1487,7 +1452,7 @@ impl Sync {
                         eprintln!("rvsd: data plane: cannot update the fwmark maps: {e}");
                     }
                 }
-                Some(Filter::Nft(t, _)) => {
+                Some(Filter::Nft(t)) => {
                     let fwmark = nft_claims(&set);
                     let claims = Claims {
                         services: &set.services,
@@ -1746,7 +1711,7 @@ impl Worker {
 /// The longest frame a served interface delivers unmerged: 1500-byte IP
 /// packets, an Ethernet header and one VLAN tag. Longer ones are TCP
 /// super-frames (a local sender's TSO, or GRO), which only AF_PACKET reads
-/// (see [`GroOff`]).
+/// (see [`Filter`]).
 const WIRE_FRAME_MAX: usize = 1518;
 
 /// The longest segment cut from a super-frame (jumbo MTUs included).
