@@ -15,7 +15,7 @@
 //!   an nftables table drops what rvs claims in front of the kernel's stack
 //!   ([`rvs_io::nft`]). `Action::Pass` means "the kernel has it". TCP
 //!   super-frames (a local sender's TSO, GRO) are cut into segments first
-//!   (offloads are left as they are: see [`Filter`]).
+//!   (offloads are left as they are: see the notes after [`Filter`]).
 //!
 //! Worker `q` serves RX queue `q` of every served interface (AF_XDP), or the
 //! `q`-th socket of every interface's fanout group (AF_PACKET). The engine
@@ -110,29 +110,29 @@ enum Filter {
     Nft(NftTable),
 }
 
-/// What reaches rvs with the kernel's default offloads, which rvsd leaves
-/// as they are (measured on veth, kernel 6.18; see drivers/net/veth.c and
-/// net/core/dev.c):
-/// * Transmit checksum offload of a local sender: frames carry partial
-///   TCP/UDP checksums (the pseudo-header sum) and zero SCTP CRCs on
-///   every path (XDP, AF_XDP, AF_PACKET); the engine and the XDP fast path
-///   finish them (`rvs_wire::offload`), counted in `rvs dataplane`.
-/// * TSO/GSO of a local sender: while an XDP program without multi-buffer
-///   support is attached to a veth, the kernel clears TSO on its peer
-///   (`ethtool -k`: tcp-segmentation-offload off), so software GSO cuts
-///   MTU-sized segments before the veth, each with its own partial
-///   checksum; native XDP on a NIC disables LRO. XDP and AF_XDP never see
-///   a super-frame. Without XDP (`--io packet`) the peer keeps TSO and
-///   AF_PACKET reads its TCP packets of up to 64 KiB whole.
-/// * GRO runs after XDP (on the frames XDP passes), so it merges nothing
-///   that XDP or AF_XDP see; AF_PACKET taps frames after GRO, merged.
-///
-/// So `--io packet` reads into 64 KiB buffers and its workers cut TCP
-/// super-frames into segments of the ingress MTU before the engine
-/// ([`Worker::cut_super_frames`], `rvs_wire::tcp_segment`), as the
-/// kernel's GSO would on the way out. UDP super-frames (UDP GSO, or
-/// GRO with `rx-udp-gro-forwarding`, off by default) cannot be cut without
-/// the sender's segment size and are dropped (counted).
+// What reaches rvs with the kernel's default offloads, which rvsd leaves
+// as they are (measured on veth, kernel 6.18; see drivers/net/veth.c and
+// net/core/dev.c):
+// * Transmit checksum offload of a local sender: frames carry partial
+//   TCP/UDP checksums (the pseudo-header sum) and zero SCTP CRCs on
+//   every path (XDP, AF_XDP, AF_PACKET); the engine and the XDP fast path
+//   finish them (`rvs_wire::offload`), counted in `rvs dataplane`.
+// * TSO/GSO of a local sender: while an XDP program without multi-buffer
+//   support is attached to a veth, the kernel clears TSO on its peer
+//   (`ethtool -k`: tcp-segmentation-offload off), so software GSO cuts
+//   MTU-sized segments before the veth, each with its own partial
+//   checksum; native XDP on a NIC disables LRO. XDP and AF_XDP never see
+//   a super-frame. Without XDP (`--io packet`) the peer keeps TSO and
+//   AF_PACKET reads its TCP packets of up to 64 KiB whole.
+// * GRO runs after XDP (on the frames XDP passes), so it merges nothing
+//   that XDP or AF_XDP see; AF_PACKET taps frames after GRO, merged.
+//
+// So `--io packet` reads into 64 KiB buffers and its workers cut TCP
+// super-frames into segments of the ingress MTU before the engine
+// ([`Worker::cut_super_frames`], `rvs_wire::tcp_segment`), as the
+// kernel's GSO would on the way out. UDP super-frames (UDP GSO, or
+// GRO with `rx-udp-gro-forwarding`, off by default) cannot be cut without
+// the sender's segment size and are dropped (counted).
 
 /// One served interface.
 #[derive(Debug, Clone)]
@@ -1711,7 +1711,7 @@ impl Worker {
 /// The longest frame a served interface delivers unmerged: 1500-byte IP
 /// packets, an Ethernet header and one VLAN tag. Longer ones are TCP
 /// super-frames (a local sender's TSO, or GRO), which only AF_PACKET reads
-/// (see [`Filter`]).
+/// (see the notes after [`Filter`]).
 const WIRE_FRAME_MAX: usize = 1518;
 
 /// The longest segment cut from a super-frame (jumbo MTUs included).
