@@ -492,3 +492,44 @@ fn packet_io_errors_are_clear() {
     assert!(workers.is_empty());
     lab.stop_rvsd(idx);
 }
+
+/// Both transmit checksum settings of the senders forward byte-exact,
+/// over XDP and AF_PACKET: with the kernel's default (on) the client's and
+/// the real server's frames reach rvsd with partial checksums, which it
+/// finishes (counted); with it off they arrive complete and nothing is
+/// finished. The only test that changes the setting.
+#[test]
+fn both_tx_checksum_settings_forward() {
+    if !privileged() {
+        return;
+    }
+    for io in ["xdp", "packet"] {
+        let mut lab = Lab::new(PREFIX, &format!("csum-{io}"));
+        let TwoSegments {
+            client,
+            director,
+            rs1,
+        } = nat_topology(&mut lab);
+        let body = servers(&mut lab, &rs1, "10.0.2.11");
+        let rvsd = lab.start_rvsd(&director, Some(io), &["eth0", "eth1"], &[]);
+        add_services(&lab, &director, "10.0.1.100", "10.0.2.11", "-m");
+        let fixed = || -> u64 {
+            dataplane_stats(&director)
+                .1
+                .iter()
+                .map(|w| w.csum_completed)
+                .sum()
+        };
+        let before = fixed();
+        check_traffic(&lab, &client, &director, "10.0.1.100", &body);
+        let with_offload = fixed() - before;
+        assert!(with_offload > 0, "{io}: no partial checksum finished");
+        set_tx_csum(&client, "eth0", false);
+        set_tx_csum(&rs1, "eth0", false);
+        let before = fixed();
+        check_traffic(&lab, &client, &director, "10.0.1.100", &body);
+        assert_eq!(fixed() - before, 0, "{io}: complete checksums were touched");
+        eprintln!("{io}: {with_offload} checksums finished with offload on, 0 with it off");
+        lab.stop_rvsd(rvsd);
+    }
+}
