@@ -58,6 +58,17 @@
 //! and compare what arrives byte for byte. With the fast path on they check
 //! that it forwarded (hits > 0); with `RVSD_FAST_PATH=off` that it did not.
 //!
+//! The same 1 MiB over `--io packet` (`*_1mb_packet`) is ignored for now:
+//! with the client's default offloads (TSO on) and no XDP program on
+//! veth10 (one there turns GSO off on its peer veth01), the client's
+//! segments reach veth10 as GSO frames of up to 64 KiB. AF_PACKET hands
+//! them to rvsd larger than its buffers; rvsd drops them (rvs-io's
+//! `rx_truncated`, which `rvs dataplane` does not show) and its nftables
+//! table drops them for the kernel. Only what TCP retransmits one segment
+//! at a time gets through: 1 MiB takes 10-30 s instead of under 1 s, or
+//! times out. Run them with `cargo nextest run --run-ignored all -E
+//! 'binary(netns_ipvs_selftest)'`.
+//!
 //! Needs root, iproute2, socat and `timeout` (coreutils); with
 //! `RVS_SKIP_PRIVILEGED_TESTS=1` and no root the tests say so and pass.
 //! Namespaces (prefix `rvsipvs-`), processes and files are removed by the
@@ -304,12 +315,15 @@ fn wait_listening(ns: &str, port: u16) {
     }
 }
 
-/// The fast path's counters of the rvsd of `ns`; `None` when it is off.
-fn fast_path_counters(ns: &str) -> Option<FastPathCounters> {
+/// The data-plane counters of the rvsd of `ns`: partial checksums its
+/// workers finished, and the fast path's counters (`None` when it is off).
+fn dataplane(ns: &str) -> (u64, Option<FastPathCounters>) {
     in_netns(ns, || {
         let mut c = Client::connect(&Endpoint::Abstract("rvsd.ctl".into())).expect("connect");
         match c.call(Request::DataPlaneStats).expect("call") {
-            Reply::DataPlaneStats { fast_path, .. } => fast_path,
+            Reply::DataPlaneStats {
+                workers, fast_path, ..
+            } => (workers.iter().map(|w| w.csum_completed).sum(), fast_path),
             other => panic!("unexpected reply {other:?}"),
         }
     })
@@ -324,14 +338,24 @@ fn fast_path_summary(f: &Option<FastPathCounters>) -> String {
             f.mode, f.hits
         ),
         Some(f) => format!(
-            "fast path: {} towards {}, hits {}, misses {}, installs {}",
+            "fast path: {} towards {}, hits {}, misses {}, installs {}, \
+             partial checksums finished {} (left to the engine {})",
             f.mode,
             f.egress.join(", "),
             f.hits,
             f.misses,
-            f.installs
+            f.installs,
+            f.csum_completed,
+            f.csum_slow
         ),
     }
+}
+
+/// The partial checksums rvsd finished, in its workers and its fast path:
+/// the client's default offloads must have sent some (else the test would
+/// not test what it is for).
+fn partial_checksums(workers: u64, f: &Option<FastPathCounters>) -> u64 {
+    workers + f.as_ref().map_or(0, |f| f.csum_completed)
 }
 
 /// `--fast-path` as `RVSD_FAST_PATH` asks, given explicitly: with the
@@ -342,6 +366,25 @@ fn fast_path_option() -> Vec<String> {
         Ok(v) => vec!["--fast-path".to_string(), v],
         Err(_) => Vec::new(),
     }
+}
+
+/// Frames and bytes `iface` of `ns` received.
+fn rx_counts(ns: &str, iface: &str) -> (u64, u64) {
+    let read = |what: &str| -> u64 {
+        let o = run(&[
+            "ip",
+            "netns",
+            "exec",
+            ns,
+            "cat",
+            &format!("/sys/class/net/{iface}/statistics/{what}"),
+        ]);
+        String::from_utf8_lossy(&o.stdout)
+            .trim()
+            .parse()
+            .expect("counter")
+    };
+    (read("rx_packets"), read("rx_bytes"))
 }
 
 /// What a failure message shows: the director's table, counters and log.
@@ -357,8 +400,16 @@ fn director_state(lab: &Lab, t: &Topology) -> String {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
         .unwrap_or_default();
+    // The director's links: their RX bytes per packet show frames larger
+    // than the MTU (a local sender's GSO frames, unsegmented).
+    let links = Command::new("ip")
+        .args(["-n", &t.ns1, "-s", "link", "show"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
     format!(
-        "--- rvsadm -Ln --stats --exact\n{stats}--- rvsadm -Lnc\n{conns}--- rvs dataplane\n{dp}--- rvsd log\n{}",
+        "--- rvsadm -Ln --stats --exact\n{stats}--- rvsadm -Lnc\n{conns}--- rvs dataplane\n{dp}\
+         --- ip -s link (director)\n{links}--- rvsd log\n{}",
         lab.rvsd_log()
     )
 }
@@ -402,12 +453,16 @@ fn selftest(mode: Mode, io: Option<&str>) {
     });
     let state = director_state(&lab, &t);
     assert_eq!(got, payload, "{mode:?}: what arrived differs\n{state}");
-    let f = fast_path_counters(&t.ns1);
+    let (csum, f) = dataplane(&t.ns1);
     eprintln!(
-        "ipvs.sh {mode:?} (--io {}): PASS in {:?}; {}",
+        "ipvs.sh {mode:?} (--io {}): PASS in {:?}; partial checksums finished by the workers {csum}; {}",
         io.unwrap_or("auto"),
         start.elapsed(),
         fast_path_summary(&f)
+    );
+    assert!(
+        partial_checksums(csum, &f) > 0,
+        "no partial checksum came (client offloads not at the defaults?)\n{state}"
     );
     // One connection through the service, as ipvsadm would count it.
     let svc = format!("{VIP}:{PORT}");
@@ -448,16 +503,17 @@ fn netns_ipvs_selftest_tun_packet() {
 /// 1 MiB from a client with default offloads through `mode`, byte-exact;
 /// with the fast path on (`RVSD_FAST_PATH` unset, on or all) it must have
 /// forwarded some of it, with it off none.
-fn one_mib(mode: Mode) {
+fn one_mib(mode: Mode, io: Option<&str>) {
     if !tools() {
         return;
     }
     let start = Instant::now();
-    let mut lab = Lab::new(PREFIX, &format!("{mode:?}1m").to_lowercase());
+    let tag = format!("{mode:?}1m{}", io.unwrap_or("")).to_lowercase();
+    let mut lab = Lab::new(PREFIX, &tag);
     let t = setup(&mut lab, true);
     // No --fast-path of our own: RVSD_FAST_PATH (default on) decides, and
     // the harness checks that with it on rvsd sends somewhere.
-    configure(&mut lab, &t, mode, None, &[]);
+    configure(&mut lab, &t, mode, io, &[]);
     let payload = random_bytes(1 << 20);
     let got = test_service(&mut lab, &t, &payload, (30, 25), |lab| {
         director_state(lab, &t)
@@ -465,11 +521,22 @@ fn one_mib(mode: Mode) {
     let state = director_state(&lab, &t);
     assert_eq!(got.len(), payload.len(), "{mode:?}: length\n{state}");
     assert!(got == payload, "{mode:?}: the bytes differ\n{state}");
-    let f = fast_path_counters(&t.ns1);
+    let (csum, f) = dataplane(&t.ns1);
+    // Frames larger than the MTU are a local sender's GSO frames, which
+    // the client's default offloads (TSO) make unless an XDP program on
+    // veth10 turns GSO off on its peer.
+    let (frames, bytes) = rx_counts(&t.ns1, "veth10");
     eprintln!(
-        "1 MiB {mode:?}: byte-exact in {:?}; {}",
+        "1 MiB {mode:?} (--io {}): byte-exact in {:?}; veth10 received {frames} frames, \
+         {} bytes each on average; partial checksums finished by the workers {csum}; {}",
+        io.unwrap_or("auto"),
         start.elapsed(),
+        bytes / frames.max(1),
         fast_path_summary(&f)
+    );
+    assert!(
+        partial_checksums(csum, &f) > 0,
+        "no partial checksum came (client offloads not at the defaults?)\n{state}"
     );
     let off = std::env::var("RVSD_FAST_PATH").as_deref() == Ok("off");
     let log = lab.rvsd_log();
@@ -486,15 +553,33 @@ fn one_mib(mode: Mode) {
 
 #[test]
 fn netns_ipvs_selftest_dr_1mb() {
-    one_mib(Mode::Dr);
+    one_mib(Mode::Dr, None);
+}
+
+#[test]
+#[ignore = "rvsd --io packet drops a local TSO sender's GSO frames (see the file's doc)"]
+fn netns_ipvs_selftest_dr_1mb_packet() {
+    one_mib(Mode::Dr, Some("packet"));
 }
 
 #[test]
 fn netns_ipvs_selftest_nat_1mb() {
-    one_mib(Mode::Nat);
+    one_mib(Mode::Nat, None);
+}
+
+#[test]
+#[ignore = "rvsd --io packet drops a local TSO sender's GSO frames (see the file's doc)"]
+fn netns_ipvs_selftest_nat_1mb_packet() {
+    one_mib(Mode::Nat, Some("packet"));
 }
 
 #[test]
 fn netns_ipvs_selftest_tun_1mb() {
-    one_mib(Mode::Tun);
+    one_mib(Mode::Tun, None);
+}
+
+#[test]
+#[ignore = "rvsd --io packet drops a local TSO sender's GSO frames (see the file's doc)"]
+fn netns_ipvs_selftest_tun_1mb_packet() {
+    one_mib(Mode::Tun, Some("packet"));
 }
