@@ -1,6 +1,6 @@
 //! The Linux kernel's own IPVS selftest
 //! (`tools/testing/selftests/net/netfilter/ipvs.sh`), reproduced with rvsd +
-//! rvsadm as the director, and 1 MB transfers through the same topology.
+//! rvsadm as the director, and 1 MiB transfers through the same topology.
 //!
 //! The script's topology, addresses and port, rebuilt here as it builds
 //! them (`setup`), with every interface's offloads left at the kernel's
@@ -61,7 +61,8 @@
 //! The same 1 MiB over `--io packet` (`*_1mb_packet`) is ignored for now:
 //! with the client's default offloads (TSO on) and no XDP program on
 //! veth10 (one there turns GSO off on its peer veth01), the client's
-//! segments reach veth10 as GSO frames of up to 64 KiB. AF_PACKET hands
+//! segments reach veth10 as GSO frames of up to 64 KiB (veth10 counts
+//! ~2 KB per frame on average). AF_PACKET hands
 //! them to rvsd larger than its buffers; rvsd drops them (rvs-io's
 //! `rx_truncated`, which `rvs dataplane` does not show) and its nftables
 //! table drops them for the kernel. Only what TCP retransmits one segment
