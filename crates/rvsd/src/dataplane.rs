@@ -870,8 +870,11 @@ fn open_packet(ports: &[Port]) -> Result<(Filter, Vec<WorkerSocks>), String> {
         for w in workers.iter_mut() {
             // Buffers that hold a 64 KiB TCP super-frame (a local sender's
             // TSO reaches AF_PACKET whole): cut by the worker.
+            // cut by the worker into the sender's segment size, which the
+            // vnet header tells.
             let rx_cfg = PacketConfig {
                 buf_size: PacketConfig::default().headroom + rvs_io::packet::SUPER_FRAME_MAX,
+                vnet_hdr: true,
                 ..PacketConfig::default()
             };
             let mut s =
@@ -1495,7 +1498,7 @@ struct Worker {
     ready: Vec<Held>,
     /// TCP super-frames of the current batch, cut after it
     /// ([`Worker::cut_super_frames`]).
-    big: Vec<Vec<u8>>,
+    big: Vec<(u16, Vec<u8>)>,
     /// Where one segment is built (headroom for a tunnel header, then
     /// the frame).
     seg: Vec<u8>,
@@ -1622,7 +1625,7 @@ impl Worker {
                 let mut b = spare.pop().unwrap_or_default();
                 b.clear();
                 b.extend_from_slice(&fb.buf()[start..start + len]);
-                big.push(b);
+                big.push((fb.gso_size(), b));
                 return Verdict::Done;
             }
             let action = engine.process(
@@ -1738,7 +1741,7 @@ impl Worker {
             .map_or(1500, |p| p.mtu as usize);
         let mut big = std::mem::take(&mut self.big);
         let mut seg = std::mem::take(&mut self.seg);
-        for frame in big.drain(..) {
+        for (gso, frame) in big.drain(..) {
             let meta = match rvs_wire::parse_frame(&frame) {
                 Ok(rvs_wire::Parsed::Ip(m)) => m,
                 _ => {
@@ -1747,11 +1750,22 @@ impl Worker {
                     continue;
                 }
             };
+            // The sender's segment size when the kernel told it (it follows
+            // the path MTU the sender learnt, e.g. from the frag-needed
+            // errors of a TUN service), else the ingress MTU.
+            let tcp_hdr = frame
+                .get(meta.l4_offset + 12)
+                .map_or(20, |b| usize::from(b >> 4) * 4);
+            let max_ip_len = if gso > 0 {
+                (meta.l4_offset - meta.l3_offset + tcp_hdr + usize::from(gso)).min(mtu)
+            } else {
+                mtu
+            };
             for i in 0.. {
                 let len = match rvs_wire::tcp_segment(
                     &frame,
                     &meta,
-                    mtu,
+                    max_ip_len,
                     i,
                     &mut seg[held::HEADROOM..],
                 ) {
