@@ -365,7 +365,7 @@ impl DpShared {
 #[derive(Debug)]
 enum Sock {
     Xsk(Box<XskSocket>),
-    Packet(PacketSocket),
+    Packet(Box<PacketSocket>),
 }
 
 impl Sock {
@@ -835,7 +835,7 @@ fn open_xdp(ports: &[Port], flow_entries: u32) -> Result<(Filter, Vec<WorkerSock
             } else {
                 let s = PacketSocket::open_tx_only(&p.name, &PacketConfig::default())
                     .map_err(|e| format!("{}: {e}", p.name))?;
-                w.socks.push(Sock::Packet(s));
+                w.socks.push(Sock::Packet(Box::new(s)));
                 w.receives.push(false);
             }
         }
@@ -885,7 +885,7 @@ fn open_packet(ports: &[Port]) -> Result<(Filter, Vec<WorkerSocks>), String> {
                         .map_err(|e| format!("{}: {e}", p.name))?,
                 );
             }
-            w.socks.push(Sock::Packet(s));
+            w.socks.push(Sock::Packet(Box::new(s)));
             w.receives.push(true);
         }
     }
