@@ -341,6 +341,25 @@ pub enum Request {
     FwmarkList,
     /// Remove every firewall-mark rule (`rvs fwmark flush`).
     FwmarkFlush,
+    /// The IPVS sysctls (`rvs sysctl -a`).
+    GetSysctls,
+    /// Set IPVS sysctls by name (`net.ipv4.vs.NAME` or `NAME`), all or
+    /// none (`rvs sysctl -w`, `-p`).
+    SetSysctls(Vec<(String, String)>),
+}
+
+/// One IPVS sysctl as `rvs sysctl` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SysctlValue {
+    /// Full name, `net.ipv4.vs.NAME`.
+    pub name: String,
+    /// Value in force (the kernel's default for those rvs does not apply).
+    pub value: String,
+    /// Whether rvs applies it.
+    pub applies: bool,
+    /// Why not, when it does not.
+    #[serde(default)]
+    pub note: String,
 }
 
 /// A request with its protocol version.
@@ -613,6 +632,8 @@ pub enum Reply {
     },
     /// Firewall-mark rules, in order.
     FwmarkRules(Vec<fwmark::FwmarkSpec>),
+    /// `Request::GetSysctls`, by name.
+    Sysctls(Vec<SysctlValue>),
 }
 
 /// Encode a value as one line (JSON, newline-terminated).

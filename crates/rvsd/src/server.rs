@@ -155,7 +155,8 @@ pub fn needs_fast_path_credit(req: &Request) -> bool {
         | Request::ListServices
         | Request::GetService(_)
         | Request::GlobalStats
-        | Request::ListConns => true,
+        | Request::ListConns
+        | Request::SetSysctls(_) => true,
         Request::Info
         | Request::GetTimeouts
         | Request::ListDaemons
@@ -163,7 +164,8 @@ pub fn needs_fast_path_credit(req: &Request) -> bool {
         | Request::FwmarkAdd(_)
         | Request::FwmarkDel(_)
         | Request::FwmarkFlush
-        | Request::FwmarkList => false,
+        | Request::FwmarkList
+        | Request::GetSysctls => false,
     }
 }
 
