@@ -722,7 +722,11 @@ fn sysctls_by_kernel_name_all_or_none() {
         panic!("accepted: {r:?}")
     };
     assert_eq!(e.errno, 22);
-    assert!(e.message.contains("net.ipv4.vs.drop_entry"), "{}", e.message);
+    assert!(
+        e.message.contains("net.ipv4.vs.drop_entry"),
+        "{}",
+        e.message
+    );
     assert!(!s.engine_mut().sysctls().sloppy_tcp);
     // Unprivileged: refused.
     assert!(matches!(
