@@ -414,6 +414,77 @@ fn veth_peers_are_probed() {
     );
 }
 
+/// Where live-frames test runs are refused (`RVS_LIVE_FRAMES=off` acts as
+/// if): rvsd says so once per interface, decides by watching the fast
+/// path's real redirects, and forwards in XDP towards the NAPI peer (the
+/// client's, GRO on) but not towards the other (the real server's, no
+/// GRO), losing at most a frame per trial there; `rvs dataplane` says why
+/// for each. Once the real server's peer has GRO, a later trial finds it.
+#[test]
+fn fast_path_without_live_frames() {
+    if !privileged() {
+        return;
+    }
+    let mut lab = Lab::new(PREFIX, "nolive");
+    lab.env
+        .push((rvs_io::livefr::ENV.to_string(), "off".to_string()));
+    let n = nat_lab_gro(&mut lab, false);
+    in_netns(&n.client, || {
+        rvs_io::packet::set_gro("eth0", true).expect("gro on")
+    });
+    let rvsd = start_udp_service(&mut lab, &n, &["--fast-path", "on"]);
+    let log = lab.rvsd_log();
+    for i in ["eth0", "eth1"] {
+        let line = format!(
+            "rvsd: fast path: {i}: live-frames test runs refused (RVS_LIVE_FRAMES=off); \
+             deciding by watching real redirects"
+        );
+        assert_eq!(log.matches(&line).count(), 1, "{log}");
+    }
+    // 2 flows, a datagram each every 50 ms: 3 s and more of probe rounds.
+    let (a, s, _) = udp_client(&n.client, 2, 60, 0.05);
+    let f = fast_path_counters(&n.director).expect("fast path on");
+    eprintln!("fast path: {f:?}\n{}", lab.rvsd_log());
+    assert_eq!(f.egress, vec!["eth0".to_string()], "{f:?}");
+    assert!(f.hits > 0, "{f:?}");
+    assert!(f.why[0].starts_with("eth0: on: "), "{:?}", f.why);
+    assert!(f.why[1].starts_with("eth1: off: "), "{:?}", f.why);
+    for w in &f.why {
+        assert!(
+            w.contains("live-frames test runs refused (RVS_LIVE_FRAMES=off), so deciding by watching real redirects"),
+            "{w}"
+        );
+    }
+    // Lost: the trial frames towards eth1 (one per trial: after 0, 1, 3 s).
+    assert!(s - a <= 3, "{a} of {s} answered\n{f:?}");
+    // The real server's peer in NAPI mode: a later trial (backoff 4 s at
+    // most by now) finds it.
+    in_netns(&n.rs, || {
+        rvs_io::packet::set_gro("eth0", true).expect("gro on")
+    });
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !lab
+        .rvsd_log()
+        .contains("eth1 takes redirected XDP frames now (real redirects reached its peer)")
+    {
+        assert!(Instant::now() < deadline, "{}", lab.rvsd_log());
+        udp_client(&n.client, 1, 5, 0.1);
+    }
+    let before = fast_path_counters(&n.director).expect("fast path on");
+    let (a, s, _) = udp_client(&n.client, 2, 50, 0.0);
+    assert_eq!(a, s, "{}", lab.rvsd_log());
+    let after = fast_path_counters(&n.director).expect("fast path on");
+    assert_eq!(after.egress, vec!["eth0".to_string(), "eth1".to_string()]);
+    assert!(after.why[1].starts_with("eth1: on: "), "{:?}", after.why);
+    eprintln!(
+        "both ways in XDP: {} hits of {} packets",
+        after.hits - before.hits,
+        2 * s
+    );
+    assert!(after.hits - before.hits >= s, "{before:?}\n{after:?}");
+    lab.stop_rvsd(rvsd);
+}
+
 /// With the fast path on, the counters include every
 /// packet the fast path forwarded at the moment of the read, with no wait:
 /// `-L --stats --exact` right after the client's last echo, and `-Z`

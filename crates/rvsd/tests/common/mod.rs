@@ -117,6 +117,9 @@ pub struct Lab {
     pub log: PathBuf,
     /// Files and directories to remove on drop.
     pub paths: Vec<PathBuf>,
+    /// Environment variables set for what [`Lab::spawn`] starts (rvsd
+    /// included), e.g. `RVS_LIVE_FRAMES=off`.
+    pub env: Vec<(String, String)>,
 }
 
 impl Lab {
@@ -130,6 +133,7 @@ impl Lab {
             children: Vec::new(),
             log,
             paths: Vec::new(),
+            env: Vec::new(),
         }
     }
 
@@ -175,6 +179,7 @@ impl Lab {
             .args(["netns", "exec", ns, program])
             .args(args)
             .env_remove("RVS_SOCKET")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr)
