@@ -4,7 +4,8 @@
 //! path's own redirects of real traffic whether a veth takes them. A veth
 //! whose peer is in NAPI mode (GRO) is found to take them after one trial
 //! frame; one whose peer is not loses exactly one frame per trial, trials
-//! backing off, and the rest of its flow is left to the slow path.
+//! backing off, and the rest of its flow is left to the slow path. A peer
+//! that leaves NAPI mode is found out after two rounds of lost redirects.
 //!
 //! Topology, all in namespaces of this test (`rvsrw-…`): sender `s0` (ns
 //! S) — `in0` [ns D: the classifier] `napi0` — `p0` (ns N, GRO on), and
@@ -286,5 +287,36 @@ fn without_live_frames_real_redirects_decide() {
     // Trials after 1, 2, 4 s: rounds 0, 2, 5 (the 8th, 9 s, is too soon).
     assert_eq!(plain.watch.trials(), 3);
     assert_eq!(cp.redirected, 3);
+
+    // The NAPI peer leaves NAPI mode: two rounds of lost redirects turn it
+    // off; what is lost is those rounds' traffic.
+    in_ns(&n, || {
+        rvs_io::packet::set_gro("p0", false).expect("gro off")
+    });
+    let e = &mut egress[0];
+    let mut off_at = None;
+    for r in ROUNDS..ROUNDS + 4 {
+        let now = t0 + Duration::from_secs(u64::from(r) + 1);
+        send(&s, Ipv4Addr::new(10, 77, 2, 2), 6000, PER_ROUND);
+        let smp = sample(&d, &c, e.name, e.ifindex);
+        let step = e.watch.round(smp, now);
+        if let Some(g) = step.gate {
+            c.flow_cache_mut().set_gate(e.ifindex, g).expect("gate");
+        }
+        if step.flip == Some(false) {
+            off_at.get_or_insert(r - ROUNDS);
+        }
+    }
+    eprintln!(
+        "NAPI peer without GRO: off after {:?} round(s), {} frame(s) lost; {}",
+        off_at.map(|r| r + 1),
+        e.watch.lost(),
+        e.watch
+            .describe(t0 + Duration::from_secs(u64::from(ROUNDS) + 4))
+    );
+    assert_eq!(off_at, Some(1), "off at the second lost round");
+    assert!(!e.watch.takes());
+    // The two rounds, then the trial a second later: one frame.
+    assert_eq!(e.watch.lost(), 2 * PER_ROUND as u64 + 1);
     drop(c);
 }
