@@ -13,6 +13,13 @@
 //! evict an entry at any time, and the flow's next packet then goes through
 //! the slow path (the engine), never to the floor.
 //!
+//! Where rvsd cannot probe whether a veth takes redirected frames
+//! (live-frames test runs refused), it watches the egress instead
+//! ([`FlowCache::watch`], [`crate::redirwatch`]): entries towards it carry
+//! its slot, the program counts their redirects per interface
+//! (`rvs_fp_watch`) and lets through only what the interface's gate allows
+//! (`rvs_fp_gate`); other entries skip both.
+//!
 //! The maps live in whichever object includes `fastpath.h`:
 //! [`FlowCache::from_ebpf`] takes them from an [`aya::Ebpf`] (the classifier
 //! later; [`FastPathTestProgram`] now).

@@ -241,15 +241,17 @@ impl RedirectWatch {
             Phase::On => format!("on: {seen}"),
             Phase::Trial => format!(
                 "trial: its flows go through the engine except {TRIAL_BUDGET} frame(s) \
-                 redirected to test it; {seen}; {} frame(s) lost so far",
-                self.lost
+                 redirected to test it; {seen}; {} frame(s) lost, {} sent through the \
+                 engine instead so far",
+                self.lost, self.last.watch.held
             ),
             Phase::Off { retry } => format!(
                 "off: {seen}; its flows go through the engine; next trial in {} s; \
-                 {} frame(s) lost in {} trial(s) so far",
+                 {} frame(s) lost in {} trial(s), {} sent through the engine instead so far",
                 retry.saturating_duration_since(now).as_secs_f64().ceil() as u64,
                 self.lost,
-                self.trials
+                self.trials,
+                self.last.watch.held
             ),
         }
     }

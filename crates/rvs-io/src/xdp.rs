@@ -1628,6 +1628,21 @@ mod tests {
     }
 
     #[test]
+    fn refused_test_runs_are_told_apart() {
+        let e = |errno| {
+            ProgramError::SyscallError(aya::sys::SyscallError {
+                call: "bpf_prog_test_run",
+                io_error: io::Error::from_raw_os_error(errno),
+            })
+        };
+        assert_eq!(errno_of(&e(libc::EPERM)), Some(libc::EPERM));
+        assert_eq!(errno_of(&e(libc::ENODEV)), Some(libc::ENODEV));
+        assert_eq!(errno_of(&ProgramError::NotLoaded), None);
+        assert_eq!(errno_name(libc::EPERM), "EPERM");
+        assert_eq!(errno_name(524), "ENOTSUPP");
+    }
+
+    #[test]
     fn xmit_counters_from_driver_statistics() {
         let s = |v: &[(&str, u64)]| -> Vec<(String, u64)> {
             v.iter().map(|(n, x)| (n.to_string(), *x)).collect()

@@ -485,6 +485,50 @@ fn fast_path_without_live_frames() {
     lab.stop_rvsd(rvsd);
 }
 
+/// Without live frames, NAPI peers on both sides: both interfaces are
+/// found to take redirects within a probe round (a second) of the first
+/// frame the fast path redirected, and no datagram is lost.
+#[test]
+fn without_live_frames_decided_within_a_round() {
+    if !privileged() {
+        return;
+    }
+    let mut lab = Lab::new(PREFIX, "nolive2");
+    lab.env
+        .push((rvs_io::livefr::ENV.to_string(), "off".to_string()));
+    let n = nat_lab(&mut lab);
+    let rvsd = start_udp_service(&mut lab, &n, &["--fast-path", "on"]);
+    let director = n.director.clone();
+    let watcher = std::thread::spawn(move || {
+        let t0 = Instant::now();
+        let mut first_hit = None;
+        while t0.elapsed() < Duration::from_secs(10) {
+            let f = fast_path_counters(&director).expect("fast path on");
+            let now = Instant::now();
+            if f.hits > 0 {
+                first_hit.get_or_insert(now);
+            }
+            if f.egress.len() == 2 {
+                return first_hit.map(|h| now - h);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        None
+    });
+    let (a, s, _) = udp_client(&n.client, 2, 60, 0.03);
+    let decided = watcher.join().expect("counters watcher");
+    eprintln!("both interfaces on {decided:?} after the first redirected frame");
+    assert_eq!(a, s, "{}", lab.rvsd_log());
+    assert!(
+        decided.is_some_and(|d| d <= Duration::from_millis(1500)),
+        "{decided:?}\n{}",
+        lab.rvsd_log()
+    );
+    let f = fast_path_counters(&n.director).expect("fast path on");
+    assert!(f.hits > 0, "{f:?}");
+    lab.stop_rvsd(rvsd);
+}
+
 /// With the fast path on, the counters include every
 /// packet the fast path forwarded at the moment of the read, with no wait:
 /// `-L --stats --exact` right after the client's last echo, and `-Z`
