@@ -8,8 +8,9 @@
 //! `tx_queue_N_xdp_xmit` / `_xdp_xmit_errors` statistics only while its
 //! peer is in NAPI mode; otherwise `veth_xdp_xmit` refuses the whole batch
 //! before counting anything and the frames are lost. So, per round (rvsd:
-//! every second), with the fast path counting per watched interface the
-//! frames it redirected there ([`FlowCache::watch`]):
+//! every second, and as soon as a trial's frame went), with the fast path
+//! counting per watched interface the frames it redirected there
+//! ([`FlowCache::watch`](crate::flowcache::FlowCache::watch)):
 //!
 //! * the xdp_xmit counters moved: the interface takes redirects (whoever
 //!   redirected);

@@ -1385,6 +1385,19 @@ impl FastSync {
         }
     }
 
+    /// The watched interfaces (ifindex) in a trial.
+    fn trials(&self, probed: &[Probed]) -> Vec<u32> {
+        probed
+            .iter()
+            .zip(&self.probes)
+            .filter(|(_, pr)| {
+                matches!(&pr.how, ProbeHow::Watch { watch, .. }
+                    if watch.phase() == rvs_io::redirwatch::Phase::Trial)
+            })
+            .map(|(p, _)| p.ifindex)
+            .collect()
+    }
+
     /// Remove the entries that send to `ifindex`.
     fn remove_towards(
         &mut self,
@@ -1655,6 +1668,26 @@ fn probe_inputs(dp: &DpShared) -> Vec<ProbeInput> {
     inputs
 }
 
+/// Whether the trial budget of one of `trials` (watched interfaces) is
+/// spent: its frame redirected, the answer can be read now rather than at
+/// the next [`PROBE_INTERVAL`].
+fn trial_spent(dp: &DpShared, trials: &[u32]) -> bool {
+    let filter = dp.filter();
+    let Some(Filter::Xdp(c)) = &*filter else {
+        return false;
+    };
+    trials.iter().any(|&i| {
+        matches!(
+            c.flow_cache().watch_counts(i),
+            Ok(Some(w)) if w.budget_left.is_some_and(|b| b <= 0)
+        )
+    })
+}
+
+/// How often the sync thread looks whether a trial's frame went
+/// ([`trial_spent`]).
+const TRIAL_CHECK_INTERVAL: Duration = Duration::from_millis(20);
+
 /// How long [`probe_inputs`] waits before reading a veth's counters again.
 const WATCH_SETTLE: Duration = Duration::from_millis(5);
 
@@ -1665,6 +1698,11 @@ struct Sync {
     resolver_gen: Option<u64>,
     /// When the probed interfaces were last probed.
     last_probe: Option<Instant>,
+    /// Watched interfaces in a trial as of the last round (ifindex): a
+    /// spent trial budget brings the next round forward.
+    trials: Vec<u32>,
+    /// When their gates were last looked at.
+    last_trial_check: Option<Instant>,
 }
 
 impl Sync {
@@ -1682,10 +1720,19 @@ impl Sync {
         if dp.fast.is_none() {
             return;
         }
-        let probe_due = !dp.fast_probed.is_empty()
+        let mut probe_due = !dp.fast_probed.is_empty()
             && self
                 .last_probe
                 .is_none_or(|t| t.elapsed() >= PROBE_INTERVAL);
+        if !probe_due
+            && !self.trials.is_empty()
+            && self
+                .last_trial_check
+                .is_none_or(|t| t.elapsed() >= TRIAL_CHECK_INTERVAL)
+        {
+            self.last_trial_check = Some(Instant::now());
+            probe_due = trial_spent(dp, &self.trials);
+        }
         let mut inputs = Vec::new();
         if probe_due {
             self.last_probe = Some(Instant::now());
@@ -1711,6 +1758,7 @@ impl Sync {
         if !inputs.is_empty() {
             let wall = Instant::now();
             fast.apply_probes(&dp.fast_probed, inputs, cache, engine, now, mono, wall);
+            self.trials = fast.trials(&dp.fast_probed);
         }
         fast.apply_ops(cache, engine, now, mono);
     }

@@ -486,8 +486,10 @@ fn fast_path_without_live_frames() {
 }
 
 /// Without live frames, NAPI peers on both sides: both interfaces are
-/// found to take redirects within a probe round (a second) of the first
-/// frame the fast path redirected, and no datagram is lost.
+/// found to take redirects right after the first frame the fast path
+/// redirected (the sync thread looks at a trial's budget every 20 ms and
+/// reads the answer as soon as it is spent; 0-20 ms measured), and no
+/// datagram is lost.
 #[test]
 fn without_live_frames_decided_within_a_round() {
     if !privileged() {
@@ -520,7 +522,7 @@ fn without_live_frames_decided_within_a_round() {
     eprintln!("both interfaces on {decided:?} after the first redirected frame");
     assert_eq!(a, s, "{}", lab.rvsd_log());
     assert!(
-        decided.is_some_and(|d| d <= Duration::from_millis(1500)),
+        decided.is_some_and(|d| d <= Duration::from_millis(500)),
         "{decided:?}\n{}",
         lab.rvsd_log()
     );
