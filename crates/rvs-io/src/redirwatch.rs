@@ -229,12 +229,12 @@ impl RedirectWatch {
     pub fn describe(&self, now: Instant) -> String {
         let seen = match self.last_evidence {
             Some((true, n)) => format!(
-                "its xdp_xmit counters moved ({n} frame(s) redirected in that second): \
-                 its peer is in NAPI mode"
+                "its xdp_xmit counters moved ({n} frame(s) redirected there since the \
+                 look before): its peer is in NAPI mode"
             ),
             Some((false, n)) => format!(
-                "{n} frame(s) redirected there in a second left its xdp_xmit counters \
-                 still: lost, its peer is not in NAPI mode (no XDP program or GRO on it)"
+                "{n} frame(s) redirected there left its xdp_xmit counters still: lost, \
+                 its peer is not in NAPI mode (no XDP program or GRO on it)"
             ),
             None => "no redirect seen yet".into(),
         };

@@ -1686,7 +1686,7 @@ fn trial_spent(dp: &DpShared, trials: &[u32]) -> bool {
 
 /// How often the sync thread looks whether a trial's frame went
 /// ([`trial_spent`]).
-const TRIAL_CHECK_INTERVAL: Duration = Duration::from_millis(20);
+const TRIAL_CHECK_INTERVAL: Duration = Duration::from_millis(5);
 
 /// How long [`probe_inputs`] waits before reading a veth's counters again.
 const WATCH_SETTLE: Duration = Duration::from_millis(5);

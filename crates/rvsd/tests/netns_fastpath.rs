@@ -201,6 +201,12 @@ fn hits(log: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// Whether rvsd decides by watching real redirects (live-frames test runs
+/// refused, or `RVS_LIVE_FRAMES=off`) rather than with probes.
+fn watching(log: &str) -> bool {
+    log.contains("deciding by watching real redirects")
+}
+
 /// Let the last packets cross the director (the counters themselves are
 /// credited by every read).
 fn settle() {
@@ -248,7 +254,11 @@ fn counters_equal_on_and_off() {
         );
         let h = hits(&log);
         eprintln!("--fast-path {mode}: {st:?}, fast-path hits {h}");
-        if mode == "on" {
+        if mode == "on" && watching(&log) {
+            // Live frames refused: the fast path starts once a trial frame
+            // went through, some ms into this short traffic.
+            assert!(h > 0, "fast path unused:\n{log}");
+        } else if mode == "on" {
             // 4 flows x 50 rounds, both ways; the first packets of each
             // flow go through the engine.
             assert!(h >= 300, "fast path hardly used ({h} hits):\n{log}");
@@ -377,6 +387,12 @@ fn veth_peers_are_probed() {
     let mut lab = Lab::new(PREFIX, "probe");
     let n = nat_lab_gro(&mut lab, false);
     let rvsd = start_udp_service(&mut lab, &n, &["--fast-path", "on"]);
+    if watching(&lab.rvsd_log()) {
+        // fast_path_without_live_frames covers that case.
+        eprintln!("skipped: live-frames test runs refused here: no probes to test");
+        lab.stop_rvsd(rvsd);
+        return;
+    }
     assert!(
         lab.rvsd_log()
             .contains("no interface takes redirected XDP frames"),
@@ -441,22 +457,28 @@ fn fast_path_without_live_frames() {
         );
         assert_eq!(log.matches(&line).count(), 1, "{log}");
     }
-    // 2 flows, a datagram each every 50 ms: 3 s and more of probe rounds.
-    let (a, s, _) = udp_client(&n.client, 2, 60, 0.05);
+    // 2 flows, a datagram each every 50 ms: 2 s and more of probe rounds.
+    let (a, s, _) = udp_client(&n.client, 2, 40, 0.05);
     let f = fast_path_counters(&n.director).expect("fast path on");
     eprintln!("fast path: {f:?}\n{}", lab.rvsd_log());
     assert_eq!(f.egress, vec!["eth0".to_string()], "{f:?}");
     assert!(f.hits > 0, "{f:?}");
     assert!(f.why[0].starts_with("eth0: on: "), "{:?}", f.why);
-    assert!(f.why[1].starts_with("eth1: off: "), "{:?}", f.why);
+    assert!(
+        f.why[1].starts_with("eth1: off: ") || f.why[1].starts_with("eth1: trial: "),
+        "{:?}",
+        f.why
+    );
     for w in &f.why {
         assert!(
             w.contains("live-frames test runs refused (RVS_LIVE_FRAMES=off), so deciding by watching real redirects"),
             "{w}"
         );
     }
-    // Lost: the trial frames towards eth1 (one per trial: after 0, 1, 3 s).
-    assert!(s - a <= 3, "{a} of {s} answered\n{f:?}");
+    // Lost: the trial frames towards eth1, one per trial (at 0, 1, 3 s...,
+    // the client waiting a second for each).
+    eprintln!("{} of {s} datagrams lost (trial frames)", s - a);
+    assert!(s - a <= 4, "{a} of {s} answered\n{f:?}");
     // The real server's peer in NAPI mode: a later trial (backoff 4 s at
     // most by now) finds it.
     in_netns(&n.rs, || {
@@ -545,18 +567,20 @@ fn counters_exact_at_read_time() {
     let n = nat_lab(&mut lab);
     // Explicitly: the suites also run with RVSD_FAST_PATH=off.
     let rvsd = start_udp_service(&mut lab, &n, &["--fast-path", "on"]);
+    let watch = watching(&lab.rvsd_log());
     assert!(
-        lab.rvsd_log().contains("fast path on towards eth0, eth1"),
+        watch || lab.rvsd_log().contains("fast path on towards eth0, eth1"),
         "{}",
         lab.rvsd_log()
     );
-    // 4 flows, cached in both directions before the measured traffic.
+    // 4 flows, cached in both directions before the measured traffic (and
+    // where live frames are refused, the trial frames found the NAPI peers).
     let (a0, s0, b0) = udp_client(&n.client, 4, 3, 0.0);
     assert_eq!(a0, s0, "{}", lab.rvsd_log());
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let f = fast_path_counters(&n.director).expect("fast path on");
-        if f.entries >= 8 {
+        if f.entries >= 8 && f.egress.len() == 2 {
             break;
         }
         assert!(Instant::now() < deadline, "flows not cached: {f:?}");
