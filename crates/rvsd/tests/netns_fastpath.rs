@@ -509,7 +509,7 @@ fn fast_path_without_live_frames() {
 
 /// Without live frames, NAPI peers on both sides: both interfaces are
 /// found to take redirects right after the first frame the fast path
-/// redirected (the sync thread looks at a trial's budget every 20 ms and
+/// redirected (the sync thread looks at a trial's budget every 5 ms and
 /// reads the answer as soon as it is spent; 0-20 ms measured), and no
 /// datagram is lost.
 #[test]
