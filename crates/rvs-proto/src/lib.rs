@@ -544,6 +544,10 @@ pub struct FastPathCounters {
     pub egress: Vec<String>,
     /// Interfaces whose taking redirected XDP frames is probed, by name.
     pub probed: Vec<String>,
+    /// For each probed interface, in order: `NAME: on|off|trial: why`
+    /// (what the probe or, where live-frames test runs are refused, the
+    /// watch of real redirects found).
+    pub why: Vec<String>,
     /// Flow entries in the cache now (each direction of a NAT connection
     /// is one).
     pub entries: u64,
@@ -706,6 +710,7 @@ mod tests {
             fast_path: Some(FastPathCounters {
                 mode: "on".into(),
                 egress: vec!["eth0".into()],
+                why: vec!["eth0: on: its xdp_xmit counters moved".into()],
                 entries: 3,
                 hits: 9,
                 ..FastPathCounters::default()

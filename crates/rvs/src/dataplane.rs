@@ -132,6 +132,9 @@ pub fn format_fast_path(f: &FastPathCounters) -> String {
         out.push_str(&format!(" (probed: {})", list(&f.probed)));
     }
     out.push('\n');
+    for w in &f.why {
+        out.push_str(&format!("fast path: towards {w}\n"));
+    }
     out.push_str(&format!(
         "fast path: entries {}, installs {}, removals {}, evictions {}\n",
         f.entries, f.installs, f.removals, f.evictions
@@ -192,6 +195,10 @@ mod tests {
             mode: "on".into(),
             egress: vec!["eth0".into(), "eth1".into()],
             probed: vec!["eth0".into(), "eth1".into()],
+            why: vec![
+                "eth0: on: probe frames redirected out of it reach its peer".into(),
+                "eth1: trial: live-frames test runs refused (EPERM)".into(),
+            ],
             entries: 8,
             installs: 10,
             removals: 2,
@@ -217,6 +224,8 @@ mod tests {
             t.ends_with(
                 "classifier: redirected 0, passed 0, no socket 0, malformed 0, fragments 0\n\
                  fast path: on, sending to eth0, eth1 (probed: eth0, eth1)\n\
+                 fast path: towards eth0: on: probe frames redirected out of it reach its peer\n\
+                 fast path: towards eth1: trial: live-frames test runs refused (EPERM)\n\
                  fast path: entries 8, installs 10, removals 2, evictions 1\n\
                  fast path: forwarded 400 packets, 123456 bytes (credited to the statistics); \
                  hits 401, misses 5, skipped 30, too big 0, ttl 0, errors 0\n\
