@@ -2092,6 +2092,7 @@ impl Worker {
         }
         if t.rx > 0 {
             self.counters.add(&t);
+            crate::inject_panic("worker");
         }
     }
 }

@@ -49,6 +49,11 @@ Options:
                         `ipvsadm -S` format and `rvs fwmark add ...` lines
                         (`{ rvs fwmark save; rvsadm -S; } > FILE`); a bad
                         file stops rvsd with exit status 2
+  --save FILE           write the rules (in the --rules format) to FILE
+                        after every change, before rvsadm sees it
+                        acknowledged: a temporary file, fsync, rename, so
+                        FILE is always whole and a kill -9 loses no rule;
+                        SIGHUP writes it again. Usually the --rules file
   -h, --help            print this help
   -V, --version         print the version
 ";
@@ -62,6 +67,8 @@ pub struct Options {
     pub interfaces: Vec<String>,
     /// `--rules`.
     pub rules: Option<PathBuf>,
+    /// `--save`.
+    pub save: Option<PathBuf>,
     /// `--io`.
     pub io: IoMode,
     /// `--fast-path` (else `RVSD_FAST_PATH`, else on; it takes effect only
@@ -77,6 +84,7 @@ impl Default for Options {
             socket: None,
             interfaces: Vec::new(),
             rules: None,
+            save: None,
             io: IoMode::default(),
             fast_path: FastPathMode::default(),
             fast_path_entries: FAST_PATH_ENTRIES,
@@ -209,6 +217,13 @@ pub fn parse_with_env(
                     return Err("--rules: empty value".into());
                 }
                 o.rules = Some(PathBuf::from(v));
+            }
+            Long("save") => {
+                let v = p.value().map_err(|e| e.to_string())?;
+                if v.is_empty() {
+                    return Err("--save: empty value".into());
+                }
+                o.save = Some(PathBuf::from(v));
             }
             Long("io") => {
                 let v = text(p.value().map_err(|e| e.to_string())?, "--io")?;

@@ -38,6 +38,8 @@ pub struct Shared {
     synced: AtomicU64,
     /// The running data plane's counters and filters.
     dp: OnceLock<Arc<DpShared>>,
+    /// `--save FILE`.
+    saver: OnceLock<crate::persist::Saver>,
 }
 
 impl Shared {
@@ -51,7 +53,28 @@ impl Shared {
             dataplane: AtomicBool::new(false),
             synced: AtomicU64::new(0),
             dp: OnceLock::new(),
+            saver: OnceLock::new(),
         })
+    }
+
+    /// Save the rules after every change (`--save`).
+    pub fn set_saver(&self, saver: crate::persist::Saver) {
+        let _ = self.saver.set(saver);
+    }
+
+    /// Write the rules now if saving (`--save`); whether it is.
+    pub fn save_now(&self) -> bool {
+        let Some(saver) = self.saver.get() else {
+            return false;
+        };
+        saver.save_from(|| {
+            let (fwmark, services) = {
+                let state = self.lock();
+                (state.fwmark_rules(), state.services())
+            };
+            crate::persist::rules_text(&fwmark, &services)
+        });
+        true
     }
 
     /// A data plane now mirrors the table: changes are acknowledged only
@@ -255,9 +278,10 @@ pub fn serve_connection(stream: UnixStream, shared: &Shared) {
                         (reply, before, state.generation())
                     };
                     // Every change (Apply, Batch, fwmark rules) bumps the
-                    // generation: acknowledge it once the data plane's
-                    // filters hold it.
+                    // generation: acknowledge it once it is saved
+                    // (`--save`) and the data plane's filters hold it.
                     if generation != before && matches!(reply, Reply::Ok) {
+                        shared.save_now();
                         shared.wait_synced(generation);
                     }
                     reply

@@ -102,6 +102,21 @@ fn payload(n: usize) -> Vec<u8> {
         .collect()
 }
 
+/// `python3 -m http.server --bind ADDR`, without the reverse DNS lookup of
+/// ADDR that `HTTPServer.server_bind` makes (`socket.getfqdn`): in a
+/// namespace whose packets to the host's resolver are dropped (a director
+/// without forwarding) it held the server's start for the resolver's
+/// timeout. Arguments: address, port, directory.
+const HTTP_SERVER: &str = "
+import functools, http.server, socketserver, sys
+class Server(http.server.ThreadingHTTPServer):
+    def server_bind(self):
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = self.server_address[:2]
+handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=sys.argv[3])
+Server((sys.argv[1], int(sys.argv[2])), handler).serve_forever()
+";
+
 /// The servers of a real server: an echo server on `addr:8000`, a line
 /// server (`rs1`) on `addr:8001`, and an HTTP server on `addr:8080`
 /// serving `index.bin` (returned).
@@ -132,15 +147,7 @@ fn servers(lab: &mut Lab, rs: &str, addr: &str) -> Vec<u8> {
     lab.spawn(
         rs,
         "python3",
-        &[
-            "-m",
-            "http.server",
-            "8080",
-            "--bind",
-            addr,
-            "--directory",
-            dir.to_str().expect("path"),
-        ],
+        &["-c", HTTP_SERVER, addr, "8080", dir.to_str().expect("path")],
         Stdio::null(),
     );
     // Wait until the servers answer in their own namespace.
