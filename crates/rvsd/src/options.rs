@@ -288,6 +288,8 @@ mod tests {
             "eth0",
             "--rules",
             "/etc/rvs/rules",
+            "--save",
+            "/etc/rvs/rules",
         ]))
         .unwrap();
         assert_eq!(
@@ -296,6 +298,7 @@ mod tests {
                 socket: Some(Endpoint::Abstract("x".into())),
                 interfaces: vec!["eth0".into(), "eth1".into()],
                 rules: Some("/etc/rvs/rules".into()),
+                save: Some("/etc/rvs/rules".into()),
                 io: IoMode::Auto,
                 fast_path: FastPathMode::On,
                 fast_path_entries: FAST_PATH_ENTRIES,
@@ -306,6 +309,8 @@ mod tests {
         assert_eq!(parse(args(&[])).unwrap(), Command::Run(Options::default()));
         assert!(parse(args(&["--bogus"])).is_err());
         assert!(parse(args(&["--rules"])).is_err());
+        assert!(parse(args(&["--save"])).is_err());
+        assert!(parse(args(&["--save", ""])).is_err());
         assert!(parse(args(&["stray"])).is_err());
         assert!(parse(args(&["--interface", ""])).is_err());
         assert_eq!(
