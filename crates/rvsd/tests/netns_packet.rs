@@ -540,3 +540,59 @@ fn both_tx_checksum_settings_forward() {
         lab.stop_rvsd(rvsd);
     }
 }
+
+/// SIGKILL during traffic, then a restart: nothing the killed rvsd made
+/// drops traffic meanwhile (its nftables table is owned by its `nft`
+/// session and goes with it; its XDP program is a link that goes with
+/// its descriptors), and with `--save` the restarted rvsd has the same
+/// rules and forwards again.
+#[test]
+fn kill_9_leaves_nothing_that_drops() {
+    if !privileged() {
+        return;
+    }
+    for io in ["packet", "xdp"] {
+        let mut lab = Lab::new(PREFIX, &format!("kill-{io}"));
+        let TwoSegments {
+            client,
+            director,
+            rs1,
+        } = nat_topology(&mut lab);
+        let body = servers(&mut lab, &rs1, "10.0.2.11");
+        let rules = std::env::temp_dir().join(format!("{}-rules", lab.prefix));
+        lab.paths.push(rules.clone());
+        std::fs::write(&rules, "").expect("rules");
+        let r = rules.to_str().expect("path").to_string();
+        let save = ["--rules", r.as_str(), "--save", r.as_str()];
+        let idx = lab.start_rvsd(&director, Some(io), &["eth0", "eth1"], &save);
+        add_services(&lab, &director, "10.0.1.100", "10.0.2.11", "-m");
+        check_traffic(&lab, &client, &director, "10.0.1.100", &body);
+        let before = lab.adm_ok(&director, &["-S", "-n"]);
+        // Traffic in flight while it dies.
+        let c = client.clone();
+        let load = std::thread::spawn(move || echo(&c, "10.0.1.100", 8000, &payload(2_000_000)));
+        std::thread::sleep(Duration::from_millis(50));
+        lab.children[idx].kill().expect("SIGKILL");
+        let _ = lab.children[idx].wait();
+        let _ = load.join();
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while nft_table_present(&director) {
+            assert!(
+                Instant::now() < deadline,
+                "{io}: nft table left after SIGKILL"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let links = run(&["ip", "-n", &director, "link", "show"]);
+        let links = String::from_utf8_lossy(&links.stdout).to_string();
+        assert!(
+            !links.contains(" xdp"),
+            "{io}: XDP left after SIGKILL: {links}"
+        );
+        assert_eq!(std::fs::read_to_string(&rules).expect("rules"), before);
+        let idx = lab.start_rvsd(&director, Some(io), &["eth0", "eth1"], &save);
+        assert_eq!(lab.adm_ok(&director, &["-S", "-n"]), before, "{io}");
+        check_traffic(&lab, &client, &director, "10.0.1.100", &body);
+        lab.stop_rvsd(idx);
+    }
+}
