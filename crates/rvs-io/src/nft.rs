@@ -455,8 +455,7 @@ impl Session {
                 return Err(NftError::Failed(
                     String::from_utf8_lossy(&err)
                         .lines()
-                        .filter(|l| l.starts_with("Error"))
-                        .next()
+                        .find(|l| l.starts_with("Error"))
                         .unwrap_or("nft refused the ruleset")
                         .to_string(),
                 ));
