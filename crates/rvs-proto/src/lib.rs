@@ -583,6 +583,37 @@ pub struct FastPathCounters {
     pub csum_slow: u64,
 }
 
+/// The engine's counters (not IPVS statistics): why frames were dropped,
+/// and how full the connection table is. Every field defaults when
+/// absent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct EngineCounters {
+    /// Connection entries now (templates included).
+    pub conns: u64,
+    /// The table's bound (`rvsd --max-conns`).
+    pub max_conns: u64,
+    /// Entries in SYN_RECV evicted to make room near the bound.
+    pub evicted_syn_recv: u64,
+    /// Drops: a frame that did not parse.
+    pub drop_malformed: u64,
+    /// Drops: neither a connection start nor part of a connection.
+    pub drop_no_conn: u64,
+    /// Drops: no real server available.
+    pub drop_no_dest: u64,
+    /// Drops: the connection's real server is gone.
+    pub drop_dest_gone: u64,
+    /// Drops: the connection table is full.
+    pub drop_table_full: u64,
+    /// Drops: TTL or hop limit ran out.
+    pub drop_ttl: u64,
+    /// Drops: the rewrite failed.
+    pub drop_rewrite: u64,
+    /// Drops: other (unknown ingress, an ICMP error that cannot be
+    /// translated).
+    pub drop_other: u64,
+}
+
 /// A reply from rvsd.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Reply {
@@ -633,6 +664,10 @@ pub enum Reply {
         /// replies of older daemons).
         #[serde(default)]
         fast_path: Option<FastPathCounters>,
+        /// The engine's own counters: every drop reason, the table's fill
+        /// (absent from the replies of older daemons).
+        #[serde(default)]
+        engine: Option<Box<EngineCounters>>,
     },
     /// Firewall-mark rules, in order.
     FwmarkRules(Vec<fwmark::FwmarkSpec>),
@@ -701,6 +736,7 @@ mod tests {
                 workers: Vec::new(),
                 classifier: None,
                 fast_path: None,
+                engine: None,
             }
         );
         let new = Reply::DataPlaneStats {
@@ -715,6 +751,11 @@ mod tests {
                 hits: 9,
                 ..FastPathCounters::default()
             }),
+            engine: Some(Box::new(EngineCounters {
+                conns: 5,
+                drop_table_full: 2,
+                ..EngineCounters::default()
+            })),
         };
         let bytes = encode(&new);
         assert_eq!(decode::<Reply>(&bytes[..bytes.len() - 1]).unwrap(), new);

@@ -2,7 +2,9 @@
 //! thread, the XDP classifier's and the XDP fast path's.
 
 use rvs_proto::client::{Client, Endpoint};
-use rvs_proto::{ClassifierCounters, DataPlaneWorker, FastPathCounters, Reply, Request};
+use rvs_proto::{
+    ClassifierCounters, DataPlaneWorker, EngineCounters, FastPathCounters, Reply, Request,
+};
 
 /// Ask the rvsd of `RVS_SOCKET` (or the default endpoint) and format the table.
 pub fn run() -> Result<String, String> {
@@ -15,12 +17,14 @@ pub fn run() -> Result<String, String> {
             workers,
             classifier,
             fast_path,
-        } => Ok(format(
-            &mode,
-            &workers,
-            classifier.as_ref(),
-            fast_path.as_ref(),
-        )),
+            engine,
+        } => {
+            let mut out = format(&mode, &workers, classifier.as_ref(), fast_path.as_ref());
+            if let Some(e) = &engine {
+                out.push_str(&format_engine(e));
+            }
+            Ok(out)
+        }
         Reply::Error(e) => Err(format!("rvsd: {} (errno {})", e.message, e.errno)),
         _ => Err("unexpected reply from rvsd".into()),
     }
@@ -118,6 +122,26 @@ pub fn format(
     out
 }
 
+/// The engine's lines: the table's fill and every drop reason.
+pub fn format_engine(e: &EngineCounters) -> String {
+    format!(
+        "engine: connections {} of {}, SYN_RECV evicted near the bound {}\n\
+         engine drops: table full {}, no connection {}, no real server {}, \
+         real server gone {}, ttl {}, rewrite failed {}, malformed {}, other {}\n",
+        e.conns,
+        e.max_conns,
+        e.evicted_syn_recv,
+        e.drop_table_full,
+        e.drop_no_conn,
+        e.drop_no_dest,
+        e.drop_dest_gone,
+        e.drop_ttl,
+        e.drop_rewrite,
+        e.drop_malformed,
+        e.drop_other
+    )
+}
+
 /// The fast path's lines: where it sends, what it holds, what it forwarded.
 pub fn format_fast_path(f: &FastPathCounters) -> String {
     let list = |v: &[String]| {
@@ -186,6 +210,23 @@ mod tests {
         assert_eq!(
             format("none", &[], None, None),
             "packet I/O: none\nno data-plane worker (rvsd --io none forwards nothing)\n"
+        );
+    }
+
+    #[test]
+    fn engine_lines() {
+        let e = EngineCounters {
+            conns: 3,
+            max_conns: 1024,
+            evicted_syn_recv: 7,
+            drop_table_full: 2,
+            ..EngineCounters::default()
+        };
+        assert_eq!(
+            format_engine(&e),
+            "engine: connections 3 of 1024, SYN_RECV evicted near the bound 7\n\
+             engine drops: table full 2, no connection 0, no real server 0, real server gone 0, \
+             ttl 0, rewrite failed 0, malformed 0, other 0\n"
         );
     }
 

@@ -358,6 +358,7 @@ impl DpShared {
                 .collect(),
             classifier: self.classifier_counters(),
             fast_path: self.fast_path_counters(),
+            engine: None,
         }
     }
 }

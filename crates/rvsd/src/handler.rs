@@ -246,6 +246,7 @@ impl State {
                 workers: Vec::new(),
                 classifier: None,
                 fast_path: None,
+                engine: None,
             },
             Request::FwmarkAdd(spec) => {
                 let res = self.fwmark_add(&spec);

@@ -156,6 +156,7 @@ fn serve(o: Options) -> Result<(), (u8, String)> {
         .map_err(|e| (EXIT_FAILURE, format!("cannot read /dev/urandom: {e}")))?;
     let engine = Engine::new(EngineConfig {
         hash_key,
+        max_conns: o.max_conns,
         ..EngineConfig::default()
     });
     let clock = Clock::new();

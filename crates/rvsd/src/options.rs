@@ -43,6 +43,12 @@ Options:
                           a peer not in NAPI mode are lost);
                         `off`: every packet through the engine.
                         Always off with `--io packet` and `--io none`.
+  --max-conns N         connection entries (templates included) the table
+                        holds, 1024 to 268435456 (default 1048576, about
+                        125 MB at the bound); from 15/16 of it a new
+                        connection first evicts the oldest entry still in
+                        SYN_RECV (a SYN flood's); at it, new connections
+                        are dropped (both counted: rvs dataplane)
   --fast-path-entries N flows the fast path caches (default 65536); the
                         least recently used go back to the slow path
   --rules FILE          load rules at start, all or nothing: lines in
@@ -76,6 +82,8 @@ pub struct Options {
     pub fast_path: FastPathMode,
     /// `--fast-path-entries`.
     pub fast_path_entries: u32,
+    /// `--max-conns`.
+    pub max_conns: usize,
 }
 
 impl Default for Options {
@@ -88,9 +96,15 @@ impl Default for Options {
             io: IoMode::default(),
             fast_path: FastPathMode::default(),
             fast_path_entries: FAST_PATH_ENTRIES,
+            max_conns: MAX_CONNS,
         }
     }
 }
+
+/// Default of `--max-conns` (the engine's default).
+pub const MAX_CONNS: usize = 1 << 20;
+/// Bounds of `--max-conns`.
+pub const MAX_CONNS_RANGE: std::ops::RangeInclusive<usize> = 1024..=1 << 28;
 
 /// Default of `--fast-path-entries` (rvs-io's `FLOW_CACHE_MAX`).
 pub const FAST_PATH_ENTRIES: u32 = 65536;
@@ -255,6 +269,19 @@ pub fn parse_with_env(
                     }
                 };
             }
+            Long("max-conns") => {
+                let v = text(p.value().map_err(|e| e.to_string())?, "--max-conns")?;
+                o.max_conns = match v.parse::<usize>() {
+                    Ok(n) if MAX_CONNS_RANGE.contains(&n) => n,
+                    _ => {
+                        return Err(format!(
+                            "--max-conns {v}: expected a number from {} to {}",
+                            MAX_CONNS_RANGE.start(),
+                            MAX_CONNS_RANGE.end()
+                        ));
+                    }
+                };
+            }
             Short('h') | Long("help") => return Ok(Command::Help),
             Short('V') | Short('v') | Long("version") => return Ok(Command::Version),
             _ => return Err(arg.unexpected().to_string()),
@@ -302,6 +329,7 @@ mod tests {
                 io: IoMode::Auto,
                 fast_path: FastPathMode::On,
                 fast_path_entries: FAST_PATH_ENTRIES,
+                max_conns: MAX_CONNS,
             })
         );
         assert_eq!(parse(args(&["--help"])).unwrap(), Command::Help);
@@ -310,6 +338,8 @@ mod tests {
         assert!(parse(args(&["--bogus"])).is_err());
         assert!(parse(args(&["--rules"])).is_err());
         assert!(parse(args(&["--save"])).is_err());
+        assert!(parse(args(&["--max-conns", "10"])).is_err());
+        assert!(parse(args(&["--max-conns", "x"])).is_err());
         assert!(parse(args(&["--save", ""])).is_err());
         assert!(parse(args(&["stray"])).is_err());
         assert!(parse(args(&["--interface", ""])).is_err());

@@ -99,6 +99,7 @@ impl Shared {
                 workers: Vec::new(),
                 classifier: None,
                 fast_path: None,
+                engine: None,
             },
         }
     }
@@ -265,8 +266,16 @@ pub fn serve_connection(stream: UnixStream, shared: &Shared) {
                 if peer.privileged && matches!(req, Request::DataPlaneStats) {
                     // Credited first, so that the fast path's packets and
                     // bytes are as current as its own hit counter.
-                    shared.credit_fast_path(&mut shared.lock());
-                    shared.dataplane_stats()
+                    let counters = {
+                        let mut state = shared.lock();
+                        shared.credit_fast_path(&mut state);
+                        crate::convert::engine_counters(state.engine_mut())
+                    };
+                    let mut reply = shared.dataplane_stats();
+                    if let Reply::DataPlaneStats { engine, .. } = &mut reply {
+                        *engine = Some(Box::new(counters));
+                    }
+                    reply
                 } else {
                     let (reply, before, generation) = {
                         let mut state = shared.lock();
