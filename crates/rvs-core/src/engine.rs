@@ -193,6 +193,9 @@ pub struct EngineCounters {
     /// Entries in `SYN_RECV` evicted to make room near the table's bound
     /// (a SYN flood's, usually).
     pub evicted_syn_recv: u64,
+    /// Next hops pruned: of addresses no real server and no connection
+    /// needs any more (NAT clients gone, spoofed sources).
+    pub hops_pruned: u64,
 }
 
 /// A frame handed to [`Engine::process`]: bytes with headroom before `start`.
@@ -239,7 +242,17 @@ pub struct Engine {
     /// may be reused: the entry must still be this one, and still
     /// `SYN_RECV`). The first evicted when the table is near full.
     embryonic: VecDeque<(ConnId, IpAddr, u16)>,
+    /// Next hops pruned since the data plane last took them
+    /// ([`Engine::take_pruned_hops`]), at most [`PRUNED_HOPS_KEPT`].
+    pruned_hops: Vec<IpAddr>,
 }
+
+/// Next hops kept beyond what the table needs before [`Engine::poll`]
+/// prunes them.
+const HOP_SLACK: usize = 4096;
+
+/// Pruned addresses kept for the data plane (its resolver forgets them).
+const PRUNED_HOPS_KEPT: usize = 1 << 16;
 
 /// The table is "near full" from this fraction of its bound
 /// (numerator/denominator): a new connection then first evicts the oldest
@@ -293,6 +306,7 @@ impl Engine {
             fwmark_rules: FwmarkRules::default(),
             fast: None,
             embryonic: VecDeque::new(),
+            pruned_hops: Vec::new(),
         }
     }
 
@@ -773,6 +787,54 @@ impl Engine {
         }
         // Trash entries are kept while connections still count on them.
         self.services.purge_trash(now, |_| false);
+        self.prune_hops();
+    }
+
+    /// The next-hop map is keyed by addresses others choose (every NAT
+    /// client gets one, a spoofed one too): when it holds more than twice
+    /// what the real servers and the connections need, plus
+    /// [`HOP_SLACK`], keep only those (an O(table) pass, rare by that
+    /// rule). A pruned address that shows up again is resolved again.
+    fn prune_hops(&mut self) {
+        let dests: usize = self.services.iter().map(|(_, s)| s.dests.len()).sum();
+        let needed = self.conns.len() + dests;
+        if self.hops.len() <= HOP_SLACK + 2 * needed {
+            return;
+        }
+        let mut keep: hashbrown::HashSet<u128> = hashbrown::HashSet::with_capacity(2 * needed);
+        for (_, s) in self.services.iter() {
+            for d in s.dests.iter() {
+                keep.insert(addr_key(d.addr));
+            }
+        }
+        for (_, c) in self.conns.iter() {
+            keep.insert(addr_key(c.caddr));
+            keep.insert(addr_key(c.daddr));
+        }
+        let before = self.hops.len();
+        let pruned = &mut self.pruned_hops;
+        self.hops.retain(|k, _| {
+            let kept = keep.contains(k);
+            if !kept && pruned.len() < PRUNED_HOPS_KEPT {
+                let v6 = Ipv6Addr::from_bits(*k);
+                pruned.push(match v6.to_ipv4_mapped() {
+                    Some(v4) => IpAddr::V4(v4),
+                    None => IpAddr::V6(v6),
+                });
+            }
+            kept
+        });
+        self.counters.hops_pruned += (before - self.hops.len()) as u64;
+    }
+
+    /// Next hops pruned since the last call (for the resolver to forget).
+    pub fn take_pruned_hops(&mut self) -> Vec<IpAddr> {
+        core::mem::take(&mut self.pruned_hops)
+    }
+
+    /// Next hops known now.
+    pub fn hop_count(&self) -> usize {
+        self.hops.len()
     }
 
     /// A connection left the table: settle its real server's counters.

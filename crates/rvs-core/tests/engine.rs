@@ -518,6 +518,8 @@ fn table_full_is_counted() {
     for i in 0..3 {
         let (a, _) = client_pkt(&mut capped, 47000 + i, 80, Flags::Syn, Instant::ZERO);
         assert!(matches!(a, Action::Forward { .. }));
+        // Established: not evicted to make room (SYN_RECV ones would be).
+        client_pkt(&mut capped, 47000 + i, 80, Flags::Ack, Instant::ZERO);
     }
     let (a, _) = client_pkt(&mut capped, 47100, 80, Flags::Syn, Instant::ZERO);
     assert_eq!(a, Action::Drop(DropReason::TableFull));
@@ -1077,4 +1079,39 @@ fn syn_flood_evicts_embryonic_entries_first() {
         .map(|(_, c)| conn::state_name(c.proto, c.flags, c.state))
         .expect("the new client's entry");
     assert_eq!(st, "ESTABLISHED");
+}
+
+/// The next-hop map does not grow without bound with the addresses of
+/// clients that are gone (or spoofed): past what the table needs plus a
+/// slack, housekeeping keeps only the real servers' and the connections'
+/// hops, and hands the others to the data plane to forget.
+#[test]
+fn next_hops_of_gone_clients_are_pruned() {
+    let mut e = engine();
+    let key = svc_key(80);
+    add_service(&mut e, key, "rr", FwdMethod::Masq, &[8080]);
+    let hop = Hop {
+        port: CLIENT_PORT,
+        mac: EthernetAddress(CLIENT_MAC),
+    };
+    for i in 0..10_000u32 {
+        e.set_hop(IpAddr::V4(std::net::Ipv4Addr::from(0x0b00_0000 + i)), hop);
+    }
+    let t0 = Instant::from_secs(5);
+    let (a, _) = client_pkt(&mut e, 40001, 80, Flags::Syn, t0);
+    assert!(matches!(a, Action::Forward { .. }));
+    let before = e.hop_count();
+    e.poll(t0);
+    assert!(e.hop_count() < 10, "{} of {before} left", e.hop_count());
+    assert_eq!(e.counters().hops_pruned as usize, before - e.hop_count());
+    let pruned = e.take_pruned_hops();
+    assert_eq!(pruned.len(), before - e.hop_count());
+    assert!(pruned.contains(&IpAddr::V4(std::net::Ipv4Addr::new(11, 0, 0, 7))));
+    // The client's and the real server's hops stay: the connection works.
+    assert!(e.has_hop(v4(CIP)) && e.has_hop(v4(RS1)));
+    let (a, _) = client_pkt(&mut e, 40001, 80, Flags::Ack, t0);
+    assert!(matches!(a, Action::Forward { .. }));
+    // Below the threshold nothing is pruned.
+    e.poll(t0);
+    assert!(e.take_pruned_hops().is_empty());
 }

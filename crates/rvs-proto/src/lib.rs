@@ -595,6 +595,10 @@ pub struct EngineCounters {
     pub max_conns: u64,
     /// Entries in SYN_RECV evicted to make room near the bound.
     pub evicted_syn_recv: u64,
+    /// Next hops known now.
+    pub hops: u64,
+    /// Next hops pruned (addresses no real server or connection needs).
+    pub hops_pruned: u64,
     /// Drops: a frame that did not parse.
     pub drop_malformed: u64,
     /// Drops: neither a connection start nor part of a connection.

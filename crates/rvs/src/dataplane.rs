@@ -125,12 +125,15 @@ pub fn format(
 /// The engine's lines: the table's fill and every drop reason.
 pub fn format_engine(e: &EngineCounters) -> String {
     format!(
-        "engine: connections {} of {}, SYN_RECV evicted near the bound {}\n\
+        "engine: connections {} of {}, SYN_RECV evicted near the bound {}; \
+         next hops {} (pruned {})\n\
          engine drops: table full {}, no connection {}, no real server {}, \
          real server gone {}, ttl {}, rewrite failed {}, malformed {}, other {}\n",
         e.conns,
         e.max_conns,
         e.evicted_syn_recv,
+        e.hops,
+        e.hops_pruned,
         e.drop_table_full,
         e.drop_no_conn,
         e.drop_no_dest,
@@ -224,7 +227,8 @@ mod tests {
         };
         assert_eq!(
             format_engine(&e),
-            "engine: connections 3 of 1024, SYN_RECV evicted near the bound 7\n\
+            "engine: connections 3 of 1024, SYN_RECV evicted near the bound 7; \
+             next hops 0 (pruned 0)\n\
              engine drops: table full 2, no connection 0, no real server 0, real server gone 0, \
              ttl 0, rewrite failed 0, malformed 0, other 0\n"
         );

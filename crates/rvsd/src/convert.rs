@@ -296,6 +296,8 @@ pub fn engine_counters(e: &rvs_core::Engine) -> rvs_proto::EngineCounters {
         conns: e.conns().len() as u64,
         max_conns: e.conns().capacity_limit() as u64,
         evicted_syn_recv: c.evicted_syn_recv,
+        hops: e.hop_count() as u64,
+        hops_pruned: c.hops_pruned,
         drop_malformed: c.drop_malformed,
         drop_no_conn: c.drop_no_conn,
         drop_no_dest: c.drop_no_dest,

@@ -1791,6 +1791,11 @@ impl Sync {
             }
         }
         let mut state = shared.lock();
+        // Hops the engine pruned (addresses nothing needs any more): the
+        // resolver stops tracking them too, so neither grows without bound.
+        for a in state.engine_mut().take_pruned_hops() {
+            dp.resolver.forget(a);
+        }
         let cgen = state.generation();
         if found.is_empty() && !resolver_changed && self.config_gen == Some(cgen) {
             return;
