@@ -103,6 +103,22 @@ impl Drop for SocketFile {
     }
 }
 
+/// Why `endpoint` cannot be bound: who holds it, as far as can be told.
+fn holder_of(endpoint: &Endpoint) -> String {
+    match endpoint.connect() {
+        Ok(s) => match rvs_proto::client::peer_of(&s) {
+            Ok((uid, pid)) if pid > 0 => {
+                format!("the name is taken by a process of uid {uid} (pid {pid})")
+            }
+            Ok((uid, _)) => {
+                format!("the name is taken by a process of uid {uid} (in another pid namespace)")
+            }
+            Err(_) => "the name is taken by another process".to_string(),
+        },
+        Err(_) => "the name is taken by a socket that accepts no connections".to_string(),
+    }
+}
+
 fn serve(o: Options) -> Result<(), (u8, String)> {
     let interfaces = if o.interfaces.is_empty() {
         system::default_interfaces()
@@ -116,6 +132,19 @@ fn serve(o: Options) -> Result<(), (u8, String)> {
         }
         o.interfaces.clone()
     };
+    let group = match &o.group {
+        None => None,
+        Some(name) => {
+            let file = std::fs::read_to_string("/etc/group").unwrap_or_default();
+            Some(auth::resolve_group(name, &file).ok_or_else(|| {
+                (
+                    EXIT_USAGE,
+                    format!("--group {name}: no such group in /etc/group"),
+                )
+            })?)
+        }
+    };
+    let policy = auth::Policy::current(group);
     let hash_key = system::random_hash_key()
         .map_err(|e| (EXIT_FAILURE, format!("cannot read /dev/urandom: {e}")))?;
     let engine = Engine::new(EngineConfig {
@@ -151,9 +180,14 @@ fn serve(o: Options) -> Result<(), (u8, String)> {
     };
 
     let endpoint = o.socket.clone().unwrap_or_else(Endpoint::from_env);
-    let listener: UnixListener = endpoint
-        .bind()
-        .map_err(|e| (EXIT_FAILURE, format!("cannot listen on {endpoint}: {e}")))?;
+    let listener: UnixListener = endpoint.bind().map_err(|e| {
+        let why = if e.kind() == std::io::ErrorKind::AddrInUse {
+            holder_of(&endpoint)
+        } else {
+            e.to_string()
+        };
+        (EXIT_FAILURE, format!("cannot listen on {endpoint}: {why}"))
+    })?;
     let _socket_file = SocketFile(match &endpoint {
         Endpoint::Path(p) => Some(p.clone()),
         Endpoint::Abstract(_) => None,
@@ -183,7 +217,7 @@ fn serve(o: Options) -> Result<(), (u8, String)> {
             })
             .map_err(|e| (EXIT_FAILURE, format!("cannot start a thread: {e}")))?;
     }
-    let shared = server::Shared::new(state, clock, Arc::clone(&stop));
+    let shared = server::Shared::new(state, clock, Arc::clone(&stop), policy);
     server::spawn_housekeeping(Arc::clone(&shared))
         .map_err(|e| (EXIT_FAILURE, format!("cannot start a thread: {e}")))?;
 

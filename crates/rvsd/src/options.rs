@@ -49,6 +49,10 @@ Options:
                         `ipvsadm -S` format and `rvs fwmark add ...` lines
                         (`{ rvs fwmark save; rvsadm -S; } > FILE`); a bad
                         file stops rvsd with exit status 2
+  --group NAME|GID      members of this group (primary or supplementary)
+                        may use the control API too; by default only root,
+                        holders of CAP_NET_ADMIN in rvsd's user namespace
+                        and rvsd's own user may
   -h, --help            print this help
   -V, --version         print the version
 ";
@@ -69,6 +73,8 @@ pub struct Options {
     pub fast_path: FastPathMode,
     /// `--fast-path-entries`.
     pub fast_path_entries: u32,
+    /// `--group`, as given.
+    pub group: Option<String>,
 }
 
 impl Default for Options {
@@ -80,6 +86,7 @@ impl Default for Options {
             io: IoMode::default(),
             fast_path: FastPathMode::default(),
             fast_path_entries: FAST_PATH_ENTRIES,
+            group: None,
         }
     }
 }
@@ -240,6 +247,9 @@ pub fn parse_with_env(
                     }
                 };
             }
+            Long("group") => {
+                o.group = Some(text(p.value().map_err(|e| e.to_string())?, "--group")?);
+            }
             Short('h') | Long("help") => return Ok(Command::Help),
             Short('V') | Short('v') | Long("version") => return Ok(Command::Version),
             _ => return Err(arg.unexpected().to_string()),
@@ -284,8 +294,17 @@ mod tests {
                 io: IoMode::Auto,
                 fast_path: FastPathMode::On,
                 fast_path_entries: FAST_PATH_ENTRIES,
+                group: None,
             })
         );
+        assert_eq!(
+            parse(args(&["--group", "rvs"])).unwrap(),
+            Command::Run(Options {
+                group: Some("rvs".into()),
+                ..Options::default()
+            })
+        );
+        assert!(parse(args(&["--group", ""])).is_err());
         assert_eq!(parse(args(&["--help"])).unwrap(), Command::Help);
         assert_eq!(parse(args(&["-V"])).unwrap(), Command::Version);
         assert_eq!(parse(args(&[])).unwrap(), Command::Run(Options::default()));
