@@ -201,10 +201,7 @@ fn exited(pidfd: &OwnedFd) -> bool {
         tv_sec: 0,
         tv_nsec: 0,
     };
-    match poll(&mut fds, Some(&zero)) {
-        Ok(0) => false,
-        _ => true,
-    }
+    !matches!(poll(&mut fds, Some(&zero)), Ok(0))
 }
 
 /// Device and inode of a namespace file.

@@ -356,7 +356,8 @@ pub fn serve_connection(stream: UnixStream, shared: &Shared) {
         idle: IDLE_TIMEOUT,
         deadline: None,
     };
-    let mut reader = BufReader::new(reader);
+    // Large reads: a restore is megabytes.
+    let mut reader = BufReader::with_capacity(64 << 10, reader);
     let mut writer = stream;
     let limit = MAX_REQUEST;
     loop {
