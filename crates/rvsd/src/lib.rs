@@ -8,7 +8,8 @@
 //! * [`handler`] — one request in, one reply out, no I/O (unit-tested);
 //! * [`server`] — the accept loop, a thread per connection, housekeeping
 //!   (`Engine::poll` every 100 ms);
-//! * [`auth`] — who may use the API (root / CAP_NET_ADMIN, as the kernel);
+//! * [`auth`] — who may use the API (root / CAP_NET_ADMIN in rvsd's user
+//!   namespace, as the kernel; `--group`), judged on kernel-vouched credentials;
 //! * [`convert`] — `rvs-proto` ⇄ `rvs-core`;
 //! * [`sync`] — sync-daemon bookkeeping (the sync protocol itself is not
 //!   implemented yet);
