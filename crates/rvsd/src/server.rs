@@ -78,6 +78,9 @@ pub struct Shared {
     stop: Arc<AtomicBool>,
     connections: Mutex<Connections>,
     policy: Policy,
+    /// When (seconds on the clock) a refusal was last logged: at most one a
+    /// second, so that a user cannot flood the log.
+    refusal_logged: AtomicU64,
     /// A data plane runs and mirrors the table into the classifier.
     dataplane: AtomicBool,
     /// The table generation the data plane has put into its filters.
@@ -96,6 +99,7 @@ impl Shared {
             stop,
             connections: Mutex::new(Connections::default()),
             policy,
+            refusal_logged: AtomicU64::new(u64::MAX),
             dataplane: AtomicBool::new(false),
             synced: AtomicU64::new(0),
             dp: OnceLock::new(),
@@ -348,7 +352,16 @@ pub fn serve_connection(stream: UnixStream, shared: &Shared) {
             idle: UNPRIVILEGED_LIFETIME,
             deadline: Some(std::time::Instant::now() + UNPRIVILEGED_LIFETIME),
         };
-        refuse(BufReader::new(reader), stream, &peer);
+        let second = shared.clock.now().as_millis() / 1000;
+        if shared.refusal_logged.swap(second, Ordering::Relaxed) != second {
+            eprintln!(
+                "rvsd: refusing control connections of uid {} (pid {}): not root, \
+                 no CAP_NET_ADMIN in rvsd's user namespace, not in the --group \
+                 (logged at most once a second)",
+                peer.uid, peer.pid
+            );
+        }
+        refuse(BufReader::new(reader), stream);
         return;
     }
     let reader = Timed {
@@ -413,12 +426,7 @@ pub fn serve_connection(stream: UnixStream, shared: &Shared) {
 /// A line longer than [`MAX_UNPRIVILEGED_LINE`] is answered too, then
 /// discarded as it arrives (so that the peer reads the refusal rather than
 /// a broken pipe).
-fn refuse<R: BufRead>(mut reader: R, mut writer: UnixStream, peer: &Peer) {
-    eprintln!(
-        "rvsd: refusing control connection of uid {} (pid {}): not root, \
-         no CAP_NET_ADMIN in rvsd's user namespace, not in the --group",
-        peer.uid, peer.pid
-    );
+fn refuse<R: BufRead>(mut reader: R, mut writer: UnixStream) {
     let reply = encode(&Failure::new(EPERM, REFUSAL).reply(None, None));
     loop {
         match read_line(&mut reader, MAX_UNPRIVILEGED_LINE) {
