@@ -27,10 +27,10 @@
 //!   namespaces, and no later change (setuid, exec, a new user namespace)
 //!   alters them. A process inside `unshare -Ur` that calls itself root is
 //!   seen with its real uid (e.g. 65534). Rules 1–3 (primary group) rest on
-//!   these alone.
-//! * Capabilities and supplementary groups are not in `SO_PEERCRED`, so for
-//!   rules 3 (supplementary) and 4 rvsd looks at the peer process, pinned
-//!   first so that its pid cannot be recycled under the check:
+//!   these.
+//! * Capabilities and supplementary groups are not in `SO_PEERCRED`, so rvsd
+//!   also looks at the peer process, pinned first so that its pid cannot be
+//!   recycled under the check:
 //!   1. the time since boot is noted, then a pidfd is opened for the pid;
 //!      from then on the pid cannot name another process while the pidfd
 //!      says the process lives;
@@ -45,14 +45,23 @@
 //!      exited meanwhile, what was read may belong to a successor, and the
 //!      peer is refused.
 //!
+//!   Steps 3–5 are repeated before every request ([`Pin::still_privileged`]):
+//!   the process that connected must still be alive, have the effective uid
+//!   it connected with, and still satisfy the rule. A root process that
+//!   connects and then execs an unprivileged program with the connection
+//!   (`setpriv --reuid=nobody ...`) is refused from then on.
+//! * A peer whose pid rvsd cannot see (another pid namespace: pid 0) is
+//!   judged by rules 1–3 on `SO_PEERCRED` alone.
+//!
 //! What this does not cover: a peer that connects without CAP_NET_ADMIN and
 //! then, before rvsd's check (microseconds), execs a program that carries
 //! CAP_NET_ADMIN as a file capability (`setcap cap_net_admin+ep`) would be
 //! counted privileged; a host that installs such a program has granted the
-//! capability to whoever may run it anyway. A root process (or
-//! CAP_NET_ADMIN holder) that connects and then hands the connection to
-//! an unprivileged process keeps it privileged — as with the kernel, which
-//! checks netlink senders against the credentials the socket was opened with.
+//! capability to whoever may run it anyway. A privileged process that
+//! connects, forks, and lets an unprivileged child use the connection while
+//! it stays alive and privileged itself is served: rvsd cannot tell who of
+//! the two wrote a request (the kernel, likewise, judges netlink senders by
+//! the credentials the socket was opened with).
 //!
 //! rvsd reads other users' `/proc/PID/ns/user` only as root; an rvsd running
 //! as another user therefore never grants rule 4.
@@ -145,44 +154,93 @@ impl Peer {
         }
     }
 
-    /// The peer of a connected Unix stream, judged by `policy`.
-    pub fn of(stream: impl AsFd, policy: &Policy) -> Peer {
+    /// The peer of a connected Unix stream, judged by `policy`, and the
+    /// peer process pinned (if its pid is visible) for [`Pin::still_privileged`].
+    pub fn authenticate(stream: impl AsFd, policy: &Policy) -> (Peer, Option<Pin>) {
         let Ok(cred) = rustix::net::sockopt::socket_peercred(stream) else {
-            return Peer {
+            let nobody = Peer {
                 uid: u32::MAX,
                 pid: 0,
                 privileged: false,
             };
+            return (nobody, None);
         };
         let uid = cred.uid.as_raw();
         let gid = cred.gid.as_raw();
         let pid = rustix::process::Pid::as_raw(Some(cred.pid));
-        // Only look at the process if the connect-time credentials do not
-        // decide already.
-        let privileged = is_privileged(uid, gid, None, policy)
-            || (pid > 0 && is_privileged(uid, gid, inspect(pid, policy).as_ref(), policy));
-        Peer {
-            uid,
-            pid,
-            privileged,
-        }
+        let pin = if pid > 0 {
+            Pin::new(pid, uid, gid)
+        } else {
+            None
+        };
+        let privileged = match &pin {
+            Some(p) => p.still_privileged(policy),
+            // Not visible from here (another pid namespace), or gone, or
+            // the pid already reused: credentials alone, and only for a
+            // peer whose pid rvsd cannot see.
+            None => pid <= 0 && is_privileged(uid, gid, None, policy),
+        };
+        (
+            Peer {
+                uid,
+                pid,
+                privileged,
+            },
+            pin,
+        )
     }
 }
 
-/// Steps 1–5 of the module documentation; `None` if any fails.
-fn inspect(pid: i32, policy: &Policy) -> Option<ProcFacts> {
-    let before = uptime_ticks()?;
-    let raw = rustix::process::Pid::from_raw(pid)?;
-    let pidfd = rustix::process::pidfd_open(raw, rustix::process::PidfdFlags::empty()).ok()?;
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    if parse_start_time(&stat)? > before {
-        return None;
+/// The process that connected, pinned by a pidfd (steps 1 and 2 of the
+/// module documentation), with the credentials `SO_PEERCRED` gave.
+#[derive(Debug)]
+pub struct Pin {
+    pidfd: OwnedFd,
+    pid: i32,
+    uid: u32,
+    gid: u32,
+}
+
+impl Pin {
+    /// Pin `pid`, unless it started after now (then it is not the process
+    /// that connected) or cannot be pinned.
+    fn new(pid: i32, uid: u32, gid: u32) -> Option<Pin> {
+        let before = uptime_ticks()?;
+        let raw = rustix::process::Pid::from_raw(pid)?;
+        let pidfd = rustix::process::pidfd_open(raw, rustix::process::PidfdFlags::empty()).ok()?;
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        if parse_start_time(&stat)? > before {
+            return None;
+        }
+        Some(Pin {
+            pidfd,
+            pid,
+            uid,
+            gid,
+        })
     }
+
+    /// Whether the process that connected is alive and privileged now,
+    /// with its effective uid still the one it connected with. rvsd asks
+    /// before every request: a process that connected as root and then
+    /// became another user (say `setpriv --reuid=nobody` exec'd with the
+    /// connection) is refused from then on, and so is a connection whose
+    /// process has exited (whoever holds it now is unknown).
+    pub fn still_privileged(&self, policy: &Policy) -> bool {
+        inspect(self, policy).is_some_and(|f| {
+            f.euid == Some(self.uid) && is_privileged(self.uid, self.gid, Some(&f), policy)
+        })
+    }
+}
+
+/// Steps 3–5 of the module documentation; `None` if any fails.
+fn inspect(pin: &Pin, policy: &Policy) -> Option<ProcFacts> {
+    let pid = pin.pid;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let (cap_eff, euid, groups) = parse_status(&status);
     let theirs = ns_id(&format!("/proc/{pid}/ns/user"));
     let same_userns = policy.userns.is_some() && theirs == policy.userns;
-    if exited(&pidfd) {
+    if exited(&pin.pidfd) {
         return None;
     }
     Some(ProcFacts {
@@ -393,9 +451,20 @@ mod tests {
     fn own_process_inspects() {
         let p = Policy::current(None);
         assert!(p.userns.is_some());
-        let f = inspect(std::process::id() as i32, &p).expect("inspect self");
-        assert_eq!(f.euid, Some(rustix::process::geteuid().as_raw()));
+        let me = rustix::process::geteuid().as_raw();
+        let gid = rustix::process::getegid().as_raw();
+        let pin = Pin::new(std::process::id() as i32, me, gid).expect("pin self");
+        let f = inspect(&pin, &p).expect("inspect self");
+        assert_eq!(f.euid, Some(me));
         assert!(f.same_userns);
+        // rvsd's own uid.
+        assert!(pin.still_privileged(&p));
+        // Connected as another uid: not the same process any more.
+        let other = Pin::new(std::process::id() as i32, me + 1, gid).unwrap();
+        assert!(!other.still_privileged(&Policy {
+            daemon_uid: me + 1,
+            ..p.clone()
+        }));
     }
 
     #[test]

@@ -339,7 +339,7 @@ impl Read for Timed {
 /// Serve one connection: requests until end of stream, idle timeout or
 /// error.
 pub fn serve_connection(stream: UnixStream, shared: &Shared) {
-    let peer = Peer::of(&stream, &shared.policy);
+    let (peer, pin) = Peer::authenticate(&stream, &shared.policy);
     if stream.set_write_timeout(Some(WRITE_TIMEOUT)).is_err() {
         return;
     }
@@ -385,6 +385,21 @@ pub fn serve_connection(stream: UnixStream, shared: &Shared) {
             }
             Err(_) => return,
         };
+        // The process that connected must still be privileged (it may have
+        // exec'd an unprivileged program with the connection).
+        if let Some(p) = &pin
+            && !p.still_privileged(&shared.policy)
+        {
+            eprintln!(
+                "rvsd: uid {} (pid {}) is no longer privileged (or gone): \
+                 refusing its control connection from now on",
+                peer.uid, peer.pid
+            );
+            let reply = Failure::new(EPERM, REFUSAL).reply(None, None);
+            let _ = writer.write_all(&encode(&reply));
+            let _ = writer.shutdown(std::net::Shutdown::Write);
+            return;
+        }
         // Decode and encode outside the lock; only the handling holds it.
         let reply = match decode_request(&line) {
             Ok(req) => {

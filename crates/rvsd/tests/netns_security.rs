@@ -87,10 +87,16 @@ impl Ns {
     }
 
     fn with_daemon(tag: &str) -> Ns {
+        Ns::with_daemon_args(tag, &[])
+    }
+
+    fn with_daemon_args(tag: &str, args: &[&str]) -> Ns {
         let mut ns = Ns::new(tag);
         let rvsd = bin("rvsd");
+        let mut argv = vec![rvsd.to_str().unwrap(), "--io", "none"];
+        argv.extend_from_slice(args);
         let child = ns
-            .command(&[rvsd.to_str().unwrap(), "--io", "none"])
+            .command(&argv)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -233,7 +239,9 @@ fn attack_lines() -> Vec<u8> {
 /// A client written by hand: sends each stdin line on the connection to
 /// `@rvsd.ctl` and prints each reply line. With `unshare` as argv[1], it
 /// connects first, then execs `unshare -Ur` with the connection, whose
-/// child sends the requests from inside the new user namespace.
+/// child sends the requests from inside the new user namespace. With
+/// `setpriv` (run by root), it connects, then execs itself as nobody with
+/// the connection.
 const RAW_CLIENT: &str = r#"
 import os, socket, sys
 def talk(s):
@@ -247,6 +255,14 @@ if len(sys.argv) > 1 and sys.argv[1] == 'unshare':
     s.connect('\0rvsd.ctl')
     os.set_inheritable(s.fileno(), True)
     os.execvp('unshare', ['unshare', '-Ur', sys.executable, '-c', sys.argv[2], 'fd', str(s.fileno())])
+elif len(sys.argv) > 1 and sys.argv[1] == 'setpriv':
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect('\0rvsd.ctl')
+    os.set_inheritable(s.fileno(), True)
+    os.execvp('setpriv', ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups',
+                          sys.executable, '-c', sys.argv[2], 'fdany', str(s.fileno())])
+elif len(sys.argv) > 2 and sys.argv[1] == 'fdany':
+    talk(socket.socket(fileno=int(sys.argv[2])))
 elif len(sys.argv) > 2 and sys.argv[1] == 'fd':
     with open('/proc/self/status') as st:
         cap = [l for l in st if l.startswith('CapEff')][0].split()[1]
@@ -348,6 +364,51 @@ fn netns_nobody_is_refused_with_and_without_a_user_namespace() {
         all_refused(&o, n, "connect, then unshare -Ur");
     }
     assert_eq!(ns.save(), before, "the exec race changed the table");
+    // Connected as root, then exec'd as nobody with the connection.
+    let o = ns.run(
+        &[],
+        &[PYTHON, "-c", RAW_CLIENT, "setpriv", RAW_CLIENT],
+        &reqs,
+    );
+    let text = String::from_utf8_lossy(&o.stdout);
+    let first = text.lines().next().unwrap_or_default();
+    assert!(
+        matches!(rvs_proto::decode::<Reply>(first.as_bytes()), Ok(Reply::Error(e)) if e.errno == 1),
+        "root, then exec'd as nobody: not refused: {text}"
+    );
+    assert_eq!(ns.save(), before, "root-then-nobody changed the table");
+}
+
+#[test]
+fn netns_cap_net_admin_and_group_members_are_served() {
+    let ns = Ns::with_daemon_args("allowed", &["--group", "4242"]);
+    // nobody with CAP_NET_ADMIN in rvsd's user namespace.
+    let cap = [
+        "setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--inh-caps=+net_admin",
+        "--ambient-caps=+net_admin",
+    ];
+    let o = ns.adm_as(&cap, &["-A", "-t", "5.5.5.5:80"], b"");
+    assert!(o.status.success(), "CAP_NET_ADMIN: {o:?}");
+    // A member of --group (supplementary), and one by its primary group.
+    let member = ["setpriv", "--reuid=65534", "--regid=65534", "--groups=4242"];
+    let o = ns.adm_as(&member, &["-A", "-t", "6.6.6.6:80"], b"");
+    assert!(o.status.success(), "--group member: {o:?}");
+    let primary = ["setpriv", "--reuid=65534", "--regid=4242", "--clear-groups"];
+    let o = ns.adm_as(&primary, &["-A", "-t", "7.7.7.7:80"], b"");
+    assert!(o.status.success(), "--group primary: {o:?}");
+    let saved = ns.save();
+    for vip in ["5.5.5.5:80", "6.6.6.6:80", "7.7.7.7:80"] {
+        assert!(saved.contains(vip), "{vip} missing: {saved}");
+    }
+    // Another group is not enough.
+    let other = ["setpriv", "--reuid=65534", "--regid=65534", "--groups=4243"];
+    let o = ns.adm_as(&other, &["-C"], b"");
+    assert_eq!(o.status.code(), Some(255), "{o:?}");
+    assert_eq!(ns.save(), saved);
 }
 
 /// A squatter of `@rvsd.ctl`: answers every line with an empty service
