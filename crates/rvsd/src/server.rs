@@ -347,6 +347,13 @@ pub fn serve_connection(stream: UnixStream, shared: &Shared) {
         return;
     };
     if !peer.privileged {
+        // Its replies too are bounded by its lifetime.
+        if stream
+            .set_write_timeout(Some(UNPRIVILEGED_LIFETIME))
+            .is_err()
+        {
+            return;
+        }
         let reader = Timed {
             stream: read_half,
             idle: UNPRIVILEGED_LIFETIME,
