@@ -49,6 +49,10 @@ fn require_root() {
         rustix::process::geteuid().is_root(),
         "network-namespace tests need root (CI runs them as root)"
     );
+    assert!(
+        std::path::Path::new(PYTHON).exists(),
+        "{PYTHON} is needed (Debian's python3): nobody cannot run a python under /root"
+    );
 }
 
 /// A network namespace, perhaps with an rvsd and other processes in it;
