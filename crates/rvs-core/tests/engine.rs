@@ -1024,3 +1024,57 @@ fn partial_checksums_are_finished_in_every_direction() {
     assert_eq!(h.checksum, want);
     assert_eq!(e.counters().csum_completed, 1);
 }
+
+/// A SYN flood from spoofed sources fills the table to its bound, not
+/// beyond; near the bound each new SYN evicts the oldest entry still in
+/// SYN_RECV (counted), so an established connection is never evicted and
+/// a real client's handshake still completes.
+#[test]
+fn syn_flood_evicts_embryonic_entries_first() {
+    let mut e = engine_with(EngineConfig {
+        max_conns: 64,
+        ..EngineConfig::default()
+    });
+    let key = svc_key(80);
+    add_service(&mut e, key, "rr", FwdMethod::Route, &[80]);
+    let t0 = Instant::from_secs(5);
+    // A real client, established before the flood.
+    let (a, _) = client_pkt(&mut e, 40001, 80, Flags::Syn, t0);
+    assert!(matches!(a, Action::Forward { .. }));
+    let (a, _) = client_pkt(&mut e, 40001, 80, Flags::Ack, t0);
+    assert!(matches!(a, Action::Forward { .. }));
+    let spoofed = |e: &mut Engine, i: u32| {
+        let src = [10, 200, (i >> 8) as u8, i as u8];
+        let mut f = tcp_frame(
+            CLIENT_MAC,
+            DIRECTOR_MAC_C,
+            (src, 1024 + (i % 60000) as u16),
+            (VIP, 80),
+            Flags::Syn,
+            b"",
+        );
+        run(e, &mut f, CLIENT_PORT, t0)
+    };
+    for i in 0..1000 {
+        spoofed(&mut e, i);
+        assert!(e.conns().len() <= 64);
+    }
+    let c = *e.counters();
+    assert!(c.evicted_syn_recv > 900, "{c:?}");
+    // The established connection is still there.
+    let established = e.conns().iter().filter(|(_, c)| c.cport == 40001).count();
+    assert_eq!(established, 1);
+    // A new real client completes its handshake during the flood.
+    let (a, _) = client_pkt(&mut e, 40002, 80, Flags::Syn, t0);
+    assert!(matches!(a, Action::Forward { .. }));
+    spoofed(&mut e, 5000);
+    let (a, _) = client_pkt(&mut e, 40002, 80, Flags::Ack, t0);
+    assert!(matches!(a, Action::Forward { .. }));
+    let st = e
+        .conns()
+        .iter()
+        .find(|(_, c)| c.cport == 40002)
+        .map(|(_, c)| conn::state_name(c.proto, c.flags, c.state))
+        .expect("the new client's entry");
+    assert_eq!(st, "ESTABLISHED");
+}

@@ -234,6 +234,7 @@ fn attack_lines() -> Vec<u8> {
         }]),
         Request::FwmarkFlush,
         Request::DataPlaneStats,
+        Request::GetSysctls,
     ] {
         v.extend(line(r));
     }
