@@ -5,6 +5,13 @@
 //! reaches the rvsd of namespace X with no flag, as ipvsadm reaches the IPVS
 //! table of its namespace. `RVS_SOCKET=PATH` (a filesystem path, or `@name`
 //! for another abstract name) overrides it for both programs.
+//!
+//! Any local user may bind the abstract name while rvsd is down, so a
+//! client checks who answers before it sends anything ([`Client::connect`]):
+//! the listening socket's owner, as the kernel recorded it when the server
+//! called listen(2) (`SO_PEERCRED`), must be root, the client's own user, or
+//! the uid in `RVS_DAEMON_UID` (for an rvsd run as a dedicated user).
+//! Anything else is an [`UntrustedPeer`] error.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::linux::net::SocketAddrExt;
@@ -19,6 +26,10 @@ pub const DEFAULT_ABSTRACT_NAME: &str = "rvsd.ctl";
 
 /// Environment variable that overrides the endpoint.
 pub const SOCKET_ENV: &str = "RVS_SOCKET";
+
+/// Environment variable naming the uid (a number) rvsd runs as, when it is
+/// not root: clients also trust a control socket owned by that uid.
+pub const DAEMON_UID_ENV: &str = "RVS_DAEMON_UID";
 
 /// Largest reply line a client accepts (a listing of 100 000 real servers is
 /// about 40 MB).
@@ -90,6 +101,85 @@ impl std::fmt::Display for Endpoint {
     }
 }
 
+/// The process answering on the control endpoint is not one the client
+/// trusts to be rvsd (see the module documentation). Carried inside the
+/// `io::Error` (kind `PermissionDenied`) that [`Client::connect`] returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UntrustedPeer {
+    /// The endpoint.
+    pub endpoint: String,
+    /// The uid owning the listening socket (as seen from the client's user
+    /// namespace; 65534 if it has no mapping there).
+    pub uid: u32,
+    /// Its pid (0 if not visible from the client's pid namespace).
+    pub pid: i32,
+}
+
+impl std::fmt::Display for UntrustedPeer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the socket {} is held by uid {}",
+            self.endpoint, self.uid
+        )?;
+        if self.pid > 0 {
+            write!(f, " (pid {})", self.pid)?;
+        }
+        write!(
+            f,
+            ", which is neither root nor you nor {DAEMON_UID_ENV}: it is not a trusted rvsd, \
+             nothing was sent to it"
+        )
+    }
+}
+
+impl std::error::Error for UntrustedPeer {}
+
+/// The uids whose control socket a client trusts: root, the client's own
+/// effective uid, and `RVS_DAEMON_UID` if set to a number.
+pub fn trusted_daemon_uids() -> Vec<u32> {
+    let mut uids = vec![0, rustix::process::geteuid().as_raw()];
+    if let Some(u) = std::env::var(DAEMON_UID_ENV)
+        .ok()
+        .and_then(|v| v.trim().parse::<u32>().ok())
+    {
+        uids.push(u);
+    }
+    uids
+}
+
+/// The uid and pid (0 if not visible) of the process at the other end of
+/// `s`, as the kernel recorded them (`SO_PEERCRED`).
+pub fn peer_of(s: &UnixStream) -> io::Result<(u32, i32)> {
+    let cred = rustix::net::sockopt::socket_peercred(s)?;
+    Ok((
+        cred.uid.as_raw(),
+        rustix::process::Pid::as_raw(Some(cred.pid)),
+    ))
+}
+
+/// Check that the server end of `s` is owned by one of `trusted` uids.
+pub fn verify_server(s: &UnixStream, ep: &Endpoint, trusted: &[u32]) -> io::Result<()> {
+    let (uid, pid) = peer_of(s)?;
+    if trusted.contains(&uid) {
+        return Ok(());
+    }
+    Err(io::Error::new(
+        io::ErrorKind::PermissionDenied,
+        UntrustedPeer {
+            endpoint: ep.to_string(),
+            uid,
+            pid,
+        },
+    ))
+}
+
+/// The [`UntrustedPeer`] inside an error of [`Client::connect`], if that is
+/// why it failed.
+pub fn untrusted_peer(e: &io::Error) -> Option<&UntrustedPeer> {
+    e.get_ref().and_then(|i| i.downcast_ref::<UntrustedPeer>())
+}
+
 /// A connection to rvsd.
 #[derive(Debug)]
 pub struct Client {
@@ -98,9 +188,13 @@ pub struct Client {
 }
 
 impl Client {
-    /// Connect to `ep`.
+    /// Connect to `ep`, if the socket there belongs to a trusted uid
+    /// ([`trusted_daemon_uids`]); else an [`UntrustedPeer`] error and
+    /// nothing is sent.
     pub fn connect(ep: &Endpoint) -> io::Result<Client> {
         let s = ep.connect()?;
+        verify_server(&s, ep, &trusted_daemon_uids())?;
+        s.set_write_timeout(Some(Duration::from_secs(120)))?;
         s.set_read_timeout(Some(Duration::from_secs(120)))?;
         let writer = s.try_clone()?;
         Ok(Client {
@@ -145,4 +239,29 @@ pub fn read_line<R: BufRead>(r: &mut R) -> io::Result<Option<Vec<u8>>> {
         ));
     }
     Ok(Some(line))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn untrusted_server_is_refused() {
+        let name = format!("rvs-proto-test-{}", std::process::id());
+        let ep = Endpoint::Abstract(name);
+        let l = ep.bind().unwrap();
+        let s = ep.connect().unwrap();
+        let me = rustix::process::geteuid().as_raw();
+        verify_server(&s, &ep, &[me]).unwrap();
+        let e = verify_server(&s, &ep, &[me.wrapping_add(1)]).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::PermissionDenied);
+        let u = untrusted_peer(&e).unwrap();
+        assert_eq!(u.uid, me);
+        assert_eq!(u.pid, std::process::id() as i32);
+        let text = e.to_string();
+        assert!(text.contains(&format!("held by uid {me} (pid ")), "{text}");
+        assert!(text.contains("not a trusted rvsd"), "{text}");
+        assert!(trusted_daemon_uids().contains(&0));
+        drop(l);
+    }
 }

@@ -175,6 +175,18 @@ fn with_daemon(
     let ep = Endpoint::from_env();
     let mut client = match Client::connect(&ep) {
         Ok(c) => c,
+        Err(e) if rvs_proto::client::untrusted_peer(&e).is_some() => {
+            return (
+                String::new(),
+                format!(
+                    "Can't initialize ipvs: {e}.\n\
+                     If rvsd runs as that user, set {}={} to trust it.\n",
+                    rvs_proto::client::DAEMON_UID_ENV,
+                    rvs_proto::client::untrusted_peer(&e).map_or(0, |u| u.uid)
+                ),
+                2,
+            );
+        }
         Err(e) => {
             return (
                 String::new(),

@@ -25,6 +25,10 @@ use crate::sync::SyncDaemons;
 
 /// EPERM.
 pub const EPERM: i32 = 1;
+/// The detail of the EPERM reply to an unprivileged peer.
+pub const REFUSAL: &str = "permission denied: root, CAP_NET_ADMIN in rvsd's user namespace \
+     or membership of rvsd's --group is needed to use rvsd";
+
 /// ESRCH.
 pub const ESRCH: i32 = 3;
 /// EINVAL.
@@ -178,11 +182,7 @@ impl State {
     /// Handle one request from `peer`.
     pub fn handle(&mut self, peer: &Peer, req: Request, now: Instant) -> Reply {
         if !peer.privileged {
-            return Failure::new(
-                EPERM,
-                "permission denied: root or CAP_NET_ADMIN is needed to use rvsd",
-            )
-            .reply(None, None);
+            return Failure::new(EPERM, REFUSAL).reply(None, None);
         }
         match req {
             Request::Info => Reply::Info {

@@ -8,7 +8,8 @@
 //! * [`handler`] — one request in, one reply out, no I/O (unit-tested);
 //! * [`server`] — the accept loop, a thread per connection, housekeeping
 //!   (`Engine::poll` every 100 ms);
-//! * [`auth`] — who may use the API (root / CAP_NET_ADMIN, as the kernel);
+//! * [`auth`] — who may use the API (root / CAP_NET_ADMIN in rvsd's user
+//!   namespace, as the kernel; `--group`), judged on kernel-vouched credentials;
 //! * [`convert`] — `rvs-proto` ⇄ `rvs-core`;
 //! * [`sync`] — sync-daemon bookkeeping (the sync protocol itself is not
 //!   implemented yet);
@@ -139,6 +140,22 @@ impl Drop for SocketFile {
     }
 }
 
+/// Why `endpoint` cannot be bound: who holds it, as far as can be told.
+fn holder_of(endpoint: &Endpoint) -> String {
+    match endpoint.connect() {
+        Ok(s) => match rvs_proto::client::peer_of(&s) {
+            Ok((uid, pid)) if pid > 0 => {
+                format!("the name is taken by a process of uid {uid} (pid {pid})")
+            }
+            Ok((uid, _)) => {
+                format!("the name is taken by a process of uid {uid} (in another pid namespace)")
+            }
+            Err(_) => "the name is taken by another process".to_string(),
+        },
+        Err(_) => "the name is taken by a socket that accepts no connections".to_string(),
+    }
+}
+
 fn serve(o: Options) -> Result<(), (u8, String)> {
     let interfaces = if o.interfaces.is_empty() {
         system::default_interfaces()
@@ -152,6 +169,19 @@ fn serve(o: Options) -> Result<(), (u8, String)> {
         }
         o.interfaces.clone()
     };
+    let group = match &o.group {
+        None => None,
+        Some(name) => {
+            let file = std::fs::read_to_string("/etc/group").unwrap_or_default();
+            Some(auth::resolve_group(name, &file).ok_or_else(|| {
+                (
+                    EXIT_USAGE,
+                    format!("--group {name}: no such group in /etc/group"),
+                )
+            })?)
+        }
+    };
+    let policy = auth::Policy::current(group);
     let hash_key = system::random_hash_key()
         .map_err(|e| (EXIT_FAILURE, format!("cannot read /dev/urandom: {e}")))?;
     let engine = Engine::new(EngineConfig {
@@ -189,16 +219,21 @@ fn serve(o: Options) -> Result<(), (u8, String)> {
     };
 
     let endpoint = o.socket.clone().unwrap_or_else(Endpoint::from_env);
-    let listener: UnixListener = endpoint
-        .bind()
-        .map_err(|e| (EXIT_FAILURE, format!("cannot listen on {endpoint}: {e}")))?;
+    let listener: UnixListener = endpoint.bind().map_err(|e| {
+        let why = if e.kind() == std::io::ErrorKind::AddrInUse {
+            holder_of(&endpoint)
+        } else {
+            e.to_string()
+        };
+        (EXIT_FAILURE, format!("cannot listen on {endpoint}: {why}"))
+    })?;
     let _socket_file = SocketFile(match &endpoint {
         Endpoint::Path(p) => Some(p.clone()),
         Endpoint::Abstract(_) => None,
     });
 
     let stop = Arc::new(AtomicBool::new(false));
-    let shared = server::Shared::new(state, clock, Arc::clone(&stop));
+    let shared = server::Shared::new(state, clock, Arc::clone(&stop), policy);
     if let Some(path) = &o.save {
         shared.set_saver(persist::Saver::new(path.clone()));
         // Whole from the start (the --rules file may have been written

@@ -55,6 +55,10 @@ Options:
                         `ipvsadm -S` format and `rvs fwmark add ...` lines
                         (`{ rvs fwmark save; rvsadm -S; } > FILE`); a bad
                         file stops rvsd with exit status 2
+  --group NAME|GID      members of this group (primary or supplementary)
+                        may use the control API too; by default only root,
+                        holders of CAP_NET_ADMIN in rvsd's user namespace
+                        and rvsd's own user may
   --save FILE           write the rules (in the --rules format) to FILE
                         after every change, before rvsadm sees it
                         acknowledged: a temporary file, fsync, rename, so
@@ -82,6 +86,8 @@ pub struct Options {
     pub fast_path: FastPathMode,
     /// `--fast-path-entries`.
     pub fast_path_entries: u32,
+    /// `--group`, as given.
+    pub group: Option<String>,
     /// `--max-conns`.
     pub max_conns: usize,
 }
@@ -96,6 +102,7 @@ impl Default for Options {
             io: IoMode::default(),
             fast_path: FastPathMode::default(),
             fast_path_entries: FAST_PATH_ENTRIES,
+            group: None,
             max_conns: MAX_CONNS,
         }
     }
@@ -269,6 +276,9 @@ pub fn parse_with_env(
                     }
                 };
             }
+            Long("group") => {
+                o.group = Some(text(p.value().map_err(|e| e.to_string())?, "--group")?);
+            }
             Long("max-conns") => {
                 let v = text(p.value().map_err(|e| e.to_string())?, "--max-conns")?;
                 o.max_conns = match v.parse::<usize>() {
@@ -329,9 +339,18 @@ mod tests {
                 io: IoMode::Auto,
                 fast_path: FastPathMode::On,
                 fast_path_entries: FAST_PATH_ENTRIES,
+                group: None,
                 max_conns: MAX_CONNS,
             })
         );
+        assert_eq!(
+            parse(args(&["--group", "rvs"])).unwrap(),
+            Command::Run(Options {
+                group: Some("rvs".into()),
+                ..Options::default()
+            })
+        );
+        assert!(parse(args(&["--group", ""])).is_err());
         assert_eq!(parse(args(&["--help"])).unwrap(), Command::Help);
         assert_eq!(parse(args(&["-V"])).unwrap(), Command::Version);
         assert_eq!(parse(args(&[])).unwrap(), Command::Run(Options::default()));

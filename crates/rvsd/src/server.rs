@@ -1,29 +1,74 @@
 //! The control endpoint: accept connections, one thread each, one JSON line
 //! per request and per reply; and the housekeeping thread.
 
+use std::collections::HashMap;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
-use rvs_proto::client::MAX_LINE;
 use rvs_proto::{Reply, Request, encode};
 
-use crate::auth::Peer;
+use crate::auth::{Peer, Policy};
 use crate::dataplane::DpShared;
-use crate::handler::{Failure, State, decode_request};
+use crate::handler::{EPERM, Failure, REFUSAL, State, decode_request};
 use crate::system::Clock;
 
 /// How often the engine's housekeeping runs.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Largest request line accepted from an unprivileged peer (it only ever
-/// gets EPERM; this bounds what it can make rvsd buffer).
-pub const MAX_UNPRIVILEGED_LINE: usize = 64 << 10;
+/// gets EPERM; this bounds what it can make rvsd buffer). Longer lines are
+/// discarded as they arrive, never buffered.
+pub const MAX_UNPRIVILEGED_LINE: usize = 4 << 10;
+
+/// Largest request line accepted from a privileged peer. A restore of
+/// 100 000 lines (`ipvsadm -R`, 1000 services of 99 real servers) is a
+/// request of 24 MB (measured by `tests::restore_of_100k_lines_fits`); this
+/// leaves more than 5× that (IPv6 addresses, longer options).
+pub const MAX_REQUEST: usize = 128 << 20;
 
 /// Most control connections served at once; more are closed at once.
 pub const MAX_CONNECTIONS: usize = 1024;
+
+/// Connections kept for root (and rvsd's own uid): other users together
+/// hold at most `MAX_CONNECTIONS - ROOT_RESERVE`, so root is never locked out.
+pub const ROOT_RESERVE: usize = 64;
+
+/// Most connections one uid other than root (and rvsd's own) holds at once.
+pub const PER_UID_CONNECTIONS: usize = 8;
+
+/// A privileged connection idle this long between requests (or stalled
+/// this long within one) is closed.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long an unprivileged connection lives at most, whatever it sends:
+/// long enough to read its request and return EPERM.
+pub const UNPRIVILEGED_LIFETIME: Duration = Duration::from_secs(5);
+
+/// A reply the peer does not read for this long closes the connection.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How many connections are open, in all and per uid.
+#[derive(Debug, Default)]
+struct Connections {
+    total: usize,
+    /// Those of uids that are neither root nor rvsd's own.
+    others: usize,
+    per_uid: HashMap<u32, usize>,
+}
+
+/// Why a connection was not admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Full {
+    /// [`MAX_CONNECTIONS`] are open.
+    All,
+    /// Users other than root hold all theirs (`MAX_CONNECTIONS - ROOT_RESERVE`).
+    Others,
+    /// This uid holds [`PER_UID_CONNECTIONS`].
+    Uid,
+}
 
 /// What the threads share.
 #[derive(Debug)]
@@ -31,7 +76,11 @@ pub struct Shared {
     state: Mutex<State>,
     clock: Clock,
     stop: Arc<AtomicBool>,
-    connections: AtomicUsize,
+    connections: Mutex<Connections>,
+    policy: Policy,
+    /// When (seconds on the clock) a refusal was last logged: at most one a
+    /// second, so that a user cannot flood the log.
+    refusal_logged: AtomicU64,
     /// A data plane runs and mirrors the table into the classifier.
     dataplane: AtomicBool,
     /// The table generation the data plane has put into its filters.
@@ -43,13 +92,16 @@ pub struct Shared {
 }
 
 impl Shared {
-    /// Share `state`; `stop` ends the accept loop and the housekeeping.
-    pub fn new(state: State, clock: Clock, stop: Arc<AtomicBool>) -> Arc<Shared> {
+    /// Share `state`; `stop` ends the accept loop and the housekeeping;
+    /// `policy` says who may use the control API.
+    pub fn new(state: State, clock: Clock, stop: Arc<AtomicBool>, policy: Policy) -> Arc<Shared> {
         Arc::new(Shared {
             state: Mutex::new(state),
             clock,
             stop,
-            connections: AtomicUsize::new(0),
+            connections: Mutex::new(Connections::default()),
+            policy,
+            refusal_logged: AtomicU64::new(u64::MAX),
             dataplane: AtomicBool::new(false),
             synced: AtomicU64::new(0),
             dp: OnceLock::new(),
@@ -144,6 +196,44 @@ impl Shared {
         self.stop.load(Ordering::Relaxed)
     }
 
+    /// Count a new connection of `uid` unless a limit is reached.
+    fn admit(&self, uid: u32) -> Result<(), Full> {
+        let trusted = uid == 0 || uid == self.policy.daemon_uid;
+        let mut c = self.connections.lock().unwrap_or_else(|p| p.into_inner());
+        if c.total >= MAX_CONNECTIONS {
+            return Err(Full::All);
+        }
+        if !trusted {
+            if c.others >= MAX_CONNECTIONS - ROOT_RESERVE {
+                return Err(Full::Others);
+            }
+            let n = c.per_uid.entry(uid).or_insert(0);
+            if *n >= PER_UID_CONNECTIONS {
+                return Err(Full::Uid);
+            }
+            *n += 1;
+            c.others += 1;
+        }
+        c.total += 1;
+        Ok(())
+    }
+
+    /// A connection [`admit`](Self::admit)ted for `uid` closed.
+    fn release(&self, uid: u32) {
+        let trusted = uid == 0 || uid == self.policy.daemon_uid;
+        let mut c = self.connections.lock().unwrap_or_else(|p| p.into_inner());
+        c.total -= 1;
+        if !trusted {
+            c.others -= 1;
+            if let Some(n) = c.per_uid.get_mut(&uid) {
+                *n -= 1;
+                if *n == 0 {
+                    c.per_uid.remove(&uid);
+                }
+            }
+        }
+    }
+
     /// The state, locked. A thread that panicked while holding the lock does
     /// not take the daemon down with it.
     pub fn lock(&self) -> MutexGuard<'_, State> {
@@ -196,7 +286,7 @@ pub fn needs_fast_path_credit(req: &Request) -> bool {
 /// Accept and serve connections until the stop flag is set (whoever sets it
 /// then connects once to wake the accept).
 pub fn accept_loop(listener: &UnixListener, shared: &Arc<Shared>) {
-    let mut full_logged = false;
+    let mut full_logged: Option<Full> = None;
     loop {
         let accepted = listener.accept();
         if shared.stop.load(Ordering::SeqCst) {
@@ -211,43 +301,111 @@ pub fn accept_loop(listener: &UnixListener, shared: &Arc<Shared>) {
                 continue;
             }
         };
-        if shared.connections.load(Ordering::Relaxed) >= MAX_CONNECTIONS {
-            if !full_logged {
-                eprintln!("rvsd: {MAX_CONNECTIONS} control connections open; closing new ones");
-                full_logged = true;
+        // The uid the kernel recorded at connect: limits apply per uid.
+        let uid = rustix::net::sockopt::socket_peercred(&stream)
+            .map(|c| c.uid.as_raw())
+            .unwrap_or(u32::MAX);
+        if let Err(full) = shared.admit(uid) {
+            if full_logged != Some(full) {
+                match full {
+                    Full::All => eprintln!(
+                        "rvsd: {MAX_CONNECTIONS} control connections open; closing new ones"
+                    ),
+                    Full::Others => eprintln!(
+                        "rvsd: users other than root hold {} control connections; \
+                         closing their new ones",
+                        MAX_CONNECTIONS - ROOT_RESERVE
+                    ),
+                    Full::Uid => eprintln!(
+                        "rvsd: uid {uid} holds {PER_UID_CONNECTIONS} control connections; \
+                         closing its new ones"
+                    ),
+                }
+                full_logged = Some(full);
             }
             continue;
         }
-        full_logged = false;
-        shared.connections.fetch_add(1, Ordering::Relaxed);
+        full_logged = None;
         let sh = Arc::clone(shared);
         let spawned = std::thread::Builder::new()
             .name("control".into())
             .spawn(move || {
                 serve_connection(stream, &sh);
-                sh.connections.fetch_sub(1, Ordering::Relaxed);
+                sh.release(uid);
             });
         if let Err(e) = spawned {
-            shared.connections.fetch_sub(1, Ordering::Relaxed);
+            shared.release(uid);
             eprintln!("rvsd: cannot start a connection thread: {e}");
         }
     }
 }
 
-/// Serve one connection: requests until end of stream.
+/// Reads from a stream, each read bounded by the idle timeout and by a
+/// deadline for the whole connection.
+struct Timed {
+    stream: UnixStream,
+    idle: Duration,
+    deadline: Option<std::time::Instant>,
+}
+
+impl Read for Timed {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut t = self.idle;
+        if let Some(d) = self.deadline {
+            t = t.min(d.saturating_duration_since(std::time::Instant::now()));
+            if t.is_zero() {
+                return Err(io::ErrorKind::TimedOut.into());
+            }
+        }
+        self.stream.set_read_timeout(Some(t))?;
+        self.stream.read(buf)
+    }
+}
+
+/// Serve one connection: requests until end of stream, idle timeout or
+/// error.
 pub fn serve_connection(stream: UnixStream, shared: &Shared) {
-    let peer = Peer::of(&stream);
-    let limit = if peer.privileged {
-        MAX_LINE
-    } else {
-        MAX_UNPRIVILEGED_LINE
-    };
+    let (peer, pin) = Peer::authenticate(&stream, &shared.policy);
+    if stream.set_write_timeout(Some(WRITE_TIMEOUT)).is_err() {
+        return;
+    }
     let Ok(read_half) = stream.try_clone() else {
         return;
     };
-    let mut reader = BufReader::new(read_half);
+    if !peer.privileged {
+        // Its replies too are bounded by its lifetime.
+        if stream
+            .set_write_timeout(Some(UNPRIVILEGED_LIFETIME))
+            .is_err()
+        {
+            return;
+        }
+        let reader = Timed {
+            stream: read_half,
+            idle: UNPRIVILEGED_LIFETIME,
+            deadline: Some(std::time::Instant::now() + UNPRIVILEGED_LIFETIME),
+        };
+        let second = shared.clock.now().as_millis() / 1000;
+        if shared.refusal_logged.swap(second, Ordering::Relaxed) != second {
+            eprintln!(
+                "rvsd: refusing control connections of uid {} (pid {}): not root, \
+                 no CAP_NET_ADMIN in rvsd's user namespace, not in the --group \
+                 (logged at most once a second)",
+                peer.uid, peer.pid
+            );
+        }
+        refuse(BufReader::new(reader), stream);
+        return;
+    }
+    let reader = Timed {
+        stream: read_half,
+        idle: IDLE_TIMEOUT,
+        deadline: None,
+    };
+    // Large reads: a restore is megabytes.
+    let mut reader = BufReader::with_capacity(64 << 10, reader);
     let mut writer = stream;
-    let mut refusal_logged = false;
+    let limit = MAX_REQUEST;
     loop {
         let line = match read_line(&mut reader, limit) {
             Ok(Some(l)) => l,
@@ -260,10 +418,25 @@ pub fn serve_connection(stream: UnixStream, shared: &Shared) {
             }
             Err(_) => return,
         };
+        // The process that connected must still be privileged (it may have
+        // exec'd an unprivileged program with the connection).
+        if let Some(p) = &pin
+            && !p.still_privileged(&shared.policy)
+        {
+            eprintln!(
+                "rvsd: uid {} (pid {}) is no longer privileged (or gone): \
+                 refusing its control connection from now on",
+                peer.uid, peer.pid
+            );
+            let reply = Failure::new(EPERM, REFUSAL).reply(None, None);
+            let _ = writer.write_all(&encode(&reply));
+            let _ = writer.shutdown(std::net::Shutdown::Write);
+            return;
+        }
         // Decode and encode outside the lock; only the handling holds it.
         let reply = match decode_request(&line) {
             Ok(req) => {
-                if peer.privileged && matches!(req, Request::DataPlaneStats) {
+                if matches!(req, Request::DataPlaneStats) {
                     // Credited first, so that the fast path's packets and
                     // bytes are as current as its own hit counter.
                     let counters = {
@@ -279,7 +452,7 @@ pub fn serve_connection(stream: UnixStream, shared: &Shared) {
                 } else {
                     let (reply, before, generation) = {
                         let mut state = shared.lock();
-                        if peer.privileged && needs_fast_path_credit(&req) {
+                        if needs_fast_path_credit(&req) {
                             shared.credit_fast_path(&mut state);
                         }
                         let before = state.generation();
@@ -298,19 +471,42 @@ pub fn serve_connection(stream: UnixStream, shared: &Shared) {
             }
             Err(f) => f.reply(None, None),
         };
-        if !peer.privileged
-            && !refusal_logged
-            && matches!(&reply, Reply::Error(e) if e.errno == crate::handler::EPERM)
-        {
-            eprintln!(
-                "rvsd: refused requests from uid {} (pid {}): not root and no CAP_NET_ADMIN",
-                peer.uid, peer.pid
-            );
-            refusal_logged = true;
-        }
         drop(line);
         if writer.write_all(&encode(&reply)).is_err() {
             return;
+        }
+    }
+}
+
+/// Answer every request of an unprivileged peer with EPERM, without
+/// decoding it or touching the state, until it closes or its time is up.
+/// A line longer than [`MAX_UNPRIVILEGED_LINE`] is answered too, then
+/// discarded as it arrives (so that the peer reads the refusal rather than
+/// a broken pipe).
+fn refuse<R: BufRead>(mut reader: R, mut writer: UnixStream) {
+    let reply = encode(&Failure::new(EPERM, REFUSAL).reply(None, None));
+    loop {
+        match read_line(&mut reader, MAX_UNPRIVILEGED_LINE) {
+            Ok(Some(_)) => {
+                if writer.write_all(&reply).is_err() {
+                    return;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                if writer.write_all(&reply).is_err() {
+                    return;
+                }
+                let _ = writer.shutdown(std::net::Shutdown::Write);
+                // Discard the rest until end of stream or the deadline.
+                loop {
+                    let n = match reader.fill_buf() {
+                        Ok(b) if !b.is_empty() => b.len(),
+                        _ => return,
+                    };
+                    reader.consume(n);
+                }
+            }
+            _ => return,
         }
     }
 }
@@ -366,6 +562,65 @@ mod tests {
         ] {
             assert!(!needs_fast_path_credit(&r), "{r:?}");
         }
+    }
+
+    /// A 100 000-line restore (1000 services of 99 real servers, as
+    /// `ipvsadm -S -n` writes them) is a request well below [`MAX_REQUEST`].
+    #[test]
+    fn restore_of_100k_lines_fits() {
+        let mut text = String::new();
+        for s in 0..1000u32 {
+            let vip = format!("10.{}.{}.1:80", s / 250, s % 250);
+            text += &format!("-A -t {vip} -s wlc\n");
+            for d in 0..99u32 {
+                text += &format!(
+                    "-a -t {vip} -r 192.168.{}.{}:8080 -m -w 1\n",
+                    d / 250,
+                    d % 250 + 1
+                );
+            }
+        }
+        let lines = rvsadm::cli::parse_restore("ipvsadm", &text).unwrap();
+        assert_eq!(lines.len(), 100_000);
+        let req = encode(&rvs_proto::Envelope {
+            version: rvs_proto::PROTOCOL_VERSION,
+            request: Request::Batch(lines),
+        });
+        eprintln!("100k-line restore: {} bytes", req.len());
+        assert!(req.len() * 5 < MAX_REQUEST, "{} bytes", req.len());
+    }
+
+    #[test]
+    fn connection_limits() {
+        let policy = Policy {
+            daemon_uid: 0,
+            group: None,
+            userns: None,
+        };
+        let sh = Shared::new(
+            State::new(rvs_core::Engine::new(Default::default()), |_| None),
+            Clock::new(),
+            Arc::new(AtomicBool::new(false)),
+            policy,
+        );
+        for _ in 0..PER_UID_CONNECTIONS {
+            sh.admit(1000).unwrap();
+        }
+        assert_eq!(sh.admit(1000), Err(Full::Uid));
+        sh.release(1000);
+        sh.admit(1000).unwrap();
+        // Others together stop short of the reserve; root goes on.
+        let mut uid = 2000;
+        while sh.admit(uid).is_ok() {
+            uid += 1;
+        }
+        assert_eq!(sh.admit(uid + 1), Err(Full::Others));
+        for _ in 0..ROOT_RESERVE {
+            sh.admit(0).unwrap();
+        }
+        assert_eq!(sh.admit(0), Err(Full::All));
+        sh.release(0);
+        sh.admit(0).unwrap();
     }
 
     #[test]
