@@ -13,6 +13,9 @@ cd "$(dirname "$0")/.."
 # (crates/rvs/tests/netns_bench.rs, a smoke test).
 ensure_packages clang libbpf-dev iproute2 socat curl apache2-utils python3 \
     nftables openssl haproxy nginx-light libnginx-mod-stream wrk util-linux
+# The control-plane security tests run clients as nobody, who cannot use a
+# python under /root (pyenv): Debian's own /usr/bin/python3.
+[ -x /usr/bin/python3 ] || ensure_packages python3-minimal
 
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 echo "== cargo fmt --check"
