@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-pub use crate::netns::{addr, enter, gro_on, in_ns, remove_ns, run_cmd, tx_csum_off, veth};
+pub use crate::netns::{addr, enter, gro_on, in_ns, remove_ns, run_cmd, veth};
 
 /// Namespace name prefix of every bench.
 pub const PREFIX: &str = "rvsbench-";
