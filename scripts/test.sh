@@ -25,11 +25,13 @@ echo "== tests"
 # other way (RVSD_FAST_PATH=off: every packet through the engine). The
 # suites pass RVSD_FAST_PATH on to every rvsd they start, and with it
 # on/all they fail unless the fast path really sends somewhere (their veth
-# peers are in NAPI mode). rvsd's own fast-path tests
+# peers are in NAPI mode; netns_ipvs_selftest's reproduction of the
+# kernel's ipvs.sh keeps the script's pure defaults, where it may send
+# nowhere, and says so). rvsd's own fast-path tests
 # (crates/rvsd/tests/netns_fastpath.rs) set --fast-path themselves.
 fast_path_suites=(-p rvs --test netns_lab --test netns_sessions
     -p rvsd --test netns_dataplane --test netns_dataplane_extra
-    --test netns_packet)
+    --test netns_packet --test netns_ipvs_selftest)
 if command -v cargo-nextest >/dev/null 2>&1; then
     cargo nextest run --workspace --locked --profile ci
     echo "== data-plane and session tests with the fast path off"

@@ -186,6 +186,9 @@ pub struct EngineCounters {
     pub need_hop: u64,
     /// Drops: other.
     pub drop_other: u64,
+    /// Frames whose checksum the sender's offload left partial, finished
+    /// here (see [`rvs_wire::offload`]).
+    pub csum_completed: u64,
 }
 
 /// A frame handed to [`Engine::process`]: bytes with headroom before `start`.
@@ -814,6 +817,7 @@ impl Engine {
             .conns
             .lookup_in(meta.proto, meta.src, meta.sport, meta.dst, meta.dport)
         {
+            self.finish_checksum(&mut frame, &meta);
             return self.conn_in(frame, &meta, id, proto, now);
         }
         if self.services.is_nat_source(meta.src)
@@ -821,6 +825,7 @@ impl Engine {
                 .conns
                 .lookup_out(meta.proto, meta.src, meta.sport, meta.dst, meta.dport)
         {
+            self.finish_checksum(&mut frame, &meta);
             return self.conn_out(frame, &meta, id, proto, now);
         }
         let af = if meta.af_v6 { Af::Inet6 } else { Af::Inet };
@@ -831,7 +836,24 @@ impl Engine {
         else {
             return Action::Pass;
         };
+        self.finish_checksum(&mut frame, &meta);
         self.new_conn(frame, &meta, sref, proto, now)
+    }
+
+    /// Finish a TCP/UDP checksum or SCTP CRC32c that the sender's checksum
+    /// offload left partial ([`rvs_wire::complete_partial`]), before any
+    /// rewrite: the incremental updates of NAT assume a complete checksum,
+    /// and DR and TUN would carry the partial one to a receiver that drops
+    /// it. Only for frames the engine handles; finishing is idempotent, so
+    /// a frame held for its next hop ([`Action::NeedHop`]) and processed
+    /// again is not finished (nor counted) twice.
+    fn finish_checksum(&mut self, frame: &mut Frame<'_>, meta: &FlowMeta) {
+        let end = frame.start.saturating_add(frame.len);
+        if let Some(bytes) = frame.buf.get_mut(frame.start..end)
+            && rvs_wire::complete_partial(bytes, meta).completed()
+        {
+            self.counters.csum_completed += 1;
+        }
     }
 
     /// Whether this packet may create a connection (reference §5.5).

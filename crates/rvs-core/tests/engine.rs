@@ -929,3 +929,98 @@ fn sctp_init_schedules_other_chunks_do_not() {
     assert_eq!(e.conns().len(), 1);
     assert_eq!(e.stats().shown().conns, 1);
 }
+
+/// Makes the TCP/UDP checksum of an IPv4 frame (after `HEADROOM`) partial,
+/// as a sender's checksum offload leaves it: the pseudo-header's sum.
+fn make_partial(f: &mut [u8]) {
+    let ip = &f[HEADROOM + 14..];
+    let (src, dst): ([u8; 4], [u8; 4]) = (
+        ip[12..16].try_into().unwrap(),
+        ip[16..20].try_into().unwrap(),
+    );
+    let proto = ip[9];
+    let tot = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+    let seg_len = (tot - 20) as u32;
+    let ph = rvs_wire::checksum::pseudo_header(&v4(src), &v4(dst), proto, seg_len).unwrap();
+    let off = HEADROOM + 34 + if proto == 6 { 16 } else { 6 };
+    f[off..off + 2].copy_from_slice(&ph.to_be_bytes());
+}
+
+/// Frames whose checksum a sender's offload left partial are finished
+/// before the rewrite: NAT both ways and DR deliver verified checksums
+/// (`tcp_dst` checks them), and the engine counts them.
+#[test]
+fn partial_checksums_are_finished_in_every_direction() {
+    let mut e = engine();
+    let key = svc_key(80);
+    add_service(&mut e, key, "rr", FwdMethod::Masq, &[8080]);
+    let t0 = Instant::from_secs(5);
+    let mut f = tcp_frame(
+        CLIENT_MAC,
+        DIRECTOR_MAC_C,
+        (CIP, 40001),
+        (VIP, 80),
+        Flags::Syn,
+        b"hello",
+    );
+    make_partial(&mut f);
+    let a = run(&mut e, &mut f, CLIENT_PORT, t0);
+    assert_eq!(tcp_dst(&out_frame(&a, &f)).1, 8080);
+    assert_eq!(e.counters().csum_completed, 1);
+    let mut r = tcp_frame(
+        RS1_MAC,
+        DIRECTOR_MAC_S,
+        (RS1, 8080),
+        (CIP, 40001),
+        Flags::SynAck,
+        b"a reply of odd length",
+    );
+    make_partial(&mut r);
+    let a = run(&mut e, &mut r, SERVER_PORT, t0);
+    let out = out_frame(&a, &r);
+    assert_eq!(tcp_src(&out), (v4(VIP), 80));
+    tcp_dst(&out);
+    assert_eq!(e.counters().csum_completed, 2);
+    // A complete checksum is neither changed nor counted.
+    let (a, f) = client_pkt(&mut e, 40001, 80, Flags::Ack, t0);
+    tcp_dst(&out_frame(&a, &f));
+    assert_eq!(e.counters().csum_completed, 2);
+
+    // DR: the frame keeps its addresses and gets a complete checksum.
+    let mut e = engine();
+    add_service(&mut e, key, "rr", FwdMethod::Route, &[80]);
+    let mut f = tcp_frame(
+        CLIENT_MAC,
+        DIRECTOR_MAC_C,
+        (CIP, 40002),
+        (VIP, 80),
+        Flags::Syn,
+        b"hello",
+    );
+    make_partial(&mut f);
+    let a = run(&mut e, &mut f, CLIENT_PORT, t0);
+    assert_eq!(tcp_dst(&out_frame(&a, &f)), (v4(VIP), 80, RS1_MAC));
+    assert_eq!(e.counters().csum_completed, 1);
+    // UDP too.
+    let mut e = engine();
+    let ukey = ServiceKey::Addr {
+        proto: Protocol::Udp,
+        addr: v4(VIP),
+        port: 80,
+    };
+    add_service(&mut e, ukey, "rr", FwdMethod::Masq, &[5300]);
+    let mut u = udp_frame((CIP, 5353), (VIP, 80), b"query");
+    make_partial(&mut u);
+    let a = run(&mut e, &mut u, CLIENT_PORT, t0);
+    let out = out_frame(&a, &u);
+    let p = SlicedPacket::from_ethernet(&out).unwrap();
+    let (Some(NetSlice::Ipv4(ip)), Some(TransportSlice::Udp(udp))) = (p.net, p.transport) else {
+        panic!("not udp/ipv4")
+    };
+    let h = udp.to_header();
+    let want = h
+        .calc_checksum_ipv4(&ip.header().to_header(), udp.payload())
+        .unwrap();
+    assert_eq!(h.checksum, want);
+    assert_eq!(e.counters().csum_completed, 1);
+}

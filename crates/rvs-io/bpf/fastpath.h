@@ -28,7 +28,10 @@
  * SYN/FIN/RST, SCTP chunks other than DATA/SACK/HEARTBEAT(-ACK), IPv4
  * fragments and options, IPv6 extension headers, ICMP (errors included),
  * TTL <= 1 on the NAT reply path, tunnelled packets that would exceed the
- * MTU, NAT of SCTP (its CRC32c covers the whole packet), malformed frames.
+ * MTU, NAT of SCTP (its CRC32c covers the whole packet), malformed frames,
+ * and SCTP packets whose CRC32c a sender's offload left unfinished (zero).
+ * TCP and UDP checksums left partial by a sender's checksum offload are
+ * finished here before the rewrite (rvs_fp_finish_csum()).
  * An evicted entry (the map is an LRU) therefore only costs a trip through
  * the slow path, never a drop.
  *
@@ -76,6 +79,8 @@ enum {
 	RVS_FP_STAT_TOO_BIG = 3, /* hit, but the tunnelled packet would exceed the MTU */
 	RVS_FP_STAT_TTL = 4,	 /* hit (NAT_OUT), but TTL/hop limit <= 1 */
 	RVS_FP_STAT_ERROR = 5,	 /* hit, but the entry does not fit the packet, or a helper failed */
+	RVS_FP_STAT_CSUM = 6,	 /* hit whose partial checksum was finished here (then forwarded) */
+	RVS_FP_STAT_CSUM_SLOW = 7, /* hit whose partial checksum the engine must finish (SCTP, long) */
 	RVS_FP_STAT_MAX = 8,
 };
 
@@ -133,6 +138,23 @@ struct {
 	__type(value, __u64);
 	__uint(max_entries, RVS_FP_STAT_MAX);
 } rvs_fp_stats SEC(".maps");
+
+/*
+ * Finishing partial checksums (see crates/rvs-wire/src/offload.rs): the
+ * segment is summed in chunks copied into a per-CPU scratch buffer with
+ * bpf_xdp_load_bytes() (plain scalar offsets, which keep the verifier's
+ * work small) and summed by bpf_csum_diff() (the kernel's csum_partial).
+ * Segments longer than RVS_FP_CSUM_MAX (jumbo frames) go to the engine.
+ */
+#define RVS_FP_CSUM_CHUNK 256
+#define RVS_FP_CSUM_MAX 2048
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, __u8[RVS_FP_CSUM_CHUNK]);
+	__uint(max_entries, 1);
+} rvs_fp_scratch SEC(".maps");
 
 #define RVS_FP_VLAN_8021Q 0x8100
 #define RVS_FP_VLAN_8021AD 0x88A8
@@ -326,6 +348,127 @@ static __always_inline int rvs_fp_parse(void *data, void *end, struct rvs_fp_pkt
 	key->sport = ((__u16 *)l4)[0];
 	key->dport = ((__u16 *)l4)[1];
 	return 0;
+}
+
+/* Sum of raw (network-order) address words, 2 or 8 of them. */
+static __always_inline __u64 rvs_fp_addr_sum(const __u32 *a, int v6)
+{
+	const __u16 *w = (const __u16 *)a;
+	__u64 s = (__u64)w[0] + w[1];
+
+	if (v6)
+		s += (__u64)w[2] + w[3] + w[4] + w[5] + w[6] + w[7];
+	return s;
+}
+
+/*
+ * The folded one's-complement sum (raw words) of `len` bytes of the frame
+ * from `off`, an odd last byte padded with zero. -1 if it cannot be had.
+ */
+static __always_inline int rvs_fp_seg_sum(struct xdp_md *ctx, __u32 off, __u32 len, __u16 *out)
+{
+	__u32 k = 0;
+	__u8 *buf = bpf_map_lookup_elem(&rvs_fp_scratch, &k);
+	__s64 s = 0;
+	int i;
+
+	if (!buf || len > RVS_FP_CSUM_MAX)
+		return -1;
+	for (i = 0; i < RVS_FP_CSUM_MAX / RVS_FP_CSUM_CHUNK; i++) {
+		if (len < RVS_FP_CSUM_CHUNK)
+			break;
+		if (bpf_xdp_load_bytes(ctx, off, buf, RVS_FP_CSUM_CHUNK))
+			return -1;
+		s = bpf_csum_diff(0, 0, (__be32 *)buf, RVS_FP_CSUM_CHUNK, (__wsum)s);
+		if (s < 0)
+			return -1;
+		off += RVS_FP_CSUM_CHUNK;
+		len -= RVS_FP_CSUM_CHUNK;
+	}
+	if (len) {
+		__u32 tail = len & (RVS_FP_CSUM_CHUNK - 1);
+		__u32 padded = (tail + 3) & (RVS_FP_CSUM_CHUNK - 4);
+
+		if (tail == 0)
+			return -1;
+		/* Zero the last word first: bytes past `tail` must count as 0. */
+		*(__u32 *)(buf + (tail & (RVS_FP_CSUM_CHUNK - 4))) = 0;
+		if (bpf_xdp_load_bytes(ctx, off, buf, tail))
+			return -1;
+		if (padded == 0)
+			padded = RVS_FP_CSUM_CHUNK;
+		s = bpf_csum_diff(0, 0, (__be32 *)buf, padded, (__wsum)s);
+		if (s < 0)
+			return -1;
+	}
+	*out = rvs_fp_fold((__u64)(__u32)s);
+	return 0;
+}
+
+/*
+ * Finishes a TCP or UDP checksum that the sender's checksum offload left
+ * partial: the field holds the pseudo-header's sum instead of the
+ * checksum (rvs-wire's offload.rs explains the test and why it is safe
+ * on complete checksums). Before any rewrite, so that NAT's incremental
+ * updates start from a complete checksum and DR/TUN deliver one.
+ * Returns 0 (nothing to do), 1 (finished), -1 (partial, but for the
+ * engine to finish: SCTP's CRC32c, a long segment).
+ */
+static __always_inline int rvs_fp_finish_csum(struct xdp_md *ctx, const struct rvs_fp_pkt *pkt,
+					      const struct rvs_flow_key *key)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	/* Mask: a bound the verifier can see (l4off <= 58). */
+	void *l4 = data + (pkt->l4off & 0x7f);
+	__u32 seglen = pkt->l3len - (pkt->l4off - pkt->l2len);
+	__u16 *field;
+	__u16 sum, c;
+	__u64 ph;
+
+	if (pkt->proto == RVS_FP_IPPROTO_SCTP) {
+		__u32 *crc = l4 + 8;
+
+		if ((void *)(crc + 1) > end)
+			return -1;
+		return *crc == 0 ? -1 : 0;
+	}
+	if (pkt->proto == IPPROTO_TCP) {
+		field = l4 + 16;
+	} else {
+		__u16 *udp = l4;
+		__u32 ulen;
+
+		if ((void *)(udp + 4) > end)
+			return 0;
+		field = udp + 3;
+		/* IPv4 UDP without a checksum. */
+		if (*field == 0)
+			return 0;
+		ulen = bpf_ntohs(udp[2]);
+		if (ulen < 8 || ulen > seglen)
+			return 0;
+		seglen = ulen;
+	}
+	if ((void *)(field + 1) > end)
+		return 0;
+	ph = rvs_fp_addr_sum(key->saddr, pkt->v6) + rvs_fp_addr_sum(key->daddr, pkt->v6) +
+	     bpf_htons((__u16)pkt->proto) + bpf_htons((__u16)seglen);
+	if (*field != rvs_fp_fold(ph))
+		return 0;
+	if (rvs_fp_seg_sum(ctx, pkt->l4off, seglen, &sum))
+		return -1;
+	c = (__u16)~sum;
+	if (pkt->proto == IPPROTO_UDP && c == 0)
+		c = 0xffff;
+	/* Packet pointers again: the helpers may have invalidated them. */
+	data = (void *)(long)ctx->data;
+	end = (void *)(long)ctx->data_end;
+	field = data + (pkt->l4off & 0x7f) + (pkt->proto == IPPROTO_TCP ? 16 : 6);
+	if ((void *)(field + 1) > end)
+		return -1;
+	*field = c;
+	return 1;
 }
 
 /*
@@ -593,6 +736,19 @@ static __always_inline int rvs_fast_path(struct xdp_md *ctx)
 	if (!act) {
 		rvs_fp_count(RVS_FP_STAT_MISS);
 		return RVS_FP_NOT_HANDLED;
+	}
+	r = rvs_fp_finish_csum(ctx, &pkt, &key);
+	if (r < 0) {
+		rvs_fp_count(RVS_FP_STAT_CSUM_SLOW);
+		return RVS_FP_NOT_HANDLED;
+	}
+	if (r > 0) {
+		rvs_fp_count(RVS_FP_STAT_CSUM);
+		data = (void *)(long)ctx->data;
+		end = (void *)(long)ctx->data_end;
+		/* A bound the verifier can see again (it cannot fail). */
+		if (data + sizeof(struct ethhdr) > end)
+			return XDP_DROP;
 	}
 
 	switch (act->method) {

@@ -61,6 +61,8 @@ const STAT_SKIP: u32 = 2;
 const STAT_TOO_BIG: u32 = 3;
 const STAT_TTL: u32 = 4;
 const STAT_ERROR: u32 = 5;
+const STAT_CSUM: u32 = 6;
+const STAT_CSUM_SLOW: u32 = 7;
 
 /// Errors of the flow cache.
 #[derive(Debug, thiserror::Error)]
@@ -198,6 +200,12 @@ pub struct FastPathStats {
     /// Hits left to the slow path (or dropped) because the entry does not
     /// fit the packet or a helper failed.
     pub errors: u64,
+    /// Hits whose checksum a sender's offload left partial, finished in
+    /// XDP (and forwarded).
+    pub csum_completed: u64,
+    /// Hits with a partial checksum left to the slow path to finish (an
+    /// SCTP CRC32c, a segment over 2048 bytes).
+    pub csum_slow: u64,
 }
 
 /// `struct rvs_flow_key` of fastpath.h.
@@ -734,6 +742,8 @@ impl FlowCache {
             too_big: sum(STAT_TOO_BIG)?,
             ttl: sum(STAT_TTL)?,
             errors: sum(STAT_ERROR)?,
+            csum_completed: sum(STAT_CSUM)?,
+            csum_slow: sum(STAT_CSUM_SLOW)?,
         })
     }
 }

@@ -47,6 +47,14 @@ const PACKET_FANOUT_FLAG_UNIQUEID: u32 = 0x2000;
 /// Receive buffer asked for (`SO_RCVBUFFORCE`, else `SO_RCVBUF`).
 const RCVBUF: libc::c_int = 4 << 20;
 
+/// The largest buffer: a 64 KiB TCP super-frame (a local sender's TSO,
+/// GRO) with its Ethernet header and headroom fits.
+const MAX_BUF: usize = 128 << 10;
+
+/// Bytes a buffer needs for the largest frame the kernel hands over: an
+/// IP packet of 65535 bytes, an Ethernet header and one VLAN tag.
+pub const SUPER_FRAME_MAX: usize = 65535 + 18;
+
 /// Shape of the buffers of one socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PacketConfig {
@@ -79,9 +87,9 @@ impl PacketConfig {
                 self.batch
             )));
         }
-        if self.buf_size > 65536 || self.buf_size < self.headroom + 1514 {
+        if self.buf_size > MAX_BUF || self.buf_size < self.headroom + 1514 {
             return Err(PacketError::Config(format!(
-                "buffer of {} bytes with {} of headroom cannot hold a 1514-byte frame (or exceeds 64 KiB)",
+                "buffer of {} bytes with {} of headroom cannot hold a 1514-byte frame (or exceeds 128 KiB)",
                 self.buf_size, self.headroom
             )));
         }

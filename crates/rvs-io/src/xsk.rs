@@ -968,13 +968,13 @@ fn check_ifname(ifname: &str) -> Result<CString, XskError> {
 /// Turn transmit checksum offload of `ifname` (in the calling thread's
 /// network namespace) on or off, like `ethtool -K IF tx on|off`.
 ///
-/// What an AF_XDP socket receives are the bytes on the wire. A kernel socket
-/// sending through a veth leaves the TCP/UDP checksum *partial* (only the
-/// pseudo-header sum: the "hardware" is expected to finish it), and veth
-/// hands the frame over as it is, so an AF_XDP peer receives a wrong L4
-/// checksum, which incremental updates cannot fix. Real NICs finish the
-/// checksum before the wire. The lab and the tests turn offload off on the
-/// veths that feed a director, so that it sees what it would see on a wire.
+/// What an AF_XDP or AF_PACKET socket receives from a local sender whose
+/// device has transmit checksum offload on (every veth, by default) is a
+/// frame whose TCP/UDP checksum is *partial*: only the pseudo-header sum,
+/// for the "hardware" to finish. rvsd finishes it
+/// (`rvs_wire::complete_partial`), so nothing needs this to be off; the
+/// benchmark's checksum-cost rows and the test that proves both settings
+/// work use it, and say so.
 pub fn set_tx_checksum_offload(ifname: &str, enabled: bool) -> Result<(), XskError> {
     let cname = check_ifname(ifname)?;
     crate::ethtool::value(&cname, crate::ethtool::ETHTOOL_STXCSUM, u32::from(enabled))

@@ -65,6 +65,12 @@ struct Opts {
     /// Ethernet padding after the IP packet.
     pad: usize,
     vlan: bool,
+    /// The checksum as a sender's checksum offload leaves it: the
+    /// pseudo-header sum (TCP, UDP), a zero CRC32c (SCTP).
+    partial: bool,
+    /// Payload bytes (odd, several of the fast path's 256-byte chunks)
+    /// instead of the short one.
+    long: bool,
 }
 
 const OPTS: Opts = Opts {
@@ -75,6 +81,8 @@ const OPTS: Opts = Opts {
     no_udp_csum: false,
     pad: 0,
     vlan: false,
+    partial: false,
+    long: false,
 };
 
 /// A TCP (with `tcp_flags`), UDP or SCTP (DATA chunk) segment with a
@@ -88,7 +96,12 @@ fn l4(
     tcp_flags: u8,
     o: Opts,
 ) -> Vec<u8> {
-    let payload = b"rvs fast path payload!";
+    let long: Vec<u8> = (0..1001u32).map(|i| (i * 7 + 3) as u8).collect();
+    let payload: &[u8] = if o.long {
+        &long
+    } else {
+        b"rvs fast path payload!"
+    };
     let mut h = Vec::new();
     h.extend_from_slice(&sport.to_be_bytes());
     h.extend_from_slice(&dport.to_be_bytes());
@@ -107,7 +120,8 @@ fn l4(
         SCTP => {
             h.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0]); // vtag, crc (unchecked here)
             // DATA chunk (type in tcp_flags' place: 0 DATA, 1 INIT...)
-            h.extend_from_slice(&[tcp_flags, 0x03, 0, 16 + payload.len() as u8]);
+            h.extend_from_slice(&[tcp_flags, 0x03]);
+            h.extend_from_slice(&(16 + payload.len() as u16).to_be_bytes());
             h.extend_from_slice(&[0; 12]);
             None
         }
@@ -123,7 +137,14 @@ fn l4(
         if proto == UDP && c == 0 {
             c = 0xffff;
         }
+        if o.partial {
+            c = ph;
+        }
         h[off..off + 2].copy_from_slice(&c.to_be_bytes());
+    }
+    if proto == SCTP && !o.partial {
+        let crc = checksum::crc32c(&h);
+        h[8..12].copy_from_slice(&crc.to_le_bytes());
     }
     h
 }
@@ -277,6 +298,8 @@ fn stats_delta(p: &FastPathTestProgram, before: FastPathStats) -> FastPathStats 
         too_big: a.too_big - before.too_big,
         ttl: a.ttl - before.ttl,
         errors: a.errors - before.errors,
+        csum_completed: a.csum_completed - before.csum_completed,
+        csum_slow: a.csum_slow - before.csum_slow,
     }
 }
 
@@ -397,6 +420,102 @@ fn dr_v6_udp_sctp() {
         &slow_dr(&f),
         XDP_REDIRECT,
     );
+}
+
+// ---- partial checksums (a sender's checksum offload) ----
+
+/// A frame with a partial checksum comes out of the fast path exactly as
+/// the slow path makes the same frame with a complete one: finished,
+/// then rewritten. Short and long (several chunks, odd length) segments,
+/// every method, both families, TCP and UDP.
+#[test]
+fn partial_checksums_are_finished() {
+    if !privileged("BPF") {
+        return;
+    }
+    let mut p = program();
+    let rs4 = v4("10.1.0.5");
+    let rs6 = v6("2001:db8:1::5");
+    let keys = [
+        key(TCP, v4("192.0.2.7"), v4("10.0.0.1"), 40000, 80),
+        key(UDP, v4("192.0.2.7"), v4("10.0.0.1"), 5353, 53),
+        key(TCP, v6("2001:db8:2::7"), v6("2001:db8::80"), 40000, 443),
+        key(UDP, v6("2001:db8:2::7"), v6("2001:db8::80"), 5353, 53),
+    ];
+    for long in [false, true] {
+        for k in &keys {
+            let flags = if k.proto == TCP { PSH_ACK } else { 0 };
+            let o = Opts { long, ..OPTS };
+            let full = frame(k, flags, o);
+            let f = frame(k, flags, Opts { partial: true, ..o });
+            assert_ne!(f, full, "the partial frame differs");
+            let rs = if k.src.is_ipv6() { rs6 } else { rs4 };
+            let tun_src = if k.src.is_ipv6() {
+                v6("2001:db8::1")
+            } else {
+                v4("10.0.0.2")
+            };
+            let cases = [
+                (FlowRewrite::Dr, slow_dr(&full)),
+                (
+                    FlowRewrite::NatIn {
+                        addr: rs,
+                        port: 8080,
+                    },
+                    slow_nat_in(&full, rs, 8080),
+                ),
+                (
+                    FlowRewrite::NatOut {
+                        addr: rs,
+                        port: 8080,
+                    },
+                    slow_nat_out(&full, rs, 8080),
+                ),
+                (
+                    FlowRewrite::Tun {
+                        src: tun_src,
+                        dst: rs,
+                    },
+                    slow_tun(&full, tun_src, rs, 1500 + 40),
+                ),
+            ];
+            for (rewrite, want) in cases {
+                let mut a = action(rewrite, OTHER_IF);
+                a.mtu = 1500 + 40;
+                let before = p.cache().stats().unwrap();
+                hit(&mut p, k, &a, &f, &want, XDP_REDIRECT);
+                let d = stats_delta(&p, before);
+                // hit() runs the frame twice.
+                assert_eq!(d.csum_completed, 2, "{k:?} {rewrite:?} long {long}");
+            }
+            // A complete checksum is left as it is.
+            let before = p.cache().stats().unwrap();
+            hit(
+                &mut p,
+                k,
+                &action(FlowRewrite::Dr, OTHER_IF),
+                &full,
+                &slow_dr(&full),
+                XDP_REDIRECT,
+            );
+            assert_eq!(stats_delta(&p, before).csum_completed, 0);
+        }
+    }
+    // An SCTP CRC32c left at zero is the engine's to compute.
+    let k = key(SCTP, v4("192.0.2.7"), v4("10.0.0.1"), 9, 9);
+    let f = frame(
+        &k,
+        0,
+        Opts {
+            partial: true,
+            ..OPTS
+        },
+    );
+    p.cache_mut()
+        .insert(&k, &action(FlowRewrite::Dr, OTHER_IF))
+        .unwrap();
+    let d = passed(&p, &f, "SCTP with a zero CRC32c");
+    assert_eq!(d.csum_slow, 1);
 }
 
 // ---- TUN ----

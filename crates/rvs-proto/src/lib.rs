@@ -487,6 +487,14 @@ pub struct DataPlaneWorker {
     /// ring full, no fill-ring frame, or AF_PACKET receive buffer full.
     #[serde(default)]
     pub kernel_drops: u64,
+    /// Frames whose TCP/UDP checksum or SCTP CRC32c a sender's checksum
+    /// offload left partial, finished by the engine before forwarding.
+    #[serde(default)]
+    pub csum_completed: u64,
+    /// TCP super-frames (a sender's TSO, GRO) cut into wire-sized segments
+    /// before the engine (AF_PACKET).
+    #[serde(default)]
+    pub segmented: u64,
 }
 
 /// Counters of the XDP classifier, summed over CPUs.
@@ -544,6 +552,12 @@ pub struct FastPathCounters {
     pub ttl: u64,
     /// Hits left to the engine (or dropped): entry mismatch, helper error.
     pub errors: u64,
+    /// Hits whose checksum a sender's offload left partial, finished in
+    /// XDP before forwarding.
+    pub csum_completed: u64,
+    /// Hits with a partial checksum left to the engine to finish (SCTP
+    /// CRC32c, segments over 2048 bytes).
+    pub csum_slow: u64,
 }
 
 /// A reply from rvsd.

@@ -14,6 +14,8 @@
 //! * [`checksum`]: the internet checksum and RFC 1624 incremental updates.
 //! * [`offload`]: [`complete_partial`], finishing the checksums a sender's
 //!   checksum offload left partial.
+//! * [`segment`]: [`tcp_segments`], cutting a TCP super-frame (TSO, GRO)
+//!   into wire-sized segments.
 //! * [`parse`]: [`parse_frame`], one pass over an Ethernet frame into a
 //!   [`FlowMeta`] (offsets, 5-tuple, flags, and the embedded flow of an ICMP
 //!   error).
@@ -92,6 +94,7 @@ pub mod offload;
 pub mod parse;
 pub mod rewrite;
 pub mod sctp;
+pub mod segment;
 pub mod tcp;
 pub mod udp;
 
@@ -103,6 +106,7 @@ pub use rewrite::{
     EncapResult, TtlVerdict, decrement_ttl, dnat, encap_ipip, icmp_error_in, icmp_error_out,
     icmp_frag_needed, icmp_port_unreachable, set_macs, snat,
 };
+pub use segment::{SegmentError, tcp_segment, tcp_segments};
 
 /// Short names for the views.
 pub use arp::Packet as ArpPacket;

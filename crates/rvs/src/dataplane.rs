@@ -51,6 +51,8 @@ pub fn format(
         "tx-full",
         "no-port",
         "kernel-drop",
+        "csum-fixed",
+        "tso-cut",
     ];
     let row = |w: &DataPlaneWorker| {
         [
@@ -64,13 +66,15 @@ pub fn format(
             w.tx_full,
             w.no_port,
             w.kernel_drops,
+            w.csum_completed,
+            w.segmented,
         ]
     };
-    let mut rows: Vec<(String, [u64; 10])> = workers
+    let mut rows: Vec<(String, [u64; 12])> = workers
         .iter()
         .map(|w| (w.worker.to_string(), row(w)))
         .collect();
-    let mut total = [0u64; 10];
+    let mut total = [0u64; 12];
     for (_, r) in &rows {
         for (t, v) in total.iter_mut().zip(r) {
             *t = t.saturating_add(*v);
@@ -137,6 +141,11 @@ pub fn format_fast_path(f: &FastPathCounters) -> String {
          hits {}, misses {}, skipped {}, too big {}, ttl {}, errors {}\n",
         f.packets, f.bytes, f.hits, f.misses, f.skipped, f.too_big, f.ttl, f.errors
     ));
+    out.push_str(&format!(
+        "fast path: checksums finished {} (partial from the sender's offload), \
+         left to the engine {}\n",
+        f.csum_completed, f.csum_slow
+    ));
     out
 }
 
@@ -165,10 +174,10 @@ mod tests {
         assert_eq!(
             t,
             "packet I/O: xdp\n\
-             worker     rx     tx  forwarded  replies  passed  dropped  need-hop  tx-full  no-port  kernel-drop\n\
-             0           5      5          5        0       0        0         0        0        0            0\n\
-             1       12345  12345      12345        0       0        0         0        0        0            0\n\
-             total   12350  12350      12350        0       0        0         0        0        0            0\n\
+             worker     rx     tx  forwarded  replies  passed  dropped  need-hop  tx-full  no-port  kernel-drop  csum-fixed  tso-cut\n\
+             0           5      5          5        0       0        0         0        0        0            0           0        0\n\
+             1       12345  12345      12345        0       0        0         0        0        0            0           0        0\n\
+             total   12350  12350      12350        0       0        0         0        0        0            0           0        0\n\
              classifier: redirected 7, passed 0, no socket 0, malformed 0, fragments 0\n"
         );
         assert_eq!(
@@ -195,6 +204,8 @@ mod tests {
             too_big: 0,
             ttl: 0,
             errors: 0,
+            csum_completed: 7,
+            csum_slow: 1,
         };
         let t = format(
             "xdp",
@@ -208,7 +219,9 @@ mod tests {
                  fast path: on, sending to eth0, eth1 (probed: eth0, eth1)\n\
                  fast path: entries 8, installs 10, removals 2, evictions 1\n\
                  fast path: forwarded 400 packets, 123456 bytes (credited to the statistics); \
-                 hits 401, misses 5, skipped 30, too big 0, ttl 0, errors 0\n"
+                 hits 401, misses 5, skipped 30, too big 0, ttl 0, errors 0\n\
+                 fast path: checksums finished 7 (partial from the sender's offload), \
+                 left to the engine 1\n"
             ),
             "{t}"
         );

@@ -26,7 +26,7 @@
 //! `rvs lab clean` removes every `rvslab-*` namespace and its processes.
 
 use crate::child::sibling;
-use crate::netns::{addr as ip_addr_add, gro_on, in_ns, remove_ns, run_cmd, tx_csum_off};
+use crate::netns::{addr as ip_addr_add, gro_on, in_ns, remove_ns, run_cmd};
 use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -407,9 +407,6 @@ fn build_and_run(lab: &mut Lab, o: &Opts, stop: &AtomicBool) -> Result<String, S
                 "via",
                 &dip,
             ])?;
-            // It sends into the director too.
-            tx_csum_off(&router, "eth0")?;
-            tx_csum_off(&router, "eth1")?;
             (vip, ca.to_string(), dip, rips, vec!["eth0"])
         } else {
             let c = format!("{net}.0");
@@ -440,11 +437,6 @@ fn build_and_run(lab: &mut Lab, o: &Opts, stop: &AtomicBool) -> Result<String, S
             )
         };
     check_stop(stop)?;
-    // What feeds the director must carry full checksums.
-    tx_csum_off(&client, "eth0")?;
-    for rs in &rss {
-        tx_csum_off(rs, "eth0")?;
-    }
     if o.mode != Mode::DrRouted {
         run_cmd(&[
             "ip",
@@ -542,6 +534,11 @@ fn build_and_run(lab: &mut Lab, o: &Opts, stop: &AtomicBool) -> Result<String, S
         rips.join(" "),
         o.scheduler
     );
+    out.push_str(
+        "lab: offloads as the kernel sets them (the client's and real servers' partial \
+         checksums are finished by rvsd), except GRO turned on on the switch ports facing \
+         the director: a veth in NAPI mode takes the XDP fast path's redirects\n",
+    );
     print!("{out}");
     out.clear();
     let addr: SocketAddr = svc.parse().map_err(|e| format!("{e}"))?;
@@ -586,6 +583,11 @@ fn build_and_run(lab: &mut Lab, o: &Opts, stop: &AtomicBool) -> Result<String, S
     }
     println!("--- rvsadm -Ln --stats (in {director}) ---");
     print!("{}", lab.adm(&director, &["-L", "-n", "--stats"])?);
+    println!("--- rvs dataplane (in {director}) ---");
+    match in_ns(&director, crate::dataplane::run) {
+        Ok(t) => print!("{t}"),
+        Err(e) => println!("rvs dataplane: {e}"),
+    }
     if o.keep && ok == o.requests {
         out.push_str("--- kept running; enter a namespace with:\n");
         for ns in &lab.namespaces {

@@ -13,9 +13,9 @@
 //! * `--io packet`: an AF_PACKET socket per interface and worker (fanout by
 //!   flow hash when there are several workers) sees a copy of every frame;
 //!   an nftables table drops what rvs claims in front of the kernel's stack
-//!   ([`rvs_io::nft`]). `Action::Pass` means "the kernel has it". GRO is
-//!   turned off on the served interfaces while rvsd runs (merged frames are
-//!   longer than the MTU) and back on when it stops.
+//!   ([`rvs_io::nft`]). `Action::Pass` means "the kernel has it". TCP
+//!   super-frames (a local sender's TSO, GRO) are cut into segments first
+//!   (offloads are left as they are: see the notes after [`Filter`]).
 //!
 //! Worker `q` serves RX queue `q` of every served interface (AF_XDP), or the
 //! `q`-th socket of every interface's fanout group (AF_PACKET). The engine
@@ -107,42 +107,32 @@ impl Backend {
 #[derive(Debug)]
 enum Filter {
     Xdp(Box<Classifier>),
-    Nft(NftTable, GroOff),
+    Nft(NftTable),
 }
 
-/// Interfaces whose GRO `--io packet` turned off; turned back on when
-/// dropped. (A merged frame is longer than the MTU: AF_PACKET would see
-/// frames it cannot forward.)
-#[derive(Debug, Default)]
-struct GroOff(Vec<String>);
-
-impl GroOff {
-    /// Turn GRO off on `ifname` if it is on; a failure is logged, not fatal
-    /// (the interface may not support it, and then it merges nothing).
-    fn turn_off(&mut self, ifname: &str) {
-        match rvs_io::packet::gro(ifname) {
-            Ok(true) => match rvs_io::packet::set_gro(ifname, false) {
-                Ok(()) => {
-                    eprintln!("rvsd: {ifname}: generic receive offload turned off while serving");
-                    self.0.push(ifname.to_string());
-                }
-                Err(e) => eprintln!("rvsd: {ifname}: cannot turn GRO off: {e}"),
-            },
-            Ok(false) => {}
-            Err(e) => eprintln!("rvsd: {ifname}: cannot read the GRO setting: {e}"),
-        }
-    }
-}
-
-impl Drop for GroOff {
-    fn drop(&mut self) {
-        for ifname in &self.0 {
-            if let Err(e) = rvs_io::packet::set_gro(ifname, true) {
-                eprintln!("rvsd: {ifname}: cannot turn GRO back on: {e}");
-            }
-        }
-    }
-}
+// What reaches rvs with the kernel's default offloads, which rvsd leaves
+// as they are (measured on veth, kernel 6.18; see drivers/net/veth.c and
+// net/core/dev.c):
+// * Transmit checksum offload of a local sender: frames carry partial
+//   TCP/UDP checksums (the pseudo-header sum) and zero SCTP CRCs on
+//   every path (XDP, AF_XDP, AF_PACKET); the engine and the XDP fast path
+//   finish them (`rvs_wire::offload`), counted in `rvs dataplane`.
+// * TSO/GSO of a local sender: while an XDP program without multi-buffer
+//   support is attached to a veth, the kernel clears TSO on its peer
+//   (`ethtool -k`: tcp-segmentation-offload off), so software GSO cuts
+//   MTU-sized segments before the veth, each with its own partial
+//   checksum; native XDP on a NIC disables LRO. XDP and AF_XDP never see
+//   a super-frame. Without XDP (`--io packet`) the peer keeps TSO and
+//   AF_PACKET reads its TCP packets of up to 64 KiB whole.
+// * GRO runs after XDP (on the frames XDP passes), so it merges nothing
+//   that XDP or AF_XDP see; AF_PACKET taps frames after GRO, merged.
+//
+// So `--io packet` reads into 64 KiB buffers and its workers cut TCP
+// super-frames into segments of the ingress MTU before the engine
+// ([`Worker::cut_super_frames`], `rvs_wire::tcp_segment`), as the
+// kernel's GSO would on the way out. UDP super-frames (UDP GSO, or
+// GRO with `rx-udp-gro-forwarding`, off by default) cannot be cut without
+// the sender's segment size and are dropped (counted).
 
 /// One served interface.
 #[derive(Debug, Clone)]
@@ -151,6 +141,8 @@ struct Port {
     name: String,
     /// RX queues (XDP sockets opened, or fanout members).
     queues: u32,
+    /// IP MTU: the size TCP super-frames read from it are cut to.
+    mtu: u32,
 }
 
 /// Counters of one worker, readable while it runs.
@@ -176,6 +168,12 @@ pub struct WorkerCounters {
     pub tx_full: AtomicU64,
     /// Frames for an interface rvsd does not serve.
     pub no_port: AtomicU64,
+    /// Frames whose partial checksum (a sender's checksum offload) the
+    /// engine finished.
+    pub csum_completed: AtomicU64,
+    /// TCP super-frames (a sender's TSO, GRO) cut into segments before
+    /// the engine saw them (AF_PACKET only).
+    pub segmented: AtomicU64,
     /// Frames the kernel dropped before the worker read them (the sum over
     /// the worker's sockets, refreshed every [`KERNEL_STATS_INTERVAL`]).
     pub kernel_drops: AtomicU64,
@@ -193,6 +191,8 @@ struct Tally {
     need_hop: u64,
     tx_full: u64,
     no_port: u64,
+    csum_completed: u64,
+    segmented: u64,
 }
 
 impl WorkerCounters {
@@ -207,6 +207,8 @@ impl WorkerCounters {
         self.need_hop.fetch_add(t.need_hop, r);
         self.tx_full.fetch_add(t.tx_full, r);
         self.no_port.fetch_add(t.no_port, r);
+        self.csum_completed.fetch_add(t.csum_completed, r);
+        self.segmented.fetch_add(t.segmented, r);
     }
 
     fn snapshot(&self, worker: u32) -> DataPlaneWorker {
@@ -223,6 +225,8 @@ impl WorkerCounters {
             tx_full: self.tx_full.load(r),
             no_port: self.no_port.load(r),
             kernel_drops: self.kernel_drops.load(r),
+            csum_completed: self.csum_completed.load(r),
+            segmented: self.segmented.load(r),
         }
     }
 }
@@ -503,6 +507,7 @@ fn ports_of(resolver: &Resolver, interfaces: &[String]) -> Result<Vec<Port>, Str
                 ifindex: info.ifindex,
                 name: name.clone(),
                 queues: queues_of(name)?,
+                mtu: crate::system::interface_mtu(name).unwrap_or(1500),
             })
         })
         .collect()
@@ -712,11 +717,10 @@ impl Running {
         }
         let filter = self.shared.filter().take();
         match filter {
-            Some(Filter::Nft(t, gro)) => {
+            Some(Filter::Nft(t)) => {
                 if let Err(e) = t.remove() {
                     eprintln!("rvsd: cannot delete the nftables table: {e}");
                 }
-                drop(gro);
             }
             Some(Filter::Xdp(c)) => {
                 if let Some(f) = self.shared.fast()
@@ -725,13 +729,16 @@ impl Running {
                     let t = &f.totals;
                     eprintln!(
                         "rvsd: fast path: hits {}, misses {}, skipped {}, too big {}, ttl {}, \
-                         errors {}; installs {}, removals {}, evictions {}",
+                         errors {}, checksums finished {} (left to the engine {}); \
+                         installs {}, removals {}, evictions {}",
                         s.hits,
                         s.misses,
                         s.skipped,
                         s.too_big,
                         s.ttl,
                         s.errors,
+                        s.csum_completed,
+                        s.csum_slow,
                         t.installs,
                         t.removals,
                         t.evictions
@@ -837,7 +844,7 @@ fn open_xdp(ports: &[Port], flow_entries: u32) -> Result<(Filter, Vec<WorkerSock
     Ok((Filter::Xdp(Box::new(classifier)), workers))
 }
 
-/// Install the nftables table, turn GRO off, and open the AF_PACKET
+/// Install the nftables table and open the AF_PACKET
 /// sockets: one per port and worker, the workers of a port in one fanout
 /// group.
 fn open_packet(ports: &[Port]) -> Result<(Filter, Vec<WorkerSocks>), String> {
@@ -851,10 +858,6 @@ fn open_packet(ports: &[Port]) -> Result<(Filter, Vec<WorkerSocks>), String> {
             .collect(),
     )
     .map_err(|e| e.to_string())?;
-    let mut gro = GroOff::default();
-    for p in ports {
-        gro.turn_off(&p.name);
-    }
     let n = ports.iter().map(|p| p.queues).max().unwrap_or(1).max(1);
     let mut workers: Vec<WorkerSocks> = (0..n)
         .map(|_| WorkerSocks {
@@ -865,8 +868,14 @@ fn open_packet(ports: &[Port]) -> Result<(Filter, Vec<WorkerSocks>), String> {
     for p in ports {
         let mut group = None;
         for w in workers.iter_mut() {
-            let mut s = PacketSocket::open(&p.name, &PacketConfig::default())
-                .map_err(|e| format!("{}: {e}", p.name))?;
+            // Buffers that hold a 64 KiB TCP super-frame (a local sender's
+            // TSO reaches AF_PACKET whole): cut by the worker.
+            let rx_cfg = PacketConfig {
+                buf_size: PacketConfig::default().headroom + rvs_io::packet::SUPER_FRAME_MAX,
+                ..PacketConfig::default()
+            };
+            let mut s =
+                PacketSocket::open(&p.name, &rx_cfg).map_err(|e| format!("{}: {e}", p.name))?;
             if n > 1 {
                 group = Some(
                     s.join_fanout(group)
@@ -877,7 +886,7 @@ fn open_packet(ports: &[Port]) -> Result<(Filter, Vec<WorkerSocks>), String> {
             w.receives.push(true);
         }
     }
-    Ok((Filter::Nft(table, gro), workers))
+    Ok((Filter::Nft(table), workers))
 }
 
 /// The interfaces the fast path may send to (it always redirects, also back
@@ -1093,6 +1102,8 @@ impl FastSync {
             too_big: s.too_big,
             ttl: s.ttl,
             errors: s.errors,
+            csum_completed: s.csum_completed,
+            csum_slow: s.csum_slow,
         }
     }
 
@@ -1441,7 +1452,7 @@ impl Sync {
                         eprintln!("rvsd: data plane: cannot update the fwmark maps: {e}");
                     }
                 }
-                Some(Filter::Nft(t, _)) => {
+                Some(Filter::Nft(t)) => {
                     let fwmark = nft_claims(&set);
                     let claims = Claims {
                         services: &set.services,
@@ -1482,6 +1493,12 @@ struct Worker {
     held: HeldFrames,
     /// Held frames whose hop is known, being processed again.
     ready: Vec<Held>,
+    /// TCP super-frames of the current batch, cut after it
+    /// ([`Worker::cut_super_frames`]).
+    big: Vec<Vec<u8>>,
+    /// Where one segment is built (headroom for a tunnel header, then
+    /// the frame).
+    seg: Vec<u8>,
 }
 
 impl Worker {
@@ -1505,6 +1522,8 @@ impl Worker {
             need: Vec::new(),
             held: HeldFrames::default(),
             ready: Vec::new(),
+            big: Vec::new(),
+            seg: vec![0; held::HEADROOM + SEGMENT_MAX],
         }
     }
 
@@ -1570,6 +1589,8 @@ impl Worker {
         let mut guard = None::<MutexGuard<'_, State>>;
         let mut now = None;
         let mut t = Tally::default();
+        // The engine's count of finished checksums when the batch began.
+        let mut csum_before = 0;
         let port_of_ifindex = &self.port_of_ifindex;
         let pending = &mut self.pending;
         let spare = &mut self.spare;
@@ -1577,11 +1598,13 @@ impl Worker {
         let held = &mut self.held;
         let resolver = &self.dp.resolver;
         let dp = &self.dp;
+        let big = &mut self.big;
         let res = self.socks[si].rx_batch(BATCH, |fb| {
             t.rx += 1;
             // Lock once per batch, and only when there is a frame.
             let state = guard.get_or_insert_with(|| shared.lock());
             let now = *now.get_or_insert_with(|| {
+                csum_before = state.engine_mut().counters().csum_completed;
                 let now = clock.now();
                 // The fast-path work the previous batch queued, now that
                 // its frames are sent: a flow's next packets go through XDP
@@ -1592,6 +1615,16 @@ impl Worker {
             });
             let engine: &mut Engine = state.engine_mut();
             let (start, len) = (fb.start(), fb.len());
+            if len > WIRE_FRAME_MAX {
+                // A TCP super-frame (the sender's TSO, or GRO): cut into
+                // segments of the ingress MTU after the batch.
+                t.segmented += 1;
+                let mut b = spare.pop().unwrap_or_default();
+                b.clear();
+                b.extend_from_slice(&fb.buf()[start..start + len]);
+                big.push(b);
+                return Verdict::Done;
+            }
             let action = engine.process(
                 Frame {
                     buf: fb.buf_mut(),
@@ -1645,6 +1678,18 @@ impl Worker {
             pending.push(Pending { sock: pi, bytes: b });
             Verdict::Done
         });
+        if let Some(state) = guard.as_mut()
+            && let Some(now) = now
+        {
+            self.cut_super_frames(state.engine_mut(), ingress, now, &mut t);
+        }
+        if let Some(state) = guard.as_mut() {
+            t.csum_completed = state
+                .engine_mut()
+                .counters()
+                .csum_completed
+                .saturating_sub(csum_before);
+        }
         drop(guard);
         if let Err(e) = res {
             eprintln!(
@@ -1663,7 +1708,127 @@ impl Worker {
     }
 }
 
+/// The longest frame a served interface delivers unmerged: 1500-byte IP
+/// packets, an Ethernet header and one VLAN tag. Longer ones are TCP
+/// super-frames (a local sender's TSO, or GRO), which only AF_PACKET reads
+/// (see the notes after [`Filter`]).
+const WIRE_FRAME_MAX: usize = 1518;
+
+/// The longest segment cut from a super-frame (jumbo MTUs included).
+const SEGMENT_MAX: usize = 9216 + 18;
+
 impl Worker {
+    /// Cut the batch's TCP super-frames into segments of the ingress
+    /// interface's MTU (`rvs_wire::tcp_segments`, as the kernel's GSO
+    /// would before the wire) and process each through the engine; what
+    /// is not TCP (UDP GSO: its segment size is unknown here) is dropped
+    /// and counted.
+    fn cut_super_frames(
+        &mut self,
+        engine: &mut Engine,
+        ingress: PortId,
+        now: rvs_core::Instant,
+        t: &mut Tally,
+    ) {
+        let mtu = self
+            .dp
+            .ports
+            .iter()
+            .find(|p| PortId(p.ifindex) == ingress)
+            .map_or(1500, |p| p.mtu as usize);
+        let mut big = std::mem::take(&mut self.big);
+        let mut seg = std::mem::take(&mut self.seg);
+        for frame in big.drain(..) {
+            let meta = match rvs_wire::parse_frame(&frame) {
+                Ok(rvs_wire::Parsed::Ip(m)) => m,
+                _ => {
+                    t.dropped += 1;
+                    self.spare.push(frame);
+                    continue;
+                }
+            };
+            for i in 0.. {
+                let len = match rvs_wire::tcp_segment(
+                    &frame,
+                    &meta,
+                    mtu,
+                    i,
+                    &mut seg[held::HEADROOM..],
+                ) {
+                    Ok(Some(len)) => len,
+                    Ok(None) => break,
+                    Err(_) => {
+                        t.dropped += 1;
+                        break;
+                    }
+                };
+                let action = engine.process(
+                    Frame {
+                        buf: &mut seg,
+                        start: held::HEADROOM,
+                        len,
+                        ingress,
+                        fwmark: 0,
+                    },
+                    now,
+                );
+                self.route(engine, action, &seg, len, ingress, t);
+            }
+            self.spare.push(frame);
+        }
+        self.big = big;
+        self.seg = seg;
+    }
+
+    /// Queue what the engine decided for a frame built in `buf` (at
+    /// [`held::HEADROOM`], `len` bytes): a forwarded frame or a reply for
+    /// its egress socket, a frame whose hop is unknown held.
+    fn route(
+        &mut self,
+        engine: &Engine,
+        action: Action,
+        buf: &[u8],
+        len: usize,
+        ingress: PortId,
+        t: &mut Tally,
+    ) {
+        let (port, bytes) = match action {
+            Action::Forward { port, start, len } => {
+                t.forwarded += 1;
+                (port, &buf[start..start + len])
+            }
+            Action::Reply { port, len } => {
+                t.replies += 1;
+                (port, engine.reply_frame(len))
+            }
+            Action::NeedHop(a) => {
+                t.need_hop += 1;
+                let _ = self.dp.resolver.lookup(a);
+                self.need.push(a);
+                let frame = &buf[held::HEADROOM..held::HEADROOM + len];
+                t.dropped += self.held.hold(a, ingress, frame, Instant::now());
+                return;
+            }
+            Action::Pass => {
+                t.passed += 1;
+                return;
+            }
+            Action::Drop(_) => {
+                t.dropped += 1;
+                return;
+            }
+        };
+        match self.port_of_ifindex.get(&port.0) {
+            Some(&pi) => {
+                let mut b = self.spare.pop().unwrap_or_default();
+                b.clear();
+                b.extend_from_slice(bytes);
+                self.pending.push(Pending { sock: pi, bytes: b });
+            }
+            None => t.no_port += 1,
+        }
+    }
+
     /// Read the kernel's receive drops of every socket of this worker.
     fn refresh_kernel_drops(&mut self) {
         let drops = self.socks.iter_mut().map(Sock::kernel_drops).sum();
@@ -1797,6 +1962,8 @@ mod tests {
             need_hop: 5,
             tx_full: 6,
             no_port: 7,
+            csum_completed: 8,
+            segmented: 9,
         };
         c.add(&t);
         c.add(&t);
@@ -1815,6 +1982,8 @@ mod tests {
                 tx_full: 12,
                 no_port: 14,
                 kernel_drops: 0,
+                csum_completed: 16,
+                segmented: 18,
             }
         );
     }
@@ -1859,6 +2028,7 @@ mod tests {
             ifindex,
             name: name.into(),
             queues: 1,
+            mtu: 1500,
         };
         let ports = [port(4, "eth0"), port(5, "eth1"), port(6, "eth2")];
         let probed = [Probed {

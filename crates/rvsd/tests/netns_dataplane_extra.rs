@@ -238,8 +238,6 @@ fn one_segment(
         ipn(&sw, &format!("link set {port} master br0"));
         ipn(ns, &format!("addr add {addr}/{len} dev eth0 nodad"));
     }
-    tx_csum_off(&client, "eth0");
-    tx_csum_off(&rs1, "eth0");
     napi_peer(&sw, "pd");
     let host = if vip.contains(':') { 128 } else { 32 };
     ipn(&client, &format!("route add {vip}/{host} via {d}"));
@@ -286,8 +284,6 @@ fn two_segments(
     let host = if vip.contains(':') { 128 } else { 32 };
     ipn(&client, &format!("route add {vip}/{host} via {d1}"));
     ipn(&rs1, &format!("route add default via {d2}"));
-    tx_csum_off(&client, "eth0");
-    tx_csum_off(&rs1, "eth0");
     napi_peer(&client, "eth0");
     napi_peer(&rs1, "eth0");
     TwoSegments {
@@ -1218,9 +1214,6 @@ fn behind_router(lab: &mut Lab, p: &RouterPlan, rs: Option<RsSetup>) -> BehindRo
         &format!("route add {} via {}", p.client_net, p.router_d),
     );
     ipn(&director, &format!("addr add {} dev lo", p.vip_host()));
-    for ns in [&client, &router, &rs1] {
-        tx_csum_off(ns, "eth0");
-    }
     BehindRouter {
         client,
         router,

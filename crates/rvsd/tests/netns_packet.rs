@@ -270,13 +270,13 @@ fn packet_direct_routing_one_segment() {
     }
     let mut lab = Lab::new(PREFIX, "dr");
     let (n, body) = one_segment(&mut lab, 1, false);
-    // GRO on (as on most NICs): rvsd turns it off while it serves, so
-    // that it never sees merged frames longer than the MTU.
+    // GRO on (as on most NICs): rvsd leaves it on, and the frames it
+    // merges (longer than the MTU) are cut back into segments.
     set_gro(&n.director, "eth0", true);
     assert!(gro(&n.director, "eth0"));
     let rvsd = lab.start_rvsd(&n.director, Some("packet"), &["eth0"], &[]);
     assert!(lab.rvsd_log().contains("--io packet"), "{}", lab.rvsd_log());
-    assert!(!gro(&n.director, "eth0"), "GRO still on");
+    assert!(gro(&n.director, "eth0"), "GRO turned off");
     assert!(nft_table_present(&n.director));
     add_services(&lab, &n.director, "10.0.0.100", "10.0.0.11", "-g");
     // The table holds the services once rvsadm returned.
@@ -299,9 +299,11 @@ fn packet_direct_routing_one_segment() {
     let (mode, workers) = dataplane_stats(&n.director);
     assert_eq!(mode, "packet");
     assert_eq!(workers.len(), 1);
+    // The 200 kB echo from the client arrived merged by GRO.
+    assert!(workers[0].segmented > 0, "{workers:?}");
     lab.stop_rvsd(rvsd);
     assert!(!nft_table_present(&n.director), "table left behind");
-    assert!(gro(&n.director, "eth0"), "GRO not turned back on");
+    assert!(gro(&n.director, "eth0"), "GRO changed");
     let log = lab.rvsd_log();
     assert!(log.contains("worker 0: rx "), "{log}");
     // Without rvsd the director's kernel answers the claimed port with a
@@ -489,4 +491,45 @@ fn packet_io_errors_are_clear() {
     assert_eq!(mode, "none");
     assert!(workers.is_empty());
     lab.stop_rvsd(idx);
+}
+
+/// Both transmit checksum settings of the senders forward byte-exact,
+/// over XDP and AF_PACKET: with the kernel's default (on) the client's and
+/// the real server's frames reach rvsd with partial checksums, which it
+/// finishes (counted); with it off they arrive complete and nothing is
+/// finished. The only test that changes the setting.
+#[test]
+fn both_tx_checksum_settings_forward() {
+    if !privileged() {
+        return;
+    }
+    for io in ["xdp", "packet"] {
+        let mut lab = Lab::new(PREFIX, &format!("csum-{io}"));
+        let TwoSegments {
+            client,
+            director,
+            rs1,
+        } = nat_topology(&mut lab);
+        let body = servers(&mut lab, &rs1, "10.0.2.11");
+        let rvsd = lab.start_rvsd(&director, Some(io), &["eth0", "eth1"], &[]);
+        add_services(&lab, &director, "10.0.1.100", "10.0.2.11", "-m");
+        let fixed = || -> u64 {
+            dataplane_stats(&director)
+                .1
+                .iter()
+                .map(|w| w.csum_completed)
+                .sum()
+        };
+        let before = fixed();
+        check_traffic(&lab, &client, &director, "10.0.1.100", &body);
+        let with_offload = fixed() - before;
+        assert!(with_offload > 0, "{io}: no partial checksum finished");
+        set_tx_csum(&client, "eth0", false);
+        set_tx_csum(&rs1, "eth0", false);
+        let before = fixed();
+        check_traffic(&lab, &client, &director, "10.0.1.100", &body);
+        assert_eq!(fixed() - before, 0, "{io}: complete checksums were touched");
+        eprintln!("{io}: {with_offload} checksums finished with offload on, 0 with it off");
+        lab.stop_rvsd(rvsd);
+    }
 }
