@@ -543,7 +543,7 @@ impl PacketGenerator {
                 std::thread::yield_now();
             }
             checks += 1;
-            if checks % 16 == 0 && Instant::now() >= until {
+            if checks.is_multiple_of(16) && Instant::now() >= until {
                 break;
             }
         }
