@@ -345,7 +345,7 @@ fn measure(
     let before = sink_count(n)?;
     let fwd0 = dut_out(n)?;
     let cpu0 = topo::CpuTimes::now();
-    let dut0 = topo::cpu_seconds(&pids);
+    let dut0 = topo::cpu_ticks(&pids);
     let t0 = Instant::now();
     let sent = generator::send(
         n.gen_kind,
@@ -366,7 +366,7 @@ fn measure(
     // tick in softirq while a DUT thread runs counts in both, so at most
     // the CPU's busy time.
     let dut = dut_cpu(
-        topo::cpu_seconds(&pids) - dut0,
+        topo::cpu_seconds_between(&dut0, &topo::cpu_ticks(&pids)),
         cpu1.softirq_since(&cpu0, DUT_CPU).unwrap_or(0.0),
         cpu1.busy_since(&cpu0, DUT_CPU).unwrap_or(0.0),
     );

@@ -169,6 +169,16 @@ fn proc_stat_busy_excludes_idle_and_iowait() {
 }
 
 #[test]
+fn cpu_time_of_threads_that_come_and_go_is_never_negative() {
+    use std::collections::HashMap;
+    let before = HashMap::from([(1, 100), (2, 500)]);
+    // Thread 2 exited, thread 3 started.
+    let after = HashMap::from([(1, 150), (3, 20)]);
+    assert_eq!(super::topo::cpu_seconds_between(&before, &after), 0.7);
+    assert!(!super::topo::cpu_ticks(&[std::process::id()]).is_empty());
+}
+
+#[test]
 fn mac_parsing() {
     assert_eq!(parse_mac("02:00:0a:ff:00:01"), Some([2, 0, 10, 255, 0, 1]));
     assert_eq!(parse_mac("02:00:0a:ff:00"), None);
