@@ -15,6 +15,7 @@
 
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use core::time::Duration;
+use std::collections::VecDeque;
 
 use hashbrown::HashMap;
 use rvs_wire::{EncapResult, EthernetAddress, FlowMeta, Parsed, TtlVerdict};
@@ -189,6 +190,12 @@ pub struct EngineCounters {
     /// Frames whose checksum the sender's offload left partial, finished
     /// here (see [`rvs_wire::offload`]).
     pub csum_completed: u64,
+    /// Entries in `SYN_RECV` evicted to make room near the table's bound
+    /// (a SYN flood's, usually).
+    pub evicted_syn_recv: u64,
+    /// Next hops pruned: of addresses no real server and no connection
+    /// needs any more (NAT clients gone, spoofed sources).
+    pub hops_pruned: u64,
 }
 
 /// A frame handed to [`Engine::process`]: bytes with headroom before `start`.
@@ -231,7 +238,32 @@ pub struct Engine {
     fwmark_rules: FwmarkRules,
     /// The XDP fast path's bookkeeping; `None` when it is off.
     fast: Option<Box<FastPath>>,
+    /// TCP entries a SYN made, oldest first, with their client (a handle
+    /// may be reused: the entry must still be this one, and still
+    /// `SYN_RECV`). The first evicted when the table is near full.
+    embryonic: VecDeque<(ConnId, IpAddr, u16)>,
+    /// Next hops pruned since the data plane last took them
+    /// ([`Engine::take_pruned_hops`]), at most [`PRUNED_HOPS_KEPT`].
+    pruned_hops: Vec<IpAddr>,
 }
+
+/// Next hops kept beyond what the table needs before [`Engine::poll`]
+/// prunes them.
+const HOP_SLACK: usize = 4096;
+
+/// Pruned addresses kept for the data plane (its resolver forgets them).
+const PRUNED_HOPS_KEPT: usize = 1 << 16;
+
+/// The table is "near full" from this fraction of its bound
+/// (numerator/denominator): a new connection then first evicts the oldest
+/// entry still in `SYN_RECV` (a SYN flood's), the defence the kernel's
+/// `drop_entry` gives, so that a client whose handshake completes still
+/// gets a slot while spoofed SYNs fill the rest.
+const NEAR_FULL: (usize, usize) = (15, 16);
+
+/// Stale handles skipped at most per eviction (entries already gone or
+/// past `SYN_RECV`), so that a new connection costs O(1).
+const EVICT_SCAN: usize = 8;
 
 /// What the engine knows of the fast path's cache.
 #[derive(Debug, Default)]
@@ -273,6 +305,8 @@ impl Engine {
             reply: vec![0; REPLY_CAPACITY],
             fwmark_rules: FwmarkRules::default(),
             fast: None,
+            embryonic: VecDeque::new(),
+            pruned_hops: Vec::new(),
         }
     }
 
@@ -753,6 +787,54 @@ impl Engine {
         }
         // Trash entries are kept while connections still count on them.
         self.services.purge_trash(now, |_| false);
+        self.prune_hops();
+    }
+
+    /// The next-hop map is keyed by addresses others choose (every NAT
+    /// client gets one, a spoofed one too): when it holds more than twice
+    /// what the real servers and the connections need, plus
+    /// [`HOP_SLACK`], keep only those (an O(table) pass, rare by that
+    /// rule). A pruned address that shows up again is resolved again.
+    fn prune_hops(&mut self) {
+        let dests: usize = self.services.iter().map(|(_, s)| s.dests.len()).sum();
+        let needed = self.conns.len() + dests;
+        if self.hops.len() <= HOP_SLACK + 2 * needed {
+            return;
+        }
+        let mut keep: hashbrown::HashSet<u128> = hashbrown::HashSet::with_capacity(2 * needed);
+        for (_, s) in self.services.iter() {
+            for d in s.dests.iter() {
+                keep.insert(addr_key(d.addr));
+            }
+        }
+        for (_, c) in self.conns.iter() {
+            keep.insert(addr_key(c.caddr));
+            keep.insert(addr_key(c.daddr));
+        }
+        let before = self.hops.len();
+        let pruned = &mut self.pruned_hops;
+        self.hops.retain(|k, _| {
+            let kept = keep.contains(k);
+            if !kept && pruned.len() < PRUNED_HOPS_KEPT {
+                let v6 = Ipv6Addr::from_bits(*k);
+                pruned.push(match v6.to_ipv4_mapped() {
+                    Some(v4) => IpAddr::V4(v4),
+                    None => IpAddr::V6(v6),
+                });
+            }
+            kept
+        });
+        self.counters.hops_pruned += (before - self.hops.len()) as u64;
+    }
+
+    /// Next hops pruned since the last call (for the resolver to forget).
+    pub fn take_pruned_hops(&mut self) -> Vec<IpAddr> {
+        core::mem::take(&mut self.pruned_hops)
+    }
+
+    /// Next hops known now.
+    pub fn hop_count(&self) -> usize {
+        self.hops.len()
     }
 
     /// A connection left the table: settle its real server's counters.
@@ -881,6 +963,7 @@ impl Engine {
         if !self.may_schedule(proto, meta, &frame) {
             return Action::Drop(DropReason::NoConnection);
         }
+        self.evict_if_near_full();
         let svc_persistent = match self.services.get(sref) {
             Some(s) => s.persistent(),
             None => return Action::Pass,
@@ -950,6 +1033,12 @@ impl Engine {
             Ok(id) => id,
             Err(_) => return Action::Drop(DropReason::TableFull),
         };
+        if proto == Protocol::Tcp {
+            self.embryonic.push_back((id, meta.src, meta.sport));
+            if self.embryonic.len() > self.conns.capacity_limit() {
+                self.embryonic.pop_front();
+            }
+        }
         dest.inactconns += 1;
         dest.after_bind();
         dest.stats.counters.conns += 1;
@@ -1178,6 +1267,33 @@ impl Engine {
         {
             Some(sref) => self.new_conn(frame, meta, sref, proto, now),
             None => Action::Pass,
+        }
+    }
+
+    /// Near the table's bound ([`NEAR_FULL`]), evict the oldest entry that
+    /// a SYN made and that is still in `SYN_RECV`, with no entry under it.
+    fn evict_if_near_full(&mut self) {
+        let limit = self.conns.capacity_limit();
+        if self.conns.len() * NEAR_FULL.1 < limit * NEAR_FULL.0 {
+            return;
+        }
+        for _ in 0..EVICT_SCAN {
+            let Some((id, caddr, cport)) = self.embryonic.pop_front() else {
+                return;
+            };
+            let victim = self.conns.get(id).is_some_and(|c| {
+                c.caddr == caddr
+                    && c.cport == cport
+                    && c.proto == 6
+                    && !c.is_template()
+                    && c.n_control == 0
+                    && c.state == conn::state::TcpState::SynRecv as u8
+            });
+            if victim {
+                self.expire_now(id);
+                self.counters.evicted_syn_recv += 1;
+                return;
+            }
         }
     }
 

@@ -19,6 +19,7 @@ pub mod fwmark;
 pub mod sched;
 pub mod service;
 pub mod stats;
+pub mod sysctl;
 pub mod time;
 pub mod types;
 

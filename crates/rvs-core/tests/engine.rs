@@ -518,6 +518,8 @@ fn table_full_is_counted() {
     for i in 0..3 {
         let (a, _) = client_pkt(&mut capped, 47000 + i, 80, Flags::Syn, Instant::ZERO);
         assert!(matches!(a, Action::Forward { .. }));
+        // Established: not evicted to make room (SYN_RECV ones would be).
+        client_pkt(&mut capped, 47000 + i, 80, Flags::Ack, Instant::ZERO);
     }
     let (a, _) = client_pkt(&mut capped, 47100, 80, Flags::Syn, Instant::ZERO);
     assert_eq!(a, Action::Drop(DropReason::TableFull));
@@ -1023,4 +1025,93 @@ fn partial_checksums_are_finished_in_every_direction() {
         .unwrap();
     assert_eq!(h.checksum, want);
     assert_eq!(e.counters().csum_completed, 1);
+}
+
+/// A SYN flood from spoofed sources fills the table to its bound, not
+/// beyond; near the bound each new SYN evicts the oldest entry still in
+/// SYN_RECV (counted), so an established connection is never evicted and
+/// a real client's handshake still completes.
+#[test]
+fn syn_flood_evicts_embryonic_entries_first() {
+    let mut e = engine_with(EngineConfig {
+        max_conns: 64,
+        ..EngineConfig::default()
+    });
+    let key = svc_key(80);
+    add_service(&mut e, key, "rr", FwdMethod::Route, &[80]);
+    let t0 = Instant::from_secs(5);
+    // A real client, established before the flood.
+    let (a, _) = client_pkt(&mut e, 40001, 80, Flags::Syn, t0);
+    assert!(matches!(a, Action::Forward { .. }));
+    let (a, _) = client_pkt(&mut e, 40001, 80, Flags::Ack, t0);
+    assert!(matches!(a, Action::Forward { .. }));
+    let spoofed = |e: &mut Engine, i: u32| {
+        let src = [10, 200, (i >> 8) as u8, i as u8];
+        let mut f = tcp_frame(
+            CLIENT_MAC,
+            DIRECTOR_MAC_C,
+            (src, 1024 + (i % 60000) as u16),
+            (VIP, 80),
+            Flags::Syn,
+            b"",
+        );
+        run(e, &mut f, CLIENT_PORT, t0)
+    };
+    for i in 0..1000 {
+        spoofed(&mut e, i);
+        assert!(e.conns().len() <= 64);
+    }
+    let c = *e.counters();
+    assert!(c.evicted_syn_recv > 900, "{c:?}");
+    // The established connection is still there.
+    let established = e.conns().iter().filter(|(_, c)| c.cport == 40001).count();
+    assert_eq!(established, 1);
+    // A new real client completes its handshake during the flood.
+    let (a, _) = client_pkt(&mut e, 40002, 80, Flags::Syn, t0);
+    assert!(matches!(a, Action::Forward { .. }));
+    spoofed(&mut e, 5000);
+    let (a, _) = client_pkt(&mut e, 40002, 80, Flags::Ack, t0);
+    assert!(matches!(a, Action::Forward { .. }));
+    let st = e
+        .conns()
+        .iter()
+        .find(|(_, c)| c.cport == 40002)
+        .map(|(_, c)| conn::state_name(c.proto, c.flags, c.state))
+        .expect("the new client's entry");
+    assert_eq!(st, "ESTABLISHED");
+}
+
+/// The next-hop map does not grow without bound with the addresses of
+/// clients that are gone (or spoofed): past what the table needs plus a
+/// slack, housekeeping keeps only the real servers' and the connections'
+/// hops, and hands the others to the data plane to forget.
+#[test]
+fn next_hops_of_gone_clients_are_pruned() {
+    let mut e = engine();
+    let key = svc_key(80);
+    add_service(&mut e, key, "rr", FwdMethod::Masq, &[8080]);
+    let hop = Hop {
+        port: CLIENT_PORT,
+        mac: EthernetAddress(CLIENT_MAC),
+    };
+    for i in 0..10_000u32 {
+        e.set_hop(IpAddr::V4(std::net::Ipv4Addr::from(0x0b00_0000 + i)), hop);
+    }
+    let t0 = Instant::from_secs(5);
+    let (a, _) = client_pkt(&mut e, 40001, 80, Flags::Syn, t0);
+    assert!(matches!(a, Action::Forward { .. }));
+    let before = e.hop_count();
+    e.poll(t0);
+    assert!(e.hop_count() < 10, "{} of {before} left", e.hop_count());
+    assert_eq!(e.counters().hops_pruned as usize, before - e.hop_count());
+    let pruned = e.take_pruned_hops();
+    assert_eq!(pruned.len(), before - e.hop_count());
+    assert!(pruned.contains(&IpAddr::V4(std::net::Ipv4Addr::new(11, 0, 0, 7))));
+    // The client's and the real server's hops stay: the connection works.
+    assert!(e.has_hop(v4(CIP)) && e.has_hop(v4(RS1)));
+    let (a, _) = client_pkt(&mut e, 40001, 80, Flags::Ack, t0);
+    assert!(matches!(a, Action::Forward { .. }));
+    // Below the threshold nothing is pruned.
+    e.poll(t0);
+    assert!(e.take_pruned_hops().is_empty());
 }

@@ -116,7 +116,7 @@ struct rvs_flow_action {
 	__u32 addr_src[4]; /* TUN: outer source (network order) */
 	__u32 addr_dst[4]; /* TUN: outer destination; NAT_IN: new destination; NAT_OUT: new source */
 	__u16 port;	   /* network order: NAT_IN new dport, NAT_OUT new sport */
-	__u16 flags;	   /* 0 */
+	__u16 flags;	   /* RVS_FP_F_WATCH_SLOT; other bits 0 */
 	__u32 cookie;	   /* rvsd's; opaque here */
 };
 
@@ -472,6 +472,83 @@ static __always_inline int rvs_fp_finish_csum(struct xdp_md *ctx, const struct r
 }
 
 /*
+ * Egress watch: rvsd's way of deciding whether a veth takes redirected
+ * frames when the host refuses live-frames test runs (its redirect probe).
+ * An entry whose egress is watched carries the interface's slot (1 ..
+ * RVS_FP_WATCH_MAX - 1) in flags; the program then counts per slot the
+ * frames it redirected there (rvs_fp_watch, per CPU) and obeys the slot's
+ * gate (rvs_fp_gate): open, or a budget of frames it may still redirect
+ * there, decremented atomically (BPF_FETCH, kernel 5.12+); with none left
+ * the flow goes to the slow path, untouched. rvsd compares the redirects
+ * with the veth's xdp_xmit counters (crates/rvs-io/src/redirwatch.rs).
+ * Entries with slot 0 (every entry on hosts that allow live frames) skip
+ * all of this.
+ */
+#define RVS_FP_WATCH_MAX 64
+#define RVS_FP_F_WATCH_SLOT 0x003f
+
+/* Value of rvs_fp_watch (per CPU). */
+struct rvs_fp_watch_count {
+	__u64 redirected; /* frames redirected to the slot's interface */
+	__u64 held;	  /* frames left to the slow path by its gate */
+};
+
+/* Value of rvs_fp_gate (16 bytes). */
+struct rvs_fp_gate {
+	__u32 closed; /* 0: redirect freely; 1: only `budget` more frames */
+	__u32 pad;
+	__s64 budget;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct rvs_fp_watch_count);
+	__uint(max_entries, RVS_FP_WATCH_MAX);
+} rvs_fp_watch SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct rvs_fp_gate);
+	__uint(max_entries, RVS_FP_WATCH_MAX);
+} rvs_fp_gate SEC(".maps");
+
+/* Whether the gate of the entry's watched egress holds the frame back. */
+static __always_inline int rvs_fp_watch_hold(const struct rvs_flow_action *act)
+{
+	__u32 slot = act->flags & RVS_FP_F_WATCH_SLOT;
+	struct rvs_fp_watch_count *c;
+	struct rvs_fp_gate *g;
+
+	if (!slot)
+		return 0;
+	g = bpf_map_lookup_elem(&rvs_fp_gate, &slot);
+	if (!g || !g->closed)
+		return 0;
+	/* Read first: an exhausted gate costs no atomic operation. */
+	if (g->budget > 0 && __sync_fetch_and_add(&g->budget, -1) > 0)
+		return 0;
+	c = bpf_map_lookup_elem(&rvs_fp_watch, &slot);
+	if (c)
+		c->held += 1;
+	return 1;
+}
+
+/* Count a redirect to the entry's watched egress. */
+static __always_inline void rvs_fp_watch_count(const struct rvs_flow_action *act)
+{
+	__u32 slot = act->flags & RVS_FP_F_WATCH_SLOT;
+	struct rvs_fp_watch_count *c;
+
+	if (!slot)
+		return;
+	c = bpf_map_lookup_elem(&rvs_fp_watch, &slot);
+	if (c)
+		c->redirected += 1;
+}
+
+/*
  * A redirect to the egress interface, also when it is the ingress one.
  *
  * Not XDP_TX: on a veth, XDP_TX queues the frame on the peer's ring but
@@ -737,6 +814,8 @@ static __always_inline int rvs_fast_path(struct xdp_md *ctx)
 		rvs_fp_count(RVS_FP_STAT_MISS);
 		return RVS_FP_NOT_HANDLED;
 	}
+	if (rvs_fp_watch_hold(act))
+		return RVS_FP_NOT_HANDLED;
 	r = rvs_fp_finish_csum(ctx, &pkt, &key);
 	if (r < 0) {
 		rvs_fp_count(RVS_FP_STAT_CSUM_SLOW);
@@ -780,6 +859,7 @@ static __always_inline int rvs_fast_path(struct xdp_md *ctx)
 		return RVS_FP_NOT_HANDLED;
 	}
 	rvs_fp_account(act, pkt.l3len);
+	rvs_fp_watch_count(act);
 	return rvs_fp_send(act);
 }
 

@@ -13,6 +13,13 @@
 //! evict an entry at any time, and the flow's next packet then goes through
 //! the slow path (the engine), never to the floor.
 //!
+//! Where rvsd cannot probe whether a veth takes redirected frames
+//! (live-frames test runs refused), it watches the egress instead
+//! ([`FlowCache::watch`], [`crate::redirwatch`]): entries towards it carry
+//! its slot, the program counts their redirects per interface
+//! (`rvs_fp_watch`) and lets through only what the interface's gate allows
+//! (`rvs_fp_gate`); other entries skip both.
+//!
 //! The maps live in whichever object includes `fastpath.h`:
 //! [`FlowCache::from_ebpf`] takes them from an [`aya::Ebpf`] (the classifier
 //! later; [`FastPathTestProgram`] now).
@@ -26,7 +33,7 @@ use std::{
 
 use aya::{
     Ebpf, Pod,
-    maps::{HashMap, IterableMap, MapData, MapError, PerCpuArray},
+    maps::{Array, HashMap, IterableMap, MapData, MapError, PerCpuArray, PerCpuValues},
     programs::{ProgramError, TestRun, TestRunOptions, Xdp},
 };
 
@@ -39,6 +46,18 @@ pub const FLOW_CACHE_MAX: u32 = 65536;
 const FLOWS_MAP: &str = "rvs_flows";
 /// Name of the per-CPU counter map in fastpath.h.
 const STATS_MAP: &str = "rvs_fp_stats";
+/// Name of the per-CPU counters of watched egress interfaces in fastpath.h.
+const WATCH_MAP: &str = "rvs_fp_watch";
+/// Name of the gates of watched egress interfaces in fastpath.h.
+const GATE_MAP: &str = "rvs_fp_gate";
+
+/// Slots of `rvs_fp_watch` and `rvs_fp_gate` (`RVS_FP_WATCH_MAX`); slot 0
+/// means "not watched", so one less interface can be watched.
+pub const WATCH_MAX: u32 = 64;
+/// `RVS_FP_F_WATCH_SLOT`: the bits of `struct rvs_flow_action.flags` that
+/// hold the slot.
+const WATCH_SLOT_MASK: u16 = 0x3f;
+const _: () = assert!(WATCH_MAX == WATCH_SLOT_MASK as u32 + 1);
 
 // struct rvs_flow_action.method
 const METHOD_DR: u8 = 1;
@@ -296,6 +315,57 @@ impl RawFlowAction {
     };
 }
 
+/// `struct rvs_fp_watch_count` of fastpath.h.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct RawWatchCount {
+    redirected: u64,
+    held: u64,
+}
+
+// SAFETY: two u64, no padding: every byte pattern is valid.
+unsafe impl Pod for RawWatchCount {}
+
+/// `struct rvs_fp_gate` of fastpath.h.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct RawGate {
+    closed: u32,
+    pad: u32,
+    budget: i64,
+}
+
+const _: () = assert!(size_of::<RawGate>() == 16);
+
+// SAFETY: integers only, no padding (4 + 4 + 8 at alignment 8): every byte
+// pattern is valid.
+unsafe impl Pod for RawGate {}
+
+/// What the fast path may send to a watched egress interface
+/// ([`FlowCache::watch`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gate {
+    /// Everything its entries match.
+    Open,
+    /// At most this many more frames (0: none); the others go to the slow
+    /// path untouched.
+    Budget(u32),
+}
+
+/// What the fast path did towards a watched egress interface since it was
+/// watched (summed over CPUs), and its gate now.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WatchCounts {
+    /// Frames redirected to it.
+    pub redirected: u64,
+    /// Frames its gate left to the slow path.
+    pub held: u64,
+    /// The gate's budget left, `None` while open. Read before the
+    /// counters: a budget spent and not counted as redirected was spent on
+    /// a frame the fast path then left to the slow path (TTL, MTU...).
+    pub budget_left: Option<i64>,
+}
+
 /// An address as fastpath.h stores it: family and four network-order words.
 fn raw_addr(a: IpAddr) -> (u8, [u32; 4]) {
     match a {
@@ -487,6 +557,10 @@ pub fn monotonic_now_ns() -> u64 {
 pub struct FlowCache {
     flows: HashMap<MapData, RawFlowKey, RawFlowAction>,
     stats: PerCpuArray<MapData, u64>,
+    watch: PerCpuArray<MapData, RawWatchCount>,
+    gates: Array<MapData, RawGate>,
+    /// The ifindex watched in each slot (index), 0 = free; slot 0 unused.
+    slots: [u32; WATCH_MAX as usize],
 }
 
 impl fmt::Debug for FlowCache {
@@ -511,7 +585,113 @@ impl FlowCache {
             .take_map(STATS_MAP)
             .ok_or_else(|| FlowCacheError::Load(format!("no map {STATS_MAP}")))?;
         let stats = PerCpuArray::try_from(stats).map_err(map_err(STATS_MAP))?;
-        Ok(Self { flows, stats })
+        let watch = ebpf
+            .take_map(WATCH_MAP)
+            .ok_or_else(|| FlowCacheError::Load(format!("no map {WATCH_MAP}")))?;
+        let watch = PerCpuArray::try_from(watch).map_err(map_err(WATCH_MAP))?;
+        let gates = ebpf
+            .take_map(GATE_MAP)
+            .ok_or_else(|| FlowCacheError::Load(format!("no map {GATE_MAP}")))?;
+        let gates = Array::try_from(gates).map_err(map_err(GATE_MAP))?;
+        Ok(Self {
+            flows,
+            stats,
+            watch,
+            gates,
+            slots: [0; WATCH_MAX as usize],
+        })
+    }
+
+    /// The watch slot of egress `ifindex`, 0 if it is not watched.
+    fn slot_of(&self, ifindex: u32) -> u16 {
+        if ifindex == 0 {
+            return 0;
+        }
+        self.slots
+            .iter()
+            .position(|&i| i == ifindex)
+            .map_or(0, |s| s as u16)
+    }
+
+    /// Watches egress `ifindex` from now on: entries installed afterwards
+    /// that send there count their redirects per interface and obey its
+    /// `gate` ([`WatchCounts`], [`FlowCache::set_gate`]); entries installed
+    /// before do not (reinstall them). Counts start at zero. Watching an
+    /// interface again only sets its gate. This is how rvsd decides whether
+    /// a veth takes redirected frames when the host refuses live-frames
+    /// test runs (the redirect probe): see `redirwatch`.
+    ///
+    /// # Errors
+    ///
+    /// [`WATCH_MAX`] - 1 interfaces watched already, or a map update
+    /// failing.
+    pub fn watch(&mut self, ifindex: u32, gate: Gate) -> Result<(), FlowCacheError> {
+        if ifindex == 0 {
+            return Err(FlowCacheError::Invalid("watch: ifindex 0"));
+        }
+        if self.slot_of(ifindex) == 0 {
+            let slot = (1..WATCH_MAX as usize)
+                .find(|&s| self.slots[s] == 0)
+                .ok_or(FlowCacheError::Invalid(
+                    "watch: too many watched interfaces",
+                ))?;
+            let cpus = aya::util::nr_cpus()
+                .map_err(|(what, e)| FlowCacheError::Load(format!("{what}: {e}")))?;
+            let zero = PerCpuValues::try_from(vec![RawWatchCount::default(); cpus])
+                .map_err(|e| FlowCacheError::Load(format!("per-CPU values: {e}")))?;
+            self.watch
+                .set(slot as u32, zero, 0)
+                .map_err(map_err(WATCH_MAP))?;
+            self.slots[slot] = ifindex;
+        }
+        self.set_gate(ifindex, gate)
+    }
+
+    /// Sets the gate of watched egress `ifindex`.
+    ///
+    /// # Errors
+    ///
+    /// [`FlowCacheError::Invalid`] if it is not watched, or the map update
+    /// failing.
+    pub fn set_gate(&mut self, ifindex: u32, gate: Gate) -> Result<(), FlowCacheError> {
+        let slot = self.slot_of(ifindex);
+        if slot == 0 {
+            return Err(FlowCacheError::Invalid("gate: interface not watched"));
+        }
+        let raw = match gate {
+            Gate::Open => RawGate::default(),
+            Gate::Budget(n) => RawGate {
+                closed: 1,
+                pad: 0,
+                budget: i64::from(n),
+            },
+        };
+        self.gates
+            .set(u32::from(slot), raw, 0)
+            .map_err(map_err(GATE_MAP))
+    }
+
+    /// What the fast path did towards watched egress `ifindex`, `None` if
+    /// it is not watched.
+    ///
+    /// # Errors
+    ///
+    /// A map lookup failing.
+    pub fn watch_counts(&self, ifindex: u32) -> Result<Option<WatchCounts>, FlowCacheError> {
+        let slot = u32::from(self.slot_of(ifindex));
+        if slot == 0 {
+            return Ok(None);
+        }
+        let g = self.gates.get(&slot, 0).map_err(map_err(GATE_MAP))?;
+        let v = self.watch.get(&slot, 0).map_err(map_err(WATCH_MAP))?;
+        let (redirected, held) = v.iter().fold((0u64, 0u64), |(r, h), c| {
+            (r.wrapping_add(c.redirected), h.wrapping_add(c.held))
+        });
+        Ok(Some(WatchCounts {
+            redirected,
+            held,
+            budget_left: (g.closed != 0).then_some(g.budget),
+        }))
     }
 
     /// Installs (or replaces) the entry of `key`, counters zero. Traffic
@@ -524,7 +704,8 @@ impl FlowCache {
     /// (nothing is written), or the map update failing.
     pub fn insert(&mut self, key: &FlowKey, action: &FlowAction) -> Result<(), FlowCacheError> {
         let k = key.to_raw()?;
-        let v = action.to_raw(key)?;
+        let mut v = action.to_raw(key)?;
+        v.flags = self.slot_of(action.ifindex);
         self.flows.insert(k, v, 0).map_err(map_err(FLOWS_MAP))
     }
 
@@ -541,7 +722,8 @@ impl FlowCache {
         action: &FlowAction,
     ) -> Result<Option<FlowCounters>, FlowCacheError> {
         let k = key.to_raw()?;
-        let v = action.to_raw(key)?;
+        let mut v = action.to_raw(key)?;
+        v.flags = self.slot_of(action.ifindex);
         let old = self.get_raw(&k)?;
         self.flows.insert(k, v, 0).map_err(map_err(FLOWS_MAP))?;
         Ok(old.map(|o| FlowCounters::from(&o)))

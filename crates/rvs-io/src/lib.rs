@@ -12,6 +12,8 @@
 //!   (bpf/trafficgen.c): native XDP frames sent with `BPF_PROG_TEST_RUN`.
 //! * [`livefr`]: whether live-frames test runs may be used (some hosts
 //!   refuse them).
+//! * [`redirwatch`]: whether a veth takes redirected frames, decided from
+//!   the fast path's own redirects where live-frames probes are refused.
 //! * [`neigh`]: next hops (egress interface, MAC) from the kernel's routes and
 //!   neighbours over netlink.
 //!
@@ -25,6 +27,7 @@ pub mod livefr;
 pub mod neigh;
 pub mod nft;
 pub mod packet;
+pub mod redirwatch;
 pub mod trafficgen;
 pub mod xdp;
 pub mod xsk;

@@ -12,7 +12,8 @@
 /// The environment variable: `off` forces the refusal.
 pub const ENV: &str = "RVS_LIVE_FRAMES";
 
-/// The errno [`refused`] reports when [`forced_off`] holds.
+/// The errno of a refusal forced by [`forced_off`]
+/// ([`crate::xdp::XdpError::LiveFramesRefused`]).
 pub const FORCED_ERRNO: i32 = libc::EPERM;
 
 /// Whether `RVS_LIVE_FRAMES=off` is set.

@@ -15,11 +15,13 @@
 //!
 //! [`ruleset`] is a pure function from what is claimed to the text of one
 //! `nft -f` transaction that replaces the whole table (a table left over
-//! from a crashed run is replaced, not stacked); [`NftTable`] applies it and
-//! deletes the table when dropped.
+//! by an older rvs is replaced, not stacked); [`NftTable`] applies it
+//! through a long-lived `nft -i` ([`Session`]) whose netlink socket owns
+//! the table (`flags owner`): the kernel deletes the table when that
+//! socket closes, so it cannot outlive rvsd, whatever kills it.
 
 use std::fmt::Write as _;
-use std::io::{self, Write as _};
+use std::io::{self, Read as _, Write as _};
 use std::net::IpAddr;
 use std::process::{Command, Stdio};
 
@@ -308,20 +310,195 @@ pub fn apply(text: &str) -> Result<(), NftError> {
     }
 }
 
-/// The rvs table of the network namespace, for the served interfaces;
-/// deleted on drop.
+/// [`ruleset`] for the table a [`Session`] owns: `flags owner` (the
+/// kernel deletes the table when the netlink socket that made it closes,
+/// that is when the session's `nft` ends: with rvsd, however it ends) and
+/// a counter named `marker` that tells the session the transaction went in.
+pub fn owned_ruleset(
+    ifaces: &[NftInterface],
+    claims: &Claims<'_>,
+    marker: &str,
+) -> Result<String, NftError> {
+    let text = ruleset(ifaces, claims)?;
+    let head = format!("table netdev {TABLE} {{\n");
+    // The `add` must carry the flag too: the kernel refuses to change
+    // whether an existing table is owned (EOPNOTSUPP).
+    let add = format!("add table netdev {TABLE}\n");
+    Ok(text
+        .replacen(
+            &add,
+            &format!("add table netdev {TABLE} {{ flags owner; }}\n"),
+            1,
+        )
+        .replacen(
+            &head,
+            &format!("{head}\tflags owner;\n\tcounter {marker} {{\n\t}}\n"),
+            1,
+        ))
+}
+
+/// `nft -f` text as one line of `nft -i` (one transaction): statements
+/// joined by `;`, none after an opening brace.
+pub fn one_line(text: &str) -> String {
+    let mut out = String::new();
+    for l in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let l = l.trim_end_matches(';');
+        out.push_str(l);
+        out.push_str(if l.ends_with('{') { " " } else { " ; " });
+    }
+    out
+}
+
+/// How long a transaction may take before the session is given up.
+const SESSION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A long-lived `nft -i` (in the network namespace of the thread that
+/// started it) whose netlink socket owns the table. Its standard input is
+/// a pipe from this process: when rvsd ends, even by SIGKILL, `nft` reads
+/// end of file, exits, and the kernel deletes the table, so a crashed
+/// rvsd never leaves drop rules that black-hole its services.
+#[derive(Debug)]
+pub struct Session {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    /// Output chunks: (from stderr, bytes).
+    rx: std::sync::mpsc::Receiver<(bool, Vec<u8>)>,
+}
+
+impl Session {
+    /// Start `nft -i`.
+    pub fn start() -> Result<Session, NftError> {
+        // No PR_SET_PDEATHSIG: it fires when the *thread* that started nft
+        // ends, which may be long before the process does. The pipe is
+        // enough: it closes with the process, however it ends.
+        let mut cmd = Command::new("nft");
+        cmd.arg("-i")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().map_err(NftError::Missing)?;
+        let stdin = child
+            .stdin
+            .take()
+            .ok_or_else(|| NftError::Failed("no stdin".into()))?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        for (is_err, pipe) in [
+            (
+                false,
+                child
+                    .stdout
+                    .take()
+                    .map(|p| Box::new(p) as Box<dyn io::Read + Send>),
+            ),
+            (
+                true,
+                child
+                    .stderr
+                    .take()
+                    .map(|p| Box::new(p) as Box<dyn io::Read + Send>),
+            ),
+        ] {
+            let Some(mut pipe) = pipe else { continue };
+            let tx = tx.clone();
+            std::thread::Builder::new()
+                .name("nft-output".into())
+                .spawn(move || {
+                    let mut buf = [0u8; 4096];
+                    while let Ok(n) = pipe.read(&mut buf) {
+                        if n == 0 || tx.send((is_err, buf[..n].to_vec())).is_err() {
+                            break;
+                        }
+                    }
+                })
+                .map_err(|e| NftError::Failed(format!("cannot start a thread: {e}")))?;
+        }
+        Ok(Session { child, stdin, rx })
+    }
+
+    /// The name of the counter that marks transaction `generation` of this
+    /// session (unique: another session's table never has it).
+    fn marker(&self, generation: u64) -> String {
+        format!("gen_{}_{generation}", self.child.id())
+    }
+
+    /// Run `text` (`nft -f` syntax) as one transaction that creates the
+    /// counter `marker`; then list that counter: it is there only if the
+    /// transaction went in. Errors carry what nft printed.
+    fn transact(&mut self, text: &str, marker: &str) -> Result<(), NftError> {
+        let probe = format!("list counter netdev {TABLE} {marker}");
+        let script = format!("{}\n{probe}\n", one_line(text));
+        self.stdin
+            .write_all(script.as_bytes())
+            .and_then(|()| self.stdin.flush())
+            .map_err(|e| NftError::Failed(format!("writing to nft: {e}")))?;
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let deadline = std::time::Instant::now() + SESSION_TIMEOUT;
+        let want = format!("counter {marker} {{");
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok((false, b)) => out.extend_from_slice(&b),
+                Ok((true, b)) => err.extend_from_slice(&b),
+                Err(_) => {
+                    return Err(NftError::Failed(format!(
+                        "nft -i did not answer in {SESSION_TIMEOUT:?}: {}",
+                        String::from_utf8_lossy(&err).trim()
+                    )));
+                }
+            }
+            if String::from_utf8_lossy(&out).contains(&want) {
+                return Ok(());
+            }
+            // The probe's own error ends the exchange: the transaction
+            // failed, and its errors came first.
+            if String::from_utf8_lossy(&err).contains(&probe) {
+                return Err(NftError::Failed(
+                    String::from_utf8_lossy(&err)
+                        .lines()
+                        .find(|l| l.starts_with("Error"))
+                        .unwrap_or("nft refused the ruleset")
+                        .to_string(),
+                ));
+            }
+        }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        // End of input: nft exits, and the kernel deletes the table.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The rvs table of the network namespace, for the served interfaces,
+/// owned by a [`Session`]; gone when it is dropped, or when the process
+/// ends in any way.
 #[derive(Debug)]
 pub struct NftTable {
     ifaces: Vec<NftInterface>,
-    /// The text last applied (to skip no-op updates).
+    session: Session,
+    generation: u64,
+    /// The rules last applied (to skip no-op updates).
     applied: Option<String>,
 }
 
 impl NftTable {
-    /// Install the table with nothing claimed (replacing a leftover one).
+    /// Install the table with nothing claimed. A table left by an rvs that
+    /// did not own its table (an older version) is replaced; one owned by
+    /// a running rvsd is not (nft refuses: two daemons in one namespace).
     pub fn install(ifaces: Vec<NftInterface>) -> Result<NftTable, NftError> {
+        // Names checked before nft runs.
+        ruleset(&ifaces, &Claims::default())?;
+        // A table of an older rvs, not owned, would refuse the owner flag:
+        // delete it first (a table a running rvsd owns stays: the delete is
+        // refused, and so is the install below).
+        let _ = apply(&delete_ruleset());
         let mut t = NftTable {
             ifaces,
+            session: Session::start()?,
+            generation: 0,
             applied: None,
         };
         t.set(&Claims::default())?;
@@ -334,28 +511,29 @@ impl NftTable {
         if self.applied.as_deref() == Some(text.as_str()) {
             return Ok(());
         }
-        apply(&text)?;
+        let generation = self.generation + 1;
+        let marker = self.session.marker(generation);
+        let owned = owned_ruleset(&self.ifaces, claims, &marker)?;
+        self.session.transact(&owned, &marker)?;
+        self.generation = generation;
         self.applied = Some(text);
         Ok(())
     }
 
-    /// The text last applied.
+    /// The rules last applied (as [`ruleset`] makes them).
     pub fn applied(&self) -> Option<&str> {
         self.applied.as_deref()
     }
 
-    /// Delete the table now, reporting errors.
-    pub fn remove(mut self) -> Result<(), NftError> {
-        self.applied = None;
-        apply(&delete_ruleset())
+    /// The process id of the `nft` that owns the table.
+    pub fn owner_pid(&self) -> u32 {
+        self.session.child.id()
     }
-}
 
-impl Drop for NftTable {
-    fn drop(&mut self) {
-        if self.applied.is_some() {
-            let _ = apply(&delete_ruleset());
-        }
+    /// Delete the table now (ending the session that owns it).
+    pub fn remove(self) -> Result<(), NftError> {
+        drop(self);
+        Ok(())
     }
 }
 
@@ -382,6 +560,17 @@ mod tests {
                 ifindex: 3,
             },
         ]
+    }
+
+    #[test]
+    fn owned_and_one_line() {
+        let t = owned_ruleset(&ifs()[..1], &Claims::default(), "gen_7").unwrap();
+        assert_eq!(
+            one_line(&t),
+            "add table netdev rvs { flags owner; } ; delete table netdev rvs ; \
+             table netdev rvs { flags owner ; counter gen_7 { } ; chain in_2 { \
+             type filter hook ingress device \"eth0\" priority -500; policy accept ; } ; } ; "
+        );
     }
 
     #[test]

@@ -40,6 +40,14 @@ const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
 const PACKET_FANOUT: libc::c_int = 18;
 /// `PACKET_STATISTICS` of `linux/if_packet.h`.
 const PACKET_STATISTICS: libc::c_int = 6;
+/// `PACKET_VNET_HDR` of linux/if_packet.h.
+const PACKET_VNET_HDR: libc::c_int = 15;
+/// `struct virtio_net_hdr`: flags, gso_type, hdr_len, gso_size,
+/// csum_start, csum_offset (host order for packet sockets).
+const VNET_HDR_LEN: usize = 10;
+/// A `virtio_net_hdr` that asks nothing of the kernel (no GSO, no
+/// checksum to finish), in front of every frame a vnet-header socket sends.
+static NO_VNET_HDR: [u8; VNET_HDR_LEN] = [0; VNET_HDR_LEN];
 /// Fanout by flow hash.
 const PACKET_FANOUT_HASH: u32 = 0;
 /// Let the kernel pick an unused group id (Linux ≥ 4.12).
@@ -65,6 +73,11 @@ pub struct PacketConfig {
     /// Free bytes in front of every received frame, for headers the engine
     /// prepends.
     pub headroom: usize,
+    /// Receive with `PACKET_VNET_HDR`: every frame comes with the kernel's
+    /// GSO metadata, so a super-frame (a local sender's TSO, GRO) says the
+    /// segment size its sender meant ([`FrameBuf::gso_size`]). Frames sent
+    /// through the socket then go out with an empty header.
+    pub vnet_hdr: bool,
 }
 
 impl Default for PacketConfig {
@@ -73,6 +86,7 @@ impl Default for PacketConfig {
             batch: 64,
             buf_size: 2048,
             headroom: 256,
+            vnet_hdr: false,
         }
     }
 }
@@ -85,6 +99,12 @@ impl PacketConfig {
             return Err(PacketError::Config(format!(
                 "batch {} not in 1..=1024",
                 self.batch
+            )));
+        }
+        if self.vnet_hdr && self.headroom < VNET_HDR_LEN {
+            return Err(PacketError::Config(format!(
+                "headroom {} cannot hold the {VNET_HDR_LEN}-byte vnet header",
+                self.headroom
             )));
         }
         if self.buf_size > MAX_BUF || self.buf_size < self.headroom + 1514 {
@@ -243,6 +263,10 @@ impl PacketSocket {
                 let _ = setsockopt_int(&fd, libc::SOL_SOCKET, libc::SO_RCVBUF, RCVBUF);
             }
         }
+        if cfg.vnet_hdr {
+            setsockopt_int(&fd, libc::SOL_PACKET, PACKET_VNET_HDR, 1)
+                .map_err(|e| PacketError::os("setsockopt(PACKET_VNET_HDR)", ifname, e))?;
+        }
         // SAFETY: all-zero bytes are a valid sockaddr_ll.
         let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
         sll.sll_family = libc::AF_PACKET as u16;
@@ -355,13 +379,16 @@ impl PacketSocket {
             return Ok(0);
         }
         let (size, head) = (self.cfg.buf_size, self.cfg.headroom);
+        // With a vnet header, it lands just before the frame, in the
+        // headroom (validate: head >= VNET_HDR_LEN).
+        let vh = if self.cfg.vnet_hdr { VNET_HDR_LEN } else { 0 };
         let base = self.rx.as_mut_ptr();
         let mut iovs: Vec<libc::iovec> = (0..n_max)
             .map(|i| libc::iovec {
-                // SAFETY: `i * size + head` is inside `rx` (n_max buffers of
-                // `size` bytes, head < size).
-                iov_base: unsafe { base.add(i * size + head) }.cast(),
-                iov_len: size - head,
+                // SAFETY: `i * size + head - vh` is inside `rx` (n_max
+                // buffers of `size` bytes, vh <= head < size).
+                iov_base: unsafe { base.add(i * size + head - vh) }.cast(),
+                iov_len: size - head + vh,
             })
             .collect();
         // SAFETY: all-zero bytes are a valid mmsghdr (null pointers, zero lengths).
@@ -406,16 +433,25 @@ impl PacketSocket {
         drop(iovs);
         let mut same: Vec<(usize, usize, usize)> = Vec::new();
         for (i, (len, trunc)) in lens.into_iter().enumerate() {
-            if trunc || len > size - head {
+            if trunc || len < vh || len - vh > size - head {
                 self.stats.rx_truncated += 1;
                 continue;
             }
+            let len = len - vh;
             self.stats.rx_packets += 1;
             self.stats.rx_bytes += len as u64;
             let buf = &mut self.rx[i * size..(i + 1) * size];
-            let Some(mut frame) = FrameBuf::new(buf, head, len) else {
+            // virtio_net_hdr.gso_size (0 without GSO).
+            let gso = if vh > 0 {
+                let h = head - vh;
+                u16::from_ne_bytes([buf[h + 4], buf[h + 5]])
+            } else {
+                0
+            };
+            let Some(frame) = FrameBuf::new(buf, head, len) else {
                 continue;
             };
+            let mut frame = frame.with_gso(gso);
             match f(&mut frame) {
                 Verdict::Drop => self.stats.dropped_verdict += 1,
                 Verdict::Done => {}
@@ -465,21 +501,30 @@ impl PacketSocket {
         while done < self.tx_frames.len() {
             let chunk = &self.tx_frames[done..self.tx_frames.len().min(done + 1024)];
             let base = self.tx.as_ptr();
-            let mut iovs: Vec<libc::iovec> = chunk
-                .iter()
-                .map(|&(off, len)| libc::iovec {
+            // Per frame: [empty vnet header,] the frame.
+            let per = if self.cfg.vnet_hdr { 2 } else { 1 };
+            let mut iovs: Vec<libc::iovec> = Vec::with_capacity(chunk.len() * per);
+            for &(off, len) in chunk {
+                if self.cfg.vnet_hdr {
+                    iovs.push(libc::iovec {
+                        // Only read by the kernel.
+                        iov_base: NO_VNET_HDR.as_ptr() as *mut libc::c_void,
+                        iov_len: VNET_HDR_LEN,
+                    });
+                }
+                iovs.push(libc::iovec {
                     // SAFETY: `off..off + len` lies in `tx` (pushed together).
                     iov_base: unsafe { base.add(off) } as *mut libc::c_void,
                     iov_len: len,
-                })
-                .collect();
+                });
+            }
             // SAFETY: all-zero bytes are a valid mmsghdr.
             let mut msgs: Vec<libc::mmsghdr> = (0..chunk.len())
                 .map(|_| unsafe { std::mem::zeroed() })
                 .collect();
-            for (m, iov) in msgs.iter_mut().zip(iovs.iter_mut()) {
-                m.msg_hdr.msg_iov = iov;
-                m.msg_hdr.msg_iovlen = 1;
+            for (m, iov) in msgs.iter_mut().zip(iovs.chunks_exact_mut(per)) {
+                m.msg_hdr.msg_iov = iov.as_mut_ptr();
+                m.msg_hdr.msg_iovlen = per;
             }
             // SAFETY: every header points at one iovec over live bytes of
             // `tx` (only read by the kernel); the socket is bound, so no

@@ -192,6 +192,15 @@ pub enum XdpError {
     /// `BPF_PROG_TEST_RUN` failed.
     #[error("test run: {0}")]
     TestRun(String),
+    /// The host refuses `BPF_PROG_TEST_RUN` in live-frames mode (or
+    /// `RVS_LIVE_FRAMES=off` says to act as if it did: [`crate::livefr`]).
+    #[error("{detail}")]
+    LiveFramesRefused {
+        /// The errno of the refusal ([`crate::livefr::FORCED_ERRNO`] when forced).
+        errno: i32,
+        /// What happened, for the log: `live-frames test runs refused (EPERM): ...`.
+        detail: String,
+    },
     /// The fwmark rules covering one prefix need more matchers than the
     /// classifier holds per prefix.
     #[error(
@@ -839,9 +848,12 @@ impl Classifier {
     ///
     /// # Errors
     ///
-    /// The interface has no such counters (not a veth), or the kernel
-    /// refused the run (no live-frames mode, or no XDP receive queue on
-    /// the interface).
+    /// [`XdpError::LiveFramesRefused`] when the host refuses live-frames
+    /// test runs ([`crate::livefr::is_refusal`]) or `RVS_LIVE_FRAMES=off`
+    /// says to act as if ([`crate::livefr::forced_off`]): the answer must
+    /// then come from elsewhere (rvsd watches real redirects:
+    /// [`crate::redirwatch`]). Otherwise the interface has no such counters
+    /// (not a veth), or the kernel refused the run for another reason.
     pub fn probe_redirect(
         &self,
         ifname: &str,
@@ -865,6 +877,12 @@ impl Classifier {
         ctx[4..8].copy_from_slice(&(frame.len() as u32).to_ne_bytes());
         ctx[12..16].copy_from_slice(&ifindex.to_ne_bytes());
         let before = xdp_xmit_counters(ifname)?;
+        if crate::livefr::forced_off() {
+            return Err(XdpError::LiveFramesRefused {
+                errno: crate::livefr::FORCED_ERRNO,
+                detail: crate::livefr::forced_message(),
+            });
+        }
         let opts = TestRunOptions {
             data_in: Some(&frame),
             ctx_in: Some(&ctx),
@@ -872,8 +890,19 @@ impl Classifier {
             attrs: TestRunAttrs::new().xdp_live_frames(0),
             ..TestRunOptions::default()
         };
-        prog.test_run(opts)
-            .map_err(|e| XdpError::TestRun(error_chain(&e)))?;
+        prog.test_run(opts).map_err(|e| {
+            let text = error_chain(&e);
+            match errno_of(&e).or_else(|| crate::livefr::errno_in(&text)) {
+                Some(errno) if crate::livefr::is_refusal(errno) => XdpError::LiveFramesRefused {
+                    errno,
+                    detail: format!(
+                        "live-frames test runs refused ({}): {text}",
+                        errno_name(errno)
+                    ),
+                },
+                _ => XdpError::TestRun(text),
+            }
+        })?;
         let after = xdp_xmit_counters(ifname)?;
         Ok(redirect_taken(before, after))
     }
@@ -956,8 +985,40 @@ fn xmit_counters(stats: &[(String, u64)]) -> Option<XmitCounters> {
     found.then_some(c)
 }
 
-/// The XDP transmit counters of veth `ifname`.
-fn xdp_xmit_counters(ifname: &str) -> Result<XmitCounters, XdpError> {
+/// The errno of the first `io::Error` in `e`'s chain.
+fn errno_of(e: &(dyn std::error::Error + 'static)) -> Option<i32> {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<io::Error>()
+            && let Some(n) = io.raw_os_error()
+        {
+            return Some(n);
+        }
+        cur = err.source();
+    }
+    None
+}
+
+/// The symbolic name of the errnos [`crate::livefr::is_refusal`] knows.
+pub fn errno_name(errno: i32) -> String {
+    match errno {
+        libc::EPERM => "EPERM".into(),
+        libc::EACCES => "EACCES".into(),
+        libc::EINVAL => "EINVAL".into(),
+        libc::EOPNOTSUPP => "EOPNOTSUPP".into(),
+        524 => "ENOTSUPP".into(),
+        n => format!("errno {n}"),
+    }
+}
+
+/// The XDP transmit counters of veth `ifname` (in the calling thread's
+/// namespace), summed over its queues ([`redirect_taken`]).
+///
+/// # Errors
+///
+/// The driver statistics could not be read, or have no such counters (not
+/// a veth).
+pub fn xdp_xmit_counters(ifname: &str) -> Result<XmitCounters, XdpError> {
     let stats = ethtool_stats(ifname)
         .map_err(|e| XdpError::TestRun(format!("{ifname}: driver statistics: {e}")))?;
     xmit_counters(&stats).ok_or_else(|| {
@@ -1564,6 +1625,21 @@ mod tests {
         assert!(redirect_taken(c(10, 2), c(10, 6)));
         // Counters that went down (a re-created veth) say nothing.
         assert!(!redirect_taken(c(10, 2), c(0, 0)));
+    }
+
+    #[test]
+    fn refused_test_runs_are_told_apart() {
+        let e = |errno| {
+            ProgramError::SyscallError(aya::sys::SyscallError {
+                call: "bpf_prog_test_run",
+                io_error: io::Error::from_raw_os_error(errno),
+            })
+        };
+        assert_eq!(errno_of(&e(libc::EPERM)), Some(libc::EPERM));
+        assert_eq!(errno_of(&e(libc::ENODEV)), Some(libc::ENODEV));
+        assert_eq!(errno_of(&ProgramError::NotLoaded), None);
+        assert_eq!(errno_name(libc::EPERM), "EPERM");
+        assert_eq!(errno_name(524), "ENOTSUPP");
     }
 
     #[test]

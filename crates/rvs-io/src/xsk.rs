@@ -172,17 +172,38 @@ pub struct FrameBuf<'a> {
     buf: &'a mut [u8],
     start: usize,
     len: usize,
+    /// The sender's segment size of a TCP super-frame (AF_PACKET with
+    /// `PACKET_VNET_HDR`), 0 for an ordinary frame.
+    gso_size: u16,
 }
 
 impl<'a> FrameBuf<'a> {
     /// A frame over caller-owned memory (for tests of code that takes a
     /// `FrameBuf`). Returns `None` if `start + len` exceeds `buf`.
     pub fn new(buf: &'a mut [u8], start: usize, len: usize) -> Option<FrameBuf<'a>> {
-        (start.checked_add(len)? <= buf.len()).then_some(FrameBuf { buf, start, len })
+        (start.checked_add(len)? <= buf.len()).then_some(FrameBuf {
+            buf,
+            start,
+            len,
+            gso_size: 0,
+        })
+    }
+
+    /// The same, for a super-frame the kernel says its sender cuts into
+    /// segments of `gso_size` payload bytes.
+    pub fn with_gso(self, gso_size: u16) -> FrameBuf<'a> {
+        FrameBuf { gso_size, ..self }
     }
 }
 
 impl FrameBuf<'_> {
+    /// The sender's segment size when this is a TCP (or UDP) super-frame
+    /// the kernel handed over whole (a local sender's TSO, GRO), as
+    /// `PACKET_VNET_HDR` reports it; 0 otherwise (always with AF_XDP).
+    pub fn gso_size(&self) -> u16 {
+        self.gso_size
+    }
+
     /// The frame's bytes.
     pub fn data(&self) -> &[u8] {
         &self.buf[self.start..self.start + self.len]
@@ -678,6 +699,7 @@ impl XskSocket {
                 buf,
                 start: offset,
                 len,
+                gso_size: 0,
             };
             self.stats.rx_packets += 1;
             self.stats.rx_bytes += len as u64;

@@ -17,7 +17,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use rvs_io::flowcache::{
     FastPathStats, FastPathTestProgram, FlowAction, FlowCacheError, FlowCounters, FlowKey,
-    FlowRewrite, TestProgram, monotonic_now_ns,
+    FlowRewrite, Gate, TestProgram, WatchCounts, monotonic_now_ns,
 };
 use rvs_wire::{EncapResult, EthernetAddress, Parsed, TtlVerdict, checksum};
 
@@ -347,6 +347,67 @@ fn passed(p: &FastPathTestProgram, f: &[u8], why: &str) -> FastPathStats {
     let d = stats_delta(p, before);
     assert_eq!(d.hits, 0, "{why}");
     d
+}
+
+// ---- watched egress (live-frames refused: rvs_io::redirwatch) ----
+
+/// A watched egress: redirects towards it are counted, and its gate lets
+/// through only its budget, leaving the rest to the slow path untouched;
+/// entries towards other interfaces are not concerned.
+#[test]
+fn watched_egress_gate_and_counts() {
+    if !privileged("BPF") {
+        return;
+    }
+    let mut p = program();
+    let k = key(TCP, v4("192.0.2.8"), v4("10.0.0.1"), 40001, 80);
+    let other = key(TCP, v4("192.0.2.9"), v4("10.0.0.1"), 40002, 80);
+    let f = frame(&k, PSH_ACK, OPTS);
+    let fo = frame(&other, PSH_ACK, OPTS);
+    assert_eq!(p.cache().watch_counts(OTHER_IF).unwrap(), None);
+    p.cache_mut().watch(OTHER_IF, Gate::Budget(2)).unwrap();
+    p.cache_mut()
+        .insert(&k, &action(FlowRewrite::Dr, OTHER_IF))
+        .unwrap();
+    p.cache_mut()
+        .insert(&other, &action(FlowRewrite::Dr, LO))
+        .unwrap();
+    let counts = |p: &FastPathTestProgram| p.cache().watch_counts(OTHER_IF).unwrap().unwrap();
+    assert_eq!(
+        counts(&p),
+        WatchCounts {
+            redirected: 0,
+            held: 0,
+            budget_left: Some(2)
+        }
+    );
+    for _ in 0..2 {
+        assert_eq!(run(&p, &f), (XDP_REDIRECT, slow_dr(&f)));
+    }
+    for _ in 0..3 {
+        passed(&p, &f, "budget spent");
+    }
+    // Not watched: not concerned.
+    assert_eq!(run(&p, &fo).0, XDP_REDIRECT);
+    let c = counts(&p);
+    assert_eq!((c.redirected, c.held), (2, 3), "{c:?}");
+    assert!(c.budget_left.is_some_and(|b| b <= 0), "{c:?}");
+    // Only redirected frames count on the entry.
+    assert_eq!(p.cache().get(&k).unwrap().unwrap().1.packets, 2);
+    p.cache_mut().set_gate(OTHER_IF, Gate::Open).unwrap();
+    for _ in 0..4 {
+        assert_eq!(run(&p, &f).0, XDP_REDIRECT);
+    }
+    let c = counts(&p);
+    assert_eq!((c.redirected, c.held, c.budget_left), (6, 3, None));
+    // Watching again keeps the counts and sets the gate.
+    p.cache_mut().watch(OTHER_IF, Gate::Budget(0)).unwrap();
+    passed(&p, &f, "gate closed");
+    assert_eq!(counts(&p).redirected, 6);
+    assert!(matches!(
+        p.cache_mut().set_gate(LO, Gate::Open),
+        Err(FlowCacheError::Invalid(_))
+    ));
 }
 
 // ---- DR ----

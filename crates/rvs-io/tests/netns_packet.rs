@@ -17,7 +17,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use rvs_io::nft::{Claims, NftInterface, NftTable};
+use rvs_io::nft::{self, Claims, NftInterface, NftTable};
 use rvs_io::packet::{PacketConfig, PacketSocket, wait_readable};
 use rvs_io::xdp::ClassKey;
 use rvs_io::xsk::Verdict;
@@ -276,13 +276,33 @@ fn nft_table_install_replace_remove() {
         let listed = table();
         assert!(!listed.contains("dport 80"), "{listed}");
         assert_eq!(listed.matches("udp dport 53").count(), 2, "{listed}");
-        // A table left by a crashed run (never removed) is replaced by the
-        // next install, not stacked.
+        // The table is owned by the session's nft: when that ends, however
+        // (here SIGKILL, as when rvsd is killed), the kernel deletes it.
+        assert!(listed.contains("flags owner"), "{listed}");
+        let pid = t.owner_pid().to_string();
         std::mem::forget(t);
+        assert!(
+            Command::new("kill")
+                .args(["-KILL", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while tables().contains("rvs") {
+            assert!(Instant::now() < deadline, "table left: {}", tables());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // A table left by an older rvs (not owned) is replaced by the next
+        // install, not stacked.
+        nft::apply(&nft::ruleset(&ifaces, &Claims::default()).unwrap()).expect("unowned");
         let t = NftTable::install(ifaces.clone()).expect("reinstall");
         let listed = table();
-        assert!(!listed.contains("dport 53"), "{listed}");
+        assert!(listed.contains("flags owner"), "{listed}");
         assert_eq!(tables().matches("netdev rvs").count(), 1);
+        // Another owner's table (a second rvsd in the namespace) is not
+        // taken over.
+        assert!(NftTable::install(ifaces.clone()).is_err());
         // Bad input: refused before nft runs, nothing half-applied.
         let bad = vec![NftInterface {
             name: "p0\"; flush ruleset".into(),

@@ -6,7 +6,7 @@
 //! `RVS_SKIP_PRIVILEGED_TESTS=1`. The namespace (`rvsfp-…`) and the veth are
 //! removed by a guard.
 
-use rvs_io::xdp::{Classifier, ifindex};
+use rvs_io::xdp::{Classifier, XdpError, ifindex};
 
 mod common;
 use common::*;
@@ -43,19 +43,26 @@ fn veth_takes_redirects_only_with_a_napi_peer() {
     let c = Classifier::attach(std::slice::from_ref(&pair.near)).expect("attach");
     let idx = ifindex(&pair.near).expect("ifindex");
     let mac = [2, 0, 0, 0x5e, 0, 1];
-    assert!(
-        !c.probe_redirect(&pair.near, idx, mac).expect("probe"),
-        "a peer without NAPI drops redirected frames"
-    );
+    // Not a veth: a clear error, not an answer (refused live frames or not).
+    let e = c
+        .probe_redirect("lo", 1, mac)
+        .expect_err("lo has no XDP transmit statistics");
+    assert!(e.to_string().contains("lo"), "{e}");
+    match c.probe_redirect(&pair.near, idx, mac) {
+        Err(XdpError::LiveFramesRefused { detail, .. }) => {
+            // netns_redirect_watch.rs covers what rvsd does then.
+            eprintln!("skipped: live-frames test runs refused here ({detail})");
+            return;
+        }
+        r => assert!(
+            !r.expect("probe"),
+            "a peer without NAPI drops redirected frames"
+        ),
+    }
     gro_on(&pair.ns, far);
     assert!(
         c.probe_redirect(&pair.near, idx, mac).expect("probe"),
         "GRO on the peer puts it in NAPI mode"
     );
-    // Not a veth: a clear error, not an answer.
-    let e = c
-        .probe_redirect("lo", 1, mac)
-        .expect_err("lo has no XDP transmit statistics");
-    assert!(e.to_string().contains("lo"), "{e}");
     drop(c);
 }

@@ -341,6 +341,25 @@ pub enum Request {
     FwmarkList,
     /// Remove every firewall-mark rule (`rvs fwmark flush`).
     FwmarkFlush,
+    /// The IPVS sysctls (`rvs sysctl -a`).
+    GetSysctls,
+    /// Set IPVS sysctls by name (`net.ipv4.vs.NAME` or `NAME`), all or
+    /// none (`rvs sysctl -w`, `-p`).
+    SetSysctls(Vec<(String, String)>),
+}
+
+/// One IPVS sysctl as `rvs sysctl` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SysctlValue {
+    /// Full name, `net.ipv4.vs.NAME`.
+    pub name: String,
+    /// Value in force (the kernel's default for those rvs does not apply).
+    pub value: String,
+    /// Whether rvs applies it.
+    pub applies: bool,
+    /// Why not, when it does not.
+    #[serde(default)]
+    pub note: String,
 }
 
 /// A request with its protocol version.
@@ -525,6 +544,10 @@ pub struct FastPathCounters {
     pub egress: Vec<String>,
     /// Interfaces whose taking redirected XDP frames is probed, by name.
     pub probed: Vec<String>,
+    /// For each probed interface, in order: `NAME: on|off|trial: why`
+    /// (what the probe or, where live-frames test runs are refused, the
+    /// watch of real redirects found).
+    pub why: Vec<String>,
     /// Flow entries in the cache now (each direction of a NAT connection
     /// is one).
     pub entries: u64,
@@ -558,6 +581,41 @@ pub struct FastPathCounters {
     /// Hits with a partial checksum left to the engine to finish (SCTP
     /// CRC32c, segments over 2048 bytes).
     pub csum_slow: u64,
+}
+
+/// The engine's counters (not IPVS statistics): why frames were dropped,
+/// and how full the connection table is. Every field defaults when
+/// absent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct EngineCounters {
+    /// Connection entries now (templates included).
+    pub conns: u64,
+    /// The table's bound (`rvsd --max-conns`).
+    pub max_conns: u64,
+    /// Entries in SYN_RECV evicted to make room near the bound.
+    pub evicted_syn_recv: u64,
+    /// Next hops known now.
+    pub hops: u64,
+    /// Next hops pruned (addresses no real server or connection needs).
+    pub hops_pruned: u64,
+    /// Drops: a frame that did not parse.
+    pub drop_malformed: u64,
+    /// Drops: neither a connection start nor part of a connection.
+    pub drop_no_conn: u64,
+    /// Drops: no real server available.
+    pub drop_no_dest: u64,
+    /// Drops: the connection's real server is gone.
+    pub drop_dest_gone: u64,
+    /// Drops: the connection table is full.
+    pub drop_table_full: u64,
+    /// Drops: TTL or hop limit ran out.
+    pub drop_ttl: u64,
+    /// Drops: the rewrite failed.
+    pub drop_rewrite: u64,
+    /// Drops: other (unknown ingress, an ICMP error that cannot be
+    /// translated).
+    pub drop_other: u64,
 }
 
 /// A reply from rvsd.
@@ -610,9 +668,15 @@ pub enum Reply {
         /// replies of older daemons).
         #[serde(default)]
         fast_path: Option<FastPathCounters>,
+        /// The engine's own counters: every drop reason, the table's fill
+        /// (absent from the replies of older daemons).
+        #[serde(default)]
+        engine: Option<Box<EngineCounters>>,
     },
     /// Firewall-mark rules, in order.
     FwmarkRules(Vec<fwmark::FwmarkSpec>),
+    /// `Request::GetSysctls`, by name.
+    Sysctls(Vec<SysctlValue>),
 }
 
 /// Encode a value as one line (JSON, newline-terminated).
@@ -676,6 +740,7 @@ mod tests {
                 workers: Vec::new(),
                 classifier: None,
                 fast_path: None,
+                engine: None,
             }
         );
         let new = Reply::DataPlaneStats {
@@ -685,10 +750,16 @@ mod tests {
             fast_path: Some(FastPathCounters {
                 mode: "on".into(),
                 egress: vec!["eth0".into()],
+                why: vec!["eth0: on: its xdp_xmit counters moved".into()],
                 entries: 3,
                 hits: 9,
                 ..FastPathCounters::default()
             }),
+            engine: Some(Box::new(EngineCounters {
+                conns: 5,
+                drop_table_full: 2,
+                ..EngineCounters::default()
+            })),
         };
         let bytes = encode(&new);
         assert_eq!(decode::<Reply>(&bytes[..bytes.len() - 1]).unwrap(), new);

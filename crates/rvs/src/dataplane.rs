@@ -2,7 +2,9 @@
 //! thread, the XDP classifier's and the XDP fast path's.
 
 use rvs_proto::client::{Client, Endpoint};
-use rvs_proto::{ClassifierCounters, DataPlaneWorker, FastPathCounters, Reply, Request};
+use rvs_proto::{
+    ClassifierCounters, DataPlaneWorker, EngineCounters, FastPathCounters, Reply, Request,
+};
 
 /// Ask the rvsd of `RVS_SOCKET` (or the default endpoint) and format the table.
 pub fn run() -> Result<String, String> {
@@ -15,12 +17,14 @@ pub fn run() -> Result<String, String> {
             workers,
             classifier,
             fast_path,
-        } => Ok(format(
-            &mode,
-            &workers,
-            classifier.as_ref(),
-            fast_path.as_ref(),
-        )),
+            engine,
+        } => {
+            let mut out = format(&mode, &workers, classifier.as_ref(), fast_path.as_ref());
+            if let Some(e) = &engine {
+                out.push_str(&format_engine(e));
+            }
+            Ok(out)
+        }
         Reply::Error(e) => Err(format!("rvsd: {} (errno {})", e.message, e.errno)),
         _ => Err("unexpected reply from rvsd".into()),
     }
@@ -118,6 +122,29 @@ pub fn format(
     out
 }
 
+/// The engine's lines: the table's fill and every drop reason.
+pub fn format_engine(e: &EngineCounters) -> String {
+    format!(
+        "engine: connections {} of {}, SYN_RECV evicted near the bound {}; \
+         next hops {} (pruned {})\n\
+         engine drops: table full {}, no connection {}, no real server {}, \
+         real server gone {}, ttl {}, rewrite failed {}, malformed {}, other {}\n",
+        e.conns,
+        e.max_conns,
+        e.evicted_syn_recv,
+        e.hops,
+        e.hops_pruned,
+        e.drop_table_full,
+        e.drop_no_conn,
+        e.drop_no_dest,
+        e.drop_dest_gone,
+        e.drop_ttl,
+        e.drop_rewrite,
+        e.drop_malformed,
+        e.drop_other
+    )
+}
+
 /// The fast path's lines: where it sends, what it holds, what it forwarded.
 pub fn format_fast_path(f: &FastPathCounters) -> String {
     let list = |v: &[String]| {
@@ -132,6 +159,9 @@ pub fn format_fast_path(f: &FastPathCounters) -> String {
         out.push_str(&format!(" (probed: {})", list(&f.probed)));
     }
     out.push('\n');
+    for w in &f.why {
+        out.push_str(&format!("fast path: towards {w}\n"));
+    }
     out.push_str(&format!(
         "fast path: entries {}, installs {}, removals {}, evictions {}\n",
         f.entries, f.installs, f.removals, f.evictions
@@ -187,11 +217,33 @@ mod tests {
     }
 
     #[test]
+    fn engine_lines() {
+        let e = EngineCounters {
+            conns: 3,
+            max_conns: 1024,
+            evicted_syn_recv: 7,
+            drop_table_full: 2,
+            ..EngineCounters::default()
+        };
+        assert_eq!(
+            format_engine(&e),
+            "engine: connections 3 of 1024, SYN_RECV evicted near the bound 7; \
+             next hops 0 (pruned 0)\n\
+             engine drops: table full 2, no connection 0, no real server 0, real server gone 0, \
+             ttl 0, rewrite failed 0, malformed 0, other 0\n"
+        );
+    }
+
+    #[test]
     fn fast_path_lines() {
         let f = FastPathCounters {
             mode: "on".into(),
             egress: vec!["eth0".into(), "eth1".into()],
             probed: vec!["eth0".into(), "eth1".into()],
+            why: vec![
+                "eth0: on: probe frames redirected out of it reach its peer".into(),
+                "eth1: trial: live-frames test runs refused (EPERM)".into(),
+            ],
             entries: 8,
             installs: 10,
             removals: 2,
@@ -217,6 +269,8 @@ mod tests {
             t.ends_with(
                 "classifier: redirected 0, passed 0, no socket 0, malformed 0, fragments 0\n\
                  fast path: on, sending to eth0, eth1 (probed: eth0, eth1)\n\
+                 fast path: towards eth0: on: probe frames redirected out of it reach its peer\n\
+                 fast path: towards eth1: trial: live-frames test runs refused (EPERM)\n\
                  fast path: entries 8, installs 10, removals 2, evictions 1\n\
                  fast path: forwarded 400 packets, 123456 bytes (credited to the statistics); \
                  hits 401, misses 5, skipped 30, too big 0, ttl 0, errors 0\n\

@@ -1,5 +1,5 @@
 //! rvs — the companion tool: `demo`, `lab`, `realserver`, `bench`,
-//! `proc`, `fwmark`.
+//! `proc`, `fwmark`, `sysctl`.
 
 mod bench;
 mod child;
@@ -10,6 +10,7 @@ mod lab;
 mod netns;
 mod procfs;
 mod realserver;
+mod sysctl;
 
 use std::process::ExitCode;
 
@@ -66,6 +67,9 @@ Commands:
   fwmark add|del|list|flush|save
                           firewall-mark rules for rvsadm -A -f N services
                           (rvs fwmark -h for the options)
+  sysctl [-a|NAME...|-w NAME=VALUE...|-p FILE]
+                          rvsd's IPVS sysctls under the kernel's names
+                          (net.ipv4.vs.sloppy_tcp ...; rvs sysctl -h)
   -h, --help              this text
   -V, --version           version
 ";
@@ -143,6 +147,18 @@ fn run() -> Result<(), String> {
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             print!("{}", fwmark::run(&args)?);
+            Ok(())
+        }
+        "sysctl" => {
+            let args = parser
+                .raw_args()
+                .map_err(|e| e.to_string())?
+                .map(|a| {
+                    a.into_string()
+                        .map_err(|a| format!("invalid argument {a:?}"))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            print!("{}", sysctl::run(&args)?);
             Ok(())
         }
         other => Err(format!("unknown command '{other}'\n{USAGE}")),

@@ -289,6 +289,26 @@ pub fn conn_info(c: &Conn, now: Instant) -> ConnInfo {
     }
 }
 
+/// The engine's counters as `rvs dataplane` shows them.
+pub fn engine_counters(e: &rvs_core::Engine) -> rvs_proto::EngineCounters {
+    let c = e.counters();
+    rvs_proto::EngineCounters {
+        conns: e.conns().len() as u64,
+        max_conns: e.conns().capacity_limit() as u64,
+        evicted_syn_recv: c.evicted_syn_recv,
+        hops: e.hop_count() as u64,
+        hops_pruned: c.hops_pruned,
+        drop_malformed: c.drop_malformed,
+        drop_no_conn: c.drop_no_conn,
+        drop_no_dest: c.drop_no_dest,
+        drop_dest_gone: c.drop_dest_gone,
+        drop_table_full: c.drop_table_full,
+        drop_ttl: c.drop_ttl,
+        drop_rewrite: c.drop_rewrite,
+        drop_other: c.drop_other,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -50,11 +50,12 @@ use std::time::{Duration, Instant};
 use rvs_core::engine::{Frame, Hop, PortConfig, PortId};
 use rvs_core::fastpath::{FastAction, FastFlow, FastPathOp, FastRewrite};
 use rvs_core::{Action, Engine};
-use rvs_io::flowcache::{self, FlowAction, FlowCache, FlowCounters, FlowEntry, FlowRewrite};
+use rvs_io::flowcache::{self, FlowAction, FlowCache, FlowCounters, FlowEntry, FlowRewrite, Gate};
 use rvs_io::neigh::{NextHop, Resolver};
 use rvs_io::nft::{Claims, FwmarkMatch, NftInterface, NftTable};
 use rvs_io::packet::{PacketConfig, PacketSocket};
-use rvs_io::xdp::{AttachMode, Classifier};
+use rvs_io::redirwatch::{RedirectWatch, Sample};
+use rvs_io::xdp::{AttachMode, Classifier, XdpError};
 use rvs_io::xsk::{FrameBuf, UmemConfig, Verdict, XskSocket};
 use rvs_proto::{ClassifierCounters, DataPlaneWorker, FastPathCounters, Reply};
 use rvs_wire::EthernetAddress;
@@ -357,6 +358,7 @@ impl DpShared {
                 .collect(),
             classifier: self.classifier_counters(),
             fast_path: self.fast_path_counters(),
+            engine: None,
         }
     }
 }
@@ -365,7 +367,7 @@ impl DpShared {
 #[derive(Debug)]
 enum Sock {
     Xsk(Box<XskSocket>),
-    Packet(PacketSocket),
+    Packet(Box<PacketSocket>),
 }
 
 impl Sock {
@@ -541,21 +543,21 @@ impl DataPlane {
         let resolver =
             Resolver::start().map_err(|e| format!("cannot start the neighbour resolver: {e}"))?;
         let ports = ports_of(&resolver, interfaces)?;
-        let (backend, (filter, workers), why) = choose(
+        let (backend, (mut filter, workers), why) = choose(
             mode,
             || open_xdp(&ports, fast.entries),
             || open_packet(&ports),
         )?;
-        let (fast_sync, fast_probed, fast_off) = match (&filter, fast.mode) {
+        let (fast_sync, fast_probed, fast_off) = match (&mut filter, fast.mode) {
             (Filter::Xdp(c), FastPathMode::On | FastPathMode::All) => {
-                let (set, probed) = fast_egress(c, &ports, fast.mode, |i| {
+                let (set, probed, answers) = fast_egress(c, &ports, fast.mode, |i| {
                     port_config(&resolver, i).map(|p| p.mac.0)
                 });
-                let states = probed
-                    .iter()
-                    .map(|p| ProbeState::new(set.contains(&p.ifindex)))
-                    .collect();
-                let fs = FastSync::new(fast.mode, set, states);
+                let mut fs = FastSync::new(fast.mode, set, Vec::new());
+                for (p, answer) in probed.iter().zip(answers) {
+                    let probe = fs.first_probe(c.flow_cache_mut(), p, answer);
+                    fs.probes.push(probe);
+                }
                 (Some(Mutex::new(fs)), probed, None)
             }
             (_, FastPathMode::Off) => (None, Vec::new(), Some("--fast-path off".to_string())),
@@ -626,13 +628,29 @@ impl DataPlane {
                     .filter(|p| f.egress.contains(&p.ifindex))
                     .map(|p| p.name.as_str())
                     .collect();
-                if names.is_empty() {
+                let watched: Vec<&str> = self
+                    .shared
+                    .fast_probed
+                    .iter()
+                    .zip(&f.probes)
+                    .filter(|(_, pr)| pr.watching())
+                    .map(|(p, _)| p.name.as_str())
+                    .collect();
+                let mut s = if names.is_empty() {
                     "fast path on, but no interface takes redirected XDP frames yet \
                      (a veth does once its peer is in NAPI mode: checked every second)"
                         .to_string()
                 } else {
                     format!("fast path on towards {}", names.join(", "))
+                };
+                if !watched.is_empty() {
+                    s.push_str(&format!(
+                        "; towards {}: live-frames test runs refused, deciding by watching \
+                         real redirects (`rvs dataplane` says where it stands)",
+                        watched.join(", ")
+                    ));
                 }
+                s
             }
         };
         format!(
@@ -835,7 +853,7 @@ fn open_xdp(ports: &[Port], flow_entries: u32) -> Result<(Filter, Vec<WorkerSock
             } else {
                 let s = PacketSocket::open_tx_only(&p.name, &PacketConfig::default())
                     .map_err(|e| format!("{}: {e}", p.name))?;
-                w.socks.push(Sock::Packet(s));
+                w.socks.push(Sock::Packet(Box::new(s)));
                 w.receives.push(false);
             }
         }
@@ -870,8 +888,11 @@ fn open_packet(ports: &[Port]) -> Result<(Filter, Vec<WorkerSocks>), String> {
         for w in workers.iter_mut() {
             // Buffers that hold a 64 KiB TCP super-frame (a local sender's
             // TSO reaches AF_PACKET whole): cut by the worker.
+            // cut by the worker into the sender's segment size, which the
+            // vnet header tells.
             let rx_cfg = PacketConfig {
                 buf_size: PacketConfig::default().headroom + rvs_io::packet::SUPER_FRAME_MAX,
+                vnet_hdr: true,
                 ..PacketConfig::default()
             };
             let mut s =
@@ -882,7 +903,7 @@ fn open_packet(ports: &[Port]) -> Result<(Filter, Vec<WorkerSocks>), String> {
                         .map_err(|e| format!("{}: {e}", p.name))?,
                 );
             }
-            w.socks.push(Sock::Packet(s));
+            w.socks.push(Sock::Packet(Box::new(s)));
             w.receives.push(true);
         }
     }
@@ -896,15 +917,18 @@ fn open_packet(ports: &[Port]) -> Result<(Filter, Vec<WorkerSocks>), String> {
 /// frames; a virtual one (veth...) in native mode does only when its peer
 /// is in NAPI mode (an XDP program or GRO on it): with `--fast-path all`
 /// it is assumed, with `on` probed ([`Classifier::probe_redirect`]), now
-/// and then every [`PROBE_INTERVAL`].
+/// and then every [`PROBE_INTERVAL`]; the first probes' answers are
+/// returned (one per probed interface; where live-frames test runs are
+/// refused, [`FastSync::first_probe`] watches real redirects instead).
 fn fast_egress(
     c: &Classifier,
     ports: &[Port],
     mode: FastPathMode,
     mac_of: impl Fn(u32) -> Option<[u8; 6]>,
-) -> (HashSet<u32>, Vec<Probed>) {
+) -> (HashSet<u32>, Vec<Probed>, Vec<Result<bool, XdpError>>) {
     let mut set = HashSet::new();
     let mut probed = Vec::new();
+    let mut answers = Vec::new();
     for p in ports {
         let skb = c
             .attachments()
@@ -922,14 +946,14 @@ fn fast_egress(
             name: p.name.clone(),
             mac,
         };
-        if c.probe_redirect(&pr.name, pr.ifindex, pr.mac)
-            .unwrap_or(false)
-        {
+        let answer = c.probe_redirect(&pr.name, pr.ifindex, pr.mac);
+        if matches!(answer, Ok(true)) {
             set.insert(p.ifindex);
         }
+        answers.push(answer);
         probed.push(pr);
     }
-    (set, probed)
+    (set, probed, answers)
 }
 
 /// How often the probed interfaces are probed again.
@@ -1022,6 +1046,97 @@ impl ProbeState {
     }
 }
 
+/// How the fast path decides whether a probed interface takes redirected
+/// XDP frames.
+#[derive(Debug)]
+enum ProbeHow {
+    /// Live-frames probes ([`Classifier::probe_redirect`]) every
+    /// [`PROBE_INTERVAL`], with hysteresis.
+    Live(ProbeState),
+    /// The host refuses live-frames test runs (`refused` says how): the
+    /// fast path's own redirects there are watched, every
+    /// [`PROBE_INTERVAL`] ([`rvs_io::redirwatch`]).
+    Watch {
+        watch: RedirectWatch,
+        refused: String,
+    },
+}
+
+/// A probed interface's state, one per [`DpShared::fast_probed`].
+#[derive(Debug)]
+struct Probe {
+    how: ProbeHow,
+    /// The last probe or reading failed: why.
+    failed: Option<String>,
+    /// Live frames refused and its redirects cannot be watched either:
+    /// no longer probed (off, `failed` says why).
+    given_up: bool,
+}
+
+impl Probe {
+    fn live(takes: bool) -> Probe {
+        Probe {
+            how: ProbeHow::Live(ProbeState::new(takes)),
+            failed: None,
+            given_up: false,
+        }
+    }
+
+    fn watching(&self) -> bool {
+        matches!(self.how, ProbeHow::Watch { .. })
+    }
+
+    /// Where it stands and why, for `rvs dataplane`: `NAME: on|off|trial: …`.
+    fn why(&self, name: &str, now: Instant) -> String {
+        let mut s = match &self.how {
+            ProbeHow::Live(st) if st.takes => format!(
+                "{name}: on: probe frames redirected out of it reach its peer \
+                 (in NAPI mode); probed every second"
+            ),
+            ProbeHow::Live(_) if self.given_up => format!("{name}: off"),
+            ProbeHow::Live(_) => format!(
+                "{name}: off: probe frames redirected out of it are refused whole: its \
+                 peer is not in NAPI mode (no XDP program or GRO on it); probed every second"
+            ),
+            ProbeHow::Watch { watch, refused } => format!(
+                "{name}: {}; {refused}, so deciding by watching real redirects",
+                watch.describe(now)
+            ),
+        };
+        if let Some(e) = &self.failed {
+            s.push_str(&format!("; last probe failed: {e}"));
+        }
+        s
+    }
+}
+
+/// One round's reading of a probed interface.
+#[derive(Debug)]
+enum ProbeInput {
+    /// Not probed this round.
+    Skip,
+    /// A live-frames probe's answer.
+    Live(Result<bool, XdpError>),
+    /// The watch's readings.
+    Watch(Result<Sample, String>),
+}
+
+/// Start watching the redirects to `p` ([`rvs_io::redirwatch`]): counted
+/// from now on, gated (a trial).
+fn start_watch(cache: &mut FlowCache, p: &Probed) -> Result<RedirectWatch, String> {
+    cache
+        .watch(p.ifindex, Gate::Budget(0))
+        .map_err(|e| e.to_string())?;
+    let watch = cache
+        .watch_counts(p.ifindex)
+        .map_err(|e| e.to_string())?
+        .ok_or("not watched")?;
+    let counters = rvs_io::xdp::xdp_xmit_counters(&p.name).map_err(|e| e.to_string())?;
+    let (w, gate) = RedirectWatch::new(Sample { watch, counters });
+    cache.set_gate(p.ifindex, gate).map_err(|e| e.to_string())?;
+    Ok(w)
+}
+
 /// What the fast path did since start.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 struct FastTotals {
@@ -1041,7 +1156,11 @@ struct FastSync {
     /// The interfaces it may send to (ifindex).
     egress: HashSet<u32>,
     /// One per [`DpShared::fast_probed`], in order.
-    probes: Vec<ProbeState>,
+    probes: Vec<Probe>,
+    /// Watched interfaces (live frames refused): their flows are cached
+    /// whether they take redirects or not, their gates decide
+    /// ([`rvs_io::flowcache::Gate`]).
+    watched: HashSet<u32>,
     installed: HashMap<flowcache::FlowKey, Installed>,
     ops: Vec<FastPathOp>,
     entries: Vec<FlowEntry>,
@@ -1053,11 +1172,12 @@ struct FastSync {
 const FAST_ERRORS_LOGGED: u32 = 10;
 
 impl FastSync {
-    fn new(mode: FastPathMode, egress: HashSet<u32>, probes: Vec<ProbeState>) -> FastSync {
+    fn new(mode: FastPathMode, egress: HashSet<u32>, probes: Vec<Probe>) -> FastSync {
         FastSync {
             mode,
             egress,
             probes,
+            watched: HashSet::new(),
             installed: HashMap::new(),
             ops: Vec::new(),
             entries: Vec::new(),
@@ -1090,6 +1210,11 @@ impl FastSync {
                 .map(|p| p.name.clone())
                 .collect(),
             probed: probed.iter().map(|p| p.name.clone()).collect(),
+            why: probed
+                .iter()
+                .zip(&self.probes)
+                .map(|(p, pr)| pr.why(&p.name, Instant::now()))
+                .collect(),
             entries: self.installed.len() as u64,
             installs: t.installs,
             removals: t.removals,
@@ -1107,48 +1232,204 @@ impl FastSync {
         }
     }
 
-    /// Take the probes' answers (one per probed interface, `None` for a
-    /// failed probe): an interface whose answer flips gains or loses the
-    /// fast path.
+    /// The state of probed interface `p` from its first probe's `answer`;
+    /// where live-frames test runs are refused, its redirects are watched
+    /// instead. Failures are logged.
+    fn first_probe(
+        &mut self,
+        cache: &mut FlowCache,
+        p: &Probed,
+        answer: Result<bool, XdpError>,
+    ) -> Probe {
+        match answer {
+            Ok(takes) => Probe::live(takes),
+            Err(XdpError::LiveFramesRefused { detail, .. }) => self.watch_probe(cache, p, detail),
+            Err(e) => {
+                eprintln!(
+                    "rvsd: fast path: {}: redirect probe failed: {e}; the fast path does \
+                     not send there (probed again every second)",
+                    p.name
+                );
+                Probe {
+                    failed: Some(e.to_string()),
+                    ..Probe::live(false)
+                }
+            }
+        }
+    }
+
+    /// Live frames are refused (`refused`): watch `p`'s real redirects.
+    fn watch_probe(&mut self, cache: &mut FlowCache, p: &Probed, refused: String) -> Probe {
+        match start_watch(cache, p) {
+            Ok(watch) => {
+                eprintln!(
+                    "rvsd: fast path: {}: {refused}; deciding by watching real redirects \
+                     (trials of {} frame(s), retried after 1 s doubling to 60 s while lost)",
+                    p.name,
+                    rvs_io::redirwatch::TRIAL_BUDGET
+                );
+                self.watched.insert(p.ifindex);
+                Probe {
+                    how: ProbeHow::Watch { watch, refused },
+                    failed: None,
+                    given_up: false,
+                }
+            }
+            Err(e) => {
+                eprintln!(
+                    "rvsd: fast path: {}: {refused}, and its redirects cannot be watched \
+                     ({e}): the fast path does not send there",
+                    p.name
+                );
+                Probe {
+                    failed: Some(format!("{refused}; cannot watch its redirects: {e}")),
+                    given_up: true,
+                    ..Probe::live(false)
+                }
+            }
+        }
+    }
+
+    /// Take the probes' readings (one per probed interface): an interface
+    /// whose answer flips gains or loses the fast path.
+    #[allow(clippy::too_many_arguments)]
     fn apply_probes(
         &mut self,
         probed: &[Probed],
-        answers: &[Option<bool>],
+        inputs: Vec<ProbeInput>,
         cache: &mut FlowCache,
         engine: &mut Engine,
         now: rvs_core::Instant,
         mono: u64,
+        wall: Instant,
     ) {
-        for (i, (p, answer)) in probed.iter().zip(answers).enumerate() {
-            let Some(flip) = self.probes.get_mut(i).and_then(|st| st.observe(*answer)) else {
-                continue;
-            };
-            if flip {
-                eprintln!(
-                    "rvsd: fast path: {} takes redirected XDP frames now",
-                    p.name
-                );
-                self.egress.insert(p.ifindex);
-                // Flows the engine thought cached but that were not
-                // (their egress was left out): cached at their next packet.
-                engine.fast_path_forget_all();
-            } else {
-                eprintln!(
-                    "rvsd: fast path: {} no longer takes redirected XDP frames: \
-                     its flows go through the engine",
-                    p.name
-                );
-                self.egress.remove(&p.ifindex);
-                let gone: Vec<flowcache::FlowKey> = self
-                    .installed
-                    .iter()
-                    .filter(|(_, e)| e.ifindex == p.ifindex)
-                    .map(|(k, _)| *k)
-                    .collect();
-                for k in gone {
-                    self.remove(cache, engine, &k, now, mono);
-                }
+        for (i, (p, input)) in probed.iter().zip(inputs).enumerate() {
+            if i >= self.probes.len() {
+                break;
             }
+            let flip = match input {
+                ProbeInput::Skip => None,
+                ProbeInput::Live(Err(XdpError::LiveFramesRefused { detail, .. })) => {
+                    // Its entries have no watch slot: gone, cached again
+                    // (with one) at their next packet.
+                    self.egress.remove(&p.ifindex);
+                    self.remove_towards(cache, engine, p.ifindex, now, mono);
+                    let probe = self.watch_probe(cache, p, detail);
+                    self.probes[i] = probe;
+                    engine.fast_path_forget_all();
+                    continue;
+                }
+                ProbeInput::Live(answer) => {
+                    let pr = &mut self.probes[i];
+                    let answer = match answer {
+                        Ok(a) => {
+                            pr.failed = None;
+                            Some(a)
+                        }
+                        Err(e) => {
+                            pr.failed = Some(e.to_string());
+                            None
+                        }
+                    };
+                    match &mut pr.how {
+                        ProbeHow::Live(st) => st.observe(answer),
+                        ProbeHow::Watch { .. } => None,
+                    }
+                }
+                ProbeInput::Watch(reading) => {
+                    let pr = &mut self.probes[i];
+                    let ProbeHow::Watch { watch, .. } = &mut pr.how else {
+                        continue;
+                    };
+                    match reading {
+                        Ok(sample) => {
+                            pr.failed = None;
+                            let step = watch.round(sample, wall);
+                            if let Some(g) = step.gate
+                                && let Err(e) = cache.set_gate(p.ifindex, g)
+                            {
+                                pr.failed = Some(format!("cannot set its gate: {e}"));
+                            }
+                            step.flip
+                        }
+                        Err(e) => {
+                            pr.failed = Some(e);
+                            None
+                        }
+                    }
+                }
+            };
+            let watched = self.probes[i].watching();
+            match flip {
+                Some(true) => {
+                    eprintln!(
+                        "rvsd: fast path: {} takes redirected XDP frames now{}",
+                        p.name,
+                        if watched {
+                            " (real redirects reached its peer)"
+                        } else {
+                            ""
+                        }
+                    );
+                    self.egress.insert(p.ifindex);
+                    if !watched {
+                        // Flows the engine thought cached but that were not
+                        // (their egress was left out): cached at their next
+                        // packet.
+                        engine.fast_path_forget_all();
+                    }
+                }
+                Some(false) => {
+                    eprintln!(
+                        "rvsd: fast path: {} no longer takes redirected XDP frames{}: \
+                         its flows go through the engine",
+                        p.name,
+                        if watched {
+                            " (real redirects left its xdp_xmit counters still)"
+                        } else {
+                            ""
+                        }
+                    );
+                    self.egress.remove(&p.ifindex);
+                    if !watched {
+                        self.remove_towards(cache, engine, p.ifindex, now, mono);
+                    }
+                }
+                None => {}
+            }
+        }
+    }
+
+    /// The watched interfaces (ifindex) in a trial.
+    fn trials(&self, probed: &[Probed]) -> Vec<u32> {
+        probed
+            .iter()
+            .zip(&self.probes)
+            .filter(|(_, pr)| {
+                matches!(&pr.how, ProbeHow::Watch { watch, .. }
+                    if watch.phase() == rvs_io::redirwatch::Phase::Trial)
+            })
+            .map(|(p, _)| p.ifindex)
+            .collect()
+    }
+
+    /// Remove the entries that send to `ifindex`.
+    fn remove_towards(
+        &mut self,
+        cache: &mut FlowCache,
+        engine: &mut Engine,
+        ifindex: u32,
+        now: rvs_core::Instant,
+        mono: u64,
+    ) {
+        let gone: Vec<flowcache::FlowKey> = self
+            .installed
+            .iter()
+            .filter(|(_, e)| e.ifindex == ifindex)
+            .map(|(k, _)| *k)
+            .collect();
+        for k in gone {
+            self.remove(cache, engine, &k, now, mono);
         }
     }
 
@@ -1166,7 +1447,8 @@ impl FastSync {
         for op in ops.drain(..) {
             match op {
                 FastPathOp::Install(flow, action) => {
-                    if !self.egress.contains(&action.port.0) {
+                    let port = action.port.0;
+                    if !self.egress.contains(&port) && !self.watched.contains(&port) {
                         continue;
                     }
                     self.install(cache, engine, flow, &action, now, mono);
@@ -1327,6 +1609,103 @@ fn credit(
     Some((packets, bytes))
 }
 
+/// One round's readings of the probed interfaces (without the state lock:
+/// the workers go on meanwhile): a live-frames probe each, or for those
+/// watched (live frames refused), the fast path's counts of its redirects
+/// there (with the filter lock) and then the veth's xdp_xmit counters
+/// (without), read again after a moment when redirects were counted and
+/// the counters did not move (the kernel sends a redirected frame at the
+/// end of its poll, after the count).
+fn probe_inputs(dp: &DpShared) -> Vec<ProbeInput> {
+    let (watching, skip): (Vec<bool>, Vec<bool>) = match dp.fast() {
+        Some(f) => f
+            .probes
+            .iter()
+            .map(|pr| (pr.watching(), pr.given_up))
+            .unzip(),
+        None => return Vec::new(),
+    };
+    let n = dp.fast_probed.len().min(watching.len());
+    let mut inputs: Vec<ProbeInput> = (0..n).map(|_| ProbeInput::Skip).collect();
+    let mut counts = vec![None; n];
+    if let Some(Filter::Xdp(c)) = &*dp.filter() {
+        for (i, p) in dp.fast_probed.iter().take(n).enumerate() {
+            if skip[i] {
+                continue;
+            }
+            if watching[i] {
+                counts[i] = Some(
+                    c.flow_cache()
+                        .watch_counts(p.ifindex)
+                        .map_err(|e| e.to_string()),
+                );
+            } else {
+                inputs[i] = ProbeInput::Live(c.probe_redirect(&p.name, p.ifindex, p.mac));
+            }
+        }
+    }
+    let read = |i: usize, p: &Probed| -> Option<Result<Sample, String>> {
+        let watch = match counts[i].clone()? {
+            Ok(Some(w)) => w,
+            Ok(None) => return Some(Err("not watched".into())),
+            Err(e) => return Some(Err(format!("reading its redirect counts: {e}"))),
+        };
+        Some(
+            rvs_io::xdp::xdp_xmit_counters(&p.name)
+                .map(|counters| Sample { watch, counters })
+                .map_err(|e| e.to_string()),
+        )
+    };
+    let mut settle = Vec::new();
+    for (i, p) in dp.fast_probed.iter().take(n).enumerate() {
+        if let Some(r) = read(i, p) {
+            if let Ok(s) = &r
+                && let Some(f) = dp.fast()
+                && let Some(Probe {
+                    how: ProbeHow::Watch { watch, .. },
+                    ..
+                }) = f.probes.get(i)
+                && watch.settle_wanted(s)
+            {
+                settle.push(i);
+            }
+            inputs[i] = ProbeInput::Watch(r);
+        }
+    }
+    if !settle.is_empty() {
+        std::thread::sleep(WATCH_SETTLE);
+        for i in settle {
+            if let Some(r) = read(i, &dp.fast_probed[i]) {
+                inputs[i] = ProbeInput::Watch(r);
+            }
+        }
+    }
+    inputs
+}
+
+/// Whether the trial budget of one of `trials` (watched interfaces) is
+/// spent: its frame redirected, the answer can be read now rather than at
+/// the next [`PROBE_INTERVAL`].
+fn trial_spent(dp: &DpShared, trials: &[u32]) -> bool {
+    let filter = dp.filter();
+    let Some(Filter::Xdp(c)) = &*filter else {
+        return false;
+    };
+    trials.iter().any(|&i| {
+        matches!(
+            c.flow_cache().watch_counts(i),
+            Ok(Some(w)) if w.budget_left.is_some_and(|b| b <= 0)
+        )
+    })
+}
+
+/// How often the sync thread looks whether a trial's frame went
+/// ([`trial_spent`]).
+const TRIAL_CHECK_INTERVAL: Duration = Duration::from_millis(5);
+
+/// How long [`probe_inputs`] waits before reading a veth's counters again.
+const WATCH_SETTLE: Duration = Duration::from_millis(5);
+
 /// The sync thread's memory: what it last put into the filter and engine.
 #[derive(Debug, Default)]
 struct Sync {
@@ -1334,6 +1713,11 @@ struct Sync {
     resolver_gen: Option<u64>,
     /// When the probed interfaces were last probed.
     last_probe: Option<Instant>,
+    /// Watched interfaces in a trial as of the last round (ifindex): a
+    /// spent trial budget brings the next round forward.
+    trials: Vec<u32>,
+    /// When their gates were last looked at.
+    last_trial_check: Option<Instant>,
 }
 
 impl Sync {
@@ -1351,20 +1735,23 @@ impl Sync {
         if dp.fast.is_none() {
             return;
         }
-        let probe_due = !dp.fast_probed.is_empty()
+        let mut probe_due = !dp.fast_probed.is_empty()
             && self
                 .last_probe
                 .is_none_or(|t| t.elapsed() >= PROBE_INTERVAL);
-        let mut answers = Vec::new();
+        if !probe_due
+            && !self.trials.is_empty()
+            && self
+                .last_trial_check
+                .is_none_or(|t| t.elapsed() >= TRIAL_CHECK_INTERVAL)
+        {
+            self.last_trial_check = Some(Instant::now());
+            probe_due = trial_spent(dp, &self.trials);
+        }
+        let mut inputs = Vec::new();
         if probe_due {
             self.last_probe = Some(Instant::now());
-            if let Some(Filter::Xdp(c)) = &*dp.filter() {
-                answers = dp
-                    .fast_probed
-                    .iter()
-                    .map(|p| c.probe_redirect(&p.name, p.ifindex, p.mac).ok())
-                    .collect();
-            }
+            inputs = probe_inputs(dp);
         }
         let mut state = shared.lock();
         let engine = state.engine_mut();
@@ -1372,7 +1759,7 @@ impl Sync {
             return;
         };
         engine.take_fast_path_ops(&mut fast.ops);
-        if fast.ops.is_empty() && answers.is_empty() {
+        if fast.ops.is_empty() && inputs.is_empty() {
             return;
         }
         let mut filter = dp.filter();
@@ -1383,8 +1770,10 @@ impl Sync {
         let now = shared.clock().now();
         let mono = flowcache::monotonic_now_ns();
         let cache = c.flow_cache_mut();
-        if !answers.is_empty() {
-            fast.apply_probes(&dp.fast_probed, &answers, cache, engine, now, mono);
+        if !inputs.is_empty() {
+            let wall = Instant::now();
+            fast.apply_probes(&dp.fast_probed, inputs, cache, engine, now, mono, wall);
+            self.trials = fast.trials(&dp.fast_probed);
         }
         fast.apply_ops(cache, engine, now, mono);
     }
@@ -1402,6 +1791,11 @@ impl Sync {
             }
         }
         let mut state = shared.lock();
+        // Hops the engine pruned (addresses nothing needs any more): the
+        // resolver stops tracking them too, so neither grows without bound.
+        for a in state.engine_mut().take_pruned_hops() {
+            dp.resolver.forget(a);
+        }
         let cgen = state.generation();
         if found.is_empty() && !resolver_changed && self.config_gen == Some(cgen) {
             return;
@@ -1495,7 +1889,7 @@ struct Worker {
     ready: Vec<Held>,
     /// TCP super-frames of the current batch, cut after it
     /// ([`Worker::cut_super_frames`]).
-    big: Vec<Vec<u8>>,
+    big: Vec<(u16, Vec<u8>)>,
     /// Where one segment is built (headroom for a tunnel header, then
     /// the frame).
     seg: Vec<u8>,
@@ -1622,7 +2016,7 @@ impl Worker {
                 let mut b = spare.pop().unwrap_or_default();
                 b.clear();
                 b.extend_from_slice(&fb.buf()[start..start + len]);
-                big.push(b);
+                big.push((fb.gso_size(), b));
                 return Verdict::Done;
             }
             let action = engine.process(
@@ -1704,6 +2098,7 @@ impl Worker {
         }
         if t.rx > 0 {
             self.counters.add(&t);
+            crate::inject_panic("worker");
         }
     }
 }
@@ -1738,7 +2133,7 @@ impl Worker {
             .map_or(1500, |p| p.mtu as usize);
         let mut big = std::mem::take(&mut self.big);
         let mut seg = std::mem::take(&mut self.seg);
-        for frame in big.drain(..) {
+        for (gso, frame) in big.drain(..) {
             let meta = match rvs_wire::parse_frame(&frame) {
                 Ok(rvs_wire::Parsed::Ip(m)) => m,
                 _ => {
@@ -1747,11 +2142,22 @@ impl Worker {
                     continue;
                 }
             };
+            // The sender's segment size when the kernel told it (it follows
+            // the path MTU the sender learnt, e.g. from the frag-needed
+            // errors of a TUN service), else the ingress MTU.
+            let tcp_hdr = frame
+                .get(meta.l4_offset + 12)
+                .map_or(20, |b| usize::from(b >> 4) * 4);
+            let max_ip_len = if gso > 0 {
+                (meta.l4_offset - meta.l3_offset + tcp_hdr + usize::from(gso)).min(mtu)
+            } else {
+                mtu
+            };
             for i in 0.. {
                 let len = match rvs_wire::tcp_segment(
                     &frame,
                     &meta,
-                    mtu,
+                    max_ip_len,
                     i,
                     &mut seg[held::HEADROOM..],
                 ) {
@@ -2039,7 +2445,7 @@ mod tests {
         let mut fs = FastSync::new(
             FastPathMode::On,
             [6, 4].into_iter().collect(),
-            vec![ProbeState::new(false)],
+            vec![Probe::live(false)],
         );
         fs.totals = FastTotals {
             installs: 3,
@@ -2059,6 +2465,11 @@ mod tests {
                 mode: "on".into(),
                 egress: vec!["eth0".into(), "eth2".into()],
                 probed: vec!["eth1".into()],
+                why: vec![
+                    "eth1: off: probe frames redirected out of it are refused whole: its \
+                     peer is not in NAPI mode (no XDP program or GRO on it); probed every second"
+                        .into()
+                ],
                 entries: 0,
                 installs: 3,
                 removals: 1,

@@ -246,6 +246,7 @@ impl State {
                 workers: Vec::new(),
                 classifier: None,
                 fast_path: None,
+                engine: None,
             },
             Request::FwmarkAdd(spec) => {
                 let res = self.fwmark_add(&spec);
@@ -261,7 +262,44 @@ impl State {
                 self.changed(Ok(()))
             }
             Request::FwmarkList => Reply::FwmarkRules(self.fwmark_rules()),
+            Request::GetSysctls => Reply::Sysctls(self.sysctls()),
+            Request::SetSysctls(pairs) => {
+                let mut s = *self.engine.sysctls();
+                match s.set_all(pairs.iter().map(|(n, v)| (n.as_str(), v.as_str()))) {
+                    Ok(()) => {
+                        if s != *self.engine.sysctls() {
+                            eprintln!(
+                                "rvsd: sysctls set (uid {}, pid {}): {}",
+                                peer.uid,
+                                peer.pid,
+                                pairs
+                                    .iter()
+                                    .map(|(n, v)| format!("{n}={v}"))
+                                    .collect::<Vec<_>>()
+                                    .join(" ")
+                            );
+                        }
+                        self.engine.set_sysctls(s);
+                        Reply::Ok
+                    }
+                    Err(e) => Failure::new(EINVAL, e.to_string()).reply(None, None),
+                }
+            }
         }
+    }
+
+    /// Every IPVS sysctl with its value in force.
+    fn sysctls(&self) -> Vec<rvs_proto::SysctlValue> {
+        let s = self.engine.sysctls();
+        rvs_core::sysctl::SYSCTLS
+            .iter()
+            .map(|i| rvs_proto::SysctlValue {
+                name: format!("{}{}", rvs_core::sysctl::PREFIX, i.name),
+                value: s.get(i.name).unwrap_or_default(),
+                applies: i.applies,
+                note: i.note.to_string(),
+            })
+            .collect()
     }
 
     /// `Ok` with a new generation (the data plane resyncs), or the error.

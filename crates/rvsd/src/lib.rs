@@ -40,6 +40,7 @@ pub mod dataplane;
 pub mod handler;
 pub mod held;
 pub mod options;
+pub mod persist;
 pub mod rules;
 pub mod server;
 pub mod sync;
@@ -52,7 +53,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use rvs_core::{Engine, EngineConfig};
 use rvs_proto::client::Endpoint;
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use crate::handler::State;
@@ -63,6 +64,41 @@ use crate::system::Clock;
 pub const EXIT_USAGE: u8 = 2;
 /// Exit status: cannot start (socket in use, no entropy, …).
 pub const EXIT_FAILURE: u8 = 1;
+/// Exit status: a thread panicked (EX_SOFTWARE); the process ends so that
+/// its supervisor restarts it, rather than run on with a queue unserved.
+pub const EXIT_PANIC: i32 = 70;
+
+/// A panic of any thread ends the process with [`EXIT_PANIC`], after the
+/// default report. A worker or the sync thread that died would otherwise
+/// leave rvsd up while its queue's traffic is lost and systemd sees
+/// nothing. The kernel objects go with the process: the XDP links and
+/// AF_XDP sockets are file descriptors (the classifier detaches, packets
+/// go to the kernel again), and the nftables table of `--io packet` is
+/// deleted at the next start (see [`dataplane`]).
+fn exit_on_panic() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default(info);
+        eprintln!(
+            "rvsd: a thread panicked; exiting with status {EXIT_PANIC} so that it is restarted"
+        );
+        std::process::exit(EXIT_PANIC);
+    }));
+}
+
+/// In debug builds (the tests'), `RVSD_INJECT_PANIC=SITE` makes the thread
+/// at `SITE` (`worker`: a data-plane worker, at its first frame) panic, to
+/// test [`exit_on_panic`]. Read once.
+pub fn inject_panic(site: &str) {
+    static SITE: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    if !cfg!(debug_assertions) {
+        return;
+    }
+    let want = SITE.get_or_init(|| std::env::var("RVSD_INJECT_PANIC").ok());
+    if want.as_deref() == Some(site) {
+        panic!("injected panic in {site} (RVSD_INJECT_PANIC)");
+    }
+}
 
 /// Run rvsd with `args` (without the program name); returns the exit status.
 pub fn run(args: impl IntoIterator<Item = OsString>) -> u8 {
@@ -120,13 +156,15 @@ fn serve(o: Options) -> Result<(), (u8, String)> {
         .map_err(|e| (EXIT_FAILURE, format!("cannot read /dev/urandom: {e}")))?;
     let engine = Engine::new(EngineConfig {
         hash_key,
+        max_conns: o.max_conns,
         ..EngineConfig::default()
     });
     let clock = Clock::new();
     let mut state = State::new(engine, system::interface_mtu);
 
+    exit_on_panic();
     // Signals are caught from here on; they take effect once serving starts.
-    let mut signals = Signals::new([SIGTERM, SIGINT])
+    let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP])
         .map_err(|e| (EXIT_FAILURE, format!("cannot install signal handlers: {e}")))?;
 
     if let Some(path) = &o.rules {
@@ -160,13 +198,35 @@ fn serve(o: Options) -> Result<(), (u8, String)> {
     });
 
     let stop = Arc::new(AtomicBool::new(false));
+    let shared = server::Shared::new(state, clock, Arc::clone(&stop));
+    if let Some(path) = &o.save {
+        shared.set_saver(persist::Saver::new(path.clone()));
+        // Whole from the start (the --rules file may have been written
+        // by hand).
+        shared.save_now();
+        eprintln!(
+            "rvsd: saving the rules to {} after every change",
+            path.display()
+        );
+    }
     {
         let stop = Arc::clone(&stop);
         let endpoint = endpoint.clone();
+        let shared = Arc::clone(&shared);
         std::thread::Builder::new()
             .name("signals".into())
             .spawn(move || {
-                if let Some(sig) = signals.forever().next() {
+                for sig in signals.forever() {
+                    if sig == SIGHUP {
+                        // No configuration file to reload (ipvsadm has
+                        // none either): write the rules again, if saving.
+                        if shared.save_now() {
+                            eprintln!("rvsd: SIGHUP: rules saved");
+                        } else {
+                            eprintln!("rvsd: SIGHUP: ignored (no --save file)");
+                        }
+                        continue;
+                    }
                     let name = if sig == SIGINT { "SIGINT" } else { "SIGTERM" };
                     eprintln!("rvsd: {name} received, shutting down");
                     stop.store(true, Ordering::SeqCst);
@@ -179,11 +239,11 @@ fn serve(o: Options) -> Result<(), (u8, String)> {
                         eprintln!("rvsd: stopped");
                         std::process::exit(0);
                     }
+                    break;
                 }
             })
             .map_err(|e| (EXIT_FAILURE, format!("cannot start a thread: {e}")))?;
     }
-    let shared = server::Shared::new(state, clock, Arc::clone(&stop));
     server::spawn_housekeeping(Arc::clone(&shared))
         .map_err(|e| (EXIT_FAILURE, format!("cannot start a thread: {e}")))?;
 

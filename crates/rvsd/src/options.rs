@@ -43,12 +43,23 @@ Options:
                           a peer not in NAPI mode are lost);
                         `off`: every packet through the engine.
                         Always off with `--io packet` and `--io none`.
+  --max-conns N         connection entries (templates included) the table
+                        holds, 1024 to 268435456 (default 1048576, about
+                        125 MB at the bound); from 15/16 of it a new
+                        connection first evicts the oldest entry still in
+                        SYN_RECV (a SYN flood's); at it, new connections
+                        are dropped (both counted: rvs dataplane)
   --fast-path-entries N flows the fast path caches (default 65536); the
                         least recently used go back to the slow path
   --rules FILE          load rules at start, all or nothing: lines in
                         `ipvsadm -S` format and `rvs fwmark add ...` lines
                         (`{ rvs fwmark save; rvsadm -S; } > FILE`); a bad
                         file stops rvsd with exit status 2
+  --save FILE           write the rules (in the --rules format) to FILE
+                        after every change, before rvsadm sees it
+                        acknowledged: a temporary file, fsync, rename, so
+                        FILE is always whole and a kill -9 loses no rule;
+                        SIGHUP writes it again. Usually the --rules file
   -h, --help            print this help
   -V, --version         print the version
 ";
@@ -62,6 +73,8 @@ pub struct Options {
     pub interfaces: Vec<String>,
     /// `--rules`.
     pub rules: Option<PathBuf>,
+    /// `--save`.
+    pub save: Option<PathBuf>,
     /// `--io`.
     pub io: IoMode,
     /// `--fast-path` (else `RVSD_FAST_PATH`, else on; it takes effect only
@@ -69,6 +82,8 @@ pub struct Options {
     pub fast_path: FastPathMode,
     /// `--fast-path-entries`.
     pub fast_path_entries: u32,
+    /// `--max-conns`.
+    pub max_conns: usize,
 }
 
 impl Default for Options {
@@ -77,12 +92,19 @@ impl Default for Options {
             socket: None,
             interfaces: Vec::new(),
             rules: None,
+            save: None,
             io: IoMode::default(),
             fast_path: FastPathMode::default(),
             fast_path_entries: FAST_PATH_ENTRIES,
+            max_conns: MAX_CONNS,
         }
     }
 }
+
+/// Default of `--max-conns` (the engine's default).
+pub const MAX_CONNS: usize = 1 << 20;
+/// Bounds of `--max-conns`.
+pub const MAX_CONNS_RANGE: std::ops::RangeInclusive<usize> = 1024..=1 << 28;
 
 /// Default of `--fast-path-entries` (rvs-io's `FLOW_CACHE_MAX`).
 pub const FAST_PATH_ENTRIES: u32 = 65536;
@@ -210,6 +232,13 @@ pub fn parse_with_env(
                 }
                 o.rules = Some(PathBuf::from(v));
             }
+            Long("save") => {
+                let v = p.value().map_err(|e| e.to_string())?;
+                if v.is_empty() {
+                    return Err("--save: empty value".into());
+                }
+                o.save = Some(PathBuf::from(v));
+            }
             Long("io") => {
                 let v = text(p.value().map_err(|e| e.to_string())?, "--io")?;
                 o.io = match v.as_str() {
@@ -236,6 +265,19 @@ pub fn parse_with_env(
                         return Err(format!(
                             "--fast-path-entries {v}: expected a number from 1 to \
                              {FAST_PATH_ENTRIES_MAX}"
+                        ));
+                    }
+                };
+            }
+            Long("max-conns") => {
+                let v = text(p.value().map_err(|e| e.to_string())?, "--max-conns")?;
+                o.max_conns = match v.parse::<usize>() {
+                    Ok(n) if MAX_CONNS_RANGE.contains(&n) => n,
+                    _ => {
+                        return Err(format!(
+                            "--max-conns {v}: expected a number from {} to {}",
+                            MAX_CONNS_RANGE.start(),
+                            MAX_CONNS_RANGE.end()
                         ));
                     }
                 };
@@ -273,6 +315,8 @@ mod tests {
             "eth0",
             "--rules",
             "/etc/rvs/rules",
+            "--save",
+            "/etc/rvs/rules",
         ]))
         .unwrap();
         assert_eq!(
@@ -281,9 +325,11 @@ mod tests {
                 socket: Some(Endpoint::Abstract("x".into())),
                 interfaces: vec!["eth0".into(), "eth1".into()],
                 rules: Some("/etc/rvs/rules".into()),
+                save: Some("/etc/rvs/rules".into()),
                 io: IoMode::Auto,
                 fast_path: FastPathMode::On,
                 fast_path_entries: FAST_PATH_ENTRIES,
+                max_conns: MAX_CONNS,
             })
         );
         assert_eq!(parse(args(&["--help"])).unwrap(), Command::Help);
@@ -291,6 +337,10 @@ mod tests {
         assert_eq!(parse(args(&[])).unwrap(), Command::Run(Options::default()));
         assert!(parse(args(&["--bogus"])).is_err());
         assert!(parse(args(&["--rules"])).is_err());
+        assert!(parse(args(&["--save"])).is_err());
+        assert!(parse(args(&["--max-conns", "10"])).is_err());
+        assert!(parse(args(&["--max-conns", "x"])).is_err());
+        assert!(parse(args(&["--save", ""])).is_err());
         assert!(parse(args(&["stray"])).is_err());
         assert!(parse(args(&["--interface", ""])).is_err());
         assert_eq!(

@@ -38,6 +38,8 @@ pub struct Shared {
     synced: AtomicU64,
     /// The running data plane's counters and filters.
     dp: OnceLock<Arc<DpShared>>,
+    /// `--save FILE`.
+    saver: OnceLock<crate::persist::Saver>,
 }
 
 impl Shared {
@@ -51,7 +53,28 @@ impl Shared {
             dataplane: AtomicBool::new(false),
             synced: AtomicU64::new(0),
             dp: OnceLock::new(),
+            saver: OnceLock::new(),
         })
+    }
+
+    /// Save the rules after every change (`--save`).
+    pub fn set_saver(&self, saver: crate::persist::Saver) {
+        let _ = self.saver.set(saver);
+    }
+
+    /// Write the rules now if saving (`--save`); whether it is.
+    pub fn save_now(&self) -> bool {
+        let Some(saver) = self.saver.get() else {
+            return false;
+        };
+        saver.save_from(|| {
+            let (fwmark, services) = {
+                let state = self.lock();
+                (state.fwmark_rules(), state.services())
+            };
+            crate::persist::rules_text(&fwmark, &services)
+        });
+        true
     }
 
     /// A data plane now mirrors the table: changes are acknowledged only
@@ -76,6 +99,7 @@ impl Shared {
                 workers: Vec::new(),
                 classifier: None,
                 fast_path: None,
+                engine: None,
             },
         }
     }
@@ -155,7 +179,8 @@ pub fn needs_fast_path_credit(req: &Request) -> bool {
         | Request::ListServices
         | Request::GetService(_)
         | Request::GlobalStats
-        | Request::ListConns => true,
+        | Request::ListConns
+        | Request::SetSysctls(_) => true,
         Request::Info
         | Request::GetTimeouts
         | Request::ListDaemons
@@ -163,7 +188,8 @@ pub fn needs_fast_path_credit(req: &Request) -> bool {
         | Request::FwmarkAdd(_)
         | Request::FwmarkDel(_)
         | Request::FwmarkFlush
-        | Request::FwmarkList => false,
+        | Request::FwmarkList
+        | Request::GetSysctls => false,
     }
 }
 
@@ -240,8 +266,16 @@ pub fn serve_connection(stream: UnixStream, shared: &Shared) {
                 if peer.privileged && matches!(req, Request::DataPlaneStats) {
                     // Credited first, so that the fast path's packets and
                     // bytes are as current as its own hit counter.
-                    shared.credit_fast_path(&mut shared.lock());
-                    shared.dataplane_stats()
+                    let counters = {
+                        let mut state = shared.lock();
+                        shared.credit_fast_path(&mut state);
+                        crate::convert::engine_counters(state.engine_mut())
+                    };
+                    let mut reply = shared.dataplane_stats();
+                    if let Reply::DataPlaneStats { engine, .. } = &mut reply {
+                        *engine = Some(Box::new(counters));
+                    }
+                    reply
                 } else {
                     let (reply, before, generation) = {
                         let mut state = shared.lock();
@@ -253,9 +287,10 @@ pub fn serve_connection(stream: UnixStream, shared: &Shared) {
                         (reply, before, state.generation())
                     };
                     // Every change (Apply, Batch, fwmark rules) bumps the
-                    // generation: acknowledge it once the data plane's
-                    // filters hold it.
+                    // generation: acknowledge it once it is saved
+                    // (`--save`) and the data plane's filters hold it.
                     if generation != before && matches!(reply, Reply::Ok) {
+                        shared.save_now();
                         shared.wait_synced(generation);
                     }
                     reply

@@ -689,3 +689,62 @@ fn checksum(data: &[u8], mut sum: u32) -> u16 {
     }
     !(sum as u16)
 }
+
+#[test]
+fn sysctls_by_kernel_name_all_or_none() {
+    let mut s = state();
+    let now = Instant::from_secs(1);
+    let Reply::Sysctls(all) = s.handle(&ROOT, Request::GetSysctls, now) else {
+        panic!("no sysctls")
+    };
+    let get = |all: &[rvs_proto::SysctlValue], n: &str| {
+        all.iter()
+            .find(|v| v.name == format!("net.ipv4.vs.{n}"))
+            .map(|v| v.value.clone())
+    };
+    assert_eq!(get(&all, "sloppy_tcp").as_deref(), Some("0"));
+    assert_eq!(get(&all, "amemthresh").as_deref(), Some("1024"));
+    let set = |pairs: &[(&str, &str)]| {
+        Request::SetSysctls(
+            pairs
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+        )
+    };
+    // One bad line: nothing is set, and the error names it.
+    let r = s.handle(
+        &ROOT,
+        set(&[("net.ipv4.vs.sloppy_tcp", "1"), ("drop_entry", "3")]),
+        now,
+    );
+    let Reply::Error(e) = r else {
+        panic!("accepted: {r:?}")
+    };
+    assert_eq!(e.errno, 22);
+    assert!(
+        e.message.contains("net.ipv4.vs.drop_entry"),
+        "{}",
+        e.message
+    );
+    assert!(!s.engine_mut().sysctls().sloppy_tcp);
+    // Unprivileged: refused.
+    assert!(matches!(
+        s.handle(&NOBODY, set(&[("sloppy_tcp", "1")]), now),
+        Reply::Error(_)
+    ));
+    assert_eq!(
+        s.handle(
+            &ROOT,
+            set(&[("net.ipv4.vs.sloppy_tcp", "1"), ("expire_nodest_conn", "1")]),
+            now
+        ),
+        Reply::Ok
+    );
+    let sc = *s.engine_mut().sysctls();
+    assert!(sc.sloppy_tcp && sc.expire_nodest_conn);
+    let Reply::Sysctls(all) = s.handle(&ROOT, Request::GetSysctls, now) else {
+        panic!("no sysctls")
+    };
+    assert_eq!(get(&all, "sloppy_tcp").as_deref(), Some("1"));
+}

@@ -395,3 +395,124 @@ fn options_errors() {
     assert_eq!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stdout).contains("--rules"));
 }
+
+/// `--save`: every acknowledged change is on disk, so a `kill -9` right
+/// after it loses nothing: restarted with `--rules` on the same file, rvsd
+/// has the same table (fwmark rules included). SIGHUP neither stops rvsd
+/// nor changes the file.
+#[test]
+fn save_survives_kill_9_and_sighup() {
+    let dir = TempDir::new("save");
+    let file = dir.path("rules");
+    std::fs::write(&file, "-A -t 10.0.0.1:80 -s rr\n").unwrap();
+    let sock = dir.path("ctl.sock");
+    let ep = Endpoint::Path(sock.clone());
+    let f = file.to_str().unwrap();
+    let args = [
+        "--rules",
+        f,
+        "--save",
+        f,
+        "--socket",
+        sock.to_str().unwrap(),
+    ];
+    let mut d = Daemon::start(&dir, "", &args);
+    d.wait_ready(&ep);
+    let mut c = Client::connect(&ep).unwrap();
+    let svc = tcp("10.0.0.2", 443);
+    for op in [
+        Op::AddService(spec(svc, "wlc")),
+        Op::AddDest {
+            service: svc,
+            dest: dest("192.168.1.20", 443),
+        },
+        Op::AddDest {
+            service: tcp("10.0.0.1", 80),
+            dest: dest("192.168.1.10", 8080),
+        },
+    ] {
+        assert_eq!(c.call(Request::Apply(op)).unwrap(), Reply::Ok);
+    }
+    let spec_fw = rvs_proto::fwmark::parse_args(
+        &[
+            "-d",
+            "10.0.0.9",
+            "-p",
+            "tcp",
+            "--dport",
+            "80",
+            "--set-mark",
+            "7",
+        ]
+        .map(String::from),
+    )
+    .unwrap();
+    assert_eq!(c.call(Request::FwmarkAdd(spec_fw)).unwrap(), Reply::Ok);
+    let before = services(&mut c);
+    // Acknowledged means saved: kill -9 at once.
+    d.signal("KILL");
+    d.wait_exit(Duration::from_secs(5));
+    let saved = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        saved.starts_with("rvs fwmark add -d 10.0.0.9/32 -p tcp --dport 80 --set-mark 7\n"),
+        "{saved}"
+    );
+    assert!(
+        saved.contains("-a -t 10.0.0.2:443 -r 192.168.1.20:443 -m -w 2"),
+        "{saved}"
+    );
+    let _ = std::fs::remove_file(&sock);
+    let mut d = Daemon::start(&dir, "", &args);
+    d.wait_ready(&ep);
+    let mut c = Client::connect(&ep).unwrap();
+    let after = services(&mut c);
+    let key = |s: &[rvs_proto::ServiceInfo]| {
+        let mut v: Vec<String> = s
+            .iter()
+            .map(|s| {
+                format!(
+                    "{:?} {:?}",
+                    s.spec,
+                    s.dests.iter().map(|d| &d.spec).collect::<Vec<_>>()
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(key(&after), key(&before), "{}", d.log());
+    match c.call(Request::FwmarkList).unwrap() {
+        Reply::FwmarkRules(r) => assert_eq!(r.len(), 1),
+        other => panic!("{other:?}"),
+    }
+    // SIGHUP: still serving, the file rewritten the same.
+    d.signal("HUP");
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        d.child.try_wait().unwrap().is_none(),
+        "SIGHUP stopped rvsd:\n{}",
+        d.log()
+    );
+    assert_eq!(services(&mut Client::connect(&ep).unwrap()).len(), 2);
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), saved);
+    assert!(d.log().contains("SIGHUP: rules saved"), "{}", d.log());
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(Duration::from_secs(5)).code(), Some(0));
+}
+
+/// Without `--save`, SIGHUP is logged and ignored (it used to kill rvsd
+/// without cleanup).
+#[test]
+fn sighup_without_save_is_ignored() {
+    let dir = TempDir::new("hup");
+    let sock = dir.path("ctl.sock");
+    let ep = Endpoint::Path(sock.clone());
+    let mut d = Daemon::start(&dir, "", &["--socket", sock.to_str().unwrap()]);
+    d.wait_ready(&ep);
+    d.signal("HUP");
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(d.child.try_wait().unwrap().is_none(), "{}", d.log());
+    assert!(d.log().contains("SIGHUP: ignored"), "{}", d.log());
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(Duration::from_secs(5)).code(), Some(0));
+}

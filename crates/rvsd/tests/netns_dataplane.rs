@@ -768,3 +768,55 @@ fn icmp_error_from(
             && u16::from_be_bytes([q[qihl + 2], q[qihl + 3]]) == qdport
     })
 }
+
+/// A data-plane worker that panics (injected: `RVSD_INJECT_PANIC=worker`,
+/// debug builds) takes the process down with status 70, so that systemd
+/// restarts it, instead of leaving rvsd up with its queue unserved. Its
+/// XDP program goes with it: the director's kernel has the VIP again.
+#[test]
+fn worker_panic_ends_the_process() {
+    let mut lab = new_lab("panic");
+    let TwoSegments {
+        client,
+        director,
+        rs1,
+    } = nat_topology(&mut lab);
+    lab.spawn(
+        &rs1,
+        "socat",
+        &[
+            "TCP-LISTEN:8000,bind=10.0.2.11,fork,reuseaddr",
+            "SYSTEM:echo rs1",
+        ],
+        Stdio::null(),
+    );
+    lab.env.push(("RVSD_INJECT_PANIC".into(), "worker".into()));
+    let idx = lab.start_rvsd(&director, Some("xdp"), &["eth0", "eth1"], &[]);
+    lab.adm_ok(&director, &["-A", "-t", "10.0.1.100:8000", "-s", "rr"]);
+    lab.adm_ok(
+        &director,
+        &["-a", "-t", "10.0.1.100:8000", "-r", "10.0.2.11:8000", "-m"],
+    );
+    // The first frame the worker handles.
+    let _ = fetch(&client, "10.0.1.100", 8000);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(st) = lab.children[idx].try_wait().expect("wait") {
+            break st;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "rvsd still running after the worker's panic:\n{}",
+            lab.rvsd_log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(70), "{}", lab.rvsd_log());
+    let log = lab.rvsd_log();
+    assert!(log.contains("injected panic in worker"), "{log}");
+    assert!(log.contains("exiting with status 70"), "{log}");
+    // No XDP program left on the director's links.
+    let links = run(&["ip", "-n", &director, "link", "show"]);
+    let links = String::from_utf8_lossy(&links.stdout).to_string();
+    assert!(!links.contains("xdp"), "{links}");
+}

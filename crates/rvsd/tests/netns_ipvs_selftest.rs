@@ -58,17 +58,12 @@
 //! and compare what arrives byte for byte. With the fast path on they check
 //! that it forwarded (hits > 0); with `RVSD_FAST_PATH=off` that it did not.
 //!
-//! The same 1 MiB over `--io packet` (`*_1mb_packet`) is ignored for now:
-//! with the client's default offloads (TSO on) and no XDP program on
-//! veth10 (one there turns GSO off on its peer veth01), the client's
-//! segments reach veth10 as GSO frames of up to 64 KiB (veth10 counts
-//! ~2 KB per frame on average). AF_PACKET hands
-//! them to rvsd larger than its buffers; rvsd drops them (rvs-io's
-//! `rx_truncated`, which `rvs dataplane` does not show) and its nftables
-//! table drops them for the kernel. Only what TCP retransmits one segment
-//! at a time gets through: 1 MiB takes 10-30 s instead of under 1 s, or
-//! times out. Run them with `cargo nextest run --run-ignored all -E
-//! 'binary(netns_ipvs_selftest)'`.
+//! The same 1 MiB over `--io packet` (`*_1mb_packet`): with no XDP
+//! program on veth10 (one there turns TSO off on its peer veth01), the
+//! client's TSO packets reach AF_PACKET whole, up to 64 KiB; rvsd cuts
+//! them into segments (`tso-cut` in `rvs dataplane`). Before it did, they
+//! were dropped for want of buffer room and 1 MiB took 10-30 s or timed
+//! out.
 //!
 //! Needs root, iproute2, socat and `timeout` (coreutils); with
 //! `RVS_SKIP_PRIVILEGED_TESTS=1` and no root the tests say so and pass.
@@ -558,7 +553,6 @@ fn netns_ipvs_selftest_dr_1mb() {
 }
 
 #[test]
-#[ignore = "rvsd --io packet drops a local TSO sender's GSO frames (see the file's doc)"]
 fn netns_ipvs_selftest_dr_1mb_packet() {
     one_mib(Mode::Dr, Some("packet"));
 }
@@ -569,7 +563,6 @@ fn netns_ipvs_selftest_nat_1mb() {
 }
 
 #[test]
-#[ignore = "rvsd --io packet drops a local TSO sender's GSO frames (see the file's doc)"]
 fn netns_ipvs_selftest_nat_1mb_packet() {
     one_mib(Mode::Nat, Some("packet"));
 }
@@ -580,7 +573,6 @@ fn netns_ipvs_selftest_tun_1mb() {
 }
 
 #[test]
-#[ignore = "rvsd --io packet drops a local TSO sender's GSO frames (see the file's doc)"]
 fn netns_ipvs_selftest_tun_1mb_packet() {
     one_mib(Mode::Tun, Some("packet"));
 }

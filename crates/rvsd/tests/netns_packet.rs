@@ -102,6 +102,21 @@ fn payload(n: usize) -> Vec<u8> {
         .collect()
 }
 
+/// `python3 -m http.server --bind ADDR`, without the reverse DNS lookup of
+/// ADDR that `HTTPServer.server_bind` makes (`socket.getfqdn`): in a
+/// namespace whose packets to the host's resolver are dropped (a director
+/// without forwarding) it held the server's start for the resolver's
+/// timeout. Arguments: address, port, directory.
+const HTTP_SERVER: &str = "
+import functools, http.server, socketserver, sys
+class Server(http.server.ThreadingHTTPServer):
+    def server_bind(self):
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = self.server_address[:2]
+handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=sys.argv[3])
+Server((sys.argv[1], int(sys.argv[2])), handler).serve_forever()
+";
+
 /// The servers of a real server: an echo server on `addr:8000`, a line
 /// server (`rs1`) on `addr:8001`, and an HTTP server on `addr:8080`
 /// serving `index.bin` (returned).
@@ -132,15 +147,7 @@ fn servers(lab: &mut Lab, rs: &str, addr: &str) -> Vec<u8> {
     lab.spawn(
         rs,
         "python3",
-        &[
-            "-m",
-            "http.server",
-            "8080",
-            "--bind",
-            addr,
-            "--directory",
-            dir.to_str().expect("path"),
-        ],
+        &["-c", HTTP_SERVER, addr, "8080", dir.to_str().expect("path")],
         Stdio::null(),
     );
     // Wait until the servers answer in their own namespace.
@@ -531,5 +538,61 @@ fn both_tx_checksum_settings_forward() {
         assert_eq!(fixed() - before, 0, "{io}: complete checksums were touched");
         eprintln!("{io}: {with_offload} checksums finished with offload on, 0 with it off");
         lab.stop_rvsd(rvsd);
+    }
+}
+
+/// SIGKILL during traffic, then a restart: nothing the killed rvsd made
+/// drops traffic meanwhile (its nftables table is owned by its `nft`
+/// session and goes with it; its XDP program is a link that goes with
+/// its descriptors), and with `--save` the restarted rvsd has the same
+/// rules and forwards again.
+#[test]
+fn kill_9_leaves_nothing_that_drops() {
+    if !privileged() {
+        return;
+    }
+    for io in ["packet", "xdp"] {
+        let mut lab = Lab::new(PREFIX, &format!("kill-{io}"));
+        let TwoSegments {
+            client,
+            director,
+            rs1,
+        } = nat_topology(&mut lab);
+        let body = servers(&mut lab, &rs1, "10.0.2.11");
+        let rules = std::env::temp_dir().join(format!("{}-rules", lab.prefix));
+        lab.paths.push(rules.clone());
+        std::fs::write(&rules, "").expect("rules");
+        let r = rules.to_str().expect("path").to_string();
+        let save = ["--rules", r.as_str(), "--save", r.as_str()];
+        let idx = lab.start_rvsd(&director, Some(io), &["eth0", "eth1"], &save);
+        add_services(&lab, &director, "10.0.1.100", "10.0.2.11", "-m");
+        check_traffic(&lab, &client, &director, "10.0.1.100", &body);
+        let before = lab.adm_ok(&director, &["-S", "-n"]);
+        // Traffic in flight while it dies.
+        let c = client.clone();
+        let load = std::thread::spawn(move || echo(&c, "10.0.1.100", 8000, &payload(2_000_000)));
+        std::thread::sleep(Duration::from_millis(50));
+        lab.children[idx].kill().expect("SIGKILL");
+        let _ = lab.children[idx].wait();
+        let _ = load.join();
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while nft_table_present(&director) {
+            assert!(
+                Instant::now() < deadline,
+                "{io}: nft table left after SIGKILL"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let links = run(&["ip", "-n", &director, "link", "show"]);
+        let links = String::from_utf8_lossy(&links.stdout).to_string();
+        assert!(
+            !links.contains(" xdp"),
+            "{io}: XDP left after SIGKILL: {links}"
+        );
+        assert_eq!(std::fs::read_to_string(&rules).expect("rules"), before);
+        let idx = lab.start_rvsd(&director, Some(io), &["eth0", "eth1"], &save);
+        assert_eq!(lab.adm_ok(&director, &["-S", "-n"]), before, "{io}");
+        check_traffic(&lab, &client, &director, "10.0.1.100", &body);
+        lab.stop_rvsd(idx);
     }
 }
