@@ -12,8 +12,8 @@
 //! AF_PACKET sender). The peer must be in NAPI mode (an XDP program or GRO
 //! on it), or the veth drops the frames. Some hosts refuse live-frames
 //! test runs ([`crate::livefr`]): then [`Generator::send`] returns
-//! [`SendError::Refused`] with the kernel's reason, and so does every send
-//! under `RVS_LIVE_FRAMES=off`.
+//! [`XdpError::LiveFramesRefused`] with the kernel's reason, and so does
+//! every send under `RVS_LIVE_FRAMES=off`.
 //!
 //! [`PacketGenerator`] is the fallback for such hosts: the same frames
 //! sent with `sendmmsg(2)` on an AF_PACKET socket (`PACKET_QDISC_BYPASS`),
@@ -47,7 +47,7 @@ use std::time::{Duration, Instant};
 
 use crate::livefr;
 use crate::packet::{PacketConfig, PacketError, PacketSocket};
-use crate::xdp::{XdpError, error_chain, ifindex, verifier_msg};
+use crate::xdp::{XdpError, errno_name, errno_of, error_chain, ifindex, verifier_msg};
 
 /// The object, built from `bpf/trafficgen.c` by build.rs.
 static OBJ: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/trafficgen.o"));
@@ -191,31 +191,6 @@ struct GenPace {
 // SAFETY: two u64, no padding.
 unsafe impl Pod for GenPace {}
 
-/// Why [`Generator::send`] sent nothing.
-#[derive(Debug, thiserror::Error)]
-pub enum SendError {
-    /// The host refuses live-frames test runs (or `RVS_LIVE_FRAMES=off`):
-    /// use [`PacketGenerator`]. `reason` is the kernel's (or the
-    /// variable's) text.
-    #[error("{reason}")]
-    Refused {
-        /// The errno of the refusal.
-        errno: i32,
-        /// Why, as the kernel said it.
-        reason: String,
-    },
-    /// Anything else.
-    #[error(transparent)]
-    Xdp(#[from] XdpError),
-}
-
-impl SendError {
-    /// Whether live frames were refused (rather than anything else failing).
-    pub fn is_refused(&self) -> bool {
-        matches!(self, SendError::Refused { .. })
-    }
-}
-
 /// Frames a paced generator that fell behind may send back to back: a
 /// quarter of a veth's receive ring (256 frames).
 pub const PACED_BURST: u64 = 64;
@@ -345,15 +320,16 @@ impl Generator {
     ///
     /// # Errors
     ///
-    /// [`SendError::Refused`] when the host refuses live-frames test runs
-    /// (the errno says so: [`livefr::is_refusal`]) or `RVS_LIVE_FRAMES=off`
-    /// ([`livefr::forced_off`]); otherwise the kernel's error (the
-    /// interface gone...).
-    pub fn send(&self, count: u32) -> Result<(), SendError> {
+    /// [`XdpError::LiveFramesRefused`] when the host refuses live-frames
+    /// test runs (the errno says so: [`livefr::is_refusal`]) or
+    /// `RVS_LIVE_FRAMES=off` ([`livefr::forced_off`]): use
+    /// [`PacketGenerator`]. Otherwise the kernel's error (the interface
+    /// gone...).
+    pub fn send(&self, count: u32) -> Result<(), XdpError> {
         if livefr::forced_off() {
-            return Err(SendError::Refused {
+            return Err(XdpError::LiveFramesRefused {
                 errno: livefr::FORCED_ERRNO,
-                reason: livefr::forced_message(),
+                detail: livefr::forced_message(),
             });
         }
         let prog: &Xdp = self
@@ -376,17 +352,15 @@ impl Generator {
         };
         prog.test_run(opts).map(|_| ()).map_err(|e| {
             let text = error_chain(&e);
-            let errno = match &e {
-                ProgramError::SyscallError(s) => s.io_error.raw_os_error(),
-                _ => None,
-            }
-            .or_else(|| livefr::errno_in(&text));
-            match errno {
-                Some(errno) if livefr::is_refusal(errno) => SendError::Refused {
+            match errno_of(&e).or_else(|| livefr::errno_in(&text)) {
+                Some(errno) if livefr::is_refusal(errno) => XdpError::LiveFramesRefused {
                     errno,
-                    reason: format!("live-frames test run refused by the kernel: {text}"),
+                    detail: format!(
+                        "live-frames test runs refused ({}): {text}",
+                        errno_name(errno)
+                    ),
                 },
-                _ => SendError::Xdp(XdpError::TestRun(text)),
+                _ => XdpError::TestRun(text),
             }
         })
     }

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use rvs_io::trafficgen::{
     FRAME_LEN, Flows, Generator, PacketGenerator, Pass, Redirect, Sink, UdpCsum,
 };
+use rvs_io::xdp::XdpError;
 
 mod common;
 use common::*;
@@ -33,7 +34,7 @@ fn send_and_count(g: &Generator, rounds: u64, counted: impl Fn() -> u64) -> Opti
     let before = counted();
     for _ in 0..rounds {
         match g.send(128) {
-            Err(e) if e.is_refused() => {
+            Err(e @ XdpError::LiveFramesRefused { .. }) => {
                 eprintln!("skipped: live-frames test runs refused here ({e})");
                 return None;
             }
@@ -367,7 +368,7 @@ fn netns_generators_write_the_checksum_asked_for() {
         let mut got = received(&mut sock);
         let g = Generator::load(&pair.near, &f).expect("load");
         match g.send(100) {
-            Err(e) if e.is_refused() => {
+            Err(e @ XdpError::LiveFramesRefused { .. }) => {
                 eprintln!("XDP generator skipped: live-frames test runs refused here ({e})")
             }
             r => {

@@ -62,7 +62,9 @@ pub fn choose(ns: &str, iface: &str, flows: &Flows) -> Result<(Kind, Option<Stri
             .map_err(|e| format!("generator on {iface}: {e}"))?;
         match g.send(1) {
             Ok(()) => Ok((Kind::LiveFrames, None)),
-            Err(e) if e.is_refused() => Ok((Kind::Packet, Some(e.to_string()))),
+            Err(e @ rvs_io::xdp::XdpError::LiveFramesRefused { .. }) => {
+                Ok((Kind::Packet, Some(e.to_string())))
+            }
             Err(e) => Err(format!("generator on {iface}: {e}")),
         }
     })
