@@ -6,6 +6,8 @@
 #   ./scripts/bench.sh              # everything, full mode (under 20 min)
 #   ./scripts/bench.sh --quick      # everything, under 2 min
 #   ./scripts/bench.sh packet http  # some families
+#   RVS_LIVE_FRAMES=off ./scripts/bench.sh packet   # the AF_PACKET generator, as on
+#                                   # hosts that refuse live-frames test runs
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -31,6 +31,8 @@
 #define HDR_LEN 42
 /* Offset of the UDP source port. */
 #define SPORT_OFF 34
+/* Offset of the UDP checksum. */
+#define UCSUM_OFF 40
 
 /* struct gen_cfg of trafficgen.rs. */
 struct gen_cfg {
@@ -41,6 +43,15 @@ struct gen_cfg {
 	__u64 rate;    /* frames per second; 0: as fast as possible */
 	__u64 burst;   /* frames a late generator may send back to back */
 	__u64 quantum; /* paced frames go out this many at a time (>= 1) */
+	/*
+	 * csum_full: write each flow's full UDP checksum, from csum_base (the
+	 * folded sum of the pseudo-header and the segment with source port and
+	 * checksum zero) plus the source port; otherwise the template's
+	 * checksum field goes out as it is (zero, or a partial checksum, which
+	 * does not depend on the ports).
+	 */
+	__u32 csum_base;
+	__u32 csum_full;
 };
 
 /*
@@ -121,6 +132,12 @@ int rvs_gen(struct xdp_md *ctx)
 		*next = flow + 1;
 	__u16 sport = cfg->sport_base + (__u16)flow;
 	*(__u16 *)(data + SPORT_OFF) = bpf_htons(sport);
+	if (cfg->csum_full) {
+		__u32 sum = (cfg->csum_base & 0xffff) + sport;
+		sum = (sum & 0xffff) + (sum >> 16);
+		__u16 csum = ~sum & 0xffff;
+		*(__u16 *)(data + UCSUM_OFF) = bpf_htons(csum ? csum : 0xffff);
+	}
 	*sent += 1;
 	return XDP_TX;
 }

@@ -1,4 +1,4 @@
-//! The packet generator and sink of `rvs bench packet`: `bpf/trafficgen.c`.
+//! The packet generators and the sink of `rvs bench packet`: `bpf/trafficgen.c`.
 //!
 //! [`Generator`] sends 64-byte UDP/IPv4 frames over many flows out of an
 //! interface as native XDP frames: user space runs the never-attached
@@ -10,7 +10,16 @@
 //! keeps the generator from being the bottleneck (6–8 Mpps into a veth on
 //! this kind of machine, against about 1 Mpps for an AF_XDP copy-mode or
 //! AF_PACKET sender). The peer must be in NAPI mode (an XDP program or GRO
-//! on it), or the veth drops the frames.
+//! on it), or the veth drops the frames. Some hosts refuse live-frames
+//! test runs ([`crate::livefr`]): then [`Generator::send`] returns
+//! [`XdpError::LiveFramesRefused`] with the kernel's reason, and so does
+//! every send under `RVS_LIVE_FRAMES=off`.
+//!
+//! [`PacketGenerator`] is the fallback for such hosts: the same frames
+//! sent with `sendmmsg(2)` on an AF_PACKET socket (`PACKET_QDISC_BYPASS`),
+//! paced or flat out. They leave as socket buffers, so a veth peer running
+//! XDP must first copy each into an XDP frame: every contender measured
+//! with it pays that copy.
 //!
 //! [`Sink`] is `rvs_sink` attached (native mode) to the sink's interface:
 //! it counts IPv4 frames and their bytes and drops them, so the sink costs
@@ -33,7 +42,12 @@ use aya::{
     programs::{ProgramError, TestRun, TestRunAttrs, TestRunOptions, Xdp, XdpMode},
 };
 
-use crate::xdp::{XdpError, error_chain, ifindex, verifier_msg};
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+use crate::livefr;
+use crate::packet::{PacketConfig, PacketError, PacketSocket};
+use crate::xdp::{XdpError, errno_name, errno_of, error_chain, ifindex, verifier_msg};
 
 /// The object, built from `bpf/trafficgen.c` by build.rs.
 static OBJ: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/trafficgen.o"));
@@ -46,6 +60,22 @@ const HDR_LEN: usize = 42;
 
 /// Frames the kernel keeps in flight per live-frames batch (its default).
 pub const BATCH: u32 = 64;
+
+/// The UDP checksum of the generated frames.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum UdpCsum {
+    /// Zero: no checksum (legal over IPv4).
+    #[default]
+    Zero,
+    /// The full checksum of each frame (as a sender without checksum
+    /// offload writes it).
+    Full,
+    /// Partial, as Linux leaves it under transmit checksum offload: the
+    /// folded, non-inverted sum of the pseudo-header, for the device (or
+    /// whoever forwards the frame) to finish. It does not depend on the
+    /// ports, so it is the same for every flow.
+    Partial,
+}
 
 /// What to send: one UDP/IPv4 flow per source port, round robin.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,11 +90,39 @@ pub struct Flows {
     /// Number of flows: source ports `sport_base..sport_base + flows`
     /// (at least 1, at most what fits below 65536).
     pub flows: u16,
+    /// The UDP checksum.
+    pub csum: UdpCsum,
+}
+
+/// Length of the UDP segment of every frame (header and zero payload).
+const UDP_LEN: u16 = (FRAME_LEN - 34) as u16;
+
+/// The folded sum of the pseudo-header and the UDP segment of `f`'s frames
+/// with source port and checksum zero: a flow's full checksum is that plus
+/// its source port, folded and inverted ([`full_csum`]).
+fn csum_base(f: &Flows) -> u16 {
+    let (src, dst) = (Ipv4Addr::from(f.src_ip), Ipv4Addr::from(f.dst_ip));
+    let mut udp = [0u8; UDP_LEN as usize];
+    udp[2..4].copy_from_slice(&f.dst_port.to_be_bytes());
+    udp[4..6].copy_from_slice(&UDP_LEN.to_be_bytes());
+    rvs_wire::checksum::combine(&[
+        rvs_wire::checksum::pseudo_header_v4(&src, &dst, 17, u32::from(UDP_LEN)),
+        rvs_wire::checksum::data(&udp),
+    ])
+}
+
+/// The full UDP checksum of the flow with source port `sport`, from
+/// [`csum_base`]: what `rvs_gen` computes per frame (0 goes out as 0xffff,
+/// 0 meaning "no checksum").
+fn full_csum(base: u16, sport: u16) -> u16 {
+    let s = u32::from(base) + u32::from(sport);
+    let c = !(((s & 0xffff) + (s >> 16)) as u16);
+    if c == 0 { 0xffff } else { c }
 }
 
 /// Frame of flow number `i`: Ethernet, IPv4 (don't fragment, TTL 64, valid
-/// header checksum), UDP from source port `sport_base + i` (checksum 0:
-/// none, legal over IPv4), zero padding to [`FRAME_LEN`].
+/// header checksum), UDP from source port `sport_base + i` with the
+/// checksum `f.csum` asks for, zero padding to [`FRAME_LEN`].
 pub fn frame(f: &Flows, i: u16) -> [u8; FRAME_LEN] {
     let mut b = [0u8; FRAME_LEN];
     b[0..6].copy_from_slice(&f.dst_mac);
@@ -84,7 +142,18 @@ pub fn frame(f: &Flows, i: u16) -> [u8; FRAME_LEN] {
     let udp = &mut b[34..42];
     udp[0..2].copy_from_slice(&f.sport_base.wrapping_add(i).to_be_bytes());
     udp[2..4].copy_from_slice(&f.dst_port.to_be_bytes());
-    udp[4..6].copy_from_slice(&((FRAME_LEN - 34) as u16).to_be_bytes());
+    udp[4..6].copy_from_slice(&UDP_LEN.to_be_bytes());
+    let c = match f.csum {
+        UdpCsum::Zero => 0,
+        UdpCsum::Full => full_csum(csum_base(f), f.sport_base.wrapping_add(i)),
+        UdpCsum::Partial => rvs_wire::checksum::pseudo_header_v4(
+            &Ipv4Addr::from(f.src_ip),
+            &Ipv4Addr::from(f.dst_ip),
+            17,
+            u32::from(UDP_LEN),
+        ),
+    };
+    udp[6..8].copy_from_slice(&c.to_be_bytes());
     b
 }
 
@@ -99,14 +168,16 @@ struct GenCfg {
     rate: u64,
     burst: u64,
     quantum: u64,
+    csum_base: u32,
+    csum_full: u32,
 }
 
-const _: () = assert!(size_of::<GenCfg>() == 80);
+const _: () = assert!(size_of::<GenCfg>() == 88);
 
 // SAFETY: GenCfg is repr(C), made of integers only, and has no padding
 // (48 + 4 + 2 + 2 = 56 bytes, then three u64 at offset 56, a multiple of
-// 8: 80 bytes, checked above): every byte pattern is a valid value and no
-// byte is uninitialised.
+// 8, then two u32: 88 bytes, a multiple of 8, checked above): every byte
+// pattern is a valid value and no byte is uninitialised.
 unsafe impl Pod for GenCfg {}
 
 /// `struct gen_pace` of trafficgen.c.
@@ -205,6 +276,8 @@ impl Generator {
             rate: 0,
             burst: PACED_BURST,
             quantum: PACED_QUANTUM,
+            csum_base: u32::from(csum_base(flows)),
+            csum_full: u32::from(flows.csum == UdpCsum::Full),
         };
         let mut g = Self {
             ebpf,
@@ -247,8 +320,18 @@ impl Generator {
     ///
     /// # Errors
     ///
-    /// The kernel refused the run (no live-frames mode, the interface gone).
+    /// [`XdpError::LiveFramesRefused`] when the host refuses live-frames
+    /// test runs (the errno says so: [`livefr::is_refusal`]) or
+    /// `RVS_LIVE_FRAMES=off` ([`livefr::forced_off`]): use
+    /// [`PacketGenerator`]. Otherwise the kernel's error (the interface
+    /// gone...).
     pub fn send(&self, count: u32) -> Result<(), XdpError> {
+        if livefr::forced_off() {
+            return Err(XdpError::LiveFramesRefused {
+                errno: livefr::FORCED_ERRNO,
+                detail: livefr::forced_message(),
+            });
+        }
         let prog: &Xdp = self
             .ebpf
             .program("rvs_gen")
@@ -267,9 +350,19 @@ impl Generator {
             attrs: TestRunAttrs::new().xdp_live_frames(BATCH),
             ..TestRunOptions::default()
         };
-        prog.test_run(opts)
-            .map(|_| ())
-            .map_err(|e| XdpError::TestRun(error_chain(&e)))
+        prog.test_run(opts).map(|_| ()).map_err(|e| {
+            let text = error_chain(&e);
+            match errno_of(&e).or_else(|| livefr::errno_in(&text)) {
+                Some(errno) if livefr::is_refusal(errno) => XdpError::LiveFramesRefused {
+                    errno,
+                    detail: format!(
+                        "live-frames test runs refused ({}): {text}",
+                        errno_name(errno)
+                    ),
+                },
+                _ => XdpError::TestRun(text),
+            }
+        })
     }
 
     /// Frames generated so far (sent, not those a pace dropped unsent).
@@ -279,6 +372,231 @@ impl Generator {
     /// The map could not be read.
     pub fn generated(&self) -> Result<u64, XdpError> {
         per_cpu_sum(&self.ebpf, "gen_state", 0)
+    }
+}
+
+/// `PACKET_QDISC_BYPASS` of `linux/if_packet.h`.
+const PACKET_QDISC_BYPASS: libc::c_int = 20;
+
+/// Frames per `sendmmsg` of [`PacketGenerator`].
+pub const PACKET_BATCH: usize = 64;
+
+/// The fallback generator: the frames of [`Generator`] (the same
+/// [`frame`]s, flows round robin) sent from user space with `sendmmsg` on
+/// an AF_PACKET socket bound to the interface, bypassing its qdisc.
+///
+/// Frames the receiver had no room for (its ring or backlog full: the
+/// device answers `ENOBUFS`) count as generated, as the XDP generator's
+/// frames dropped by a full ring do; [`PacketGenerator::refused`] counts
+/// them apart.
+pub struct PacketGenerator {
+    sock: PacketSocket,
+    frames: Vec<[u8; FRAME_LEN]>,
+    next: usize,
+    generated: u64,
+    refused: u64,
+    /// Frames per second (0: flat out).
+    rate: u64,
+    /// When the paced run started (its first send), frames it sent.
+    paced_start: Option<Instant>,
+    paced_sent: u64,
+}
+
+impl std::fmt::Debug for PacketGenerator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PacketGenerator")
+            .field("ifname", &self.sock.ifname())
+            .field("generated", &self.generated)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PacketGenerator {
+    /// Opens a transmit-only AF_PACKET socket on `iface` to send `flows`.
+    ///
+    /// # Errors
+    ///
+    /// No flows, more flows than source ports above `sport_base`, no such
+    /// interface, the socket refused.
+    pub fn open(iface: &str, flows: &Flows) -> Result<Self, PacketError> {
+        if flows.flows == 0 || u32::from(flows.sport_base) + u32::from(flows.flows) > 65536 {
+            return Err(PacketError::Config(format!(
+                "generator: {} flows from source port {} do not fit in 1..=65535",
+                flows.flows, flows.sport_base
+            )));
+        }
+        let sock = PacketSocket::open_tx_only(iface, &PacketConfig::default())?;
+        let one: libc::c_int = 1;
+        // Best effort: without it the frames take the device's qdisc
+        // (none on a veth).
+        // SAFETY: `one` is a valid c_int of the length given; the socket
+        // is open.
+        unsafe {
+            libc::setsockopt(
+                sock.fd(),
+                libc::SOL_PACKET,
+                PACKET_QDISC_BYPASS,
+                (&raw const one).cast(),
+                size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        Ok(Self {
+            sock,
+            frames: (0..flows.flows).map(|i| frame(flows, i)).collect(),
+            next: 0,
+            generated: 0,
+            refused: 0,
+            rate: 0,
+            paced_start: None,
+            paced_sent: 0,
+        })
+    }
+
+    /// Paces what [`PacketGenerator::send`] sends from now on, as
+    /// [`Generator::pace`] does: `rate` frames a second (`None`: flat out)
+    /// from the next send, [`PACED_QUANTUM`] at a time, and a generator
+    /// late by more than [`PACED_BURST`] frames forgets the rest.
+    pub fn pace(&mut self, rate: Option<u64>) {
+        self.rate = rate.unwrap_or(0);
+        self.paced_start = None;
+        self.paced_sent = 0;
+        if self.rate > 0 {
+            // Sleeps between quanta of a few hundred microseconds: a
+            // timer slack of 1 µs instead of 50 (this thread only).
+            // SAFETY: prctl with integer arguments only.
+            unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1000 as libc::c_ulong) };
+        }
+    }
+
+    /// Sends `count` frames (flat out), or those due (paced), returning
+    /// when they are sent or at `until`, whichever comes first. Returns
+    /// the frames generated by this call.
+    ///
+    /// # Errors
+    ///
+    /// The socket failed other than for lack of room (the interface gone).
+    pub fn send(&mut self, count: u64, until: Instant) -> Result<u64, PacketError> {
+        let start = self.generated;
+        let mut checks = 0u32;
+        while self.generated - start < count {
+            let left = count - (self.generated - start);
+            let n = if self.rate == 0 {
+                left.min(PACKET_BATCH as u64)
+            } else {
+                let t0 = *self.paced_start.get_or_insert_with(Instant::now);
+                let ns = t0.elapsed().as_nanos() as u64;
+                let mut due = (u128::from(ns) * u128::from(self.rate) / 1_000_000_000) as u64;
+                due -= due % PACED_QUANTUM;
+                if due.saturating_sub(self.paced_sent) > PACED_BURST {
+                    self.paced_sent = due - PACED_BURST;
+                }
+                let n = due.saturating_sub(self.paced_sent).min(left);
+                if n == 0 {
+                    if Instant::now() >= until {
+                        break;
+                    }
+                    // Until the next quantum is due (or `until`).
+                    let next = (self.paced_sent + PACED_QUANTUM) as u128 * 1_000_000_000
+                        / u128::from(self.rate);
+                    let wait = Duration::from_nanos(next as u64)
+                        .saturating_sub(t0.elapsed())
+                        .min(until.saturating_duration_since(Instant::now()));
+                    if wait > Duration::from_micros(20) {
+                        std::thread::sleep(wait);
+                    } else {
+                        std::hint::spin_loop();
+                    }
+                    continue;
+                }
+                n
+            };
+            let sent = self.burst(n as usize)?;
+            self.paced_sent += sent;
+            if sent == 0 {
+                // No room in the socket's send buffer: let it drain.
+                std::thread::yield_now();
+            }
+            checks += 1;
+            if checks.is_multiple_of(16) && Instant::now() >= until {
+                break;
+            }
+        }
+        Ok(self.generated - start)
+    }
+
+    /// Sends up to `n` frames: `sendmmsg` in batches of at most
+    /// [`PACKET_BATCH`]. Returns the frames generated (sent, or refused
+    /// for lack of room at the receiver); fewer when the socket's buffer
+    /// is full.
+    fn burst(&mut self, mut n: usize) -> Result<u64, PacketError> {
+        let mut done = 0u64;
+        while n > 0 {
+            let k = n.min(PACKET_BATCH);
+            // SAFETY: all-zero bytes are valid iovecs and mmsghdrs.
+            let mut iov: [libc::iovec; PACKET_BATCH] = unsafe { std::mem::zeroed() };
+            // SAFETY: as above.
+            let mut msgs: [libc::mmsghdr; PACKET_BATCH] = unsafe { std::mem::zeroed() };
+            let flows = self.frames.len();
+            for j in 0..k {
+                let f = &self.frames[(self.next + j) % flows];
+                iov[j].iov_base = f.as_ptr() as *mut libc::c_void;
+                iov[j].iov_len = f.len();
+                msgs[j].msg_hdr.msg_iov = &raw mut iov[j];
+                msgs[j].msg_hdr.msg_iovlen = 1;
+            }
+            // SAFETY: every header points at one iovec over a frame of
+            // `self.frames` (only read by the kernel), all alive across
+            // the call; the socket is bound, so no address is needed.
+            let r = unsafe {
+                libc::sendmmsg(
+                    self.sock.fd(),
+                    msgs.as_mut_ptr(),
+                    k as libc::c_uint,
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            let advanced = if r > 0 {
+                r as usize
+            } else {
+                let e = std::io::Error::last_os_error();
+                match e.raw_os_error() {
+                    // The receiver's ring or backlog was full: the frame is
+                    // dropped there, as on a wire.
+                    Some(libc::ENOBUFS) => {
+                        self.refused += 1;
+                        1
+                    }
+                    Some(libc::EAGAIN | libc::EINTR) => return Ok(done),
+                    _ => {
+                        return Err(PacketError::Os {
+                            op: "sendmmsg",
+                            target: self.sock.ifname().to_string(),
+                            source: e,
+                        });
+                    }
+                }
+            };
+            self.next = (self.next + advanced) % flows;
+            self.generated += advanced as u64;
+            done += advanced as u64;
+            n -= advanced;
+        }
+        Ok(done)
+    }
+
+    /// Frames generated so far (sent or refused for lack of room).
+    pub fn generated(&self) -> u64 {
+        self.generated
+    }
+
+    /// Of those, the frames the receiver had no room for.
+    pub fn refused(&self) -> u64 {
+        self.refused
+    }
+
+    /// The socket's descriptor.
+    pub fn fd(&self) -> std::os::fd::RawFd {
+        self.sock.fd()
     }
 }
 
@@ -435,7 +753,57 @@ mod tests {
             dst_port: 9,
             sport_base: 10000,
             flows: 1024,
+            csum: UdpCsum::Zero,
         }
+    }
+
+    /// The one's-complement sum of the pseudo-header and the UDP segment of
+    /// frame `f`, its checksum field included.
+    fn udp_sum(f: &[u8; FRAME_LEN]) -> u16 {
+        let src = Ipv4Addr::new(f[26], f[27], f[28], f[29]);
+        let dst = Ipv4Addr::new(f[30], f[31], f[32], f[33]);
+        rvs_wire::checksum::combine(&[
+            rvs_wire::checksum::pseudo_header_v4(&src, &dst, 17, u32::from(UDP_LEN)),
+            rvs_wire::checksum::data(&f[34..]),
+        ])
+    }
+
+    #[test]
+    fn full_checksums_verify_for_every_flow() {
+        let mut fl = flows();
+        fl.csum = UdpCsum::Full;
+        for i in [0, 1, 2, 77, 1023] {
+            let f = frame(&fl, i);
+            assert_ne!(u16::from_be_bytes([f[40], f[41]]), 0);
+            assert_eq!(udp_sum(&f), 0xffff, "flow {i}");
+        }
+        // The source port that makes the sum 0xffff without a checksum:
+        // the checksum goes out as 0xffff, never as 0 ("none").
+        let base = csum_base(&fl);
+        let sport = !base;
+        assert_eq!(full_csum(base, sport), 0xffff);
+    }
+
+    #[test]
+    fn partial_checksum_is_the_pseudo_header_sum_and_finishes_right() {
+        let mut fl = flows();
+        fl.csum = UdpCsum::Partial;
+        let a = frame(&fl, 0);
+        let b = frame(&fl, 500);
+        let p = rvs_wire::checksum::pseudo_header_v4(
+            &Ipv4Addr::from(fl.src_ip),
+            &Ipv4Addr::from(fl.dst_ip),
+            17,
+            26,
+        );
+        assert_eq!(u16::from_be_bytes([a[40], a[41]]), p);
+        assert_eq!(&a[40..42], &b[40..42], "the same for every flow");
+        // Finished (as a device would: sum from the UDP header on, the
+        // partial field included, inverted), it is the full checksum.
+        let mut full = fl.clone();
+        full.csum = UdpCsum::Full;
+        let done = !rvs_wire::checksum::data(&b[34..]);
+        assert_eq!(done.to_be_bytes(), frame(&full, 500)[40..42]);
     }
 
     #[test]

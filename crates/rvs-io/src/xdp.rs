@@ -986,7 +986,7 @@ fn xmit_counters(stats: &[(String, u64)]) -> Option<XmitCounters> {
 }
 
 /// The errno of the first `io::Error` in `e`'s chain.
-fn errno_of(e: &(dyn std::error::Error + 'static)) -> Option<i32> {
+pub(crate) fn errno_of(e: &(dyn std::error::Error + 'static)) -> Option<i32> {
     let mut cur = Some(e);
     while let Some(err) = cur {
         if let Some(io) = err.downcast_ref::<io::Error>()

@@ -85,17 +85,6 @@ pub fn addr(ns: &str, cidr: &str, dev: &str) -> Result<(), String> {
     run_cmd(&["ip", "-n", ns, "addr", "add", cidr, "dev", dev]).map(|_| ())
 }
 
-/// Transmit checksum offload (and with it TSO) off on `iface` in `ns`:
-/// what feeds an XDP program must carry full checksums, and only such
-/// frames take a veth peer's NAPI path.
-pub fn tx_csum_off(ns: &str, iface: &str) -> Result<(), String> {
-    let iface = iface.to_string();
-    in_ns(ns, move || {
-        rvs_io::xsk::set_tx_checksum_offload(&iface, false)
-            .map_err(|e| format!("tx checksum offload off on {iface}: {e}"))
-    })
-}
-
 /// Kill every process in `ns`, then delete it.
 pub fn remove_ns(ns: &str) {
     let pids = |sig: &str| {

@@ -106,6 +106,9 @@ pub struct Row {
     pub metrics: Vec<Metric>,
     /// Why a row is unavailable, or what saturated; empty if nothing to say.
     pub note: String,
+    /// Text fields, e.g. `generator`: JSON strings, in the table's header
+    /// when every row of the family has the same, else in each note.
+    pub tags: Vec<(&'static str, String)>,
 }
 
 impl Row {
@@ -116,7 +119,22 @@ impl Row {
             name: name.into(),
             metrics: Vec::new(),
             note: String::new(),
+            tags: Vec::new(),
         }
+    }
+
+    /// Add a text field.
+    pub fn tag(mut self, key: &'static str, value: impl Into<String>) -> Row {
+        self.tags.push((key, value.into()));
+        self
+    }
+
+    /// The text field `key`.
+    pub fn get_tag(&self, key: &str) -> Option<&str> {
+        self.tags
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     /// Add a figure.
@@ -297,11 +315,30 @@ pub fn print_worker_summary(what: &str, log: &str) {
     }
 }
 
+/// Suffix of the packet rows measured with partial UDP checksums.
+pub const PARTIAL_CSUM: &str = " partial-csum";
+
 /// Ratios against the family's reference, added to each row: packet rows
 /// get `x_kernel` (delivered rate over `kernel-forward`'s) and
 /// `x_kernel_pdr` (the same of the rates at <= 0.5% loss), http rows
-/// `x_direct` (requests/s over the same tool's `direct` row).
+/// `x_direct` (requests/s over the same tool's `direct` row). Packet rows
+/// measured with partial checksums (`NAME partial-csum`) also get
+/// `x_full_csum` (their rate over `NAME`'s, with full checksums) and
+/// `cost_x_full_csum` (their CPU per packet over `NAME`'s): the cost of
+/// finishing the checksums.
 pub fn add_ratios(rows: &mut [Row]) {
+    let full: Vec<(String, Option<f64>, Option<f64>)> = rows
+        .iter()
+        .filter(|r| r.family == "packet" && r.name.ends_with(PARTIAL_CSUM))
+        .map(|r| {
+            let base = r.name.trim_end_matches(PARTIAL_CSUM);
+            (
+                r.name.clone(),
+                find(rows, "packet", base, "mpps"),
+                find(rows, "packet", base, "ns_per_pkt"),
+            )
+        })
+        .collect();
     let kernel = find(rows, "packet", "kernel-forward", "mpps");
     let kernel_lf = find(rows, "packet", "kernel-forward", "pdr_mpps");
     let direct: Vec<(String, Option<f64>)> = ["wrk", "ab"]
@@ -326,6 +363,18 @@ pub fn add_ratios(rows: &mut [Row]) {
                     key: "x_kernel_pdr",
                     value: v,
                 });
+                if let Some((_, mpps, ns)) = full.iter().find(|(n, _, _)| *n == r.name) {
+                    let v = ratio(r.get("mpps"), *mpps);
+                    r.metrics.push(Metric {
+                        key: "x_full_csum",
+                        value: v,
+                    });
+                    let v = ratio(r.get("ns_per_pkt"), *ns);
+                    r.metrics.push(Metric {
+                        key: "cost_x_full_csum",
+                        value: v,
+                    });
+                }
             }
             "http" => {
                 let base = direct
@@ -366,9 +415,23 @@ pub fn fmt_value(v: Option<f64>) -> String {
 }
 
 /// The table of one family: a header of every figure key (in first-seen
-/// order), one line per row, its note at the end.
+/// order), one line per row, its note at the end. A text field every row
+/// has with the same value ends the header (`generator: ...`); one that
+/// differs starts each row's note.
 pub fn table(family: &str, rows: &[Row]) -> String {
     let rows: Vec<&Row> = rows.iter().filter(|r| r.family == family).collect();
+    let mut tag_keys: Vec<&str> = Vec::new();
+    for r in &rows {
+        for (k, _) in &r.tags {
+            if !tag_keys.contains(k) {
+                tag_keys.push(k);
+            }
+        }
+    }
+    let (common, varying): (Vec<&str>, Vec<&str>) = tag_keys.into_iter().partition(|k| {
+        let first = rows.first().and_then(|r| r.get_tag(k));
+        first.is_some() && rows.iter().all(|r| r.get_tag(k) == first)
+    });
     let mut keys: Vec<&str> = Vec::new();
     for r in &rows {
         for m in &r.metrics {
@@ -398,14 +461,24 @@ pub fn table(family: &str, rows: &[Row]) -> String {
     for (k, w) in keys.iter().zip(&widths) {
         let _ = write!(out, "  {k:>w$}");
     }
+    for k in &common {
+        let _ = write!(out, "  {k}: {}", rows[0].get_tag(k).unwrap_or(""));
+    }
     out.push('\n');
     for r in rows {
         let _ = write!(out, "{:<name_w$}", r.name);
         for (k, w) in keys.iter().zip(&widths) {
             let _ = write!(out, "  {:>w$}", fmt_value(r.get(k)));
         }
+        let mut note: Vec<String> = varying
+            .iter()
+            .filter_map(|k| r.get_tag(k).map(|v| format!("{k}: {v}")))
+            .collect();
         if !r.note.is_empty() {
-            let _ = write!(out, "  {}", r.note);
+            note.push(r.note.clone());
+        }
+        if !note.is_empty() {
+            let _ = write!(out, "  {}", note.join("; "));
         }
         out.push('\n');
     }
@@ -446,6 +519,9 @@ pub fn json_line(quick: bool, rows: &[Row], goals: &[Goal]) -> String {
             o.insert("name".into(), r.name.clone().into());
             for m in &r.metrics {
                 o.insert(m.key.into(), json_num(m.value));
+            }
+            for (k, v) in &r.tags {
+                o.insert((*k).into(), v.clone().into());
             }
             o.insert("note".into(), r.note.clone().into());
             serde_json::Value::Object(o)

@@ -27,7 +27,22 @@
 //! The generator ([`super::generator`], CPU 1) sends native XDP frames
 //! (`BPF_PROG_TEST_RUN` in live-frames mode) out of `gen0`: they reach
 //! `dutin` without an skb, and it offers several times what the kernel can
-//! forward, so the DUT is the limit. `dutin` must be in NAPI mode to take
+//! forward, so the DUT is the limit. Where the host refuses live-frames
+//! test runs (or under `RVS_LIVE_FRAMES=off`) the run says why in one line
+//! and uses the AF_PACKET generator instead: the same frames as socket
+//! buffers, which every XDP contender then copies into XDP frames on
+//! `dutin`. Every row names the generator that measured it (`generator`);
+//! ratios compare rows of one run, measured alike.
+//!
+//! Frames carry full UDP checksums. `rvs-xdp dr partial-csum` and
+//! `rvs-xdp-fast dr partial-csum` repeat the DR rows with checksums left
+//! partial, as a Linux sender with checksum offload leaves them (the
+//! pseudo-header sum), which the director must finish: `x_full_csum` and
+//! `cost_x_full_csum` are their rate and CPU per packet over the rows with
+//! full checksums (the cost of finishing them).
+//!
+//! Offloads stay at the host's defaults; what the bench changes to measure
+//! (GRO, threaded NAPI, pinning...) it prints ([`SETTINGS`]). `dutin` must be in NAPI mode to take
 //! them: GRO on for the kernel contenders, their XDP program for the XDP
 //! ones, a pass-everything XDP program for `rvs-packet` (rvsd turns GRO
 //! off there). The sink counts and drops IPv4 frames with an XDP program
@@ -69,7 +84,7 @@
 //! `RVS_BENCH_DEBUG=1` prints the interface counters of every hop after
 //! each run (where packets were dropped).
 
-use super::generator::{self, Flows, Pace};
+use super::generator::{self, Flows, Kind, Pace, UdpCsum};
 use super::topo::{self, Stop, Topo, addr, adm, in_ns, run_cmd, veth};
 use super::{Opts, Row};
 use crate::child::sibling;
@@ -80,6 +95,14 @@ const RIPS: [&str; 2] = ["10.9.2.11", "10.9.2.12"];
 const DUT_CPU: usize = 0;
 const GEN_CPU: usize = 1;
 const PORT: u16 = 9;
+
+/// What this family changes from the host's defaults, printed with its
+/// output.
+pub const SETTINGS: &str = "settings changed for this run (packet): GRO on dutin (NAPI mode, \
+so it takes XDP frames, for the contenders without an XDP program of their own; rvs-packet: \
+a pass-all XDP program instead); threaded NAPI on dutin and dutout pinned to CPU 0, on sink0 \
+pinned to CPU 1 at SCHED_FIFO 1; RPS of dutin to CPU 0; rp_filter 0 in the DUT; rvsd pinned to \
+CPU 0, the generator to CPU 1; offloads at the host's defaults";
 
 /// Whether this rvsd offers `--io packet`.
 fn rvsd_has_packet_io() -> bool {
@@ -101,6 +124,8 @@ struct Net {
     dutin_mac: [u8; 6],
     /// The XDP counter on `sink0`.
     sink_prog: rvs_io::trafficgen::Sink,
+    /// The generator of this run.
+    gen_kind: Kind,
 }
 
 fn build(t: &mut Topo) -> Result<Net, String> {
@@ -119,10 +144,6 @@ fn build(t: &mut Topo) -> Result<Net, String> {
     run_cmd(&[
         "ip", "-n", &sink, "route", "add", "default", "via", "10.9.2.1",
     ])?;
-    // Full checksums and no TSO on what feeds an XDP program.
-    topo::tx_csum_off(&gen_ns, "gen0")?;
-    topo::tx_csum_off(&dut, "dutout")?;
-    topo::tx_csum_off(&dut, "dutin")?;
     for knob in [
         "/proc/sys/net/ipv4/conf/all/rp_filter",
         "/proc/sys/net/ipv4/conf/default/rp_filter",
@@ -169,13 +190,35 @@ fn build(t: &mut Topo) -> Result<Net, String> {
             "permanent",
         ])?;
     }
+    let gen_mac = topo::mac(&gen_ns, "gen0")?;
+    let dutin_mac = topo::mac(&dut, "dutin")?;
+    // The generator: live frames unless the host refuses them (one frame
+    // tried; the DUT does not forward yet).
+    let (gen_kind, why) = generator::choose(
+        &gen_ns,
+        "gen0",
+        &flows(gen_mac, dutin_mac, ip4(RIPS[0]), UdpCsum::Full),
+    )?;
+    match why {
+        None => println!(
+            "packet generator: {} (BPF_PROG_TEST_RUN in live-frames mode, XDP_TX out of gen0, CPU {GEN_CPU})",
+            gen_kind.name()
+        ),
+        Some(why) => println!(
+            "packet generator: {} (sendmmsg out of gen0, CPU {GEN_CPU}) because {why}; every XDP \
+             contender pays veth's skb-to-XDP copy and the generator may limit the fastest: \
+             compare ratios within this run",
+            gen_kind.name()
+        ),
+    }
     Ok(Net {
-        gen_mac: topo::mac(&gen_ns, "gen0")?,
-        dutin_mac: topo::mac(&dut, "dutin")?,
+        gen_mac,
+        dutin_mac,
         gen_ns,
         dut,
         sink,
         sink_prog,
+        gen_kind,
     })
 }
 
@@ -258,30 +301,54 @@ fn dut_pids(extra: Option<u32>) -> Vec<u32> {
     v
 }
 
-fn measure(
-    n: &Net,
-    dst_ip: [u8; 4],
-    pace: Pace,
-    duration: Duration,
-    rvsd: Option<u32>,
-    stop: &Stop,
-) -> Result<Point, String> {
-    let flows = Flows {
-        src_mac: n.gen_mac,
-        dst_mac: n.dutin_mac,
+/// The bench's traffic: 1024 UDP flows from the generator to `dst_ip`.
+fn flows(src_mac: [u8; 6], dst_mac: [u8; 6], dst_ip: [u8; 4], csum: UdpCsum) -> Flows {
+    Flows {
+        src_mac,
+        dst_mac,
         src_ip: [10, 9, 1, 1],
         dst_ip,
         dst_port: PORT,
         sport_base: 10000,
         flows: 1024,
-    };
+        csum,
+    }
+}
+
+/// What a contender is sent: the destination and the UDP checksum.
+#[derive(Debug, Clone, Copy)]
+struct Traffic {
+    dst_ip: [u8; 4],
+    csum: UdpCsum,
+}
+
+impl Traffic {
+    /// Full checksums to `dst`.
+    fn to(dst: &str) -> Traffic {
+        Traffic {
+            dst_ip: ip4(dst),
+            csum: UdpCsum::Full,
+        }
+    }
+}
+
+fn measure(
+    n: &Net,
+    traffic: Traffic,
+    pace: Pace,
+    duration: Duration,
+    rvsd: Option<u32>,
+    stop: &Stop,
+) -> Result<Point, String> {
+    let flows = flows(n.gen_mac, n.dutin_mac, traffic.dst_ip, traffic.csum);
     let pids = dut_pids(rvsd);
     let before = sink_count(n)?;
     let fwd0 = dut_out(n)?;
     let cpu0 = topo::CpuTimes::now();
-    let dut0 = topo::cpu_seconds(&pids);
+    let dut0 = topo::cpu_ticks(&pids);
     let t0 = Instant::now();
     let sent = generator::send(
+        n.gen_kind,
         &n.gen_ns,
         "gen0",
         GEN_CPU,
@@ -299,7 +366,7 @@ fn measure(
     // tick in softirq while a DUT thread runs counts in both, so at most
     // the CPU's busy time.
     let dut = dut_cpu(
-        topo::cpu_seconds(&pids) - dut0,
+        topo::cpu_seconds_between(&dut0, &topo::cpu_ticks(&pids)),
         cpu1.softirq_since(&cpu0, DUT_CPU).unwrap_or(0.0),
         cpu1.busy_since(&cpu0, DUT_CPU).unwrap_or(0.0),
     );
@@ -413,16 +480,23 @@ pub fn search(
 /// overflows a veth's 256-frame ring at any rate).
 fn contender(
     n: &Net,
-    dst_ip: [u8; 4],
+    traffic: Traffic,
     rvsd: Option<u32>,
     plan: &Plan,
     stop: &Stop,
 ) -> Result<(Point, Option<f64>), String> {
-    measure(n, dst_ip, Pace::Rate(WARM_UP_PPS), plan.warm_up, rvsd, stop)?;
+    measure(
+        n,
+        traffic,
+        Pace::Rate(WARM_UP_PPS),
+        plan.warm_up,
+        rvsd,
+        stop,
+    )?;
     let mut v = Vec::new();
     for _ in 0..plan.repeats.max(1) {
         topo::check(stop)?;
-        v.push(measure(n, dst_ip, Pace::Flat, plan.run, rvsd, stop)?);
+        v.push(measure(n, traffic, Pace::Flat, plan.run, rvsd, stop)?);
     }
     v.sort_by(|a, b| a.delivered_pps.total_cmp(&b.delivered_pps));
     let p = v[v.len() / 2];
@@ -433,7 +507,7 @@ fn contender(
         let mut last = (0.0, false);
         for _ in 0..2 {
             topo::check(stop)?;
-            let t = measure(n, dst_ip, Pace::Rate(rate), plan.trial, rvsd, stop)?;
+            let t = measure(n, traffic, Pace::Rate(rate), plan.trial, rvsd, stop)?;
             last = (t.offered_pps, pdr_ok(&t));
             if last.1 {
                 break;
@@ -478,7 +552,7 @@ pub fn note(cpu_dut: f64, dut_threads: f64, cpu_rig: f64, loss: f64) -> String {
     s
 }
 
-fn row(name: &str, p: Point, pdr_pps: Option<f64>) -> Row {
+fn row(n: &Net, name: &str, p: Point, pdr_pps: Option<f64>) -> Row {
     let loss = if p.offered_pps > 0.0 {
         (1.0 - p.delivered_pps / p.offered_pps).max(0.0)
     } else {
@@ -499,10 +573,11 @@ fn row(name: &str, p: Point, pdr_pps: Option<f64>) -> Row {
         .with("gen_cpu_pct", Some(p.gen_busy * 100.0))
         .with("cpu0_pct", Some(p.cpu_dut * 100.0))
         .with("cpu1_pct", Some(p.cpu_gen * 100.0))
+        .tag("generator", n.gen_kind.name())
         .note(note(p.cpu_dut, p.dut_busy, p.cpu_gen, loss))
 }
 
-fn unavailable(name: &str, why: &str) -> Row {
+fn unavailable(n: &Net, name: &str, why: &str) -> Row {
     Row::new("packet", name)
         .with("offered_mpps", None)
         .with("mpps", None)
@@ -515,6 +590,7 @@ fn unavailable(name: &str, why: &str) -> Row {
         .with("gen_cpu_pct", None)
         .with("cpu0_pct", None)
         .with("cpu1_pct", None)
+        .tag("generator", n.gen_kind.name())
         .note(format!("unavailable: {why}"))
 }
 
@@ -591,8 +667,24 @@ fn rvs_rows(t: &mut Topo, n: &Net, io: &str, plan: &Plan, stop: &Stop) -> Result
             }
             // The warm-up schedules every flow (and the director resolves
             // the real servers).
-            let (p, pdr) = contender(n, ip4(VIP), Some(pid), plan, stop)?;
-            rows.push(row(&format!("rvs-{io} {mode}"), p, pdr));
+            let (p, pdr) = contender(n, Traffic::to(VIP), Some(pid), plan, stop)?;
+            rows.push(row(n, &format!("rvs-{io} {mode}"), p, pdr));
+            // DR again with partial checksums, for the director to finish:
+            // what finishing them costs (rvs-xdp and rvs-xdp-fast).
+            if mode == "dr" && io.starts_with("xdp") {
+                topo::check(stop)?;
+                let partial = Traffic {
+                    csum: UdpCsum::Partial,
+                    ..Traffic::to(VIP)
+                };
+                let (p, pdr) = contender(n, partial, Some(pid), plan, stop)?;
+                rows.push(row(
+                    n,
+                    &format!("rvs-{io} {mode}{}", super::PARTIAL_CSUM),
+                    p,
+                    pdr,
+                ));
+            }
         }
         adm(&n.dut, &["-C"])?;
         Ok(rows)
@@ -608,13 +700,14 @@ pub fn run(o: &Opts, stop: &Stop) -> Result<Vec<Row>, String> {
     sibling("rvsadm")?;
     let plan = Plan::new(o);
     let mut t = Topo::new("pkt")?;
+    println!("{SETTINGS}");
     let n = build(&mut t)?;
     let mut rows = Vec::new();
 
     // The kernel's plain forwarding.
     topo::ns_write(&n.dut, "/proc/sys/net/ipv4/ip_forward", "1")?;
-    let (p, lf) = contender(&n, ip4(RIPS[0]), None, &plan, stop)?;
-    rows.push(row("kernel-forward", p, lf));
+    let (p, lf) = contender(&n, Traffic::to(RIPS[0]), None, &plan, stop)?;
+    rows.push(row(&n, "kernel-forward", p, lf));
     topo::check(stop)?;
 
     // The bare XDP forwarder: what forwarding in XDP costs at the least.
@@ -626,12 +719,12 @@ pub fn run(o: &Opts, stop: &Stop) -> Result<Vec<Row>, String> {
     match fwd {
         Ok(fwd) => {
             let _ = topo::threaded_napi(&n.dut, "dutin", DUT_CPU);
-            let r = contender(&n, ip4(RIPS[0]), None, &plan, stop);
+            let r = contender(&n, Traffic::to(RIPS[0]), None, &plan, stop);
             drop(fwd);
             let (p, lf) = r?;
-            rows.push(row("xdp-redirect", p, lf));
+            rows.push(row(&n, "xdp-redirect", p, lf));
         }
-        Err(e) => rows.push(unavailable("xdp-redirect", &e)),
+        Err(e) => rows.push(unavailable(&n, "xdp-redirect", &e)),
     }
     topo::check(stop)?;
 
@@ -644,16 +737,17 @@ pub fn run(o: &Opts, stop: &Stop) -> Result<Vec<Row>, String> {
             RIPS[0], RIPS[1]
         ),
     )?;
-    let (p, lf) = contender(&n, ip4(VIP), None, &plan, stop)?;
-    rows.push(row("nft-dnat", p, lf));
+    let (p, lf) = contender(&n, Traffic::to(VIP), None, &plan, stop)?;
+    rows.push(row(&n, "nft-dnat", p, lf));
     nft(&n.dut, "delete table ip rvsbench_lb\n")?;
     topo::check(stop)?;
 
     match rvs_rows(&mut t, &n, "xdp", &plan, stop) {
         Ok(r) => rows.extend(r),
         Err(e) => {
-            for m in ["dr", "nat", "tun"] {
+            for m in ["dr", "dr partial-csum", "nat", "tun"] {
                 rows.push(unavailable(
+                    &n,
                     &format!("rvs-xdp {m}"),
                     e.lines().next().unwrap_or(""),
                 ));
@@ -665,8 +759,9 @@ pub fn run(o: &Opts, stop: &Stop) -> Result<Vec<Row>, String> {
     match rvs_rows(&mut t, &n, "xdp-fast", &plan, stop) {
         Ok(r) => rows.extend(r),
         Err(e) => {
-            for m in ["dr", "nat", "tun"] {
+            for m in ["dr", "dr partial-csum", "nat", "tun"] {
                 rows.push(unavailable(
+                    &n,
                     &format!("rvs-xdp-fast {m}"),
                     e.lines().next().unwrap_or(""),
                 ));
@@ -681,6 +776,7 @@ pub fn run(o: &Opts, stop: &Stop) -> Result<Vec<Row>, String> {
             Err(e) => {
                 for m in ["dr", "nat", "tun"] {
                     rows.push(unavailable(
+                        &n,
                         &format!("rvs-packet {m}"),
                         e.lines().next().unwrap_or(""),
                     ));
@@ -691,6 +787,7 @@ pub fn run(o: &Opts, stop: &Stop) -> Result<Vec<Row>, String> {
     } else {
         for m in ["dr", "nat", "tun"] {
             rows.push(unavailable(
+                &n,
                 &format!("rvs-packet {m}"),
                 "this rvsd has no --io packet",
             ));

@@ -55,6 +55,48 @@ fn table_has_header_every_row_and_notes() {
 }
 
 #[test]
+fn tags_go_to_the_header_when_shared_and_to_the_notes_when_not() {
+    let shared: Vec<Row> = rows()
+        .into_iter()
+        .map(|r| r.tag("generator", "af-packet"))
+        .collect();
+    let t = table("packet", &shared);
+    let lines: Vec<&str> = t.lines().collect();
+    assert!(lines[0].ends_with("generator: af-packet"), "{t}");
+    assert!(!lines[1].contains("af-packet"), "{t}");
+    let mut mixed = rows();
+    mixed[0] = mixed[0].clone().tag("generator", "xdp-live-frames");
+    mixed[1] = mixed[1].clone().tag("generator", "af-packet");
+    let t = table("packet", &mixed);
+    let lines: Vec<&str> = t.lines().collect();
+    assert!(!lines[0].contains("generator"), "{t}");
+    assert!(lines[1].ends_with("generator: xdp-live-frames"), "{t}");
+    assert!(
+        lines[2].ends_with("generator: af-packet; DUT CPU saturated"),
+        "{t}"
+    );
+    let j = json_line(true, &shared, &[]);
+    let v: serde_json::Value = serde_json::from_str(&j).unwrap();
+    assert_eq!(v["rows"][0]["generator"], "af-packet");
+}
+
+#[test]
+fn partial_checksum_rows_get_ratios_to_full_ones() {
+    let mut r = vec![
+        Row::new("packet", "rvs-xdp-fast dr")
+            .with("mpps", Some(2.0))
+            .with("ns_per_pkt", Some(200.0)),
+        Row::new("packet", "rvs-xdp-fast dr partial-csum")
+            .with("mpps", Some(1.5))
+            .with("ns_per_pkt", Some(250.0)),
+    ];
+    add_ratios(&mut r);
+    assert_eq!(r[1].get("x_full_csum"), Some(0.75));
+    assert_eq!(r[1].get("cost_x_full_csum"), Some(1.25));
+    assert_eq!(r[0].get("x_full_csum"), None);
+}
+
+#[test]
 fn table_of_nothing_is_a_header() {
     assert_eq!(table("http", &[]), "http\n");
 }
@@ -127,6 +169,16 @@ fn proc_stat_busy_excludes_idle_and_iowait() {
 }
 
 #[test]
+fn cpu_time_of_threads_that_come_and_go_is_never_negative() {
+    use std::collections::HashMap;
+    let before = HashMap::from([(1, 100), (2, 500)]);
+    // Thread 2 exited, thread 3 started.
+    let after = HashMap::from([(1, 150), (3, 20)]);
+    assert_eq!(super::topo::cpu_seconds_between(&before, &after), 0.7);
+    assert!(!super::topo::cpu_ticks(&[std::process::id()]).is_empty());
+}
+
+#[test]
 fn mac_parsing() {
     assert_eq!(parse_mac("02:00:0a:ff:00:01"), Some([2, 0, 10, 255, 0, 1]));
     assert_eq!(parse_mac("02:00:0a:ff:00"), None);
@@ -144,6 +196,7 @@ fn generated_frames_are_valid_udp() {
         dst_port: 9,
         sport_base: 10000,
         flows: 4,
+        csum: rvs_io::trafficgen::UdpCsum::Full,
     };
     let b = frame(&f, 3);
     assert_eq!(b.len(), FRAME_LEN);

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-pub use crate::netns::{addr, enter, gro_on, in_ns, remove_ns, run_cmd, tx_csum_off, veth};
+pub use crate::netns::{addr, enter, gro_on, in_ns, remove_ns, run_cmd, veth};
 
 /// Namespace name prefix of every bench.
 pub const PREFIX: &str = "rvsbench-";
@@ -323,24 +323,41 @@ pub fn parse_stat_ticks(text: &str) -> Option<u64> {
     Some(utime + stime)
 }
 
-/// CPU seconds (user + system) used so far by every thread of each of
-/// `pids` (threads that exited are not counted).
-pub fn cpu_seconds(pids: &[u32]) -> f64 {
-    let mut ticks = 0u64;
+/// CPU ticks (user + system) used so far by each thread (by thread id) of
+/// each of `pids`.
+pub fn cpu_ticks(pids: &[u32]) -> std::collections::HashMap<u32, u64> {
+    let mut ticks = std::collections::HashMap::new();
     for pid in pids {
         let Ok(rd) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
             continue;
         };
         for t in rd.flatten() {
-            let p = t.path().join("stat");
-            if let Some(v) = std::fs::read_to_string(p)
+            let Some(tid) = t.file_name().to_str().and_then(|n| n.parse().ok()) else {
+                continue;
+            };
+            if let Some(v) = std::fs::read_to_string(t.path().join("stat"))
                 .ok()
                 .and_then(|s| parse_stat_ticks(&s))
             {
-                ticks += v;
+                ticks.insert(tid, v);
             }
         }
     }
+    ticks
+}
+
+/// CPU seconds the threads of `after` used since `before` (both from
+/// [`cpu_ticks`]): a thread that exited in between is not counted, one
+/// that started is counted from its start, so the figure is never
+/// negative.
+pub fn cpu_seconds_between(
+    before: &std::collections::HashMap<u32, u64>,
+    after: &std::collections::HashMap<u32, u64>,
+) -> f64 {
+    let ticks: u64 = after
+        .iter()
+        .map(|(tid, &t)| t.saturating_sub(before.get(tid).copied().unwrap_or(0)))
+        .sum();
     ticks as f64 / 100.0
 }
 
