@@ -77,12 +77,13 @@ fn engine() -> Engine {
     e.set_hop(IpAddr::from(RS[0]), hop(S, 3));
     e.set_hop(IpAddr::from(RS[1]), hop(S, 4));
     e.set_hop(IpAddr::from(RS6), hop(S, 5));
-    let services: [(Protocol, u16, FwdMethod, u32); 6] = [
+    let services: [(Protocol, u16, FwdMethod, u32); 7] = [
         (Protocol::Tcp, 80, FwdMethod::Masq, 0),
         (Protocol::Tcp, 443, FwdMethod::Route, SVC_F_PERSISTENT),
         (Protocol::Tcp, 8080, FwdMethod::Tunnel, 0),
         (Protocol::Udp, 53, FwdMethod::Masq, SVC_F_ONEPACKET),
         (Protocol::Udp, 0, FwdMethod::Route, SVC_F_PERSISTENT),
+        (Protocol::Udp, 4789, FwdMethod::Tunnel, 0),
         (Protocol::Sctp, 9, FwdMethod::Masq, 0),
     ];
     for (proto, port, fwd, flags) in services {
@@ -104,6 +105,14 @@ fn engine() -> Engine {
             e.add_dest(&key, &d, Instant::ZERO).unwrap();
         }
     }
+    // A service without real servers: the engine answers ICMP port
+    // unreachable (ip_vs_leave).
+    let empty = ServiceKey::Addr {
+        proto: Protocol::Udp,
+        addr: IpAddr::from(VIP),
+        port: 5353,
+    };
+    e.add_service(empty, ServiceConfig::new(Af::Inet)).unwrap();
     let key6 = ServiceKey::Addr {
         proto: Protocol::Tcp,
         addr: IpAddr::from(VIP6),
@@ -176,7 +185,7 @@ fn corpus() -> Vec<Vec<u8>> {
             out.push(v);
         }
     }
-    for dport in [53u16, 5353] {
+    for dport in [53u16, 5353, 4789] {
         let mut v = Vec::new();
         PacketBuilder::ethernet2(mac.0, mac.1)
             .ipv4(CIP, VIP, 64)
@@ -185,6 +194,13 @@ fn corpus() -> Vec<Vec<u8>> {
             .unwrap();
         out.push(v);
     }
+    let mut v = Vec::new();
+    PacketBuilder::ethernet2(mac.0, mac.1)
+        .ipv4(CIP, VIP, 64)
+        .udp(33002, 4789)
+        .write(&mut v, &[0x42; 1472])
+        .unwrap();
+    out.push(v);
     let mut v = Vec::new();
     PacketBuilder::ethernet2(mac.0, mac.1)
         .single_vlan(5.try_into().unwrap())
@@ -349,5 +365,5 @@ fn engine_never_panics_on_mutated_frames() {
         started.elapsed(),
         e.conns().len()
     );
-    assert!(forwarded > 0);
+    assert!(forwarded > 0 && replies > 0);
 }
