@@ -84,6 +84,18 @@ fn main() -> ExitCode {
     }
 }
 
+/// The arguments after a command that parses its own (`fwmark`, `sysctl`).
+fn rest_args(parser: &mut lexopt::Parser) -> Result<Vec<String>, String> {
+    parser
+        .raw_args()
+        .map_err(|e| e.to_string())?
+        .map(|a| {
+            a.into_string()
+                .map_err(|a| format!("invalid argument {a:?}"))
+        })
+        .collect()
+}
+
 fn run() -> Result<(), String> {
     use lexopt::prelude::*;
     let mut parser = lexopt::Parser::from_env();
@@ -138,27 +150,11 @@ fn run() -> Result<(), String> {
             }
         },
         "fwmark" => {
-            let args = parser
-                .raw_args()
-                .map_err(|e| e.to_string())?
-                .map(|a| {
-                    a.into_string()
-                        .map_err(|a| format!("invalid argument {a:?}"))
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            print!("{}", fwmark::run(&args)?);
+            print!("{}", fwmark::run(&rest_args(&mut parser)?)?);
             Ok(())
         }
         "sysctl" => {
-            let args = parser
-                .raw_args()
-                .map_err(|e| e.to_string())?
-                .map(|a| {
-                    a.into_string()
-                        .map_err(|a| format!("invalid argument {a:?}"))
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            print!("{}", sysctl::run(&args)?);
+            print!("{}", sysctl::run(&rest_args(&mut parser)?)?);
             Ok(())
         }
         other => Err(format!("unknown command '{other}'\n{USAGE}")),
