@@ -540,8 +540,11 @@ impl DataPlane {
         fast: FastPathConfig,
         state: &mut State,
     ) -> Result<DataPlane, String> {
-        let resolver =
-            Resolver::start().map_err(|e| format!("cannot start the neighbour resolver: {e}"))?;
+        let resolver = Resolver::start_with(rvs_io::neigh::ResolverConfig {
+            idle_timeout: resolver_idle(),
+            ..rvs_io::neigh::ResolverConfig::default()
+        })
+        .map_err(|e| format!("cannot start the neighbour resolver: {e}"))?;
         let ports = ports_of(&resolver, interfaces)?;
         let (backend, (mut filter, workers), why) = choose(
             mode,
@@ -1718,6 +1721,44 @@ struct Sync {
     trials: Vec<u32>,
     /// When their gates were last looked at.
     last_trial_check: Option<Instant>,
+    /// The real servers of the table as of `config_gen`.
+    dests: Vec<IpAddr>,
+    /// When they were last asked of the resolver.
+    last_dest_touch: Option<Instant>,
+}
+
+/// The resolver forgets destinations nobody asked for during this long
+/// (rvs-io's default, 300 s; `RVSD_RESOLVER_IDLE_SECS` shortens it for the
+/// tests that check real servers are never forgotten).
+fn resolver_idle() -> Duration {
+    static IDLE: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+    *IDLE.get_or_init(|| {
+        let default = rvs_io::neigh::ResolverConfig::default().idle_timeout;
+        match std::env::var("RVSD_RESOLVER_IDLE_SECS") {
+            Ok(v) => match v.parse::<u64>() {
+                Ok(n) if n > 0 => Duration::from_secs(n),
+                _ => {
+                    eprintln!(
+                        "rvsd: RVSD_RESOLVER_IDLE_SECS={v:?} is not a number of seconds; \
+                         using {}",
+                        default.as_secs()
+                    );
+                    default
+                }
+            },
+            Err(_) => default,
+        }
+    })
+}
+
+/// How often the sync thread asks the resolver for every real server: a
+/// fifth of its idle timeout, at most a minute. The engine keeps its own
+/// copy of their hops, so the packet path never asks, and without this the
+/// resolver forgot them 5-10 minutes after the last change and stopped
+/// following their neighbours (a real server's new MAC or route went
+/// unseen).
+fn dest_touch_interval() -> Duration {
+    (resolver_idle() / 5).min(Duration::from_secs(60))
 }
 
 impl Sync {
@@ -1780,6 +1821,16 @@ impl Sync {
 
     /// Hops, ports and the filter in step with the resolver and the table.
     fn sync(&mut self, dp: &DpShared, shared: &Shared) {
+        let wall = Instant::now();
+        if self
+            .last_dest_touch
+            .is_none_or(|t| wall.duration_since(t) >= dest_touch_interval())
+        {
+            self.last_dest_touch = Some(wall);
+            for &d in &self.dests {
+                let _ = dp.resolver.lookup(d);
+            }
+        }
         let rgen = dp.resolver.generation();
         let resolver_changed = self.resolver_gen != Some(rgen);
         let mut found = Vec::new();
@@ -1825,6 +1876,7 @@ impl Sync {
             self.config_gen = Some(cgen);
             let set = class_set(engine);
             drop(state);
+            self.dests = set.dests.to_vec();
             // Start resolving real servers now, before their first packet.
             {
                 let mut wanted = dp.wanted();

@@ -820,3 +820,43 @@ fn worker_panic_ends_the_process() {
     let links = String::from_utf8_lossy(&links.stdout).to_string();
     assert!(!links.contains("xdp"), "{links}");
 }
+
+/// A real server's new MAC is followed however long ago the last change
+/// was: rvsd keeps asking the resolver for its real servers, which would
+/// otherwise forget them after its idle timeout (300 s, shortened here to
+/// 2 s with `RVSD_RESOLVER_IDLE_SECS`) and stop following their
+/// neighbours. The real server announces its new MAC (`arp_notify`, as a
+/// replaced NIC or a migrated VM does); traffic follows within 5 s.
+#[test]
+fn real_server_mac_change_followed_long_after_the_last_change() {
+    let mut lab = new_lab("mac");
+    let n = dr_lab(&mut lab, 1, RsSetup::Direct);
+    lab.env.push(("RVSD_RESOLVER_IDLE_SECS".into(), "2".into()));
+    // Fast path off: the slow path's hop is what is checked.
+    lab.start_rvsd(&n.director, Some("xdp"), &["eth0"], &["--fast-path", "off"]);
+    lab.adm_ok(&n.director, &["-A", "-t", "10.0.0.100:8000", "-s", "rr"]);
+    lab.adm_ok(
+        &n.director,
+        &["-a", "-t", "10.0.0.100:8000", "-r", "10.0.0.11", "-g"],
+    );
+    expect_rs1(&lab, &n);
+    // Several of the resolver's idle sweeps, no change, no traffic.
+    std::thread::sleep(Duration::from_secs(7));
+    lab.exec(
+        &n.rs1,
+        &["sysctl", "-qw", "net.ipv4.conf.eth0.arp_notify=1"],
+    );
+    ipn(&n.rs1, "link set eth0 address 02:00:00:aa:bb:cc");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if fetch(&n.client, "10.0.0.100", 8000).as_deref() == Some("rs1") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "traffic did not follow the real server's new MAC\nrvsd log:\n{}",
+            lab.rvsd_log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
