@@ -351,6 +351,20 @@ impl Drop for Lab {
             let _ = c.wait();
         }
         for ns in &self.namespaces {
+            // Every process still in the namespace too: a server's forked
+            // children (socat's `fork`) outlive the server itself.
+            if let Ok(o) = Command::new("ip")
+                .args(["netns", "pids", ns])
+                .stderr(Stdio::null())
+                .output()
+            {
+                for pid in String::from_utf8_lossy(&o.stdout).split_whitespace() {
+                    let _ = Command::new("kill")
+                        .args(["-KILL", pid])
+                        .stderr(Stdio::null())
+                        .status();
+                }
+            }
             let _ = Command::new("ip")
                 .args(["netns", "del", ns])
                 .stderr(Stdio::null())
