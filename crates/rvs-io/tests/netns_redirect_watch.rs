@@ -141,9 +141,6 @@ fn without_live_frames_real_redirects_decide() {
             "s0",
         ],
     );
-    in_ns(&s, || {
-        rvs_io::xsk::set_tx_checksum_offload("s0", false).expect("tx csum off")
-    });
     in_ns(&n, || rvs_io::packet::set_gro("p0", true).expect("gro on"));
 
     let mut c = in_ns(&d, || {
