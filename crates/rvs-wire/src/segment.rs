@@ -16,7 +16,6 @@
 //! UDP super-frames (UDP GSO) cannot be cut without the sender's segment
 //! size (datagram boundaries matter) and are not handled here.
 
-use crate::checksum;
 use crate::ip_protocol;
 use crate::parse::FlowMeta;
 
@@ -117,9 +116,7 @@ pub fn tcp_segment(
         let id0 = u16::from_be_bytes([frame[l3 + 4], frame[l3 + 5]]);
         seg[l3 + 2..l3 + 4].copy_from_slice(&(ip_len as u16).to_be_bytes());
         seg[l3 + 4..l3 + 6].copy_from_slice(&id0.wrapping_add(index as u16).to_be_bytes());
-        seg[l3 + 10..l3 + 12].copy_from_slice(&[0, 0]);
-        let c = !checksum::data(&seg[l3..l4]);
-        seg[l3 + 10..l3 + 12].copy_from_slice(&c.to_be_bytes());
+        crate::ipv4::Packet::new_unchecked(&mut seg[l3..l4]).fill_checksum();
     }
     let t = &mut seg[l4..];
     let seq = seq0.wrapping_add(off as u32);
@@ -132,11 +129,9 @@ pub fn tcp_segment(
         flags &= !CWR;
     }
     t[13] = flags;
-    t[16..18].copy_from_slice(&[0, 0]);
-    let ph = checksum::pseudo_header(&meta.src, &meta.dst, ip_protocol::TCP, t.len() as u32)
-        .ok_or(SegmentError::NotTcp)?;
-    let c = !checksum::combine(&[ph, checksum::data(t)]);
-    t[16..18].copy_from_slice(&c.to_be_bytes());
+    crate::tcp::Packet::new_unchecked(t)
+        .fill_checksum(&meta.src, &meta.dst)
+        .map_err(|_| SegmentError::NotTcp)?;
     Ok(Some(hdr_len + chunk.len()))
 }
 
@@ -149,6 +144,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+    use crate::checksum;
     use crate::parse::{Parsed, parse_frame};
 
     fn meta(f: &[u8]) -> FlowMeta {

@@ -2230,7 +2230,7 @@ impl Worker {
                     },
                     now,
                 );
-                self.route(engine, action, &seg, len, ingress, t);
+                self.route(engine, action, &seg, len, ingress, Instant::now(), t);
             }
             self.spare.push(frame);
         }
@@ -2240,7 +2240,9 @@ impl Worker {
 
     /// Queue what the engine decided for a frame built in `buf` (at
     /// [`held::HEADROOM`], `len` bytes): a forwarded frame or a reply for
-    /// its egress socket, a frame whose hop is unknown held.
+    /// its egress socket, a frame whose hop is unknown held (as waiting
+    /// since `since`).
+    #[allow(clippy::too_many_arguments)]
     fn route(
         &mut self,
         engine: &Engine,
@@ -2248,6 +2250,7 @@ impl Worker {
         buf: &[u8],
         len: usize,
         ingress: PortId,
+        since: Instant,
         t: &mut Tally,
     ) {
         let (port, bytes) = match action {
@@ -2264,7 +2267,7 @@ impl Worker {
                 let _ = self.dp.resolver.lookup(a);
                 self.need.push(a);
                 let frame = &buf[held::HEADROOM..held::HEADROOM + len];
-                t.dropped += self.held.hold(a, ingress, frame, Instant::now());
+                t.dropped += self.held.hold(a, ingress, frame, since);
                 return;
             }
             Action::Pass => {
@@ -2320,7 +2323,8 @@ impl Worker {
             return;
         }
         let now = clock.now();
-        for mut h in self.ready.drain(..) {
+        let mut ready = std::mem::take(&mut self.ready);
+        for mut h in ready.drain(..) {
             let len = h.len();
             let action = engine.process(
                 Frame {
@@ -2332,45 +2336,11 @@ impl Worker {
                 },
                 now,
             );
-            let out = match action {
-                Action::Forward { port, start, len } => {
-                    t.forwarded += 1;
-                    Some((port, &h.buf[start..start + len]))
-                }
-                Action::Reply { port, len } => {
-                    t.replies += 1;
-                    Some((port, engine.reply_frame(len)))
-                }
-                Action::NeedHop(a) => {
-                    // Another hop is missing now (rare): hold it again.
-                    t.need_hop += 1;
-                    self.need.push(a);
-                    let frame = h.buf[held::HEADROOM..].to_vec();
-                    t.dropped += self.held.hold(a, h.ingress, &frame, h.since);
-                    None
-                }
-                Action::Pass => {
-                    t.passed += 1;
-                    None
-                }
-                Action::Drop(_) => {
-                    t.dropped += 1;
-                    None
-                }
-            };
-            if let Some((port, bytes)) = out {
-                match self.port_of_ifindex.get(&port.0) {
-                    Some(&pi) => {
-                        let mut b = self.spare.pop().unwrap_or_default();
-                        b.clear();
-                        b.extend_from_slice(bytes);
-                        self.pending.push(Pending { sock: pi, bytes: b });
-                    }
-                    None => t.no_port += 1,
-                }
-            }
+            // Another hop missing now (rare): held again, since it first was.
+            self.route(engine, action, &h.buf, len, h.ingress, h.since, &mut t);
             self.held.recycle(h.buf);
         }
+        self.ready = ready;
         drop(state);
         self.send_pending(&mut t);
         if !self.need.is_empty() {
