@@ -40,8 +40,9 @@
 
 use core::net::IpAddr;
 
-use hashbrown::{HashMap, HashSet};
+use hashbrown::HashMap;
 
+use crate::claims::{self, DestView, TableView};
 use crate::dest::DestConfig;
 use crate::engine::Engine;
 use crate::fwmark::{FwmarkRule, FwmarkRules};
@@ -50,7 +51,7 @@ use crate::service::{
     CtlError, ServiceConfig, ServiceKey, Services, validate_config, validate_dest,
 };
 use crate::time::Instant;
-use crate::types::Af;
+use crate::types::{Af, FwdMethod};
 
 /// Largest `--set` value in seconds the engine accepts (the kernel's
 /// `INT_MAX / HZ` with HZ = 1000); mirrors [`Engine::set_timeouts`].
@@ -90,7 +91,9 @@ pub enum ConfigOp {
 struct SvcModel {
     af: Af,
     scheduler: &'static str,
-    dests: HashSet<(IpAddr, u16)>,
+    /// Real servers by (address, port), with their method (the claims of
+    /// NAT real servers depend on it).
+    dests: HashMap<(IpAddr, u16), FwdMethod>,
 }
 
 /// A copy-on-write picture of the configuration for dry runs: the engine's
@@ -149,7 +152,11 @@ impl<'e> Model<'e> {
                     .map(|svc| SvcModel {
                         af: svc.key.af(),
                         scheduler: svc.scheduler.name(),
-                        dests: svc.dests.iter().map(|d| (d.addr, d.port)).collect(),
+                        dests: svc
+                            .dests
+                            .iter()
+                            .map(|d| ((d.addr, d.port), d.fwd))
+                            .collect(),
                     })
             };
             self.overlay.insert(*key, copied);
@@ -158,6 +165,30 @@ impl<'e> Model<'e> {
             .get_mut(key)
             .and_then(Option::as_mut)
             .ok_or(CtlError::NoSuchService)
+    }
+
+    /// The table the operations checked so far end with.
+    pub fn view(&self) -> TableView {
+        let mut services: Vec<(ServiceKey, Vec<DestView>)> = Vec::new();
+        if !self.flushed {
+            for (_, svc) in self.base.iter() {
+                if !self.overlay.contains_key(&svc.key) {
+                    let dests = svc.dests.iter().map(|d| (d.addr, d.port, d.fwd)).collect();
+                    services.push((svc.key, dests));
+                }
+            }
+        }
+        for (key, m) in &self.overlay {
+            if let Some(m) = m {
+                let dests = m.dests.iter().map(|(&(a, p), &f)| (a, p, f)).collect();
+                services.push((*key, dests));
+            }
+        }
+        let fwmark = self.fwmark.as_ref().unwrap_or(self.base_fwmark);
+        TableView {
+            services,
+            fwmark: fwmark.rules().to_vec(),
+        }
     }
 
     /// Run `op` against the model with the checks the real operation makes.
@@ -173,7 +204,7 @@ impl<'e> Model<'e> {
                     Some(SvcModel {
                         af: key.af(),
                         scheduler: sched.name(),
-                        dests: HashSet::new(),
+                        dests: HashMap::new(),
                     }),
                 );
             }
@@ -203,24 +234,25 @@ impl<'e> Model<'e> {
             ConfigOp::AddDest(key, cfg) => {
                 let svc = self.get_mut(key)?;
                 validate_dest(svc.af, cfg)?;
-                if svc.dests.contains(&(cfg.addr, cfg.port)) {
+                if svc.dests.contains_key(&(cfg.addr, cfg.port)) {
                     return Err(CtlError::Exists);
                 }
                 if capacity(svc.scheduler).is_some_and(|c| svc.dests.len() + 1 > c) {
                     return Err(CtlError::Invalid("too many destinations"));
                 }
-                svc.dests.insert((cfg.addr, cfg.port));
+                svc.dests.insert((cfg.addr, cfg.port), cfg.fwd);
             }
             ConfigOp::EditDest(key, cfg) => {
                 let svc = self.get_mut(key)?;
                 validate_dest(svc.af, cfg)?;
-                if !svc.dests.contains(&(cfg.addr, cfg.port)) {
-                    return Err(CtlError::NotFound("destination"));
+                match svc.dests.get_mut(&(cfg.addr, cfg.port)) {
+                    Some(fwd) => *fwd = cfg.fwd,
+                    None => return Err(CtlError::NotFound("destination")),
                 }
             }
             ConfigOp::DeleteDest(key, addr, port) => {
                 let svc = self.get_mut(key)?;
-                if !svc.dests.remove(&(*addr, *port)) {
+                if svc.dests.remove(&(*addr, *port)).is_none() {
                     return Err(CtlError::NotFound("destination"));
                 }
             }
@@ -244,9 +276,39 @@ impl<'e> Model<'e> {
     }
 }
 
+/// Whether `op` can make the filters claim more: new services, real
+/// servers (a NAT one's replies), method changes, firewall-mark rules (a
+/// deleted rule can stop hiding an earlier one). Deletions and flushes of
+/// the table only ever claim less.
+fn grows_claims(op: &ConfigOp) -> bool {
+    matches!(
+        op,
+        ConfigOp::AddService(..)
+            | ConfigOp::AddDest(..)
+            | ConfigOp::EditDest(..)
+            | ConfigOp::AddFwmarkRule(_)
+            | ConfigOp::DeleteFwmarkRule(_)
+    )
+}
+
 impl Engine {
-    /// Perform one operation (it changes nothing when it fails).
+    /// Perform one operation (it changes nothing when it fails), refused
+    /// with [`CtlError::NoRoom`] when the installed claim check
+    /// ([`Engine::set_claim_check`]) says the filter could not hold the
+    /// table it would make.
     pub fn apply(&mut self, op: &ConfigOp, now: Instant) -> Result<(), CtlError> {
+        if self.claim_guard().is_some() && grows_claims(op) {
+            self.check_batch(core::slice::from_ref(op))
+                .map_err(|(_, e)| e)?;
+        }
+        self.apply_after_check(op, now)
+    }
+
+    /// Perform one operation of a list that [`Engine::check_batch`] passed
+    /// as a whole, in order, without running the claim check again (a
+    /// 100k-line restore checks its claims once, not per line). Still
+    /// changes nothing when it fails.
+    pub fn apply_after_check(&mut self, op: &ConfigOp, now: Instant) -> Result<(), CtlError> {
         match op {
             ConfigOp::AddService(key, cfg) => self.add_service(*key, cfg.clone()),
             ConfigOp::EditService(key, cfg) => self.edit_service(key, cfg.clone()),
@@ -271,10 +333,21 @@ impl Engine {
 
     /// Dry run of `ops`: the index and error of the first operation that
     /// would fail, changing nothing.
+    ///
+    /// With a claim check installed ([`Engine::set_claim_check`]) the
+    /// claims of the table the list ends with are checked too (once, when
+    /// some operation can add claims); a refusal is reported at the last
+    /// such operation, as [`CtlError::NoRoom`].
     pub fn check_batch(&self, ops: &[ConfigOp]) -> Result<(), (usize, CtlError)> {
         let mut model = Model::new(self.services(), self.fwmark_rules());
         for (i, op) in ops.iter().enumerate() {
             model.check(op).map_err(|e| (i, e))?;
+        }
+        if let Some(guard) = self.claim_guard()
+            && let Some(last) = ops.iter().rposition(grows_claims)
+        {
+            let claims = claims::claims(&model.view());
+            (guard.0)(&claims).map_err(|e| (last, CtlError::NoRoom(e)))?;
         }
         Ok(())
     }
@@ -286,7 +359,7 @@ impl Engine {
         for (i, op) in ops.iter().enumerate() {
             // Cannot fail after a clean dry run (see the module docs); if it
             // does, the model is out of step with the engine.
-            self.apply(op, now).map_err(|e| (i, e))?;
+            self.apply_after_check(op, now).map_err(|e| (i, e))?;
         }
         Ok(())
     }
@@ -766,5 +839,102 @@ mod tests {
         // `-C` leaves the rules (as it leaves iptables' rules).
         e.apply(&ConfigOp::Flush, Instant::ZERO).unwrap();
         assert_eq!(e.fwmark_rules().len(), 1);
+    }
+
+    /// A check allowing at most `nat` NAT sources and `rules` claimed rules.
+    fn limit(nat: usize, rules: usize) -> std::sync::Arc<crate::claims::ClaimCheck> {
+        std::sync::Arc::new(move |c: &crate::claims::Claims| {
+            if c.nat.len() > nat {
+                return Err(format!("{} NAT sources, room for {nat}", c.nat.len()));
+            }
+            if c.fwmark.len() > rules {
+                return Err(format!("{} rules, room for {rules}", c.fwmark.len()));
+            }
+            Ok(())
+        })
+    }
+
+    #[test]
+    fn claims_past_the_filter_are_refused_whole() {
+        let mut e = engine();
+        e.set_claim_check(limit(1, 8)).unwrap();
+        let key = tcp([10, 0, 0, 1], 80);
+        e.apply(&ConfigOp::AddService(key, svc("rr")), Instant::ZERO)
+            .unwrap();
+        let nat = |a: [u8; 4]| {
+            let mut d = rs(a, 80);
+            d.fwd = FwdMethod::Masq;
+            d
+        };
+        e.apply(
+            &ConfigOp::AddDest(key, nat([192, 168, 0, 1])),
+            Instant::ZERO,
+        )
+        .unwrap();
+        // A second NAT real server does not fit; a DR one does.
+        let err = e
+            .apply(
+                &ConfigOp::AddDest(key, nat([192, 168, 0, 2])),
+                Instant::ZERO,
+            )
+            .unwrap_err();
+        assert_eq!(err, CtlError::NoRoom("2 NAT sources, room for 1".into()));
+        assert_eq!(err.errno(), 12);
+        let dr = rs([192, 168, 0, 2], 80);
+        e.apply(&ConfigOp::AddDest(key, dr), Instant::ZERO)
+            .unwrap();
+        // Switching it to NAT (-e ... -m) is a claim too.
+        let before = dump(&e);
+        let err = e
+            .apply(
+                &ConfigOp::EditDest(key, nat([192, 168, 0, 2])),
+                Instant::ZERO,
+            )
+            .unwrap_err();
+        assert!(matches!(err, CtlError::NoRoom(_)));
+        assert_eq!(dump(&e), before);
+        // In a batch, room made earlier counts, and a refusal changes nothing.
+        let swap = [
+            ConfigOp::DeleteDest(key, IpAddr::V4(Ipv4Addr::new(192, 168, 0, 1)), 80),
+            ConfigOp::EditDest(key, nat([192, 168, 0, 2])),
+        ];
+        e.check_batch(&swap).unwrap();
+        let both = [
+            ConfigOp::EditDest(key, nat([192, 168, 0, 2])),
+            ConfigOp::Zero(None),
+        ];
+        assert_eq!(
+            e.apply_batch(&both, Instant::ZERO).unwrap_err().0,
+            0,
+            "reported at the last operation that adds claims"
+        );
+        assert_eq!(dump(&e), before);
+    }
+
+    #[test]
+    fn deleting_a_rule_that_hid_another_is_a_claim() {
+        let mut e = engine();
+        let key = ServiceKey::Fwmark {
+            af: Af::Inet,
+            mark: 10,
+        };
+        e.apply(&ConfigOp::AddService(key, svc("rr")), Instant::ZERO)
+            .unwrap();
+        let a = mark_rule([10, 0, 0, 1], 32, 10);
+        let b = mark_rule([10, 0, 0, 2], 32, 10);
+        // Mark 20 has no service: this later, overlapping rule hides `b`.
+        let hider = mark_rule([10, 0, 0, 2], 32, 20);
+        for r in [&a, &b, &hider] {
+            e.apply(&ConfigOp::AddFwmarkRule(r.clone()), Instant::ZERO)
+                .unwrap();
+        }
+        e.set_claim_check(limit(0, 1)).unwrap();
+        let err = e
+            .apply(&ConfigOp::DeleteFwmarkRule(hider.clone()), Instant::ZERO)
+            .unwrap_err();
+        assert_eq!(err, CtlError::NoRoom("2 rules, room for 1".into()));
+        assert_eq!(e.fwmark_rules().len(), 3);
+        // Too big already: not installed.
+        assert!(e.set_claim_check(limit(0, 0)).is_err());
     }
 }

@@ -16,10 +16,12 @@
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use core::time::Duration;
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use hashbrown::HashMap;
 use rvs_wire::{EncapResult, EthernetAddress, FlowMeta, Parsed, TtlVerdict};
 
+use crate::claims::{ClaimCheck, ClaimGuard, TableView};
 use crate::conn::{self, Activity, Conn, ConnId, ConnTable, ConnTableConfig, Direction, Timeouts};
 use crate::dest::{Dest, DestConfig, DestId};
 use crate::fastpath::{self, FastFlow, FastPathOp, FlowKey};
@@ -245,6 +247,8 @@ pub struct Engine {
     /// Next hops pruned since the data plane last took them
     /// ([`Engine::take_pruned_hops`]), at most [`PRUNED_HOPS_KEPT`].
     pruned_hops: Vec<IpAddr>,
+    /// The data plane's capacity check of a table's claims, if any.
+    claim_guard: Option<ClaimGuard>,
 }
 
 /// Next hops kept beyond what the table needs before [`Engine::poll`]
@@ -307,6 +311,7 @@ impl Engine {
             fast: None,
             embryonic: VecDeque::new(),
             pruned_hops: Vec::new(),
+            claim_guard: None,
         }
     }
 
@@ -573,6 +578,22 @@ impl Engine {
     }
 
     // ----- read access for listings ---------------------------------------------
+
+    /// The installed claim check ([`Engine::set_claim_check`]), if any.
+    pub fn claim_guard(&self) -> Option<&ClaimGuard> {
+        self.claim_guard.as_ref()
+    }
+
+    /// Refuse, from now on, every change whose table `check` says the data
+    /// plane's filter cannot hold ([`crate::claims`]): such a change fails
+    /// with [`CtlError::NoRoom`] and changes nothing. The table as it is
+    /// must pass: otherwise `Err` with the check's reason, and nothing is
+    /// installed.
+    pub fn set_claim_check(&mut self, check: Arc<ClaimCheck>) -> Result<(), String> {
+        check(&crate::claims::claims(&TableView::of(self)))?;
+        self.claim_guard = Some(ClaimGuard(check));
+        Ok(())
+    }
 
     /// The services.
     pub fn services(&self) -> &Services {

@@ -11,6 +11,7 @@
 #![cfg_attr(not(test), warn(missing_docs))]
 
 pub mod batch;
+pub mod claims;
 pub mod conn;
 pub mod dest;
 pub mod engine;

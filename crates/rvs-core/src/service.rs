@@ -125,6 +125,10 @@ pub enum CtlError {
     /// EAFNOSUPPORT.
     #[error("address family not supported")]
     AfNotSupported,
+    /// ENOMEM: the data plane's filter cannot hold the table the change
+    /// would make (the reason names the filter's limit).
+    #[error("{0}")]
+    NoRoom(String),
 }
 
 impl CtlError {
@@ -137,6 +141,7 @@ impl CtlError {
             CtlError::Range => 34,
             CtlError::Invalid(_) => 22,
             CtlError::AfNotSupported => 97,
+            CtlError::NoRoom(_) => 12,
         }
     }
 }

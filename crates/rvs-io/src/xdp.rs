@@ -411,6 +411,49 @@ fn fwmark_entries(rules: &[FwmarkMatch]) -> Result<Vec<FwmEntry>, XdpError> {
     Ok(out)
 }
 
+/// Whether the classifier's maps can hold `services`, `nat` (distinct
+/// keys) and the fwmark `rules`, without touching any map: the check rvsd
+/// runs before it accepts a change ([`Classifier::set_services`],
+/// [`Classifier::set_nat_sources`] and [`Classifier::set_fwmark_rules`]
+/// then cannot fail for want of room).
+///
+/// # Errors
+///
+/// [`XdpError::TooMany`] or [`XdpError::FwmarkTooComplex`], naming the
+/// map and its capacity.
+pub fn check_capacity(
+    services: &[ClassKey],
+    nat: &[ClassKey],
+    rules: &[FwmarkMatch],
+) -> Result<(), XdpError> {
+    let distinct = |keys: &[ClassKey]| keys.iter().map(RawKey::from).collect::<HashSet<_>>().len();
+    for (map, keys, capacity) in [
+        ("services", services, MAX_SERVICES),
+        ("nat_src", nat, MAX_NAT_SOURCES),
+    ] {
+        let wanted = distinct(keys);
+        if wanted > capacity {
+            return Err(XdpError::TooMany {
+                map,
+                wanted,
+                capacity,
+            });
+        }
+    }
+    let entries = fwmark_entries(rules)?;
+    let v6 = entries.iter().filter(|e| e.addr.is_ipv6()).count();
+    for (map, wanted) in [("fwm_v4", entries.len() - v6), ("fwm_v6", v6)] {
+        if wanted > MAX_FWMARK_PREFIXES {
+            return Err(XdpError::TooMany {
+                map,
+                wanted,
+                capacity: MAX_FWMARK_PREFIXES,
+            });
+        }
+    }
+    Ok(())
+}
+
 /// `addr` with the bits after the first `len` cleared.
 fn network(addr: IpAddr, len: u8) -> IpAddr {
     match addr {

@@ -477,6 +477,12 @@ pub struct ErrorReply {
     pub line: Option<usize>,
     /// For batches: the operation of that line (to pick ipvsadm's text).
     pub op: Option<Op>,
+    /// Whether `message` explains what ipvsadm's text for `errno` cannot
+    /// (a failure the kernel never has: the data plane's limits, a data
+    /// plane that did not take a change); rvsadm then prints it on a
+    /// line of its own after ipvsadm's text.
+    #[serde(default)]
+    pub explain: bool,
 }
 
 /// Counters of one data-plane worker thread (one per RX queue).
@@ -672,6 +678,10 @@ pub enum Reply {
         /// (absent from the replies of older daemons).
         #[serde(default)]
         engine: Option<Box<EngineCounters>>,
+        /// Why the data plane's filter does not hold rvsd's table (`None`:
+        /// it does; absent from the replies of older daemons).
+        #[serde(default)]
+        filter_out_of_step: Option<String>,
     },
     /// Firewall-mark rules, in order.
     FwmarkRules(Vec<fwmark::FwmarkSpec>),
@@ -741,6 +751,7 @@ mod tests {
                 classifier: None,
                 fast_path: None,
                 engine: None,
+                filter_out_of_step: None,
             }
         );
         let new = Reply::DataPlaneStats {
@@ -760,6 +771,7 @@ mod tests {
                 drop_table_full: 2,
                 ..EngineCounters::default()
             })),
+            filter_out_of_step: Some("the service map: full".into()),
         };
         let bytes = encode(&new);
         assert_eq!(decode::<Reply>(&bytes[..bytes.len() - 1]).unwrap(), new);

@@ -18,8 +18,14 @@ pub fn run() -> Result<String, String> {
             classifier,
             fast_path,
             engine,
+            filter_out_of_step,
         } => {
             let mut out = format(&mode, &workers, classifier.as_ref(), fast_path.as_ref());
+            if let Some(why) = &filter_out_of_step {
+                out.push_str(&format!(
+                    "filter: OUT OF STEP with rvsd's table (retrying): {why}\n"
+                ));
+            }
             if let Some(e) = &engine {
                 out.push_str(&format_engine(e));
             }

@@ -50,7 +50,7 @@ fn run(argv0: &str, args: &[String]) -> (String, String, u8) {
             with_daemon(|c| match c.call(Request::Batch(lines))? {
                 Reply::Ok => Ok((String::new(), String::new(), 0)),
                 Reply::Error(e) => {
-                    let text = strerror::for_reply(&e);
+                    let text = strerror::for_reply(&e) + &explained(&e);
                     let at = e.line.map(|l| format!("line {l}: ")).unwrap_or_default();
                     Ok((
                         String::new(),
@@ -65,7 +65,7 @@ fn run(argv0: &str, args: &[String]) -> (String, String, u8) {
             Reply::Ok => Ok((String::new(), String::new(), 0)),
             Reply::Error(e) => Ok((
                 String::new(),
-                format!("{}\n", strerror::for_op(&op, e.errno)),
+                format!("{}{}\n", strerror::for_op(&op, e.errno), explained(&e)),
                 255,
             )),
             other => Err(unexpected(&other)),
@@ -83,6 +83,18 @@ fn run(argv0: &str, args: &[String]) -> (String, String, u8) {
             ))
         }),
         Command::List(opts) => with_daemon(|c| list(c, &opts)),
+    }
+}
+
+/// rvsd's own explanation of a failure ipvsadm's text cannot describe
+/// (the data plane's limits, a change the data plane did not take), on a
+/// line after ipvsadm's text; empty for every failure the kernel has too,
+/// so that those stay byte-exact.
+fn explained(e: &rvs_proto::ErrorReply) -> String {
+    if e.explain {
+        format!("\nrvsd: {}", e.message)
+    } else {
+        String::new()
     }
 }
 

@@ -6,6 +6,7 @@ use rvs_proto::{ErrorReply, Op};
 const EPERM: i32 = 1;
 const ENOENT: i32 = 2;
 const ESRCH: i32 = 3;
+const EIO: i32 = 5;
 const ENOMEM: i32 = 12;
 const EEXIST: i32 = 17;
 const ENODEV: i32 = 19;
@@ -68,6 +69,7 @@ fn generic(errno: i32) -> String {
         EEXIST => "File exists",
         ENODEV => "No such device",
         ERANGE => "Numerical result out of range",
+        EIO => "Input/output error",
         _ => return format!("Unknown error {errno}"),
     }
     .to_string()

@@ -359,6 +359,7 @@ impl DpShared {
             classifier: self.classifier_counters(),
             fast_path: self.fast_path_counters(),
             engine: None,
+            filter_out_of_step: None,
         }
     }
 }
@@ -518,16 +519,7 @@ fn ports_of(resolver: &Resolver, interfaces: &[String]) -> Result<Vec<Port>, Str
 /// The fwmark rules to claim, as the classifier and the nftables table
 /// take them.
 fn nft_claims(set: &ClassSet) -> Vec<FwmarkMatch> {
-    set.fwmark
-        .iter()
-        .map(|r| FwmarkMatch {
-            addr: r.addr,
-            prefix_len: r.prefix_len,
-            proto: r.proto.map(|p| p.number()),
-            dports: r.dports.clone(),
-            iif: r.iif,
-        })
-        .collect()
+    crate::classes::fwmark_matches(&set.fwmark)
 }
 
 impl DataPlane {
@@ -571,6 +563,15 @@ impl DataPlane {
             ),
         };
         state.engine_mut().set_fast_path(fast_sync.is_some());
+        if let Filter::Xdp(_) = &filter {
+            // From now on a change the classifier's maps cannot hold is
+            // refused before anything changes; the table loaded so far
+            // (--rules) must fit too.
+            state
+                .engine_mut()
+                .set_claim_check(crate::classes::xdp_claim_check())
+                .map_err(|e| format!("the rules loaded do not fit: {e}"))?;
+        }
         for p in &ports {
             let cfg = port_config(&resolver, p.ifindex)
                 .ok_or_else(|| format!("{}: interface not found by the resolver", p.name))?;
@@ -1713,6 +1714,9 @@ const WATCH_SETTLE: Duration = Duration::from_millis(5);
 #[derive(Debug, Default)]
 struct Sync {
     config_gen: Option<u64>,
+    /// The last failure to put the table into the filter, and when it was:
+    /// retried once a second, logged once per distinct reason.
+    failed: Option<(String, Instant)>,
     resolver_gen: Option<u64>,
     /// When the probed interfaces were last probed.
     last_probe: Option<Instant>,
@@ -1873,7 +1877,11 @@ impl Sync {
             }
         }
         if self.config_gen != Some(cgen) {
-            self.config_gen = Some(cgen);
+            if let Some((_, at)) = &self.failed
+                && wall.duration_since(*at) < SYNC_RETRY
+            {
+                return;
+            }
             let set = class_set(engine);
             drop(state);
             self.dests = set.dests.to_vec();
@@ -1886,34 +1894,86 @@ impl Sync {
                     }
                 }
             }
-            match &mut *dp.filter() {
-                Some(Filter::Xdp(c)) => {
-                    if let Err(e) = c.set_services(&set.services) {
-                        eprintln!("rvsd: data plane: cannot update the service map: {e}");
-                    }
-                    if let Err(e) = c.set_nat_sources(&set.nat) {
-                        eprintln!("rvsd: data plane: cannot update the NAT source map: {e}");
-                    }
-                    if let Err(e) = c.set_fwmark_rules(&nft_claims(&set)) {
-                        eprintln!("rvsd: data plane: cannot update the fwmark maps: {e}");
-                    }
+            let errors = put_into_filter(&mut dp.filter(), &set);
+            if errors.is_empty() {
+                if let Some((why, _)) = self.failed.take() {
+                    eprintln!(
+                        "rvsd: data plane: the filter holds the table again \
+                         (generation {cgen}; it failed with: {why})"
+                    );
                 }
-                Some(Filter::Nft(t)) => {
-                    let fwmark = nft_claims(&set);
-                    let claims = Claims {
-                        services: &set.services,
-                        nat: &set.nat,
-                        fwmark: &fwmark,
-                    };
-                    if let Err(e) = t.set(&claims) {
-                        eprintln!("rvsd: data plane: cannot update the nftables table: {e}");
-                    }
+                self.config_gen = Some(cgen);
+                shared.mark_synced(cgen);
+            } else {
+                // Not acknowledged: rvsadm's change fails with this reason
+                // ([`Shared::wait_synced`]); retried until it takes.
+                let why = errors.join("; ");
+                if self.failed.as_ref().is_none_or(|(w, _)| *w != why) {
+                    eprintln!(
+                        "rvsd: data plane: cannot put table generation {cgen} into the \
+                         filter: {why} (retrying every {} s)",
+                        SYNC_RETRY.as_secs()
+                    );
                 }
-                None => {}
+                shared.sync_failed(cgen, why.clone());
+                self.failed = Some((why, wall));
             }
-            shared.mark_synced(cgen);
         }
     }
+}
+
+/// How often the sync thread retries a table the filter refused.
+const SYNC_RETRY: Duration = Duration::from_secs(1);
+
+/// Make the filter claim `set`: every failure, described.
+fn put_into_filter(filter: &mut Option<Filter>, set: &ClassSet) -> Vec<String> {
+    let mut errors = Vec::new();
+    if let Some(port) = injected_sync_failure()
+        && set.services.iter().any(|k| k.port == port)
+    {
+        errors.push(format!(
+            "refusing a service on port {port} (RVSD_INJECT_SYNC_FAIL, a test hook)"
+        ));
+        return errors;
+    }
+    match filter {
+        Some(Filter::Xdp(c)) => {
+            if let Err(e) = c.set_services(&set.services) {
+                errors.push(format!("the service map: {e}"));
+            }
+            if let Err(e) = c.set_nat_sources(&set.nat) {
+                errors.push(format!("the NAT source map: {e}"));
+            }
+            if let Err(e) = c.set_fwmark_rules(&nft_claims(set)) {
+                errors.push(format!("the fwmark maps: {e}"));
+            }
+        }
+        Some(Filter::Nft(t)) => {
+            let fwmark = nft_claims(set);
+            let claims = Claims {
+                services: &set.services,
+                nat: &set.nat,
+                fwmark: &fwmark,
+            };
+            if let Err(e) = t.set(&claims) {
+                errors.push(format!("the nftables table: {e}"));
+            }
+        }
+        None => {}
+    }
+    errors
+}
+
+/// `RVSD_INJECT_SYNC_FAIL=PORT`: the filter refuses every table with a
+/// service on PORT (a test hook, like `RVSD_INJECT_PANIC`: the tests of a
+/// data plane that cannot take a change need one that fails on demand).
+fn injected_sync_failure() -> Option<u16> {
+    static PORT: std::sync::OnceLock<Option<u16>> = std::sync::OnceLock::new();
+    *PORT.get_or_init(|| {
+        std::env::var("RVSD_INJECT_SYNC_FAIL")
+            .ok()
+            .and_then(|v| v.parse().ok())
+    })
 }
 
 /// A frame to copy out of another socket after the batch.

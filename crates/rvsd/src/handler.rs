@@ -31,6 +31,8 @@ pub const REFUSAL: &str = "permission denied: root, CAP_NET_ADMIN in rvsd's user
 
 /// ESRCH.
 pub const ESRCH: i32 = 3;
+/// EIO: the data plane did not take a change.
+pub const EIO: i32 = 5;
 /// EINVAL.
 pub const EINVAL: i32 = 22;
 
@@ -47,6 +49,8 @@ pub struct Failure {
     pub errno: i32,
     /// Human-readable detail.
     pub message: Cow<'static, str>,
+    /// Whether rvsadm shows `message` ([`ErrorReply::explain`]).
+    pub explain: bool,
 }
 
 impl Failure {
@@ -55,6 +59,16 @@ impl Failure {
         Failure {
             errno,
             message: message.into(),
+            explain: false,
+        }
+    }
+
+    /// A failure whose `message` rvsadm shows after ipvsadm's text for
+    /// `errno` ([`ErrorReply::explain`]).
+    pub fn explained(errno: i32, message: impl Into<Cow<'static, str>>) -> Failure {
+        Failure {
+            explain: true,
+            ..Failure::new(errno, message)
         }
     }
 
@@ -70,13 +84,18 @@ impl Failure {
             message: self.message.into_owned(),
             line,
             op,
+            explain: self.explain,
         })
     }
 }
 
 impl From<CtlError> for Failure {
     fn from(e: CtlError) -> Failure {
-        Failure::new(e.errno(), e.to_string())
+        let errno = e.errno();
+        match e {
+            CtlError::NoRoom(why) => Failure::explained(errno, why),
+            e => Failure::new(e.errno(), e.to_string()),
+        }
     }
 }
 
@@ -247,13 +266,14 @@ impl State {
                 classifier: None,
                 fast_path: None,
                 engine: None,
+                filter_out_of_step: None,
             },
             Request::FwmarkAdd(spec) => {
-                let res = self.fwmark_add(&spec);
+                let res = self.fwmark_add(&spec, now);
                 self.changed(res)
             }
             Request::FwmarkDel(spec) => {
-                let res = self.fwmark_del(&spec);
+                let res = self.fwmark_del(&spec, now);
                 self.changed(res)
             }
             Request::FwmarkFlush => {
@@ -327,16 +347,19 @@ impl State {
         })
     }
 
-    fn fwmark_add(&mut self, spec: &FwmarkSpec) -> Result<(), Failure> {
+    fn fwmark_add(&mut self, spec: &FwmarkSpec, now: Instant) -> Result<(), Failure> {
         let rule = convert::fwmark_rule(spec, self.ifindex_of)?;
-        self.engine.add_fwmark_rule(&rule)?;
+        // Through `apply`: the rule must fit the data plane's filter.
+        self.engine
+            .apply(&ConfigOp::AddFwmarkRule(rule.clone()), now)?;
         self.note_ifname(&rule, spec);
         Ok(())
     }
 
-    fn fwmark_del(&mut self, spec: &FwmarkSpec) -> Result<(), Failure> {
+    fn fwmark_del(&mut self, spec: &FwmarkSpec, now: Instant) -> Result<(), Failure> {
         let rule = self.resolve_fwmark(spec)?;
-        self.engine.delete_fwmark_rule(&rule)?;
+        // A deleted rule can uncover an earlier one: through `apply` too.
+        self.engine.apply(&ConfigOp::DeleteFwmarkRule(rule), now)?;
         Ok(())
     }
 
@@ -465,7 +488,7 @@ impl State {
         for (j, op) in config.iter().enumerate() {
             // Cannot fail after the dry run; if it does, the model in
             // rvs_core::batch is out of step with the engine.
-            if let Err(e) = self.engine.apply(op, now) {
+            if let Err(e) = self.engine.apply_after_check(op, now) {
                 eprintln!(
                     "rvsd: BUG: batch operation {} failed after a clean dry run ({e}); \
                      the operations before it were applied",

@@ -12,7 +12,7 @@ use rvs_proto::{Reply, Request, encode};
 
 use crate::auth::{Peer, Policy};
 use crate::dataplane::DpShared;
-use crate::handler::{EPERM, Failure, REFUSAL, State, decode_request};
+use crate::handler::{EIO, EPERM, Failure, REFUSAL, State, decode_request};
 use crate::system::Clock;
 
 /// How often the engine's housekeeping runs.
@@ -85,11 +85,19 @@ pub struct Shared {
     dataplane: AtomicBool,
     /// The table generation the data plane has put into its filters.
     synced: AtomicU64,
+    /// The generation the data plane last failed to put into its filters,
+    /// and why (cleared once a later one is in).
+    sync_failed: Mutex<Option<(u64, String)>>,
     /// The running data plane's counters and filters.
     dp: OnceLock<Arc<DpShared>>,
     /// `--save FILE`.
     saver: OnceLock<crate::persist::Saver>,
 }
+
+/// How long a change waits for the data plane to put it into its filters
+/// before rvsadm hears that it did not (a 16k-service restore takes well
+/// under a second).
+const SYNC_WAIT: Duration = Duration::from_secs(10);
 
 impl Shared {
     /// Share `state`; `stop` ends the accept loop and the housekeeping;
@@ -104,6 +112,7 @@ impl Shared {
             refusal_logged: AtomicU64::new(u64::MAX),
             dataplane: AtomicBool::new(false),
             synced: AtomicU64::new(0),
+            sync_failed: Mutex::new(None),
             dp: OnceLock::new(),
             saver: OnceLock::new(),
         })
@@ -152,6 +161,7 @@ impl Shared {
                 classifier: None,
                 fast_path: None,
                 engine: None,
+                filter_out_of_step: None,
             },
         }
     }
@@ -168,20 +178,58 @@ impl Shared {
     /// The data plane has put table generation `generation` into its filters.
     pub fn mark_synced(&self, generation: u64) {
         self.synced.fetch_max(generation, Ordering::AcqRel);
+        let mut failed = self.sync_failed.lock().unwrap_or_else(|e| e.into_inner());
+        if failed.as_ref().is_some_and(|(g, _)| *g <= generation) {
+            *failed = None;
+        }
     }
 
-    /// Wait (bounded) until the data plane has caught up with `generation`,
-    /// so that when `ipvsadm -A`/`-a` returns, packets for the service are
-    /// already claimed and not answered by the kernel.
-    fn wait_synced(&self, generation: u64) {
+    /// The data plane could not put table generation `generation` into its
+    /// filters (it keeps retrying): the changes waiting for it fail with
+    /// `why`.
+    pub fn sync_failed(&self, generation: u64, why: String) {
+        *self.sync_failed.lock().unwrap_or_else(|e| e.into_inner()) = Some((generation, why));
+    }
+
+    /// Why the data plane does not hold the table, if it does not.
+    pub fn sync_failure(&self) -> Option<String> {
+        let failed = self.sync_failed.lock().unwrap_or_else(|e| e.into_inner());
+        failed
+            .as_ref()
+            .map(|(g, why)| format!("table generation {g}: {why}"))
+    }
+
+    /// Wait (bounded by [`SYNC_WAIT`]) until the data plane has caught up
+    /// with `generation`, so that when `ipvsadm -A`/`-a` returns, packets
+    /// for the service are already claimed and not answered by the kernel.
+    /// `Err` with the reason when the data plane failed to take it or did
+    /// not confirm it in time: the change is in the table, but not (yet)
+    /// in the filter, and the caller must hear so.
+    fn wait_synced(&self, generation: u64) -> Result<(), String> {
         if !self.dataplane.load(Ordering::Acquire) {
-            return;
+            return Ok(());
         }
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
-        while self.synced.load(Ordering::Acquire) < generation
-            && std::time::Instant::now() < deadline
-            && !self.stopping()
-        {
+        let start = std::time::Instant::now();
+        loop {
+            let synced = self.synced.load(Ordering::Acquire);
+            if synced >= generation || self.stopping() {
+                return Ok(());
+            }
+            if let Some((g, why)) = &*self.sync_failed.lock().unwrap_or_else(|e| e.into_inner())
+                && *g >= generation
+            {
+                return Err(format!(
+                    "rvsd's table has the change, but its data plane could not take it: {why}; \
+                     it keeps retrying (see rvs dataplane); undo the change or fix the cause"
+                ));
+            }
+            if start.elapsed() >= SYNC_WAIT {
+                return Err(format!(
+                    "rvsd's table has the change, but its data plane has not confirmed it \
+                     after {} s (table generation {generation}, data plane at {synced})",
+                    SYNC_WAIT.as_secs()
+                ));
+            }
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
     }
@@ -445,8 +493,14 @@ pub fn serve_connection(stream: UnixStream, shared: &Shared) {
                         crate::convert::engine_counters(state.engine_mut())
                     };
                     let mut reply = shared.dataplane_stats();
-                    if let Reply::DataPlaneStats { engine, .. } = &mut reply {
+                    if let Reply::DataPlaneStats {
+                        engine,
+                        filter_out_of_step,
+                        ..
+                    } = &mut reply
+                    {
                         *engine = Some(Box::new(counters));
+                        *filter_out_of_step = shared.sync_failure();
                     }
                     reply
                 } else {
@@ -464,9 +518,18 @@ pub fn serve_connection(stream: UnixStream, shared: &Shared) {
                     // (`--save`) and the data plane's filters hold it.
                     if generation != before && matches!(reply, Reply::Ok) {
                         shared.save_now();
-                        shared.wait_synced(generation);
+                        if let Err(why) = shared.wait_synced(generation) {
+                            eprintln!(
+                                "rvsd: change by uid {} (pid {}) not acknowledged: {why}",
+                                peer.uid, peer.pid
+                            );
+                            Failure::explained(EIO, why).reply(None, None)
+                        } else {
+                            reply
+                        }
+                    } else {
+                        reply
                     }
-                    reply
                 }
             }
             Err(f) => f.reply(None, None),
