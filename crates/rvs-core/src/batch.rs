@@ -881,8 +881,7 @@ mod tests {
         assert_eq!(err, CtlError::NoRoom("2 NAT sources, room for 1".into()));
         assert_eq!(err.errno(), 12);
         let dr = rs([192, 168, 0, 2], 80);
-        e.apply(&ConfigOp::AddDest(key, dr), Instant::ZERO)
-            .unwrap();
+        e.apply(&ConfigOp::AddDest(key, dr), Instant::ZERO).unwrap();
         // Switching it to NAT (-e ... -m) is a claim too.
         let before = dump(&e);
         let err = e

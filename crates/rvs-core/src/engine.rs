@@ -195,6 +195,10 @@ pub struct EngineCounters {
     /// Entries in `SYN_RECV` evicted to make room near the table's bound
     /// (a SYN flood's, usually).
     pub evicted_syn_recv: u64,
+    /// New connections that found the table full: at [`NEAR_FULL`] of its
+    /// bound (each then evicts a `SYN_RECV` entry or, finding none, is
+    /// dropped as [`DropReason::TableFull`]).
+    pub table_full: u64,
     /// Next hops pruned: of addresses no real server and no connection
     /// needs any more (NAT clients gone, spoofed sources).
     pub hops_pruned: u64,
@@ -1298,6 +1302,7 @@ impl Engine {
         if self.conns.len() * NEAR_FULL.1 < limit * NEAR_FULL.0 {
             return;
         }
+        self.counters.table_full += 1;
         for _ in 0..EVICT_SCAN {
             let Some((id, caddr, cport)) = self.embryonic.pop_front() else {
                 return;

@@ -21,6 +21,9 @@
  *     matcher of the rules whose prefix covers it, so the longest match alone
  *     decides.
  *
+ * A pure TCP SYN among rvs's frames may be shed (XDP_DROP) by the SYN guard
+ * (`syn_guard`, set by rvsd while its slow path is congested).
+ *
  * Passed without looking further: IPv6 packets with extension headers
  * (including fragments), non-first IPv4 fragments, anything but IPv4/IPv6
  * after at most one VLAN tag. Truncated or malformed frames are passed and
@@ -91,6 +94,8 @@ enum {
 	STAT_NO_SOCKET = 2,  /* rvs's, but no if_base entry or empty xsks slot: XDP_PASS */
 	STAT_MALFORMED = 3,  /* truncated or malformed frame: XDP_PASS */
 	STAT_FRAGMENT = 4,   /* non-first IPv4 fragment: XDP_PASS */
+	STAT_SYN = 6,	     /* pure TCP SYNs among the claimed frames */
+	STAT_SYN_SHED = 7,   /* of those, shed by the SYN guard: XDP_DROP */
 	STAT_MAX = 8,
 };
 
@@ -179,13 +184,44 @@ struct {
 	__uint(max_entries, STAT_MAX);
 } stats SEC(".maps");
 
+/*
+ * The SYN guard: while rvsd's slow path cannot keep up (its AF_XDP rings
+ * overflow, dropping whatever comes: handshakes in progress, replies of
+ * real servers), rvsd sets the share of pure SYNs to shed here, before the
+ * ring, so that the frames of connections already under way get through
+ * (a spoofed-SYN flood: rvsd's sync thread adapts it, crates/rvsd).
+ * Entry 0: drop a pure SYN when bpf_get_prandom_u32() < this; 0 = off.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(max_entries, 1);
+} syn_guard SEC(".maps");
+
 /* What the parser decided. */
 enum verdict {
 	V_NOT_OURS,
 	V_OURS,
 	V_MALFORMED,
 	V_FRAGMENT,
+	V_OURS_SYN, /* ours, and a TCP segment with SYN set and ACK clear */
 };
+
+/* TCP flags byte: offset 13 of the header. */
+#define TCP_FLAGS_OFF 13
+#define TCP_FLAG_SYN 0x02
+#define TCP_FLAG_ACK 0x10
+
+/* V_OURS_SYN for a pure SYN (SYN without ACK) at `l4`, else V_OURS. */
+static __always_inline enum verdict ours(__u8 proto, void *l4, void *end)
+{
+	__u8 *flags = l4 + TCP_FLAGS_OFF;
+
+	if (proto != IPPROTO_TCP || (void *)(flags + 1) > end)
+		return V_OURS;
+	return (*flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN ? V_OURS_SYN : V_OURS;
+}
 
 struct l4ports {
 	__u16 src; /* network order */
@@ -436,7 +472,8 @@ static __always_inline enum verdict classify_v4(void *l3, void *end, __u32 iif)
 	p = l3 + ihl;
 	if ((void *)(p + 1) > end)
 		return V_MALFORMED;
-	return owned_v4(ip->protocol, ip->saddr, ip->daddr, p, iif) ? V_OURS : V_NOT_OURS;
+	return owned_v4(ip->protocol, ip->saddr, ip->daddr, p, iif) ? ours(ip->protocol, p, end)
+								    : V_NOT_OURS;
 }
 
 static __always_inline enum verdict classify_v6(void *l3, void *end, __u32 iif)
@@ -456,7 +493,8 @@ static __always_inline enum verdict classify_v6(void *l3, void *end, __u32 iif)
 	p = (void *)(ip6 + 1);
 	if ((void *)(p + 1) > end)
 		return V_MALFORMED;
-	return owned_v6(ip6->nexthdr, &ip6->saddr, &ip6->daddr, p, iif) ? V_OURS : V_NOT_OURS;
+	return owned_v6(ip6->nexthdr, &ip6->saddr, &ip6->daddr, p, iif) ? ours(ip6->nexthdr, p, end)
+									: V_NOT_OURS;
 }
 
 static __always_inline enum verdict classify(void *data, void *end, __u32 iif)
@@ -502,6 +540,16 @@ int rvs_classify(struct xdp_md *ctx)
 	switch (classify(data, end, ctx->ingress_ifindex)) {
 	case V_OURS:
 		break;
+	case V_OURS_SYN: {
+		__u32 zero = 0, *shed = bpf_map_lookup_elem(&syn_guard, &zero);
+
+		count(STAT_SYN);
+		if (shed && *shed && bpf_get_prandom_u32() < *shed) {
+			count(STAT_SYN_SHED);
+			return XDP_DROP;
+		}
+		break;
+	}
 	case V_MALFORMED:
 		count(STAT_MALFORMED);
 		return XDP_PASS;

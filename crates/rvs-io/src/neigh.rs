@@ -208,6 +208,7 @@ impl Resolver {
             hops: RwLock::new(HashMap::new()),
             links: RwLock::new(HashMap::new()),
             generation: AtomicU64::new(0),
+            ready: Mutex::new(Vec::new()),
             requests: Mutex::new(HashMap::new()),
             wake,
             changes: Mutex::new(0),
@@ -333,6 +334,15 @@ impl Resolver {
         }
     }
 
+    /// The destinations that became ready since the last call, with their
+    /// hop: what a data plane copies after each round, instead of every hop
+    /// ([`Resolver::hops`]) whenever one is added. A destination becoming
+    /// ready does not move [`Resolver::generation`] (a hop changing or
+    /// going does), unless more than [`READY_QUEUE_MAX`] wait here.
+    pub fn take_ready(&self) -> Vec<(IpAddr, NextHop)> {
+        std::mem::take(&mut *lock(&self.shared.ready))
+    }
+
     /// Every resolved destination and its next hop (for the data plane to
     /// refresh what it copied when [`Resolver::generation`] moved).
     pub fn hops(&self) -> Vec<(IpAddr, NextHop)> {
@@ -401,6 +411,10 @@ struct Shared {
     hops: RwLock<HashMap<IpAddr, Slot>>,
     links: RwLock<HashMap<u32, IfInfo>>,
     generation: AtomicU64,
+    /// Destinations that became ready since the data plane last took them
+    /// ([`Resolver::take_ready`]); at most [`READY_QUEUE_MAX`], past which
+    /// the generation moves instead.
+    ready: Mutex<Vec<(IpAddr, NextHop)>>,
     /// Work for the resolver thread. Non-empty means the thread has been
     /// woken and has not taken it yet.
     requests: Mutex<HashMap<IpAddr, Request>>,
@@ -518,6 +532,9 @@ const GROUPS: [u32; 9] = [
 // ranges whose parse failures mean "routes may have changed".
 const RTM_NEWROUTE: u16 = 24;
 const RTM_GETROUTE: u16 = 26;
+
+/// Newly ready destinations kept for [`Resolver::take_ready`].
+pub const READY_QUEUE_MAX: usize = 1 << 16;
 const RTM_NEWRULE: u16 = 32;
 const RTM_GETRULE: u16 = 34;
 const RTM_NEWNEXTHOP: u16 = 104;
@@ -784,6 +801,9 @@ struct Worker {
     need_resync: bool,
     resync_at: Instant,
     bump: bool,
+    /// Destinations with `pending_since` set: the timers look at these
+    /// only, not at every tracked destination.
+    pending: HashSet<IpAddr>,
     next_refresh: Instant,
     next_sweep: Instant,
 }
@@ -812,6 +832,7 @@ impl Worker {
             need_resync: false,
             resync_at: now,
             bump: false,
+            pending: HashSet::new(),
         };
         w.dump_all()?;
         w.settle();
@@ -872,8 +893,8 @@ impl Worker {
         if self.need_resync {
             next = next.min(self.resync_at);
         }
-        for d in self.dsts.values() {
-            if let Some(since) = d.pending_since {
+        for dst in &self.pending {
+            if let Some(since) = self.dsts.get(dst).and_then(|d| d.pending_since) {
                 next = next.min(since + self.cfg.pending_timeout);
             }
         }
@@ -1194,6 +1215,7 @@ impl Worker {
 
     fn untrack(&mut self, dst: IpAddr) {
         write(&self.shared.hops).remove(&dst);
+        self.pending.remove(&dst);
         if let Some(d) = self.dsts.remove(&dst) {
             if let Ok(r) = &d.route {
                 self.unuse((r.ifindex, r.via), dst);
@@ -1245,13 +1267,15 @@ impl Worker {
     fn timers(&mut self, now: Instant) {
         // Neighbours that neither answered nor failed.
         let expired: Vec<IpAddr> = self
-            .dsts
+            .pending
             .iter()
-            .filter(|(_, d)| {
-                d.pending_since
-                    .is_some_and(|s| now >= s + self.cfg.pending_timeout)
+            .filter(|dst| {
+                self.dsts.get(dst).is_some_and(|d| {
+                    d.pending_since
+                        .is_some_and(|s| now >= s + self.cfg.pending_timeout)
+                })
             })
-            .map(|(dst, _)| *dst)
+            .copied()
             .collect();
         for dst in expired {
             let err = match &self.dsts[&dst].route {
@@ -1516,19 +1540,38 @@ impl Worker {
                 if d.pending_since.is_none() || changed {
                     d.pending_since = Some(now);
                 }
+                self.pending.insert(dst);
             }
-            Published::Ready(_) => d.pending_since = None,
+            Published::Ready(_) => {
+                d.pending_since = None;
+                self.pending.remove(&dst);
+            }
             Published::Failed(_) => {
                 d.pending_since = None;
+                self.pending.remove(&dst);
                 if changed || attempt {
                     d.failed_at = now;
                 }
             }
         }
         let was_ready = matches!(d.published, Some(Published::Ready(_)));
-        let is_ready = matches!(next, Published::Ready(_));
-        if changed && (was_ready || is_ready) {
-            self.bump = true;
+        if changed {
+            match (&next, was_ready) {
+                // New: queued for the data plane (a spoofed-source flood
+                // makes thousands a second; each used to make it copy
+                // every hop).
+                (Published::Ready(h), false) => {
+                    let mut ready = lock(&self.shared.ready);
+                    if ready.len() < READY_QUEUE_MAX {
+                        ready.push((dst, h.clone()));
+                    } else {
+                        self.bump = true;
+                    }
+                }
+                // Changed or gone: everything is copied again.
+                (_, true) => self.bump = true,
+                _ => {}
+            }
         }
         d.published = Some(next.clone());
         let refresh_failure = attempt && matches!(next, Published::Failed(_));

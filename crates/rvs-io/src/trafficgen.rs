@@ -157,6 +157,47 @@ pub fn frame(f: &Flows, i: u16) -> [u8; FRAME_LEN] {
     b
 }
 
+/// One TCP SYN (IPv4, 20-byte TCP header, no options, window 64240, valid
+/// IP and TCP checksums) from `src:sport` to `dst:dport` with sequence
+/// number `seq`, padded to [`FRAME_LEN`]: the frames of a spoofed-SYN
+/// flood ([`PacketGenerator::from_frames`]).
+pub fn syn_frame(
+    macs: ([u8; 6], [u8; 6]),
+    src: ([u8; 4], u16),
+    dst: ([u8; 4], u16),
+    seq: u32,
+) -> [u8; FRAME_LEN] {
+    let (src_mac, dst_mac) = macs;
+    let mut b = [0u8; FRAME_LEN];
+    b[0..6].copy_from_slice(&dst_mac);
+    b[6..12].copy_from_slice(&src_mac);
+    b[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+    let ip = &mut b[14..34];
+    ip[0] = 0x45;
+    ip[2..4].copy_from_slice(&40u16.to_be_bytes());
+    ip[4..6].copy_from_slice(&(seq as u16).to_be_bytes());
+    ip[6] = 0x40;
+    ip[8] = 64;
+    ip[9] = 6;
+    ip[12..16].copy_from_slice(&src.0);
+    ip[16..20].copy_from_slice(&dst.0);
+    let c = !rvs_wire::checksum::data(ip);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    let tcp = &mut b[34..54];
+    tcp[0..2].copy_from_slice(&src.1.to_be_bytes());
+    tcp[2..4].copy_from_slice(&dst.1.to_be_bytes());
+    tcp[4..8].copy_from_slice(&seq.to_be_bytes());
+    tcp[12] = 5 << 4;
+    tcp[13] = 0x02; // SYN
+    tcp[14..16].copy_from_slice(&64240u16.to_be_bytes());
+    let c = !rvs_wire::checksum::combine(&[
+        rvs_wire::checksum::pseudo_header_v4(&Ipv4Addr::from(src.0), &Ipv4Addr::from(dst.0), 6, 20),
+        rvs_wire::checksum::data(tcp),
+    ]);
+    tcp[16..18].copy_from_slice(&c.to_be_bytes());
+    b
+}
+
 /// `struct gen_cfg` of trafficgen.c.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
@@ -425,6 +466,19 @@ impl PacketGenerator {
                 flows.flows, flows.sport_base
             )));
         }
+        Self::from_frames(iface, (0..flows.flows).map(|i| frame(flows, i)).collect())
+    }
+
+    /// Opens a transmit-only AF_PACKET socket on `iface` to send `frames`
+    /// round robin (e.g. [`syn_frame`]s from many sources).
+    ///
+    /// # Errors
+    ///
+    /// No frames, no such interface, the socket refused.
+    pub fn from_frames(iface: &str, frames: Vec<[u8; FRAME_LEN]>) -> Result<Self, PacketError> {
+        if frames.is_empty() {
+            return Err(PacketError::Config("generator: no frames to send".into()));
+        }
         let sock = PacketSocket::open_tx_only(iface, &PacketConfig::default())?;
         let one: libc::c_int = 1;
         // Best effort: without it the frames take the device's qdisc
@@ -442,7 +496,7 @@ impl PacketGenerator {
         };
         Ok(Self {
             sock,
-            frames: (0..flows.flows).map(|i| frame(flows, i)).collect(),
+            frames,
             next: 0,
             generated: 0,
             refused: 0,
@@ -743,6 +797,32 @@ impl Redirect {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn syn_frames_are_valid_syns() {
+        let f = syn_frame(
+            ([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]),
+            ([172, 16, 3, 4], 40000),
+            ([10, 0, 1, 100], 80),
+            0xdead_beef,
+        );
+        let rvs_wire::Parsed::Ip(m) = rvs_wire::parse_frame(&f).unwrap() else {
+            panic!("not IP");
+        };
+        assert_eq!((m.proto, m.sport, m.dport), (6, 40000, 80));
+        assert_eq!(rvs_wire::checksum::data(&f[14..34]), 0xffff, "IP checksum");
+        let sum = rvs_wire::checksum::combine(&[
+            rvs_wire::checksum::pseudo_header_v4(
+                &Ipv4Addr::new(172, 16, 3, 4),
+                &Ipv4Addr::new(10, 0, 1, 100),
+                6,
+                20,
+            ),
+            rvs_wire::checksum::data(&f[34..54]),
+        ]);
+        assert_eq!(sum, 0xffff, "TCP checksum");
+        assert_eq!(f[34 + 13], 0x02, "SYN only");
+    }
 
     fn flows() -> Flows {
         Flows {

@@ -69,7 +69,7 @@ use std::{
 use aya::{
     Ebpf, EbpfError, EbpfLoader, Pod,
     maps::{
-        HashMap, MapData, MapError, PerCpuArray, XskMap,
+        Array, HashMap, MapData, MapError, PerCpuArray, XskMap,
         lpm_trie::{Key as LpmKey, LpmTrie},
     },
     programs::{ProgramError, TestRun, TestRunAttrs, TestRunOptions, Xdp, XdpMode, xdp::XdpLinkId},
@@ -120,10 +120,14 @@ const STAT_PASSED: u32 = 1;
 const STAT_NO_SOCKET: u32 = 2;
 const STAT_MALFORMED: u32 = 3;
 const STAT_FRAGMENT: u32 = 4;
+const STAT_SYN: u32 = 6;
+const STAT_SYN_SHED: u32 = 7;
 
 // XDP actions (enum xdp_action).
 /// `XDP_PASS`: a [`Classifier::test_run`] result.
 pub const XDP_PASS: u32 = 2;
+/// `XDP_DROP`: a frame the classifier dropped (a SYN the SYN guard shed).
+pub const XDP_DROP: u32 = 1;
 /// `XDP_REDIRECT`: a [`Classifier::test_run`] result.
 pub const XDP_REDIRECT: u32 = 4;
 
@@ -550,6 +554,10 @@ pub struct ClassStats {
     pub malformed: u64,
     /// Non-first IPv4 fragments (passed).
     pub fragments: u64,
+    /// Pure TCP SYNs among the claimed frames.
+    pub syns: u64,
+    /// Of those, shed by the SYN guard ([`Classifier::set_syn_shed`]).
+    pub syn_shed: u64,
 }
 
 /// XDP programs on an interface, by mode (program ids).
@@ -581,6 +589,8 @@ pub struct Classifier {
     if_base: HashMap<MapData, u32, u32>,
     xsks: XskMap<MapData>,
     stats: PerCpuArray<MapData, u64>,
+    /// `syn_guard`: the share of pure SYNs to shed, of `u32::MAX`.
+    syn_guard: Array<MapData, u32>,
     /// The fast path's flow cache (`rvs_flows`, `rvs_fp_stats`).
     flow_cache: FlowCache,
     links: Vec<XdpLinkId>,
@@ -686,6 +696,7 @@ impl Classifier {
         let if_base = take_map(&mut ebpf, "if_base", HashMap::try_from)?;
         let xsks = take_map(&mut ebpf, "xsks", XskMap::try_from)?;
         let stats = take_map(&mut ebpf, "stats", PerCpuArray::try_from)?;
+        let syn_guard = take_map(&mut ebpf, "syn_guard", Array::try_from)?;
         let flow_cache =
             FlowCache::from_ebpf(&mut ebpf).map_err(|e| XdpError::Load(e.to_string()))?;
         Ok(Self {
@@ -698,6 +709,7 @@ impl Classifier {
             if_base,
             xsks,
             stats,
+            syn_guard,
             flow_cache,
             links,
             attachments,
@@ -841,7 +853,23 @@ impl Classifier {
             no_socket: get(STAT_NO_SOCKET)?,
             malformed: get(STAT_MALFORMED)?,
             fragments: get(STAT_FRAGMENT)?,
+            syns: get(STAT_SYN)?,
+            syn_shed: get(STAT_SYN_SHED)?,
         })
+    }
+
+    /// Shed `share` (0.0 to 1.0) of the pure TCP SYNs the classifier claims,
+    /// at random, before their AF_XDP ring (the SYN guard; 0 = none). What
+    /// it shed is counted in [`ClassStats::syn_shed`].
+    ///
+    /// # Errors
+    ///
+    /// The map update failed.
+    pub fn set_syn_shed(&mut self, share: f64) -> Result<(), XdpError> {
+        let threshold = (share.clamp(0.0, 1.0) * f64::from(u32::MAX)) as u32;
+        self.syn_guard
+            .set(0, threshold, 0)
+            .map_err(map_err("syn_guard"))
     }
 
     /// Runs the program once on `frame` (`BPF_PROG_TEST_RUN`) and returns its

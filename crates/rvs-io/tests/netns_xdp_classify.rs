@@ -7,7 +7,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use rvs_io::xdp::{ClassKey, ClassStats, Classifier, MAX_SERVICES, XDP_PASS, XdpError};
+use rvs_io::xdp::{ClassKey, ClassStats, Classifier, MAX_SERVICES, XDP_DROP, XDP_PASS, XdpError};
 
 mod common;
 use common::*;
@@ -79,6 +79,8 @@ fn run(c: &Classifier, frame: &[u8]) -> Verdict {
         no_socket: after.no_socket - before.no_socket,
         malformed: after.malformed - before.malformed,
         fragments: after.fragments - before.fragments,
+        syns: after.syns - before.syns,
+        syn_shed: after.syn_shed - before.syn_shed,
     };
     let v = match d {
         ClassStats { no_socket: 1, .. } => Verdict::Ours,
@@ -138,6 +140,61 @@ fn services_v4() {
     );
     let sctp = eth(ETH_IP, &[], &ipv4(CLIENT4, VIP4, SCTP, &l4(5000, 9)));
     assert_eq!(run(&c, &sctp), Verdict::Ours);
+}
+
+/// The SYN guard sheds only pure SYNs to what rvs claims, in the share set.
+#[test]
+fn syn_guard_sheds_pure_syns_only() {
+    if !privileged("BPF") {
+        return;
+    }
+    let mut c = classifier();
+    let tcp = |dst, sport, dport, flags: u8| {
+        let mut h = l4(sport, dport);
+        h.resize(20, 0);
+        h[12] = 5 << 4;
+        h[13] = flags;
+        eth(ETH_IP, &[], &ipv4(CLIENT4, dst, TCP, &h))
+    };
+    let (syn, syn_ack, ack) = (0x02, 0x12, 0x10);
+    let count = |c: &Classifier| {
+        let s = c.stats().unwrap();
+        (s.syns, s.syn_shed)
+    };
+    // Off: a SYN is counted and goes on (here: no socket, so passed).
+    let before = count(&c);
+    assert_eq!(run(&c, &tcp(VIP4, 40000, 80, syn)), Verdict::Ours);
+    assert_eq!(count(&c), (before.0 + 1, before.1));
+    // Everything shed: a SYN to a service is dropped...
+    c.set_syn_shed(1.0).unwrap();
+    let before = count(&c);
+    assert_eq!(c.test_run(&tcp(VIP4, 40000, 80, syn)).unwrap(), XDP_DROP);
+    assert_eq!(count(&c), (before.0 + 1, before.1 + 1));
+    // ...not a SYN-ACK of a NAT real server, an ACK, or a SYN not rvs's.
+    let reply = eth(
+        ETH_IP,
+        &[],
+        &ipv4(RS4, CLIENT4, TCP, &{
+            let mut h = l4(8080, 40000);
+            h.resize(20, 0);
+            h[12] = 5 << 4;
+            h[13] = syn_ack;
+            h
+        }),
+    );
+    assert_eq!(c.test_run(&reply).unwrap(), XDP_PASS);
+    assert_eq!(c.test_run(&tcp(VIP4, 40000, 80, ack)).unwrap(), XDP_PASS);
+    assert_eq!(c.test_run(&tcp(VIP4, 40000, 81, syn)).unwrap(), XDP_PASS);
+    // Half: about half of many SYNs.
+    c.set_syn_shed(0.5).unwrap();
+    let before = count(&c);
+    for i in 0..400u16 {
+        let _ = c.test_run(&tcp(VIP4, 1024 + i, 80, syn)).unwrap();
+    }
+    let shed = count(&c).1 - before.1;
+    assert!((120..=280).contains(&shed), "{shed} of 400 shed at 50%");
+    c.set_syn_shed(0.0).unwrap();
+    assert_eq!(c.test_run(&tcp(VIP4, 40000, 80, syn)).unwrap(), XDP_PASS);
 }
 
 #[test]

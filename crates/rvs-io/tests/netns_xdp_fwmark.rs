@@ -48,6 +48,8 @@ fn claimed(c: &Classifier, frame: &[u8]) -> bool {
         no_socket: after.no_socket - before.no_socket,
         malformed: after.malformed - before.malformed,
         fragments: after.fragments - before.fragments,
+        syns: after.syns - before.syns,
+        syn_shed: after.syn_shed - before.syn_shed,
     };
     match d {
         ClassStats { no_socket: 1, .. } => true,

@@ -535,6 +535,15 @@ pub struct ClassifierCounters {
     pub malformed: u64,
     /// Non-first IPv4 fragments (passed).
     pub fragments: u64,
+    /// Pure TCP SYNs among the claimed frames.
+    #[serde(default)]
+    pub syns: u64,
+    /// Of those, shed by the SYN guard while the slow path was congested.
+    #[serde(default)]
+    pub syn_shed: u64,
+    /// The share of pure SYNs the SYN guard sheds now, in per mille.
+    #[serde(default)]
+    pub syn_shed_permille: u32,
 }
 
 /// Counters of the XDP fast path (`rvsd --fast-path on|all`): what it
@@ -601,6 +610,9 @@ pub struct EngineCounters {
     pub max_conns: u64,
     /// Entries in SYN_RECV evicted to make room near the bound.
     pub evicted_syn_recv: u64,
+    /// New connections that found the table full (at 15/16 of its bound:
+    /// each evicted a SYN_RECV entry, or was dropped as table full).
+    pub table_full: u64,
     /// Next hops known now.
     pub hops: u64,
     /// Next hops pruned (addresses no real server or connection needs).

@@ -121,6 +121,15 @@ pub fn format(
             "classifier: redirected {}, passed {}, no socket {}, malformed {}, fragments {}\n",
             c.redirected, c.passed, c.no_socket, c.malformed, c.fragments
         ));
+        if c.syn_shed > 0 || c.syn_shed_permille > 0 {
+            out.push_str(&format!(
+                "classifier: SYN guard: pure SYNs {}, shed {} while the slow path was \
+                 congested; shedding {:.1}% now\n",
+                c.syns,
+                c.syn_shed,
+                f64::from(c.syn_shed_permille) / 10.0
+            ));
+        }
     }
     if let Some(f) = fast_path {
         out.push_str(&format_fast_path(f));
@@ -131,12 +140,13 @@ pub fn format(
 /// The engine's lines: the table's fill and every drop reason.
 pub fn format_engine(e: &EngineCounters) -> String {
     format!(
-        "engine: connections {} of {}, SYN_RECV evicted near the bound {}; \
-         next hops {} (pruned {})\n\
+        "engine: connections {} of {}, table full {} times (at 15/16 of the bound), \
+         SYN_RECV evicted {}; next hops {} (pruned {})\n\
          engine drops: table full {}, no connection {}, no real server {}, \
          real server gone {}, ttl {}, rewrite failed {}, malformed {}, other {}\n",
         e.conns,
         e.max_conns,
+        e.table_full,
         e.evicted_syn_recv,
         e.hops,
         e.hops_pruned,
@@ -228,13 +238,14 @@ mod tests {
             conns: 3,
             max_conns: 1024,
             evicted_syn_recv: 7,
+            table_full: 9,
             drop_table_full: 2,
             ..EngineCounters::default()
         };
         assert_eq!(
             format_engine(&e),
-            "engine: connections 3 of 1024, SYN_RECV evicted near the bound 7; \
-             next hops 0 (pruned 0)\n\
+            "engine: connections 3 of 1024, table full 9 times (at 15/16 of the bound), \
+             SYN_RECV evicted 7; next hops 0 (pruned 0)\n\
              engine drops: table full 2, no connection 0, no real server 0, real server gone 0, \
              ttl 0, rewrite failed 0, malformed 0, other 0\n"
         );

@@ -296,6 +296,7 @@ pub fn engine_counters(e: &rvs_core::Engine) -> rvs_proto::EngineCounters {
         conns: e.conns().len() as u64,
         max_conns: e.conns().capacity_limit() as u64,
         evicted_syn_recv: c.evicted_syn_recv,
+        table_full: c.table_full,
         hops: e.hop_count() as u64,
         hops_pruned: c.hops_pruned,
         drop_malformed: c.drop_malformed,

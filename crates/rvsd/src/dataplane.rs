@@ -74,7 +74,7 @@ const IDLE_WAIT_MS: i32 = 10;
 /// How often the sync thread looks for table and neighbour changes.
 const SYNC_INTERVAL: Duration = Duration::from_millis(2);
 /// How often a worker reads its sockets' kernel drop counters.
-const KERNEL_STATS_INTERVAL: Duration = Duration::from_secs(1);
+const KERNEL_STATS_INTERVAL: Duration = Duration::from_millis(100);
 
 /// The fast-path settings of the data plane.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -251,6 +251,9 @@ pub struct DpShared {
     fast_probed: Vec<Probed>,
     /// With the fast path off: why (for the log).
     fast_off: Option<String>,
+    /// The share of pure SYNs the classifier sheds now, per mille
+    /// ([`crate::synguard`]).
+    syn_shed_permille: std::sync::atomic::AtomicU32,
 }
 
 /// An interface the fast path probes ([`Classifier::probe_redirect`]).
@@ -341,6 +344,9 @@ impl DpShared {
                 no_socket: s.no_socket,
                 malformed: s.malformed,
                 fragments: s.fragments,
+                syns: s.syns,
+                syn_shed: s.syn_shed,
+                syn_shed_permille: self.syn_shed_permille.load(Ordering::Relaxed),
             }),
             _ => None,
         }
@@ -590,6 +596,7 @@ impl DataPlane {
             fast: fast_sync,
             fast_probed,
             fast_off,
+            syn_shed_permille: std::sync::atomic::AtomicU32::new(0),
         });
         Ok(DataPlane {
             shared,
@@ -1729,7 +1736,16 @@ struct Sync {
     dests: Vec<IpAddr>,
     /// When they were last asked of the resolver.
     last_dest_touch: Option<Instant>,
+    /// When the wanted addresses were last looked up one by one.
+    last_wanted_scan: Option<Instant>,
+    /// The SYN guard's controller, and when it last stepped.
+    syn_guard: crate::synguard::SynGuard,
+    last_syn_step: Option<Instant>,
 }
+
+/// How often the sync thread looks up every address a worker is waiting
+/// for (new hops come from [`Resolver::take_ready`] every round).
+const WANTED_SCAN: Duration = Duration::from_millis(20);
 
 /// The resolver forgets destinations nobody asked for during this long
 /// (rvs-io's default, 300 s; `RVSD_RESOLVER_IDLE_SECS` shortens it for the
@@ -1827,6 +1843,13 @@ impl Sync {
     fn sync(&mut self, dp: &DpShared, shared: &Shared) {
         let wall = Instant::now();
         if self
+            .last_syn_step
+            .is_none_or(|t| wall.duration_since(t) >= crate::synguard::INTERVAL)
+        {
+            self.last_syn_step = Some(wall);
+            self.guard_syns(dp);
+        }
+        if self
             .last_dest_touch
             .is_none_or(|t| wall.duration_since(t) >= dest_touch_interval())
         {
@@ -1837,8 +1860,17 @@ impl Sync {
         }
         let rgen = dp.resolver.generation();
         let resolver_changed = self.resolver_gen != Some(rgen);
-        let mut found = Vec::new();
-        if !resolver_changed {
+        // Hops that became ready since the last round (a flood of spoofed
+        // sources makes thousands a second: each is copied once, not the
+        // whole table each time). The addresses still wanted are looked up
+        // too, less often: one may have been ready before it was asked for.
+        let mut found = dp.resolver.take_ready();
+        if !resolver_changed
+            && self
+                .last_wanted_scan
+                .is_none_or(|t| wall.duration_since(t) >= WANTED_SCAN)
+        {
+            self.last_wanted_scan = Some(wall);
             for a in dp.wanted().iter() {
                 if let Some(h) = dp.resolver.lookup(*a) {
                     found.push((*a, h));
@@ -1917,6 +1949,56 @@ impl Sync {
                 }
                 shared.sync_failed(cgen, why.clone());
                 self.failed = Some((why, wall));
+            }
+        }
+    }
+}
+
+impl Sync {
+    /// Step the SYN guard ([`crate::synguard`]) with the rings' drops and
+    /// the classifier's counters; tell the classifier when the share to
+    /// shed changes (XDP only: AF_PACKET has no ring in front of rvsd to
+    /// keep from overflowing).
+    fn guard_syns(&mut self, dp: &DpShared) {
+        let mut filter = dp.filter();
+        let Some(Filter::Xdp(c)) = &mut *filter else {
+            return;
+        };
+        let Ok(stats) = c.stats() else {
+            return;
+        };
+        let ring_drops = dp
+            .workers
+            .iter()
+            .map(|w| w.kernel_drops.load(Ordering::Relaxed))
+            .sum();
+        let before = self.syn_guard.shed();
+        let shed = self.syn_guard.step(crate::synguard::Reading {
+            ring_drops,
+            redirected: stats.redirected,
+            syns: stats.syns,
+            shed: stats.syn_shed,
+        });
+        if shed != before {
+            if let Err(e) = c.set_syn_shed(shed) {
+                eprintln!("rvsd: data plane: SYN guard: {e}");
+                return;
+            }
+            let permille = (shed * 1000.0).round() as u32;
+            let was = dp.syn_shed_permille.swap(permille, Ordering::Relaxed);
+            if (was == 0) != (permille == 0) {
+                eprintln!(
+                    "rvsd: data plane: SYN guard {}",
+                    if permille == 0 {
+                        "off: the slow path keeps up again".to_string()
+                    } else {
+                        format!(
+                            "on: the slow path's rings overflow under a SYN flood; \
+                             shedding {:.1}% of new TCP connections' SYNs",
+                            shed * 100.0
+                        )
+                    }
+                );
             }
         }
     }

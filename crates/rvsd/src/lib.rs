@@ -45,6 +45,7 @@ pub mod persist;
 pub mod rules;
 pub mod server;
 pub mod sync;
+pub mod synguard;
 pub mod system;
 
 use std::ffi::OsString;
