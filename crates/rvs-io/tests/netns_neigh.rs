@@ -525,6 +525,10 @@ fn new_destinations_come_through_take_ready() {
     });
     // A neighbour's state may have moved it once or twice; 200 new hops
     // alone do not.
-    assert!(r.generation() - g < 10, "generation {g} -> {}", r.generation());
+    assert!(
+        r.generation() - g < 10,
+        "generation {g} -> {}",
+        r.generation()
+    );
     assert!(r.take_ready().is_empty(), "each is reported once");
 }

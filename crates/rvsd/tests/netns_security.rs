@@ -266,6 +266,15 @@ elif len(sys.argv) > 1 and sys.argv[1] == 'setpriv':
     os.set_inheritable(s.fileno(), True)
     os.execvp('setpriv', ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups',
                           sys.executable, '-c', sys.argv[2], 'fdany', str(s.fileno())])
+elif len(sys.argv) > 1 and sys.argv[1] == 'fork':
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect('\0rvsd.ctl')
+    pid = os.fork()
+    if pid == 0:
+        talk(s)
+        os._exit(0)
+    s.close()
+    os.waitpid(pid, 0)
 elif len(sys.argv) > 2 and sys.argv[1] == 'fdany':
     talk(socket.socket(fileno=int(sys.argv[2])))
 elif len(sys.argv) > 2 and sys.argv[1] == 'fd':
@@ -382,6 +391,28 @@ fn netns_nobody_is_refused_with_and_without_a_user_namespace() {
         "root, then exec'd as nobody: not refused: {text}"
     );
     assert_eq!(ns.save(), before, "root-then-nobody changed the table");
+}
+
+/// A privileged process that connects and then forks a child that talks
+/// (a daemon's worker, say) is served while the process that connected is
+/// alive and privileged; see `Pin::still_privileged` for why a connection
+/// whose connecting process has exited is refused.
+#[test]
+fn netns_a_forked_child_of_a_privileged_peer_is_served() {
+    let ns = Ns::with_daemon("fork");
+    let mut reqs = line(Request::Info);
+    reqs.extend(line(Request::ListServices));
+    let o = ns.run(&[], &[PYTHON, "-c", RAW_CLIENT, "fork"], &reqs);
+    let text = String::from_utf8_lossy(&o.stdout);
+    let replies: Vec<Reply> = text
+        .lines()
+        .map(|l| rvs_proto::decode::<Reply>(l.as_bytes()).expect("a reply"))
+        .collect();
+    assert!(
+        matches!(replies.as_slice(), [Reply::Info { .. }, Reply::Services(_)]),
+        "{text}\nstderr: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }
 
 #[test]
