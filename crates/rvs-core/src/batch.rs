@@ -744,6 +744,7 @@ mod tests {
 
     /// 10 000 services × 10 real servers. Timed in release builds only.
     #[test]
+    #[allow(clippy::disallowed_methods)] // times itself: a test, not the engine
     fn large_batch_scales() {
         let n: u32 = if cfg!(debug_assertions) {
             2_000

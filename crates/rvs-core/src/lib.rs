@@ -7,6 +7,11 @@
 //! in as an [`Instant`], packets as byte slices, and decisions go out as
 //! [`Action`]s. That keeps every behaviour deterministic and testable without
 //! root (the model is `quinn-proto` and smoltcp's `Interface::poll`).
+//! Clippy checks it (`clippy.toml` beside this crate's manifest).
+//!
+//! "Reference §N" in the docs of this workspace is section N of
+//! `docs/ipvs-interface.md`, the IPVS interface reference; the design is
+//! `docs/ARCHITECTURE.md`.
 
 #![cfg_attr(not(test), warn(missing_docs))]
 

@@ -401,6 +401,7 @@ fn removal_moves_the_removed_servers_slots_only_mostly() {
 /// `cargo test --release -p rvs-core removal_churn_measurement -- --ignored --nocapture`.
 #[test]
 #[ignore]
+#[allow(clippy::disallowed_macros)] // reports the churn it measured
 fn removal_churn_measurement() {
     let mut x: u64 = 0x5555_5432_1abc_def1;
     let mut rnd = move || {
