@@ -731,8 +731,14 @@ impl Running {
         if self.shared.backend == Backend::Xdp {
             match self.shared.classifier_counters() {
                 Some(c) => eprintln!(
-                    "rvsd: classifier: redirected {}, passed {}, no socket {}, malformed {}, fragments {}",
-                    c.redirected, c.passed, c.no_socket, c.malformed, c.fragments
+                    "rvsd: classifier: redirected {}, passed {}, no socket {}, malformed {}, \
+                     fragments {} (claimed {})",
+                    c.redirected,
+                    c.passed,
+                    c.no_socket,
+                    c.malformed,
+                    c.fragments,
+                    c.fragments_claimed
                 ),
                 None => eprintln!("rvsd: classifier counters unavailable"),
             }
