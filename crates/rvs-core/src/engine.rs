@@ -1114,32 +1114,31 @@ impl Engine {
         proto: Protocol,
         now: Instant,
     ) -> Action {
-        let meta = *meta;
         if let Some(id) = self
             .conns
             .lookup_in(meta.proto, meta.src, meta.sport, meta.dst, meta.dport)
         {
-            self.finish_checksum(&mut frame, &meta);
-            return self.conn_in(frame, &meta, id, proto, now);
+            self.finish_checksum(&mut frame, meta);
+            return self.conn_in(frame, meta, id, proto, now);
         }
         if self.services.is_nat_source(meta.src)
             && let Some(id) = self
                 .conns
                 .lookup_out(meta.proto, meta.src, meta.sport, meta.dst, meta.dport)
         {
-            self.finish_checksum(&mut frame, &meta);
-            return self.conn_out(frame, &meta, id, proto, now);
+            self.finish_checksum(&mut frame, meta);
+            return self.conn_out(frame, meta, id, proto, now);
         }
         let af = if meta.af_v6 { Af::Inet6 } else { Af::Inet };
-        frame.fwmark = self.flow_mark(&frame, &meta, proto);
+        frame.fwmark = self.flow_mark(&frame, meta, proto);
         let Some(sref) = self
             .services
             .lookup(frame.fwmark, af, proto, meta.dst, meta.dport)
         else {
             return Action::Pass;
         };
-        self.finish_checksum(&mut frame, &meta);
-        self.new_conn(frame, &meta, sref, proto, now)
+        self.finish_checksum(&mut frame, meta);
+        self.new_conn(frame, meta, sref, proto, now)
     }
 
     /// Finish a TCP/UDP checksum or SCTP CRC32c that the sender's checksum
