@@ -281,6 +281,8 @@ pub struct Engine {
     /// Fragmented datagrams: their first fragment's decision, and the
     /// fragments that came before it.
     frags: FragTable<FragDecision>,
+    /// Counters of the fragment tables replaced before `frags`.
+    frag_base: FragCounters,
     /// What the current packet was forwarded as, for a first fragment's
     /// record (set by [`Engine::emit_in`] and [`Engine::conn_out`]).
     last_fwd: Option<FragDecision>,
@@ -353,6 +355,7 @@ impl Engine {
             embryonic: VecDeque::new(),
             pruned_hops: Vec::new(),
             frags: FragTable::new(FragConfig::default()),
+            frag_base: FragCounters::default(),
             last_fwd: None,
             frames: Vec::new(),
             frame_spans: Vec::new(),
@@ -648,8 +651,10 @@ impl Engine {
         self.frags.recycle(buf);
     }
 
-    /// Replace the fragment table's bounds (forgets what it holds).
+    /// Replace the fragment table's bounds (forgets what it holds; the
+    /// counters go on).
     pub fn set_frag_config(&mut self, cfg: FragConfig) {
+        self.frag_base = self.counters.frag;
         self.frags = FragTable::new(cfg);
         self.sync_frag_counters();
     }
@@ -660,17 +665,15 @@ impl Engine {
     }
 
     fn sync_frag_counters(&mut self) {
-        let total = self.counters.frag;
-        let now = *self.frags.counters();
-        // The table's counters restart with it (set_frag_config).
-        if now.tracked >= total.tracked {
-            self.counters.frag = now;
-        } else {
-            self.counters.frag = FragCounters {
-                tracked: total.tracked + now.tracked,
-                ..total
-            };
-        }
+        let (b, t) = (self.frag_base, *self.frags.counters());
+        self.counters.frag = FragCounters {
+            tracked: b.tracked + t.tracked,
+            held: b.held + t.held,
+            released: b.released + t.released,
+            expired: b.expired + t.expired,
+            evicted: b.evicted + t.evicted,
+            no_room: b.no_room + t.no_room,
+        };
     }
 
     // ----- read access for listings ---------------------------------------------

@@ -33,6 +33,13 @@
 //! forgotten at once. The table holds at most [`FragConfig::max_datagrams`]
 //! datagrams; when full, the oldest is evicted ([`FragCounters::evicted`]).
 //!
+//! Not handled (yet): IPv6 fragments. The engine passes them (the XDP
+//! classifier does not walk IPv6 extension headers, so it leaves them to
+//! the kernel), and [`FragKey::ident`] is wide enough for the Fragment
+//! header's 32-bit identification when they are. A datagram whose pieces
+//! come through several rvs directors (ECMP in front) cannot be tracked
+//! either: each sees only its share.
+//!
 //! Pure and deterministic like the rest of the core: time is passed in.
 
 use core::net::IpAddr;

@@ -384,3 +384,29 @@ fn bounded_and_expiring() {
     assert_eq!(e.frag_datagrams(), 8);
     assert_eq!(e.counters().frag.evicted, 12);
 }
+
+#[test]
+fn ipv6_fragments_passed_untracked() {
+    let mut e = engine();
+    udp_service(&mut e, FwdMethod::Route, 53);
+    let t = Instant::from_secs(1);
+    // IPv6 (next header 44) + Fragment header (UDP, offset 1480, M) + data.
+    let mut f = vec![0u8; HEADROOM];
+    f.extend_from_slice(&CLIENT_MAC.map(|b| b ^ 1));
+    f.extend_from_slice(&CLIENT_MAC);
+    f.extend_from_slice(&[0x86, 0xdd]);
+    let mut ip = vec![0x60, 0, 0, 0, 0, 40, 44, 64];
+    ip.extend_from_slice(&[0x20, 1, 0xd, 0xb8, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5]);
+    ip.extend_from_slice(&[0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x64]);
+    ip.extend_from_slice(&[17, 0]);
+    ip.extend_from_slice(&((1480u16) | 1).to_be_bytes());
+    ip.extend_from_slice(&[0, 0, 0, 9]);
+    ip.extend_from_slice(&[0x33; 32]);
+    f.extend_from_slice(&ip);
+    let Ok(rvs_wire::Parsed::Ip(m)) = rvs_wire::parse_frame(&f[HEADROOM..]) else {
+        panic!("parse")
+    };
+    assert!(m.af_v6 && m.is_fragment && !m.l4_present);
+    assert_eq!(run(&mut e, &mut f, CLIENT_PORT, t), Action::Pass);
+    assert_eq!(e.frag_datagrams(), 0);
+}
