@@ -3,8 +3,8 @@
 //! three fragments, DF clear), and the real server's socket receives
 //! exactly those 3000 bytes, in DR, NAT (the 3000 bytes echoed back reach
 //! the client: the real server's fragments are translated too) and TUN
-//! (full-size fragments cut again to fit the tunnel), with `--io xdp` and,
-//! for NAT and TUN, `--io packet`.
+//! (full-size fragments cut again to fit the tunnel), with `--io xdp` and
+//! `--io packet`.
 //!
 //! Topologies of netns_dataplane.rs (`one_segment_base`, `nat_topology`).
 //! Needs root and python3. Namespaces and processes are removed by the
@@ -249,4 +249,9 @@ fn tun_packet() {
 #[test]
 fn nat_packet() {
     nat_udp("natp", "packet");
+}
+
+#[test]
+fn dr_packet() {
+    one_segment_udp("drp", "packet", false);
 }
