@@ -10,6 +10,15 @@
 //! by the data plane ([`Engine::set_port`], [`Engine::set_hop`]), and when it
 //! lacks a next hop it says so ([`Action::NeedHop`]).
 //!
+//! IPv4 fragments are forwarded one by one, by datagram ([`crate::frag`]):
+//! the first fragment is decided as any packet and the decision recorded,
+//! the others follow it (held until it comes when they come first:
+//! [`Action::Drop`] with [`DropReason::FragmentHeld`], then
+//! [`Engine::pop_released_fragment`]). A tunnelled IPv4 packet without DF
+//! that would not fit the egress once encapsulated (a full-size fragment,
+//! typically) is cut into fragments, each encapsulated on its own
+//! ([`Action::Frames`]). IPv6 fragments are passed, untracked.
+//!
 //! Control operations (`-A`, `-a`, `-Z`, `--set` …) are methods too; they
 //! validate first and change nothing on error.
 
@@ -25,6 +34,7 @@ use crate::claims::{ClaimCheck, ClaimGuard, TableView};
 use crate::conn::{self, Activity, Conn, ConnId, ConnTable, ConnTableConfig, Direction, Timeouts};
 use crate::dest::{Dest, DestConfig, DestId};
 use crate::fastpath::{self, FastFlow, FastPathOp, FlowKey};
+use crate::frag::{FragConfig, FragCounters, FragKey, FragTable, HeldFragment};
 use crate::fwmark::{FwmarkRule, FwmarkRules};
 use crate::sched::SchedInput;
 use crate::service::{
@@ -125,6 +135,14 @@ pub enum DropReason {
     TtlExpired,
     /// The rewrite failed (for instance no headroom for a tunnel header).
     RewriteFailed,
+    /// A fragment that could not be held until its datagram's first
+    /// fragment comes (no room, see [`crate::frag`]), or of a datagram
+    /// whose first fragment was dropped.
+    Fragment,
+    /// Not a loss: a fragment whose datagram's first fragment has not come
+    /// yet, held by the engine (a copy); the data plane drops its own and
+    /// processes the copy when [`Engine::pop_released_fragment`] returns it.
+    FragmentHeld,
     /// The ingress port is unknown to the engine.
     UnknownPort,
     /// An ICMP error about a connection that cannot be translated.
@@ -154,6 +172,16 @@ pub enum Action {
         port: PortId,
         /// Length of the reply frame.
         len: usize,
+    },
+    /// Send the `count` frames [`Engine::frame_at`] returns (0..count) out of
+    /// `port`, in order; drop the original. A tunnelled packet without DF
+    /// too big for the egress once encapsulated, cut into fragments each
+    /// encapsulated on its own.
+    Frames {
+        /// Egress port.
+        port: PortId,
+        /// Number of frames.
+        count: usize,
     },
     /// The next hop for `addr` is not resolved: resolve it. The frame is
     /// untouched and nothing was counted for it, so it may be held and
@@ -202,6 +230,11 @@ pub struct EngineCounters {
     /// Next hops pruned: of addresses no real server and no connection
     /// needs any more (NAT clients gone, spoofed sources).
     pub hops_pruned: u64,
+    /// IP fragments (see [`crate::frag`]).
+    pub frag: FragCounters,
+    /// Tunnelled packets without DF cut into fragments to fit the egress
+    /// MTU once encapsulated.
+    pub tunnel_fragmented: u64,
 }
 
 /// A frame handed to [`Engine::process`]: bytes with headroom before `start`.
@@ -253,6 +286,20 @@ pub struct Engine {
     pruned_hops: Vec<IpAddr>,
     /// The data plane's capacity check of a table's claims, if any.
     claim_guard: Option<ClaimGuard>,
+    /// Fragmented datagrams: their first fragment's decision, and the
+    /// fragments that came before it.
+    frags: FragTable<FragDecision>,
+    /// Counters of the fragment tables replaced before `frags`.
+    frag_base: FragCounters,
+    /// What the current packet was forwarded as, for a first fragment's
+    /// record (set by [`Engine::emit_in`] and [`Engine::conn_out`]).
+    last_fwd: Option<FragDecision>,
+    /// The frames of the last [`Action::Frames`], one after the other.
+    frames: Vec<u8>,
+    /// (start, length) of each frame in `frames`.
+    frame_spans: Vec<(usize, usize)>,
+    /// Where one piece of [`Action::Frames`] is built and encapsulated.
+    piece: Vec<u8>,
 }
 
 /// Next hops kept beyond what the table needs before [`Engine::poll`]
@@ -316,6 +363,12 @@ impl Engine {
             embryonic: VecDeque::new(),
             pruned_hops: Vec::new(),
             claim_guard: None,
+            frags: FragTable::new(FragConfig::default()),
+            frag_base: FragCounters::default(),
+            last_fwd: None,
+            frames: Vec::new(),
+            frame_spans: Vec::new(),
+            piece: Vec::new(),
         }
     }
 
@@ -581,6 +634,57 @@ impl Engine {
         &self.reply[..len.min(self.reply.len())]
     }
 
+    /// Frame `i` of the last [`Action::Frames`] (empty past its count).
+    pub fn frame_at(&self, i: usize) -> &[u8] {
+        match self.frame_spans.get(i) {
+            Some(&(start, len)) => &self.frames[start..start + len],
+            None => &[],
+        }
+    }
+
+    /// A held fragment whose datagram's first fragment came since
+    /// (oldest first): process it again ([`Engine::process`], the frame at
+    /// [`crate::frag::HELD_HEADROOM`] in its buffer) after that first
+    /// fragment, then give the buffer back ([`Engine::recycle_fragment`]).
+    pub fn pop_released_fragment(&mut self) -> Option<HeldFragment> {
+        self.frags.pop_released()
+    }
+
+    /// Whether released fragments wait ([`Engine::pop_released_fragment`]).
+    pub fn has_released_fragments(&self) -> bool {
+        self.frags.has_released()
+    }
+
+    /// Give back the buffer of a released fragment.
+    pub fn recycle_fragment(&mut self, buf: Vec<u8>) {
+        self.frags.recycle(buf);
+    }
+
+    /// Replace the fragment table's bounds (forgets what it holds; the
+    /// counters go on).
+    pub fn set_frag_config(&mut self, cfg: FragConfig) {
+        self.frag_base = self.counters.frag;
+        self.frags = FragTable::new(cfg);
+        self.sync_frag_counters();
+    }
+
+    /// Datagrams the fragment table tracks now.
+    pub fn frag_datagrams(&self) -> usize {
+        self.frags.len()
+    }
+
+    fn sync_frag_counters(&mut self) {
+        let (b, t) = (self.frag_base, *self.frags.counters());
+        self.counters.frag = FragCounters {
+            tracked: b.tracked + t.tracked,
+            held: b.held + t.held,
+            released: b.released + t.released,
+            expired: b.expired + t.expired,
+            evicted: b.evicted + t.evicted,
+            no_room: b.no_room + t.no_room,
+        };
+    }
+
     // ----- read access for listings ---------------------------------------------
 
     /// The installed claim check ([`Engine::set_claim_check`]), if any.
@@ -666,6 +770,7 @@ impl Engine {
     pub fn flush(&mut self) {
         self.services.clear();
         self.conns.clear();
+        self.frags.clear();
         if let Some(fp) = self.fast.as_deref_mut() {
             fp.installed.clear();
             fp.ops.push(FastPathOp::RemoveAll);
@@ -813,6 +918,8 @@ impl Engine {
         // Trash entries are kept while connections still count on them.
         self.services.purge_trash(now, |_| false);
         self.prune_hops();
+        self.frags.expire(now);
+        self.sync_frag_counters();
     }
 
     /// The next-hop map is keyed by addresses others choose (every NAT
@@ -884,6 +991,7 @@ impl Engine {
             Action::Pass => c.passed += 1,
             Action::Forward { .. } => c.forwarded += 1,
             Action::Reply { .. } => c.replies += 1,
+            Action::Frames { .. } => c.forwarded += 1,
             Action::NeedHop(_) => c.need_hop += 1,
             Action::Drop(r) => match r {
                 DropReason::Malformed => c.drop_malformed += 1,
@@ -893,13 +1001,16 @@ impl Engine {
                 DropReason::TableFull => c.drop_table_full += 1,
                 DropReason::TtlExpired => c.drop_ttl += 1,
                 DropReason::RewriteFailed => c.drop_rewrite += 1,
-                DropReason::UnknownPort | DropReason::Icmp => c.drop_other += 1,
+                DropReason::UnknownPort | DropReason::Icmp | DropReason::Fragment => {
+                    c.drop_other += 1
+                }
+                DropReason::FragmentHeld => {}
             },
         }
         action
     }
 
-    fn process_inner(&mut self, mut frame: Frame<'_>, now: Instant) -> Action {
+    fn process_inner(&mut self, frame: Frame<'_>, now: Instant) -> Action {
         let end = frame.start.saturating_add(frame.len);
         let Some(bytes) = frame.buf.get(frame.start..end) else {
             return Action::Drop(DropReason::Malformed);
@@ -915,36 +1026,147 @@ impl Engine {
         let Some(proto) = Protocol::from_number(meta.proto) else {
             return Action::Pass;
         };
-        if meta.is_fragment {
-            // Reassembly is not done here; fragments go to the kernel.
+        if !meta.is_fragment {
+            return self.process_l4(frame, &meta, proto, now);
+        }
+        if meta.af_v6 {
+            // IPv6 fragments are not tracked (the classifier does not
+            // claim them either): see the crate::frag docs.
             return Action::Pass;
         }
+        let (key, offset, more) = frag_fields(&frame, &meta);
+        let data_len = (meta.l3_len - (meta.l4_offset - meta.l3_offset)) as u32;
+        let action = if meta.l4_present {
+            // The first fragment: decided as any packet, and recorded.
+            self.last_fwd = None;
+            let fwmark = frame.fwmark;
+            let action = self.process_l4(frame, &meta, proto, now);
+            let decision = match action {
+                Action::Forward { .. } | Action::Frames { .. } => self.last_fwd,
+                Action::Pass if self.frags.contains(&key) || self.frag_claimed(&meta, fwmark) => {
+                    Some(FragDecision::Pass)
+                }
+                Action::Pass | Action::NeedHop(_) => None,
+                Action::Drop(_) | Action::Reply { .. } => Some(FragDecision::Drop),
+            };
+            if let Some(d) = decision {
+                self.frags.record(key, d, now);
+                self.frags.seen(&key, offset, data_len, more);
+            }
+            action
+        } else {
+            match self.frags.decision(&key) {
+                Some(d) => {
+                    let action = self.later_fragment(frame, &meta, d);
+                    if !matches!(action, Action::NeedHop(_)) {
+                        self.frags.seen(&key, offset, data_len, more);
+                    }
+                    action
+                }
+                None if !self.frag_claimed(&meta, frame.fwmark) => Action::Pass,
+                None => {
+                    let bytes = &frame.buf[frame.start..frame.start + frame.len];
+                    if self.frags.hold(key, bytes, frame.ingress, now) {
+                        Action::Drop(DropReason::FragmentHeld)
+                    } else {
+                        Action::Drop(DropReason::Fragment)
+                    }
+                }
+            }
+        };
+        self.sync_frag_counters();
+        action
+    }
 
+    /// Whether a fragment without ports may be of a datagram rvs serves:
+    /// to a virtual address (or one a fwmark rule covers, or marked by the
+    /// classifier), or from a NAT real server.
+    fn frag_claimed(&self, meta: &FlowMeta, fwmark: u32) -> bool {
+        fwmark != 0
+            || self.services.is_virtual_addr(meta.dst)
+            || self.services.is_nat_source(meta.src)
+            || self
+                .fwmark_rules
+                .rules()
+                .iter()
+                .any(|r| crate::fwmark::prefix_contains(r.addr, r.prefix_len, meta.dst))
+    }
+
+    /// A fragment without transport header of a datagram whose first
+    /// fragment was decided `d`: forwarded the same way.
+    fn later_fragment(&mut self, frame: Frame<'_>, meta: &FlowMeta, d: FragDecision) -> Action {
+        match d {
+            FragDecision::Pass => Action::Pass,
+            FragDecision::Drop => Action::Drop(DropReason::Fragment),
+            FragDecision::In(target) => {
+                // Counted like the first fragment, after the hop is known.
+                self.forward_in(frame, meta, &target)
+            }
+            FragDecision::Out {
+                sref,
+                dest,
+                vaddr,
+                caddr,
+            } => {
+                let (hop, port) = match self.egress(caddr) {
+                    Ok(e) => e,
+                    Err(a) => return a,
+                };
+                self.count_out(sref, dest, meta.l3_len);
+                let f = &mut frame.buf[frame.start..frame.start + frame.len];
+                match rvs_wire::decrement_ttl(f, meta) {
+                    Ok(TtlVerdict::Expired) => return Action::Drop(DropReason::TtlExpired),
+                    Ok(_) => {}
+                    Err(_) => return Action::Drop(DropReason::RewriteFailed),
+                }
+                // No transport header: the address alone (the port is ignored).
+                if rvs_wire::snat(f, meta, vaddr, 0).is_err()
+                    || rvs_wire::set_macs(f, port.mac, hop.mac).is_err()
+                {
+                    return Action::Drop(DropReason::RewriteFailed);
+                }
+                Action::Forward {
+                    port: hop.port,
+                    start: frame.start,
+                    len: frame.len,
+                }
+            }
+        }
+    }
+
+    /// The path of an unfragmented packet or a first fragment (ports present).
+    fn process_l4(
+        &mut self,
+        mut frame: Frame<'_>,
+        meta: &FlowMeta,
+        proto: Protocol,
+        now: Instant,
+    ) -> Action {
         if let Some(id) = self
             .conns
             .lookup_in(meta.proto, meta.src, meta.sport, meta.dst, meta.dport)
         {
-            self.finish_checksum(&mut frame, &meta);
-            return self.conn_in(frame, &meta, id, proto, now);
+            self.finish_checksum(&mut frame, meta);
+            return self.conn_in(frame, meta, id, proto, now);
         }
         if self.services.is_nat_source(meta.src)
             && let Some(id) = self
                 .conns
                 .lookup_out(meta.proto, meta.src, meta.sport, meta.dst, meta.dport)
         {
-            self.finish_checksum(&mut frame, &meta);
-            return self.conn_out(frame, &meta, id, proto, now);
+            self.finish_checksum(&mut frame, meta);
+            return self.conn_out(frame, meta, id, proto, now);
         }
         let af = if meta.af_v6 { Af::Inet6 } else { Af::Inet };
-        frame.fwmark = self.flow_mark(&frame, &meta, proto);
+        frame.fwmark = self.flow_mark(&frame, meta, proto);
         let Some(sref) = self
             .services
             .lookup(frame.fwmark, af, proto, meta.dst, meta.dport)
         else {
             return Action::Pass;
         };
-        self.finish_checksum(&mut frame, &meta);
-        self.new_conn(frame, &meta, sref, proto, now)
+        self.finish_checksum(&mut frame, meta);
+        self.new_conn(frame, meta, sref, proto, now)
     }
 
     /// Finish a TCP/UDP checksum or SCTP CRC32c that the sender's checksum
@@ -1371,6 +1593,7 @@ impl Engine {
         port: PortConfig,
     ) -> Action {
         let end = frame.start + frame.len;
+        self.last_fwd = Some(FragDecision::In(*t));
         match t.fwd {
             FwdMethod::Route | FwdMethod::Masq => {
                 let f = &mut frame.buf[frame.start..end];
@@ -1400,6 +1623,15 @@ impl Engine {
                 let Some(src) = src else {
                     return Action::Drop(DropReason::RewriteFailed);
                 };
+                let outer = if t.daddr.is_ipv6() { 40 } else { 20 };
+                if !meta.af_v6 && !meta.dont_fragment && meta.l3_len + outer > usize::from(port.mtu)
+                {
+                    // No DF: cut the inner packet (a fragment too) so that
+                    // each piece fits once encapsulated, as the kernel's
+                    // tunnels fragment (RFC 2003 allows either).
+                    let bytes = &frame.buf[frame.start..end];
+                    return self.tunnel_pieces(bytes, meta, src, t.daddr, hop, port, outer);
+                }
                 let encap = rvs_wire::encap_ipip(
                     frame.buf,
                     frame.start,
@@ -1435,6 +1667,59 @@ impl Engine {
                     Err(_) => Action::Drop(DropReason::RewriteFailed),
                 }
             }
+        }
+    }
+
+    /// Cut the inner IPv4 packet `bytes` (a frame, DF clear) into pieces
+    /// that fit `port`'s MTU under an `outer`-byte header, encapsulate each
+    /// towards `daddr` and keep them for [`Action::Frames`].
+    #[allow(clippy::too_many_arguments)]
+    fn tunnel_pieces(
+        &mut self,
+        bytes: &[u8],
+        meta: &FlowMeta,
+        src: IpAddr,
+        daddr: IpAddr,
+        hop: Hop,
+        port: PortConfig,
+        outer: usize,
+    ) -> Action {
+        const ROOM: usize = 64;
+        let max_ip_len = usize::from(port.mtu).saturating_sub(outer);
+        self.frames.clear();
+        self.frame_spans.clear();
+        let want = ROOM + meta.l3_offset + max_ip_len;
+        if self.piece.len() < want {
+            self.piece.resize(want, 0);
+        }
+        for i in 0.. {
+            let len = match rvs_wire::ipv4_fragment(
+                bytes,
+                meta,
+                max_ip_len,
+                i,
+                &mut self.piece[ROOM..],
+            ) {
+                Ok(Some(len)) => len,
+                Ok(None) => break,
+                Err(_) => return Action::Drop(DropReason::RewriteFailed),
+            };
+            let encap =
+                rvs_wire::encap_ipip(&mut self.piece, ROOM, len, src, daddr, port.mtu, TUNNEL_TTL);
+            let Ok(EncapResult::Encapsulated { start, len }) = encap else {
+                return Action::Drop(DropReason::RewriteFailed);
+            };
+            let f = &mut self.piece[start..start + len];
+            if rvs_wire::set_macs(f, port.mac, hop.mac).is_err() {
+                return Action::Drop(DropReason::RewriteFailed);
+            }
+            self.frame_spans.push((self.frames.len(), len));
+            self.frames.extend_from_slice(f);
+        }
+        self.counters.tunnel_fragmented += 1;
+        Action::Frames {
+            port: hop.port,
+            count: self.frame_spans.len(),
         }
     }
 
@@ -1474,6 +1759,12 @@ impl Engine {
         );
         self.apply_activity(sref, dest_id, activity.unwrap_or(Activity::Unchanged));
         self.count_out(sref, dest_id, meta.l3_len);
+        self.last_fwd = Some(FragDecision::Out {
+            sref,
+            dest: dest_id,
+            vaddr,
+            caddr,
+        });
 
         let f = &mut frame.buf[frame.start..frame.start + frame.len];
         // Replies are routed by the director: TTL goes down by one.
@@ -1650,6 +1941,45 @@ fn queue_removals(ops: &mut Vec<FastPathOp>, id: ConnId, bits: u8, c: &Conn, key
 
 /// TTL of the outer header of tunnelled packets.
 const TUNNEL_TTL: u8 = 64;
+
+/// What a fragmented datagram's first fragment was decided (its other
+/// fragments follow it, see [`crate::frag`]).
+#[derive(Debug, Clone, Copy)]
+enum FragDecision {
+    /// Not ours.
+    Pass,
+    /// Dropped (or answered with an ICMP error).
+    Drop,
+    /// Client → server, to this real server.
+    In(Target),
+    /// A NAT reply to translate to `vaddr` and send to `caddr`.
+    Out {
+        sref: ServiceRef,
+        dest: DestId,
+        vaddr: IpAddr,
+        caddr: IpAddr,
+    },
+}
+
+/// The datagram key of an IPv4 fragment, its offset in bytes and its MF flag.
+fn frag_fields(frame: &Frame<'_>, meta: &FlowMeta) -> (FragKey, u32, bool) {
+    let at = |i: usize| {
+        frame
+            .buf
+            .get(frame.start + meta.l3_offset + i)
+            .copied()
+            .unwrap_or(0)
+    };
+    let ident = u32::from(u16::from_be_bytes([at(4), at(5)]));
+    let fo = u16::from_be_bytes([at(6), at(7)]);
+    let key = FragKey {
+        src: meta.src,
+        dst: meta.dst,
+        proto: meta.proto,
+        ident,
+    };
+    (key, u32::from(fo & 0x1fff) * 8, fo & 0x2000 != 0)
+}
 
 /// Where a client → server packet goes.
 #[derive(Debug, Clone, Copy)]

@@ -21,6 +21,7 @@ pub mod conn;
 pub mod dest;
 pub mod engine;
 pub mod fastpath;
+pub mod frag;
 pub mod fwmark;
 pub mod sched;
 pub mod service;

@@ -282,6 +282,9 @@ pub struct Services {
     /// Addresses of NAT (`-m`) real servers, live or in the trash, with their
     /// number of occurrences: only packets from these can be NAT replies.
     nat_sources: HashMap<u128, u32>,
+    /// Addresses of address services, with their number of services: the
+    /// fragments without ports that may be a service's.
+    vaddrs: HashMap<u128, u32>,
 }
 
 /// An address as one 128-bit word (IPv4 as its IPv4-mapped IPv6 form).
@@ -314,6 +317,13 @@ impl Services {
     #[inline]
     pub fn is_nat_source(&self, addr: IpAddr) -> bool {
         !self.nat_sources.is_empty() && self.nat_sources.contains_key(&addr_key(addr))
+    }
+
+    /// Whether `addr` is the address of an address service (of any
+    /// protocol and port).
+    #[inline]
+    pub fn is_virtual_addr(&self, addr: IpAddr) -> bool {
+        !self.vaddrs.is_empty() && self.vaddrs.contains_key(&addr_key(addr))
     }
 
     fn count_nat(&mut self, addr: IpAddr, fwd: FwdMethod, delta: i32) {
@@ -461,7 +471,13 @@ impl Services {
     }
 
     fn count_key(&mut self, key: &ServiceKey, delta: isize) {
-        if let ServiceKey::Addr { proto, port, .. } = key {
+        if let ServiceKey::Addr { proto, port, addr } = key {
+            let k = addr_key(*addr);
+            let n = self.vaddrs.entry(k).or_insert(0);
+            *n = n.saturating_add_signed(delta as i32);
+            if *n == 0 {
+                self.vaddrs.remove(&k);
+            }
             if *port == 0 {
                 self.port_zero = self.port_zero.saturating_add_signed(delta);
             }
@@ -773,6 +789,23 @@ mod tests {
         t.add_dest(&k, &m, Instant::ZERO).unwrap();
         t.clear();
         assert!(!t.is_nat_source(a));
+    }
+
+    #[test]
+    fn virtual_addrs_follow_services() {
+        let mut t = Services::new();
+        let a = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
+        assert!(!t.is_virtual_addr(a));
+        t.add(tcp([10, 0, 0, 1], 80), ServiceConfig::new(Af::Inet))
+            .unwrap();
+        t.add(tcp([10, 0, 0, 1], 443), ServiceConfig::new(Af::Inet))
+            .unwrap();
+        assert!(t.is_virtual_addr(a));
+        assert!(!t.is_virtual_addr(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2))));
+        t.delete(&tcp([10, 0, 0, 1], 80)).unwrap();
+        assert!(t.is_virtual_addr(a));
+        t.clear();
+        assert!(!t.is_virtual_addr(a));
     }
 
     #[test]

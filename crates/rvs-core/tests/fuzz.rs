@@ -150,6 +150,35 @@ fn engine() -> Engine {
     e
 }
 
+/// The IPv4 packet of Ethernet frame `v` (no VLAN tag, no options) cut
+/// into fragments of at most 1500 bytes, with identification `ident`.
+fn fragments(v: &[u8], ident: u16) -> Vec<Vec<u8>> {
+    let l4 = &v[34..];
+    let chunk = 1480;
+    let mut out = Vec::new();
+    for (i, part) in l4.chunks(chunk).enumerate() {
+        let mut f = v[..34].to_vec();
+        f.extend_from_slice(part);
+        let h = &mut f[14..34];
+        h[2..4].copy_from_slice(&((20 + part.len()) as u16).to_be_bytes());
+        h[4..6].copy_from_slice(&ident.to_be_bytes());
+        let more = (i + 1) * chunk < l4.len();
+        let fo = ((i * chunk / 8) as u16) | if more { 0x2000 } else { 0 };
+        h[6..8].copy_from_slice(&fo.to_be_bytes());
+        h[10..12].copy_from_slice(&[0, 0]);
+        let mut sum: u32 = h
+            .chunks(2)
+            .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+            .sum();
+        while sum > 0xffff {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        h[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+        out.push(f);
+    }
+    out
+}
+
 /// Valid frames of every kind the engine handles.
 fn corpus() -> Vec<Vec<u8>> {
     let mut out = Vec::new();
@@ -205,6 +234,26 @@ fn corpus() -> Vec<Vec<u8>> {
         .write(&mut v, &[0x42; 1472])
         .unwrap();
     out.push(v);
+    // Fragments of 3000-byte UDP datagrams (DF clear): to the TUN, NAT
+    // and DR services, and a NAT reply; in any order the mutator picks.
+    let rs_mac = ([2, 0, 0, 0, 1, 0x11], [2, 0, 0, 0, 1, 1]);
+    for (i, (m, src, dst, sport, dport)) in [
+        (mac, CIP, VIP, 33010u16, 4789u16),
+        (mac, CIP, VIP, 33011, 53),
+        (mac, CIP, VIP, 33012, 1234),
+        (rs_mac, RS[0], CIP, 53, 33011),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut v = Vec::new();
+        PacketBuilder::ethernet2(m.0, m.1)
+            .ipv4(src, dst, 64)
+            .udp(sport, dport)
+            .write(&mut v, &[0x5a; 3000])
+            .unwrap();
+        out.extend(fragments(&v, 0x700 + i as u16));
+    }
     let mut v = Vec::new();
     PacketBuilder::ethernet2(mac.0, mac.1)
         .single_vlan(5.try_into().unwrap())
@@ -317,7 +366,7 @@ fn engine_never_panics_on_mutated_frames() {
     let mut e = engine();
     let mut now = Instant::ZERO;
     let mut buf = vec![0u8; HEADROOM + 2048];
-    let (mut forwarded, mut replies) = (0u64, 0u64);
+    let (mut forwarded, mut replies, mut pieces, mut released) = (0u64, 0u64, 0u64, 0u64);
     let started = std::time::Instant::now();
     for i in 0..iters {
         let frame = mutate(&mut rng, &corpus);
@@ -343,7 +392,36 @@ fn engine_never_panics_on_mutated_frames() {
                 assert!(!e.reply_frame(len).is_empty(), "seed {seed} iteration {i}");
                 replies += 1;
             }
+            Action::Frames { count, .. } => {
+                for k in 0..count {
+                    let f = e.frame_at(k);
+                    assert!(
+                        !f.is_empty() && f.len() <= 1518,
+                        "seed {seed} iteration {i}"
+                    );
+                }
+                pieces += 1;
+            }
             _ => {}
+        }
+        // Fragments released by a first fragment, processed after it.
+        while let Some(mut h) = e.pop_released_fragment() {
+            let len = h.len();
+            let a = e.process(
+                Frame {
+                    buf: &mut h.buf,
+                    start: rvs_core::frag::HELD_HEADROOM,
+                    len,
+                    ingress,
+                    fwmark: 0,
+                },
+                now,
+            );
+            if let Action::Forward { start, len, .. } = a {
+                assert!(start + len <= h.buf.len(), "seed {seed} iteration {i}");
+            }
+            released += 1;
+            e.recycle_fragment(h.buf);
         }
         if i % 1024 == 0 {
             now = now + core::time::Duration::from_millis(rng.below(5000) as u64);
@@ -365,9 +443,10 @@ fn engine_never_panics_on_mutated_frames() {
     }
     eprintln!(
         "{iters} frames (seed {seed:#x}) in {:?}: {forwarded} forwarded, {replies} replies, \
-         {} connections",
+         {} connections, {pieces} packets cut for a tunnel, {released} fragments released; {:?}",
         started.elapsed(),
-        e.conns().len()
+        e.conns().len(),
+        e.counters().frag
     );
     assert!(forwarded > 0 && replies > 0);
 }

@@ -19,15 +19,29 @@
  *     `fwm_v4` / `fwm_v6` (longest-prefix-match tries on the destination)
  *     hold, for each rule prefix, every (protocol, ingress interface, ports)
  *     matcher of the rules whose prefix covers it, so the longest match alone
- *     decides.
+ *     decides;
+ *  5. it is an IPv4 fragment (MF set or a non-zero offset) of TCP, UDP or
+ *     SCTP, claimed by address since only the first fragment has ports:
+ *     `frag_dst` holds (proto, virtual address, 0) of every service address,
+ *     `frag_src` (proto, NAT real server, 0), and a fwmark prefix covering
+ *     the destination with a matcher of that protocol and interface (any
+ *     port) claims it too. The engine tracks fragments by datagram (the
+ *     first fragment decides for all). Fragments to a virtual address but
+ *     for a port no service has are claimed all the same and then lost (an
+ *     AF_XDP socket cannot hand a frame back, and the kernel could not
+ *     reassemble a datagram it got only part of): fragmented traffic to
+ *     other ports of a virtual address is not supported. STAT_FRAG_CLAIMED
+ *     counts them.
  *
  * A pure TCP SYN among rvs's frames may be shed (XDP_DROP) by the SYN guard
  * (`syn_guard`, set by rvsd while its slow path is congested).
  *
  * Passed without looking further: IPv6 packets with extension headers
- * (including fragments), non-first IPv4 fragments, anything but IPv4/IPv6
- * after at most one VLAN tag. Truncated or malformed frames are passed and
- * counted.
+ * (including fragments: IPv6 fragments are not tracked), IPv4 fragments
+ * not claimed by address (counted as STAT_FRAGMENT; a first fragment
+ * whose protocol is not TCP, UDP or SCTP is classified as an unfragmented
+ * packet), anything but IPv4/IPv6 after at most one VLAN tag. Truncated or
+ * malformed frames are passed and counted.
  *
  * The socket slot is if_base[ingress ifindex] + rx_queue_index; a missing
  * if_base entry or an empty xsks slot passes the frame (counted as
@@ -93,7 +107,8 @@ enum {
 	STAT_PASSED = 1,     /* not rvs's: XDP_PASS */
 	STAT_NO_SOCKET = 2,  /* rvs's, but no if_base entry or empty xsks slot: XDP_PASS */
 	STAT_MALFORMED = 3,  /* truncated or malformed frame: XDP_PASS */
-	STAT_FRAGMENT = 4,   /* non-first IPv4 fragment: XDP_PASS */
+	STAT_FRAGMENT = 4,   /* IPv4 fragment not claimed by address: XDP_PASS */
+	STAT_FRAG_CLAIMED = 5, /* IPv4 fragment claimed by address: redirected */
 	STAT_SYN = 6,	     /* pure TCP SYNs among the claimed frames */
 	STAT_SYN_SHED = 7,   /* of those, shed by the SYN guard: XDP_DROP */
 	STAT_MAX = 8,
@@ -104,6 +119,8 @@ enum {
 #define FWM_MATCH_MAX 8  /* matchers per prefix */
 #define FWM_PORTS_MAX 16 /* ports per matcher */
 #define NAT_SRC_MAX 16384
+#define FRAG_DST_MAX 16384
+#define FRAG_SRC_MAX 16384
 #define IF_BASE_MAX 256
 #define XSKS_MAX 1024
 
@@ -120,6 +137,21 @@ struct {
 	__type(value, __u32); /* reserved, 0 */
 	__uint(max_entries, NAT_SRC_MAX);
 } nat_src SEC(".maps");
+
+/* Fragments by address: (proto, address, port 0) keys. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct class_key);
+	__type(value, __u32); /* reserved, 0 */
+	__uint(max_entries, FRAG_DST_MAX);
+} frag_dst SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct class_key);
+	__type(value, __u32); /* reserved, 0 */
+	__uint(max_entries, FRAG_SRC_MAX);
+} frag_src SEC(".maps");
 
 /* Keys of `fwm_v4` / `fwm_v6`: prefix length, then the address (network order). */
 struct fwm_key_v4 {
@@ -206,6 +238,7 @@ enum verdict {
 	V_MALFORMED,
 	V_FRAGMENT,
 	V_OURS_SYN, /* ours, and a TCP segment with SYN set and ACK clear */
+	V_FRAG_OURS,
 };
 
 /* TCP flags byte: offset 13 of the header. */
@@ -308,6 +341,44 @@ static __always_inline int fwmark_v4(__u8 proto, __u32 daddr, __u16 dport, __u32
 	struct fwm_value *v = bpf_map_lookup_elem(&fwm_v4, &k);
 
 	return v && fwm_matches(v, proto, dport, iif);
+}
+
+/* Whether a matcher of `v` takes `proto` on `iif`, whatever the port. */
+static __always_inline int fwm_matches_any_port(const struct fwm_value *v, __u8 proto, __u32 iif)
+{
+	__u32 n = v->count;
+	__u32 i;
+
+	for (i = 0; i < FWM_MATCH_MAX; i++) {
+		const struct fwm_match *m = &v->m[i];
+
+		if (i >= n)
+			break;
+		if (m->proto && m->proto != proto)
+			continue;
+		if (m->iif && m->iif != iif)
+			continue;
+		return 1;
+	}
+	return 0;
+}
+
+/* An IPv4 fragment, by address: to a service address, from a NAT real
+ * server, or to a fwmark prefix. */
+static __always_inline int frag_owned_v4(__u8 proto, __u32 saddr, __u32 daddr, __u32 iif)
+{
+	struct fwm_key_v4 fk = { .prefixlen = 32, .addr = daddr };
+	struct fwm_value *v;
+	struct class_key k;
+
+	key_v4(&k, proto, daddr, 0);
+	if (bpf_map_lookup_elem(&frag_dst, &k))
+		return 1;
+	key_v4(&k, proto, saddr, 0);
+	if (bpf_map_lookup_elem(&frag_src, &k))
+		return 1;
+	v = bpf_map_lookup_elem(&fwm_v4, &fk);
+	return v && fwm_matches_any_port(v, proto, iif);
 }
 
 static __always_inline int fwmark_v6(__u8 proto, const struct in6_addr *daddr, __u16 dport,
@@ -463,8 +534,13 @@ static __always_inline enum verdict classify_v4(void *l3, void *end, __u32 iif)
 	ihl = ip->ihl * 4;
 	if (l3 + ihl > end)
 		return V_MALFORMED;
-	if (ip->frag_off & bpf_htons(0x1fff))
-		return V_FRAGMENT;
+	/* MF or a non-zero offset: a fragment, claimed by address. */
+	if (ip->frag_off & bpf_htons(0x3fff)) {
+		if (is_l4(ip->protocol) && frag_owned_v4(ip->protocol, ip->saddr, ip->daddr, iif))
+			return V_FRAG_OURS;
+		if (ip->frag_off & bpf_htons(0x1fff) || is_l4(ip->protocol))
+			return V_FRAGMENT;
+	}
 	if (ip->protocol == IPPROTO_ICMP)
 		return classify_icmp4(l3 + ihl, end);
 	if (!is_l4(ip->protocol))
@@ -550,6 +626,9 @@ int rvs_classify(struct xdp_md *ctx)
 		}
 		break;
 	}
+	case V_FRAG_OURS:
+		count(STAT_FRAG_CLAIMED);
+		break;
 	case V_MALFORMED:
 		count(STAT_MALFORMED);
 		return XDP_PASS;

@@ -10,8 +10,14 @@
 //! source port), ICMP errors about either (as the XDP classifier claims
 //! them; the quoted IPv4 header without options, the quoted IPv6 header
 //! without extension headers) and what the fwmark rules of fwmark services
-//! match. Packet
-//! taps see frames before the netdev ingress hook, so rvs still gets them.
+//! match, and IPv4 fragments of those by address (`ip frag-off & 0x3fff !=
+//! 0`: MF or an offset; only the first fragment has ports, so a fragment to
+//! a virtual address, to a fwmark rule's prefix or from a NAT real server
+//! is dropped whatever its port, as the XDP classifier claims it; rvs
+//! forwards fragments itself, see `rvs_core::frag`). Packet
+//! taps see frames before the netdev ingress hook, and each fragment
+//! separately (reassembly comes later, in the IP layer), so rvs still gets
+//! them.
 //!
 //! [`ruleset`] is a pure function from what is claimed to the text of one
 //! `nft -f` transaction that replaces the whole table (a table left over
@@ -201,6 +207,20 @@ fn rules_for(iface: &NftInterface, claims: &Claims<'_>) -> Result<Vec<String>, N
         r.push_str(" drop");
         out.push(r);
     }
+    // IPv4 fragments by address (any port), as the classifier claims them.
+    let mut frag: Vec<(&str, u8, IpAddr)> = Vec::new();
+    frag.extend(claims.services.iter().map(|k| ("daddr", k.proto, k.addr)));
+    frag.extend(claims.nat.iter().map(|k| ("saddr", k.proto, k.addr)));
+    frag.retain(|(_, _, a)| a.is_ipv4());
+    let mut seen = std::collections::HashSet::new();
+    for (end, proto, addr) in frag {
+        if seen.insert((end, proto, addr)) {
+            out.push(format!(
+                "ip {end} {addr} meta l4proto {} {FRAGMENT} drop",
+                proto_name(proto)
+            ));
+        }
+    }
     // ICMP errors about claimed traffic: about a packet to a NAT real
     // server (quoted destination), or from a virtual service (quoted
     // source), as the XDP classifier claims them.
@@ -241,11 +261,19 @@ fn rules_for(iface: &NftInterface, claims: &Claims<'_>) -> Result<Vec<String>, N
                 let _ = write!(r, " th dport {{ {} }}", list.join(", "));
             }
         }
+        if m.addr.is_ipv4() {
+            // Its fragments, whatever the port.
+            let at = r.find(" th dport").unwrap_or(r.len());
+            out.push(format!("{} {FRAGMENT} drop", &r[..at]));
+        }
         r.push_str(" drop");
         out.push(r);
     }
     Ok(out)
 }
+
+/// Matches an IPv4 fragment: MF set or a non-zero offset.
+const FRAGMENT: &str = "ip frag-off & 0x3fff != 0";
 
 /// The `nft -f` text of one transaction that replaces `table netdev rvs`
 /// with one ingress chain per interface dropping `claims`.
@@ -631,11 +659,16 @@ mod tests {
 \t\tip6 daddr 2001:db8::1 meta l4proto sctp th dport 9 drop
 \t\tip saddr 192.168.1.2 meta l4proto tcp th sport 8080 drop
 \t\tip saddr 192.168.1.3 meta l4proto udp drop
+\t\tip daddr 10.0.0.1 meta l4proto tcp ip frag-off & 0x3fff != 0 drop
+\t\tip daddr 10.0.0.1 meta l4proto udp ip frag-off & 0x3fff != 0 drop
+\t\tip saddr 192.168.1.2 meta l4proto tcp ip frag-off & 0x3fff != 0 drop
+\t\tip saddr 192.168.1.3 meta l4proto udp ip frag-off & 0x3fff != 0 drop
 \t\ticmp type { destination-unreachable, source-quench, time-exceeded, parameter-problem } @th,64,8 0x45 @th,136,8 6 @th,192,32 0xc0a80102 @th,240,16 8080 drop
 \t\ticmp type { destination-unreachable, source-quench, time-exceeded, parameter-problem } @th,64,8 0x45 @th,136,8 17 @th,192,32 0xc0a80103 drop
 \t\ticmp type { destination-unreachable, source-quench, time-exceeded, parameter-problem } @th,64,8 0x45 @th,136,8 6 @th,160,32 0x0a000001 @th,224,16 80 drop
 \t\ticmp type { destination-unreachable, source-quench, time-exceeded, parameter-problem } @th,64,8 0x45 @th,136,8 17 @th,160,32 0x0a000001 drop
 \t\ticmpv6 type { destination-unreachable, packet-too-big, time-exceeded, parameter-problem } @th,112,8 132 @th,128,128 0x20010db8000000000000000000000001 @th,384,16 9 drop
+\t\tip daddr 10.1.0.0/24 meta l4proto { tcp, udp, sctp } ip frag-off & 0x3fff != 0 drop
 \t\tip daddr 10.1.0.0/24 meta l4proto { tcp, udp, sctp } th dport { 80, 443 } drop
 ";
         let expected = format!(
@@ -648,7 +681,8 @@ table netdev rvs {{
 \t}}
 \tchain in_3 {{
 \t\ttype filter hook ingress device \"eth1\" priority -500; policy accept;
-{common}\t\tip daddr 10.2.0.0/16 meta l4proto tcp th dport 22 drop
+{common}\t\tip daddr 10.2.0.0/16 meta l4proto tcp ip frag-off & 0x3fff != 0 drop
+\t\tip daddr 10.2.0.0/16 meta l4proto tcp th dport 22 drop
 \t\tip6 daddr 2001:db8:1::/48 meta l4proto udp drop
 \t}}
 }}

@@ -20,8 +20,12 @@
 //!
 //! Several sockets on one interface share its traffic with
 //! [`PacketSocket::join_fanout`] (`PACKET_FANOUT_HASH`: one flow, one
-//! socket). Fragments are not reassembled: the engine does not handle
-//! non-first fragments, and the kernel keeps them.
+//! socket). A packet socket sees IP fragments one by one (the IP layer
+//! reassembles after the taps); the fragments of one datagram may reach
+//! different sockets (only the first has ports to hash), which is fine: the
+//! engine, shared by the workers, tracks them by datagram
+//! (`rvs_core::frag`), and the nftables table drops them in front of the
+//! kernel by address.
 //!
 //! [`nft`]: crate::nft
 

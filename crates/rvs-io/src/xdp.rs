@@ -21,7 +21,16 @@
 //!   marks that have a fwmark service); ICMP errors about fwmark flows are
 //!   not claimed.
 //!
-//! Passed unseen: non-first IPv4 fragments, IPv6 packets with extension
+//! * an IPv4 fragment (MF set or a non-zero offset) of TCP, UDP or SCTP,
+//!   claimed by address (only the first fragment has ports): to an address
+//!   of [`Classifier::set_services`], from one of
+//!   [`Classifier::set_nat_sources`] (same protocol, any port; the maps
+//!   `frag_dst` / `frag_src` are kept from those sets), or to a fwmark
+//!   prefix with a matcher of its protocol and interface. Fragments to a
+//!   virtual address for a port no service has are claimed too, and lost:
+//!   see classify.c.
+//!
+//! Passed unseen: other IPv4 fragments, IPv6 packets with extension
 //! headers (fragments included), frames that are not IPv4/IPv6 after at most
 //! one VLAN tag. Truncated frames are passed and counted.
 //!
@@ -122,6 +131,7 @@ const STAT_MALFORMED: u32 = 3;
 const STAT_FRAGMENT: u32 = 4;
 const STAT_SYN: u32 = 6;
 const STAT_SYN_SHED: u32 = 7;
+const STAT_FRAG_CLAIMED: u32 = 5;
 
 // XDP actions (enum xdp_action).
 /// `XDP_PASS`: a [`Classifier::test_run`] result.
@@ -552,12 +562,15 @@ pub struct ClassStats {
     pub no_socket: u64,
     /// Truncated or malformed frames (passed).
     pub malformed: u64,
-    /// Non-first IPv4 fragments (passed).
+    /// IPv4 fragments not claimed by address (passed).
     pub fragments: u64,
     /// Pure TCP SYNs among the claimed frames.
     pub syns: u64,
     /// Of those, shed by the SYN guard ([`Classifier::set_syn_shed`]).
     pub syn_shed: u64,
+    /// IPv4 fragments claimed by address (redirected, or passed for want
+    /// of a socket).
+    pub fragments_claimed: u64,
 }
 
 /// XDP programs on an interface, by mode (program ids).
@@ -584,6 +597,10 @@ impl XdpState {
 pub struct Classifier {
     services: HashMap<MapData, RawKey, u32>,
     nat_src: HashMap<MapData, RawKey, u32>,
+    /// (proto, address, 0) of the services' and NAT sources' addresses:
+    /// fragments claimed by address.
+    frag_dst: HashMap<MapData, RawKey, u32>,
+    frag_src: HashMap<MapData, RawKey, u32>,
     /// Boxed: rarely touched, and it keeps the classifier small.
     fwm: Box<FwmMaps>,
     if_base: HashMap<MapData, u32, u32>,
@@ -691,6 +708,8 @@ impl Classifier {
 
         let services = take_map(&mut ebpf, "services", HashMap::try_from)?;
         let nat_src = take_map(&mut ebpf, "nat_src", HashMap::try_from)?;
+        let frag_dst = take_map(&mut ebpf, "frag_dst", HashMap::try_from)?;
+        let frag_src = take_map(&mut ebpf, "frag_src", HashMap::try_from)?;
         let fwm_v4 = take_map(&mut ebpf, "fwm_v4", LpmTrie::try_from)?;
         let fwm_v6 = take_map(&mut ebpf, "fwm_v6", LpmTrie::try_from)?;
         let if_base = take_map(&mut ebpf, "if_base", HashMap::try_from)?;
@@ -702,6 +721,8 @@ impl Classifier {
         Ok(Self {
             services,
             nat_src,
+            frag_dst,
+            frag_src,
             fwm: Box::new(FwmMaps {
                 v4: fwm_v4,
                 v6: fwm_v6,
@@ -746,7 +767,13 @@ impl Classifier {
     ///
     /// More than [`MAX_SERVICES`] keys, or a map operation failing.
     pub fn set_services(&mut self, keys: &[ClassKey]) -> Result<(), XdpError> {
-        sync_set(&mut self.services, "services", MAX_SERVICES, keys)
+        sync_set(&mut self.services, "services", MAX_SERVICES, keys)?;
+        sync_set(
+            &mut self.frag_dst,
+            "frag_dst",
+            MAX_SERVICES,
+            &frag_keys(keys),
+        )
     }
 
     /// Makes the NAT-source map (real servers of NAT services, whose replies
@@ -756,7 +783,13 @@ impl Classifier {
     ///
     /// More than [`MAX_NAT_SOURCES`] keys, or a map operation failing.
     pub fn set_nat_sources(&mut self, keys: &[ClassKey]) -> Result<(), XdpError> {
-        sync_set(&mut self.nat_src, "nat_src", MAX_NAT_SOURCES, keys)
+        sync_set(&mut self.nat_src, "nat_src", MAX_NAT_SOURCES, keys)?;
+        sync_set(
+            &mut self.frag_src,
+            "frag_src",
+            MAX_NAT_SOURCES,
+            &frag_keys(keys),
+        )
     }
 
     /// Makes the fwmark maps claim exactly what `rules` match (destination
@@ -855,6 +888,7 @@ impl Classifier {
             fragments: get(STAT_FRAGMENT)?,
             syns: get(STAT_SYN)?,
             syn_shed: get(STAT_SYN_SHED)?,
+            fragments_claimed: get(STAT_FRAG_CLAIMED)?,
         })
     }
 
@@ -1203,6 +1237,19 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
         cur = src.source();
     }
     s
+}
+
+/// The fragment keys of `keys`: (proto, IPv4 address, 0), deduplicated
+/// (IPv6 fragments are not claimed).
+fn frag_keys(keys: &[ClassKey]) -> Vec<ClassKey> {
+    let mut v: Vec<ClassKey> = keys
+        .iter()
+        .filter(|k| k.addr.is_ipv4())
+        .map(|k| ClassKey { port: 0, ..*k })
+        .collect();
+    v.sort_unstable_by_key(|k| (k.proto, k.addr));
+    v.dedup();
+    v
 }
 
 fn sync_set(
@@ -1654,6 +1701,9 @@ mod tests {
         assert_eq!(value("STAT_NO_SOCKET"), u64::from(STAT_NO_SOCKET));
         assert_eq!(value("STAT_MALFORMED"), u64::from(STAT_MALFORMED));
         assert_eq!(value("STAT_FRAGMENT"), u64::from(STAT_FRAGMENT));
+        assert_eq!(value("STAT_FRAG_CLAIMED"), u64::from(STAT_FRAG_CLAIMED));
+        assert_eq!(value("FRAG_DST_MAX"), MAX_SERVICES as u64);
+        assert_eq!(value("FRAG_SRC_MAX"), MAX_NAT_SOURCES as u64);
         assert_eq!(value("FAMILY_V4"), 4);
         assert_eq!(value("FAMILY_V6"), 6);
         assert_eq!(value("FWM_PREFIXES_MAX"), MAX_FWMARK_PREFIXES as u64);

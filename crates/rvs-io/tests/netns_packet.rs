@@ -261,7 +261,9 @@ fn nft_table_install_replace_remove() {
         })
         .expect("set");
         let listed = table();
-        assert_eq!(listed.matches("ip daddr 10.9.0.100").count(), 2, "{listed}");
+        // Per interface: the service, and its address's TCP fragments.
+        assert_eq!(listed.matches("ip daddr 10.9.0.100").count(), 4, "{listed}");
+        assert_eq!(listed.matches("frag-off").count(), 2, "{listed}");
         // Replaced, not added to.
         let services2 = [ClassKey {
             proto: 17,

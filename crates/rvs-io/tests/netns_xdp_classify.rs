@@ -81,6 +81,7 @@ fn run(c: &Classifier, frame: &[u8]) -> Verdict {
         fragments: after.fragments - before.fragments,
         syns: after.syns - before.syns,
         syn_shed: after.syn_shed - before.syn_shed,
+        fragments_claimed: after.fragments_claimed - before.fragments_claimed,
     };
     let v = match d {
         ClassStats { no_socket: 1, .. } => Verdict::Ours,
@@ -239,12 +240,39 @@ fn fragments() {
         return;
     }
     let c = classifier();
-    let first = ipv4_opts(CLIENT4, VIP4, UDP, 0x2000, 0, &l4(5353, 53)); // MF, offset 0
-    assert_eq!(run(&c, &eth(ETH_IP, &[], &first)), Verdict::Ours);
-    let middle = ipv4_opts(CLIENT4, VIP4, UDP, 0x2000 | 185, 0, &[0; 32]);
-    assert_eq!(run(&c, &eth(ETH_IP, &[], &middle)), Verdict::Fragment);
-    let last = ipv4_opts(CLIENT4, VIP4, UDP, 370, 0, &[0; 32]);
-    assert_eq!(run(&c, &eth(ETH_IP, &[], &last)), Verdict::Fragment);
+    let claimed = |frame: &[u8]| {
+        let before = c.stats().unwrap().fragments_claimed;
+        let v = run(&c, frame);
+        let n = c.stats().unwrap().fragments_claimed - before;
+        assert_eq!(n, u64::from(v == Verdict::Ours), "{v:?}");
+        v
+    };
+    let frag =
+        |src, dst, proto, fo, l4: &[u8]| eth(ETH_IP, &[], &ipv4_opts(src, dst, proto, fo, 0, l4));
+    // To a virtual address of the same protocol: every fragment, by address.
+    let first = frag(CLIENT4, VIP4, UDP, 0x2000, &l4(5353, 53)); // MF, offset 0
+    assert_eq!(claimed(&first), Verdict::Ours);
+    let middle = frag(CLIENT4, VIP4, UDP, 0x2000 | 185, &[0; 32]);
+    assert_eq!(claimed(&middle), Verdict::Ours);
+    let last = frag(CLIENT4, VIP4, UDP, 370, &[0; 32]);
+    assert_eq!(claimed(&last), Verdict::Ours);
+    let other_port = frag(CLIENT4, VIP4, UDP, 0x2000, &l4(5353, 54));
+    assert_eq!(claimed(&other_port), Verdict::Ours, "by address: any port");
+    let tcp = frag(CLIENT4, VIP4, TCP, 185, &[0; 32]);
+    assert_eq!(claimed(&tcp), Verdict::Ours);
+    // From a NAT real server (UDP, any port).
+    let reply = frag(RS4_ANY, CLIENT4, UDP, 185, &[0; 32]);
+    assert_eq!(claimed(&reply), Verdict::Ours);
+    // Not ours: another address, a protocol the address has no service
+    // of, a protocol rvs does not serve.
+    let other = frag(CLIENT4, [10, 0, 0, 9], UDP, 0x2000 | 185, &[0; 32]);
+    assert_eq!(claimed(&other), Verdict::Fragment);
+    let no_udp = frag(CLIENT4, VIP4_ANY, UDP, 185, &[0; 32]);
+    assert_eq!(claimed(&no_udp), Verdict::Fragment, "TCP-only address");
+    let rs_tcp = frag(RS4_ANY, CLIENT4, TCP, 185, &[0; 32]);
+    assert_eq!(claimed(&rs_tcp), Verdict::Fragment);
+    let icmp_frag = frag(CLIENT4, VIP4, ICMP, 185, &[0; 32]);
+    assert_eq!(claimed(&icmp_frag), Verdict::Fragment);
 }
 
 #[test]

@@ -50,6 +50,7 @@ fn claimed(c: &Classifier, frame: &[u8]) -> bool {
         fragments: after.fragments - before.fragments,
         syns: after.syns - before.syns,
         syn_shed: after.syn_shed - before.syn_shed,
+        fragments_claimed: after.fragments_claimed - before.fragments_claimed,
     };
     match d {
         ClassStats { no_socket: 1, .. } => true,
@@ -190,4 +191,43 @@ fn services_and_rules_together_and_limits() {
         Err(XdpError::FwmarkTooComplex { .. })
     ));
     assert!(claimed(&c, &v4(VIP, TCP, 80)));
+}
+
+/// IPv4 fragments are claimed by prefix: a matcher of their protocol (and
+/// ingress interface) claims them whatever its ports (only the first
+/// fragment has ports).
+#[test]
+fn fragments_by_prefix() {
+    if !privileged("BPF") {
+        return;
+    }
+    let mut c = Classifier::attach(&[]).expect("load classify.o");
+    c.set_fwmark_rules(&[rule("10.0.0.0", 8, Some(UDP), &[53], None)])
+        .unwrap();
+    let frag = |dst: [u8; 4], proto: u8| {
+        eth(
+            ETH_IP,
+            &[],
+            &ipv4_opts(CLIENT, dst, proto, 0x2000 | 185, 0, &[0; 32]),
+        )
+    };
+    let claimed_frag = |frame: &[u8]| {
+        let before = c.stats().unwrap();
+        assert_eq!(c.test_run(frame).unwrap(), XDP_PASS);
+        let after = c.stats().unwrap();
+        match (
+            after.fragments_claimed - before.fragments_claimed,
+            after.fragments - before.fragments,
+        ) {
+            (1, 0) => true,
+            (0, 1) => false,
+            d => panic!("counters moved oddly: {d:?}"),
+        }
+    };
+    assert!(claimed_frag(&frag([10, 9, 8, 7], UDP)));
+    assert!(!claimed_frag(&frag([10, 9, 8, 7], TCP)), "other protocol");
+    assert!(
+        !claimed_frag(&frag([11, 9, 8, 7], UDP)),
+        "outside the prefix"
+    );
 }

@@ -533,7 +533,8 @@ pub struct ClassifierCounters {
     pub no_socket: u64,
     /// Malformed frames (passed).
     pub malformed: u64,
-    /// Non-first IPv4 fragments (passed).
+    /// IPv4 fragments left to the kernel: not to a virtual address (nor a
+    /// fwmark rule's prefix), not from a NAT real server.
     pub fragments: u64,
     /// Pure TCP SYNs among the claimed frames.
     #[serde(default)]
@@ -544,6 +545,10 @@ pub struct ClassifierCounters {
     /// The share of pure SYNs the SYN guard sheds now, in per mille.
     #[serde(default)]
     pub syn_shed_permille: u32,
+    /// IPv4 fragments claimed by address (to a virtual address or a fwmark
+    /// rule's prefix, or from a NAT real server); absent from older daemons.
+    #[serde(default)]
+    pub fragments_claimed: u64,
 }
 
 /// Counters of the XDP fast path (`rvsd --fast-path on|all`): what it
@@ -632,8 +637,28 @@ pub struct EngineCounters {
     /// Drops: the rewrite failed.
     pub drop_rewrite: u64,
     /// Drops: other (unknown ingress, an ICMP error that cannot be
-    /// translated).
+    /// translated, a fragment with no room to wait for its first fragment
+    /// or of a datagram whose first fragment was dropped).
     pub drop_other: u64,
+    /// Fragmented datagrams tracked now (decided, or waiting for their
+    /// first fragment).
+    pub frag_datagrams: u64,
+    /// Fragmented datagrams whose first fragment was decided; the other
+    /// fragments followed it.
+    pub frag_tracked: u64,
+    /// Fragments held because they came before their first fragment.
+    pub frag_held: u64,
+    /// Held fragments released when their first fragment came.
+    pub frag_released: u64,
+    /// Held fragments dropped: their first fragment did not come in time
+    /// (or the datagram was evicted).
+    pub frag_expired: u64,
+    /// Datagrams evicted from a full fragment table.
+    pub frag_evicted: u64,
+    /// Fragments dropped for want of room to hold them.
+    pub frag_no_room: u64,
+    /// Tunnelled packets without DF cut into fragments to fit the tunnel.
+    pub tunnel_fragmented: u64,
 }
 
 /// A reply from rvsd.

@@ -86,6 +86,7 @@ mod error;
 pub mod arp;
 pub mod checksum;
 pub mod ethernet;
+pub mod fragment;
 pub mod icmpv4;
 pub mod icmpv6;
 pub mod ipv4;
@@ -100,6 +101,7 @@ pub mod udp;
 
 pub use error::{Error, Result};
 pub use ethernet::{EtherType, EthernetAddress};
+pub use fragment::{ipv4_fragment, ipv4_fragment_count};
 pub use offload::{Completion, complete_partial};
 pub use parse::{FlowMeta, IcmpInfo, Parsed, parse_frame};
 pub use rewrite::{

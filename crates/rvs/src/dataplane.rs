@@ -118,8 +118,9 @@ pub fn format(
     }
     if let Some(c) = classifier {
         out.push_str(&format!(
-            "classifier: redirected {}, passed {}, no socket {}, malformed {}, fragments {}\n",
-            c.redirected, c.passed, c.no_socket, c.malformed, c.fragments
+            "classifier: redirected {}, passed {}, no socket {}, malformed {}, fragments {} \
+             (claimed {})\n",
+            c.redirected, c.passed, c.no_socket, c.malformed, c.fragments, c.fragments_claimed
         ));
         if c.syn_shed > 0 || c.syn_shed_permille > 0 {
             out.push_str(&format!(
@@ -143,7 +144,9 @@ pub fn format_engine(e: &EngineCounters) -> String {
         "engine: connections {} of {}, table full {} times (at 15/16 of the bound), \
          SYN_RECV evicted {}; next hops {} (pruned {})\n\
          engine drops: table full {}, no connection {}, no real server {}, \
-         real server gone {}, ttl {}, rewrite failed {}, malformed {}, other {}\n",
+         real server gone {}, ttl {}, rewrite failed {}, malformed {}, other {}\n\
+         fragments: datagrams {}, tracked {}, held {}, released {}, expired {}, \
+         evicted {}, no room {}; tunnel packets cut {}\n",
         e.conns,
         e.max_conns,
         e.table_full,
@@ -157,7 +160,15 @@ pub fn format_engine(e: &EngineCounters) -> String {
         e.drop_ttl,
         e.drop_rewrite,
         e.drop_malformed,
-        e.drop_other
+        e.drop_other,
+        e.frag_datagrams,
+        e.frag_tracked,
+        e.frag_held,
+        e.frag_released,
+        e.frag_expired,
+        e.frag_evicted,
+        e.frag_no_room,
+        e.tunnel_fragmented
     )
 }
 
@@ -224,7 +235,7 @@ mod tests {
              0           5      5          5        0       0        0         0        0        0            0           0        0\n\
              1       12345  12345      12345        0       0        0         0        0        0            0           0        0\n\
              total   12350  12350      12350        0       0        0         0        0        0            0           0        0\n\
-             classifier: redirected 7, passed 0, no socket 0, malformed 0, fragments 0\n"
+             classifier: redirected 7, passed 0, no socket 0, malformed 0, fragments 0 (claimed 0)\n"
         );
         assert_eq!(
             format("none", &[], None, None),
@@ -247,7 +258,9 @@ mod tests {
             "engine: connections 3 of 1024, table full 9 times (at 15/16 of the bound), \
              SYN_RECV evicted 7; next hops 0 (pruned 0)\n\
              engine drops: table full 2, no connection 0, no real server 0, real server gone 0, \
-             ttl 0, rewrite failed 0, malformed 0, other 0\n"
+             ttl 0, rewrite failed 0, malformed 0, other 0\n\
+             fragments: datagrams 0, tracked 0, held 0, released 0, expired 0, evicted 0, \
+             no room 0; tunnel packets cut 0\n"
         );
     }
 
@@ -284,7 +297,7 @@ mod tests {
         );
         assert!(
             t.ends_with(
-                "classifier: redirected 0, passed 0, no socket 0, malformed 0, fragments 0\n\
+                "classifier: redirected 0, passed 0, no socket 0, malformed 0, fragments 0 (claimed 0)\n\
                  fast path: on, sending to eth0, eth1 (probed: eth0, eth1)\n\
                  fast path: towards eth0: on: probe frames redirected out of it reach its peer\n\
                  fast path: towards eth1: trial: live-frames test runs refused (EPERM)\n\

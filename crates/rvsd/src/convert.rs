@@ -307,6 +307,14 @@ pub fn engine_counters(e: &rvs_core::Engine) -> rvs_proto::EngineCounters {
         drop_ttl: c.drop_ttl,
         drop_rewrite: c.drop_rewrite,
         drop_other: c.drop_other,
+        frag_datagrams: e.frag_datagrams() as u64,
+        frag_tracked: c.frag.tracked,
+        frag_held: c.frag.held,
+        frag_released: c.frag.released,
+        frag_expired: c.frag.expired,
+        frag_evicted: c.frag.evicted,
+        frag_no_room: c.frag.no_room,
+        tunnel_fragmented: c.tunnel_fragmented,
     }
 }
 

@@ -47,7 +47,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use rvs_core::engine::{Frame, Hop, PortConfig, PortId};
+use rvs_core::engine::{DropReason, Frame, Hop, PortConfig, PortId};
 use rvs_core::fastpath::{FastAction, FastFlow, FastPathOp, FastRewrite};
 use rvs_core::{Action, Engine};
 use rvs_io::flowcache::{self, FlowAction, FlowCache, FlowCounters, FlowEntry, FlowRewrite, Gate};
@@ -347,6 +347,7 @@ impl DpShared {
                 syns: s.syns,
                 syn_shed: s.syn_shed,
                 syn_shed_permille: self.syn_shed_permille.load(Ordering::Relaxed),
+                fragments_claimed: s.fragments_claimed,
             }),
             _ => None,
         }
@@ -738,8 +739,14 @@ impl Running {
         if self.shared.backend == Backend::Xdp {
             match self.shared.classifier_counters() {
                 Some(c) => eprintln!(
-                    "rvsd: classifier: redirected {}, passed {}, no socket {}, malformed {}, fragments {}",
-                    c.redirected, c.passed, c.no_socket, c.malformed, c.fragments
+                    "rvsd: classifier: redirected {}, passed {}, no socket {}, malformed {}, \
+                     fragments {} (claimed {})",
+                    c.redirected,
+                    c.passed,
+                    c.no_socket,
+                    c.malformed,
+                    c.fragments,
+                    c.fragments_claimed
                 ),
                 None => eprintln!("rvsd: classifier counters unavailable"),
             }
@@ -2236,8 +2243,26 @@ impl Worker {
                     t.replies += 1;
                     (port, engine.reply_frame(len))
                 }
+                Action::Frames { port, count } => {
+                    t.forwarded += 1;
+                    let Some(&pi) = port_of_ifindex.get(&port.0) else {
+                        t.no_port += 1;
+                        return Verdict::Drop;
+                    };
+                    for i in 0..count {
+                        let mut b = spare.pop().unwrap_or_default();
+                        b.clear();
+                        b.extend_from_slice(engine.frame_at(i));
+                        pending.push(Pending { sock: pi, bytes: b });
+                    }
+                    return Verdict::Done;
+                }
                 Action::Pass => {
                     t.passed += 1;
+                    return Verdict::Drop;
+                }
+                Action::Drop(DropReason::FragmentHeld) => {
+                    // The engine keeps a copy until its first fragment comes.
                     return Verdict::Drop;
                 }
                 Action::Drop(_) => {
@@ -2270,6 +2295,7 @@ impl Worker {
             && let Some(now) = now
         {
             self.cut_super_frames(state.engine_mut(), ingress, now, &mut t);
+            self.release_fragments(state.engine_mut(), now, &mut t);
         }
         if let Some(state) = guard.as_mut() {
             t.csum_completed = state
@@ -2296,6 +2322,11 @@ impl Worker {
         }
     }
 }
+
+/// Released fragments are processed like held frames (their headroom is
+/// the same, so that a NAT or tunnel rewrite finds room for a header).
+use rvs_core::frag::HELD_HEADROOM;
+const _: () = assert!(HELD_HEADROOM == held::HEADROOM);
 
 /// The longest frame a served interface delivers unmerged: 1500-byte IP
 /// packets, an Ethernet header and one VLAN tag. Longer ones are TCP
@@ -2380,6 +2411,26 @@ impl Worker {
         self.seg = seg;
     }
 
+    /// Process the fragments the engine held until their datagram's first
+    /// fragment came, now that it has (they are sent after it).
+    fn release_fragments(&mut self, engine: &mut Engine, now: rvs_core::Instant, t: &mut Tally) {
+        while let Some(mut h) = engine.pop_released_fragment() {
+            let len = h.len();
+            let action = engine.process(
+                Frame {
+                    buf: &mut h.buf,
+                    start: HELD_HEADROOM,
+                    len,
+                    ingress: h.ingress,
+                    fwmark: 0,
+                },
+                now,
+            );
+            self.route(engine, action, &h.buf, len, h.ingress, Instant::now(), t);
+            engine.recycle_fragment(h.buf);
+        }
+    }
+
     /// Queue what the engine decided for a frame built in `buf` (at
     /// [`held::HEADROOM`], `len` bytes): a forwarded frame or a reply for
     /// its egress socket, a frame whose hop is unknown held (as waiting
@@ -2404,6 +2455,20 @@ impl Worker {
                 t.replies += 1;
                 (port, engine.reply_frame(len))
             }
+            Action::Frames { port, count } => {
+                t.forwarded += 1;
+                let Some(&pi) = self.port_of_ifindex.get(&port.0) else {
+                    t.no_port += 1;
+                    return;
+                };
+                for i in 0..count {
+                    let mut b = self.spare.pop().unwrap_or_default();
+                    b.clear();
+                    b.extend_from_slice(engine.frame_at(i));
+                    self.pending.push(Pending { sock: pi, bytes: b });
+                }
+                return;
+            }
             Action::NeedHop(a) => {
                 t.need_hop += 1;
                 let _ = self.dp.resolver.lookup(a);
@@ -2416,6 +2481,7 @@ impl Worker {
                 t.passed += 1;
                 return;
             }
+            Action::Drop(DropReason::FragmentHeld) => return,
             Action::Drop(_) => {
                 t.dropped += 1;
                 return;
@@ -2483,6 +2549,7 @@ impl Worker {
             self.held.recycle(h.buf);
         }
         self.ready = ready;
+        self.release_fragments(engine, now, &mut t);
         drop(state);
         self.send_pending(&mut t);
         if !self.need.is_empty() {
