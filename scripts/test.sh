@@ -10,9 +10,16 @@ cd "$(dirname "$0")/.."
 # and the data-plane tests' counters. openssl: the TLS servers of the HTTPS
 # (fwmark) session test. haproxy, nginx-light, libnginx-mod-stream, wrk,
 # util-linux (chrt): the contenders and load of `rvs bench --quick`
-# (crates/rvs/tests/netns_bench.rs, a smoke test).
+# (crates/rvs/tests/netns_bench.rs, a smoke test). tshark: Wireshark's IPVS
+# sync dissector, the independent decoder of crates/rvs-wire/tests/
+# tshark_sync.rs (its debconf question, whether non-root users may capture,
+# is answered no, the default, so the install asks nothing).
+echo "wireshark-common wireshark-common/install-setuid boolean false" |
+    debconf-set-selections 2>/dev/null || true
 ensure_packages clang libbpf-dev iproute2 socat curl apache2-utils python3 \
-    nftables openssl haproxy nginx-light libnginx-mod-stream wrk util-linux
+    nftables openssl haproxy nginx-light libnginx-mod-stream wrk util-linux tshark
+# As root the packages above are installed, so the tshark test must not skip.
+if [ "$(id -u)" = 0 ]; then export RVS_REQUIRE_TSHARK=1; fi
 # The control-plane security tests run clients as nobody, who cannot use a
 # python under /root (pyenv): Debian's own /usr/bin/python3.
 [ -x /usr/bin/python3 ] || ensure_packages python3-minimal

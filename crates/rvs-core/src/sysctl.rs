@@ -42,6 +42,10 @@ const fn not_applied(name: &'static str, default: &'static str, note: &'static s
     }
 }
 
+/// Why the sync sysctls are not applied yet (the sync messages themselves
+/// exist: `rvs_wire::ipvs_sync`).
+const SYNC_NOTE: &str = "connection sync daemons are not implemented yet";
+
 /// Every IPVS sysctl of the kernel, in `sysctl -a` order (by name).
 pub const SYSCTLS: &[SysctlInfo] = &[
     not_applied(
@@ -54,7 +58,7 @@ pub const SYSCTLS: &[SysctlInfo] = &[
         "1024",
         "the memory defences are not implemented",
     ),
-    not_applied("backup_only", "0", "connection sync is not implemented yet"),
+    not_applied("backup_only", "0", SYNC_NOTE),
     not_applied("cache_bypass", "0", "not implemented"),
     applied("conn_reuse_mode", "1"),
     not_applied(
@@ -94,42 +98,18 @@ pub const SYSCTLS: &[SysctlInfo] = &[
         "1",
         "NAT replies are always routed by the director",
     ),
-    not_applied(
-        "sync_persist_mode",
-        "0",
-        "connection sync is not implemented yet",
-    ),
-    not_applied("sync_ports", "1", "connection sync is not implemented yet"),
-    not_applied(
-        "sync_qlen_max",
-        "0",
-        "connection sync is not implemented yet",
-    ),
-    not_applied(
-        "sync_refresh_period",
-        "0",
-        "connection sync is not implemented yet",
-    ),
-    not_applied(
-        "sync_retries",
-        "0",
-        "connection sync is not implemented yet",
-    ),
-    not_applied(
-        "sync_sock_size",
-        "0",
-        "connection sync is not implemented yet",
-    ),
-    not_applied(
-        "sync_threshold",
-        "3 50",
-        "connection sync is not implemented yet",
-    ),
-    not_applied(
-        "sync_version",
-        "1",
-        "connection sync is not implemented yet",
-    ),
+    not_applied("sync_persist_mode", "0", SYNC_NOTE),
+    not_applied("sync_ports", "1", SYNC_NOTE),
+    // The kernel's default is nr_free_buffer_pages() / 32, which depends on
+    // the host's memory (16384 on a host with 2 GiB of low memory). rvs
+    // fixes it at that value: at most 16384 queued messages of sync_maxlen
+    // (1472) bytes, 24 MB, per master thread.
+    not_applied("sync_qlen_max", "16384", SYNC_NOTE),
+    not_applied("sync_refresh_period", "0", SYNC_NOTE),
+    not_applied("sync_retries", "0", SYNC_NOTE),
+    not_applied("sync_sock_size", "0", SYNC_NOTE),
+    not_applied("sync_threshold", "3 50", SYNC_NOTE),
+    not_applied("sync_version", "1", SYNC_NOTE),
 ];
 
 /// Why a sysctl was not set.
@@ -295,6 +275,34 @@ mod tests {
             names.iter().zip(SYSCTLS).all(|(n, i)| *n == i.name),
             "sorted"
         );
+    }
+
+    /// The sysctls that shape connection sync (ip_vs_ctl.c `vs_vars`),
+    /// with the kernel's defaults; `sync_threshold` holds the threshold
+    /// and the period (there is no `sync_period` sysctl).
+    #[test]
+    fn sync_sysctls_are_the_kernels() {
+        let want = [
+            ("backup_only", "0"),
+            ("sync_persist_mode", "0"),
+            ("sync_ports", "1"),
+            ("sync_qlen_max", "16384"),
+            ("sync_refresh_period", "0"),
+            ("sync_retries", "0"),
+            ("sync_sock_size", "0"),
+            ("sync_threshold", "3 50"),
+            ("sync_version", "1"),
+        ];
+        for (name, default) in want {
+            let i = info(name).unwrap_or_else(|| panic!("{name} missing"));
+            assert_eq!((i.default, i.applies), (default, false), "{name}");
+        }
+        let synced = SYSCTLS
+            .iter()
+            .filter(|i| i.name.starts_with("sync_") || i.name == "backup_only")
+            .count();
+        assert_eq!(synced, want.len());
+        assert!(info("sync_period").is_none());
     }
 
     #[test]

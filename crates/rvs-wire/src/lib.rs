@@ -24,6 +24,9 @@
 //!   [`icmp_error_in`]/[`icmp_error_out`] (NAT), [`encap_ipip`] (TUN),
 //!   [`decrement_ttl`], and the builders [`icmp_frag_needed`] and
 //!   [`icmp_port_unreachable`].
+//! * [`ipvs_sync`]: the IPVS connection-sync messages (versions 0 and 1,
+//!   byte-compatible with Linux): [`SyncMessage`] parses a datagram,
+//!   [`SyncBuffer`] builds one.
 //!
 //! ## Guarantees
 //!
@@ -91,6 +94,7 @@ pub mod icmpv4;
 pub mod icmpv6;
 pub mod ipv4;
 pub mod ipv6;
+pub mod ipvs_sync;
 pub mod offload;
 pub mod parse;
 pub mod rewrite;
@@ -102,6 +106,7 @@ pub mod udp;
 pub use error::{Error, Result};
 pub use ethernet::{EtherType, EthernetAddress};
 pub use fragment::{ipv4_fragment, ipv4_fragment_count};
+pub use ipvs_sync::{Message as SyncMessage, SyncBuffer, SyncConn, SyncError};
 pub use offload::{Completion, complete_partial};
 pub use parse::{FlowMeta, IcmpInfo, Parsed, parse_frame};
 pub use rewrite::{
