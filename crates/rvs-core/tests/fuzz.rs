@@ -16,7 +16,11 @@
 
 // A harness, not the engine: it reads its settings, measures and reports
 // (crates/rvs-core/clippy.toml keeps those out of the engine).
-#![allow(clippy::disallowed_methods, clippy::disallowed_macros, clippy::disallowed_types)]
+#![allow(
+    clippy::disallowed_methods,
+    clippy::disallowed_macros,
+    clippy::disallowed_types
+)]
 
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 

@@ -40,6 +40,7 @@ pub mod convert;
 pub mod dataplane;
 pub mod handler;
 pub mod held;
+pub mod metrics;
 pub mod options;
 pub mod persist;
 pub mod rules;
