@@ -12,7 +12,8 @@
 #     and deb-systemd-helper change lands in a temporary directory), and
 #     checks there that ipvsadm, ipvsadm-save and ipvsadm-restore resolve to
 #     rvsadm through alternatives (also as /sbin/ipvsadm, ldirectord's
-#     path), the units are enabled, `man -l` renders every page, the seed's
+#     path), the units are enabled, `man -l` renders every page, bash and
+#     zsh find the completions, the seed's
 #     save/stop/restore/start sequence gives back the same table, and that
 #     purging leaves nothing behind;
 #  3. in a second throwaway root, with Debian's real ipvsadm package
@@ -29,7 +30,8 @@ if [ "$(id -u)" != 0 ]; then
     echo "test-package.sh needs root (dpkg in a throwaway root, namespaces)" >&2
     exit 2
 fi
-ensure_packages dpkg-dev binutils lintian man-db python3 util-linux
+# bash-completion, zsh: the completions are tried.
+ensure_packages dpkg-dev binutils lintian man-db python3 util-linux bash-completion zsh
 start=$SECONDS
 fail() {
     echo "FAIL: $*" >&2
@@ -58,10 +60,10 @@ for f in postinst prerm postrm conffiles; do
     grep -q " $f " <<<"$info" || fail "no $f in the package"
 done
 [ "$(dpkg-deb -f "$deb" Package)" = rvs ] || fail "package name"
-dpkg-deb --ctrl-tarfile "$deb" | tar -xO ./conffiles | grep -qx /etc/rvs/rvsd.env ||
+grep -qx /etc/rvs/rvsd.env <<<"$(dpkg-deb --ctrl-tarfile "$deb" | tar -xO ./conffiles)" ||
     fail "/etc/rvs/rvsd.env is not a conffile"
-dpkg-deb --ctrl-tarfile "$deb" | tar -xO ./postinst |
-    grep -q 'update-alternatives --install /usr/sbin/ipvsadm ipvsadm /usr/sbin/rvsadm' ||
+grep -q 'update-alternatives --install /usr/sbin/ipvsadm ipvsadm /usr/sbin/rvsadm' \
+    <<<"$(dpkg-deb --ctrl-tarfile "$deb" | tar -xO ./postinst)" ||
     fail "postinst does not install the ipvsadm alternative"
 
 echo "-- lintian"
@@ -88,7 +90,7 @@ python3 scripts/manpages.py --check-sources "$work/man"
 in_root() {
     local r=$work/$1
     mkdir -p "$r/upper" "$r/work" "$r/merged"
-    unshare --mount --net --fork bash -euo pipefail -c '
+    timeout 600 unshare --mount --net --fork bash -euo pipefail -c '
         r=$1
         mount --make-rprivate /
         mount -t overlay overlay -o "lowerdir=/,upperdir=$r/upper,workdir=$r/work" "$r/merged"
@@ -108,14 +110,14 @@ echo "-- install, use and purge in a throwaway root"
 in_root plain <<'EOF'
 fail() { echo "FAIL (in the throwaway root): $*" >&2; exit 1; }
 dpkg -i /tmp/rvs.deb >/dev/null
-dpkg -s rvs | grep -q '^Status: install ok installed' || fail "rvs is not installed"
+grep -q '^Status: install ok installed' <<<"$(dpkg -s rvs)" || fail "rvs is not installed"
 
 # ipvsadm through alternatives, where ldirectord looks.
 for n in ipvsadm ipvsadm-save ipvsadm-restore; do
     [ "$(readlink /etc/alternatives/$n)" = /usr/sbin/rvs${n#ipvs} ] || fail "alternative $n"
     [ "$(readlink -f /usr/sbin/$n)" = /usr/sbin/rvsadm ] || fail "/usr/sbin/$n is not rvsadm"
 done
-update-alternatives --query ipvsadm | grep -qx 'Value: /usr/sbin/rvsadm' || fail "ipvsadm alternative"
+grep -qx 'Value: /usr/sbin/rvsadm' <<<"$(update-alternatives --query ipvsadm)" || fail "ipvsadm alternative"
 [ -x /sbin/ipvsadm ] && [ "$(readlink -f /sbin/ipvsadm)" = /usr/sbin/rvsadm ] ||
     fail "ldirectord's /sbin/ipvsadm is not rvsadm"
 [ "$(ipvsadm -v)" = "ipvsadm v1.31 2019/12/24 (compiled with popt and IPVS v1.2.1)" ] ||
@@ -135,11 +137,27 @@ for p in /usr/share/man/man8/rvsd.8.gz /usr/share/man/man8/rvsadm.8.gz \
     [ "$(wc -l <<<"$out")" -gt 20 ] || fail "man -l $p: too short"
 done
 
+# Completions, where the shells find them.
+got=$(bash -c '
+    source /usr/share/bash-completion/bash_completion
+    _completion_loader rvsadm; _completion_loader rvs
+    COMP_WORDS=(rvsadm -A -t 10.0.0.1:80 -s w); COMP_CWORD=5
+    COMP_LINE="${COMP_WORDS[*]}"; COMP_POINT=${#COMP_LINE}
+    _rvsadm; echo "${COMPREPLY[*]}"
+    COMP_WORDS=(rvs realserver ""); COMP_CWORD=2
+    COMP_LINE="rvs realserver "; COMP_POINT=${#COMP_LINE}
+    _rvs; echo "${COMPREPLY[*]}"')
+[ "$got" = "$(printf 'wrr wlc\nup down')" ] || fail "bash completion: $got"
+got=$(zsh -fc 'autoload -U compinit && compinit -u -D && print $_comps[rvsadm] $_comps[rvs] $_comps[rvsadm-save]')
+[ "$got" = "_rvsadm _rvs _rvsadm" ] || fail "zsh completion: $got"
+
 # The seed's sequence (/etc/sysconfig layout), with the commands the units
 # run for `systemctl stop|start ipvsadm`, against the packaged rvsd.
 ip link set lo up
-rvsd --io none 2>/tmp/rvsd.log &
+rvsd --io none >/tmp/rvsd.log 2>&1 &
 rvsd_pid=$!
+# Whatever happens, no rvsd outlives the test (nor holds its output open).
+trap 'kill "$rvsd_pid" 2>/dev/null || true' EXIT
 for _ in $(seq 50); do ipvsadm -L -n >/dev/null 2>&1 && break; sleep 0.1; done
 unit=/lib/systemd/system/rvs-ipvsadm.service
 exec_start=$(sed -n 's/^ExecStart=//p' $unit)
@@ -166,12 +184,12 @@ echo "seed sequence: the same table ($(wc -l <<<"$want") rules)"
 
 # A real server set up by rvs (its record in /run/rvs): removal undoes it.
 rvs realserver up --vip 10.9.9.9 >/dev/null
-ip -o addr show dev lo | grep -q 10.9.9.9 || fail "realserver up"
+grep -q 10.9.9.9 <<<"$(ip -o addr show dev lo)" || fail "realserver up"
 kill "$rvsd_pid"
 wait "$rvsd_pid" || fail "rvsd did not stop cleanly: $(cat /tmp/rvsd.log)"
 
 dpkg --purge rvs >/dev/null
-! ip -o addr show dev lo | grep -q 10.9.9.9 || fail "the real server's VIP outlived the package"
+! grep -q 10.9.9.9 <<<"$(ip -o addr show dev lo)" || fail "the real server's VIP outlived the package"
 [ ! -e /run/rvs ] || fail "/run/rvs outlived the package"
 ! update-alternatives --query ipvsadm >/dev/null 2>&1 || fail "the ipvsadm alternative outlived the package"
 [ -e /etc/sysconfig/ipvsadm ] || fail "purge removed the operator's /etc/sysconfig/ipvsadm"
@@ -207,7 +225,7 @@ for n in ipvsadm ipvsadm-save ipvsadm-restore; do
     [ ! -L /usr/sbin/$n ] || fail "/usr/sbin/$n was replaced by a link"
 done
 [ "$(md5sum </usr/sbin/ipvsadm)" = "$sum" ] || fail "/usr/sbin/ipvsadm changed"
-dpkg -S /sbin/ipvsadm | grep -q '^ipvsadm:' || fail "/sbin/ipvsadm is not the ipvsadm package's"
+grep -q '^ipvsadm:' <<<"$(dpkg -S /sbin/ipvsadm)" || fail "/sbin/ipvsadm is not the ipvsadm package's"
 [ ! -e /etc/systemd/system/ipvsadm.service ] || fail "ipvsadm.service was taken from the ipvsadm package"
 [ -x /usr/sbin/rvsadm ] || fail "no rvsadm"
 # The operator chooses rvs: remove the kernel tool, hand over the names.
