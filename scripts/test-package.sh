@@ -112,6 +112,14 @@ fail() { echo "FAIL (in the throwaway root): $*" >&2; exit 1; }
 dpkg -i /tmp/rvs.deb >/dev/null
 grep -q '^Status: install ok installed' <<<"$(dpkg -s rvs)" || fail "rvs is not installed"
 
+# Installed again (an upgrade's path: postinst configure with the old
+# version): an operator's change to the conffile stays, the rest is as before.
+echo 'RVSD_OPTS=--interface eth0' >>/etc/rvs/rvsd.env
+dpkg -i /tmp/rvs.deb >/dev/null
+grep -qx 'RVSD_OPTS=--interface eth0' /etc/rvs/rvsd.env || fail "the conffile lost its change"
+grep -qx /etc/rvs/rvsd.env <<<"$(dpkg-query -W -f '${Conffiles}' rvs | awk '{ print $1 }')" ||
+    fail "/etc/rvs/rvsd.env is not a conffile once installed"
+
 # ipvsadm through alternatives, where ldirectord looks.
 for n in ipvsadm ipvsadm-save ipvsadm-restore; do
     [ "$(readlink /etc/alternatives/$n)" = /usr/sbin/rvs${n#ipvs} ] || fail "alternative $n"
