@@ -16,7 +16,9 @@ if [ "$(id -u)" != 0 ]; then
     exit 2
 fi
 . scripts/lib/packages.sh
+. scripts/lib/target-dir.sh
 ensure_packages clang libbpf-dev iproute2 curl apache2-utils python3 nftables \
     haproxy nginx-light libnginx-mod-stream wrk util-linux
 cargo build --release --locked -q -p rvs -p rvsd -p rvsadm
-exec ./target/release/rvs bench "$@"
+release=$(target_dir)/release
+exec "$release/rvs" bench "$@"

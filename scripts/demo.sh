@@ -4,5 +4,7 @@
 # `rvs demo` (e.g. ./scripts/demo.sh nat --scheduler rr --requests 10).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib/target-dir.sh
 cargo build --release --locked -q -p rvs
-exec ./target/release/rvs demo "$@"
+release=$(target_dir)/release
+exec "$release/rvs" demo "$@"

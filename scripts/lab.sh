@@ -12,14 +12,16 @@ if [ "$(id -u)" != 0 ]; then
     exit 2
 fi
 . scripts/lib/packages.sh
+. scripts/lib/target-dir.sh
 # nftables: for rvs lab --io packet (the AF_PACKET fallback).
 ensure_packages clang libbpf-dev iproute2 nftables python3
 cargo build --release --locked -q -p rvs -p rvsd -p rvsadm
+release=$(target_dir)/release
 if [ $# -eq 0 ]; then
     for mode in nat dr tun; do
-        ./target/release/rvs lab "$mode"
+        "$release/rvs" lab "$mode"
         echo
     done
 else
-    exec ./target/release/rvs lab "$@"
+    exec "$release/rvs" lab "$@"
 fi

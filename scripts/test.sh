@@ -53,5 +53,9 @@ else
 fi
 echo "== doc tests"
 cargo test --workspace --doc --locked
+echo "== Debian package"
+# Builds the package of the test build above, lints it, and installs, uses
+# and purges it in throwaway roots (scripts/test-package.sh; about a minute).
+./scripts/test-package.sh
 echo "== benches compile"
 cargo bench --workspace --no-run --locked

@@ -1,5 +1,9 @@
 //! rvsadm — ipvsadm's command line for rvsd. Invoked as `ipvsadm` (a
-//! symlink) it behaves the same.
+//! symlink) it behaves the same. Invoked under a name ending in `-save`
+//! (`rvsadm-save`, `ipvsadm-save`) it is ipvsadm's `ipvsadm-save` script
+//! (`ipvsadm -S [-n]`); under a name ending in `-restore`, its
+//! `ipvsadm-restore` (clear the table, then `ipvsadm -R` — here as one
+//! atomic batch).
 
 use std::io::{Read, Write};
 use std::process::ExitCode;
@@ -16,7 +20,16 @@ fn main() -> ExitCode {
     let mut argv = std::env::args_os().map(|a| a.to_string_lossy().into_owned());
     let argv0 = argv.next().unwrap_or_else(|| "rvsadm".into());
     let args: Vec<String> = argv.collect();
-    let (out, err, code) = run(&argv0, &args);
+    let name = std::path::Path::new(&argv0)
+        .file_name()
+        .map_or_else(|| argv0.clone(), |n| n.to_string_lossy().into_owned());
+    let (out, err, code) = if name.ends_with("-save") {
+        save_script(&name, &args)
+    } else if name.ends_with("-restore") {
+        restore(&argv0, true)
+    } else {
+        run(&argv0, &args)
+    };
     let _ = std::io::stdout().write_all(out.as_bytes());
     let _ = std::io::stderr().write_all(err.as_bytes());
     ExitCode::from(code)
@@ -31,36 +44,7 @@ fn run(argv0: &str, args: &[String]) -> (String, String, u8) {
     match cmd {
         Command::Help => (cli::help_text(argv0), String::new(), 0),
         Command::Version => (format!("{}\n", cli::version_line()), String::new(), 0),
-        Command::Restore => {
-            let mut input = String::new();
-            if let Err(e) = std::io::stdin().read_to_string(&mut input) {
-                return (String::new(), format!("cannot read the rules: {e}\n"), 2);
-            }
-            let lines = match cli::parse_restore(argv0, &input) {
-                Ok(l) => l,
-                Err((line, e)) => {
-                    let msg = e.render(argv0);
-                    return (
-                        String::new(),
-                        format!("line {line}: {msg}(nothing was applied)\n"),
-                        e.exit_code(),
-                    );
-                }
-            };
-            with_daemon(|c| match c.call(Request::Batch(lines))? {
-                Reply::Ok => Ok((String::new(), String::new(), 0)),
-                Reply::Error(e) => {
-                    let text = strerror::for_reply(&e) + &explained(&e);
-                    let at = e.line.map(|l| format!("line {l}: ")).unwrap_or_default();
-                    Ok((
-                        String::new(),
-                        format!("{at}{text} (nothing was applied)\n"),
-                        255,
-                    ))
-                }
-                other => Err(unexpected(&other)),
-            })
-        }
+        Command::Restore => restore(argv0, false),
         Command::Apply(op) => with_daemon(|c| match c.call(Request::Apply(op.clone()))? {
             Reply::Ok => Ok((String::new(), String::new(), 0)),
             Reply::Error(e) => Ok((
@@ -96,6 +80,76 @@ fn explained(e: &rvs_proto::ErrorReply) -> String {
     } else {
         String::new()
     }
+}
+
+/// `ipvsadm-save [-n]`: the script's arguments — `-n` numeric, any other
+/// option its help (on stderr, exit status 1), other words ignored.
+fn save_script(name: &str, args: &[String]) -> (String, String, u8) {
+    let mut numeric = false;
+    for a in args {
+        if a == "-n" {
+            numeric = true;
+        } else if a.starts_with('-') {
+            return (
+                String::new(),
+                format!(
+                    "{name}: Script to save the IPVS table to stdout.\n   \
+                     With the -n option, prints out the table in numeric format.\n"
+                ),
+                1,
+            );
+        }
+    }
+    let args: Vec<String> = if numeric {
+        vec!["-S".into(), "-n".into()]
+    } else {
+        vec!["-S".into()]
+    };
+    run("ipvsadm", &args)
+}
+
+/// `-R`: the rules on stdin as one atomic batch. With `flush` (as
+/// `ipvsadm-restore`), the batch starts by clearing the table, so the
+/// table becomes exactly the input — or, if any line is bad, stays as it
+/// was.
+fn restore(argv0: &str, flush: bool) -> (String, String, u8) {
+    let mut input = String::new();
+    if let Err(e) = std::io::stdin().read_to_string(&mut input) {
+        return (String::new(), format!("cannot read the rules: {e}\n"), 2);
+    }
+    let mut lines = match cli::parse_restore(argv0, &input) {
+        Ok(l) => l,
+        Err((line, e)) => {
+            let msg = e.render(argv0);
+            return (
+                String::new(),
+                format!("line {line}: {msg}(nothing was applied)\n"),
+                e.exit_code(),
+            );
+        }
+    };
+    if flush {
+        lines.insert(
+            0,
+            rvs_proto::BatchLine {
+                line: 0,
+                op: rvs_proto::Op::Flush,
+            },
+        );
+    }
+    with_daemon(|c| match c.call(Request::Batch(lines))? {
+        Reply::Ok => Ok((String::new(), String::new(), 0)),
+        Reply::Error(e) => {
+            let text = strerror::for_reply(&e) + &explained(&e);
+            let at = e.line.map(|l| format!("line {l}: ")).unwrap_or_default();
+            Ok((
+                String::new(),
+                format!("{at}{text} (nothing was applied)\n"),
+                255,
+            ))
+        }
+        other => Err(unexpected(&other)),
+    })
 }
 
 fn resolver(numeric: bool) -> &'static dyn Resolver {

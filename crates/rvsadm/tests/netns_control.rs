@@ -304,6 +304,78 @@ fn netns_persistence_fwmark_save_restore() {
     let _ = std::fs::remove_dir_all(link.parent().unwrap());
 }
 
+/// `ipvsadm-save` and `ipvsadm-restore` (rvsadm under those names): the
+/// scripts' behaviour — `-S [-n]`, help for other options; restore drops
+/// comments, clears the table and loads — restore in one atomic step.
+#[test]
+fn netns_ipvsadm_save_and_restore_names() {
+    let ns = Ns::with_daemon("saverestore");
+    let dir = std::env::temp_dir().join(format!("rvst-sr-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let save = dir.join("ipvsadm-save");
+    let restore = dir.join("ipvsadm-restore");
+    for l in [&save, &restore] {
+        let _ = std::fs::remove_file(l);
+        std::os::unix::fs::symlink(bin("rvsadm"), l).unwrap();
+    }
+    ns.ok(&["-A", "-t", "122.161.1.101:10", "-s", "wrr"]);
+    ns.ok(&[
+        "-a",
+        "-t",
+        "122.161.1.101:10",
+        "-r",
+        "122.161.10.102:10",
+        "-m",
+    ]);
+    ns.ok(&["-A", "-f", "10", "-s", "rr", "-p", "600"]);
+    ns.ok(&["-a", "-f", "10", "-r", "122.161.10.103", "-g", "-w", "3"]);
+    let numeric = ns.ok(&["-S", "-n"]);
+
+    // ipvsadm-save: -S, or -S -n with -n; other words are ignored.
+    let o = ns.cmd(&save, &[], None);
+    assert_eq!(String::from_utf8_lossy(&o.stdout), ns.ok(&["-S"]));
+    let o = ns.cmd(&save, &["-n"], None);
+    assert!(o.status.success() && o.stderr.is_empty());
+    assert_eq!(String::from_utf8_lossy(&o.stdout), numeric);
+    let o = ns.cmd(&save, &["word", "-n"], None);
+    assert_eq!(String::from_utf8_lossy(&o.stdout), numeric);
+    // Any other option: the script's help on stderr, status 1.
+    let o = ns.cmd(&save, &["-n", "-x"], None);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(o.stdout.is_empty());
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr),
+        "ipvsadm-save: Script to save the IPVS table to stdout.\n   \
+         With the -n option, prints out the table in numeric format.\n"
+    );
+
+    // ipvsadm-restore onto a different table: the table becomes the input.
+    ns.ok(&["-C"]);
+    ns.ok(&["-A", "-u", "10.9.9.9:53", "-s", "sh"]);
+    let input = format!("# saved by ipvsadm-save\n{numeric}");
+    let o = ns.cmd(&restore, &["ignored"], Some(&input));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(ns.ok(&["-S", "-n"]), numeric);
+    // A bad line: nothing changes (ipvsadm-restore would have cleared the
+    // table and loaded the lines before it).
+    let o = ns.cmd(
+        &restore,
+        &[],
+        Some("-A -t 10.1.1.1:80 -s rr\n-A -t 10.1.1.2:80 -s nosuch\n"),
+    );
+    assert_eq!(o.status.code(), Some(255));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr),
+        "line 2: Scheduler or persistence engine not found (nothing was applied)\n"
+    );
+    assert_eq!(ns.ok(&["-S", "-n"]), numeric);
+    // An empty input empties the table.
+    let o = ns.cmd(&restore, &[], Some("# nothing\n"));
+    assert!(o.status.success());
+    assert_eq!(ns.ok(&["-S", "-n"]), "");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn netns_timeouts_zero_stats_rate_conns() {
     let ns = Ns::with_daemon("misc");

@@ -1,0 +1,255 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-or-later
+# The Debian package, tested (run by scripts/test.sh; needs root). Arguments
+# go to scripts/deb.sh (--no-build: package the binaries as they are).
+#  1. builds it (scripts/deb.sh; of the test build by default, which
+#     `cargo test` has just made: RVS_DEB_PROFILE=release for the release
+#     binaries), checks `dpkg-deb -c`/`-I` (binaries, man pages, units,
+#     maintainer scripts, conffiles), that lintian finds no error, and that
+#     every option the parsers accept is in the man pages;
+#  2. installs it into a throwaway root: an overlay of this machine's root
+#     in private mount and network namespaces (what dpkg, update-alternatives
+#     and deb-systemd-helper change lands in a temporary directory), and
+#     checks there that ipvsadm, ipvsadm-save and ipvsadm-restore resolve to
+#     rvsadm through alternatives (also as /sbin/ipvsadm, ldirectord's
+#     path), the units are enabled, `man -l` renders every page, bash and
+#     zsh find the completions, the seed's
+#     save/stop/restore/start sequence gives back the same table, and that
+#     purging leaves nothing behind;
+#  3. in a second throwaway root, with Debian's real ipvsadm package
+#     installed first (apt-get download; skipped if it cannot be fetched):
+#     installing rvs does not replace its files or its service name, and
+#     once it is removed `update-alternatives --auto ipvsadm` gives the
+#     names to rvs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib/packages.sh
+. scripts/lib/target-dir.sh
+
+if [ "$(id -u)" != 0 ]; then
+    echo "test-package.sh needs root (dpkg in a throwaway root, namespaces)" >&2
+    exit 2
+fi
+# bash-completion, zsh: the completions are tried.
+ensure_packages dpkg-dev binutils lintian man-db python3 util-linux bash-completion zsh
+start=$SECONDS
+fail() {
+    echo "FAIL: $*" >&2
+    exit 1
+}
+
+echo "-- build"
+deb=$(./scripts/deb.sh --profile "${RVS_DEB_PROFILE:-debug}" "$@")
+echo "$deb"
+
+echo "-- contents"
+contents=$(dpkg-deb -c "$deb" | awk '{ print $6 }')
+for f in ./usr/sbin/rvsd ./usr/sbin/rvsadm ./usr/sbin/rvs ./usr/sbin/rvsadm-save \
+    ./usr/sbin/rvsadm-restore ./usr/lib/rvs/ipvsadm-service \
+    ./usr/share/man/man8/rvsd.8.gz ./usr/share/man/man8/rvsadm.8.gz \
+    ./usr/share/man/man8/rvs.8.gz ./usr/share/man/man5/rvs-rules.5.gz \
+    ./lib/systemd/system/rvsd.service ./lib/systemd/system/rvs-ipvsadm.service \
+    ./etc/rvs/rvsd.env ./usr/share/doc/rvs/copyright \
+    ./usr/share/doc/rvs/examples/ldirectord.cf ./usr/share/doc/rvs/examples/keepalived.conf \
+    ./usr/share/bash-completion/completions/rvsadm ./usr/share/bash-completion/completions/rvs \
+    ./usr/share/zsh/vendor-completions/_rvsadm ./usr/share/zsh/vendor-completions/_rvs; do
+    grep -qxF "$f" <<<"$contents" || fail "$f is not in the package"
+done
+info=$(dpkg-deb -I "$deb")
+for f in postinst prerm postrm conffiles; do
+    grep -q " $f " <<<"$info" || fail "no $f in the package"
+done
+[ "$(dpkg-deb -f "$deb" Package)" = rvs ] || fail "package name"
+grep -qx /etc/rvs/rvsd.env <<<"$(dpkg-deb --ctrl-tarfile "$deb" | tar -xO ./conffiles)" ||
+    fail "/etc/rvs/rvsd.env is not a conffile"
+grep -q 'update-alternatives --install /usr/sbin/ipvsadm ipvsadm /usr/sbin/rvsadm' \
+    <<<"$(dpkg-deb --ctrl-tarfile "$deb" | tar -xO ./postinst)" ||
+    fail "postinst does not install the ipvsadm alternative"
+
+echo "-- lintian"
+lintian --fail-on error "$deb" 2>&1 | grep -v 'running with root privileges' || true
+lintian --fail-on error "$deb" >/dev/null 2>&1 || fail "lintian reports errors"
+
+echo "-- man pages cover every option"
+work=$(mktemp -d /tmp/rvs-deb-test.XXXXXX)
+cleanup() {
+    # The overlays live in the namespaces of their unshare; only files here.
+    [ -n "${RVS_KEEP_TEST_ROOT:-}" ] || rm -rf "$work"
+}
+trap cleanup EXIT
+dpkg-deb -x "$deb" "$work/x"
+mkdir "$work/man"
+for p in "$work"/x/usr/share/man/man*/*.gz; do
+    [ -L "$p" ] || gunzip -c "$p" >"$work/man/$(basename "$p" .gz)"
+done
+python3 scripts/manpages.py --check-sources "$work/man"
+
+# Run $2 (a script, on stdin of chroot's bash) in a throwaway root: an
+# overlay of / with upper dir $work/$1/upper, in new mount and network
+# namespaces (rvsd's default control socket @rvsd.ctl is then private).
+in_root() {
+    local r=$work/$1
+    mkdir -p "$r/upper" "$r/work" "$r/merged"
+    timeout 600 unshare --mount --net --fork bash -euo pipefail -c '
+        r=$1
+        mount --make-rprivate /
+        mount -t overlay overlay -o "lowerdir=/,upperdir=$r/upper,workdir=$r/work" "$r/merged"
+        mount --rbind /proc "$r/merged/proc"
+        mount --rbind /dev "$r/merged/dev"
+        mount --rbind /sys "$r/merged/sys"
+        mount -t tmpfs tmpfs "$r/merged/run"
+        mount -t tmpfs tmpfs "$r/merged/tmp"
+        cp "$2" "$r/merged/tmp/rvs.deb"
+        [ -z "${3:-}" ] || cp "$3" "$r/merged/tmp/ipvsadm.deb"
+        exec chroot "$r/merged" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root \
+            LC_ALL=C.UTF-8 DEBIAN_FRONTEND=noninteractive bash -euo pipefail -s
+    ' in_root "$r" "$deb" "${2:-}"
+}
+
+echo "-- install, use and purge in a throwaway root"
+in_root plain <<'EOF'
+fail() { echo "FAIL (in the throwaway root): $*" >&2; exit 1; }
+dpkg -i /tmp/rvs.deb >/dev/null
+grep -q '^Status: install ok installed' <<<"$(dpkg -s rvs)" || fail "rvs is not installed"
+
+# Installed again (an upgrade's path: postinst configure with the old
+# version): an operator's change to the conffile stays, the rest is as before.
+echo 'RVSD_OPTS=--interface eth0' >>/etc/rvs/rvsd.env
+dpkg -i /tmp/rvs.deb >/dev/null
+grep -qx 'RVSD_OPTS=--interface eth0' /etc/rvs/rvsd.env || fail "the conffile lost its change"
+grep -qx /etc/rvs/rvsd.env <<<"$(dpkg-query -W -f '${Conffiles}' rvs | awk '{ print $1 }')" ||
+    fail "/etc/rvs/rvsd.env is not a conffile once installed"
+
+# ipvsadm through alternatives, where ldirectord looks.
+for n in ipvsadm ipvsadm-save ipvsadm-restore; do
+    [ "$(readlink /etc/alternatives/$n)" = /usr/sbin/rvs${n#ipvs} ] || fail "alternative $n"
+    [ "$(readlink -f /usr/sbin/$n)" = /usr/sbin/rvsadm ] || fail "/usr/sbin/$n is not rvsadm"
+done
+grep -qx 'Value: /usr/sbin/rvsadm' <<<"$(update-alternatives --query ipvsadm)" || fail "ipvsadm alternative"
+[ -x /sbin/ipvsadm ] && [ "$(readlink -f /sbin/ipvsadm)" = /usr/sbin/rvsadm ] ||
+    fail "ldirectord's /sbin/ipvsadm is not rvsadm"
+[ "$(ipvsadm -v)" = "ipvsadm v1.31 2019/12/24 (compiled with popt and IPVS v1.2.1)" ] ||
+    fail "ipvsadm -v"
+
+# Units enabled (not started: no systemd runs here, and postinst starts nothing).
+[ -L /etc/systemd/system/multi-user.target.wants/rvsd.service ] || fail "rvsd.service not enabled"
+[ "$(readlink /etc/systemd/system/ipvsadm.service)" = /lib/systemd/system/rvs-ipvsadm.service ] ||
+    fail "ipvsadm.service is not the alias of rvs-ipvsadm.service"
+
+# The units as systemd reads them (paths, directives).
+out=$(systemd-analyze verify /lib/systemd/system/rvsd.service /lib/systemd/system/rvs-ipvsadm.service 2>&1) ||
+    fail "systemd-analyze verify: $out"
+
+# Every page renders, without warnings (also ipvsadm(8) through alternatives).
+for p in /usr/share/man/man8/rvsd.8.gz /usr/share/man/man8/rvsadm.8.gz \
+    /usr/share/man/man8/rvs.8.gz /usr/share/man/man5/rvs-rules.5.gz \
+    /usr/share/man/man8/ipvsadm.8.gz /usr/share/man/man8/ipvsadm-save.8.gz; do
+    out=$(MANWIDTH=80 man --warnings -l "$p" 2>/tmp/man.err)
+    [ ! -s /tmp/man.err ] || { cat /tmp/man.err; fail "man -l $p warns"; }
+    [ "$(wc -l <<<"$out")" -gt 20 ] || fail "man -l $p: too short"
+done
+
+# Completions, where the shells find them.
+got=$(bash -c '
+    source /usr/share/bash-completion/bash_completion
+    _completion_loader rvsadm; _completion_loader rvs
+    COMP_WORDS=(rvsadm -A -t 10.0.0.1:80 -s w); COMP_CWORD=5
+    COMP_LINE="${COMP_WORDS[*]}"; COMP_POINT=${#COMP_LINE}
+    _rvsadm; echo "${COMPREPLY[*]}"
+    COMP_WORDS=(rvs realserver ""); COMP_CWORD=2
+    COMP_LINE="rvs realserver "; COMP_POINT=${#COMP_LINE}
+    _rvs; echo "${COMPREPLY[*]}"')
+[ "$got" = "$(printf 'wrr wlc\nup down')" ] || fail "bash completion: $got"
+got=$(zsh -fc 'autoload -U compinit && compinit -u -D && print $_comps[rvsadm] $_comps[rvs] $_comps[rvsadm-save]')
+[ "$got" = "_rvsadm _rvs _rvsadm" ] || fail "zsh completion: $got"
+
+# The seed's sequence (/etc/sysconfig layout), with the commands the units
+# run for `systemctl stop|start ipvsadm`, against the packaged rvsd.
+ip link set lo up
+rvsd --io none >/tmp/rvsd.log 2>&1 &
+rvsd_pid=$!
+# Whatever happens, no rvsd outlives the test (nor holds its output open).
+trap 'kill "$rvsd_pid" 2>/dev/null || true' EXIT
+for _ in $(seq 50); do ipvsadm -L -n >/dev/null 2>&1 && break; sleep 0.1; done
+unit=/lib/systemd/system/rvs-ipvsadm.service
+exec_start=$(sed -n 's/^ExecStart=//p' $unit)
+exec_stop=$(sed -n 's/^ExecStop=//p' $unit)
+mkdir -p /etc/sysconfig
+ipvsadm -A -t 122.161.1.101:10 -s wrr
+ipvsadm -a -t 122.161.1.101:10 -r 122.161.10.102:10 -m -w 1
+ipvsadm -a -t 122.161.1.101:10 -r 122.161.10.103:10 -m -w 2
+ipvsadm -A -u 122.161.1.101:53 -s rr -p 600
+ipvsadm -a -u 122.161.1.101:53 -r 122.161.10.104:53 -m
+ipvsadm -A -f 10 -s sh
+ipvsadm -a -f 10 -r 122.161.10.105:0 -g -w 3
+want=$(ipvsadm -S -n)
+ipvsadm-save >/etc/sysconfig/ipvsadm
+[ "$(cat /etc/sysconfig/ipvsadm)" = "$(ipvsadm -S)" ] || fail "ipvsadm-save is not ipvsadm -S"
+$exec_stop                                    # systemctl stop ipvsadm
+[ "$(ipvsadm -S -n)" = "" ] || fail "stop did not clear the table"
+[ "$(cat /etc/sysconfig/ipvsadm)" = "$want" ] || fail "stop did not save the table (-n)"
+ipvsadm-restore </etc/sysconfig/ipvsadm
+[ "$(ipvsadm -S -n)" = "$want" ] || fail "ipvsadm-restore did not restore the table"
+$exec_start                                   # systemctl start ipvsadm
+[ "$(ipvsadm -S -n)" = "$want" ] || fail "start did not give the same table"
+echo "seed sequence: the same table ($(wc -l <<<"$want") rules)"
+
+# A real server set up by rvs (its record in /run/rvs): removal undoes it.
+rvs realserver up --vip 10.9.9.9 >/dev/null
+grep -q 10.9.9.9 <<<"$(ip -o addr show dev lo)" || fail "realserver up"
+kill "$rvsd_pid"
+wait "$rvsd_pid" || fail "rvsd did not stop cleanly: $(cat /tmp/rvsd.log)"
+
+dpkg --purge rvs >/dev/null
+! grep -q 10.9.9.9 <<<"$(ip -o addr show dev lo)" || fail "the real server's VIP outlived the package"
+[ ! -e /run/rvs ] || fail "/run/rvs outlived the package"
+! update-alternatives --query ipvsadm >/dev/null 2>&1 || fail "the ipvsadm alternative outlived the package"
+[ -e /etc/sysconfig/ipvsadm ] || fail "purge removed the operator's /etc/sysconfig/ipvsadm"
+EOF
+# What the package did to the root, beyond dpkg's own records and logs:
+# nothing may be left (names with rvs or ipvsadm, except the operator's
+# /etc/sysconfig/ipvsadm of the sequence above, and man-db's cache of
+# formatted pages, /var/cache/man, which man-db expires itself;
+# systemd-analyze's check of Documentation=man:... fills it).
+left=$(cd "$work/plain/upper" && find . \( -iname '*rvs*' -o -iname '*ipvsadm*' \) ! -type c |
+    grep -v -e '^./etc/sysconfig/ipvsadm$' -e '^./var/log/' -e '^./var/cache/man/' || true)
+[ -z "$left" ] || fail "left behind after purge: $left"
+echo "purge left nothing behind"
+
+echo "-- next to Debian's ipvsadm package"
+ipvsadm_deb=
+dl=$(target_dir)/debian/download
+mkdir -p "$dl"
+ipvsadm_deb=$(ls "$dl"/ipvsadm_*.deb 2>/dev/null | head -1 || true)
+if [ -z "$ipvsadm_deb" ]; then
+    (cd "$dl" && apt-get download -q ipvsadm >/dev/null 2>&1) || true
+    ipvsadm_deb=$(ls "$dl"/ipvsadm_*.deb 2>/dev/null | head -1 || true)
+fi
+if [ -z "$ipvsadm_deb" ]; then
+    echo "SKIP: the ipvsadm package could not be downloaded"
+else
+    in_root real "$ipvsadm_deb" <<'EOF'
+fail() { echo "FAIL (in the throwaway root): $*" >&2; exit 1; }
+# Its init script must not run here.
+printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+dpkg -i --force-depends /tmp/ipvsadm.deb >/dev/null 2>&1 || fail "ipvsadm did not install"
+sum=$(md5sum </usr/sbin/ipvsadm)
+dpkg -i /tmp/rvs.deb >/dev/null 2>&1 || fail "rvs did not install next to ipvsadm"
+for n in ipvsadm ipvsadm-save ipvsadm-restore; do
+    [ ! -L /usr/sbin/$n ] || fail "/usr/sbin/$n was replaced by a link"
+done
+[ "$(md5sum </usr/sbin/ipvsadm)" = "$sum" ] || fail "/usr/sbin/ipvsadm changed"
+grep -q '^ipvsadm:' <<<"$(dpkg -S /sbin/ipvsadm)" || fail "/sbin/ipvsadm is not the ipvsadm package's"
+[ ! -e /etc/systemd/system/ipvsadm.service ] || fail "ipvsadm.service was taken from the ipvsadm package"
+[ -x /usr/sbin/rvsadm ] || fail "no rvsadm"
+# The operator chooses rvs: remove the kernel tool, hand over the names.
+dpkg -r ipvsadm >/dev/null 2>&1
+update-alternatives --auto ipvsadm >/dev/null 2>&1
+[ "$(readlink -f /usr/sbin/ipvsadm)" = /usr/sbin/rvsadm ] || fail "--auto did not give ipvsadm to rvs"
+[ "$(readlink -f /usr/sbin/ipvsadm-restore)" = /usr/sbin/rvsadm ] || fail "ipvsadm-restore"
+dpkg --purge rvs >/dev/null 2>&1
+[ ! -e /usr/sbin/ipvsadm ] || fail "/usr/sbin/ipvsadm outlived rvs"
+echo "ipvsadm's files kept; names handed over on request"
+EOF
+fi
+echo "package tests passed in $((SECONDS - start)) s"
