@@ -283,6 +283,11 @@ fn serve(o: Options) -> Result<(), (u8, String)> {
     }
     server::spawn_housekeeping(Arc::clone(&shared))
         .map_err(|e| (EXIT_FAILURE, format!("cannot start a thread: {e}")))?;
+    if let Some(addr) = o.metrics {
+        server::spawn_metrics(Arc::clone(&shared), addr, o.metrics_labels.clone())
+            .map_err(|e| (EXIT_FAILURE, e))?;
+        eprintln!("rvsd: metrics at http://{addr}/metrics");
+    }
 
     eprintln!("rvsd {} serving on {endpoint}", env!("CARGO_PKG_VERSION"));
     if interfaces.is_empty() {

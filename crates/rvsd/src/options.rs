@@ -64,6 +64,23 @@ Options:
                         acknowledged: a temporary file, fsync, rename, so
                         FILE is always whole and a kill -9 loses no rule;
                         SIGHUP writes it again. Usually the --rules file
+  --metrics ADDR:PORT   serve Prometheus metrics over HTTP at
+                        http://ADDR:PORT/metrics: node_exporter's
+                        node_ipvs_* series (same names and labels, so its
+                        dashboards and alerts work) and rvs_* series of
+                        the data plane. Off unless given. Read-only and
+                        unauthenticated, like node_exporter: bind it to
+                        127.0.0.1 or a management address, not to the
+                        VIPs' network (the table's addresses and counters
+                        are in it)
+  --metrics-backend-labels LIST
+                        labels of the per-real-server node_ipvs_backend_*
+                        series, comma-separated, as node_exporter's
+                        --collector.ipvs.backend-labels: any of
+                        local_address, local_port, remote_address,
+                        remote_port, proto, local_mark (default: all);
+                        real servers with equal kept labels are summed,
+                        which bounds the series of large tables
   -h, --help            print this help
   -V, --version         print the version
 ";
@@ -90,6 +107,10 @@ pub struct Options {
     pub group: Option<String>,
     /// `--max-conns`.
     pub max_conns: usize,
+    /// `--metrics`.
+    pub metrics: Option<std::net::SocketAddr>,
+    /// `--metrics-backend-labels`.
+    pub metrics_labels: crate::metrics::BackendLabels,
 }
 
 impl Default for Options {
@@ -104,6 +125,8 @@ impl Default for Options {
             fast_path_entries: FAST_PATH_ENTRIES,
             group: None,
             max_conns: MAX_CONNS,
+            metrics: None,
+            metrics_labels: crate::metrics::BackendLabels::default(),
         }
     }
 }
@@ -292,6 +315,20 @@ pub fn parse_with_env(
                     }
                 };
             }
+            Long("metrics") => {
+                let v = text(p.value().map_err(|e| e.to_string())?, "--metrics")?;
+                o.metrics = Some(v.parse().map_err(|_| {
+                    format!("--metrics {v}: expected ADDR:PORT (e.g. 127.0.0.1:9876, [::1]:9876)")
+                })?);
+            }
+            Long("metrics-backend-labels") => {
+                let v = p.value().map_err(|e| e.to_string())?;
+                let v = v
+                    .into_string()
+                    .map_err(|_| "--metrics-backend-labels: not UTF-8".to_string())?;
+                o.metrics_labels = crate::metrics::BackendLabels::parse(&v)
+                    .map_err(|e| format!("--metrics-backend-labels {v}: {e}"))?;
+            }
             Short('h') | Long("help") => return Ok(Command::Help),
             Short('V') | Short('v') | Long("version") => return Ok(Command::Version),
             _ => return Err(arg.unexpected().to_string()),
@@ -341,8 +378,26 @@ mod tests {
                 fast_path_entries: FAST_PATH_ENTRIES,
                 group: None,
                 max_conns: MAX_CONNS,
+                metrics: None,
+                metrics_labels: crate::metrics::BackendLabels::default(),
             })
         );
+        assert_eq!(
+            parse(args(&[
+                "--metrics",
+                "[::1]:9876",
+                "--metrics-backend-labels",
+                "proto,local_port"
+            ]))
+            .unwrap(),
+            Command::Run(Options {
+                metrics: Some("[::1]:9876".parse().unwrap()),
+                metrics_labels: crate::metrics::BackendLabels::parse("local_port,proto").unwrap(),
+                ..Options::default()
+            })
+        );
+        assert!(parse(args(&["--metrics", "9876"])).is_err());
+        assert!(parse(args(&["--metrics-backend-labels", "port"])).is_err());
         assert_eq!(
             parse(args(&["--group", "rvs"])).unwrap(),
             Command::Run(Options {

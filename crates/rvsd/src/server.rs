@@ -88,6 +88,8 @@ pub struct Shared {
     /// The generation the data plane last failed to put into its filters,
     /// and why (cleared once a later one is in).
     sync_failed: Mutex<Option<(u64, String)>>,
+    /// Control requests handled, by kind: (count, seconds).
+    requests: Mutex<std::collections::BTreeMap<&'static str, (u64, f64)>>,
     /// The running data plane's counters and filters.
     dp: OnceLock<Arc<DpShared>>,
     /// `--save FILE`.
@@ -113,6 +115,7 @@ impl Shared {
             dataplane: AtomicBool::new(false),
             synced: AtomicU64::new(0),
             sync_failed: Mutex::new(None),
+            requests: Mutex::new(std::collections::BTreeMap::new()),
             dp: OnceLock::new(),
             saver: OnceLock::new(),
         })
@@ -232,6 +235,55 @@ impl Shared {
             }
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
+    }
+
+    /// Count a control request of `kind` that took `secs`.
+    fn note_request(&self, kind: &'static str, secs: f64) {
+        let mut r = self.requests.lock().unwrap_or_else(|e| e.into_inner());
+        let e = r.entry(kind).or_default();
+        e.0 += 1;
+        e.1 += secs;
+    }
+
+    /// What a metrics scrape shows ([`crate::metrics`]): the table and the
+    /// engine's counters under the lock (after crediting the fast path, as
+    /// `rvsadm -L --stats` does), the data plane's and the requests' after.
+    pub fn metrics_snapshot(&self) -> crate::metrics::Snapshot {
+        let (total, services, engine) = {
+            let mut state = self.lock();
+            self.credit_fast_path(&mut state);
+            (
+                crate::convert::stats(&state.engine().stats().shown()),
+                state.services(),
+                crate::convert::engine_counters(state.engine_mut()),
+            )
+        };
+        let mut snap = crate::metrics::Snapshot {
+            total,
+            services,
+            engine: Some(engine),
+            requests: self
+                .requests
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+            ..crate::metrics::Snapshot::default()
+        };
+        if let Reply::DataPlaneStats {
+            mode,
+            workers,
+            classifier,
+            fast_path,
+            ..
+        } = self.dataplane_stats()
+        {
+            snap.mode = mode;
+            snap.workers = workers;
+            snap.classifier = classifier;
+            snap.fast_path = fast_path;
+        }
+        snap.filter_out_of_step = self.sync_failure();
+        snap
     }
 
     /// The clock the handler uses.
@@ -482,8 +534,11 @@ pub fn serve_connection(stream: UnixStream, shared: &Shared) {
             return;
         }
         // Decode and encode outside the lock; only the handling holds it.
+        let started = std::time::Instant::now();
+        let mut kind = "undecodable";
         let reply = match decode_request(&line) {
             Ok(req) => {
+                kind = request_kind(&req);
                 if matches!(req, Request::DataPlaneStats) {
                     // Credited first, so that the fast path's packets and
                     // bytes are as current as its own hit counter.
@@ -535,6 +590,7 @@ pub fn serve_connection(stream: UnixStream, shared: &Shared) {
             Err(f) => f.reply(None, None),
         };
         drop(line);
+        shared.note_request(kind, started.elapsed().as_secs_f64());
         if writer.write_all(&encode(&reply)).is_err() {
             return;
         }
@@ -594,6 +650,72 @@ pub fn read_line<R: BufRead>(r: &mut R, limit: usize) -> io::Result<Option<Vec<u
         ));
     }
     Ok(Some(line))
+}
+
+/// The name of a request's kind in the metrics (`rvs_control_request_seconds`).
+fn request_kind(r: &Request) -> &'static str {
+    match r {
+        Request::Info => "info",
+        Request::Apply(_) => "apply",
+        Request::Batch(_) => "batch",
+        Request::ListServices => "list_services",
+        Request::GetService(_) => "get_service",
+        Request::GetTimeouts => "get_timeouts",
+        Request::ListDaemons => "list_daemons",
+        Request::ListConns => "list_conns",
+        Request::GlobalStats => "global_stats",
+        Request::DataPlaneStats => "dataplane_stats",
+        Request::FwmarkAdd(_) => "fwmark_add",
+        Request::FwmarkDel(_) => "fwmark_del",
+        Request::FwmarkList => "fwmark_list",
+        Request::FwmarkFlush => "fwmark_flush",
+        Request::GetSysctls => "get_sysctls",
+        Request::SetSysctls(_) => "set_sysctls",
+    }
+}
+
+/// Serve `GET /metrics` on `addr` until rvsd stops: one thread, one
+/// request at a time ([`crate::metrics`]). The listener is bound before
+/// this returns, so a bad address stops rvsd at start.
+pub fn spawn_metrics(
+    shared: Arc<Shared>,
+    addr: std::net::SocketAddr,
+    labels: crate::metrics::BackendLabels,
+) -> Result<(), String> {
+    let server = tiny_http::Server::http(addr)
+        .map_err(|e| format!("--metrics {addr}: cannot listen: {e}"))?;
+    std::thread::Builder::new()
+        .name("metrics".into())
+        .spawn(move || {
+            let ctype = tiny_http::Header::from_bytes(
+                &b"Content-Type"[..],
+                crate::metrics::CONTENT_TYPE.as_bytes(),
+            )
+            .ok();
+            while !shared.stopping() {
+                let Ok(Some(req)) = server.recv_timeout(Duration::from_millis(200)) else {
+                    continue;
+                };
+                let path = req.url().split('?').next().unwrap_or_default().to_string();
+                let response = match (req.method(), path.as_str()) {
+                    (tiny_http::Method::Get, "/metrics") => {
+                        let text = crate::metrics::render(&shared.metrics_snapshot(), &labels);
+                        let mut r = tiny_http::Response::from_string(text);
+                        if let Some(h) = ctype.clone() {
+                            r.add_header(h);
+                        }
+                        r
+                    }
+                    (tiny_http::Method::Get, "/") => {
+                        tiny_http::Response::from_string("rvsd: metrics at /metrics\n")
+                    }
+                    _ => tiny_http::Response::from_string("not found\n").with_status_code(404),
+                };
+                let _ = req.respond(response);
+            }
+        })
+        .map_err(|e| format!("cannot start a thread: {e}"))?;
+    Ok(())
 }
 
 #[cfg(test)]
