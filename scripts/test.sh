@@ -17,9 +17,12 @@ cd "$(dirname "$0")/.."
 echo "wireshark-common wireshark-common/install-setuid boolean false" |
     debconf-set-selections 2>/dev/null || true
 ensure_packages clang libbpf-dev iproute2 socat curl apache2-utils python3 \
-    nftables openssl haproxy nginx-light libnginx-mod-stream wrk util-linux tshark
-# As root the packages above are installed, so the tshark test must not skip.
-if [ "$(id -u)" = 0 ]; then export RVS_REQUIRE_TSHARK=1; fi
+    nftables openssl haproxy nginx-light libnginx-mod-stream wrk util-linux tshark \
+    prometheus
+# As root the packages above are installed, so the tshark and Prometheus
+# tests (crates/rvsd/tests/netns_metrics.rs: a real Prometheus scrapes
+# rvsd --metrics; promtool checks the text) must not skip.
+if [ "$(id -u)" = 0 ]; then export RVS_REQUIRE_TSHARK=1 RVS_REQUIRE_PROMETHEUS=1; fi
 # The control-plane security tests run clients as nobody, who cannot use a
 # python under /root (pyenv): Debian's own /usr/bin/python3.
 [ -x /usr/bin/python3 ] || ensure_packages python3-minimal
