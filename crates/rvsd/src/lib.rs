@@ -315,7 +315,27 @@ fn serve(o: Options) -> Result<(), (u8, String)> {
             )
         }
     };
+    // systemd (Type=notify): ready once the rules are loaded, the data
+    // plane is attached and its workers run, and the control socket (bound
+    // above) answers. Without $NOTIFY_SOCKET this does nothing.
+    let status = {
+        let services = shared.lock().services().len();
+        format!(
+            "serving {services} virtual service(s); packet I/O: {}",
+            shared.dataplane_mode()
+        )
+    };
+    if let Err(e) = sd_notify::notify(
+        false,
+        &[
+            sd_notify::NotifyState::Ready,
+            sd_notify::NotifyState::Status(&status),
+        ],
+    ) {
+        eprintln!("rvsd: cannot tell systemd it is ready: {e}");
+    }
     server::accept_loop(&listener, &shared);
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     // The workers see the stop flag within their poll interval; stopping
     // joins them (closing the sockets), prints their counters and detaches
     // the classifier or deletes the nftables table.

@@ -154,6 +154,18 @@ impl Shared {
         self.set_dataplane_active();
     }
 
+    /// The packet I/O in use, with its workers, for logs and systemd's
+    /// STATUS (`none` without a data plane).
+    pub fn dataplane_mode(&self) -> String {
+        match self.dataplane_stats() {
+            Reply::DataPlaneStats { mode, workers, .. } if !workers.is_empty() => {
+                format!("{mode}, {} worker(s)", workers.len())
+            }
+            Reply::DataPlaneStats { mode, .. } => mode,
+            _ => "none".into(),
+        }
+    }
+
     /// The reply to `Request::DataPlaneStats`.
     pub fn dataplane_stats(&self) -> Reply {
         match self.dp.get() {
