@@ -131,6 +131,7 @@ Architecture: $arch
 Maintainer: rvs developers <rvs@example.invalid>
 Installed-Size: $size
 Depends: $depends
+Provides: ipvsadm
 Recommends: nftables
 Suggests: ldirectord, keepalived
 Section: net
