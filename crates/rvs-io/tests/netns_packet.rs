@@ -47,6 +47,24 @@ impl Ns {
         for dev in ["p0", "p1"] {
             run("ip", &["-n", &ns.0, "link", "set", dev, "up"]);
         }
+        // The kernel attaches a device's qdisc (until then frames sent on
+        // it are dropped) and sets its operstate from its link-watch work,
+        // up to a second after `link set up` on a busy machine: wait for
+        // both ends to say UP before the test sends anything.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for dev in ["p0", "p1"] {
+            loop {
+                let o = Command::new("ip")
+                    .args(["-n", &ns.0, "-o", "link", "show", dev])
+                    .output()
+                    .expect("ip link show");
+                if String::from_utf8_lossy(&o.stdout).contains("state UP") {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "{dev} never came up");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
         ns
     }
 

@@ -438,6 +438,26 @@ pub fn veth_queues(a: &str, a_if: &str, b: &str, b_if: &str, q: u32) {
     );
     ipn(a, &format!("link set {a_if} up"));
     ipn(b, &format!("link set {b_if} up"));
+    wait_up(a, a_if);
+    wait_up(b, b_if);
+}
+
+/// Wait until `dev` in `ns` says `state UP`: the kernel attaches its qdisc
+/// (frames sent before are dropped) and sets its operstate from the
+/// link-watch work, up to a second after `link set up` on a busy machine.
+pub fn wait_up(ns: &str, dev: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let o = Command::new("ip")
+            .args(["-n", ns, "-o", "link", "show", dev])
+            .output()
+            .expect("ip link show");
+        if String::from_utf8_lossy(&o.stdout).contains("state UP") {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{dev} in {ns} never came up");
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// Connect from `ns` to `addr:port`; what the server said, or `None`.
