@@ -54,9 +54,11 @@
 //! state it shares with the thread (the published slots, requests, the
 //! generation). `netlink` builds and parses the rtnetlink messages: the
 //! sockets, dumps and events, `RTM_GETROUTE` and its answer. `worker` is
-//! the thread's state: the tables it mirrors, which destinations use which
-//! neighbour, the pending/ready/failed bookkeeping and its publication,
-//! and the timers.
+//! the thread: its main loop, requests, timers, settling and publication.
+//! `state` holds the decisions that need no socket (a destination's state
+//! from its route and the tables, which destinations use which neighbour,
+//! the pending/ready/failed bookkeeping, what the timers find), unit-tested
+//! without namespaces; its module docs say what is still in the worker.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -69,6 +71,7 @@ use std::time::{Duration, Instant};
 use rustix::event::EventfdFlags;
 
 mod netlink;
+mod state;
 mod worker;
 
 use worker::Worker;

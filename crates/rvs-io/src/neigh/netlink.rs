@@ -24,7 +24,8 @@ use rustix::io::Errno;
 use rustix::net::RecvFlags;
 
 use super::NeighError;
-use super::worker::{Link, NKey, Neigh, Route, Worker};
+use super::state::{Link, NKey, Neigh, Route};
+use super::worker::Worker;
 
 // ----- kernel constants ------------------------------------------------------------
 

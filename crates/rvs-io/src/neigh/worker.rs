@@ -20,23 +20,14 @@ use netlink_packet_route::neighbour::{
 use rustix::event::{PollFd, PollFlags, Timespec};
 
 use super::netlink::{GROUPS, NlSock, family, poke};
-use super::{
-    IfInfo, NeighError, NextHop, READY_QUEUE_MAX, Request, ResolverConfig, Shared, Slot, SlotState,
-    lock, read, write,
+use super::state::{
+    self, Dst, Link, NKey, NUD_INCOMPLETE, NUD_USABLE, Neigh, Published, Route, decide,
+    pending_expired, reassign, record, stale_in_use,
 };
-
-// Neighbour states (NUD_*).
-pub(super) const NUD_INCOMPLETE: u16 = 0x01;
-pub(super) const NUD_REACHABLE: u16 = 0x02;
-pub(super) const NUD_STALE: u16 = 0x04;
-pub(super) const NUD_DELAY: u16 = 0x08;
-pub(super) const NUD_PROBE: u16 = 0x10;
-pub(super) const NUD_FAILED: u16 = 0x20;
-pub(super) const NUD_NOARP: u16 = 0x40;
-pub(super) const NUD_PERMANENT: u16 = 0x80;
-/// States in which the entry's link-layer address can be used.
-pub(super) const NUD_USABLE: u16 =
-    NUD_REACHABLE | NUD_STALE | NUD_DELAY | NUD_PROBE | NUD_NOARP | NUD_PERMANENT;
+use super::{
+    IfInfo, NeighError, READY_QUEUE_MAX, Request, ResolverConfig, Shared, Slot, SlotState, lock,
+    read, write,
+};
 
 /// A failed resynchronisation is tried again after this long.
 pub(super) const RESYNC_RETRY: Duration = Duration::from_secs(1);
@@ -44,68 +35,6 @@ pub(super) const RESYNC_RETRY: Duration = Duration::from_secs(1);
 pub(super) const SOLICIT_DEDUP: Duration = Duration::from_secs(1);
 
 // ----- the resolver thread ---------------------------------------------------------
-
-pub(super) type NKey = (u32, IpAddr);
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Neigh {
-    pub(super) state: u16,
-    pub(super) mac: Option<[u8; 6]>,
-}
-
-impl Neigh {
-    pub(super) fn usable_mac(&self) -> Option<[u8; 6]> {
-        if self.state & NUD_USABLE != 0 {
-            self.mac
-        } else {
-            None
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Link {
-    pub(super) name: String,
-    pub(super) mac: Option<[u8; 6]>,
-    pub(super) mtu: u32,
-    pub(super) flags: LinkFlags,
-}
-
-impl Link {
-    /// Frames out of this link need a neighbour's MAC.
-    pub(super) fn needs_neighbour(&self) -> bool {
-        self.mac.is_some()
-            && !self
-                .flags
-                .intersects(LinkFlags::Noarp | LinkFlags::Loopback)
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Route {
-    pub(super) ifindex: u32,
-    pub(super) via: IpAddr,
-    pub(super) src: Option<IpAddr>,
-}
-
-/// What the thread knows about a tracked destination.
-#[derive(Debug)]
-pub(super) struct Dst {
-    pub(super) route: Result<Route, NeighError>,
-    /// What is published in the slot (without the failure time); `None`
-    /// before the first publication.
-    pub(super) published: Option<Published>,
-    /// When the current wait for a neighbour started.
-    pub(super) pending_since: Option<Instant>,
-    pub(super) failed_at: Instant,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub(super) enum Published {
-    Pending,
-    Ready(NextHop),
-    Failed(NeighError),
-}
 
 pub(super) struct Worker {
     pub(super) shared: Arc<Shared>,
@@ -277,13 +206,7 @@ impl Worker {
     }
 
     pub(super) fn unuse(&mut self, key: NKey, dst: IpAddr) {
-        if let Entry::Occupied(mut e) = self.users.entry(key) {
-            e.get_mut().remove(&dst);
-            if e.get().is_empty() {
-                e.remove();
-                self.solicited.remove(&key);
-            }
-        }
+        state::unuse(&mut self.users, &mut self.solicited, key, dst);
     }
 
     pub(super) fn set_route(&mut self, dst: IpAddr, route: Result<Route, NeighError>) {
@@ -293,14 +216,7 @@ impl Worker {
             .and_then(|d| d.route.as_ref().ok())
             .map(|r| (r.ifindex, r.via));
         let new_key = route.as_ref().ok().map(|r| (r.ifindex, r.via));
-        if old_key != new_key {
-            if let Some(k) = old_key {
-                self.unuse(k, dst);
-            }
-            if let Some(k) = new_key {
-                self.users.entry(k).or_default().insert(dst);
-            }
-        }
+        reassign(&mut self.users, &mut self.solicited, dst, old_key, new_key);
         match self.dsts.entry(dst) {
             Entry::Occupied(mut e) => e.get_mut().route = route,
             Entry::Vacant(e) => {
@@ -316,44 +232,13 @@ impl Worker {
 
     pub(super) fn timers(&mut self, now: Instant) {
         // Neighbours that neither answered nor failed.
-        let expired: Vec<IpAddr> = self
-            .pending
-            .iter()
-            .filter(|dst| {
-                self.dsts.get(dst).is_some_and(|d| {
-                    d.pending_since
-                        .is_some_and(|s| now >= s + self.cfg.pending_timeout)
-                })
-            })
-            .copied()
-            .collect();
-        for dst in expired {
-            let err = match &self.dsts[&dst].route {
-                Ok(r) => NeighError::Unresolved {
-                    dst,
-                    via: r.via,
-                    ifindex: r.ifindex,
-                },
-                Err(e) => e.clone(),
-            };
+        let expired = pending_expired(&self.pending, &self.dsts, self.cfg.pending_timeout, now);
+        for (dst, err) in expired {
             self.publish(dst, Published::Failed(err), true);
         }
         if now >= self.next_refresh {
             self.next_refresh = now + self.cfg.refresh_interval;
-            let stale: Vec<NKey> = self
-                .users
-                .iter()
-                .filter(|(key, users)| {
-                    self.neighs.get(key).is_some_and(|n| n.state == NUD_STALE)
-                        && users.iter().any(|d| {
-                            self.dsts
-                                .get(d)
-                                .is_some_and(|d| matches!(d.published, Some(Published::Ready(_))))
-                        })
-                })
-                .map(|(key, _)| *key)
-                .collect();
-            for key in stale {
+            for key in stale_in_use(&self.users, &self.neighs, &self.dsts) {
                 self.solicit(key);
             }
         }
@@ -445,86 +330,22 @@ impl Worker {
     /// failed.
     pub(super) fn evaluate(&mut self, dst: IpAddr, fresh: bool) {
         let Some(d) = self.dsts.get(&dst) else { return };
-        let prev = d.published.clone();
-        let r = match &d.route {
-            Err(e) => {
-                let e = e.clone();
-                self.publish(dst, Published::Failed(e), fresh);
-                return;
-            }
-            Ok(r) => r.clone(),
-        };
-        let Some((ifname, needs_neighbour)) = self
-            .links
-            .get(&r.ifindex)
-            .map(|l| (l.name.clone(), l.needs_neighbour()))
-        else {
-            let reason = format!("unknown egress interface {}", r.ifindex);
-            self.publish(
-                dst,
-                Published::Failed(NeighError::NoRoute { dst, reason }),
-                fresh,
-            );
-            return;
-        };
-        let hop = NextHop {
-            ifindex: r.ifindex,
-            ifname,
-            neighbour_mac: [0; 6],
-            via: r.via,
-            src: r.src,
-        };
-        if !needs_neighbour {
-            self.publish(dst, Published::Ready(hop), fresh);
-            return;
-        }
-        let key = (r.ifindex, r.via);
-        let n = self.neighs.get(&key).copied();
-        if let Some(mac) = n.and_then(|n| n.usable_mac()) {
-            self.solicited.remove(&key);
-            self.publish(
-                dst,
-                Published::Ready(NextHop {
-                    neighbour_mac: mac,
-                    ..hop
-                }),
-                fresh,
-            );
-            return;
-        }
-        let failed = n.is_some_and(|n| n.state == NUD_FAILED);
-        let unresolved = NeighError::Unresolved {
+        let decision = decide(
             dst,
-            via: r.via,
-            ifindex: r.ifindex,
-        };
-        let next = match prev {
-            // Deleted, or being probed again: keep the last MAC meanwhile (same
-            // interface and neighbour only).
-            Some(Published::Ready(old))
-                if !fresh && old.ifindex == hop.ifindex && old.via == hop.via =>
-            {
-                if failed {
-                    Published::Failed(unresolved)
-                } else {
-                    self.solicit(key);
-                    Published::Ready(NextHop {
-                        neighbour_mac: old.neighbour_mac,
-                        ..hop
-                    })
-                }
-            }
-            // Stays failed until retried.
-            Some(Published::Failed(e)) if !fresh => Published::Failed(e),
-            Some(Published::Pending) if !fresh && failed && self.solicited.contains_key(&key) => {
-                Published::Failed(unresolved)
-            }
-            _ => {
-                self.solicit(key);
-                Published::Pending
-            }
-        };
-        self.publish(dst, next, fresh);
+            &d.route,
+            d.published.as_ref(),
+            &self.links,
+            &self.neighs,
+            &self.solicited,
+            fresh,
+        );
+        if let Some(key) = decision.answered {
+            self.solicited.remove(&key);
+        }
+        if let Some(key) = decision.solicit {
+            self.solicit(key);
+        }
+        self.publish(dst, decision.next, fresh);
     }
 
     /// Ask the kernel to resolve a neighbour, unless it is already at it.
@@ -584,48 +405,24 @@ impl Worker {
         let Some(d) = self.dsts.get_mut(&dst) else {
             return;
         };
-        let changed = d.published.as_ref() != Some(&next);
-        match &next {
-            Published::Pending => {
-                if d.pending_since.is_none() || changed {
-                    d.pending_since = Some(now);
-                }
-                self.pending.insert(dst);
-            }
-            Published::Ready(_) => {
-                d.pending_since = None;
-                self.pending.remove(&dst);
-            }
-            Published::Failed(_) => {
-                d.pending_since = None;
-                self.pending.remove(&dst);
-                if changed || attempt {
-                    d.failed_at = now;
-                }
+        let fx = record(d, &mut self.pending, dst, &next, attempt, now);
+        // New: queued for the data plane (a spoofed-source flood makes
+        // thousands a second; each used to make it copy every hop).
+        if fx.newly_ready
+            && let Published::Ready(h) = &next
+        {
+            let mut ready = lock(&self.shared.ready);
+            if ready.len() < READY_QUEUE_MAX {
+                ready.push((dst, h.clone()));
+            } else {
+                self.bump = true;
             }
         }
-        let was_ready = matches!(d.published, Some(Published::Ready(_)));
-        if changed {
-            match (&next, was_ready) {
-                // New: queued for the data plane (a spoofed-source flood
-                // makes thousands a second; each used to make it copy
-                // every hop).
-                (Published::Ready(h), false) => {
-                    let mut ready = lock(&self.shared.ready);
-                    if ready.len() < READY_QUEUE_MAX {
-                        ready.push((dst, h.clone()));
-                    } else {
-                        self.bump = true;
-                    }
-                }
-                // Changed or gone: everything is copied again.
-                (_, true) => self.bump = true,
-                _ => {}
-            }
+        // Changed or gone: everything is copied again.
+        if fx.bump {
+            self.bump = true;
         }
-        d.published = Some(next.clone());
-        let refresh_failure = attempt && matches!(next, Published::Failed(_));
-        if !changed && !refresh_failure {
+        if !fx.write {
             return;
         }
         let state = match next {
@@ -646,63 +443,5 @@ impl Worker {
             }
         }
         self.shared.notify();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn neighbour_states() {
-        let mac = Some([2, 0, 0, 0, 0, 1]);
-        for s in [
-            NUD_REACHABLE,
-            NUD_STALE,
-            NUD_DELAY,
-            NUD_PROBE,
-            NUD_PERMANENT,
-            NUD_NOARP,
-        ] {
-            assert_eq!(Neigh { state: s, mac }.usable_mac(), mac);
-        }
-        for s in [0, NUD_INCOMPLETE, NUD_FAILED] {
-            assert_eq!(Neigh { state: s, mac }.usable_mac(), None);
-        }
-        assert_eq!(
-            Neigh {
-                state: NUD_REACHABLE,
-                mac: None
-            }
-            .usable_mac(),
-            None
-        );
-        assert_eq!(u16::from(NeighbourState::Stale), NUD_STALE);
-    }
-
-    #[test]
-    fn links_needing_neighbours() {
-        let eth = Link {
-            name: "eth0".into(),
-            mac: Some([2, 0, 0, 0, 0, 1]),
-            mtu: 1500,
-            flags: LinkFlags::Up | LinkFlags::Running,
-        };
-        assert!(eth.needs_neighbour());
-        assert!(
-            !Link {
-                flags: LinkFlags::Noarp,
-                ..eth.clone()
-            }
-            .needs_neighbour()
-        );
-        assert!(
-            !Link {
-                flags: LinkFlags::Loopback,
-                ..eth.clone()
-            }
-            .needs_neighbour()
-        );
-        assert!(!Link { mac: None, ..eth }.needs_neighbour());
     }
 }
