@@ -14,7 +14,7 @@
 //! the real sequence would have hit. Only if every operation passes is the
 //! list applied for real.
 //!
-//! The model mirrors these checks of `service.rs` / `engine.rs` (and must be
+//! The model mirrors these checks of `service.rs` / `engine/ctl.rs` (and must be
 //! kept in step with them):
 //! * existence: adding an existing service or real server ⇒ EEXIST; any other
 //!   operation on a missing service ⇒ ESRCH; editing or deleting a missing
