@@ -18,10 +18,11 @@ echo "wireshark-common wireshark-common/install-setuid boolean false" |
     debconf-set-selections 2>/dev/null || true
 ensure_packages clang libbpf-dev iproute2 socat curl apache2-utils python3 \
     nftables openssl haproxy nginx-light libnginx-mod-stream wrk util-linux tshark \
-    prometheus
+    prometheus tmux
 # As root the packages above are installed, so the tshark and Prometheus
 # tests (crates/rvsd/tests/netns_metrics.rs: a real Prometheus scrapes
-# rvsd --metrics; promtool checks the text) must not skip.
+# rvsd --metrics; promtool checks the text) must not skip. tmux: the
+# terminal of crates/rvs/tests/netns_top.rs (rvs top).
 if [ "$(id -u)" = 0 ]; then export RVS_REQUIRE_TSHARK=1 RVS_REQUIRE_PROMETHEUS=1; fi
 # The control-plane security tests run clients as nobody, who cannot use a
 # python under /root (pyenv): Debian's own /usr/bin/python3.

@@ -11,6 +11,7 @@ mod netns;
 mod procfs;
 mod realserver;
 mod sysctl;
+mod top;
 
 use std::process::ExitCode;
 
@@ -64,6 +65,11 @@ Commands:
                           (rx, tx, forwarded, replies, passed, dropped,
                           need-hop, tx-full, no-port, kernel-drop) and the XDP
                           classifier's
+  top [--once]            live view of rvsd, refreshed every second:
+                          services with rates, connections and a history,
+                          the selected service's real servers, the data
+                          plane (keys: up/down or k/j, s sorts, q quits;
+                          --once prints one frame and exits)
   fwmark add|del|list|flush|save
                           firewall-mark rules for rvsadm -A -f N services
                           (rvs fwmark -h for the options)
@@ -125,6 +131,14 @@ fn run() -> Result<(), String> {
         "dataplane" => {
             print!("{}", dataplane::run()?);
             Ok(())
+        }
+        "top" => {
+            let args = rest_args(&mut parser)?;
+            match args.as_slice() {
+                [] => top::run(false),
+                [o] if o == "--once" => top::run(true),
+                _ => Err(format!("top: unexpected {args:?} (only --once)")),
+            }
         }
         "proc" => {
             let what = match parser.next().map_err(|e| e.to_string())? {
