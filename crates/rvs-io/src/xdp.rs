@@ -1,3 +1,4 @@
+// Over ~800 lines on purpose (issue #14): the Classifier over one loaded classify.o (load, attach, map setters, test runs, redirect probes) and its error type are one unit; what stands alone is in xdp/.
 //! The XDP classifier: `bpf/classify.c`, its maps, and attaching it.
 //!
 //! The program runs on every frame an interface receives and steers what rvs
@@ -70,11 +71,8 @@
 use std::{collections::HashSet, ffi::CString, fmt, io, net::IpAddr, os::fd::RawFd};
 
 use aya::{
-    Ebpf, EbpfError, EbpfLoader, Pod,
-    maps::{
-        Array, HashMap, MapData, MapError, PerCpuArray, XskMap,
-        lpm_trie::{Key as LpmKey, LpmTrie},
-    },
+    Ebpf, EbpfError, EbpfLoader,
+    maps::{Array, HashMap, MapData, MapError, PerCpuArray, XskMap, lpm_trie::LpmTrie},
     programs::{ProgramError, TestRun, TestRunAttrs, TestRunOptions, Xdp, XdpMode, xdp::XdpLinkId},
 };
 
@@ -83,11 +81,13 @@ use crate::nft::FwmarkMatch;
 
 mod detach;
 mod fwmark;
+mod maps;
 mod xmit;
 
 pub(crate) use detach::rtnl_request;
 pub use detach::{XdpState, remove_xdp, xdp_state};
-use fwmark::{RawFwmValue, fwmark_entries};
+use fwmark::fwmark_entries;
+use maps::{FwmMaps, RawKey, frag_keys, is_not_found, sync_lpm, sync_set};
 pub use xmit::{XmitCounters, redirect_taken, xdp_xmit_counters};
 
 /// The classifier object, built from `bpf/classify.c` by build.rs.
@@ -240,54 +240,6 @@ pub struct ClassKey {
     pub port: u16,
 }
 
-/// `struct class_key` of classify.c.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-struct RawKey {
-    proto: u8,
-    family: u8,
-    pad: [u8; 2],
-    /// Network order; IPv4 in `addr[0]`.
-    addr: [u32; 4],
-    /// Network order.
-    port: u16,
-    pad2: u16,
-}
-
-const _: () = assert!(size_of::<RawKey>() == 24);
-
-// SAFETY: RawKey is repr(C), made of integers only, and has no padding
-// (1 + 1 + 2 + 16 + 2 + 2 = 24 bytes at alignment 4, checked above): every
-// byte pattern is a valid value and no byte is uninitialised.
-unsafe impl Pod for RawKey {}
-
-impl From<&ClassKey> for RawKey {
-    fn from(k: &ClassKey) -> Self {
-        let (family, addr) = match k.addr {
-            IpAddr::V4(a) => (4, [u32::from_ne_bytes(a.octets()), 0, 0, 0]),
-            IpAddr::V6(a) => {
-                let o = a.octets();
-                let w = |i: usize| u32::from_ne_bytes([o[i], o[i + 1], o[i + 2], o[i + 3]]);
-                (6, [w(0), w(4), w(8), w(12)])
-            }
-        };
-        Self {
-            proto: k.proto,
-            family,
-            pad: [0; 2],
-            addr,
-            port: k.port.to_be(),
-            pad2: 0,
-        }
-    }
-}
-
-/// The fwmark tries of classify.c.
-struct FwmMaps {
-    v4: LpmTrie<MapData, [u8; 4], RawFwmValue>,
-    v6: LpmTrie<MapData, [u8; 16], RawFwmValue>,
-}
-
 /// Whether the classifier's maps can hold `services`, `nat` (distinct
 /// keys) and the fwmark `rules`, without touching any map: the check rvsd
 /// runs before it accepts a change ([`Classifier::set_services`],
@@ -326,43 +278,6 @@ pub fn check_capacity(
                 wanted,
                 capacity: MAX_FWMARK_PREFIXES,
             });
-        }
-    }
-    Ok(())
-}
-
-/// Makes an LPM trie hold exactly `want` (address bytes, prefix length →
-/// value): stale prefixes go first (a rule removed never claims a moment
-/// longer), then new and changed ones are written.
-fn sync_lpm<const N: usize>(
-    map: &mut LpmTrie<MapData, [u8; N], RawFwmValue>,
-    name: &'static str,
-    want: &[([u8; N], u32, RawFwmValue)],
-) -> Result<(), XdpError> {
-    if want.len() > MAX_FWMARK_PREFIXES {
-        return Err(XdpError::TooMany {
-            map: name,
-            wanted: want.len(),
-            capacity: MAX_FWMARK_PREFIXES,
-        });
-    }
-    let have: Vec<([u8; N], u32)> = map
-        .keys()
-        .map(|k| k.map(|k| (k.data(), k.prefix_len())))
-        .collect::<Result<_, _>>()
-        .map_err(map_err(name))?;
-    for (data, len) in &have {
-        if !want.iter().any(|(d, l, _)| d == data && l == len) {
-            match map.remove(&LpmKey::new(*len, *data)) {
-                Err(e) if !is_not_found(&e) => return Err(map_err(name)(e)),
-                _ => {}
-            }
-        }
-    }
-    for (data, len, value) in want {
-        let key = LpmKey::new(*len, *data);
-        if map.get(&key, 0).ok().as_ref() != Some(value) {
-            map.insert(&key, value, 0).map_err(map_err(name))?;
         }
     }
     Ok(())
@@ -860,15 +775,6 @@ impl Drop for Classifier {
     }
 }
 
-/// A delete of a key that is not there (aya reports ENOENT as a syscall error).
-fn is_not_found(e: &MapError) -> bool {
-    match e {
-        MapError::KeyNotFound => true,
-        MapError::SyscallError(e) => e.io_error.raw_os_error() == Some(libc::ENOENT),
-        _ => false,
-    }
-}
-
 /// The errno of the first `io::Error` in `e`'s chain.
 pub(crate) fn errno_of(e: &(dyn std::error::Error + 'static)) -> Option<i32> {
     let mut cur = Some(e);
@@ -941,61 +847,6 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-/// The fragment keys of `keys`: (proto, IPv4 address, 0), deduplicated
-/// (IPv6 fragments are not claimed).
-fn frag_keys(keys: &[ClassKey]) -> Vec<ClassKey> {
-    let mut v: Vec<ClassKey> = keys
-        .iter()
-        .filter(|k| k.addr.is_ipv4())
-        .map(|k| ClassKey { port: 0, ..*k })
-        .collect();
-    v.sort_unstable_by_key(|k| (k.proto, k.addr));
-    v.dedup();
-    v
-}
-
-fn sync_set(
-    map: &mut HashMap<MapData, RawKey, u32>,
-    name: &'static str,
-    capacity: usize,
-    keys: &[ClassKey],
-) -> Result<(), XdpError> {
-    let want: HashSet<RawKey> = keys.iter().map(RawKey::from).collect();
-    if want.len() > capacity {
-        return Err(XdpError::TooMany {
-            map: name,
-            wanted: want.len(),
-            capacity,
-        });
-    }
-    let have: HashSet<RawKey> = map
-        .keys()
-        .collect::<Result<_, _>>()
-        .map_err(map_err(name))?;
-    let stale: Vec<RawKey> = have.difference(&want).copied().collect();
-    let new: Vec<RawKey> = want.difference(&have).copied().collect();
-    let remove = |map: &mut HashMap<MapData, RawKey, u32>| -> Result<(), XdpError> {
-        for k in &stale {
-            match map.remove(k) {
-                Err(e) if !is_not_found(&e) => return Err(map_err(name)(e)),
-                _ => {}
-            }
-        }
-        Ok(())
-    };
-    let stale_first = have.len() + new.len() > capacity;
-    if stale_first {
-        remove(map)?;
-    }
-    for k in &new {
-        map.insert(*k, 0, 0).map_err(map_err(name))?;
-    }
-    if !stale_first {
-        remove(map)?;
-    }
-    Ok(())
-}
-
 /// Index of interface `name` in the calling thread's network namespace
 /// (`if_nametoindex(3)`; `/sys/class/net` shows the namespace sysfs was
 /// mounted in, which is wrong for a thread that entered another one).
@@ -1020,34 +871,6 @@ pub fn ifindex(name: &str) -> Result<u32, XdpError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn raw_key_layout() {
-        let k = RawKey::from(&ClassKey {
-            proto: 17,
-            addr: "10.1.2.3".parse().unwrap(),
-            port: 0x1234,
-        });
-        // SAFETY: RawKey is Pod (no padding), so all its 24 bytes are initialised.
-        let bytes: [u8; 24] = unsafe { std::mem::transmute(k) };
-        assert_eq!(
-            bytes,
-            [
-                17, 4, 0, 0, 10, 1, 2, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x12, 0x34, 0, 0
-            ]
-        );
-        let k = RawKey::from(&ClassKey {
-            proto: 6,
-            addr: "2001:db8::1".parse().unwrap(),
-            port: 80,
-        });
-        // SAFETY: as above.
-        let bytes: [u8; 24] = unsafe { std::mem::transmute(k) };
-        assert_eq!(bytes[..4], [6, 6, 0, 0]);
-        assert_eq!(bytes[4..8], [0x20, 0x01, 0x0d, 0xb8]);
-        assert_eq!(bytes[16..20], [0, 0, 0, 1]);
-        assert_eq!(bytes[20..], [0, 80, 0, 0]);
-    }
 
     /// The constants shared with classify.c agree with it.
     #[test]
@@ -1089,23 +912,6 @@ mod tests {
     fn classifier_is_send() {
         fn send<T: Send>() {}
         send::<Classifier>();
-    }
-
-    #[test]
-    fn v4_and_v6_keys_differ() {
-        // 32.1.13.184 and 2001:db8:: have the same address words.
-        let v4 = RawKey::from(&ClassKey {
-            proto: 6,
-            addr: "32.1.13.184".parse().unwrap(),
-            port: 80,
-        });
-        let v6 = RawKey::from(&ClassKey {
-            proto: 6,
-            addr: "2001:db8::".parse().unwrap(),
-            port: 80,
-        });
-        assert_eq!(v4.addr, v6.addr);
-        assert_ne!(v4, v6);
     }
 
     #[test]
