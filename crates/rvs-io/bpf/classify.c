@@ -51,7 +51,8 @@
  * established flows rvsd cached in `rvs_flows`; what it does not handle
  * comes here unchanged.
  *
- * Layouts shared with crates/rvs-io/src/xdp.rs: keep them in sync.
+ * Layouts shared with crates/rvs-io/src/xdp.rs (constants) and xdp/maps.rs,
+ * xdp/fwmark.rs (the key and fwmark structs): keep them in sync.
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>

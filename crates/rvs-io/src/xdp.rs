@@ -1,3 +1,4 @@
+// Over ~800 lines on purpose (issue #14): the Classifier over one loaded classify.o (load, attach, map setters, test runs, redirect probes) and its error type are one unit; what stands alone is in xdp/.
 //! The XDP classifier: `bpf/classify.c`, its maps, and attaching it.
 //!
 //! The program runs on every frame an interface receives and steers what rvs
@@ -67,33 +68,27 @@
 //!
 //! 5.9 (`BPF_LINK_DETACH`); native XDP and AF_XDP on veth need 5.x as well.
 
-use std::{
-    collections::HashSet,
-    ffi::CString,
-    fmt, io,
-    net::IpAddr,
-    os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd},
-};
+use std::{collections::HashSet, ffi::CString, fmt, io, net::IpAddr, os::fd::RawFd};
 
 use aya::{
-    Ebpf, EbpfError, EbpfLoader, Pod,
-    maps::{
-        Array, HashMap, MapData, MapError, PerCpuArray, XskMap,
-        lpm_trie::{Key as LpmKey, LpmTrie},
-    },
+    Ebpf, EbpfError, EbpfLoader,
+    maps::{Array, HashMap, MapData, MapError, PerCpuArray, XskMap, lpm_trie::LpmTrie},
     programs::{ProgramError, TestRun, TestRunAttrs, TestRunOptions, Xdp, XdpMode, xdp::XdpLinkId},
 };
-use netlink_packet_core::{
-    NLM_F_ACK, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
-};
-use netlink_packet_route::{
-    RouteNetlinkMessage,
-    link::{LinkAttribute, LinkMessage, LinkXdp},
-};
-use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 
 use crate::flowcache::{FLOW_CACHE_MAX, FlowCache};
 use crate::nft::FwmarkMatch;
+
+mod detach;
+mod fwmark;
+mod maps;
+mod xmit;
+
+pub(crate) use detach::rtnl_request;
+pub use detach::{XdpState, remove_xdp, xdp_state};
+use fwmark::fwmark_entries;
+use maps::{FwmMaps, RawKey, frag_keys, is_not_found, sync_lpm, sync_set};
+pub use xmit::{XmitCounters, redirect_taken, xdp_xmit_counters};
 
 /// The classifier object, built from `bpf/classify.c` by build.rs.
 static CLASSIFY_OBJ: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/classify.o"));
@@ -245,186 +240,6 @@ pub struct ClassKey {
     pub port: u16,
 }
 
-/// `struct class_key` of classify.c.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-struct RawKey {
-    proto: u8,
-    family: u8,
-    pad: [u8; 2],
-    /// Network order; IPv4 in `addr[0]`.
-    addr: [u32; 4],
-    /// Network order.
-    port: u16,
-    pad2: u16,
-}
-
-const _: () = assert!(size_of::<RawKey>() == 24);
-
-// SAFETY: RawKey is repr(C), made of integers only, and has no padding
-// (1 + 1 + 2 + 16 + 2 + 2 = 24 bytes at alignment 4, checked above): every
-// byte pattern is a valid value and no byte is uninitialised.
-unsafe impl Pod for RawKey {}
-
-impl From<&ClassKey> for RawKey {
-    fn from(k: &ClassKey) -> Self {
-        let (family, addr) = match k.addr {
-            IpAddr::V4(a) => (4, [u32::from_ne_bytes(a.octets()), 0, 0, 0]),
-            IpAddr::V6(a) => {
-                let o = a.octets();
-                let w = |i: usize| u32::from_ne_bytes([o[i], o[i + 1], o[i + 2], o[i + 3]]);
-                (6, [w(0), w(4), w(8), w(12)])
-            }
-        };
-        Self {
-            proto: k.proto,
-            family,
-            pad: [0; 2],
-            addr,
-            port: k.port.to_be(),
-            pad2: 0,
-        }
-    }
-}
-
-/// `struct fwm_match` of classify.c.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-struct RawFwmMatch {
-    /// 0: TCP, UDP and SCTP.
-    proto: u8,
-    /// 0: every port.
-    nports: u8,
-    pad: u16,
-    /// 0: any interface.
-    iif: u32,
-    /// Network order.
-    ports: [u16; MAX_FWMARK_PORTS],
-}
-
-/// `struct fwm_value` of classify.c.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-struct RawFwmValue {
-    count: u32,
-    m: [RawFwmMatch; MAX_FWMARK_MATCHERS],
-}
-
-const _: () = assert!(size_of::<RawFwmMatch>() == 40);
-const _: () = assert!(size_of::<RawFwmValue>() == 324);
-
-// SAFETY: both are repr(C), made of integers only, without padding
-// (1 + 1 + 2 + 4 + 32 = 40 at alignment 4; 4 + 8 * 40 = 324, checked above):
-// every byte pattern is valid and no byte is uninitialised.
-unsafe impl Pod for RawFwmMatch {}
-// SAFETY: as above.
-unsafe impl Pod for RawFwmValue {}
-
-/// The fwmark tries of classify.c.
-struct FwmMaps {
-    v4: LpmTrie<MapData, [u8; 4], RawFwmValue>,
-    v6: LpmTrie<MapData, [u8; 16], RawFwmValue>,
-}
-
-/// One entry of `fwm_v4` / `fwm_v6`: a prefix and every matcher of the
-/// rules covering it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct FwmEntry {
-    addr: IpAddr,
-    prefix_len: u8,
-    value: RawFwmValue,
-}
-
-/// (IP protocol or 0, ingress ifindex or 0): rules sharing it share matchers.
-type MatchGroup = (u8, u32);
-
-/// The `fwm_v4` / `fwm_v6` entries of `rules`: one per distinct prefix,
-/// holding the matchers of every rule whose prefix covers it (so the
-/// longest-prefix match alone decides). Rules of one (protocol, interface)
-/// share matchers: their ports are merged, a rule without ports makes the
-/// matcher take every port.
-fn fwmark_entries(rules: &[FwmarkMatch]) -> Result<Vec<FwmEntry>, XdpError> {
-    let norm: Vec<(IpAddr, u8, &FwmarkMatch)> = rules
-        .iter()
-        .map(|r| {
-            let len = r.prefix_len.min(if r.addr.is_ipv6() { 128 } else { 32 });
-            (network(r.addr, len), len, r)
-        })
-        .collect();
-    let mut prefixes: Vec<(IpAddr, u8)> = norm.iter().map(|&(a, l, _)| (a, l)).collect();
-    prefixes.sort_unstable();
-    prefixes.dedup();
-    let mut out = Vec::with_capacity(prefixes.len());
-    for (addr, len) in prefixes {
-        // (proto, iif) -> ports; None = every port.
-        let mut groups: Vec<(MatchGroup, Option<Vec<u16>>)> = Vec::new();
-        for &(raddr, rlen, r) in &norm {
-            if rlen > len || network(addr, rlen) != raddr || raddr.is_ipv6() != addr.is_ipv6() {
-                continue;
-            }
-            let g = (r.proto.unwrap_or(0), r.iif.unwrap_or(0));
-            let i = match groups.iter().position(|(k, _)| *k == g) {
-                Some(i) => i,
-                None => {
-                    groups.push((g, Some(Vec::new())));
-                    groups.len() - 1
-                }
-            };
-            let ports = &mut groups[i].1;
-            if r.dports.is_empty() {
-                *ports = None;
-            } else if let Some(p) = ports {
-                p.extend_from_slice(&r.dports);
-            }
-        }
-        let mut value = RawFwmValue::default();
-        let mut n = 0usize;
-        let mut push = |value: &mut RawFwmValue, m: RawFwmMatch| {
-            if n < MAX_FWMARK_MATCHERS {
-                value.m[n] = m;
-            }
-            n += 1;
-        };
-        for ((proto, iif), ports) in groups {
-            let base = RawFwmMatch {
-                proto,
-                iif,
-                ..RawFwmMatch::default()
-            };
-            match ports {
-                None => push(&mut value, base),
-                Some(mut ports) => {
-                    ports.sort_unstable();
-                    ports.dedup();
-                    for chunk in ports.chunks(MAX_FWMARK_PORTS) {
-                        let mut m = base;
-                        // A chunk holds at most 16 ports.
-                        m.nports = chunk.len() as u8;
-                        for (slot, p) in m.ports.iter_mut().zip(chunk) {
-                            *slot = p.to_be();
-                        }
-                        push(&mut value, m);
-                    }
-                }
-            }
-        }
-        if n > MAX_FWMARK_MATCHERS {
-            return Err(XdpError::FwmarkTooComplex {
-                prefix: format!("{addr}/{len}"),
-                matchers: n,
-            });
-        }
-        // n <= 8 here.
-        value.count = n as u32;
-        out.push(FwmEntry {
-            addr,
-            prefix_len: len,
-            value,
-        });
-    }
-    Ok(out)
-}
-
 /// Whether the classifier's maps can hold `services`, `nat` (distinct
 /// keys) and the fwmark `rules`, without touching any map: the check rvsd
 /// runs before it accepts a change ([`Classifier::set_services`],
@@ -463,63 +278,6 @@ pub fn check_capacity(
                 wanted,
                 capacity: MAX_FWMARK_PREFIXES,
             });
-        }
-    }
-    Ok(())
-}
-
-/// `addr` with the bits after the first `len` cleared.
-fn network(addr: IpAddr, len: u8) -> IpAddr {
-    match addr {
-        IpAddr::V4(a) => {
-            let len = u32::from(len.min(32));
-            let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
-            IpAddr::V4((u32::from(a) & mask).into())
-        }
-        IpAddr::V6(a) => {
-            let len = u32::from(len.min(128));
-            let mask = if len == 0 {
-                0
-            } else {
-                u128::MAX << (128 - len)
-            };
-            IpAddr::V6((u128::from(a) & mask).into())
-        }
-    }
-}
-
-/// Makes an LPM trie hold exactly `want` (address bytes, prefix length →
-/// value): stale prefixes go first (a rule removed never claims a moment
-/// longer), then new and changed ones are written.
-fn sync_lpm<const N: usize>(
-    map: &mut LpmTrie<MapData, [u8; N], RawFwmValue>,
-    name: &'static str,
-    want: &[([u8; N], u32, RawFwmValue)],
-) -> Result<(), XdpError> {
-    if want.len() > MAX_FWMARK_PREFIXES {
-        return Err(XdpError::TooMany {
-            map: name,
-            wanted: want.len(),
-            capacity: MAX_FWMARK_PREFIXES,
-        });
-    }
-    let have: Vec<([u8; N], u32)> = map
-        .keys()
-        .map(|k| k.map(|k| (k.data(), k.prefix_len())))
-        .collect::<Result<_, _>>()
-        .map_err(map_err(name))?;
-    for (data, len) in &have {
-        if !want.iter().any(|(d, l, _)| d == data && l == len) {
-            match map.remove(&LpmKey::new(*len, *data)) {
-                Err(e) if !is_not_found(&e) => return Err(map_err(name)(e)),
-                _ => {}
-            }
-        }
-    }
-    for (data, len, value) in want {
-        let key = LpmKey::new(*len, *data);
-        if map.get(&key, 0).ok().as_ref() != Some(value) {
-            map.insert(&key, value, 0).map_err(map_err(name))?;
         }
     }
     Ok(())
@@ -571,24 +329,6 @@ pub struct ClassStats {
     /// IPv4 fragments claimed by address (redirected, or passed for want
     /// of a socket).
     pub fragments_claimed: u64,
-}
-
-/// XDP programs on an interface, by mode (program ids).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct XdpState {
-    /// Native (driver) mode.
-    pub driver: Option<u32>,
-    /// Generic (SKB) mode.
-    pub skb: Option<u32>,
-    /// Hardware offload.
-    pub hw: Option<u32>,
-}
-
-impl XdpState {
-    /// Whether no program is attached in any mode.
-    pub fn is_empty(&self) -> bool {
-        self.driver.is_none() && self.skb.is_none() && self.hw.is_none()
-    }
 }
 
 /// The loaded classifier, its maps and its attachments.
@@ -1035,61 +775,6 @@ impl Drop for Classifier {
     }
 }
 
-/// A delete of a key that is not there (aya reports ENOENT as a syscall error).
-fn is_not_found(e: &MapError) -> bool {
-    match e {
-        MapError::KeyNotFound => true,
-        MapError::SyscallError(e) => e.io_error.raw_os_error() == Some(libc::ENOENT),
-        _ => false,
-    }
-}
-
-/// A veth's counts of the frames XDP redirected into it (`ethtool -S`),
-/// summed over its transmit queues.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct XmitCounters {
-    /// Frames put on the peer's ring (`tx_queue_N_xdp_xmit`).
-    pub delivered: u64,
-    /// Frames the peer's NAPI ring had no room for, or too long for its
-    /// MTU (`tx_queue_N_xdp_xmit_errors`).
-    pub refused: u64,
-}
-
-/// Whether a veth whose XDP transmit counters went from `before` to
-/// `after` while redirected frames were sent into it takes redirects:
-/// either counter moved. Only a veth whose peer is in NAPI mode counts at
-/// all (delivered, or refused for a full ring); without NAPI the kernel
-/// refuses the whole batch before counting. A counter that went down (the
-/// interface was re-created) is no sign.
-pub fn redirect_taken(before: XmitCounters, after: XmitCounters) -> bool {
-    after.delivered > before.delivered || after.refused > before.refused
-}
-
-/// The XDP transmit counters among driver statistics `stats` (names and
-/// values), or `None` if there are none (not a veth).
-fn xmit_counters(stats: &[(String, u64)]) -> Option<XmitCounters> {
-    let mut found = false;
-    let mut c = XmitCounters::default();
-    for (name, v) in stats {
-        let Some(rest) = name.strip_prefix("tx_queue_") else {
-            continue;
-        };
-        let Some((queue, what)) = rest.split_once('_') else {
-            continue;
-        };
-        if queue.is_empty() || !queue.bytes().all(|b| b.is_ascii_digit()) {
-            continue;
-        }
-        match what {
-            "xdp_xmit" => c.delivered = c.delivered.wrapping_add(*v),
-            "xdp_xmit_errors" => c.refused = c.refused.wrapping_add(*v),
-            _ => continue,
-        }
-        found = true;
-    }
-    found.then_some(c)
-}
-
 /// The errno of the first `io::Error` in `e`'s chain.
 pub(crate) fn errno_of(e: &(dyn std::error::Error + 'static)) -> Option<i32> {
     let mut cur = Some(e);
@@ -1114,83 +799,6 @@ pub fn errno_name(errno: i32) -> String {
         524 => "ENOTSUPP".into(),
         n => format!("errno {n}"),
     }
-}
-
-/// The XDP transmit counters of veth `ifname` (in the calling thread's
-/// namespace), summed over its queues ([`redirect_taken`]).
-///
-/// # Errors
-///
-/// The driver statistics could not be read, or have no such counters (not
-/// a veth).
-pub fn xdp_xmit_counters(ifname: &str) -> Result<XmitCounters, XdpError> {
-    let stats = ethtool_stats(ifname)
-        .map_err(|e| XdpError::TestRun(format!("{ifname}: driver statistics: {e}")))?;
-    xmit_counters(&stats).ok_or_else(|| {
-        XdpError::TestRun(format!(
-            "{ifname}: no tx_queue_N_xdp_xmit statistics (not a veth)"
-        ))
-    })
-}
-
-const ETHTOOL_GSTRINGS: u32 = 0x1b;
-const ETHTOOL_GSTATS: u32 = 0x1d;
-const ETHTOOL_GSSET_INFO: u32 = 0x37;
-const ETH_SS_STATS: u32 = 1;
-const ETH_GSTRING_LEN: usize = 32;
-/// More driver statistics than any interface has.
-const MAX_STATS: usize = 4096;
-
-/// Two `u32`s in one `u64` word, in memory order.
-fn pair(a: u32, b: u32) -> u64 {
-    let mut w = [0u8; 8];
-    w[..4].copy_from_slice(&a.to_ne_bytes());
-    w[4..].copy_from_slice(&b.to_ne_bytes());
-    u64::from_ne_bytes(w)
-}
-
-/// The driver statistics of `ifname` (`ethtool -S`), names and values.
-fn ethtool_stats(ifname: &str) -> io::Result<Vec<(String, u64)>> {
-    let cname = CString::new(ifname)
-        .ok()
-        .filter(|c| c.as_bytes().len() < libc::IFNAMSIZ)
-        .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
-    // struct ethtool_sset_info { u32 cmd, reserved; u64 sset_mask; u32 data[]; }
-    let mut info = [pair(ETHTOOL_GSSET_INFO, 0), 1u64 << ETH_SS_STATS, 0];
-    crate::ethtool::ioctl(&cname, info.as_mut_ptr().cast())?;
-    let n = if info[1] & (1 << ETH_SS_STATS) != 0 {
-        let b = info[2].to_ne_bytes();
-        u32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as usize
-    } else {
-        0
-    };
-    if n == 0 {
-        return Ok(Vec::new());
-    }
-    if n > MAX_STATS {
-        return Err(io::Error::from_raw_os_error(libc::E2BIG));
-    }
-    // struct ethtool_gstrings { u32 cmd, string_set, len; u8 data[]; }
-    let mut strings = vec![0u32; 3 + n * ETH_GSTRING_LEN / 4];
-    strings[0] = ETHTOOL_GSTRINGS;
-    strings[1] = ETH_SS_STATS;
-    strings[2] = n as u32;
-    crate::ethtool::ioctl(&cname, strings.as_mut_ptr().cast())?;
-    // struct ethtool_stats { u32 cmd, n_stats; u64 data[]; }
-    let mut values = vec![0u64; 1 + n];
-    values[0] = pair(ETHTOOL_GSTATS, n as u32);
-    crate::ethtool::ioctl(&cname, values.as_mut_ptr().cast())?;
-    let got = (strings[2] as usize).min(n);
-    let bytes: Vec<u8> = strings[3..].iter().flat_map(|w| w.to_ne_bytes()).collect();
-    Ok(bytes
-        .chunks(ETH_GSTRING_LEN)
-        .take(got)
-        .zip(&values[1..])
-        .map(|(name, v)| {
-            let end = name.iter().position(|&b| b == 0).unwrap_or(name.len());
-            (String::from_utf8_lossy(&name[..end]).into_owned(), *v)
-        })
-        .collect())
 }
 
 fn xdp_program(ebpf: &mut Ebpf) -> Result<&mut Xdp, XdpError> {
@@ -1239,61 +847,6 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-/// The fragment keys of `keys`: (proto, IPv4 address, 0), deduplicated
-/// (IPv6 fragments are not claimed).
-fn frag_keys(keys: &[ClassKey]) -> Vec<ClassKey> {
-    let mut v: Vec<ClassKey> = keys
-        .iter()
-        .filter(|k| k.addr.is_ipv4())
-        .map(|k| ClassKey { port: 0, ..*k })
-        .collect();
-    v.sort_unstable_by_key(|k| (k.proto, k.addr));
-    v.dedup();
-    v
-}
-
-fn sync_set(
-    map: &mut HashMap<MapData, RawKey, u32>,
-    name: &'static str,
-    capacity: usize,
-    keys: &[ClassKey],
-) -> Result<(), XdpError> {
-    let want: HashSet<RawKey> = keys.iter().map(RawKey::from).collect();
-    if want.len() > capacity {
-        return Err(XdpError::TooMany {
-            map: name,
-            wanted: want.len(),
-            capacity,
-        });
-    }
-    let have: HashSet<RawKey> = map
-        .keys()
-        .collect::<Result<_, _>>()
-        .map_err(map_err(name))?;
-    let stale: Vec<RawKey> = have.difference(&want).copied().collect();
-    let new: Vec<RawKey> = want.difference(&have).copied().collect();
-    let remove = |map: &mut HashMap<MapData, RawKey, u32>| -> Result<(), XdpError> {
-        for k in &stale {
-            match map.remove(k) {
-                Err(e) if !is_not_found(&e) => return Err(map_err(name)(e)),
-                _ => {}
-            }
-        }
-        Ok(())
-    };
-    let stale_first = have.len() + new.len() > capacity;
-    if stale_first {
-        remove(map)?;
-    }
-    for k in &new {
-        map.insert(*k, 0, 0).map_err(map_err(name))?;
-    }
-    if !stale_first {
-        remove(map)?;
-    }
-    Ok(())
-}
-
 /// Index of interface `name` in the calling thread's network namespace
 /// (`if_nametoindex(3)`; `/sys/class/net` shows the namespace sysfs was
 /// mounted in, which is wrong for a thread that entered another one).
@@ -1315,365 +868,9 @@ pub fn ifindex(name: &str) -> Result<u32, XdpError> {
     Ok(idx)
 }
 
-/// The XDP programs on interface `ifindex`, by mode (rtnetlink).
-///
-/// # Errors
-///
-/// The rtnetlink request failed (no such interface: `ENODEV`).
-pub fn xdp_state(ifindex: u32) -> Result<XdpState, XdpError> {
-    let mut msg = LinkMessage::default();
-    msg.header.index = ifindex;
-    let replies =
-        rtnl_request(RouteNetlinkMessage::GetLink(msg)).map_err(|source| XdpError::Sys {
-            call: "RTM_GETLINK",
-            source,
-        })?;
-    let mut state = XdpState::default();
-    for reply in replies {
-        let RouteNetlinkMessage::NewLink(link) = reply else {
-            continue;
-        };
-        for attr in link.attributes {
-            let LinkAttribute::Xdp(xdp) = attr else {
-                continue;
-            };
-            for x in xdp {
-                match x {
-                    LinkXdp::DrvProgId(id) if id != 0 => state.driver = Some(id),
-                    LinkXdp::SkbProgId(id) if id != 0 => state.skb = Some(id),
-                    LinkXdp::HwProgId(id) if id != 0 => state.hw = Some(id),
-                    _ => {}
-                }
-            }
-        }
-    }
-    Ok(state)
-}
-
-// XDP_FLAGS_* of linux/if_link.h.
-const XDP_FLAGS_SKB_MODE: u32 = 1 << 1;
-const XDP_FLAGS_DRV_MODE: u32 = 1 << 2;
-const XDP_FLAGS_HW_MODE: u32 = 1 << 3;
-
-/// Removes every XDP program from interface `iface` (in the calling thread's
-/// namespace), whoever attached it, and returns their ids. See the module
-/// documentation for how.
-///
-/// # Errors
-///
-/// Unknown interface, or a program that could not be removed.
-pub fn remove_xdp(iface: &str) -> Result<Vec<u32>, XdpError> {
-    let idx = ifindex(iface)?;
-    let state = xdp_state(idx)?;
-    let mut removed = Vec::new();
-    let replace_err = |detail: String| XdpError::Replace {
-        iface: iface.to_owned(),
-        detail,
-    };
-    for (flag, id) in [
-        (XDP_FLAGS_SKB_MODE, state.skb),
-        (XDP_FLAGS_DRV_MODE, state.driver),
-        (XDP_FLAGS_HW_MODE, state.hw),
-    ] {
-        let Some(id) = id else { continue };
-        match netlink_xdp_off(idx, flag) {
-            Ok(()) => {}
-            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
-                // Held by a bpf_link: netlink may not touch it.
-                let n = detach_bpf_links(idx, id)
-                    .map_err(|e| replace_err(format!("program {id}: BPF_LINK_DETACH: {e}")))?;
-                if n == 0 {
-                    return Err(replace_err(format!(
-                        "program {id} is held by a bpf_link that could not be found"
-                    )));
-                }
-            }
-            Err(e) => return Err(replace_err(format!("program {id}: RTM_SETLINK: {e}"))),
-        }
-        removed.push(id);
-    }
-    let after = xdp_state(idx)?;
-    if !after.is_empty() {
-        return Err(replace_err(format!(
-            "still attached after removal: {after:?}"
-        )));
-    }
-    Ok(removed)
-}
-
-/// `ip link set dev IF xdp{generic,drv,offload} off`.
-fn netlink_xdp_off(ifindex: u32, mode_flag: u32) -> io::Result<()> {
-    let mut msg = LinkMessage::default();
-    msg.header.index = ifindex;
-    msg.attributes.push(LinkAttribute::Xdp(vec![
-        LinkXdp::Fd(-1),
-        LinkXdp::Flags(mode_flag),
-    ]));
-    rtnl_request(RouteNetlinkMessage::SetLink(msg)).map(drop)
-}
-
-/// Sends one rtnetlink request with `NLM_F_ACK` and collects the replies up
-/// to the acknowledgement.
-pub(crate) fn rtnl_request(msg: RouteNetlinkMessage) -> io::Result<Vec<RouteNetlinkMessage>> {
-    let mut sock = Socket::new(NETLINK_ROUTE)?;
-    sock.bind_auto()?;
-    sock.connect(&SocketAddr::new(0, 0))?;
-    let mut header = NetlinkHeader::default();
-    header.flags = NLM_F_REQUEST | NLM_F_ACK;
-    header.sequence_number = 1;
-    let mut req = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(msg));
-    req.finalize();
-    let mut buf = vec![0u8; req.buffer_len()];
-    req.serialize(&mut buf);
-    sock.send(&buf, 0)?;
-
-    let mut replies = Vec::new();
-    loop {
-        let (data, _) = sock.recv_from_full()?;
-        if data.is_empty() {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "netlink: empty read",
-            ));
-        }
-        let mut off = 0;
-        while off < data.len() {
-            let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&data[off..])
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
-            let len = msg.header.length as usize;
-            if len == 0 {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    "netlink: zero length",
-                ));
-            }
-            off += (len + 3) & !3;
-            match msg.payload {
-                NetlinkPayload::Error(e) => {
-                    return match e.code {
-                        None => Ok(replies),
-                        Some(_) => Err(e.to_io()),
-                    };
-                }
-                NetlinkPayload::Done(_) => return Ok(replies),
-                NetlinkPayload::InnerMessage(m) => replies.push(m),
-                _ => {}
-            }
-        }
-    }
-}
-
-// bpf(2) commands and constants of linux/bpf.h.
-const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
-const BPF_LINK_GET_FD_BY_ID: libc::c_long = 30;
-const BPF_LINK_GET_NEXT_ID: libc::c_long = 31;
-const BPF_LINK_DETACH: libc::c_long = 34;
-const BPF_LINK_TYPE_XDP: u32 = 6;
-
-/// `union bpf_attr`, large enough for the commands above, zeroed.
-#[repr(C, align(8))]
-struct BpfAttr([u8; 64]);
-
-impl BpfAttr {
-    fn new() -> Self {
-        Self([0; 64])
-    }
-    fn put_u32(&mut self, off: usize, v: u32) {
-        self.0[off..off + 4].copy_from_slice(&v.to_ne_bytes());
-    }
-    fn put_u64(&mut self, off: usize, v: u64) {
-        self.0[off..off + 8].copy_from_slice(&v.to_ne_bytes());
-    }
-    fn get_u32(&self, off: usize) -> u32 {
-        u32::from_ne_bytes(self.0[off..off + 4].try_into().expect("4 bytes"))
-    }
-}
-
-/// `struct bpf_link_info` as u32 words, zeroed (a larger buffer than the
-/// kernel's struct is fine as long as its tail is zero).
-#[repr(C, align(8))]
-struct LinkInfo([u32; 32]);
-
-fn sys_bpf(cmd: libc::c_long, attr: &mut BpfAttr) -> io::Result<libc::c_long> {
-    // SAFETY: bpf(2) reads and writes at most `size` bytes of `attr`, which
-    // is valid, writable and that large; any pointer inside it was set by
-    // the caller to a live buffer of the advertised length.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            cmd,
-            attr.0.as_mut_ptr(),
-            size_of::<BpfAttr>() as libc::c_uint,
-        )
-    };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(r)
-}
-
-/// Detaches (`BPF_LINK_DETACH`) every XDP bpf_link on `ifindex` whose program
-/// is `prog_id`; returns how many.
-///
-/// bpf_link_info reports the ifindex but not the namespace: matching the
-/// program id too (as rtnetlink reports it for this namespace's interface)
-/// keeps links in other namespaces that reuse the ifindex out of reach,
-/// unless the very same program is attached there.
-fn detach_bpf_links(ifindex: u32, prog_id: u32) -> io::Result<usize> {
-    let mut detached = 0;
-    let mut id = 0u32;
-    loop {
-        let mut attr = BpfAttr::new();
-        attr.put_u32(0, id); // start_id
-        match sys_bpf(BPF_LINK_GET_NEXT_ID, &mut attr) {
-            Ok(_) => {}
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(detached),
-            Err(e) => return Err(e),
-        }
-        id = attr.get_u32(4); // next_id
-        let mut attr = BpfAttr::new();
-        attr.put_u32(0, id); // link_id
-        let fd = match sys_bpf(BPF_LINK_GET_FD_BY_ID, &mut attr) {
-            Ok(fd) => {
-                // SAFETY: the kernel just returned this new descriptor; it
-                // is owned by nobody else.
-                unsafe { OwnedFd::from_raw_fd(fd as RawFd) }
-            }
-            // Gone meanwhile.
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
-            Err(e) => return Err(e),
-        };
-        // struct bpf_link_info: type, id, prog_id, then the union at 16
-        // (8-byte aligned); xdp.ifindex is its first field.
-        let mut info = LinkInfo([0; 32]);
-        let mut attr = BpfAttr::new();
-        attr.put_u32(0, fd.as_raw_fd() as u32); // bpf_fd
-        attr.put_u32(4, size_of::<LinkInfo>() as u32); // info_len
-        attr.put_u64(8, info.0.as_mut_ptr() as u64); // info
-        sys_bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr)?;
-        let (link_type, link_prog, link_ifindex) = (info.0[0], info.0[2], info.0[4]);
-        if link_type == BPF_LINK_TYPE_XDP && link_prog == prog_id && link_ifindex == ifindex {
-            let mut attr = BpfAttr::new();
-            attr.put_u32(0, fd.as_fd().as_raw_fd() as u32); // link_fd
-            sys_bpf(BPF_LINK_DETACH, &mut attr)?;
-            detached += 1;
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn fwm(
-        addr: &str,
-        len: u8,
-        proto: Option<u8>,
-        dports: &[u16],
-        iif: Option<u32>,
-    ) -> FwmarkMatch {
-        FwmarkMatch {
-            addr: addr.parse().unwrap(),
-            prefix_len: len,
-            proto,
-            dports: dports.to_vec(),
-            iif,
-        }
-    }
-
-    fn matchers(e: &FwmEntry) -> Vec<(u8, u32, Vec<u16>)> {
-        e.value.m[..e.value.count as usize]
-            .iter()
-            .map(|m| {
-                let ports = m.ports[..usize::from(m.nports)]
-                    .iter()
-                    .map(|p| u16::from_be(*p))
-                    .collect();
-                (m.proto, m.iif, ports)
-            })
-            .collect()
-    }
-
-    #[test]
-    fn fwmark_entries_carry_the_covering_rules() {
-        let rules = [
-            fwm("10.0.0.0", 8, Some(6), &[80], None),
-            fwm("10.1.2.3", 24, Some(6), &[443, 80], None), // host bits cleared
-            fwm("10.1.2.0", 24, Some(17), &[], Some(3)),
-            fwm("2001:db8::", 32, None, &[53], None),
-        ];
-        let e = fwmark_entries(&rules).unwrap();
-        let shown: Vec<_> = e
-            .iter()
-            .map(|e| (e.addr.to_string(), e.prefix_len))
-            .collect();
-        assert_eq!(
-            shown,
-            [
-                ("10.0.0.0".to_string(), 8),
-                ("10.1.2.0".to_string(), 24),
-                ("2001:db8::".to_string(), 32)
-            ]
-        );
-        assert_eq!(matchers(&e[0]), [(6, 0, vec![80])]);
-        // The /24 holds its own rules and the /8's (ports merged per protocol).
-        assert_eq!(matchers(&e[1]), [(6, 0, vec![80, 443]), (17, 3, vec![])]);
-        assert_eq!(matchers(&e[2]), [(0, 0, vec![53])]);
-    }
-
-    #[test]
-    fn fwmark_entries_any_port_absorbs_and_ports_split_by_sixteen() {
-        let e = fwmark_entries(&[
-            fwm("10.0.0.1", 32, Some(6), &[80], None),
-            fwm("10.0.0.1", 32, Some(6), &[], None),
-        ])
-        .unwrap();
-        assert_eq!(matchers(&e[0]), [(6, 0, vec![])]);
-        let a: Vec<u16> = (1..=16).collect();
-        let b: Vec<u16> = (17..=20).collect();
-        let e = fwmark_entries(&[
-            fwm("10.0.0.1", 32, Some(6), &a, None),
-            fwm("10.0.0.1", 32, Some(6), &b, None),
-        ])
-        .unwrap();
-        assert_eq!(matchers(&e[0]), [(6, 0, a), (6, 0, b)]);
-        // Nine (protocol, interface) pairs on one prefix do not fit.
-        let many: Vec<_> = (1..=9)
-            .map(|i| fwm("10.0.0.1", 32, Some(6), &[80], Some(i)))
-            .collect();
-        assert!(matches!(
-            fwmark_entries(&many),
-            Err(XdpError::FwmarkTooComplex { matchers: 9, .. })
-        ));
-    }
-
-    #[test]
-    fn raw_key_layout() {
-        let k = RawKey::from(&ClassKey {
-            proto: 17,
-            addr: "10.1.2.3".parse().unwrap(),
-            port: 0x1234,
-        });
-        // SAFETY: RawKey is Pod (no padding), so all its 24 bytes are initialised.
-        let bytes: [u8; 24] = unsafe { std::mem::transmute(k) };
-        assert_eq!(
-            bytes,
-            [
-                17, 4, 0, 0, 10, 1, 2, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x12, 0x34, 0, 0
-            ]
-        );
-        let k = RawKey::from(&ClassKey {
-            proto: 6,
-            addr: "2001:db8::1".parse().unwrap(),
-            port: 80,
-        });
-        // SAFETY: as above.
-        let bytes: [u8; 24] = unsafe { std::mem::transmute(k) };
-        assert_eq!(bytes[..4], [6, 6, 0, 0]);
-        assert_eq!(bytes[4..8], [0x20, 0x01, 0x0d, 0xb8]);
-        assert_eq!(bytes[16..20], [0, 0, 0, 1]);
-        assert_eq!(bytes[20..], [0, 80, 0, 0]);
-    }
 
     /// The constants shared with classify.c agree with it.
     #[test]
@@ -1718,37 +915,6 @@ mod tests {
     }
 
     #[test]
-    fn v4_and_v6_keys_differ() {
-        // 32.1.13.184 and 2001:db8:: have the same address words.
-        let v4 = RawKey::from(&ClassKey {
-            proto: 6,
-            addr: "32.1.13.184".parse().unwrap(),
-            port: 80,
-        });
-        let v6 = RawKey::from(&ClassKey {
-            proto: 6,
-            addr: "2001:db8::".parse().unwrap(),
-            port: 80,
-        });
-        assert_eq!(v4.addr, v6.addr);
-        assert_ne!(v4, v6);
-    }
-
-    #[test]
-    fn redirect_probe_decision() {
-        let c = |delivered, refused| XmitCounters { delivered, refused };
-        // No NAPI on the peer: the kernel refuses the batch uncounted.
-        assert!(!redirect_taken(c(10, 2), c(10, 2)));
-        // Delivered, all or some.
-        assert!(redirect_taken(c(10, 2), c(14, 2)));
-        assert!(redirect_taken(c(10, 2), c(11, 5)));
-        // A busy peer's full ring refused every probe frame: NAPI is on.
-        assert!(redirect_taken(c(10, 2), c(10, 6)));
-        // Counters that went down (a re-created veth) say nothing.
-        assert!(!redirect_taken(c(10, 2), c(0, 0)));
-    }
-
-    #[test]
     fn refused_test_runs_are_told_apart() {
         let e = |errno| {
             ProgramError::SyscallError(aya::sys::SyscallError {
@@ -1761,35 +927,5 @@ mod tests {
         assert_eq!(errno_of(&ProgramError::NotLoaded), None);
         assert_eq!(errno_name(libc::EPERM), "EPERM");
         assert_eq!(errno_name(524), "ENOTSUPP");
-    }
-
-    #[test]
-    fn xmit_counters_from_driver_statistics() {
-        let s = |v: &[(&str, u64)]| -> Vec<(String, u64)> {
-            v.iter().map(|(n, x)| (n.to_string(), *x)).collect()
-        };
-        let veth = s(&[
-            ("peer_ifindex", 7),
-            ("rx_queue_0_xdp_packets", 100),
-            ("rx_queue_0_xdp_tx_errors", 50),
-            ("tx_queue_0_xdp_xmit", 3),
-            ("tx_queue_0_xdp_xmit_errors", 1),
-            ("tx_queue_1_xdp_xmit", 4),
-            ("tx_queue_1_xdp_xmit_errors", 2),
-        ]);
-        assert_eq!(
-            xmit_counters(&veth),
-            Some(XmitCounters {
-                delivered: 7,
-                refused: 3
-            })
-        );
-        assert_eq!(xmit_counters(&s(&[("rx_packets", 1)])), None);
-        assert_eq!(xmit_counters(&[]), None);
-        // Look-alikes are not counters of a queue.
-        assert_eq!(
-            xmit_counters(&s(&[("tx_queue__xdp_xmit", 1), ("tx_queue_x_xdp_xmit", 1)])),
-            None
-        );
     }
 }

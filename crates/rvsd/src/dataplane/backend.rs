@@ -1,0 +1,310 @@
+//! The two socket backends: opening them (AF_XDP sockets behind the XDP
+//! classifier, or AF_PACKET sockets behind an nftables table), choosing one,
+//! and the sockets a worker reads and writes.
+
+use std::os::fd::RawFd;
+
+use rvs_io::neigh::Resolver;
+use rvs_io::nft::{NftInterface, NftTable};
+use rvs_io::packet::{PacketConfig, PacketSocket};
+use rvs_io::xdp::Classifier;
+use rvs_io::xsk::{FrameBuf, UmemConfig, Verdict, XskSocket};
+
+use super::Backend;
+use crate::options::IoMode;
+
+/// What keeps the kernel from handling claimed frames.
+#[derive(Debug)]
+pub(super) enum Filter {
+    Xdp(Box<Classifier>),
+    Nft(NftTable),
+}
+
+// What reaches rvs with the kernel's default offloads, which rvsd leaves
+// as they are (measured on veth, kernel 6.18; see drivers/net/veth.c and
+// net/core/dev.c):
+// * Transmit checksum offload of a local sender: frames carry partial
+//   TCP/UDP checksums (the pseudo-header sum) and zero SCTP CRCs on
+//   every path (XDP, AF_XDP, AF_PACKET); the engine and the XDP fast path
+//   finish them (`rvs_wire::offload`), counted in `rvs dataplane`.
+// * TSO/GSO of a local sender: while an XDP program without multi-buffer
+//   support is attached to a veth, the kernel clears TSO on its peer
+//   (`ethtool -k`: tcp-segmentation-offload off), so software GSO cuts
+//   MTU-sized segments before the veth, each with its own partial
+//   checksum; native XDP on a NIC disables LRO. XDP and AF_XDP never see
+//   a super-frame. Without XDP (`--io packet`) the peer keeps TSO and
+//   AF_PACKET reads its TCP packets of up to 64 KiB whole.
+// * GRO runs after XDP (on the frames XDP passes), so it merges nothing
+//   that XDP or AF_XDP see; AF_PACKET taps frames after GRO, merged.
+//
+// So `--io packet` reads into 64 KiB buffers and its workers cut TCP
+// super-frames into segments of the ingress MTU before the engine
+// ([`Worker::cut_super_frames`], `rvs_wire::tcp_segment`), as the
+// kernel's GSO would on the way out. UDP super-frames (UDP GSO, or
+// GRO with `rx-udp-gro-forwarding`, off by default) cannot be cut without
+// the sender's segment size and are dropped (counted).
+
+/// One served interface.
+#[derive(Debug, Clone)]
+pub(super) struct Port {
+    pub(super) ifindex: u32,
+    pub(super) name: String,
+    /// RX queues (XDP sockets opened, or fanout members).
+    pub(super) queues: u32,
+    /// IP MTU: the size TCP super-frames read from it are cut to.
+    pub(super) mtu: u32,
+}
+
+/// A socket of a worker.
+#[derive(Debug)]
+pub(super) enum Sock {
+    Xsk(Box<XskSocket>),
+    Packet(Box<PacketSocket>),
+}
+
+impl Sock {
+    pub(super) fn rx_batch(
+        &mut self,
+        max: usize,
+        f: impl FnMut(&mut FrameBuf<'_>) -> Verdict,
+    ) -> Result<usize, String> {
+        match self {
+            Sock::Xsk(s) => s.rx_batch(max, f).map_err(|e| e.to_string()),
+            Sock::Packet(s) => s.rx_batch(max, f).map_err(|e| e.to_string()),
+        }
+    }
+
+    pub(super) fn tx_copy(&mut self, frame: &[u8]) -> bool {
+        match self {
+            Sock::Xsk(s) => s.tx_copy(frame),
+            Sock::Packet(s) => s.tx_copy(frame),
+        }
+    }
+
+    pub(super) fn flush(&mut self) -> Result<(), String> {
+        match self {
+            Sock::Xsk(s) => s.flush().map_err(|e| e.to_string()),
+            Sock::Packet(s) => s.flush().map_err(|e| e.to_string()),
+        }
+    }
+
+    /// Frames dropped at send time, counted by the socket (AF_PACKET:
+    /// refused by the kernel in `flush`; AF_XDP counts them at `tx_copy`).
+    pub(super) fn tx_dropped(&self) -> u64 {
+        match self {
+            Sock::Xsk(_) => 0,
+            Sock::Packet(s) => s.stats().tx_dropped,
+        }
+    }
+
+    /// Frames the kernel dropped on receive so far (one getsockopt).
+    pub(super) fn kernel_drops(&mut self) -> u64 {
+        match self {
+            Sock::Xsk(s) => s.stats().kernel.map_or(0, |k| {
+                k.rx_dropped + k.rx_ring_full + k.rx_fill_ring_empty_descs
+            }),
+            Sock::Packet(s) => s.kernel_stats().map_or(0, |k| k.drops),
+        }
+    }
+
+    pub(super) fn fd(&self) -> RawFd {
+        match self {
+            Sock::Xsk(s) => s.fd(),
+            Sock::Packet(s) => s.fd(),
+        }
+    }
+
+    pub(super) fn ifname(&self) -> &str {
+        match self {
+            Sock::Xsk(s) => s.ifname(),
+            Sock::Packet(s) => s.ifname(),
+        }
+    }
+}
+
+/// The sockets of one worker: per served port (by index), the socket it
+/// transmits with, which also receives unless it is a transmit-only
+/// AF_PACKET socket (an XDP worker for a queue that port does not have).
+#[derive(Debug)]
+pub(super) struct WorkerSocks {
+    pub(super) socks: Vec<Sock>,
+    pub(super) receives: Vec<bool>,
+}
+
+/// RX queues of `name`, at least 1.
+fn queues_of(name: &str) -> Result<u32, String> {
+    XskSocket::queue_count(name)
+        .map(|n| n.max(1))
+        .map_err(|e| format!("{name}: cannot count RX queues: {e}"))
+}
+
+/// The served ports, as the resolver knows them.
+pub(super) fn ports_of(resolver: &Resolver, interfaces: &[String]) -> Result<Vec<Port>, String> {
+    interfaces
+        .iter()
+        .map(|name| {
+            let info = resolver
+                .interface_by_name(name)
+                .ok_or_else(|| format!("{name}: interface not found by the resolver"))?;
+            Ok(Port {
+                ifindex: info.ifindex,
+                name: name.clone(),
+                queues: queues_of(name)?,
+                mtu: crate::system::interface_mtu(name).unwrap_or(1500),
+            })
+        })
+        .collect()
+}
+
+/// Pick the backend of `mode` (not `None`): the one asked for, or for
+/// `Auto` XDP if `xdp` opens it, else AF_PACKET. Returns the backend, what
+/// the opener gave, and why (for the log).
+pub(super) fn choose<T>(
+    mode: IoMode,
+    xdp: impl FnOnce() -> Result<T, String>,
+    packet: impl FnOnce() -> Result<T, String>,
+) -> Result<(Backend, T, String), String> {
+    match mode {
+        IoMode::Xdp => Ok((Backend::Xdp, xdp()?, "asked for (--io xdp)".into())),
+        IoMode::Packet => Ok((Backend::Packet, packet()?, "asked for (--io packet)".into())),
+        IoMode::Auto => match xdp() {
+            Ok(t) => Ok((
+                Backend::Xdp,
+                t,
+                "--io auto: the XDP classifier attached and the AF_XDP sockets opened".into(),
+            )),
+            Err(xdp_err) => match packet() {
+                Ok(t) => Ok((
+                    Backend::Packet,
+                    t,
+                    format!("--io auto: XDP is unavailable ({xdp_err}); using AF_PACKET"),
+                )),
+                Err(packet_err) => Err(format!(
+                    "no packet I/O works: xdp: {xdp_err}; packet: {packet_err} \
+                     (use --io none for the control plane only)"
+                )),
+            },
+        },
+        IoMode::None => Err("--io none has no data plane".into()),
+    }
+}
+
+/// Attach the classifier and open a socket per RX queue; worker `q` gets
+/// queue `q` of every port, or a transmit-only AF_PACKET socket for a port
+/// with fewer queues.
+pub(super) fn open_xdp(
+    ports: &[Port],
+    flow_entries: u32,
+) -> Result<(Filter, Vec<WorkerSocks>), String> {
+    let names: Vec<String> = ports.iter().map(|p| p.name.clone()).collect();
+    let mut classifier = Classifier::attach_sized(&names, flow_entries)
+        .map_err(|e| format!("cannot attach the XDP classifier: {e}"))?;
+    let n = ports.iter().map(|p| p.queues).max().unwrap_or(1).max(1);
+    let mut workers: Vec<WorkerSocks> = (0..n)
+        .map(|_| WorkerSocks {
+            socks: Vec::new(),
+            receives: Vec::new(),
+        })
+        .collect();
+    let mut base = 0u32;
+    for p in ports {
+        classifier
+            .set_if_base(p.ifindex, base)
+            .map_err(|e| format!("{}: {e}", p.name))?;
+        for (q, w) in (0..n).zip(workers.iter_mut()) {
+            if q < p.queues {
+                let s = XskSocket::open(&p.name, q, &UmemConfig::default()).map_err(|e| {
+                    format!("{}: cannot open an AF_XDP socket on queue {q}: {e}", p.name)
+                })?;
+                classifier
+                    .xsk_map_set(base + q, s.fd())
+                    .map_err(|e| format!("{} queue {q}: {e}", p.name))?;
+                w.socks.push(Sock::Xsk(Box::new(s)));
+                w.receives.push(true);
+            } else {
+                let s = PacketSocket::open_tx_only(&p.name, &PacketConfig::default())
+                    .map_err(|e| format!("{}: {e}", p.name))?;
+                w.socks.push(Sock::Packet(Box::new(s)));
+                w.receives.push(false);
+            }
+        }
+        base += p.queues;
+    }
+    Ok((Filter::Xdp(Box::new(classifier)), workers))
+}
+
+/// Install the nftables table and open the AF_PACKET
+/// sockets: one per port and worker, the workers of a port in one fanout
+/// group.
+pub(super) fn open_packet(ports: &[Port]) -> Result<(Filter, Vec<WorkerSocks>), String> {
+    let table = NftTable::install(
+        ports
+            .iter()
+            .map(|p| NftInterface {
+                name: p.name.clone(),
+                ifindex: p.ifindex,
+            })
+            .collect(),
+    )
+    .map_err(|e| e.to_string())?;
+    let n = ports.iter().map(|p| p.queues).max().unwrap_or(1).max(1);
+    let mut workers: Vec<WorkerSocks> = (0..n)
+        .map(|_| WorkerSocks {
+            socks: Vec::new(),
+            receives: Vec::new(),
+        })
+        .collect();
+    for p in ports {
+        let mut group = None;
+        for w in workers.iter_mut() {
+            // Buffers that hold a 64 KiB TCP super-frame (a local sender's
+            // TSO reaches AF_PACKET whole): cut by the worker.
+            // cut by the worker into the sender's segment size, which the
+            // vnet header tells.
+            let rx_cfg = PacketConfig {
+                buf_size: PacketConfig::default().headroom + rvs_io::packet::SUPER_FRAME_MAX,
+                vnet_hdr: true,
+                ..PacketConfig::default()
+            };
+            let mut s =
+                PacketSocket::open(&p.name, &rx_cfg).map_err(|e| format!("{}: {e}", p.name))?;
+            if n > 1 {
+                group = Some(
+                    s.join_fanout(group)
+                        .map_err(|e| format!("{}: {e}", p.name))?,
+                );
+            }
+            w.socks.push(Sock::Packet(Box::new(s)));
+            w.receives.push(true);
+        }
+    }
+    Ok((Filter::Nft(table), workers))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_falls_back_to_packet() {
+        let ok = || Ok::<u8, String>(1);
+        let bad = || Err::<u8, String>("no AF_XDP".into());
+        let bad2 = || Err::<u8, String>("no nft".into());
+        let (b, _, why) = choose(IoMode::Auto, ok, bad2).unwrap();
+        assert_eq!(b, Backend::Xdp);
+        assert!(why.contains("auto"), "{why}");
+        let (b, _, why) = choose(IoMode::Auto, bad, ok).unwrap();
+        assert_eq!(b, Backend::Packet);
+        assert!(why.contains("no AF_XDP"), "{why}");
+        let e = choose(IoMode::Auto, bad, bad2).unwrap_err();
+        assert!(
+            e.contains("no AF_XDP") && e.contains("no nft") && e.contains("--io none"),
+            "{e}"
+        );
+        // An explicit mode never falls back.
+        assert_eq!(choose(IoMode::Xdp, bad, ok).unwrap_err(), "no AF_XDP");
+        assert_eq!(choose(IoMode::Packet, ok, bad2).unwrap_err(), "no nft");
+        assert_eq!(choose(IoMode::Packet, bad, ok).unwrap().0, Backend::Packet);
+        assert!(choose(IoMode::None, ok, ok).is_err());
+    }
+}

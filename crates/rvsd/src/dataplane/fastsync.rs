@@ -1,0 +1,407 @@
+//! The fast path's bookkeeping: the flows installed into the classifier's
+//! flow cache, the engine's queued work applied to it, and what the cache
+//! forwarded credited to the engine.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Instant;
+
+use rvs_core::Engine;
+use rvs_core::fastpath::{FastAction, FastFlow, FastPathOp, FastRewrite};
+use rvs_io::flowcache::{self, FlowAction, FlowCache, FlowCounters, FlowEntry, FlowRewrite};
+use rvs_proto::FastPathCounters;
+
+use super::Port;
+use super::probe::{Probe, Probed};
+use crate::options::FastPathMode;
+
+/// The rvs-io form of an engine's flow key.
+fn io_key(k: &rvs_core::fastpath::FlowKey) -> flowcache::FlowKey {
+    flowcache::FlowKey {
+        proto: k.proto,
+        src: k.src,
+        dst: k.dst,
+        sport: k.sport,
+        dport: k.dport,
+    }
+}
+
+/// The rvs-io form of an engine's fast-path decision.
+fn io_action(a: &FastAction) -> FlowAction {
+    FlowAction {
+        rewrite: match a.rewrite {
+            FastRewrite::Dr => FlowRewrite::Dr,
+            FastRewrite::Tun { src, dst } => FlowRewrite::Tun { src, dst },
+            FastRewrite::NatIn { addr, port } => FlowRewrite::NatIn { addr, port },
+            FastRewrite::NatOut { addr, port } => FlowRewrite::NatOut { addr, port },
+        },
+        ifindex: a.port.0,
+        src_mac: a.src_mac.0,
+        dst_mac: a.dst_mac.0,
+        mtu: a.mtu,
+        conn: a.conn.index(),
+        cookie: 0,
+    }
+}
+
+/// What the sync thread installed, and what of its traffic it credited.
+#[derive(Debug, Clone, Copy)]
+struct Installed {
+    flow: FastFlow,
+    /// Egress interface.
+    ifindex: u32,
+    packets: u64,
+    bytes: u64,
+    last_seen_ns: u64,
+}
+
+/// What the fast path did since start.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(super) struct FastTotals {
+    pub(super) installs: u64,
+    pub(super) removals: u64,
+    pub(super) evictions: u64,
+    /// Credited packets and bytes.
+    packets: u64,
+    bytes: u64,
+}
+
+/// The fast path's bookkeeping: what is in the cache, what of its traffic
+/// was credited, where it may send.
+#[derive(Debug)]
+pub(super) struct FastSync {
+    mode: FastPathMode,
+    /// The interfaces it may send to (ifindex).
+    pub(super) egress: HashSet<u32>,
+    /// One per [`DpShared::fast_probed`](super::DpShared::fast_probed), in order.
+    pub(super) probes: Vec<Probe>,
+    /// Watched interfaces (live frames refused): their flows are cached
+    /// whether they take redirects or not, their gates decide
+    /// ([`rvs_io::flowcache::Gate`]).
+    pub(super) watched: HashSet<u32>,
+    installed: HashMap<flowcache::FlowKey, Installed>,
+    pub(super) ops: Vec<FastPathOp>,
+    entries: Vec<FlowEntry>,
+    pub(super) totals: FastTotals,
+    errors_logged: u32,
+}
+
+/// Errors logged by the fast path's sync, at most (then silence).
+const FAST_ERRORS_LOGGED: u32 = 10;
+
+impl FastSync {
+    pub(super) fn new(mode: FastPathMode, egress: HashSet<u32>, probes: Vec<Probe>) -> FastSync {
+        FastSync {
+            mode,
+            egress,
+            probes,
+            watched: HashSet::new(),
+            installed: HashMap::new(),
+            ops: Vec::new(),
+            entries: Vec::new(),
+            totals: FastTotals::default(),
+            errors_logged: 0,
+        }
+    }
+
+    fn log(&mut self, msg: std::fmt::Arguments<'_>) {
+        if self.errors_logged < FAST_ERRORS_LOGGED {
+            self.errors_logged += 1;
+            eprintln!("rvsd: fast path: {msg}");
+        }
+    }
+
+    /// The counters `rvs dataplane` shows.
+    pub(super) fn counters(
+        &self,
+        ports: &[Port],
+        probed: &[Probed],
+        stats: Option<&flowcache::FastPathStats>,
+    ) -> FastPathCounters {
+        let s = stats.copied().unwrap_or_default();
+        let t = &self.totals;
+        FastPathCounters {
+            mode: self.mode.name().into(),
+            egress: ports
+                .iter()
+                .filter(|p| self.egress.contains(&p.ifindex))
+                .map(|p| p.name.clone())
+                .collect(),
+            probed: probed.iter().map(|p| p.name.clone()).collect(),
+            why: probed
+                .iter()
+                .zip(&self.probes)
+                .map(|(p, pr)| pr.why(&p.name, Instant::now()))
+                .collect(),
+            entries: self.installed.len() as u64,
+            installs: t.installs,
+            removals: t.removals,
+            evictions: t.evictions,
+            packets: t.packets,
+            bytes: t.bytes,
+            hits: s.hits,
+            misses: s.misses,
+            skipped: s.skipped,
+            too_big: s.too_big,
+            ttl: s.ttl,
+            errors: s.errors,
+            csum_completed: s.csum_completed,
+            csum_slow: s.csum_slow,
+        }
+    }
+
+    /// Remove the entries that send to `ifindex`.
+    pub(super) fn remove_towards(
+        &mut self,
+        cache: &mut FlowCache,
+        engine: &mut Engine,
+        ifindex: u32,
+        now: rvs_core::Instant,
+        mono: u64,
+    ) {
+        let gone: Vec<flowcache::FlowKey> = self
+            .installed
+            .iter()
+            .filter(|(_, e)| e.ifindex == ifindex)
+            .map(|(k, _)| *k)
+            .collect();
+        for k in gone {
+            self.remove(cache, engine, &k, now, mono);
+        }
+    }
+
+    /// Apply the engine's queued work to the cache (the caller holds the
+    /// state lock, so the engine and the cache move together).
+    pub(super) fn apply_ops(
+        &mut self,
+        cache: &mut FlowCache,
+        engine: &mut Engine,
+        now: rvs_core::Instant,
+        mono: u64,
+    ) {
+        engine.take_fast_path_ops(&mut self.ops);
+        let mut ops = std::mem::take(&mut self.ops);
+        for op in ops.drain(..) {
+            match op {
+                FastPathOp::Install(flow, action) => {
+                    let port = action.port.0;
+                    if !self.egress.contains(&port) && !self.watched.contains(&port) {
+                        continue;
+                    }
+                    self.install(cache, engine, flow, &action, now, mono);
+                }
+                FastPathOp::Remove(flow) => {
+                    self.remove(cache, engine, &io_key(&flow.key), now, mono)
+                }
+                FastPathOp::RemoveAll => {
+                    let keys: Vec<flowcache::FlowKey> = self.installed.keys().copied().collect();
+                    for k in keys {
+                        self.remove(cache, engine, &k, now, mono);
+                    }
+                }
+            }
+        }
+        self.ops = ops;
+    }
+
+    fn install(
+        &mut self,
+        cache: &mut FlowCache,
+        engine: &mut Engine,
+        flow: FastFlow,
+        action: &FastAction,
+        now: rvs_core::Instant,
+        mono: u64,
+    ) {
+        let key = io_key(&flow.key);
+        match cache.replace(&key, &io_action(action)) {
+            Ok(old) => {
+                if let (Some(old), Some(prev)) = (old, self.installed.get(&key).copied()) {
+                    self.credit(engine, &prev, &old, now, mono);
+                }
+                self.totals.installs += 1;
+                self.installed.insert(
+                    key,
+                    Installed {
+                        flow,
+                        ifindex: action.port.0,
+                        packets: 0,
+                        bytes: 0,
+                        last_seen_ns: 0,
+                    },
+                );
+            }
+            Err(e) => self.log(format_args!("cannot cache {key:?}: {e}")),
+        }
+    }
+
+    fn remove(
+        &mut self,
+        cache: &mut FlowCache,
+        engine: &mut Engine,
+        key: &flowcache::FlowKey,
+        now: rvs_core::Instant,
+        mono: u64,
+    ) {
+        let Some(prev) = self.installed.remove(key) else {
+            return;
+        };
+        match cache.remove(key) {
+            Ok(Some(last)) => {
+                self.totals.removals += 1;
+                self.credit(engine, &prev, &last, now, mono);
+            }
+            // Evicted: what it counted since the last read is lost.
+            Ok(None) => self.totals.evictions += 1,
+            Err(e) => self.log(format_args!("cannot remove {key:?}: {e}")),
+        }
+    }
+
+    /// Credit every entry's traffic since the last read. An installed
+    /// entry the cache no longer has was evicted: forgotten here (its flow
+    /// goes through the engine), counted.
+    pub(super) fn credit_all(
+        &mut self,
+        cache: &FlowCache,
+        engine: &mut Engine,
+        now: rvs_core::Instant,
+        mono: u64,
+    ) {
+        if self.installed.is_empty() {
+            return;
+        }
+        let mut entries = std::mem::take(&mut self.entries);
+        if let Err(e) = cache.counters(&mut entries) {
+            self.log(format_args!("cannot read the counters: {e}"));
+            self.entries = entries;
+            return;
+        }
+        let mut found = 0usize;
+        for e in &entries {
+            if let Some(prev) = self.installed.get(&e.key).copied() {
+                found += 1;
+                self.credit(engine, &prev, &e.counters, now, mono);
+                if let Some(p) = self.installed.get_mut(&e.key) {
+                    p.packets = e.counters.packets;
+                    p.bytes = e.counters.bytes;
+                    p.last_seen_ns = e.counters.last_seen_ns;
+                }
+            }
+        }
+        // Only rvsd adds or removes entries, under this lock (the XDP
+        // program never does), so one missing from a complete read was
+        // evicted.
+        if found < self.installed.len() {
+            let present: HashSet<flowcache::FlowKey> = entries.iter().map(|e| e.key).collect();
+            let before = self.installed.len();
+            self.installed.retain(|k, _| present.contains(k));
+            self.totals.evictions += (before - self.installed.len()) as u64;
+        }
+        self.entries = entries;
+    }
+
+    /// Credit to the engine what `cur` holds beyond what `prev` says was
+    /// credited already, and count it.
+    fn credit(
+        &mut self,
+        engine: &mut Engine,
+        prev: &Installed,
+        cur: &FlowCounters,
+        now: rvs_core::Instant,
+        mono: u64,
+    ) {
+        if let Some((packets, bytes)) = credit(engine, prev, cur, now, mono) {
+            self.totals.packets += packets;
+            self.totals.bytes += bytes;
+        }
+    }
+}
+
+/// Credit to the engine what `cur` holds beyond what `prev` says was
+/// credited already; the packets and bytes credited, if anything changed.
+fn credit(
+    engine: &mut Engine,
+    prev: &Installed,
+    cur: &FlowCounters,
+    now: rvs_core::Instant,
+    mono: u64,
+) -> Option<(u64, u64)> {
+    // Counters below the credited ones: the entry was replaced meanwhile.
+    let (packets, bytes) = if cur.packets >= prev.packets {
+        (
+            cur.packets - prev.packets,
+            cur.bytes.saturating_sub(prev.bytes),
+        )
+    } else {
+        (cur.packets, cur.bytes)
+    };
+    if packets == 0 && cur.last_seen_ns == prev.last_seen_ns {
+        return None;
+    }
+    let last_seen = (cur.last_seen_ns != 0).then(|| {
+        let age_ms = mono.saturating_sub(cur.last_seen_ns) / 1_000_000;
+        rvs_core::Instant::from_millis(now.as_millis().saturating_sub(age_ms))
+    });
+    engine.credit_fast_path(&prev.flow, packets, bytes, last_seen);
+    Some((packets, bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fast_path_counters_name_interfaces() {
+        let port = |ifindex, name: &str| Port {
+            ifindex,
+            name: name.into(),
+            queues: 1,
+            mtu: 1500,
+        };
+        let ports = [port(4, "eth0"), port(5, "eth1"), port(6, "eth2")];
+        let probed = [Probed {
+            ifindex: 5,
+            name: "eth1".into(),
+            mac: [2, 0, 0, 0, 0, 1],
+        }];
+        let mut fs = FastSync::new(
+            FastPathMode::On,
+            [6, 4].into_iter().collect(),
+            vec![Probe::live(false)],
+        );
+        fs.totals = FastTotals {
+            installs: 3,
+            removals: 1,
+            evictions: 1,
+            packets: 10,
+            bytes: 1000,
+        };
+        let stats = flowcache::FastPathStats {
+            hits: 11,
+            misses: 2,
+            ..flowcache::FastPathStats::default()
+        };
+        assert_eq!(
+            fs.counters(&ports, &probed, Some(&stats)),
+            FastPathCounters {
+                mode: "on".into(),
+                egress: vec!["eth0".into(), "eth2".into()],
+                probed: vec!["eth1".into()],
+                why: vec![
+                    "eth1: off: probe frames redirected out of it are refused whole: its \
+                     peer is not in NAPI mode (no XDP program or GRO on it); probed every second"
+                        .into()
+                ],
+                entries: 0,
+                installs: 3,
+                removals: 1,
+                evictions: 1,
+                packets: 10,
+                bytes: 1000,
+                hits: 11,
+                misses: 2,
+                ..FastPathCounters::default()
+            }
+        );
+        assert_eq!(fs.counters(&ports, &probed, None).hits, 0);
+    }
+}

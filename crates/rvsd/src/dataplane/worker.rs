@@ -1,0 +1,521 @@
+//! A worker: one RX queue (or fanout member) of every served interface,
+//! its frames through the engine in batches, out of the egress sockets.
+
+use std::net::IpAddr;
+use std::os::fd::RawFd;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, MutexGuard};
+use std::time::{Duration, Instant};
+
+use rvs_core::engine::{DropReason, Frame, PortId};
+use rvs_core::{Action, Engine};
+use rvs_io::xsk::Verdict;
+
+use super::DpShared;
+use super::backend::{Sock, WorkerSocks};
+use super::counters::{Tally, WorkerCounters};
+use crate::handler::State;
+use crate::held::{self, Held, HeldFrames};
+use crate::server::Shared;
+use crate::system::Clock;
+
+/// Frames taken from one socket per batch.
+const BATCH: usize = 64;
+/// How long a worker sleeps without traffic, in milliseconds.
+const IDLE_WAIT_MS: i32 = 10;
+/// How often a worker reads its sockets' kernel drop counters.
+pub(super) const KERNEL_STATS_INTERVAL: Duration = Duration::from_millis(100);
+
+/// A frame to copy out of another socket after the batch.
+struct Pending {
+    sock: usize,
+    bytes: Vec<u8>,
+}
+
+pub(super) struct Worker {
+    index: usize,
+    socks: Vec<Sock>,
+    receives: Vec<bool>,
+    dp: Arc<DpShared>,
+    counters: Arc<WorkerCounters>,
+    /// Port index of each served ifindex.
+    port_of_ifindex: std::collections::HashMap<u32, usize>,
+    pending: Vec<Pending>,
+    /// Spare buffers for `pending`.
+    spare: Vec<Vec<u8>>,
+    /// Addresses that needed a hop during the batch.
+    need: Vec<IpAddr>,
+    /// Frames waiting for a hop.
+    held: HeldFrames,
+    /// Held frames whose hop is known, being processed again.
+    ready: Vec<Held>,
+    /// TCP super-frames of the current batch, cut after it
+    /// ([`Worker::cut_super_frames`]).
+    big: Vec<(u16, Vec<u8>)>,
+    /// Where one segment is built (headroom for a tunnel header, then
+    /// the frame).
+    seg: Vec<u8>,
+}
+
+impl Worker {
+    pub(super) fn new(index: usize, socks: WorkerSocks, dp: Arc<DpShared>) -> Worker {
+        let port_of_ifindex = dp
+            .ports
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.ifindex, i))
+            .collect();
+        let counters = Arc::clone(&dp.workers[index]);
+        Worker {
+            index,
+            socks: socks.socks,
+            receives: socks.receives,
+            dp,
+            counters,
+            port_of_ifindex,
+            pending: Vec::new(),
+            spare: Vec::new(),
+            need: Vec::new(),
+            held: HeldFrames::default(),
+            ready: Vec::new(),
+            big: Vec::new(),
+            seg: vec![0; held::HEADROOM + SEGMENT_MAX],
+        }
+    }
+
+    pub(super) fn run(&mut self, shared: &Shared) {
+        let clock = shared.clock();
+        let fds: Vec<RawFd> = self
+            .socks
+            .iter()
+            .zip(&self.receives)
+            .filter(|(_, r)| **r)
+            .map(|(s, _)| s.fd())
+            .collect();
+        let mut dropped_seen = vec![0u64; self.socks.len()];
+        let mut stats_at = Instant::now();
+        while !shared.stopping() {
+            if stats_at.elapsed() >= KERNEL_STATS_INTERVAL {
+                stats_at = Instant::now();
+                self.refresh_kernel_drops();
+            }
+            if let Err(e) = rvs_io::packet::wait_readable(&fds, IDLE_WAIT_MS) {
+                eprintln!("rvsd: worker {}: {e}", self.index);
+                std::thread::sleep(Duration::from_millis(IDLE_WAIT_MS as u64));
+            }
+            for si in 0..self.socks.len() {
+                if self.receives[si] {
+                    self.batch(si, shared, clock);
+                }
+            }
+            if !self.held.is_empty() {
+                self.release_held(shared, clock);
+            }
+            for (s, seen) in self.socks.iter_mut().zip(&mut dropped_seen) {
+                if let Err(e) = s.flush() {
+                    eprintln!("rvsd: worker {}: {} flush: {e}", self.index, s.ifname());
+                }
+                // What the kernel refused to send counts as no room.
+                let dropped = s.tx_dropped();
+                if dropped > *seen {
+                    self.counters
+                        .tx_full
+                        .fetch_add(dropped - *seen, Ordering::Relaxed);
+                    *seen = dropped;
+                }
+            }
+        }
+        self.refresh_kernel_drops();
+        for sock in &self.socks {
+            if let Sock::Xsk(x) = sock {
+                eprintln!(
+                    "rvsd: worker {}: {} queue {}: {:?}",
+                    self.index,
+                    x.ifname(),
+                    x.queue(),
+                    x.stats()
+                );
+            }
+        }
+    }
+
+    /// One batch of socket `si` (the socket of port `si`).
+    fn batch(&mut self, si: usize, shared: &Shared, clock: Clock) {
+        let ingress = PortId(self.dp.ports[si].ifindex);
+        let mut guard = None::<MutexGuard<'_, State>>;
+        let mut now = None;
+        let mut t = Tally::default();
+        // The engine's count of finished checksums when the batch began.
+        let mut csum_before = 0;
+        let port_of_ifindex = &self.port_of_ifindex;
+        let pending = &mut self.pending;
+        let spare = &mut self.spare;
+        let need = &mut self.need;
+        let held = &mut self.held;
+        let resolver = &self.dp.resolver;
+        let dp = &self.dp;
+        let big = &mut self.big;
+        let res = self.socks[si].rx_batch(BATCH, |fb| {
+            t.rx += 1;
+            // Lock once per batch, and only when there is a frame.
+            let state = guard.get_or_insert_with(|| shared.lock());
+            let now = *now.get_or_insert_with(|| {
+                csum_before = state.engine_mut().counters().csum_completed;
+                let now = clock.now();
+                // The fast-path work the previous batch queued, now that
+                // its frames are sent: a flow's next packets go through XDP
+                // without waiting for the sync thread, and never overtake
+                // the packets the engine forwarded before.
+                dp.apply_fast_ops(state.engine_mut(), now);
+                now
+            });
+            let engine: &mut Engine = state.engine_mut();
+            let (start, len) = (fb.start(), fb.len());
+            if len > WIRE_FRAME_MAX {
+                // A TCP super-frame (the sender's TSO, or GRO): cut into
+                // segments of the ingress MTU after the batch.
+                t.segmented += 1;
+                let mut b = spare.pop().unwrap_or_default();
+                b.clear();
+                b.extend_from_slice(&fb.buf()[start..start + len]);
+                big.push((fb.gso_size(), b));
+                return Verdict::Done;
+            }
+            let action = engine.process(
+                Frame {
+                    buf: fb.buf_mut(),
+                    start,
+                    len,
+                    ingress,
+                    fwmark: 0,
+                },
+                now,
+            );
+            let (egress, bytes) = match action {
+                Action::Forward { port, start, len } => {
+                    t.forwarded += 1;
+                    if port == ingress {
+                        t.tx += 1;
+                        return Verdict::TxSame { start, len };
+                    }
+                    (port, &fb.buf()[start..start + len])
+                }
+                Action::Reply { port, len } => {
+                    t.replies += 1;
+                    (port, engine.reply_frame(len))
+                }
+                Action::Frames { port, count } => {
+                    t.forwarded += 1;
+                    let Some(&pi) = port_of_ifindex.get(&port.0) else {
+                        t.no_port += 1;
+                        return Verdict::Drop;
+                    };
+                    for i in 0..count {
+                        let mut b = spare.pop().unwrap_or_default();
+                        b.clear();
+                        b.extend_from_slice(engine.frame_at(i));
+                        pending.push(Pending { sock: pi, bytes: b });
+                    }
+                    return Verdict::Done;
+                }
+                Action::Pass => {
+                    t.passed += 1;
+                    return Verdict::Drop;
+                }
+                Action::Drop(DropReason::FragmentHeld) => {
+                    // The engine keeps a copy until its first fragment comes.
+                    return Verdict::Drop;
+                }
+                Action::Drop(_) => {
+                    t.dropped += 1;
+                    return Verdict::Drop;
+                }
+                Action::NeedHop(a) => {
+                    // Starts the resolution; the sync thread hands the hop
+                    // to the engine once it is known, and the held copy of
+                    // the (untouched) frame is processed again then.
+                    t.need_hop += 1;
+                    let _ = resolver.lookup(a);
+                    need.push(a);
+                    t.dropped +=
+                        held.hold(a, ingress, &fb.buf()[start..start + len], Instant::now());
+                    return Verdict::Drop;
+                }
+            };
+            let Some(&pi) = port_of_ifindex.get(&egress.0) else {
+                t.no_port += 1;
+                return Verdict::Drop;
+            };
+            let mut b = spare.pop().unwrap_or_default();
+            b.clear();
+            b.extend_from_slice(bytes);
+            pending.push(Pending { sock: pi, bytes: b });
+            Verdict::Done
+        });
+        if let Some(state) = guard.as_mut()
+            && let Some(now) = now
+        {
+            self.cut_super_frames(state.engine_mut(), ingress, now, &mut t);
+            self.release_fragments(state.engine_mut(), now, &mut t);
+        }
+        if let Some(state) = guard.as_mut() {
+            t.csum_completed = state
+                .engine_mut()
+                .counters()
+                .csum_completed
+                .saturating_sub(csum_before);
+        }
+        drop(guard);
+        if let Err(e) = res {
+            eprintln!(
+                "rvsd: worker {}: {} receive: {e}",
+                self.index,
+                self.socks[si].ifname()
+            );
+        }
+        self.send_pending(&mut t);
+        if !self.need.is_empty() {
+            self.dp.wanted().extend(self.need.drain(..));
+        }
+        if t.rx > 0 {
+            self.counters.add(&t);
+            crate::inject_panic("worker");
+        }
+    }
+}
+
+/// Released fragments are processed like held frames (their headroom is
+/// the same, so that a NAT or tunnel rewrite finds room for a header).
+use rvs_core::frag::HELD_HEADROOM;
+const _: () = assert!(HELD_HEADROOM == held::HEADROOM);
+
+/// The longest frame a served interface delivers unmerged: 1500-byte IP
+/// packets, an Ethernet header and one VLAN tag. Longer ones are TCP
+/// super-frames (a local sender's TSO, or GRO), which only AF_PACKET reads
+/// (see the notes after [`Filter`](super::backend::Filter)).
+const WIRE_FRAME_MAX: usize = 1518;
+
+/// The longest segment cut from a super-frame (jumbo MTUs included).
+const SEGMENT_MAX: usize = 9216 + 18;
+
+impl Worker {
+    /// Cut the batch's TCP super-frames into segments of the ingress
+    /// interface's MTU (`rvs_wire::tcp_segments`, as the kernel's GSO
+    /// would before the wire) and process each through the engine; what
+    /// is not TCP (UDP GSO: its segment size is unknown here) is dropped
+    /// and counted.
+    fn cut_super_frames(
+        &mut self,
+        engine: &mut Engine,
+        ingress: PortId,
+        now: rvs_core::Instant,
+        t: &mut Tally,
+    ) {
+        let mtu = self
+            .dp
+            .ports
+            .iter()
+            .find(|p| PortId(p.ifindex) == ingress)
+            .map_or(1500, |p| p.mtu as usize);
+        let mut big = std::mem::take(&mut self.big);
+        let mut seg = std::mem::take(&mut self.seg);
+        for (gso, frame) in big.drain(..) {
+            let meta = match rvs_wire::parse_frame(&frame) {
+                Ok(rvs_wire::Parsed::Ip(m)) => m,
+                _ => {
+                    t.dropped += 1;
+                    self.spare.push(frame);
+                    continue;
+                }
+            };
+            // The sender's segment size when the kernel told it (it follows
+            // the path MTU the sender learnt, e.g. from the frag-needed
+            // errors of a TUN service), else the ingress MTU.
+            let tcp_hdr = frame
+                .get(meta.l4_offset + 12)
+                .map_or(20, |b| usize::from(b >> 4) * 4);
+            let max_ip_len = if gso > 0 {
+                (meta.l4_offset - meta.l3_offset + tcp_hdr + usize::from(gso)).min(mtu)
+            } else {
+                mtu
+            };
+            for i in 0.. {
+                let len = match rvs_wire::tcp_segment(
+                    &frame,
+                    &meta,
+                    max_ip_len,
+                    i,
+                    &mut seg[held::HEADROOM..],
+                ) {
+                    Ok(Some(len)) => len,
+                    Ok(None) => break,
+                    Err(_) => {
+                        t.dropped += 1;
+                        break;
+                    }
+                };
+                let action = engine.process(
+                    Frame {
+                        buf: &mut seg,
+                        start: held::HEADROOM,
+                        len,
+                        ingress,
+                        fwmark: 0,
+                    },
+                    now,
+                );
+                self.route(engine, action, &seg, len, ingress, Instant::now(), t);
+            }
+            self.spare.push(frame);
+        }
+        self.big = big;
+        self.seg = seg;
+    }
+
+    /// Process the fragments the engine held until their datagram's first
+    /// fragment came, now that it has (they are sent after it).
+    fn release_fragments(&mut self, engine: &mut Engine, now: rvs_core::Instant, t: &mut Tally) {
+        while let Some(mut h) = engine.pop_released_fragment() {
+            let len = h.len();
+            let action = engine.process(
+                Frame {
+                    buf: &mut h.buf,
+                    start: HELD_HEADROOM,
+                    len,
+                    ingress: h.ingress,
+                    fwmark: 0,
+                },
+                now,
+            );
+            self.route(engine, action, &h.buf, len, h.ingress, Instant::now(), t);
+            engine.recycle_fragment(h.buf);
+        }
+    }
+
+    /// Queue what the engine decided for a frame built in `buf` (at
+    /// [`held::HEADROOM`], `len` bytes): a forwarded frame or a reply for
+    /// its egress socket, a frame whose hop is unknown held (as waiting
+    /// since `since`).
+    #[allow(clippy::too_many_arguments)]
+    fn route(
+        &mut self,
+        engine: &Engine,
+        action: Action,
+        buf: &[u8],
+        len: usize,
+        ingress: PortId,
+        since: Instant,
+        t: &mut Tally,
+    ) {
+        let (port, bytes) = match action {
+            Action::Forward { port, start, len } => {
+                t.forwarded += 1;
+                (port, &buf[start..start + len])
+            }
+            Action::Reply { port, len } => {
+                t.replies += 1;
+                (port, engine.reply_frame(len))
+            }
+            Action::Frames { port, count } => {
+                t.forwarded += 1;
+                let Some(&pi) = self.port_of_ifindex.get(&port.0) else {
+                    t.no_port += 1;
+                    return;
+                };
+                for i in 0..count {
+                    let mut b = self.spare.pop().unwrap_or_default();
+                    b.clear();
+                    b.extend_from_slice(engine.frame_at(i));
+                    self.pending.push(Pending { sock: pi, bytes: b });
+                }
+                return;
+            }
+            Action::NeedHop(a) => {
+                t.need_hop += 1;
+                let _ = self.dp.resolver.lookup(a);
+                self.need.push(a);
+                let frame = &buf[held::HEADROOM..held::HEADROOM + len];
+                t.dropped += self.held.hold(a, ingress, frame, since);
+                return;
+            }
+            Action::Pass => {
+                t.passed += 1;
+                return;
+            }
+            Action::Drop(DropReason::FragmentHeld) => return,
+            Action::Drop(_) => {
+                t.dropped += 1;
+                return;
+            }
+        };
+        match self.port_of_ifindex.get(&port.0) {
+            Some(&pi) => {
+                let mut b = self.spare.pop().unwrap_or_default();
+                b.clear();
+                b.extend_from_slice(bytes);
+                self.pending.push(Pending { sock: pi, bytes: b });
+            }
+            None => t.no_port += 1,
+        }
+    }
+
+    /// Read the kernel's receive drops of every socket of this worker.
+    fn refresh_kernel_drops(&mut self) {
+        let drops = self.socks.iter_mut().map(Sock::kernel_drops).sum();
+        self.counters.kernel_drops.store(drops, Ordering::Relaxed);
+    }
+
+    /// Copy the frames of `pending` out of their egress sockets.
+    fn send_pending(&mut self, t: &mut Tally) {
+        for p in self.pending.drain(..) {
+            if self.socks[p.sock].tx_copy(&p.bytes) {
+                t.tx += 1;
+            } else {
+                t.tx_full += 1;
+            }
+            self.spare.push(p.bytes);
+        }
+    }
+
+    /// Process again the held frames whose next hop is now known; drop
+    /// those that waited too long.
+    fn release_held(&mut self, shared: &Shared, clock: Clock) {
+        let mut t = Tally::default();
+        let mut state = shared.lock();
+        let engine: &mut Engine = state.engine_mut();
+        t.dropped += self
+            .held
+            .take_ready(Instant::now(), |a| engine.has_hop(a), &mut self.ready);
+        if self.ready.is_empty() {
+            drop(state);
+            self.counters.add(&t);
+            return;
+        }
+        let now = clock.now();
+        let mut ready = std::mem::take(&mut self.ready);
+        for mut h in ready.drain(..) {
+            let len = h.len();
+            let action = engine.process(
+                Frame {
+                    buf: &mut h.buf,
+                    start: held::HEADROOM,
+                    len,
+                    ingress: h.ingress,
+                    fwmark: 0,
+                },
+                now,
+            );
+            // Another hop missing now (rare): held again, since it first was.
+            self.route(engine, action, &h.buf, len, h.ingress, h.since, &mut t);
+            self.held.recycle(h.buf);
+        }
+        self.ready = ready;
+        self.release_fragments(engine, now, &mut t);
+        drop(state);
+        self.send_pending(&mut t);
+        if !self.need.is_empty() {
+            self.dp.wanted().extend(self.need.drain(..));
+        }
+        self.counters.add(&t);
+    }
+}
