@@ -58,7 +58,10 @@ fn wait_for(s: &Setup, what: &str) -> String {
         if screen.contains(what) {
             return screen;
         }
-        assert!(Instant::now() < deadline, "no {what:?} on the screen:\n{screen}");
+        assert!(
+            Instant::now() < deadline,
+            "no {what:?} on the screen:\n{screen}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -121,7 +124,17 @@ fn netns_top_in_tmux() {
     assert!(
         Command::new("tmux")
             .args([
-                "-L", &s.tmux, "new-session", "-d", "-s", "top", "-x", "120", "-y", "40", &cmd,
+                "-L",
+                &s.tmux,
+                "new-session",
+                "-d",
+                "-s",
+                "top",
+                "-x",
+                "120",
+                "-y",
+                "40",
+                &cmd,
             ])
             .env_remove("RVS_SOCKET")
             .status()
@@ -139,8 +152,14 @@ fn netns_top_in_tmux() {
             .expect("send-keys");
     }
     let screen = wait_for(&s, "sort: name");
-    assert!(screen.contains("real servers of TCP  10.0.0.100:80"), "{screen}");
-    assert!(screen.contains("10.0.0.11:80") && screen.contains("10.0.0.12:80"), "{screen}");
+    assert!(
+        screen.contains("real servers of TCP  10.0.0.100:80"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("10.0.0.11:80") && screen.contains("10.0.0.12:80"),
+        "{screen}"
+    );
     Command::new("tmux")
         .args(["-L", &s.tmux, "send-keys", "-t", "top", "Down"])
         .status()

@@ -103,6 +103,80 @@ pub fn inject_panic(site: &str) {
     }
 }
 
+/// In debug builds (the tests'), `RVSD_INJECT_STALL=SITE` makes the thread
+/// at `SITE` (`worker`: a data-plane worker's loop) stop for good two
+/// seconds after `since`, to test the systemd watchdog. Read once.
+pub fn inject_stall(site: &str, since: std::time::Instant) {
+    static SITE: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    if !cfg!(debug_assertions) {
+        return;
+    }
+    let want = SITE.get_or_init(|| std::env::var("RVSD_INJECT_STALL").ok());
+    if want.as_deref() == Some(site) && since.elapsed() >= std::time::Duration::from_secs(2) {
+        eprintln!("rvsd: injected stall in {site} (RVSD_INJECT_STALL)");
+        loop {
+            std::thread::park();
+        }
+    }
+}
+
+/// With systemd's watchdog on (`WatchdogSec=` sets `$WATCHDOG_USEC`), say
+/// WATCHDOG=1 every half period while every data-plane worker's loop keeps
+/// turning; a worker stuck for a whole period stops the pings, so systemd
+/// kills rvsd and restarts it (`Restart=on-failure`). Logged once.
+fn spawn_watchdog(shared: Arc<server::Shared>) -> Result<(), String> {
+    // As libsystemd's sd_watchdog_enabled(): $WATCHDOG_USEC, for this
+    // process if $WATCHDOG_PID names one (sd-notify's version requires it).
+    let usec: u64 = match std::env::var("WATCHDOG_USEC")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        Some(u) if u > 0 => u,
+        _ => return Ok(()),
+    };
+    if let Ok(pid) = std::env::var("WATCHDOG_PID")
+        && pid.parse::<u32>().ok() != Some(std::process::id())
+    {
+        return Ok(());
+    }
+    let period = std::time::Duration::from_micros(usec / 2);
+    std::thread::Builder::new()
+        .name("watchdog".into())
+        .spawn(move || {
+            let mut last: Vec<u64> = Vec::new();
+            let mut stuck_logged = false;
+            while !shared.stopping() {
+                let now = shared.worker_heartbeats();
+                let stuck: Vec<usize> = now
+                    .iter()
+                    .zip(&last)
+                    .enumerate()
+                    .filter(|(_, (a, b))| a == b)
+                    .map(|(i, _)| i)
+                    .collect();
+                if stuck.is_empty() || last.len() != now.len() {
+                    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
+                    stuck_logged = false;
+                } else if !stuck_logged {
+                    eprintln!(
+                        "rvsd: data-plane worker(s) {stuck:?} made no progress for {:.1} s: \
+                         no longer telling systemd's watchdog all is well",
+                        period.as_secs_f64()
+                    );
+                    stuck_logged = true;
+                }
+                last = now;
+                std::thread::sleep(period);
+            }
+        })
+        .map_err(|e| format!("cannot start a thread: {e}"))?;
+    eprintln!(
+        "rvsd: systemd watchdog on: WATCHDOG=1 every {:.1} s while every worker turns",
+        period.as_secs_f64()
+    );
+    Ok(())
+}
+
 /// Run rvsd with `args` (without the program name); returns the exit status.
 pub fn run(args: impl IntoIterator<Item = OsString>) -> u8 {
     match options::parse(args) {
@@ -334,6 +408,7 @@ fn serve(o: Options) -> Result<(), (u8, String)> {
     ) {
         eprintln!("rvsd: cannot tell systemd it is ready: {e}");
     }
+    spawn_watchdog(Arc::clone(&shared)).map_err(|e| (EXIT_FAILURE, e))?;
     server::accept_loop(&listener, &shared);
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     // The workers see the stop flag within their poll interval; stopping

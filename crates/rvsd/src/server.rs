@@ -154,6 +154,12 @@ impl Shared {
         self.set_dataplane_active();
     }
 
+    /// Each data-plane worker's loop turns so far (none without a data
+    /// plane).
+    pub fn worker_heartbeats(&self) -> Vec<u64> {
+        self.dp.get().map(|dp| dp.heartbeats()).unwrap_or_default()
+    }
+
     /// The packet I/O in use, with its workers, for logs and systemd's
     /// STATUS (`none` without a data plane).
     pub fn dataplane_mode(&self) -> String {

@@ -86,3 +86,49 @@ fn netns_a_bad_rules_file_never_says_ready() {
     assert_eq!(status.code(), Some(2));
     assert_eq!(recv(&sock), None, "READY from an rvsd that did not start");
 }
+
+/// systemd's watchdog (`WatchdogSec=1`): WATCHDOG=1 while the workers turn;
+/// a worker stalled in a test build (`RVSD_INJECT_STALL=worker`, two seconds
+/// after it starts) stops the pings, so systemd would kill and restart rvsd.
+#[test]
+fn netns_watchdog_pings_only_while_workers_turn() {
+    require_root();
+    let mut lab = Lab::new("rvsdn", "wd");
+    let sock = manager(&mut lab);
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    lab.env.push(("WATCHDOG_USEC".into(), "1000000".into()));
+    lab.env.push(("RVSD_INJECT_STALL".into(), "worker".into()));
+    let peer = lab.ns("p");
+    let d = lab.ns("d");
+    veth(&d, "eth0", &peer, "eth0");
+    let start = std::time::Instant::now();
+    lab.start_rvsd(&d, Some("xdp"), &["eth0"], &[]);
+    // Messages in [from, to) after start.
+    let window = |from: Duration, to: Duration| -> Vec<String> {
+        let mut got = Vec::new();
+        while start.elapsed() < to {
+            if let Some(m) = recv(&sock)
+                && start.elapsed() >= from
+            {
+                got.push(m);
+            }
+        }
+        got
+    };
+    let early = window(Duration::ZERO, Duration::from_millis(1800));
+    assert!(
+        early.iter().any(|m| m.contains("WATCHDOG=1")),
+        "no ping while the worker turns: {early:?}\n{}",
+        lab.rvsd_log()
+    );
+    // The stall starts 2 s after the worker; a period later pings stop.
+    let late = window(Duration::from_millis(4500), Duration::from_millis(7000));
+    assert!(
+        !late.iter().any(|m| m.contains("WATCHDOG=1")),
+        "pings went on with a stuck worker: {late:?}\n{}",
+        lab.rvsd_log()
+    );
+    let log = lab.rvsd_log();
+    assert!(log.contains("made no progress"), "{log}");
+}

@@ -8,6 +8,9 @@ use rvs_proto::DataPlaneWorker;
 /// Counters of one worker, readable while it runs.
 #[derive(Debug, Default)]
 pub struct WorkerCounters {
+    /// Turns of the worker's loop (it turns at least every poll timeout,
+    /// traffic or not): the systemd watchdog's sign of progress.
+    pub heartbeat: AtomicU64,
     /// Frames received.
     pub rx: AtomicU64,
     /// Frames queued for transmission.

@@ -132,6 +132,14 @@ impl DpShared {
         self.backend
     }
 
+    /// Each worker's loop turns so far (the watchdog's sign of progress).
+    pub fn heartbeats(&self) -> Vec<u64> {
+        self.workers
+            .iter()
+            .map(|w| w.heartbeat.load(std::sync::atomic::Ordering::Relaxed))
+            .collect()
+    }
+
     fn filter(&self) -> MutexGuard<'_, Option<Filter>> {
         self.filter.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -94,7 +94,10 @@ impl Worker {
             .collect();
         let mut dropped_seen = vec![0u64; self.socks.len()];
         let mut stats_at = Instant::now();
+        let started = Instant::now();
         while !shared.stopping() {
+            self.counters.heartbeat.fetch_add(1, Ordering::Relaxed);
+            crate::inject_stall("worker", started);
             if stats_at.elapsed() >= KERNEL_STATS_INTERVAL {
                 stats_at = Instant::now();
                 self.refresh_kernel_drops();
