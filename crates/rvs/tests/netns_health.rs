@@ -322,6 +322,76 @@ fn netns_health_http_get_stop_start_and_500() {
     assert!(h.log().contains("status_code [500]"), "{}", h.log());
     std::fs::remove_file(w.flags(2).join("500")).unwrap();
     w.wait_table(&all, UP_BOUND, &h);
+
+    // Reload (SIGHUP through `rvs health reload`): rs1's weight 3; the
+    // service is edited, not recreated (its counters go on).
+    let conns = |w: &World| -> u64 {
+        let out = w.lab.adm(&[
+            "-L",
+            "-n",
+            "--stats",
+            "--exact",
+            "-t",
+            &w.lab.vip_port(PORT),
+        ]);
+        rs_lines(&out).iter().map(|(_, n)| n[0]).sum()
+    };
+    let before = conns(&w);
+    assert!(before >= 110, "{before}");
+    let reload = |w: &World| {
+        let o = Command::new(RVS)
+            .args(["health", "reload", "--state"])
+            .arg(w.state())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    let mut reals3 = reals.clone();
+    reals3[0] = reals3[0].replace("weight 1", "weight 3");
+    std::fs::write(w.dir.join("a.conf"), http_conf(&w.lab, "", &reals3)).unwrap();
+    reload(&w);
+    let mut weighted = all.clone();
+    weighted[0].1 = 3;
+    w.wait_table(&weighted, UP_BOUND, &h);
+    assert!(conns(&w) >= before, "the service was recreated");
+    assert!(
+        h.log()
+            .contains("Reloaded: 1 virtual server(s), 3 real server(s) keep their state"),
+        "{}",
+        h.log()
+    );
+
+    // A reload with a syntax error changes nothing and says where.
+    std::fs::write(
+        w.dir.join("a.conf"),
+        "virtual_server 10.0.0.1 80 {\n  delay_loop x\n}\n",
+    )
+    .unwrap();
+    reload(&w);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !h.log().contains("Reload refused, nothing changed: ") {
+        assert!(Instant::now() < deadline, "{}", h.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        h.log().contains("a.conf:2: 'delay_loop': invalid time 'x'"),
+        "{}",
+        h.log()
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(w.table().as_deref(), Some(weighted.as_slice()));
+
+    // A reload without rs3 removes it; without the service removes that.
+    std::fs::write(w.dir.join("a.conf"), http_conf(&w.lab, "", &reals3[..2])).unwrap();
+    reload(&w);
+    w.wait_table(&weighted[..2], UP_BOUND, &h);
+    std::fs::write(w.dir.join("a.conf"), "global_defs {\n}\n").unwrap();
+    reload(&w);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while w.table().is_some() {
+        assert!(Instant::now() < deadline, "{}", h.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 #[test]

@@ -31,15 +31,20 @@ use rvs_proto::client::Endpoint;
 pub const USAGE: &str = "\
 Usage: rvs health run FILE [--state PATH] [--threads N] [--socket S]
        rvs health check FILE
+       rvs health reload [--state PATH]
        rvs health [show] [--state PATH] [--json]
 
   run FILE     read keepalived.conf FILE (its virtual_server blocks), put its
                services and real servers into rvsd as one atomic batch, then
                check every real server (TCP_CHECK, HTTP_GET, MISC_CHECK) and
                add, remove or zero them as keepalived does; runs until
-               SIGTERM/SIGINT and leaves the table as it is then
+               SIGTERM/SIGINT and leaves the table as it is then; SIGHUP
+               reloads FILE: only what differs changes, real servers with
+               the same checkers keep their state, a file with an error
+               changes nothing
   check FILE   parse FILE: warnings, errors with file:line, and the ipvsadm
                commands the start would send to an empty table
+  reload       SIGHUP to the running checker (its pid from the state file)
   show         every real server with its checkers, state, last result, last
                change and error (from the state file of a running checker)
       --state PATH   state file (default /run/rvs/health.json)
@@ -129,6 +134,30 @@ pub fn main(args: &[String]) -> Result<String, String> {
                 out += &format!("ipvsadm {}\n", apply::ipvsadm_line(op));
             }
             Ok(out)
+        }
+        ["reload"] => {
+            let text = std::fs::read_to_string(&state)
+                .map_err(|e| format!("{}: {e} (--state)", state.display()))?;
+            let st: run::Status =
+                serde_json::from_str(&text).map_err(|e| format!("{}: {e}", state.display()))?;
+            // Only a checker: a stale state file must not signal a stranger.
+            let cmdline = std::fs::read(format!("/proc/{}/cmdline", st.pid)).unwrap_or_default();
+            let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+            if !args
+                .windows(2)
+                .any(|w| w == [b"health".as_slice(), b"run".as_slice()])
+            {
+                return Err(format!(
+                    "pid {} of {} is not a running 'rvs health run'",
+                    st.pid,
+                    state.display()
+                ));
+            }
+            let pid = rustix::process::Pid::from_raw(st.pid as i32)
+                .ok_or_else(|| format!("{}: no pid", state.display()))?;
+            rustix::process::kill_process(pid, rustix::process::Signal::HUP)
+                .map_err(|e| format!("cannot signal rvs health (pid {}): {e}", st.pid))?;
+            Ok(format!("reload requested (pid {})\n", st.pid))
         }
         [] | ["show"] => {
             let text = std::fs::read_to_string(&state).map_err(|e| {

@@ -150,9 +150,11 @@ pub struct World {
     index: Vec<(usize, usize, usize)>,
     client: Option<Client>,
     endpoint: Endpoint,
-    /// The table must be reconciled (start, or a refused change).
+    /// The table must be reconciled (start, reload, or a refused change).
     dirty: bool,
     next_sync: Instant,
+    /// Services a reload dropped: deleted by the next reconcile.
+    gone: Vec<rvs_proto::ServiceId>,
 }
 
 impl World {
@@ -211,7 +213,90 @@ impl World {
             endpoint,
             dirty: true,
             next_sync: Instant::now(),
+            gone: Vec::new(),
         }
+    }
+
+    /// Take `conf` in place of the running configuration: real servers
+    /// whose checkers are the same (wherever they sit in the file) keep
+    /// their state; services the new file drops are deleted; the table is
+    /// reconciled in one batch (only what differs changes).
+    pub fn reload(&mut self, conf: Config) {
+        let same = |a: &Checker, b: &Checker| {
+            a.kind == b.kind
+                && a.connect_ip == b.connect_ip
+                && a.connect_port == b.connect_port
+                && a.bindto == b.bindto
+                && a.bind_port == b.bind_port
+                && a.timing == b.timing
+                && a.alpha == b.alpha
+        };
+        let old_ids: Vec<_> = self
+            .conf
+            .services
+            .iter()
+            .flat_map(apply::service_ids)
+            .collect();
+        let mut next = World::new(conf, self.endpoint.clone());
+        let mut kept = 0;
+        for (vi, vs) in next.conf.services.iter().enumerate() {
+            let ids = apply::service_ids(vs);
+            for (ri, rs) in vs.reals.iter().enumerate() {
+                let old = self
+                    .conf
+                    .services
+                    .iter()
+                    .enumerate()
+                    .find_map(|(ovi, ovs)| {
+                        if apply::service_ids(ovs) != ids {
+                            return None;
+                        }
+                        ovs.reals.iter().enumerate().find_map(|(ori, ors)| {
+                            let eq = ors.addr == rs.addr
+                                && ors.port == rs.port
+                                && ors.checkers.len() == rs.checkers.len()
+                                && ors
+                                    .checkers
+                                    .iter()
+                                    .zip(&rs.checkers)
+                                    .all(|(a, b)| same(a, b));
+                            eq.then_some((ovi, ori))
+                        })
+                    });
+                if let Some((ovi, ori)) = old {
+                    let mut st = self.reals[ovi][ori].clone();
+                    // A new configured weight counts, unless a script set it.
+                    let dynamic = rs
+                        .checkers
+                        .iter()
+                        .any(|c| matches!(c.kind, CheckKind::Misc { dynamic: true, .. }));
+                    if !dynamic {
+                        st.weight = rs.weight;
+                    }
+                    st.inhibit = rs.inhibit_on_failure;
+                    next.reals[vi][ri] = st;
+                    kept += 1;
+                }
+            }
+        }
+        let new_ids: Vec<_> = next
+            .conf
+            .services
+            .iter()
+            .flat_map(apply::service_ids)
+            .collect();
+        next.gone = old_ids
+            .into_iter()
+            .filter(|id| !new_ids.contains(id))
+            .chain(self.gone.drain(..))
+            .collect();
+        next.client = self.client.take();
+        log(&format!(
+            "Reloaded: {} virtual server(s), {kept} real server(s) keep their state, {} service(s) to remove",
+            next.conf.services.len(),
+            next.gone.len()
+        ));
+        *self = next;
     }
 
     fn want(&self, vi: usize, ri: usize) -> Want {
@@ -247,7 +332,13 @@ impl World {
             Ok(other) => return log(&format!("rvsd: unexpected reply {other:?}")),
             Err(e) => return log(&e),
         };
-        let ops = apply::plan(&self.conf, &current, |v, r| self.want(v, r));
+        let mut ops: Vec<Op> = self
+            .gone
+            .iter()
+            .filter(|id| current.iter().any(|s| s.spec.id == **id))
+            .map(|id| Op::DeleteService(*id))
+            .collect();
+        ops.extend(apply::plan(&self.conf, &current, |v, r| self.want(v, r)));
         let n = ops.len();
         if n > 0 {
             match self.call(Request::Batch(apply::batch(ops.clone()))) {
@@ -478,27 +569,27 @@ pub fn run(opts: &Opts, conf: Config) -> Result<(), String> {
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, Arc::clone(&stop)).map_err(|e| e.to_string())?;
     }
+    let reload = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&reload))
+        .map_err(|e| e.to_string())?;
     let started = unix(SystemTime::now());
     let config = opts.file.display().to_string();
     let mut world = World::new(conf, opts.endpoint.clone());
-    let checkers: Vec<Checker> = world
-        .index
-        .iter()
-        .map(|&(v, r, c)| world.conf.services[v].reals[r].checkers[c].clone())
-        .collect();
     log(&format!(
         "rvs health: {} virtual server(s), {} checker(s), {} worker thread(s)",
         world.conf.services.len(),
-        checkers.len(),
+        world.index.len(),
         opts.threads
     ));
     world.reconcile();
     write_status(&opts.state, &world.status(&config, started))?;
 
-    // The pool: jobs in, results out.
-    let (job_tx, job_rx) = mpsc::channel::<(usize, Checker)>();
+    // The pool: jobs in, results out, each tagged with the configuration's
+    // generation (a result of a configuration reloaded since is dropped).
+    type Job = (u64, usize, Checker);
+    let (job_tx, job_rx) = mpsc::channel::<Job>();
     let job_rx = Arc::new(Mutex::new(job_rx));
-    let (res_tx, res_rx) = mpsc::channel::<(usize, Outcome)>();
+    let (res_tx, res_rx) = mpsc::channel::<(u64, usize, Outcome)>();
     for i in 0..opts.threads.max(1) {
         let (rx, tx) = (Arc::clone(&job_rx), res_tx.clone());
         std::thread::Builder::new()
@@ -506,8 +597,8 @@ pub fn run(opts: &Opts, conf: Config) -> Result<(), String> {
             .spawn(move || {
                 loop {
                     let job = rx.lock().map(|r| r.recv());
-                    let Ok(Ok((k, ck))) = job else { return };
-                    if tx.send((k, check::run(&ck))).is_err() {
+                    let Ok(Ok((g, k, ck))) = job else { return };
+                    if tx.send((g, k, check::run(&ck))).is_err() {
                         return;
                     }
                 }
@@ -516,6 +607,14 @@ pub fn run(opts: &Opts, conf: Config) -> Result<(), String> {
     }
     drop(res_tx);
 
+    let mut generation = 0u64;
+    let checkers_of = |w: &World| -> Vec<Checker> {
+        w.index
+            .iter()
+            .map(|&(v, r, c)| w.conf.services[v].reals[r].checkers[c].clone())
+            .collect()
+    };
+    let mut checkers = checkers_of(&world);
     let mut due: BinaryHeap<Reverse<(Instant, usize)>> = BinaryHeap::new();
     let t0 = Instant::now();
     for k in 0..checkers.len() {
@@ -524,6 +623,26 @@ pub fn run(opts: &Opts, conf: Config) -> Result<(), String> {
     let mut last_write = Instant::now();
     let mut unwritten = false;
     while !stop.load(Ordering::Relaxed) {
+        if reload.swap(false, Ordering::Relaxed) {
+            log(&format!("Reloading {config}"));
+            match super::conf::load(&opts.file) {
+                Err(e) => log(&format!("Reload refused, nothing changed: {e}")),
+                Ok((conf, warnings)) => {
+                    for w in warnings {
+                        log(&w);
+                    }
+                    world.reload(conf);
+                    generation += 1;
+                    checkers = checkers_of(&world);
+                    due.clear();
+                    let now = Instant::now();
+                    for k in 0..checkers.len() {
+                        due.push(Reverse((now, k)));
+                    }
+                    unwritten = true;
+                }
+            }
+        }
         let now = Instant::now();
         while let Some(Reverse((t, k))) = due.peek().copied() {
             if t > now {
@@ -531,7 +650,7 @@ pub fn run(opts: &Opts, conf: Config) -> Result<(), String> {
             }
             due.pop();
             job_tx
-                .send((k, checkers[k].clone()))
+                .send((generation, k, checkers[k].clone()))
                 .map_err(|_| "the checker threads are gone".to_string())?;
         }
         let wait = due
@@ -540,20 +659,20 @@ pub fn run(opts: &Opts, conf: Config) -> Result<(), String> {
                 t.saturating_duration_since(now)
             })
             .min(Duration::from_millis(200));
-        match res_rx.recv_timeout(wait) {
-            Ok((k, out)) => {
-                let d = world.result(k, out);
-                due.push(Reverse((Instant::now() + d, k)));
-                unwritten = true;
-                while let Ok((k, out)) = res_rx.try_recv() {
-                    let d = world.result(k, out);
-                    due.push(Reverse((Instant::now() + d, k)));
-                }
-            }
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
+        let mut first = match res_rx.recv_timeout(wait) {
+            Ok(r) => Some(r),
+            Err(mpsc::RecvTimeoutError::Timeout) => None,
             Err(mpsc::RecvTimeoutError::Disconnected) => {
                 return Err("the checker threads are gone".into());
             }
+        };
+        while let Some((g, k, out)) = first.take().or_else(|| res_rx.try_recv().ok()) {
+            if g != generation {
+                continue;
+            }
+            let d = world.result(k, out);
+            due.push(Reverse((Instant::now() + d, k)));
+            unwritten = true;
         }
         if world.dirty {
             world.reconcile();
@@ -568,4 +687,107 @@ pub fn run(opts: &Opts, conf: Config) -> Result<(), String> {
     write_status(&opts.state, &world.status(&config, started))?;
     log("rvs health: stopping; the table is left as it is");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keepalived::{conf, lex};
+
+    fn world(text: &str) -> World {
+        let mut w = Vec::new();
+        let t = lex::parse_text(text, "k.conf", std::path::Path::new("/x"), &mut w).unwrap();
+        let c = conf::build(&t, &mut w).unwrap();
+        // Never reconciled (dirty): changes are only recorded, not sent.
+        World::new(c, Endpoint::Abstract("rvs-health-test-nowhere".into()))
+    }
+
+    const CONF: &str = "virtual_server 10.0.0.100 80 {\n delay_loop 10\n retry 2\n \
+        delay_before_retry 3\n real_server 10.0.0.11 80 {\n TCP_CHECK { }\n }\n}\n";
+
+    fn down() -> Outcome {
+        Outcome::Down("TCP connection to [10.0.0.11]:tcp:80 failed.".into())
+    }
+
+    #[test]
+    fn retry_plus_one_failures_then_down_one_success_up() {
+        let mut w = world(CONF);
+        let s = Duration::from_secs;
+        assert!(w.reals[0][0].alive, "without alpha a real server starts up");
+        assert_eq!(w.want(0, 0), Want::In(1));
+        // retry 2: two retries after delay_before_retry, the third failure
+        // in a row is down; then delay_loop.
+        assert_eq!(w.result(0, down()), s(3));
+        assert_eq!(w.result(0, down()), s(3));
+        assert!(w.reals[0][0].alive);
+        assert_eq!(w.reals[0][0].checkers[0].retry_it, 2);
+        assert_eq!(w.result(0, down()), s(10));
+        assert!(!w.reals[0][0].alive);
+        assert_eq!(w.want(0, 0), Want::Out);
+        assert_eq!(w.reals[0][0].checkers[0].last_result, "fail");
+        // While down, failures are retried the same way.
+        assert_eq!(w.result(0, down()), s(3));
+        // One success: up, counters reset, next in delay_loop.
+        assert_eq!(w.result(0, Outcome::Up(None)), s(10));
+        assert!(w.reals[0][0].alive);
+        assert_eq!(w.reals[0][0].checkers[0].retry_it, 0);
+        assert_eq!(w.want(0, 0), Want::In(1));
+        // A success between failures resets the count.
+        w.result(0, down());
+        w.result(0, Outcome::Up(None));
+        w.result(0, down());
+        w.result(0, down());
+        assert!(w.reals[0][0].alive);
+    }
+
+    #[test]
+    fn alpha_inhibit_and_dynamic_weight() {
+        let mut w = world(
+            "virtual_server 10.0.0.100 80 {\n alpha\n inhibit_on_failure\n \
+             real_server 10.0.0.11 80 {\n weight 4\n TCP_CHECK { }\n \
+             MISC_CHECK { misc_path /bin/x\n misc_dynamic }\n }\n}\n",
+        );
+        assert!(!w.reals[0][0].alive, "alpha: down until the first success");
+        assert_eq!(w.want(0, 0), Want::In(0), "inhibited: weight 0");
+        w.result(0, Outcome::Up(None));
+        assert!(!w.reals[0][0].alive, "alive only when all checkers are up");
+        w.result(1, Outcome::Up(Some(7)));
+        assert_eq!(w.want(0, 0), Want::In(7));
+        w.result(1, Outcome::Up(None));
+        assert_eq!(w.want(0, 0), Want::In(7), "exit 0 keeps the weight");
+        // MISC_CHECK's retry defaults to 0: one failure is down.
+        w.result(1, Outcome::Down("x".into()));
+        assert_eq!(w.want(0, 0), Want::In(0));
+    }
+
+    #[test]
+    fn reload_keeps_the_state_of_unchanged_real_servers() {
+        let mut w = world(CONF);
+        w.result(0, down());
+        w.result(0, down());
+        w.result(0, down());
+        assert!(!w.reals[0][0].alive);
+        let mut t = Vec::new();
+        let text = CONF.replace(
+            "real_server 10.0.0.11 80 {",
+            "real_server 10.0.0.11 80 {\n weight 5\n",
+        ) + "virtual_server 10.0.0.101 80 {\n real_server 10.0.0.12 80 { }\n}\n";
+        let tree = lex::parse_text(&text, "k.conf", std::path::Path::new("/x"), &mut t).unwrap();
+        let c = conf::build(&tree, &mut t).unwrap();
+        w.reload(c);
+        assert!(!w.reals[0][0].alive, "kept its down state");
+        assert_eq!(w.reals[0][0].weight, 5);
+        assert!(w.reals[1][0].alive);
+        // Dropping the first service deletes it at the next reconcile.
+        let tree = lex::parse_text(
+            "virtual_server 10.0.0.101 80 {\n real_server 10.0.0.12 80 { }\n}\n",
+            "k.conf",
+            std::path::Path::new("/x"),
+            &mut t,
+        )
+        .unwrap();
+        w.reload(conf::build(&tree, &mut t).unwrap());
+        assert_eq!(w.gone.len(), 1);
+        assert!(w.dirty);
+    }
 }
