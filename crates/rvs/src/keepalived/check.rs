@@ -197,6 +197,20 @@ fn http_get(ck: &Checker, u: &Url, vhost: Option<&str>, proto: &str) -> Result<(
         body = dechunk(&body)
             .ok_or_else(|| format!("Malformed chunked body from {target} url {}.", u.path))?;
     }
+    if let Some(r) = &u.regex {
+        let re = regex::bytes::Regex::new(r).map_err(|e| format!("regex {r}: {e}"))?;
+        if re.is_match(&body) == u.regex_no_match {
+            return Err(format!(
+                "Regex {} failed on {target} url {}.",
+                if u.regex_no_match {
+                    "no-match"
+                } else {
+                    "match"
+                },
+                u.path
+            ));
+        }
+    }
     if let Some(want) = &u.digest {
         let got = md5_hex(&body);
         if &got != want {
@@ -336,6 +350,8 @@ mod tests {
                 digest: digest.map(str::to_string),
                 status,
                 virtualhost: None,
+                regex: None,
+                regex_no_match: false,
             }],
             virtualhost: Some("www.example.com".into()),
             http_protocol: "1.0".into(),
@@ -372,6 +388,39 @@ mod tests {
             panic!("500 must fail")
         };
         assert!(e.contains("status_code [500]"), "{e}");
+
+        // regex: a miss fails; regex_no_match inverts it.
+        let with_regex = |r: &str, no: bool| {
+            let mut k = http(vec![], None);
+            if let CheckKind::Http { urls, .. } = &mut k {
+                urls[0].regex = Some(r.to_string());
+                urls[0].regex_no_match = no;
+            }
+            k
+        };
+        let (port, _h) = serve("HTTP/1.0 200 OK\r\n\r\nstatus: ok 42\n");
+        assert_eq!(
+            run(&checker(with_regex("ok [0-9]+", false), lo, port)),
+            Outcome::Up(None)
+        );
+        let (port, _h) = serve("HTTP/1.0 200 OK\r\n\r\nstatus: degraded\n");
+        let Outcome::Down(e) = run(&checker(with_regex("ok [0-9]+", false), lo, port)) else {
+            panic!("a regex miss must fail")
+        };
+        assert!(
+            e.starts_with("Regex match failed on [127.0.0.1]:tcp:"),
+            "{e}"
+        );
+        let (port, _h) = serve("HTTP/1.0 200 OK\r\n\r\nstatus: degraded\n");
+        assert_eq!(
+            run(&checker(with_regex("degraded", false), lo, port)),
+            Outcome::Up(None)
+        );
+        let (port, _h) = serve("HTTP/1.0 200 OK\r\n\r\nstatus: degraded\n");
+        assert!(matches!(
+            run(&checker(with_regex("degraded", true), lo, port)),
+            Outcome::Down(_)
+        ));
 
         let (port, _h) = serve("HTTP/1.0 302 Found\r\n\r\n");
         let ck = checker(http(vec![(200, 200), (301, 302)], None), lo, port);

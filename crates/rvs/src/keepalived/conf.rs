@@ -186,6 +186,10 @@ pub struct Url {
     pub status: Vec<(u16, u16)>,
     /// `virtualhost` of this url.
     pub virtualhost: Option<String>,
+    /// `regex`: the body must match it (with `regex_no_match`: must not).
+    pub regex: Option<String>,
+    /// `regex_no_match`.
+    pub regex_no_match: bool,
 }
 
 impl Url {
@@ -832,6 +836,8 @@ fn url(n: &Node, warnings: &mut Vec<String>) -> Result<Url, ConfError> {
         digest: None,
         status: Vec::new(),
         virtualhost: None,
+        regex: None,
+        regex_no_match: false,
     };
     for c in block(n)? {
         match c.key.as_str() {
@@ -845,13 +851,24 @@ fn url(n: &Node, warnings: &mut Vec<String>) -> Result<Url, ConfError> {
             }
             "status_code" => u.status.extend(status_codes(c)?),
             "virtualhost" => u.virtualhost = Some(value(c)?.to_string()),
-            "regex" | "regex_no_match" | "regex_options" | "regex_stack" | "regex_min_offset"
-            | "regex_max_offset" => unsupported(c, warnings),
+            "regex" => {
+                let r = value(c)?;
+                regex::bytes::Regex::new(r)
+                    .map_err(|e| err_at(&c.pos, format!("invalid regex '{r}': {e}")))?;
+                u.regex = Some(r.to_string());
+            }
+            "regex_no_match" => u.regex_no_match = flag(c)?,
+            "regex_options" | "regex_stack" | "regex_min_offset" | "regex_max_offset" => {
+                unsupported(c, warnings)
+            }
             _ => unknown(c, warnings),
         }
     }
     if u.path.is_empty() {
         return Err(err_at(&n.pos, "url needs a path"));
+    }
+    if u.regex_no_match && u.regex.is_none() {
+        return Err(err_at(&n.pos, "regex_no_match needs a regex"));
     }
     Ok(u)
 }
@@ -910,6 +927,8 @@ virtual_server 10.0.0.100 80 {
                 path /health
                 digest 9B3A0C85A887A256D6939DA88AABD8CD
                 status_code 200 301-302
+                regex "^ok [0-9]+"
+                regex_no_match
             }
             url { path /second }
             connect_ip 10.0.1.11
@@ -1002,6 +1021,8 @@ virtual_server fwmark 7 {
             Some("9b3a0c85a887a256d6939da88aabd8cd")
         );
         assert_eq!(urls[0].status, [(200, 200), (301, 302)]);
+        assert_eq!(urls[0].regex.as_deref(), Some("^ok [0-9]+"));
+        assert!(urls[0].regex_no_match && !urls[1].regex_no_match);
         assert!(urls[0].status_ok(301) && !urls[0].status_ok(204));
         assert!(urls[1].status_ok(204) && !urls[1].status_ok(500));
         let tcp = &r1.checkers[1];
