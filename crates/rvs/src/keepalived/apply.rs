@@ -107,7 +107,8 @@ pub fn want(rs: &RealServer, alive: bool, weight: u32) -> Want {
 }
 
 /// The operations that make rvsd's table (`current`) hold every service of
-/// `conf`, with each real server as `state(vs index, rs index)` says.
+/// `conf`, with each real server as `state(vs index, rs index)` says and
+/// each sorry server as `sorry(vs index)` says.
 /// Services and real servers the file does not name are left alone, except
 /// real servers of the file's own services (removed: the file is the truth
 /// for its services).
@@ -115,6 +116,7 @@ pub fn plan(
     conf: &Config,
     current: &[ServiceInfo],
     state: impl Fn(usize, usize) -> Want,
+    sorry: impl Fn(usize) -> Want,
 ) -> Vec<Op> {
     let mut ops = Vec::new();
     for (vi, vs) in conf.services.iter().enumerate() {
@@ -138,8 +140,15 @@ pub fn plan(
                         .find(|d| d.spec.addr == rs.addr && d.spec.port == rs.port)
                 })
             };
-            for (ri, rs) in vs.reals.iter().enumerate() {
-                match (state(vi, ri), has(rs)) {
+            let sorry_rs = vs.sorry();
+            let entries = vs
+                .reals
+                .iter()
+                .enumerate()
+                .map(|(ri, rs)| (rs, state(vi, ri)))
+                .chain(sorry_rs.as_ref().map(|s| (s, sorry(vi))));
+            for (rs, want) in entries {
+                match (want, has(rs)) {
                     (Want::In(w), None) => ops.push(Op::AddDest {
                         service: id,
                         dest: dest_spec(rs, w),
@@ -166,6 +175,7 @@ pub fn plan(
                     let named = vs
                         .reals
                         .iter()
+                        .chain(sorry_rs.as_ref())
                         .any(|r| r.addr == d.spec.addr && r.port == d.spec.port);
                     if !named {
                         ops.push(Op::DeleteDest {
@@ -261,13 +271,18 @@ mod tests {
     fn start_batch_against_an_empty_table() {
         let c = config(CONF);
         // .11 up, .12 and .13 down: .12 inhibited (weight 0), .13 left out.
-        let ops = plan(&c, &[], |_, r| {
-            want(
-                &c.services[0].reals[r],
-                r == 0,
-                c.services[0].reals[r].weight,
-            )
-        });
+        let ops = plan(
+            &c,
+            &[],
+            |_, r| {
+                want(
+                    &c.services[0].reals[r],
+                    r == 0,
+                    c.services[0].reals[r].weight,
+                )
+            },
+            |_| Want::Out,
+        );
         let lines: Vec<String> = ops.iter().map(ipvsadm_line).collect();
         assert_eq!(
             lines,
@@ -308,7 +323,12 @@ mod tests {
             rates: Rates::default(),
             dests: vec![d(&reals[0], 2), d(&reals[1], 5), d(&reals[2], 1), stranger],
         }];
-        let ops = plan(&c, &cur, |_, r| want(&reals[r], r != 2, reals[r].weight));
+        let ops = plan(
+            &c,
+            &cur,
+            |_, r| want(&reals[r], r != 2, reals[r].weight),
+            |_| Want::Out,
+        );
         let lines: Vec<String> = ops.iter().map(ipvsadm_line).collect();
         assert_eq!(
             lines,

@@ -82,6 +82,12 @@ pub struct VirtualServer {
     pub sorry_server: Option<(IpAddr, u16)>,
     /// `sorry_server_inhibit`.
     pub sorry_server_inhibit: bool,
+    /// `sorry_server_lvs_method` (default: the service's).
+    pub sorry_server_fwd: Option<Fwd>,
+    /// `quorum_up` script.
+    pub quorum_up: Option<String>,
+    /// `quorum_down` script.
+    pub quorum_down: Option<String>,
     /// The real servers.
     pub reals: Vec<RealServer>,
 }
@@ -190,6 +196,26 @@ pub struct Url {
     pub regex: Option<String>,
     /// `regex_no_match`.
     pub regex_no_match: bool,
+}
+
+impl VirtualServer {
+    /// The sorry server as a real server (weight 1, no checkers).
+    pub fn sorry(&self) -> Option<RealServer> {
+        let (addr, port) = self.sorry_server?;
+        Some(RealServer {
+            addr,
+            port,
+            pos: self.pos.clone(),
+            weight: 1,
+            fwd: self.sorry_server_fwd.unwrap_or(self.fwd),
+            inhibit_on_failure: self.sorry_server_inhibit,
+            notify_up: None,
+            notify_down: None,
+            uthreshold: 0,
+            lthreshold: 0,
+            checkers: Vec::new(),
+        })
+    }
 }
 
 impl Url {
@@ -514,6 +540,9 @@ fn virtual_server(
         hysteresis: 0,
         sorry_server: None,
         sorry_server_inhibit: false,
+        sorry_server_fwd: None,
+        quorum_up: None,
+        quorum_down: None,
         reals: Vec::new(),
     };
     let mut inh = Inherit::default();
@@ -591,26 +620,18 @@ fn virtual_server(
                 vs.sorry_server = Some(addr_port(c)?);
             }
             "sorry_server_inhibit" => vs.sorry_server_inhibit = flag(c)?,
+            "sorry_server_lvs_method" => vs.sorry_server_fwd = Some(method(c)?),
+            "quorum_up" => vs.quorum_up = Some(script(c)?),
+            "quorum_down" => vs.quorum_down = Some(script(c)?),
             "virtualhost" => virtualhost = Some(value(c)?.to_string()),
             "real_server" => real_nodes.push(c),
-            "ha_suspend"
-            | "smtp_alert"
-            | "snmp_name"
-            | "quorum_up"
-            | "quorum_down"
-            | "sorry_server_lvs_method"
-            | "persistence_engine"
-            | "retry_attempts" => unsupported(c, warnings),
+            "ha_suspend" | "smtp_alert" | "snmp_name" | "persistence_engine" | "retry_attempts" => {
+                unsupported(c, warnings)
+            }
             _ => unknown(c, warnings),
         }
     }
     vs.alpha = inh.alpha.unwrap_or(false);
-    if vs.quorum > 1 || vs.hysteresis > 0 || vs.sorry_server.is_some() {
-        warnings.push(format!(
-            "{}: quorum, hysteresis and sorry_server are not acted on by rvs yet",
-            n.pos
-        ));
-    }
     let vport = match &vs.addr {
         VsAddr::Addr(_, p) => *p,
         _ => 0,
@@ -618,6 +639,11 @@ fn virtual_server(
     for r in real_nodes {
         let rs = real_server(r, &vs, vport, inh, virtualhost.as_deref(), warnings)?;
         vs.reals.push(rs);
+    }
+    if let Some((_, p)) = &mut vs.sorry_server
+        && *p == 0
+    {
+        *p = vport;
     }
     Ok(vs)
 }
@@ -915,6 +941,9 @@ virtual_server 10.0.0.100 80 {
     hysteresis 1
     sorry_server 10.0.0.99 8080
     sorry_server_inhibit
+    sorry_server_lvs_method NAT
+    quorum_up "/bin/echo up"
+    quorum_down /bin/echo down
     virtualhost www.example.com
     real_server 10.0.0.11 80 {
         weight 3
@@ -963,10 +992,7 @@ virtual_server fwmark 7 {
     #[test]
     fn every_keyword() {
         let (c, w) = parse(FULL).unwrap();
-        assert_eq!(
-            w,
-            ["k.conf:10: quorum, hysteresis and sorry_server are not acted on by rvs yet"]
-        );
+        assert!(w.is_empty(), "{w:?}");
         assert_eq!(c.services.len(), 2);
         let vs = &c.services[0];
         assert_eq!(vs.addr, VsAddr::Addr(ip("10.0.0.100"), 80));
@@ -982,6 +1008,11 @@ virtual_server fwmark 7 {
         assert!(vs.alpha && vs.omega && vs.sorry_server_inhibit);
         assert_eq!((vs.quorum, vs.hysteresis), (2, 1));
         assert_eq!(vs.sorry_server, Some((ip("10.0.0.99"), 8080)));
+        let sorry = vs.sorry().unwrap();
+        assert_eq!((sorry.fwd, sorry.weight), (Fwd::Masq, 1));
+        assert!(sorry.inhibit_on_failure);
+        assert_eq!(vs.quorum_up.as_deref(), Some("/bin/echo up"));
+        assert_eq!(vs.quorum_down.as_deref(), Some("/bin/echo down"));
         let r1 = &vs.reals[0];
         assert_eq!((r1.addr, r1.port, r1.weight), (ip("10.0.0.11"), 80, 3));
         assert_eq!((r1.uthreshold, r1.lthreshold), (100, 10));
@@ -1183,7 +1214,7 @@ virtual_server fwmark 7 {
         let load = |n: &str| load(&dir.join(n)).unwrap_or_else(|e| panic!("{n}: {e}"));
         let (c, w) = load("keepalived.conf.sample");
         assert_eq!(c.services.len(), 1);
-        assert_eq!(w.len(), 1, "sorry_server is not acted on: {w:?}");
+        assert!(w.is_empty(), "{w:?}");
         let vs = &c.services[0];
         assert_eq!(vs.addr, VsAddr::Addr(ip("10.10.10.2"), 1358));
         assert_eq!(vs.persistence_timeout, Some(50));

@@ -114,12 +114,7 @@ pub fn main(args: &[String]) -> Result<String, String> {
         ["check", file] => {
             let c = load(std::path::Path::new(file))?;
             let _ = endpoint;
-            let ops = apply::plan(&c, &[], |v, r| {
-                let vs = &c.services[v];
-                let rs = &vs.reals[r];
-                let alive = rs.checkers.iter().all(|ck| !(ck.alpha || vs.alpha));
-                apply::want(rs, alive, rs.weight)
-            });
+            let ops = run::World::new(c.clone(), endpoint).plan(&[]);
             let mut out = format!(
                 "{file}: {} virtual server(s), {} real server(s), {} checker(s)\n",
                 c.services.len(),

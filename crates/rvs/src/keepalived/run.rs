@@ -155,6 +155,8 @@ pub struct World {
     next_sync: Instant,
     /// Services a reload dropped: deleted by the next reconcile.
     gone: Vec<rvs_proto::ServiceId>,
+    /// Per virtual server: whether it has its quorum.
+    quorum_up: Vec<bool>,
 }
 
 impl World {
@@ -214,7 +216,81 @@ impl World {
             dirty: true,
             next_sync: Instant::now(),
             gone: Vec::new(),
+            quorum_up: Vec::new(),
         }
+        .with_quorum()
+    }
+
+    /// keepalived's `set_quorum_states`: up when the live weight reaches
+    /// quorum + hysteresis.
+    fn with_quorum(mut self) -> World {
+        self.quorum_up = (0..self.conf.services.len())
+            .map(|vi| {
+                let vs = &self.conf.services[vi];
+                self.live_weight(vi) >= u64::from(vs.quorum) + u64::from(vs.hysteresis)
+            })
+            .collect();
+        self
+    }
+
+    /// The weight of the alive real servers of virtual server `vi`.
+    fn live_weight(&self, vi: usize) -> u64 {
+        self.reals[vi]
+            .iter()
+            .filter(|r| r.alive)
+            .map(|r| u64::from(r.weight))
+            .sum()
+    }
+
+    /// keepalived's `update_quorum_state`, after a change in `vi`.
+    fn update_quorum(&mut self, vi: usize) {
+        let vs = &self.conf.services[vi];
+        let sum = self.live_weight(vi) as i64;
+        let (q, h) = (i64::from(vs.quorum), i64::from(vs.hysteresis));
+        let up = self.quorum_up[vi];
+        let threshold = if up { q - h } else { q + h };
+        let v = apply::service_ids(vs)
+            .first()
+            .map_or_else(String::new, apply::fmt_service);
+        if !up && sum >= threshold {
+            self.quorum_up[vi] = true;
+            log(&format!(
+                "Gained quorum {q}+{h}={threshold} <= {sum} for VS {v}"
+            ));
+            if let Some(s) = &vs.quorum_up {
+                notify(s);
+            }
+        } else if up && sum < threshold {
+            self.quorum_up[vi] = false;
+            log(&format!(
+                "Lost quorum {q}-{h}={threshold} > {sum} for VS {v}"
+            ));
+            if let Some(s) = &vs.quorum_down {
+                notify(s);
+            }
+        }
+    }
+
+    /// What the table should hold for the sorry server of `vi`: in while
+    /// the quorum is lost; out (or weight 0 with sorry_server_inhibit)
+    /// otherwise.
+    fn want_sorry(&self, vi: usize) -> Want {
+        match self.conf.services[vi].sorry() {
+            None => Want::Out,
+            Some(s) if !self.quorum_up[vi] => Want::In(s.weight),
+            Some(s) if s.inhibit_on_failure => Want::In(0),
+            Some(_) => Want::Out,
+        }
+    }
+
+    /// The operations that make `current` match every state.
+    pub fn plan(&self, current: &[rvs_proto::ServiceInfo]) -> Vec<Op> {
+        apply::plan(
+            &self.conf,
+            current,
+            |v, r| self.want(v, r),
+            |v| self.want_sorry(v),
+        )
     }
 
     /// Take `conf` in place of the running configuration: real servers
@@ -238,6 +314,7 @@ impl World {
             .flat_map(apply::service_ids)
             .collect();
         let mut next = World::new(conf, self.endpoint.clone());
+        let mut next_reals = std::mem::take(&mut next.reals);
         let mut kept = 0;
         for (vi, vs) in next.conf.services.iter().enumerate() {
             let ids = apply::service_ids(vs);
@@ -274,11 +351,12 @@ impl World {
                         st.weight = rs.weight;
                     }
                     st.inhibit = rs.inhibit_on_failure;
-                    next.reals[vi][ri] = st;
+                    next_reals[vi][ri] = st;
                     kept += 1;
                 }
             }
         }
+        next.reals = next_reals;
         let new_ids: Vec<_> = next
             .conf
             .services
@@ -291,6 +369,7 @@ impl World {
             .chain(self.gone.drain(..))
             .collect();
         next.client = self.client.take();
+        let next = next.with_quorum();
         log(&format!(
             "Reloaded: {} virtual server(s), {kept} real server(s) keep their state, {} service(s) to remove",
             next.conf.services.len(),
@@ -301,7 +380,21 @@ impl World {
 
     fn want(&self, vi: usize, ri: usize) -> Want {
         let st = &self.reals[vi][ri];
-        apply::want(&self.conf.services[vi].reals[ri], st.alive, st.weight)
+        let vs = &self.conf.services[vi];
+        // Quorum lost with a sorry server: the alive ones leave the pool.
+        if st.alive && vs.sorry_server.is_some() && !self.quorum_up[vi] {
+            return Want::Out;
+        }
+        apply::want(&vs.reals[ri], st.alive, st.weight)
+    }
+
+    /// Every entry of virtual server `vi` (real servers, then the sorry
+    /// server) and what the table should hold for it.
+    fn desired(&self, vi: usize) -> Vec<Want> {
+        (0..self.conf.services[vi].reals.len())
+            .map(|ri| self.want(vi, ri))
+            .chain(std::iter::once(self.want_sorry(vi)))
+            .collect()
     }
 
     fn call(&mut self, req: Request) -> Result<Reply, String> {
@@ -338,7 +431,7 @@ impl World {
             .filter(|id| current.iter().any(|s| s.spec.id == **id))
             .map(|id| Op::DeleteService(*id))
             .collect();
-        ops.extend(apply::plan(&self.conf, &current, |v, r| self.want(v, r)));
+        ops.extend(self.plan(&current));
         let n = ops.len();
         if n > 0 {
             match self.call(Request::Batch(apply::batch(ops.clone()))) {
@@ -388,49 +481,60 @@ impl World {
         }
     }
 
-    /// Real server `(vi, ri)` became alive or dead, or its weight changed
-    /// (`was`: what the table had).
-    fn changed(&mut self, vi: usize, ri: usize, was: Want) {
+    /// Send what changed in virtual server `vi` between `before` and
+    /// `after` ([`World::desired`]), one line of log each.
+    fn diff(&mut self, vi: usize, before: &[Want], after: &[Want]) {
         let vs = &self.conf.services[vi];
-        let rs = &vs.reals[ri];
-        let now = self.want(vi, ri);
-        if now == was {
-            return;
-        }
-        let alive = self.reals[vi][ri].alive;
+        let sorry = vs.sorry();
+        let n = vs.reals.len();
         let mut ops = Vec::new();
-        for id in apply::service_ids(vs) {
-            let (r, v) = (apply::fmt_real(&id, rs), apply::fmt_service(&id));
-            match (was, now) {
-                (Want::In(a), Want::In(b)) if alive && a != 0 && b != 0 => {
-                    log(&format!(
-                        "Changing weight from {a} to {b} for {r} of VS {v}"
-                    ));
-                }
-                (_, Want::In(_)) if rs.inhibit_on_failure => {
-                    log(&format!(
-                        "{} service {r} of VS {v}",
-                        if alive { "Enabling" } else { "Disabling" }
-                    ));
-                }
-                (_, Want::In(_)) => log(&format!("Adding service {r} to VS {v}")),
-                (_, Want::Out) => log(&format!("Removing service {r} from VS {v}")),
+        for (i, (&was, &now)) in before.iter().zip(after).enumerate() {
+            if was == now {
+                continue;
             }
-            ops.push(match (was, now) {
-                (Want::Out, Want::In(w)) => Op::AddDest {
-                    service: id,
-                    dest: apply::dest_spec(rs, w),
-                },
-                (Want::In(_), Want::In(w)) => Op::EditDest {
-                    service: id,
-                    dest: apply::dest_spec(rs, w),
-                },
-                (_, Want::Out) => Op::DeleteDest {
-                    service: id,
-                    addr: rs.addr,
-                    port: rs.port,
-                },
-            });
+            let (rs, alive, what) = if i < n {
+                (&vs.reals[i], self.reals[vi][i].alive, "service")
+            } else {
+                let Some(s) = &sorry else { continue };
+                (s, !self.quorum_up[vi], "sorry server")
+            };
+            for id in apply::service_ids(vs) {
+                let (r, v) = (apply::fmt_real(&id, rs), apply::fmt_service(&id));
+                match (was, now) {
+                    (Want::In(a), Want::In(b)) if alive && a != 0 && b != 0 => {
+                        log(&format!(
+                            "Changing weight from {a} to {b} for {r} of VS {v}"
+                        ));
+                    }
+                    (_, Want::In(_)) if rs.inhibit_on_failure => {
+                        log(&format!(
+                            "{} {what} {r} of VS {v}",
+                            if now == Want::In(0) {
+                                "Disabling"
+                            } else {
+                                "Enabling"
+                            }
+                        ));
+                    }
+                    (_, Want::In(_)) => log(&format!("Adding {what} {r} to VS {v}")),
+                    (_, Want::Out) => log(&format!("Removing {what} {r} from VS {v}")),
+                }
+                ops.push(match (was, now) {
+                    (Want::Out, Want::In(w)) => Op::AddDest {
+                        service: id,
+                        dest: apply::dest_spec(rs, w),
+                    },
+                    (Want::In(_), Want::In(w)) => Op::EditDest {
+                        service: id,
+                        dest: apply::dest_spec(rs, w),
+                    },
+                    (_, Want::Out) => Op::DeleteDest {
+                        service: id,
+                        addr: rs.addr,
+                        port: rs.port,
+                    },
+                });
+            }
         }
         if !self.dirty {
             for op in ops {
@@ -442,7 +546,7 @@ impl World {
     /// One attempt's outcome for flat checker `k`; the delay to its next.
     fn result(&mut self, k: usize, out: Outcome) -> Duration {
         let (vi, ri, ci) = self.index[k];
-        let was = self.want(vi, ri);
+        let before = self.desired(vi);
         let ck = &self.conf.services[vi].reals[ri].checkers[ci];
         let timing = ck.timing;
         let now = unix(SystemTime::now());
@@ -497,7 +601,9 @@ impl World {
             rs.alive = alive;
             rs.last_change = now;
         }
-        self.changed(vi, ri, was);
+        self.update_quorum(vi);
+        let after = self.desired(vi);
+        self.diff(vi, &before, &after);
         let rs = &self.conf.services[vi].reals[ri];
         let script = if alive {
             &rs.notify_up
@@ -758,6 +864,37 @@ mod tests {
         // MISC_CHECK's retry defaults to 0: one failure is down.
         w.result(1, Outcome::Down("x".into()));
         assert_eq!(w.want(0, 0), Want::In(0));
+    }
+
+    #[test]
+    fn quorum_loss_puts_the_sorry_server_in() {
+        let mut w = world(
+            "virtual_server 10.0.0.100 80 {\n quorum 3\n hysteresis 1\n \
+             sorry_server 10.0.0.99\n retry 0\n \
+             real_server 10.0.0.11 80 { weight 2\n TCP_CHECK { } }\n \
+             real_server 10.0.0.12 80 { weight 2\n TCP_CHECK { } }\n}\n",
+        );
+        // 4 >= 3+1: quorum; the sorry server (port: the service's) is out.
+        assert!(w.quorum_up[0]);
+        assert_eq!(w.desired(0), [Want::In(2), Want::In(2), Want::Out]);
+        assert_eq!(w.conf.services[0].sorry().unwrap().port, 80);
+        // 2 >= 3-1: kept (hysteresis).
+        w.result(0, down());
+        assert!(w.quorum_up[0]);
+        assert_eq!(w.desired(0), [Want::Out, Want::In(2), Want::Out]);
+        // 0 < 2: lost; the sorry server in, the alive ones out.
+        w.result(1, down());
+        assert!(!w.quorum_up[0]);
+        assert_eq!(w.desired(0), [Want::Out, Want::Out, Want::In(1)]);
+        // 2 < 3+1: still lost, the alive one stays out of the pool.
+        w.result(0, Outcome::Up(None));
+        assert_eq!(w.desired(0), [Want::Out, Want::Out, Want::In(1)]);
+        // 4 >= 4: gained; the sorry server out, both in.
+        w.result(1, Outcome::Up(None));
+        assert!(w.quorum_up[0]);
+        assert_eq!(w.desired(0), [Want::In(2), Want::In(2), Want::Out]);
+        let ops: Vec<String> = w.plan(&[]).iter().map(apply::ipvsadm_line).collect();
+        assert_eq!(ops.len(), 3, "{ops:?}");
     }
 
     #[test]
