@@ -184,7 +184,7 @@ impl World {
                                 CheckerStatus {
                                     kind,
                                     target,
-                                    up: !(ck.alpha || vs.alpha),
+                                    up: !ck.alpha,
                                     last_result: "none".into(),
                                     last_check: 0,
                                     last_change: now,
@@ -437,6 +437,8 @@ impl World {
             match self.call(Request::Batch(apply::batch(ops.clone()))) {
                 Ok(Reply::Ok) => {}
                 Ok(Reply::Error(e)) => {
+                    // Refused as a whole: try again, but not every second.
+                    self.next_sync = Instant::now() + Duration::from_secs(10);
                     let line = e.line.and_then(|l| ops.get(l - 1));
                     return log(&format!(
                         "rvsd refused the configuration{}: {}",
@@ -455,6 +457,7 @@ impl World {
             "rvsd: table in sync ({n} change(s) applied in one batch)"
         ));
         self.dirty = false;
+        self.gone.clear();
     }
 
     /// Apply one change; a refusal or a lost rvsd leaves it to the next
