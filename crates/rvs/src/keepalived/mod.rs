@@ -48,7 +48,8 @@ Usage: rvs health run FILE [--state PATH] [--threads N] [--socket S]
   show         every real server with its checkers, state, last result, last
                change and error (from the state file of a running checker)
       --state PATH   state file (default /run/rvs/health.json)
-      --threads N    checker worker threads (1..=256, default 8)
+      --threads N    most checker worker threads, started as needed when
+                     all are busy (1..=1024, default 64)
       --socket S     rvsd's control socket (default: RVS_SOCKET or rvsd's)
       --json         the state file as it is
 ";
@@ -65,7 +66,7 @@ fn load(file: &std::path::Path) -> Result<conf::Config, String> {
 /// `rvs health ARGS…`.
 pub fn main(args: &[String]) -> Result<String, String> {
     let mut state = PathBuf::from(run::DEFAULT_STATE);
-    let mut threads = 8usize;
+    let mut threads = 64usize;
     let mut endpoint = Endpoint::from_env();
     let mut json = false;
     let mut words = Vec::new();
@@ -84,8 +85,8 @@ pub fn main(args: &[String]) -> Result<String, String> {
                 threads = v
                     .parse()
                     .ok()
-                    .filter(|n| (1..=256).contains(n))
-                    .ok_or_else(|| format!("invalid --threads '{v}' (1..=256)"))?;
+                    .filter(|n| (1..=1024).contains(n))
+                    .ok_or_else(|| format!("invalid --threads '{v}' (1..=1024)"))?;
             }
             "--socket" => endpoint = Endpoint::parse(&val("--socket")?),
             "--json" => json = true,

@@ -4,8 +4,9 @@
 //! At start the file's services and real servers go to rvsd as ONE atomic
 //! batch, reconciled against what rvsd already has (a restarted checker
 //! does not disturb a table that is right). Then one scheduler thread keeps
-//! every checker's next due time in a heap and hands due checks to a fixed
-//! pool of worker threads (`--threads`, default 8); each attempt is bounded
+//! every checker's next due time in a heap and hands due checks to a pool
+//! of worker threads, started as needed up to `--threads` (default 64);
+//! each attempt is bounded
 //! by its `connect_timeout` (or `misc_timeout`), so a hung server or script
 //! only delays its own checker. Results come back to the scheduler, which
 //! runs keepalived's state machine (check_tcp.c `tcp_epilog`) and sends each
@@ -685,7 +686,7 @@ pub fn run(opts: &Opts, conf: Config) -> Result<(), String> {
     let config = opts.file.display().to_string();
     let mut world = World::new(conf, opts.endpoint.clone());
     log(&format!(
-        "rvs health: {} virtual server(s), {} checker(s), {} worker thread(s)",
+        "rvs health: {} virtual server(s), {} checker(s), up to {} worker thread(s)",
         world.conf.services.len(),
         world.index.len(),
         opts.threads
@@ -699,7 +700,10 @@ pub fn run(opts: &Opts, conf: Config) -> Result<(), String> {
     let (job_tx, job_rx) = mpsc::channel::<Job>();
     let job_rx = Arc::new(Mutex::new(job_rx));
     let (res_tx, res_rx) = mpsc::channel::<(u64, usize, Outcome)>();
-    for i in 0..opts.threads.max(1) {
+    // Workers are started as needed: one more whenever every worker is
+    // busy (a slow or hung server holds one for up to its timeout), up to
+    // --threads.
+    let spawn_worker = |i: usize| -> Result<(), String> {
         let (rx, tx) = (Arc::clone(&job_rx), res_tx.clone());
         std::thread::Builder::new()
             .name(format!("check-{i}"))
@@ -712,9 +716,13 @@ pub fn run(opts: &Opts, conf: Config) -> Result<(), String> {
                     }
                 }
             })
-            .map_err(|e| e.to_string())?;
-    }
-    drop(res_tx);
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    };
+    let max_workers = opts.threads.max(1);
+    let mut workers = 0usize;
+    let mut in_flight = 0usize;
+    let mut warned_full = false;
 
     let mut generation = 0u64;
     let checkers_of = |w: &World| -> Vec<Checker> {
@@ -758,9 +766,21 @@ pub fn run(opts: &Opts, conf: Config) -> Result<(), String> {
                 break;
             }
             due.pop();
+            if in_flight >= workers {
+                if workers < max_workers {
+                    spawn_worker(workers)?;
+                    workers += 1;
+                } else if !warned_full {
+                    warned_full = true;
+                    log(&format!(
+                        "all {max_workers} checker threads are busy: checks are late (--threads)"
+                    ));
+                }
+            }
             job_tx
                 .send((generation, k, checkers[k].clone()))
                 .map_err(|_| "the checker threads are gone".to_string())?;
+            in_flight += 1;
         }
         let wait = due
             .peek()
@@ -776,6 +796,7 @@ pub fn run(opts: &Opts, conf: Config) -> Result<(), String> {
             }
         };
         while let Some((g, k, out)) = first.take().or_else(|| res_rx.try_recv().ok()) {
+            in_flight -= 1;
             if g != generation {
                 continue;
             }
