@@ -673,6 +673,17 @@ pub fn write_status(path: &std::path::Path, status: &Status) -> Result<(), Strin
     std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))
 }
 
+/// Schedule the first attempt of every checker, spread evenly over the
+/// first second (or its delay_loop if shorter), not all at once.
+fn spread(due: &mut BinaryHeap<Reverse<(Instant, usize)>>, checkers: &[Checker]) {
+    let t0 = Instant::now();
+    let n = checkers.len().max(1) as u32;
+    for (k, ck) in checkers.iter().enumerate() {
+        let window = ck.timing.delay_loop.min(Duration::from_secs(1));
+        due.push(Reverse((t0 + window * k as u32 / n, k)));
+    }
+}
+
 /// Run the checker until SIGTERM/SIGINT.
 pub fn run(opts: &Opts, conf: Config) -> Result<(), String> {
     let stop = Arc::new(AtomicBool::new(false));
@@ -696,13 +707,14 @@ pub fn run(opts: &Opts, conf: Config) -> Result<(), String> {
 
     // The pool: jobs in, results out, each tagged with the configuration's
     // generation (a result of a configuration reloaded since is dropped).
-    type Job = (u64, usize, Checker);
+    // A job carries when it was queued; a result, how long it waited.
+    type Job = (u64, usize, Checker, Instant);
     let (job_tx, job_rx) = mpsc::channel::<Job>();
     let job_rx = Arc::new(Mutex::new(job_rx));
-    let (res_tx, res_rx) = mpsc::channel::<(u64, usize, Outcome)>();
-    // Workers are started as needed: one more whenever every worker is
-    // busy (a slow or hung server holds one for up to its timeout), up to
-    // --threads.
+    let (res_tx, res_rx) = mpsc::channel::<(u64, usize, Outcome, Duration)>();
+    // Workers are started as needed: one more whenever a job waited in the
+    // queue (a slow or hung server holds a worker for up to its timeout),
+    // up to --threads.
     let spawn_worker = |i: usize| -> Result<(), String> {
         let (rx, tx) = (Arc::clone(&job_rx), res_tx.clone());
         std::thread::Builder::new()
@@ -710,8 +722,11 @@ pub fn run(opts: &Opts, conf: Config) -> Result<(), String> {
             .spawn(move || {
                 loop {
                     let job = rx.lock().map(|r| r.recv());
-                    let Ok(Ok((g, k, ck))) = job else { return };
-                    if tx.send((g, k, check::run(&ck))).is_err() {
+                    let Ok(Ok((g, k, ck, queued))) = job else {
+                        return;
+                    };
+                    let waited = queued.elapsed();
+                    if tx.send((g, k, check::run(&ck), waited)).is_err() {
                         return;
                     }
                 }
@@ -721,7 +736,10 @@ pub fn run(opts: &Opts, conf: Config) -> Result<(), String> {
     };
     let max_workers = opts.threads.max(1);
     let mut workers = 0usize;
-    let mut in_flight = 0usize;
+    while workers < max_workers.min(4) {
+        spawn_worker(workers)?;
+        workers += 1;
+    }
     let mut warned_full = false;
 
     let mut generation = 0u64;
@@ -733,10 +751,7 @@ pub fn run(opts: &Opts, conf: Config) -> Result<(), String> {
     };
     let mut checkers = checkers_of(&world);
     let mut due: BinaryHeap<Reverse<(Instant, usize)>> = BinaryHeap::new();
-    let t0 = Instant::now();
-    for k in 0..checkers.len() {
-        due.push(Reverse((t0, k)));
-    }
+    spread(&mut due, &checkers);
     let mut last_write = Instant::now();
     let mut unwritten = false;
     while !stop.load(Ordering::Relaxed) {
@@ -752,10 +767,7 @@ pub fn run(opts: &Opts, conf: Config) -> Result<(), String> {
                     generation += 1;
                     checkers = checkers_of(&world);
                     due.clear();
-                    let now = Instant::now();
-                    for k in 0..checkers.len() {
-                        due.push(Reverse((now, k)));
-                    }
+                    spread(&mut due, &checkers);
                     unwritten = true;
                 }
             }
@@ -766,21 +778,9 @@ pub fn run(opts: &Opts, conf: Config) -> Result<(), String> {
                 break;
             }
             due.pop();
-            if in_flight >= workers {
-                if workers < max_workers {
-                    spawn_worker(workers)?;
-                    workers += 1;
-                } else if !warned_full {
-                    warned_full = true;
-                    log(&format!(
-                        "all {max_workers} checker threads are busy: checks are late (--threads)"
-                    ));
-                }
-            }
             job_tx
-                .send((generation, k, checkers[k].clone()))
+                .send((generation, k, checkers[k].clone(), Instant::now()))
                 .map_err(|_| "the checker threads are gone".to_string())?;
-            in_flight += 1;
         }
         let wait = due
             .peek()
@@ -795,8 +795,18 @@ pub fn run(opts: &Opts, conf: Config) -> Result<(), String> {
                 return Err("the checker threads are gone".into());
             }
         };
-        while let Some((g, k, out)) = first.take().or_else(|| res_rx.try_recv().ok()) {
-            in_flight -= 1;
+        while let Some((g, k, out, waited)) = first.take().or_else(|| res_rx.try_recv().ok()) {
+            if waited > Duration::from_millis(50) {
+                if workers < max_workers {
+                    spawn_worker(workers)?;
+                    workers += 1;
+                } else if waited > Duration::from_secs(1) && !warned_full {
+                    warned_full = true;
+                    log(&format!(
+                        "all {max_workers} checker threads are busy: checks start {waited:?} late (--threads)"
+                    ));
+                }
+            }
             if g != generation {
                 continue;
             }
