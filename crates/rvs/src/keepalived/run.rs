@@ -158,6 +158,8 @@ pub struct World {
     gone: Vec<rvs_proto::ServiceId>,
     /// Per virtual server: whether it has its quorum.
     quorum_up: Vec<bool>,
+    /// A checker or real server changed state since the last look.
+    changed: bool,
 }
 
 impl World {
@@ -218,6 +220,7 @@ impl World {
             next_sync: Instant::now(),
             gone: Vec::new(),
             quorum_up: Vec::new(),
+            changed: true,
         }
         .with_quorum()
     }
@@ -577,10 +580,12 @@ impl World {
             st.retry_it = 0;
             if success && !st.up {
                 st.up = true;
+                self.changed = true;
                 st.last_change = now;
                 log(&success_line(ck));
             } else if !success && st.up {
                 st.up = false;
+                self.changed = true;
                 st.last_change = now;
                 if timing.retry > 0 {
                     log(&format!(
@@ -601,6 +606,7 @@ impl World {
         }
         let alive = rs.checkers.iter().all(|c| c.up);
         let flipped = alive != rs.alive;
+        self.changed |= flipped || weight.is_some();
         if flipped {
             rs.alive = alive;
             rs.last_change = now;
@@ -754,6 +760,7 @@ pub fn run(opts: &Opts, conf: Config) -> Result<(), String> {
     spread(&mut due, &checkers);
     let mut last_write = Instant::now();
     let mut unwritten = false;
+    let mut urgent = false;
     while !stop.load(Ordering::Relaxed) {
         if reload.swap(false, Ordering::Relaxed) {
             log(&format!("Reloading {config}"));
@@ -818,7 +825,19 @@ pub fn run(opts: &Opts, conf: Config) -> Result<(), String> {
             world.reconcile();
             unwritten = true;
         }
-        if unwritten && last_write.elapsed() >= Duration::from_millis(100) {
+        // The state file: soon after a change, else once a second (a
+        // thousand checks a second must not mean a thousand writes).
+        if std::mem::take(&mut world.changed) {
+            urgent = true;
+            unwritten = true;
+        }
+        let soon = if urgent || world.dirty {
+            Duration::from_millis(100)
+        } else {
+            Duration::from_secs(1)
+        };
+        if unwritten && last_write.elapsed() >= soon {
+            urgent = false;
             write_status(&opts.state, &world.status(&config, started))?;
             last_write = Instant::now();
             unwritten = false;
