@@ -297,6 +297,7 @@ mod tests {
                 connect_timeout: Duration::from_secs(1),
                 retry: 1,
                 delay_before_retry: Duration::from_secs(1),
+                warmup: None,
             },
             alpha: false,
             pos: crate::keepalived::lex::Pos {

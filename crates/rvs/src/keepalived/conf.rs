@@ -131,6 +131,8 @@ pub struct Timing {
     pub retry: u32,
     /// `delay_before_retry`: between a failed attempt and its retry.
     pub delay_before_retry: Duration,
+    /// `warmup`: the first attempt waits a random time up to this.
+    pub warmup: Option<Duration>,
 }
 
 /// A checker block.
@@ -266,6 +268,7 @@ struct Inherit {
     delay_before_retry: Option<Duration>,
     inhibit_on_failure: Option<bool>,
     alpha: Option<bool>,
+    warmup: Option<Duration>,
 }
 
 impl Inherit {
@@ -278,9 +281,7 @@ impl Inherit {
             "delay_before_retry" => self.delay_before_retry = Some(duration(n)?),
             "inhibit_on_failure" => self.inhibit_on_failure = Some(flag(n)?),
             "alpha" => self.alpha = Some(flag(n)?),
-            "warmup" => {
-                duration(n)?;
-            }
+            "warmup" => self.warmup = Some(duration(n)?),
             _ => return Ok(false),
         }
         Ok(true)
@@ -294,6 +295,7 @@ impl Inherit {
             delay_before_retry: self.delay_before_retry.or(parent.delay_before_retry),
             inhibit_on_failure: self.inhibit_on_failure.or(parent.inhibit_on_failure),
             alpha: self.alpha.or(parent.alpha),
+            warmup: self.warmup.or(parent.warmup),
         }
     }
 }
@@ -791,6 +793,7 @@ fn checker(
         } else {
             Duration::from_secs(1)
         }),
+        warmup: inh.warmup,
     };
     let kind = match n.key.as_str() {
         "TCP_CHECK" => CheckKind::Tcp,
@@ -965,6 +968,7 @@ virtual_server 10.0.0.100 80 {
             bindto 10.0.0.1
             connect_timeout 1
             nb_get_retry 4
+            warmup 2
             http_protocol 1.1
         }
         TCP_CHECK {
@@ -1032,6 +1036,7 @@ virtual_server fwmark 7 {
                 connect_timeout: Duration::from_secs(1),
                 retry: 4,
                 delay_before_retry: Duration::from_millis(1500),
+                warmup: Some(Duration::from_secs(2)),
             }
         );
         let CheckKind::Http {
@@ -1090,6 +1095,7 @@ virtual_server fwmark 7 {
                 connect_timeout: DEFAULT_CONNECT_TIMEOUT,
                 retry: 1,
                 delay_before_retry: Duration::from_secs(1),
+                warmup: None,
             }
         );
         assert!(!d.alpha);

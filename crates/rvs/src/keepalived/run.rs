@@ -680,13 +680,23 @@ pub fn write_status(path: &std::path::Path, status: &Status) -> Result<(), Strin
 }
 
 /// Schedule the first attempt of every checker, spread evenly over the
-/// first second (or its delay_loop if shorter), not all at once.
+/// first second (or its delay_loop if shorter), not all at once; with
+/// `warmup`, at a random time up to it.
 fn spread(due: &mut BinaryHeap<Reverse<(Instant, usize)>>, checkers: &[Checker]) {
     let t0 = Instant::now();
     let n = checkers.len().max(1) as u32;
     for (k, ck) in checkers.iter().enumerate() {
-        let window = ck.timing.delay_loop.min(Duration::from_secs(1));
-        due.push(Reverse((t0 + window * k as u32 / n, k)));
+        let at = match ck.timing.warmup {
+            // keepalived's warmup: a random delay up to it.
+            Some(w) => {
+                use std::hash::{BuildHasher, Hash, Hasher};
+                let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+                k.hash(&mut h);
+                w.mul_f64((h.finish() % 10_000) as f64 / 10_000.0)
+            }
+            None => ck.timing.delay_loop.min(Duration::from_secs(1)) * k as u32 / n,
+        };
+        due.push(Reverse((t0 + at, k)));
     }
 }
 
