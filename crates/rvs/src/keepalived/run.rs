@@ -689,10 +689,9 @@ fn spread(due: &mut BinaryHeap<Reverse<(Instant, usize)>>, checkers: &[Checker])
         let at = match ck.timing.warmup {
             // keepalived's warmup: a random delay up to it.
             Some(w) => {
-                use std::hash::{BuildHasher, Hash, Hasher};
-                let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-                k.hash(&mut h);
-                w.mul_f64((h.finish() % 10_000) as f64 / 10_000.0)
+                use std::hash::BuildHasher;
+                let r = std::collections::hash_map::RandomState::new().hash_one(k);
+                w.mul_f64((r % 10_000) as f64 / 10_000.0)
             }
             None => ck.timing.delay_loop.min(Duration::from_secs(1)) * k as u32 / n,
         };
