@@ -6,6 +6,7 @@ mod child;
 mod dataplane;
 mod demo;
 mod fwmark;
+mod keepalived;
 mod lab;
 mod netns;
 mod procfs;
@@ -76,6 +77,10 @@ Commands:
   sysctl [-a|NAME...|-w NAME=VALUE...|-p FILE]
                           rvsd's IPVS sysctls under the kernel's names
                           (net.ipv4.vs.sloppy_tcp ...; rvs sysctl -h)
+  health run FILE|check FILE|show
+                          keepalived.conf's virtual servers and checkers
+                          (TCP_CHECK, HTTP_GET, MISC_CHECK) run against rvsd;
+                          show: each real server's state (rvs health -h)
   -h, --help              this text
   -V, --version           version
 ";
@@ -165,6 +170,10 @@ fn run() -> Result<(), String> {
         },
         "fwmark" => {
             print!("{}", fwmark::run(&rest_args(&mut parser)?)?);
+            Ok(())
+        }
+        "health" => {
+            print!("{}", keepalived::main(&rest_args(&mut parser)?)?);
             Ok(())
         }
         "sysctl" => {

@@ -1,0 +1,95 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+//! `rvs health check FILE`: what the start would send, warnings and errors
+//! with file:line, on keepalived's own samples and on broken files. No
+//! privileges needed.
+
+use std::process::Command;
+
+const RVS: &str = env!("CARGO_BIN_EXE_rvs");
+
+fn check(file: &std::path::Path) -> (bool, String, String) {
+    let o = Command::new(RVS)
+        .args(["health", "check"])
+        .arg(file)
+        .output()
+        .expect("rvs");
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn samples_give_ipvsadm_commands() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/keepalived");
+    let (ok, out, err) = check(&dir.join("keepalived.conf.sample"));
+    assert!(ok, "{err}");
+    assert!(err.is_empty(), "{err}");
+    assert_eq!(
+        out.lines().skip(1).collect::<Vec<_>>(),
+        [
+            "ipvsadm -A -t 10.10.10.2:1358 -s rr -p 50",
+            "ipvsadm -a -t 10.10.10.2:1358 -r 192.168.200.2:1358 -m -w 1",
+        ]
+    );
+    let (ok, out, _) = check(&dir.join("keepalived.conf.virtual_server_group"));
+    assert!(ok);
+    // 3 addresses, a range of 8, 2 marks: 13 services, 2 real servers each.
+    assert_eq!(
+        out.lines().filter(|l| l.contains(" -A ")).count(),
+        13,
+        "{out}"
+    );
+    assert_eq!(
+        out.lines().filter(|l| l.contains(" -a ")).count(),
+        26,
+        "{out}"
+    );
+    assert!(out.contains("ipvsadm -A -f 2 -s rr -p 50\n"), "{out}");
+}
+
+#[test]
+fn errors_and_warnings_name_file_and_line() {
+    let dir = std::env::temp_dir().join(format!("rvs-health-cli-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("conf.d")).unwrap();
+    std::fs::write(
+        dir.join("keepalived.conf"),
+        "global_defs {\n  router_id X\n}\ninclude conf.d/*.conf\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("conf.d/web.conf"),
+        "virtual_server 10.0.0.1 80 {\n  lb_algo wrr\n  fancy_option 1\n  real_server 10.0.0.2 80 {\n    weight 2\n  }\n}\n",
+    )
+    .unwrap();
+    let (ok, out, err) = check(&dir.join("keepalived.conf"));
+    assert!(ok, "{err}");
+    assert_eq!(
+        err.trim(),
+        format!(
+            "{}: Unknown keyword 'fancy_option'",
+            dir.join("conf.d/web.conf:3").display()
+        )
+    );
+    assert!(
+        out.contains("ipvsadm -a -t 10.0.0.1:80 -r 10.0.0.2:80 -m -w 2"),
+        "{out}"
+    );
+    std::fs::write(
+        dir.join("conf.d/web.conf"),
+        "virtual_server 10.0.0.1 80 {\n  real_server 10.0.0.2 80 {\n    weight two\n  }\n}\n",
+    )
+    .unwrap();
+    let (ok, out, err) = check(&dir.join("keepalived.conf"));
+    assert!(!ok);
+    assert!(out.is_empty(), "{out}");
+    assert_eq!(
+        err.trim(),
+        format!(
+            "rvs: {}: 'weight': invalid number 'two' (expected 0..=65535)",
+            dir.join("conf.d/web.conf:3").display()
+        )
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -1,0 +1,526 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+//! `rvs health run keepalived.conf` against a real rvsd (a kept `rvs lab
+//! dr`, three real servers with an HTTP server on :8080 each): servers
+//! that stop leave the table within keepalived's bound and the clients'
+//! new connections all go to the others; started again they return within
+//! one delay_loop; a 500 or a wrong digest marks a server down; with
+//! `inhibit_on_failure` down is weight 0; MISC_CHECK with misc_dynamic
+//! sets the weight from the script's exit code.
+//!
+//! Needs root, iproute2, python3 and AF_XDP (see netns_sessions.rs).
+
+mod common;
+
+use common::*;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// An HTTP server: `name port flagdir`; answers every GET with `name\n`,
+/// status 500 while `flagdir/500` exists.
+const HTTP_SERVER: &str = "
+import http.server, os, socketserver, sys
+name, port, flags = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = 'HTTP/1.0'
+    def do_GET(self):
+        code = 500 if os.path.exists(os.path.join(flags, '500')) else 200
+        body = (name + '\\n').encode()
+        self.send_response(code)
+        self.send_header('Content-Length', str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+class S(http.server.ThreadingHTTPServer):
+    allow_reuse_address = True
+    def server_bind(self):
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = self.server_address[:2]
+S(('0.0.0.0', port), H).serve_forever()
+";
+
+const PORT: u16 = 8080;
+
+/// keepalived's bound for a dead server to leave: the next check comes
+/// within delay_loop, then retry+1 attempts of connect_timeout each with
+/// delay_before_retry between them (1 + 2·1 + 1 = 4 s here), plus slack
+/// for a loaded machine.
+const DOWN_BOUND: Duration = Duration::from_secs(4 + 3);
+/// Back within one delay_loop (1 s), plus slack.
+const UP_BOUND: Duration = Duration::from_secs(1 + 2);
+
+struct Health {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Drop for Health {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Health {
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+struct World {
+    lab: Lab,
+    dir: PathBuf,
+    servers: Vec<Option<Child>>,
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        for s in self.servers.iter_mut().flatten() {
+            let _ = s.kill();
+            let _ = s.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl World {
+    fn flags(&self, i: usize) -> PathBuf {
+        self.dir.join(format!("flags{}", i + 1))
+    }
+
+    fn start_server(&mut self, i: usize) {
+        let name = format!("rs{}", i + 1);
+        std::fs::create_dir_all(self.flags(i)).unwrap();
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.lab.ns(&name), "python3", "-c"])
+            .args([HTTP_SERVER, &name, &PORT.to_string()])
+            .arg(self.flags(i))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3");
+        self.servers[i] = Some(child);
+        let addr = SocketAddr::from((self.lab.rips[i], PORT));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while in_ns(&self.lab.ns(&name), move || {
+            std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(300)).is_err()
+        }) {
+            assert!(
+                Instant::now() < deadline,
+                "{name}'s HTTP server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn stop_server(&mut self, i: usize) {
+        let mut c = self.servers[i].take().expect("running");
+        c.kill().unwrap();
+        c.wait().unwrap();
+    }
+
+    fn health(&self, conf: &str, tag: &str) -> Health {
+        let file = self.dir.join(format!("{tag}.conf"));
+        std::fs::write(&file, conf).unwrap();
+        let log = self.dir.join(format!("{tag}.log"));
+        let child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.lab.ns("director"),
+                RVS,
+                "health",
+                "run",
+            ])
+            .arg(&file)
+            .arg("--state")
+            .arg(self.state())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("rvs health run");
+        Health { child, log }
+    }
+
+    fn state(&self) -> PathBuf {
+        self.dir.join("health.json")
+    }
+
+    /// `(rip, weight)` of every real server of VIP:8080 (None: no service).
+    fn table(&self) -> Option<Vec<(Ipv4Addr, u64)>> {
+        let out = self
+            .lab
+            .try_adm(&["-L", "-n", "-t", &self.lab.vip_port(PORT)])
+            .ok()?;
+        let mut v: Vec<(Ipv4Addr, u64)> = rs_lines(&out)
+            .into_iter()
+            .map(|(a, n)| {
+                let ip = a.split(':').next().unwrap().parse().unwrap();
+                (ip, n[0])
+            })
+            .collect();
+        v.sort();
+        Some(v)
+    }
+
+    /// Wait until the table is `want` (sorted); how long it took.
+    fn wait_table(&self, want: &[(Ipv4Addr, u64)], bound: Duration, h: &Health) -> Duration {
+        let t0 = Instant::now();
+        loop {
+            let got = self.table();
+            if got.as_deref() == Some(want) {
+                return t0.elapsed();
+            }
+            assert!(
+                t0.elapsed() < bound,
+                "after {:?} the table is {got:?}, not {want:?}\nrvs health log:\n{}",
+                t0.elapsed(),
+                h.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Wait until VIP:8080 answers (up to 5 s). Right after a service is
+    /// added, rvsd's data plane may not steer it yet: the director's own
+    /// kernel answers the first SYNs with a RST (seen once in ten runs).
+    fn warm(&self) {
+        let dst = SocketAddr::from((self.lab.vip, PORT));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while let Err(e) = self.lab.client(move || http_get(None, dst)) {
+            assert!(Instant::now() < deadline, "VIP:{PORT} does not answer: {e}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// `n` HTTP requests through VIP:8080: who answered.
+    fn requests(&self, n: usize) -> Vec<String> {
+        let dst = SocketAddr::from((self.lab.vip, PORT));
+        self.lab.client(move || {
+            (0..n)
+                .map(|_| http_get(None, dst).unwrap_or_else(|e| format!("error: {e}")))
+                .collect()
+        })
+    }
+}
+
+fn http_conf(lab: &Lab, vs_extra: &str, reals: &[String]) -> String {
+    format!(
+        "! rvs health e2e\nglobal_defs {{\n  router_id RVS_TEST\n}}\n\
+         virtual_server {} {PORT} {{\n  delay_loop 1\n  lb_algo rr\n  lb_kind DR\n  protocol TCP\n{vs_extra}{}}}\n",
+        lab.vip,
+        reals.concat()
+    )
+}
+
+fn http_real(rip: Ipv4Addr, url_extra: &str) -> String {
+    format!(
+        "  real_server {rip} {PORT} {{\n    weight 1\n    HTTP_GET {{\n      url {{\n        path /\n{url_extra}      }}\n      \
+         connect_timeout 1\n      retry 1\n      delay_before_retry 1\n    }}\n  }}\n"
+    )
+}
+
+fn md5_hex(data: &[u8]) -> String {
+    use md5::Digest;
+    md5::Md5::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn setup(tag: &str) -> Option<World> {
+    if !can_run() {
+        return None;
+    }
+    let lab = Lab::start("dr", 3, "rr");
+    let dir = std::env::temp_dir().join(format!("rvs-health-{}-{tag}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut w = World {
+        lab,
+        dir,
+        servers: vec![None, None, None],
+    };
+    for i in 0..3 {
+        w.start_server(i);
+    }
+    Some(w)
+}
+
+#[test]
+fn netns_health_http_get_stop_start_and_500() {
+    let Some(mut w) = setup("http") else { return };
+    let rips = w.lab.rips.clone();
+    let reals: Vec<String> = rips.iter().map(|r| http_real(*r, "")).collect();
+    let h = w.health(&http_conf(&w.lab, "", &reals), "a");
+    let all: Vec<(Ipv4Addr, u64)> = rips.iter().map(|r| (*r, 1)).collect();
+    w.wait_table(&all, Duration::from_secs(10), &h);
+    w.warm();
+    let names = w.requests(30);
+    assert_eq!(tally(&names).len(), 3, "{names:?}");
+
+    // rs2 stops: it leaves the table within the bound.
+    w.stop_server(1);
+    let without2: Vec<_> = all.iter().copied().filter(|(r, _)| *r != rips[1]).collect();
+    let took = w.wait_table(&without2, DOWN_BOUND, &h);
+    eprintln!("rs2 left the table after {took:?}");
+    let names = w.requests(50);
+    let t = tally(&names);
+    assert_eq!(
+        t.get("rs1").copied().unwrap_or(0) + t.get("rs3").copied().unwrap_or(0),
+        50,
+        "{t:?}"
+    );
+    let log = h.log();
+    let (rs2, vs) = (
+        format!("[{}]:tcp:{PORT}", rips[1]),
+        format!("[{}]:tcp:{PORT}", w.lab.vip),
+    );
+    assert!(
+        log.contains(&format!("HTTP connection to {rs2} failed")),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!("Check on service {rs2} failed after 1 retry.")),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!("Removing service {rs2} from VS {vs}")),
+        "{log}"
+    );
+
+    // `rvs health` shows it.
+    let show = Command::new(RVS)
+        .args(["health", "show", "--state"])
+        .arg(w.state())
+        .output()
+        .unwrap();
+    let show = String::from_utf8_lossy(&show.stdout);
+    assert!(show.contains(&format!("RS {rs2}")), "{show}");
+    assert!(show.contains("DOWN removed"), "{show}");
+    assert!(
+        show.contains("HTTP_GET") && show.contains("last fail"),
+        "{show}"
+    );
+
+    // Started again: back within one delay_loop.
+    w.start_server(1);
+    let took = w.wait_table(&all, UP_BOUND, &h);
+    eprintln!("rs2 came back after {took:?}");
+    assert!(
+        h.log()
+            .contains(&format!("Adding service {rs2} to VS {vs}"))
+    );
+    let names = w.requests(30);
+    assert_eq!(tally(&names).len(), 3, "{names:?}");
+
+    // rs3 answers 500: down.
+    std::fs::write(w.flags(2).join("500"), "").unwrap();
+    let without3: Vec<_> = all.iter().copied().filter(|(r, _)| *r != rips[2]).collect();
+    w.wait_table(&without3, DOWN_BOUND, &h);
+    assert!(h.log().contains("status_code [500]"), "{}", h.log());
+    std::fs::remove_file(w.flags(2).join("500")).unwrap();
+    w.wait_table(&all, UP_BOUND, &h);
+
+    // Reload (SIGHUP through `rvs health reload`): rs1's weight 3; the
+    // service is edited, not recreated (its counters go on).
+    let conns = |w: &World| -> u64 {
+        let out = w.lab.adm(&[
+            "-L",
+            "-n",
+            "--stats",
+            "--exact",
+            "-t",
+            &w.lab.vip_port(PORT),
+        ]);
+        rs_lines(&out).iter().map(|(_, n)| n[0]).sum()
+    };
+    let before = conns(&w);
+    assert!(before >= 110, "{before}");
+    let reload = |w: &World| {
+        let o = Command::new(RVS)
+            .args(["health", "reload", "--state"])
+            .arg(w.state())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    let mut reals3 = reals.clone();
+    reals3[0] = reals3[0].replace("weight 1", "weight 3");
+    std::fs::write(w.dir.join("a.conf"), http_conf(&w.lab, "", &reals3)).unwrap();
+    reload(&w);
+    let mut weighted = all.clone();
+    weighted[0].1 = 3;
+    w.wait_table(&weighted, UP_BOUND, &h);
+    assert!(conns(&w) >= before, "the service was recreated");
+    assert!(
+        h.log()
+            .contains("Reloaded: 1 virtual server(s), 3 real server(s) keep their state"),
+        "{}",
+        h.log()
+    );
+
+    // A reload with a syntax error changes nothing and says where.
+    std::fs::write(
+        w.dir.join("a.conf"),
+        "virtual_server 10.0.0.1 80 {\n  delay_loop x\n}\n",
+    )
+    .unwrap();
+    reload(&w);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !h.log().contains("Reload refused, nothing changed: ") {
+        assert!(Instant::now() < deadline, "{}", h.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        h.log().contains("a.conf:2: 'delay_loop': invalid time 'x'"),
+        "{}",
+        h.log()
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(w.table().as_deref(), Some(weighted.as_slice()));
+
+    // A reload without rs3 removes it; without the service removes that.
+    std::fs::write(w.dir.join("a.conf"), http_conf(&w.lab, "", &reals3[..2])).unwrap();
+    reload(&w);
+    w.wait_table(&weighted[..2], UP_BOUND, &h);
+    std::fs::write(w.dir.join("a.conf"), "global_defs {\n}\n").unwrap();
+    reload(&w);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while w.table().is_some() {
+        assert!(Instant::now() < deadline, "{}", h.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn netns_health_inhibit_digest_and_misc_dynamic() {
+    let Some(mut w) = setup("inhibit") else {
+        return;
+    };
+    let rips = w.lab.rips.clone();
+    // rs1: the right digest; rs2: a wrong one; rs3: MISC_CHECK, weight
+    // from the script's exit code (exit 5: weight 3).
+    let script = w.dir.join("weight.sh");
+    let code = w.dir.join("code");
+    std::fs::write(&code, "5\n").unwrap();
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\nexit $(cat {})\n", code.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let good = format!("        digest {}\n", md5_hex(b"rs1\n"));
+    let bad = format!("        digest {}\n", md5_hex(b"not rs2\n"));
+    let misc = format!(
+        "  real_server {} {PORT} {{\n    weight 1\n    MISC_CHECK {{\n      misc_path \"{} {}\"\n      \
+         misc_timeout 2\n      misc_dynamic\n    }}\n  }}\n",
+        rips[2],
+        script.display(),
+        rips[2]
+    );
+    let reals = vec![http_real(rips[0], &good), http_real(rips[1], &bad), misc];
+    let conf = http_conf(&w.lab, "  inhibit_on_failure\n", &reals);
+    let h = w.health(&conf, "b");
+    let want = |a: u64, b: u64, c: u64| vec![(rips[0], a), (rips[1], b), (rips[2], c)];
+    w.wait_table(&want(1, 0, 3), Duration::from_secs(10), &h);
+    w.warm();
+    let log = h.log();
+    let rs2 = format!("[{}]:tcp:{PORT}", rips[1]);
+    assert!(log.contains(&format!("MD5 digest error to {rs2}")), "{log}");
+    assert!(
+        log.contains(&format!(
+            "Disabling service {rs2} of VS [{}]:tcp:{PORT}",
+            w.lab.vip
+        )),
+        "{log}"
+    );
+
+    // The script says 9 → weight 7; 1 → down (weight 0, inhibited).
+    std::fs::write(&code, "9\n").unwrap();
+    w.wait_table(&want(1, 0, 7), UP_BOUND, &h);
+    std::fs::write(&code, "1\n").unwrap();
+    w.wait_table(&want(1, 0, 0), DOWN_BOUND, &h);
+    std::fs::write(&code, "0\n").unwrap();
+    w.wait_table(&want(1, 0, 7), UP_BOUND, &h);
+
+    // rs1 stops: weight 0, still listed; everything goes to rs3.
+    w.stop_server(0);
+    w.wait_table(&want(0, 0, 7), DOWN_BOUND, &h);
+    let names = w.requests(50);
+    assert_eq!(tally(&names).get("rs3").copied(), Some(50), "{names:?}");
+}
+
+#[test]
+fn netns_health_quorum_sorry_server() {
+    let Some(mut w) = setup("quorum") else { return };
+    let rips = w.lab.rips.clone();
+    // rs1 and rs2 serve; rs3 is the sorry server; quorum 2 of weight 1 each.
+    let script = w.dir.join("quorum.sh");
+    let record = w.dir.join("quorum.log");
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\necho $1 >> {}\n", record.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let extra = format!(
+        "  quorum 2\n  sorry_server {} {PORT}\n  quorum_up \"{} up\"\n  quorum_down \"{} down\"\n",
+        rips[2],
+        script.display(),
+        script.display()
+    );
+    let reals: Vec<String> = rips[..2].iter().map(|r| http_real(*r, "")).collect();
+    let h = w.health(&http_conf(&w.lab, &extra, &reals), "q");
+    let pool = vec![(rips[0], 1), (rips[1], 1)];
+    w.wait_table(&pool, Duration::from_secs(10), &h);
+    w.warm();
+
+    // rs1 stops: 1 < 2, the quorum is lost: the sorry server alone.
+    w.stop_server(0);
+    w.wait_table(&[(rips[2], 1)], DOWN_BOUND, &h);
+    let names = w.requests(30);
+    assert_eq!(tally(&names).get("rs3").copied(), Some(30), "{names:?}");
+    let vs = format!("[{}]:tcp:{PORT}", w.lab.vip);
+    assert!(
+        h.log()
+            .contains(&format!("Lost quorum 2-0=2 > 1 for VS {vs}")),
+        "{}",
+        h.log()
+    );
+    assert!(
+        h.log().contains(&format!(
+            "Adding sorry server [{}]:tcp:{PORT} to VS {vs}",
+            rips[2]
+        )),
+        "{}",
+        h.log()
+    );
+
+    // rs1 back: the quorum too; the sorry server leaves.
+    w.start_server(0);
+    w.wait_table(&pool, UP_BOUND, &h);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while std::fs::read_to_string(&record).unwrap_or_default() != "down\nup\n" {
+        assert!(
+            Instant::now() < deadline,
+            "quorum scripts: {:?}",
+            std::fs::read_to_string(&record)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
