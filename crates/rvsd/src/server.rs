@@ -101,6 +101,9 @@ pub struct Shared {
 /// under a second).
 const SYNC_WAIT: Duration = Duration::from_secs(10);
 
+/// How long a listing waits for a change on its way into the filters.
+const LISTING_SYNC_WAIT: Duration = Duration::from_secs(1);
+
 impl Shared {
     /// Share `state`; `stop` ends the accept loop and the housekeeping;
     /// `policy` says who may use the control API.
@@ -302,6 +305,25 @@ impl Shared {
         }
         snap.filter_out_of_step = self.sync_failure();
         snap
+    }
+
+    /// Before a listing: wait, at most [`LISTING_SYNC_WAIT`], until the data
+    /// plane holds the table as it is now (nothing to wait for when it is in
+    /// step; a data plane that failed to take a change is not waited for:
+    /// `rvs dataplane` says so).
+    fn wait_listing_synced(&self) {
+        if !self.dataplane.load(Ordering::Acquire) {
+            return;
+        }
+        let generation = self.lock().generation();
+        let start = std::time::Instant::now();
+        while self.synced.load(Ordering::Acquire) < generation
+            && start.elapsed() < LISTING_SYNC_WAIT
+            && self.sync_failure().is_none()
+            && !self.stopping()
+        {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
     }
 
     /// The clock the handler uses.
@@ -577,6 +599,14 @@ pub fn serve_connection(stream: UnixStream, shared: &Shared) {
                     }
                     reply
                 } else {
+                    // A listing waits (briefly) for a change still on its
+                    // way into the data plane's filters, so that a service
+                    // `-L` shows is one that is forwarded: another client's
+                    // `-A` is visible in the table a moment before its
+                    // filter holds it.
+                    if matches!(req, Request::ListServices | Request::GetService(_)) {
+                        shared.wait_listing_synced();
+                    }
                     let (reply, before, generation) = {
                         let mut state = shared.lock();
                         if needs_fast_path_credit(&req) {
