@@ -18,12 +18,30 @@ echo "wireshark-common wireshark-common/install-setuid boolean false" |
     debconf-set-selections 2>/dev/null || true
 ensure_packages clang libbpf-dev iproute2 socat curl apache2-utils python3 \
     nftables openssl haproxy nginx-light libnginx-mod-stream wrk util-linux tshark \
-    prometheus tmux
+    prometheus tmux perl libsocket6-perl libio-socket-inet6-perl
 # As root the packages above are installed, so the tshark and Prometheus
 # tests (crates/rvsd/tests/netns_metrics.rs: a real Prometheus scrapes
 # rvsd --metrics; promtool checks the text) must not skip. tmux: the
-# terminal of crates/rvs/tests/netns_top.rs (rvs top).
+# terminal of crates/rvs/tests/netns_top.rs (rvs top). libsocket6-perl,
+# libio-socket-inet6-perl: what ldirectord needs (below).
 if [ "$(id -u)" = 0 ]; then export RVS_REQUIRE_TSHARK=1 RVS_REQUIRE_PROMETHEUS=1; fi
+# ldirectord (crates/rvs/tests/netns_ldirectord.rs): Debian's script,
+# extracted from its package rather than installed (the package depends on
+# the kernel's ipvsadm, which would take /usr/sbin/ipvsadm); its perl
+# modules come from the packages above.
+ld_root=${TMPDIR:-/tmp}/rvs-test-ldirectord
+if [ "$(id -u)" = 0 ] && [ ! -f "$ld_root/usr/sbin/ldirectord" ]; then
+    ld_tmp=$(mktemp -d)
+    if (cd "$ld_tmp" && { apt-get download ldirectord >/dev/null 2>&1 ||
+        { apt-get update -qq && apt-get download ldirectord >/dev/null; }; }); then
+        dpkg-deb -x "$ld_tmp"/ldirectord_*.deb "$ld_root"
+    fi
+    rm -rf "$ld_tmp"
+fi
+if [ -f "$ld_root/usr/sbin/ldirectord" ]; then
+    export RVS_LDIRECTORD=$ld_root/usr/sbin/ldirectord
+fi
+if [ "$(id -u)" = 0 ]; then export RVS_REQUIRE_LDIRECTORD=1; fi
 # The control-plane security tests run clients as nobody, who cannot use a
 # python under /root (pyenv): Debian's own /usr/bin/python3.
 [ -x /usr/bin/python3 ] || ensure_packages python3-minimal
