@@ -766,4 +766,48 @@ node_ipvs_backend_weight{local_port="3306"} 600
             "no real server, no series"
         );
     }
+
+    /// Every series `dist/grafana/rvs-dashboard.json` queries is one rvsd
+    /// serves (a renamed series cannot leave the dashboard empty).
+    #[test]
+    fn dashboard_queries_series_rvsd_serves() {
+        let dashboard: serde_json::Value =
+            serde_json::from_str(include_str!("../../../dist/grafana/rvs-dashboard.json"))
+                .expect("the dashboard is JSON");
+        let mut s = fixture();
+        s.mode = "xdp".into();
+        s.engine = Some(EngineCounters::default());
+        s.workers = vec![DataPlaneWorker::default()];
+        s.classifier = Some(ClassifierCounters::default());
+        s.fast_path = Some(FastPathCounters::default());
+        s.requests.insert("list_services", (1, 0.1));
+        let text = render(&s, &BackendLabels::default());
+        let served: std::collections::BTreeSet<String> = samples(&text)
+            .keys()
+            .map(|k| k.split('{').next().unwrap_or_default().to_string())
+            .collect();
+        let mut queried = std::collections::BTreeSet::new();
+        for p in dashboard["panels"].as_array().expect("panels") {
+            for t in p["targets"].as_array().expect("targets") {
+                let expr = t["expr"].as_str().expect("expr");
+                let mut word = String::new();
+                for c in expr.chars().chain(std::iter::once(' ')) {
+                    if c.is_ascii_alphanumeric() || c == '_' {
+                        word.push(c);
+                    } else {
+                        if word.starts_with("node_ipvs_") || word.starts_with("rvs_") {
+                            queried.insert(std::mem::take(&mut word));
+                        }
+                        word.clear();
+                    }
+                }
+            }
+        }
+        assert!(queried.len() > 15, "{queried:?}");
+        let missing: Vec<&String> = queried.iter().filter(|q| !served.contains(*q)).collect();
+        assert!(
+            missing.is_empty(),
+            "queried but not served: {missing:?}\n{served:?}"
+        );
+    }
 }
