@@ -254,37 +254,57 @@ fn backends(services: &[ServiceInfo], labels: &BackendLabels) -> Vec<(Vec<String
 
 /// Every family of a scrape.
 pub fn families(s: &Snapshot, labels: &BackendLabels) -> Vec<MetricFamily> {
-    let mut f = vec![
-        one_counter(
-            "node_ipvs_connections_total",
+    let t = &s.total;
+    let mut f: Vec<MetricFamily> = [
+        (
+            "connections_total",
             "The total number of connections made.",
-            s.total.conns,
+            t.conns,
         ),
-        one_counter(
-            "node_ipvs_incoming_packets_total",
+        (
+            "incoming_packets_total",
             "The total number of incoming packets.",
-            s.total.inpkts,
+            t.inpkts,
         ),
-        one_counter(
-            "node_ipvs_outgoing_packets_total",
+        (
+            "outgoing_packets_total",
             "The total number of outgoing packets.",
-            s.total.outpkts,
+            t.outpkts,
         ),
-        one_counter(
-            "node_ipvs_incoming_bytes_total",
+        (
+            "incoming_bytes_total",
             "The total amount of incoming data.",
-            s.total.inbytes,
+            t.inbytes,
         ),
-        one_counter(
-            "node_ipvs_outgoing_bytes_total",
+        (
+            "outgoing_bytes_total",
             "The total amount of outgoing data.",
-            s.total.outbytes,
+            t.outbytes,
         ),
-    ];
+    ]
+    .into_iter()
+    .map(|(name, help, v)| one_counter(&format!("node_ipvs_{name}"), help, v))
+    .collect();
     let backs = backends(&s.services, labels);
     if !backs.is_empty() {
-        let series = |i: usize| -> Vec<Metric> {
-            backs
+        for (i, (name, help)) in [
+            (
+                "backend_connections_active",
+                "The current active connections by local and remote address.",
+            ),
+            (
+                "backend_connections_inactive",
+                "The current inactive connections by local and remote address.",
+            ),
+            (
+                "backend_weight",
+                "The current backend weight by local and remote address.",
+            ),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let series = backs
                 .iter()
                 .map(|(values, sums)| {
                     let l: Vec<(&str, String)> = labels
@@ -295,26 +315,14 @@ pub fn families(s: &Snapshot, labels: &BackendLabels) -> Vec<MetricFamily> {
                         .collect();
                     gauge(&l, sums[i] as f64)
                 })
-                .collect()
-        };
-        f.push(family(
-            "node_ipvs_backend_connections_active",
-            "The current active connections by local and remote address.",
-            MetricType::GAUGE,
-            series(0),
-        ));
-        f.push(family(
-            "node_ipvs_backend_connections_inactive",
-            "The current inactive connections by local and remote address.",
-            MetricType::GAUGE,
-            series(1),
-        ));
-        f.push(family(
-            "node_ipvs_backend_weight",
-            "The current backend weight by local and remote address.",
-            MetricType::GAUGE,
-            series(2),
-        ));
+                .collect();
+            f.push(family(
+                &format!("node_ipvs_{name}"),
+                help,
+                MetricType::GAUGE,
+                series,
+            ));
+        }
     }
     f.extend(rvs_families(s));
     f

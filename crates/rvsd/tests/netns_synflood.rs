@@ -22,11 +22,9 @@ use common::*;
 use std::fs::File;
 use std::io::Read;
 use std::net::{SocketAddr, TcpStream};
-use std::os::fd::AsFd;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use rvs_io::trafficgen::{FRAME_LEN, PacketGenerator, syn_frame};
@@ -72,23 +70,6 @@ fn flood_secs() -> u64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(60)
-}
-
-/// Run `f` on a new thread in network namespace `ns`.
-fn spawn_in_netns<T: Send + 'static>(
-    ns: &str,
-    f: impl FnOnce() -> T + Send + 'static,
-) -> JoinHandle<T> {
-    let path = format!("/run/netns/{ns}");
-    std::thread::spawn(move || {
-        let file = File::open(&path).expect("open netns");
-        rustix::thread::move_into_link_name_space(
-            file.as_fd(),
-            Some(rustix::thread::LinkNameSpaceType::Network),
-        )
-        .expect("setns");
-        f()
-    })
 }
 
 /// xorshift64*: spoofed addresses and ports, reproducible.

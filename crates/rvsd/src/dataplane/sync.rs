@@ -359,11 +359,15 @@ fn put_into_filter(filter: &mut Option<Filter>, set: &ClassSet) -> Vec<String> {
     errors
 }
 
-/// `RVSD_INJECT_SYNC_FAIL=PORT`: the filter refuses every table with a
-/// service on PORT (a test hook, like `RVSD_INJECT_PANIC`: the tests of a
-/// data plane that cannot take a change need one that fails on demand).
+/// In debug builds (the tests'), `RVSD_INJECT_SYNC_FAIL=PORT`: the filter
+/// refuses every table with a service on PORT (a test hook, like
+/// `RVSD_INJECT_PANIC`: the tests of a data plane that cannot take a change
+/// need one that fails on demand).
 fn injected_sync_failure() -> Option<u16> {
     static PORT: std::sync::OnceLock<Option<u16>> = std::sync::OnceLock::new();
+    if !cfg!(debug_assertions) {
+        return None;
+    }
     *PORT.get_or_init(|| {
         std::env::var("RVSD_INJECT_SYNC_FAIL")
             .ok()
