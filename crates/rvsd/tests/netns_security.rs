@@ -16,6 +16,7 @@
 //! DIR instead of the ones built with them (to show how older ones fail).
 
 use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -34,14 +35,44 @@ const NOBODY: [&str; 4] = [
 ];
 
 fn bin(name: &str) -> PathBuf {
-    if let Some(dir) = std::env::var_os("RVS_TEST_BIN_DIR") {
-        return PathBuf::from(dir).join(name);
-    }
-    let exe = std::env::current_exe().expect("current_exe");
-    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
-    let p = dir.join(name);
+    let p = if let Some(dir) = std::env::var_os("RVS_TEST_BIN_DIR") {
+        PathBuf::from(dir).join(name)
+    } else {
+        let exe = std::env::current_exe().expect("current_exe");
+        let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
+        dir.join(name)
+    };
     assert!(p.exists(), "{} not built", p.display());
-    p
+    if runnable_by_others(&p) {
+        return p;
+    }
+    // nobody runs these too: a checkout under a private directory (such as
+    // `mktemp -d`'s, mode 0700) is out of its reach, so run copies from a
+    // directory anyone can enter (removed when the test's Ns goes).
+    let dir = shared_bin_dir();
+    std::fs::create_dir_all(&dir).expect("bin dir");
+    let q = dir.join(name);
+    if !q.exists() {
+        std::fs::copy(&p, &q).expect("copy binary");
+    }
+    for d in [&dir, &q] {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    q
+}
+
+/// Whether a user other than the owner can run `p`: execute permission for
+/// others on it and on every directory above it.
+fn runnable_by_others(p: &std::path::Path) -> bool {
+    p.ancestors().all(|a| {
+        a.as_os_str().is_empty()
+            || std::fs::metadata(a).is_ok_and(|m| m.permissions().mode() & 0o001 != 0)
+    })
+}
+
+/// Where [`bin`] puts copies of the binaries when the build is private.
+fn shared_bin_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("rvs-sec-bin-{}", std::process::id()))
 }
 
 fn require_root() {
@@ -171,6 +202,7 @@ impl Ns {
 
 impl Drop for Ns {
     fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(shared_bin_dir());
         for c in &mut self.children {
             // `ip netns exec` and setpriv exec: the child is the process.
             let _ = Command::new("kill")
