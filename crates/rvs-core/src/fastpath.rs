@@ -287,6 +287,7 @@ mod tests {
             control: None,
             n_control: 0,
             in_pkts: 1,
+            old_state: 0,
         }
     }
 

@@ -42,9 +42,8 @@ const fn not_applied(name: &'static str, default: &'static str, note: &'static s
     }
 }
 
-/// Why the sync sysctls are not applied yet (the sync messages themselves
-/// exist: `rvs_wire::ipvs_sync`).
-const SYNC_NOTE: &str = "connection sync daemons are not implemented yet";
+/// Why `sync_ports` is fixed: one sync socket per daemon.
+const SYNC_PORTS_NOTE: &str = "rvs runs one sync socket per daemon (port mcast-port only)";
 
 /// Every IPVS sysctl of the kernel, in `sysctl -a` order (by name).
 pub const SYSCTLS: &[SysctlInfo] = &[
@@ -58,7 +57,7 @@ pub const SYSCTLS: &[SysctlInfo] = &[
         "1024",
         "the memory defences are not implemented",
     ),
-    not_applied("backup_only", "0", SYNC_NOTE),
+    applied("backup_only", "0"),
     not_applied("cache_bypass", "0", "not implemented"),
     applied("conn_reuse_mode", "1"),
     not_applied(
@@ -98,18 +97,22 @@ pub const SYSCTLS: &[SysctlInfo] = &[
         "1",
         "NAT replies are always routed by the director",
     ),
-    not_applied("sync_persist_mode", "0", SYNC_NOTE),
-    not_applied("sync_ports", "1", SYNC_NOTE),
+    applied("sync_persist_mode", "0"),
+    not_applied("sync_ports", "1", SYNC_PORTS_NOTE),
     // The kernel's default is nr_free_buffer_pages() / 32, which depends on
     // the host's memory (16384 on a host with 2 GiB of low memory). rvs
-    // fixes it at that value: at most 16384 queued messages of sync_maxlen
-    // (1472) bytes, 24 MB, per master thread.
-    not_applied("sync_qlen_max", "16384", SYNC_NOTE),
-    not_applied("sync_refresh_period", "0", SYNC_NOTE),
-    not_applied("sync_retries", "0", SYNC_NOTE),
-    not_applied("sync_sock_size", "0", SYNC_NOTE),
-    not_applied("sync_threshold", "3 50", SYNC_NOTE),
-    not_applied("sync_version", "1", SYNC_NOTE),
+    // defaults to that value: at most 16384 messages' worth of queued
+    // entries (40 to a 1472-byte message) per master.
+    applied("sync_qlen_max", "16384"),
+    applied("sync_refresh_period", "0"),
+    applied("sync_retries", "0"),
+    not_applied(
+        "sync_sock_size",
+        "0",
+        "the sync sockets keep the system's buffer sizes",
+    ),
+    applied("sync_threshold", "3 50"),
+    applied("sync_version", "1"),
 ];
 
 /// Why a sysctl was not set.
@@ -189,6 +192,13 @@ impl Sysctls {
             "expire_quiescent_template" => b(self.expire_quiescent_template),
             "sloppy_sctp" => b(self.sloppy_sctp),
             "sloppy_tcp" => b(self.sloppy_tcp),
+            "backup_only" => b(self.backup_only),
+            "sync_persist_mode" => b(self.sync_persist_mode),
+            "sync_qlen_max" => self.sync_qlen_max.to_string(),
+            "sync_refresh_period" => self.sync_refresh_period.to_string(),
+            "sync_retries" => self.sync_retries.to_string(),
+            "sync_threshold" => format!("{} {}", self.sync_threshold, self.sync_period),
+            "sync_version" => self.sync_version.to_string(),
             _ => i.default.to_string(),
         })
     }
@@ -236,6 +246,51 @@ impl Sysctls {
             "expire_quiescent_template" => self.expire_quiescent_template = flag()?,
             "sloppy_sctp" => self.sloppy_sctp = flag()?,
             "sloppy_tcp" => self.sloppy_tcp = flag()?,
+            // The kernel takes any integer and tests it for non-zero.
+            "backup_only" => {
+                self.backup_only = v.parse::<i32>().map_err(|_| invalid("an integer"))? != 0
+            }
+            "sync_persist_mode" => {
+                self.sync_persist_mode = v.parse::<i32>().map_err(|_| invalid("an integer"))? != 0
+            }
+            "sync_qlen_max" => {
+                self.sync_qlen_max = match v.parse::<u32>() {
+                    Ok(n) if n >= 1 => n,
+                    _ => return Err(invalid("a number of messages, 1 or more")),
+                }
+            }
+            "sync_refresh_period" => {
+                self.sync_refresh_period = match v.parse::<u32>() {
+                    Ok(n) if n <= i32::MAX as u32 / 1000 => n,
+                    _ => return Err(invalid("seconds, 0 to 2147483")),
+                }
+            }
+            "sync_retries" => {
+                self.sync_retries = match v.parse::<u8>() {
+                    Ok(n) if n <= 3 => n,
+                    _ => return Err(invalid("0 to 3")),
+                }
+            }
+            "sync_threshold" => {
+                // proc_do_sync_threshold: "threshold period", both >= 0,
+                // threshold < period unless period is 0.
+                let mut it = v.split_whitespace().map(str::parse::<u32>);
+                let takes = "\"THRESHOLD PERIOD\", THRESHOLD < PERIOD unless PERIOD is 0";
+                match (it.next(), it.next(), it.next()) {
+                    (Some(Ok(t)), Some(Ok(p)), None) if p == 0 || t < p => {
+                        self.sync_threshold = t;
+                        self.sync_period = p;
+                    }
+                    _ => return Err(invalid(takes)),
+                }
+            }
+            "sync_version" => {
+                self.sync_version = match v {
+                    "0" => 0,
+                    "1" => 1,
+                    _ => return Err(invalid("0 or 1")),
+                }
+            }
             _ => return Err(SysctlError::Unknown(full)),
         }
         Ok(())
@@ -295,7 +350,8 @@ mod tests {
         ];
         for (name, default) in want {
             let i = info(name).unwrap_or_else(|| panic!("{name} missing"));
-            assert_eq!((i.default, i.applies), (default, false), "{name}");
+            let applies = !matches!(name, "sync_ports" | "sync_sock_size");
+            assert_eq!((i.default, i.applies), (default, applies), "{name}");
         }
         let synced = SYSCTLS
             .iter()

@@ -168,6 +168,9 @@ pub struct Conn {
     pub n_control: u32,
     /// Packets received (drives sync thresholds).
     pub in_pkts: u32,
+    /// The state when the entry was last sent by a sync master (a change
+    /// out of it forces a send).
+    pub old_state: u8,
 }
 
 impl Conn {

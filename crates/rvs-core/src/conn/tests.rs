@@ -59,6 +59,7 @@ fn mk(
         control: None,
         n_control: 0,
         in_pkts: 0,
+        old_state: 0,
     }
 }
 

@@ -248,6 +248,7 @@ impl Engine {
             self.unbind(&c);
         }
         self.expired = out;
+        self.sync_prune();
         self.stats.estimate(now);
         for svc in self.services.iter_mut() {
             svc.stats.estimate(now);

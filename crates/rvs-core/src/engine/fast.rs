@@ -115,10 +115,16 @@ impl Engine {
             return;
         }
         let (timeout, expires) = (c.timeout_ms, c.expires);
-        if !flow.reply
-            && let Some(mut m) = self.conns.get_mut(flow.conn)
-        {
-            m.in_pkts = m.in_pkts.wrapping_add(packets as u32);
+        if !flow.reply {
+            let old = self.conns.get_mut(flow.conn).map(|mut m| {
+                let old = m.in_pkts;
+                m.in_pkts = m.in_pkts.wrapping_add(packets as u32);
+                old
+            });
+            if let Some(old) = old {
+                let at = last_seen.unwrap_or(expires);
+                self.sync_credited(flow.conn, old, packets as u32, at);
+            }
         }
         if let Some(seen) = last_seen
             && seen.as_millis() + u64::from(timeout) > expires.as_millis()

@@ -36,7 +36,9 @@
 //! - `frag`: a fragmented datagram's first-fragment decision and the
 //!   fragments that follow it (the table itself is [`crate::frag`]);
 //! - `fast`: the XDP fast path's bookkeeping (the map formats are
-//!   [`crate::fastpath`]).
+//!   [`crate::fastpath`]);
+//! - `sync`: connection sync: what a master queues, how a backup applies
+//!   an entry (the messages are [`rvs_wire::ipvs_sync`]).
 
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::collections::VecDeque;
@@ -58,7 +60,10 @@ mod fast;
 mod frag;
 mod icmp;
 mod schedule;
+mod sync;
 mod xmit;
+
+pub use sync::{SyncApplied, SyncCounters, UNBOUND_OWNER};
 
 pub use schedule::mask_addr;
 
@@ -104,6 +109,24 @@ pub struct Sysctls {
     pub sloppy_tcp: bool,
     /// Create SCTP associations from any chunk, not only INIT.
     pub sloppy_sctp: bool,
+    /// Do not forward while a backup sync daemon runs (`backup_only`).
+    pub backup_only: bool,
+    /// Sync only the templates of persistent connections (`sync_persist_mode`).
+    pub sync_persist_mode: bool,
+    /// A master's queue bound, in messages of ~40 entries (`sync_qlen_max`).
+    pub sync_qlen_max: u32,
+    /// Seconds (`sync_refresh_period`; 0: send on packet counts only).
+    pub sync_refresh_period: u32,
+    /// Resends within a refresh period (`sync_retries`, 0–3).
+    pub sync_retries: u8,
+    /// First of the two numbers of `sync_threshold`: the packet count at
+    /// which a connection is first sent.
+    pub sync_threshold: u32,
+    /// Second number of `sync_threshold`: resend every this many packets
+    /// (0: once).
+    pub sync_period: u32,
+    /// Message format sent (`sync_version`, 0 or 1).
+    pub sync_version: u8,
 }
 
 impl Default for Sysctls {
@@ -114,6 +137,14 @@ impl Default for Sysctls {
             conn_reuse_mode: 1,
             sloppy_tcp: false,
             sloppy_sctp: false,
+            backup_only: false,
+            sync_persist_mode: false,
+            sync_qlen_max: 16384,
+            sync_refresh_period: 0,
+            sync_retries: 0,
+            sync_threshold: 3,
+            sync_period: 50,
+            sync_version: 1,
         }
     }
 }
@@ -319,6 +350,8 @@ pub struct Engine {
     frame_spans: Vec<(usize, usize)>,
     /// Where one piece of [`Action::Frames`] is built and encapsulated.
     piece: Vec<u8>,
+    /// Connection sync: the master's queue, the backup's flag, counters.
+    sync: sync::SyncState,
 }
 
 /// Next hops kept beyond what the table needs before [`Engine::poll`]
@@ -373,6 +406,7 @@ impl Engine {
             frames: Vec::new(),
             frame_spans: Vec::new(),
             piece: Vec::new(),
+            sync: sync::SyncState::default(),
         }
     }
 
@@ -406,6 +440,10 @@ impl Engine {
     }
 
     fn process_inner(&mut self, frame: Frame<'_>, now: Instant) -> Action {
+        if self.backup_only_active() {
+            // sysctl backup_only: no forwarding while a backup daemon runs.
+            return Action::Pass;
+        }
         let end = frame.start.saturating_add(frame.len);
         let Some(bytes) = frame.buf.get(frame.start..end) else {
             return Action::Drop(DropReason::Malformed);

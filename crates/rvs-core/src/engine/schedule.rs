@@ -116,6 +116,7 @@ impl Engine {
             control: sched.template,
             n_control: 0,
             in_pkts: 0,
+            old_state: 0,
         };
         let id = match self.conns.insert(conn, fwd == FwdMethod::Masq, now) {
             Ok(id) => id,
@@ -240,6 +241,7 @@ impl Engine {
             control: None,
             n_control: 0,
             in_pkts: 0,
+            old_state: 0,
         };
         let tid = self
             .conns

@@ -149,6 +149,9 @@ impl Engine {
         apply_activity(d, activity.unwrap_or(Activity::Unchanged));
         self.stats.count_in(bytes);
         let action = self.emit_in(frame, meta, &target, hop, port);
+        if self.sync.master {
+            self.sync_conn(id, now);
+        }
         if self.fast.is_some() && matches!(action, Action::Forward { .. }) {
             self.fast_path_update(id);
         }
