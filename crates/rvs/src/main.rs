@@ -38,7 +38,7 @@ Commands:
       --services N        control: virtual services (default 10000)
       --dests N           control: real servers per service (default 10)
       --repeat N          control: runs per step, the median (default 3)
-  proc ip_vs|ip_vs_conn|ip_vs_stats
+  proc ip_vs|ip_vs_conn|ip_vs_conn_sync|ip_vs_stats
                           print rvsd's tables in the kernel's /proc/net formats
                           (for tools such as node_exporter's ipvs collector)
   realserver up --vip ADDR [--vip ADDR...] [--tun] [--dev IF...]
@@ -148,7 +148,7 @@ fn run() -> Result<(), String> {
         "proc" => {
             let what = match parser.next().map_err(|e| e.to_string())? {
                 Some(Value(v)) => v.string().map_err(|e| e.to_string())?,
-                _ => return Err("proc needs one of: ip_vs, ip_vs_conn, ip_vs_stats".into()),
+                _ => return Err("proc needs one of: ip_vs, ip_vs_conn, ip_vs_conn_sync, ip_vs_stats".into()),
             };
             print!("{}", procfs::dump(&what)?);
             Ok(())

@@ -37,6 +37,12 @@ pub fn dump(what: &str) -> Result<String, String> {
             };
             Ok(format::proc_ip_vs_conn(&conns))
         }
+        "ip_vs_conn_sync" => {
+            let Reply::Conns(conns) = call(&mut c, Request::ListConns)? else {
+                return Err("unexpected reply".into());
+            };
+            Ok(format::proc_ip_vs_conn_sync(&conns))
+        }
         "ip_vs_stats" => {
             let Reply::GlobalStats { stats, rates } = call(&mut c, Request::GlobalStats)? else {
                 return Err("unexpected reply".into());
@@ -44,7 +50,7 @@ pub fn dump(what: &str) -> Result<String, String> {
             Ok(format::proc_ip_vs_stats(&stats, &rates))
         }
         other => Err(format!(
-            "unknown table '{other}': expected ip_vs, ip_vs_conn or ip_vs_stats"
+            "unknown table '{other}': expected ip_vs, ip_vs_conn, ip_vs_conn_sync or ip_vs_stats"
         )),
     }
 }

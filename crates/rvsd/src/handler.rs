@@ -102,6 +102,17 @@ impl From<CtlError> for Failure {
 /// How the handler learns an interface's MTU (`None`: no such interface).
 pub type MtuOf = fn(&str) -> Option<u32>;
 
+/// How the handler opens a sync daemon's socket: `Ok(None)` keeps the
+/// daemon as bookkeeping only (unit tests), an error refuses the start.
+pub type OpenSync = fn(&rvs_proto::DaemonSpec) -> std::io::Result<Option<crate::syncd::SyncSocket>>;
+
+/// The real sockets ([`crate::syncd::open_socket`]).
+pub fn system_open_sync(
+    spec: &rvs_proto::DaemonSpec,
+) -> std::io::Result<Option<crate::syncd::SyncSocket>> {
+    crate::syncd::open_socket(spec).map(Some)
+}
+
 /// How the handler learns an interface's index (`None`: no such interface).
 pub type IfindexOf = fn(&str) -> Option<u32>;
 
@@ -115,6 +126,8 @@ pub fn system_ifindex(name: &str) -> Option<u32> {
 pub struct State {
     engine: Engine,
     sync: SyncDaemons,
+    /// Opens a sync daemon's socket (`None`: bookkeeping only, in tests).
+    open_sync: OpenSync,
     mtu_of: MtuOf,
     ifindex_of: IfindexOf,
     /// The name each interface index of a fwmark rule was given by (rules
@@ -161,11 +174,62 @@ impl State {
         State {
             engine,
             sync: SyncDaemons::default(),
+            open_sync: |_| Ok(None),
             mtu_of,
             ifindex_of: system_ifindex,
             ifnames: BTreeMap::new(),
             generation: 0,
         }
+    }
+
+    /// Open sync daemons' sockets with `f` (rvsd: [`system_open_sync`]).
+    pub fn set_open_sync(&mut self, f: OpenSync) {
+        self.open_sync = f;
+    }
+
+    /// The running sync daemons' sockets, for the sync thread.
+    pub fn sync_sockets(
+        &self,
+    ) -> (
+        Option<(rvs_proto::DaemonSpec, crate::syncd::SyncSocket)>,
+        Option<(rvs_proto::DaemonSpec, crate::syncd::SyncSocket)>,
+    ) {
+        self.sync.sockets()
+    }
+
+    /// Start daemon `spec` in `sync`: its settings, then its socket
+    /// (nothing started if that fails).
+    fn start_daemon(
+        &self,
+        sync: &mut SyncDaemons,
+        spec: &rvs_proto::DaemonSpec,
+    ) -> Result<rvs_proto::DaemonSpec, Failure> {
+        let s = sync.start(spec, self.mtu_of)?;
+        match (self.open_sync)(&s) {
+            Ok(sock) => {
+                sync.attach(s.role, sock);
+                Ok(s)
+            }
+            Err(e) => {
+                let _ = sync.stop(s.role);
+                Err(Failure::explained(
+                    e.raw_os_error().unwrap_or(EINVAL),
+                    format!(
+                        "{} sync daemon on {}: cannot open its socket: {e}",
+                        role_name(s.role),
+                        s.mcast_ifn
+                    ),
+                ))
+            }
+        }
+    }
+
+    /// Tell the engine which daemons run.
+    fn sync_engine_flags(&mut self) {
+        self.engine
+            .set_sync_master(self.sync.running(rvs_proto::DaemonRole::Master));
+        self.engine
+            .set_sync_backup(self.sync.running(rvs_proto::DaemonRole::Backup));
     }
 
     /// Resolve interface names of fwmark rules with `f` instead of the
@@ -428,12 +492,17 @@ impl State {
         match convert::action(op)? {
             Action::Config(c) => self.engine.apply(&c, now).map_err(Failure::from),
             Action::StartDaemon(spec) => {
-                let s = self.sync.start(&spec, self.mtu_of)?;
-                warn_no_sync(&s);
+                let mut sync = std::mem::take(&mut self.sync);
+                let r = self.start_daemon(&mut sync, &spec);
+                self.sync = sync;
+                let s = r?;
+                self.sync_engine_flags();
+                log_started(&s);
                 Ok(())
             }
             Action::StopDaemon(role) => {
                 self.sync.stop(role)?;
+                self.sync_engine_flags();
                 eprintln!("rvsd: {} sync daemon stopped", role_name(role));
                 Ok(())
             }
@@ -469,7 +538,7 @@ impl State {
                     Ok(())
                 }
                 Action::StartDaemon(spec) => {
-                    sync.start(&spec, self.mtu_of).map(|s| started.push(s))
+                    self.start_daemon(&mut sync, &spec).map(|s| started.push(s))
                 }
                 Action::StopDaemon(role) => sync.stop(role),
             });
@@ -503,8 +572,9 @@ impl State {
             }
         }
         self.sync = sync;
+        self.sync_engine_flags();
         for s in &started {
-            warn_no_sync(s);
+            log_started(s);
         }
         Ok(())
     }
@@ -517,12 +587,18 @@ fn role_name(role: rvs_proto::DaemonRole) -> &'static str {
     }
 }
 
-fn warn_no_sync(s: &rvs_proto::DaemonSpec) {
+fn log_started(s: &rvs_proto::DaemonSpec) {
+    let group = s
+        .group
+        .map(|g| g.to_string())
+        .unwrap_or_else(|| "224.0.0.81".into());
     eprintln!(
-        "rvsd: warning: {} sync daemon recorded (mcast={}, syncid={}), but connection \
-         synchronisation is not implemented in this build: no sync traffic is sent or received",
+        "rvsd: {} sync daemon started (mcast_ifn={}, syncid={}, group={group}, port={}, \
+         maxlen={})",
         role_name(s.role),
         s.mcast_ifn,
-        s.syncid
+        s.syncid,
+        s.port,
+        s.maxlen
     );
 }

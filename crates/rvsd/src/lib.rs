@@ -11,8 +11,9 @@
 //! * [`auth`] — who may use the API (root / CAP_NET_ADMIN in rvsd's user
 //!   namespace, as the kernel; `--group`), judged on kernel-vouched credentials;
 //! * [`convert`] — `rvs-proto` ⇄ `rvs-core`;
-//! * [`sync`] — sync-daemon bookkeeping (the sync protocol itself is not
-//!   implemented yet);
+//! * [`sync`] — the sync daemons that run, their settings and sockets;
+//! * [`syncd`] — their I/O: the multicast sockets and the thread that sends
+//!   a master's queued connections and applies a backup's messages;
 //! * [`rules`] — `--rules FILE` in `ipvsadm -S` format, applied atomically;
 //! * [`dataplane`] — the packet path (`--io xdp|packet|auto`): sockets on
 //!   the served interfaces (AF_XDP behind the XDP classifier, or AF_PACKET
@@ -46,6 +47,7 @@ pub mod persist;
 pub mod rules;
 pub mod server;
 pub mod sync;
+pub mod syncd;
 pub mod synguard;
 pub mod system;
 
@@ -267,6 +269,7 @@ fn serve(o: Options) -> Result<(), (u8, String)> {
     });
     let clock = Clock::new();
     let mut state = State::new(engine, system::interface_mtu);
+    state.set_open_sync(handler::system_open_sync);
 
     exit_on_panic();
     // Signals are caught from here on; they take effect once serving starts.
@@ -356,6 +359,8 @@ fn serve(o: Options) -> Result<(), (u8, String)> {
             .map_err(|e| (EXIT_FAILURE, format!("cannot start a thread: {e}")))?;
     }
     server::spawn_housekeeping(Arc::clone(&shared))
+        .map_err(|e| (EXIT_FAILURE, format!("cannot start a thread: {e}")))?;
+    syncd::spawn(Arc::clone(&shared))
         .map_err(|e| (EXIT_FAILURE, format!("cannot start a thread: {e}")))?;
     if let Some(addr) = o.metrics {
         server::spawn_metrics(Arc::clone(&shared), addr, o.metrics_labels.clone())

@@ -1,19 +1,20 @@
 //! Connection-synchronisation daemons (`--start-daemon`, `--stop-daemon`,
-//! `-L --daemon`): bookkeeping only.
+//! `-L --daemon`): which run, with which settings, and their sockets.
 //!
-//! The IPVS sync protocol is not implemented in this build: rvsd records the
-//! daemons it is asked to run, with the settings the kernel would report
-//! (defaults filled in), so that `--daemon` listings and the errors scripts
-//! rely on — EEXIST "Daemon has already run", ESRCH "No daemon is running",
-//! ENODEV for an unknown interface, EINVAL for a group that is not multicast —
-//! behave as with IPVS; but no sync message is sent or received. The handler
-//! logs a warning saying so whenever a daemon is started.
+//! rvsd records the daemons it is asked to run with the settings the
+//! kernel would report (defaults filled in), so that `--daemon` listings
+//! and the errors scripts rely on — EEXIST "Daemon has already run", ESRCH
+//! "No daemon is running", ENODEV for an unknown interface, EINVAL for a
+//! group that is not multicast — behave as with IPVS. The handler opens
+//! each daemon's socket when it starts ([`crate::syncd::open_socket`]) and
+//! keeps it here; the sync thread ([`crate::syncd`]) sends and receives.
 
 use std::net::{IpAddr, Ipv4Addr};
 
 use rvs_proto::{DaemonInfo, DaemonRole, DaemonSpec};
 
 use crate::handler::Failure;
+use crate::syncd::SyncSocket;
 
 /// `IP_VS_SYNC_GROUP`: 224.0.0.81.
 pub const DEFAULT_GROUP: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 81);
@@ -25,13 +26,42 @@ pub const DEFAULT_TTL: u8 = 1;
 const ENODEV: i32 = 19;
 
 /// The running sync daemons (at most one master and one backup).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct SyncDaemons {
     master: Option<DaemonSpec>,
     backup: Option<DaemonSpec>,
+    master_sock: Option<SyncSocket>,
+    backup_sock: Option<SyncSocket>,
 }
 
 impl SyncDaemons {
+    /// Keep the socket of the running daemon `role`.
+    pub fn attach(&mut self, role: DaemonRole, sock: Option<SyncSocket>) {
+        match role {
+            DaemonRole::Master => self.master_sock = sock,
+            DaemonRole::Backup => self.backup_sock = sock,
+        }
+    }
+
+    /// Whether a daemon of `role` runs.
+    pub fn running(&self, role: DaemonRole) -> bool {
+        match role {
+            DaemonRole::Master => self.master.is_some(),
+            DaemonRole::Backup => self.backup.is_some(),
+        }
+    }
+
+    /// The running daemons that have a socket: (master, backup).
+    pub fn sockets(&self) -> (Option<(DaemonSpec, SyncSocket)>, Option<(DaemonSpec, SyncSocket)>) {
+        let pair = |spec: &Option<DaemonSpec>, sock: &Option<SyncSocket>| {
+            Some((spec.clone()?, sock.clone()?))
+        };
+        (
+            pair(&self.master, &self.master_sock),
+            pair(&self.backup, &self.backup_sock),
+        )
+    }
+
     fn slot(&mut self, role: DaemonRole) -> &mut Option<DaemonSpec> {
         match role {
             DaemonRole::Master => &mut self.master,
@@ -91,7 +121,10 @@ impl SyncDaemons {
     /// Stop a daemon (ESRCH if it is not running).
     pub fn stop(&mut self, role: DaemonRole) -> Result<(), Failure> {
         match self.slot(role).take() {
-            Some(_) => Ok(()),
+            Some(_) => {
+                self.attach(role, None);
+                Ok(())
+            }
             None => Err(Failure::new(3, "no sync daemon is running")),
         }
     }

@@ -91,6 +91,15 @@ impl Engine {
         proto: Protocol,
         now: Instant,
     ) -> Action {
+        if self
+            .conns
+            .get(id)
+            .is_some_and(|c| c.owner == super::UNBOUND_OWNER)
+        {
+            // A synced connection whose service this director did not
+            // have: bind it now if it has it (ip_vs_try_bind_dest).
+            self.try_bind(id);
+        }
         let Some(c) = self.conns.get(id) else {
             return Action::Drop(DropReason::NoConnection);
         };
