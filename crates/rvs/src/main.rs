@@ -148,7 +148,11 @@ fn run() -> Result<(), String> {
         "proc" => {
             let what = match parser.next().map_err(|e| e.to_string())? {
                 Some(Value(v)) => v.string().map_err(|e| e.to_string())?,
-                _ => return Err("proc needs one of: ip_vs, ip_vs_conn, ip_vs_conn_sync, ip_vs_stats".into()),
+                _ => {
+                    return Err(
+                        "proc needs one of: ip_vs, ip_vs_conn, ip_vs_conn_sync, ip_vs_stats".into(),
+                    );
+                }
             };
             print!("{}", procfs::dump(&what)?);
             Ok(())

@@ -52,7 +52,12 @@ impl SyncDaemons {
     }
 
     /// The running daemons that have a socket: (master, backup).
-    pub fn sockets(&self) -> (Option<(DaemonSpec, SyncSocket)>, Option<(DaemonSpec, SyncSocket)>) {
+    pub fn sockets(
+        &self,
+    ) -> (
+        Option<(DaemonSpec, SyncSocket)>,
+        Option<(DaemonSpec, SyncSocket)>,
+    ) {
         let pair = |spec: &Option<DaemonSpec>, sock: &Option<SyncSocket>| {
             Some((spec.clone()?, sock.clone()?))
         };

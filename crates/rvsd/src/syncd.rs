@@ -213,7 +213,8 @@ fn run(shared: &Shared) {
             let mut st = shared.lock();
             let (master, backup) = st.sync_sockets();
             if master.is_some() {
-                st.engine_mut().take_sync(&mut entries, MAX_ENTRIES_PER_TICK);
+                st.engine_mut()
+                    .take_sync(&mut entries, MAX_ENTRIES_PER_TICK);
             }
             let v = if st.engine().sysctls().sync_version == 0 {
                 Version::V0

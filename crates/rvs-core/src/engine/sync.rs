@@ -607,7 +607,9 @@ pub(super) fn crossing(old: u32, packets: u32, threshold: u32, period: u32) -> O
     let hi = u64::from(old) + u64::from(packets);
     let (t, p) = (u64::from(threshold), u64::from(period));
     let first = if p == 0 { t } else { lo + (t + p - lo % p) % p };
-    u32::try_from(first).ok().filter(|_| first >= lo && first <= hi)
+    u32::try_from(first)
+        .ok()
+        .filter(|_| first >= lo && first <= hi)
 }
 
 fn addrs_of(c: &Conn) -> Option<SyncAddrs> {

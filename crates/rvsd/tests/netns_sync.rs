@@ -1,0 +1,334 @@
+//! Connection sync between two rvsd directors in namespaces: a master and a
+//! backup on one segment, real TCP connections through the master, the
+//! backup learns them over the IPVS sync protocol (multicast 224.0.0.81:8848
+//! on the segment), and after the master dies and the client's route to the
+//! VIP moves to the backup (what VRRP does), every established connection
+//! goes on, to the same real server, byte for byte. Without sync the same
+//! takeover breaks them (the control case, so that the test proves sync
+//! and not something else).
+//!
+//! Topology (DR): a bridge joins client 10.0.0.1, director A 10.0.0.2,
+//! director B 10.0.0.3 and real servers 10.0.0.11 and 10.0.0.12; the VIP
+//! 10.0.0.100 is on the directors' and the real servers' `lo`.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const VIP: &str = "10.0.0.100";
+const PORT: u16 = 8080;
+const CONNS: usize = 40;
+
+struct Pair {
+    lab: Lab,
+    /// Director B's own lab: its rvsd log is its own.
+    lab_b: Lab,
+    client: String,
+    a: String,
+    b: String,
+    rvsd_a: usize,
+}
+
+/// The segment, both directors running rvsd with the same service, and an
+/// echo server on each real server that prefixes its replies with its name.
+fn pair(tag: &str) -> Pair {
+    let mut lab = Lab::new("rvs-sync", tag);
+    let mut lab_b = Lab::new("rvs-syncb", tag);
+    let sw = lab.ns("sw");
+    let client = lab.ns("c");
+    let a = lab.ns("a");
+    let b = lab_b.ns("b");
+    let r1 = lab.ns("r1");
+    let r2 = lab.ns("r2");
+    ipn(&sw, "link add br0 type bridge");
+    ipn(&sw, "link set br0 up");
+    for (ns, port, addr) in [
+        (&client, "pc", "10.0.0.1/24"),
+        (&a, "pa", "10.0.0.2/24"),
+        (&b, "pb", "10.0.0.3/24"),
+        (&r1, "p1", "10.0.0.11/24"),
+        (&r2, "p2", "10.0.0.12/24"),
+    ] {
+        veth(&sw, port, ns, "eth0");
+        ipn(&sw, &format!("link set {port} master br0"));
+        ipn(ns, &format!("addr add {addr} dev eth0"));
+        wait_up(ns, "eth0");
+    }
+    napi_peer(&sw, "pa");
+    napi_peer(&sw, "pb");
+    for d in [&a, &b] {
+        ipn(d, &format!("addr add {VIP}/32 dev lo"));
+    }
+    for r in [&r1, &r2] {
+        lab.vip_on_lo(r, &format!("{VIP}/32"));
+    }
+    ipn(&client, &format!("route add {VIP}/32 via 10.0.0.2"));
+    for (r, name) in [(&r1, "r1"), (&r2, "r2")] {
+        let name = name.to_string();
+        spawn_in_netns(r, move || echo_server(&name));
+    }
+    let rules = format!(
+        "-A -t {VIP}:{PORT} -s rr\n\
+         -a -t {VIP}:{PORT} -r 10.0.0.11:{PORT} -g\n\
+         -a -t {VIP}:{PORT} -r 10.0.0.12:{PORT} -g"
+    );
+    let rvsd_a = lab.start_rvsd(&a, None, &["eth0"], &[]);
+    lab.adm_lines(&a, &rules);
+    lab_b.start_rvsd(&b, None, &["eth0"], &[]);
+    lab_b.adm_lines(&b, &rules);
+    Pair {
+        lab,
+        lab_b,
+        client,
+        a,
+        b,
+        rvsd_a,
+    }
+}
+
+/// Echo each line back, prefixed with `name`.
+fn echo_server(name: &str) {
+    let l = TcpListener::bind(("0.0.0.0", PORT)).expect("bind");
+    for s in l.incoming().flatten() {
+        let name = name.to_string();
+        std::thread::spawn(move || {
+            let mut w = s.try_clone().expect("clone");
+            let r = BufReader::new(s);
+            for line in r.lines() {
+                let Ok(line) = line else { return };
+                if writeln!(w, "{name} {line}").is_err() {
+                    return;
+                }
+            }
+        });
+    }
+}
+
+/// What the long-lived connections saw.
+#[derive(Default)]
+struct Tally {
+    exchanges: AtomicU64,
+    /// Connections that failed (error, wrong echo, or another server).
+    broken: AtomicU64,
+}
+
+/// `CONNS` connections to the VIP, each sending a numbered line every
+/// 100 ms and checking the echo (same server every time, same text),
+/// until `stop`.
+fn clients(ns: &str, stop: Arc<AtomicBool>, tally: Arc<Tally>) -> std::thread::JoinHandle<()> {
+    spawn_in_netns(ns, move || {
+        let mut threads = Vec::new();
+        for i in 0..CONNS {
+            let (stop, tally) = (Arc::clone(&stop), Arc::clone(&tally));
+            threads.push(std::thread::spawn(move || {
+                let s = match TcpStream::connect_timeout(
+                    &format!("{VIP}:{PORT}").parse().expect("addr"),
+                    Duration::from_secs(3),
+                ) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        eprintln!("conn {i}: connect: {e}");
+                        tally.broken.fetch_add(1, Ordering::SeqCst);
+                        return;
+                    }
+                };
+                s.set_read_timeout(Some(Duration::from_secs(5))).ok();
+                let mut w = s.try_clone().expect("clone");
+                let mut r = BufReader::new(s);
+                let mut server: Option<String> = None;
+                let mut n = 0u64;
+                while !stop.load(Ordering::SeqCst) {
+                    let msg = format!("conn {i} message {n} {}", "x".repeat(64));
+                    let mut line = String::new();
+                    let ok =
+                        writeln!(w, "{msg}").is_ok() && r.read_line(&mut line).is_ok_and(|k| k > 0);
+                    let (who, text) = line.trim_end().split_once(' ').unwrap_or(("", ""));
+                    let same = server.get_or_insert_with(|| who.to_string()) == who;
+                    if !ok || text != msg || !same {
+                        eprintln!("conn {i}: broken at message {n}: {line:?} (server {server:?})");
+                        tally.broken.fetch_add(1, Ordering::SeqCst);
+                        return;
+                    }
+                    tally.exchanges.fetch_add(1, Ordering::SeqCst);
+                    n += 1;
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                let _ = w.shutdown(Shutdown::Both);
+            }));
+        }
+        for t in threads {
+            let _ = t.join();
+        }
+    })
+}
+
+/// Lines of `rvs proc ip_vs_conn_sync` in `ns` whose origin is SYNC.
+fn synced(lab: &Lab, ns: &str) -> usize {
+    let o = lab.exec(
+        ns,
+        &[
+            bin("rvs").to_str().expect("path"),
+            "proc",
+            "ip_vs_conn_sync",
+        ],
+    );
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter(|l| l.contains("ESTABLISHED") && l.contains("SYNC"))
+        .count()
+}
+
+/// Run the connections, move the VIP to B after killing A's rvsd; the
+/// number of connections broken.
+fn takeover(p: &mut Pair, expect_synced: bool) -> u64 {
+    let stop = Arc::new(AtomicBool::new(false));
+    let tally = Arc::new(Tally::default());
+    let t = clients(&p.client, Arc::clone(&stop), Arc::clone(&tally));
+    // Every connection established and past its third packet, then the
+    // master's 2 s flush.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while tally.exchanges.load(Ordering::SeqCst) < (CONNS * 5) as u64 {
+        assert!(Instant::now() < deadline, "connections did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if expect_synced {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let n = synced(&p.lab_b, &p.b);
+            if n >= CONNS {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the backup learnt {n} of {CONNS} connections\nA:\n{}\nB:\n{}",
+                p.lab.rvsd_log(),
+                p.lab_b.rvsd_log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    } else {
+        std::thread::sleep(Duration::from_secs(3));
+    }
+    assert_eq!(
+        tally.broken.load(Ordering::SeqCst),
+        0,
+        "broken before the takeover"
+    );
+    // The master fails as under keepalived: its VRRP instance goes (the
+    // VIP leaves A, else A's own kernel would answer the packets still on
+    // their way to it with resets once rvsd is gone), rvsd is killed, and
+    // the VIP moves to B (the client's route, as a VRRP takeover's
+    // gratuitous ARP moves it).
+    ipn(&p.a, &format!("addr del {VIP}/32 dev lo"));
+    run(&["kill", "-KILL", &p.lab.children[p.rvsd_a].id().to_string()]);
+    let _ = p.lab.children[p.rvsd_a].wait();
+    ipn(&p.client, &format!("route replace {VIP}/32 via 10.0.0.3"));
+    let before = tally.exchanges.load(Ordering::SeqCst);
+    // Every connection exchanges at least 20 more messages through B.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while tally.exchanges.load(Ordering::SeqCst) < before + (CONNS * 20) as u64
+        && tally.broken.load(Ordering::SeqCst) < CONNS as u64
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    stop.store(true, Ordering::SeqCst);
+    let _ = t.join();
+    tally.broken.load(Ordering::SeqCst)
+}
+
+#[test]
+fn netns_sync_backup_takes_over_established_connections() {
+    require_root();
+    let mut p = pair("dr");
+    let (a, b) = (p.a.clone(), p.b.clone());
+    p.lab.adm_ok(
+        &a,
+        &[
+            "--start-daemon",
+            "master",
+            "--mcast-interface",
+            "eth0",
+            "--syncid",
+            "9",
+        ],
+    );
+    p.lab_b.adm_ok(
+        &b,
+        &[
+            "--start-daemon",
+            "backup",
+            "--mcast-interface",
+            "eth0",
+            "--syncid",
+            "9",
+        ],
+    );
+    let daemons = p.lab_b.adm_ok(&b, &["-L", "--daemon"]);
+    assert!(
+        daemons.contains("backup sync daemon (mcast=eth0, syncid=9,"),
+        "{daemons}"
+    );
+    let broken = takeover(&mut p, true);
+    let log_b = p.lab_b.rvsd_log();
+    let dp = p
+        .lab_b
+        .exec(&b, &[bin("rvs").to_str().expect("path"), "dataplane"]);
+    let conns = p.lab_b.adm_ok(&b, &["-L", "-c", "-n"]);
+    assert_eq!(
+        broken,
+        0,
+        "connections lost at the takeover\nB:\n{log_b}\n{}\n{conns}",
+        String::from_utf8_lossy(&dp.stdout)
+    );
+    // B forwarded them as connections it knew (none scheduled anew).
+    let list = p.lab_b.adm_ok(&b, &["-L", "-n", "--stats"]);
+    let conns_scheduled = service_stats(&list, &format!("{VIP}:{PORT}"));
+    assert_eq!(conns_scheduled.first(), Some(&0), "{list}");
+}
+
+#[test]
+fn netns_sync_other_syncid_is_ignored_and_without_sync_connections_break() {
+    require_root();
+    let mut p = pair("ctl");
+    let (a, b) = (p.a.clone(), p.b.clone());
+    p.lab.adm_ok(
+        &a,
+        &[
+            "--start-daemon",
+            "master",
+            "--mcast-interface",
+            "eth0",
+            "--syncid",
+            "9",
+        ],
+    );
+    // A backup listening for syncid 10 learns nothing from syncid 9.
+    p.lab_b.adm_ok(
+        &b,
+        &[
+            "--start-daemon",
+            "backup",
+            "--mcast-interface",
+            "eth0",
+            "--syncid",
+            "10",
+        ],
+    );
+    let broken = takeover(&mut p, false);
+    assert_eq!(synced(&p.lab_b, &b), 0);
+    assert!(
+        broken > 0,
+        "without sync the takeover should break connections"
+    );
+    eprintln!("without sync: {broken} of {CONNS} connections broken at the takeover");
+    // Keep the log of a failure useful.
+    let _ = Stdio::null();
+}
