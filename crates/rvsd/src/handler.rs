@@ -191,8 +191,8 @@ impl State {
     pub fn sync_sockets(
         &self,
     ) -> (
-        Option<(rvs_proto::DaemonSpec, crate::syncd::SyncSocket)>,
-        Option<(rvs_proto::DaemonSpec, crate::syncd::SyncSocket)>,
+        Option<crate::sync::RunningDaemon>,
+        Option<crate::sync::RunningDaemon>,
     ) {
         self.sync.sockets()
     }

@@ -25,6 +25,9 @@ pub const DEFAULT_TTL: u8 = 1;
 
 const ENODEV: i32 = 19;
 
+/// A running daemon with its socket.
+pub type RunningDaemon = (DaemonSpec, SyncSocket);
+
 /// The running sync daemons (at most one master and one backup).
 #[derive(Debug, Clone, Default)]
 pub struct SyncDaemons {
