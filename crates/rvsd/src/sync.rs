@@ -55,12 +55,7 @@ impl SyncDaemons {
     }
 
     /// The running daemons that have a socket: (master, backup).
-    pub fn sockets(
-        &self,
-    ) -> (
-        Option<(DaemonSpec, SyncSocket)>,
-        Option<(DaemonSpec, SyncSocket)>,
-    ) {
+    pub fn sockets(&self) -> (Option<RunningDaemon>, Option<RunningDaemon>) {
         let pair = |spec: &Option<DaemonSpec>, sock: &Option<SyncSocket>| {
             Some((spec.clone()?, sock.clone()?))
         };
