@@ -148,6 +148,8 @@ pub struct Checker {
     pub bindto: Option<IpAddr>,
     /// `bind_port`: source port.
     pub bind_port: Option<u16>,
+    /// `fwmark`: the mark (SO_MARK) of the checker's packets.
+    pub fwmark: Option<u32>,
     /// Timing.
     pub timing: Timing,
     /// `alpha` (its own or the virtual server's).
@@ -161,10 +163,12 @@ pub struct Checker {
 pub enum CheckKind {
     /// `TCP_CHECK`: a connect.
     Tcp,
-    /// `HTTP_GET` (`tls` false) or `SSL_GET` (true; parsed, not run yet).
+    /// `HTTP_GET` (`tls` false) or `SSL_GET` (true).
     Http {
         /// SSL_GET.
         tls: bool,
+        /// `enable_sni`: SSL_GET sends the virtualhost as SNI.
+        sni: bool,
         /// The `url` blocks.
         urls: Vec<Url>,
         /// `virtualhost` of the checker (or of the virtual server).
@@ -181,7 +185,49 @@ pub enum CheckKind {
         /// `misc_dynamic`.
         dynamic: bool,
     },
+    /// `DNS_CHECK`: one UDP query; up on a reply with the query's id and
+    /// rcode 0.
+    Dns {
+        /// `type` as its RR type number (default SOA, 6).
+        qtype: u16,
+        /// `name` (default ".").
+        name: String,
+    },
+    /// `SMTP_CHECK`: the 220 banner, `HELO helo_name` answered by 250.
+    Smtp {
+        /// `helo_name` (default keepalived's `smtpchecker.keepalived.org`).
+        helo: String,
+    },
+    /// `UDP_CHECK`: a datagram of `payload`.
+    Udp {
+        /// `payload` (hex in the file; empty: an empty datagram).
+        payload: Vec<u8>,
+        /// `require_reply`: a reply must come (`Some`), and start with these
+        /// bytes when not empty (only then are the lengths checked, as in
+        /// keepalived's check_udp.c).
+        require_reply: Option<Vec<u8>>,
+        /// `min_reply_length` (default 0).
+        min_len: u16,
+        /// `max_reply_length` (default 255).
+        max_len: u16,
+    },
+    /// `PING_CHECK`: an ICMP (ICMPv6) echo answered.
+    Ping,
 }
+
+/// keepalived's DNS_CHECK types and their RR type numbers.
+pub const DNS_TYPES: [(&str, u16); 7] = [
+    ("A", 1),
+    ("NS", 2),
+    ("CNAME", 5),
+    ("SOA", 6),
+    ("MX", 15),
+    ("TXT", 16),
+    ("AAAA", 28),
+];
+
+/// keepalived's default SMTP_CHECK `helo_name` (check_smtp.h).
+pub const SMTP_DEFAULT_HELO: &str = "smtpchecker.keepalived.org";
 
 /// A `url` block.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -700,9 +746,9 @@ fn real_server(
             "notify_down" => rs.notify_down = Some(script(c)?),
             "uthreshold" => rs.uthreshold = number(c, 0, u32::MAX.into())? as u32,
             "lthreshold" => rs.lthreshold = number(c, 0, u32::MAX.into())? as u32,
-            "TCP_CHECK" | "HTTP_GET" | "SSL_GET" | "MISC_CHECK" => checker_nodes.push(c),
-            "SMTP_CHECK" | "DNS_CHECK" | "UDP_CHECK" | "PING_CHECK" | "BFD_CHECK"
-            | "FILE_CHECK" => {
+            "TCP_CHECK" | "HTTP_GET" | "SSL_GET" | "MISC_CHECK" | "SMTP_CHECK" | "DNS_CHECK"
+            | "UDP_CHECK" | "PING_CHECK" => checker_nodes.push(c),
+            "BFD_CHECK" | "FILE_CHECK" => {
                 warnings.push(format!(
                     "{}: {} is not supported by rvs yet; the checker is ignored",
                     c.pos, c.key
@@ -715,8 +761,8 @@ fn real_server(
     let inh = inh.over(parent);
     rs.inhibit_on_failure = inh.inhibit_on_failure.unwrap_or(false);
     for c in checker_nodes {
-        let ck = checker(c, &rs, inh, virtualhost, warnings)?;
-        rs.checkers.push(ck);
+        let cks = checker(c, &rs, inh, virtualhost, warnings)?;
+        rs.checkers.extend(cks);
     }
     Ok(rs)
 }
@@ -730,64 +776,186 @@ fn script(n: &Node) -> Result<String, ConfError> {
     Ok(n.args.join(" "))
 }
 
+/// The connection options every checker but MISC_CHECK takes (keepalived's
+/// `install_checker_common_keywords`), also those of an SMTP `host` block.
+#[derive(Debug, Clone, Copy, Default)]
+struct ConnOpts {
+    connect_ip: Option<IpAddr>,
+    connect_port: Option<u16>,
+    bindto: Option<IpAddr>,
+    bind_port: Option<u16>,
+    fwmark: Option<u32>,
+    connect_timeout: Option<Duration>,
+}
+
+impl ConnOpts {
+    /// Take a connection keyword; false if `c` is not one.
+    fn take(&mut self, c: &Node, warnings: &mut Vec<String>) -> Result<bool, ConfError> {
+        match c.key.as_str() {
+            "connect_ip" => self.connect_ip = Some(ip(&c.pos, value(c)?)?),
+            "connect_port" => self.connect_port = Some(port(&c.pos, value(c)?)?),
+            "bindto" => self.bindto = Some(ip(&c.pos, value(c)?)?),
+            "bind_port" => self.bind_port = Some(port(&c.pos, value(c)?)?),
+            "fwmark" => self.fwmark = Some(number(c, 0, u32::MAX.into())? as u32),
+            "connect_timeout" => self.connect_timeout = Some(duration(c)?),
+            "bind_if" => unsupported(c, warnings),
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    fn over(self, parent: ConnOpts) -> ConnOpts {
+        ConnOpts {
+            connect_ip: self.connect_ip.or(parent.connect_ip),
+            connect_port: self.connect_port.or(parent.connect_port),
+            bindto: self.bindto.or(parent.bindto),
+            bind_port: self.bind_port.or(parent.bind_port),
+            fwmark: self.fwmark.or(parent.fwmark),
+            connect_timeout: self.connect_timeout.or(parent.connect_timeout),
+        }
+    }
+}
+
+/// keepalived's hex strings (UDP_CHECK `payload`, `require_reply`): hex
+/// digits, blanks between them ignored, an even count.
+fn hex_bytes(n: &Node) -> Result<Vec<u8>, ConfError> {
+    no_block(n)?;
+    let digits: String = n.args.concat().chars().filter(|c| !c.is_whitespace()).collect();
+    let bad = || err_at(&n.pos, format!("invalid hex string for '{}'", n.key));
+    if digits.is_empty() || digits.len() % 2 != 0 {
+        return Err(bad());
+    }
+    (0..digits.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(digits.get(i..i + 2).ok_or_else(bad)?, 16).map_err(|_| bad()))
+        .collect()
+}
+
+/// One checker block: one checker, or one per `host` of an SMTP_CHECK.
 fn checker(
     n: &Node,
     rs: &RealServer,
     parent: Inherit,
     vs_virtualhost: Option<&str>,
     warnings: &mut Vec<String>,
-) -> Result<Checker, ConfError> {
+) -> Result<Vec<Checker>, ConfError> {
     let body = block(n)?;
     let mut inh = Inherit::default();
-    let mut connect_ip = None;
-    let mut connect_port = None;
-    let mut bindto = None;
-    let mut bind_port = None;
+    let mut co = ConnOpts::default();
     let mut urls = Vec::new();
     let mut virtualhost = None;
     let mut http_protocol = "1.0".to_string();
+    let mut sni = false;
     let mut misc_path = None;
     let mut misc_timeout = None;
     let mut misc_dynamic = false;
-    let is_http = matches!(n.key.as_str(), "HTTP_GET" | "SSL_GET");
-    let is_misc = n.key == "MISC_CHECK";
+    let mut dns_type = 6;
+    let mut dns_name = ".".to_string();
+    let mut helo = SMTP_DEFAULT_HELO.to_string();
+    let mut hosts = Vec::new();
+    let mut payload = Vec::new();
+    let mut require_reply = None;
+    let mut min_len = 0u16;
+    let mut max_len = 255u16;
+    let kind = n.key.as_str();
+    let is_http = matches!(kind, "HTTP_GET" | "SSL_GET");
+    let is_misc = kind == "MISC_CHECK";
     for c in body {
+        if !is_misc && c.key != "connect_timeout" && co.take(c, warnings)? {
+            continue;
+        }
         if inh.take(c)? {
             continue;
         }
-        match c.key.as_str() {
-            "connect_ip" if !is_misc => connect_ip = Some(ip(&c.pos, value(c)?)?),
-            "connect_port" if !is_misc => connect_port = Some(port(&c.pos, value(c)?)?),
-            "bindto" if !is_misc => bindto = Some(ip(&c.pos, value(c)?)?),
-            "bind_port" if !is_misc => bind_port = Some(port(&c.pos, value(c)?)?),
-            "bind_if" | "fwmark" if !is_misc => unsupported(c, warnings),
-            "log_all_failures" => {
+        match (kind, c.key.as_str()) {
+            (_, "log_all_failures") => {
                 flag(c)?;
             }
-            "url" if is_http => urls.push(url(c, warnings)?),
-            "virtualhost" if is_http => virtualhost = Some(value(c)?.to_string()),
-            "http_protocol" if is_http => {
+            ("HTTP_GET" | "SSL_GET", "url") => urls.push(url(c, warnings)?),
+            ("HTTP_GET" | "SSL_GET", "virtualhost") => virtualhost = Some(value(c)?.to_string()),
+            ("HTTP_GET" | "SSL_GET", "http_protocol") => {
                 http_protocol = match value(c)? {
                     v @ ("1.0" | "1.0C" | "1.1") => v.to_string(),
                     v => return Err(err_at(&c.pos, format!("unknown http_protocol '{v}'"))),
                 }
             }
-            "fast_recovery" | "enable_sni" | "sni_name" | "tls_compliant" if is_http => {
+            ("SSL_GET", "enable_sni") => sni = flag(c)?,
+            ("HTTP_GET" | "SSL_GET", "fast_recovery" | "sni_name" | "tls_compliant") => {
                 unsupported(c, warnings)
             }
-            "misc_path" if is_misc => misc_path = Some(script(c)?),
-            "misc_timeout" if is_misc => misc_timeout = Some(duration(c)?),
-            "misc_dynamic" if is_misc => misc_dynamic = flag(c)?,
-            "user" if is_misc => unsupported(c, warnings),
+            ("MISC_CHECK", "misc_path") => misc_path = Some(script(c)?),
+            ("MISC_CHECK", "misc_timeout") => misc_timeout = Some(duration(c)?),
+            ("MISC_CHECK", "misc_dynamic") => misc_dynamic = flag(c)?,
+            ("MISC_CHECK", "user") => unsupported(c, warnings),
+            ("DNS_CHECK", "type") => {
+                let v = value(c)?;
+                dns_type = DNS_TYPES
+                    .iter()
+                    .find(|(t, _)| t.eq_ignore_ascii_case(v))
+                    .map(|&(_, n)| n)
+                    .ok_or_else(|| {
+                        err_at(
+                            &c.pos,
+                            format!("unknown DNS_CHECK type '{v}' (A NS CNAME SOA MX TXT AAAA)"),
+                        )
+                    })?;
+            }
+            ("DNS_CHECK", "name") => {
+                let v = value(c)?;
+                let labels_ok = v == "."
+                    || v.trim_end_matches('.')
+                        .split('.')
+                        .all(|l| !l.is_empty() && l.len() <= 63);
+                if !labels_ok || v.len() > 253 {
+                    return Err(err_at(&c.pos, format!("invalid DNS_CHECK name '{v}'")));
+                }
+                dns_name = v.to_string();
+            }
+            ("SMTP_CHECK", "helo_name") => helo = value(c)?.to_string(),
+            ("SMTP_CHECK", "host") => {
+                let mut h = ConnOpts::default();
+                for hc in block(c)? {
+                    if !h.take(hc, warnings)? {
+                        unknown(hc, warnings);
+                    }
+                }
+                hosts.push(h);
+                warnings.push(format!(
+                    "{}: The SMTP_CHECK host block is deprecated. Please define additional checkers.",
+                    c.pos
+                ));
+            }
+            ("UDP_CHECK", "payload") => payload = hex_bytes(c)?,
+            ("UDP_CHECK", "require_reply") => {
+                require_reply = Some(if c.args.is_empty() {
+                    no_block(c)?;
+                    Vec::new()
+                } else {
+                    hex_bytes(c)?
+                })
+            }
+            ("UDP_CHECK", "min_reply_length") => min_len = number(c, 0, 65535)? as u16,
+            ("UDP_CHECK", "max_reply_length") => max_len = number(c, 0, 65535)? as u16,
             _ => unknown(c, warnings),
         }
+    }
+    if kind == "UDP_CHECK" && min_len > max_len {
+        warnings.push(format!(
+            "{}: UDP_CHECK min_reply_length {min_len} > max_reply_length {max_len} - will always fail",
+            n.pos
+        ));
     }
     let inh = inh.over(parent);
     let delay_loop = inh.delay_loop.unwrap_or(DEFAULT_DELAY_LOOP);
     let timing = Timing {
         delay_loop,
         connect_timeout: inh.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT),
-        retry: inh.retry.unwrap_or(if is_misc { 0 } else { 1 }),
+        retry: inh.retry.unwrap_or(match kind {
+            "MISC_CHECK" => 0,
+            // check_dns.h: DNS_DEFAULT_RETRY.
+            "DNS_CHECK" => 3,
+            _ => 1,
+        }),
         delay_before_retry: inh.delay_before_retry.unwrap_or(if is_http {
             Duration::from_secs(3)
         } else {
@@ -795,41 +963,63 @@ fn checker(
         }),
         warmup: inh.warmup,
     };
-    let kind = match n.key.as_str() {
+    let kind = match kind {
         "TCP_CHECK" => CheckKind::Tcp,
         "MISC_CHECK" => CheckKind::Misc {
             path: misc_path.ok_or_else(|| err_at(&n.pos, "MISC_CHECK needs misc_path"))?,
             timeout: misc_timeout.unwrap_or(delay_loop),
             dynamic: misc_dynamic,
         },
+        "DNS_CHECK" => CheckKind::Dns {
+            qtype: dns_type,
+            name: dns_name,
+        },
+        "SMTP_CHECK" => CheckKind::Smtp { helo },
+        "UDP_CHECK" => CheckKind::Udp {
+            payload,
+            require_reply,
+            min_len,
+            max_len,
+        },
+        "PING_CHECK" => CheckKind::Ping,
         _ => {
             if urls.is_empty() {
                 return Err(err_at(&n.pos, format!("{} needs a url block", n.key)));
             }
-            if n.key == "SSL_GET" {
-                warnings.push(format!(
-                    "{}: SSL_GET is not run by rvs yet: the checker always fails",
-                    n.pos
-                ));
-            }
             CheckKind::Http {
                 tls: n.key == "SSL_GET",
+                sni,
                 urls,
                 virtualhost: virtualhost.or(vs_virtualhost.map(str::to_string)),
                 http_protocol,
             }
         }
     };
-    Ok(Checker {
-        kind,
-        connect_ip: connect_ip.unwrap_or(rs.addr),
-        connect_port: connect_port.unwrap_or(rs.port),
-        bindto,
-        bind_port,
-        timing,
-        alpha: inh.alpha.unwrap_or(false),
-        pos: n.pos.clone(),
-    })
+    // An SMTP_CHECK with `host` blocks checks each host (keepalived 2.x makes
+    // them separate checkers); unset options come from the checker's own.
+    if hosts.is_empty() {
+        hosts.push(ConnOpts::default());
+    }
+    Ok(hosts
+        .into_iter()
+        .map(|h| {
+            let h = h.over(co);
+            Checker {
+                kind: kind.clone(),
+                connect_ip: h.connect_ip.unwrap_or(rs.addr),
+                connect_port: h.connect_port.unwrap_or(rs.port),
+                bindto: h.bindto,
+                bind_port: h.bind_port,
+                fwmark: h.fwmark,
+                timing: Timing {
+                    connect_timeout: h.connect_timeout.unwrap_or(timing.connect_timeout),
+                    ..timing
+                },
+                alpha: inh.alpha.unwrap_or(false),
+                pos: n.pos.clone(),
+            }
+        })
+        .collect())
 }
 
 /// `status_code 200 301-302 …`.
