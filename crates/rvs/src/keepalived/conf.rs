@@ -820,7 +820,12 @@ impl ConnOpts {
 /// digits, blanks between them ignored, an even count.
 fn hex_bytes(n: &Node) -> Result<Vec<u8>, ConfError> {
     no_block(n)?;
-    let digits: String = n.args.concat().chars().filter(|c| !c.is_whitespace()).collect();
+    let digits: String = n
+        .args
+        .concat()
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
     let bad = || err_at(&n.pos, format!("invalid hex string for '{}'", n.key));
     if digits.is_empty() || digits.len() % 2 != 0 {
         return Err(bad());
@@ -1234,6 +1239,7 @@ virtual_server fwmark 7 {
             urls,
             virtualhost,
             http_protocol,
+            ..
         } = &http.kind
         else {
             panic!("{http:?}")
@@ -1335,7 +1341,7 @@ virtual_server fwmark 7 {
     fn unknown_keywords_warn_with_file_and_line() {
         let (c, w) = parse(
             "frobnicate 1\nvirtual_server 10.0.0.1 80 {\n  bogus_key 1\n  real_server 10.0.0.2 80 {\n    \
-             weight 2\n    funky\n    TCP_CHECK { wat 3 }\n    DNS_CHECK { type A }\n  }\n}\n",
+             weight 2\n    funky\n    TCP_CHECK { wat 3 }\n    BFD_CHECK { name x }\n  }\n}\n",
         )
         .unwrap();
         assert_eq!(
@@ -1344,12 +1350,152 @@ virtual_server fwmark 7 {
                 "k.conf:1: Unknown keyword 'frobnicate'",
                 "k.conf:3: Unknown keyword 'bogus_key'",
                 "k.conf:6: Unknown keyword 'funky'",
-                "k.conf:8: DNS_CHECK is not supported by rvs yet; the checker is ignored",
+                "k.conf:8: BFD_CHECK is not supported by rvs yet; the checker is ignored",
                 "k.conf:7: Unknown keyword 'wat'",
             ]
         );
         assert_eq!(c.services[0].reals[0].weight, 2);
         assert_eq!(c.services[0].reals[0].checkers.len(), 1);
+    }
+
+    #[test]
+    fn ssl_dns_smtp_udp_ping_checkers() {
+        let (c, w) = parse(
+            "virtual_server 10.0.0.1 443 {\n  delay_loop 3\n  real_server 10.0.0.2 443 {\n    \
+             SSL_GET {\n      url { path /h }\n      virtualhost www.example.com\n      \
+             enable_sni\n      connect_port 8443\n      bindto 10.0.0.9\n      bind_port 999\n      \
+             fwmark 7\n      connect_timeout 2\n    }\n    \
+             DNS_CHECK {\n      type aaaa\n      name example.com.\n      connect_ip 10.0.0.3\n    }\n    \
+             DNS_CHECK {\n    }\n    \
+             SMTP_CHECK {\n      helo_name me.example\n      connect_port 25\n      \
+             host {\n        connect_ip 10.0.0.4\n        connect_timeout 4\n      }\n      \
+             host {\n        connect_ip 10.0.0.5\n        connect_port 587\n      }\n    }\n    \
+             SMTP_CHECK {\n    }\n    \
+             UDP_CHECK {\n      payload 01 02ab\n      require_reply 0304\n      \
+             min_reply_length 2\n      max_reply_length 9\n    }\n    \
+             UDP_CHECK {\n      require_reply\n    }\n    \
+             PING_CHECK {\n      connect_ip 10.0.0.6\n      retry 5\n    }\n  }\n}\n",
+        )
+        .unwrap();
+        assert_eq!(
+            w,
+            [
+                "k.conf:24: The SMTP_CHECK host block is deprecated. Please define additional checkers.",
+                "k.conf:28: The SMTP_CHECK host block is deprecated. Please define additional checkers.",
+            ]
+        );
+        let ck = &c.services[0].reals[0].checkers;
+        assert_eq!(ck.len(), 9);
+        let CheckKind::Http {
+            tls,
+            sni,
+            virtualhost,
+            ..
+        } = &ck[0].kind
+        else {
+            panic!("{:?}", ck[0])
+        };
+        assert!(*tls && *sni);
+        assert_eq!(virtualhost.as_deref(), Some("www.example.com"));
+        assert_eq!(ck[0].connect_port, 8443);
+        assert_eq!(ck[0].bindto, Some(ip("10.0.0.9")));
+        assert_eq!(ck[0].bind_port, Some(999));
+        assert_eq!(ck[0].fwmark, Some(7));
+        assert_eq!(ck[0].timing.connect_timeout, Duration::from_secs(2));
+        assert_eq!(
+            ck[1].kind,
+            CheckKind::Dns {
+                qtype: 28,
+                name: "example.com.".into()
+            }
+        );
+        assert_eq!(ck[1].connect_ip, ip("10.0.0.3"));
+        assert_eq!(
+            ck[1].timing.retry, 3,
+            "DNS_CHECK retries 3 times by default"
+        );
+        assert_eq!(
+            ck[2].kind,
+            CheckKind::Dns {
+                qtype: 6,
+                name: ".".into()
+            },
+            "SOA of the root by default"
+        );
+        assert_eq!(ck[2].connect_ip, ip("10.0.0.2"));
+        // SMTP: one checker per host, options from the checker's own.
+        let helo = CheckKind::Smtp {
+            helo: "me.example".into(),
+        };
+        assert_eq!(
+            (&ck[3].kind, ck[3].connect_ip, ck[3].connect_port),
+            (&helo, ip("10.0.0.4"), 25)
+        );
+        assert_eq!(ck[3].timing.connect_timeout, Duration::from_secs(4));
+        assert_eq!(
+            (&ck[4].kind, ck[4].connect_ip, ck[4].connect_port),
+            (&helo, ip("10.0.0.5"), 587)
+        );
+        assert_eq!(ck[4].timing.connect_timeout, DEFAULT_CONNECT_TIMEOUT);
+        assert_eq!(
+            ck[5].kind,
+            CheckKind::Smtp {
+                helo: SMTP_DEFAULT_HELO.into()
+            }
+        );
+        assert_eq!(
+            (ck[5].connect_ip, ck[5].connect_port),
+            (ip("10.0.0.2"), 443)
+        );
+        assert_eq!(
+            ck[6].kind,
+            CheckKind::Udp {
+                payload: vec![1, 2, 0xab],
+                require_reply: Some(vec![3, 4]),
+                min_len: 2,
+                max_len: 9
+            }
+        );
+        assert_eq!(
+            ck[7].kind,
+            CheckKind::Udp {
+                payload: vec![],
+                require_reply: Some(vec![]),
+                min_len: 0,
+                max_len: 255
+            }
+        );
+        assert_eq!(ck[8].kind, CheckKind::Ping);
+        assert_eq!(ck[8].connect_ip, ip("10.0.0.6"));
+        assert_eq!(ck[8].timing.retry, 5);
+
+        let e = |t: &str| parse(t).unwrap_err().to_string();
+        let one = |body: &str| {
+            format!(
+                "virtual_server 10.0.0.1 53 {{\n real_server 10.0.0.2 53 {{\n  {body}\n }}\n}}\n"
+            )
+        };
+        assert_eq!(
+            e(&one("DNS_CHECK { type PTR }")),
+            "k.conf:3: unknown DNS_CHECK type 'PTR' (A NS CNAME SOA MX TXT AAAA)"
+        );
+        assert_eq!(
+            e(&one("DNS_CHECK { name a..b }")),
+            "k.conf:3: invalid DNS_CHECK name 'a..b'"
+        );
+        assert_eq!(
+            e(&one("UDP_CHECK { payload 0g }")),
+            "k.conf:3: invalid hex string for 'payload'"
+        );
+        assert_eq!(
+            e(&one("UDP_CHECK { payload 012 }")),
+            "k.conf:3: invalid hex string for 'payload'"
+        );
+        let (_, w) = parse(&one(
+            "UDP_CHECK {\n min_reply_length 9\n max_reply_length 2\n }",
+        ))
+        .unwrap();
+        assert!(w[0].contains("will always fail"), "{w:?}");
     }
 
     #[test]
@@ -1419,7 +1565,7 @@ virtual_server fwmark 7 {
         assert_eq!(ck.timing.delay_loop, Duration::from_secs(6));
 
         let (c, w) = load("keepalived.conf.status_code");
-        assert!(w.iter().all(|w| w.contains("SSL_GET")), "{w:?}");
+        assert!(w.is_empty(), "{w:?}");
         let CheckKind::Http { tls, urls, .. } = &c.services[0].reals[0].checkers[0].kind else {
             panic!()
         };
