@@ -5,7 +5,9 @@
 //! new connections all go to the others; started again they return within
 //! one delay_loop; a 500 or a wrong digest marks a server down; with
 //! `inhibit_on_failure` down is weight 0; MISC_CHECK with misc_dynamic
-//! sets the weight from the script's exit code.
+//! sets the weight from the script's exit code; SSL_GET (self-signed
+//! certificate, SNI), DNS_CHECK and UDP_CHECK against servers stopped and
+//! started again.
 //!
 //! Needs root, iproute2, python3 and AF_XDP (see netns_sessions.rs).
 
@@ -162,9 +164,14 @@ impl World {
 
     /// `(rip, weight)` of every real server of VIP:8080 (None: no service).
     fn table(&self) -> Option<Vec<(Ipv4Addr, u64)>> {
+        self.table_at("-t", PORT)
+    }
+
+    /// `(rip, weight)` of every real server of VIP:`port` (`-t` or `-u`).
+    fn table_at(&self, proto: &str, port: u16) -> Option<Vec<(Ipv4Addr, u64)>> {
         let out = self
             .lab
-            .try_adm(&["-L", "-n", "-t", &self.lab.vip_port(PORT)])
+            .try_adm(&["-L", "-n", proto, &self.lab.vip_port(port)])
             .ok()?;
         let mut v: Vec<(Ipv4Addr, u64)> = rs_lines(&out)
             .into_iter()
@@ -179,9 +186,21 @@ impl World {
 
     /// Wait until the table is `want` (sorted); how long it took.
     fn wait_table(&self, want: &[(Ipv4Addr, u64)], bound: Duration, h: &Health) -> Duration {
+        self.wait_table_at("-t", PORT, want, bound, h)
+    }
+
+    /// Wait until the table of VIP:`port` is `want` (sorted).
+    fn wait_table_at(
+        &self,
+        proto: &str,
+        port: u16,
+        want: &[(Ipv4Addr, u64)],
+        bound: Duration,
+        h: &Health,
+    ) -> Duration {
         let t0 = Instant::now();
         loop {
-            let got = self.table();
+            let got = self.table_at(proto, port);
             if got.as_deref() == Some(want) {
                 return t0.elapsed();
             }
@@ -523,4 +542,174 @@ fn netns_health_quorum_sorry_server() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// A TLS server on :8443 (HTTP/1.0, `name\n`, the SNI it gets written to
+/// `flagdir/sni`) and a UDP responder on :5353 that answers every datagram
+/// of 12 bytes or more with itself, QR bit set (a DNS reply with rcode 0
+/// to a DNS query): `name cert key flagdir`.
+const TLS_UDP_SERVER: &str = "
+import os, socket, ssl, sys, threading
+name, cert, key, flags = sys.argv[1:5]
+def udp():
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(('0.0.0.0', 5353))
+    while True:
+        q, a = s.recvfrom(2048)
+        if len(q) >= 12:
+            r = bytearray(q)
+            r[2] |= 0x80
+            s.sendto(bytes(r), a)
+threading.Thread(target=udp, daemon=True).start()
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(cert, key)
+def sni(sock, server_name, c):
+    if server_name:
+        with open(os.path.join(flags, 'sni'), 'w') as f:
+            f.write(server_name)
+ctx.sni_callback = sni
+l = socket.socket()
+l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+l.bind(('0.0.0.0', 8443))
+l.listen(64)
+while True:
+    c, _ = l.accept()
+    try:
+        c.settimeout(2)
+        t = ctx.wrap_socket(c, server_side=True)
+        data = b''
+        while b'\\r\\n\\r\\n' not in data:
+            d = t.recv(1024)
+            if not d:
+                break
+            data += d
+        body = (name + '\\n').encode()
+        t.sendall(b'HTTP/1.0 200 OK\\r\\nContent-Length: %d\\r\\n\\r\\n' % len(body) + body)
+        t.close()
+    except Exception:
+        c.close()
+";
+
+const TLS_PORT: u16 = 8443;
+const UDP_PORT: u16 = 5353;
+
+/// Start rs`i+1`'s TLS and UDP server (kept as `w.servers[3 + i]`).
+fn start_tls_udp(w: &mut World, i: usize, cert: &std::path::Path, key: &std::path::Path) {
+    let name = format!("rs{}", i + 1);
+    std::fs::create_dir_all(w.flags(i)).unwrap();
+    let child = Command::new("ip")
+        .args(["netns", "exec", &w.lab.ns(&name), "python3", "-c"])
+        .args([TLS_UDP_SERVER, &name])
+        .args([cert, key])
+        .arg(w.flags(i))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("python3");
+    w.servers[3 + i] = Some(child);
+    let addr = SocketAddr::from((w.lab.rips[i], TLS_PORT));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while in_ns(&w.lab.ns(&name), move || {
+        std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(300)).is_err()
+    }) {
+        assert!(
+            Instant::now() < deadline,
+            "{name}'s TLS server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn netns_health_ssl_get_dns_check_udp_check() {
+    let Some(mut w) = setup("ssl") else { return };
+    w.servers.extend([None, None, None]);
+    let rips = w.lab.rips.clone();
+    // A self-signed certificate for a name that is not the address checked.
+    let cert = rcgen::generate_simple_self_signed(vec!["www.example.com".into()]).unwrap();
+    let (cert_file, key_file) = (w.dir.join("cert.pem"), w.dir.join("key.pem"));
+    std::fs::write(&cert_file, cert.cert.pem()).unwrap();
+    std::fs::write(&key_file, cert.key_pair.serialize_pem()).unwrap();
+    for i in 0..3 {
+        start_tls_udp(&mut w, i, &cert_file, &key_file);
+    }
+    let timing = "      connect_timeout 1\n      retry 1\n      delay_before_retry 1\n";
+    let ssl: String = rips
+        .iter()
+        .map(|r| {
+            format!(
+                "  real_server {r} {TLS_PORT} {{\n    SSL_GET {{\n      url {{\n        path /\n        \
+                 status_code 200\n      }}\n      virtualhost www.example.com\n      enable_sni\n{timing}    }}\n  }}\n"
+            )
+        })
+        .collect();
+    // rs1: DNS_CHECK; rs2: UDP_CHECK with a required reply (the query's
+    // id); rs3: UDP_CHECK without: only a port unreachable fails it.
+    let query = "abcd 0100 0001 0000 0000 0000 07 6578616d706c65 03 636f6d 00 0001 0001";
+    let udp = format!(
+        "  real_server {} {UDP_PORT} {{\n    DNS_CHECK {{\n      type A\n      name example.com\n{timing}    }}\n  }}\n\
+         \x20 real_server {} {UDP_PORT} {{\n    UDP_CHECK {{\n      payload {query}\n      require_reply abcd\n{timing}    }}\n  }}\n\
+         \x20 real_server {} {UDP_PORT} {{\n    UDP_CHECK {{\n      payload {query}\n{timing}    }}\n  }}\n",
+        rips[0], rips[1], rips[2]
+    );
+    let conf = format!(
+        "virtual_server {vip} {TLS_PORT} {{\n  delay_loop 1\n  lb_algo rr\n  lb_kind DR\n  protocol TCP\n{ssl}}}\n\
+         virtual_server {vip} {UDP_PORT} {{\n  delay_loop 1\n  lb_algo rr\n  lb_kind DR\n  protocol UDP\n{udp}}}\n",
+        vip = w.lab.vip
+    );
+    let h = w.health(&conf, "s");
+    let all: Vec<(Ipv4Addr, u64)> = rips.iter().map(|r| (*r, 1)).collect();
+    let without = |i: usize| -> Vec<(Ipv4Addr, u64)> {
+        all.iter().copied().filter(|(r, _)| *r != rips[i]).collect()
+    };
+    w.wait_table_at("-t", TLS_PORT, &all, Duration::from_secs(10), &h);
+    w.wait_table_at("-u", UDP_PORT, &all, Duration::from_secs(10), &h);
+    // Every SSL_GET sends the virtualhost as SNI (checkers start up: the
+    // first checks come within a delay_loop).
+    for i in 0..3 {
+        let deadline = Instant::now() + UP_BOUND;
+        loop {
+            let sni = std::fs::read_to_string(w.flags(i).join("sni")).unwrap_or_default();
+            if sni == "www.example.com" {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "rs{}: SNI {sni:?}\n{}",
+                i + 1,
+                h.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    // rs3 stops: SSL_GET fails (refused) and UDP_CHECK gets the port
+    // unreachable: it leaves both services; started again, it returns.
+    w.stop_server(3 + 2);
+    let took = w.wait_table_at("-t", TLS_PORT, &without(2), DOWN_BOUND, &h);
+    eprintln!("rs3 left the TLS service after {took:?}");
+    let took = w.wait_table_at("-u", UDP_PORT, &without(2), DOWN_BOUND, &h);
+    eprintln!("rs3 left the UDP service after {took:?}");
+    start_tls_udp(&mut w, 2, &cert_file, &key_file);
+    w.wait_table_at("-t", TLS_PORT, &all, UP_BOUND, &h);
+    w.wait_table_at("-u", UDP_PORT, &all, UP_BOUND, &h);
+
+    // rs1 stops: DNS_CHECK fails; rs2 stops: UDP_CHECK's reply is missing.
+    w.stop_server(3);
+    w.stop_server(3 + 1);
+    let only3 = vec![(rips[2], 1)];
+    w.wait_table_at("-u", UDP_PORT, &only3, DOWN_BOUND, &h);
+    w.wait_table_at("-t", TLS_PORT, &only3, DOWN_BOUND, &h);
+    start_tls_udp(&mut w, 0, &cert_file, &key_file);
+    start_tls_udp(&mut w, 1, &cert_file, &key_file);
+    w.wait_table_at("-u", UDP_PORT, &all, UP_BOUND, &h);
+    let log = h.log();
+    let rs1 = format!("[{}]:udp:{UDP_PORT}", rips[0]);
+    assert!(log.contains(&format!("DNS_CHECK ({rs1})")), "{log}");
+    let rs2 = format!("[{}]:udp:{UDP_PORT}", rips[1]);
+    assert!(
+        log.contains(&format!("UDP_CHECK on service {rs2} failed")),
+        "{log}"
+    );
 }
