@@ -20,13 +20,16 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// An HTTP server: `name port flagdir`; answers every GET with `name\n`,
-/// status 500 while `flagdir/500` exists.
+/// status 500 while `flagdir/500` exists, not at all (for a minute) while
+/// `flagdir/hang` exists.
 const HTTP_SERVER: &str = "
-import http.server, os, socketserver, sys
+import http.server, os, socketserver, sys, time
 name, port, flags = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 class H(http.server.BaseHTTPRequestHandler):
     protocol_version = 'HTTP/1.0'
     def do_GET(self):
+        if os.path.exists(os.path.join(flags, 'hang')):
+            time.sleep(60)
         code = 500 if os.path.exists(os.path.join(flags, '500')) else 200
         body = (name + '\\n').encode()
         self.send_response(code)
@@ -712,4 +715,37 @@ fn netns_health_ssl_get_dns_check_udp_check() {
         log.contains(&format!("UDP_CHECK on service {rs2} failed")),
         "{log}"
     );
+}
+
+/// Checks run concurrently: two real servers that accept and never answer
+/// (each check holds its connection for its 5 s connect_timeout) do not
+/// delay the detection of a third one's failure, which stays within its
+/// own bound (checked one after the other, it would take over 10 s more).
+#[test]
+fn netns_health_hung_servers_do_not_delay_others() {
+    let Some(mut w) = setup("hung") else { return };
+    let rips = w.lab.rips.clone();
+    let real = |rip: Ipv4Addr, timeout: u32| {
+        format!(
+            "  real_server {rip} {PORT} {{\n    HTTP_GET {{\n      url {{\n        path /\n      }}\n      \
+             connect_timeout {timeout}\n      retry 1\n      delay_before_retry 1\n    }}\n  }}\n"
+        )
+    };
+    let reals = vec![real(rips[0], 5), real(rips[1], 5), real(rips[2], 1)];
+    let h = w.health(&http_conf(&w.lab, "", &reals), "h");
+    let all: Vec<(Ipv4Addr, u64)> = rips.iter().map(|r| (*r, 1)).collect();
+    w.wait_table(&all, Duration::from_secs(10), &h);
+    // Let a round of checks pass, then rs1 and rs2 hang and rs3 stops.
+    std::thread::sleep(Duration::from_millis(1500));
+    for i in 0..2 {
+        std::fs::write(w.flags(i).join("hang"), "").unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    w.stop_server(2);
+    let took = w.wait_table(&all[..2], DOWN_BOUND, &h);
+    eprintln!("rs3 left the table after {took:?} while rs1 and rs2 hang");
+    // The hung ones go too, after their own longer bound.
+    w.wait_table(&[], Duration::from_secs(1 + 5 + 1 + 5 + 4), &h);
+    let log = h.log();
+    assert!(log.contains("Timeout reading data to"), "{log}");
 }
