@@ -827,7 +827,7 @@ fn hex_bytes(n: &Node) -> Result<Vec<u8>, ConfError> {
         .filter(|c| !c.is_whitespace())
         .collect();
     let bad = || err_at(&n.pos, format!("invalid hex string for '{}'", n.key));
-    if digits.is_empty() || digits.len() % 2 != 0 {
+    if digits.is_empty() || !digits.len().is_multiple_of(2) {
         return Err(bad());
     }
     (0..digits.len())
