@@ -7,7 +7,8 @@
 //! `inhibit_on_failure` down is weight 0; MISC_CHECK with misc_dynamic
 //! sets the weight from the script's exit code; SSL_GET (self-signed
 //! certificate, SNI), DNS_CHECK and UDP_CHECK against servers stopped and
-//! started again.
+//! started again; PING_CHECK through raw and ping sockets against real
+//! servers that stop answering echoes.
 //!
 //! Needs root, iproute2, python3 and AF_XDP (see netns_sessions.rs).
 
@@ -748,4 +749,62 @@ fn netns_health_hung_servers_do_not_delay_others() {
     w.wait_table(&[], Duration::from_secs(1 + 5 + 1 + 5 + 4), &h);
     let log = h.log();
     assert!(log.contains("Timeout reading data to"), "{log}");
+}
+
+/// Set `name` to `value` inside namespace `ns`.
+fn ns_sysctl(ns: &str, name: &str, value: &str) {
+    let st = Command::new("ip")
+        .args(["netns", "exec", ns, "sysctl", "-q", "-w"])
+        .arg(format!("{name}={value}"))
+        .status()
+        .expect("sysctl");
+    assert!(st.success(), "sysctl {name}={value} in {ns}");
+}
+
+/// PING_CHECK: a real server that ignores echoes leaves the table and
+/// returns when it answers again; first through raw sockets (root's group
+/// is outside the default `net.ipv4.ping_group_range` "1 0"), then through
+/// ping sockets once the director's namespace allows them.
+#[test]
+fn netns_health_ping_check_raw_and_ping_sockets() {
+    let Some(w) = setup("ping") else { return };
+    let rips = w.lab.rips.clone();
+    let reals: String = rips
+        .iter()
+        .map(|r| {
+            format!(
+                "  real_server {r} {PORT} {{\n    PING_CHECK {{\n      connect_timeout 1\n      \
+                 retry 1\n      delay_before_retry 1\n    }}\n  }}\n"
+            )
+        })
+        .collect();
+    let conf = http_conf(&w.lab, "", &[reals]);
+    let all: Vec<(Ipv4Addr, u64)> = rips.iter().map(|r| (*r, 1)).collect();
+    let without = |i: usize| -> Vec<(Ipv4Addr, u64)> {
+        all.iter().copied().filter(|(r, _)| *r != rips[i]).collect()
+    };
+    let director = w.lab.ns("director");
+    ns_sysctl(&director, "net.ipv4.ping_group_range", "1 0");
+    for (round, i) in [(0, 1), (1, 2)] {
+        if round == 1 {
+            ns_sysctl(&director, "net.ipv4.ping_group_range", "0 2147483647");
+        }
+        let h = w.health(&conf, &format!("p{round}"));
+        w.wait_table(&all, Duration::from_secs(10), &h);
+        let rs = w.lab.ns(&format!("rs{}", i + 1));
+        ns_sysctl(&rs, "net.ipv4.icmp_echo_ignore_all", "1");
+        let took = w.wait_table(&without(i), DOWN_BOUND, &h);
+        eprintln!("round {round}: rs{} left after {took:?}", i + 1);
+        ns_sysctl(&rs, "net.ipv4.icmp_echo_ignore_all", "0");
+        w.wait_table(&all, UP_BOUND, &h);
+        let log = h.log();
+        assert_eq!(log.contains("using raw ICMP sockets"), round == 0, "{log}");
+        assert!(
+            log.contains(&format!(
+                "ICMP connection to address {} failed (timeout).",
+                rips[i]
+            )),
+            "{log}"
+        );
+    }
 }

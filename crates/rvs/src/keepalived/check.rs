@@ -654,6 +654,13 @@ fn icmp_socket(ck: &Checker) -> std::io::Result<(Socket, bool)> {
                 std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::Unsupported
             ) || e.raw_os_error() == Some(rustix::io::Errno::PROTONOSUPPORT.raw_os_error()) =>
         {
+            static SAID: std::sync::Once = std::sync::Once::new();
+            SAID.call_once(|| {
+                eprintln!(
+                    "PING_CHECK: ping sockets are not permitted ({e}: this group is not in \
+                     net.ipv4.ping_group_range); using raw ICMP sockets"
+                )
+            });
             (Socket::new(domain, Type::RAW, Some(proto))?, true)
         }
         Err(e) => return Err(e),
