@@ -83,9 +83,15 @@ pub fn run(ck: &Checker) -> Outcome {
         CheckKind::Udp {
             payload,
             require_reply,
+            reply_mask,
             min_len,
             max_len,
-        } => match udp(ck, payload, require_reply.as_deref(), *min_len, *max_len) {
+        } => match udp(
+            ck,
+            payload,
+            require_reply.as_deref().map(|d| (d, reply_mask.as_slice())),
+            (*min_len, *max_len),
+        ) {
             Ok(()) => Outcome::Up(None),
             Err(e) => Outcome::Down(format!(
                 "UDP_CHECK on service {} failed ({e}).",
@@ -572,13 +578,17 @@ fn smtp(ck: &Checker, helo: &str) -> Result<(), String> {
 
 /// Whether a UDP_CHECK reply passes (keepalived's `check_udp_reply`): its
 /// length within the bounds, and its first bytes those of `want` (as
-/// many as both have).
-pub fn udp_reply_ok(reply: &[u8], want: &[u8], min_len: u16, max_len: u16) -> bool {
+/// many as both have) but for the bits set in `mask` (wildcard nibbles).
+pub fn udp_reply_ok(reply: &[u8], want: &[u8], mask: &[u8], (min, max): (u16, u16)) -> bool {
     let len = reply.len();
-    if len < usize::from(min_len) || len > usize::from(max_len) {
+    if len < usize::from(min) || len > usize::from(max) {
         return false;
     }
-    reply.iter().zip(want).all(|(a, b)| a == b)
+    reply
+        .iter()
+        .zip(want)
+        .enumerate()
+        .all(|(i, (a, b))| (a ^ b) & !mask.get(i).copied().unwrap_or(0) == 0)
 }
 
 /// One UDP_CHECK: `payload` sent to a connected socket, then within
@@ -589,14 +599,13 @@ pub fn udp_reply_ok(reply: &[u8], want: &[u8], min_len: u16, max_len: u16) -> bo
 fn udp(
     ck: &Checker,
     payload: &[u8],
-    require_reply: Option<&[u8]>,
-    min_len: u16,
-    max_len: u16,
+    require_reply: Option<(&[u8], &[u8])>,
+    lens: (u16, u16),
 ) -> Result<(), String> {
     let deadline = Instant::now() + ck.timing.connect_timeout;
     let s = udp_socket(ck).map_err(|e| format!("connect: {e}"))?;
     s.send(payload).map_err(|e| format!("send: {e}"))?;
-    let mut buf = vec![0u8; usize::from(max_len) + 1];
+    let mut buf = vec![0u8; usize::from(lens.1) + 1];
     loop {
         let Ok(t) = left(deadline) else {
             return match require_reply {
@@ -608,8 +617,8 @@ fn udp(
         match s.recv(&mut buf) {
             Ok(n) => {
                 return match require_reply {
-                    Some(want)
-                        if !want.is_empty() && !udp_reply_ok(&buf[..n], want, min_len, max_len) =>
+                    Some((want, mask))
+                        if !want.is_empty() && !udp_reply_ok(&buf[..n], want, mask, lens) =>
                     {
                         Err("reply data mismatch".into())
                     }
@@ -1232,6 +1241,7 @@ mod tests {
         let udp = |req: Option<&[u8]>| CheckKind::Udp {
             payload: vec![0xde, 0xad],
             require_reply: req.map(<[u8]>::to_vec),
+            reply_mask: vec![],
             min_len: 0,
             max_len: 255,
         };
@@ -1282,14 +1292,18 @@ mod tests {
 
     #[test]
     fn udp_reply_bounds() {
-        assert!(udp_reply_ok(b"abc", b"ab", 0, 255));
+        let any = (0, 255);
+        assert!(udp_reply_ok(b"abc", b"ab", &[], any));
         assert!(
-            udp_reply_ok(b"a", b"ab", 0, 255),
+            udp_reply_ok(b"a", b"ab", &[], any),
             "only as many bytes as both have"
         );
-        assert!(!udp_reply_ok(b"xbc", b"ab", 0, 255));
-        assert!(!udp_reply_ok(b"abc", b"ab", 4, 255));
-        assert!(!udp_reply_ok(b"abc", b"ab", 0, 2));
+        assert!(!udp_reply_ok(b"xbc", b"ab", &[], any));
+        assert!(!udp_reply_ok(b"abc", b"ab", &[], (4, 255)));
+        assert!(!udp_reply_ok(b"abc", b"ab", &[], (0, 2)));
+        // Wildcard nibbles: 0x5x matches 0x50..0x5f only.
+        assert!(udp_reply_ok(&[1, 0x57], &[1, 0x50], &[0, 0x0f], any));
+        assert!(!udp_reply_ok(&[1, 0x67], &[1, 0x50], &[0, 0x0f], any));
     }
 
     #[test]

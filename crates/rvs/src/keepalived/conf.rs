@@ -206,6 +206,9 @@ pub enum CheckKind {
         /// bytes when not empty (only then are the lengths checked, as in
         /// keepalived's check_udp.c).
         require_reply: Option<Vec<u8>>,
+        /// The wildcard nibbles (`x`) of `require_reply`'s data: bits set
+        /// are not compared (empty: none).
+        reply_mask: Vec<u8>,
         /// `min_reply_length` (default 0).
         min_len: u16,
         /// `max_reply_length` (default 255).
@@ -816,24 +819,42 @@ impl ConnOpts {
     }
 }
 
-/// keepalived's hex strings (UDP_CHECK `payload`, `require_reply`): hex
-/// digits, blanks between them ignored, an even count.
-fn hex_bytes(n: &Node) -> Result<Vec<u8>, ConfError> {
+/// keepalived's hex strings (`read_hex_str`, UDP_CHECK `payload` and
+/// `require_reply`): words of hex digits, two digits an octet, a digit
+/// alone before a blank or the end an octet of its own ("7" is 0x07);
+/// with `wildcard`, `x` is a nibble that matches anything. The octets and
+/// their mask (bits set: wildcard; empty when there is none).
+fn hex_str(n: &Node, wildcard: bool) -> Result<(Vec<u8>, Vec<u8>), ConfError> {
     no_block(n)?;
-    let digits: String = n
-        .args
-        .concat()
-        .chars()
-        .filter(|c| !c.is_whitespace())
-        .collect();
+    let text = n.args.join(" ");
     let bad = || err_at(&n.pos, format!("invalid hex string for '{}'", n.key));
-    if digits.is_empty() || !digits.len().is_multiple_of(2) {
+    let nibble = |c: char| -> Result<(u8, u8), ConfError> {
+        match c.to_digit(16) {
+            Some(d) => Ok((d as u8, 0)),
+            None if wildcard && c.eq_ignore_ascii_case(&'x') => Ok((0, 0x0f)),
+            None => Err(bad()),
+        }
+    };
+    let (mut data, mut mask) = (Vec::new(), Vec::new());
+    let mut it = text.chars().peekable();
+    loop {
+        while it.next_if(|c| *c == ' ' || *c == '\t').is_some() {}
+        let Some(c) = it.next() else { break };
+        let (mut v, mut m) = nibble(c)?;
+        if let Some(c2) = it.next_if(|c| *c != ' ' && *c != '\t') {
+            let (v2, m2) = nibble(c2)?;
+            (v, m) = (v << 4 | v2, m << 4 | m2);
+        }
+        data.push(v);
+        mask.push(m);
+    }
+    if data.is_empty() {
         return Err(bad());
     }
-    (0..digits.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(digits.get(i..i + 2).ok_or_else(bad)?, 16).map_err(|_| bad()))
-        .collect()
+    if mask.iter().all(|&m| m == 0) {
+        mask.clear();
+    }
+    Ok((data, mask))
 }
 
 /// One checker block: one checker, or one per `host` of an SMTP_CHECK.
@@ -860,6 +881,7 @@ fn checker(
     let mut hosts = Vec::new();
     let mut payload = Vec::new();
     let mut require_reply = None;
+    let mut reply_mask = Vec::new();
     let mut min_len = 0u16;
     let mut max_len = 255u16;
     let kind = n.key.as_str();
@@ -930,14 +952,16 @@ fn checker(
                     c.pos
                 ));
             }
-            ("UDP_CHECK", "payload") => payload = hex_bytes(c)?,
+            ("UDP_CHECK", "payload") => payload = hex_str(c, false)?.0,
             ("UDP_CHECK", "require_reply") => {
-                require_reply = Some(if c.args.is_empty() {
+                if c.args.is_empty() {
                     no_block(c)?;
-                    Vec::new()
+                    require_reply = Some(Vec::new());
                 } else {
-                    hex_bytes(c)?
-                })
+                    let (d, m) = hex_str(c, true)?;
+                    require_reply = Some(d);
+                    reply_mask = m;
+                }
             }
             ("UDP_CHECK", "min_reply_length") => min_len = number(c, 0, 65535)? as u16,
             ("UDP_CHECK", "max_reply_length") => max_len = number(c, 0, 65535)? as u16,
@@ -983,6 +1007,7 @@ fn checker(
         "UDP_CHECK" => CheckKind::Udp {
             payload,
             require_reply,
+            reply_mask,
             min_len,
             max_len,
         },
@@ -1371,7 +1396,7 @@ virtual_server fwmark 7 {
              host {\n        connect_ip 10.0.0.4\n        connect_timeout 4\n      }\n      \
              host {\n        connect_ip 10.0.0.5\n        connect_port 587\n      }\n    }\n    \
              SMTP_CHECK {\n    }\n    \
-             UDP_CHECK {\n      payload 01 02ab\n      require_reply 0304\n      \
+             UDP_CHECK {\n      payload 1 02ab\n      require_reply 0304 5x\n      \
              min_reply_length 2\n      max_reply_length 9\n    }\n    \
              UDP_CHECK {\n      require_reply\n    }\n    \
              PING_CHECK {\n      connect_ip 10.0.0.6\n      retry 5\n    }\n  }\n}\n",
@@ -1451,7 +1476,8 @@ virtual_server fwmark 7 {
             ck[6].kind,
             CheckKind::Udp {
                 payload: vec![1, 2, 0xab],
-                require_reply: Some(vec![3, 4]),
+                require_reply: Some(vec![3, 4, 0x50]),
+                reply_mask: vec![0, 0, 0x0f],
                 min_len: 2,
                 max_len: 9
             }
@@ -1461,6 +1487,7 @@ virtual_server fwmark 7 {
             CheckKind::Udp {
                 payload: vec![],
                 require_reply: Some(vec![]),
+                reply_mask: vec![],
                 min_len: 0,
                 max_len: 255
             }
@@ -1488,7 +1515,7 @@ virtual_server fwmark 7 {
             "k.conf:3: invalid hex string for 'payload'"
         );
         assert_eq!(
-            e(&one("UDP_CHECK { payload 012 }")),
+            e(&one("UDP_CHECK { payload 0x }")),
             "k.conf:3: invalid hex string for 'payload'"
         );
         let (_, w) = parse(&one(
