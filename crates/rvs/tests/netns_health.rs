@@ -549,7 +549,8 @@ fn netns_health_quorum_sorry_server() {
 }
 
 /// A TLS server on :8443 (HTTP/1.0, `name\n`, the SNI it gets written to
-/// `flagdir/sni`) and a UDP responder on :5353 that answers every datagram
+/// `flagdir/sni`), an SMTP server on :2525 (the HELO line it gets written
+/// to `flagdir/helo`) and a UDP responder on :5353 that answers every datagram
 /// of 12 bytes or more with itself, QR bit set (a DNS reply with rcode 0
 /// to a DNS query): `name cert key flagdir`.
 const TLS_UDP_SERVER: &str = "
@@ -565,6 +566,27 @@ def udp():
             r[2] |= 0x80
             s.sendto(bytes(r), a)
 threading.Thread(target=udp, daemon=True).start()
+def smtp():
+    l = socket.socket()
+    l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    l.bind(('0.0.0.0', 2525))
+    l.listen(64)
+    while True:
+        c, _ = l.accept()
+        try:
+            c.settimeout(2)
+            c.sendall(b'220-' + name.encode() + b' ESMTP\\r\\n220 ready\\r\\n')
+            f = c.makefile('rb')
+            helo = f.readline()
+            if helo.startswith(b'HELO '):
+                with open(os.path.join(flags, 'helo'), 'wb') as h:
+                    h.write(helo)
+                c.sendall(b'250 ' + name.encode() + b'\\r\\n')
+            f.readline()
+        except Exception:
+            pass
+        c.close()
+threading.Thread(target=smtp, daemon=True).start()
 ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
 ctx.load_cert_chain(cert, key)
 def sni(sock, server_name, c):
@@ -644,7 +666,8 @@ fn netns_health_ssl_get_dns_check_udp_check() {
         .map(|r| {
             format!(
                 "  real_server {r} {TLS_PORT} {{\n    SSL_GET {{\n      url {{\n        path /\n        \
-                 status_code 200\n      }}\n      virtualhost www.example.com\n      enable_sni\n{timing}    }}\n  }}\n"
+                 status_code 200\n      }}\n      virtualhost www.example.com\n      enable_sni\n{timing}    }}\n    \
+                 SMTP_CHECK {{\n      connect_port 2525\n      helo_name rvs.test\n{timing}    }}\n  }}\n"
             )
         })
         .collect();
@@ -669,6 +692,16 @@ fn netns_health_ssl_get_dns_check_udp_check() {
     };
     w.wait_table_at("-t", TLS_PORT, &all, Duration::from_secs(10), &h);
     w.wait_table_at("-u", UDP_PORT, &all, Duration::from_secs(10), &h);
+    // SMTP_CHECK greets every server.
+    for i in 0..3 {
+        let deadline = Instant::now() + UP_BOUND;
+        while std::fs::read_to_string(w.flags(i).join("helo")).unwrap_or_default()
+            != "HELO rvs.test\r\n"
+        {
+            assert!(Instant::now() < deadline, "rs{}\n{}", i + 1, h.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
     // Every SSL_GET sends the virtualhost as SNI (checkers start up: the
     // first checks come within a delay_loop).
     for i in 0..3 {
@@ -714,6 +747,11 @@ fn netns_health_ssl_get_dns_check_udp_check() {
     let rs2 = format!("[{}]:udp:{UDP_PORT}", rips[1]);
     assert!(
         log.contains(&format!("UDP_CHECK on service {rs2} failed")),
+        "{log}"
+    );
+    let smtp1 = format!("[{}]:tcp:2525", rips[0]);
+    assert!(
+        log.contains(&format!("SMTP_CHECK Error connecting to server {smtp1}")),
         "{log}"
     );
 }
