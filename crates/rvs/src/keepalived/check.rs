@@ -490,24 +490,26 @@ pub fn dns_judge(id: u16, reply: &[u8]) -> Option<Result<(), u8>> {
 /// One DNS_CHECK: the query, and a reply within `connect_timeout`.
 fn dns(ck: &Checker, qtype: u16, name: &str) -> Result<(), String> {
     let deadline = Instant::now() + ck.timing.connect_timeout;
-    let s = udp_socket(ck).map_err(|e| format!("connection error ({e})."))?;
+    let s = udp_socket(ck).map_err(|e| format!("connection failure ({e})."))?;
     let id = query_id();
     let q = dns_query(id, qtype, name);
     s.send(&q)
         .map_err(|e| format!("failed to write socket ({e})."))?;
     let mut buf = [0u8; 4096];
     loop {
-        let t = left(deadline).map_err(|_| "read timeout from socket.".to_string())?;
+        let t = left(deadline).map_err(|_| "read timeout from socket".to_string())?;
         s.set_read_timeout(Some(t)).map_err(|e| e.to_string())?;
         match s.recv(&mut buf) {
             Ok(n) => match dns_judge(id, &buf[..n]) {
                 None => continue,
                 Some(Ok(())) => return Ok(()),
-                Some(Err(rcode)) => return Err(format!("error occurred. (rcode = {rcode})")),
+                Some(Err(rcode)) => {
+                    return Err(format!("read error occurred. (rcode = {rcode})"));
+                }
             },
-            Err(e) if is_timeout(&e) => return Err("read timeout from socket.".into()),
+            Err(e) if is_timeout(&e) => return Err("read timeout from socket".into()),
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(format!("failed to read socket. {e}.")),
+            Err(e) => return Err(format!("failed to read socket; {e}")),
         }
     }
 }
@@ -1150,7 +1152,7 @@ mod tests {
         };
         assert_eq!(
             e,
-            format!("DNS_CHECK ([127.0.0.1]:udp:{port}) error occurred. (rcode = 5)")
+            format!("DNS_CHECK ([127.0.0.1]:udp:{port}) read error occurred. (rcode = 5)")
         );
         // Silence: down at connect_timeout.
         let (port, _h) = udp_server(|_| vec![]);
@@ -1158,7 +1160,7 @@ mod tests {
         let Outcome::Down(e) = run(&with_timeout(checker(kind.clone(), lo, port), 300)) else {
             panic!("no reply must fail")
         };
-        assert!(e.ends_with("read timeout from socket."), "{e}");
+        assert!(e.ends_with("read timeout from socket"), "{e}");
         assert!(t.elapsed() < Duration::from_secs(2));
         // Nobody on the port: the port unreachable fails it at once.
         let port = UdpSocket::bind("127.0.0.1:0")

@@ -914,18 +914,16 @@ fn checker(
             ("MISC_CHECK", "misc_timeout") => misc_timeout = Some(duration(c)?),
             ("MISC_CHECK", "misc_dynamic") => misc_dynamic = flag(c)?,
             ("MISC_CHECK", "user") => unsupported(c, warnings),
+            // keepalived reports a bad type or name and ignores it.
             ("DNS_CHECK", "type") => {
                 let v = value(c)?;
-                dns_type = DNS_TYPES
-                    .iter()
-                    .find(|(t, _)| t.eq_ignore_ascii_case(v))
-                    .map(|&(_, n)| n)
-                    .ok_or_else(|| {
-                        err_at(
-                            &c.pos,
-                            format!("unknown DNS_CHECK type '{v}' (A NS CNAME SOA MX TXT AAAA)"),
-                        )
-                    })?;
+                match DNS_TYPES.iter().find(|(t, _)| t.eq_ignore_ascii_case(v)) {
+                    Some(&(_, n)) => dns_type = n,
+                    None => warnings.push(format!(
+                        "{}: Unknown DNS check type {v} - ignoring (A NS CNAME SOA MX TXT AAAA)",
+                        c.pos
+                    )),
+                }
             }
             ("DNS_CHECK", "name") => {
                 let v = value(c)?;
@@ -933,10 +931,14 @@ fn checker(
                     || v.trim_end_matches('.')
                         .split('.')
                         .all(|l| !l.is_empty() && l.len() <= 63);
-                if !labels_ok || v.len() > 253 {
-                    return Err(err_at(&c.pos, format!("invalid DNS_CHECK name '{v}'")));
+                if labels_ok && v.len() <= 253 {
+                    dns_name = v.to_string();
+                } else {
+                    warnings.push(format!(
+                        "{}: DNS_CHECK name '{v}' has an empty or over-long label - ignoring",
+                        c.pos
+                    ));
                 }
-                dns_name = v.to_string();
             }
             ("SMTP_CHECK", "helo_name") => helo = value(c)?.to_string(),
             ("SMTP_CHECK", "host") => {
@@ -985,10 +987,12 @@ fn checker(
             "DNS_CHECK" => 3,
             _ => 1,
         }),
-        delay_before_retry: inh.delay_before_retry.unwrap_or(if is_http {
-            Duration::from_secs(3)
-        } else {
-            Duration::from_secs(1)
+        delay_before_retry: inh.delay_before_retry.unwrap_or(match kind {
+            "HTTP_GET" | "SSL_GET" => Duration::from_secs(3),
+            // check_dns.c: default_delay_before_retry 0, "will default to
+            // delay_loop".
+            "DNS_CHECK" => delay_loop,
+            _ => Duration::from_secs(1),
         }),
         warmup: inh.warmup,
     };
@@ -1440,6 +1444,11 @@ virtual_server fwmark 7 {
             "DNS_CHECK retries 3 times by default"
         );
         assert_eq!(
+            ck[1].timing.delay_before_retry,
+            Duration::from_secs(3),
+            "DNS_CHECK retries after delay_loop by default"
+        );
+        assert_eq!(
             ck[2].kind,
             CheckKind::Dns {
                 qtype: 6,
@@ -1502,13 +1511,20 @@ virtual_server fwmark 7 {
                 "virtual_server 10.0.0.1 53 {{\n real_server 10.0.0.2 53 {{\n  {body}\n }}\n}}\n"
             )
         };
+        let (c, w) = parse(&one("DNS_CHECK {\n type PTR\n name a..b\n }")).unwrap();
         assert_eq!(
-            e(&one("DNS_CHECK { type PTR }")),
-            "k.conf:3: unknown DNS_CHECK type 'PTR' (A NS CNAME SOA MX TXT AAAA)"
+            w,
+            [
+                "k.conf:4: Unknown DNS check type PTR - ignoring (A NS CNAME SOA MX TXT AAAA)",
+                "k.conf:5: DNS_CHECK name 'a..b' has an empty or over-long label - ignoring"
+            ]
         );
         assert_eq!(
-            e(&one("DNS_CHECK { name a..b }")),
-            "k.conf:3: invalid DNS_CHECK name 'a..b'"
+            c.services[0].reals[0].checkers[0].kind,
+            CheckKind::Dns {
+                qtype: 6,
+                name: ".".into()
+            }
         );
         assert_eq!(
             e(&one("UDP_CHECK { payload 0g }")),
