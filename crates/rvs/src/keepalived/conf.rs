@@ -885,7 +885,6 @@ fn checker(
     let mut min_len = 0u16;
     let mut max_len = 255u16;
     let kind = n.key.as_str();
-    let is_http = matches!(kind, "HTTP_GET" | "SSL_GET");
     let is_misc = kind == "MISC_CHECK";
     for c in body {
         if !is_misc && c.key != "connect_timeout" && co.take(c, warnings)? {
