@@ -79,7 +79,8 @@ Commands:
                           (net.ipv4.vs.sloppy_tcp ...; rvs sysctl -h)
   health run FILE|check FILE|show
                           keepalived.conf's virtual servers and checkers
-                          (TCP_CHECK, HTTP_GET, MISC_CHECK) run against rvsd;
+                          (TCP_CHECK, HTTP_GET, SSL_GET, DNS_CHECK, SMTP_CHECK,
+                          UDP_CHECK, PING_CHECK, MISC_CHECK) run against rvsd;
                           show: each real server's state (rvs health -h)
   -h, --help              this text
   -V, --version           version

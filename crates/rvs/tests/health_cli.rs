@@ -93,3 +93,29 @@ fn errors_and_warnings_name_file_and_line() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The worked example under dist/keepalived/ parses without a warning and
+/// uses every checker rvs runs but BFD/FILE.
+#[test]
+fn dist_example_parses_cleanly() {
+    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../dist/keepalived/keepalived.conf");
+    let (ok, out, err) = check(&file);
+    assert!(ok, "{err}");
+    assert!(err.is_empty(), "{err}");
+    assert!(out.contains("ipvsadm -A -u 10.2.0.100:53 -s rr"), "{out}");
+    assert!(out.contains("ipvsadm -A -f 1 -s wlc -p 300"), "{out}");
+    let text = std::fs::read_to_string(&file).unwrap();
+    for ck in [
+        "TCP_CHECK",
+        "HTTP_GET",
+        "SSL_GET",
+        "DNS_CHECK",
+        "UDP_CHECK",
+        "SMTP_CHECK",
+        "PING_CHECK",
+        "MISC_CHECK",
+    ] {
+        assert!(text.contains(&format!("{ck} {{")), "{ck}");
+    }
+}

@@ -5,7 +5,10 @@
 //! new connections all go to the others; started again they return within
 //! one delay_loop; a 500 or a wrong digest marks a server down; with
 //! `inhibit_on_failure` down is weight 0; MISC_CHECK with misc_dynamic
-//! sets the weight from the script's exit code.
+//! sets the weight from the script's exit code; SSL_GET (self-signed
+//! certificate, SNI), DNS_CHECK and UDP_CHECK against servers stopped and
+//! started again; PING_CHECK through raw and ping sockets against real
+//! servers that stop answering echoes.
 //!
 //! Needs root, iproute2, python3 and AF_XDP (see netns_sessions.rs).
 
@@ -18,13 +21,16 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// An HTTP server: `name port flagdir`; answers every GET with `name\n`,
-/// status 500 while `flagdir/500` exists.
+/// status 500 while `flagdir/500` exists, not at all (for a minute) while
+/// `flagdir/hang` exists.
 const HTTP_SERVER: &str = "
-import http.server, os, socketserver, sys
+import http.server, os, socketserver, sys, time
 name, port, flags = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 class H(http.server.BaseHTTPRequestHandler):
     protocol_version = 'HTTP/1.0'
     def do_GET(self):
+        if os.path.exists(os.path.join(flags, 'hang')):
+            time.sleep(60)
         code = 500 if os.path.exists(os.path.join(flags, '500')) else 200
         body = (name + '\\n').encode()
         self.send_response(code)
@@ -162,9 +168,14 @@ impl World {
 
     /// `(rip, weight)` of every real server of VIP:8080 (None: no service).
     fn table(&self) -> Option<Vec<(Ipv4Addr, u64)>> {
+        self.table_at("-t", PORT)
+    }
+
+    /// `(rip, weight)` of every real server of VIP:`port` (`-t` or `-u`).
+    fn table_at(&self, proto: &str, port: u16) -> Option<Vec<(Ipv4Addr, u64)>> {
         let out = self
             .lab
-            .try_adm(&["-L", "-n", "-t", &self.lab.vip_port(PORT)])
+            .try_adm(&["-L", "-n", proto, &self.lab.vip_port(port)])
             .ok()?;
         let mut v: Vec<(Ipv4Addr, u64)> = rs_lines(&out)
             .into_iter()
@@ -179,9 +190,21 @@ impl World {
 
     /// Wait until the table is `want` (sorted); how long it took.
     fn wait_table(&self, want: &[(Ipv4Addr, u64)], bound: Duration, h: &Health) -> Duration {
+        self.wait_table_at("-t", PORT, want, bound, h)
+    }
+
+    /// Wait until the table of VIP:`port` is `want` (sorted).
+    fn wait_table_at(
+        &self,
+        proto: &str,
+        port: u16,
+        want: &[(Ipv4Addr, u64)],
+        bound: Duration,
+        h: &Health,
+    ) -> Duration {
         let t0 = Instant::now();
         loop {
-            let got = self.table();
+            let got = self.table_at(proto, port);
             if got.as_deref() == Some(want) {
                 return t0.elapsed();
             }
@@ -522,5 +545,304 @@ fn netns_health_quorum_sorry_server() {
             std::fs::read_to_string(&record)
         );
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A TLS server on :8443 (HTTP/1.0, `name\n`, the SNI it gets written to
+/// `flagdir/sni`), an SMTP server on :2525 (the HELO line it gets written
+/// to `flagdir/helo`) and a UDP responder on :5353 that answers every datagram
+/// of 12 bytes or more with itself, QR bit set (a DNS reply with rcode 0
+/// to a DNS query): `name cert key flagdir`.
+const TLS_UDP_SERVER: &str = "
+import os, socket, ssl, sys, threading
+name, cert, key, flags = sys.argv[1:5]
+def udp():
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(('0.0.0.0', 5353))
+    while True:
+        q, a = s.recvfrom(2048)
+        if len(q) >= 12:
+            r = bytearray(q)
+            r[2] |= 0x80
+            s.sendto(bytes(r), a)
+threading.Thread(target=udp, daemon=True).start()
+def smtp():
+    l = socket.socket()
+    l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    l.bind(('0.0.0.0', 2525))
+    l.listen(64)
+    while True:
+        c, _ = l.accept()
+        try:
+            c.settimeout(2)
+            c.sendall(b'220-' + name.encode() + b' ESMTP\\r\\n220 ready\\r\\n')
+            f = c.makefile('rb')
+            helo = f.readline()
+            if helo.startswith(b'HELO '):
+                with open(os.path.join(flags, 'helo'), 'wb') as h:
+                    h.write(helo)
+                c.sendall(b'250 ' + name.encode() + b'\\r\\n')
+            f.readline()
+        except Exception:
+            pass
+        c.close()
+threading.Thread(target=smtp, daemon=True).start()
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(cert, key)
+def sni(sock, server_name, c):
+    if server_name:
+        with open(os.path.join(flags, 'sni'), 'w') as f:
+            f.write(server_name)
+ctx.sni_callback = sni
+l = socket.socket()
+l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+l.bind(('0.0.0.0', 8443))
+l.listen(64)
+while True:
+    c, _ = l.accept()
+    try:
+        c.settimeout(2)
+        t = ctx.wrap_socket(c, server_side=True)
+        data = b''
+        while b'\\r\\n\\r\\n' not in data:
+            d = t.recv(1024)
+            if not d:
+                break
+            data += d
+        body = (name + '\\n').encode()
+        t.sendall(b'HTTP/1.0 200 OK\\r\\nContent-Length: %d\\r\\n\\r\\n' % len(body) + body)
+        t.close()
+    except Exception:
+        c.close()
+";
+
+const TLS_PORT: u16 = 8443;
+const UDP_PORT: u16 = 5353;
+
+/// Start rs`i+1`'s TLS and UDP server (kept as `w.servers[3 + i]`).
+fn start_tls_udp(w: &mut World, i: usize, cert: &std::path::Path, key: &std::path::Path) {
+    let name = format!("rs{}", i + 1);
+    std::fs::create_dir_all(w.flags(i)).unwrap();
+    let child = Command::new("ip")
+        .args(["netns", "exec", &w.lab.ns(&name), "python3", "-c"])
+        .args([TLS_UDP_SERVER, &name])
+        .args([cert, key])
+        .arg(w.flags(i))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("python3");
+    w.servers[3 + i] = Some(child);
+    let addr = SocketAddr::from((w.lab.rips[i], TLS_PORT));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while in_ns(&w.lab.ns(&name), move || {
+        std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(300)).is_err()
+    }) {
+        assert!(
+            Instant::now() < deadline,
+            "{name}'s TLS server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn netns_health_ssl_get_dns_check_udp_check() {
+    let Some(mut w) = setup("ssl") else { return };
+    w.servers.extend([None, None, None]);
+    let rips = w.lab.rips.clone();
+    // A self-signed certificate for a name that is not the address checked.
+    let cert = rcgen::generate_simple_self_signed(vec!["www.example.com".into()]).unwrap();
+    let (cert_file, key_file) = (w.dir.join("cert.pem"), w.dir.join("key.pem"));
+    std::fs::write(&cert_file, cert.cert.pem()).unwrap();
+    std::fs::write(&key_file, cert.key_pair.serialize_pem()).unwrap();
+    for i in 0..3 {
+        start_tls_udp(&mut w, i, &cert_file, &key_file);
+    }
+    let timing = "      connect_timeout 1\n      retry 1\n      delay_before_retry 1\n";
+    let ssl: String = rips
+        .iter()
+        .map(|r| {
+            format!(
+                "  real_server {r} {TLS_PORT} {{\n    SSL_GET {{\n      url {{\n        path /\n        \
+                 status_code 200\n      }}\n      virtualhost www.example.com\n      enable_sni\n{timing}    }}\n    \
+                 SMTP_CHECK {{\n      connect_port 2525\n      helo_name rvs.test\n{timing}    }}\n  }}\n"
+            )
+        })
+        .collect();
+    // rs1: DNS_CHECK; rs2: UDP_CHECK with a required reply (the query's
+    // id); rs3: UDP_CHECK without: only a port unreachable fails it.
+    let query = "abcd 0100 0001 0000 0000 0000 07 6578616d706c65 03 636f6d 00 0001 0001";
+    let udp = format!(
+        "  real_server {} {UDP_PORT} {{\n    DNS_CHECK {{\n      type A\n      name example.com\n{timing}    }}\n  }}\n\
+         \x20 real_server {} {UDP_PORT} {{\n    UDP_CHECK {{\n      payload {query}\n      require_reply abcd\n{timing}    }}\n  }}\n\
+         \x20 real_server {} {UDP_PORT} {{\n    UDP_CHECK {{\n      payload {query}\n{timing}    }}\n  }}\n",
+        rips[0], rips[1], rips[2]
+    );
+    let conf = format!(
+        "virtual_server {vip} {TLS_PORT} {{\n  delay_loop 1\n  lb_algo rr\n  lb_kind DR\n  protocol TCP\n{ssl}}}\n\
+         virtual_server {vip} {UDP_PORT} {{\n  delay_loop 1\n  lb_algo rr\n  lb_kind DR\n  protocol UDP\n{udp}}}\n",
+        vip = w.lab.vip
+    );
+    let h = w.health(&conf, "s");
+    let all: Vec<(Ipv4Addr, u64)> = rips.iter().map(|r| (*r, 1)).collect();
+    let without = |i: usize| -> Vec<(Ipv4Addr, u64)> {
+        all.iter().copied().filter(|(r, _)| *r != rips[i]).collect()
+    };
+    w.wait_table_at("-t", TLS_PORT, &all, Duration::from_secs(10), &h);
+    w.wait_table_at("-u", UDP_PORT, &all, Duration::from_secs(10), &h);
+    // SMTP_CHECK greets every server.
+    for i in 0..3 {
+        let deadline = Instant::now() + UP_BOUND;
+        while std::fs::read_to_string(w.flags(i).join("helo")).unwrap_or_default()
+            != "HELO rvs.test\r\n"
+        {
+            assert!(Instant::now() < deadline, "rs{}\n{}", i + 1, h.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    // Every SSL_GET sends the virtualhost as SNI (checkers start up: the
+    // first checks come within a delay_loop).
+    for i in 0..3 {
+        let deadline = Instant::now() + UP_BOUND;
+        loop {
+            let sni = std::fs::read_to_string(w.flags(i).join("sni")).unwrap_or_default();
+            if sni == "www.example.com" {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "rs{}: SNI {sni:?}\n{}",
+                i + 1,
+                h.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    // rs3 stops: SSL_GET fails (refused) and UDP_CHECK gets the port
+    // unreachable: it leaves both services; started again, it returns.
+    w.stop_server(3 + 2);
+    let took = w.wait_table_at("-t", TLS_PORT, &without(2), DOWN_BOUND, &h);
+    eprintln!("rs3 left the TLS service after {took:?}");
+    let took = w.wait_table_at("-u", UDP_PORT, &without(2), DOWN_BOUND, &h);
+    eprintln!("rs3 left the UDP service after {took:?}");
+    start_tls_udp(&mut w, 2, &cert_file, &key_file);
+    w.wait_table_at("-t", TLS_PORT, &all, UP_BOUND, &h);
+    w.wait_table_at("-u", UDP_PORT, &all, UP_BOUND, &h);
+
+    // rs1 stops: DNS_CHECK fails; rs2 stops: UDP_CHECK's reply is missing.
+    w.stop_server(3);
+    w.stop_server(3 + 1);
+    let only3 = vec![(rips[2], 1)];
+    w.wait_table_at("-u", UDP_PORT, &only3, DOWN_BOUND, &h);
+    w.wait_table_at("-t", TLS_PORT, &only3, DOWN_BOUND, &h);
+    start_tls_udp(&mut w, 0, &cert_file, &key_file);
+    start_tls_udp(&mut w, 1, &cert_file, &key_file);
+    w.wait_table_at("-u", UDP_PORT, &all, UP_BOUND, &h);
+    let log = h.log();
+    let rs1 = format!("[{}]:udp:{UDP_PORT}", rips[0]);
+    assert!(log.contains(&format!("DNS_CHECK ({rs1})")), "{log}");
+    let rs2 = format!("[{}]:udp:{UDP_PORT}", rips[1]);
+    assert!(
+        log.contains(&format!("UDP_CHECK on service {rs2} failed")),
+        "{log}"
+    );
+    let smtp1 = format!("[{}]:tcp:2525", rips[0]);
+    assert!(
+        log.contains(&format!("SMTP_CHECK Error connecting to server {smtp1}")),
+        "{log}"
+    );
+}
+
+/// Checks run concurrently: two real servers that accept and never answer
+/// (each check holds its connection for its 5 s connect_timeout) do not
+/// delay the detection of a third one's failure, which stays within its
+/// own bound (checked one after the other, it would take over 10 s more).
+#[test]
+fn netns_health_hung_servers_do_not_delay_others() {
+    let Some(mut w) = setup("hung") else { return };
+    let rips = w.lab.rips.clone();
+    let real = |rip: Ipv4Addr, timeout: u32| {
+        format!(
+            "  real_server {rip} {PORT} {{\n    HTTP_GET {{\n      url {{\n        path /\n      }}\n      \
+             connect_timeout {timeout}\n      retry 1\n      delay_before_retry 1\n    }}\n  }}\n"
+        )
+    };
+    let reals = vec![real(rips[0], 5), real(rips[1], 5), real(rips[2], 1)];
+    let h = w.health(&http_conf(&w.lab, "", &reals), "h");
+    let all: Vec<(Ipv4Addr, u64)> = rips.iter().map(|r| (*r, 1)).collect();
+    w.wait_table(&all, Duration::from_secs(10), &h);
+    // Let a round of checks pass, then rs1 and rs2 hang and rs3 stops.
+    std::thread::sleep(Duration::from_millis(1500));
+    for i in 0..2 {
+        std::fs::write(w.flags(i).join("hang"), "").unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    w.stop_server(2);
+    let took = w.wait_table(&all[..2], DOWN_BOUND, &h);
+    eprintln!("rs3 left the table after {took:?} while rs1 and rs2 hang");
+    // The hung ones go too, after their own longer bound.
+    w.wait_table(&[], Duration::from_secs(1 + 5 + 1 + 5 + 4), &h);
+    let log = h.log();
+    assert!(log.contains("Timeout reading data to"), "{log}");
+}
+
+/// Set `name` to `value` inside namespace `ns`.
+fn ns_sysctl(ns: &str, name: &str, value: &str) {
+    let st = Command::new("ip")
+        .args(["netns", "exec", ns, "sysctl", "-q", "-w"])
+        .arg(format!("{name}={value}"))
+        .status()
+        .expect("sysctl");
+    assert!(st.success(), "sysctl {name}={value} in {ns}");
+}
+
+/// PING_CHECK: a real server that ignores echoes leaves the table and
+/// returns when it answers again; first through raw sockets (root's group
+/// is outside the default `net.ipv4.ping_group_range` "1 0"), then through
+/// ping sockets once the director's namespace allows them.
+#[test]
+fn netns_health_ping_check_raw_and_ping_sockets() {
+    let Some(w) = setup("ping") else { return };
+    let rips = w.lab.rips.clone();
+    let reals: String = rips
+        .iter()
+        .map(|r| {
+            format!(
+                "  real_server {r} {PORT} {{\n    PING_CHECK {{\n      connect_timeout 1\n      \
+                 retry 1\n      delay_before_retry 1\n    }}\n  }}\n"
+            )
+        })
+        .collect();
+    let conf = http_conf(&w.lab, "", &[reals]);
+    let all: Vec<(Ipv4Addr, u64)> = rips.iter().map(|r| (*r, 1)).collect();
+    let without = |i: usize| -> Vec<(Ipv4Addr, u64)> {
+        all.iter().copied().filter(|(r, _)| *r != rips[i]).collect()
+    };
+    let director = w.lab.ns("director");
+    ns_sysctl(&director, "net.ipv4.ping_group_range", "1 0");
+    for (round, i) in [(0, 1), (1, 2)] {
+        if round == 1 {
+            ns_sysctl(&director, "net.ipv4.ping_group_range", "0 2147483647");
+        }
+        let h = w.health(&conf, &format!("p{round}"));
+        w.wait_table(&all, Duration::from_secs(10), &h);
+        let rs = w.lab.ns(&format!("rs{}", i + 1));
+        ns_sysctl(&rs, "net.ipv4.icmp_echo_ignore_all", "1");
+        let took = w.wait_table(&without(i), DOWN_BOUND, &h);
+        eprintln!("round {round}: rs{} left after {took:?}", i + 1);
+        ns_sysctl(&rs, "net.ipv4.icmp_echo_ignore_all", "0");
+        w.wait_table(&all, UP_BOUND, &h);
+        let log = h.log();
+        assert_eq!(log.contains("using raw ICMP sockets"), round == 0, "{log}");
+        assert!(
+            log.contains(&format!(
+                "ICMP connection to address {} failed (timeout).",
+                rips[i]
+            )),
+            "{log}"
+        );
     }
 }

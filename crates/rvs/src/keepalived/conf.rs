@@ -148,6 +148,8 @@ pub struct Checker {
     pub bindto: Option<IpAddr>,
     /// `bind_port`: source port.
     pub bind_port: Option<u16>,
+    /// `fwmark`: the mark (SO_MARK) of the checker's packets.
+    pub fwmark: Option<u32>,
     /// Timing.
     pub timing: Timing,
     /// `alpha` (its own or the virtual server's).
@@ -161,10 +163,12 @@ pub struct Checker {
 pub enum CheckKind {
     /// `TCP_CHECK`: a connect.
     Tcp,
-    /// `HTTP_GET` (`tls` false) or `SSL_GET` (true; parsed, not run yet).
+    /// `HTTP_GET` (`tls` false) or `SSL_GET` (true).
     Http {
         /// SSL_GET.
         tls: bool,
+        /// `enable_sni`: SSL_GET sends the virtualhost as SNI.
+        sni: bool,
         /// The `url` blocks.
         urls: Vec<Url>,
         /// `virtualhost` of the checker (or of the virtual server).
@@ -181,7 +185,52 @@ pub enum CheckKind {
         /// `misc_dynamic`.
         dynamic: bool,
     },
+    /// `DNS_CHECK`: one UDP query; up on a reply with the query's id and
+    /// rcode 0.
+    Dns {
+        /// `type` as its RR type number (default SOA, 6).
+        qtype: u16,
+        /// `name` (default ".").
+        name: String,
+    },
+    /// `SMTP_CHECK`: the 220 banner, `HELO helo_name` answered by 250.
+    Smtp {
+        /// `helo_name` (default keepalived's `smtpchecker.keepalived.org`).
+        helo: String,
+    },
+    /// `UDP_CHECK`: a datagram of `payload`.
+    Udp {
+        /// `payload` (hex in the file; empty: an empty datagram).
+        payload: Vec<u8>,
+        /// `require_reply`: a reply must come (`Some`), and start with these
+        /// bytes when not empty (only then are the lengths checked, as in
+        /// keepalived's check_udp.c).
+        require_reply: Option<Vec<u8>>,
+        /// The wildcard nibbles (`x`) of `require_reply`'s data: bits set
+        /// are not compared (empty: none).
+        reply_mask: Vec<u8>,
+        /// `min_reply_length` (default 0).
+        min_len: u16,
+        /// `max_reply_length` (default 255).
+        max_len: u16,
+    },
+    /// `PING_CHECK`: an ICMP (ICMPv6) echo answered.
+    Ping,
 }
+
+/// keepalived's DNS_CHECK types and their RR type numbers.
+pub const DNS_TYPES: [(&str, u16); 7] = [
+    ("A", 1),
+    ("NS", 2),
+    ("CNAME", 5),
+    ("SOA", 6),
+    ("MX", 15),
+    ("TXT", 16),
+    ("AAAA", 28),
+];
+
+/// keepalived's default SMTP_CHECK `helo_name` (check_smtp.h).
+pub const SMTP_DEFAULT_HELO: &str = "smtpchecker.keepalived.org";
 
 /// A `url` block.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -700,9 +749,9 @@ fn real_server(
             "notify_down" => rs.notify_down = Some(script(c)?),
             "uthreshold" => rs.uthreshold = number(c, 0, u32::MAX.into())? as u32,
             "lthreshold" => rs.lthreshold = number(c, 0, u32::MAX.into())? as u32,
-            "TCP_CHECK" | "HTTP_GET" | "SSL_GET" | "MISC_CHECK" => checker_nodes.push(c),
-            "SMTP_CHECK" | "DNS_CHECK" | "UDP_CHECK" | "PING_CHECK" | "BFD_CHECK"
-            | "FILE_CHECK" => {
+            "TCP_CHECK" | "HTTP_GET" | "SSL_GET" | "MISC_CHECK" | "SMTP_CHECK" | "DNS_CHECK"
+            | "UDP_CHECK" | "PING_CHECK" => checker_nodes.push(c),
+            "BFD_CHECK" | "FILE_CHECK" => {
                 warnings.push(format!(
                     "{}: {} is not supported by rvs yet; the checker is ignored",
                     c.pos, c.key
@@ -715,8 +764,8 @@ fn real_server(
     let inh = inh.over(parent);
     rs.inhibit_on_failure = inh.inhibit_on_failure.unwrap_or(false);
     for c in checker_nodes {
-        let ck = checker(c, &rs, inh, virtualhost, warnings)?;
-        rs.checkers.push(ck);
+        let cks = checker(c, &rs, inh, virtualhost, warnings)?;
+        rs.checkers.extend(cks);
     }
     Ok(rs)
 }
@@ -730,106 +779,280 @@ fn script(n: &Node) -> Result<String, ConfError> {
     Ok(n.args.join(" "))
 }
 
+/// The connection options every checker but MISC_CHECK takes (keepalived's
+/// `install_checker_common_keywords`), also those of an SMTP `host` block.
+#[derive(Debug, Clone, Copy, Default)]
+struct ConnOpts {
+    connect_ip: Option<IpAddr>,
+    connect_port: Option<u16>,
+    bindto: Option<IpAddr>,
+    bind_port: Option<u16>,
+    fwmark: Option<u32>,
+    connect_timeout: Option<Duration>,
+}
+
+impl ConnOpts {
+    /// Take a connection keyword; false if `c` is not one.
+    fn take(&mut self, c: &Node, warnings: &mut Vec<String>) -> Result<bool, ConfError> {
+        match c.key.as_str() {
+            "connect_ip" => self.connect_ip = Some(ip(&c.pos, value(c)?)?),
+            "connect_port" => self.connect_port = Some(port(&c.pos, value(c)?)?),
+            "bindto" => self.bindto = Some(ip(&c.pos, value(c)?)?),
+            "bind_port" => self.bind_port = Some(port(&c.pos, value(c)?)?),
+            "fwmark" => self.fwmark = Some(number(c, 0, u32::MAX.into())? as u32),
+            "connect_timeout" => self.connect_timeout = Some(duration(c)?),
+            "bind_if" => unsupported(c, warnings),
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    fn over(self, parent: ConnOpts) -> ConnOpts {
+        ConnOpts {
+            connect_ip: self.connect_ip.or(parent.connect_ip),
+            connect_port: self.connect_port.or(parent.connect_port),
+            bindto: self.bindto.or(parent.bindto),
+            bind_port: self.bind_port.or(parent.bind_port),
+            fwmark: self.fwmark.or(parent.fwmark),
+            connect_timeout: self.connect_timeout.or(parent.connect_timeout),
+        }
+    }
+}
+
+/// keepalived's hex strings (`read_hex_str`, UDP_CHECK `payload` and
+/// `require_reply`): words of hex digits, two digits an octet, a digit
+/// alone before a blank or the end an octet of its own ("7" is 0x07);
+/// with `wildcard`, `x` is a nibble that matches anything. The octets and
+/// their mask (bits set: wildcard; empty when there is none).
+fn hex_str(n: &Node, wildcard: bool) -> Result<(Vec<u8>, Vec<u8>), ConfError> {
+    no_block(n)?;
+    let text = n.args.join(" ");
+    let bad = || err_at(&n.pos, format!("invalid hex string for '{}'", n.key));
+    let nibble = |c: char| -> Result<(u8, u8), ConfError> {
+        match c.to_digit(16) {
+            Some(d) => Ok((d as u8, 0)),
+            None if wildcard && c.eq_ignore_ascii_case(&'x') => Ok((0, 0x0f)),
+            None => Err(bad()),
+        }
+    };
+    let (mut data, mut mask) = (Vec::new(), Vec::new());
+    let mut it = text.chars().peekable();
+    loop {
+        while it.next_if(|c| *c == ' ' || *c == '\t').is_some() {}
+        let Some(c) = it.next() else { break };
+        let (mut v, mut m) = nibble(c)?;
+        if let Some(c2) = it.next_if(|c| *c != ' ' && *c != '\t') {
+            let (v2, m2) = nibble(c2)?;
+            (v, m) = (v << 4 | v2, m << 4 | m2);
+        }
+        data.push(v);
+        mask.push(m);
+    }
+    if data.is_empty() {
+        return Err(bad());
+    }
+    if mask.iter().all(|&m| m == 0) {
+        mask.clear();
+    }
+    Ok((data, mask))
+}
+
+/// One checker block: one checker, or one per `host` of an SMTP_CHECK.
 fn checker(
     n: &Node,
     rs: &RealServer,
     parent: Inherit,
     vs_virtualhost: Option<&str>,
     warnings: &mut Vec<String>,
-) -> Result<Checker, ConfError> {
+) -> Result<Vec<Checker>, ConfError> {
     let body = block(n)?;
     let mut inh = Inherit::default();
-    let mut connect_ip = None;
-    let mut connect_port = None;
-    let mut bindto = None;
-    let mut bind_port = None;
+    let mut co = ConnOpts::default();
     let mut urls = Vec::new();
     let mut virtualhost = None;
     let mut http_protocol = "1.0".to_string();
+    let mut sni = false;
     let mut misc_path = None;
     let mut misc_timeout = None;
     let mut misc_dynamic = false;
-    let is_http = matches!(n.key.as_str(), "HTTP_GET" | "SSL_GET");
-    let is_misc = n.key == "MISC_CHECK";
+    let mut dns_type = 6;
+    let mut dns_name = ".".to_string();
+    let mut helo = SMTP_DEFAULT_HELO.to_string();
+    let mut hosts = Vec::new();
+    let mut payload = Vec::new();
+    let mut require_reply = None;
+    let mut reply_mask = Vec::new();
+    let mut min_len = 0u16;
+    let mut max_len = 255u16;
+    let kind = n.key.as_str();
+    let is_misc = kind == "MISC_CHECK";
     for c in body {
+        if !is_misc && c.key != "connect_timeout" && co.take(c, warnings)? {
+            continue;
+        }
         if inh.take(c)? {
             continue;
         }
-        match c.key.as_str() {
-            "connect_ip" if !is_misc => connect_ip = Some(ip(&c.pos, value(c)?)?),
-            "connect_port" if !is_misc => connect_port = Some(port(&c.pos, value(c)?)?),
-            "bindto" if !is_misc => bindto = Some(ip(&c.pos, value(c)?)?),
-            "bind_port" if !is_misc => bind_port = Some(port(&c.pos, value(c)?)?),
-            "bind_if" | "fwmark" if !is_misc => unsupported(c, warnings),
-            "log_all_failures" => {
+        match (kind, c.key.as_str()) {
+            (_, "log_all_failures") => {
                 flag(c)?;
             }
-            "url" if is_http => urls.push(url(c, warnings)?),
-            "virtualhost" if is_http => virtualhost = Some(value(c)?.to_string()),
-            "http_protocol" if is_http => {
+            ("HTTP_GET" | "SSL_GET", "url") => urls.push(url(c, warnings)?),
+            ("HTTP_GET" | "SSL_GET", "virtualhost") => virtualhost = Some(value(c)?.to_string()),
+            ("HTTP_GET" | "SSL_GET", "http_protocol") => {
                 http_protocol = match value(c)? {
                     v @ ("1.0" | "1.0C" | "1.1") => v.to_string(),
                     v => return Err(err_at(&c.pos, format!("unknown http_protocol '{v}'"))),
                 }
             }
-            "fast_recovery" | "enable_sni" | "sni_name" | "tls_compliant" if is_http => {
+            ("SSL_GET", "enable_sni") => sni = flag(c)?,
+            ("HTTP_GET" | "SSL_GET", "fast_recovery" | "sni_name" | "tls_compliant") => {
                 unsupported(c, warnings)
             }
-            "misc_path" if is_misc => misc_path = Some(script(c)?),
-            "misc_timeout" if is_misc => misc_timeout = Some(duration(c)?),
-            "misc_dynamic" if is_misc => misc_dynamic = flag(c)?,
-            "user" if is_misc => unsupported(c, warnings),
+            ("MISC_CHECK", "misc_path") => misc_path = Some(script(c)?),
+            ("MISC_CHECK", "misc_timeout") => misc_timeout = Some(duration(c)?),
+            ("MISC_CHECK", "misc_dynamic") => misc_dynamic = flag(c)?,
+            ("MISC_CHECK", "user") => unsupported(c, warnings),
+            // keepalived reports a bad type or name and ignores it.
+            ("DNS_CHECK", "type") => {
+                let v = value(c)?;
+                match DNS_TYPES.iter().find(|(t, _)| t.eq_ignore_ascii_case(v)) {
+                    Some(&(_, n)) => dns_type = n,
+                    None => warnings.push(format!(
+                        "{}: Unknown DNS check type {v} - ignoring (A NS CNAME SOA MX TXT AAAA)",
+                        c.pos
+                    )),
+                }
+            }
+            ("DNS_CHECK", "name") => {
+                let v = value(c)?;
+                let labels_ok = v == "."
+                    || v.trim_end_matches('.')
+                        .split('.')
+                        .all(|l| !l.is_empty() && l.len() <= 63);
+                if labels_ok && v.len() <= 253 {
+                    dns_name = v.to_string();
+                } else {
+                    warnings.push(format!(
+                        "{}: DNS_CHECK name '{v}' has an empty or over-long label - ignoring",
+                        c.pos
+                    ));
+                }
+            }
+            ("SMTP_CHECK", "helo_name") => helo = value(c)?.to_string(),
+            ("SMTP_CHECK", "host") => {
+                let mut h = ConnOpts::default();
+                for hc in block(c)? {
+                    if !h.take(hc, warnings)? {
+                        unknown(hc, warnings);
+                    }
+                }
+                hosts.push(h);
+                warnings.push(format!(
+                    "{}: The SMTP_CHECK host block is deprecated. Please define additional checkers.",
+                    c.pos
+                ));
+            }
+            ("UDP_CHECK", "payload") => payload = hex_str(c, false)?.0,
+            ("UDP_CHECK", "require_reply") => {
+                if c.args.is_empty() {
+                    no_block(c)?;
+                    require_reply = Some(Vec::new());
+                } else {
+                    let (d, m) = hex_str(c, true)?;
+                    require_reply = Some(d);
+                    reply_mask = m;
+                }
+            }
+            ("UDP_CHECK", "min_reply_length") => min_len = number(c, 0, 65535)? as u16,
+            ("UDP_CHECK", "max_reply_length") => max_len = number(c, 0, 65535)? as u16,
             _ => unknown(c, warnings),
         }
+    }
+    if kind == "UDP_CHECK" && min_len > max_len {
+        warnings.push(format!(
+            "{}: UDP_CHECK min_reply_length {min_len} > max_reply_length {max_len} - will always fail",
+            n.pos
+        ));
     }
     let inh = inh.over(parent);
     let delay_loop = inh.delay_loop.unwrap_or(DEFAULT_DELAY_LOOP);
     let timing = Timing {
         delay_loop,
         connect_timeout: inh.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT),
-        retry: inh.retry.unwrap_or(if is_misc { 0 } else { 1 }),
-        delay_before_retry: inh.delay_before_retry.unwrap_or(if is_http {
-            Duration::from_secs(3)
-        } else {
-            Duration::from_secs(1)
+        retry: inh.retry.unwrap_or(match kind {
+            "MISC_CHECK" => 0,
+            // check_dns.h: DNS_DEFAULT_RETRY.
+            "DNS_CHECK" => 3,
+            _ => 1,
+        }),
+        delay_before_retry: inh.delay_before_retry.unwrap_or(match kind {
+            "HTTP_GET" | "SSL_GET" => Duration::from_secs(3),
+            // check_dns.c: default_delay_before_retry 0, "will default to
+            // delay_loop".
+            "DNS_CHECK" => delay_loop,
+            _ => Duration::from_secs(1),
         }),
         warmup: inh.warmup,
     };
-    let kind = match n.key.as_str() {
+    let kind = match kind {
         "TCP_CHECK" => CheckKind::Tcp,
         "MISC_CHECK" => CheckKind::Misc {
             path: misc_path.ok_or_else(|| err_at(&n.pos, "MISC_CHECK needs misc_path"))?,
             timeout: misc_timeout.unwrap_or(delay_loop),
             dynamic: misc_dynamic,
         },
+        "DNS_CHECK" => CheckKind::Dns {
+            qtype: dns_type,
+            name: dns_name,
+        },
+        "SMTP_CHECK" => CheckKind::Smtp { helo },
+        "UDP_CHECK" => CheckKind::Udp {
+            payload,
+            require_reply,
+            reply_mask,
+            min_len,
+            max_len,
+        },
+        "PING_CHECK" => CheckKind::Ping,
         _ => {
             if urls.is_empty() {
                 return Err(err_at(&n.pos, format!("{} needs a url block", n.key)));
             }
-            if n.key == "SSL_GET" {
-                warnings.push(format!(
-                    "{}: SSL_GET is not run by rvs yet: the checker always fails",
-                    n.pos
-                ));
-            }
             CheckKind::Http {
                 tls: n.key == "SSL_GET",
+                sni,
                 urls,
                 virtualhost: virtualhost.or(vs_virtualhost.map(str::to_string)),
                 http_protocol,
             }
         }
     };
-    Ok(Checker {
-        kind,
-        connect_ip: connect_ip.unwrap_or(rs.addr),
-        connect_port: connect_port.unwrap_or(rs.port),
-        bindto,
-        bind_port,
-        timing,
-        alpha: inh.alpha.unwrap_or(false),
-        pos: n.pos.clone(),
-    })
+    // An SMTP_CHECK with `host` blocks checks each host (keepalived 2.x makes
+    // them separate checkers); unset options come from the checker's own.
+    if hosts.is_empty() {
+        hosts.push(ConnOpts::default());
+    }
+    Ok(hosts
+        .into_iter()
+        .map(|h| {
+            let h = h.over(co);
+            Checker {
+                kind: kind.clone(),
+                connect_ip: h.connect_ip.unwrap_or(rs.addr),
+                connect_port: h.connect_port.unwrap_or(rs.port),
+                bindto: h.bindto,
+                bind_port: h.bind_port,
+                fwmark: h.fwmark,
+                timing: Timing {
+                    connect_timeout: h.connect_timeout.unwrap_or(timing.connect_timeout),
+                    ..timing
+                },
+                alpha: inh.alpha.unwrap_or(false),
+                pos: n.pos.clone(),
+            }
+        })
+        .collect())
 }
 
 /// `status_code 200 301-302 …`.
@@ -1044,6 +1267,7 @@ virtual_server fwmark 7 {
             urls,
             virtualhost,
             http_protocol,
+            ..
         } = &http.kind
         else {
             panic!("{http:?}")
@@ -1145,7 +1369,7 @@ virtual_server fwmark 7 {
     fn unknown_keywords_warn_with_file_and_line() {
         let (c, w) = parse(
             "frobnicate 1\nvirtual_server 10.0.0.1 80 {\n  bogus_key 1\n  real_server 10.0.0.2 80 {\n    \
-             weight 2\n    funky\n    TCP_CHECK { wat 3 }\n    DNS_CHECK { type A }\n  }\n}\n",
+             weight 2\n    funky\n    TCP_CHECK { wat 3 }\n    BFD_CHECK { name x }\n  }\n}\n",
         )
         .unwrap();
         assert_eq!(
@@ -1154,12 +1378,166 @@ virtual_server fwmark 7 {
                 "k.conf:1: Unknown keyword 'frobnicate'",
                 "k.conf:3: Unknown keyword 'bogus_key'",
                 "k.conf:6: Unknown keyword 'funky'",
-                "k.conf:8: DNS_CHECK is not supported by rvs yet; the checker is ignored",
+                "k.conf:8: BFD_CHECK is not supported by rvs yet; the checker is ignored",
                 "k.conf:7: Unknown keyword 'wat'",
             ]
         );
         assert_eq!(c.services[0].reals[0].weight, 2);
         assert_eq!(c.services[0].reals[0].checkers.len(), 1);
+    }
+
+    #[test]
+    fn ssl_dns_smtp_udp_ping_checkers() {
+        let (c, w) = parse(
+            "virtual_server 10.0.0.1 443 {\n  delay_loop 3\n  real_server 10.0.0.2 443 {\n    \
+             SSL_GET {\n      url { path /h }\n      virtualhost www.example.com\n      \
+             enable_sni\n      connect_port 8443\n      bindto 10.0.0.9\n      bind_port 999\n      \
+             fwmark 7\n      connect_timeout 2\n    }\n    \
+             DNS_CHECK {\n      type aaaa\n      name example.com.\n      connect_ip 10.0.0.3\n    }\n    \
+             DNS_CHECK {\n    }\n    \
+             SMTP_CHECK {\n      helo_name me.example\n      connect_port 25\n      \
+             host {\n        connect_ip 10.0.0.4\n        connect_timeout 4\n      }\n      \
+             host {\n        connect_ip 10.0.0.5\n        connect_port 587\n      }\n    }\n    \
+             SMTP_CHECK {\n    }\n    \
+             UDP_CHECK {\n      payload 1 02ab\n      require_reply 0304 5x\n      \
+             min_reply_length 2\n      max_reply_length 9\n    }\n    \
+             UDP_CHECK {\n      require_reply\n    }\n    \
+             PING_CHECK {\n      connect_ip 10.0.0.6\n      retry 5\n    }\n  }\n}\n",
+        )
+        .unwrap();
+        assert_eq!(
+            w,
+            [
+                "k.conf:24: The SMTP_CHECK host block is deprecated. Please define additional checkers.",
+                "k.conf:28: The SMTP_CHECK host block is deprecated. Please define additional checkers.",
+            ]
+        );
+        let ck = &c.services[0].reals[0].checkers;
+        assert_eq!(ck.len(), 9);
+        let CheckKind::Http {
+            tls,
+            sni,
+            virtualhost,
+            ..
+        } = &ck[0].kind
+        else {
+            panic!("{:?}", ck[0])
+        };
+        assert!(*tls && *sni);
+        assert_eq!(virtualhost.as_deref(), Some("www.example.com"));
+        assert_eq!(ck[0].connect_port, 8443);
+        assert_eq!(ck[0].bindto, Some(ip("10.0.0.9")));
+        assert_eq!(ck[0].bind_port, Some(999));
+        assert_eq!(ck[0].fwmark, Some(7));
+        assert_eq!(ck[0].timing.connect_timeout, Duration::from_secs(2));
+        assert_eq!(
+            ck[1].kind,
+            CheckKind::Dns {
+                qtype: 28,
+                name: "example.com.".into()
+            }
+        );
+        assert_eq!(ck[1].connect_ip, ip("10.0.0.3"));
+        assert_eq!(
+            ck[1].timing.retry, 3,
+            "DNS_CHECK retries 3 times by default"
+        );
+        assert_eq!(
+            ck[1].timing.delay_before_retry,
+            Duration::from_secs(3),
+            "DNS_CHECK retries after delay_loop by default"
+        );
+        assert_eq!(
+            ck[2].kind,
+            CheckKind::Dns {
+                qtype: 6,
+                name: ".".into()
+            },
+            "SOA of the root by default"
+        );
+        assert_eq!(ck[2].connect_ip, ip("10.0.0.2"));
+        // SMTP: one checker per host, options from the checker's own.
+        let helo = CheckKind::Smtp {
+            helo: "me.example".into(),
+        };
+        assert_eq!(
+            (&ck[3].kind, ck[3].connect_ip, ck[3].connect_port),
+            (&helo, ip("10.0.0.4"), 25)
+        );
+        assert_eq!(ck[3].timing.connect_timeout, Duration::from_secs(4));
+        assert_eq!(
+            (&ck[4].kind, ck[4].connect_ip, ck[4].connect_port),
+            (&helo, ip("10.0.0.5"), 587)
+        );
+        assert_eq!(ck[4].timing.connect_timeout, DEFAULT_CONNECT_TIMEOUT);
+        assert_eq!(
+            ck[5].kind,
+            CheckKind::Smtp {
+                helo: SMTP_DEFAULT_HELO.into()
+            }
+        );
+        assert_eq!(
+            (ck[5].connect_ip, ck[5].connect_port),
+            (ip("10.0.0.2"), 443)
+        );
+        assert_eq!(
+            ck[6].kind,
+            CheckKind::Udp {
+                payload: vec![1, 2, 0xab],
+                require_reply: Some(vec![3, 4, 0x50]),
+                reply_mask: vec![0, 0, 0x0f],
+                min_len: 2,
+                max_len: 9
+            }
+        );
+        assert_eq!(
+            ck[7].kind,
+            CheckKind::Udp {
+                payload: vec![],
+                require_reply: Some(vec![]),
+                reply_mask: vec![],
+                min_len: 0,
+                max_len: 255
+            }
+        );
+        assert_eq!(ck[8].kind, CheckKind::Ping);
+        assert_eq!(ck[8].connect_ip, ip("10.0.0.6"));
+        assert_eq!(ck[8].timing.retry, 5);
+
+        let e = |t: &str| parse(t).unwrap_err().to_string();
+        let one = |body: &str| {
+            format!(
+                "virtual_server 10.0.0.1 53 {{\n real_server 10.0.0.2 53 {{\n  {body}\n }}\n}}\n"
+            )
+        };
+        let (c, w) = parse(&one("DNS_CHECK {\n type PTR\n name a..b\n }")).unwrap();
+        assert_eq!(
+            w,
+            [
+                "k.conf:4: Unknown DNS check type PTR - ignoring (A NS CNAME SOA MX TXT AAAA)",
+                "k.conf:5: DNS_CHECK name 'a..b' has an empty or over-long label - ignoring"
+            ]
+        );
+        assert_eq!(
+            c.services[0].reals[0].checkers[0].kind,
+            CheckKind::Dns {
+                qtype: 6,
+                name: ".".into()
+            }
+        );
+        assert_eq!(
+            e(&one("UDP_CHECK { payload 0g }")),
+            "k.conf:3: invalid hex string for 'payload'"
+        );
+        assert_eq!(
+            e(&one("UDP_CHECK { payload 0x }")),
+            "k.conf:3: invalid hex string for 'payload'"
+        );
+        let (_, w) = parse(&one(
+            "UDP_CHECK {\n min_reply_length 9\n max_reply_length 2\n }",
+        ))
+        .unwrap();
+        assert!(w[0].contains("will always fail"), "{w:?}");
     }
 
     #[test]
@@ -1229,7 +1607,7 @@ virtual_server fwmark 7 {
         assert_eq!(ck.timing.delay_loop, Duration::from_secs(6));
 
         let (c, w) = load("keepalived.conf.status_code");
-        assert!(w.iter().all(|w| w.contains("SSL_GET")), "{w:?}");
+        assert!(w.is_empty(), "{w:?}");
         let CheckKind::Http { tls, urls, .. } = &c.services[0].reals[0].checkers[0].kind else {
             panic!()
         };

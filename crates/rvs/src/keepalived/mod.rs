@@ -36,7 +36,8 @@ Usage: rvs health run FILE [--state PATH] [--threads N] [--socket S]
 
   run FILE     read keepalived.conf FILE (its virtual_server blocks), put its
                services and real servers into rvsd as one atomic batch, then
-               check every real server (TCP_CHECK, HTTP_GET, MISC_CHECK) and
+               check every real server (TCP_CHECK, HTTP_GET, SSL_GET,
+               DNS_CHECK, SMTP_CHECK, UDP_CHECK, PING_CHECK, MISC_CHECK) and
                add, remove or zero them as keepalived does; runs until
                SIGTERM/SIGINT and leaves the table as it is then; SIGHUP
                reloads FILE: only what differs changes, real servers with

@@ -129,6 +129,10 @@ fn describe(ck: &Checker) -> (String, String) {
         CheckKind::Http { tls: false, .. } => ("HTTP_GET".into(), target),
         CheckKind::Http { tls: true, .. } => ("SSL_GET".into(), target),
         CheckKind::Misc { path, .. } => ("MISC_CHECK".into(), path.clone()),
+        CheckKind::Dns { .. } => ("DNS_CHECK".into(), target),
+        CheckKind::Smtp { .. } => ("SMTP_CHECK".into(), target),
+        CheckKind::Udp { .. } => ("UDP_CHECK".into(), target),
+        CheckKind::Ping => ("PING_CHECK".into(), ck.connect_ip.to_string()),
     }
 }
 
@@ -139,6 +143,13 @@ fn success_line(ck: &Checker) -> String {
         CheckKind::Tcp => format!("TCP connection to {t} success."),
         CheckKind::Http { .. } => format!("Remote Web server {t} succeed on service."),
         CheckKind::Misc { path, .. } => format!("Misc check for [{path}] success."),
+        CheckKind::Dns { .. } => format!("DNS_CHECK ({t}) succeed on service."),
+        CheckKind::Smtp { .. } => format!("SMTP connection to {t} success."),
+        CheckKind::Udp { .. } => format!(
+            "UDP connection to {} success.",
+            check::fmt_target_proto(ck.connect_ip, "udp", ck.connect_port)
+        ),
+        CheckKind::Ping => format!("ICMP connection to [{}] success.", ck.connect_ip),
     }
 }
 
@@ -308,6 +319,7 @@ impl World {
                 && a.connect_port == b.connect_port
                 && a.bindto == b.bindto
                 && a.bind_port == b.bind_port
+                && a.fwmark == b.fwmark
                 && a.timing == b.timing
                 && a.alpha == b.alpha
         };
