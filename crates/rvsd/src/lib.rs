@@ -40,6 +40,7 @@ pub mod convert;
 pub mod dataplane;
 pub mod handler;
 pub mod held;
+pub mod log;
 pub mod metrics;
 pub mod options;
 pub mod persist;
@@ -82,8 +83,8 @@ fn exit_on_panic() {
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         default(info);
-        eprintln!(
-            "rvsd: a thread panicked; exiting with status {EXIT_PANIC} so that it is restarted"
+        tracing::error!(
+            "a thread panicked; exiting with status {EXIT_PANIC} so that it is restarted"
         );
         std::process::exit(EXIT_PANIC);
     }));
@@ -113,7 +114,7 @@ pub fn inject_stall(site: &str, since: std::time::Instant) {
     }
     let want = SITE.get_or_init(|| std::env::var("RVSD_INJECT_STALL").ok());
     if want.as_deref() == Some(site) && since.elapsed() >= std::time::Duration::from_secs(2) {
-        eprintln!("rvsd: injected stall in {site} (RVSD_INJECT_STALL)");
+        tracing::warn!("injected stall in {site} (RVSD_INJECT_STALL)");
         loop {
             std::thread::park();
         }
@@ -158,8 +159,8 @@ fn spawn_watchdog(shared: Arc<server::Shared>) -> Result<(), String> {
                     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
                     stuck_logged = false;
                 } else if !stuck_logged {
-                    eprintln!(
-                        "rvsd: data-plane worker(s) {stuck:?} made no progress for {:.1} s: \
+                    tracing::error!(
+                        "data-plane worker(s) {stuck:?} made no progress for {:.1} s: \
                          no longer telling systemd's watchdog all is well",
                         period.as_secs_f64()
                     );
@@ -170,8 +171,8 @@ fn spawn_watchdog(shared: Arc<server::Shared>) -> Result<(), String> {
             }
         })
         .map_err(|e| format!("cannot start a thread: {e}"))?;
-    eprintln!(
-        "rvsd: systemd watchdog on: WATCHDOG=1 every {:.1} s while every worker turns",
+    tracing::info!(
+        "systemd watchdog on: WATCHDOG=1 every {:.1} s while every worker turns",
         period.as_secs_f64()
     );
     Ok(())
@@ -188,13 +189,16 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> u8 {
             println!("rvsd {}", env!("CARGO_PKG_VERSION"));
             0
         }
-        Ok(Command::Run(o)) => match serve(o) {
-            Ok(()) => 0,
-            Err((code, msg)) => {
-                eprintln!("rvsd: {msg}");
-                code
+        Ok(Command::Run(o)) => {
+            log::init(o.log_level.as_deref());
+            match serve(o) {
+                Ok(()) => 0,
+                Err((code, msg)) => {
+                    tracing::error!("{msg}");
+                    code
+                }
             }
-        },
+        }
         Err(e) => {
             eprintln!("rvsd: {e}\nTry `rvsd --help' for more information.");
             EXIT_USAGE
@@ -211,7 +215,7 @@ impl Drop for SocketFile {
             && let Err(e) = std::fs::remove_file(p)
             && e.kind() != std::io::ErrorKind::NotFound
         {
-            eprintln!("rvsd: cannot remove {}: {e}", p.display());
+            tracing::warn!("cannot remove {}: {e}", p.display());
         }
     }
 }
@@ -275,7 +279,7 @@ fn serve(o: Options) -> Result<(), (u8, String)> {
 
     if let Some(path) = &o.rules {
         let n = rules::load(&mut state, path, clock.now()).map_err(|m| (EXIT_USAGE, m))?;
-        eprintln!("rvsd: loaded {n} rules from {}", path.display());
+        tracing::info!("loaded {n} rules from {}", path.display());
     }
 
     let dataplane = match o.io {
@@ -315,8 +319,8 @@ fn serve(o: Options) -> Result<(), (u8, String)> {
         // Whole from the start (the --rules file may have been written
         // by hand).
         shared.save_now();
-        eprintln!(
-            "rvsd: saving the rules to {} after every change",
+        tracing::info!(
+            "saving the rules to {} after every change",
             path.display()
         );
     }
@@ -332,14 +336,14 @@ fn serve(o: Options) -> Result<(), (u8, String)> {
                         // No configuration file to reload (ipvsadm has
                         // none either): write the rules again, if saving.
                         if shared.save_now() {
-                            eprintln!("rvsd: SIGHUP: rules saved");
+                            tracing::info!("SIGHUP: rules saved");
                         } else {
-                            eprintln!("rvsd: SIGHUP: ignored (no --save file)");
+                            tracing::warn!("SIGHUP: ignored (no --save file)");
                         }
                         continue;
                     }
                     let name = if sig == SIGINT { "SIGINT" } else { "SIGTERM" };
-                    eprintln!("rvsd: {name} received, shutting down");
+                    tracing::info!("{name} received, shutting down");
                     stop.store(true, Ordering::SeqCst);
                     // Wake the accept loop. If that is impossible, leave
                     // from here (nothing in memory needs saving).
@@ -347,7 +351,7 @@ fn serve(o: Options) -> Result<(), (u8, String)> {
                         if let Endpoint::Path(p) = &endpoint {
                             let _ = std::fs::remove_file(p);
                         }
-                        eprintln!("rvsd: stopped");
+                        tracing::info!("stopped");
                         std::process::exit(0);
                     }
                     break;
@@ -360,26 +364,26 @@ fn serve(o: Options) -> Result<(), (u8, String)> {
     if let Some(addr) = o.metrics {
         server::spawn_metrics(Arc::clone(&shared), addr, o.metrics_labels.clone())
             .map_err(|e| (EXIT_FAILURE, e))?;
-        eprintln!("rvsd: metrics at http://{addr}/metrics");
+        tracing::info!("metrics at http://{addr}/metrics");
     }
 
-    eprintln!("rvsd {} serving on {endpoint}", env!("CARGO_PKG_VERSION"));
+    tracing::info!("version {} serving on {endpoint}", env!("CARGO_PKG_VERSION"));
     if interfaces.is_empty() {
-        eprintln!("rvsd: no interface to serve (none is up)");
+        tracing::warn!("no interface to serve (none is up)");
     } else {
-        eprintln!("rvsd: interfaces: {}", interfaces.join(", "));
+        tracing::info!("interfaces: {}", interfaces.join(", "));
     }
     let worker = match dataplane {
         None => {
-            eprintln!(
-                "rvsd: --io none: packet forwarding is off (control plane only); \
+            tracing::info!(
+                "--io none: packet forwarding is off (control plane only); \
                  the table is kept and served but no packet is forwarded"
             );
             None
         }
         Some(dp) => {
-            eprintln!(
-                "rvsd: data plane: --io {}: {}",
+            tracing::info!(
+                "data plane: --io {}: {}",
                 dp.backend().name(),
                 dp.describe()
             );
@@ -406,7 +410,7 @@ fn serve(o: Options) -> Result<(), (u8, String)> {
             sd_notify::NotifyState::Status(&status),
         ],
     ) {
-        eprintln!("rvsd: cannot tell systemd it is ready: {e}");
+        tracing::warn!("cannot tell systemd it is ready: {e}");
     }
     spawn_watchdog(Arc::clone(&shared)).map_err(|e| (EXIT_FAILURE, e))?;
     server::accept_loop(&listener, &shared);
@@ -419,7 +423,7 @@ fn serve(o: Options) -> Result<(), (u8, String)> {
     }
     // Let a request being handled finish.
     drop(shared.lock());
-    eprintln!("rvsd: stopped");
+    tracing::info!("stopped");
     Ok(())
 }
 
