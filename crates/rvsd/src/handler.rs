@@ -219,8 +219,8 @@ impl State {
                 Ok(()) => {
                     self.generation += 1;
                     if !lines.is_empty() {
-                        eprintln!(
-                            "rvsd: applied a batch of {} changes (uid {}, pid {})",
+                        tracing::info!(
+                            "applied a batch of {} changes (uid {}, pid {})",
                             lines.len(),
                             peer.uid,
                             peer.pid
@@ -288,8 +288,8 @@ impl State {
                 match s.set_all(pairs.iter().map(|(n, v)| (n.as_str(), v.as_str()))) {
                     Ok(()) => {
                         if s != *self.engine.sysctls() {
-                            eprintln!(
-                                "rvsd: sysctls set (uid {}, pid {}): {}",
+                            tracing::info!(
+                                "sysctls set (uid {}, pid {}): {}",
                                 peer.uid,
                                 peer.pid,
                                 pairs
@@ -434,7 +434,7 @@ impl State {
             }
             Action::StopDaemon(role) => {
                 self.sync.stop(role)?;
-                eprintln!("rvsd: {} sync daemon stopped", role_name(role));
+                tracing::info!("{} sync daemon stopped", role_name(role));
                 Ok(())
             }
         }
@@ -489,8 +489,8 @@ impl State {
             // Cannot fail after the dry run; if it does, the model in
             // rvs_core::batch is out of step with the engine.
             if let Err(e) = self.engine.apply_after_check(op, now) {
-                eprintln!(
-                    "rvsd: BUG: batch operation {} failed after a clean dry run ({e}); \
+                tracing::error!(
+                    "BUG: batch operation {} failed after a clean dry run ({e}); \
                      the operations before it were applied",
                     j + 1
                 );
@@ -518,8 +518,8 @@ fn role_name(role: rvs_proto::DaemonRole) -> &'static str {
 }
 
 fn warn_no_sync(s: &rvs_proto::DaemonSpec) {
-    eprintln!(
-        "rvsd: warning: {} sync daemon recorded (mcast={}, syncid={}), but connection \
+    tracing::warn!(
+        "{} sync daemon recorded (mcast={}, syncid={}), but connection \
          synchronisation is not implemented in this build: no sync traffic is sent or received",
         role_name(s.role),
         s.mcast_ifn,

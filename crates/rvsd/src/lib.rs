@@ -319,10 +319,7 @@ fn serve(o: Options) -> Result<(), (u8, String)> {
         // Whole from the start (the --rules file may have been written
         // by hand).
         shared.save_now();
-        tracing::info!(
-            "saving the rules to {} after every change",
-            path.display()
-        );
+        tracing::info!("saving the rules to {} after every change", path.display());
     }
     {
         let stop = Arc::clone(&stop);
@@ -367,7 +364,10 @@ fn serve(o: Options) -> Result<(), (u8, String)> {
         tracing::info!("metrics at http://{addr}/metrics");
     }
 
-    tracing::info!("version {} serving on {endpoint}", env!("CARGO_PKG_VERSION"));
+    tracing::info!(
+        "version {} serving on {endpoint}",
+        env!("CARGO_PKG_VERSION")
+    );
     if interfaces.is_empty() {
         tracing::warn!("no interface to serve (none is up)");
     } else {
@@ -383,6 +383,7 @@ fn serve(o: Options) -> Result<(), (u8, String)> {
         }
         Some(dp) => {
             tracing::info!(
+                io = dp.backend().name(),
                 "data plane: --io {}: {}",
                 dp.backend().name(),
                 dp.describe()

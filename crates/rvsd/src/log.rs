@@ -68,7 +68,10 @@ impl Format {
     pub fn detect(journal_stream: Option<&str>, stderr: Option<(u64, u64)>) -> Format {
         let named = journal_stream.and_then(|v| {
             let (dev, ino) = v.split_once(':')?;
-            Some((dev.trim().parse::<u64>().ok()?, ino.trim().parse::<u64>().ok()?))
+            Some((
+                dev.trim().parse::<u64>().ok()?,
+                ino.trim().parse::<u64>().ok()?,
+            ))
         });
         match (named, stderr) {
             (Some(n), Some(s)) if n == s => Format::Journald,
@@ -90,7 +93,9 @@ pub fn filter(flag: Option<&str>, rust_log: Option<&str>) -> (EnvFilter, Option<
             Ok(f) => (f, None),
             Err(e) => (
                 EnvFilter::new(DEFAULT_LEVEL),
-                Some(format!("RUST_LOG={v:?} ignored ({e}); logging at {DEFAULT_LEVEL}")),
+                Some(format!(
+                    "RUST_LOG={v:?} ignored ({e}); logging at {DEFAULT_LEVEL}"
+                )),
             ),
         },
     }
@@ -186,8 +191,7 @@ impl Fields {
         }
         self.rest.push_str(name);
         self.rest.push('=');
-        if value.is_empty() || value.contains(|c: char| c.is_whitespace() || c == '"' || c == '=')
-        {
+        if value.is_empty() || value.contains(|c: char| c.is_whitespace() || c == '"' || c == '=') {
             let _ = write!(self.rest, "{value:?}");
         } else {
             self.rest.push_str(value);
