@@ -190,7 +190,7 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> u8 {
             0
         }
         Ok(Command::Run(o)) => {
-            log::init(o.log_level.as_deref());
+            log::init(o.log_level.map(log::LogLevel::name));
             match serve(o) {
                 Ok(()) => 0,
                 Err((code, msg)) => {

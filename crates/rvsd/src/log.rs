@@ -43,6 +43,25 @@ use tracing_subscriber::registry::LookupSpan;
 /// The values `--log-level` takes.
 pub const LEVELS: [&str; 6] = ["error", "warn", "info", "debug", "trace", "off"];
 
+/// A `--log-level`: one of [`LEVELS`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogLevel(u8);
+
+impl LogLevel {
+    /// `name` if it is one of [`LEVELS`].
+    pub fn parse(name: &str) -> Option<LogLevel> {
+        LEVELS
+            .iter()
+            .position(|l| *l == name)
+            .map(|i| LogLevel(i as u8))
+    }
+
+    /// Its name, as given.
+    pub fn name(self) -> &'static str {
+        LEVELS[usize::from(self.0)]
+    }
+}
+
 /// The level without `--log-level` and `$RUST_LOG`.
 pub const DEFAULT_LEVEL: &str = "info";
 
@@ -107,6 +126,8 @@ pub fn filter(flag: Option<&str>, rust_log: Option<&str>) -> (EnvFilter, Option<
 pub fn init(flag: Option<&str>) {
     let rust_log = std::env::var("RUST_LOG").ok();
     let (filter, warning) = filter(flag, rust_log.as_deref());
+    // dev_t and ino_t are u64 on some architectures only.
+    #[allow(clippy::unnecessary_cast)]
     let stderr = rustix::fs::fstat(std::io::stderr())
         .ok()
         .map(|st| (st.st_dev as u64, st.st_ino as u64));
@@ -344,19 +365,89 @@ mod tests {
 
     #[test]
     fn fields_on_one_line() {
-        let mut f = Fields::default();
-        f.message = "a\nb\n".into();
+        let mut f = Fields {
+            message: "a\nb\n".into(),
+            ..Fields::default()
+        };
         f.field("iface", "eth0");
         f.field("reason", "no room");
         f.field("empty", "");
         assert_eq!(f.line(), r#"a\nb iface=eth0 reason="no room" empty="""#);
     }
 
-    #[test]
-    fn limited_events_are_counted() {
-        // Through the macro (no subscriber: the events go nowhere).
-        for _ in 0..3 {
-            crate::limited!(warn, "k", "repeated");
+    /// A writer into a shared buffer, for a subscriber under test.
+    #[derive(Clone, Default)]
+    struct Buf(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
         }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// What `f` logs through rvsd's formatter in `format`, at debug.
+    fn captured(format: Format, f: impl FnOnce()) -> String {
+        let buf = Buf::default();
+        let out = buf.clone();
+        let sub = tracing_subscriber::fmt()
+            .with_env_filter(EnvFilter::new("debug"))
+            .with_writer(move || out.clone())
+            .event_format(Line { format })
+            .finish();
+        tracing::subscriber::with_default(sub, f);
+        String::from_utf8(buf.0.lock().unwrap().clone()).unwrap()
+    }
+
+    #[test]
+    fn limited_logs_a_repeated_event_once_per_key() {
+        let log = captured(Format::Plain, || {
+            for i in 0..100 {
+                crate::limited!(
+                    warn,
+                    i % 2,
+                    iface = "eth0",
+                    "worker {}: receive failed",
+                    i % 2
+                );
+            }
+        });
+        let lines: Vec<&str> = log.lines().collect();
+        assert_eq!(lines.len(), 2, "{log}");
+        assert!(lines[0].ends_with(" WARN rvsd: worker 0: receive failed iface=eth0"));
+        assert!(lines[1].ends_with(" WARN rvsd: worker 1: receive failed iface=eth0"));
+        // The count rides on the next line logged.
+        let log = captured(Format::Plain, || {
+            tracing::warn!(suppressed = Some(98u64), "worker 0: receive failed")
+        });
+        assert!(
+            log.ends_with("rvsd: worker 0: receive failed suppressed=98\n"),
+            "{log}"
+        );
+    }
+
+    #[test]
+    fn plain_and_journald_lines() {
+        let log = captured(Format::Plain, || {
+            tracing::info!(iface = "eth0", "interfaces: {}", "eth0");
+            tracing::debug!(request = "info", "control request");
+        });
+        let lines: Vec<&str> = log.lines().collect();
+        assert_eq!(lines.len(), 2, "{log}");
+        // 2026-12-06T18:36:42.351038Z  INFO rvsd: interfaces: eth0 iface=eth0
+        let (ts, rest) = lines[0].split_once(' ').unwrap();
+        assert!(ts.ends_with('Z') && ts.contains('T'), "{ts}");
+        assert_eq!(rest, " INFO rvsd: interfaces: eth0 iface=eth0");
+        assert!(lines[1].ends_with("DEBUG rvsd: control request request=info"));
+        let log = captured(Format::Journald, || {
+            tracing::error!("e");
+            tracing::warn!(reason = "no room", "w");
+            tracing::info!("i");
+            tracing::debug!("d");
+        });
+        assert_eq!(log, "<3>e\n<4>w reason=\"no room\"\n<6>i\n<7>d\n");
     }
 }

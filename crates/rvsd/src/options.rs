@@ -120,9 +120,8 @@ pub struct Options {
     pub metrics: Option<std::net::SocketAddr>,
     /// `--metrics-backend-labels`.
     pub metrics_labels: crate::metrics::BackendLabels,
-    /// `--log-level` (else `RUST_LOG`, else `info`): one of
-    /// [`crate::log::LEVELS`].
-    pub log_level: Option<String>,
+    /// `--log-level` (else `RUST_LOG`, else `info`).
+    pub log_level: Option<crate::log::LogLevel>,
 }
 
 impl Default for Options {
@@ -344,13 +343,12 @@ pub fn parse_with_env(
             }
             Long("log-level") => {
                 let v = text(p.value().map_err(|e| e.to_string())?, "--log-level")?;
-                if !crate::log::LEVELS.contains(&v.as_str()) {
-                    return Err(format!(
+                o.log_level = Some(crate::log::LogLevel::parse(&v).ok_or_else(|| {
+                    format!(
                         "--log-level {v}: expected one of {}",
                         crate::log::LEVELS.join(", ")
-                    ));
-                }
-                o.log_level = Some(v);
+                    )
+                })?);
             }
             Short('h') | Long("help") => return Ok(Command::Help),
             Short('V') | Short('v') | Long("version") => return Ok(Command::Version),
@@ -433,7 +431,7 @@ mod tests {
         assert_eq!(
             parse(args(&["--log-level", "warn"])).unwrap(),
             Command::Run(Options {
-                log_level: Some("warn".into()),
+                log_level: crate::log::LogLevel::parse("warn"),
                 ..Options::default()
             })
         );
