@@ -19,6 +19,8 @@
 //!   behind nftables drop rules), one worker thread per RX queue running the
 //!   engine, one sync thread keeping the filters and next hops in step;
 //! * [`classes`] — what those filters claim, from the table;
+//! * [`log`] — the log: `tracing` events at levels, one line each, plain
+//!   or with journald's priority prefixes, repeated errors rate-limited;
 //! * [`options`], [`system`].
 //!
 //! By default (`--io auto`) rvsd forwards with AF_XDP where the XDP
