@@ -139,6 +139,13 @@ grep -qx 'Value: /usr/sbin/rvsadm' <<<"$(update-alternatives --query ipvsadm)" |
 # The units as systemd reads them (paths, directives).
 out=$(systemd-analyze verify /lib/systemd/system/rvsd.service /lib/systemd/system/rvs-ipvsadm.service 2>&1) ||
     fail "systemd-analyze verify: $out"
+# The installed unit's confinement (crates/rvsd/tests/unit_hardening.rs
+# checks dist/rvsd.service the same way): exposure at most 3.0.
+out=$(systemd-analyze security --offline=true --no-pager /lib/systemd/system/rvsd.service 2>&1) ||
+    fail "systemd-analyze security: $out"
+score=$(sed -n 's/.*Overall exposure level for rvsd.service: \([0-9.]*\).*/\1/p' <<<"$out")
+echo "rvsd.service: systemd-analyze security exposure ${score:-?} (at most 3.0)"
+awk -v s="${score:-99}" 'BEGIN { exit !(s <= 3.0) }' || fail "rvsd.service exposure ${score:-?} > 3.0: $out"
 
 # Every page renders, without warnings (also ipvsadm(8) through alternatives).
 for p in /usr/share/man/man8/rvsd.8.gz /usr/share/man/man8/rvsadm.8.gz \

@@ -283,8 +283,8 @@ impl State {
                 Ok(()) => {
                     self.generation += 1;
                     if !lines.is_empty() {
-                        eprintln!(
-                            "rvsd: applied a batch of {} changes (uid {}, pid {})",
+                        tracing::info!(
+                            "applied a batch of {} changes (uid {}, pid {})",
                             lines.len(),
                             peer.uid,
                             peer.pid
@@ -352,8 +352,8 @@ impl State {
                 match s.set_all(pairs.iter().map(|(n, v)| (n.as_str(), v.as_str()))) {
                     Ok(()) => {
                         if s != *self.engine.sysctls() {
-                            eprintln!(
-                                "rvsd: sysctls set (uid {}, pid {}): {}",
+                            tracing::info!(
+                                "sysctls set (uid {}, pid {}): {}",
                                 peer.uid,
                                 peer.pid,
                                 pairs
@@ -503,7 +503,7 @@ impl State {
             Action::StopDaemon(role) => {
                 self.sync.stop(role)?;
                 self.sync_engine_flags();
-                eprintln!("rvsd: {} sync daemon stopped", role_name(role));
+                tracing::info!("{} sync daemon stopped", role_name(role));
                 Ok(())
             }
         }
@@ -558,8 +558,8 @@ impl State {
             // Cannot fail after the dry run; if it does, the model in
             // rvs_core::batch is out of step with the engine.
             if let Err(e) = self.engine.apply_after_check(op, now) {
-                eprintln!(
-                    "rvsd: BUG: batch operation {} failed after a clean dry run ({e}); \
+                tracing::error!(
+                    "BUG: batch operation {} failed after a clean dry run ({e}); \
                      the operations before it were applied",
                     j + 1
                 );
@@ -592,8 +592,8 @@ fn log_started(s: &rvs_proto::DaemonSpec) {
         .group
         .map(|g| g.to_string())
         .unwrap_or_else(|| "224.0.0.81".into());
-    eprintln!(
-        "rvsd: {} sync daemon started (mcast_ifn={}, syncid={}, group={group}, port={}, \
+    tracing::info!(
+        "{} sync daemon started (mcast_ifn={}, syncid={}, group={group}, port={}, \
          maxlen={})",
         role_name(s.role),
         s.mcast_ifn,

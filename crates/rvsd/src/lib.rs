@@ -20,6 +20,8 @@
 //!   behind nftables drop rules), one worker thread per RX queue running the
 //!   engine, one sync thread keeping the filters and next hops in step;
 //! * [`classes`] — what those filters claim, from the table;
+//! * [`log`] — the log: `tracing` events at levels, one line each, plain
+//!   or with journald's priority prefixes, repeated errors rate-limited;
 //! * [`options`], [`system`].
 //!
 //! By default (`--io auto`) rvsd forwards with AF_XDP where the XDP
@@ -41,6 +43,7 @@ pub mod convert;
 pub mod dataplane;
 pub mod handler;
 pub mod held;
+pub mod log;
 pub mod metrics;
 pub mod options;
 pub mod persist;
@@ -84,8 +87,8 @@ fn exit_on_panic() {
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         default(info);
-        eprintln!(
-            "rvsd: a thread panicked; exiting with status {EXIT_PANIC} so that it is restarted"
+        tracing::error!(
+            "a thread panicked; exiting with status {EXIT_PANIC} so that it is restarted"
         );
         std::process::exit(EXIT_PANIC);
     }));
@@ -115,7 +118,7 @@ pub fn inject_stall(site: &str, since: std::time::Instant) {
     }
     let want = SITE.get_or_init(|| std::env::var("RVSD_INJECT_STALL").ok());
     if want.as_deref() == Some(site) && since.elapsed() >= std::time::Duration::from_secs(2) {
-        eprintln!("rvsd: injected stall in {site} (RVSD_INJECT_STALL)");
+        tracing::warn!("injected stall in {site} (RVSD_INJECT_STALL)");
         loop {
             std::thread::park();
         }
@@ -160,8 +163,8 @@ fn spawn_watchdog(shared: Arc<server::Shared>) -> Result<(), String> {
                     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
                     stuck_logged = false;
                 } else if !stuck_logged {
-                    eprintln!(
-                        "rvsd: data-plane worker(s) {stuck:?} made no progress for {:.1} s: \
+                    tracing::error!(
+                        "data-plane worker(s) {stuck:?} made no progress for {:.1} s: \
                          no longer telling systemd's watchdog all is well",
                         period.as_secs_f64()
                     );
@@ -172,8 +175,8 @@ fn spawn_watchdog(shared: Arc<server::Shared>) -> Result<(), String> {
             }
         })
         .map_err(|e| format!("cannot start a thread: {e}"))?;
-    eprintln!(
-        "rvsd: systemd watchdog on: WATCHDOG=1 every {:.1} s while every worker turns",
+    tracing::info!(
+        "systemd watchdog on: WATCHDOG=1 every {:.1} s while every worker turns",
         period.as_secs_f64()
     );
     Ok(())
@@ -190,13 +193,16 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> u8 {
             println!("rvsd {}", env!("CARGO_PKG_VERSION"));
             0
         }
-        Ok(Command::Run(o)) => match serve(o) {
-            Ok(()) => 0,
-            Err((code, msg)) => {
-                eprintln!("rvsd: {msg}");
-                code
+        Ok(Command::Run(o)) => {
+            log::init(o.log_level.map(log::LogLevel::name));
+            match serve(o) {
+                Ok(()) => 0,
+                Err((code, msg)) => {
+                    tracing::error!("{msg}");
+                    code
+                }
             }
-        },
+        }
         Err(e) => {
             eprintln!("rvsd: {e}\nTry `rvsd --help' for more information.");
             EXIT_USAGE
@@ -213,7 +219,7 @@ impl Drop for SocketFile {
             && let Err(e) = std::fs::remove_file(p)
             && e.kind() != std::io::ErrorKind::NotFound
         {
-            eprintln!("rvsd: cannot remove {}: {e}", p.display());
+            tracing::warn!("cannot remove {}: {e}", p.display());
         }
     }
 }
@@ -278,7 +284,7 @@ fn serve(o: Options) -> Result<(), (u8, String)> {
 
     if let Some(path) = &o.rules {
         let n = rules::load(&mut state, path, clock.now()).map_err(|m| (EXIT_USAGE, m))?;
-        eprintln!("rvsd: loaded {n} rules from {}", path.display());
+        tracing::info!("loaded {n} rules from {}", path.display());
     }
 
     let dataplane = match o.io {
@@ -318,10 +324,7 @@ fn serve(o: Options) -> Result<(), (u8, String)> {
         // Whole from the start (the --rules file may have been written
         // by hand).
         shared.save_now();
-        eprintln!(
-            "rvsd: saving the rules to {} after every change",
-            path.display()
-        );
+        tracing::info!("saving the rules to {} after every change", path.display());
     }
     {
         let stop = Arc::clone(&stop);
@@ -335,14 +338,14 @@ fn serve(o: Options) -> Result<(), (u8, String)> {
                         // No configuration file to reload (ipvsadm has
                         // none either): write the rules again, if saving.
                         if shared.save_now() {
-                            eprintln!("rvsd: SIGHUP: rules saved");
+                            tracing::info!("SIGHUP: rules saved");
                         } else {
-                            eprintln!("rvsd: SIGHUP: ignored (no --save file)");
+                            tracing::warn!("SIGHUP: ignored (no --save file)");
                         }
                         continue;
                     }
                     let name = if sig == SIGINT { "SIGINT" } else { "SIGTERM" };
-                    eprintln!("rvsd: {name} received, shutting down");
+                    tracing::info!("{name} received, shutting down");
                     stop.store(true, Ordering::SeqCst);
                     // Wake the accept loop. If that is impossible, leave
                     // from here (nothing in memory needs saving).
@@ -350,7 +353,7 @@ fn serve(o: Options) -> Result<(), (u8, String)> {
                         if let Endpoint::Path(p) = &endpoint {
                             let _ = std::fs::remove_file(p);
                         }
-                        eprintln!("rvsd: stopped");
+                        tracing::info!("stopped");
                         std::process::exit(0);
                     }
                     break;
@@ -365,26 +368,30 @@ fn serve(o: Options) -> Result<(), (u8, String)> {
     if let Some(addr) = o.metrics {
         server::spawn_metrics(Arc::clone(&shared), addr, o.metrics_labels.clone())
             .map_err(|e| (EXIT_FAILURE, e))?;
-        eprintln!("rvsd: metrics at http://{addr}/metrics");
+        tracing::info!("metrics at http://{addr}/metrics");
     }
 
-    eprintln!("rvsd {} serving on {endpoint}", env!("CARGO_PKG_VERSION"));
+    tracing::info!(
+        "version {} serving on {endpoint}",
+        env!("CARGO_PKG_VERSION")
+    );
     if interfaces.is_empty() {
-        eprintln!("rvsd: no interface to serve (none is up)");
+        tracing::warn!("no interface to serve (none is up)");
     } else {
-        eprintln!("rvsd: interfaces: {}", interfaces.join(", "));
+        tracing::info!("interfaces: {}", interfaces.join(", "));
     }
     let worker = match dataplane {
         None => {
-            eprintln!(
-                "rvsd: --io none: packet forwarding is off (control plane only); \
+            tracing::info!(
+                "--io none: packet forwarding is off (control plane only); \
                  the table is kept and served but no packet is forwarded"
             );
             None
         }
         Some(dp) => {
-            eprintln!(
-                "rvsd: data plane: --io {}: {}",
+            tracing::info!(
+                io = dp.backend().name(),
+                "data plane: --io {}: {}",
                 dp.backend().name(),
                 dp.describe()
             );
@@ -411,7 +418,7 @@ fn serve(o: Options) -> Result<(), (u8, String)> {
             sd_notify::NotifyState::Status(&status),
         ],
     ) {
-        eprintln!("rvsd: cannot tell systemd it is ready: {e}");
+        tracing::warn!("cannot tell systemd it is ready: {e}");
     }
     spawn_watchdog(Arc::clone(&shared)).map_err(|e| (EXIT_FAILURE, e))?;
     server::accept_loop(&listener, &shared);
@@ -424,7 +431,7 @@ fn serve(o: Options) -> Result<(), (u8, String)> {
     }
     // Let a request being handled finish.
     drop(shared.lock());
-    eprintln!("rvsd: stopped");
+    tracing::info!("stopped");
     Ok(())
 }
 

@@ -11,7 +11,9 @@ Usage: rvsd [OPTIONS]
 
 The rvs director daemon: owns the virtual-server table of the network
 namespace it runs in and serves rvsadm (the ipvsadm-compatible command line).
-Runs in the foreground and logs to stderr.
+Runs in the foreground and logs to stderr, one event per line: plain lines
+with a timestamp, or `<N>`-prefixed lines for journald when stderr is the
+journal ($JOURNAL_STREAM).
 
 Options:
   --socket PATH|@NAME   control endpoint (default: $RVS_SOCKET, else the
@@ -81,6 +83,13 @@ Options:
                         remote_port, proto, local_mark (default: all);
                         real servers with equal kept labels are summed,
                         which bounds the series of large tables
+  --log-level LEVEL     log events of LEVEL and above: `error`, `warn`,
+                        `info` (default), `debug` (every control request
+                        too), `trace` or `off`; wins over $RUST_LOG, which
+                        is read without it (its filter syntax, e.g.
+                        `debug` or `info,rvsd::dataplane=debug`). Repeated
+                        data-plane errors are logged once per 10 s per
+                        interface or worker, with the count left out
   -h, --help            print this help
   -V, --version         print the version
 ";
@@ -111,6 +120,8 @@ pub struct Options {
     pub metrics: Option<std::net::SocketAddr>,
     /// `--metrics-backend-labels`.
     pub metrics_labels: crate::metrics::BackendLabels,
+    /// `--log-level` (else `RUST_LOG`, else `info`).
+    pub log_level: Option<crate::log::LogLevel>,
 }
 
 impl Default for Options {
@@ -127,6 +138,7 @@ impl Default for Options {
             max_conns: MAX_CONNS,
             metrics: None,
             metrics_labels: crate::metrics::BackendLabels::default(),
+            log_level: None,
         }
     }
 }
@@ -329,6 +341,15 @@ pub fn parse_with_env(
                 o.metrics_labels = crate::metrics::BackendLabels::parse(&v)
                     .map_err(|e| format!("--metrics-backend-labels {v}: {e}"))?;
             }
+            Long("log-level") => {
+                let v = text(p.value().map_err(|e| e.to_string())?, "--log-level")?;
+                o.log_level = Some(crate::log::LogLevel::parse(&v).ok_or_else(|| {
+                    format!(
+                        "--log-level {v}: expected one of {}",
+                        crate::log::LEVELS.join(", ")
+                    )
+                })?);
+            }
             Short('h') | Long("help") => return Ok(Command::Help),
             Short('V') | Short('v') | Long("version") => return Ok(Command::Version),
             _ => return Err(arg.unexpected().to_string()),
@@ -380,6 +401,7 @@ mod tests {
                 max_conns: MAX_CONNS,
                 metrics: None,
                 metrics_labels: crate::metrics::BackendLabels::default(),
+                log_level: None,
             })
         );
         assert_eq!(
@@ -406,6 +428,14 @@ mod tests {
             })
         );
         assert!(parse(args(&["--group", ""])).is_err());
+        assert_eq!(
+            parse(args(&["--log-level", "warn"])).unwrap(),
+            Command::Run(Options {
+                log_level: crate::log::LogLevel::parse("warn"),
+                ..Options::default()
+            })
+        );
+        assert!(parse(args(&["--log-level", "loud"])).is_err());
         assert_eq!(parse(args(&["--help"])).unwrap(), Command::Help);
         assert_eq!(parse(args(&["-V"])).unwrap(), Command::Version);
         assert_eq!(parse(args(&[])).unwrap(), Command::Run(Options::default()));

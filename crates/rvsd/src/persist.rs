@@ -98,8 +98,8 @@ impl Saver {
         }
         match write_atomic(&self.path, &text) {
             Ok(()) => *last = Some(text),
-            Err(e) => eprintln!(
-                "rvsd: cannot save the rules to {}: {e} (the table in memory is unchanged)",
+            Err(e) => tracing::error!(
+                "cannot save the rules to {}: {e} (the table in memory is unchanged)",
                 self.path.display()
             ),
         }

@@ -436,7 +436,7 @@ pub fn accept_loop(listener: &UnixListener, shared: &Arc<Shared>) {
             Ok((s, _)) => s,
             Err(e) => {
                 // EMFILE and friends: don't spin.
-                eprintln!("rvsd: accept: {e}");
+                crate::limited!(error, "accept", "accept: {e}");
                 std::thread::sleep(Duration::from_millis(100));
                 continue;
             }
@@ -448,16 +448,16 @@ pub fn accept_loop(listener: &UnixListener, shared: &Arc<Shared>) {
         if let Err(full) = shared.admit(uid) {
             if full_logged != Some(full) {
                 match full {
-                    Full::All => eprintln!(
-                        "rvsd: {MAX_CONNECTIONS} control connections open; closing new ones"
+                    Full::All => tracing::warn!(
+                        "{MAX_CONNECTIONS} control connections open; closing new ones"
                     ),
-                    Full::Others => eprintln!(
-                        "rvsd: users other than root hold {} control connections; \
+                    Full::Others => tracing::warn!(
+                        "users other than root hold {} control connections; \
                          closing their new ones",
                         MAX_CONNECTIONS - ROOT_RESERVE
                     ),
-                    Full::Uid => eprintln!(
-                        "rvsd: uid {uid} holds {PER_UID_CONNECTIONS} control connections; \
+                    Full::Uid => tracing::warn!(
+                        "uid {uid} holds {PER_UID_CONNECTIONS} control connections; \
                          closing its new ones"
                     ),
                 }
@@ -475,7 +475,7 @@ pub fn accept_loop(listener: &UnixListener, shared: &Arc<Shared>) {
             });
         if let Err(e) = spawned {
             shared.release(uid);
-            eprintln!("rvsd: cannot start a connection thread: {e}");
+            tracing::error!("cannot start a connection thread: {e}");
         }
     }
 }
@@ -527,11 +527,14 @@ pub fn serve_connection(stream: UnixStream, shared: &Shared) {
         };
         let second = shared.clock.now().as_millis() / 1000;
         if shared.refusal_logged.swap(second, Ordering::Relaxed) != second {
-            eprintln!(
-                "rvsd: refusing control connections of uid {} (pid {}): not root, \
+            tracing::warn!(
+                uid = peer.uid,
+                pid = peer.pid,
+                "refusing control connections of uid {} (pid {}): not root, \
                  no CAP_NET_ADMIN in rvsd's user namespace, not in the --group \
                  (logged at most once a second)",
-                peer.uid, peer.pid
+                peer.uid,
+                peer.pid
             );
         }
         refuse(BufReader::new(reader), stream);
@@ -563,10 +566,11 @@ pub fn serve_connection(stream: UnixStream, shared: &Shared) {
         if let Some(p) = &pin
             && !p.still_privileged(&shared.policy)
         {
-            eprintln!(
-                "rvsd: uid {} (pid {}) is no longer privileged (or gone): \
+            tracing::warn!(
+                "uid {} (pid {}) is no longer privileged (or gone): \
                  refusing its control connection from now on",
-                peer.uid, peer.pid
+                peer.uid,
+                peer.pid
             );
             let reply = Failure::new(EPERM, REFUSAL).reply(None, None);
             let _ = writer.write_all(&encode(&reply));
@@ -622,8 +626,11 @@ pub fn serve_connection(stream: UnixStream, shared: &Shared) {
                     if generation != before && matches!(reply, Reply::Ok) {
                         shared.save_now();
                         if let Err(why) = shared.wait_synced(generation) {
-                            eprintln!(
-                                "rvsd: change by uid {} (pid {}) not acknowledged: {why}",
+                            tracing::error!(
+                                uid = peer.uid,
+                                pid = peer.pid,
+                                reason = %why,
+                                "change by uid {} (pid {}) not acknowledged: {why}",
                                 peer.uid, peer.pid
                             );
                             Failure::explained(EIO, why).reply(None, None)
@@ -639,6 +646,14 @@ pub fn serve_connection(stream: UnixStream, shared: &Shared) {
         };
         drop(line);
         shared.note_request(kind, started.elapsed().as_secs_f64());
+        tracing::debug!(
+            request = kind,
+            uid = peer.uid,
+            pid = peer.pid,
+            failed = matches!(reply, Reply::Error(_)),
+            "control request handled in {} µs",
+            started.elapsed().as_micros()
+        );
         if writer.write_all(&encode(&reply)).is_err() {
             return;
         }

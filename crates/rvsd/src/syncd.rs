@@ -159,11 +159,10 @@ impl Outgoing {
             Err(e) => {
                 let n = STATS.send_errors.fetch_add(1, Ordering::Relaxed);
                 if n.is_power_of_two() || n == 0 {
-                    eprintln!(
-                        "rvsd: sync master: cannot send a message ({} entries): {e} \
-                         ({} send errors so far)",
-                        self.buf.nr_conns(),
-                        n + 1
+                    tracing::warn!(
+                        entries = self.buf.nr_conns(),
+                        errors = n + 1,
+                        "sync master: cannot send a message: {e}"
                     );
                 }
             }

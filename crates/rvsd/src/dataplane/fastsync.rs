@@ -106,7 +106,7 @@ impl FastSync {
     fn log(&mut self, msg: std::fmt::Arguments<'_>) {
         if self.errors_logged < FAST_ERRORS_LOGGED {
             self.errors_logged += 1;
-            eprintln!("rvsd: fast path: {msg}");
+            tracing::warn!("fast path: {msg}");
         }
     }
 

@@ -472,13 +472,14 @@ impl Running {
     pub fn stop(self) {
         for t in self.threads {
             if t.join().is_err() {
-                eprintln!("rvsd: a data plane thread panicked");
+                tracing::error!("a data plane thread panicked");
             }
         }
         for (i, w) in self.shared.workers.iter().enumerate() {
             let s = w.snapshot(i as u32);
-            eprintln!(
-                "rvsd: worker {i}: rx {}, tx {}, forwarded {}, replies {}, passed {}, dropped {}, \
+            tracing::info!(
+                worker = i,
+                "worker {i}: rx {}, tx {}, forwarded {}, replies {}, passed {}, dropped {}, \
                  need-hop {}, tx-full {}, no-port {}, kernel-drop {}",
                 s.rx,
                 s.tx,
@@ -494,8 +495,8 @@ impl Running {
         }
         if self.shared.backend == Backend::Xdp {
             match self.shared.classifier_counters() {
-                Some(c) => eprintln!(
-                    "rvsd: classifier: redirected {}, passed {}, no socket {}, malformed {}, \
+                Some(c) => tracing::info!(
+                    "classifier: redirected {}, passed {}, no socket {}, malformed {}, \
                      fragments {} (claimed {})",
                     c.redirected,
                     c.passed,
@@ -504,14 +505,14 @@ impl Running {
                     c.fragments,
                     c.fragments_claimed
                 ),
-                None => eprintln!("rvsd: classifier counters unavailable"),
+                None => tracing::warn!("classifier counters unavailable"),
             }
         }
         let filter = self.shared.filter().take();
         match filter {
             Some(Filter::Nft(t)) => {
                 if let Err(e) = t.remove() {
-                    eprintln!("rvsd: cannot delete the nftables table: {e}");
+                    tracing::error!("cannot delete the nftables table: {e}");
                 }
             }
             Some(Filter::Xdp(c)) => {
@@ -519,8 +520,8 @@ impl Running {
                     && let Ok(s) = c.flow_cache().stats()
                 {
                     let t = &f.totals;
-                    eprintln!(
-                        "rvsd: fast path: hits {}, misses {}, skipped {}, too big {}, ttl {}, \
+                    tracing::info!(
+                        "fast path: hits {}, misses {}, skipped {}, too big {}, ttl {}, \
                          errors {}, checksums finished {} (left to the engine {}); \
                          installs {}, removals {}, evictions {}",
                         s.hits,
@@ -553,8 +554,8 @@ impl Running {
             Backend::Xdp => "passed to no one",
             Backend::Packet => "left to the kernel",
         };
-        eprintln!(
-            "rvsd: data plane stopped ({passed_as}: {}, to unserved ports: {}, tx full: {})",
+        tracing::info!(
+            "data plane stopped ({passed_as}: {}, to unserved ports: {}, tx full: {})",
             total(|w| w.passed),
             total(|w| w.no_port),
             total(|w| w.tx_full)

@@ -223,8 +223,9 @@ impl FastSync {
             Ok(takes) => Probe::live(takes),
             Err(XdpError::LiveFramesRefused { detail, .. }) => self.watch_probe(cache, p, detail),
             Err(e) => {
-                eprintln!(
-                    "rvsd: fast path: {}: redirect probe failed: {e}; the fast path does \
+                tracing::warn!(
+                    iface = %p.name,
+                    "fast path: {}: redirect probe failed: {e}; the fast path does \
                      not send there (probed again every second)",
                     p.name
                 );
@@ -240,8 +241,9 @@ impl FastSync {
     fn watch_probe(&mut self, cache: &mut FlowCache, p: &Probed, refused: String) -> Probe {
         match start_watch(cache, p) {
             Ok(watch) => {
-                eprintln!(
-                    "rvsd: fast path: {}: {refused}; deciding by watching real redirects \
+                tracing::info!(
+                    iface = %p.name,
+                    "fast path: {}: {refused}; deciding by watching real redirects \
                      (trials of {} frame(s), retried after 1 s doubling to 60 s while lost)",
                     p.name,
                     rvs_io::redirwatch::TRIAL_BUDGET
@@ -254,8 +256,9 @@ impl FastSync {
                 }
             }
             Err(e) => {
-                eprintln!(
-                    "rvsd: fast path: {}: {refused}, and its redirects cannot be watched \
+                tracing::warn!(
+                    iface = %p.name,
+                    "fast path: {}: {refused}, and its redirects cannot be watched \
                      ({e}): the fast path does not send there",
                     p.name
                 );
@@ -340,8 +343,9 @@ impl FastSync {
             let watched = self.probes[i].watching();
             match flip {
                 Some(true) => {
-                    eprintln!(
-                        "rvsd: fast path: {} takes redirected XDP frames now{}",
+                    tracing::info!(
+                        iface = %p.name,
+                        "fast path: {} takes redirected XDP frames now{}",
                         p.name,
                         if watched {
                             " (real redirects reached its peer)"
@@ -358,8 +362,9 @@ impl FastSync {
                     }
                 }
                 Some(false) => {
-                    eprintln!(
-                        "rvsd: fast path: {} no longer takes redirected XDP frames{}: \
+                    tracing::warn!(
+                        iface = %p.name,
+                        "fast path: {} no longer takes redirected XDP frames{}: \
                          its flows go through the engine",
                         p.name,
                         if watched {

@@ -71,8 +71,8 @@ pub(super) fn resolver_idle() -> Duration {
             Ok(v) => match v.parse::<u64>() {
                 Ok(n) if n > 0 => Duration::from_secs(n),
                 _ => {
-                    eprintln!(
-                        "rvsd: RVSD_RESOLVER_IDLE_SECS={v:?} is not a number of seconds; \
+                    tracing::warn!(
+                        "RVSD_RESOLVER_IDLE_SECS={v:?} is not a number of seconds; \
                          using {}",
                         default.as_secs()
                     );
@@ -242,8 +242,8 @@ impl Sync {
             let errors = put_into_filter(&mut dp.filter(), &set);
             if errors.is_empty() {
                 if let Some((why, _)) = self.failed.take() {
-                    eprintln!(
-                        "rvsd: data plane: the filter holds the table again \
+                    tracing::info!(
+                        "data plane: the filter holds the table again \
                          (generation {cgen}; it failed with: {why})"
                     );
                 }
@@ -254,8 +254,10 @@ impl Sync {
                 // ([`Shared::wait_synced`]); retried until it takes.
                 let why = errors.join("; ");
                 if self.failed.as_ref().is_none_or(|(w, _)| *w != why) {
-                    eprintln!(
-                        "rvsd: data plane: cannot put table generation {cgen} into the \
+                    tracing::error!(
+                        generation = cgen,
+                        reason = %why,
+                        "data plane: cannot put table generation {cgen} into the \
                          filter: {why} (retrying every {} s)",
                         SYNC_RETRY.as_secs()
                     );
@@ -294,14 +296,14 @@ impl Sync {
         });
         if shed != before {
             if let Err(e) = c.set_syn_shed(shed) {
-                eprintln!("rvsd: data plane: SYN guard: {e}");
+                crate::limited!(error, "", "data plane: SYN guard: {e}");
                 return;
             }
             let permille = (shed * 1000.0).round() as u32;
             let was = dp.syn_shed_permille.swap(permille, Ordering::Relaxed);
             if (was == 0) != (permille == 0) {
-                eprintln!(
-                    "rvsd: data plane: SYN guard {}",
+                tracing::warn!(
+                    "data plane: SYN guard {}",
                     if permille == 0 {
                         "off: the slow path keeps up again".to_string()
                     } else {

@@ -103,7 +103,13 @@ impl Worker {
                 self.refresh_kernel_drops();
             }
             if let Err(e) = rvs_io::packet::wait_readable(&fds, IDLE_WAIT_MS) {
-                eprintln!("rvsd: worker {}: {e}", self.index);
+                crate::limited!(
+                    error,
+                    self.index,
+                    worker = self.index,
+                    "worker {}: {e}",
+                    self.index
+                );
                 std::thread::sleep(Duration::from_millis(IDLE_WAIT_MS as u64));
             }
             for si in 0..self.socks.len() {
@@ -116,7 +122,15 @@ impl Worker {
             }
             for (s, seen) in self.socks.iter_mut().zip(&mut dropped_seen) {
                 if let Err(e) = s.flush() {
-                    eprintln!("rvsd: worker {}: {} flush: {e}", self.index, s.ifname());
+                    crate::limited!(
+                        error,
+                        format_args!("{} {}", self.index, s.ifname()),
+                        worker = self.index,
+                        iface = s.ifname(),
+                        "worker {}: {} flush: {e}",
+                        self.index,
+                        s.ifname()
+                    );
                 }
                 // What the kernel refused to send counts as no room.
                 let dropped = s.tx_dropped();
@@ -131,8 +145,10 @@ impl Worker {
         self.refresh_kernel_drops();
         for sock in &self.socks {
             if let Sock::Xsk(x) = sock {
-                eprintln!(
-                    "rvsd: worker {}: {} queue {}: {:?}",
+                tracing::info!(
+                    worker = self.index,
+                    iface = x.ifname(),
+                    "worker {}: {} queue {}: {:?}",
                     self.index,
                     x.ifname(),
                     x.queue(),
@@ -270,8 +286,12 @@ impl Worker {
         }
         drop(guard);
         if let Err(e) = res {
-            eprintln!(
-                "rvsd: worker {}: {} receive: {e}",
+            crate::limited!(
+                error,
+                format_args!("{} {}", self.index, self.socks[si].ifname()),
+                worker = self.index,
+                iface = self.socks[si].ifname(),
+                "worker {}: {} receive: {e}",
                 self.index,
                 self.socks[si].ifname()
             );
