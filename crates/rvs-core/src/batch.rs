@@ -187,7 +187,7 @@ impl<'e> Model<'e> {
         let fwmark = self.fwmark.as_ref().unwrap_or(self.base_fwmark);
         TableView {
             services,
-            fwmark: fwmark.rules().to_vec(),
+            fwmark: fwmark.ordered().cloned().collect(),
         }
     }
 
@@ -270,7 +270,7 @@ impl<'e> Model<'e> {
             }
             ConfigOp::AddFwmarkRule(rule) => self.fwmark_mut().add(rule)?,
             ConfigOp::DeleteFwmarkRule(rule) => self.fwmark_mut().delete(rule)?,
-            ConfigOp::FlushFwmarkRules => self.fwmark = Some(FwmarkRules::default()),
+            ConfigOp::FlushFwmarkRules => self.fwmark_mut().clear(),
         }
         Ok(())
     }

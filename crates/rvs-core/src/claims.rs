@@ -77,7 +77,7 @@ impl TableView {
                     (s.key, dests)
                 })
                 .collect(),
-            fwmark: engine.fwmark_rules().rules().to_vec(),
+            fwmark: engine.fwmark_rules().ordered().cloned().collect(),
         }
     }
 }

@@ -141,33 +141,52 @@ pub fn prefix_contains(addr: IpAddr, len: u8, ip: IpAddr) -> bool {
     }
 }
 
-/// The ordered rule list.
+/// The ordered rule list: the rules mirrored from the host's firewall
+/// (`host`, in the order its PREROUTING hooks run them, replaced as a whole
+/// by [`FwmarkRules::set_host`]) then rvs's own (`rvs fwmark add`), as if
+/// they were appended last: the last matching rule of the two wins.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FwmarkRules {
     rules: Vec<FwmarkRule>,
+    host: Vec<FwmarkRule>,
 }
 
 impl FwmarkRules {
-    /// The rules, in order.
+    /// rvs's own rules (`rvs fwmark add`), in order.
     pub fn rules(&self) -> &[FwmarkRule] {
         &self.rules
     }
 
-    /// Whether there is no rule.
-    #[inline]
-    pub fn is_empty(&self) -> bool {
-        self.rules.is_empty()
+    /// The rules mirrored from the host's firewall, in order.
+    pub fn host(&self) -> &[FwmarkRule] {
+        &self.host
     }
 
-    /// Number of rules.
+    /// Every rule in the order packets meet them: the host's, then rvs's.
+    pub fn ordered(&self) -> impl DoubleEndedIterator<Item = &FwmarkRule> {
+        self.host.iter().chain(self.rules.iter())
+    }
+
+    /// Replace the host's rules (each normalised; a rule that is not valid
+    /// is left out: the caller checks them).
+    pub fn set_host(&mut self, rules: &[FwmarkRule]) {
+        self.host = rules.iter().filter_map(|r| r.normalized().ok()).collect();
+    }
+
+    /// Whether there is no rule (of rvs's own or the host's).
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty() && self.host.is_empty()
+    }
+
+    /// Number of rvs's own rules.
     pub fn len(&self) -> usize {
         self.rules.len()
     }
 
     /// The mark of a packet (0 when no rule matches).
     pub fn mark_of(&self, iif: u32, dst: IpAddr, proto: Protocol, dport: u16) -> u32 {
-        self.rules
-            .iter()
+        self.ordered()
             .rev()
             .find(|r| r.matches(iif, dst, proto, dport))
             .map_or(0, |r| r.mark)
@@ -228,7 +247,7 @@ impl FwmarkRules {
             .ok_or(CtlError::NotFound("fwmark rule"))
     }
 
-    /// Remove every rule.
+    /// Remove every rule of rvs's own (the host's stay).
     pub fn clear(&mut self) {
         self.rules.clear();
     }
@@ -388,6 +407,24 @@ mod tests {
             t.delete(&rule("10.0.0.0", 8, 1)),
             Err(CtlError::NotFound("fwmark rule"))
         );
+    }
+
+    #[test]
+    fn host_rules_run_first_and_survive_a_flush() {
+        let mut t = FwmarkRules::default();
+        t.set_host(&[rule("10.0.0.1", 24, 10), rule("10.0.0.9", 32, 0)]);
+        assert_eq!(t.host().len(), 1, "an invalid host rule is left out");
+        assert_eq!(t.host()[0].addr, ip("10.0.0.0"));
+        assert!(!t.is_empty());
+        assert_eq!(t.len(), 0);
+        assert_eq!(t.mark_of(1, ip("10.0.0.1"), Protocol::Tcp, 80), 10);
+        t.add(&rule("10.0.0.1", 32, 11)).unwrap();
+        assert_eq!(t.mark_of(1, ip("10.0.0.1"), Protocol::Tcp, 80), 11);
+        assert_eq!(t.mark_of(1, ip("10.0.0.2"), Protocol::Tcp, 80), 10);
+        t.clear();
+        assert_eq!(t.mark_of(1, ip("10.0.0.1"), Protocol::Tcp, 80), 10);
+        t.set_host(&[]);
+        assert!(t.is_empty());
     }
 
     #[test]

@@ -225,6 +225,25 @@ impl Engine {
         self.fwmark_rules.clear();
     }
 
+    /// Replace the rules mirrored from the host's firewall (they run before
+    /// rvs's own, see [`FwmarkRules`]). Refused, changing nothing, when the
+    /// claim check ([`Engine::set_claim_check`]) says the data plane's filter
+    /// cannot hold the table they make: `Err` with its reason.
+    pub fn set_host_fwmark_rules(&mut self, rules: &[FwmarkRule]) -> Result<(), String> {
+        let mut next = self.fwmark_rules.clone();
+        next.set_host(rules);
+        if next == self.fwmark_rules {
+            return Ok(());
+        }
+        if let Some(guard) = &self.claim_guard {
+            let mut view = TableView::of(self);
+            view.fwmark = next.ordered().cloned().collect();
+            (guard.0)(&crate::claims::claims(&view))?;
+        }
+        self.fwmark_rules = next;
+        Ok(())
+    }
+
     /// The mark a new flow is looked up with: the frame's own, or else the
     /// rules' (free when there are no rules).
     #[inline]

@@ -65,8 +65,7 @@ impl Engine {
             || self.services.is_nat_source(meta.src)
             || self
                 .fwmark_rules
-                .rules()
-                .iter()
+                .ordered()
                 .any(|r| crate::fwmark::prefix_contains(r.addr, r.prefix_len, meta.dst))
     }
 
