@@ -57,6 +57,39 @@ impl fmt::Display for FwmarkSpec {
     }
 }
 
+/// The rules rvsd mirrors from the host's firewall (`rvs fwmark list`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostMarks {
+    /// `host` (rvsd follows the host's MARK rules) or `rvs` (it does not).
+    pub source: String,
+    /// The host's rules rvsd applies, in the order packets meet them.
+    pub rules: Vec<HostRule>,
+    /// The host's rules rvsd leaves to the kernel, and why.
+    pub ignored: Vec<IgnoredRule>,
+}
+
+/// One mirrored rule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostRule {
+    /// `iptables` or `nft`.
+    pub origin: String,
+    /// The rule as the host's firewall prints it.
+    pub text: String,
+    /// What rvsd applies for it.
+    pub spec: FwmarkSpec,
+}
+
+/// One rule of the host's that rvsd does not mirror.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IgnoredRule {
+    /// `iptables` or `nft`.
+    pub origin: String,
+    /// The rule as the host's firewall prints it.
+    pub text: String,
+    /// Why it is not mirrored.
+    pub reason: String,
+}
+
 /// Parse the arguments of `rvs fwmark add|del`.
 ///
 /// # Errors

@@ -341,6 +341,9 @@ pub enum Request {
     FwmarkList,
     /// Remove every firewall-mark rule (`rvs fwmark flush`).
     FwmarkFlush,
+    /// The MARK rules mirrored from the host's firewall, and those left
+    /// to the kernel (`rvs fwmark list`).
+    FwmarkHost,
     /// The IPVS sysctls (`rvs sysctl -a`).
     GetSysctls,
     /// Set IPVS sysctls by name (`net.ipv4.vs.NAME` or `NAME`), all or
@@ -722,6 +725,8 @@ pub enum Reply {
     },
     /// Firewall-mark rules, in order.
     FwmarkRules(Vec<fwmark::FwmarkSpec>),
+    /// `Request::FwmarkHost`.
+    FwmarkHost(fwmark::HostMarks),
     /// `Request::GetSysctls`, by name.
     Sysctls(Vec<SysctlValue>),
 }

@@ -346,6 +346,7 @@ impl State {
                 self.changed(Ok(()))
             }
             Request::FwmarkList => Reply::FwmarkRules(self.fwmark_rules()),
+            Request::FwmarkHost => crate::hostwatch::listing(),
             Request::GetSysctls => Reply::Sysctls(self.sysctls()),
             Request::SetSysctls(pairs) => {
                 let mut s = *self.engine.sysctls();
@@ -431,6 +432,24 @@ impl State {
         if let (Some(i), Some(name)) = (rule.iif, &spec.iif) {
             self.ifnames.insert(i, name.clone());
         }
+    }
+
+    /// Replace the fwmark rules mirrored from the host's firewall
+    /// ([`crate::hostwatch`]); the data plane resyncs when they change.
+    ///
+    /// # Errors
+    ///
+    /// The claim check's reason (nothing changes).
+    pub fn set_host_fwmark_rules(
+        &mut self,
+        rules: &[rvs_core::fwmark::FwmarkRule],
+    ) -> Result<(), String> {
+        let before = self.engine.fwmark_rules().host().to_vec();
+        self.engine.set_host_fwmark_rules(rules)?;
+        if self.engine.fwmark_rules().host() != before.as_slice() {
+            self.generation += 1;
+        }
+        Ok(())
     }
 
     /// The firewall-mark rules, in order, interfaces by name.

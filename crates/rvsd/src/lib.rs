@@ -43,6 +43,8 @@ pub mod convert;
 pub mod dataplane;
 pub mod handler;
 pub mod held;
+pub mod hostmarks;
+pub mod hostwatch;
 pub mod log;
 pub mod metrics;
 pub mod options;
@@ -365,6 +367,10 @@ fn serve(o: Options) -> Result<(), (u8, String)> {
         .map_err(|e| (EXIT_FAILURE, format!("cannot start a thread: {e}")))?;
     syncd::spawn(Arc::clone(&shared))
         .map_err(|e| (EXIT_FAILURE, format!("cannot start a thread: {e}")))?;
+    if o.fwmark_from_host {
+        hostwatch::spawn(Arc::clone(&shared))
+            .map_err(|e| (EXIT_FAILURE, format!("cannot start a thread: {e}")))?;
+    }
     if let Some(addr) = o.metrics {
         server::spawn_metrics(Arc::clone(&shared), addr, o.metrics_labels.clone())
             .map_err(|e| (EXIT_FAILURE, e))?;

@@ -90,6 +90,15 @@ Options:
                         `debug` or `info,rvsd::dataplane=debug`). Repeated
                         data-plane errors are logged once per 10 s per
                         interface or worker, with the count left out
+  --fwmark-source SRC   where fwmark rules come from: `host` (default):
+                        rvsd also follows the host's MARK rules of mangle
+                        PREROUTING (iptables, nf_tables or legacy, and nft
+                        chains on the prerouting hook setting `meta mark`),
+                        checked every second, as if added with `rvs fwmark
+                        add` (`rvs fwmark list` shows them, with the rules
+                        it leaves to the kernel and why); `rvs`: only
+                        `rvs fwmark` rules, for hosts whose marks mean
+                        something else
   -h, --help            print this help
   -V, --version         print the version
 ";
@@ -122,6 +131,8 @@ pub struct Options {
     pub metrics_labels: crate::metrics::BackendLabels,
     /// `--log-level` (else `RUST_LOG`, else `info`).
     pub log_level: Option<crate::log::LogLevel>,
+    /// `--fwmark-source host` (true, the default) or `rvs`.
+    pub fwmark_from_host: bool,
 }
 
 impl Default for Options {
@@ -139,6 +150,7 @@ impl Default for Options {
             metrics: None,
             metrics_labels: crate::metrics::BackendLabels::default(),
             log_level: None,
+            fwmark_from_host: true,
         }
     }
 }
@@ -295,6 +307,14 @@ pub fn parse_with_env(
                     }
                 };
             }
+            Long("fwmark-source") => {
+                let v = text(p.value().map_err(|e| e.to_string())?, "--fwmark-source")?;
+                o.fwmark_from_host = match v.as_str() {
+                    "host" => true,
+                    "rvs" => false,
+                    _ => return Err(format!("--fwmark-source {v}: expected `host` or `rvs`")),
+                };
+            }
             Long("fast-path") => {
                 let v = text(p.value().map_err(|e| e.to_string())?, "--fast-path")?;
                 o.fast_path = FastPathMode::parse(&v, "--fast-path")?;
@@ -402,8 +422,17 @@ mod tests {
                 metrics: None,
                 metrics_labels: crate::metrics::BackendLabels::default(),
                 log_level: None,
+                fwmark_from_host: true,
             })
         );
+        assert_eq!(
+            parse(args(&["--fwmark-source", "rvs"])).unwrap(),
+            Command::Run(Options {
+                fwmark_from_host: false,
+                ..Options::default()
+            })
+        );
+        assert!(parse(args(&["--fwmark-source", "iptables"])).is_err());
         assert_eq!(
             parse(args(&[
                 "--metrics",

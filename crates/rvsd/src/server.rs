@@ -419,6 +419,7 @@ pub fn needs_fast_path_credit(req: &Request) -> bool {
         | Request::FwmarkDel(_)
         | Request::FwmarkFlush
         | Request::FwmarkList
+        | Request::FwmarkHost
         | Request::GetSysctls => false,
     }
 }
@@ -731,6 +732,7 @@ fn request_kind(r: &Request) -> &'static str {
         Request::FwmarkAdd(_) => "fwmark_add",
         Request::FwmarkDel(_) => "fwmark_del",
         Request::FwmarkList => "fwmark_list",
+        Request::FwmarkHost => "fwmark_host",
         Request::FwmarkFlush => "fwmark_flush",
         Request::GetSysctls => "get_sysctls",
         Request::SetSysctls(_) => "set_sysctls",
