@@ -5,9 +5,15 @@
 //! (`rvsadm -A -f N`) are reached through these rules instead of iptables
 //! marks. Like non-terminating `MARK` targets, every rule is tried in order
 //! and the last one that matches sets the mark.
+//!
+//! rvsd also follows the host's own MARK rules (`rvsd --fwmark-source
+//! host`, the default): `list` shows them first, with their origin
+//! (`iptables`, `nft`), then rvs's own (`rvs`), then the host's rules rvsd
+//! leaves to the kernel and why. `save`, `del` and `flush` touch rvs's own
+//! rules only.
 
 use rvs_proto::client::{Client, Endpoint};
-use rvs_proto::fwmark::{FwmarkSpec, parse_args};
+use rvs_proto::fwmark::{FwmarkSpec, HostMarks, parse_args};
 use rvs_proto::{Reply, Request};
 
 /// errno: the rule exists.
@@ -20,9 +26,11 @@ pub const USAGE: &str = "\
 Usage: rvs fwmark add -d ADDR[/LEN] [-p tcp|udp|sctp] [--dport PORT[,PORT...]]
                       [-i IF] --set-mark N
        rvs fwmark del <the same options>
-       rvs fwmark list     the rules, numbered, in the add syntax
-       rvs fwmark flush    remove every rule
-       rvs fwmark save     'rvs fwmark add' lines that restore the rules
+       rvs fwmark list     the rules, numbered, in the add syntax, with their
+                           origin: the host's firewall (iptables, nft) or rvs;
+                           then the host's MARK rules left to the kernel, and why
+       rvs fwmark flush    remove every rvs rule (the host's stay)
+       rvs fwmark save     'rvs fwmark add' lines that restore the rvs rules
 
   -d, --destination ADDR[/LEN]   destination address or prefix (default /32, /128)
   -p, --protocol P               tcp, udp or sctp (default: all three)
@@ -31,6 +39,9 @@ Usage: rvs fwmark add -d ADDR[/LEN] [-p tcp|udp|sctp] [--dport PORT[,PORT...]]
   --set-mark N                   the mark, 1..4294967295 (decimal or 0x hex)
 iptables spellings are accepted: -m multiport, -j MARK (no-ops).
 The last matching rule sets the mark; rvsadm -A -f N serves mark N.
+rvsd also applies the host's mangle PREROUTING MARK rules (iptables,
+iptables-legacy, nft `meta mark set`), read every second, before the rvs
+rules, unless it runs with --fwmark-source rvs.
 ";
 
 /// One `rvs fwmark` command.
@@ -79,13 +90,32 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
     }
 }
 
-/// The numbered listing (`list`).
-pub fn format_list(rules: &[FwmarkSpec]) -> String {
-    rules
+/// The numbered listing (`list`): the host's rules (when rvsd reports
+/// them), then rvs's, each with its origin; then the host's rules left to
+/// the kernel.
+pub fn format_list(rules: &[FwmarkSpec], host: Option<&HostMarks>) -> String {
+    let mut out = String::new();
+    let host_rules = host.map_or(&[][..], |h| &h.rules[..]);
+    let all = host_rules
         .iter()
-        .enumerate()
-        .map(|(i, r)| format!("{:<4} {r}\n", i + 1))
-        .collect()
+        .map(|r| (r.origin.as_str(), &r.spec))
+        .chain(rules.iter().map(|r| ("rvs", r)));
+    for (i, (origin, r)) in all.enumerate() {
+        out.push_str(&format!("{:<4} {origin:<8} {r}\n", i + 1));
+    }
+    if let Some(h) = host {
+        if h.source == "rvs" {
+            out.push_str("# the host's MARK rules are not followed (rvsd --fwmark-source rvs)\n");
+        }
+        if !h.ignored.is_empty() {
+            out.push_str("Host rules left to the kernel:\n");
+            for r in &h.ignored {
+                out.push_str(&format!("     {:<8} {}\n", r.origin, r.text));
+                out.push_str(&format!("              why: {}\n", r.reason));
+            }
+        }
+    }
+    out
 }
 
 /// `rvs fwmark add` lines (`save`).
@@ -118,7 +148,14 @@ pub fn run(args: &[String]) -> Result<String, String> {
         }
         (Reply::Error(e), _) => Err(format!("rvsd: {}", e.message)),
         (Reply::Ok, Command::Add(_) | Command::Del(_) | Command::Flush) => Ok(String::new()),
-        (Reply::FwmarkRules(r), Command::List) => Ok(format_list(&r)),
+        (Reply::FwmarkRules(r), Command::List) => {
+            // An older rvsd does not know the request: its rules only.
+            let host = match c.call(Request::FwmarkHost) {
+                Ok(Reply::FwmarkHost(h)) => Some(h),
+                _ => None,
+            };
+            Ok(format_list(&r, host.as_ref()))
+        }
         (Reply::FwmarkRules(r), Command::Save) => Ok(format_save(&r)),
         (other, _) => Err(format!("unexpected reply from rvsd: {other:?}")),
     }
@@ -145,9 +182,30 @@ mod tests {
             "rvs fwmark add -d 122.161.1.100/32 -p tcp --dport 80,443 --set-mark 10\n"
         );
         assert_eq!(
-            format_list(&[r.clone(), r]),
-            "1    -d 122.161.1.100/32 -p tcp --dport 80,443 --set-mark 10\n\
-             2    -d 122.161.1.100/32 -p tcp --dport 80,443 --set-mark 10\n"
+            format_list(&[r.clone(), r.clone()], None),
+            "1    rvs      -d 122.161.1.100/32 -p tcp --dport 80,443 --set-mark 10\n\
+             2    rvs      -d 122.161.1.100/32 -p tcp --dport 80,443 --set-mark 10\n"
+        );
+        let host = HostMarks {
+            source: "host".into(),
+            rules: vec![rvs_proto::fwmark::HostRule {
+                origin: "iptables".into(),
+                text: "-A PREROUTING -d 122.161.1.100/32 -j MARK --set-xmark 0xa/0xffffffff".into(),
+                spec: r.clone(),
+            }],
+            ignored: vec![rvs_proto::fwmark::IgnoredRule {
+                origin: "nft".into(),
+                text: "inet t pre handle 4: ct state new meta mark set 11".into(),
+                reason: "unsupported: match ct state new".into(),
+            }],
+        };
+        assert_eq!(
+            format_list(std::slice::from_ref(&r), Some(&host)),
+            "1    iptables -d 122.161.1.100/32 -p tcp --dport 80,443 --set-mark 10\n\
+             2    rvs      -d 122.161.1.100/32 -p tcp --dport 80,443 --set-mark 10\n\
+             Host rules left to the kernel:\n     \
+             nft      inet t pre handle 4: ct state new meta mark set 11\n              \
+             why: unsupported: match ct state new\n"
         );
         assert_eq!(parse(&args("list")), Ok(Command::List));
         assert_eq!(parse(&args("flush")), Ok(Command::Flush));
