@@ -89,7 +89,9 @@ fn pfwmc(tag: &str, backend: Backend) {
             eprintln!("skipped: needs {tool}");
             return;
         }
-        panic!("needs {tool} (scripts/test.sh installs it; set RVS_SKIP_PRIVILEGED_TESTS=1 to skip)");
+        panic!(
+            "needs {tool} (scripts/test.sh installs it; set RVS_SKIP_PRIVILEGED_TESTS=1 to skip)"
+        );
     }
     let lab = Lab::start("nat", 2, "rr");
     lab.start_servers(&[443], &[]);
@@ -98,7 +100,9 @@ fn pfwmc(tag: &str, backend: Backend) {
     let seed: Vec<String> = [80, 443]
         .iter()
         .map(|p| {
-            format!("-t mangle -A PREROUTING -d {vip} -i eth0 -p tcp --dport {p} -j MARK --set-mark 10")
+            format!(
+                "-t mangle -A PREROUTING -d {vip} -i eth0 -p tcp --dport {p} -j MARK --set-mark 10"
+            )
         })
         .collect();
     match backend {
@@ -229,9 +233,7 @@ fn pfwmc(tag: &str, backend: Backend) {
         }
     }
     let deleted = Instant::now();
-    let stopped = poll(FOLLOW_LIMIT, || {
-        lab.client(move || who(None, tls)).err()
-    });
+    let stopped = poll(FOLLOW_LIMIT, || lab.client(move || who(None, tls)).err());
     assert!(
         stopped.is_some(),
         "{tag}: still claimed {FOLLOW_LIMIT:?} after the rules were deleted:\n{}",

@@ -362,8 +362,10 @@ fn parse_iptables_rule(text: &str, words: &[String], family: Family) -> Rule {
             }
         },
         None => {}
-        Some("LOG" | "NFLOG" | "TRACE" | "TCPMSS" | "TOS" | "DSCP" | "TTL" | "HL" | "CHECKSUM"
-        | "CLASSIFY" | "ECN" | "TEE") => {}
+        Some(
+            "LOG" | "NFLOG" | "TRACE" | "TCPMSS" | "TOS" | "DSCP" | "TTL" | "HL" | "CHECKSUM"
+            | "CLASSIFY" | "ECN" | "TEE",
+        ) => {}
         Some(t @ ("ACCEPT" | "RETURN")) => action = Action::Ends(t.to_string()),
         Some(t) => action = Action::Other(t.to_string()),
     }
@@ -615,7 +617,11 @@ fn nft_match(body: &Value, m: &mut Match, problems: &mut Vec<String>) {
         }
         return;
     }
-    if let Some(k) = left.get("meta").and_then(|x| x.get("key")).and_then(Value::as_str) {
+    if let Some(k) = left
+        .get("meta")
+        .and_then(|x| x.get("key"))
+        .and_then(Value::as_str)
+    {
         match (k, right) {
             ("l4proto", Value::String(s)) => set_proto(m, s),
             ("l4proto", Value::Number(n)) => set_proto(m, &n.to_string()),
@@ -674,7 +680,10 @@ fn nft_mark_op(v: &Value) -> Option<(u32, u32)> {
         return Some((u32::MAX, n));
     }
     let is_mark = |x: &Value| {
-        x.get("meta").and_then(|k| k.get("key")).and_then(Value::as_str) == Some("mark")
+        x.get("meta")
+            .and_then(|k| k.get("key"))
+            .and_then(Value::as_str)
+            == Some("mark")
     };
     let bin = |x: &Value, op: &str| -> Option<(Value, u32)> {
         let a = x.get(op)?.as_array()?;
@@ -844,7 +853,9 @@ pub fn translate(chains: &[Chain]) -> Translation {
                 ignore(
                     &mut out,
                     r,
-                    format!("target {t}: the rules after it that can match the same packets are left to the kernel"),
+                    format!(
+                        "target {t}: the rules after it that can match the same packets are left to the kernel"
+                    ),
                 );
                 holders.push((i, r.m.clone(), Holds::Later));
             }
@@ -852,7 +863,9 @@ pub fn translate(chains: &[Chain]) -> Translation {
                 ignore(
                     &mut out,
                     r,
-                    format!("target {t}: the MARK rules that can match the same packets are left to the kernel"),
+                    format!(
+                        "target {t}: the MARK rules that can match the same packets are left to the kernel"
+                    ),
                 );
                 holders.push((i, r.m.clone(), Holds::Both));
             }
@@ -898,7 +911,11 @@ pub fn translate(chains: &[Chain]) -> Translation {
                         );
                         holders.push((i, r.m.clone(), Holds::Earlier));
                     } else {
-                        ignore(&mut out, r, "sets mark 0 (no mark): nothing to claim".into());
+                        ignore(
+                            &mut out,
+                            r,
+                            "sets mark 0 (no mark): nothing to claim".into(),
+                        );
                     }
                     continue;
                 }
@@ -921,7 +938,10 @@ pub fn translate(chains: &[Chain]) -> Translation {
             ignore(
                 &mut out,
                 r,
-                format!("left to the kernel: it overlaps a rule rvs does not apply ({})", rules[*h].text),
+                format!(
+                    "left to the kernel: it overlaps a rule rvs does not apply ({})",
+                    rules[*h].text
+                ),
             );
             continue;
         }
@@ -1003,11 +1023,13 @@ COMMIT
 
     #[test]
     fn mark_forms_and_ranges() {
-        let t = ipt("-A PREROUTING -d 10.0.0.0/8 -p udp -m multiport --dports 53,1000:1003 -j MARK --set-mark 0x10\n\
+        let t = ipt(
+            "-A PREROUTING -d 10.0.0.0/8 -p udp -m multiport --dports 53,1000:1003 -j MARK --set-mark 0x10\n\
              -A PREROUTING -d 10.1.0.0/16 -p tcp -j MARK --or-mark 0x3\n\
              -A PREROUTING -d 192.168.0.1 -j MARK --set-xmark 0x5/0xf\n\
              -A PREROUTING -d 192.168.0.2 -j MARK --set-mark 7/0xff\n\
-             -A PREROUTING -d 192.168.0.3 -j MARK --and-mark 0xff");
+             -A PREROUTING -d 192.168.0.3 -j MARK --and-mark 0xff",
+        );
         assert_eq!(
             specs(&t),
             [
@@ -1029,12 +1051,15 @@ COMMIT
         assert_eq!(specs(&t), ["iptables -d 11.0.0.1/32 --set-mark 3"]);
         assert_eq!(t.ignored.len(), 2);
         assert!(t.ignored[1].reason.contains("overlaps"), "{:?}", t.ignored);
-        assert!(t.ignored[1].text.contains("--set-xmark") || t.ignored[1].text.contains("--set-mark 1"));
+        assert!(
+            t.ignored[1].text.contains("--set-xmark") || t.ignored[1].text.contains("--set-mark 1")
+        );
     }
 
     #[test]
     fn unsupported_matches_are_reported_with_their_text() {
-        let t = ipt("-A PREROUTING -d 10.0.0.1/32 -p tcp -m tcp --dport 443 -j MARK --set-xmark 0xa/0xffffffff\n\
+        let t = ipt(
+            "-A PREROUTING -d 10.0.0.1/32 -p tcp -m tcp --dport 443 -j MARK --set-xmark 0xa/0xffffffff\n\
              -A PREROUTING -d 10.0.0.2/32 -m conntrack --ctstate NEW -j MARK --set-xmark 0xb/0xffffffff\n\
              -A PREROUTING -s 10.1.0.0/16 -d 10.0.0.3 -j MARK --set-mark 12\n\
              -A PREROUTING ! -d 10.0.0.4/32 -j MARK --set-mark 13\n\
@@ -1042,7 +1067,8 @@ COMMIT
              -A PREROUTING -d 10.0.0.6 -p tcp --sport 1000 -j MARK --set-mark 15\n\
              -A PREROUTING -d 10.0.0.7 -p icmp -j MARK --set-mark 16\n\
              -A PREROUTING -d 10.0.0.8 -p tcp --dport 1000:2000 -j MARK --set-mark 17\n\
-             -A PREROUTING -d 10.0.0.9 -i eth+ -j MARK --set-mark 18");
+             -A PREROUTING -d 10.0.0.9 -i eth+ -j MARK --set-mark 18",
+        );
         // The negated rule may match 10.0.0.1: the first rule is held back.
         let want = [
             "-m conntrack",
@@ -1140,7 +1166,11 @@ COMMIT
             ]
         );
         assert!(t.ignored.is_empty(), "{:?}", t.ignored);
-        assert!(t.rules[1].text.contains("meta mark set 10"), "{}", t.rules[1].text);
+        assert!(
+            t.rules[1].text.contains("meta mark set 10"),
+            "{}",
+            t.rules[1].text
+        );
         // A named set may hold any IPv4 address: the IPv4 rules before it
         // are left to the kernel, the IPv6 one and the later one stay.
         let t = translate(&chains);
@@ -1163,7 +1193,10 @@ COMMIT
         let v = |s: &str| nft_mark_op(&serde_json::from_str(s).unwrap());
         assert_eq!(v("7"), Some((u32::MAX, 7)));
         assert_eq!(v(r#"{"|": [{"meta": {"key": "mark"}}, 3]}"#), Some((3, 3)));
-        assert_eq!(v(r#"{"&": [{"meta": {"key": "mark"}}, 255]}"#), Some((!255, 0)));
+        assert_eq!(
+            v(r#"{"&": [{"meta": {"key": "mark"}}, 255]}"#),
+            Some((!255, 0))
+        );
         assert_eq!(v(r#"{"^": [{"meta": {"key": "mark"}}, 4]}"#), Some((0, 4)));
         assert_eq!(v(r#"{"ct": {"key": "mark"}}"#), None);
         // (m & a) | b behaves as iptables' xmark with mask !(a & !b).

@@ -80,8 +80,8 @@ fn read_host() -> (Vec<Chain>, Vec<String>) {
             ("iptables-nft-save", Family::V4),
             ("ip6tables-nft-save", Family::V6),
         ] {
-            if let Some(c) = run(cmd, &["-t", "mangle"])
-                .and_then(|t| hostmarks::parse_iptables_save(&t, fam))
+            if let Some(c) =
+                run(cmd, &["-t", "mangle"]).and_then(|t| hostmarks::parse_iptables_save(&t, fam))
             {
                 chains.push(c);
             }

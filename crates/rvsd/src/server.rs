@@ -808,6 +808,7 @@ mod tests {
             Request::ListDaemons,
             Request::DataPlaneStats,
             Request::FwmarkList,
+            Request::FwmarkHost,
             Request::FwmarkFlush,
         ] {
             assert!(!needs_fast_path_credit(&r), "{r:?}");

@@ -37,6 +37,7 @@ fn corpus() -> Vec<Vec<u8>> {
         Request::GlobalStats,
         Request::DataPlaneStats,
         Request::FwmarkList,
+        Request::FwmarkHost,
         Request::FwmarkFlush,
         Request::GetSysctls,
         Request::SetSysctls(vec![("net.ipv4.vs.sloppy_tcp".into(), "1".into())]),
