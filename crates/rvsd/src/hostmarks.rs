@@ -343,6 +343,11 @@ fn parse_iptables_rule(text: &str, words: &[String], family: Family) -> Rule {
                 consumed = false;
                 problems.push("fragment match (-f)".into());
             }
+            "--tcp-flags" => {
+                let flags = words.get(i + 1).map_or("", String::as_str);
+                problems.push(format!("match --tcp-flags {val} {flags}"));
+                i += 1;
+            }
             "--syn" => {
                 consumed = false;
                 problems.push("--syn".into());
@@ -1067,7 +1072,8 @@ COMMIT
              -A PREROUTING -d 10.0.0.6 -p tcp --sport 1000 -j MARK --set-mark 15\n\
              -A PREROUTING -d 10.0.0.7 -p icmp -j MARK --set-mark 16\n\
              -A PREROUTING -d 10.0.0.8 -p tcp --dport 1000:2000 -j MARK --set-mark 17\n\
-             -A PREROUTING -d 10.0.0.9 -i eth+ -j MARK --set-mark 18",
+             -A PREROUTING -d 10.0.0.9 -i eth+ -j MARK --set-mark 18\n\
+             -A PREROUTING -d 10.0.0.10 -p tcp -m tcp --tcp-flags SYN,RST SYN -j MARK --set-mark 19",
         );
         // The negated rule may match 10.0.0.1: the first rule is held back.
         let want = [
@@ -1079,6 +1085,7 @@ COMMIT
             "protocol icmp",
             "1000:2000",
             "interface wildcard",
+            "--tcp-flags SYN,RST SYN",
             "overlaps",
         ];
         assert!(t.rules.is_empty(), "{:?}", specs(&t));

@@ -161,6 +161,17 @@ fn apply(shared: &Shared, t: Translation) -> HostMarks {
     let mut engine_rules = Vec::new();
     let mut ignored = t.ignored;
     for r in t.rules {
+        if engine_rules.len() >= rvs_core::fwmark::MAX_RULES {
+            ignored.push(IgnoredRule {
+                origin: r.origin,
+                text: r.text,
+                reason: format!(
+                    "more than {} MARK rules: rvs follows the first ones",
+                    rvs_core::fwmark::MAX_RULES
+                ),
+            });
+            continue;
+        }
         match crate::convert::fwmark_rule(&r.spec, crate::handler::system_ifindex) {
             Ok(e) => {
                 engine_rules.push(e);
