@@ -23,9 +23,14 @@ impl Drop for Daemon {
 
 /// rvsd on a private socket, with `rules` as its `--rules` file if given.
 fn start(dir: &TempDir, rules: Option<&str>) -> (Daemon, Endpoint) {
+    start_with(dir, rules, &[])
+}
+
+/// [`start`] with `extra` options.
+fn start_with(dir: &TempDir, rules: Option<&str>, extra: &[&str]) -> (Daemon, Endpoint) {
     let sock = dir.path("ctl.sock");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_rvsd"));
-    cmd.args(["--io", "none", "--socket"]).arg(&sock);
+    cmd.args(["--io", "none"]).args(extra).arg("--socket").arg(&sock);
     if let Some(text) = rules {
         let file = dir.path("rules");
         std::fs::write(&file, text).unwrap();
@@ -165,5 +170,25 @@ fn bad_fwmark_line_refuses_the_whole_file() {
         ),
     ] {
         assert_refused(&dir, text, line);
+    }
+}
+
+/// `--fwmark-source rvs`: the host's rules are not followed, and the
+/// listing says so; by default they are (`host`).
+#[test]
+fn fwmark_source_switch() {
+    for (extra, want) in [(&["--fwmark-source", "rvs"][..], "rvs"), (&[][..], "host")] {
+        let dir = TempDir::new("source");
+        let (_d, ep) = start_with(&dir, None, extra);
+        let mut c = Client::connect(&ep).unwrap();
+        match c.call(Request::FwmarkHost).unwrap() {
+            Reply::FwmarkHost(h) => {
+                assert_eq!(h.source, want, "{extra:?}");
+                if want == "rvs" {
+                    assert!(h.rules.is_empty() && h.ignored.is_empty());
+                }
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }
