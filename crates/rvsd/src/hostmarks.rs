@@ -576,7 +576,11 @@ fn nft_match(body: &Value, m: &mut Match, problems: &mut Vec<String>) {
     let op = body.get("op").and_then(Value::as_str).unwrap_or("==");
     let left = body.get("left").unwrap_or(&Value::Null);
     let right = body.get("right").unwrap_or(&Value::Null);
-    let what = format!("{} {op} {}", nft_text(left), nft_text(right));
+    let what = if op == "==" || op == "in" {
+        format!("{} {}", nft_text(left), nft_text(right))
+    } else {
+        format!("{} {op} {}", nft_text(left), nft_text(right))
+    };
     if op != "==" && op != "in" {
         problems.push(format!("match {what}"));
         return;
@@ -743,6 +747,7 @@ fn nft_text(v: &Value) -> String {
                 }
                 "payload" => format!("{} {}", s("protocol"), s("field")),
                 "meta" => format!("meta {}", s("key")),
+                "ct" => format!("ct {}", s("key")),
                 "prefix" => format!("{}/{}", s("addr"), s("len")),
                 "range" => match b.as_array().map(Vec::as_slice) {
                     Some([a, c]) => format!("{}-{}", nft_text(a), nft_text(c)),
@@ -1211,6 +1216,23 @@ COMMIT
         for m in [0u32, 0xff, 0x1234_5678] {
             assert_eq!((m & !mask) ^ value, (m & 240) | 5);
         }
+    }
+
+    #[test]
+    fn nft_unsupported_rule_text() {
+        let json = r#"{"nftables": [
+ {"chain": {"family": "inet", "table": "lb", "name": "pre", "type": "filter", "hook": "prerouting", "prio": -200}},
+ {"rule": {"family": "inet", "table": "lb", "chain": "pre", "handle": 3, "expr": [
+   {"match": {"op": "in", "left": {"ct": {"key": "state"}}, "right": "new"}},
+   {"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "daddr"}}, "right": "10.0.0.4"}},
+   {"mangle": {"key": {"meta": {"key": "mark"}}, "value": 13}}]}}]}"#;
+        let t = translate(&parse_nft_json(json).unwrap());
+        assert!(t.rules.is_empty());
+        assert_eq!(
+            t.ignored[0].text,
+            "inet lb pre handle 3: ct state new ip daddr 10.0.0.4 meta mark set 13"
+        );
+        assert_eq!(t.ignored[0].reason, "unsupported: match ct state new");
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //!
 //! * `nft -j list ruleset` (native nftables chains on the prerouting hook);
 //! * `iptables-nft-save -t mangle` and `ip6tables-nft-save -t mangle` when
-//!   nftables holds a `mangle` table (or `nft` is missing);
+//!   nftables holds a `mangle` table (or `nft` is not installed);
 //! * `iptables-legacy-save -t mangle` / `ip6tables-legacy-save -t mangle`
 //!   when `/proc/net/ip_tables_names` / `ip6_tables_names` lists `mangle`
 //!   (so that the legacy modules are never loaded just by looking).
@@ -47,17 +47,24 @@ pub fn listing() -> Reply {
     }))
 }
 
-/// Standard output of a command that ran and succeeded.
-fn run(cmd: &str, args: &[&str]) -> Option<String> {
+/// Standard output of a command that ran and succeeded; `Err(true)` when
+/// it ran and failed (no permission, …), `Err(false)` when it is missing.
+fn run_cmd(cmd: &str, args: &[&str]) -> Result<String, bool> {
     let out = Command::new(cmd)
         .args(args)
         .stdin(Stdio::null())
         .stderr(Stdio::null())
         .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+        .map_err(|_| false)?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(true)
+    }
+}
+
+fn run(cmd: &str, args: &[&str]) -> Option<String> {
+    run_cmd(cmd, args).ok()
 }
 
 /// Whether the legacy tables of this family hold a mangle table.
@@ -74,8 +81,16 @@ fn legacy_mangle(v6: bool) -> bool {
 fn read_host() -> (Vec<Chain>, Vec<String>) {
     let mut chains = Vec::new();
     let mut errors = Vec::new();
-    let nft = run("nft", &["-j", "list", "ruleset"]);
-    if nft.as_deref().is_none_or(|j| j.contains("\"mangle\"")) {
+    let nft = run_cmd("nft", &["-j", "list", "ruleset"]);
+    // iptables-nft's tables are nft tables: read them when nft lists a
+    // mangle table, or when nft is missing (not when it failed: without
+    // the privilege iptables-nft-save fails too).
+    let ipt_nft = match &nft {
+        Ok(j) => j.contains("\"mangle\""),
+        Err(ran) => !ran,
+    };
+    let nft = nft.ok();
+    if ipt_nft {
         for (cmd, fam) in [
             ("iptables-nft-save", Family::V4),
             ("ip6tables-nft-save", Family::V6),

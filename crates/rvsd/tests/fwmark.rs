@@ -30,7 +30,10 @@ fn start(dir: &TempDir, rules: Option<&str>) -> (Daemon, Endpoint) {
 fn start_with(dir: &TempDir, rules: Option<&str>, extra: &[&str]) -> (Daemon, Endpoint) {
     let sock = dir.path("ctl.sock");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_rvsd"));
-    cmd.args(["--io", "none"]).args(extra).arg("--socket").arg(&sock);
+    cmd.args(["--io", "none"])
+        .args(extra)
+        .arg("--socket")
+        .arg(&sock);
     if let Some(text) = rules {
         let file = dir.path("rules");
         std::fs::write(&file, text).unwrap();
