@@ -27,9 +27,9 @@
 //!   marked the same packets (the mark it starts from is then 0, and the
 //!   result is VALUE); otherwise the rule is left to the kernel.
 //! * Matches rvs can express: destination address/prefix, protocol
-//!   (tcp, udp, sctp), destination ports (lists and ranges, 16 ports at
-//!   most) and the input interface. Anything else (source address or
-//!   port, negation, `-m conntrack`, `-m string`, `-m mark`, named sets,
+//!   (tcp, udp, sctp), destination ports (lists and ranges, 128 ports at
+//!   most, one rvs rule per 16) and the input interface. Anything else
+//!   (source address or port, negation, `-m conntrack`, `-m string`, `-m mark`, named sets,
 //!   interface wildcards, …) makes the rule unsupported: it is reported
 //!   with its text and reason, and the flows it would mark stay the
 //!   kernel's. Because that rule may change the mark of packets that
@@ -47,6 +47,11 @@ use std::net::IpAddr;
 use rvs_proto::Proto;
 use rvs_proto::fwmark::{FwmarkSpec, HostRule, IgnoredRule, MAX_PORTS};
 use serde_json::Value;
+
+/// Most destination ports one host rule may list (or span): it becomes
+/// one rvs rule per 16 ports, and the classifier holds 8 matchers of 16
+/// ports per prefix.
+pub const MAX_HOST_PORTS: usize = 8 * MAX_PORTS;
 
 /// iptables' mangle table hooks PREROUTING at this priority.
 pub const IPTABLES_MANGLE_PRIORITY: i32 = -150;
@@ -420,7 +425,7 @@ fn parse_prefix(s: &str) -> Option<(IpAddr, u8)> {
     Some((addr, len))
 }
 
-/// `P[,P|A:B…]` expanded, sorted, unique; 16 ports at most.
+/// `P[,P|A:B…]` expanded, sorted, unique; [`MAX_HOST_PORTS`] at most.
 fn parse_port_list(s: &str, sep: char, range: char) -> Result<Vec<u16>, String> {
     let mut out = Vec::new();
     for part in s.split(sep) {
@@ -437,9 +442,9 @@ fn parse_port_list(s: &str, sep: char, range: char) -> Result<Vec<u16>, String> 
 }
 
 fn push_range(out: &mut Vec<u16>, a: u16, b: u16) -> Result<(), String> {
-    if a == 0 || b < a || usize::from(b - a) >= MAX_PORTS {
+    if a == 0 || b < a || usize::from(b - a) >= MAX_HOST_PORTS {
         return Err(format!(
-            "destination ports {a}:{b} (rvs matches at most {MAX_PORTS} ports, not 0)"
+            "destination ports {a}:{b} (rvs matches at most {MAX_HOST_PORTS} ports, not 0)"
         ));
     }
     out.extend(a..=b);
@@ -449,9 +454,9 @@ fn push_range(out: &mut Vec<u16>, a: u16, b: u16) -> Result<(), String> {
 fn finish_ports(mut out: Vec<u16>) -> Result<Vec<u16>, String> {
     out.sort_unstable();
     out.dedup();
-    if out.len() > MAX_PORTS {
+    if out.len() > MAX_HOST_PORTS {
         return Err(format!(
-            "{} destination ports (rvs matches at most {MAX_PORTS})",
+            "{} destination ports (rvs matches at most {MAX_HOST_PORTS})",
             out.len()
         ));
     }
@@ -960,24 +965,32 @@ pub fn translate(chains: &[Chain]) -> Translation {
             (None, Some(v6)) => vec![v6],
             (None, None) => vec![false, true],
         };
+        // One rvs rule per 16 ports (rules of one mark and prefix share the
+        // classifier's matchers).
+        let chunks: Vec<Vec<u16>> = match &m.dports {
+            Some(p) => p.chunks(MAX_PORTS).map(<[u16]>::to_vec).collect(),
+            None => vec![Vec::new()],
+        };
         for v6 in fams {
             let (addr, prefix_len) = m.dst.unwrap_or(if v6 {
                 (IpAddr::from([0u16; 8]), 0)
             } else {
                 (IpAddr::from([0u8; 4]), 0)
             });
-            out.rules.push(HostRule {
-                origin: r.origin.name().into(),
-                text: r.text.clone(),
-                spec: FwmarkSpec {
-                    addr: rvs_core::fwmark::network(addr, prefix_len),
-                    prefix_len,
-                    proto: m.proto,
-                    dports: m.dports.clone().unwrap_or_default(),
-                    iif: m.iif.clone(),
-                    mark,
-                },
-            });
+            for dports in &chunks {
+                out.rules.push(HostRule {
+                    origin: r.origin.name().into(),
+                    text: r.text.clone(),
+                    spec: FwmarkSpec {
+                        addr: rvs_core::fwmark::network(addr, prefix_len),
+                        prefix_len,
+                        proto: m.proto,
+                        dports: dports.clone(),
+                        iif: m.iif.clone(),
+                        mark,
+                    },
+                });
+            }
         }
     }
     // Keep the reports in rule order.
@@ -1051,6 +1064,26 @@ COMMIT
         );
         assert_eq!(t.ignored.len(), 1, "{:?}", t.ignored);
         assert!(t.ignored[0].reason.contains("mark 0"), "{:?}", t.ignored);
+    }
+
+    #[test]
+    fn wide_port_ranges_become_rules_of_16_ports() {
+        let t = ipt("-A PREROUTING -d 10.0.0.1 -p tcp --dport 8000:8019 -j MARK --set-mark 5");
+        assert_eq!(
+            specs(&t),
+            [
+                "iptables -d 10.0.0.1/32 -p tcp --dport 8000,8001,8002,8003,8004,8005,8006,8007,\
+                 8008,8009,8010,8011,8012,8013,8014,8015 --set-mark 5",
+                "iptables -d 10.0.0.1/32 -p tcp --dport 8016,8017,8018,8019 --set-mark 5",
+            ]
+        );
+        let t = ipt("-A PREROUTING -d 10.0.0.1 -p tcp --dport 8000:8128 -j MARK --set-mark 5");
+        assert!(t.rules.is_empty());
+        assert!(
+            t.ignored[0].reason.contains("at most 128"),
+            "{:?}",
+            t.ignored
+        );
     }
 
     #[test]
