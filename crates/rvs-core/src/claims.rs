@@ -250,6 +250,39 @@ mod tests {
     }
 
     #[test]
+    fn host_rules_run_before_rvs_rules_and_pass_the_claim_check() {
+        let mut e = Engine::new(EngineConfig::default());
+        fwmark_service(&mut e, Af::Inet, 10, "192.168.1.11", FwdMethod::Route, 0);
+        let tcp = Some(Protocol::Tcp);
+        let host = rule("122.161.1.100", 32, tcp, &[80, 443], 10);
+        e.set_host_fwmark_rules(std::slice::from_ref(&host))
+            .unwrap();
+        assert_eq!(claims(&TableView::of(&e)).fwmark, vec![host.clone()]);
+        assert!(e.fwmark_rules().rules().is_empty(), "not an rvs rule");
+        // An rvs rule runs later: with a mark without a service it wins
+        // for port 443, so the host's rule is no longer claimed.
+        e.add_fwmark_rule(&rule("122.161.1.100", 32, tcp, &[443], 99))
+            .unwrap();
+        assert!(claims(&TableView::of(&e)).fwmark.is_empty());
+        e.flush_fwmark_rules();
+        assert_eq!(claims(&TableView::of(&e)).fwmark, vec![host.clone()]);
+        // A claim check that refuses changes nothing.
+        e.set_claim_check(std::sync::Arc::new(|c: &Claims| {
+            if c.fwmark.len() > 1 {
+                Err("too many".to_string())
+            } else {
+                Ok(())
+            }
+        }))
+        .unwrap();
+        let two = [host.clone(), rule("122.161.1.101", 32, tcp, &[80], 10)];
+        assert_eq!(e.set_host_fwmark_rules(&two), Err("too many".into()));
+        assert_eq!(e.fwmark_rules().host(), std::slice::from_ref(&host));
+        e.set_host_fwmark_rules(&[]).unwrap();
+        assert!(claims(&TableView::of(&e)).fwmark.is_empty());
+    }
+
+    #[test]
     fn a_later_overlapping_rule_without_a_service_unclaims() {
         let marks: HashSet<(bool, u32)> = [(false, 10)].into_iter().collect();
         let tcp = Some(Protocol::Tcp);
