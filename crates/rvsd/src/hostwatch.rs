@@ -142,7 +142,7 @@ pub fn spawn(shared: Arc<Shared>) -> std::io::Result<std::thread::JoinHandle<()>
                 let (chains, errors) = read_host();
                 for e in errors {
                     if read_errors.insert(e.clone()) {
-                        eprintln!("rvsd: fwmark: cannot read the host's rules: {e}");
+                        tracing::warn!("fwmark: cannot read the host's rules: {e}");
                     }
                 }
                 let t = hostmarks::translate(&chains);
@@ -150,14 +150,14 @@ pub fn spawn(shared: Arc<Shared>) -> std::io::Result<std::thread::JoinHandle<()>
                 if last.as_ref() != Some(&listing) {
                     for i in &listing.ignored {
                         if reported.insert((i.text.clone(), i.reason.clone())) {
-                            eprintln!(
-                                "rvsd: fwmark: {} rule left to the kernel ({}): {}",
+                            tracing::warn!(
+                                "fwmark: {} rule left to the kernel ({}): {}",
                                 i.origin, i.reason, i.text
                             );
                         }
                     }
-                    eprintln!(
-                        "rvsd: fwmark: following {} MARK rule(s) of the host's firewall, {} left to the kernel",
+                    tracing::info!(
+                        "fwmark: following {} MARK rule(s) of the host's firewall, {} left to the kernel",
                         listing.rules.len(),
                         listing.ignored.len()
                     );
