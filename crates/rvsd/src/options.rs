@@ -227,6 +227,8 @@ impl IoMode {
 }
 
 /// The parsed command line.
+// Made once at start and moved once: a box would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     /// Serve.
