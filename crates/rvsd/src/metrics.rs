@@ -425,6 +425,30 @@ fn rvs_families(s: &Snapshot) -> Vec<MetricFamily> {
             ],
         ));
     }
+    {
+        use std::sync::atomic::Ordering::Relaxed;
+        let st = &crate::syncd::STATS;
+        f.push(by_label(
+            "rvs_sync_messages_total",
+            "Connection-sync messages, by what happened to them.",
+            "outcome",
+            &[
+                ("sent", st.sent_msgs.load(Relaxed)),
+                ("send_failed", st.send_errors.load(Relaxed)),
+                ("received", st.recv_msgs.load(Relaxed)),
+                ("dropped", st.recv_dropped.load(Relaxed)),
+            ],
+        ));
+        f.push(by_label(
+            "rvs_sync_entries_total",
+            "Connection-sync entries sent by the master or refused by the backup's decoder.",
+            "outcome",
+            &[
+                ("sent", st.sent_conns.load(Relaxed)),
+                ("undecodable", st.recv_bad_entries.load(Relaxed)),
+            ],
+        ));
+    }
     if let Some(c) = &s.classifier {
         f.push(by_label(
             "rvs_classifier_frames_total",
