@@ -281,10 +281,20 @@ const FRAGMENT: &str = "ip frag-off & 0x3fff != 0";
 /// `add table` first so the `delete` of a table that is not there does not
 /// fail the transaction; all or nothing is applied.
 pub fn ruleset(ifaces: &[NftInterface], claims: &Claims<'_>) -> Result<String, NftError> {
+    ruleset_in(TABLE, ifaces, claims)
+}
+
+/// [`ruleset`] for the netdev table `table` (rvsd's restart hand-over
+/// uses one of its own: [`HANDOVER_TABLE`]).
+pub fn ruleset_in(
+    table: &str,
+    ifaces: &[NftInterface],
+    claims: &Claims<'_>,
+) -> Result<String, NftError> {
     let mut s = String::new();
-    let _ = writeln!(s, "add table netdev {TABLE}");
-    let _ = writeln!(s, "delete table netdev {TABLE}");
-    let _ = writeln!(s, "table netdev {TABLE} {{");
+    let _ = writeln!(s, "add table netdev {table}");
+    let _ = writeln!(s, "delete table netdev {table}");
+    let _ = writeln!(s, "table netdev {table} {{");
     for i in ifaces {
         if !valid_ifname(&i.name) {
             return Err(NftError::IfName(i.name.clone()));
@@ -306,8 +316,21 @@ pub fn ruleset(ifaces: &[NftInterface], claims: &Claims<'_>) -> Result<String, N
 
 /// The transaction that removes the table (if it is there).
 pub fn delete_ruleset() -> String {
-    format!("add table netdev {TABLE}\ndelete table netdev {TABLE}\n")
+    delete_ruleset_in(TABLE)
 }
+
+/// The transaction that removes the netdev table `table` (if it is there).
+pub fn delete_ruleset_in(table: &str) -> String {
+    format!("add table netdev {table}\ndelete table netdev {table}\n")
+}
+
+/// The table rvsd leaves while it restarts (`rvsd --conn-state`): it drops
+/// what rvsd claims between the old rvsd's data plane stopping and the new
+/// one's starting, so that the kernel does not answer established
+/// connections' packets with resets in that gap (TCP retransmits them to
+/// the new rvsd). Not owned: it outlives the process on purpose; the next
+/// rvsd deletes it once its own data plane runs.
+pub const HANDOVER_TABLE: &str = "rvs_handover";
 
 /// Run `nft -f -` with `text` on its standard input (in the calling
 /// thread's network namespace).

@@ -14,6 +14,7 @@
 //! * [`sync`] — the sync daemons that run, their settings and sockets;
 //! * [`syncd`] — their I/O: the multicast sockets and the thread that sends
 //!   a master's queued connections and applies a backup's messages;
+//! * [`handover`] — `--conn-state FILE`: restarts that keep connections;
 //! * [`rules`] — `--rules FILE` in `ipvsadm -S` format, applied atomically;
 //! * [`dataplane`] — the packet path (`--io xdp|packet|auto`): sockets on
 //!   the served interfaces (AF_XDP behind the XDP classifier, or AF_PACKET
@@ -42,6 +43,7 @@ pub mod classes;
 pub mod convert;
 pub mod dataplane;
 pub mod handler;
+pub mod handover;
 pub mod held;
 pub mod hostmarks;
 pub mod hostwatch;
@@ -288,6 +290,11 @@ fn serve(o: Options) -> Result<(), (u8, String)> {
         let n = rules::load(&mut state, path, clock.now()).map_err(|m| (EXIT_USAGE, m))?;
         tracing::info!("loaded {n} rules from {}", path.display());
     }
+    if let Some(path) = &o.conn_state {
+        // The previous rvsd's connections (a restart): before the data
+        // plane, so that their first packets find them.
+        handover::load(state.engine_mut(), path, clock.now());
+    }
 
     let dataplane = match o.io {
         IoMode::None => None,
@@ -407,6 +414,17 @@ fn serve(o: Options) -> Result<(), (u8, String)> {
             )
         }
     };
+    // A previous rvsd's restart hand-over table: this data plane claims
+    // the traffic now (or none is wanted, with --io none).
+    if handover::drop_table_present() {
+        match handover::remove_drop_table() {
+            Ok(()) => tracing::info!("restart hand-over: drop table removed"),
+            Err(e) => tracing::error!(
+                "restart hand-over: cannot remove table netdev {}: {e}",
+                rvs_io::nft::HANDOVER_TABLE
+            ),
+        }
+    }
     // systemd (Type=notify): ready once the rules are loaded, the data
     // plane is attached and its workers run, and the control socket (bound
     // above) answers. Without $NOTIFY_SOCKET this does nothing.
@@ -429,6 +447,19 @@ fn serve(o: Options) -> Result<(), (u8, String)> {
     spawn_watchdog(Arc::clone(&shared)).map_err(|e| (EXIT_FAILURE, e))?;
     server::accept_loop(&listener, &shared);
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+    // A clean stop with --conn-state hands the connections over to the
+    // next rvsd (see `handover`): the drop table while the data plane still
+    // claims the traffic, then the table of connections.
+    if let (Some(path), Some(_)) = (&o.conn_state, &worker) {
+        let st = shared.lock();
+        match handover::save(st.engine(), &interfaces, path) {
+            Ok(n) => tracing::info!(
+                "restart hand-over: {n} connection(s) saved to {}",
+                path.display()
+            ),
+            Err(e) => tracing::error!("restart hand-over: cannot save the connections: {e}"),
+        }
+    }
     // The workers see the stop flag within their poll interval; stopping
     // joins them (closing the sockets), prints their counters and detaches
     // the classifier or deletes the nftables table.

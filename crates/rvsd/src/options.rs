@@ -66,6 +66,14 @@ Options:
                         acknowledged: a temporary file, fsync, rename, so
                         FILE is always whole and a kill -9 loses no rule;
                         SIGHUP writes it again. Usually the --rules file
+  --conn-state FILE     restarts keep connections: on SIGTERM/SIGINT rvsd
+                        leaves nftables rules that drop what it claims
+                        (table netdev rvs_handover: the kernel must not
+                        reset connections while no rvsd runs) and writes
+                        its connection table to FILE; at start it takes
+                        the connections back from FILE (if written in the
+                        last 10 minutes; then FILE is removed) and deletes
+                        that table once its data plane runs
   --metrics ADDR:PORT   serve Prometheus metrics over HTTP at
                         http://ADDR:PORT/metrics: node_exporter's
                         node_ipvs_* series (same names and labels, so its
@@ -114,6 +122,8 @@ pub struct Options {
     pub rules: Option<PathBuf>,
     /// `--save`.
     pub save: Option<PathBuf>,
+    /// `--conn-state`.
+    pub conn_state: Option<PathBuf>,
     /// `--io`.
     pub io: IoMode,
     /// `--fast-path` (else `RVSD_FAST_PATH`, else on; it takes effect only
@@ -142,6 +152,7 @@ impl Default for Options {
             interfaces: Vec::new(),
             rules: None,
             save: None,
+            conn_state: None,
             io: IoMode::default(),
             fast_path: FastPathMode::default(),
             fast_path_entries: FAST_PATH_ENTRIES,
@@ -295,6 +306,13 @@ pub fn parse_with_env(
                 }
                 o.save = Some(PathBuf::from(v));
             }
+            Long("conn-state") => {
+                let v = p.value().map_err(|e| e.to_string())?;
+                if v.is_empty() {
+                    return Err("--conn-state: empty value".into());
+                }
+                o.conn_state = Some(PathBuf::from(v));
+            }
             Long("io") => {
                 let v = text(p.value().map_err(|e| e.to_string())?, "--io")?;
                 o.io = match v.as_str() {
@@ -416,6 +434,7 @@ mod tests {
                 interfaces: vec!["eth0".into(), "eth1".into()],
                 rules: Some("/etc/rvs/rules".into()),
                 save: Some("/etc/rvs/rules".into()),
+                conn_state: None,
                 io: IoMode::Auto,
                 fast_path: FastPathMode::On,
                 fast_path_entries: FAST_PATH_ENTRIES,

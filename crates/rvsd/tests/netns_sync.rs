@@ -39,6 +39,11 @@ struct Pair {
 /// The segment, both directors running rvsd with the same service, and an
 /// echo server on each real server that prefixes its replies with its name.
 fn pair(tag: &str) -> Pair {
+    pair_with(tag, &[])
+}
+
+/// [`pair`], director A's rvsd started with `extra` options.
+fn pair_with(tag: &str, extra: &[&str]) -> Pair {
     let mut lab = Lab::new("rvs-sync", tag);
     let mut lab_b = Lab::new("rvs-syncb", tag);
     let sw = lab.ns("sw");
@@ -79,7 +84,7 @@ fn pair(tag: &str) -> Pair {
          -a -t {VIP}:{PORT} -r 10.0.0.11:{PORT} -g\n\
          -a -t {VIP}:{PORT} -r 10.0.0.12:{PORT} -g"
     );
-    let rvsd_a = lab.start_rvsd(&a, None, &["eth0"], &[]);
+    let rvsd_a = lab.start_rvsd(&a, None, &["eth0"], extra);
     lab.adm_lines(&a, &rules);
     lab_b.start_rvsd(&b, None, &["eth0"], &[]);
     lab_b.adm_lines(&b, &rules);
@@ -331,4 +336,88 @@ fn netns_sync_other_syncid_is_ignored_and_without_sync_connections_break() {
     eprintln!("without sync: {broken} of {CONNS} connections broken at the takeover");
     // Keep the log of a failure useful.
     let _ = Stdio::null();
+}
+
+/// Run the connections through A and restart A's rvsd (SIGTERM, start
+/// again with its saved rules and `extra`); the number broken.
+fn restart(p: &mut Pair, rules: &str, extra: &[&str]) -> u64 {
+    let stop = Arc::new(AtomicBool::new(false));
+    let tally = Arc::new(Tally::default());
+    let t = clients(&p.client, Arc::clone(&stop), Arc::clone(&tally));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while tally.exchanges.load(Ordering::SeqCst) < (CONNS * 5) as u64 {
+        assert!(Instant::now() < deadline, "connections did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let a = p.a.clone();
+    let log = p.lab.stop_rvsd(p.rvsd_a);
+    let mut args = vec!["--rules", rules, "--save", rules];
+    args.extend_from_slice(extra);
+    let t0 = Instant::now();
+    p.rvsd_a = p.lab.start_rvsd(&a, None, &["eth0"], &args);
+    eprintln!("rvsd restarted in {:?}", t0.elapsed());
+    let before = tally.exchanges.load(Ordering::SeqCst);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while tally.exchanges.load(Ordering::SeqCst) < before + (CONNS * 20) as u64
+        && tally.broken.load(Ordering::SeqCst) < CONNS as u64
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    stop.store(true, Ordering::SeqCst);
+    let _ = t.join();
+    eprintln!("old rvsd:\n{log}\nnew rvsd:\n{}", p.lab.rvsd_log());
+    tally.broken.load(Ordering::SeqCst)
+}
+
+#[test]
+fn netns_sync_restart_keeps_connections() {
+    require_root();
+    let dir = TempDir::new("rvs-conn-state");
+    let rules = dir.path("rules");
+    let state = dir.path("conns");
+    let (rules, state) = (
+        rules.to_str().expect("path").to_string(),
+        state.to_str().expect("path").to_string(),
+    );
+    let mut p = pair_with("rst", &["--save", &rules, "--conn-state", &state]);
+    let broken = restart(&mut p, &rules, &["--conn-state", &state]);
+    let log = p.lab.rvsd_log();
+    assert_eq!(broken, 0, "connections lost at the restart:\n{log}");
+    assert!(log.contains("connection(s) taken back"), "{log}");
+    assert!(
+        !std::path::Path::new(&state).exists(),
+        "the state file is used once"
+    );
+    let a = p.a.clone();
+    // The hand-over table is gone once the new rvsd forwards.
+    let o = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &a,
+            "nft",
+            "list",
+            "table",
+            "netdev",
+            "rvs_handover",
+        ])
+        .output()
+        .expect("nft");
+    assert!(!o.status.success(), "rvs_handover left behind");
+}
+
+#[test]
+fn netns_sync_restart_without_conn_state_breaks_connections() {
+    require_root();
+    let dir = TempDir::new("rvs-conn-state-ctl");
+    let rules = dir.path("rules");
+    let rules = rules.to_str().expect("path").to_string();
+    let mut p = pair_with("rstc", &["--save", &rules]);
+    let broken = restart(&mut p, &rules, &[]);
+    assert!(
+        broken > 0,
+        "a restart without --conn-state should break connections"
+    );
+    eprintln!("without --conn-state: {broken} of {CONNS} connections broken at the restart");
 }

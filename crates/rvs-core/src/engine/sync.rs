@@ -262,7 +262,36 @@ impl Engine {
     /// `ip_vs_proc_conn`: apply one received entry of a message of
     /// `version`.
     pub fn apply_sync(&mut self, e: &SyncConn<'_>, version: Version, now: Instant) -> SyncApplied {
-        let r = self.apply_sync_inner(e, version, now);
+        let (r, _) = self.apply_sync_inner(e, version, now);
+        self.count_applied(r);
+        r
+    }
+
+    /// Restore one connection saved by [`Self::sync_snapshot`] (rvsd's
+    /// restart hand-over): applied as a backup applies an entry, but the
+    /// connection stays this director's own (no SYNC origin).
+    pub fn restore_conn(&mut self, e: &SyncConn<'_>, now: Instant) -> SyncApplied {
+        let (r, id) = self.apply_sync_inner(e, Version::V1, now);
+        if let Some(id) = id
+            && let Some(mut c) = self.conns.get_mut(id)
+        {
+            c.flags = (c.flags & !flags::SYNC) | (e.flags & flags::SYNC);
+        }
+        r
+    }
+
+    /// Every connection and template as a sync entry (one-packet entries
+    /// and tunnels between families excepted), for a restart hand-over.
+    pub fn sync_snapshot(&self, out: &mut Vec<SyncConn<'static>>) {
+        out.extend(
+            self.conns
+                .iter()
+                .filter(|(_, c)| c.flags & flags::ONE_PACKET == 0)
+                .filter_map(|(_, c)| entry_of(c)),
+        );
+    }
+
+    fn count_applied(&mut self, r: SyncApplied) {
         let c = &mut self.sync.counters;
         match r {
             SyncApplied::Created => c.created += 1,
@@ -274,7 +303,6 @@ impl Engine {
             SyncApplied::Stale => c.stale += 1,
             SyncApplied::Refused(_) => c.refused += 1,
         }
-        r
     }
 
     fn apply_sync_inner(
@@ -282,7 +310,7 @@ impl Engine {
         e: &SyncConn<'_>,
         version: Version,
         now: Instant,
-    ) -> SyncApplied {
+    ) -> (SyncApplied, Option<ConnId>) {
         let mut fl = e.backup_flags(version);
         let template = fl & flags::TEMPLATE != 0;
         let state_count = match e.protocol {
@@ -290,10 +318,10 @@ impl Engine {
             PROTO_TCP => TCP_STATE_COUNT,
             PROTO_UDP => 1,
             PROTO_SCTP => SCTP_STATE_COUNT,
-            _ => return SyncApplied::Refused("unsupported protocol"),
+            _ => return (SyncApplied::Refused("unsupported protocol"), None),
         };
         if usize::from(e.state) >= state_count {
-            return SyncApplied::Refused("state out of range");
+            return (SyncApplied::Refused("state out of range"), None);
         }
         let (caddr, vaddr, daddr) = (e.caddr(), e.vaddr(), e.daddr());
         let existing = if template {
@@ -312,7 +340,7 @@ impl Engine {
                         .is_some_and(|c| c.dport != e.dport || c.daddr != daddr);
                     if moved {
                         if fl & flags::INACTIVE != 0 {
-                            return SyncApplied::Stale;
+                            return (SyncApplied::Stale, None);
                         }
                         self.expire_now(id);
                         None
@@ -326,7 +354,7 @@ impl Engine {
         let (id, applied) = match existing {
             Some(id) => {
                 let Some(c) = self.conns.get(id) else {
-                    return SyncApplied::Refused("connection gone");
+                    return (SyncApplied::Refused("connection gone"), None);
                 };
                 let (old_flags, owner, dest) = (c.flags, c.owner, c.dest);
                 if (old_flags ^ fl) & flags::INACTIVE != 0 && !template {
@@ -381,7 +409,7 @@ impl Engine {
                 };
                 let nat = fl & flags::FWD_MASK == flags::MASQ && !template;
                 let Ok(id) = self.conns.insert(conn, nat, now) else {
-                    return SyncApplied::Refused("connection table full");
+                    return (SyncApplied::Refused("connection table full"), None);
                 };
                 if let Some((sref, did, _)) = bound {
                     self.count_bound(sref, did, fl);
@@ -415,7 +443,7 @@ impl Engine {
                 self.fast_path_forget(key);
             }
         }
-        applied
+        (applied, Some(id))
     }
 
     /// `ip_vs_find_dest` for an entry: the service (by mark, then by
