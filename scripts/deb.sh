@@ -66,6 +66,7 @@ done
 ln -s rvsadm "$stage/usr/sbin/rvsadm-save"
 ln -s rvsadm "$stage/usr/sbin/rvsadm-restore"
 install -D -m 0755 dist/ipvsadm-service "$stage/usr/lib/rvs/ipvsadm-service"
+install -D -m 0755 dist/keepalived/rvs-sync-notify "$stage/usr/lib/rvs/rvs-sync-notify"
 
 # systemd units (the packaged binaries are in /usr/sbin).
 install -d "$stage/lib/systemd/system"
@@ -102,6 +103,8 @@ install -m 0644 README.md "$doc/README.md" && gzip -9n "$doc/README.md"
 install -m 0644 dist/README.md "$doc/README.systemd.md"
 install -D -m 0644 dist/examples/ldirectord.cf "$doc/examples/ldirectord.cf"
 install -m 0644 dist/examples/keepalived.conf "$doc/examples/keepalived.conf"
+install -m 0644 dist/keepalived/keepalived-sync.conf "$doc/examples/keepalived-sync.conf"
+install -m 0644 dist/keepalived/keepalived.conf "$doc/examples/keepalived-checkers.conf"
 when=$(git log -1 --format=%cD 2>/dev/null || date -R)
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 cat >"$doc/changelog.Debian" <<EOF

@@ -1,8 +1,14 @@
 # Sourced by the scripts: install missing Debian packages, idempotently.
-# Usage: ensure_packages PKG...   (python3 is checked as a command: pyenv or
-# another interpreter on PATH counts.)
+# Usage: ensure_packages [--no-recommends] PKG...   (python3 is checked as a
+# command: pyenv or another interpreter on PATH counts.) --no-recommends:
+# without the packages' Recommends (keepalived recommends the kernel's
+# ipvsadm, which would take /usr/sbin/ipvsadm from rvsadm).
 ensure_packages() {
-    local need=() pkg
+    local need=() pkg apt_opts=()
+    if [ "${1:-}" = --no-recommends ]; then
+        apt_opts=(--no-install-recommends)
+        shift
+    fi
     for pkg in "$@"; do
         if [ "$pkg" = python3 ]; then
             command -v python3 >/dev/null || need+=(python3)
@@ -23,7 +29,7 @@ ensure_packages() {
         printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && ours=1
     fi
     local rc=0
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null || rc=$?
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${apt_opts[@]}" "${need[@]}" >/dev/null || rc=$?
     if [ "$ours" = 1 ]; then rm -f "$policy"; fi
     return "$rc"
 }

@@ -421,3 +421,143 @@ fn netns_sync_restart_without_conn_state_breaks_connections() {
     );
     eprintln!("without --conn-state: {broken} of {CONNS} connections broken at the restart");
 }
+
+/// keepalived's binary, or `None` (the test says it cannot run).
+fn keepalived() -> Option<&'static str> {
+    let found = std::process::Command::new("keepalived")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success() || !o.stderr.is_empty());
+    found.then_some("keepalived")
+}
+
+/// The shipped notify script.
+fn notify_script() -> String {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../dist/keepalived/rvs-sync-notify")
+        .canonicalize()
+        .expect("dist/keepalived/rvs-sync-notify")
+        .to_str()
+        .expect("path")
+        .to_string()
+}
+
+/// A keepalived.conf like dist/keepalived/keepalived-sync.conf for a
+/// director of `priority` (no track_process: both directors' rvsd share
+/// the test's PID namespace; no enable_script_security: the script lives
+/// in the build tree).
+fn keepalived_conf(priority: u8) -> String {
+    format!(
+        "global_defs {{\n  script_user root\n}}\n\
+         vrrp_instance VI_1 {{\n  state BACKUP\n  interface eth0\n  virtual_router_id 51\n  \
+         priority {priority}\n  advert_int 1\n  virtual_ipaddress {{\n    {VIP}/32 dev eth0\n  }}\n  \
+         notify \"{} --ipvsadm {} eth0 51\"\n}}\n",
+        notify_script(),
+        bin("rvsadm").to_str().expect("path"),
+    )
+}
+
+/// Whether `-L --daemon` in `ns` lists a `role` daemon.
+fn has_daemon(lab: &Lab, ns: &str, role: &str) -> bool {
+    let o = lab.adm(ns, &["-L", "--daemon"]);
+    String::from_utf8_lossy(&o.stdout)
+        .contains(&format!("{role} sync daemon (mcast=eth0, syncid=51"))
+}
+
+fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn netns_sync_keepalived_failover_keeps_connections() {
+    require_root();
+    let Some(ka) = keepalived() else {
+        eprintln!("SKIP: keepalived is not installed (scripts/test.sh installs it)");
+        assert!(std::env::var_os("RVS_REQUIRE_KEEPALIVED").is_none());
+        return;
+    };
+    let mut p = pair("ka");
+    let (a, b) = (p.a.clone(), p.b.clone());
+    // The VIP is keepalived's: on the master's eth0 only, found by ARP.
+    for d in [&a, &b] {
+        ipn(d, &format!("addr del {VIP}/32 dev lo"));
+    }
+    ipn(&p.client, &format!("route del {VIP}/32"));
+    let mut pids = Vec::new();
+    for (lab, ns, prio) in [(&mut p.lab, &a, 150u8), (&mut p.lab_b, &b, 100u8)] {
+        let conf = lab.temp_path("keepalived.conf");
+        std::fs::write(&conf, keepalived_conf(prio)).expect("conf");
+        let (pid, vpid) = (lab.temp_path("ka.pid"), lab.temp_path("vrrp.pid"));
+        let idx = lab.spawn(
+            ns,
+            ka,
+            &[
+                "-n",
+                "-l",
+                "-D",
+                "-P",
+                "-f",
+                conf.to_str().expect("path"),
+                "-p",
+                pid.to_str().expect("path"),
+                "-r",
+                vpid.to_str().expect("path"),
+            ],
+            Stdio::null(),
+        );
+        pids.push(idx);
+    }
+    // A (priority 150) becomes master: its notify script starts the master
+    // sync daemon; B's the backup one.
+    wait_for("A master, B backup", Duration::from_secs(15), || {
+        has_daemon(&p.lab, &a, "master") && has_daemon(&p.lab_b, &b, "backup")
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let tally = Arc::new(Tally::default());
+    let t = clients(&p.client, Arc::clone(&stop), Arc::clone(&tally));
+    wait_for("the connections", Duration::from_secs(15), || {
+        tally.exchanges.load(Ordering::SeqCst) >= (CONNS * 5) as u64
+    });
+    wait_for(
+        "B to learn every connection",
+        Duration::from_secs(10),
+        || synced(&p.lab_b, &b) >= CONNS,
+    );
+    assert_eq!(tally.broken.load(Ordering::SeqCst), 0);
+    // The master goes: keepalived stopped (it gives the VIP up with a
+    // priority-0 advertisement), rvsd killed.
+    let t0 = Instant::now();
+    let before = tally.exchanges.load(Ordering::SeqCst);
+    run(&["kill", "-TERM", &p.lab.children[pids[0]].id().to_string()]);
+    run(&["kill", "-KILL", &p.lab.children[p.rvsd_a].id().to_string()]);
+    // Every connection exchanges again (through B) within 3 s.
+    wait_for("traffic through B", Duration::from_secs(3), || {
+        tally.exchanges.load(Ordering::SeqCst) >= before + CONNS as u64
+    });
+    let resumed = t0.elapsed();
+    wait_for("B master", Duration::from_secs(5), || {
+        has_daemon(&p.lab_b, &b, "master")
+    });
+    let before = tally.exchanges.load(Ordering::SeqCst);
+    wait_for(
+        "20 more exchanges per connection",
+        Duration::from_secs(20),
+        || {
+            tally.exchanges.load(Ordering::SeqCst) >= before + (CONNS * 20) as u64
+                || tally.broken.load(Ordering::SeqCst) > 0
+        },
+    );
+    stop.store(true, Ordering::SeqCst);
+    let _ = t.join();
+    eprintln!("keepalived failover: traffic through B {resumed:?} after A went");
+    assert_eq!(
+        tally.broken.load(Ordering::SeqCst),
+        0,
+        "connections lost at the failover\nB:\n{}",
+        p.lab_b.rvsd_log()
+    );
+}
