@@ -27,6 +27,12 @@ const PORT: u16 = 8080;
 const CONNS: usize = 40;
 
 struct Pair {
+    /// The table both directors load.
+    rules: String,
+    /// The interfaces rvsd serves.
+    ifaces: Vec<&'static str>,
+    /// keepalived's addresses (`ADDR/LEN dev IF`).
+    vrrp_addrs: Vec<String>,
     lab: Lab,
     /// Director B's own lab: its rvsd log is its own.
     lab_b: Lab,
@@ -89,6 +95,76 @@ fn pair_with(tag: &str, extra: &[&str]) -> Pair {
     lab_b.start_rvsd(&b, None, &["eth0"], &[]);
     lab_b.adm_lines(&b, &rules);
     Pair {
+        rules,
+        ifaces: vec!["eth0"],
+        vrrp_addrs: vec![format!("{VIP}/32 dev eth0")],
+        lab,
+        lab_b,
+        client,
+        a,
+        b,
+        rvsd_a,
+    }
+}
+
+/// NAT on two segments: client 10.0.0.1 — directors A 10.0.0.2/10.0.2.2,
+/// B 10.0.0.3/10.0.2.3 — real servers 10.0.2.11, 10.0.2.12, whose default
+/// gateway 10.0.2.1 is keepalived's second address (it moves with the
+/// VIP, so the replies reach the new master). No VIP yet: keepalived's.
+fn nat_pair(tag: &str) -> Pair {
+    let mut lab = Lab::new("rvs-sync", tag);
+    let mut lab_b = Lab::new("rvs-syncb", tag);
+    let sw0 = lab.ns("sw0");
+    let sw1 = lab.ns("sw1");
+    let client = lab.ns("c");
+    let a = lab.ns("a");
+    let b = lab_b.ns("b");
+    let r1 = lab.ns("r1");
+    let r2 = lab.ns("r2");
+    for (sw, br) in [(&sw0, "br0"), (&sw1, "br1")] {
+        ipn(sw, &format!("link add {br} type bridge"));
+        ipn(sw, &format!("link set {br} up"));
+    }
+    for (sw, br, ns, port, dev, addr) in [
+        (&sw0, "br0", &client, "pc", "eth0", "10.0.0.1/24"),
+        (&sw0, "br0", &a, "pa0", "eth0", "10.0.0.2/24"),
+        (&sw0, "br0", &b, "pb0", "eth0", "10.0.0.3/24"),
+        (&sw1, "br1", &a, "pa1", "eth1", "10.0.2.2/24"),
+        (&sw1, "br1", &b, "pb1", "eth1", "10.0.2.3/24"),
+        (&sw1, "br1", &r1, "p1", "eth0", "10.0.2.11/24"),
+        (&sw1, "br1", &r2, "p2", "eth0", "10.0.2.12/24"),
+    ] {
+        veth(sw, port, ns, dev);
+        ipn(sw, &format!("link set {port} master {br}"));
+        ipn(ns, &format!("addr add {addr} dev {dev}"));
+        wait_up(ns, dev);
+    }
+    for (sw, port) in [(&sw0, "pa0"), (&sw0, "pb0"), (&sw1, "pa1"), (&sw1, "pb1")] {
+        napi_peer(sw, port);
+    }
+    for r in [&r1, &r2] {
+        ipn(r, "route add default via 10.0.2.1");
+    }
+    for (r, name) in [(&r1, "r1"), (&r2, "r2")] {
+        let name = name.to_string();
+        spawn_in_netns(r, move || echo_server(&name));
+    }
+    let rules = format!(
+        "-A -t {VIP}:{PORT} -s rr\n\
+         -a -t {VIP}:{PORT} -r 10.0.2.11:{PORT} -m\n\
+         -a -t {VIP}:{PORT} -r 10.0.2.12:{PORT} -m"
+    );
+    let rvsd_a = lab.start_rvsd(&a, None, &["eth0", "eth1"], &[]);
+    lab.adm_lines(&a, &rules);
+    lab_b.start_rvsd(&b, None, &["eth0", "eth1"], &[]);
+    lab_b.adm_lines(&b, &rules);
+    Pair {
+        rules,
+        ifaces: vec!["eth0", "eth1"],
+        vrrp_addrs: vec![
+            format!("{VIP}/32 dev eth0"),
+            "10.0.2.1/32 dev eth1".to_string(),
+        ],
         lab,
         lab_b,
         client,
@@ -128,9 +204,19 @@ struct Tally {
 /// 100 ms and checking the echo (same server every time, same text),
 /// until `stop`.
 fn clients(ns: &str, stop: Arc<AtomicBool>, tally: Arc<Tally>) -> std::thread::JoinHandle<()> {
+    clients_n(ns, CONNS, stop, tally)
+}
+
+/// [`clients`] with `n` connections.
+fn clients_n(
+    ns: &str,
+    n_conns: usize,
+    stop: Arc<AtomicBool>,
+    tally: Arc<Tally>,
+) -> std::thread::JoinHandle<()> {
     spawn_in_netns(ns, move || {
         let mut threads = Vec::new();
-        for i in 0..CONNS {
+        for i in 0..n_conns {
             let (stop, tally) = (Arc::clone(&stop), Arc::clone(&tally));
             threads.push(std::thread::spawn(move || {
                 let s = match TcpStream::connect_timeout(
@@ -443,18 +529,44 @@ fn notify_script() -> String {
 }
 
 /// A keepalived.conf like dist/keepalived/keepalived-sync.conf for a
-/// director of `priority` (no track_process: both directors' rvsd share
-/// the test's PID namespace; no enable_script_security: the script lives
-/// in the build tree).
-fn keepalived_conf(priority: u8) -> String {
+/// director of `priority` holding `addrs` when master (no track_process:
+/// both directors' rvsd share the test's PID namespace; no
+/// enable_script_security: the script lives in the build tree). With
+/// `preempt_delay`, a returning director of higher priority waits that long
+/// before taking over (the time its backup daemon needs to learn the
+/// connections: the master resends each every 50 of its packets).
+fn keepalived_conf(priority: u8, addrs: &[String], preempt_delay: u32) -> String {
+    let addrs: String = addrs.iter().map(|a| format!("    {a}\n")).collect();
     format!(
         "global_defs {{\n  script_user root\n}}\n\
          vrrp_instance VI_1 {{\n  state BACKUP\n  interface eth0\n  virtual_router_id 51\n  \
-         priority {priority}\n  advert_int 1\n  virtual_ipaddress {{\n    {VIP}/32 dev eth0\n  }}\n  \
+         priority {priority}\n  advert_int 1\n  preempt_delay {preempt_delay}\n  \
+         virtual_ipaddress {{\n{addrs}  }}\n  \
          notify \"{} --ipvsadm {} eth0 51\"\n}}\n",
         notify_script(),
         bin("rvsadm").to_str().expect("path"),
     )
+}
+
+/// Start keepalived (VRRP only) in `ns` with `conf`; its child index.
+fn start_keepalived(lab: &mut Lab, ns: &str, conf: &str, tag: &str) -> usize {
+    let path = lab.temp_path(&format!("keepalived-{tag}.conf"));
+    std::fs::write(&path, conf).expect("conf");
+    let pid = lab.temp_path(&format!("ka-{tag}.pid"));
+    let vpid = lab.temp_path(&format!("vrrp-{tag}.pid"));
+    let args = [
+        "-n",
+        "-l",
+        "-D",
+        "-P",
+        "-f",
+        path.to_str().expect("path"),
+        "-p",
+        pid.to_str().expect("path"),
+        "-r",
+        vpid.to_str().expect("path"),
+    ];
+    lab.spawn(ns, "keepalived", &args, Stdio::null())
 }
 
 /// Whether `-L --daemon` in `ns` lists a `role` daemon.
@@ -472,45 +584,24 @@ fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
     }
 }
 
-#[test]
-fn netns_sync_keepalived_failover_keeps_connections() {
-    require_root();
-    let Some(ka) = keepalived() else {
-        eprintln!("SKIP: keepalived is not installed (scripts/test.sh installs it)");
-        assert!(std::env::var_os("RVS_REQUIRE_KEEPALIVED").is_none());
-        return;
-    };
-    let mut p = pair("ka");
+/// keepalived moves the VIP (and, for NAT, the real servers' gateway)
+/// from A to B when A's keepalived stops and its rvsd is killed, then back
+/// to A once both run again: `conns` long-lived connections go on through
+/// both moves. Returns how long traffic took to resume through B.
+fn keepalived_failover_and_back(mut p: Pair, conns: usize) -> Duration {
     let (a, b) = (p.a.clone(), p.b.clone());
-    // The VIP is keepalived's: on the master's eth0 only, found by ARP.
-    for d in [&a, &b] {
-        ipn(d, &format!("addr del {VIP}/32 dev lo"));
-    }
-    ipn(&p.client, &format!("route del {VIP}/32"));
-    let mut pids = Vec::new();
-    for (lab, ns, prio) in [(&mut p.lab, &a, 150u8), (&mut p.lab_b, &b, 100u8)] {
-        let conf = lab.temp_path("keepalived.conf");
-        std::fs::write(&conf, keepalived_conf(prio)).expect("conf");
-        let (pid, vpid) = (lab.temp_path("ka.pid"), lab.temp_path("vrrp.pid"));
-        let idx = lab.spawn(
-            ns,
-            ka,
-            &[
-                "-n",
-                "-l",
-                "-D",
-                "-P",
-                "-f",
-                conf.to_str().expect("path"),
-                "-p",
-                pid.to_str().expect("path"),
-                "-r",
-                vpid.to_str().expect("path"),
-            ],
-            Stdio::null(),
-        );
-        pids.push(idx);
-    }
+    let ka_a = start_keepalived(
+        &mut p.lab,
+        &a,
+        &keepalived_conf(150, &p.vrrp_addrs, 10),
+        "a1",
+    );
+    start_keepalived(
+        &mut p.lab_b,
+        &b,
+        &keepalived_conf(100, &p.vrrp_addrs, 0),
+        "b",
+    );
     // A (priority 150) becomes master: its notify script starts the master
     // sync daemon; B's the backup one.
     wait_for("A master, B backup", Duration::from_secs(15), || {
@@ -518,25 +609,28 @@ fn netns_sync_keepalived_failover_keeps_connections() {
     });
     let stop = Arc::new(AtomicBool::new(false));
     let tally = Arc::new(Tally::default());
-    let t = clients(&p.client, Arc::clone(&stop), Arc::clone(&tally));
-    wait_for("the connections", Duration::from_secs(15), || {
-        tally.exchanges.load(Ordering::SeqCst) >= (CONNS * 5) as u64
+    let t = clients_n(&p.client, conns, Arc::clone(&stop), Arc::clone(&tally));
+    let logs = |p: &Pair| format!("A:\n{}\nB:\n{}", p.lab.rvsd_log(), p.lab_b.rvsd_log());
+    wait_for("the connections", Duration::from_secs(20), || {
+        tally.exchanges.load(Ordering::SeqCst) >= (conns * 5) as u64
     });
     wait_for(
         "B to learn every connection",
         Duration::from_secs(10),
-        || synced(&p.lab_b, &b) >= CONNS,
+        || synced(&p.lab_b, &b) >= conns,
     );
-    assert_eq!(tally.broken.load(Ordering::SeqCst), 0);
-    // The master goes: keepalived stopped (it gives the VIP up with a
+    assert_eq!(tally.broken.load(Ordering::SeqCst), 0, "{}", logs(&p));
+    // The master goes: keepalived stopped (it gives the addresses up with a
     // priority-0 advertisement), rvsd killed.
     let t0 = Instant::now();
     let before = tally.exchanges.load(Ordering::SeqCst);
-    run(&["kill", "-TERM", &p.lab.children[pids[0]].id().to_string()]);
+    run(&["kill", "-TERM", &p.lab.children[ka_a].id().to_string()]);
     run(&["kill", "-KILL", &p.lab.children[p.rvsd_a].id().to_string()]);
+    let _ = p.lab.children[ka_a].wait();
+    let _ = p.lab.children[p.rvsd_a].wait();
     // Every connection exchanges again (through B) within 3 s.
     wait_for("traffic through B", Duration::from_secs(3), || {
-        tally.exchanges.load(Ordering::SeqCst) >= before + CONNS as u64
+        tally.exchanges.load(Ordering::SeqCst) >= before + conns as u64
     });
     let resumed = t0.elapsed();
     wait_for("B master", Duration::from_secs(5), || {
@@ -544,20 +638,93 @@ fn netns_sync_keepalived_failover_keeps_connections() {
     });
     let before = tally.exchanges.load(Ordering::SeqCst);
     wait_for(
-        "20 more exchanges per connection",
+        "10 more exchanges per connection",
         Duration::from_secs(20),
         || {
-            tally.exchanges.load(Ordering::SeqCst) >= before + (CONNS * 20) as u64
+            tally.exchanges.load(Ordering::SeqCst) >= before + (conns * 10) as u64
+                || tally.broken.load(Ordering::SeqCst) > 0
+        },
+    );
+    assert_eq!(
+        tally.broken.load(Ordering::SeqCst),
+        0,
+        "connections lost at the failover\n{}",
+        logs(&p)
+    );
+    // Failback: A's rvsd and keepalived come back; A is a backup first (its
+    // daemon learns B's connections), then takes over after preempt_delay.
+    let ifaces = p.ifaces.clone();
+    p.rvsd_a = p.lab.start_rvsd(&a, None, &ifaces, &[]);
+    let rules = p.rules.clone();
+    p.lab.adm_lines(&a, &rules);
+    start_keepalived(
+        &mut p.lab,
+        &a,
+        &keepalived_conf(150, &p.vrrp_addrs, 10),
+        "a2",
+    );
+    wait_for("A master again", Duration::from_secs(25), || {
+        has_daemon(&p.lab, &a, "master") && has_daemon(&p.lab_b, &b, "backup")
+    });
+    let before = tally.exchanges.load(Ordering::SeqCst);
+    wait_for(
+        "10 more exchanges per connection",
+        Duration::from_secs(20),
+        || {
+            tally.exchanges.load(Ordering::SeqCst) >= before + (conns * 10) as u64
                 || tally.broken.load(Ordering::SeqCst) > 0
         },
     );
     stop.store(true, Ordering::SeqCst);
     let _ = t.join();
-    eprintln!("keepalived failover: traffic through B {resumed:?} after A went");
     assert_eq!(
         tally.broken.load(Ordering::SeqCst),
         0,
-        "connections lost at the failover\nB:\n{}",
-        p.lab_b.rvsd_log()
+        "connections lost at the failback\n{}",
+        logs(&p)
+    );
+    resumed
+}
+
+fn require_keepalived() -> bool {
+    if keepalived().is_some() {
+        return true;
+    }
+    eprintln!("SKIP: keepalived is not installed (scripts/test.sh installs it)");
+    assert!(
+        std::env::var_os("RVS_REQUIRE_KEEPALIVED").is_none(),
+        "RVS_REQUIRE_KEEPALIVED is set"
+    );
+    false
+}
+
+#[test]
+fn netns_sync_keepalived_dr_failover_and_failback() {
+    require_root();
+    if !require_keepalived() {
+        return;
+    }
+    let p = pair("ka");
+    // The VIP is keepalived's: on the master's eth0 only, found by ARP.
+    for d in [&p.a, &p.b] {
+        ipn(d, &format!("addr del {VIP}/32 dev lo"));
+    }
+    ipn(&p.client, &format!("route del {VIP}/32"));
+    let resumed = keepalived_failover_and_back(p, 200);
+    eprintln!(
+        "keepalived DR failover: 200 connections kept, traffic through B {resumed:?} after A went"
+    );
+}
+
+#[test]
+fn netns_sync_keepalived_nat_failover_and_failback() {
+    require_root();
+    if !require_keepalived() {
+        return;
+    }
+    let p = nat_pair("kan");
+    let resumed = keepalived_failover_and_back(p, 200);
+    eprintln!(
+        "keepalived NAT failover: 200 connections kept, traffic through B {resumed:?} after A went"
     );
 }
