@@ -1,0 +1,221 @@
+//! The cost of connection sync (issue 15): what a master daemon adds to
+//! each packet, and how fast connections go from one engine to another
+//! through the IPVS sync messages (a backup learning a master's table, or
+//! rvsd's restart hand-over).
+//!
+//! Run: `cargo bench -p rvs-core --bench sync`
+//! (results are summarised in BENCHMARKS.md).
+
+// A harness, not the engine: it reads its settings, measures and reports
+// (crates/rvs-core/clippy.toml keeps those out of the engine).
+#![allow(
+    clippy::disallowed_methods,
+    clippy::disallowed_macros,
+    clippy::disallowed_types
+)]
+
+use core::net::{IpAddr, Ipv4Addr};
+use core::time::Duration;
+use std::hint::black_box;
+use std::time::Instant as WallInstant;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use etherparse::PacketBuilder;
+use rvs_core::engine::{Action, Engine, EngineConfig, Frame, Hop, PortConfig, PortId};
+use rvs_core::service::{ServiceConfig, ServiceKey};
+use rvs_core::{Af, DestConfig, FwdMethod, Instant, Protocol};
+use rvs_wire::EthernetAddress;
+use rvs_wire::ipvs_sync::{Message, SyncBuffer, SyncConn, Version};
+
+const HEADROOM: usize = 128;
+const CONNS: u32 = 100_000;
+const VIP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 100);
+
+fn client(i: u32) -> (Ipv4Addr, u16) {
+    // Spread flows over many client addresses and ports.
+    let addr = Ipv4Addr::from(0x6400_0000u32 + (i >> 6));
+    (addr, 1024 + (i & 63) as u16 * 613 % 60000)
+}
+
+fn frame(c: (Ipv4Addr, u16), syn: bool) -> Vec<u8> {
+    let b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 0xc], [2, 0, 0, 0, 0, 1])
+        .ipv4(c.0.octets(), VIP.octets(), 64)
+        .tcp(c.1, 80, 1, 65535);
+    let b = if syn { b.syn() } else { b.ack(1) };
+    let mut v = vec![0u8; HEADROOM];
+    b.write(&mut v, &[0u8; 6]).unwrap();
+    v
+}
+
+fn run(e: &mut Engine, f: &mut [u8], now: Instant) -> Action {
+    let len = f.len() - HEADROOM;
+    e.process(
+        Frame {
+            buf: f,
+            start: HEADROOM,
+            len,
+            ingress: PortId(0),
+            fwmark: 0,
+        },
+        now,
+    )
+}
+
+fn setup(fwd: FwdMethod) -> Engine {
+    let mut e = Engine::new(EngineConfig {
+        max_conns: 4 << 20,
+        ..EngineConfig::default()
+    });
+    for p in 0..2 {
+        e.set_port(
+            PortId(p),
+            PortConfig {
+                mac: EthernetAddress([2, 0, 0, 0, p as u8, 1]),
+                mtu: 1500,
+                addr_v4: Some(Ipv4Addr::new(192, 168, p as u8, 1)),
+                addr_v6: None,
+            },
+        );
+    }
+    let key = ServiceKey::Addr {
+        proto: Protocol::Tcp,
+        addr: IpAddr::V4(VIP),
+        port: 80,
+    };
+    let mut cfg = ServiceConfig::new(Af::Inet);
+    cfg.scheduler = "wlc".into();
+    e.add_service(key, cfg).unwrap();
+    for i in 0..10u8 {
+        let rs = IpAddr::V4(Ipv4Addr::new(192, 168, 1, 10 + i));
+        let mut d = DestConfig::new(rs, 80);
+        d.fwd = fwd;
+        e.add_dest(&key, &d, Instant::ZERO).unwrap();
+        e.set_hop(
+            rs,
+            Hop {
+                port: PortId(1),
+                mac: EthernetAddress([2, 0, 0, 0, 1, 10 + i]),
+            },
+        );
+    }
+    // Established connections stay for the whole bench.
+    e.set_timeouts(2_000_000, 0, 0).unwrap();
+    e
+}
+
+fn fill(e: &mut Engine, n: u32) {
+    for i in 0..n {
+        let c = client(i);
+        let mut f = frame(c, true);
+        assert!(matches!(
+            run(e, &mut f, Instant::ZERO),
+            Action::Forward { .. }
+        ));
+        let mut f = frame(c, false);
+        assert!(matches!(
+            run(e, &mut f, Instant::ZERO),
+            Action::Forward { .. }
+        ));
+    }
+}
+
+/// Per packet of an established flow: the master daemon off, then on (the
+/// sync decision after every packet; the queue drained as rvsd's sync
+/// thread drains it, every 1024 packets here, in both runs alike).
+fn bench_master_cost(c: &mut Criterion) {
+    let mut g = c.benchmark_group("sync/established-hot-flow");
+    for master in [false, true] {
+        let mut e = setup(FwdMethod::Route);
+        fill(&mut e, CONNS);
+        e.set_sync_master(master);
+        let hot = frame(client(12345), false);
+        let mut work = hot.clone();
+        let mut out = Vec::new();
+        let mut k = 0u32;
+        g.bench_function(if master { "master-on" } else { "master-off" }, |b| {
+            b.iter(|| {
+                k = k.wrapping_add(1);
+                if k % 1024 == 0 {
+                    out.clear();
+                    e.take_sync(&mut out, usize::MAX);
+                }
+                work.copy_from_slice(&hot);
+                black_box(run(&mut e, &mut work, Instant::from_secs(1)))
+            })
+        });
+    }
+    g.finish();
+}
+
+/// 100 000 connections: every entry taken from the master's table, encoded
+/// into 1472-byte messages, decoded and applied by a backup engine with the
+/// same service (the whole table once, as a backup learns it or rvsd's
+/// restart hands it over; the network aside).
+fn bench_transfer(c: &mut Criterion) {
+    let mut m = setup(FwdMethod::Route);
+    fill(&mut m, CONNS);
+    let mut entries: Vec<SyncConn<'static>> = Vec::new();
+    m.sync_snapshot(&mut entries);
+    assert_eq!(entries.len(), CONNS as usize);
+    let mut g = c.benchmark_group("sync/100k-connections");
+    g.sample_size(10);
+    g.bench_function("encode", |b| {
+        b.iter_custom(|iters| {
+            let mut spent = Duration::ZERO;
+            for _ in 0..iters {
+                let start = WallInstant::now();
+                black_box(encode(&entries));
+                spent += start.elapsed();
+            }
+            spent
+        })
+    });
+    let msgs = encode(&entries);
+    eprintln!(
+        "100k connections: {} messages of at most 1472 bytes, {} bytes",
+        msgs.len(),
+        msgs.iter().map(Vec::len).sum::<usize>()
+    );
+    g.bench_function("decode-and-apply", |b| {
+        b.iter_custom(|iters| {
+            let mut spent = Duration::ZERO;
+            for _ in 0..iters {
+                let mut backup = setup(FwdMethod::Route);
+                let start = WallInstant::now();
+                for m in &msgs {
+                    let msg = Message::parse(m).expect("message");
+                    for e in msg.conns() {
+                        backup.apply_sync(&e.expect("entry"), Version::V1, Instant::from_secs(2));
+                    }
+                }
+                spent += start.elapsed();
+                assert_eq!(backup.conns().len(), CONNS as usize);
+            }
+            spent
+        })
+    });
+    g.finish();
+}
+
+fn encode(entries: &[SyncConn<'_>]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut sb = SyncBuffer::new(vec![0u8; 1500], Version::V1, 0, 1472).expect("buffer");
+    for e in entries {
+        if !sb.try_push(e).expect("entry") {
+            out.push(sb.as_bytes().to_vec());
+            sb.reset();
+            sb.try_push(e).expect("entry");
+        }
+    }
+    if !sb.is_empty() {
+        out.push(sb.as_bytes().to_vec());
+    }
+    out
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(20).measurement_time(Duration::from_secs(4));
+    targets = bench_master_cost, bench_transfer
+}
+criterion_main!(benches);
