@@ -135,7 +135,7 @@ fn bench_master_cost(c: &mut Criterion) {
         g.bench_function(if master { "master-on" } else { "master-off" }, |b| {
             b.iter(|| {
                 k = k.wrapping_add(1);
-                if k % 1024 == 0 {
+                if k.is_multiple_of(1024) {
                     out.clear();
                     e.take_sync(&mut out, usize::MAX);
                 }
