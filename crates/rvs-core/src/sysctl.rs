@@ -106,11 +106,7 @@ pub const SYSCTLS: &[SysctlInfo] = &[
     applied("sync_qlen_max", "16384"),
     applied("sync_refresh_period", "0"),
     applied("sync_retries", "0"),
-    not_applied(
-        "sync_sock_size",
-        "0",
-        "the sync sockets keep the system's buffer sizes",
-    ),
+    applied("sync_sock_size", "0"),
     applied("sync_threshold", "3 50"),
     applied("sync_version", "1"),
 ];
@@ -199,6 +195,7 @@ impl Sysctls {
             "sync_retries" => self.sync_retries.to_string(),
             "sync_threshold" => format!("{} {}", self.sync_threshold, self.sync_period),
             "sync_version" => self.sync_version.to_string(),
+            "sync_sock_size" => self.sync_sock_size.to_string(),
             _ => i.default.to_string(),
         })
     }
@@ -284,6 +281,12 @@ impl Sysctls {
                     _ => return Err(invalid(takes)),
                 }
             }
+            "sync_sock_size" => {
+                self.sync_sock_size = match v.parse::<u32>() {
+                    Ok(n) if n <= i32::MAX as u32 => n,
+                    _ => return Err(invalid("bytes, 0 (the system's default) or more")),
+                }
+            }
             "sync_version" => {
                 self.sync_version = match v {
                     "0" => 0,
@@ -350,7 +353,7 @@ mod tests {
         ];
         for (name, default) in want {
             let i = info(name).unwrap_or_else(|| panic!("{name} missing"));
-            let applies = !matches!(name, "sync_ports" | "sync_sock_size");
+            let applies = name != "sync_ports";
             assert_eq!((i.default, i.applies), (default, applies), "{name}");
         }
         let synced = SYSCTLS

@@ -681,6 +681,37 @@ pub fn set_gro(ifname: &str, enabled: bool) -> Result<(), PacketError> {
         .map_err(|e| PacketError::os("SIOCETHTOOL SGRO", ifname, e))
 }
 
+/// Set a socket's receive (`recv`) or send buffer to `bytes`: with
+/// `SO_RCVBUFFORCE`/`SO_SNDBUFFORCE` (CAP_NET_ADMIN: past the system's
+/// `rmem_max`/`wmem_max`), else the plain option (capped by the kernel).
+pub fn set_socket_buffer(fd: &impl AsFd, recv: bool, bytes: i32) -> io::Result<()> {
+    let raw = fd.as_fd().as_raw_fd();
+    let (force, plain) = if recv {
+        (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF)
+    } else {
+        (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF)
+    };
+    let set = |name: libc::c_int| {
+        // SAFETY: `bytes` is a valid c_int for the length given; `raw` is
+        // borrowed from `fd` for the call.
+        let r = unsafe {
+            libc::setsockopt(
+                raw,
+                libc::SOL_SOCKET,
+                name,
+                (&raw const bytes).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if r == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    };
+    set(force).or_else(|_| set(plain))
+}
+
 fn setsockopt_int(
     fd: &OwnedFd,
     level: libc::c_int,

@@ -104,13 +104,15 @@ pub type MtuOf = fn(&str) -> Option<u32>;
 
 /// How the handler opens a sync daemon's socket: `Ok(None)` keeps the
 /// daemon as bookkeeping only (unit tests), an error refuses the start.
-pub type OpenSync = fn(&rvs_proto::DaemonSpec) -> std::io::Result<Option<crate::syncd::SyncSocket>>;
+pub type OpenSync =
+    fn(&rvs_proto::DaemonSpec, u32) -> std::io::Result<Option<crate::syncd::SyncSocket>>;
 
 /// The real sockets ([`crate::syncd::open_socket`]).
 pub fn system_open_sync(
     spec: &rvs_proto::DaemonSpec,
+    sock_size: u32,
 ) -> std::io::Result<Option<crate::syncd::SyncSocket>> {
-    crate::syncd::open_socket(spec).map(Some)
+    crate::syncd::open_socket(spec, sock_size).map(Some)
 }
 
 /// How the handler learns an interface's index (`None`: no such interface).
@@ -174,7 +176,7 @@ impl State {
         State {
             engine,
             sync: SyncDaemons::default(),
-            open_sync: |_| Ok(None),
+            open_sync: |_, _| Ok(None),
             mtu_of,
             ifindex_of: system_ifindex,
             ifnames: BTreeMap::new(),
@@ -205,7 +207,7 @@ impl State {
         spec: &rvs_proto::DaemonSpec,
     ) -> Result<rvs_proto::DaemonSpec, Failure> {
         let s = sync.start(spec, self.mtu_of)?;
-        match (self.open_sync)(&s) {
+        match (self.open_sync)(&s, self.engine.sysctls().sync_sock_size) {
             Ok(sock) => {
                 sync.attach(s.role, sock);
                 Ok(s)

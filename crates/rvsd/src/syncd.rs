@@ -49,8 +49,11 @@ const MAX_ENTRIES_PER_TICK: usize = 64 * 1024;
 /// daemon) and the thread (which uses it).
 pub type SyncSocket = Arc<UdpSocket>;
 
-/// How the handler opens a daemon's socket (tests substitute their own).
-pub type OpenSocket = fn(&DaemonSpec) -> io::Result<SyncSocket>;
+/// A backup's receive buffer when `sync_sock_size` is 0: room for a burst
+/// of some 2800 full messages (a master that queues a whole table at once
+/// sends them back to back; the thread reads at most
+/// [`MAX_DATAGRAMS_PER_TICK`] per tick).
+pub const BACKUP_RCVBUF: i32 = 4 << 20;
 
 /// What the sync daemons did, for the metrics and `rvs dataplane`.
 #[derive(Debug, Default)]
@@ -81,7 +84,12 @@ pub static STATS: SyncStats = SyncStats {
 
 /// Open the socket of the daemon `spec` (defaults already filled in by
 /// [`crate::sync::SyncDaemons::start`]).
-pub fn open_socket(spec: &DaemonSpec) -> io::Result<SyncSocket> {
+///
+/// `sock_size` is sysctl `sync_sock_size`: the master's send buffer or the
+/// backup's receive buffer, in bytes, when not 0 (forced past the system's
+/// maximum, as the kernel sets it); 0 keeps the master's default and gives
+/// the backup [`BACKUP_RCVBUF`].
+pub fn open_socket(spec: &DaemonSpec, sock_size: u32) -> io::Result<SyncSocket> {
     let group = spec
         .group
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no sync group"))?;
@@ -109,6 +117,10 @@ pub fn open_socket(spec: &DaemonSpec) -> io::Result<SyncSocket> {
                 }
             }
             s.connect(&SocketAddr::new(group, spec.port).into())?;
+            if sock_size > 0 {
+                let n = i32::try_from(sock_size).unwrap_or(i32::MAX);
+                rvs_io::packet::set_socket_buffer(&s, false, n)?;
+            }
         }
         DaemonRole::Backup => {
             s.set_reuse_address(true)?;
@@ -121,6 +133,11 @@ pub fn open_socket(spec: &DaemonSpec) -> io::Result<SyncSocket> {
             }
             s.bind(&SocketAddr::new(group, spec.port).into())?;
             s.set_read_timeout(Some(TICK))?;
+            let n = match sock_size {
+                0 => BACKUP_RCVBUF,
+                n => i32::try_from(n).unwrap_or(i32::MAX),
+            };
+            rvs_io::packet::set_socket_buffer(&s, true, n)?;
         }
     }
     Ok(Arc::new(s.into()))

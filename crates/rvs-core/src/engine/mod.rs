@@ -127,6 +127,8 @@ pub struct Sysctls {
     pub sync_period: u32,
     /// Message format sent (`sync_version`, 0 or 1).
     pub sync_version: u8,
+    /// The sync sockets' buffer, bytes (`sync_sock_size`; 0: default).
+    pub sync_sock_size: u32,
 }
 
 impl Default for Sysctls {
@@ -145,6 +147,7 @@ impl Default for Sysctls {
             sync_threshold: 3,
             sync_period: 50,
             sync_version: 1,
+            sync_sock_size: 0,
         }
     }
 }
