@@ -728,3 +728,103 @@ fn netns_sync_keepalived_nat_failover_and_failback() {
         "keepalived NAT failover: 200 connections kept, traffic through B {resumed:?} after A went"
     );
 }
+
+/// A measurement, not a check (run it by name with `--ignored`): how long
+/// an rvsd backup takes to learn 100 000 connections sent as fast as one
+/// socket sends them (2500 messages of 1472 bytes, v1) over a veth.
+#[test]
+#[ignore = "a measurement (BENCHMARKS.md), not a check"]
+fn netns_sync_backup_learns_100k_connections() {
+    use rvs_wire::ipvs_sync::{SyncAddrs, SyncBuffer, SyncConn, Version};
+    require_root();
+    let mut lab = Lab::new("rvs-sync", "100k");
+    let tx = lab.ns("tx");
+    let b = lab.ns("b");
+    veth(&tx, "eth0", &b, "eth0");
+    ipn(&tx, "addr add 10.9.0.1/24 dev eth0");
+    ipn(&b, "addr add 10.9.0.2/24 dev eth0");
+    ipn(&tx, "route add 224.0.0.0/4 dev eth0");
+    wait_up(&tx, "eth0");
+    wait_up(&b, "eth0");
+    lab.start_rvsd(&b, Some("none"), &["eth0"], &[]);
+    lab.adm_lines(
+        &b,
+        &format!(
+            "-A -t {VIP}:{PORT} -s rr\n-a -t {VIP}:{PORT} -r 10.0.0.11:{PORT} -g\n\
+             -a -t {VIP}:{PORT} -r 10.0.0.12:{PORT} -g"
+        ),
+    );
+    lab.adm_ok(
+        &b,
+        &["--start-daemon", "backup", "--mcast-interface", "eth0"],
+    );
+    const N: u32 = 100_000;
+    let mut msgs = Vec::new();
+    let mut sb = SyncBuffer::new(vec![0u8; 1500], Version::V1, 1, 1472).expect("buffer");
+    for i in 0..N {
+        let e = SyncConn {
+            protocol: 6,
+            flags: 3,
+            state: 1,
+            cport: 1024 + (i % 60000) as u16,
+            vport: PORT,
+            dport: PORT,
+            addrs: SyncAddrs::V4 {
+                caddr: (0x6400_0000 + i / 60000).into(),
+                vaddr: VIP.parse().expect("vip"),
+                daddr: if i % 2 == 0 {
+                    [10, 0, 0, 11]
+                } else {
+                    [10, 0, 0, 12]
+                }
+                .into(),
+            },
+            fwmark: 0,
+            timeout: 900,
+            seq: None,
+            pe_data: None,
+            pe_name: None,
+        };
+        if !sb.try_push(&e).expect("entry") {
+            msgs.push(sb.as_bytes().to_vec());
+            sb.reset();
+            sb.try_push(&e).expect("entry");
+        }
+    }
+    msgs.push(sb.as_bytes().to_vec());
+    // The real servers' ActiveConn in `-L -n` (cheap, unlike `-L -c`).
+    let count = |lab: &Lab| {
+        let o = lab.adm(&b, &["-L", "-n"]);
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .filter(|l| l.trim_start().starts_with("->") && l.contains(':'))
+            .filter_map(|l| l.split_whitespace().nth(4)?.parse::<usize>().ok())
+            .sum::<usize>()
+    };
+    let n_msgs = msgs.len();
+    let t0 = Instant::now();
+    let sent = in_netns(&tx, move || {
+        let s = std::net::UdpSocket::bind("10.9.0.1:0").expect("bind");
+        s.set_multicast_ttl_v4(1).expect("ttl");
+        let t = Instant::now();
+        for m in &msgs {
+            s.send_to(m, "224.0.0.81:8848").expect("send");
+        }
+        t.elapsed()
+    });
+    let mut learnt = 0;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        learnt = count(&lab);
+        if learnt >= N as usize {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let took = t0.elapsed();
+    eprintln!(
+        "backup learnt {learnt} of {N} connections ({n_msgs} messages sent in {sent:?}) \
+         in {took:?} (polled every 20 ms)"
+    );
+    assert_eq!(learnt, N as usize, "{}", lab.rvsd_log());
+}
