@@ -828,3 +828,40 @@ fn netns_sync_backup_learns_100k_connections() {
     );
     assert_eq!(learnt, N as usize, "{}", lab.rvsd_log());
 }
+
+#[test]
+fn netns_sync_ipv6_group() {
+    require_root();
+    let mut p = pair("v6");
+    let (a, b) = (p.a.clone(), p.b.clone());
+    for (lab, ns, role) in [(&p.lab, &a, "master"), (&p.lab_b, &b, "backup")] {
+        wait_for("an IPv6 link-local address", Duration::from_secs(5), || {
+            let o = lab.exec(
+                ns,
+                &["ip", "-6", "addr", "show", "dev", "eth0", "scope", "link"],
+            );
+            let out = String::from_utf8_lossy(&o.stdout).to_string();
+            out.contains("fe80") && !out.contains("tentative")
+        });
+        lab.adm_ok(
+            ns,
+            &[
+                "--start-daemon",
+                role,
+                "--mcast-interface",
+                "eth0",
+                "--mcast-group",
+                "ff02::1:8848",
+                "--syncid",
+                "3",
+            ],
+        );
+    }
+    let daemons = p.lab_b.adm_ok(&b, &["-L", "--daemon"]);
+    assert!(daemons.contains("group=ff02::1:8848"), "{daemons}");
+    let broken = takeover(&mut p, true);
+    assert_eq!(
+        broken, 0,
+        "connections lost at the takeover (IPv6 sync group)"
+    );
+}
