@@ -260,6 +260,137 @@ fn clients_n(
     })
 }
 
+/// `tshark` capturing the sync messages on `eth0` of a namespace, decoded
+/// by Wireshark's IPVS dissector (UDP port 8848).
+struct Capture {
+    child: std::process::Child,
+}
+
+const CAPTURE_FIELDS: [&str; 7] = [
+    "ipvs.syncid",
+    "ipvs.conncount",
+    "ipvs.version",
+    "ipvs.state",
+    "ipvs.cport",
+    "ipvs.caddr",
+    "ipvs.daddr",
+];
+
+impl Capture {
+    /// Start capturing in `ns` (`None` without tshark, unless
+    /// `RVS_REQUIRE_TSHARK` says it must be there).
+    fn start(ns: &str) -> Option<Capture> {
+        use std::io::Read as _;
+        if std::process::Command::new("tshark")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
+            assert!(
+                std::env::var_os("RVS_REQUIRE_TSHARK").is_none(),
+                "tshark is not installed (scripts/test.sh installs it)"
+            );
+            eprintln!("SKIPPED the capture: tshark is not installed");
+            return None;
+        }
+        let mut cmd = std::process::Command::new("ip");
+        cmd.args([
+            "netns",
+            "exec",
+            ns,
+            "tshark",
+            "-l",
+            "-i",
+            "eth0",
+            "-f",
+            "udp port 8848",
+        ])
+        .args(["-T", "fields", "-E", "occurrence=a", "-E", "aggregator=,"]);
+        for f in CAPTURE_FIELDS {
+            cmd.args(["-e", f]);
+        }
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("tshark");
+        // Wait for "Capturing on 'eth0'".
+        let mut err = child.stderr.take().expect("stderr");
+        let mut seen = Vec::new();
+        let mut byte = [0u8; 1];
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !String::from_utf8_lossy(&seen).contains("Capturing on") {
+            assert!(Instant::now() < deadline, "tshark did not start");
+            if err.read(&mut byte).unwrap_or(0) == 0 {
+                panic!("tshark ended: {}", String::from_utf8_lossy(&seen));
+            }
+            seen.push(byte[0]);
+        }
+        std::thread::spawn(move || {
+            let mut rest = Vec::new();
+            let _ = err.read_to_end(&mut rest);
+        });
+        Some(Capture { child })
+    }
+
+    /// Stop and check: every message is version 1 of syncid 9, and the
+    /// entries name `conns` distinct ESTABLISHED connections of the client
+    /// to the two real servers.
+    fn check_master_messages(mut self, conns: usize) {
+        use std::io::Read as _;
+        run(&["kill", "-INT", &self.child.id().to_string()]);
+        let mut out = String::new();
+        self.child
+            .stdout
+            .take()
+            .expect("stdout")
+            .read_to_string(&mut out)
+            .expect("tshark output");
+        let _ = self.child.wait();
+        let mut ports = std::collections::BTreeSet::new();
+        let mut msgs = 0;
+        for line in out.lines() {
+            let f: Vec<&str> = line.split('\t').collect();
+            assert_eq!(f.len(), CAPTURE_FIELDS.len(), "{line}");
+            assert_eq!((f[0], f[2]), ("9", "1"), "syncid 9, version 1: {line}");
+            let n: usize = f[1].parse().expect("conncount");
+            let (states, cports, caddrs, daddrs): (Vec<_>, Vec<_>, Vec<_>, Vec<_>) = (
+                f[3].split(',').collect(),
+                f[4].split(',').collect(),
+                f[5].split(',').collect(),
+                f[6].split(',').collect(),
+            );
+            assert!(
+                [states.len(), cports.len(), caddrs.len(), daddrs.len()] == [n; 4],
+                "{line}"
+            );
+            for i in 0..n {
+                assert_eq!(caddrs[i], "10.0.0.1", "{line}");
+                assert!(matches!(daddrs[i], "10.0.0.11" | "10.0.0.12"), "{line}");
+                // tshark prints the state as 0x0001 (ESTABLISHED).
+                let state = match states[i].strip_prefix("0x") {
+                    Some(h) => u16::from_str_radix(h, 16).expect("state"),
+                    None => states[i].parse().expect("state"),
+                };
+                if state == 1 {
+                    ports.insert(cports[i].to_string());
+                }
+            }
+            msgs += 1;
+        }
+        eprintln!(
+            "tshark decoded {msgs} sync message(s): {} connections\n{out:?}",
+            ports.len()
+        );
+        assert!(msgs > 0, "no sync message captured");
+        assert_eq!(
+            ports.len(),
+            conns,
+            "ESTABLISHED connections in the messages"
+        );
+    }
+}
+
 /// Lines of `rvs proc ip_vs_conn_sync` in `ns` whose origin is SYNC.
 fn synced(lab: &Lab, ns: &str) -> usize {
     let o = lab.exec(
@@ -367,7 +498,12 @@ fn netns_sync_backup_takes_over_established_connections() {
         daemons.contains("backup sync daemon (mcast=eth0, syncid=9,"),
         "{daemons}"
     );
+    // Wireshark's IPVS dissector reads the master's messages on the wire.
+    let capture = Capture::start(&b);
     let broken = takeover(&mut p, true);
+    if let Some(c) = capture {
+        c.check_master_messages(CONNS);
+    }
     let log_b = p.lab_b.rvsd_log();
     let dp = p
         .lab_b
