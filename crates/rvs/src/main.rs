@@ -1,6 +1,7 @@
 //! rvs — the companion tool: `demo`, `lab`, `realserver`, `bench`,
 //! `proc`, `fwmark`, `sysctl`.
 
+mod announce;
 mod bench;
 mod child;
 mod dataplane;
@@ -81,6 +82,13 @@ Commands:
                           keepalived.conf's virtual servers and checkers
                           (TCP_CHECK, HTTP_GET, MISC_CHECK) run against rvsd;
                           show: each real server's state (rvs health -h)
+  announce -t VIP:PORT --announce-cmd CMD --withdraw-cmd CMD
+                          announce the VIP (BGP through BIRD/FRR: dist/bgp/)
+                          while rvsd forwards and the service has a real
+                          server with weight > 0; withdraw otherwise, on
+                          drain and on SIGTERM/SIGINT (rvs announce -h)
+  drain [--undo]          withdraw the VIP first, keep forwarding
+                          in-flight flows (rvs drain -h)
   -h, --help              this text
   -V, --version           version
 ";
@@ -178,6 +186,11 @@ fn run() -> Result<(), String> {
         }
         "sysctl" => {
             print!("{}", sysctl::run(&rest_args(&mut parser)?)?);
+            Ok(())
+        }
+        "announce" => announce::main_announce(&rest_args(&mut parser)?),
+        "drain" => {
+            print!("{}", announce::main_drain(&rest_args(&mut parser)?)?);
             Ok(())
         }
         other => Err(format!("unknown command '{other}'\n{USAGE}")),
