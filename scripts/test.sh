@@ -18,7 +18,7 @@ echo "wireshark-common wireshark-common/install-setuid boolean false" |
     debconf-set-selections 2>/dev/null || true
 ensure_packages clang libbpf-dev iproute2 socat curl apache2-utils python3 \
     nftables openssl haproxy nginx-light libnginx-mod-stream wrk util-linux tshark \
-    prometheus tmux perl libsocket6-perl libio-socket-inet6-perl
+    prometheus tmux perl libsocket6-perl libio-socket-inet6-perl bird2
 # As root the packages above are installed, so the tshark and Prometheus
 # tests (crates/rvsd/tests/netns_metrics.rs: a real Prometheus scrapes
 # rvsd --metrics; promtool checks the text) must not skip. tmux: the
