@@ -22,8 +22,12 @@
 //! `--failover` it then holds `--conns` long-lived connections and (1)
 //! drains director 1 (`rvs drain`): the route is withdrawn while rvsd still
 //! forwards, then rvsd is stopped; (2) SIGKILLs director 2's rvsd, BIRD and
-//! `rvs announce`; each time it reports how long the router took, how many
-//! long-lived connections were lost and whether new requests succeed.
+//! `rvs announce`; (3) with a fourth director, pulls its link (BFD alone
+//! tells the router); before that, (0) quiesces the last director's real
+//! servers (weight 0) and restores them: it withdraws and announces again.
+//! Each time it reports how long the router took, how many long-lived
+//! connections were lost and whether new requests succeed. `--bench S`
+//! measures requests/s for S seconds at each stage (N, N-1, … directors).
 
 use crate::child::sibling;
 use crate::lab::{HTTP_SERVER, PREFIX};
@@ -63,6 +67,9 @@ pub struct Opts {
     pub io: Option<String>,
     /// `sloppy_tcp` left off (to measure what mid-flow adoption saves).
     pub no_sloppy: bool,
+    /// Seconds of closed-loop requests at each stage of `--failover` (0:
+    /// none).
+    pub bench: u32,
 }
 
 /// The echo server of the real servers: one line in, the same line (with
@@ -645,6 +652,66 @@ fn build_and_run(
     Ok(out)
 }
 
+/// From the client, after an event at `t0`: a new connection every 50 ms
+/// (500 ms to answer) until 20 in a row succeed. When the last failed one
+/// ended (`None`: none failed), and how many were tried.
+fn probe(client: &str, t0: Instant) -> (Option<Duration>, u32) {
+    let mut last_fail = None;
+    let (mut streak, mut tries) = (0, 0);
+    while streak < 20 && t0.elapsed() < Duration::from_secs(20) {
+        let start = t0.elapsed();
+        tries += 1;
+        match get(client, Duration::from_millis(500)) {
+            Ok(_) => streak += 1,
+            Err(_) => {
+                streak = 0;
+                last_fail = Some(start + Duration::from_millis(500));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (last_fail, tries)
+}
+
+fn fail_text(last_fail: Option<Duration>) -> String {
+    match last_fail {
+        Some(t) => format!("{} ms after it", t.as_millis()),
+        None => "never (no failure)".into(),
+    }
+}
+
+/// Closed-loop HTTP requests from 8 client threads for `secs`: requests/s.
+fn rate(client: &str, secs: u32) -> f64 {
+    let until = Instant::now() + Duration::from_secs(u64::from(secs));
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            let client = client.to_string();
+            std::thread::spawn(move || {
+                let mut n = 0u64;
+                while Instant::now() < until {
+                    if get(&client, Duration::from_secs(2)).is_ok() {
+                        n += 1;
+                    }
+                }
+                n
+            })
+        })
+        .collect();
+    let n: u64 = threads.into_iter().map(|t| t.join().unwrap_or(0)).sum();
+    n as f64 / f64::from(secs)
+}
+
+fn bench(lab: &Lab, client: &str, o: &Opts) {
+    if o.bench > 0 {
+        let n = lab.directors.iter().filter(|d| d.rvsd.is_some()).count();
+        println!(
+            "bench: {n} director(s): {:.0} requests/s (8 client threads, HTTP/1.0, {} s)",
+            rate(client, o.bench),
+            o.bench
+        );
+    }
+}
+
 fn lost(conns: &[Conn]) -> usize {
     conns.iter().filter(|c| c.lost.is_some()).count()
 }
@@ -672,6 +739,42 @@ fn failover(
         names.iter().filter(|n| !n.is_empty()).count()
     );
     let mut seq = 1;
+
+    // (0) Health: the last director's real servers all quiesced (weight 0,
+    // as a checker does): it withdraws; restored: it announces again.
+    check_stop(stop)?;
+    let rvsadm = s(&sibling("rvsadm")?)?;
+    let all: Vec<String> = lab.directors.iter().map(|d| d.ip.clone()).collect();
+    let last = lab
+        .directors
+        .last()
+        .map(|d| d.ns.clone())
+        .unwrap_or_default();
+    let svc = format!("{VIP}:80");
+    let rips: Vec<String> = (1..=o.servers)
+        .map(|i| format!("10.6.0.{}", 20 + i))
+        .collect();
+    let weights = |w: &str| -> Result<(), String> {
+        for rip in &rips {
+            exec(
+                &last,
+                &[&rvsadm, "-e", "-t", &svc, "-r", rip, "-g", "-w", w],
+            )?;
+        }
+        Ok(())
+    };
+    weights("0")?;
+    let gone = wait_hops(router, &all[..all.len() - 1], Duration::from_secs(10))?;
+    weights("1")?;
+    let back = wait_hops(router, &all, Duration::from_secs(10))?;
+    println!(
+        "health: d{n}'s real servers at weight 0: the router dropped d{n} after {} ms; \
+         back at weight 1: announced again after {} ms",
+        gone.as_millis(),
+        back.as_millis(),
+        n = all.len()
+    );
+    bench(lab, client, o);
 
     // (1) Drain director 1: withdraw first, keep forwarding, then stop.
     check_stop(stop)?;
@@ -730,6 +833,7 @@ fn failover(
          {lost_drain} after its rvsd stopped (of {}); new requests: {ok_new}/10",
         conns.len()
     );
+    bench(lab, client, o);
     if lab.directors.len() < 3 {
         return Ok(());
     }
@@ -765,22 +869,7 @@ fn failover(
             None
         })
     };
-    // From the client: new connections every 50 ms until 20 in a row succeed.
-    let mut last_fail: Option<Duration> = None;
-    let mut streak = 0;
-    let mut tries = 0;
-    while streak < 20 && t0.elapsed() < Duration::from_secs(20) {
-        let start = t0.elapsed();
-        tries += 1;
-        match get(client, Duration::from_millis(500)) {
-            Ok(_) => streak += 1,
-            Err(_) => {
-                streak = 0;
-                last_fail = Some(start + Duration::from_millis(500));
-            }
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let (last_fail, tries) = probe(client, t0);
     let routed = watch.join().ok().flatten();
     let rest: Vec<String> = lab.directors[2..].iter().map(|d| d.ip.clone()).collect();
     wait_hops(router, &rest, Duration::from_secs(10))?;
@@ -799,10 +888,7 @@ fn failover(
             Some(t) => format!("{} ms", t.as_millis()),
             None => "NEVER (20 s)".into(),
         },
-        match last_fail {
-            Some(t) => format!("{} ms after the kill", t.as_millis()),
-            None => "never (no failure)".into(),
-        },
+        fail_text(last_fail),
         if o.no_sloppy {
             "are dropped there: sloppy_tcp is off"
         } else {
@@ -820,5 +906,61 @@ fn failover(
     if !reasons.is_empty() {
         println!("lost connections, by error: {reasons:?}");
     }
+    bench(lab, client, o);
+    if lab.directors.len() < 4 {
+        return Ok(());
+    }
+
+    // (3) Director 3's link pulled (its switch port down): nothing closes
+    // the BGP session; BFD (100 ms x 3) tells the router.
+    check_stop(stop)?;
+    let before = lost(&conns);
+    let gone = lab.directors[2].ip.clone();
+    let port = "p-d3";
+    let sw = lab
+        .namespaces
+        .iter()
+        .find(|n| n.ends_with("switch"))
+        .cloned()
+        .unwrap_or_default();
+    let t0 = Instant::now();
+    run_cmd(&["ip", "-n", &sw, "link", "set", port, "down"])?;
+    let watch = {
+        let router = router.to_string();
+        std::thread::spawn(move || {
+            while t0.elapsed() < Duration::from_secs(10) {
+                if !next_hops(&router).contains(&gone) {
+                    return Some(t0.elapsed());
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            None
+        })
+    };
+    let (last_fail, tries) = probe(client, t0);
+    let routed = watch.join().ok().flatten();
+    for _ in 0..5 {
+        ping(&mut conns, seq, Duration::from_secs(5));
+        seq += 1;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let ok_new = (0..10)
+        .filter(|_| get(client, Duration::from_secs(3)).is_ok())
+        .count();
+    println!(
+        "pull d3's link: the router dropped d3 after {} (BFD); new connections failed until {} \
+         ({tries} tried); long-lived connections lost: {} of {}; new requests: {ok_new}/10",
+        match routed {
+            Some(t) => format!("{} ms", t.as_millis()),
+            None => "NEVER (10 s)".into(),
+        },
+        fail_text(last_fail),
+        lost(&conns) - before,
+        conns.len() - before
+    );
+    if let Some(mut c) = lab.directors[2].rvsd.take() {
+        crate::child::stop(&mut c);
+    }
+    bench(lab, client, o);
     Ok(())
 }

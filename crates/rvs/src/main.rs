@@ -70,6 +70,7 @@ Commands:
       --failover          then drain d1 (rvs drain) and SIGKILL d2, holding
                           --conns N long-lived connections (default 30)
       --no-sloppy         leave sloppy_tcp off (moved flows are then lost)
+      --bench S           requests/s for S seconds at each --failover stage
   lab clean               remove every rvslab-* namespace and its processes
   dataplane               rvsd's packet-path counters: per worker thread
                           (rx, tx, forwarded, replies, passed, dropped,
@@ -236,6 +237,7 @@ fn parse_lab(parser: &mut lexopt::Parser) -> Result<LabCmd, String> {
         keep: false,
         io: None,
         no_sloppy: false,
+        bench: 0,
     };
     let (mut servers_set, mut requests_set) = (false, false);
     let mut what = None;
@@ -246,6 +248,7 @@ fn parse_lab(parser: &mut lexopt::Parser) -> Result<LabCmd, String> {
             Long("conns") => e.conns = num_value(parser, "--conns", 1000)?,
             Long("failover") => e.failover = true,
             Long("no-sloppy") => e.no_sloppy = true,
+            Long("bench") => e.bench = num_value(parser, "--bench", 600)?,
             Long("servers") => {
                 o.servers = num_value(parser, "--servers", 8)? as u8;
                 servers_set = true;

@@ -1,7 +1,9 @@
-//! `rvs lab ecmp --failover`: three directors (rvsd DR `mh` + BIRD + `rvs
-//! announce`) behind a router running BIRD with ECMP, end to end:
+//! `rvs lab ecmp --failover --directors 4`: directors (rvsd DR `mh` + BIRD +
+//! `rvs announce`) behind a router running BIRD with ECMP, end to end:
 //!
 //! * requests are spread over the directors (and the real servers);
+//! * a director whose real servers are all at weight 0 withdraws, and
+//!   announces again when one is back;
 //! * `rvs drain` on d1: the route is withdrawn while d1's rvsd still
 //!   forwards, and no long-lived connection is lost, before or after d1's
 //!   rvsd stops (the flows the router moves are adopted by the other
@@ -11,6 +13,8 @@
 //!   closes), new requests succeed, and the number of long-lived
 //!   connections lost is reported (0 expected with mid-flow adoption; no
 //!   connection sync is involved);
+//! * d3's link pulled: BFD alone tells the router (under a second), nothing
+//!   lost;
 //! * with `--no-sloppy`, the connections the router moves are lost: the
 //!   figure without adoption (and without sync).
 //!
@@ -44,6 +48,8 @@ fn lab(extra: &[&str]) -> String {
         "lab",
         "ecmp",
         "--failover",
+        "--directors",
+        "4",
         "--requests",
         "30",
         "--conns",
@@ -92,9 +98,18 @@ fn ecmp_spreads_drains_and_survives_a_director() {
     let out = lab(&[]);
     assert!(out.contains("30/30 requests answered"), "{out}");
     // Spread: every director and more than one real server carried some.
-    for d in ["director d1 ", "director d2 ", "director d3 "] {
+    for d in [
+        "director d1 ",
+        "director d2 ",
+        "director d3 ",
+        "director d4 ",
+    ] {
         assert!(out.contains(d), "{d}carried nothing:\n{out}");
     }
+    assert!(
+        out.contains("health: d4's real servers at weight 0"),
+        "{out}"
+    );
     let servers = ["rs1 ", "rs2 ", "rs3 "]
         .iter()
         .filter(|rs| {
@@ -124,6 +139,11 @@ fn ecmp_spreads_drains_and_survives_a_director() {
     let dropped = num_after(&out, "kill d2", "the router dropped d2 after ");
     assert!(dropped < 3000, "router took {dropped} ms:\n{out}");
     assert_eq!(num_after(&out, "kill d2", "connections lost: "), 0, "{out}");
+    // Link pulled: BFD (100 ms x 3) is the only signal.
+    let bfd = num_after(&out, "pull d3", "the router dropped d3 after ");
+    assert!(bfd < 1000, "BFD took {bfd} ms:\n{out}");
+    assert_eq!(num_after(&out, "pull d3", "connections lost: "), 0, "{out}");
+    assert_eq!(out.matches("new requests: 10/10").count(), 2, "{out}");
 }
 
 #[test]
