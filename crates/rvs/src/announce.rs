@@ -155,7 +155,7 @@ fn observe(svc: &ServiceId) -> Seen {
         Ok(_) => return Seen::NoRvsd("unexpected reply".into()),
         Err(e) => return Seen::NoRvsd(e),
     };
-    let live_dests = match c.call(Request::GetService(svc.clone())) {
+    let live_dests = match c.call(Request::GetService(*svc)) {
         Ok(Reply::Service(s)) => Some(live(&s)),
         Ok(Reply::Error(_)) => None,
         Ok(_) => return Seen::NoRvsd("unexpected reply".into()),
@@ -220,11 +220,10 @@ pub fn run(o: &Opts) -> Result<(), String> {
             observe(&o.service)
         };
         let want = decide(&seen, draining, stopping);
-        let changed = match (&told, &want) {
-            (Some(Want::Announce), Want::Announce) => false,
-            (Some(Want::Withdraw(_)), Want::Withdraw(_)) => false,
-            _ => true,
-        };
+        let changed = !matches!(
+            (&told, &want),
+            (Some(Want::Announce), Want::Announce) | (Some(Want::Withdraw(_)), Want::Withdraw(_))
+        );
         if changed {
             let (cmd, line) = match &want {
                 Want::Announce => (&o.announce_cmd, "announced".to_string()),

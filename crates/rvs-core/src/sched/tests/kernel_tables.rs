@@ -10,6 +10,9 @@
 //! Needs `python3`; without it the test fails (set `RVS_SKIP_PYTHON=1` to
 //! skip it on a host that has none).
 
+// A test, not the engine: it runs the generator as a child process.
+#![allow(clippy::disallowed_methods, clippy::disallowed_macros)]
+
 use core::fmt::Write as _;
 use core::net::IpAddr;
 use std::io::Write as _;
