@@ -962,5 +962,36 @@ fn failover(
         crate::child::stop(&mut c);
     }
     bench(lab, client, o);
+    shutdown_last(lab, router)
+}
+
+/// SIGTERM to the last director's `rvs announce`: it withdraws before it
+/// exits (its rvsd still runs), so the router loses the route.
+fn shutdown_last(lab: &mut Lab, router: &str) -> Result<(), String> {
+    let Some(d) = lab.directors.last_mut() else {
+        return Ok(());
+    };
+    let Some(mut ann) = d.announce.take() else {
+        return Ok(());
+    };
+    let t0 = Instant::now();
+    let _ = Command::new("kill")
+        .args(["-TERM", &ann.id().to_string()])
+        .status();
+    let status = ann.wait().map_err(|e| e.to_string())?;
+    let exited = t0.elapsed();
+    wait_hops(router, &[], Duration::from_secs(10))?;
+    let alive = d
+        .rvsd
+        .as_mut()
+        .map(|c| matches!(c.try_wait(), Ok(None)))
+        .unwrap_or(false);
+    println!(
+        "SIGTERM to the last director's rvs announce: it exited ({status}) after {} ms; \
+         the router has no route to {VIP} {} ms after the signal; its rvsd still running: {}",
+        exited.as_millis(),
+        t0.elapsed().as_millis(),
+        if alive { "yes" } else { "NO" }
+    );
     Ok(())
 }

@@ -13,6 +13,8 @@
 //!   closes), new requests succeed, and the number of long-lived
 //!   connections lost is reported (0 expected with mid-flow adoption; no
 //!   connection sync is involved);
+//! * SIGTERM to the last `rvs announce`: the route is withdrawn, it exits 0,
+//!   rvsd still runs;
 //! * d3's link pulled: BFD alone tells the router (under a second), nothing
 //!   lost;
 //! * with `--no-sloppy`, the connections the router moves are lost: the
@@ -144,6 +146,11 @@ fn ecmp_spreads_drains_and_survives_a_director() {
     assert!(bfd < 1000, "BFD took {bfd} ms:\n{out}");
     assert_eq!(num_after(&out, "pull d3", "connections lost: "), 0, "{out}");
     assert_eq!(out.matches("new requests: 10/10").count(), 2, "{out}");
+    // SIGTERM to rvs announce: withdrawn before it exits, rvsd untouched.
+    assert!(
+        out.contains("exited (exit status: 0)") && out.contains("its rvsd still running: yes"),
+        "{out}"
+    );
 }
 
 #[test]
