@@ -908,7 +908,7 @@ fn failover(
     }
     bench(lab, client, o);
     if lab.directors.len() < 4 {
-        return Ok(());
+        return shutdown_last(lab, router);
     }
 
     // (3) Director 3's link pulled (its switch port down): nothing closes
