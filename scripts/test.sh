@@ -24,7 +24,8 @@ ensure_packages clang libbpf-dev iproute2 socat curl apache2-utils python3 \
 # rvsd --metrics; promtool checks the text) must not skip. tmux: the
 # terminal of crates/rvs/tests/netns_top.rs (rvs top). libsocket6-perl,
 # libio-socket-inet6-perl: what ldirectord needs (below).
-if [ "$(id -u)" = 0 ]; then export RVS_REQUIRE_TSHARK=1 RVS_REQUIRE_PROMETHEUS=1; fi
+# bird2: the BGP speaker of crates/rvs/tests/netns_ecmp.rs (rvs lab ecmp).
+if [ "$(id -u)" = 0 ]; then export RVS_REQUIRE_TSHARK=1 RVS_REQUIRE_PROMETHEUS=1 RVS_REQUIRE_BIRD=1; fi
 # ldirectord (crates/rvs/tests/netns_ldirectord.rs): Debian's script,
 # extracted from its package rather than installed (the package depends on
 # the kernel's ipvsadm, which would take /usr/sbin/ipvsadm); its perl

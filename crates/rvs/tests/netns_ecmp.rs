@@ -44,7 +44,7 @@ fn bird_runs() -> bool {
 /// One lab at a time: they would share the two CPUs.
 static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-fn lab(extra: &[&str]) -> String {
+fn lab(conns: &str, extra: &[&str]) -> String {
     let _one = ONE.lock().unwrap_or_else(|e| e.into_inner());
     let mut args = vec![
         "lab",
@@ -55,7 +55,7 @@ fn lab(extra: &[&str]) -> String {
         "--requests",
         "30",
         "--conns",
-        "60",
+        conns,
     ];
     args.extend_from_slice(extra);
     let child = spawn_rvs(&args);
@@ -97,7 +97,8 @@ fn ecmp_spreads_drains_and_survives_a_director() {
     if !can_run_with(&[]) || !bird_runs() {
         return;
     }
-    let out = lab(&[]);
+    // The figure: 300 long-lived connections.
+    let out = lab("300", &[]);
     assert!(out.contains("30/30 requests answered"), "{out}");
     // Spread: every director and more than one real server carried some.
     for d in [
@@ -158,11 +159,14 @@ fn without_sloppy_tcp_the_moved_connections_are_lost() {
     if !can_run_with(&[]) || !bird_runs() {
         return;
     }
-    let out = lab(&["--no-sloppy"]);
+    let out = lab("60", &["--no-sloppy"]);
     // d1's share (drain) and d2's (death) are lost: the router moves them
     // to directors that have never seen them; the figure is reported.
     let drained = num_after(&out, "drain d1: long-lived", "still forwarded, ");
     let killed = num_after(&out, "kill d2", "connections lost: ");
-    println!("without sloppy_tcp: {drained} lost on drain, {killed} on death (of 60)");
+    let pulled = num_after(&out, "pull d3", "connections lost: ");
+    println!(
+        "without sloppy_tcp: {drained} lost on drain, {killed} on SIGKILL, {pulled} on a pulled link (of 60)"
+    );
     assert!(drained > 0 && killed > 0, "{out}");
 }
