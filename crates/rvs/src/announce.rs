@@ -211,6 +211,8 @@ pub fn run(o: &Opts) -> Result<(), String> {
     // What the speaker was last told successfully (None: unknown, so the
     // first decision is always applied).
     let mut told: Option<Want> = None;
+    // The state file's line, rewritten only when it changes.
+    let mut written = String::new();
     loop {
         let stopping = stop.load(Ordering::Relaxed);
         let draining = o.drain_file.exists();
@@ -233,13 +235,18 @@ pub fn run(o: &Opts) -> Result<(), String> {
                 Ok(()) => {
                     eprintln!("rvs announce: {} {line}", stamp());
                     write_state(&o.state_file, &line);
+                    written = line;
                     told = Some(want.clone());
                 }
                 Err(e) => eprintln!("rvs announce: {} {line} failed: {e}", stamp()),
             }
         } else if let Want::Withdraw(r) = &want {
             // Keep the reason current (drain waits for "withdrawn drain").
-            write_state(&o.state_file, &format!("withdrawn {r}"));
+            let line = format!("withdrawn {r}");
+            if line != written {
+                write_state(&o.state_file, &line);
+                written = line;
+            }
         }
         if stopping {
             return match told {
