@@ -18,17 +18,19 @@ echo "wireshark-common wireshark-common/install-setuid boolean false" |
     debconf-set-selections 2>/dev/null || true
 ensure_packages clang libbpf-dev iproute2 socat curl apache2-utils python3 \
     nftables openssl haproxy nginx-light libnginx-mod-stream wrk util-linux tshark \
-    prometheus tmux perl libsocket6-perl libio-socket-inet6-perl iptables
+    prometheus tmux perl libsocket6-perl libio-socket-inet6-perl iptables bird2
 # As root the packages above are installed, so the tshark and Prometheus
 # tests (crates/rvsd/tests/netns_metrics.rs: a real Prometheus scrapes
 # rvsd --metrics; promtool checks the text) must not skip. tmux: the
 # terminal of crates/rvs/tests/netns_top.rs (rvs top). libsocket6-perl,
 # libio-socket-inet6-perl: what ldirectord needs (below).
+# bird2: the BGP speaker of crates/rvs/tests/netns_ecmp.rs (rvs lab ecmp).
 # keepalived (VRRP only) moves the VIP in crates/rvsd/tests/netns_sync.rs;
 # not its Recommends: the kernel's ipvsadm.
 ensure_packages --no-recommends keepalived
 if [ "$(id -u)" = 0 ]; then
-    export RVS_REQUIRE_TSHARK=1 RVS_REQUIRE_PROMETHEUS=1 RVS_REQUIRE_KEEPALIVED=1
+    export RVS_REQUIRE_TSHARK=1 RVS_REQUIRE_PROMETHEUS=1 RVS_REQUIRE_KEEPALIVED=1 \
+        RVS_REQUIRE_BIRD=1
 fi
 # ldirectord (crates/rvs/tests/netns_ldirectord.rs): Debian's script,
 # extracted from its package rather than installed (the package depends on

@@ -111,7 +111,7 @@ fn http_get(addr: SocketAddr, timeout: Duration) -> Result<String, String> {
 
 /// The real servers' HTTP server: `python3 -m http.server 80` serving
 /// `argv[1]`, threaded, quiet, with a listen backlog of 1024 instead of 5.
-const HTTP_SERVER: &str = "\
+pub(crate) const HTTP_SERVER: &str = "\
 import functools, http.server, sys
 class Handler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *args):

@@ -1,6 +1,7 @@
 //! rvs — the companion tool: `demo`, `lab`, `realserver`, `bench`,
 //! `proc`, `fwmark`, `sysctl`.
 
+mod announce;
 mod bench;
 mod child;
 mod dataplane;
@@ -8,6 +9,7 @@ mod demo;
 mod fwmark;
 mod keepalived;
 mod lab;
+mod lab_ecmp;
 mod netns;
 mod procfs;
 mod realserver;
@@ -61,6 +63,14 @@ Commands:
       --requests N        HTTP requests (1..=10000, default 10)
       --keep              leave the lab running; print how to enter it
       --io xdp|packet     the director's packet I/O (default: rvsd's, auto)
+  lab ecmp                three active directors (rvsd DR mh + BIRD + rvs
+                          announce) behind a router running BIRD with ECMP;
+                          prints the director and real server of each request
+      --directors N       directors (1..=8, default 3)
+      --failover          then drain d1 (rvs drain) and SIGKILL d2, holding
+                          --conns N long-lived connections (default 30)
+      --no-sloppy         leave sloppy_tcp off (moved flows are then lost)
+      --bench S           requests/s for S seconds at each --failover stage
   lab clean               remove every rvslab-* namespace and its processes
   dataplane               rvsd's packet-path counters: per worker thread
                           (rx, tx, forwarded, replies, passed, dropped,
@@ -82,6 +92,13 @@ Commands:
                           (TCP_CHECK, HTTP_GET, SSL_GET, DNS_CHECK, SMTP_CHECK,
                           UDP_CHECK, PING_CHECK, MISC_CHECK) run against rvsd;
                           show: each real server's state (rvs health -h)
+  announce -t VIP:PORT --announce-cmd CMD --withdraw-cmd CMD
+                          announce the VIP (BGP through BIRD/FRR: dist/bgp/)
+                          while rvsd forwards and the service has a real
+                          server with weight > 0; withdraw otherwise, on
+                          drain and on SIGTERM/SIGINT (rvs announce -h)
+  drain [--undo]          withdraw the VIP first, keep forwarding
+                          in-flight flows (rvs drain -h)
   -h, --help              this text
   -V, --version           version
 ";
@@ -164,12 +181,16 @@ fn run() -> Result<(), String> {
             Ok(())
         }
         "lab" => match parse_lab(&mut parser)? {
-            None => {
+            LabCmd::Clean => {
                 print!("{}", lab::clean()?);
                 Ok(())
             }
-            Some(opts) => {
+            LabCmd::Classic(opts) => {
                 print!("{}", lab::run(&opts)?);
+                Ok(())
+            }
+            LabCmd::Ecmp(opts) => {
+                print!("{}", lab_ecmp::run(&opts)?);
                 Ok(())
             }
         },
@@ -185,12 +206,24 @@ fn run() -> Result<(), String> {
             print!("{}", sysctl::run(&rest_args(&mut parser)?)?);
             Ok(())
         }
+        "announce" => announce::main_announce(&rest_args(&mut parser)?),
+        "drain" => {
+            print!("{}", announce::main_drain(&rest_args(&mut parser)?)?);
+            Ok(())
+        }
         other => Err(format!("unknown command '{other}'\n{USAGE}")),
     }
 }
 
-/// `lab MODE [options]`, or `None` for `lab clean`.
-fn parse_lab(parser: &mut lexopt::Parser) -> Result<Option<lab::Opts>, String> {
+/// What `rvs lab` runs.
+enum LabCmd {
+    Clean,
+    Classic(lab::Opts),
+    Ecmp(lab_ecmp::Opts),
+}
+
+/// `lab MODE [options]`, or `lab clean`.
+fn parse_lab(parser: &mut lexopt::Parser) -> Result<LabCmd, String> {
     use lexopt::prelude::*;
     let mut o = lab::Opts {
         mode: lab::Mode::Nat,
@@ -200,12 +233,35 @@ fn parse_lab(parser: &mut lexopt::Parser) -> Result<Option<lab::Opts>, String> {
         keep: false,
         io: None,
     };
+    let mut e = lab_ecmp::Opts {
+        directors: 3,
+        servers: 0,
+        requests: 0,
+        conns: 30,
+        failover: false,
+        keep: false,
+        io: None,
+        no_sloppy: false,
+        bench: 0,
+    };
+    let (mut servers_set, mut requests_set) = (false, false);
     let mut what = None;
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
         match arg {
             Value(v) if what.is_none() => what = Some(v.string().map_err(|e| e.to_string())?),
-            Long("servers") => o.servers = num_value(parser, "--servers", 8)? as u8,
-            Long("requests") => o.requests = num_value(parser, "--requests", 10_000)?,
+            Long("directors") => e.directors = num_value(parser, "--directors", 8)? as u8,
+            Long("conns") => e.conns = num_value(parser, "--conns", 1000)?,
+            Long("failover") => e.failover = true,
+            Long("no-sloppy") => e.no_sloppy = true,
+            Long("bench") => e.bench = num_value(parser, "--bench", 600)?,
+            Long("servers") => {
+                o.servers = num_value(parser, "--servers", 8)? as u8;
+                servers_set = true;
+            }
+            Long("requests") => {
+                o.requests = num_value(parser, "--requests", 10_000)?;
+                requests_set = true;
+            }
             Long("scheduler") => {
                 let s = scheduler_value(parser)?;
                 o.scheduler = s;
@@ -223,15 +279,22 @@ fn parse_lab(parser: &mut lexopt::Parser) -> Result<Option<lab::Opts>, String> {
         Some("dr") => lab::Mode::Dr,
         Some("tun") => lab::Mode::Tun,
         Some("dr-routed") => lab::Mode::DrRouted,
-        Some("clean") => return Ok(None),
+        Some("clean") => return Ok(LabCmd::Clean),
+        Some("ecmp") => {
+            e.servers = if servers_set { o.servers } else { 3 };
+            e.requests = if requests_set { o.requests } else { 12 };
+            e.keep = o.keep;
+            e.io = o.io;
+            return Ok(LabCmd::Ecmp(e));
+        }
         Some(m) => {
             return Err(format!(
-                "unknown lab '{m}': expected nat, dr, tun, dr-routed or clean"
+                "unknown lab '{m}': expected nat, dr, tun, dr-routed, ecmp or clean"
             ));
         }
         None => return Err("lab needs a mode: nat, dr, tun, dr-routed (or clean)".into()),
     };
-    Ok(Some(o))
+    Ok(LabCmd::Classic(o))
 }
 
 fn parse_realserver(parser: &mut lexopt::Parser) -> Result<realserver::Opts, String> {

@@ -156,6 +156,12 @@ impl Maglev {
         Ok(())
     }
 
+    /// Each slot's dest, as its index in the list the table was built from.
+    #[cfg(test)]
+    pub(crate) fn slots(&self) -> Vec<Option<usize>> {
+        self.table.iter().map(|s| s.map(|(_, i)| i)).collect()
+    }
+
     /// The slot's dest: `None` if empty, `Some(Some(i))` when usable,
     /// `Some(None)` when not.
     fn lookup(&self, dests: &[Dest], slot: u32) -> Option<Option<usize>> {

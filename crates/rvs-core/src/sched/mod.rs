@@ -123,3 +123,7 @@ pub fn by_name(name: &str) -> Option<Box<dyn Scheduler>> {
         _ => return None,
     })
 }
+
+#[cfg(test)]
+#[path = "tests/kernel_tables.rs"]
+mod kernel_tables;

@@ -66,6 +66,16 @@ impl SourceHash {
         }
     }
 
+    /// Each bucket's dest, as its index in the list the table was built from
+    /// (all `None` without dests).
+    #[cfg(test)]
+    pub(crate) fn slots(&self) -> Vec<Option<usize>> {
+        if self.buckets.is_empty() {
+            return vec![None; TAB_SIZE];
+        }
+        self.buckets.iter().map(|&(_, i)| Some(i)).collect()
+    }
+
     /// `ip_vs_sh_hashkey`: the bucket for `fold`/`port` at `offset`.
     fn bucket(fold: u32, port: u16, offset: u32) -> usize {
         (offset.wrapping_add(hash_32(u32::from(port).wrapping_add(fold), TAB_BITS)) & TAB_MASK)
