@@ -70,6 +70,13 @@ pub struct Opts {
     /// Seconds of closed-loop requests at each stage of `--failover` (0:
     /// none).
     pub bench: u32,
+    /// Full-mesh connection sync: every director runs a master sync daemon
+    /// and a backup one with syncid 0 (which accepts every master's), on
+    /// the directors' segment.
+    pub sync: bool,
+    /// With `--failover`: before the drain, add one more real server to
+    /// every director (`mh` moves about 1/(N+1) of its slots).
+    pub add_server: bool,
 }
 
 /// The echo server of the real servers: one line in, the same line (with
@@ -418,7 +425,9 @@ fn build_and_run(
     let rvs = s(&std::env::current_exe().map_err(|e| e.to_string())?)?;
     let mut rips = Vec::new();
     let mut rss = Vec::new();
-    for i in 1..=o.servers {
+    // With --add-server, one more real server, added to the services
+    // during --failover.
+    for i in 1..=o.servers + u8::from(o.add_server) {
         let rs = lab.ns(prefix, &format!("rs{i}"))?;
         let rip = format!("10.6.0.{}", 20 + i);
         attach(&rs, &format!("p-rs{i}"), &rip, "eth0")?;
@@ -450,6 +459,9 @@ fn build_and_run(
         lab.children.push(echo);
         rips.push(rip);
         rss.push(rs);
+    }
+    if o.add_server {
+        rips.pop();
     }
 
     // Router's BIRD.
@@ -519,6 +531,33 @@ fn build_and_run(
         }
         if !o.no_sloppy {
             exec(&ns, &[&rvs, "sysctl", "-w", "net.ipv4.vs.sloppy_tcp=1"])?;
+        }
+        if o.sync {
+            // Full mesh: send this director's connections, learn everyone
+            // else's (syncid 0 accepts every syncid; multicast loop is off,
+            // so no director hears itself).
+            exec(
+                &ns,
+                &[
+                    &rvsadm,
+                    "--start-daemon",
+                    "master",
+                    "--mcast-interface",
+                    "eth0",
+                ],
+            )?;
+            exec(
+                &ns,
+                &[
+                    &rvsadm,
+                    "--start-daemon",
+                    "backup",
+                    "--mcast-interface",
+                    "eth0",
+                    "--syncid",
+                    "0",
+                ],
+            )?;
         }
         let conf = lab.dir.join(format!("d{i}-bird.conf"));
         std::fs::write(&conf, director_conf(&ip)).map_err(|e| e.to_string())?;
@@ -739,6 +778,14 @@ fn failover(
         names.iter().filter(|n| !n.is_empty()).count()
     );
     let mut seq = 1;
+    if o.sync {
+        // A master sends a message when it is full or 2 s old (the
+        // kernel's IPVS_SYNC_FLUSH_TIME): with a few connections, that is
+        // when the other directors learn them.
+        std::thread::sleep(Duration::from_millis(2500));
+        ping(&mut conns, seq, Duration::from_secs(3));
+        seq += 1;
+    }
 
     // (0) Health: the last director's real servers all quiesced (weight 0,
     // as a checker does): it withdraws; restored: it announces again.
@@ -775,6 +822,44 @@ fn failover(
         n = all.len()
     );
     bench(lab, client, o);
+
+    // (0b) A real server more on every director: each director's `mh`
+    // table changes, so a flow the router moves to another director is
+    // scheduled there to another server unless that director knows it
+    // (full-mesh sync).
+    if o.add_server {
+        check_stop(stop)?;
+        let extra = format!("10.6.0.{}", 20 + o.servers + 1);
+        for d in &lab.directors {
+            for port in ["80", "9000"] {
+                let svc = format!("{VIP}:{port}");
+                exec(
+                    &d.ns,
+                    &[&rvsadm, "-a", "-t", &svc, "-r", &extra, "-g", "-w", "1"],
+                )?;
+            }
+        }
+        for _ in 0..3 {
+            ping(&mut conns, seq, Duration::from_secs(5));
+            seq += 1;
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let list = |n: u8| -> Vec<(std::net::IpAddr, u16, u32)> {
+            (1..=n)
+                .filter_map(|i| Some((format!("10.6.0.{}", 20 + i).parse().ok()?, ECHO_PORT, 1)))
+                .collect()
+        };
+        let (moved, total) =
+            rvs_core::sched::mh::slots_moved(&list(o.servers), &list(o.servers + 1));
+        println!(
+            "add a real server ({extra}) on every director: mh moved {moved} of {total} slots \
+             ({:.1}% of the flows a director has not seen go to another server); long-lived \
+             connections lost: {} (connection sync: {})",
+            100.0 * moved as f64 / total as f64,
+            lost(&conns),
+            if o.sync { "full mesh" } else { "off" }
+        );
+    }
 
     // (1) Drain director 1: withdraw first, keep forwarding, then stop.
     check_stop(stop)?;
@@ -882,14 +967,21 @@ fn failover(
     println!(
         "kill d2 (SIGKILL rvsd, BIRD, rvs announce in {} ms): the router dropped d2 after {}; \
          new connections failed until {} ({tries} tried); long-lived connections lost: {lost_death} \
-         of {alive_before} (no connection sync; flows moved to another director {})",
+         of {alive_before} ({}; flows moved to another director {})",
         killed.as_millis(),
         match routed {
             Some(t) => format!("{} ms", t.as_millis()),
             None => "NEVER (20 s)".into(),
         },
         fail_text(last_fail),
-        if o.no_sloppy {
+        if o.sync {
+            "full-mesh connection sync"
+        } else {
+            "no connection sync"
+        },
+        if o.sync {
+            "are known there"
+        } else if o.no_sloppy {
             "are dropped there: sloppy_tcp is off"
         } else {
             "are adopted there by mh + sloppy_tcp"

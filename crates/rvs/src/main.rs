@@ -70,6 +70,11 @@ Commands:
       --failover          then drain d1 (rvs drain) and SIGKILL d2, holding
                           --conns N long-lived connections (default 30)
       --no-sloppy         leave sloppy_tcp off (moved flows are then lost)
+      --sync              full-mesh connection sync (each director: master
+                          and backup --syncid 0 sync daemons)
+      --add-server        with --failover, first add one more real server
+                          to every director (mh moves ~1/(N+1) of its slots:
+                          moved flows then need --sync)
       --bench S           requests/s for S seconds at each --failover stage
   lab clean               remove every rvslab-* namespace and its processes
   dataplane               rvsd's packet-path counters: per worker thread
@@ -243,6 +248,8 @@ fn parse_lab(parser: &mut lexopt::Parser) -> Result<LabCmd, String> {
         io: None,
         no_sloppy: false,
         bench: 0,
+        sync: false,
+        add_server: false,
     };
     let (mut servers_set, mut requests_set) = (false, false);
     let mut what = None;
@@ -253,6 +260,8 @@ fn parse_lab(parser: &mut lexopt::Parser) -> Result<LabCmd, String> {
             Long("conns") => e.conns = num_value(parser, "--conns", 1000)?,
             Long("failover") => e.failover = true,
             Long("no-sloppy") => e.no_sloppy = true,
+            Long("sync") => e.sync = true,
+            Long("add-server") => e.add_server = true,
             Long("bench") => e.bench = num_value(parser, "--bench", 600)?,
             Long("servers") => {
                 o.servers = num_value(parser, "--servers", 8)? as u8;

@@ -170,3 +170,51 @@ fn without_sloppy_tcp_the_moved_connections_are_lost() {
     );
     assert!(drained > 0 && killed > 0, "{out}");
 }
+
+/// Issue 18, item 4: a real server added on every director changes every
+/// `mh` table; flows the router then moves are scheduled anew by
+/// directors that have not seen them. With full-mesh sync (each director a
+/// master and a backup with syncid 0) every director knows every
+/// connection: none is lost.
+#[test]
+fn full_mesh_sync_keeps_moved_flows_across_a_real_server_change() {
+    if !can_run_with(&[]) || !bird_runs() {
+        return;
+    }
+    let out = lab("60", &["--sync", "--add-server"]);
+    assert_eq!(
+        num_after(&out, "add a real server", "connections lost: "),
+        0,
+        "{out}"
+    );
+    assert_eq!(
+        num_after(&out, "drain d1: long-lived", "connections lost: "),
+        0,
+        "{out}"
+    );
+    assert_eq!(
+        num_after(&out, "drain d1: long-lived", "still forwarded, "),
+        0,
+        "{out}"
+    );
+    assert_eq!(num_after(&out, "kill d2", "connections lost: "), 0, "{out}");
+    assert_eq!(num_after(&out, "pull d3", "connections lost: "), 0, "{out}");
+}
+
+/// The same change without sync: the moved flows whose slot moved are
+/// lost; the figure is reported beside the share of slots that moved.
+#[test]
+fn without_sync_a_real_server_change_loses_moved_flows() {
+    if !can_run_with(&[]) || !bird_runs() {
+        return;
+    }
+    let out = lab("60", &["--add-server"]);
+    let moved = num_after(&out, "add a real server", "mh moved ");
+    let drained = num_after(&out, "drain d1: long-lived", "still forwarded, ");
+    let killed = num_after(&out, "kill d2", "connections lost: ");
+    println!(
+        "without sync, after a real server was added (mh moved {moved} of 4093 slots): \
+         {drained} lost on drain, {killed} on SIGKILL (of 60)"
+    );
+    assert!(drained + killed > 0, "{out}");
+}

@@ -171,6 +171,41 @@ impl Maglev {
     }
 }
 
+/// How many of the table's [`TABLE_SIZE`] slots change real server when
+/// the list `before` becomes `after` (each `(address, port, weight)`, in
+/// the order they were added): the share of flows a change of the set
+/// sends to another server where no connection entry holds them (what
+/// `rvs lab ecmp --add-server` reports). Returns (moved, total).
+pub fn slots_moved(before: &[(IpAddr, u16, u32)], after: &[(IpAddr, u16, u32)]) -> (usize, usize) {
+    let table = |list: &[(IpAddr, u16, u32)]| -> Vec<Option<(IpAddr, u16)>> {
+        let dests: Vec<Dest> = list
+            .iter()
+            .enumerate()
+            .map(|(i, &(a, p, w))| {
+                let cfg = crate::dest::DestConfig {
+                    weight: w,
+                    ..crate::dest::DestConfig::new(a, p)
+                };
+                Dest::new(DestId(i as u32 + 1), &cfg)
+            })
+            .collect();
+        let mut m = Maglev::default();
+        if m.reassign(&dests).is_err() {
+            return vec![None; TABLE_SIZE];
+        }
+        let mut t: Vec<_> = m
+            .table
+            .iter()
+            .map(|s| s.map(|(_, i)| (dests[i].addr, dests[i].port)))
+            .collect();
+        t.resize(TABLE_SIZE, None);
+        t
+    };
+    let (a, b) = (table(before), table(after));
+    let moved = a.iter().zip(&b).filter(|(x, y)| x != y).count();
+    (moved, TABLE_SIZE)
+}
+
 impl Scheduler for Maglev {
     fn name(&self) -> &'static str {
         "mh"
@@ -204,3 +239,20 @@ impl Scheduler for Maglev {
 #[cfg(test)]
 #[path = "tests/mh.rs"]
 mod tests;
+
+#[cfg(test)]
+mod slots_moved_tests {
+    use super::*;
+
+    #[test]
+    fn adding_a_third_server_moves_about_a_third() {
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let b: IpAddr = "10.0.0.2".parse().unwrap();
+        let c: IpAddr = "10.0.0.3".parse().unwrap();
+        let before = [(a, 80, 1), (b, 80, 1)];
+        assert_eq!(slots_moved(&before, &before), (0, TABLE_SIZE));
+        let (moved, total) = slots_moved(&before, &[(a, 80, 1), (b, 80, 1), (c, 80, 1)]);
+        let share = moved as f64 / total as f64;
+        assert!((0.30..0.50).contains(&share), "{share}");
+    }
+}
