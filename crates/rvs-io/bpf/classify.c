@@ -203,6 +203,23 @@ struct {
 	__uint(max_entries, IF_BASE_MAX);
 } if_base SEC(".maps");
 
+/*
+ * The MAC address of each served interface (rvsd keeps it in step): a
+ * unicast frame addressed to another station (a switch flooding an unknown
+ * or aged-out address, a bridge port) is not the host's, the kernel drops
+ * it (PACKET_OTHERHOST), and neither claims nor forwards it here: another
+ * director's traffic would otherwise be forwarded twice. Frames to a VRRP
+ * virtual MAC (00:00:5e:00:01:xx, IPv6 00:00:5e:00:02:xx: keepalived's
+ * use_vmac) are the host's. Without an entry every frame is judged as
+ * before.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u32);   /* ingress ifindex */
+	__type(value, __u64); /* MAC: bytes 0..5 of the value, in wire order */
+	__uint(max_entries, IF_BASE_MAX);
+} if_mac SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_XSKMAP);
 	__type(key, __u32);
@@ -600,9 +617,38 @@ static __always_inline enum verdict classify(void *data, void *end, __u32 iif)
 	return V_NOT_OURS;
 }
 
+/* A unicast frame addressed to another station than the interface (see
+ * `if_mac`). */
+static __always_inline int for_another_station(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	__u8 *d = data;
+	__u32 ifindex = ctx->ingress_ifindex;
+	__u8 *mac;
+
+	if ((void *)(d + 6) > end)
+		return 0;
+	if (d[0] & 1) /* multicast, broadcast */
+		return 0;
+	if (d[0] == 0x00 && d[1] == 0x00 && d[2] == 0x5e && d[3] == 0x00 &&
+	    (d[4] == 0x01 || d[4] == 0x02)) /* VRRP virtual MAC */
+		return 0;
+	mac = bpf_map_lookup_elem(&if_mac, &ifindex);
+	if (!mac)
+		return 0;
+	return d[0] != mac[0] || d[1] != mac[1] || d[2] != mac[2] ||
+	       d[3] != mac[3] || d[4] != mac[4] || d[5] != mac[5];
+}
+
 SEC("xdp")
 int rvs_classify(struct xdp_md *ctx)
 {
+	if (for_another_station(ctx)) {
+		count(STAT_PASSED);
+		return XDP_PASS;
+	}
+
 	/* Established flows rvsd cached are forwarded here (fastpath.h); it
 	 * must run before the packet pointers are read (it may trim padding). */
 	int fp = rvs_fast_path(ctx);

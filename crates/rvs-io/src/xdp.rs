@@ -344,6 +344,7 @@ pub struct Classifier {
     /// Boxed: rarely touched, and it keeps the classifier small.
     fwm: Box<FwmMaps>,
     if_base: HashMap<MapData, u32, u32>,
+    if_mac: HashMap<MapData, u32, u64>,
     xsks: XskMap<MapData>,
     stats: PerCpuArray<MapData, u64>,
     /// `syn_guard`: the share of pure SYNs to shed, of `u32::MAX`.
@@ -453,6 +454,7 @@ impl Classifier {
         let fwm_v4 = take_map(&mut ebpf, "fwm_v4", LpmTrie::try_from)?;
         let fwm_v6 = take_map(&mut ebpf, "fwm_v6", LpmTrie::try_from)?;
         let if_base = take_map(&mut ebpf, "if_base", HashMap::try_from)?;
+        let if_mac = take_map(&mut ebpf, "if_mac", HashMap::try_from)?;
         let xsks = take_map(&mut ebpf, "xsks", XskMap::try_from)?;
         let stats = take_map(&mut ebpf, "stats", PerCpuArray::try_from)?;
         let syn_guard = take_map(&mut ebpf, "syn_guard", Array::try_from)?;
@@ -468,6 +470,7 @@ impl Classifier {
                 v6: fwm_v6,
             }),
             if_base,
+            if_mac,
             xsks,
             stats,
             syn_guard,
@@ -573,6 +576,22 @@ impl Classifier {
         self.if_base
             .insert(ifindex, base, 0)
             .map_err(map_err("if_base"))
+    }
+
+    /// The MAC address of `ifindex`: unicast frames addressed to another
+    /// station (not a VRRP virtual MAC) are passed to the kernel, which
+    /// drops them, rather than claimed (`if_mac` in classify.c). Keep it in
+    /// step when the address changes; without an entry nothing is checked.
+    ///
+    /// # Errors
+    ///
+    /// The map is full ([`MAX_INTERFACES`]).
+    pub fn set_if_mac(&mut self, ifindex: u32, mac: [u8; 6]) -> Result<(), XdpError> {
+        let mut v = [0u8; 8];
+        v[..6].copy_from_slice(&mac);
+        self.if_mac
+            .insert(ifindex, u64::from_ne_bytes(v), 0)
+            .map_err(map_err("if_mac"))
     }
 
     /// Forgets the slot base of `ifindex`: its frames are passed again.

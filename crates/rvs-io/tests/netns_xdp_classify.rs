@@ -543,3 +543,48 @@ fn map_limits() {
     c.unset_if_base(1).unwrap();
     c.unset_if_base(1).unwrap();
 }
+
+/// A unicast frame addressed to another station than the interface (a
+/// switch flooding it) is the kernel's to drop, not claimed: another
+/// director's traffic would be forwarded twice. Broadcast, multicast and
+/// VRRP virtual MACs (keepalived's use_vmac) are the host's; without the
+/// interface's MAC nothing is checked.
+#[test]
+fn frames_for_other_stations_pass() {
+    if !privileged("BPF") {
+        return;
+    }
+    let mut c = classifier();
+    let frame = |dst: [u8; 6]| {
+        let mut f = eth(ETH_IP, &[], &ipv4(CLIENT4, VIP4, TCP, &l4(40000, 80)));
+        f[..6].copy_from_slice(&dst);
+        f
+    };
+    let ours = [0x02, 0, 0, 0, 0, 1];
+    let other = [0x02, 0, 0, 0, 0, 9];
+    assert_eq!(
+        run(&c, &frame(other)),
+        Verdict::Ours,
+        "no MAC known: unchecked"
+    );
+    // test_run delivers the frame as if on `lo` (ifindex 1).
+    c.set_if_mac(1, ours).unwrap();
+    assert_eq!(run(&c, &frame(ours)), Verdict::Ours);
+    assert_eq!(run(&c, &frame(other)), Verdict::Passed, "another station's");
+    assert_eq!(run(&c, &frame([0xff; 6])), Verdict::Ours, "broadcast");
+    assert_eq!(
+        run(&c, &frame([0x01, 0, 0x5e, 0, 0, 1])),
+        Verdict::Ours,
+        "multicast"
+    );
+    assert_eq!(
+        run(&c, &frame([0, 0, 0x5e, 0, 1, 51])),
+        Verdict::Ours,
+        "VRRP virtual MAC (IPv4)"
+    );
+    assert_eq!(
+        run(&c, &frame([0, 0, 0x5e, 0, 2, 51])),
+        Verdict::Ours,
+        "VRRP virtual MAC (IPv6)"
+    );
+}

@@ -339,6 +339,11 @@ impl DataPlane {
             let cfg = port_config(&resolver, p.ifindex)
                 .ok_or_else(|| format!("{}: interface not found by the resolver", p.name))?;
             state.engine_mut().set_port(PortId(p.ifindex), cfg);
+            if let Filter::Xdp(c) = &mut filter {
+                // Frames addressed to other stations are not claimed.
+                c.set_if_mac(p.ifindex, cfg.mac.0)
+                    .map_err(|e| format!("{}: {e}", p.name))?;
+            }
         }
         let shared = Arc::new(DpShared {
             backend,

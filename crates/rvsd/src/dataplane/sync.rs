@@ -218,6 +218,13 @@ impl Sync {
             for p in &dp.ports {
                 if let Some(cfg) = port_config(&dp.resolver, p.ifindex) {
                     engine.set_port(PortId(p.ifindex), cfg);
+                    // The classifier's idea of the interface's address
+                    // follows a change of it (lock order: state, filter).
+                    if let Some(Filter::Xdp(c)) = &mut *dp.filter()
+                        && let Err(e) = c.set_if_mac(p.ifindex, cfg.mac.0)
+                    {
+                        tracing::error!(iface = %p.name, "cannot update the classifier's MAC: {e}");
+                    }
                 }
             }
         }
