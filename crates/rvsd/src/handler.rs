@@ -184,6 +184,30 @@ impl State {
         }
     }
 
+    /// Up to `max` connections from slab index `from` on, appended to `out`
+    /// as `-L -c` shows them; where the next chunk starts, `None` at the
+    /// end. The server lists the table in such chunks, taking the state
+    /// lock for each, so that forwarding goes on while a large table is
+    /// listed.
+    pub fn conns_chunk(
+        &self,
+        from: u32,
+        max: usize,
+        now: Instant,
+        out: &mut Vec<rvs_proto::ConnInfo>,
+    ) -> Option<u32> {
+        let (mut last, mut taken) = (None, 0);
+        for (id, c) in self.engine.conns().iter_from(from).take(max) {
+            out.push(convert::conn_info(c, now));
+            last = Some(id.index());
+            taken += 1;
+        }
+        match last {
+            Some(i) if taken == max => Some(i + 1),
+            _ => None,
+        }
+    }
+
     /// Open sync daemons' sockets with `f` (rvsd: [`system_open_sync`]).
     pub fn set_open_sync(&mut self, f: OpenSync) {
         self.open_sync = f;

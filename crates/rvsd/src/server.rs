@@ -424,6 +424,49 @@ pub fn needs_fast_path_credit(req: &Request) -> bool {
     }
 }
 
+/// Connections listed per turn of the state lock (`-L -c`): about 3 ms of
+/// work, after which the workers get the lock back.
+pub const CONNS_PER_CHUNK: usize = 16384;
+
+/// `-L -c`: the table in chunks of [`CONNS_PER_CHUNK`], the state lock
+/// taken for each, so that a listing of a million connections does not
+/// stop forwarding while it is built. Like the kernel's
+/// `/proc/net/ip_vs_conn`, which walks the table a bucket at a time, the
+/// result is not one instant's: a connection made or gone meanwhile may be
+/// missing or listed, each entry is as it was when its chunk was read.
+fn list_conns(shared: &Shared) -> Reply {
+    // Debug builds (the tests'): RVSD_LIST_CHUNK=N lists N per turn of the
+    // lock, to measure what chunking changes against one turn for all.
+    static CHUNK: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    let chunk = *CHUNK.get_or_init(|| {
+        if !cfg!(debug_assertions) {
+            return CONNS_PER_CHUNK;
+        }
+        std::env::var("RVSD_LIST_CHUNK")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .filter(|&n| n > 0)
+            .unwrap_or(CONNS_PER_CHUNK)
+    });
+    let mut out = Vec::new();
+    let mut from = 0;
+    {
+        let mut state = shared.lock();
+        shared.credit_fast_path(&mut state);
+    }
+    loop {
+        let next = {
+            let state = shared.lock();
+            state.conns_chunk(from, chunk, shared.clock.now(), &mut out)
+        };
+        match next {
+            Some(n) => from = n,
+            None => break,
+        }
+    }
+    Reply::Conns(out)
+}
+
 /// Accept and serve connections until the stop flag is set (whoever sets it
 /// then connects once to wake the accept).
 pub fn accept_loop(listener: &UnixListener, shared: &Arc<Shared>) {
@@ -603,6 +646,8 @@ pub fn serve_connection(stream: UnixStream, shared: &Shared) {
                         *filter_out_of_step = shared.sync_failure();
                     }
                     reply
+                } else if matches!(req, Request::ListConns) && peer.privileged {
+                    list_conns(shared)
                 } else {
                     // A listing waits (briefly) for a change still on its
                     // way into the data plane's filters, so that a service

@@ -745,3 +745,49 @@ fn sysctls_by_kernel_name_all_or_none() {
     };
     assert_eq!(get(&all, "sloppy_tcp").as_deref(), Some("1"));
 }
+
+/// `n` connections in the table (as a sync backup or a restart takes
+/// them: no service needed).
+fn add_dr_service_with_conns(s: &mut State, n: u32) {
+    use rvs_wire::ipvs_sync::{SyncAddrs, SyncConn};
+    for i in 0..n {
+        let e = SyncConn {
+            protocol: 6,
+            flags: 3,
+            state: 1,
+            cport: 1024 + i as u16,
+            vport: 80,
+            dport: 80,
+            addrs: SyncAddrs::V4 {
+                caddr: [172, 16, 0, 5].into(),
+                vaddr: [10, 0, 0, 1].into(),
+                daddr: [192, 168, 1, 10].into(),
+            },
+            fwmark: 0,
+            timeout: 900,
+            seq: None,
+            pe_data: None,
+            pe_name: None,
+        };
+        s.engine_mut().restore_conn(&e, Instant::from_secs(1));
+    }
+}
+
+#[test]
+fn conns_listed_in_chunks_are_the_whole_table() {
+    let mut s = state();
+    add_dr_service_with_conns(&mut s, 1000);
+    let now = Instant::from_secs(1);
+    let whole = match s.handle(&ROOT, Request::ListConns, now) {
+        Reply::Conns(c) => c,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(whole.len(), 1000);
+    for chunk in [1, 7, 999, 1000, 1001] {
+        let (mut out, mut from) = (Vec::new(), 0);
+        while let Some(n) = s.conns_chunk(from, chunk, now, &mut out) {
+            from = n;
+        }
+        assert_eq!(out, whole, "chunks of {chunk}");
+    }
+}

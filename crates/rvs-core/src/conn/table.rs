@@ -297,6 +297,20 @@ impl ConnTable {
         self.rekey(id, |c| c.control = control)
     }
 
+    /// Iterate over the entries from slab index `start` on, in slab order
+    /// (a listing taken in chunks: a later chunk starts after the last
+    /// handle the previous one returned).
+    pub fn iter_from(&self, start: u32) -> impl Iterator<Item = (ConnId, &Conn)> + '_ {
+        let start = (start as usize).min(self.slots.len());
+        self.slots[start..]
+            .iter()
+            .enumerate()
+            .filter_map(move |(i, s)| {
+                s.as_ref()
+                    .map(|c| (ConnId::from_index((start + i) as u32), c))
+            })
+    }
+
     /// Iterate over all entries, in slab order.
     pub fn iter(&self) -> impl Iterator<Item = (ConnId, &Conn)> + '_ {
         self.slots

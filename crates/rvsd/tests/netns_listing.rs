@@ -1,0 +1,221 @@
+//! A measurement, not a check (run it by name with `--ignored`): forwarding
+//! while `rvsadm -L -c` lists a million connections (issue 14). rvsd takes
+//! 1 000 000 connections from a `--conn-state` file at start, then 8 TCP
+//! connections exchange lines through it as fast as they can (the slow
+//! path: `--fast-path off`, where every packet takes the engine's lock),
+//! for 3 s alone and 3 s while another client lists the table in a loop;
+//! once with the listing built in chunks of 16384 (rvsd's default) and
+//! once in one turn of the lock (RVSD_LIST_CHUNK, a debug-build hook).
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use common::*;
+use rvs_wire::ipvs_sync::{SyncAddrs, SyncConn};
+
+const VIP: &str = "10.0.0.100";
+const PORT: u16 = 8080;
+const TABLE: u32 = 1_000_000;
+const CONNS: usize = 8;
+const SECONDS: u64 = 3;
+
+fn state_file(path: &std::path::Path) {
+    let entries: Vec<SyncConn<'static>> = (0..TABLE)
+        .map(|i| SyncConn {
+            protocol: 6,
+            flags: 3,
+            state: 1,
+            cport: 1024 + (i % 60000) as u16,
+            vport: PORT,
+            dport: PORT,
+            addrs: SyncAddrs::V4 {
+                caddr: (0x6440_0000 + i / 60000).into(),
+                vaddr: [10, 0, 0, 100].into(),
+                daddr: [10, 0, 0, 11].into(),
+            },
+            fwmark: 0,
+            timeout: 900,
+            seq: None,
+            pe_data: None,
+            pe_name: None,
+        })
+        .collect();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    std::fs::write(path, rvsd::handover::encode(&entries, now)).expect("state file");
+}
+
+/// Exchanges per second of `CONNS` ping-pong connections for `SECONDS`,
+/// and the longest exchange (µs).
+fn rate(client: &str, during: impl FnOnce() + Send + 'static) -> (f64, u64) {
+    let count = Arc::new(AtomicU64::new(0));
+    let worst = Arc::new(AtomicU64::new(0));
+    let c = Arc::clone(&count);
+    let wst = Arc::clone(&worst);
+    in_netns(client, move || {
+        let stop = Arc::new(AtomicBool::new(false));
+        let threads: Vec<_> = (0..CONNS)
+            .map(|_| {
+                let (stop, c, wst) = (Arc::clone(&stop), Arc::clone(&c), Arc::clone(&wst));
+                std::thread::spawn(move || {
+                    let s = TcpStream::connect((VIP, PORT)).expect("connect");
+                    s.set_nodelay(true).ok();
+                    s.set_read_timeout(Some(Duration::from_secs(5))).ok();
+                    let mut w = s.try_clone().expect("clone");
+                    let mut r = BufReader::new(s);
+                    let mut line = String::new();
+                    while !stop.load(Ordering::Relaxed) {
+                        line.clear();
+                        let t = Instant::now();
+                        if writeln!(w, "ping").is_err() || r.read_line(&mut line).is_err() {
+                            return;
+                        }
+                        if c.load(Ordering::Relaxed) > CONNS as u64 * 10 {
+                            wst.fetch_max(t.elapsed().as_micros() as u64, Ordering::Relaxed);
+                        }
+                        c.fetch_add(1, Ordering::Relaxed);
+                    }
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(500));
+        during();
+        std::thread::sleep(Duration::from_millis(SECONDS * 1000 - 500));
+        stop.store(true, Ordering::Relaxed);
+        for t in threads {
+            let _ = t.join();
+        }
+    });
+    (
+        count.load(Ordering::Relaxed) as f64 / SECONDS as f64,
+        worst.load(Ordering::Relaxed),
+    )
+}
+
+/// ((rate, longest exchange) alone, the same while listing, listings
+/// completed) for rvsd listing `chunk` connections per turn of the lock.
+fn run(
+    lab: &mut Lab,
+    director: &str,
+    client: &str,
+    rules: &str,
+    chunk: &str,
+) -> ((f64, u64), (f64, u64), u64) {
+    let state = lab.temp_path("conns");
+    state_file(&state);
+    lab.env = vec![("RVSD_LIST_CHUNK".into(), chunk.into())];
+    let idx = lab.start_rvsd(
+        director,
+        None,
+        &["eth0"],
+        &[
+            "--rules",
+            rules,
+            "--conn-state",
+            state.to_str().expect("path"),
+            "--fast-path",
+            "off",
+        ],
+    );
+    let n = lab
+        .adm_ok(director, &["-L", "-n"])
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix("-> 10.0.0.11:8080"))
+        .filter_map(|l| l.split_whitespace().nth(2)?.parse::<u64>().ok())
+        .sum::<u64>();
+    assert!(
+        n >= u64::from(TABLE),
+        "{n} connections restored\n{}",
+        lab.rvsd_log()
+    );
+    let _warm_up = rate(client, || {});
+    let alone = rate(client, || {});
+    let stop = Arc::new(AtomicBool::new(false));
+    let listings = Arc::new(AtomicU64::new(0));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let start_lister = {
+        let (stop, listings) = (Arc::clone(&stop), Arc::clone(&listings));
+        let (director, adm) = (director.to_string(), bin("rvsadm"));
+        move || {
+            let h = std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let o = std::process::Command::new("ip")
+                        .args(["netns", "exec", &director])
+                        .arg(&adm)
+                        .args(["-L", "-c", "-n"])
+                        .stdout(std::process::Stdio::null())
+                        .status()
+                        .expect("rvsadm");
+                    assert!(o.success());
+                    listings.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+            tx.send(h).expect("send");
+        }
+    };
+    let listing = rate(client, start_lister);
+    stop.store(true, Ordering::Relaxed);
+    let _ = rx.recv().expect("lister").join();
+    lab.stop_rvsd(idx);
+    (alone, listing, listings.load(Ordering::Relaxed))
+}
+
+#[test]
+#[ignore = "a measurement (BENCHMARKS.md), not a check"]
+fn netns_listing_a_million_connections_while_forwarding() {
+    require_root();
+    let mut lab = Lab::new("rvs-list", "1m");
+    let (_sw, client, director, rs1) = one_segment_base(&mut lab, 1);
+    lab.vip_on_lo(&rs1, &format!("{VIP}/32"));
+    spawn_in_netns(&rs1, || {
+        let l = TcpListener::bind(("0.0.0.0", PORT)).expect("bind");
+        for s in l.incoming().flatten() {
+            std::thread::spawn(move || {
+                s.set_nodelay(true).ok();
+                let mut w = s.try_clone().expect("clone");
+                for line in BufReader::new(s).lines() {
+                    let Ok(line) = line else { return };
+                    if writeln!(w, "{line}").is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let rules = lab.temp_path("rules");
+    std::fs::write(
+        &rules,
+        format!("-A -t {VIP}:{PORT} -s rr\n-a -t {VIP}:{PORT} -r 10.0.0.11:{PORT} -g\n"),
+    )
+    .expect("rules");
+    let rules = rules.to_str().expect("path").to_string();
+    let t = Instant::now();
+    let (a1, l1, n1) = run(&mut lab, &director, &client, &rules, "16384");
+    let (a2, l2, n2) = run(&mut lab, &director, &client, &rules, "1000000000");
+    eprintln!(
+        "forwarding (slow path, {CONNS} ping-pong connections, {SECONDS} s each) with \
+         {TABLE} connections in the table, in {:?}:\n  \
+         chunks of 16384: {:.0}/s alone (longest exchange {} us), {:.0}/s while listing \
+         ({:.2}x; longest {} us; {n1} listing(s) done)\n  \
+         one turn of the lock: {:.0}/s alone (longest {} us), {:.0}/s while listing \
+         ({:.2}x; longest {} us; {n2} listing(s) done)",
+        t.elapsed(),
+        a1.0,
+        a1.1,
+        l1.0,
+        l1.0 / a1.0,
+        l1.1,
+        a2.0,
+        a2.1,
+        l2.0,
+        l2.0 / a2.0,
+        l2.1
+    );
+}
