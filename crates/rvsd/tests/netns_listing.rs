@@ -219,3 +219,61 @@ fn netns_listing_a_million_connections_while_forwarding() {
         l2.1
     );
 }
+
+/// A measurement (issue 15): what a master sync daemon costs forwarding.
+/// The same 8 ping-pong connections through rvsd (`--fast-path off`: every
+/// packet through the engine, where the sync decision is made), without a
+/// master daemon, with one (sending to the segment), and without again, in
+/// one run.
+#[test]
+#[ignore = "a measurement (BENCHMARKS.md), not a check"]
+fn netns_sync_master_cost_on_forwarding() {
+    require_root();
+    let mut lab = Lab::new("rvs-list", "mcost");
+    let (_sw, client, director, rs1) = one_segment_base(&mut lab, 1);
+    lab.vip_on_lo(&rs1, &format!("{VIP}/32"));
+    spawn_in_netns(&rs1, || {
+        let l = TcpListener::bind(("0.0.0.0", PORT)).expect("bind");
+        for s in l.incoming().flatten() {
+            std::thread::spawn(move || {
+                s.set_nodelay(true).ok();
+                let mut w = s.try_clone().expect("clone");
+                for line in BufReader::new(s).lines() {
+                    let Ok(line) = line else { return };
+                    if writeln!(w, "{line}").is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    lab.start_rvsd(&director, None, &["eth0"], &["--fast-path", "off"]);
+    lab.adm_lines(
+        &director,
+        &format!("-A -t {VIP}:{PORT} -s rr\n-a -t {VIP}:{PORT} -r 10.0.0.11:{PORT} -g"),
+    );
+    // The default sync_threshold ("3 50"): each connection is sent on its
+    // 3rd packet and every 50th after.
+    let _warm_up = rate(&client, || {});
+    let mut rows = Vec::new();
+    for (label, master) in [("off", false), ("on", true), ("off", false), ("on", true)] {
+        if master {
+            lab.adm_ok(
+                &director,
+                &["--start-daemon", "master", "--mcast-interface", "eth0"],
+            );
+        }
+        let (r, _) = rate(&client, || {});
+        if master {
+            lab.adm_ok(&director, &["--stop-daemon", "master"]);
+        }
+        rows.push((label, r));
+    }
+    let off = (rows[0].1 + rows[2].1) / 2.0;
+    let on = (rows[1].1 + rows[3].1) / 2.0;
+    eprintln!(
+        "slow path, {CONNS} ping-pong connections, {SECONDS} s each: {rows:?}; master daemon \
+         on/off = {:.3}",
+        on / off
+    );
+}
