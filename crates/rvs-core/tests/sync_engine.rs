@@ -384,3 +384,22 @@ fn the_master_queue_is_bounded() {
     assert_eq!(m.sync_queued(), 40);
     assert_eq!(m.sync_counters().queue_full, 60);
 }
+
+#[test]
+fn refresh_period_resends_quiet_connections_by_time() {
+    // "3 0" with sync_refresh_period 5: a connection is sent again once its
+    // expiry moved by 5 s, however few packets it carries.
+    let (mut m, _, _) = pair(FwdMethod::Route);
+    let mut s = *m.sysctls();
+    s.set("sync_threshold", "3 0").unwrap();
+    s.set("sync_refresh_period", "5").unwrap();
+    m.set_sysctls(s);
+    let t = Instant::from_secs(10);
+    client_pkt(&mut m, 40000, 80, Flags::Syn, t);
+    client_pkt(&mut m, 40000, 80, Flags::Ack, t);
+    assert_eq!(take(&mut m).len(), 1, "sent once established");
+    client_pkt(&mut m, 40000, 80, Flags::Ack, t + Duration::from_secs(2));
+    assert!(take(&mut m).is_empty(), "2 s later: not yet");
+    client_pkt(&mut m, 40000, 80, Flags::Ack, t + Duration::from_secs(6));
+    assert_eq!(take(&mut m).len(), 1, "6 s later: again");
+}

@@ -10,6 +10,7 @@ mod fwmark;
 mod keepalived;
 mod lab;
 mod lab_ecmp;
+mod lab_ha;
 mod netns;
 mod procfs;
 mod realserver;
@@ -63,6 +64,10 @@ Commands:
       --requests N        HTTP requests (1..=10000, default 10)
       --keep              leave the lab running; print how to enter it
       --io xdp|packet     the director's packet I/O (default: rvsd's, auto)
+  lab ha [--nat]          two directors (rvsd + keepalived, VRRP only) that
+                          sync connections: long-lived connections through
+                          the master survive its failure and its return
+      --conns N           long-lived connections (default 50)
   lab ecmp                three active directors (rvsd DR mh + BIRD + rvs
                           announce) behind a router running BIRD with ECMP;
                           prints the director and real server of each request
@@ -198,6 +203,10 @@ fn run() -> Result<(), String> {
                 print!("{}", lab_ecmp::run(&opts)?);
                 Ok(())
             }
+            LabCmd::Ha(opts) => {
+                print!("{}", lab_ha::run(&opts)?);
+                Ok(())
+            }
         },
         "fwmark" => {
             print!("{}", fwmark::run(&rest_args(&mut parser)?)?);
@@ -225,6 +234,7 @@ enum LabCmd {
     Clean,
     Classic(lab::Opts),
     Ecmp(lab_ecmp::Opts),
+    Ha(lab_ha::Opts),
 }
 
 /// `lab MODE [options]`, or `lab clean`.
@@ -252,12 +262,17 @@ fn parse_lab(parser: &mut lexopt::Parser) -> Result<LabCmd, String> {
         add_server: false,
     };
     let (mut servers_set, mut requests_set) = (false, false);
+    let (mut nat, mut conns_set) = (false, false);
     let mut what = None;
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
         match arg {
             Value(v) if what.is_none() => what = Some(v.string().map_err(|e| e.to_string())?),
             Long("directors") => e.directors = num_value(parser, "--directors", 8)? as u8,
-            Long("conns") => e.conns = num_value(parser, "--conns", 1000)?,
+            Long("conns") => {
+                e.conns = num_value(parser, "--conns", 1000)?;
+                conns_set = true;
+            }
+            Long("nat") => nat = true,
             Long("failover") => e.failover = true,
             Long("no-sloppy") => e.no_sloppy = true,
             Long("sync") => e.sync = true,
@@ -289,6 +304,13 @@ fn parse_lab(parser: &mut lexopt::Parser) -> Result<LabCmd, String> {
         Some("tun") => lab::Mode::Tun,
         Some("dr-routed") => lab::Mode::DrRouted,
         Some("clean") => return Ok(LabCmd::Clean),
+        Some("ha") => {
+            return Ok(LabCmd::Ha(lab_ha::Opts {
+                nat,
+                conns: if conns_set { e.conns } else { 50 },
+                keep: o.keep,
+            }));
+        }
         Some("ecmp") => {
             e.servers = if servers_set { o.servers } else { 3 };
             e.requests = if requests_set { o.requests } else { 12 };

@@ -252,7 +252,11 @@ impl Engine {
             return;
         }
         let (t, p) = (self.sysctls.sync_threshold, self.sysctls.sync_period);
-        if let Some(pkts) = crossing(old, packets, t, p) {
+        if p == 0 && self.sysctls.sync_refresh_period > 0 {
+            // Sent by time ("3 0" with a refresh period): every credit is
+            // a chance, the refresh test decides.
+            self.sync_conn_pkts(id, old.wrapping_add(packets), now);
+        } else if let Some(pkts) = crossing(old, packets, t, p) {
             self.sync_conn_pkts(id, pkts, now);
         }
     }
