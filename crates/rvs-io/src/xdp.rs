@@ -776,7 +776,7 @@ impl Drop for Classifier {
 }
 
 /// The errno of the first `io::Error` in `e`'s chain.
-pub(crate) fn errno_of(e: &(dyn std::error::Error + 'static)) -> Option<i32> {
+pub fn errno_of(e: &(dyn std::error::Error + 'static)) -> Option<i32> {
     let mut cur = Some(e);
     while let Some(err) = cur {
         if let Some(io) = err.downcast_ref::<io::Error>()
@@ -824,7 +824,7 @@ fn load_err(e: &EbpfError) -> XdpError {
 }
 
 /// The verifier's log is in the error's Display: keep all of it.
-pub(crate) fn verifier_msg(e: &ProgramError) -> String {
+pub fn verifier_msg(e: &ProgramError) -> String {
     match e {
         ProgramError::LoadError {
             io_error,
@@ -836,7 +836,7 @@ pub(crate) fn verifier_msg(e: &ProgramError) -> String {
     }
 }
 
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(src) = cur {

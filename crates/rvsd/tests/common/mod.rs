@@ -555,7 +555,7 @@ pub fn run_with_rules(dir: &TempDir, rules: &str) -> (Output, PathBuf, PathBuf) 
     let file = dir.path("rules");
     std::fs::write(&file, rules).unwrap();
     let sock = dir.path("ctl.sock");
-    let out = Command::new(env!("CARGO_BIN_EXE_rvsd"))
+    let out = Command::new(bin("rvsd"))
         .args([
             "--io",
             "none",

@@ -11,7 +11,7 @@
 //! this kind of machine, against about 1 Mpps for an AF_XDP copy-mode or
 //! AF_PACKET sender). The peer must be in NAPI mode (an XDP program or GRO
 //! on it), or the veth drops the frames. Some hosts refuse live-frames
-//! test runs ([`crate::livefr`]): then [`Generator::send`] returns
+//! test runs ([`rvs_io::livefr`]): then [`Generator::send`] returns
 //! [`XdpError::LiveFramesRefused`] with the kernel's reason, and so does
 //! every send under `RVS_LIVE_FRAMES=off`.
 //!
@@ -45,9 +45,9 @@ use aya::{
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use crate::livefr;
-use crate::packet::{PacketConfig, PacketError, PacketSocket};
-use crate::xdp::{XdpError, errno_name, errno_of, error_chain, ifindex, verifier_msg};
+use rvs_io::livefr;
+use rvs_io::packet::{PacketConfig, PacketError, PacketSocket};
+use rvs_io::xdp::{XdpError, errno_name, errno_of, error_chain, ifindex, verifier_msg};
 
 /// The object, built from `bpf/trafficgen.c` by build.rs.
 static OBJ: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/trafficgen.o"));
