@@ -22,7 +22,7 @@
 //!
 //! The maps live in whichever object includes `fastpath.h`:
 //! [`FlowCache::from_ebpf`] takes them from an [`aya::Ebpf`] (the classifier
-//! later; [`FastPathTestProgram`] now).
+//! later; `FastPathTestProgram`, with the `test-programs` feature, now).
 
 use std::{
     fmt,
