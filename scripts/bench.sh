@@ -19,6 +19,6 @@ fi
 . scripts/lib/target-dir.sh
 ensure_packages clang libbpf-dev iproute2 curl apache2-utils python3 nftables \
     haproxy nginx-light libnginx-mod-stream wrk util-linux
-cargo build --release --locked -q -p rvs -p rvsd -p rvsadm
+cargo build --release --locked -q -p rvs -p rvs-bench -p rvsd -p rvsadm
 release=$(target_dir)/release
 exec "$release/rvs" bench "$@"

@@ -56,6 +56,9 @@ stage=$out/rvs_${version}_$arch
 rm -rf "$stage"
 umask 022
 
+# The benchmarks (rvs-bench, which `rvs bench` runs) are not packaged: they
+# build namespaces, contenders and a traffic generator for a test machine,
+# not a director; the installed `rvs bench` says they are not installed.
 # Binaries, stripped as dh_strip does; the ipvsadm-save/-restore
 # personalities of rvsadm under their rvs names.
 install -d "$stage/usr/sbin"

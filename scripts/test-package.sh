@@ -55,6 +55,8 @@ for f in ./usr/sbin/rvsd ./usr/sbin/rvsadm ./usr/sbin/rvs ./usr/sbin/rvsadm-save
     ./usr/share/zsh/vendor-completions/_rvsadm ./usr/share/zsh/vendor-completions/_rvs; do
     grep -qxF "$f" <<<"$contents" || fail "$f is not in the package"
 done
+# The benchmarks (crates/rvs-bench) are not packaged.
+! grep -q rvs-bench <<<"$contents" || fail "rvs-bench is in the package"
 info=$(dpkg-deb -I "$deb")
 for f in postinst prerm postrm conffiles; do
     grep -q " $f " <<<"$info" || fail "no $f in the package"
@@ -200,6 +202,10 @@ ipvsadm-restore </etc/sysconfig/ipvsadm
 $exec_start                                   # systemctl start ipvsadm
 [ "$(ipvsadm -S -n)" = "$want" ] || fail "start did not give the same table"
 echo "seed sequence: the same table ($(wc -l <<<"$want") rules)"
+
+# `rvs bench` without the benchmarks (not packaged): a clear refusal.
+if out=$(rvs bench --quick 2>&1); then fail "rvs bench ran without rvs-bench"; fi
+grep -q 'rvs-bench is not installed' <<<"$out" || fail "rvs bench: $out"
 
 # A real server set up by rvs (its record in /run/rvs): removal undoes it.
 rvs realserver up --vip 10.9.9.9 >/dev/null

@@ -35,7 +35,7 @@
  * An evicted entry (the map is an LRU) therefore only costs a trip through
  * the slow path, never a drop.
  *
- * Layouts shared with crates/rvs-io/src/flowcache.rs: keep them in sync.
+ * Layouts shared with crates/rvs-io/src/flowcache/ (mod.rs, convert.rs): keep them in sync.
  *
  * Use: `int fp = rvs_fast_path(ctx); if (fp >= 0) return fp;` at the top of
  * an XDP program, BEFORE it reads ctx->data / ctx->data_end: a frame that
@@ -56,7 +56,7 @@
 /* rvs_fast_path(): the frame is not the fast path's; go on. */
 #define RVS_FP_NOT_HANDLED (-1)
 
-/* Capacity of `rvs_flows` (FLOW_CACHE_MAX in flowcache.rs). */
+/* Capacity of `rvs_flows` (FLOW_CACHE_MAX in flowcache/mod.rs). */
 #define RVS_FLOW_CACHE_MAX 65536
 
 /* struct rvs_flow_key.family / struct rvs_flow_action.family */
@@ -120,8 +120,8 @@ struct rvs_flow_action {
 	__u32 cookie;	   /* rvsd's; opaque here */
 };
 
-_Static_assert(sizeof(struct rvs_flow_key) == 40, "rvs_flow_key layout (flowcache.rs)");
-_Static_assert(sizeof(struct rvs_flow_action) == 88, "rvs_flow_action layout (flowcache.rs)");
+_Static_assert(sizeof(struct rvs_flow_key) == 40, "rvs_flow_key layout (flowcache/mod.rs)");
+_Static_assert(sizeof(struct rvs_flow_action) == 88, "rvs_flow_action layout (flowcache/mod.rs)");
 _Static_assert(__builtin_offsetof(struct rvs_flow_action, addr_src) == 48, "rvs_flow_action layout");
 _Static_assert(__builtin_offsetof(struct rvs_flow_action, port) == 80, "rvs_flow_action layout");
 

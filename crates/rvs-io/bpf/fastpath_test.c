@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 /*
  * Test harness of the XDP fast path (fastpath.h), for BPF_PROG_TEST_RUN
- * (crates/rvs-io/src/flowcache.rs FastPathTestProgram,
+ * (crates/rvs-io/src/flowcache/testprog.rs FastPathTestProgram,
  * crates/rvs-io/tests/netns_fastpath.rs):
  *
  *  - rvs_fp_test: the fast path, then XDP_PASS for what it does not handle

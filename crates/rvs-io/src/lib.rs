@@ -8,8 +8,6 @@
 //!   rvs claims when it reads frames through [`packet`] sockets.
 //! * [`flowcache`]: the XDP fast path's flow cache (bpf/fastpath.h): flows
 //!   of established connections forwarded in the kernel.
-//! * [`trafficgen`]: the packet generator and sink of `rvs bench packet`
-//!   (bpf/trafficgen.c): native XDP frames sent with `BPF_PROG_TEST_RUN`.
 //! * [`livefr`]: whether live-frames test runs may be used (some hosts
 //!   refuse them).
 //! * [`redirwatch`]: whether a veth takes redirected frames, decided from
@@ -28,6 +26,5 @@ pub mod neigh;
 pub mod nft;
 pub mod packet;
 pub mod redirwatch;
-pub mod trafficgen;
 pub mod xdp;
 pub mod xsk;

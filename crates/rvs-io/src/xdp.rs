@@ -80,12 +80,16 @@ use crate::flowcache::{FLOW_CACHE_MAX, FlowCache};
 use crate::nft::FwmarkMatch;
 
 mod detach;
+mod errors;
 mod fwmark;
 mod maps;
+#[cfg(test)]
+mod tests;
 mod xmit;
 
 pub(crate) use detach::rtnl_request;
 pub use detach::{XdpState, remove_xdp, xdp_state};
+pub use errors::{errno_name, errno_of, error_chain, ifindex, verifier_msg};
 use fwmark::fwmark_entries;
 use maps::{FwmMaps, RawKey, frag_keys, is_not_found, sync_lpm, sync_set};
 pub use xmit::{XmitCounters, redirect_taken, xdp_xmit_counters};
@@ -794,32 +798,6 @@ impl Drop for Classifier {
     }
 }
 
-/// The errno of the first `io::Error` in `e`'s chain.
-pub(crate) fn errno_of(e: &(dyn std::error::Error + 'static)) -> Option<i32> {
-    let mut cur = Some(e);
-    while let Some(err) = cur {
-        if let Some(io) = err.downcast_ref::<io::Error>()
-            && let Some(n) = io.raw_os_error()
-        {
-            return Some(n);
-        }
-        cur = err.source();
-    }
-    None
-}
-
-/// The symbolic name of the errnos [`crate::livefr::is_refusal`] knows.
-pub fn errno_name(errno: i32) -> String {
-    match errno {
-        libc::EPERM => "EPERM".into(),
-        libc::EACCES => "EACCES".into(),
-        libc::EINVAL => "EINVAL".into(),
-        libc::EOPNOTSUPP => "EOPNOTSUPP".into(),
-        524 => "ENOTSUPP".into(),
-        n => format!("errno {n}"),
-    }
-}
-
 fn xdp_program(ebpf: &mut Ebpf) -> Result<&mut Xdp, XdpError> {
     ebpf.program_mut(PROGRAM)
         .ok_or_else(|| XdpError::Load(format!("no program {PROGRAM} in classify.o")))?
@@ -840,111 +818,4 @@ fn take_map<M>(
 
 fn load_err(e: &EbpfError) -> XdpError {
     XdpError::Load(error_chain(e))
-}
-
-/// The verifier's log is in the error's Display: keep all of it.
-pub(crate) fn verifier_msg(e: &ProgramError) -> String {
-    match e {
-        ProgramError::LoadError {
-            io_error,
-            verifier_log,
-        } => {
-            format!("{io_error}\n{verifier_log}")
-        }
-        other => error_chain(other),
-    }
-}
-
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(src) = cur {
-        s.push_str(": ");
-        s.push_str(&src.to_string());
-        cur = src.source();
-    }
-    s
-}
-
-/// Index of interface `name` in the calling thread's network namespace
-/// (`if_nametoindex(3)`; `/sys/class/net` shows the namespace sysfs was
-/// mounted in, which is wrong for a thread that entered another one).
-///
-/// # Errors
-///
-/// No such interface, or a name with a NUL byte.
-pub fn ifindex(name: &str) -> Result<u32, XdpError> {
-    let err = |source| XdpError::Interface {
-        name: name.to_owned(),
-        source,
-    };
-    let c = CString::new(name).map_err(|e| err(io::Error::new(io::ErrorKind::InvalidInput, e)))?;
-    // SAFETY: `c` is a valid NUL-terminated string that outlives the call.
-    let idx = unsafe { libc::if_nametoindex(c.as_ptr()) };
-    if idx == 0 {
-        return Err(err(io::Error::last_os_error()));
-    }
-    Ok(idx)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The constants shared with classify.c agree with it.
-    #[test]
-    fn constants_match_classify_c() {
-        let src = include_str!("../bpf/classify.c");
-        // `#define NAME value` or `NAME = value,` (enum).
-        let value = |name: &str| -> u64 {
-            src.lines()
-                .map(str::trim)
-                .find_map(|l| {
-                    let rest = l.strip_prefix("#define ").unwrap_or(l);
-                    let rest = rest.strip_prefix(name)?.trim_start();
-                    let rest = rest.strip_prefix("= ").unwrap_or(rest);
-                    let v: String = rest.chars().take_while(char::is_ascii_digit).collect();
-                    v.parse().ok()
-                })
-                .unwrap_or_else(|| panic!("{name} not in classify.c"))
-        };
-        assert_eq!(value("SERVICES_MAX"), MAX_SERVICES as u64);
-        assert_eq!(value("NAT_SRC_MAX"), MAX_NAT_SOURCES as u64);
-        assert_eq!(value("IF_BASE_MAX"), MAX_INTERFACES as u64);
-        assert_eq!(value("XSKS_MAX"), u64::from(MAX_XSK_SLOTS));
-        assert_eq!(value("STAT_REDIRECTED"), u64::from(STAT_REDIRECTED));
-        assert_eq!(value("STAT_PASSED"), u64::from(STAT_PASSED));
-        assert_eq!(value("STAT_NO_SOCKET"), u64::from(STAT_NO_SOCKET));
-        assert_eq!(value("STAT_MALFORMED"), u64::from(STAT_MALFORMED));
-        assert_eq!(value("STAT_FRAGMENT"), u64::from(STAT_FRAGMENT));
-        assert_eq!(value("STAT_FRAG_CLAIMED"), u64::from(STAT_FRAG_CLAIMED));
-        assert_eq!(value("FRAG_DST_MAX"), MAX_SERVICES as u64);
-        assert_eq!(value("FRAG_SRC_MAX"), MAX_NAT_SOURCES as u64);
-        assert_eq!(value("FAMILY_V4"), 4);
-        assert_eq!(value("FAMILY_V6"), 6);
-        assert_eq!(value("FWM_PREFIXES_MAX"), MAX_FWMARK_PREFIXES as u64);
-        assert_eq!(value("FWM_MATCH_MAX"), MAX_FWMARK_MATCHERS as u64);
-        assert_eq!(value("FWM_PORTS_MAX"), MAX_FWMARK_PORTS as u64);
-    }
-
-    #[test]
-    fn classifier_is_send() {
-        fn send<T: Send>() {}
-        send::<Classifier>();
-    }
-
-    #[test]
-    fn refused_test_runs_are_told_apart() {
-        let e = |errno| {
-            ProgramError::SyscallError(aya::sys::SyscallError {
-                call: "bpf_prog_test_run",
-                io_error: io::Error::from_raw_os_error(errno),
-            })
-        };
-        assert_eq!(errno_of(&e(libc::EPERM)), Some(libc::EPERM));
-        assert_eq!(errno_of(&e(libc::ENODEV)), Some(libc::ENODEV));
-        assert_eq!(errno_of(&ProgramError::NotLoaded), None);
-        assert_eq!(errno_name(libc::EPERM), "EPERM");
-        assert_eq!(errno_name(524), "ENOTSUPP");
-    }
 }

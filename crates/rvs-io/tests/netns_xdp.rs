@@ -11,25 +11,21 @@
 
 use std::{
     alloc::{Layout, alloc_zeroed, dealloc},
-    fs::File,
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket},
     num::NonZeroU32,
-    os::fd::AsFd,
     process::Command,
     ptr::NonNull,
     time::{Duration, Instant},
 };
 
-use rustix::{
-    net::{AddressFamily, SocketType, ipproto, sockopt},
-    thread::{LinkNameSpaceType, move_into_link_name_space},
-};
+use rustix::net::{AddressFamily, SocketType, ipproto, sockopt};
 use rvs_io::xdp::{
     AttachMode, ClassKey, ClassStats, Classifier, XdpError, XdpState, ifindex, remove_xdp,
     xdp_state,
 };
 
 mod common;
+use common::ip as sh;
 use common::*;
 
 const UDP: u8 = 17;
@@ -38,17 +34,6 @@ const A4_ANY: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 10);
 const B4: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 2);
 const A6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x200, 0, 0, 0, 0, 0, 1);
 const B6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x200, 0, 0, 0, 0, 0, 2);
-
-fn sh(args: &[&str]) -> String {
-    let out = Command::new("ip").args(args).output().expect("run ip");
-    assert!(
-        out.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// Two namespaces and the veth pair between them; deleted on drop.
 struct Lab {
@@ -105,19 +90,6 @@ impl Drop for Lab {
             let _ = Command::new("ip").args(["netns", "del", ns]).status();
         }
     }
-}
-
-/// Runs `f` on a new thread that entered network namespace `ns`.
-fn in_ns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            let fd = File::open(format!("/run/netns/{ns}")).expect("open netns");
-            move_into_link_name_space(fd.as_fd(), Some(LinkNameSpaceType::Network)).expect("setns");
-            f()
-        })
-        .join()
-        .unwrap_or_else(|e| std::panic::resume_unwind(e))
-    })
 }
 
 /// One ICMP echo from the calling thread's namespace to `dst`; true if the

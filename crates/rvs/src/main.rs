@@ -2,7 +2,6 @@
 //! `proc`, `fwmark`, `sysctl`.
 
 mod announce;
-mod bench;
 mod child;
 mod dataplane;
 mod demo;
@@ -41,6 +40,8 @@ Commands:
       --services N        control: virtual services (default 10000)
       --dests N           control: real servers per service (default 10)
       --repeat N          control: runs per step, the median (default 3)
+                          (runs the rvs-bench program next to rvs, built from
+                          the source tree; not in the Debian package)
   proc ip_vs|ip_vs_conn|ip_vs_conn_sync|ip_vs_stats
                           print rvsd's tables in the kernel's /proc/net formats
                           (for tools such as node_exporter's ipvs collector)
@@ -157,10 +158,7 @@ fn run() -> Result<(), String> {
             print!("{}", demo::run(&opts)?);
             Ok(())
         }
-        "bench" => {
-            let opts = parse_bench(&mut parser)?;
-            bench::run(&opts)
-        }
+        "bench" => bench(rest_args(&mut parser)?),
         "dataplane" => {
             print!("{}", dataplane::run()?);
             Ok(())
@@ -380,38 +378,23 @@ fn parse_realserver(parser: &mut lexopt::Parser) -> Result<realserver::Opts, Str
     }
 }
 
-fn parse_bench(parser: &mut lexopt::Parser) -> Result<bench::Opts, String> {
-    use lexopt::prelude::*;
-    let mut o = bench::Opts {
-        families: Vec::new(),
-        quick: false,
-        control: bench::ControlOpts {
-            services: 10_000,
-            dests: 10,
-            repeat: 3,
-        },
-        seconds: None,
-    };
-    while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
-        match arg {
-            Value(v) => {
-                let f = bench::Family::parse(&v.string().map_err(|e| e.to_string())?)?;
-                if !o.families.contains(&f) {
-                    o.families.push(f);
-                }
-            }
-            Long("quick") => o.quick = true,
-            Long("seconds") => o.seconds = Some(num_value(parser, "--seconds", 60)?),
-            Long("services") => o.control.services = num_value(parser, "--services", 1 << 20)?,
-            Long("dests") => o.control.dests = num_value(parser, "--dests", 1000)?,
-            Long("repeat") => o.control.repeat = num_value(parser, "--repeat", 100)?,
-            other => return Err(other.unexpected().to_string()),
-        }
+/// `rvs bench ARGS`: execs `rvs-bench ARGS`, found next to this `rvs`. The
+/// benchmarks and their traffic generator live in their own crate
+/// (crates/rvs-bench), so that this binary carries none of that code.
+fn bench(args: Vec<String>) -> Result<(), String> {
+    use std::os::unix::process::CommandExt;
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let path = exe.with_file_name("rvs-bench");
+    if !path.exists() {
+        return Err(format!(
+            "bench: rvs-bench is not installed ({} not found): the benchmarks are not part of \
+             the package; build them from the source tree (cargo build --release -p rvs-bench) \
+             and run target/release/rvs bench",
+            path.display()
+        ));
     }
-    if o.families.is_empty() {
-        o.families = bench::Family::ALL.to_vec();
-    }
-    Ok(o)
+    let e = std::process::Command::new(&path).args(args).exec();
+    Err(format!("bench: cannot run {}: {e}", path.display()))
 }
 
 fn parse_demo(parser: &mut lexopt::Parser) -> Result<demo::DemoOpts, String> {

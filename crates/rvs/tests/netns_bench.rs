@@ -9,7 +9,7 @@
 //!
 //! Needs root, iproute2, nft, python3, wrk, ab, nginx (with the stream
 //! module), haproxy and AF_XDP; skipped (with a message) without root or
-//! iproute2. `rvsd`/`rvsadm` must sit next to `rvs` (run through cargo
+//! iproute2. `rvsd`/`rvsadm`/`rvs-bench` must sit next to `rvs` (run through cargo
 //! test/nextest --workspace).
 
 use std::process::{Command, Stdio};

@@ -17,22 +17,12 @@ use rustix::net::{AddressFamily, SendFlags, SocketType, ipproto};
 
 mod common;
 use common::{RVS, can_run_with, in_ns};
+use rvs_testsupport::ip as sh;
 
 const RS_ADDR: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 const DIRECTOR: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
 const VIP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 100);
 const CLIENT: Ipv4Addr = Ipv4Addr::new(172, 16, 0, 5);
-
-fn sh(args: &[&str]) -> String {
-    let out = Command::new("ip").args(args).output().expect("run ip");
-    assert!(
-        out.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// Namespace `rs` (the real server, `va` 10.0.0.1/24) and `dir` (the
 /// director, `vb` 10.0.0.2/24) joined by a veth pair; deleted on drop.

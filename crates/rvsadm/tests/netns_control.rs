@@ -10,33 +10,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-fn bin(name: &str) -> PathBuf {
-    // Test executables live in target/<profile>/deps; binaries one level up.
-    let exe = std::env::current_exe().expect("current_exe");
-    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
-    let p = dir.join(name);
-    assert!(
-        p.exists(),
-        "{} not built (run the tests through cargo test/nextest --workspace)",
-        p.display()
-    );
-    p
-}
-
-fn require_root() {
-    let uid = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(1).map(str::to_string))
-        })
-        .unwrap_or_default();
-    assert_eq!(
-        uid, "0",
-        "network-namespace tests need root (CI runs them as root)"
-    );
-}
+use rvs_testsupport::{bin, require_root};
 
 /// A network namespace with an rvsd in it; removed on drop.
 struct Ns {

@@ -12,6 +12,12 @@ use super::wheel::Wheel;
 use super::{Conn, ConnId};
 use crate::time::Instant;
 
+#[cfg(test)]
+mod checks;
+mod guard;
+
+pub use guard::ConnMut;
+
 /// Index values: slab index in the low 31 bits; in the *in* index the top
 /// bit records that the entry is also in the *out* index.
 const IDX_MASK: u32 = 0x7fff_ffff;
@@ -786,53 +792,6 @@ impl ConnTable {
             self.rearm_if_earlier(idx);
         }
     }
-
-    /// Keyed in-hash of a tuple (tests).
-    #[cfg(test)]
-    pub(crate) fn debug_hash_in(
-        &self,
-        proto: u8,
-        caddr: IpAddr,
-        cport: u16,
-        vaddr: IpAddr,
-        vport: u16,
-    ) -> u64 {
-        self.hasher
-            .hash_in(proto, false, &caddr, cport, &vaddr, vport)
-    }
-
-    /// Internal consistency check (tests).
-    #[cfg(test)]
-    pub(crate) fn check_invariants(&self) {
-        let live = self.slots.iter().flatten().count();
-        assert_eq!(live, self.len);
-        assert_eq!(self.idx_in.len(), self.len);
-        assert_eq!(self.free.len() + self.len, self.slots.len());
-        let outs = self.idx_in.iter().filter(|&&v| v & OUT_BIT != 0).count();
-        assert_eq!(outs, self.idx_out.len());
-        for (i, c) in self.slots.iter().enumerate() {
-            let Some(c) = c else { continue };
-            let i = i as u32;
-            let h = self.hasher.hash_in_of(c);
-            assert!(self.idx_in.find(h, |&v| v & IDX_MASK == i).is_some());
-            let n = self
-                .slots
-                .iter()
-                .flatten()
-                .filter(|o| o.control == Some(ConnId::from_index(i)))
-                .count();
-            assert_eq!(n as u32, c.n_control, "n_control of {i}");
-            // Armed in the future, and not later than its due tick.
-            let armed = self.armed[i as usize];
-            let p = self.wheel.processed() as u32;
-            assert!(armed.wrapping_sub(p) >= 1);
-            assert!(
-                !self.wheel.earlier(self.wheel.tick_for(c.expires), armed),
-                "entry {i} armed too late"
-            );
-        }
-        assert!(self.wheel.refs() >= self.len);
-    }
 }
 
 /// State captured by [`ConnTable::rekey`].
@@ -842,65 +801,4 @@ struct Snapshot {
     control: Option<ConnId>,
     n_control: u32,
     expires: Instant,
-}
-
-/// Mutable access to one entry; see [`ConnTable::get_mut`]. Derefs to [`Conn`].
-pub struct ConnMut<'a> {
-    conn: &'a mut Conn,
-    armed: &'a mut u32,
-    wheel: &'a mut Wheel,
-    idx: u32,
-    old_expires: Instant,
-    #[cfg(debug_assertions)]
-    check: (KeySnap, Option<ConnId>, u32),
-}
-
-impl ConnMut<'_> {
-    /// The entry's handle.
-    pub fn id(&self) -> ConnId {
-        ConnId::from_index(self.idx)
-    }
-}
-
-impl Deref for ConnMut<'_> {
-    type Target = Conn;
-    #[inline(always)]
-    fn deref(&self) -> &Conn {
-        self.conn
-    }
-}
-
-impl DerefMut for ConnMut<'_> {
-    #[inline(always)]
-    fn deref_mut(&mut self) -> &mut Conn {
-        self.conn
-    }
-}
-
-impl Drop for ConnMut<'_> {
-    #[inline]
-    fn drop(&mut self) {
-        if self.conn.expires < self.old_expires {
-            let tick = self.wheel.tick_for(self.conn.expires);
-            if self.wheel.earlier(tick, *self.armed) {
-                *self.armed = tick as u32;
-                self.wheel.push(tick, self.idx);
-            }
-        }
-        #[cfg(debug_assertions)]
-        if !std::thread::panicking() {
-            let c = &*self.conn;
-            assert!(
-                self.check == (KeySnap::of(c), c.control, c.n_control),
-                "ConnTable::get_mut: key fields, control and n_control must not be \
-                 changed through the guard; use ConnTable::rekey / set_control"
-            );
-        }
-    }
-}
-
-impl fmt::Debug for ConnMut<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("ConnMut").field(&*self.conn).finish()
-    }
 }

@@ -1,6 +1,7 @@
 //! Harness shared by rvs-io's integration tests: the root checks (skip with
 //! a message when `RVS_SKIP_PRIVILEGED_TESTS` is set), commands, and the raw
-//! Ethernet/IP frame builders of the classifier tests.
+//! Ethernet/IP frame builders of the classifier tests. Namespace threads and
+//! `ip` come from `rvs-testsupport`.
 
 // Not every test file uses every item.
 #![allow(dead_code)]
@@ -8,10 +9,14 @@
 use std::net::Ipv6Addr;
 use std::process::Command;
 
+// Not every test file uses every item.
+#[allow(unused_imports)]
+pub use rvs_testsupport::{in_netns as in_ns, ip, is_root};
+
 /// Whether to run: root; otherwise skip (with a message naming `what` needs
 /// root) when `RVS_SKIP_PRIVILEGED_TESTS` is set, and panic when not.
 pub fn privileged(what: &str) -> bool {
-    if rustix::process::geteuid().is_root() {
+    if is_root() {
         return true;
     }
     skip_or_panic(&format!("root ({what})"))
@@ -40,10 +45,7 @@ fn skip_or_panic(missing: &str) -> bool {
 
 /// Panics unless root (tests that never skip).
 pub fn require_root(what: &str) {
-    assert!(
-        rustix::process::geteuid().is_root(),
-        "{what} tests need root (CI runs them as root)"
-    );
+    assert!(is_root(), "{what} tests need root (CI runs them as root)");
 }
 
 /// `program args…`, expecting success; its stdout.
@@ -79,20 +81,6 @@ impl Drop for Pair {
             .stderr(std::process::Stdio::null())
             .status();
     }
-}
-
-/// `f` run on a thread in namespace `ns` (`/run/netns/NS`).
-pub fn in_ns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let path = format!("/run/netns/{ns}");
-    std::thread::spawn(move || {
-        let file = std::fs::File::open(&path).expect("open netns");
-        // SAFETY: setns on a valid namespace fd, for this thread only.
-        let r = unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&file), libc::CLONE_NEWNET) };
-        assert_eq!(r, 0, "setns: {}", std::io::Error::last_os_error());
-        f()
-    })
-    .join()
-    .expect("namespace thread")
 }
 
 pub const ETH_IP: u16 = 0x0800;

@@ -7,10 +7,12 @@
 
 #![allow(dead_code)]
 
-use std::fs::File;
+// Commands and namespace threads: rvs-testsupport's, shared by every crate.
+#[allow(unused_imports)]
+pub use rvs_testsupport::{in_netns as in_ns, sh};
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream, UdpSocket};
-use std::os::fd::AsFd;
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -450,41 +452,6 @@ pub fn remove_lab(pid: u32, children: &mut [Child]) {
             .status();
     }
     let _ = std::fs::remove_dir_all(std::env::temp_dir().join(format!("rvslab-{pid}")));
-}
-
-/// Run a command; panics with its stderr when it fails.
-pub fn sh(args: &[&str]) -> String {
-    let o = Command::new(args[0])
-        .args(&args[1..])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("{}: {e}", args.join(" ")));
-    assert!(
-        o.status.success(),
-        "{}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-/// Run `f` on a thread that entered network namespace `ns`; its result (a
-/// panic of `f` goes on in the caller).
-pub fn in_ns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
-    let path = format!("/run/netns/{ns}");
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            let file = File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-            rustix::thread::move_into_link_name_space(
-                file.as_fd(),
-                Some(rustix::thread::LinkNameSpaceType::Network),
-            )
-            .unwrap_or_else(|e| panic!("setns {path}: {e}"));
-            f()
-        })
-        .join()
-        .unwrap_or_else(|e| std::panic::resume_unwind(e))
-    })
 }
 
 /// A TCP connection to `dst`, from `src` (any port) when given.

@@ -1,6 +1,7 @@
-//! Harness shared by rvsd's end-to-end tests: built binaries, the root
-//! check, commands, the [`Lab`] of network namespaces and processes (all
-//! removed on drop, also when a test fails), veths, and small clients.
+//! Harness shared by rvsd's end-to-end tests: the [`Lab`] of network
+//! namespaces and processes (all removed on drop, also when a test fails),
+//! topologies and small clients; built binaries, the root check, commands,
+//! namespace threads and veths come from `rvs-testsupport` (re-exported).
 //!
 //! Each test file names its own namespace prefix (`Lab::new(prefix, tag)`),
 //! so that files running at the same time never share a namespace.
@@ -8,71 +9,14 @@
 // Not every test file uses every item.
 #![allow(dead_code)]
 
+pub use rvs_testsupport::*;
+
 use std::fs::File;
 use std::io::Write;
-use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-
-/// A binary of the workspace, next to the test executable's directory.
-pub fn bin(name: &str) -> PathBuf {
-    // Test executables live in target/<profile>/deps; binaries one level up.
-    let exe = std::env::current_exe().expect("current_exe");
-    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
-    let p = dir.join(name);
-    assert!(
-        p.exists(),
-        "{} not built (run the tests through cargo test/nextest --workspace)",
-        p.display()
-    );
-    p
-}
-
-/// Whether this process runs as root.
-pub fn is_root() -> bool {
-    rustix::process::geteuid().is_root()
-}
-
-/// Whether to run: root, or skip (with a message) when
-/// `RVS_SKIP_PRIVILEGED_TESTS=1`; panics otherwise.
-pub fn privileged() -> bool {
-    if is_root() {
-        return true;
-    }
-    if std::env::var("RVS_SKIP_PRIVILEGED_TESTS").as_deref() == Ok("1") {
-        eprintln!("skipped: needs root (RVS_SKIP_PRIVILEGED_TESTS=1)");
-        return false;
-    }
-    panic!(
-        "network-namespace tests need root (CI runs them as root; set RVS_SKIP_PRIVILEGED_TESTS=1 to skip)"
-    );
-}
-
-/// Panics unless root (tests that never skip).
-pub fn require_root() {
-    assert!(
-        is_root(),
-        "network-namespace tests need root (CI runs them as root)"
-    );
-}
-
-/// Run `args[0]` with the rest as arguments; panics unless it succeeds.
-pub fn run(args: &[&str]) -> Output {
-    let o = Command::new(args[0])
-        .args(&args[1..])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    assert!(
-        o.status.success(),
-        "{args:?}: {:?}\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stderr)
-    );
-    o
-}
 
 /// `ip netns exec ns args…` with `input` on its stdin, expecting success.
 pub fn exec_with_input(ns: &str, args: &[&str], input: &[u8]) {
@@ -99,13 +43,6 @@ pub fn exec_with_input(ns: &str, args: &[&str], input: &[u8]) {
         o.status,
         String::from_utf8_lossy(&o.stderr)
     );
-}
-
-/// `ip -n ns WORDS…` (the words split on whitespace), expecting success.
-pub fn ipn(ns: &str, words: &str) {
-    let mut v = vec!["ip", "-n", ns];
-    v.extend(words.split_whitespace());
-    run(&v);
 }
 
 /// Network namespaces, and processes running in them; all removed on drop.
@@ -381,31 +318,6 @@ impl Drop for Lab {
     }
 }
 
-/// Run `f` on a thread that entered network namespace `ns`; its result
-/// (a panic of `f` goes on in the caller).
-pub fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    spawn_in_netns(ns, f)
-        .join()
-        .unwrap_or_else(|e| std::panic::resume_unwind(e))
-}
-
-/// Start `f` on a new thread that entered network namespace `ns`.
-pub fn spawn_in_netns<T: Send + 'static>(
-    ns: &str,
-    f: impl FnOnce() -> T + Send + 'static,
-) -> std::thread::JoinHandle<T> {
-    let path = format!("/run/netns/{ns}");
-    std::thread::spawn(move || {
-        let file = File::open(&path).expect("open netns");
-        rustix::thread::move_into_link_name_space(
-            file.as_fd(),
-            Some(rustix::thread::LinkNameSpaceType::Network),
-        )
-        .expect("setns");
-        f()
-    })
-}
-
 /// Transmit checksum offload of `iface` in namespace `ns` on or off. The
 /// topologies keep the kernel's default (on, for veth: frames from local
 /// sockets carry partial checksums that rvsd finishes); only the test that
@@ -428,44 +340,6 @@ pub fn napi_peer(ns: &str, iface: &str) {
     in_netns(ns, move || {
         rvs_io::packet::set_gro(&iface, true).unwrap_or_else(|e| panic!("GRO on {iface}: {e}"));
     });
-}
-
-/// A veth from `a` (named `a_if`) to `b` (named `b_if`), one queue each, up.
-pub fn veth(a: &str, a_if: &str, b: &str, b_if: &str) {
-    veth_queues(a, a_if, b, b_if, 1);
-}
-
-/// A veth from `a` (named `a_if`) to `b` (named `b_if`), `q` queues each, up.
-pub fn veth_queues(a: &str, a_if: &str, b: &str, b_if: &str, q: u32) {
-    ipn(
-        a,
-        &format!(
-            "link add {a_if} numtxqueues {q} numrxqueues {q} type veth peer name {b_if} \
-             netns {b} numtxqueues {q} numrxqueues {q}"
-        ),
-    );
-    ipn(a, &format!("link set {a_if} up"));
-    ipn(b, &format!("link set {b_if} up"));
-    wait_up(a, a_if);
-    wait_up(b, b_if);
-}
-
-/// Wait until `dev` in `ns` says `state UP`: the kernel attaches its qdisc
-/// (frames sent before are dropped) and sets its operstate from the
-/// link-watch work, up to a second after `link set up` on a busy machine.
-pub fn wait_up(ns: &str, dev: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let o = Command::new("ip")
-            .args(["-n", ns, "-o", "link", "show", dev])
-            .output()
-            .expect("ip link show");
-        if String::from_utf8_lossy(&o.stdout).contains("state UP") {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{dev} in {ns} never came up");
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 /// Connect from `ns` to `addr:port`; what the server said, or `None`.
@@ -555,7 +429,7 @@ pub fn run_with_rules(dir: &TempDir, rules: &str) -> (Output, PathBuf, PathBuf) 
     let file = dir.path("rules");
     std::fs::write(&file, rules).unwrap();
     let sock = dir.path("ctl.sock");
-    let out = Command::new(env!("CARGO_BIN_EXE_rvsd"))
+    let out = Command::new(bin("rvsd"))
         .args([
             "--io",
             "none",

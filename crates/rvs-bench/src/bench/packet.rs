@@ -13,7 +13,7 @@
 //! * `kernel-forward`: the kernel's IP forwarding, frames addressed to the
 //!   real server (the ceiling of the kernel path);
 //! * `xdp-redirect`: a bare XDP forwarder on `dutin` (rewrite the Ethernet
-//!   addresses, redirect out of `dutout`: [`rvs_io::trafficgen::Redirect`]),
+//!   addresses, redirect out of `dutout`: [`crate::trafficgen::Redirect`]),
 //!   the floor of what forwarding in XDP costs;
 //! * `nft-dnat`: the kernel with an nftables `numgen` map DNAT of the VIP to
 //!   the two real servers (kube-proxy's nft mode), conntrack included;
@@ -46,7 +46,7 @@
 //! them: GRO on for the kernel contenders, their XDP program for the XDP
 //! ones, a pass-everything XDP program for `rvs-packet` (rvsd turns GRO
 //! off there). The sink counts and drops IPv4 frames with an XDP program
-//! on `sink0` ([`rvs_io::trafficgen::Sink`]), which also puts `sink0` in
+//! on `sink0` ([`crate::trafficgen::Sink`]), which also puts `sink0` in
 //! NAPI mode for the frames XDP redirects to it.
 //!
 //! CPU placement (BENCHMARKING.md): CPU 0 is the device under test's:
@@ -123,7 +123,7 @@ struct Net {
     gen_mac: [u8; 6],
     dutin_mac: [u8; 6],
     /// The XDP counter on `sink0`.
-    sink_prog: rvs_io::trafficgen::Sink,
+    sink_prog: crate::trafficgen::Sink,
     /// The generator of this run.
     gen_kind: Kind,
 }
@@ -162,7 +162,7 @@ fn build(t: &mut Topo) -> Result<Net, String> {
     // (it also puts sink0 in NAPI mode, which frames redirected by XDP
     // need); threaded NAPI on the generator's CPU, ahead of the generator.
     let sink_prog = in_ns(&sink, || {
-        rvs_io::trafficgen::Sink::attach("sink0").map_err(|e| format!("sink on sink0: {e}"))
+        crate::trafficgen::Sink::attach("sink0").map_err(|e| format!("sink on sink0: {e}"))
     })?;
     topo::threaded_napi(&sink, "sink0", GEN_CPU)?;
     for p in topo::napi_threads("sink0") {
@@ -641,8 +641,7 @@ fn rvs_rows(t: &mut Topo, n: &Net, io: &str, plan: &Plan, stop: &Stop) -> Result
     // socket buffers there, as a NIC's would).
     let napi = if io == "packet" {
         Some(in_ns(&n.dut, || {
-            rvs_io::trafficgen::Pass::attach("dutin")
-                .map_err(|e| format!("NAPI mode on dutin: {e}"))
+            crate::trafficgen::Pass::attach("dutin").map_err(|e| format!("NAPI mode on dutin: {e}"))
         }))
         .transpose()
     } else {
@@ -713,7 +712,7 @@ pub fn run(o: &Opts, stop: &Stop) -> Result<Vec<Row>, String> {
     // The bare XDP forwarder: what forwarding in XDP costs at the least.
     let (src, dst) = (topo::mac(&n.dut, "dutout")?, topo::mac(&n.sink, "sink0")?);
     let fwd = in_ns(&n.dut, move || {
-        rvs_io::trafficgen::Redirect::attach("dutin", "dutout", src, dst)
+        crate::trafficgen::Redirect::attach("dutin", "dutout", src, dst)
             .map_err(|e| format!("bare XDP forwarder: {e}"))
     });
     match fwd {

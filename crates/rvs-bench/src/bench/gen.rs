@@ -2,12 +2,12 @@
 //! many flows, from a thread pinned to one CPU, by one of two generators
 //! ([`Kind`], chosen once per run by [`choose`]):
 //!
-//! * `xdp-live-frames` ([`rvs_io::trafficgen::Generator`]): native XDP
+//! * `xdp-live-frames` ([`crate::trafficgen::Generator`]): native XDP
 //!   frames, `BPF_PROG_TEST_RUN` in live-frames mode. Frames reach the
 //!   device under test's veth as XDP frames, without an skb on either side:
 //!   the generator offers several times what the DUT can forward, so the
 //!   DUT, not the generator, is the limit.
-//! * `af-packet` ([`rvs_io::trafficgen::PacketGenerator`]): the same frames
+//! * `af-packet` ([`crate::trafficgen::PacketGenerator`]): the same frames
 //!   with `sendmmsg` on an AF_PACKET socket, where the host refuses
 //!   live-frames test runs (or `RVS_LIVE_FRAMES=off`). Each frame is an
 //!   skb, which a veth running XDP copies into an XDP frame on the DUT's
@@ -25,7 +25,7 @@
 
 use std::time::{Duration, Instant};
 
-pub use rvs_io::trafficgen::{Flows, UdpCsum};
+pub use crate::trafficgen::{Flows, UdpCsum};
 
 /// Which generator measures a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,7 +58,7 @@ pub fn choose(ns: &str, iface: &str, flows: &Flows) -> Result<(Kind, Option<Stri
     let flows = flows.clone();
     std::thread::spawn(move || -> Result<(Kind, Option<String>), String> {
         super::topo::enter(&path)?;
-        let g = rvs_io::trafficgen::Generator::load(&iface, &flows)
+        let g = crate::trafficgen::Generator::load(&iface, &flows)
             .map_err(|e| format!("generator on {iface}: {e}"))?;
         match g.send(1) {
             Ok(()) => Ok((Kind::LiveFrames, None)),
@@ -139,7 +139,7 @@ pub fn send(
         match kind {
             Kind::LiveFrames => {
                 let mut g =
-                    rvs_io::trafficgen::Generator::load(&iface, &flows).map_err(|e| err(&e))?;
+                    crate::trafficgen::Generator::load(&iface, &flows).map_err(|e| err(&e))?;
                 let chunk = if rate.is_some() {
                     PACED_CHUNK
                 } else {
@@ -166,7 +166,7 @@ pub fn send(
                 })
             }
             Kind::Packet => {
-                let mut g = rvs_io::trafficgen::PacketGenerator::open(&iface, &flows)
+                let mut g = crate::trafficgen::PacketGenerator::open(&iface, &flows)
                     .map_err(|e| err(&e))?;
                 g.pace(rate);
                 let cpu0 = super::topo::thread_cpu_seconds();

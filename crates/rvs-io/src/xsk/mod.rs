@@ -74,6 +74,17 @@ use xdpilone::{
     CompletionQueue, FillQueue, IfInfo, RingRx, RingTx, Socket, SocketConfig, Umem, User,
 };
 
+mod frame;
+mod sys;
+#[cfg(test)]
+mod tests;
+mod umem;
+
+pub use frame::FrameBuf;
+use sys::{check_ifname, ethtool_rx_channels, kick};
+pub use sys::{set_tx_checksum_offload, wait_readable};
+use umem::UmemArea;
+
 /// The kernel leaves this much room in front of every received frame, on
 /// top of [`UmemConfig::headroom`] (`XDP_PACKET_HEADROOM` in `linux/bpf.h`).
 pub const XDP_PACKET_HEADROOM: u32 = 256;
@@ -161,141 +172,6 @@ pub enum Verdict {
         /// Length in bytes.
         len: usize,
     },
-}
-
-/// One received frame, lent to the callback of [`XskSocket::rx_batch`].
-///
-/// It gives mutable access to the whole UMEM chunk: the frame is
-/// `buf[start..start + len]`, and the bytes before `start` (at least
-/// [`UmemConfig::headroom`] of them) are free for prepending headers.
-pub struct FrameBuf<'a> {
-    buf: &'a mut [u8],
-    start: usize,
-    len: usize,
-    /// The sender's segment size of a TCP super-frame (AF_PACKET with
-    /// `PACKET_VNET_HDR`), 0 for an ordinary frame.
-    gso_size: u16,
-}
-
-impl<'a> FrameBuf<'a> {
-    /// A frame over caller-owned memory (for tests of code that takes a
-    /// `FrameBuf`). Returns `None` if `start + len` exceeds `buf`.
-    pub fn new(buf: &'a mut [u8], start: usize, len: usize) -> Option<FrameBuf<'a>> {
-        (start.checked_add(len)? <= buf.len()).then_some(FrameBuf {
-            buf,
-            start,
-            len,
-            gso_size: 0,
-        })
-    }
-
-    /// The same, for a super-frame the kernel says its sender cuts into
-    /// segments of `gso_size` payload bytes.
-    pub fn with_gso(self, gso_size: u16) -> FrameBuf<'a> {
-        FrameBuf { gso_size, ..self }
-    }
-}
-
-impl FrameBuf<'_> {
-    /// The sender's segment size when this is a TCP (or UDP) super-frame
-    /// the kernel handed over whole (a local sender's TSO, GRO), as
-    /// `PACKET_VNET_HDR` reports it; 0 otherwise (always with AF_XDP).
-    pub fn gso_size(&self) -> u16 {
-        self.gso_size
-    }
-
-    /// The frame's bytes.
-    pub fn data(&self) -> &[u8] {
-        &self.buf[self.start..self.start + self.len]
-    }
-
-    /// The frame's bytes, to rewrite in place.
-    pub fn data_mut(&mut self) -> &mut [u8] {
-        &mut self.buf[self.start..self.start + self.len]
-    }
-
-    /// The whole chunk: headroom, frame, tailroom.
-    pub fn buf(&self) -> &[u8] {
-        self.buf
-    }
-
-    /// The whole chunk, mutable. Together with [`start`](Self::start) and
-    /// [`len`](Self::len) this is the engine's `(buf, start, len)` frame.
-    pub fn buf_mut(&mut self) -> &mut [u8] {
-        self.buf
-    }
-
-    /// Offset of the frame in [`buf`](Self::buf): the headroom in front of it.
-    pub fn start(&self) -> usize {
-        self.start
-    }
-
-    /// Frame length.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// Whether the frame is empty (never for a received frame).
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// Room after the frame.
-    pub fn tailroom(&self) -> usize {
-        self.buf.len() - self.start - self.len
-    }
-
-    /// Make `buf[start..start + len]` the frame. Returns false (and changes
-    /// nothing) if that range is outside the buffer.
-    pub fn set_range(&mut self, start: usize, len: usize) -> bool {
-        match start.checked_add(len) {
-            Some(end) if end <= self.buf.len() => {
-                self.start = start;
-                self.len = len;
-                true
-            }
-            _ => false,
-        }
-    }
-
-    /// Grow the frame by `n` bytes at the front (encapsulation) and return
-    /// them to be written; `None` if the headroom is smaller than `n`.
-    pub fn push_front(&mut self, n: usize) -> Option<&mut [u8]> {
-        let start = self.start.checked_sub(n)?;
-        self.start = start;
-        self.len += n;
-        Some(&mut self.buf[start..start + n])
-    }
-
-    /// Remove `n` bytes from the front (decapsulation); false if the frame is
-    /// shorter than `n`.
-    pub fn pull_front(&mut self, n: usize) -> bool {
-        if n > self.len {
-            return false;
-        }
-        self.start += n;
-        self.len -= n;
-        true
-    }
-
-    /// The verdict that transmits the frame as it now is out of the socket it
-    /// arrived on.
-    pub fn tx_same(&self) -> Verdict {
-        Verdict::TxSame {
-            start: self.start,
-            len: self.len,
-        }
-    }
-}
-
-impl fmt::Debug for FrameBuf<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("FrameBuf")
-            .field("buf_len", &self.buf.len())
-            .field("start", &self.start)
-            .field("len", &self.len)
-            .finish()
-    }
 }
 
 /// The kernel's own counters for a socket (`XDP_STATISTICS`).
@@ -397,42 +273,6 @@ impl XskError {
     fn errno(op: &'static str, target: impl fmt::Display, e: xdpilone::Errno) -> XskError {
         // xdpilone reports some of its own checks as negative errnos.
         XskError::os(op, target, io::Error::from_raw_os_error(e.get_raw().abs()))
-    }
-}
-
-/// Page-aligned UMEM memory, freed on drop.
-struct UmemArea {
-    ptr: NonNull<u8>,
-    layout: Layout,
-}
-
-impl UmemArea {
-    fn new(size: usize) -> Result<UmemArea, XskError> {
-        // SAFETY: sysconf has no memory-safety preconditions.
-        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-        let align = usize::try_from(page).unwrap_or(4096).max(4096);
-        let layout = Layout::from_size_align(size, align).map_err(|_| XskError::Alloc(size))?;
-        // SAFETY: the layout has a non-zero size (frames >= 64 were checked).
-        let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
-        let ptr = NonNull::new(ptr).ok_or(XskError::Alloc(size))?;
-        Ok(UmemArea { ptr, layout })
-    }
-
-    fn len(&self) -> usize {
-        self.layout.size()
-    }
-
-    fn as_slice_ptr(&self) -> NonNull<[u8]> {
-        NonNull::slice_from_raw_parts(self.ptr, self.len())
-    }
-}
-
-impl Drop for UmemArea {
-    fn drop(&mut self) {
-        // SAFETY: allocated in `new` with exactly this layout. XskSocket
-        // declares this field last, so the socket (and with it the kernel's
-        // registration of this memory) is closed before we free it.
-        unsafe { std::alloc::dealloc(self.ptr.as_ptr(), self.layout) }
     }
 }
 
@@ -918,175 +758,5 @@ impl fmt::Debug for XskSocket {
             .field("in_fill", &self.in_fill)
             .field("tx_outstanding", &self.tx_outstanding)
             .finish_non_exhaustive()
-    }
-}
-
-/// Sleep until one of `socks` has a frame on its RX ring, or `timeout_ms`
-/// passes (negative: no timeout). Returns early, without error, when a
-/// signal interrupts the wait. In copy mode the kernel also pushes out
-/// queued TX frames of a socket it polls.
-pub fn wait_readable(socks: &[&XskSocket], timeout_ms: i32) -> Result<(), XskError> {
-    const ON_STACK: usize = 16;
-    let pfd = |s: &&XskSocket| libc::pollfd {
-        fd: s.fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    let mut stack = [libc::pollfd {
-        fd: -1,
-        events: 0,
-        revents: 0,
-    }; ON_STACK];
-    let mut heap = Vec::new();
-    let fds: &mut [libc::pollfd] = if socks.len() <= ON_STACK {
-        for (slot, s) in stack.iter_mut().zip(socks) {
-            *slot = pfd(s);
-        }
-        &mut stack[..socks.len()]
-    } else {
-        heap.extend(socks.iter().map(pfd));
-        &mut heap
-    };
-    // SAFETY: `fds` is a valid array of `fds.len()` pollfd structs; the fds
-    // are open (borrowed from live sockets).
-    let r = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
-    if r < 0 {
-        let e = io::Error::last_os_error();
-        if e.raw_os_error() != Some(libc::EINTR) {
-            return Err(XskError::os("poll", "AF_XDP sockets", e));
-        }
-    }
-    Ok(())
-}
-
-/// sendto(fd, NULL, 0, MSG_DONTWAIT): makes the kernel transmit (copy mode).
-fn kick(fd: RawFd) -> io::Result<()> {
-    // SAFETY: a zero-length send with null buffer and address is valid for
-    // an AF_XDP socket; `fd` is open.
-    let r = unsafe {
-        libc::sendto(
-            fd,
-            std::ptr::null(),
-            0,
-            libc::MSG_DONTWAIT,
-            std::ptr::null(),
-            0,
-        )
-    };
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
-}
-
-fn check_ifname(ifname: &str) -> Result<CString, XskError> {
-    if ifname.is_empty() || ifname.len() >= libc::IFNAMSIZ || ifname.contains('/') {
-        return Err(XskError::IfName(ifname.to_string()));
-    }
-    CString::new(ifname).map_err(|_| XskError::IfName(ifname.to_string()))
-}
-
-/// Turn transmit checksum offload of `ifname` (in the calling thread's
-/// network namespace) on or off, like `ethtool -K IF tx on|off`.
-///
-/// What an AF_XDP or AF_PACKET socket receives from a local sender whose
-/// device has transmit checksum offload on (every veth, by default) is a
-/// frame whose TCP/UDP checksum is *partial*: only the pseudo-header sum,
-/// for the "hardware" to finish. rvsd finishes it
-/// (`rvs_wire::complete_partial`), so nothing needs this to be off; the
-/// benchmark's checksum-cost rows and the test that proves both settings
-/// work use it, and say so.
-pub fn set_tx_checksum_offload(ifname: &str, enabled: bool) -> Result<(), XskError> {
-    let cname = check_ifname(ifname)?;
-    crate::ethtool::value(&cname, crate::ethtool::ETHTOOL_STXCSUM, u32::from(enabled))
-        .map(drop)
-        .map_err(|e| XskError::os("SIOCETHTOOL STXCSUM", ifname, e))
-}
-
-/// `struct ethtool_channels` of `linux/ethtool.h`.
-#[repr(C)]
-#[derive(Default)]
-struct EthtoolChannels {
-    cmd: u32,
-    max_rx: u32,
-    max_tx: u32,
-    max_other: u32,
-    max_combined: u32,
-    rx_count: u32,
-    tx_count: u32,
-    other_count: u32,
-    combined_count: u32,
-}
-
-const ETHTOOL_GCHANNELS: u32 = 0x3c;
-
-/// RX plus combined channels of `ifname` (ethtool `GCHANNELS`).
-fn ethtool_rx_channels(ifname: &std::ffi::CStr) -> io::Result<u32> {
-    let mut ch = EthtoolChannels {
-        cmd: ETHTOOL_GCHANNELS,
-        ..EthtoolChannels::default()
-    };
-    crate::ethtool::ioctl(ifname, (&raw mut ch).cast())?;
-    Ok(ch.rx_count + ch.combined_count)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn config_validation() {
-        assert!(UmemConfig::default().validate().is_ok());
-        let bad = |c: UmemConfig| c.validate().is_err();
-        let d = UmemConfig::default();
-        assert!(bad(UmemConfig {
-            frame_size: 3000,
-            ..d
-        }));
-        assert!(bad(UmemConfig { frames: 8, ..d }));
-        assert!(bad(UmemConfig { headroom: 64, ..d }));
-        assert!(bad(UmemConfig { headroom: 512, ..d }));
-        assert!(
-            UmemConfig {
-                frame_size: 4096,
-                headroom: 1024,
-                ..d
-            }
-            .validate()
-            .is_ok()
-        );
-        assert_eq!(d.max_rx_frame_len(), 2048 - 256 - 128);
-    }
-
-    #[test]
-    fn framebuf_moves_within_its_buffer() {
-        let mut mem = [0u8; 64];
-        mem[20..24].copy_from_slice(b"abcd");
-        let mut f = FrameBuf::new(&mut mem, 20, 4).unwrap();
-        assert_eq!(f.data(), b"abcd");
-        assert_eq!(f.tailroom(), 40);
-        f.push_front(4).unwrap().copy_from_slice(b"HDR:");
-        assert_eq!(f.data(), b"HDR:abcd");
-        assert_eq!(f.start(), 16);
-        assert!(f.push_front(17).is_none());
-        assert!(f.pull_front(4));
-        assert_eq!(f.data(), b"abcd");
-        assert!(!f.pull_front(5));
-        assert!(!f.set_range(60, 5));
-        assert!(f.set_range(0, 64));
-        assert_eq!(f.tx_same(), Verdict::TxSame { start: 0, len: 64 });
-        assert!(FrameBuf::new(&mut mem, 60, 5).is_none());
-        assert!(FrameBuf::new(&mut mem, usize::MAX, 2).is_none());
-    }
-
-    #[test]
-    fn bad_interface_names() {
-        for name in ["", "a/b", "nul\0x", "0123456789abcdef"] {
-            assert!(matches!(
-                XskSocket::open(name, 0, &UmemConfig::default()),
-                Err(XskError::IfName(_))
-            ));
-        }
     }
 }

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 /*
- * rvs bench's packet generator and sink (crates/rvs-io/src/trafficgen.rs).
+ * rvs bench's packet generator and sink (crates/rvs-bench/src/trafficgen.rs).
  *
  * rvs_gen is never attached: user space runs it with BPF_PROG_TEST_RUN in
  * live-frames mode (BPF_F_TEST_XDP_LIVE_FRAMES, kernel 5.18+), with the

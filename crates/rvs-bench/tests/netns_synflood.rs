@@ -11,11 +11,12 @@
 //!   timeout, so at most a few SYN retransmissions) gets through for at
 //!   least half of them.
 //!
-//! The flood is sent with an AF_PACKET generator (rvs-io's
+//! The flood is sent with an AF_PACKET generator (rvs-bench's
 //! `PacketGenerator`, 60-byte SYN frames, `sendmmsg`) from the client's
 //! namespace, so it needs no live-frames test runs. `RVS_SYNFLOOD_SECS`
 //! shortens the flood when iterating locally; CI runs the full 60 s.
 
+#[path = "../../rvsd/tests/common/mod.rs"]
 mod common;
 use common::*;
 
@@ -27,7 +28,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use rvs_io::trafficgen::{FRAME_LEN, PacketGenerator, syn_frame};
+use rvs_bench::trafficgen::{FRAME_LEN, PacketGenerator, syn_frame};
 
 const PREFIX: &str = "rvsdf";
 

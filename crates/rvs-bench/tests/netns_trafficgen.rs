@@ -13,11 +13,12 @@ use std::process::{Command, Stdio};
 
 use std::time::{Duration, Instant};
 
-use rvs_io::trafficgen::{
+use rvs_bench::trafficgen::{
     FRAME_LEN, Flows, Generator, PacketGenerator, Pass, Redirect, Sink, UdpCsum,
 };
 use rvs_io::xdp::XdpError;
 
+#[path = "../../rvs-io/tests/common/mod.rs"]
 mod common;
 use common::*;
 

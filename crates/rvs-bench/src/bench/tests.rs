@@ -4,7 +4,7 @@ use super::generator::Flows;
 use super::packet::{note, saturated, search};
 use super::topo::{parse_mac, parse_proc_stat};
 use super::*;
-use rvs_io::trafficgen::{FRAME_LEN, frame};
+use crate::trafficgen::{FRAME_LEN, frame};
 use rvs_wire::checksum;
 
 fn rows() -> Vec<Row> {
@@ -196,7 +196,7 @@ fn generated_frames_are_valid_udp() {
         dst_port: 9,
         sport_base: 10000,
         flows: 4,
-        csum: rvs_io::trafficgen::UdpCsum::Full,
+        csum: crate::trafficgen::UdpCsum::Full,
     };
     let b = frame(&f, 3);
     assert_eq!(b.len(), FRAME_LEN);

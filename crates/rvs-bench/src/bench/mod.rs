@@ -12,7 +12,7 @@
 
 pub mod conntable;
 pub mod control;
-/// The packet generator (`gen` is a reserved word in Rust 2024).
+// The packet generator (`gen` is a reserved word in Rust 2024).
 #[path = "gen.rs"]
 pub mod generator;
 pub mod http;

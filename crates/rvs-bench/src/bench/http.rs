@@ -203,7 +203,8 @@ fn build(t: &mut Topo) -> Result<Net, String> {
             topo::ns_write(ns, knob, &format!("'{value}'"))?;
         }
     }
-    let rvs = std::env::current_exe().map_err(|e| e.to_string())?;
+    // `rvs realserver up`: the rvs next to this rvs-bench.
+    let rvs = sibling("rvs")?;
     let rvs = rvs.to_str().ok_or("rvs path is not UTF-8")?.to_string();
     let state = t.dir.join("rs1.json");
     let state = state.to_str().ok_or("temp path is not UTF-8")?.to_string();
@@ -548,6 +549,7 @@ fn rvs_rows_with(
 pub fn run(o: &Opts, stop: &Stop) -> Result<Vec<Row>, String> {
     sibling("rvsd")?;
     sibling("rvsadm")?;
+    sibling("rvs")?;
     let seconds = o.seconds();
     let repeats = o.repeats();
     let mut t = Topo::new("http")?;

@@ -22,22 +22,18 @@
 //!
 //! The maps live in whichever object includes `fastpath.h`:
 //! [`FlowCache::from_ebpf`] takes them from an [`aya::Ebpf`] (the classifier
-//! later; [`FastPathTestProgram`] now).
+//! later; `FastPathTestProgram`, with the `test-programs` feature, now).
 
 use std::{
     fmt,
     net::IpAddr,
     os::fd::{AsFd, AsRawFd},
-    time::Duration,
 };
 
 use aya::{
     Ebpf, Pod,
     maps::{Array, HashMap, IterableMap, MapData, MapError, PerCpuArray, PerCpuValues},
-    programs::{ProgramError, TestRun, TestRunOptions, Xdp},
 };
-
-use crate::xdp::{error_chain, verifier_msg};
 
 /// Capacity of `rvs_flows` (`RVS_FLOW_CACHE_MAX` in fastpath.h).
 pub const FLOW_CACHE_MAX: u32 = 65536;
@@ -366,174 +362,15 @@ pub struct WatchCounts {
     pub budget_left: Option<i64>,
 }
 
-/// An address as fastpath.h stores it: family and four network-order words.
-fn raw_addr(a: IpAddr) -> (u8, [u32; 4]) {
-    match a {
-        IpAddr::V4(a) => (FAMILY_V4, [u32::from_ne_bytes(a.octets()), 0, 0, 0]),
-        IpAddr::V6(a) => {
-            let o = a.octets();
-            let w = |i: usize| u32::from_ne_bytes([o[i], o[i + 1], o[i + 2], o[i + 3]]);
-            (FAMILY_V6, [w(0), w(4), w(8), w(12)])
-        }
-    }
-}
+mod batch;
+mod convert;
+#[cfg(feature = "test-programs")]
+mod testprog;
 
-/// The inverse of [`raw_addr`]; `None` for an unknown family.
-fn addr_of(family: u8, w: [u32; 4]) -> Option<IpAddr> {
-    match family {
-        FAMILY_V4 => Some(IpAddr::from(w[0].to_ne_bytes())),
-        FAMILY_V6 => {
-            let mut o = [0u8; 16];
-            for (chunk, word) in o.chunks_exact_mut(4).zip(w) {
-                chunk.copy_from_slice(&word.to_ne_bytes());
-            }
-            Some(IpAddr::from(o))
-        }
-        _ => None,
-    }
-}
-
-impl FlowKey {
-    fn to_raw(self) -> Result<RawFlowKey, FlowCacheError> {
-        if !matches!(self.proto, TCP | UDP | SCTP) {
-            return Err(FlowCacheError::Invalid(
-                "the fast path handles TCP, UDP and SCTP only",
-            ));
-        }
-        let (family, saddr) = raw_addr(self.src);
-        let (dfamily, daddr) = raw_addr(self.dst);
-        if family != dfamily {
-            return Err(FlowCacheError::Invalid(
-                "flow key: source and destination differ in family",
-            ));
-        }
-        Ok(RawFlowKey {
-            proto: self.proto,
-            family,
-            pad: 0,
-            saddr,
-            daddr,
-            sport: self.sport.to_be(),
-            dport: self.dport.to_be(),
-        })
-    }
-
-    fn from_raw(k: &RawFlowKey) -> Option<Self> {
-        Some(FlowKey {
-            proto: k.proto,
-            src: addr_of(k.family, k.saddr)?,
-            dst: addr_of(k.family, k.daddr)?,
-            sport: u16::from_be(k.sport),
-            dport: u16::from_be(k.dport),
-        })
-    }
-
-    fn family(&self) -> u8 {
-        if self.src.is_ipv6() {
-            FAMILY_V6
-        } else {
-            FAMILY_V4
-        }
-    }
-}
-
-impl FlowAction {
-    /// The value to install for `key`, counters zero; checks that the
-    /// program could apply it.
-    fn to_raw(self, key: &FlowKey) -> Result<RawFlowAction, FlowCacheError> {
-        let none = [0u32; 4];
-        let (method, family, addr_src, addr_dst, port) = match self.rewrite {
-            FlowRewrite::Dr => (METHOD_DR, key.family(), none, none, 0),
-            FlowRewrite::Tun { src, dst } => {
-                let (f, s) = raw_addr(src);
-                let (g, d) = raw_addr(dst);
-                if f != g {
-                    return Err(FlowCacheError::Invalid(
-                        "tunnel: outer source and destination differ in family",
-                    ));
-                }
-                if self.mtu == 0 {
-                    return Err(FlowCacheError::Invalid("tunnel: MTU 0"));
-                }
-                (METHOD_TUN, f, s, d, 0)
-            }
-            FlowRewrite::NatIn { addr, port } | FlowRewrite::NatOut { addr, port } => {
-                let method = if matches!(self.rewrite, FlowRewrite::NatIn { .. }) {
-                    METHOD_NAT_IN
-                } else {
-                    METHOD_NAT_OUT
-                };
-                let (f, a) = raw_addr(addr);
-                if f != key.family() {
-                    return Err(FlowCacheError::Invalid(
-                        "NAT: the new address is not of the flow's family",
-                    ));
-                }
-                if key.proto == SCTP {
-                    return Err(FlowCacheError::Invalid(
-                        "NAT of SCTP stays in the slow path (CRC32c over the whole packet)",
-                    ));
-                }
-                (method, f, none, a, port.to_be())
-            }
-        };
-        Ok(RawFlowAction {
-            packets: 0,
-            bytes: 0,
-            last_seen: 0,
-            conn: self.conn,
-            ifindex: self.ifindex,
-            method,
-            family,
-            mtu: self.mtu,
-            dst_mac: self.dst_mac,
-            src_mac: self.src_mac,
-            addr_src,
-            addr_dst,
-            port,
-            flags: 0,
-            cookie: self.cookie,
-        })
-    }
-
-    fn from_raw(v: &RawFlowAction) -> Option<Self> {
-        let rewrite = match v.method {
-            METHOD_DR => FlowRewrite::Dr,
-            METHOD_TUN => FlowRewrite::Tun {
-                src: addr_of(v.family, v.addr_src)?,
-                dst: addr_of(v.family, v.addr_dst)?,
-            },
-            METHOD_NAT_IN => FlowRewrite::NatIn {
-                addr: addr_of(v.family, v.addr_dst)?,
-                port: u16::from_be(v.port),
-            },
-            METHOD_NAT_OUT => FlowRewrite::NatOut {
-                addr: addr_of(v.family, v.addr_dst)?,
-                port: u16::from_be(v.port),
-            },
-            _ => return None,
-        };
-        Some(FlowAction {
-            rewrite,
-            ifindex: v.ifindex,
-            src_mac: v.src_mac,
-            dst_mac: v.dst_mac,
-            mtu: v.mtu,
-            conn: v.conn,
-            cookie: v.cookie,
-        })
-    }
-}
-
-impl From<&RawFlowAction> for FlowCounters {
-    fn from(v: &RawFlowAction) -> Self {
-        FlowCounters {
-            packets: v.packets,
-            bytes: v.bytes,
-            last_seen_ns: v.last_seen,
-        }
-    }
-}
+pub use batch::BATCH;
+use batch::push_entry;
+#[cfg(feature = "test-programs")]
+pub use testprog::{FastPathTestProgram, TestProgram, TestRunOutput};
 
 /// `CLOCK_MONOTONIC_COARSE` now, in nanoseconds: the clock of
 /// [`FlowCounters::last_seen_ns`] (`bpf_ktime_get_coarse_ns`). The same
@@ -820,68 +657,6 @@ impl FlowCache {
         Ok(())
     }
 
-    /// [`FlowCache::counters`] with `BPF_MAP_LOOKUP_BATCH`.
-    fn counters_batched(&self, out: &mut Vec<FlowEntry>) -> std::io::Result<()> {
-        let fd = IterableMap::map(&self.flows).fd().as_fd().as_raw_fd();
-        let mut keys = vec![RawFlowKey::ZERO; BATCH];
-        let mut values = vec![RawFlowAction::ZERO; BATCH];
-        // The hash map's batch token is a bucket index.
-        let mut cursor: u32 = 0;
-        let mut first = true;
-        loop {
-            let mut next: u32 = 0;
-            let mut attr = BatchAttr {
-                in_batch: if first {
-                    0
-                } else {
-                    std::ptr::addr_of!(cursor) as u64
-                },
-                out_batch: std::ptr::addr_of_mut!(next) as u64,
-                keys: keys.as_mut_ptr() as u64,
-                values: values.as_mut_ptr() as u64,
-                count: BATCH as u32,
-                map_fd: fd as u32,
-                elem_flags: 0,
-                flags: 0,
-            };
-            // SAFETY: `attr` is the `batch` member of `union bpf_attr`
-            // (checked layout, 56 bytes, the kernel zero-extends the rest);
-            // `keys` and `values` hold `count` elements of exactly the map's
-            // key and value sizes (checked by aya when the map was taken),
-            // `cursor` and `next` are u32 (the hash map's batch token), and
-            // all of them outlive the call.
-            let r = unsafe {
-                libc::syscall(
-                    libc::SYS_bpf,
-                    BPF_MAP_LOOKUP_BATCH,
-                    std::ptr::addr_of_mut!(attr),
-                    size_of::<BatchAttr>(),
-                )
-            };
-            // ENOENT: the end, the last entries came with it. Other errors
-            // (ENOSPC with nothing read: one bucket holds more than BATCH
-            // entries, not seen with jhash) are the caller's.
-            let done = if r < 0 {
-                let e = std::io::Error::last_os_error();
-                if e.raw_os_error() != Some(libc::ENOENT) {
-                    return Err(e);
-                }
-                true
-            } else {
-                false
-            };
-            let n = (attr.count as usize).min(BATCH);
-            for (k, v) in keys.iter().zip(&values).take(n) {
-                push_entry(out, k, v);
-            }
-            if done {
-                return Ok(());
-            }
-            cursor = next;
-            first = false;
-        }
-    }
-
     /// Removes every entry whose `conn` handle matches `pred` (e.g. all the
     /// flows of a deleted real server, or every flow after a configuration
     /// change), returning them with their last counters.
@@ -926,186 +701,6 @@ impl FlowCache {
             errors: sum(STAT_ERROR)?,
             csum_completed: sum(STAT_CSUM)?,
             csum_slow: sum(STAT_CSUM_SLOW)?,
-        })
-    }
-}
-
-/// Entries read per `BPF_MAP_LOOKUP_BATCH`.
-pub const BATCH: usize = 512;
-
-/// `BPF_MAP_LOOKUP_BATCH` of `enum bpf_cmd`.
-const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
-
-/// The `batch` member of `union bpf_attr` (linux/bpf.h).
-#[repr(C)]
-struct BatchAttr {
-    in_batch: u64,
-    out_batch: u64,
-    keys: u64,
-    values: u64,
-    count: u32,
-    map_fd: u32,
-    elem_flags: u64,
-    flags: u64,
-}
-
-const _: () = assert!(size_of::<BatchAttr>() == 56);
-const _: () = assert!(std::mem::offset_of!(BatchAttr, map_fd) == 36);
-
-/// Appends the entry of a raw key and value read from the map.
-fn push_entry(out: &mut Vec<FlowEntry>, k: &RawFlowKey, v: &RawFlowAction) {
-    // Keys only ever come from FlowKey::to_raw; skip anything else.
-    if let Some(key) = FlowKey::from_raw(k) {
-        out.push(FlowEntry {
-            key,
-            conn: v.conn,
-            cookie: v.cookie,
-            counters: FlowCounters::from(v),
-        });
-    }
-}
-
-/// The object of `bpf/fastpath_test.c`, built by build.rs.
-static FASTPATH_TEST_OBJ: &[u8] =
-    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/fastpath_test.o"));
-
-/// The fast path alone, then `XDP_PASS` (fastpath_test.c).
-const TEST_PROGRAM: &str = "rvs_fp_test";
-/// `XDP_TX` and nothing else.
-const BASELINE_PROGRAM: &str = "rvs_fp_baseline";
-/// The fast path between a save and a restore of the frame's head.
-const BENCH_PROGRAM: &str = "rvs_fp_bench";
-/// The save and restore of [`BENCH_PROGRAM`] around a bare `XDP_TX`.
-const BENCH_BASE_PROGRAM: &str = "rvs_fp_bench_base";
-const PROGRAMS: [&str; 4] = [
-    TEST_PROGRAM,
-    BASELINE_PROGRAM,
-    BENCH_PROGRAM,
-    BENCH_BASE_PROGRAM,
-];
-
-/// Which program of fastpath_test.c to run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TestProgram {
-    /// The fast path, then `XDP_PASS` for what it does not handle.
-    FastPath,
-    /// `return XDP_TX;`: the cost floor of an XDP program.
-    Baseline,
-    /// For `repeat` > 1: the fast path with the frame's first 64 bytes (and
-    /// its start) put back after every run, so that each run sees the
-    /// original packet (`BPF_PROG_TEST_RUN` does not reset the buffer
-    /// between runs: NAT-out would run out of TTL, TUN tunnel again). The
-    /// frame must be at least 64 bytes without Ethernet padding.
-    Bench,
-    /// [`TestProgram::Bench`]'s save and restore around a bare `XDP_TX`:
-    /// its cost floor.
-    BenchBaseline,
-}
-
-impl TestProgram {
-    fn name(self) -> &'static str {
-        match self {
-            TestProgram::FastPath => TEST_PROGRAM,
-            TestProgram::Baseline => BASELINE_PROGRAM,
-            TestProgram::Bench => BENCH_PROGRAM,
-            TestProgram::BenchBaseline => BENCH_BASE_PROGRAM,
-        }
-    }
-}
-
-/// What one `BPF_PROG_TEST_RUN` returned.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TestRunOutput {
-    /// The XDP action (`XDP_PASS` 2, `XDP_TX` 3, `XDP_REDIRECT` 4...).
-    pub action: u32,
-    /// The frame as the program left it.
-    pub frame: Vec<u8>,
-    /// Mean duration of one run, as the kernel measured it.
-    pub per_run: Duration,
-}
-
-/// fastpath_test.c loaded (attached nowhere), with its flow cache: runs the
-/// fast path on frames through `BPF_PROG_TEST_RUN` (root).
-pub struct FastPathTestProgram {
-    ebpf: Ebpf,
-    cache: FlowCache,
-}
-
-impl fmt::Debug for FastPathTestProgram {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("FastPathTestProgram")
-            .finish_non_exhaustive()
-    }
-}
-
-impl FastPathTestProgram {
-    /// Loads the programs of fastpath_test.c.
-    ///
-    /// # Errors
-    ///
-    /// The object not loading or the verifier rejecting a program (its log
-    /// is in the message).
-    pub fn load() -> Result<Self, FlowCacheError> {
-        let mut ebpf =
-            Ebpf::load(FASTPATH_TEST_OBJ).map_err(|e| FlowCacheError::Load(error_chain(&e)))?;
-        for name in PROGRAMS {
-            let prog: &mut Xdp = ebpf
-                .program_mut(name)
-                .ok_or_else(|| FlowCacheError::Load(format!("no program {name}")))?
-                .try_into()
-                .map_err(|e: ProgramError| FlowCacheError::Load(e.to_string()))?;
-            prog.load()
-                .map_err(|e| FlowCacheError::Load(format!("{name}: {}", verifier_msg(&e))))?;
-        }
-        let cache = FlowCache::from_ebpf(&mut ebpf)?;
-        Ok(Self { ebpf, cache })
-    }
-
-    /// The flow cache of the test program.
-    pub fn cache(&self) -> &FlowCache {
-        &self.cache
-    }
-
-    /// The flow cache of the test program, to fill.
-    pub fn cache_mut(&mut self) -> &mut FlowCache {
-        &mut self.cache
-    }
-
-    /// Runs `program` on `frame` `repeat` times (at least once); the kernel
-    /// runs it as if the frame came in on `lo` (ifindex 1), queue 0.
-    ///
-    /// # Errors
-    ///
-    /// The test run failing.
-    pub fn run(
-        &self,
-        program: TestProgram,
-        frame: &[u8],
-        repeat: u32,
-    ) -> Result<TestRunOutput, FlowCacheError> {
-        let name = program.name();
-        let prog: &Xdp = self
-            .ebpf
-            .program(name)
-            .ok_or_else(|| FlowCacheError::Load(format!("no program {name}")))?
-            .try_into()
-            .map_err(|e: ProgramError| FlowCacheError::Load(e.to_string()))?;
-        // Room for an outer IPv6 header.
-        let mut out = vec![0u8; frame.len() + 64];
-        let opts = TestRunOptions {
-            data_in: Some(frame),
-            data_out: Some(&mut out),
-            repeat: repeat.max(1),
-            ..TestRunOptions::default()
-        };
-        let r = prog
-            .test_run(opts)
-            .map_err(|e| FlowCacheError::TestRun(error_chain(&e)))?;
-        out.truncate(r.data_size_out as usize);
-        Ok(TestRunOutput {
-            action: r.return_value,
-            frame: out,
-            per_run: r.duration,
         })
     }
 }

@@ -1,0 +1,103 @@
+//! Reading the flow cache with `BPF_MAP_LOOKUP_BATCH` (aya does not wrap
+//! it): the fast way of [`FlowCache::counters`].
+
+use super::*;
+
+impl FlowCache {
+    /// [`FlowCache::counters`] with `BPF_MAP_LOOKUP_BATCH`.
+    pub(super) fn counters_batched(&self, out: &mut Vec<FlowEntry>) -> std::io::Result<()> {
+        let fd = IterableMap::map(&self.flows).fd().as_fd().as_raw_fd();
+        let mut keys = vec![RawFlowKey::ZERO; BATCH];
+        let mut values = vec![RawFlowAction::ZERO; BATCH];
+        // The hash map's batch token is a bucket index.
+        let mut cursor: u32 = 0;
+        let mut first = true;
+        loop {
+            let mut next: u32 = 0;
+            let mut attr = BatchAttr {
+                in_batch: if first {
+                    0
+                } else {
+                    std::ptr::addr_of!(cursor) as u64
+                },
+                out_batch: std::ptr::addr_of_mut!(next) as u64,
+                keys: keys.as_mut_ptr() as u64,
+                values: values.as_mut_ptr() as u64,
+                count: BATCH as u32,
+                map_fd: fd as u32,
+                elem_flags: 0,
+                flags: 0,
+            };
+            // SAFETY: `attr` is the `batch` member of `union bpf_attr`
+            // (checked layout, 56 bytes, the kernel zero-extends the rest);
+            // `keys` and `values` hold `count` elements of exactly the map's
+            // key and value sizes (checked by aya when the map was taken),
+            // `cursor` and `next` are u32 (the hash map's batch token), and
+            // all of them outlive the call.
+            let r = unsafe {
+                libc::syscall(
+                    libc::SYS_bpf,
+                    BPF_MAP_LOOKUP_BATCH,
+                    std::ptr::addr_of_mut!(attr),
+                    size_of::<BatchAttr>(),
+                )
+            };
+            // ENOENT: the end, the last entries came with it. Other errors
+            // (ENOSPC with nothing read: one bucket holds more than BATCH
+            // entries, not seen with jhash) are the caller's.
+            let done = if r < 0 {
+                let e = std::io::Error::last_os_error();
+                if e.raw_os_error() != Some(libc::ENOENT) {
+                    return Err(e);
+                }
+                true
+            } else {
+                false
+            };
+            let n = (attr.count as usize).min(BATCH);
+            for (k, v) in keys.iter().zip(&values).take(n) {
+                push_entry(out, k, v);
+            }
+            if done {
+                return Ok(());
+            }
+            cursor = next;
+            first = false;
+        }
+    }
+}
+
+/// Entries read per `BPF_MAP_LOOKUP_BATCH`.
+pub const BATCH: usize = 512;
+
+/// `BPF_MAP_LOOKUP_BATCH` of `enum bpf_cmd`.
+const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
+
+/// The `batch` member of `union bpf_attr` (linux/bpf.h).
+#[repr(C)]
+struct BatchAttr {
+    in_batch: u64,
+    out_batch: u64,
+    keys: u64,
+    values: u64,
+    count: u32,
+    map_fd: u32,
+    elem_flags: u64,
+    flags: u64,
+}
+
+const _: () = assert!(size_of::<BatchAttr>() == 56);
+const _: () = assert!(std::mem::offset_of!(BatchAttr, map_fd) == 36);
+
+/// Appends the entry of a raw key and value read from the map.
+pub(super) fn push_entry(out: &mut Vec<FlowEntry>, k: &RawFlowKey, v: &RawFlowAction) {
+    // Keys only ever come from FlowKey::to_raw; skip anything else.
+    if let Some(key) = FlowKey::from_raw(k) {
+        out.push(FlowEntry {
+            key,
+            conn: v.conn,
+            cookie: v.cookie,
+            counters: FlowCounters::from(v),
+        });
+    }
+}

@@ -1,0 +1,185 @@
+//! The helpers the integration tests of the rvs crates used to copy
+//! between their `tests/common` modules: the root check, the workspace's
+//! built binaries, commands that must succeed, network namespaces (threads
+//! that enter one, veths between two) — nothing specific to one crate.
+//!
+//! A dev-dependency only: no production crate depends on it. Each crate's
+//! `tests/common/mod.rs` re-exports what it uses and keeps what is its own
+//! (rvsd's `Lab`, the session tests' `rvs lab`, frame builders…).
+
+use std::fs::File;
+use std::os::fd::AsFd;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// A binary of the workspace, next to the test executable's directory.
+///
+/// # Panics
+///
+/// When it is not built (run the tests through `cargo test --workspace`).
+pub fn bin(name: &str) -> PathBuf {
+    // Test executables live in target/<profile>/deps; binaries one level up.
+    let exe = std::env::current_exe().expect("current_exe");
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
+    let p = dir.join(name);
+    assert!(
+        p.exists(),
+        "{} not built (run the tests through cargo test/nextest --workspace)",
+        p.display()
+    );
+    p
+}
+
+/// Whether this process runs as root.
+pub fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// Whether to run: root, or skip (with a message) when
+/// `RVS_SKIP_PRIVILEGED_TESTS=1`; panics otherwise.
+pub fn privileged() -> bool {
+    if is_root() {
+        return true;
+    }
+    if std::env::var("RVS_SKIP_PRIVILEGED_TESTS").as_deref() == Ok("1") {
+        eprintln!("skipped: needs root (RVS_SKIP_PRIVILEGED_TESTS=1)");
+        return false;
+    }
+    panic!(
+        "network-namespace tests need root (CI runs them as root; set RVS_SKIP_PRIVILEGED_TESTS=1 to skip)"
+    );
+}
+
+/// Panics unless root (tests that never skip).
+pub fn require_root() {
+    assert!(
+        is_root(),
+        "network-namespace tests need root (CI runs them as root)"
+    );
+}
+
+/// Run `args[0]` with the rest as arguments; panics unless it succeeds.
+pub fn run(args: &[&str]) -> Output {
+    let o = Command::new(args[0])
+        .args(&args[1..])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    assert!(
+        o.status.success(),
+        "{args:?}: {:?}\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o
+}
+
+/// Run a command; its stdout. Panics with its stderr when it fails.
+pub fn sh(args: &[&str]) -> String {
+    let o = Command::new(args[0])
+        .args(&args[1..])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e}", args.join(" ")));
+    assert!(
+        o.status.success(),
+        "{}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// `ip ARGS…`; its stdout. Panics with its stderr when it fails.
+pub fn ip(args: &[&str]) -> String {
+    let out = Command::new("ip").args(args).output().expect("run ip");
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `ip -n ns WORDS…` (the words split on whitespace), expecting success.
+pub fn ipn(ns: &str, words: &str) {
+    let mut v = vec!["ip", "-n", ns];
+    v.extend(words.split_whitespace());
+    run(&v);
+}
+
+/// Enter network namespace `ns` (`/run/netns/NS`) on the calling thread.
+fn enter_netns(path: &str) {
+    let file = File::open(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    rustix::thread::move_into_link_name_space(
+        file.as_fd(),
+        Some(rustix::thread::LinkNameSpaceType::Network),
+    )
+    .unwrap_or_else(|e| panic!("setns {path}: {e}"));
+}
+
+/// Run `f` on a thread that entered network namespace `ns`; its result (a
+/// panic of `f` goes on in the caller). `f` may borrow from the caller.
+pub fn in_netns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
+    let path = format!("/run/netns/{ns}");
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            enter_netns(&path);
+            f()
+        })
+        .join()
+        .unwrap_or_else(|e| std::panic::resume_unwind(e))
+    })
+}
+
+/// Start `f` on a new thread that entered network namespace `ns`.
+pub fn spawn_in_netns<T: Send + 'static>(
+    ns: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> std::thread::JoinHandle<T> {
+    let path = format!("/run/netns/{ns}");
+    std::thread::spawn(move || {
+        enter_netns(&path);
+        f()
+    })
+}
+
+/// A veth from `a` (named `a_if`) to `b` (named `b_if`), one queue each, up.
+pub fn veth(a: &str, a_if: &str, b: &str, b_if: &str) {
+    veth_queues(a, a_if, b, b_if, 1);
+}
+
+/// A veth from `a` (named `a_if`) to `b` (named `b_if`), `q` queues each, up.
+pub fn veth_queues(a: &str, a_if: &str, b: &str, b_if: &str, q: u32) {
+    ipn(
+        a,
+        &format!(
+            "link add {a_if} numtxqueues {q} numrxqueues {q} type veth peer name {b_if} \
+             netns {b} numtxqueues {q} numrxqueues {q}"
+        ),
+    );
+    ipn(a, &format!("link set {a_if} up"));
+    ipn(b, &format!("link set {b_if} up"));
+    wait_up(a, a_if);
+    wait_up(b, b_if);
+}
+
+/// Wait until `dev` in `ns` says `state UP`: the kernel attaches its qdisc
+/// (frames sent before are dropped) and sets its operstate from the
+/// link-watch work, up to a second after `link set up` on a busy machine.
+pub fn wait_up(ns: &str, dev: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let o = Command::new("ip")
+            .args(["-n", ns, "-o", "link", "show", dev])
+            .output()
+            .expect("ip link show");
+        if String::from_utf8_lossy(&o.stdout).contains("state UP") {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{dev} in {ns} never came up");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
