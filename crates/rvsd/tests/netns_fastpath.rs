@@ -194,7 +194,7 @@ fn tcp_fetch(ns: &str) -> usize {
 /// The fast path's hit count from rvsd's log at exit.
 fn hits(log: &str) -> u64 {
     log.lines()
-        .find_map(|l| l.strip_prefix("rvsd: fast path: hits "))
+        .find_map(|l| Some(&l[l.find("rvsd: fast path: hits ")? + 22..]))
         .and_then(|r| r.split(',').next())
         .and_then(|n| n.trim().parse().ok())
         .unwrap_or(0)
