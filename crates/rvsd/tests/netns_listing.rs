@@ -277,3 +277,85 @@ fn netns_sync_master_cost_on_forwarding() {
         on / off
     );
 }
+
+/// A measurement (issue 17): what scraping `rvsd --metrics` every second
+/// costs forwarding. 100 services of 10 real servers each (1100 series of
+/// node_ipvs_backend_*), the same 8 ping-pong connections through rvsd
+/// (`--fast-path off`: every packet takes the engine's lock, which a scrape
+/// takes too), without and with a scraper fetching /metrics every second,
+/// alternating, in one run.
+#[test]
+#[ignore = "a measurement (BENCHMARKS.md), not a check"]
+fn netns_metrics_scrape_cost_on_forwarding() {
+    require_root();
+    let mut lab = Lab::new("rvs-list", "scrape");
+    let (_sw, client, director, rs1) = one_segment_base(&mut lab, 1);
+    lab.vip_on_lo(&rs1, &format!("{VIP}/32"));
+    spawn_in_netns(&rs1, || {
+        let l = TcpListener::bind(("0.0.0.0", PORT)).expect("bind");
+        for s in l.incoming().flatten() {
+            std::thread::spawn(move || {
+                s.set_nodelay(true).ok();
+                let mut w = s.try_clone().expect("clone");
+                for line in BufReader::new(s).lines() {
+                    let Ok(line) = line else { return };
+                    if writeln!(w, "{line}").is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let rules = lab.temp_path("rules");
+    let mut text = format!("-A -t {VIP}:{PORT} -s rr\n-a -t {VIP}:{PORT} -r 10.0.0.11:{PORT} -g\n");
+    for s in 1..100u32 {
+        let vip = format!("10.0.5.{s}:80");
+        text.push_str(&format!("-A -t {vip} -s wlc\n"));
+        for r in 0..10u32 {
+            text.push_str(&format!("-a -t {vip} -r 10.0.6.{}:80 -g\n", s * 2 + r));
+        }
+    }
+    std::fs::write(&rules, text).expect("rules");
+    lab.start_rvsd(
+        &director,
+        None,
+        &["eth0"],
+        &[
+            "--rules",
+            rules.to_str().expect("path"),
+            "--fast-path",
+            "off",
+            "--metrics",
+            "127.0.0.1:9476",
+        ],
+    );
+    let _warm_up = rate(&client, || {});
+    let size = http_get(&director, "http://127.0.0.1:9476/metrics").map_or(0, |b| b.len());
+    let mut rows = Vec::new();
+    for scrape in [false, true, false, true] {
+        let stop = Arc::new(AtomicBool::new(false));
+        let scraper = scrape.then(|| {
+            let (stop, director) = (Arc::clone(&stop), director.clone());
+            std::thread::spawn(move || {
+                let mut n = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    assert!(http_get(&director, "http://127.0.0.1:9476/metrics").is_some());
+                    n += 1;
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+                n
+            })
+        });
+        let (r, worst) = rate(&client, || {});
+        stop.store(true, Ordering::Relaxed);
+        let scrapes = scraper.map_or(0, |h| h.join().expect("scraper"));
+        rows.push((scrape, r, worst, scrapes));
+    }
+    let off = (rows[0].1 + rows[2].1) / 2.0;
+    let on = (rows[1].1 + rows[3].1) / 2.0;
+    eprintln!(
+        "slow path, {CONNS} ping-pong connections, {SECONDS} s each, {size}-byte scrape: \
+         (scraping, exchanges/s, longest us, scrapes) {rows:?}; with/without = {:.3}",
+        on / off
+    );
+}
