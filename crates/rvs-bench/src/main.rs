@@ -18,6 +18,7 @@ the goals, and one line of JSON with every figure
       --services N        control: virtual services (default 10000)
       --dests N           control: real servers per service (default 10)
       --repeat N          control: runs per step, the median (default 3)
+      --svg FILE          also write the figures as a chart (SVG) to FILE
   -h, --help              this text
 ";
 
@@ -51,6 +52,7 @@ fn parse_bench(parser: &mut lexopt::Parser) -> Result<Option<bench::Opts>, Strin
             repeat: 3,
         },
         seconds: None,
+        svg: None,
     };
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
         match arg {
@@ -66,6 +68,10 @@ fn parse_bench(parser: &mut lexopt::Parser) -> Result<Option<bench::Opts>, Strin
             Long("services") => o.control.services = num_value(parser, "--services", 1 << 20)?,
             Long("dests") => o.control.dests = num_value(parser, "--dests", 1000)?,
             Long("repeat") => o.control.repeat = num_value(parser, "--repeat", 100)?,
+            Long("svg") => {
+                let v = parser.value().map_err(|e| e.to_string())?;
+                o.svg = Some(std::path::PathBuf::from(v));
+            }
             other => return Err(other.unexpected().to_string()),
         }
     }

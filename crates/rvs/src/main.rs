@@ -40,6 +40,7 @@ Commands:
       --services N        control: virtual services (default 10000)
       --dests N           control: real servers per service (default 10)
       --repeat N          control: runs per step, the median (default 3)
+      --svg FILE          also write the figures as a chart (SVG) to FILE
                           (runs the rvs-bench program next to rvs, built from
                           the source tree; not in the Debian package)
   proc ip_vs|ip_vs_conn|ip_vs_conn_sync|ip_vs_stats

@@ -17,6 +17,7 @@ pub mod control;
 pub mod generator;
 pub mod http;
 pub mod packet;
+pub mod svg;
 pub mod topo;
 
 use std::fmt::Write as _;
@@ -74,6 +75,8 @@ pub struct Opts {
     /// Seconds per measured point of the packet and http families
     /// (default: 2 quick, 5 full).
     pub seconds: Option<u32>,
+    /// `--svg FILE`: the figures as a chart too.
+    pub svg: Option<std::path::PathBuf>,
 }
 
 impl Opts {
@@ -608,6 +611,16 @@ pub fn run(o: &Opts) -> Result<(), String> {
     let g = goals(&rows);
     println!("goals:\n{}", goals_text(&g));
     println!("{}", json_line(o.quick, &rows, &g));
+    if let Some(path) = &o.svg {
+        let title = format!(
+            "rvs bench ({}): {} rows",
+            if o.quick { "quick" } else { "full" },
+            rows.len()
+        );
+        std::fs::write(path, svg::chart(&title, &rows))
+            .map_err(|e| format!("--svg {}: {e}", path.display()))?;
+        println!("chart written to {}", path.display());
+    }
     if topo::stopped(&stop) {
         return Err("interrupted".into());
     }
