@@ -1,4 +1,5 @@
-//! Builds the eBPF programs in bpf/ with clang (see the xdp module).
+//! Builds the eBPF programs in bpf/ with clang (see the xdp module). Also
+//! rvs-bench's build script (its build.rs calls this file's `main`).
 //!
 //! Every `*.c` in `bpf/` (and in `tests/bpf/`, for programs only tests load)
 //! becomes `$OUT_DIR/<stem>.o`, embedded with `include_bytes!`.
@@ -17,7 +18,7 @@ const BPF_DIRS: &[&str] = &["bpf", "tests/bpf"];
 
 const INSTALL_HINT: &str = "install them with `apt-get install clang libbpf-dev`";
 
-fn main() -> ExitCode {
+pub fn main() -> ExitCode {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-env-changed=CLANG");
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
@@ -50,9 +51,10 @@ fn main() -> ExitCode {
 }
 
 fn compile(clang: &str, src: &Path, obj: &Path) -> Result<(), String> {
+    let krate = env::var("CARGO_PKG_NAME").unwrap_or_else(|_| "rvs-io".to_owned());
     if !Path::new("/usr/include/bpf/bpf_helpers.h").exists() && env::var_os("CLANG").is_none() {
         return Err(format!(
-            "rvs-io: /usr/include/bpf/bpf_helpers.h is missing: the BPF programs need the \
+            "{krate}: /usr/include/bpf/bpf_helpers.h is missing: the BPF programs need the \
              libbpf headers and clang; {INSTALL_HINT}"
         ));
     }
@@ -73,14 +75,14 @@ fn compile(clang: &str, src: &Path, obj: &Path) -> Result<(), String> {
         .status()
         .map_err(|e| {
             format!(
-                "rvs-io: cannot run `{clang}` to build the BPF program {} ({e}): the BPF \
+                "{krate}: cannot run `{clang}` to build the BPF program {} ({e}): the BPF \
                  programs need clang and the libbpf headers; {INSTALL_HINT}",
                 src.display()
             )
         })?;
     if !status.success() {
         return Err(format!(
-            "rvs-io: `{clang}` failed to build the BPF program {} ({status}); if headers are \
+            "{krate}: `{clang}` failed to build the BPF program {} ({status}); if headers are \
              missing, {INSTALL_HINT}",
             src.display()
         ));

@@ -45,6 +45,14 @@ fn ship(
     out
 }
 
+/// SYN, ACK, ACK of client port `cport`: established, and at the third
+/// packet (a master sends it then).
+fn three_packets(e: &mut Engine, cport: u16, t: Instant) {
+    client_pkt(e, cport, 80, Flags::Syn, t);
+    client_pkt(e, cport, 80, Flags::Ack, t);
+    client_pkt(e, cport, 80, Flags::Ack, t);
+}
+
 fn take(e: &mut Engine) -> Vec<SyncConn<'static>> {
     let mut v = Vec::new();
     e.take_sync(&mut v, usize::MAX);
@@ -120,9 +128,7 @@ fn backup_takes_over_a_dr_connection_on_the_same_real_server() {
     let t = Instant::from_secs(10);
     // Two connections: rr gives them RS1 and RS2.
     for cport in [40000, 40001] {
-        client_pkt(&mut m, cport, 80, Flags::Syn, t);
-        client_pkt(&mut m, cport, 80, Flags::Ack, t);
-        client_pkt(&mut m, cport, 80, Flags::Ack, t);
+        three_packets(&mut m, cport, t);
     }
     let sent = take(&mut m);
     assert_eq!(sent.len(), 2);
@@ -159,9 +165,7 @@ fn backup_takes_over_a_dr_connection_on_the_same_real_server() {
 fn backup_takes_over_nat_replies_too() {
     let (mut m, mut b, _) = pair(FwdMethod::Masq);
     let t = Instant::from_secs(10);
-    client_pkt(&mut m, 40000, 80, Flags::Syn, t);
-    client_pkt(&mut m, 40000, 80, Flags::Ack, t);
-    client_pkt(&mut m, 40000, 80, Flags::Ack, t);
+    three_packets(&mut m, 40000, t);
     let sent = take(&mut m);
     assert_eq!(
         ship(&sent, Version::V1, &mut b, t),
@@ -192,9 +196,7 @@ fn backup_takes_over_nat_replies_too() {
 fn version_0_messages_apply_with_the_backups_timeouts() {
     let (mut m, mut b, _) = pair(FwdMethod::Route);
     let t = Instant::from_secs(10);
-    client_pkt(&mut m, 40000, 80, Flags::Syn, t);
-    client_pkt(&mut m, 40000, 80, Flags::Ack, t);
-    client_pkt(&mut m, 40000, 80, Flags::Ack, t);
+    three_packets(&mut m, 40000, t);
     let sent = take(&mut m);
     assert_eq!(
         ship(&sent, Version::V0, &mut b, t),
@@ -214,9 +216,7 @@ fn backup_without_the_service_keeps_the_connection_unbound_then_binds_it() {
     let mut b = engine();
     b.set_sync_backup(true);
     let t = Instant::from_secs(10);
-    client_pkt(&mut m, 40000, 80, Flags::Syn, t);
-    client_pkt(&mut m, 40000, 80, Flags::Ack, t);
-    client_pkt(&mut m, 40000, 80, Flags::Ack, t);
+    three_packets(&mut m, 40000, t);
     let sent = take(&mut m);
     assert_eq!(
         ship(&sent, Version::V1, &mut b, t),
@@ -245,9 +245,7 @@ fn backup_without_the_service_keeps_the_connection_unbound_then_binds_it() {
 fn a_moved_connection_is_replaced_and_a_stale_expiry_ignored() {
     let (mut m, mut b, _) = pair(FwdMethod::Route);
     let t = Instant::from_secs(10);
-    client_pkt(&mut m, 40000, 80, Flags::Syn, t);
-    client_pkt(&mut m, 40000, 80, Flags::Ack, t);
-    client_pkt(&mut m, 40000, 80, Flags::Ack, t);
+    three_packets(&mut m, 40000, t);
     let mut sent = take(&mut m);
     ship(&sent, Version::V1, &mut b, t);
     let first = the_conn(&b).daddr;
@@ -280,9 +278,7 @@ fn a_moved_connection_is_replaced_and_a_stale_expiry_ignored() {
 fn bad_entries_are_refused_and_counted() {
     let (mut m, mut b, _) = pair(FwdMethod::Route);
     let t = Instant::from_secs(10);
-    client_pkt(&mut m, 40000, 80, Flags::Syn, t);
-    client_pkt(&mut m, 40000, 80, Flags::Ack, t);
-    client_pkt(&mut m, 40000, 80, Flags::Ack, t);
+    three_packets(&mut m, 40000, t);
     let mut sent = take(&mut m);
     sent[0].state = 11; // past TCP's last state
     assert!(matches!(
@@ -333,9 +329,7 @@ fn persistence_templates_are_sent_and_applied() {
     let (mut m, mut b) = (mk(), mk());
     m.set_sync_master(true);
     let t = Instant::from_secs(10);
-    client_pkt(&mut m, 40000, 80, Flags::Syn, t);
-    client_pkt(&mut m, 40000, 80, Flags::Ack, t);
-    client_pkt(&mut m, 40000, 80, Flags::Ack, t);
+    three_packets(&mut m, 40000, t);
     let sent = take(&mut m);
     // The template goes with each of the connection's packets (it skips
     // the packet-count test), the connection at packet 3.

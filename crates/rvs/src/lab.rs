@@ -109,6 +109,23 @@ fn http_get(addr: SocketAddr, timeout: Duration) -> Result<String, String> {
     Ok(body.trim().to_string())
 }
 
+/// The real servers' line echo of `rvs lab ecmp` and `rvs lab ha` (:9000):
+/// one line in, the same line with the server's name before it out, for as
+/// long as the client keeps the connection.
+pub(crate) const ECHO_SERVER: &str = "\
+import socketserver, sys
+name = sys.argv[1].encode()
+class H(socketserver.StreamRequestHandler):
+    def handle(self):
+        for line in self.rfile:
+            self.wfile.write(name + b' ' + line)
+class S(socketserver.ThreadingTCPServer):
+    allow_reuse_address = True
+    daemon_threads = True
+    request_queue_size = 1024
+S(('0.0.0.0', 9000), H).serve_forever()
+";
+
 /// The real servers' HTTP server: `python3 -m http.server 80` serving
 /// `argv[1]`, threaded, quiet, with a listen backlog of 1024 instead of 5.
 pub(crate) const HTTP_SERVER: &str = "\

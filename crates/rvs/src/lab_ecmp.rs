@@ -30,7 +30,7 @@
 //! measures requests/s for S seconds at each stage (N, N-1, … directors).
 
 use crate::child::sibling;
-use crate::lab::{HTTP_SERVER, PREFIX};
+use crate::lab::{ECHO_SERVER, HTTP_SERVER, PREFIX};
 use crate::netns::{addr as ip_addr_add, gro_on, in_ns, remove_ns, run_cmd};
 use rvs_proto::client::{Client, DEFAULT_ABSTRACT_NAME, Endpoint};
 use rvs_proto::{Reply, Request};
@@ -78,22 +78,6 @@ pub struct Opts {
     /// every director (`mh` moves about 1/(N+1) of its slots).
     pub add_server: bool,
 }
-
-/// The echo server of the real servers: one line in, the same line (with
-/// the server's name) out, for as long as the client keeps the connection.
-const ECHO_SERVER: &str = "\
-import socketserver, sys
-name = sys.argv[1].encode()
-class H(socketserver.StreamRequestHandler):
-    def handle(self):
-        for line in self.rfile:
-            self.wfile.write(name + b' ' + line)
-class S(socketserver.ThreadingTCPServer):
-    allow_reuse_address = True
-    daemon_threads = True
-    request_queue_size = 1024
-S(('0.0.0.0', 9000), H).serve_forever()
-";
 
 struct Director {
     ns: String,

@@ -32,7 +32,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::child::sibling;
-use crate::lab::PREFIX;
+use crate::lab::{ECHO_SERVER, PREFIX};
 use crate::netns::{addr as ip_addr_add, gro_on, in_ns, remove_ns, run_cmd, veth};
 
 const VIP: &str = "10.7.0.100";
@@ -40,21 +40,6 @@ const PORT: u16 = 9000;
 
 /// The notify script keepalived runs (the one `dist/` ships).
 const NOTIFY: &str = include_str!("../../../dist/keepalived/rvs-sync-notify");
-
-/// The real servers' line echo (their name before each line).
-const ECHO_SERVER: &str = "\
-import socketserver, sys
-name = sys.argv[1].encode()
-class H(socketserver.StreamRequestHandler):
-    def handle(self):
-        for line in self.rfile:
-            self.wfile.write(name + b' ' + line)
-class S(socketserver.ThreadingTCPServer):
-    allow_reuse_address = True
-    daemon_threads = True
-    request_queue_size = 1024
-S(('0.0.0.0', 9000), H).serve_forever()
-";
 
 /// `rvs lab ha` options.
 #[derive(Debug, Clone)]

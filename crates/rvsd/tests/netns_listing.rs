@@ -52,6 +52,29 @@ fn state_file(path: &std::path::Path) {
     std::fs::write(path, rvsd::handover::encode(&entries, now)).expect("state file");
 }
 
+/// One director (10.0.0.2, the VIP on `lo`) in front of one DR real
+/// server (10.0.0.11) running a line echo on `PORT`: (client, director).
+fn director_with_echo(lab: &mut Lab) -> (String, String) {
+    let (_sw, client, director, rs1) = one_segment_base(lab, 1);
+    lab.vip_on_lo(&rs1, &format!("{VIP}/32"));
+    spawn_in_netns(&rs1, || {
+        let l = TcpListener::bind(("0.0.0.0", PORT)).expect("bind");
+        for s in l.incoming().flatten() {
+            std::thread::spawn(move || {
+                s.set_nodelay(true).ok();
+                let mut w = s.try_clone().expect("clone");
+                for line in BufReader::new(s).lines() {
+                    let Ok(line) = line else { return };
+                    if writeln!(w, "{line}").is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (client, director)
+}
+
 /// Exchanges per second of `CONNS` ping-pong connections for `SECONDS`,
 /// and the longest exchange (µs).
 fn rate(client: &str, during: impl FnOnce() + Send + 'static) -> (f64, u64) {
@@ -172,23 +195,7 @@ fn run(
 fn netns_listing_a_million_connections_while_forwarding() {
     require_root();
     let mut lab = Lab::new("rvs-list", "1m");
-    let (_sw, client, director, rs1) = one_segment_base(&mut lab, 1);
-    lab.vip_on_lo(&rs1, &format!("{VIP}/32"));
-    spawn_in_netns(&rs1, || {
-        let l = TcpListener::bind(("0.0.0.0", PORT)).expect("bind");
-        for s in l.incoming().flatten() {
-            std::thread::spawn(move || {
-                s.set_nodelay(true).ok();
-                let mut w = s.try_clone().expect("clone");
-                for line in BufReader::new(s).lines() {
-                    let Ok(line) = line else { return };
-                    if writeln!(w, "{line}").is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
+    let (client, director) = director_with_echo(&mut lab);
     let rules = lab.temp_path("rules");
     std::fs::write(
         &rules,
@@ -230,23 +237,7 @@ fn netns_listing_a_million_connections_while_forwarding() {
 fn netns_sync_master_cost_on_forwarding() {
     require_root();
     let mut lab = Lab::new("rvs-list", "mcost");
-    let (_sw, client, director, rs1) = one_segment_base(&mut lab, 1);
-    lab.vip_on_lo(&rs1, &format!("{VIP}/32"));
-    spawn_in_netns(&rs1, || {
-        let l = TcpListener::bind(("0.0.0.0", PORT)).expect("bind");
-        for s in l.incoming().flatten() {
-            std::thread::spawn(move || {
-                s.set_nodelay(true).ok();
-                let mut w = s.try_clone().expect("clone");
-                for line in BufReader::new(s).lines() {
-                    let Ok(line) = line else { return };
-                    if writeln!(w, "{line}").is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
+    let (client, director) = director_with_echo(&mut lab);
     lab.start_rvsd(&director, None, &["eth0"], &["--fast-path", "off"]);
     lab.adm_lines(
         &director,
@@ -289,23 +280,7 @@ fn netns_sync_master_cost_on_forwarding() {
 fn netns_metrics_scrape_cost_on_forwarding() {
     require_root();
     let mut lab = Lab::new("rvs-list", "scrape");
-    let (_sw, client, director, rs1) = one_segment_base(&mut lab, 1);
-    lab.vip_on_lo(&rs1, &format!("{VIP}/32"));
-    spawn_in_netns(&rs1, || {
-        let l = TcpListener::bind(("0.0.0.0", PORT)).expect("bind");
-        for s in l.incoming().flatten() {
-            std::thread::spawn(move || {
-                s.set_nodelay(true).ok();
-                let mut w = s.try_clone().expect("clone");
-                for line in BufReader::new(s).lines() {
-                    let Ok(line) = line else { return };
-                    if writeln!(w, "{line}").is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
+    let (client, director) = director_with_echo(&mut lab);
     let rules = lab.temp_path("rules");
     let mut text = format!("-A -t {VIP}:{PORT} -s rr\n-a -t {VIP}:{PORT} -r 10.0.0.11:{PORT} -g\n");
     for s in 1..100u32 {

@@ -391,6 +391,13 @@ impl Capture {
     }
 }
 
+/// `--start-daemon ROLE --mcast-interface eth0 EXTRA…` in `ns`.
+fn start_daemon(lab: &Lab, ns: &str, role: &str, extra: &[&str]) {
+    let mut args = vec!["--start-daemon", role, "--mcast-interface", "eth0"];
+    args.extend_from_slice(extra);
+    lab.adm_ok(ns, &args);
+}
+
 /// Lines of `rvs proc ip_vs_conn_sync` in `ns` whose origin is SYNC.
 fn synced(lab: &Lab, ns: &str) -> usize {
     let o = lab.exec(
@@ -471,28 +478,8 @@ fn netns_sync_backup_takes_over_established_connections() {
     require_root();
     let mut p = pair("dr");
     let (a, b) = (p.a.clone(), p.b.clone());
-    p.lab.adm_ok(
-        &a,
-        &[
-            "--start-daemon",
-            "master",
-            "--mcast-interface",
-            "eth0",
-            "--syncid",
-            "9",
-        ],
-    );
-    p.lab_b.adm_ok(
-        &b,
-        &[
-            "--start-daemon",
-            "backup",
-            "--mcast-interface",
-            "eth0",
-            "--syncid",
-            "9",
-        ],
-    );
+    start_daemon(&p.lab, &a, "master", &["--syncid", "9"]);
+    start_daemon(&p.lab_b, &b, "backup", &["--syncid", "9"]);
     let daemons = p.lab_b.adm_ok(&b, &["-L", "--daemon"]);
     assert!(
         daemons.contains("backup sync daemon (mcast=eth0, syncid=9,"),
@@ -526,29 +513,9 @@ fn netns_sync_other_syncid_is_ignored_and_without_sync_connections_break() {
     require_root();
     let mut p = pair("ctl");
     let (a, b) = (p.a.clone(), p.b.clone());
-    p.lab.adm_ok(
-        &a,
-        &[
-            "--start-daemon",
-            "master",
-            "--mcast-interface",
-            "eth0",
-            "--syncid",
-            "9",
-        ],
-    );
+    start_daemon(&p.lab, &a, "master", &["--syncid", "9"]);
     // A backup listening for syncid 10 learns nothing from syncid 9.
-    p.lab_b.adm_ok(
-        &b,
-        &[
-            "--start-daemon",
-            "backup",
-            "--mcast-interface",
-            "eth0",
-            "--syncid",
-            "10",
-        ],
-    );
+    start_daemon(&p.lab_b, &b, "backup", &["--syncid", "10"]);
     let broken = takeover(&mut p, false);
     assert_eq!(synced(&p.lab_b, &b), 0);
     assert!(
@@ -925,10 +892,7 @@ fn netns_sync_backup_learns_100k_connections() {
              -a -t {VIP}:{PORT} -r 10.0.0.12:{PORT} -g"
         ),
     );
-    lab.adm_ok(
-        &b,
-        &["--start-daemon", "backup", "--mcast-interface", "eth0"],
-    );
+    start_daemon(&lab, &b, "backup", &[]);
     const N: u32 = 100_000;
     let mut msgs = Vec::new();
     let mut sb = SyncBuffer::new(vec![0u8; 1500], Version::V1, 1, 1472).expect("buffer");
@@ -1014,18 +978,11 @@ fn netns_sync_ipv6_group() {
             let out = String::from_utf8_lossy(&o.stdout).to_string();
             out.contains("fe80") && !out.contains("tentative")
         });
-        lab.adm_ok(
+        start_daemon(
+            lab,
             ns,
-            &[
-                "--start-daemon",
-                role,
-                "--mcast-interface",
-                "eth0",
-                "--mcast-group",
-                "ff02::1:8848",
-                "--syncid",
-                "3",
-            ],
+            role,
+            &["--mcast-group", "ff02::1:8848", "--syncid", "3"],
         );
     }
     let daemons = p.lab_b.adm_ok(&b, &["-L", "--daemon"]);

@@ -91,18 +91,18 @@ impl Engine {
         proto: Protocol,
         now: Instant,
     ) -> Action {
-        if self
-            .conns
-            .get(id)
-            .is_some_and(|c| c.owner == super::UNBOUND_OWNER)
-        {
+        let Some(mut c) = self.conns.get(id) else {
+            return Action::Drop(DropReason::NoConnection);
+        };
+        if c.owner == super::UNBOUND_OWNER {
             // A synced connection whose service this director did not
             // have: bind it now if it has it (ip_vs_try_bind_dest).
             self.try_bind(id);
+            c = match self.conns.get(id) {
+                Some(c) => c,
+                None => return Action::Drop(DropReason::NoConnection),
+            };
         }
-        let Some(c) = self.conns.get(id) else {
-            return Action::Drop(DropReason::NoConnection);
-        };
         let target = Target::of(c);
         let egress = self.egress(target.daddr);
         let svc = self.services.get_mut(target.sref);
