@@ -285,6 +285,13 @@ pub struct Services {
     /// Addresses of address services, with their number of services: the
     /// fragments without ports that may be a service's.
     vaddrs: HashMap<u128, u32>,
+    /// The AND of the persistence netmasks of the persistent IPv4
+    /// services (`None`: none), and the shortest prefix of the IPv6 ones:
+    /// clients the same masks cover are steered to one engine replica, so
+    /// a persistence template and its connections live together
+    /// ([`crate::engine::steer`]).
+    persist_mask_v4: Option<u32>,
+    persist_prefix_v6: Option<u8>,
 }
 
 /// An address as one 128-bit word (IPv4 as its IPv4-mapped IPv6 form).
@@ -467,7 +474,54 @@ impl Services {
         };
         self.count_key(&key, 1);
         self.by_key.insert(key, r);
+        if let Some(svc) = self.get(r)
+            && svc.config.persistent()
+        {
+            // Adding only narrows: no need to look at every service.
+            let (af, netmask) = (svc.key.af(), svc.config.netmask);
+            self.narrow_persist_masks(af, netmask);
+        }
         Ok(r)
+    }
+
+    /// Recompute [`Services::persist_masks`] after an edit or a deletion.
+    fn recompute_persist_masks(&mut self) {
+        self.persist_mask_v4 = None;
+        self.persist_prefix_v6 = None;
+        let persistent: Vec<(Af, u32)> = self
+            .slots
+            .iter()
+            .filter_map(|s| s.svc.as_ref())
+            .filter(|svc| svc.config.persistent())
+            .map(|svc| (svc.key.af(), svc.config.netmask))
+            .collect();
+        for (af, netmask) in persistent {
+            self.narrow_persist_masks(af, netmask);
+        }
+    }
+
+    fn narrow_persist_masks(&mut self, af: Af, netmask: u32) {
+        match af {
+            Af::Inet => {
+                self.persist_mask_v4 = Some(self.persist_mask_v4.unwrap_or(u32::MAX) & netmask)
+            }
+            Af::Inet6 => {
+                let p = netmask.min(128) as u8;
+                self.persist_prefix_v6 = Some(self.persist_prefix_v6.map_or(p, |q| q.min(p)));
+            }
+        }
+    }
+
+    /// The persistence netmasks every client address is masked with
+    /// before it is steered: the AND of the persistent IPv4 services'
+    /// masks (`u32::MAX` without one) and the shortest prefix of the
+    /// persistent IPv6 services (128 without one).
+    #[inline]
+    pub fn persist_masks(&self) -> (u32, u8) {
+        (
+            self.persist_mask_v4.unwrap_or(u32::MAX),
+            self.persist_prefix_v6.unwrap_or(128),
+        )
     }
 
     fn count_key(&mut self, key: &ServiceKey, delta: isize) {
@@ -499,12 +553,24 @@ impl Services {
                 .map_err(|_| CtlError::Invalid("too many destinations for the scheduler"))?;
             svc.scheduler = new_sched;
         }
+        let persistence = svc.config.persistent() || cfg.persistent();
         svc.config = cfg;
+        if persistence {
+            self.recompute_persist_masks();
+        }
         Ok(())
     }
 
     /// `-D`: remove the service; returns it so the caller can settle its connections.
     pub fn delete(&mut self, key: &ServiceKey) -> Result<Service, CtlError> {
+        let svc = self.delete_one(key)?;
+        if svc.config.persistent() {
+            self.recompute_persist_masks();
+        }
+        Ok(svc)
+    }
+
+    fn delete_one(&mut self, key: &ServiceKey) -> Result<Service, CtlError> {
         let r = self.by_key.remove(key).ok_or(CtlError::NoSuchService)?;
         self.count_key(key, -1);
         let slot = &mut self.slots[r.slot as usize];
@@ -521,8 +587,10 @@ impl Services {
     pub fn clear(&mut self) {
         let keys: Vec<ServiceKey> = self.by_key.keys().copied().collect();
         for k in keys {
-            let _ = self.delete(&k);
+            let _ = self.delete_one(&k);
         }
+        self.persist_mask_v4 = None;
+        self.persist_prefix_v6 = None;
     }
 
     /// `-a`. A real server found in the trash is revived with its counters.

@@ -37,6 +37,7 @@
 //!   fragments that follow it (the table itself is [`crate::frag`]);
 //! - `fast`: the XDP fast path's bookkeeping (the map formats are
 //!   [`crate::fastpath`]);
+//! - `steer`: which replica owns a packet, with per-worker engines;
 //! - `sync`: connection sync: what a master queues, how a backup applies
 //!   an entry (the messages are [`rvs_wire::ipvs_sync`]).
 
@@ -60,12 +61,14 @@ mod fast;
 mod frag;
 mod icmp;
 mod schedule;
+mod steer;
 mod sync;
 mod xmit;
 
 pub use sync::{SyncApplied, SyncCounters, UNBOUND_OWNER};
 
 pub use schedule::mask_addr;
+pub use steer::owner as steer_owner;
 
 use fast::FastPath;
 use frag::{FragDecision, frag_fields};

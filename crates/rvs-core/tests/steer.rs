@@ -1,0 +1,205 @@
+//! Per-worker engines: every packet of a connection, request or NAT reply,
+//! fragment or not, is steered to the one replica that holds it, and a
+//! persistence template shares its replica with the clients it covers.
+
+mod common;
+
+use common::*;
+use rvs_core::engine::{Action, Engine, Hop, steer_owner};
+use rvs_core::service::{ServiceConfig, ServiceKey};
+use rvs_core::{Af, DestConfig, FwdMethod, Instant};
+use rvs_wire::EthernetAddress;
+
+/// `n` replicas with the same configuration (`persistent`: `-p 300 -M
+/// 255.255.255.0`).
+fn replicas(n: usize, fwd: FwdMethod, persistent: bool) -> Vec<Engine> {
+    (0..n)
+        .map(|_| {
+            let mut e = engine();
+            let key = svc_key(80);
+            let mut cfg = ServiceConfig::new(Af::Inet);
+            cfg.scheduler = "rr".into();
+            if persistent {
+                cfg.flags |= rvs_core::service::SVC_F_PERSISTENT;
+                cfg.timeout = 300;
+                cfg.netmask = 0xffff_ff00;
+            }
+            e.add_service(key, cfg).unwrap();
+            for rs in [RS1, RS2] {
+                let mut d = DestConfig::new(v4(rs), 8080);
+                d.fwd = fwd;
+                e.add_dest(&key, &d, Instant::ZERO).unwrap();
+            }
+            e
+        })
+        .collect()
+}
+
+/// Process `f` (with headroom) in the replica that owns it, as a worker
+/// hands it over; the owner's index and the action.
+fn steered(
+    rs: &mut [Engine],
+    f: &mut Vec<u8>,
+    ingress: rvs_core::engine::PortId,
+) -> (usize, Action) {
+    let h = rs[0].steer(&f[HEADROOM..], ingress).expect("an IP packet");
+    // Every replica steers alike (the decision reads the configuration only).
+    for r in rs.iter() {
+        assert_eq!(r.steer(&f[HEADROOM..], ingress), Some(h));
+    }
+    let i = steer_owner(h, rs.len());
+    (i, run(&mut rs[i], f, ingress, Instant::ZERO))
+}
+
+fn client(i: u32) -> [u8; 4] {
+    let a = 0xac10_0000u32 + i * 7919;
+    a.to_be_bytes()
+}
+
+#[test]
+fn both_directions_of_a_nat_connection_find_their_replica() {
+    for n in [1usize, 2, 3, 4] {
+        let mut rs = replicas(n, FwdMethod::Masq, false);
+        let mut used = vec![0usize; n];
+        for i in 0..200u32 {
+            let (c, cport) = (client(i), 10_000 + i as u16);
+            for e in rs.iter_mut() {
+                e.set_hop(
+                    v4(c),
+                    Hop {
+                        port: CLIENT_PORT,
+                        mac: EthernetAddress(CLIENT_MAC),
+                    },
+                );
+            }
+            let mut syn = tcp_frame(
+                CLIENT_MAC,
+                DIRECTOR_MAC_C,
+                (c, cport),
+                (VIP, 80),
+                Flags::Syn,
+                b"",
+            );
+            let (owner, a) = steered(&mut rs, &mut syn, CLIENT_PORT);
+            used[owner] += 1;
+            assert!(matches!(a, Action::Forward { .. }), "syn: {a:?}");
+            // The server it went to answers from its own address.
+            let server = if syn[HEADROOM + 30..HEADROOM + 34] == RS1 {
+                RS1
+            } else {
+                RS2
+            };
+            let mut reply = tcp_frame(
+                RS1_MAC,
+                DIRECTOR_MAC_S,
+                (server, 8080),
+                (c, cport),
+                Flags::SynAck,
+                b"",
+            );
+            let (o2, a) = steered(&mut rs, &mut reply, SERVER_PORT);
+            assert_eq!(o2, owner, "the reply goes to the request's replica");
+            assert!(matches!(a, Action::Forward { .. }), "reply: {a:?}");
+            // Translated back to the virtual address.
+            assert_eq!(reply[HEADROOM + 26..HEADROOM + 30], VIP);
+            let mut ack = tcp_frame(
+                CLIENT_MAC,
+                DIRECTOR_MAC_C,
+                (c, cport),
+                (VIP, 80),
+                Flags::Ack,
+                b"x",
+            );
+            assert_eq!(steered(&mut rs, &mut ack, CLIENT_PORT).0, owner);
+        }
+        // Each replica holds only its own connections, and together all.
+        let total: usize = rs.iter().map(|e| e.conns().len()).sum();
+        assert_eq!(total, 200);
+        for (i, u) in used.iter().enumerate() {
+            assert_eq!(rs[i].conns().len(), *u);
+            assert!(
+                *u > 200 / n / 3,
+                "replica {i} of {n} got {u} of 200: {used:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_persistence_template_shares_the_replica_of_its_clients() {
+    let mut rs = replicas(4, FwdMethod::Route, true);
+    // 20 clients of one /24, several connections each: one server for all.
+    let mut servers = std::collections::HashSet::new();
+    let mut owners = std::collections::HashSet::new();
+    for host in 1..=20u8 {
+        for cport in [1000u16, 2000] {
+            let mut syn = tcp_frame(
+                CLIENT_MAC,
+                DIRECTOR_MAC_C,
+                ([172, 16, 9, host], cport),
+                (VIP, 80),
+                Flags::Syn,
+                b"",
+            );
+            let (owner, a) = steered(&mut rs, &mut syn, CLIENT_PORT);
+            assert!(matches!(a, Action::Forward { .. }));
+            owners.insert(owner);
+            servers.insert(syn[HEADROOM..HEADROOM + 6].to_vec());
+        }
+    }
+    assert_eq!(owners.len(), 1, "one replica for the /24");
+    assert_eq!(
+        servers.len(),
+        1,
+        "one real server for the /24 (persistence)"
+    );
+    // Deleting the persistent service widens nothing any more.
+    let key: ServiceKey = svc_key(80);
+    for e in rs.iter_mut() {
+        e.delete_service(&key).unwrap();
+        assert_eq!(e.services().persist_masks(), (u32::MAX, 128));
+    }
+}
+
+#[test]
+fn the_masks_follow_persistent_services() {
+    let mut e = engine();
+    assert_eq!(e.services().persist_masks(), (u32::MAX, 128));
+    let key = svc_key(80);
+    let mut cfg = ServiceConfig::new(Af::Inet);
+    cfg.flags |= rvs_core::service::SVC_F_PERSISTENT;
+    cfg.netmask = 0xffff_0000;
+    e.add_service(key, cfg.clone()).unwrap();
+    assert_eq!(e.services().persist_masks().0, 0xffff_0000);
+    let key2 = svc_key(443);
+    let mut cfg2 = cfg.clone();
+    cfg2.netmask = 0xff00_0000;
+    e.add_service(key2, cfg2).unwrap();
+    assert_eq!(e.services().persist_masks().0, 0xff00_0000);
+    // -E without -p: the /8 is gone.
+    e.edit_service(&key2, ServiceConfig::new(Af::Inet)).unwrap();
+    assert_eq!(e.services().persist_masks().0, 0xffff_0000);
+    e.flush();
+    assert_eq!(e.services().persist_masks(), (u32::MAX, 128));
+    // The steering hash of a client is the one of its masked address.
+    e.add_service(key, cfg).unwrap();
+    assert_eq!(
+        e.steer_addr(v4([10, 1, 2, 3])),
+        e.steer_addr(v4([10, 1, 200, 9]))
+    );
+}
+
+#[test]
+fn owner_spreads_and_stays_in_range() {
+    let e = engine();
+    for n in 1..=8usize {
+        let mut seen = vec![0u32; n];
+        for i in 0..4096u32 {
+            let o = steer_owner(e.steer_addr(v4(client(i))), n);
+            assert!(o < n);
+            seen[o] += 1;
+        }
+        let min = *seen.iter().min().unwrap();
+        assert!(min > 4096 / n as u32 / 2, "{n}: {seen:?}");
+    }
+}
