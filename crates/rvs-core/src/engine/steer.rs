@@ -30,6 +30,19 @@ impl Engine {
     /// particular (not IP, not parsed: any replica gives the same answer).
     /// Map it to a replica with [`owner`].
     pub fn steer(&self, bytes: &[u8], ingress: PortId) -> Option<u64> {
+        // The common case reads two addresses where they are; ICMP, IPv6
+        // extension headers and firewall-mark rules take the full parse.
+        if self.fwmark_rules.is_empty()
+            && let Some((src, dst)) = plain_addrs(bytes)
+        {
+            let client = if self.services.is_nat_source(src) && !self.services.is_virtual_addr(dst)
+            {
+                dst
+            } else {
+                src
+            };
+            return Some(self.steer_addr(client));
+        }
         let meta = match rvs_wire::parse_frame(bytes) {
             Ok(Parsed::Ip(m)) => m,
             _ => return None,
@@ -93,6 +106,39 @@ impl Engine {
             .mark_of(ingress.0, meta.dst, proto, meta.dport);
         let af = if meta.af_v6 { Af::Inet6 } else { Af::Inet };
         mark != 0 && self.services.lookup(mark, af, proto, meta.dst, 0).is_some()
+    }
+}
+
+/// Source and destination of an IPv4 or IPv6 packet (after one optional
+/// VLAN tag) that is not ICMP and, for IPv6, whose first header is TCP,
+/// UDP or SCTP; `None` for anything else (the full parse decides).
+fn plain_addrs(b: &[u8]) -> Option<(IpAddr, IpAddr)> {
+    let mut l3 = 14;
+    let mut ethertype = u16::from_be_bytes([*b.get(12)?, *b.get(13)?]);
+    if ethertype == 0x8100 {
+        ethertype = u16::from_be_bytes([*b.get(16)?, *b.get(17)?]);
+        l3 = 18;
+    }
+    match ethertype {
+        0x0800 => {
+            let h = b.get(l3..l3 + 20)?;
+            if h[0] >> 4 != 4 || h[9] == 1 {
+                return None;
+            }
+            let src = u32::from_be_bytes([h[12], h[13], h[14], h[15]]);
+            let dst = u32::from_be_bytes([h[16], h[17], h[18], h[19]]);
+            Some((IpAddr::V4(src.into()), IpAddr::V4(dst.into())))
+        }
+        0x86dd => {
+            let h = b.get(l3..l3 + 40)?;
+            if h[0] >> 4 != 6 || !matches!(h[6], 6 | 17 | 132) {
+                return None;
+            }
+            let src = u128::from_be_bytes(h[8..24].try_into().ok()?);
+            let dst = u128::from_be_bytes(h[24..40].try_into().ok()?);
+            Some((IpAddr::V6(src.into()), IpAddr::V6(dst.into())))
+        }
+        _ => None,
     }
 }
 
