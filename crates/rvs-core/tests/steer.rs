@@ -203,3 +203,39 @@ fn owner_spreads_and_stays_in_range() {
         assert!(min > 4096 / n as u32 / 2, "{n}: {seen:?}");
     }
 }
+
+#[test]
+fn a_replica_has_the_configuration_and_no_state() {
+    let mut e = replicas(1, FwdMethod::Masq, true).remove(0);
+    e.set_timeouts(100, 20, 30).unwrap();
+    let key2 = svc_key(443);
+    e.add_service(key2, ServiceConfig::new(Af::Inet)).unwrap();
+    e.add_dest(&key2, &DestConfig::new(v4(RS2), 443), Instant::ZERO)
+        .unwrap();
+    // Some state in the original.
+    let (a, _) = client_pkt(&mut e, 5555, 80, Flags::Syn, Instant::ZERO);
+    assert!(matches!(a, Action::Forward { .. }));
+    let r = e.replica();
+    assert_eq!(r.conns().len(), 0);
+    assert_eq!(r.timeouts(), e.timeouts());
+    assert_eq!(r.services().persist_masks(), e.services().persist_masks());
+    let list = |e: &Engine| {
+        let mut v: Vec<_> = e
+            .services()
+            .iter()
+            .map(|(_, s)| {
+                let d: Vec<_> = s.dests.iter().map(|d| d.config()).collect();
+                (s.seq, s.key, s.config.clone(), d)
+            })
+            .collect();
+        v.sort_by_key(|x| x.0);
+        v.into_iter()
+            .map(|(_, k, c, d)| (k, c, d))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(list(&r), list(&e));
+    // And it forwards on its own (ports and hops came along).
+    let mut r = r;
+    let (a, _) = client_pkt(&mut r, 5556, 80, Flags::Syn, Instant::ZERO);
+    assert!(matches!(a, Action::Forward { .. }), "{a:?}");
+}

@@ -44,6 +44,38 @@ impl Engine {
         Ok(())
     }
 
+    /// A new engine with this one's configuration and none of its state:
+    /// its services and real servers (added in the order this one's were,
+    /// with fresh schedulers), firewall-mark rules, sysctls, timeouts,
+    /// ports and next hops; no connection, statistic, counter, claim
+    /// check, sync role or fast-path bookkeeping. The replicas of
+    /// per-worker engines ([`crate::engine::steer`]) start so; from then
+    /// on every change is applied to each.
+    pub fn replica(&self) -> Engine {
+        let mut e = Engine::new(super::EngineConfig {
+            sysctls: self.sysctls,
+            ..self.config
+        });
+        let mut svcs: Vec<&crate::service::Service> =
+            self.services.iter().map(|(_, s)| s).collect();
+        svcs.sort_unstable_by_key(|s| s.seq);
+        for s in svcs {
+            // Valid here, so valid there: the same checks on the same input.
+            if e.services.add(s.key, s.config.clone()).is_ok() {
+                // Newest first in the list (the kernel adds at the head):
+                // oldest added first.
+                for d in s.dests.iter().rev() {
+                    let _ = e.services.add_dest(&s.key, &d.config(), Instant::ZERO);
+                }
+            }
+        }
+        e.fwmark_rules = self.fwmark_rules.clone();
+        e.timeouts = self.timeouts;
+        e.ports = self.ports.clone();
+        e.hops = self.hops.clone();
+        e
+    }
+
     /// The services.
     pub fn services(&self) -> &Services {
         &self.services

@@ -317,6 +317,8 @@ use conn::flags::{
 /// The IPVS engine.
 #[derive(Debug)]
 pub struct Engine {
+    /// The settings it was created with ([`Engine::replica`]).
+    config: EngineConfig,
     services: Services,
     conns: ConnTable,
     timeouts: Timeouts,
@@ -385,6 +387,7 @@ impl Engine {
     /// A new engine with no services.
     pub fn new(cfg: EngineConfig) -> Self {
         Engine {
+            config: cfg,
             services: Services::new(),
             conns: ConnTable::new(
                 ConnTableConfig {
