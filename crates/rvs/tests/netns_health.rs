@@ -8,7 +8,8 @@
 //! sets the weight from the script's exit code; SSL_GET (self-signed
 //! certificate, SNI), DNS_CHECK and UDP_CHECK against servers stopped and
 //! started again; PING_CHECK through raw and ping sockets against real
-//! servers that stop answering echoes.
+//! servers that stop answering echoes; FILE_CHECK files that take a
+//! server out, put it back and re-weight it.
 //!
 //! Needs root, iproute2, python3 and AF_XDP (see netns_sessions.rs).
 
@@ -787,6 +788,79 @@ fn netns_health_hung_servers_do_not_delay_others() {
     w.wait_table(&[], Duration::from_secs(1 + 5 + 1 + 5 + 4), &h);
     let log = h.log();
     assert!(log.contains("Timeout reading data to"), "{log}");
+}
+
+/// FILE_CHECK: a file written by an operator takes a server out and puts
+/// it back (weight 0: any non-zero value is down), another re-weights one
+/// (value * weight added), as `rvsadm -Ln` shows.
+#[test]
+fn netns_health_file_check_gates_and_weights() {
+    let Some(w) = setup("file") else { return };
+    let rips = w.lab.rips.clone();
+    let (gate, drain) = (w.dir.join("gate"), w.dir.join("drain"));
+    std::fs::write(&drain, "0\n").unwrap();
+    let real = |rip: Ipv4Addr, file: &str| {
+        format!(
+            "  real_server {rip} {PORT} {{\n    weight 2\n    TCP_CHECK {{\n      connect_timeout 1\n    }}\n{file}  }}\n"
+        )
+    };
+    let reals = vec![
+        real(rips[0], "    FILE_CHECK {\n      track_file gate\n    }\n"),
+        real(
+            rips[1],
+            "    FILE_CHECK {\n      track_file drain\n      weight 3\n    }\n",
+        ),
+        real(rips[2], ""),
+    ];
+    // The gate does not exist: init_file writes 0 (up).
+    let conf = format!(
+        "track_file gate {{\n  file {}\n  weight 0\n  init_file 0\n}}\n\
+         track_file drain {{\n  file {}\n}}\n{}",
+        gate.display(),
+        drain.display(),
+        http_conf(&w.lab, "", &reals)
+    );
+    let h = w.health(&conf, "f");
+    let want = |v: &[(usize, u64)]| -> Vec<(Ipv4Addr, u64)> {
+        v.iter().map(|&(i, n)| (rips[i], n)).collect()
+    };
+    w.wait_table(
+        &want(&[(0, 2), (1, 2), (2, 2)]),
+        Duration::from_secs(10),
+        &h,
+    );
+    assert_eq!(std::fs::read_to_string(&gate).unwrap(), "0\n");
+    // Polled every second: out within 1 s (plus slack), back as fast.
+    let bound = Duration::from_secs(1 + 2);
+    std::fs::write(&gate, "1\n").unwrap();
+    let took = w.wait_table(&want(&[(1, 2), (2, 2)]), bound, &h);
+    eprintln!("the gate took rs1 out after {took:?}");
+    let log = h.log();
+    assert!(
+        log.contains(&format!(
+            "tracked file gate ({}) now FAULT state",
+            gate.display()
+        )),
+        "{log}"
+    );
+    // 2 + 2 * 3 = 8; then 2 - 5 * 3 < 0: weight 0, still listed.
+    std::fs::write(&drain, "2\n").unwrap();
+    w.wait_table(&want(&[(1, 8), (2, 2)]), bound, &h);
+    std::fs::write(&drain, "-5\n").unwrap();
+    w.wait_table(&want(&[(1, 0), (2, 2)]), bound, &h);
+    std::fs::write(&gate, "0\n").unwrap();
+    std::fs::remove_file(&drain).unwrap();
+    w.wait_table(&want(&[(0, 2), (1, 2), (2, 2)]), bound, &h);
+    let show = Command::new(RVS)
+        .args(["health", "show", "--state"])
+        .arg(w.state())
+        .output()
+        .unwrap();
+    let show = String::from_utf8_lossy(&show.stdout);
+    assert!(
+        show.contains("FILE_CHECK") && show.contains("last value 0"),
+        "{show}"
+    );
 }
 
 /// Set `name` to `value` inside namespace `ns`.
