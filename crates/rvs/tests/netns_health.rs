@@ -920,3 +920,166 @@ fn netns_health_ping_check_raw_and_ping_sockets() {
         );
     }
 }
+
+/// utime + stime (seconds) and thread count of process `pid`.
+fn cpu_and_threads(pid: u32) -> (f64, u64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    // The fields after "(comm)": state is the 3rd field, utime the 14th.
+    let rest = &stat[stat.rfind(')').expect("comm") + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f[i - 3].parse::<f64>().expect("ticks");
+    let hz: f64 = sh(&["getconf", "CLK_TCK"]).trim().parse().expect("CLK_TCK");
+    let threads = f[20 - 3].parse().expect("threads");
+    ((ticks(14) + ticks(15)) / hz, threads)
+}
+
+/// A measurement: what `rvs health` costs checking 1000 real servers (10
+/// virtual servers of 100: five with TCP_CHECK, five with HTTP_GET,
+/// delay_loop 1) for 25 s, against a real rvsd. The real servers are
+/// 10.9.v.r, local addresses of the director (10.9.0.0/16 on its lo),
+/// served by a TCP listener (accepts and closes) and an HTTP server (200,
+/// 3 bytes) of this test; both count what they see.
+#[test]
+#[ignore = "a measurement (BENCHMARKS.md), not a check"]
+fn netns_health_cpu_for_1000_real_servers() {
+    use std::io::{Read, Write};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    if !can_run() {
+        return;
+    }
+    const TCP_PORT: u16 = 7000;
+    const HTTP_PORT: u16 = 7080;
+    const WINDOW: Duration = Duration::from_secs(25);
+    let lab = Lab::start("dr", 1, "rr");
+    let director = lab.ns("director");
+    rvs_testsupport::ipn(&director, "addr add 10.9.0.1/16 dev lo");
+    let (tcp_n, http_n) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let listen = |port: u16| {
+        in_ns(&director, || {
+            std::net::TcpListener::bind(("0.0.0.0", port)).expect("listen")
+        })
+    };
+    let (tcp_l, http_l) = (listen(TCP_PORT), listen(HTTP_PORT));
+    {
+        let n = Arc::clone(&tcp_n);
+        std::thread::spawn(move || {
+            for c in tcp_l.incoming() {
+                n.fetch_add(1, Ordering::Relaxed);
+                drop(c);
+            }
+        });
+    }
+    let http_l = Arc::new(http_l);
+    for _ in 0..2 {
+        let (l, n) = (Arc::clone(&http_l), Arc::clone(&http_n));
+        std::thread::spawn(move || {
+            for c in l.incoming() {
+                let Ok(mut c) = c else { continue };
+                let _ = c.set_read_timeout(Some(Duration::from_secs(2)));
+                let mut req = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match c.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(k) => req.extend_from_slice(&buf[..k]),
+                    }
+                }
+                let _ = c.write_all(
+                    b"HTTP/1.0 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n",
+                );
+                n.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+    }
+    let mut conf = String::new();
+    for v in 1..=10u16 {
+        let check = if v <= 5 {
+            format!("TCP_CHECK {{\n connect_port {TCP_PORT}\n connect_timeout 2\n }}")
+        } else {
+            format!(
+                "HTTP_GET {{\n url {{ path / }}\n connect_port {HTTP_PORT}\n connect_timeout 2\n }}"
+            )
+        };
+        conf += &format!(
+            "virtual_server {} {} {{\n delay_loop 1\n lb_algo rr\n lb_kind DR\n protocol TCP\n",
+            lab.vip,
+            9000 + v
+        );
+        for r in 1..=100 {
+            conf += &format!(" real_server 10.9.{v}.{r} {} {{\n {check}\n }}\n", 9000 + v);
+        }
+        conf += "}\n";
+    }
+    let file = lab.dir().join("health-1000.conf");
+    std::fs::write(&file, conf).unwrap();
+    let in_table = || {
+        lab.try_adm(&["-L", "-n"])
+            .map_or(0, |o| o.lines().filter(|l| l.contains("-> 10.9.")).count())
+    };
+    // Once with the default pool (up to 64 workers), once with at most 4.
+    for threads in ["64", "4"] {
+        let log = lab.dir().join(format!("health-1000-{threads}.log"));
+        let child = Command::new("ip")
+            .args(["netns", "exec", &director, RVS, "health", "run"])
+            .arg(&file)
+            .args(["--threads", threads, "--state"])
+            .arg(lab.dir().join("health-1000.json"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("rvs health run");
+        // Stopped by the lab's removal too (it kills what runs in its
+        // namespaces), pass or fail.
+        let h = Health { child, log };
+        // `ip netns exec` execs: the pid is rvs's own.
+        let pid = h.child.id();
+        let t0 = Instant::now();
+        while in_table() != 1000 {
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "not 1000 real servers after 30 s\n{}",
+                h.log()
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        assert_eq!(comm.trim(), "rvs", "pid {pid} is not rvs health");
+        std::thread::sleep(Duration::from_secs(3));
+        let (cpu0, _) = cpu_and_threads(pid);
+        let (tcp0, http0) = (
+            tcp_n.load(Ordering::Relaxed),
+            http_n.load(Ordering::Relaxed),
+        );
+        let start = Instant::now();
+        std::thread::sleep(WINDOW);
+        let (cpu1, threads_seen) = cpu_and_threads(pid);
+        let wall = start.elapsed().as_secs_f64();
+        let (tcp1, http1) = (
+            tcp_n.load(Ordering::Relaxed),
+            http_n.load(Ordering::Relaxed),
+        );
+        let rss = std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap_or_default()
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .map_or(String::new(), |l| {
+                l.split_whitespace().skip(1).collect::<Vec<_>>().join(" ")
+            });
+        let down = 1000 - in_table();
+        let (tcp, http) = ((tcp1 - tcp0) as f64 / wall, (http1 - http0) as f64 / wall);
+        eprintln!(
+            "rvs health --threads {threads} (debug build), 1000 real servers (500 TCP_CHECK, \
+             500 HTTP_GET, delay_loop 1), {wall:.1} s: {:.3} CPU s per s ({:.1} % of one core), \
+             {threads_seen} threads, RSS {rss}; {:.0} checks/s ({tcp:.0} TCP connects/s, \
+             {http:.0} HTTP GETs/s), {:.0} us CPU per check; {down} real server(s) out of the \
+             table at the end",
+            (cpu1 - cpu0) / wall,
+            (cpu1 - cpu0) / wall * 100.0,
+            tcp + http,
+            (cpu1 - cpu0) / wall / (tcp + http) * 1e6,
+        );
+        assert_eq!(down, 0, "{}", h.log());
+    }
+}
