@@ -95,7 +95,7 @@ fn errors_and_warnings_name_file_and_line() {
 }
 
 /// The worked example under dist/keepalived/ parses without a warning and
-/// uses every checker rvs runs but BFD/FILE.
+/// uses every checker rvs runs.
 #[test]
 fn dist_example_parses_cleanly() {
     let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -115,6 +115,7 @@ fn dist_example_parses_cleanly() {
         "SMTP_CHECK",
         "PING_CHECK",
         "MISC_CHECK",
+        "FILE_CHECK",
     ] {
         assert!(text.contains(&format!("{ck} {{")), "{ck}");
     }

@@ -8,7 +8,8 @@
 //! sets the weight from the script's exit code; SSL_GET (self-signed
 //! certificate, SNI), DNS_CHECK and UDP_CHECK against servers stopped and
 //! started again; PING_CHECK through raw and ping sockets against real
-//! servers that stop answering echoes.
+//! servers that stop answering echoes; FILE_CHECK files that take a
+//! server out, put it back and re-weight it.
 //!
 //! Needs root, iproute2, python3 and AF_XDP (see netns_sessions.rs).
 
@@ -789,6 +790,79 @@ fn netns_health_hung_servers_do_not_delay_others() {
     assert!(log.contains("Timeout reading data to"), "{log}");
 }
 
+/// FILE_CHECK: a file written by an operator takes a server out and puts
+/// it back (weight 0: any non-zero value is down), another re-weights one
+/// (value * weight added), as `rvsadm -Ln` shows.
+#[test]
+fn netns_health_file_check_gates_and_weights() {
+    let Some(w) = setup("file") else { return };
+    let rips = w.lab.rips.clone();
+    let (gate, drain) = (w.dir.join("gate"), w.dir.join("drain"));
+    std::fs::write(&drain, "0\n").unwrap();
+    let real = |rip: Ipv4Addr, file: &str| {
+        format!(
+            "  real_server {rip} {PORT} {{\n    weight 2\n    TCP_CHECK {{\n      connect_timeout 1\n    }}\n{file}  }}\n"
+        )
+    };
+    let reals = vec![
+        real(rips[0], "    FILE_CHECK {\n      track_file gate\n    }\n"),
+        real(
+            rips[1],
+            "    FILE_CHECK {\n      track_file drain\n      weight 3\n    }\n",
+        ),
+        real(rips[2], ""),
+    ];
+    // The gate does not exist: init_file writes 0 (up).
+    let conf = format!(
+        "track_file gate {{\n  file {}\n  weight 0\n  init_file 0\n}}\n\
+         track_file drain {{\n  file {}\n}}\n{}",
+        gate.display(),
+        drain.display(),
+        http_conf(&w.lab, "", &reals)
+    );
+    let h = w.health(&conf, "f");
+    let want = |v: &[(usize, u64)]| -> Vec<(Ipv4Addr, u64)> {
+        v.iter().map(|&(i, n)| (rips[i], n)).collect()
+    };
+    w.wait_table(
+        &want(&[(0, 2), (1, 2), (2, 2)]),
+        Duration::from_secs(10),
+        &h,
+    );
+    assert_eq!(std::fs::read_to_string(&gate).unwrap(), "0\n");
+    // Polled every second: out within 1 s (plus slack), back as fast.
+    let bound = Duration::from_secs(1 + 2);
+    std::fs::write(&gate, "1\n").unwrap();
+    let took = w.wait_table(&want(&[(1, 2), (2, 2)]), bound, &h);
+    eprintln!("the gate took rs1 out after {took:?}");
+    let log = h.log();
+    assert!(
+        log.contains(&format!(
+            "tracked file gate ({}) now FAULT state",
+            gate.display()
+        )),
+        "{log}"
+    );
+    // 2 + 2 * 3 = 8; then 2 - 5 * 3 < 0: weight 0, still listed.
+    std::fs::write(&drain, "2\n").unwrap();
+    w.wait_table(&want(&[(1, 8), (2, 2)]), bound, &h);
+    std::fs::write(&drain, "-5\n").unwrap();
+    w.wait_table(&want(&[(1, 0), (2, 2)]), bound, &h);
+    std::fs::write(&gate, "0\n").unwrap();
+    std::fs::remove_file(&drain).unwrap();
+    w.wait_table(&want(&[(0, 2), (1, 2), (2, 2)]), bound, &h);
+    let show = Command::new(RVS)
+        .args(["health", "show", "--state"])
+        .arg(w.state())
+        .output()
+        .unwrap();
+    let show = String::from_utf8_lossy(&show.stdout);
+    assert!(
+        show.contains("FILE_CHECK") && show.contains("last value 0"),
+        "{show}"
+    );
+}
+
 /// Set `name` to `value` inside namespace `ns`.
 fn ns_sysctl(ns: &str, name: &str, value: &str) {
     let st = Command::new("ip")
@@ -844,5 +918,168 @@ fn netns_health_ping_check_raw_and_ping_sockets() {
             )),
             "{log}"
         );
+    }
+}
+
+/// utime + stime (seconds) and thread count of process `pid`.
+fn cpu_and_threads(pid: u32) -> (f64, u64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    // The fields after "(comm)": state is the 3rd field, utime the 14th.
+    let rest = &stat[stat.rfind(')').expect("comm") + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f[i - 3].parse::<f64>().expect("ticks");
+    let hz: f64 = sh(&["getconf", "CLK_TCK"]).trim().parse().expect("CLK_TCK");
+    let threads = f[20 - 3].parse().expect("threads");
+    ((ticks(14) + ticks(15)) / hz, threads)
+}
+
+/// A measurement: what `rvs health` costs checking 1000 real servers (10
+/// virtual servers of 100: five with TCP_CHECK, five with HTTP_GET,
+/// delay_loop 1) for 25 s, against a real rvsd. The real servers are
+/// 10.9.v.r, local addresses of the director (10.9.0.0/16 on its lo),
+/// served by a TCP listener (accepts and closes) and an HTTP server (200,
+/// 3 bytes) of this test; both count what they see.
+#[test]
+#[ignore = "a measurement (BENCHMARKS.md), not a check"]
+fn netns_health_cpu_for_1000_real_servers() {
+    use std::io::{Read, Write};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    if !can_run() {
+        return;
+    }
+    const TCP_PORT: u16 = 7000;
+    const HTTP_PORT: u16 = 7080;
+    const WINDOW: Duration = Duration::from_secs(25);
+    let lab = Lab::start("dr", 1, "rr");
+    let director = lab.ns("director");
+    rvs_testsupport::ipn(&director, "addr add 10.9.0.1/16 dev lo");
+    let (tcp_n, http_n) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let listen = |port: u16| {
+        in_ns(&director, || {
+            std::net::TcpListener::bind(("0.0.0.0", port)).expect("listen")
+        })
+    };
+    let (tcp_l, http_l) = (listen(TCP_PORT), listen(HTTP_PORT));
+    {
+        let n = Arc::clone(&tcp_n);
+        std::thread::spawn(move || {
+            for c in tcp_l.incoming() {
+                n.fetch_add(1, Ordering::Relaxed);
+                drop(c);
+            }
+        });
+    }
+    let http_l = Arc::new(http_l);
+    for _ in 0..2 {
+        let (l, n) = (Arc::clone(&http_l), Arc::clone(&http_n));
+        std::thread::spawn(move || {
+            for c in l.incoming() {
+                let Ok(mut c) = c else { continue };
+                let _ = c.set_read_timeout(Some(Duration::from_secs(2)));
+                let mut req = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match c.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(k) => req.extend_from_slice(&buf[..k]),
+                    }
+                }
+                let _ = c.write_all(
+                    b"HTTP/1.0 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n",
+                );
+                n.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+    }
+    let mut conf = String::new();
+    for v in 1..=10u16 {
+        let check = if v <= 5 {
+            format!("TCP_CHECK {{\n connect_port {TCP_PORT}\n connect_timeout 2\n }}")
+        } else {
+            format!(
+                "HTTP_GET {{\n url {{ path / }}\n connect_port {HTTP_PORT}\n connect_timeout 2\n }}"
+            )
+        };
+        conf += &format!(
+            "virtual_server {} {} {{\n delay_loop 1\n lb_algo rr\n lb_kind DR\n protocol TCP\n",
+            lab.vip,
+            9000 + v
+        );
+        for r in 1..=100 {
+            conf += &format!(" real_server 10.9.{v}.{r} {} {{\n {check}\n }}\n", 9000 + v);
+        }
+        conf += "}\n";
+    }
+    let file = lab.dir().join("health-1000.conf");
+    std::fs::write(&file, conf).unwrap();
+    let in_table = || {
+        lab.try_adm(&["-L", "-n"])
+            .map_or(0, |o| o.lines().filter(|l| l.contains("-> 10.9.")).count())
+    };
+    // Once with the default pool (up to 64 workers), once with at most 4.
+    for threads in ["64", "4"] {
+        let log = lab.dir().join(format!("health-1000-{threads}.log"));
+        let child = Command::new("ip")
+            .args(["netns", "exec", &director, RVS, "health", "run"])
+            .arg(&file)
+            .args(["--threads", threads, "--state"])
+            .arg(lab.dir().join("health-1000.json"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("rvs health run");
+        // Stopped by the lab's removal too (it kills what runs in its
+        // namespaces), pass or fail.
+        let h = Health { child, log };
+        // `ip netns exec` execs: the pid is rvs's own.
+        let pid = h.child.id();
+        let t0 = Instant::now();
+        while in_table() != 1000 {
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "not 1000 real servers after 30 s\n{}",
+                h.log()
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        assert_eq!(comm.trim(), "rvs", "pid {pid} is not rvs health");
+        std::thread::sleep(Duration::from_secs(3));
+        let (cpu0, _) = cpu_and_threads(pid);
+        let (tcp0, http0) = (
+            tcp_n.load(Ordering::Relaxed),
+            http_n.load(Ordering::Relaxed),
+        );
+        let start = Instant::now();
+        std::thread::sleep(WINDOW);
+        let (cpu1, threads_seen) = cpu_and_threads(pid);
+        let wall = start.elapsed().as_secs_f64();
+        let (tcp1, http1) = (
+            tcp_n.load(Ordering::Relaxed),
+            http_n.load(Ordering::Relaxed),
+        );
+        let rss = std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap_or_default()
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .map_or(String::new(), |l| {
+                l.split_whitespace().skip(1).collect::<Vec<_>>().join(" ")
+            });
+        let down = 1000 - in_table();
+        let (tcp, http) = ((tcp1 - tcp0) as f64 / wall, (http1 - http0) as f64 / wall);
+        eprintln!(
+            "rvs health --threads {threads} (debug build), 1000 real servers (500 TCP_CHECK, \
+             500 HTTP_GET, delay_loop 1), {wall:.1} s: {:.3} CPU s per s ({:.1} % of one core), \
+             {threads_seen} threads, RSS {rss}; {:.0} checks/s ({tcp:.0} TCP connects/s, \
+             {http:.0} HTTP GETs/s), {:.0} us CPU per check; {down} real server(s) out of the \
+             table at the end",
+            (cpu1 - cpu0) / wall,
+            (cpu1 - cpu0) / wall * 100.0,
+            tcp + http,
+            (cpu1 - cpu0) / wall / (tcp + http) * 1e6,
+        );
+        assert_eq!(down, 0, "{}", h.log());
     }
 }

@@ -4,7 +4,8 @@
 //! status and MD5 digest checked, the whole exchange within
 //! `connect_timeout` per url), MISC_CHECK (the script, killed with its
 //! process group after `misc_timeout`), DNS_CHECK, SMTP_CHECK, UDP_CHECK
-//! and PING_CHECK (each within `connect_timeout`).
+//! and PING_CHECK (each within `connect_timeout`); FILE_CHECK reads its
+//! file.
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
@@ -27,6 +28,9 @@ pub enum Outcome {
     Up(Option<u32>),
     /// Failure, and keepalived's log line for it.
     Down(String),
+    /// FILE_CHECK: the number read (a missing or empty file is 0), or why
+    /// the text is not one (keepalived ignores it: the last value stays).
+    Value(Result<i64, String>),
 }
 
 /// `[ip]:tcp:port`, as keepalived's `FMT_CHK`.
@@ -110,7 +114,24 @@ pub fn run(ck: &Checker) -> Outcome {
             timeout,
             dynamic,
         } => misc(path, *timeout, *dynamic),
+        CheckKind::File(f) => Outcome::Value(read_track_file(&f.path)),
     }
+}
+
+/// The number in a tracked file, as keepalived reads it: a file that
+/// cannot be opened (missing, removed) or is empty is 0.
+pub fn read_track_file(path: &str) -> Result<i64, String> {
+    let mut buf = Vec::with_capacity(128);
+    match std::fs::File::open(path) {
+        Ok(f) => {
+            if let Err(e) = f.take(127).read_to_end(&mut buf) {
+                return Err(format!("cannot read {path}: {e}"));
+            }
+        }
+        Err(_) => return Ok(0),
+    }
+    super::conf::track_value(&buf)
+        .ok_or_else(|| format!("Invalid number read from {path} - ignoring"))
 }
 
 /// A socket for the checker's target, bound to `bindto`/`bind_port`, with

@@ -216,6 +216,91 @@ pub enum CheckKind {
     },
     /// `PING_CHECK`: an ICMP (ICMPv6) echo answered.
     Ping,
+    /// `FILE_CHECK`: the number in a `track_file`'s file (keepalived >= 2.2).
+    File(FileCheck),
+}
+
+/// A `FILE_CHECK` with its `track_file` resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileCheck {
+    /// The `track_file` name.
+    pub name: String,
+    /// Its `file`.
+    pub path: String,
+    /// The FILE_CHECK's `weight`, else the track_file's (default 1).
+    pub weight: i32,
+    /// `reverse` (of the same `weight` line).
+    pub reverse: bool,
+    /// The track_file's `init_file`: the value and `overwrite`.
+    pub init: Option<(i64, bool)>,
+}
+
+/// keepalived's IPVS_WEIGHT_FAULT: a tracked value this low (or lower)
+/// puts the checker down.
+pub const WEIGHT_FAULT: i64 = i32::MIN as i64;
+
+impl FileCheck {
+    /// keepalived's rule for a value read from the file: `None` when the
+    /// checker is down, else the change it makes to the real server's
+    /// weight. Weight 0: any non-zero value is down (`reverse`: zero is
+    /// down), no weight change. Otherwise `value * weight` (negated with
+    /// `reverse`) is added to the real server's weight, unless it is
+    /// `<= -2^31`, which is down.
+    pub fn status(&self, value: i64) -> Option<i64> {
+        if self.weight == 0 {
+            return ((value != 0) == self.reverse).then_some(0);
+        }
+        let sign = if self.reverse { -1 } else { 1 };
+        let v = value.saturating_mul(i64::from(self.weight) * sign);
+        let v = v.clamp(WEIGHT_FAULT, i64::from(i32::MAX));
+        (v != WEIGHT_FAULT).then_some(v)
+    }
+}
+
+/// A file's number as keepalived reads it (`strtol(buf, NULL, 0)` of its
+/// first 127 bytes): blanks, a sign, then `0x` hex, `0` octal or decimal
+/// digits up to the first other character; no digits: 0. `None`: out of
+/// range (-2^31..=2^31), which keepalived ignores (the last value stays).
+pub fn track_value(text: &[u8]) -> Option<i64> {
+    let t = &text[..text.len().min(127)];
+    let mut i = t.iter().take_while(|c| c.is_ascii_whitespace()).count();
+    let neg = match t.get(i) {
+        Some(b'-') => {
+            i += 1;
+            true
+        }
+        Some(b'+') => {
+            i += 1;
+            false
+        }
+        _ => false,
+    };
+    let rest = &t[i..];
+    let (radix, digits) = match rest {
+        [b'0', b'x' | b'X', d, ..] if d.is_ascii_hexdigit() => (16, &rest[2..]),
+        [b'0', ..] => (8, rest),
+        _ => (10, rest),
+    };
+    let mut v: i64 = 0;
+    for &c in digits {
+        let Some(d) = (c as char).to_digit(radix) else {
+            break;
+        };
+        v = v.checked_mul(i64::from(radix))?.checked_add(i64::from(d))?;
+    }
+    let v = if neg { -v } else { v };
+    (i64::from(i32::MIN)..=i64::from(i32::MAX) + 1)
+        .contains(&v)
+        .then_some(v)
+}
+
+/// A top-level `track_file NAME { … }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct TrackFile {
+    path: String,
+    weight: i32,
+    reverse: bool,
+    init: Option<(i64, bool)>,
 }
 
 /// keepalived's DNS_CHECK types and their RR type numbers.
@@ -294,7 +379,6 @@ fn ignored_top(key: &str) -> bool {
                 | "instance"
                 | "use_pid_dir"
                 | "bfd_instance"
-                | "track_file"
                 | "track_process"
                 | "SSL"
         )
@@ -527,17 +611,173 @@ pub fn build(tree: &[Node], warnings: &mut Vec<String>) -> Result<Config, ConfEr
             groups.insert(name.to_string(), group_members(n)?);
         }
     }
+    // track_file blocks too: a FILE_CHECK may name one defined after it.
+    let mut tracks = std::collections::HashMap::new();
+    for n in tree {
+        if n.key == "track_file" || n.key == "vrrp_track_file" {
+            let name = value_of_block(n)?;
+            if tracks.contains_key(name) {
+                return Err(err_at(
+                    &n.pos,
+                    format!("track_file '{name}' is defined twice"),
+                ));
+            }
+            tracks.insert(name.to_string(), track_file(n, warnings)?);
+        }
+    }
     let mut services = Vec::new();
     for n in tree {
         match n.key.as_str() {
-            "virtual_server" => services.push(virtual_server(n, &groups, warnings)?),
-            "virtual_server_group" => {}
+            "virtual_server" => services.push(virtual_server(n, &groups, &tracks, warnings)?),
+            "virtual_server_group" | "track_file" | "vrrp_track_file" => {}
             k if ignored_top(k) => {}
             _ => unknown(n, warnings),
         }
     }
     Ok(Config { services })
 }
+
+/// `track_file NAME { file PATH; weight N [reverse]; init_file [V] [overwrite] }`.
+fn track_file(n: &Node, warnings: &mut Vec<String>) -> Result<TrackFile, ConfError> {
+    let mut path = None;
+    let mut weight = None;
+    let mut reverse = false;
+    let mut init = None;
+    for c in block(n)? {
+        match c.key.as_str() {
+            "file" => {
+                if path.is_some() {
+                    return Err(err_at(&c.pos, "track_file: 'file' is set twice"));
+                }
+                path = Some(value(c)?.to_string());
+            }
+            "weight" => {
+                if weight.is_some() {
+                    return Err(err_at(&c.pos, "track_file: 'weight' is set twice"));
+                }
+                let (w, r) = track_weight(c, 254)?;
+                (weight, reverse) = (Some(w), r);
+            }
+            "init_file" => {
+                no_block(c)?;
+                let mut value = 0i64;
+                let mut overwrite = false;
+                for a in &c.args {
+                    if a == "overwrite" {
+                        overwrite = true;
+                        continue;
+                    }
+                    value = a
+                        .parse::<i32>()
+                        .map_err(|_| err_at(&c.pos, format!("init_file: invalid value '{a}'")))?
+                        .into();
+                    if !(-254..=254).contains(&value) {
+                        warnings.push(format!(
+                            "{}: track_file init value {value} is outside the sensible range [-254, 254]",
+                            c.pos
+                        ));
+                    }
+                }
+                init = Some((value, overwrite));
+            }
+            _ => unknown(c, warnings),
+        }
+    }
+    Ok(TrackFile {
+        path: path.ok_or_else(|| err_at(&n.pos, "track_file needs a 'file'"))?,
+        weight: weight.unwrap_or(1),
+        reverse,
+        init,
+    })
+}
+
+/// `weight N [reverse|noreverse]` of a track_file (|N| <= `max`) or a
+/// FILE_CHECK.
+fn track_weight(c: &Node, max: i32) -> Result<(i32, bool), ConfError> {
+    no_block(c)?;
+    let Some((w, opts)) = c.args.split_first() else {
+        return Err(err_at(&c.pos, "'weight' needs a value"));
+    };
+    let w = w
+        .parse::<i32>()
+        .ok()
+        .filter(|w| (-max..=max).contains(w))
+        .ok_or_else(|| {
+            err_at(
+                &c.pos,
+                format!("'weight': invalid number '{w}' (expected -{max}..={max})"),
+            )
+        })?;
+    let reverse = match opts {
+        [] => false,
+        [r] if r == "reverse" => true,
+        [r] if r == "noreverse" => false,
+        _ => {
+            return Err(err_at(
+                &c.pos,
+                format!("'weight': unknown option '{}' (reverse)", opts.join(" ")),
+            ));
+        }
+    };
+    Ok((w, reverse))
+}
+
+/// `FILE_CHECK { track_file NAME; weight N [reverse] }` of a real server.
+fn file_check(
+    n: &Node,
+    rs: &RealServer,
+    tracks: &std::collections::HashMap<String, TrackFile>,
+    warnings: &mut Vec<String>,
+) -> Result<Checker, ConfError> {
+    let mut name = None;
+    let mut weight = (0, false);
+    for c in block(n)? {
+        match c.key.as_str() {
+            "track_file" => name = Some((value(c)?.to_string(), c.pos.clone())),
+            "weight" => weight = track_weight(c, i32::MAX)?,
+            _ => unknown(c, warnings),
+        }
+    }
+    let (name, pos) = name.ok_or_else(|| err_at(&n.pos, "FILE_CHECK needs a track_file"))?;
+    let t = tracks
+        .get(&name)
+        .ok_or_else(|| err_at(&pos, format!("track_file '{name}' is not defined")))?;
+    // keepalived: a FILE_CHECK weight of 0 takes the track_file's (and its
+    // reverse).
+    let (weight, reverse) = if weight.0 == 0 {
+        (t.weight, t.reverse)
+    } else {
+        weight
+    };
+    Ok(Checker {
+        kind: CheckKind::File(FileCheck {
+            name,
+            path: t.path.clone(),
+            weight,
+            reverse,
+            init: t.init,
+        }),
+        connect_ip: rs.addr,
+        connect_port: rs.port,
+        bindto: None,
+        bind_port: None,
+        fwmark: None,
+        // Read every second (keepalived reacts at once, through inotify);
+        // no retries, no alpha: the value is known at the start.
+        timing: Timing {
+            delay_loop: FILE_POLL,
+            connect_timeout: FILE_POLL,
+            retry: 0,
+            delay_before_retry: FILE_POLL,
+            warmup: None,
+        },
+        alpha: false,
+        pos: n.pos.clone(),
+    })
+}
+
+/// How often a FILE_CHECK reads its file.
+pub const FILE_POLL: Duration = Duration::from_secs(1);
 
 /// The single argument of a block statement (`virtual_server_group NAME {`).
 fn value_of_block(n: &Node) -> Result<&str, ConfError> {
@@ -551,6 +791,7 @@ fn value_of_block(n: &Node) -> Result<&str, ConfError> {
 fn virtual_server(
     n: &Node,
     groups: &std::collections::HashMap<String, Vec<GroupMember>>,
+    tracks: &std::collections::HashMap<String, TrackFile>,
     warnings: &mut Vec<String>,
 ) -> Result<VirtualServer, ConfError> {
     let body = block(n)?;
@@ -688,7 +929,7 @@ fn virtual_server(
         _ => 0,
     };
     for r in real_nodes {
-        let rs = real_server(r, &vs, vport, inh, virtualhost.as_deref(), warnings)?;
+        let rs = real_server(r, &vs, vport, inh, virtualhost.as_deref(), tracks, warnings)?;
         vs.reals.push(rs);
     }
     if let Some((_, p)) = &mut vs.sorry_server
@@ -717,6 +958,7 @@ fn real_server(
     vport: u16,
     parent: Inherit,
     virtualhost: Option<&str>,
+    tracks: &std::collections::HashMap<String, TrackFile>,
     warnings: &mut Vec<String>,
 ) -> Result<RealServer, ConfError> {
     let (addr, mut port) = addr_port(n)?;
@@ -750,8 +992,10 @@ fn real_server(
             "uthreshold" => rs.uthreshold = number(c, 0, u32::MAX.into())? as u32,
             "lthreshold" => rs.lthreshold = number(c, 0, u32::MAX.into())? as u32,
             "TCP_CHECK" | "HTTP_GET" | "SSL_GET" | "MISC_CHECK" | "SMTP_CHECK" | "DNS_CHECK"
-            | "UDP_CHECK" | "PING_CHECK" => checker_nodes.push(c),
-            "BFD_CHECK" | "FILE_CHECK" => {
+            | "UDP_CHECK" | "PING_CHECK" | "FILE_CHECK" => checker_nodes.push(c),
+            // BFD_CHECK follows a session of keepalived's BFD process, which
+            // rvs does not have.
+            "BFD_CHECK" => {
                 warnings.push(format!(
                     "{}: {} is not supported by rvs yet; the checker is ignored",
                     c.pos, c.key
@@ -764,6 +1008,11 @@ fn real_server(
     let inh = inh.over(parent);
     rs.inhibit_on_failure = inh.inhibit_on_failure.unwrap_or(false);
     for c in checker_nodes {
+        if c.key == "FILE_CHECK" {
+            let ck = file_check(c, &rs, tracks, warnings)?;
+            rs.checkers.push(ck);
+            continue;
+        }
         let cks = checker(c, &rs, inh, virtualhost, warnings)?;
         rs.checkers.extend(cks);
     }
@@ -1589,6 +1838,150 @@ virtual_server fwmark 7 {
             e("virtual_server 10.0.0.1 80 {\n real_server 10.0.0.2 80 {\n"),
             "k.conf:2: '{' is never closed"
         );
+    }
+
+    #[test]
+    fn file_check_and_track_file() {
+        let text = "virtual_server 10.0.0.1 80 {\n\
+             real_server 10.0.0.2 80 {\n\
+              FILE_CHECK { track_file up }\n\
+              FILE_CHECK {\n track_file up\n weight -3 reverse\n }\n\
+              FILE_CHECK { track_file drain }\n\
+             }\n}\n\
+             track_file up {\n file /run/up\n init_file 5 overwrite\n}\n\
+             vrrp_track_file drain {\n file /run/drain\n weight 0 reverse\n init_file\n}\n";
+        let (c, w) = parse(text).unwrap();
+        assert!(w.is_empty(), "{w:?}");
+        let cks = &c.services[0].reals[0].checkers;
+        let f = |i: usize| match &cks[i].kind {
+            CheckKind::File(f) => f.clone(),
+            k => panic!("{k:?}"),
+        };
+        // Defined after its use; the track_file's weight (default 1).
+        assert_eq!(
+            f(0),
+            FileCheck {
+                name: "up".into(),
+                path: "/run/up".into(),
+                weight: 1,
+                reverse: false,
+                init: Some((5, true)),
+            }
+        );
+        assert_eq!((f(1).weight, f(1).reverse), (-3, true));
+        assert_eq!(
+            (f(2).weight, f(2).reverse, f(2).init),
+            (0, true, Some((0, false)))
+        );
+        assert_eq!(cks[0].timing.delay_loop, FILE_POLL);
+        assert_eq!((cks[0].timing.retry, cks[0].alpha), (0, false));
+        assert_eq!(cks[1].pos.line, 4);
+        // BFD_CHECK is still ignored, with a warning.
+        let (c, w) = parse(
+            "virtual_server 10.0.0.1 80 {\n real_server 10.0.0.2 80 {\n  BFD_CHECK { name x }\n }\n}\n",
+        )
+        .unwrap();
+        assert!(c.services[0].reals[0].checkers.is_empty());
+        assert_eq!(
+            w,
+            ["k.conf:3: BFD_CHECK is not supported by rvs yet; the checker is ignored"]
+        );
+        // An out-of-range init value is kept, with keepalived's warning.
+        let (_, w) = parse("track_file t {\n file /x\n init_file 300\n}\n").unwrap();
+        assert_eq!(
+            w,
+            ["k.conf:3: track_file init value 300 is outside the sensible range [-254, 254]"]
+        );
+    }
+
+    #[test]
+    fn file_check_errors_name_file_and_line() {
+        let e = |t: &str| parse(t).unwrap_err().to_string();
+        let vs = |body: &str| {
+            format!(
+                "track_file t {{\n file /x\n}}\nvirtual_server 10.0.0.1 80 {{\n real_server 10.0.0.2 80 {{\n{body}\n }}\n}}\n"
+            )
+        };
+        assert_eq!(
+            e(&vs("  FILE_CHECK {\n   track_file nope\n  }")),
+            "k.conf:7: track_file 'nope' is not defined"
+        );
+        assert_eq!(
+            e(&vs("  FILE_CHECK {\n  }")),
+            "k.conf:6: FILE_CHECK needs a track_file"
+        );
+        assert_eq!(
+            e(&vs(
+                "  FILE_CHECK {\n   track_file t\n   weight 2 sideways\n  }"
+            )),
+            "k.conf:8: 'weight': unknown option 'sideways' (reverse)"
+        );
+        assert_eq!(
+            e(&vs("  FILE_CHECK {\n   track_file t\n   weight x\n  }")),
+            "k.conf:8: 'weight': invalid number 'x' (expected -2147483647..=2147483647)"
+        );
+        assert_eq!(
+            e("track_file t {\n weight 300\n file /x\n}\n"),
+            "k.conf:2: 'weight': invalid number '300' (expected -254..=254)"
+        );
+        assert_eq!(
+            e("track_file t {\n weight 1\n}\n"),
+            "k.conf:1: track_file needs a 'file'"
+        );
+        assert_eq!(
+            e("track_file t {\n file /x\n file /y\n}\n"),
+            "k.conf:3: track_file: 'file' is set twice"
+        );
+        assert_eq!(
+            e("track_file t {\n file /x\n init_file abc\n}\n"),
+            "k.conf:3: init_file: invalid value 'abc'"
+        );
+        assert_eq!(
+            e("track_file t {\n file /x\n}\ntrack_file t {\n file /y\n}\n"),
+            "k.conf:4: track_file 't' is defined twice"
+        );
+    }
+
+    #[test]
+    fn file_check_semantics() {
+        let fc = |weight, reverse| FileCheck {
+            name: "t".into(),
+            path: "/x".into(),
+            weight,
+            reverse,
+            init: None,
+        };
+        // Weight 0: non-zero is down; reverse: zero is down. No weight change.
+        assert_eq!(fc(0, false).status(0), Some(0));
+        assert_eq!(fc(0, false).status(1), None);
+        assert_eq!(fc(0, false).status(-7), None);
+        assert_eq!(fc(0, true).status(0), None);
+        assert_eq!(fc(0, true).status(3), Some(0));
+        // Otherwise value * weight (negated with reverse) is added...
+        assert_eq!(fc(1, false).status(0), Some(0));
+        assert_eq!(fc(1, false).status(5), Some(5));
+        assert_eq!(fc(-2, false).status(5), Some(-10));
+        assert_eq!(fc(2, true).status(5), Some(-10));
+        assert_eq!(fc(2, true).status(-5), Some(10));
+        // ... unless it reaches -2^31: down.
+        assert_eq!(fc(1, false).status(-2147483648), None);
+        assert_eq!(fc(1, false).status(-2147483647), Some(-2147483647));
+        assert_eq!(fc(254, false).status(-10_000_000), None);
+        assert_eq!(fc(254, false).status(10_000_000), Some(i64::from(i32::MAX)));
+        // strtol(…, 0): blanks, sign, hex, octal, trailing text.
+        assert_eq!(track_value(b""), Some(0));
+        assert_eq!(track_value(b"junk"), Some(0));
+        assert_eq!(track_value(b"  42\n"), Some(42));
+        assert_eq!(track_value(b"-3 down"), Some(-3));
+        assert_eq!(track_value(b"+7"), Some(7));
+        assert_eq!(track_value(b"0x1F"), Some(31));
+        assert_eq!(track_value(b"010"), Some(8));
+        assert_eq!(track_value(b"0x"), Some(0));
+        assert_eq!(track_value(b"09"), Some(0));
+        assert_eq!(track_value(b"2147483648"), Some(2147483648));
+        assert_eq!(track_value(b"2147483649"), None);
+        assert_eq!(track_value(b"-2147483649"), None);
+        assert_eq!(track_value(b"99999999999999999999999"), None);
     }
 
     /// keepalived's own samples (tests/fixtures/keepalived/SOURCE.md).

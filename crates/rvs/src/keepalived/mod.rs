@@ -37,8 +37,9 @@ Usage: rvs health run FILE [--state PATH] [--threads N] [--socket S]
   run FILE     read keepalived.conf FILE (its virtual_server blocks), put its
                services and real servers into rvsd as one atomic batch, then
                check every real server (TCP_CHECK, HTTP_GET, SSL_GET,
-               DNS_CHECK, SMTP_CHECK, UDP_CHECK, PING_CHECK, MISC_CHECK) and
-               add, remove or zero them as keepalived does; runs until
+               DNS_CHECK, SMTP_CHECK, UDP_CHECK, PING_CHECK, MISC_CHECK,
+               FILE_CHECK: a track_file's number, read every second) and
+               add, remove or re-weight them as keepalived does; runs until
                SIGTERM/SIGINT and leaves the table as it is then; SIGHUP
                reloads FILE: only what differs changes, real servers with
                the same checkers keep their state, a file with an error
@@ -211,7 +212,7 @@ pub fn show(st: &run::Status, now: u64) -> String {
         out += &format!("VS {}\n", vs.vs);
         for rs in &vs.reals {
             let state = match (rs.alive, rs.inhibit) {
-                (true, _) => format!("UP weight {}", rs.weight),
+                (true, _) => format!("UP weight {}", rs.effective_weight()),
                 (false, true) => "DOWN weight 0 (inhibited)".into(),
                 (false, false) => "DOWN removed".into(),
             };

@@ -68,6 +68,13 @@ pub struct CheckerStatus {
     pub retry_it: u32,
     /// Error text of the last failed attempt.
     pub error: String,
+    /// FILE_CHECK: what it adds to the real server's weight while up.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub weight_delta: i64,
+}
+
+fn is_zero(v: &i64) -> bool {
+    *v == 0
 }
 
 /// State of one real server of one virtual server.
@@ -77,7 +84,8 @@ pub struct RealStatus {
     pub real: String,
     /// Alive: every checker up.
     pub alive: bool,
-    /// Its weight when alive (configured, or set by MISC_CHECK).
+    /// Its weight when alive (configured, or set by MISC_CHECK), before
+    /// the FILE_CHECKs' changes ([`RealStatus::effective_weight`]).
     pub weight: u32,
     /// `inhibit_on_failure`.
     pub inhibit: bool,
@@ -85,6 +93,15 @@ pub struct RealStatus {
     pub last_change: u64,
     /// Its checkers.
     pub checkers: Vec<CheckerStatus>,
+}
+
+impl RealStatus {
+    /// `weight` plus what its FILE_CHECKs add, within 0..=2^31-1 (keepalived's
+    /// `real_weight`).
+    pub fn effective_weight(&self) -> u32 {
+        let d: i64 = self.checkers.iter().map(|c| c.weight_delta).sum();
+        (i64::from(self.weight) + d).clamp(0, i64::from(i32::MAX)) as u32
+    }
 }
 
 /// State of one virtual server.
@@ -133,6 +150,7 @@ fn describe(ck: &Checker) -> (String, String) {
         CheckKind::Smtp { .. } => ("SMTP_CHECK".into(), target),
         CheckKind::Udp { .. } => ("UDP_CHECK".into(), target),
         CheckKind::Ping => ("PING_CHECK".into(), ck.connect_ip.to_string()),
+        CheckKind::File(f) => ("FILE_CHECK".into(), format!("{} ({})", f.name, f.path)),
     }
 }
 
@@ -150,6 +168,7 @@ fn success_line(ck: &Checker) -> String {
             check::fmt_target_proto(ck.connect_ip, "udp", ck.connect_port)
         ),
         CheckKind::Ping => format!("ICMP connection to [{}] success.", ck.connect_ip),
+        CheckKind::File(f) => format!("tracked file {} leaving FAULT state", f.name),
     }
 }
 
@@ -195,7 +214,7 @@ impl World {
                             .map(|(ci, ck)| {
                                 index.push((vi, ri, ci));
                                 let (kind, target) = describe(ck);
-                                CheckerStatus {
+                                let mut st = CheckerStatus {
                                     kind,
                                     target,
                                     up: !ck.alpha,
@@ -204,7 +223,17 @@ impl World {
                                     last_change: now,
                                     retry_it: 0,
                                     error: String::new(),
+                                    weight_delta: 0,
+                                };
+                                // A tracked file's value is known at the
+                                // start, as in keepalived: no flap.
+                                if let CheckKind::File(f) = &ck.kind {
+                                    match check::read_track_file(&f.path) {
+                                        Ok(v) => file_value(&mut st, f, v),
+                                        Err(e) => st.error = e,
+                                    }
                                 }
+                                st
                             })
                             .collect();
                         RealStatus {
@@ -253,7 +282,7 @@ impl World {
         self.reals[vi]
             .iter()
             .filter(|r| r.alive)
-            .map(|r| u64::from(r.weight))
+            .map(|r| u64::from(r.effective_weight()))
             .sum()
     }
 
@@ -401,7 +430,7 @@ impl World {
         if st.alive && vs.sorry_server.is_some() && !self.quorum_up[vi] {
             return Want::Out;
         }
-        apply::want(&vs.reals[ri], st.alive, st.weight)
+        apply::want(&vs.reals[ri], st.alive, st.effective_weight())
     }
 
     /// Every entry of virtual server `vi` (real servers, then the sorry
@@ -573,6 +602,40 @@ impl World {
         st.last_check = now;
         let mut weight = None;
         let success = match out {
+            Outcome::Value(v) => {
+                let CheckKind::File(f) = &ck.kind else {
+                    unreachable!("a value comes from a FILE_CHECK")
+                };
+                let (was_up, was_delta) = (st.up, st.weight_delta);
+                match v {
+                    Ok(v) => {
+                        st.error.clear();
+                        file_value(st, f, v);
+                    }
+                    Err(e) => {
+                        if st.error != e {
+                            log(&e);
+                        }
+                        st.error = e;
+                    }
+                }
+                if was_up != st.up {
+                    st.last_change = now;
+                    log(&format!(
+                        "tracked file {} ({}) {}",
+                        f.name,
+                        f.path,
+                        if st.up {
+                            "leaving FAULT state"
+                        } else {
+                            "now FAULT state"
+                        }
+                    ));
+                }
+                self.changed |= was_up != st.up || was_delta != st.weight_delta;
+                st.up
+            }
+            _ if matches!(ck.kind, CheckKind::File(_)) => unreachable!("a FILE_CHECK reads"),
             Outcome::Up(w) => {
                 st.last_result = "ok".into();
                 st.error.clear();
@@ -588,7 +651,9 @@ impl World {
                 false
             }
         };
-        let delay = if success || st.retry_it >= timing.retry {
+        let delay = if matches!(ck.kind, CheckKind::File(_)) {
+            timing.delay_loop
+        } else if success || st.retry_it >= timing.retry {
             st.retry_it = 0;
             if success && !st.up {
                 st.up = true;
@@ -665,6 +730,56 @@ impl World {
     }
 }
 
+/// A tracked file's value `v` into the state of its FILE_CHECK.
+fn file_value(st: &mut CheckerStatus, f: &super::conf::FileCheck, v: i64) {
+    st.last_result = format!("value {v}");
+    match f.status(v) {
+        Some(d) => (st.up, st.weight_delta) = (true, d),
+        None => (st.up, st.weight_delta) = (false, 0),
+    }
+}
+
+/// keepalived's `init_file`: write its value to each file a FILE_CHECK
+/// tracks, when the file does not exist, or always with `overwrite` (not
+/// on a reload, as keepalived). Errors are logged, not fatal.
+pub fn init_track_files(conf: &Config, reload: bool) {
+    let mut done = std::collections::HashSet::new();
+    for ck in conf
+        .services
+        .iter()
+        .flat_map(|v| &v.reals)
+        .flat_map(|r| &r.checkers)
+    {
+        let CheckKind::File(f) = &ck.kind else {
+            continue;
+        };
+        let Some((value, overwrite)) = f.init else {
+            continue;
+        };
+        if !done.insert(f.path.clone()) {
+            continue;
+        }
+        match std::fs::metadata(&f.path) {
+            Err(_) => {}
+            Ok(_) if !overwrite || reload => continue,
+            Ok(m) if !m.is_file() => {
+                log(&format!(
+                    "Cannot initialise track file {} - it is not a regular file",
+                    f.name
+                ));
+                continue;
+            }
+            Ok(_) => {}
+        }
+        if let Err(e) = std::fs::write(&f.path, format!("{value}\n")) {
+            log(&format!(
+                "Unable to initialise track file {} ({}): {e}",
+                f.name, f.path
+            ));
+        }
+    }
+}
+
 /// Run a notify script without waiting for it (a thread reaps it).
 fn notify(script: &str) {
     let script = script.to_string();
@@ -722,6 +837,7 @@ pub fn run(opts: &Opts, conf: Config) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let started = unix(SystemTime::now());
     let config = opts.file.display().to_string();
+    init_track_files(&conf, false);
     let mut world = World::new(conf, opts.endpoint.clone());
     log(&format!(
         "rvs health: {} virtual server(s), {} checker(s), up to {} worker thread(s)",
@@ -791,6 +907,7 @@ pub fn run(opts: &Opts, conf: Config) -> Result<(), String> {
                     for w in warnings {
                         log(&w);
                     }
+                    init_track_files(&conf, true);
                     world.reload(conf);
                     generation += 1;
                     checkers = checkers_of(&world);
@@ -938,6 +1055,60 @@ mod tests {
         // MISC_CHECK's retry defaults to 0: one failure is down.
         w.result(1, Outcome::Down("x".into()));
         assert_eq!(w.want(0, 0), Want::In(0));
+    }
+
+    #[test]
+    fn file_check_removes_adds_and_reweights() {
+        let dir = std::env::temp_dir().join(format!("rvs-file-check-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (gate, wf) = (dir.join("gate"), dir.join("weight"));
+        std::fs::write(&gate, "1\n").unwrap();
+        let _ = std::fs::remove_file(&wf);
+        let mut w = world(&format!(
+            "track_file gate {{\n file {}\n weight 0\n}}\n\
+             track_file wf {{\n file {}\n init_file 2\n}}\n\
+             virtual_server 10.0.0.100 80 {{\n real_server 10.0.0.11 80 {{\n weight 10\n \
+             FILE_CHECK {{ track_file gate }}\n FILE_CHECK {{ track_file wf\n weight 3 }}\n }}\n}}\n",
+            gate.display(),
+            wf.display()
+        ));
+        // Read at the start: the gate's 1 keeps it out from the first batch.
+        assert!(!w.reals[0][0].alive);
+        assert_eq!(w.want(0, 0), Want::Out);
+        assert_eq!(w.reals[0][0].checkers[0].last_result, "value 1");
+        // init_file writes a missing file (the value 2), then 2 * 3 is added.
+        init_track_files(&w.conf, false);
+        assert_eq!(std::fs::read_to_string(&wf).unwrap(), "2\n");
+        let read = |w: &mut World, k: usize| {
+            let ck = w.conf.services[0].reals[0].checkers[k].clone();
+            w.result(k, check::run(&ck))
+        };
+        assert_eq!(read(&mut w, 1), conf::FILE_POLL);
+        std::fs::write(&gate, "0").unwrap();
+        read(&mut w, 0);
+        assert!(w.reals[0][0].alive);
+        assert_eq!(w.want(0, 0), Want::In(16));
+        // A negative value lowers it, never below 0.
+        std::fs::write(&wf, "-5").unwrap();
+        read(&mut w, 1);
+        assert_eq!(w.want(0, 0), Want::In(0));
+        // Text that is not a number is ignored: the last value stays.
+        std::fs::write(&wf, "99999999999").unwrap();
+        read(&mut w, 1);
+        assert_eq!(w.want(0, 0), Want::In(0));
+        assert!(w.reals[0][0].checkers[1].error.contains("Invalid number"));
+        // A removed file is 0; the gate back at non-zero removes it.
+        std::fs::remove_file(&wf).unwrap();
+        read(&mut w, 1);
+        assert_eq!(w.want(0, 0), Want::In(10));
+        std::fs::write(&gate, "7").unwrap();
+        read(&mut w, 0);
+        assert_eq!(w.want(0, 0), Want::Out);
+        // init_file without overwrite leaves an existing file alone.
+        std::fs::write(&wf, "9").unwrap();
+        init_track_files(&w.conf, false);
+        assert_eq!(std::fs::read_to_string(&wf).unwrap(), "9");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
