@@ -523,6 +523,13 @@ pub struct DataPlaneWorker {
     /// before the engine (AF_PACKET).
     #[serde(default)]
     pub segmented: u64,
+    /// Frames handed to the worker whose engine replica owns them
+    /// (`rvsd --engines per-worker`).
+    #[serde(default)]
+    pub handed_off: u64,
+    /// Frames that could not be handed over: the owner's queue was full.
+    #[serde(default)]
+    pub handoff_dropped: u64,
 }
 
 /// Counters of the XDP classifier, summed over CPUs.

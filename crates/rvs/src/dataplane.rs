@@ -63,6 +63,8 @@ pub fn format(
         "kernel-drop",
         "csum-fixed",
         "tso-cut",
+        "handed-off",
+        "handoff-drop",
     ];
     let row = |w: &DataPlaneWorker| {
         [
@@ -78,13 +80,15 @@ pub fn format(
             w.kernel_drops,
             w.csum_completed,
             w.segmented,
+            w.handed_off,
+            w.handoff_dropped,
         ]
     };
-    let mut rows: Vec<(String, [u64; 12])> = workers
+    let mut rows: Vec<(String, [u64; 14])> = workers
         .iter()
         .map(|w| (w.worker.to_string(), row(w)))
         .collect();
-    let mut total = [0u64; 12];
+    let mut total = [0u64; 14];
     for (_, r) in &rows {
         for (t, v) in total.iter_mut().zip(r) {
             *t = t.saturating_add(*v);

@@ -126,7 +126,7 @@ pub fn system_ifindex(name: &str) -> Option<u32> {
 /// Everything a request can read or change.
 #[derive(Debug)]
 pub struct State {
-    engine: Engine,
+    engines: std::sync::Arc<crate::engines::Engines>,
     sync: SyncDaemons,
     /// Opens a sync daemon's socket (`None`: bookkeeping only, in tests).
     open_sync: OpenSync,
@@ -174,7 +174,7 @@ impl State {
     /// A handler owning `engine`, finding interfaces with `mtu_of`.
     pub fn new(engine: Engine, mtu_of: MtuOf) -> State {
         State {
-            engine,
+            engines: std::sync::Arc::new(crate::engines::Engines::new(engine)),
             sync: SyncDaemons::default(),
             open_sync: |_, _| Ok(None),
             mtu_of,
@@ -191,21 +191,36 @@ impl State {
     /// listed.
     pub fn conns_chunk(
         &self,
-        from: u32,
+        from: u64,
         max: usize,
         now: Instant,
         out: &mut Vec<rvs_proto::ConnInfo>,
-    ) -> Option<u32> {
-        let (mut last, mut taken) = (None, 0);
-        for (id, c) in self.engine.conns().iter_from(from).take(max) {
-            out.push(convert::conn_info(c, now));
-            last = Some(id.index());
-            taken += 1;
+    ) -> Option<u64> {
+        // The cursor: replica in the high half, slab index in the low.
+        let (mut replica, mut index) = ((from >> 32) as usize, from as u32);
+        while replica < self.engines.len() {
+            let engine = self.engines.lock(replica);
+            let (mut last, mut taken) = (None, 0);
+            for (id, c) in engine.conns().iter_from(index).take(max) {
+                out.push(convert::conn_info(c, now));
+                last = Some(id.index());
+                taken += 1;
+            }
+            match last {
+                Some(i) if taken == max => {
+                    return Some(((replica as u64) << 32) | u64::from(i + 1));
+                }
+                _ => {
+                    replica += 1;
+                    index = 0;
+                    if taken > 0 {
+                        // This chunk ends with the replica.
+                        return (replica < self.engines.len()).then_some((replica as u64) << 32);
+                    }
+                }
+            }
         }
-        match last {
-            Some(i) if taken == max => Some(i + 1),
-            _ => None,
-        }
+        None
     }
 
     /// Open sync daemons' sockets with `f` (rvsd: [`system_open_sync`]).
@@ -231,7 +246,8 @@ impl State {
         spec: &rvs_proto::DaemonSpec,
     ) -> Result<rvs_proto::DaemonSpec, Failure> {
         let s = sync.start(spec, self.mtu_of)?;
-        match (self.open_sync)(&s, self.engine.sysctls().sync_sock_size) {
+        let sock_size = self.engines.first().sysctls().sync_sock_size;
+        match (self.open_sync)(&s, sock_size) {
             Ok(sock) => {
                 sync.attach(s.role, sock);
                 Ok(s)
@@ -252,10 +268,12 @@ impl State {
 
     /// Tell the engine which daemons run.
     fn sync_engine_flags(&mut self) {
-        self.engine
-            .set_sync_master(self.sync.running(rvs_proto::DaemonRole::Master));
-        self.engine
-            .set_sync_backup(self.sync.running(rvs_proto::DaemonRole::Backup));
+        let master = self.sync.running(rvs_proto::DaemonRole::Master);
+        let backup = self.sync.running(rvs_proto::DaemonRole::Backup);
+        self.engines.each(|e| {
+            e.set_sync_master(master);
+            e.set_sync_backup(backup);
+        });
     }
 
     /// Resolve interface names of fwmark rules with `f` instead of the
@@ -264,14 +282,25 @@ impl State {
         self.ifindex_of = f;
     }
 
-    /// The engine.
-    pub fn engine(&self) -> &Engine {
-        &self.engine
+    /// The engine replicas.
+    pub fn engines(&self) -> &std::sync::Arc<crate::engines::Engines> {
+        &self.engines
     }
 
-    /// The engine, mutably (housekeeping).
-    pub fn engine_mut(&mut self) -> &mut Engine {
-        &mut self.engine
+    /// Grow to `n` engine replicas (`--engines per-worker`, before the
+    /// workers start).
+    pub fn replicate_engines(&mut self, n: usize) {
+        if let Some(e) = std::sync::Arc::get_mut(&mut self.engines) {
+            e.replicate(n);
+        }
+        self.sync_engine_flags();
+    }
+
+    /// The first engine replica, locked: the whole engine with
+    /// `--engines shared`; with `per-worker`, the one whose configuration
+    /// is read (statistics and connections are over all: [`State::engines`]).
+    pub fn engine(&self) -> std::sync::MutexGuard<'_, Engine> {
+        self.engines.first()
     }
 
     /// Bumped by every successful `Apply` and `Batch`: the data plane
@@ -329,7 +358,7 @@ impl State {
                 None => Failure::new(ESRCH, "no such service").reply(None, None),
             },
             Request::GetTimeouts => {
-                let t = self.engine.timeouts();
+                let t = *self.engines.first().timeouts();
                 Reply::Timeouts {
                     tcp: t.tcp_established_secs(),
                     tcpfin: t.tcp_fin_secs(),
@@ -337,16 +366,19 @@ impl State {
                 }
             }
             Request::ListDaemons => Reply::Daemons(self.sync.list()),
-            Request::GlobalStats => Reply::GlobalStats {
-                stats: convert::stats(&self.engine.stats().shown()),
-                rates: convert::rates(&self.engine.stats().rates()),
-            },
+            Request::GlobalStats => {
+                let (stats, rates) = self.engines.stats();
+                Reply::GlobalStats { stats, rates }
+            }
             Request::ListConns => Reply::Conns(
-                self.engine
-                    .conns()
-                    .iter()
-                    .map(|(_, c)| convert::conn_info(c, now))
-                    .collect(),
+                self.engines
+                    .each(|e| {
+                        e.conns()
+                            .iter()
+                            .map(|(_, c)| convert::conn_info(c, now))
+                            .collect::<Vec<_>>()
+                    })
+                    .concat(),
             ),
             // Answered by the server from the data plane's counters; a
             // state without a data plane has none.
@@ -367,7 +399,7 @@ impl State {
                 self.changed(res)
             }
             Request::FwmarkFlush => {
-                self.engine.flush_fwmark_rules();
+                self.engines.each(|e| e.flush_fwmark_rules());
                 self.ifnames.clear();
                 self.changed(Ok(()))
             }
@@ -375,10 +407,11 @@ impl State {
             Request::FwmarkHost => crate::hostwatch::listing(),
             Request::GetSysctls => Reply::Sysctls(self.sysctls()),
             Request::SetSysctls(pairs) => {
-                let mut s = *self.engine.sysctls();
+                let before = *self.engines.first().sysctls();
+                let mut s = before;
                 match s.set_all(pairs.iter().map(|(n, v)| (n.as_str(), v.as_str()))) {
                     Ok(()) => {
-                        if s != *self.engine.sysctls() {
+                        if s != before {
                             tracing::info!(
                                 "sysctls set (uid {}, pid {}): {}",
                                 peer.uid,
@@ -390,7 +423,7 @@ impl State {
                                     .join(" ")
                             );
                         }
-                        self.engine.set_sysctls(s);
+                        self.engines.each(|e| e.set_sysctls(s));
                         Reply::Ok
                     }
                     Err(e) => Failure::new(EINVAL, e.to_string()).reply(None, None),
@@ -401,7 +434,7 @@ impl State {
 
     /// Every IPVS sysctl with its value in force.
     fn sysctls(&self) -> Vec<rvs_proto::SysctlValue> {
-        let s = self.engine.sysctls();
+        let s = *self.engines.first().sysctls();
         rvs_core::sysctl::SYSCTLS
             .iter()
             .map(|i| rvs_proto::SysctlValue {
@@ -441,8 +474,8 @@ impl State {
     fn fwmark_add(&mut self, spec: &FwmarkSpec, now: Instant) -> Result<(), Failure> {
         let rule = convert::fwmark_rule(spec, self.ifindex_of)?;
         // Through `apply`: the rule must fit the data plane's filter.
-        self.engine
-            .apply(&ConfigOp::AddFwmarkRule(rule.clone()), now)?;
+        let op = ConfigOp::AddFwmarkRule(rule.clone());
+        self.engines.change(|e| e.apply(&op, now))?;
         self.note_ifname(&rule, spec);
         Ok(())
     }
@@ -450,7 +483,8 @@ impl State {
     fn fwmark_del(&mut self, spec: &FwmarkSpec, now: Instant) -> Result<(), Failure> {
         let rule = self.resolve_fwmark(spec)?;
         // A deleted rule can uncover an earlier one: through `apply` too.
-        self.engine.apply(&ConfigOp::DeleteFwmarkRule(rule), now)?;
+        let op = ConfigOp::DeleteFwmarkRule(rule);
+        self.engines.change(|e| e.apply(&op, now))?;
         Ok(())
     }
 
@@ -470,9 +504,9 @@ impl State {
         &mut self,
         rules: &[rvs_core::fwmark::FwmarkRule],
     ) -> Result<(), String> {
-        let before = self.engine.fwmark_rules().host().to_vec();
-        self.engine.set_host_fwmark_rules(rules)?;
-        if self.engine.fwmark_rules().host() != before.as_slice() {
+        let before = self.engines.first().fwmark_rules().host().to_vec();
+        self.engines.change(|e| e.set_host_fwmark_rules(rules))?;
+        if self.engines.first().fwmark_rules().host() != before.as_slice() {
             self.generation += 1;
         }
         Ok(())
@@ -486,7 +520,8 @@ impl State {
                 .cloned()
                 .unwrap_or_else(|| format!("if{i}"))
         };
-        self.engine
+        self.engines
+            .first()
             .fwmark_rules()
             .rules()
             .iter()
@@ -515,27 +550,30 @@ impl State {
     /// Every service: address services first, then fwmark ones, each newest
     /// first (the kernel's unsorted order).
     pub fn services(&self) -> Vec<ServiceInfo> {
-        let mut svcs: Vec<_> = self.engine.services().iter().map(|(_, s)| s).collect();
-        // The kernel lists every address service before every fwmark one.
-        svcs.sort_unstable_by_key(|s| {
-            (
-                matches!(s.key, rvs_core::service::ServiceKey::Fwmark { .. }),
-                std::cmp::Reverse(s.seq),
-            )
-        });
-        svcs.into_iter().map(convert::service_info).collect()
+        self.engines.services(services_of)
     }
 
     /// One service.
     pub fn service(&self, id: &ServiceId) -> Option<ServiceInfo> {
-        let services = self.engine.services();
-        let r = services.find(&convert::service_key(id))?;
-        services.get(r).map(convert::service_info)
+        let key = convert::service_key(id);
+        let one = |e: &Engine| {
+            let services = e.services();
+            services
+                .find(&key)
+                .and_then(|r| services.get(r))
+                .map(convert::service_info)
+                .into_iter()
+                .collect()
+        };
+        self.engines.services(one).pop()
     }
 
     fn apply(&mut self, op: &Op, now: Instant) -> Result<(), Failure> {
         match convert::action(op)? {
-            Action::Config(c) => self.engine.apply(&c, now).map_err(Failure::from),
+            Action::Config(c) => self
+                .engines
+                .change(|e| e.apply(&c, now))
+                .map_err(Failure::from),
             Action::StartDaemon(spec) => {
                 let mut sync = std::mem::take(&mut self.sync);
                 let r = self.start_daemon(&mut sync, &spec);
@@ -593,7 +631,7 @@ impl State {
             }
         }
         // Every engine op collected precedes `first_err`, so an engine error wins.
-        if let Err((j, e)) = self.engine.check_batch(&config) {
+        if let Err((j, e)) = self.engines.first().check_batch(&config) {
             return Err((config_line[j], e.into()));
         }
         if let Some(err) = first_err {
@@ -602,7 +640,7 @@ impl State {
         for (j, op) in config.iter().enumerate() {
             // Cannot fail after the dry run; if it does, the model in
             // rvs_core::batch is out of step with the engine.
-            if let Err(e) = self.engine.apply_after_check(op, now) {
+            if let Err(e) = self.engines.change(|e| e.apply_after_check(op, now)) {
                 tracing::error!(
                     "BUG: batch operation {} failed after a clean dry run ({e}); \
                      the operations before it were applied",
@@ -623,6 +661,20 @@ impl State {
         }
         Ok(())
     }
+}
+
+/// Every service of `e`: address services first, then fwmark ones, each
+/// newest first (the kernel's unsorted order).
+fn services_of(e: &Engine) -> Vec<ServiceInfo> {
+    let mut svcs: Vec<_> = e.services().iter().map(|(_, s)| s).collect();
+    // The kernel lists every address service before every fwmark one.
+    svcs.sort_unstable_by_key(|s| {
+        (
+            matches!(s.key, rvs_core::service::ServiceKey::Fwmark { .. }),
+            std::cmp::Reverse(s.seq),
+        )
+    });
+    svcs.into_iter().map(convert::service_info).collect()
 }
 
 fn role_name(role: rvs_proto::DaemonRole) -> &'static str {

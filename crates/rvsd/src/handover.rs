@@ -111,6 +111,23 @@ pub fn restore(
     now_unix: u64,
     now: rvs_core::Instant,
 ) -> Result<(usize, usize), RestoreError> {
+    restore_with(bytes, now_unix, |c| engine.restore_conn(c, now))
+}
+
+/// [`restore`] through `apply` (each entry to its engine replica).
+pub fn restore_with(
+    bytes: &[u8],
+    now_unix: u64,
+    mut apply: impl FnMut(&rvs_wire::ipvs_sync::SyncConn<'_>) -> rvs_core::engine::SyncApplied,
+) -> Result<(usize, usize), RestoreError> {
+    restore_inner(bytes, now_unix, &mut apply)
+}
+
+fn restore_inner(
+    bytes: &[u8],
+    now_unix: u64,
+    apply: &mut dyn FnMut(&rvs_wire::ipvs_sync::SyncConn<'_>) -> rvs_core::engine::SyncApplied,
+) -> Result<(usize, usize), RestoreError> {
     let rest = bytes
         .strip_prefix(MAGIC.as_slice())
         .ok_or(RestoreError::Format("no magic"))?;
@@ -135,7 +152,7 @@ pub fn restore(
         let m = Message::parse(msg).map_err(|_| RestoreError::Format("bad message"))?;
         for c in m.conns() {
             match c {
-                Ok(c) => match engine.restore_conn(&c, now) {
+                Ok(c) => match apply(&c) {
                     rvs_core::engine::SyncApplied::Refused(_) => refused += 1,
                     _ => ok += 1,
                 },
@@ -212,8 +229,12 @@ pub fn drop_table_present() -> bool {
 
 /// Steps 1 and 2 under the state lock's snapshot: the drop table, then
 /// the file (a temporary file, fsync, rename). Returns the entries saved.
-pub fn save(engine: &Engine, ifaces: &[String], path: &Path) -> Result<usize, String> {
-    if let Err(e) = install_drop_table(ifaces, &class_set(engine)) {
+pub fn save(
+    engines: &crate::engines::Engines,
+    ifaces: &[String],
+    path: &Path,
+) -> Result<usize, String> {
+    if let Err(e) = install_drop_table(ifaces, &class_set(&engines.first())) {
         // Without it the gap may reset connections; the table is still
         // worth saving (a quick restart loses few packets).
         tracing::warn!(
@@ -222,7 +243,7 @@ pub fn save(engine: &Engine, ifaces: &[String], path: &Path) -> Result<usize, St
         );
     }
     let mut entries = Vec::new();
-    engine.sync_snapshot(&mut entries);
+    engines.each(|e| e.sync_snapshot(&mut entries));
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -247,7 +268,7 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
 
 /// Step 3's first half: take the connections back from `path` if it is
 /// there; the file is removed whatever it held.
-pub fn load(engine: &mut Engine, path: &Path, now: rvs_core::Instant) {
+pub fn load(engines: &crate::engines::Engines, path: &Path, now: rvs_core::Instant) {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return,
@@ -260,7 +281,12 @@ pub fn load(engine: &mut Engine, path: &Path, now: rvs_core::Instant) {
     let now_unix = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    match restore(engine, &bytes, now_unix, now) {
+    let apply = |c: &rvs_wire::ipvs_sync::SyncConn<'_>| {
+        engines
+            .lock(engines.owner_of(c.caddr()))
+            .restore_conn(c, now)
+    };
+    match restore_with(&bytes, now_unix, apply) {
         Ok((n, 0)) => tracing::info!(
             "restart hand-over: {n} connection(s) taken back from {}",
             path.display()

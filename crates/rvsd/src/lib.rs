@@ -42,6 +42,7 @@ pub mod auth;
 pub mod classes;
 pub mod convert;
 pub mod dataplane;
+pub mod engines;
 pub mod handler;
 pub mod handover;
 pub mod held;
@@ -290,12 +291,18 @@ fn serve(o: Options) -> Result<(), (u8, String)> {
         let n = rules::load(&mut state, path, clock.now()).map_err(|m| (EXIT_USAGE, m))?;
         tracing::info!("loaded {n} rules from {}", path.display());
     }
-    if let Some(path) = &o.conn_state {
-        // The previous rvsd's connections (a restart): before the data
-        // plane, so that their first packets find them.
-        handover::load(state.engine_mut(), path, clock.now());
-    }
-
+    let engine_mode = match o.engines {
+        Some(m) => m,
+        None => match std::env::var("RVSD_ENGINES") {
+            Ok(v) if !v.is_empty() => engines::EngineMode::parse(&v).ok_or_else(|| {
+                (
+                    EXIT_USAGE,
+                    format!("RVSD_ENGINES={v}: expected `shared` or `per-worker`"),
+                )
+            })?,
+            _ => engines::EngineMode::Shared,
+        },
+    };
     let dataplane = match o.io {
         IoMode::None => None,
         mode => Some(
@@ -306,11 +313,18 @@ fn serve(o: Options) -> Result<(), (u8, String)> {
                     mode: o.fast_path,
                     entries: o.fast_path_entries,
                 },
+                engine_mode,
                 &mut state,
             )
             .map_err(|m| (EXIT_FAILURE, format!("--io {}: {m}", mode.name())))?,
         ),
     };
+    if let Some(path) = &o.conn_state {
+        // The previous rvsd's connections (a restart): before the workers
+        // start, so that their first packets find them, and after the
+        // engine replicas exist, so that each goes to its own.
+        handover::load(state.engines(), path, clock.now());
+    }
 
     let endpoint = o.socket.clone().unwrap_or_else(Endpoint::from_env);
     let listener: UnixListener = endpoint.bind().map_err(|e| {
@@ -452,7 +466,7 @@ fn serve(o: Options) -> Result<(), (u8, String)> {
     // claims the traffic, then the table of connections.
     if let (Some(path), Some(_)) = (&o.conn_state, &worker) {
         let st = shared.lock();
-        match handover::save(st.engine(), &interfaces, path) {
+        match handover::save(st.engines(), &interfaces, path) {
             Ok(n) => tracing::info!(
                 "restart hand-over: {n} connection(s) saved to {}",
                 path.display()

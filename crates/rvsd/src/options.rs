@@ -45,6 +45,20 @@ Options:
                           a peer not in NAPI mode are lost);
                         `off`: every packet through the engine.
                         Always off with `--io packet` and `--io none`.
+  --engines MODE        how workers share the engine ($RVSD_ENGINES sets
+                        the default):
+                        `shared` (default): one engine, each worker locks
+                          it for a batch of frames;
+                        `per-worker`: with more than one worker, each has
+                          its own engine replica (no lock shared on the
+                          packet path); a frame is handed to the worker
+                          whose replica owns its client address (masked
+                          by the persistent services' netmasks), so both
+                          directions of a NAT connection meet. Per-worker
+                          scheduling: rr/wrr positions, lc/wlc counts,
+                          thresholds and lblc tables are each worker's
+                          own. The XDP fast path is off in this mode
+                          (not yet kept per worker)
   --max-conns N         connection entries (templates included) the table
                         holds, 1024 to 268435456 (default 1048576, about
                         125 MB at the bound); from 15/16 of it a new
@@ -135,6 +149,8 @@ pub struct Options {
     pub group: Option<String>,
     /// `--max-conns`.
     pub max_conns: usize,
+    /// `--engines` (else `RVSD_ENGINES`, else shared).
+    pub engines: Option<crate::engines::EngineMode>,
     /// `--metrics`.
     pub metrics: Option<std::net::SocketAddr>,
     /// `--metrics-backend-labels`.
@@ -158,6 +174,7 @@ impl Default for Options {
             fast_path_entries: FAST_PATH_ENTRIES,
             group: None,
             max_conns: MAX_CONNS,
+            engines: None,
             metrics: None,
             metrics_labels: crate::metrics::BackendLabels::default(),
             log_level: None,
@@ -306,6 +323,13 @@ pub fn parse_with_env(
                 }
                 o.save = Some(PathBuf::from(v));
             }
+            Long("engines") => {
+                let v = text(p.value().map_err(|e| e.to_string())?, "--engines")?;
+                o.engines =
+                    Some(crate::engines::EngineMode::parse(&v).ok_or_else(|| {
+                        format!("--engines {v}: expected `shared` or `per-worker`")
+                    })?);
+            }
             Long("conn-state") => {
                 let v = p.value().map_err(|e| e.to_string())?;
                 if v.is_empty() {
@@ -440,6 +464,7 @@ mod tests {
                 fast_path_entries: FAST_PATH_ENTRIES,
                 group: None,
                 max_conns: MAX_CONNS,
+                engines: None,
                 metrics: None,
                 metrics_labels: crate::metrics::BackendLabels::default(),
                 log_level: None,

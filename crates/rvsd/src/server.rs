@@ -195,7 +195,8 @@ impl Shared {
     /// ([`DpShared::credit_fast_path`]).
     pub fn credit_fast_path(&self, state: &mut State) {
         if let Some(dp) = self.dp.get() {
-            dp.credit_fast_path(state.engine_mut(), self.clock.now());
+            // The fast path runs with one shared engine only.
+            dp.credit_fast_path(&mut state.engine(), self.clock.now());
         }
     }
 
@@ -274,9 +275,9 @@ impl Shared {
             let mut state = self.lock();
             self.credit_fast_path(&mut state);
             (
-                crate::convert::stats(&state.engine().stats().shown()),
+                state.engines().stats().0,
                 state.services(),
-                crate::convert::engine_counters(state.engine_mut()),
+                state.engines().counters(),
             )
         };
         let mut snap = crate::metrics::Snapshot {
@@ -390,10 +391,14 @@ pub fn spawn_housekeeping(shared: Arc<Shared>) -> io::Result<std::thread::JoinHa
         .spawn(move || {
             while !shared.stop.load(Ordering::Relaxed) {
                 std::thread::sleep(POLL_INTERVAL);
-                let mut state = shared.lock();
-                shared.credit_fast_path(&mut state);
+                let engines = {
+                    let mut state = shared.lock();
+                    shared.credit_fast_path(&mut state);
+                    Arc::clone(state.engines())
+                };
+                // Each replica in turn, without the state lock.
                 let now = shared.clock.now();
-                state.engine_mut().poll(now);
+                engines.each(|e| e.poll(now));
             }
         })
 }
@@ -633,7 +638,7 @@ pub fn serve_connection(stream: UnixStream, shared: &Shared) {
                     let counters = {
                         let mut state = shared.lock();
                         shared.credit_fast_path(&mut state);
-                        crate::convert::engine_counters(state.engine_mut())
+                        state.engines().counters()
                     };
                     let mut reply = shared.dataplane_stats();
                     if let Reply::DataPlaneStats {

@@ -226,11 +226,13 @@ fn run(shared: &Shared) {
     let mut spare: Vec<Vec<u8>> = Vec::new();
     while !shared.stopping() {
         let (master, backup, version) = {
-            let mut st = shared.lock();
+            let st = shared.lock();
             let (master, backup) = st.sync_sockets();
             if master.is_some() {
-                st.engine_mut()
-                    .take_sync(&mut entries, MAX_ENTRIES_PER_TICK);
+                // Each replica's queue (one with --engines shared).
+                let engines = st.engines();
+                let per = MAX_ENTRIES_PER_TICK / engines.len();
+                engines.each(|e| e.take_sync(&mut entries, per.max(1)));
             }
             let v = if st.engine().sysctls().sync_version == 0 {
                 Version::V0
@@ -308,10 +310,10 @@ fn receive(
         return;
     }
     let now = shared.clock().now();
-    let mut st = shared.lock();
+    let engines = Arc::clone(shared.lock().engines());
     for d in datagrams.drain(..) {
         STATS.recv_msgs.fetch_add(1, Ordering::Relaxed);
-        apply_message(st.engine_mut(), &d, syncid(spec), now);
+        apply_message(&engines, &d, syncid(spec), now);
         spare.push(d);
     }
 }
@@ -319,7 +321,7 @@ fn receive(
 /// Apply one received datagram (`ip_vs_process_message`); returns the
 /// number of entries applied.
 pub fn apply_message(
-    engine: &mut rvs_core::engine::Engine,
+    engines: &crate::engines::Engines,
     datagram: &[u8],
     syncid: u8,
     now: rvs_core::Instant,
@@ -339,7 +341,10 @@ pub fn apply_message(
     for c in msg.conns() {
         match c {
             Ok(c) => {
-                engine.apply_sync(&c, msg.version(), now);
+                // To the replica that owns the client's connections.
+                engines
+                    .lock(engines.owner_of(c.caddr()))
+                    .apply_sync(&c, msg.version(), now);
                 n += 1;
             }
             Err(_) => {

@@ -598,7 +598,7 @@ fn connections_and_templates_are_listed() {
             dest("192.168.1.10", 0),
         ),
     );
-    let e = s.engine_mut();
+    let mut e = s.engine();
     e.set_port(
         PortId(0),
         PortConfig {
@@ -629,6 +629,7 @@ fn connections_and_templates_are_listed() {
         },
         Instant::from_secs(1),
     );
+    drop(e);
     let conns = match s.handle(&ROOT, Request::ListConns, Instant::from_secs(1)) {
         Reply::Conns(c) => c,
         other => panic!("{other:?}"),
@@ -724,7 +725,7 @@ fn sysctls_by_kernel_name_all_or_none() {
         "{}",
         e.message
     );
-    assert!(!s.engine_mut().sysctls().sloppy_tcp);
+    assert!(!s.engine().sysctls().sloppy_tcp);
     // Unprivileged: refused.
     assert!(matches!(
         s.handle(&NOBODY, set(&[("sloppy_tcp", "1")]), now),
@@ -738,7 +739,7 @@ fn sysctls_by_kernel_name_all_or_none() {
         ),
         Reply::Ok
     );
-    let sc = *s.engine_mut().sysctls();
+    let sc = *s.engine().sysctls();
     assert!(sc.sloppy_tcp && sc.expire_nodest_conn);
     let Reply::Sysctls(all) = s.handle(&ROOT, Request::GetSysctls, now) else {
         panic!("no sysctls")
@@ -769,7 +770,7 @@ fn add_dr_service_with_conns(s: &mut State, n: u32) {
             pe_data: None,
             pe_name: None,
         };
-        s.engine_mut().restore_conn(&e, Instant::from_secs(1));
+        s.engine().restore_conn(&e, Instant::from_secs(1));
     }
 }
 
@@ -790,4 +791,78 @@ fn conns_listed_in_chunks_are_the_whole_table() {
         }
         assert_eq!(out, whole, "chunks of {chunk}");
     }
+}
+
+/// `--engines per-worker`: every replica takes every change, listings sum
+/// the replicas' counts and join their connections (chunk by chunk too).
+#[test]
+fn per_worker_replicas_take_changes_and_listings_sum_them() {
+    use rvs_wire::EthernetAddress;
+    let mut s = state();
+    let web = tcp("10.0.0.1", 80);
+    ok(&mut s, Op::AddService(spec(web, "rr")));
+    ok(&mut s, add_dest(web, dest("192.168.1.10", 80)));
+    s.replicate_engines(3);
+    assert_eq!(s.engines().len(), 3);
+    ok(&mut s, add_dest(web, dest("192.168.1.11", 80)));
+    for i in 0..3 {
+        let e = s.engines().lock(i);
+        let svc = e.services().iter().next().unwrap().1;
+        assert_eq!(svc.dests.len(), 2, "replica {i}");
+    }
+    // Connections in two replicas: through each one's own packets.
+    let hop = Hop {
+        port: PortId(0),
+        mac: EthernetAddress([2, 0, 0, 0, 0, 9]),
+    };
+    let port = PortConfig {
+        mac: EthernetAddress([2, 0, 0, 0, 0, 1]),
+        mtu: 1500,
+        addr_v4: Some(Ipv4Addr::new(10, 0, 0, 2)),
+        addr_v6: None,
+    };
+    for (i, client) in [(0usize, [172, 16, 0, 5]), (2, [172, 16, 0, 6])] {
+        let mut e = s.engines().lock(i);
+        e.set_port(PortId(0), port);
+        for a in ["192.168.1.10", "192.168.1.11"] {
+            e.set_hop(v4(a), hop);
+        }
+        let mut buf = syn_frame(client, 40000, [10, 0, 0, 1], 80);
+        let len = buf.len();
+        let a = e.process(
+            Frame {
+                buf: &mut buf,
+                start: 0,
+                len,
+                ingress: PortId(0),
+                fwmark: 0,
+            },
+            Instant::from_secs(1),
+        );
+        assert!(matches!(a, rvs_core::Action::Forward { .. }), "{a:?}");
+    }
+    let svcs = s.services();
+    assert_eq!(svcs.len(), 1);
+    assert_eq!(svcs[0].stats.conns, 2);
+    let inact: u32 = svcs[0].dests.iter().map(|d| d.inactive + d.active).sum();
+    assert_eq!(inact, 2);
+    match s.handle(&ROOT, Request::ListConns, Instant::from_secs(1)) {
+        Reply::Conns(c) => assert_eq!(c.len(), 2),
+        other => panic!("{other:?}"),
+    }
+    // Chunked, one at a time: both, then the end.
+    let (mut from, mut out) = (Some(0u64), Vec::new());
+    let mut rounds = 0;
+    while let Some(f) = from {
+        from = s.conns_chunk(f, 1, Instant::from_secs(1), &mut out);
+        rounds += 1;
+        assert!(rounds < 10);
+    }
+    assert_eq!(out.len(), 2);
+    match s.handle(&ROOT, Request::GlobalStats, Instant::from_secs(1)) {
+        Reply::GlobalStats { stats, .. } => assert_eq!(stats.conns, 2),
+        other => panic!("{other:?}"),
+    }
+    // A change the first replica refuses changes none.
+    assert_eq!(errno(&apply(&mut s, Op::AddService(spec(web, "rr")))), 17);
 }

@@ -860,3 +860,123 @@ fn real_server_mac_change_followed_long_after_the_last_change() {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// `--engines per-worker` on links of two queues, NAT: a connection's
+/// requests and its replies reach the director on different queues (the
+/// links hash each direction apart), so different workers read them; each
+/// frame is handed to the worker whose engine replica holds the
+/// connection, and every connection is translated both ways. With AF_XDP
+/// and with AF_PACKET.
+#[test]
+fn nat_multi_queue_per_worker_engines() {
+    for io in ["xdp", "packet"] {
+        let mut lab = new_lab(&format!("pw{}", &io[..1]));
+        let client = lab.ns("c");
+        let director = lab.ns("d");
+        let rs1 = lab.ns("r1");
+        veth_queues(&client, "eth0", &director, "eth0", 2);
+        veth_queues(&rs1, "eth0", &director, "eth1", 2);
+        for (ns, addr, dev) in [
+            (&client, "10.0.1.1/24", "eth0"),
+            (&director, "10.0.1.2/24", "eth0"),
+            (&director, "10.0.2.1/24", "eth1"),
+            (&director, "10.0.1.100/32", "lo"),
+            (&rs1, "10.0.2.11/24", "eth0"),
+        ] {
+            ipn(ns, &format!("addr add {addr} dev {dev}"));
+        }
+        // More client addresses: connections are owned by client address.
+        for a in 3..=10 {
+            ipn(&client, &format!("addr add 10.0.1.{a}/24 dev eth0"));
+        }
+        ipn(&client, "route add 10.0.1.100/32 via 10.0.1.2");
+        ipn(&rs1, "route add default via 10.0.2.1");
+        napi_peer(&client, "eth0");
+        napi_peer(&rs1, "eth0");
+        lab.spawn(
+            &rs1,
+            "socat",
+            &[
+                "TCP-LISTEN:8000,bind=10.0.2.11,fork,reuseaddr",
+                "SYSTEM:echo rs1",
+            ],
+            Stdio::null(),
+        );
+        lab.start_rvsd(
+            &director,
+            Some(io),
+            &["eth0", "eth1"],
+            &["--engines", "per-worker"],
+        );
+        let log = lab.rvsd_log();
+        assert!(
+            log.contains("2 worker thread(s), engine per worker"),
+            "{io}: two workers with their own engines expected:\n{log}"
+        );
+        lab.adm_ok(&director, &["-A", "-t", "10.0.1.100:8000", "-s", "rr"]);
+        lab.adm_ok(
+            &director,
+            &["-a", "-t", "10.0.1.100:8000", "-r", "10.0.2.11:8000", "-m"],
+        );
+        let got = fetch_retry(&client, "10.0.1.100", 8000, Duration::from_secs(8));
+        assert_eq!(got.as_deref(), Some("rs1"), "{io}:\n{}", lab.rvsd_log());
+        let mut failed = Vec::new();
+        for i in 0..30 {
+            let src = format!("10.0.1.{}", 3 + i % 8);
+            let o = std::process::Command::new("ip")
+                .args(["netns", "exec", &client, "socat", "-T", "3", "-"])
+                .arg(format!("TCP:10.0.1.100:8000,connect-timeout=3,bind={src}"))
+                .stdin(Stdio::null())
+                .output()
+                .expect("socat");
+            if String::from_utf8_lossy(&o.stdout).trim() != "rs1" {
+                failed.push(i);
+            }
+        }
+        let dp = String::from_utf8_lossy(
+            &std::process::Command::new("ip")
+                .args(["netns", "exec", &director])
+                .arg(bin("rvs"))
+                .arg("dataplane")
+                .env_remove("RVS_SOCKET")
+                .output()
+                .expect("rvs dataplane")
+                .stdout,
+        )
+        .to_string();
+        assert!(
+            failed.is_empty(),
+            "{io}: connections {failed:?} failed\n{dp}\nrvsd log:\n{}",
+            lab.rvsd_log()
+        );
+        // The total row: handed-off is the 13th number, handoff-drop the 14th.
+        let total: Vec<u64> = dp
+            .lines()
+            .find(|l| l.trim_start().starts_with("total"))
+            .unwrap_or_else(|| panic!("no total row:\n{dp}"))
+            .split_whitespace()
+            .skip(1)
+            .map(|v| v.parse().expect("number"))
+            .collect();
+        eprintln!("{io}:\n{dp}");
+        assert!(total[12] > 0, "{io}: no frame was handed over:\n{dp}");
+        // Both replicas own connections: both workers forwarded.
+        for w in ["0", "1"] {
+            let fwd: u64 = dp
+                .lines()
+                .find(|l| l.split_whitespace().next() == Some(w))
+                .and_then(|l| l.split_whitespace().nth(3))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            assert!(fwd > 0, "{io}: worker {w} forwarded nothing:\n{dp}");
+        }
+        assert_eq!(total[13], 0, "{io}: hand-overs dropped:\n{dp}");
+        // NAT makes no frame of its own: sent at most what came in (a
+        // hand-off sent twice would show here).
+        assert!(total[1] <= total[0], "{io}: more sent than received:\n{dp}");
+        let list = lab.adm_ok(&director, &["-L", "-n", "--stats"]);
+        let st = service_stats(&list, "10.0.1.100:8000");
+        assert!(st[0] >= 31, "{io}: connections not counted:\n{list}");
+        assert!(st[2] >= 31, "{io}: replies not counted:\n{list}");
+    }
+}

@@ -37,6 +37,10 @@ pub struct WorkerCounters {
     /// TCP super-frames (a sender's TSO, GRO) cut into segments before
     /// the engine saw them (AF_PACKET only).
     pub segmented: AtomicU64,
+    /// Frames handed to the worker whose engine replica owns them.
+    pub handed_off: AtomicU64,
+    /// Frames not handed over: the owner's queue was full.
+    pub handoff_dropped: AtomicU64,
     /// Frames the kernel dropped before the worker read them (the sum over
     /// the worker's sockets, refreshed every [`KERNEL_STATS_INTERVAL`](super::worker::KERNEL_STATS_INTERVAL)).
     pub kernel_drops: AtomicU64,
@@ -56,6 +60,8 @@ pub(super) struct Tally {
     pub(super) no_port: u64,
     pub(super) csum_completed: u64,
     pub(super) segmented: u64,
+    pub(super) handed_off: u64,
+    pub(super) handoff_dropped: u64,
 }
 
 impl WorkerCounters {
@@ -72,6 +78,8 @@ impl WorkerCounters {
         self.no_port.fetch_add(t.no_port, r);
         self.csum_completed.fetch_add(t.csum_completed, r);
         self.segmented.fetch_add(t.segmented, r);
+        self.handed_off.fetch_add(t.handed_off, r);
+        self.handoff_dropped.fetch_add(t.handoff_dropped, r);
     }
 
     pub(super) fn snapshot(&self, worker: u32) -> DataPlaneWorker {
@@ -90,6 +98,8 @@ impl WorkerCounters {
             kernel_drops: self.kernel_drops.load(r),
             csum_completed: self.csum_completed.load(r),
             segmented: self.segmented.load(r),
+            handed_off: self.handed_off.load(r),
+            handoff_dropped: self.handoff_dropped.load(r),
         }
     }
 }
@@ -113,6 +123,8 @@ mod tests {
             no_port: 7,
             csum_completed: 8,
             segmented: 9,
+            handed_off: 10,
+            handoff_dropped: 11,
         };
         c.add(&t);
         c.add(&t);
@@ -133,6 +145,8 @@ mod tests {
                 kernel_drops: 0,
                 csum_completed: 16,
                 segmented: 18,
+                handed_off: 20,
+                handoff_dropped: 22,
             }
         );
     }

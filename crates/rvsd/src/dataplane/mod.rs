@@ -55,6 +55,8 @@ use std::time::Duration;
 
 use rvs_core::Engine;
 use rvs_core::engine::{PortConfig, PortId};
+
+pub use crate::engines::EngineMode;
 use rvs_io::flowcache;
 use rvs_io::neigh::Resolver;
 use rvs_proto::{ClassifierCounters, DataPlaneWorker, FastPathCounters, Reply};
@@ -247,6 +249,7 @@ pub struct DataPlane {
     shared: Arc<DpShared>,
     workers: Vec<WorkerSocks>,
     why: String,
+    engines: EngineMode,
 }
 
 /// The running data plane: its threads.
@@ -293,6 +296,7 @@ impl DataPlane {
         mode: IoMode,
         interfaces: &[String],
         fast: FastPathConfig,
+        engines: EngineMode,
         state: &mut State,
     ) -> Result<DataPlane, String> {
         let resolver = Resolver::start_with(rvs_io::neigh::ResolverConfig {
@@ -306,7 +310,17 @@ impl DataPlane {
             || open_xdp(&ports, fast.entries),
             || open_packet(&ports),
         )?;
+        let per_worker = engines == EngineMode::PerWorker && workers.len() > 1;
         let (fast_sync, fast_probed, fast_off) = match (&mut filter, fast.mode) {
+            (_, FastPathMode::On | FastPathMode::All) if per_worker => (
+                None,
+                Vec::new(),
+                Some(
+                    "--engines per-worker: the fast path's bookkeeping is kept for one \
+                     shared engine only (not yet per worker)"
+                        .to_string(),
+                ),
+            ),
             (Filter::Xdp(c), FastPathMode::On | FastPathMode::All) => {
                 let (set, probed, answers) = fast_egress(c, &ports, fast.mode, |i| {
                     port_config(&resolver, i).map(|p| p.mac.0)
@@ -325,20 +339,20 @@ impl DataPlane {
                 Some("it needs XDP, and AF_PACKET is in use".to_string()),
             ),
         };
-        state.engine_mut().set_fast_path(fast_sync.is_some());
+        state.engine().set_fast_path(fast_sync.is_some());
         if let Filter::Xdp(_) = &filter {
             // From now on a change the classifier's maps cannot hold is
             // refused before anything changes; the table loaded so far
             // (--rules) must fit too.
             state
-                .engine_mut()
+                .engine()
                 .set_claim_check(crate::classes::xdp_claim_check())
                 .map_err(|e| format!("the rules loaded do not fit: {e}"))?;
         }
         for p in &ports {
             let cfg = port_config(&resolver, p.ifindex)
                 .ok_or_else(|| format!("{}: interface not found by the resolver", p.name))?;
-            state.engine_mut().set_port(PortId(p.ifindex), cfg);
+            state.engine().set_port(PortId(p.ifindex), cfg);
             if let Filter::Xdp(c) = &mut filter {
                 // Frames addressed to other stations are not claimed.
                 c.set_if_mac(p.ifindex, cfg.mac.0)
@@ -360,10 +374,19 @@ impl DataPlane {
             fast_off,
             syn_shed_permille: std::sync::atomic::AtomicU32::new(0),
         });
+        if per_worker {
+            // One replica per worker, each with the ports just declared.
+            state.replicate_engines(workers.len());
+        }
         Ok(DataPlane {
             shared,
             workers,
             why,
+            engines: if per_worker {
+                EngineMode::PerWorker
+            } else {
+                EngineMode::Shared
+            },
         })
     }
 
@@ -427,14 +450,18 @@ impl DataPlane {
             }
         };
         format!(
-            "{} — {}; {}; {} worker thread(s); {fast}",
+            "{} — {}; {}; {} worker thread(s), engine {}; {fast}",
             match self.shared.backend {
                 Backend::Xdp => "AF_XDP",
                 Backend::Packet => "AF_PACKET + nftables",
             },
             self.why,
             parts.join(", "),
-            self.workers.len()
+            self.workers.len(),
+            match self.engines {
+                EngineMode::Shared => "shared",
+                EngineMode::PerWorker => "per worker (frames steered by client address)",
+            }
         )
     }
 
@@ -455,12 +482,48 @@ impl DataPlane {
             })
             .map_err(|e| format!("cannot start a thread: {e}"))?;
         threads.push(t);
+        let engines = Arc::clone(shared.lock().engines());
+        let n = self.workers.len();
+        let owners = match self.engines {
+            EngineMode::PerWorker => n,
+            EngineMode::Shared => 1,
+        };
+        let mut inboxes = Vec::new();
+        let mut peers = Vec::new();
+        if owners > 1 {
+            for _ in 0..n {
+                let (tx, rx) = std::sync::mpsc::sync_channel(worker::HANDOFF_QUEUE);
+                let wake = Arc::new(
+                    worker::Wake::new().map_err(|e| format!("cannot create an eventfd: {e}"))?,
+                );
+                peers.push((tx, Arc::clone(&wake)));
+                inboxes.push(Some((rx, wake)));
+            }
+        }
         for (i, socks) in self.workers.into_iter().enumerate() {
             let dp = Arc::clone(&self.shared);
             let sh = Arc::clone(&shared);
+            let (inbox, wake) = match inboxes.get_mut(i).and_then(Option::take) {
+                Some((rx, wake)) => (Some(rx), wake),
+                None => (
+                    None,
+                    Arc::new(
+                        worker::Wake::new()
+                            .map_err(|e| format!("cannot create an eventfd: {e}"))?,
+                    ),
+                ),
+            };
+            let lane = worker::Lane {
+                engines: Arc::clone(&engines),
+                replica: if owners > 1 { i } else { 0 },
+                owners,
+                inbox,
+                wake,
+                peers: peers.clone(),
+            };
             let t = std::thread::Builder::new()
                 .name(format!("dp-worker-{i}"))
-                .spawn(move || Worker::new(i, socks, dp).run(&sh))
+                .spawn(move || Worker::new(i, socks, dp, lane).run(&sh))
                 .map_err(|e| format!("cannot start a thread: {e}"))?;
             threads.push(t);
         }

@@ -127,8 +127,10 @@ impl Sync {
             self.last_probe = Some(Instant::now());
             inputs = probe_inputs(dp);
         }
-        let mut state = shared.lock();
-        let engine = state.engine_mut();
+        let state = shared.lock();
+        // The fast path runs with one shared engine only (see `open`).
+        let mut engine = state.engine();
+        let engine = &mut *engine;
         let Some(mut fast) = dp.fast() else {
             return;
         };
@@ -190,34 +192,47 @@ impl Sync {
                 }
             }
         }
-        let mut state = shared.lock();
-        // Hops the engine pruned (addresses nothing needs any more): the
+        let state = shared.lock();
+        let engines = std::sync::Arc::clone(state.engines());
+        // Hops the engines pruned (addresses nothing needs any more): the
         // resolver stops tracking them too, so neither grows without bound.
-        for a in state.engine_mut().take_pruned_hops() {
-            dp.resolver.forget(a);
+        // (Each replica prunes its own; an address another still needs is
+        // looked up again when it asks.)
+        for pruned in engines.each(|e| e.take_pruned_hops()) {
+            for a in pruned {
+                dp.resolver.forget(a);
+            }
         }
         let cgen = state.generation();
         if found.is_empty() && !resolver_changed && self.config_gen == Some(cgen) {
             return;
         }
-        let engine = state.engine_mut();
         if !found.is_empty() {
             let mut wanted = dp.wanted();
-            for (a, h) in &found {
-                engine.set_hop(*a, hop_of(h));
+            engines.each(|engine| {
+                for (a, h) in &found {
+                    engine.set_hop(*a, hop_of(h));
+                }
+            });
+            for (a, _) in &found {
                 wanted.remove(a);
             }
         }
         if resolver_changed {
             self.resolver_gen = Some(rgen);
             let mut wanted = dp.wanted();
-            for (a, h) in dp.resolver.hops() {
-                engine.set_hop(a, hop_of(&h));
-                wanted.remove(&a);
+            let hops = dp.resolver.hops();
+            engines.each(|engine| {
+                for (a, h) in &hops {
+                    engine.set_hop(*a, hop_of(h));
+                }
+            });
+            for (a, _) in &hops {
+                wanted.remove(a);
             }
             for p in &dp.ports {
                 if let Some(cfg) = port_config(&dp.resolver, p.ifindex) {
-                    engine.set_port(PortId(p.ifindex), cfg);
+                    engines.each(|engine| engine.set_port(PortId(p.ifindex), cfg));
                     // The classifier's idea of the interface's address
                     // follows a change of it (lock order: state, filter).
                     if let Some(Filter::Xdp(c)) = &mut *dp.filter()
@@ -234,7 +249,7 @@ impl Sync {
             {
                 return;
             }
-            let set = class_set(engine);
+            let set = class_set(&engines.first());
             drop(state);
             self.dests = set.dests.to_vec();
             // Start resolving real servers now, before their first packet.

@@ -3,7 +3,9 @@
 
 use std::net::IpAddr;
 use std::os::fd::RawFd;
-use std::sync::atomic::Ordering;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -14,7 +16,7 @@ use rvs_io::xsk::Verdict;
 use super::DpShared;
 use super::backend::{Sock, WorkerSocks};
 use super::counters::{Tally, WorkerCounters};
-use crate::handler::State;
+use crate::engines::Engines;
 use crate::held::{self, Held, HeldFrames};
 use crate::server::Shared;
 use crate::system::Clock;
@@ -32,8 +34,75 @@ struct Pending {
     bytes: Vec<u8>,
 }
 
+/// Frames for another worker's engine replica, each after
+/// [`held::HEADROOM`] bytes of its own (so that the owner rewrites them in
+/// place): (offset of the frame, its length, its GSO size).
+#[derive(Debug, Default)]
+pub(super) struct Handoff {
+    ingress: u32,
+    data: Vec<u8>,
+    frames: Vec<(u32, u32, u16)>,
+}
+
+/// Hand-off batches a worker's queue holds (then frames are dropped and
+/// counted).
+pub(super) const HANDOFF_QUEUE: usize = 256;
+
+/// How a worker wakes another: an eventfd in its poll set, written once
+/// per sleep.
+#[derive(Debug)]
+pub(super) struct Wake {
+    fd: OwnedFd,
+    signaled: AtomicBool,
+}
+
+impl Wake {
+    pub(super) fn new() -> std::io::Result<Wake> {
+        let fd = rustix::event::eventfd(
+            0,
+            rustix::event::EventfdFlags::NONBLOCK | rustix::event::EventfdFlags::CLOEXEC,
+        )?;
+        Ok(Wake {
+            fd,
+            signaled: AtomicBool::new(false),
+        })
+    }
+
+    fn signal(&self) {
+        if !self.signaled.swap(true, Ordering::AcqRel) {
+            let _ = rustix::io::write(&self.fd, &1u64.to_ne_bytes());
+        }
+    }
+
+    fn clear(&self) {
+        if self.signaled.swap(false, Ordering::AcqRel) {
+            let mut b = [0u8; 8];
+            let _ = rustix::io::read(&self.fd, &mut b);
+        }
+    }
+}
+
+/// A worker's place among the engine replicas.
+pub(super) struct Lane {
+    pub(super) engines: Arc<Engines>,
+    /// Its own replica.
+    pub(super) replica: usize,
+    /// Replicas frames are steered among (1: none, `--engines shared`).
+    pub(super) owners: usize,
+    /// Frames other workers hand to it.
+    pub(super) inbox: Option<Receiver<Handoff>>,
+    pub(super) wake: Arc<Wake>,
+    /// Every worker's queue and wake-up, by worker index.
+    pub(super) peers: Vec<(SyncSender<Handoff>, Arc<Wake>)>,
+}
+
 pub(super) struct Worker {
     index: usize,
+    lane: Lane,
+    /// Frames of this batch for other replicas, by worker index.
+    out: Vec<Handoff>,
+    /// Emptied hand-off batches, for reuse.
+    spare_handoffs: Vec<Handoff>,
     socks: Vec<Sock>,
     receives: Vec<bool>,
     dp: Arc<DpShared>,
@@ -58,7 +127,7 @@ pub(super) struct Worker {
 }
 
 impl Worker {
-    pub(super) fn new(index: usize, socks: WorkerSocks, dp: Arc<DpShared>) -> Worker {
+    pub(super) fn new(index: usize, socks: WorkerSocks, dp: Arc<DpShared>, lane: Lane) -> Worker {
         let port_of_ifindex = dp
             .ports
             .iter()
@@ -66,8 +135,12 @@ impl Worker {
             .map(|(i, p)| (p.ifindex, i))
             .collect();
         let counters = Arc::clone(&dp.workers[index]);
+        let out = (0..lane.peers.len()).map(|_| Handoff::default()).collect();
         Worker {
             index,
+            lane,
+            out,
+            spare_handoffs: Vec::new(),
             socks: socks.socks,
             receives: socks.receives,
             dp,
@@ -85,13 +158,16 @@ impl Worker {
 
     pub(super) fn run(&mut self, shared: &Shared) {
         let clock = shared.clock();
-        let fds: Vec<RawFd> = self
+        let mut fds: Vec<RawFd> = self
             .socks
             .iter()
             .zip(&self.receives)
             .filter(|(_, r)| **r)
             .map(|(s, _)| s.fd())
             .collect();
+        if self.lane.inbox.is_some() {
+            fds.push(self.lane.wake.fd.as_raw_fd());
+        }
         let mut dropped_seen = vec![0u64; self.socks.len()];
         let mut stats_at = Instant::now();
         let started = Instant::now();
@@ -112,13 +188,17 @@ impl Worker {
                 );
                 std::thread::sleep(Duration::from_millis(IDLE_WAIT_MS as u64));
             }
+            self.lane.wake.clear();
             for si in 0..self.socks.len() {
                 if self.receives[si] {
-                    self.batch(si, shared, clock);
+                    self.batch(si, clock);
                 }
             }
+            if self.lane.inbox.is_some() {
+                self.take_handoffs(clock);
+            }
             if !self.held.is_empty() {
-                self.release_held(shared, clock);
+                self.release_held(clock);
             }
             for (s, seen) in self.socks.iter_mut().zip(&mut dropped_seen) {
                 if let Err(e) = s.flush() {
@@ -159,9 +239,12 @@ impl Worker {
     }
 
     /// One batch of socket `si` (the socket of port `si`).
-    fn batch(&mut self, si: usize, shared: &Shared, clock: Clock) {
+    fn batch(&mut self, si: usize, clock: Clock) {
         let ingress = PortId(self.dp.ports[si].ifindex);
-        let mut guard = None::<MutexGuard<'_, State>>;
+        let engines = Arc::clone(&self.lane.engines);
+        let (replica, owners) = (self.lane.replica, self.lane.owners);
+        let out = &mut self.out;
+        let mut guard = None::<MutexGuard<'_, Engine>>;
         let mut now = None;
         let mut t = Tally::default();
         // The engine's count of finished checksums when the batch began.
@@ -176,20 +259,44 @@ impl Worker {
         let big = &mut self.big;
         let res = self.socks[si].rx_batch(BATCH, |fb| {
             t.rx += 1;
-            // Lock once per batch, and only when there is a frame.
-            let state = guard.get_or_insert_with(|| shared.lock());
+            // Lock once per batch, and only when there is a frame: the
+            // worker's own replica (the one engine with --engines shared).
+            let engine: &mut Engine = guard.get_or_insert_with(|| engines.lock(replica));
             let now = *now.get_or_insert_with(|| {
-                csum_before = state.engine_mut().counters().csum_completed;
+                csum_before = engine.counters().csum_completed;
                 let now = clock.now();
                 // The fast-path work the previous batch queued, now that
                 // its frames are sent: a flow's next packets go through XDP
                 // without waiting for the sync thread, and never overtake
                 // the packets the engine forwarded before.
-                dp.apply_fast_ops(state.engine_mut(), now);
+                dp.apply_fast_ops(engine, now);
                 now
             });
-            let engine: &mut Engine = state.engine_mut();
             let (start, len) = (fb.start(), fb.len());
+            if owners > 1 {
+                let bytes = &fb.buf()[start..start + len];
+                let owner = engine
+                    .steer(bytes, ingress)
+                    .map_or(replica, |h| rvs_core::engine::steer_owner(h, owners));
+                if owner != replica {
+                    // Another replica's connection: its worker's.
+                    let h = &mut out[owner];
+                    if h.frames.is_empty() {
+                        h.ingress = ingress.0;
+                    } else if h.ingress != ingress.0 {
+                        // One ingress per hand-off batch (a worker reads
+                        // one socket per batch: never met).
+                        t.dropped += 1;
+                        return Verdict::Drop;
+                    }
+                    let at = h.data.len() + held::HEADROOM;
+                    h.data.resize(at, 0);
+                    h.data.extend_from_slice(bytes);
+                    h.frames.push((at as u32, len as u32, fb.gso_size()));
+                    t.handed_off += 1;
+                    return Verdict::Drop;
+                }
+            }
             if len > WIRE_FRAME_MAX {
                 // A TCP super-frame (the sender's TSO, or GRO): cut into
                 // segments of the ingress MTU after the batch.
@@ -271,20 +378,17 @@ impl Worker {
             pending.push(Pending { sock: pi, bytes: b });
             Verdict::Done
         });
-        if let Some(state) = guard.as_mut()
+        if let Some(engine) = guard.as_mut()
             && let Some(now) = now
         {
-            self.cut_super_frames(state.engine_mut(), ingress, now, &mut t);
-            self.release_fragments(state.engine_mut(), now, &mut t);
+            self.cut_super_frames(engine, ingress, now, &mut t);
+            self.release_fragments(engine, now, &mut t);
         }
-        if let Some(state) = guard.as_mut() {
-            t.csum_completed = state
-                .engine_mut()
-                .counters()
-                .csum_completed
-                .saturating_sub(csum_before);
+        if let Some(engine) = guard.as_mut() {
+            t.csum_completed = engine.counters().csum_completed.saturating_sub(csum_before);
         }
         drop(guard);
+        self.hand_off(&mut t);
         if let Err(e) = res {
             crate::limited!(
                 error,
@@ -502,10 +606,11 @@ impl Worker {
 
     /// Process again the held frames whose next hop is now known; drop
     /// those that waited too long.
-    fn release_held(&mut self, shared: &Shared, clock: Clock) {
+    fn release_held(&mut self, clock: Clock) {
         let mut t = Tally::default();
-        let mut state = shared.lock();
-        let engine: &mut Engine = state.engine_mut();
+        let engines = Arc::clone(&self.lane.engines);
+        let mut state = engines.lock(self.lane.replica);
+        let engine: &mut Engine = &mut state;
         t.dropped += self
             .held
             .take_ready(Instant::now(), |a| engine.has_hop(a), &mut self.ready);
@@ -535,6 +640,98 @@ impl Worker {
         self.ready = ready;
         self.release_fragments(engine, now, &mut t);
         drop(state);
+        self.send_pending(&mut t);
+        if !self.need.is_empty() {
+            self.dp.wanted().extend(self.need.drain(..));
+        }
+        self.counters.add(&t);
+    }
+
+    /// Send this batch's frames for other replicas to their workers, and
+    /// wake them.
+    fn hand_off(&mut self, t: &mut Tally) {
+        for o in 0..self.out.len() {
+            if self.out[o].frames.is_empty() {
+                continue;
+            }
+            let mut fresh = self.spare_handoffs.pop().unwrap_or_default();
+            fresh.data.clear();
+            fresh.frames.clear();
+            let h = std::mem::replace(&mut self.out[o], fresh);
+            let (tx, wake) = &self.lane.peers[o];
+            match tx.try_send(h) {
+                Ok(()) => wake.signal(),
+                Err(TrySendError::Full(h) | TrySendError::Disconnected(h)) => {
+                    t.handoff_dropped += h.frames.len() as u64;
+                    t.dropped += h.frames.len() as u64;
+                    let mut h = h;
+                    h.data.clear();
+                    h.frames.clear();
+                    self.spare_handoffs.push(h);
+                }
+            }
+        }
+    }
+
+    /// Process the frames other workers handed over (this replica's
+    /// connections), as if read here.
+    fn take_handoffs(&mut self, clock: Clock) {
+        let Some(inbox) = &self.lane.inbox else {
+            return;
+        };
+        let mut got: Vec<Handoff> = Vec::new();
+        while got.len() < HANDOFF_QUEUE
+            && let Ok(h) = inbox.try_recv()
+        {
+            got.push(h);
+        }
+        if got.is_empty() {
+            return;
+        }
+        let mut t = Tally::default();
+        let engines = Arc::clone(&self.lane.engines);
+        let mut guard = engines.lock(self.lane.replica);
+        let engine: &mut Engine = &mut guard;
+        let now = clock.now();
+        let csum_before = engine.counters().csum_completed;
+        for mut h in got {
+            let ingress = PortId(h.ingress);
+            for &(at, len, gso) in &h.frames {
+                let (at, len) = (at as usize, len as usize);
+                let buf = &mut h.data[at - held::HEADROOM..at + len];
+                if len > WIRE_FRAME_MAX {
+                    t.segmented += 1;
+                    let mut b = self.spare.pop().unwrap_or_default();
+                    b.clear();
+                    b.extend_from_slice(&buf[held::HEADROOM..]);
+                    self.big.push((gso, b));
+                    continue;
+                }
+                let action = engine.process(
+                    Frame {
+                        buf,
+                        start: held::HEADROOM,
+                        len,
+                        ingress,
+                        fwmark: 0,
+                    },
+                    now,
+                );
+                let buf = &h.data[at - held::HEADROOM..at + len];
+                self.route(engine, action, buf, len, ingress, Instant::now(), &mut t);
+            }
+            if !self.big.is_empty() {
+                self.cut_super_frames(engine, ingress, now, &mut t);
+            }
+            if self.spare_handoffs.len() < HANDOFF_QUEUE {
+                h.data.clear();
+                h.frames.clear();
+                self.spare_handoffs.push(h);
+            }
+        }
+        self.release_fragments(engine, now, &mut t);
+        t.csum_completed = engine.counters().csum_completed.saturating_sub(csum_before);
+        drop(guard);
         self.send_pending(&mut t);
         if !self.need.is_empty() {
             self.dp.wanted().extend(self.need.drain(..));

@@ -211,7 +211,12 @@ impl Lab {
             std::env::var("RVSD_FAST_PATH").as_deref(),
             Ok("on") | Ok("all")
         );
-        if !wanted || extra.iter().any(|a| a.starts_with("--fast-path")) {
+        // Per-worker engines run without the fast path (rvsd says why).
+        if !wanted
+            || extra
+                .iter()
+                .any(|a| a.starts_with("--fast-path") || *a == "per-worker")
+        {
             return;
         }
         let log = self.rvsd_log();
