@@ -70,7 +70,10 @@ impl Engines {
     /// first (before the workers start).
     pub fn replicate(&mut self, n: usize) {
         while self.replicas.len() < n {
-            let r = locked(&self.replicas[0]).replica();
+            let first = locked(&self.replicas[0]);
+            let mut r = first.replica();
+            r.set_fast_path(first.fast_path());
+            drop(first);
             self.replicas.push(Mutex::new(r));
         }
     }
@@ -94,6 +97,11 @@ impl Engines {
     /// whose configuration is read.
     pub fn first(&self) -> MutexGuard<'_, Engine> {
         locked(&self.replicas[0])
+    }
+
+    /// Every replica, locked (in index order: the lock order).
+    pub fn lock_all(&self) -> Vec<MutexGuard<'_, Engine>> {
+        self.replicas.iter().map(locked).collect()
     }
 
     /// `f` on every replica in turn (each locked alone); the results.

@@ -57,14 +57,14 @@ Options:
                           directions of a NAT connection meet. Per-worker
                           scheduling: rr/wrr positions, lc/wlc counts,
                           thresholds and lblc tables are each worker's
-                          own. The XDP fast path is off in this mode
-                          (not yet kept per worker)
+                          own
   --max-conns N         connection entries (templates included) the table
                         holds, 1024 to 268435456 (default 1048576, about
                         125 MB at the bound); from 15/16 of it a new
                         connection first evicts the oldest entry still in
                         SYN_RECV (a SYN flood's); at it, new connections
-                        are dropped (both counted: rvs dataplane)
+                        are dropped (both counted: rvs dataplane); with
+                        --engines per-worker, each worker's table holds N
   --fast-path-entries N flows the fast path caches (default 65536); the
                         least recently used go back to the slow path
   --rules FILE          load rules at start, all or nothing: lines in

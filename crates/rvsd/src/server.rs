@@ -195,8 +195,7 @@ impl Shared {
     /// ([`DpShared::credit_fast_path`]).
     pub fn credit_fast_path(&self, state: &mut State) {
         if let Some(dp) = self.dp.get() {
-            // The fast path runs with one shared engine only.
-            dp.credit_fast_path(&mut state.engine(), self.clock.now());
+            dp.credit_fast_path(state.engines(), self.clock.now());
         }
     }
 

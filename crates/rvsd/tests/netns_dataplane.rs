@@ -230,10 +230,17 @@ fn tunnel_ipip() {
 
 #[test]
 fn multi_queue_veth() {
+    // Both engine modes: one shared engine, and a replica per worker.
+    for engines in ["shared", "per-worker"] {
+        multi_queue_veth_with(engines);
+    }
+}
+
+fn multi_queue_veth_with(engines: &str) {
     // `ip link add … type veth` without numrxqueues allocates one queue per
     // CPU but activates only one (veth_init_queues sets the real count to
     // 1), so the queues are asked for explicitly to get two live ones.
-    let mut lab = new_lab("mq");
+    let mut lab = new_lab(&format!("mq{}", &engines[..1]));
     let n = dr_lab(&mut lab, 2, RsSetup::Direct);
     let queues = lab.exec(&n.director, &["ls", "/sys/class/net/eth0/queues"]);
     let queues = String::from_utf8_lossy(&queues.stdout).to_string();
@@ -241,7 +248,7 @@ fn multi_queue_veth() {
         queues.contains("rx-0") && queues.contains("rx-1"),
         "two RX queues expected: {queues}"
     );
-    lab.start_rvsd(&n.director, Some("xdp"), &["eth0"], &[]);
+    lab.start_rvsd(&n.director, Some("xdp"), &["eth0"], &["--engines", engines]);
     lab.adm_ok(&n.director, &["-A", "-t", "10.0.0.100:8000", "-s", "rr"]);
     lab.adm_ok(
         &n.director,

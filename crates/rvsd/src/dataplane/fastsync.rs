@@ -43,9 +43,45 @@ fn io_action(a: &FastAction) -> FlowAction {
     }
 }
 
+/// The engine replicas at hand (locked by the caller), by replica index
+/// from `first`: every replica for the sync thread and the control
+/// requests, a worker's own for its batch. A flow belongs to the replica
+/// that installed it (flows are steered by client address, so a flow's
+/// packets all meet one replica); work on a flow whose replica is not at
+/// hand is left for whoever holds it.
+pub(super) struct EngineSet<'a, 'b> {
+    list: &'a mut [&'b mut Engine],
+    first: usize,
+}
+
+impl<'a, 'b> EngineSet<'a, 'b> {
+    /// `list[i]` is replica `first + i`.
+    pub(super) fn new(list: &'a mut [&'b mut Engine], first: usize) -> Self {
+        EngineSet { list, first }
+    }
+
+    fn get(&mut self, replica: usize) -> Option<&mut Engine> {
+        let i = replica.checked_sub(self.first)?;
+        self.list.get_mut(i).map(|e| &mut **e)
+    }
+
+    fn holds(&self, replica: usize) -> bool {
+        replica >= self.first && replica - self.first < self.list.len()
+    }
+
+    /// The replicas at hand, with their indices.
+    pub(super) fn each(&mut self, mut f: impl FnMut(usize, &mut Engine)) {
+        for (i, e) in self.list.iter_mut().enumerate() {
+            f(self.first + i, e);
+        }
+    }
+}
+
 /// What the sync thread installed, and what of its traffic it credited.
 #[derive(Debug, Clone, Copy)]
 struct Installed {
+    /// The engine replica whose flow it is.
+    owner: usize,
     flow: FastFlow,
     /// Egress interface.
     ifindex: u32,
@@ -153,7 +189,7 @@ impl FastSync {
     pub(super) fn remove_towards(
         &mut self,
         cache: &mut FlowCache,
-        engine: &mut Engine,
+        engines: &mut EngineSet<'_, '_>,
         ifindex: u32,
         now: rvs_core::Instant,
         mono: u64,
@@ -161,52 +197,67 @@ impl FastSync {
         let gone: Vec<flowcache::FlowKey> = self
             .installed
             .iter()
-            .filter(|(_, e)| e.ifindex == ifindex)
+            .filter(|(_, e)| e.ifindex == ifindex && engines.holds(e.owner))
             .map(|(k, _)| *k)
             .collect();
         for k in gone {
-            self.remove(cache, engine, &k, now, mono);
+            self.remove(cache, engines, &k, now, mono);
         }
     }
 
-    /// Apply the engine's queued work to the cache (the caller holds the
-    /// state lock, so the engine and the cache move together).
+    /// Apply the queued work of every replica at hand to the cache (the
+    /// caller holds their locks, so the engines and the cache move
+    /// together).
     pub(super) fn apply_ops(
         &mut self,
         cache: &mut FlowCache,
-        engine: &mut Engine,
+        engines: &mut EngineSet<'_, '_>,
         now: rvs_core::Instant,
         mono: u64,
     ) {
-        engine.take_fast_path_ops(&mut self.ops);
-        let mut ops = std::mem::take(&mut self.ops);
-        for op in ops.drain(..) {
-            match op {
-                FastPathOp::Install(flow, action) => {
-                    let port = action.port.0;
-                    if !self.egress.contains(&port) && !self.watched.contains(&port) {
-                        continue;
+        let mut replicas = Vec::new();
+        engines.each(|r, _| replicas.push(r));
+        for replica in replicas {
+            if let Some(e) = engines.get(replica) {
+                e.take_fast_path_ops(&mut self.ops);
+            }
+            let mut ops = std::mem::take(&mut self.ops);
+            for op in ops.drain(..) {
+                match op {
+                    FastPathOp::Install(flow, action) => {
+                        let port = action.port.0;
+                        if !self.egress.contains(&port) && !self.watched.contains(&port) {
+                            continue;
+                        }
+                        self.install(cache, engines, replica, flow, &action, now, mono);
                     }
-                    self.install(cache, engine, flow, &action, now, mono);
-                }
-                FastPathOp::Remove(flow) => {
-                    self.remove(cache, engine, &io_key(&flow.key), now, mono)
-                }
-                FastPathOp::RemoveAll => {
-                    let keys: Vec<flowcache::FlowKey> = self.installed.keys().copied().collect();
-                    for k in keys {
-                        self.remove(cache, engine, &k, now, mono);
+                    FastPathOp::Remove(flow) => {
+                        self.remove(cache, engines, &io_key(&flow.key), now, mono)
+                    }
+                    FastPathOp::RemoveAll => {
+                        // This replica's flows (each replica asks for its own).
+                        let keys: Vec<flowcache::FlowKey> = self
+                            .installed
+                            .iter()
+                            .filter(|(_, i)| i.owner == replica)
+                            .map(|(k, _)| *k)
+                            .collect();
+                        for k in keys {
+                            self.remove(cache, engines, &k, now, mono);
+                        }
                     }
                 }
             }
+            self.ops = ops;
         }
-        self.ops = ops;
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn install(
         &mut self,
         cache: &mut FlowCache,
-        engine: &mut Engine,
+        engines: &mut EngineSet<'_, '_>,
+        owner: usize,
         flow: FastFlow,
         action: &FastAction,
         now: rvs_core::Instant,
@@ -216,12 +267,13 @@ impl FastSync {
         match cache.replace(&key, &io_action(action)) {
             Ok(old) => {
                 if let (Some(old), Some(prev)) = (old, self.installed.get(&key).copied()) {
-                    self.credit(engine, &prev, &old, now, mono);
+                    self.credit(engines, &prev, &old, now, mono);
                 }
                 self.totals.installs += 1;
                 self.installed.insert(
                     key,
                     Installed {
+                        owner,
                         flow,
                         ifindex: action.port.0,
                         packets: 0,
@@ -237,7 +289,7 @@ impl FastSync {
     fn remove(
         &mut self,
         cache: &mut FlowCache,
-        engine: &mut Engine,
+        engines: &mut EngineSet<'_, '_>,
         key: &flowcache::FlowKey,
         now: rvs_core::Instant,
         mono: u64,
@@ -248,7 +300,7 @@ impl FastSync {
         match cache.remove(key) {
             Ok(Some(last)) => {
                 self.totals.removals += 1;
-                self.credit(engine, &prev, &last, now, mono);
+                self.credit(engines, &prev, &last, now, mono);
             }
             // Evicted: what it counted since the last read is lost.
             Ok(None) => self.totals.evictions += 1,
@@ -262,7 +314,7 @@ impl FastSync {
     pub(super) fn credit_all(
         &mut self,
         cache: &FlowCache,
-        engine: &mut Engine,
+        engines: &mut EngineSet<'_, '_>,
         now: rvs_core::Instant,
         mono: u64,
     ) {
@@ -279,7 +331,10 @@ impl FastSync {
         for e in &entries {
             if let Some(prev) = self.installed.get(&e.key).copied() {
                 found += 1;
-                self.credit(engine, &prev, &e.counters, now, mono);
+                if !engines.holds(prev.owner) {
+                    continue;
+                }
+                self.credit(engines, &prev, &e.counters, now, mono);
                 if let Some(p) = self.installed.get_mut(&e.key) {
                     p.packets = e.counters.packets;
                     p.bytes = e.counters.bytes;
@@ -293,7 +348,8 @@ impl FastSync {
         if found < self.installed.len() {
             let present: HashSet<flowcache::FlowKey> = entries.iter().map(|e| e.key).collect();
             let before = self.installed.len();
-            self.installed.retain(|k, _| present.contains(k));
+            self.installed
+                .retain(|k, i| present.contains(k) || !engines.holds(i.owner));
             self.totals.evictions += (before - self.installed.len()) as u64;
         }
         self.entries = entries;
@@ -303,12 +359,17 @@ impl FastSync {
     /// credited already, and count it.
     fn credit(
         &mut self,
-        engine: &mut Engine,
+        engines: &mut EngineSet<'_, '_>,
         prev: &Installed,
         cur: &FlowCounters,
         now: rvs_core::Instant,
         mono: u64,
     ) {
+        // A flow of a replica not at hand: its worker credits it (the
+        // counters read are not recorded as credited then).
+        let Some(engine) = engines.get(prev.owner) else {
+            return;
+        };
         if let Some((packets, bytes)) = credit(engine, prev, cur, now, mono) {
             self.totals.packets += packets;
             self.totals.bytes += bytes;

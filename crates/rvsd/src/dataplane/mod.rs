@@ -53,6 +53,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use fastsync::EngineSet;
 use rvs_core::Engine;
 use rvs_core::engine::{PortConfig, PortId};
 
@@ -162,35 +163,44 @@ impl DpShared {
     /// connection counters and timers include every packet the XDP program
     /// forwarded so far. The caller holds the state lock (that `engine` is
     /// in); nothing happens with the fast path off.
-    pub fn credit_fast_path(&self, engine: &mut Engine, now: rvs_core::Instant) {
+    pub fn credit_fast_path(&self, engines: &crate::engines::Engines, now: rvs_core::Instant) {
+        if self.fast.is_none() {
+            return;
+        }
+        // Lock order: the replicas, the fast path, the filter.
+        let mut guards = engines.lock_all();
+        let mut list: Vec<&mut Engine> = guards.iter_mut().map(|g| &mut **g).collect();
+        let mut set = EngineSet::new(&mut list, 0);
         let Some(mut fast) = self.fast() else {
             return;
         };
         let filter = self.filter();
         if let Some(Filter::Xdp(c)) = &*filter {
-            fast.credit_all(c.flow_cache(), engine, now, flowcache::monotonic_now_ns());
+            fast.credit_all(c.flow_cache(), &mut set, now, flowcache::monotonic_now_ns());
         }
     }
 
-    /// Apply the engine's queued fast-path work (installs, removals) to the
-    /// cache now. A worker calls it at the start of each batch (the frames
-    /// of the previous one sent), with the state lock that `engine` is in
-    /// held (lock order: state, fast, filter), so that a flow's next packets
-    /// are forwarded in XDP rather than after the sync thread's next turn:
-    /// for short connections (a request per connection) that is most of
-    /// their packets.
-    pub fn apply_fast_ops(&self, engine: &mut Engine, now: rvs_core::Instant) {
+    /// Apply the queued fast-path work (installs, removals) of `engine`,
+    /// replica `replica`, to the cache now. A worker calls it at the start
+    /// of each batch (the frames of the previous one sent), holding its
+    /// replica's lock (lock order: replica, fast, filter), so that a flow's
+    /// next packets are forwarded in XDP rather than after the sync
+    /// thread's next turn: for short connections (a request per
+    /// connection) that is most of their packets.
+    pub fn apply_fast_ops(&self, engine: &mut Engine, replica: usize, now: rvs_core::Instant) {
         if !engine.has_fast_path_ops() {
             return;
         }
         let Some(mut fast) = self.fast() else {
             return;
         };
+        let mut list = [engine];
+        let mut set = EngineSet::new(&mut list, replica);
         let mut filter = self.filter();
         if let Some(Filter::Xdp(c)) = &mut *filter {
             fast.apply_ops(
                 c.flow_cache_mut(),
-                engine,
+                &mut set,
                 now,
                 flowcache::monotonic_now_ns(),
             );
@@ -312,15 +322,6 @@ impl DataPlane {
         )?;
         let per_worker = engines == EngineMode::PerWorker && workers.len() > 1;
         let (fast_sync, fast_probed, fast_off) = match (&mut filter, fast.mode) {
-            (_, FastPathMode::On | FastPathMode::All) if per_worker => (
-                None,
-                Vec::new(),
-                Some(
-                    "--engines per-worker: the fast path's bookkeeping is kept for one \
-                     shared engine only (not yet per worker)"
-                        .to_string(),
-                ),
-            ),
             (Filter::Xdp(c), FastPathMode::On | FastPathMode::All) => {
                 let (set, probed, answers) = fast_egress(c, &ports, fast.mode, |i| {
                     port_config(&resolver, i).map(|p| p.mac.0)

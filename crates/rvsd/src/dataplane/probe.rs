@@ -5,7 +5,6 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use rvs_core::Engine;
 use rvs_io::flowcache::{FlowCache, Gate};
 use rvs_io::redirwatch::{RedirectWatch, Sample};
 use rvs_io::xdp::{AttachMode, Classifier, XdpError};
@@ -279,7 +278,7 @@ impl FastSync {
         probed: &[Probed],
         inputs: Vec<ProbeInput>,
         cache: &mut FlowCache,
-        engine: &mut Engine,
+        engines: &mut super::fastsync::EngineSet<'_, '_>,
         now: rvs_core::Instant,
         mono: u64,
         wall: Instant,
@@ -294,10 +293,10 @@ impl FastSync {
                     // Its entries have no watch slot: gone, cached again
                     // (with one) at their next packet.
                     self.egress.remove(&p.ifindex);
-                    self.remove_towards(cache, engine, p.ifindex, now, mono);
+                    self.remove_towards(cache, engines, p.ifindex, now, mono);
                     let probe = self.watch_probe(cache, p, detail);
                     self.probes[i] = probe;
-                    engine.fast_path_forget_all();
+                    engines.each(|_, e| e.fast_path_forget_all());
                     continue;
                 }
                 ProbeInput::Live(answer) => {
@@ -358,7 +357,7 @@ impl FastSync {
                         // Flows the engine thought cached but that were not
                         // (their egress was left out): cached at their next
                         // packet.
-                        engine.fast_path_forget_all();
+                        engines.each(|_, e| e.fast_path_forget_all());
                     }
                 }
                 Some(false) => {
@@ -375,7 +374,7 @@ impl FastSync {
                     );
                     self.egress.remove(&p.ifindex);
                     if !watched {
-                        self.remove_towards(cache, engine, p.ifindex, now, mono);
+                        self.remove_towards(cache, engines, p.ifindex, now, mono);
                     }
                 }
                 None => {}

@@ -128,16 +128,17 @@ impl Sync {
             inputs = probe_inputs(dp);
         }
         let state = shared.lock();
-        // The fast path runs with one shared engine only (see `open`).
-        let mut engine = state.engine();
-        let engine = &mut *engine;
+        // Lock order: the state, the replicas, the fast path, the filter.
+        let engines = std::sync::Arc::clone(state.engines());
+        let mut guards = engines.lock_all();
+        if inputs.is_empty() && !guards.iter().any(|e| e.has_fast_path_ops()) {
+            return;
+        }
+        let mut list: Vec<&mut rvs_core::Engine> = guards.iter_mut().map(|g| &mut **g).collect();
+        let mut set = super::fastsync::EngineSet::new(&mut list, 0);
         let Some(mut fast) = dp.fast() else {
             return;
         };
-        engine.take_fast_path_ops(&mut fast.ops);
-        if fast.ops.is_empty() && inputs.is_empty() {
-            return;
-        }
         let mut filter = dp.filter();
         let Some(Filter::Xdp(c)) = &mut *filter else {
             fast.ops.clear();
@@ -148,10 +149,10 @@ impl Sync {
         let cache = c.flow_cache_mut();
         if !inputs.is_empty() {
             let wall = Instant::now();
-            fast.apply_probes(&dp.fast_probed, inputs, cache, engine, now, mono, wall);
+            fast.apply_probes(&dp.fast_probed, inputs, cache, &mut set, now, mono, wall);
             self.trials = fast.trials(&dp.fast_probed);
         }
-        fast.apply_ops(cache, engine, now, mono);
+        fast.apply_ops(cache, &mut set, now, mono);
     }
 
     /// Hops, ports and the filter in step with the resolver and the table.

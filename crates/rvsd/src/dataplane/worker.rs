@@ -269,7 +269,7 @@ impl Worker {
                 // its frames are sent: a flow's next packets go through XDP
                 // without waiting for the sync thread, and never overtake
                 // the packets the engine forwarded before.
-                dp.apply_fast_ops(engine, now);
+                dp.apply_fast_ops(engine, replica, now);
                 now
             });
             let (start, len) = (fb.start(), fb.len());

@@ -211,12 +211,7 @@ impl Lab {
             std::env::var("RVSD_FAST_PATH").as_deref(),
             Ok("on") | Ok("all")
         );
-        // Per-worker engines run without the fast path (rvsd says why).
-        if !wanted
-            || extra
-                .iter()
-                .any(|a| a.starts_with("--fast-path") || *a == "per-worker")
-        {
+        if !wanted || extra.iter().any(|a| a.starts_with("--fast-path")) {
             return;
         }
         let log = self.rvsd_log();
