@@ -239,3 +239,32 @@ fn a_replica_has_the_configuration_and_no_state() {
     let (a, _) = client_pkt(&mut r, 5556, 80, Flags::Syn, Instant::ZERO);
     assert!(matches!(a, Action::Forward { .. }), "{a:?}");
 }
+
+#[test]
+fn a_replica_of_mh_keeps_a_quiesced_servers_slots() {
+    let mut e = engine();
+    let key = svc_key(80);
+    let mut cfg = ServiceConfig::new(Af::Inet);
+    cfg.scheduler = "mh".into();
+    e.add_service(key, cfg).unwrap();
+    for (rs, w) in [(RS1, 3u32), (RS2, 1)] {
+        let mut d = DestConfig::new(v4(rs), 80);
+        d.weight = w;
+        e.add_dest(&key, &d, Instant::ZERO).unwrap();
+    }
+    // Quiesce RS1: mh keeps its slots (last_weight).
+    let mut d = DestConfig::new(v4(RS1), 80);
+    d.weight = 0;
+    e.edit_dest(&key, &d).unwrap();
+    let mut r = e.replica();
+    for cport in 1000..1100u16 {
+        let (a1, f1) = client_pkt(&mut e, cport, 80, Flags::Syn, Instant::ZERO);
+        let (a2, f2) = client_pkt(&mut r, cport, 80, Flags::Syn, Instant::ZERO);
+        assert_eq!(a1, a2);
+        assert_eq!(
+            f1[HEADROOM..HEADROOM + 6],
+            f2[HEADROOM..HEADROOM + 6],
+            "port {cport}"
+        );
+    }
+}

@@ -67,6 +67,19 @@ impl Engine {
                 for d in s.dests.iter().rev() {
                     let _ = e.services.add_dest(&s.key, &d.config(), Instant::ZERO);
                 }
+                // What the configuration does not carry but a scheduler
+                // reads: `mh` keeps a quiesced server's last weight.
+                if let Some(r) = e.services.find(&s.key)
+                    && let Some(svc) = e.services.get_mut(r)
+                    && s.dests.iter().any(|d| d.last_weight != d.weight)
+                {
+                    for (to, from) in svc.dests.iter_mut().zip(&s.dests) {
+                        to.last_weight = from.last_weight;
+                    }
+                    let _ = svc
+                        .scheduler
+                        .update(&svc.dests, crate::sched::DestChange::Init);
+                }
             }
         }
         e.fwmark_rules = self.fwmark_rules.clone();
