@@ -25,7 +25,8 @@ ensure_packages clang libbpf-dev iproute2 socat curl apache2-utils python3 \
 # terminal of crates/rvs/tests/netns_top.rs (rvs top). libsocket6-perl,
 # libio-socket-inet6-perl: what ldirectord needs (below).
 # bird2: the BGP speaker of crates/rvs/tests/netns_ecmp.rs (rvs lab ecmp).
-# keepalived (VRRP only) moves the VIP in crates/rvsd/tests/netns_sync.rs;
+# keepalived (VRRP only) moves the VIP in crates/rvsd/tests/netns_sync.rs
+# (wrk, above, is the HTTP load across the move);
 # not its Recommends: the kernel's ipvsadm.
 ensure_packages --no-recommends keepalived
 if [ "$(id -u)" = 0 ]; then
