@@ -4,6 +4,8 @@
 //! `ip_vs_unbind_dest` / `__ip_vs_update_dest` (reference §4.16).
 
 use core::net::IpAddr;
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
 
 use crate::stats::Stats;
 use crate::types::{FwdMethod, Tunnel};
@@ -47,6 +49,26 @@ impl DestConfig {
     }
 }
 
+/// What the engine replicas of one real server share
+/// ([`Dest::totals`], `rvsd --engines per-worker`): its connection counts
+/// over every replica and its OVERLOAD flag, as the kernel keeps them in
+/// one `struct ip_vs_dest` (atomics) for all CPUs. Schedulers and
+/// thresholds read these; each replica's own counts stay in [`Dest`] for
+/// its listing (summed by the caller).
+#[derive(Debug, Default)]
+pub struct DestTotals {
+    active: AtomicU32,
+    inact: AtomicU32,
+    overload: AtomicBool,
+}
+
+/// Add `delta` to a shared count, not below 0.
+fn shift(c: &AtomicU32, delta: i32) {
+    let _ = c.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+        Some(v.saturating_add_signed(delta))
+    });
+}
+
 /// A real server with its live state.
 #[derive(Debug, Clone)]
 pub struct Dest {
@@ -80,6 +102,9 @@ pub struct Dest {
     pub persistconns: u32,
     /// Traffic counters and rate estimator.
     pub stats: Stats,
+    /// The counts and flag every replica of this server shares (`None`:
+    /// one engine, [`Dest::activeconns`] and the rest are the whole).
+    pub totals: Option<Arc<DestTotals>>,
 }
 
 impl Dest {
@@ -101,6 +126,62 @@ impl Dest {
             inactconns: 0,
             persistconns: 0,
             stats: Stats::default(),
+            totals: None,
+        }
+    }
+
+    /// Share `t` with the other replicas of this server; with `init`,
+    /// `t` starts from this replica's counts (the first replica's).
+    pub fn share_totals(&mut self, t: Arc<DestTotals>, init: bool) {
+        if init {
+            t.active.store(self.activeconns, Ordering::Relaxed);
+            t.inact.store(self.inactconns, Ordering::Relaxed);
+            t.overload.store(self.overload, Ordering::Relaxed);
+        }
+        self.totals = Some(t);
+    }
+
+    /// Active connections (over every replica when shared).
+    #[inline]
+    pub fn active(&self) -> u32 {
+        match &self.totals {
+            Some(t) => t.active.load(Ordering::Relaxed),
+            None => self.activeconns,
+        }
+    }
+
+    /// Inactive connections (over every replica when shared).
+    #[inline]
+    pub fn inactive(&self) -> u32 {
+        match &self.totals {
+            Some(t) => t.inact.load(Ordering::Relaxed),
+            None => self.inactconns,
+        }
+    }
+
+    /// The OVERLOAD flag (shared by the replicas when shared).
+    #[inline]
+    pub fn overloaded(&self) -> bool {
+        match &self.totals {
+            Some(t) => t.overload.load(Ordering::Relaxed),
+            None => self.overload,
+        }
+    }
+
+    fn set_overload(&mut self, on: bool) {
+        self.overload = on;
+        if let Some(t) = &self.totals {
+            t.overload.store(on, Ordering::Relaxed);
+        }
+    }
+
+    /// Change the active and inactive counts by `da` and `di`.
+    pub fn count(&mut self, da: i32, di: i32) {
+        self.activeconns = self.activeconns.saturating_add_signed(da);
+        self.inactconns = self.inactconns.saturating_add_signed(di);
+        if let Some(t) = &self.totals {
+            shift(&t.active, da);
+            shift(&t.inact, di);
         }
     }
 
@@ -121,7 +202,7 @@ impl Dest {
     /// OVERLOAD is cleared when the new upper threshold is 0 or larger than the old.
     pub fn apply_config(&mut self, cfg: &DestConfig) {
         if cfg.u_threshold == 0 || cfg.u_threshold > self.u_threshold {
-            self.overload = false;
+            self.set_overload(false);
         }
         self.fwd = cfg.fwd;
         self.tunnel = cfg.tunnel;
@@ -135,23 +216,23 @@ impl Dest {
 
     /// `ip_vs_dest_conn_overhead`: active × 256 + inactive.
     pub fn overhead(&self) -> u64 {
-        ((self.activeconns as u64) << 8) + self.inactconns as u64
+        ((self.active() as u64) << 8) + self.inactive() as u64
     }
 
     /// Usable by a scheduler for a new connection: weight > 0 and not OVERLOAD.
     pub fn is_schedulable(&self) -> bool {
-        self.weight > 0 && !self.overload
+        self.weight > 0 && !self.overloaded()
     }
 
     /// `activeconns + inactconns` (templates are not counted).
     pub fn total_conns(&self) -> u32 {
-        self.activeconns.saturating_add(self.inactconns)
+        self.active().saturating_add(self.inactive())
     }
 
     /// A connection or template was bound (after its counter was incremented).
     pub fn after_bind(&mut self) {
         if self.u_threshold != 0 && self.total_conns() >= self.u_threshold {
-            self.overload = true;
+            self.set_overload(true);
         }
     }
 
@@ -160,14 +241,14 @@ impl Dest {
         let total = self.total_conns() as u64;
         if self.l_threshold != 0 {
             if total < self.l_threshold as u64 {
-                self.overload = false;
+                self.set_overload(false);
             }
         } else if self.u_threshold != 0 {
             if total * 4 < self.u_threshold as u64 * 3 {
-                self.overload = false;
+                self.set_overload(false);
             }
         } else {
-            self.overload = false;
+            self.set_overload(false);
         }
     }
 }

@@ -268,3 +268,50 @@ fn a_replica_of_mh_keeps_a_quiesced_servers_slots() {
         );
     }
 }
+
+/// Replicas that share their servers' totals schedule on the counts of
+/// every replica, as the kernel's one `ip_vs_dest` for all CPUs: a server
+/// one replica filled to its upper threshold is OVERLOADED for the others.
+#[test]
+fn shared_totals_make_thresholds_global() {
+    let setup = || {
+        let mut e = engine();
+        let key = svc_key(80);
+        let mut cfg = ServiceConfig::new(Af::Inet);
+        cfg.scheduler = "fo".into();
+        e.add_service(key, cfg).unwrap();
+        let mut d1 = DestConfig::new(v4(RS1), 80);
+        d1.weight = 10;
+        d1.u_threshold = 2;
+        e.add_dest(&key, &d1, Instant::ZERO).unwrap();
+        e.add_dest(&key, &DestConfig::new(v4(RS2), 80), Instant::ZERO)
+            .unwrap();
+        e
+    };
+    for shared in [false, true] {
+        let mut e0 = setup();
+        let mut e1 = e0.replica();
+        if shared {
+            e0.share_dest_totals(None);
+            e1.share_dest_totals(Some(&e0));
+        }
+        // Two connections in replica 0: both to RS1 (fo: highest weight).
+        for cport in [1000u16, 1001] {
+            let (a, f) = client_pkt(&mut e0, cport, 80, Flags::Syn, Instant::ZERO);
+            assert!(matches!(a, Action::Forward { .. }));
+            assert_eq!(f[HEADROOM..HEADROOM + 6], RS1_MAC);
+        }
+        // Replica 1's first connection.
+        let (_, f) = client_pkt(&mut e1, 2000, 80, Flags::Syn, Instant::ZERO);
+        let expect = if shared { RS2_MAC } else { RS1_MAC };
+        assert_eq!(f[HEADROOM..HEADROOM + 6], expect, "shared {shared}");
+        // Each replica still lists only its own connections.
+        let d = |e: &Engine| e.services().iter().next().unwrap().1.dests.clone();
+        let rs1 = |ds: Vec<rvs_core::Dest>| ds.into_iter().find(|x| x.addr == v4(RS1)).unwrap();
+        assert_eq!(rs1(d(&e0)).inactconns + rs1(d(&e0)).activeconns, 2);
+        if shared {
+            assert_eq!(rs1(d(&e1)).total_conns(), 2, "the total over both");
+            assert_eq!(rs1(d(&e1)).inactconns, 0, "its own");
+        }
+    }
+}

@@ -235,10 +235,10 @@ mod tests {
         assert_eq!(
             t,
             "packet I/O: xdp\n\
-             worker     rx     tx  forwarded  replies  passed  dropped  need-hop  tx-full  no-port  kernel-drop  csum-fixed  tso-cut\n\
-             0           5      5          5        0       0        0         0        0        0            0           0        0\n\
-             1       12345  12345      12345        0       0        0         0        0        0            0           0        0\n\
-             total   12350  12350      12350        0       0        0         0        0        0            0           0        0\n\
+             worker     rx     tx  forwarded  replies  passed  dropped  need-hop  tx-full  no-port  kernel-drop  csum-fixed  tso-cut  handed-off  handoff-drop\n\
+             0           5      5          5        0       0        0         0        0        0            0           0        0           0             0\n\
+             1       12345  12345      12345        0       0        0         0        0        0            0           0        0           0             0\n\
+             total   12350  12350      12350        0       0        0         0        0        0            0           0        0           0             0\n\
              classifier: redirected 7, passed 0, no socket 0, malformed 0, fragments 0 (claimed 0)\n"
         );
         assert_eq!(

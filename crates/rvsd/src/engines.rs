@@ -76,6 +76,20 @@ impl Engines {
             drop(first);
             self.replicas.push(Mutex::new(r));
         }
+        self.share_totals();
+    }
+
+    /// Let every replica's real servers share their counts (the first's
+    /// are the reference): after changes that may add real servers.
+    pub fn share_totals(&self) {
+        if self.replicas.len() < 2 {
+            return;
+        }
+        let mut first = self.first();
+        first.share_dest_totals(None);
+        for m in &self.replicas[1..] {
+            locked(m).share_dest_totals(Some(&first));
+        }
     }
 
     /// Number of replicas.

@@ -570,10 +570,11 @@ impl State {
 
     fn apply(&mut self, op: &Op, now: Instant) -> Result<(), Failure> {
         match convert::action(op)? {
-            Action::Config(c) => self
-                .engines
-                .change(|e| e.apply(&c, now))
-                .map_err(Failure::from),
+            Action::Config(c) => {
+                let r = self.engines.change(|e| e.apply(&c, now));
+                self.engines.share_totals();
+                r.map_err(Failure::from)
+            }
             Action::StartDaemon(spec) => {
                 let mut sync = std::mem::take(&mut self.sync);
                 let r = self.start_daemon(&mut sync, &spec);
@@ -649,6 +650,7 @@ impl State {
                 return Err((config_line[j], e.into()));
             }
         }
+        self.engines.share_totals();
         for (_, spec) in fwmark {
             if let Ok(rule) = convert::fwmark_rule(spec, self.ifindex_of) {
                 self.note_ifname(&rule, spec);

@@ -89,6 +89,40 @@ impl Engine {
         e
     }
 
+    /// Share real servers' counts and OVERLOAD flags among engine
+    /// replicas ([`crate::dest::DestTotals`]), for every server (live or
+    /// deleted and draining) that does not share yet: without `from` (the
+    /// first replica), a new share starting from the server's own counts;
+    /// with `from`, the share of `from`'s server of the same service,
+    /// address and port. Call it on the first replica, then on the others,
+    /// after changes that may add servers.
+    pub fn share_dest_totals(&mut self, from: Option<&Engine>) {
+        for svc in self.services.iter_mut() {
+            let src = from.and_then(|f| f.services.find(&svc.key).and_then(|r| f.services.get(r)));
+            let dests = svc
+                .dests
+                .iter_mut()
+                .chain(svc.trash.iter_mut().map(|(d, _)| d));
+            for d in dests.filter(|d| d.totals.is_none()) {
+                match (from, src) {
+                    (None, _) => d.share_totals(Default::default(), true),
+                    (Some(_), Some(s)) => {
+                        let t = s
+                            .dests
+                            .iter()
+                            .chain(s.trash.iter().map(|(d, _)| d))
+                            .find(|x| x.addr == d.addr && x.port == d.port)
+                            .and_then(|x| x.totals.clone());
+                        if let Some(t) = t {
+                            d.share_totals(t, false);
+                        }
+                    }
+                    (Some(_), None) => {}
+                }
+            }
+        }
+    }
+
     /// The services.
     pub fn services(&self) -> &Services {
         &self.services
@@ -404,9 +438,9 @@ pub(super) fn unbind_dest(d: &mut Dest, flags: u32) {
     if flags & CONN_F_TEMPLATE != 0 {
         d.persistconns = d.persistconns.saturating_sub(1);
     } else if flags & CONN_F_INACTIVE != 0 {
-        d.inactconns = d.inactconns.saturating_sub(1);
+        d.count(0, -1);
     } else {
-        d.activeconns = d.activeconns.saturating_sub(1);
+        d.count(-1, 0);
     }
     d.after_unbind();
 }

@@ -128,7 +128,7 @@ impl Engine {
                 self.embryonic.pop_front();
             }
         }
-        dest.inactconns += 1;
+        dest.count(0, 1);
         dest.after_bind();
         dest.stats.counters.conns += 1;
         svc.stats.counters.conns += 1;

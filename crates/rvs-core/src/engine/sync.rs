@@ -490,9 +490,9 @@ impl Engine {
             if fl & flags::TEMPLATE != 0 {
                 d.persistconns += 1;
             } else if fl & flags::INACTIVE != 0 {
-                d.inactconns += 1;
+                d.count(0, 1);
             } else {
-                d.activeconns += 1;
+                d.count(1, 0);
             }
             d.after_bind();
         }
@@ -506,11 +506,9 @@ impl Engine {
             .and_then(|s| s.dest_by_id_mut(dest))
         {
             if to_inactive {
-                d.activeconns = d.activeconns.saturating_sub(1);
-                d.inactconns += 1;
+                d.count(-1, 1);
             } else {
-                d.activeconns += 1;
-                d.inactconns = d.inactconns.saturating_sub(1);
+                d.count(1, -1);
             }
         }
     }

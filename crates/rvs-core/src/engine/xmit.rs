@@ -443,14 +443,8 @@ pub(super) fn update_state(
 
 pub(super) fn apply_activity(d: &mut Dest, a: Activity) {
     match a {
-        Activity::ToActive => {
-            d.inactconns = d.inactconns.saturating_sub(1);
-            d.activeconns += 1;
-        }
-        Activity::ToInactive => {
-            d.activeconns = d.activeconns.saturating_sub(1);
-            d.inactconns += 1;
-        }
+        Activity::ToActive => d.count(1, -1),
+        Activity::ToInactive => d.count(-1, 1),
         Activity::Unchanged => {}
     }
 }

@@ -24,7 +24,7 @@ impl Scheduler for FailOver {
         let mut best: Option<usize> = None;
         let mut hw = 0;
         for (i, d) in dests.iter().enumerate() {
-            if !d.overload && d.weight > hw {
+            if !d.overloaded() && d.weight > hw {
                 best = Some(i);
                 hw = d.weight;
             }

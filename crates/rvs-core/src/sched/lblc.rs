@@ -52,10 +52,10 @@ const MAX_SIZE: usize = TAB_SIZE * 16;
 /// connections than its weight and some dest of the service has
 /// `activeconns * 2 < weight`.
 pub(crate) fn lblc_overloaded(dest: &Dest, dests: &[Dest]) -> bool {
-    dest.activeconns > dest.weight
+    dest.active() > dest.weight
         && dests
             .iter()
-            .any(|d| u64::from(d.activeconns) * 2 < u64::from(d.weight))
+            .any(|d| u64::from(d.active()) * 2 < u64::from(d.weight))
 }
 
 /// The periodic garbage collector of the lblc/lblcr tables.

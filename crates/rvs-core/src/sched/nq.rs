@@ -25,7 +25,7 @@ impl Scheduler for NeverQueue {
     fn schedule(&mut self, dests: &[Dest], _input: &SchedInput) -> Option<usize> {
         dests
             .iter()
-            .position(|d| d.is_schedulable() && d.activeconns == 0)
+            .position(|d| d.is_schedulable() && d.active() == 0)
             .or_else(|| wlc_pick(dests, sed_overhead))
     }
 }

@@ -25,7 +25,7 @@ impl Scheduler for Overflow {
         let mut best: Option<(usize, u32)> = None;
         for (i, d) in dests.iter().enumerate() {
             let w = d.weight;
-            if d.overload || d.activeconns > w || w == 0 {
+            if d.overloaded() || d.active() > w || w == 0 {
                 continue;
             }
             if best.is_none_or(|(_, hw)| w > hw) {

@@ -13,7 +13,7 @@ pub struct ShortestExpectedDelay;
 
 /// The SED/NQ overhead: `activeconns + 1`.
 pub(crate) fn sed_overhead(d: &Dest) -> u64 {
-    u64::from(d.activeconns) + 1
+    u64::from(d.active()) + 1
 }
 
 impl Scheduler for ShortestExpectedDelay {

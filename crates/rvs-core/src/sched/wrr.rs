@@ -80,7 +80,7 @@ impl Scheduler for WeightedRoundRobin {
         let mut restarted = false;
         loop {
             for (i, d) in dests.iter().enumerate().skip(from) {
-                if !d.overload && i64::from(d.weight) >= self.cw {
+                if !d.overloaded() && i64::from(d.weight) >= self.cw {
                     self.cl = Some((d.id, i));
                     return Some(i);
                 }
