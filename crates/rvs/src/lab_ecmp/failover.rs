@@ -1,0 +1,349 @@
+//! `--failover`: quiesce and restore a director's real servers, drain
+//! director 1, kill director 2, pull the fourth's link, and report how
+//! long the router took and what the long-lived connections lost.
+
+use super::observe::{
+    bench, conns_by_director, fail_text, get, lost, next_hops, open_conns, ping, probe, wait_hops,
+};
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use crate::child::sibling;
+use crate::netns::run_cmd;
+
+use super::{ECHO_PORT, Lab, Opts, VIP, check_stop, exec, s};
+
+pub(super) fn failover(
+    lab: &mut Lab,
+    client: &str,
+    router: &str,
+    o: &Opts,
+    stop: &AtomicBool,
+) -> Result<(), String> {
+    let mut conns = open_conns(client, o.conns)?;
+    let names = ping(&mut conns, 0, Duration::from_secs(3));
+    let by_port = conns_by_director(&lab.directors);
+    let mut per_dir = vec![0u32; lab.directors.len()];
+    for c in &conns {
+        if let Some([i]) = by_port.get(&c.port).map(Vec::as_slice) {
+            per_dir[*i] += 1;
+        }
+    }
+    println!(
+        "long-lived: {} connections to {VIP}:{ECHO_PORT}, by director {:?}, {} answered",
+        conns.len(),
+        per_dir,
+        names.iter().filter(|n| !n.is_empty()).count()
+    );
+    let mut seq = 1;
+    if o.sync {
+        // A master sends a message when it is full or 2 s old (the
+        // kernel's IPVS_SYNC_FLUSH_TIME): with a few connections, that is
+        // when the other directors learn them.
+        std::thread::sleep(Duration::from_millis(2500));
+        ping(&mut conns, seq, Duration::from_secs(3));
+        seq += 1;
+    }
+
+    // (0) Health: the last director's real servers all quiesced (weight 0,
+    // as a checker does): it withdraws; restored: it announces again.
+    check_stop(stop)?;
+    let rvsadm = s(&sibling("rvsadm")?)?;
+    let all: Vec<String> = lab.directors.iter().map(|d| d.ip.clone()).collect();
+    let last = lab
+        .directors
+        .last()
+        .map(|d| d.ns.clone())
+        .unwrap_or_default();
+    let svc = format!("{VIP}:80");
+    let rips: Vec<String> = (1..=o.servers)
+        .map(|i| format!("10.6.0.{}", 20 + i))
+        .collect();
+    let weights = |w: &str| -> Result<(), String> {
+        for rip in &rips {
+            exec(
+                &last,
+                &[&rvsadm, "-e", "-t", &svc, "-r", rip, "-g", "-w", w],
+            )?;
+        }
+        Ok(())
+    };
+    weights("0")?;
+    let gone = wait_hops(router, &all[..all.len() - 1], Duration::from_secs(10))?;
+    weights("1")?;
+    let back = wait_hops(router, &all, Duration::from_secs(10))?;
+    println!(
+        "health: d{n}'s real servers at weight 0: the router dropped d{n} after {} ms; \
+         back at weight 1: announced again after {} ms",
+        gone.as_millis(),
+        back.as_millis(),
+        n = all.len()
+    );
+    bench(lab, client, o);
+
+    // (0b) A real server more on every director: each director's `mh`
+    // table changes, so a flow the router moves to another director is
+    // scheduled there to another server unless that director knows it
+    // (full-mesh sync).
+    if o.add_server {
+        check_stop(stop)?;
+        let extra = format!("10.6.0.{}", 20 + o.servers + 1);
+        for d in &lab.directors {
+            for port in ["80", "9000"] {
+                let svc = format!("{VIP}:{port}");
+                exec(
+                    &d.ns,
+                    &[&rvsadm, "-a", "-t", &svc, "-r", &extra, "-g", "-w", "1"],
+                )?;
+            }
+        }
+        for _ in 0..3 {
+            ping(&mut conns, seq, Duration::from_secs(5));
+            seq += 1;
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let list = |n: u8| -> Vec<(std::net::IpAddr, u16, u32)> {
+            (1..=n)
+                .filter_map(|i| Some((format!("10.6.0.{}", 20 + i).parse().ok()?, ECHO_PORT, 1)))
+                .collect()
+        };
+        let (moved, total) =
+            rvs_core::sched::mh::slots_moved(&list(o.servers), &list(o.servers + 1));
+        println!(
+            "add a real server ({extra}) on every director: mh moved {moved} of {total} slots \
+             ({:.1}% of the flows a director has not seen go to another server); long-lived \
+             connections lost: {} (connection sync: {})",
+            100.0 * moved as f64 / total as f64,
+            lost(&conns),
+            if o.sync { "full mesh" } else { "off" }
+        );
+    }
+
+    // (1) Drain director 1: withdraw first, keep forwarding, then stop.
+    check_stop(stop)?;
+    let rvs = s(&std::env::current_exe().map_err(|e| e.to_string())?)?;
+    let d1 = &lab.directors[0];
+    let t0 = Instant::now();
+    let out = exec(
+        &d1.ns,
+        &[
+            &rvs,
+            "drain",
+            "--drain-file",
+            &d1.drain_file,
+            "--state-file",
+            &d1.state_file,
+        ],
+    )?;
+    let withdrawn = t0.elapsed();
+    let rest: Vec<String> = lab.directors[1..].iter().map(|d| d.ip.clone()).collect();
+    let routed = wait_hops(router, &rest, Duration::from_secs(10))?;
+    let d1_alive = lab.directors[0]
+        .rvsd
+        .as_mut()
+        .map(|c| matches!(c.try_wait(), Ok(None)))
+        .unwrap_or(false);
+    println!(
+        "drain d1: rvs drain returned after {} ms ({}); the router dropped d1 {} ms after \
+         the drain began; d1's rvsd still forwarding then: {}",
+        withdrawn.as_millis(),
+        out.lines().next().unwrap_or(""),
+        (withdrawn + routed).as_millis(),
+        if d1_alive { "yes" } else { "NO" }
+    );
+    // In-flight flows: through d1 until the router moved them, then adopted
+    // by the others (mh + sloppy_tcp). Exercise them, then stop d1's rvsd.
+    for _ in 0..5 {
+        ping(&mut conns, seq, Duration::from_secs(5));
+        seq += 1;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let lost_drain_before_stop = lost(&conns);
+    if let Some(mut c) = lab.directors[0].rvsd.take() {
+        crate::child::stop(&mut c);
+    }
+    for _ in 0..5 {
+        ping(&mut conns, seq, Duration::from_secs(5));
+        seq += 1;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let lost_drain = lost(&conns);
+    let ok_new = (0..10)
+        .filter(|_| get(client, Duration::from_secs(3)).is_ok())
+        .count();
+    println!(
+        "drain d1: long-lived connections lost: {lost_drain_before_stop} while d1 still forwarded, \
+         {lost_drain} after its rvsd stopped (of {}); new requests: {ok_new}/10",
+        conns.len()
+    );
+    bench(lab, client, o);
+    if lab.directors.len() < 3 {
+        return Ok(());
+    }
+
+    // (2) Director 2 dies: SIGKILL its rvsd, BIRD and rvs announce.
+    check_stop(stop)?;
+    let alive_before = conns.len() - lost_drain;
+    let t0 = Instant::now();
+    {
+        let d2 = &mut lab.directors[1];
+        for c in [&mut d2.rvsd, &mut d2.bird, &mut d2.announce]
+            .into_iter()
+            .flatten()
+        {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        d2.rvsd = None;
+        d2.bird = None;
+        d2.announce = None;
+    }
+    let killed = t0.elapsed();
+    // The router's view: when d2's next hop goes (BFD).
+    let watch = {
+        let (router, gone) = (router.to_string(), lab.directors[1].ip.clone());
+        std::thread::spawn(move || {
+            while t0.elapsed() < Duration::from_secs(20) {
+                if !next_hops(&router).contains(&gone) {
+                    return Some(t0.elapsed());
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            None
+        })
+    };
+    let (last_fail, tries) = probe(client, t0);
+    let routed = watch.join().ok().flatten();
+    let rest: Vec<String> = lab.directors[2..].iter().map(|d| d.ip.clone()).collect();
+    wait_hops(router, &rest, Duration::from_secs(10))?;
+    for _ in 0..5 {
+        ping(&mut conns, seq, Duration::from_secs(5));
+        seq += 1;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let lost_death = lost(&conns) - lost_drain;
+    println!(
+        "kill d2 (SIGKILL rvsd, BIRD, rvs announce in {} ms): the router dropped d2 after {}; \
+         new connections failed until {} ({tries} tried); long-lived connections lost: {lost_death} \
+         of {alive_before} ({}; flows moved to another director {})",
+        killed.as_millis(),
+        match routed {
+            Some(t) => format!("{} ms", t.as_millis()),
+            None => "NEVER (20 s)".into(),
+        },
+        fail_text(last_fail),
+        if o.sync {
+            "full-mesh connection sync"
+        } else {
+            "no connection sync"
+        },
+        if o.sync {
+            "are known there"
+        } else if o.no_sloppy {
+            "are dropped there: sloppy_tcp is off"
+        } else {
+            "are adopted there by mh + sloppy_tcp"
+        }
+    );
+    let reasons: BTreeMap<String, usize> =
+        conns
+            .iter()
+            .filter_map(|c| c.lost.clone())
+            .fold(BTreeMap::new(), |mut m, r| {
+                *m.entry(r).or_default() += 1;
+                m
+            });
+    if !reasons.is_empty() {
+        println!("lost connections, by error: {reasons:?}");
+    }
+    bench(lab, client, o);
+    if lab.directors.len() < 4 {
+        return shutdown_last(lab, router);
+    }
+
+    // (3) Director 3's link pulled (its switch port down): nothing closes
+    // the BGP session; BFD (100 ms x 3) tells the router.
+    check_stop(stop)?;
+    let before = lost(&conns);
+    let gone = lab.directors[2].ip.clone();
+    let port = "p-d3";
+    let sw = lab
+        .namespaces
+        .iter()
+        .find(|n| n.ends_with("switch"))
+        .cloned()
+        .unwrap_or_default();
+    let t0 = Instant::now();
+    run_cmd(&["ip", "-n", &sw, "link", "set", port, "down"])?;
+    let watch = {
+        let router = router.to_string();
+        std::thread::spawn(move || {
+            while t0.elapsed() < Duration::from_secs(10) {
+                if !next_hops(&router).contains(&gone) {
+                    return Some(t0.elapsed());
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            None
+        })
+    };
+    let (last_fail, tries) = probe(client, t0);
+    let routed = watch.join().ok().flatten();
+    for _ in 0..5 {
+        ping(&mut conns, seq, Duration::from_secs(5));
+        seq += 1;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let ok_new = (0..10)
+        .filter(|_| get(client, Duration::from_secs(3)).is_ok())
+        .count();
+    println!(
+        "pull d3's link: the router dropped d3 after {} (BFD); new connections failed until {} \
+         ({tries} tried); long-lived connections lost: {} of {}; new requests: {ok_new}/10",
+        match routed {
+            Some(t) => format!("{} ms", t.as_millis()),
+            None => "NEVER (10 s)".into(),
+        },
+        fail_text(last_fail),
+        lost(&conns) - before,
+        conns.len() - before
+    );
+    if let Some(mut c) = lab.directors[2].rvsd.take() {
+        crate::child::stop(&mut c);
+    }
+    bench(lab, client, o);
+    shutdown_last(lab, router)
+}
+
+/// SIGTERM to the last director's `rvs announce`: it withdraws before it
+/// exits (its rvsd still runs), so the router loses the route.
+fn shutdown_last(lab: &mut Lab, router: &str) -> Result<(), String> {
+    let Some(d) = lab.directors.last_mut() else {
+        return Ok(());
+    };
+    let Some(mut ann) = d.announce.take() else {
+        return Ok(());
+    };
+    let t0 = Instant::now();
+    let _ = Command::new("kill")
+        .args(["-TERM", &ann.id().to_string()])
+        .status();
+    let status = ann.wait().map_err(|e| e.to_string())?;
+    let exited = t0.elapsed();
+    wait_hops(router, &[], Duration::from_secs(10))?;
+    let alive = d
+        .rvsd
+        .as_mut()
+        .map(|c| matches!(c.try_wait(), Ok(None)))
+        .unwrap_or(false);
+    println!(
+        "SIGTERM to the last director's rvs announce: it exited ({status}) after {} ms; \
+         the router has no route to {VIP} {} ms after the signal; its rvsd still running: {}",
+        exited.as_millis(),
+        t0.elapsed().as_millis(),
+        if alive { "yes" } else { "NO" }
+    );
+    Ok(())
+}

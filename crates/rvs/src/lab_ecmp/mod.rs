@@ -1,0 +1,227 @@
+//! `rvs lab ecmp`: several active directors behind an ECMP router, each
+//! announcing the VIP over BGP (BIRD 2) through `rvs announce`.
+//!
+//! * client 10.6.1.2/24 — router 10.6.1.1 (eth0);
+//! * a bridged segment 10.6.0.0/24: router .1 (eth1), directors .11, .12,
+//!   …, real servers .21, .22, …, all with their default route via the
+//!   router (DR: the real servers reply through it);
+//! * VIP 10.6.9.100 (outside both nets): on each director's `lo` and, by
+//!   `rvs realserver up`, on each real server's; services VIP:80 (HTTP) and
+//!   VIP:9000 (a line echo, for long-lived connections), `mh` with
+//!   `mh-port` (the client's port is hashed too), `-g`, the
+//!   real servers added in the same order everywhere, `sloppy_tcp` on;
+//! * the router runs BIRD with eBGP + BFD to every director and installs
+//!   one multipath route (`merge paths`), with
+//!   `net.ipv4.fib_multipath_hash_policy=1` (L4 hash) in its namespace;
+//! * each director runs rvsd, BIRD (the VIP in a static protocol `vip`,
+//!   disabled until announced) and `rvs announce` (`birdc enable/disable
+//!   vip`).
+//!
+//! It prints which director and which real server carried each request
+//! (the director from its connection table, by the client's port). With
+//! `--failover` it then holds `--conns` long-lived connections and (1)
+//! drains director 1 (`rvs drain`): the route is withdrawn while rvsd still
+//! forwards, then rvsd is stopped; (2) SIGKILLs director 2's rvsd, BIRD and
+//! `rvs announce`; (3) with a fourth director, pulls its link (BFD alone
+//! tells the router); before that, (0) quiesces the last director's real
+//! servers (weight 0) and restores them: it withdraws and announces again.
+//! Each time it reports how long the router took, how many long-lived
+//! connections were lost and whether new requests succeed. `--bench S`
+//! measures requests/s for S seconds at each stage (N, N-1, … directors).
+//!
+//! # Files
+//!
+//! * this file: the options, the lab's namespaces and processes (torn
+//!   down on drop) and [`run`];
+//! * `setup.rs`: the BIRD configurations and the topology, then the
+//!   requests and the report;
+//! * `observe.rs`: what the client and the router see (next hops, requests,
+//!   long-lived connections, request rates);
+//! * `failover.rs`: the `--failover` phases and their report.
+
+use crate::child::sibling;
+use crate::lab::PREFIX;
+use crate::netns::{in_ns, remove_ns, run_cmd};
+use std::fs::File;
+use std::io::BufReader;
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+mod failover;
+mod observe;
+mod setup;
+
+use setup::build_and_run;
+
+const VIP: &str = "10.6.9.100";
+const ROUTER_LAN: &str = "10.6.0.1";
+const ECHO_PORT: u16 = 9000;
+
+/// `rvs lab ecmp` options.
+#[derive(Debug, Clone)]
+pub struct Opts {
+    /// Directors (1..=8).
+    pub directors: u8,
+    /// Real servers (1..=8).
+    pub servers: u8,
+    /// HTTP requests.
+    pub requests: u32,
+    /// Long-lived connections for `--failover`.
+    pub conns: u32,
+    /// Run the drain and director-death phases.
+    pub failover: bool,
+    /// Leave it running.
+    pub keep: bool,
+    /// rvsd's packet I/O.
+    pub io: Option<String>,
+    /// `sloppy_tcp` left off (to measure what mid-flow adoption saves).
+    pub no_sloppy: bool,
+    /// Seconds of closed-loop requests at each stage of `--failover` (0:
+    /// none).
+    pub bench: u32,
+    /// Full-mesh connection sync: every director runs a master sync daemon
+    /// and a backup one with syncid 0 (which accepts every master's), on
+    /// the directors' segment.
+    pub sync: bool,
+    /// With `--failover`: before the drain, add one more real server to
+    /// every director (`mh` moves about 1/(N+1) of its slots).
+    pub add_server: bool,
+}
+
+struct Director {
+    ns: String,
+    ip: String,
+    rvsd: Option<Child>,
+    bird: Option<Child>,
+    announce: Option<Child>,
+    sock: String,
+    drain_file: String,
+    state_file: String,
+}
+
+struct Lab {
+    namespaces: Vec<String>,
+    children: Vec<Child>,
+    directors: Vec<Director>,
+    dir: PathBuf,
+    keep: bool,
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if self.keep {
+            return;
+        }
+        for d in &mut self.directors {
+            // rvs announce first (it withdraws), then the rest.
+            for c in [&mut d.announce, &mut d.rvsd, &mut d.bird]
+                .into_iter()
+                .flatten()
+            {
+                crate::child::stop(c);
+            }
+        }
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for ns in &self.namespaces {
+            remove_ns(ns);
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn s(p: &std::path::Path) -> Result<String, String> {
+    p.to_str()
+        .map(str::to_string)
+        .ok_or_else(|| "temp path is not UTF-8".into())
+}
+
+impl Lab {
+    fn ns(&mut self, prefix: &str, short: &str) -> Result<String, String> {
+        let name = format!("{prefix}{short}");
+        run_cmd(&["ip", "netns", "add", &name])?;
+        self.namespaces.push(name.clone());
+        run_cmd(&["ip", "-n", &name, "link", "set", "lo", "up"])?;
+        Ok(name)
+    }
+
+    fn spawn(&self, ns: &str, args: &[&str], log: &str) -> Result<Child, String> {
+        let log = File::create(self.dir.join(log)).map_err(|e| e.to_string())?;
+        Command::new("ip")
+            .args(["netns", "exec", ns])
+            .args(args)
+            .env_remove("RVS_SOCKET")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().map_err(|e| e.to_string())?)
+            .stderr(log)
+            .spawn()
+            .map_err(|e| format!("spawn {}: {e}", args[0]))
+    }
+}
+
+fn exec(ns: &str, args: &[&str]) -> Result<String, String> {
+    let mut v = vec!["ip", "netns", "exec", ns];
+    v.extend_from_slice(args);
+    run_cmd(&v)
+}
+
+fn sysctl(ns: &str, knob: &'static str, value: &'static str) -> Result<(), String> {
+    in_ns(ns, move || {
+        std::fs::write(knob, value).map_err(|e| format!("{knob}: {e}"))
+    })
+}
+
+fn check_stop(stop: &AtomicBool) -> Result<(), String> {
+    if stop.load(Ordering::Relaxed) {
+        Err("interrupted".into())
+    } else {
+        Ok(())
+    }
+}
+
+/// A long-lived connection of the client.
+struct Conn {
+    port: u16,
+    r: BufReader<TcpStream>,
+    w: TcpStream,
+    lost: Option<String>,
+}
+
+/// `rvs lab ecmp`.
+pub fn run(o: &Opts) -> Result<String, String> {
+    sibling("rvsd")?;
+    sibling("rvsadm")?;
+    if Command::new("bird")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_err()
+    {
+        return Err("BIRD not available: install bird2 (apt-get install bird2)".into());
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&stop)).map_err(|e| e.to_string())?;
+    }
+    let prefix = format!("{PREFIX}{}-", std::process::id());
+    let dir = std::env::temp_dir().join(prefix.trim_end_matches('-'));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut lab = Lab {
+        namespaces: Vec::new(),
+        children: Vec::new(),
+        directors: Vec::new(),
+        dir,
+        keep: false,
+    };
+    let res = build_and_run(&mut lab, &prefix, o, &stop);
+    if res.is_ok() && o.keep {
+        lab.keep = true;
+    }
+    res
+}

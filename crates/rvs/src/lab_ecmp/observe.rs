@@ -1,0 +1,216 @@
+//! What the client and the router see: the router's next hops, HTTP
+//! requests and long-lived connections from the client, which director
+//! carried them, and the request rate at each stage.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use crate::netns::{in_ns, run_cmd};
+use rvs_proto::client::{Client, DEFAULT_ABSTRACT_NAME, Endpoint};
+use rvs_proto::{Reply, Request};
+
+use super::{Conn, Director, ECHO_PORT, Lab, Opts, VIP};
+
+/// The router's next hops for the VIP (`ip route`), sorted.
+pub(super) fn next_hops(router: &str) -> Vec<String> {
+    let out =
+        run_cmd(&["ip", "-n", router, "route", "show", &format!("{VIP}/32")]).unwrap_or_default();
+    let mut v: Vec<String> = out
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .windows(2)
+        .filter(|w| w[0] == "via")
+        .map(|w| w[1].to_string())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Wait until the router's next hops are `want`; the time it took.
+pub(super) fn wait_hops(
+    router: &str,
+    want: &[String],
+    timeout: Duration,
+) -> Result<Duration, String> {
+    let t0 = Instant::now();
+    let mut want = want.to_vec();
+    want.sort();
+    loop {
+        let got = next_hops(router);
+        if got == want {
+            return Ok(t0.elapsed());
+        }
+        if t0.elapsed() > timeout {
+            return Err(format!(
+                "the router's route to {VIP} has next hops {got:?}, not {want:?}, after {timeout:?}"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// One HTTP/1.0 GET from the client namespace: (client port, body).
+pub(super) fn get(client: &str, timeout: Duration) -> Result<(u16, String), String> {
+    in_ns(client, move || {
+        let addr: SocketAddr = format!("{VIP}:80").parse().map_err(|e| format!("{e}"))?;
+        let mut s = TcpStream::connect_timeout(&addr, timeout).map_err(|e| e.to_string())?;
+        let port = s.local_addr().map_err(|e| e.to_string())?.port();
+        s.set_read_timeout(Some(timeout))
+            .map_err(|e| e.to_string())?;
+        write!(s, "GET / HTTP/1.0\r\nHost: {VIP}\r\n\r\n").map_err(|e| e.to_string())?;
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).map_err(|e| e.to_string())?;
+        let text = String::from_utf8_lossy(&buf);
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.trim().to_string())
+            .ok_or("no HTTP response")?;
+        Ok((port, body))
+    })
+}
+
+/// Client ports → the director (index) whose table has them.
+pub(super) fn conns_by_director(dirs: &[Director]) -> BTreeMap<u16, Vec<usize>> {
+    let mut m: BTreeMap<u16, Vec<usize>> = BTreeMap::new();
+    for (i, d) in dirs.iter().enumerate() {
+        if d.rvsd.is_none() {
+            continue;
+        }
+        let list = in_ns(&d.ns, || {
+            let ep = Endpoint::Abstract(DEFAULT_ABSTRACT_NAME.into());
+            let mut c = Client::connect(&ep).map_err(|e| e.to_string())?;
+            match c.call(Request::ListConns)? {
+                Reply::Conns(v) => Ok(v),
+                _ => Err("unexpected reply".into()),
+            }
+        })
+        .unwrap_or_default();
+        for c in list {
+            if c.vaddr.to_string() == VIP {
+                m.entry(c.cport).or_default().push(i);
+            }
+        }
+    }
+    m
+}
+
+pub(super) fn open_conns(client: &str, n: u32) -> Result<Vec<Conn>, String> {
+    in_ns(client, move || {
+        let addr: SocketAddr = format!("{VIP}:{ECHO_PORT}")
+            .parse()
+            .map_err(|e| format!("{e}"))?;
+        let mut v = Vec::new();
+        for _ in 0..n {
+            let s = TcpStream::connect_timeout(&addr, Duration::from_secs(3))
+                .map_err(|e| format!("long-lived connect: {e}"))?;
+            let port = s.local_addr().map_err(|e| e.to_string())?.port();
+            let w = s.try_clone().map_err(|e| e.to_string())?;
+            v.push(Conn {
+                port,
+                r: BufReader::new(s),
+                w,
+                lost: None,
+            });
+        }
+        Ok(v)
+    })
+}
+
+/// One line through every connection still alive; a connection that does
+/// not answer within `timeout` of the send (TCP retransmits included) is
+/// lost.
+/// Returns the real servers' names by connection.
+pub(super) fn ping(conns: &mut [Conn], seq: u32, timeout: Duration) -> Vec<String> {
+    let mut names = vec![String::new(); conns.len()];
+    for c in conns.iter_mut().filter(|c| c.lost.is_none()) {
+        if let Err(e) = writeln!(c.w, "ping {seq}") {
+            c.lost = Some(format!("send: {e}"));
+        }
+    }
+    let deadline = Instant::now() + timeout;
+    for (i, c) in conns.iter_mut().enumerate() {
+        if c.lost.is_some() {
+            continue;
+        }
+        let left = deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(1));
+        let _ = c.r.get_ref().set_read_timeout(Some(left));
+        let mut line = String::new();
+        match c.r.read_line(&mut line) {
+            Ok(0) => c.lost = Some("closed".into()),
+            Ok(_) if line.trim_end().ends_with(&format!("ping {seq}")) => {
+                names[i] = line.split_whitespace().next().unwrap_or("").to_string();
+            }
+            Ok(_) => c.lost = Some(format!("unexpected {line:?}")),
+            Err(e) => c.lost = Some(e.to_string()),
+        }
+    }
+    names
+}
+
+/// From the client, after an event at `t0`: a new connection every 50 ms
+/// (500 ms to answer) until 20 in a row succeed. When the last failed one
+/// ended (`None`: none failed), and how many were tried.
+pub(super) fn probe(client: &str, t0: Instant) -> (Option<Duration>, u32) {
+    let mut last_fail = None;
+    let (mut streak, mut tries) = (0, 0);
+    while streak < 20 && t0.elapsed() < Duration::from_secs(20) {
+        let start = t0.elapsed();
+        tries += 1;
+        match get(client, Duration::from_millis(500)) {
+            Ok(_) => streak += 1,
+            Err(_) => {
+                streak = 0;
+                last_fail = Some(start + Duration::from_millis(500));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (last_fail, tries)
+}
+
+pub(super) fn fail_text(last_fail: Option<Duration>) -> String {
+    match last_fail {
+        Some(t) => format!("{} ms after it", t.as_millis()),
+        None => "never (no failure)".into(),
+    }
+}
+
+/// Closed-loop HTTP requests from 8 client threads for `secs`: requests/s.
+fn rate(client: &str, secs: u32) -> f64 {
+    let until = Instant::now() + Duration::from_secs(u64::from(secs));
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            let client = client.to_string();
+            std::thread::spawn(move || {
+                let mut n = 0u64;
+                while Instant::now() < until {
+                    if get(&client, Duration::from_secs(2)).is_ok() {
+                        n += 1;
+                    }
+                }
+                n
+            })
+        })
+        .collect();
+    let n: u64 = threads.into_iter().map(|t| t.join().unwrap_or(0)).sum();
+    n as f64 / f64::from(secs)
+}
+
+pub(super) fn bench(lab: &Lab, client: &str, o: &Opts) {
+    if o.bench > 0 {
+        let n = lab.directors.iter().filter(|d| d.rvsd.is_some()).count();
+        println!(
+            "bench: {n} director(s): {:.0} requests/s (8 client threads, HTTP/1.0, {} s)",
+            rate(client, o.bench),
+            o.bench
+        );
+    }
+}
+
+pub(super) fn lost(conns: &[Conn]) -> usize {
+    conns.iter().filter(|c| c.lost.is_some()).count()
+}
