@@ -6,15 +6,18 @@
 //! - `shared, 1 thread` / `shared, 2 threads`: one engine behind one
 //!   `Mutex`, locked once per batch of 64 frames — rvsd's data plane today;
 //! - `per-worker, 1 thread` / `per-worker, 2 threads`: one engine replica
-//!   per worker, no shared lock; every frame is steered
+//!   per worker, no shared lock (the real servers' counts shared as
+//!   atomics, as rvsd links them); every frame is steered
 //!   ([`Engine::steer`]) and one another replica owns is copied into a
-//!   hand-off batch for its worker (a channel per worker), as the design of
-//!   issue 14 does.
+//!   hand-off batch for its worker (a channel per worker), as
+//!   `rvsd --engines per-worker` does.
 //!
 //! Frames reach the threads as RSS would spread them (alternately, which
 //! the steering hash ignores), so with 2 workers about half are handed
 //! over. Workloads: established flows (100k connections, ACKs), and new
-//! flows (a SYN each, from distinct clients). Each figure is the best of
+//! flows (a SYN each, from distinct clients), with `wlc` (whose picks read
+//! the servers' counts: shared between replicas as atomics) and `rr`
+//! (whose do not). Each figure is the best of
 //! three runs; the ratios are within this run.
 //!
 //! `cargo bench -p rvs-core --bench scaling` (BENCHMARKS.md has a run).
@@ -93,7 +96,9 @@ fn shared(engine: Engine, rings: &[Ring], now: Instant) -> (Duration, u64) {
 /// A hand-off batch: frames back to back, their lengths.
 #[derive(Default)]
 struct Handoff {
+    /// Reused without clearing: a frame's headroom is not zeroed again.
     data: Vec<u8>,
+    used: usize,
     lens: Vec<u16>,
 }
 
@@ -157,16 +162,20 @@ fn per_worker(engines: Vec<Engine>, rings: &[Ring], now: Instant) -> (Duration, 
                             if o == me {
                                 fwd += u64::from(work(&mut e, f, &mut buf, &mut tx, now));
                             } else {
-                                let d = &mut out[o].data;
-                                d.resize(d.len() + HEADROOM, 0);
-                                d.extend_from_slice(f);
-                                out[o].lens.push(f.len() as u16);
+                                let h = &mut out[o];
+                                let (at, end) = (h.used + HEADROOM, h.used + HEADROOM + f.len());
+                                if h.data.len() < end {
+                                    h.data.resize(end, 0);
+                                }
+                                h.data[at..end].copy_from_slice(f);
+                                h.used = end;
+                                h.lens.push(f.len() as u16);
                             }
                         }
                         for (o, h) in out.iter_mut().enumerate() {
                             if !h.lens.is_empty() {
                                 let mut next = spare.pop().unwrap_or_default();
-                                next.data.clear();
+                                next.used = 0;
                                 next.lens.clear();
                                 let full = std::mem::replace(h, next);
                                 txs[o].send(Msg::Frames(full)).unwrap();
@@ -242,10 +251,32 @@ fn by_owner(frames: &[Vec<u8>], rs: &[Engine]) -> Vec<Ring> {
     rings
 }
 
-/// `n` replicas holding between them the `ESTABLISHED` connections, each
-/// its own (steered as their packets will be).
-fn replicas(n: usize, established: bool) -> Vec<Engine> {
-    let mut rs: Vec<Engine> = (0..n).map(|_| setup(FwdMethod::Route)).collect();
+/// `n` replicas with scheduler `sched`, holding between them the
+/// `ESTABLISHED` connections, each its own (steered as their packets will
+/// be).
+fn replicas(n: usize, established: bool, sched: &str) -> Vec<Engine> {
+    let mut rs: Vec<Engine> = (0..n)
+        .map(|_| {
+            let mut e = setup(FwdMethod::Route);
+            let key = rvs_core::service::ServiceKey::Addr {
+                proto: rvs_core::Protocol::Tcp,
+                addr: VIP.into(),
+                port: 80,
+            };
+            let mut cfg = rvs_core::service::ServiceConfig::new(rvs_core::Af::Inet);
+            cfg.scheduler = sched.into();
+            e.edit_service(&key, cfg).unwrap();
+            e
+        })
+        .collect();
+    if n > 1 {
+        // As rvsd links them: the servers' counts shared (atomics).
+        let (first, rest) = rs.split_at_mut(1);
+        first[0].share_dest_totals(None);
+        for r in rest {
+            r.share_dest_totals(Some(&first[0]));
+        }
+    }
     if established {
         for i in 0..ESTABLISHED {
             let c = client(i);
@@ -297,36 +328,53 @@ fn main() {
         .collect();
 
     println!(
-        "packet path scaling (engine + per-frame copy in/out, DR, wlc, 10 servers), best of {REPS}, Mpps:"
+        "packet path scaling (engine + per-frame copy in/out, DR, 10 servers), best of {REPS}, Mpps:"
     );
-    for (name, frames, established) in [("established", &est, true), ("new flow", &new, false)] {
+    for (name, frames, established, sched) in [
+        ("established", &est, true, "wlc"),
+        ("new flow", &new, false, "wlc"),
+        ("new flow", &new, false, "rr"),
+    ] {
+        let name = format!("{name}, {sched}");
         let n = frames.len();
         let shared_1 = best(
-            || shared(replicas(1, established).remove(0), &split(frames, 1), now),
+            || {
+                shared(
+                    replicas(1, established, sched).remove(0),
+                    &split(frames, 1),
+                    now,
+                )
+            },
             n,
         );
         let shared_2 = best(
-            || shared(replicas(1, established).remove(0), &split(frames, 2), now),
+            || {
+                shared(
+                    replicas(1, established, sched).remove(0),
+                    &split(frames, 2),
+                    now,
+                )
+            },
             n,
         );
         let pw_1 = best(
-            || per_worker(replicas(1, established), &split(frames, 1), now),
+            || per_worker(replicas(1, established, sched), &split(frames, 1), now),
             n,
         );
         let pw_2 = best(
-            || per_worker(replicas(2, established), &split(frames, 2), now),
+            || per_worker(replicas(2, established, sched), &split(frames, 2), now),
             n,
         );
         let bound = best(
             || {
-                let rs = replicas(2, established);
+                let rs = replicas(2, established, sched);
                 let rings = by_owner(frames, &rs);
                 partitioned(rs, &rings, now)
             },
             n,
         );
         println!(
-            "{name:>12}: shared 1 thread {shared_1:.2}, 2 threads {shared_2:.2} ({:.2}x); \
+            "{name:>17}: shared 1 thread {shared_1:.2}, 2 threads {shared_2:.2} ({:.2}x); \
              per-worker 1 thread {pw_1:.2} ({:.2}x shared), 2 threads {pw_2:.2} ({:.2}x); \
              bound (2 threads, input pre-partitioned, no steering) {bound:.2} ({:.2}x shared 1 thread)",
             shared_2 / shared_1,

@@ -55,7 +55,10 @@ impl DestConfig {
 /// one `struct ip_vs_dest` (atomics) for all CPUs. Schedulers and
 /// thresholds read these; each replica's own counts stay in [`Dest`] for
 /// its listing (summed by the caller).
+/// One cache line each, so that two servers' counts written by different
+/// cores do not share one.
 #[derive(Debug, Default)]
+#[repr(align(64))]
 pub struct DestTotals {
     active: AtomicU32,
     inact: AtomicU32,
@@ -130,13 +133,14 @@ impl Dest {
         }
     }
 
-    /// Share `t` with the other replicas of this server; with `init`,
-    /// `t` starts from this replica's counts (the first replica's).
-    pub fn share_totals(&mut self, t: Arc<DestTotals>, init: bool) {
-        if init {
-            t.active.store(self.activeconns, Ordering::Relaxed);
-            t.inact.store(self.inactconns, Ordering::Relaxed);
-            t.overload.store(self.overload, Ordering::Relaxed);
+    /// Share `t` with the other replicas of this server, adding this
+    /// replica's counts to it (so that, once every replica has joined, it
+    /// holds the sum).
+    pub fn share_totals(&mut self, t: Arc<DestTotals>) {
+        shift(&t.active, self.activeconns.min(i32::MAX as u32) as i32);
+        shift(&t.inact, self.inactconns.min(i32::MAX as u32) as i32);
+        if self.overload {
+            t.overload.store(true, Ordering::Relaxed);
         }
         self.totals = Some(t);
     }

@@ -90,22 +90,30 @@ impl Engine {
     }
 
     /// Share real servers' counts and OVERLOAD flags among engine
-    /// replicas ([`crate::dest::DestTotals`]), for every server (live or
-    /// deleted and draining) that does not share yet: without `from` (the
-    /// first replica), a new share starting from the server's own counts;
-    /// with `from`, the share of `from`'s server of the same service,
-    /// address and port. Call it on the first replica, then on the others,
-    /// after changes that may add servers.
+    /// replicas ([`crate::dest::DestTotals`]) where scheduling reads them
+    /// (a scheduler of the least-connection family, `ovf`, lblc/lblcr, or
+    /// an upper threshold), for every such server (live or deleted and
+    /// draining) that does not share yet: without `from` (the first
+    /// replica), a new share; with `from`, the share of `from`'s server of
+    /// the same service, address and port. Each adds its own counts. Call
+    /// it on the first replica, then on the others, after changes that may
+    /// add servers, thresholds or schedulers. Elsewhere the counts stay
+    /// each replica's own (nothing reads them but the listing, which sums
+    /// them), and cost no shared write.
     pub fn share_dest_totals(&mut self, from: Option<&Engine>) {
         for svc in self.services.iter_mut() {
+            let reads_counts = matches!(
+                svc.scheduler.name(),
+                "lc" | "wlc" | "sed" | "nq" | "ovf" | "lblc" | "lblcr"
+            );
             let src = from.and_then(|f| f.services.find(&svc.key).and_then(|r| f.services.get(r)));
             let dests = svc
                 .dests
                 .iter_mut()
                 .chain(svc.trash.iter_mut().map(|(d, _)| d));
-            for d in dests.filter(|d| d.totals.is_none()) {
+            for d in dests.filter(|d| d.totals.is_none() && (reads_counts || d.u_threshold > 0)) {
                 match (from, src) {
-                    (None, _) => d.share_totals(Default::default(), true),
+                    (None, _) => d.share_totals(Default::default()),
                     (Some(_), Some(s)) => {
                         let t = s
                             .dests
@@ -114,7 +122,7 @@ impl Engine {
                             .find(|x| x.addr == d.addr && x.port == d.port)
                             .and_then(|x| x.totals.clone());
                         if let Some(t) = t {
-                            d.share_totals(t, false);
+                            d.share_totals(t);
                         }
                     }
                     (Some(_), None) => {}

@@ -40,7 +40,10 @@ struct Pending {
 #[derive(Debug, Default)]
 pub(super) struct Handoff {
     ingress: u32,
+    /// Reused without clearing (`used` says how much is filled), so that
+    /// headroom is not zeroed again for every frame.
     data: Vec<u8>,
+    used: usize,
     frames: Vec<(u32, u32, u16)>,
 }
 
@@ -289,9 +292,12 @@ impl Worker {
                         t.dropped += 1;
                         return Verdict::Drop;
                     }
-                    let at = h.data.len() + held::HEADROOM;
-                    h.data.resize(at, 0);
-                    h.data.extend_from_slice(bytes);
+                    let at = h.used + held::HEADROOM;
+                    if h.data.len() < at + len {
+                        h.data.resize(at + len, 0);
+                    }
+                    h.data[at..at + len].copy_from_slice(bytes);
+                    h.used = at + len;
                     h.frames.push((at as u32, len as u32, fb.gso_size()));
                     t.handed_off += 1;
                     return Verdict::Drop;
@@ -655,7 +661,7 @@ impl Worker {
                 continue;
             }
             let mut fresh = self.spare_handoffs.pop().unwrap_or_default();
-            fresh.data.clear();
+            fresh.used = 0;
             fresh.frames.clear();
             let h = std::mem::replace(&mut self.out[o], fresh);
             let (tx, wake) = &self.lane.peers[o];
@@ -665,7 +671,7 @@ impl Worker {
                     t.handoff_dropped += h.frames.len() as u64;
                     t.dropped += h.frames.len() as u64;
                     let mut h = h;
-                    h.data.clear();
+                    h.used = 0;
                     h.frames.clear();
                     self.spare_handoffs.push(h);
                 }
@@ -724,7 +730,7 @@ impl Worker {
                 self.cut_super_frames(engine, ingress, now, &mut t);
             }
             if self.spare_handoffs.len() < HANDOFF_QUEUE {
-                h.data.clear();
+                h.used = 0;
                 h.frames.clear();
                 self.spare_handoffs.push(h);
             }
