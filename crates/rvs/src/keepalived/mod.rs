@@ -11,9 +11,12 @@
 //! (what `rvsadm -R` sends), each later change as one `Request::Apply`.
 //!
 //! * [`lex`]: words, comments, braces, `include` globs; [`conf`]: the
-//!   `virtual_server` world with keepalived's defaults and inheritance;
+//!   `virtual_server` world with keepalived's defaults and inheritance
+//!   (`conf/server.rs` the virtual and real server blocks,
+//!   `conf/checker.rs` the checker and track_file blocks);
 //! * [`apply`]: the configuration as ipvsadm operations;
-//! * [`check`]: one bounded attempt of each checker;
+//! * [`check`]: one bounded attempt of each checker (`check/http.rs`
+//!   HTTP_GET and SSL_GET, `check/probes.rs` DNS, SMTP, UDP and PING);
 //! * [`run`]: the scheduler, keepalived's state machine, the state file.
 
 pub mod apply;

@@ -1,0 +1,533 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+//! The checkers against servers started here (TCP, HTTP, TLS, DNS, SMTP,
+//! UDP, ICMP) and their parsers.
+
+use super::*;
+use crate::keepalived::conf::{Timing, Url};
+use std::io::Write;
+use std::net::TcpListener;
+use std::net::UdpSocket;
+use std::sync::Arc;
+
+fn checker(kind: CheckKind, ip: IpAddr, port: u16) -> Checker {
+    Checker {
+        kind,
+        connect_ip: ip,
+        connect_port: port,
+        bindto: None,
+        bind_port: None,
+        fwmark: None,
+        timing: Timing {
+            delay_loop: Duration::from_secs(1),
+            connect_timeout: Duration::from_secs(1),
+            retry: 1,
+            delay_before_retry: Duration::from_secs(1),
+            warmup: None,
+        },
+        alpha: false,
+        pos: crate::keepalived::lex::Pos {
+            file: "t".into(),
+            line: 1,
+        },
+    }
+}
+
+#[test]
+fn md5_of_rfc1321_vectors() {
+    assert_eq!(md5_hex(b""), "d41d8cd98f00b204e9800998ecf8427e");
+    assert_eq!(md5_hex(b"abc"), "900150983cd24fb0d6963f7d28e17f72");
+}
+
+#[test]
+fn dechunks() {
+    assert_eq!(
+        dechunk(b"4\r\nWiki\r\n5;x=1\r\npedia\r\n0\r\n\r\n").unwrap(),
+        b"Wikipedia"
+    );
+    assert!(dechunk(b"4\r\nWi").is_none());
+}
+
+/// A one-shot HTTP server answering `resp`; the request it got.
+fn serve(resp: &'static str) -> (u16, std::thread::JoinHandle<String>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let h = std::thread::spawn(move || {
+        let (mut s, _) = l.accept().unwrap();
+        let mut req = Vec::new();
+        let mut b = [0u8; 1024];
+        while !req.ends_with(b"\r\n\r\n") {
+            let n = s.read(&mut b).unwrap();
+            if n == 0 {
+                break;
+            }
+            req.extend_from_slice(&b[..n]);
+        }
+        s.write_all(resp.as_bytes()).unwrap();
+        String::from_utf8(req).unwrap()
+    });
+    (port, h)
+}
+
+fn http(status: Vec<(u16, u16)>, digest: Option<&str>) -> CheckKind {
+    CheckKind::Http {
+        tls: false,
+        sni: false,
+        urls: vec![Url {
+            path: "/index.html".into(),
+            digest: digest.map(str::to_string),
+            status,
+            virtualhost: None,
+            regex: None,
+            regex_no_match: false,
+        }],
+        virtualhost: Some("www.example.com".into()),
+        http_protocol: "1.0".into(),
+    }
+}
+
+#[test]
+fn http_get_status_digest_and_host() {
+    let lo = IpAddr::from([127, 0, 0, 1]);
+    let (port, h) = serve("HTTP/1.0 200 OK\r\nContent-Length: 3\r\n\r\nabc");
+    let ck = checker(
+        http(vec![], Some("900150983cd24fb0d6963f7d28e17f72")),
+        lo,
+        port,
+    );
+    assert_eq!(run(&ck), Outcome::Up(None));
+    let req = h.join().unwrap();
+    assert!(req.starts_with("GET /index.html HTTP/1.0\r\n"), "{req}");
+    assert!(req.contains("\r\nHost: www.example.com\r\n"), "{req}");
+
+    let (port, _h) = serve("HTTP/1.0 200 OK\r\n\r\nabd");
+    let ck = checker(
+        http(vec![], Some("900150983cd24fb0d6963f7d28e17f72")),
+        lo,
+        port,
+    );
+    let Outcome::Down(e) = run(&ck) else {
+        panic!("a wrong digest must fail")
+    };
+    assert!(e.starts_with("MD5 digest error to [127.0.0.1]:tcp:"), "{e}");
+
+    let (port, _h) = serve("HTTP/1.0 500 Oops\r\n\r\n");
+    let Outcome::Down(e) = run(&checker(http(vec![], None), lo, port)) else {
+        panic!("500 must fail")
+    };
+    assert!(e.contains("status_code [500]"), "{e}");
+
+    // regex: a miss fails; regex_no_match inverts it.
+    let with_regex = |r: &str, no: bool| {
+        let mut k = http(vec![], None);
+        if let CheckKind::Http { urls, .. } = &mut k {
+            urls[0].regex = Some(r.to_string());
+            urls[0].regex_no_match = no;
+        }
+        k
+    };
+    let (port, _h) = serve("HTTP/1.0 200 OK\r\n\r\nstatus: ok 42\n");
+    assert_eq!(
+        run(&checker(with_regex("ok [0-9]+", false), lo, port)),
+        Outcome::Up(None)
+    );
+    let (port, _h) = serve("HTTP/1.0 200 OK\r\n\r\nstatus: degraded\n");
+    let Outcome::Down(e) = run(&checker(with_regex("ok [0-9]+", false), lo, port)) else {
+        panic!("a regex miss must fail")
+    };
+    assert!(
+        e.starts_with("Regex match failed on [127.0.0.1]:tcp:"),
+        "{e}"
+    );
+    let (port, _h) = serve("HTTP/1.0 200 OK\r\n\r\nstatus: degraded\n");
+    assert_eq!(
+        run(&checker(with_regex("degraded", false), lo, port)),
+        Outcome::Up(None)
+    );
+    let (port, _h) = serve("HTTP/1.0 200 OK\r\n\r\nstatus: degraded\n");
+    assert!(matches!(
+        run(&checker(with_regex("degraded", true), lo, port)),
+        Outcome::Down(_)
+    ));
+
+    let (port, _h) = serve("HTTP/1.0 302 Found\r\n\r\n");
+    let ck = checker(http(vec![(200, 200), (301, 302)], None), lo, port);
+    assert_eq!(run(&ck), Outcome::Up(None));
+}
+
+#[test]
+fn tcp_check_and_refusal() {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let lo = IpAddr::from([127, 0, 0, 1]);
+    assert_eq!(run(&checker(CheckKind::Tcp, lo, port)), Outcome::Up(None));
+    drop(l);
+    let Outcome::Down(e) = run(&checker(CheckKind::Tcp, lo, port)) else {
+        panic!("a closed port must fail")
+    };
+    assert!(
+        e.starts_with(&format!("TCP connection to [127.0.0.1]:tcp:{port} failed")),
+        "{e}"
+    );
+}
+
+#[test]
+fn misc_exit_codes_dynamic_weight_and_timeout() {
+    let m = |cmd: &str, dynamic| misc(cmd, Duration::from_millis(500), dynamic);
+    assert_eq!(m("/bin/true", false), Outcome::Up(None));
+    assert!(matches!(m("/bin/false", false), Outcome::Down(_)));
+    assert!(matches!(m("/bin/sh -c exit\\ 7", false), Outcome::Down(_)));
+    assert_eq!(m("/bin/true", true), Outcome::Up(None));
+    assert!(matches!(m("/bin/false", true), Outcome::Down(_)));
+    // A script path with arguments: exit 7 is weight 5.
+    let dir = std::env::temp_dir().join(format!("rvs-ka-misc-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let script = dir.join("w.sh");
+    std::fs::write(&script, "#!/bin/sh\nexit $1\n").unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let s = script.display();
+    assert_eq!(m(&format!("{s} 7"), true), Outcome::Up(Some(5)));
+    assert_eq!(m(&format!("{s} 2"), true), Outcome::Up(Some(0)));
+    assert!(matches!(m(&format!("{s} 7"), false), Outcome::Down(_)));
+    // A hung script is killed at misc_timeout.
+    let t = Instant::now();
+    let Outcome::Down(e) = m("/bin/sleep 30", false) else {
+        panic!("a hung script must fail")
+    };
+    assert!(e.contains("timed out"), "{e}");
+    assert!(t.elapsed() < Duration::from_secs(3));
+    assert!(matches!(m("/nonexistent/x", false), Outcome::Down(_)));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn with_timeout(mut ck: Checker, ms: u64) -> Checker {
+    ck.timing.connect_timeout = Duration::from_millis(ms);
+    ck
+}
+
+/// A one-shot TLS server with a self-signed certificate for
+/// `www.example.com`, answering `resp`; the SNI it got.
+fn serve_tls(resp: &'static str) -> (u16, std::thread::JoinHandle<Option<String>>) {
+    use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+    let cert = rcgen::generate_simple_self_signed(vec!["www.example.com".into()]).unwrap();
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.key_pair.serialize_der()));
+    #[allow(deprecated)]
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.cert.der().clone()], key)
+        .unwrap();
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let h = std::thread::spawn(move || {
+        let (s, _) = l.accept().unwrap();
+        let conn = rustls::ServerConnection::new(Arc::new(cfg)).unwrap();
+        let mut t = rustls::StreamOwned::new(conn, s);
+        let mut req = Vec::new();
+        let mut b = [0u8; 1024];
+        while !req.ends_with(b"\r\n\r\n") {
+            let n = t.read(&mut b).unwrap();
+            if n == 0 {
+                break;
+            }
+            req.extend_from_slice(&b[..n]);
+        }
+        let sni = t.conn.server_name().map(str::to_string);
+        t.write_all(resp.as_bytes()).unwrap();
+        t.conn.send_close_notify();
+        let _ = t.flush();
+        sni
+    });
+    (port, h)
+}
+
+#[test]
+fn ssl_get_any_certificate_sni_status_and_digest() {
+    let lo = IpAddr::from([127, 0, 0, 1]);
+    let ssl = |sni: bool, digest: Option<&str>| {
+        let mut k = http(vec![], digest);
+        if let CheckKind::Http { tls, sni: s, .. } = &mut k {
+            *tls = true;
+            *s = sni;
+        }
+        k
+    };
+    // A self-signed certificate is accepted; with enable_sni the
+    // virtualhost is the SNI.
+    let (port, h) = serve_tls("HTTP/1.0 200 OK\r\n\r\nabc");
+    let ck = checker(
+        ssl(true, Some("900150983cd24fb0d6963f7d28e17f72")),
+        lo,
+        port,
+    );
+    assert_eq!(run(&ck), Outcome::Up(None));
+    assert_eq!(h.join().unwrap().as_deref(), Some("www.example.com"));
+    // Without enable_sni: no SNI.
+    let (port, h) = serve_tls("HTTP/1.0 200 OK\r\n\r\nabc");
+    assert_eq!(run(&checker(ssl(false, None), lo, port)), Outcome::Up(None));
+    assert_eq!(h.join().unwrap(), None);
+    // Status and digest as HTTP_GET.
+    let (port, _h) = serve_tls("HTTP/1.0 503 Busy\r\n\r\n");
+    let Outcome::Down(e) = run(&checker(ssl(true, None), lo, port)) else {
+        panic!("503 must fail")
+    };
+    assert!(e.contains("status_code [503]"), "{e}");
+    let (port, _h) = serve_tls("HTTP/1.0 200 OK\r\n\r\nabd");
+    let ck = checker(
+        ssl(true, Some("900150983cd24fb0d6963f7d28e17f72")),
+        lo,
+        port,
+    );
+    assert!(matches!(run(&ck), Outcome::Down(e) if e.starts_with("MD5 digest error")));
+    // A plain HTTP server is not a TLS one.
+    let (port, _h) = serve("HTTP/1.0 200 OK\r\n\r\nabc");
+    assert!(matches!(
+        run(&with_timeout(checker(ssl(true, None), lo, port), 500)),
+        Outcome::Down(_)
+    ));
+}
+
+#[test]
+fn dns_query_bytes_and_judgement() {
+    let q = dns_query(0x1234, 28, "example.com.");
+    assert_eq!(
+        q,
+        b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x07example\x03com\x00\x00\x1c\x00\x01"
+    );
+    assert_eq!(
+        dns_query(1, 6, "."),
+        b"\x00\x01\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x00\x06\x00\x01"
+    );
+    assert_eq!(
+        dns_judge(1, b"\x00\x01\x81\x80"),
+        None,
+        "shorter than a header"
+    );
+    let reply = |id: u16, flags: u16| {
+        let mut r = q.clone();
+        r[..2].copy_from_slice(&id.to_be_bytes());
+        r[2..4].copy_from_slice(&flags.to_be_bytes());
+        r
+    };
+    assert_eq!(
+        dns_judge(0x1234, &reply(0x1235, 0x8180)),
+        None,
+        "another id"
+    );
+    assert_eq!(dns_judge(0x1234, &reply(0x1234, 0x0100)), None, "a query");
+    assert_eq!(dns_judge(0x1234, &reply(0x1234, 0x8180)), Some(Ok(())));
+    assert_eq!(dns_judge(0x1234, &reply(0x1234, 0x8183)), Some(Err(3)));
+}
+
+/// A UDP responder: for each datagram, `answer` gives the replies.
+fn udp_server(
+    answer: impl Fn(&[u8]) -> Vec<Vec<u8>> + Send + 'static,
+) -> (u16, std::thread::JoinHandle<()>) {
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = s.local_addr().unwrap().port();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let h = std::thread::spawn(move || {
+        let mut b = [0u8; 2048];
+        while let Ok((n, from)) = s.recv_from(&mut b) {
+            for r in answer(&b[..n]) {
+                s.send_to(&r, from).unwrap();
+            }
+        }
+    });
+    (port, h)
+}
+
+#[test]
+fn dns_check_against_a_responder() {
+    let lo = IpAddr::from([127, 0, 0, 1]);
+    let kind = CheckKind::Dns {
+        qtype: 6,
+        name: ".".into(),
+    };
+    // A stray reply with another id first, then the answer: up.
+    let (port, _h) = udp_server(|q| {
+        let mut stray = q.to_vec();
+        stray[0] ^= 0xff;
+        stray[2] |= 0x80;
+        let mut ok = q.to_vec();
+        ok[2] |= 0x80;
+        vec![stray, ok]
+    });
+    assert_eq!(run(&checker(kind.clone(), lo, port)), Outcome::Up(None));
+    // REFUSED (rcode 5): down.
+    let (port, _h) = udp_server(|q| {
+        let mut r = q.to_vec();
+        r[2] |= 0x80;
+        r[3] = 0x85;
+        vec![r]
+    });
+    let Outcome::Down(e) = run(&checker(kind.clone(), lo, port)) else {
+        panic!("rcode 5 must fail")
+    };
+    assert_eq!(
+        e,
+        format!("DNS_CHECK ([127.0.0.1]:udp:{port}) read error occurred. (rcode = 5)")
+    );
+    // Silence: down at connect_timeout.
+    let (port, _h) = udp_server(|_| vec![]);
+    let t = Instant::now();
+    let Outcome::Down(e) = run(&with_timeout(checker(kind.clone(), lo, port), 300)) else {
+        panic!("no reply must fail")
+    };
+    assert!(e.ends_with("read timeout from socket"), "{e}");
+    assert!(t.elapsed() < Duration::from_secs(2));
+    // Nobody on the port: the port unreachable fails it at once.
+    let port = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    assert!(matches!(run(&checker(kind, lo, port)), Outcome::Down(_)));
+}
+
+/// A one-shot SMTP server: `banner`, then `helo_reply` to the HELO;
+/// the lines it got.
+fn smtp_server(
+    banner: &'static str,
+    helo_reply: &'static str,
+) -> (u16, std::thread::JoinHandle<String>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let h = std::thread::spawn(move || {
+        let (mut s, _) = l.accept().unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        s.write_all(banner.as_bytes()).unwrap();
+        let mut got = Vec::new();
+        let mut b = [0u8; 256];
+        let mut answered = false;
+        while let Ok(n) = s.read(&mut b) {
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&b[..n]);
+            if !answered && got.ends_with(b"\r\n") {
+                answered = true;
+                s.write_all(helo_reply.as_bytes()).unwrap();
+            }
+        }
+        String::from_utf8(got).unwrap()
+    });
+    (port, h)
+}
+
+#[test]
+fn smtp_check_banner_helo_quit() {
+    let lo = IpAddr::from([127, 0, 0, 1]);
+    let kind = CheckKind::Smtp {
+        helo: "me.example".into(),
+    };
+    let (port, h) = smtp_server(
+        "220-mx.example ESMTP\r\n220 ready\r\n",
+        "250 mx.example\r\n",
+    );
+    assert_eq!(run(&checker(kind.clone(), lo, port)), Outcome::Up(None));
+    assert_eq!(h.join().unwrap(), "HELO me.example\r\nQUIT\r\n");
+    let (port, _h) = smtp_server("554 go away\r\n", "");
+    let Outcome::Down(e) = run(&checker(kind.clone(), lo, port)) else {
+        panic!("554 must fail")
+    };
+    assert!(
+        e.starts_with("SMTP_CHECK Bad greeting response code 554"),
+        "{e}"
+    );
+    let (port, _h) = smtp_server("220 ready\r\n", "502 no\r\n");
+    let Outcome::Down(e) = run(&checker(kind.clone(), lo, port)) else {
+        panic!("502 to HELO must fail")
+    };
+    assert!(
+        e.starts_with("SMTP_CHECK Bad HELO response code 502"),
+        "{e}"
+    );
+    // A server that never greets: down at connect_timeout.
+    let (port, _h) = smtp_server("", "");
+    let Outcome::Down(e) = run(&with_timeout(checker(kind, lo, port), 300)) else {
+        panic!("silence must fail")
+    };
+    assert!(e.contains("Read timeout"), "{e}");
+}
+
+#[test]
+fn udp_check_replies_silence_and_port_unreachable() {
+    let lo = IpAddr::from([127, 0, 0, 1]);
+    let udp = |req: Option<&[u8]>| CheckKind::Udp {
+        payload: vec![0xde, 0xad],
+        require_reply: req.map(<[u8]>::to_vec),
+        reply_mask: vec![],
+        min_len: 0,
+        max_len: 255,
+    };
+    let echo = || udp_server(|q| vec![q.to_vec()]);
+    let (port, _h) = echo();
+    assert_eq!(
+        run(&checker(udp(Some(&[0xde])), lo, port)),
+        Outcome::Up(None)
+    );
+    let (port, _h) = echo();
+    assert_eq!(run(&checker(udp(Some(&[])), lo, port)), Outcome::Up(None));
+    let (port, _h) = echo();
+    let Outcome::Down(e) = run(&checker(udp(Some(&[0xbe, 0xef])), lo, port)) else {
+        panic!("a mismatch must fail")
+    };
+    assert_eq!(
+        e,
+        format!("UDP_CHECK on service [127.0.0.1]:udp:{port} failed (reply data mismatch).")
+    );
+    // Lengths count when there is data to match.
+    let (port, _h) = echo();
+    let mut k = udp(Some(&[0xde]));
+    if let CheckKind::Udp { min_len, .. } = &mut k {
+        *min_len = 3;
+    }
+    assert!(matches!(run(&checker(k, lo, port)), Outcome::Down(_)));
+    // Silence: up without require_reply, down with it.
+    let (port, _h) = udp_server(|_| vec![]);
+    assert_eq!(
+        run(&with_timeout(checker(udp(None), lo, port), 300)),
+        Outcome::Up(None)
+    );
+    assert!(matches!(
+        run(&with_timeout(checker(udp(Some(&[])), lo, port), 300)),
+        Outcome::Down(e) if e.contains("no reply")
+    ));
+    // A closed port: the ICMP port unreachable fails it.
+    let port = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let Outcome::Down(e) = run(&checker(udp(None), lo, port)) else {
+        panic!("a closed port must fail")
+    };
+    assert!(e.contains("refused"), "{e}");
+}
+
+#[test]
+fn udp_reply_bounds() {
+    let any = (0, 255);
+    assert!(udp_reply_ok(b"abc", b"ab", &[], any));
+    assert!(
+        udp_reply_ok(b"a", b"ab", &[], any),
+        "only as many bytes as both have"
+    );
+    assert!(!udp_reply_ok(b"xbc", b"ab", &[], any));
+    assert!(!udp_reply_ok(b"abc", b"ab", &[], (4, 255)));
+    assert!(!udp_reply_ok(b"abc", b"ab", &[], (0, 2)));
+    // Wildcard nibbles: 0x5x matches 0x50..0x5f only.
+    assert!(udp_reply_ok(&[1, 0x57], &[1, 0x50], &[0, 0x0f], any));
+    assert!(!udp_reply_ok(&[1, 0x67], &[1, 0x50], &[0, 0x0f], any));
+}
+
+#[test]
+fn ping_check_loopback() {
+    assert_eq!(inet_checksum(&[0x08, 0, 0, 0, 0, 1, 0, 1]), 0xf7fd);
+    let ck = checker(CheckKind::Ping, IpAddr::from([127, 0, 0, 1]), 0);
+    assert_eq!(run(&ck), Outcome::Up(None));
+    let ck = checker(CheckKind::Ping, "::1".parse().unwrap(), 0);
+    assert_eq!(run(&ck), Outcome::Up(None));
+}

@@ -1,0 +1,299 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+//! The `virtual_server`, `virtual_server_group` and `real_server` blocks.
+
+use std::net::IpAddr;
+
+use rvs_proto::{Fwd, Proto, SVC_F_ONEPACKET, SVC_F_SCHED1, SVC_F_SCHED2, SVC_F_SCHED3};
+
+use super::*;
+use crate::keepalived::lex::{ConfError, Node, Pos, err_at};
+
+/// `virtual_server_group NAME { … }` members.
+pub(super) fn group_members(n: &Node) -> Result<Vec<GroupMember>, ConfError> {
+    let mut out = Vec::new();
+    for m in block(n)? {
+        if m.key == "fwmark" {
+            let mark = match m.args.first() {
+                Some(v) => v.parse::<u32>().ok().filter(|&x| x > 0),
+                None => None,
+            };
+            let mark = mark.ok_or_else(|| err_at(&m.pos, "fwmark needs a mark 1..=4294967295"))?;
+            out.push(GroupMember::Fwmark(mark));
+            continue;
+        }
+        let port = match m.args.first() {
+            Some(p) => port(&m.pos, p)?,
+            None => 0,
+        };
+        // IP, or IP-LAST (a range of the last byte/hextet).
+        let (first, last) = match m.key.split_once('-') {
+            Some((a, l)) => (a, Some(l)),
+            None => (m.key.as_str(), None),
+        };
+        if first.contains('/') {
+            return Err(err_at(
+                &m.pos,
+                "address/prefix group members are not supported by rvs yet",
+            ));
+        }
+        let a = ip(&m.pos, first)?;
+        match (a, last) {
+            (a, None) => out.push(GroupMember::Addr(a, port)),
+            (IpAddr::V4(v4), Some(l)) => {
+                let o = v4.octets();
+                let l: u8 = l
+                    .parse()
+                    .ok()
+                    .filter(|&l| l >= o[3])
+                    .ok_or_else(|| err_at(&m.pos, format!("invalid range '{}'", m.key)))?;
+                for x in o[3]..=l {
+                    out.push(GroupMember::Addr(IpAddr::from([o[0], o[1], o[2], x]), port));
+                }
+            }
+            (IpAddr::V6(v6), Some(l)) => {
+                let s = v6.segments();
+                let l = u16::from_str_radix(l, 16)
+                    .ok()
+                    .filter(|&l| l >= s[7])
+                    .ok_or_else(|| err_at(&m.pos, format!("invalid range '{}'", m.key)))?;
+                for x in s[7]..=l {
+                    let mut t = s;
+                    t[7] = x;
+                    out.push(GroupMember::Addr(IpAddr::from(t), port));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+pub(super) fn virtual_server(
+    n: &Node,
+    groups: &std::collections::HashMap<String, Vec<GroupMember>>,
+    tracks: &std::collections::HashMap<String, TrackFile>,
+    warnings: &mut Vec<String>,
+) -> Result<VirtualServer, ConfError> {
+    let body = block(n)?;
+    let addr = match n.args.as_slice() {
+        [k, m] if k == "fwmark" => VsAddr::Fwmark(
+            m.parse::<u32>()
+                .ok()
+                .filter(|&x| x > 0)
+                .ok_or_else(|| err_at(&n.pos, format!("invalid fwmark '{m}'")))?,
+        ),
+        [k, name] if k == "group" => match groups.get(name) {
+            Some(m) => VsAddr::Group(name.clone(), m.clone()),
+            None => {
+                return Err(err_at(
+                    &n.pos,
+                    format!("virtual_server_group '{name}' is not defined"),
+                ));
+            }
+        },
+        _ => {
+            let (a, p) = addr_port(n)?;
+            VsAddr::Addr(a, p)
+        }
+    };
+    let mut vs = VirtualServer {
+        addr,
+        pos: n.pos.clone(),
+        sched: "wlc".into(),
+        sched_flags: 0,
+        fwd: Fwd::Masq,
+        proto: Proto::Tcp,
+        persistence_timeout: None,
+        persistence_granularity: None,
+        ipv6: None,
+        alpha: false,
+        omega: false,
+        quorum: 1,
+        hysteresis: 0,
+        sorry_server: None,
+        sorry_server_inhibit: false,
+        sorry_server_fwd: None,
+        quorum_up: None,
+        quorum_down: None,
+        reals: Vec::new(),
+    };
+    let mut inh = Inherit::default();
+    let mut virtualhost = None;
+    let mut real_nodes = Vec::new();
+    for c in body {
+        if inh.take(c)? {
+            continue;
+        }
+        match c.key.as_str() {
+            "lvs_sched" | "lb_algo" => {
+                no_block(c)?;
+                let Some((s, flags)) = c.args.split_first() else {
+                    return Err(err_at(&c.pos, format!("'{}' needs a scheduler", c.key)));
+                };
+                vs.sched = s.clone();
+                for f in flags {
+                    vs.sched_flags |= sched_flag(&c.pos, f)?;
+                }
+            }
+            "ops" => {
+                flag(c)?;
+                vs.sched_flags |= SVC_F_ONEPACKET;
+            }
+            "flag-1" | "sh-fallback" | "mh-fallback" | "flag-2" | "sh-port" | "mh-port"
+            | "flag-3" | "hashed" => {
+                flag(c)?;
+                vs.sched_flags |= sched_flag(&c.pos, &c.key)?;
+            }
+            "lvs_method" | "lb_kind" => vs.fwd = method(c)?,
+            "protocol" => {
+                vs.proto = match value(c)? {
+                    "TCP" => Proto::Tcp,
+                    "UDP" => Proto::Udp,
+                    "SCTP" => Proto::Sctp,
+                    v => return Err(err_at(&c.pos, format!("unknown protocol '{v}'"))),
+                }
+            }
+            "persistence_timeout" => {
+                // keepalived: without a value, 360 s.
+                vs.persistence_timeout = Some(if c.args.is_empty() {
+                    no_block(c)?;
+                    360
+                } else {
+                    number(c, 1, u32::MAX.into())? as u32
+                });
+            }
+            "persistence_granularity" => {
+                let v = value(c)?;
+                vs.persistence_granularity = Some(match v.parse::<std::net::Ipv4Addr>() {
+                    Ok(m) => u32::from(m),
+                    Err(_) => match v.parse::<u32>() {
+                        Ok(p) if (1..=128).contains(&p) => p,
+                        _ => {
+                            return Err(err_at(
+                                &c.pos,
+                                format!("invalid persistence_granularity '{v}'"),
+                            ));
+                        }
+                    },
+                });
+            }
+            "ip_family" => {
+                vs.ipv6 = Some(match value(c)? {
+                    "inet" => false,
+                    "inet6" => true,
+                    v => return Err(err_at(&c.pos, format!("unknown ip_family '{v}'"))),
+                })
+            }
+            "omega" => vs.omega = flag(c)?,
+            "quorum" => vs.quorum = number(c, 1, u32::MAX.into())? as u32,
+            "hysteresis" => vs.hysteresis = number(c, 0, u32::MAX.into())? as u32,
+            "sorry_server" => {
+                no_block(c)?;
+                vs.sorry_server = Some(addr_port(c)?);
+            }
+            "sorry_server_inhibit" => vs.sorry_server_inhibit = flag(c)?,
+            "sorry_server_lvs_method" => vs.sorry_server_fwd = Some(method(c)?),
+            "quorum_up" => vs.quorum_up = Some(script(c)?),
+            "quorum_down" => vs.quorum_down = Some(script(c)?),
+            "virtualhost" => virtualhost = Some(value(c)?.to_string()),
+            "real_server" => real_nodes.push(c),
+            "ha_suspend" | "smtp_alert" | "snmp_name" | "persistence_engine" | "retry_attempts" => {
+                unsupported(c, warnings)
+            }
+            _ => unknown(c, warnings),
+        }
+    }
+    vs.alpha = inh.alpha.unwrap_or(false);
+    let vport = match &vs.addr {
+        VsAddr::Addr(_, p) => *p,
+        _ => 0,
+    };
+    for r in real_nodes {
+        let rs = real_server(r, &vs, vport, inh, virtualhost.as_deref(), tracks, warnings)?;
+        vs.reals.push(rs);
+    }
+    if let Some((_, p)) = &mut vs.sorry_server
+        && *p == 0
+    {
+        *p = vport;
+    }
+    Ok(vs)
+}
+
+pub(super) fn sched_flag(pos: &Pos, f: &str) -> Result<u32, ConfError> {
+    Ok(match f {
+        "flag-1" | "sh-fallback" | "mh-fallback" => SVC_F_SCHED1,
+        "flag-2" | "sh-port" | "mh-port" => SVC_F_SCHED2,
+        "flag-3" => SVC_F_SCHED3,
+        "ops" => SVC_F_ONEPACKET,
+        // Every live service is hashed anyway.
+        "hashed" => 0,
+        _ => return Err(err_at(pos, format!("unknown scheduler flag '{f}'"))),
+    })
+}
+
+pub(super) fn real_server(
+    n: &Node,
+    vs: &VirtualServer,
+    vport: u16,
+    parent: Inherit,
+    virtualhost: Option<&str>,
+    tracks: &std::collections::HashMap<String, TrackFile>,
+    warnings: &mut Vec<String>,
+) -> Result<RealServer, ConfError> {
+    let (addr, mut port) = addr_port(n)?;
+    if port == 0 {
+        port = vport;
+    }
+    let mut rs = RealServer {
+        addr,
+        port,
+        pos: n.pos.clone(),
+        weight: 1,
+        fwd: vs.fwd,
+        inhibit_on_failure: false,
+        notify_up: None,
+        notify_down: None,
+        uthreshold: 0,
+        lthreshold: 0,
+        checkers: Vec::new(),
+    };
+    let mut inh = Inherit::default();
+    let mut checker_nodes = Vec::new();
+    for c in n.block.as_deref().unwrap_or_default() {
+        if inh.take(c)? {
+            continue;
+        }
+        match c.key.as_str() {
+            "weight" => rs.weight = number(c, 0, 65535)? as u32,
+            "lvs_method" => rs.fwd = method(c)?,
+            "notify_up" => rs.notify_up = Some(script(c)?),
+            "notify_down" => rs.notify_down = Some(script(c)?),
+            "uthreshold" => rs.uthreshold = number(c, 0, u32::MAX.into())? as u32,
+            "lthreshold" => rs.lthreshold = number(c, 0, u32::MAX.into())? as u32,
+            "TCP_CHECK" | "HTTP_GET" | "SSL_GET" | "MISC_CHECK" | "SMTP_CHECK" | "DNS_CHECK"
+            | "UDP_CHECK" | "PING_CHECK" | "FILE_CHECK" => checker_nodes.push(c),
+            // BFD_CHECK follows a session of keepalived's BFD process, which
+            // rvs does not have.
+            "BFD_CHECK" => {
+                warnings.push(format!(
+                    "{}: {} is not supported by rvs yet; the checker is ignored",
+                    c.pos, c.key
+                ));
+            }
+            "smtp_alert" | "virtualhost" => unsupported(c, warnings),
+            _ => unknown(c, warnings),
+        }
+    }
+    let inh = inh.over(parent);
+    rs.inhibit_on_failure = inh.inhibit_on_failure.unwrap_or(false);
+    for c in checker_nodes {
+        if c.key == "FILE_CHECK" {
+            let ck = file_check(c, &rs, tracks, warnings)?;
+            rs.checkers.push(ck);
+            continue;
+        }
+        let cks = checker(c, &rs, inh, virtualhost, warnings)?;
+        rs.checkers.extend(cks);
+    }
+    Ok(rs)
+}

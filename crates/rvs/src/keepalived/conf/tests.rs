@@ -1,0 +1,648 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+//! The parser's tests: whole files in, values or file:line errors out.
+
+use super::*;
+use rvs_proto::{SVC_F_SCHED1, SVC_F_SCHED2};
+use std::net::Ipv4Addr;
+
+fn parse(text: &str) -> Result<(Config, Vec<String>), ConfError> {
+    let mut w = Vec::new();
+    let t = lex::parse_text(text, "k.conf", Path::new("/nonexistent"), &mut w)?;
+    let c = build(&t, &mut w)?;
+    Ok((c, w))
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+const FULL: &str = r#"
+global_defs {
+router_id LVS_TEST
+notification_email { root@localhost }
+}
+vrrp_instance VI_1 {
+state MASTER
+virtual_ipaddress { 10.0.0.100 }
+}
+virtual_server 10.0.0.100 80 {
+delay_loop 2
+lvs_sched wrr
+lvs_method DR
+protocol TCP
+persistence_timeout 120
+persistence_granularity 255.255.255.0
+retry 2
+delay_before_retry 1.5
+connect_timeout 3
+inhibit_on_failure
+alpha
+omega
+quorum 2
+hysteresis 1
+sorry_server 10.0.0.99 8080
+sorry_server_inhibit
+sorry_server_lvs_method NAT
+quorum_up "/bin/echo up"
+quorum_down /bin/echo down
+virtualhost www.example.com
+real_server 10.0.0.11 80 {
+    weight 3
+    uthreshold 100
+    lthreshold 10
+    notify_up "/bin/echo up"
+    notify_down /bin/echo down
+    HTTP_GET {
+        url {
+            path /health
+            digest 9B3A0C85A887A256D6939DA88AABD8CD
+            status_code 200 301-302
+            regex "^ok [0-9]+"
+            regex_no_match
+        }
+        url { path /second }
+        connect_ip 10.0.1.11
+        connect_port 8080
+        bindto 10.0.0.1
+        connect_timeout 1
+        nb_get_retry 4
+        warmup 2
+        http_protocol 1.1
+    }
+    TCP_CHECK {
+        delay_before_retry 0.5
+    }
+}
+real_server 10.0.0.12 {
+    inhibit_on_failure false
+    lvs_method NAT
+    MISC_CHECK {
+        misc_path "/usr/local/bin/check.sh 10.0.0.12"
+        misc_timeout 4
+        misc_dynamic
+    }
+}
+}
+virtual_server fwmark 7 {
+lb_algo sh sh-port sh-fallback
+lb_kind TUN
+protocol UDP
+real_server 10.0.0.21 53 { TCP_CHECK { } }
+}
+"#;
+
+#[test]
+fn every_keyword() {
+    let (c, w) = parse(FULL).unwrap();
+    assert!(w.is_empty(), "{w:?}");
+    assert_eq!(c.services.len(), 2);
+    let vs = &c.services[0];
+    assert_eq!(vs.addr, VsAddr::Addr(ip("10.0.0.100"), 80));
+    assert_eq!(vs.pos.line, 10);
+    assert_eq!(vs.sched, "wrr");
+    assert_eq!(vs.fwd, Fwd::Route);
+    assert_eq!(vs.proto, Proto::Tcp);
+    assert_eq!(vs.persistence_timeout, Some(120));
+    assert_eq!(
+        vs.persistence_granularity,
+        Some(u32::from(Ipv4Addr::new(255, 255, 255, 0)))
+    );
+    assert!(vs.alpha && vs.omega && vs.sorry_server_inhibit);
+    assert_eq!((vs.quorum, vs.hysteresis), (2, 1));
+    assert_eq!(vs.sorry_server, Some((ip("10.0.0.99"), 8080)));
+    let sorry = vs.sorry().unwrap();
+    assert_eq!((sorry.fwd, sorry.weight), (Fwd::Masq, 1));
+    assert!(sorry.inhibit_on_failure);
+    assert_eq!(vs.quorum_up.as_deref(), Some("/bin/echo up"));
+    assert_eq!(vs.quorum_down.as_deref(), Some("/bin/echo down"));
+    let r1 = &vs.reals[0];
+    assert_eq!((r1.addr, r1.port, r1.weight), (ip("10.0.0.11"), 80, 3));
+    assert_eq!((r1.uthreshold, r1.lthreshold), (100, 10));
+    assert!(r1.inhibit_on_failure);
+    assert_eq!(r1.fwd, Fwd::Route);
+    assert_eq!(r1.notify_up.as_deref(), Some("/bin/echo up"));
+    assert_eq!(r1.notify_down.as_deref(), Some("/bin/echo down"));
+    let http = &r1.checkers[0];
+    assert_eq!(http.connect_ip, ip("10.0.1.11"));
+    assert_eq!(http.connect_port, 8080);
+    assert_eq!(http.bindto, Some(ip("10.0.0.1")));
+    assert!(http.alpha);
+    assert_eq!(
+        http.timing,
+        Timing {
+            delay_loop: Duration::from_secs(2),
+            connect_timeout: Duration::from_secs(1),
+            retry: 4,
+            delay_before_retry: Duration::from_millis(1500),
+            warmup: Some(Duration::from_secs(2)),
+        }
+    );
+    let CheckKind::Http {
+        tls,
+        urls,
+        virtualhost,
+        http_protocol,
+        ..
+    } = &http.kind
+    else {
+        panic!("{http:?}")
+    };
+    assert!(!tls);
+    assert_eq!(virtualhost.as_deref(), Some("www.example.com"));
+    assert_eq!(http_protocol, "1.1");
+    assert_eq!(urls[0].path, "/health");
+    assert_eq!(
+        urls[0].digest.as_deref(),
+        Some("9b3a0c85a887a256d6939da88aabd8cd")
+    );
+    assert_eq!(urls[0].status, [(200, 200), (301, 302)]);
+    assert_eq!(urls[0].regex.as_deref(), Some("^ok [0-9]+"));
+    assert!(urls[0].regex_no_match && !urls[1].regex_no_match);
+    assert!(urls[0].status_ok(301) && !urls[0].status_ok(204));
+    assert!(urls[1].status_ok(204) && !urls[1].status_ok(500));
+    let tcp = &r1.checkers[1];
+    assert_eq!(tcp.kind, CheckKind::Tcp);
+    assert_eq!((tcp.connect_ip, tcp.connect_port), (ip("10.0.0.11"), 80));
+    assert_eq!(tcp.timing.retry, 2);
+    assert_eq!(tcp.timing.delay_before_retry, Duration::from_millis(500));
+    assert_eq!(tcp.timing.connect_timeout, Duration::from_secs(3));
+    let r2 = &vs.reals[1];
+    assert_eq!(r2.port, 80, "the virtual server's port");
+    assert!(!r2.inhibit_on_failure);
+    assert_eq!(r2.fwd, Fwd::Masq);
+    assert_eq!(
+        r2.checkers[0].kind,
+        CheckKind::Misc {
+            path: "/usr/local/bin/check.sh 10.0.0.12".into(),
+            timeout: Duration::from_secs(4),
+            dynamic: true,
+        }
+    );
+    let fw = &c.services[1];
+    assert_eq!(fw.addr, VsAddr::Fwmark(7));
+    assert_eq!(
+        (fw.sched.as_str(), fw.sched_flags),
+        ("sh", SVC_F_SCHED1 | SVC_F_SCHED2)
+    );
+    assert_eq!((fw.fwd, fw.proto), (Fwd::Tunnel, Proto::Udp));
+    let d = &fw.reals[0].checkers[0];
+    // keepalived's defaults.
+    assert_eq!(
+        d.timing,
+        Timing {
+            delay_loop: DEFAULT_DELAY_LOOP,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            retry: 1,
+            delay_before_retry: Duration::from_secs(1),
+            warmup: None,
+        }
+    );
+    assert!(!d.alpha);
+}
+
+#[test]
+fn groups_and_defaults() {
+    let (c, w) = parse(
+        "virtual_server_group G {\n  10.0.0.1 80\n  10.0.0.5-7 443\n  fwmark 3\n}\n\
+         virtual_server group G {\n  real_server 10.1.0.1 80 {\n    HTTP_GET { url { path / } }\n    \
+         MISC_CHECK { misc_path /bin/true }\n  }\n}\n",
+    )
+    .unwrap();
+    assert!(w.is_empty(), "{w:?}");
+    let VsAddr::Group(name, m) = &c.services[0].addr else {
+        panic!()
+    };
+    assert_eq!(name, "G");
+    assert_eq!(
+        m,
+        &[
+            GroupMember::Addr(ip("10.0.0.1"), 80),
+            GroupMember::Addr(ip("10.0.0.5"), 443),
+            GroupMember::Addr(ip("10.0.0.6"), 443),
+            GroupMember::Addr(ip("10.0.0.7"), 443),
+            GroupMember::Fwmark(3),
+        ]
+    );
+    let vs = &c.services[0];
+    assert_eq!(
+        (vs.sched.as_str(), vs.fwd, vs.proto),
+        ("wlc", Fwd::Masq, Proto::Tcp)
+    );
+    let ck = &vs.reals[0].checkers;
+    assert_eq!(ck[0].timing.delay_before_retry, Duration::from_secs(3));
+    assert_eq!(ck[1].timing.retry, 0, "MISC_CHECK: no retry by default");
+    let CheckKind::Misc { timeout, .. } = &ck[1].kind else {
+        panic!()
+    };
+    assert_eq!(
+        *timeout, DEFAULT_DELAY_LOOP,
+        "misc_timeout defaults to delay_loop"
+    );
+}
+
+#[test]
+fn unknown_keywords_warn_with_file_and_line() {
+    let (c, w) = parse(
+        "frobnicate 1\nvirtual_server 10.0.0.1 80 {\n  bogus_key 1\n  real_server 10.0.0.2 80 {\n    \
+         weight 2\n    funky\n    TCP_CHECK { wat 3 }\n    BFD_CHECK { name x }\n  }\n}\n",
+    )
+    .unwrap();
+    assert_eq!(
+        w,
+        [
+            "k.conf:1: Unknown keyword 'frobnicate'",
+            "k.conf:3: Unknown keyword 'bogus_key'",
+            "k.conf:6: Unknown keyword 'funky'",
+            "k.conf:8: BFD_CHECK is not supported by rvs yet; the checker is ignored",
+            "k.conf:7: Unknown keyword 'wat'",
+        ]
+    );
+    assert_eq!(c.services[0].reals[0].weight, 2);
+    assert_eq!(c.services[0].reals[0].checkers.len(), 1);
+}
+
+#[test]
+fn ssl_dns_smtp_udp_ping_checkers() {
+    let (c, w) = parse(
+        "virtual_server 10.0.0.1 443 {\n  delay_loop 3\n  real_server 10.0.0.2 443 {\n    \
+         SSL_GET {\n      url { path /h }\n      virtualhost www.example.com\n      \
+         enable_sni\n      connect_port 8443\n      bindto 10.0.0.9\n      bind_port 999\n      \
+         fwmark 7\n      connect_timeout 2\n    }\n    \
+         DNS_CHECK {\n      type aaaa\n      name example.com.\n      connect_ip 10.0.0.3\n    }\n    \
+         DNS_CHECK {\n    }\n    \
+         SMTP_CHECK {\n      helo_name me.example\n      connect_port 25\n      \
+         host {\n        connect_ip 10.0.0.4\n        connect_timeout 4\n      }\n      \
+         host {\n        connect_ip 10.0.0.5\n        connect_port 587\n      }\n    }\n    \
+         SMTP_CHECK {\n    }\n    \
+         UDP_CHECK {\n      payload 1 02ab\n      require_reply 0304 5x\n      \
+         min_reply_length 2\n      max_reply_length 9\n    }\n    \
+         UDP_CHECK {\n      require_reply\n    }\n    \
+         PING_CHECK {\n      connect_ip 10.0.0.6\n      retry 5\n    }\n  }\n}\n",
+    )
+    .unwrap();
+    assert_eq!(
+        w,
+        [
+            "k.conf:24: The SMTP_CHECK host block is deprecated. Please define additional checkers.",
+            "k.conf:28: The SMTP_CHECK host block is deprecated. Please define additional checkers.",
+        ]
+    );
+    let ck = &c.services[0].reals[0].checkers;
+    assert_eq!(ck.len(), 9);
+    let CheckKind::Http {
+        tls,
+        sni,
+        virtualhost,
+        ..
+    } = &ck[0].kind
+    else {
+        panic!("{:?}", ck[0])
+    };
+    assert!(*tls && *sni);
+    assert_eq!(virtualhost.as_deref(), Some("www.example.com"));
+    assert_eq!(ck[0].connect_port, 8443);
+    assert_eq!(ck[0].bindto, Some(ip("10.0.0.9")));
+    assert_eq!(ck[0].bind_port, Some(999));
+    assert_eq!(ck[0].fwmark, Some(7));
+    assert_eq!(ck[0].timing.connect_timeout, Duration::from_secs(2));
+    assert_eq!(
+        ck[1].kind,
+        CheckKind::Dns {
+            qtype: 28,
+            name: "example.com.".into()
+        }
+    );
+    assert_eq!(ck[1].connect_ip, ip("10.0.0.3"));
+    assert_eq!(
+        ck[1].timing.retry, 3,
+        "DNS_CHECK retries 3 times by default"
+    );
+    assert_eq!(
+        ck[1].timing.delay_before_retry,
+        Duration::from_secs(3),
+        "DNS_CHECK retries after delay_loop by default"
+    );
+    assert_eq!(
+        ck[2].kind,
+        CheckKind::Dns {
+            qtype: 6,
+            name: ".".into()
+        },
+        "SOA of the root by default"
+    );
+    assert_eq!(ck[2].connect_ip, ip("10.0.0.2"));
+    // SMTP: one checker per host, options from the checker's own.
+    let helo = CheckKind::Smtp {
+        helo: "me.example".into(),
+    };
+    assert_eq!(
+        (&ck[3].kind, ck[3].connect_ip, ck[3].connect_port),
+        (&helo, ip("10.0.0.4"), 25)
+    );
+    assert_eq!(ck[3].timing.connect_timeout, Duration::from_secs(4));
+    assert_eq!(
+        (&ck[4].kind, ck[4].connect_ip, ck[4].connect_port),
+        (&helo, ip("10.0.0.5"), 587)
+    );
+    assert_eq!(ck[4].timing.connect_timeout, DEFAULT_CONNECT_TIMEOUT);
+    assert_eq!(
+        ck[5].kind,
+        CheckKind::Smtp {
+            helo: SMTP_DEFAULT_HELO.into()
+        }
+    );
+    assert_eq!(
+        (ck[5].connect_ip, ck[5].connect_port),
+        (ip("10.0.0.2"), 443)
+    );
+    assert_eq!(
+        ck[6].kind,
+        CheckKind::Udp {
+            payload: vec![1, 2, 0xab],
+            require_reply: Some(vec![3, 4, 0x50]),
+            reply_mask: vec![0, 0, 0x0f],
+            min_len: 2,
+            max_len: 9
+        }
+    );
+    assert_eq!(
+        ck[7].kind,
+        CheckKind::Udp {
+            payload: vec![],
+            require_reply: Some(vec![]),
+            reply_mask: vec![],
+            min_len: 0,
+            max_len: 255
+        }
+    );
+    assert_eq!(ck[8].kind, CheckKind::Ping);
+    assert_eq!(ck[8].connect_ip, ip("10.0.0.6"));
+    assert_eq!(ck[8].timing.retry, 5);
+
+    let e = |t: &str| parse(t).unwrap_err().to_string();
+    let one = |body: &str| {
+        format!("virtual_server 10.0.0.1 53 {{\n real_server 10.0.0.2 53 {{\n  {body}\n }}\n}}\n")
+    };
+    let (c, w) = parse(&one("DNS_CHECK {\n type PTR\n name a..b\n }")).unwrap();
+    assert_eq!(
+        w,
+        [
+            "k.conf:4: Unknown DNS check type PTR - ignoring (A NS CNAME SOA MX TXT AAAA)",
+            "k.conf:5: DNS_CHECK name 'a..b' has an empty or over-long label - ignoring"
+        ]
+    );
+    assert_eq!(
+        c.services[0].reals[0].checkers[0].kind,
+        CheckKind::Dns {
+            qtype: 6,
+            name: ".".into()
+        }
+    );
+    assert_eq!(
+        e(&one("UDP_CHECK { payload 0g }")),
+        "k.conf:3: invalid hex string for 'payload'"
+    );
+    assert_eq!(
+        e(&one("UDP_CHECK { payload 0x }")),
+        "k.conf:3: invalid hex string for 'payload'"
+    );
+    let (_, w) = parse(&one(
+        "UDP_CHECK {\n min_reply_length 9\n max_reply_length 2\n }",
+    ))
+    .unwrap();
+    assert!(w[0].contains("will always fail"), "{w:?}");
+}
+
+#[test]
+fn errors_name_file_and_line() {
+    let e = |t: &str| parse(t).unwrap_err().to_string();
+    assert_eq!(
+        e("virtual_server 10.0.0.1 80 {\n  delay_loop x\n}\n"),
+        "k.conf:2: 'delay_loop': invalid time 'x'"
+    );
+    assert_eq!(
+        e("virtual_server 10.0.0.1 80 {\n  real_server 10.0.0.300 80 {\n  }\n}\n"),
+        "k.conf:2: invalid address '10.0.0.300'"
+    );
+    assert_eq!(
+        e("virtual_server 10.0.0.1 80 {\n  real_server 10.0.0.3 80 {\n   weight\n  }\n}\n"),
+        "k.conf:3: 'weight' needs a value"
+    );
+    assert_eq!(
+        e("virtual_server 10.0.0.1 80 {\n  real_server 10.0.0.3 80 {\n   weight 70000\n  }\n}\n"),
+        "k.conf:3: 'weight': invalid number '70000' (expected 0..=65535)"
+    );
+    assert_eq!(
+        e("virtual_server 10.0.0.1 99999 {\n}\n"),
+        "k.conf:1: invalid port '99999'"
+    );
+    assert_eq!(
+        e("virtual_server 10.0.0.1 80 {\n  lb_kind FOO\n}\n"),
+        "k.conf:2: 'lb_kind': unknown method 'FOO' (NAT, DR or TUN)"
+    );
+    assert_eq!(
+        e("virtual_server group NOPE {\n}\n"),
+        "k.conf:1: virtual_server_group 'NOPE' is not defined"
+    );
+    assert_eq!(
+        e(
+            "virtual_server 10.0.0.1 80 {\n real_server 10.0.0.2 80 {\n  HTTP_GET {\n   url {\n    status_code 200-100\n    path /\n}}}}\n"
+        ),
+        "k.conf:5: invalid status_code range '200-100'"
+    );
+    assert_eq!(
+        e("virtual_server 10.0.0.1 80 {\n real_server 10.0.0.2 80 {\n  MISC_CHECK {\n  }\n }\n}\n"),
+        "k.conf:3: MISC_CHECK needs misc_path"
+    );
+    assert_eq!(
+        e("virtual_server 10.0.0.1 80 {\n real_server 10.0.0.2 80 {\n"),
+        "k.conf:2: '{' is never closed"
+    );
+}
+
+#[test]
+fn file_check_and_track_file() {
+    let text = "virtual_server 10.0.0.1 80 {\n\
+         real_server 10.0.0.2 80 {\n\
+          FILE_CHECK { track_file up }\n\
+          FILE_CHECK {\n track_file up\n weight -3 reverse\n }\n\
+          FILE_CHECK { track_file drain }\n\
+         }\n}\n\
+         track_file up {\n file /run/up\n init_file 5 overwrite\n}\n\
+         vrrp_track_file drain {\n file /run/drain\n weight 0 reverse\n init_file\n}\n";
+    let (c, w) = parse(text).unwrap();
+    assert!(w.is_empty(), "{w:?}");
+    let cks = &c.services[0].reals[0].checkers;
+    let f = |i: usize| match &cks[i].kind {
+        CheckKind::File(f) => f.clone(),
+        k => panic!("{k:?}"),
+    };
+    // Defined after its use; the track_file's weight (default 1).
+    assert_eq!(
+        f(0),
+        FileCheck {
+            name: "up".into(),
+            path: "/run/up".into(),
+            weight: 1,
+            reverse: false,
+            init: Some((5, true)),
+        }
+    );
+    assert_eq!((f(1).weight, f(1).reverse), (-3, true));
+    assert_eq!(
+        (f(2).weight, f(2).reverse, f(2).init),
+        (0, true, Some((0, false)))
+    );
+    assert_eq!(cks[0].timing.delay_loop, FILE_POLL);
+    assert_eq!((cks[0].timing.retry, cks[0].alpha), (0, false));
+    assert_eq!(cks[1].pos.line, 4);
+    // BFD_CHECK is still ignored, with a warning.
+    let (c, w) = parse(
+        "virtual_server 10.0.0.1 80 {\n real_server 10.0.0.2 80 {\n  BFD_CHECK { name x }\n }\n}\n",
+    )
+    .unwrap();
+    assert!(c.services[0].reals[0].checkers.is_empty());
+    assert_eq!(
+        w,
+        ["k.conf:3: BFD_CHECK is not supported by rvs yet; the checker is ignored"]
+    );
+    // An out-of-range init value is kept, with keepalived's warning.
+    let (_, w) = parse("track_file t {\n file /x\n init_file 300\n}\n").unwrap();
+    assert_eq!(
+        w,
+        ["k.conf:3: track_file init value 300 is outside the sensible range [-254, 254]"]
+    );
+}
+
+#[test]
+fn file_check_errors_name_file_and_line() {
+    let e = |t: &str| parse(t).unwrap_err().to_string();
+    let vs = |body: &str| {
+        format!(
+            "track_file t {{\n file /x\n}}\nvirtual_server 10.0.0.1 80 {{\n real_server 10.0.0.2 80 {{\n{body}\n }}\n}}\n"
+        )
+    };
+    assert_eq!(
+        e(&vs("  FILE_CHECK {\n   track_file nope\n  }")),
+        "k.conf:7: track_file 'nope' is not defined"
+    );
+    assert_eq!(
+        e(&vs("  FILE_CHECK {\n  }")),
+        "k.conf:6: FILE_CHECK needs a track_file"
+    );
+    assert_eq!(
+        e(&vs(
+            "  FILE_CHECK {\n   track_file t\n   weight 2 sideways\n  }"
+        )),
+        "k.conf:8: 'weight': unknown option 'sideways' (reverse)"
+    );
+    assert_eq!(
+        e(&vs("  FILE_CHECK {\n   track_file t\n   weight x\n  }")),
+        "k.conf:8: 'weight': invalid number 'x' (expected -2147483647..=2147483647)"
+    );
+    assert_eq!(
+        e("track_file t {\n weight 300\n file /x\n}\n"),
+        "k.conf:2: 'weight': invalid number '300' (expected -254..=254)"
+    );
+    assert_eq!(
+        e("track_file t {\n weight 1\n}\n"),
+        "k.conf:1: track_file needs a 'file'"
+    );
+    assert_eq!(
+        e("track_file t {\n file /x\n file /y\n}\n"),
+        "k.conf:3: track_file: 'file' is set twice"
+    );
+    assert_eq!(
+        e("track_file t {\n file /x\n init_file abc\n}\n"),
+        "k.conf:3: init_file: invalid value 'abc'"
+    );
+    assert_eq!(
+        e("track_file t {\n file /x\n}\ntrack_file t {\n file /y\n}\n"),
+        "k.conf:4: track_file 't' is defined twice"
+    );
+}
+
+#[test]
+fn file_check_semantics() {
+    let fc = |weight, reverse| FileCheck {
+        name: "t".into(),
+        path: "/x".into(),
+        weight,
+        reverse,
+        init: None,
+    };
+    // Weight 0: non-zero is down; reverse: zero is down. No weight change.
+    assert_eq!(fc(0, false).status(0), Some(0));
+    assert_eq!(fc(0, false).status(1), None);
+    assert_eq!(fc(0, false).status(-7), None);
+    assert_eq!(fc(0, true).status(0), None);
+    assert_eq!(fc(0, true).status(3), Some(0));
+    // Otherwise value * weight (negated with reverse) is added...
+    assert_eq!(fc(1, false).status(0), Some(0));
+    assert_eq!(fc(1, false).status(5), Some(5));
+    assert_eq!(fc(-2, false).status(5), Some(-10));
+    assert_eq!(fc(2, true).status(5), Some(-10));
+    assert_eq!(fc(2, true).status(-5), Some(10));
+    // ... unless it reaches -2^31: down.
+    assert_eq!(fc(1, false).status(-2147483648), None);
+    assert_eq!(fc(1, false).status(-2147483647), Some(-2147483647));
+    assert_eq!(fc(254, false).status(-10_000_000), None);
+    assert_eq!(fc(254, false).status(10_000_000), Some(i64::from(i32::MAX)));
+    // strtol(…, 0): blanks, sign, hex, octal, trailing text.
+    assert_eq!(track_value(b""), Some(0));
+    assert_eq!(track_value(b"junk"), Some(0));
+    assert_eq!(track_value(b"  42\n"), Some(42));
+    assert_eq!(track_value(b"-3 down"), Some(-3));
+    assert_eq!(track_value(b"+7"), Some(7));
+    assert_eq!(track_value(b"0x1F"), Some(31));
+    assert_eq!(track_value(b"010"), Some(8));
+    assert_eq!(track_value(b"0x"), Some(0));
+    assert_eq!(track_value(b"09"), Some(0));
+    assert_eq!(track_value(b"2147483648"), Some(2147483648));
+    assert_eq!(track_value(b"2147483649"), None);
+    assert_eq!(track_value(b"-2147483649"), None);
+    assert_eq!(track_value(b"99999999999999999999999"), None);
+}
+
+/// keepalived's own samples (tests/fixtures/keepalived/SOURCE.md).
+#[test]
+fn keepalived_samples_parse() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/keepalived");
+    let load = |n: &str| load(&dir.join(n)).unwrap_or_else(|e| panic!("{n}: {e}"));
+    let (c, w) = load("keepalived.conf.sample");
+    assert_eq!(c.services.len(), 1);
+    assert!(w.is_empty(), "{w:?}");
+    let vs = &c.services[0];
+    assert_eq!(vs.addr, VsAddr::Addr(ip("10.10.10.2"), 1358));
+    assert_eq!(vs.persistence_timeout, Some(50));
+    let ck = &vs.reals[0].checkers[0];
+    assert_eq!(ck.timing.retry, 3);
+    assert_eq!(ck.timing.delay_loop, Duration::from_secs(6));
+
+    let (c, w) = load("keepalived.conf.status_code");
+    assert!(w.is_empty(), "{w:?}");
+    let CheckKind::Http { tls, urls, .. } = &c.services[0].reals[0].checkers[0].kind else {
+        panic!()
+    };
+    assert!(*tls);
+    assert_eq!(urls.len(), 2);
+    assert_eq!(urls[1].status, [(200, 200)]);
+
+    let (c, w) = load("keepalived.conf.virtual_server_group");
+    assert!(w.is_empty(), "{w:?}");
+    let VsAddr::Group(_, m) = &c.services[0].addr else {
+        panic!()
+    };
+    assert_eq!(m.len(), 3 + 8 + 2);
+    assert_eq!(c.services[0].reals.len(), 2);
+
+    let (c, w) = load("keepalived.conf.misc_check");
+    assert!(w.is_empty(), "{w:?}");
+    let CheckKind::Misc { path, dynamic, .. } = &c.services[0].reals[0].checkers[0].kind else {
+        panic!()
+    };
+    assert_eq!(
+        (path.as_str(), *dynamic),
+        ("/usr/local/bin/script.sh", false)
+    );
+}
