@@ -20,6 +20,7 @@ pub mod apply;
 pub mod check;
 pub mod conf;
 pub mod lex;
+pub mod pool;
 pub mod run;
 
 use std::path::PathBuf;
