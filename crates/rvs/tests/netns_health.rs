@@ -1064,6 +1064,11 @@ fn netns_health_cpu_for_1000_real_servers() {
         let start = Instant::now();
         std::thread::sleep(WINDOW);
         let (cpu1, threads_seen) = cpu_and_threads(pid);
+        assert!(
+            threads_seen > 1,
+            "rvs health is gone (a zombie)\n{}",
+            h.log()
+        );
         let wall = start.elapsed().as_secs_f64();
         let (tcp1, http1) = (
             tcp_n.load(Ordering::Relaxed),
