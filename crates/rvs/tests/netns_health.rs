@@ -938,7 +938,10 @@ fn cpu_and_threads(pid: u32) -> (f64, u64) {
 /// delay_loop 1) for 25 s, against a real rvsd. The real servers are
 /// 10.9.v.r, local addresses of the director (10.9.0.0/16 on its lo),
 /// served by a TCP listener (accepts and closes) and an HTTP server (200,
-/// 3 bytes) of this test; both count what they see.
+/// 3 bytes) of this test; both count what they see. `RVS_HEALTH_BIN`
+/// names another `rvs` to measure (e.g. target/release/rvs, built with
+/// `cargo build --release -p rvs --bin rvs`); the lab and rvsd stay this
+/// build's.
 #[test]
 #[ignore = "a measurement (BENCHMARKS.md), not a check"]
 fn netns_health_cpu_for_1000_real_servers() {
@@ -1017,11 +1020,17 @@ fn netns_health_cpu_for_1000_real_servers() {
         lab.try_adm(&["-L", "-n"])
             .map_or(0, |o| o.lines().filter(|l| l.contains("-> 10.9.")).count())
     };
+    let (rvs, build) = match std::env::var("RVS_HEALTH_BIN") {
+        Ok(b) if b.contains("/release/") => (b, "release build"),
+        Ok(b) => (b, "RVS_HEALTH_BIN build"),
+        Err(_) if cfg!(debug_assertions) => (RVS.to_string(), "debug build"),
+        Err(_) => (RVS.to_string(), "release build"),
+    };
     // Once with the default pool (up to 64 workers), once with at most 4.
     for threads in ["64", "4"] {
         let log = lab.dir().join(format!("health-1000-{threads}.log"));
         let child = Command::new("ip")
-            .args(["netns", "exec", &director, RVS, "health", "run"])
+            .args(["netns", "exec", &director, &rvs, "health", "run"])
             .arg(&file)
             .args(["--threads", threads, "--state"])
             .arg(lab.dir().join("health-1000.json"))
@@ -1055,6 +1064,11 @@ fn netns_health_cpu_for_1000_real_servers() {
         let start = Instant::now();
         std::thread::sleep(WINDOW);
         let (cpu1, threads_seen) = cpu_and_threads(pid);
+        assert!(
+            threads_seen > 1,
+            "rvs health is gone (a zombie)\n{}",
+            h.log()
+        );
         let wall = start.elapsed().as_secs_f64();
         let (tcp1, http1) = (
             tcp_n.load(Ordering::Relaxed),
@@ -1068,11 +1082,12 @@ fn netns_health_cpu_for_1000_real_servers() {
                 l.split_whitespace().skip(1).collect::<Vec<_>>().join(" ")
             });
         let down = 1000 - in_table();
+        let grown = h.log().matches(" checker threads: all ").count();
         let (tcp, http) = ((tcp1 - tcp0) as f64 / wall, (http1 - http0) as f64 / wall);
         eprintln!(
-            "rvs health --threads {threads} (debug build), 1000 real servers (500 TCP_CHECK, \
+            "rvs health --threads {threads} ({build}), 1000 real servers (500 TCP_CHECK, \
              500 HTTP_GET, delay_loop 1), {wall:.1} s: {:.3} CPU s per s ({:.1} % of one core), \
-             {threads_seen} threads, RSS {rss}; {:.0} checks/s ({tcp:.0} TCP connects/s, \
+             {threads_seen} threads ({grown} worker(s) added), RSS {rss}; {:.0} checks/s ({tcp:.0} TCP connects/s, \
              {http:.0} HTTP GETs/s), {:.0} us CPU per check; {down} real server(s) out of the \
              table at the end",
             (cpu1 - cpu0) / wall,

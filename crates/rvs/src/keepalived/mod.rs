@@ -23,6 +23,7 @@ pub mod apply;
 pub mod check;
 pub mod conf;
 pub mod lex;
+pub mod pool;
 pub mod run;
 
 use std::path::PathBuf;
@@ -54,7 +55,8 @@ Usage: rvs health run FILE [--state PATH] [--threads N] [--socket S]
                change and error (from the state file of a running checker)
       --state PATH   state file (default /run/rvs/health.json)
       --threads N    most checker worker threads (4 at first, one more
-                     each time a check waited for one; 1..=1024, default 64)
+                     while all have been busy checking for 50 ms with checks
+                     waiting; 1..=1024, default 64)
       --socket S     rvsd's control socket (default: RVS_SOCKET or rvsd's)
       --json         the state file as it is
 ";

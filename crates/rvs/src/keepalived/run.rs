@@ -5,9 +5,11 @@
 //! batch, reconciled against what rvsd already has (a restarted checker
 //! does not disturb a table that is right). Then one scheduler thread keeps
 //! every checker's next due time in a heap and hands due checks to a pool
-//! of worker threads, started as needed up to `--threads` (default 64);
-//! each attempt is bounded
-//! by its `connect_timeout` (or `misc_timeout`), so a hung server or script
+//! of worker threads: 4 at first, one more (up to `--threads`, default 64)
+//! whenever every worker has been busy checking for over 50 ms while
+//! checks wait (a slow or hung server holds a worker; a busy machine's
+//! late wake-ups do not count, see `pool.rs`). Each attempt is bounded by
+//! its `connect_timeout` (or `misc_timeout`), so a hung server or script
 //! only delays its own checker. Results come back to the scheduler, which
 //! runs keepalived's state machine (check_tcp.c `tcp_epilog`) and sends each
 //! change as one `Request::Apply`; a change rvsd refuses, or an rvsd that is
@@ -20,9 +22,8 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rvs_proto::client::{Client, Endpoint};
@@ -32,6 +33,7 @@ use serde::{Deserialize, Serialize};
 use super::apply::{self, Want};
 use super::check::{self, Outcome};
 use super::conf::{CheckKind, Checker, Config};
+use super::pool::Pool;
 
 /// Default state file.
 pub const DEFAULT_STATE: &str = "/run/rvs/health.json";
@@ -850,40 +852,13 @@ pub fn run(opts: &Opts, conf: Config) -> Result<(), String> {
 
     // The pool: jobs in, results out, each tagged with the configuration's
     // generation (a result of a configuration reloaded since is dropped).
-    // A job carries when it was queued; a result, how long it waited.
-    type Job = (u64, usize, Checker, Instant);
-    let (job_tx, job_rx) = mpsc::channel::<Job>();
-    let job_rx = Arc::new(Mutex::new(job_rx));
-    let (res_tx, res_rx) = mpsc::channel::<(u64, usize, Outcome, Duration)>();
-    // Workers are started as needed: one more whenever a job waited in the
-    // queue (a slow or hung server holds a worker for up to its timeout),
-    // up to --threads.
-    let spawn_worker = |i: usize| -> Result<(), String> {
-        let (rx, tx) = (Arc::clone(&job_rx), res_tx.clone());
-        std::thread::Builder::new()
-            .name(format!("check-{i}"))
-            .spawn(move || {
-                loop {
-                    let job = rx.lock().map(|r| r.recv());
-                    let Ok(Ok((g, k, ck, queued))) = job else {
-                        return;
-                    };
-                    let waited = queued.elapsed();
-                    if tx.send((g, k, check::run(&ck), waited)).is_err() {
-                        return;
-                    }
-                }
-            })
-            .map(|_| ())
-            .map_err(|e| e.to_string())
-    };
-    let max_workers = opts.threads.max(1);
-    let mut workers = 0usize;
-    while workers < max_workers.min(4) {
-        spawn_worker(workers)?;
-        workers += 1;
-    }
-    let mut warned_full = false;
+    // 4 workers at first, more up to --threads while every one is busy
+    // checking (slow or hung servers) and checks wait (pool.rs).
+    let mut pool = Pool::new(
+        opts.threads,
+        |(g, k, ck): (u64, usize, Checker)| (g, k, check::run(&ck)),
+        log,
+    )?;
 
     let mut generation = 0u64;
     let checkers_of = |w: &World| -> Vec<Checker> {
@@ -923,9 +898,7 @@ pub fn run(opts: &Opts, conf: Config) -> Result<(), String> {
                 break;
             }
             due.pop();
-            job_tx
-                .send((generation, k, checkers[k].clone(), Instant::now()))
-                .map_err(|_| "the checker threads are gone".to_string())?;
+            pool.submit((generation, k, checkers[k].clone()))?;
         }
         let wait = due
             .peek()
@@ -933,25 +906,11 @@ pub fn run(opts: &Opts, conf: Config) -> Result<(), String> {
                 t.saturating_duration_since(now)
             })
             .min(Duration::from_millis(200));
-        let mut first = match res_rx.recv_timeout(wait) {
-            Ok(r) => Some(r),
-            Err(mpsc::RecvTimeoutError::Timeout) => None,
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                return Err("the checker threads are gone".into());
-            }
-        };
-        while let Some((g, k, out, waited)) = first.take().or_else(|| res_rx.try_recv().ok()) {
-            if waited > Duration::from_millis(50) {
-                if workers < max_workers {
-                    spawn_worker(workers)?;
-                    workers += 1;
-                } else if waited > Duration::from_secs(1) && !warned_full {
-                    warned_full = true;
-                    log(&format!(
-                        "all {max_workers} checker threads are busy: checks start {waited:?} late (--threads)"
-                    ));
-                }
-            }
+        let mut first = pool.recv_timeout(wait)?;
+        while let Some((g, k, out)) = match first.take() {
+            Some(r) => Some(r),
+            None => pool.try_recv()?,
+        } {
             if g != generation {
                 continue;
             }
@@ -982,7 +941,10 @@ pub fn run(opts: &Opts, conf: Config) -> Result<(), String> {
         }
     }
     write_status(&opts.state, &world.status(&config, started))?;
-    log("rvs health: stopping; the table is left as it is");
+    log(&format!(
+        "rvs health: stopping ({} checker threads); the table is left as it is",
+        pool.workers()
+    ));
     Ok(())
 }
 
