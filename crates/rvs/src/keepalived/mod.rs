@@ -17,7 +17,8 @@
 //! * [`apply`]: the configuration as ipvsadm operations;
 //! * [`check`]: one bounded attempt of each checker (`check/http.rs`
 //!   HTTP_GET and SSL_GET, `check/probes.rs` DNS, SMTP, UDP and PING);
-//! * [`run`]: the scheduler, keepalived's state machine, the state file.
+//! * [`run`]: the scheduler and the state file (`run/world.rs`:
+//!   keepalived's state machine, quorum, the table kept in step);
 
 pub mod apply;
 pub mod check;

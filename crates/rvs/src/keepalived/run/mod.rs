@@ -1,0 +1,386 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+//! `rvs health run FILE`: keepalived's checker, as its own process.
+//!
+//! At start the file's services and real servers go to rvsd as ONE atomic
+//! batch, reconciled against what rvsd already has (a restarted checker
+//! does not disturb a table that is right). Then one scheduler thread keeps
+//! every checker's next due time in a heap and hands due checks to a pool
+//! of worker threads: 4 at first, one more (up to `--threads`, default 64)
+//! whenever every worker has been busy checking for over 50 ms while
+//! checks wait (a slow or hung server holds a worker; a busy machine's
+//! late wake-ups do not count, see `../pool.rs`). Each attempt is bounded by
+//! its `connect_timeout` (or `misc_timeout`), so a hung server or script
+//! only delays its own checker. Results come back to the scheduler, which
+//! runs keepalived's state machine (check_tcp.c `tcp_epilog`) and sends each
+//! change as one `Request::Apply`; a change rvsd refuses, or an rvsd that is
+//! gone, triggers a full reconcile (one batch) once it answers again.
+//!
+//! The state is written as JSON to `--state` (default
+//! `/run/rvs/health.json`) for `rvs health`. On SIGTERM/SIGINT the checker
+//! exits and leaves the table as it is: the data plane keeps forwarding.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rvs_proto::client::Endpoint;
+use serde::{Deserialize, Serialize};
+
+use super::check::{self};
+use super::conf::{CheckKind, Checker, Config};
+use super::pool::Pool;
+
+#[cfg(test)]
+mod tests;
+mod world;
+
+pub use world::World;
+
+/// Default state file.
+pub const DEFAULT_STATE: &str = "/run/rvs/health.json";
+
+/// `rvs health run` options.
+#[derive(Debug, Clone)]
+pub struct Opts {
+    /// keepalived.conf.
+    pub file: PathBuf,
+    /// State file.
+    pub state: PathBuf,
+    /// Worker threads.
+    pub threads: usize,
+    /// rvsd's control socket.
+    pub endpoint: Endpoint,
+}
+
+/// State of one checker, as `rvs health` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CheckerStatus {
+    /// `TCP_CHECK`, `HTTP_GET`…
+    pub kind: String,
+    /// `ip:port` or the script.
+    pub target: String,
+    /// Up (keepalived's `is_up`).
+    pub up: bool,
+    /// Result of the last attempt: `ok`, `fail` or `none` yet.
+    pub last_result: String,
+    /// Unix time of the last attempt (0: none).
+    pub last_check: u64,
+    /// Unix time of the last up/down change (or of the start).
+    pub last_change: u64,
+    /// Failed attempts since the last settled result.
+    pub retry_it: u32,
+    /// Error text of the last failed attempt.
+    pub error: String,
+    /// FILE_CHECK: what it adds to the real server's weight while up.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub weight_delta: i64,
+}
+
+fn is_zero(v: &i64) -> bool {
+    *v == 0
+}
+
+/// State of one real server of one virtual server.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RealStatus {
+    /// `[ip]:tcp:port`.
+    pub real: String,
+    /// Alive: every checker up.
+    pub alive: bool,
+    /// Its weight when alive (configured, or set by MISC_CHECK), before
+    /// the FILE_CHECKs' changes ([`RealStatus::effective_weight`]).
+    pub weight: u32,
+    /// `inhibit_on_failure`.
+    pub inhibit: bool,
+    /// Unix time of the last alive change (or of the start).
+    pub last_change: u64,
+    /// Its checkers.
+    pub checkers: Vec<CheckerStatus>,
+}
+
+impl RealStatus {
+    /// `weight` plus what its FILE_CHECKs add, within 0..=2^31-1 (keepalived's
+    /// `real_weight`).
+    pub fn effective_weight(&self) -> u32 {
+        let d: i64 = self.checkers.iter().map(|c| c.weight_delta).sum();
+        (i64::from(self.weight) + d).clamp(0, i64::from(i32::MAX)) as u32
+    }
+}
+
+/// State of one virtual server.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VsStatus {
+    /// `[ip]:tcp:port`, `FWM n` or `group NAME`.
+    pub vs: String,
+    /// Its real servers.
+    pub reals: Vec<RealStatus>,
+}
+
+/// The state file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Status {
+    /// The checker's pid.
+    pub pid: u32,
+    /// The configuration file.
+    pub config: String,
+    /// Unix time of the start.
+    pub started: u64,
+    /// Unix time of this snapshot.
+    pub updated: u64,
+    /// Whether the table is known to match (false: waiting for rvsd).
+    pub in_sync: bool,
+    /// Virtual servers.
+    pub services: Vec<VsStatus>,
+}
+
+fn unix(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+fn log(msg: &str) {
+    eprintln!("{msg}");
+}
+
+/// A checker's name and target for the status.
+fn describe(ck: &Checker) -> (String, String) {
+    let target = format!("{}:{}", ck.connect_ip, ck.connect_port);
+    match &ck.kind {
+        CheckKind::Tcp => ("TCP_CHECK".into(), target),
+        CheckKind::Http { tls: false, .. } => ("HTTP_GET".into(), target),
+        CheckKind::Http { tls: true, .. } => ("SSL_GET".into(), target),
+        CheckKind::Misc { path, .. } => ("MISC_CHECK".into(), path.clone()),
+        CheckKind::Dns { .. } => ("DNS_CHECK".into(), target),
+        CheckKind::Smtp { .. } => ("SMTP_CHECK".into(), target),
+        CheckKind::Udp { .. } => ("UDP_CHECK".into(), target),
+        CheckKind::Ping => ("PING_CHECK".into(), ck.connect_ip.to_string()),
+        CheckKind::File(f) => ("FILE_CHECK".into(), format!("{} ({})", f.name, f.path)),
+    }
+}
+
+/// keepalived's line for a checker that comes up.
+fn success_line(ck: &Checker) -> String {
+    let t = check::fmt_target(ck.connect_ip, ck.connect_port);
+    match &ck.kind {
+        CheckKind::Tcp => format!("TCP connection to {t} success."),
+        CheckKind::Http { .. } => format!("Remote Web server {t} succeed on service."),
+        CheckKind::Misc { path, .. } => format!("Misc check for [{path}] success."),
+        CheckKind::Dns { .. } => format!("DNS_CHECK ({t}) succeed on service."),
+        CheckKind::Smtp { .. } => format!("SMTP connection to {t} success."),
+        CheckKind::Udp { .. } => format!(
+            "UDP connection to {} success.",
+            check::fmt_target_proto(ck.connect_ip, "udp", ck.connect_port)
+        ),
+        CheckKind::Ping => format!("ICMP connection to [{}] success.", ck.connect_ip),
+        CheckKind::File(f) => format!("tracked file {} leaving FAULT state", f.name),
+    }
+}
+
+/// keepalived's `init_file`: write its value to each file a FILE_CHECK
+/// tracks, when the file does not exist, or always with `overwrite` (not
+/// on a reload, as keepalived). Errors are logged, not fatal.
+pub fn init_track_files(conf: &Config, reload: bool) {
+    let mut done = std::collections::HashSet::new();
+    for ck in conf
+        .services
+        .iter()
+        .flat_map(|v| &v.reals)
+        .flat_map(|r| &r.checkers)
+    {
+        let CheckKind::File(f) = &ck.kind else {
+            continue;
+        };
+        let Some((value, overwrite)) = f.init else {
+            continue;
+        };
+        if !done.insert(f.path.clone()) {
+            continue;
+        }
+        match std::fs::metadata(&f.path) {
+            Err(_) => {}
+            Ok(_) if !overwrite || reload => continue,
+            Ok(m) if !m.is_file() => {
+                log(&format!(
+                    "Cannot initialise track file {} - it is not a regular file",
+                    f.name
+                ));
+                continue;
+            }
+            Ok(_) => {}
+        }
+        if let Err(e) = std::fs::write(&f.path, format!("{value}\n")) {
+            log(&format!(
+                "Unable to initialise track file {} ({}): {e}",
+                f.name, f.path
+            ));
+        }
+    }
+}
+
+/// Run a notify script without waiting for it (a thread reaps it).
+fn notify(script: &str) {
+    let script = script.to_string();
+    std::thread::spawn(move || {
+        match std::process::Command::new("/bin/sh")
+            .args(["-c", &script])
+            .stdin(std::process::Stdio::null())
+            .status()
+        {
+            Ok(_) => {}
+            Err(e) => log(&format!("cannot run notify script {script}: {e}")),
+        }
+    });
+}
+
+/// Write `status` to `path` atomically.
+pub fn write_status(path: &std::path::Path, status: &Status) -> Result<(), String> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    let tmp = path.with_extension("json.tmp");
+    let text = serde_json::to_string_pretty(status).map_err(|e| e.to_string())?;
+    std::fs::write(&tmp, text + "\n").map_err(|e| format!("{}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Schedule the first attempt of every checker, spread evenly over the
+/// first second (or its delay_loop if shorter), not all at once; with
+/// `warmup`, at a random time up to it.
+fn spread(due: &mut BinaryHeap<Reverse<(Instant, usize)>>, checkers: &[Checker]) {
+    let t0 = Instant::now();
+    let n = checkers.len().max(1) as u32;
+    for (k, ck) in checkers.iter().enumerate() {
+        let at = match ck.timing.warmup {
+            // keepalived's warmup: a random delay up to it.
+            Some(w) => {
+                use std::hash::BuildHasher;
+                let r = std::collections::hash_map::RandomState::new().hash_one(k);
+                w.mul_f64((r % 10_000) as f64 / 10_000.0)
+            }
+            None => ck.timing.delay_loop.min(Duration::from_secs(1)) * k as u32 / n,
+        };
+        due.push(Reverse((t0 + at, k)));
+    }
+}
+
+/// Run the checker until SIGTERM/SIGINT.
+pub fn run(opts: &Opts, conf: Config) -> Result<(), String> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&stop)).map_err(|e| e.to_string())?;
+    }
+    let reload = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&reload))
+        .map_err(|e| e.to_string())?;
+    let started = unix(SystemTime::now());
+    let config = opts.file.display().to_string();
+    init_track_files(&conf, false);
+    let mut world = World::new(conf, opts.endpoint.clone());
+    log(&format!(
+        "rvs health: {} virtual server(s), {} checker(s), up to {} worker thread(s)",
+        world.conf.services.len(),
+        world.index.len(),
+        opts.threads
+    ));
+    world.reconcile();
+    write_status(&opts.state, &world.status(&config, started))?;
+
+    // The pool: jobs in, results out, each tagged with the configuration's
+    // generation (a result of a configuration reloaded since is dropped).
+    // 4 workers at first, more up to --threads while every one is busy
+    // checking (slow or hung servers) and checks wait (pool.rs).
+    let mut pool = Pool::new(
+        opts.threads,
+        |(g, k, ck): (u64, usize, Checker)| (g, k, check::run(&ck)),
+        log,
+    )?;
+
+    let mut generation = 0u64;
+    let checkers_of = |w: &World| -> Vec<Checker> {
+        w.index
+            .iter()
+            .map(|&(v, r, c)| w.conf.services[v].reals[r].checkers[c].clone())
+            .collect()
+    };
+    let mut checkers = checkers_of(&world);
+    let mut due: BinaryHeap<Reverse<(Instant, usize)>> = BinaryHeap::new();
+    spread(&mut due, &checkers);
+    let mut last_write = Instant::now();
+    let mut unwritten = false;
+    let mut urgent = false;
+    while !stop.load(Ordering::Relaxed) {
+        if reload.swap(false, Ordering::Relaxed) {
+            log(&format!("Reloading {config}"));
+            match super::conf::load(&opts.file) {
+                Err(e) => log(&format!("Reload refused, nothing changed: {e}")),
+                Ok((conf, warnings)) => {
+                    for w in warnings {
+                        log(&w);
+                    }
+                    init_track_files(&conf, true);
+                    world.reload(conf);
+                    generation += 1;
+                    checkers = checkers_of(&world);
+                    due.clear();
+                    spread(&mut due, &checkers);
+                    unwritten = true;
+                }
+            }
+        }
+        let now = Instant::now();
+        while let Some(Reverse((t, k))) = due.peek().copied() {
+            if t > now {
+                break;
+            }
+            due.pop();
+            pool.submit((generation, k, checkers[k].clone()))?;
+        }
+        let wait = due
+            .peek()
+            .map_or(Duration::from_millis(200), |Reverse((t, _))| {
+                t.saturating_duration_since(now)
+            })
+            .min(Duration::from_millis(200));
+        let mut first = pool.recv_timeout(wait)?;
+        while let Some((g, k, out)) = match first.take() {
+            Some(r) => Some(r),
+            None => pool.try_recv()?,
+        } {
+            if g != generation {
+                continue;
+            }
+            let d = world.result(k, out);
+            due.push(Reverse((Instant::now() + d, k)));
+            unwritten = true;
+        }
+        if world.dirty {
+            world.reconcile();
+            unwritten = true;
+        }
+        // The state file: soon after a change, else once a second (a
+        // thousand checks a second must not mean a thousand writes).
+        if std::mem::take(&mut world.changed) {
+            urgent = true;
+            unwritten = true;
+        }
+        let soon = if urgent || world.dirty {
+            Duration::from_millis(100)
+        } else {
+            Duration::from_secs(1)
+        };
+        if unwritten && last_write.elapsed() >= soon {
+            urgent = false;
+            write_status(&opts.state, &world.status(&config, started))?;
+            last_write = Instant::now();
+            unwritten = false;
+        }
+    }
+    write_status(&opts.state, &world.status(&config, started))?;
+    log(&format!(
+        "rvs health: stopping ({} checker threads); the table is left as it is",
+        pool.workers()
+    ));
+    Ok(())
+}

@@ -1,0 +1,189 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+//! The state machine and the scheduler's helpers, without rvsd.
+
+use super::*;
+use crate::keepalived::apply::{self, Want};
+use crate::keepalived::check::Outcome;
+use crate::keepalived::{conf, lex};
+
+fn world(text: &str) -> World {
+    let mut w = Vec::new();
+    let t = lex::parse_text(text, "k.conf", std::path::Path::new("/x"), &mut w).unwrap();
+    let c = conf::build(&t, &mut w).unwrap();
+    // Never reconciled (dirty): changes are only recorded, not sent.
+    World::new(c, Endpoint::Abstract("rvs-health-test-nowhere".into()))
+}
+
+const CONF: &str = "virtual_server 10.0.0.100 80 {\n delay_loop 10\n retry 2\n \
+    delay_before_retry 3\n real_server 10.0.0.11 80 {\n TCP_CHECK { }\n }\n}\n";
+
+fn down() -> Outcome {
+    Outcome::Down("TCP connection to [10.0.0.11]:tcp:80 failed.".into())
+}
+
+#[test]
+fn retry_plus_one_failures_then_down_one_success_up() {
+    let mut w = world(CONF);
+    let s = Duration::from_secs;
+    assert!(w.reals[0][0].alive, "without alpha a real server starts up");
+    assert_eq!(w.want(0, 0), Want::In(1));
+    // retry 2: two retries after delay_before_retry, the third failure
+    // in a row is down; then delay_loop.
+    assert_eq!(w.result(0, down()), s(3));
+    assert_eq!(w.result(0, down()), s(3));
+    assert!(w.reals[0][0].alive);
+    assert_eq!(w.reals[0][0].checkers[0].retry_it, 2);
+    assert_eq!(w.result(0, down()), s(10));
+    assert!(!w.reals[0][0].alive);
+    assert_eq!(w.want(0, 0), Want::Out);
+    assert_eq!(w.reals[0][0].checkers[0].last_result, "fail");
+    // While down, failures are retried the same way.
+    assert_eq!(w.result(0, down()), s(3));
+    // One success: up, counters reset, next in delay_loop.
+    assert_eq!(w.result(0, Outcome::Up(None)), s(10));
+    assert!(w.reals[0][0].alive);
+    assert_eq!(w.reals[0][0].checkers[0].retry_it, 0);
+    assert_eq!(w.want(0, 0), Want::In(1));
+    // A success between failures resets the count.
+    w.result(0, down());
+    w.result(0, Outcome::Up(None));
+    w.result(0, down());
+    w.result(0, down());
+    assert!(w.reals[0][0].alive);
+}
+
+#[test]
+fn alpha_inhibit_and_dynamic_weight() {
+    let mut w = world(
+        "virtual_server 10.0.0.100 80 {\n alpha\n inhibit_on_failure\n \
+         real_server 10.0.0.11 80 {\n weight 4\n TCP_CHECK { }\n \
+         MISC_CHECK { misc_path /bin/x\n misc_dynamic }\n }\n}\n",
+    );
+    assert!(!w.reals[0][0].alive, "alpha: down until the first success");
+    assert_eq!(w.want(0, 0), Want::In(0), "inhibited: weight 0");
+    w.result(0, Outcome::Up(None));
+    assert!(!w.reals[0][0].alive, "alive only when all checkers are up");
+    w.result(1, Outcome::Up(Some(7)));
+    assert_eq!(w.want(0, 0), Want::In(7));
+    w.result(1, Outcome::Up(None));
+    assert_eq!(w.want(0, 0), Want::In(7), "exit 0 keeps the weight");
+    // MISC_CHECK's retry defaults to 0: one failure is down.
+    w.result(1, Outcome::Down("x".into()));
+    assert_eq!(w.want(0, 0), Want::In(0));
+}
+
+#[test]
+fn file_check_removes_adds_and_reweights() {
+    let dir = std::env::temp_dir().join(format!("rvs-file-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (gate, wf) = (dir.join("gate"), dir.join("weight"));
+    std::fs::write(&gate, "1\n").unwrap();
+    let _ = std::fs::remove_file(&wf);
+    let mut w = world(&format!(
+        "track_file gate {{\n file {}\n weight 0\n}}\n\
+         track_file wf {{\n file {}\n init_file 2\n}}\n\
+         virtual_server 10.0.0.100 80 {{\n real_server 10.0.0.11 80 {{\n weight 10\n \
+         FILE_CHECK {{ track_file gate }}\n FILE_CHECK {{ track_file wf\n weight 3 }}\n }}\n}}\n",
+        gate.display(),
+        wf.display()
+    ));
+    // Read at the start: the gate's 1 keeps it out from the first batch.
+    assert!(!w.reals[0][0].alive);
+    assert_eq!(w.want(0, 0), Want::Out);
+    assert_eq!(w.reals[0][0].checkers[0].last_result, "value 1");
+    // init_file writes a missing file (the value 2), then 2 * 3 is added.
+    init_track_files(&w.conf, false);
+    assert_eq!(std::fs::read_to_string(&wf).unwrap(), "2\n");
+    let read = |w: &mut World, k: usize| {
+        let ck = w.conf.services[0].reals[0].checkers[k].clone();
+        w.result(k, check::run(&ck))
+    };
+    assert_eq!(read(&mut w, 1), conf::FILE_POLL);
+    std::fs::write(&gate, "0").unwrap();
+    read(&mut w, 0);
+    assert!(w.reals[0][0].alive);
+    assert_eq!(w.want(0, 0), Want::In(16));
+    // A negative value lowers it, never below 0.
+    std::fs::write(&wf, "-5").unwrap();
+    read(&mut w, 1);
+    assert_eq!(w.want(0, 0), Want::In(0));
+    // Text that is not a number is ignored: the last value stays.
+    std::fs::write(&wf, "99999999999").unwrap();
+    read(&mut w, 1);
+    assert_eq!(w.want(0, 0), Want::In(0));
+    assert!(w.reals[0][0].checkers[1].error.contains("Invalid number"));
+    // A removed file is 0; the gate back at non-zero removes it.
+    std::fs::remove_file(&wf).unwrap();
+    read(&mut w, 1);
+    assert_eq!(w.want(0, 0), Want::In(10));
+    std::fs::write(&gate, "7").unwrap();
+    read(&mut w, 0);
+    assert_eq!(w.want(0, 0), Want::Out);
+    // init_file without overwrite leaves an existing file alone.
+    std::fs::write(&wf, "9").unwrap();
+    init_track_files(&w.conf, false);
+    assert_eq!(std::fs::read_to_string(&wf).unwrap(), "9");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn quorum_loss_puts_the_sorry_server_in() {
+    let mut w = world(
+        "virtual_server 10.0.0.100 80 {\n quorum 3\n hysteresis 1\n \
+         sorry_server 10.0.0.99\n retry 0\n \
+         real_server 10.0.0.11 80 { weight 2\n TCP_CHECK { } }\n \
+         real_server 10.0.0.12 80 { weight 2\n TCP_CHECK { } }\n}\n",
+    );
+    // 4 >= 3+1: quorum; the sorry server (port: the service's) is out.
+    assert!(w.quorum_up[0]);
+    assert_eq!(w.desired(0), [Want::In(2), Want::In(2), Want::Out]);
+    assert_eq!(w.conf.services[0].sorry().unwrap().port, 80);
+    // 2 >= 3-1: kept (hysteresis).
+    w.result(0, down());
+    assert!(w.quorum_up[0]);
+    assert_eq!(w.desired(0), [Want::Out, Want::In(2), Want::Out]);
+    // 0 < 2: lost; the sorry server in, the alive ones out.
+    w.result(1, down());
+    assert!(!w.quorum_up[0]);
+    assert_eq!(w.desired(0), [Want::Out, Want::Out, Want::In(1)]);
+    // 2 < 3+1: still lost, the alive one stays out of the pool.
+    w.result(0, Outcome::Up(None));
+    assert_eq!(w.desired(0), [Want::Out, Want::Out, Want::In(1)]);
+    // 4 >= 4: gained; the sorry server out, both in.
+    w.result(1, Outcome::Up(None));
+    assert!(w.quorum_up[0]);
+    assert_eq!(w.desired(0), [Want::In(2), Want::In(2), Want::Out]);
+    let ops: Vec<String> = w.plan(&[]).iter().map(apply::ipvsadm_line).collect();
+    assert_eq!(ops.len(), 3, "{ops:?}");
+}
+
+#[test]
+fn reload_keeps_the_state_of_unchanged_real_servers() {
+    let mut w = world(CONF);
+    w.result(0, down());
+    w.result(0, down());
+    w.result(0, down());
+    assert!(!w.reals[0][0].alive);
+    let mut t = Vec::new();
+    let text = CONF.replace(
+        "real_server 10.0.0.11 80 {",
+        "real_server 10.0.0.11 80 {\n weight 5\n",
+    ) + "virtual_server 10.0.0.101 80 {\n real_server 10.0.0.12 80 { }\n}\n";
+    let tree = lex::parse_text(&text, "k.conf", std::path::Path::new("/x"), &mut t).unwrap();
+    let c = conf::build(&tree, &mut t).unwrap();
+    w.reload(c);
+    assert!(!w.reals[0][0].alive, "kept its down state");
+    assert_eq!(w.reals[0][0].weight, 5);
+    assert!(w.reals[1][0].alive);
+    // Dropping the first service deletes it at the next reconcile.
+    let tree = lex::parse_text(
+        "virtual_server 10.0.0.101 80 {\n real_server 10.0.0.12 80 { }\n}\n",
+        "k.conf",
+        std::path::Path::new("/x"),
+        &mut t,
+    )
+    .unwrap();
+    w.reload(conf::build(&tree, &mut t).unwrap());
+    assert_eq!(w.gone.len(), 1);
+    assert!(w.dirty);
+}

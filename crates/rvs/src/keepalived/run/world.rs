@@ -1,0 +1,582 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+//! The world of `rvs health run`: every checker's and real server's state,
+//! keepalived's state machine on each result, quorum and sorry server,
+//! and the table kept in step with rvsd (reconcile, one change at a time).
+
+use std::time::{Duration, Instant, SystemTime};
+
+use rvs_proto::client::{Client, Endpoint};
+use rvs_proto::{Op, Reply, Request};
+
+use crate::keepalived::apply::{self, Want};
+use crate::keepalived::check::{self, Outcome};
+use crate::keepalived::conf::{CheckKind, Checker, Config};
+
+use super::*;
+
+/// The checkers' and real servers' states, and the table's.
+pub struct World {
+    pub(super) conf: Config,
+    /// `[vs][rs]`.
+    pub(super) reals: Vec<Vec<RealStatus>>,
+    /// Flat index of checkers: (vs, rs, checker).
+    pub(super) index: Vec<(usize, usize, usize)>,
+    pub(super) client: Option<Client>,
+    pub(super) endpoint: Endpoint,
+    /// The table must be reconciled (start, reload, or a refused change).
+    pub(super) dirty: bool,
+    pub(super) next_sync: Instant,
+    /// Services a reload dropped: deleted by the next reconcile.
+    pub(super) gone: Vec<rvs_proto::ServiceId>,
+    /// Per virtual server: whether it has its quorum.
+    pub(super) quorum_up: Vec<bool>,
+    /// A checker or real server changed state since the last look.
+    pub(super) changed: bool,
+}
+
+impl World {
+    /// The initial state: with `alpha` a checker starts down, else up.
+    pub fn new(conf: Config, endpoint: Endpoint) -> World {
+        let now = unix(SystemTime::now());
+        let mut index = Vec::new();
+        let reals = conf
+            .services
+            .iter()
+            .enumerate()
+            .map(|(vi, vs)| {
+                let id = apply::service_ids(vs);
+                vs.reals
+                    .iter()
+                    .enumerate()
+                    .map(|(ri, rs)| {
+                        let checkers: Vec<CheckerStatus> = rs
+                            .checkers
+                            .iter()
+                            .enumerate()
+                            .map(|(ci, ck)| {
+                                index.push((vi, ri, ci));
+                                let (kind, target) = describe(ck);
+                                let mut st = CheckerStatus {
+                                    kind,
+                                    target,
+                                    up: !ck.alpha,
+                                    last_result: "none".into(),
+                                    last_check: 0,
+                                    last_change: now,
+                                    retry_it: 0,
+                                    error: String::new(),
+                                    weight_delta: 0,
+                                };
+                                // A tracked file's value is known at the
+                                // start, as in keepalived: no flap.
+                                if let CheckKind::File(f) = &ck.kind {
+                                    match check::read_track_file(&f.path) {
+                                        Ok(v) => file_value(&mut st, f, v),
+                                        Err(e) => st.error = e,
+                                    }
+                                }
+                                st
+                            })
+                            .collect();
+                        RealStatus {
+                            real: id
+                                .first()
+                                .map_or_else(String::new, |i| apply::fmt_real(i, rs)),
+                            alive: checkers.iter().all(|c| c.up),
+                            weight: rs.weight,
+                            inhibit: rs.inhibit_on_failure,
+                            last_change: now,
+                            checkers,
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        World {
+            conf,
+            reals,
+            index,
+            client: None,
+            endpoint,
+            dirty: true,
+            next_sync: Instant::now(),
+            gone: Vec::new(),
+            quorum_up: Vec::new(),
+            changed: true,
+        }
+        .with_quorum()
+    }
+
+    /// keepalived's `set_quorum_states`: up when the live weight reaches
+    /// quorum + hysteresis.
+    pub(super) fn with_quorum(mut self) -> World {
+        self.quorum_up = (0..self.conf.services.len())
+            .map(|vi| {
+                let vs = &self.conf.services[vi];
+                self.live_weight(vi) >= u64::from(vs.quorum) + u64::from(vs.hysteresis)
+            })
+            .collect();
+        self
+    }
+
+    /// The weight of the alive real servers of virtual server `vi`.
+    pub(super) fn live_weight(&self, vi: usize) -> u64 {
+        self.reals[vi]
+            .iter()
+            .filter(|r| r.alive)
+            .map(|r| u64::from(r.effective_weight()))
+            .sum()
+    }
+
+    /// keepalived's `update_quorum_state`, after a change in `vi`.
+    pub(super) fn update_quorum(&mut self, vi: usize) {
+        let vs = &self.conf.services[vi];
+        let sum = self.live_weight(vi) as i64;
+        let (q, h) = (i64::from(vs.quorum), i64::from(vs.hysteresis));
+        let up = self.quorum_up[vi];
+        let threshold = if up { q - h } else { q + h };
+        let v = apply::service_ids(vs)
+            .first()
+            .map_or_else(String::new, apply::fmt_service);
+        if !up && sum >= threshold {
+            self.quorum_up[vi] = true;
+            log(&format!(
+                "Gained quorum {q}+{h}={threshold} <= {sum} for VS {v}"
+            ));
+            if let Some(s) = &vs.quorum_up {
+                notify(s);
+            }
+        } else if up && sum < threshold {
+            self.quorum_up[vi] = false;
+            log(&format!(
+                "Lost quorum {q}-{h}={threshold} > {sum} for VS {v}"
+            ));
+            if let Some(s) = &vs.quorum_down {
+                notify(s);
+            }
+        }
+    }
+
+    /// What the table should hold for the sorry server of `vi`: in while
+    /// the quorum is lost; out (or weight 0 with sorry_server_inhibit)
+    /// otherwise.
+    pub(super) fn want_sorry(&self, vi: usize) -> Want {
+        match self.conf.services[vi].sorry() {
+            None => Want::Out,
+            Some(s) if !self.quorum_up[vi] => Want::In(s.weight),
+            Some(s) if s.inhibit_on_failure => Want::In(0),
+            Some(_) => Want::Out,
+        }
+    }
+
+    /// The operations that make `current` match every state.
+    pub fn plan(&self, current: &[rvs_proto::ServiceInfo]) -> Vec<Op> {
+        apply::plan(
+            &self.conf,
+            current,
+            |v, r| self.want(v, r),
+            |v| self.want_sorry(v),
+        )
+    }
+
+    /// Take `conf` in place of the running configuration: real servers
+    /// whose checkers are the same (wherever they sit in the file) keep
+    /// their state; services the new file drops are deleted; the table is
+    /// reconciled in one batch (only what differs changes).
+    pub fn reload(&mut self, conf: Config) {
+        let same = |a: &Checker, b: &Checker| {
+            a.kind == b.kind
+                && a.connect_ip == b.connect_ip
+                && a.connect_port == b.connect_port
+                && a.bindto == b.bindto
+                && a.bind_port == b.bind_port
+                && a.fwmark == b.fwmark
+                && a.timing == b.timing
+                && a.alpha == b.alpha
+        };
+        let old_ids: Vec<_> = self
+            .conf
+            .services
+            .iter()
+            .flat_map(apply::service_ids)
+            .collect();
+        let mut next = World::new(conf, self.endpoint.clone());
+        let mut next_reals = std::mem::take(&mut next.reals);
+        let mut kept = 0;
+        for (vi, vs) in next.conf.services.iter().enumerate() {
+            let ids = apply::service_ids(vs);
+            for (ri, rs) in vs.reals.iter().enumerate() {
+                let old = self
+                    .conf
+                    .services
+                    .iter()
+                    .enumerate()
+                    .find_map(|(ovi, ovs)| {
+                        if apply::service_ids(ovs) != ids {
+                            return None;
+                        }
+                        ovs.reals.iter().enumerate().find_map(|(ori, ors)| {
+                            let eq = ors.addr == rs.addr
+                                && ors.port == rs.port
+                                && ors.checkers.len() == rs.checkers.len()
+                                && ors
+                                    .checkers
+                                    .iter()
+                                    .zip(&rs.checkers)
+                                    .all(|(a, b)| same(a, b));
+                            eq.then_some((ovi, ori))
+                        })
+                    });
+                if let Some((ovi, ori)) = old {
+                    let mut st = self.reals[ovi][ori].clone();
+                    // A new configured weight counts, unless a script set it.
+                    let dynamic = rs
+                        .checkers
+                        .iter()
+                        .any(|c| matches!(c.kind, CheckKind::Misc { dynamic: true, .. }));
+                    if !dynamic {
+                        st.weight = rs.weight;
+                    }
+                    st.inhibit = rs.inhibit_on_failure;
+                    next_reals[vi][ri] = st;
+                    kept += 1;
+                }
+            }
+        }
+        next.reals = next_reals;
+        let new_ids: Vec<_> = next
+            .conf
+            .services
+            .iter()
+            .flat_map(apply::service_ids)
+            .collect();
+        next.gone = old_ids
+            .into_iter()
+            .filter(|id| !new_ids.contains(id))
+            .chain(self.gone.drain(..))
+            .collect();
+        next.client = self.client.take();
+        let next = next.with_quorum();
+        log(&format!(
+            "Reloaded: {} virtual server(s), {kept} real server(s) keep their state, {} service(s) to remove",
+            next.conf.services.len(),
+            next.gone.len()
+        ));
+        *self = next;
+    }
+
+    pub(super) fn want(&self, vi: usize, ri: usize) -> Want {
+        let st = &self.reals[vi][ri];
+        let vs = &self.conf.services[vi];
+        // Quorum lost with a sorry server: the alive ones leave the pool.
+        if st.alive && vs.sorry_server.is_some() && !self.quorum_up[vi] {
+            return Want::Out;
+        }
+        apply::want(&vs.reals[ri], st.alive, st.effective_weight())
+    }
+
+    /// Every entry of virtual server `vi` (real servers, then the sorry
+    /// server) and what the table should hold for it.
+    pub(super) fn desired(&self, vi: usize) -> Vec<Want> {
+        (0..self.conf.services[vi].reals.len())
+            .map(|ri| self.want(vi, ri))
+            .chain(std::iter::once(self.want_sorry(vi)))
+            .collect()
+    }
+
+    pub(super) fn call(&mut self, req: Request) -> Result<Reply, String> {
+        if self.client.is_none() {
+            self.client = Some(
+                Client::connect(&self.endpoint)
+                    .map_err(|e| format!("cannot connect to rvsd at {}: {e}", self.endpoint))?,
+            );
+        }
+        let r = self.client.as_mut().expect("connected").call(req);
+        if r.is_err() {
+            self.client = None;
+        }
+        r
+    }
+
+    /// Make rvsd's table match the states: one atomic batch.
+    pub(super) fn reconcile(&mut self) {
+        if !self.dirty || Instant::now() < self.next_sync {
+            return;
+        }
+        self.next_sync = Instant::now() + Duration::from_secs(1);
+        let current = match self.call(Request::ListServices) {
+            Ok(Reply::Services(s)) => s,
+            Ok(Reply::Error(e)) => {
+                return log(&format!("rvsd: cannot list services: {}", e.message));
+            }
+            Ok(other) => return log(&format!("rvsd: unexpected reply {other:?}")),
+            Err(e) => return log(&e),
+        };
+        let mut ops: Vec<Op> = self
+            .gone
+            .iter()
+            .filter(|id| current.iter().any(|s| s.spec.id == **id))
+            .map(|id| Op::DeleteService(*id))
+            .collect();
+        ops.extend(self.plan(&current));
+        let n = ops.len();
+        if n > 0 {
+            match self.call(Request::Batch(apply::batch(ops.clone()))) {
+                Ok(Reply::Ok) => {}
+                Ok(Reply::Error(e)) => {
+                    // Refused as a whole: try again, but not every second.
+                    self.next_sync = Instant::now() + Duration::from_secs(10);
+                    let line = e.line.and_then(|l| ops.get(l - 1));
+                    return log(&format!(
+                        "rvsd refused the configuration{}: {}",
+                        line.map_or(String::new(), |op| format!(
+                            " at ipvsadm {}",
+                            apply::ipvsadm_line(op)
+                        )),
+                        e.message
+                    ));
+                }
+                Ok(other) => return log(&format!("rvsd: unexpected reply {other:?}")),
+                Err(e) => return log(&e),
+            }
+        }
+        log(&format!(
+            "rvsd: table in sync ({n} change(s) applied in one batch)"
+        ));
+        self.dirty = false;
+        self.gone.clear();
+    }
+
+    /// Apply one change; a refusal or a lost rvsd leaves it to the next
+    /// reconcile.
+    pub(super) fn apply(&mut self, op: Op) {
+        match self.call(Request::Apply(op.clone())) {
+            Ok(Reply::Ok) => {}
+            Ok(Reply::Error(e)) => {
+                log(&format!(
+                    "rvsd refused ipvsadm {}: {} (resynchronising)",
+                    apply::ipvsadm_line(&op),
+                    e.message
+                ));
+                self.dirty = true;
+            }
+            Ok(other) => {
+                log(&format!("rvsd: unexpected reply {other:?}"));
+                self.dirty = true;
+            }
+            Err(e) => {
+                log(&format!("{e} (will resynchronise)"));
+                self.dirty = true;
+            }
+        }
+    }
+
+    /// Send what changed in virtual server `vi` between `before` and
+    /// `after` ([`World::desired`]), one line of log each.
+    pub(super) fn diff(&mut self, vi: usize, before: &[Want], after: &[Want]) {
+        let vs = &self.conf.services[vi];
+        let sorry = vs.sorry();
+        let n = vs.reals.len();
+        let mut ops = Vec::new();
+        for (i, (&was, &now)) in before.iter().zip(after).enumerate() {
+            if was == now {
+                continue;
+            }
+            let (rs, alive, what) = if i < n {
+                (&vs.reals[i], self.reals[vi][i].alive, "service")
+            } else {
+                let Some(s) = &sorry else { continue };
+                (s, !self.quorum_up[vi], "sorry server")
+            };
+            for id in apply::service_ids(vs) {
+                let (r, v) = (apply::fmt_real(&id, rs), apply::fmt_service(&id));
+                match (was, now) {
+                    (Want::In(a), Want::In(b)) if alive && a != 0 && b != 0 => {
+                        log(&format!(
+                            "Changing weight from {a} to {b} for {r} of VS {v}"
+                        ));
+                    }
+                    (_, Want::In(_)) if rs.inhibit_on_failure => {
+                        log(&format!(
+                            "{} {what} {r} of VS {v}",
+                            if now == Want::In(0) {
+                                "Disabling"
+                            } else {
+                                "Enabling"
+                            }
+                        ));
+                    }
+                    (_, Want::In(_)) => log(&format!("Adding {what} {r} to VS {v}")),
+                    (_, Want::Out) => log(&format!("Removing {what} {r} from VS {v}")),
+                }
+                ops.push(match (was, now) {
+                    (Want::Out, Want::In(w)) => Op::AddDest {
+                        service: id,
+                        dest: apply::dest_spec(rs, w),
+                    },
+                    (Want::In(_), Want::In(w)) => Op::EditDest {
+                        service: id,
+                        dest: apply::dest_spec(rs, w),
+                    },
+                    (_, Want::Out) => Op::DeleteDest {
+                        service: id,
+                        addr: rs.addr,
+                        port: rs.port,
+                    },
+                });
+            }
+        }
+        if !self.dirty {
+            for op in ops {
+                self.apply(op);
+            }
+        }
+    }
+
+    /// One attempt's outcome for flat checker `k`; the delay to its next.
+    pub(super) fn result(&mut self, k: usize, out: Outcome) -> Duration {
+        let (vi, ri, ci) = self.index[k];
+        let before = self.desired(vi);
+        let ck = &self.conf.services[vi].reals[ri].checkers[ci];
+        let timing = ck.timing;
+        let now = unix(SystemTime::now());
+        let st = &mut self.reals[vi][ri].checkers[ci];
+        st.last_check = now;
+        let mut weight = None;
+        let success = match out {
+            Outcome::Value(v) => {
+                let CheckKind::File(f) = &ck.kind else {
+                    unreachable!("a value comes from a FILE_CHECK")
+                };
+                let (was_up, was_delta) = (st.up, st.weight_delta);
+                match v {
+                    Ok(v) => {
+                        st.error.clear();
+                        file_value(st, f, v);
+                    }
+                    Err(e) => {
+                        if st.error != e {
+                            log(&e);
+                        }
+                        st.error = e;
+                    }
+                }
+                if was_up != st.up {
+                    st.last_change = now;
+                    log(&format!(
+                        "tracked file {} ({}) {}",
+                        f.name,
+                        f.path,
+                        if st.up {
+                            "leaving FAULT state"
+                        } else {
+                            "now FAULT state"
+                        }
+                    ));
+                }
+                self.changed |= was_up != st.up || was_delta != st.weight_delta;
+                st.up
+            }
+            _ if matches!(ck.kind, CheckKind::File(_)) => unreachable!("a FILE_CHECK reads"),
+            Outcome::Up(w) => {
+                st.last_result = "ok".into();
+                st.error.clear();
+                weight = w;
+                true
+            }
+            Outcome::Down(msg) => {
+                st.last_result = "fail".into();
+                if st.up {
+                    log(&msg);
+                }
+                st.error = msg;
+                false
+            }
+        };
+        let delay = if matches!(ck.kind, CheckKind::File(_)) {
+            timing.delay_loop
+        } else if success || st.retry_it >= timing.retry {
+            st.retry_it = 0;
+            if success && !st.up {
+                st.up = true;
+                self.changed = true;
+                st.last_change = now;
+                log(&success_line(ck));
+            } else if !success && st.up {
+                st.up = false;
+                self.changed = true;
+                st.last_change = now;
+                if timing.retry > 0 {
+                    log(&format!(
+                        "Check on service {} failed after {} retry.",
+                        check::fmt_target(ck.connect_ip, ck.connect_port),
+                        timing.retry
+                    ));
+                }
+            }
+            timing.delay_loop
+        } else {
+            st.retry_it += 1;
+            timing.delay_before_retry
+        };
+        let rs = &mut self.reals[vi][ri];
+        if let Some(w) = weight {
+            rs.weight = w;
+        }
+        let alive = rs.checkers.iter().all(|c| c.up);
+        let flipped = alive != rs.alive;
+        self.changed |= flipped || weight.is_some();
+        if flipped {
+            rs.alive = alive;
+            rs.last_change = now;
+        }
+        self.update_quorum(vi);
+        let after = self.desired(vi);
+        self.diff(vi, &before, &after);
+        let rs = &self.conf.services[vi].reals[ri];
+        let script = if alive {
+            &rs.notify_up
+        } else {
+            &rs.notify_down
+        };
+        if flipped && let Some(s) = script {
+            notify(s);
+        }
+        delay
+    }
+
+    /// The snapshot for the state file.
+    pub fn status(&self, config: &str, started: u64) -> Status {
+        Status {
+            pid: std::process::id(),
+            config: config.to_string(),
+            started,
+            updated: unix(SystemTime::now()),
+            in_sync: !self.dirty,
+            services: self
+                .conf
+                .services
+                .iter()
+                .zip(&self.reals)
+                .map(|(vs, reals)| VsStatus {
+                    vs: match &vs.addr {
+                        crate::keepalived::conf::VsAddr::Group(name, _) => format!("group {name}"),
+                        _ => apply::service_ids(vs)
+                            .first()
+                            .map_or_else(String::new, apply::fmt_service),
+                    },
+                    reals: reals.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A tracked file's value `v` into the state of its FILE_CHECK.
+pub(super) fn file_value(st: &mut CheckerStatus, f: &crate::keepalived::conf::FileCheck, v: i64) {
+    st.last_result = format!("value {v}");
+    match f.status(v) {
+        Some(d) => (st.up, st.weight_delta) = (true, d),
+        None => (st.up, st.weight_delta) = (false, 0),
+    }
+}
