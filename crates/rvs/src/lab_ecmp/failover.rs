@@ -24,7 +24,7 @@ pub(super) fn failover(
 ) -> Result<(), String> {
     let mut conns = open_conns(client, o.conns)?;
     let names = ping(&mut conns, 0, Duration::from_secs(3));
-    let by_port = conns_by_director(&lab.directors);
+    let by_port = conns_by_director(&lab.directors, ECHO_PORT);
     let mut per_dir = vec![0u32; lab.directors.len()];
     // Each connection's director when it opened (`None`: not found in
     // exactly one table).
@@ -390,7 +390,7 @@ impl Track {
         if o.sync || !o.add_server {
             return;
         }
-        let by_port = conns_by_director(&lab.directors);
+        let by_port = conns_by_director(&lab.directors, ECHO_PORT);
         for (i, c) in conns.iter().enumerate() {
             if let Some(ds) = by_port.get(&c.port)
                 && ds.iter().any(|d| Some(*d) != self.orig[i])
