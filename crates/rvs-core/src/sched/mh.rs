@@ -171,39 +171,58 @@ impl Maglev {
     }
 }
 
+/// The table built from `list` (each `(address, port, weight)`, in the
+/// order they were added): each slot's server. The service's list has the
+/// newest first (`ServiceTable::add_dest` inserts at index 0, as the
+/// kernel's `list_add_rcu`), and the population cycles in that order.
+fn table_of(list: &[(IpAddr, u16, u32)]) -> Vec<Option<(IpAddr, u16)>> {
+    let dests: Vec<Dest> = list
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(i, &(a, p, w))| {
+            let cfg = crate::dest::DestConfig {
+                weight: w,
+                ..crate::dest::DestConfig::new(a, p)
+            };
+            Dest::new(DestId(i as u32 + 1), &cfg)
+        })
+        .collect();
+    let mut m = Maglev::default();
+    if m.reassign(&dests).is_err() {
+        return vec![None; TABLE_SIZE];
+    }
+    let mut t: Vec<_> = m
+        .table
+        .iter()
+        .map(|s| s.map(|(_, i)| (dests[i].addr, dests[i].port)))
+        .collect();
+    t.resize(TABLE_SIZE, None);
+    t
+}
+
 /// How many of the table's [`TABLE_SIZE`] slots change real server when
 /// the list `before` becomes `after` (each `(address, port, weight)`, in
 /// the order they were added): the share of flows a change of the set
 /// sends to another server where no connection entry holds them (what
 /// `rvs lab ecmp --add-server` reports). Returns (moved, total).
 pub fn slots_moved(before: &[(IpAddr, u16, u32)], after: &[(IpAddr, u16, u32)]) -> (usize, usize) {
-    let table = |list: &[(IpAddr, u16, u32)]| -> Vec<Option<(IpAddr, u16)>> {
-        let dests: Vec<Dest> = list
-            .iter()
-            .enumerate()
-            .map(|(i, &(a, p, w))| {
-                let cfg = crate::dest::DestConfig {
-                    weight: w,
-                    ..crate::dest::DestConfig::new(a, p)
-                };
-                Dest::new(DestId(i as u32 + 1), &cfg)
-            })
-            .collect();
-        let mut m = Maglev::default();
-        if m.reassign(&dests).is_err() {
-            return vec![None; TABLE_SIZE];
-        }
-        let mut t: Vec<_> = m
-            .table
-            .iter()
-            .map(|s| s.map(|(_, i)| (dests[i].addr, dests[i].port)))
-            .collect();
-        t.resize(TABLE_SIZE, None);
-        t
-    };
-    let (a, b) = (table(before), table(after));
+    let (a, b) = (table_of(before), table_of(after));
     let moved = a.iter().zip(&b).filter(|(x, y)| x != y).count();
     (moved, TABLE_SIZE)
+}
+
+/// The real server `mh` gives a new flow from `client`, with the list
+/// `list` (as for [`slots_moved`]); `key_port` is the client's port with
+/// `mh-port`, 0 without. Every server of the list counts as usable (no
+/// weight 0, no overload, so no fallback). `None`: an empty table.
+pub fn server_for(
+    list: &[(IpAddr, u16, u32)],
+    client: IpAddr,
+    key_port: u16,
+) -> Option<(IpAddr, u16)> {
+    let slot = hashkey(HASH1, &client, key_port, 0) % TABLE_SIZE as u32;
+    table_of(list)[slot as usize]
 }
 
 impl Scheduler for Maglev {
@@ -254,5 +273,54 @@ mod slots_moved_tests {
         let (moved, total) = slots_moved(&before, &[(a, 80, 1), (b, 80, 1), (c, 80, 1)]);
         let share = moved as f64 / total as f64;
         assert!((0.30..0.50).contains(&share), "{share}");
+    }
+
+    /// `server_for` agrees with the scheduler itself (`mh-port`: the client's
+    /// port is hashed too), and flows change server exactly where
+    /// `slots_moved` counts a changed slot.
+    #[test]
+    fn pick_matches_the_scheduler() {
+        use crate::sched::{SCHED_FLAG2, SchedInput};
+        let mut m = Maglev::default();
+        let list: Vec<(IpAddr, u16, u32)> = (1..=3)
+            .map(|i| (IpAddr::from([10, 0, 0, i]), 9000, 1))
+            .collect();
+        // As `ServiceTable::add_dest` builds it: each new one at index 0.
+        let mut dests: Vec<Dest> = Vec::new();
+        for (i, &(a, p, w)) in list.iter().enumerate() {
+            let cfg = crate::dest::DestConfig {
+                weight: w,
+                ..crate::dest::DestConfig::new(a, p)
+            };
+            let d = Dest::new(DestId(i as u32 + 1), &cfg);
+            dests.insert(0, d);
+            m.update(&dests, DestChange::Added(DestId(i as u32 + 1)))
+                .unwrap();
+        }
+        let client = IpAddr::from([10, 6, 1, 2]);
+        let mut more = list.clone();
+        more.push((IpAddr::from([10, 0, 0, 4]), 9000, 1));
+        let (mut changed, n) = (0, 2000u16);
+        for port in 40000..40000 + n {
+            let input = SchedInput {
+                saddr: client,
+                sport: port,
+                proto: 6,
+                svc_flags: SCHED_FLAG2,
+                ..crate::sched::hash::support::input()
+            };
+            let i = m.schedule(&dests, &input).unwrap();
+            let want = (dests[i].addr, dests[i].port);
+            assert_eq!(server_for(&list, client, port), Some(want), "port {port}");
+            changed += usize::from(server_for(&more, client, port) != Some(want));
+        }
+        let (moved, total) = slots_moved(&list, &more);
+        let p = moved as f64 / total as f64;
+        let expect = f64::from(n) * p;
+        let sigma = (expect * (1.0 - p)).sqrt();
+        assert!(
+            (changed as f64 - expect).abs() < 4.0 * sigma,
+            "{changed} vs {expect}"
+        );
     }
 }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use crate::child::sibling;
 use crate::netns::run_cmd;
 
-use super::{ECHO_PORT, Lab, Opts, VIP, check_stop, exec, s};
+use super::{CLIENT_IP, Conn, ECHO_PORT, Lab, Opts, VIP, check_stop, exec, s};
 
 pub(super) fn failover(
     lab: &mut Lab,
@@ -24,13 +24,26 @@ pub(super) fn failover(
 ) -> Result<(), String> {
     let mut conns = open_conns(client, o.conns)?;
     let names = ping(&mut conns, 0, Duration::from_secs(3));
-    let by_port = conns_by_director(&lab.directors);
+    let by_port = conns_by_director(&lab.directors, ECHO_PORT);
     let mut per_dir = vec![0u32; lab.directors.len()];
-    for c in &conns {
-        if let Some([i]) = by_port.get(&c.port).map(Vec::as_slice) {
-            per_dir[*i] += 1;
-        }
+    // Each connection's director when it opened (`None`: not found in
+    // exactly one table).
+    let orig: Vec<Option<usize>> = conns
+        .iter()
+        .map(|c| match by_port.get(&c.port).map(Vec::as_slice) {
+            Some([i]) => Some(*i),
+            _ => None,
+        })
+        .collect();
+    for i in orig.iter().flatten() {
+        per_dir[*i] += 1;
     }
+    let mut track = Track {
+        orig,
+        moved: vec![false; conns.len()],
+        slot_moved: None,
+        share: 0.0,
+    };
     println!(
         "long-lived: {} connections to {VIP}:{ECHO_PORT}, by director {:?}, {} answered",
         conns.len(),
@@ -111,6 +124,36 @@ pub(super) fn failover(
         };
         let (moved, total) =
             rvs_core::sched::mh::slots_moved(&list(o.servers), &list(o.servers + 1));
+        track.share = moved as f64 / total as f64;
+        // Each connection's real server by `mh` (mh-port: the client's
+        // port is hashed too) before and after; before must be the one
+        // that answered the first ping.
+        let client_ip: std::net::IpAddr = CLIENT_IP.parse().map_err(|e| format!("{e}"))?;
+        let server = |n: u8, port: u16| rvs_core::sched::mh::server_for(&list(n), client_ip, port);
+        let agree = conns
+            .iter()
+            .zip(&names)
+            .filter(|(c, name)| {
+                server(o.servers, c.port).is_some_and(|(a, _)| {
+                    name.strip_prefix("rs")
+                        .and_then(|k| k.parse::<u8>().ok())
+                        .is_some_and(|k| a.to_string() == format!("10.6.0.{}", 20 + k))
+                })
+            })
+            .count();
+        let slot_moved: Vec<bool> = conns
+            .iter()
+            .map(|c| server(o.servers, c.port) != server(o.servers + 1, c.port))
+            .collect();
+        println!(
+            "mh by the client's port (rvs_core): {agree}/{} connections on the real server \
+             that answered them; {} of them on a slot that moves to another server ({:.1} \
+             expected from the share of slots)",
+            conns.len(),
+            slot_moved.iter().filter(|m| **m).count(),
+            conns.len() as f64 * track.share
+        );
+        track.slot_moved = Some(slot_moved);
         println!(
             "add a real server ({extra}) on every director: mh moved {moved} of {total} slots \
              ({:.1}% of the flows a director has not seen go to another server); long-lived \
@@ -170,6 +213,7 @@ pub(super) fn failover(
         std::thread::sleep(Duration::from_millis(100));
     }
     let lost_drain = lost(&conns);
+    track.note_moves(lab, &conns, o);
     let ok_new = (0..10)
         .filter(|_| get(client, Duration::from_secs(3)).is_ok())
         .count();
@@ -180,6 +224,7 @@ pub(super) fn failover(
     );
     bench(lab, client, o);
     if lab.directors.len() < 3 {
+        track.report(&conns, o);
         return Ok(());
     }
 
@@ -224,6 +269,7 @@ pub(super) fn failover(
         std::thread::sleep(Duration::from_millis(100));
     }
     let lost_death = lost(&conns) - lost_drain;
+    track.note_moves(lab, &conns, o);
     println!(
         "kill d2 (SIGKILL rvsd, BIRD, rvs announce in {} ms): the router dropped d2 after {}; \
          new connections failed until {} ({tries} tried); long-lived connections lost: {lost_death} \
@@ -260,6 +306,7 @@ pub(super) fn failover(
     }
     bench(lab, client, o);
     if lab.directors.len() < 4 {
+        track.report(&conns, o);
         return shutdown_last(lab, router);
     }
 
@@ -296,6 +343,7 @@ pub(super) fn failover(
         seq += 1;
         std::thread::sleep(Duration::from_millis(100));
     }
+    track.note_moves(lab, &conns, o);
     let ok_new = (0..10)
         .filter(|_| get(client, Duration::from_secs(3)).is_ok())
         .count();
@@ -314,7 +362,93 @@ pub(super) fn failover(
         crate::child::stop(&mut c);
     }
     bench(lab, client, o);
+    track.report(&conns, o);
     shutdown_last(lab, router)
+}
+
+/// What predicts the loss after `--add-server` without sync: a
+/// connection is lost when the router moves it to a director that has no
+/// entry for it (that director schedules it anew: `mh` + `sloppy_tcp`) and
+/// its `mh` slot moved to another real server (which resets it).
+struct Track {
+    /// The director of each connection when it opened.
+    orig: Vec<Option<usize>>,
+    /// Seen in another director's table since (without sync, only the
+    /// flows the router moved are).
+    moved: Vec<bool>,
+    /// Whether each connection's slot moved (`--add-server`).
+    slot_moved: Option<Vec<bool>>,
+    /// The share of the slots that moved.
+    share: f64,
+}
+
+impl Track {
+    /// After an event and a few pings: the connections that the live
+    /// directors' tables show on another director than their own. With
+    /// sync every director has every connection: nothing to learn.
+    fn note_moves(&mut self, lab: &Lab, conns: &[Conn], o: &Opts) {
+        if o.sync || !o.add_server {
+            return;
+        }
+        let by_port = conns_by_director(&lab.directors, ECHO_PORT);
+        for (i, c) in conns.iter().enumerate() {
+            if let Some(ds) = by_port.get(&c.port)
+                && ds.iter().any(|d| Some(*d) != self.orig[i])
+            {
+                self.moved[i] = true;
+            }
+        }
+    }
+
+    /// The loss against the prediction (`--add-server` only).
+    fn report(&self, conns: &[Conn], o: &Opts) {
+        let Some(slot_moved) = &self.slot_moved else {
+            return;
+        };
+        let lost: Vec<bool> = conns.iter().map(|c| c.lost.is_some()).collect();
+        let n_lost = lost.iter().filter(|l| **l).count();
+        if o.sync {
+            println!(
+                "loss vs slot share: full-mesh sync, every director knows every connection: \
+                 predicted 0 lost, lost {n_lost}"
+            );
+            return;
+        }
+        let unknown = self.orig.iter().filter(|d| d.is_none()).count();
+        let moved = self.moved.iter().filter(|m| **m).count();
+        let predicted: Vec<bool> = self
+            .moved
+            .iter()
+            .zip(slot_moved)
+            .map(|(m, s)| *m && *s)
+            .collect();
+        let n_pred = predicted.iter().filter(|p| **p).count();
+        let ports = |want: (bool, bool)| -> Vec<u16> {
+            conns
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| (lost[*i], predicted[*i]) == want)
+                .map(|(_, c)| c.port)
+                .collect()
+        };
+        let (surprise, spared) = (ports((true, false)), ports((false, true)));
+        let p = self.share;
+        let expect = moved as f64 * p;
+        let sigma = (expect * (1.0 - p)).sqrt();
+        println!(
+            "loss vs slot share: the router moved {moved} of {} connections to a director \
+             without their entry ({unknown} of unknown director); {n_pred} of those on a moved \
+             slot; lost {n_lost} (the slot share predicts {expect:.1} +- {sigma:.1}: \
+             {moved} x {:.1}%); lost exactly the predicted connections: {}",
+            conns.len(),
+            100.0 * p,
+            if surprise.is_empty() && spared.is_empty() {
+                "yes".to_string()
+            } else {
+                format!("NO (lost, not predicted: {surprise:?}; predicted, not lost: {spared:?})")
+            }
+        );
+    }
 }
 
 /// SIGTERM to the last director's `rvs announce`: it withdraws before it

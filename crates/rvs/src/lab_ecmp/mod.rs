@@ -57,6 +57,8 @@ mod setup;
 use setup::build_and_run;
 
 const VIP: &str = "10.6.9.100";
+/// The client's address (its flows reach the directors unchanged).
+const CLIENT_IP: &str = "10.6.1.2";
 const ROUTER_LAN: &str = "10.6.0.1";
 const ECHO_PORT: u16 = 9000;
 

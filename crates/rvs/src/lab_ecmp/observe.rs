@@ -71,8 +71,11 @@ pub(super) fn get(client: &str, timeout: Duration) -> Result<(u16, String), Stri
     })
 }
 
-/// Client ports → the director (index) whose table has them.
-pub(super) fn conns_by_director(dirs: &[Director]) -> BTreeMap<u16, Vec<usize>> {
+/// Client ports → the directors (indexes) whose tables have them, for the
+/// service VIP:`vport` (a client port may be reused towards another port).
+/// Entries learnt from the sync daemon are left out: the director that
+/// scheduled a connection, or adopted it, is the one listed.
+pub(super) fn conns_by_director(dirs: &[Director], vport: u16) -> BTreeMap<u16, Vec<usize>> {
     let mut m: BTreeMap<u16, Vec<usize>> = BTreeMap::new();
     for (i, d) in dirs.iter().enumerate() {
         if d.rvsd.is_none() {
@@ -88,7 +91,10 @@ pub(super) fn conns_by_director(dirs: &[Director]) -> BTreeMap<u16, Vec<usize>> 
         })
         .unwrap_or_default();
         for c in list {
-            if c.vaddr.to_string() == VIP {
+            if c.vaddr.to_string() == VIP
+                && c.vport == vport
+                && c.flags & rvs_core::conn::flags::SYNC == 0
+            {
                 m.entry(c.cport).or_default().push(i);
             }
         }

@@ -301,7 +301,7 @@ pub(super) fn build_and_run(
             }
         }
     }
-    let by_port = conns_by_director(&lab.directors);
+    let by_port = conns_by_director(&lab.directors, 80);
     let mut per_dir: BTreeMap<String, u32> = BTreeMap::new();
     for (n, (port, body)) in &answers {
         let d = match by_port.get(port).map(Vec::as_slice) {
