@@ -424,7 +424,7 @@ fn serve(o: Options) -> Result<(), (u8, String)> {
             );
             Some(
                 dp.spawn(Arc::clone(&shared))
-                    .map_err(|e| (EXIT_FAILURE, e))?,
+                    .map_err(|e| (EXIT_FAILURE, e.to_string()))?,
             )
         }
     };
