@@ -288,7 +288,8 @@ fn serve(o: Options) -> Result<(), (u8, String)> {
         .map_err(|e| (EXIT_FAILURE, format!("cannot install signal handlers: {e}")))?;
 
     if let Some(path) = &o.rules {
-        let n = rules::load(&mut state, path, clock.now()).map_err(|m| (EXIT_USAGE, m))?;
+        let n =
+            rules::load(&mut state, path, clock.now()).map_err(|m| (EXIT_USAGE, m.to_string()))?;
         tracing::info!("loaded {n} rules from {}", path.display());
     }
     let engine_mode = match o.engines {
