@@ -33,11 +33,11 @@
 //! runs are reset by the kernel (see the README).
 
 use std::io::{self, Write as _};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rvs_core::engine::Engine;
-use rvs_io::nft::{self, HANDOVER_TABLE, NftInterface};
+use rvs_io::nft::{self, HANDOVER_TABLE, NftError, NftInterface};
 use rvs_wire::ipvs_sync::{Message, SyncBuffer, SyncConn, Version};
 
 use crate::classes::{ClassSet, class_set};
@@ -81,25 +81,25 @@ pub fn encode(entries: &[SyncConn<'_>], unix_secs: u64) -> Vec<u8> {
 }
 
 /// Why a saved table was not taken back.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum RestoreError {
     /// Not a file this code wrote.
+    #[error("not a connection-state file ({0})")]
     Format(&'static str),
     /// Written longer ago than [`MAX_AGE`] (its age in seconds).
+    #[error("written {0} s ago, more than {max} s: not taken back", max = MAX_AGE.as_secs())]
     TooOld(u64),
 }
 
-impl std::fmt::Display for RestoreError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            RestoreError::Format(why) => write!(f, "not a connection-state file ({why})"),
-            RestoreError::TooOld(s) => write!(
-                f,
-                "written {s} s ago, more than {} s: not taken back",
-                MAX_AGE.as_secs()
-            ),
-        }
-    }
+/// Why [`save`] could not write the table of connections.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {source}", .path.display())]
+pub struct SaveError {
+    /// The file.
+    pub path: PathBuf,
+    /// Why.
+    #[source]
+    pub source: io::Error,
 }
 
 /// Apply the saved table `bytes` to `engine` (`now_unix`: the wall clock,
@@ -187,8 +187,8 @@ pub fn drop_table_text(
     ifaces: &[NftInterface],
     claims: &nft::Claims<'_>,
     until_unix: u64,
-) -> Result<String, String> {
-    let text = nft::ruleset_in(HANDOVER_TABLE, ifaces, claims).map_err(|e| e.to_string())?;
+) -> Result<String, NftError> {
+    let text = nft::ruleset_in(HANDOVER_TABLE, ifaces, claims)?;
     Ok(text.replace(
         "policy accept;\n",
         &format!("policy accept;\n\t\tmeta time >= {until_unix} accept\n"),
@@ -197,7 +197,7 @@ pub fn drop_table_text(
 
 /// Step 1: the hand-over table dropping what `set` claims on `ifaces`
 /// for [`HANDOVER_WINDOW`].
-pub fn install_drop_table(ifaces: &[String], set: &ClassSet) -> Result<(), String> {
+pub fn install_drop_table(ifaces: &[String], set: &ClassSet) -> Result<(), NftError> {
     let fwmark = crate::classes::fwmark_matches(&set.fwmark);
     let claims = nft::Claims {
         services: &set.services,
@@ -209,12 +209,12 @@ pub fn install_drop_table(ifaces: &[String], set: &ClassSet) -> Result<(), Strin
         .map_or(0, |d| d.as_secs())
         + HANDOVER_WINDOW.as_secs();
     let text = drop_table_text(&nft_interfaces(ifaces), &claims, until)?;
-    nft::apply(&text).map_err(|e| e.to_string())
+    nft::apply(&text)
 }
 
 /// Delete the hand-over table (nothing if there is none).
-pub fn remove_drop_table() -> Result<(), String> {
-    nft::apply(&nft::delete_ruleset_in(HANDOVER_TABLE)).map_err(|e| e.to_string())
+pub fn remove_drop_table() -> Result<(), NftError> {
+    nft::apply(&nft::delete_ruleset_in(HANDOVER_TABLE))
 }
 
 /// Whether the hand-over table exists.
@@ -233,7 +233,7 @@ pub fn save(
     engines: &crate::engines::Engines,
     ifaces: &[String],
     path: &Path,
-) -> Result<usize, String> {
+) -> Result<usize, SaveError> {
     if let Err(e) = install_drop_table(ifaces, &class_set(&engines.first())) {
         // Without it the gap may reset connections; the table is still
         // worth saving (a quick restart loses few packets).
@@ -248,7 +248,10 @@ pub fn save(
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     let bytes = encode(&entries, now);
-    write_atomically(path, &bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+    write_atomically(path, &bytes).map_err(|source| SaveError {
+        path: path.to_path_buf(),
+        source,
+    })?;
     Ok(entries.len())
 }
 
@@ -343,6 +346,14 @@ mod tests {
         assert_eq!(
             restore(&mut e, &bytes, 1000 + 601, now),
             Err(RestoreError::TooOld(601))
+        );
+        assert_eq!(
+            RestoreError::TooOld(601).to_string(),
+            "written 601 s ago, more than 600 s: not taken back"
+        );
+        assert_eq!(
+            RestoreError::Format("no magic").to_string(),
+            "not a connection-state file (no magic)"
         );
         assert!(restore(&mut e, b"junk", 0, now).is_err());
         assert!(restore(&mut e, &bytes[..bytes.len() - 3], 1000, now).is_err());

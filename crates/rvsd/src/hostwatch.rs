@@ -116,7 +116,7 @@ fn read_host() -> (Vec<Chain>, Vec<String>) {
     if let Some(j) = nft {
         match hostmarks::parse_nft_json(&j) {
             Ok(c) => chains.extend(c),
-            Err(e) => errors.push(e),
+            Err(e) => errors.push(e.to_string()),
         }
     }
     (chains, errors)

@@ -134,7 +134,7 @@ pub fn inject_stall(site: &str, since: std::time::Instant) {
 /// WATCHDOG=1 every half period while every data-plane worker's loop keeps
 /// turning; a worker stuck for a whole period stops the pings, so systemd
 /// kills rvsd and restarts it (`Restart=on-failure`). Logged once.
-fn spawn_watchdog(shared: Arc<server::Shared>) -> Result<(), String> {
+fn spawn_watchdog(shared: Arc<server::Shared>) -> std::io::Result<()> {
     // As libsystemd's sd_watchdog_enabled(): $WATCHDOG_USEC, for this
     // process if $WATCHDOG_PID names one (sd-notify's version requires it).
     let usec: u64 = match std::env::var("WATCHDOG_USEC")
@@ -178,8 +178,7 @@ fn spawn_watchdog(shared: Arc<server::Shared>) -> Result<(), String> {
                 last = now;
                 std::thread::sleep(period);
             }
-        })
-        .map_err(|e| format!("cannot start a thread: {e}"))?;
+        })?;
     tracing::info!(
         "systemd watchdog on: WATCHDOG=1 every {:.1} s while every worker turns",
         period.as_secs_f64()
@@ -202,9 +201,9 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> u8 {
             log::init(o.log_level.map(log::LogLevel::name));
             match serve(o) {
                 Ok(()) => 0,
-                Err((code, msg)) => {
-                    tracing::error!("{msg}");
-                    code
+                Err(e) => {
+                    tracing::error!("{e}");
+                    e.exit_code()
                 }
             }
         }
@@ -245,16 +244,67 @@ fn holder_of(endpoint: &Endpoint) -> String {
     }
 }
 
-fn serve(o: Options) -> Result<(), (u8, String)> {
+/// Why rvsd could not start (or go on serving): the message it logs
+/// before leaving with [`exit_code`](Self::exit_code).
+#[derive(Debug, thiserror::Error)]
+enum ServeError {
+    #[error("cannot list interfaces: {0}")]
+    ListInterfaces(#[source] std::io::Error),
+    #[error("--interface {0}: no such interface in this network namespace")]
+    NoSuchInterface(String),
+    #[error("--group {0}: no such group in /etc/group")]
+    NoSuchGroup(String),
+    #[error("cannot read /dev/urandom: {0}")]
+    Random(#[source] std::io::Error),
+    #[error("cannot install signal handlers: {0}")]
+    Signals(#[source] std::io::Error),
+    #[error(transparent)]
+    Rules(#[from] rules::RulesError),
+    #[error("RVSD_ENGINES={0}: expected `shared` or `per-worker`")]
+    Engines(String),
+    #[error("--io {mode}: {source}")]
+    Open {
+        mode: &'static str,
+        #[source]
+        source: Box<dataplane::OpenError>,
+    },
+    #[error("cannot listen on {endpoint}: {why}")]
+    Listen { endpoint: Endpoint, why: String },
+    #[error("cannot start a thread: {0}")]
+    Thread(#[source] std::io::Error),
+    #[error(transparent)]
+    Metrics(#[from] server::MetricsError),
+    #[error(transparent)]
+    DataPlane(#[from] dataplane::SpawnError),
+}
+
+impl ServeError {
+    /// [`EXIT_USAGE`] for what the command line (or the rules file) asks
+    /// for, [`EXIT_FAILURE`] for what the system refuses.
+    fn exit_code(&self) -> u8 {
+        match self {
+            ServeError::NoSuchInterface(_)
+            | ServeError::NoSuchGroup(_)
+            | ServeError::Rules(_)
+            | ServeError::Engines(_) => EXIT_USAGE,
+            ServeError::ListInterfaces(_)
+            | ServeError::Random(_)
+            | ServeError::Signals(_)
+            | ServeError::Open { .. }
+            | ServeError::Listen { .. }
+            | ServeError::Thread(_)
+            | ServeError::Metrics(_)
+            | ServeError::DataPlane(_) => EXIT_FAILURE,
+        }
+    }
+}
+
+fn serve(o: Options) -> Result<(), ServeError> {
     let interfaces = if o.interfaces.is_empty() {
-        system::default_interfaces()
-            .map_err(|e| (EXIT_FAILURE, format!("cannot list interfaces: {e}")))?
+        system::default_interfaces().map_err(ServeError::ListInterfaces)?
     } else {
         if let Some(bad) = o.interfaces.iter().find(|i| !system::interface_exists(i)) {
-            return Err((
-                EXIT_USAGE,
-                format!("--interface {bad}: no such interface in this network namespace"),
-            ));
+            return Err(ServeError::NoSuchInterface(bad.clone()));
         }
         o.interfaces.clone()
     };
@@ -262,17 +312,14 @@ fn serve(o: Options) -> Result<(), (u8, String)> {
         None => None,
         Some(name) => {
             let file = std::fs::read_to_string("/etc/group").unwrap_or_default();
-            Some(auth::resolve_group(name, &file).ok_or_else(|| {
-                (
-                    EXIT_USAGE,
-                    format!("--group {name}: no such group in /etc/group"),
-                )
-            })?)
+            Some(
+                auth::resolve_group(name, &file)
+                    .ok_or_else(|| ServeError::NoSuchGroup(name.clone()))?,
+            )
         }
     };
     let policy = auth::Policy::current(group);
-    let hash_key = system::random_hash_key()
-        .map_err(|e| (EXIT_FAILURE, format!("cannot read /dev/urandom: {e}")))?;
+    let hash_key = system::random_hash_key().map_err(ServeError::Random)?;
     let engine = Engine::new(EngineConfig {
         hash_key,
         max_conns: o.max_conns,
@@ -284,22 +331,18 @@ fn serve(o: Options) -> Result<(), (u8, String)> {
 
     exit_on_panic();
     // Signals are caught from here on; they take effect once serving starts.
-    let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP])
-        .map_err(|e| (EXIT_FAILURE, format!("cannot install signal handlers: {e}")))?;
+    let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP]).map_err(ServeError::Signals)?;
 
     if let Some(path) = &o.rules {
-        let n = rules::load(&mut state, path, clock.now()).map_err(|m| (EXIT_USAGE, m))?;
+        let n = rules::load(&mut state, path, clock.now())?;
         tracing::info!("loaded {n} rules from {}", path.display());
     }
     let engine_mode = match o.engines {
         Some(m) => m,
         None => match std::env::var("RVSD_ENGINES") {
-            Ok(v) if !v.is_empty() => engines::EngineMode::parse(&v).ok_or_else(|| {
-                (
-                    EXIT_USAGE,
-                    format!("RVSD_ENGINES={v}: expected `shared` or `per-worker`"),
-                )
-            })?,
+            Ok(v) if !v.is_empty() => {
+                engines::EngineMode::parse(&v).ok_or_else(|| ServeError::Engines(v.clone()))?
+            }
             _ => engines::EngineMode::Shared,
         },
     };
@@ -316,7 +359,10 @@ fn serve(o: Options) -> Result<(), (u8, String)> {
                 engine_mode,
                 &mut state,
             )
-            .map_err(|m| (EXIT_FAILURE, format!("--io {}: {m}", mode.name())))?,
+            .map_err(|e| ServeError::Open {
+                mode: mode.name(),
+                source: Box::new(e),
+            })?,
         ),
     };
     if let Some(path) = &o.conn_state {
@@ -333,7 +379,10 @@ fn serve(o: Options) -> Result<(), (u8, String)> {
         } else {
             e.to_string()
         };
-        (EXIT_FAILURE, format!("cannot listen on {endpoint}: {why}"))
+        ServeError::Listen {
+            endpoint: endpoint.clone(),
+            why,
+        }
     })?;
     let _socket_file = SocketFile(match &endpoint {
         Endpoint::Path(p) => Some(p.clone()),
@@ -382,19 +431,15 @@ fn serve(o: Options) -> Result<(), (u8, String)> {
                     break;
                 }
             })
-            .map_err(|e| (EXIT_FAILURE, format!("cannot start a thread: {e}")))?;
+            .map_err(ServeError::Thread)?;
     }
-    server::spawn_housekeeping(Arc::clone(&shared))
-        .map_err(|e| (EXIT_FAILURE, format!("cannot start a thread: {e}")))?;
-    syncd::spawn(Arc::clone(&shared))
-        .map_err(|e| (EXIT_FAILURE, format!("cannot start a thread: {e}")))?;
+    server::spawn_housekeeping(Arc::clone(&shared)).map_err(ServeError::Thread)?;
+    syncd::spawn(Arc::clone(&shared)).map_err(ServeError::Thread)?;
     if o.fwmark_from_host {
-        hostwatch::spawn(Arc::clone(&shared))
-            .map_err(|e| (EXIT_FAILURE, format!("cannot start a thread: {e}")))?;
+        hostwatch::spawn(Arc::clone(&shared)).map_err(ServeError::Thread)?;
     }
     if let Some(addr) = o.metrics {
-        server::spawn_metrics(Arc::clone(&shared), addr, o.metrics_labels.clone())
-            .map_err(|e| (EXIT_FAILURE, e))?;
+        server::spawn_metrics(Arc::clone(&shared), addr, o.metrics_labels.clone())?;
         tracing::info!("metrics at http://{addr}/metrics");
     }
 
@@ -422,10 +467,7 @@ fn serve(o: Options) -> Result<(), (u8, String)> {
                 dp.backend().name(),
                 dp.describe()
             );
-            Some(
-                dp.spawn(Arc::clone(&shared))
-                    .map_err(|e| (EXIT_FAILURE, e))?,
-            )
+            Some(dp.spawn(Arc::clone(&shared))?)
         }
     };
     // A previous rvsd's restart hand-over table: this data plane claims
@@ -458,7 +500,7 @@ fn serve(o: Options) -> Result<(), (u8, String)> {
     ) {
         tracing::warn!("cannot tell systemd it is ready: {e}");
     }
-    spawn_watchdog(Arc::clone(&shared)).map_err(|e| (EXIT_FAILURE, e))?;
+    spawn_watchdog(Arc::clone(&shared)).map_err(ServeError::Thread)?;
     server::accept_loop(&listener, &shared);
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     // A clean stop with --conn-state hands the connections over to the
@@ -488,3 +530,35 @@ fn serve(o: Options) -> Result<(), (u8, String)> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod serve_error_tests {
+    use super::*;
+
+    #[test]
+    fn texts_and_exit_codes() {
+        let e = ServeError::NoSuchInterface("eth9".into());
+        assert_eq!(
+            e.to_string(),
+            "--interface eth9: no such interface in this network namespace"
+        );
+        assert_eq!(e.exit_code(), EXIT_USAGE);
+        let e = ServeError::Open {
+            mode: "auto",
+            source: Box::new(dataplane::OpenError::UnknownInterface("eth0".into())),
+        };
+        assert_eq!(
+            e.to_string(),
+            "--io auto: eth0: interface not found by the resolver"
+        );
+        assert_eq!(e.exit_code(), EXIT_FAILURE);
+        let e = ServeError::Engines("both".into());
+        assert_eq!(
+            e.to_string(),
+            "RVSD_ENGINES=both: expected `shared` or `per-worker`"
+        );
+        assert_eq!(e.exit_code(), EXIT_USAGE);
+        let e = ServeError::Thread(std::io::Error::other("no"));
+        assert_eq!(e.to_string(), "cannot start a thread: no");
+    }
+}

@@ -218,12 +218,59 @@ impl FastPathMode {
     }
 
     /// Parse `off`, `on` or `all` (`what` names the source in the error).
-    pub fn parse(v: &str, what: &str) -> Result<Self, String> {
+    pub fn parse(v: &str, what: &'static str) -> Result<Self, UsageError> {
         match v {
             "off" => Ok(FastPathMode::Off),
             "on" => Ok(FastPathMode::On),
             "all" => Ok(FastPathMode::All),
-            _ => Err(format!("{what} {v}: expected `on`, `off` or `all`")),
+            _ => Err(UsageError::expected(what, v, "`on`, `off` or `all`")),
+        }
+    }
+}
+
+/// A bad command line (or `RVSD_FAST_PATH`): the message printed after
+/// `rvsd: `, before the pointer to `--help`.
+#[derive(Debug, thiserror::Error)]
+pub enum UsageError {
+    /// What lexopt refuses: an unknown option, a missing value...
+    #[error(transparent)]
+    Args(#[from] lexopt::Error),
+    /// A value that is not UTF-8 (`what`: the option or variable).
+    #[error("{0}: not valid UTF-8")]
+    NotUtf8(&'static str),
+    /// An empty value.
+    #[error("{0}: empty value")]
+    Empty(&'static str),
+    /// A value not among those accepted.
+    #[error("{option} {value}: expected {expected}")]
+    Expected {
+        /// The option (or variable).
+        option: &'static str,
+        /// The value given.
+        value: String,
+        /// What is accepted.
+        expected: String,
+    },
+    /// `--metrics-backend-labels` not UTF-8.
+    #[error("--metrics-backend-labels: not UTF-8")]
+    LabelsNotUtf8,
+    /// `--metrics-backend-labels` with unknown labels.
+    #[error("--metrics-backend-labels {value}: {source}")]
+    Labels {
+        /// The value given.
+        value: String,
+        /// The labels not known.
+        #[source]
+        source: crate::metrics::UnknownLabels,
+    },
+}
+
+impl UsageError {
+    fn expected(option: &'static str, value: &str, expected: impl Into<String>) -> UsageError {
+        UsageError::Expected {
+            option,
+            value: value.to_string(),
+            expected: expected.into(),
         }
     }
 }
@@ -268,7 +315,7 @@ pub enum Command {
 }
 
 /// Parse the arguments (without the program name).
-pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String> {
+pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageError> {
     parse_with_env(args, std::env::var_os("RVSD_FAST_PATH"))
 }
 
@@ -276,147 +323,162 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String
 pub fn parse_with_env(
     args: impl IntoIterator<Item = OsString>,
     fast_path_env: Option<OsString>,
-) -> Result<Command, String> {
+) -> Result<Command, UsageError> {
     use lexopt::prelude::*;
     let mut p = lexopt::Parser::from_args(args);
     let mut o = Options::default();
     if let Some(v) = fast_path_env {
         let v = v
             .into_string()
-            .map_err(|_| "RVSD_FAST_PATH: not valid UTF-8".to_string())?;
+            .map_err(|_| UsageError::NotUtf8("RVSD_FAST_PATH"))?;
         o.fast_path = FastPathMode::parse(&v, "RVSD_FAST_PATH")?;
     }
-    let text = |v: OsString, what: &str| {
+    let text = |v: OsString, what: &'static str| {
         v.into_string()
-            .map_err(|_| format!("{what}: not valid UTF-8"))
+            .map_err(|_| UsageError::NotUtf8(what))
             .and_then(|s| {
                 if s.is_empty() {
-                    Err(format!("{what}: empty value"))
+                    Err(UsageError::Empty(what))
                 } else {
                     Ok(s)
                 }
             })
     };
-    while let Some(arg) = p.next().map_err(|e| e.to_string())? {
+    while let Some(arg) = p.next()? {
         match arg {
             Long("socket") => {
-                let v = text(p.value().map_err(|e| e.to_string())?, "--socket")?;
+                let v = text(p.value()?, "--socket")?;
                 o.socket = Some(Endpoint::parse(&v));
             }
             Long("interface") => {
-                let v = text(p.value().map_err(|e| e.to_string())?, "--interface")?;
+                let v = text(p.value()?, "--interface")?;
                 if !o.interfaces.contains(&v) {
                     o.interfaces.push(v);
                 }
             }
             Long("rules") => {
-                let v = p.value().map_err(|e| e.to_string())?;
+                let v = p.value()?;
                 if v.is_empty() {
-                    return Err("--rules: empty value".into());
+                    return Err(UsageError::Empty("--rules"));
                 }
                 o.rules = Some(PathBuf::from(v));
             }
             Long("save") => {
-                let v = p.value().map_err(|e| e.to_string())?;
+                let v = p.value()?;
                 if v.is_empty() {
-                    return Err("--save: empty value".into());
+                    return Err(UsageError::Empty("--save"));
                 }
                 o.save = Some(PathBuf::from(v));
             }
             Long("engines") => {
-                let v = text(p.value().map_err(|e| e.to_string())?, "--engines")?;
-                o.engines =
-                    Some(crate::engines::EngineMode::parse(&v).ok_or_else(|| {
-                        format!("--engines {v}: expected `shared` or `per-worker`")
-                    })?);
+                let v = text(p.value()?, "--engines")?;
+                o.engines = Some(crate::engines::EngineMode::parse(&v).ok_or_else(|| {
+                    UsageError::expected("--engines", &v, "`shared` or `per-worker`")
+                })?);
             }
             Long("conn-state") => {
-                let v = p.value().map_err(|e| e.to_string())?;
+                let v = p.value()?;
                 if v.is_empty() {
-                    return Err("--conn-state: empty value".into());
+                    return Err(UsageError::Empty("--conn-state"));
                 }
                 o.conn_state = Some(PathBuf::from(v));
             }
             Long("io") => {
-                let v = text(p.value().map_err(|e| e.to_string())?, "--io")?;
+                let v = text(p.value()?, "--io")?;
                 o.io = match v.as_str() {
                     "none" => IoMode::None,
                     "xdp" => IoMode::Xdp,
                     "packet" => IoMode::Packet,
                     "auto" => IoMode::Auto,
                     _ => {
-                        return Err(format!(
-                            "--io {v}: expected `auto`, `xdp`, `packet` or `none`"
+                        return Err(UsageError::expected(
+                            "--io",
+                            &v,
+                            "`auto`, `xdp`, `packet` or `none`",
                         ));
                     }
                 };
             }
             Long("fwmark-source") => {
-                let v = text(p.value().map_err(|e| e.to_string())?, "--fwmark-source")?;
+                let v = text(p.value()?, "--fwmark-source")?;
                 o.fwmark_from_host = match v.as_str() {
                     "host" => true,
                     "rvs" => false,
-                    _ => return Err(format!("--fwmark-source {v}: expected `host` or `rvs`")),
+                    _ => {
+                        return Err(UsageError::expected(
+                            "--fwmark-source",
+                            &v,
+                            "`host` or `rvs`",
+                        ));
+                    }
                 };
             }
             Long("fast-path") => {
-                let v = text(p.value().map_err(|e| e.to_string())?, "--fast-path")?;
+                let v = text(p.value()?, "--fast-path")?;
                 o.fast_path = FastPathMode::parse(&v, "--fast-path")?;
             }
             Long("fast-path-entries") => {
-                let v = text(p.value().map_err(|e| e.to_string())?, "--fast-path-entries")?;
+                let v = text(p.value()?, "--fast-path-entries")?;
                 o.fast_path_entries = match v.parse::<u32>() {
                     Ok(n) if (1..=FAST_PATH_ENTRIES_MAX).contains(&n) => n,
                     _ => {
-                        return Err(format!(
-                            "--fast-path-entries {v}: expected a number from 1 to \
-                             {FAST_PATH_ENTRIES_MAX}"
+                        return Err(UsageError::expected(
+                            "--fast-path-entries",
+                            &v,
+                            format!("a number from 1 to {FAST_PATH_ENTRIES_MAX}"),
                         ));
                     }
                 };
             }
             Long("group") => {
-                o.group = Some(text(p.value().map_err(|e| e.to_string())?, "--group")?);
+                o.group = Some(text(p.value()?, "--group")?);
             }
             Long("max-conns") => {
-                let v = text(p.value().map_err(|e| e.to_string())?, "--max-conns")?;
+                let v = text(p.value()?, "--max-conns")?;
                 o.max_conns = match v.parse::<usize>() {
                     Ok(n) if MAX_CONNS_RANGE.contains(&n) => n,
                     _ => {
-                        return Err(format!(
-                            "--max-conns {v}: expected a number from {} to {}",
-                            MAX_CONNS_RANGE.start(),
-                            MAX_CONNS_RANGE.end()
+                        return Err(UsageError::expected(
+                            "--max-conns",
+                            &v,
+                            format!(
+                                "a number from {} to {}",
+                                MAX_CONNS_RANGE.start(),
+                                MAX_CONNS_RANGE.end()
+                            ),
                         ));
                     }
                 };
             }
             Long("metrics") => {
-                let v = text(p.value().map_err(|e| e.to_string())?, "--metrics")?;
+                let v = text(p.value()?, "--metrics")?;
                 o.metrics = Some(v.parse().map_err(|_| {
-                    format!("--metrics {v}: expected ADDR:PORT (e.g. 127.0.0.1:9876, [::1]:9876)")
+                    UsageError::expected(
+                        "--metrics",
+                        &v,
+                        "ADDR:PORT (e.g. 127.0.0.1:9876, [::1]:9876)",
+                    )
                 })?);
             }
             Long("metrics-backend-labels") => {
-                let v = p.value().map_err(|e| e.to_string())?;
-                let v = v
-                    .into_string()
-                    .map_err(|_| "--metrics-backend-labels: not UTF-8".to_string())?;
+                let v = p.value()?;
+                let v = v.into_string().map_err(|_| UsageError::LabelsNotUtf8)?;
                 o.metrics_labels = crate::metrics::BackendLabels::parse(&v)
-                    .map_err(|e| format!("--metrics-backend-labels {v}: {e}"))?;
+                    .map_err(|source| UsageError::Labels { value: v, source })?;
             }
             Long("log-level") => {
-                let v = text(p.value().map_err(|e| e.to_string())?, "--log-level")?;
+                let v = text(p.value()?, "--log-level")?;
                 o.log_level = Some(crate::log::LogLevel::parse(&v).ok_or_else(|| {
-                    format!(
-                        "--log-level {v}: expected one of {}",
-                        crate::log::LEVELS.join(", ")
+                    UsageError::expected(
+                        "--log-level",
+                        &v,
+                        format!("one of {}", crate::log::LEVELS.join(", ")),
                     )
                 })?);
             }
             Short('h') | Long("help") => return Ok(Command::Help),
             Short('V') | Short('v') | Long("version") => return Ok(Command::Version),
-            _ => return Err(arg.unexpected().to_string()),
+            _ => return Err(arg.unexpected().into()),
         }
     }
     Ok(Command::Run(o))
@@ -431,7 +493,7 @@ mod tests {
     }
 
     /// `parse` as if `RVSD_FAST_PATH` were unset.
-    fn parse(a: Vec<OsString>) -> Result<Command, String> {
+    fn parse(a: Vec<OsString>) -> Result<Command, UsageError> {
         parse_with_env(a, None)
     }
 
@@ -583,7 +645,9 @@ mod tests {
                 ..Options::default()
             })
         );
-        let e = parse_with_env(args(&[]), env("maybe")).unwrap_err();
+        let e = parse_with_env(args(&[]), env("maybe"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("RVSD_FAST_PATH maybe"), "{e}");
         assert!(parse(args(&["--fast-path", "fast"])).is_err());
         assert_eq!(
@@ -593,8 +657,31 @@ mod tests {
                 ..Options::default()
             })
         );
+        let text = |a: &[&str]| parse(args(a)).unwrap_err().to_string();
+        assert_eq!(
+            text(&["--io", "dpdk"]),
+            "--io dpdk: expected `auto`, `xdp`, `packet` or `none`"
+        );
+        assert_eq!(text(&["--rules", ""]), "--rules: empty value");
+        assert_eq!(text(&["--interface", ""]), "--interface: empty value");
+        assert_eq!(
+            text(&["--max-conns", "1"]),
+            "--max-conns 1: expected a number from 1024 to 268435456"
+        );
+        assert_eq!(
+            text(&["--fast-path-entries", "0"]),
+            "--fast-path-entries 0: expected a number from 1 to 16777216"
+        );
+        assert_eq!(
+            text(&["--metrics-backend-labels", "bogus"]),
+            "--metrics-backend-labels bogus: unknown IPVS backend labels: \"bogus\" \
+             (known: local_address,local_port,remote_address,remote_port,proto,local_mark)"
+        );
+        assert_eq!(text(&["--bogus"]), "invalid option '--bogus'");
         for bad in ["0", "-1", "x", "16777217"] {
-            let e = parse(args(&["--fast-path-entries", bad])).unwrap_err();
+            let e = parse(args(&["--fast-path-entries", bad]))
+                .unwrap_err()
+                .to_string();
             assert!(e.contains("--fast-path-entries"), "{e}");
         }
     }

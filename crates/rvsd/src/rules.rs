@@ -10,7 +10,8 @@
 //! firewall-mark rules; they are applied in the same batch, before the
 //! ipvsadm lines, so `{ rvs fwmark save; rvsadm -S; } > FILE` round-trips.
 
-use std::path::Path;
+use std::io;
+use std::path::{Path, PathBuf};
 
 use rvs_core::Instant;
 use rvs_proto::fwmark::FwmarkSpec;
@@ -63,13 +64,68 @@ pub fn parse(text: &str) -> Result<Rules, (usize, String)> {
     Ok(Rules { fwmark, batch })
 }
 
-/// Load `path` into `state`, all or nothing. On error, the message to print
-/// after `rvsd: ` (`FILE line N: reason`). On success, the number of lines applied.
-pub fn load(state: &mut State, path: &Path, now: Instant) -> Result<usize, String> {
-    let shown = path.display();
-    let text = std::fs::read(path).map_err(|e| format!("{shown}: cannot read: {e}"))?;
-    let text = String::from_utf8(text).map_err(|_| format!("{shown}: not valid UTF-8"))?;
-    let rules = parse(&text).map_err(|(line, reason)| format!("{shown} line {line}: {reason}"))?;
+/// Why a rules file was not loaded; its text is the message to print
+/// after `rvsd: ` (`FILE line N: reason`).
+#[derive(Debug, thiserror::Error)]
+pub enum RulesError {
+    /// The file could not be read.
+    #[error("{}: cannot read: {source}", .path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// The file is not UTF-8.
+    #[error("{}: not valid UTF-8", .path.display())]
+    Utf8 {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A line is bad, or was refused when applied.
+    #[error("{} line {line}: {reason}", .path.display())]
+    Line {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// Why.
+        reason: String,
+    },
+    /// The batch was refused, at no line in particular.
+    #[error("{}: {reason}", .path.display())]
+    Refused {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The engine answered with something other than OK or an error.
+    #[error("{}: unexpected reply {reply:?}", .path.display())]
+    Unexpected {
+        /// The file.
+        path: PathBuf,
+        /// The reply.
+        reply: Box<Reply>,
+    },
+}
+
+/// Load `path` into `state`, all or nothing. On success, the number of
+/// lines applied.
+pub fn load(state: &mut State, path: &Path, now: Instant) -> Result<usize, RulesError> {
+    let text = std::fs::read(path).map_err(|source| RulesError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let text = String::from_utf8(text).map_err(|_| RulesError::Utf8 {
+        path: path.to_path_buf(),
+    })?;
+    let rules = parse(&text).map_err(|(line, reason)| RulesError::Line {
+        path: path.to_path_buf(),
+        line,
+        reason,
+    })?;
     let n = rules.fwmark.len() + rules.batch.len();
     match state.load_rules(&rules.fwmark, &rules.batch, now) {
         Reply::Ok => Ok(n),
@@ -80,12 +136,16 @@ pub fn load(state: &mut State, path: &Path, now: Instant) -> Result<usize, Strin
             } else {
                 rvsadm::strerror::for_reply(&e)
             };
+            let path = path.to_path_buf();
             Err(match e.line {
-                Some(line) => format!("{shown} line {line}: {reason}"),
-                None => format!("{shown}: {reason}"),
+                Some(line) => RulesError::Line { path, line, reason },
+                None => RulesError::Refused { path, reason },
             })
         }
-        other => Err(format!("{shown}: unexpected reply {other:?}")),
+        other => Err(RulesError::Unexpected {
+            path: path.to_path_buf(),
+            reply: Box::new(other),
+        }),
     }
 }
 
@@ -120,7 +180,7 @@ mod tests {
     fn loads_a_saved_table() {
         let mut s = state();
         let p = write("good", &format!("# saved\n\n{SAVED}"));
-        assert_eq!(load(&mut s, &p, Instant::ZERO), Ok(7));
+        assert_eq!(load(&mut s, &p, Instant::ZERO).unwrap(), 7);
         let _ = std::fs::remove_file(&p);
         let l = s.services();
         assert_eq!(l.len(), 4);
@@ -145,15 +205,25 @@ mod tests {
             "badsyntax",
             "-A -t 10.0.0.1:80 -s rr\n-A -t 10.0.0.2:80 -w\n",
         );
-        let e = load(&mut s, &p, Instant::ZERO).unwrap_err();
+        let e = load(&mut s, &p, Instant::ZERO).unwrap_err().to_string();
         assert!(e.starts_with(&format!("{} line 2: ", p.display())), "{e}");
         let p2 = write("dup", "-A -t 10.0.0.1:80 -s rr\n-A -t 10.0.0.1:80 -s rr\n");
-        let e = load(&mut s, &p2, Instant::ZERO).unwrap_err();
+        let e = load(&mut s, &p2, Instant::ZERO).unwrap_err().to_string();
         assert_eq!(
             e,
             format!("{} line 2: Service already exists", p2.display())
         );
         assert!(s.services().is_empty(), "nothing applied");
+        let p3 = write("utf8", "-A -t 10.0.0.1:80 -s rr\n");
+        std::fs::write(&p3, b"\xff\n").unwrap();
+        let e = load(&mut s, &p3, Instant::ZERO).unwrap_err().to_string();
+        assert_eq!(e, format!("{}: not valid UTF-8", p3.display()));
+        let _ = std::fs::remove_file(&p3);
+        let e = load(&mut s, &p3, Instant::ZERO).unwrap_err().to_string();
+        assert!(
+            e.starts_with(&format!("{}: cannot read: ", p3.display())),
+            "{e}"
+        );
         let _ = std::fs::remove_file(&p);
         let _ = std::fs::remove_file(&p2);
     }
@@ -169,7 +239,7 @@ rvs fwmark add -d 122.161.1.100/32 -p tcp --dport 80,443 -i eth0 --set-mark 10
 rvs fwmark add -d 2001:db8::/64 --set-mark 11
 ";
         let p = write("fwmark", text);
-        assert_eq!(load(&mut s, &p, Instant::ZERO), Ok(4));
+        assert_eq!(load(&mut s, &p, Instant::ZERO).unwrap(), 4);
         let rules = s.fwmark_rules();
         let shown: Vec<String> = rules.iter().map(ToString::to_string).collect();
         assert_eq!(
@@ -213,7 +283,7 @@ rvs fwmark add -d 2001:db8::/64 --set-mark 11
             let mut s = state();
             s.set_ifindex_of(|n| (n == "eth0").then_some(2));
             let p = write(name, text);
-            let e = load(&mut s, &p, Instant::ZERO).unwrap_err();
+            let e = load(&mut s, &p, Instant::ZERO).unwrap_err().to_string();
             assert!(
                 e.starts_with(&format!("{} line {line}: ", p.display())) && e.contains(want),
                 "{name}: {e}"

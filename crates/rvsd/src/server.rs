@@ -229,7 +229,7 @@ impl Shared {
     /// `Err` with the reason when the data plane failed to take it or did
     /// not confirm it in time: the change is in the table, but not (yet)
     /// in the filter, and the caller must hear so.
-    fn wait_synced(&self, generation: u64) -> Result<(), String> {
+    fn wait_synced(&self, generation: u64) -> Result<(), NotSynced> {
         if !self.dataplane.load(Ordering::Acquire) {
             return Ok(());
         }
@@ -242,17 +242,10 @@ impl Shared {
             if let Some((g, why)) = &*self.sync_failed.lock().unwrap_or_else(|e| e.into_inner())
                 && *g >= generation
             {
-                return Err(format!(
-                    "rvsd's table has the change, but its data plane could not take it: {why}; \
-                     it keeps retrying (see rvs dataplane); undo the change or fix the cause"
-                ));
+                return Err(NotSynced::Refused(why.clone()));
             }
             if start.elapsed() >= SYNC_WAIT {
-                return Err(format!(
-                    "rvsd's table has the change, but its data plane has not confirmed it \
-                     after {} s (table generation {generation}, data plane at {synced})",
-                    SYNC_WAIT.as_secs()
-                ));
+                return Err(NotSynced::Timeout { generation, synced });
             }
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
@@ -683,7 +676,7 @@ pub fn serve_connection(stream: UnixStream, shared: &Shared) {
                                 "change by uid {} (pid {}) not acknowledged: {why}",
                                 peer.uid, peer.pid
                             );
-                            Failure::explained(EIO, why).reply(None, None)
+                            Failure::explained(EIO, why.to_string()).reply(None, None)
                         } else {
                             reply
                         }
@@ -795,9 +788,9 @@ pub fn spawn_metrics(
     shared: Arc<Shared>,
     addr: std::net::SocketAddr,
     labels: crate::metrics::BackendLabels,
-) -> Result<(), String> {
-    let server = tiny_http::Server::http(addr)
-        .map_err(|e| format!("--metrics {addr}: cannot listen: {e}"))?;
+) -> Result<(), MetricsError> {
+    let server =
+        tiny_http::Server::http(addr).map_err(|source| MetricsError::Listen { addr, source })?;
     std::thread::Builder::new()
         .name("metrics".into())
         .spawn(move || {
@@ -828,13 +821,75 @@ pub fn spawn_metrics(
                 let _ = req.respond(response);
             }
         })
-        .map_err(|e| format!("cannot start a thread: {e}"))?;
+        .map_err(MetricsError::Thread)?;
     Ok(())
+}
+
+/// Why a change was not acknowledged: it is in the table, but not (yet)
+/// in the data plane's filter ([`Shared::wait_synced`]).
+#[derive(Debug, thiserror::Error)]
+pub enum NotSynced {
+    /// The data plane failed to take it (why), and keeps retrying.
+    #[error(
+        "rvsd's table has the change, but its data plane could not take it: {0}; \
+         it keeps retrying (see rvs dataplane); undo the change or fix the cause"
+    )]
+    Refused(String),
+    /// Not confirmed within [`SYNC_WAIT`].
+    #[error(
+        "rvsd's table has the change, but its data plane has not confirmed it \
+         after {wait} s (table generation {generation}, data plane at {synced})",
+        wait = SYNC_WAIT.as_secs()
+    )]
+    Timeout {
+        /// The table's generation with the change.
+        generation: u64,
+        /// The generation the data plane holds.
+        synced: u64,
+    },
+}
+
+/// Why [`spawn_metrics`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum MetricsError {
+    /// The address could not be bound.
+    #[error("--metrics {addr}: cannot listen: {source}")]
+    Listen {
+        /// The address asked for.
+        addr: std::net::SocketAddr,
+        /// Why.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The thread could not be started.
+    #[error("cannot start a thread: {0}")]
+    Thread(#[source] io::Error),
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn not_synced_texts() {
+        assert_eq!(
+            NotSynced::Refused("map full".into()).to_string(),
+            "rvsd's table has the change, but its data plane could not take it: map full; \
+             it keeps retrying (see rvs dataplane); undo the change or fix the cause"
+        );
+        assert_eq!(
+            NotSynced::Timeout {
+                generation: 7,
+                synced: 5
+            }
+            .to_string(),
+            format!(
+                "rvsd's table has the change, but its data plane has not confirmed it \
+                 after {} s (table generation 7, data plane at 5)",
+                SYNC_WAIT.as_secs()
+            )
+        );
+    }
 
     #[test]
     fn which_requests_credit_the_fast_path() {

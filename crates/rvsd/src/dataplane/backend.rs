@@ -6,11 +6,13 @@ use std::os::fd::RawFd;
 
 use rvs_io::neigh::Resolver;
 use rvs_io::nft::{NftInterface, NftTable};
+use rvs_io::packet::PacketError;
 use rvs_io::packet::{PacketConfig, PacketSocket};
 use rvs_io::xdp::Classifier;
-use rvs_io::xsk::{FrameBuf, UmemConfig, Verdict, XskSocket};
+use rvs_io::xsk::{FrameBuf, UmemConfig, Verdict, XskError, XskSocket};
 
 use super::Backend;
+use super::error::OpenError;
 use crate::options::IoMode;
 
 /// What keeps the kernel from handling claimed frames.
@@ -55,6 +57,15 @@ pub(super) struct Port {
     pub(super) mtu: u32,
 }
 
+/// An error of a worker's socket, as its backend gave it.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum SockError {
+    #[error(transparent)]
+    Xsk(#[from] XskError),
+    #[error(transparent)]
+    Packet(#[from] PacketError),
+}
+
 /// A socket of a worker.
 #[derive(Debug)]
 pub(super) enum Sock {
@@ -67,10 +78,10 @@ impl Sock {
         &mut self,
         max: usize,
         f: impl FnMut(&mut FrameBuf<'_>) -> Verdict,
-    ) -> Result<usize, String> {
+    ) -> Result<usize, SockError> {
         match self {
-            Sock::Xsk(s) => s.rx_batch(max, f).map_err(|e| e.to_string()),
-            Sock::Packet(s) => s.rx_batch(max, f).map_err(|e| e.to_string()),
+            Sock::Xsk(s) => Ok(s.rx_batch(max, f)?),
+            Sock::Packet(s) => Ok(s.rx_batch(max, f)?),
         }
     }
 
@@ -81,10 +92,10 @@ impl Sock {
         }
     }
 
-    pub(super) fn flush(&mut self) -> Result<(), String> {
+    pub(super) fn flush(&mut self) -> Result<(), SockError> {
         match self {
-            Sock::Xsk(s) => s.flush().map_err(|e| e.to_string()),
-            Sock::Packet(s) => s.flush().map_err(|e| e.to_string()),
+            Sock::Xsk(s) => Ok(s.flush()?),
+            Sock::Packet(s) => Ok(s.flush()?),
         }
     }
 
@@ -132,20 +143,23 @@ pub(super) struct WorkerSocks {
 }
 
 /// RX queues of `name`, at least 1.
-fn queues_of(name: &str) -> Result<u32, String> {
+fn queues_of(name: &str) -> Result<u32, OpenError> {
     XskSocket::queue_count(name)
         .map(|n| n.max(1))
-        .map_err(|e| format!("{name}: cannot count RX queues: {e}"))
+        .map_err(|source| OpenError::Queues {
+            name: name.to_string(),
+            source,
+        })
 }
 
 /// The served ports, as the resolver knows them.
-pub(super) fn ports_of(resolver: &Resolver, interfaces: &[String]) -> Result<Vec<Port>, String> {
+pub(super) fn ports_of(resolver: &Resolver, interfaces: &[String]) -> Result<Vec<Port>, OpenError> {
     interfaces
         .iter()
         .map(|name| {
             let info = resolver
                 .interface_by_name(name)
-                .ok_or_else(|| format!("{name}: interface not found by the resolver"))?;
+                .ok_or_else(|| OpenError::UnknownInterface(name.clone()))?;
             Ok(Port {
                 ifindex: info.ifindex,
                 name: name.clone(),
@@ -161,9 +175,9 @@ pub(super) fn ports_of(resolver: &Resolver, interfaces: &[String]) -> Result<Vec
 /// the opener gave, and why (for the log).
 pub(super) fn choose<T>(
     mode: IoMode,
-    xdp: impl FnOnce() -> Result<T, String>,
-    packet: impl FnOnce() -> Result<T, String>,
-) -> Result<(Backend, T, String), String> {
+    xdp: impl FnOnce() -> Result<T, OpenError>,
+    packet: impl FnOnce() -> Result<T, OpenError>,
+) -> Result<(Backend, T, String), OpenError> {
     match mode {
         IoMode::Xdp => Ok((Backend::Xdp, xdp()?, "asked for (--io xdp)".into())),
         IoMode::Packet => Ok((Backend::Packet, packet()?, "asked for (--io packet)".into())),
@@ -179,13 +193,13 @@ pub(super) fn choose<T>(
                     t,
                     format!("--io auto: XDP is unavailable ({xdp_err}); using AF_PACKET"),
                 )),
-                Err(packet_err) => Err(format!(
-                    "no packet I/O works: xdp: {xdp_err}; packet: {packet_err} \
-                     (use --io none for the control plane only)"
-                )),
+                Err(packet_err) => Err(OpenError::NoBackend {
+                    xdp: Box::new(xdp_err),
+                    packet: Box::new(packet_err),
+                }),
             },
         },
-        IoMode::None => Err("--io none has no data plane".into()),
+        IoMode::None => Err(OpenError::NoDataPlane),
     }
 }
 
@@ -195,10 +209,10 @@ pub(super) fn choose<T>(
 pub(super) fn open_xdp(
     ports: &[Port],
     flow_entries: u32,
-) -> Result<(Filter, Vec<WorkerSocks>), String> {
+) -> Result<(Filter, Vec<WorkerSocks>), OpenError> {
     let names: Vec<String> = ports.iter().map(|p| p.name.clone()).collect();
-    let mut classifier = Classifier::attach_sized(&names, flow_entries)
-        .map_err(|e| format!("cannot attach the XDP classifier: {e}"))?;
+    let mut classifier =
+        Classifier::attach_sized(&names, flow_entries).map_err(OpenError::Attach)?;
     let n = ports.iter().map(|p| p.queues).max().unwrap_or(1).max(1);
     let mut workers: Vec<WorkerSocks> = (0..n)
         .map(|_| WorkerSocks {
@@ -210,20 +224,31 @@ pub(super) fn open_xdp(
     for p in ports {
         classifier
             .set_if_base(p.ifindex, base)
-            .map_err(|e| format!("{}: {e}", p.name))?;
+            .map_err(|source| OpenError::Classifier {
+                name: p.name.clone(),
+                source,
+            })?;
         for (q, w) in (0..n).zip(workers.iter_mut()) {
             if q < p.queues {
-                let s = XskSocket::open(&p.name, q, &UmemConfig::default()).map_err(|e| {
-                    format!("{}: cannot open an AF_XDP socket on queue {q}: {e}", p.name)
+                let s = XskSocket::open(&p.name, q, &UmemConfig::default()).map_err(|source| {
+                    OpenError::Xsk {
+                        name: p.name.clone(),
+                        queue: q,
+                        source,
+                    }
                 })?;
                 classifier
                     .xsk_map_set(base + q, s.fd())
-                    .map_err(|e| format!("{} queue {q}: {e}", p.name))?;
+                    .map_err(|source| OpenError::XskMap {
+                        name: p.name.clone(),
+                        queue: q,
+                        source,
+                    })?;
                 w.socks.push(Sock::Xsk(Box::new(s)));
                 w.receives.push(true);
             } else {
                 let s = PacketSocket::open_tx_only(&p.name, &PacketConfig::default())
-                    .map_err(|e| format!("{}: {e}", p.name))?;
+                    .map_err(|e| packet_error(p, e))?;
                 w.socks.push(Sock::Packet(Box::new(s)));
                 w.receives.push(false);
             }
@@ -236,7 +261,7 @@ pub(super) fn open_xdp(
 /// Install the nftables table and open the AF_PACKET
 /// sockets: one per port and worker, the workers of a port in one fanout
 /// group.
-pub(super) fn open_packet(ports: &[Port]) -> Result<(Filter, Vec<WorkerSocks>), String> {
+pub(super) fn open_packet(ports: &[Port]) -> Result<(Filter, Vec<WorkerSocks>), OpenError> {
     let table = NftTable::install(
         ports
             .iter()
@@ -245,8 +270,7 @@ pub(super) fn open_packet(ports: &[Port]) -> Result<(Filter, Vec<WorkerSocks>), 
                 ifindex: p.ifindex,
             })
             .collect(),
-    )
-    .map_err(|e| e.to_string())?;
+    )?;
     let n = ports.iter().map(|p| p.queues).max().unwrap_or(1).max(1);
     let mut workers: Vec<WorkerSocks> = (0..n)
         .map(|_| WorkerSocks {
@@ -266,13 +290,9 @@ pub(super) fn open_packet(ports: &[Port]) -> Result<(Filter, Vec<WorkerSocks>), 
                 vnet_hdr: true,
                 ..PacketConfig::default()
             };
-            let mut s =
-                PacketSocket::open(&p.name, &rx_cfg).map_err(|e| format!("{}: {e}", p.name))?;
+            let mut s = PacketSocket::open(&p.name, &rx_cfg).map_err(|e| packet_error(p, e))?;
             if n > 1 {
-                group = Some(
-                    s.join_fanout(group)
-                        .map_err(|e| format!("{}: {e}", p.name))?,
-                );
+                group = Some(s.join_fanout(group).map_err(|e| packet_error(p, e))?);
             }
             w.socks.push(Sock::Packet(Box::new(s)));
             w.receives.push(true);
@@ -281,29 +301,48 @@ pub(super) fn open_packet(ports: &[Port]) -> Result<(Filter, Vec<WorkerSocks>), 
     Ok((Filter::Nft(table), workers))
 }
 
+fn packet_error(p: &Port, source: PacketError) -> OpenError {
+    OpenError::Packet {
+        name: p.name.clone(),
+        source,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn auto_falls_back_to_packet() {
-        let ok = || Ok::<u8, String>(1);
-        let bad = || Err::<u8, String>("no AF_XDP".into());
-        let bad2 = || Err::<u8, String>("no nft".into());
+        let ok = || Ok::<u8, OpenError>(1);
+        let bad = || Err::<u8, OpenError>(OpenError::ClaimCheck("no AF_XDP".into()));
+        let bad2 = || Err::<u8, OpenError>(OpenError::ClaimCheck("no nft".into()));
         let (b, _, why) = choose(IoMode::Auto, ok, bad2).unwrap();
         assert_eq!(b, Backend::Xdp);
         assert!(why.contains("auto"), "{why}");
         let (b, _, why) = choose(IoMode::Auto, bad, ok).unwrap();
         assert_eq!(b, Backend::Packet);
         assert!(why.contains("no AF_XDP"), "{why}");
-        let e = choose(IoMode::Auto, bad, bad2).unwrap_err();
+        let e = choose(IoMode::Auto, bad, bad2).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "no packet I/O works: xdp: the rules loaded do not fit: no AF_XDP; \
+             packet: the rules loaded do not fit: no nft \
+             (use --io none for the control plane only)"
+        );
         assert!(
             e.contains("no AF_XDP") && e.contains("no nft") && e.contains("--io none"),
             "{e}"
         );
         // An explicit mode never falls back.
-        assert_eq!(choose(IoMode::Xdp, bad, ok).unwrap_err(), "no AF_XDP");
-        assert_eq!(choose(IoMode::Packet, ok, bad2).unwrap_err(), "no nft");
+        assert_eq!(
+            choose(IoMode::Xdp, bad, ok).unwrap_err().to_string(),
+            "the rules loaded do not fit: no AF_XDP"
+        );
+        assert_eq!(
+            choose(IoMode::Packet, ok, bad2).unwrap_err().to_string(),
+            "the rules loaded do not fit: no nft"
+        );
         assert_eq!(choose(IoMode::Packet, bad, ok).unwrap().0, Backend::Packet);
         assert!(choose(IoMode::None, ok, ok).is_err());
     }

@@ -41,6 +41,7 @@
 
 mod backend;
 mod counters;
+mod error;
 mod fastsync;
 mod probe;
 mod sync;
@@ -69,6 +70,7 @@ use crate::server::Shared;
 
 use backend::{Filter, Port, WorkerSocks, choose, open_packet, open_xdp, ports_of};
 pub use counters::WorkerCounters;
+pub use error::{OpenError, SpawnError};
 use fastsync::FastSync;
 use probe::{Probed, fast_egress};
 use sync::{Sync, resolver_idle};
@@ -308,12 +310,12 @@ impl DataPlane {
         fast: FastPathConfig,
         engines: EngineMode,
         state: &mut State,
-    ) -> Result<DataPlane, String> {
+    ) -> Result<DataPlane, OpenError> {
         let resolver = Resolver::start_with(rvs_io::neigh::ResolverConfig {
             idle_timeout: resolver_idle(),
             ..rvs_io::neigh::ResolverConfig::default()
         })
-        .map_err(|e| format!("cannot start the neighbour resolver: {e}"))?;
+        .map_err(OpenError::Resolver)?;
         let ports = ports_of(&resolver, interfaces)?;
         let (backend, (mut filter, workers), why) = choose(
             mode,
@@ -348,16 +350,19 @@ impl DataPlane {
             state
                 .engine()
                 .set_claim_check(crate::classes::xdp_claim_check())
-                .map_err(|e| format!("the rules loaded do not fit: {e}"))?;
+                .map_err(OpenError::ClaimCheck)?;
         }
         for p in &ports {
             let cfg = port_config(&resolver, p.ifindex)
-                .ok_or_else(|| format!("{}: interface not found by the resolver", p.name))?;
+                .ok_or_else(|| OpenError::UnknownInterface(p.name.clone()))?;
             state.engine().set_port(PortId(p.ifindex), cfg);
             if let Filter::Xdp(c) = &mut filter {
                 // Frames addressed to other stations are not claimed.
                 c.set_if_mac(p.ifindex, cfg.mac.0)
-                    .map_err(|e| format!("{}: {e}", p.name))?;
+                    .map_err(|source| OpenError::Classifier {
+                        name: p.name.clone(),
+                        source,
+                    })?;
             }
         }
         let shared = Arc::new(DpShared {
@@ -467,7 +472,7 @@ impl DataPlane {
     }
 
     /// Start the sync thread and the workers; they run until shutdown.
-    pub fn spawn(self, shared: Arc<Shared>) -> Result<Running, String> {
+    pub fn spawn(self, shared: Arc<Shared>) -> Result<Running, SpawnError> {
         shared.set_dataplane(Arc::clone(&self.shared));
         let mut threads = Vec::new();
         let dp = Arc::clone(&self.shared);
@@ -481,7 +486,7 @@ impl DataPlane {
                     std::thread::sleep(SYNC_INTERVAL);
                 }
             })
-            .map_err(|e| format!("cannot start a thread: {e}"))?;
+            .map_err(SpawnError::Thread)?;
         threads.push(t);
         let engines = Arc::clone(shared.lock().engines());
         let n = self.workers.len();
@@ -494,9 +499,7 @@ impl DataPlane {
         if owners > 1 {
             for _ in 0..n {
                 let (tx, rx) = std::sync::mpsc::sync_channel(worker::HANDOFF_QUEUE);
-                let wake = Arc::new(
-                    worker::Wake::new().map_err(|e| format!("cannot create an eventfd: {e}"))?,
-                );
+                let wake = Arc::new(worker::Wake::new().map_err(SpawnError::Eventfd)?);
                 peers.push((tx, Arc::clone(&wake)));
                 inboxes.push(Some((rx, wake)));
             }
@@ -508,10 +511,7 @@ impl DataPlane {
                 Some((rx, wake)) => (Some(rx), wake),
                 None => (
                     None,
-                    Arc::new(
-                        worker::Wake::new()
-                            .map_err(|e| format!("cannot create an eventfd: {e}"))?,
-                    ),
+                    Arc::new(worker::Wake::new().map_err(SpawnError::Eventfd)?),
                 ),
             };
             let lane = worker::Lane {
@@ -525,7 +525,7 @@ impl DataPlane {
             let t = std::thread::Builder::new()
                 .name(format!("dp-worker-{i}"))
                 .spawn(move || Worker::new(i, socks, dp, lane).run(&sh))
-                .map_err(|e| format!("cannot start a thread: {e}"))?;
+                .map_err(SpawnError::Thread)?;
             threads.push(t);
         }
         Ok(Running {

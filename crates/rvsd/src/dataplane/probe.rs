@@ -5,7 +5,9 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use rvs_io::flowcache::{FlowCache, Gate};
+use std::sync::Arc;
+
+use rvs_io::flowcache::{FlowCache, FlowCacheError, Gate};
 use rvs_io::redirwatch::{RedirectWatch, Sample};
 use rvs_io::xdp::{AttachMode, Classifier, XdpError};
 
@@ -189,22 +191,37 @@ pub(super) enum ProbeInput {
     /// A live-frames probe's answer.
     Live(Result<bool, XdpError>),
     /// The watch's readings.
-    Watch(Result<Sample, String>),
+    Watch(Result<Sample, WatchError>),
+}
+
+/// Why the redirects to an interface cannot be watched, or read.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum WatchError {
+    /// The fast path's cache refused.
+    #[error(transparent)]
+    Cache(#[from] FlowCacheError),
+    /// The interface has no watch slot.
+    #[error("not watched")]
+    NotWatched,
+    /// Its watch counts could not be read (shared by the readings of one
+    /// round).
+    #[error("reading its redirect counts: {0}")]
+    Counts(#[source] Arc<FlowCacheError>),
+    /// The driver's XDP transmit counters could not be read.
+    #[error(transparent)]
+    Xmit(#[from] XdpError),
 }
 
 /// Start watching the redirects to `p` ([`rvs_io::redirwatch`]): counted
 /// from now on, gated (a trial).
-fn start_watch(cache: &mut FlowCache, p: &Probed) -> Result<RedirectWatch, String> {
-    cache
-        .watch(p.ifindex, Gate::Budget(0))
-        .map_err(|e| e.to_string())?;
+fn start_watch(cache: &mut FlowCache, p: &Probed) -> Result<RedirectWatch, WatchError> {
+    cache.watch(p.ifindex, Gate::Budget(0))?;
     let watch = cache
-        .watch_counts(p.ifindex)
-        .map_err(|e| e.to_string())?
-        .ok_or("not watched")?;
-    let counters = rvs_io::xdp::xdp_xmit_counters(&p.name).map_err(|e| e.to_string())?;
+        .watch_counts(p.ifindex)?
+        .ok_or(WatchError::NotWatched)?;
+    let counters = rvs_io::xdp::xdp_xmit_counters(&p.name)?;
     let (w, gate) = RedirectWatch::new(Sample { watch, counters });
-    cache.set_gate(p.ifindex, gate).map_err(|e| e.to_string())?;
+    cache.set_gate(p.ifindex, gate)?;
     Ok(w)
 }
 
@@ -333,7 +350,7 @@ impl FastSync {
                             step.flip
                         }
                         Err(e) => {
-                            pr.failed = Some(e);
+                            pr.failed = Some(e.to_string());
                             None
                         }
                     }
@@ -421,26 +438,22 @@ pub(super) fn probe_inputs(dp: &DpShared) -> Vec<ProbeInput> {
                 continue;
             }
             if watching[i] {
-                counts[i] = Some(
-                    c.flow_cache()
-                        .watch_counts(p.ifindex)
-                        .map_err(|e| e.to_string()),
-                );
+                counts[i] = Some(c.flow_cache().watch_counts(p.ifindex).map_err(Arc::new));
             } else {
                 inputs[i] = ProbeInput::Live(c.probe_redirect(&p.name, p.ifindex, p.mac));
             }
         }
     }
-    let read = |i: usize, p: &Probed| -> Option<Result<Sample, String>> {
+    let read = |i: usize, p: &Probed| -> Option<Result<Sample, WatchError>> {
         let watch = match counts[i].clone()? {
             Ok(Some(w)) => w,
-            Ok(None) => return Some(Err("not watched".into())),
-            Err(e) => return Some(Err(format!("reading its redirect counts: {e}"))),
+            Ok(None) => return Some(Err(WatchError::NotWatched)),
+            Err(e) => return Some(Err(WatchError::Counts(e))),
         };
         Some(
             rvs_io::xdp::xdp_xmit_counters(&p.name)
                 .map(|counters| Sample { watch, counters })
-                .map_err(|e| e.to_string()),
+                .map_err(WatchError::from),
         )
     };
     let mut settle = Vec::new();

@@ -2,7 +2,7 @@
 //! and IPv6) read into the mangle PREROUTING [`Chain`].
 
 use super::{
-    Action, Chain, Family, IPTABLES_MANGLE_PRIORITY, Match, Origin, Rule, finish_ports,
+    Action, Chain, Family, IPTABLES_MANGLE_PRIORITY, Match, Origin, PortsError, Rule, finish_ports,
     parse_prefix, push_range, set_proto,
 };
 
@@ -153,7 +153,7 @@ fn parse_iptables_rule(text: &str, words: &[String], family: Family) -> Rule {
                 } else {
                     match parse_port_list(val, ',', ':') {
                         Ok(p) => m.dports = Some(p),
-                        Err(e) => problems.push(e),
+                        Err(e) => problems.push(e.to_string()),
                     }
                 }
             }
@@ -246,7 +246,7 @@ fn parse_u32(s: &str) -> Option<u32> {
 }
 
 /// `P[,P|A:B…]` expanded, sorted, unique; [`MAX_HOST_PORTS`] at most.
-fn parse_port_list(s: &str, sep: char, range: char) -> Result<Vec<u16>, String> {
+fn parse_port_list(s: &str, sep: char, range: char) -> Result<Vec<u16>, PortsError> {
     let mut out = Vec::new();
     for part in s.split(sep) {
         let (a, b) = match part.split_once(range) {
@@ -254,7 +254,7 @@ fn parse_port_list(s: &str, sep: char, range: char) -> Result<Vec<u16>, String> 
             None => (part.parse::<u16>(), part.parse::<u16>()),
         };
         let (Ok(a), Ok(b)) = (a, b) else {
-            return Err(format!("port '{part}'"));
+            return Err(PortsError::Port(part.to_string()));
         };
         push_range(&mut out, a, b)?;
     }

@@ -65,7 +65,7 @@ mod tests;
 mod translate;
 
 pub use iptables::parse_iptables_save;
-pub use nft::parse_nft_json;
+pub use nft::{NftJsonError, parse_nft_json};
 pub use translate::translate;
 
 /// Most destination ports one host rule may list (or span): it becomes
@@ -206,24 +206,40 @@ fn parse_prefix(s: &str) -> Option<(IpAddr, u8)> {
     Some((addr, len))
 }
 
-fn push_range(out: &mut Vec<u16>, a: u16, b: u16) -> Result<(), String> {
+/// A destination-port match rvs cannot take (the text is the rule's
+/// problem, as listed).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PortsError {
+    /// A range with port 0, reversed, or too wide.
+    #[error(
+        "destination ports {0}:{1} (rvs matches at most {max} ports, not 0)",
+        max = MAX_HOST_PORTS
+    )]
+    Range(u16, u16),
+    /// More ports than rvs matches.
+    #[error("{0} destination ports (rvs matches at most {max})", max = MAX_HOST_PORTS)]
+    TooMany(usize),
+    /// An iptables port that is not a number (the text given).
+    #[error("port '{0}'")]
+    Port(String),
+    /// An nft port item that is neither a port nor a range (as nft writes it).
+    #[error("ports {0}")]
+    NftItem(String),
+}
+
+fn push_range(out: &mut Vec<u16>, a: u16, b: u16) -> Result<(), PortsError> {
     if a == 0 || b < a || usize::from(b - a) >= MAX_HOST_PORTS {
-        return Err(format!(
-            "destination ports {a}:{b} (rvs matches at most {MAX_HOST_PORTS} ports, not 0)"
-        ));
+        return Err(PortsError::Range(a, b));
     }
     out.extend(a..=b);
     Ok(())
 }
 
-fn finish_ports(mut out: Vec<u16>) -> Result<Vec<u16>, String> {
+fn finish_ports(mut out: Vec<u16>) -> Result<Vec<u16>, PortsError> {
     out.sort_unstable();
     out.dedup();
     if out.len() > MAX_HOST_PORTS {
-        return Err(format!(
-            "{} destination ports (rvs matches at most {MAX_HOST_PORTS})",
-            out.len()
-        ));
+        return Err(PortsError::TooMany(out.len()));
     }
     Ok(out)
 }

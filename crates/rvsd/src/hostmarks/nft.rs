@@ -6,8 +6,20 @@ use std::net::IpAddr;
 use serde_json::Value;
 
 use super::{
-    Action, Chain, Family, Match, Origin, Rule, finish_ports, parse_prefix, push_range, set_proto,
+    Action, Chain, Family, Match, Origin, PortsError, Rule, finish_ports, parse_prefix, push_range,
+    set_proto,
 };
+
+/// Output that is not what `nft -j list ruleset` prints.
+#[derive(Debug, thiserror::Error)]
+pub enum NftJsonError {
+    /// Not JSON.
+    #[error("nft -j output: {0}")]
+    Json(#[source] serde_json::Error),
+    /// JSON without the `nftables` array.
+    #[error("nft -j output: no \"nftables\" array")]
+    NoArray,
+}
 
 /// The base chains on the `prerouting` hook of `nft -j list ruleset`
 /// output (families ip, ip6 and inet; the ip/ip6 tables named `mangle` are
@@ -16,12 +28,12 @@ use super::{
 /// # Errors
 ///
 /// Output that is not the JSON `nft -j` prints.
-pub fn parse_nft_json(json: &str) -> Result<Vec<Chain>, String> {
-    let v: Value = serde_json::from_str(json).map_err(|e| format!("nft -j output: {e}"))?;
+pub fn parse_nft_json(json: &str) -> Result<Vec<Chain>, NftJsonError> {
+    let v: Value = serde_json::from_str(json).map_err(NftJsonError::Json)?;
     let items = v
         .get("nftables")
         .and_then(Value::as_array)
-        .ok_or("nft -j output: no \"nftables\" array")?;
+        .ok_or(NftJsonError::NoArray)?;
     // (family, table, chain) -> index in `chains`.
     let mut keys: Vec<(String, String, String)> = Vec::new();
     let mut chains: Vec<Chain> = Vec::new();
@@ -167,7 +179,7 @@ fn nft_match(body: &Value, m: &mut Match, problems: &mut Vec<String>) {
                 }
                 match nft_ports(right) {
                     Ok(p) => m.dports = Some(p),
-                    Err(e) => problems.push(e),
+                    Err(e) => problems.push(e.to_string()),
                 }
             }
             (_, "sport") => problems.push(format!("source port match {what}")),
@@ -208,7 +220,7 @@ fn nft_prefix(v: &Value) -> Option<(IpAddr, u8)> {
 }
 
 /// A port, a range or an anonymous set of them.
-fn nft_ports(v: &Value) -> Result<Vec<u16>, String> {
+fn nft_ports(v: &Value) -> Result<Vec<u16>, PortsError> {
     let mut out = Vec::new();
     let items: Vec<&Value> = match v.get("set").and_then(Value::as_array) {
         Some(a) => a.iter().collect(),
@@ -221,10 +233,10 @@ fn nft_ports(v: &Value) -> Result<Vec<u16>, String> {
         } else if let Some([a, b]) = it.get("range").and_then(Value::as_array).map(Vec::as_slice) {
             match (port(a), port(b)) {
                 (Some(a), Some(b)) => push_range(&mut out, a, b)?,
-                _ => return Err(format!("ports {}", nft_text(it))),
+                _ => return Err(PortsError::NftItem(nft_text(it))),
             }
         } else {
-            return Err(format!("ports {}", nft_text(it)));
+            return Err(PortsError::NftItem(nft_text(it)));
         }
     }
     finish_ports(out)

@@ -268,3 +268,28 @@ fn inet_rule_without_address_is_both_families() {
         ]
     );
 }
+
+#[test]
+fn port_problems_read_as_before() {
+    let m = MAX_HOST_PORTS;
+    let mut out = Vec::new();
+    assert_eq!(
+        push_range(&mut out, 0, 5).unwrap_err().to_string(),
+        format!("destination ports 0:5 (rvs matches at most {m} ports, not 0)")
+    );
+    assert_eq!(
+        PortsError::TooMany(m + 1).to_string(),
+        format!("{} destination ports (rvs matches at most {m})", m + 1)
+    );
+    assert_eq!(PortsError::Port("x".into()).to_string(), "port 'x'");
+    assert_eq!(
+        parse_nft_json("{}").unwrap_err().to_string(),
+        "nft -j output: no \"nftables\" array"
+    );
+    assert!(
+        parse_nft_json("nope")
+            .unwrap_err()
+            .to_string()
+            .starts_with("nft -j output: ")
+    );
+}

@@ -86,6 +86,16 @@ impl Default for BackendLabels {
     }
 }
 
+/// Backend labels [`BackendLabels::parse`] does not know (sorted, once
+/// each).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "unknown IPVS backend labels: {:?} (known: {})",
+    .0.join(", "),
+    BACKEND_LABELS.join(",")
+)]
+pub struct UnknownLabels(pub Vec<String>);
+
 impl BackendLabels {
     /// A comma-separated list, as node_exporter's flag takes it (empty
     /// items ignored; an empty list keeps no label: one series per metric,
@@ -94,7 +104,7 @@ impl BackendLabels {
     /// # Errors
     ///
     /// Unknown labels, named (sorted) as node_exporter does.
-    pub fn parse(list: &str) -> Result<BackendLabels, String> {
+    pub fn parse(list: &str) -> Result<BackendLabels, UnknownLabels> {
         let asked: Vec<&str> = list.split(',').filter(|l| !l.is_empty()).collect();
         let mut unknown: Vec<&str> = asked
             .iter()
@@ -104,10 +114,8 @@ impl BackendLabels {
         if !unknown.is_empty() {
             unknown.sort_unstable();
             unknown.dedup();
-            return Err(format!(
-                "unknown IPVS backend labels: {:?} (known: {})",
-                unknown.join(", "),
-                BACKEND_LABELS.join(",")
+            return Err(UnknownLabels(
+                unknown.into_iter().map(str::to_string).collect(),
             ));
         }
         Ok(BackendLabels(
