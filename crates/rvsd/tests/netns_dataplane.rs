@@ -878,28 +878,15 @@ fn real_server_mac_change_followed_long_after_the_last_change() {
 fn nat_multi_queue_per_worker_engines() {
     for io in ["xdp", "packet"] {
         let mut lab = new_lab(&format!("pw{}", &io[..1]));
-        let client = lab.ns("c");
-        let director = lab.ns("d");
-        let rs1 = lab.ns("r1");
-        veth_queues(&client, "eth0", &director, "eth0", 2);
-        veth_queues(&rs1, "eth0", &director, "eth1", 2);
-        for (ns, addr, dev) in [
-            (&client, "10.0.1.1/24", "eth0"),
-            (&director, "10.0.1.2/24", "eth0"),
-            (&director, "10.0.2.1/24", "eth1"),
-            (&director, "10.0.1.100/32", "lo"),
-            (&rs1, "10.0.2.11/24", "eth0"),
-        ] {
-            ipn(ns, &format!("addr add {addr} dev {dev}"));
-        }
+        let TwoSegments {
+            client,
+            director,
+            rs1,
+        } = nat_topology_queues(&mut lab, 2);
         // More client addresses: connections are owned by client address.
         for a in 3..=10 {
             ipn(&client, &format!("addr add 10.0.1.{a}/24 dev eth0"));
         }
-        ipn(&client, "route add 10.0.1.100/32 via 10.0.1.2");
-        ipn(&rs1, "route add default via 10.0.2.1");
-        napi_peer(&client, "eth0");
-        napi_peer(&rs1, "eth0");
         lab.spawn(
             &rs1,
             "socat",

@@ -468,11 +468,16 @@ pub struct TwoSegments {
 /// the director's peers in NAPI mode ([`napi_peer`]). No rvsd, no service,
 /// no listener.
 pub fn nat_topology(lab: &mut Lab) -> TwoSegments {
+    nat_topology_queues(lab, 1)
+}
+
+/// [`nat_topology`] with `queues` RX/TX queues on each link.
+pub fn nat_topology_queues(lab: &mut Lab, queues: u32) -> TwoSegments {
     let client = lab.ns("c");
     let director = lab.ns("d");
     let rs1 = lab.ns("r1");
-    veth(&client, "eth0", &director, "eth0");
-    veth(&rs1, "eth0", &director, "eth1");
+    veth_queues(&client, "eth0", &director, "eth0", queues);
+    veth_queues(&rs1, "eth0", &director, "eth1", queues);
     for (ns, addr, dev) in [
         (&client, "10.0.1.1/24", "eth0"),
         (&director, "10.0.1.2/24", "eth0"),
