@@ -18,13 +18,16 @@ echo "wireshark-common wireshark-common/install-setuid boolean false" |
     debconf-set-selections 2>/dev/null || true
 ensure_packages clang libbpf-dev iproute2 socat curl apache2-utils python3 \
     nftables openssl haproxy nginx-light libnginx-mod-stream wrk util-linux tshark \
-    prometheus tmux perl libsocket6-perl libio-socket-inet6-perl iptables bird2
+    prometheus tmux perl libsocket6-perl libio-socket-inet6-perl iptables bird2 \
+    dnsmasq-base
 # As root the packages above are installed, so the tshark and Prometheus
 # tests (crates/rvsd/tests/netns_metrics.rs: a real Prometheus scrapes
 # rvsd --metrics; promtool checks the text) must not skip. tmux: the
 # terminal of crates/rvs/tests/netns_top.rs (rvs top). libsocket6-perl,
 # libio-socket-inet6-perl: what ldirectord needs (below).
 # bird2: the BGP speaker of crates/rvs/tests/netns_ecmp.rs (rvs lab ecmp).
+# dnsmasq-base: the real DNS servers of DNS_CHECK's test
+# (crates/rvs/tests/netns_health.rs; RVS_REQUIRE_KEEPALIVED makes it run).
 # keepalived (VRRP only) moves the VIP in crates/rvsd/tests/netns_sync.rs
 # (wrk, above, is the HTTP load across the move);
 # not its Recommends: the kernel's ipvsadm.

@@ -7,11 +7,13 @@
 //! `inhibit_on_failure` down is weight 0; MISC_CHECK with misc_dynamic
 //! sets the weight from the script's exit code; SSL_GET (self-signed
 //! certificate, SNI), DNS_CHECK and UDP_CHECK against servers stopped and
-//! started again; PING_CHECK through raw and ping sockets against real
+//! started again; DNS_CHECK against real dnsmasq servers too (NXDOMAIN
+//! and REFUSED fail); PING_CHECK through raw and ping sockets against real
 //! servers that stop answering echoes; FILE_CHECK files that take a
 //! server out, put it back and re-weight it.
 //!
-//! Needs root, iproute2, python3 and AF_XDP (see netns_sessions.rs).
+//! Needs root, iproute2, python3 and AF_XDP (see netns_sessions.rs);
+//! dnsmasq (dnsmasq-base) for the real DNS servers.
 
 mod common;
 
@@ -757,6 +759,180 @@ fn netns_health_ssl_get_dns_check_udp_check() {
     );
 }
 
+/// Debian's dnsmasq (package dnsmasq-base), the real DNS server of
+/// [`netns_health_dns_check_dnsmasq`].
+const DNSMASQ: &str = "/usr/sbin/dnsmasq";
+const DNS_PORT: u16 = 53;
+/// The VIP port of the DNS_CHECKs that must fail (they connect to :53).
+const DNS_BAD_PORT: u16 = 5300;
+
+/// dnsmasq is there; missing, the test is skipped, unless
+/// `RVS_REQUIRE_KEEPALIVED` is set (scripts/test.sh as root, CI: it
+/// installs dnsmasq-base), which makes its absence a failure.
+fn have_dnsmasq() -> bool {
+    if Command::new(DNSMASQ).arg("--version").output().is_ok() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("RVS_REQUIRE_KEEPALIVED").is_none(),
+        "RVS_REQUIRE_KEEPALIVED is set but {DNSMASQ} is missing (apt-get install dnsmasq-base)"
+    );
+    eprintln!("SKIP: {DNSMASQ} is missing (apt-get install dnsmasq-base)");
+    false
+}
+
+/// A query for `name` (type A, id 0x1234, recursion desired).
+fn dns_query_a(name: &str) -> Vec<u8> {
+    let mut q = vec![0x12, 0x34, 0x01, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+    for l in name.split('.') {
+        q.push(l.len() as u8);
+        q.extend_from_slice(l.as_bytes());
+    }
+    q.extend_from_slice(&[0, 0, 1, 0, 1]);
+    q
+}
+
+/// Start dnsmasq on rs`i+1`'s address, port 53 (kept as `w.servers[3 +
+/// i]`): example.com is 192.0.2.1, nx.test is local (NXDOMAIN), any other
+/// name REFUSED (no upstream servers). Waits until it answers.
+fn start_dnsmasq(w: &mut World, i: usize) {
+    let name = format!("rs{}", i + 1);
+    let rip = w.lab.rips[i];
+    let log = w.dir.join(format!("dnsmasq{}.log", i + 1));
+    let child = Command::new("ip")
+        .args(["netns", "exec", &w.lab.ns(&name), DNSMASQ])
+        .args([
+            "--no-daemon",
+            "--conf-file=/dev/null",
+            "--no-resolv",
+            "--no-hosts",
+            "--pid-file=",
+            "--bind-interfaces",
+            &format!("--listen-address={rip}"),
+            &format!("--port={DNS_PORT}"),
+            "--address=/example.com/192.0.2.1",
+            "--address=/nx.test/",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("dnsmasq");
+    w.servers[3 + i] = Some(child);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !in_ns(&w.lab.ns(&name), move || {
+        let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        let mut buf = [0u8; 512];
+        s.send_to(&dns_query_a("example.com"), (rip, DNS_PORT))
+            .is_ok()
+            && s.recv(&mut buf).is_ok_and(|n| n >= 12 && buf[3] & 0xf == 0)
+    }) {
+        assert!(
+            Instant::now() < deadline,
+            "{name}'s dnsmasq does not answer:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// DNS_CHECK against a real DNS server (issue 16): dnsmasq on every real
+/// server. A UDP/53 service whose DNS_CHECK asks example.com (A) has all
+/// three; one dnsmasq stopped leaves within keepalived's bound and returns
+/// within a delay_loop once started again. As keepalived's check_dns.c
+/// judges the rcode: DNS_CHECKs of a name dnsmasq answers NXDOMAIN
+/// (rcode 3) or REFUSED (rcode 5) take their servers out of a second
+/// service, where example.com's keeps its one.
+#[test]
+fn netns_health_dns_check_dnsmasq() {
+    if !can_run() || !have_dnsmasq() {
+        return;
+    }
+    let Some(mut w) = setup("dnsmasq") else {
+        return;
+    };
+    w.servers.extend([None, None, None]);
+    let rips = w.lab.rips.clone();
+    for i in 0..3 {
+        start_dnsmasq(&mut w, i);
+    }
+    let timing = "      connect_timeout 1\n      retry 1\n      delay_before_retry 1\n";
+    let dns = |rip: Ipv4Addr, port: u16, name: &str| {
+        format!(
+            "  real_server {rip} {port} {{\n    DNS_CHECK {{\n      type A\n      name {name}\n      \
+             connect_port {DNS_PORT}\n{timing}    }}\n  }}\n"
+        )
+    };
+    let good: String = rips
+        .iter()
+        .map(|r| dns(*r, DNS_PORT, "example.com"))
+        .collect();
+    let bad = [
+        dns(rips[0], DNS_BAD_PORT, "nx.test"),
+        dns(rips[1], DNS_BAD_PORT, "example.org"),
+        dns(rips[2], DNS_BAD_PORT, "example.com"),
+    ]
+    .concat();
+    let vs = |port: u16, reals: &str| {
+        format!(
+            "virtual_server {} {port} {{\n  delay_loop 1\n  lb_algo rr\n  lb_kind DR\n  protocol UDP\n{reals}}}\n",
+            w.lab.vip
+        )
+    };
+    let conf = vs(DNS_PORT, &good) + &vs(DNS_BAD_PORT, &bad);
+    let h = w.health(&conf, "d");
+    let all: Vec<(Ipv4Addr, u64)> = rips.iter().map(|r| (*r, 1)).collect();
+    w.wait_table_at("-u", DNS_PORT, &all, Duration::from_secs(10), &h);
+    // NXDOMAIN and REFUSED fail (keepalived added them up: they leave).
+    let took = w.wait_table_at(
+        "-u",
+        DNS_BAD_PORT,
+        &[(rips[2], 1)],
+        Duration::from_secs(10),
+        &h,
+    );
+    eprintln!("NXDOMAIN and REFUSED left after {took:?}");
+    let log = h.log();
+    let target = |i: usize| format!("[{}]:udp:{DNS_PORT}", rips[i]);
+    for (i, rcode) in [(0, 3), (1, 5)] {
+        let want = format!(
+            "DNS_CHECK ({}) read error occurred. (rcode = {rcode})",
+            target(i)
+        );
+        assert!(log.contains(&want), "no {want:?} in\n{log}");
+    }
+    assert!(
+        !log.contains(&format!("DNS_CHECK ({})", target(2))),
+        "{log}"
+    );
+
+    // rs2's dnsmasq stops: it leaves the DNS service; started again, it
+    // returns. The other service does not change.
+    w.stop_server(3 + 1);
+    let without2: Vec<_> = all.iter().copied().filter(|(r, _)| *r != rips[1]).collect();
+    let took = w.wait_table_at("-u", DNS_PORT, &without2, DOWN_BOUND, &h);
+    eprintln!("rs2 left after {took:?}");
+    // The port unreachable of the stopped server fails the check.
+    let log = h.log();
+    let want = format!("DNS_CHECK ({}) failed to read socket", target(1));
+    assert!(log.contains(&want), "no {want:?} in\n{log}");
+    let vs_port = format!("[{}]:udp:{DNS_PORT}", w.lab.vip);
+    let removing = format!("Removing service {} from VS {vs_port}", target(1));
+    assert!(log.contains(&removing), "no {removing:?} in\n{log}");
+    start_dnsmasq(&mut w, 1);
+    let took = w.wait_table_at("-u", DNS_PORT, &all, UP_BOUND, &h);
+    eprintln!("rs2 returned after {took:?}");
+    assert_eq!(w.table_at("-u", DNS_BAD_PORT), Some(vec![(rips[2], 1)]));
+    let log = h.log();
+    let adding = format!("Adding service {} to VS {vs_port}", target(1));
+    let after = log.find(&removing).map_or("", |at| &log[at..]);
+    assert!(
+        after.contains(&adding),
+        "no {adding:?} after {removing:?} in\n{log}"
+    );
+}
 /// Checks run concurrently: two real servers that accept and never answer
 /// (each check holds its connection for its 5 s connect_timeout) do not
 /// delay the detection of a third one's failure, which stays within its
