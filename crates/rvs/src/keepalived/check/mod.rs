@@ -45,6 +45,16 @@ pub fn fmt_target(ip: IpAddr, port: u16) -> String {
     fmt_target_proto(ip, "tcp", port)
 }
 
+/// `[ip]:proto:port` of a checker, as keepalived's log lines name it: `udp`
+/// for the checkers that speak UDP (DNS_CHECK, UDP_CHECK), else `tcp`.
+pub fn fmt_checker(ck: &Checker) -> String {
+    let proto = match ck.kind {
+        CheckKind::Dns { .. } | CheckKind::Udp { .. } => "udp",
+        _ => "tcp",
+    };
+    fmt_target_proto(ck.connect_ip, proto, ck.connect_port)
+}
+
 /// `[ip]:proto:port`.
 pub fn fmt_target_proto(ip: IpAddr, proto: &str, port: u16) -> String {
     format!("[{ip}]:{proto}:{port}")

@@ -162,17 +162,14 @@ fn describe(ck: &Checker) -> (String, String) {
 
 /// keepalived's line for a checker that comes up.
 fn success_line(ck: &Checker) -> String {
-    let t = check::fmt_target(ck.connect_ip, ck.connect_port);
+    let t = check::fmt_checker(ck);
     match &ck.kind {
         CheckKind::Tcp => format!("TCP connection to {t} success."),
         CheckKind::Http { .. } => format!("Remote Web server {t} succeed on service."),
         CheckKind::Misc { path, .. } => format!("Misc check for [{path}] success."),
         CheckKind::Dns { .. } => format!("DNS_CHECK ({t}) succeed on service."),
         CheckKind::Smtp { .. } => format!("SMTP connection to {t} success."),
-        CheckKind::Udp { .. } => format!(
-            "UDP connection to {} success.",
-            check::fmt_target_proto(ck.connect_ip, "udp", ck.connect_port)
-        ),
+        CheckKind::Udp { .. } => format!("UDP connection to {t} success."),
         CheckKind::Ping => format!("ICMP connection to [{}] success.", ck.connect_ip),
         CheckKind::File(f) => format!("tracked file {} leaving FAULT state", f.name),
     }

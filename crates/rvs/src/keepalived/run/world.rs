@@ -509,7 +509,7 @@ impl World {
                 if timing.retry > 0 {
                     log(&format!(
                         "Check on service {} failed after {} retry.",
-                        check::fmt_target(ck.connect_ip, ck.connect_port),
+                        check::fmt_checker(ck),
                         timing.retry
                     ));
                 }
