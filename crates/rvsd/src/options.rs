@@ -54,10 +54,10 @@ Options:
                           packet path); a frame is handed to the worker
                           whose replica owns its client address (masked
                           by the persistent services' netmasks), so both
-                          directions of a NAT connection meet. Per-worker
-                          scheduling: rr/wrr positions, lc/wlc counts,
-                          thresholds and lblc tables are each worker's
-                          own
+                          directions of a NAT connection meet. Servers'
+                          connection counts and thresholds are shared;
+                          rr/wrr positions and lblc/lblcr tables are each
+                          worker's own
   --max-conns N         connection entries (templates included) the table
                         holds, 1024 to 268435456 (default 1048576, about
                         125 MB at the bound); from 15/16 of it a new
