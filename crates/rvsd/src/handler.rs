@@ -290,8 +290,10 @@ impl State {
     /// Grow to `n` engine replicas (`--engines per-worker`, before the
     /// workers start).
     pub fn replicate_engines(&mut self, n: usize) {
-        if let Some(e) = std::sync::Arc::get_mut(&mut self.engines) {
-            e.replicate(n);
+        match std::sync::Arc::get_mut(&mut self.engines) {
+            Some(e) => e.replicate(n),
+            // Only before the workers and the server share them.
+            None => tracing::error!("BUG: engine replicas asked for once they are shared"),
         }
         self.sync_engine_flags();
     }

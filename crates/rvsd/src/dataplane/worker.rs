@@ -47,6 +47,15 @@ pub(super) struct Handoff {
     frames: Vec<(u32, u32, u16)>,
 }
 
+impl Handoff {
+    /// Empty, for reuse (its buffer kept, not zeroed).
+    fn reset(mut self) -> Handoff {
+        self.used = 0;
+        self.frames.clear();
+        self
+    }
+}
+
 /// Hand-off batches a worker's queue holds (then frames are dropped and
 /// counted).
 pub(super) const HANDOFF_QUEUE: usize = 256;
@@ -104,8 +113,10 @@ pub(super) struct Worker {
     lane: Lane,
     /// Frames of this batch for other replicas, by worker index.
     out: Vec<Handoff>,
-    /// Emptied hand-off batches, for reuse.
+    /// Emptied hand-off batches, for reuse (each [`Handoff::reset`]).
     spare_handoffs: Vec<Handoff>,
+    /// Hand-off batches taken from the queue, being processed.
+    received: Vec<Handoff>,
     socks: Vec<Sock>,
     receives: Vec<bool>,
     dp: Arc<DpShared>,
@@ -144,6 +155,7 @@ impl Worker {
             lane,
             out,
             spare_handoffs: Vec::new(),
+            received: Vec::new(),
             socks: socks.socks,
             receives: socks.receives,
             dp,
@@ -660,9 +672,7 @@ impl Worker {
             if self.out[o].frames.is_empty() {
                 continue;
             }
-            let mut fresh = self.spare_handoffs.pop().unwrap_or_default();
-            fresh.used = 0;
-            fresh.frames.clear();
+            let fresh = self.spare_handoffs.pop().unwrap_or_default();
             let h = std::mem::replace(&mut self.out[o], fresh);
             let (tx, wake) = &self.lane.peers[o];
             match tx.try_send(h) {
@@ -670,10 +680,7 @@ impl Worker {
                 Err(TrySendError::Full(h) | TrySendError::Disconnected(h)) => {
                     t.handoff_dropped += h.frames.len() as u64;
                     t.dropped += h.frames.len() as u64;
-                    let mut h = h;
-                    h.used = 0;
-                    h.frames.clear();
-                    self.spare_handoffs.push(h);
+                    self.spare_handoffs.push(h.reset());
                 }
             }
         }
@@ -685,13 +692,14 @@ impl Worker {
         let Some(inbox) = &self.lane.inbox else {
             return;
         };
-        let mut got: Vec<Handoff> = Vec::new();
+        let mut got = std::mem::take(&mut self.received);
         while got.len() < HANDOFF_QUEUE
             && let Ok(h) = inbox.try_recv()
         {
             got.push(h);
         }
         if got.is_empty() {
+            self.received = got;
             return;
         }
         let mut t = Tally::default();
@@ -700,7 +708,7 @@ impl Worker {
         let engine: &mut Engine = &mut guard;
         let now = clock.now();
         let csum_before = engine.counters().csum_completed;
-        for mut h in got {
+        for mut h in got.drain(..) {
             let ingress = PortId(h.ingress);
             for &(at, len, gso) in &h.frames {
                 let (at, len) = (at as usize, len as usize);
@@ -730,11 +738,10 @@ impl Worker {
                 self.cut_super_frames(engine, ingress, now, &mut t);
             }
             if self.spare_handoffs.len() < HANDOFF_QUEUE {
-                h.used = 0;
-                h.frames.clear();
-                self.spare_handoffs.push(h);
+                self.spare_handoffs.push(h.reset());
             }
         }
+        self.received = got;
         self.release_fragments(engine, now, &mut t);
         t.csum_completed = engine.counters().csum_completed.saturating_sub(csum_before);
         drop(guard);
