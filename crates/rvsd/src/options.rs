@@ -610,6 +610,27 @@ mod tests {
     }
 
     #[test]
+    fn engines_option() {
+        use crate::engines::EngineMode;
+        for m in [EngineMode::Shared, EngineMode::PerWorker] {
+            assert_eq!(
+                parse(args(&["--engines", m.name()])).unwrap(),
+                Command::Run(Options {
+                    engines: Some(m),
+                    ..Options::default()
+                })
+            );
+        }
+        // Not given: the environment or the default decides (at start).
+        assert_eq!(Options::default().engines, None);
+        let e = parse(args(&["--engines", "per-cpu"]))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e, "--engines per-cpu: expected `shared` or `per-worker`");
+        assert!(parse(args(&["--engines"])).is_err());
+    }
+
+    #[test]
     fn fast_path_options() {
         let run = |o: Options| Command::Run(o);
         for m in [FastPathMode::Off, FastPathMode::On, FastPathMode::All] {

@@ -377,6 +377,26 @@ fn options_errors() {
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("expected `auto`, `xdp`, `packet` or `none`")
     );
+    // A bad --engines or RVSD_ENGINES: refused before anything is served.
+    let out = Command::new(env!("CARGO_BIN_EXE_rvsd"))
+        .args(["--engines", "per-cpu"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("--engines per-cpu: expected `shared` or `per-worker`")
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_rvsd"))
+        .args(["--io", "none", "--socket", "/nonexistent-dir/rvsd.sock"])
+        .env("RVSD_ENGINES", "bar")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("RVSD_ENGINES=bar: expected `shared` or `per-worker`")
+    );
     let out = Command::new(env!("CARGO_BIN_EXE_rvsd"))
         .arg("--frobnicate")
         .output()
