@@ -1082,6 +1082,42 @@ fn syn_flood_evicts_embryonic_entries_first() {
     assert_eq!(st, "ESTABLISHED");
 }
 
+/// The eviction's queue of embryonic handles holds the entries still in
+/// their handshake, not a handle per connection ever made: a handshake
+/// that completes before the next SYN leaves none, housekeeping drops the
+/// others once their entries are established or gone, and keeps the ones
+/// still in SYN_RECV.
+#[test]
+fn embryonic_handles_do_not_outlive_the_handshake() {
+    let mut e = engine_with(EngineConfig {
+        max_conns: 100_000,
+        ..EngineConfig::default()
+    });
+    add_service(&mut e, svc_key(80), "rr", FwdMethod::Route, &[80]);
+    let t0 = Instant::from_secs(5);
+    // One after the other: nothing left.
+    for p in 10_000..11_000u16 {
+        client_pkt(&mut e, p, 80, Flags::Syn, t0);
+        client_pkt(&mut e, p, 80, Flags::Ack, t0);
+    }
+    assert_eq!(e.embryonic_tracked(), 0);
+    // Interleaved: 1000 SYNs, then the ACKs of the first 900.
+    for p in 20_000..21_000u16 {
+        client_pkt(&mut e, p, 80, Flags::Syn, t0);
+    }
+    for p in 20_000..20_900u16 {
+        client_pkt(&mut e, p, 80, Flags::Ack, t0);
+    }
+    assert_eq!(e.embryonic_tracked(), 1000);
+    e.poll(t0);
+    assert_eq!(e.embryonic_tracked(), 100, "the 100 still in SYN_RECV");
+    // Their entries expire (SYN_RECV: 60 s): their handles go too.
+    e.poll(t0 + core::time::Duration::from_secs(62));
+    e.poll(t0 + core::time::Duration::from_secs(62));
+    assert_eq!(e.conns().len(), 1900);
+    assert_eq!(e.embryonic_tracked(), 0);
+}
+
 /// The next-hop map does not grow without bound with the addresses of
 /// clients that are gone (or spoofed): past what the table needs plus a
 /// slack, housekeeping keeps only the real servers' and the connections'

@@ -151,6 +151,13 @@ impl Engine {
         &self.stats
     }
 
+    /// Handles of entries a SYN made that the table-full eviction may
+    /// still take: the ones in their handshake, plus stale ones not yet
+    /// pruned by [`Engine::poll`] (8 bytes each).
+    pub fn embryonic_tracked(&self) -> usize {
+        self.embryonic.len()
+    }
+
     /// Engine counters.
     pub fn counters(&self) -> &EngineCounters {
         &self.counters
@@ -355,6 +362,7 @@ impl Engine {
         }
         self.expired = out;
         self.sync_prune();
+        self.prune_embryonic();
         self.stats.estimate(now);
         for svc in self.services.iter_mut() {
             svc.stats.estimate(now);

@@ -10,8 +10,8 @@ use rvs_wire::FlowMeta;
 
 use super::xmit::{SCTP_INIT, Target, sctp_first_chunk};
 use super::{
-    Action, CONN_F_INACTIVE, CONN_F_NOOUTPUT, CONN_F_TEMPLATE, DropReason, EVICT_SCAN, Engine,
-    Frame, NEAR_FULL,
+    Action, CONN_F_INACTIVE, CONN_F_NOOUTPUT, CONN_F_TEMPLATE, DropReason, EMBRYONIC_PRUNE,
+    EVICT_SCAN, Engine, Frame, NEAR_FULL, client_tag,
 };
 use crate::conn::state::tcp_flags::{RST as TCP_RST, SYN as TCP_SYN};
 use crate::conn::{self, Conn, ConnId};
@@ -123,7 +123,8 @@ impl Engine {
             Err(_) => return Action::Drop(DropReason::TableFull),
         };
         if proto == Protocol::Tcp {
-            self.embryonic.push_back((id, meta.src, meta.sport));
+            self.embryonic
+                .push_back((id, client_tag(meta.src, meta.sport)));
             if self.embryonic.len() > self.conns.capacity_limit() {
                 self.embryonic.pop_front();
             }
@@ -296,23 +297,60 @@ impl Engine {
         }
         self.counters.table_full += 1;
         for _ in 0..EVICT_SCAN {
-            let Some((id, caddr, cport)) = self.embryonic.pop_front() else {
+            let Some((id, tag)) = self.embryonic.pop_front() else {
                 return;
             };
-            let victim = self.conns.get(id).is_some_and(|c| {
-                c.caddr == caddr
-                    && c.cport == cport
-                    && c.proto == 6
-                    && !c.is_template()
-                    && c.n_control == 0
-                    && c.state == conn::state::TcpState::SynRecv as u8
-            });
+            let victim = self
+                .conns
+                .get(id)
+                .is_some_and(|c| Self::is_embryonic(c, tag));
             if victim {
                 self.expire_now(id);
                 self.counters.evicted_syn_recv += 1;
                 return;
             }
         }
+    }
+
+    /// Housekeeping ([`Engine::poll`]): look at up to [`EMBRYONIC_PRUNE`]
+    /// handles at the front of the embryonic queue; drop those whose entry
+    /// is gone or past `SYN_RECV`, and move those still in `SYN_RECV` to
+    /// the back, so that the queue holds about the entries still in their
+    /// handshake rather than the table's bound of stale handles. Not near
+    /// the bound only: there eviction takes them from the front in order
+    /// (a handshake slower than one poll may have moved behind younger
+    /// ones; eviction order among embryonic entries is a preference, the
+    /// kernel's `drop_entry` picks at random).
+    pub(super) fn prune_embryonic(&mut self) {
+        let limit = self.conns.capacity_limit();
+        if self.conns.len() * NEAR_FULL.1 >= limit * NEAR_FULL.0 {
+            return;
+        }
+        for _ in 0..EMBRYONIC_PRUNE.min(self.embryonic.len()) {
+            let Some((id, tag)) = self.embryonic.pop_front() else {
+                break;
+            };
+            if self
+                .conns
+                .get(id)
+                .is_some_and(|c| Self::is_embryonic(c, tag))
+            {
+                self.embryonic.push_back((id, tag));
+            }
+        }
+        if self.embryonic.capacity() > 4 * self.embryonic.len().max(1024) {
+            self.embryonic.shrink_to(2 * self.embryonic.len().max(1024));
+        }
+    }
+
+    /// Whether `c` is still the embryonic entry a SYN of the client with
+    /// `tag` made.
+    fn is_embryonic(c: &Conn, tag: u32) -> bool {
+        client_tag(c.caddr, c.cport) == tag
+            && c.proto == 6
+            && !c.is_template()
+            && c.n_control == 0
+            && c.state == conn::state::TcpState::SynRecv as u8
     }
 
     pub(super) fn expire_now(&mut self, id: ConnId) {
@@ -363,6 +401,42 @@ pub fn mask_addr(addr: IpAddr, netmask: u32) -> IpAddr {
                 u128::MAX << (128 - len)
             };
             IpAddr::V6(Ipv6Addr::from(u128::from(a) & mask))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::net::{Ipv4Addr, Ipv6Addr};
+
+    /// An embryonic entry is 8 bytes: the table's bound of them costs 8
+    /// bytes per connection at most.
+    #[test]
+    fn embryonic_entry_is_eight_bytes() {
+        assert_eq!(core::mem::size_of::<(ConnId, u32)>(), 8);
+    }
+
+    /// Clients that differ in one address bit or one port bit get
+    /// different tags (v4, v6, and a v4 address against its v4-mapped v6).
+    #[test]
+    fn client_tags_tell_clients_apart() {
+        let mut seen = std::collections::HashSet::new();
+        let base4 = u32::from(Ipv4Addr::new(10, 200, 0, 1));
+        let base6 = u128::from(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1));
+        for bit in 0..32 {
+            for port in [1024u16, 1025, 40001, 65535] {
+                let a = IpAddr::V4(Ipv4Addr::from(base4 ^ (1 << bit)));
+                assert!(seen.insert(client_tag(a, port)), "{a} {port}");
+            }
+        }
+        for bit in 0..128 {
+            let a = IpAddr::V6(Ipv6Addr::from(base6 ^ (1 << bit)));
+            assert!(seen.insert(client_tag(a, 80)), "{a}");
+        }
+        for bit in 0..16 {
+            let a = IpAddr::V4(Ipv4Addr::from(base4));
+            assert!(seen.insert(client_tag(a, 1 << bit)), "port bit {bit}");
         }
     }
 }

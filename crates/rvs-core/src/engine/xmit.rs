@@ -149,6 +149,17 @@ impl Engine {
             now,
         );
         self.conns.count_in_pkt(id);
+        if self.embryonic.back().is_some_and(|&(b, _)| b == id)
+            && self
+                .conns
+                .get(id)
+                .is_some_and(|c| c.state != conn::state::TcpState::SynRecv as u8)
+        {
+            // The newest embryonic handle's handshake completed before
+            // the next SYN: no stale handle left (others wait for
+            // `prune_embryonic`).
+            self.embryonic.pop_back();
+        }
 
         // Counters and activity, with one look-up of the real server.
         let bytes = meta.l3_len;
