@@ -19,7 +19,7 @@ use std::os::unix::net::{SocketAddr, UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::{Envelope, PROTOCOL_VERSION, Reply, Request, decode, encode};
+use crate::{ConnInfo, Envelope, ErrorReply, PROTOCOL_VERSION, Reply, Request, decode, encode};
 
 /// Abstract socket name of the control endpoint (per network namespace).
 pub const DEFAULT_ABSTRACT_NAME: &str = "rvsd.ctl";
@@ -216,6 +216,33 @@ impl Client {
             .map_err(|e| format!("cannot read from rvsd: {e}"))?
             .ok_or_else(|| "rvsd closed the connection".to_string())?;
         decode(&line)
+    }
+
+    /// The connection entries, part by part: `each` gets every part in
+    /// order (a daemon that does not know [`Request::ListConnsParts`] is
+    /// asked with [`Request::ListConns`], one part). `Ok(Some(e))` when
+    /// rvsd answered with an error.
+    pub fn list_conns(
+        &mut self,
+        mut each: impl FnMut(Vec<ConnInfo>) -> Result<(), String>,
+    ) -> Result<Option<ErrorReply>, String> {
+        let mut reply = self.call(Request::ListConnsParts)?;
+        if matches!(reply, Reply::Error(_)) {
+            // An older daemon (or a real error, which ListConns repeats).
+            reply = self.call(Request::ListConns)?;
+        }
+        loop {
+            match reply {
+                Reply::ConnsPart(part) => each(part)?,
+                Reply::Conns(last) => return each(last).map(|()| None),
+                Reply::Error(e) => return Ok(Some(e)),
+                _ => return Err("unexpected reply from rvsd to a connection listing".into()),
+            }
+            let line = read_line(&mut self.reader)
+                .map_err(|e| format!("cannot read from rvsd: {e}"))?
+                .ok_or_else(|| "rvsd closed the connection".to_string())?;
+            reply = decode(&line)?;
+        }
     }
 }
 

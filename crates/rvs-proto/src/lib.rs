@@ -328,6 +328,13 @@ pub enum Request {
     ListDaemons,
     /// Connection entries (and templates).
     ListConns,
+    /// Connection entries (and templates) in parts: the reply is zero or
+    /// more [`Reply::ConnsPart`] lines, then one [`Reply::Conns`] (the last
+    /// part, maybe empty), so that neither rvsd nor the client holds a
+    /// large table's whole listing at once. Daemons older than this answer
+    /// with an error: ask with [`Request::ListConns`] then
+    /// ([`client::Client::list_conns`] does).
+    ListConnsParts,
     /// Counters and rates of the whole table (`/proc/net/ip_vs_stats`).
     GlobalStats,
     /// Counters of the packet path: per worker thread, and the XDP
@@ -700,8 +707,11 @@ pub enum Reply {
     },
     /// Sync daemons (master first).
     Daemons(Vec<DaemonInfo>),
-    /// Connection entries.
+    /// Connection entries (the whole table, or the last part of
+    /// [`Request::ListConnsParts`]'s answer).
     Conns(Vec<ConnInfo>),
+    /// A part of [`Request::ListConnsParts`]'s answer; more follow.
+    ConnsPart(Vec<ConnInfo>),
     /// Totals of the whole table.
     GlobalStats {
         /// Counters.

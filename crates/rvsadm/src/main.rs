@@ -156,9 +156,19 @@ fn resolver(numeric: bool) -> &'static dyn Resolver {
     if numeric { &Numeric } else { &System }
 }
 
-fn list(c: &mut Client, o: &ListOpts) -> Result<(String, String, u8), String> {
-    let r = resolver(o.numeric);
-    if o.connection {
+/// `-L -c`: printed part by part as rvsd sends it, so that a table of a
+/// million connections is never held whole (nor its text). The header
+/// goes out with the first part; an error before it is reported as
+/// before. A reader that goes away (`| head`) ends the listing quietly.
+fn list_conns(
+    c: &mut Client,
+    o: &ListOpts,
+    r: &dyn Resolver,
+) -> Result<(String, String, u8), String> {
+    // Debug builds (the tests'): RVSADM_LIST_WHOLE=1 asks for the whole
+    // table in one reply, as before the listing came in parts, to measure
+    // what the parts change.
+    if cfg!(debug_assertions) && std::env::var_os("RVSADM_LIST_WHOLE").is_some() {
         return match c.call(Request::ListConns)? {
             Reply::Conns(conns) => Ok((
                 format::conns(&conns, o.numeric, o.persistent_conn, r),
@@ -168,6 +178,37 @@ fn list(c: &mut Client, o: &ListOpts) -> Result<(String, String, u8), String> {
             Reply::Error(e) => Ok(list_error(&e)),
             other => Err(unexpected(&other)),
         };
+    }
+    let stdout = std::io::stdout();
+    let mut w = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
+    let mut text = String::new();
+    let (mut started, mut closed) = (false, false);
+    let res = c.list_conns(|part| {
+        if closed {
+            return Ok(());
+        }
+        text.clear();
+        if !started {
+            text = format::conns_header(o.persistent_conn);
+            started = true;
+        }
+        format::conn_lines(&mut text, &part, o.numeric, o.persistent_conn, r);
+        closed = w.write_all(text.as_bytes()).is_err();
+        Ok(())
+    })?;
+    if let Some(e) = res {
+        return Ok(list_error(&e));
+    }
+    if !closed {
+        let _ = w.flush();
+    }
+    Ok((String::new(), String::new(), 0))
+}
+
+fn list(c: &mut Client, o: &ListOpts) -> Result<(String, String, u8), String> {
+    let r = resolver(o.numeric);
+    if o.connection {
+        return list_conns(c, o, r);
     }
     if o.timeout {
         return match c.call(Request::GetTimeouts)? {

@@ -372,7 +372,9 @@ impl State {
                 let (stats, rates) = self.engines.stats();
                 Reply::GlobalStats { stats, rates }
             }
-            Request::ListConns => Reply::Conns(
+            // Whole, in one reply: the server answers a privileged peer's
+            // listing in chunks instead (`server::conn`).
+            Request::ListConns | Request::ListConnsParts => Reply::Conns(
                 self.engines
                     .each(|e| {
                         e.conns()

@@ -536,3 +536,139 @@ fn sighup_without_save_is_ignored() {
     d.signal("TERM");
     assert_eq!(d.wait_exit(Duration::from_secs(5)).code(), Some(0));
 }
+
+/// `-L -c` in parts: a table of 40 000 connections (from `--conn-state`)
+/// comes as several parts of at most 16384 that together are the whole
+/// table, and `rvsadm -L -c -n`, which prints them part by part, prints
+/// exactly what the whole table in one reply gives (the debug build's
+/// RVSADM_LIST_WHOLE).
+#[test]
+fn connection_listing_comes_in_parts() {
+    use rvs_wire::ipvs_sync::{SyncAddrs, SyncConn};
+    const N: u32 = 40_000;
+    let dir = TempDir::new("listparts");
+    let rules = dir.path("rules");
+    std::fs::write(
+        &rules,
+        "-A -t 10.0.0.100:8080 -s rr\n-a -t 10.0.0.100:8080 -r 10.0.0.11:8080 -g\n",
+    )
+    .unwrap();
+    let entries: Vec<SyncConn<'static>> = (0..N)
+        .map(|i| SyncConn {
+            protocol: 6,
+            flags: 3,
+            state: 1,
+            cport: 1024 + (i % 60000) as u16,
+            vport: 8080,
+            dport: 8080,
+            addrs: SyncAddrs::V4 {
+                caddr: (0x6440_0000 + i).into(),
+                vaddr: [10, 0, 0, 100].into(),
+                daddr: [10, 0, 0, 11].into(),
+            },
+            fwmark: 0,
+            timeout: 900,
+            seq: None,
+            pe_data: None,
+            pe_name: None,
+        })
+        .collect();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let state = dir.path("conns");
+    std::fs::write(&state, rvsd::handover::encode(&entries, now)).unwrap();
+    let sock = dir.path("ctl.sock");
+    let ep = Endpoint::Path(sock.clone());
+    let mut d = Daemon::start(
+        &dir,
+        "",
+        &[
+            "--rules",
+            rules.to_str().unwrap(),
+            "--conn-state",
+            state.to_str().unwrap(),
+            "--socket",
+            sock.to_str().unwrap(),
+        ],
+    );
+    d.wait_ready(&ep);
+    let mut c = Client::connect(&ep).unwrap();
+    let mut parts = Vec::new();
+    let mut listed = Vec::new();
+    let err = c
+        .list_conns(|p| {
+            parts.push(p.len());
+            listed.extend(p.into_iter().map(|e| (e.caddr, e.cport)));
+            Ok(())
+        })
+        .unwrap();
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(listed.len(), N as usize, "parts {parts:?}\n{}", d.log());
+    assert!(parts.len() >= 3, "parts {parts:?}");
+    assert!(parts.iter().all(|&n| n <= 16384), "parts {parts:?}");
+    let Reply::Conns(whole) = c.call(Request::ListConns).unwrap() else {
+        panic!("no connections reply");
+    };
+    let mut whole: Vec<_> = whole.into_iter().map(|e| (e.caddr, e.cport)).collect();
+    listed.sort();
+    whole.sort();
+    assert_eq!(listed, whole);
+    // The same connection still answers other requests after a listing.
+    assert_eq!(services(&mut c).len(), 1);
+    // rvsadm prints it part by part, the same text as in one reply.
+    let adm = |whole: bool| {
+        let mut cmd = Command::new(bin("rvsadm"));
+        cmd.args(["-L", "-c", "-n"]).env("RVS_SOCKET", &sock);
+        if whole {
+            cmd.env("RVSADM_LIST_WHOLE", "1");
+        }
+        let o = cmd.output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let streamed = adm(false);
+    assert_eq!(streamed.lines().count(), N as usize + 2);
+    assert!(streamed.starts_with("IPVS connection entries\npro expire state"));
+    if cfg!(debug_assertions) {
+        // Expiry seconds may tick between the two listings.
+        let norm = |s: &str| -> Vec<String> {
+            let mut v: Vec<String> = s
+                .lines()
+                .map(|l| {
+                    let mut w: Vec<&str> = l.split_whitespace().collect();
+                    if w.len() > 1 && w[0] == "TCP" {
+                        w[1] = "";
+                    }
+                    w.join(" ")
+                })
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(norm(&streamed), norm(&adm(true)));
+    }
+    // A reader that goes away early ends rvsadm quietly.
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "'{}' -L -c -n | head -n 3 >/dev/null",
+            bin("rvsadm").display()
+        ))
+        .env("RVS_SOCKET", &sock)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "rvsadm | head hangs");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let o = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(Duration::from_secs(5)).code(), Some(0));
+}

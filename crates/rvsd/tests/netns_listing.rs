@@ -2,10 +2,13 @@
 //! while `rvsadm -L -c` lists a million connections (issue 14). rvsd takes
 //! 1 000 000 connections from a `--conn-state` file at start, then 8 TCP
 //! connections exchange lines through it as fast as they can (the slow
-//! path: `--fast-path off`, where every packet takes the engine's lock),
-//! for 3 s alone and 3 s while another client lists the table in a loop;
-//! once with the listing built in chunks of 16384 (rvsd's default) and
-//! once in one turn of the lock (RVSD_LIST_CHUNK, a debug-build hook).
+//! path: `--fast-path off`), for 3 s alone and 3 s while another client
+//! lists the table in a loop; once with the listing sent and printed in
+//! parts (rvsadm's way since this change: `Request::ListConnsParts`) and
+//! once as one reply of the whole table (RVSADM_LIST_WHOLE, a debug-build
+//! hook: the way before it). Besides the exchanges, the memory each side
+//! needs for a listing: rvsd's peak RSS over its RSS before the listings,
+//! and rvsadm's peak RSS.
 
 mod common;
 
@@ -122,18 +125,40 @@ fn rate(client: &str, during: impl FnOnce() + Send + 'static) -> (f64, u64) {
     )
 }
 
-/// ((rate, longest exchange) alone, the same while listing, listings
-/// completed) for rvsd listing `chunk` connections per turn of the lock.
-fn run(
-    lab: &mut Lab,
-    director: &str,
-    client: &str,
-    rules: &str,
-    chunk: &str,
-) -> ((f64, u64), (f64, u64), u64) {
+/// A `VmRSS`/`VmHWM`-like field of /proc/PID/status, in kB.
+fn status_kb(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(field)?
+                .trim()
+                .strip_suffix("kB")?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0)
+}
+
+/// What one [`run`] measured.
+struct Run {
+    alone: (f64, u64),
+    listing: (f64, u64),
+    listings: u64,
+    /// Mean seconds per listing.
+    secs_per_listing: f64,
+    /// rvsd: peak RSS over RSS before the listings, kB.
+    rvsd_growth_kb: u64,
+    /// rvsadm: largest peak RSS of the listings, kB.
+    rvsadm_peak_kb: u64,
+}
+
+/// Forwarding alone and while rvsadm lists the table in a loop, in parts
+/// or (`whole`) in one reply.
+fn run(lab: &mut Lab, director: &str, client: &str, rules: &str, whole: bool) -> Run {
     let state = lab.temp_path("conns");
     state_file(&state);
-    lab.env = vec![("RVSD_LIST_CHUNK".into(), chunk.into())];
     let idx = lab.start_rvsd(
         director,
         None,
@@ -158,26 +183,51 @@ fn run(
         "{n} connections restored\n{}",
         lab.rvsd_log()
     );
+    let rvsd_pid = lab.children[idx].id();
     let _warm_up = rate(client, || {});
     let alone = rate(client, || {});
+    let rss_before = status_kb(rvsd_pid, "VmRSS:");
+    // Reset rvsd's peak RSS (the table's load at start had its own peak).
+    std::fs::write(format!("/proc/{rvsd_pid}/clear_refs"), "5").expect("clear_refs");
     let stop = Arc::new(AtomicBool::new(false));
     let listings = Arc::new(AtomicU64::new(0));
+    let adm_peak = Arc::new(AtomicU64::new(0));
+    let listing_ms = Arc::new(AtomicU64::new(0));
     let (tx, rx) = std::sync::mpsc::channel();
     let start_lister = {
         let (stop, listings) = (Arc::clone(&stop), Arc::clone(&listings));
+        let (adm_peak, listing_ms) = (Arc::clone(&adm_peak), Arc::clone(&listing_ms));
         let (director, adm) = (director.to_string(), bin("rvsadm"));
         move || {
             let h = std::thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    let o = std::process::Command::new("ip")
-                        .args(["netns", "exec", &director])
+                // At most 50 listings (each takes seconds).
+                for _ in 0..50 {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let t = Instant::now();
+                    let mut cmd = std::process::Command::new("ip");
+                    cmd.args(["netns", "exec", &director])
                         .arg(&adm)
                         .args(["-L", "-c", "-n"])
-                        .stdout(std::process::Stdio::null())
-                        .status()
-                        .expect("rvsadm");
-                    assert!(o.success());
+                        .stdout(std::process::Stdio::null());
+                    if whole {
+                        cmd.env("RVSADM_LIST_WHOLE", "1");
+                    }
+                    let mut child = cmd.spawn().expect("rvsadm");
+                    // `ip netns exec` execs: the pid is rvsadm's. Its peak
+                    // RSS, read until it exits.
+                    let st = loop {
+                        let hwm = status_kb(child.id(), "VmHWM:");
+                        if let Some(st) = child.try_wait().expect("wait") {
+                            break st;
+                        }
+                        adm_peak.fetch_max(hwm, Ordering::Relaxed);
+                        std::thread::sleep(Duration::from_millis(5));
+                    };
+                    assert!(st.success());
                     listings.fetch_add(1, Ordering::Relaxed);
+                    listing_ms.fetch_add(t.elapsed().as_millis() as u64, Ordering::Relaxed);
                 }
             });
             tx.send(h).expect("send");
@@ -186,8 +236,17 @@ fn run(
     let listing = rate(client, start_lister);
     stop.store(true, Ordering::Relaxed);
     let _ = rx.recv().expect("lister").join();
+    let rvsd_peak = status_kb(rvsd_pid, "VmHWM:");
     lab.stop_rvsd(idx);
-    (alone, listing, listings.load(Ordering::Relaxed))
+    let n = listings.load(Ordering::Relaxed);
+    Run {
+        alone,
+        listing,
+        listings: n,
+        secs_per_listing: listing_ms.load(Ordering::Relaxed) as f64 / 1000.0 / n.max(1) as f64,
+        rvsd_growth_kb: rvsd_peak.saturating_sub(rss_before),
+        rvsadm_peak_kb: adm_peak.load(Ordering::Relaxed),
+    }
 }
 
 #[test]
@@ -204,27 +263,30 @@ fn netns_listing_a_million_connections_while_forwarding() {
     .expect("rules");
     let rules = rules.to_str().expect("path").to_string();
     let t = Instant::now();
-    let (a1, l1, n1) = run(&mut lab, &director, &client, &rules, "16384");
-    let (a2, l2, n2) = run(&mut lab, &director, &client, &rules, "1000000000");
-    eprintln!(
+    let parts = run(&mut lab, &director, &client, &rules, false);
+    let whole = run(&mut lab, &director, &client, &rules, true);
+    let mut out = format!(
         "forwarding (slow path, {CONNS} ping-pong connections, {SECONDS} s each) with \
-         {TABLE} connections in the table, in {:?}:\n  \
-         chunks of 16384: {:.0}/s alone (longest exchange {} us), {:.0}/s while listing \
-         ({:.2}x; longest {} us; {n1} listing(s) done)\n  \
-         one turn of the lock: {:.0}/s alone (longest {} us), {:.0}/s while listing \
-         ({:.2}x; longest {} us; {n2} listing(s) done)",
-        t.elapsed(),
-        a1.0,
-        a1.1,
-        l1.0,
-        l1.0 / a1.0,
-        l1.1,
-        a2.0,
-        a2.1,
-        l2.0,
-        l2.0 / a2.0,
-        l2.1
+         {TABLE} connections in the table, in {:?}:",
+        t.elapsed()
     );
+    for (label, r) in [("in parts", &parts), ("whole, one reply", &whole)] {
+        out += &format!(
+            "\n  {label}: {:.0}/s alone (longest exchange {} us), {:.0}/s while listing \
+             ({:.2}x; longest {} us); {} listing(s), {:.1} s each; rvsd peak RSS +{} MB \
+             over its RSS before; rvsadm peak RSS {} MB",
+            r.alone.0,
+            r.alone.1,
+            r.listing.0,
+            r.listing.0 / r.alone.0,
+            r.listing.1,
+            r.listings,
+            r.secs_per_listing,
+            r.rvsd_growth_kb / 1024,
+            r.rvsadm_peak_kb / 1024
+        );
+    }
+    eprintln!("{out}");
 }
 
 /// A measurement (issue 15): what a master sync daemon costs forwarding.

@@ -68,7 +68,13 @@ fn state_word(c: &ConnInfo) -> &str {
 /// columns). Entries are printed in the order given (the kernel prints its
 /// hash-table order; ipvsadm does not sort).
 pub fn conns(c: &[ConnInfo], numeric: bool, persistent_conn: bool, r: &dyn Resolver) -> String {
-    let r: &dyn Resolver = if numeric { &Numeric } else { r };
+    let mut out = conns_header(persistent_conn);
+    conn_lines(&mut out, c, numeric, persistent_conn, r);
+    out
+}
+
+/// The two header lines of [`conns`].
+pub fn conns_header(persistent_conn: bool) -> String {
     let mut out = String::from("IPVS connection entries\n");
     // "pro expire %-11s %-18s %-18s %s\n", or with --persistent-conn
     // "pro expire %-11s %-18s %-18s %-18s %-16s %s\n".
@@ -87,6 +93,19 @@ pub fn conns(c: &[ConnInfo], numeric: bool, persistent_conn: bool, r: &dyn Resol
     } else {
         out.push_str("destination\n");
     }
+    out
+}
+
+/// The lines of [`conns`] for `c`, appended to `out` (a listing that
+/// arrives in parts is formatted part by part).
+pub fn conn_lines(
+    out: &mut String,
+    c: &[ConnInfo],
+    numeric: bool,
+    persistent_conn: bool,
+    r: &dyn Resolver,
+) {
+    let r: &dyn Resolver = if numeric { &Numeric } else { r };
     for e in c {
         let proto = lookup_proto(e.proto);
         let cname = addrport(e.caddr, e.cport, proto, r);
@@ -94,15 +113,15 @@ pub fn conns(c: &[ConnInfo], numeric: bool, persistent_conn: bool, r: &dyn Resol
         let dname = addrport(e.daddr, e.dport, proto, r);
         let secs = expires(e);
         let expire = format!("{:02}:{:02}", secs / 60, secs % 60);
-        ljust(&mut out, &proto_name(e.proto), 3);
+        ljust(out, &proto_name(e.proto), 3);
         out.push(' ');
-        ljust(&mut out, &expire, 6);
+        ljust(out, &expire, 6);
         out.push(' ');
-        ljust(&mut out, state_word(e), 11);
+        ljust(out, state_word(e), 11);
         out.push(' ');
-        ljust(&mut out, &cname, 18);
+        ljust(out, &cname, 18);
         out.push(' ');
-        ljust(&mut out, &vname, 18);
+        ljust(out, &vname, 18);
         out.push(' ');
         // sscanf yields 11 fields only if both a PE name and PE data word
         // follow the expiry.
@@ -113,9 +132,9 @@ pub fn conns(c: &[ConnInfo], numeric: bool, persistent_conn: bool, r: &dyn Resol
         match pe {
             Some((pe_name, pe_data)) if persistent_conn => {
                 // "%-16s %-18s %s": destination padded to 16, PE name to 18.
-                ljust(&mut out, &dname, 16);
+                ljust(out, &dname, 16);
                 out.push(' ');
-                ljust(&mut out, pe_name, 18);
+                ljust(out, pe_name, 18);
                 out.push(' ');
                 out.push_str(pe_data);
             }
@@ -123,7 +142,6 @@ pub fn conns(c: &[ConnInfo], numeric: bool, persistent_conn: bool, r: &dyn Resol
         }
         out.push('\n');
     }
-    out
 }
 
 /// The fixed part of a `/proc/net/ip_vs_conn*` line up to and including

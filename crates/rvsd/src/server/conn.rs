@@ -27,6 +27,7 @@ pub fn needs_fast_path_credit(req: &Request) -> bool {
         | Request::GetService(_)
         | Request::GlobalStats
         | Request::ListConns
+        | Request::ListConnsParts
         | Request::SetSysctls(_) => true,
         Request::Info
         | Request::GetTimeouts
@@ -52,6 +53,21 @@ pub const CONNS_PER_CHUNK: usize = 16384;
 /// result is not one instant's: a connection made or gone meanwhile may be
 /// missing or listed, each entry is as it was when its chunk was read.
 pub(super) fn list_conns(shared: &Shared) -> Reply {
+    let mut all = Vec::new();
+    let _ = list_conns_parts(shared, |part, _| {
+        all.append(part);
+        Ok(())
+    });
+    Reply::Conns(all)
+}
+
+/// [`list_conns`] part by part: `part` gets each chunk (and whether it is
+/// the last), outside the lock, and may stop the listing with an error
+/// (the client went away). Nothing but one chunk is held at a time.
+pub(super) fn list_conns_parts(
+    shared: &Shared,
+    mut part: impl FnMut(&mut Vec<rvs_proto::ConnInfo>, bool) -> io::Result<()>,
+) -> io::Result<()> {
     // Debug builds (the tests'): RVSD_LIST_CHUNK=N lists N per turn of the
     // lock, to measure what chunking changes against one turn for all.
     static CHUNK: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
@@ -65,7 +81,7 @@ pub(super) fn list_conns(shared: &Shared) -> Reply {
             .filter(|&n| n > 0)
             .unwrap_or(CONNS_PER_CHUNK)
     });
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(chunk);
     let mut from = 0;
     {
         let mut state = shared.lock();
@@ -76,12 +92,13 @@ pub(super) fn list_conns(shared: &Shared) -> Reply {
             let state = shared.lock();
             state.conns_chunk(from, chunk, shared.clock.now(), &mut out)
         };
+        part(&mut out, next.is_none())?;
+        out.clear();
         match next {
             Some(n) => from = n,
-            None => break,
+            None => return Ok(()),
         }
     }
-    Reply::Conns(out)
 }
 
 /// Accept and serve connections until the stop flag is set (whoever sets it
@@ -265,6 +282,21 @@ pub fn serve_connection(stream: UnixStream, shared: &Shared) {
                     reply
                 } else if matches!(req, Request::ListConns) && peer.privileged {
                     list_conns(shared)
+                } else if matches!(req, Request::ListConnsParts) && peer.privileged {
+                    // Each part is written as it is listed; the last one is
+                    // the reply written below.
+                    let mut last = Vec::new();
+                    let sent = list_conns_parts(shared, |part, is_last| {
+                        if is_last {
+                            last = std::mem::take(part);
+                            return Ok(());
+                        }
+                        writer.write_all(&encode(&Reply::ConnsPart(std::mem::take(part))))
+                    });
+                    if sent.is_err() {
+                        return;
+                    }
+                    Reply::Conns(last)
                 } else {
                     // A listing waits (briefly) for a change still on its
                     // way into the data plane's filters, so that a service
@@ -389,6 +421,7 @@ pub(super) fn request_kind(r: &Request) -> &'static str {
         Request::GetTimeouts => "get_timeouts",
         Request::ListDaemons => "list_daemons",
         Request::ListConns => "list_conns",
+        Request::ListConnsParts => "list_conns_parts",
         Request::GlobalStats => "global_stats",
         Request::DataPlaneStats => "dataplane_stats",
         Request::FwmarkAdd(_) => "fwmark_add",
