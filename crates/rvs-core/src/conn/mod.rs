@@ -39,6 +39,10 @@
 //! | DR / TUN conn or template (in index only) | 104 + 4 + 4 + 10.5 ≈ **122.5** |
 //! | NAT conn (in and out index) | ≈ 133 |
 //!
+//! Outside the table, the engine keeps an 8-byte handle for each TCP entry
+//! still in its handshake (the table-full eviction's queue), dropped once
+//! the handshake completes: nothing per established connection.
+//!
 //! [`ConnTable::approx_memory_bytes`] reports the real figure of a live table.
 
 mod key;
