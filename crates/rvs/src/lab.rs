@@ -25,6 +25,8 @@
 //! afterwards (also on error and on SIGINT/SIGTERM), unless `--keep`.
 //! `rvs lab clean` removes every `rvslab-*` namespace and its processes.
 
+mod health;
+
 use crate::child::sibling;
 use crate::netns::{addr as ip_addr_add, gro_on, in_ns, remove_ns, run_cmd};
 use std::fs::File;
@@ -76,6 +78,10 @@ pub struct Opts {
     pub keep: bool,
     /// `--io`: the director's packet I/O; `None` leaves rvsd's default.
     pub io: Option<String>,
+    /// `--health`: the real servers come from a keepalived.conf that
+    /// `rvs health run` checks (HTTP_GET), and one is stopped and started
+    /// again to show it leave and rejoin ([`health`]).
+    pub health: bool,
 }
 
 /// Check a `--io` value of `rvs lab`: `xdp` or `packet`.
@@ -471,6 +477,8 @@ fn build_and_run(lab: &mut Lab, o: &Opts, stop: &AtomicBool) -> Result<String, S
     // Real servers: rvs realserver up (dr/tun), an HTTP server on port 80.
     let rvs = std::env::current_exe().map_err(|e| e.to_string())?;
     let rvs = rvs.to_str().ok_or("rvs path is not UTF-8")?.to_string();
+    // Each real server's HTTP server: its index in `lab.children`.
+    let mut http = Vec::new();
     for (i, (rs, rip)) in rss.iter().zip(&rips).enumerate() {
         let name = format!("rs{}", i + 1);
         if o.mode != Mode::Nat {
@@ -510,6 +518,7 @@ fn build_and_run(lab: &mut Lab, o: &Opts, stop: &AtomicBool) -> Result<String, S
             }
             Ok(())
         })?;
+        http.push(lab.children.len());
         lab.spawn(rs, "python3", &["-c", HTTP_SERVER, &www])?;
     }
     // Wait until every HTTP server answers in its own namespace.
@@ -536,12 +545,17 @@ fn build_and_run(lab: &mut Lab, o: &Opts, stop: &AtomicBool) -> Result<String, S
     // The director.
     lab.start_rvsd(&director, &ifaces, o.io.as_deref(), stop)?;
     let svc = format!("{vip}:80");
-    lab.adm(&director, &["-A", "-t", &svc, "-s", &o.scheduler])?;
-    for rip in &rips {
-        lab.adm(
-            &director,
-            &["-a", "-t", &svc, "-r", rip, o.mode.flag(), "-w", "1"],
-        )?;
+    if o.health {
+        // The checker makes the service and adds the real servers.
+        health::start(lab, o, &director, &rvs, &vip, &rips, stop)?;
+    } else {
+        lab.adm(&director, &["-A", "-t", &svc, "-s", &o.scheduler])?;
+        for rip in &rips {
+            lab.adm(
+                &director,
+                &["-a", "-t", &svc, "-r", rip, o.mode.flag(), "-w", "1"],
+            )?;
+        }
     }
 
     let mut out = format!(
@@ -597,6 +611,10 @@ fn build_and_run(lab: &mut Lab, o: &Opts, stop: &AtomicBool) -> Result<String, S
             "slowest request after the first: {} ms",
             slowest.as_millis()
         );
+    }
+    if o.health && ok == o.requests {
+        let demo = health::stop_and_start(lab, &director, &client, addr, &rss, &rips, &http, stop)?;
+        print!("{demo}");
     }
     println!("--- rvsadm -Ln --stats (in {director}) ---");
     print!("{}", lab.adm(&director, &["-L", "-n", "--stats"])?);

@@ -66,6 +66,10 @@ Commands:
       --requests N        HTTP requests (1..=10000, default 10)
       --keep              leave the lab running; print how to enter it
       --io xdp|packet     the director's packet I/O (default: rvsd's, auto)
+      --health            the real servers come from a keepalived.conf that
+                          'rvs health run' checks (HTTP_GET); then rs1's
+                          HTTP server is stopped and started again: how
+                          long the checker took to take it out and back
   lab ha [--nat]          two directors (rvsd + keepalived, VRRP only) that
                           sync connections: long-lived connections through
                           the master survive its failure and its return
@@ -246,6 +250,7 @@ fn parse_lab(parser: &mut lexopt::Parser) -> Result<LabCmd, String> {
         requests: 10,
         keep: false,
         io: None,
+        health: false,
     };
     let mut e = lab_ecmp::Opts {
         directors: 3,
@@ -290,6 +295,7 @@ fn parse_lab(parser: &mut lexopt::Parser) -> Result<LabCmd, String> {
                 o.scheduler = s;
             }
             Long("keep") => o.keep = true,
+            Long("health") => o.health = true,
             Long("io") => {
                 let v = parser.value().map_err(|e| e.to_string())?;
                 o.io = Some(lab::parse_io(&v.string().map_err(|e| e.to_string())?)?);
@@ -303,6 +309,11 @@ fn parse_lab(parser: &mut lexopt::Parser) -> Result<LabCmd, String> {
         Some("tun") => lab::Mode::Tun,
         Some("dr-routed") => lab::Mode::DrRouted,
         Some("clean") => return Ok(LabCmd::Clean),
+        Some(m @ ("ha" | "ecmp")) if o.health => {
+            return Err(format!(
+                "--health is for the nat, dr, tun and dr-routed labs, not {m}"
+            ));
+        }
         Some("ha") => {
             return Ok(LabCmd::Ha(lab_ha::Opts {
                 nat,
@@ -324,6 +335,13 @@ fn parse_lab(parser: &mut lexopt::Parser) -> Result<LabCmd, String> {
         }
         None => return Err("lab needs a mode: nat, dr, tun, dr-routed (or clean)".into()),
     };
+    if o.health && o.servers < 2 {
+        return Err(format!(
+            "--health stops one real server to show the checker at work: it needs \
+             --servers 2 or more (not {})",
+            o.servers
+        ));
+    }
     Ok(LabCmd::Classic(o))
 }
 

@@ -98,6 +98,98 @@ fn netns_lab_dr_routed() {
     lab("dr-routed");
 }
 
+/// `rvs lab MODE --health`: `rvs health run` puts the real servers in the
+/// table from a keepalived.conf; rs1's HTTP server stopped leaves the
+/// table within the checker's bound (delay_loop 1 + (retry 1 + 1) x
+/// delay_before_retry 1 + connect_timeout 1 = 4 s; 6 s allowed on this
+/// shared machine), the 10 new requests then all go to the others, and
+/// started again it is back within about one delay_loop (3 s allowed).
+fn lab_health(mode: &str) {
+    if !can_run_with(&[]) {
+        return;
+    }
+    let child = spawn_rvs(&["lab", mode, "--health", "--servers", "3", "--requests", "6"]);
+    let pid = child.id();
+    let out = child.wait_with_output().expect("rvs lab --health");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "rvs lab {mode} --health: {}\n{stdout}\n{stderr}",
+        out.status
+    );
+    assert!(stdout.contains("6/6 requests answered"), "{stdout}");
+    let secs = |key: &str| -> f64 {
+        let line = stdout
+            .lines()
+            .find(|l| l.contains(key))
+            .unwrap_or_else(|| panic!("no '{key}' line:\n{stdout}"));
+        let rest = &line[line.find(key).unwrap() + key.len()..];
+        rest.split_whitespace()
+            .next()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no seconds after '{key}': {line}"))
+    };
+    let gone = secs("took it out of the table after ");
+    assert!(gone <= 6.0, "rs1 left the table after {gone} s:\n{stdout}");
+    assert!(
+        stdout.contains("health: 10/10 new requests answered while rs1 is down")
+            && stdout.contains(", 0 by rs1"),
+        "{stdout}"
+    );
+    let back = secs("back in the table after ");
+    assert!(back <= 3.0, "rs1 came back after {back} s:\n{stdout}");
+    assert!(stdout.contains("--- rvs health show"), "{stdout}");
+    assert!(
+        !stdout.contains(" DOWN "),
+        "still down in rvs health show:\n{stdout}"
+    );
+    let list = Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .expect("ip netns list");
+    let list = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        !list
+            .lines()
+            .any(|l| l.starts_with(&format!("rvslab-{pid}-"))),
+        "namespaces left:\n{list}"
+    );
+}
+
+#[test]
+fn netns_lab_dr_health() {
+    lab_health("dr");
+}
+
+#[test]
+fn netns_lab_nat_health() {
+    lab_health("nat");
+}
+
+/// `--health` refuses what it cannot show, before building anything.
+#[test]
+fn lab_health_bad_options() {
+    for (args, want) in [
+        (
+            &["lab", "dr", "--health", "--servers", "1"][..],
+            "--servers 2 or more",
+        ),
+        (
+            &["lab", "ecmp", "--health"][..],
+            "--health is for the nat, dr, tun",
+        ),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_rvs"))
+            .args(args)
+            .output()
+            .expect("rvs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(stderr.contains(want), "{args:?}: {stderr}");
+    }
+}
+
 /// One `TCP`/`->` line of `rvsadm -Ln --stats`: address, Conns, InPkts,
 /// OutPkts, InBytes, OutBytes (bytes as printed: may carry a K/M suffix).
 #[derive(Debug)]
