@@ -213,6 +213,65 @@ pub(super) fn open_xdp(
     let names: Vec<String> = ports.iter().map(|p| p.name.clone()).collect();
     let mut classifier =
         Classifier::attach_sized(&names, flow_entries).map_err(OpenError::Attach)?;
+    // The UMEMs are locked memory, counted against RLIMIT_MEMLOCK unless
+    // rvsd has CAP_IPC_LOCK: where the limit cannot be raised (a host whose
+    // bounding set lacks CAP_SYS_RESOURCE ignores rvsd.service's
+    // LimitMEMLOCK=infinity) the default UMEM of every socket may not fit.
+    // Then the sockets are opened again with half the frames each, down
+    // to MIN_UMEM_FRAMES, and the log says so, before AF_XDP is given up.
+    let mut cfg = UmemConfig::default();
+    loop {
+        match open_xdp_sockets(ports, &mut classifier, &cfg) {
+            Err(OpenError::Xsk {
+                name,
+                queue,
+                source,
+            }) if source.raw_os_error() == Some(rustix::io::Errno::NOBUFS.raw_os_error())
+                && cfg.frames / 2 >= MIN_UMEM_FRAMES =>
+            {
+                let smaller = UmemConfig {
+                    frames: cfg.frames / 2,
+                    ..cfg
+                };
+                tracing::warn!(
+                    "AF_XDP: {name} queue {queue}: the locked-memory limit ({}) does not hold \
+                     a UMEM of {} frames for every socket ({source}); opening the sockets with \
+                     {} frames each ({} KiB)",
+                    memlock_limit(),
+                    cfg.frames,
+                    smaller.frames,
+                    u64::from(smaller.frames) * u64::from(smaller.frame_size) / 1024
+                );
+                cfg = smaller;
+                // The failed attempt's UMEMs leave the count once the
+                // kernel's deferred release of their sockets has run.
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+            Ok(workers) => return Ok((Filter::Xdp(Box::new(classifier)), workers)),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// The fewest frames a socket's UMEM is given when the locked-memory limit
+/// is short (the default is 4096): 512 hold eight batches.
+const MIN_UMEM_FRAMES: u32 = 512;
+
+/// RLIMIT_MEMLOCK as the log says it.
+fn memlock_limit() -> String {
+    match rustix::process::getrlimit(rustix::process::Resource::Memlock).current {
+        Some(b) => format!("RLIMIT_MEMLOCK {} KiB, without CAP_IPC_LOCK", b / 1024),
+        None => "RLIMIT_MEMLOCK unlimited".into(),
+    }
+}
+
+/// The sockets of [`open_xdp`], each with a UMEM of `cfg`; worker `q` gets
+/// queue `q` of every port.
+fn open_xdp_sockets(
+    ports: &[Port],
+    classifier: &mut Classifier,
+    cfg: &UmemConfig,
+) -> Result<Vec<WorkerSocks>, OpenError> {
     let n = ports.iter().map(|p| p.queues).max().unwrap_or(1).max(1);
     let mut workers: Vec<WorkerSocks> = (0..n)
         .map(|_| WorkerSocks {
@@ -230,12 +289,10 @@ pub(super) fn open_xdp(
             })?;
         for (q, w) in (0..n).zip(workers.iter_mut()) {
             if q < p.queues {
-                let s = XskSocket::open(&p.name, q, &UmemConfig::default()).map_err(|source| {
-                    OpenError::Xsk {
-                        name: p.name.clone(),
-                        queue: q,
-                        source,
-                    }
+                let s = XskSocket::open(&p.name, q, cfg).map_err(|source| OpenError::Xsk {
+                    name: p.name.clone(),
+                    queue: q,
+                    source,
                 })?;
                 classifier
                     .xsk_map_set(base + q, s.fd())
@@ -255,7 +312,7 @@ pub(super) fn open_xdp(
         }
         base += p.queues;
     }
-    Ok((Filter::Xdp(Box::new(classifier)), workers))
+    Ok(workers)
 }
 
 /// Install the nftables table and open the AF_PACKET
