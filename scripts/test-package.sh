@@ -16,7 +16,16 @@
 #     zsh find the completions, the seed's
 #     save/stop/restore/start sequence gives back the same table, and that
 #     purging leaves nothing behind;
-#  3. in a second throwaway root, with Debian's real ipvsadm package
+#  3. under a real systemd: systemd booted as PID 1 of a PID namespace in
+#     another throwaway root (its own mount and network namespaces): the
+#     package installed enables rvsd and starts nothing; `systemctl start
+#     rvsd` returns once forwarding works (a NAT service to a real server
+#     in a network namespace answers the first connection); installing
+#     the package again (an upgrade) restarts rvsd and a connection open
+#     across it goes on; a stalled worker (RVSD_INJECT_STALL, debug
+#     builds) gets rvsd restarted by systemd's watchdog; purging stops it
+#     and leaves no XDP program, nftables table or pinned object;
+#  4. in a second throwaway root, with Debian's real ipvsadm package
 #     installed first (apt-get download; skipped if it cannot be fetched):
 #     installing rvs does not replace its files or its service name, and
 #     once it is removed `update-alternatives --auto ipvsadm` gives the
@@ -228,6 +237,178 @@ left=$(cd "$work/plain/upper" && find . \( -iname '*rvs*' -o -iname '*ipvsadm*' 
     grep -v -e '^./etc/sysconfig/ipvsadm$' -e '^./var/log/' -e '^./var/cache/man/' || true)
 [ -z "$left" ] || fail "left behind after purge: $left"
 echo "purge left nothing behind"
+
+echo "-- under systemd: start, upgrade, watchdog and purge"
+# A real systemd, as PID 1 of a PID namespace (container mode), in a
+# throwaway root like the one above (its own mount and network
+# namespaces), booted to a target that pulls in nothing; the steps run in
+# its namespaces through nsenter. Killing the unshare ends it all: the PID
+# namespace takes every process with it, the network namespace its links.
+r=$work/systemd
+mkdir -p "$r/upper/etc/systemd/system" "$r/upper/root" "$r/work" "$r/merged"
+printf '[Unit]\nDescription=rvs package test\nDefaultDependencies=no\n' \
+    >"$r/upper/etc/systemd/system/rvs-test.target"
+cp "$deb" "$r/upper/root/rvs.deb"
+unshare --mount --net --pid --fork --kill-child bash -euo pipefail -c '
+    r=$1
+    mount --make-rprivate /
+    mount -t overlay overlay -o "lowerdir=/,upperdir=$r/upper,workdir=$r/work" "$r/merged"
+    mount -t proc proc "$r/merged/proc"
+    mount --rbind /dev "$r/merged/dev"
+    # sysfs of this network namespace (/sys/class/net is per namespace),
+    # with the host'"'"'s cgroup hierarchies for systemd.
+    mount -t sysfs sysfs "$r/merged/sys"
+    mount --rbind /sys/fs/cgroup "$r/merged/sys/fs/cgroup"
+    mount -t tmpfs tmpfs "$r/merged/run"
+    mount -t tmpfs tmpfs "$r/merged/tmp"
+    exec chroot "$r/merged" env -i container=rvs-test \
+        PATH=/usr/sbin:/usr/bin:/sbin:/bin /lib/systemd/systemd --system \
+        --unit=rvs-test.target --show-status=0 --log-target=journal
+' boot "$r" >"$work/systemd.log" 2>&1 &
+unshare_pid=$!
+stop_systemd() {
+    kill -9 "$unshare_pid" 2>/dev/null || true
+    wait "$unshare_pid" 2>/dev/null || true
+}
+trap 'stop_systemd; cleanup' EXIT
+sd=
+for _ in $(seq 100); do
+    sd=$(pgrep -P "$unshare_pid" -x systemd || true)
+    [ -n "$sd" ] && break
+    sleep 0.1
+done
+[ -n "$sd" ] || fail "systemd did not start: $(cat "$work/systemd.log")"
+in_systemd() {
+    timeout 300 nsenter --target "$sd" --mount --pid --net --root --wd \
+        env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LC_ALL=C.UTF-8 \
+        DEBIAN_FRONTEND=noninteractive SYSTEMD_PAGER= bash -euo pipefail -s
+}
+state=
+for _ in $(seq 100); do
+    state=$(in_systemd <<<'systemctl is-system-running 2>/dev/null || true')
+    case $state in running | degraded) break ;; esac
+    sleep 0.1
+done
+case $state in running | degraded) ;; *) fail "systemd not up ($state): $(cat "$work/systemd.log")" ;; esac
+echo "systemd $(in_systemd <<<'systemctl --version | head -1 | cut -d" " -f2') booted ($state)"
+in_systemd <<'EOF'
+fail() {
+    echo "FAIL (under systemd): $*" >&2
+    systemctl status --no-pager rvsd >&2 || true
+    exit 1
+}
+# The journal, for rvsd's log and systemd's word on it.
+systemctl start systemd-journald.socket systemd-journald.service
+# A Docker-built image's policy-rc.d (exit 101) stops maintainer scripts
+# from touching services; a host that boots systemd has none.
+rm -f /usr/sbin/policy-rc.d
+dpkg -i /root/rvs.deb >/dev/null
+[ "$(systemctl is-enabled rvsd.service)" = enabled ] || fail "rvsd.service not enabled"
+[ "$(systemctl is-active rvsd.service)" = inactive ] || fail "installing started rvsd"
+
+# A NAT director: client 10.7.1.1 -- eth0 10.7.1.2 [VIP 10.7.1.100] eth1
+# 10.7.2.1 -- real server 10.7.2.11 (a line echo on port 80).
+ip link set lo up
+ip netns add c
+ip netns add s
+ip link add eth0 type veth peer name eth0 netns c
+ip link add eth1 type veth peer name eth0 netns s
+ip addr add 10.7.1.2/24 dev eth0
+ip addr add 10.7.2.1/24 dev eth1
+ip addr add 10.7.1.100/32 dev lo
+ip link set eth0 up
+ip link set eth1 up
+for ns in c s; do ip -n $ns link set lo up; ip -n $ns link set eth0 up; done
+ip -n c addr add 10.7.1.1/24 dev eth0
+ip -n c route add default via 10.7.1.2
+ip -n s addr add 10.7.2.11/24 dev eth0
+ip -n s route add default via 10.7.2.1
+ip netns exec s python3 -c '
+import socket, threading
+def echo(c):
+    with c:
+        f = c.makefile("rwb", buffering=0)
+        for line in f:
+            f.write(line)
+l = socket.create_server(("10.7.2.11", 80))
+while True:
+    threading.Thread(target=echo, args=(l.accept()[0],), daemon=True).start()
+' </dev/null >/dev/null 2>&1 &
+for _ in $(seq 50); do
+    ip netns exec s bash -c 'exec 3<>/dev/tcp/10.7.2.11/80' 2>/dev/null && break
+    sleep 0.1
+done
+printf -- '-A -t 10.7.1.100:80 -s rr\n-a -t 10.7.1.100:80 -r 10.7.2.11:80 -m\n' >/etc/rvs/rules
+echo 'RVSD_OPTS="--interface eth0 --interface eth1"' >>/etc/rvs/rvsd.env
+
+# `systemctl start` returns once rvsd said READY=1: forwarding works at once.
+systemctl start rvsd.service || fail "systemctl start rvsd"
+ip netns exec c timeout 5 bash -c '
+    exec 3<>/dev/tcp/10.7.1.100/80; echo first >&3; read -r -t 3 l <&3; [ "$l" = first ]' ||
+    fail "the first connection right after systemctl start returned was not forwarded"
+status=$(systemctl show -p StatusText --value rvsd.service)
+grep -q 'serving 1 virtual service(s)' <<<"$status" || fail "STATUS= says: $status"
+echo "systemctl start rvsd: forwarding at once; status: $status"
+journalctl -u rvsd.service --no-pager -o cat | grep -e '^AF_XDP: ' -e '^data plane: ' | sed 's/^/  rvsd: /' || true
+
+# An upgrade (the package installed again: postinst try-restarts rvsd):
+# a connection open across it goes on.
+ip netns exec c bash -c '
+    exec 3<>/dev/tcp/10.7.1.100/80
+    echo before >&3; read -r -t 3 l <&3; [ "$l" = before ] && touch /tmp/ll.before
+    sleep 6
+    echo after >&3; read -r -t 5 l <&3; [ "$l" = after ] && touch /tmp/ll.after' &
+ll=$!
+for _ in $(seq 50); do [ -e /tmp/ll.before ] && break; sleep 0.1; done
+[ -e /tmp/ll.before ] || fail "the long-lived connection did not start"
+pid0=$(systemctl show -p MainPID --value rvsd.service)
+dpkg -i /root/rvs.deb >/dev/null
+pid1=$(systemctl show -p MainPID --value rvsd.service)
+[ "$pid1" != "$pid0" ] && [ "$pid1" != 0 ] || fail "the upgrade did not restart rvsd ($pid0 -> $pid1)"
+wait "$ll" || true
+[ -e /tmp/ll.after ] || fail "a connection open across the upgrade's restart was lost"
+echo "upgrade: rvsd restarted (pid $pid0 -> $pid1), the open connection went on"
+
+# The watchdog: a worker that stops (RVSD_INJECT_STALL, debug builds) stops
+# WATCHDOG=1, and systemd restarts rvsd (WatchdogSec=10).
+if [ -n "$(grep -a RVSD_INJECT_STALL /usr/sbin/rvsd | head -c1)" ]; then
+    mkdir -p /etc/systemd/system/rvsd.service.d
+    printf '[Service]\nEnvironment=RVSD_INJECT_STALL=worker\n' \
+        >/etc/systemd/system/rvsd.service.d/stall.conf
+    systemctl daemon-reload
+    systemctl restart rvsd.service
+    pid0=$(systemctl show -p MainPID --value rvsd.service)
+    t0=$SECONDS
+    for _ in $(seq 300); do
+        [ "$(systemctl show -p NRestarts --value rvsd.service)" -ge 1 ] && break
+        sleep 0.1
+    done
+    [ "$(systemctl show -p NRestarts --value rvsd.service)" -ge 1 ] ||
+        fail "a stalled worker did not get rvsd restarted in 30 s"
+    journalctl --no-pager | grep -q 'rvsd.service: Watchdog timeout' ||
+        fail "systemd did not log a watchdog timeout: $(journalctl --no-pager | tail -20)"
+    echo "watchdog: a stalled worker got rvsd (pid $pid0) restarted after $((SECONDS - t0)) s"
+    rm -r /etc/systemd/system/rvsd.service.d
+    systemctl daemon-reload
+    systemctl restart rvsd.service
+else
+    echo "SKIP: watchdog (a release build has no RVSD_INJECT_STALL)"
+fi
+
+# Removal stops rvsd and leaves nothing in the kernel.
+dpkg --purge rvs >/dev/null
+! pgrep -x rvsd >/dev/null || fail "rvsd runs after the purge"
+for dev in eth0 eth1; do
+    ! ip link show dev $dev | grep -q ' xdp' || fail "an XDP program is left on $dev"
+done
+! nft list tables 2>/dev/null | grep -q rvs || fail "an nftables table is left: $(nft list tables)"
+if [ -d /sys/fs/bpf ]; then
+    ! find /sys/fs/bpf -name '*rvs*' 2>/dev/null | grep -q . || fail "pinned BPF objects left"
+fi
+echo "purge under systemd: rvsd stopped; no XDP program, nftables table or pinned object left"
+EOF
+stop_systemd
+trap cleanup EXIT
 
 echo "-- next to Debian's ipvsadm package"
 ipvsadm_deb=
