@@ -23,8 +23,10 @@
 #     in a network namespace answers the first connection); installing
 #     the package again (an upgrade) restarts rvsd and a connection open
 #     across it goes on; a stalled worker (RVSD_INJECT_STALL, debug
-#     builds) gets rvsd restarted by systemd's watchdog; purging stops it
-#     and leaves no XDP program, nftables table or pinned object;
+#     builds) gets rvsd restarted by systemd's watchdog; the seed's
+#     sequence with `systemctl stop|start ipvsadm` gives the same table;
+#     purging stops rvsd and leaves no XDP program, nftables table or
+#     pinned object;
 #  4. in a second throwaway root, with Debian's real ipvsadm package
 #     installed first (apt-get download; skipped if it cannot be fetched):
 #     installing rvs does not replace its files or its service name, and
@@ -394,6 +396,27 @@ if [ -n "$(grep -a RVSD_INJECT_STALL /usr/sbin/rvsd | head -c1)" ]; then
 else
     echo "SKIP: watchdog (a release build has no RVSD_INJECT_STALL)"
 fi
+
+# The seed's workflow word for word, with systemctl (the /etc/sysconfig
+# layout): save, stop (saves and clears), restore, start (loads).
+systemctl start ipvsadm.service
+ipvsadm -A -t 122.161.1.101:10 -s wrr
+ipvsadm -a -t 122.161.1.101:10 -r 122.161.10.102:10 -m -w 1
+ipvsadm -a -t 122.161.1.101:10 -r 122.161.10.103:10 -m -w 2
+ipvsadm -A -u 122.161.1.101:53 -s rr -p 600
+ipvsadm -a -u 122.161.1.101:53 -r 122.161.10.104:53 -m
+want=$(ipvsadm -S -n)
+mkdir -p /etc/sysconfig
+ipvsadm-save >/etc/sysconfig/ipvsadm
+systemctl stop ipvsadm
+[ "$(systemctl is-active rvsd.service)" = active ] || fail "systemctl stop ipvsadm stopped rvsd"
+[ "$(ipvsadm -S -n)" = "" ] || fail "systemctl stop ipvsadm did not clear the table"
+[ "$(cat /etc/sysconfig/ipvsadm)" = "$want" ] || fail "systemctl stop ipvsadm did not save the table"
+ipvsadm-restore </etc/sysconfig/ipvsadm
+[ "$(ipvsadm -S -n)" = "$want" ] || fail "ipvsadm-restore did not restore the table"
+systemctl start ipvsadm
+[ "$(ipvsadm -S -n)" = "$want" ] || fail "systemctl start ipvsadm did not give the same table"
+echo "seed sequence with systemctl stop|start ipvsadm: the same table ($(wc -l <<<"$want") rules)"
 
 # Removal stops rvsd and leaves nothing in the kernel.
 dpkg --purge rvs >/dev/null
