@@ -23,7 +23,8 @@
 #     in a network namespace answers the first connection); installing
 #     the package again (an upgrade) restarts rvsd and a connection open
 #     across it goes on; a stalled worker (RVSD_INJECT_STALL, debug
-#     builds) gets rvsd restarted by systemd's watchdog; the seed's
+#     builds) gets rvsd restarted by systemd's watchdog; ldirectord finds
+#     the package's ipvsadm name and drives rvsd through it; the seed's
 #     sequence with `systemctl stop|start ipvsadm` gives the same table;
 #     purging stops rvsd and leaves no XDP program, nftables table or
 #     pinned object;
@@ -251,6 +252,11 @@ mkdir -p "$r/upper/etc/systemd/system" "$r/upper/root" "$r/work" "$r/merged"
 printf '[Unit]\nDescription=rvs package test\nDefaultDependencies=no\n' \
     >"$r/upper/etc/systemd/system/rvs-test.target"
 cp "$deb" "$r/upper/root/rvs.deb"
+# ldirectord, as scripts/test.sh extracted it (RVS_LDIRECTORD): it is to
+# find the ipvsadm name the package provides, with no link made by hand.
+if [ -n "${RVS_LDIRECTORD:-}" ] && [ -f "$RVS_LDIRECTORD" ]; then
+    cp "$RVS_LDIRECTORD" "$r/upper/root/ldirectord"
+fi
 unshare --mount --net --pid --fork --kill-child bash -euo pipefail -c '
     r=$1
     mount --make-rprivate /
@@ -395,6 +401,24 @@ if [ -n "$(grep -a RVSD_INJECT_STALL /usr/sbin/rvsd | head -c1)" ]; then
     systemctl restart rvsd.service
 else
     echo "SKIP: watchdog (a release build has no RVSD_INJECT_STALL)"
+fi
+
+# ldirectord (Debian's script, not in debug mode: it runs /sbin/ipvsadm or
+# /usr/sbin/ipvsadm, the names the package gave rvsadm) adds its virtual
+# service and the real server that answers.
+if [ -f /root/ldirectord ]; then
+    printf 'checktimeout=1\ncheckinterval=1\nautoreload=no\nlogfile="/tmp/ldirectord.log"\nvirtual=10.7.1.100:81\n\treal=10.7.2.11:80 masq 3\n\tchecktype=connect\n\tscheduler=wlc\n\tprotocol=tcp\n' >/root/ldirectord.cf
+    perl /root/ldirectord /root/ldirectord.cf start >/dev/null 2>&1 || fail "ldirectord start: $(cat /tmp/ldirectord.log 2>/dev/null)"
+    for _ in $(seq 100); do
+        ipvsadm -L -n | grep -q '10.7.2.11:80 *Masq *3' && break
+        sleep 0.1
+    done
+    ipvsadm -L -n | grep -q '10.7.2.11:80 *Masq *3' ||
+        fail "ldirectord did not add its real server: $(ipvsadm -L -n; cat /tmp/ldirectord.log)"
+    perl /root/ldirectord /root/ldirectord.cf stop >/dev/null 2>&1 || true
+    echo "ldirectord: found the package's ipvsadm and added 10.7.1.100:81 -> 10.7.2.11:80"
+else
+    echo "SKIP: ldirectord (RVS_LDIRECTORD not set: scripts/test.sh extracts it)"
 fi
 
 # The seed's workflow word for word, with systemctl (the /etc/sysconfig

@@ -10,10 +10,15 @@
  *     (proto, dst addr, dst port), or (proto, dst addr, 0) for a service that
  *     owns every port of its address;
  *  2. it is TCP, UDP or SCTP from a NAT real server: `nat_src` holds
- *     (proto, src addr, src port), or (proto, src addr, 0);
+ *     (proto, src addr, src port), or (proto, src addr, 0); but not when
+ *     its destination is one of the director's own addresses (`local_addr`,
+ *     kept by rvsd): that is the director's own connection to the real
+ *     server (a health check, an operator's curl), the kernel's, not a
+ *     reply to a client;
  *  3. it is an ICMP/ICMPv6 error (v4 types 3, 4, 11, 12; v6 types 1-4) whose
- *     quoted packet is rvs's: the quoted destination is in `nat_src` (an error
- *     about a director-to-real-server packet of a NAT service) or the quoted
+ *     quoted packet is rvs's: the quoted destination is in `nat_src` and its
+ *     source is not the director's (an error about a director-to-real-server
+ *     packet of a NAT service) or the quoted
  *     source is in `services` (an error about a VIP-to-client packet);
  *  4. it is TCP, UDP or SCTP that a fwmark rule of a fwmark service matches:
  *     `fwm_v4` / `fwm_v6` (longest-prefix-match tries on the destination)
@@ -122,6 +127,7 @@ enum {
 #define NAT_SRC_MAX 16384
 #define FRAG_DST_MAX 16384
 #define FRAG_SRC_MAX 16384
+#define LOCAL_ADDR_MAX 4096
 #define IF_BASE_MAX 256
 #define XSKS_MAX 1024
 
@@ -138,6 +144,14 @@ struct {
 	__type(value, __u32); /* reserved, 0 */
 	__uint(max_entries, NAT_SRC_MAX);
 } nat_src SEC(".maps");
+
+/* The director's own addresses: (proto 0, address, port 0) keys. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct class_key);
+	__type(value, __u32); /* reserved, 0 */
+	__uint(max_entries, LOCAL_ADDR_MAX);
+} local_addr SEC(".maps");
 
 /* Fragments by address: (proto, address, port 0) keys. */
 struct {
@@ -325,6 +339,23 @@ static __always_inline void key_v6(struct class_key *k, __u8 proto, const struct
 	k->port = port;
 }
 
+/* Whether `addr` is one of the director's own addresses. */
+static __always_inline int local_v4(__u32 addr)
+{
+	struct class_key k;
+
+	key_v4(&k, 0, addr, 0);
+	return bpf_map_lookup_elem(&local_addr, &k) != NULL;
+}
+
+static __always_inline int local_v6(const struct in6_addr *addr)
+{
+	struct class_key k;
+
+	key_v6(&k, 0, addr, 0);
+	return bpf_map_lookup_elem(&local_addr, &k) != NULL;
+}
+
 /* Whether a matcher of `v` takes (proto, dport, iif); bounded loops. */
 static __always_inline int fwm_matches(const struct fwm_value *v, __u8 proto, __u16 dport,
 				       __u32 iif)
@@ -393,7 +424,7 @@ static __always_inline int frag_owned_v4(__u8 proto, __u32 saddr, __u32 daddr, _
 	if (bpf_map_lookup_elem(&frag_dst, &k))
 		return 1;
 	key_v4(&k, proto, saddr, 0);
-	if (bpf_map_lookup_elem(&frag_src, &k))
+	if (bpf_map_lookup_elem(&frag_src, &k) && !local_v4(daddr))
 		return 1;
 	v = bpf_map_lookup_elem(&fwm_v4, &fk);
 	return v && fwm_matches_any_port(v, proto, iif);
@@ -426,7 +457,7 @@ static __always_inline int owned_v4(__u8 proto, __u32 saddr, __u32 daddr, const 
 	if (lookup_port_or_any(&services, &k))
 		return 1;
 	key_v4(&k, proto, saddr, p->src);
-	if (lookup_port_or_any(&nat_src, &k))
+	if (lookup_port_or_any(&nat_src, &k) && !local_v4(daddr))
 		return 1;
 	return fwmark_v4(proto, daddr, p->dst, iif);
 }
@@ -440,7 +471,7 @@ static __always_inline int owned_v6(__u8 proto, const struct in6_addr *saddr,
 	if (lookup_port_or_any(&services, &k))
 		return 1;
 	key_v6(&k, proto, saddr, p->src);
-	if (lookup_port_or_any(&nat_src, &k))
+	if (lookup_port_or_any(&nat_src, &k) && !local_v6(daddr))
 		return 1;
 	return fwmark_v6(proto, daddr, p->dst, iif);
 }
@@ -456,7 +487,7 @@ static __always_inline int quoted_owned_v4(__u8 proto, __u32 saddr, __u32 daddr,
 	struct class_key k;
 
 	key_v4(&k, proto, daddr, p->dst);
-	if (lookup_port_or_any(&nat_src, &k))
+	if (lookup_port_or_any(&nat_src, &k) && !local_v4(saddr))
 		return 1;
 	key_v4(&k, proto, saddr, p->src);
 	return lookup_port_or_any(&services, &k);
@@ -468,7 +499,7 @@ static __always_inline int quoted_owned_v6(__u8 proto, const struct in6_addr *sa
 	struct class_key k;
 
 	key_v6(&k, proto, daddr, p->dst);
-	if (lookup_port_or_any(&nat_src, &k))
+	if (lookup_port_or_any(&nat_src, &k) && !local_v6(saddr))
 		return 1;
 	key_v6(&k, proto, saddr, p->src);
 	return lookup_port_or_any(&services, &k);

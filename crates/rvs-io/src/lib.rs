@@ -22,6 +22,7 @@ pub mod decap;
 mod ethtool;
 pub mod flowcache;
 pub mod livefr;
+pub mod localaddr;
 pub mod neigh;
 pub mod nft;
 pub mod packet;

@@ -10,7 +10,10 @@
 //!   in [`Classifier::set_services`], or `(proto, dst addr, 0)` is (a port-0
 //!   service owns every port of its address);
 //! * TCP, UDP or SCTP from a NAT real server: `(proto, src addr, src port)`
-//!   (or port 0) is in [`Classifier::set_nat_sources`];
+//!   (or port 0) is in [`Classifier::set_nat_sources`], unless it is for
+//!   one of the director's own addresses ([`Classifier::set_local_addrs`]):
+//!   the director's own connections to its real servers (health checks)
+//!   are the kernel's;
 //! * an ICMP error (IPv4 types 3, 4, 11, 12; ICMPv6 types 1 to 4) about such
 //!   a flow: the quoted packet's destination is a NAT real server (an error
 //!   about a director-to-server packet) or its source is a service (an error
@@ -108,6 +111,8 @@ const PROBE_FRAMES: u32 = 4;
 pub const MAX_SERVICES: usize = 16384;
 /// Capacity of the `nat_src` map (`NAT_SRC_MAX` in classify.c).
 pub const MAX_NAT_SOURCES: usize = 16384;
+/// Capacity of the `local_addr` map (`LOCAL_ADDR_MAX` in classify.c).
+pub const MAX_LOCAL_ADDRS: usize = 4096;
 /// Distinct rule prefixes per address family (`FWM_PREFIXES_MAX` in classify.c).
 pub const MAX_FWMARK_PREFIXES: usize = 4096;
 /// (protocol, interface, ports) matchers one prefix holds, counting those of
@@ -345,6 +350,9 @@ pub struct Classifier {
     /// fragments claimed by address.
     frag_dst: HashMap<MapData, RawKey, u32>,
     frag_src: HashMap<MapData, RawKey, u32>,
+    /// The director's own addresses: frames from a NAT real server to one
+    /// of them are the director's own connections, left to the kernel.
+    local_addr: HashMap<MapData, RawKey, u32>,
     /// Boxed: rarely touched, and it keeps the classifier small.
     fwm: Box<FwmMaps>,
     if_base: HashMap<MapData, u32, u32>,
@@ -455,6 +463,7 @@ impl Classifier {
         let nat_src = take_map(&mut ebpf, "nat_src", HashMap::try_from)?;
         let frag_dst = take_map(&mut ebpf, "frag_dst", HashMap::try_from)?;
         let frag_src = take_map(&mut ebpf, "frag_src", HashMap::try_from)?;
+        let local_addr = take_map(&mut ebpf, "local_addr", HashMap::try_from)?;
         let fwm_v4 = take_map(&mut ebpf, "fwm_v4", LpmTrie::try_from)?;
         let fwm_v6 = take_map(&mut ebpf, "fwm_v6", LpmTrie::try_from)?;
         let if_base = take_map(&mut ebpf, "if_base", HashMap::try_from)?;
@@ -469,6 +478,7 @@ impl Classifier {
             nat_src,
             frag_dst,
             frag_src,
+            local_addr,
             fwm: Box::new(FwmMaps {
                 v4: fwm_v4,
                 v6: fwm_v6,
@@ -537,6 +547,28 @@ impl Classifier {
             MAX_NAT_SOURCES,
             &frag_keys(keys),
         )
+    }
+
+    /// Makes the director's own addresses (of the network namespace the
+    /// classifier serves) equal to `addrs`: a frame from a NAT real server
+    /// to one of them is the director's own connection (a health check)
+    /// and goes to the kernel, not to rvs. Beyond [`MAX_LOCAL_ADDRS`] the
+    /// rest are left out (their connections to NAT real servers then fail).
+    ///
+    /// # Errors
+    ///
+    /// A map operation failing.
+    pub fn set_local_addrs(&mut self, addrs: &[IpAddr]) -> Result<(), XdpError> {
+        let keys: Vec<ClassKey> = addrs
+            .iter()
+            .take(MAX_LOCAL_ADDRS)
+            .map(|&addr| ClassKey {
+                proto: 0,
+                addr,
+                port: 0,
+            })
+            .collect();
+        sync_set(&mut self.local_addr, "local_addr", MAX_LOCAL_ADDRS, &keys)
     }
 
     /// Makes the fwmark maps claim exactly what `rules` match (destination

@@ -54,7 +54,17 @@ pub(super) struct Sync {
     /// The SYN guard's controller, and when it last stepped.
     syn_guard: crate::synguard::SynGuard,
     last_syn_step: Option<Instant>,
+    /// The namespace's own addresses as last put into the classifier, and
+    /// when they were last read.
+    local_addrs: Vec<IpAddr>,
+    last_local_scan: Option<Instant>,
+    /// Whether reading them failed last time (logged once per failure).
+    local_failed: bool,
 }
+
+/// How often the director's own addresses are read again (an address
+/// added since is left to the kernel at most this late).
+const LOCAL_SCAN: Duration = Duration::from_secs(1);
 
 /// How often the sync thread looks up every address a worker is waiting
 /// for (new hops come from [`Resolver::take_ready`](rvs_io::neigh::Resolver::take_ready) every round).
@@ -99,7 +109,52 @@ impl Sync {
     /// the fast path's cache in step with the engine.
     pub(super) fn run_once(&mut self, dp: &DpShared, shared: &Shared) {
         self.sync(dp, shared);
+        self.locals(dp);
         self.fast(dp, shared);
+    }
+
+    /// Keep the classifier's set of the director's own addresses (XDP
+    /// only): a NAT real server's frames to them are the director's own
+    /// connections (health checks: `rvs health`, keepalived, ldirectord)
+    /// and go to the kernel; without this they were taken for replies and
+    /// lost, and every NAT real server failed its checks.
+    fn locals(&mut self, dp: &DpShared) {
+        if self
+            .last_local_scan
+            .is_some_and(|t| t.elapsed() < LOCAL_SCAN)
+        {
+            return;
+        }
+        self.last_local_scan = Some(Instant::now());
+        let addrs = match rvs_io::localaddr::local_addrs() {
+            Ok(a) => a,
+            Err(e) => {
+                if !self.local_failed {
+                    tracing::error!(
+                        "cannot read this namespace's addresses (getifaddrs: {e}): the \
+                         director's own connections to NAT real servers may be lost"
+                    );
+                    self.local_failed = true;
+                }
+                return;
+            }
+        };
+        self.local_failed = false;
+        if addrs == self.local_addrs {
+            return;
+        }
+        let mut filter = dp.filter();
+        let Some(Filter::Xdp(c)) = &mut *filter else {
+            return;
+        };
+        match c.set_local_addrs(&addrs) {
+            Ok(()) => self.local_addrs = addrs,
+            Err(e) => crate::limited!(
+                error,
+                "local_addr",
+                "the classifier's map of local addresses: {e}"
+            ),
+        }
     }
 
     /// Probe the probed interfaces when due (without the state lock: the
