@@ -72,6 +72,11 @@ pub struct Claims<'a> {
     pub nat: &'a [ClassKey],
     /// Fwmark rules of fwmark services.
     pub fwmark: &'a [FwmarkMatch],
+    /// The director's own addresses: what a NAT real server sends to one
+    /// of them is the director's own connection (a health check) and is
+    /// not dropped (ICMP errors and fragments of those connections still
+    /// are: rare, and not told apart here).
+    pub local: &'a [IpAddr],
 }
 
 /// Errors of this module.
@@ -204,6 +209,14 @@ fn rules_for(iface: &NftInterface, claims: &Claims<'_>) -> Result<Vec<String>, N
         if k.port != 0 {
             let _ = write!(r, " th sport {}", k.port);
         }
+        if claims.local.iter().any(|a| a.is_ipv4() == k.addr.is_ipv4()) {
+            let (fam, set) = if k.addr.is_ipv4() {
+                ("ip", LOCAL4)
+            } else {
+                ("ip6", LOCAL6)
+            };
+            let _ = write!(r, " {fam} daddr != @{set}");
+        }
         r.push_str(" drop");
         out.push(r);
     }
@@ -295,6 +308,22 @@ pub fn ruleset_in(
     let _ = writeln!(s, "add table netdev {table}");
     let _ = writeln!(s, "delete table netdev {table}");
     let _ = writeln!(s, "table netdev {table} {{");
+    // The director's own addresses, named once for every NAT rule.
+    for (set, ty, v4) in [(LOCAL4, "ipv4_addr", true), (LOCAL6, "ipv6_addr", false)] {
+        let elems: Vec<String> = claims
+            .local
+            .iter()
+            .filter(|a| a.is_ipv4() == v4)
+            .map(IpAddr::to_string)
+            .collect();
+        if !elems.is_empty() {
+            let _ = writeln!(
+                s,
+                "\tset {set} {{ type {ty}; elements = {{ {} }}; }}",
+                elems.join(", ")
+            );
+        }
+    }
     for i in ifaces {
         if !valid_ifname(&i.name) {
             return Err(NftError::IfName(i.name.clone()));
@@ -313,6 +342,10 @@ pub fn ruleset_in(
     let _ = writeln!(s, "}}");
     Ok(s)
 }
+
+/// Names of the sets of the director's own addresses.
+const LOCAL4: &str = "local4";
+const LOCAL6: &str = "local6";
 
 /// The transaction that removes the table (if it is there).
 pub fn delete_ruleset() -> String {
@@ -674,6 +707,7 @@ mod tests {
             services: &services,
             nat: &nat,
             fwmark: &fwmark,
+            local: &[],
         };
         let t = ruleset(&ifs(), &claims).unwrap();
         let common = "\
@@ -712,6 +746,46 @@ table netdev rvs {{
 "
         );
         assert_eq!(t, expected);
+    }
+
+    /// What a NAT real server sends to the director's own addresses is
+    /// not dropped: its own connections (health checks) are the kernel's.
+    #[test]
+    fn nat_rules_spare_the_directors_own_addresses() {
+        let nat = [k(6, "192.168.1.2", 8080), k(6, "2001:db8::2", 80)];
+        let local: Vec<IpAddr> = ["10.0.0.2", "127.0.0.1", "::1"]
+            .iter()
+            .map(|a| a.parse().unwrap())
+            .collect();
+        let t = ruleset(
+            &ifs(),
+            &Claims {
+                nat: &nat,
+                local: &local,
+                ..Claims::default()
+            },
+        )
+        .unwrap();
+        assert!(
+            t.contains("\tset local4 { type ipv4_addr; elements = { 10.0.0.2, 127.0.0.1 }; }\n"),
+            "{t}"
+        );
+        assert!(
+            t.contains("\tset local6 { type ipv6_addr; elements = { ::1 }; }\n"),
+            "{t}"
+        );
+        assert!(
+            t.contains(
+                "ip saddr 192.168.1.2 meta l4proto tcp th sport 8080 ip daddr != @local4 drop"
+            ),
+            "{t}"
+        );
+        assert!(
+            t.contains(
+                "ip6 saddr 2001:db8::2 meta l4proto tcp th sport 80 ip6 daddr != @local6 drop"
+            ),
+            "{t}"
+        );
     }
 
     #[test]

@@ -203,6 +203,8 @@ pub fn install_drop_table(ifaces: &[String], set: &ClassSet) -> Result<(), NftEr
         services: &set.services,
         nat: &set.nat,
         fwmark: &fwmark,
+        // The drop table of the restart's gap drops them all.
+        local: &[],
     };
     let until = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -370,6 +372,7 @@ mod tests {
             services: &svc,
             nat: &[],
             fwmark: &[],
+            local: &[],
         };
         let ifs = [NftInterface {
             name: "eth0".into(),

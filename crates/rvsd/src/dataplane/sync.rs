@@ -113,8 +113,8 @@ impl Sync {
         self.fast(dp, shared);
     }
 
-    /// Keep the classifier's set of the director's own addresses (XDP
-    /// only): a NAT real server's frames to them are the director's own
+    /// Keep the filter's set of the director's own addresses (the XDP
+    /// classifier's map, or the nftables table's NAT rules): a NAT real server's frames to them are the director's own
     /// connections (health checks: `rvs health`, keepalived, ldirectord)
     /// and go to the kernel; without this they were taken for replies and
     /// lost, and every NAT real server failed its checks.
@@ -144,16 +144,22 @@ impl Sync {
             return;
         }
         let mut filter = dp.filter();
-        let Some(Filter::Xdp(c)) = &mut *filter else {
-            return;
-        };
-        match c.set_local_addrs(&addrs) {
-            Ok(()) => self.local_addrs = addrs,
-            Err(e) => crate::limited!(
-                error,
-                "local_addr",
-                "the classifier's map of local addresses: {e}"
-            ),
+        match &mut *filter {
+            Some(Filter::Xdp(c)) => match c.set_local_addrs(&addrs) {
+                Ok(()) => self.local_addrs = addrs,
+                Err(e) => crate::limited!(
+                    error,
+                    "local_addr",
+                    "the classifier's map of local addresses: {e}"
+                ),
+            },
+            Some(Filter::Nft(_)) => {
+                // The NAT drop rules name them: the table is written
+                // again at the next turn.
+                self.local_addrs = addrs;
+                self.config_gen = None;
+            }
+            None => {}
         }
     }
 
@@ -317,7 +323,7 @@ impl Sync {
                     }
                 }
             }
-            let errors = put_into_filter(&mut dp.filter(), &set);
+            let errors = put_into_filter(&mut dp.filter(), &set, &self.local_addrs);
             if errors.is_empty() {
                 if let Some((why, _)) = self.failed.take() {
                     tracing::info!(
@@ -401,7 +407,7 @@ impl Sync {
 const SYNC_RETRY: Duration = Duration::from_secs(1);
 
 /// Make the filter claim `set`: every failure, described.
-fn put_into_filter(filter: &mut Option<Filter>, set: &ClassSet) -> Vec<String> {
+fn put_into_filter(filter: &mut Option<Filter>, set: &ClassSet, local: &[IpAddr]) -> Vec<String> {
     let mut errors = Vec::new();
     if let Some(port) = injected_sync_failure()
         && set.services.iter().any(|k| k.port == port)
@@ -429,6 +435,7 @@ fn put_into_filter(filter: &mut Option<Filter>, set: &ClassSet) -> Vec<String> {
                 services: &set.services,
                 nat: &set.nat,
                 fwmark: &fwmark,
+                local,
             };
             if let Err(e) = t.set(&claims) {
                 errors.push(format!("the nftables table: {e}"));
