@@ -137,6 +137,11 @@ fn lab_health(mode: &str) {
             && stdout.contains(", 0 by rs1"),
         "{stdout}"
     );
+    // rr over the two others, both in the table all along: in NAT the
+    // director's checks of its real servers must not be lost (they were,
+    // with AF_XDP, until the classifier left its own connections to the
+    // kernel: every real server flapped).
+    assert!(stdout.contains("(rs2 x5, rs3 x5)"), "{stdout}");
     let back = secs("back in the table after ");
     assert!(back <= 3.0, "rs1 came back after {back} s:\n{stdout}");
     assert!(stdout.contains("--- rvs health show"), "{stdout}");
