@@ -10,7 +10,8 @@
 //! started again; DNS_CHECK against real dnsmasq servers too (NXDOMAIN
 //! and REFUSED fail); PING_CHECK through raw and ping sockets against real
 //! servers that stop answering echoes; FILE_CHECK files that take a
-//! server out, put it back and re-weight it.
+//! server out, put it back and re-weight it; TCP_CHECK against a server
+//! stopped (refused) and one whose link is down (timeout).
 //!
 //! Needs root, iproute2, python3 and AF_XDP (see netns_sessions.rs);
 //! dnsmasq (dnsmasq-base) for the real DNS servers.
@@ -964,6 +965,50 @@ fn netns_health_hung_servers_do_not_delay_others() {
     w.wait_table(&[], Duration::from_secs(1 + 5 + 1 + 5 + 4), &h);
     let log = h.log();
     assert!(log.contains("Timeout reading data to"), "{log}");
+}
+
+/// TCP_CHECK (nonblocking connects on the scheduler's thread): a server
+/// that stops (refused) and one whose link goes down (the connect times
+/// out) leave within keepalived's bound with keepalived's lines while the
+/// third stays; both come back within a delay_loop of answering again.
+#[test]
+fn netns_health_tcp_check_refused_and_timeout() {
+    let Some(mut w) = setup("tcp") else { return };
+    let rips = w.lab.rips.clone();
+    let reals: Vec<String> = rips
+        .iter()
+        .map(|rip| {
+            format!(
+                "  real_server {rip} {PORT} {{\n    weight 1\n    TCP_CHECK {{\n      \
+                 connect_timeout 1\n      retry 1\n      delay_before_retry 1\n    }}\n  }}\n"
+            )
+        })
+        .collect();
+    let h = w.health(&http_conf(&w.lab, "", &reals), "h");
+    let all: Vec<(Ipv4Addr, u64)> = rips.iter().map(|r| (*r, 1)).collect();
+    w.wait_table(&all, Duration::from_secs(10), &h);
+    let rs2 = w.lab.ns("rs2");
+    w.stop_server(2);
+    rvs_testsupport::ipn(&rs2, "link set eth0 down");
+    let took = w.wait_table(&all[..1], DOWN_BOUND, &h);
+    eprintln!("rs2 and rs3 left the table after {took:?}");
+    let log = h.log();
+    let line = |rip: Ipv4Addr, what: &str| format!("TCP connection to [{rip}]:tcp:{PORT} {what}");
+    assert!(
+        log.contains(&line(rips[2], "failed (Connection refused")),
+        "{log}"
+    );
+    assert!(log.contains(&line(rips[1], "timeout.")), "{log}");
+    rvs_testsupport::ipn(&rs2, "link set eth0 up");
+    w.start_server(2);
+    w.wait_table(&all, UP_BOUND + Duration::from_secs(2), &h);
+    let log = h.log();
+    for (rip, what) in [(rips[1], "timeout."), (rips[2], "failed")] {
+        let after = log.find(&line(rip, what)).map_or("", |at| &log[at..]);
+        assert!(after.contains(&line(rip, "success.")), "{log}");
+    }
+    assert!(!log.contains(&line(rips[0], "failed")), "{log}");
+    assert!(!log.contains(&line(rips[0], "timeout")), "{log}");
 }
 
 /// FILE_CHECK: a file written by an operator takes a server out and puts
