@@ -10,7 +10,8 @@
 //! started again; DNS_CHECK against real dnsmasq servers too (NXDOMAIN
 //! and REFUSED fail); PING_CHECK through raw and ping sockets against real
 //! servers that stop answering echoes; FILE_CHECK files that take a
-//! server out, put it back and re-weight it.
+//! server out, put it back and re-weight it; TCP_CHECK against a server
+//! stopped (refused) and one whose link is down (timeout).
 //!
 //! Needs root, iproute2, python3 and AF_XDP (see netns_sessions.rs);
 //! dnsmasq (dnsmasq-base) for the real DNS servers.
@@ -966,6 +967,50 @@ fn netns_health_hung_servers_do_not_delay_others() {
     assert!(log.contains("Timeout reading data to"), "{log}");
 }
 
+/// TCP_CHECK (nonblocking connects on the scheduler's thread): a server
+/// that stops (refused) and one whose link goes down (the connect times
+/// out) leave within keepalived's bound with keepalived's lines while the
+/// third stays; both come back within a delay_loop of answering again.
+#[test]
+fn netns_health_tcp_check_refused_and_timeout() {
+    let Some(mut w) = setup("tcp") else { return };
+    let rips = w.lab.rips.clone();
+    let reals: Vec<String> = rips
+        .iter()
+        .map(|rip| {
+            format!(
+                "  real_server {rip} {PORT} {{\n    weight 1\n    TCP_CHECK {{\n      \
+                 connect_timeout 1\n      retry 1\n      delay_before_retry 1\n    }}\n  }}\n"
+            )
+        })
+        .collect();
+    let h = w.health(&http_conf(&w.lab, "", &reals), "h");
+    let all: Vec<(Ipv4Addr, u64)> = rips.iter().map(|r| (*r, 1)).collect();
+    w.wait_table(&all, Duration::from_secs(10), &h);
+    let rs2 = w.lab.ns("rs2");
+    w.stop_server(2);
+    rvs_testsupport::ipn(&rs2, "link set eth0 down");
+    let took = w.wait_table(&all[..1], DOWN_BOUND, &h);
+    eprintln!("rs2 and rs3 left the table after {took:?}");
+    let log = h.log();
+    let line = |rip: Ipv4Addr, what: &str| format!("TCP connection to [{rip}]:tcp:{PORT} {what}");
+    assert!(
+        log.contains(&line(rips[2], "failed (Connection refused")),
+        "{log}"
+    );
+    assert!(log.contains(&line(rips[1], "timeout.")), "{log}");
+    rvs_testsupport::ipn(&rs2, "link set eth0 up");
+    w.start_server(2);
+    w.wait_table(&all, UP_BOUND + Duration::from_secs(2), &h);
+    let log = h.log();
+    for (rip, what) in [(rips[1], "timeout."), (rips[2], "failed")] {
+        let after = log.find(&line(rip, what)).map_or("", |at| &log[at..]);
+        assert!(after.contains(&line(rip, "success.")), "{log}");
+    }
+    assert!(!log.contains(&line(rips[0], "failed")), "{log}");
+    assert!(!log.contains(&line(rips[0], "timeout")), "{log}");
+}
+
 /// FILE_CHECK: a file written by an operator takes a server out and puts
 /// it back (weight 0: any non-zero value is down), another re-weights one
 /// (value * weight added), as `rvsadm -Ln` shows.
@@ -1097,16 +1142,261 @@ fn netns_health_ping_check_raw_and_ping_sockets() {
     }
 }
 
-/// utime + stime (seconds) and thread count of process `pid`.
-fn cpu_and_threads(pid: u32) -> (f64, u64) {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+/// CPU time (seconds) of a process or a thread, from its `stat` file.
+#[derive(Debug, Clone, Copy, Default)]
+struct Cpu {
+    user: f64,
+    sys: f64,
+}
+
+impl Cpu {
+    fn total(self) -> f64 {
+        self.user + self.sys
+    }
+
+    /// `self - before`, per second of `wall`.
+    fn rate(self, before: Cpu, wall: f64) -> Cpu {
+        Cpu {
+            user: (self.user - before.user) / wall,
+            sys: (self.sys - before.sys) / wall,
+        }
+    }
+}
+
+/// utime, stime and thread count from a `/proc/…/stat` file.
+fn stat_cpu(path: &str) -> (Cpu, u64) {
+    let stat = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
     // The fields after "(comm)": state is the 3rd field, utime the 14th.
     let rest = &stat[stat.rfind(')').expect("comm") + 2..];
     let f: Vec<&str> = rest.split_whitespace().collect();
     let ticks = |i: usize| f[i - 3].parse::<f64>().expect("ticks");
-    let hz: f64 = sh(&["getconf", "CLK_TCK"]).trim().parse().expect("CLK_TCK");
+    let hz = clk_tck();
     let threads = f[20 - 3].parse().expect("threads");
-    ((ticks(14) + ticks(15)) / hz, threads)
+    (
+        Cpu {
+            user: ticks(14) / hz,
+            sys: ticks(15) / hz,
+        },
+        threads,
+    )
+}
+
+fn clk_tck() -> f64 {
+    static HZ: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *HZ.get_or_init(|| sh(&["getconf", "CLK_TCK"]).trim().parse().expect("CLK_TCK"))
+}
+
+/// Whether process `pid` still runs (not a zombie: one that died before
+/// the end of its window is measured as a 1-thread zombie).
+fn alive(pid: u32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.rfind(')')
+        .and_then(|i| stat[i + 1..].split_whitespace().next())
+        .is_some_and(|state| !matches!(state, "Z" | "X"))
+}
+
+/// CPU time and thread count of process `pid`.
+fn cpu_and_threads(pid: u32) -> (Cpu, u64) {
+    stat_cpu(&format!("/proc/{pid}/stat"))
+}
+
+/// VmRSS of process `pid` (`"7700 kB"`).
+fn rss(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .map_or(String::new(), |l| {
+            l.split_whitespace().skip(1).collect::<Vec<_>>().join(" ")
+        })
+}
+
+/// The load average, as `/proc/loadavg` has it (first three fields).
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+const BENCH_TCP_PORT: u16 = 7000;
+const BENCH_HTTP_PORT: u16 = 7080;
+
+/// The lab of the 1000-real-server measurements: a kept `rvs lab dr`
+/// whose director has 10.9.0.0/16 on its `lo` (the real servers 10.9.v.r
+/// are local addresses), a TCP listener on 7000 that accepts and closes
+/// and (with `http`) a 3-byte HTTP/1.0 server on 7080, both in this
+/// process, counting what they see; and the `rvs` to measure
+/// (`RVS_HEALTH_BIN`, else this build's).
+struct Bench {
+    lab: Lab,
+    director: String,
+    tcp_n: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    http_n: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// The thread id of the TCP listener's accepting thread.
+    tcp_tid: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    rvs: String,
+    build: &'static str,
+}
+
+impl Bench {
+    fn start(http: bool) -> Bench {
+        use std::io::{Read, Write};
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicU64, Ordering};
+        let lab = Lab::start("dr", 1, "rr");
+        let director = lab.ns("director");
+        rvs_testsupport::ipn(&director, "addr add 10.9.0.1/16 dev lo");
+        let (tcp_n, http_n) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        // A long accept queue: on a busy machine the accepting thread
+        // runs late, and a full queue drops SYNs (a 1 s retransmit).
+        let listen = |port: u16| {
+            in_ns(&director, move || {
+                use socket2::{Domain, Socket, Type};
+                let s = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+                s.set_reuse_address(true).expect("SO_REUSEADDR");
+                s.bind(&SocketAddr::from(([0, 0, 0, 0], port)).into())
+                    .expect("bind");
+                s.listen(4096).expect("listen");
+                std::net::TcpListener::from(s)
+            })
+        };
+        let tcp_l = listen(BENCH_TCP_PORT);
+        let tcp_tid = Arc::new(AtomicU64::new(0));
+        {
+            let (n, tid) = (Arc::clone(&tcp_n), Arc::clone(&tcp_tid));
+            std::thread::spawn(move || {
+                let me = rustix::thread::gettid().as_raw_nonzero().get();
+                tid.store(me as u64, Ordering::Relaxed);
+                for c in tcp_l.incoming() {
+                    n.fetch_add(1, Ordering::Relaxed);
+                    drop(c);
+                }
+            });
+        }
+        if http {
+            let http_l = Arc::new(listen(BENCH_HTTP_PORT));
+            for _ in 0..2 {
+                let (l, n) = (Arc::clone(&http_l), Arc::clone(&http_n));
+                std::thread::spawn(move || {
+                    for c in l.incoming() {
+                        let Ok(mut c) = c else { continue };
+                        let _ = c.set_read_timeout(Some(Duration::from_secs(2)));
+                        let mut req = Vec::new();
+                        let mut buf = [0u8; 1024];
+                        while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                            match c.read(&mut buf) {
+                                Ok(0) | Err(_) => break,
+                                Ok(k) => req.extend_from_slice(&buf[..k]),
+                            }
+                        }
+                        let _ = c.write_all(
+                            b"HTTP/1.0 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n",
+                        );
+                        n.fetch_add(1, Ordering::Relaxed);
+                    }
+                });
+            }
+        }
+        let (rvs, build) = match std::env::var("RVS_HEALTH_BIN") {
+            Ok(b) if b.contains("/release/") => (b, "release build"),
+            Ok(b) => (b, "RVS_HEALTH_BIN build"),
+            Err(_) if cfg!(debug_assertions) => (RVS.to_string(), "debug build"),
+            Err(_) => (RVS.to_string(), "release build"),
+        };
+        Bench {
+            lab,
+            director,
+            tcp_n,
+            http_n,
+            tcp_tid,
+            rvs,
+            build,
+        }
+    }
+
+    /// Write keepalived.conf `tag.conf`: 10 virtual servers (VIP:9001…)
+    /// of 100 real servers 10.9.v.r each, delay_loop 1; virtual server
+    /// `v` gets `check(v)`.
+    fn conf(&self, tag: &str, check: impl Fn(u16) -> String) -> PathBuf {
+        let mut conf = String::new();
+        for v in 1..=10u16 {
+            conf += &format!(
+                "virtual_server {} {} {{\n delay_loop 1\n lb_algo rr\n lb_kind DR\n protocol TCP\n",
+                self.lab.vip,
+                9000 + v
+            );
+            for r in 1..=100 {
+                conf += &format!(
+                    " real_server 10.9.{v}.{r} {} {{\n {}\n }}\n",
+                    9000 + v,
+                    check(v)
+                );
+            }
+            conf += "}\n";
+        }
+        let file = self.lab.dir().join(format!("{tag}.conf"));
+        std::fs::write(&file, conf).unwrap();
+        file
+    }
+
+    /// Real servers 10.9.* in the table.
+    fn in_table(&self) -> usize {
+        self.lab
+            .try_adm(&["-L", "-n"])
+            .map_or(0, |o| o.lines().filter(|l| l.contains("-> 10.9.")).count())
+    }
+
+    /// `rvs health run conf --threads threads` in the director; returns
+    /// once the table holds the 1000 real servers (up to 30 s), with its
+    /// pid (`ip netns exec` execs: the pid is rvs's own). Stopped on drop,
+    /// and by the lab's removal too (it kills what runs in its
+    /// namespaces), pass or fail.
+    fn health(&self, conf: &std::path::Path, threads: &str, tag: &str) -> (Health, u32) {
+        let log = self.lab.dir().join(format!("{tag}.log"));
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.director, &self.rvs, "health", "run"])
+            .arg(conf)
+            .args(["--threads", threads, "--state"])
+            .arg(self.lab.dir().join(format!("{tag}.json")))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("rvs health run");
+        let h = Health { child, log };
+        let pid = h.child.id();
+        let t0 = Instant::now();
+        while self.in_table() != 1000 {
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "not 1000 real servers after 30 s\n{}",
+                h.log()
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        assert_eq!(comm.trim(), "rvs", "pid {pid} is not rvs health");
+        (h, pid)
+    }
+
+    /// CPU time of the TCP listener's accepting thread so far.
+    fn listener_cpu(&self) -> Cpu {
+        use std::sync::atomic::Ordering;
+        let tid = self.tcp_tid.load(Ordering::Relaxed);
+        stat_cpu(&format!("/proc/self/task/{tid}/stat")).0
+    }
+
+    /// Connections seen by the TCP and the HTTP listener so far.
+    fn seen(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering;
+        (
+            self.tcp_n.load(Ordering::Relaxed),
+            self.http_n.load(Ordering::Relaxed),
+        )
+    }
 }
 
 /// A measurement: what `rvs health` costs checking 1000 real servers (10
@@ -1121,156 +1411,341 @@ fn cpu_and_threads(pid: u32) -> (f64, u64) {
 #[test]
 #[ignore = "a measurement (BENCHMARKS.md), not a check"]
 fn netns_health_cpu_for_1000_real_servers() {
-    use std::io::{Read, Write};
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicU64, Ordering};
     if !can_run() {
         return;
     }
-    const TCP_PORT: u16 = 7000;
-    const HTTP_PORT: u16 = 7080;
     const WINDOW: Duration = Duration::from_secs(25);
-    let lab = Lab::start("dr", 1, "rr");
-    let director = lab.ns("director");
-    rvs_testsupport::ipn(&director, "addr add 10.9.0.1/16 dev lo");
-    let (tcp_n, http_n) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-    let listen = |port: u16| {
-        in_ns(&director, || {
-            std::net::TcpListener::bind(("0.0.0.0", port)).expect("listen")
-        })
-    };
-    let (tcp_l, http_l) = (listen(TCP_PORT), listen(HTTP_PORT));
-    {
-        let n = Arc::clone(&tcp_n);
-        std::thread::spawn(move || {
-            for c in tcp_l.incoming() {
-                n.fetch_add(1, Ordering::Relaxed);
-                drop(c);
-            }
-        });
-    }
-    let http_l = Arc::new(http_l);
-    for _ in 0..2 {
-        let (l, n) = (Arc::clone(&http_l), Arc::clone(&http_n));
-        std::thread::spawn(move || {
-            for c in l.incoming() {
-                let Ok(mut c) = c else { continue };
-                let _ = c.set_read_timeout(Some(Duration::from_secs(2)));
-                let mut req = Vec::new();
-                let mut buf = [0u8; 1024];
-                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match c.read(&mut buf) {
-                        Ok(0) | Err(_) => break,
-                        Ok(k) => req.extend_from_slice(&buf[..k]),
-                    }
-                }
-                let _ = c.write_all(
-                    b"HTTP/1.0 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n",
-                );
-                n.fetch_add(1, Ordering::Relaxed);
-            }
-        });
-    }
-    let mut conf = String::new();
-    for v in 1..=10u16 {
-        let check = if v <= 5 {
-            format!("TCP_CHECK {{\n connect_port {TCP_PORT}\n connect_timeout 2\n }}")
+    let b = Bench::start(true);
+    let file = b.conf("health-1000", |v| {
+        if v <= 5 {
+            format!("TCP_CHECK {{\n connect_port {BENCH_TCP_PORT}\n connect_timeout 2\n }}")
         } else {
             format!(
-                "HTTP_GET {{\n url {{ path / }}\n connect_port {HTTP_PORT}\n connect_timeout 2\n }}"
+                "HTTP_GET {{\n url {{ path / }}\n connect_port {BENCH_HTTP_PORT}\n connect_timeout 2\n }}"
             )
-        };
-        conf += &format!(
-            "virtual_server {} {} {{\n delay_loop 1\n lb_algo rr\n lb_kind DR\n protocol TCP\n",
-            lab.vip,
-            9000 + v
-        );
-        for r in 1..=100 {
-            conf += &format!(" real_server 10.9.{v}.{r} {} {{\n {check}\n }}\n", 9000 + v);
         }
-        conf += "}\n";
-    }
-    let file = lab.dir().join("health-1000.conf");
-    std::fs::write(&file, conf).unwrap();
-    let in_table = || {
-        lab.try_adm(&["-L", "-n"])
-            .map_or(0, |o| o.lines().filter(|l| l.contains("-> 10.9.")).count())
-    };
-    let (rvs, build) = match std::env::var("RVS_HEALTH_BIN") {
-        Ok(b) if b.contains("/release/") => (b, "release build"),
-        Ok(b) => (b, "RVS_HEALTH_BIN build"),
-        Err(_) if cfg!(debug_assertions) => (RVS.to_string(), "debug build"),
-        Err(_) => (RVS.to_string(), "release build"),
-    };
+    });
+    let build = b.build;
     // Once with the default pool (up to 64 workers), once with at most 4.
     for threads in ["64", "4"] {
-        let log = lab.dir().join(format!("health-1000-{threads}.log"));
-        let child = Command::new("ip")
-            .args(["netns", "exec", &director, &rvs, "health", "run"])
-            .arg(&file)
-            .args(["--threads", threads, "--state"])
-            .arg(lab.dir().join("health-1000.json"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("rvs health run");
-        // Stopped by the lab's removal too (it kills what runs in its
-        // namespaces), pass or fail.
-        let h = Health { child, log };
-        // `ip netns exec` execs: the pid is rvs's own.
-        let pid = h.child.id();
-        let t0 = Instant::now();
-        while in_table() != 1000 {
-            assert!(
-                t0.elapsed() < Duration::from_secs(30),
-                "not 1000 real servers after 30 s\n{}",
-                h.log()
-            );
-            std::thread::sleep(Duration::from_millis(500));
-        }
-        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-        assert_eq!(comm.trim(), "rvs", "pid {pid} is not rvs health");
+        let (h, pid) = b.health(&file, threads, &format!("health-1000-{threads}"));
         std::thread::sleep(Duration::from_secs(3));
         let (cpu0, _) = cpu_and_threads(pid);
-        let (tcp0, http0) = (
-            tcp_n.load(Ordering::Relaxed),
-            http_n.load(Ordering::Relaxed),
-        );
+        let (tcp0, http0) = b.seen();
         let start = Instant::now();
         std::thread::sleep(WINDOW);
         let (cpu1, threads_seen) = cpu_and_threads(pid);
-        assert!(
-            threads_seen > 1,
-            "rvs health is gone (a zombie)\n{}",
-            h.log()
-        );
+        assert!(alive(pid), "rvs health is gone (a zombie)\n{}", h.log());
         let wall = start.elapsed().as_secs_f64();
-        let (tcp1, http1) = (
-            tcp_n.load(Ordering::Relaxed),
-            http_n.load(Ordering::Relaxed),
-        );
-        let rss = std::fs::read_to_string(format!("/proc/{pid}/status"))
-            .unwrap_or_default()
-            .lines()
-            .find(|l| l.starts_with("VmRSS:"))
-            .map_or(String::new(), |l| {
-                l.split_whitespace().skip(1).collect::<Vec<_>>().join(" ")
-            });
-        let down = 1000 - in_table();
+        let (tcp1, http1) = b.seen();
+        let rss = rss(pid);
+        let down = 1000 - b.in_table();
         let grown = h.log().matches(" checker threads: all ").count();
         let (tcp, http) = ((tcp1 - tcp0) as f64 / wall, (http1 - http0) as f64 / wall);
+        let cpu = cpu1.rate(cpu0, wall);
         eprintln!(
             "rvs health --threads {threads} ({build}), 1000 real servers (500 TCP_CHECK, \
-             500 HTTP_GET, delay_loop 1), {wall:.1} s: {:.3} CPU s per s ({:.1} % of one core), \
+             500 HTTP_GET, delay_loop 1), {wall:.1} s, load average {}: {:.3} CPU s per s \
+             ({:.1} % of one core; user {:.3}, system {:.3}), \
              {threads_seen} threads ({grown} worker(s) added), RSS {rss}; {:.0} checks/s ({tcp:.0} TCP connects/s, \
              {http:.0} HTTP GETs/s), {:.0} us CPU per check; {down} real server(s) out of the \
              table at the end",
-            (cpu1 - cpu0) / wall,
-            (cpu1 - cpu0) / wall * 100.0,
+            loadavg(),
+            cpu.total(),
+            cpu.total() * 100.0,
+            cpu.user,
+            cpu.sys,
             tcp + http,
-            (cpu1 - cpu0) / wall / (tcp + http) * 1e6,
+            cpu.total() / (tcp + http) * 1e6,
         );
         assert_eq!(down, 0, "{}", h.log());
     }
+}
+
+/// The baseline of the TCP_CHECK measurement: one thread of this process,
+/// in the director, making `per_s` blocking connects (then closes) a
+/// second for `window` to the 1000 addresses 10.9.v.r:`port` in turn,
+/// paced like the checks (one every `1/per_s` s); `(connects, failures,
+/// its own CPU over the window)`, from `/proc/self/task/TID/stat`.
+fn baseline_connects(director: &str, port: u16, per_s: u32, window: Duration) -> (u64, u64, Cpu) {
+    in_ns(director, move || {
+        let tid = rustix::thread::gettid().as_raw_nonzero().get();
+        let stat = format!("/proc/self/task/{tid}/stat");
+        let every = Duration::from_secs(1) / per_s;
+        let (cpu0, _) = stat_cpu(&stat);
+        let t0 = Instant::now();
+        let (mut n, mut failed) = (0u64, 0u64);
+        // Bounded in time and in count.
+        while t0.elapsed() < window && n < u64::from(per_s) * (window.as_secs() + 1) {
+            let at = t0 + every * n as u32;
+            if let Some(d) = at.checked_duration_since(Instant::now()) {
+                std::thread::sleep(d);
+            }
+            let i = n % 1000;
+            let dst = SocketAddr::from((
+                Ipv4Addr::new(10, 9, (i / 100 + 1) as u8, (i % 100 + 1) as u8),
+                port,
+            ));
+            match std::net::TcpStream::connect(dst) {
+                Ok(s) => drop(s),
+                Err(_) => failed += 1,
+            }
+            n += 1;
+        }
+        let (cpu1, _) = stat_cpu(&stat);
+        (n, failed, cpu1.rate(cpu0, 1.0))
+    })
+}
+
+/// Ping-pong connections through the lab's VIP: a line echo server of
+/// this process in rs1 (DR: the VIP is on its lo) behind VIP:`FWD_PORT`.
+const FWD_PORT: u16 = 7777;
+const FWD_CONNS: usize = 8;
+
+/// Start the echo server in rs1 and add VIP:`FWD_PORT` → rs1 (DR) to the
+/// table; returns once one exchange through the VIP works.
+fn forwarding_service(lab: &Lab) {
+    use std::io::{BufRead, BufReader, Write};
+    let l = in_ns(&lab.ns("rs1"), || {
+        std::net::TcpListener::bind(("0.0.0.0", FWD_PORT)).expect("bind echo")
+    });
+    std::thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            std::thread::spawn(move || {
+                s.set_nodelay(true).ok();
+                s.set_read_timeout(Some(Duration::from_secs(30))).ok();
+                let mut w = s.try_clone().expect("clone");
+                for line in BufReader::new(s).lines() {
+                    let Ok(line) = line else { return };
+                    if writeln!(w, "{line}").is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let svc = lab.vip_port(FWD_PORT);
+    lab.adm(&["-A", "-t", &svc, "-s", "rr"]);
+    let rs = format!("{}:{FWD_PORT}", lab.rips[0]);
+    lab.adm(&["-a", "-t", &svc, "-r", &rs, "-g", "-w", "1"]);
+    let dst = SocketAddr::from((lab.vip, FWD_PORT));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while let Err(e) = lab.client(move || {
+        let mut s = tcp_connect(None, dst, Duration::from_secs(1))?;
+        echo(&mut s, "ping")
+    }) {
+        assert!(
+            Instant::now() < deadline,
+            "VIP:{FWD_PORT} does not echo: {e}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Exchanges per second of `FWD_CONNS` ping-pong connections (a line
+/// sent, its echo read) through VIP:`FWD_PORT` for `secs`; bounded in
+/// time (each read by 5 s) and in count.
+fn forwarding_rate(lab: &Lab, secs: Duration) -> f64 {
+    use std::io::{BufRead, BufReader, Write};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    const BOUND: u64 = 50_000_000;
+    let dst = SocketAddr::from((lab.vip, FWD_PORT));
+    let count = Arc::new(AtomicU64::new(0));
+    let c = Arc::clone(&count);
+    let t = lab.client(move || {
+        let stop = Arc::new(AtomicBool::new(false));
+        let threads: Vec<_> = (0..FWD_CONNS)
+            .map(|_| {
+                let (stop, c) = (Arc::clone(&stop), Arc::clone(&c));
+                std::thread::spawn(move || {
+                    let s = tcp_connect(None, dst, Duration::from_secs(5)).expect("connect");
+                    s.set_nodelay(true).ok();
+                    let mut w = s.try_clone().expect("clone");
+                    let mut r = BufReader::new(s);
+                    let mut line = String::new();
+                    while !stop.load(Ordering::Relaxed) && c.load(Ordering::Relaxed) < BOUND {
+                        line.clear();
+                        if writeln!(w, "ping").is_err() || r.read_line(&mut line).is_err() {
+                            return;
+                        }
+                        c.fetch_add(1, Ordering::Relaxed);
+                    }
+                })
+            })
+            .collect();
+        // Counted from 0.2 s on: connections set up, threads running.
+        std::thread::sleep(Duration::from_millis(200));
+        let (n0, t0) = (c.load(Ordering::Relaxed), Instant::now());
+        std::thread::sleep(secs);
+        let (n1, wall) = (c.load(Ordering::Relaxed), t0.elapsed());
+        stop.store(true, Ordering::Relaxed);
+        for t in threads {
+            let _ = t.join();
+        }
+        (n1 - n0) as f64 / wall.as_secs_f64()
+    });
+    assert!(
+        count.load(Ordering::Relaxed) > 0,
+        "no exchange through VIP:{FWD_PORT}"
+    );
+    t
+}
+
+/// A measurement (issue 16): `rvs health` checking 1000 real servers with
+/// TCP_CHECK (10 virtual servers of 100, delay_loop 1, connect_timeout 2)
+/// against a real rvsd, as `netns_health_cpu_for_1000_real_servers`.
+///
+/// 1. rvs's CPU (user and system) over 4 windows of 5 s, and in the same
+///    windows a baseline: one thread of this process in the director
+///    making 1000 blocking connect+close a second to the same listener
+///    and addresses, its own CPU. On one host the listener's half of each
+///    handshake (loopback receive processing) is charged to whoever
+///    connects, so part of either figure is not the connecting code's.
+///    The listener's accepting thread (its CPU is shown too) serves both.
+/// 2. Forwarding through the lab's VIP (`FWD_CONNS` ping-pong connections
+///    to an echo server in rs1) in alternating phases of 3 s: without
+///    rvs health, then with it (started again, 2 s to settle), 5 each.
+#[test]
+#[ignore = "a measurement (BENCHMARKS.md), not a check"]
+fn netns_health_tcp_check_cpu_and_forwarding_for_1000_real_servers() {
+    const WINDOWS: usize = 4;
+    const WINDOW: Duration = Duration::from_secs(5);
+    const ROUNDS: usize = 5;
+    const PHASE: Duration = Duration::from_secs(3);
+    if !can_run() {
+        return;
+    }
+    let b = Bench::start(false);
+    let file = b.conf("tcp-1000", |_| {
+        format!("TCP_CHECK {{\n connect_port {BENCH_TCP_PORT}\n connect_timeout 2\n }}")
+    });
+    forwarding_service(&b.lab);
+    let build = b.build;
+    let (h, pid) = b.health(&file, "64", "tcp-1000");
+    std::thread::sleep(Duration::from_secs(3));
+    eprintln!("load average at the start: {}", loadavg());
+    let (mut rvs_cpu, mut base_cpu, mut wall_all, mut checks_all) =
+        (Cpu::default(), Cpu::default(), 0.0, 0u64);
+    let mut threads_seen = 0;
+    let mut listener_cpu = Cpu::default();
+    for w in 0..WINDOWS {
+        let (cpu0, _) = cpu_and_threads(pid);
+        let (tcp0, _) = b.seen();
+        let l0 = b.listener_cpu();
+        let start = Instant::now();
+        let (n, failed, base) = baseline_connects(&b.director, BENCH_TCP_PORT, 1000, WINDOW);
+        let (cpu1, t) = cpu_and_threads(pid);
+        threads_seen = t;
+        let wall = start.elapsed().as_secs_f64();
+        let (tcp1, _) = b.seen();
+        let l1 = b.listener_cpu();
+        listener_cpu.user += l1.user - l0.user;
+        listener_cpu.sys += l1.sys - l0.sys;
+        assert!(alive(pid), "rvs health is gone (a zombie)\n{}", h.log());
+        assert_eq!(failed, 0, "baseline connects failed");
+        let checks = (tcp1 - tcp0).saturating_sub(n);
+        let rvs = cpu1.rate(cpu0, wall);
+        let base = base.rate(Cpu::default(), wall);
+        eprintln!(
+            "window {w} ({wall:.1} s, load average {}): rvs {:.3} CPU s/s (user {:.3}, system {:.3}) \
+             for {:.0} checks/s; baseline {:.3} (user {:.3}, system {:.3}) for {:.0} connects/s; \
+             rvs/baseline {:.2}",
+            loadavg(),
+            rvs.total(),
+            rvs.user,
+            rvs.sys,
+            checks as f64 / wall,
+            base.total(),
+            base.user,
+            base.sys,
+            n as f64 / wall,
+            rvs.total() / base.total(),
+        );
+        rvs_cpu.user += rvs.user * wall;
+        rvs_cpu.sys += rvs.sys * wall;
+        base_cpu.user += base.user * wall;
+        base_cpu.sys += base.sys * wall;
+        wall_all += wall;
+        checks_all += checks;
+    }
+    let (rvs, base) = (
+        rvs_cpu.rate(Cpu::default(), wall_all),
+        base_cpu.rate(Cpu::default(), wall_all),
+    );
+    let per_s = checks_all as f64 / wall_all;
+    let listener = listener_cpu.rate(Cpu::default(), wall_all);
+    let down = 1000 - b.in_table();
+    let rss = rss(pid);
+    eprintln!(
+        "rvs health ({build}), 1000 real servers with TCP_CHECK, delay_loop 1, {wall_all:.1} s, \
+         load average {}: {:.3} CPU s per s ({:.1} % of one core; user {:.3}, system {:.3}), \
+         {threads_seen} threads, RSS {rss}, {per_s:.0} checks/s, {:.1} us CPU per check; \
+         baseline (1000 blocking connect+close/s, one thread): {:.3} CPU s per s (user {:.3}, \
+         system {:.3}), {:.1} us per connect; rvs/baseline {:.2}; rvs minus baseline {:.3} CPU s \
+         per s; the listener's accepting thread (both): {:.3} CPU s per s (user {:.3}, system \
+         {:.3}); {down} real server(s) out of the table",
+        loadavg(),
+        rvs.total(),
+        rvs.total() * 100.0,
+        rvs.user,
+        rvs.sys,
+        rvs.total() / per_s * 1e6,
+        base.total(),
+        base.user,
+        base.sys,
+        base.total() / 1000.0 * 1e6,
+        rvs.total() / base.total(),
+        rvs.total() - base.total(),
+        listener.total(),
+        listener.user,
+        listener.sys,
+    );
+    assert_eq!(down, 0, "{}", h.log());
+    drop(h);
+
+    // Forwarding: without checks, then with, three times.
+    let (mut without, mut with) = (Vec::new(), Vec::new());
+    for round in 0..ROUNDS {
+        std::thread::sleep(Duration::from_secs(1));
+        let off = forwarding_rate(&b.lab, PHASE);
+        let load_off = loadavg();
+        let (h, pid) = b.health(&file, "64", &format!("tcp-1000-fwd{round}"));
+        std::thread::sleep(Duration::from_secs(2));
+        let ((cpu0, _), l0) = (cpu_and_threads(pid), b.listener_cpu());
+        let t0 = Instant::now();
+        let on = forwarding_rate(&b.lab, PHASE);
+        let ((cpu1, _), l1) = (cpu_and_threads(pid), b.listener_cpu());
+        assert!(alive(pid), "rvs health is gone (a zombie)\n{}", h.log());
+        let wall = t0.elapsed().as_secs_f64();
+        let (cpu, listener) = (cpu1.rate(cpu0, wall), l1.rate(l0, wall));
+        assert_eq!(b.in_table(), 1000, "{}", h.log());
+        drop(h);
+        eprintln!(
+            "forwarding round {round}: without checks {off:.0} exchanges/s (load average \
+             {load_off}), with {on:.0} (load average {}; rvs {:.3} CPU s/s meanwhile, the \
+             listener {:.3}); with/without {:.3}",
+            loadavg(),
+            cpu.total(),
+            listener.total(),
+            on / off
+        );
+        without.push(off);
+        with.push(on);
+    }
+    let (off, on) = (
+        without.iter().sum::<f64>() / ROUNDS as f64,
+        with.iter().sum::<f64>() / ROUNDS as f64,
+    );
+    let mut ratios: Vec<f64> = with.iter().zip(&without).map(|(a, b)| a / b).collect();
+    ratios.sort_by(f64::total_cmp);
+    eprintln!(
+        "forwarding ({FWD_CONNS} ping-pong connections through the VIP, {ROUNDS} × {} s each way): \
+         without checks {off:.0} exchanges/s, with 1000 TCP_CHECKs {on:.0}; with/without {:.3} \
+         ({:+.1} %), median of the rounds' ratios {:.3}",
+        PHASE.as_secs(),
+        on / off,
+        (on / off - 1.0) * 100.0,
+        ratios[ROUNDS / 2]
+    );
 }

@@ -55,9 +55,11 @@ Usage: rvs health run FILE [--state PATH] [--threads N] [--socket S]
   show         every real server with its checkers, state, last result, last
                change and error (from the state file of a running checker)
       --state PATH   state file (default /run/rvs/health.json)
-      --threads N    most checker worker threads (4 at first, one more
-                     while all have been busy checking for 50 ms with checks
-                     waiting; 1..=1024, default 64)
+      --threads N    most checker worker threads (4 at the first check
+                     that is not a TCP_CHECK, one more while all have been
+                     busy checking for 50 ms with checks waiting; 1..=1024,
+                     default 64); TCP_CHECKs need none: their connects run
+                     nonblocking on the scheduler's thread
       --socket S     rvsd's control socket (default: RVS_SOCKET or rvsd's)
       --json         the state file as it is
 ";

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 //! The checkers' worker pool: jobs in, results out, [`MIN_WORKERS`] threads
-//! at first and more, up to a cap (`--threads`), only when the pool is
-//! saturated by checks in progress.
+//! at the first job and more, up to a cap (`--threads`), only when the
+//! pool is saturated by checks in progress. TCP_CHECKs do not come here
+//! (`check/tcp.rs`).
 //!
 //! A worker is added when, for more than [`LATE`], every worker has been
 //! inside a check while jobs waited in the queue: the jobs wait for a
@@ -34,6 +35,8 @@ pub struct Pool<J, R> {
     /// Jobs queued, not yet taken by a worker.
     queued: Arc<AtomicUsize>,
     work: Arc<dyn Fn(J) -> R + Send + Sync>,
+    /// Called by a worker after each result it sends.
+    notify: Arc<dyn Fn() + Send + Sync>,
     workers: usize,
     max: usize,
     /// Since when every worker has been busy with jobs waiting.
@@ -47,16 +50,30 @@ pub struct Pool<J, R> {
 }
 
 impl<J: Send + 'static, R: Send + 'static> Pool<J, R> {
-    /// A pool of `min(MIN_WORKERS, max)` workers, growing up to `max`;
-    /// growth and a full pool are reported through `log`.
+    /// A pool of `min(MIN_WORKERS, max)` workers (started with the first
+    /// job), growing up to `max`; growth and a full pool are reported
+    /// through `log`.
+    #[cfg(test)]
     pub fn new(
         max: usize,
         work: impl Fn(J) -> R + Send + Sync + 'static,
         log: fn(&str),
     ) -> Result<Pool<J, R>, String> {
+        Pool::with_notify(max, work, || {}, log)
+    }
+
+    /// [`Pool::new`], with `notify` called by a worker after each result
+    /// it sends (to wake a caller that sleeps elsewhere than in
+    /// [`Pool::recv_timeout`]).
+    pub fn with_notify(
+        max: usize,
+        work: impl Fn(J) -> R + Send + Sync + 'static,
+        notify: impl Fn() + Send + Sync + 'static,
+        log: fn(&str),
+    ) -> Result<Pool<J, R>, String> {
         let (job_tx, job_rx) = mpsc::channel();
         let (res_tx, res_rx) = mpsc::channel();
-        let mut pool = Pool {
+        let pool = Pool {
             job_tx,
             job_rx: Arc::new(Mutex::new(job_rx)),
             res_tx,
@@ -64,6 +81,7 @@ impl<J: Send + 'static, R: Send + 'static> Pool<J, R> {
             busy: Arc::new(AtomicUsize::new(0)),
             queued: Arc::new(AtomicUsize::new(0)),
             work: Arc::new(work),
+            notify: Arc::new(notify),
             workers: 0,
             max: max.max(1),
             saturated: None,
@@ -72,9 +90,6 @@ impl<J: Send + 'static, R: Send + 'static> Pool<J, R> {
             #[cfg(test)]
             pause: Arc::default(),
         };
-        while pool.workers < pool.max.min(MIN_WORKERS) {
-            pool.spawn()?;
-        }
         Ok(pool)
     }
 
@@ -86,7 +101,7 @@ impl<J: Send + 'static, R: Send + 'static> Pool<J, R> {
     fn spawn(&mut self) -> Result<(), String> {
         let (rx, tx) = (Arc::clone(&self.job_rx), self.res_tx.clone());
         let (busy, queued) = (Arc::clone(&self.busy), Arc::clone(&self.queued));
-        let work = Arc::clone(&self.work);
+        let (work, notify) = (Arc::clone(&self.work), Arc::clone(&self.notify));
         #[cfg(test)]
         let pause = Arc::clone(&self.pause);
         std::thread::Builder::new()
@@ -107,6 +122,7 @@ impl<J: Send + 'static, R: Send + 'static> Pool<J, R> {
                     if tx.send(r).is_err() {
                         return;
                     }
+                    notify();
                 }
             })
             .map_err(|e| e.to_string())?;
@@ -114,8 +130,12 @@ impl<J: Send + 'static, R: Send + 'static> Pool<J, R> {
         Ok(())
     }
 
-    /// Queue `job`.
+    /// Queue `job`. The first starts the first workers (a configuration
+    /// of TCP_CHECKs alone, which run elsewhere, has none).
     pub fn submit(&mut self, job: J) -> Result<(), String> {
+        while self.workers < self.max.min(MIN_WORKERS) {
+            self.spawn()?;
+        }
         self.queued.fetch_add(1, Ordering::SeqCst);
         self.job_tx
             .send(job)
@@ -126,6 +146,7 @@ impl<J: Send + 'static, R: Send + 'static> Pool<J, R> {
     /// The next result, waiting up to `wait` (None: none came). While jobs
     /// wait behind busy workers, the wait is cut to [`LATE`] so that the
     /// pool grows on time even when no result comes (every worker hung).
+    #[cfg(test)]
     pub fn recv_timeout(&mut self, wait: Duration) -> Result<Option<R>, String> {
         self.grow()?;
         let wait = if self.saturated.is_some() {
@@ -142,6 +163,19 @@ impl<J: Send + 'static, R: Send + 'static> Pool<J, R> {
         };
         self.grow()?;
         Ok(r)
+    }
+
+    /// How long a caller that sleeps elsewhere (and is woken by `notify`)
+    /// may sleep before it looks at the pool again: `wait`, cut to
+    /// [`LATE`] while jobs wait behind busy workers, as
+    /// [`Pool::recv_timeout`] does.
+    pub fn wait_bound(&mut self, wait: Duration) -> Result<Duration, String> {
+        self.grow()?;
+        Ok(if self.saturated.is_some() {
+            wait.min(LATE)
+        } else {
+            wait
+        })
     }
 
     /// A result already there.

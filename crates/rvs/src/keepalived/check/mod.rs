@@ -19,8 +19,11 @@ use super::conf::{CheckKind, Checker};
 
 mod http;
 mod probes;
+mod tcp;
 #[cfg(test)]
 mod tests;
+
+pub use tcp::TcpChecks;
 
 use http::*;
 use probes::*;
@@ -63,17 +66,7 @@ pub fn fmt_target_proto(ip: IpAddr, proto: &str, port: u16) -> String {
 /// Run one attempt of `ck`.
 pub fn run(ck: &Checker) -> Outcome {
     match &ck.kind {
-        CheckKind::Tcp => match connect(ck) {
-            Ok(_) => Outcome::Up(None),
-            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => Outcome::Down(format!(
-                "TCP connection to {} timeout.",
-                fmt_target(ck.connect_ip, ck.connect_port)
-            )),
-            Err(e) => Outcome::Down(format!(
-                "TCP connection to {} failed ({e}).",
-                fmt_target(ck.connect_ip, ck.connect_port)
-            )),
-        },
+        CheckKind::Tcp => tcp_outcome(ck, connect(ck).map(drop)),
         CheckKind::Http {
             tls,
             sni,
@@ -132,6 +125,27 @@ pub fn run(ck: &Checker) -> Outcome {
             dynamic,
         } => misc(path, *timeout, *dynamic),
         CheckKind::File(f) => Outcome::Value(read_track_file(&f.path)),
+    }
+}
+
+/// TCP_CHECK's outcome for the result of its connect.
+fn tcp_outcome(ck: &Checker, r: std::io::Result<()>) -> Outcome {
+    tcp_result_line(ck.connect_ip, ck.connect_port, r)
+}
+
+/// TCP_CHECK's outcome for the result of a connect to `ip`:`port`, and
+/// keepalived's line for a failure.
+fn tcp_result_line(ip: IpAddr, port: u16, r: std::io::Result<()>) -> Outcome {
+    match r {
+        Ok(()) => Outcome::Up(None),
+        Err(e) if e.kind() == std::io::ErrorKind::TimedOut => Outcome::Down(format!(
+            "TCP connection to {} timeout.",
+            fmt_target(ip, port)
+        )),
+        Err(e) => Outcome::Down(format!(
+            "TCP connection to {} failed ({e}).",
+            fmt_target(ip, port)
+        )),
     }
 }
 

@@ -170,6 +170,108 @@ fn tcp_check_and_refusal() {
     );
 }
 
+/// Run `cks` through [`TcpChecks`] (all started at once, as the
+/// scheduler does); their outcomes in the order they came, with when.
+fn tcp_checks(cks: &[Checker]) -> Vec<(usize, Outcome, Duration)> {
+    let mut t = TcpChecks::new().unwrap();
+    let mut done = Vec::new();
+    let t0 = Instant::now();
+    for (i, ck) in cks.iter().enumerate() {
+        t.start(ck, i, &mut done);
+    }
+    let mut out: Vec<(usize, Outcome, Duration)> = Vec::new();
+    while out.len() < cks.len() {
+        assert!(t0.elapsed() < Duration::from_secs(10), "{out:?}");
+        out.extend(done.drain(..).map(|(i, o)| (i, o, t0.elapsed())));
+        t.wait(Duration::from_millis(100), &mut done).unwrap();
+    }
+    out
+}
+
+/// A listener whose accept queue is full (never accepted): a further
+/// connect hangs (its SYNs are dropped); the connections that filled it.
+fn full_listener() -> (u16, TcpListener, Vec<std::net::TcpStream>) {
+    let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    s.bind(&SockAddr::from(SocketAddr::from(([127, 0, 0, 1], 0))))
+        .unwrap();
+    s.listen(0).unwrap();
+    let l: TcpListener = s.into();
+    let addr = l.local_addr().unwrap();
+    let mut held = Vec::new();
+    for _ in 0..8 {
+        match std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+            Ok(c) => held.push(c),
+            Err(_) => return (addr.port(), l, held),
+        }
+    }
+    panic!("the accept queue of {addr} never filled");
+}
+
+/// The epoll-driven TCP_CHECKs judge as the blocking one (same outcomes,
+/// same lines): a listener up, a closed port refused, `bindto` and
+/// `bind_port` as the source, `fwmark` (allowed or not, the same); a hung
+/// server times out at its own connect_timeout, after the others.
+#[test]
+fn tcp_checks_on_one_thread_as_run() {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let up = l.local_addr().unwrap().port();
+    let closed = {
+        let c = TcpListener::bind("127.0.0.1:0").unwrap();
+        c.local_addr().unwrap().port()
+    };
+    let (hung, _full, _held) = full_listener();
+    let lo = IpAddr::from([127, 0, 0, 1]);
+    let mut from = checker(CheckKind::Tcp, lo, up);
+    from.bindto = Some(IpAddr::from([127, 0, 0, 2]));
+    from.bind_port = Some(40_000 + (std::process::id() % 20_000) as u16);
+    let mut marked = checker(CheckKind::Tcp, lo, up);
+    marked.fwmark = Some(7);
+    let mut slow = checker(CheckKind::Tcp, lo, hung);
+    slow.timing.connect_timeout = Duration::from_millis(400);
+    let cks = [
+        slow,
+        checker(CheckKind::Tcp, lo, up),
+        checker(CheckKind::Tcp, lo, closed),
+        from.clone(),
+        marked,
+    ];
+    let got = tcp_checks(&cks);
+    let peer = l.accept().unwrap().1;
+    let mut peers = vec![peer];
+    l.set_nonblocking(true).unwrap();
+    while let Ok((_, p)) = l.accept() {
+        peers.push(p);
+    }
+    assert!(
+        peers
+            .iter()
+            .any(|p| *p == SocketAddr::new(from.bindto.unwrap(), from.bind_port.unwrap())),
+        "{peers:?}"
+    );
+    // The hung one last, at its timeout.
+    let (i, last, at) = got.last().unwrap();
+    assert_eq!(*i, 0, "{got:?}");
+    assert!(*at >= Duration::from_millis(400), "{got:?}");
+    assert_eq!(
+        *last,
+        Outcome::Down(format!("TCP connection to [127.0.0.1]:tcp:{hung} timeout."))
+    );
+    for (i, o, _) in &got {
+        let mut ck = cks[*i].clone();
+        if *i == 3 {
+            // The same source port again would find it in TIME_WAIT.
+            ck.bind_port = None;
+        }
+        assert_eq!(*o, run(&ck), "check {i}");
+    }
+    assert_eq!(got.iter().find(|g| g.0 == 1).unwrap().1, Outcome::Up(None));
+    assert!(
+        matches!(&got.iter().find(|g| g.0 == 2).unwrap().1, Outcome::Down(e)
+            if e.starts_with(&format!("TCP connection to [127.0.0.1]:tcp:{closed} failed (Connection refused"))),
+        "{got:?}"
+    );
+}
+
 #[test]
 fn misc_exit_codes_dynamic_weight_and_timeout() {
     let m = |cmd: &str, dynamic| misc(cmd, Duration::from_millis(500), dynamic);

@@ -4,11 +4,14 @@
 //! At start the file's services and real servers go to rvsd as ONE atomic
 //! batch, reconciled against what rvsd already has (a restarted checker
 //! does not disturb a table that is right). Then one scheduler thread keeps
-//! every checker's next due time in a heap and hands due checks to a pool
-//! of worker threads: 4 at first, one more (up to `--threads`, default 64)
+//! every checker's next due time in a heap. It runs the TCP_CHECKs itself:
+//! nonblocking connects in one epoll set, where it also sleeps
+//! (`../check/tcp.rs`). The other checks go to a pool of worker threads:
+//! 4 at the first such check, one more (up to `--threads`, default 64)
 //! whenever every worker has been busy checking for over 50 ms while
 //! checks wait (a slow or hung server holds a worker; a busy machine's
-//! late wake-ups do not count, see `../pool.rs`). Each attempt is bounded by
+//! late wake-ups do not count, see `../pool.rs`); a worker with a result
+//! wakes the scheduler through an eventfd. Each attempt is bounded by
 //! its `connect_timeout` (or `misc_timeout`), so a hung server or script
 //! only delays its own checker. Results come back to the scheduler, which
 //! runs keepalived's state machine (check_tcp.c `tcp_epilog`) and sends each
@@ -286,13 +289,20 @@ pub fn run(opts: &Opts, conf: Config) -> Result<(), String> {
 
     // The pool: jobs in, results out, each tagged with the configuration's
     // generation (a result of a configuration reloaded since is dropped).
-    // 4 workers at first, more up to --threads while every one is busy
-    // checking (slow or hung servers) and checks wait (pool.rs).
-    let mut pool = Pool::new(
+    // 4 workers at the first job, more up to --threads while every one is
+    // busy checking (slow or hung servers) and checks wait (pool.rs).
+    // TCP_CHECKs do not go to the pool: their connects run nonblocking on
+    // this thread (check/tcp.rs), which sleeps in their epoll set; the
+    // workers wake it when they have a result.
+    let mut tcp = check::TcpChecks::new().map_err(|e| format!("epoll: {e}"))?;
+    let waker = tcp.waker();
+    let mut pool = Pool::with_notify(
         opts.threads,
         |(g, k, ck): (u64, usize, Checker)| (g, k, check::run(&ck)),
+        move || waker.wake(),
         log,
     )?;
+    let mut done: Vec<((u64, usize), check::Outcome)> = Vec::new();
 
     let mut generation = 0u64;
     let checkers_of = |w: &World| -> Vec<Checker> {
@@ -332,7 +342,11 @@ pub fn run(opts: &Opts, conf: Config) -> Result<(), String> {
                 break;
             }
             due.pop();
-            pool.submit((generation, k, checkers[k].clone()))?;
+            if checkers[k].kind == CheckKind::Tcp {
+                tcp.start(&checkers[k], (generation, k), &mut done);
+            } else {
+                pool.submit((generation, k, checkers[k].clone()))?;
+            }
         }
         let wait = due
             .peek()
@@ -340,11 +354,17 @@ pub fn run(opts: &Opts, conf: Config) -> Result<(), String> {
                 t.saturating_duration_since(now)
             })
             .min(Duration::from_millis(200));
-        let mut first = pool.recv_timeout(wait)?;
-        while let Some((g, k, out)) = match first.take() {
-            Some(r) => Some(r),
-            None => pool.try_recv()?,
-        } {
+        let wait = if done.is_empty() {
+            pool.wait_bound(wait)?
+        } else {
+            Duration::ZERO
+        };
+        tcp.wait(wait, &mut done)
+            .map_err(|e| format!("epoll: {e}"))?;
+        while let Some((g, k, out)) = pool.try_recv()? {
+            done.push(((g, k), out));
+        }
+        for ((g, k), out) in done.drain(..) {
             if g != generation {
                 continue;
             }
@@ -379,5 +399,6 @@ pub fn run(opts: &Opts, conf: Config) -> Result<(), String> {
         "rvs health: stopping ({} checker threads); the table is left as it is",
         pool.workers()
     ));
+    drop(tcp);
     Ok(())
 }
