@@ -26,7 +26,11 @@
 //! tells the router); before that, (0) quiesces the last director's real
 //! servers (weight 0) and restores them: it withdraws and announces again.
 //! Each time it reports how long the router took, how many long-lived
-//! connections were lost and whether new requests succeed. `--bench S`
+//! connections were lost and whether new requests succeed; around (1),
+//! (2) and (3) every long-lived connection sends a line every 100 ms and
+//! waits for its echo, and the longest gap between two answers is reported
+//! (`pauses, …`) for the connections the failed director carried and for
+//! the others. `--bench S`
 //! measures requests/s for S seconds at each stage (N, N-1, … directors).
 //!
 //! # Files
