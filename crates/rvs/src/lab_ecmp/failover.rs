@@ -7,7 +7,7 @@ use super::observe::{
     open_conns, ping, probe, wait_hops,
 };
 use std::collections::BTreeMap;
-use std::process::Command;
+use std::process::{Child, Command};
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
@@ -247,7 +247,7 @@ pub(super) fn failover(
         return Ok(());
     }
 
-    // (2) Director 2 dies: SIGKILL its rvsd, BIRD and rvs announce.
+    // (2) Director 2 dies: SIGKILL its rvsd, BGP speaker and rvs announce.
     check_stop(stop)?;
     let alive_before = conns.len() - lost_drain;
     let rest: Vec<String> = lab.directors[2..].iter().map(|d| d.ip.clone()).collect();
@@ -259,16 +259,15 @@ pub(super) fn failover(
         let t0 = Instant::now();
         {
             let d2 = &mut lab.directors[1];
-            for c in [&mut d2.rvsd, &mut d2.bird, &mut d2.announce]
-                .into_iter()
-                .flatten()
-            {
+            let mut all: Vec<Child> = d2.rvsd.take().into_iter().collect();
+            all.append(&mut d2.speaker);
+            all.extend(d2.announce.take());
+            for c in &mut all {
                 let _ = c.kill();
+            }
+            for c in &mut all {
                 let _ = c.wait();
             }
-            d2.rvsd = None;
-            d2.bird = None;
-            d2.announce = None;
         }
         let killed = t0.elapsed();
         // The router's view: when d2's next hop goes (BFD).
@@ -288,9 +287,10 @@ pub(super) fn failover(
     let lost_death = lost(&conns) - lost_drain;
     track.note_moves(lab, &conns, o);
     println!(
-        "kill d2 (SIGKILL rvsd, BIRD, rvs announce in {} ms): the router dropped d2 after {}; \
+        "kill d2 (SIGKILL rvsd, {}, rvs announce in {} ms): the router dropped d2 after {}; \
          new connections failed until {} ({tries} tried); long-lived connections lost: {lost_death} \
          of {alive_before} ({}; flows moved to another director {})",
+        o.speaker.name(),
         killed.as_millis(),
         match routed {
             Some(t) => format!("{} ms", t.as_millis()),
