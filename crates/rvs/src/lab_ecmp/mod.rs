@@ -17,7 +17,7 @@
 //!   disabled until announced) and `rvs announce` (`birdc enable/disable
 //!   vip`); with `--speaker frr`, FRR (zebra, staticd, bgpd, bfdd,
 //!   `dist/bgp/frr-director.conf`) instead, `rvs announce` adding and
-//!   removing a static blackhole route for the VIP with `vtysh`.
+//!   removing bgpd's `network VIP/32` with `vtysh`.
 //!
 //! It prints which director and which real server carried each request
 //! (the director from its connection table, by the client's port). With
@@ -108,8 +108,8 @@ pub enum Speaker {
     Bird,
     /// FRR: zebra, staticd, bgpd and bfdd per director with their own
     /// sockets and pid files, configured from `dist/bgp/frr-director.conf`;
-    /// `vtysh … ip route VIP/32 blackhole` announces, `no ip route …`
-    /// withdraws.
+    /// `vtysh … network VIP/32` (in bgpd's IPv4 unicast family)
+    /// announces, `no network …` withdraws.
     Frr,
 }
 
@@ -286,5 +286,23 @@ pub fn run(o: &Opts) -> Result<String, String> {
     if res.is_ok() && o.keep {
         lab.keep = true;
     }
-    res
+    // A failure after the start: the last lines of the router's BIRD
+    // (sessions lost?) and of each director's `rvs announce` (withdrawn,
+    // and why?).
+    res.map_err(|mut e| {
+        let tail = |name: &str, n: usize| {
+            let log = std::fs::read_to_string(lab.dir.join(name)).unwrap_or_default();
+            let v: Vec<&str> = log.lines().collect();
+            v[v.len().saturating_sub(n)..].join("\n")
+        };
+        e.push_str(&format!(
+            "\n--- router BIRD:\n{}",
+            tail("router-bird.log", 40)
+        ));
+        for i in 1..=o.directors {
+            let log = format!("d{i}-announce.log");
+            e.push_str(&format!("\n--- d{i} rvs announce:\n{}", tail(&log, 5)));
+        }
+        e
+    })
 }

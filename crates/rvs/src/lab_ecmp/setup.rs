@@ -17,16 +17,18 @@ use super::{
 };
 
 fn router_conf(n: u8, speaker: Speaker) -> String {
-    // With FRR's bfdd the first BFD session can go down right after BGP
-    // has come up (bgpd re-registers it), and BIRD then holds the session
-    // in its error wait (60 s by default): 1 s instead, and the fast rate
-    // before the session is up (BIRD's idle rate is 1 s).
+    // With FRR's bfdd the first BFD session was seen to go down right
+    // after BGP had come up (why was not established), and BIRD then holds
+    // the session in its error wait (60 s by default): 1 s instead, and
+    // the fast rate before the session is up (BIRD's idle rate is 1 s).
     let (idle, wait) = match speaker {
         Speaker::Bird => ("", ""),
         Speaker::Frr => (" idle tx interval 100 ms;", " error wait time 1, 5;"),
     };
     let mut c = format!(
-        "router id {ROUTER_LAN};\n\
+        "log stderr all;\n\
+         debug protocols {{ states }};\n\
+         router id {ROUTER_LAN};\n\
          protocol device {{ scan time 1; }}\n\
          protocol kernel {{ merge paths on; ipv4 {{ export where source = RTS_BGP; import none; }}; }}\n\
          protocol bfd {{ interface \"*\" {{ min rx interval 100 ms; min tx interval 100 ms; multiplier 3;{idle} }}; }}\n\
@@ -73,14 +75,15 @@ fn wait_sockets(paths: &[String], what: &str) -> Result<(), String> {
 /// installation runs it), bgpd and bfdd (their own pid
 /// files and sockets under `run`, owned by the frr user the daemons run
 /// as), then the configuration through vtysh, as `vtysh -b` loads
-/// frr.conf at boot. The announce and withdraw commands.
+/// frr.conf at boot. The daemons go to the last director as they start
+/// (stopped with it); returns the announce and withdraw commands.
 fn start_frr(
     lab: &mut Lab,
     ns: &str,
     i: u8,
     ip: &str,
     run: &str,
-) -> Result<(Vec<super::Child>, String, String), String> {
+) -> Result<(String, String), String> {
     std::fs::create_dir_all(run).map_err(|e| format!("{run}: {e}"))?;
     run_cmd(&["chown", "frr:frr", run])?;
     let conf = s(&lab.dir.join(format!("d{i}-frr.conf")))?;
@@ -88,7 +91,6 @@ fn start_frr(
     let empty = s(&lab.dir.join("frr-empty.conf"))?;
     std::fs::write(&empty, "").map_err(|e| e.to_string())?;
     let zserv = format!("{run}/zserv.api");
-    let mut children = Vec::new();
     for daemon in ["zebra", "staticd", "bgpd", "bfdd"] {
         let prog = format!("{FRR_DIR}/{daemon}");
         let pid = format!("{run}/{daemon}.pid");
@@ -107,7 +109,9 @@ fn start_frr(
             ],
             &format!("d{i}-{daemon}.log"),
         )?;
-        children.push(c);
+        if let Some(d) = lab.directors.last_mut() {
+            d.speaker.push(c);
+        }
         if daemon == "zebra" {
             wait_sockets(std::slice::from_ref(&zserv), "zebra")?;
         }
@@ -124,12 +128,13 @@ fn start_frr(
              -c 'address-family ipv4 unicast' -c '{cmd} {VIP}/32'"
         )
     };
-    Ok((children, vtysh("network"), vtysh("no network")))
+    Ok((vtysh("network"), vtysh("no network")))
 }
 
 fn director_conf(ip: &str) -> String {
     format!(
-        "router id {ip};\n\
+        "log stderr all;\n\
+         router id {ip};\n\
          protocol device {{ }}\n\
          protocol bfd {{ interface \"*\" {{ min rx interval 100 ms; min tx interval 100 ms; multiplier 3; }}; }}\n\
          protocol static vip {{ disabled yes; ipv4; route {VIP}/32 blackhole; }}\n\
@@ -327,7 +332,7 @@ pub(super) fn build_and_run(
         }
         let d = lab.directors.last().unwrap();
         let (sock, drain, state) = (d.sock.clone(), d.drain_file.clone(), d.state_file.clone());
-        let (speaker, ann, wd) = match o.speaker {
+        let (ann, wd) = match o.speaker {
             Speaker::Bird => {
                 let conf = lab.dir.join(format!("d{i}-bird.conf"));
                 std::fs::write(&conf, director_conf(&ip)).map_err(|e| e.to_string())?;
@@ -336,15 +341,14 @@ pub(super) fn build_and_run(
                     &["bird", "-f", "-c", &s(&conf)?, "-s", &sock],
                     &format!("d{i}-bird.log"),
                 )?;
+                lab.directors.last_mut().unwrap().speaker.push(bird);
                 (
-                    vec![bird],
                     format!("birdc -s {sock} enable vip"),
                     format!("birdc -s {sock} disable vip"),
                 )
             }
             Speaker::Frr => start_frr(lab, &ns, i, &ip, &sock)?,
         };
-        lab.directors.last_mut().unwrap().speaker = speaker;
         let svc = format!("{VIP}:80");
         let announce = lab.spawn(
             &ns,
