@@ -139,9 +139,9 @@ fn pauses(out: &str, what: &str) -> Pauses {
 
 /// A connection that never paused: its longest gap stays under the beat
 /// plus 150 ms. Measured on the 2-vCPU test VM shared with other builds
-/// and tests (debug build, 300 connections; 12 runs, load average 3 to 22,
+/// and tests (debug build, 300 connections; 19 runs, load average 3 to 22,
 /// BIRD and FRR directors): the longest gap of a connection the failed
-/// director did not carry exceeded the beat by 47 ms at most in 11 runs
+/// director did not carry exceeded the beat by 59 ms at most in 18 runs
 /// and by 75 ms in one (FRR, load 10); a single lost segment would cost at least
 /// TCP's minimum retransmission timeout (200 ms) on top of the beat, so
 /// 150 ms separates "kept flowing" from "stalled" with room for the load.

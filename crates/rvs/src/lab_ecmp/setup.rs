@@ -455,6 +455,16 @@ pub(super) fn build_and_run(
 
     if o.failover && o.directors >= 2 {
         failover(lab, &client, &router, o, stop)?;
+        // What the router's BIRD saw (sessions and BFD): whether a step
+        // took more than the director it was about.
+        let log = std::fs::read_to_string(lab.dir.join("router-bird.log")).unwrap_or_default();
+        for l in log.lines().filter(|l| {
+            ["<ERR>", "<WARN>", "<RMT>", "State changed"]
+                .iter()
+                .any(|k| l.contains(k))
+        }) {
+            println!("router BIRD: {l}");
+        }
     }
 
     let mut out = String::new();
