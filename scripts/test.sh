@@ -32,9 +32,15 @@ ensure_packages clang libbpf-dev iproute2 socat curl apache2-utils python3 \
 # (wrk, above, is the HTTP load across the move);
 # not its Recommends: the kernel's ipvsadm.
 ensure_packages --no-recommends keepalived
+# frr: the directors' other BGP speaker in crates/rvs/tests/netns_ecmp.rs
+# (rvs lab ecmp --speaker frr runs zebra, staticd, bgpd and bfdd per
+# namespace from /usr/lib/frr with dist/bgp/frr-director.conf). Not its
+# Recommends (frr-pythontools); its service is not started (ensure_packages'
+# policy-rc.d; /etc/frr/daemons ships with every daemon off).
+ensure_packages --no-recommends frr
 if [ "$(id -u)" = 0 ]; then
     export RVS_REQUIRE_TSHARK=1 RVS_REQUIRE_PROMETHEUS=1 RVS_REQUIRE_KEEPALIVED=1 \
-        RVS_REQUIRE_BIRD=1
+        RVS_REQUIRE_BIRD=1 RVS_REQUIRE_FRR=1
 fi
 # ldirectord (crates/rvs/tests/netns_ldirectord.rs): Debian's script,
 # extracted from its package rather than installed (the package depends on

@@ -87,6 +87,9 @@ Commands:
                           to every director (mh moves ~1/(N+1) of its slots:
                           moved flows then need --sync)
       --bench S           requests/s for S seconds at each --failover stage
+      --speaker bird|frr  the directors' BGP speaker (default bird; frr:
+                          zebra, staticd, bgpd, bfdd per director, with
+                          dist/bgp/frr-director.conf)
   lab clean               remove every rvslab-* namespace and its processes
   dataplane               rvsd's packet-path counters: per worker thread
                           (rx, tx, forwarded, replies, passed, dropped,
@@ -264,6 +267,7 @@ fn parse_lab(parser: &mut lexopt::Parser) -> Result<LabCmd, String> {
         bench: 0,
         sync: false,
         add_server: false,
+        speaker: lab_ecmp::Speaker::Bird,
     };
     let (mut servers_set, mut requests_set) = (false, false);
     let (mut nat, mut conns_set) = (false, false);
@@ -281,6 +285,10 @@ fn parse_lab(parser: &mut lexopt::Parser) -> Result<LabCmd, String> {
             Long("no-sloppy") => e.no_sloppy = true,
             Long("sync") => e.sync = true,
             Long("add-server") => e.add_server = true,
+            Long("speaker") => {
+                let v = parser.value().map_err(|e| e.to_string())?;
+                e.speaker = lab_ecmp::Speaker::parse(&v.string().map_err(|e| e.to_string())?)?;
+            }
             Long("bench") => e.bench = num_value(parser, "--bench", 600)?,
             Long("servers") => {
                 o.servers = num_value(parser, "--servers", 8)? as u8;

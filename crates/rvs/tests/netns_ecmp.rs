@@ -18,7 +18,12 @@
 //! * d3's link pulled: BFD alone tells the router (under a second), nothing
 //!   lost;
 //! * with `--no-sloppy`, the connections the router moves are lost: the
-//!   figure without adoption (and without sync).
+//!   figure without adoption (and without sync);
+//! * pauses: around the drain, the SIGKILL and the pulled link every
+//!   long-lived connection sends a line every 100 ms and waits for its
+//!   echo; the longest gap between two answers, for the connections the
+//!   failed director carried and for the others, bounds how long each
+//!   stood still (see `pauses`).
 //!
 //! Needs root, iproute2, python3, AF_XDP and BIRD 2 (`bird2`, installed by
 //! scripts/test.sh). Without BIRD it says so and skips, unless
@@ -92,6 +97,58 @@ fn num_after(out: &str, prefix: &str, key: &str) -> u32 {
         .unwrap_or_else(|| panic!("no number after {key}: {line}"))
 }
 
+/// The figures of a `pauses, <what>:` line: (its beat; the failed
+/// director's connections: count, median and max of their longest gaps,
+/// lost meanwhile; the same for the others), in ms.
+#[derive(Debug)]
+struct Pauses {
+    beat: u32,
+    failed: (u32, u32, u32, u32),
+    others: (u32, u32, u32, u32),
+}
+
+fn pauses(out: &str, what: &str) -> Pauses {
+    let prefix = format!("pauses, {what}:");
+    let line = out
+        .lines()
+        .find(|l| l.starts_with(&prefix))
+        .unwrap_or_else(|| panic!("no '{prefix}' line:\n{out}"));
+    let (failed, others) = line
+        .split_once("; the others' ")
+        .unwrap_or_else(|| panic!("{line}"));
+    let group = |part: &str, lost_key: &str| {
+        let count = part
+            .split(" connections:")
+            .next()
+            .and_then(|t| t.rsplit(' ').next())
+            .and_then(|t| t.parse().ok())
+            .unwrap_or_else(|| panic!("no count: {line}"));
+        (
+            count,
+            num_after(part, "", "median "),
+            num_after(part, "", "/ max "),
+            num_after(line, "", lost_key),
+        )
+    };
+    Pauses {
+        beat: num_after(line, "", "a line every "),
+        failed: group(failed, "lost meanwhile: "),
+        others: group(others, "'s, "),
+    }
+}
+
+/// A connection that never paused: its longest gap stays under the beat
+/// plus 150 ms. Measured on the 2-vCPU test VM shared with other builds
+/// and tests (debug build, 300 connections; 19 runs, load average 3 to 22,
+/// BIRD and FRR directors): the longest gap of a connection the failed
+/// director did not carry exceeded the beat by 59 ms at most in 18 runs
+/// and by 75 ms in one (FRR, load 10); a single lost segment would cost at least
+/// TCP's minimum retransmission timeout (200 ms) on top of the beat, so
+/// 150 ms separates "kept flowing" from "stalled" with room for the load.
+/// It is also under what the router takes to detect a dead director
+/// without a closed session (BFD, 100 ms x 3: 230-320 ms measured).
+const STILL_MS: u32 = 150;
+
 #[test]
 fn ecmp_spreads_drains_and_survives_a_director() {
     if !can_run_with(&[]) || !bird_runs() {
@@ -147,6 +204,36 @@ fn ecmp_spreads_drains_and_survives_a_director() {
     assert!(bfd < 1000, "BFD took {bfd} ms:\n{out}");
     assert_eq!(num_after(&out, "pull d3", "connections lost: "), 0, "{out}");
     assert_eq!(out.matches("new requests: 10/10").count(), 2, "{out}");
+    // Pauses. Drain: withdrawn before forwarding stops, so nobody stands
+    // still, d1's connections included.
+    let p = pauses(&out, "drain d1");
+    println!("pauses: drain d1 {p:?}");
+    assert!(p.failed.0 > 0 && p.others.0 > 0, "{p:?}\n{out}");
+    assert_eq!((p.failed.3, p.others.3), (0, 0), "{p:?}\n{out}");
+    assert!(p.failed.2 < p.beat + STILL_MS, "{p:?}\n{out}");
+    assert!(p.others.2 < p.beat + STILL_MS, "{p:?}\n{out}");
+    // SIGKILL: the others never pause; d2's answer again once the router
+    // has moved them: within twice its detection time (a segment sent
+    // just before it is retransmitted after at most about as long again;
+    // the RTO doubles) plus a second for the minimum RTO, the beat and
+    // the load.
+    let p = pauses(&out, "kill d2");
+    println!("pauses: kill d2 {p:?} (router: {dropped} ms)");
+    assert!(p.failed.0 > 0 && p.others.0 > 0, "{p:?}\n{out}");
+    assert_eq!((p.failed.3, p.others.3), (0, 0), "{p:?}\n{out}");
+    assert!(p.others.2 < p.beat + STILL_MS, "{p:?}\n{out}");
+    assert!(p.failed.2 <= 2 * dropped + 1000, "{p:?}\n{out}");
+    // Pulled link: d3's connections stand still until BFD has told the
+    // router (no answer can cross the outage: their longest gap is at
+    // least its length, less the router's polling), then answer again
+    // within the same bound; the others never pause.
+    let p = pauses(&out, "pull d3's link");
+    println!("pauses: pull d3's link {p:?} (BFD: {bfd} ms)");
+    assert!(p.failed.0 > 0 && p.others.0 > 0, "{p:?}\n{out}");
+    assert_eq!((p.failed.3, p.others.3), (0, 0), "{p:?}\n{out}");
+    assert!(p.failed.1 + 50 >= bfd, "{p:?}\n{out}");
+    assert!(p.failed.2 <= 2 * bfd + 1000, "{p:?}\n{out}");
+    assert!(p.others.2 < p.beat + STILL_MS, "{p:?}\n{out}");
     // SIGTERM to rvs announce: withdrawn before it exits, rvsd untouched.
     assert!(
         out.contains("exited (exit status: 0)") && out.contains("its rvsd still running: yes"),
@@ -253,4 +340,95 @@ fn without_sync_a_real_server_change_loses_moved_flows() {
         "{lost} lost, {expect:.1} +- {sigma:.1} expected:\n{out}"
     );
     assert!(lost > 0, "{out}");
+}
+
+fn frr_runs() -> bool {
+    let missing: Vec<&str> = [
+        "/usr/lib/frr/zebra",
+        "/usr/lib/frr/staticd",
+        "/usr/lib/frr/bgpd",
+        "/usr/lib/frr/bfdd",
+        "vtysh",
+    ]
+    .into_iter()
+    .filter(|p| Command::new(p).arg("--help").output().is_err())
+    .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    let why = format!(
+        "FRR cannot run here ({} missing); apt-get install --no-install-recommends frr",
+        missing.join(", ")
+    );
+    if std::env::var_os("RVS_REQUIRE_FRR").is_some() {
+        panic!("RVS_REQUIRE_FRR is set but {why}");
+    }
+    eprintln!("skipped: {why}");
+    false
+}
+
+/// `--speaker frr`: every director runs FRR (zebra, staticd, bgpd and bfdd,
+/// their sockets and pid files in the lab's directory) configured with
+/// `dist/bgp/frr-director.conf` (its addresses replaced), and `rvs
+/// announce` runs the hooks of dist/bgp/README.md: vtysh adds the VIP's
+/// `network` statement to bgpd to announce, removes it to withdraw. The
+/// router (BIRD) gets the route from all four, loses and regains d4's with
+/// its real servers' weights, loses d1's on `rvs drain`, d2's when its FRR
+/// is killed, d3's by BFD (bfdd) when its link is pulled, and the last
+/// one's on SIGTERM to its `rvs announce`; no long-lived connection is
+/// lost, and the pauses stay within the bounds above.
+#[test]
+fn frr_directors_announce_withdraw_and_fail_over() {
+    if !can_run_with(&[]) || !bird_runs() || !frr_runs() {
+        return;
+    }
+    let out = lab("60", &["--speaker", "frr"]);
+    assert!(out.contains("+ FRR + rvs announce"), "{out}");
+    // Announced by all four.
+    assert!(
+        out.contains("router: route to 10.6.9.100 via 10.6.0.11, 10.6.0.12, 10.6.0.13, 10.6.0.14"),
+        "{out}"
+    );
+    // Withdrawn and announced again (real servers' weights).
+    assert!(
+        out.contains("health: d4's real servers at weight 0: the router dropped d4 after"),
+        "{out}"
+    );
+    // Drain: withdrawn while rvsd forwards.
+    assert!(
+        out.contains("d1's rvsd still forwarding then: yes"),
+        "{out}"
+    );
+    assert_eq!(
+        num_after(&out, "drain d1: long-lived", "still forwarded, "),
+        0,
+        "{out}"
+    );
+    assert_eq!(
+        num_after(&out, "drain d1: long-lived", "lost: "),
+        0,
+        "{out}"
+    );
+    // FRR killed: the session closes (or BFD).
+    assert!(
+        out.contains("kill d2 (SIGKILL rvsd, FRR, rvs announce"),
+        "{out}"
+    );
+    let dropped = num_after(&out, "kill d2", "the router dropped d2 after ");
+    assert!(dropped < 3000, "router took {dropped} ms:\n{out}");
+    assert_eq!(num_after(&out, "kill d2", "connections lost: "), 0, "{out}");
+    // Pulled link: bfdd's BFD (100 ms x 3) is the only signal.
+    let bfd = num_after(&out, "pull d3", "the router dropped d3 after ");
+    assert!(bfd < 1000, "BFD took {bfd} ms:\n{out}");
+    assert_eq!(num_after(&out, "pull d3", "connections lost: "), 0, "{out}");
+    let p = pauses(&out, "pull d3's link");
+    println!("pauses (FRR): pull d3's link {p:?} (BFD: {bfd} ms)");
+    assert_eq!((p.failed.3, p.others.3), (0, 0), "{p:?}\n{out}");
+    assert!(p.failed.2 <= 2 * bfd + 1000, "{p:?}\n{out}");
+    assert!(p.others.2 < p.beat + STILL_MS, "{p:?}\n{out}");
+    // SIGTERM: vtysh withdraws before rvs announce exits.
+    assert!(
+        out.contains("exited (exit status: 0)") && out.contains("its rvsd still running: yes"),
+        "{out}"
+    );
 }

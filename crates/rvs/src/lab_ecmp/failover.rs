@@ -3,10 +3,11 @@
 //! long the router took and what the long-lived connections lost.
 
 use super::observe::{
-    bench, conns_by_director, fail_text, get, lost, next_hops, open_conns, ping, probe, wait_hops,
+    BEAT, bench, carriers, conns_by_director, exercise, fail_text, gap_stats, get, lost, next_hops,
+    open_conns, ping, probe, wait_hops,
 };
 use std::collections::BTreeMap;
-use std::process::Command;
+use std::process::{Child, Command};
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
@@ -167,27 +168,36 @@ pub(super) fn failover(
     // (1) Drain director 1: withdraw first, keep forwarding, then stop.
     check_stop(stop)?;
     let rvs = s(&std::env::current_exe().map_err(|e| e.to_string())?)?;
-    let d1 = &lab.directors[0];
-    let t0 = Instant::now();
-    let out = exec(
-        &d1.ns,
-        &[
-            &rvs,
-            "drain",
-            "--drain-file",
-            &d1.drain_file,
-            "--state-file",
-            &d1.state_file,
-        ],
-    )?;
-    let withdrawn = t0.elapsed();
     let rest: Vec<String> = lab.directors[1..].iter().map(|d| d.ip.clone()).collect();
-    let routed = wait_hops(router, &rest, Duration::from_secs(10))?;
-    let d1_alive = lab.directors[0]
-        .rvsd
-        .as_mut()
-        .map(|c| matches!(c.try_wait(), Ok(None)))
-        .unwrap_or(false);
+    let before_event = alive(&conns);
+    let w0 = Instant::now();
+    let (res, gaps) = exercise(&mut conns, || -> Result<_, String> {
+        std::thread::sleep(LEAD);
+        let carrier = carriers(&lab.directors, ECHO_PORT);
+        let d1 = &lab.directors[0];
+        let t0 = Instant::now();
+        let out = exec(
+            &d1.ns,
+            &[
+                &rvs,
+                "drain",
+                "--drain-file",
+                &d1.drain_file,
+                "--state-file",
+                &d1.state_file,
+            ],
+        )?;
+        let withdrawn = t0.elapsed();
+        let routed = wait_hops(router, &rest, Duration::from_secs(10))?;
+        let d1_alive = lab.directors[0]
+            .rvsd
+            .as_mut()
+            .map(|c| matches!(c.try_wait(), Ok(None)))
+            .unwrap_or(false);
+        std::thread::sleep(TAIL);
+        Ok((carrier, out, withdrawn, routed, d1_alive))
+    });
+    let (carrier, out, withdrawn, routed, d1_alive) = res?;
     println!(
         "drain d1: rvs drain returned after {} ms ({}); the router dropped d1 {} ms after \
          the drain began; d1's rvsd still forwarding then: {}",
@@ -195,6 +205,15 @@ pub(super) fn failover(
         out.lines().next().unwrap_or(""),
         (withdrawn + routed).as_millis(),
         if d1_alive { "yes" } else { "NO" }
+    );
+    pauses(
+        "drain d1",
+        0,
+        &carrier,
+        &conns,
+        &before_event,
+        &gaps,
+        w0.elapsed(),
     );
     // In-flight flows: through d1 until the router moved them, then adopted
     // by the others (mh + sloppy_tcp). Exercise them, then stop d1's rvsd.
@@ -228,41 +247,38 @@ pub(super) fn failover(
         return Ok(());
     }
 
-    // (2) Director 2 dies: SIGKILL its rvsd, BIRD and rvs announce.
+    // (2) Director 2 dies: SIGKILL its rvsd, BGP speaker and rvs announce.
     check_stop(stop)?;
     let alive_before = conns.len() - lost_drain;
-    let t0 = Instant::now();
-    {
-        let d2 = &mut lab.directors[1];
-        for c in [&mut d2.rvsd, &mut d2.bird, &mut d2.announce]
-            .into_iter()
-            .flatten()
-        {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        d2.rvsd = None;
-        d2.bird = None;
-        d2.announce = None;
-    }
-    let killed = t0.elapsed();
-    // The router's view: when d2's next hop goes (BFD).
-    let watch = {
-        let (router, gone) = (router.to_string(), lab.directors[1].ip.clone());
-        std::thread::spawn(move || {
-            while t0.elapsed() < Duration::from_secs(20) {
-                if !next_hops(&router).contains(&gone) {
-                    return Some(t0.elapsed());
-                }
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            None
-        })
-    };
-    let (last_fail, tries) = probe(client, t0);
-    let routed = watch.join().ok().flatten();
     let rest: Vec<String> = lab.directors[2..].iter().map(|d| d.ip.clone()).collect();
-    wait_hops(router, &rest, Duration::from_secs(10))?;
+    let before_event = alive(&conns);
+    let w0 = Instant::now();
+    let (res, gaps) = exercise(&mut conns, || -> Result<_, String> {
+        std::thread::sleep(LEAD);
+        let carrier = carriers(&lab.directors, ECHO_PORT);
+        let t0 = Instant::now();
+        {
+            let d2 = &mut lab.directors[1];
+            let mut all: Vec<Child> = d2.rvsd.take().into_iter().collect();
+            all.append(&mut d2.speaker);
+            all.extend(d2.announce.take());
+            for c in &mut all {
+                let _ = c.kill();
+            }
+            for c in &mut all {
+                let _ = c.wait();
+            }
+        }
+        let killed = t0.elapsed();
+        // The router's view: when d2's next hop goes (BFD).
+        let routed = watch_gone(router, &lab.directors[1].ip, t0, Duration::from_secs(20));
+        let (last_fail, tries) = probe(client, t0);
+        let routed = routed.join().ok().flatten();
+        wait_hops(router, &rest, Duration::from_secs(10))?;
+        std::thread::sleep(TAIL);
+        Ok((carrier, killed, routed, last_fail, tries))
+    });
+    let (carrier, killed, routed, last_fail, tries) = res?;
     for _ in 0..5 {
         ping(&mut conns, seq, Duration::from_secs(5));
         seq += 1;
@@ -271,9 +287,10 @@ pub(super) fn failover(
     let lost_death = lost(&conns) - lost_drain;
     track.note_moves(lab, &conns, o);
     println!(
-        "kill d2 (SIGKILL rvsd, BIRD, rvs announce in {} ms): the router dropped d2 after {}; \
+        "kill d2 (SIGKILL rvsd, {}, rvs announce in {} ms): the router dropped d2 after {}; \
          new connections failed until {} ({tries} tried); long-lived connections lost: {lost_death} \
          of {alive_before} ({}; flows moved to another director {})",
+        o.speaker.name(),
         killed.as_millis(),
         match routed {
             Some(t) => format!("{} ms", t.as_millis()),
@@ -304,6 +321,15 @@ pub(super) fn failover(
     if !reasons.is_empty() {
         println!("lost connections, by error: {reasons:?}");
     }
+    pauses(
+        "kill d2",
+        1,
+        &carrier,
+        &conns,
+        &before_event,
+        &gaps,
+        w0.elapsed(),
+    );
     bench(lab, client, o);
     if lab.directors.len() < 4 {
         track.report(&conns, o);
@@ -322,22 +348,20 @@ pub(super) fn failover(
         .find(|n| n.ends_with("switch"))
         .cloned()
         .unwrap_or_default();
-    let t0 = Instant::now();
-    run_cmd(&["ip", "-n", &sw, "link", "set", port, "down"])?;
-    let watch = {
-        let router = router.to_string();
-        std::thread::spawn(move || {
-            while t0.elapsed() < Duration::from_secs(10) {
-                if !next_hops(&router).contains(&gone) {
-                    return Some(t0.elapsed());
-                }
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            None
-        })
-    };
-    let (last_fail, tries) = probe(client, t0);
-    let routed = watch.join().ok().flatten();
+    let before_event = alive(&conns);
+    let w0 = Instant::now();
+    let (res, gaps) = exercise(&mut conns, || -> Result<_, String> {
+        std::thread::sleep(LEAD);
+        let carrier = carriers(&lab.directors, ECHO_PORT);
+        let t0 = Instant::now();
+        run_cmd(&["ip", "-n", &sw, "link", "set", port, "down"])?;
+        let routed = watch_gone(router, &gone, t0, Duration::from_secs(10));
+        let (last_fail, tries) = probe(client, t0);
+        let routed = routed.join().ok().flatten();
+        std::thread::sleep(TAIL);
+        Ok((carrier, routed, last_fail, tries))
+    });
+    let (carrier, routed, last_fail, tries) = res?;
     for _ in 0..5 {
         ping(&mut conns, seq, Duration::from_secs(5));
         seq += 1;
@@ -357,6 +381,15 @@ pub(super) fn failover(
         fail_text(last_fail),
         lost(&conns) - before,
         conns.len() - before
+    );
+    pauses(
+        "pull d3's link",
+        2,
+        &carrier,
+        &conns,
+        &before_event,
+        &gaps,
+        w0.elapsed(),
     );
     if let Some(mut c) = lab.directors[2].rvsd.take() {
         crate::child::stop(&mut c);
@@ -480,4 +513,76 @@ fn shutdown_last(lab: &mut Lab, router: &str) -> Result<(), String> {
         if alive { "yes" } else { "NO" }
     );
     Ok(())
+}
+
+/// How long the connections are exercised before an event (their
+/// baseline) and after the router has moved them and new requests work.
+const LEAD: Duration = Duration::from_secs(1);
+const TAIL: Duration = Duration::from_secs(1);
+
+fn alive(conns: &[Conn]) -> Vec<bool> {
+    conns.iter().map(|c| c.lost.is_none()).collect()
+}
+
+/// A thread that watches the router's next hops from `t0`: when `gone`
+/// left them (`None`: not within `limit`).
+fn watch_gone(
+    router: &str,
+    gone: &str,
+    t0: Instant,
+    limit: Duration,
+) -> std::thread::JoinHandle<Option<Duration>> {
+    let (router, gone) = (router.to_string(), gone.to_string());
+    std::thread::spawn(move || {
+        while t0.elapsed() < limit {
+            if !next_hops(&router).contains(&gone) {
+                return Some(t0.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        None
+    })
+}
+
+/// The longest gaps between answers while the connections were exercised
+/// around an event, for those the failed director carried just before it
+/// and for the others (by the directors' tables; those in none, or moved
+/// within the last second, are left out); connections lost before are not
+/// counted, those lost meanwhile are counted apart.
+fn pauses(
+    what: &str,
+    failed: usize,
+    carrier: &BTreeMap<u16, usize>,
+    conns: &[Conn],
+    alive: &[bool],
+    gaps: &[Option<Duration>],
+    window: Duration,
+) {
+    let (mut mine, mut others, mut lost_mine, mut lost_others, mut unknown) =
+        (Vec::new(), Vec::new(), 0, 0, 0);
+    for ((c, a), g) in conns.iter().zip(alive).zip(gaps) {
+        if !*a {
+            continue;
+        }
+        match (carrier.get(&c.port), g) {
+            (None, _) => unknown += 1,
+            (Some(d), Some(g)) if *d == failed => mine.push(*g),
+            (Some(d), None) if *d == failed => lost_mine += 1,
+            (Some(_), Some(g)) => others.push(*g),
+            (Some(_), None) => lost_others += 1,
+        }
+    }
+    println!(
+        "pauses, {what}: d{n}'s {}; the others' {}; lost meanwhile: {lost_mine} of d{n}'s, \
+         {lost_others} of the others'; {unknown} of no single director (each connection sends \
+         a line every {} ms and waits for its echo, from {} ms before the event to {} ms after \
+         the router moved and new requests worked: {} ms)",
+        gap_stats(&mine),
+        gap_stats(&others),
+        BEAT.as_millis(),
+        LEAD.as_millis(),
+        TAIL.as_millis(),
+        window.as_millis(),
+        n = failed + 1
+    );
 }

@@ -15,7 +15,9 @@
 //!   `net.ipv4.fib_multipath_hash_policy=1` (L4 hash) in its namespace;
 //! * each director runs rvsd, BIRD (the VIP in a static protocol `vip`,
 //!   disabled until announced) and `rvs announce` (`birdc enable/disable
-//!   vip`).
+//!   vip`); with `--speaker frr`, FRR (zebra, staticd, bgpd, bfdd,
+//!   `dist/bgp/frr-director.conf`) instead, `rvs announce` adding and
+//!   removing bgpd's `network VIP/32` with `vtysh`.
 //!
 //! It prints which director and which real server carried each request
 //! (the director from its connection table, by the client's port). With
@@ -26,7 +28,11 @@
 //! tells the router); before that, (0) quiesces the last director's real
 //! servers (weight 0) and restores them: it withdraws and announces again.
 //! Each time it reports how long the router took, how many long-lived
-//! connections were lost and whether new requests succeed. `--bench S`
+//! connections were lost and whether new requests succeed; around (1),
+//! (2) and (3) every long-lived connection sends a line every 100 ms and
+//! waits for its echo, and the longest gap between two answers is reported
+//! (`pauses, …`) for the connections the failed director carried and for
+//! the others. `--bench S`
 //! measures requests/s for S seconds at each stage (N, N-1, … directors).
 //!
 //! # Files
@@ -91,13 +97,49 @@ pub struct Opts {
     /// With `--failover`: before the drain, add one more real server to
     /// every director (`mh` moves about 1/(N+1) of its slots).
     pub add_server: bool,
+    /// The directors' BGP speaker (the router runs BIRD either way).
+    pub speaker: Speaker,
 }
+
+/// The directors' BGP speaker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Speaker {
+    /// BIRD 2: one `bird` per director, `birdc enable/disable vip`.
+    Bird,
+    /// FRR: zebra, staticd, bgpd and bfdd per director with their own
+    /// sockets and pid files, configured from `dist/bgp/frr-director.conf`;
+    /// `vtysh … network VIP/32` (in bgpd's IPv4 unicast family)
+    /// announces, `no network …` withdraws.
+    Frr,
+}
+
+impl Speaker {
+    /// `bird` or `frr`.
+    pub fn parse(s: &str) -> Result<Speaker, String> {
+        match s {
+            "bird" => Ok(Speaker::Bird),
+            "frr" => Ok(Speaker::Frr),
+            _ => Err(format!("--speaker: {s:?} is neither bird nor frr")),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Speaker::Bird => "BIRD",
+            Speaker::Frr => "FRR",
+        }
+    }
+}
+
+/// Where Debian's frr package puts its daemons.
+const FRR_DIR: &str = "/usr/lib/frr";
 
 struct Director {
     ns: String,
     ip: String,
     rvsd: Option<Child>,
-    bird: Option<Child>,
+    /// BIRD, or FRR's daemons (zebra first).
+    speaker: Vec<Child>,
     announce: Option<Child>,
     sock: String,
     drain_file: String,
@@ -119,10 +161,10 @@ impl Drop for Lab {
         }
         for d in &mut self.directors {
             // rvs announce first (it withdraws), then the rest.
-            for c in [&mut d.announce, &mut d.rvsd, &mut d.bird]
-                .into_iter()
-                .flatten()
-            {
+            for c in [&mut d.announce, &mut d.rvsd].into_iter().flatten() {
+                crate::child::stop(c);
+            }
+            for c in d.speaker.iter_mut().rev() {
                 crate::child::stop(c);
             }
         }
@@ -207,6 +249,25 @@ pub fn run(o: &Opts) -> Result<String, String> {
     {
         return Err("BIRD not available: install bird2 (apt-get install bird2)".into());
     }
+    if o.speaker == Speaker::Frr {
+        for prog in [
+            format!("{FRR_DIR}/zebra"),
+            format!("{FRR_DIR}/bgpd"),
+            "vtysh".to_string(),
+        ] {
+            if Command::new(&prog)
+                .arg("--version")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_err()
+            {
+                return Err(format!(
+                    "FRR not available ({prog}): install frr (apt-get install --no-install-recommends frr)"
+                ));
+            }
+        }
+    }
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, Arc::clone(&stop)).map_err(|e| e.to_string())?;
@@ -225,5 +286,23 @@ pub fn run(o: &Opts) -> Result<String, String> {
     if res.is_ok() && o.keep {
         lab.keep = true;
     }
-    res
+    // A failure after the start: the last lines of the router's BIRD
+    // (sessions lost?) and of each director's `rvs announce` (withdrawn,
+    // and why?).
+    res.map_err(|mut e| {
+        let tail = |name: &str, n: usize| {
+            let log = std::fs::read_to_string(lab.dir.join(name)).unwrap_or_default();
+            let v: Vec<&str> = log.lines().collect();
+            v[v.len().saturating_sub(n)..].join("\n")
+        };
+        e.push_str(&format!(
+            "\n--- router BIRD:\n{}",
+            tail("router-bird.log", 40)
+        ));
+        for i in 1..=o.directors {
+            let log = format!("d{i}-announce.log");
+            e.push_str(&format!("\n--- d{i} rvs announce:\n{}", tail(&log, 5)));
+        }
+        e
+    })
 }

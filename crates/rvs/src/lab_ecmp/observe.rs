@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::netns::{in_ns, run_cmd};
@@ -219,4 +220,132 @@ pub(super) fn bench(lab: &Lab, client: &str, o: &Opts) {
 
 pub(super) fn lost(conns: &[Conn]) -> usize {
     conns.iter().filter(|c| c.lost.is_some()).count()
+}
+
+/// The director that carries each client port of VIP:`vport` now: of the
+/// live directors whose tables have it (not learnt from sync), the one
+/// whose entry was refreshed last (the most seconds left). A flow the
+/// router moved stays in its old director's table until it expires there;
+/// a tie (moved within the last second) leaves it out.
+pub(super) fn carriers(dirs: &[Director], vport: u16) -> BTreeMap<u16, usize> {
+    let mut best: BTreeMap<u16, (u64, Option<usize>)> = BTreeMap::new();
+    for (i, d) in dirs.iter().enumerate() {
+        if d.rvsd.is_none() {
+            continue;
+        }
+        let list = in_ns(&d.ns, || {
+            let ep = Endpoint::Abstract(DEFAULT_ABSTRACT_NAME.into());
+            let mut c = Client::connect(&ep).map_err(|e| e.to_string())?;
+            match c.call(Request::ListConns)? {
+                Reply::Conns(v) => Ok(v),
+                _ => Err("unexpected reply".into()),
+            }
+        })
+        .unwrap_or_default();
+        for c in list {
+            if c.vaddr.to_string() != VIP
+                || c.vport != vport
+                || c.flags & rvs_core::conn::flags::SYNC != 0
+            {
+                continue;
+            }
+            match best.get_mut(&c.cport) {
+                None => {
+                    best.insert(c.cport, (c.expire_secs, Some(i)));
+                }
+                Some(b) if c.expire_secs > b.0 => *b = (c.expire_secs, Some(i)),
+                Some(b) if c.expire_secs == b.0 && b.1 != Some(i) => b.1 = None,
+                Some(_) => {}
+            }
+        }
+    }
+    best.into_iter()
+        .filter_map(|(port, (_, d))| Some((port, d?)))
+        .collect()
+}
+
+/// How often each long-lived connection sends a line while exercised.
+pub(super) const BEAT: Duration = Duration::from_millis(100);
+
+/// Run `during` while every live connection, each from its own thread,
+/// sends a line every [`BEAT`] and waits for its echo (5 s, TCP
+/// retransmits included; no answer: lost). Returns what `during` returned
+/// and, by connection, the longest time between two consecutive answers
+/// (from the start for the first one) while it ran, `None` for a
+/// connection lost meanwhile (or before).
+pub(super) fn exercise<T>(
+    conns: &mut [Conn],
+    during: impl FnOnce() -> T,
+) -> (T, Vec<Option<Duration>>) {
+    let done = AtomicBool::new(false);
+    std::thread::scope(|sc| {
+        let threads: Vec<_> = conns
+            .iter_mut()
+            .map(|c| {
+                let done = &done;
+                std::thread::Builder::new()
+                    .stack_size(64 * 1024)
+                    .spawn_scoped(sc, move || beat(c, done))
+            })
+            .collect();
+        let out = during();
+        done.store(true, Ordering::Relaxed);
+        let gaps = threads
+            .into_iter()
+            .map(|t| t.ok().and_then(|t| t.join().ok()).flatten())
+            .collect();
+        (out, gaps)
+    })
+}
+
+fn beat(c: &mut Conn, done: &AtomicBool) -> Option<Duration> {
+    if c.lost.is_some() {
+        return None;
+    }
+    let _ = c.r.get_ref().set_read_timeout(Some(Duration::from_secs(5)));
+    // One segment per line, sent at once: Nagle would hold a line's tail
+    // until the server's delayed ACK (40 ms).
+    let _ = c.w.set_nodelay(true);
+    let mut last = Instant::now();
+    let mut longest = Duration::ZERO;
+    let mut k = 0u32;
+    while !done.load(Ordering::Relaxed) {
+        k += 1;
+        if let Err(e) = c.w.write_all(format!("beat {k}\n").as_bytes()) {
+            c.lost = Some(format!("send: {e}"));
+            return None;
+        }
+        let mut line = String::new();
+        match c.r.read_line(&mut line) {
+            Ok(0) => c.lost = Some("closed".into()),
+            Ok(_) if line.trim_end().ends_with(&format!("beat {k}")) => {}
+            Ok(_) => c.lost = Some(format!("unexpected {line:?}")),
+            Err(e) => c.lost = Some(e.to_string()),
+        }
+        if c.lost.is_some() {
+            return None;
+        }
+        let now = Instant::now();
+        longest = longest.max(now - last);
+        last = now;
+        std::thread::sleep(BEAT);
+    }
+    Some(longest)
+}
+
+/// `n`, median, p99 (nearest rank) and max of the longest gaps, in ms.
+pub(super) fn gap_stats(gaps: &[Duration]) -> String {
+    let mut ms: Vec<u128> = gaps.iter().map(Duration::as_millis).collect();
+    ms.sort_unstable();
+    let n = ms.len();
+    if n == 0 {
+        return "0 connections".into();
+    }
+    let at = |q: f64| ms[((q * n as f64).ceil() as usize).clamp(1, n) - 1];
+    format!(
+        "{n} connections: longest gap median {} / p99 {} / max {} ms",
+        at(0.5),
+        at(0.99),
+        ms[n - 1]
+    )
 }

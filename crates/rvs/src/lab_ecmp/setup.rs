@@ -12,16 +12,28 @@ use crate::child::sibling;
 use crate::lab::{ECHO_SERVER, HTTP_SERVER};
 use crate::netns::{addr as ip_addr_add, gro_on, run_cmd};
 
-use super::{Director, ECHO_PORT, Lab, Opts, ROUTER_LAN, VIP, check_stop, exec, s, sysctl};
+use super::{
+    Director, ECHO_PORT, FRR_DIR, Lab, Opts, ROUTER_LAN, Speaker, VIP, check_stop, exec, s, sysctl,
+};
 
-fn router_conf(n: u8) -> String {
+fn router_conf(n: u8, speaker: Speaker) -> String {
+    // With FRR's bfdd the first BFD session was seen to go down right
+    // after BGP had come up (why was not established), and BIRD then holds
+    // the session in its error wait (60 s by default): 1 s instead, and
+    // the fast rate before the session is up (BIRD's idle rate is 1 s).
+    let (idle, wait) = match speaker {
+        Speaker::Bird => ("", ""),
+        Speaker::Frr => (" idle tx interval 100 ms;", " error wait time 1, 5;"),
+    };
     let mut c = format!(
-        "router id {ROUTER_LAN};\n\
+        "log stderr all;\n\
+         debug protocols {{ states }};\n\
+         router id {ROUTER_LAN};\n\
          protocol device {{ scan time 1; }}\n\
          protocol kernel {{ merge paths on; ipv4 {{ export where source = RTS_BGP; import none; }}; }}\n\
-         protocol bfd {{ interface \"*\" {{ min rx interval 100 ms; min tx interval 100 ms; multiplier 3; }}; }}\n\
+         protocol bfd {{ interface \"*\" {{ min rx interval 100 ms; min tx interval 100 ms; multiplier 3;{idle} }}; }}\n\
          template bgp director {{ local {ROUTER_LAN} as 65000; hold time 3; keepalive time 1; \
-         connect retry time 1; bfd on; ipv4 {{ import all; export none; }}; }}\n"
+         connect retry time 1;{wait} bfd on; ipv4 {{ import all; export none; }}; }}\n"
     );
     for i in 1..=n {
         c.push_str(&format!(
@@ -32,9 +44,97 @@ fn router_conf(n: u8) -> String {
     c
 }
 
+/// `dist/bgp/frr-director.conf` with the lab's addresses: what the test
+/// of `--speaker frr` runs is the file shipped.
+const FRR_CONF: &str = include_str!("../../../../dist/bgp/frr-director.conf");
+
+fn frr_conf(ip: &str) -> String {
+    // Its daemons' messages in the lab's logs.
+    let log = "log stdout informational\n";
+    log.to_string()
+        + &FRR_CONF
+            .replace("198.51.100.11", ip)
+            .replace("198.51.100.1", ROUTER_LAN)
+            .replace("192.0.2.100", VIP)
+}
+
+/// Wait for the unix sockets `paths` (FRR's daemons create them when
+/// ready).
+fn wait_sockets(paths: &[String], what: &str) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !paths.iter().all(|p| std::path::Path::new(p).exists()) {
+        if Instant::now() > deadline {
+            return Err(format!("{what}: no {paths:?} after 15 s"));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+/// FRR on director `i`: zebra, then staticd (unused, as a stock
+/// installation runs it), bgpd and bfdd (their own pid
+/// files and sockets under `run`, owned by the frr user the daemons run
+/// as), then the configuration through vtysh, as `vtysh -b` loads
+/// frr.conf at boot. The daemons go to the last director as they start
+/// (stopped with it); returns the announce and withdraw commands.
+fn start_frr(
+    lab: &mut Lab,
+    ns: &str,
+    i: u8,
+    ip: &str,
+    run: &str,
+) -> Result<(String, String), String> {
+    std::fs::create_dir_all(run).map_err(|e| format!("{run}: {e}"))?;
+    run_cmd(&["chown", "frr:frr", run])?;
+    let conf = s(&lab.dir.join(format!("d{i}-frr.conf")))?;
+    std::fs::write(&conf, frr_conf(ip)).map_err(|e| e.to_string())?;
+    let empty = s(&lab.dir.join("frr-empty.conf"))?;
+    std::fs::write(&empty, "").map_err(|e| e.to_string())?;
+    let zserv = format!("{run}/zserv.api");
+    for daemon in ["zebra", "staticd", "bgpd", "bfdd"] {
+        let prog = format!("{FRR_DIR}/{daemon}");
+        let pid = format!("{run}/{daemon}.pid");
+        let c = lab.spawn(
+            ns,
+            &[
+                &prog,
+                "-f",
+                &empty,
+                "-i",
+                &pid,
+                "--vty_socket",
+                run,
+                "-z",
+                &zserv,
+            ],
+            &format!("d{i}-{daemon}.log"),
+        )?;
+        if let Some(d) = lab.directors.last_mut() {
+            d.speaker.push(c);
+        }
+        if daemon == "zebra" {
+            wait_sockets(std::slice::from_ref(&zserv), "zebra")?;
+        }
+    }
+    let vty: Vec<String> = ["zebra", "staticd", "bgpd", "bfdd"]
+        .iter()
+        .map(|d| format!("{run}/{d}.vty"))
+        .collect();
+    wait_sockets(&vty, "FRR")?;
+    exec(ns, &["vtysh", "--vty_socket", run, "-f", &conf])?;
+    let vtysh = |cmd: &str| {
+        format!(
+            "vtysh --vty_socket {run} -c 'conf t' -c 'router bgp 65001' \
+             -c 'address-family ipv4 unicast' -c '{cmd} {VIP}/32'"
+        )
+    };
+    Ok((vtysh("network"), vtysh("no network")))
+}
+
 fn director_conf(ip: &str) -> String {
     format!(
-        "router id {ip};\n\
+        "log stderr all;\n\
+         router id {ip};\n\
          protocol device {{ }}\n\
          protocol bfd {{ interface \"*\" {{ min rx interval 100 ms; min tx interval 100 ms; multiplier 3; }}; }}\n\
          protocol static vip {{ disabled yes; ipv4; route {VIP}/32 blackhole; }}\n\
@@ -116,7 +216,7 @@ pub(super) fn build_and_run(
 
     // Router's BIRD.
     let rconf = lab.dir.join("router-bird.conf");
-    std::fs::write(&rconf, router_conf(o.directors)).map_err(|e| e.to_string())?;
+    std::fs::write(&rconf, router_conf(o.directors, o.speaker)).map_err(|e| e.to_string())?;
     let rsock = s(&lab.dir.join("router-bird.ctl"))?;
     let rbird = lab.spawn(
         &router,
@@ -139,17 +239,38 @@ pub(super) fn build_and_run(
             "ip", "-n", &ns, "route", "add", "default", "via", ROUTER_LAN,
         ])?;
         ip_addr_add(&ns, &format!("{VIP}/32"), "lo")?;
+        // The VIP is the director's own address too: with rvsd gone
+        // (killed, crashed) and before the router has moved its flows, the
+        // packets still sent here would reach the kernel's stack, which
+        // answers a mid-flow segment with a RST (measured: about a fifth
+        // of the dead director's connections, with RVSD_FAST_PATH=off).
+        // Dropped instead, they are retransmitted once the router has
+        // moved the flow. rvsd takes its packets before netfilter (XDP).
+        exec(
+            &ns,
+            &[
+                "nft",
+                &format!(
+                    "add table ip rvslab ; add chain ip rvslab input {{ type filter hook input \
+                     priority 0 ; }} ; add rule ip rvslab input iifname \"eth0\" ip daddr {VIP} drop"
+                ),
+            ],
+        )?;
         let mut args = vec![rvsd.as_str(), "--interface", "eth0"];
         if let Some(io) = &o.io {
             args.extend(["--io", io]);
         }
         let child = lab.spawn(&ns, &args, &format!("d{i}-rvsd.log"))?;
-        let sock = s(&lab.dir.join(format!("d{i}-bird.ctl")))?;
+        // BIRD's control socket, or FRR's directory of sockets.
+        let sock = s(&lab.dir.join(match o.speaker {
+            Speaker::Bird => format!("d{i}-bird.ctl"),
+            Speaker::Frr => format!("d{i}-frr"),
+        }))?;
         let d = Director {
             ns: ns.clone(),
             ip: ip.clone(),
             rvsd: Some(child),
-            bird: None,
+            speaker: Vec::new(),
             announce: None,
             sock,
             drain_file: s(&lab.dir.join(format!("d{i}.drain")))?,
@@ -209,17 +330,25 @@ pub(super) fn build_and_run(
                 ],
             )?;
         }
-        let conf = lab.dir.join(format!("d{i}-bird.conf"));
-        std::fs::write(&conf, director_conf(&ip)).map_err(|e| e.to_string())?;
         let d = lab.directors.last().unwrap();
         let (sock, drain, state) = (d.sock.clone(), d.drain_file.clone(), d.state_file.clone());
-        let bird = lab.spawn(
-            &ns,
-            &["bird", "-f", "-c", &s(&conf)?, "-s", &sock],
-            &format!("d{i}-bird.log"),
-        )?;
-        let ann = format!("birdc -s {sock} enable vip");
-        let wd = format!("birdc -s {sock} disable vip");
+        let (ann, wd) = match o.speaker {
+            Speaker::Bird => {
+                let conf = lab.dir.join(format!("d{i}-bird.conf"));
+                std::fs::write(&conf, director_conf(&ip)).map_err(|e| e.to_string())?;
+                let bird = lab.spawn(
+                    &ns,
+                    &["bird", "-f", "-c", &s(&conf)?, "-s", &sock],
+                    &format!("d{i}-bird.log"),
+                )?;
+                lab.directors.last_mut().unwrap().speaker.push(bird);
+                (
+                    format!("birdc -s {sock} enable vip"),
+                    format!("birdc -s {sock} disable vip"),
+                )
+            }
+            Speaker::Frr => start_frr(lab, &ns, i, &ip, &sock)?,
+        };
         let svc = format!("{VIP}:80");
         let announce = lab.spawn(
             &ns,
@@ -241,9 +370,7 @@ pub(super) fn build_and_run(
             ],
             &format!("d{i}-announce.log"),
         )?;
-        let d = lab.directors.last_mut().unwrap();
-        d.bird = Some(bird);
-        d.announce = Some(announce);
+        lab.directors.last_mut().unwrap().announce = Some(announce);
     }
     let all: Vec<String> = lab.directors.iter().map(|d| d.ip.clone()).collect();
     let up = wait_hops(&router, &all, Duration::from_secs(60)).map_err(|e| {
@@ -251,9 +378,11 @@ pub(super) fn build_and_run(
             .map(|i| {
                 let f = |n: &str| std::fs::read_to_string(lab.dir.join(n)).unwrap_or_default();
                 format!(
-                    "--- d{i} announce:\n{}--- d{i} bird:\n{}",
+                    "--- d{i} announce:\n{}--- d{i} bird:\n{}--- d{i} bgpd:\n{}--- d{i} bfdd:\n{}",
                     f(&format!("d{i}-announce.log")),
-                    f(&format!("d{i}-bird.log"))
+                    f(&format!("d{i}-bird.log")),
+                    f(&format!("d{i}-bgpd.log")),
+                    f(&format!("d{i}-bfdd.log"))
                 )
             })
             .collect();
@@ -264,10 +393,11 @@ pub(super) fn build_and_run(
     })?;
     println!(
         "rvs lab ecmp: client 10.6.1.2 -> router 10.6.1.1 (BIRD, ECMP, L4 hash) -> {} director(s) {} \
-         (rvsd DR mh-port sloppy_tcp={} + BIRD + rvs announce) -> {} real server(s) {}; VIP {VIP}:80 and :{ECHO_PORT}",
+         (rvsd DR mh-port sloppy_tcp={} + {} + rvs announce) -> {} real server(s) {}; VIP {VIP}:80 and :{ECHO_PORT}",
         o.directors,
         all.join(" "),
         u8::from(!o.no_sloppy),
+        o.speaker.name(),
         o.servers,
         rips.join(" ")
     );
@@ -325,6 +455,16 @@ pub(super) fn build_and_run(
 
     if o.failover && o.directors >= 2 {
         failover(lab, &client, &router, o, stop)?;
+        // What the router's BIRD saw (sessions and BFD): whether a step
+        // took more than the director it was about.
+        let log = std::fs::read_to_string(lab.dir.join("router-bird.log")).unwrap_or_default();
+        for l in log.lines().filter(|l| {
+            ["<ERR>", "<WARN>", "<RMT>", "State changed"]
+                .iter()
+                .any(|k| l.contains(k))
+        }) {
+            println!("router BIRD: {l}");
+        }
     }
 
     let mut out = String::new();
