@@ -84,6 +84,18 @@ fn lab(conns: &str, extra: &[&str]) -> String {
     stdout
 }
 
+/// `rvs drain` on d1: the route went while d1's rvsd still forwarded, and
+/// no long-lived connection was lost, before or after it stopped.
+fn assert_drained_cleanly(out: &str) {
+    assert!(
+        out.contains("d1's rvsd still forwarding then: yes"),
+        "{out}"
+    );
+    for key in ["still forwarded, ", "lost: "] {
+        assert_eq!(num_after(out, "drain d1: long-lived", key), 0, "{out}");
+    }
+}
+
 /// The number after `key` on the line starting with `prefix`.
 fn num_after(out: &str, prefix: &str, key: &str) -> u32 {
     let line = out
@@ -179,20 +191,7 @@ fn ecmp_spreads_drains_and_survives_a_director() {
         .count();
     assert!(servers >= 2, "one real server only:\n{out}");
     // Drain: withdrawn while forwarding, nothing lost, new requests fine.
-    assert!(
-        out.contains("d1's rvsd still forwarding then: yes"),
-        "{out}"
-    );
-    assert_eq!(
-        num_after(&out, "drain d1: long-lived", "lost: "),
-        0,
-        "{out}"
-    );
-    assert_eq!(
-        num_after(&out, "drain d1: long-lived", "still forwarded, "),
-        0,
-        "{out}"
-    );
+    assert_drained_cleanly(&out);
     assert!(out.contains("new requests: 10/10"), "{out}");
     // Death: the router drops d2 within the BFD/hold time, new requests
     // recover, and with mid-flow adoption no long-lived connection is lost.
@@ -395,20 +394,7 @@ fn frr_directors_announce_withdraw_and_fail_over() {
         "{out}"
     );
     // Drain: withdrawn while rvsd forwards.
-    assert!(
-        out.contains("d1's rvsd still forwarding then: yes"),
-        "{out}"
-    );
-    assert_eq!(
-        num_after(&out, "drain d1: long-lived", "still forwarded, "),
-        0,
-        "{out}"
-    );
-    assert_eq!(
-        num_after(&out, "drain d1: long-lived", "lost: "),
-        0,
-        "{out}"
-    );
+    assert_drained_cleanly(&out);
     // FRR killed: the session closes (or BFD).
     assert!(
         out.contains("kill d2 (SIGKILL rvsd, FRR, rvs announce"),

@@ -59,7 +59,12 @@ fn lab(mode: &str) {
         .and_then(|f| f.parse().ok())
         .expect("Conns");
     assert_eq!(conns, 6, "{stdout}");
-    // Nothing left behind.
+    nothing_left(pid);
+}
+
+/// Nothing of the lab run by process `pid` is left: no namespace, no
+/// temporary directory.
+fn nothing_left(pid: u32) {
     let list = Command::new("ip")
         .args(["netns", "list"])
         .output()
@@ -149,17 +154,7 @@ fn lab_health(mode: &str) {
         !stdout.contains(" DOWN "),
         "still down in rvs health show:\n{stdout}"
     );
-    let list = Command::new("ip")
-        .args(["netns", "list"])
-        .output()
-        .expect("ip netns list");
-    let list = String::from_utf8_lossy(&list.stdout);
-    assert!(
-        !list
-            .lines()
-            .any(|l| l.starts_with(&format!("rvslab-{pid}-"))),
-        "namespaces left:\n{list}"
-    );
+    nothing_left(pid);
 }
 
 #[test]

@@ -15,7 +15,9 @@ use rvs_proto::{
 };
 
 mod common;
+mod conn_state;
 use common::*;
+use conn_state::conn_state_file;
 
 /// The daemon, killed if the test ends without stopping it.
 struct Daemon {
@@ -544,7 +546,6 @@ fn sighup_without_save_is_ignored() {
 /// RVSADM_LIST_WHOLE).
 #[test]
 fn connection_listing_comes_in_parts() {
-    use rvs_wire::ipvs_sync::{SyncAddrs, SyncConn};
     const N: u32 = 40_000;
     let dir = TempDir::new("listparts");
     let rules = dir.path("rules");
@@ -553,32 +554,8 @@ fn connection_listing_comes_in_parts() {
         "-A -t 10.0.0.100:8080 -s rr\n-a -t 10.0.0.100:8080 -r 10.0.0.11:8080 -g\n",
     )
     .unwrap();
-    let entries: Vec<SyncConn<'static>> = (0..N)
-        .map(|i| SyncConn {
-            protocol: 6,
-            flags: 3,
-            state: 1,
-            cport: 1024 + (i % 60000) as u16,
-            vport: 8080,
-            dport: 8080,
-            addrs: SyncAddrs::V4 {
-                caddr: (0x6440_0000 + i).into(),
-                vaddr: [10, 0, 0, 100].into(),
-                daddr: [10, 0, 0, 11].into(),
-            },
-            fwmark: 0,
-            timeout: 900,
-            seq: None,
-            pe_data: None,
-            pe_name: None,
-        })
-        .collect();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
     let state = dir.path("conns");
-    std::fs::write(&state, rvsd::handover::encode(&entries, now)).unwrap();
+    conn_state_file(&state, N, 8080);
     let sock = dir.path("ctl.sock");
     let ep = Endpoint::Path(sock.clone());
     let mut d = Daemon::start(

@@ -134,14 +134,7 @@ fn nat_two_segments() {
     // (what a health checker opens): the classifier leaves the replies to
     // the kernel, they are not taken for replies to a client. Once a
     // second rvsd reads its addresses: a few tries.
-    let deadline = Instant::now() + Duration::from_secs(3);
-    let own = loop {
-        let got = fetch(&director, "10.0.2.11", 8000);
-        if got.is_some() || Instant::now() > deadline {
-            break got;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let own = fetch_retry(&director, "10.0.2.11", 8000, Duration::from_secs(3));
     assert_eq!(
         own.as_deref(),
         Some("rs1"),

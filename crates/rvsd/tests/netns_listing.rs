@@ -11,15 +11,16 @@
 //! and rvsadm's peak RSS.
 
 mod common;
+mod conn_state;
+use conn_state::conn_state_file;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use common::*;
-use rvs_wire::ipvs_sync::{SyncAddrs, SyncConn};
 
 const VIP: &str = "10.0.0.100";
 const PORT: u16 = 8080;
@@ -28,31 +29,7 @@ const CONNS: usize = 8;
 const SECONDS: u64 = 3;
 
 fn state_file(path: &std::path::Path) {
-    let entries: Vec<SyncConn<'static>> = (0..TABLE)
-        .map(|i| SyncConn {
-            protocol: 6,
-            flags: 3,
-            state: 1,
-            cport: 1024 + (i % 60000) as u16,
-            vport: PORT,
-            dport: PORT,
-            addrs: SyncAddrs::V4 {
-                caddr: (0x6440_0000 + i / 60000).into(),
-                vaddr: [10, 0, 0, 100].into(),
-                daddr: [10, 0, 0, 11].into(),
-            },
-            fwmark: 0,
-            timeout: 900,
-            seq: None,
-            pe_data: None,
-            pe_name: None,
-        })
-        .collect();
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock")
-        .as_secs();
-    std::fs::write(path, rvsd::handover::encode(&entries, now)).expect("state file");
+    conn_state_file(path, TABLE, PORT);
 }
 
 /// One director (10.0.0.2, the VIP on `lo`) in front of one DR real

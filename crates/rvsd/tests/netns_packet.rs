@@ -357,14 +357,7 @@ fn packet_nat_two_segments() {
     // The director's own connection to the NAT real server's service port
     // (a health check's): the table does not drop what comes back to the
     // director's addresses (read once a second: a few tries).
-    let deadline = Instant::now() + Duration::from_secs(3);
-    let own = loop {
-        let got = fetch(&director, "10.0.2.11", 8001);
-        if got.is_some() || Instant::now() > deadline {
-            break got;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let own = fetch_retry(&director, "10.0.2.11", 8001, Duration::from_secs(3));
     assert_eq!(
         own.as_deref(),
         Some("rs1"),

@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use crate::netns::{in_ns, run_cmd};
 use rvs_proto::client::{Client, DEFAULT_ABSTRACT_NAME, Endpoint};
-use rvs_proto::{Reply, Request};
 
 use super::{Conn, Director, ECHO_PORT, Lab, Opts, VIP};
 
@@ -72,6 +71,24 @@ pub(super) fn get(client: &str, timeout: Duration) -> Result<(u16, String), Stri
     })
 }
 
+/// The connection table of the rvsd in `ns` (empty if it does not answer),
+/// asked in parts.
+fn director_conns(ns: &str) -> Vec<rvs_proto::ConnInfo> {
+    in_ns(ns, || {
+        let ep = Endpoint::Abstract(DEFAULT_ABSTRACT_NAME.into());
+        let mut c = Client::connect(&ep).map_err(|e| e.to_string())?;
+        let mut all = Vec::new();
+        match c.list_conns(|mut part| {
+            all.append(&mut part);
+            Ok(())
+        })? {
+            None => Ok(all),
+            Some(e) => Err(e.message),
+        }
+    })
+    .unwrap_or_default()
+}
+
 /// Client ports → the directors (indexes) whose tables have them, for the
 /// service VIP:`vport` (a client port may be reused towards another port).
 /// Entries learnt from the sync daemon are left out: the director that
@@ -82,15 +99,7 @@ pub(super) fn conns_by_director(dirs: &[Director], vport: u16) -> BTreeMap<u16, 
         if d.rvsd.is_none() {
             continue;
         }
-        let list = in_ns(&d.ns, || {
-            let ep = Endpoint::Abstract(DEFAULT_ABSTRACT_NAME.into());
-            let mut c = Client::connect(&ep).map_err(|e| e.to_string())?;
-            match c.call(Request::ListConns)? {
-                Reply::Conns(v) => Ok(v),
-                _ => Err("unexpected reply".into()),
-            }
-        })
-        .unwrap_or_default();
+        let list = director_conns(&d.ns);
         for c in list {
             if c.vaddr.to_string() == VIP
                 && c.vport == vport
@@ -233,15 +242,7 @@ pub(super) fn carriers(dirs: &[Director], vport: u16) -> BTreeMap<u16, usize> {
         if d.rvsd.is_none() {
             continue;
         }
-        let list = in_ns(&d.ns, || {
-            let ep = Endpoint::Abstract(DEFAULT_ABSTRACT_NAME.into());
-            let mut c = Client::connect(&ep).map_err(|e| e.to_string())?;
-            match c.call(Request::ListConns)? {
-                Reply::Conns(v) => Ok(v),
-                _ => Err("unexpected reply".into()),
-            }
-        })
-        .unwrap_or_default();
+        let list = director_conns(&d.ns);
         for c in list {
             if c.vaddr.to_string() != VIP
                 || c.vport != vport
