@@ -108,7 +108,7 @@ pub use ethernet::{EtherType, EthernetAddress};
 pub use fragment::{ipv4_fragment, ipv4_fragment_count};
 pub use ipvs_sync::{Message as SyncMessage, SyncBuffer, SyncConn, SyncError};
 pub use offload::{Completion, complete_partial};
-pub use parse::{FlowMeta, IcmpInfo, Parsed, parse_frame};
+pub use parse::{FlowMeta, IcmpInfo, Kind, Parsed, parse_frame, parse_frame_into};
 pub use rewrite::{
     EncapResult, TtlVerdict, decrement_ttl, dnat, encap_ipip, icmp_error_in, icmp_error_out,
     icmp_frag_needed, icmp_port_unreachable, set_macs, snat,

@@ -239,6 +239,31 @@ proptest! {
         }
     }
 
+    /// `parse_frame_into` (the engine's, in place) finds exactly what
+    /// `parse_frame` finds, on mutated valid frames, whatever the FlowMeta
+    /// it writes into held before.
+    #[test]
+    fn parse_in_place_agrees(
+        seed in 0usize..7,
+        edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..4),
+        before in arb_meta(),
+    ) {
+        let mut f = seeds().swap_remove(seed);
+        for (i, b) in edits {
+            let at = i.index(f.len());
+            f[at] = b;
+        }
+        let mut m = before;
+        let got = rvs_wire::parse_frame_into(&f, &mut m);
+        match (parse_frame(&f), got) {
+            (Ok(Parsed::Ip(want)), Ok(rvs_wire::Kind::Ip)) => prop_assert_eq!(want, m),
+            (Ok(Parsed::Arp), Ok(rvs_wire::Kind::Arp))
+            | (Ok(Parsed::Other), Ok(rvs_wire::Kind::Other)) => {}
+            (Err(a), Err(b)) => prop_assert_eq!(a, b),
+            (a, b) => prop_assert!(false, "parse_frame {:?}, parse_frame_into {:?}", a, b),
+        }
+    }
+
     /// Rewrites given a nonsensical FlowMeta fail cleanly.
     #[test]
     fn forged_meta_never_panics(seed in 0usize..7, m in arb_meta(), cut in 0usize..120) {

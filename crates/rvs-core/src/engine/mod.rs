@@ -45,7 +45,7 @@ use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::collections::VecDeque;
 
 use hashbrown::HashMap;
-use rvs_wire::{EthernetAddress, FlowMeta, Parsed};
+use rvs_wire::{EthernetAddress, FlowMeta};
 
 use crate::claims::ClaimGuard;
 use crate::conn::{self, Conn, ConnId, ConnTable, ConnTableConfig, Timeouts};
@@ -482,11 +482,13 @@ impl Engine {
         let Some(bytes) = frame.buf.get(frame.start..end) else {
             return Action::Drop(DropReason::Malformed);
         };
-        let meta = match rvs_wire::parse_frame(bytes) {
-            Ok(Parsed::Ip(m)) => m,
-            Ok(_) => return Action::Pass,
-            Err(_) => return Action::Pass,
-        };
+        let mut meta = FlowMeta::EMPTY;
+        if !matches!(
+            rvs_wire::parse_frame_into(bytes, &mut meta),
+            Ok(rvs_wire::Kind::Ip)
+        ) {
+            return Action::Pass;
+        }
         if meta.icmp.is_some() {
             return self.process_icmp_error(frame, &meta);
         }
