@@ -358,6 +358,9 @@ status=$(systemctl show -p StatusText --value rvsd.service)
 grep -q 'serving 1 virtual service(s)' <<<"$status" || fail "STATUS= says: $status"
 echo "systemctl start rvsd: forwarding at once; status: $status"
 journalctl -u rvsd.service --no-pager -o cat | grep -e '^AF_XDP: ' -e '^data plane: ' | sed 's/^/  rvsd: /' || true
+# `rvs dataplane` says why this packet I/O (and a smaller UMEM, if any).
+why=$(rvs dataplane | sed -n 2p)
+case $why in "why: --io auto: "*) echo "  rvs dataplane: $why" ;; *) fail "rvs dataplane: no why line: $why" ;; esac
 
 # An upgrade (the package installed again: postinst try-restarts rvsd):
 # a connection open across it goes on.

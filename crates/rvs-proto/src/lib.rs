@@ -739,6 +739,10 @@ pub enum Reply {
         /// it does; absent from the replies of older daemons).
         #[serde(default)]
         filter_out_of_step: Option<String>,
+        /// Why this packet I/O: what `--io` asked, what was refused and
+        /// what was given up for it (absent from older daemons' replies).
+        #[serde(default)]
+        io_why: Option<Box<str>>,
     },
     /// Firewall-mark rules, in order.
     FwmarkRules(Vec<fwmark::FwmarkSpec>),

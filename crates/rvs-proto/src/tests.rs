@@ -48,6 +48,7 @@ fn data_plane_stats_compatible() {
             fast_path: None,
             engine: None,
             filter_out_of_step: None,
+            io_why: None,
         }
     );
     let new = Reply::DataPlaneStats {
@@ -68,6 +69,7 @@ fn data_plane_stats_compatible() {
             ..EngineCounters::default()
         })),
         filter_out_of_step: Some("the service map: full".into()),
+        io_why: Some("--io auto: the XDP classifier attached".into()),
     };
     let bytes = encode(&new);
     assert_eq!(decode::<Reply>(&bytes[..bytes.len() - 1]).unwrap(), new);

@@ -19,8 +19,14 @@ pub fn run() -> Result<String, String> {
             fast_path,
             engine,
             filter_out_of_step,
+            io_why,
         } => {
             let mut out = format(&mode, &workers, classifier.as_ref(), fast_path.as_ref());
+            if let Some(why) = &io_why {
+                // Second line: under "packet I/O: MODE".
+                let at = out.find('\n').map_or(out.len(), |i| i + 1);
+                out.insert_str(at, &format!("why: {why}\n"));
+            }
             if let Some(why) = &filter_out_of_step {
                 out.push_str(&format!(
                     "filter: OUT OF STEP with rvsd's table (retrying): {why}\n"

@@ -393,6 +393,7 @@ impl State {
                 fast_path: None,
                 engine: None,
                 filter_out_of_step: None,
+                io_why: None,
             },
             Request::FwmarkAdd(spec) => {
                 let res = self.fwmark_add(&spec, now);

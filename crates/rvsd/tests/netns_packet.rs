@@ -404,7 +404,13 @@ fn auto_picks_xdp_where_it_works() {
         &[bin("rvs").to_str().expect("path"), "dataplane"],
     );
     let text = String::from_utf8_lossy(&o.stdout).to_string();
-    assert!(text.starts_with("packet I/O: xdp\n"), "{text}");
+    assert!(
+        text.starts_with(
+            "packet I/O: xdp\nwhy: --io auto: the XDP classifier attached and the AF_XDP \
+             sockets opened"
+        ),
+        "{text}"
+    );
     assert!(text.contains("classifier: redirected "), "{text}");
     assert!(text.lines().any(|l| l.starts_with("total ")), "{text}");
 }

@@ -209,6 +209,7 @@ pub(super) fn choose<T>(
 pub(super) fn open_xdp(
     ports: &[Port],
     flow_entries: u32,
+    umem_note: &mut Option<String>,
 ) -> Result<(Filter, Vec<WorkerSocks>), OpenError> {
     let names: Vec<String> = ports.iter().map(|p| p.name.clone()).collect();
     let mut classifier =
@@ -242,6 +243,12 @@ pub(super) fn open_xdp(
                     smaller.frames,
                     u64::from(smaller.frames) * u64::from(smaller.frame_size) / 1024
                 );
+                *umem_note = Some(format!(
+                    "the locked-memory limit ({}) holds UMEMs of {} frames per socket, not {}",
+                    memlock_limit(),
+                    smaller.frames,
+                    UmemConfig::default().frames
+                ));
                 cfg = smaller;
                 // The failed attempt's UMEMs leave the count once the
                 // kernel's deferred release of their sockets has run.

@@ -129,6 +129,8 @@ pub struct DpShared {
     /// The share of pure SYNs the classifier sheds now, per mille
     /// ([`crate::synguard`]).
     syn_shed_permille: std::sync::atomic::AtomicU32,
+    /// Why this packet I/O (`rvs dataplane` says it, as the log does).
+    why: String,
 }
 
 impl DpShared {
@@ -251,6 +253,7 @@ impl DpShared {
             fast_path: self.fast_path_counters(),
             engine: None,
             filter_out_of_step: None,
+            io_why: Some(self.why.clone().into_boxed_str()),
         }
     }
 }
@@ -317,11 +320,15 @@ impl DataPlane {
         })
         .map_err(OpenError::Resolver)?;
         let ports = ports_of(&resolver, interfaces)?;
-        let (backend, (mut filter, workers), why) = choose(
+        let mut umem_note = None;
+        let (backend, (mut filter, workers), mut why) = choose(
             mode,
-            || open_xdp(&ports, fast.entries),
+            || open_xdp(&ports, fast.entries, &mut umem_note),
             || open_packet(&ports),
         )?;
+        if let (Backend::Xdp, Some(note)) = (backend, umem_note) {
+            why = format!("{why}; {note}");
+        }
         let per_worker = engines == EngineMode::PerWorker && workers.len() > 1;
         let (fast_sync, fast_probed, fast_off) = match (&mut filter, fast.mode) {
             (Filter::Xdp(c), FastPathMode::On | FastPathMode::All) => {
@@ -379,6 +386,7 @@ impl DataPlane {
             fast_probed,
             fast_off,
             syn_shed_permille: std::sync::atomic::AtomicU32::new(0),
+            why: why.clone(),
         });
         if per_worker {
             // One replica per worker, each with the ports just declared.

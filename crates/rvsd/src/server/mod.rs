@@ -196,6 +196,7 @@ impl Shared {
                 fast_path: None,
                 engine: None,
                 filter_out_of_step: None,
+                io_why: None,
             },
         }
     }
