@@ -218,6 +218,20 @@ impl Client {
         decode(&line)
     }
 
+    /// The whole connection table, gathered from its parts
+    /// ([`Client::list_conns`]); `Err` with rvsd's message when it
+    /// answered with an error.
+    pub fn list_conns_all(&mut self) -> Result<Vec<ConnInfo>, String> {
+        let mut all = Vec::new();
+        match self.list_conns(|mut part| {
+            all.append(&mut part);
+            Ok(())
+        })? {
+            None => Ok(all),
+            Some(e) => Err(format!("rvsd: {} (errno {})", e.message, e.errno)),
+        }
+    }
+
     /// The connection entries, part by part: `each` gets every part in
     /// order (a daemon that does not know [`Request::ListConnsParts`] is
     /// asked with [`Request::ListConns`], one part). `Ok(Some(e))` when

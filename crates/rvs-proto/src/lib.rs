@@ -752,6 +752,22 @@ pub enum Reply {
     Sysctls(Vec<SysctlValue>),
 }
 
+impl Reply {
+    /// `Request::DataPlaneStats` of a daemon without a data plane
+    /// (`--io none`): mode `none`, no workers, nothing else.
+    pub fn no_data_plane() -> Reply {
+        Reply::DataPlaneStats {
+            mode: "none".into(),
+            workers: Vec::new(),
+            classifier: None,
+            fast_path: None,
+            engine: None,
+            filter_out_of_step: None,
+            io_why: None,
+        }
+    }
+}
+
 /// Encode a value as one line (JSON, newline-terminated).
 pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     // Serialising these plain types cannot fail.

@@ -12,19 +12,6 @@ fn call(c: &mut Client, r: Request) -> Result<Reply, String> {
     }
 }
 
-/// The connection entries, asked in parts (rvsd then never holds the
-/// whole listing).
-fn conns(c: &mut Client) -> Result<Vec<rvs_proto::ConnInfo>, String> {
-    let mut all = Vec::new();
-    match c.list_conns(|mut part| {
-        all.append(&mut part);
-        Ok(())
-    })? {
-        None => Ok(all),
-        Some(e) => Err(format!("rvsd: {} (errno {})", e.message, e.errno)),
-    }
-}
-
 /// The dump named `what` (`ip_vs`, `ip_vs_conn`, `ip_vs_stats`).
 pub fn dump(what: &str) -> Result<String, String> {
     let ep = Endpoint::from_env();
@@ -44,8 +31,8 @@ pub fn dump(what: &str) -> Result<String, String> {
             };
             Ok(format::proc_ip_vs(version, conn_tab_size, &s))
         }
-        "ip_vs_conn" => Ok(format::proc_ip_vs_conn(&conns(&mut c)?)),
-        "ip_vs_conn_sync" => Ok(format::proc_ip_vs_conn_sync(&conns(&mut c)?)),
+        "ip_vs_conn" => Ok(format::proc_ip_vs_conn(&c.list_conns_all()?)),
+        "ip_vs_conn_sync" => Ok(format::proc_ip_vs_conn_sync(&c.list_conns_all()?)),
         "ip_vs_stats" => {
             let Reply::GlobalStats { stats, rates } = call(&mut c, Request::GlobalStats)? else {
                 return Err("unexpected reply".into());

@@ -96,6 +96,19 @@ fn assert_drained_cleanly(out: &str) {
     }
 }
 
+/// d2 killed: the router dropped it within the BFD/hold time; d3's link
+/// pulled: within BFD's (100 ms x 3); no long-lived connection lost in
+/// either. The two times (ms).
+fn assert_failed_over_cleanly(out: &str) -> (u32, u32) {
+    let dropped = num_after(out, "kill d2", "the router dropped d2 after ");
+    assert!(dropped < 3000, "router took {dropped} ms:\n{out}");
+    assert_eq!(num_after(out, "kill d2", "connections lost: "), 0, "{out}");
+    let bfd = num_after(out, "pull d3", "the router dropped d3 after ");
+    assert!(bfd < 1000, "BFD took {bfd} ms:\n{out}");
+    assert_eq!(num_after(out, "pull d3", "connections lost: "), 0, "{out}");
+    (dropped, bfd)
+}
+
 /// The number after `key` on the line starting with `prefix`.
 fn num_after(out: &str, prefix: &str, key: &str) -> u32 {
     let line = out
@@ -195,13 +208,8 @@ fn ecmp_spreads_drains_and_survives_a_director() {
     assert!(out.contains("new requests: 10/10"), "{out}");
     // Death: the router drops d2 within the BFD/hold time, new requests
     // recover, and with mid-flow adoption no long-lived connection is lost.
-    let dropped = num_after(&out, "kill d2", "the router dropped d2 after ");
-    assert!(dropped < 3000, "router took {dropped} ms:\n{out}");
-    assert_eq!(num_after(&out, "kill d2", "connections lost: "), 0, "{out}");
     // Link pulled: BFD (100 ms x 3) is the only signal.
-    let bfd = num_after(&out, "pull d3", "the router dropped d3 after ");
-    assert!(bfd < 1000, "BFD took {bfd} ms:\n{out}");
-    assert_eq!(num_after(&out, "pull d3", "connections lost: "), 0, "{out}");
+    let (dropped, bfd) = assert_failed_over_cleanly(&out);
     assert_eq!(out.matches("new requests: 10/10").count(), 2, "{out}");
     // Pauses. Drain: withdrawn before forwarding stops, so nobody stands
     // still, d1's connections included.
@@ -400,13 +408,8 @@ fn frr_directors_announce_withdraw_and_fail_over() {
         out.contains("kill d2 (SIGKILL rvsd, FRR, rvs announce"),
         "{out}"
     );
-    let dropped = num_after(&out, "kill d2", "the router dropped d2 after ");
-    assert!(dropped < 3000, "router took {dropped} ms:\n{out}");
-    assert_eq!(num_after(&out, "kill d2", "connections lost: "), 0, "{out}");
     // Pulled link: bfdd's BFD (100 ms x 3) is the only signal.
-    let bfd = num_after(&out, "pull d3", "the router dropped d3 after ");
-    assert!(bfd < 1000, "BFD took {bfd} ms:\n{out}");
-    assert_eq!(num_after(&out, "pull d3", "connections lost: "), 0, "{out}");
+    let (_, bfd) = assert_failed_over_cleanly(&out);
     let p = pauses(&out, "pull d3's link");
     println!("pauses (FRR): pull d3's link {p:?} (BFD: {bfd} ms)");
     assert_eq!((p.failed.3, p.others.3), (0, 0), "{p:?}\n{out}");

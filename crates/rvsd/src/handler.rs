@@ -386,15 +386,7 @@ impl State {
             ),
             // Answered by the server from the data plane's counters; a
             // state without a data plane has none.
-            Request::DataPlaneStats => Reply::DataPlaneStats {
-                mode: "none".into(),
-                workers: Vec::new(),
-                classifier: None,
-                fast_path: None,
-                engine: None,
-                filter_out_of_step: None,
-                io_why: None,
-            },
+            Request::DataPlaneStats => Reply::no_data_plane(),
             Request::FwmarkAdd(spec) => {
                 let res = self.fwmark_add(&spec, now);
                 self.changed(res)

@@ -76,15 +76,9 @@ pub(super) fn get(client: &str, timeout: Duration) -> Result<(u16, String), Stri
 fn director_conns(ns: &str) -> Vec<rvs_proto::ConnInfo> {
     in_ns(ns, || {
         let ep = Endpoint::Abstract(DEFAULT_ABSTRACT_NAME.into());
-        let mut c = Client::connect(&ep).map_err(|e| e.to_string())?;
-        let mut all = Vec::new();
-        match c.list_conns(|mut part| {
-            all.append(&mut part);
-            Ok(())
-        })? {
-            None => Ok(all),
-            Some(e) => Err(e.message),
-        }
+        Client::connect(&ep)
+            .map_err(|e| e.to_string())?
+            .list_conns_all()
     })
     .unwrap_or_default()
 }

@@ -189,15 +189,7 @@ impl Shared {
     pub fn dataplane_stats(&self) -> Reply {
         match self.dp.get() {
             Some(dp) => dp.report(),
-            None => Reply::DataPlaneStats {
-                mode: "none".into(),
-                workers: Vec::new(),
-                classifier: None,
-                fast_path: None,
-                engine: None,
-                filter_out_of_step: None,
-                io_why: None,
-            },
+            None => Reply::no_data_plane(),
         }
     }
 
