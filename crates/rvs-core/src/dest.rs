@@ -65,6 +65,55 @@ pub struct DestTotals {
     overload: AtomicBool,
 }
 
+/// A replica's own connection counts of one real server, mirrored into
+/// atomics whenever they change, so that a listing on another thread reads
+/// them without the replica (see [`crate::stats::StatCells`]). A clone has
+/// its own (each replica counts apart).
+#[derive(Debug, Default)]
+pub struct CountCells {
+    active: AtomicU32,
+    inact: AtomicU32,
+    persist: AtomicU32,
+}
+
+impl CountCells {
+    /// Active, inactive and persistence-template counts.
+    pub fn get(&self) -> (u32, u32, u32) {
+        (
+            self.active.load(Ordering::Relaxed),
+            self.inact.load(Ordering::Relaxed),
+            self.persist.load(Ordering::Relaxed),
+        )
+    }
+
+    fn set(&self, active: u32, inact: u32, persist: u32) {
+        self.active.store(active, Ordering::Relaxed);
+        self.inact.store(inact, Ordering::Relaxed);
+        self.persist.store(persist, Ordering::Relaxed);
+    }
+}
+
+/// The [`CountCells`] of one [`Dest`]: an `Arc` for readers, copied (not
+/// shared) by `clone`.
+#[derive(Debug, Default)]
+pub struct Counts(Arc<CountCells>);
+
+impl Clone for Counts {
+    fn clone(&self) -> Counts {
+        let (a, i, p) = self.0.get();
+        let c = CountCells::default();
+        c.set(a, i, p);
+        Counts(Arc::new(c))
+    }
+}
+
+impl Counts {
+    /// The cells, for a reader on another thread.
+    pub fn cells(&self) -> &Arc<CountCells> {
+        &self.0
+    }
+}
+
 /// Add `delta` to a shared count, not below 0.
 fn shift(c: &AtomicU32, delta: i32) {
     let _ = c.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
@@ -108,6 +157,9 @@ pub struct Dest {
     /// The counts and flag every replica of this server shares (`None`:
     /// one engine, [`Dest::activeconns`] and the rest are the whole).
     pub totals: Option<Arc<DestTotals>>,
+    /// `activeconns`, `inactconns` and `persistconns` as other threads read
+    /// them ([`Dest::count`] and [`Dest::count_persist`] keep them equal).
+    pub counts: Counts,
 }
 
 impl Dest {
@@ -130,6 +182,7 @@ impl Dest {
             persistconns: 0,
             stats: Stats::default(),
             totals: None,
+            counts: Counts::default(),
         }
     }
 
@@ -187,6 +240,21 @@ impl Dest {
             shift(&t.active, da);
             shift(&t.inact, di);
         }
+        self.publish_counts();
+    }
+
+    /// Change the persistence-template count by `delta`.
+    pub fn count_persist(&mut self, delta: i32) {
+        self.persistconns = self.persistconns.saturating_add_signed(delta);
+        self.publish_counts();
+    }
+
+    /// Mirror the counts into [`Dest::counts`] (after a change made to the
+    /// fields directly).
+    pub fn publish_counts(&self) {
+        self.counts
+            .0
+            .set(self.activeconns, self.inactconns, self.persistconns);
     }
 
     /// The configuration as an operator would see it in `-S`.

@@ -4,7 +4,9 @@
 //! point, exactly as the kernel's `kstats0` does, so a reader always sees
 //! `counters - zero_point`.
 
+use core::sync::atomic::{AtomicU64, Ordering};
 use core::time::Duration;
+use std::sync::Arc;
 
 use crate::time::Instant;
 
@@ -111,79 +113,212 @@ impl Estimator {
     }
 }
 
-/// Counters, zero point and estimator of one service, real server or the whole table.
-#[derive(Debug, Clone, Default)]
+/// The five counters in [`Counters`]' order.
+fn to_array(c: &Counters) -> [u64; 5] {
+    [c.conns, c.inpkts, c.outpkts, c.inbytes, c.outbytes]
+}
+
+fn from_array(a: [u64; 5]) -> Counters {
+    Counters {
+        conns: a[0],
+        inpkts: a[1],
+        outpkts: a[2],
+        inbytes: a[3],
+        outbytes: a[4],
+    }
+}
+
+fn load(cells: &[AtomicU64; 5], order: Ordering) -> [u64; 5] {
+    [0, 1, 2, 3, 4].map(|i| cells[i].load(order))
+}
+
+/// Add `n` to a counter only its owner writes: a load and a store, not a
+/// locked read-modify-write (as cheap as a plain `+=`); readers on other
+/// threads see each counter whole.
+#[inline]
+fn bump(c: &AtomicU64, n: u64) {
+    c.store(c.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+}
+
+/// What [`Stats`] shows, in atomics: its raw counters, the zero point of
+/// the last `-Z` and the estimator's rates. The engine replica that owns
+/// the [`Stats`] is the only writer (under its `&mut`); a reader on any
+/// other thread holds an `Arc` of the cells ([`Stats::cells`]) and reads
+/// them without the replica, so listing statistics stops no worker — the
+/// kernel's per-CPU `ip_vs_stats`, summed when read, in the same spirit.
+/// A read is a consistent value per counter, not a snapshot of all five
+/// at one instant (nor is the kernel's).
+#[derive(Debug, Default)]
+pub struct StatCells {
+    counters: [AtomicU64; 5],
+    zero: [AtomicU64; 5],
+    rates: [AtomicU64; 5],
+}
+
+impl StatCells {
+    /// The raw counters.
+    pub fn counters(&self) -> Counters {
+        from_array(load(&self.counters, Ordering::Relaxed))
+    }
+
+    /// The counters since the last `-Z` (the zero point read first, with
+    /// acquire: counters read after it are never below it).
+    pub fn shown(&self) -> Counters {
+        let zero = from_array(load(&self.zero, Ordering::Acquire));
+        self.counters().since(&zero)
+    }
+
+    /// The rates of the last estimator sample.
+    pub fn rates(&self) -> Rates {
+        let r = load(&self.rates, Ordering::Relaxed);
+        Rates {
+            cps: r[0],
+            inpps: r[1],
+            outpps: r[2],
+            inbps: r[3],
+            outbps: r[4],
+        }
+    }
+
+    fn set_rates(&self, r: &Rates) {
+        for (c, v) in self
+            .rates
+            .iter()
+            .zip([r.cps, r.inpps, r.outpps, r.inbps, r.outbps])
+        {
+            c.store(v, Ordering::Relaxed);
+        }
+    }
+
+    fn copy(&self) -> StatCells {
+        let cells = StatCells::default();
+        for (to, from) in [
+            (&cells.counters, &self.counters),
+            (&cells.zero, &self.zero),
+            (&cells.rates, &self.rates),
+        ] {
+            for (t, f) in to.iter().zip(from) {
+                t.store(f.load(Ordering::Relaxed), Ordering::Relaxed);
+            }
+        }
+        cells
+    }
+}
+
+/// Counters, zero point and estimator of one service, real server or the
+/// whole table. The values live in [`StatCells`], readable from other
+/// threads; the estimator's state is the owner's alone. A clone has cells
+/// of its own (an engine replica counts apart from the others).
+#[derive(Debug, Default)]
 pub struct Stats {
-    /// Raw counters since creation.
-    pub counters: Counters,
-    zero: Counters,
+    cells: Arc<StatCells>,
     est: Estimator,
     next_sample: Option<Instant>,
 }
 
+impl Clone for Stats {
+    fn clone(&self) -> Stats {
+        Stats {
+            cells: Arc::new(self.cells.copy()),
+            est: self.est,
+            next_sample: self.next_sample,
+        }
+    }
+}
+
 impl Stats {
+    /// The cells, for a reader on another thread.
+    pub fn cells(&self) -> &Arc<StatCells> {
+        &self.cells
+    }
+
+    /// Raw counters since creation.
+    pub fn counters(&self) -> Counters {
+        self.cells.counters()
+    }
+
     /// Counters as shown to the operator (since the last `-Z`).
     pub fn shown(&self) -> Counters {
-        self.counters.since(&self.zero)
+        self.cells.shown()
     }
 
     /// Current rates.
     pub fn rates(&self) -> Rates {
-        self.est.rates()
+        self.cells.rates()
     }
 
     /// `-Z`.
     pub fn zero(&mut self) {
-        self.zero = self.counters;
-        self.est.reset(&self.counters);
+        let cur = self.counters();
+        for (z, v) in self.cells.zero.iter().zip(to_array(&cur)) {
+            z.store(v, Ordering::Release);
+        }
+        self.est.reset(&cur);
+        self.cells.set_rates(&self.est.rates());
     }
 
     /// Run the estimator for every 2-second period that ended by `now`.
     /// The first call only arms the timer.
     pub fn estimate(&mut self, now: Instant) {
+        let cur = self.counters();
         match self.next_sample {
             None => {
-                self.est.reset(&self.counters);
+                self.est.reset(&cur);
                 self.next_sample = Some(now + ESTIMATOR_PERIOD);
             }
             Some(mut at) => {
+                if at > now {
+                    return;
+                }
                 // Missed periods see no new traffic beyond the first sample.
                 while at <= now {
-                    self.est.sample(&self.counters);
+                    self.est.sample(&cur);
                     at = at + ESTIMATOR_PERIOD;
                 }
                 self.next_sample = Some(at);
             }
         }
+        self.cells.set_rates(&self.est.rates());
+    }
+
+    /// Count one connection scheduled.
+    #[inline]
+    pub fn count_conn(&mut self) {
+        bump(&self.cells.counters[0], 1);
     }
 
     /// Count one incoming packet of `bytes` (IP length).
     #[inline]
     pub fn count_in(&mut self, bytes: usize) {
-        self.counters.inpkts += 1;
-        self.counters.inbytes += bytes as u64;
+        self.count_in_many(1, bytes as u64);
     }
 
     /// Count one outgoing packet.
     #[inline]
     pub fn count_out(&mut self, bytes: usize) {
-        self.counters.outpkts += 1;
-        self.counters.outbytes += bytes as u64;
+        self.count_out_many(1, bytes as u64);
     }
 
     /// Count `packets` incoming packets of `bytes` bytes in all (traffic
     /// the XDP fast path forwarded, credited in bulk).
     #[inline]
     pub fn count_in_many(&mut self, packets: u64, bytes: u64) {
-        self.counters.inpkts = self.counters.inpkts.wrapping_add(packets);
-        self.counters.inbytes = self.counters.inbytes.wrapping_add(bytes);
+        bump(&self.cells.counters[1], packets);
+        bump(&self.cells.counters[3], bytes);
     }
 
     /// Count `packets` outgoing packets of `bytes` bytes in all.
     #[inline]
     pub fn count_out_many(&mut self, packets: u64, bytes: u64) {
-        self.counters.outpkts = self.counters.outpkts.wrapping_add(packets);
-        self.counters.outbytes = self.counters.outbytes.wrapping_add(bytes);
+        bump(&self.cells.counters[2], packets);
+        bump(&self.cells.counters[4], bytes);
+    }
+
+    /// Add `c` to the raw counters (tests, and state carried over).
+    pub fn add(&mut self, c: &Counters) {
+        for (cell, v) in self.cells.counters.iter().zip(to_array(c)) {
+            bump(cell, v);
+        }
     }
 }
 
@@ -198,9 +333,12 @@ mod tests {
         st.estimate(t);
         for _ in 0..60 {
             // 100 conns/s, 1000 pkts/s in, 64000 bytes/s in.
-            st.counters.conns += 200;
-            st.counters.inpkts += 2000;
-            st.counters.inbytes += 128_000;
+            st.add(&Counters {
+                conns: 200,
+                inpkts: 2000,
+                inbytes: 128_000,
+                ..Counters::default()
+            });
             t = t + ESTIMATOR_PERIOD;
             st.estimate(t);
         }
@@ -242,7 +380,10 @@ mod tests {
         let mut st = Stats::default();
         st.estimate(Instant::ZERO);
         st.count_in(100);
-        st.counters.conns = 7;
+        st.add(&Counters {
+            conns: 7,
+            ..Counters::default()
+        });
         st.estimate(Instant::from_secs(2));
         assert!(st.est.inpps > 0);
         st.zero();
@@ -251,14 +392,17 @@ mod tests {
         st.count_in(50);
         assert_eq!(st.shown().inpkts, 1);
         assert_eq!(st.shown().inbytes, 50);
-        assert_eq!(st.counters.inpkts, 2);
+        assert_eq!(st.counters().inpkts, 2);
     }
 
     #[test]
     fn falling_traffic_decays() {
         let mut st = Stats::default();
         st.estimate(Instant::ZERO);
-        st.counters.inpkts = 20_000;
+        st.add(&Counters {
+            inpkts: 20_000,
+            ..Counters::default()
+        });
         st.estimate(Instant::from_secs(2));
         let first = st.rates().inpps;
         assert_eq!(first, 2500); // 10000/s * 1/4

@@ -189,10 +189,10 @@ fn dr_in_order_every_fragment_counted() {
         .services()
         .get(e.services().find(&udp_key(53)).unwrap())
         .unwrap();
-    assert_eq!(svc.stats.counters.inpkts, 3);
-    assert_eq!(svc.stats.counters.conns, 1);
+    assert_eq!(svc.stats.counters().inpkts, 3);
+    assert_eq!(svc.stats.counters().conns, 1);
     let total: u64 = frags.iter().map(|f| (f.len() - HEADROOM - 14) as u64).sum();
-    assert_eq!(svc.stats.counters.inbytes, total);
+    assert_eq!(svc.stats.counters().inbytes, total);
 }
 
 #[test]
@@ -263,7 +263,7 @@ fn nat_both_directions_checksums_right() {
         .get(e.services().find(&udp_key(53)).unwrap())
         .unwrap();
     assert_eq!(
-        (svc.stats.counters.inpkts, svc.stats.counters.outpkts),
+        (svc.stats.counters().inpkts, svc.stats.counters().outpkts),
         (3, 3)
     );
 }

@@ -9,15 +9,33 @@
 //! one validates) and read the configuration from the first; statistics,
 //! counters and connection listings are summed or joined over all.
 //!
-//! Lock order: the state lock ([`crate::handler::State`]), then replicas
-//! in index order; the data plane's own locks (fast path, filter) after a
-//! replica's.
+//! Reading statistics stops no worker. The counters of every service, real
+//! server and the table live in atomics each replica alone writes
+//! ([`rvs_core::stats::StatCells`], [`rvs_core::dest::CountCells`]); a
+//! [`Board`] built after each change of the configuration holds the
+//! services' descriptions and, per replica, the `Arc`s of those cells, so a
+//! listing or a metrics scrape sums them without locking any replica. The
+//! engine's own counters (drops, table size…) are copied into per-replica
+//! atomics whenever a replica's lock is released ([`Replica`]'s drop: after
+//! each worker batch, housekeeping pass or control request), and read from
+//! there. What still takes the replicas: crediting the XDP fast path's
+//! packets before an exact listing (`rvsadm -L --stats`), connection
+//! listings, and changes.
+//!
+//! Lock order: the state lock ([`crate::handler::State`]), then the board,
+//! then replicas in index order; the data plane's own locks (fast path,
+//! filter) after a replica's.
 
 use std::net::IpAddr;
-use std::sync::{Mutex, MutexGuard};
+use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use rvs_core::Engine;
-use rvs_proto::{EngineCounters, Rates, ServiceInfo, Stats};
+use rvs_core::dest::CountCells;
+use rvs_core::service::Service;
+use rvs_core::stats::StatCells;
+use rvs_proto::{EngineCounters, Rates, ServiceId, ServiceInfo, Stats};
 
 /// How the engine is kept (`--engines`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -48,10 +66,140 @@ impl EngineMode {
     }
 }
 
-/// The replicas (at least one).
+/// The replicas (at least one), what listings read of them without
+/// their locks.
 #[derive(Debug)]
 pub struct Engines {
     replicas: Vec<Mutex<Engine>>,
+    /// Per replica: its engine counters as of its last unlock.
+    published: Vec<Published>,
+    /// What listings read; rebuilt when `stale`.
+    board: Mutex<Arc<Board>>,
+    /// The configuration may have changed since the board was built.
+    stale: AtomicBool,
+}
+
+/// The number of fields of [`EngineCounters`].
+const ENGINE_COUNTERS: usize = 22;
+
+/// Every field of `c`, in declaration order.
+fn fields(c: &mut EngineCounters) -> [&mut u64; ENGINE_COUNTERS] {
+    [
+        &mut c.conns,
+        &mut c.max_conns,
+        &mut c.evicted_syn_recv,
+        &mut c.table_full,
+        &mut c.hops,
+        &mut c.hops_pruned,
+        &mut c.drop_malformed,
+        &mut c.drop_no_conn,
+        &mut c.drop_no_dest,
+        &mut c.drop_dest_gone,
+        &mut c.drop_table_full,
+        &mut c.drop_ttl,
+        &mut c.drop_rewrite,
+        &mut c.drop_other,
+        &mut c.frag_datagrams,
+        &mut c.frag_tracked,
+        &mut c.frag_held,
+        &mut c.frag_released,
+        &mut c.frag_expired,
+        &mut c.frag_evicted,
+        &mut c.frag_no_room,
+        &mut c.tunnel_fragmented,
+    ]
+}
+
+/// One replica's engine counters, as its last holder left them.
+#[derive(Debug, Default)]
+struct Published([AtomicU64; ENGINE_COUNTERS]);
+
+impl Published {
+    fn store(&self, e: &Engine) {
+        let mut c = crate::convert::engine_counters(e);
+        for (cell, v) in self.0.iter().zip(fields(&mut c)) {
+            cell.store(*v, Ordering::Relaxed);
+        }
+    }
+
+    fn load(&self) -> EngineCounters {
+        let mut c = EngineCounters::default();
+        for (v, cell) in fields(&mut c).into_iter().zip(&self.0) {
+            *v = cell.load(Ordering::Relaxed);
+        }
+        c
+    }
+}
+
+/// A locked replica; unlocking publishes its engine counters.
+#[derive(Debug)]
+pub struct Replica<'a> {
+    engine: MutexGuard<'a, Engine>,
+    published: &'a Published,
+}
+
+impl Deref for Replica<'_> {
+    type Target = Engine;
+    fn deref(&self) -> &Engine {
+        &self.engine
+    }
+}
+
+impl DerefMut for Replica<'_> {
+    fn deref_mut(&mut self) -> &mut Engine {
+        &mut self.engine
+    }
+}
+
+impl Drop for Replica<'_> {
+    fn drop(&mut self) {
+        self.published.store(&self.engine);
+    }
+}
+
+/// What a listing of the services reads without the replicas: each
+/// service's and real server's description (as listed, in the listing's
+/// order) and, per replica, its counters' cells.
+#[derive(Debug, Default)]
+struct Board {
+    services: Vec<ServiceInfo>,
+    cells: Vec<ServiceCells>,
+    total: Vec<Arc<StatCells>>,
+}
+
+/// The cells of one service in every replica, and of its real servers (in
+/// the listing's order).
+#[derive(Debug, Default)]
+struct ServiceCells {
+    stats: Vec<Arc<StatCells>>,
+    dests: Vec<DestCells>,
+}
+
+/// The cells of one real server in every replica: statistics, counts.
+type DestCells = (Vec<Arc<StatCells>>, Vec<Arc<CountCells>>);
+
+/// Every service of `e` in the listing's order: address services first,
+/// then fwmark ones, each newest first (the kernel's unsorted order).
+pub fn listing_order(e: &Engine) -> Vec<&Service> {
+    let mut svcs: Vec<_> = e.services().iter().map(|(_, s)| s).collect();
+    // The kernel lists every address service before every fwmark one.
+    svcs.sort_unstable_by_key(|s| {
+        (
+            matches!(s.key, rvs_core::service::ServiceKey::Fwmark { .. }),
+            std::cmp::Reverse(s.seq),
+        )
+    });
+    svcs
+}
+
+/// The sum of `cells` as listed.
+fn summed(cells: &[Arc<StatCells>]) -> (Stats, Rates) {
+    let mut out = (Stats::default(), Rates::default());
+    for c in cells {
+        add_stats(&mut out.0, &crate::convert::stats(&c.shown()));
+        add_rates(&mut out.1, &crate::convert::rates(&c.rates()));
+    }
+    out
 }
 
 fn locked(m: &Mutex<Engine>) -> MutexGuard<'_, Engine> {
@@ -63,6 +211,16 @@ impl Engines {
     pub fn new(engine: Engine) -> Engines {
         Engines {
             replicas: vec![Mutex::new(engine)],
+            published: vec![Published::default()],
+            board: Mutex::default(),
+            stale: AtomicBool::new(true),
+        }
+    }
+
+    fn replica(&self, i: usize) -> Replica<'_> {
+        Replica {
+            engine: locked(&self.replicas[i]),
+            published: &self.published[i],
         }
     }
 
@@ -75,7 +233,9 @@ impl Engines {
             r.set_fast_path(first.fast_path());
             drop(first);
             self.replicas.push(Mutex::new(r));
+            self.published.push(Published::default());
         }
+        self.stale.store(true, Ordering::Release);
         self.share_totals();
     }
 
@@ -87,8 +247,8 @@ impl Engines {
         }
         let mut first = self.first();
         first.share_dest_totals(None);
-        for m in &self.replicas[1..] {
-            locked(m).share_dest_totals(Some(&first));
+        for i in 1..self.replicas.len() {
+            self.replica(i).share_dest_totals(Some(&first));
         }
     }
 
@@ -103,24 +263,43 @@ impl Engines {
     }
 
     /// Replica `i`, locked.
-    pub fn lock(&self, i: usize) -> MutexGuard<'_, Engine> {
-        locked(&self.replicas[i.min(self.replicas.len() - 1)])
+    pub fn lock(&self, i: usize) -> Replica<'_> {
+        self.replica(i.min(self.replicas.len() - 1))
     }
 
     /// The first replica, locked: the one that validates changes and
     /// whose configuration is read.
-    pub fn first(&self) -> MutexGuard<'_, Engine> {
-        locked(&self.replicas[0])
+    pub fn first(&self) -> Replica<'_> {
+        self.replica(0)
     }
 
     /// Every replica, locked (in index order: the lock order).
-    pub fn lock_all(&self) -> Vec<MutexGuard<'_, Engine>> {
-        self.replicas.iter().map(locked).collect()
+    pub fn lock_all(&self) -> Vec<Replica<'_>> {
+        (0..self.replicas.len()).map(|i| self.replica(i)).collect()
     }
 
     /// `f` on every replica in turn (each locked alone); the results.
+    /// The listings' board is rebuilt before the next listing, in case `f`
+    /// changed what they show.
     pub fn each<R>(&self, mut f: impl FnMut(&mut Engine) -> R) -> Vec<R> {
-        self.replicas.iter().map(|m| f(&mut locked(m))).collect()
+        self.changed();
+        (0..self.replicas.len())
+            .map(|i| f(&mut self.replica(i)))
+            .collect()
+    }
+
+    /// `f`, which changes no configuration (housekeeping, reading
+    /// connections), on every replica in turn (each locked alone).
+    pub fn each_unchanged<R>(&self, mut f: impl FnMut(&mut Engine) -> R) -> Vec<R> {
+        (0..self.replicas.len())
+            .map(|i| f(&mut self.replica(i)))
+            .collect()
+    }
+
+    /// The configuration changed (or may have) outside [`Engines::change`]:
+    /// the next listing rebuilds its board.
+    pub fn changed(&self) {
+        self.stale.store(true, Ordering::Release);
     }
 
     /// `f` on the first replica; if it succeeds, on the others (whose
@@ -130,9 +309,10 @@ impl Engines {
         &self,
         mut f: impl FnMut(&mut Engine) -> Result<(), E>,
     ) -> Result<(), E> {
+        self.changed();
         f(&mut self.first())?;
-        for (i, m) in self.replicas.iter().enumerate().skip(1) {
-            if let Err(e) = f(&mut locked(m)) {
+        for i in 1..self.replicas.len() {
+            if let Err(e) = f(&mut self.replica(i)) {
                 tracing::error!("BUG: engine replica {i} refused a change the first accepted: {e}");
             }
         }
@@ -148,22 +328,103 @@ impl Engines {
         rvs_core::engine::steer_owner(h, self.replicas.len())
     }
 
-    /// The services as listed, statistics and connection counts summed
-    /// over the replicas.
-    pub fn services(&self, list: impl Fn(&Engine) -> Vec<ServiceInfo>) -> Vec<ServiceInfo> {
-        let mut all = self.each(|e| list(e)).into_iter();
-        let mut out = all.next().unwrap_or_default();
-        for more in all {
-            add_services(&mut out, &more);
+    /// The board, rebuilt first if the configuration changed since.
+    fn board(&self) -> Arc<Board> {
+        let mut board = self.board.lock().unwrap_or_else(|p| p.into_inner());
+        if self.stale.swap(false, Ordering::AcqRel) {
+            *board = Arc::new(self.build_board());
         }
-        out
+        Arc::clone(&board)
     }
 
-    /// The engines' counters, summed (`max_conns`: the sum of the bounds).
+    /// The board as the replicas are now (each locked alone, once).
+    fn build_board(&self) -> Board {
+        let mut board = Board::default();
+        let mut keys = Vec::new();
+        {
+            let e = self.first();
+            for svc in listing_order(&e) {
+                let info = crate::convert::service_info(svc);
+                board.cells.push(ServiceCells {
+                    stats: vec![Arc::clone(svc.stats.cells())],
+                    dests: svc
+                        .dests
+                        .iter()
+                        .map(|d| {
+                            (
+                                vec![Arc::clone(d.stats.cells())],
+                                vec![Arc::clone(d.counts.cells())],
+                            )
+                        })
+                        .collect(),
+                });
+                keys.push(svc.key);
+                board.services.push(info);
+            }
+            board.total.push(Arc::clone(e.stats().cells()));
+        }
+        for i in 1..self.replicas.len() {
+            let e = self.replica(i);
+            let services = e.services();
+            for ((key, info), cells) in keys.iter().zip(&board.services).zip(&mut board.cells) {
+                let Some(svc) = services.find(key).and_then(|r| services.get(r)) else {
+                    continue;
+                };
+                cells.stats.push(Arc::clone(svc.stats.cells()));
+                for (d, dc) in info.dests.iter().zip(&mut cells.dests) {
+                    if let Some(md) = svc
+                        .dests
+                        .iter()
+                        .find(|md| md.addr == d.spec.addr && md.port == d.spec.port)
+                    {
+                        dc.0.push(Arc::clone(md.stats.cells()));
+                        dc.1.push(Arc::clone(md.counts.cells()));
+                    }
+                }
+            }
+            board.total.push(Arc::clone(e.stats().cells()));
+        }
+        board
+    }
+
+    /// Service `i` of `board` with its counters summed over the replicas.
+    fn filled(board: &Board, i: usize) -> ServiceInfo {
+        let mut s = board.services[i].clone();
+        let cells = &board.cells[i];
+        (s.stats, s.rates) = summed(&cells.stats);
+        for (d, (stats, counts)) in s.dests.iter_mut().zip(&cells.dests) {
+            (d.stats, d.rates) = summed(stats);
+            (d.active, d.inactive, d.persist) = (0, 0, 0);
+            for c in counts {
+                let (a, i, p) = c.get();
+                d.active += a;
+                d.inactive += i;
+                d.persist += p;
+            }
+        }
+        s
+    }
+
+    /// Every service as listed (in the listing's order), statistics and
+    /// connection counts summed over the replicas: read without them.
+    pub fn services(&self) -> Vec<ServiceInfo> {
+        let board = self.board();
+        (0..board.services.len())
+            .map(|i| Self::filled(&board, i))
+            .collect()
+    }
+
+    /// Service `id` as listed, if there is one.
+    pub fn service(&self, id: &ServiceId) -> Option<ServiceInfo> {
+        let board = self.board();
+        let i = board.services.iter().position(|s| s.spec.id == *id)?;
+        Some(Self::filled(&board, i))
+    }
+
+    /// The engines' counters as their last holders left them, summed
+    /// (`max_conns`: the sum of the bounds).
     pub fn counters(&self) -> EngineCounters {
-        let mut all = self
-            .each(|e| crate::convert::engine_counters(e))
-            .into_iter();
+        let mut all = self.published.iter().map(Published::load);
         let mut out = all.next().unwrap_or_default();
         for c in all {
             add_counters(&mut out, &c);
@@ -173,17 +434,7 @@ impl Engines {
 
     /// The global statistics and rates, summed.
     pub fn stats(&self) -> (Stats, Rates) {
-        let mut out = (Stats::default(), Rates::default());
-        for (s, r) in self.each(|e| {
-            (
-                crate::convert::stats(&e.stats().shown()),
-                crate::convert::rates(&e.stats().rates()),
-            )
-        }) {
-            add_stats(&mut out.0, &s);
-            add_rates(&mut out.1, &r);
-        }
-        out
+        summed(&self.board().total)
     }
 }
 
@@ -203,57 +454,12 @@ fn add_rates(a: &mut Rates, b: &Rates) {
     a.outbps += b.outbps;
 }
 
-/// Add `more` (another replica's listing) into `out`, service by service
-/// and server by server (matched by identity: the lists are the same).
-pub fn add_services(out: &mut [ServiceInfo], more: &[ServiceInfo]) {
-    for s in out.iter_mut() {
-        let Some(m) = more.iter().find(|m| m.spec.id == s.spec.id) else {
-            continue;
-        };
-        add_stats(&mut s.stats, &m.stats);
-        add_rates(&mut s.rates, &m.rates);
-        for d in s.dests.iter_mut() {
-            if let Some(md) = m
-                .dests
-                .iter()
-                .find(|md| md.spec.addr == d.spec.addr && md.spec.port == d.spec.port)
-            {
-                d.active += md.active;
-                d.inactive += md.inactive;
-                d.persist += md.persist;
-                add_stats(&mut d.stats, &md.stats);
-                add_rates(&mut d.rates, &md.rates);
-            }
-        }
-    }
-}
-
 fn add_counters(a: &mut EngineCounters, b: &EngineCounters) {
     // Every replica holds every next hop: counted once.
-    a.hops = a.hops.max(b.hops);
-    for (x, y) in [
-        (&mut a.conns, b.conns),
-        (&mut a.max_conns, b.max_conns),
-        (&mut a.evicted_syn_recv, b.evicted_syn_recv),
-        (&mut a.table_full, b.table_full),
-        (&mut a.hops_pruned, b.hops_pruned),
-        (&mut a.drop_malformed, b.drop_malformed),
-        (&mut a.drop_no_conn, b.drop_no_conn),
-        (&mut a.drop_no_dest, b.drop_no_dest),
-        (&mut a.drop_dest_gone, b.drop_dest_gone),
-        (&mut a.drop_table_full, b.drop_table_full),
-        (&mut a.drop_ttl, b.drop_ttl),
-        (&mut a.drop_rewrite, b.drop_rewrite),
-        (&mut a.drop_other, b.drop_other),
-        (&mut a.frag_datagrams, b.frag_datagrams),
-        (&mut a.frag_tracked, b.frag_tracked),
-        (&mut a.frag_held, b.frag_held),
-        (&mut a.frag_released, b.frag_released),
-        (&mut a.frag_expired, b.frag_expired),
-        (&mut a.frag_evicted, b.frag_evicted),
-        (&mut a.frag_no_room, b.frag_no_room),
-        (&mut a.tunnel_fragmented, b.tunnel_fragmented),
-    ] {
-        *x += y;
+    let hops = a.hops.max(b.hops);
+    let mut b = *b;
+    for (x, y) in fields(a).into_iter().zip(fields(&mut b)) {
+        *x += *y;
     }
+    a.hops = hops;
 }

@@ -301,7 +301,8 @@ impl State {
     /// The first engine replica, locked: the whole engine with
     /// `--engines shared`; with `per-worker`, the one whose configuration
     /// is read (statistics and connections are over all: [`State::engines`]).
-    pub fn engine(&self) -> std::sync::MutexGuard<'_, Engine> {
+    pub fn engine(&self) -> crate::engines::Replica<'_> {
+        self.engines.changed();
         self.engines.first()
     }
 
@@ -376,7 +377,7 @@ impl State {
             // listing in chunks instead (`server::conn`).
             Request::ListConns | Request::ListConnsParts => Reply::Conns(
                 self.engines
-                    .each(|e| {
+                    .each_unchanged(|e| {
                         e.conns()
                             .iter()
                             .map(|(_, c)| convert::conn_info(c, now))
@@ -545,24 +546,15 @@ impl State {
     }
 
     /// Every service: address services first, then fwmark ones, each newest
-    /// first (the kernel's unsorted order).
+    /// first (the kernel's unsorted order); read without the engine's locks
+    /// ([`crate::engines`]).
     pub fn services(&self) -> Vec<ServiceInfo> {
-        self.engines.services(services_of)
+        self.engines.services()
     }
 
     /// One service.
     pub fn service(&self, id: &ServiceId) -> Option<ServiceInfo> {
-        let key = convert::service_key(id);
-        let one = |e: &Engine| {
-            let services = e.services();
-            services
-                .find(&key)
-                .and_then(|r| services.get(r))
-                .map(convert::service_info)
-                .into_iter()
-                .collect()
-        };
-        self.engines.services(one).pop()
+        self.engines.service(id)
     }
 
     fn apply(&mut self, op: &Op, now: Instant) -> Result<(), Failure> {
@@ -660,20 +652,6 @@ impl State {
         }
         Ok(())
     }
-}
-
-/// Every service of `e`: address services first, then fwmark ones, each
-/// newest first (the kernel's unsorted order).
-fn services_of(e: &Engine) -> Vec<ServiceInfo> {
-    let mut svcs: Vec<_> = e.services().iter().map(|(_, s)| s).collect();
-    // The kernel lists every address service before every fwmark one.
-    svcs.sort_unstable_by_key(|s| {
-        (
-            matches!(s.key, rvs_core::service::ServiceKey::Fwmark { .. }),
-            std::cmp::Reverse(s.seq),
-        )
-    });
-    svcs.into_iter().map(convert::service_info).collect()
 }
 
 fn role_name(role: rvs_proto::DaemonRole) -> &'static str {

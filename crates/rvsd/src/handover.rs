@@ -245,7 +245,7 @@ pub fn save(
         );
     }
     let mut entries = Vec::new();
-    engines.each(|e| e.sync_snapshot(&mut entries));
+    engines.each_unchanged(|e| e.sync_snapshot(&mut entries));
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());

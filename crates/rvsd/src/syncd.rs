@@ -232,7 +232,7 @@ fn run(shared: &Shared) {
                 // Each replica's queue (one with --engines shared).
                 let engines = st.engines();
                 let per = MAX_ENTRIES_PER_TICK / engines.len();
-                engines.each(|e| e.take_sync(&mut entries, per.max(1)));
+                engines.each_unchanged(|e| e.take_sync(&mut entries, per.max(1)));
             }
             let v = if st.engine().sysctls().sync_version == 0 {
                 Version::V0

@@ -797,6 +797,68 @@ fn conns_listed_in_chunks_are_the_whole_table() {
     }
 }
 
+/// Listings read statistics without the engine's locks: a worker holding
+/// its replica (mid-batch) keeps no listing or scrape waiting, and what it
+/// counted is in the listing; its engine counters once it lets go.
+#[test]
+fn listings_read_statistics_while_workers_hold_their_replicas() {
+    use rvs_wire::EthernetAddress;
+    let mut s = state();
+    let web = tcp("10.0.0.1", 80);
+    ok(&mut s, Op::AddService(spec(web, "rr")));
+    ok(&mut s, add_dest(web, dest("192.168.1.10", 80)));
+    s.replicate_engines(2);
+    let engines = std::sync::Arc::clone(s.engines());
+    assert_eq!(engines.services()[0].stats.conns, 0);
+    let port = PortConfig {
+        mac: EthernetAddress([2, 0, 0, 0, 0, 1]),
+        mtu: 1500,
+        addr_v4: Some(Ipv4Addr::new(10, 0, 0, 2)),
+        addr_v6: None,
+    };
+    let hop = Hop {
+        port: PortId(0),
+        mac: EthernetAddress([2, 0, 0, 0, 0, 9]),
+    };
+    // Both replicas held, as two workers in the middle of a batch.
+    let mut held = engines.lock_all();
+    for (e, client) in held.iter_mut().zip([[172, 16, 0, 5], [172, 16, 0, 6]]) {
+        e.set_port(PortId(0), port);
+        e.set_hop(v4("192.168.1.10"), hop);
+        let mut buf = syn_frame(client, 40000, [10, 0, 0, 1], 80);
+        let len = buf.len();
+        let a = e.process(
+            Frame {
+                buf: &mut buf,
+                start: 0,
+                len,
+                ingress: PortId(0),
+                fwmark: 0,
+            },
+            Instant::from_secs(1),
+        );
+        assert!(matches!(a, rvs_core::Action::Forward { .. }), "{a:?}");
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::sync::Arc::clone(&engines);
+    let t = std::thread::spawn(move || {
+        let _ = tx.send((reader.services(), reader.stats().0, reader.counters()));
+    });
+    let (svcs, total, counters) = rx
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("a listing waited for a locked replica");
+    t.join().unwrap();
+    assert_eq!(svcs[0].stats.conns, 2);
+    assert_eq!(svcs[0].stats.inpkts, 2);
+    assert_eq!(svcs[0].dests[0].stats.conns, 2);
+    assert_eq!(svcs[0].dests[0].active + svcs[0].dests[0].inactive, 2);
+    assert_eq!(total.conns, 2);
+    // The engine's counters are published when a replica is let go.
+    assert_eq!(counters.conns, 0);
+    drop(held);
+    assert_eq!(engines.counters().conns, 2);
+}
+
 /// `--engines per-worker`: every replica takes every change, listings sum
 /// the replicas' counts and join their connections (chunk by chunk too).
 #[test]

@@ -452,7 +452,7 @@ pub(super) fn zero_service(svc: &mut Service) {
 
 pub(super) fn unbind_dest(d: &mut Dest, flags: u32) {
     if flags & CONN_F_TEMPLATE != 0 {
-        d.persistconns = d.persistconns.saturating_sub(1);
+        d.count_persist(-1);
     } else if flags & CONN_F_INACTIVE != 0 {
         d.count(0, -1);
     } else {

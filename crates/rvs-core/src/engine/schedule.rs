@@ -82,9 +82,9 @@ impl Engine {
             if !self.hops.contains_key(&addr_key(daddr)) {
                 return Action::NeedHop(daddr);
             }
-            dest.stats.counters.conns += 1;
-            svc.stats.counters.conns += 1;
-            self.stats.counters.conns += 1;
+            dest.stats.count_conn();
+            svc.stats.count_conn();
+            self.stats.count_conn();
             let target = Target {
                 sref,
                 dest: dest_id,
@@ -131,9 +131,9 @@ impl Engine {
         }
         dest.count(0, 1);
         dest.after_bind();
-        dest.stats.counters.conns += 1;
-        svc.stats.counters.conns += 1;
-        self.stats.counters.conns += 1;
+        dest.stats.count_conn();
+        svc.stats.count_conn();
+        self.stats.count_conn();
         self.conn_in(frame, meta, id, proto, now)
     }
 
@@ -248,7 +248,7 @@ impl Engine {
             .conns
             .insert(tmpl, false, now)
             .map_err(|_| SchedFail::TableFull)?;
-        d.persistconns += 1;
+        d.count_persist(1);
         d.after_bind();
         Ok(Scheduled {
             dest_index: i,

@@ -488,7 +488,7 @@ impl Engine {
             .and_then(|s| s.dest_by_id_mut(dest))
         {
             if fl & flags::TEMPLATE != 0 {
-                d.persistconns += 1;
+                d.count_persist(1);
             } else if fl & flags::INACTIVE != 0 {
                 d.count(0, 1);
             } else {

@@ -101,7 +101,12 @@ fn deleted_dest_goes_to_trash_and_revives() {
         .add_dest(&k, &rs([1, 1, 1, 1], 80), Instant::ZERO)
         .unwrap();
     let r = t.find(&k).unwrap();
-    t.get_mut(r).unwrap().dests[0].stats.counters.conns = 5;
+    t.get_mut(r).unwrap().dests[0]
+        .stats
+        .add(&crate::stats::Counters {
+            conns: 5,
+            ..Default::default()
+        });
     t.delete_dest(&k, "1.1.1.1".parse().unwrap(), 80, Instant::ZERO)
         .unwrap();
     assert!(t.get(r).unwrap().dests.is_empty());
@@ -109,7 +114,7 @@ fn deleted_dest_goes_to_trash_and_revives() {
         .add_dest(&k, &rs([1, 1, 1, 1], 80), Instant::from_secs(10))
         .unwrap();
     assert_eq!(id, id2);
-    assert_eq!(t.get(r).unwrap().dests[0].stats.counters.conns, 5);
+    assert_eq!(t.get(r).unwrap().dests[0].stats.counters().conns, 5);
     t.delete_dest(&k, "1.1.1.1".parse().unwrap(), 80, Instant::ZERO)
         .unwrap();
     t.purge_trash(Instant::from_secs(121), |_| false);

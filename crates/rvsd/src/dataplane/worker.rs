@@ -4,9 +4,9 @@
 use std::net::IpAddr;
 use std::os::fd::RawFd;
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
-use std::sync::{Arc, MutexGuard};
 use std::time::{Duration, Instant};
 
 use rvs_core::engine::{DropReason, Frame, PortId};
@@ -259,7 +259,7 @@ impl Worker {
         let engines = Arc::clone(&self.lane.engines);
         let (replica, owners) = (self.lane.replica, self.lane.owners);
         let out = &mut self.out;
-        let mut guard = None::<MutexGuard<'_, Engine>>;
+        let mut guard = None::<crate::engines::Replica<'_>>;
         let mut now = None;
         let mut t = Tally::default();
         // The engine's count of finished checksums when the batch began.

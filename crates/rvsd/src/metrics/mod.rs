@@ -35,12 +35,16 @@
 //!
 //! # Cost and consistency
 //!
-//! A scrape takes the engine's lock once, as `rvsadm -L --stats` does,
-//! after crediting what the XDP fast path forwarded, so the series equal
-//! `rvsadm -L -n --stats --exact` at that moment. Workers wait for that
-//! lock while the snapshot is copied (a few microseconds per real server):
-//! reading counters without stopping them waits for the per-worker state
-//! of issue 14.
+//! A scrape stops no worker: the statistics and connection counts are
+//! atomics each engine replica writes alone, read through the board of
+//! [`crate::engines`] without any replica's lock, and the engine's own
+//! counters are those its replicas published when last unlocked (after
+//! each batch). A scrape does not credit the XDP fast path's packets
+//! itself (that takes every replica): housekeeping does, every 100 ms, so
+//! a fast-path flow's last packets appear in the series within that, and
+//! once traffic stops the series equal `rvsadm -L -n --stats --exact`.
+//! Each counter is read whole; the series of one scrape are not one
+//! instant's (nor are node_exporter's of `/proc/net/ip_vs`).
 //!
 //! # Files
 //!

@@ -262,18 +262,17 @@ impl Shared {
         e.1 += secs;
     }
 
-    /// What a metrics scrape shows ([`crate::metrics`]): the table and the
-    /// engine's counters under the lock (after crediting the fast path, as
-    /// `rvsadm -L --stats` does), the data plane's and the requests' after.
+    /// What a metrics scrape shows ([`crate::metrics`]): the table, its
+    /// statistics and the engine's counters, read without stopping a worker
+    /// ([`crate::engines`]), then the data plane's and the requests'. What
+    /// the XDP fast path forwarded counts once housekeeping has credited it
+    /// (every [`crate::dataplane`] housekeeping pass, 100 ms): a scrape does
+    /// not credit it itself, as that takes every replica.
     pub fn metrics_snapshot(&self) -> crate::metrics::Snapshot {
         let (total, services, engine) = {
-            let mut state = self.lock();
-            self.credit_fast_path(&mut state);
-            (
-                state.engines().stats().0,
-                state.services(),
-                state.engines().counters(),
-            )
+            let state = self.lock();
+            let engines = state.engines();
+            (engines.stats().0, engines.services(), engines.counters())
         };
         let mut snap = crate::metrics::Snapshot {
             total,
@@ -393,7 +392,7 @@ pub fn spawn_housekeeping(shared: Arc<Shared>) -> io::Result<std::thread::JoinHa
                 };
                 // Each replica in turn, without the state lock.
                 let now = shared.clock.now();
-                engines.each(|e| e.poll(now));
+                engines.each_unchanged(|e| e.poll(now));
             }
         })
 }
