@@ -1,3 +1,4 @@
+// Over ~800 lines on purpose (issue #14): the arena, its two hashed indices and the timer wheel keep one invariant (every live entry in each, exactly once), so their insert, remove, re-key and expiry paths stay in one file; the wheel, the keys and the states are in their own.
 //! [`ConnTable`]: slab arena + keyed hash indices + timing wheel.
 
 use core::fmt;
