@@ -1,4 +1,4 @@
-//! rvs-bench: `rvs bench [packet|http|conntable|control]`. `rvs bench …`
+//! rvs-bench: `rvs bench [packet|syn|http|conntable|control]`. `rvs bench …`
 //! execs this binary (installed next to `rvs`) with its arguments; it can be
 //! run directly too. See [`rvs_bench::bench`].
 
@@ -7,8 +7,8 @@ use std::process::ExitCode;
 use rvs_bench::bench;
 
 const USAGE: &str = "\
-Usage: rvs bench [packet|http|conntable|control] [options]
-       (rvs-bench [packet|http|conntable|control] [options])
+Usage: rvs bench [packet|syn|http|conntable|control] [options]
+       (rvs-bench [packet|syn|http|conntable|control] [options])
 
 rvs against the kernel and the proxies, side by side in private rvsbench-*
 namespaces (needs root); no name runs them all. Prints a table per family,

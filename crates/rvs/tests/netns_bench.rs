@@ -40,6 +40,9 @@ const ROWS: &[(&str, &str)] = &[
     ("packet", "rvs-packet dr"),
     ("packet", "rvs-packet nat"),
     ("packet", "rvs-packet tun"),
+    ("syn", "kernel-forward"),
+    ("syn", "rvs-xdp dr"),
+    ("syn", "rvs-xdp nat"),
     ("http", "wrk direct"),
     ("http", "ab direct"),
     ("http", "wrk rvs-dr"),
@@ -141,7 +144,7 @@ fn quick(env: &[(&str, &str)]) -> (String, serde_json::Value) {
         out.status
     );
     // The tables: a header per family, a line per row.
-    for family in ["conntable", "control", "packet", "http"] {
+    for family in ["conntable", "control", "packet", "syn", "http"] {
         assert!(
             stdout.lines().any(|l| l.starts_with(family)),
             "no {family} table:\n{stdout}"

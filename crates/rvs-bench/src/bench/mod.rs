@@ -18,6 +18,7 @@ pub mod generator;
 pub mod http;
 pub mod packet;
 pub mod svg;
+pub mod syn;
 pub mod topo;
 
 use std::fmt::Write as _;
@@ -28,6 +29,7 @@ pub use control::ControlOpts;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Family {
     Packet,
+    Syn,
     Http,
     Conntable,
     Control,
@@ -35,10 +37,11 @@ pub enum Family {
 
 impl Family {
     /// Every family, in run order.
-    pub const ALL: [Family; 4] = [
+    pub const ALL: [Family; 5] = [
         Family::Conntable,
         Family::Control,
         Family::Packet,
+        Family::Syn,
         Family::Http,
     ];
 
@@ -46,6 +49,7 @@ impl Family {
     pub fn name(self) -> &'static str {
         match self {
             Family::Packet => "packet",
+            Family::Syn => "syn",
             Family::Http => "http",
             Family::Conntable => "conntable",
             Family::Control => "control",
@@ -58,7 +62,7 @@ impl Family {
             .into_iter()
             .find(|f| f.name() == s)
             .ok_or_else(|| {
-                format!("unknown bench '{s}': expected packet, http, conntable or control")
+                format!("unknown bench '{s}': expected packet, syn, http, conntable or control")
             })
     }
 }
@@ -324,7 +328,9 @@ pub const PARTIAL_CSUM: &str = " partial-csum";
 /// Ratios against the family's reference, added to each row: packet rows
 /// get `x_kernel` (delivered rate over `kernel-forward`'s) and
 /// `x_kernel_pdr` (the same of the rates at <= 0.5% loss), http rows
-/// `x_direct` (requests/s over the same tool's `direct` row). Packet rows
+/// `x_direct` (requests/s over the same tool's `direct` row), syn rows
+/// `x_kernel` (new connections per second over the kernel's forwarding of
+/// the same SYNs). Packet rows
 /// measured with partial checksums (`NAME partial-csum`) also get
 /// `x_full_csum` (their rate over `NAME`'s, with full checksums) and
 /// `cost_x_full_csum` (their CPU per packet over `NAME`'s): the cost of
@@ -344,6 +350,7 @@ pub fn add_ratios(rows: &mut [Row]) {
         .collect();
     let kernel = find(rows, "packet", "kernel-forward", "mpps");
     let kernel_lf = find(rows, "packet", "kernel-forward", "pdr_mpps");
+    let syn_kernel = find(rows, "syn", "kernel-forward", "kcps");
     let direct: Vec<(String, Option<f64>)> = ["wrk", "ab"]
         .iter()
         .map(|t| {
@@ -378,6 +385,13 @@ pub fn add_ratios(rows: &mut [Row]) {
                         value: v,
                     });
                 }
+            }
+            "syn" => {
+                let v = ratio(r.get("kcps"), syn_kernel);
+                r.metrics.push(Metric {
+                    key: "x_kernel",
+                    value: v,
+                });
             }
             "http" => {
                 let base = direct
@@ -590,6 +604,7 @@ pub fn run(o: &Opts) -> Result<(), String> {
                 })
             }
             Family::Packet => packet::run(o, &stop),
+            Family::Syn => syn::run(o, &stop),
             Family::Http => http::run(o, &stop),
         };
         match res {

@@ -90,10 +90,10 @@ use super::{Opts, Row};
 use crate::child::sibling;
 use std::time::{Duration, Instant};
 
-const VIP: &str = "10.9.1.100";
-const RIPS: [&str; 2] = ["10.9.2.11", "10.9.2.12"];
-const DUT_CPU: usize = 0;
-const GEN_CPU: usize = 1;
+pub(super) const VIP: &str = "10.9.1.100";
+pub(super) const RIPS: [&str; 2] = ["10.9.2.11", "10.9.2.12"];
+pub(super) const DUT_CPU: usize = 0;
+pub(super) const GEN_CPU: usize = 1;
 const PORT: u16 = 9;
 
 /// What this family changes from the host's defaults, printed with its
@@ -105,7 +105,7 @@ pinned to CPU 1 at SCHED_FIFO 1; RPS of dutin to CPU 0; rp_filter 0 in the DUT; 
 CPU 0, the generator to CPU 1; offloads at the host's defaults";
 
 /// Whether this rvsd offers `--io packet`.
-fn rvsd_has_packet_io() -> bool {
+pub(super) fn rvsd_has_packet_io() -> bool {
     let Ok(rvsd) = sibling("rvsd") else {
         return false;
     };
@@ -116,19 +116,22 @@ fn rvsd_has_packet_io() -> bool {
         .unwrap_or(false)
 }
 
-struct Net {
-    gen_ns: String,
-    dut: String,
-    sink: String,
-    gen_mac: [u8; 6],
-    dutin_mac: [u8; 6],
+pub(super) struct Net {
+    pub(super) gen_ns: String,
+    pub(super) dut: String,
+    pub(super) sink: String,
+    pub(super) gen_mac: [u8; 6],
+    pub(super) dutin_mac: [u8; 6],
     /// The XDP counter on `sink0`.
     sink_prog: crate::trafficgen::Sink,
     /// The generator of this run.
     gen_kind: Kind,
 }
 
-fn build(t: &mut Topo) -> Result<Net, String> {
+/// The topology, with the generator this host allows (`live_frames`:
+/// try live frames, printing which and why; else AF_PACKET, silently: the
+/// caller says why).
+pub(super) fn build(t: &mut Topo, live_frames: bool) -> Result<Net, String> {
     let gen_ns = t.ns("gen")?;
     let dut = t.ns("dut")?;
     let sink = t.ns("sink")?;
@@ -192,6 +195,17 @@ fn build(t: &mut Topo) -> Result<Net, String> {
     }
     let gen_mac = topo::mac(&gen_ns, "gen0")?;
     let dutin_mac = topo::mac(&dut, "dutin")?;
+    if !live_frames {
+        return Ok(Net {
+            gen_mac,
+            dutin_mac,
+            gen_ns,
+            dut,
+            sink,
+            sink_prog,
+            gen_kind: Kind::Packet,
+        });
+    }
     // The generator: live frames unless the host refuses them (one frame
     // tried; the DUT does not forward yet).
     let (gen_kind, why) = generator::choose(
@@ -254,7 +268,7 @@ fn nft(ns: &str, rules: &str) -> Result<(), String> {
 }
 
 /// IPv4 frames the sink counted so far.
-fn sink_count(n: &Net) -> Result<u64, String> {
+pub(super) fn sink_count(n: &Net) -> Result<u64, String> {
     n.sink_prog
         .count()
         .map(|c| c.packets)
@@ -288,13 +302,13 @@ pub fn dut_cpu(threads: f64, softirq: f64, cpu_busy: f64) -> f64 {
 }
 
 /// Frames the DUT put on `dutout`: sent plus dropped at the peer.
-fn dut_out(n: &Net) -> Result<u64, String> {
+pub(super) fn dut_out(n: &Net) -> Result<u64, String> {
     Ok(topo::if_stat(&n.dut, "dutout", "tx_packets")?
         + topo::if_stat(&n.dut, "dutout", "tx_dropped")?)
 }
 
 /// The DUT's threads: its NAPI threads and `extra` (rvsd).
-fn dut_pids(extra: Option<u32>) -> Vec<u32> {
+pub(super) fn dut_pids(extra: Option<u32>) -> Vec<u32> {
     let mut v = topo::napi_threads("dutin");
     v.extend(topo::napi_threads("dutout"));
     v.extend(extra);
@@ -594,7 +608,7 @@ fn unavailable(n: &Net, name: &str, why: &str) -> Row {
         .note(format!("unavailable: {why}"))
 }
 
-fn ip4(s: &str) -> [u8; 4] {
+pub(super) fn ip4(s: &str) -> [u8; 4] {
     s.parse::<std::net::Ipv4Addr>()
         .map(|a| a.octets())
         .unwrap_or([0; 4])
@@ -700,7 +714,7 @@ pub fn run(o: &Opts, stop: &Stop) -> Result<Vec<Row>, String> {
     let plan = Plan::new(o);
     let mut t = Topo::new("pkt")?;
     println!("{SETTINGS}");
-    let n = build(&mut t)?;
+    let n = build(&mut t, true)?;
     let mut rows = Vec::new();
 
     // The kernel's plain forwarding.
