@@ -797,12 +797,48 @@ fn conns_listed_in_chunks_are_the_whole_table() {
     }
 }
 
+/// Give `e` a port and next hops for `dests`, and forward a SYN from
+/// `client` to 10.0.0.1:80 through it.
+fn forward_syn(e: &mut Engine, client: [u8; 4], dests: &[&str]) {
+    use rvs_wire::EthernetAddress;
+    e.set_port(
+        PortId(0),
+        PortConfig {
+            mac: EthernetAddress([2, 0, 0, 0, 0, 1]),
+            mtu: 1500,
+            addr_v4: Some(Ipv4Addr::new(10, 0, 0, 2)),
+            addr_v6: None,
+        },
+    );
+    for a in dests {
+        e.set_hop(
+            v4(a),
+            Hop {
+                port: PortId(0),
+                mac: EthernetAddress([2, 0, 0, 0, 0, 9]),
+            },
+        );
+    }
+    let mut buf = syn_frame(client, 40000, [10, 0, 0, 1], 80);
+    let len = buf.len();
+    let a = e.process(
+        Frame {
+            buf: &mut buf,
+            start: 0,
+            len,
+            ingress: PortId(0),
+            fwmark: 0,
+        },
+        Instant::from_secs(1),
+    );
+    assert!(matches!(a, rvs_core::Action::Forward { .. }), "{a:?}");
+}
+
 /// Listings read statistics without the engine's locks: a worker holding
 /// its replica (mid-batch) keeps no listing or scrape waiting, and what it
 /// counted is in the listing; its engine counters once it lets go.
 #[test]
 fn listings_read_statistics_while_workers_hold_their_replicas() {
-    use rvs_wire::EthernetAddress;
     let mut s = state();
     let web = tcp("10.0.0.1", 80);
     ok(&mut s, Op::AddService(spec(web, "rr")));
@@ -810,34 +846,10 @@ fn listings_read_statistics_while_workers_hold_their_replicas() {
     s.replicate_engines(2);
     let engines = std::sync::Arc::clone(s.engines());
     assert_eq!(engines.services()[0].stats.conns, 0);
-    let port = PortConfig {
-        mac: EthernetAddress([2, 0, 0, 0, 0, 1]),
-        mtu: 1500,
-        addr_v4: Some(Ipv4Addr::new(10, 0, 0, 2)),
-        addr_v6: None,
-    };
-    let hop = Hop {
-        port: PortId(0),
-        mac: EthernetAddress([2, 0, 0, 0, 0, 9]),
-    };
     // Both replicas held, as two workers in the middle of a batch.
     let mut held = engines.lock_all();
     for (e, client) in held.iter_mut().zip([[172, 16, 0, 5], [172, 16, 0, 6]]) {
-        e.set_port(PortId(0), port);
-        e.set_hop(v4("192.168.1.10"), hop);
-        let mut buf = syn_frame(client, 40000, [10, 0, 0, 1], 80);
-        let len = buf.len();
-        let a = e.process(
-            Frame {
-                buf: &mut buf,
-                start: 0,
-                len,
-                ingress: PortId(0),
-                fwmark: 0,
-            },
-            Instant::from_secs(1),
-        );
-        assert!(matches!(a, rvs_core::Action::Forward { .. }), "{a:?}");
+        forward_syn(e, client, &["192.168.1.10"]);
     }
     let (tx, rx) = std::sync::mpsc::channel();
     let reader = std::sync::Arc::clone(&engines);
@@ -863,7 +875,6 @@ fn listings_read_statistics_while_workers_hold_their_replicas() {
 /// the replicas' counts and join their connections (chunk by chunk too).
 #[test]
 fn per_worker_replicas_take_changes_and_listings_sum_them() {
-    use rvs_wire::EthernetAddress;
     let mut s = state();
     let web = tcp("10.0.0.1", 80);
     ok(&mut s, Op::AddService(spec(web, "rr")));
@@ -877,35 +888,12 @@ fn per_worker_replicas_take_changes_and_listings_sum_them() {
         assert_eq!(svc.dests.len(), 2, "replica {i}");
     }
     // Connections in two replicas: through each one's own packets.
-    let hop = Hop {
-        port: PortId(0),
-        mac: EthernetAddress([2, 0, 0, 0, 0, 9]),
-    };
-    let port = PortConfig {
-        mac: EthernetAddress([2, 0, 0, 0, 0, 1]),
-        mtu: 1500,
-        addr_v4: Some(Ipv4Addr::new(10, 0, 0, 2)),
-        addr_v6: None,
-    };
     for (i, client) in [(0usize, [172, 16, 0, 5]), (2, [172, 16, 0, 6])] {
-        let mut e = s.engines().lock(i);
-        e.set_port(PortId(0), port);
-        for a in ["192.168.1.10", "192.168.1.11"] {
-            e.set_hop(v4(a), hop);
-        }
-        let mut buf = syn_frame(client, 40000, [10, 0, 0, 1], 80);
-        let len = buf.len();
-        let a = e.process(
-            Frame {
-                buf: &mut buf,
-                start: 0,
-                len,
-                ingress: PortId(0),
-                fwmark: 0,
-            },
-            Instant::from_secs(1),
+        forward_syn(
+            &mut s.engines().lock(i),
+            client,
+            &["192.168.1.10", "192.168.1.11"],
         );
-        assert!(matches!(a, rvs_core::Action::Forward { .. }), "{a:?}");
     }
     let svcs = s.services();
     assert_eq!(svcs.len(), 1);

@@ -195,21 +195,28 @@ pub(super) fn build(t: &mut Topo, live_frames: bool) -> Result<Net, String> {
     }
     let gen_mac = topo::mac(&gen_ns, "gen0")?;
     let dutin_mac = topo::mac(&dut, "dutin")?;
-    if !live_frames {
-        return Ok(Net {
-            gen_mac,
-            dutin_mac,
-            gen_ns,
-            dut,
-            sink,
-            sink_prog,
-            gen_kind: Kind::Packet,
-        });
-    }
     // The generator: live frames unless the host refuses them (one frame
-    // tried; the DUT does not forward yet).
+    // tried; the DUT does not forward yet), or the caller's AF_PACKET.
+    let gen_kind = if live_frames {
+        choose_generator(&gen_ns, gen_mac, dutin_mac)?
+    } else {
+        Kind::Packet
+    };
+    Ok(Net {
+        gen_mac,
+        dutin_mac,
+        gen_ns,
+        dut,
+        sink,
+        sink_prog,
+        gen_kind,
+    })
+}
+
+/// Live frames unless the host refuses them, printed with the reason.
+fn choose_generator(gen_ns: &str, gen_mac: [u8; 6], dutin_mac: [u8; 6]) -> Result<Kind, String> {
     let (gen_kind, why) = generator::choose(
-        &gen_ns,
+        gen_ns,
         "gen0",
         &flows(gen_mac, dutin_mac, ip4(RIPS[0]), UdpCsum::Full),
     )?;
@@ -225,15 +232,7 @@ pub(super) fn build(t: &mut Topo, live_frames: bool) -> Result<Net, String> {
             gen_kind.name()
         ),
     }
-    Ok(Net {
-        gen_mac,
-        dutin_mac,
-        gen_ns,
-        dut,
-        sink,
-        sink_prog,
-        gen_kind,
-    })
+    Ok(gen_kind)
 }
 
 fn mac_text(m: &[u8; 6]) -> String {
@@ -566,12 +565,17 @@ pub fn note(cpu_dut: f64, dut_threads: f64, cpu_rig: f64, loss: f64) -> String {
     s
 }
 
-fn row(n: &Net, name: &str, p: Point, pdr_pps: Option<f64>) -> Row {
-    let loss = if p.offered_pps > 0.0 {
-        (1.0 - p.delivered_pps / p.offered_pps).max(0.0)
+/// The share of `offered` frames not `delivered` (0 when none offered).
+pub(super) fn loss(offered: f64, delivered: f64) -> f64 {
+    if offered > 0.0 {
+        (1.0 - delivered / offered).max(0.0)
     } else {
         0.0
-    };
+    }
+}
+
+fn row(n: &Net, name: &str, p: Point, pdr_pps: Option<f64>) -> Row {
+    let loss = loss(p.offered_pps, p.delivered_pps);
     Row::new("packet", name)
         .with("offered_mpps", Some(p.offered_pps / 1e6))
         .with("mpps", Some(p.delivered_pps / 1e6))

@@ -191,11 +191,7 @@ fn contender(
 }
 
 fn row(name: &str, p: Point) -> Row {
-    let loss = if p.offered_pps > 0.0 {
-        (1.0 - p.delivered_pps / p.offered_pps).max(0.0)
-    } else {
-        0.0
-    };
+    let loss = packet::loss(p.offered_pps, p.delivered_pps);
     Row::new("syn", name)
         .with("offered_kpps", Some(p.offered_pps / 1e3))
         .with("kcps", Some(p.delivered_pps / 1e3))
