@@ -588,8 +588,6 @@ fn protocol_errors() {
 
 #[test]
 fn connections_and_templates_are_listed() {
-    use rvs_wire::EthernetAddress;
-
     let mut s = state();
     let mut persist = spec(ServiceId::Fwmark { v6: false, mark: 5 }, "rr");
     persist.flags = SVC_F_PERSISTENT;
@@ -603,36 +601,7 @@ fn connections_and_templates_are_listed() {
         ),
     );
     let mut e = s.engine();
-    e.set_port(
-        PortId(0),
-        PortConfig {
-            mac: EthernetAddress([2, 0, 0, 0, 0, 1]),
-            mtu: 1500,
-            addr_v4: Some(Ipv4Addr::new(10, 0, 0, 2)),
-            addr_v6: None,
-        },
-    );
-    for a in ["172.16.0.5", "192.168.1.10"] {
-        e.set_hop(
-            v4(a),
-            Hop {
-                port: PortId(0),
-                mac: EthernetAddress([2, 0, 0, 0, 0, 9]),
-            },
-        );
-    }
-    let mut buf = syn_frame([172, 16, 0, 5], 40000, [10, 0, 0, 1], 80);
-    let len = buf.len();
-    e.process(
-        Frame {
-            buf: &mut buf,
-            start: 0,
-            len,
-            ingress: PortId(0),
-            fwmark: 5,
-        },
-        Instant::from_secs(1),
-    );
+    send_syn(&mut e, [172, 16, 0, 5], 5, &["172.16.0.5", "192.168.1.10"]);
     drop(e);
     let conns = match s.handle(&ROOT, Request::ListConns, Instant::from_secs(1)) {
         Reply::Conns(c) => c,
@@ -797,9 +766,9 @@ fn conns_listed_in_chunks_are_the_whole_table() {
     }
 }
 
-/// Give `e` a port and next hops for `dests`, and forward a SYN from
-/// `client` to 10.0.0.1:80 through it.
-fn forward_syn(e: &mut Engine, client: [u8; 4], dests: &[&str]) {
+/// Give `e` a port and next hops for `hops`, and send it a SYN from
+/// `client` to 10.0.0.1:80 marked `fwmark`: what it does with it.
+fn send_syn(e: &mut Engine, client: [u8; 4], fwmark: u32, hops: &[&str]) -> rvs_core::Action {
     use rvs_wire::EthernetAddress;
     e.set_port(
         PortId(0),
@@ -810,7 +779,7 @@ fn forward_syn(e: &mut Engine, client: [u8; 4], dests: &[&str]) {
             addr_v6: None,
         },
     );
-    for a in dests {
+    for a in hops {
         e.set_hop(
             v4(a),
             Hop {
@@ -821,16 +790,21 @@ fn forward_syn(e: &mut Engine, client: [u8; 4], dests: &[&str]) {
     }
     let mut buf = syn_frame(client, 40000, [10, 0, 0, 1], 80);
     let len = buf.len();
-    let a = e.process(
+    e.process(
         Frame {
             buf: &mut buf,
             start: 0,
             len,
             ingress: PortId(0),
-            fwmark: 0,
+            fwmark,
         },
         Instant::from_secs(1),
-    );
+    )
+}
+
+/// [`send_syn`], unmarked, which `e` must forward.
+fn forward_syn(e: &mut Engine, client: [u8; 4], hops: &[&str]) {
+    let a = send_syn(e, client, 0, hops);
     assert!(matches!(a, rvs_core::Action::Forward { .. }), "{a:?}");
 }
 
