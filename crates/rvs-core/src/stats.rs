@@ -395,6 +395,38 @@ mod tests {
         assert_eq!(st.counters().inpkts, 2);
     }
 
+    /// A reader on another thread, while the owner counts and zeroes,
+    /// never sees a counter below its zero point (which would show as a
+    /// wrapped, huge value) and sees the counters grow between zeroings.
+    #[test]
+    fn cells_read_on_another_thread_never_wrap() {
+        let mut st = Stats::default();
+        let cells = Arc::clone(st.cells());
+        let done = Arc::new(core::sync::atomic::AtomicBool::new(false));
+        let reader = {
+            let done = Arc::clone(&done);
+            std::thread::spawn(move || {
+                let mut reads = 0u64;
+                while !done.load(Ordering::Acquire) || reads == 0 {
+                    let c = cells.shown();
+                    assert!(c.inpkts <= 200_000, "{c:?}");
+                    assert_eq!(c.inbytes % 10, 0, "{c:?}");
+                    reads += 1;
+                }
+                reads
+            })
+        };
+        for i in 0..200_000u32 {
+            st.count_in(10);
+            if i % 50_000 == 0 {
+                st.zero();
+            }
+        }
+        done.store(true, Ordering::Release);
+        assert!(reader.join().unwrap() > 0);
+        assert_eq!(st.shown().inpkts, 49_999);
+    }
+
     #[test]
     fn falling_traffic_decays() {
         let mut st = Stats::default();
