@@ -399,6 +399,8 @@ mod tests {
     /// never sees a counter below its zero point (which would show as a
     /// wrapped, huge value) and sees the counters grow between zeroings.
     #[test]
+    // The test's own reader thread: the engine never starts one.
+    #[allow(clippy::disallowed_methods)]
     fn cells_read_on_another_thread_never_wrap() {
         let mut st = Stats::default();
         let cells = Arc::clone(st.cells());
