@@ -143,6 +143,11 @@ impl World {
     }
 
     fn health(&self, conf: &str, tag: &str) -> Health {
+        self.health_with(conf, tag, &[])
+    }
+
+    /// `rvs health run` of `conf` in the director, with `extra` options.
+    fn health_with(&self, conf: &str, tag: &str, extra: &[&str]) -> Health {
         let file = self.dir.join(format!("{tag}.conf"));
         std::fs::write(&file, conf).unwrap();
         let log = self.dir.join(format!("{tag}.log"));
@@ -158,6 +163,7 @@ impl World {
             .arg(&file)
             .arg("--state")
             .arg(self.state())
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
@@ -432,6 +438,248 @@ fn netns_health_http_get_stop_start_and_500() {
         assert!(Instant::now() < deadline, "{}", h.log());
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Where `rvs health run --metrics` listens in the director.
+const METRICS: &str = "127.0.0.1:9877";
+
+/// `GET /metrics` from the checker in the director: the body.
+fn scrape(w: &World) -> Result<String, String> {
+    use std::io::{Read, Write};
+    in_ns(&w.lab.ns("director"), || {
+        let addr: SocketAddr = METRICS.parse().unwrap();
+        let mut c = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+            .map_err(|e| format!("connect {addr}: {e}"))?;
+        c.set_read_timeout(Some(Duration::from_secs(5)))
+            .map_err(|e| e.to_string())?;
+        write!(c, "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").map_err(|e| e.to_string())?;
+        let mut r = String::new();
+        c.read_to_string(&mut r).map_err(|e| e.to_string())?;
+        let (head, body) = r
+            .split_once("\r\n\r\n")
+            .ok_or(format!("no header end: {r}"))?;
+        if !head.starts_with("HTTP/1.0 200 ") || !head.contains("version=0.0.4") {
+            return Err(format!("unexpected answer: {head}"));
+        }
+        Ok(body.to_string())
+    })
+}
+
+/// The value of `name` for real server `rip`:8080 in `text`.
+fn rs_sample(text: &str, name: &str, rip: Ipv4Addr) -> Option<f64> {
+    let rs = format!("real_server=\"[{rip}]:tcp:{PORT}\"");
+    text.lines()
+        .find(|l| l.starts_with(&format!("{name}{{")) && l.contains(&rs))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// Wait until `rvs_health_real_server_up` of `rip` is `want`; how long it
+/// took and the text.
+fn wait_up(w: &World, rip: Ipv4Addr, want: f64, bound: Duration, h: &Health) -> (Duration, String) {
+    let t0 = Instant::now();
+    loop {
+        let got = scrape(w);
+        if let Ok(text) = &got
+            && rs_sample(text, "rvs_health_real_server_up", rip) == Some(want)
+        {
+            return (t0.elapsed(), text.clone());
+        }
+        assert!(
+            t0.elapsed() < bound,
+            "after {:?} rvs_health_real_server_up of {rip} is not {want}: {got:?}\n\
+             rvs health log:\n{}",
+            t0.elapsed(),
+            h.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `promtool check metrics` on `text`, when promtool is installed.
+fn promtool_accepts(text: &str) {
+    use std::io::Write;
+    let have = Command::new("promtool")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !have {
+        assert!(
+            std::env::var_os("RVS_REQUIRE_PROMETHEUS").is_none(),
+            "RVS_REQUIRE_PROMETHEUS is set but promtool is missing"
+        );
+        eprintln!(
+            "SKIPPED: promtool check metrics (promtool is not installed; scripts/test.sh installs it)"
+        );
+        return;
+    }
+    let mut c = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool");
+    c.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let o = c.wait_with_output().unwrap();
+    assert!(
+        o.status.success(),
+        "promtool check metrics: {}{}\n{text}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// `rvs health run conf --metrics addr` in the director must fail at
+/// start: its stderr. Nothing may have started: no state file, no service
+/// in rvsd's table.
+fn refused_at_start(w: &World, conf: &str, addr: &str) -> String {
+    let file = w.dir.join("refused.conf");
+    std::fs::write(&file, conf).unwrap();
+    let mut c = Command::new("ip")
+        .args(["netns", "exec", &w.lab.ns("director"), RVS, "health", "run"])
+        .arg(&file)
+        .arg("--state")
+        .arg(w.state())
+        .args(["--metrics", addr])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("rvs health run");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(st) = c.try_wait().unwrap() {
+            break st;
+        }
+        if Instant::now() > deadline {
+            let _ = c.kill();
+            let _ = c.wait();
+            panic!("rvs health run --metrics {addr} did not stop at start");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut c.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(!status.success(), "--metrics {addr} accepted: {err}");
+    assert!(
+        !w.state().exists(),
+        "--metrics {addr}: a state file written"
+    );
+    assert_eq!(w.table(), None, "--metrics {addr}: the table changed");
+    err
+}
+
+/// `rvs health run --metrics`: `rvs_health_real_server_up` of a real
+/// server goes to 0 when it stops and back to 1 when it returns, its
+/// checker's series with it; promtool accepts the text; a bad address (not
+/// one, or one in use) stops the checker at start, before it changes
+/// anything.
+#[test]
+fn netns_health_metrics() {
+    let Some(mut w) = setup("metrics") else {
+        return;
+    };
+    let rips = w.lab.rips.clone();
+    let reals: Vec<String> = rips.iter().map(|r| http_real(*r, "")).collect();
+    let conf = http_conf(&w.lab, "", &reals);
+
+    let err = refused_at_start(&w, &conf, "9877");
+    assert!(err.contains("invalid --metrics '9877' (ADDR:PORT"), "{err}");
+    let taken = in_ns(&w.lab.ns("director"), || {
+        std::net::TcpListener::bind(METRICS).expect("bind")
+    });
+    let err = refused_at_start(&w, &conf, METRICS);
+    assert!(
+        err.contains(&format!("--metrics {METRICS}: cannot listen: ")),
+        "{err}"
+    );
+    drop(taken);
+
+    let h = w.health_with(&conf, "m", &["--metrics", METRICS]);
+    let all: Vec<(Ipv4Addr, u64)> = rips.iter().map(|r| (*r, 1)).collect();
+    w.wait_table(&all, Duration::from_secs(10), &h);
+    for r in &rips {
+        wait_up(&w, *r, 1.0, UP_BOUND, &h);
+    }
+    let text = scrape(&w).unwrap();
+    promtool_accepts(&text);
+    for want in [
+        "rvs_health_in_sync 1".to_string(),
+        format!(
+            "rvs_health_checker_up{{checker=\"HTTP_GET\",real_server=\"[{}]:tcp:{PORT}\",\
+             target=\"{}:{PORT}\",virtual_server=\"[{}]:tcp:{PORT}\"}} 1",
+            rips[1], rips[1], w.lab.vip
+        ),
+        format!(
+            "rvs_health_real_server_weight{{real_server=\"[{}]:tcp:{PORT}\",\
+             virtual_server=\"[{}]:tcp:{PORT}\"}} 1",
+            rips[1], w.lab.vip
+        ),
+    ] {
+        assert!(text.lines().any(|l| l == want), "missing {want}\n{text}");
+    }
+    let changed = rs_sample(
+        &text,
+        "rvs_health_real_server_last_change_timestamp_seconds",
+        rips[1],
+    )
+    .expect("last change");
+
+    // rs2 stops: down in the metrics (within the table's bound), its
+    // checker down, the others still up.
+    w.stop_server(1);
+    let (took, text) = wait_up(&w, rips[1], 0.0, DOWN_BOUND, &h);
+    eprintln!("rvs_health_real_server_up of rs2 went to 0 after {took:?}");
+    assert_eq!(
+        rs_sample(&text, "rvs_health_checker_up", rips[1]),
+        Some(0.0),
+        "{text}"
+    );
+    for r in [rips[0], rips[2]] {
+        assert_eq!(
+            rs_sample(&text, "rvs_health_real_server_up", r),
+            Some(1.0),
+            "{text}"
+        );
+    }
+    assert!(
+        rs_sample(
+            &text,
+            "rvs_health_real_server_last_change_timestamp_seconds",
+            rips[1]
+        )
+        .expect("last change")
+            >= changed,
+        "{text}"
+    );
+    promtool_accepts(&text);
+    let without2: Vec<_> = all.iter().copied().filter(|(r, _)| *r != rips[1]).collect();
+    w.wait_table(&without2, Duration::from_secs(2), &h);
+
+    // Started again: back to 1.
+    w.start_server(1);
+    let (took, text) = wait_up(&w, rips[1], 1.0, UP_BOUND, &h);
+    eprintln!("rvs_health_real_server_up of rs2 went back to 1 after {took:?}");
+    assert_eq!(
+        rs_sample(&text, "rvs_health_checker_up", rips[1]),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        rs_sample(&text, "rvs_health_checker_failed_attempts", rips[1]),
+        Some(0.0),
+        "{text}"
+    );
+    w.wait_table(&all, Duration::from_secs(2), &h);
+    assert!(
+        h.log()
+            .contains(&format!("rvs health: metrics at http://{METRICS}/metrics")),
+        "{}",
+        h.log()
+    );
 }
 
 #[test]

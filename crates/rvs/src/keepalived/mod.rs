@@ -35,6 +35,7 @@ use rvs_proto::client::Endpoint;
 /// `rvs health -h`.
 pub const USAGE: &str = "\
 Usage: rvs health run FILE [--state PATH] [--threads N] [--socket S]
+                       [--metrics ADDR:PORT]
        rvs health check FILE
        rvs health reload [--state PATH]
        rvs health [show] [--state PATH] [--json]
@@ -61,6 +62,13 @@ Usage: rvs health run FILE [--state PATH] [--threads N] [--socket S]
                      default 64); TCP_CHECKs need none: their connects run
                      nonblocking on the scheduler's thread
       --socket S     rvsd's control socket (default: RVS_SOCKET or rvsd's)
+      --metrics ADDR:PORT
+                     serve the checkers' state as Prometheus metrics at
+                     http://ADDR:PORT/metrics (rvs_health_*: each real
+                     server up, its weight and last change, each checker
+                     up, its last check and failed attempts, the table in
+                     sync); off unless given; unauthenticated, so bind it
+                     to loopback or a management address
       --json         the state file as it is
 ";
 
@@ -79,6 +87,7 @@ pub fn main(args: &[String]) -> Result<String, String> {
     let mut threads = 64usize;
     let mut endpoint = Endpoint::from_env();
     let mut json = false;
+    let mut metrics = None;
     let mut words = Vec::new();
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -99,6 +108,12 @@ pub fn main(args: &[String]) -> Result<String, String> {
                     .ok_or_else(|| format!("invalid --threads '{v}' (1..=1024)"))?;
             }
             "--socket" => endpoint = Endpoint::parse(&val("--socket")?),
+            "--metrics" => {
+                let v = val("--metrics")?;
+                metrics = Some(v.parse::<std::net::SocketAddr>().map_err(|_| {
+                    format!("invalid --metrics '{v}' (ADDR:PORT, e.g. 127.0.0.1:9877, [::1]:9877)")
+                })?);
+            }
             "--json" => json = true,
             s if s.starts_with('-') => return Err(format!("unknown option {s}\n{USAGE}")),
             s => words.push(s.to_string()),
@@ -118,6 +133,7 @@ pub fn main(args: &[String]) -> Result<String, String> {
                 state,
                 threads,
                 endpoint,
+                metrics,
             };
             run::run(&opts, c)?;
             Ok(String::new())

@@ -19,14 +19,17 @@
 //! gone, triggers a full reconcile (one batch) once it answers again.
 //!
 //! The state is written as JSON to `--state` (default
-//! `/run/rvs/health.json`) for `rvs health`. On SIGTERM/SIGINT the checker
-//! exits and leaves the table as it is: the data plane keeps forwarding.
+//! `/run/rvs/health.json`) for `rvs health`, and with `--metrics ADDR:PORT`
+//! served as Prometheus metrics (`metrics/`): each state written is also
+//! the one the next scrape renders. On SIGTERM/SIGINT the checker exits
+//! and leaves the table as it is: the data plane keeps forwarding.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rvs_proto::client::Endpoint;
@@ -36,6 +39,7 @@ use super::check::{self};
 use super::conf::{CheckKind, Checker, Config};
 use super::pool::Pool;
 
+pub mod metrics;
 #[cfg(test)]
 mod tests;
 mod world;
@@ -56,6 +60,8 @@ pub struct Opts {
     pub threads: usize,
     /// rvsd's control socket.
     pub endpoint: Endpoint,
+    /// `--metrics`: where to serve Prometheus metrics (None: not at all).
+    pub metrics: Option<SocketAddr>,
 }
 
 /// State of one checker, as `rvs health` shows it.
@@ -265,8 +271,28 @@ fn spread(due: &mut BinaryHeap<Reverse<(Instant, usize)>>, checkers: &[Checker])
     }
 }
 
+/// Where each new state goes: the state file, and the status the
+/// metrics endpoint renders (with `--metrics`).
+struct Publish<'a> {
+    path: &'a std::path::Path,
+    shared: Option<Arc<Mutex<Status>>>,
+}
+
+impl Publish<'_> {
+    fn status(&self, status: Status) -> Result<(), String> {
+        let written = write_status(self.path, &status);
+        if let Some(m) = &self.shared {
+            *m.lock().unwrap_or_else(|e| e.into_inner()) = status;
+        }
+        written
+    }
+}
+
 /// Run the checker until SIGTERM/SIGINT.
 pub fn run(opts: &Opts, conf: Config) -> Result<(), String> {
+    // First: a --metrics address that cannot be bound stops the checker
+    // before it changes anything.
+    let listener = opts.metrics.map(metrics::Listener::bind).transpose()?;
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, Arc::clone(&stop)).map_err(|e| e.to_string())?;
@@ -285,7 +311,22 @@ pub fn run(opts: &Opts, conf: Config) -> Result<(), String> {
         opts.threads
     ));
     world.reconcile();
-    write_status(&opts.state, &world.status(&config, started))?;
+    let first = world.status(&config, started);
+    write_status(&opts.state, &first)?;
+    let shared = listener.as_ref().map(|_| Arc::new(Mutex::new(first)));
+    let _metrics = match (listener, &shared) {
+        (Some(l), Some(s)) => {
+            let addr = l.local_addr();
+            let server = l.serve(Arc::clone(s))?;
+            log(&format!("rvs health: metrics at http://{addr}/metrics"));
+            Some(server)
+        }
+        _ => None,
+    };
+    let publish = Publish {
+        path: &opts.state,
+        shared,
+    };
 
     // The pool: jobs in, results out, each tagged with the configuration's
     // generation (a result of a configuration reloaded since is dropped).
@@ -389,12 +430,12 @@ pub fn run(opts: &Opts, conf: Config) -> Result<(), String> {
         };
         if unwritten && last_write.elapsed() >= soon {
             urgent = false;
-            write_status(&opts.state, &world.status(&config, started))?;
+            publish.status(world.status(&config, started))?;
             last_write = Instant::now();
             unwritten = false;
         }
     }
-    write_status(&opts.state, &world.status(&config, started))?;
+    publish.status(world.status(&config, started))?;
     log(&format!(
         "rvs health: stopping ({} checker threads); the table is left as it is",
         pool.workers()
