@@ -66,7 +66,14 @@ pub fn fmt_target_proto(ip: IpAddr, proto: &str, port: u16) -> String {
 /// Run one attempt of `ck`.
 pub fn run(ck: &Checker) -> Outcome {
     match &ck.kind {
-        CheckKind::Tcp => tcp_outcome(ck, connect(ck).map(drop)),
+        CheckKind::Tcp => tcp_outcome(
+            ck,
+            connect(ck).map(|s| {
+                if ck.bind_port.is_some() {
+                    tcp::close_with_reset(&Socket::from(s));
+                }
+            }),
+        ),
         CheckKind::Http {
             tls,
             sni,

@@ -17,6 +17,10 @@
 //! its deadline is polled once more before it is called a timeout: a
 //! scheduler held up elsewhere (rvsd slow to answer) does not turn a
 //! connect that succeeded into a failure.
+//!
+//! A connect that succeeded is closed as keepalived closes it (a FIN),
+//! unless the check has a `bind_port`: then with an RST, so that its next
+//! check can bind the port again ([`close_with_reset`]).
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -39,6 +43,8 @@ struct Pending<T> {
     sock: Socket,
     ck_ip: std::net::IpAddr,
     ck_port: u16,
+    /// Close with an RST once connected (a fixed `bind_port`).
+    reset: bool,
     tag: T,
 }
 
@@ -116,20 +122,26 @@ impl<T> TcpChecks<T> {
                 None,
             )?;
             bind(ck, &sock)?;
+            // Connected at once (true), or in progress.
             match sock.connect(&SockAddr::from(dst)) {
-                Ok(()) => Ok(None),
+                Ok(()) => Ok((sock, true)),
                 Err(e)
                     if e.raw_os_error() == Some(rustix::io::Errno::INPROGRESS.raw_os_error()) =>
                 {
-                    Ok(Some(sock))
+                    Ok((sock, false))
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(Some(sock)),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok((sock, false)),
                 Err(e) => Err(e),
             }
         })();
         let sock = match started {
-            Ok(Some(sock)) => sock,
-            Ok(None) => return done.push((tag, tcp_outcome(ck, Ok(())))),
+            Ok((sock, false)) => sock,
+            Ok((sock, true)) => {
+                if ck.bind_port.is_some() {
+                    close_with_reset(&sock);
+                }
+                return done.push((tag, tcp_outcome(ck, Ok(()))));
+            }
             Err(e) => return done.push((tag, tcp_outcome(ck, Err(e)))),
         };
         let id = self.next;
@@ -150,6 +162,7 @@ impl<T> TcpChecks<T> {
                 sock,
                 ck_ip: ck.connect_ip,
                 ck_port: ck.connect_port,
+                reset: ck.bind_port.is_some(),
                 tag,
             },
         );
@@ -227,9 +240,28 @@ fn finish<T>(p: Pending<T>, hup: bool) -> (T, Outcome) {
             Ok(None) => Err(std::io::Error::other("no error set after POLLHUP")),
         }
     } else {
+        if p.reset {
+            close_with_reset(&p.sock);
+        }
         Ok(())
     };
     (p.tag, tcp_result_line(p.ck_ip, p.ck_port, r))
+}
+
+/// Make the close of a connected check's socket an RST (SO_LINGER on,
+/// timeout 0) instead of a FIN, as HAProxy closes its checks; for checks
+/// with a fixed `bind_port` only. After a FIN the side that closed first
+/// keeps the connection for 60 s (FIN_WAIT2, TIME_WAIT): when that is the
+/// checker (a server that waits for a request closes last), the next
+/// check cannot bind its port (EADDRINUSE), a failure every time after
+/// the first. An RST leaves nothing on either side. Not for the other
+/// checks: keepalived closes them with a FIN (a plain close), a real
+/// server reading the connection then sees an end of file where an RST
+/// makes it an error (ECONNRESET), which some servers log as "connection
+/// reset by peer" at each check; and the RST does not make a check
+/// measurably cheaper for the director (BENCHMARKS.md, issue 16).
+pub(super) fn close_with_reset(sock: &Socket) {
+    let _ = sock.set_linger(Some(Duration::ZERO));
 }
 
 fn timeout_outcome(ip: std::net::IpAddr, port: u16) -> Outcome {

@@ -256,13 +256,10 @@ fn tcp_checks_on_one_thread_as_run() {
         *last,
         Outcome::Down(format!("TCP connection to [127.0.0.1]:tcp:{hung} timeout."))
     );
+    // The same checks blocking, `bind_port` too: the connects above
+    // closed with an RST and left no TIME_WAIT on the port.
     for (i, o, _) in &got {
-        let mut ck = cks[*i].clone();
-        if *i == 3 {
-            // The same source port again would find it in TIME_WAIT.
-            ck.bind_port = None;
-        }
-        assert_eq!(*o, run(&ck), "check {i}");
+        assert_eq!(*o, run(&cks[*i]), "check {i}");
     }
     assert_eq!(got.iter().find(|g| g.0 == 1).unwrap().1, Outcome::Up(None));
     assert!(
@@ -270,6 +267,106 @@ fn tcp_checks_on_one_thread_as_run() {
             if e.starts_with(&format!("TCP connection to [127.0.0.1]:tcp:{closed} failed (Connection refused"))),
         "{got:?}"
     );
+}
+
+/// TCP connections in TIME_WAIT (state 06 of /proc/net/tcp) between
+/// 127.0.0.1:`a` and 127.0.0.1:`b`, either side's.
+fn time_wait(a: u16, b: u16) -> usize {
+    let tcp = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    let (a, b) = (format!("0100007F:{a:04X}"), format!("0100007F:{b:04X}"));
+    tcp.lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|f| f.len() > 3 && f[3] == "06")
+        .filter(|f| (f[1] == a && f[2] == b) || (f[1] == b && f[2] == a))
+        .count()
+}
+
+/// A TCP_CHECK with a fixed `bind_port` that connected closes with an
+/// RST, not a FIN: no TIME_WAIT is left on either side, so the next check
+/// binds the port again at once, epoll-driven and blocking, whether the
+/// server never accepts (the checker closes first) or accepts and closes
+/// at once (the server does, or the checker: a race).
+#[test]
+fn tcp_check_with_bind_port_closes_with_a_reset_and_leaves_no_time_wait() {
+    let lo = IpAddr::from([127, 0, 0, 1]);
+    // A free port to bind the checks to.
+    let src = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    // Never accepts: its connections wait in the accept queue.
+    let idle = TcpListener::bind("127.0.0.1:0").unwrap();
+    // Accepts and closes.
+    let closing = TcpListener::bind("127.0.0.1:0").unwrap();
+    let closing_port = closing.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for c in closing.incoming() {
+            drop(c);
+        }
+    });
+    for port in [idle.local_addr().unwrap().port(), closing_port] {
+        let mut ck = checker(CheckKind::Tcp, lo, port);
+        ck.bindto = Some(lo);
+        ck.bind_port = Some(src);
+        let t0 = Instant::now();
+        for round in 0..3 {
+            let got = tcp_checks(std::slice::from_ref(&ck));
+            assert_eq!(got[0].1, Outcome::Up(None), "port {port}, round {round}");
+            assert_eq!(run(&ck), Outcome::Up(None), "port {port}, round {round}");
+        }
+        assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
+        // What the server's side may still be doing, let it end.
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(
+            time_wait(src, port),
+            0,
+            "TIME_WAIT between :{src} and :{port}"
+        );
+    }
+}
+
+/// What the real server sees: a TCP_CHECK without `bind_port` closes as
+/// keepalived's does, with a FIN (the server reads an end of file); with
+/// a `bind_port`, with an RST (the server reads a reset).
+#[test]
+fn tcp_check_closes_with_a_fin_as_keepalived_unless_bind_port() {
+    let lo = IpAddr::from([127, 0, 0, 1]);
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let plain = checker(CheckKind::Tcp, lo, port);
+    let mut bound = plain.clone();
+    bound.bind_port = Some(
+        TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port(),
+    );
+    for (ck, blocking) in [
+        (&plain, false),
+        (&plain, true),
+        (&bound, false),
+        (&bound, true),
+    ] {
+        let got = if blocking {
+            run(ck)
+        } else {
+            tcp_checks(std::slice::from_ref(ck)).remove(0).1
+        };
+        assert_eq!(got, Outcome::Up(None));
+        let (mut c, peer) = l.accept().unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let r = c.read(&mut [0u8; 16]);
+        if ck.bind_port.is_some() {
+            assert_eq!(peer.port(), bound.bind_port.unwrap());
+            let e = r.expect_err("a reset");
+            assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}");
+        } else {
+            assert_eq!(r.unwrap(), 0, "an end of file (blocking: {blocking})");
+        }
+    }
 }
 
 #[test]
