@@ -3,8 +3,8 @@
 //! long the router took and what the long-lived connections lost.
 
 use super::observe::{
-    BEAT, bench, carriers, conns_by_director, exercise, fail_text, gap_stats, get, lost, next_hops,
-    open_conns, ping, probe, wait_hops,
+    BEAT, Gaps, bench, carriers, conns_by_director, exercise, fail_text, gap_stats, get, lost,
+    next_hops, open_conns, open_to, ping, probe, wait_hops,
 };
 use std::collections::BTreeMap;
 use std::process::{Child, Command};
@@ -24,6 +24,15 @@ pub(super) fn failover(
     stop: &AtomicBool,
 ) -> Result<(), String> {
     let mut conns = open_conns(client, o.conns)?;
+    // The control: connections from the client to the real servers'
+    // own addresses, through the router but no director, exercised with
+    // the others around each event. What they pause is the machine's
+    // (every process of the lab shares its two CPUs with whatever else
+    // runs), not the failover's.
+    let direct: Vec<String> = (1..=o.servers)
+        .map(|i| format!("10.6.0.{}", 20 + i))
+        .collect();
+    let mut control = open_to(client, &direct, CONTROL)?;
     let names = ping(&mut conns, 0, Duration::from_secs(3));
     let by_port = conns_by_director(&lab.directors, ECHO_PORT);
     let mut per_dir = vec![0u32; lab.directors.len()];
@@ -171,7 +180,7 @@ pub(super) fn failover(
     let rest: Vec<String> = lab.directors[1..].iter().map(|d| d.ip.clone()).collect();
     let before_event = alive(&conns);
     let w0 = Instant::now();
-    let (res, gaps) = exercise(&mut conns, || -> Result<_, String> {
+    let (res, gaps) = exercise(&mut conns, &mut control, || -> Result<_, String> {
         std::thread::sleep(LEAD);
         let carrier = carriers(&lab.directors, ECHO_PORT);
         let d1 = &lab.directors[0];
@@ -253,7 +262,7 @@ pub(super) fn failover(
     let rest: Vec<String> = lab.directors[2..].iter().map(|d| d.ip.clone()).collect();
     let before_event = alive(&conns);
     let w0 = Instant::now();
-    let (res, gaps) = exercise(&mut conns, || -> Result<_, String> {
+    let (res, gaps) = exercise(&mut conns, &mut control, || -> Result<_, String> {
         std::thread::sleep(LEAD);
         let carrier = carriers(&lab.directors, ECHO_PORT);
         let t0 = Instant::now();
@@ -350,7 +359,7 @@ pub(super) fn failover(
         .unwrap_or_default();
     let before_event = alive(&conns);
     let w0 = Instant::now();
-    let (res, gaps) = exercise(&mut conns, || -> Result<_, String> {
+    let (res, gaps) = exercise(&mut conns, &mut control, || -> Result<_, String> {
         std::thread::sleep(LEAD);
         let carrier = carriers(&lab.directors, ECHO_PORT);
         let t0 = Instant::now();
@@ -518,6 +527,8 @@ fn shutdown_last(lab: &mut Lab, router: &str) -> Result<(), String> {
 /// How long the connections are exercised before an event (their
 /// baseline) and after the router has moved them and new requests work.
 const LEAD: Duration = Duration::from_secs(1);
+/// Control connections (client to the real servers, no director).
+const CONTROL: u32 = 60;
 const TAIL: Duration = Duration::from_secs(1);
 
 fn alive(conns: &[Conn]) -> Vec<bool> {
@@ -548,19 +559,21 @@ fn watch_gone(
 /// around an event, for those the failed director carried just before it
 /// and for the others (by the directors' tables; those in none, or moved
 /// within the last second, are left out); connections lost before are not
-/// counted, those lost meanwhile are counted apart.
+/// counted, those lost meanwhile are counted apart. Then the control
+/// connections' (no director): the stall every connection shared.
 fn pauses(
     what: &str,
     failed: usize,
     carrier: &BTreeMap<u16, usize>,
     conns: &[Conn],
     alive: &[bool],
-    gaps: &[Option<Duration>],
+    gaps: &Gaps,
     window: Duration,
 ) {
+    let control = &gaps.control;
     let (mut mine, mut others, mut lost_mine, mut lost_others, mut unknown) =
         (Vec::new(), Vec::new(), 0, 0, 0);
-    for ((c, a), g) in conns.iter().zip(alive).zip(gaps) {
+    for ((c, a), g) in conns.iter().zip(alive).zip(&gaps.conns) {
         if !*a {
             continue;
         }
@@ -576,13 +589,16 @@ fn pauses(
         "pauses, {what}: d{n}'s {}; the others' {}; lost meanwhile: {lost_mine} of d{n}'s, \
          {lost_others} of the others'; {unknown} of no single director (each connection sends \
          a line every {} ms and waits for its echo, from {} ms before the event to {} ms after \
-         the router moved and new requests worked: {} ms)",
+         the router moved and new requests worked: {} ms); the control (to the real servers \
+         directly, no director): {}, {} lost",
         gap_stats(&mine),
         gap_stats(&others),
         BEAT.as_millis(),
         LEAD.as_millis(),
         TAIL.as_millis(),
         window.as_millis(),
+        gap_stats(&control.iter().flatten().copied().collect::<Vec<_>>()),
+        control.iter().filter(|g| g.is_none()).count(),
         n = failed + 1
     );
 }

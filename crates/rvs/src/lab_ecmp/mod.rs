@@ -32,7 +32,9 @@
 //! (2) and (3) every long-lived connection sends a line every 100 ms and
 //! waits for its echo, and the longest gap between two answers is reported
 //! (`pauses, …`) for the connections the failed director carried and for
-//! the others. `--bench S`
+//! the others, and for control connections from the client to the real
+//! servers' own addresses (no director on their path: what they stand
+//! still is the loaded machine's, not the failover's). `--bench S`
 //! measures requests/s for S seconds at each stage (N, N-1, … directors).
 //!
 //! # Files
