@@ -363,14 +363,20 @@ pub(super) fn failover(
         std::thread::sleep(LEAD);
         let carrier = carriers(&lab.directors, ECHO_PORT);
         let t0 = Instant::now();
+        let wall0 = std::time::SystemTime::now();
         run_cmd(&["ip", "-n", &sw, "link", "set", port, "down"])?;
         let routed = watch_gone(router, &gone, t0, Duration::from_secs(10));
         let (last_fail, tries) = probe(client, t0);
         let routed = routed.join().ok().flatten();
         std::thread::sleep(TAIL);
-        Ok((carrier, routed, last_fail, tries))
+        Ok((carrier, routed, last_fail, tries, wall0))
     });
-    let (carrier, routed, last_fail, tries) = res?;
+    let (carrier, routed, last_fail, tries, wall0) = res?;
+    // The watcher above polls `ip route` from an ordinary thread: on a
+    // loaded machine it can see the change late (1169 ms once, when the
+    // client's new connections worked again 534 ms after the pull). The
+    // router's BIRD (real-time) logs when its BFD expired the session.
+    let expired = bfd_expired(&lab.dir.join("router-bird.log"), &gone, wall0);
     for _ in 0..5 {
         ping(&mut conns, seq, Duration::from_secs(5));
         seq += 1;
@@ -381,11 +387,16 @@ pub(super) fn failover(
         .filter(|_| get(client, Duration::from_secs(3)).is_ok())
         .count();
     println!(
-        "pull d3's link: the router dropped d3 after {} (BFD); new connections failed until {} \
-         ({tries} tried); long-lived connections lost: {} of {}; new requests: {ok_new}/10",
+        "pull d3's link: the router dropped d3 after {} (BFD; its BIRD expired the session after \
+         {}); new connections failed until {} ({tries} tried); long-lived connections lost: {} of \
+         {}; new requests: {ok_new}/10",
         match routed {
             Some(t) => format!("{} ms", t.as_millis()),
             None => "NEVER (10 s)".into(),
+        },
+        match expired {
+            Some(t) => format!("{} ms", t.as_millis()),
+            None => "? ms".into(),
         },
         fail_text(last_fail),
         lost(&conns) - before,
@@ -491,6 +502,30 @@ impl Track {
             }
         );
     }
+}
+
+/// When the router's BIRD logged "Session to `ip` expired" (BFD), after
+/// `wall0`: its log's times are UTC with milliseconds (`TZ=UTC`, see
+/// `Lab::spawn_speaker`); within a minute.
+fn bfd_expired(log: &std::path::Path, ip: &str, wall0: std::time::SystemTime) -> Option<Duration> {
+    const DAY: u64 = 86_400_000;
+    let since = wall0.duration_since(std::time::UNIX_EPOCH).ok()?;
+    let start = (since.as_millis() as u64) % DAY;
+    let text = std::fs::read_to_string(log).ok()?;
+    let key = format!("Session to {ip} expired");
+    text.lines()
+        .filter(|l| l.contains(&key))
+        .filter_map(|l| {
+            // "2026-12-07 04:03:13.898 <TRACE> bfd1: ..."
+            let t = l.split_whitespace().nth(1)?;
+            let (hms, ms) = t.split_once('.')?;
+            let mut f = hms.split(':').map(|x| x.parse::<u64>().ok());
+            let (h, m, sec) = (f.next()??, f.next()??, f.next()??);
+            let at = ((h * 60 + m) * 60 + sec) * 1000 + ms.parse::<u64>().ok()?;
+            let after = (at + DAY - start) % DAY;
+            (after < 60_000).then(|| Duration::from_millis(after))
+        })
+        .min()
 }
 
 /// SIGTERM to the last director's `rvs announce`: it withdraws before it

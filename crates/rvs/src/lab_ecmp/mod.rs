@@ -196,9 +196,15 @@ impl Lab {
         Ok(name)
     }
 
-    /// A BGP speaker's process, under [`SPEAKER_SCHED`].
+    /// A BGP speaker's process, under [`SPEAKER_SCHED`], its log's times
+    /// in UTC (the lab reads when the router's BFD expired a session).
     fn spawn_speaker(&self, ns: &str, args: &[&str], log: &str) -> Result<Child, String> {
-        let v: Vec<&str> = SPEAKER_SCHED.iter().chain(args).copied().collect();
+        let v: Vec<&str> = ["env", "TZ=UTC"]
+            .iter()
+            .chain(&SPEAKER_SCHED)
+            .chain(args)
+            .copied()
+            .collect();
         self.spawn(ns, &v, log)
     }
 
