@@ -103,8 +103,26 @@ fn assert_failed_over_cleanly(out: &str) -> (u32, u32) {
     let dropped = num_after(out, "kill d2", "the router dropped d2 after ");
     assert!(dropped < 3000, "router took {dropped} ms:\n{out}");
     assert_eq!(num_after(out, "kill d2", "connections lost: "), 0, "{out}");
-    let bfd = num_after(out, "pull d3", "the router dropped d3 after ");
-    assert!(bfd < 1000, "BFD took {bfd} ms:\n{out}");
+    // When the router's BFD expired d3 (its BIRD's log), else when the
+    // lab's watcher of its routes saw d3 go (late when the machine is
+    // loaded: it polls `ip route` from an ordinary thread).
+    let watched = num_after(out, "pull d3", "the router dropped d3 after ");
+    let key = "its BIRD expired the session after ";
+    let bfd = out
+        .lines()
+        .find(|l| l.starts_with("pull d3") && l.contains(key))
+        .and_then(|l| {
+            let rest = &l[l.find(key).unwrap() + key.len()..];
+            rest.split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse()
+                .ok()
+        })
+        .unwrap_or(watched);
+    assert!(
+        bfd < 1000,
+        "BFD took {bfd} ms (the route watcher: {watched} ms):\n{out}"
+    );
     assert_eq!(num_after(out, "pull d3", "connections lost: "), 0, "{out}");
     (dropped, bfd)
 }
@@ -124,12 +142,51 @@ fn num_after(out: &str, prefix: &str, key: &str) -> u32 {
 
 /// The figures of a `pauses, <what>:` line: (its beat; the failed
 /// director's connections: count, median and max of their longest gaps,
-/// lost meanwhile; the same for the others), in ms.
+/// lost meanwhile; the same for the others; the control connections,
+/// which bypass the directors: count and max), in ms.
 #[derive(Debug)]
 struct Pauses {
     beat: u32,
     failed: (u32, u32, u32, u32),
     others: (u32, u32, u32, u32),
+    control: (u32, u32),
+}
+
+impl Pauses {
+    /// The bound of a connection that never paused for the failover: the
+    /// beat plus [`STILL_MS`], plus what the control connections (no
+    /// director on their path) stood still beyond the beat meanwhile:
+    /// the machine's stall, which every connection shares (the client's
+    /// threads, the echo servers, the router wait for the same two CPUs).
+    fn still(&self) -> u32 {
+        self.beat + STILL_MS + self.stall()
+    }
+
+    /// What the control connections stood still beyond the beat.
+    fn stall(&self) -> u32 {
+        self.control.1.saturating_sub(self.beat)
+    }
+
+    /// Connections whose longest gap was `longest` never paused for the
+    /// failover: under [`Pauses::still`]. Unless the machine itself stood
+    /// still more than [`STILL_MS`] beyond the beat (the control did):
+    /// then a lost segment's 200 ms cannot be told from the stall, which
+    /// every connection shares but not by the same amount (once, after a
+    /// 1.4 s stall at load ~44, the others' longest gap exceeded the
+    /// control's by 217 ms: more connections, a longer tail; their path
+    /// has a director more), so the pause is not judged, and the test says
+    /// so. Losses are judged either way.
+    fn assert_still(&self, longest: u32, out: &str) {
+        if self.stall() > STILL_MS {
+            println!(
+                "pauses not judged: the control (no director) stood still {} ms beyond the beat \
+                 (the loaded machine): {self:?}",
+                self.stall()
+            );
+            return;
+        }
+        assert!(longest < self.still(), "{self:?}\n{out}");
+    }
 }
 
 fn pauses(out: &str, what: &str) -> Pauses {
@@ -155,10 +212,17 @@ fn pauses(out: &str, what: &str) -> Pauses {
             num_after(line, "", lost_key),
         )
     };
+    let (_, control) = line
+        .split_once("the control (")
+        .unwrap_or_else(|| panic!("no control: {line}"));
     Pauses {
         beat: num_after(line, "", "a line every "),
         failed: group(failed, "lost meanwhile: "),
         others: group(others, "'s, "),
+        control: (
+            num_after(control, "", "): "),
+            num_after(control, "", "/ max "),
+        ),
     }
 }
 
@@ -172,6 +236,12 @@ fn pauses(out: &str, what: &str) -> Pauses {
 /// 150 ms separates "kept flowing" from "stalled" with room for the load.
 /// It is also under what the router takes to detect a dead director
 /// without a closed session (BFD, 100 ms x 3: 230-320 ms measured).
+/// Under a heavier load every process of the lab waits for a CPU, and
+/// every connection stands still alike, the control connections (which
+/// bypass the directors) too: in one run of this file at load 40-63, the
+/// others' longest gap 133-2045 ms, the control's 130-2364 ms, event by
+/// event; what the control stood still beyond the beat is added to the
+/// bounds (`Pauses::still`, `Pauses::stall`).
 const STILL_MS: u32 = 150;
 
 #[test]
@@ -217,19 +287,19 @@ fn ecmp_spreads_drains_and_survives_a_director() {
     println!("pauses: drain d1 {p:?}");
     assert!(p.failed.0 > 0 && p.others.0 > 0, "{p:?}\n{out}");
     assert_eq!((p.failed.3, p.others.3), (0, 0), "{p:?}\n{out}");
-    assert!(p.failed.2 < p.beat + STILL_MS, "{p:?}\n{out}");
-    assert!(p.others.2 < p.beat + STILL_MS, "{p:?}\n{out}");
+    p.assert_still(p.failed.2, &out);
+    p.assert_still(p.others.2, &out);
     // SIGKILL: the others never pause; d2's answer again once the router
     // has moved them: within twice its detection time (a segment sent
     // just before it is retransmitted after at most about as long again;
     // the RTO doubles) plus a second for the minimum RTO, the beat and
-    // the load.
+    // the load, plus the machine's stall (the control's).
     let p = pauses(&out, "kill d2");
     println!("pauses: kill d2 {p:?} (router: {dropped} ms)");
     assert!(p.failed.0 > 0 && p.others.0 > 0, "{p:?}\n{out}");
     assert_eq!((p.failed.3, p.others.3), (0, 0), "{p:?}\n{out}");
-    assert!(p.others.2 < p.beat + STILL_MS, "{p:?}\n{out}");
-    assert!(p.failed.2 <= 2 * dropped + 1000, "{p:?}\n{out}");
+    p.assert_still(p.others.2, &out);
+    assert!(p.failed.2 <= 2 * dropped + 1000 + p.stall(), "{p:?}\n{out}");
     // Pulled link: d3's connections stand still until BFD has told the
     // router (no answer can cross the outage: their longest gap is at
     // least its length, less the router's polling), then answer again
@@ -239,8 +309,8 @@ fn ecmp_spreads_drains_and_survives_a_director() {
     assert!(p.failed.0 > 0 && p.others.0 > 0, "{p:?}\n{out}");
     assert_eq!((p.failed.3, p.others.3), (0, 0), "{p:?}\n{out}");
     assert!(p.failed.1 + 50 >= bfd, "{p:?}\n{out}");
-    assert!(p.failed.2 <= 2 * bfd + 1000, "{p:?}\n{out}");
-    assert!(p.others.2 < p.beat + STILL_MS, "{p:?}\n{out}");
+    assert!(p.failed.2 <= 2 * bfd + 1000 + p.stall(), "{p:?}\n{out}");
+    p.assert_still(p.others.2, &out);
     // SIGTERM to rvs announce: withdrawn before it exits, rvsd untouched.
     assert!(
         out.contains("exited (exit status: 0)") && out.contains("its rvsd still running: yes"),
@@ -389,7 +459,8 @@ fn frr_directors_announce_withdraw_and_fail_over() {
     if !can_run_with(&[]) || !bird_runs() || !frr_runs() {
         return;
     }
-    let out = lab("60", &["--speaker", "frr"]);
+    // The issue's 300 long-lived connections, as with BIRD.
+    let out = lab("300", &["--speaker", "frr"]);
     assert!(out.contains("+ FRR + rvs announce"), "{out}");
     // Announced by all four.
     assert!(
@@ -409,12 +480,22 @@ fn frr_directors_announce_withdraw_and_fail_over() {
         "{out}"
     );
     // Pulled link: bfdd's BFD (100 ms x 3) is the only signal.
-    let (_, bfd) = assert_failed_over_cleanly(&out);
+    let (dropped, bfd) = assert_failed_over_cleanly(&out);
+    // The others never pause, at the drain or the SIGKILL (FRR's session
+    // goes by BFD before the closed socket: d2's pause like a pulled
+    // link's).
+    for (what, detect) in [("drain d1", 0), ("kill d2", dropped)] {
+        let p = pauses(&out, what);
+        println!("pauses (FRR): {what} {p:?}");
+        assert_eq!((p.failed.3, p.others.3), (0, 0), "{p:?}\n{out}");
+        assert!(p.failed.2 <= 2 * detect + 1000 + p.stall(), "{p:?}\n{out}");
+        p.assert_still(p.others.2, &out);
+    }
     let p = pauses(&out, "pull d3's link");
     println!("pauses (FRR): pull d3's link {p:?} (BFD: {bfd} ms)");
     assert_eq!((p.failed.3, p.others.3), (0, 0), "{p:?}\n{out}");
-    assert!(p.failed.2 <= 2 * bfd + 1000, "{p:?}\n{out}");
-    assert!(p.others.2 < p.beat + STILL_MS, "{p:?}\n{out}");
+    assert!(p.failed.2 <= 2 * bfd + 1000 + p.stall(), "{p:?}\n{out}");
+    p.assert_still(p.others.2, &out);
     // SIGTERM: vtysh withdraws before rvs announce exits.
     assert!(
         out.contains("exited (exit status: 0)") && out.contains("its rvsd still running: yes"),

@@ -3,8 +3,8 @@
 //! long the router took and what the long-lived connections lost.
 
 use super::observe::{
-    BEAT, bench, carriers, conns_by_director, exercise, fail_text, gap_stats, get, lost, next_hops,
-    open_conns, ping, probe, wait_hops,
+    BEAT, Gaps, bench, carriers, conns_by_director, exercise, fail_text, gap_stats, get, lost,
+    next_hops, open_conns, open_to, ping, probe, wait_hops,
 };
 use std::collections::BTreeMap;
 use std::process::{Child, Command};
@@ -24,6 +24,15 @@ pub(super) fn failover(
     stop: &AtomicBool,
 ) -> Result<(), String> {
     let mut conns = open_conns(client, o.conns)?;
+    // The control: connections from the client to the real servers'
+    // own addresses, through the router but no director, exercised with
+    // the others around each event. What they pause is the machine's
+    // (every process of the lab shares its two CPUs with whatever else
+    // runs), not the failover's.
+    let direct: Vec<String> = (1..=o.servers)
+        .map(|i| format!("10.6.0.{}", 20 + i))
+        .collect();
+    let mut control = open_to(client, &direct, CONTROL)?;
     let names = ping(&mut conns, 0, Duration::from_secs(3));
     let by_port = conns_by_director(&lab.directors, ECHO_PORT);
     let mut per_dir = vec![0u32; lab.directors.len()];
@@ -171,7 +180,7 @@ pub(super) fn failover(
     let rest: Vec<String> = lab.directors[1..].iter().map(|d| d.ip.clone()).collect();
     let before_event = alive(&conns);
     let w0 = Instant::now();
-    let (res, gaps) = exercise(&mut conns, || -> Result<_, String> {
+    let (res, gaps) = exercise(&mut conns, &mut control, || -> Result<_, String> {
         std::thread::sleep(LEAD);
         let carrier = carriers(&lab.directors, ECHO_PORT);
         let d1 = &lab.directors[0];
@@ -253,7 +262,7 @@ pub(super) fn failover(
     let rest: Vec<String> = lab.directors[2..].iter().map(|d| d.ip.clone()).collect();
     let before_event = alive(&conns);
     let w0 = Instant::now();
-    let (res, gaps) = exercise(&mut conns, || -> Result<_, String> {
+    let (res, gaps) = exercise(&mut conns, &mut control, || -> Result<_, String> {
         std::thread::sleep(LEAD);
         let carrier = carriers(&lab.directors, ECHO_PORT);
         let t0 = Instant::now();
@@ -350,18 +359,24 @@ pub(super) fn failover(
         .unwrap_or_default();
     let before_event = alive(&conns);
     let w0 = Instant::now();
-    let (res, gaps) = exercise(&mut conns, || -> Result<_, String> {
+    let (res, gaps) = exercise(&mut conns, &mut control, || -> Result<_, String> {
         std::thread::sleep(LEAD);
         let carrier = carriers(&lab.directors, ECHO_PORT);
         let t0 = Instant::now();
+        let wall0 = std::time::SystemTime::now();
         run_cmd(&["ip", "-n", &sw, "link", "set", port, "down"])?;
         let routed = watch_gone(router, &gone, t0, Duration::from_secs(10));
         let (last_fail, tries) = probe(client, t0);
         let routed = routed.join().ok().flatten();
         std::thread::sleep(TAIL);
-        Ok((carrier, routed, last_fail, tries))
+        Ok((carrier, routed, last_fail, tries, wall0))
     });
-    let (carrier, routed, last_fail, tries) = res?;
+    let (carrier, routed, last_fail, tries, wall0) = res?;
+    // The watcher above polls `ip route` from an ordinary thread: on a
+    // loaded machine it can see the change late (1169 ms once, when the
+    // client's new connections worked again 534 ms after the pull). The
+    // router's BIRD (real-time) logs when its BFD expired the session.
+    let expired = bfd_expired(&lab.dir.join("router-bird.log"), &gone, wall0);
     for _ in 0..5 {
         ping(&mut conns, seq, Duration::from_secs(5));
         seq += 1;
@@ -372,11 +387,16 @@ pub(super) fn failover(
         .filter(|_| get(client, Duration::from_secs(3)).is_ok())
         .count();
     println!(
-        "pull d3's link: the router dropped d3 after {} (BFD); new connections failed until {} \
-         ({tries} tried); long-lived connections lost: {} of {}; new requests: {ok_new}/10",
+        "pull d3's link: the router dropped d3 after {} (BFD; its BIRD expired the session after \
+         {}); new connections failed until {} ({tries} tried); long-lived connections lost: {} of \
+         {}; new requests: {ok_new}/10",
         match routed {
             Some(t) => format!("{} ms", t.as_millis()),
             None => "NEVER (10 s)".into(),
+        },
+        match expired {
+            Some(t) => format!("{} ms", t.as_millis()),
+            None => "? ms".into(),
         },
         fail_text(last_fail),
         lost(&conns) - before,
@@ -484,6 +504,30 @@ impl Track {
     }
 }
 
+/// When the router's BIRD logged "Session to `ip` expired" (BFD), after
+/// `wall0`: its log's times are UTC with milliseconds (`TZ=UTC`, see
+/// `Lab::spawn_speaker`); within a minute.
+fn bfd_expired(log: &std::path::Path, ip: &str, wall0: std::time::SystemTime) -> Option<Duration> {
+    const DAY: u64 = 86_400_000;
+    let since = wall0.duration_since(std::time::UNIX_EPOCH).ok()?;
+    let start = (since.as_millis() as u64) % DAY;
+    let text = std::fs::read_to_string(log).ok()?;
+    let key = format!("Session to {ip} expired");
+    text.lines()
+        .filter(|l| l.contains(&key))
+        .filter_map(|l| {
+            // "2026-12-07 04:03:13.898 <TRACE> bfd1: ..."
+            let t = l.split_whitespace().nth(1)?;
+            let (hms, ms) = t.split_once('.')?;
+            let mut f = hms.split(':').map(|x| x.parse::<u64>().ok());
+            let (h, m, sec) = (f.next()??, f.next()??, f.next()??);
+            let at = ((h * 60 + m) * 60 + sec) * 1000 + ms.parse::<u64>().ok()?;
+            let after = (at + DAY - start) % DAY;
+            (after < 60_000).then(|| Duration::from_millis(after))
+        })
+        .min()
+}
+
 /// SIGTERM to the last director's `rvs announce`: it withdraws before it
 /// exits (its rvsd still runs), so the router loses the route.
 fn shutdown_last(lab: &mut Lab, router: &str) -> Result<(), String> {
@@ -518,6 +562,8 @@ fn shutdown_last(lab: &mut Lab, router: &str) -> Result<(), String> {
 /// How long the connections are exercised before an event (their
 /// baseline) and after the router has moved them and new requests work.
 const LEAD: Duration = Duration::from_secs(1);
+/// Control connections (client to the real servers, no director).
+const CONTROL: u32 = 60;
 const TAIL: Duration = Duration::from_secs(1);
 
 fn alive(conns: &[Conn]) -> Vec<bool> {
@@ -548,19 +594,21 @@ fn watch_gone(
 /// around an event, for those the failed director carried just before it
 /// and for the others (by the directors' tables; those in none, or moved
 /// within the last second, are left out); connections lost before are not
-/// counted, those lost meanwhile are counted apart.
+/// counted, those lost meanwhile are counted apart. Then the control
+/// connections' (no director): the stall every connection shared.
 fn pauses(
     what: &str,
     failed: usize,
     carrier: &BTreeMap<u16, usize>,
     conns: &[Conn],
     alive: &[bool],
-    gaps: &[Option<Duration>],
+    gaps: &Gaps,
     window: Duration,
 ) {
+    let control = &gaps.control;
     let (mut mine, mut others, mut lost_mine, mut lost_others, mut unknown) =
         (Vec::new(), Vec::new(), 0, 0, 0);
-    for ((c, a), g) in conns.iter().zip(alive).zip(gaps) {
+    for ((c, a), g) in conns.iter().zip(alive).zip(&gaps.conns) {
         if !*a {
             continue;
         }
@@ -576,13 +624,16 @@ fn pauses(
         "pauses, {what}: d{n}'s {}; the others' {}; lost meanwhile: {lost_mine} of d{n}'s, \
          {lost_others} of the others'; {unknown} of no single director (each connection sends \
          a line every {} ms and waits for its echo, from {} ms before the event to {} ms after \
-         the router moved and new requests worked: {} ms)",
+         the router moved and new requests worked: {} ms); the control (to the real servers \
+         directly, no director): {}, {} lost",
         gap_stats(&mine),
         gap_stats(&others),
         BEAT.as_millis(),
         LEAD.as_millis(),
         TAIL.as_millis(),
         window.as_millis(),
+        gap_stats(&control.iter().flatten().copied().collect::<Vec<_>>()),
+        control.iter().filter(|g| g.is_none()).count(),
         n = failed + 1
     );
 }

@@ -32,7 +32,9 @@
 //! (2) and (3) every long-lived connection sends a line every 100 ms and
 //! waits for its echo, and the longest gap between two answers is reported
 //! (`pauses, …`) for the connections the failed director carried and for
-//! the others. `--bench S`
+//! the others, and for control connections from the client to the real
+//! servers' own addresses (no director on their path: what they stand
+//! still is the loaded machine's, not the failover's). `--bench S`
 //! measures requests/s for S seconds at each stage (N, N-1, … directors).
 //!
 //! # Files
@@ -194,6 +196,18 @@ impl Lab {
         Ok(name)
     }
 
+    /// A BGP speaker's process, under [`SPEAKER_SCHED`], its log's times
+    /// in UTC (the lab reads when the router's BFD expired a session).
+    fn spawn_speaker(&self, ns: &str, args: &[&str], log: &str) -> Result<Child, String> {
+        let v: Vec<&str> = ["env", "TZ=UTC"]
+            .iter()
+            .chain(&SPEAKER_SCHED)
+            .chain(args)
+            .copied()
+            .collect();
+        self.spawn(ns, &v, log)
+    }
+
     fn spawn(&self, ns: &str, args: &[&str], log: &str) -> Result<Child, String> {
         let log = File::create(self.dir.join(log)).map_err(|e| e.to_string())?;
         Command::new("ip")
@@ -207,6 +221,24 @@ impl Lab {
             .map_err(|e| format!("spawn {}: {e}", args[0]))
     }
 }
+
+/// How the BGP speakers run (the router's BIRD, each director's BIRD or
+/// FRR daemons): with a real-time policy (`chrt --rr`), as one runs a BFD
+/// daemon on a busy host (systemd: `dist/bgp/speaker-realtime.conf`).
+/// BFD (100 ms x 3) declares a peer dead after 300 ms without its packets,
+/// and an ordinary process waits far longer for a CPU on this 2-core
+/// machine under load: a probe sleeping 10 ms in a loop overslept by up to
+/// 1.9 s at nice 0 (1.8 s at nice -10) at load 30-75, by 2 ms at most under
+/// `chrt`. A starved speaker sends no BFD packet, so its peers expire it,
+/// and once it runs again finds every session's detection time passed: the
+/// router's BIRD expired all four directors in the same millisecond (the
+/// flakiness of the lab under load: the router lost several sessions at
+/// once), the directors' BIRD expired the router and sent it a Cease; BIRD
+/// then holds the session down for its error wait (60 s). With this, 0
+/// spurious expiries at load 40-95 (BENCHMARKS.md, issue 18). The speakers
+/// use little CPU, and the kernel keeps 5 % of it for the others
+/// (`sched_rt_runtime_us`).
+const SPEAKER_SCHED: [&str; 3] = ["chrt", "--rr", "10"];
 
 fn exec(ns: &str, args: &[&str]) -> Result<String, String> {
     let mut v = vec!["ip", "netns", "exec", ns];
@@ -287,8 +319,9 @@ pub fn run(o: &Opts) -> Result<String, String> {
         lab.keep = true;
     }
     // A failure after the start: the last lines of the router's BIRD
-    // (sessions lost?) and of each director's `rvs announce` (withdrawn,
-    // and why?).
+    // (sessions lost? BFD expired?), of each director's `rvs announce`
+    // (withdrawn, and why?) and of its BFD (BIRD, or FRR's bfdd: did it
+    // expire the router?).
     res.map_err(|mut e| {
         let tail = |name: &str, n: usize| {
             let log = std::fs::read_to_string(lab.dir.join(name)).unwrap_or_default();
@@ -302,6 +335,11 @@ pub fn run(o: &Opts) -> Result<String, String> {
         for i in 1..=o.directors {
             let log = format!("d{i}-announce.log");
             e.push_str(&format!("\n--- d{i} rvs announce:\n{}", tail(&log, 5)));
+            let bfd = match o.speaker {
+                Speaker::Bird => format!("d{i}-bird.log"),
+                Speaker::Frr => format!("d{i}-bfdd.log"),
+            };
+            e.push_str(&format!("\n--- d{i} {bfd}:\n{}", tail(&bfd, 8)));
         }
         e
     })

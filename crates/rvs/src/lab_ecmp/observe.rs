@@ -107,13 +107,24 @@ pub(super) fn conns_by_director(dirs: &[Director], vport: u16) -> BTreeMap<u16, 
 }
 
 pub(super) fn open_conns(client: &str, n: u32) -> Result<Vec<Conn>, String> {
+    open_to(client, &[VIP.to_string()], n)
+}
+
+/// `n` connections from the client to the echo servers at `addrs` (in
+/// turn), on port [`ECHO_PORT`].
+pub(super) fn open_to(client: &str, addrs: &[String], n: u32) -> Result<Vec<Conn>, String> {
+    let addrs: Vec<SocketAddr> = addrs
+        .iter()
+        .map(|a| {
+            format!("{a}:{ECHO_PORT}")
+                .parse()
+                .map_err(|e| format!("{e}"))
+        })
+        .collect::<Result<_, String>>()?;
     in_ns(client, move || {
-        let addr: SocketAddr = format!("{VIP}:{ECHO_PORT}")
-            .parse()
-            .map_err(|e| format!("{e}"))?;
         let mut v = Vec::new();
-        for _ in 0..n {
-            let s = TcpStream::connect_timeout(&addr, Duration::from_secs(3))
+        for addr in addrs.iter().cycle().take(n as usize) {
+            let s = TcpStream::connect_timeout(addr, Duration::from_secs(3))
                 .map_err(|e| format!("long-lived connect: {e}"))?;
             let port = s.local_addr().map_err(|e| e.to_string())?.port();
             let w = s.try_clone().map_err(|e| e.to_string())?;
@@ -262,20 +273,31 @@ pub(super) fn carriers(dirs: &[Director], vport: u16) -> BTreeMap<u16, usize> {
 /// How often each long-lived connection sends a line while exercised.
 pub(super) const BEAT: Duration = Duration::from_millis(100);
 
-/// Run `during` while every live connection, each from its own thread,
-/// sends a line every [`BEAT`] and waits for its echo (5 s, TCP
-/// retransmits included; no answer: lost). Returns what `during` returned
-/// and, by connection, the longest time between two consecutive answers
-/// (from the start for the first one) while it ran, `None` for a
-/// connection lost meanwhile (or before).
+/// The longest gap between two answers while exercised, by connection
+/// (`None`: lost meanwhile, or before).
+pub(super) struct Gaps {
+    pub conns: Vec<Option<Duration>>,
+    pub control: Vec<Option<Duration>>,
+}
+
+/// Run `during` while every live connection of `conns` and `control`,
+/// each from its own thread, sends a line every [`BEAT`] and waits for its
+/// echo (5 s, TCP retransmits included; no answer: lost). Returns what
+/// `during` returned and, by connection of `conns` and of `control`, the
+/// longest time between two consecutive answers (from the start for the
+/// first one) while it ran, `None` for a connection lost meanwhile (or
+/// before).
 pub(super) fn exercise<T>(
     conns: &mut [Conn],
+    control: &mut [Conn],
     during: impl FnOnce() -> T,
-) -> (T, Vec<Option<Duration>>) {
+) -> (T, Gaps) {
     let done = AtomicBool::new(false);
+    let n = conns.len();
     std::thread::scope(|sc| {
         let threads: Vec<_> = conns
             .iter_mut()
+            .chain(control.iter_mut())
             .map(|c| {
                 let done = &done;
                 std::thread::Builder::new()
@@ -285,11 +307,18 @@ pub(super) fn exercise<T>(
             .collect();
         let out = during();
         done.store(true, Ordering::Relaxed);
-        let gaps = threads
+        let mut gaps: Vec<Option<Duration>> = threads
             .into_iter()
             .map(|t| t.ok().and_then(|t| t.join().ok()).flatten())
             .collect();
-        (out, gaps)
+        let control = gaps.split_off(n);
+        (
+            out,
+            Gaps {
+                conns: gaps,
+                control,
+            },
+        )
     })
 }
 

@@ -31,7 +31,7 @@ fn router_conf(n: u8, speaker: Speaker) -> String {
          router id {ROUTER_LAN};\n\
          protocol device {{ scan time 1; }}\n\
          protocol kernel {{ merge paths on; ipv4 {{ export where source = RTS_BGP; import none; }}; }}\n\
-         protocol bfd {{ interface \"*\" {{ min rx interval 100 ms; min tx interval 100 ms; multiplier 3;{idle} }}; }}\n\
+         protocol bfd {{ debug {{ states, events }}; interface \"*\" {{ min rx interval 100 ms; min tx interval 100 ms; multiplier 3;{idle} }}; }}\n\
          template bgp director {{ local {ROUTER_LAN} as 65000; hold time 3; keepalive time 1; \
          connect retry time 1;{wait} bfd on; ipv4 {{ import all; export none; }}; }}\n"
     );
@@ -94,7 +94,7 @@ fn start_frr(
     for daemon in ["zebra", "staticd", "bgpd", "bfdd"] {
         let prog = format!("{FRR_DIR}/{daemon}");
         let pid = format!("{run}/{daemon}.pid");
-        let c = lab.spawn(
+        let c = lab.spawn_speaker(
             ns,
             &[
                 &prog,
@@ -136,7 +136,7 @@ fn director_conf(ip: &str) -> String {
         "log stderr all;\n\
          router id {ip};\n\
          protocol device {{ }}\n\
-         protocol bfd {{ interface \"*\" {{ min rx interval 100 ms; min tx interval 100 ms; multiplier 3; }}; }}\n\
+         protocol bfd {{ debug {{ states, events }}; interface \"*\" {{ min rx interval 100 ms; min tx interval 100 ms; multiplier 3; }}; }}\n\
          protocol static vip {{ disabled yes; ipv4; route {VIP}/32 blackhole; }}\n\
          protocol bgp uplink {{ local {ip} as 65001; neighbor {ROUTER_LAN} as 65000; hold time 3; \
          keepalive time 1; connect retry time 1; bfd on; \
@@ -218,7 +218,7 @@ pub(super) fn build_and_run(
     let rconf = lab.dir.join("router-bird.conf");
     std::fs::write(&rconf, router_conf(o.directors, o.speaker)).map_err(|e| e.to_string())?;
     let rsock = s(&lab.dir.join("router-bird.ctl"))?;
-    let rbird = lab.spawn(
+    let rbird = lab.spawn_speaker(
         &router,
         &["bird", "-f", "-c", &s(&rconf)?, "-s", &rsock],
         "router-bird.log",
@@ -336,7 +336,7 @@ pub(super) fn build_and_run(
             Speaker::Bird => {
                 let conf = lab.dir.join(format!("d{i}-bird.conf"));
                 std::fs::write(&conf, director_conf(&ip)).map_err(|e| e.to_string())?;
-                let bird = lab.spawn(
+                let bird = lab.spawn_speaker(
                     &ns,
                     &["bird", "-f", "-c", &s(&conf)?, "-s", &sock],
                     &format!("d{i}-bird.log"),
@@ -455,11 +455,12 @@ pub(super) fn build_and_run(
 
     if o.failover && o.directors >= 2 {
         failover(lab, &client, &router, o, stop)?;
-        // What the router's BIRD saw (sessions and BFD): whether a step
-        // took more than the director it was about.
+        // What the router's BIRD saw (sessions and BFD: a session expired
+        // and why): whether a step took more than the director it was
+        // about.
         let log = std::fs::read_to_string(lab.dir.join("router-bird.log")).unwrap_or_default();
         for l in log.lines().filter(|l| {
-            ["<ERR>", "<WARN>", "<RMT>", "State changed"]
+            ["<ERR>", "<WARN>", "<RMT>", "State changed", "expired"]
                 .iter()
                 .any(|k| l.contains(k))
         }) {
