@@ -34,6 +34,22 @@
 /* Offset of the UDP checksum. */
 #define UCSUM_OFF 40
 
+/* Ethernet + IPv4 + TCP (no options): a SYN. */
+#define SYN_LEN 54
+/* Offsets in a SYN: the low 16 bits of the IPv4 source address, the IPv4
+ * header checksum, the TCP source port, the TCP checksum. */
+#define SRC_LO_OFF 28
+#define IPCSUM_OFF 24
+#define TSPORT_OFF 34
+#define TCSUM_OFF 50
+
+static __always_inline __u16 fold(__u32 sum)
+{
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	return (__u16)sum;
+}
+
 /* struct gen_cfg of trafficgen.rs. */
 struct gen_cfg {
 	__u8 hdr[HDR_LEN + 6]; /* the first HDR_LEN bytes are used */
@@ -52,6 +68,20 @@ struct gen_cfg {
 	 */
 	__u32 csum_base;
 	__u32 csum_full;
+	/*
+	 * syn: TCP SYNs of new connections instead of UDP. syn_hdr holds
+	 * the first SYN_LEN bytes of the template (Ethernet, IPv4, TCP), whose
+	 * source address has its low 16 bits zero and whose source port is 0;
+	 * flow f comes from that address plus f >> 10 (its low 16 bits) and
+	 * port sport_base + (f & 1023). ip_base and tcp_base: the folded sums
+	 * of the template's IP header and of its TCP pseudo-header and header,
+	 * checksums zero, to which the program adds those two fields.
+	 */
+	__u8 syn_hdr[SYN_LEN + 2];
+	__u32 syn;
+	__u32 ip_base;
+	__u32 tcp_base;
+	__u32 pad2;
 };
 
 /*
@@ -124,12 +154,27 @@ int rvs_gen(struct xdp_md *ctx)
 			pace->sent = due - cfg->burst;
 		pace->sent += 1;
 	}
-	__builtin_memcpy(data, cfg->hdr, HDR_LEN);
 	__u64 flow = *next;
 	if (flow + 1 >= cfg->flows)
 		*next = 0;
 	else
 		*next = flow + 1;
+	if (cfg->syn) {
+		if (data + SYN_LEN > data_end)
+			return XDP_ABORTED;
+		__builtin_memcpy(data, cfg->syn_hdr, SYN_LEN);
+		__u16 host = (__u16)(flow >> 10);
+		__u16 tport = cfg->sport_base + (__u16)(flow & 1023);
+		*(__u16 *)(data + SRC_LO_OFF) = bpf_htons(host);
+		*(__u16 *)(data + IPCSUM_OFF) =
+			bpf_htons((__u16)~fold((cfg->ip_base & 0xffff) + host));
+		*(__u16 *)(data + TSPORT_OFF) = bpf_htons(tport);
+		*(__u16 *)(data + TCSUM_OFF) =
+			bpf_htons((__u16)~fold((cfg->tcp_base & 0xffff) + host + tport));
+		*sent += 1;
+		return XDP_TX;
+	}
+	__builtin_memcpy(data, cfg->hdr, HDR_LEN);
 	__u16 sport = cfg->sport_base + (__u16)flow;
 	*(__u16 *)(data + SPORT_OFF) = bpf_htons(sport);
 	if (cfg->csum_full) {

@@ -25,7 +25,35 @@
 
 use std::time::{Duration, Instant};
 
-pub use crate::trafficgen::{Flows, UdpCsum};
+pub use crate::trafficgen::{Flows, SynFlows, UdpCsum};
+
+/// What a generator sends.
+#[derive(Debug, Clone)]
+pub enum Frames {
+    /// UDP over many flows, round robin.
+    Udp(Flows),
+    /// The SYN of a new connection per frame.
+    Syn(SynFlows),
+}
+
+impl Frames {
+    fn live(&self, iface: &str) -> Result<crate::trafficgen::Generator, rvs_io::xdp::XdpError> {
+        match self {
+            Frames::Udp(f) => crate::trafficgen::Generator::load(iface, f),
+            Frames::Syn(s) => crate::trafficgen::Generator::load_syn(iface, s),
+        }
+    }
+
+    fn packet(
+        &self,
+        iface: &str,
+    ) -> Result<crate::trafficgen::PacketGenerator, rvs_io::packet::PacketError> {
+        match self {
+            Frames::Udp(f) => crate::trafficgen::PacketGenerator::open(iface, f),
+            Frames::Syn(s) => crate::trafficgen::PacketGenerator::from_frames(iface, s.frames()),
+        }
+    }
+}
 
 /// Which generator measures a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,16 +77,17 @@ impl Kind {
 /// The generator to use from `iface` in namespace `ns`: live frames unless
 /// the host refuses them (tried with one frame) or `RVS_LIVE_FRAMES=off`;
 /// then AF_PACKET, with the reason.
-pub fn choose(ns: &str, iface: &str, flows: &Flows) -> Result<(Kind, Option<String>), String> {
+pub fn choose(ns: &str, iface: &str, frames: &Frames) -> Result<(Kind, Option<String>), String> {
     if rvs_io::livefr::forced_off() {
         return Ok((Kind::Packet, Some(rvs_io::livefr::forced_message())));
     }
     let path = format!("/run/netns/{ns}");
     let iface = iface.to_string();
-    let flows = flows.clone();
+    let frames = frames.clone();
     std::thread::spawn(move || -> Result<(Kind, Option<String>), String> {
         super::topo::enter(&path)?;
-        let g = crate::trafficgen::Generator::load(&iface, &flows)
+        let g = frames
+            .live(&iface)
             .map_err(|e| format!("generator on {iface}: {e}"))?;
         match g.send(1) {
             Ok(()) => Ok((Kind::LiveFrames, None)),
@@ -104,7 +133,7 @@ pub struct Sent {
     pub cpu_seconds: f64,
 }
 
-/// Send `flows` round robin out of `iface` in namespace `ns` for `duration`
+/// Send `frames` out of `iface` in namespace `ns` for `duration`
 /// (at most `max_packets` frames, or runs of the XDP program, stopping
 /// early on `stop`), at `pace`, with generator `kind`, from a thread pinned
 /// to `cpu`.
@@ -114,7 +143,7 @@ pub fn send(
     ns: &str,
     iface: &str,
     cpu: usize,
-    flows: &Flows,
+    frames: &Frames,
     pace: Pace,
     duration: Duration,
     max_packets: u64,
@@ -122,7 +151,7 @@ pub fn send(
 ) -> Result<Sent, String> {
     let path = format!("/run/netns/{ns}");
     let iface = iface.to_string();
-    let flows = flows.clone();
+    let frames = frames.clone();
     std::thread::spawn(move || -> Result<Sent, String> {
         super::topo::enter(&path)?;
         // The sink's NAPI thread on this CPU runs SCHED_FIFO: it always
@@ -138,8 +167,7 @@ pub fn send(
             |e: &dyn std::fmt::Display| format!("generator ({}) on {iface}: {e}", kind.name());
         match kind {
             Kind::LiveFrames => {
-                let mut g =
-                    crate::trafficgen::Generator::load(&iface, &flows).map_err(|e| err(&e))?;
+                let mut g = frames.live(&iface).map_err(|e| err(&e))?;
                 let chunk = if rate.is_some() {
                     PACED_CHUNK
                 } else {
@@ -166,8 +194,7 @@ pub fn send(
                 })
             }
             Kind::Packet => {
-                let mut g = crate::trafficgen::PacketGenerator::open(&iface, &flows)
-                    .map_err(|e| err(&e))?;
+                let mut g = frames.packet(&iface).map_err(|e| err(&e))?;
                 g.pace(rate);
                 let cpu0 = super::topo::thread_cpu_seconds();
                 let start = Instant::now();

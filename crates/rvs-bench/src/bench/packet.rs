@@ -84,7 +84,7 @@
 //! `RVS_BENCH_DEBUG=1` prints the interface counters of every hop after
 //! each run (where packets were dropped).
 
-use super::generator::{self, Flows, Kind, Pace, UdpCsum};
+use super::generator::{self, Flows, Frames, Kind, Pace, UdpCsum};
 use super::topo::{self, Stop, Topo, addr, adm, in_ns, run_cmd, veth};
 use super::{Opts, Row};
 use crate::child::sibling;
@@ -125,7 +125,7 @@ pub(super) struct Net {
     /// The XDP counter on `sink0`.
     sink_prog: crate::trafficgen::Sink,
     /// The generator of this run.
-    gen_kind: Kind,
+    pub(super) gen_kind: Kind,
 }
 
 /// The topology, with the generator this host allows (`live_frames`:
@@ -218,7 +218,7 @@ fn choose_generator(gen_ns: &str, gen_mac: [u8; 6], dutin_mac: [u8; 6]) -> Resul
     let (gen_kind, why) = generator::choose(
         gen_ns,
         "gen0",
-        &flows(gen_mac, dutin_mac, ip4(RIPS[0]), UdpCsum::Full),
+        &generator::Frames::Udp(flows(gen_mac, dutin_mac, ip4(RIPS[0]), UdpCsum::Full)),
     )?;
     match why {
         None => println!(
@@ -276,21 +276,21 @@ pub(super) fn sink_count(n: &Net) -> Result<u64, String> {
 
 /// One measured point.
 #[derive(Debug, Clone, Copy, Default)]
-struct Point {
-    offered_pps: f64,
-    delivered_pps: f64,
+pub(super) struct Point {
+    pub(super) offered_pps: f64,
+    pub(super) delivered_pps: f64,
     /// What the DUT sent out of `dutout` (delivered or dropped by the sink's
     /// full receive ring).
     forwarded_pps: f64,
     /// CPU time of the DUT's threads per delivered packet.
-    dut_ns_per_pkt: Option<f64>,
+    pub(super) dut_ns_per_pkt: Option<f64>,
     /// Share of one CPU the DUT's threads used.
-    dut_busy: f64,
+    pub(super) dut_busy: f64,
     /// Share of one CPU the generator thread used.
     gen_busy: f64,
     /// Busy shares of the DUT's and the generator's CPUs, whoever used them.
-    cpu_dut: f64,
-    cpu_gen: f64,
+    pub(super) cpu_dut: f64,
+    pub(super) cpu_gen: f64,
 }
 
 /// CPU seconds of the DUT: its threads plus its CPU's softirq time, at most
@@ -354,6 +354,21 @@ fn measure(
     stop: &Stop,
 ) -> Result<Point, String> {
     let flows = flows(n.gen_mac, n.dutin_mac, traffic.dst_ip, traffic.csum);
+    let max = 20_000_000 * duration.as_secs().max(1);
+    measure_frames(n, &Frames::Udp(flows), pace, duration, max, rvsd, stop)
+}
+
+/// One run of the generator (`frames`, at most `max_packets` of them, for
+/// `duration` at `pace`): what the sink received, what the DUT's CPU did.
+pub(super) fn measure_frames(
+    n: &Net,
+    frames: &Frames,
+    pace: Pace,
+    duration: Duration,
+    max_packets: u64,
+    rvsd: Option<u32>,
+    stop: &Stop,
+) -> Result<Point, String> {
     let pids = dut_pids(rvsd);
     let before = sink_count(n)?;
     let fwd0 = dut_out(n)?;
@@ -365,10 +380,10 @@ fn measure(
         &n.gen_ns,
         "gen0",
         GEN_CPU,
-        &flows,
+        frames,
         pace,
         duration,
-        20_000_000 * duration.as_secs().max(1),
+        max_packets,
         stop.clone(),
     )?;
     std::thread::sleep(Duration::from_millis(100));

@@ -21,19 +21,23 @@
 //! director's namespace): the ceiling of what the kernel does per SYN,
 //! not IPVS's new-connection path, which this host does not have.
 //!
-//! The generator is the AF_PACKET one (`sendmmsg` of prepared frames,
-//! pinned to CPU 1) for every row: the live-frames generator rewrites only
-//! a source port per frame, and new connections need new addresses too.
-//! It offers about 1 Mpps; a row without losses was limited by it (the
+//! The generator is the packet family's, in its SYN mode: live frames
+//! (the XDP program writes each SYN's source address, port and both
+//! checksums from the connection's number), or, where the host refuses
+//! live-frames test runs, AF_PACKET `sendmmsg` of prepared SYNs (about
+//! 1 Mpps), which makes every XDP contender pay veth's skb-to-XDP copy on
+//! the director's CPU: the run says which, and why. A row without losses
+//! was limited by the generator (the
 //! note says so). Figures: `kcps` (thousand SYNs the sink received per
 //! second: connections scheduled), `offered_kpps`, `loss_pct`,
 //! `ns_per_conn` (the director's CPU time per delivered SYN, as
 //! `ns_per_pkt` of the packet family), `x_kernel` (`kcps` over the kernel
 //! row's), the median of the flat-out runs.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use super::packet::{self, DUT_CPU, GEN_CPU, Net, RIPS, VIP, dut_pids, sink_count};
+use super::generator::{self, Frames, Kind, Pace, SynFlows};
+use super::packet::{self, DUT_CPU, GEN_CPU, Net, RIPS, VIP, sink_count};
 use super::topo::{self, Stop, Topo, adm};
 use super::{Opts, Row};
 use crate::child::sibling;
@@ -41,37 +45,36 @@ use crate::child::sibling;
 /// The service's port.
 const PORT: u16 = 80;
 
-/// Source ports per source address.
-const PORTS_PER_HOST: u32 = 1024;
-
-/// SYNs prepared for one run: enough for the generator's ~1 Mpps.
-fn frames_for(duration: Duration) -> usize {
-    (1_200_000.0 * duration.as_secs_f64()).clamp(200_000.0, 6_000_000.0) as usize
+/// SYNs prepared for one run of `duration`: more than the generator can
+/// send in that time (AF_PACKET: ~1 Mpps; live frames: several), so none
+/// repeats.
+fn conns_for(kind: Kind, duration: Duration) -> u32 {
+    let rate = match kind {
+        Kind::LiveFrames => 8_000_000.0,
+        Kind::Packet => 1_200_000.0,
+    };
+    (rate * duration.as_secs_f64()).clamp(200_000.0, 60_000_000.0) as u32
 }
 
 /// The SYNs of run `run` (0..200): connection `i` from
-/// 10.(16+run).(host/256).(host%256):(1024 + i%1024), host = i/1024.
-fn syns(n: &Net, run: u32, dst: [u8; 4], count: usize) -> Vec<[u8; crate::trafficgen::FRAME_LEN]> {
-    (0..count as u32)
-        .map(|i| {
-            let host = i / PORTS_PER_HOST;
-            let src = [10, 16 + (run % 200) as u8, (host >> 8) as u8, host as u8];
-            let sport = 1024 + (i % PORTS_PER_HOST) as u16;
-            crate::trafficgen::syn_frame((n.gen_mac, n.dutin_mac), (src, sport), (dst, PORT), i)
-        })
-        .collect()
+/// 10.(16+run).(i>>10 as two bytes):(1024 + i%1024).
+fn syns(n: &Net, run: u32, dst: [u8; 4], conns: u32) -> SynFlows {
+    SynFlows {
+        src_mac: n.gen_mac,
+        dst_mac: n.dutin_mac,
+        src_ip: [10, 16 + (run % 200) as u8, 0, 0],
+        dst_ip: dst,
+        dst_port: PORT,
+        sport_base: 1024,
+        conns,
+    }
 }
 
-/// One flat-out run.
+/// One flat-out run: the packet family's figures and the connections the
+/// director counted over the SYNs delivered.
 #[derive(Debug, Clone, Copy, Default)]
 struct Point {
-    offered_pps: f64,
-    delivered_pps: f64,
-    dut_ns_per_conn: Option<f64>,
-    dut_busy: f64,
-    cpu_dut: f64,
-    cpu_gen: f64,
-    /// Connections the director counted, over SYNs delivered.
+    p: packet::Point,
     sched_per_syn: Option<f64>,
 }
 
@@ -86,38 +89,6 @@ fn scheduled(n: &Net) -> Result<u64, String> {
         .ok_or_else(|| format!("no TCP service in rvsadm's listing:\n{out}"))
 }
 
-/// Send `frames` flat out (each once at most) for `duration`, from the
-/// generator's namespace and CPU; (frames sent, seconds).
-fn send(
-    n: &Net,
-    frames: Vec<[u8; crate::trafficgen::FRAME_LEN]>,
-    duration: Duration,
-    stop: &Stop,
-) -> Result<(u64, f64), String> {
-    let path = format!("/run/netns/{}", n.gen_ns);
-    let stop = stop.clone();
-    std::thread::spawn(move || -> Result<(u64, f64), String> {
-        topo::enter(&path)?;
-        topo::pin_self(GEN_CPU)?;
-        let max = frames.len() as u64;
-        let mut g = crate::trafficgen::PacketGenerator::from_frames("gen0", frames)
-            .map_err(|e| format!("SYN generator on gen0: {e}"))?;
-        g.pace(None);
-        let start = Instant::now();
-        let end = start + duration;
-        while g.generated() < max && Instant::now() < end && !topo::stopped(&stop) {
-            g.send(
-                (max - g.generated()).min(super::generator::PACKET_CHUNK),
-                end.min(Instant::now() + Duration::from_millis(100)),
-            )
-            .map_err(|e| format!("SYN generator on gen0: {e}"))?;
-        }
-        Ok((g.generated(), start.elapsed().as_secs_f64()))
-    })
-    .join()
-    .map_err(|_| "generator thread panicked".to_string())?
-}
-
 fn measure(
     n: &Net,
     run: u32,
@@ -126,39 +97,27 @@ fn measure(
     rvsd: Option<u32>,
     stop: &Stop,
 ) -> Result<Point, String> {
-    let frames = syns(n, run, dst, frames_for(duration));
-    let pids = dut_pids(rvsd);
+    let conns = conns_for(n.gen_kind, duration);
+    let frames = Frames::Syn(syns(n, run, dst, conns));
     let conns0 = rvsd.map(|_| scheduled(n)).transpose()?;
     let before = sink_count(n)?;
-    let cpu0 = topo::CpuTimes::now();
-    let dut0 = topo::cpu_ticks(&pids);
-    let t0 = Instant::now();
-    let (sent, seconds) = send(n, frames, duration, stop)?;
-    std::thread::sleep(Duration::from_millis(100));
-    let wall = t0.elapsed().as_secs_f64().max(1e-9);
-    let cpu1 = topo::CpuTimes::now();
-    let dut = packet::dut_cpu(
-        topo::cpu_seconds_between(&dut0, &topo::cpu_ticks(&pids)),
-        cpu1.softirq_since(&cpu0, DUT_CPU).unwrap_or(0.0),
-        cpu1.busy_since(&cpu0, DUT_CPU).unwrap_or(0.0),
-    );
+    let p = packet::measure_frames(
+        n,
+        &frames,
+        Pace::Flat,
+        duration,
+        u64::from(conns),
+        rvsd,
+        stop,
+    )?;
     let delivered = sink_count(n)?.saturating_sub(before);
-    let conns = match conns0 {
-        Some(c0) => Some(scheduled(n)?.saturating_sub(c0)),
-        None => None,
+    let sched_per_syn = match conns0 {
+        Some(c0) if delivered > 0 => {
+            Some(scheduled(n)?.saturating_sub(c0) as f64 / delivered as f64)
+        }
+        _ => None,
     };
-    let seconds = seconds.max(1e-9);
-    Ok(Point {
-        offered_pps: sent as f64 / seconds,
-        delivered_pps: delivered as f64 / seconds,
-        dut_ns_per_conn: (delivered > 0).then(|| dut * 1e9 / delivered as f64),
-        dut_busy: dut / wall,
-        cpu_dut: cpu1.busy_since(&cpu0, DUT_CPU).unwrap_or(0.0) / wall,
-        cpu_gen: cpu1.busy_since(&cpu0, GEN_CPU).unwrap_or(0.0) / wall,
-        sched_per_syn: conns
-            .filter(|_| delivered > 0)
-            .map(|c| c as f64 / delivered as f64),
-    })
+    Ok(Point { p, sched_per_syn })
 }
 
 /// A warm-up run (the director resolves the real servers), then the median
@@ -186,22 +145,23 @@ fn contender(
         )?);
         *run += 1;
     }
-    v.sort_by(|a, b| a.delivered_pps.total_cmp(&b.delivered_pps));
+    v.sort_by(|a, b| a.p.delivered_pps.total_cmp(&b.p.delivered_pps));
     Ok(v[v.len() / 2])
 }
 
-fn row(name: &str, p: Point) -> Row {
+fn row(n: &Net, name: &str, s: Point) -> Row {
+    let p = s.p;
     let loss = packet::loss(p.offered_pps, p.delivered_pps);
     Row::new("syn", name)
         .with("offered_kpps", Some(p.offered_pps / 1e3))
         .with("kcps", Some(p.delivered_pps / 1e3))
         .with("loss_pct", Some(loss * 100.0))
-        .with("ns_per_conn", p.dut_ns_per_conn)
-        .with("sched_per_syn", p.sched_per_syn)
+        .with("ns_per_conn", p.dut_ns_per_pkt)
+        .with("sched_per_syn", s.sched_per_syn)
         .with("dut_cpu_pct", Some(p.dut_busy * 100.0))
         .with("cpu0_pct", Some(p.cpu_dut * 100.0))
         .with("cpu1_pct", Some(p.cpu_gen * 100.0))
-        .tag("generator", "af-packet")
+        .tag("generator", n.gen_kind.name())
         .note(packet::note(p.cpu_dut, p.dut_busy, p.cpu_gen, loss))
 }
 
@@ -245,7 +205,7 @@ fn rvs_rows(
                 adm(&n.dut, &["-a", "-t", &svc, "-r", r, flag, "-w", "1"])?;
             }
             let p = contender(n, run, packet::ip4(VIP), o, Some(pid), stop)?;
-            rows.push(row(&format!("rvs-xdp {mode}"), p));
+            rows.push(row(n, &format!("rvs-xdp {mode}"), p));
         }
         adm(&n.dut, &["-C"])?;
         Ok(rows)
@@ -260,16 +220,30 @@ pub fn run(o: &Opts, stop: &Stop) -> Result<Vec<Row>, String> {
     sibling("rvsd")?;
     sibling("rvsadm")?;
     let mut t = Topo::new("syn")?;
-    println!(
-        "{}; SYN generator: af-packet (sendmmsg of prepared SYNs, every one a new connection, CPU {GEN_CPU})",
-        packet::SETTINGS.replace("(packet)", "(syn)")
-    );
-    let n = packet::build(&mut t, false)?;
+    println!("{}", packet::SETTINGS.replace("(packet)", "(syn)"));
+    let mut n = packet::build(&mut t, false)?;
+    // Live frames unless the host refuses them (one SYN tried, to an
+    // address nobody has).
+    let probe = Frames::Syn(syns(&n, 199, [10, 9, 9, 9], 1));
+    let (kind, why) = generator::choose(&n.gen_ns, "gen0", &probe)?;
+    n.gen_kind = kind;
+    match why {
+        None => println!(
+            "SYN generator: {} (BPF_PROG_TEST_RUN in live-frames mode, every SYN a new connection, CPU {GEN_CPU})",
+            kind.name()
+        ),
+        Some(why) => println!(
+            "SYN generator: {} (sendmmsg of prepared SYNs, every one a new connection, CPU {GEN_CPU}) \
+             because {why}; every XDP contender pays veth's skb-to-XDP copy: compare ratios within \
+             this run",
+            kind.name()
+        ),
+    }
     let mut run = 0u32;
     let mut rows = Vec::new();
     topo::ns_write(&n.dut, "/proc/sys/net/ipv4/ip_forward", "1")?;
     let p = contender(&n, &mut run, packet::ip4(RIPS[0]), o, None, stop)?;
-    rows.push(row("kernel-forward", p));
+    rows.push(row(&n, "kernel-forward", p));
     topo::check(stop)?;
     match rvs_rows(&mut t, &n, &mut run, o, stop) {
         Ok(r) => rows.extend(r),
