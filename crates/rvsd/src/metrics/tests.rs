@@ -304,7 +304,10 @@ fn dashboard_queries_series_rvsd_serves() {
                 if c.is_ascii_alphanumeric() || c == '_' {
                     word.push(c);
                 } else {
-                    if word.starts_with("node_ipvs_") || word.starts_with("rvs_") {
+                    // rvs health's own series are checked in its crate.
+                    if word.starts_with("node_ipvs_")
+                        || (word.starts_with("rvs_") && !word.starts_with("rvs_health_"))
+                    {
                         queried.insert(std::mem::take(&mut word));
                     }
                     word.clear();

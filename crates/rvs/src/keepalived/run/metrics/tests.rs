@@ -208,3 +208,33 @@ fn serves_the_latest_status() {
     // Stopped: the port is free again.
     drop(Listener::bind(addr).unwrap());
 }
+
+/// The dashboard's `rvs_health_*` queries name series `rvs health` serves
+/// (rvsd's tests check the others).
+#[test]
+fn dashboard_queries_series_rvs_health_serves() {
+    let dashboard: serde_json::Value = serde_json::from_str(include_str!(
+        "../../../../../../dist/grafana/rvs-dashboard.json"
+    ))
+    .expect("the dashboard is JSON");
+    let text = render(&fixture());
+    let mut queried = std::collections::BTreeSet::new();
+    for p in dashboard["panels"].as_array().expect("panels") {
+        for t in p["targets"].as_array().expect("targets") {
+            let expr = t["expr"].as_str().expect("expr");
+            for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+                if word.starts_with("rvs_health_") {
+                    queried.insert(word.to_string());
+                }
+            }
+        }
+    }
+    assert!(queried.len() >= 2, "{queried:?}");
+    for q in &queried {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with(&format!("{q}{{")) || l.starts_with(&format!("{q} "))),
+            "queried but not served: {q}\n{text}"
+        );
+    }
+}
