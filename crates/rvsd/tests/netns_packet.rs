@@ -336,6 +336,15 @@ fn packet_nat_two_segments() {
     let body = servers(&mut lab, &rs1, "10.0.2.11");
     let rvsd = lab.start_rvsd(&director, Some("packet"), &["eth0", "eth1"], &[]);
     add_services(&lab, &director, "10.0.1.100", "10.0.2.11", "-m");
+    // The count starts once a connection has worked: a first try that
+    // waits for the director to resolve the real server can outlast
+    // socat's half-close wait (0.5 s) under load, and the client then
+    // resets the answer it no longer wants (seen once in CI).
+    assert!(
+        fetch_retry(&client, "10.0.1.100", 8001, Duration::from_secs(8)).is_some(),
+        "no answer through the director\nrvsd log:\n{}",
+        lab.rvsd_log()
+    );
     let client_rsts = out_rsts(&client);
     check_traffic(&lab, &client, &director, "10.0.1.100", &body);
     assert_eq!(
