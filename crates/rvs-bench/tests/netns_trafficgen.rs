@@ -331,18 +331,14 @@ fn udp_sum(f: &[u8]) -> u16 {
     ])
 }
 
-/// Both generators write the UDP checksum asked for in every frame: full
-/// (verifies) or partial (the pseudo-header sum); the XDP generator
-/// computes the full one per flow in its program.
-#[test]
-fn netns_generators_write_the_checksum_asked_for() {
-    if !privileged("network namespaces") {
-        return;
-    }
+/// A veth pair, `peer0` in its own namespace with GRO on (NAPI mode, so
+/// the XDP generator's frames are taken) and an AF_PACKET socket on it;
+/// `tag` tells the tests' pairs apart.
+fn veth_with_socket(tag: char) -> (Pair, rvs_io::packet::PacketSocket) {
     let id = std::process::id() % 100_000;
     let pair = Pair {
-        ns: format!("rvstg-c{id}"),
-        near: format!("rvstgC{id}"),
+        ns: format!("rvstg-{tag}{id}"),
+        near: format!("rvstg{}{id}", tag.to_ascii_uppercase()),
     };
     run("ip", &["netns", "add", &pair.ns]);
     run(
@@ -353,12 +349,23 @@ fn netns_generators_write_the_checksum_asked_for() {
     );
     run("ip", &["link", "set", &pair.near, "up"]);
     run("ip", &["-n", &pair.ns, "link", "set", "peer0", "up"]);
-    // GRO on: NAPI mode, so the XDP generator's frames are taken.
-    let mut sock = in_ns(&pair.ns, || {
+    let sock = in_ns(&pair.ns, || {
         rvs_io::packet::set_gro("peer0", true).expect("GRO on");
         rvs_io::packet::PacketSocket::open("peer0", &rvs_io::packet::PacketConfig::default())
             .expect("packet socket")
     });
+    (pair, sock)
+}
+
+/// Both generators write the UDP checksum asked for in every frame: full
+/// (verifies) or partial (the pseudo-header sum); the XDP generator
+/// computes the full one per flow in its program.
+#[test]
+fn netns_generators_write_the_checksum_asked_for() {
+    if !privileged("network namespaces") {
+        return;
+    }
+    let (pair, mut sock) = veth_with_socket('c');
     let pseudo = rvs_wire::checksum::pseudo_header_v4(
         &[10, 99, 0, 1].into(),
         &[10, 99, 0, 2].into(),
@@ -409,25 +416,7 @@ fn netns_xdp_generator_writes_the_syns_of_new_connections() {
     if !privileged("network namespaces") {
         return;
     }
-    let id = std::process::id() % 100_000;
-    let pair = Pair {
-        ns: format!("rvstg-s{id}"),
-        near: format!("rvstgS{id}"),
-    };
-    run("ip", &["netns", "add", &pair.ns]);
-    run(
-        "ip",
-        &[
-            "link", "add", &pair.near, "type", "veth", "peer", "name", "peer0", "netns", &pair.ns,
-        ],
-    );
-    run("ip", &["link", "set", &pair.near, "up"]);
-    run("ip", &["-n", &pair.ns, "link", "set", "peer0", "up"]);
-    let mut sock = in_ns(&pair.ns, || {
-        rvs_io::packet::set_gro("peer0", true).expect("GRO on");
-        rvs_io::packet::PacketSocket::open("peer0", &rvs_io::packet::PacketConfig::default())
-            .expect("packet socket")
-    });
+    let (pair, mut sock) = veth_with_socket('s');
     let f = rvs_bench::trafficgen::SynFlows {
         src_mac: [2, 0, 0, 0, 0, 1],
         dst_mac: [2, 0, 0, 0, 0, 2],
