@@ -1,7 +1,7 @@
 //! rvs-bench: the benchmark tooling of rvs, kept out of the production
 //! crates (rvsd, rvsadm and the `rvs` binary link none of it).
 //!
-//! * [`bench`](mod@bench): `rvs bench [packet|http|conntable|control]`, rvs measured
+//! * [`bench`](mod@bench): `rvs bench [packet|syn|http|conntable|control]`, rvs measured
 //!   side by side with the kernel and the proxies, in one run. The `rvs`
 //!   binary execs the `rvs-bench` binary installed next to it.
 //! * [`trafficgen`]: the packet generator and sink of `rvs bench packet`

@@ -30,7 +30,7 @@ Commands:
       --scheduler S       scheduler (rr wrr lc wlc sed nq lblc lblcr dh sh mh fo ovf;
                           default wlc)
       --requests N        connections per mode (1..=100000, default 6)
-  bench [packet|http|conntable|control]
+  bench [packet|syn|http|conntable|control]
                           rvs against the kernel and the proxies, side by side
                           in private rvsbench-* namespaces (needs root); no
                           name runs them all. Prints a table per family, the

@@ -1,4 +1,4 @@
-//! `rvs bench [packet|http|conntable|control]`: rvs measured side by side
+//! `rvs bench [packet|syn|http|conntable|control]`: rvs measured side by side
 //! with the kernel and the proxies, in one run.
 //!
 //! Each family builds what it needs (its own `rvsbench-*` namespaces, a
