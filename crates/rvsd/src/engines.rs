@@ -281,11 +281,9 @@ impl Engines {
     /// `f` on every replica in turn (each locked alone); the results.
     /// The listings' board is rebuilt before the next listing, in case `f`
     /// changed what they show.
-    pub fn each<R>(&self, mut f: impl FnMut(&mut Engine) -> R) -> Vec<R> {
+    pub fn each<R>(&self, f: impl FnMut(&mut Engine) -> R) -> Vec<R> {
         self.changed();
-        (0..self.replicas.len())
-            .map(|i| f(&mut self.replica(i)))
-            .collect()
+        self.each_unchanged(f)
     }
 
     /// `f`, which changes no configuration (housekeeping, reading
