@@ -161,7 +161,7 @@ impl Engine {
         let mut bits = have;
         let mut new = [None, None];
         if have & FP_IN == 0
-            && let Ok((hop, port)) = self.egress(c.daddr)
+            && let Ok((hop, port)) = self.egress_port(c.daddr)
             && let Some(a) = fastpath::action_in(c, id, &hop, &port)
         {
             new[0] = Some(FastPathOp::Install(flow(key, false), a));
@@ -170,7 +170,7 @@ impl Engine {
         if nat
             && have & FP_OUT == 0
             && let Some(out) = fastpath::flow_out(c)
-            && let Ok((hop, port)) = self.egress(c.caddr)
+            && let Ok((hop, port)) = self.egress_port(c.caddr)
             && let Some(a) = fastpath::action_out(c, id, &hop, &port)
         {
             new[1] = Some(FastPathOp::Install(flow(out, true), a));

@@ -90,7 +90,7 @@ impl Engine {
                 vaddr,
                 caddr,
             } => {
-                let (hop, port) = match self.egress(caddr) {
+                let (hop, src_mac) = match self.egress(caddr) {
                     Ok(e) => e,
                     Err(a) => return a,
                 };
@@ -103,7 +103,7 @@ impl Engine {
                 }
                 // No transport header: the address alone (the port is ignored).
                 if rvs_wire::snat(f, meta, vaddr, 0).is_err()
-                    || rvs_wire::set_macs(f, port.mac, hop.mac).is_err()
+                    || rvs_wire::set_macs(f, src_mac, hop.mac).is_err()
                 {
                     return Action::Drop(DropReason::RewriteFailed);
                 }

@@ -33,14 +33,14 @@ impl Engine {
                 c.vport,
                 c.caddr,
             );
-            let (hop, port) = match self.egress(caddr) {
+            let (hop, src_mac) = match self.egress(caddr) {
                 Ok(e) => e,
                 Err(a) => return a,
             };
             self.count_out(sref, dest, meta.l3_len);
             let f = &mut frame.buf[frame.start..frame.start + frame.len];
             if rvs_wire::icmp_error_out(f, meta, vaddr, vport).is_err()
-                || rvs_wire::set_macs(f, port.mac, hop.mac).is_err()
+                || rvs_wire::set_macs(f, src_mac, hop.mac).is_err()
             {
                 return Action::Drop(DropReason::Icmp);
             }

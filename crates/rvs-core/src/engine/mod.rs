@@ -354,7 +354,8 @@ pub struct Engine {
     /// Counters of the fragment tables replaced before `frags`.
     frag_base: FragCounters,
     /// What the current packet was forwarded as, for a first fragment's
-    /// record (set by [`Engine::emit_in`] and [`Engine::conn_out`]).
+    /// record (set by [`Engine::emit_in`] and [`Engine::conn_out`] for
+    /// fragments only).
     last_fwd: Option<FragDecision>,
     /// The frames of the last [`Action::Frames`], one after the other.
     frames: Vec<u8>,
