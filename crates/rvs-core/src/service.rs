@@ -322,8 +322,8 @@ impl Services {
     /// Whether `addr` is the address of a NAT real server (so a packet from
     /// it may be a reply to translate).
     #[inline]
-    pub fn is_nat_source(&self, addr: IpAddr) -> bool {
-        !self.nat_sources.is_empty() && self.nat_sources.contains_key(&addr_key(addr))
+    pub fn is_nat_source(&self, addr: &IpAddr) -> bool {
+        !self.nat_sources.is_empty() && self.nat_sources.contains_key(&addr_key(*addr))
     }
 
     /// Whether `addr` is the address of an address service (of any

@@ -200,7 +200,7 @@ pub fn run(opts: &DemoOpts) -> Result<String, String> {
             };
             let conn = e
                 .conns()
-                .lookup_in(6, IpAddr::V4(CIP), cport, IpAddr::V4(VIP), 80)
+                .lookup_in(6, &IpAddr::V4(CIP), cport, &IpAddr::V4(VIP), 80)
                 .and_then(|id| e.conns().get(id))
                 .map(|c| format!("{}:{}", c.daddr, c.dport))
                 .unwrap_or_default();

@@ -160,14 +160,14 @@ impl ConnTable {
     pub fn lookup_in(
         &self,
         proto: u8,
-        caddr: IpAddr,
+        caddr: &IpAddr,
         cport: u16,
-        vaddr: IpAddr,
+        vaddr: &IpAddr,
         vport: u16,
     ) -> Option<ConnId> {
         let h = self
             .hasher
-            .hash_in(proto, false, &caddr, cport, &vaddr, vport);
+            .hash_in(proto, false, caddr, cport, vaddr, vport);
         let slots = &self.slots;
         self.idx_in
             .find(h, |&v| {
@@ -176,8 +176,8 @@ impl ConnTable {
                     && c.vport == vport
                     && c.proto == proto
                     && !c.is_template()
-                    && c.caddr == caddr
-                    && c.vaddr == vaddr
+                    && c.caddr == *caddr
+                    && c.vaddr == *vaddr
             })
             .map(|&v| ConnId::from_index(v & IDX_MASK))
     }
@@ -189,15 +189,15 @@ impl ConnTable {
     pub fn lookup_out(
         &self,
         proto: u8,
-        daddr: IpAddr,
+        daddr: &IpAddr,
         dport: u16,
-        caddr: IpAddr,
+        caddr: &IpAddr,
         cport: u16,
     ) -> Option<ConnId> {
         if self.idx_out.is_empty() {
             return None;
         }
-        let h = self.hasher.hash_out(proto, &daddr, dport, &caddr, cport);
+        let h = self.hasher.hash_out(proto, daddr, dport, caddr, cport);
         let slots = &self.slots;
         self.idx_out
             .find(h, |&v| {
@@ -205,8 +205,8 @@ impl ConnTable {
                 c.cport == cport
                     && c.dport == dport
                     && c.proto == proto
-                    && c.caddr == caddr
-                    && c.daddr == daddr
+                    && c.caddr == *caddr
+                    && c.daddr == *daddr
             })
             .map(|&v| ConnId::from_index(v & IDX_MASK))
     }

@@ -62,7 +62,7 @@ impl Engine {
     pub(super) fn frag_claimed(&self, meta: &FlowMeta, fwmark: u32) -> bool {
         fwmark != 0
             || self.services.is_virtual_addr(meta.dst)
-            || self.services.is_nat_source(meta.src)
+            || self.services.is_nat_source(&meta.src)
             || self
                 .fwmark_rules
                 .ordered()

@@ -18,9 +18,9 @@ impl Engine {
         // packet is the request the server received (src = client, dst = server).
         if let Some(id) = self.conns.lookup_out(
             icmp.inner_proto,
-            icmp.inner_dst,
+            &icmp.inner_dst,
             icmp.inner_dport,
-            icmp.inner_src,
+            &icmp.inner_src,
             icmp.inner_sport,
         ) {
             let Some(c) = self.conns.get(id) else {
@@ -55,9 +55,9 @@ impl Engine {
         // real server like the connection's other packets.
         if let Some(id) = self.conns.lookup_in(
             icmp.inner_proto,
-            icmp.inner_dst,
+            &icmp.inner_dst,
             icmp.inner_dport,
-            icmp.inner_src,
+            &icmp.inner_src,
             icmp.inner_sport,
         ) {
             let Some(c) = self.conns.get(id) else {

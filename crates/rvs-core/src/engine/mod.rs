@@ -558,15 +558,15 @@ impl Engine {
     ) -> Action {
         if let Some(id) = self
             .conns
-            .lookup_in(meta.proto, meta.src, meta.sport, meta.dst, meta.dport)
+            .lookup_in(meta.proto, &meta.src, meta.sport, &meta.dst, meta.dport)
         {
             self.finish_checksum(&mut frame, meta);
             return self.conn_in(frame, meta, id, proto, now);
         }
-        if self.services.is_nat_source(meta.src)
+        if self.services.is_nat_source(&meta.src)
             && let Some(id) = self
                 .conns
-                .lookup_out(meta.proto, meta.src, meta.sport, meta.dst, meta.dport)
+                .lookup_out(meta.proto, &meta.src, meta.sport, &meta.dst, meta.dport)
         {
             self.finish_checksum(&mut frame, meta);
             return self.conn_out(frame, meta, id, proto, now);

@@ -35,7 +35,7 @@ impl Engine {
         if self.fwmark_rules.is_empty()
             && let Some((src, dst)) = plain_addrs(bytes)
         {
-            let client = if self.services.is_nat_source(src) && !self.services.is_virtual_addr(dst)
+            let client = if self.services.is_nat_source(&src) && !self.services.is_virtual_addr(dst)
             {
                 dst
             } else {
@@ -76,13 +76,13 @@ impl Engine {
     fn client_of(&self, meta: &FlowMeta, ingress: PortId) -> IpAddr {
         if let Some(icmp) = meta.icmp {
             // Quoted by a real server: a request (client -> server).
-            if self.services.is_nat_source(icmp.inner_dst) {
+            if self.services.is_nat_source(&icmp.inner_dst) {
                 return icmp.inner_src;
             }
             // Quoted from the client side: a reply (service -> client).
             return icmp.inner_dst;
         }
-        if self.services.is_nat_source(meta.src)
+        if self.services.is_nat_source(&meta.src)
             && !self.services.is_virtual_addr(meta.dst)
             && !self.to_fwmark_service(meta, ingress)
         {

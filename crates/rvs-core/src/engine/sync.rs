@@ -335,7 +335,7 @@ impl Engine {
         } else {
             match self
                 .conns
-                .lookup_in(e.protocol, caddr, e.cport, vaddr, e.vport)
+                .lookup_in(e.protocol, &caddr, e.cport, &vaddr, e.vport)
             {
                 Some(id) => {
                     let moved = self

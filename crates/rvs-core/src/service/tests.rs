@@ -133,21 +133,21 @@ fn nat_sources_follow_masq_dests() {
     m.fwd = FwdMethod::Masq;
     t.add_dest(&k, &m, Instant::ZERO).unwrap();
     t.add_dest(&k2, &m, Instant::ZERO).unwrap();
-    assert!(t.is_nat_source(a));
+    assert!(t.is_nat_source(&a));
     t.delete(&k2).unwrap();
-    assert!(t.is_nat_source(a));
+    assert!(t.is_nat_source(&a));
     let dr = rs([1, 1, 1, 1], 80);
     t.edit_dest(&k, &dr).unwrap();
-    assert!(!t.is_nat_source(a));
+    assert!(!t.is_nat_source(&a));
     t.edit_dest(&k, &m).unwrap();
     // Deleted: still a source while in the trash (its conns may reply).
     t.delete_dest(&k, a, 80, Instant::ZERO).unwrap();
-    assert!(t.is_nat_source(a));
+    assert!(t.is_nat_source(&a));
     t.purge_trash(Instant::from_secs(200), |_| false);
-    assert!(!t.is_nat_source(a));
+    assert!(!t.is_nat_source(&a));
     t.add_dest(&k, &m, Instant::ZERO).unwrap();
     t.clear();
-    assert!(!t.is_nat_source(a));
+    assert!(!t.is_nat_source(&a));
 }
 
 #[test]

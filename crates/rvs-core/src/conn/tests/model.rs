@@ -200,9 +200,9 @@ proptest! {
             }
             prop_assert_eq!(t.len(), model.len());
             for (&port, &(id, exp, o)) in &model {
-                prop_assert_eq!(t.lookup_in(PROTO_TCP, ip("1.1.1.1"), port, ip("10.0.0.1"), 80), Some(id));
+                prop_assert_eq!(t.lookup_in(PROTO_TCP, &ip("1.1.1.1"), port, &ip("10.0.0.1"), 80), Some(id));
                 let want_out = if o { Some(id) } else { None };
-                prop_assert_eq!(t.lookup_out(PROTO_TCP, ip("192.168.1.10"), 80, ip("1.1.1.1"), port), want_out);
+                prop_assert_eq!(t.lookup_out(PROTO_TCP, &ip("192.168.1.10"), 80, &ip("1.1.1.1"), port), want_out);
                 prop_assert_eq!(t.get(id).map(|c| c.expires), Some(ms(exp)));
             }
         }

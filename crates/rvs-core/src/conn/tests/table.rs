@@ -43,56 +43,56 @@ fn insert_lookup_in_and_out() {
     assert_eq!(t.len(), 3);
     assert_eq!(t.out_indexed(), 2);
     assert_eq!(
-        t.lookup_in(PROTO_TCP, ip("1.1.1.1"), 4000, ip("10.0.0.1"), 80),
+        t.lookup_in(PROTO_TCP, &ip("1.1.1.1"), 4000, &ip("10.0.0.1"), 80),
         Some(a)
     );
     assert_eq!(
-        t.lookup_in(PROTO_TCP, ip("1.1.1.2"), 4000, ip("10.0.0.1"), 80),
+        t.lookup_in(PROTO_TCP, &ip("1.1.1.2"), 4000, &ip("10.0.0.1"), 80),
         Some(b)
     );
     assert_eq!(
-        t.lookup_in(PROTO_UDP, ip("2001:db8::1"), 53, ip("2001:db8::100"), 53),
+        t.lookup_in(PROTO_UDP, &ip("2001:db8::1"), 53, &ip("2001:db8::100"), 53),
         Some(c)
     );
     // Misses: other port, protocol, address, family.
     assert_eq!(
-        t.lookup_in(PROTO_TCP, ip("1.1.1.1"), 4001, ip("10.0.0.1"), 80),
+        t.lookup_in(PROTO_TCP, &ip("1.1.1.1"), 4001, &ip("10.0.0.1"), 80),
         None
     );
     assert_eq!(
-        t.lookup_in(PROTO_UDP, ip("1.1.1.1"), 4000, ip("10.0.0.1"), 80),
+        t.lookup_in(PROTO_UDP, &ip("1.1.1.1"), 4000, &ip("10.0.0.1"), 80),
         None
     );
     assert_eq!(
-        t.lookup_in(PROTO_TCP, ip("1.1.1.1"), 4000, ip("10.0.0.2"), 80),
+        t.lookup_in(PROTO_TCP, &ip("1.1.1.1"), 4000, &ip("10.0.0.2"), 80),
         None
     );
     assert_eq!(
         t.lookup_in(
             PROTO_TCP,
-            ip("::ffff:1.1.1.1"),
+            &ip("::ffff:1.1.1.1"),
             4000,
-            ip("::ffff:10.0.0.1"),
+            &ip("::ffff:10.0.0.1"),
             80
         ),
         None
     );
     // Out: reply from the real server to the client.
     assert_eq!(
-        t.lookup_out(PROTO_TCP, ip("192.168.1.10"), 8080, ip("1.1.1.1"), 4000),
+        t.lookup_out(PROTO_TCP, &ip("192.168.1.10"), 8080, &ip("1.1.1.1"), 4000),
         Some(a)
     );
     assert_eq!(
-        t.lookup_out(PROTO_TCP, ip("192.168.1.10"), 80, ip("1.1.1.1"), 4000),
+        t.lookup_out(PROTO_TCP, &ip("192.168.1.10"), 80, &ip("1.1.1.1"), 4000),
         None
     );
     assert_eq!(
-        t.lookup_out(PROTO_UDP, ip("2001:db8:1::10"), 53, ip("2001:db8::1"), 53),
+        t.lookup_out(PROTO_UDP, &ip("2001:db8:1::10"), 53, &ip("2001:db8::1"), 53),
         Some(c)
     );
     // DR entries are not in the out index.
     assert_eq!(
-        t.lookup_out(PROTO_TCP, ip("192.168.1.11"), 80, ip("1.1.1.2"), 4000),
+        t.lookup_out(PROTO_TCP, &ip("192.168.1.11"), 80, &ip("1.1.1.2"), 4000),
         None
     );
     assert_eq!(t.get(a), Some(&nat));
@@ -124,7 +124,7 @@ fn templates_are_separate_from_conns() {
     );
     let ti = t.insert(tp, false, now).unwrap();
     assert_eq!(
-        t.lookup_in(PROTO_TCP, ip("1.1.1.0"), 0, ip("10.0.0.1"), 80),
+        t.lookup_in(PROTO_TCP, &ip("1.1.1.0"), 0, &ip("10.0.0.1"), 80),
         None
     );
     assert_eq!(
@@ -133,7 +133,7 @@ fn templates_are_separate_from_conns() {
     );
     let ci = t.insert(c, false, now).unwrap();
     assert_eq!(
-        t.lookup_in(PROTO_TCP, ip("1.1.1.0"), 0, ip("10.0.0.1"), 80),
+        t.lookup_in(PROTO_TCP, &ip("1.1.1.0"), 0, &ip("10.0.0.1"), 80),
         Some(ci)
     );
     assert_eq!(
@@ -176,15 +176,15 @@ fn remove_and_slot_reuse() {
     assert_eq!(t.get(a), None);
     assert_eq!(t.len(), 1);
     assert_eq!(
-        t.lookup_in(PROTO_TCP, ip("1.1.1.1"), 1, ip("10.0.0.1"), 80),
+        t.lookup_in(PROTO_TCP, &ip("1.1.1.1"), 1, &ip("10.0.0.1"), 80),
         None
     );
     assert_eq!(
-        t.lookup_out(PROTO_TCP, ip("192.168.1.10"), 80, ip("1.1.1.1"), 1),
+        t.lookup_out(PROTO_TCP, &ip("192.168.1.10"), 80, &ip("1.1.1.1"), 1),
         None
     );
     assert_eq!(
-        t.lookup_out(PROTO_TCP, ip("192.168.1.10"), 80, ip("1.1.1.1"), 2),
+        t.lookup_out(PROTO_TCP, &ip("192.168.1.10"), 80, &ip("1.1.1.1"), 2),
         Some(b)
     );
     let c = t.insert(tcp(3, dr_flags(), 3000, now), false, now).unwrap();
@@ -193,7 +193,7 @@ fn remove_and_slot_reuse() {
     t.clear();
     assert!(t.is_empty());
     assert_eq!(
-        t.lookup_in(PROTO_TCP, ip("1.1.1.1"), 2, ip("10.0.0.1"), 80),
+        t.lookup_in(PROTO_TCP, &ip("1.1.1.1"), 2, &ip("10.0.0.1"), 80),
         None
     );
     t.check_invariants();

@@ -263,19 +263,19 @@ fn rekey_reindexes_changed_keys_and_control() {
     }));
     assert_eq!(t.get(id).unwrap().n_control, 0);
     assert_eq!(
-        t.lookup_in(PROTO_TCP, ip("1.1.1.1"), 1, ip("10.0.0.1"), 80),
+        t.lookup_in(PROTO_TCP, &ip("1.1.1.1"), 1, &ip("10.0.0.1"), 80),
         None
     );
     assert_eq!(
-        t.lookup_in(PROTO_TCP, ip("1.1.1.1"), 2, ip("10.0.0.1"), 80),
+        t.lookup_in(PROTO_TCP, &ip("1.1.1.1"), 2, &ip("10.0.0.1"), 80),
         Some(id)
     );
     assert_eq!(
-        t.lookup_out(PROTO_TCP, ip("192.168.1.10"), 80, ip("1.1.1.1"), 1),
+        t.lookup_out(PROTO_TCP, &ip("192.168.1.10"), 80, &ip("1.1.1.1"), 1),
         None
     );
     assert_eq!(
-        t.lookup_out(PROTO_TCP, ip("192.168.1.99"), 80, ip("1.1.1.1"), 2),
+        t.lookup_out(PROTO_TCP, &ip("192.168.1.99"), 80, &ip("1.1.1.1"), 2),
         Some(id)
     );
     assert_eq!(t.get(ti).unwrap().n_control, 2);
@@ -290,7 +290,7 @@ fn rekey_reindexes_changed_keys_and_control() {
     // Turning a conn into a template moves it between lookups.
     t.rekey(id, |c| c.flags |= flags::TEMPLATE);
     assert_eq!(
-        t.lookup_in(PROTO_TCP, ip("1.1.1.1"), 2, ip("10.0.0.1"), 80),
+        t.lookup_in(PROTO_TCP, &ip("1.1.1.1"), 2, &ip("10.0.0.1"), 80),
         None
     );
     assert_eq!(
