@@ -103,6 +103,19 @@ fn slot_conn(slots: &[Option<Conn>], v: u32) -> &Conn {
     }
 }
 
+/// `a == b`, reading only the bytes of their family: the packet path's
+/// addresses come straight from the parser, which wrote an IPv4 address in
+/// five bytes; the derived comparison's 16-byte read of it would wait on
+/// store forwarding at every look-up.
+#[inline(always)]
+fn same_addr(a: &IpAddr, b: &IpAddr) -> bool {
+    match (a, b) {
+        (IpAddr::V4(a), IpAddr::V4(b)) => a.to_bits() == b.to_bits(),
+        (IpAddr::V6(a), IpAddr::V6(b)) => a.to_bits() == b.to_bits(),
+        _ => false,
+    }
+}
+
 impl ConnTable {
     /// An empty table. `hash_key` seeds the keyed hash: pass 256 fresh random
     /// bits (e.g. from `getrandom`) per table.
@@ -176,8 +189,8 @@ impl ConnTable {
                     && c.vport == vport
                     && c.proto == proto
                     && !c.is_template()
-                    && c.caddr == *caddr
-                    && c.vaddr == *vaddr
+                    && same_addr(&c.caddr, caddr)
+                    && same_addr(&c.vaddr, vaddr)
             })
             .map(|&v| ConnId::from_index(v & IDX_MASK))
     }
@@ -205,8 +218,8 @@ impl ConnTable {
                 c.cport == cport
                     && c.dport == dport
                     && c.proto == proto
-                    && c.caddr == *caddr
-                    && c.daddr == *daddr
+                    && same_addr(&c.caddr, caddr)
+                    && same_addr(&c.daddr, daddr)
             })
             .map(|&v| ConnId::from_index(v & IDX_MASK))
     }
