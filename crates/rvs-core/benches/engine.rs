@@ -117,6 +117,11 @@ fn bench_established(c: &mut Criterion) {
 
 fn bench_new_flow(c: &mut Criterion) {
     let mut e = setup(FwdMethod::Route);
+    // The clock moves 61 s per chunk below: with the default 15 minutes the
+    // 1 M established entries would expire after 15 chunks and the SYNs
+    // would meet an empty table. The longest timeout `--set` takes (24
+    // days) keeps them for the whole run (checked at the end).
+    e.set_timeouts(i32::MAX as u32 / 1000, 0, 0).unwrap();
     fill(&mut e, CONNS);
     let mut f = frame((Ipv4Addr::new(1, 0, 0, 0), 1), true);
     let mut t = Instant::from_secs(10);
@@ -153,6 +158,11 @@ fn bench_new_flow(c: &mut Criterion) {
         c.passed + c.drop_no_conn + c.drop_table_full,
         0,
         "new flows: {c:?}"
+    );
+    assert!(
+        e.conns().len() >= CONNS as usize,
+        "the established entries outlived the run: {} left",
+        e.conns().len()
     );
 }
 
