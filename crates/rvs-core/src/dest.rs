@@ -121,6 +121,20 @@ fn shift(c: &AtomicU32, delta: i32) {
     });
 }
 
+/// A real server's next hop and its egress port's MAC address, as the
+/// engine last looked them up, valid while the engine's next hops and ports
+/// are unchanged (its epoch; the kernel keeps a route in each `ip_vs_dest`
+/// the same way, `ip_vs_dest_dst`). A copy starts empty: the epoch is only
+/// meaningful in the engine that filled it.
+#[derive(Debug, Default)]
+pub struct EgressCache(pub(crate) Option<(u32, crate::engine::Hop, rvs_wire::EthernetAddress)>);
+
+impl Clone for EgressCache {
+    fn clone(&self) -> Self {
+        EgressCache(None)
+    }
+}
+
 /// A real server with its live state.
 #[derive(Debug, Clone)]
 pub struct Dest {
@@ -160,6 +174,8 @@ pub struct Dest {
     /// `activeconns`, `inactconns` and `persistconns` as other threads read
     /// them ([`Dest::count`] and [`Dest::count_persist`] keep them equal).
     pub counts: Counts,
+    /// The packet path's next hop towards this server.
+    pub egress: EgressCache,
 }
 
 impl Dest {
@@ -183,6 +199,7 @@ impl Dest {
             stats: Stats::default(),
             totals: None,
             counts: Counts::default(),
+            egress: EgressCache::default(),
         }
     }
 

@@ -606,6 +606,77 @@ fn need_hop_leaves_frame_and_counters_untouched() {
     assert_eq!((st.conns, st.inpkts, st.outpkts), (1, 1, 1));
 }
 
+/// A real server's next hop is kept with the server for the packet path
+/// (`EgressCache`; DR: the frame keeps the VIP, only the MACs say where it
+/// goes); every change of the hop or of the port reaches the
+/// connection's next packet, and a hop that goes is asked for again.
+#[test]
+fn next_hop_changes_reach_established_connections() {
+    let mut e = engine();
+    let key = svc_key(80);
+    add_service(&mut e, key, "rr", FwdMethod::Route, &[80]);
+    let t = Instant::from_secs(1);
+    let (a, f) = client_pkt(&mut e, 47000, 80, Flags::Syn, t);
+    let out = out_frame(&a, &f);
+    assert_eq!(tcp_dst(&out), (v4(VIP), 80, RS1_MAC));
+    assert_eq!(out[6..12], DIRECTOR_MAC_S);
+
+    // The neighbour's MAC address changes.
+    let moved = [2, 0, 0, 0, 0x77, 0x01];
+    e.set_hop(
+        v4(RS1),
+        Hop {
+            port: SERVER_PORT,
+            mac: EthernetAddress(moved),
+        },
+    );
+    let (a, f) = client_pkt(&mut e, 47000, 80, Flags::Ack, t);
+    assert_eq!(tcp_dst(&out_frame(&a, &f)).2, moved);
+
+    // The egress port's own MAC address changes.
+    let port_mac = [2, 0, 0, 0, 0x77, 0x02];
+    e.set_port(
+        SERVER_PORT,
+        rvs_core::engine::PortConfig {
+            mac: EthernetAddress(port_mac),
+            mtu: 1500,
+            addr_v4: Some(std::net::Ipv4Addr::new(192, 168, 1, 1)),
+            addr_v6: None,
+        },
+    );
+    let (a, f) = client_pkt(&mut e, 47000, 80, Flags::Ack, t);
+    let out = out_frame(&a, &f);
+    assert_eq!(
+        (out[0..6].to_vec(), out[6..12].to_vec()),
+        (moved.to_vec(), port_mac.to_vec())
+    );
+
+    // The hop goes: the next packet asks for it, untouched; back, it flows.
+    e.remove_hop(&v4(RS1));
+    let (a, _) = client_pkt(&mut e, 47000, 80, Flags::Ack, t);
+    assert_eq!(a, Action::NeedHop(v4(RS1)));
+    e.set_hop(
+        v4(RS1),
+        Hop {
+            port: SERVER_PORT,
+            mac: EthernetAddress(RS1_MAC),
+        },
+    );
+    let (a, f) = client_pkt(&mut e, 47000, 80, Flags::Ack, t);
+    assert_eq!(tcp_dst(&out_frame(&a, &f)), (v4(VIP), 80, RS1_MAC));
+
+    // A new address's hop (another client's) leaves the cache valid.
+    e.set_hop(
+        v4([10, 0, 0, 99]),
+        Hop {
+            port: CLIENT_PORT,
+            mac: EthernetAddress(CLIENT_MAC),
+        },
+    );
+    let (a, f) = client_pkt(&mut e, 47000, 80, Flags::Ack, t);
+    assert_eq!(tcp_dst(&out_frame(&a, &f)), (v4(VIP), 80, RS1_MAC));
+}
+
 #[test]
 fn udp_and_one_packet_scheduling() {
     let mut e = engine();

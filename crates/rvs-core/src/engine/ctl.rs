@@ -86,6 +86,7 @@ impl Engine {
         e.timeouts = self.timeouts;
         e.ports = self.ports.clone();
         e.hops = self.hops.clone();
+        e.hop_epoch = self.hop_epoch;
         e
     }
 
@@ -413,6 +414,9 @@ impl Engine {
             kept
         });
         self.counters.hops_pruned += (before - self.hops.len()) as u64;
+        if self.hops.len() != before {
+            self.hop_epoch = self.hop_epoch.wrapping_add(1);
+        }
     }
 
     /// Next hops pruned since the last call (for the resolver to forget).

@@ -328,6 +328,10 @@ pub struct Engine {
     /// Next hops keyed by [`addr_key`](crate::service::addr_key) (one
     /// 128-bit word hashes faster than an `IpAddr`).
     hops: HashMap<u128, Hop>,
+    /// Moves whenever a next hop or a port changes or goes: the real
+    /// servers' [`EgressCache`](crate::dest::EgressCache)s of another epoch
+    /// are stale.
+    hop_epoch: u32,
     counters: EngineCounters,
     expired: Vec<Conn>,
     reply: Vec<u8>,
@@ -427,6 +431,7 @@ impl Engine {
             stats: Stats::default(),
             ports: Vec::new(),
             hops: HashMap::new(),
+            hop_epoch: 0,
             counters: EngineCounters::default(),
             expired: Vec::new(),
             reply: vec![0; REPLY_CAPACITY],

@@ -6,6 +6,7 @@
 
 use core::net::IpAddr;
 
+use hashbrown::HashMap;
 use rvs_wire::{EncapResult, EthernetAddress, FlowMeta, TtlVerdict};
 
 use super::frag::FragDecision;
@@ -26,6 +27,9 @@ impl Engine {
         }
         let old = self.ports[i].replace(cfg);
         if old.is_some_and(|o| o != cfg) {
+            // No cache holds a port that was not there: only a change
+            // makes them stale.
+            self.hop_epoch = self.hop_epoch.wrapping_add(1);
             self.fast_path_invalidate(|_| true);
         }
     }
@@ -39,6 +43,8 @@ impl Engine {
     pub fn set_hop(&mut self, addr: IpAddr, hop: Hop) {
         let old = self.hops.insert(addr_key(addr), hop);
         if old.is_some_and(|o| o != hop) {
+            // A new address (every NAT client's) leaves the caches alone.
+            self.hop_epoch = self.hop_epoch.wrapping_add(1);
             self.fast_path_invalidate(|c| c.daddr == addr || c.caddr == addr);
         }
     }
@@ -51,6 +57,7 @@ impl Engine {
     /// Forget a next hop.
     pub fn remove_hop(&mut self, addr: &IpAddr) {
         if self.hops.remove(&addr_key(*addr)).is_some() {
+            self.hop_epoch = self.hop_epoch.wrapping_add(1);
             let a = *addr;
             self.fast_path_invalidate(|c| c.daddr == a || c.caddr == a);
         }
@@ -62,13 +69,7 @@ impl Engine {
     /// bytes, not the port's whole configuration.
     #[inline]
     pub(super) fn egress(&self, addr: IpAddr) -> Result<(Hop, EthernetAddress), Action> {
-        let Some(&hop) = self.hops.get(&addr_key(addr)) else {
-            return Err(Action::NeedHop(addr));
-        };
-        match self.ports.get(hop.port.0 as usize) {
-            Some(Some(port)) => Ok((hop, port.mac)),
-            _ => Err(Action::Drop(DropReason::UnknownPort)),
-        }
+        egress_of(&self.hops, &self.ports, addr)
     }
 
     /// The next hop for `addr` and its egress port's whole configuration
@@ -116,11 +117,26 @@ impl Engine {
             };
         }
         let target = Target::of(c);
-        let egress = self.egress(target.daddr);
-        let svc = self.services.get_mut(target.sref);
+        let mut svc = self.services.get_mut(target.sref);
         let dest_index = svc
             .as_ref()
             .and_then(|svc| svc.dests.iter().position(|d| d.id == target.dest));
+        // The next hop from the real server's cache while the hops and
+        // ports are unchanged, else looked up (and kept).
+        let egress = match (svc.as_deref_mut(), dest_index) {
+            (Some(svc), Some(i)) if svc.dests[i].addr == target.daddr => {
+                let cache = &mut svc.dests[i].egress;
+                match cache.0 {
+                    Some((epoch, hop, mac)) if epoch == self.hop_epoch => Ok((hop, mac)),
+                    _ => {
+                        let e = egress_of(&self.hops, &self.ports, target.daddr);
+                        cache.0 = e.ok().map(|(hop, mac)| (self.hop_epoch, hop, mac));
+                        e
+                    }
+                }
+            }
+            _ => egress_of(&self.hops, &self.ports, target.daddr),
+        };
         let dest_weight = match (&svc, dest_index) {
             (Some(svc), Some(i)) => Some(svc.dests[i].weight),
             _ => None,
@@ -442,6 +458,23 @@ impl Engine {
             }
         }
         self.stats.count_out(bytes);
+    }
+}
+
+/// [`Engine::egress`] over the engine's fields, for a caller that holds
+/// another of them.
+#[inline]
+fn egress_of(
+    hops: &HashMap<u128, Hop>,
+    ports: &[Option<PortConfig>],
+    addr: IpAddr,
+) -> Result<(Hop, EthernetAddress), Action> {
+    let Some(&hop) = hops.get(&addr_key(addr)) else {
+        return Err(Action::NeedHop(addr));
+    };
+    match ports.get(hop.port.0 as usize) {
+        Some(Some(port)) => Ok((hop, port.mac)),
+        _ => Err(Action::Drop(DropReason::UnknownPort)),
     }
 }
 
