@@ -144,10 +144,30 @@ pub(super) fn http_get(
     vhost: Option<&str>,
     proto: &str,
     tls_sni: Option<bool>,
-) -> Result<(), String> {
+) -> Result<(), Attempt> {
     let target = fmt_target(ck.connect_ip, ck.connect_port);
     let deadline = Instant::now() + ck.timing.connect_timeout;
-    let tcp = connect(ck).map_err(|e| format!("HTTP connection to {target} failed ({e})."))?;
+    let tcp = match connect(ck) {
+        Ok(s) => s,
+        Err(Start::Failed(e)) => {
+            return Err(format!("HTTP connection to {target} failed ({e}).").into());
+        }
+        Err(not_run) => return Err(Attempt::NotRun(not_run.reschedule("WEB", ck))),
+    };
+    exchange(ck, u, vhost, proto, tls_sni, tcp, deadline).map_err(Attempt::Failed)
+}
+
+/// The GET of [`http_get`] on its connection.
+fn exchange(
+    ck: &Checker,
+    u: &Url,
+    vhost: Option<&str>,
+    proto: &str,
+    tls_sni: Option<bool>,
+    tcp: TcpStream,
+    deadline: Instant,
+) -> Result<(), String> {
+    let target = fmt_target(ck.connect_ip, ck.connect_port);
     let mut s: Box<dyn Conn> = match tls_sni {
         None => Box::new(tcp),
         Some(sni) => Box::new(tls(ck, tcp, vhost, sni)?),

@@ -24,15 +24,14 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
-use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rustix::event::{PollFd, PollFlags, epoll};
-use socket2::{SockAddr, Socket, Type};
+use socket2::Socket;
 
-use super::{Outcome, bind, tcp_outcome, tcp_result_line};
+use super::{Outcome, Start, open, tcp_outcome, tcp_result_line};
 use crate::keepalived::conf::Checker;
 
 /// The epoll data of the eventfd (sockets get 0, 1, 2…).
@@ -114,27 +113,7 @@ impl<T> TcpChecks<T> {
     /// Start TCP_CHECK `ck`; when it is over at once (a socket or bind
     /// error, or connected already) its outcome goes to `done`.
     pub fn start(&mut self, ck: &Checker, tag: T, done: &mut Vec<(T, Outcome)>) {
-        let dst = SocketAddr::new(ck.connect_ip, ck.connect_port);
-        let started = (|| {
-            let sock = Socket::new(
-                socket2::Domain::for_address(dst),
-                Type::STREAM.nonblocking().cloexec(),
-                None,
-            )?;
-            bind(ck, &sock)?;
-            // Connected at once (true), or in progress.
-            match sock.connect(&SockAddr::from(dst)) {
-                Ok(()) => Ok((sock, true)),
-                Err(e)
-                    if e.raw_os_error() == Some(rustix::io::Errno::INPROGRESS.raw_os_error()) =>
-                {
-                    Ok((sock, false))
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok((sock, false)),
-                Err(e) => Err(e),
-            }
-        })();
-        let sock = match started {
+        let sock = match open(ck) {
             Ok((sock, false)) => sock,
             Ok((sock, true)) => {
                 if ck.bind_port.is_some() {
@@ -142,7 +121,8 @@ impl<T> TcpChecks<T> {
                 }
                 return done.push((tag, tcp_outcome(ck, Ok(()))));
             }
-            Err(e) => return done.push((tag, tcp_outcome(ck, Err(e)))),
+            Err(Start::Failed(e)) => return done.push((tag, tcp_outcome(ck, Err(e)))),
+            Err(not_run) => return done.push((tag, not_run.reschedule("TCP", ck))),
         };
         let id = self.next;
         self.next += 1;

@@ -730,3 +730,75 @@ fn ping_check_loopback() {
     let ck = checker(CheckKind::Ping, "::1".parse().unwrap(), 0);
     assert_eq!(run(&ck), Outcome::Up(None));
 }
+
+/// A checker whose socket cannot be bound (`bind_port` taken:
+/// EADDRINUSE; `bindto` not an address of this host: EADDRNOTAVAIL) does
+/// not run: keepalived logs it and tries again after delay_loop without
+/// counting a failed attempt (its `connect_error`), for TCP_CHECK (on the
+/// event loop and blocking), HTTP_GET, SMTP_CHECK, DNS_CHECK and
+/// PING_CHECK; UDP_CHECK counts it as a failure, as keepalived's does.
+#[test]
+fn bind_failure_reschedules_without_counting() {
+    let lo = IpAddr::from([127, 0, 0, 1]);
+    let server = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = server.local_addr().unwrap().port();
+    // A TCP and a UDP port held by this test.
+    let held = TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = held.local_addr().unwrap().port();
+    let held_udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let taken_udp = held_udp.local_addr().unwrap().port();
+    let not_here = IpAddr::from([192, 0, 2, 1]);
+    let dns = CheckKind::Dns {
+        qtype: 6,
+        name: ".".into(),
+    };
+    let smtp = CheckKind::Smtp {
+        helo: "me.example".into(),
+    };
+    let cases = [
+        (CheckKind::Tcp, taken, "TCP socket bind failed"),
+        (http(vec![], None), taken, "WEB socket bind failed"),
+        (smtp, taken, "SMTP_CHECK socket bind failed"),
+        (dns, taken_udp, "UDP socket bind failed"),
+    ];
+    for (kind, taken, line) in cases {
+        for (from, errno) in [(lo, "(os error 98)"), (not_here, "(os error 99)")] {
+            let mut ck = checker(kind.clone(), lo, port);
+            ck.bindto = Some(from);
+            ck.bind_port = Some(taken);
+            let got = run(&ck);
+            let Outcome::Reschedule(e) = &got else {
+                panic!("{kind:?} from {from}: {got:?}")
+            };
+            assert!(e.starts_with(line), "{e}");
+            assert!(e.contains(errno) && e.ends_with("Rescheduling."), "{e}");
+            if kind == CheckKind::Tcp {
+                assert_eq!(tcp_checks(std::slice::from_ref(&ck))[0].1, got);
+            }
+        }
+    }
+    let mut ping = checker(CheckKind::Ping, lo, 0);
+    ping.bindto = Some(not_here);
+    assert!(
+        matches!(run(&ping), Outcome::Reschedule(e) if e.starts_with("ICMP socket bind failed")),
+        "{:?}",
+        run(&ping)
+    );
+    // UDP_CHECK: a failed attempt.
+    let mut udp = checker(
+        CheckKind::Udp {
+            payload: vec![1],
+            require_reply: None,
+            reply_mask: vec![],
+            min_len: 0,
+            max_len: 255,
+        },
+        lo,
+        port,
+    );
+    udp.bind_port = Some(taken_udp);
+    assert!(matches!(run(&udp), Outcome::Down(_)), "{:?}", run(&udp));
+    // Nothing reached the server.
+    server.set_nonblocking(true).unwrap();
+    assert!(server.accept().is_err());
+}
