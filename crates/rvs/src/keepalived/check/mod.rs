@@ -6,6 +6,13 @@
 //! process group after `misc_timeout`), DNS_CHECK, SMTP_CHECK, UDP_CHECK
 //! and PING_CHECK (each within `connect_timeout`); FILE_CHECK reads its
 //! file.
+//!
+//! Where they run: TCP_CHECK, HTTP_GET and SSL_GET on nonblocking sockets
+//! in one epoll set, driven by the scheduler's thread ([`Checks`],
+//! `evented.rs`, which says why); the others as blocking attempts on the
+//! pool's workers ([`run`]). [`run`] runs any checker once, blocking:
+//! HTTP_GET and SSL_GET through the event loop's code on an epoll set of
+//! their own.
 
 use std::io::Read;
 use std::net::{IpAddr, SocketAddr, TcpStream};
@@ -17,15 +24,15 @@ use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 use super::conf::{CheckKind, Checker};
 
+mod evented;
 mod http;
 mod probes;
 mod tcp;
 #[cfg(test)]
 mod tests;
 
-pub use tcp::TcpChecks;
+pub use evented::{Checks, evented};
 
-use http::*;
 use probes::*;
 
 /// Largest HTTP response read (the rest is not part of the digest).
@@ -81,26 +88,9 @@ pub fn run(ck: &Checker) -> Outcome {
                 tcp_outcome(ck, Ok(()))
             }
             Err(Start::Failed(e)) => tcp_outcome(ck, Err(e)),
-            Err(not_run) => not_run.reschedule("TCP", ck),
+            Err(not_run) => not_run.reschedule("TCP", &fmt_checker(ck)),
         },
-        CheckKind::Http {
-            tls,
-            sni,
-            urls,
-            virtualhost,
-            http_protocol,
-        } => {
-            for u in urls {
-                let vhost = u.virtualhost.as_deref().or(virtualhost.as_deref());
-                let sni = if *tls { Some(*sni) } else { None };
-                match http_get(ck, u, vhost, http_protocol, sni) {
-                    Ok(()) => {}
-                    Err(Attempt::NotRun(o)) => return o,
-                    Err(Attempt::Failed(e)) => return Outcome::Down(e),
-                }
-            }
-            Outcome::Up(None)
-        }
+        CheckKind::Http { .. } => evented::run_one(ck),
         CheckKind::Dns { qtype, name } => match dns(ck, *qtype, name) {
             Ok(()) => Outcome::Up(None),
             Err(Attempt::NotRun(o)) => o,
@@ -209,10 +199,10 @@ impl Start {
     /// "… socket bind failed. Rescheduling." and add the next attempt's
     /// timer instead of calling their epilog); `what` is keepalived's name
     /// for the checker in that line (`TCP`, `WEB`, `SMTP_CHECK`, `UDP`,
-    /// `ICMP`). A [`Start::Failed`] is the checker's own failure: the
-    /// caller words it.
-    pub(super) fn reschedule(self, what: &str, ck: &Checker) -> Outcome {
-        let t = fmt_checker(ck);
+    /// `ICMP`), `t` the target's `[ip]:proto:port` ([`fmt_checker`]). A
+    /// [`Start::Failed`] is the checker's own failure: the caller words
+    /// it.
+    pub(super) fn reschedule(self, what: &str, t: &str) -> Outcome {
         Outcome::Reschedule(match self {
             Start::Socket(e) => {
                 format!("{what} connect fail to create socket for {t} ({e}). Rescheduling.")

@@ -90,7 +90,7 @@ pub(super) fn dns(ck: &Checker, qtype: u16, name: &str) -> Result<(), Attempt> {
     let s = match udp_socket(ck) {
         Ok(s) => s,
         Err(Start::Failed(e)) => return Err(format!("connection failure ({e}).").into()),
-        Err(not_run) => return Err(Attempt::NotRun(not_run.reschedule("UDP", ck))),
+        Err(not_run) => return Err(Attempt::NotRun(not_run.reschedule("UDP", &fmt_checker(ck)))),
     };
     let id = query_id();
     let q = dns_query(id, qtype, name);
@@ -161,7 +161,11 @@ pub(super) fn smtp(ck: &Checker, helo: &str) -> Result<(), Attempt> {
         Err(Start::Failed(e)) => {
             return Err(format!("Error connecting to server {t} ({e}).").into());
         }
-        Err(not_run) => return Err(Attempt::NotRun(not_run.reschedule("SMTP_CHECK", ck))),
+        Err(not_run) => {
+            return Err(Attempt::NotRun(
+                not_run.reschedule("SMTP_CHECK", &fmt_checker(ck)),
+            ));
+        }
     };
     let mut pending = Vec::new();
     let mut expect =
@@ -309,7 +313,11 @@ pub(super) fn ping(ck: &Checker) -> Result<(), Attempt> {
     let (sock, raw) = match icmp_socket(ck) {
         Ok(s) => s,
         Err(Start::Failed(e)) => return Err(format!("socket: {e}").into()),
-        Err(not_run) => return Err(Attempt::NotRun(not_run.reschedule("ICMP", ck))),
+        Err(not_run) => {
+            return Err(Attempt::NotRun(
+                not_run.reschedule("ICMP", &fmt_checker(ck)),
+            ));
+        }
     };
     let v6 = ck.connect_ip.is_ipv6();
     let (req_type, reply_type) = if v6 { (128u8, 129u8) } else { (8u8, 0u8) };
