@@ -36,6 +36,12 @@
 //! timeout: a scheduler held up elsewhere (rvsd slow to answer) does not
 //! turn a check that succeeded into a failure.
 //!
+//! The cost of that: the scheduler's thread does the checks' work too
+//! (SSL_GET's handshakes are its CPU, not a worker's), and every HTTP_GET
+//! in progress holds its response until it is judged (up to 4 MiB, as a
+//! worker did; there were at most `--threads` of those at once, here as
+//! many as the checks in progress).
+//!
 //! [`run_one`] runs one check on an epoll set of its own, blocking the
 //! caller: [`super::run`]'s HTTP_GET and SSL_GET, so that there is one
 //! implementation of them, not a blocking one beside this.
