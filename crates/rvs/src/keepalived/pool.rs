@@ -343,7 +343,9 @@ mod tests {
     /// of a listener that accepts and closes leave the pool at its
     /// minimum; HTTP_GETs of a listener that accepts and never answers
     /// (each holds a worker for its 2 s connect_timeout) grow it, and the
-    /// TCP_CHECKs queued meanwhile still run within a second.
+    /// TCP_CHECKs queued meanwhile still run within a second. (The
+    /// scheduler runs neither on the pool: `check/evented.rs`; here they
+    /// stand for checks that block, run by `check::run`.)
     #[test]
     fn hung_http_servers_grow_the_pool_fast_tcp_checks_do_not() {
         use crate::keepalived::conf::Checker;

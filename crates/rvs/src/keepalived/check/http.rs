@@ -273,7 +273,7 @@ struct Exchange {
 /// How an exchange went as far as it could.
 enum Progress {
     Wait(EventFlags),
-    /// The response as read, or the line of a failure.
+    /// Over: the response is read (in `resp`), or the line of a failure.
     Over(Result<(), String>),
 }
 
@@ -342,9 +342,10 @@ impl Get {
         }
         let (u, ..) = parts(&self.ck, self.url);
         let x = self.x.as_mut().expect("connected");
-        let p = match &mut x.tls {
-            None => plain(sock, x, &self.target, u),
-            Some(_) => tls(sock, x, &self.target, u),
+        let p = if x.tls.is_none() {
+            plain(sock, x, &self.target, u)
+        } else {
+            tls(sock, x, &self.target, u)
         };
         match p {
             Progress::Wait(w) => Step::Wait(w),
