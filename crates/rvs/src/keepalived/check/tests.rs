@@ -1198,3 +1198,65 @@ fn http_get_urls_in_turn() {
         "{e}"
     );
 }
+
+/// A listener on 127.0.0.1 with room for `backlog` connections waiting.
+fn listener(backlog: i32) -> TcpListener {
+    let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    s.bind(&SockAddr::from(SocketAddr::from(([127, 0, 0, 1], 0))))
+        .unwrap();
+    s.listen(backlog).unwrap();
+    s.into()
+}
+
+/// Hundreds of HTTP_GETs at once on this one thread: 200 against a
+/// server that answers (one thread, a connection after the other) and
+/// 200 against one that never accepts (their connects complete in its
+/// accept queue, and nothing ever comes): the first are all up before
+/// the others' timeout, which is each one's own.
+#[test]
+fn hundreds_of_http_gets_on_one_thread() {
+    let lo = IpAddr::from([127, 0, 0, 1]);
+    let answers = listener(1024);
+    let good = answers.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for c in answers.incoming() {
+            let mut s = c.unwrap();
+            read_request(&mut s);
+            let _ = s.write_all(b"HTTP/1.0 200 OK\r\n\r\nabc");
+        }
+    });
+    let silent = listener(1024);
+    let hung = silent.local_addr().unwrap().port();
+    let timeout = Duration::from_millis(2500);
+    let cks: Vec<Checker> = (0..400)
+        .map(|i| {
+            let port = if i % 2 == 0 { good } else { hung };
+            let mut ck = checker(http(vec![], Some(md5_hex(b"abc").as_str())), lo, port);
+            ck.timing.connect_timeout = timeout;
+            ck
+        })
+        .collect();
+    let got = evented_checks(&cks);
+    assert_eq!(got.len(), 400);
+    let last_good = got
+        .iter()
+        .filter(|(i, ..)| i % 2 == 0)
+        .map(|(i, o, at)| {
+            assert_eq!(*o, Outcome::Up(None), "check {i}");
+            *at
+        })
+        .max()
+        .unwrap();
+    assert!(last_good < timeout, "{last_good:?}");
+    for (i, o, at) in got.iter().filter(|(i, ..)| i % 2 == 1) {
+        assert!(*at >= timeout, "check {i} at {at:?}");
+        assert_eq!(
+            *o,
+            Outcome::Down(format!(
+                "Timeout reading data to [127.0.0.1]:tcp:{hung} url /index.html."
+            )),
+            "check {i}"
+        );
+    }
+    drop(silent);
+}
