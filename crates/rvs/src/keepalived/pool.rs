@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 //! The checkers' worker pool: jobs in, results out, [`MIN_WORKERS`] threads
 //! at the first job and more, up to a cap (`--threads`), only when the
-//! pool is saturated by checks in progress. TCP_CHECKs do not come here
-//! (`check/tcp.rs`).
+//! pool is saturated by checks in progress. TCP_CHECKs, HTTP_GETs and
+//! SSL_GETs do not come here (`check/evented.rs`).
 //!
 //! A worker is added when, for more than [`LATE`], every worker has been
 //! inside a check while jobs waited in the queue: the jobs wait for a
@@ -131,7 +131,7 @@ impl<J: Send + 'static, R: Send + 'static> Pool<J, R> {
     }
 
     /// Queue `job`. The first starts the first workers (a configuration
-    /// of TCP_CHECKs alone, which run elsewhere, has none).
+    /// of TCP_CHECKs and HTTP_GETs alone, which run elsewhere, has none).
     pub fn submit(&mut self, job: J) -> Result<(), String> {
         while self.workers < self.max.min(MIN_WORKERS) {
             self.spawn()?;
@@ -343,7 +343,9 @@ mod tests {
     /// of a listener that accepts and closes leave the pool at its
     /// minimum; HTTP_GETs of a listener that accepts and never answers
     /// (each holds a worker for its 2 s connect_timeout) grow it, and the
-    /// TCP_CHECKs queued meanwhile still run within a second.
+    /// TCP_CHECKs queued meanwhile still run within a second. (The
+    /// scheduler runs neither on the pool: `check/evented.rs`; here they
+    /// stand for checks that block, run by `check::run`.)
     #[test]
     fn hung_http_servers_grow_the_pool_fast_tcp_checks_do_not() {
         use crate::keepalived::conf::Checker;

@@ -1,12 +1,25 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
-//! HTTP_GET and SSL_GET: the request, chunked bodies, TLS without
-//! certificate checks (as keepalived's), status and digest.
+//! HTTP_GET and SSL_GET on the event loop (`evented.rs`): for each `url`
+//! in turn a connection, the request, the response, then the same
+//! decisions as keepalived's (status, MD5 digest, regex); TLS without
+//! certificate checks (as keepalived's), rustls driven without I/O of
+//! its own (`read_tls`, `process_new_packets`, `write_tls` on the
+//! nonblocking socket), SNI with `enable_sni`.
+//!
+//! The decisions and the texts are pure functions of the request and
+//! the response ([`request`], [`judge`], [`dechunk`], the error lines),
+//! apart from the I/O of [`Get`]; [`super::run`] runs HTTP_GET through
+//! the same [`Get`] on an epoll set of its own (`evented::run_one`), so
+//! there is no blocking implementation to diverge from this one.
 
 use std::io::{Read, Write};
-use std::net::{IpAddr, TcpStream};
+use std::net::IpAddr;
 use std::sync::{Arc, OnceLock};
-use std::time::Instant;
 
+use rustix::event::epoll::EventFlags;
+use socket2::Socket;
+
+use super::evented::{Ready, Step};
 use super::*;
 use crate::keepalived::conf::{Checker, Url};
 
@@ -23,23 +36,6 @@ pub(super) fn dechunk(mut b: &[u8]) -> Option<Vec<u8>> {
         }
         out.extend_from_slice(b.get(..size)?);
         b = b.get(size + 2..)?;
-    }
-}
-
-/// The stream of an HTTP_GET (TCP) or an SSL_GET (TLS over TCP).
-pub(super) trait Conn: Read + Write {
-    fn tcp(&self) -> &TcpStream;
-}
-
-impl Conn for TcpStream {
-    fn tcp(&self) -> &TcpStream {
-        self
-    }
-}
-
-impl Conn for rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
-    fn tcp(&self) -> &TcpStream {
-        &self.sock
     }
 }
 
@@ -118,45 +114,28 @@ pub(super) fn tls_config() -> Result<Arc<rustls::ClientConfig>, String> {
         .clone()
 }
 
-/// TLS over `tcp`: SNI is `vhost` when `sni` is set and it is a DNS name
-/// (keepalived's `enable_sni`); otherwise none (the address).
-pub(super) fn tls(
-    ck: &Checker,
-    tcp: TcpStream,
+/// The server name of an SSL_GET: `vhost` when `sni` is set and it is a
+/// DNS name (keepalived's `enable_sni`); otherwise none (the address).
+pub(super) fn server_name(
+    ip: IpAddr,
     vhost: Option<&str>,
     sni: bool,
-) -> Result<rustls::StreamOwned<rustls::ClientConnection, TcpStream>, String> {
+) -> rustls::pki_types::ServerName<'static> {
     use rustls::pki_types::ServerName;
-    let name = vhost
+    vhost
         .filter(|_| sni)
         .and_then(|h| ServerName::try_from(h.to_string()).ok())
-        .unwrap_or_else(|| ServerName::IpAddress(ck.connect_ip.into()));
-    let conn = rustls::ClientConnection::new(tls_config()?, name)
-        .map_err(|e| format!("SSL_GET: TLS setup failed ({e})."))?;
-    Ok(rustls::StreamOwned::new(conn, tcp))
+        .unwrap_or_else(|| ServerName::IpAddress(ip.into()))
 }
 
-/// One GET of `u`; `Err` is keepalived's log line. `tls`: SSL_GET, with
-/// `enable_sni`.
-pub(super) fn http_get(
-    ck: &Checker,
-    u: &Url,
-    vhost: Option<&str>,
-    proto: &str,
-    tls_sni: Option<bool>,
-) -> Result<(), String> {
-    let target = fmt_target(ck.connect_ip, ck.connect_port);
-    let deadline = Instant::now() + ck.timing.connect_timeout;
-    let tcp = connect(ck).map_err(|e| format!("HTTP connection to {target} failed ({e})."))?;
-    let mut s: Box<dyn Conn> = match tls_sni {
-        None => Box::new(tcp),
-        Some(sni) => Box::new(tls(ck, tcp, vhost, sni)?),
-    };
+/// The request of `u`: `GET path HTTP/1.0` (`http_protocol 1.1`: 1.1
+/// with `Connection: close`), `vhost` (else the address) as Host.
+pub(super) fn request(ip: IpAddr, port: u16, u: &Url, vhost: Option<&str>, proto: &str) -> String {
     let host = match vhost {
         Some(h) => h.to_string(),
-        None => match ck.connect_ip {
-            IpAddr::V6(a) => format!("[{a}]:{}", ck.connect_port),
-            IpAddr::V4(a) => format!("{a}:{}", ck.connect_port),
+        None => match ip {
+            IpAddr::V6(a) => format!("[{a}]:{port}"),
+            IpAddr::V4(a) => format!("{a}:{port}"),
         },
     };
     let version = if proto == "1.1" { "1.1" } else { "1.0" };
@@ -165,59 +144,38 @@ pub(super) fn http_get(
     } else {
         "Connection: close\r\n"
     };
-    let req = format!(
+    format!(
         "GET {} HTTP/{version}\r\nUser-Agent: KeepAliveClient\r\nHost: {host}\r\n{close}\r\n",
         u.path
-    );
-    let left = || {
-        deadline
-            .checked_duration_since(Instant::now())
-            .filter(|d| !d.is_zero())
-    };
-    let timeout_msg = || format!("Timeout reading data to {target} url {}.", u.path);
-    s.tcp()
-        .set_write_timeout(Some(left().ok_or_else(timeout_msg)?))
-        .map_err(|e| e.to_string())?;
-    // The TLS handshake reads too.
-    s.tcp()
-        .set_read_timeout(Some(left().ok_or_else(timeout_msg)?))
-        .map_err(|e| e.to_string())?;
-    s.write_all(req.as_bytes())
-        .map_err(|e| format!("Cannot send the request to {target} url {} ({e}).", u.path))?;
-    let mut resp = Vec::new();
-    let mut buf = [0u8; 16384];
-    loop {
-        s.tcp()
-            .set_read_timeout(Some(left().ok_or_else(timeout_msg)?))
-            .map_err(|e| e.to_string())?;
-        match s.read(&mut buf) {
-            Ok(0) => break,
-            // A TLS server that closes without close_notify: the end of
-            // the response, as for keepalived.
-            Err(e) if tls_sni.is_some() && e.kind() == std::io::ErrorKind::UnexpectedEof => break,
-            Ok(n) => {
-                resp.extend_from_slice(&buf[..n]);
-                if resp.len() >= MAX_RESPONSE {
-                    break;
-                }
-            }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                return Err(timeout_msg());
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => {
-                return Err(format!(
-                    "Error reading data from {target} url {} ({e}).",
-                    u.path
-                ));
-            }
-        }
-    }
+    )
+}
+
+/// The line of a connect that failed.
+pub(super) fn connect_error(target: &str, e: &std::io::Error) -> String {
+    format!("HTTP connection to {target} failed ({e}).")
+}
+
+/// The line of a request that could not be sent (SSL_GET: the TLS
+/// handshake too).
+pub(super) fn send_error(target: &str, u: &Url, e: &std::io::Error) -> String {
+    format!("Cannot send the request to {target} url {} ({e}).", u.path)
+}
+
+/// The line of a response that did not come in time.
+pub(super) fn read_timeout(target: &str, u: &Url) -> String {
+    format!("Timeout reading data to {target} url {}.", u.path)
+}
+
+/// The line of a response that could not be read.
+pub(super) fn read_error(target: &str, u: &Url, e: &std::io::Error) -> String {
+    format!("Error reading data from {target} url {} ({e}).", u.path)
+}
+
+/// keepalived's judgement of the response `resp` (as read, up to
+/// [`MAX_RESPONSE`]) to the GET of `u`: the status among `u`'s codes,
+/// then with `regex` the body matching it (or not), then with `digest`
+/// the body's MD5; a chunked body is decoded first. `Err`: the line.
+pub(super) fn judge(target: &str, u: &Url, resp: &[u8]) -> Result<(), String> {
     let split = resp
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
@@ -268,4 +226,285 @@ pub(super) fn http_get(
         }
     }
     Ok(())
+}
+
+/// Url `i` of HTTP_GET `ck`, its virtualhost, the protocol and
+/// (SSL_GET) `enable_sni`.
+fn parts(ck: &Checker, i: usize) -> (&Url, Option<&str>, &str, Option<bool>) {
+    let CheckKind::Http {
+        tls,
+        sni,
+        urls,
+        virtualhost,
+        http_protocol,
+    } = &ck.kind
+    else {
+        unreachable!("a Get is an HTTP_GET's")
+    };
+    let u = &urls[i];
+    let vhost = u.virtualhost.as_deref().or(virtualhost.as_deref());
+    (u, vhost, http_protocol, tls.then_some(*sni))
+}
+
+/// One HTTP_GET or SSL_GET in progress: the url at hand and, once
+/// connected, its exchange.
+pub(super) struct Get {
+    pub(super) ck: Checker,
+    /// The url at hand.
+    url: usize,
+    target: String,
+    /// Connected: the exchange.
+    x: Option<Exchange>,
+}
+
+/// The exchange on one connection.
+struct Exchange {
+    /// SSL_GET's TLS; the request is written to it at once.
+    tls: Option<rustls::ClientConnection>,
+    /// HTTP_GET's request, and how much of it was sent.
+    req: Vec<u8>,
+    sent: usize,
+    /// The request is sent (SSL_GET: the handshake done and the request
+    /// flushed): a failure after is one of reading.
+    request_sent: bool,
+    resp: Vec<u8>,
+}
+
+/// How an exchange went as far as it could.
+enum Progress {
+    Wait(EventFlags),
+    /// Over: the response is read (in `resp`), or the line of a failure.
+    Over(Result<(), String>),
+}
+
+impl Get {
+    /// The check of `ck`, an HTTP_GET or SSL_GET; `None` without a url
+    /// (keepalived: up without a check).
+    pub(super) fn new(ck: &Checker) -> Option<Get> {
+        let CheckKind::Http { urls, .. } = &ck.kind else {
+            return None;
+        };
+        if urls.is_empty() {
+            return None;
+        }
+        Some(Get {
+            ck: ck.clone(),
+            url: 0,
+            target: fmt_target(ck.connect_ip, ck.connect_port),
+            x: None,
+        })
+    }
+
+    fn parts(&self) -> (&Url, Option<&str>, &str, Option<bool>) {
+        parts(&self.ck, self.url)
+    }
+
+    /// Connected: the request, and TLS for SSL_GET.
+    fn begin(&self) -> Result<Exchange, String> {
+        let (u, vhost, proto, tls_sni) = self.parts();
+        let req = request(self.ck.connect_ip, self.ck.connect_port, u, vhost, proto);
+        let tls = match tls_sni {
+            None => None,
+            Some(sni) => {
+                let name = server_name(self.ck.connect_ip, vhost, sni);
+                let mut c = rustls::ClientConnection::new(tls_config()?, name)
+                    .map_err(|e| format!("SSL_GET: TLS setup failed ({e})."))?;
+                // Buffered by rustls until the handshake is done.
+                c.writer()
+                    .write_all(req.as_bytes())
+                    .map_err(|e| send_error(&self.target, u, &e))?;
+                Some(c)
+            }
+        };
+        Ok(Exchange {
+            req: if tls.is_some() {
+                Vec::new()
+            } else {
+                req.into_bytes()
+            },
+            tls,
+            sent: 0,
+            request_sent: false,
+            resp: Vec::new(),
+        })
+    }
+
+    /// Drive the check, its socket `r`.
+    pub(super) fn ready(&mut self, sock: &Socket, r: Ready) -> Step {
+        if self.x.is_none() {
+            if let Err(e) = connected(sock, r.hup) {
+                return Step::Done(Outcome::Down(connect_error(&self.target, &e)));
+            }
+            match self.begin() {
+                Ok(x) => self.x = Some(x),
+                Err(e) => return Step::Done(Outcome::Down(e)),
+            }
+        }
+        let (u, ..) = parts(&self.ck, self.url);
+        let x = self.x.as_mut().expect("connected");
+        let p = if x.tls.is_none() {
+            plain(sock, x, &self.target, u)
+        } else {
+            tls(sock, x, &self.target, u)
+        };
+        match p {
+            Progress::Wait(w) => Step::Wait(w),
+            Progress::Over(Err(e)) => Step::Done(Outcome::Down(e)),
+            Progress::Over(Ok(())) => {
+                if let Err(e) = judge(&self.target, u, &x.resp) {
+                    return Step::Done(Outcome::Down(e));
+                }
+                let CheckKind::Http { urls, .. } = &self.ck.kind else {
+                    unreachable!("a Get is an HTTP_GET's")
+                };
+                if self.url + 1 < urls.len() {
+                    self.url += 1;
+                    self.x = None;
+                    Step::Again
+                } else {
+                    Step::Done(Outcome::Up(None))
+                }
+            }
+        }
+    }
+
+    /// The line of a check past its deadline: connecting, sending (TLS:
+    /// the handshake) or reading.
+    pub(super) fn timeout(&self) -> Outcome {
+        let (u, ..) = self.parts();
+        let timed_out = std::io::Error::from(std::io::ErrorKind::TimedOut);
+        Outcome::Down(match &self.x {
+            None => connect_error(&self.target, &timed_out),
+            Some(x) if !x.request_sent => send_error(&self.target, u, &timed_out),
+            Some(_) => read_timeout(&self.target, u),
+        })
+    }
+
+    /// The outcome of a connection that could not be opened.
+    pub(super) fn not_started(&self, e: Start) -> Outcome {
+        match e {
+            Start::Failed(e) => Outcome::Down(connect_error(&self.target, &e)),
+            e => e.reschedule("WEB", &self.target),
+        }
+    }
+}
+
+/// Append `data` to the response; true when it is as long as is read.
+fn take(x: &mut Exchange, data: &[u8]) -> bool {
+    x.resp.extend_from_slice(data);
+    x.resp.len() >= MAX_RESPONSE
+}
+
+/// HTTP_GET: the request out, then the response in until the server
+/// closes (or [`MAX_RESPONSE`]).
+fn plain(sock: &Socket, x: &mut Exchange, target: &str, u: &Url) -> Progress {
+    use std::io::ErrorKind::{Interrupted, WouldBlock};
+    let mut s = sock;
+    while x.sent < x.req.len() {
+        match s.write(&x.req[x.sent..]) {
+            Ok(n) => x.sent += n,
+            Err(e) if e.kind() == WouldBlock => return Progress::Wait(EventFlags::OUT),
+            Err(e) if e.kind() == Interrupted => {}
+            Err(e) => return Progress::Over(Err(send_error(target, u, &e))),
+        }
+    }
+    x.request_sent = true;
+    let mut buf = [0u8; 16384];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return Progress::Over(Ok(())),
+            Ok(n) => {
+                if take(x, &buf[..n]) {
+                    return Progress::Over(Ok(()));
+                }
+            }
+            Err(e) if e.kind() == WouldBlock => return Progress::Wait(EventFlags::IN),
+            Err(e) if e.kind() == Interrupted => {}
+            Err(e) => return Progress::Over(Err(read_error(target, u, &e))),
+        }
+    }
+}
+
+/// SSL_GET: TLS records out and in until the server closes (with or
+/// without close_notify, as keepalived takes either) or
+/// [`MAX_RESPONSE`].
+fn tls(sock: &Socket, x: &mut Exchange, target: &str, u: &Url) -> Progress {
+    use std::io::ErrorKind::{Interrupted, UnexpectedEof, WouldBlock};
+    let mut s = sock;
+    let mut buf = [0u8; 16384];
+    loop {
+        let c = x.tls.as_mut().expect("SSL_GET");
+        // A failure before the request is out is one of sending it.
+        let fail = |x: &Exchange, e: &std::io::Error| {
+            Progress::Over(Err(if x.request_sent {
+                read_error(target, u, e)
+            } else {
+                send_error(target, u, e)
+            }))
+        };
+        let mut moved = false;
+        while c.wants_write() {
+            match c.write_tls(&mut s) {
+                Ok(_) => moved = true,
+                Err(e) if e.kind() == WouldBlock => break,
+                Err(e) if e.kind() == Interrupted => {}
+                Err(e) => return fail(x, &e),
+            }
+        }
+        let c = x.tls.as_mut().expect("SSL_GET");
+        if !c.is_handshaking() && !c.wants_write() {
+            x.request_sent = true;
+        }
+        let c = x.tls.as_mut().expect("SSL_GET");
+        let mut eof = false;
+        match c.read_tls(&mut s) {
+            Ok(0) => eof = true,
+            Ok(_) => {
+                moved = true;
+                if let Err(e) = c.process_new_packets() {
+                    // Its alert, if it can go.
+                    let _ = c.write_tls(&mut s);
+                    let e = std::io::Error::new(std::io::ErrorKind::InvalidData, e);
+                    return fail(x, &e);
+                }
+            }
+            Err(e) if e.kind() == WouldBlock => {}
+            Err(e) if e.kind() == Interrupted => moved = true,
+            Err(e) => return fail(x, &e),
+        }
+        let c = x.tls.as_mut().expect("SSL_GET");
+        if eof && c.is_handshaking() {
+            let e = std::io::Error::new(UnexpectedEof, "tls handshake eof");
+            return fail(x, &e);
+        }
+        loop {
+            let c = x.tls.as_mut().expect("SSL_GET");
+            match c.reader().read(&mut buf) {
+                // close_notify.
+                Ok(0) => return Progress::Over(Ok(())),
+                Ok(n) => {
+                    if take(x, &buf[..n]) {
+                        return Progress::Over(Ok(()));
+                    }
+                }
+                Err(e) if e.kind() == WouldBlock => break,
+                // Closed without close_notify: the end of the response,
+                // as for keepalived.
+                Err(e) if e.kind() == UnexpectedEof => return Progress::Over(Ok(())),
+                Err(e) => return Progress::Over(Err(read_error(target, u, &e))),
+            }
+        }
+        if eof {
+            // Closed, and nothing more to read: the end.
+            return Progress::Over(Ok(()));
+        }
+        if !moved {
+            let c = x.tls.as_ref().expect("SSL_GET");
+            let mut want = EventFlags::IN;
+            if c.wants_write() {
+                want |= EventFlags::OUT;
+            }
+            return Progress::Wait(want);
+        }
+    }
 }

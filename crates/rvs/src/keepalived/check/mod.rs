@@ -6,6 +6,13 @@
 //! process group after `misc_timeout`), DNS_CHECK, SMTP_CHECK, UDP_CHECK
 //! and PING_CHECK (each within `connect_timeout`); FILE_CHECK reads its
 //! file.
+//!
+//! Where they run: TCP_CHECK, HTTP_GET and SSL_GET on nonblocking sockets
+//! in one epoll set, driven by the scheduler's thread ([`Checks`],
+//! `evented.rs`, which says why); the others as blocking attempts on the
+//! pool's workers ([`run`]). [`run`] runs any checker once, blocking:
+//! HTTP_GET and SSL_GET through the event loop's code on an epoll set of
+//! their own.
 
 use std::io::Read;
 use std::net::{IpAddr, SocketAddr, TcpStream};
@@ -17,15 +24,15 @@ use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 use super::conf::{CheckKind, Checker};
 
+mod evented;
 mod http;
 mod probes;
 mod tcp;
 #[cfg(test)]
 mod tests;
 
-pub use tcp::TcpChecks;
+pub use evented::{Checks, evented};
 
-use http::*;
 use probes::*;
 
 /// Largest HTTP response read (the rest is not part of the digest).
@@ -41,6 +48,13 @@ pub enum Outcome {
     /// FILE_CHECK: the number read (a missing or empty file is 0), or why
     /// the text is not one (keepalived ignores it: the last value stays).
     Value(Result<i64, String>),
+    /// The attempt could not run: its socket could not be created, marked
+    /// or bound (`bindto`/`bind_port`: EADDRINUSE, EADDRNOTAVAIL…), or its
+    /// connect failed for a reason of this host's, not the server's. As
+    /// keepalived (its `connect_error`): the line is logged and the check
+    /// comes again after `delay_loop`, neither a success nor a failed
+    /// attempt (the checker's state and retry count stay as they are).
+    Reschedule(String),
 }
 
 /// `[ip]:tcp:port`, as keepalived's `FMT_CHK`.
@@ -66,40 +80,29 @@ pub fn fmt_target_proto(ip: IpAddr, proto: &str, port: u16) -> String {
 /// Run one attempt of `ck`.
 pub fn run(ck: &Checker) -> Outcome {
     match &ck.kind {
-        CheckKind::Tcp => tcp_outcome(
-            ck,
-            connect(ck).map(|s| {
+        CheckKind::Tcp => match connect(ck) {
+            Ok(s) => {
                 if ck.bind_port.is_some() {
                     tcp::close_with_reset(&Socket::from(s));
                 }
-            }),
-        ),
-        CheckKind::Http {
-            tls,
-            sni,
-            urls,
-            virtualhost,
-            http_protocol,
-        } => {
-            for u in urls {
-                let vhost = u.virtualhost.as_deref().or(virtualhost.as_deref());
-                let sni = if *tls { Some(*sni) } else { None };
-                if let Err(e) = http_get(ck, u, vhost, http_protocol, sni) {
-                    return Outcome::Down(e);
-                }
+                tcp_outcome(ck, Ok(()))
             }
-            Outcome::Up(None)
-        }
+            Err(Start::Failed(e)) => tcp_outcome(ck, Err(e)),
+            Err(not_run) => not_run.reschedule("TCP", &fmt_checker(ck)),
+        },
+        CheckKind::Http { .. } => evented::run_one(ck),
         CheckKind::Dns { qtype, name } => match dns(ck, *qtype, name) {
             Ok(()) => Outcome::Up(None),
-            Err(e) => Outcome::Down(format!(
+            Err(Attempt::NotRun(o)) => o,
+            Err(Attempt::Failed(e)) => Outcome::Down(format!(
                 "DNS_CHECK ({}) {e}",
                 fmt_target_proto(ck.connect_ip, "udp", ck.connect_port)
             )),
         },
         CheckKind::Smtp { helo } => match smtp(ck, helo) {
             Ok(()) => Outcome::Up(None),
-            Err(e) => Outcome::Down(format!("SMTP_CHECK {e}")),
+            Err(Attempt::NotRun(o)) => o,
+            Err(Attempt::Failed(e)) => Outcome::Down(format!("SMTP_CHECK {e}")),
         },
         CheckKind::Udp {
             payload,
@@ -121,7 +124,8 @@ pub fn run(ck: &Checker) -> Outcome {
         },
         CheckKind::Ping => match ping(ck) {
             Ok(()) => Outcome::Up(None),
-            Err(e) => Outcome::Down(format!(
+            Err(Attempt::NotRun(o)) => o,
+            Err(Attempt::Failed(e)) => Outcome::Down(format!(
                 "ICMP connection to address {} failed ({e}).",
                 ck.connect_ip
             )),
@@ -172,12 +176,89 @@ pub fn read_track_file(path: &str) -> Result<i64, String> {
         .ok_or_else(|| format!("Invalid number read from {path} - ignoring"))
 }
 
+/// Why an attempt ended before its exchange began.
+#[derive(Debug)]
+pub(super) enum Start {
+    /// The socket could not be created (EMFILE, ENOBUFS…).
+    Socket(std::io::Error),
+    /// The socket could not be marked (`fwmark`) or bound
+    /// (`bindto`/`bind_port`), or its connect failed for a reason of this
+    /// host's (EADDRNOTAVAIL, EADDRINUSE of the 4-tuple, EPERM…).
+    Bind(std::io::Error),
+    /// The connect failed: the server's or the network's doing, a failed
+    /// attempt.
+    Failed(std::io::Error),
+}
+
+impl Start {
+    /// The outcome of an attempt that could not run ([`Start::Socket`],
+    /// [`Start::Bind`]): keepalived's `connect_error`, rescheduled after
+    /// `delay_loop` without counting (check_tcp.c `tcp_connect_thread`,
+    /// check_http.c `http_connect_thread`, check_smtp.c
+    /// `smtp_connect_thread`, check_dns.c `dns_connect_thread`, which log
+    /// "… socket bind failed. Rescheduling." and add the next attempt's
+    /// timer instead of calling their epilog); `what` is keepalived's name
+    /// for the checker in that line (`TCP`, `WEB`, `SMTP_CHECK`, `UDP`,
+    /// `ICMP`), `t` the target's `[ip]:proto:port` ([`fmt_checker`]). A
+    /// [`Start::Failed`] is the checker's own failure: the caller words
+    /// it.
+    pub(super) fn reschedule(self, what: &str, t: &str) -> Outcome {
+        Outcome::Reschedule(match self {
+            Start::Socket(e) => {
+                format!("{what} connect fail to create socket for {t} ({e}). Rescheduling.")
+            }
+            Start::Bind(e) | Start::Failed(e) => {
+                format!("{what} socket bind failed for {t} ({e}). Rescheduling.")
+            }
+        })
+    }
+}
+
+/// An attempt that did not succeed: it could not run (the outcome is
+/// [`Outcome::Reschedule`]) or it failed (keepalived's line for it).
+#[derive(Debug)]
+pub(super) enum Attempt {
+    NotRun(Outcome),
+    Failed(String),
+}
+
+impl From<String> for Attempt {
+    fn from(e: String) -> Attempt {
+        Attempt::Failed(e)
+    }
+}
+
+/// Whether a connect() that failed at once failed because of the server
+/// or the network (a failed attempt), as keepalived judges it in
+/// layer4.c `socket_bind_connect` (its `connect_fail`: ENETUNREACH,
+/// EHOSTUNREACH, ECONNREFUSED, EHOSTDOWN, ENETDOWN, ECONNRESET,
+/// ECONNABORTED, ETIMEDOUT); any other error is its `connect_error`,
+/// like a failed bind: the attempt did not run.
+fn connect_failed(e: &std::io::Error) -> bool {
+    use rustix::io::Errno;
+    let Some(code) = e.raw_os_error() else {
+        return true;
+    };
+    [
+        Errno::NETUNREACH,
+        Errno::HOSTUNREACH,
+        Errno::CONNREFUSED,
+        Errno::HOSTDOWN,
+        Errno::NETDOWN,
+        Errno::CONNRESET,
+        Errno::CONNABORTED,
+        Errno::TIMEDOUT,
+    ]
+    .iter()
+    .any(|x| x.raw_os_error() == code)
+}
+
 /// A socket for the checker's target, bound to `bindto`/`bind_port`, with
 /// the checker's `fwmark`.
-fn socket(ck: &Checker, ty: Type, proto: Option<Protocol>) -> std::io::Result<Socket> {
+fn socket(ck: &Checker, ty: Type, proto: Option<Protocol>) -> Result<Socket, Start> {
     let dst = SocketAddr::new(ck.connect_ip, ck.connect_port);
-    let sock = Socket::new(Domain::for_address(dst), ty, proto)?;
-    bind(ck, &sock)?;
+    let sock = Socket::new(Domain::for_address(dst), ty, proto).map_err(Start::Socket)?;
+    bind(ck, &sock).map_err(Start::Bind)?;
     Ok(sock)
 }
 
@@ -200,12 +281,61 @@ fn bind(ck: &Checker, sock: &Socket) -> std::io::Result<()> {
     Ok(())
 }
 
-/// A TCP connection to the checker's target, from `bindto`/`bind_port`.
-fn connect(ck: &Checker) -> std::io::Result<TcpStream> {
+/// A nonblocking TCP socket for the checker's target, from
+/// `bindto`/`bind_port`, its connect started: connected at once (true)
+/// or in progress.
+pub(super) fn open(ck: &Checker) -> Result<(Socket, bool), Start> {
     let dst = SocketAddr::new(ck.connect_ip, ck.connect_port);
-    let sock = socket(ck, Type::STREAM, None)?;
-    let t = ck.timing.connect_timeout.max(Duration::from_millis(1));
-    sock.connect_timeout(&SockAddr::from(dst), t)?;
+    let sock = socket(ck, Type::STREAM.nonblocking().cloexec(), None)?;
+    match sock.connect(&SockAddr::from(dst)) {
+        Ok(()) => Ok((sock, true)),
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INPROGRESS.raw_os_error()) => {
+            Ok((sock, false))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok((sock, false)),
+        Err(e) if connect_failed(&e) => Err(Start::Failed(e)),
+        Err(e) => Err(Start::Bind(e)),
+    }
+}
+
+/// The result of a connect in progress that the kernel reported on
+/// (readable or writable, or `hup`: hung up or in error), as socket2's
+/// `connect_timeout` judges it.
+pub(super) fn connected(sock: &Socket, hup: bool) -> std::io::Result<()> {
+    if !hup {
+        return Ok(());
+    }
+    match sock.take_error() {
+        Ok(Some(e)) | Err(e) => Err(e),
+        Ok(None) => Err(std::io::Error::other("no error set after POLLHUP")),
+    }
+}
+
+/// A TCP connection to the checker's target, from `bindto`/`bind_port`,
+/// within `connect_timeout`; blocking.
+fn connect(ck: &Checker) -> Result<TcpStream, Start> {
+    use rustix::event::{PollFd, PollFlags, Timespec};
+    let (sock, mut done) = open(ck)?;
+    let deadline = Instant::now() + ck.timing.connect_timeout.max(Duration::from_millis(1));
+    while !done {
+        let t = left(deadline).map_err(Start::Failed)?;
+        let ts = Timespec::try_from(t).unwrap_or(Timespec {
+            tv_sec: i64::from(i32::MAX),
+            tv_nsec: 0,
+        });
+        let mut fds = [PollFd::new(&sock, PollFlags::OUT)];
+        match rustix::event::poll(&mut fds, Some(&ts)) {
+            Ok(0) => {}
+            Ok(_) => {
+                let hup = fds[0].revents().intersects(PollFlags::HUP | PollFlags::ERR);
+                connected(&sock, hup).map_err(Start::Failed)?;
+                done = true;
+            }
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(Start::Failed(e.into())),
+        }
+    }
+    sock.set_nonblocking(false).map_err(Start::Failed)?;
     Ok(sock.into())
 }
 

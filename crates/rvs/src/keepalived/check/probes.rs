@@ -12,11 +12,22 @@ use crate::keepalived::conf::Checker;
 
 /// A connected UDP socket to the checker's target (ICMP errors then come
 /// back as errors of `recv`).
-pub(super) fn udp_socket(ck: &Checker) -> std::io::Result<UdpSocket> {
+pub(super) fn udp_socket(ck: &Checker) -> Result<UdpSocket, Start> {
     let dst = SocketAddr::new(ck.connect_ip, ck.connect_port);
     let sock = socket(ck, Type::DGRAM, Some(Protocol::UDP))?;
-    sock.connect(&SockAddr::from(dst))?;
-    Ok(sock.into())
+    match sock.connect(&SockAddr::from(dst)) {
+        Ok(()) => Ok(sock.into()),
+        Err(e) if connect_failed(&e) => Err(Start::Failed(e)),
+        Err(e) => Err(Start::Bind(e)),
+    }
+}
+
+/// The error of a [`Start`], whatever it is (UDP_CHECK counts every one
+/// as a failed attempt, as keepalived's check_udp.c `udp_connect_thread`).
+fn start_error(s: Start) -> std::io::Error {
+    match s {
+        Start::Socket(e) | Start::Bind(e) | Start::Failed(e) => e,
+    }
 }
 
 /// A query id: 16 bits that differ from one query to the next.
@@ -71,10 +82,16 @@ pub fn dns_judge(id: u16, reply: &[u8]) -> Option<Result<(), u8>> {
     }
 }
 
-/// One DNS_CHECK: the query, and a reply within `connect_timeout`.
-pub(super) fn dns(ck: &Checker, qtype: u16, name: &str) -> Result<(), String> {
+/// One DNS_CHECK: the query, and a reply within `connect_timeout`; a
+/// socket that cannot be bound reschedules it (check_dns.c
+/// `dns_connect_thread`).
+pub(super) fn dns(ck: &Checker, qtype: u16, name: &str) -> Result<(), Attempt> {
     let deadline = Instant::now() + ck.timing.connect_timeout;
-    let s = udp_socket(ck).map_err(|e| format!("connection failure ({e})."))?;
+    let s = match udp_socket(ck) {
+        Ok(s) => s,
+        Err(Start::Failed(e)) => return Err(format!("connection failure ({e}).").into()),
+        Err(not_run) => return Err(Attempt::NotRun(not_run.reschedule("UDP", &fmt_checker(ck)))),
+    };
     let id = query_id();
     let q = dns_query(id, qtype, name);
     s.send(&q)
@@ -88,12 +105,14 @@ pub(super) fn dns(ck: &Checker, qtype: u16, name: &str) -> Result<(), String> {
                 None => continue,
                 Some(Ok(())) => return Ok(()),
                 Some(Err(rcode)) => {
-                    return Err(format!("read error occurred. (rcode = {rcode})"));
+                    return Err(format!("read error occurred. (rcode = {rcode})").into());
                 }
             },
-            Err(e) if is_timeout(&e) => return Err("read timeout from socket".into()),
+            Err(e) if is_timeout(&e) => {
+                return Err(Attempt::Failed("read timeout from socket".into()));
+            }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(format!("failed to read socket; {e}")),
+            Err(e) => return Err(format!("failed to read socket; {e}").into()),
         }
     }
 }
@@ -132,11 +151,22 @@ pub(super) fn smtp_reply(
 }
 
 /// One SMTP_CHECK: banner 220, `HELO` answered by 250, `QUIT`; within
-/// `connect_timeout`.
-pub(super) fn smtp(ck: &Checker, helo: &str) -> Result<(), String> {
+/// `connect_timeout`; a socket that cannot be bound reschedules it
+/// (check_smtp.c `smtp_connect_thread`).
+pub(super) fn smtp(ck: &Checker, helo: &str) -> Result<(), Attempt> {
     let t = fmt_target(ck.connect_ip, ck.connect_port);
     let deadline = Instant::now() + ck.timing.connect_timeout;
-    let mut s = connect(ck).map_err(|e| format!("Error connecting to server {t} ({e})."))?;
+    let mut s = match connect(ck) {
+        Ok(s) => s,
+        Err(Start::Failed(e)) => {
+            return Err(format!("Error connecting to server {t} ({e}).").into());
+        }
+        Err(not_run) => {
+            return Err(Attempt::NotRun(
+                not_run.reschedule("SMTP_CHECK", &fmt_checker(ck)),
+            ));
+        }
+    };
     let mut pending = Vec::new();
     let mut expect =
         |s: &mut TcpStream, want: u16, what: &str| match smtp_reply(s, deadline, &mut pending) {
@@ -189,7 +219,7 @@ pub(super) fn udp(
     lens: (u16, u16),
 ) -> Result<(), String> {
     let deadline = Instant::now() + ck.timing.connect_timeout;
-    let s = udp_socket(ck).map_err(|e| format!("connect: {e}"))?;
+    let s = udp_socket(ck).map_err(|e| format!("connect: {}", start_error(e)))?;
     s.send(payload).map_err(|e| format!("send: {e}"))?;
     let mut buf = vec![0u8; usize::from(lens.1) + 1];
     loop {
@@ -235,8 +265,10 @@ pub(super) fn inet_checksum(data: &[u8]) -> u16 {
 /// checksum and filters the replies; it needs the process's group in
 /// `net.ipv4.ping_group_range`), else a raw socket (root or CAP_NET_RAW).
 /// `true` when raw: the id and, for IPv4, the checksum are ours, and the
-/// IPv4 replies come with their IP header.
-pub(super) fn icmp_socket(ck: &Checker) -> std::io::Result<(Socket, bool)> {
+/// IPv4 replies come with their IP header. A socket that cannot be
+/// created or bound is [`Start::Socket`] or [`Start::Bind`] (check_ping.c
+/// `icmp_connect_thread` reschedules those).
+pub(super) fn icmp_socket(ck: &Checker) -> Result<(Socket, bool), Start> {
     let (domain, proto) = match ck.connect_ip {
         IpAddr::V4(_) => (Domain::IPV4, Protocol::ICMPV4),
         IpAddr::V6(_) => (Domain::IPV6, Protocol::ICMPV6),
@@ -256,24 +288,37 @@ pub(super) fn icmp_socket(ck: &Checker) -> std::io::Result<(Socket, bool)> {
                      net.ipv4.ping_group_range); using raw ICMP sockets"
                 )
             });
-            (Socket::new(domain, Type::RAW, Some(proto))?, true)
+            (
+                Socket::new(domain, Type::RAW, Some(proto)).map_err(Start::Socket)?,
+                true,
+            )
         }
-        Err(e) => return Err(e),
+        Err(e) => return Err(Start::Socket(e)),
     };
     if let Some(mark) = ck.fwmark {
-        sock.set_mark(mark)?;
+        sock.set_mark(mark).map_err(Start::Bind)?;
     }
     if let Some(ip) = ck.bindto {
-        sock.bind(&SockAddr::from(SocketAddr::new(ip, 0)))?;
+        sock.bind(&SockAddr::from(SocketAddr::new(ip, 0)))
+            .map_err(Start::Bind)?;
     }
-    sock.connect(&SockAddr::from(SocketAddr::new(ck.connect_ip, 0)))?;
+    sock.connect(&SockAddr::from(SocketAddr::new(ck.connect_ip, 0)))
+        .map_err(Start::Failed)?;
     Ok((sock, raw))
 }
 
 /// One PING_CHECK: an echo request, and its reply within `connect_timeout`.
-pub(super) fn ping(ck: &Checker) -> Result<(), String> {
+pub(super) fn ping(ck: &Checker) -> Result<(), Attempt> {
     let deadline = Instant::now() + ck.timing.connect_timeout;
-    let (sock, raw) = icmp_socket(ck).map_err(|e| format!("socket: {e}"))?;
+    let (sock, raw) = match icmp_socket(ck) {
+        Ok(s) => s,
+        Err(Start::Failed(e)) => return Err(format!("socket: {e}").into()),
+        Err(not_run) => {
+            return Err(Attempt::NotRun(
+                not_run.reschedule("ICMP", &fmt_checker(ck)),
+            ));
+        }
+    };
     let v6 = ck.connect_ip.is_ipv6();
     let (req_type, reply_type) = if v6 { (128u8, 129u8) } else { (8u8, 0u8) };
     let id = (std::process::id() as u16) ^ query_id();
@@ -295,9 +340,9 @@ pub(super) fn ping(ck: &Checker) -> Result<(), String> {
         s.set_read_timeout(Some(t)).map_err(|e| e.to_string())?;
         let n = match s.recv(&mut buf) {
             Ok(n) => n,
-            Err(e) if is_timeout(&e) => return Err("timeout".into()),
+            Err(e) if is_timeout(&e) => return Err(Attempt::Failed("timeout".into())),
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(e.to_string().into()),
         };
         let mut icmp = &buf[..n];
         if raw && !v6 {

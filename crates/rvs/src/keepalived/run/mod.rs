@@ -4,9 +4,11 @@
 //! At start the file's services and real servers go to rvsd as ONE atomic
 //! batch, reconciled against what rvsd already has (a restarted checker
 //! does not disturb a table that is right). Then one scheduler thread keeps
-//! every checker's next due time in a heap. It runs the TCP_CHECKs itself:
-//! nonblocking connects in one epoll set, where it also sleeps
-//! (`../check/tcp.rs`). The other checks go to a pool of worker threads:
+//! every checker's next due time in a heap. It runs the TCP_CHECKs,
+//! HTTP_GETs and SSL_GETs itself: nonblocking sockets in one epoll set,
+//! where it also sleeps (`../check/evented.rs`). The other checks
+//! (MISC_CHECK's scripts, DNS, SMTP, UDP, PING, FILE) go to a pool of
+//! worker threads:
 //! 4 at the first such check, one more (up to `--threads`, default 64)
 //! whenever every worker has been busy checking for over 50 ms while
 //! checks wait (a slow or hung server holds a worker; a busy machine's
@@ -332,10 +334,11 @@ pub fn run(opts: &Opts, conf: Config) -> Result<(), String> {
     // generation (a result of a configuration reloaded since is dropped).
     // 4 workers at the first job, more up to --threads while every one is
     // busy checking (slow or hung servers) and checks wait (pool.rs).
-    // TCP_CHECKs do not go to the pool: their connects run nonblocking on
-    // this thread (check/tcp.rs), which sleeps in their epoll set; the
+    // TCP_CHECKs, HTTP_GETs and SSL_GETs do not go to the pool: they run
+    // nonblocking on this thread (check/evented.rs), which sleeps in their
+    // epoll set; the
     // workers wake it when they have a result.
-    let mut tcp = check::TcpChecks::new().map_err(|e| format!("epoll: {e}"))?;
+    let mut tcp = check::Checks::new().map_err(|e| format!("epoll: {e}"))?;
     let waker = tcp.waker();
     let mut pool = Pool::with_notify(
         opts.threads,
@@ -383,7 +386,7 @@ pub fn run(opts: &Opts, conf: Config) -> Result<(), String> {
                 break;
             }
             due.pop();
-            if checkers[k].kind == CheckKind::Tcp {
+            if check::evented(&checkers[k].kind) {
                 tcp.start(&checkers[k], (generation, k), &mut done);
             } else {
                 pool.submit((generation, k, checkers[k].clone()))?;

@@ -187,3 +187,31 @@ fn reload_keeps_the_state_of_unchanged_real_servers() {
     assert_eq!(w.gone.len(), 1);
     assert!(w.dirty);
 }
+
+/// An attempt that could not run (its socket not bound: keepalived's
+/// connect_error) neither succeeds nor counts as a failure: the state and
+/// the retry count stay, and the next attempt is due after delay_loop.
+#[test]
+fn reschedule_neither_succeeds_nor_counts() {
+    let mut w = world(CONF);
+    let s = Duration::from_secs;
+    let not_run = || Outcome::Reschedule("TCP socket bind failed (x). Rescheduling.".into());
+    assert_eq!(w.result(0, down()), s(3));
+    assert_eq!(w.reals[0][0].checkers[0].retry_it, 1);
+    for _ in 0..5 {
+        assert_eq!(w.result(0, not_run()), s(10));
+    }
+    let st = &w.reals[0][0].checkers[0];
+    assert_eq!((st.retry_it, st.up), (1, true));
+    assert_eq!(st.last_result, "fail");
+    assert!(st.error.contains("bind failed"), "{}", st.error);
+    assert_eq!(w.result(0, down()), s(3));
+    assert_eq!(w.result(0, down()), s(10));
+    assert!(!w.reals[0][0].alive);
+    // While down, the same: it stays down.
+    assert_eq!(w.result(0, not_run()), s(10));
+    assert!(!w.reals[0][0].alive);
+    assert_eq!(w.reals[0][0].checkers[0].retry_it, 0);
+    assert_eq!(w.result(0, Outcome::Up(None)), s(10));
+    assert!(w.reals[0][0].alive);
+}

@@ -442,6 +442,14 @@ impl World {
         let now = unix(SystemTime::now());
         let st = &mut self.reals[vi][ri].checkers[ci];
         st.last_check = now;
+        if let Outcome::Reschedule(msg) = out {
+            // keepalived's connect_error: the attempt did not run, so it
+            // neither succeeds nor counts as a failure; logged each time,
+            // as keepalived does, and tried again after delay_loop.
+            log(&msg);
+            st.error = msg;
+            return timing.delay_loop;
+        }
         let mut weight = None;
         let success = match out {
             Outcome::Value(v) => {
@@ -478,6 +486,7 @@ impl World {
                 st.up
             }
             _ if matches!(ck.kind, CheckKind::File(_)) => unreachable!("a FILE_CHECK reads"),
+            Outcome::Reschedule(_) => unreachable!("handled above"),
             Outcome::Up(w) => {
                 st.last_result = "ok".into();
                 st.error.clear();

@@ -205,8 +205,14 @@ fn serves_the_latest_status() {
     );
     assert!(get(addr, "/nope").starts_with("HTTP/1.0 404 "));
     drop(server);
-    // Stopped: the port is free again.
-    drop(Listener::bind(addr).unwrap());
+    // Stopped: the port is free again, a moment after the drop (tiny_http
+    // closes its listener on its own accept thread, which its drop wakes
+    // but does not wait for).
+    let t0 = std::time::Instant::now();
+    while let Err(e) = Listener::bind(addr) {
+        assert!(t0.elapsed() < std::time::Duration::from_secs(5), "{e}");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
 }
 
 /// The dashboard's `rvs_health_*` queries name series `rvs health` serves

@@ -1,0 +1,368 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+//! The checks without a thread each: TCP_CHECK, HTTP_GET and SSL_GET on
+//! nonblocking sockets watched by one epoll set, driven by the
+//! scheduler's own thread.
+//!
+//! Which checker runs where, and why:
+//!
+//! * here, on the scheduler's thread: TCP_CHECK (one connect:
+//!   `tcp.rs`), HTTP_GET and SSL_GET (a connect, the request, the
+//!   response, per `url`; SSL_GET's TLS driven without I/O of its own by
+//!   rustls: `http.rs`). These are the checks that come by the thousand,
+//!   and each spends nearly all of its time waiting on a socket: on a
+//!   worker thread that is a thread blocked per check in progress, and a
+//!   hung server holds one for its whole `connect_timeout`; here it is an
+//!   entry in the epoll set, with its own deadline.
+//! * on the pool's workers (`../pool.rs`): MISC_CHECK (a script: a
+//!   process to wait for, which an epoll set of sockets cannot watch),
+//!   and DNS_CHECK, SMTP_CHECK, UDP_CHECK and PING_CHECK (`probes.rs`),
+//!   which are rarer and stay blocking exchanges on a worker, each bounded
+//!   by its own `connect_timeout`. FILE_CHECK reads a file, on a worker
+//!   too.
+//!
+//! [`Checks::start`] opens the socket (`fwmark`, `bindto`/`bind_port`
+//! as [`super::run`] does), starts the connect and adds the socket to the
+//! epoll set; [`Checks::wait`] is where the scheduler sleeps (the pool's
+//! workers wake it through an eventfd when they have a result) and drives
+//! each check whose socket is ready, as far as it goes without blocking:
+//! the connect is judged as socket2's `connect_timeout` judges it
+//! (readable or writable: connected, unless hung up or in error: the
+//! socket's error), then an HTTP exchange writes and reads until the
+//! kernel would block, and the check waits again for what it needs next.
+//! Each connection has its own deadline (`connect_timeout` from its
+//! connect: for HTTP_GET per `url`, as the blocking check had), so a hung
+//! server or one that drips its answer times out only its own check. A
+//! check past its deadline is driven once more before it is called a
+//! timeout: a scheduler held up elsewhere (rvsd slow to answer) does not
+//! turn a check that succeeded into a failure.
+//!
+//! The cost of that: the scheduler's thread does the checks' work too
+//! (SSL_GET's handshakes are its CPU, not a worker's), and every HTTP_GET
+//! in progress holds its response until it is judged (up to 4 MiB, as a
+//! worker did; there were at most `--threads` of those at once, here as
+//! many as the checks in progress).
+//!
+//! [`run_one`] runs one check on an epoll set of its own, blocking the
+//! caller: [`super::run`]'s HTTP_GET and SSL_GET, so that there is one
+//! implementation of them, not a blocking one beside this.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rustix::event::{PollFd, PollFlags, epoll};
+use socket2::Socket;
+
+use super::{Outcome, Start, http, open, tcp};
+use crate::keepalived::conf::{CheckKind, Checker};
+
+/// The epoll data of the eventfd (sockets get 0, 1, 2…).
+const WAKE: u64 = u64::MAX;
+
+/// Whether `kind` runs on the event loop ([`Checks`]), not on the pool.
+pub fn evented(kind: &CheckKind) -> bool {
+    matches!(kind, CheckKind::Tcp | CheckKind::Http { .. })
+}
+
+/// What the kernel said of a socket that is ready (readable or
+/// writable): a check reads and writes until it would block, whichever
+/// the kernel said, so only a hang-up or an error counts (the judgement
+/// of a connect in progress).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Ready {
+    /// Hung up or in error.
+    pub hup: bool,
+}
+
+impl Ready {
+    fn of_epoll(f: epoll::EventFlags) -> Ready {
+        use epoll::EventFlags as E;
+        Ready {
+            hup: f.intersects(E::HUP | E::ERR),
+        }
+    }
+
+    fn of_poll(f: PollFlags) -> Ready {
+        Ready {
+            hup: f.intersects(PollFlags::HUP | PollFlags::ERR),
+        }
+    }
+
+    /// Connected at once.
+    const CONNECTED: Ready = Ready { hup: false };
+}
+
+/// What a check does after it was driven.
+pub(super) enum Step {
+    /// Wait for these events on its socket.
+    Wait(epoll::EventFlags),
+    /// Over.
+    Done(Outcome),
+    /// Close this connection and connect again (HTTP_GET's next url).
+    Again,
+}
+
+/// A check's own state.
+pub(super) enum Job {
+    Tcp(tcp::Connect),
+    Http(Box<http::Get>),
+}
+
+impl Job {
+    fn ready(&mut self, sock: &Socket, r: Ready) -> Step {
+        match self {
+            Job::Tcp(c) => Step::Done(c.ready(sock, r)),
+            Job::Http(g) => g.ready(sock, r),
+        }
+    }
+
+    fn timeout(&self) -> Outcome {
+        match self {
+            Job::Tcp(c) => c.timeout(),
+            Job::Http(g) => g.timeout(),
+        }
+    }
+
+    fn not_started(&self, e: Start) -> Outcome {
+        match self {
+            Job::Tcp(c) => c.not_started(e),
+            Job::Http(g) => g.not_started(e),
+        }
+    }
+}
+
+/// One check in progress.
+struct Pending<T> {
+    sock: Socket,
+    /// The events it waits for.
+    interest: epoll::EventFlags,
+    job: Job,
+    tag: T,
+}
+
+/// The checks in progress; `T` tags each (the scheduler's generation and
+/// checker index).
+pub struct Checks<T> {
+    epoll: OwnedFd,
+    wake: Arc<OwnedFd>,
+    pending: HashMap<u64, Pending<T>>,
+    /// Deadlines, one per connection; entries of connections already
+    /// over are skipped.
+    deadlines: BinaryHeap<Reverse<(Instant, u64)>>,
+    next: u64,
+    events: Vec<epoll::Event>,
+}
+
+/// Wakes [`Checks::wait`] from another thread.
+#[derive(Clone)]
+pub struct Waker(Arc<OwnedFd>);
+
+impl Waker {
+    /// Wake the waiting thread (a write to its eventfd).
+    pub fn wake(&self) {
+        let _ = rustix::io::write(&*self.0, &1u64.to_ne_bytes());
+    }
+}
+
+impl<T> Checks<T> {
+    /// An empty set.
+    pub fn new() -> std::io::Result<Checks<T>> {
+        let epoll = epoll::create(epoll::CreateFlags::CLOEXEC)?;
+        let wake = rustix::event::eventfd(
+            0,
+            rustix::event::EventfdFlags::CLOEXEC | rustix::event::EventfdFlags::NONBLOCK,
+        )?;
+        epoll::add(
+            &epoll,
+            &wake,
+            epoll::EventData::new_u64(WAKE),
+            epoll::EventFlags::IN,
+        )?;
+        Ok(Checks {
+            epoll,
+            wake: Arc::new(wake),
+            pending: HashMap::new(),
+            deadlines: BinaryHeap::new(),
+            next: 0,
+            events: Vec::with_capacity(256),
+        })
+    }
+
+    /// What wakes [`Checks::wait`].
+    pub fn waker(&self) -> Waker {
+        Waker(Arc::clone(&self.wake))
+    }
+
+    /// The earliest deadline of a check in progress.
+    pub fn next_deadline(&mut self) -> Option<Instant> {
+        while let Some(Reverse((t, id))) = self.deadlines.peek().copied() {
+            if self.pending.contains_key(&id) {
+                return Some(t);
+            }
+            self.deadlines.pop();
+        }
+        None
+    }
+
+    /// Start `ck` (a TCP_CHECK, HTTP_GET or SSL_GET: [`evented`]); when
+    /// it is over at once (a socket or bind error, refused at once,
+    /// HTTP_GET without a url) its outcome goes to `done`.
+    pub fn start(&mut self, ck: &Checker, tag: T, done: &mut Vec<(T, Outcome)>) {
+        let job = match &ck.kind {
+            CheckKind::Tcp => Job::Tcp(tcp::Connect::new(ck)),
+            CheckKind::Http { .. } => match http::Get::new(ck) {
+                Some(g) => Job::Http(Box::new(g)),
+                // keepalived: no url, up without a check.
+                None => return done.push((tag, Outcome::Up(None))),
+            },
+            _ => {
+                debug_assert!(false, "{:?} is not a check of the event loop", ck.kind);
+                return done.push((tag, super::run(ck)));
+            }
+        };
+        self.watch(open(ck), ck.timing.connect_timeout, job, tag, done);
+    }
+
+    /// Watch the connection `opened` for `job`, its deadline
+    /// `connect_timeout` from now.
+    fn watch(
+        &mut self,
+        opened: Result<(Socket, bool), Start>,
+        connect_timeout: Duration,
+        job: Job,
+        tag: T,
+        done: &mut Vec<(T, Outcome)>,
+    ) {
+        let (sock, connected) = match opened {
+            Ok(o) => o,
+            Err(e) => return done.push((tag, job.not_started(e))),
+        };
+        let id = self.next;
+        self.next += 1;
+        let interest = epoll::EventFlags::IN | epoll::EventFlags::OUT;
+        if let Err(e) = epoll::add(&self.epoll, &sock, epoll::EventData::new_u64(id), interest) {
+            let out = job.not_started(Start::Failed(e.into()));
+            return done.push((tag, out));
+        }
+        let t = connect_timeout.max(Duration::from_millis(1));
+        self.deadlines.push(Reverse((Instant::now() + t, id)));
+        self.pending.insert(
+            id,
+            Pending {
+                sock,
+                interest,
+                job,
+                tag,
+            },
+        );
+        if connected {
+            self.drive(id, Ready::CONNECTED, false, done);
+        }
+    }
+
+    /// Drive check `id`, its socket `r`; `late`: past its deadline, a
+    /// last look (a check that still waits is a timeout).
+    fn drive(&mut self, id: u64, r: Ready, late: bool, done: &mut Vec<(T, Outcome)>) {
+        let Some(mut p) = self.pending.remove(&id) else {
+            return;
+        };
+        match p.job.ready(&p.sock, r) {
+            Step::Wait(_) if late => done.push((p.tag, p.job.timeout())),
+            Step::Wait(want) => {
+                if want != p.interest {
+                    if let Err(e) =
+                        epoll::modify(&self.epoll, &p.sock, epoll::EventData::new_u64(id), want)
+                    {
+                        return done.push((p.tag, Outcome::Down(format!("epoll: {e}"))));
+                    }
+                    p.interest = want;
+                }
+                self.pending.insert(id, p);
+            }
+            // The socket closes here, and so leaves the epoll set.
+            Step::Done(out) => done.push((p.tag, out)),
+            Step::Again => {
+                drop(p.sock);
+                let Job::Http(g) = &p.job else {
+                    unreachable!("only HTTP_GET connects again")
+                };
+                let (opened, t) = (open(&g.ck), g.ck.timing.connect_timeout);
+                self.watch(opened, t, p.job, p.tag, done);
+            }
+        }
+    }
+
+    /// Sleep up to `timeout` (less when a check's deadline comes first)
+    /// or until woken; the checks over go to `done`.
+    pub fn wait(&mut self, timeout: Duration, done: &mut Vec<(T, Outcome)>) -> std::io::Result<()> {
+        let now = Instant::now();
+        let timeout = match self.next_deadline() {
+            Some(t) => timeout.min(t.saturating_duration_since(now)),
+            None => timeout,
+        };
+        let ts = rustix::event::Timespec::try_from(timeout).unwrap_or(rustix::event::Timespec {
+            tv_sec: i64::from(i32::MAX),
+            tv_nsec: 0,
+        });
+        self.events.clear();
+        match epoll::wait(
+            &self.epoll,
+            rustix::buffer::spare_capacity(&mut self.events),
+            Some(&ts),
+        ) {
+            Ok(_) => {}
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+        for i in 0..self.events.len() {
+            let ev = self.events[i];
+            let id = ev.data.u64();
+            if id == WAKE {
+                let mut buf = [0u8; 8];
+                let _ = rustix::io::read(&*self.wake, &mut buf);
+                continue;
+            }
+            self.drive(id, Ready::of_epoll(ev.flags), false, done);
+        }
+        // Past their deadline: one last look, then a timeout.
+        let now = Instant::now();
+        while let Some(Reverse((t, id))) = self.deadlines.peek().copied() {
+            if t > now {
+                break;
+            }
+            self.deadlines.pop();
+            let Some(p) = self.pending.get(&id) else {
+                continue;
+            };
+            let mut fds = [PollFd::new(&p.sock, PollFlags::IN | PollFlags::OUT)];
+            let ready = rustix::event::poll(&mut fds, Some(&rustix::event::Timespec::default()))
+                .unwrap_or(0);
+            let flags = fds[0].revents();
+            if ready > 0 && !flags.is_empty() {
+                self.drive(id, Ready::of_poll(flags), true, done);
+            } else if let Some(p) = self.pending.remove(&id) {
+                done.push((p.tag, p.job.timeout()));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One check of `ck` on an epoll set of its own, blocking the caller
+/// until it is over (at most its `connect_timeout` per connection).
+pub(super) fn run_one(ck: &Checker) -> Outcome {
+    let mut checks = match Checks::new() {
+        Ok(c) => c,
+        Err(e) => return Outcome::Down(format!("epoll: {e}")),
+    };
+    let mut done = Vec::with_capacity(1);
+    checks.start(ck, (), &mut done);
+    while done.is_empty() {
+        if let Err(e) = checks.wait(Duration::from_secs(1), &mut done) {
+            return Outcome::Down(format!("epoll: {e}"));
+        }
+    }
+    done.remove(0).1
+}
