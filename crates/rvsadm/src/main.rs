@@ -156,8 +156,9 @@ fn resolver(numeric: bool) -> &'static dyn Resolver {
     if numeric { &Numeric } else { &System }
 }
 
-/// `-L -c`: printed part by part as rvsd sends it, so that a table of a
-/// million connections is never held whole (nor its text). The header
+/// `-L -c`: printed entry by entry as rvsd sends it (blocks of compact
+/// records, `Request::ListConnsPacked`), so that a table of a million
+/// connections is never held whole (nor its text). The header
 /// goes out with the first part; an error before it is reported as
 /// before. A reader that goes away (`| head`) ends the listing quietly.
 fn list_conns(
@@ -181,9 +182,11 @@ fn list_conns(
     }
     let stdout = std::io::stdout();
     let mut w = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
-    let mut text = String::new();
+    // One line's text at a time, its buffer reused: nothing allocated per
+    // line for `-n`.
+    let mut text = String::with_capacity(256);
     let (mut started, mut closed) = (false, false);
-    let res = c.list_conns(|part| {
+    let res = c.list_conn_records(|e| {
         if closed {
             return Ok(());
         }
@@ -192,12 +195,18 @@ fn list_conns(
             text = format::conns_header(o.persistent_conn);
             started = true;
         }
-        format::conn_lines(&mut text, &part, o.numeric, o.persistent_conn, r);
+        format::conn_line(&mut text, &e, o.numeric, o.persistent_conn, r);
         closed = w.write_all(text.as_bytes()).is_err();
         Ok(())
     })?;
     if let Some(e) = res {
         return Ok(list_error(&e));
+    }
+    if !started {
+        // An empty table: the header alone.
+        closed = w
+            .write_all(format::conns_header(o.persistent_conn).as_bytes())
+            .is_err();
     }
     if !closed {
         let _ = w.flush();
