@@ -2,13 +2,16 @@
 //! while `rvsadm -L -c` lists a million connections (issue 14). rvsd takes
 //! 1 000 000 connections from a `--conn-state` file at start, then 8 TCP
 //! connections exchange lines through it as fast as they can (the slow
-//! path: `--fast-path off`), for 3 s alone and 3 s while another client
-//! lists the table in a loop; once with the listing sent and printed in
-//! parts (rvsadm's way since this change: `Request::ListConnsParts`) and
-//! once as one reply of the whole table (RVSADM_LIST_WHOLE, a debug-build
-//! hook: the way before it). Besides the exchanges, the memory each side
-//! needs for a listing: rvsd's peak RSS over its RSS before the listings,
-//! and rvsadm's peak RSS.
+//! path: `--fast-path off`), in windows of 3 s: alone, while another client
+//! lists the table in a loop, alone, listing again (the ratio is the
+//! listing windows' rate over the alone windows'). By default the built
+//! binaries, rvsadm's way (`Request::ListConnsPacked`) and the whole table
+//! in one reply (RVSADM_LIST_WHOLE, a debug-build hook: the way before the
+//! parts). `RVS_LISTING_BINS=label=DIR,label=DIR…` compares builds instead
+//! (each DIR holds an rvsd and an rvsadm: a release build, an older
+//! commit's), `RVS_LISTING_ROUNDS=N` repeats them, alternately. Besides
+//! the exchanges, the memory each side needs for a listing: rvsd's peak
+//! RSS over its RSS before the listings, and rvsadm's peak RSS.
 
 mod common;
 mod conn_state;
@@ -16,6 +19,7 @@ use conn_state::conn_state_file;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -118,10 +122,55 @@ fn status_kb(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// The binaries of a run.
+struct Bins {
+    label: String,
+    rvsd: PathBuf,
+    rvsadm: PathBuf,
+    /// rvsadm asks for the whole table in one reply (RVSADM_LIST_WHOLE).
+    whole: bool,
+}
+
+/// The builds to compare: `RVS_LISTING_BINS`, else the built binaries both
+/// ways.
+fn bin_sets() -> Vec<Bins> {
+    let Ok(spec) = std::env::var("RVS_LISTING_BINS") else {
+        return [
+            ("streamed (rvsadm's way)", false),
+            ("whole, one reply", true),
+        ]
+        .into_iter()
+        .map(|(label, whole)| Bins {
+            label: label.into(),
+            rvsd: bin("rvsd"),
+            rvsadm: bin("rvsadm"),
+            whole,
+        })
+        .collect();
+    };
+    spec.split(',')
+        .map(|item| {
+            let (label, dir) = item.split_once('=').expect("RVS_LISTING_BINS: label=DIR,…");
+            let dir = PathBuf::from(dir);
+            for b in ["rvsd", "rvsadm"] {
+                assert!(dir.join(b).exists(), "no {b} in {}", dir.display());
+            }
+            Bins {
+                label: label.into(),
+                rvsd: dir.join("rvsd"),
+                rvsadm: dir.join("rvsadm"),
+                whole: false,
+            }
+        })
+        .collect()
+}
+
 /// What one [`run`] measured.
 struct Run {
-    alone: (f64, u64),
-    listing: (f64, u64),
+    /// Exchanges/s and longest exchange (µs) of each window alone.
+    alone: Vec<(f64, u64)>,
+    /// The same while listing.
+    listing: Vec<(f64, u64)>,
     listings: u64,
     /// Mean seconds per listing.
     secs_per_listing: f64,
@@ -129,14 +178,51 @@ struct Run {
     rvsd_growth_kb: u64,
     /// rvsadm: largest peak RSS of the listings, kB.
     rvsadm_peak_kb: u64,
+    /// rvsd's CPU seconds (user + system) in the listing windows, each
+    /// until its last listing ended.
+    rvsd_cpu_listing: f64,
 }
 
-/// Forwarding alone and while rvsadm lists the table in a loop, in parts
-/// or (`whole`) in one reply.
-fn run(lab: &mut Lab, director: &str, client: &str, rules: &str, whole: bool) -> Run {
+impl Run {
+    fn mean(v: &[(f64, u64)]) -> f64 {
+        v.iter().map(|r| r.0).sum::<f64>() / v.len().max(1) as f64
+    }
+
+    fn ratio(&self) -> f64 {
+        Self::mean(&self.listing) / Self::mean(&self.alone)
+    }
+}
+
+/// rvsd's CPU seconds so far (utime + stime of /proc/PID/stat, at 100 Hz).
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map_or("", |(_, a)| a);
+    let f: Vec<u64> = after
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    f.iter().sum::<u64>() as f64 / 100.0
+}
+
+/// The host's 1-minute load average.
+fn load1() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .next()
+        .unwrap_or("?")
+        .to_string()
+}
+
+/// Forwarding in windows alone and while rvsadm lists the table in a
+/// loop, alternately, twice each.
+fn run(lab: &mut Lab, director: &str, client: &str, rules: &str, b: &Bins) -> Run {
     let state = lab.temp_path("conns");
     state_file(&state);
-    let idx = lab.start_rvsd(
+    let idx = lab.start_rvsd_bin(
+        &b.rvsd,
         director,
         None,
         &["eth0"],
@@ -162,59 +248,69 @@ fn run(lab: &mut Lab, director: &str, client: &str, rules: &str, whole: bool) ->
     );
     let rvsd_pid = lab.children[idx].id();
     let _warm_up = rate(client, || {});
-    let alone = rate(client, || {});
     let rss_before = status_kb(rvsd_pid, "VmRSS:");
     // Reset rvsd's peak RSS (the table's load at start had its own peak).
     std::fs::write(format!("/proc/{rvsd_pid}/clear_refs"), "5").expect("clear_refs");
-    let stop = Arc::new(AtomicBool::new(false));
     let listings = Arc::new(AtomicU64::new(0));
     let adm_peak = Arc::new(AtomicU64::new(0));
     let listing_ms = Arc::new(AtomicU64::new(0));
-    let (tx, rx) = std::sync::mpsc::channel();
-    let start_lister = {
-        let (stop, listings) = (Arc::clone(&stop), Arc::clone(&listings));
-        let (adm_peak, listing_ms) = (Arc::clone(&adm_peak), Arc::clone(&listing_ms));
-        let (director, adm) = (director.to_string(), bin("rvsadm"));
-        move || {
-            let h = std::thread::spawn(move || {
-                // At most 50 listings (each takes seconds).
-                for _ in 0..50 {
-                    if stop.load(Ordering::Relaxed) {
-                        break;
-                    }
-                    let t = Instant::now();
-                    let mut cmd = std::process::Command::new("ip");
-                    cmd.args(["netns", "exec", &director])
-                        .arg(&adm)
-                        .args(["-L", "-c", "-n"])
-                        .stdout(std::process::Stdio::null());
-                    if whole {
-                        cmd.env("RVSADM_LIST_WHOLE", "1");
-                    }
-                    let mut child = cmd.spawn().expect("rvsadm");
-                    // `ip netns exec` execs: the pid is rvsadm's. Its peak
-                    // RSS, read until it exits.
-                    let st = loop {
-                        let hwm = status_kb(child.id(), "VmHWM:");
-                        if let Some(st) = child.try_wait().expect("wait") {
-                            break st;
+    let (mut alone, mut listing, mut rvsd_cpu_listing) = (Vec::new(), Vec::new(), 0.0);
+    for _ in 0..2 {
+        alone.push(rate(client, || {}));
+        let cpu_before = cpu_secs(rvsd_pid);
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let start_lister = {
+            let (stop, listings) = (Arc::clone(&stop), Arc::clone(&listings));
+            let (adm_peak, listing_ms) = (Arc::clone(&adm_peak), Arc::clone(&listing_ms));
+            let (director, adm, whole) = (director.to_string(), b.rvsadm.clone(), b.whole);
+            move || {
+                let h = std::thread::spawn(move || {
+                    // At most 50 listings (each takes seconds).
+                    for _ in 0..50 {
+                        if stop.load(Ordering::Relaxed) {
+                            break;
                         }
-                        adm_peak.fetch_max(hwm, Ordering::Relaxed);
-                        std::thread::sleep(Duration::from_millis(5));
-                    };
-                    assert!(st.success());
-                    listings.fetch_add(1, Ordering::Relaxed);
-                    listing_ms.fetch_add(t.elapsed().as_millis() as u64, Ordering::Relaxed);
-                }
-            });
-            tx.send(h).expect("send");
-        }
-    };
-    let listing = rate(client, start_lister);
-    stop.store(true, Ordering::Relaxed);
-    let _ = rx.recv().expect("lister").join();
+                        let t = Instant::now();
+                        let mut cmd = std::process::Command::new("ip");
+                        cmd.args(["netns", "exec", &director])
+                            .arg(&adm)
+                            .args(["-L", "-c", "-n"])
+                            .stdout(std::process::Stdio::null());
+                        if whole {
+                            cmd.env("RVSADM_LIST_WHOLE", "1");
+                        }
+                        let mut child = cmd.spawn().expect("rvsadm");
+                        // `ip netns exec` execs: the pid is rvsadm's. Its
+                        // peak RSS, read until it exits.
+                        let st = loop {
+                            let hwm = status_kb(child.id(), "VmHWM:");
+                            if let Some(st) = child.try_wait().expect("wait") {
+                                break st;
+                            }
+                            adm_peak.fetch_max(hwm, Ordering::Relaxed);
+                            std::thread::sleep(Duration::from_millis(5));
+                        };
+                        assert!(st.success());
+                        listings.fetch_add(1, Ordering::Relaxed);
+                        listing_ms.fetch_add(t.elapsed().as_millis() as u64, Ordering::Relaxed);
+                    }
+                });
+                tx.send(h).expect("send");
+            }
+        };
+        listing.push(rate(client, start_lister));
+        stop.store(true, Ordering::Relaxed);
+        // The listing under way ends before the next window.
+        let _ = rx.recv().expect("lister").join();
+        rvsd_cpu_listing += cpu_secs(rvsd_pid) - cpu_before;
+    }
     let rvsd_peak = status_kb(rvsd_pid, "VmHWM:");
-    lab.stop_rvsd(idx);
+    let log = lab.stop_rvsd(idx);
+    assert!(
+        !log.contains("cannot lower the priority"),
+        "the listing's writer kept its priority:\n{log}"
+    );
     let n = listings.load(Ordering::Relaxed);
     Run {
         alone,
@@ -223,6 +319,7 @@ fn run(lab: &mut Lab, director: &str, client: &str, rules: &str, whole: bool) ->
         secs_per_listing: listing_ms.load(Ordering::Relaxed) as f64 / 1000.0 / n.max(1) as f64,
         rvsd_growth_kb: rvsd_peak.saturating_sub(rss_before),
         rvsadm_peak_kb: adm_peak.load(Ordering::Relaxed),
+        rvsd_cpu_listing,
     }
 }
 
@@ -239,31 +336,43 @@ fn netns_listing_a_million_connections_while_forwarding() {
     )
     .expect("rules");
     let rules = rules.to_str().expect("path").to_string();
+    let rounds: usize = std::env::var("RVS_LISTING_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
     let t = Instant::now();
-    let parts = run(&mut lab, &director, &client, &rules, false);
-    let whole = run(&mut lab, &director, &client, &rules, true);
     let mut out = format!(
-        "forwarding (slow path, {CONNS} ping-pong connections, {SECONDS} s each) with \
-         {TABLE} connections in the table, in {:?}:",
-        t.elapsed()
+        "forwarding (slow path, {CONNS} ping-pong connections, windows of {SECONDS} s: alone, \
+         listing, alone, listing) with {TABLE} connections in the table; load {} at start",
+        load1()
     );
-    for (label, r) in [("in parts", &parts), ("whole, one reply", &whole)] {
-        out += &format!(
-            "\n  {label}: {:.0}/s alone (longest exchange {} us), {:.0}/s while listing \
-             ({:.2}x; longest {} us); {} listing(s), {:.1} s each; rvsd peak RSS +{} MB \
-             over its RSS before; rvsadm peak RSS {} MB",
-            r.alone.0,
-            r.alone.1,
-            r.listing.0,
-            r.listing.0 / r.alone.0,
-            r.listing.1,
-            r.listings,
-            r.secs_per_listing,
-            r.rvsd_growth_kb / 1024,
-            r.rvsadm_peak_kb / 1024
-        );
+    for round in 1..=rounds {
+        for b in bin_sets() {
+            let r = run(&mut lab, &director, &client, &rules, &b);
+            let shown = |v: &[(f64, u64)]| {
+                v.iter()
+                    .map(|(n, us)| format!("{n:.0} (longest {} ms)", us / 1000))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            out += &format!(
+                "\n  round {round}, {}: alone {}; while listing {}: {:.2}x; {} listing(s), \
+                 {:.1} s each; rvsd CPU {:.1} s in the listing windows; rvsd peak RSS +{} MB \
+                 over its RSS before; rvsadm peak RSS {} MB; load {}",
+                b.label,
+                shown(&r.alone),
+                shown(&r.listing),
+                r.ratio(),
+                r.listings,
+                r.secs_per_listing,
+                r.rvsd_cpu_listing,
+                r.rvsd_growth_kb / 1024,
+                r.rvsadm_peak_kb / 1024,
+                load1()
+            );
+        }
     }
-    eprintln!("{out}");
+    eprintln!("{out}\nin {:?}", t.elapsed());
 }
 
 /// A measurement (issue 15): what a master sync daemon costs forwarding.
