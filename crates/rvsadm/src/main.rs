@@ -180,6 +180,7 @@ fn list_conns(
             other => Err(unexpected(&other)),
         };
     }
+    lower_priority();
     let stdout = std::io::stdout();
     let mut w = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
     // One line's text at a time, its buffer reused: nothing allocated per
@@ -212,6 +213,32 @@ fn list_conns(
         let _ = w.flush();
     }
     Ok((String::new(), String::new(), 0))
+}
+
+/// The nice value of a connection listing.
+const LIST_NICE: i32 = 19;
+
+/// `-L -c` decodes and formats up to millions of lines: bulk work that
+/// must not take the CPU from forwarding (rvsd's workers, and whatever
+/// else the host serves), as ipvsadm's dump gives way to the kernel's
+/// softirq forwarding. So this process lowers itself to nice 19 first (no
+/// privilege needed; rvsd's writer of the listing does the same): on an
+/// idle host the listing is as fast, on a busy one it takes the CPU left
+/// over. A refusal (a seccomp filter) is ignored: the listing runs at the
+/// priority it has, and its output stays ipvsadm's. Debug builds (the
+/// tests'): `RVSADM_LIST_NICE=N` instead, to measure what it changes.
+fn lower_priority() {
+    let nice = if cfg!(debug_assertions) {
+        std::env::var("RVSADM_LIST_NICE")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(LIST_NICE)
+    } else {
+        LIST_NICE
+    };
+    if nice > 0 {
+        let _ = rustix::process::setpriority_process(None, nice);
+    }
 }
 
 fn list(c: &mut Client, o: &ListOpts) -> Result<(String, String, u8), String> {
