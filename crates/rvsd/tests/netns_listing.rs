@@ -9,7 +9,7 @@
 //! in one reply (RVSADM_LIST_WHOLE, a debug-build hook: the way before the
 //! parts). `RVS_LISTING_BINS=label=DIR,label=DIR…` compares builds instead
 //! (each DIR holds an rvsd and an rvsadm: a release build, an older
-//! commit's), `RVS_LISTING_ROUNDS=N` repeats them, alternately. Besides
+//! commit's; `label=DIR;VAR=VALUE` sets rvsadm's VAR as well), `RVS_LISTING_ROUNDS=N` repeats them, alternately. Besides
 //! the exchanges, the memory each side needs for a listing: rvsd's peak
 //! RSS over its RSS before the listings, and rvsadm's peak RSS.
 
@@ -129,6 +129,8 @@ struct Bins {
     rvsadm: PathBuf,
     /// rvsadm asks for the whole table in one reply (RVSADM_LIST_WHOLE).
     whole: bool,
+    /// rvsadm's environment besides.
+    env: Vec<(String, String)>,
 }
 
 /// The builds to compare: `RVS_LISTING_BINS`, else the built binaries both
@@ -145,13 +147,19 @@ fn bin_sets() -> Vec<Bins> {
             rvsd: bin("rvsd"),
             rvsadm: bin("rvsadm"),
             whole,
+            env: Vec::new(),
         })
         .collect();
     };
     spec.split(',')
         .map(|item| {
-            let (label, dir) = item.split_once('=').expect("RVS_LISTING_BINS: label=DIR,…");
-            let dir = PathBuf::from(dir);
+            let (label, rest) = item.split_once('=').expect("RVS_LISTING_BINS: label=DIR,…");
+            let mut rest = rest.split(';');
+            let dir = PathBuf::from(rest.next().expect("DIR"));
+            let env = rest
+                .filter_map(|kv| kv.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
             for b in ["rvsd", "rvsadm"] {
                 assert!(dir.join(b).exists(), "no {b} in {}", dir.display());
             }
@@ -160,6 +168,7 @@ fn bin_sets() -> Vec<Bins> {
                 rvsd: dir.join("rvsd"),
                 rvsadm: dir.join("rvsadm"),
                 whole: false,
+                env,
             }
         })
         .collect()
@@ -264,6 +273,7 @@ fn run(lab: &mut Lab, director: &str, client: &str, rules: &str, b: &Bins) -> Ru
             let (stop, listings) = (Arc::clone(&stop), Arc::clone(&listings));
             let (adm_peak, listing_ms) = (Arc::clone(&adm_peak), Arc::clone(&listing_ms));
             let (director, adm, whole) = (director.to_string(), b.rvsadm.clone(), b.whole);
+            let env = b.env.clone();
             move || {
                 let h = std::thread::spawn(move || {
                     // At most 50 listings (each takes seconds).
@@ -280,6 +290,7 @@ fn run(lab: &mut Lab, director: &str, client: &str, rules: &str, b: &Bins) -> Ru
                         if whole {
                             cmd.env("RVSADM_LIST_WHOLE", "1");
                         }
+                        cmd.envs(env.iter().map(|(k, v)| (k, v)));
                         let mut child = cmd.spawn().expect("rvsadm");
                         // `ip netns exec` execs: the pid is rvsadm's. Its
                         // peak RSS, read until it exits.
