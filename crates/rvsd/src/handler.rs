@@ -199,17 +199,17 @@ impl State {
         self.conns_chunk_each(from, max, |c| out.push(convert::conn_info(c, now)))
     }
 
-    /// [`Self::conns_chunk`] in the compact encoding
-    /// ([`rvs_proto::packed`]), appended to `out`: no allocation per entry
-    /// while the replica's lock is held.
-    pub fn conns_chunk_packed(
+    /// [`Self::conns_chunk`] as borrowed records of the compact encoding
+    /// ([`rvs_proto::packed`]), appended to `out`: a copy of the fields,
+    /// nothing allocated per entry while the replica's lock is held.
+    pub fn conns_chunk_records(
         &self,
         from: u64,
         max: usize,
         now: Instant,
-        out: &mut Vec<u8>,
+        out: &mut Vec<rvs_proto::packed::ConnRecord<'static>>,
     ) -> Option<u64> {
-        self.conns_chunk_each(from, max, |c| convert::conn_record(c, now).encode(out))
+        self.conns_chunk_each(from, max, |c| out.push(convert::conn_record(c, now)))
     }
 
     /// Up to `max` connections from the cursor `from` on, each to `f`,

@@ -2,9 +2,12 @@
 //! while `rvsadm -L -c` lists a million connections (issue 14). rvsd takes
 //! 1 000 000 connections from a `--conn-state` file at start, then 8 TCP
 //! connections exchange lines through it as fast as they can (the slow
-//! path: `--fast-path off`), in windows of 3 s: alone, while another client
-//! lists the table in a loop, alone, listing again (the ratio is the
-//! listing windows' rate over the alone windows'). By default the built
+//! path: `--fast-path off`), all along, counted in slots of 2 s: alone,
+//! then 6 times a slot while another client lists the table in a loop (a
+//! listing under way at the slot's end is killed) and a slot alone; each
+//! listing slot is set against the mean of the alone slots around it (so
+//! that the other work on a shared host, which drifts, weighs on both),
+//! and the median of those ratios is the figure. By default the built
 //! binaries, rvsadm's way (`Request::ListConnsPacked`) and the whole table
 //! in one reply (RVSADM_LIST_WHOLE, a debug-build hook: the way before the
 //! parts). `RVS_LISTING_BINS=label=DIR,label=DIR…` compares builds instead
@@ -176,29 +179,47 @@ fn bin_sets() -> Vec<Bins> {
 
 /// What one [`run`] measured.
 struct Run {
-    /// Exchanges/s and longest exchange (µs) of each window alone.
-    alone: Vec<(f64, u64)>,
-    /// The same while listing.
-    listing: Vec<(f64, u64)>,
+    /// Exchanges per slot alone, in order.
+    alone: Vec<u64>,
+    /// Exchanges per slot while listing (each between two of `alone`).
+    listing: Vec<u64>,
+    /// Longest exchange alone and while listing, µs.
+    longest: (u64, u64),
+    /// Listings completed (not cut by the end of their slot).
     listings: u64,
-    /// Mean seconds per listing.
+    /// Mean seconds per completed listing.
     secs_per_listing: f64,
     /// rvsd: peak RSS over RSS before the listings, kB.
     rvsd_growth_kb: u64,
     /// rvsadm: largest peak RSS of the listings, kB.
     rvsadm_peak_kb: u64,
-    /// rvsd's CPU seconds (user + system) in the listing windows, each
-    /// until its last listing ended.
-    rvsd_cpu_listing: f64,
+    /// rvsd's CPU seconds (user + system) per slot, alone and listing.
+    rvsd_cpu: (f64, f64),
 }
 
 impl Run {
-    fn mean(v: &[(f64, u64)]) -> f64 {
-        v.iter().map(|r| r.0).sum::<f64>() / v.len().max(1) as f64
+    /// Each listing slot's exchanges over the mean of the alone slots
+    /// around it, sorted.
+    fn ratios(&self) -> Vec<f64> {
+        let mut r: Vec<f64> = self
+            .listing
+            .iter()
+            .enumerate()
+            .map(|(i, &l)| l as f64 / ((self.alone[i] + self.alone[i + 1]) as f64 / 2.0))
+            .collect();
+        r.sort_by(f64::total_cmp);
+        r
     }
 
-    fn ratio(&self) -> f64 {
-        Self::mean(&self.listing) / Self::mean(&self.alone)
+    fn median_ratio(&self) -> f64 {
+        let r = self.ratios();
+        (r[(r.len() - 1) / 2] + r[r.len() / 2]) / 2.0
+    }
+
+    /// All listing slots' exchanges over all alone slots' (per slot).
+    fn total_ratio(&self) -> f64 {
+        let mean = |v: &[u64]| v.iter().sum::<u64>() as f64 / v.len() as f64;
+        mean(&self.listing) / mean(&self.alone)
     }
 }
 
@@ -225,8 +246,64 @@ fn load1() -> String {
         .to_string()
 }
 
-/// Forwarding in windows alone and while rvsadm lists the table in a
-/// loop, alternately, twice each.
+/// Pairs of slots (listing, then alone) after the first alone slot.
+const PAIRS: usize = 6;
+/// One slot.
+const SLOT: Duration = Duration::from_secs(2);
+
+/// Lists the table with `b`'s rvsadm in a loop while `on` is set; a
+/// listing under way when it is cleared is killed (so that the next slot
+/// is alone). Ends when `done` is set.
+fn lister(
+    director: String,
+    b: &Bins,
+    on: Arc<AtomicBool>,
+    done: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<(u64, Duration, u64)> {
+    let (adm, whole, env) = (b.rvsadm.clone(), b.whole, b.env.clone());
+    std::thread::spawn(move || {
+        let (mut completed, mut spent, mut peak) = (0, Duration::ZERO, 0);
+        while !done.load(Ordering::Relaxed) {
+            if !on.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(2));
+                continue;
+            }
+            let t = Instant::now();
+            let mut cmd = std::process::Command::new("ip");
+            cmd.args(["netns", "exec", &director])
+                .arg(&adm)
+                .args(["-L", "-c", "-n"])
+                .stdout(std::process::Stdio::null());
+            if whole {
+                cmd.env("RVSADM_LIST_WHOLE", "1");
+            }
+            cmd.envs(env.iter().map(|(k, v)| (k, v)));
+            let mut child = cmd.spawn().expect("rvsadm");
+            // `ip netns exec` execs: the pid is rvsadm's. Its peak RSS,
+            // read until it exits.
+            loop {
+                let hwm = status_kb(child.id(), "VmHWM:");
+                if let Some(st) = child.try_wait().expect("wait") {
+                    assert!(st.success(), "rvsadm -L -c: {st}");
+                    completed += 1;
+                    spent += t.elapsed();
+                    break;
+                }
+                peak = peak.max(hwm);
+                if !on.load(Ordering::Relaxed) {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+        (completed, spent, peak)
+    })
+}
+
+/// Forwarding in slots of [`SLOT`]: alone, then [`PAIRS`] times listing
+/// and alone, the same 8 ping-pong connections throughout.
 fn run(lab: &mut Lab, director: &str, client: &str, rules: &str, b: &Bins) -> Run {
     let state = lab.temp_path("conns");
     state_file(&state);
@@ -260,77 +337,80 @@ fn run(lab: &mut Lab, director: &str, client: &str, rules: &str, b: &Bins) -> Ru
     let rss_before = status_kb(rvsd_pid, "VmRSS:");
     // Reset rvsd's peak RSS (the table's load at start had its own peak).
     std::fs::write(format!("/proc/{rvsd_pid}/clear_refs"), "5").expect("clear_refs");
-    let listings = Arc::new(AtomicU64::new(0));
-    let adm_peak = Arc::new(AtomicU64::new(0));
-    let listing_ms = Arc::new(AtomicU64::new(0));
-    let (mut alone, mut listing, mut rvsd_cpu_listing) = (Vec::new(), Vec::new(), 0.0);
-    for _ in 0..2 {
-        alone.push(rate(client, || {}));
-        let cpu_before = cpu_secs(rvsd_pid);
+    let (on, done) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let lister = lister(director.to_string(), b, Arc::clone(&on), Arc::clone(&done));
+    let count = Arc::new(AtomicU64::new(0));
+    let worst = [Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0))];
+    let (mut alone, mut listing, mut cpu) = (Vec::new(), Vec::new(), [0.0, 0.0]);
+    in_netns(client, || {
         let stop = Arc::new(AtomicBool::new(false));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let start_lister = {
-            let (stop, listings) = (Arc::clone(&stop), Arc::clone(&listings));
-            let (adm_peak, listing_ms) = (Arc::clone(&adm_peak), Arc::clone(&listing_ms));
-            let (director, adm, whole) = (director.to_string(), b.rvsadm.clone(), b.whole);
-            let env = b.env.clone();
-            move || {
-                let h = std::thread::spawn(move || {
-                    // At most 50 listings (each takes seconds).
-                    for _ in 0..50 {
-                        if stop.load(Ordering::Relaxed) {
-                            break;
-                        }
+        let threads: Vec<_> = (0..CONNS)
+            .map(|_| {
+                let (stop, c) = (Arc::clone(&stop), Arc::clone(&count));
+                let (worst, on) = (worst.clone(), Arc::clone(&on));
+                std::thread::spawn(move || {
+                    let s = TcpStream::connect((VIP, PORT)).expect("connect");
+                    s.set_nodelay(true).ok();
+                    s.set_read_timeout(Some(Duration::from_secs(5))).ok();
+                    let mut w = s.try_clone().expect("clone");
+                    let mut r = BufReader::new(s);
+                    let mut line = String::new();
+                    while !stop.load(Ordering::Relaxed) {
+                        line.clear();
                         let t = Instant::now();
-                        let mut cmd = std::process::Command::new("ip");
-                        cmd.args(["netns", "exec", &director])
-                            .arg(&adm)
-                            .args(["-L", "-c", "-n"])
-                            .stdout(std::process::Stdio::null());
-                        if whole {
-                            cmd.env("RVSADM_LIST_WHOLE", "1");
+                        if writeln!(w, "ping").is_err() || r.read_line(&mut line).is_err() {
+                            return;
                         }
-                        cmd.envs(env.iter().map(|(k, v)| (k, v)));
-                        let mut child = cmd.spawn().expect("rvsadm");
-                        // `ip netns exec` execs: the pid is rvsadm's. Its
-                        // peak RSS, read until it exits.
-                        let st = loop {
-                            let hwm = status_kb(child.id(), "VmHWM:");
-                            if let Some(st) = child.try_wait().expect("wait") {
-                                break st;
-                            }
-                            adm_peak.fetch_max(hwm, Ordering::Relaxed);
-                            std::thread::sleep(Duration::from_millis(5));
-                        };
-                        assert!(st.success());
-                        listings.fetch_add(1, Ordering::Relaxed);
-                        listing_ms.fetch_add(t.elapsed().as_millis() as u64, Ordering::Relaxed);
+                        let i = usize::from(on.load(Ordering::Relaxed));
+                        worst[i].fetch_max(t.elapsed().as_micros() as u64, Ordering::Relaxed);
+                        c.fetch_add(1, Ordering::Relaxed);
                     }
-                });
-                tx.send(h).expect("send");
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(500));
+        for slot in 0..=2 * PAIRS {
+            let listing_slot = slot % 2 == 1;
+            on.store(listing_slot, Ordering::Relaxed);
+            let (c0, cpu0) = (count.load(Ordering::Relaxed), cpu_secs(rvsd_pid));
+            std::thread::sleep(SLOT);
+            let n = count.load(Ordering::Relaxed) - c0;
+            cpu[usize::from(listing_slot)] += cpu_secs(rvsd_pid) - cpu0;
+            if listing_slot {
+                listing.push(n);
+            } else {
+                alone.push(n);
             }
-        };
-        listing.push(rate(client, start_lister));
+        }
+        on.store(false, Ordering::Relaxed);
         stop.store(true, Ordering::Relaxed);
-        // The listing under way ends before the next window.
-        let _ = rx.recv().expect("lister").join();
-        rvsd_cpu_listing += cpu_secs(rvsd_pid) - cpu_before;
-    }
+        for t in threads {
+            let _ = t.join();
+        }
+    });
+    done.store(true, Ordering::Relaxed);
+    let (listings, spent, rvsadm_peak_kb) = lister.join().expect("lister");
     let rvsd_peak = status_kb(rvsd_pid, "VmHWM:");
     let log = lab.stop_rvsd(idx);
     assert!(
         !log.contains("cannot lower the priority"),
         "the listing's writer kept its priority:\n{log}"
     );
-    let n = listings.load(Ordering::Relaxed);
     Run {
         alone,
         listing,
-        listings: n,
-        secs_per_listing: listing_ms.load(Ordering::Relaxed) as f64 / 1000.0 / n.max(1) as f64,
+        longest: (
+            worst[0].load(Ordering::Relaxed),
+            worst[1].load(Ordering::Relaxed),
+        ),
+        listings,
+        secs_per_listing: spent.as_secs_f64() / listings.max(1) as f64,
         rvsd_growth_kb: rvsd_peak.saturating_sub(rss_before),
-        rvsadm_peak_kb: adm_peak.load(Ordering::Relaxed),
-        rvsd_cpu_listing,
+        rvsadm_peak_kb,
+        rvsd_cpu: (cpu[0] / (PAIRS + 1) as f64, cpu[1] / PAIRS as f64),
     }
 }
 
@@ -353,30 +433,42 @@ fn netns_listing_a_million_connections_while_forwarding() {
         .unwrap_or(1);
     let t = Instant::now();
     let mut out = format!(
-        "forwarding (slow path, {CONNS} ping-pong connections, windows of {SECONDS} s: alone, \
-         listing, alone, listing) with {TABLE} connections in the table; load {} at start",
+        "forwarding (slow path, {CONNS} ping-pong connections) in slots of {SLOT:?}: alone, \
+         then {PAIRS} times listing in a loop and alone; {TABLE} connections in the table; \
+         load {} at start",
         load1()
     );
     for round in 1..=rounds {
         for b in bin_sets() {
             let r = run(&mut lab, &director, &client, &rules, &b);
-            let shown = |v: &[(f64, u64)]| {
+            let per_s = |v: &[u64]| {
                 v.iter()
-                    .map(|(n, us)| format!("{n:.0} (longest {} ms)", us / 1000))
+                    .map(|n| format!("{:.0}", *n as f64 / SLOT.as_secs_f64()))
                     .collect::<Vec<_>>()
-                    .join(", ")
+                    .join(" ")
             };
             out += &format!(
-                "\n  round {round}, {}: alone {}; while listing {}: {:.2}x; {} listing(s), \
-                 {:.1} s each; rvsd CPU {:.1} s in the listing windows; rvsd peak RSS +{} MB \
-                 over its RSS before; rvsadm peak RSS {} MB; load {}",
+                "\n  round {round}, {}: exchanges/s alone [{}], listing [{}]; listing/alone \
+                 median {:.2}x (each listing slot against the alone slots around it: {}), \
+                 total {:.2}x; longest exchange {} ms alone, {} ms listing; {} listing(s) \
+                 completed, {:.2} s each; rvsd CPU per slot {:.2} s alone, {:.2} s listing; rvsd peak RSS \
+                 +{} MB over its RSS before; rvsadm peak RSS {} MB; load {}",
                 b.label,
-                shown(&r.alone),
-                shown(&r.listing),
-                r.ratio(),
+                per_s(&r.alone),
+                per_s(&r.listing),
+                r.median_ratio(),
+                r.ratios()
+                    .iter()
+                    .map(|x| format!("{x:.2}"))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                r.total_ratio(),
+                r.longest.0 / 1000,
+                r.longest.1 / 1000,
                 r.listings,
                 r.secs_per_listing,
-                r.rvsd_cpu_listing,
+                r.rvsd_cpu.0,
+                r.rvsd_cpu.1,
                 r.rvsd_growth_kb / 1024,
                 r.rvsadm_peak_kb / 1024,
                 load1()

@@ -111,51 +111,60 @@ fn credit_for_listing(shared: &Shared) {
     shared.credit_fast_path(&mut state);
 }
 
-/// Connections encoded per turn of a replica's lock in the compact
-/// listing: well under a millisecond of work in a release build (the
-/// encoding is a copy), a few in a debug one.
+/// Connections taken per turn of a replica's lock in the compact listing:
+/// a copy of their fields, well under a millisecond in a release build.
 pub const PACKED_CONNS_PER_CHUNK: usize = 4096;
 
 /// `-L -c` in the compact encoding (`Request::ListConnsPacked`): each
-/// chunk encoded under the lock (records written straight from the
-/// engine's entries, nothing allocated per entry), then sent, with its
-/// reply line, by a writer thread at the lowest priority
+/// chunk's fields copied under the lock ([`ConnRecord`]s straight from the
+/// engine's entries, nothing allocated per entry), then encoded and sent,
+/// with its reply line, by a writer thread at the lowest priority
 /// ([`crate::system::lower_thread_priority`]). The writer paces the
-/// listing (one block queued, one written, one being built), so that the
+/// listing (one chunk queued, one written, one being copied), so that the
 /// listing proceeds as fast as the CPU left over by forwarding allows —
 /// as the kernel's softirq forwarding preempts ipvsadm's dump — while the
 /// lock is only ever held at the lister's normal priority (a holder at the
 /// lowest priority could keep a worker waiting behind a busy CPU).
+///
+/// [`ConnRecord`]: rvs_proto::packed::ConnRecord
 pub(super) fn list_conns_packed(shared: &Shared, writer: &UnixStream) -> io::Result<()> {
+    type Chunk = Vec<rvs_proto::packed::ConnRecord<'static>>;
     let chunk = conns_per_chunk(PACKED_CONNS_PER_CHUNK);
     credit_for_listing(shared);
-    let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<(Vec<u8>, bool)>(1);
-    let (empty_tx, empty_rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<(Chunk, bool)>(1);
+    let (empty_tx, empty_rx) = std::sync::mpsc::channel::<Chunk>();
     std::thread::scope(|s| {
         let written = std::thread::Builder::new()
             .name("list-writer".into())
             .spawn_scoped(s, move || -> io::Result<()> {
                 background_priority();
                 let mut w = writer;
-                for (block, last) in full_rx {
+                let mut block = Vec::new();
+                for (records, last) in full_rx {
+                    block.clear();
+                    for r in &records {
+                        r.encode(&mut block);
+                    }
                     let len = block.len() as u32;
                     w.write_all(&encode(&Reply::ConnsPacked { len, last }))?;
                     w.write_all(&block)?;
-                    let _ = empty_tx.send(block);
+                    let _ = empty_tx.send(records);
                 }
                 Ok(())
             })?;
         let mut from = 0;
         loop {
-            let mut block = empty_rx.try_recv().unwrap_or_default();
-            block.clear();
+            let mut records = empty_rx
+                .try_recv()
+                .unwrap_or_else(|_| Vec::with_capacity(chunk));
+            records.clear();
             let next = {
                 let state = shared.lock();
-                state.conns_chunk_packed(from, chunk, shared.clock.now(), &mut block)
+                state.conns_chunk_records(from, chunk, shared.clock.now(), &mut records)
             };
             // A send fails once the writer has stopped (the client went
             // away): its error is the result.
-            if full_tx.send((block, next.is_none())).is_err() {
+            if full_tx.send((records, next.is_none())).is_err() {
                 break;
             }
             match next {
