@@ -19,6 +19,7 @@ use std::os::unix::net::{SocketAddr, UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::packed::{self, ConnRecord};
 use crate::{ConnInfo, Envelope, ErrorReply, PROTOCOL_VERSION, Reply, Request, decode, encode};
 
 /// Abstract socket name of the control endpoint (per network namespace).
@@ -218,17 +219,60 @@ impl Client {
         decode(&line)
     }
 
-    /// The whole connection table, gathered from its parts
-    /// ([`Client::list_conns`]); `Err` with rvsd's message when it
+    /// The whole connection table, gathered from its records
+    /// ([`Client::list_conn_records`]); `Err` with rvsd's message when it
     /// answered with an error.
     pub fn list_conns_all(&mut self) -> Result<Vec<ConnInfo>, String> {
         let mut all = Vec::new();
-        match self.list_conns(|mut part| {
-            all.append(&mut part);
+        match self.list_conn_records(|r| {
+            all.push(r.to_info());
             Ok(())
         })? {
             None => Ok(all),
             Some(e) => Err(format!("rvsd: {} (errno {})", e.message, e.errno)),
+        }
+    }
+
+    /// The connection entries one by one, as borrowed records, in the
+    /// compact encoding ([`Request::ListConnsPacked`]): nothing is
+    /// allocated per entry. A daemon that does not know that request is
+    /// asked as [`Client::list_conns`] asks. `Ok(Some(e))` when rvsd
+    /// answered with an error.
+    pub fn list_conn_records(
+        &mut self,
+        mut each: impl FnMut(ConnRecord<'_>) -> Result<(), String>,
+    ) -> Result<Option<ErrorReply>, String> {
+        let mut reply = self.call(Request::ListConnsPacked)?;
+        if matches!(reply, Reply::Error(_)) {
+            // An older daemon (or a real error, which the others repeat).
+            return self.list_conns(|part| part.iter().try_for_each(|c| each(c.record())));
+        }
+        let mut block = Vec::new();
+        loop {
+            match reply {
+                Reply::ConnsPacked { len, last } => {
+                    let len = len as usize;
+                    if len > packed::MAX_BLOCK {
+                        return Err(format!("rvsd sent a block of {len} bytes"));
+                    }
+                    block.resize(len, 0);
+                    self.reader
+                        .read_exact(&mut block)
+                        .map_err(|e| format!("cannot read from rvsd: {e}"))?;
+                    for r in packed::records(&block) {
+                        each(r?)?;
+                    }
+                    if last {
+                        return Ok(None);
+                    }
+                }
+                Reply::Error(e) => return Ok(Some(e)),
+                _ => return Err("unexpected reply from rvsd to a connection listing".into()),
+            }
+            let line = read_line(&mut self.reader)
+                .map_err(|e| format!("cannot read from rvsd: {e}"))?
+                .ok_or_else(|| "rvsd closed the connection".to_string())?;
+            reply = decode(&line)?;
         }
     }
 

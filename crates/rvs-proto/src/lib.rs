@@ -17,6 +17,7 @@
 
 pub mod client;
 pub mod fwmark;
+pub mod packed;
 
 use std::net::IpAddr;
 
@@ -335,6 +336,13 @@ pub enum Request {
     /// with an error: ask with [`Request::ListConns`] then
     /// ([`client::Client::list_conns`] does).
     ListConnsParts,
+    /// Connection entries (and templates) in blocks of the compact
+    /// encoding ([`packed`]): the reply is one or more
+    /// [`Reply::ConnsPacked`] lines, each followed by its block of records
+    /// (raw bytes, not JSON), the last one marked. Daemons older than this
+    /// answer with an error: ask with [`Request::ListConnsParts`] then
+    /// ([`client::Client::list_conn_records`] does).
+    ListConnsPacked,
     /// Counters and rates of the whole table (`/proc/net/ip_vs_stats`).
     GlobalStats,
     /// Counters of the packet path: per worker thread, and the XDP
@@ -712,6 +720,15 @@ pub enum Reply {
     Conns(Vec<ConnInfo>),
     /// A part of [`Request::ListConnsParts`]'s answer; more follow.
     ConnsPart(Vec<ConnInfo>),
+    /// A block of [`Request::ListConnsPacked`]'s answer: `len` bytes of
+    /// [`packed`] records follow the line; more blocks follow unless
+    /// `last`.
+    ConnsPacked {
+        /// Bytes of records after the line (at most [`packed::MAX_BLOCK`]).
+        len: u32,
+        /// Whether this block ends the listing.
+        last: bool,
+    },
     /// Totals of the whole table.
     GlobalStats {
         /// Counters.

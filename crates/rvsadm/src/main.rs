@@ -156,8 +156,9 @@ fn resolver(numeric: bool) -> &'static dyn Resolver {
     if numeric { &Numeric } else { &System }
 }
 
-/// `-L -c`: printed part by part as rvsd sends it, so that a table of a
-/// million connections is never held whole (nor its text). The header
+/// `-L -c`: printed entry by entry as rvsd sends it (blocks of compact
+/// records, `Request::ListConnsPacked`), so that a table of a million
+/// connections is never held whole (nor its text). The header
 /// goes out with the first part; an error before it is reported as
 /// before. A reader that goes away (`| head`) ends the listing quietly.
 fn list_conns(
@@ -179,11 +180,14 @@ fn list_conns(
             other => Err(unexpected(&other)),
         };
     }
+    lower_priority();
     let stdout = std::io::stdout();
     let mut w = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
-    let mut text = String::new();
+    // One line's text at a time, its buffer reused: nothing allocated per
+    // line for `-n`.
+    let mut text = String::with_capacity(256);
     let (mut started, mut closed) = (false, false);
-    let res = c.list_conns(|part| {
+    let res = c.list_conn_records(|e| {
         if closed {
             return Ok(());
         }
@@ -192,17 +196,49 @@ fn list_conns(
             text = format::conns_header(o.persistent_conn);
             started = true;
         }
-        format::conn_lines(&mut text, &part, o.numeric, o.persistent_conn, r);
+        format::conn_line(&mut text, &e, o.numeric, o.persistent_conn, r);
         closed = w.write_all(text.as_bytes()).is_err();
         Ok(())
     })?;
     if let Some(e) = res {
         return Ok(list_error(&e));
     }
+    if !started {
+        // An empty table: the header alone.
+        closed = w
+            .write_all(format::conns_header(o.persistent_conn).as_bytes())
+            .is_err();
+    }
     if !closed {
         let _ = w.flush();
     }
     Ok((String::new(), String::new(), 0))
+}
+
+/// The nice value of a connection listing.
+const LIST_NICE: i32 = 19;
+
+/// `-L -c` decodes and formats up to millions of lines: bulk work that
+/// must not take the CPU from forwarding (rvsd's workers, and whatever
+/// else the host serves), as ipvsadm's dump gives way to the kernel's
+/// softirq forwarding. So this process lowers itself to nice 19 first (no
+/// privilege needed; rvsd's writer of the listing does the same): on an
+/// idle host the listing is as fast, on a busy one it takes the CPU left
+/// over. A refusal (a seccomp filter) is ignored: the listing runs at the
+/// priority it has, and its output stays ipvsadm's. Debug builds (the
+/// tests'): `RVSADM_LIST_NICE=N` instead, to measure what it changes.
+fn lower_priority() {
+    let nice = if cfg!(debug_assertions) {
+        std::env::var("RVSADM_LIST_NICE")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(LIST_NICE)
+    } else {
+        LIST_NICE
+    };
+    if nice > 0 {
+        let _ = rustix::process::setpriority_process(None, nice);
+    }
 }
 
 fn list(c: &mut Client, o: &ListOpts) -> Result<(String, String, u8), String> {

@@ -289,6 +289,24 @@ pub fn conn_info(c: &Conn, now: Instant) -> ConnInfo {
     }
 }
 
+/// [`conn_info`] with borrowed text, for the compact listing: nothing
+/// allocated per entry.
+pub fn conn_record(c: &Conn, now: Instant) -> rvs_proto::packed::ConnRecord<'static> {
+    rvs_proto::packed::ConnRecord {
+        proto: c.proto,
+        caddr: c.caddr,
+        cport: c.cport,
+        vaddr: c.vaddr,
+        vport: c.vport,
+        daddr: c.daddr,
+        dport: c.dport,
+        state: c.state_name(),
+        expire_secs: c.expire_secs(now),
+        flags: c.flags,
+        pe: None,
+    }
+}
+
 /// The engine's counters as `rvs dataplane` shows them.
 pub fn engine_counters(e: &rvs_core::Engine) -> rvs_proto::EngineCounters {
     let c = e.counters();

@@ -196,13 +196,37 @@ impl State {
         now: Instant,
         out: &mut Vec<rvs_proto::ConnInfo>,
     ) -> Option<u64> {
+        self.conns_chunk_each(from, max, |c| out.push(convert::conn_info(c, now)))
+    }
+
+    /// [`Self::conns_chunk`] as borrowed records of the compact encoding
+    /// ([`rvs_proto::packed`]), appended to `out`: a copy of the fields,
+    /// nothing allocated per entry while the replica's lock is held.
+    pub fn conns_chunk_records(
+        &self,
+        from: u64,
+        max: usize,
+        now: Instant,
+        out: &mut Vec<rvs_proto::packed::ConnRecord<'static>>,
+    ) -> Option<u64> {
+        self.conns_chunk_each(from, max, |c| out.push(convert::conn_record(c, now)))
+    }
+
+    /// Up to `max` connections from the cursor `from` on, each to `f`,
+    /// under its replica's lock; the next cursor, `None` at the end.
+    fn conns_chunk_each(
+        &self,
+        from: u64,
+        max: usize,
+        mut f: impl FnMut(&rvs_core::conn::Conn),
+    ) -> Option<u64> {
         // The cursor: replica in the high half, slab index in the low.
         let (mut replica, mut index) = ((from >> 32) as usize, from as u32);
         while replica < self.engines.len() {
             let engine = self.engines.lock(replica);
             let (mut last, mut taken) = (None, 0);
             for (id, c) in engine.conns().iter_from(index).take(max) {
-                out.push(convert::conn_info(c, now));
+                f(c);
                 last = Some(id.index());
                 taken += 1;
             }
@@ -375,6 +399,12 @@ impl State {
             }
             // Whole, in one reply: the server answers a privileged peer's
             // listing in chunks instead (`server::conn`).
+            // Blocks of raw records follow the reply lines: only the
+            // server can answer that (`server::conn`); a client asked
+            // here falls back to the parts.
+            Request::ListConnsPacked => {
+                Failure::invalid("a packed listing is answered by the server").reply(None, None)
+            }
             Request::ListConns | Request::ListConnsParts => Reply::Conns(
                 self.engines
                     .each_unchanged(|e| {

@@ -100,9 +100,42 @@ impl Clock {
     }
 }
 
+/// The nice value of control-plane threads that do bulk work (the
+/// connection listing's writer): the lowest priority, so that the
+/// forwarding threads (nice 0) get the CPU whenever they want it, as the
+/// kernel's softirq forwarding preempts ipvsadm's dump.
+pub const BACKGROUND_NICE: i32 = 19;
+
+/// Lower the calling thread (not the process: `setpriority(2)` with
+/// `PRIO_PROCESS` and the thread's id) to [`BACKGROUND_NICE`]. Raising a
+/// nice value needs no privilege; a seccomp filter may refuse it
+/// (`EPERM`), which the caller logs. Irreversible without
+/// `CAP_SYS_NICE`: only for a thread that ends with its work.
+pub fn lower_thread_priority() -> io::Result<()> {
+    rustix::process::setpriority_process(Some(rustix::thread::gettid()), BACKGROUND_NICE)
+        .map_err(io::Error::from)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lowers_one_thread_only() {
+        use rustix::process::getpriority_process;
+        let me = getpriority_process(None).unwrap();
+        let lowered = std::thread::spawn(|| {
+            lower_thread_priority().unwrap();
+            getpriority_process(Some(rustix::thread::gettid())).unwrap()
+        })
+        .join()
+        .unwrap();
+        assert_eq!(lowered, BACKGROUND_NICE);
+        assert_eq!(
+            getpriority_process(Some(rustix::thread::gettid())).unwrap(),
+            me
+        );
+    }
 
     #[test]
     fn names_and_flags() {

@@ -594,6 +594,31 @@ fn connection_listing_comes_in_parts() {
     assert_eq!(listed, whole);
     // The same connection still answers other requests after a listing.
     assert_eq!(services(&mut c).len(), 1);
+    // The compact records (rvsadm's way): the same entries, field for
+    // field but the expiry, which may tick between the listings.
+    let by_client = |v: &mut Vec<rvs_proto::ConnInfo>| {
+        v.iter_mut().for_each(|e| e.expire_secs = 0);
+        v.sort_by_key(|e| (e.caddr, e.cport));
+    };
+    let mut records = Vec::new();
+    let err = c
+        .list_conn_records(|r| {
+            records.push(r.to_info());
+            Ok(())
+        })
+        .unwrap();
+    assert!(err.is_none(), "{err:?}");
+    let Reply::Conns(mut whole) = c.call(Request::ListConns).unwrap() else {
+        panic!("no connections reply");
+    };
+    by_client(&mut records);
+    by_client(&mut whole);
+    assert_eq!(records.len(), N as usize);
+    assert!(
+        records == whole,
+        "the compact listing differs from the whole one"
+    );
+    assert_eq!(services(&mut c).len(), 1);
     // rvsadm prints it part by part, the same text as in one reply.
     let adm = |whole: bool| {
         let mut cmd = Command::new(bin("rvsadm"));

@@ -34,6 +34,7 @@ fn corpus() -> Vec<Vec<u8>> {
         Request::GetTimeouts,
         Request::ListDaemons,
         Request::ListConns,
+        Request::ListConnsPacked,
         Request::GlobalStats,
         Request::DataPlaneStats,
         Request::FwmarkList,

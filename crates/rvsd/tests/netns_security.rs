@@ -256,6 +256,7 @@ fn attack_lines() -> Vec<u8> {
         Request::Info,
         Request::ListServices,
         Request::ListConns,
+        Request::ListConnsPacked,
         Request::GetTimeouts,
         Request::Apply(Op::AddService(svc)),
         Request::Apply(Op::DeleteService(tcp("10.0.0.1", 80))),

@@ -13,9 +13,10 @@ use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use rvs_proto::ConnInfo;
+use rvs_proto::packed::ConnRecord;
 
-use super::common::{addrport, full6, ljust};
-use super::{Numeric, Resolver};
+use super::Resolver;
+use super::common::{addrport, full6, ljust, ntop};
 
 /// `IP_VS_CONN_F_SYNC`: the entry was created by the sync daemon.
 const CONN_F_SYNC: u32 = 0x0020;
@@ -46,8 +47,8 @@ fn lookup_proto(p: u8) -> Option<&'static str> {
 
 /// Seconds until expiry as the kernel prints them (`%7u` of an unsigned
 /// 32-bit value).
-fn expires(c: &ConnInfo) -> u32 {
-    u32::try_from(c.expire_secs).unwrap_or(u32::MAX)
+fn expires(expire_secs: u64) -> u32 {
+    u32::try_from(expire_secs).unwrap_or(u32::MAX)
 }
 
 /// An address as `/proc/net/ip_vs_conn` shows it: `%08X` (host order) or
@@ -60,8 +61,8 @@ fn proc_addr(a: IpAddr) -> String {
 }
 
 /// The state as one `%s` word (what ipvsadm's `sscanf` reads back).
-fn state_word(c: &ConnInfo) -> &str {
-    c.state.split_whitespace().next().unwrap_or("")
+fn state_word(state: &str) -> &str {
+    state.split_whitespace().next().unwrap_or("")
 }
 
 /// `ipvsadm -L -c` (`-n` for numeric, `--persistent-conn` adds the PE
@@ -105,43 +106,100 @@ pub fn conn_lines(
     persistent_conn: bool,
     r: &dyn Resolver,
 ) {
-    let r: &dyn Resolver = if numeric { &Numeric } else { r };
     for e in c {
-        let proto = lookup_proto(e.proto);
-        let cname = addrport(e.caddr, e.cport, proto, r);
-        let vname = addrport(e.vaddr, e.vport, proto, r);
-        let dname = addrport(e.daddr, e.dport, proto, r);
-        let secs = expires(e);
-        let expire = format!("{:02}:{:02}", secs / 60, secs % 60);
-        ljust(out, &proto_name(e.proto), 3);
-        out.push(' ');
-        ljust(out, &expire, 6);
-        out.push(' ');
-        ljust(out, state_word(e), 11);
-        out.push(' ');
-        ljust(out, &cname, 18);
-        out.push(' ');
-        ljust(out, &vname, 18);
-        out.push(' ');
-        // sscanf yields 11 fields only if both a PE name and PE data word
-        // follow the expiry.
-        let pe: Option<(&str, &str)> = e.pe.as_ref().and_then(|(name, data)| {
-            let mut words = name.split_whitespace().chain(data.split_whitespace());
-            Some((words.next()?, words.next()?))
-        });
-        match pe {
-            Some((pe_name, pe_data)) if persistent_conn => {
-                // "%-16s %-18s %s": destination padded to 16, PE name to 18.
-                ljust(out, &dname, 16);
-                out.push(' ');
-                ljust(out, pe_name, 18);
-                out.push(' ');
-                out.push_str(pe_data);
-            }
-            _ => out.push_str(&dname),
-        }
-        out.push('\n');
+        conn_line(out, &e.record(), numeric, persistent_conn, r);
     }
+}
+
+/// One line of [`conns`], appended to `out`: with `numeric`, nothing is
+/// allocated (a listing of a million entries is formatted line by line).
+pub fn conn_line(
+    out: &mut String,
+    e: &ConnRecord<'_>,
+    numeric: bool,
+    persistent_conn: bool,
+    r: &dyn Resolver,
+) {
+    let proto = lookup_proto(e.proto);
+    push_proto_name(out, e.proto);
+    out.push(' ');
+    let secs = expires(e.expire_secs);
+    let at = out.len();
+    let _ = write!(out, "{:02}:{:02}", secs / 60, secs % 60);
+    pad_from(out, at, 6);
+    out.push(' ');
+    ljust(out, state_word(e.state), 11);
+    out.push(' ');
+    addrport_col(out, e.caddr, e.cport, proto, numeric, r, 18);
+    out.push(' ');
+    addrport_col(out, e.vaddr, e.vport, proto, numeric, r, 18);
+    out.push(' ');
+    // sscanf yields 11 fields only if both a PE name and PE data word
+    // follow the expiry.
+    let pe: Option<(&str, &str)> = e.pe.and_then(|(name, data)| {
+        let mut words = name.split_whitespace().chain(data.split_whitespace());
+        Some((words.next()?, words.next()?))
+    });
+    match pe {
+        Some((pe_name, pe_data)) if persistent_conn => {
+            // "%-16s %-18s %s": destination padded to 16, PE name to 18.
+            addrport_col(out, e.daddr, e.dport, proto, numeric, r, 16);
+            out.push(' ');
+            ljust(out, pe_name, 18);
+            out.push(' ');
+            out.push_str(pe_data);
+        }
+        _ => addrport_col(out, e.daddr, e.dport, proto, numeric, r, 0),
+    }
+    out.push('\n');
+}
+
+/// [`proto_name`] appended to `out`, padded to 3 (`%-3s`).
+fn push_proto_name(out: &mut String, p: u8) {
+    match p {
+        0 => out.push_str("IP "),
+        17 => out.push_str("UDP"),
+        6 => out.push_str("TCP"),
+        132 => out.push_str("SCTP"),
+        _ => ljust(out, &proto_name(p), 3),
+    }
+}
+
+/// `%-*s` of what was appended to `out` since `at`: pad to `w` bytes.
+fn pad_from(out: &mut String, at: usize, w: usize) {
+    for _ in out.len() - at..w {
+        out.push(' ');
+    }
+}
+
+/// [`addrport`] appended to `out`, padded to `w` (`%-*s`); numeric IPv4
+/// without an allocation.
+fn addrport_col(
+    out: &mut String,
+    addr: IpAddr,
+    port: u16,
+    proto: Option<&str>,
+    numeric: bool,
+    r: &dyn Resolver,
+    w: usize,
+) {
+    let at = out.len();
+    if numeric {
+        match addr {
+            IpAddr::V4(a) => {
+                let [a, b, c, d] = a.octets();
+                let _ = write!(out, "{a}.{b}.{c}.{d}:{port}");
+            }
+            IpAddr::V6(_) => {
+                let _ = write!(out, "[{}]:{port}", ntop(addr));
+            }
+        }
+        // At most 59 bytes, as `addrport` (numeric text is ASCII).
+        out.truncate(at + (out.len() - at).min(59));
+    } else {
+        out.push_str(&addrport(addr, port, proto, r));
+    }
+    pad_from(out, at, w);
 }
 
 /// The fixed part of a `/proc/net/ip_vs_conn*` line up to and including
@@ -169,7 +227,7 @@ pub fn proc_ip_vs_conn(c: &[ConnInfo]) -> String {
     );
     for e in c {
         proc_conn_prefix(&mut out, e);
-        let _ = write!(out, " {:>7}", expires(e));
+        let _ = write!(out, " {:>7}", expires(e.expire_secs));
         if let Some((name, data)) = &e.pe {
             let _ = write!(out, " {name} {data}");
         }
@@ -192,7 +250,7 @@ pub fn proc_ip_vs_conn_sync(c: &[ConnInfo]) -> String {
             "LOCAL"
         };
         ljust(&mut out, origin, 6);
-        let _ = writeln!(out, " {:>7}", expires(e));
+        let _ = writeln!(out, " {:>7}", expires(e.expire_secs));
     }
     out
 }

@@ -37,7 +37,7 @@ pub mod sort;
 use std::net::IpAddr;
 
 pub use common::print_largenum;
-pub use conn::{conn_lines, conns, conns_header, proc_ip_vs_conn, proc_ip_vs_conn_sync};
+pub use conn::{conn_line, conn_lines, conns, conns_header, proc_ip_vs_conn, proc_ip_vs_conn_sync};
 pub use list::{daemons, list_all, list_one, save, timeouts};
 pub use procfs::{PROC_HZ, proc_ip_vs, proc_ip_vs_stats};
 

@@ -28,6 +28,7 @@ pub fn needs_fast_path_credit(req: &Request) -> bool {
         | Request::GlobalStats
         | Request::ListConns
         | Request::ListConnsParts
+        | Request::ListConnsPacked
         | Request::SetSysctls(_) => true,
         Request::Info
         | Request::GetTimeouts
@@ -68,25 +69,10 @@ pub(super) fn list_conns_parts(
     shared: &Shared,
     mut part: impl FnMut(&mut Vec<rvs_proto::ConnInfo>, bool) -> io::Result<()>,
 ) -> io::Result<()> {
-    // Debug builds (the tests'): RVSD_LIST_CHUNK=N lists N per turn of the
-    // lock, to measure what chunking changes against one turn for all.
-    static CHUNK: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    let chunk = *CHUNK.get_or_init(|| {
-        if !cfg!(debug_assertions) {
-            return CONNS_PER_CHUNK;
-        }
-        std::env::var("RVSD_LIST_CHUNK")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .filter(|&n| n > 0)
-            .unwrap_or(CONNS_PER_CHUNK)
-    });
+    let chunk = conns_per_chunk(CONNS_PER_CHUNK);
     let mut out = Vec::with_capacity(chunk);
     let mut from = 0;
-    {
-        let mut state = shared.lock();
-        shared.credit_fast_path(&mut state);
-    }
+    credit_for_listing(shared);
     loop {
         let next = {
             let state = shared.lock();
@@ -98,6 +84,115 @@ pub(super) fn list_conns_parts(
             Some(n) => from = n,
             None => return Ok(()),
         }
+    }
+}
+
+/// `default`; in debug builds (the tests'), `RVSD_LIST_CHUNK=N` lists N
+/// per turn of the lock, to measure what chunking changes against one turn
+/// for all.
+fn conns_per_chunk(default: usize) -> usize {
+    static CHUNK: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
+    let set = CHUNK.get_or_init(|| {
+        if !cfg!(debug_assertions) {
+            return None;
+        }
+        std::env::var("RVSD_LIST_CHUNK")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .filter(|&n| n > 0)
+    });
+    set.unwrap_or(default)
+}
+
+/// The fast path's traffic credited, so that the listing's entries are
+/// current.
+fn credit_for_listing(shared: &Shared) {
+    let mut state = shared.lock();
+    shared.credit_fast_path(&mut state);
+}
+
+/// Connections taken per turn of a replica's lock in the compact listing:
+/// a copy of their fields, well under a millisecond in a release build.
+pub const PACKED_CONNS_PER_CHUNK: usize = 4096;
+
+/// `-L -c` in the compact encoding (`Request::ListConnsPacked`): each
+/// chunk's fields copied under the lock ([`ConnRecord`]s straight from the
+/// engine's entries, nothing allocated per entry), then encoded and sent,
+/// with its reply line, by a writer thread at the lowest priority
+/// ([`crate::system::lower_thread_priority`]). The writer paces the
+/// listing (one chunk queued, one written, one being copied), so that the
+/// listing proceeds as fast as the CPU left over by forwarding allows —
+/// as the kernel's softirq forwarding preempts ipvsadm's dump — while the
+/// lock is only ever held at the lister's normal priority (a holder at the
+/// lowest priority could keep a worker waiting behind a busy CPU).
+///
+/// [`ConnRecord`]: rvs_proto::packed::ConnRecord
+pub(super) fn list_conns_packed(shared: &Shared, writer: &UnixStream) -> io::Result<()> {
+    type Chunk = Vec<rvs_proto::packed::ConnRecord<'static>>;
+    let chunk = conns_per_chunk(PACKED_CONNS_PER_CHUNK);
+    credit_for_listing(shared);
+    let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<(Chunk, bool)>(1);
+    let (empty_tx, empty_rx) = std::sync::mpsc::channel::<Chunk>();
+    std::thread::scope(|s| {
+        let written = std::thread::Builder::new()
+            .name("list-writer".into())
+            .spawn_scoped(s, move || -> io::Result<()> {
+                background_priority();
+                let mut w = writer;
+                let mut block = Vec::new();
+                for (records, last) in full_rx {
+                    block.clear();
+                    for r in &records {
+                        r.encode(&mut block);
+                    }
+                    let len = block.len() as u32;
+                    w.write_all(&encode(&Reply::ConnsPacked { len, last }))?;
+                    w.write_all(&block)?;
+                    let _ = empty_tx.send(records);
+                }
+                Ok(())
+            })?;
+        let mut from = 0;
+        loop {
+            let mut records = empty_rx
+                .try_recv()
+                .unwrap_or_else(|_| Vec::with_capacity(chunk));
+            records.clear();
+            let next = {
+                let state = shared.lock();
+                state.conns_chunk_records(from, chunk, shared.clock.now(), &mut records)
+            };
+            // A send fails once the writer has stopped (the client went
+            // away): its error is the result.
+            if full_tx.send((records, next.is_none())).is_err() {
+                break;
+            }
+            match next {
+                Some(n) => from = n,
+                None => break,
+            }
+        }
+        drop(full_tx);
+        written
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("listing writer panicked")))
+    })
+}
+
+/// [`crate::system::lower_thread_priority`] for this thread; a refusal (a
+/// seccomp filter) is logged once, and the work done at the priority the
+/// thread has.
+fn background_priority() {
+    static REFUSAL_LOGGED: std::sync::atomic::AtomicBool =
+        std::sync::atomic::AtomicBool::new(false);
+    if let Err(e) = crate::system::lower_thread_priority()
+        && !REFUSAL_LOGGED.swap(true, Ordering::Relaxed)
+    {
+        tracing::warn!(
+            "cannot lower the priority of the connection listing's writer \
+             (setpriority: {e}); listings compete with forwarding for the CPU \
+             (logged once)"
+        );
     }
 }
 
@@ -282,6 +377,13 @@ pub fn serve_connection(stream: UnixStream, shared: &Shared) {
                     reply
                 } else if matches!(req, Request::ListConns) && peer.privileged {
                     list_conns(shared)
+                } else if matches!(req, Request::ListConnsPacked) && peer.privileged {
+                    // The blocks and their reply lines are the answer.
+                    if list_conns_packed(shared, &writer).is_err() {
+                        return;
+                    }
+                    shared.note_request(kind, started.elapsed().as_secs_f64());
+                    continue;
                 } else if matches!(req, Request::ListConnsParts) && peer.privileged {
                     // Each part is written as it is listed; the last one is
                     // the reply written below.
@@ -422,6 +524,7 @@ pub(super) fn request_kind(r: &Request) -> &'static str {
         Request::ListDaemons => "list_daemons",
         Request::ListConns => "list_conns",
         Request::ListConnsParts => "list_conns_parts",
+        Request::ListConnsPacked => "list_conns_packed",
         Request::GlobalStats => "global_stats",
         Request::DataPlaneStats => "dataplane_stats",
         Request::FwmarkAdd(_) => "fwmark_add",

@@ -457,6 +457,8 @@ mod tests {
             Request::GetService(svc),
             Request::GlobalStats,
             Request::ListConns,
+            Request::ListConnsParts,
+            Request::ListConnsPacked,
             Request::Apply(Op::Zero(None)),
             Request::Apply(Op::DeleteService(svc)),
             Request::Batch(Vec::new()),

@@ -174,8 +174,20 @@ impl Lab {
         ifaces: &[&str],
         extra: &[&str],
     ) -> usize {
+        self.start_rvsd_bin(&bin("rvsd"), ns, io, ifaces, extra)
+    }
+
+    /// [`Lab::start_rvsd`] with the rvsd binary at `rvsd` (a measurement
+    /// comparing builds).
+    pub fn start_rvsd_bin(
+        &mut self,
+        rvsd: &std::path::Path,
+        ns: &str,
+        io: Option<&str>,
+        ifaces: &[&str],
+        extra: &[&str],
+    ) -> usize {
         let log = File::create(&self.log).expect("log file");
-        let rvsd = bin("rvsd");
         let mut args = Vec::new();
         if let Some(io) = io {
             args.extend(["--io", io]);
