@@ -233,6 +233,14 @@ impl Client {
         }
     }
 
+    /// The next reply of a listing in several (after the first).
+    fn next_reply(&mut self) -> Result<Reply, String> {
+        let line = read_line(&mut self.reader)
+            .map_err(|e| format!("cannot read from rvsd: {e}"))?
+            .ok_or_else(|| "rvsd closed the connection".to_string())?;
+        decode(&line)
+    }
+
     /// The connection entries one by one, as borrowed records, in the
     /// compact encoding ([`Request::ListConnsPacked`]): nothing is
     /// allocated per entry. A daemon that does not know that request is
@@ -269,10 +277,7 @@ impl Client {
                 Reply::Error(e) => return Ok(Some(e)),
                 _ => return Err("unexpected reply from rvsd to a connection listing".into()),
             }
-            let line = read_line(&mut self.reader)
-                .map_err(|e| format!("cannot read from rvsd: {e}"))?
-                .ok_or_else(|| "rvsd closed the connection".to_string())?;
-            reply = decode(&line)?;
+            reply = self.next_reply()?;
         }
     }
 
@@ -296,10 +301,7 @@ impl Client {
                 Reply::Error(e) => return Ok(Some(e)),
                 _ => return Err("unexpected reply from rvsd to a connection listing".into()),
             }
-            let line = read_line(&mut self.reader)
-                .map_err(|e| format!("cannot read from rvsd: {e}"))?
-                .ok_or_else(|| "rvsd closed the connection".to_string())?;
-            reply = decode(&line)?;
+            reply = self.next_reply()?;
         }
     }
 }

@@ -274,19 +274,7 @@ pub fn service_info(svc: &Service) -> ServiceInfo {
 
 /// A connection entry (or template) as `/proc/net/ip_vs_conn` shows it.
 pub fn conn_info(c: &Conn, now: Instant) -> ConnInfo {
-    ConnInfo {
-        proto: c.proto,
-        caddr: c.caddr,
-        cport: c.cport,
-        vaddr: c.vaddr,
-        vport: c.vport,
-        daddr: c.daddr,
-        dport: c.dport,
-        state: c.state_name().to_string(),
-        expire_secs: c.expire_secs(now),
-        flags: c.flags,
-        pe: None,
-    }
+    conn_record(c, now).to_info()
 }
 
 /// [`conn_info`] with borrowed text, for the compact listing: nothing

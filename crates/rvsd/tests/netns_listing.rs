@@ -62,6 +62,30 @@ fn director_with_echo(lab: &mut Lab) -> (String, String) {
     (client, director)
 }
 
+/// A thread with one connection to the VIP exchanging lines as fast as it
+/// can until `stop`, calling `done` with each exchange's time (µs).
+fn ping_pong(
+    stop: Arc<AtomicBool>,
+    done: impl Fn(u64) + Send + 'static,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let s = TcpStream::connect((VIP, PORT)).expect("connect");
+        s.set_nodelay(true).ok();
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok();
+        let mut w = s.try_clone().expect("clone");
+        let mut r = BufReader::new(s);
+        let mut line = String::new();
+        while !stop.load(Ordering::Relaxed) {
+            line.clear();
+            let t = Instant::now();
+            if writeln!(w, "ping").is_err() || r.read_line(&mut line).is_err() {
+                return;
+            }
+            done(t.elapsed().as_micros() as u64);
+        }
+    })
+}
+
 /// Exchanges per second of `CONNS` ping-pong connections for `SECONDS`,
 /// and the longest exchange (µs).
 fn rate(client: &str, during: impl FnOnce() + Send + 'static) -> (f64, u64) {
@@ -74,24 +98,11 @@ fn rate(client: &str, during: impl FnOnce() + Send + 'static) -> (f64, u64) {
         let threads: Vec<_> = (0..CONNS)
             .map(|_| {
                 let (stop, c, wst) = (Arc::clone(&stop), Arc::clone(&c), Arc::clone(&wst));
-                std::thread::spawn(move || {
-                    let s = TcpStream::connect((VIP, PORT)).expect("connect");
-                    s.set_nodelay(true).ok();
-                    s.set_read_timeout(Some(Duration::from_secs(5))).ok();
-                    let mut w = s.try_clone().expect("clone");
-                    let mut r = BufReader::new(s);
-                    let mut line = String::new();
-                    while !stop.load(Ordering::Relaxed) {
-                        line.clear();
-                        let t = Instant::now();
-                        if writeln!(w, "ping").is_err() || r.read_line(&mut line).is_err() {
-                            return;
-                        }
-                        if c.load(Ordering::Relaxed) > CONNS as u64 * 10 {
-                            wst.fetch_max(t.elapsed().as_micros() as u64, Ordering::Relaxed);
-                        }
-                        c.fetch_add(1, Ordering::Relaxed);
+                ping_pong(stop, move |micros| {
+                    if c.load(Ordering::Relaxed) > CONNS as u64 * 10 {
+                        wst.fetch_max(micros, Ordering::Relaxed);
                     }
+                    c.fetch_add(1, Ordering::Relaxed);
                 })
             })
             .collect();
@@ -351,23 +362,10 @@ fn run(lab: &mut Lab, director: &str, client: &str, rules: &str, b: &Bins) -> Ru
             .map(|_| {
                 let (stop, c) = (Arc::clone(&stop), Arc::clone(&count));
                 let (worst, on) = (worst.clone(), Arc::clone(&on));
-                std::thread::spawn(move || {
-                    let s = TcpStream::connect((VIP, PORT)).expect("connect");
-                    s.set_nodelay(true).ok();
-                    s.set_read_timeout(Some(Duration::from_secs(5))).ok();
-                    let mut w = s.try_clone().expect("clone");
-                    let mut r = BufReader::new(s);
-                    let mut line = String::new();
-                    while !stop.load(Ordering::Relaxed) {
-                        line.clear();
-                        let t = Instant::now();
-                        if writeln!(w, "ping").is_err() || r.read_line(&mut line).is_err() {
-                            return;
-                        }
-                        let i = usize::from(on.load(Ordering::Relaxed));
-                        worst[i].fetch_max(t.elapsed().as_micros() as u64, Ordering::Relaxed);
-                        c.fetch_add(1, Ordering::Relaxed);
-                    }
+                ping_pong(stop, move |micros| {
+                    let i = usize::from(on.load(Ordering::Relaxed));
+                    worst[i].fetch_max(micros, Ordering::Relaxed);
+                    c.fetch_add(1, Ordering::Relaxed);
                 })
             })
             .collect();
