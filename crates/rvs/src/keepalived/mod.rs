@@ -16,9 +16,11 @@
 //!   `conf/checker.rs` the checker and track_file blocks);
 //! * [`apply`]: the configuration as ipvsadm operations;
 //! * [`check`]: one bounded attempt of each checker (`check/evented.rs`
-//!   the epoll set where TCP_CHECK, `check/tcp.rs`, and HTTP_GET and
-//!   SSL_GET, `check/http.rs`, run on the scheduler's thread;
-//!   `check/probes.rs` DNS, SMTP, UDP and PING, on the pool's workers);
+//!   the epoll set where TCP_CHECK, `check/tcp.rs`, HTTP_GET and
+//!   SSL_GET, `check/http.rs`, SMTP_CHECK, `check/smtp.rs`, and
+//!   DNS_CHECK, UDP_CHECK and PING_CHECK, `check/dgram.rs` and
+//!   `check/probes.rs`, run on the scheduler's thread; MISC_CHECK and
+//!   FILE_CHECK on the pool's workers);
 //! * [`run`]: the scheduler and the state file (`run/world.rs`:
 //!   keepalived's state machine, quorum, the table kept in step);
 
@@ -58,12 +60,12 @@ Usage: rvs health run FILE [--state PATH] [--threads N] [--socket S]
   show         every real server with its checkers, state, last result, last
                change and error (from the state file of a running checker)
       --state PATH   state file (default /run/rvs/health.json)
-      --threads N    most checker worker threads (4 at the first check
-                     that is not a TCP_CHECK, HTTP_GET or SSL_GET, one more
-                     while all have been busy checking for 50 ms with
-                     checks waiting; 1..=1024, default 64); those three
-                     need none: they run nonblocking on the scheduler's
-                     thread
+      --threads N    most checker worker threads, for MISC_CHECK's
+                     scripts and FILE_CHECK (4 at the first such check,
+                     one more while all have been busy checking for 50 ms
+                     with checks waiting; 1..=1024, default 64); the
+                     other checkers need none: they run nonblocking on
+                     the scheduler's thread
       --socket S     rvsd's control socket (default: RVS_SOCKET or rvsd's)
       --metrics ADDR:PORT
                      serve the checkers' state as Prometheus metrics at

@@ -1,24 +1,24 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
-//! The checks without a thread each: TCP_CHECK, HTTP_GET and SSL_GET on
-//! nonblocking sockets watched by one epoll set, driven by the
-//! scheduler's own thread.
+//! The checks without a thread each: TCP_CHECK, HTTP_GET, SSL_GET,
+//! SMTP_CHECK, DNS_CHECK, UDP_CHECK and PING_CHECK on nonblocking sockets
+//! watched by one epoll set, driven by the scheduler's own thread.
 //!
 //! Which checker runs where, and why:
 //!
 //! * here, on the scheduler's thread: TCP_CHECK (one connect:
 //!   `tcp.rs`), HTTP_GET and SSL_GET (a connect, the request, the
 //!   response, per `url`; SSL_GET's TLS driven without I/O of its own by
-//!   rustls: `http.rs`). These are the checks that come by the thousand,
-//!   and each spends nearly all of its time waiting on a socket: on a
-//!   worker thread that is a thread blocked per check in progress, and a
-//!   hung server holds one for its whole `connect_timeout`; here it is an
-//!   entry in the epoll set, with its own deadline.
+//!   rustls: `http.rs`), SMTP_CHECK (a connect, the greeting, `HELO`,
+//!   `QUIT`: `smtp.rs`), DNS_CHECK, UDP_CHECK and PING_CHECK (one
+//!   datagram out, the replies in: `dgram.rs`). Each spends nearly all of
+//!   its time waiting on a socket: on a worker thread that is a thread
+//!   blocked per check in progress, and a hung server holds one for its
+//!   whole `connect_timeout`; here it is an entry in the epoll set, with
+//!   its own deadline.
 //! * on the pool's workers (`../pool.rs`): MISC_CHECK (a script: a
 //!   process to wait for, which an epoll set of sockets cannot watch),
-//!   and DNS_CHECK, SMTP_CHECK, UDP_CHECK and PING_CHECK (`probes.rs`),
-//!   which are rarer and stay blocking exchanges on a worker, each bounded
-//!   by its own `connect_timeout`. FILE_CHECK reads a file, on a worker
-//!   too.
+//!   bounded by its own `misc_timeout`. FILE_CHECK reads a file, on a
+//!   worker too.
 //!
 //! [`Checks::start`] opens the socket (`fwmark`, `bindto`/`bind_port`
 //! as [`super::run`] does), starts the connect and adds the socket to the
@@ -27,8 +27,10 @@
 //! each check whose socket is ready, as far as it goes without blocking:
 //! the connect is judged as socket2's `connect_timeout` judges it
 //! (readable or writable: connected, unless hung up or in error: the
-//! socket's error), then an HTTP exchange writes and reads until the
-//! kernel would block, and the check waits again for what it needs next.
+//! socket's error; a datagram socket is connected at once), then an
+//! exchange (HTTP, SMTP, a datagram and its replies) writes and reads
+//! until the kernel would block, and the check waits again for what it
+//! needs next.
 //! Each connection has its own deadline (`connect_timeout` from its
 //! connect: for HTTP_GET per `url`, as the blocking check had), so a hung
 //! server or one that drips its answer times out only its own check. A
@@ -43,7 +45,8 @@
 //! many as the checks in progress).
 //!
 //! [`run_one`] runs one check on an epoll set of its own, blocking the
-//! caller: [`super::run`]'s HTTP_GET and SSL_GET, so that there is one
+//! caller: [`super::run`]'s HTTP_GET, SSL_GET, SMTP_CHECK, DNS_CHECK,
+//! UDP_CHECK and PING_CHECK, so that there is one
 //! implementation of them, not a blocking one beside this.
 
 use std::cmp::Reverse;
@@ -55,7 +58,7 @@ use std::time::{Duration, Instant};
 use rustix::event::{PollFd, PollFlags, epoll};
 use socket2::Socket;
 
-use super::{Outcome, Start, http, open, tcp};
+use super::{Outcome, Start, dgram, http, open, smtp, tcp};
 use crate::keepalived::conf::{CheckKind, Checker};
 
 /// The epoll data of the eventfd (sockets get 0, 1, 2…).
@@ -63,7 +66,15 @@ const WAKE: u64 = u64::MAX;
 
 /// Whether `kind` runs on the event loop ([`Checks`]), not on the pool.
 pub fn evented(kind: &CheckKind) -> bool {
-    matches!(kind, CheckKind::Tcp | CheckKind::Http { .. })
+    matches!(
+        kind,
+        CheckKind::Tcp
+            | CheckKind::Http { .. }
+            | CheckKind::Smtp { .. }
+            | CheckKind::Dns { .. }
+            | CheckKind::Udp { .. }
+            | CheckKind::Ping
+    )
 }
 
 /// What the kernel said of a socket that is ready (readable or
@@ -108,6 +119,8 @@ pub(super) enum Step {
 pub(super) enum Job {
     Tcp(tcp::Connect),
     Http(Box<http::Get>),
+    Smtp(Box<smtp::Smtp>),
+    Dgram(Box<dgram::Probe>),
 }
 
 impl Job {
@@ -115,6 +128,8 @@ impl Job {
         match self {
             Job::Tcp(c) => Step::Done(c.ready(sock, r)),
             Job::Http(g) => g.ready(sock, r),
+            Job::Smtp(m) => m.ready(sock, r),
+            Job::Dgram(p) => p.ready(sock, r),
         }
     }
 
@@ -122,6 +137,8 @@ impl Job {
         match self {
             Job::Tcp(c) => c.timeout(),
             Job::Http(g) => g.timeout(),
+            Job::Smtp(m) => m.timeout(),
+            Job::Dgram(p) => p.timeout(),
         }
     }
 
@@ -129,6 +146,8 @@ impl Job {
         match self {
             Job::Tcp(c) => c.not_started(e),
             Job::Http(g) => g.not_started(e),
+            Job::Smtp(m) => m.not_started(e),
+            Job::Dgram(p) => p.not_started(e),
         }
     }
 }
@@ -206,12 +225,23 @@ impl<T> Checks<T> {
         None
     }
 
-    /// Start `ck` (a TCP_CHECK, HTTP_GET or SSL_GET: [`evented`]); when
+    /// Start `ck` (a checker of the event loop: [`evented`]); when
     /// it is over at once (a socket or bind error, refused at once,
     /// HTTP_GET without a url) its outcome goes to `done`.
     pub fn start(&mut self, ck: &Checker, tag: T, done: &mut Vec<(T, Outcome)>) {
         let job = match &ck.kind {
             CheckKind::Tcp => Job::Tcp(tcp::Connect::new(ck)),
+            CheckKind::Smtp { .. } => Job::Smtp(Box::new(smtp::Smtp::new(ck))),
+            CheckKind::Dns { .. } | CheckKind::Udp { .. } | CheckKind::Ping => {
+                let mut p = Box::new(dgram::Probe::new(ck));
+                // Connected at once: the datagram goes out at the first drive.
+                let opened = dgram::open(ck).map(|(sock, raw)| {
+                    p.set_raw(raw);
+                    (sock, true)
+                });
+                let t = ck.timing.connect_timeout;
+                return self.watch(opened, t, Job::Dgram(p), tag, done);
+            }
             CheckKind::Http { .. } => match http::Get::new(ck) {
                 Some(g) => Job::Http(Box::new(g)),
                 // keepalived: no url, up without a check.

@@ -7,12 +7,12 @@
 //! and PING_CHECK (each within `connect_timeout`); FILE_CHECK reads its
 //! file.
 //!
-//! Where they run: TCP_CHECK, HTTP_GET and SSL_GET on nonblocking sockets
-//! in one epoll set, driven by the scheduler's thread ([`Checks`],
-//! `evented.rs`, which says why); the others as blocking attempts on the
-//! pool's workers ([`run`]). [`run`] runs any checker once, blocking:
-//! HTTP_GET and SSL_GET through the event loop's code on an epoll set of
-//! their own.
+//! Where they run: all but MISC_CHECK and FILE_CHECK on nonblocking
+//! sockets in one epoll set, driven by the scheduler's thread
+//! ([`Checks`], `evented.rs`, which says why); MISC_CHECK and FILE_CHECK
+//! as blocking attempts on the pool's workers ([`run`]). [`run`] runs any
+//! checker once, blocking: those of the event loop (but TCP_CHECK, one
+//! connect) through its code on an epoll set of their own.
 
 use std::io::Read;
 use std::net::{IpAddr, SocketAddr, TcpStream};
@@ -24,15 +24,18 @@ use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 use super::conf::{CheckKind, Checker};
 
+mod dgram;
 mod evented;
 mod http;
 mod probes;
+mod smtp;
 mod tcp;
 #[cfg(test)]
 mod tests;
 
 pub use evented::{Checks, evented};
 
+#[cfg(test)]
 use probes::*;
 
 /// Largest HTTP response read (the rest is not part of the digest).
@@ -90,46 +93,11 @@ pub fn run(ck: &Checker) -> Outcome {
             Err(Start::Failed(e)) => tcp_outcome(ck, Err(e)),
             Err(not_run) => not_run.reschedule("TCP", &fmt_checker(ck)),
         },
-        CheckKind::Http { .. } => evented::run_one(ck),
-        CheckKind::Dns { qtype, name } => match dns(ck, *qtype, name) {
-            Ok(()) => Outcome::Up(None),
-            Err(Attempt::NotRun(o)) => o,
-            Err(Attempt::Failed(e)) => Outcome::Down(format!(
-                "DNS_CHECK ({}) {e}",
-                fmt_target_proto(ck.connect_ip, "udp", ck.connect_port)
-            )),
-        },
-        CheckKind::Smtp { helo } => match smtp(ck, helo) {
-            Ok(()) => Outcome::Up(None),
-            Err(Attempt::NotRun(o)) => o,
-            Err(Attempt::Failed(e)) => Outcome::Down(format!("SMTP_CHECK {e}")),
-        },
-        CheckKind::Udp {
-            payload,
-            require_reply,
-            reply_mask,
-            min_len,
-            max_len,
-        } => match udp(
-            ck,
-            payload,
-            require_reply.as_deref().map(|d| (d, reply_mask.as_slice())),
-            (*min_len, *max_len),
-        ) {
-            Ok(()) => Outcome::Up(None),
-            Err(e) => Outcome::Down(format!(
-                "UDP_CHECK on service {} failed ({e}).",
-                fmt_target_proto(ck.connect_ip, "udp", ck.connect_port)
-            )),
-        },
-        CheckKind::Ping => match ping(ck) {
-            Ok(()) => Outcome::Up(None),
-            Err(Attempt::NotRun(o)) => o,
-            Err(Attempt::Failed(e)) => Outcome::Down(format!(
-                "ICMP connection to address {} failed ({e}).",
-                ck.connect_ip
-            )),
-        },
+        CheckKind::Http { .. }
+        | CheckKind::Smtp { .. }
+        | CheckKind::Dns { .. }
+        | CheckKind::Udp { .. }
+        | CheckKind::Ping => evented::run_one(ck),
         CheckKind::Misc {
             path,
             timeout,
@@ -211,20 +179,6 @@ impl Start {
                 format!("{what} socket bind failed for {t} ({e}). Rescheduling.")
             }
         })
-    }
-}
-
-/// An attempt that did not succeed: it could not run (the outcome is
-/// [`Outcome::Reschedule`]) or it failed (keepalived's line for it).
-#[derive(Debug)]
-pub(super) enum Attempt {
-    NotRun(Outcome),
-    Failed(String),
-}
-
-impl From<String> for Attempt {
-    fn from(e: String) -> Attempt {
-        Attempt::Failed(e)
     }
 }
 
@@ -345,14 +299,6 @@ fn left(deadline: Instant) -> std::io::Result<Duration> {
         .checked_duration_since(Instant::now())
         .filter(|d| !d.is_zero())
         .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::TimedOut))
-}
-
-/// Whether `e` is a receive timeout.
-fn is_timeout(e: &std::io::Error) -> bool {
-    matches!(
-        e.kind(),
-        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-    )
 }
 
 /// MD5 of `data`, lower-case hex (genhash's output).

@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
-//! DNS_CHECK, SMTP_CHECK, UDP_CHECK and PING_CHECK: one exchange each.
+//! DNS_CHECK, UDP_CHECK and PING_CHECK: their sockets, what they send
+//! and how they judge what comes back (pure functions); the exchanges are
+//! `dgram.rs`'s, on the event loop.
 
-use std::io::{Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
-use std::time::Instant;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
@@ -19,14 +19,6 @@ pub(super) fn udp_socket(ck: &Checker) -> Result<UdpSocket, Start> {
         Ok(()) => Ok(sock.into()),
         Err(e) if connect_failed(&e) => Err(Start::Failed(e)),
         Err(e) => Err(Start::Bind(e)),
-    }
-}
-
-/// The error of a [`Start`], whatever it is (UDP_CHECK counts every one
-/// as a failed attempt, as keepalived's check_udp.c `udp_connect_thread`).
-fn start_error(s: Start) -> std::io::Error {
-    match s {
-        Start::Socket(e) | Start::Bind(e) | Start::Failed(e) => e,
     }
 }
 
@@ -82,116 +74,6 @@ pub fn dns_judge(id: u16, reply: &[u8]) -> Option<Result<(), u8>> {
     }
 }
 
-/// One DNS_CHECK: the query, and a reply within `connect_timeout`; a
-/// socket that cannot be bound reschedules it (check_dns.c
-/// `dns_connect_thread`).
-pub(super) fn dns(ck: &Checker, qtype: u16, name: &str) -> Result<(), Attempt> {
-    let deadline = Instant::now() + ck.timing.connect_timeout;
-    let s = match udp_socket(ck) {
-        Ok(s) => s,
-        Err(Start::Failed(e)) => return Err(format!("connection failure ({e}).").into()),
-        Err(not_run) => return Err(Attempt::NotRun(not_run.reschedule("UDP", &fmt_checker(ck)))),
-    };
-    let id = query_id();
-    let q = dns_query(id, qtype, name);
-    s.send(&q)
-        .map_err(|e| format!("failed to write socket ({e})."))?;
-    let mut buf = [0u8; 4096];
-    loop {
-        let t = left(deadline).map_err(|_| "read timeout from socket".to_string())?;
-        s.set_read_timeout(Some(t)).map_err(|e| e.to_string())?;
-        match s.recv(&mut buf) {
-            Ok(n) => match dns_judge(id, &buf[..n]) {
-                None => continue,
-                Some(Ok(())) => return Ok(()),
-                Some(Err(rcode)) => {
-                    return Err(format!("read error occurred. (rcode = {rcode})").into());
-                }
-            },
-            Err(e) if is_timeout(&e) => {
-                return Err(Attempt::Failed("read timeout from socket".into()));
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(format!("failed to read socket; {e}").into()),
-        }
-    }
-}
-
-/// One SMTP reply (the lines up to one whose code is followed by a blank,
-/// not `-`); its code, or `None` when it does not start with 3 digits.
-pub(super) fn smtp_reply(
-    s: &mut TcpStream,
-    deadline: Instant,
-    pending: &mut Vec<u8>,
-) -> std::io::Result<Option<u16>> {
-    let mut buf = [0u8; 1024];
-    loop {
-        while let Some(eol) = pending.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = pending.drain(..=eol).collect();
-            let code = line
-                .get(..3)
-                .filter(|c| c.iter().all(u8::is_ascii_digit))
-                .map(|c| c.iter().fold(0u16, |a, d| a * 10 + u16::from(d - b'0')));
-            match (code, line.get(3)) {
-                (Some(_), Some(b'-')) => continue,
-                (code, _) => return Ok(code),
-            }
-        }
-        if pending.len() > 64 << 10 {
-            return Ok(None);
-        }
-        s.set_read_timeout(Some(left(deadline)?))?;
-        match s.read(&mut buf) {
-            Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
-            Ok(n) => pending.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-}
-
-/// One SMTP_CHECK: banner 220, `HELO` answered by 250, `QUIT`; within
-/// `connect_timeout`; a socket that cannot be bound reschedules it
-/// (check_smtp.c `smtp_connect_thread`).
-pub(super) fn smtp(ck: &Checker, helo: &str) -> Result<(), Attempt> {
-    let t = fmt_target(ck.connect_ip, ck.connect_port);
-    let deadline = Instant::now() + ck.timing.connect_timeout;
-    let mut s = match connect(ck) {
-        Ok(s) => s,
-        Err(Start::Failed(e)) => {
-            return Err(format!("Error connecting to server {t} ({e}).").into());
-        }
-        Err(not_run) => {
-            return Err(Attempt::NotRun(
-                not_run.reschedule("SMTP_CHECK", &fmt_checker(ck)),
-            ));
-        }
-    };
-    let mut pending = Vec::new();
-    let mut expect =
-        |s: &mut TcpStream, want: u16, what: &str| match smtp_reply(s, deadline, &mut pending) {
-            Ok(Some(c)) if c == want => Ok(()),
-            Ok(Some(c)) => Err(format!("Bad {what} response code {c} from server {t}.")),
-            Ok(None) => Err(format!("Bad {what} response from server {t}.")),
-            Err(e) if is_timeout(&e) => Err(format!("Read timeout from server {t}.")),
-            Err(e) => Err(format!("Read failure from server {t} ({e}).")),
-        };
-    expect(&mut s, 220, "greeting")?;
-    let write = |s: &mut TcpStream, line: &str| -> Result<(), String> {
-        s.set_write_timeout(Some(
-            left(deadline).map_err(|_| format!("Write timeout to server {t}."))?,
-        ))
-        .map_err(|e| e.to_string())?;
-        s.write_all(line.as_bytes())
-            .map_err(|e| format!("Write failure to server {t} ({e})."))
-    };
-    write(&mut s, &format!("HELO {helo}\r\n"))?;
-    expect(&mut s, 250, "HELO")?;
-    // keepalived sends QUIT and does not wait for its answer.
-    let _ = write(&mut s, "QUIT\r\n");
-    Ok(())
-}
-
 /// Whether a UDP_CHECK reply passes (keepalived's `check_udp_reply`): its
 /// length within the bounds, and its first bytes those of `want` (as
 /// many as both have) but for the bits set in `mask` (wildcard nibbles).
@@ -205,47 +87,6 @@ pub fn udp_reply_ok(reply: &[u8], want: &[u8], mask: &[u8], (min, max): (u16, u1
         .zip(want)
         .enumerate()
         .all(|(i, (a, b))| (a ^ b) & !mask.get(i).copied().unwrap_or(0) == 0)
-}
-
-/// One UDP_CHECK: `payload` sent to a connected socket, then within
-/// `connect_timeout` keepalived's rule: an ICMP error (the kernel's
-/// ECONNREFUSED for a port unreachable) fails; a reply passes (matched
-/// against `require_reply`'s data when there is some); no reply passes
-/// unless `require_reply` is set.
-pub(super) fn udp(
-    ck: &Checker,
-    payload: &[u8],
-    require_reply: Option<(&[u8], &[u8])>,
-    lens: (u16, u16),
-) -> Result<(), String> {
-    let deadline = Instant::now() + ck.timing.connect_timeout;
-    let s = udp_socket(ck).map_err(|e| format!("connect: {}", start_error(e)))?;
-    s.send(payload).map_err(|e| format!("send: {e}"))?;
-    let mut buf = vec![0u8; usize::from(lens.1) + 1];
-    loop {
-        let Ok(t) = left(deadline) else {
-            return match require_reply {
-                Some(_) => Err("no reply".into()),
-                None => Ok(()),
-            };
-        };
-        s.set_read_timeout(Some(t)).map_err(|e| e.to_string())?;
-        match s.recv(&mut buf) {
-            Ok(n) => {
-                return match require_reply {
-                    Some((want, mask))
-                        if !want.is_empty() && !udp_reply_ok(&buf[..n], want, mask, lens) =>
-                    {
-                        Err("reply data mismatch".into())
-                    }
-                    _ => Ok(()),
-                };
-            }
-            Err(e) if is_timeout(&e) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e.to_string()),
-        }
-    }
 }
 
 /// Internet checksum (RFC 1071) of `data`.
@@ -307,55 +148,36 @@ pub(super) fn icmp_socket(ck: &Checker) -> Result<(Socket, bool), Start> {
     Ok((sock, raw))
 }
 
-/// One PING_CHECK: an echo request, and its reply within `connect_timeout`.
-pub(super) fn ping(ck: &Checker) -> Result<(), Attempt> {
-    let deadline = Instant::now() + ck.timing.connect_timeout;
-    let (sock, raw) = match icmp_socket(ck) {
-        Ok(s) => s,
-        Err(Start::Failed(e)) => return Err(format!("socket: {e}").into()),
-        Err(not_run) => {
-            return Err(Attempt::NotRun(
-                not_run.reschedule("ICMP", &fmt_checker(ck)),
-            ));
-        }
-    };
-    let v6 = ck.connect_ip.is_ipv6();
-    let (req_type, reply_type) = if v6 { (128u8, 129u8) } else { (8u8, 0u8) };
-    let id = (std::process::id() as u16) ^ query_id();
-    let seq = query_id();
-    let mut pkt = vec![req_type, 0, 0, 0];
+/// PING_CHECK's echo request `id`/`seq` (the kernel computes an ICMPv6
+/// checksum: it covers a pseudo-header; a ping socket rewrites the id).
+pub(super) fn echo_request(id: u16, seq: u16, v6: bool) -> Vec<u8> {
+    let mut pkt = vec![if v6 { 128u8 } else { 8u8 }, 0, 0, 0];
     pkt.extend_from_slice(&id.to_be_bytes());
     pkt.extend_from_slice(&seq.to_be_bytes());
     pkt.extend_from_slice(b"rvs health PING_CHECK");
     if !v6 {
-        // ICMPv6's checksum covers a pseudo-header: the kernel computes it.
         let c = inet_checksum(&pkt);
         pkt[2..4].copy_from_slice(&c.to_be_bytes());
     }
-    let s: UdpSocket = sock.into();
-    s.send(&pkt).map_err(|e| format!("send: {e}"))?;
-    let mut buf = [0u8; 2048];
-    loop {
-        let t = left(deadline).map_err(|_| "timeout".to_string())?;
-        s.set_read_timeout(Some(t)).map_err(|e| e.to_string())?;
-        let n = match s.recv(&mut buf) {
-            Ok(n) => n,
-            Err(e) if is_timeout(&e) => return Err(Attempt::Failed("timeout".into())),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e.to_string().into()),
-        };
-        let mut icmp = &buf[..n];
-        if raw && !v6 {
-            // The IPv4 header, of IHL words.
-            let ihl = usize::from(icmp.first().map_or(0, |b| b & 0x0f)) * 4;
-            icmp = icmp.get(ihl..).unwrap_or_default();
-        }
-        let Some(h) = icmp.get(..8) else { continue };
-        let got_id = u16::from_be_bytes([h[4], h[5]]);
-        let got_seq = u16::from_be_bytes([h[6], h[7]]);
-        // A ping socket rewrites the id to its own and filters on it.
-        if h[0] == reply_type && got_seq == seq && (!raw || got_id == id) {
-            return Ok(());
-        }
+    pkt
+}
+
+/// Whether the datagram `got` is the echo reply to request `id`/`seq`;
+/// `raw`: read on a raw socket (an IPv4 one has the IP header first, and
+/// the id is ours: a ping socket rewrites it to its own and filters on
+/// it).
+pub(super) fn echo_reply(got: &[u8], id: u16, seq: u16, raw: bool, v6: bool) -> bool {
+    let mut icmp = got;
+    if raw && !v6 {
+        // The IPv4 header, of IHL words.
+        let ihl = usize::from(icmp.first().map_or(0, |b| b & 0x0f)) * 4;
+        icmp = icmp.get(ihl..).unwrap_or_default();
     }
+    let Some(h) = icmp.get(..8) else {
+        return false;
+    };
+    let reply_type = if v6 { 129u8 } else { 0u8 };
+    let got_id = u16::from_be_bytes([h[4], h[5]]);
+    let got_seq = u16::from_be_bytes([h[6], h[7]]);
+    h[0] == reply_type && got_seq == seq && (!raw || got_id == id)
 }

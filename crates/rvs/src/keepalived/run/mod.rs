@@ -5,10 +5,10 @@
 //! batch, reconciled against what rvsd already has (a restarted checker
 //! does not disturb a table that is right). Then one scheduler thread keeps
 //! every checker's next due time in a heap. It runs the TCP_CHECKs,
-//! HTTP_GETs and SSL_GETs itself: nonblocking sockets in one epoll set,
-//! where it also sleeps (`../check/evented.rs`). The other checks
-//! (MISC_CHECK's scripts, DNS, SMTP, UDP, PING, FILE) go to a pool of
-//! worker threads:
+//! HTTP_GETs, SSL_GETs, SMTP_CHECKs, DNS_CHECKs, UDP_CHECKs and
+//! PING_CHECKs itself: nonblocking sockets in one epoll set, where it
+//! also sleeps (`../check/evented.rs`). The other checks (MISC_CHECK's
+//! scripts, FILE_CHECK) go to a pool of worker threads:
 //! 4 at the first such check, one more (up to `--threads`, default 64)
 //! whenever every worker has been busy checking for over 50 ms while
 //! checks wait (a slow or hung server holds a worker; a busy machine's
@@ -333,11 +333,10 @@ pub fn run(opts: &Opts, conf: Config) -> Result<(), String> {
     // The pool: jobs in, results out, each tagged with the configuration's
     // generation (a result of a configuration reloaded since is dropped).
     // 4 workers at the first job, more up to --threads while every one is
-    // busy checking (slow or hung servers) and checks wait (pool.rs).
-    // TCP_CHECKs, HTTP_GETs and SSL_GETs do not go to the pool: they run
+    // busy checking (slow or hung scripts) and checks wait (pool.rs).
+    // Only MISC_CHECKs and FILE_CHECKs go to the pool: the others run
     // nonblocking on this thread (check/evented.rs), which sleeps in their
-    // epoll set; the
-    // workers wake it when they have a result.
+    // epoll set; the workers wake it when they have a result.
     let mut tcp = check::Checks::new().map_err(|e| format!("epoll: {e}"))?;
     let waker = tcp.waker();
     let mut pool = Pool::with_notify(
