@@ -171,6 +171,33 @@ pub(super) fn read_error(target: &str, u: &Url, e: &std::io::Error) -> String {
     format!("Error reading data from {target} url {} ({e}).", u.path)
 }
 
+/// Patterns compiled by [`compiled`], on the thread that judges.
+const COMPILED_KEPT: usize = 256;
+
+thread_local! {
+    static COMPILED: std::cell::RefCell<std::collections::HashMap<String, regex::bytes::Regex>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
+/// `pattern` compiled once per thread, not at every check: the patterns
+/// come from the configuration (checked when it is read), so a handful;
+/// a reload that brings new ones past [`COMPILED_KEPT`] starts afresh.
+fn compiled(pattern: &str) -> Result<regex::bytes::Regex, String> {
+    COMPILED.with(|c| {
+        let mut c = c.borrow_mut();
+        if let Some(re) = c.get(pattern) {
+            // A clone shares the compiled program (an `Arc` inside).
+            return Ok(re.clone());
+        }
+        let re = regex::bytes::Regex::new(pattern).map_err(|e| format!("regex {pattern}: {e}"))?;
+        if c.len() >= COMPILED_KEPT {
+            c.clear();
+        }
+        c.insert(pattern.to_string(), re.clone());
+        Ok(re)
+    })
+}
+
 /// keepalived's judgement of the response `resp` (as read, up to
 /// [`MAX_RESPONSE`]) to the GET of `u`: the status among `u`'s codes,
 /// then with `regex` the body matching it (or not), then with `digest`
@@ -202,19 +229,18 @@ pub(super) fn judge(target: &str, u: &Url, resp: &[u8]) -> Result<(), String> {
         body = dechunk(&body)
             .ok_or_else(|| format!("Malformed chunked body from {target} url {}.", u.path))?;
     }
-    if let Some(r) = &u.regex {
-        let re = regex::bytes::Regex::new(r).map_err(|e| format!("regex {r}: {e}"))?;
-        if re.is_match(&body) == u.regex_no_match {
-            return Err(format!(
-                "Regex {} failed on {target} url {}.",
-                if u.regex_no_match {
-                    "no-match"
-                } else {
-                    "match"
-                },
-                u.path
-            ));
-        }
+    if let Some(r) = &u.regex
+        && compiled(r)?.is_match(&body) == u.regex_no_match
+    {
+        return Err(format!(
+            "Regex {} failed on {target} url {}.",
+            if u.regex_no_match {
+                "no-match"
+            } else {
+                "match"
+            },
+            u.path
+        ));
     }
     if let Some(want) = &u.digest {
         let got = md5_hex(&body);
@@ -506,5 +532,22 @@ fn tls(sock: &Socket, x: &mut Exchange, target: &str, u: &Url) -> Progress {
             }
             return Progress::Wait(want);
         }
+    }
+}
+
+#[cfg(test)]
+mod compiled_tests {
+    use super::*;
+
+    #[test]
+    fn patterns_are_compiled_once_per_thread_and_bounded() {
+        assert!(compiled("^ok$").unwrap().is_match(b"ok"));
+        COMPILED.with(|c| assert!(c.borrow().contains_key("^ok$")));
+        assert!(compiled("^ok$").unwrap().is_match(b"ok"), "from the cache");
+        assert!(compiled("(").is_err(), "an invalid pattern is an error");
+        for i in 0..=COMPILED_KEPT {
+            compiled(&format!("x{i}")).unwrap();
+        }
+        COMPILED.with(|c| assert!(c.borrow().len() <= COMPILED_KEPT));
     }
 }
