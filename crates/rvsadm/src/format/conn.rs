@@ -15,8 +15,8 @@ use std::net::IpAddr;
 use rvs_proto::ConnInfo;
 use rvs_proto::packed::ConnRecord;
 
-use super::Resolver;
-use super::common::{addrport, full6, ljust, ntop};
+use super::common::{addrport, full6, ljust};
+use super::{Numeric, Resolver};
 
 /// `IP_VS_CONN_F_SYNC`: the entry was created by the sync daemon.
 const CONN_F_SYNC: u32 = 0x0020;
@@ -184,20 +184,16 @@ fn addrport_col(
     w: usize,
 ) {
     let at = out.len();
-    if numeric {
-        match addr {
-            IpAddr::V4(a) => {
-                let [a, b, c, d] = a.octets();
-                let _ = write!(out, "{a}.{b}.{c}.{d}:{port}");
-            }
-            IpAddr::V6(_) => {
-                let _ = write!(out, "[{}]:{port}", ntop(addr));
-            }
+    match addr {
+        // At most 21 bytes: `addrport`'s cut at 59 never applies.
+        IpAddr::V4(a) if numeric => {
+            let [a, b, c, d] = a.octets();
+            let _ = write!(out, "{a}.{b}.{c}.{d}:{port}");
         }
-        // At most 59 bytes, as `addrport` (numeric text is ASCII).
-        out.truncate(at + (out.len() - at).min(59));
-    } else {
-        out.push_str(&addrport(addr, port, proto, r));
+        _ => {
+            let r: &dyn Resolver = if numeric { &Numeric } else { r };
+            out.push_str(&addrport(addr, port, proto, r));
+        }
     }
     pad_from(out, at, w);
 }
