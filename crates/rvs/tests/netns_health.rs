@@ -1472,15 +1472,37 @@ fn loadavg() -> String {
 const BENCH_TCP_PORT: u16 = 7000;
 const BENCH_HTTP_PORT: u16 = 7080;
 
+/// Where the 1000 real servers of a measurement are.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Farm {
+    /// Local addresses of the director (10.9.0.0/16 on its `lo`): the
+    /// listener's half of each handshake is processed in the connecting
+    /// task's system calls and charged to it.
+    Local,
+    /// A namespace of their own ("farm", 10.9.0.0/16 on its `lo`) behind
+    /// a veth from the director, as on hosts of their own: receive
+    /// packet steering (RPS) on both ends of that veth moves the receive
+    /// processing of both sides to CPU 1, where the real servers' hosts
+    /// and the director's NIC interrupts would do it; `rvs health` and
+    /// the baseline run on CPU 0, the listener on CPU 1. The softirq time
+    /// of both CPUs is reported beside.
+    Apart,
+}
+
+/// The farm's end and the director's end of their veth.
+const FARM_IF: &str = "dir0";
+const FARM_PEER_IF: &str = "farm0";
+
 /// The lab of the 1000-real-server measurements: a kept `rvs lab dr`
-/// whose director has 10.9.0.0/16 on its `lo` (the real servers 10.9.v.r
-/// are local addresses), a TCP listener on 7000 that accepts and closes
+/// whose real servers 10.9.v.r are in the director or a namespace of
+/// their own ([`Farm`]), a TCP listener on 7000 that accepts and closes
 /// and (with `http`) a 3-byte HTTP/1.0 server on 7080, both in this
 /// process, counting what they see; and the `rvs` to measure
 /// (`RVS_HEALTH_BIN`, else this build's).
 struct Bench {
     lab: Lab,
     director: String,
+    farm: Farm,
     tcp_n: std::sync::Arc<std::sync::atomic::AtomicU64>,
     http_n: std::sync::Arc<std::sync::atomic::AtomicU64>,
     /// The thread id of the TCP listener's accepting thread.
@@ -1490,18 +1512,52 @@ struct Bench {
 }
 
 impl Bench {
-    fn start(http: bool) -> Bench {
+    fn start(http: bool, farm: Farm) -> Bench {
         use std::io::{Read, Write};
         use std::sync::Arc;
         use std::sync::atomic::{AtomicU64, Ordering};
         let lab = Lab::start("dr", 1, "rr");
         let director = lab.ns("director");
-        rvs_testsupport::ipn(&director, "addr add 10.9.0.1/16 dev lo");
+        // Where the listeners are; removed with the lab (its prefix).
+        let servers = match farm {
+            Farm::Local => {
+                rvs_testsupport::ipn(&director, "addr add 10.9.0.1/16 dev lo");
+                director.clone()
+            }
+            Farm::Apart => {
+                let ns = lab.ns("farm");
+                sh(&["ip", "netns", "add", &ns]);
+                rvs_testsupport::ipn(&ns, "link set lo up");
+                rvs_testsupport::veth(&director, FARM_PEER_IF, &ns, FARM_IF);
+                rvs_testsupport::ipn(
+                    &director,
+                    &format!("addr add 172.31.255.1/30 dev {FARM_PEER_IF}"),
+                );
+                rvs_testsupport::ipn(&ns, &format!("addr add 172.31.255.2/30 dev {FARM_IF}"));
+                rvs_testsupport::ipn(&ns, "addr add 10.9.0.1/16 dev lo");
+                rvs_testsupport::ipn(&ns, "route add default via 172.31.255.1");
+                rvs_testsupport::ipn(&director, "route add 10.9.0.0/16 via 172.31.255.2");
+                // Both ends' receive processing to CPU 1 (mask 2).
+                for (n, dev) in [(&ns, FARM_IF), (&director, FARM_PEER_IF)] {
+                    let file = format!("/sys/class/net/{dev}/queues/rx-0/rps_cpus");
+                    sh(&[
+                        "ip",
+                        "netns",
+                        "exec",
+                        n,
+                        "sh",
+                        "-c",
+                        &format!("echo 2 > {file}"),
+                    ]);
+                }
+                ns
+            }
+        };
         let (tcp_n, http_n) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
         // A long accept queue: on a busy machine the accepting thread
         // runs late, and a full queue drops SYNs (a 1 s retransmit).
         let listen = |port: u16| {
-            in_ns(&director, move || {
+            in_ns(&servers, move || {
                 use socket2::{Domain, Socket, Type};
                 let s = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
                 s.set_reuse_address(true).expect("SO_REUSEADDR");
@@ -1518,6 +1574,9 @@ impl Bench {
             std::thread::spawn(move || {
                 let me = rustix::thread::gettid().as_raw_nonzero().get();
                 tid.store(me as u64, Ordering::Relaxed);
+                if farm == Farm::Apart {
+                    pin(me, 1);
+                }
                 for c in tcp_l.incoming() {
                     n.fetch_add(1, Ordering::Relaxed);
                     drop(c);
@@ -1557,6 +1616,7 @@ impl Bench {
         Bench {
             lab,
             director,
+            farm,
             tcp_n,
             http_n,
             tcp_tid,
@@ -1604,8 +1664,15 @@ impl Bench {
     /// namespaces), pass or fail.
     fn health(&self, conf: &std::path::Path, threads: &str, tag: &str) -> (Health, u32) {
         let log = self.lab.dir().join(format!("{tag}.log"));
+        // `taskset` execs rvs: the pid stays rvs's.
+        let on_cpu0: &[&str] = match self.farm {
+            Farm::Local => &[],
+            Farm::Apart => &["taskset", "-c", "0"],
+        };
         let child = Command::new("ip")
-            .args(["netns", "exec", &self.director, &self.rvs, "health", "run"])
+            .args(["netns", "exec", &self.director])
+            .args(on_cpu0)
+            .args([&self.rvs, "health", "run"])
             .arg(conf)
             .args(["--threads", threads, "--state"])
             .arg(self.lab.dir().join(format!("{tag}.json")))
@@ -1663,7 +1730,7 @@ fn netns_health_cpu_for_1000_real_servers() {
         return;
     }
     const WINDOW: Duration = Duration::from_secs(25);
-    let b = Bench::start(true);
+    let b = Bench::start(true, Farm::Local);
     let file = b.conf("health-1000", |v| {
         if v <= 5 {
             format!("TCP_CHECK {{\n connect_port {BENCH_TCP_PORT}\n connect_timeout 2\n }}")
@@ -1710,14 +1777,43 @@ fn netns_health_cpu_for_1000_real_servers() {
     }
 }
 
+/// Run thread `tid` on CPU `cpu` only.
+fn pin(tid: i32, cpu: u32) {
+    sh(&["taskset", "-pc", &cpu.to_string(), &tid.to_string()]);
+}
+
+/// The softirq time (seconds) of all CPUs so far, from `/proc/stat`.
+fn softirq_time() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").expect("/proc/stat");
+    let line = stat.lines().next().expect("cpu line");
+    // cpu user nice system idle iowait irq softirq …
+    let ticks: f64 = line
+        .split_whitespace()
+        .nth(7)
+        .expect("softirq")
+        .parse()
+        .expect("ticks");
+    ticks / clk_tck()
+}
+
 /// The baseline of the TCP_CHECK measurement: one thread of this process,
 /// in the director, making `per_s` blocking connects (then closes) a
 /// second for `window` to the 1000 addresses 10.9.v.r:`port` in turn,
 /// paced like the checks (one every `1/per_s` s); `(connects, failures,
-/// its own CPU over the window)`, from `/proc/self/task/TID/stat`.
-fn baseline_connects(director: &str, port: u16, per_s: u32, window: Duration) -> (u64, u64, Cpu) {
+/// its own CPU over the window)`, from `/proc/self/task/TID/stat`. With
+/// the real servers apart, on CPU 0 as `rvs health`.
+fn baseline_connects(
+    director: &str,
+    farm: Farm,
+    port: u16,
+    per_s: u32,
+    window: Duration,
+) -> (u64, u64, Cpu) {
     in_ns(director, move || {
         let tid = rustix::thread::gettid().as_raw_nonzero().get();
+        if farm == Farm::Apart {
+            pin(tid, 0);
+        }
         let stat = format!("/proc/self/task/{tid}/stat");
         let every = Duration::from_secs(1) / per_s;
         let (cpu0, _) = stat_cpu(&stat);
@@ -1842,7 +1938,8 @@ fn forwarding_rate(lab: &Lab, secs: Duration) -> f64 {
 
 /// A measurement (issue 16): `rvs health` checking 1000 real servers with
 /// TCP_CHECK (10 virtual servers of 100, delay_loop 1, connect_timeout 2)
-/// against a real rvsd, as `netns_health_cpu_for_1000_real_servers`.
+/// against a real rvsd, as `netns_health_cpu_for_1000_real_servers`, the
+/// real servers local addresses of the director ([`Farm::Local`]).
 ///
 /// 1. rvs's CPU (user and system) over 4 windows of 5 s, and in the same
 ///    windows a baseline: one thread of this process in the director
@@ -1853,18 +1950,73 @@ fn forwarding_rate(lab: &Lab, secs: Duration) -> f64 {
 ///    The listener's accepting thread (its CPU is shown too) serves both.
 /// 2. Forwarding through the lab's VIP (`FWD_CONNS` ping-pong connections
 ///    to an echo server in rs1) in alternating phases of 3 s: without
-///    rvs health, then with it (started again, 2 s to settle), 5 each.
+///    rvs health, then with it (started again, 2 s to settle),
+///    `RVS_HEALTH_ROUNDS` (default 5) each; the mean of the rounds'
+///    ratios with its 95 % confidence interval.
 #[test]
 #[ignore = "a measurement (BENCHMARKS.md), not a check"]
 fn netns_health_tcp_check_cpu_and_forwarding_for_1000_real_servers() {
+    tcp_check_cpu_and_forwarding(Farm::Local);
+}
+
+/// The same measurement with the real servers in a namespace of their own
+/// whose receive processing, and the director's for that veth, runs on
+/// CPU 1 while `rvs health` and the baseline run on CPU 0 ([`Farm::Apart`]):
+/// what the checker costs when the real servers are other hosts. Needs
+/// two CPUs.
+#[test]
+#[ignore = "a measurement (BENCHMARKS.md), not a check"]
+fn netns_health_tcp_check_cpu_and_forwarding_real_servers_apart() {
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+        eprintln!("skipped: one CPU, nowhere to move the real servers' receive processing");
+        return;
+    }
+    tcp_check_cpu_and_forwarding(Farm::Apart);
+}
+
+/// The two-sided 97.5 % quantile of Student's t with `df` degrees of
+/// freedom (1 to 30; the normal's beyond).
+fn t975(df: usize) -> f64 {
+    const T: [f64; 30] = [
+        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
+        2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
+        2.052, 2.048, 2.045, 2.042,
+    ];
+    T.get(df.wrapping_sub(1)).copied().unwrap_or(1.96)
+}
+
+/// The mean of `x` and the half-width of its 95 % confidence interval.
+fn mean_ci95(x: &[f64]) -> (f64, f64) {
+    let n = x.len() as f64;
+    let mean = x.iter().sum::<f64>() / n;
+    if x.len() < 2 {
+        return (mean, f64::NAN);
+    }
+    let var = x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    (mean, t975(x.len() - 1) * (var / n).sqrt())
+}
+
+fn tcp_check_cpu_and_forwarding(farm: Farm) {
     const WINDOWS: usize = 4;
     const WINDOW: Duration = Duration::from_secs(5);
-    const ROUNDS: usize = 5;
     const PHASE: Duration = Duration::from_secs(3);
+    let rounds: usize = std::env::var("RVS_HEALTH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(5)
+        .clamp(2, 40);
     if !can_run() {
         return;
     }
-    let b = Bench::start(false);
+    let b = Bench::start(false, farm);
+    if farm == Farm::Apart {
+        eprintln!(
+            "the real servers apart: receive packet steering (RPS) set on the test's own veth \
+             ({FARM_PEER_IF} in the director, {FARM_IF} in the farm) moves both sides' receive \
+             processing to CPU 1; rvs health and the baseline pinned to CPU 0, the listener to \
+             CPU 1; no host setting changed"
+        );
+    }
     let file = b.conf("tcp-1000", |_| {
         format!("TCP_CHECK {{\n connect_port {BENCH_TCP_PORT}\n connect_timeout 2\n }}")
     });
@@ -1877,17 +2029,19 @@ fn netns_health_tcp_check_cpu_and_forwarding_for_1000_real_servers() {
         (Cpu::default(), Cpu::default(), 0.0, 0u64);
     let mut threads_seen = 0;
     let mut listener_cpu = Cpu::default();
+    let mut softirq = 0.0;
     for w in 0..WINDOWS {
         let (cpu0, _) = cpu_and_threads(pid);
         let (tcp0, _) = b.seen();
-        let l0 = b.listener_cpu();
+        let (l0, si0) = (b.listener_cpu(), softirq_time());
         let start = Instant::now();
-        let (n, failed, base) = baseline_connects(&b.director, BENCH_TCP_PORT, 1000, WINDOW);
+        let (n, failed, base) = baseline_connects(&b.director, farm, BENCH_TCP_PORT, 1000, WINDOW);
         let (cpu1, t) = cpu_and_threads(pid);
         threads_seen = t;
         let wall = start.elapsed().as_secs_f64();
         let (tcp1, _) = b.seen();
-        let l1 = b.listener_cpu();
+        let (l1, si1) = (b.listener_cpu(), softirq_time());
+        softirq += si1 - si0;
         listener_cpu.user += l1.user - l0.user;
         listener_cpu.sys += l1.sys - l0.sys;
         assert!(alive(pid), "rvs health is gone (a zombie)\n{}", h.log());
@@ -1898,7 +2052,7 @@ fn netns_health_tcp_check_cpu_and_forwarding_for_1000_real_servers() {
         eprintln!(
             "window {w} ({wall:.1} s, load average {}): rvs {:.3} CPU s/s (user {:.3}, system {:.3}) \
              for {:.0} checks/s; baseline {:.3} (user {:.3}, system {:.3}) for {:.0} connects/s; \
-             rvs/baseline {:.2}",
+             rvs/baseline {:.2}; softirq {:.3} CPU s/s",
             loadavg(),
             rvs.total(),
             rvs.user,
@@ -1909,6 +2063,7 @@ fn netns_health_tcp_check_cpu_and_forwarding_for_1000_real_servers() {
             base.sys,
             n as f64 / wall,
             rvs.total() / base.total(),
+            (si1 - si0) / wall,
         );
         rvs_cpu.user += rvs.user * wall;
         rvs_cpu.sys += rvs.sys * wall;
@@ -1926,13 +2081,14 @@ fn netns_health_tcp_check_cpu_and_forwarding_for_1000_real_servers() {
     let down = 1000 - b.in_table();
     let rss = rss(pid);
     eprintln!(
-        "rvs health ({build}), 1000 real servers with TCP_CHECK, delay_loop 1, {wall_all:.1} s, \
+        "rvs health ({build}), 1000 real servers ({farm:?}) with TCP_CHECK, delay_loop 1, {wall_all:.1} s, \
          load average {}: {:.3} CPU s per s ({:.1} % of one core; user {:.3}, system {:.3}), \
          {threads_seen} threads, RSS {rss}, {per_s:.0} checks/s, {:.1} us CPU per check; \
          baseline (1000 blocking connect+close/s, one thread): {:.3} CPU s per s (user {:.3}, \
          system {:.3}), {:.1} us per connect; rvs/baseline {:.2}; rvs minus baseline {:.3} CPU s \
          per s; the listener's accepting thread (both): {:.3} CPU s per s (user {:.3}, system \
-         {:.3}); {down} real server(s) out of the table",
+         {:.3}); softirq time of both CPUs {:.3} CPU s per s; {down} real server(s) out of the \
+         table",
         loadavg(),
         rvs.total(),
         rvs.total() * 100.0,
@@ -1948,13 +2104,14 @@ fn netns_health_tcp_check_cpu_and_forwarding_for_1000_real_servers() {
         listener.total(),
         listener.user,
         listener.sys,
+        softirq / wall_all,
     );
     assert_eq!(down, 0, "{}", h.log());
     drop(h);
 
-    // Forwarding: without checks, then with, three times.
+    // Forwarding: without checks, then with, `rounds` times.
     let (mut without, mut with) = (Vec::new(), Vec::new());
-    for round in 0..ROUNDS {
+    for round in 0..rounds {
         std::thread::sleep(Duration::from_secs(1));
         let off = forwarding_rate(&b.lab, PHASE);
         let load_off = loadavg();
@@ -1982,18 +2139,22 @@ fn netns_health_tcp_check_cpu_and_forwarding_for_1000_real_servers() {
         with.push(on);
     }
     let (off, on) = (
-        without.iter().sum::<f64>() / ROUNDS as f64,
-        with.iter().sum::<f64>() / ROUNDS as f64,
+        without.iter().sum::<f64>() / rounds as f64,
+        with.iter().sum::<f64>() / rounds as f64,
     );
     let mut ratios: Vec<f64> = with.iter().zip(&without).map(|(a, b)| a / b).collect();
+    let (mean, half) = mean_ci95(&ratios);
     ratios.sort_by(f64::total_cmp);
     eprintln!(
-        "forwarding ({FWD_CONNS} ping-pong connections through the VIP, {ROUNDS} × {} s each way): \
+        "forwarding ({FWD_CONNS} ping-pong connections through the VIP, {rounds} × {} s each way): \
          without checks {off:.0} exchanges/s, with 1000 TCP_CHECKs {on:.0}; with/without {:.3} \
-         ({:+.1} %), median of the rounds' ratios {:.3}",
+         ({:+.1} %), median of the rounds' ratios {:.3}, their mean {mean:.3} ± {half:.3} (95 % \
+         confidence: {:.3} to {:.3})",
         PHASE.as_secs(),
         on / off,
         (on / off - 1.0) * 100.0,
-        ratios[ROUNDS / 2]
+        ratios[rounds / 2],
+        mean - half,
+        mean + half,
     );
 }
