@@ -39,10 +39,14 @@
 //! turn a check that succeeded into a failure.
 //!
 //! The cost of that: the scheduler's thread does the checks' work too
-//! (SSL_GET's handshakes are its CPU, not a worker's), and every HTTP_GET
-//! in progress holds its response until it is judged (up to 4 MiB, as a
-//! worker did; there were at most `--threads` of those at once, here as
-//! many as the checks in progress).
+//! (SSL_GET's handshakes are its CPU, not a worker's). Memory stays small
+//! with many checks in progress: an HTTP_GET judges its response as it
+//! is read (`response.rs`), holding its head, and of its body the MD5 so
+//! far (`digest`, as keepalived computes it) but not the bytes, which are
+//! dropped; only a url with `regex` keeps its body, up to 4 MiB (the
+//! regex crate matches one whole text), as a worker kept every response
+//! (there were at most `--threads` of those at once, here as many as the
+//! checks with a `regex` in progress).
 //!
 //! [`run_one`] runs one check on an epoll set of its own, blocking the
 //! caller: [`super::run`]'s HTTP_GET, SSL_GET, SMTP_CHECK, DNS_CHECK,

@@ -7,8 +7,9 @@
 //! nonblocking socket), SNI with `enable_sni`.
 //!
 //! The decisions and the texts are pure functions of the request and
-//! the response ([`request`], [`judge`], [`dechunk`], the error lines),
-//! apart from the I/O of [`Get`]; [`super::run`] runs HTTP_GET through
+//! the response ([`request`], the error lines, and the response judged as
+//! it is read by the state machine of `response.rs`, [`Response`]), apart
+//! from the I/O of [`Get`]; [`super::run`] runs HTTP_GET through
 //! the same [`Get`] on an epoll set of its own (`evented::run_one`), so
 //! there is no blocking implementation to diverge from this one.
 
@@ -20,24 +21,9 @@ use rustix::event::epoll::EventFlags;
 use socket2::Socket;
 
 use super::evented::{Ready, Step};
+use super::response::{Fed, Response};
 use super::*;
 use crate::keepalived::conf::{Checker, Url};
-
-/// The body of a chunked HTTP/1.1 response.
-pub(super) fn dechunk(mut b: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
-    loop {
-        let eol = b.windows(2).position(|w| w == b"\r\n")?;
-        let line = std::str::from_utf8(&b[..eol]).ok()?;
-        let size = usize::from_str_radix(line.split(';').next()?.trim(), 16).ok()?;
-        b = &b[eol + 2..];
-        if size == 0 {
-            return Some(out);
-        }
-        out.extend_from_slice(b.get(..size)?);
-        b = b.get(size + 2..)?;
-    }
-}
 
 /// A certificate verifier that accepts any certificate, as keepalived's
 /// SSL_GET (it never asks OpenSSL to verify): the check is whether the
@@ -182,7 +168,7 @@ thread_local! {
 /// `pattern` compiled once per thread, not at every check: the patterns
 /// come from the configuration (checked when it is read), so a handful;
 /// a reload that brings new ones past [`COMPILED_KEPT`] starts afresh.
-fn compiled(pattern: &str) -> Result<regex::bytes::Regex, String> {
+pub(super) fn compiled(pattern: &str) -> Result<regex::bytes::Regex, String> {
     COMPILED.with(|c| {
         let mut c = c.borrow_mut();
         if let Some(re) = c.get(pattern) {
@@ -196,62 +182,6 @@ fn compiled(pattern: &str) -> Result<regex::bytes::Regex, String> {
         c.insert(pattern.to_string(), re.clone());
         Ok(re)
     })
-}
-
-/// keepalived's judgement of the response `resp` (as read, up to
-/// [`MAX_RESPONSE`]) to the GET of `u`: the status among `u`'s codes,
-/// then with `regex` the body matching it (or not), then with `digest`
-/// the body's MD5; a chunked body is decoded first. `Err`: the line.
-pub(super) fn judge(target: &str, u: &Url, resp: &[u8]) -> Result<(), String> {
-    let split = resp
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| format!("Malformed HTTP response from {target} url {}.", u.path))?;
-    let head = String::from_utf8_lossy(&resp[..split]);
-    let mut body = resp[split + 4..].to_vec();
-    let status: u16 = head
-        .lines()
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| format!("Malformed HTTP status line from {target} url {}.", u.path))?;
-    if !u.status_ok(status) {
-        return Err(format!(
-            "HTTP status code error to {target} url({}), status_code [{status}].",
-            u.path
-        ));
-    }
-    let chunked = head.lines().any(|l| {
-        let l = l.to_ascii_lowercase();
-        l.starts_with("transfer-encoding:") && l.contains("chunked")
-    });
-    if chunked {
-        body = dechunk(&body)
-            .ok_or_else(|| format!("Malformed chunked body from {target} url {}.", u.path))?;
-    }
-    if let Some(r) = &u.regex
-        && compiled(r)?.is_match(&body) == u.regex_no_match
-    {
-        return Err(format!(
-            "Regex {} failed on {target} url {}.",
-            if u.regex_no_match {
-                "no-match"
-            } else {
-                "match"
-            },
-            u.path
-        ));
-    }
-    if let Some(want) = &u.digest {
-        let got = md5_hex(&body);
-        if &got != want {
-            return Err(format!(
-                "MD5 digest error to {target} url[{}], MD5SUM [{got}].",
-                u.path
-            ));
-        }
-    }
-    Ok(())
 }
 
 /// Url `i` of HTTP_GET `ck`, its virtualhost, the protocol and
@@ -293,13 +223,15 @@ struct Exchange {
     /// The request is sent (SSL_GET: the handshake done and the request
     /// flushed): a failure after is one of reading.
     request_sent: bool,
-    resp: Vec<u8>,
+    /// The response as far as it is read: its head, then what is needed
+    /// of its body.
+    resp: Response,
 }
 
 /// How an exchange went as far as it could.
 enum Progress {
     Wait(EventFlags),
-    /// Over: the response is read (in `resp`), or the line of a failure.
+    /// Over: the response is read (into `resp`), or the line of a failure.
     Over(Result<(), String>),
 }
 
@@ -351,7 +283,7 @@ impl Get {
             tls,
             sent: 0,
             request_sent: false,
-            resp: Vec::new(),
+            resp: Response::new(u),
         })
     }
 
@@ -377,7 +309,8 @@ impl Get {
             Progress::Wait(w) => Step::Wait(w),
             Progress::Over(Err(e)) => Step::Done(Outcome::Down(e)),
             Progress::Over(Ok(())) => {
-                if let Err(e) = judge(&self.target, u, &x.resp) {
+                let resp = std::mem::replace(&mut x.resp, Response::new(u));
+                if let Err(e) = resp.finish(&self.target, u) {
                     return Step::Done(Outcome::Down(e));
                 }
                 let CheckKind::Http { urls, .. } = &self.ck.kind else {
@@ -415,14 +348,8 @@ impl Get {
     }
 }
 
-/// Append `data` to the response; true when it is as long as is read.
-fn take(x: &mut Exchange, data: &[u8]) -> bool {
-    x.resp.extend_from_slice(data);
-    x.resp.len() >= MAX_RESPONSE
-}
-
 /// HTTP_GET: the request out, then the response in until the server
-/// closes (or [`MAX_RESPONSE`]).
+/// closes (or [`MAX_RESPONSE`], or the verdict is known: [`Fed`]).
 fn plain(sock: &Socket, x: &mut Exchange, target: &str, u: &Url) -> Progress {
     use std::io::ErrorKind::{Interrupted, WouldBlock};
     let mut s = sock;
@@ -440,7 +367,7 @@ fn plain(sock: &Socket, x: &mut Exchange, target: &str, u: &Url) -> Progress {
         match s.read(&mut buf) {
             Ok(0) => return Progress::Over(Ok(())),
             Ok(n) => {
-                if take(x, &buf[..n]) {
+                if x.resp.feed(u, &buf[..n]) == Fed::Enough {
                     return Progress::Over(Ok(()));
                 }
             }
@@ -453,7 +380,7 @@ fn plain(sock: &Socket, x: &mut Exchange, target: &str, u: &Url) -> Progress {
 
 /// SSL_GET: TLS records out and in until the server closes (with or
 /// without close_notify, as keepalived takes either) or
-/// [`MAX_RESPONSE`].
+/// [`MAX_RESPONSE`] (or the verdict is known: [`Fed`]).
 fn tls(sock: &Socket, x: &mut Exchange, target: &str, u: &Url) -> Progress {
     use std::io::ErrorKind::{Interrupted, UnexpectedEof, WouldBlock};
     let mut s = sock;
@@ -509,7 +436,7 @@ fn tls(sock: &Socket, x: &mut Exchange, target: &str, u: &Url) -> Progress {
                 // close_notify.
                 Ok(0) => return Progress::Over(Ok(())),
                 Ok(n) => {
-                    if take(x, &buf[..n]) {
+                    if x.resp.feed(u, &buf[..n]) == Fed::Enough {
                         return Progress::Over(Ok(()));
                     }
                 }

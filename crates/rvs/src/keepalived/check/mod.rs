@@ -19,7 +19,6 @@ use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use md5::{Digest, Md5};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 use super::conf::{CheckKind, Checker};
@@ -28,6 +27,7 @@ mod dgram;
 mod evented;
 mod http;
 mod probes;
+mod response;
 mod smtp;
 mod tcp;
 #[cfg(test)]
@@ -301,12 +301,17 @@ fn left(deadline: Instant) -> std::io::Result<Duration> {
         .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::TimedOut))
 }
 
-/// MD5 of `data`, lower-case hex (genhash's output).
+/// MD5 of `data`, lower-case hex (genhash's output); HTTP_GET computes
+/// it as the body comes (`response.rs`).
+#[cfg(test)]
 pub fn md5_hex(data: &[u8]) -> String {
-    Md5::digest(data)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    use md5::{Digest, Md5};
+    hex(&Md5::digest(data))
+}
+
+/// `bytes` in lower-case hex.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Run the MISC_CHECK command `path` for at most `timeout`.

@@ -2,7 +2,7 @@
 //! The checkers against servers started here (TCP, HTTP, TLS, DNS, SMTP,
 //! UDP, ICMP) and their parsers.
 
-use super::http::dechunk;
+use super::response::dechunk;
 use super::*;
 use crate::keepalived::conf::{Timing, Url};
 use std::io::Write;
