@@ -740,6 +740,35 @@ fn netns_health_inhibit_digest_and_misc_dynamic() {
     assert_eq!(tally(&names).get("rs3").copied(), Some(50), "{names:?}");
 }
 
+/// HTTP_GET's `regex` against real servers: each answers its name
+/// ("rs1\n"…). rs1 matches `^rs[12]`: up; rs3 misses it: down; rs2 with
+/// `regex_no_match` on `^rs2`, which its answer matches: down. Only rs1
+/// stays, and answers every request through the VIP.
+#[test]
+fn netns_health_http_get_regex_match_and_no_match() {
+    let Some(w) = setup("regex") else { return };
+    let rips = w.lab.rips.clone();
+    let reals = vec![
+        http_real(rips[0], "        regex \"^rs[12]\"\n"),
+        http_real(rips[1], "        regex \"^rs2\"\n        regex_no_match\n"),
+        http_real(rips[2], "        regex \"^rs[12]\"\n"),
+    ];
+    let conf = http_conf(&w.lab, "", &reals);
+    let h = w.health(&conf, "r");
+    w.wait_table(&[(rips[0], 1)], Duration::from_secs(10), &h);
+    w.warm();
+    let log = h.log();
+    for (rip, line) in [
+        (rips[2], "Regex match failed"),
+        (rips[1], "Regex no-match failed"),
+    ] {
+        let want = format!("{line} on [{rip}]:tcp:{PORT} url /.");
+        assert!(log.contains(&want), "no {want:?} in\n{log}");
+    }
+    let names = w.requests(20);
+    assert_eq!(tally(&names).get("rs1").copied(), Some(20), "{names:?}");
+}
+
 #[test]
 fn netns_health_quorum_sorry_server() {
     let Some(mut w) = setup("quorum") else { return };
@@ -1471,6 +1500,7 @@ fn loadavg() -> String {
 
 const BENCH_TCP_PORT: u16 = 7000;
 const BENCH_HTTP_PORT: u16 = 7080;
+const BENCH_TLS_PORT: u16 = 7443;
 
 /// Where the 1000 real servers of a measurement are.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -1503,6 +1533,8 @@ struct Bench {
     lab: Lab,
     director: String,
     farm: Farm,
+    /// The namespace of the real servers' listeners.
+    servers: String,
     tcp_n: std::sync::Arc<std::sync::atomic::AtomicU64>,
     http_n: std::sync::Arc<std::sync::atomic::AtomicU64>,
     /// The thread id of the TCP listener's accepting thread.
@@ -1617,6 +1649,7 @@ impl Bench {
             lab,
             director,
             farm,
+            servers,
             tcp_n,
             http_n,
             tcp_tid,
@@ -1695,6 +1728,62 @@ impl Bench {
         let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
         assert_eq!(comm.trim(), "rvs", "pid {pid} is not rvs health");
         (h, pid)
+    }
+
+    /// An HTTPS server on `BENCH_TLS_PORT` (rustls, a self-signed
+    /// certificate; `threads` threads handshaking, answering 200 with 3
+    /// bytes, then close_notify); its counter of answered connections.
+    fn serve_tls(&self, threads: usize) -> std::sync::Arc<std::sync::atomic::AtomicU64> {
+        use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+        use std::io::{Read, Write};
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicU64, Ordering};
+        let cert = rcgen::generate_simple_self_signed(vec!["www.example.com".into()]).unwrap();
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.key_pair.serialize_der()));
+        #[allow(deprecated)]
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let cfg = Arc::new(
+            rustls::ServerConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_no_client_auth()
+                .with_single_cert(vec![cert.cert.der().clone()], key)
+                .unwrap(),
+        );
+        let l = Arc::new(in_ns(&self.servers, || {
+            use socket2::{Domain, Socket, Type};
+            let s = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+            s.set_reuse_address(true).expect("SO_REUSEADDR");
+            s.bind(&SocketAddr::from(([0, 0, 0, 0], BENCH_TLS_PORT)).into())
+                .expect("bind");
+            s.listen(4096).expect("listen");
+            std::net::TcpListener::from(s)
+        }));
+        let n = Arc::new(AtomicU64::new(0));
+        for _ in 0..threads {
+            let (l, n, cfg) = (Arc::clone(&l), Arc::clone(&n), Arc::clone(&cfg));
+            std::thread::spawn(move || {
+                for c in l.incoming() {
+                    let Ok(c) = c else { continue };
+                    let _ = c.set_read_timeout(Some(Duration::from_secs(2)));
+                    let conn = rustls::ServerConnection::new(Arc::clone(&cfg)).expect("tls");
+                    let mut t = rustls::StreamOwned::new(conn, c);
+                    let mut req = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match t.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(k) => req.extend_from_slice(&buf[..k]),
+                        }
+                    }
+                    let _ = t.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 3\r\n\r\nok\n");
+                    t.conn.send_close_notify();
+                    let _ = t.flush();
+                    n.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+        n
     }
 
     /// CPU time of the TCP listener's accepting thread so far.
@@ -1794,6 +1883,56 @@ fn softirq_time() -> f64 {
         .parse()
         .expect("ticks");
     ticks / clk_tck()
+}
+
+/// A measurement: what SSL_GET costs `rvs health` (its TLS handshakes run
+/// on the scheduler's thread, with the checks' epoll set): 1000 real
+/// servers (10 virtual servers of 100) with SSL_GET (`url { path / }`,
+/// delay_loop 1, connect_timeout 2) for 20 s against a real rvsd, the
+/// real servers local addresses of the director served by an in-process
+/// rustls server (ECDSA P-256 certificate, TLS 1.3) of this test.
+#[test]
+#[ignore = "a measurement (BENCHMARKS.md), not a check"]
+fn netns_health_ssl_get_cpu_for_1000_real_servers() {
+    if !can_run() {
+        return;
+    }
+    const WINDOW: Duration = Duration::from_secs(20);
+    let b = Bench::start(false, Farm::Local);
+    let served = b.serve_tls(2);
+    let file = b.conf("ssl-1000", |_| {
+        format!(
+            "SSL_GET {{\n url {{ path / }}\n connect_port {BENCH_TLS_PORT}\n connect_timeout 2\n }}"
+        )
+    });
+    let build = b.build;
+    let (h, pid) = b.health(&file, "64", "ssl-1000");
+    std::thread::sleep(Duration::from_secs(3));
+    let seen = || served.load(std::sync::atomic::Ordering::Relaxed);
+    let (cpu0, _) = cpu_and_threads(pid);
+    let n0 = seen();
+    let start = Instant::now();
+    std::thread::sleep(WINDOW);
+    let (cpu1, threads) = cpu_and_threads(pid);
+    assert!(alive(pid), "rvs health is gone (a zombie)\n{}", h.log());
+    let wall = start.elapsed().as_secs_f64();
+    let per_s = (seen() - n0) as f64 / wall;
+    let down = 1000 - b.in_table();
+    let cpu = cpu1.rate(cpu0, wall);
+    eprintln!(
+        "rvs health ({build}), 1000 real servers with SSL_GET, delay_loop 1, {wall:.1} s, load \
+         average {}: {:.3} CPU s per s ({:.1} % of one core; user {:.3}, system {:.3}), {threads} \
+         threads, RSS {}; {per_s:.0} checks/s, {:.0} us CPU per check; {down} real server(s) out \
+         of the table",
+        loadavg(),
+        cpu.total(),
+        cpu.total() * 100.0,
+        cpu.user,
+        cpu.sys,
+        rss(pid),
+        cpu.total() / per_s * 1e6,
+    );
+    assert_eq!(down, 0, "{}", h.log());
 }
 
 /// The baseline of the TCP_CHECK measurement: one thread of this process,
