@@ -32,7 +32,7 @@ use crate::netns::{addr as ip_addr_add, gro_on, in_ns, remove_ns, run_cmd};
 use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -82,6 +82,10 @@ pub struct Opts {
     /// `rvs health run` checks (HTTP_GET), and one is stopped and started
     /// again to show it leave and rejoin ([`health`]).
     pub health: bool,
+    /// `--health-conf FILE`: `--health` with this keepalived.conf (e.g.
+    /// `dist/keepalived/keepalived.conf`) instead of the lab's own; the
+    /// real servers also serve HTTPS (443), DNS (UDP 53) and SMTP (25).
+    pub health_conf: Option<PathBuf>,
 }
 
 /// Check a `--io` value of `rvs lab`: `xdp` or `packet`.
@@ -518,8 +522,15 @@ fn build_and_run(lab: &mut Lab, o: &Opts, stop: &AtomicBool) -> Result<String, S
             }
             Ok(())
         })?;
+        if o.health {
+            // The example's second url: /health answers "ok".
+            std::fs::write(Path::new(&www).join("health"), "ok\n").map_err(|e| e.to_string())?;
+        }
         http.push(lab.children.len());
         lab.spawn(rs, "python3", &["-c", HTTP_SERVER, &www])?;
+        if o.health_conf.is_some() {
+            health::start_more_servers(lab, rs, &name)?;
+        }
     }
     // Wait until every HTTP server answers in its own namespace.
     for (rs, rip) in rss.iter().zip(&rips) {
@@ -563,7 +574,10 @@ fn build_and_run(lab: &mut Lab, o: &Opts, stop: &AtomicBool) -> Result<String, S
         o.mode.name(),
         o.servers,
         rips.join(" "),
-        o.scheduler
+        match &o.health_conf {
+            Some(f) => format!("as {} says", f.display()),
+            None => o.scheduler.clone(),
+        }
     );
     out.push_str(
         "lab: offloads as the kernel sets them (the client's and real servers' partial \
@@ -613,7 +627,9 @@ fn build_and_run(lab: &mut Lab, o: &Opts, stop: &AtomicBool) -> Result<String, S
         );
     }
     if o.health && ok == o.requests {
-        let demo = health::stop_and_start(lab, &director, &client, addr, &rss, &rips, &http, stop)?;
+        let own = o.health_conf.is_none();
+        let demo =
+            health::stop_and_start(lab, &director, &client, addr, &rss, &rips, &http, own, stop)?;
         print!("{demo}");
     }
     println!("--- rvsadm -Ln --stats (in {director}) ---");

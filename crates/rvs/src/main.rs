@@ -70,6 +70,11 @@ Commands:
                           'rvs health run' checks (HTTP_GET); then rs1's
                           HTTP server is stopped and started again: how
                           long the checker took to take it out and back
+      --health-conf FILE  --health with FILE instead of the lab's own
+                          keepalived.conf; the real servers also serve
+                          HTTPS, DNS and SMTP (the example:
+                          'rvs lab dr --servers 3 --health-conf
+                          dist/keepalived/keepalived.conf')
   lab ha [--nat]          two directors (rvsd + keepalived, VRRP only) that
                           sync connections: long-lived connections through
                           the master survive its failure and its return
@@ -254,6 +259,7 @@ fn parse_lab(parser: &mut lexopt::Parser) -> Result<LabCmd, String> {
         keep: false,
         io: None,
         health: false,
+        health_conf: None,
     };
     let mut e = lab_ecmp::Opts {
         directors: 3,
@@ -304,6 +310,11 @@ fn parse_lab(parser: &mut lexopt::Parser) -> Result<LabCmd, String> {
             }
             Long("keep") => o.keep = true,
             Long("health") => o.health = true,
+            Long("health-conf") => {
+                let v = parser.value().map_err(|e| e.to_string())?;
+                o.health = true;
+                o.health_conf = Some(std::path::PathBuf::from(v));
+            }
             Long("io") => {
                 let v = parser.value().map_err(|e| e.to_string())?;
                 o.io = Some(lab::parse_io(&v.string().map_err(|e| e.to_string())?)?);
@@ -343,6 +354,10 @@ fn parse_lab(parser: &mut lexopt::Parser) -> Result<LabCmd, String> {
         }
         None => return Err("lab needs a mode: nat, dr, tun, dr-routed (or clean)".into()),
     };
+    if let Some(f) = &o.health_conf {
+        // Refused before anything is built: the file:line of the error.
+        keepalived::conf::load(f).map_err(|e| format!("--health-conf: {e}"))?;
+    }
     if o.health && o.servers < 2 {
         return Err(format!(
             "--health stops one real server to show the checker at work: it needs \

@@ -167,6 +167,74 @@ fn netns_lab_nat_health() {
     lab_health("nat");
 }
 
+/// `rvs lab dr --health-conf dist/keepalived/keepalived.conf`: the worked
+/// example runs against the lab (its addresses are `rvs lab dr --servers
+/// 3`'s): every checker it has is up against the real servers' HTTP,
+/// HTTPS, DNS, SMTP and ICMP, except its MISC_CHECK, whose script the lab
+/// does not have; rs1 leaves the example's web service and comes back.
+#[test]
+fn netns_lab_dr_health_example() {
+    if !can_run_with(&[]) {
+        return;
+    }
+    let example = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../dist/keepalived/keepalived.conf"
+    );
+    let child = spawn_rvs(&[
+        "lab",
+        "dr",
+        "--servers",
+        "3",
+        "--requests",
+        "4",
+        "--health-conf",
+        example,
+    ]);
+    let pid = child.id();
+    let out = child.wait_with_output().expect("rvs lab --health-conf");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{}\n{stdout}\n{stderr}", out.status);
+    assert!(stdout.contains("4/4 requests answered"), "{stdout}");
+    // The first show, before rs1 is stopped.
+    let show = stdout
+        .split("--- rvs health show")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no rvs health show:\n{stdout}"));
+    for kind in [
+        "HTTP_GET",
+        "FILE_CHECK",
+        "SSL_GET",
+        "DNS_CHECK",
+        "UDP_CHECK",
+        "SMTP_CHECK",
+        "TCP_CHECK",
+        "PING_CHECK",
+    ] {
+        let lines: Vec<&str> = show
+            .lines()
+            .filter(|l| l.trim_start().starts_with(kind))
+            .collect();
+        assert!(!lines.is_empty(), "no {kind} in\n{show}");
+        for l in lines {
+            assert!(l.contains(" up "), "{kind} not up: {l}\n{show}");
+        }
+    }
+    assert!(
+        show.lines()
+            .any(|l| l.contains("MISC_CHECK") && l.contains(" down ") && l.contains("cannot run")),
+        "{show}"
+    );
+    assert!(
+        stdout.contains("health: 10/10 new requests answered while rs1 is down")
+            && stdout.contains(", 0 by rs1"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("back in the table after "), "{stdout}");
+    nothing_left(pid);
+}
+
 /// `--health` refuses what it cannot show, before building anything.
 #[test]
 fn lab_health_bad_options() {
@@ -178,6 +246,10 @@ fn lab_health_bad_options() {
         (
             &["lab", "ecmp", "--health"][..],
             "--health is for the nat, dr, tun",
+        ),
+        (
+            &["lab", "dr", "--health-conf", "/nonexistent/keepalived.conf"][..],
+            "--health-conf: cannot read /nonexistent/keepalived.conf",
         ),
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_rvs"))

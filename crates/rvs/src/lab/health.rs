@@ -6,6 +6,12 @@
 //! lab shows how long the checker took to take it out of the table, that
 //! new requests then all go to the others, and how long it took to put it
 //! back once its server runs again.
+//!
+//! `--health-conf FILE` runs FILE instead (the worked example,
+//! `dist/keepalived/keepalived.conf`, has the addresses of `rvs lab dr
+//! --servers 3`): the real servers then also serve HTTPS on 443 (a
+//! certificate made for the lab), DNS on UDP 53 and SMTP on 25, and the
+//! demonstration is on FILE's `virtual_server VIP 80`.
 
 use std::fs::File;
 use std::net::SocketAddr;
@@ -44,6 +50,145 @@ pub(super) fn conf(o: &Opts, vip: &str, rips: &[String]) -> String {
     c + "}\n"
 }
 
+/// The real servers' other services for `--health-conf`: `name cert
+/// key`; HTTPS on 443 (answers `name`), DNS on UDP 53 (any query with at
+/// least a header: the same id, QR set, rcode 0), SMTP on 25 (220, HELO
+/// or EHLO 250, QUIT 221).
+const MORE_SERVERS: &str = "\
+import socket, ssl, sys, threading
+name, cert, key = sys.argv[1:4]
+def listener(port):
+    l = socket.socket()
+    l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    l.bind(('0.0.0.0', port))
+    l.listen(64)
+    return l
+def serve(l, one):
+    while True:
+        c, _ = l.accept()
+        threading.Thread(target=one, args=(c,), daemon=True).start()
+def dns():
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(('0.0.0.0', 53))
+    while True:
+        q, a = s.recvfrom(2048)
+        if len(q) >= 12:
+            r = bytearray(q)
+            r[2] |= 0x80
+            r[3] &= 0xf0
+            s.sendto(bytes(r), a)
+def smtp(c):
+    try:
+        c.settimeout(5)
+        c.sendall(b'220 ' + name.encode() + b' ESMTP\\r\\n')
+        for line in c.makefile('rb'):
+            verb = line[:4].upper()
+            if verb in (b'HELO', b'EHLO'):
+                c.sendall(b'250 ' + name.encode() + b'\\r\\n')
+            elif verb == b'QUIT':
+                c.sendall(b'221 bye\\r\\n')
+                break
+            else:
+                c.sendall(b'250 ok\\r\\n')
+    except Exception:
+        pass
+    finally:
+        c.close()
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(cert, key)
+def https(c):
+    try:
+        c.settimeout(5)
+        t = ctx.wrap_socket(c, server_side=True)
+        req = b''
+        while b'\\r\\n\\r\\n' not in req:
+            d = t.recv(1024)
+            if not d:
+                break
+            req += d
+        body = (name + '\\n').encode()
+        t.sendall(b'HTTP/1.0 200 OK\\r\\nContent-Length: %d\\r\\n\\r\\n' % len(body) + body)
+        t.close()
+    except Exception:
+        c.close()
+threading.Thread(target=dns, daemon=True).start()
+threading.Thread(target=serve, args=(listener(25), smtp), daemon=True).start()
+serve(listener(443), https)
+";
+
+/// Start rs `name`'s [`MORE_SERVERS`] in namespace `rs` (the lab's
+/// certificate made at the first) and wait until its HTTPS port answers.
+pub(super) fn start_more_servers(lab: &mut Lab, rs: &str, name: &str) -> Result<(), String> {
+    let (cert, key) = (lab.dir.join("lab-cert.pem"), lab.dir.join("lab-key.pem"));
+    if !cert.exists() {
+        // For the lab only: SSL_GET does not verify it (as keepalived's).
+        let c = rcgen::generate_simple_self_signed(vec!["www.example.com".into()])
+            .map_err(|e| format!("the lab's certificate: {e}"))?;
+        std::fs::write(&key, c.key_pair.serialize_pem()).map_err(|e| e.to_string())?;
+        std::fs::write(&cert, c.cert.pem()).map_err(|e| e.to_string())?;
+    }
+    let path = |p: &std::path::Path| {
+        p.to_str()
+            .map(str::to_string)
+            .ok_or("temp path is not UTF-8")
+    };
+    let (cert, key) = (path(&cert)?, path(&key)?);
+    lab.spawn(rs, "python3", &["-c", MORE_SERVERS, name, &cert, &key])?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let up = in_ns(rs, || {
+            Ok(std::net::TcpStream::connect_timeout(
+                &SocketAddr::from(([127, 0, 0, 1], 443)),
+                Duration::from_millis(300),
+            )
+            .is_ok())
+        })?;
+        if up {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "the HTTPS, DNS and SMTP servers in {rs} did not come up"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Check that `file` parses and has `virtual_server VIP 80` (TCP) with
+/// `rip1` port 80 among its real servers and one more: where the lab
+/// shows a real server leave and come back.
+fn check_conf(file: &std::path::Path, vip: &str, rips: &[String]) -> Result<(), String> {
+    use crate::keepalived::conf::{VsAddr, load};
+    let (conf, _warnings) = load(file).map_err(|e| e.to_string())?;
+    let vip: std::net::IpAddr = vip.parse().map_err(|e| format!("{vip}: {e}"))?;
+    let web = conf
+        .services
+        .iter()
+        .find(|v| v.addr == VsAddr::Addr(vip, 80));
+    let reals: Vec<String> = web
+        .map(|v| {
+            v.reals
+                .iter()
+                .filter(|r| r.port == 80)
+                .map(|r| r.addr.to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    if !reals.contains(&rips[0]) || reals.len() < 2 {
+        return Err(format!(
+            "{}: the lab shows a real server leave and come back on `virtual_server {vip} 80` \
+             with real servers {} port 80 and at least one more; this lab's VIP and real \
+             servers are {vip} and {} (the example's addresses are those of `rvs lab dr \
+             --servers 3`)",
+            file.display(),
+            rips[0],
+            rips.join(" ")
+        ));
+    }
+    Ok(())
+}
+
 fn state_path(lab: &Lab) -> String {
     lab.dir.join("health.json").to_string_lossy().into_owned()
 }
@@ -52,14 +197,23 @@ fn log_path(lab: &Lab) -> std::path::PathBuf {
     lab.dir.join("health.log")
 }
 
-/// Real servers of the table (`-> ADDR:PORT` lines) with a weight above 0.
-fn in_table(lab: &Lab, director: &str) -> Vec<String> {
+/// Real servers of the table's `TCP VIP:80` service (its `-> ADDR:PORT`
+/// lines) with a weight above 0.
+fn in_table(lab: &Lab, director: &str, vip: &str) -> Vec<String> {
+    let web = format!("{vip}:80");
+    let mut in_web = false;
     lab.adm(director, &["-L", "-n"])
         .unwrap_or_default()
         .lines()
         .filter_map(|l| {
             let mut w = l.split_whitespace();
-            (w.next()? == "->").then_some(())?;
+            let first = w.next()?;
+            if first != "->" {
+                // A service line (`TCP  VIP:80 wlc`) or a heading.
+                in_web = first == "TCP" && w.next() == Some(web.as_str());
+                return None;
+            }
+            in_web.then_some(())?;
             let addr = w.next()?;
             let weight: u32 = w.nth(1)?.parse().ok()?;
             (weight > 0).then(|| addr.rsplit_once(':').map_or(addr, |(a, _)| a).to_string())
@@ -72,6 +226,7 @@ fn in_table(lab: &Lab, director: &str) -> Vec<String> {
 fn wait_table(
     lab: &Lab,
     director: &str,
+    vip: &str,
     limit: Duration,
     stop: &AtomicBool,
     done: impl Fn(&[String]) -> bool,
@@ -79,7 +234,7 @@ fn wait_table(
     let t0 = Instant::now();
     while t0.elapsed() < limit {
         check_stop(stop)?;
-        if done(&in_table(lab, director)) {
+        if done(&in_table(lab, director, vip)) {
             return Ok(Some(t0.elapsed()));
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -98,8 +253,18 @@ pub(super) fn start(
     rips: &[String],
     stop: &AtomicBool,
 ) -> Result<(), String> {
-    let file = lab.dir.join("keepalived.conf");
-    std::fs::write(&file, conf(o, vip, rips)).map_err(|e| format!("{}: {e}", file.display()))?;
+    let file = match &o.health_conf {
+        Some(f) => {
+            check_conf(f, vip, rips)?;
+            f.clone()
+        }
+        None => {
+            let file = lab.dir.join("keepalived.conf");
+            std::fs::write(&file, conf(o, vip, rips))
+                .map_err(|e| format!("{}: {e}", file.display()))?;
+            file
+        }
+    };
     let log = File::create(log_path(lab)).map_err(|e| e.to_string())?;
     let child = Command::new("ip")
         .args(["netns", "exec", director, rvs, "health", "run"])
@@ -112,19 +277,62 @@ pub(super) fn start(
         .spawn()
         .map_err(|e| format!("spawn rvs health run: {e}"))?;
     lab.children.push(child);
-    println!(
-        "health: rvs health run {} ({} real servers, HTTP_GET /, {TIMING})",
-        file.display(),
-        rips.len()
-    );
-    let all = |t: &[String]| rips.iter().all(|r| t.contains(r));
-    if wait_table(lab, director, Duration::from_secs(15), stop, all)?.is_none() {
+    if o.health_conf.is_some() {
+        println!(
+            "health: rvs health run {} (the demonstration on its virtual_server {vip} 80)",
+            file.display()
+        );
+    } else {
+        println!(
+            "health: rvs health run {} ({} real servers, HTTP_GET /, {TIMING})",
+            file.display(),
+            rips.len()
+        );
+    }
+    // The generated file: every real server; another file: the web
+    // service's real servers ([`check_conf`]).
+    let want: Vec<String> = match &o.health_conf {
+        None => rips.to_vec(),
+        Some(f) => {
+            let (conf, _) = crate::keepalived::conf::load(f).map_err(|e| e.to_string())?;
+            let vip_addr: std::net::IpAddr = vip.parse().map_err(|e| format!("{vip}: {e}"))?;
+            conf.services
+                .iter()
+                .filter(|v| v.addr == crate::keepalived::conf::VsAddr::Addr(vip_addr, 80))
+                .flat_map(|v| &v.reals)
+                .map(|r| r.addr.to_string())
+                .collect()
+        }
+    };
+    let all = |t: &[String]| want.iter().all(|r| t.contains(r));
+    if wait_table(lab, director, vip, Duration::from_secs(20), stop, all)?.is_none() {
         let log = std::fs::read_to_string(log_path(lab)).unwrap_or_default();
         return Err(format!(
-            "rvs health run did not put every real server in the table in 15 s:\n{log}"
+            "rvs health run did not put every real server of {vip}:80 in the table in 20 s:\n{log}"
         ));
     }
+    if o.health_conf.is_some() {
+        // Every checker's first result (the first checks spread over a
+        // second; a check may take its connect_timeout).
+        std::thread::sleep(Duration::from_secs(4));
+        println!(
+            "--- rvs health show (in {director}) ---\n{}",
+            show(lab, director)?
+        );
+    }
     Ok(())
+}
+
+/// `rvs health show` of the lab's checker.
+fn show(lab: &Lab, director: &str) -> Result<String, String> {
+    let rvs = std::env::current_exe().map_err(|e| e.to_string())?;
+    let o = Command::new("ip")
+        .args(["netns", "exec", director])
+        .arg(&rvs)
+        .args(["health", "show", "--state", &state_path(lab)])
+        .output()
+        .map_err(|e| format!("rvs health show: {e}"))?;
+    Ok(String::from_utf8_lossy(&o.stdout).into_owned())
 }
 
 /// Stop rs1's HTTP server, see it leave the table, send new requests,
@@ -138,26 +346,34 @@ pub(super) fn stop_and_start(
     rss: &[String],
     rips: &[String],
     http: &[usize],
+    own_conf: bool,
     stop: &AtomicBool,
 ) -> Result<String, String> {
     let (victim, vrip) = (&rss[0], rips[0].clone());
+    let vip = addr.ip().to_string();
+    let vip = vip.as_str();
     let mut out = String::new();
     let server = &mut lab.children[http[0]];
     let _ = server.kill();
     let _ = server.wait();
-    let gone = wait_table(lab, director, Duration::from_secs(15), stop, |t| {
+    let gone = wait_table(lab, director, vip, Duration::from_secs(20), stop, |t| {
         !t.contains(&vrip)
     })?;
     let Some(gone) = gone else {
         return Err(format!(
-            "rs1 ({vrip}) still in the table 15 s after its HTTP server stopped:\n{}",
+            "rs1 ({vrip}) still in the table 20 s after its HTTP server stopped:\n{}",
             std::fs::read_to_string(log_path(lab)).unwrap_or_default()
         ));
     };
     out += &format!(
         "health: rs1's HTTP server ({vrip}) stopped; rvs health took it out of the table \
-         after {:.1} s (at most ~4 s with {TIMING})\n",
-        gone.as_secs_f64()
+         after {:.1} s ({})\n",
+        gone.as_secs_f64(),
+        if own_conf {
+            format!("at most ~4 s with {TIMING}")
+        } else {
+            "the file's delay_loop, retry and delay_before_retry".to_string()
+        }
     );
     // New requests: all answered, none by rs1.
     let (mut ok, mut by_victim) = (0, 0);
@@ -187,32 +403,34 @@ pub(super) fn stop_and_start(
     let www = lab.dir.join("rs1");
     let www = www.to_str().ok_or("temp path is not UTF-8")?.to_string();
     lab.spawn(victim, "python3", &["-c", HTTP_SERVER, &www])?;
-    let back = wait_table(lab, director, Duration::from_secs(15), stop, |t| {
+    let back = wait_table(lab, director, vip, Duration::from_secs(20), stop, |t| {
         t.contains(&vrip)
     })?;
     match back {
         Some(d) => {
             out += &format!(
                 "health: rs1's HTTP server started again; back in the table after {:.1} s \
-                 (one successful check: at most ~1 s after it answers)\n",
-                d.as_secs_f64()
+                 (one successful check: at most {} after it answers)\n",
+                d.as_secs_f64(),
+                if own_conf {
+                    "~1 s"
+                } else {
+                    "the file's delay_loop"
+                }
             )
         }
-        None => out += "health: rs1 NOT back in the table 15 s after its server started\n",
+        None => out += "health: rs1 NOT back in the table 20 s after its server started\n",
     }
     // The checker writes its state file about once a second: wait (a
     // little) for the one that has rs1 up again.
-    let rvs = std::env::current_exe().map_err(|e| e.to_string())?;
     let t0 = Instant::now();
     let show = loop {
-        let o = Command::new("ip")
-            .args(["netns", "exec", director])
-            .arg(&rvs)
-            .args(["health", "show", "--state", &state_path(lab)])
-            .output()
-            .map_err(|e| format!("rvs health show: {e}"))?;
-        let text = String::from_utf8_lossy(&o.stdout).into_owned();
-        if !text.contains(" DOWN ") || t0.elapsed() > Duration::from_secs(3) {
+        let text = show(lab, director)?;
+        let rs1 = text
+            .lines()
+            .skip_while(|l| !l.starts_with(&format!("VS [{vip}]:tcp:80")))
+            .find(|l| l.contains(&format!("RS [{vrip}]:tcp:80")));
+        if rs1.is_none_or(|l| !l.contains(" DOWN ")) || t0.elapsed() > Duration::from_secs(3) {
             break text;
         }
         std::thread::sleep(Duration::from_millis(200));
