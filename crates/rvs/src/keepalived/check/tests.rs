@@ -407,25 +407,33 @@ fn with_timeout(mut ck: Checker, ms: u64) -> Checker {
     ck
 }
 
-/// A one-shot TLS server with a self-signed certificate for
-/// `www.example.com`, answering `resp`; the SNI it got.
-fn serve_tls(resp: &'static str) -> (u16, std::thread::JoinHandle<Option<String>>) {
+/// A TLS server's configuration: a self-signed certificate for
+/// `www.example.com` made now.
+fn tls_server_config() -> Arc<rustls::ServerConfig> {
     use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
     let cert = rcgen::generate_simple_self_signed(vec!["www.example.com".into()]).unwrap();
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.key_pair.serialize_der()));
     #[allow(deprecated)]
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let cfg = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(vec![cert.cert.der().clone()], key)
-        .unwrap();
+    Arc::new(
+        rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.cert.der().clone()], key)
+            .unwrap(),
+    )
+}
+
+/// A one-shot TLS server with a self-signed certificate for
+/// `www.example.com`, answering `resp`; the SNI it got.
+fn serve_tls(resp: &'static str) -> (u16, std::thread::JoinHandle<Option<String>>) {
+    let cfg = tls_server_config();
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
     let h = std::thread::spawn(move || {
         let (s, _) = l.accept().unwrap();
-        let conn = rustls::ServerConnection::new(Arc::new(cfg)).unwrap();
+        let conn = rustls::ServerConnection::new(cfg).unwrap();
         let mut t = rustls::StreamOwned::new(conn, s);
         let mut req = Vec::new();
         let mut b = [0u8; 1024];

@@ -62,19 +62,7 @@ fn http_server(how: Serve) -> u16 {
 /// connection (`Hang`: no handshake either); the SNI of each request
 /// answered.
 fn tls_server(how: Serve) -> (u16, Arc<std::sync::Mutex<Vec<Option<String>>>>) {
-    use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
-    let cert = rcgen::generate_simple_self_signed(vec!["www.example.com".into()]).unwrap();
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.key_pair.serialize_der()));
-    #[allow(deprecated)]
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let cfg = Arc::new(
-        rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(vec![cert.cert.der().clone()], key)
-            .unwrap(),
-    );
+    let cfg = tls_server_config();
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
     let snis = Arc::new(std::sync::Mutex::new(Vec::new()));
