@@ -1897,18 +1897,66 @@ fn netns_health_ssl_get_cpu_for_1000_real_servers() {
     if !can_run() {
         return;
     }
-    const WINDOW: Duration = Duration::from_secs(20);
     let b = Bench::start(false, Farm::Local);
     let served = b.serve_tls(2);
-    let file = b.conf("ssl-1000", |_| {
-        format!(
+    one_checker_cpu(&b, "SSL_GET", || {
+        served.load(std::sync::atomic::Ordering::Relaxed)
+    });
+}
+
+/// A measurement: what PING_CHECK costs `rvs health` (ICMP echoes on the
+/// scheduler's thread): 1000 real servers with PING_CHECK (delay_loop 1,
+/// connect_timeout 2) for 20 s, the real servers local addresses of the
+/// director (its kernel answers); the echoes counted by the director's
+/// `Icmp: InEchos`.
+#[test]
+#[ignore = "a measurement (BENCHMARKS.md), not a check"]
+fn netns_health_ping_check_cpu_for_1000_real_servers() {
+    if !can_run() {
+        return;
+    }
+    let b = Bench::start(false, Farm::Local);
+    let director = b.director.clone();
+    one_checker_cpu(&b, "PING_CHECK", || in_echos(&director));
+}
+
+/// The `Icmp: InEchos` counter of namespace `ns`.
+fn in_echos(ns: &str) -> u64 {
+    let snmp = in_ns(ns, || {
+        std::fs::read_to_string("/proc/thread-self/net/snmp").expect("snmp")
+    });
+    let mut icmp = snmp.lines().filter(|l| l.starts_with("Icmp:"));
+    let (names, values) = (
+        icmp.next().expect("Icmp names"),
+        icmp.next().expect("Icmp values"),
+    );
+    let i = names
+        .split_whitespace()
+        .position(|n| n == "InEchos")
+        .expect("InEchos");
+    values
+        .split_whitespace()
+        .nth(i)
+        .expect("value")
+        .parse()
+        .expect("number")
+}
+
+/// `rvs health` checking the bench's 1000 real servers with `kind` (its
+/// block: connect_port the bench's for SSL_GET, connect_timeout 2) for
+/// 20 s: its CPU per check, `seen` counting the checks served.
+fn one_checker_cpu(b: &Bench, kind: &str, seen: impl Fn() -> u64) {
+    const WINDOW: Duration = Duration::from_secs(20);
+    let tag = kind.to_lowercase().replace('_', "-");
+    let file = b.conf(&tag, |_| match kind {
+        "SSL_GET" => format!(
             "SSL_GET {{\n url {{ path / }}\n connect_port {BENCH_TLS_PORT}\n connect_timeout 2\n }}"
-        )
+        ),
+        _ => format!("{kind} {{\n connect_timeout 2\n }}"),
     });
     let build = b.build;
-    let (h, pid) = b.health(&file, "64", "ssl-1000");
+    let (h, pid) = b.health(&file, "64", &tag);
     std::thread::sleep(Duration::from_secs(3));
-    let seen = || served.load(std::sync::atomic::Ordering::Relaxed);
     let (cpu0, _) = cpu_and_threads(pid);
     let n0 = seen();
     let start = Instant::now();
@@ -1920,7 +1968,7 @@ fn netns_health_ssl_get_cpu_for_1000_real_servers() {
     let down = 1000 - b.in_table();
     let cpu = cpu1.rate(cpu0, wall);
     eprintln!(
-        "rvs health ({build}), 1000 real servers with SSL_GET, delay_loop 1, {wall:.1} s, load \
+        "rvs health ({build}), 1000 real servers with {kind}, delay_loop 1, {wall:.1} s, load \
          average {}: {:.3} CPU s per s ({:.1} % of one core; user {:.3}, system {:.3}), {threads} \
          threads, RSS {}; {per_s:.0} checks/s, {:.0} us CPU per check; {down} real server(s) out \
          of the table",
@@ -2089,9 +2137,11 @@ fn forwarding_rate(lab: &Lab, secs: Duration) -> f64 {
 ///    The listener's accepting thread (its CPU is shown too) serves both.
 /// 2. Forwarding through the lab's VIP (`FWD_CONNS` ping-pong connections
 ///    to an echo server in rs1) in alternating phases of 3 s: without
-///    rvs health, then with it (started again, 2 s to settle),
-///    `RVS_HEALTH_ROUNDS` (default 5) each; the mean of the rounds'
-///    ratios with its 95 % confidence interval.
+///    rvs health, with the baseline's bare loop making the same 1000
+///    connects a second (what any TCP check costs the machine, the
+///    checked servers' side included), then with rvs health (started
+///    again, 2 s to settle), `RVS_HEALTH_ROUNDS` (default 5) rounds; the
+///    means of the rounds' ratios with their 95 % confidence intervals.
 #[test]
 #[ignore = "a measurement (BENCHMARKS.md), not a check"]
 fn netns_health_tcp_check_cpu_and_forwarding_for_1000_real_servers() {
@@ -2248,12 +2298,21 @@ fn tcp_check_cpu_and_forwarding(farm: Farm) {
     assert_eq!(down, 0, "{}", h.log());
     drop(h);
 
-    // Forwarding: without checks, then with, `rounds` times.
-    let (mut without, mut with) = (Vec::new(), Vec::new());
+    // Forwarding: without checks, with the bare loop's 1000 connects a
+    // second, then with rvs health's checks, `rounds` times.
+    let (mut without, mut with, mut bare) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..rounds {
         std::thread::sleep(Duration::from_secs(1));
         let off = forwarding_rate(&b.lab, PHASE);
         let load_off = loadavg();
+        let director = b.director.clone();
+        let stand_in = std::thread::spawn(move || {
+            let window = PHASE + Duration::from_millis(400);
+            baseline_connects(&director, farm, BENCH_TCP_PORT, 1000, window)
+        });
+        let by_loop = forwarding_rate(&b.lab, PHASE);
+        let (_, failed, _) = stand_in.join().expect("the bare loop");
+        assert_eq!(failed, 0, "the bare loop's connects failed");
         let (h, pid) = b.health(&file, "64", &format!("tcp-1000-fwd{round}"));
         std::thread::sleep(Duration::from_secs(2));
         let ((cpu0, _), l0) = (cpu_and_threads(pid), b.listener_cpu());
@@ -2267,16 +2326,31 @@ fn tcp_check_cpu_and_forwarding(farm: Farm) {
         drop(h);
         eprintln!(
             "forwarding round {round}: without checks {off:.0} exchanges/s (load average \
-             {load_off}), with {on:.0} (load average {}; rvs {:.3} CPU s/s meanwhile, the \
-             listener {:.3}); with/without {:.3}",
+             {load_off}), with the bare loop {by_loop:.0}, with rvs health {on:.0} (load average \
+             {}; rvs {:.3} CPU s/s meanwhile, the listener {:.3}); with/without {:.3}, \
+             with/bare loop {:.3}",
             loadavg(),
             cpu.total(),
             listener.total(),
-            on / off
+            on / off,
+            on / by_loop
         );
         without.push(off);
         with.push(on);
+        bare.push(by_loop);
     }
+    let ci = |a: &[f64], b: &[f64]| {
+        let r: Vec<f64> = a.iter().zip(b).map(|(a, b)| a / b).collect();
+        let (m, h) = mean_ci95(&r);
+        format!("{m:.3} ± {h:.3} ({:.3} to {:.3})", m - h, m + h)
+    };
+    eprintln!(
+        "forwarding, means of the rounds' ratios with 95 % intervals: with the bare loop (1000 \
+         blocking connect+close/s, the same servers) / without {}; with rvs health / with the \
+         bare loop {}",
+        ci(&bare, &without),
+        ci(&with, &bare),
+    );
     let (off, on) = (
         without.iter().sum::<f64>() / rounds as f64,
         with.iter().sum::<f64>() / rounds as f64,

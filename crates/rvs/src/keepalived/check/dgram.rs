@@ -54,12 +54,11 @@ pub(super) struct Probe {
 /// The socket of `ck` (a DNS_CHECK, UDP_CHECK or PING_CHECK), nonblocking
 /// and connected; for PING_CHECK, whether it is a raw socket.
 pub(super) fn open(ck: &Checker) -> Result<(Socket, bool), Start> {
-    let (sock, raw) = match ck.kind {
-        CheckKind::Ping => icmp_socket(ck)?,
-        _ => (udp_socket(ck)?.into(), false),
-    };
-    sock.set_nonblocking(true).map_err(Start::Failed)?;
-    Ok((sock, raw))
+    // Both open their sockets nonblocking.
+    match ck.kind {
+        CheckKind::Ping => icmp_socket(ck),
+        _ => Ok((udp_socket(ck)?.into(), false)),
+    }
 }
 
 impl Probe {
@@ -86,7 +85,10 @@ impl Probe {
             ),
             CheckKind::Ping => {
                 let v6 = ck.connect_ip.is_ipv6();
-                let id = (std::process::id() as u16) ^ query_id();
+                // getpid(2) once, not at every check.
+                static PID: std::sync::OnceLock<u16> = std::sync::OnceLock::new();
+                let pid = *PID.get_or_init(|| std::process::id() as u16);
+                let id = pid ^ query_id();
                 let seq = query_id();
                 (
                     Kind::Ping {

@@ -14,7 +14,8 @@ use crate::keepalived::conf::Checker;
 /// back as errors of `recv`).
 pub(super) fn udp_socket(ck: &Checker) -> Result<UdpSocket, Start> {
     let dst = SocketAddr::new(ck.connect_ip, ck.connect_port);
-    let sock = socket(ck, Type::DGRAM, Some(Protocol::UDP))?;
+    // Nonblocking from the start: no fcntl calls after.
+    let sock = socket(ck, Type::DGRAM.nonblocking(), Some(Protocol::UDP))?;
     match sock.connect(&SockAddr::from(dst)) {
         Ok(()) => Ok(sock.into()),
         Err(e) if connect_failed(&e) => Err(Start::Failed(e)),
@@ -110,31 +111,41 @@ pub(super) fn inet_checksum(data: &[u8]) -> u16 {
 /// created or bound is [`Start::Socket`] or [`Start::Bind`] (check_ping.c
 /// `icmp_connect_thread` reschedules those).
 pub(super) fn icmp_socket(ck: &Checker) -> Result<(Socket, bool), Start> {
-    let (domain, proto) = match ck.connect_ip {
-        IpAddr::V4(_) => (Domain::IPV4, Protocol::ICMPV4),
-        IpAddr::V6(_) => (Domain::IPV6, Protocol::ICMPV6),
+    use std::sync::atomic::{AtomicBool, Ordering};
+    // Ping sockets refused once (per family): raw sockets from then on,
+    // without asking again at every check.
+    static REFUSED: [AtomicBool; 2] = [AtomicBool::new(false), AtomicBool::new(false)];
+    let (domain, proto, refused) = match ck.connect_ip {
+        IpAddr::V4(_) => (Domain::IPV4, Protocol::ICMPV4, &REFUSED[0]),
+        IpAddr::V6(_) => (Domain::IPV6, Protocol::ICMPV6, &REFUSED[1]),
     };
-    let (sock, raw) = match Socket::new(domain, Type::DGRAM, Some(proto)) {
-        Ok(s) => (s, false),
-        Err(e)
-            if matches!(
-                e.kind(),
-                std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::Unsupported
-            ) || e.raw_os_error() == Some(rustix::io::Errno::PROTONOSUPPORT.raw_os_error()) =>
-        {
-            static SAID: std::sync::Once = std::sync::Once::new();
-            SAID.call_once(|| {
-                eprintln!(
-                    "PING_CHECK: ping sockets are not permitted ({e}: this group is not in \
-                     net.ipv4.ping_group_range); using raw ICMP sockets"
-                )
-            });
-            (
-                Socket::new(domain, Type::RAW, Some(proto)).map_err(Start::Socket)?,
-                true,
-            )
+    let raw_socket = || {
+        Socket::new(domain, Type::RAW.nonblocking(), Some(proto))
+            .map(|s| (s, true))
+            .map_err(Start::Socket)
+    };
+    let (sock, raw) = if refused.load(Ordering::Relaxed) {
+        raw_socket()?
+    } else {
+        match Socket::new(domain, Type::DGRAM.nonblocking(), Some(proto)) {
+            Ok(s) => (s, false),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::Unsupported
+                ) || e.raw_os_error()
+                    == Some(rustix::io::Errno::PROTONOSUPPORT.raw_os_error()) =>
+            {
+                if !refused.swap(true, Ordering::Relaxed) {
+                    eprintln!(
+                        "PING_CHECK: ping sockets are not permitted ({e}: this group is not in \
+                         net.ipv4.ping_group_range); using raw ICMP sockets"
+                    );
+                }
+                raw_socket()?
+            }
+            Err(e) => return Err(Start::Socket(e)),
         }
-        Err(e) => return Err(Start::Socket(e)),
     };
     if let Some(mark) = ck.fwmark {
         sock.set_mark(mark).map_err(Start::Bind)?;
