@@ -336,13 +336,21 @@ fn netns_health_http_get_stop_start_and_500() {
         "{log}"
     );
 
-    // `rvs health` shows it.
-    let show = Command::new(RVS)
-        .args(["health", "show", "--state"])
-        .arg(w.state())
-        .output()
-        .unwrap();
-    let show = String::from_utf8_lossy(&show.stdout);
+    // `rvs health` shows it (the state file is rewritten about once a
+    // second after a change: it may lag the table by that much).
+    let t0 = Instant::now();
+    let show = loop {
+        let o = Command::new(RVS)
+            .args(["health", "show", "--state"])
+            .arg(w.state())
+            .output()
+            .unwrap();
+        let show = String::from_utf8_lossy(&o.stdout).into_owned();
+        if show.contains("DOWN removed") || t0.elapsed() > Duration::from_secs(3) {
+            break show;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
     assert!(show.contains(&format!("RS {rs2}")), "{show}");
     assert!(show.contains("DOWN removed"), "{show}");
     assert!(

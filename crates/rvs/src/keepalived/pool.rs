@@ -1,14 +1,15 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 //! The checkers' worker pool: jobs in, results out, [`MIN_WORKERS`] threads
 //! at the first job and more, up to a cap (`--threads`), only when the
-//! pool is saturated by checks in progress. Only MISC_CHECKs (scripts)
-//! and FILE_CHECKs come here; the other checkers run on the scheduler's
-//! thread (`check/evented.rs`).
+//! pool is saturated by checks in progress. Only FILE_CHECKs come here
+//! (a read that a hung file system could block); the other checkers,
+//! MISC_CHECK's scripts among them, run on the scheduler's thread
+//! (`check/evented.rs`).
 //!
 //! A worker is added when, for more than [`LATE`], every worker has been
 //! inside a check while jobs waited in the queue: the jobs wait for a
-//! worker, held by slow or hung scripts (a MISC_CHECK blocks up to its
-//! misc_timeout); then one more every [`LATE`] while that lasts. Jobs
+//! worker, held by slow or hung reads; then one more every [`LATE`]
+//! while that lasts. Jobs
 //! that start late while a worker is idle wait for a CPU, not for a
 //! worker (a busy machine wakes threads late): another thread would not
 //! help, so none is added.

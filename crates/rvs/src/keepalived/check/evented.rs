@@ -15,10 +15,11 @@
 //!   blocked per check in progress, and a hung server holds one for its
 //!   whole `connect_timeout`; here it is an entry in the epoll set, with
 //!   its own deadline.
-//! * on the pool's workers (`../pool.rs`): MISC_CHECK (a script: a
-//!   process to wait for, which an epoll set of sockets cannot watch),
-//!   bounded by its own `misc_timeout`. FILE_CHECK reads a file, on a
-//!   worker too.
+//! * here too, MISC_CHECK (`script.rs`): the script is started and its
+//!   exit watched through a pidfd in the same epoll set, its deadline
+//!   `misc_timeout`, so hundreds of hung scripts hold no thread.
+//! * on the pool's workers (`../pool.rs`): FILE_CHECK (it reads a file,
+//!   which a file system that hangs could block).
 //!
 //! [`Checks::start`] opens the socket (`fwmark`, `bindto`/`bind_port`
 //! as [`super::run`] does), starts the connect and adds the socket to the
@@ -62,7 +63,7 @@ use std::time::{Duration, Instant};
 use rustix::event::{PollFd, PollFlags, epoll};
 use socket2::Socket;
 
-use super::{Outcome, Start, dgram, http, open, smtp, tcp};
+use super::{Outcome, Start, dgram, http, open, script, smtp, tcp};
 use crate::keepalived::conf::{CheckKind, Checker};
 
 /// The epoll data of the eventfd (sockets get 0, 1, 2…).
@@ -73,6 +74,7 @@ pub fn evented(kind: &CheckKind) -> bool {
     matches!(
         kind,
         CheckKind::Tcp
+            | CheckKind::Misc { .. }
             | CheckKind::Http { .. }
             | CheckKind::Smtp { .. }
             | CheckKind::Dns { .. }
@@ -125,24 +127,29 @@ pub(super) enum Job {
     Http(Box<http::Get>),
     Smtp(Box<smtp::Smtp>),
     Dgram(Box<dgram::Probe>),
+    Script(Box<script::Script>),
 }
 
 impl Job {
-    fn ready(&mut self, sock: &Socket, r: Ready) -> Step {
+    /// Drive the job; `sock`: its socket (a script has none).
+    fn ready(&mut self, sock: Option<&Socket>, r: Ready) -> Step {
+        let sock = || sock.expect("a check of a socket");
         match self {
-            Job::Tcp(c) => Step::Done(c.ready(sock, r)),
-            Job::Http(g) => g.ready(sock, r),
-            Job::Smtp(m) => m.ready(sock, r),
-            Job::Dgram(p) => p.ready(sock, r),
+            Job::Tcp(c) => Step::Done(c.ready(sock(), r)),
+            Job::Http(g) => g.ready(sock(), r),
+            Job::Smtp(m) => m.ready(sock(), r),
+            Job::Dgram(p) => p.ready(sock(), r),
+            Job::Script(s) => s.ready(),
         }
     }
 
-    fn timeout(&self) -> Outcome {
+    fn timeout(&mut self) -> Outcome {
         match self {
             Job::Tcp(c) => c.timeout(),
             Job::Http(g) => g.timeout(),
             Job::Smtp(m) => m.timeout(),
             Job::Dgram(p) => p.timeout(),
+            Job::Script(s) => s.timeout(),
         }
     }
 
@@ -152,13 +159,15 @@ impl Job {
             Job::Http(g) => g.not_started(e),
             Job::Smtp(m) => m.not_started(e),
             Job::Dgram(p) => p.not_started(e),
+            Job::Script(_) => Outcome::Down(format!("Misc check: {e:?}")),
         }
     }
 }
 
 /// One check in progress.
 struct Pending<T> {
-    sock: Socket,
+    /// Its socket; a script's is none (its pidfd is in its job).
+    sock: Option<Socket>,
     /// The events it waits for.
     interest: epoll::EventFlags,
     job: Job,
@@ -174,6 +183,8 @@ pub struct Checks<T> {
     /// Deadlines, one per connection; entries of connections already
     /// over are skipped.
     deadlines: BinaryHeap<Reverse<(Instant, u64)>>,
+    /// Scripts without a pidfd: looked at every 10 ms.
+    polled: Vec<u64>,
     next: u64,
     events: Vec<epoll::Event>,
 }
@@ -208,6 +219,7 @@ impl<T> Checks<T> {
             wake: Arc::new(wake),
             pending: HashMap::new(),
             deadlines: BinaryHeap::new(),
+            polled: Vec::new(),
             next: 0,
             events: Vec::with_capacity(256),
         })
@@ -245,6 +257,16 @@ impl<T> Checks<T> {
                 });
                 let t = ck.timing.connect_timeout;
                 return self.watch(opened, t, Job::Dgram(p), tag, done);
+            }
+            CheckKind::Misc {
+                path,
+                timeout,
+                dynamic,
+            } => {
+                return match script::Script::spawn(path, *dynamic) {
+                    Ok(s) => self.watch_script(Box::new(s), *timeout, tag, done),
+                    Err(out) => done.push((tag, out)),
+                };
             }
             CheckKind::Http { .. } => match http::Get::new(ck) {
                 Some(g) => Job::Http(Box::new(g)),
@@ -285,7 +307,7 @@ impl<T> Checks<T> {
         self.pending.insert(
             id,
             Pending {
-                sock,
+                sock: Some(sock),
                 interest,
                 job,
                 tag,
@@ -296,18 +318,55 @@ impl<T> Checks<T> {
         }
     }
 
+    /// Watch the running script `s` (its pidfd, or every 10 ms without
+    /// one), its deadline `misc_timeout` from now.
+    fn watch_script(
+        &mut self,
+        s: Box<script::Script>,
+        misc_timeout: Duration,
+        tag: T,
+        done: &mut Vec<(T, Outcome)>,
+    ) {
+        let id = self.next;
+        self.next += 1;
+        let interest = epoll::EventFlags::IN;
+        match s.pidfd() {
+            Some(fd) => {
+                if let Err(e) = epoll::add(&self.epoll, fd, epoll::EventData::new_u64(id), interest)
+                {
+                    // Dropped: the script is killed and reaped.
+                    return done.push((tag, Outcome::Down(format!("epoll: {e}"))));
+                }
+            }
+            None => self.polled.push(id),
+        }
+        let t = misc_timeout.max(Duration::from_millis(1));
+        self.deadlines.push(Reverse((Instant::now() + t, id)));
+        self.pending.insert(
+            id,
+            Pending {
+                sock: None,
+                interest,
+                job: Job::Script(s),
+                tag,
+            },
+        );
+    }
+
     /// Drive check `id`, its socket `r`; `late`: past its deadline, a
     /// last look (a check that still waits is a timeout).
     fn drive(&mut self, id: u64, r: Ready, late: bool, done: &mut Vec<(T, Outcome)>) {
         let Some(mut p) = self.pending.remove(&id) else {
             return;
         };
-        match p.job.ready(&p.sock, r) {
+        match p.job.ready(p.sock.as_ref(), r) {
             Step::Wait(_) if late => done.push((p.tag, p.job.timeout())),
             Step::Wait(want) => {
-                if want != p.interest {
+                if let Some(sock) = &p.sock
+                    && want != p.interest
+                {
                     if let Err(e) =
-                        epoll::modify(&self.epoll, &p.sock, epoll::EventData::new_u64(id), want)
+                        epoll::modify(&self.epoll, sock, epoll::EventData::new_u64(id), want)
                     {
                         return done.push((p.tag, Outcome::Down(format!("epoll: {e}"))));
                     }
@@ -332,10 +391,13 @@ impl<T> Checks<T> {
     /// or until woken; the checks over go to `done`.
     pub fn wait(&mut self, timeout: Duration, done: &mut Vec<(T, Outcome)>) -> std::io::Result<()> {
         let now = Instant::now();
-        let timeout = match self.next_deadline() {
+        let mut timeout = match self.next_deadline() {
             Some(t) => timeout.min(t.saturating_duration_since(now)),
             None => timeout,
         };
+        if !self.polled.is_empty() {
+            timeout = timeout.min(Duration::from_millis(10));
+        }
         let ts = rustix::event::Timespec::try_from(timeout).unwrap_or(rustix::event::Timespec {
             tv_sec: i64::from(i32::MAX),
             tv_nsec: 0,
@@ -360,6 +422,13 @@ impl<T> Checks<T> {
             }
             self.drive(id, Ready::of_epoll(ev.flags), false, done);
         }
+        // Scripts without a pidfd.
+        let polled = std::mem::take(&mut self.polled);
+        for &id in &polled {
+            self.drive(id, Ready::CONNECTED, false, done);
+        }
+        self.polled = polled;
+        self.polled.retain(|id| self.pending.contains_key(id));
         // Past their deadline: one last look, then a timeout.
         let now = Instant::now();
         while let Some(Reverse((t, id))) = self.deadlines.peek().copied() {
@@ -370,13 +439,18 @@ impl<T> Checks<T> {
             let Some(p) = self.pending.get(&id) else {
                 continue;
             };
-            let mut fds = [PollFd::new(&p.sock, PollFlags::IN | PollFlags::OUT)];
+            let Some(sock) = &p.sock else {
+                // A script: exited by now, or killed.
+                self.drive(id, Ready::CONNECTED, true, done);
+                continue;
+            };
+            let mut fds = [PollFd::new(sock, PollFlags::IN | PollFlags::OUT)];
             let ready = rustix::event::poll(&mut fds, Some(&rustix::event::Timespec::default()))
                 .unwrap_or(0);
             let flags = fds[0].revents();
             if ready > 0 && !flags.is_empty() {
                 self.drive(id, Ready::of_poll(flags), true, done);
-            } else if let Some(p) = self.pending.remove(&id) {
+            } else if let Some(mut p) = self.pending.remove(&id) {
                 done.push((p.tag, p.job.timeout()));
             }
         }

@@ -16,7 +16,6 @@
 
 use std::io::Read;
 use std::net::{IpAddr, SocketAddr, TcpStream};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
@@ -28,6 +27,7 @@ mod evented;
 mod http;
 mod probes;
 mod response;
+mod script;
 mod smtp;
 mod tcp;
 #[cfg(test)]
@@ -98,11 +98,7 @@ pub fn run(ck: &Checker) -> Outcome {
         | CheckKind::Dns { .. }
         | CheckKind::Udp { .. }
         | CheckKind::Ping => evented::run_one(ck),
-        CheckKind::Misc {
-            path,
-            timeout,
-            dynamic,
-        } => misc(path, *timeout, *dynamic),
+        CheckKind::Misc { .. } => evented::run_one(ck),
         CheckKind::File(f) => Outcome::Value(read_track_file(&f.path)),
     }
 }
@@ -312,52 +308,4 @@ pub fn md5_hex(data: &[u8]) -> String {
 /// `bytes` in lower-case hex.
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Run the MISC_CHECK command `path` for at most `timeout`.
-fn misc(path: &str, timeout: Duration, dynamic: bool) -> Outcome {
-    use std::os::unix::process::{CommandExt, ExitStatusExt};
-    let mut words = path.split_whitespace();
-    let Some(prog) = words.next() else {
-        return Outcome::Down("Misc check: empty misc_path.".into());
-    };
-    let mut child = match Command::new(prog)
-        .args(words)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .process_group(0)
-        .spawn()
-    {
-        Ok(c) => c,
-        Err(e) => return Outcome::Down(format!("Misc check to {path} cannot run ({e}).")),
-    };
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(st)) => break st,
-            Ok(None) if Instant::now() >= deadline => {
-                // The script and everything it started.
-                if let Some(pid) = rustix::process::Pid::from_raw(child.id() as i32) {
-                    let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
-                }
-                let _ = child.kill();
-                let _ = child.wait();
-                return Outcome::Down(format!("Misc check for [{path}] timed out."));
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(10)),
-            Err(e) => return Outcome::Down(format!("Misc check to {path}: {e}.")),
-        }
-    };
-    let Some(code) = status.code() else {
-        return Outcome::Down(format!(
-            "Misc check for [{path}] was killed by signal {}.",
-            status.signal().unwrap_or(0)
-        ));
-    };
-    match (code, dynamic) {
-        (0, _) => Outcome::Up(None),
-        (2..=255, true) => Outcome::Up(Some(code as u32 - 2)),
-        (c, _) => Outcome::Down(format!("Misc check for [{path}] failed (exit {c}).")),
-    }
 }

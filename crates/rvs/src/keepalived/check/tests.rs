@@ -375,7 +375,14 @@ fn tcp_check_closes_with_a_fin_as_keepalived_unless_bind_port() {
 
 #[test]
 fn misc_exit_codes_dynamic_weight_and_timeout() {
-    let m = |cmd: &str, dynamic| misc(cmd, Duration::from_millis(500), dynamic);
+    let m = |cmd: &str, dynamic| {
+        let kind = CheckKind::Misc {
+            path: cmd.to_string(),
+            timeout: Duration::from_millis(500),
+            dynamic,
+        };
+        run(&checker(kind, IpAddr::from([127, 0, 0, 1]), 0))
+    };
     assert_eq!(m("/bin/true", false), Outcome::Up(None));
     assert!(matches!(m("/bin/false", false), Outcome::Down(_)));
     assert!(matches!(m("/bin/sh -c exit\\ 7", false), Outcome::Down(_)));
@@ -400,6 +407,59 @@ fn misc_exit_codes_dynamic_weight_and_timeout() {
     assert!(t.elapsed() < Duration::from_secs(3));
     assert!(matches!(m("/nonexistent/x", false), Outcome::Down(_)));
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// 300 hung scripts and a quick one on the event loop, on this thread
+/// alone: the quick one is judged at once, every hung one is killed at
+/// its own misc_timeout (1 s), none of them waits for another, and no
+/// script is left running.
+#[test]
+fn hung_scripts_on_the_event_loop_time_out_only_their_own_checks() {
+    let lo = IpAddr::from([127, 0, 0, 1]);
+    let misc = |cmd: &str| {
+        let kind = CheckKind::Misc {
+            path: cmd.to_string(),
+            timeout: Duration::from_secs(1),
+            dynamic: false,
+        };
+        checker(kind, lo, 0)
+    };
+    // A marker in the command line, to find leftovers.
+    let mark = format!("3{}.5", std::process::id() % 1000);
+    let mut cks: Vec<Checker> = (0..300)
+        .map(|_| misc(&format!("/bin/sleep {mark}")))
+        .collect();
+    cks.push(misc("/bin/true"));
+    // On this thread (`evented_checks`): were they run one after another,
+    // or by a few workers, the last would end 300 / workers s late.
+    let out = evented_checks(&cks);
+    for (i, o, at) in out {
+        if i == 300 {
+            assert_eq!(o, Outcome::Up(None));
+            assert!(
+                at < Duration::from_millis(900),
+                "the quick script waited {at:?}"
+            );
+        } else {
+            assert!(
+                matches!(&o, Outcome::Down(e) if e.contains("timed out")),
+                "{o:?}"
+            );
+            assert!(
+                at < Duration::from_secs(4),
+                "a hung script timed out after {at:?}"
+            );
+        }
+    }
+    let left = std::process::Command::new("pgrep")
+        .args(["-f", &format!("sleep {mark}")])
+        .output()
+        .unwrap();
+    assert!(
+        left.stdout.is_empty(),
+        "scripts left: {}",
+        String::from_utf8_lossy(&left.stdout)
+    );
 }
 
 fn with_timeout(mut ck: Checker, ms: u64) -> Checker {

@@ -5,13 +5,13 @@
 //! batch, reconciled against what rvsd already has (a restarted checker
 //! does not disturb a table that is right). Then one scheduler thread keeps
 //! every checker's next due time in a heap. It runs the TCP_CHECKs,
-//! HTTP_GETs, SSL_GETs, SMTP_CHECKs, DNS_CHECKs, UDP_CHECKs and
-//! PING_CHECKs itself: nonblocking sockets in one epoll set, where it
-//! also sleeps (`../check/evented.rs`). The other checks (MISC_CHECK's
-//! scripts, FILE_CHECK) go to a pool of worker threads:
+//! HTTP_GETs, SSL_GETs, SMTP_CHECKs, DNS_CHECKs, UDP_CHECKs, PING_CHECKs
+//! and MISC_CHECKs itself: nonblocking sockets and the scripts' pidfds in
+//! one epoll set, where it also sleeps (`../check/evented.rs`). FILE_CHECKs
+//! go to a pool of worker threads:
 //! 4 at the first such check, one more (up to `--threads`, default 64)
 //! whenever every worker has been busy checking for over 50 ms while
-//! checks wait (a slow or hung server holds a worker; a busy machine's
+//! checks wait (a slow or hung read holds a worker; a busy machine's
 //! late wake-ups do not count, see `../pool.rs`); a worker with a result
 //! wakes the scheduler through an eventfd. Each attempt is bounded by
 //! its `connect_timeout` (or `misc_timeout`), so a hung server or script
@@ -333,9 +333,9 @@ pub fn run(opts: &Opts, conf: Config) -> Result<(), String> {
     // The pool: jobs in, results out, each tagged with the configuration's
     // generation (a result of a configuration reloaded since is dropped).
     // 4 workers at the first job, more up to --threads while every one is
-    // busy checking (slow or hung scripts) and checks wait (pool.rs).
-    // Only MISC_CHECKs and FILE_CHECKs go to the pool: the others run
-    // nonblocking on this thread (check/evented.rs), which sleeps in their
+    // busy checking (slow or hung reads) and checks wait (pool.rs).
+    // Only FILE_CHECKs go to the pool: the others run nonblocking on
+    // this thread (check/evented.rs), which sleeps in their
     // epoll set; the workers wake it when they have a result.
     let mut tcp = check::Checks::new().map_err(|e| format!("epoll: {e}"))?;
     let waker = tcp.waker();
