@@ -157,8 +157,8 @@ pub(super) fn start_more_servers(lab: &mut Lab, rs: &str, name: &str) -> Result<
 
 /// Check that `file` parses and has `virtual_server VIP 80` (TCP) with
 /// `rip1` port 80 among its real servers and one more: where the lab
-/// shows a real server leave and come back.
-fn check_conf(file: &std::path::Path, vip: &str, rips: &[String]) -> Result<(), String> {
+/// shows a real server leave and come back. Its real servers on port 80.
+fn check_conf(file: &std::path::Path, vip: &str, rips: &[String]) -> Result<Vec<String>, String> {
     use crate::keepalived::conf::{VsAddr, load};
     let (conf, _warnings) = load(file).map_err(|e| e.to_string())?;
     let vip: std::net::IpAddr = vip.parse().map_err(|e| format!("{vip}: {e}"))?;
@@ -186,7 +186,7 @@ fn check_conf(file: &std::path::Path, vip: &str, rips: &[String]) -> Result<(), 
             rips.join(" ")
         ));
     }
-    Ok(())
+    Ok(reals)
 }
 
 fn state_path(lab: &Lab) -> String {
@@ -253,16 +253,15 @@ pub(super) fn start(
     rips: &[String],
     stop: &AtomicBool,
 ) -> Result<(), String> {
-    let file = match &o.health_conf {
-        Some(f) => {
-            check_conf(f, vip, rips)?;
-            f.clone()
-        }
+    // The real servers to wait for: with the lab's own file every one,
+    // with another its web service's.
+    let (file, want) = match &o.health_conf {
+        Some(f) => (f.clone(), check_conf(f, vip, rips)?),
         None => {
             let file = lab.dir.join("keepalived.conf");
             std::fs::write(&file, conf(o, vip, rips))
                 .map_err(|e| format!("{}: {e}", file.display()))?;
-            file
+            (file, rips.to_vec())
         }
     };
     let log = File::create(log_path(lab)).map_err(|e| e.to_string())?;
@@ -289,21 +288,6 @@ pub(super) fn start(
             rips.len()
         );
     }
-    // The generated file: every real server; another file: the web
-    // service's real servers ([`check_conf`]).
-    let want: Vec<String> = match &o.health_conf {
-        None => rips.to_vec(),
-        Some(f) => {
-            let (conf, _) = crate::keepalived::conf::load(f).map_err(|e| e.to_string())?;
-            let vip_addr: std::net::IpAddr = vip.parse().map_err(|e| format!("{vip}: {e}"))?;
-            conf.services
-                .iter()
-                .filter(|v| v.addr == crate::keepalived::conf::VsAddr::Addr(vip_addr, 80))
-                .flat_map(|v| &v.reals)
-                .map(|r| r.addr.to_string())
-                .collect()
-        }
-    };
     let all = |t: &[String]| want.iter().all(|r| t.contains(r));
     if wait_table(lab, director, vip, Duration::from_secs(20), stop, all)?.is_none() {
         let log = std::fs::read_to_string(log_path(lab)).unwrap_or_default();
