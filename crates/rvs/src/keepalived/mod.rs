@@ -19,8 +19,8 @@
 //!   the epoll set where TCP_CHECK, `check/tcp.rs`, HTTP_GET and
 //!   SSL_GET, `check/http.rs`, SMTP_CHECK, `check/smtp.rs`, and
 //!   DNS_CHECK, UDP_CHECK and PING_CHECK, `check/dgram.rs` and
-//!   `check/probes.rs`, run on the scheduler's thread; MISC_CHECK and
-//!   FILE_CHECK on the pool's workers);
+//!   `check/probes.rs`, and MISC_CHECK's scripts, `check/script.rs`,
+//!   run on the scheduler's thread; FILE_CHECK on the pool's workers);
 //! * [`run`]: the scheduler and the state file (`run/world.rs`:
 //!   keepalived's state machine, quorum, the table kept in step);
 
@@ -60,8 +60,8 @@ Usage: rvs health run FILE [--state PATH] [--threads N] [--socket S]
   show         every real server with its checkers, state, last result, last
                change and error (from the state file of a running checker)
       --state PATH   state file (default /run/rvs/health.json)
-      --threads N    most checker worker threads, for MISC_CHECK's
-                     scripts and FILE_CHECK (4 at the first such check,
+      --threads N    most checker worker threads, for FILE_CHECK's
+                     reads (4 at the first such check,
                      one more while all have been busy checking for 50 ms
                      with checks waiting; 1..=1024, default 64); the
                      other checkers need none: they run nonblocking on
