@@ -17,7 +17,8 @@
 //! * [`apply`]: the configuration as ipvsadm operations;
 //! * [`check`]: one bounded attempt of each checker (`check/evented.rs`
 //!   the epoll set where TCP_CHECK, `check/tcp.rs`, HTTP_GET and
-//!   SSL_GET, `check/http.rs`, SMTP_CHECK, `check/smtp.rs`, and
+//!   SSL_GET, `check/http.rs`, with `check/response.rs` judging the
+//!   response and `check/pattern.rs` its `regex`, SMTP_CHECK, `check/smtp.rs`, and
 //!   DNS_CHECK, UDP_CHECK and PING_CHECK, `check/dgram.rs` and
 //!   `check/probes.rs`, and MISC_CHECK's scripts, `check/script.rs`,
 //!   run on the scheduler's thread; FILE_CHECK on the pool's workers);

@@ -120,16 +120,18 @@ fn key_share_x25519_first(
     provider
 }
 
-/// The server name of an SSL_GET: `vhost` when `sni` is set and it is a
-/// DNS name (keepalived's `enable_sni`); otherwise none (the address).
+/// The server name of an SSL_GET: with `enable_sni`, its `sni_name` or
+/// else `vhost` (the url's virtualhost, else the checker's), if it is a
+/// DNS name; otherwise none (the address).
 pub(super) fn server_name(
     ip: IpAddr,
     vhost: Option<&str>,
-    sni: bool,
+    sni: &Sni,
 ) -> rustls::pki_types::ServerName<'static> {
     use rustls::pki_types::ServerName;
-    vhost
-        .filter(|_| sni)
+    sni.name
+        .or(vhost)
+        .filter(|_| sni.enable)
         .and_then(|h| ServerName::try_from(h.to_string()).ok())
         .unwrap_or_else(|| ServerName::IpAddress(ip.into()))
 }
@@ -177,49 +179,50 @@ pub(super) fn read_error(target: &str, u: &Url, e: &std::io::Error) -> String {
     format!("Error reading data from {target} url {} ({e}).", u.path)
 }
 
-/// Patterns compiled by [`compiled`], on the thread that judges.
-const COMPILED_KEPT: usize = 256;
-
-thread_local! {
-    static COMPILED: std::cell::RefCell<std::collections::HashMap<String, regex::bytes::Regex>> =
-        std::cell::RefCell::new(std::collections::HashMap::new());
-}
-
-/// `pattern` compiled once per thread, not at every check: the patterns
-/// come from the configuration (checked when it is read), so a handful;
-/// a reload that brings new ones past [`COMPILED_KEPT`] starts afresh.
-pub(super) fn compiled(pattern: &str) -> Result<regex::bytes::Regex, String> {
-    COMPILED.with(|c| {
-        let mut c = c.borrow_mut();
-        if let Some(re) = c.get(pattern) {
-            // A clone shares the compiled program (an `Arc` inside).
-            return Ok(re.clone());
-        }
-        let re = regex::bytes::Regex::new(pattern).map_err(|e| format!("regex {pattern}: {e}"))?;
-        if c.len() >= COMPILED_KEPT {
-            c.clear();
-        }
-        c.insert(pattern.to_string(), re.clone());
-        Ok(re)
-    })
+/// SSL_GET's server name options.
+pub(super) struct Sni<'a> {
+    /// `enable_sni`.
+    pub(super) enable: bool,
+    /// `sni_name`.
+    pub(super) name: Option<&'a str>,
 }
 
 /// Url `i` of HTTP_GET `ck`, its virtualhost, the protocol and
-/// (SSL_GET) `enable_sni`.
-fn parts(ck: &Checker, i: usize) -> (&Url, Option<&str>, &str, Option<bool>) {
+/// (SSL_GET) its server name options.
+fn parts(ck: &Checker, i: usize) -> (&Url, Option<&str>, &str, Option<Sni<'_>>) {
     let CheckKind::Http {
         tls,
         sni,
+        sni_name,
         urls,
         virtualhost,
         http_protocol,
+        ..
     } = &ck.kind
     else {
         unreachable!("a Get is an HTTP_GET's")
     };
     let u = &urls[i];
     let vhost = u.virtualhost.as_deref().or(virtualhost.as_deref());
-    (u, vhost, http_protocol, tls.then_some(*sni))
+    let sni = tls.then(|| Sni {
+        enable: *sni,
+        name: sni_name.as_deref(),
+    });
+    (u, vhost, http_protocol, sni)
+}
+
+/// Whether url `i` of SSL_GET `ck` ends with a close_notify
+/// (`tls_compliant`, the checker's or the url's).
+fn tls_compliant(ck: &Checker, i: usize) -> bool {
+    match &ck.kind {
+        CheckKind::Http {
+            tls: true,
+            tls_compliant,
+            urls,
+            ..
+        } => *tls_compliant || urls[i].tls_compliant,
+        _ => false,
+    }
 }
 
 /// One HTTP_GET or SSL_GET in progress: the url at hand and, once
@@ -273,7 +276,7 @@ impl Get {
         })
     }
 
-    fn parts(&self) -> (&Url, Option<&str>, &str, Option<bool>) {
+    fn parts(&self) -> (&Url, Option<&str>, &str, Option<Sni<'_>>) {
         parts(&self.ck, self.url)
     }
 
@@ -284,7 +287,7 @@ impl Get {
         let tls = match tls_sni {
             None => None,
             Some(sni) => {
-                let name = server_name(self.ck.connect_ip, vhost, sni);
+                let name = server_name(self.ck.connect_ip, vhost, &sni);
                 let mut c = rustls::ClientConnection::new(tls_config()?, name)
                     .map_err(|e| format!("SSL_GET: TLS setup failed ({e})."))?;
                 // Buffered by rustls until the handshake is done.
@@ -325,6 +328,16 @@ impl Get {
         } else {
             tls(sock, x, &self.target, u)
         };
+        if let (Progress::Over(_), Some(c)) = (&p, x.tls.as_mut())
+            && !c.is_handshaking()
+            && tls_compliant(&self.ck, self.url)
+        {
+            // keepalived's SSL_shutdown without quiet shutdown: the
+            // close_notify alert, sent as far as the socket takes it.
+            c.send_close_notify();
+            let mut s = sock;
+            while c.wants_write() && c.write_tls(&mut s).is_ok_and(|n| n > 0) {}
+        }
         match p {
             Progress::Wait(w) => Step::Wait(w),
             Progress::Over(Err(e)) => Step::Done(Outcome::Down(e)),
@@ -483,7 +496,7 @@ fn tls(sock: &Socket, x: &mut Exchange, target: &str, u: &Url) -> Progress {
 }
 
 #[cfg(test)]
-mod compiled_tests {
+mod tls_tests {
     use super::*;
 
     #[test]
@@ -499,17 +512,5 @@ mod compiled_tests {
                 rustls::NamedGroup::secp384r1
             ]
         );
-    }
-
-    #[test]
-    fn patterns_are_compiled_once_per_thread_and_bounded() {
-        assert!(compiled("^ok$").unwrap().is_match(b"ok"));
-        COMPILED.with(|c| assert!(c.borrow().contains_key("^ok$")));
-        assert!(compiled("^ok$").unwrap().is_match(b"ok"), "from the cache");
-        assert!(compiled("(").is_err(), "an invalid pattern is an error");
-        for i in 0..=COMPILED_KEPT {
-            compiled(&format!("x{i}")).unwrap();
-        }
-        COMPILED.with(|c| assert!(c.borrow().len() <= COMPILED_KEPT));
     }
 }

@@ -25,6 +25,7 @@ use super::conf::{CheckKind, Checker};
 mod dgram;
 mod evented;
 mod http;
+pub(crate) mod pattern;
 mod probes;
 mod response;
 mod script;
@@ -212,31 +213,56 @@ fn socket(ck: &Checker, ty: Type, proto: Option<Protocol>) -> Result<Socket, Sta
     Ok(sock)
 }
 
-/// `bindto`/`bind_port` and `fwmark` on `sock`.
+/// `bind_if`, `bindto`/`bind_port` and `fwmark` on `sock`.
 fn bind(ck: &Checker, sock: &Socket) -> std::io::Result<()> {
     let dst = SocketAddr::new(ck.connect_ip, ck.connect_port);
     if let Some(mark) = ck.fwmark {
         sock.set_mark(mark)?;
     }
+    bind_device(ck, sock)?;
     if ck.bindto.is_some() || ck.bind_port.is_some() {
         let ip = ck.bindto.unwrap_or(match dst {
             SocketAddr::V4(_) => IpAddr::from([0, 0, 0, 0]),
             SocketAddr::V6(_) => IpAddr::from([0u16; 8]),
         });
-        sock.bind(&SockAddr::from(SocketAddr::new(
-            ip,
-            ck.bind_port.unwrap_or(0),
-        )))?;
+        let from = scoped(ck, SocketAddr::new(ip, ck.bind_port.unwrap_or(0)), sock)?;
+        sock.bind(&SockAddr::from(from))?;
     }
     Ok(())
+}
+
+/// `bind_if` on `sock` (SO_BINDTODEVICE): its packets leave by that
+/// interface only. An interface that does not exist is ENODEV, a
+/// [`Start::Bind`] for the caller.
+fn bind_device(ck: &Checker, sock: &Socket) -> std::io::Result<()> {
+    match &ck.bind_if {
+        Some(dev) => sock.bind_device(Some(dev.as_bytes())),
+        None => Ok(()),
+    }
+}
+
+/// `a` with the scope of `bind_if`'s interface if it is a link-local
+/// IPv6 address (which names no interface of its own); else `a`.
+fn scoped(ck: &Checker, mut a: SocketAddr, sock: &Socket) -> std::io::Result<SocketAddr> {
+    if let (SocketAddr::V6(v6), Some(dev)) = (&mut a, &ck.bind_if)
+        && v6.ip().is_unicast_link_local()
+    {
+        v6.set_scope_id(rustix::net::netdevice::name_to_index(sock, dev)?);
+    }
+    Ok(a)
+}
+
+/// The checker's target, `port` (a link-local one in `bind_if`'s scope).
+fn target(ck: &Checker, port: u16, sock: &Socket) -> Result<SocketAddr, Start> {
+    scoped(ck, SocketAddr::new(ck.connect_ip, port), sock).map_err(Start::Bind)
 }
 
 /// A nonblocking TCP socket for the checker's target, from
 /// `bindto`/`bind_port`, its connect started: connected at once (true)
 /// or in progress.
 pub(super) fn open(ck: &Checker) -> Result<(Socket, bool), Start> {
-    let dst = SocketAddr::new(ck.connect_ip, ck.connect_port);
     let sock = socket(ck, Type::STREAM.nonblocking().cloexec(), None)?;
+    let dst = target(ck, ck.connect_port, &sock)?;
     match sock.connect(&SockAddr::from(dst)) {
         Ok(()) => Ok((sock, true)),
         Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INPROGRESS.raw_os_error()) => {

@@ -13,9 +13,9 @@ use crate::keepalived::conf::Checker;
 /// A connected UDP socket to the checker's target (ICMP errors then come
 /// back as errors of `recv`).
 pub(super) fn udp_socket(ck: &Checker) -> Result<UdpSocket, Start> {
-    let dst = SocketAddr::new(ck.connect_ip, ck.connect_port);
     // Nonblocking from the start: no fcntl calls after.
     let sock = socket(ck, Type::DGRAM.nonblocking(), Some(Protocol::UDP))?;
+    let dst = target(ck, ck.connect_port, &sock)?;
     match sock.connect(&SockAddr::from(dst)) {
         Ok(()) => Ok(sock.into()),
         Err(e) if connect_failed(&e) => Err(Start::Failed(e)),
@@ -150,11 +150,12 @@ pub(super) fn icmp_socket(ck: &Checker) -> Result<(Socket, bool), Start> {
     if let Some(mark) = ck.fwmark {
         sock.set_mark(mark).map_err(Start::Bind)?;
     }
+    bind_device(ck, &sock).map_err(Start::Bind)?;
     if let Some(ip) = ck.bindto {
-        sock.bind(&SockAddr::from(SocketAddr::new(ip, 0)))
-            .map_err(Start::Bind)?;
+        let from = scoped(ck, SocketAddr::new(ip, 0), &sock).map_err(Start::Bind)?;
+        sock.bind(&SockAddr::from(from)).map_err(Start::Bind)?;
     }
-    sock.connect(&SockAddr::from(SocketAddr::new(ck.connect_ip, 0)))
+    sock.connect(&SockAddr::from(target(ck, 0, &sock)?))
         .map_err(Start::Failed)?;
     Ok((sock, raw))
 }

@@ -19,7 +19,7 @@
 use md5::{Digest, Md5};
 
 use super::MAX_RESPONSE;
-use super::http::compiled;
+use super::pattern::{compiled, matches};
 use crate::keepalived::conf::Url;
 
 /// Whether to read on.
@@ -172,7 +172,12 @@ impl Response {
             Stage::Plain | Stage::Chunked(_) => {}
         }
         if let Some(r) = &u.regex
-            && compiled(r)?.is_match(self.body.as_deref().unwrap_or_default()) == u.regex_no_match
+            && matches(
+                &compiled(r, &u.regex_options)?,
+                r,
+                &u.regex_options,
+                self.body.as_deref().unwrap_or_default(),
+            ) == u.regex_no_match
         {
             return Err(format!(
                 "Regex {} failed on {target} url {}.",
@@ -439,6 +444,8 @@ mod tests {
             virtualhost: None,
             regex: regex.map(|r| r.0.to_string()),
             regex_no_match: regex.is_some_and(|r| r.1),
+            regex_options: Default::default(),
+            tls_compliant: false,
         }
     }
 

@@ -20,6 +20,7 @@ fn checker(kind: CheckKind, ip: IpAddr, port: u16) -> Checker {
         connect_port: port,
         bindto: None,
         bind_port: None,
+        bind_if: None,
         fwmark: None,
         timing: Timing {
             delay_loop: Duration::from_secs(1),
@@ -76,6 +77,8 @@ fn http(status: Vec<(u16, u16)>, digest: Option<&str>) -> CheckKind {
     CheckKind::Http {
         tls: false,
         sni: false,
+        sni_name: None,
+        tls_compliant: false,
         urls: vec![Url {
             path: "/index.html".into(),
             digest: digest.map(str::to_string),
@@ -83,6 +86,8 @@ fn http(status: Vec<(u16, u16)>, digest: Option<&str>) -> CheckKind {
             virtualhost: None,
             regex: None,
             regex_no_match: false,
+            regex_options: Default::default(),
+            tls_compliant: false,
         }],
         virtualhost: Some("www.example.com".into()),
         http_protocol: "1.0".into(),
@@ -486,8 +491,9 @@ fn tls_server_config() -> Arc<rustls::ServerConfig> {
 }
 
 /// A one-shot TLS server with a self-signed certificate for
-/// `www.example.com`, answering `resp`; the SNI it got.
-fn serve_tls(resp: &'static str) -> (u16, std::thread::JoinHandle<Option<String>>) {
+/// `www.example.com`, answering `resp` then closing with a close_notify;
+/// the SNI it got, and whether the client closed with a close_notify too.
+fn serve_tls(resp: &'static str) -> (u16, std::thread::JoinHandle<(Option<String>, bool)>) {
     let cfg = tls_server_config();
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
@@ -508,7 +514,15 @@ fn serve_tls(resp: &'static str) -> (u16, std::thread::JoinHandle<Option<String>
         t.write_all(resp.as_bytes()).unwrap();
         t.conn.send_close_notify();
         let _ = t.flush();
-        sni
+        // Ok(0): the client's close_notify; an error: closed without it.
+        let notified = loop {
+            match t.read(&mut b) {
+                Ok(0) => break true,
+                Ok(_) => {}
+                Err(_) => break false,
+            }
+        };
+        (sni, notified)
     });
     (port, h)
 }
@@ -533,11 +547,15 @@ fn ssl_get_any_certificate_sni_status_and_digest() {
         port,
     );
     assert_eq!(run(&ck), Outcome::Up(None));
-    assert_eq!(h.join().unwrap().as_deref(), Some("www.example.com"));
+    // keepalived's quiet shutdown: no close_notify.
+    assert_eq!(
+        h.join().unwrap(),
+        (Some("www.example.com".to_string()), false)
+    );
     // Without enable_sni: no SNI.
     let (port, h) = serve_tls("HTTP/1.0 200 OK\r\n\r\nabc");
     assert_eq!(run(&checker(ssl(false, None), lo, port)), Outcome::Up(None));
-    assert_eq!(h.join().unwrap(), None);
+    assert_eq!(h.join().unwrap().0, None);
     // Status and digest as HTTP_GET.
     let (port, _h) = serve_tls("HTTP/1.0 503 Busy\r\n\r\n");
     let Outcome::Down(e) = run(&checker(ssl(true, None), lo, port)) else {
@@ -629,4 +647,94 @@ fn bind_failure_reschedules_without_counting() {
     // Nothing reached the server.
     server.set_nonblocking(true).unwrap();
     assert!(server.accept().is_err());
+}
+
+/// SSL_GET's `sni_name` is the SNI (with `enable_sni` only), before the
+/// virtualhost; `tls_compliant` (the checker's or the url's) ends the
+/// exchange with a close_notify, on the event loop as blocking.
+#[test]
+fn ssl_get_sni_name_and_tls_compliant() {
+    let lo = IpAddr::from([127, 0, 0, 1]);
+    let ssl = |enable: bool, name: Option<&str>, compliant: (bool, bool)| {
+        let mut k = http(vec![], None);
+        if let CheckKind::Http {
+            tls,
+            sni,
+            sni_name,
+            tls_compliant,
+            urls,
+            ..
+        } = &mut k
+        {
+            (*tls, *sni) = (true, enable);
+            *sni_name = name.map(str::to_string);
+            *tls_compliant = compliant.0;
+            urls[0].tls_compliant = compliant.1;
+        }
+        k
+    };
+    let cases = [
+        (
+            true,
+            Some("api.example.org"),
+            (false, false),
+            Some("api.example.org"),
+            false,
+        ),
+        (false, Some("api.example.org"), (false, false), None, false),
+        (true, None, (true, false), Some("www.example.com"), true),
+        (true, None, (false, true), Some("www.example.com"), true),
+    ];
+    for (enable, name, compliant, want_sni, want_notify) in cases {
+        for on_loop in [false, true] {
+            let (port, h) = serve_tls("HTTP/1.0 200 OK\r\n\r\nabc");
+            let ck = checker(ssl(enable, name, compliant), lo, port);
+            let got = if on_loop {
+                evented_checks(std::slice::from_ref(&ck)).remove(0).1
+            } else {
+                run(&ck)
+            };
+            assert_eq!(got, Outcome::Up(None));
+            let (sni, notified) = h.join().unwrap();
+            assert_eq!(
+                (sni.as_deref(), notified),
+                (want_sni, want_notify),
+                "{enable} {name:?} {compliant:?}"
+            );
+        }
+    }
+}
+
+/// `bind_if`: the checker's socket is bound to the interface
+/// (SO_BINDTODEVICE): through `lo` it reaches a loopback server; an
+/// interface that does not exist means the check cannot run (ENODEV,
+/// rescheduled as a failed bind), for the TCP, UDP and ICMP checkers.
+#[test]
+fn bind_if_binds_the_socket_to_the_interface() {
+    let lo = IpAddr::from([127, 0, 0, 1]);
+    let server = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = server.local_addr().unwrap().port();
+    let dns = CheckKind::Dns {
+        qtype: 6,
+        name: ".".into(),
+    };
+    for kind in [CheckKind::Tcp, http(vec![], None), dns, CheckKind::Ping] {
+        let mut ck = checker(kind.clone(), lo, port);
+        ck.bind_if = Some("rvs-no-such0".into());
+        let got = run(&ck);
+        let Outcome::Reschedule(e) = &got else {
+            panic!("{kind:?}: {got:?}")
+        };
+        assert!(e.contains("(os error 19)"), "{kind:?}: {e}");
+        if evented(&kind) {
+            assert_eq!(evented_checks(std::slice::from_ref(&ck))[0].1, got);
+        }
+    }
+    let mut ck = checker(CheckKind::Tcp, lo, port);
+    ck.bind_if = Some("lo".into());
+    assert_eq!(run(&ck), Outcome::Up(None));
+    assert_eq!(
+        evented_checks(std::slice::from_ref(&ck))[0].1,
+        Outcome::Up(None)
+    );
 }

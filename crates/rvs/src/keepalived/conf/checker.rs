@@ -132,6 +132,7 @@ pub(super) fn file_check(
         connect_port: rs.port,
         bindto: None,
         bind_port: None,
+        bind_if: None,
         fwmark: None,
         // Read every second (keepalived reacts at once, through inotify);
         // no retries, no alpha: the value is known at the start.
@@ -158,12 +159,13 @@ pub(super) fn script(n: &Node) -> Result<String, ConfError> {
 
 /// The connection options every checker but MISC_CHECK takes (keepalived's
 /// `install_checker_common_keywords`), also those of an SMTP `host` block.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub(super) struct ConnOpts {
     connect_ip: Option<IpAddr>,
     connect_port: Option<u16>,
     bindto: Option<IpAddr>,
     bind_port: Option<u16>,
+    bind_if: Option<String>,
     fwmark: Option<u32>,
     connect_timeout: Option<Duration>,
 }
@@ -178,7 +180,18 @@ impl ConnOpts {
             "bind_port" => self.bind_port = Some(port(&c.pos, value(c)?)?),
             "fwmark" => self.fwmark = Some(number(c, 0, u32::MAX.into())? as u32),
             "connect_timeout" => self.connect_timeout = Some(duration(c)?),
-            "bind_if" => unsupported(c, warnings),
+            "bind_if" => {
+                let name = value(c)?;
+                // IFNAMSIZ less its NUL; keepalived ignores a longer one.
+                if name.len() > 15 {
+                    warnings.push(format!(
+                        "{}: Interface name {name} is too long - ignoring",
+                        c.pos
+                    ));
+                } else {
+                    self.bind_if = Some(name.to_string());
+                }
+            }
             _ => return Ok(false),
         }
         Ok(true)
@@ -190,6 +203,7 @@ impl ConnOpts {
             connect_port: self.connect_port.or(parent.connect_port),
             bindto: self.bindto.or(parent.bindto),
             bind_port: self.bind_port.or(parent.bind_port),
+            bind_if: self.bind_if.or(parent.bind_if),
             fwmark: self.fwmark.or(parent.fwmark),
             connect_timeout: self.connect_timeout.or(parent.connect_timeout),
         }
@@ -249,6 +263,8 @@ pub(super) fn checker(
     let mut virtualhost = None;
     let mut http_protocol = "1.0".to_string();
     let mut sni = false;
+    let mut sni_name = None;
+    let mut tls_compliant = false;
     let mut misc_path = None;
     let mut misc_timeout = None;
     let mut misc_dynamic = false;
@@ -274,7 +290,7 @@ pub(super) fn checker(
             (_, "log_all_failures") => {
                 flag(c)?;
             }
-            ("HTTP_GET" | "SSL_GET", "url") => urls.push(url(c, warnings)?),
+            ("HTTP_GET" | "SSL_GET", "url") => urls.push(url(c, kind == "SSL_GET", warnings)?),
             ("HTTP_GET" | "SSL_GET", "virtualhost") => virtualhost = Some(value(c)?.to_string()),
             ("HTTP_GET" | "SSL_GET", "http_protocol") => {
                 http_protocol = match value(c)? {
@@ -282,9 +298,16 @@ pub(super) fn checker(
                     v => return Err(err_at(&c.pos, format!("unknown http_protocol '{v}'"))),
                 }
             }
-            ("SSL_GET", "enable_sni") => sni = flag(c)?,
-            ("HTTP_GET" | "SSL_GET", "fast_recovery" | "sni_name" | "tls_compliant") => {
-                unsupported(c, warnings)
+            // keepalived takes these two in HTTP_GET too, where they
+            // change nothing.
+            ("HTTP_GET" | "SSL_GET", "enable_sni") => sni = flag(c)?,
+            ("HTTP_GET" | "SSL_GET", "sni_name") => sni_name = Some(value(c)?.to_string()),
+            ("SSL_GET", "tls_compliant") => tls_compliant = flag(c)?,
+            // rvs checks all of a checker's urls in each attempt, one
+            // after the other without a delay: fast_recovery's pace,
+            // with or without it.
+            ("HTTP_GET" | "SSL_GET", "fast_recovery") => {
+                flag(c)?;
             }
             ("MISC_CHECK", "misc_path") => misc_path = Some(script(c)?),
             ("MISC_CHECK", "misc_timeout") => misc_timeout = Some(duration(c)?),
@@ -399,6 +422,8 @@ pub(super) fn checker(
             CheckKind::Http {
                 tls: n.key == "SSL_GET",
                 sni,
+                sni_name,
+                tls_compliant,
                 urls,
                 virtualhost: virtualhost.or(vs_virtualhost.map(str::to_string)),
                 http_protocol,
@@ -410,26 +435,80 @@ pub(super) fn checker(
     if hosts.is_empty() {
         hosts.push(ConnOpts::default());
     }
-    Ok(hosts
-        .into_iter()
-        .map(|h| {
-            let h = h.over(co);
-            Checker {
-                kind: kind.clone(),
-                connect_ip: h.connect_ip.unwrap_or(rs.addr),
-                connect_port: h.connect_port.unwrap_or(rs.port),
-                bindto: h.bindto,
-                bind_port: h.bind_port,
-                fwmark: h.fwmark,
-                timing: Timing {
-                    connect_timeout: h.connect_timeout.unwrap_or(timing.connect_timeout),
-                    ..timing
-                },
-                alpha: inh.alpha.unwrap_or(false),
-                pos: n.pos.clone(),
-            }
-        })
-        .collect())
+    let mut checkers = Vec::new();
+    for h in hosts {
+        let h = h.over(co.clone());
+        let connect_ip = h.connect_ip.unwrap_or(rs.addr);
+        // keepalived's check_conn_opts: a link-local target is reached
+        // through one interface, which only bind_if names; the checker
+        // is dropped, with this line.
+        if let IpAddr::V6(a) = connect_ip
+            && !is_misc
+            && a.is_unicast_link_local()
+            && h.bind_if.is_none()
+        {
+            warnings.push(format!(
+                "{}: Checker link local address {a} requires a bind_if; the checker is ignored",
+                n.pos
+            ));
+            continue;
+        }
+        checkers.push(Checker {
+            kind: kind.clone(),
+            connect_ip,
+            connect_port: h.connect_port.unwrap_or(rs.port),
+            bindto: h.bindto,
+            bind_port: h.bind_port,
+            bind_if: h.bind_if,
+            fwmark: h.fwmark,
+            timing: Timing {
+                connect_timeout: h.connect_timeout.unwrap_or(timing.connect_timeout),
+                ..timing
+            },
+            alpha: inh.alpha.unwrap_or(false),
+            pos: n.pos.clone(),
+        });
+    }
+    Ok(checkers)
+}
+
+/// `regex_options caseless multiline …` into `o`: keepalived's PCRE2
+/// options. Those that change what a pattern matches are applied; those
+/// that only tune PCRE2 (its optimisations, callouts, capture groups) or
+/// forbid constructs change nothing here and are taken silently; the
+/// rest, which change PCRE2's syntax in ways rvs's engine does not have,
+/// are warned about and ignored, as an unknown one is.
+fn regex_options(
+    n: &Node,
+    o: &mut RegexOptions,
+    warnings: &mut Vec<String>,
+) -> Result<(), ConfError> {
+    no_block(n)?;
+    for a in &n.args {
+        match a.as_str() {
+            "caseless" => o.caseless = true,
+            "multiline" => o.multiline = true,
+            "dotall" => o.dotall = true,
+            "extended" => o.extended = true,
+            "ungreedy" => o.ungreedy = true,
+            "utf" | "ucp" => o.unicode = true,
+            "firstline" => o.firstline = true,
+            "dollar_endonly" => o.dollar_endonly = true,
+            "auto_callout" | "dupnames" | "never_backslash_c" | "never_ucp" | "never_utf"
+            | "no_auto_capture" | "no_auto_possess" | "no_dotstar_anchor" | "no_start_optimize"
+            | "use_offset_limit" => {}
+            "allow_empty_class"
+            | "alt_bsux"
+            | "alt_circumflex"
+            | "alt_verbnames"
+            | "match_unset_backref" => warnings.push(format!(
+                "{}: regex option '{a}' is not supported by rvs; ignored",
+                n.pos
+            )),
+            _ => warnings.push(format!("{}: unknown regex option '{a}' - ignoring", n.pos)),
+        }
+    }
+    Ok(())
 }
 
 /// `status_code 200 301-302 …`.
@@ -459,7 +538,8 @@ pub(super) fn status_codes(n: &Node) -> Result<Vec<(u16, u16)>, ConfError> {
         .collect()
 }
 
-pub(super) fn url(n: &Node, warnings: &mut Vec<String>) -> Result<Url, ConfError> {
+/// A `url` block of an HTTP_GET, or an SSL_GET's (`tls`).
+pub(super) fn url(n: &Node, tls: bool, warnings: &mut Vec<String>) -> Result<Url, ConfError> {
     let mut u = Url {
         path: String::new(),
         digest: None,
@@ -467,7 +547,13 @@ pub(super) fn url(n: &Node, warnings: &mut Vec<String>) -> Result<Url, ConfError
         virtualhost: None,
         regex: None,
         regex_no_match: false,
+        regex_options: RegexOptions::default(),
+        tls_compliant: false,
     };
+    let mut regex_pos = None;
+    // A regex option or offset given, and where (for the line when there
+    // is no regex).
+    let mut regex_extra = None;
     for c in block(n)? {
         match c.key.as_str() {
             "path" => u.path = value(c)?.to_string(),
@@ -481,17 +567,68 @@ pub(super) fn url(n: &Node, warnings: &mut Vec<String>) -> Result<Url, ConfError
             "status_code" => u.status.extend(status_codes(c)?),
             "virtualhost" => u.virtualhost = Some(value(c)?.to_string()),
             "regex" => {
-                let r = value(c)?;
-                regex::bytes::Regex::new(r)
-                    .map_err(|e| err_at(&c.pos, format!("invalid regex '{r}': {e}")))?;
-                u.regex = Some(r.to_string());
+                u.regex = Some(value(c)?.to_string());
+                regex_pos = Some(c.pos.clone());
             }
             "regex_no_match" => u.regex_no_match = flag(c)?,
-            "regex_options" | "regex_stack" | "regex_min_offset" | "regex_max_offset" => {
-                unsupported(c, warnings)
+            "regex_options" => {
+                regex_options(c, &mut u.regex_options, warnings)?;
+                regex_extra = Some(c.pos.clone());
             }
+            // The size of PCRE2's JIT stack: rvs's regex engine (finite
+            // automata) needs none. Checked as keepalived checks it.
+            "regex_stack" => {
+                no_block(c)?;
+                let [start, max] = c.args.as_slice() else {
+                    return Err(err_at(&c.pos, "regex_stack needs a start and a max size"));
+                };
+                let size = |v: &str| {
+                    v.parse::<u64>()
+                        .map_err(|_| err_at(&c.pos, format!("regex_stack: invalid size '{v}'")))
+                };
+                if size(start)? > size(max)? {
+                    return Err(err_at(&c.pos, "regex_stack: the start exceeds the max"));
+                }
+                regex_extra = Some(c.pos.clone());
+            }
+            "regex_min_offset" => {
+                u.regex_options.min_offset = number(c, 0, u32::MAX.into())? as usize;
+                regex_extra = Some(c.pos.clone());
+            }
+            "regex_max_offset" => {
+                u.regex_options.max_offset = Some(number(c, 0, u32::MAX.into())? as usize);
+                regex_extra = Some(c.pos.clone());
+            }
+            "tls_compliant" if tls => u.tls_compliant = flag(c)?,
             _ => unknown(c, warnings),
         }
+    }
+    if let Some(max) = u.regex_options.max_offset
+        && u.regex_options.min_offset > max
+    {
+        warnings.push(format!(
+            "{}: regex_min_offset {} > regex_max_offset {max} - ignoring both",
+            n.pos, u.regex_options.min_offset
+        ));
+        u.regex_options.min_offset = 0;
+        u.regex_options.max_offset = None;
+    }
+    match (&u.regex, regex_extra) {
+        (Some(r), _) => {
+            crate::keepalived::check::pattern::build(r, &u.regex_options).map_err(|e| {
+                err_at(
+                    regex_pos.as_ref().unwrap_or(&n.pos),
+                    format!("invalid regex '{r}': {e}"),
+                )
+            })?;
+        }
+        (None, Some(pos)) => {
+            warnings.push(format!(
+                "{pos}: regex parameters specified without regex - ignoring"
+            ));
+            u.regex_options = RegexOptions::default();
+        }
+        (None, None) => {}
     }
     if u.path.is_empty() {
         return Err(err_at(&n.pos, "url needs a path"));

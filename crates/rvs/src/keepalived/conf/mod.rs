@@ -156,6 +156,9 @@ pub struct Checker {
     pub bindto: Option<IpAddr>,
     /// `bind_port`: source port.
     pub bind_port: Option<u16>,
+    /// `bind_if`: the interface its packets leave by (SO_BINDTODEVICE;
+    /// the scope of a link-local `connect_ip`).
+    pub bind_if: Option<String>,
     /// `fwmark`: the mark (SO_MARK) of the checker's packets.
     pub fwmark: Option<u32>,
     /// Timing.
@@ -175,8 +178,14 @@ pub enum CheckKind {
     Http {
         /// SSL_GET.
         tls: bool,
-        /// `enable_sni`: SSL_GET sends the virtualhost as SNI.
+        /// `enable_sni`: SSL_GET sends a server name (SNI): `sni_name`,
+        /// else the url's virtualhost, else the checker's.
         sni: bool,
+        /// SSL_GET's `sni_name`.
+        sni_name: Option<String>,
+        /// SSL_GET's `tls_compliant`: each exchange ends with a
+        /// close_notify (keepalived's default is a quiet shutdown).
+        tls_compliant: bool,
         /// The `url` blocks.
         urls: Vec<Url>,
         /// `virtualhost` of the checker (or of the virtual server).
@@ -340,6 +349,41 @@ pub struct Url {
     pub regex: Option<String>,
     /// `regex_no_match`.
     pub regex_no_match: bool,
+    /// `regex_options`, `regex_min_offset`, `regex_max_offset`.
+    pub regex_options: RegexOptions,
+    /// SSL_GET's url `tls_compliant`: end with a close_notify.
+    pub tls_compliant: bool,
+}
+
+/// The options of a url's `regex` that change what it matches:
+/// keepalived's PCRE2 options (`regex_options`) that rvs applies, and the
+/// offsets where a match may start. Applied by `check/pattern.rs`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct RegexOptions {
+    /// `caseless`.
+    pub caseless: bool,
+    /// `multiline`: `^` and `$` at every line.
+    pub multiline: bool,
+    /// `dotall`: `.` matches a newline too.
+    pub dotall: bool,
+    /// `extended`: white space and `#` comments in the pattern ignored.
+    pub extended: bool,
+    /// `ungreedy`: quantifiers lazy unless followed by `?`.
+    pub ungreedy: bool,
+    /// `utf` or `ucp`: the body as UTF-8, `\w`, `\d`, `\b` and caseless
+    /// matching by Unicode's rules (PCRE2's default is one byte a
+    /// character, ASCII classes).
+    pub unicode: bool,
+    /// `firstline`: the match starts on the body's first line.
+    pub firstline: bool,
+    /// `dollar_endonly`: `$` matches at the very end only (by default,
+    /// as PCRE2's, also before a newline that ends the body).
+    pub dollar_endonly: bool,
+    /// `regex_min_offset`: the match starts at this offset of the body or
+    /// later.
+    pub min_offset: usize,
+    /// `regex_max_offset`: the match starts at this offset or earlier.
+    pub max_offset: Option<usize>,
 }
 
 impl VirtualServer {

@@ -646,3 +646,150 @@ fn keepalived_samples_parse() {
         ("/usr/local/bin/script.sh", false)
     );
 }
+
+/// The url's regex options and offsets, as keepalived reads them: the
+/// options rvs applies set, the ones that change nothing taken, the rest
+/// warned about; offsets without a regex, or min past max, warned about
+/// and dropped; a bad pattern refused at its line.
+#[test]
+fn regex_options_and_offsets() {
+    let web = |url: &str| {
+        format!(
+            "virtual_server 10.0.0.1 80 {{\n real_server 10.0.0.2 80 {{\n  HTTP_GET {{\n   \
+             url {{\n    path /\n{url}   }}\n  }}\n }}\n}}\n"
+        )
+    };
+    let url_of = |c: &Config| {
+        let CheckKind::Http { urls, .. } = &c.services[0].reals[0].checkers[0].kind else {
+            panic!("an HTTP_GET")
+        };
+        urls[0].clone()
+    };
+    let (c, w) = parse(&web(
+        "    regex ^ok$\n    regex_options caseless multiline dotall extended ungreedy utf \
+         firstline dollar_endonly no_start_optimize alt_bsux bogus\n    regex_stack 4096 65536\n    \
+         regex_min_offset 2\n    regex_max_offset 10\n",
+    ))
+    .unwrap();
+    assert_eq!(
+        w,
+        [
+            "k.conf:7: regex option 'alt_bsux' is not supported by rvs; ignored",
+            "k.conf:7: unknown regex option 'bogus' - ignoring",
+        ]
+    );
+    assert_eq!(
+        url_of(&c).regex_options,
+        RegexOptions {
+            caseless: true,
+            multiline: true,
+            dotall: true,
+            extended: true,
+            ungreedy: true,
+            unicode: true,
+            firstline: true,
+            dollar_endonly: true,
+            min_offset: 2,
+            max_offset: Some(10),
+        }
+    );
+    // min past max: both dropped.
+    let (c, w) = parse(&web(
+        "    regex ok\n    regex_min_offset 9\n    regex_max_offset 3\n",
+    ))
+    .unwrap();
+    assert_eq!(
+        w,
+        ["k.conf:4: regex_min_offset 9 > regex_max_offset 3 - ignoring both"]
+    );
+    assert_eq!(url_of(&c).regex_options, RegexOptions::default());
+    // Options without a regex.
+    let (c, w) = parse(&web("    regex_options caseless\n")).unwrap();
+    assert_eq!(
+        w,
+        ["k.conf:6: regex parameters specified without regex - ignoring"]
+    );
+    assert_eq!(url_of(&c).regex_options, RegexOptions::default());
+    // Errors: at their lines, nothing built.
+    for (url, e) in [
+        ("    regex (\n", "k.conf:6: invalid regex '('"),
+        (
+            "    regex_min_offset x\n",
+            "k.conf:6: 'regex_min_offset': invalid number 'x'",
+        ),
+        (
+            "    regex_stack 9\n",
+            "k.conf:6: regex_stack needs a start and a max size",
+        ),
+        (
+            "    regex_stack 9 8\n",
+            "k.conf:6: regex_stack: the start exceeds the max",
+        ),
+    ] {
+        let got = parse(&web(url)).unwrap_err().to_string();
+        assert!(got.starts_with(e), "{url}: {got}");
+    }
+}
+
+/// SSL_GET's sni_name and tls_compliant (its own and a url's), bind_if,
+/// fast_recovery; what keepalived refuses or drops, warned about.
+#[test]
+fn ssl_get_sni_name_tls_compliant_bind_if_fast_recovery() {
+    let (c, w) = parse(
+        "virtual_server 10.0.0.1 443 {\n real_server 10.0.0.2 443 {\n  SSL_GET {\n   \
+         url { path /a\n    tls_compliant\n   }\n   url { path /b }\n   enable_sni\n   \
+         sni_name www.example.org\n   fast_recovery\n   bind_if eth0\n  }\n  \
+         SSL_GET {\n   url { path /c }\n   tls_compliant\n  }\n  \
+         HTTP_GET {\n   url { path /d\n    tls_compliant\n   }\n   \
+         bind_if an-interface-name-too-long\n  }\n }\n}\n",
+    )
+    .unwrap();
+    assert_eq!(
+        w,
+        [
+            "k.conf:19: Unknown keyword 'tls_compliant'",
+            "k.conf:21: Interface name an-interface-name-too-long is too long - ignoring",
+        ]
+    );
+    let ck = &c.services[0].reals[0].checkers;
+    let CheckKind::Http {
+        sni,
+        sni_name,
+        tls_compliant,
+        urls,
+        ..
+    } = &ck[0].kind
+    else {
+        panic!("{:?}", ck[0])
+    };
+    assert!(*sni && !*tls_compliant);
+    assert_eq!(sni_name.as_deref(), Some("www.example.org"));
+    assert!(urls[0].tls_compliant && !urls[1].tls_compliant);
+    assert_eq!(ck[0].bind_if.as_deref(), Some("eth0"));
+    assert!(matches!(
+        &ck[1].kind,
+        CheckKind::Http {
+            tls_compliant: true,
+            ..
+        }
+    ));
+    assert_eq!(ck[2].bind_if, None);
+    // A link-local target needs bind_if: without it the checker is
+    // dropped (keepalived's check_conn_opts), with it kept.
+    let ll = |opts: &str| {
+        parse(&format!(
+            "virtual_server 10.0.0.1 80 {{\n real_server 10.0.0.2 80 {{\n  TCP_CHECK {{\n   \
+             connect_ip fe80::1\n{opts}  }}\n }}\n}}\n"
+        ))
+        .unwrap()
+    };
+    let (c, w) = ll("");
+    assert!(c.services[0].reals[0].checkers.is_empty());
+    assert_eq!(
+        w,
+        ["k.conf:3: Checker link local address fe80::1 requires a bind_if; the checker is ignored"]
+    );
+    let (c, w) = ll("   bind_if eth1\n");
+    assert!(w.is_empty(), "{w:?}");
+    assert_eq!(c.services[0].reals[0].checkers.len(), 1);
+}

@@ -442,3 +442,81 @@ fn netns_ping_checks_on_one_thread_a_silent_address_times_out_only_its_own() {
         Outcome::Down("ICMP connection to address 10.9.9.2 failed (timeout).".into())
     );
 }
+
+/// `bind_if` with a link-local IPv6 target: the address names no
+/// interface, `bind_if` gives its scope. Real servers in a namespace of
+/// their own, behind a veth: TCP_CHECK, HTTP_GET (on the event loop) and
+/// PING_CHECK reach `fe80::b` through `bind_if v0`; through an interface
+/// that does not lead there (`lo`), they fail.
+#[test]
+fn netns_bind_if_reaches_a_link_local_real_server() {
+    if !rvs_testsupport::privileged() {
+        return;
+    }
+    let (a, b) = (
+        Netns(format!("rvsllA{}", std::process::id())),
+        Netns(format!("rvsllB{}", std::process::id())),
+    );
+    rvs_testsupport::ip(&["netns", "add", &a.0]);
+    rvs_testsupport::ip(&["netns", "add", &b.0]);
+    rvs_testsupport::ipn(
+        &a.0,
+        &format!("link add v0 type veth peer name v1 netns {}", b.0),
+    );
+    rvs_testsupport::ipn(&a.0, "addr add fe80::a/64 dev v0 nodad");
+    rvs_testsupport::ipn(&b.0, "addr add fe80::b/64 dev v1 nodad");
+    rvs_testsupport::ipn(&a.0, "link set v0 up");
+    rvs_testsupport::ipn(&b.0, "link set v1 up");
+    // The real server: answers one HTTP request per connection.
+    let server = rvs_testsupport::in_netns(&b.0, || {
+        // A link-local address is bound with its interface.
+        let ll: std::net::Ipv6Addr = "fe80::b".parse().unwrap();
+        let s = Socket::new(Domain::IPV6, Type::STREAM, None)?;
+        s.bind_device(Some(b"v1"))?;
+        s.bind(&SocketAddr::from(std::net::SocketAddrV6::new(ll, 0, 0, 0)).into())?;
+        s.listen(64)?;
+        Ok::<TcpListener, std::io::Error>(s.into())
+    })
+    .unwrap();
+    let port = server.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for s in server.incoming() {
+            let Ok(mut s) = s else { continue };
+            let mut b = [0u8; 1024];
+            let _ = std::io::Read::read(&mut s, &mut b);
+            let _ = s.write_all(b"HTTP/1.0 200 OK\r\n\r\nok");
+        }
+    });
+    let target: IpAddr = "fe80::b".parse().unwrap();
+    let out = rvs_testsupport::in_netns(&a.0, || {
+        // A link just up can lose the first SYN (neighbour discovery):
+        // one connect first, with time for a retransmission.
+        let mut warm = checker(CheckKind::Tcp, target, port);
+        warm.timing.connect_timeout = Duration::from_secs(5);
+        warm.bind_if = Some("v0".into());
+        assert_eq!(run(&warm), Outcome::Up(None));
+        let mut got = Vec::new();
+        for dev in ["v0", "lo"] {
+            for kind in [CheckKind::Tcp, http(vec![], None), CheckKind::Ping] {
+                let mut ck = checker(kind.clone(), target, port);
+                ck.timing.connect_timeout = Duration::from_millis(500);
+                ck.bind_if = Some(dev.into());
+                let blocking = run(&ck);
+                let on_loop = evented_checks(std::slice::from_ref(&ck)).remove(0).1;
+                got.push((dev, kind, blocking, on_loop));
+            }
+        }
+        got
+    });
+    for (dev, kind, blocking, on_loop) in out {
+        let up = matches!(blocking, Outcome::Up(_));
+        assert_eq!(up, dev == "v0", "{dev} {kind:?}: {blocking:?}");
+        if evented(&kind) || matches!(kind, CheckKind::Tcp) {
+            assert_eq!(
+                matches!(on_loop, Outcome::Up(_)),
+                up,
+                "{dev} {kind:?}: {on_loop:?}"
+            );
+        }
+    }
+}

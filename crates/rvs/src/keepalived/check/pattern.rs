@@ -1,0 +1,207 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+//! A url's `regex` as keepalived matches it with PCRE2, on the regex
+//! crate: [`build`] compiles the pattern with the `regex_options` rvs
+//! applies, [`matches`] says whether the body matches, with PCRE2's
+//! defaults where the two engines differ and the `regex_min_offset` /
+//! `regex_max_offset` window. Pure: no I/O.
+//!
+//! Where PCRE2 and the regex crate differ by default, PCRE2 wins:
+//! * one byte is one character and `\w`, `\d`, `\b` and caseless matching
+//!   are ASCII unless `utf` or `ucp` is given (a pattern that needs
+//!   Unicode to compile, `\p{L}`, gets it);
+//! * `$` (without `multiline` or `dollar_endonly`) matches at the end and
+//!   also before a newline that ends the body: `^OK$` matches `OK\n`.
+//!
+//! keepalived matches the body as it arrives, in pieces, with PCRE2's
+//! partial matching; rvs matches the body read (up to 4 MiB) at the end.
+//! The verdict is the same.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use regex::bytes::{Regex, RegexBuilder};
+
+use crate::keepalived::conf::RegexOptions;
+
+/// `pattern` compiled with the options of `o` that shape the automaton
+/// (the offsets, `firstline` and `dollar_endonly` act in [`matches`]).
+pub(crate) fn build(pattern: &str, o: &RegexOptions) -> Result<Regex, String> {
+    let with = |unicode: bool| {
+        RegexBuilder::new(pattern)
+            .case_insensitive(o.caseless)
+            .multi_line(o.multiline)
+            .dot_matches_new_line(o.dotall)
+            .ignore_whitespace(o.extended)
+            .swap_greed(o.ungreedy)
+            .unicode(unicode)
+            .build()
+    };
+    if o.unicode {
+        return with(true).map_err(|e| e.to_string());
+    }
+    with(false).or_else(|e| with(true).map_err(|_| e.to_string()))
+}
+
+/// Whether `body` matches `re` (built by [`build`] with `o`) as PCRE2
+/// matches it: a match that starts within `o`'s offsets (and, with
+/// `firstline`, on the first line).
+pub(crate) fn matches(re: &Regex, pattern: &str, o: &RegexOptions, body: &[u8]) -> bool {
+    let within = |s: &[u8]| {
+        let mut last = o.max_offset.unwrap_or(usize::MAX);
+        if o.firstline
+            && let Some(nl) = s.iter().position(|&b| b == b'\n')
+        {
+            last = last.min(nl);
+        }
+        o.min_offset <= s.len()
+            && re
+                .find_at(s, o.min_offset)
+                .is_some_and(|m| m.start() <= last)
+    };
+    if within(body) {
+        return true;
+    }
+    // PCRE2's `$` also matches before a newline that ends the subject: the
+    // same match against the body without that newline.
+    !o.dollar_endonly
+        && !o.multiline
+        && pattern.contains('$')
+        && body.last() == Some(&b'\n')
+        && within(&body[..body.len() - 1])
+}
+
+/// Patterns compiled by [`compiled`], on the thread that judges.
+const COMPILED_KEPT: usize = 256;
+
+thread_local! {
+    static COMPILED: RefCell<HashMap<(String, RegexOptions), Regex>> =
+        RefCell::new(HashMap::new());
+}
+
+/// `pattern` with `o` compiled once per thread, not at every check: the
+/// patterns come from the configuration (checked when it is read), so a
+/// handful; a reload that brings new ones past [`COMPILED_KEPT`] starts
+/// afresh.
+pub(super) fn compiled(pattern: &str, o: &RegexOptions) -> Result<Regex, String> {
+    COMPILED.with(|c| {
+        let mut c = c.borrow_mut();
+        let key = (pattern.to_string(), *o);
+        if let Some(re) = c.get(&key) {
+            // A clone shares the compiled program (an `Arc` inside).
+            return Ok(re.clone());
+        }
+        let re = build(pattern, o).map_err(|e| format!("regex {pattern}: {e}"))?;
+        if c.len() >= COMPILED_KEPT {
+            c.clear();
+        }
+        c.insert(key, re.clone());
+        Ok(re)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(pattern: &str, o: RegexOptions, body: &str) -> bool {
+        matches(&build(pattern, &o).unwrap(), pattern, &o, body.as_bytes())
+    }
+
+    fn opts(f: impl FnOnce(&mut RegexOptions)) -> RegexOptions {
+        let mut o = RegexOptions::default();
+        f(&mut o);
+        o
+    }
+
+    #[test]
+    fn dollar_matches_before_a_final_newline_as_pcre2s() {
+        let d = RegexOptions::default();
+        assert!(m("^OK$", d, "OK\n"));
+        assert!(m("^OK$", d, "OK"));
+        assert!(!m("^OK$", d, "OK\n\n"));
+        assert!(!m("^OK$", opts(|o| o.dollar_endonly = true), "OK\n"));
+        // A pattern without `$` is matched once, as it is.
+        assert!(!m(r"OK\z", d, "OK\n"));
+        assert!(m("OK\n", d, "OK\n"));
+    }
+
+    #[test]
+    fn options_change_what_matches() {
+        let d = RegexOptions::default();
+        assert!(!m("status: up", d, "Status: UP"));
+        assert!(m("status: up", opts(|o| o.caseless = true), "Status: UP"));
+        assert!(!m("^up$", d, "a\nup\nb"));
+        assert!(m("^up$", opts(|o| o.multiline = true), "a\nup\nb"));
+        assert!(!m("a.b", d, "a\nb"));
+        assert!(m("a.b", opts(|o| o.dotall = true), "a\nb"));
+        assert!(m("u p  # a comment", opts(|o| o.extended = true), "up"));
+        let ungreedy = build("<.+>", &opts(|o| o.ungreedy = true)).unwrap();
+        assert_eq!(ungreedy.find(b"<a><b>").unwrap().as_bytes(), b"<a>");
+    }
+
+    #[test]
+    fn one_byte_is_one_character_unless_utf() {
+        let d = RegexOptions::default();
+        // "é" is two bytes: two `.` without utf, one with it.
+        assert!(m("^x..y$", d, "xéy"));
+        assert!(!m("^x.y$", d, "xéy"));
+        assert!(m("^x.y$", opts(|o| o.unicode = true), "xéy"));
+        // `\w` is ASCII without utf or ucp.
+        assert!(!m(r"^\w+$", d, "é"));
+        assert!(m(r"^\w+$", opts(|o| o.unicode = true), "é"));
+        // A literal beyond ASCII matches its UTF-8 bytes either way.
+        assert!(m("café", d, "un café"));
+        // A pattern that needs Unicode gets it.
+        assert!(m(r"^\p{L}+$", d, "été"));
+        assert!(build("(", &d).is_err());
+    }
+
+    #[test]
+    fn the_match_starts_within_the_offsets() {
+        let body = "OK..........OK";
+        let o = |min, max| {
+            opts(|o| {
+                o.min_offset = min;
+                o.max_offset = max;
+            })
+        };
+        assert!(m("OK", o(0, None), body));
+        assert!(m("OK", o(1, None), body), "the second OK, at 12");
+        assert!(!m("OK", o(13, None), body));
+        assert!(m("OK", o(1, Some(12)), body));
+        assert!(!m("OK", o(1, Some(11)), body));
+        assert!(m("OK", o(0, Some(0)), body));
+        // Past the end of the body: no match.
+        assert!(!m("", o(100, None), body));
+        // Text before the window still counts for `^` and `\b`.
+        assert!(!m(r"\bOK", o(13, None), "xOK"));
+        assert!(!m("^K", o(1, None), "OK"));
+    }
+
+    #[test]
+    fn firstline_keeps_the_start_on_the_first_line() {
+        let o = opts(|o| o.firstline = true);
+        assert!(m("b", o, "ab\nb"));
+        assert!(!m("c", o, "ab\nc"));
+        // The match may run past the first line.
+        assert!(m("b\nc", o, "ab\nc"));
+        assert!(m("c", RegexOptions::default(), "ab\nc"));
+    }
+
+    #[test]
+    fn patterns_are_compiled_once_per_thread_and_bounded() {
+        let d = RegexOptions::default();
+        assert!(compiled("^ok$", &d).unwrap().is_match(b"ok"));
+        let key = ("^ok$".to_string(), d);
+        COMPILED.with(|c| assert!(c.borrow().contains_key(&key)));
+        // The same pattern with other options is another program.
+        let caseless = opts(|o| o.caseless = true);
+        assert!(compiled("^ok$", &caseless).unwrap().is_match(b"OK"));
+        assert!(!compiled("^ok$", &d).unwrap().is_match(b"OK"));
+        assert!(compiled("(", &d).is_err(), "an invalid pattern is an error");
+        for i in 0..=COMPILED_KEPT {
+            compiled(&format!("x{i}"), &d).unwrap();
+        }
+        COMPILED.with(|c| assert!(c.borrow().len() <= COMPILED_KEPT));
+    }
+}
