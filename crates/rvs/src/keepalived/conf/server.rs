@@ -25,46 +25,93 @@ pub(super) fn group_members(n: &Node) -> Result<Vec<GroupMember>, ConfError> {
             Some(p) => port(&m.pos, p)?,
             None => 0,
         };
-        // IP, or IP-LAST (a range of the last byte/hextet).
-        let (first, last) = match m.key.split_once('-') {
-            Some((a, l)) => (a, Some(l)),
-            None => (m.key.as_str(), None),
-        };
-        if first.contains('/') {
+        let (first, last) = address_range(&m.pos, &m.key)?;
+        let (a, b) = (bits(first), bits(last));
+        if b - a >= MAX_GROUP_RANGE {
             return Err(err_at(
                 &m.pos,
-                "address/prefix group members are not supported by rvs yet",
+                format!(
+                    "range '{}' holds {} addresses; rvs makes one service of each, and takes \
+                     at most {MAX_GROUP_RANGE} a range",
+                    m.key,
+                    (b - a).saturating_add(1)
+                ),
             ));
         }
-        let a = ip(&m.pos, first)?;
-        match (a, last) {
-            (a, None) => out.push(GroupMember::Addr(a, port)),
-            (IpAddr::V4(v4), Some(l)) => {
-                let o = v4.octets();
-                let l: u8 = l
-                    .parse()
-                    .ok()
-                    .filter(|&l| l >= o[3])
-                    .ok_or_else(|| err_at(&m.pos, format!("invalid range '{}'", m.key)))?;
-                for x in o[3]..=l {
-                    out.push(GroupMember::Addr(IpAddr::from([o[0], o[1], o[2], x]), port));
-                }
-            }
-            (IpAddr::V6(v6), Some(l)) => {
-                let s = v6.segments();
-                let l = u16::from_str_radix(l, 16)
-                    .ok()
-                    .filter(|&l| l >= s[7])
-                    .ok_or_else(|| err_at(&m.pos, format!("invalid range '{}'", m.key)))?;
-                for x in s[7]..=l {
-                    let mut t = s;
-                    t[7] = x;
-                    out.push(GroupMember::Addr(IpAddr::from(t), port));
-                }
-            }
+        for x in a..=b {
+            out.push(GroupMember::Addr(from_bits(first, x), port));
         }
     }
     Ok(out)
+}
+
+/// The most addresses one group member may hold: each is a service of
+/// its own, as keepalived adds each to IPVS.
+const MAX_GROUP_RANGE: u128 = 65_536;
+
+/// A group member's addresses, first and last, as keepalived writes them:
+/// `IP`; `IP-N`, the last byte (IPv4) or hextet (IPv6, hex) running to N;
+/// `IP-IP2`, any span; `IP/nn`, the whole prefix (its host bits must be
+/// zero).
+fn address_range(pos: &Pos, text: &str) -> Result<(IpAddr, IpAddr), ConfError> {
+    let bad = |why: &str| err_at(pos, format!("invalid address range '{text}': {why}"));
+    if let Some((a, len)) = text.split_once('/') {
+        let a = ip(pos, a)?;
+        let width = if a.is_ipv4() { 32 } else { 128 };
+        let len: u32 = len
+            .parse()
+            .ok()
+            .filter(|&l| l <= width)
+            .ok_or_else(|| bad("bad prefix length"))?;
+        // The host bits: the low `width - len` ones.
+        let host = u128::MAX.checked_shr(len + 128 - width).unwrap_or(0);
+        if bits(a) & host != 0 {
+            return Err(bad("address mask bits not empty"));
+        }
+        return Ok((a, from_bits(a, bits(a) | host)));
+    }
+    let Some((a, end)) = text.split_once('-') else {
+        let a = ip(pos, text)?;
+        return Ok((a, a));
+    };
+    let a = ip(pos, a)?;
+    let last = if end.contains('.') || end.contains(':') {
+        let l = ip(pos, end)?;
+        if l.is_ipv4() != a.is_ipv4() {
+            return Err(bad("address families differ"));
+        }
+        l
+    } else {
+        let (radix, max, low) = match a {
+            IpAddr::V4(_) => (10, 0xff, 0xff),
+            IpAddr::V6(_) => (16, 0xffff, 0xffff),
+        };
+        let n = u128::from_str_radix(end, radix)
+            .ok()
+            .filter(|&n| n <= max)
+            .ok_or_else(|| bad("bad range end"))?;
+        from_bits(a, bits(a) & !low | n)
+    };
+    if bits(last) < bits(a) {
+        return Err(bad("the end is below the start"));
+    }
+    Ok((a, last))
+}
+
+/// An address as a number.
+fn bits(a: IpAddr) -> u128 {
+    match a {
+        IpAddr::V4(v4) => u32::from(v4).into(),
+        IpAddr::V6(v6) => v6.into(),
+    }
+}
+
+/// Number `x` as an address of `like`'s family.
+fn from_bits(like: IpAddr, x: u128) -> IpAddr {
+    match like {
+        IpAddr::V4(_) => std::net::Ipv4Addr::from(x as u32).into(),
+        IpAddr::V6(_) => std::net::Ipv6Addr::from(x).into(),
+    }
 }
 
 pub(super) fn virtual_server(

@@ -793,3 +793,76 @@ fn ssl_get_sni_name_tls_compliant_bind_if_fast_recovery() {
     assert!(w.is_empty(), "{w:?}");
     assert_eq!(c.services[0].reals[0].checkers.len(), 1);
 }
+
+/// virtual_server_group members in each of keepalived's forms: the last
+/// byte or hextet running, a span between two addresses, a prefix; each
+/// address a service. Bad ranges are refused at their line.
+#[test]
+fn group_ranges_spans_and_prefixes() {
+    let members = |m: &str| {
+        let (c, w) = parse(&format!(
+            "virtual_server_group G {{\n  {m}\n}}\nvirtual_server group G {{\n}}\n"
+        ))?;
+        assert!(w.is_empty(), "{w:?}");
+        let VsAddr::Group(_, m) = &c.services[0].addr else {
+            panic!()
+        };
+        Ok::<_, ConfError>(
+            m.iter()
+                .map(|g| match g {
+                    GroupMember::Addr(a, p) => format!("{a}:{p}"),
+                    GroupMember::Fwmark(f) => format!("fwmark {f}"),
+                })
+                .collect::<Vec<_>>(),
+        )
+    };
+    assert_eq!(
+        members("10.0.0.254-10.0.1.1 80").unwrap(),
+        [
+            "10.0.0.254:80",
+            "10.0.0.255:80",
+            "10.0.1.0:80",
+            "10.0.1.1:80"
+        ]
+    );
+    assert_eq!(
+        members("192.168.202.8/30 443").unwrap(),
+        [
+            "192.168.202.8:443",
+            "192.168.202.9:443",
+            "192.168.202.10:443",
+            "192.168.202.11:443"
+        ]
+    );
+    assert_eq!(members("10.0.0.7/32 80").unwrap(), ["10.0.0.7:80"]);
+    assert_eq!(members("2001:db8::fe-101 80").unwrap().len(), 4);
+    assert_eq!(
+        members("2001:db8::/126 80").unwrap(),
+        [
+            "2001:db8:::80",
+            "2001:db8::1:80",
+            "2001:db8::2:80",
+            "2001:db8::3:80"
+        ]
+    );
+    assert_eq!(members("10.0.0.0/16 80").unwrap().len(), 65_536);
+    for (m, e) in [
+        ("10.0.0.9/29 80", "address mask bits not empty"),
+        ("10.0.0.8/33 80", "bad prefix length"),
+        ("10.0.0.9-3 80", "the end is below the start"),
+        ("10.0.0.9-10.0.0.1 80", "the end is below the start"),
+        ("10.0.0.1-300 80", "bad range end"),
+        ("10.0.0.1-2001:db8::1 80", "address families differ"),
+        ("10.0.0.0/15 80", "holds 131072 addresses"),
+        (
+            "::/0 80",
+            "holds 340282366920938463463374607431768211455 addresses",
+        ),
+    ] {
+        let got = members(m).unwrap_err().to_string();
+        assert!(
+            got.starts_with("k.conf:2: ") && got.contains(e),
+            "{m}: {got}"
+        );
+    }
+}
