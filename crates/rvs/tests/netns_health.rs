@@ -2379,3 +2379,102 @@ fn tcp_check_cpu_and_forwarding(farm: Farm) {
         mean + half,
     );
 }
+
+/// `ha_suspend`: while none of the virtual server's addresses is on the
+/// director (a VRRP backup's state), its checkers pause: a real server
+/// that stopped stays in the table. The address added, the checkers run
+/// again and the stopped server leaves; the address removed, they pause
+/// again. A virtual server without ha_suspend is checked throughout.
+#[test]
+fn netns_health_ha_suspend_follows_the_address() {
+    let Some(mut w) = setup("suspend") else {
+        return;
+    };
+    let rips = w.lab.rips.clone();
+    // An address of the lab's subnet that nothing holds yet.
+    let o = w.lab.vip.octets();
+    let vip2 = Ipv4Addr::new(o[0], o[1], o[2], 200);
+    let reals: String = rips.iter().map(|&r| http_real(r, "")).collect();
+    let conf = format!(
+        "virtual_server {vip2} {PORT} {{\n  delay_loop 1\n  lb_algo rr\n  lb_kind DR\n  \
+         protocol TCP\n  ha_suspend\n{reals}}}\n\
+         virtual_server {vip2} 8081 {{\n  delay_loop 1\n  lb_algo rr\n  lb_kind DR\n  \
+         protocol TCP\n{}}}\n",
+        http_real(rips[2], "")
+            .replace(&format!("{} {PORT}", rips[2]), &format!("{} 8081", rips[2]))
+    );
+    let table = |w: &World, port: u16| {
+        let out = w
+            .lab
+            .try_adm(&["-L", "-n", "-t", &format!("{vip2}:{port}")])
+            .unwrap_or_default();
+        let mut v: Vec<Ipv4Addr> = rs_lines(&out)
+            .into_iter()
+            .map(|(a, _)| a.split(':').next().unwrap().parse().unwrap())
+            .collect();
+        v.sort();
+        v
+    };
+    let wait = |w: &World, port: u16, want: &[Ipv4Addr], bound: Duration, h: &Health| {
+        let t0 = Instant::now();
+        while table(w, port) != want {
+            assert!(
+                t0.elapsed() < bound,
+                "VS {vip2}:{port} is {:?}, not {want:?}\n{}",
+                table(w, port),
+                h.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    w.stop_server(2);
+    let h = w.health(&conf, "s");
+    // Both services in, then port 8081, where nothing listens, checked:
+    // its real server leaves.
+    wait(&w, PORT, &rips, Duration::from_secs(5), &h);
+    wait(&w, 8081, &[], DOWN_BOUND, &h);
+    // VS :8080 is paused: rs3, stopped, stays.
+    std::thread::sleep(DOWN_BOUND);
+    assert_eq!(table(&w, PORT), rips, "{}", h.log());
+    let rs3 = format!("[{}]:tcp:{PORT} for VS [{vip2}]:tcp:{PORT}", rips[2]);
+    assert!(
+        h.log()
+            .contains(&format!("Deactivating healthchecker for service {rs3}")),
+        "{}",
+        h.log()
+    );
+    let show = Command::new(RVS)
+        .args(["health", "show", "--state"])
+        .arg(w.state())
+        .output()
+        .unwrap();
+    let show = String::from_utf8_lossy(&show.stdout);
+    assert!(show.contains("checkers suspended (ha_suspend"), "{show}");
+    // The address on the director: checked, rs3 leaves.
+    let director = w.lab.ns("director");
+    rvs_testsupport::ipn(&director, &format!("addr add {vip2}/32 dev lo"));
+    wait(
+        &w,
+        PORT,
+        &rips[..2],
+        Duration::from_secs(1) + DOWN_BOUND,
+        &h,
+    );
+    assert!(
+        h.log()
+            .contains(&format!("Activating healthchecker for service {rs3}"))
+    );
+    // And gone again: paused, rs3 back up would not be seen.
+    rvs_testsupport::ipn(&director, &format!("addr del {vip2}/32 dev lo"));
+    let t0 = Instant::now();
+    while !h
+        .log()
+        .contains(&format!("Suspending healthchecker for service {rs3}"))
+    {
+        assert!(t0.elapsed() < Duration::from_secs(3), "{}", h.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    w.start_server(2);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(table(&w, PORT), rips[..2], "{}", h.log());
+}

@@ -239,7 +239,15 @@ pub fn show(st: &run::Status, now: u64) -> String {
         }
     );
     for vs in &st.services {
-        out += &format!("VS {}\n", vs.vs);
+        out += &format!(
+            "VS {}{}\n",
+            vs.vs,
+            if vs.suspended {
+                "  checkers suspended (ha_suspend: no address of it on this host)"
+            } else {
+                ""
+            }
+        );
         for rs in &vs.reals {
             let state = match (rs.alive, rs.inhibit) {
                 (true, _) => format!("UP weight {}", rs.effective_weight()),

@@ -82,6 +82,9 @@ pub struct VirtualServer {
     pub alpha: bool,
     /// `omega` (accepted; see the README).
     pub omega: bool,
+    /// `ha_suspend`: its checkers pause while none of its addresses is
+    /// an address of this host (a VRRP backup's).
+    pub ha_suspend: bool,
     /// `quorum` (default 1).
     pub quorum: u32,
     /// `hysteresis` (default 0).

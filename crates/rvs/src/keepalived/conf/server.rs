@@ -154,6 +154,7 @@ pub(super) fn virtual_server(
         ipv6: None,
         alpha: false,
         omega: false,
+        ha_suspend: false,
         quorum: 1,
         hysteresis: 0,
         sorry_server: None,
@@ -243,13 +244,28 @@ pub(super) fn virtual_server(
             "quorum_down" => vs.quorum_down = Some(script(c)?),
             "virtualhost" => virtualhost = Some(value(c)?.to_string()),
             "real_server" => real_nodes.push(c),
-            "ha_suspend" | "smtp_alert" | "snmp_name" | "persistence_engine" | "retry_attempts" => {
+            "ha_suspend" => vs.ha_suspend = flag(c)?,
+            "smtp_alert" | "snmp_name" | "persistence_engine" | "retry_attempts" => {
                 unsupported(c, warnings)
             }
             _ => unknown(c, warnings),
         }
     }
     vs.alpha = inh.alpha.unwrap_or(false);
+    let fwmarks = match &vs.addr {
+        VsAddr::Fwmark(_) => true,
+        VsAddr::Group(_, m) => m.iter().any(|g| matches!(g, GroupMember::Fwmark(_))),
+        VsAddr::Addr(..) => false,
+    };
+    if vs.ha_suspend && fwmarks {
+        // A mark has no address to be present or absent.
+        warnings.push(format!(
+            "{}: Virtual server {}: cannot use ha_suspend with fwmarks - clearing ha_suspend",
+            n.pos,
+            n.args.join(" ")
+        ));
+        vs.ha_suspend = false;
+    }
     let vport = match &vs.addr {
         VsAddr::Addr(_, p) => *p,
         _ => 0,
@@ -306,6 +322,7 @@ pub(super) fn real_server(
     };
     let mut inh = Inherit::default();
     let mut checker_nodes = Vec::new();
+    let mut rs_virtualhost = None;
     for c in n.block.as_deref().unwrap_or_default() {
         if inh.take(c)? {
             continue;
@@ -327,7 +344,10 @@ pub(super) fn real_server(
                     c.pos, c.key
                 ));
             }
-            "smtp_alert" | "virtualhost" => unsupported(c, warnings),
+            // HTTP_GET's Host when neither its url nor the checker names
+            // one, before the virtual server's (check_http.c).
+            "virtualhost" => rs_virtualhost = Some(value(c)?.to_string()),
+            "smtp_alert" => unsupported(c, warnings),
             _ => unknown(c, warnings),
         }
     }
@@ -339,7 +359,13 @@ pub(super) fn real_server(
             rs.checkers.push(ck);
             continue;
         }
-        let cks = checker(c, &rs, inh, virtualhost, warnings)?;
+        let cks = checker(
+            c,
+            &rs,
+            inh,
+            rs_virtualhost.as_deref().or(virtualhost),
+            warnings,
+        )?;
         rs.checkers.extend(cks);
     }
     Ok(rs)

@@ -866,3 +866,32 @@ fn group_ranges_spans_and_prefixes() {
         );
     }
 }
+
+/// HTTP_GET's virtualhost: the checker's, else the real server's, else
+/// the virtual server's (check_http.c); ha_suspend read, and cleared with
+/// keepalived's line for a fwmark service.
+#[test]
+fn real_server_virtualhost_and_ha_suspend() {
+    let (c, w) = parse(
+        "virtual_server 10.0.0.1 80 {\n ha_suspend\n virtualhost vs.example\n \
+         real_server 10.0.0.2 80 {\n  virtualhost rs.example\n  HTTP_GET { url { path / } }\n  \
+         HTTP_GET { url { path / }\n   virtualhost ck.example\n  }\n }\n \
+         real_server 10.0.0.3 80 {\n  HTTP_GET { url { path / } }\n }\n}\n\
+         virtual_server fwmark 3 {\n ha_suspend\n}\n",
+    )
+    .unwrap();
+    assert_eq!(
+        w,
+        [
+            "k.conf:15: Virtual server fwmark 3: cannot use ha_suspend with fwmarks - clearing ha_suspend"
+        ]
+    );
+    let vhost = |r: usize, k: usize| match &c.services[0].reals[r].checkers[k].kind {
+        CheckKind::Http { virtualhost, .. } => virtualhost.clone(),
+        k => panic!("{k:?}"),
+    };
+    assert_eq!(vhost(0, 0).as_deref(), Some("rs.example"));
+    assert_eq!(vhost(0, 1).as_deref(), Some("ck.example"));
+    assert_eq!(vhost(1, 0).as_deref(), Some("vs.example"));
+    assert!(c.services[0].ha_suspend && !c.services[1].ha_suspend);
+}

@@ -42,6 +42,7 @@ use super::conf::{CheckKind, Checker, Config};
 use super::pool::Pool;
 
 pub mod metrics;
+mod suspend;
 #[cfg(test)]
 mod tests;
 mod world;
@@ -126,6 +127,9 @@ impl RealStatus {
 pub struct VsStatus {
     /// `[ip]:tcp:port`, `FWM n` or `group NAME`.
     pub vs: String,
+    /// `ha_suspend` and none of its addresses here: its checkers paused.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub suspended: bool,
     /// Its real servers.
     pub reals: Vec<RealStatus>,
 }
@@ -290,6 +294,31 @@ impl Publish<'_> {
     }
 }
 
+/// ha_suspend: this host's addresses now, and the virtual servers whose
+/// checkers pause or run again for it (logged, as keepalived logs them).
+/// Addresses that cannot be read change nothing (said in the log).
+fn look_at_addresses(world: &mut World) {
+    let local = match rvs_io::localaddr::local_addrs() {
+        Ok(l) => l,
+        Err(e) => {
+            log(&format!(
+                "ha_suspend: cannot read this host's addresses ({e})"
+            ));
+            return;
+        }
+    };
+    let now = suspend::suspended(&world.conf, &local);
+    let before = world.suspend_seen.then_some(world.suspended.as_slice());
+    for line in suspend::changes(&world.conf, before, &now) {
+        log(&line);
+    }
+    if now != world.suspended {
+        world.changed = true;
+    }
+    world.suspended = now;
+    world.suspend_seen = true;
+}
+
 /// Run the checker until SIGTERM/SIGINT.
 pub fn run(opts: &Opts, conf: Config) -> Result<(), String> {
     // First: a --metrics address that cannot be bound stops the checker
@@ -358,6 +387,7 @@ pub fn run(opts: &Opts, conf: Config) -> Result<(), String> {
     let mut due: BinaryHeap<Reverse<(Instant, usize)>> = BinaryHeap::new();
     spread(&mut due, &checkers);
     let mut last_write = Instant::now();
+    let mut next_look = Instant::now();
     let mut unwritten = false;
     let mut urgent = false;
     while !stop.load(Ordering::Relaxed) {
@@ -371,6 +401,9 @@ pub fn run(opts: &Opts, conf: Config) -> Result<(), String> {
                     }
                     init_track_files(&conf, true);
                     world.reload(conf);
+                    // A new world: its addresses looked at before its
+                    // checks run.
+                    next_look = Instant::now();
                     generation += 1;
                     checkers = checkers_of(&world);
                     due.clear();
@@ -380,11 +413,21 @@ pub fn run(opts: &Opts, conf: Config) -> Result<(), String> {
             }
         }
         let now = Instant::now();
+        if suspend::used(&world.conf) && now >= next_look {
+            next_look = now + Duration::from_secs(1);
+            look_at_addresses(&mut world);
+        }
         while let Some(Reverse((t, k))) = due.peek().copied() {
             if t > now {
                 break;
             }
             due.pop();
+            // ha_suspend: not run, its state kept, due again after its
+            // delay_loop.
+            if world.suspended.get(world.index[k].0) == Some(&true) {
+                due.push(Reverse((now + checkers[k].timing.delay_loop, k)));
+                continue;
+            }
             if check::evented(&checkers[k].kind) {
                 tcp.start(&checkers[k], (generation, k), &mut done);
             } else {

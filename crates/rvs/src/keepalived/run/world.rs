@@ -32,6 +32,11 @@ pub struct World {
     pub(super) quorum_up: Vec<bool>,
     /// A checker or real server changed state since the last look.
     pub(super) changed: bool,
+    /// Per virtual server: its checkers paused by `ha_suspend`.
+    pub(super) suspended: Vec<bool>,
+    /// Whether the addresses were looked at for `suspended` (the first
+    /// look logs the paused ones only).
+    pub(super) suspend_seen: bool,
 }
 
 impl World {
@@ -103,6 +108,8 @@ impl World {
             gone: Vec::new(),
             quorum_up: Vec::new(),
             changed: true,
+            suspended: Vec::new(),
+            suspend_seen: false,
         }
         .with_quorum()
     }
@@ -567,7 +574,9 @@ impl World {
                 .services
                 .iter()
                 .zip(&self.reals)
-                .map(|(vs, reals)| VsStatus {
+                .enumerate()
+                .map(|(vi, (vs, reals))| VsStatus {
+                    suspended: self.suspended.get(vi).copied().unwrap_or(false),
                     vs: match &vs.addr {
                         crate::keepalived::conf::VsAddr::Group(name, _) => format!("group {name}"),
                         _ => apply::service_ids(vs)

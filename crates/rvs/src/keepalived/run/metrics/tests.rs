@@ -32,6 +32,7 @@ fn fixture() -> Status {
         in_sync: true,
         services: vec![
             VsStatus {
+                suspended: false,
                 vs: "[10.0.0.100]:tcp:80".into(),
                 reals: vec![
                     RealStatus {
@@ -56,6 +57,7 @@ fn fixture() -> Status {
                 ],
             },
             VsStatus {
+                suspended: false,
                 vs: "FWM 7".into(),
                 reals: vec![RealStatus {
                     real: "[10.0.0.13]:tcp:0".into(),
