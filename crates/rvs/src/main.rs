@@ -128,6 +128,15 @@ Commands:
 ";
 
 fn main() -> ExitCode {
+    // A script of `rvs health run` that runs as a user with supplementary
+    // groups: first thing, while this process has one thread.
+    let mut args = std::env::args_os().skip(1);
+    if args.next().is_some_and(|a| a == keepalived::runas::EXEC_AS) {
+        // Its words come from keepalived.conf, which is UTF-8.
+        let args: Vec<String> = args.map(|a| a.to_string_lossy().into_owned()).collect();
+        eprintln!("rvs: {}", keepalived::runas::exec_as(&args));
+        return ExitCode::from(1);
+    }
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(msg) => {

@@ -120,3 +120,41 @@ fn dist_example_parses_cleanly() {
         assert!(text.contains(&format!("{ck} {{")), "{ck}");
     }
 }
+
+/// A script whose user has supplementary groups (`user NAME :GROUP`)
+/// runs through `rvs __exec-as`: groups, gid, uid set, then the script
+/// exec'd; a failure is exit status 1 (a failed check). Root needed to
+/// switch.
+#[test]
+fn exec_as_sets_groups_gid_and_uid() {
+    let bad = Command::new(RVS).args(["__exec-as", "1"]).output().unwrap();
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("usage"));
+    let missing = Command::new(RVS)
+        .args(["__exec-as", "0", "0", "0", "--", "/nonexistent/x"])
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(1));
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipped: switching users needs root");
+        return;
+    }
+    let o = Command::new(RVS)
+        .args([
+            "__exec-as",
+            "65534",
+            "65534",
+            "65534,0",
+            "--",
+            "/bin/sh",
+            "-c",
+        ])
+        .arg("id -u; id -g; id -G")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "65534\n65534\n65534 0\n"
+    );
+}

@@ -31,6 +31,7 @@ pub mod conf;
 pub mod lex;
 pub mod pool;
 pub mod run;
+pub mod runas;
 
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -262,8 +262,9 @@ impl<T> Checks<T> {
                 path,
                 timeout,
                 dynamic,
+                user,
             } => {
-                return match script::Script::spawn(path, *dynamic) {
+                return match script::Script::spawn(path, *dynamic, user) {
                     Ok(s) => self.watch_script(Box::new(s), *timeout, tag, done),
                     Err(out) => done.push((tag, out)),
                 };

@@ -12,12 +12,13 @@
 
 use std::os::fd::OwnedFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ExitStatus, Stdio};
 
 use rustix::event::epoll::EventFlags;
 
 use super::Outcome;
 use super::evented::Step;
+use crate::keepalived::runas::RunAs;
 
 /// One MISC_CHECK's script, running.
 pub(super) struct Script {
@@ -47,20 +48,25 @@ pub(super) fn judge(path: &str, dynamic: bool, status: ExitStatus) -> Outcome {
 
 impl Script {
     /// Start `path` (the program, then its arguments, split on white
-    /// space); `Err`: the check's failure (no program, or it cannot run).
-    pub(super) fn spawn(path: &str, dynamic: bool) -> Result<Script, Outcome> {
+    /// space) as `user`; `Err`: the check's failure (no program, or it
+    /// cannot run, or not as `user`).
+    pub(super) fn spawn(path: &str, dynamic: bool, user: &RunAs) -> Result<Script, Outcome> {
         let mut words = path.split_whitespace();
         let Some(prog) = words.next() else {
             return Err(Outcome::Down("Misc check: empty misc_path.".into()));
         };
-        let child = Command::new(prog)
-            .args(words)
-            .stdin(Stdio::null())
+        let mut cmd = user.command(prog, words);
+        cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
-            .process_group(0)
-            .spawn()
-            .map_err(|e| Outcome::Down(format!("Misc check to {path} cannot run ({e}).")))?;
+            .process_group(0);
+        let child = cmd.spawn().map_err(|e| {
+            Outcome::Down(format!(
+                "Misc check to {path} cannot run as {} ({}) ({e}).",
+                user.name,
+                user.ids()
+            ))
+        })?;
         // Not reaped yet, so the pid is still this child's.
         let pidfd = rustix::process::Pid::from_raw(child.id() as i32).and_then(|pid| {
             match rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()) {

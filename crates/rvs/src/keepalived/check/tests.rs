@@ -4,7 +4,7 @@
 
 use super::response::dechunk;
 use super::*;
-use crate::keepalived::conf::{Timing, Url};
+use crate::keepalived::conf::{RunAs, Timing, Url};
 use std::io::Write;
 use std::net::TcpListener;
 use std::net::UdpSocket;
@@ -385,6 +385,7 @@ fn misc_exit_codes_dynamic_weight_and_timeout() {
             path: cmd.to_string(),
             timeout: Duration::from_millis(500),
             dynamic,
+            user: RunAs::ourselves(),
         };
         run(&checker(kind, IpAddr::from([127, 0, 0, 1]), 0))
     };
@@ -414,6 +415,50 @@ fn misc_exit_codes_dynamic_weight_and_timeout() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// MISC_CHECK's `user`: the script runs with that uid and gid (root
+/// needed to switch; skipped otherwise).
+#[test]
+fn misc_script_runs_as_its_user() {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipped: switching a script's user needs root");
+        return;
+    }
+    let nobody = RunAs::resolve("nobody", None, false).unwrap();
+    let dir = std::env::temp_dir().join(format!("rvs-ka-misc-user-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let script = dir.join("whoami.sh");
+    // Exits 0 only as uid:gid $1:$2 with exactly the groups $3.
+    std::fs::write(
+        &script,
+        "#!/bin/sh
+[ \"$(id -u):$(id -g)\" = \"$1:$2\" ] && [ \"$(id -G)\" = \"$3\" ]
+",
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let m = |user: &RunAs, expect: &str| {
+        let kind = CheckKind::Misc {
+            path: format!("{} {expect}", script.display()),
+            timeout: Duration::from_secs(5),
+            dynamic: false,
+            user: user.clone(),
+        };
+        run(&checker(kind, IpAddr::from([127, 0, 0, 1]), 0))
+    };
+    let n = nobody.uid;
+    assert_eq!(m(&nobody, &format!("{n} {n} {n}")), Outcome::Up(None));
+    // Not as root, nor as anyone else.
+    assert!(matches!(m(&nobody, "0 0 0"), Outcome::Down(_)));
+    let root = RunAs::ourselves();
+    assert_eq!(m(&root, "0 0 0"), Outcome::Up(None));
+    // Another primary group, root's supplementary groups dropped.
+    let nobody_root = RunAs::resolve("nobody", Some("root"), false).unwrap();
+    assert_eq!(m(&nobody_root, &format!("{n} 0 0")), Outcome::Up(None));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// 300 hung scripts and a quick one on the event loop, on this thread
 /// alone: the quick one is judged at once, every hung one is killed at
 /// its own misc_timeout (1 s), none of them waits for another, and no
@@ -426,6 +471,7 @@ fn hung_scripts_on_the_event_loop_time_out_only_their_own_checks() {
             path: cmd.to_string(),
             timeout: Duration::from_secs(1),
             dynamic: false,
+            user: RunAs::ourselves(),
         };
         checker(kind, lo, 0)
     };

@@ -254,6 +254,7 @@ pub(super) fn checker(
     rs: &RealServer,
     parent: Inherit,
     vs_virtualhost: Option<&str>,
+    scripts: &mut Scripts,
     warnings: &mut Vec<String>,
 ) -> Result<Vec<Checker>, ConfError> {
     let body = block(n)?;
@@ -268,6 +269,7 @@ pub(super) fn checker(
     let mut misc_path = None;
     let mut misc_timeout = None;
     let mut misc_dynamic = false;
+    let mut misc_user = None;
     let mut dns_type = 6;
     let mut dns_name = ".".to_string();
     let mut helo = SMTP_DEFAULT_HELO.to_string();
@@ -312,7 +314,14 @@ pub(super) fn checker(
             ("MISC_CHECK", "misc_path") => misc_path = Some(script(c)?),
             ("MISC_CHECK", "misc_timeout") => misc_timeout = Some(duration(c)?),
             ("MISC_CHECK", "misc_dynamic") => misc_dynamic = flag(c)?,
-            ("MISC_CHECK", "user") => unsupported(c, warnings),
+            ("MISC_CHECK", "user") => {
+                no_block(c)?;
+                match c.args.len() {
+                    0 => return Err(err_at(&c.pos, "'user' needs a user name")),
+                    1 | 2 => misc_user = Some(c),
+                    _ => return Err(err_at(&c.pos, "'user' takes a user and a group")),
+                }
+            }
             // keepalived reports a bad type or name and ignores it.
             ("DNS_CHECK", "type") => {
                 let v = value(c)?;
@@ -397,11 +406,19 @@ pub(super) fn checker(
     };
     let kind = match kind {
         "TCP_CHECK" => CheckKind::Tcp,
-        "MISC_CHECK" => CheckKind::Misc {
-            path: misc_path.ok_or_else(|| err_at(&n.pos, "MISC_CHECK needs misc_path"))?,
-            timeout: misc_timeout.unwrap_or(delay_loop),
-            dynamic: misc_dynamic,
-        },
+        "MISC_CHECK" => {
+            let path = misc_path.ok_or_else(|| err_at(&n.pos, "MISC_CHECK needs misc_path"))?;
+            // keepalived removes a MISC_CHECK whose user is unknown.
+            let Some(user) = scripts.misc_user(n, &path, misc_user, warnings) else {
+                return Ok(Vec::new());
+            };
+            CheckKind::Misc {
+                path,
+                timeout: misc_timeout.unwrap_or(delay_loop),
+                dynamic: misc_dynamic,
+                user,
+            }
+        }
         "DNS_CHECK" => CheckKind::Dns {
             qtype: dns_type,
             name: dns_name,

@@ -4,8 +4,10 @@
 //! inheritance resolved (checker ← real server ← virtual server ←
 //! keepalived's default).
 //!
-//! `global_defs`, `vrrp_*` and the other blocks of keepalived's VRRP side
-//! are accepted and ignored; an unknown keyword is a warning with its file
+//! `global_defs` is read for its script settings (`script_user`,
+//! `enable_script_security`, `set_supplementary_groups`; `scripts.rs`), the
+//! rest of it, `vrrp_*` and the other blocks of keepalived's VRRP side are
+//! accepted and ignored; an unknown keyword is a warning with its file
 //! and line (the statement is skipped, as keepalived does); a bad value, a
 //! missing one or an unbalanced brace refuses the whole file.
 
@@ -16,13 +18,16 @@ use std::time::Duration;
 use rvs_proto::{Fwd, Proto};
 
 use super::lex::{self, ConfError, Node, Pos, err_at};
+pub use super::runas::RunAs;
 
 mod checker;
+mod scripts;
 mod server;
 #[cfg(test)]
 mod tests;
 
 use checker::*;
+use scripts::Scripts;
 use server::*;
 
 /// keepalived's default `delay_loop`.
@@ -96,9 +101,9 @@ pub struct VirtualServer {
     /// `sorry_server_lvs_method` (default: the service's).
     pub sorry_server_fwd: Option<Fwd>,
     /// `quorum_up` script.
-    pub quorum_up: Option<String>,
+    pub quorum_up: Option<Notify>,
     /// `quorum_down` script.
-    pub quorum_down: Option<String>,
+    pub quorum_down: Option<Notify>,
     /// The real servers.
     pub reals: Vec<RealServer>,
 }
@@ -120,15 +125,28 @@ pub struct RealServer {
     /// instead of removal when down.
     pub inhibit_on_failure: bool,
     /// `notify_up` script.
-    pub notify_up: Option<String>,
+    pub notify_up: Option<Notify>,
     /// `notify_down` script.
-    pub notify_down: Option<String>,
+    pub notify_down: Option<Notify>,
     /// `uthreshold`.
     pub uthreshold: u32,
     /// `lthreshold`.
     pub lthreshold: u32,
     /// Its checkers (none: always up, as keepalived).
     pub checkers: Vec<Checker>,
+}
+
+/// A `notify_up`/`notify_down`/`quorum_up`/`quorum_down` script
+/// (`SCRIPT [USER [[:]GROUP]]`), run through `/bin/sh -c`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notify {
+    /// The command line.
+    pub cmd: String,
+    /// Who runs it: its own user, else `script_user`'s, else keepalived's
+    /// default.
+    pub user: RunAs,
+    /// Where it is configured.
+    pub pos: Pos,
 }
 
 /// Timing of one checker, resolved.
@@ -204,6 +222,9 @@ pub enum CheckKind {
         timeout: Duration,
         /// `misc_dynamic`.
         dynamic: bool,
+        /// Who runs it: `user`, else `script_user`'s, else keepalived's
+        /// default.
+        user: RunAs,
     },
     /// `DNS_CHECK`: one UDP query; up on a reply with the query's id and
     /// rcode 0.
@@ -421,8 +442,7 @@ impl Url {
 
 /// Blocks and keywords of keepalived's other parts: accepted, ignored.
 fn ignored_top(key: &str) -> bool {
-    key == "global_defs"
-        || key.starts_with("vrrp_")
+    key.starts_with("vrrp_")
         || key.starts_with("garp_")
         || matches!(
             key,
@@ -621,15 +641,20 @@ pub fn build(tree: &[Node], warnings: &mut Vec<String>) -> Result<Config, ConfEr
             tracks.insert(name.to_string(), track_file(n, warnings)?);
         }
     }
+    // global_defs's script settings too: they apply to every script.
+    let mut scripts = Scripts::global(tree, warnings)?;
     let mut services = Vec::new();
     for n in tree {
         match n.key.as_str() {
-            "virtual_server" => services.push(virtual_server(n, &groups, &tracks, warnings)?),
-            "virtual_server_group" | "track_file" | "vrrp_track_file" => {}
+            "virtual_server" => {
+                services.push(virtual_server(n, &groups, &tracks, &mut scripts, warnings)?)
+            }
+            "virtual_server_group" | "track_file" | "vrrp_track_file" | "global_defs" => {}
             k if ignored_top(k) => {}
             _ => unknown(n, warnings),
         }
     }
+    scripts.secure(&mut services, warnings);
     Ok(Config { services })
 }
 

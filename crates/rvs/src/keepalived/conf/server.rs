@@ -118,6 +118,7 @@ pub(super) fn virtual_server(
     n: &Node,
     groups: &std::collections::HashMap<String, Vec<GroupMember>>,
     tracks: &std::collections::HashMap<String, TrackFile>,
+    scripts: &mut Scripts,
     warnings: &mut Vec<String>,
 ) -> Result<VirtualServer, ConfError> {
     let body = block(n)?;
@@ -240,8 +241,8 @@ pub(super) fn virtual_server(
             }
             "sorry_server_inhibit" => vs.sorry_server_inhibit = flag(c)?,
             "sorry_server_lvs_method" => vs.sorry_server_fwd = Some(method(c)?),
-            "quorum_up" => vs.quorum_up = Some(script(c)?),
-            "quorum_down" => vs.quorum_down = Some(script(c)?),
+            "quorum_up" => vs.quorum_up = scripts.notify(c, warnings)?,
+            "quorum_down" => vs.quorum_down = scripts.notify(c, warnings)?,
             "virtualhost" => virtualhost = Some(value(c)?.to_string()),
             "real_server" => real_nodes.push(c),
             "ha_suspend" => vs.ha_suspend = flag(c)?,
@@ -271,7 +272,16 @@ pub(super) fn virtual_server(
         _ => 0,
     };
     for r in real_nodes {
-        let rs = real_server(r, &vs, vport, inh, virtualhost.as_deref(), tracks, warnings)?;
+        let rs = real_server(
+            r,
+            &vs,
+            vport,
+            inh,
+            virtualhost.as_deref(),
+            tracks,
+            scripts,
+            warnings,
+        )?;
         vs.reals.push(rs);
     }
     if let Some((_, p)) = &mut vs.sorry_server
@@ -294,6 +304,7 @@ pub(super) fn sched_flag(pos: &Pos, f: &str) -> Result<u32, ConfError> {
     })
 }
 
+#[allow(clippy::too_many_arguments)]
 pub(super) fn real_server(
     n: &Node,
     vs: &VirtualServer,
@@ -301,6 +312,7 @@ pub(super) fn real_server(
     parent: Inherit,
     virtualhost: Option<&str>,
     tracks: &std::collections::HashMap<String, TrackFile>,
+    scripts: &mut Scripts,
     warnings: &mut Vec<String>,
 ) -> Result<RealServer, ConfError> {
     let (addr, mut port) = addr_port(n)?;
@@ -330,8 +342,8 @@ pub(super) fn real_server(
         match c.key.as_str() {
             "weight" => rs.weight = number(c, 0, 65535)? as u32,
             "lvs_method" => rs.fwd = method(c)?,
-            "notify_up" => rs.notify_up = Some(script(c)?),
-            "notify_down" => rs.notify_down = Some(script(c)?),
+            "notify_up" => rs.notify_up = scripts.notify(c, warnings)?,
+            "notify_down" => rs.notify_down = scripts.notify(c, warnings)?,
             "uthreshold" => rs.uthreshold = number(c, 0, u32::MAX.into())? as u32,
             "lthreshold" => rs.lthreshold = number(c, 0, u32::MAX.into())? as u32,
             "TCP_CHECK" | "HTTP_GET" | "SSL_GET" | "MISC_CHECK" | "SMTP_CHECK" | "DNS_CHECK"
@@ -364,6 +376,7 @@ pub(super) fn real_server(
             &rs,
             inh,
             rs_virtualhost.as_deref().or(virtualhost),
+            scripts,
             warnings,
         )?;
         rs.checkers.extend(cks);

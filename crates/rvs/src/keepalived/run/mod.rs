@@ -231,17 +231,24 @@ pub fn init_track_files(conf: &Config, reload: bool) {
     }
 }
 
-/// Run a notify script without waiting for it (a thread reaps it).
-fn notify(script: &str) {
-    let script = script.to_string();
+/// Run a notify script without waiting for it (a thread reaps it), as its
+/// user.
+fn notify(script: &super::conf::Notify) {
+    let script = script.clone();
     std::thread::spawn(move || {
-        match std::process::Command::new("/bin/sh")
-            .args(["-c", &script])
+        match script
+            .user
+            .command("/bin/sh", ["-c", &script.cmd])
             .stdin(std::process::Stdio::null())
             .status()
         {
             Ok(_) => {}
-            Err(e) => log(&format!("cannot run notify script {script}: {e}")),
+            Err(e) => log(&format!(
+                "cannot run notify script {} as {} ({}): {e}",
+                script.cmd,
+                script.user.name,
+                script.user.ids()
+            )),
         }
     });
 }

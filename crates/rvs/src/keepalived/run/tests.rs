@@ -215,3 +215,38 @@ fn reschedule_neither_succeeds_nor_counts() {
     assert_eq!(w.result(0, Outcome::Up(None)), s(10));
     assert!(w.reals[0][0].alive);
 }
+
+/// A notify script runs as global_defs' script_user (root needed to
+/// switch; skipped otherwise).
+#[test]
+fn notify_script_runs_as_script_user() {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipped: switching a script's user needs root");
+        return;
+    }
+    let nobody = crate::keepalived::runas::RunAs::resolve("nobody", None, false).unwrap();
+    let dir = std::env::temp_dir().join(format!("rvs-ka-notify-user-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    // nobody writes its answer here.
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let out = dir.join("id");
+    let mut w = world(&format!(
+        "global_defs {{\n script_user nobody\n}}\nvirtual_server 10.0.0.100 80 {{\n \
+         real_server 10.0.0.11 80 {{\n  notify_down \"/bin/sh -c 'id -u; id -g' > {}\"\n  \
+         TCP_CHECK {{ retry 0 }}\n }}\n}}\n",
+        out.display()
+    ));
+    w.result(0, down());
+    assert!(!w.reals[0][0].alive);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let text = loop {
+        match std::fs::read_to_string(&out) {
+            Ok(t) if t.lines().count() == 2 => break t,
+            _ if std::time::Instant::now() > deadline => panic!("the notify script did not run"),
+            _ => std::thread::sleep(Duration::from_millis(20)),
+        }
+    };
+    assert_eq!(text, format!("{}\n{}\n", nobody.uid, nobody.gid));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
