@@ -75,6 +75,7 @@ install -D -m 0755 dist/keepalived/rvs-sync-notify "$stage/usr/lib/rvs/rvs-sync-
 install -d "$stage/lib/systemd/system"
 sed 's|/usr/local/sbin/|/usr/sbin/|g' dist/rvsd.service >"$stage/lib/systemd/system/rvsd.service"
 install -m 0644 dist/rvs-ipvsadm.service "$stage/lib/systemd/system/rvs-ipvsadm.service"
+sed 's|/usr/local/sbin/|/usr/sbin/|g' dist/rvs-health.service >"$stage/lib/systemd/system/rvs-health.service"
 chmod 0644 "$stage/lib/systemd/system/"*
 
 # Configuration (conffiles).
@@ -151,7 +152,8 @@ Description: Linux Virtual Server (IPVS) director in user space, with ipvsadm
  The package provides rvsd (the daemon, as rvsd.service), rvsadm (ipvsadm's
  command line, byte for byte, also as ipvsadm, ipvsadm-save and
  ipvsadm-restore through update-alternatives), rvs (fwmark rules, sysctls,
- real-server set-up) and ipvsadm.service (rvs-ipvsadm.service), which
+ real-server set-up, keepalived.conf's health checkers as
+ rvs-health.service) and ipvsadm.service (rvs-ipvsadm.service), which
  loads and saves the distribution's ipvsadm rules file.
 EOF
 (cd "$stage" && find . -path ./DEBIAN -prune -o -type f -printf '%P\0' | sort -z | xargs -0 md5sum) >"$stage/DEBIAN/md5sums"

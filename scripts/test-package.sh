@@ -61,7 +61,7 @@ for f in ./usr/sbin/rvsd ./usr/sbin/rvsadm ./usr/sbin/rvs ./usr/sbin/rvsadm-save
     ./usr/share/man/man8/rvsd.8.gz ./usr/share/man/man8/rvsadm.8.gz \
     ./usr/share/man/man8/rvs.8.gz ./usr/share/man/man5/rvs-rules.5.gz \
     ./lib/systemd/system/rvsd.service ./lib/systemd/system/rvs-ipvsadm.service \
-    ./etc/rvs/rvsd.env ./usr/share/doc/rvs/copyright \
+    ./lib/systemd/system/rvs-health.service ./etc/rvs/rvsd.env ./usr/share/doc/rvs/copyright \
     ./usr/share/doc/rvs/examples/ldirectord.cf ./usr/share/doc/rvs/examples/keepalived.conf \
     ./usr/share/bash-completion/completions/rvsadm ./usr/share/bash-completion/completions/rvs \
     ./usr/share/zsh/vendor-completions/_rvsadm ./usr/share/zsh/vendor-completions/_rvs; do
@@ -151,7 +151,9 @@ grep -qx 'Value: /usr/sbin/rvsadm' <<<"$(update-alternatives --query ipvsadm)" |
     fail "ipvsadm.service is not the alias of rvs-ipvsadm.service"
 
 # The units as systemd reads them (paths, directives).
-out=$(systemd-analyze verify /lib/systemd/system/rvsd.service /lib/systemd/system/rvs-ipvsadm.service 2>&1) ||
+[ ! -e /etc/systemd/system/multi-user.target.wants/rvs-health.service ] || fail "rvs-health.service enabled"
+out=$(systemd-analyze verify /lib/systemd/system/rvsd.service /lib/systemd/system/rvs-ipvsadm.service \
+    /lib/systemd/system/rvs-health.service 2>&1) ||
     fail "systemd-analyze verify: $out"
 # The installed unit's confinement (crates/rvsd/tests/unit_hardening.rs
 # checks dist/rvsd.service the same way): exposure at most 3.0.
@@ -423,6 +425,33 @@ if [ -f /root/ldirectord ]; then
 else
     echo "SKIP: ldirectord (RVS_LDIRECTORD not set: scripts/test.sh extracts it)"
 fi
+
+# rvs-health.service: keepalived.conf's checkers. Installed disabled;
+# started, it puts the file's service in with the real server its
+# TCP_CHECK finds alive; `systemctl reload` applies a changed weight;
+# stopped, it leaves the table.
+[ "$(systemctl is-enabled rvs-health.service)" = disabled ] || fail "rvs-health.service is not disabled"
+mkdir -p /etc/keepalived
+kconf() {
+    printf 'virtual_server 10.7.1.100 82 {\n  delay_loop 1\n  lb_algo rr\n  lb_kind NAT\n  protocol TCP\n  real_server 10.7.2.11 80 {\n    weight %s\n    TCP_CHECK {\n      connect_timeout 1\n    }\n  }\n}\n' "$1" \
+        >/etc/keepalived/keepalived.conf
+}
+table82() { ipvsadm -L -n -t 10.7.1.100:82 2>/dev/null | awk '$2 == "10.7.2.11:80" { print $4 }'; }
+kconf 2
+systemctl start rvs-health.service || fail "systemctl start rvs-health"
+for _ in $(seq 100); do [ "$(table82)" = 2 ] && break; sleep 0.1; done
+[ "$(table82)" = 2 ] || fail "rvs-health did not put 10.7.2.11:80 in: $(ipvsadm -L -n; journalctl -u rvs-health --no-pager | tail)"
+kconf 5
+systemctl reload rvs-health.service
+for _ in $(seq 100); do [ "$(table82)" = 5 ] && break; sleep 0.1; done
+[ "$(table82)" = 5 ] || fail "systemctl reload rvs-health did not apply the weight: $(ipvsadm -L -n)"
+# The state file follows within a second or so.
+for _ in $(seq 50); do rvs health | grep -q 'RS \[10.7.2.11\]:tcp:80 *UP weight 5' && break; sleep 0.1; done
+rvs health | grep -q 'RS \[10.7.2.11\]:tcp:80 *UP weight 5' || fail "rvs health: $(rvs health)"
+systemctl stop rvs-health.service
+[ "$(table82)" = 5 ] || fail "stopping rvs-health changed the table"
+ipvsadm -D -t 10.7.1.100:82
+echo "rvs-health.service: started, reloaded (weight 2 -> 5), stopped; the table left as it was"
 
 # The seed's workflow word for word, with systemctl (the /etc/sysconfig
 # layout): save, stop (saves and clears), restore, start (loads).
