@@ -85,7 +85,7 @@ pub struct VirtualServer {
     pub ipv6: Option<bool>,
     /// `alpha`: real servers start down until their first success.
     pub alpha: bool,
-    /// `omega` (accepted; see the README).
+    /// `omega`: the down notifiers run when the checker stops.
     pub omega: bool,
     /// `ha_suspend`: its checkers pause while none of its addresses is
     /// an address of this host (a VRRP backup's).

@@ -253,6 +253,40 @@ fn notify(script: &super::conf::Notify) {
     });
 }
 
+/// keepalived's `omega`: the down notifiers at shutdown
+/// ([`World::omega_scripts`]), started together, each given a second (as
+/// keepalived gives them) and killed after it.
+fn omega(world: &World) {
+    let deadline = Instant::now() + Duration::from_secs(1);
+    let mut running = Vec::new();
+    for (line, script) in world.omega_scripts() {
+        log(&line);
+        match script
+            .user
+            .command("/bin/sh", ["-c", &script.cmd])
+            .stdin(std::process::Stdio::null())
+            .spawn()
+        {
+            Ok(c) => running.push((c, &script.cmd)),
+            Err(e) => log(&format!("cannot run notify script {}: {e}", script.cmd)),
+        }
+    }
+    while !running.is_empty() {
+        running.retain_mut(|(c, _)| !matches!(c.try_wait(), Ok(Some(_)) | Err(_)));
+        if Instant::now() >= deadline {
+            for (c, cmd) in &mut running {
+                log(&format!(
+                    "notify script {cmd} still running after 1 s at shutdown; killed"
+                ));
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// Write `status` to `path` atomically.
 pub fn write_status(path: &std::path::Path, status: &Status) -> Result<(), String> {
     if let Some(dir) = path.parent() {
@@ -492,6 +526,7 @@ pub fn run(opts: &Opts, conf: Config) -> Result<(), String> {
         "rvs health: stopping ({} checker threads); the table is left as it is",
         pool.workers()
     ));
+    omega(&world);
     drop(tcp);
     Ok(())
 }

@@ -250,3 +250,57 @@ fn notify_script_runs_as_script_user() {
     assert_eq!(text, format!("{}\n{}\n", nobody.uid, nobody.gid));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `omega`: at shutdown the notify_down of each real server alive, then
+/// the quorum_down, of the virtual servers with omega only; run together,
+/// a hung one killed after a second.
+#[test]
+fn omega_runs_the_down_notifiers_at_shutdown() {
+    let dir = std::env::temp_dir().join(format!("rvs-omega-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let d = dir.display();
+    let mut w = world(&format!(
+        "virtual_server 10.0.0.100 80 {{\n omega\n quorum_down \"/bin/touch {d}/quorum\"\n \
+         real_server 10.0.0.11 80 {{\n  notify_down \"/bin/touch {d}/rs11\"\n  TCP_CHECK {{ retry 0 }}\n }}\n \
+         real_server 10.0.0.12 80 {{\n  notify_down \"/bin/touch {d}/rs12\"\n  TCP_CHECK {{ retry 0 }}\n }}\n \
+         real_server 10.0.0.13 80 {{\n  notify_down \"/bin/sleep 30\"\n }}\n}}\n\
+         virtual_server 10.0.0.101 80 {{\n quorum_down \"/bin/touch {d}/other\"\n \
+         real_server 10.0.0.14 80 {{\n  notify_down \"/bin/touch {d}/rs14\"\n }}\n}}\n"
+    ));
+    // 10.0.0.12 is down: its notify_down ran then, not at shutdown.
+    w.result(1, Outcome::Down("x".into()));
+    assert!(!w.reals[0][1].alive);
+    let lines: Vec<String> = w.omega_scripts().into_iter().map(|(l, _)| l).collect();
+    assert_eq!(
+        lines,
+        [
+            "Shutting down service [10.0.0.11]:tcp:80 from VS [10.0.0.100]:tcp:80: notify_down",
+            "Shutting down service [10.0.0.13]:tcp:80 from VS [10.0.0.100]:tcp:80: notify_down",
+            "Shutting down VS [10.0.0.100]:tcp:80: quorum_down",
+        ]
+    );
+    // Its notify_down at the change runs on a thread of its own: gone
+    // before the shutdown's.
+    let t0 = Instant::now();
+    while !dir.join("rs12").exists() && t0.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::fs::remove_file(dir.join("rs12")).unwrap();
+    let t0 = Instant::now();
+    omega(&w);
+    let took = t0.elapsed();
+    assert!(
+        took >= Duration::from_secs(1) && took < Duration::from_secs(3),
+        "the hung one is killed after a second: {took:?}"
+    );
+    for (f, want) in [
+        ("rs11", true),
+        ("quorum", true),
+        ("rs12", false),
+        ("rs14", false),
+        ("other", false),
+    ] {
+        assert_eq!(dir.join(f).exists(), want, "{f}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -561,6 +561,36 @@ impl World {
         delay
     }
 
+    /// keepalived's `omega` at shutdown (ipwrapper.c `clear_service_rs`,
+    /// `update_vs_notifies`): for each virtual server with `omega`, the
+    /// `notify_down` of each real server alive, then its `quorum_down`;
+    /// each with the line said before it runs. Without `omega`, none.
+    pub(super) fn omega_scripts(&self) -> Vec<(String, &crate::keepalived::conf::Notify)> {
+        let mut out = Vec::new();
+        for (vi, vs) in self.conf.services.iter().enumerate() {
+            if !vs.omega {
+                continue;
+            }
+            let Some(id) = apply::service_ids(vs).into_iter().next() else {
+                continue;
+            };
+            let v = apply::fmt_service(&id);
+            for (rs, st) in vs.reals.iter().zip(&self.reals[vi]) {
+                if let (true, Some(s)) = (st.alive, &rs.notify_down) {
+                    let r = apply::fmt_real(&id, rs);
+                    out.push((
+                        format!("Shutting down service {r} from VS {v}: notify_down"),
+                        s,
+                    ));
+                }
+            }
+            if let Some(s) = &vs.quorum_down {
+                out.push((format!("Shutting down VS {v}: quorum_down"), s));
+            }
+        }
+        out
+    }
+
     /// The snapshot for the state file.
     pub fn status(&self, config: &str, started: u64) -> Status {
         Status {
