@@ -2148,8 +2148,10 @@ fn forwarding_rate(lab: &Lab, secs: Duration) -> f64 {
 ///    rvs health, with the baseline's bare loop making the same 1000
 ///    connects a second (what any TCP check costs the machine, the
 ///    checked servers' side included), then with rvs health (started
-///    again, 2 s to settle), `RVS_HEALTH_ROUNDS` (default 5) rounds; the
-///    means of the rounds' ratios with their 95 % confidence intervals.
+///    again, 2 s to settle), then with rvs health at keepalived's
+///    `global_defs { checker_priority 10 }` (nice 10: the forwarding
+///    first), `RVS_HEALTH_ROUNDS` (default 5) rounds; the means of the
+///    rounds' ratios with their 95 % confidence intervals.
 #[test]
 #[ignore = "a measurement (BENCHMARKS.md), not a check"]
 fn netns_health_tcp_check_cpu_and_forwarding_for_1000_real_servers() {
@@ -2307,8 +2309,19 @@ fn tcp_check_cpu_and_forwarding(farm: Farm) {
     drop(h);
 
     // Forwarding: without checks, with the bare loop's 1000 connects a
-    // second, then with rvs health's checks, `rounds` times.
-    let (mut without, mut with, mut bare) = (Vec::new(), Vec::new(), Vec::new());
+    // second, then with rvs health's checks, then with them at
+    // keepalived's `checker_priority 10` (nice 10), `rounds` times.
+    let niced = b.lab.dir().join("tcp-1000-nice.conf");
+    std::fs::write(
+        &niced,
+        format!(
+            "global_defs {{\n checker_priority 10\n}}\n{}",
+            std::fs::read_to_string(&file).unwrap()
+        ),
+    )
+    .unwrap();
+    let (mut without, mut with, mut bare, mut nice) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for round in 0..rounds {
         std::thread::sleep(Duration::from_secs(1));
         let off = forwarding_rate(&b.lab, PHASE);
@@ -2332,20 +2345,34 @@ fn tcp_check_cpu_and_forwarding(farm: Farm) {
         let (cpu, listener) = (cpu1.rate(cpu0, wall), l1.rate(l0, wall));
         assert_eq!(b.in_table(), 1000, "{}", h.log());
         drop(h);
+        let load_on = loadavg();
+        let (h, pid) = b.health(&niced, "64", &format!("tcp-1000-nice{round}"));
+        std::thread::sleep(Duration::from_secs(2));
+        let (cpu0, _) = cpu_and_threads(pid);
+        let t0 = Instant::now();
+        let on_nice = forwarding_rate(&b.lab, PHASE);
+        let (cpu1, _) = cpu_and_threads(pid);
+        assert!(alive(pid), "rvs health is gone (a zombie)\n{}", h.log());
+        let cpu_nice = cpu1.rate(cpu0, t0.elapsed().as_secs_f64());
+        assert_eq!(b.in_table(), 1000, "{}", h.log());
+        drop(h);
         eprintln!(
             "forwarding round {round}: without checks {off:.0} exchanges/s (load average \
              {load_off}), with the bare loop {by_loop:.0}, with rvs health {on:.0} (load average \
-             {}; rvs {:.3} CPU s/s meanwhile, the listener {:.3}); with/without {:.3}, \
-             with/bare loop {:.3}",
-            loadavg(),
+             {load_on}; rvs {:.3} CPU s/s meanwhile, the listener {:.3}), with rvs health at \
+             checker_priority 10 {on_nice:.0} (rvs {:.3} CPU s/s); with/without {:.3}, \
+             with/bare loop {:.3}, niced/without {:.3}",
             cpu.total(),
             listener.total(),
+            cpu_nice.total(),
             on / off,
-            on / by_loop
+            on / by_loop,
+            on_nice / off,
         );
         without.push(off);
         with.push(on);
         bare.push(by_loop);
+        nice.push(on_nice);
     }
     let ci = |a: &[f64], b: &[f64]| {
         let r: Vec<f64> = a.iter().zip(b).map(|(a, b)| a / b).collect();
@@ -2355,9 +2382,12 @@ fn tcp_check_cpu_and_forwarding(farm: Farm) {
     eprintln!(
         "forwarding, means of the rounds' ratios with 95 % intervals: with the bare loop (1000 \
          blocking connect+close/s, the same servers) / without {}; with rvs health / with the \
-         bare loop {}",
+         bare loop {}; with rvs health at checker_priority 10 / without {}; at \
+         checker_priority 10 / at the default priority {}",
         ci(&bare, &without),
         ci(&with, &bare),
+        ci(&nice, &without),
+        ci(&nice, &with),
     );
     let (off, on) = (
         without.iter().sum::<f64>() / rounds as f64,

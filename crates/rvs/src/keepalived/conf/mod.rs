@@ -40,6 +40,64 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct Config {
     /// The `virtual_server` blocks, in file order.
     pub services: Vec<VirtualServer>,
+    /// `global_defs`'s settings of the checker process.
+    pub process: Process,
+}
+
+/// keepalived's `global_defs` settings of its checker process, applied by
+/// `rvs health run` when it starts (a reload that changes them says they
+/// wait for a restart).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Process {
+    /// `checker_priority`: the nice value (-20..=19).
+    pub priority: Option<i32>,
+    /// `checker_cpu_affinity`: the CPUs it may run on.
+    pub cpu_affinity: Vec<usize>,
+    /// `checker_no_swap`: its memory locked (mlockall).
+    pub no_swap: bool,
+}
+
+/// `global_defs`'s checker process settings; the rest of the block is
+/// keepalived's own (and the script settings, `scripts.rs`).
+fn process(tree: &[Node], warnings: &mut Vec<String>) -> Result<Process, ConfError> {
+    let mut p = Process::default();
+    for n in tree.iter().filter(|n| n.key == "global_defs") {
+        for c in block(n)? {
+            match c.key.as_str() {
+                "checker_priority" => {
+                    let v = value(c)?;
+                    p.priority = Some(
+                        v.parse::<i32>()
+                            .ok()
+                            .filter(|v| (-20..=19).contains(v))
+                            .ok_or_else(|| {
+                                err_at(&c.pos, format!("invalid checker_priority '{v}' (-20..=19)"))
+                            })?,
+                    );
+                }
+                "checker_cpu_affinity" => {
+                    no_block(c)?;
+                    if c.args.is_empty() {
+                        return Err(err_at(&c.pos, "'checker_cpu_affinity' needs a CPU"));
+                    }
+                    p.cpu_affinity = c
+                        .args
+                        .iter()
+                        .map(|a| {
+                            a.parse::<usize>()
+                                .ok()
+                                .filter(|&x| x < 1024)
+                                .ok_or_else(|| err_at(&c.pos, format!("invalid CPU '{a}'")))
+                        })
+                        .collect::<Result<_, _>>()?;
+                }
+                "checker_no_swap" => p.no_swap = flag(c)?,
+                "checker_rt_priority" | "checker_rlimit_rttime" => unsupported(c, warnings),
+                _ => {}
+            }
+        }
+    }
+    Ok(p)
 }
 
 /// What a `virtual_server` line names.
@@ -643,6 +701,7 @@ pub fn build(tree: &[Node], warnings: &mut Vec<String>) -> Result<Config, ConfEr
     }
     // global_defs's script settings too: they apply to every script.
     let mut scripts = Scripts::global(tree, warnings)?;
+    let process = process(tree, warnings)?;
     let mut services = Vec::new();
     for n in tree {
         match n.key.as_str() {
@@ -655,7 +714,7 @@ pub fn build(tree: &[Node], warnings: &mut Vec<String>) -> Result<Config, ConfEr
         }
     }
     scripts.secure(&mut services, warnings);
-    Ok(Config { services })
+    Ok(Config { services, process })
 }
 
 /// The single argument of a block statement (`virtual_server_group NAME {`).

@@ -1217,3 +1217,47 @@ fn script_security() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// global_defs' checker process settings: read, checked; the real-time
+/// ones warned about.
+#[test]
+fn global_defs_checker_process_settings() {
+    let (c, w) = parse(
+        "global_defs {\n router_id X\n checker_priority 10\n checker_cpu_affinity 0 1\n \
+         checker_no_swap\n checker_rt_priority 50\n}\n",
+    )
+    .unwrap();
+    assert_eq!(
+        c.process,
+        Process {
+            priority: Some(10),
+            cpu_affinity: vec![0, 1],
+            no_swap: true
+        }
+    );
+    assert_eq!(
+        w,
+        ["k.conf:6: 'checker_rt_priority' is not supported by rvs yet; ignored"]
+    );
+    assert_eq!(parse("").unwrap().0.process, Process::default());
+    for (text, e) in [
+        (
+            "checker_priority 20",
+            "k.conf:2: invalid checker_priority '20' (-20..=19)",
+        ),
+        (
+            "checker_priority x",
+            "k.conf:2: invalid checker_priority 'x'",
+        ),
+        (
+            "checker_cpu_affinity",
+            "k.conf:2: 'checker_cpu_affinity' needs a CPU",
+        ),
+        ("checker_cpu_affinity 0 z", "k.conf:2: invalid CPU 'z'"),
+    ] {
+        let got = parse(&format!("global_defs {{\n {text}\n}}\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(got.starts_with(e), "{text}: {got}");
+    }
+}

@@ -335,6 +335,41 @@ impl Publish<'_> {
     }
 }
 
+/// keepalived's `checker_priority`, `checker_cpu_affinity` and
+/// `checker_no_swap` on this process (its threads and scripts inherit
+/// them). A setting the kernel refuses stops the checker at start, with
+/// the reason, as a bad option does: it was asked for explicitly.
+fn apply_process(p: &super::conf::Process) -> Result<(), String> {
+    if let Some(n) = p.priority {
+        rustix::process::setpriority_process(None, n)
+            .map_err(|e| format!("checker_priority {n}: setpriority: {e}"))?;
+        log(&format!("rvs health: checker_priority {n} (nice)"));
+    }
+    if !p.cpu_affinity.is_empty() {
+        let mut set = rustix::thread::CpuSet::new();
+        for &c in &p.cpu_affinity {
+            set.set(c);
+        }
+        rustix::thread::sched_setaffinity(None, &set).map_err(|e| {
+            format!(
+                "checker_cpu_affinity {:?}: sched_setaffinity: {e}",
+                p.cpu_affinity
+            )
+        })?;
+        log(&format!(
+            "rvs health: checker_cpu_affinity {:?}",
+            p.cpu_affinity
+        ));
+    }
+    if p.no_swap {
+        use rustix::mm::MlockAllFlags;
+        rustix::mm::mlockall(MlockAllFlags::CURRENT | MlockAllFlags::FUTURE)
+            .map_err(|e| format!("checker_no_swap: mlockall: {e}"))?;
+        log("rvs health: checker_no_swap (memory locked)");
+    }
+    Ok(())
+}
+
 /// ha_suspend: this host's addresses now, and the virtual servers whose
 /// checkers pause or run again for it (logged, as keepalived logs them).
 /// Addresses that cannot be read change nothing (said in the log).
@@ -365,6 +400,9 @@ pub fn run(opts: &Opts, conf: Config) -> Result<(), String> {
     // First: a --metrics address that cannot be bound stops the checker
     // before it changes anything.
     let listener = opts.metrics.map(metrics::Listener::bind).transpose()?;
+    // Before any thread starts: nice values and CPU sets are per thread,
+    // and threads inherit them.
+    apply_process(&conf.process)?;
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, Arc::clone(&stop)).map_err(|e| e.to_string())?;
@@ -441,6 +479,10 @@ pub fn run(opts: &Opts, conf: Config) -> Result<(), String> {
                         log(&w);
                     }
                     init_track_files(&conf, true);
+                    if conf.process != world.conf.process {
+                        log("global_defs' checker_priority, checker_cpu_affinity or \
+                             checker_no_swap changed: they take effect when rvs health restarts");
+                    }
                     world.reload(conf);
                     // A new world: its addresses looked at before its
                     // checks run.
