@@ -25,6 +25,7 @@
 //! * [`run`]: the scheduler and the state file (`run/world.rs`:
 //!   keepalived's state machine, quorum, the table kept in step);
 
+pub mod alert;
 pub mod apply;
 pub mod check;
 pub mod conf;

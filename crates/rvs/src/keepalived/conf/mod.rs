@@ -20,12 +20,14 @@ use rvs_proto::{Fwd, Proto};
 use super::lex::{self, ConfError, Node, Pos, err_at};
 pub use super::runas::RunAs;
 
+mod alerts;
 mod checker;
 mod scripts;
 mod server;
 #[cfg(test)]
 mod tests;
 
+pub use alerts::Smtp;
 use checker::*;
 use scripts::Scripts;
 use server::*;
@@ -42,6 +44,8 @@ pub struct Config {
     pub services: Vec<VirtualServer>,
     /// `global_defs`'s settings of the checker process.
     pub process: Process,
+    /// `global_defs`'s e-mail alert settings.
+    pub smtp: Smtp,
 }
 
 /// keepalived's `global_defs` settings of its checker process, applied by
@@ -145,6 +149,9 @@ pub struct VirtualServer {
     pub alpha: bool,
     /// `omega`: the down notifiers run when the checker stops.
     pub omega: bool,
+    /// `smtp_alert` (resolved with keepalived's defaults once the file is
+    /// read: `Some`).
+    pub smtp_alert: Option<bool>,
     /// `ha_suspend`: its checkers pause while none of its addresses is
     /// an address of this host (a VRRP backup's).
     pub ha_suspend: bool,
@@ -190,6 +197,8 @@ pub struct RealServer {
     pub uthreshold: u32,
     /// `lthreshold`.
     pub lthreshold: u32,
+    /// `smtp_alert` (resolved with keepalived's defaults: `Some`).
+    pub smtp_alert: Option<bool>,
     /// Its checkers (none: always up, as keepalived).
     pub checkers: Vec<Checker>,
 }
@@ -483,6 +492,7 @@ impl VirtualServer {
             notify_down: None,
             uthreshold: 0,
             lthreshold: 0,
+            smtp_alert: Some(false),
             checkers: Vec::new(),
         })
     }
@@ -702,6 +712,7 @@ pub fn build(tree: &[Node], warnings: &mut Vec<String>) -> Result<Config, ConfEr
     // global_defs's script settings too: they apply to every script.
     let mut scripts = Scripts::global(tree, warnings)?;
     let process = process(tree, warnings)?;
+    let (smtp, alert, alert_checker) = alerts::global(tree, warnings)?;
     let mut services = Vec::new();
     for n in tree {
         match n.key.as_str() {
@@ -714,7 +725,12 @@ pub fn build(tree: &[Node], warnings: &mut Vec<String>) -> Result<Config, ConfEr
         }
     }
     scripts.secure(&mut services, warnings);
-    Ok(Config { services, process })
+    alerts::resolve(&mut services, alert, alert_checker);
+    Ok(Config {
+        services,
+        process,
+        smtp,
+    })
 }
 
 /// The single argument of a block statement (`virtual_server_group NAME {`).

@@ -156,6 +156,7 @@ pub(super) fn virtual_server(
         alpha: false,
         omega: false,
         ha_suspend: false,
+        smtp_alert: None,
         quorum: 1,
         hysteresis: 0,
         sorry_server: None,
@@ -246,9 +247,8 @@ pub(super) fn virtual_server(
             "virtualhost" => virtualhost = Some(value(c)?.to_string()),
             "real_server" => real_nodes.push(c),
             "ha_suspend" => vs.ha_suspend = flag(c)?,
-            "smtp_alert" | "snmp_name" | "persistence_engine" | "retry_attempts" => {
-                unsupported(c, warnings)
-            }
+            "smtp_alert" => vs.smtp_alert = Some(flag(c)?),
+            "snmp_name" | "persistence_engine" | "retry_attempts" => unsupported(c, warnings),
             _ => unknown(c, warnings),
         }
     }
@@ -330,6 +330,7 @@ pub(super) fn real_server(
         notify_down: None,
         uthreshold: 0,
         lthreshold: 0,
+        smtp_alert: None,
         checkers: Vec::new(),
     };
     let mut inh = Inherit::default();
@@ -359,7 +360,7 @@ pub(super) fn real_server(
             // HTTP_GET's Host when neither its url nor the checker names
             // one, before the virtual server's (check_http.c).
             "virtualhost" => rs_virtualhost = Some(value(c)?.to_string()),
-            "smtp_alert" => unsupported(c, warnings),
+            "smtp_alert" => rs.smtp_alert = Some(flag(c)?),
             _ => unknown(c, warnings),
         }
     }

@@ -1261,3 +1261,57 @@ fn global_defs_checker_process_settings() {
         assert!(got.starts_with(e), "{text}: {got}");
     }
 }
+
+/// global_defs' alert settings and keepalived's smtp_alert defaults: a
+/// virtual server's off, a real server's on, both following the global
+/// `smtp_alert_checker` (else `smtp_alert`).
+#[test]
+fn smtp_alert_settings_and_defaults() {
+    let (c, w) = parse(
+        "global_defs {\n notification_email {\n  a@example.com\n  b@example.com\n }\n \
+         notification_email_from lvs@example.com\n smtp_server 192.0.2.25\n smtp_helo_name me\n \
+         smtp_connect_timeout 7\n router_id R1\n no_checker_emails\n}\n\
+         virtual_server 10.0.0.1 80 {\n real_server 10.0.0.2 80 {\n }\n \
+         real_server 10.0.0.3 80 {\n  smtp_alert off\n }\n}\n\
+         virtual_server 10.0.0.1 81 {\n smtp_alert\n}\n",
+    )
+    .unwrap();
+    assert!(w.is_empty(), "{w:?}");
+    assert_eq!(
+        c.smtp,
+        Smtp {
+            server: Some(("192.0.2.25".into(), 25)),
+            helo: "me".into(),
+            from: "lvs@example.com".into(),
+            to: vec!["a@example.com".into(), "b@example.com".into()],
+            timeout: Duration::from_secs(7),
+            router_id: "R1".into(),
+            no_checker_emails: true,
+        }
+    );
+    assert!(c.smtp.enabled());
+    let s = &c.services;
+    assert_eq!(
+        (s[0].smtp_alert, s[1].smtp_alert),
+        (Some(false), Some(true))
+    );
+    assert_eq!(
+        (s[0].reals[0].smtp_alert, s[0].reals[1].smtp_alert),
+        (Some(true), Some(false))
+    );
+    // The global smtp_alert_checker decides for both.
+    let (c, _) = parse(
+        "global_defs {\n smtp_alert_checker off\n smtp_alert on\n}\n\
+         virtual_server 10.0.0.1 80 {\n real_server 10.0.0.2 80 {\n }\n}\n",
+    )
+    .unwrap();
+    assert_eq!(c.services[0].smtp_alert, Some(false));
+    assert_eq!(c.services[0].reals[0].smtp_alert, Some(false));
+    // Defaults: the host's name, port 25 (none: no alerts).
+    let (c, _) = parse("").unwrap();
+    assert!(!c.smtp.enabled());
+    assert_eq!(c.smtp.timeout, Duration::from_secs(30));
+    assert!(!c.smtp.router_id.is_empty() && c.smtp.from.contains('@'));
+    let e = parse("global_defs {\n smtp_server 192.0.2.25 99999\n}\n").unwrap_err();
+    assert!(e.to_string().starts_with("k.conf:2:"), "{e}");
+}

@@ -304,3 +304,48 @@ fn omega_runs_the_down_notifiers_at_shutdown() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// smtp_alert: a checker that goes down (and its real server) mails
+/// keepalived's subject and body; a virtual server with smtp_alert that
+/// loses its quorum mails too; `smtp_alert false` on a real server
+/// mails nothing for it.
+#[test]
+fn smtp_alerts_for_real_servers_and_quorum() {
+    use crate::keepalived::alert::{TEST_WAIT, tests::mail_server};
+    let (port, mails) = mail_server();
+    let mut w = world(&format!(
+        "global_defs {{\n router_id LVS_T\n notification_email {{\n  ops@example.com\n }}\n \
+         notification_email_from lvs@example.com\n smtp_server 127.0.0.1 {port}\n}}\n\
+         virtual_server 10.0.0.100 80 {{\n smtp_alert\n quorum 2\n \
+         real_server 10.0.0.11 80 {{\n  TCP_CHECK {{ retry 0 }}\n }}\n \
+         real_server 10.0.0.12 80 {{\n  smtp_alert false\n  TCP_CHECK {{ retry 0 }}\n }}\n}}\n"
+    ));
+    assert_eq!(w.conf.services[0].reals[0].smtp_alert, Some(true));
+    w.result(1, Outcome::Down("x".into()));
+    // The quorum (2 of 2) is lost: the virtual server's mail; rs2 itself
+    // sends none.
+    let m = mails.recv_timeout(TEST_WAIT).expect("a mail");
+    assert!(
+        m.contains("Subject: [LVS_T] Virtualserver [10.0.0.100]:tcp:80 - DOWN\r\n"),
+        "{m}"
+    );
+    assert!(m.contains("\r\n=> Lost quorum 2+0=2 <= 1 <=\r\n"), "{m}");
+    w.result(0, Outcome::Down("x".into()));
+    let m = mails.recv_timeout(TEST_WAIT).expect("a mail");
+    assert!(
+        m.contains(
+            "Subject: [LVS_T] Realserver [10.0.0.11]:tcp:80 of virtual server \
+             [10.0.0.100]:tcp:80 - DOWN\r\n"
+        ),
+        "{m}"
+    );
+    assert!(
+        m.contains("\r\n=> TCP CHECK failed on service <=\r\n"),
+        "{m}"
+    );
+    assert!(m.contains("RCPT TO:<ops@example.com>"), "{m}");
+    assert!(
+        mails.recv_timeout(Duration::from_millis(300)).is_err(),
+        "one mail each"
+    );
+}

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 use rvs_proto::client::{Client, Endpoint};
 use rvs_proto::{Op, Reply, Request};
 
+use crate::keepalived::alert;
 use crate::keepalived::apply::{self, Want};
 use crate::keepalived::check::{self, Outcome};
 use crate::keepalived::conf::{CheckKind, Checker, Config};
@@ -153,6 +154,7 @@ impl World {
             if let Some(s) = &vs.quorum_up {
                 notify(s);
             }
+            self.quorum_alert(vi, "Gained quorum", threshold, sum);
         } else if up && sum < threshold {
             self.quorum_up[vi] = false;
             log(&format!(
@@ -161,7 +163,30 @@ impl World {
             if let Some(s) = &vs.quorum_down {
                 notify(s);
             }
+            self.quorum_alert(vi, "Lost quorum", threshold, sum);
         }
+    }
+
+    /// keepalived's `do_vs_notifies` e-mail: a virtual server with
+    /// `smtp_alert` that gained or lost its quorum.
+    fn quorum_alert(&self, vi: usize, what: &str, threshold: i64, sum: i64) {
+        let vs = &self.conf.services[vi];
+        if vs.smtp_alert != Some(true) {
+            return;
+        }
+        let Some(id) = apply::service_ids(vs).into_iter().next() else {
+            return;
+        };
+        let smtp = &self.conf.smtp;
+        alert::send(
+            smtp,
+            alert::vs_subject(smtp, &apply::fmt_service(&id), self.quorum_up[vi]),
+            format!(
+                "=> {what} {}+{}={threshold} <= {sum} <=",
+                vs.quorum, vs.hysteresis
+            ),
+            log,
+        );
     }
 
     /// What the table should hold for the sorry server of `vi`: in while
@@ -509,17 +534,21 @@ impl World {
                 false
             }
         };
+        // The checker's own up/down change (for its e-mail alert).
+        let mut checker_flip = None;
         let delay = if matches!(ck.kind, CheckKind::File(_)) {
             timing.delay_loop
         } else if success || st.retry_it >= timing.retry {
             st.retry_it = 0;
             if success && !st.up {
                 st.up = true;
+                checker_flip = Some(true);
                 self.changed = true;
                 st.last_change = now;
                 log(&success_line(ck));
             } else if !success && st.up {
                 st.up = false;
+                checker_flip = Some(false);
                 self.changed = true;
                 st.last_change = now;
                 if timing.retry > 0 {
@@ -557,6 +586,31 @@ impl World {
         };
         if flipped && let Some(s) = script {
             notify(s);
+        }
+        // keepalived's checkers' `smtp_alert(SMTP_MSG_RS, …)`: when a
+        // checker goes up or down and its real server alerts, if the real
+        // server changed too or `no_checker_emails` is off.
+        let smtp = &self.conf.smtp;
+        if let Some(up) = checker_flip
+            && rs.smtp_alert == Some(true)
+            && (flipped || !smtp.no_checker_emails)
+        {
+            let vs = &self.conf.services[vi];
+            if let Some(id) = apply::service_ids(vs).into_iter().next() {
+                let ck = &rs.checkers[ci];
+                let failure = &self.reals[vi][ri].checkers[ci].error;
+                alert::send(
+                    smtp,
+                    alert::rs_subject(
+                        smtp,
+                        &apply::fmt_real(&id, rs),
+                        &apply::fmt_service(&id),
+                        alive,
+                    ),
+                    alert::checker_body(&ck.kind, up, failure),
+                    log,
+                );
+            }
         }
         delay
     }
