@@ -76,7 +76,7 @@ impl Response {
     /// The bytes held: the head while it is incomplete, the body kept for
     /// a regex, a chunk-size line.
     #[cfg(test)]
-    fn buffered(&self) -> usize {
+    pub(super) fn buffered(&self) -> usize {
         let line = match &self.stage {
             Stage::Chunked(c) => c.line.capacity(),
             _ => 0,

@@ -11,6 +11,7 @@ use std::net::UdpSocket;
 use std::sync::Arc;
 
 mod evented;
+mod fuzz;
 mod probes;
 
 fn checker(kind: CheckKind, ip: IpAddr, port: u16) -> Checker {
