@@ -41,21 +41,7 @@ const VIP6: [u8; 16] = [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x6
 const CIP6: [u8; 16] = [0x20, 1, 0xd, 0xb8, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5];
 const RS6: [u8; 16] = [0x20, 1, 0xd, 0xb8, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x11];
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
+use rvs_testsupport::FuzzRng as Rng;
 
 fn engine() -> Engine {
     let mut e = Engine::new(EngineConfig {
@@ -357,14 +343,7 @@ fn mutate(rng: &mut Rng, corpus: &[Vec<u8>]) -> Vec<u8> {
 
 #[test]
 fn engine_never_panics_on_mutated_frames() {
-    let iters: u64 = std::env::var("RVS_FUZZ_ITERS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(300_000);
-    let seed: u64 = std::env::var("RVS_FUZZ_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0x5eed_1234_abcd_0001);
+    let (iters, seed) = rvs_testsupport::fuzz_env(300_000, 0x5eed_1234_abcd_0001);
     let corpus = corpus();
     let mut rng = Rng(seed);
     let mut e = engine();

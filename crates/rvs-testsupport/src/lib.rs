@@ -183,3 +183,44 @@ pub fn wait_up(ns: &str, dev: &str) {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// The fuzz harnesses' generator (README, "Fuzzing"): a seeded xorshift,
+/// so that a failure reproduces from its seed and iteration. A seed of 0
+/// gives only zeros: the harnesses' seeds are odd.
+#[derive(Debug, Clone)]
+pub struct FuzzRng(pub u64);
+
+impl FuzzRng {
+    /// The next 64 bits.
+    #[allow(clippy::should_implement_trait)]
+    pub fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+
+    /// A number below `n` (0 when `n` is 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+
+    /// `n` random bytes.
+    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.next() as u8).collect()
+    }
+}
+
+/// A fuzz harness's iterations and seed: `RVS_FUZZ_ITERS` and
+/// `RVS_FUZZ_SEED` when set (and numbers), else the harness's defaults.
+pub fn fuzz_env(iters: u64, seed: u64) -> (u64, u64) {
+    let var = |name: &str, default: u64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    (var("RVS_FUZZ_ITERS", iters), var("RVS_FUZZ_SEED", seed))
+}

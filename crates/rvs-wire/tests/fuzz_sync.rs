@@ -26,21 +26,7 @@ use rvs_wire::ipvs_sync::{
     Message, SeqInfo, SeqOptions, SyncAddrs, SyncBuffer, SyncConn, SyncError, Version, conn_flags,
 };
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
+use rvs_testsupport::FuzzRng as Rng;
 
 fn corpus() -> Vec<Vec<u8>> {
     let v4 = SyncAddrs::V4 {
@@ -352,14 +338,7 @@ fn model(d: &[u8]) -> Option<Vec<i32>> {
 
 #[test]
 fn sync_decoder_never_panics_and_walks_as_the_kernel() {
-    let iters: u64 = std::env::var("RVS_FUZZ_ITERS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2_000_000);
-    let seed: u64 = std::env::var("RVS_FUZZ_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0x5eed_5a1c_0000_0001);
+    let (iters, seed) = rvs_testsupport::fuzz_env(2_000_000, 0x5eed_5a1c_0000_0001);
     let corpus = corpus();
     let mut rng = Rng(seed);
     let started = std::time::Instant::now();

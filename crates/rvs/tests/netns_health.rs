@@ -176,6 +176,16 @@ impl World {
         self.dir.join("health.json")
     }
 
+    /// What `rvs health show` prints of the state file.
+    fn show(&self) -> String {
+        let o = Command::new(RVS)
+            .args(["health", "show", "--state"])
+            .arg(self.state())
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
     /// `(rip, weight)` of every real server of VIP:8080 (None: no service).
     fn table(&self) -> Option<Vec<(Ipv4Addr, u64)>> {
         self.table_at("-t", PORT)
@@ -340,12 +350,7 @@ fn netns_health_http_get_stop_start_and_500() {
     // second after a change: it may lag the table by that much).
     let t0 = Instant::now();
     let show = loop {
-        let o = Command::new(RVS)
-            .args(["health", "show", "--state"])
-            .arg(w.state())
-            .output()
-            .unwrap();
-        let show = String::from_utf8_lossy(&o.stdout).into_owned();
+        let show = w.show();
         if show.contains("DOWN removed") || t0.elapsed() > Duration::from_secs(3) {
             break show;
         }
@@ -1357,12 +1362,7 @@ fn netns_health_file_check_gates_and_weights() {
     std::fs::write(&gate, "0\n").unwrap();
     std::fs::remove_file(&drain).unwrap();
     w.wait_table(&want(&[(0, 2), (1, 2), (2, 2)]), bound, &h);
-    let show = Command::new(RVS)
-        .args(["health", "show", "--state"])
-        .arg(w.state())
-        .output()
-        .unwrap();
-    let show = String::from_utf8_lossy(&show.stdout);
+    let show = w.show();
     assert!(
         show.contains("FILE_CHECK") && show.contains("last value 0"),
         "{show}"
@@ -2473,12 +2473,7 @@ fn netns_health_ha_suspend_follows_the_address() {
         "{}",
         h.log()
     );
-    let show = Command::new(RVS)
-        .args(["health", "show", "--state"])
-        .arg(w.state())
-        .output()
-        .unwrap();
-    let show = String::from_utf8_lossy(&show.stdout);
+    let show = w.show();
     assert!(show.contains("checkers suspended (ha_suspend"), "{show}");
     // The address on the director: checked, rs3 leaves.
     let director = w.lab.ns("director");

@@ -9,21 +9,7 @@ use rvs_proto::{Envelope, PROTOCOL_VERSION, Request, encode};
 use rvsd::auth::Peer;
 use rvsd::handler::{State, decode_request};
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
+use rvs_testsupport::FuzzRng as Rng;
 
 /// Valid request lines: every kind, from rvsadm's own grammar where it
 /// has one.
@@ -80,14 +66,7 @@ fn corpus() -> Vec<Vec<u8>> {
 
 #[test]
 fn requests_never_panic() {
-    let iters: u64 = std::env::var("RVS_FUZZ_ITERS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(100_000);
-    let seed: u64 = std::env::var("RVS_FUZZ_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0x5eed_0000_1234_5678);
+    let (iters, seed) = rvs_testsupport::fuzz_env(100_000, 0x5eed_0000_1234_5678);
     let corpus = corpus();
     assert!(corpus.len() > 15, "rvsadm's grammar gave too few ops");
     let mut rng = Rng(seed);

@@ -19,24 +19,7 @@ use super::super::smtp::smtp_reply;
 use super::*;
 use crate::keepalived::conf::RegexOptions;
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next() as u8).collect()
-    }
-}
+use rvs_testsupport::FuzzRng as Rng;
 
 /// Well-formed and nearly well-formed responses to start from.
 fn http_corpus() -> Vec<Vec<u8>> {
@@ -168,15 +151,8 @@ fn pieces(r: &mut Rng, u: &Url, resp: &[u8]) -> (Result<(), String>, usize) {
 
 #[test]
 fn fuzz_checker_parsers() {
-    let iters: usize = std::env::var("RVS_FUZZ_ITERS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10_000);
-    let seed: u64 = std::env::var("RVS_FUZZ_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0x5eed_c4ec);
-    let mut r = Rng(seed | 1);
+    let (iters, seed) = rvs_testsupport::fuzz_env(10_000, 0x5eed_c4ed);
+    let mut r = Rng(seed);
     let corpus = http_corpus();
     let t0 = std::time::Instant::now();
     let (mut up, mut smtp_codes, mut dns, mut echoes) = (0usize, 0usize, 0usize, 0usize);
