@@ -13,7 +13,9 @@
 //! * [`lex`]: words, comments, braces, `include` globs; [`conf`]: the
 //!   `virtual_server` world with keepalived's defaults and inheritance
 //!   (`conf/server.rs` the virtual and real server blocks,
-//!   `conf/checker.rs` the checker and track_file blocks);
+//!   `conf/checker.rs` the checker and track_file blocks,
+//!   `conf/scripts.rs` the scripts' users, `conf/alerts.rs` the e-mail
+//!   settings); [`runas`]: a script's user, resolved and switched to;
 //! * [`apply`]: the configuration as ipvsadm operations;
 //! * [`check`]: one bounded attempt of each checker (`check/evented.rs`
 //!   the epoll set where TCP_CHECK, `check/tcp.rs`, HTTP_GET and
@@ -23,7 +25,8 @@
 //!   `check/probes.rs`, and MISC_CHECK's scripts, `check/script.rs`,
 //!   run on the scheduler's thread; FILE_CHECK on the pool's workers);
 //! * [`run`]: the scheduler and the state file (`run/world.rs`:
-//!   keepalived's state machine, quorum, the table kept in step);
+//!   keepalived's state machine, quorum, the table kept in step;
+//!   `run/suspend.rs` ha_suspend); [`alert`]: the e-mail alerts;
 
 pub mod alert;
 pub mod apply;
