@@ -29,6 +29,7 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -261,10 +262,13 @@ fn omega(world: &World) {
     let mut running = Vec::new();
     for (line, script) in world.omega_scripts() {
         log(&line);
+        // In a process group of its own: killed, it takes what it started
+        // with it.
         match script
             .user
             .command("/bin/sh", ["-c", &script.cmd])
             .stdin(std::process::Stdio::null())
+            .process_group(0)
             .spawn()
         {
             Ok(c) => running.push((c, &script.cmd)),
@@ -278,7 +282,9 @@ fn omega(world: &World) {
                 log(&format!(
                     "notify script {cmd} still running after 1 s at shutdown; killed"
                 ));
-                let _ = c.kill();
+                if let Some(pid) = rustix::process::Pid::from_raw(c.id() as i32) {
+                    let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+                }
                 let _ = c.wait();
             }
             break;
