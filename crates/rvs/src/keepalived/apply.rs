@@ -36,6 +36,12 @@ pub fn service_ids(vs: &VirtualServer) -> Vec<ServiceId> {
     }
 }
 
+/// The service that names a `virtual_server` in log lines and alerts (a
+/// group's first member); `None` for an empty group.
+pub fn first_service_id(vs: &VirtualServer) -> Option<ServiceId> {
+    service_ids(vs).into_iter().next()
+}
+
 /// keepalived's `FMT_VS`/`FMT_RS` style: `[10.0.0.1]:tcp:80`, `FWM 3`.
 pub fn fmt_service(id: &ServiceId) -> String {
     match id {

@@ -60,7 +60,7 @@ pub(super) fn changes(conf: &Config, before: Option<&[bool]>, after: &[bool]) ->
         if !changed {
             continue;
         }
-        let Some(id) = apply::service_ids(vs).into_iter().next() else {
+        let Some(id) = apply::first_service_id(vs) else {
             continue;
         };
         for rs in vs.reals.iter().filter(|r| !r.checkers.is_empty()) {

@@ -174,7 +174,7 @@ impl World {
         if vs.smtp_alert != Some(true) {
             return;
         }
-        let Some(id) = apply::service_ids(vs).into_iter().next() else {
+        let Some(id) = apply::first_service_id(vs) else {
             return;
         };
         let smtp = &self.conf.smtp;
@@ -596,7 +596,7 @@ impl World {
             && (flipped || !smtp.no_checker_emails)
         {
             let vs = &self.conf.services[vi];
-            if let Some(id) = apply::service_ids(vs).into_iter().next() {
+            if let Some(id) = apply::first_service_id(vs) {
                 let ck = &rs.checkers[ci];
                 let failure = &self.reals[vi][ri].checkers[ci].error;
                 alert::send(
@@ -625,7 +625,7 @@ impl World {
             if !vs.omega {
                 continue;
             }
-            let Some(id) = apply::service_ids(vs).into_iter().next() else {
+            let Some(id) = apply::first_service_id(vs) else {
                 continue;
             };
             let v = apply::fmt_service(&id);
