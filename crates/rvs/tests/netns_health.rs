@@ -801,8 +801,31 @@ fn netns_health_quorum_sorry_server() {
         script.display(),
         script.display()
     );
+    // keepalived's lvs_notify_fifo, read by its notify_fifo_script (as
+    // keepalived's doc/samples/sample_notify_fifo.sh reads it).
+    let fifo = w.dir.join("lvs.fifo");
+    let reader = w.dir.join("reader.sh");
+    let lines = w.dir.join("fifo.log");
+    std::fs::write(
+        &reader,
+        format!(
+            "#!/bin/sh
+while read -r l; do echo \"$l\" >> {}; done < \"$1\"\n",
+            lines.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&reader, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let fifos = format!(
+        "global_defs {{\n  lvs_notify_fifo {}\n  lvs_notify_fifo_script {}\n}}\n",
+        fifo.display(),
+        reader.display()
+    );
     let reals: Vec<String> = rips[..2].iter().map(|r| http_real(*r, "")).collect();
-    let h = w.health(&http_conf(&w.lab, &extra, &reals), "q");
+    let h = w.health(
+        &format!("{fifos}{}", http_conf(&w.lab, &extra, &reals)),
+        "q",
+    );
     let pool = vec![(rips[0], 1), (rips[1], 1)];
     w.wait_table(&pool, Duration::from_secs(10), &h);
     w.warm();
@@ -840,6 +863,23 @@ fn netns_health_quorum_sorry_server() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    let (rs, vs) = (format!("[{}]:tcp:{PORT}", rips[0]), &vs);
+    let want = format!("RS {rs} {vs} DOWN\nVS {vs} DOWN\nRS {rs} {vs} UP\nVS {vs} UP\n");
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while std::fs::read_to_string(&lines).unwrap_or_default() != want {
+        assert!(
+            Instant::now() < deadline,
+            "the FIFO's lines: {:?}, want {want:?}\n{}",
+            std::fs::read_to_string(&lines),
+            h.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        std::fs::metadata(&fifo)
+            .is_ok_and(|m| { std::os::unix::fs::FileTypeExt::is_fifo(&m.file_type()) }),
+        "the FIFO is there while rvs health runs"
+    );
 }
 
 /// A TLS server on :8443 (HTTP/1.0, `name\n`, the SNI it gets written to

@@ -120,15 +120,22 @@ pub fn message(smtp: &Smtp, unix: u64, subject: &str, body: &str) -> String {
 
 /// Send an alert in the background (nothing without `smtp_server` and an
 /// address); the outcome goes to `log`.
-pub fn send(smtp: &Smtp, subject: String, body: String, log: fn(&str)) {
+pub fn send(
+    smtp: &Smtp,
+    subject: String,
+    body: String,
+    log: fn(&str),
+) -> Option<std::thread::JoinHandle<()>> {
     if !smtp.enabled() {
-        return;
+        return None;
     }
     let smtp = smtp.clone();
-    std::thread::spawn(move || match exchange(&smtp, &subject, &body) {
-        Ok(()) => log(&format!("SMTP alert successfully sent: {subject}")),
-        Err(e) => log(&format!("SMTP alert not sent ({subject}): {e}")),
-    });
+    Some(std::thread::spawn(move || {
+        match exchange(&smtp, &subject, &body) {
+            Ok(()) => log(&format!("SMTP alert successfully sent: {subject}")),
+            Err(e) => log(&format!("SMTP alert not sent ({subject}): {e}")),
+        }
+    }))
 }
 
 /// The SMTP exchange of one alert.

@@ -22,6 +22,7 @@ pub use super::runas::RunAs;
 
 mod alerts;
 mod checker;
+mod notify;
 mod scripts;
 mod server;
 #[cfg(test)]
@@ -29,6 +30,7 @@ mod tests;
 
 pub use alerts::Smtp;
 use checker::*;
+pub use notify::{Fifo, Notifications};
 use scripts::Scripts;
 use server::*;
 
@@ -46,6 +48,8 @@ pub struct Config {
     pub process: Process,
     /// `global_defs`'s e-mail alert settings.
     pub smtp: Smtp,
+    /// `global_defs`'s notification FIFOs and `rs_init_notifies`.
+    pub notify: Notifications,
 }
 
 /// keepalived's `global_defs` settings of its checker process, applied by
@@ -713,6 +717,7 @@ pub fn build(tree: &[Node], warnings: &mut Vec<String>) -> Result<Config, ConfEr
     let mut scripts = Scripts::global(tree, warnings)?;
     let process = process(tree, warnings)?;
     let (smtp, alert, alert_checker) = alerts::global(tree, warnings)?;
+    let mut notify = notify::global(tree, &mut scripts, warnings)?;
     let mut services = Vec::new();
     for n in tree {
         match n.key.as_str() {
@@ -724,12 +729,13 @@ pub fn build(tree: &[Node], warnings: &mut Vec<String>) -> Result<Config, ConfEr
             _ => unknown(n, warnings),
         }
     }
-    scripts.secure(&mut services, warnings);
+    scripts.secure(&mut services, &mut notify, warnings);
     alerts::resolve(&mut services, alert, alert_checker);
     Ok(Config {
         services,
         process,
         smtp,
+        notify,
     })
 }
 

@@ -136,7 +136,11 @@ impl Scripts {
 
     /// The user of a script: `args` (`USER [[:]GROUP]`), else the default.
     /// `Err`: why the script is disabled (the caller says what it drops).
-    fn user_of(&mut self, args: &[String], warnings: &mut Vec<String>) -> Result<RunAs, String> {
+    pub(super) fn user_of(
+        &mut self,
+        args: &[String],
+        warnings: &mut Vec<String>,
+    ) -> Result<RunAs, String> {
         match args {
             [] => self
                 .default_user(warnings)
@@ -207,8 +211,20 @@ impl Scripts {
     /// keepalived's `check_script_secure` over every script: unsafe ones
     /// warned about, and disabled with `enable_script_security`; then the
     /// "SECURITY VIOLATION" warning when scripts run without it.
-    pub(super) fn secure(&self, services: &mut [VirtualServer], warnings: &mut Vec<String>) {
+    pub(super) fn secure(
+        &self,
+        services: &mut [VirtualServer],
+        notes: &mut Notifications,
+        warnings: &mut Vec<String>,
+    ) {
         let mut t = Tally::default();
+        for f in &mut notes.fifos {
+            if let Some(s) = &f.script
+                && !self.keep(&s.cmd, &s.user, &s.pos, &mut t, warnings)
+            {
+                f.script = None;
+            }
+        }
         for vs in services.iter_mut() {
             for slot in [&mut vs.quorum_up, &mut vs.quorum_down] {
                 if let Some(s) = slot

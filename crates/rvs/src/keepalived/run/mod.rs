@@ -42,7 +42,10 @@ use super::check::{self};
 use super::conf::{CheckKind, Checker, Config};
 use super::pool::Pool;
 
+mod fifo;
 pub mod metrics;
+#[cfg(test)]
+mod notify_tests;
 mod suspend;
 #[cfg(test)]
 mod tests;
@@ -90,6 +93,9 @@ pub struct CheckerStatus {
     /// FILE_CHECK: what it adds to the real server's weight while up.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub weight_delta: i64,
+    /// It has reached a verdict (keepalived's `has_run`).
+    #[serde(skip)]
+    pub has_run: bool,
 }
 
 fn is_zero(v: &i64) -> bool {
@@ -257,7 +263,8 @@ fn notify(script: &super::conf::Notify) {
 /// keepalived's `omega`: the down notifiers at shutdown
 /// ([`World::omega_scripts`]), started together, each given a second (as
 /// keepalived gives them) and killed after it.
-fn omega(world: &World) {
+fn omega(world: &mut World) {
+    let mails = world.omega_messages();
     let deadline = Instant::now() + Duration::from_secs(1);
     let mut running = Vec::new();
     for (line, script) in world.omega_scripts() {
@@ -290,6 +297,15 @@ fn omega(world: &World) {
             break;
         }
         std::thread::sleep(Duration::from_millis(10));
+    }
+    // The e-mails: each exchange is bounded by smtp_connect_timeout; the
+    // exit waits for them, at most 5 s more.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while mails.iter().any(|m| !m.is_finished()) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    if mails.iter().any(|m| !m.is_finished()) {
+        log("SMTP alerts still being sent 5 s after shutdown; not waiting for them");
     }
 }
 
@@ -420,6 +436,8 @@ pub fn run(opts: &Opts, conf: Config) -> Result<(), String> {
     let config = opts.file.display().to_string();
     init_track_files(&conf, false);
     let mut world = World::new(conf, opts.endpoint.clone());
+    world.fifos = fifo::Fifos::open(&world.conf.notify);
+    world.start_notifies();
     log(&format!(
         "rvs health: {} virtual server(s), {} checker(s), up to {} worker thread(s)",
         world.conf.services.len(),
@@ -574,7 +592,7 @@ pub fn run(opts: &Opts, conf: Config) -> Result<(), String> {
         "rvs health: stopping ({} checker threads); the table is left as it is",
         pool.workers()
     ));
-    omega(&world);
+    omega(&mut world);
     drop(tcp);
     Ok(())
 }

@@ -287,7 +287,7 @@ fn omega_runs_the_down_notifiers_at_shutdown() {
     }
     std::fs::remove_file(dir.join("rs12")).unwrap();
     let t0 = Instant::now();
-    omega(&w);
+    omega(&mut w);
     let took = t0.elapsed();
     assert!(
         took >= Duration::from_secs(1) && took < Duration::from_secs(3),

@@ -38,6 +38,9 @@ pub struct World {
     /// Whether the addresses were looked at for `suspended` (the first
     /// look logs the paused ones only).
     pub(super) suspend_seen: bool,
+    /// The notification FIFOs (`notify_fifo`, `lvs_notify_fifo`): opened
+    /// by `run`, none in a world of its own (tests).
+    pub(super) fifos: fifo::Fifos,
 }
 
 impl World {
@@ -72,6 +75,7 @@ impl World {
                                     retry_it: 0,
                                     error: String::new(),
                                     weight_delta: 0,
+                                    has_run: false,
                                 };
                                 // A tracked file's value is known at the
                                 // start, as in keepalived: no flap.
@@ -111,6 +115,7 @@ impl World {
             changed: true,
             suspended: Vec::new(),
             suspend_seen: false,
+            fifos: fifo::Fifos::default(),
         }
         .with_quorum()
     }
@@ -154,6 +159,7 @@ impl World {
             if let Some(s) = &vs.quorum_up {
                 notify(s);
             }
+            self.fifo_vs(vi);
             self.quorum_alert(vi, "Gained quorum", threshold, sum);
         } else if up && sum < threshold {
             self.quorum_up[vi] = false;
@@ -163,8 +169,102 @@ impl World {
             if let Some(s) = &vs.quorum_down {
                 notify(s);
             }
+            self.fifo_vs(vi);
             self.quorum_alert(vi, "Lost quorum", threshold, sum);
         }
+    }
+
+    /// keepalived's `FMT_VS` of virtual server `vi`, as its FIFO lines
+    /// and log lines name it: `[10.0.0.1]:tcp:80`, `FWM 3`, and a group's
+    /// `[NAME]:0`.
+    pub(super) fn vs_name(&self, vi: usize) -> String {
+        let vs = &self.conf.services[vi];
+        match &vs.addr {
+            crate::keepalived::conf::VsAddr::Group(name, _) => format!("[{name}]:0"),
+            _ => apply::first_service_id(vs).map_or_else(String::new, |id| apply::fmt_service(&id)),
+        }
+    }
+
+    /// keepalived's `FMT_RS` of real server `ri` of virtual server `vi`.
+    pub(super) fn rs_name(&self, vi: usize, ri: usize) -> String {
+        let vs = &self.conf.services[vi];
+        let rs = &vs.reals[ri];
+        match apply::first_service_id(vs) {
+            Some(id) => apply::fmt_real(&id, rs),
+            None => format!("[{}]:tcp:{}", rs.addr, rs.port),
+        }
+    }
+
+    /// keepalived's `notify_fifo_vs`: the quorum state of `vi`.
+    pub(super) fn fifo_vs(&mut self, vi: usize) {
+        if self.fifos.any() {
+            let line = fifo::vs_line(&self.vs_name(vi), self.quorum_up[vi]);
+            self.fifos.write(&line);
+        }
+    }
+
+    /// keepalived's `do_rs_notifies`: real server `ri` of `vi` is now
+    /// alive or not: its notify_up or notify_down, and its FIFO line.
+    pub(super) fn rs_notifies(&mut self, vi: usize, ri: usize) {
+        let alive = self.reals[vi][ri].alive;
+        let rs = &self.conf.services[vi].reals[ri];
+        let script = if alive {
+            &rs.notify_up
+        } else {
+            &rs.notify_down
+        };
+        if let Some(s) = script {
+            notify(s);
+        }
+        if self.fifos.any() {
+            let line = fifo::rs_line(&self.rs_name(vi, ri), &self.vs_name(vi), alive);
+            self.fifos.write(&line);
+        }
+    }
+
+    /// What keepalived notifies when it sets up virtual servers and real
+    /// servers (ipwrapper.c `init_service_rs`, `update_quorum_state` with
+    /// `init`), for those `fresh` says are new (all at the start; on a
+    /// reload the ones it added): with `rs_init_notifies`, each real
+    /// server that starts alive, as if it had come up; and a virtual
+    /// server with a sorry server that starts without its quorum, as if it
+    /// had lost it ("Starting with quorum down").
+    pub(super) fn init_notifies(&mut self, fresh_vs: &[bool], fresh_rs: &[Vec<bool>]) {
+        for vi in 0..self.conf.services.len() {
+            if self.conf.notify.rs_init {
+                for ri in 0..self.conf.services[vi].reals.len() {
+                    let fresh = fresh_rs.get(vi).and_then(|f| f.get(ri)) != Some(&false);
+                    if fresh && self.reals[vi][ri].alive {
+                        self.rs_notifies(vi, ri);
+                    }
+                }
+            }
+            let vs = &self.conf.services[vi];
+            if fresh_vs.get(vi) == Some(&false) || self.quorum_up[vi] || vs.sorry_server.is_none() {
+                continue;
+            }
+            let sum = self.live_weight(vi) as i64;
+            let (q, h) = (i64::from(vs.quorum), i64::from(vs.hysteresis));
+            // keepalived's line, its threshold (quorum + hysteresis) after
+            // a `-` as written there.
+            log(&format!(
+                "Starting with quorum down {q}-{h}={} > {sum} for VS {}",
+                q + h,
+                self.vs_name(vi)
+            ));
+            if let Some(s) = &vs.quorum_down {
+                notify(s);
+            }
+            self.fifo_vs(vi);
+            self.quorum_alert(vi, "Starting with quorum down", q + h, sum);
+        }
+    }
+
+    /// Every virtual and real server is new: [`World::init_notifies`] at
+    /// the start.
+    pub fn start_notifies(&mut self) {
+        let fresh_rs: Vec<Vec<bool>> = self.reals.iter().map(|r| vec![true; r.len()]).collect();
+        self.init_notifies(&vec![true; self.reals.len()], &fresh_rs);
     }
 
     /// keepalived's `do_vs_notifies` e-mail: a virtual server with
@@ -174,13 +274,10 @@ impl World {
         if vs.smtp_alert != Some(true) {
             return;
         }
-        let Some(id) = apply::first_service_id(vs) else {
-            return;
-        };
         let smtp = &self.conf.smtp;
         alert::send(
             smtp,
-            alert::vs_subject(smtp, &apply::fmt_service(&id), self.quorum_up[vi]),
+            alert::vs_subject(smtp, &self.vs_name(vi), self.quorum_up[vi]),
             format!(
                 "=> {what} {}+{}={threshold} <= {sum} <=",
                 vs.quorum, vs.hysteresis
@@ -235,8 +332,20 @@ impl World {
         let mut next = World::new(conf, self.endpoint.clone());
         let mut next_reals = std::mem::take(&mut next.reals);
         let mut kept = 0;
+        // What the new file adds, for keepalived's notifications of new
+        // servers (init_notifies).
+        let mut fresh_vs = Vec::new();
+        let mut fresh_rs: Vec<Vec<bool>> = Vec::new();
         for (vi, vs) in next.conf.services.iter().enumerate() {
             let ids = apply::service_ids(vs);
+            fresh_vs.push(
+                !self
+                    .conf
+                    .services
+                    .iter()
+                    .any(|o| apply::service_ids(o) == ids),
+            );
+            fresh_rs.push(vec![true; vs.reals.len()]);
             for (ri, rs) in vs.reals.iter().enumerate() {
                 let old = self
                     .conf
@@ -271,6 +380,7 @@ impl World {
                     }
                     st.inhibit = rs.inhibit_on_failure;
                     next_reals[vi][ri] = st;
+                    fresh_rs[vi][ri] = false;
                     kept += 1;
                 }
             }
@@ -288,6 +398,8 @@ impl World {
             .chain(self.gone.drain(..))
             .collect();
         next.client = self.client.take();
+        next.fifos = std::mem::take(&mut self.fifos);
+        next.fifos.reload(&next.conf.notify);
         let next = next.with_quorum();
         log(&format!(
             "Reloaded: {} virtual server(s), {kept} real server(s) keep their state, {} service(s) to remove",
@@ -295,6 +407,7 @@ impl World {
             next.gone.len()
         ));
         *self = next;
+        self.init_notifies(&fresh_vs, &fresh_rs);
     }
 
     pub(super) fn want(&self, vi: usize, ri: usize) -> Want {
@@ -536,10 +649,16 @@ impl World {
         };
         // The checker's own up/down change (for its e-mail alert).
         let mut checker_flip = None;
+        // keepalived's update_svr_checker_state: the first verdict of a
+        // checker that starts down (alpha) and stays down notifies its
+        // real server's state (notify_down, the FIFO).
+        let mut first_down = false;
         let delay = if matches!(ck.kind, CheckKind::File(_)) {
             timing.delay_loop
         } else if success || st.retry_it >= timing.retry {
             st.retry_it = 0;
+            first_down = !success && !st.up && !st.has_run;
+            st.has_run = true;
             if success && !st.up {
                 st.up = true;
                 checker_flip = Some(true);
@@ -575,18 +694,15 @@ impl World {
             rs.alive = alive;
             rs.last_change = now;
         }
+        // keepalived's order (perform_svr_state): the real server's
+        // notifications, then the quorum's.
+        if flipped || (first_down && !alive) {
+            self.rs_notifies(vi, ri);
+        }
         self.update_quorum(vi);
         let after = self.desired(vi);
         self.diff(vi, &before, &after);
         let rs = &self.conf.services[vi].reals[ri];
-        let script = if alive {
-            &rs.notify_up
-        } else {
-            &rs.notify_down
-        };
-        if flipped && let Some(s) = script {
-            notify(s);
-        }
         // keepalived's checkers' `smtp_alert(SMTP_MSG_RS, …)`: when a
         // checker goes up or down and its real server alerts, if the real
         // server changed too or `no_checker_emails` is off.
@@ -595,22 +711,14 @@ impl World {
             && rs.smtp_alert == Some(true)
             && (flipped || !smtp.no_checker_emails)
         {
-            let vs = &self.conf.services[vi];
-            if let Some(id) = apply::first_service_id(vs) {
-                let ck = &rs.checkers[ci];
-                let failure = &self.reals[vi][ri].checkers[ci].error;
-                alert::send(
-                    smtp,
-                    alert::rs_subject(
-                        smtp,
-                        &apply::fmt_real(&id, rs),
-                        &apply::fmt_service(&id),
-                        alive,
-                    ),
-                    alert::checker_body(&ck.kind, up, failure),
-                    log,
-                );
-            }
+            let ck = &rs.checkers[ci];
+            let failure = &self.reals[vi][ri].checkers[ci].error;
+            alert::send(
+                smtp,
+                alert::rs_subject(smtp, &self.rs_name(vi, ri), &self.vs_name(vi), alive),
+                alert::checker_body(&ck.kind, up, failure),
+                log,
+            );
         }
         delay
     }
@@ -643,6 +751,49 @@ impl World {
             }
         }
         out
+    }
+
+    /// keepalived's other messages at shutdown for the virtual servers
+    /// with `omega` (ipwrapper.c `clear_service_rs`, `do_vs_notifies`
+    /// when stopping): each real server alive `RS … DOWN` to the FIFOs and
+    /// its e-mail "=> Shutting down <=" (with `smtp_alert`), then the
+    /// virtual server's `VS … DOWN` and e-mail. The e-mails' threads are
+    /// returned, to be waited for.
+    pub(super) fn omega_messages(&mut self) -> Vec<std::thread::JoinHandle<()>> {
+        let mut mails = Vec::new();
+        for vi in 0..self.conf.services.len() {
+            if !self.conf.services[vi].omega {
+                continue;
+            }
+            let v = self.vs_name(vi);
+            for ri in 0..self.reals[vi].len() {
+                if !self.reals[vi][ri].alive {
+                    continue;
+                }
+                let r = self.rs_name(vi, ri);
+                self.fifos.write(&fifo::rs_line(&r, &v, false));
+                if self.conf.services[vi].reals[ri].smtp_alert == Some(true) {
+                    let smtp = &self.conf.smtp;
+                    mails.extend(alert::send(
+                        smtp,
+                        alert::rs_subject(smtp, &r, &v, false),
+                        "=> Shutting down <=".into(),
+                        log,
+                    ));
+                }
+            }
+            self.fifos.write(&fifo::vs_line(&v, false));
+            if self.conf.services[vi].smtp_alert == Some(true) {
+                let smtp = &self.conf.smtp;
+                mails.extend(alert::send(
+                    smtp,
+                    alert::vs_subject(smtp, &v, false),
+                    "=> Shutting down <=".into(),
+                    log,
+                ));
+            }
+        }
+        mails
     }
 
     /// The snapshot for the state file.

@@ -15,6 +15,7 @@ fn checker(kind: &str, target: &str, up: bool, retry_it: u32) -> CheckerStatus {
         retry_it,
         error: String::new(),
         weight_delta: 0,
+        has_run: false,
     }
 }
 
