@@ -94,15 +94,24 @@ fn errors_and_warnings_name_file_and_line() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-/// The worked example under dist/keepalived/ parses without a warning and
-/// uses every checker rvs runs.
+/// The worked example under dist/keepalived/ parses with no warning but
+/// the one for its MISC_CHECK's site script (`/usr/local/bin/check-app`,
+/// not on a test host: disabled at load, as keepalived does) and uses
+/// every checker rvs runs.
 #[test]
 fn dist_example_parses_cleanly() {
     let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../dist/keepalived/keepalived.conf");
     let (ok, out, err) = check(&file);
     assert!(ok, "{err}");
-    assert!(err.is_empty(), "{err}");
+    let others: Vec<&str> = err
+        .lines()
+        .filter(|l| {
+            !(l.contains(": Script /usr/local/bin/check-app cannot be accessed")
+                && l.ends_with("since not found/accessible"))
+        })
+        .collect();
+    assert!(others.is_empty(), "{err}");
     assert!(out.contains("ipvsadm -A -u 10.2.0.100:53 -s rr"), "{out}");
     assert!(out.contains("ipvsadm -A -f 1 -s wlc -p 300"), "{out}");
     let text = std::fs::read_to_string(&file).unwrap();

@@ -488,8 +488,11 @@ fn hung_scripts_on_the_event_loop_time_out_only_their_own_checks() {
     for (i, o, at) in out {
         if i == 300 {
             assert_eq!(o, Outcome::Up(None));
+            // Serialised it would wait 300 timeouts (300 s), with a few
+            // workers 75 s; starting 300 processes on a loaded 2-vCPU
+            // host can take more than the timeout itself (1.7 s seen).
             assert!(
-                at < Duration::from_millis(900),
+                at < Duration::from_secs(5),
                 "the quick script waited {at:?}"
             );
         } else {

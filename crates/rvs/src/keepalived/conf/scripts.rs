@@ -13,6 +13,10 @@
 //!   the scripts without a user of their own are disabled.
 //! * An unknown user or group disables that script, with a warning at its
 //!   line (keepalived: a MISC_CHECK is removed, a notify script ignored).
+//! * A script that cannot be found (a bare name not in `PATH`, a path that
+//!   is not there) or that its user cannot execute is disabled at load,
+//!   as keepalived's check_script_secure disables it (its MISC_CHECK
+//!   removed, its notify script dropped); `</path` is not a program.
 //! * A script run with uid or gid 0 (or set-uid/set-gid root) is checked at
 //!   load: every part of its path (`/`, each directory, the file; then the
 //!   same for where its symbolic links lead) must be owned by root, and
@@ -220,7 +224,7 @@ impl Scripts {
         let mut t = Tally::default();
         for f in &mut notes.fifos {
             if let Some(s) = &f.script
-                && !self.keep(&s.cmd, &s.user, &s.pos, &mut t, warnings)
+                && !self.keep(&s.cmd, &s.user, &s.pos, false, &mut t, warnings)
             {
                 f.script = None;
             }
@@ -228,7 +232,7 @@ impl Scripts {
         for vs in services.iter_mut() {
             for slot in [&mut vs.quorum_up, &mut vs.quorum_down] {
                 if let Some(s) = slot
-                    && !self.keep(&s.cmd, &s.user, &s.pos, &mut t, warnings)
+                    && !self.keep(&s.cmd, &s.user, &s.pos, false, &mut t, warnings)
                 {
                     *slot = None;
                 }
@@ -236,14 +240,14 @@ impl Scripts {
             for rs in &mut vs.reals {
                 for slot in [&mut rs.notify_up, &mut rs.notify_down] {
                     if let Some(s) = slot
-                        && !self.keep(&s.cmd, &s.user, &s.pos, &mut t, warnings)
+                        && !self.keep(&s.cmd, &s.user, &s.pos, false, &mut t, warnings)
                     {
                         *slot = None;
                     }
                 }
                 rs.checkers.retain(|ck| match &ck.kind {
                     CheckKind::Misc { path, user, .. } => {
-                        self.keep(path, user, &ck.pos, &mut t, warnings)
+                        self.keep(path, user, &ck.pos, true, &mut t, warnings)
                     }
                     _ => true,
                 });
@@ -269,22 +273,51 @@ impl Scripts {
         cmd: &str,
         user: &RunAs,
         pos: &Pos,
+        misc: bool,
         t: &mut Tally,
         warnings: &mut Vec<String>,
     ) -> bool {
         let Some(prog) = cmd.split_whitespace().next() else {
             return true;
         };
-        // A script that cannot be found is not judged: it fails when run.
+        // keepalived's `</path`: whether a file can be opened, not a
+        // program.
+        if let Some(rest) = prog.strip_prefix('<')
+            && rest.trim_start().starts_with('/')
+        {
+            return true;
+        }
+        // keepalived's check_script_secure: a script that cannot be found,
+        // or that its user cannot execute, is disabled at load.
+        let misc = if misc {
+            format!("; Disabling misc script {cmd} since not found/accessible")
+        } else {
+            String::new()
+        };
         let Some(path) = find(prog) else {
-            return true;
+            warnings.push(format!(
+                "{pos}: Cannot find script {prog} in path - disabling{misc}"
+            ));
+            return false;
         };
-        let Ok(real) = std::fs::canonicalize(&path) else {
-            return true;
+        let meta =
+            std::fs::canonicalize(&path).and_then(|real| Ok((std::fs::metadata(&real)?, real)));
+        let (meta, real) = match meta {
+            Ok(m) => m,
+            Err(e) => {
+                warnings.push(format!(
+                    "{pos}: Script {prog} cannot be accessed - {e}{misc}"
+                ));
+                return false;
+            }
         };
-        let Ok(meta) = std::fs::metadata(&real) else {
-            return true;
-        };
+        if !executable(&meta, user) {
+            warnings.push(format!(
+                "{pos}: WARNING - script '{prog}' is not executable for uid:gid {}:{} - disabling.",
+                user.uid, user.gid
+            ));
+            return false;
+        }
         t.scripts = true;
         let mode = meta.mode();
         let setid_root = (meta.uid() == 0 && mode & 0o4100 == 0o4100)
@@ -312,6 +345,22 @@ impl Scripts {
             }
         ));
         !disable
+    }
+}
+
+/// keepalived's `is_executable`: root needs any execute bit; the owner
+/// the owner's; anyone else the group's or the others' bit, as their
+/// group is the file's or not.
+fn executable(m: &std::fs::Metadata, user: &RunAs) -> bool {
+    let mode = m.mode();
+    if user.uid == 0 {
+        mode & 0o111 != 0
+    } else if user.uid == m.uid() {
+        mode & 0o100 != 0
+    } else if user.gid == m.gid() {
+        mode & 0o010 != 0
+    } else {
+        mode & 0o001 != 0
     }
 }
 

@@ -79,7 +79,7 @@ real_server 10.0.0.12 {
     inhibit_on_failure false
     lvs_method NAT
     MISC_CHECK {
-        misc_path "/usr/local/bin/check.sh 10.0.0.12"
+        misc_path "/bin/echo 10.0.0.12"
         misc_timeout 4
         misc_dynamic
     }
@@ -192,7 +192,7 @@ fn every_keyword() {
     assert_eq!(
         r2.checkers[0].kind,
         CheckKind::Misc {
-            path: "/usr/local/bin/check.sh 10.0.0.12".into(),
+            path: "/bin/echo 10.0.0.12".into(),
             timeout: Duration::from_secs(4),
             dynamic: true,
             user: nobody,
@@ -658,16 +658,20 @@ fn keepalived_samples_parse() {
     assert_eq!(c.services[0].reals.len(), 2);
 
     let (c, w) = load("keepalived.conf.misc_check");
-    // Its script runs as keepalived's default user (the script does not
-    // exist here: it is not judged).
-    assert_eq!(w, default_user_warning(), "{w:?}");
-    let CheckKind::Misc { path, dynamic, .. } = &c.services[0].reals[0].checkers[0].kind else {
-        panic!()
-    };
-    assert_eq!(
-        (path.as_str(), *dynamic),
-        ("/usr/local/bin/script.sh", false)
+    // Its script would run as keepalived's default user; it does not
+    // exist here, so its MISC_CHECK is disabled at load, as keepalived
+    // disables it.
+    let (last, first) = w.split_last().unwrap();
+    assert_eq!(first, default_user_warning(), "{w:?}");
+    assert!(
+        last.ends_with(
+            "keepalived.conf.misc_check:23: Script /usr/local/bin/script.sh cannot be accessed - \
+             No such file or directory (os error 2); Disabling misc script \
+             /usr/local/bin/script.sh since not found/accessible"
+        ),
+        "{w:?}"
     );
+    assert!(c.services[0].reals[0].checkers.is_empty());
 }
 
 /// The url's regex options and offsets, as keepalived reads them: the
@@ -948,10 +952,15 @@ fn misc(text: &str) -> Result<(Option<RunAs>, Vec<String>), ConfError> {
 
 const SECURE: &str = "global_defs {\n enable_script_security\n}\n";
 
+/// keepalived's warning when scripts that exist run without
+/// enable_script_security.
+const VIOLATION: &str = "SECURITY VIOLATION - check scripts are being executed but \
+    script_security not enabled (global_defs' enable_script_security).";
+
 fn misc_user_conf(global: &str, user: &str) -> String {
     format!(
         "{global}virtual_server 10.0.0.1 80 {{\n real_server 10.0.0.2 80 {{\n  \
-         TCP_CHECK {{ }}\n  MISC_CHECK {{\n   misc_path \"/nonexistent/check arg\"\n   {user}\n  }}\n }}\n}}\n"
+         TCP_CHECK {{ }}\n  MISC_CHECK {{\n   misc_path \"/bin/echo check arg\"\n   {user}\n  }}\n }}\n}}\n"
     )
 }
 
@@ -1002,7 +1011,7 @@ fn misc_check_unknown_user_or_group_removes_it() {
         w,
         [
             "k.conf:9: Script user 'rvs-no-such-user' does not exist; failed to set the \
-          uid/gid of misc checker script /nonexistent/check arg - removing the MISC_CHECK"
+          uid/gid of misc checker script /bin/echo check arg - removing the MISC_CHECK"
         ]
     );
     let cks = &c.services[0].reals[0].checkers;
@@ -1027,9 +1036,9 @@ fn script_user_and_the_default() {
     let nobody = RunAs::resolve("nobody", None, false).unwrap();
     let conf = |global: &str| {
         format!(
-            "{global}virtual_server 10.0.0.1 80 {{\n quorum_up /nonexistent/q\n \
-             real_server 10.0.0.2 80 {{\n  notify_up \"/nonexistent/n up\"\n  \
-             notify_down /nonexistent/n root\n  MISC_CHECK {{ misc_path /nonexistent/m }}\n }}\n}}\n"
+            "{global}virtual_server 10.0.0.1 80 {{\n quorum_up /bin/true\n \
+             real_server 10.0.0.2 80 {{\n  notify_up \"/bin/echo n up\"\n  \
+             notify_down /bin/true root\n  MISC_CHECK {{ misc_path /bin/false }}\n }}\n}}\n"
         )
     };
     let users = |c: &Config| {
@@ -1049,13 +1058,17 @@ fn script_user_and_the_default() {
         "global_defs {\n router_id X\n script_user nobody\n}\n",
     ))
     .unwrap();
-    assert!(w.is_empty(), "{w:?}");
+    // notify_down runs as root: keepalived's warning without
+    // enable_script_security.
+    assert_eq!(w, [VIOLATION], "{w:?}");
     let n = Some(nobody.name.clone());
     assert_eq!(users(&c), [n.clone(), n.clone(), Some("root".into()), n]);
 
     // No script_user: keepalived's default, one warning for all the
     // scripts (where keepalived_script does not exist).
     let (c, w) = parse(&conf("")).unwrap();
+    let (violation, w) = w.split_last().unwrap();
+    assert_eq!(violation, VIOLATION);
     assert_eq!(w, default_user_warning());
     let d = if w.is_empty() {
         "keepalived_script".to_string()
@@ -1075,7 +1088,7 @@ fn script_user_and_the_default() {
     let (_, w) = parse(
         &misc_user_conf("", "")
             .replace("MISC_CHECK", "TCP_CHECK")
-            .replace("misc_path \"/nonexistent/check arg\"", ""),
+            .replace("misc_path \"/bin/echo check arg\"", ""),
     )
     .unwrap();
     assert!(w.is_empty(), "{w:?}");
@@ -1088,7 +1101,8 @@ fn script_user_and_the_default() {
     assert!(vs.quorum_up.is_none() && vs.reals[0].notify_up.is_none());
     assert!(vs.reals[0].checkers.is_empty());
     assert_eq!(vs.reals[0].notify_down.as_ref().unwrap().user.name, "root");
-    assert_eq!(w.len(), 4, "{w:?}");
+    assert_eq!(w.len(), 5, "{w:?}");
+    assert_eq!(w[4], VIOLATION);
     assert!(w[0].starts_with("k.conf:2: Script user 'rvs-no-such-user' does not exist;"));
     assert!(w[1].starts_with("k.conf:5: no default script user; invalid user/group for quorum_up"));
     assert!(w[3].contains("removing the MISC_CHECK"), "{w:?}");
@@ -1140,7 +1154,7 @@ fn script_security() {
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
     let s = script.display().to_string();
     let conf = |global: &str, user: &str| {
-        parse(&misc_user_conf(global, user).replace("/nonexistent/check arg", &s)).unwrap()
+        parse(&misc_user_conf(global, user).replace("/bin/echo check arg", &s)).unwrap()
     };
     let unsafe_line = |w: &str, line: usize| {
         w.starts_with(&format!(
@@ -1190,7 +1204,7 @@ fn script_security() {
     );
     // A root-owned script in root-owned directories is safe, found in PATH
     // too; without enable_script_security, the SECURITY VIOLATION alone.
-    let text = misc_user_conf(SECURE, "user root").replace("/nonexistent/check arg", "true");
+    let text = misc_user_conf(SECURE, "user root").replace("/bin/echo check arg", "true");
     let (c, w) = parse(&text).unwrap();
     assert!(w.is_empty(), "{w:?}");
     assert_eq!(c.services[0].reals[0].checkers.len(), 2);
@@ -1314,4 +1328,68 @@ fn smtp_alert_settings_and_defaults() {
     assert!(!c.smtp.router_id.is_empty() && c.smtp.from.contains('@'));
     let e = parse("global_defs {\n smtp_server 192.0.2.25 99999\n}\n").unwrap_err();
     assert!(e.to_string().starts_with("k.conf:2:"), "{e}");
+}
+
+/// keepalived's check_script_secure at load: a script that cannot be
+/// found (a bare name not in PATH, a path that is not there) or that its
+/// user cannot execute is disabled, with its line: a MISC_CHECK is
+/// removed (its real server no longer waits for it), a notify script
+/// dropped; `</path` (a file's readability) is not a program and stays.
+#[test]
+fn scripts_not_found_or_not_executable_are_disabled_at_load() {
+    let dir = std::env::temp_dir().join(format!("rvs-noexec-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let owner_only = dir.join("owner-only");
+    std::fs::write(&owner_only, "#!/bin/sh\nexit 0\n").unwrap();
+    std::fs::set_permissions(
+        &owner_only,
+        std::os::unix::fs::PermissionsExt::from_mode(0o744),
+    )
+    .unwrap();
+    let (c, w) = parse(&format!(
+        "global_defs {{\n script_user nobody\n enable_script_security\n}}\n\
+         virtual_server 10.0.0.1 80 {{\n quorum_up rvs-no-such-program\n \
+         quorum_down \"</etc/hostname\"\n \
+         real_server 10.0.0.2 80 {{\n  notify_up /nonexistent/up\n  notify_down /bin/true\n  \
+         TCP_CHECK {{ }}\n  MISC_CHECK {{ misc_path \"/nonexistent/check arg\" }}\n  \
+         MISC_CHECK {{ misc_path {} }}\n  MISC_CHECK {{ misc_path /bin/true }}\n }}\n}}\n",
+        owner_only.display()
+    ))
+    .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let vs = &c.services[0];
+    let rs = &vs.reals[0];
+    assert!(vs.quorum_up.is_none());
+    assert_eq!(vs.quorum_down.as_ref().unwrap().cmd, "</etc/hostname");
+    assert!(rs.notify_up.is_none());
+    assert_eq!(rs.notify_down.as_ref().unwrap().cmd, "/bin/true");
+    let kinds: Vec<String> = rs
+        .checkers
+        .iter()
+        .map(|ck| match &ck.kind {
+            CheckKind::Misc { path, .. } => path.clone(),
+            k => format!("{k:?}"),
+        })
+        .collect();
+    assert_eq!(kinds, ["Tcp", "/bin/true"]);
+    let nobody = RunAs::resolve("nobody", None, false).unwrap();
+    assert_eq!(
+        w,
+        [
+            "k.conf:6: Cannot find script rvs-no-such-program in path - disabling".to_string(),
+            "k.conf:9: Script /nonexistent/up cannot be accessed - No such file or directory \
+             (os error 2)"
+                .to_string(),
+            "k.conf:12: Script /nonexistent/check cannot be accessed - No such file or directory \
+             (os error 2); Disabling misc script /nonexistent/check arg since not \
+             found/accessible"
+                .to_string(),
+            format!(
+                "k.conf:13: WARNING - script '{}' is not executable for uid:gid {}:{} - disabling.",
+                owner_only.display(),
+                nobody.uid,
+                nobody.gid
+            ),
+        ]
+    );
 }

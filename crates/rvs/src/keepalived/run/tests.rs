@@ -57,7 +57,7 @@ fn alpha_inhibit_and_dynamic_weight() {
     let mut w = world(
         "virtual_server 10.0.0.100 80 {\n alpha\n inhibit_on_failure\n \
          real_server 10.0.0.11 80 {\n weight 4\n TCP_CHECK { }\n \
-         MISC_CHECK { misc_path /bin/x\n misc_dynamic }\n }\n}\n",
+         MISC_CHECK { misc_path /bin/true\n misc_dynamic }\n }\n}\n",
     );
     assert!(!w.reals[0][0].alive, "alpha: down until the first success");
     assert_eq!(w.want(0, 0), Want::In(0), "inhibited: weight 0");
