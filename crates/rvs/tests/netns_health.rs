@@ -754,17 +754,18 @@ fn netns_health_inhibit_digest_and_misc_dynamic() {
 }
 
 /// HTTP_GET's `regex` against real servers: each answers its name
-/// ("rs1\n"…). rs1 matches `^rs[12]`: up; rs3 misses it: down; rs2 with
-/// `regex_no_match` on `^rs2`, which its answer matches: down. Only rs1
-/// stays, and answers every request through the VIP.
+/// ("rs1\n"…). rs1 matches `^rs(?=[12]$)` (a PCRE look-ahead, beyond the
+/// regex crate): up; rs3 misses it: down; rs2 with `regex_no_match` on
+/// `^rs2`, which its answer matches: down. Only rs1 stays, and answers
+/// every request through the VIP.
 #[test]
 fn netns_health_http_get_regex_match_and_no_match() {
     let Some(w) = setup("regex") else { return };
     let rips = w.lab.rips.clone();
     let reals = vec![
-        http_real(rips[0], "        regex \"^rs[12]\"\n"),
+        http_real(rips[0], "        regex \"^rs(?=[12]$)\"\n"),
         http_real(rips[1], "        regex \"^rs2\"\n        regex_no_match\n"),
-        http_real(rips[2], "        regex \"^rs[12]\"\n"),
+        http_real(rips[2], "        regex \"^rs(?=[12]$)\"\n"),
     ];
     let conf = http_conf(&w.lab, "", &reals);
     let h = w.health(&conf, "r");

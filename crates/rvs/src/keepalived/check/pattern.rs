@@ -1,11 +1,18 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
-//! A url's `regex` as keepalived matches it with PCRE2, on the regex
-//! crate: [`build`] compiles the pattern with the `regex_options` rvs
-//! applies, [`matches`] says whether the body matches, with PCRE2's
-//! defaults where the two engines differ and the `regex_min_offset` /
-//! `regex_max_offset` window. Pure: no I/O.
+//! A url's `regex` as keepalived matches it with PCRE2: [`build`] compiles
+//! the pattern with the `regex_options` rvs applies, [`matches`] says
+//! whether the body matches, with PCRE2's defaults where the engines
+//! differ and the `regex_min_offset` / `regex_max_offset` window. Pure: no
+//! I/O.
 //!
-//! Where PCRE2 and the regex crate differ by default, PCRE2 wins:
+//! Two engines: the regex crate's automata (linear time) for every
+//! pattern they can run, and fancy-regex's backtracking VM for what PCRE
+//! has beyond them (look-ahead and look-behind, back-references, atomic
+//! groups, possessive quantifiers, `\K`). A backtracking match that takes
+//! more than a million steps (PCRE2 stops at ten million) is no match, as
+//! PCRE2's match limit is a failed match.
+//!
+//! Where PCRE2 and these engines differ by default, PCRE2 wins:
 //! * one byte is one character and `\w`, `\d`, `\b` and caseless matching
 //!   are ASCII unless `utf` or `ucp` is given (a pattern that needs
 //!   Unicode to compile, `\p{L}`, gets it);
@@ -18,16 +25,41 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-
-use regex::bytes::{Regex, RegexBuilder};
+use std::rc::Rc;
 
 use crate::keepalived::conf::RegexOptions;
+
+/// A compiled `regex`.
+#[derive(Debug, Clone)]
+pub(crate) enum Regex {
+    /// The regex crate's: what it can run.
+    Automaton(regex::bytes::Regex),
+    /// fancy-regex's: PCRE's constructs beyond it.
+    Backtracking(fancy_regex::Regex),
+}
+
+impl Regex {
+    /// Where the first match at or after `start` begins; a backtracking
+    /// match that gives up is none.
+    pub(crate) fn find_at(&self, s: &[u8], start: usize) -> Option<usize> {
+        match self {
+            Regex::Automaton(re) => re.find_at(s, start).map(|m| m.start()),
+            Regex::Backtracking(re) => re.find_from_pos(s, start).ok().flatten().map(|m| m.start()),
+        }
+    }
+
+    /// Whether `s` has a match.
+    #[cfg(test)]
+    pub(crate) fn is_match(&self, s: &[u8]) -> bool {
+        self.find_at(s, 0).is_some()
+    }
+}
 
 /// `pattern` compiled with the options of `o` that shape the automaton
 /// (the offsets, `firstline` and `dollar_endonly` act in [`matches`]).
 pub(crate) fn build(pattern: &str, o: &RegexOptions) -> Result<Regex, String> {
-    let with = |unicode: bool| {
-        RegexBuilder::new(pattern)
+    let automaton = |unicode: bool| {
+        regex::bytes::RegexBuilder::new(pattern)
             .case_insensitive(o.caseless)
             .multi_line(o.multiline)
             .dot_matches_new_line(o.dotall)
@@ -36,10 +68,81 @@ pub(crate) fn build(pattern: &str, o: &RegexOptions) -> Result<Regex, String> {
             .unicode(unicode)
             .build()
     };
-    if o.unicode {
-        return with(true).map_err(|e| e.to_string());
+    let first = if o.unicode {
+        automaton(true)
+    } else {
+        automaton(false).or_else(|e| automaton(true).map_err(|_| e))
+    };
+    let e = match first {
+        // The regex crate reads `a++` as a repetition repeated, PCRE as
+        // possessive.
+        Ok(re) if !possessive(pattern) => return Ok(Regex::Automaton(re)),
+        Ok(_) => None,
+        Err(e) => Some(e.to_string()),
+    };
+    // fancy-regex has no builder switch for greed: the inline flag.
+    let p = if o.ungreedy {
+        format!("(?U){pattern}")
+    } else {
+        pattern.to_string()
+    };
+    let backtracking = |unicode: bool| {
+        fancy_regex::RegexBuilder::new(&p)
+            .case_insensitive(o.caseless)
+            .multi_line(o.multiline)
+            .dot_matches_new_line(o.dotall)
+            .ignore_whitespace(o.extended)
+            .bytes_mode(if unicode {
+                fancy_regex::BytesMode::Unicode
+            } else {
+                fancy_regex::BytesMode::Ascii
+            })
+            .build()
+    };
+    let second = if o.unicode {
+        backtracking(true)
+    } else {
+        backtracking(false).or_else(|_| backtracking(true))
+    };
+    // Neither: the regex crate's message (it names what is wrong).
+    second
+        .map(Regex::Backtracking)
+        .map_err(|f| e.unwrap_or_else(|| f.to_string()))
+}
+
+/// Whether `pattern` has a possessive quantifier (`a++`, `a*+`, `a?+`,
+/// `a{2}+`), outside escapes and character classes.
+fn possessive(pattern: &str) -> bool {
+    let b = pattern.as_bytes();
+    let mut i = 0;
+    let mut class = false;
+    while i < b.len() {
+        match b[i] {
+            b'\\' => i += 1,
+            b'[' if !class => {
+                class = true;
+                // A `]` first (or after `^`) is a member.
+                if b.get(i + 1) == Some(&b'^') {
+                    i += 1;
+                }
+                if b.get(i + 1) == Some(&b']') {
+                    i += 1;
+                }
+            }
+            b']' if class => class = false,
+            // Not `(?+1)`, a relative group reference.
+            b'+' | b'*' | b'?' | b'}'
+                if !class
+                    && b.get(i + 1) == Some(&b'+')
+                    && !(b[i] == b'?' && i > 0 && b[i - 1] == b'(') =>
+            {
+                return true;
+            }
+            _ => {}
+        }
+        i += 1;
     }
-    with(false).or_else(|e| with(true).map_err(|_| e.to_string()))
+    false
 }
 
 /// Whether `body` matches `re` (built by [`build`] with `o`) as PCRE2
@@ -53,10 +156,7 @@ pub(crate) fn matches(re: &Regex, pattern: &str, o: &RegexOptions, body: &[u8]) 
         {
             last = last.min(nl);
         }
-        o.min_offset <= s.len()
-            && re
-                .find_at(s, o.min_offset)
-                .is_some_and(|m| m.start() <= last)
+        o.min_offset <= s.len() && re.find_at(s, o.min_offset).is_some_and(|m| m <= last)
     };
     if within(body) {
         return true;
@@ -74,7 +174,7 @@ pub(crate) fn matches(re: &Regex, pattern: &str, o: &RegexOptions, body: &[u8]) 
 const COMPILED_KEPT: usize = 256;
 
 thread_local! {
-    static COMPILED: RefCell<HashMap<(String, RegexOptions), Regex>> =
+    static COMPILED: RefCell<HashMap<(String, RegexOptions), Rc<Regex>>> =
         RefCell::new(HashMap::new());
 }
 
@@ -82,19 +182,18 @@ thread_local! {
 /// patterns come from the configuration (checked when it is read), so a
 /// handful; a reload that brings new ones past [`COMPILED_KEPT`] starts
 /// afresh.
-pub(super) fn compiled(pattern: &str, o: &RegexOptions) -> Result<Regex, String> {
+pub(super) fn compiled(pattern: &str, o: &RegexOptions) -> Result<Rc<Regex>, String> {
     COMPILED.with(|c| {
         let mut c = c.borrow_mut();
         let key = (pattern.to_string(), *o);
         if let Some(re) = c.get(&key) {
-            // A clone shares the compiled program (an `Arc` inside).
-            return Ok(re.clone());
+            return Ok(Rc::clone(re));
         }
-        let re = build(pattern, o).map_err(|e| format!("regex {pattern}: {e}"))?;
+        let re = Rc::new(build(pattern, o).map_err(|e| format!("regex {pattern}: {e}"))?);
         if c.len() >= COMPILED_KEPT {
             c.clear();
         }
-        c.insert(key, re.clone());
+        c.insert(key, Rc::clone(&re));
         Ok(re)
     })
 }
@@ -136,6 +235,9 @@ mod tests {
         assert!(m("a.b", opts(|o| o.dotall = true), "a\nb"));
         assert!(m("u p  # a comment", opts(|o| o.extended = true), "up"));
         let ungreedy = build("<.+>", &opts(|o| o.ungreedy = true)).unwrap();
+        let Regex::Automaton(ungreedy) = ungreedy else {
+            panic!("the regex crate runs it")
+        };
         assert_eq!(ungreedy.find(b"<a><b>").unwrap().as_bytes(), b"<a>");
     }
 
@@ -186,6 +288,45 @@ mod tests {
         // The match may run past the first line.
         assert!(m("b\nc", o, "ab\nc"));
         assert!(m("c", RegexOptions::default(), "ab\nc"));
+    }
+
+    /// What PCRE2 has beyond the regex crate, as keepalived.conf files
+    /// use it: look-ahead and look-behind, back-references, atomic groups,
+    /// possessive quantifiers, `\K`; on bytes, one byte per character.
+    #[test]
+    fn pcre_constructs_beyond_the_regex_crate() {
+        let d = RegexOptions::default();
+        assert!(m(r#""status":\s*"(?!down)"#, d, r#"{"status": "up"}"#));
+        assert!(!m(r#""status":\s*"(?!down)"#, d, r#"{"status": "down"}"#));
+        assert!(m(r"(?<=ver=)2\.", d, "ver=2.1"));
+        assert!(!m(r"(?<=ver=)2\.", d, "rev=2.1"));
+        assert!(m(r"<(\w+)>.*</\1>", d, "<b>x</b>"));
+        assert!(!m(r"<(\w+)>.*</\1>", d, "<b>x</i>"));
+        assert!(
+            !m(r"^(?>a+)ab", d, "aaab"),
+            "atomic: no backtracking into it"
+        );
+        assert!(!m(r"^a++ab", d, "aaab"), "possessive");
+        assert!(m(r"^a+ab", d, "aaab"));
+        assert!(m(r"foo\Kbar", d, "foobar"));
+        // Bytes that are not UTF-8, one character each.
+        let re = build(r"^OK(?=.\xff)", &d).unwrap();
+        assert!(matches(&re, "", &d, b"OK\x80\xff"));
+        // A back-reference with the offsets and `$` before a final newline.
+        let o = opts(|o| o.min_offset = 2);
+        assert!(m(r"(a)\1$", o, "xxaa\n"));
+        assert!(!m(r"(a)\1$", o, "aax\n"));
+        assert!(!possessive(r"a\++[+]+(a+)"));
+        assert!(possessive("x{2}+") && possessive("[]]*+"));
+        // The automata run what they can; the VM the rest.
+        assert!(matches!(build("^ok$", &d).unwrap(), Regex::Automaton(_)));
+        assert!(matches!(
+            build("a(?=b)", &d).unwrap(),
+            Regex::Backtracking(_)
+        ));
+        // Catastrophic backtracking is bounded: no match, not a hang.
+        let body = format!("{}!", "a".repeat(64));
+        assert!(!m(r"^(a|aa)+(?=b)", d, &body));
     }
 
     #[test]

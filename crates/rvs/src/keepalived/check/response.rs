@@ -173,7 +173,7 @@ impl Response {
         }
         if let Some(r) = &u.regex
             && matches(
-                &compiled(r, &u.regex_options)?,
+                &*compiled(r, &u.regex_options)?,
                 r,
                 &u.regex_options,
                 self.body.as_deref().unwrap_or_default(),
