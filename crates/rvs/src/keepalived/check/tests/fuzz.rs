@@ -103,6 +103,10 @@ fn url(r: &mut Rng) -> Url {
         r"\bup\b",
         "(?i)ok",
         "",
+        // PCRE beyond the regex crate: the backtracking VM.
+        r"(?<=: )(?!down)\w+",
+        r"(\w)\1$",
+        r"^(?>a+|b)*+c",
     ];
     let regex = (r.below(3) > 0).then(|| patterns[r.below(patterns.len())].to_string());
     let o = RegexOptions {
