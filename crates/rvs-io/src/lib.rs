@@ -12,6 +12,8 @@
 //!   refuse them).
 //! * [`redirwatch`]: whether a veth takes redirected frames, decided from
 //!   the fast path's own redirects where live-frames probes are refused.
+//! * [`sched`]: real-time scheduling of the calling thread (the checker's
+//!   `checker_rt_priority`).
 //! * [`neigh`]: next hops (egress interface, MAC) from the kernel's routes and
 //!   neighbours over netlink.
 //!
@@ -27,5 +29,6 @@ pub mod neigh;
 pub mod nft;
 pub mod packet;
 pub mod redirwatch;
+pub mod sched;
 pub mod xdp;
 pub mod xsk;

@@ -167,3 +167,100 @@ fn exec_as_sets_groups_gid_and_uid() {
         "65534\n65534\n65534 0\n"
     );
 }
+
+/// `checker_rt_priority`: the thread that runs the checks (the main one)
+/// is SCHED_RR at that priority, reset on fork (a thread it starts, the
+/// metrics server's, is not), with RLIMIT_RTTIME; where the kernel refuses
+/// SCHED_RR the checker runs on at its nice value and says why. No rvsd
+/// is needed: the checker runs without one and keeps trying.
+#[test]
+fn checker_rt_priority_on_the_checking_thread() {
+    let dir = std::env::temp_dir().join(format!("rvs-rt-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let conf = dir.join("k.conf");
+    std::fs::write(
+        &conf,
+        "global_defs {\n checker_rt_priority 7\n checker_rlimit_rttime 500000\n \
+         checker_priority 5\n}\nvirtual_server 127.0.0.1 9 {\n delay_loop 1\n \
+         real_server 127.0.0.1 9 {\n  TCP_CHECK { connect_timeout 1 }\n }\n}\n",
+    )
+    .unwrap();
+    let log = std::fs::File::create(dir.join("log")).unwrap();
+    let mut child = Command::new(RVS)
+        .args(["health", "run"])
+        .arg(&conf)
+        .arg("--state")
+        .arg(dir.join("state.json"))
+        .args([
+            "--socket",
+            "@rvs-rt-test-nowhere",
+            "--metrics",
+            "127.0.0.1:0",
+        ])
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let t0 = std::time::Instant::now();
+    let text = loop {
+        let text = std::fs::read_to_string(dir.join("log")).unwrap_or_default();
+        if text.contains("metrics at") || t0.elapsed() > std::time::Duration::from_secs(10) {
+            break text;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    // /proc/PID/task/TID/stat: policy is field 41, rt_priority 40, nice 19.
+    let fields = |tid: &str| -> Vec<String> {
+        let s = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")).unwrap();
+        let after = &s[s.rfind(')').unwrap() + 2..];
+        std::iter::once(String::new())
+            .chain(std::iter::once(String::new()))
+            .chain(after.split(' ').map(str::to_string))
+            .collect()
+    };
+    let main = fields(&pid.to_string());
+    let others: Vec<Vec<String>> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|t| *t != pid.to_string())
+        .map(|t| fields(&t))
+        .collect();
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    // Field numbers from 1: index = number - 1 (two placeholders for pid
+    // and comm).
+    let (policy, rt, nice) = (&main[40], &main[39], &main[18]);
+    if text.contains("cannot raise priority") {
+        eprintln!("skipped: SCHED_RR refused here; the fallback is checked");
+        assert_eq!((policy.as_str(), nice.as_str()), ("0", "5"), "{text}");
+        return;
+    }
+    assert!(
+        text.contains("checker_rt_priority 7 (SCHED_RR, reset on fork)"),
+        "{text}"
+    );
+    assert_eq!(
+        (policy.as_str(), rt.as_str()),
+        ("2", "7"),
+        "SCHED_RR 7: {text}"
+    );
+    assert_eq!(
+        nice, "0",
+        "checker_priority is not applied with a real-time one"
+    );
+    assert!(!others.is_empty(), "the metrics thread");
+    for t in &others {
+        assert_eq!(t[40], "0", "a thread it started runs at SCHED_OTHER");
+    }
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max realtime timeout"))
+        .unwrap();
+    assert!(
+        line.split_whitespace().collect::<Vec<_>>()[3..5] == ["250000", "500000"],
+        "{line}"
+    );
+}

@@ -1233,7 +1233,8 @@ fn script_security() {
 }
 
 /// global_defs' checker process settings: read, checked; the real-time
-/// ones warned about.
+/// ones as keepalived reads them (clamped, warned about, the default
+/// limit).
 #[test]
 fn global_defs_checker_process_settings() {
     let (c, w) = parse(
@@ -1246,14 +1247,56 @@ fn global_defs_checker_process_settings() {
         Process {
             priority: Some(10),
             cpu_affinity: vec![0, 1],
-            no_swap: true
+            no_swap: true,
+            rt_priority: Some(50),
+            rlimit_rttime: RT_RLIMIT_DEFAULT,
         }
     );
-    assert_eq!(
-        w,
-        ["k.conf:6: 'checker_rt_priority' is not supported by rvs yet; ignored"]
-    );
+    assert!(w.is_empty(), "{w:?}");
     assert_eq!(parse("").unwrap().0.process, Process::default());
+    let rt = |lines: &str| {
+        let (c, w) = parse(&format!("global_defs {{\n{lines}}}\n")).unwrap();
+        (c.process.rt_priority, c.process.rlimit_rttime, w)
+    };
+    let (min, max) = rvs_io::sched::round_robin_range();
+    assert_eq!(
+        rt(" checker_rt_priority 0\n checker_rlimit_rttime 1\n"),
+        (
+            Some(min),
+            2,
+            vec![format!(
+                "k.conf:2: checker process real-time priority 0 less than minimum {min} - \
+                 setting to minimum"
+            )]
+        )
+    );
+    assert_eq!(
+        rt(" checker_rt_priority 1000\n checker_rlimit_rtime 20000\n"),
+        (
+            Some(max),
+            20000,
+            vec![
+                format!(
+                    "k.conf:2: checker process real-time priority 1000 greater than maximum \
+                     {max} - setting to maximum"
+                ),
+                "k.conf:3: Keyword 'checker_rlimit_rtime' is deprecated - please use \
+                 'checker_rlimit_rttime'"
+                    .to_string()
+            ]
+        )
+    );
+    assert_eq!(
+        rt(" checker_rt_priority x\n checker_rlimit_rttime 0\n"),
+        (
+            None,
+            0,
+            vec![
+                "k.conf:2: checker process real-time priority 'x' invalid".to_string(),
+                "k.conf:3: Invalid checker real-time limit - 0".to_string()
+            ]
+        )
+    );
     for (text, e) in [
         (
             "checker_priority 20",

@@ -361,8 +361,51 @@ impl Publish<'_> {
 /// `checker_no_swap` on this process (its threads and scripts inherit
 /// them). A setting the kernel refuses stops the checker at start, with
 /// the reason, as a bad option does: it was asked for explicitly.
+///
+/// `checker_rt_priority`, as keepalived's set_process_priorities: SCHED_RR
+/// for the calling thread (the scheduler's, which runs every check but
+/// FILE_CHECK's reads), reset on fork so that the threads and scripts it
+/// starts run at the normal policy, and RLIMIT_RTTIME (`checker_rlimit_
+/// rttime`: SIGXCPU at half, logged; the kernel kills at all of it); then
+/// `checker_priority` is not applied. A kernel that refuses SCHED_RR
+/// (no CAP_SYS_NICE: containers) gets a warning and the checker runs at
+/// `checker_priority`, as keepalived runs on with a warning.
 fn apply_process(p: &super::conf::Process) -> Result<(), String> {
-    if let Some(n) = p.priority {
+    let mut nice = p.priority;
+    if let Some(rt) = p.rt_priority {
+        match rvs_io::sched::set_round_robin(rt) {
+            Ok(()) => {
+                nice = None;
+                log(&format!(
+                    "rvs health: checker_rt_priority {rt} (SCHED_RR, reset on fork)"
+                ));
+                let l = p.rlimit_rttime;
+                if l > 0 {
+                    use rustix::process::{Resource, Rlimit, setrlimit};
+                    let lim = Rlimit {
+                        current: Some(l / 2),
+                        maximum: Some(l),
+                    };
+                    match setrlimit(Resource::Rttime, lim) {
+                        Ok(()) => log(&format!(
+                            "rvs health: checker_rlimit_rttime {l} us (a warning at {} us)",
+                            l / 2
+                        )),
+                        Err(e) => log(&format!(
+                            "rvs health: cannot set the real-time limit ({l} us): {e}"
+                        )),
+                    }
+                }
+            }
+            Err(e) => log(&format!(
+                "rvs health: checker_rt_priority {rt}: cannot raise priority (SCHED_RR: {e}); \
+                 running at the normal policy{}",
+                p.priority
+                    .map_or(String::new(), |n| format!(" with checker_priority {n}"))
+            )),
+        }
+    }
+    if let Some(n) = nice {
         rustix::process::setpriority_process(None, n)
             .map_err(|e| format!("checker_priority {n}: setpriority: {e}"))?;
         log(&format!("rvs health: checker_priority {n} (nice)"));
@@ -432,6 +475,11 @@ pub fn run(opts: &Opts, conf: Config) -> Result<(), String> {
     let reload = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&reload))
         .map_err(|e| e.to_string())?;
+    // RLIMIT_RTTIME's soft limit (checker_rt_priority): logged, as
+    // keepalived logs it.
+    let xcpu = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGXCPU, Arc::clone(&xcpu))
+        .map_err(|e| e.to_string())?;
     let started = unix(SystemTime::now());
     let config = opts.file.display().to_string();
     init_track_files(&conf, false);
@@ -494,6 +542,12 @@ pub fn run(opts: &Opts, conf: Config) -> Result<(), String> {
     let mut unwritten = false;
     let mut urgent = false;
     while !stop.load(Ordering::Relaxed) {
+        if xcpu.swap(false, Ordering::Relaxed) {
+            log(
+                "Checker process has used too much CPU time, checker_rlimit_rttime may need \
+                 to be increased",
+            );
+        }
         if reload.swap(false, Ordering::Relaxed) {
             log(&format!("Reloading {config}"));
             match super::conf::load(&opts.file) {
@@ -504,8 +558,9 @@ pub fn run(opts: &Opts, conf: Config) -> Result<(), String> {
                     }
                     init_track_files(&conf, true);
                     if conf.process != world.conf.process {
-                        log("global_defs' checker_priority, checker_cpu_affinity or \
-                             checker_no_swap changed: they take effect when rvs health restarts");
+                        log("global_defs' checker_priority, checker_cpu_affinity, \
+                             checker_no_swap, checker_rt_priority or checker_rlimit_rttime \
+                             changed: they take effect when rvs health restarts");
                     }
                     world.reload(conf);
                     // A new world: its addresses looked at before its
