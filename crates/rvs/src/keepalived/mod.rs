@@ -30,6 +30,7 @@
 
 pub mod alert;
 pub mod apply;
+pub mod bfd;
 pub mod check;
 pub mod conf;
 pub mod lex;
