@@ -462,7 +462,9 @@ impl Runner {
         let s = &mut self.sessions[i];
         let name = s.inst.name.clone();
         let detect = s.s.detect_time();
-        if detect != s.last_detect {
+        // A new detection time is said too (`rvs health` shows it).
+        let mut any = detect != s.last_detect;
+        if any {
             log(&format!(
                 "({name}) Detection time is {} us (was {} us)",
                 detect.as_micros(),
@@ -470,9 +472,11 @@ impl Runner {
             ));
             s.last_detect = detect;
         }
-        let mut any = false;
+        let new_detect = any;
+        let mut sent = false;
         while let Some(ch) = s.s.poll_event() {
             any = true;
+            sent = true;
             match ch.to {
                 State::Down if ch.from == State::Up => log(&format!(
                     "({name}) Entering Down state (Local diagnostic - {}, Remote diagnostic - {})",
@@ -485,6 +489,13 @@ impl Runner {
             let _ = self.out.send(Event {
                 name: name.clone(),
                 state: ch.to,
+                detect,
+            });
+        }
+        if new_detect && !sent {
+            let _ = self.out.send(Event {
+                name,
+                state: s.s.state(),
                 detect,
             });
         }

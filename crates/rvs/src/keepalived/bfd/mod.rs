@@ -9,6 +9,8 @@
 //! * [`io`]: the thread that runs every session: its sockets, timers, and
 //!   the state changes it hands to the scheduler.
 
+#[cfg(test)]
+mod fuzz;
 pub mod io;
 pub mod session;
 pub mod wire;
