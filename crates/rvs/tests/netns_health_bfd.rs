@@ -1,0 +1,280 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+//! keepalived's BFD_CHECK in `rvs health run`, against a real BFD peer: a
+//! kept `rvs lab dr` with two real servers; rs1 runs BIRD 2 with a BFD
+//! session to the director (100 ms x 3), the director's `rvs health run`
+//! follows it with a `bfd_instance` and a BFD_CHECK on rs1. The session
+//! comes Up and rs1 is in the table; BIRD killed, rs1 leaves within the
+//! detection time (300 ms) and a margin; BIRD started again, rs1 returns;
+//! rs1's link set down and up again, the same.
+//!
+//! Needs root, iproute2 and BIRD 2 (`bird2`, installed by scripts/test.sh);
+//! without BIRD it says so and skips, unless `RVS_REQUIRE_BIRD` is set.
+
+mod common;
+
+use common::*;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const PORT: u16 = 8080;
+
+/// Detection time (3 x 100 ms) plus what the table takes to follow: the
+/// event to the scheduler, its change to rvsd, this test's 20 ms polls of
+/// rvsadm, on a shared two-core machine.
+const DOWN_BOUND: Duration = Duration::from_millis(300 + 1200);
+/// The handshake at idle_tx (1 s) on both sides, plus BIRD's start.
+const UP_BOUND: Duration = Duration::from_secs(8);
+
+fn bird_runs() -> bool {
+    match Command::new("bird").arg("--version").output() {
+        Ok(_) => true,
+        Err(e) if std::env::var_os("RVS_REQUIRE_BIRD").is_none() => {
+            eprintln!("skipped: BIRD 2 cannot run here ({e}); apt-get install bird2");
+            false
+        }
+        Err(e) => panic!("RVS_REQUIRE_BIRD is set but bird does not run: {e}"),
+    }
+}
+
+/// A child process killed (and reaped) on drop.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Ok(Some(_)) = self.0.try_wait() {
+            return;
+        }
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+struct Bfd {
+    lab: Lab,
+    dir: PathBuf,
+}
+
+impl Drop for Bfd {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Bfd {
+    /// BIRD in rs1 with a BFD session to `director`.
+    fn bird(&self, director: Ipv4Addr) -> Proc {
+        let conf = self.dir.join("bird.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "router id 10.255.0.1;\nprotocol device {{ scan time 1; }}\n\
+                 protocol bfd {{ debug {{ states }}; interface \"*\" {{ min rx interval 100 ms; \
+                 min tx interval 100 ms; multiplier 3; }}; neighbor {director}; }}\n"
+            ),
+        )
+        .unwrap();
+        let sock = self.dir.join("bird.ctl");
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.lab.ns("rs1"), "bird", "-f", "-c"])
+            .arg(&conf)
+            .arg("-s")
+            .arg(&sock)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(self.dir.join("bird.log")).unwrap())
+            .spawn()
+            .expect("bird");
+        Proc(child)
+    }
+
+    fn health(&self, conf: &str) -> (Proc, PathBuf) {
+        let file = self.dir.join("keepalived.conf");
+        std::fs::write(&file, conf).unwrap();
+        let log = self.dir.join("health.log");
+        let child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.lab.ns("director"),
+                RVS,
+                "health",
+                "run",
+            ])
+            .arg(&file)
+            .arg("--state")
+            .arg(self.dir.join("health.json"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("rvs health run");
+        (Proc(child), log)
+    }
+
+    fn show(&self) -> String {
+        let o = Command::new(RVS)
+            .args(["health", "show", "--state"])
+            .arg(self.dir.join("health.json"))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    fn table(&self) -> Option<Vec<Ipv4Addr>> {
+        let out = self
+            .lab
+            .try_adm(&["-L", "-n", "-t", &self.lab.vip_port(PORT)])
+            .ok()?;
+        let mut v: Vec<Ipv4Addr> = rs_lines(&out)
+            .into_iter()
+            .map(|(a, _)| a.split(':').next().unwrap().parse().unwrap())
+            .collect();
+        v.sort();
+        Some(v)
+    }
+
+    /// Wait until the table is `want`; how long it took.
+    fn wait(&self, want: &[Ipv4Addr], bound: Duration, log: &PathBuf) -> Duration {
+        let t0 = Instant::now();
+        loop {
+            let got = self.table();
+            if got.as_deref() == Some(want) {
+                return t0.elapsed();
+            }
+            assert!(
+                t0.elapsed() < bound,
+                "after {:?} the table is {got:?}, not {want:?}\nrvs health log:\n{}\nBIRD log:\n{}",
+                t0.elapsed(),
+                std::fs::read_to_string(log).unwrap_or_default(),
+                std::fs::read_to_string(self.dir.join("bird.log")).unwrap_or_default(),
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// The director's source address towards `rip`.
+fn source_towards(lab: &Lab, rip: Ipv4Addr) -> Ipv4Addr {
+    let ns = lab.ns("director");
+    let out = sh(&["ip", "-n", &ns, "-4", "route", "get", &rip.to_string()]);
+    out.split_whitespace()
+        .skip_while(|w| *w != "src")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no src in {out}"))
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn netns_health_bfd_check_follows_a_bird_session() {
+    if !can_run_with(&[]) || !bird_runs() {
+        return;
+    }
+    let lab = Lab::start("dr", 2, "rr");
+    let dir = std::env::temp_dir().join(format!("rvs-health-bfd-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let t = Bfd { lab, dir };
+    let (rs1, rs2) = (t.lab.rips[0], t.lab.rips[1]);
+    let director = source_towards(&t.lab, rs1);
+    let mut bird = Some(t.bird(director));
+    let conf = format!(
+        "bfd_instance rs1 {{\n  neighbor_ip {rs1}\n  min_rx 100\n  min_tx 100\n  multiplier 3\n}}\n\
+         virtual_server {} {PORT} {{\n  delay_loop 1\n  lb_algo rr\n  lb_kind DR\n  protocol TCP\n\
+         \x20 real_server {rs1} {PORT} {{\n    BFD_CHECK {{\n      name rs1\n    }}\n  }}\n\
+         \x20 real_server {rs2} {PORT} {{\n  }}\n}}\n",
+        t.lab.vip
+    );
+    let (health, log) = t.health(&conf);
+    let both = [rs1, rs2];
+    // rs2 (no checker) at once; rs1 once the session is Up.
+    let took = t.wait(&both, UP_BOUND, &log);
+    eprintln!("session Up, rs1 in the table after {took:?}");
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let show = loop {
+        let s = t.show();
+        if s.contains("session Up (detection 300 ms)") || Instant::now() > deadline {
+            break s;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        show.contains("BFD_CHECK") && show.contains("session Up (detection 300 ms)"),
+        "{show}"
+    );
+
+    // BIRD killed: no more packets; rs1 leaves within the detection time.
+    let mut b = bird.take().unwrap();
+    b.0.kill().unwrap();
+    b.0.wait().unwrap();
+    let took = t.wait(&[rs2], DOWN_BOUND, &log);
+    eprintln!("BIRD killed: rs1 left the table after {took:?}");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains(
+            "(rs1) Entering Down state (Local diagnostic - Control Detection Time Expired"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "BFD check of [rs1] RS([{rs1}]:tcp:{PORT}) is DOWN"
+        )),
+        "{text}"
+    );
+
+    // BIRD again: rs1 returns.
+    bird = Some(t.bird(director));
+    let took = t.wait(&both, UP_BOUND, &log);
+    eprintln!("BIRD restarted: rs1 back after {took:?}");
+
+    // rs1's link down: the same.
+    let ns = t.lab.ns("rs1");
+    let route = sh(&["ip", "-n", &ns, "-4", "route", "get", &director.to_string()]);
+    let dev = route
+        .split_whitespace()
+        .skip_while(|w| *w != "dev")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no dev in {route}"))
+        .to_string();
+    sh(&["ip", "-n", &ns, "link", "set", &dev, "down"]);
+    let took = t.wait(&[rs2], DOWN_BOUND, &log);
+    eprintln!("link down: rs1 left the table after {took:?}");
+    sh(&["ip", "-n", &ns, "link", "set", &dev, "up"]);
+    let took = t.wait(&both, UP_BOUND, &log);
+    eprintln!("link up: rs1 back after {took:?}");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains(&format!("BFD check of [rs1] RS([{rs1}]:tcp:{PORT}) is UP")),
+        "{text}"
+    );
+
+    // SIGHUP with the same file: the session keeps running, rs1 stays.
+    let downs = text.matches("Entering Down").count();
+    sh(&["kill", "-HUP", &health.0.id().to_string()]);
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(2) {
+        assert_eq!(t.table().as_deref(), Some(&both[..]), "after SIGHUP");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("Reloaded: 1 virtual server(s), 2 real server(s) keep their state"),
+        "{text}"
+    );
+    assert_eq!(text.matches("Entering Down").count(), downs, "{text}");
+    eprintln!("rvs health log:\n{text}");
+    drop(bird);
+}
