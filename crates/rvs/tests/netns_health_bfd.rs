@@ -73,27 +73,41 @@ impl Drop for Bfd {
 }
 
 impl Bfd {
+    fn new(tag: &str) -> Bfd {
+        let lab = Lab::start("dr", 2, "rr");
+        let dir = std::env::temp_dir().join(format!("rvs-health-bfd-{}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Bfd { lab, dir }
+    }
+
     /// BIRD in rs1 with a BFD session to `director`.
     fn bird(&self, director: Ipv4Addr) -> Proc {
-        let conf = self.dir.join("bird.conf");
+        self.bird_in("rs1", &format!("neighbor {director};"))
+    }
+
+    /// BIRD in real server `rs` with BFD `neighbors` (100 ms x 3).
+    fn bird_in(&self, rs: &str, neighbors: &str) -> Proc {
+        let conf = self.dir.join(format!("bird-{rs}.conf"));
+        let t = "min rx interval 100 ms; min tx interval 100 ms; multiplier 3;";
         std::fs::write(
             &conf,
             format!(
                 "router id 10.255.0.1;\nprotocol device {{ scan time 1; }}\n\
-                 protocol bfd {{ debug {{ states }}; interface \"*\" {{ min rx interval 100 ms; \
-                 min tx interval 100 ms; multiplier 3; }}; neighbor {director}; }}\n"
+                 protocol bfd {{ debug {{ states }}; interface \"*\" {{ {t} }}; \
+                 multihop {{ {t} }}; {neighbors} }}\n"
             ),
         )
         .unwrap();
-        let sock = self.dir.join("bird.ctl");
+        let sock = self.dir.join(format!("bird-{rs}.ctl"));
         let child = Command::new("ip")
-            .args(["netns", "exec", &self.lab.ns("rs1"), "bird", "-f", "-c"])
+            .args(["netns", "exec", &self.lab.ns(rs), "bird", "-f", "-c"])
             .arg(&conf)
             .arg("-s")
             .arg(&sock)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(self.dir.join("bird.log")).unwrap())
+            .stderr(std::fs::File::create(self.dir.join(format!("bird-{rs}.log"))).unwrap())
             .spawn()
             .expect("bird");
         Proc(child)
@@ -132,6 +146,18 @@ impl Bfd {
         String::from_utf8_lossy(&o.stdout).into_owned()
     }
 
+    /// `rvs health show` once `done` says so, or after 5 s.
+    fn show_until(&self, done: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let s = self.show();
+            if done(&s) || Instant::now() > deadline {
+                return s;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     fn table(&self) -> Option<Vec<Ipv4Addr>> {
         let out = self
             .lab
@@ -155,14 +181,26 @@ impl Bfd {
             }
             assert!(
                 t0.elapsed() < bound,
-                "after {:?} the table is {got:?}, not {want:?}\nrvs health log:\n{}\nBIRD log:\n{}",
+                "after {:?} the table is {got:?}, not {want:?}\nrvs health log:\n{}\nBIRD logs:\n{}{}",
                 t0.elapsed(),
                 std::fs::read_to_string(log).unwrap_or_default(),
-                std::fs::read_to_string(self.dir.join("bird.log")).unwrap_or_default(),
+                std::fs::read_to_string(self.dir.join("bird-rs1.log")).unwrap_or_default(),
+                std::fs::read_to_string(self.dir.join("bird-rs2.log")).unwrap_or_default(),
             );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+}
+
+/// The device of namespace `ns` towards `to`.
+fn dev_towards(ns: &str, to: &str) -> String {
+    let route = sh(&["ip", "-n", ns, "route", "get", to]);
+    route
+        .split_whitespace()
+        .skip_while(|w| *w != "dev")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no dev in {route}"))
+        .to_string()
 }
 
 /// The director's source address towards `rip`.
@@ -182,11 +220,7 @@ fn netns_health_bfd_check_follows_a_bird_session() {
     if !can_run_with(&[]) || !bird_runs() {
         return;
     }
-    let lab = Lab::start("dr", 2, "rr");
-    let dir = std::env::temp_dir().join(format!("rvs-health-bfd-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let t = Bfd { lab, dir };
+    let t = Bfd::new("v4");
     let (rs1, rs2) = (t.lab.rips[0], t.lab.rips[1]);
     let director = source_towards(&t.lab, rs1);
     let mut bird = Some(t.bird(director));
@@ -202,14 +236,7 @@ fn netns_health_bfd_check_follows_a_bird_session() {
     // rs2 (no checker) at once; rs1 once the session is Up.
     let took = t.wait(&both, UP_BOUND, &log);
     eprintln!("session Up, rs1 in the table after {took:?}");
-    let deadline = Instant::now() + Duration::from_secs(3);
-    let show = loop {
-        let s = t.show();
-        if s.contains("session Up (detection 300 ms)") || Instant::now() > deadline {
-            break s;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let show = t.show_until(|s| s.contains("session Up (detection 300 ms)"));
     assert!(
         show.contains("BFD_CHECK") && show.contains("session Up (detection 300 ms)"),
         "{show}"
@@ -242,13 +269,7 @@ fn netns_health_bfd_check_follows_a_bird_session() {
 
     // rs1's link down: the same.
     let ns = t.lab.ns("rs1");
-    let route = sh(&["ip", "-n", &ns, "-4", "route", "get", &director.to_string()]);
-    let dev = route
-        .split_whitespace()
-        .skip_while(|w| *w != "dev")
-        .nth(1)
-        .unwrap_or_else(|| panic!("no dev in {route}"))
-        .to_string();
+    let dev = dev_towards(&ns, &director.to_string());
     sh(&["ip", "-n", &ns, "link", "set", &dev, "down"]);
     let took = t.wait(&[rs2], DOWN_BOUND, &log);
     eprintln!("link down: rs1 left the table after {took:?}");
@@ -277,4 +298,86 @@ fn netns_health_bfd_check_follows_a_bird_session() {
     assert_eq!(text.matches("Entering Down").count(), downs, "{text}");
     eprintln!("rvs health log:\n{text}");
     drop(bird);
+}
+
+/// An IPv6 single-hop session with a `source_ip` (hop limit 255 both ways,
+/// the destination address checked) and an IPv4 multihop one (port 4784;
+/// BIRD sends it with TTL 64, which `max_hops 191` lets in: without it
+/// the packets are dropped, as keepalived drops them), each followed by a
+/// real server; each peer killed takes its own out.
+#[test]
+fn netns_health_bfd_ipv6_and_multihop() {
+    if !can_run_with(&[]) || !bird_runs() {
+        return;
+    }
+    let t = Bfd::new("v6mh");
+    let (rs1, rs2) = (t.lab.rips[0], t.lab.rips[1]);
+    let director = source_towards(&t.lab, rs1);
+    // IPv6 on the director's link to rs1.
+    let (dns, rns) = (t.lab.ns("director"), t.lab.ns("rs1"));
+    let ddev = dev_towards(&dns, &rs1.to_string());
+    let rdev = dev_towards(&rns, &director.to_string());
+    sh(&[
+        "ip",
+        "-n",
+        &dns,
+        "addr",
+        "add",
+        "fd00:bfd::1/64",
+        "dev",
+        &ddev,
+        "nodad",
+    ]);
+    sh(&[
+        "ip",
+        "-n",
+        &rns,
+        "addr",
+        "add",
+        "fd00:bfd::2/64",
+        "dev",
+        &rdev,
+        "nodad",
+    ]);
+    let _b1 = t.bird_in("rs1", "neighbor fd00:bfd::1;");
+    let _b2 = t.bird_in(
+        "rs2",
+        &format!("neighbor {director} local {rs2} multihop yes;"),
+    );
+    let conf = format!(
+        "bfd_instance six {{\n  neighbor_ip fd00:bfd::2\n  source_ip fd00:bfd::1\n  min_rx 100\n  min_tx 100\n  multiplier 3\n}}\n\
+         bfd_instance mh {{\n  neighbor_ip {rs2}\n  multihop\n  max_hops 191\n  min_rx 100\n  min_tx 100\n  multiplier 3\n}}\n\
+         virtual_server {} {PORT} {{\n  delay_loop 1\n  lb_algo rr\n  lb_kind DR\n  protocol TCP\n\
+         \x20 real_server {rs1} {PORT} {{\n    BFD_CHECK {{\n      name six\n    }}\n  }}\n\
+         \x20 real_server {rs2} {PORT} {{\n    BFD_CHECK {{\n      name mh\n    }}\n  }}\n}}\n",
+        t.lab.vip
+    );
+    let (_health, log) = t.health(&conf);
+    let took = t.wait(&[rs1, rs2], UP_BOUND, &log);
+    eprintln!("both sessions Up after {took:?}");
+    // Up here may come before the peer's poll to 100 ms: until then the
+    // detection time is 3 x its idle 1 s.
+    let show = t.show_until(|s| s.matches("session Up (detection 300 ms)").count() == 2);
+    assert_eq!(
+        show.matches("session Up (detection 300 ms)").count(),
+        2,
+        "{show}"
+    );
+    drop(_b2);
+    let took = t.wait(&[rs1], DOWN_BOUND, &log);
+    eprintln!("multihop peer killed: rs2 left after {took:?}");
+    drop(_b1);
+    let took = t.wait(&[], DOWN_BOUND, &log);
+    eprintln!("IPv6 peer killed: rs1 left after {took:?}");
+    let text = std::fs::read_to_string(&log).unwrap();
+    for name in ["six", "mh"] {
+        assert!(
+            text.contains(&format!("({name}) Entering Up state")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("({name}) Entering Down state")),
+            "{text}"
+        );
+    }
 }
