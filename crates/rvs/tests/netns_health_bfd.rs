@@ -5,10 +5,12 @@
 //! follows it with a `bfd_instance` and a BFD_CHECK on rs1. The session
 //! comes Up and rs1 is in the table; BIRD killed, rs1 leaves within the
 //! detection time (300 ms) and a margin; BIRD started again, rs1 returns;
-//! rs1's link set down and up again, the same.
+//! rs1's link set down and up again, the same; a SIGHUP keeps the session.
+//! Also over IPv6 and multihop (BIRD), and against FRR's bfdd.
 //!
-//! Needs root, iproute2 and BIRD 2 (`bird2`, installed by scripts/test.sh);
-//! without BIRD it says so and skips, unless `RVS_REQUIRE_BIRD` is set.
+//! Needs root, iproute2, BIRD 2 (`bird2`) and FRR (`frr`), both installed
+//! by scripts/test.sh; without one its tests say so and skip, unless
+//! `RVS_REQUIRE_BIRD` / `RVS_REQUIRE_FRR` is set.
 
 mod common;
 
@@ -380,4 +382,105 @@ fn netns_health_bfd_ipv6_and_multihop() {
             "{text}"
         );
     }
+}
+
+/// FRR's daemons as Debian installs them.
+const FRR_DIR: &str = "/usr/lib/frr";
+
+fn frr_runs() -> bool {
+    let missing: Vec<String> = ["zebra", "bfdd"]
+        .iter()
+        .map(|d| format!("{FRR_DIR}/{d}"))
+        .chain(["vtysh".to_string()])
+        .filter(|p| Command::new(p).arg("--help").output().is_err())
+        .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    let why = format!(
+        "FRR cannot run here ({} missing); apt-get install --no-install-recommends frr",
+        missing.join(", ")
+    );
+    if std::env::var_os("RVS_REQUIRE_FRR").is_some() {
+        panic!("RVS_REQUIRE_FRR is set: {why}");
+    }
+    eprintln!("skipped: {why}");
+    false
+}
+
+/// The same against FRR's bfdd (with zebra, configured through vtysh):
+/// the session comes Up, bfdd killed takes rs1 out.
+#[test]
+fn netns_health_bfd_against_frr_bfdd() {
+    if !can_run_with(&[]) || !frr_runs() {
+        return;
+    }
+    let t = Bfd::new("frr");
+    let rs1 = t.lab.rips[0];
+    let director = source_towards(&t.lab, rs1);
+    let ns = t.lab.ns("rs1");
+    let run = t.dir.join("frr");
+    std::fs::create_dir_all(&run).unwrap();
+    sh(&["chown", "frr:frr", run.to_str().unwrap()]);
+    let empty = t.dir.join("empty.conf");
+    std::fs::write(&empty, "").unwrap();
+    let zserv = run.join("zserv.api");
+    let mut daemons = Vec::new();
+    for d in ["zebra", "bfdd"] {
+        let child = Command::new("ip")
+            .args(["netns", "exec", &ns, &format!("{FRR_DIR}/{d}"), "-f"])
+            .arg(&empty)
+            .arg("-i")
+            .arg(run.join(format!("{d}.pid")))
+            .arg("--vty_socket")
+            .arg(&run)
+            .arg("-z")
+            .arg(&zserv)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(t.dir.join(format!("{d}.log"))).unwrap())
+            .spawn()
+            .expect("FRR");
+        daemons.push(Proc(child));
+        let sock = run.join(format!("{d}.vty"));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !sock.exists() {
+            assert!(Instant::now() < deadline, "FRR's {d} did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let conf = t.dir.join("frr.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "bfd\n peer {director}\n  receive-interval 100\n  transmit-interval 100\n  \
+             detect-multiplier 3\n  no shutdown\n exit\n!\n"
+        ),
+    )
+    .unwrap();
+    let out = Command::new("ip")
+        .args(["netns", "exec", &ns, "vtysh", "--vty_socket"])
+        .arg(&run)
+        .arg("-f")
+        .arg(&conf)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "vtysh: {out:?}");
+    let conf = format!(
+        "bfd_instance frr {{\n  neighbor_ip {rs1}\n  min_rx 100\n  min_tx 100\n  multiplier 3\n}}\n\
+         virtual_server {} {PORT} {{\n  delay_loop 1\n  lb_algo rr\n  lb_kind DR\n  protocol TCP\n\
+         \x20 real_server {rs1} {PORT} {{\n    BFD_CHECK {{\n      name frr\n    }}\n  }}\n}}\n",
+        t.lab.vip
+    );
+    let (_health, log) = t.health(&conf);
+    let took = t.wait(&[rs1], UP_BOUND, &log);
+    eprintln!("session with bfdd Up after {took:?}");
+    let show = t.show_until(|s| s.contains("session Up (detection 300 ms)"));
+    assert!(show.contains("session Up (detection 300 ms)"), "{show}");
+    // bfdd killed (SIGKILL: no AdminDown sent).
+    let mut bfdd = daemons.pop().unwrap();
+    bfdd.0.kill().unwrap();
+    bfdd.0.wait().unwrap();
+    let took = t.wait(&[], DOWN_BOUND, &log);
+    eprintln!("bfdd killed: rs1 left the table after {took:?}");
 }
