@@ -12,7 +12,7 @@ use crate::keepalived::bfd::wire::State;
 use crate::keepalived::check::{self, Outcome};
 use crate::keepalived::conf::CheckKind;
 
-use super::{World, unix};
+use super::{World, log, unix};
 
 /// What `rvs health` shows of a session in its checker's last result.
 pub(super) fn session_line(e: &Event) -> String {
@@ -51,9 +51,14 @@ impl World {
                 continue;
             }
             let down_line = line(name, ck, false);
-            let st = &mut self.reals[vi][ri].checkers[ci];
-            if st.up != up {
-                // result() logs the line of the change and applies it.
+            let st = &self.reals[vi][ri].checkers[ci];
+            // keepalived: skipped when the checker already agrees and has
+            // had its first verdict; otherwise the line, and the state
+            // applied (result() says the line of a change itself).
+            if up != st.up || !st.has_run {
+                if !up && !st.up {
+                    log(&down_line);
+                }
                 self.result(
                     k,
                     if up {
@@ -109,6 +114,10 @@ mod tests {
         // Down until the session is Up, whatever the other checkers say.
         assert!(!w.reals[0][0].alive && !w.reals[0][1].alive);
         assert_eq!(w.want(0, 0), Want::Out);
+        // The first state is the checker's first verdict (keepalived's
+        // has_run); the same again changes nothing more.
+        w.bfd_event(&ev(State::Down, 0));
+        assert!(w.reals[0][0].checkers[0].has_run);
         w.bfd_event(&ev(State::Init, 0));
         assert!(!w.reals[0][0].alive);
         assert_eq!(w.reals[0][0].checkers[0].last_result, "session Init");
