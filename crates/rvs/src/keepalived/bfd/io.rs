@@ -403,7 +403,8 @@ impl Runner {
         }
     }
 
-    /// RFC 5880 §6.8.6: the session a packet is for.
+    /// RFC 5880 §6.8.6: the session a packet is for (of the family and
+    /// port it came on).
     fn demux(
         &self,
         c: &Control,
@@ -413,6 +414,7 @@ impl Runner {
     ) -> Option<usize> {
         self.sessions.iter().position(|s| {
             s.inst.multihop == multihop
+                && s.inst.neighbor.is_ipv6() == src.is_ipv6()
                 && if c.your_discr != 0 {
                     s.s.local_discr == c.your_discr
                 } else {
@@ -574,4 +576,131 @@ fn tx_socket(b: &BfdInstance, rnd: u32) -> std::io::Result<UdpSocket> {
         }
     }
     Err(last.unwrap_or_else(|| std::io::Error::other("no free source port")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keepalived::lex::Pos;
+
+    fn inst(name: &str, neighbor: &str, source: Option<&str>, multihop: bool) -> BfdInstance {
+        BfdInstance {
+            name: name.into(),
+            neighbor: neighbor.parse().unwrap(),
+            source: source.map(|s| s.parse().unwrap()),
+            min_rx: 10_000,
+            min_tx: 10_000,
+            idle_tx: 1_000_000,
+            mult: 5,
+            passive: false,
+            ttl: 255,
+            max_hops: 0,
+            multihop,
+            pos: Pos {
+                file: "k.conf".into(),
+                line: 1,
+            },
+        }
+    }
+
+    fn runner(instances: Vec<BfdInstance>) -> Runner {
+        let (out, _) = mpsc::channel();
+        let now = Instant::now();
+        let mut r = Runner {
+            sessions: Vec::new(),
+            rx: HashMap::new(),
+            rng: 1,
+            log: |_| {},
+            out,
+            wake: Box::new(|| {}),
+        };
+        for (i, inst) in instances.into_iter().enumerate() {
+            r.sessions.push(Sess {
+                s: Session::new(params(&inst), 100 + i as u32, now),
+                inst,
+                sock: None,
+                retry_open: now,
+                send_error: false,
+                ttl_logged: false,
+                last_detect: Duration::ZERO,
+            });
+        }
+        r
+    }
+
+    fn pkt(your: u32) -> Control {
+        Control {
+            diag: 0,
+            state: State::Down,
+            poll: false,
+            fin: false,
+            cpi: false,
+            demand: false,
+            mult: 3,
+            my_discr: 9,
+            your_discr: your,
+            min_tx: 1_000_000,
+            min_rx: 1_000_000,
+            min_echo_rx: 0,
+        }
+    }
+
+    #[test]
+    fn demultiplexing() {
+        let r = runner(vec![
+            inst("a", "10.0.0.2", None, false),
+            inst("b", "10.0.0.3", Some("10.0.0.1"), false),
+            inst("c", "10.0.0.2", None, true),
+            inst("d", "2001:db8::2", None, false),
+        ]);
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        // Your Discriminator names the session, whoever sends it.
+        assert_eq!(r.demux(&pkt(101), ip("10.9.9.9"), None, false), Some(1));
+        assert_eq!(r.demux(&pkt(555), ip("10.0.0.2"), None, false), None);
+        // Zero: the neighbour's address, single-hop or multihop port.
+        assert_eq!(r.demux(&pkt(0), ip("10.0.0.2"), None, false), Some(0));
+        assert_eq!(r.demux(&pkt(0), ip("10.0.0.2"), None, true), Some(2));
+        assert_eq!(r.demux(&pkt(0), ip("2001:db8::2"), None, false), Some(3));
+        // With a source_ip, the packet must have been sent to it.
+        let to = |d: &str| Some(ip(d));
+        assert_eq!(
+            r.demux(&pkt(0), ip("10.0.0.3"), to("10.0.0.1"), false),
+            Some(1)
+        );
+        assert_eq!(
+            r.demux(&pkt(0), ip("10.0.0.3"), to("10.0.0.7"), false),
+            None
+        );
+        // Nor a session's discriminator from the other family.
+        assert_eq!(r.demux(&pkt(103), ip("10.0.0.2"), None, false), None);
+    }
+
+    #[test]
+    fn the_same_session_across_a_reload() {
+        let a = inst("a", "10.0.0.2", None, false);
+        let mut b = a.clone();
+        b.min_tx = 50_000;
+        b.passive = true;
+        assert!(same_peer(&a, &b), "timers change through a poll");
+        for change in [
+            |b: &mut BfdInstance| b.name = "z".into(),
+            |b: &mut BfdInstance| b.neighbor = "10.0.0.9".parse().unwrap(),
+            |b: &mut BfdInstance| b.source = Some("10.0.0.1".parse().unwrap()),
+            |b: &mut BfdInstance| b.multihop = true,
+            |b: &mut BfdInstance| b.ttl = 1,
+        ] {
+            let mut b = a.clone();
+            change(&mut b);
+            assert!(!same_peer(&a, &b), "{b:?}");
+        }
+    }
+
+    #[test]
+    fn ipv4_mapped_senders_are_ipv4() {
+        let v6: SockaddrStorage =
+            SocketAddr::from(("::ffff:10.0.0.2".parse::<Ipv6Addr>().unwrap(), 1)).into();
+        assert_eq!(sockaddr_ip(&v6), Some("10.0.0.2".parse().unwrap()));
+        let v4: SockaddrStorage = SocketAddr::from(([10, 0, 0, 3], 1)).into();
+        assert_eq!(sockaddr_ip(&v4), Some("10.0.0.3".parse().unwrap()));
+    }
 }
