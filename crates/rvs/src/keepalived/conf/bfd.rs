@@ -89,7 +89,6 @@ pub(super) fn instances(
     warnings: &mut Vec<String>,
 ) -> Result<Vec<BfdInstance>, ConfError> {
     let mut out: Vec<BfdInstance> = Vec::new();
-    let mut names = std::collections::HashSet::new();
     for n in tree.iter().filter(|n| n.key == "bfd_instance") {
         let name = value_of_block(n)?;
         if name.len() > NAME_MAX {
@@ -99,7 +98,8 @@ pub(super) fn instances(
             ));
             continue;
         }
-        if !names.insert(name.to_string()) {
+        // Among the instances kept: a dropped one leaves its name free.
+        if out.iter().any(|o| o.name == name) {
             warnings.push(format!(
                 "{}: Configuration error: BFD instance {name} already configured - ignoring",
                 n.pos

@@ -135,6 +135,12 @@ fn bad_instances_are_dropped() {
             "k.conf:7: Configuration error: BFD instance b2 has duplicate neighbor address 10.0.0.2, ignoring instance",
         ]
     );
+    // A dropped instance leaves its name to a later one.
+    let (c, w) =
+        parse("bfd_instance b1 {\nmin_rx 10\n}\nbfd_instance b1 {\nneighbor_ip 10.0.0.2\n}\n")
+            .unwrap();
+    assert_eq!(c.bfd.len(), 1);
+    assert_eq!(w.len(), 1, "{w:?}");
     // For keepalived's VRRP process only: no session here.
     let (c, w) = parse("bfd_instance b1 {\nneighbor_ip 10.0.0.2\nvrrp\n}\n").unwrap();
     assert!(c.bfd.is_empty() && w.is_empty());
