@@ -36,6 +36,10 @@ pub fn vs_subject(smtp: &Smtp, vs: &str, up: bool) -> String {
 /// The body of a checker's alert, as each of keepalived's checkers words
 /// it; `failure`: the failed attempt's line (SMTP_CHECK sends it).
 pub fn checker_body(kind: &CheckKind, up: bool, failure: &str) -> String {
+    if let CheckKind::Bfd { name } = kind {
+        let what = if up { "succeeded" } else { "failed" };
+        return format!("=> BFD CHECK {name} {what} on service <=");
+    }
     let (ok, fail) = match kind {
         CheckKind::Tcp => (
             "=> TCP CHECK succeed on service <=",
@@ -63,6 +67,7 @@ pub fn checker_body(kind: &CheckKind, up: bool, failure: &str) -> String {
         ),
         CheckKind::Smtp { .. } => ("=> CHECK succeed on service <=", failure),
         CheckKind::File(_) => ("=> FILE CHECK succeed <=", "=> FILE CHECK failed <="),
+        CheckKind::Bfd { .. } => unreachable!("answered above"),
     };
     (if up { ok } else { fail }).to_string()
 }

@@ -13,7 +13,8 @@
 //! * [`lex`]: words, comments, braces, `include` globs; [`conf`]: the
 //!   `virtual_server` world with keepalived's defaults and inheritance
 //!   (`conf/server.rs` the virtual and real server blocks,
-//!   `conf/checker.rs` the checker and track_file blocks,
+//!   `conf/checker.rs` the checker and track_file blocks, `conf/bfd.rs`
+//!   the bfd_instance and BFD_CHECK blocks,
 //!   `conf/scripts.rs` the scripts' users, `conf/alerts.rs` the e-mail
 //!   settings); [`runas`]: a script's user, resolved and switched to;
 //! * [`apply`]: the configuration as ipvsadm operations;
@@ -24,12 +25,17 @@
 //!   DNS_CHECK, UDP_CHECK and PING_CHECK, `check/dgram.rs` and
 //!   `check/probes.rs`, and MISC_CHECK's scripts, `check/script.rs`,
 //!   run on the scheduler's thread; FILE_CHECK on the pool's workers);
+//! * [`bfd`]: keepalived's BFD process: the packet (`bfd/wire.rs`), a
+//!   session's state machine (`bfd/session.rs`), the thread that runs
+//!   every session (`bfd/io.rs`) and whose changes drive BFD_CHECK
+//!   (`run/bfd.rs`);
 //! * [`run`]: the scheduler and the state file (`run/world.rs`:
 //!   keepalived's state machine, quorum, the table kept in step;
 //!   `run/suspend.rs` ha_suspend); [`alert`]: the e-mail alerts;
 
 pub mod alert;
 pub mod apply;
+pub mod bfd;
 pub mod check;
 pub mod conf;
 pub mod lex;
@@ -54,7 +60,8 @@ Usage: rvs health run FILE [--state PATH] [--threads N] [--socket S]
                services and real servers into rvsd as one atomic batch, then
                check every real server (TCP_CHECK, HTTP_GET, SSL_GET,
                DNS_CHECK, SMTP_CHECK, UDP_CHECK, PING_CHECK, MISC_CHECK,
-               FILE_CHECK: a track_file's number, read every second) and
+               FILE_CHECK: a track_file's number, read every second;
+               BFD_CHECK: a bfd_instance's BFD session, run here) and
                add, remove or re-weight them as keepalived does; runs until
                SIGTERM/SIGINT and leaves the table as it is then; SIGHUP
                reloads FILE: only what differs changes, real servers with

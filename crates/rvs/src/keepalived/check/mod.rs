@@ -101,6 +101,10 @@ pub fn run(ck: &Checker) -> Outcome {
         | CheckKind::Ping => evented::run_one(ck),
         CheckKind::Misc { .. } => evented::run_one(ck),
         CheckKind::File(f) => Outcome::Value(read_track_file(&f.path)),
+        // Never scheduled: its session's changes drive it (keepalived/bfd).
+        CheckKind::Bfd { name } => {
+            Outcome::Reschedule(format!("BFD_CHECK {name} follows its session"))
+        }
     }
 }
 

@@ -21,6 +21,7 @@ use super::lex::{self, ConfError, Node, Pos, err_at};
 pub use super::runas::RunAs;
 
 mod alerts;
+mod bfd;
 mod checker;
 mod notify;
 mod scripts;
@@ -29,6 +30,7 @@ mod server;
 mod tests;
 
 pub use alerts::Smtp;
+pub use bfd::BfdInstance;
 use checker::*;
 pub use notify::{Fifo, Notifications};
 use scripts::Scripts;
@@ -50,6 +52,8 @@ pub struct Config {
     pub smtp: Smtp,
     /// `global_defs`'s notification FIFOs and `rs_init_notifies`.
     pub notify: Notifications,
+    /// The `bfd_instance` blocks the checker runs sessions for.
+    pub bfd: Vec<BfdInstance>,
 }
 
 /// keepalived's `global_defs` settings of its checker process, applied by
@@ -410,6 +414,11 @@ pub enum CheckKind {
     Ping,
     /// `FILE_CHECK`: the number in a `track_file`'s file (keepalived >= 2.2).
     File(FileCheck),
+    /// `BFD_CHECK`: follows the session of the `bfd_instance` it names.
+    Bfd {
+        /// The `bfd_instance`.
+        name: String,
+    },
 }
 
 /// A `FILE_CHECK` with its `track_file` resolved.
@@ -605,7 +614,6 @@ fn ignored_top(key: &str) -> bool {
                 | "net_namespace"
                 | "instance"
                 | "use_pid_dir"
-                | "bfd_instance"
                 | "track_process"
                 | "SSL"
         )
@@ -798,17 +806,23 @@ pub fn build(tree: &[Node], warnings: &mut Vec<String>) -> Result<Config, ConfEr
     let process = process(tree, warnings)?;
     let (smtp, alert, alert_checker) = alerts::global(tree, warnings)?;
     let mut notify = notify::global(tree, &mut scripts, warnings)?;
+    let bfd = bfd::instances(tree, warnings)?;
     let mut services = Vec::new();
     for n in tree {
         match n.key.as_str() {
             "virtual_server" => {
                 services.push(virtual_server(n, &groups, &tracks, &mut scripts, warnings)?)
             }
-            "virtual_server_group" | "track_file" | "vrrp_track_file" | "global_defs" => {}
+            "virtual_server_group"
+            | "track_file"
+            | "vrrp_track_file"
+            | "global_defs"
+            | "bfd_instance" => {}
             k if ignored_top(k) => {}
             _ => unknown(n, warnings),
         }
     }
+    bfd::resolve(&mut services, &bfd, warnings);
     scripts.secure(&mut services, &mut notify, warnings);
     alerts::resolve(&mut services, alert, alert_checker);
     Ok(Config {
@@ -816,6 +830,7 @@ pub fn build(tree: &[Node], warnings: &mut Vec<String>) -> Result<Config, ConfEr
         process,
         smtp,
         notify,
+        bfd,
     })
 }
 

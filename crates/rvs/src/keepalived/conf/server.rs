@@ -348,15 +348,7 @@ pub(super) fn real_server(
             "uthreshold" => rs.uthreshold = number(c, 0, u32::MAX.into())? as u32,
             "lthreshold" => rs.lthreshold = number(c, 0, u32::MAX.into())? as u32,
             "TCP_CHECK" | "HTTP_GET" | "SSL_GET" | "MISC_CHECK" | "SMTP_CHECK" | "DNS_CHECK"
-            | "UDP_CHECK" | "PING_CHECK" | "FILE_CHECK" => checker_nodes.push(c),
-            // BFD_CHECK follows a session of keepalived's BFD process, which
-            // rvs does not have.
-            "BFD_CHECK" => {
-                warnings.push(format!(
-                    "{}: {} is not supported by rvs yet; the checker is ignored",
-                    c.pos, c.key
-                ));
-            }
+            | "UDP_CHECK" | "PING_CHECK" | "FILE_CHECK" | "BFD_CHECK" => checker_nodes.push(c),
             // HTTP_GET's Host when neither its url nor the checker names
             // one, before the virtual server's (check_http.c).
             "virtualhost" => rs_virtualhost = Some(value(c)?.to_string()),
@@ -367,6 +359,10 @@ pub(super) fn real_server(
     let inh = inh.over(parent);
     rs.inhibit_on_failure = inh.inhibit_on_failure.unwrap_or(false);
     for c in checker_nodes {
+        if c.key == "BFD_CHECK" {
+            rs.checkers.extend(super::bfd::bfd_check(c, &rs, warnings)?);
+            continue;
+        }
         if c.key == "FILE_CHECK" {
             let ck = file_check(c, &rs, tracks, warnings)?;
             rs.checkers.push(ck);

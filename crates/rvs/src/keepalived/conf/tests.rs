@@ -5,7 +5,7 @@ use super::*;
 use rvs_proto::{SVC_F_SCHED1, SVC_F_SCHED2};
 use std::net::Ipv4Addr;
 
-fn parse(text: &str) -> Result<(Config, Vec<String>), ConfError> {
+pub(super) fn parse(text: &str) -> Result<(Config, Vec<String>), ConfError> {
     let mut w = Vec::new();
     let t = lex::parse_text(text, "k.conf", Path::new("/nonexistent"), &mut w)?;
     let c = build(&t, &mut w)?;
@@ -274,8 +274,8 @@ fn unknown_keywords_warn_with_file_and_line() {
             "k.conf:1: Unknown keyword 'frobnicate'",
             "k.conf:3: Unknown keyword 'bogus_key'",
             "k.conf:6: Unknown keyword 'funky'",
-            "k.conf:8: BFD_CHECK is not supported by rvs yet; the checker is ignored",
             "k.conf:7: Unknown keyword 'wat'",
+            "k.conf:8: (10.0.0.2:80) BFD_CHECK - BFD x not configured - skipping checker",
         ]
     );
     assert_eq!(c.services[0].reals[0].weight, 2);
@@ -517,16 +517,6 @@ fn file_check_and_track_file() {
     assert_eq!(cks[0].timing.delay_loop, FILE_POLL);
     assert_eq!((cks[0].timing.retry, cks[0].alpha), (0, false));
     assert_eq!(cks[1].pos.line, 4);
-    // BFD_CHECK is still ignored, with a warning.
-    let (c, w) = parse(
-        "virtual_server 10.0.0.1 80 {\n real_server 10.0.0.2 80 {\n  BFD_CHECK { name x }\n }\n}\n",
-    )
-    .unwrap();
-    assert!(c.services[0].reals[0].checkers.is_empty());
-    assert_eq!(
-        w,
-        ["k.conf:3: BFD_CHECK is not supported by rvs yet; the checker is ignored"]
-    );
     // An out-of-range init value is kept, with keepalived's warning.
     let (_, w) = parse("track_file t {\n file /x\n init_file 300\n}\n").unwrap();
     assert_eq!(

@@ -42,6 +42,7 @@ use super::check::{self};
 use super::conf::{CheckKind, Checker, Config};
 use super::pool::Pool;
 
+mod bfd;
 mod fifo;
 pub mod metrics;
 #[cfg(test)]
@@ -179,6 +180,7 @@ fn describe(ck: &Checker) -> (String, String) {
         CheckKind::Udp { .. } => ("UDP_CHECK".into(), target),
         CheckKind::Ping => ("PING_CHECK".into(), ck.connect_ip.to_string()),
         CheckKind::File(f) => ("FILE_CHECK".into(), format!("{} ({})", f.name, f.path)),
+        CheckKind::Bfd { name } => ("BFD_CHECK".into(), name.clone()),
     }
 }
 
@@ -194,6 +196,7 @@ fn success_line(ck: &Checker) -> String {
         CheckKind::Udp { .. } => format!("UDP connection to {t} success."),
         CheckKind::Ping => format!("ICMP connection to [{}] success.", ck.connect_ip),
         CheckKind::File(f) => format!("tracked file {} leaving FAULT state", f.name),
+        CheckKind::Bfd { name } => bfd::line(name, ck, true),
     }
 }
 
@@ -327,6 +330,10 @@ fn spread(due: &mut BinaryHeap<Reverse<(Instant, usize)>>, checkers: &[Checker])
     let t0 = Instant::now();
     let n = checkers.len().max(1) as u32;
     for (k, ck) in checkers.iter().enumerate() {
+        // A BFD_CHECK is not run: its session's changes drive it.
+        if matches!(ck.kind, CheckKind::Bfd { .. }) {
+            continue;
+        }
         let at = match ck.timing.warmup {
             // keepalived's warmup: a random delay up to it.
             Some(w) => {
@@ -526,6 +533,10 @@ pub fn run(opts: &Opts, conf: Config) -> Result<(), String> {
         log,
     )?;
     let mut done: Vec<((u64, usize), check::Outcome)> = Vec::new();
+    // keepalived's BFD process: the bfd_instance sessions on a thread of
+    // their own (bfd/io.rs), their changes waking this one.
+    let bfd_waker = tcp.waker();
+    let bfd = super::bfd::io::Bfd::start(world.conf.bfd.clone(), move || bfd_waker.wake(), log)?;
 
     let mut generation = 0u64;
     let checkers_of = |w: &World| -> Vec<Checker> {
@@ -563,6 +574,7 @@ pub fn run(opts: &Opts, conf: Config) -> Result<(), String> {
                              changed: they take effect when rvs health restarts");
                     }
                     world.reload(conf);
+                    bfd.reload(world.conf.bfd.clone());
                     // A new world: its addresses looked at before its
                     // checks run.
                     next_look = Instant::now();
@@ -612,6 +624,9 @@ pub fn run(opts: &Opts, conf: Config) -> Result<(), String> {
         while let Some((g, k, out)) = pool.try_recv()? {
             done.push(((g, k), out));
         }
+        for e in bfd.events() {
+            world.bfd_event(&e);
+        }
         for ((g, k), out) in done.drain(..) {
             if g != generation {
                 continue;
@@ -648,6 +663,7 @@ pub fn run(opts: &Opts, conf: Config) -> Result<(), String> {
         pool.workers()
     ));
     omega(&mut world);
+    drop(bfd);
     drop(tcp);
     Ok(())
 }

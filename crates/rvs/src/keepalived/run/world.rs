@@ -85,6 +85,11 @@ impl World {
                                         Err(e) => st.error = e,
                                     }
                                 }
+                                // A BFD_CHECK is down until its session
+                                // is Up.
+                                if let CheckKind::Bfd { .. } = &ck.kind {
+                                    st.up = false;
+                                }
                                 st
                             })
                             .collect();

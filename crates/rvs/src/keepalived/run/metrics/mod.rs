@@ -14,7 +14,7 @@
 //! * `rvs_health_checker_up`, `rvs_health_checker_last_check_timestamp_seconds`,
 //!   `rvs_health_checker_failed_attempts`, labelled also `checker` (its
 //!   kind, `HTTP_GET`…) and `target` (`ip:port`, the script, the tracked
-//!   file); a real server's second checker of the same kind and target gets
+//!   file, BFD_CHECK's bfd_instance); a real server's second checker of the same kind and target gets
 //!   ` #2` after its target (one series each);
 //! * `rvs_health_in_sync`, `rvs_health_start_time_seconds`,
 //!   `rvs_health_last_update_timestamp_seconds`.
