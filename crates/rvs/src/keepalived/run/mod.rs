@@ -45,6 +45,7 @@ use super::pool::Pool;
 mod bfd;
 mod fifo;
 pub mod metrics;
+mod notify;
 #[cfg(test)]
 mod notify_tests;
 mod suspend;
