@@ -1,9 +1,13 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
-//! Real-time scheduling of the calling thread, as keepalived's
-//! `checker_rt_priority` asks for it: SCHED_RR with `SCHED_RESET_ON_FORK`,
-//! so that the threads and processes it starts (scripts, mail senders)
-//! run at the normal policy. Neither std, rustix nor nix wraps
-//! `sched_setscheduler`.
+//! Scheduling policies of the calling thread, which neither std, rustix
+//! nor nix sets (`sched_setscheduler`):
+//!
+//! * real time, as keepalived's `checker_rt_priority` asks for it:
+//!   SCHED_RR with `SCHED_RESET_ON_FORK`, so that the threads and processes
+//!   it starts (scripts, mail senders) run at the normal policy;
+//! * idle (SCHED_IDLE), for bulk control-plane work that must never take
+//!   a CPU from forwarding (rvsd's connection listing): it runs only on a
+//!   CPU nothing else wants, far below even nice 19.
 
 use std::io;
 
@@ -36,6 +40,22 @@ pub fn set_round_robin(priority: i32) -> io::Result<()> {
     }
 }
 
+/// Put the calling thread at SCHED_IDLE. No privilege is needed to lower
+/// a thread's policy; a seccomp filter may refuse it (`EPERM`).
+/// Irreversible without `CAP_SYS_NICE`: only for a thread that ends with
+/// its work.
+pub fn set_idle() -> io::Result<()> {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: pid 0 is the calling thread; `param` is a valid
+    // `sched_param` that outlives the call, which only reads it.
+    let r = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// The calling thread's scheduling policy (without the reset-on-fork
 /// flag) and whether it is reset on fork.
 pub fn policy() -> io::Result<(i32, bool)> {
@@ -53,6 +73,19 @@ pub fn policy() -> io::Result<(i32, bool)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn idle_on_a_thread_of_its_own() {
+        let (lowered, me) = std::thread::spawn(|| {
+            set_idle().unwrap();
+            policy().unwrap()
+        })
+        .join()
+        .map(|l| (l, policy().unwrap()))
+        .unwrap();
+        assert_eq!(lowered, (libc::SCHED_IDLE, false));
+        assert_eq!(me.0, libc::SCHED_OTHER, "only that thread");
+    }
 
     #[test]
     fn round_robin_on_a_thread_of_its_own() {

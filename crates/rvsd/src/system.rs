@@ -101,19 +101,36 @@ impl Clock {
 }
 
 /// The nice value of control-plane threads that do bulk work (the
-/// connection listing's writer): the lowest priority, so that the
-/// forwarding threads (nice 0) get the CPU whenever they want it, as the
-/// kernel's softirq forwarding preempts ipvsadm's dump.
+/// connection listing's writer) where SCHED_IDLE is refused: the lowest
+/// priority, so that the forwarding threads (nice 0) get the CPU whenever
+/// they want it, as the kernel's softirq forwarding preempts ipvsadm's
+/// dump.
 pub const BACKGROUND_NICE: i32 = 19;
 
-/// Lower the calling thread (not the process: `setpriority(2)` with
-/// `PRIO_PROCESS` and the thread's id) to [`BACKGROUND_NICE`]. Raising a
-/// nice value needs no privilege; a seccomp filter may refuse it
-/// (`EPERM`), which the caller logs. Irreversible without
-/// `CAP_SYS_NICE`: only for a thread that ends with its work.
-pub fn lower_thread_priority() -> io::Result<()> {
-    rustix::process::setpriority_process(Some(rustix::thread::gettid()), BACKGROUND_NICE)
-        .map_err(io::Error::from)
+/// Where [`lower_thread_priority`] put the calling thread.
+#[derive(Debug)]
+pub enum Background {
+    /// SCHED_IDLE: it runs only on a CPU nothing else wants.
+    Idle,
+    /// SCHED_IDLE was refused (the error): nice [`BACKGROUND_NICE`].
+    Nice(io::Error),
+}
+
+/// Lower the calling thread (not the process) for bulk work: SCHED_IDLE
+/// (`rvs_io::sched`), else [`BACKGROUND_NICE`] (`setpriority(2)` with
+/// `PRIO_PROCESS` and the thread's id). Lowering needs no privilege; a
+/// seccomp filter may refuse either (`EPERM`), which the caller logs.
+/// Irreversible without `CAP_SYS_NICE`: only for a thread that ends with
+/// its work.
+pub fn lower_thread_priority() -> io::Result<Background> {
+    match rvs_io::sched::set_idle() {
+        Ok(()) => Ok(Background::Idle),
+        Err(idle) => {
+            rustix::process::setpriority_process(Some(rustix::thread::gettid()), BACKGROUND_NICE)
+                .map_err(io::Error::from)?;
+            Ok(Background::Nice(idle))
+        }
+    }
 }
 
 #[cfg(test)]
@@ -122,19 +139,18 @@ mod tests {
 
     #[test]
     fn lowers_one_thread_only() {
-        use rustix::process::getpriority_process;
-        let me = getpriority_process(None).unwrap();
+        let me = rvs_io::sched::policy().unwrap();
         let lowered = std::thread::spawn(|| {
-            lower_thread_priority().unwrap();
-            getpriority_process(Some(rustix::thread::gettid())).unwrap()
+            let b = lower_thread_priority().unwrap();
+            (b, rvs_io::sched::policy().unwrap())
         })
         .join()
         .unwrap();
-        assert_eq!(lowered, BACKGROUND_NICE);
-        assert_eq!(
-            getpriority_process(Some(rustix::thread::gettid())).unwrap(),
-            me
-        );
+        match lowered {
+            (Background::Idle, p) => assert_eq!(p.0, 5, "SCHED_IDLE"),
+            (Background::Nice(e), _) => eprintln!("SCHED_IDLE refused here ({e}): nice 19"),
+        }
+        assert_eq!(rvs_io::sched::policy().unwrap(), me);
     }
 
     #[test]

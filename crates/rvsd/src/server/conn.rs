@@ -185,14 +185,20 @@ pub(super) fn list_conns_packed(shared: &Shared, writer: &UnixStream) -> io::Res
 fn background_priority() {
     static REFUSAL_LOGGED: std::sync::atomic::AtomicBool =
         std::sync::atomic::AtomicBool::new(false);
-    if let Err(e) = crate::system::lower_thread_priority()
-        && !REFUSAL_LOGGED.swap(true, Ordering::Relaxed)
-    {
-        tracing::warn!(
+    let said = || REFUSAL_LOGGED.swap(true, Ordering::Relaxed);
+    match crate::system::lower_thread_priority() {
+        Ok(crate::system::Background::Idle) => {}
+        Ok(crate::system::Background::Nice(e)) if !said() => tracing::warn!(
+            "SCHED_IDLE refused for the connection listing's writer ({e}); it runs at \
+             nice {} (logged once)",
+            crate::system::BACKGROUND_NICE
+        ),
+        Err(e) if !said() => tracing::warn!(
             "cannot lower the priority of the connection listing's writer \
-             (setpriority: {e}); listings compete with forwarding for the CPU \
-             (logged once)"
-        );
+             (sched_setscheduler and setpriority: {e}); listings compete with forwarding \
+             for the CPU (logged once)"
+        ),
+        _ => {}
     }
 }
 
