@@ -252,6 +252,9 @@ pub fn ipvsadm_line(op: &Op) -> String {
             addr,
             port,
         } => format!("-d {} -r {}", svc(service), rs(addr, *port)),
+        Op::DeleteService(id) => format!("-D {}", svc(id)),
+        Op::Flush => "-C".to_string(),
+        Op::SetTimeouts { tcp, tcpfin, udp } => format!("--set {tcp} {tcpfin} {udp}"),
         other => format!("{other:?}"),
     }
 }

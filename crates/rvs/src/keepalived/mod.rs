@@ -159,7 +159,16 @@ pub fn main(args: &[String]) -> Result<String, String> {
         ["check", file] => {
             let c = load(std::path::Path::new(file))?;
             let _ = endpoint;
-            let ops = run::World::new(c.clone(), endpoint).plan(&[]);
+            // What the start sends to an empty table (with lvs_flush and
+            // lvs_timeouts first, as the first batch has them).
+            let mut ops = Vec::new();
+            if c.lvs.flush {
+                ops.push(rvs_proto::Op::Flush);
+            }
+            if let Some([tcp, tcpfin, udp]) = c.lvs.timeouts {
+                ops.push(rvs_proto::Op::SetTimeouts { tcp, tcpfin, udp });
+            }
+            ops.extend(run::World::new(c.clone(), endpoint).plan(&[]));
             let mut out = format!(
                 "{file}: {} virtual server(s), {} real server(s), {} checker(s)\n",
                 c.services.len(),

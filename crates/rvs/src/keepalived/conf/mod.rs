@@ -25,6 +25,7 @@ mod bfd;
 mod checker;
 #[cfg(test)]
 mod checker_tests;
+mod lvs;
 mod notify;
 mod process;
 mod scripts;
@@ -37,6 +38,7 @@ mod tests;
 pub use alerts::Smtp;
 pub use bfd::BfdInstance;
 use checker::*;
+pub use lvs::{FlushOnStop, Lvs};
 pub use notify::{Fifo, Notifications};
 pub use process::Process;
 use process::process;
@@ -59,6 +61,9 @@ pub struct Config {
     pub smtp: Smtp,
     /// `global_defs`'s notification FIFOs and `rs_init_notifies`.
     pub notify: Notifications,
+    /// `global_defs`'s IPVS table settings (`lvs_flush`,
+    /// `lvs_flush_on_stop`, `lvs_timeouts`).
+    pub lvs: Lvs,
     /// The `bfd_instance` blocks the checker runs sessions for.
     pub bfd: Vec<BfdInstance>,
 }
@@ -677,6 +682,7 @@ pub fn build(tree: &[Node], warnings: &mut Vec<String>) -> Result<Config, ConfEr
     let process = process(tree, warnings)?;
     let (smtp, alert, alert_checker) = alerts::global(tree, warnings)?;
     let mut notify = notify::global(tree, &mut scripts, warnings)?;
+    let lvs = lvs::global(tree, warnings)?;
     let bfd = bfd::instances(tree, warnings)?;
     let mut services = Vec::new();
     for n in tree {
@@ -701,6 +707,7 @@ pub fn build(tree: &[Node], warnings: &mut Vec<String>) -> Result<Config, ConfEr
         process,
         smtp,
         notify,
+        lvs,
         bfd,
     })
 }

@@ -493,6 +493,8 @@ pub fn run(opts: &Opts, conf: Config) -> Result<(), String> {
     init_track_files(&conf, false);
     let mut world = World::new(conf, opts.endpoint.clone());
     world.fifos = fifo::Fifos::open(&world.conf.notify);
+    world.flush_first = world.conf.lvs.flush;
+    world.set_timeouts = world.conf.lvs.timeouts.is_some();
     world.start_notifies();
     log(&format!(
         "rvs health: {} virtual server(s), {} checker(s), up to {} worker thread(s)",
@@ -664,6 +666,7 @@ pub fn run(opts: &Opts, conf: Config) -> Result<(), String> {
         pool.workers()
     ));
     omega(&mut world);
+    world.flush_on_stop();
     drop(bfd);
     drop(tcp);
     Ok(())

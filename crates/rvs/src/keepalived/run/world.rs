@@ -41,6 +41,12 @@ pub struct World {
     /// The notification FIFOs (`notify_fifo`, `lvs_notify_fifo`): opened
     /// by `run`, none in a world of its own (tests).
     pub(super) fifos: fifo::Fifos,
+    /// `lvs_flush`: the next reconcile empties the table first (set by
+    /// `run` at the start, not at a reload, as keepalived).
+    pub(super) flush_first: bool,
+    /// `lvs_timeouts`: the next reconcile sets them (at the start and
+    /// after each reload, as keepalived).
+    pub(super) set_timeouts: bool,
 }
 
 impl World {
@@ -121,6 +127,8 @@ impl World {
             suspended: Vec::new(),
             suspend_seen: false,
             fifos: fifo::Fifos::default(),
+            flush_first: false,
+            set_timeouts: false,
         }
         .with_quorum()
     }
@@ -293,6 +301,9 @@ impl World {
         next.client = self.client.take();
         next.fifos = std::mem::take(&mut self.fifos);
         next.fifos.reload(&next.conf.notify);
+        next.set_timeouts = next.conf.lvs.timeouts.is_some();
+        // A flush the start asked for and rvsd has not taken yet.
+        next.flush_first = self.flush_first;
         let next = next.with_quorum();
         log(&format!(
             "Reloaded: {} virtual server(s), {kept} real server(s) keep their state, {} service(s) to remove",
@@ -350,12 +361,28 @@ impl World {
             Ok(other) => return log(&format!("rvsd: unexpected reply {other:?}")),
             Err(e) => return log(&e),
         };
-        let mut ops: Vec<Op> = self
-            .gone
-            .iter()
-            .filter(|id| current.iter().any(|s| s.spec.id == **id))
-            .map(|id| Op::DeleteService(*id))
-            .collect();
+        // keepalived's lvs_flush (the table emptied, then filled) and
+        // lvs_timeouts, in the same atomic batch.
+        let current = if self.flush_first {
+            Vec::new()
+        } else {
+            current
+        };
+        let mut ops: Vec<Op> = Vec::new();
+        if self.flush_first {
+            ops.push(Op::Flush);
+        }
+        if self.set_timeouts
+            && let Some([tcp, tcpfin, udp]) = self.conf.lvs.timeouts
+        {
+            ops.push(Op::SetTimeouts { tcp, tcpfin, udp });
+        }
+        ops.extend(
+            self.gone
+                .iter()
+                .filter(|id| current.iter().any(|s| s.spec.id == **id))
+                .map(|id| Op::DeleteService(*id)),
+        );
         ops.extend(self.plan(&current));
         let n = ops.len();
         if n > 0 {
@@ -383,6 +410,49 @@ impl World {
         ));
         self.dirty = false;
         self.gone.clear();
+        self.flush_first = false;
+        self.set_timeouts = false;
+    }
+
+    /// keepalived's `lvs_flush_on_stop` at exit: the whole table (`-C`) or
+    /// the file's virtual servers, in one batch; without it the table is
+    /// left as it is (the data plane keeps forwarding).
+    pub(super) fn flush_on_stop(&mut self) {
+        let ops: Vec<Op> = match self.conf.lvs.flush_on_stop {
+            None => return,
+            Some(crate::keepalived::conf::FlushOnStop::Full) => vec![Op::Flush],
+            Some(crate::keepalived::conf::FlushOnStop::Vs) => self
+                .conf
+                .services
+                .iter()
+                .flat_map(apply::service_ids)
+                .map(Op::DeleteService)
+                .collect(),
+        };
+        let what = match ops.as_slice() {
+            [Op::Flush] => "the whole table".to_string(),
+            _ => format!("{} service(s)", ops.len()),
+        };
+        // Only what is there: a service already gone would fail the batch.
+        let ops: Vec<Op> = match self.call(Request::ListServices) {
+            Ok(Reply::Services(cur)) => ops
+                .into_iter()
+                .filter(|op| match op {
+                    Op::DeleteService(id) => cur.iter().any(|s| s.spec.id == *id),
+                    _ => true,
+                })
+                .collect(),
+            _ => ops,
+        };
+        match self.call(Request::Batch(apply::batch(ops))) {
+            Ok(Reply::Ok) => log(&format!("lvs_flush_on_stop: removed {what}")),
+            Ok(Reply::Error(e)) => log(&format!(
+                "lvs_flush_on_stop: rvsd refused removing {what}: {}",
+                e.message
+            )),
+            Ok(other) => log(&format!("rvsd: unexpected reply {other:?}")),
+            Err(e) => log(&format!("lvs_flush_on_stop: {e}")),
+        }
     }
 
     /// Apply one change; a refusal or a lost rvsd leaves it to the next
