@@ -44,6 +44,7 @@ use super::pool::Pool;
 
 mod bfd;
 mod fifo;
+mod file_watch;
 pub mod metrics;
 mod notify;
 #[cfg(test)]
@@ -443,6 +444,11 @@ fn apply_process(p: &super::conf::Process) -> Result<(), String> {
     Ok(())
 }
 
+/// The scheduler's epoll sources besides the checks
+/// ([`check::Checks::add_source`]): the tracked files' inotify
+/// instance.
+const FILES: u8 = 0;
+
 /// ha_suspend: this host's addresses now, and the virtual servers whose
 /// checkers pause or run again for it (logged, as keepalived logs them).
 /// Addresses that cannot be read change nothing (said in the log).
@@ -547,6 +553,14 @@ pub fn run(opts: &Opts, conf: Config) -> Result<(), String> {
             .collect()
     };
     let mut checkers = checkers_of(&world);
+    // FILE_CHECKs: read once at the start (spread), then on their files'
+    // inotify events (file_watch.rs); polled only where not watched.
+    let mut files = file_watch::FileWatch::new();
+    if let Some(fd) = files.fd() {
+        tcp.add_source(fd, FILES)
+            .map_err(|e| format!("epoll: {e}"))?;
+    }
+    files.arm(&checkers, log);
     let mut due: BinaryHeap<Reverse<(Instant, usize)>> = BinaryHeap::new();
     spread(&mut due, &checkers);
     let mut last_write = Instant::now();
@@ -581,6 +595,7 @@ pub fn run(opts: &Opts, conf: Config) -> Result<(), String> {
                     next_look = Instant::now();
                     generation += 1;
                     checkers = checkers_of(&world);
+                    files.arm(&checkers, log);
                     due.clear();
                     spread(&mut due, &checkers);
                     unwritten = true;
@@ -597,15 +612,17 @@ pub fn run(opts: &Opts, conf: Config) -> Result<(), String> {
                 break;
             }
             due.pop();
+            let file = matches!(checkers[k].kind, CheckKind::File(_));
             // ha_suspend: not run, its state kept, due again after its
-            // delay_loop.
-            if world.suspended.get(world.index[k].0) == Some(&true) {
+            // delay_loop. Not a FILE_CHECK: keepalived applies a tracked
+            // file's changes whether its checker is suspended or not.
+            if !file && world.suspended.get(world.index[k].0) == Some(&true) {
                 due.push(Reverse((now + checkers[k].timing.delay_loop, k)));
                 continue;
             }
             if check::evented(&checkers[k].kind) {
                 tcp.start(&checkers[k], (generation, k), &mut done);
-            } else {
+            } else if !file || files.start_read(k) {
                 pool.submit((generation, k, checkers[k].clone()))?;
             }
         }
@@ -625,6 +642,13 @@ pub fn run(opts: &Opts, conf: Config) -> Result<(), String> {
         while let Some((g, k, out)) = pool.try_recv()? {
             done.push(((g, k), out));
         }
+        if tcp.ready(FILES) {
+            for k in files.events(&checkers, log) {
+                if files.start_read(k) {
+                    pool.submit((generation, k, checkers[k].clone()))?;
+                }
+            }
+        }
         for e in bfd.events() {
             world.bfd_event(&e);
         }
@@ -633,8 +657,17 @@ pub fn run(opts: &Opts, conf: Config) -> Result<(), String> {
                 continue;
             }
             let d = world.result(k, out);
-            due.push(Reverse((Instant::now() + d, k)));
             unwritten = true;
+            if matches!(checkers[k].kind, CheckKind::File(_)) {
+                // Events came during the read: once more.
+                if files.read_done(k) {
+                    pool.submit((generation, k, checkers[k].clone()))?;
+                }
+                if !files.polled(k) {
+                    continue;
+                }
+            }
+            due.push(Reverse((Instant::now() + d, k)));
         }
         if world.dirty {
             world.reconcile();
