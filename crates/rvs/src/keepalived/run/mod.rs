@@ -42,6 +42,7 @@ use super::check::{self};
 use super::conf::{CheckKind, Checker, Config};
 use super::pool::Pool;
 
+mod addr_watch;
 mod bfd;
 mod fifo;
 mod file_watch;
@@ -446,8 +447,31 @@ fn apply_process(p: &super::conf::Process) -> Result<(), String> {
 
 /// The scheduler's epoll sources besides the checks
 /// ([`check::Checks::add_source`]): the tracked files' inotify
-/// instance.
+/// instance, the netlink socket of address events.
 const FILES: u8 = 0;
+const ADDRS: u8 = 1;
+
+/// ha_suspend: follow the address events (once: the socket is kept across
+/// reloads), when a virtual server has ha_suspend; None, logged, when the
+/// socket cannot be opened: the addresses are then read once a second.
+fn follow_addresses(
+    world: &World,
+    addrs: &mut Option<addr_watch::AddrWatch>,
+    tcp: &mut check::Checks<(u64, usize)>,
+) {
+    if addrs.is_some() || !suspend::used(&world.conf) {
+        return;
+    }
+    let opened =
+        addr_watch::AddrWatch::open().and_then(|a| tcp.add_source(a.fd(), ADDRS).map(|()| a));
+    match opened {
+        Ok(a) => *addrs = Some(a),
+        Err(e) => log(&format!(
+            "ha_suspend: cannot follow netlink address events ({e}); \
+             this host's addresses are read once a second"
+        )),
+    }
+}
 
 /// ha_suspend: this host's addresses now, and the virtual servers whose
 /// checkers pause or run again for it (logged, as keepalived logs them).
@@ -561,10 +585,14 @@ pub fn run(opts: &Opts, conf: Config) -> Result<(), String> {
             .map_err(|e| format!("epoll: {e}"))?;
     }
     files.arm(&checkers, log);
+    // ha_suspend: the addresses read at the start and on each netlink
+    // address event (addr_watch.rs); once a second without the socket.
+    let mut addrs = None;
+    follow_addresses(&world, &mut addrs, &mut tcp);
     let mut due: BinaryHeap<Reverse<(Instant, usize)>> = BinaryHeap::new();
     spread(&mut due, &checkers);
     let mut last_write = Instant::now();
-    let mut next_look = Instant::now();
+    let mut next_look = Some(Instant::now());
     let mut unwritten = false;
     let mut urgent = false;
     while !stop.load(Ordering::Relaxed) {
@@ -592,7 +620,8 @@ pub fn run(opts: &Opts, conf: Config) -> Result<(), String> {
                     bfd.reload(world.conf.bfd.clone());
                     // A new world: its addresses looked at before its
                     // checks run.
-                    next_look = Instant::now();
+                    follow_addresses(&world, &mut addrs, &mut tcp);
+                    next_look = Some(Instant::now());
                     generation += 1;
                     checkers = checkers_of(&world);
                     files.arm(&checkers, log);
@@ -603,8 +632,10 @@ pub fn run(opts: &Opts, conf: Config) -> Result<(), String> {
             }
         }
         let now = Instant::now();
-        if suspend::used(&world.conf) && now >= next_look {
-            next_look = now + Duration::from_secs(1);
+        if suspend::used(&world.conf) && next_look.is_some_and(|t| now >= t) {
+            // Again at the next address event; without the socket, in a
+            // second.
+            next_look = addrs.is_none().then(|| now + Duration::from_secs(1));
             look_at_addresses(&mut world);
         }
         while let Some(Reverse((t, k))) = due.peek().copied() {
@@ -648,6 +679,9 @@ pub fn run(opts: &Opts, conf: Config) -> Result<(), String> {
                     pool.submit((generation, k, checkers[k].clone()))?;
                 }
             }
+        }
+        if tcp.ready(ADDRS) && addrs.as_mut().is_some_and(|a| a.changed()) {
+            next_look = Some(Instant::now());
         }
         for e in bfd.events() {
             world.bfd_event(&e);
