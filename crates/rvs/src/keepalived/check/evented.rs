@@ -19,7 +19,11 @@
 //!   exit watched through a pidfd in the same epoll set, its deadline
 //!   `misc_timeout`, so hundreds of hung scripts hold no thread.
 //! * on the pool's workers (`../pool.rs`): FILE_CHECK (it reads a file,
-//!   which a file system that hangs could block).
+//!   which a file system that hangs could block). What asks for its
+//!   reads is here: its files' inotify instance is a source of this
+//!   epoll set ([`Checks::add_source`], `../run/file_watch.rs`), and so
+//!   is ha_suspend's netlink socket of address events
+//!   (`../run/addr_watch.rs`).
 //!
 //! [`Checks::start`] opens the socket (`fwmark`, `bindto`/`bind_port`
 //! as [`super::run`] does), starts the connect and adds the socket to the

@@ -7,8 +7,12 @@
 //! every checker's next due time in a heap. It runs the TCP_CHECKs,
 //! HTTP_GETs, SSL_GETs, SMTP_CHECKs, DNS_CHECKs, UDP_CHECKs, PING_CHECKs
 //! and MISC_CHECKs itself: nonblocking sockets and the scripts' pidfds in
-//! one epoll set, where it also sleeps (`../check/evented.rs`). FILE_CHECKs
-//! go to a pool of worker threads:
+//! one epoll set, where it also sleeps (`../check/evented.rs`). In the
+//! same set: an inotify instance watching the directories of the files
+//! FILE_CHECKs track (`file_watch.rs`), whose events ask for a read, and,
+//! with ha_suspend, a netlink socket of address events (`addr_watch.rs`),
+//! whose events make it read the host's addresses again. FILE_CHECKs'
+//! reads go to a pool of worker threads:
 //! 4 at the first such check, one more (up to `--threads`, default 64)
 //! whenever every worker has been busy checking for over 50 ms while
 //! checks wait (a slow or hung read holds a worker; a busy machine's
