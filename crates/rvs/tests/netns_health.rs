@@ -1382,11 +1382,24 @@ fn netns_health_file_check_gates_and_weights() {
         &h,
     );
     assert_eq!(std::fs::read_to_string(&gate).unwrap(), "0\n");
-    // Polled every second: out within 1 s (plus slack), back as fast.
-    let bound = Duration::from_secs(1 + 2);
-    std::fs::write(&gate, "1\n").unwrap();
-    let took = w.wait_table(&want(&[(1, 2), (2, 2)]), bound, &h);
-    eprintln!("the gate took rs1 out after {took:?}");
+    // Watched (inotify): each change in the table well within the second
+    // the poll took (the table itself looked at every 50 ms, by a
+    // command). Each step is timed from before the change.
+    let bound = Duration::from_millis(500);
+    let step = |what: &str, op: &dyn Fn(), table: &[(usize, u64)]| {
+        let t0 = Instant::now();
+        op();
+        w.wait_table(&want(table), bound, &h);
+        eprintln!(
+            "FILE_CHECK {what}: the table changed after {:?}",
+            t0.elapsed()
+        );
+    };
+    step(
+        "gate written",
+        &|| std::fs::write(&gate, "1\n").unwrap(),
+        &[(1, 2), (2, 2)],
+    );
     let log = h.log();
     assert!(
         log.contains(&format!(
@@ -1395,14 +1408,43 @@ fn netns_health_file_check_gates_and_weights() {
         )),
         "{log}"
     );
-    // 2 + 2 * 3 = 8; then 2 - 5 * 3 < 0: weight 0, still listed.
-    std::fs::write(&drain, "2\n").unwrap();
-    w.wait_table(&want(&[(1, 8), (2, 2)]), bound, &h);
-    std::fs::write(&drain, "-5\n").unwrap();
-    w.wait_table(&want(&[(1, 0), (2, 2)]), bound, &h);
-    std::fs::write(&gate, "0\n").unwrap();
-    std::fs::remove_file(&drain).unwrap();
-    w.wait_table(&want(&[(0, 2), (1, 2), (2, 2)]), bound, &h);
+    // 2 + 2 * 3 = 8 (renamed over it, as an atomic update does); then
+    // 2 - 5 * 3 < 0: weight 0, still listed.
+    let tmp = w.dir.join("drain.tmp");
+    step(
+        "drain renamed over",
+        &|| {
+            std::fs::write(&tmp, "2\n").unwrap();
+            std::fs::rename(&tmp, &drain).unwrap();
+        },
+        &[(1, 8), (2, 2)],
+    );
+    step(
+        "drain written",
+        &|| std::fs::write(&drain, "-5\n").unwrap(),
+        &[(1, 0), (2, 2)],
+    );
+    step(
+        "gate written",
+        &|| std::fs::write(&gate, "0\n").unwrap(),
+        &[(0, 2), (1, 0), (2, 2)],
+    );
+    // Removed: 0, nothing added.
+    step(
+        "drain removed",
+        &|| std::fs::remove_file(&drain).unwrap(),
+        &[(0, 2), (1, 2), (2, 2)],
+    );
+    step(
+        "drain created",
+        &|| std::fs::write(&drain, "1\n").unwrap(),
+        &[(0, 2), (1, 5), (2, 2)],
+    );
+    step(
+        "drain removed",
+        &|| std::fs::remove_file(&drain).unwrap(),
+        &[(0, 2), (1, 2), (2, 2)],
+    );
     let show = w.show();
     assert!(
         show.contains("FILE_CHECK") && show.contains("last value 0"),
@@ -2518,7 +2560,23 @@ fn netns_health_ha_suspend_follows_the_address() {
     assert!(show.contains("checkers suspended (ha_suspend"), "{show}");
     // The address on the director: checked, rs3 leaves.
     let director = w.lab.ns("director");
+    // Followed through netlink: the checkers resume and pause within
+    // well under the second the addresses were looked at before. Timed
+    // from before `ip` starts to the log line (the log looked at every
+    // 10 ms).
+    let logged = |line: &str, h: &Health| {
+        let t0 = Instant::now();
+        while !h.log().contains(line) {
+            assert!(t0.elapsed() < Duration::from_secs(3), "{line}\n{}", h.log());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    let t0 = Instant::now();
     rvs_testsupport::ipn(&director, &format!("addr add {vip2}/32 dev lo"));
+    logged(&format!("Activating healthchecker for service {rs3}"), &h);
+    let took = t0.elapsed();
+    eprintln!("ha_suspend: resumed {took:?} after `ip addr add`");
+    assert!(took < Duration::from_millis(300), "resumed after {took:?}");
     wait(
         &w,
         PORT,
@@ -2531,15 +2589,12 @@ fn netns_health_ha_suspend_follows_the_address() {
             .contains(&format!("Activating healthchecker for service {rs3}"))
     );
     // And gone again: paused, rs3 back up would not be seen.
-    rvs_testsupport::ipn(&director, &format!("addr del {vip2}/32 dev lo"));
     let t0 = Instant::now();
-    while !h
-        .log()
-        .contains(&format!("Suspending healthchecker for service {rs3}"))
-    {
-        assert!(t0.elapsed() < Duration::from_secs(3), "{}", h.log());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    rvs_testsupport::ipn(&director, &format!("addr del {vip2}/32 dev lo"));
+    logged(&format!("Suspending healthchecker for service {rs3}"), &h);
+    let took = t0.elapsed();
+    eprintln!("ha_suspend: paused {took:?} after `ip addr del`");
+    assert!(took < Duration::from_millis(300), "paused after {took:?}");
     w.start_server(2);
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(table(&w, PORT), rips[..2], "{}", h.log());

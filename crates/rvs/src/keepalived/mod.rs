@@ -24,14 +24,16 @@
 //!   response and `check/pattern.rs` its `regex`, SMTP_CHECK, `check/smtp.rs`, and
 //!   DNS_CHECK, UDP_CHECK and PING_CHECK, `check/dgram.rs` and
 //!   `check/probes.rs`, and MISC_CHECK's scripts, `check/script.rs`,
-//!   run on the scheduler's thread; FILE_CHECK on the pool's workers);
+//!   run on the scheduler's thread; FILE_CHECK's reads on the pool's
+//!   workers, at its file's inotify events, `run/file_watch.rs`);
 //! * [`bfd`]: keepalived's BFD process: the packet (`bfd/wire.rs`), a
 //!   session's state machine (`bfd/session.rs`), the thread that runs
 //!   every session (`bfd/io.rs`) and whose changes drive BFD_CHECK
 //!   (`run/bfd.rs`);
 //! * [`run`]: the scheduler and the state file (`run/world.rs`:
 //!   keepalived's state machine, quorum, the table kept in step;
-//!   `run/suspend.rs` ha_suspend); [`alert`]: the e-mail alerts;
+//!   `run/suspend.rs` ha_suspend, following netlink's address events,
+//!   `run/addr_watch.rs`); [`alert`]: the e-mail alerts;
 
 pub mod alert;
 pub mod apply;
@@ -60,7 +62,8 @@ Usage: rvs health run FILE [--state PATH] [--threads N] [--socket S]
                services and real servers into rvsd as one atomic batch, then
                check every real server (TCP_CHECK, HTTP_GET, SSL_GET,
                DNS_CHECK, SMTP_CHECK, UDP_CHECK, PING_CHECK, MISC_CHECK,
-               FILE_CHECK: a track_file's number, read every second;
+               FILE_CHECK: a track_file's number, read again as soon as
+               inotify says its file changed;
                BFD_CHECK: a bfd_instance's BFD session, run here) and
                add, remove or re-weight them as keepalived does; runs until
                SIGTERM/SIGINT and leaves the table as it is then; SIGHUP

@@ -2,7 +2,8 @@
 //! The checkers' worker pool: jobs in, results out, [`MIN_WORKERS`] threads
 //! at the first job and more, up to a cap (`--threads`), only when the
 //! pool is saturated by checks in progress. Only FILE_CHECKs come here
-//! (a read that a hung file system could block); the other checkers,
+//! (a read that a hung file system could block; asked for by the file's
+//! inotify events, `run/file_watch.rs`); the other checkers,
 //! MISC_CHECK's scripts among them, run on the scheduler's thread
 //! (`check/evented.rs`).
 //!

@@ -19,7 +19,11 @@
 //!   exit watched through a pidfd in the same epoll set, its deadline
 //!   `misc_timeout`, so hundreds of hung scripts hold no thread.
 //! * on the pool's workers (`../pool.rs`): FILE_CHECK (it reads a file,
-//!   which a file system that hangs could block).
+//!   which a file system that hangs could block). What asks for its
+//!   reads is here: its files' inotify instance is a source of this
+//!   epoll set ([`Checks::add_source`], `../run/file_watch.rs`), and so
+//!   is ha_suspend's netlink socket of address events
+//!   (`../run/addr_watch.rs`).
 //!
 //! [`Checks::start`] opens the socket (`fwmark`, `bindto`/`bind_port`
 //! as [`super::run`] does), starts the connect and adds the socket to the
@@ -56,7 +60,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
-use std::os::fd::OwnedFd;
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -68,6 +72,10 @@ use crate::keepalived::conf::{CheckKind, Checker};
 
 /// The epoll data of the eventfd (sockets get 0, 1, 2…).
 const WAKE: u64 = u64::MAX;
+
+/// The epoll data of the scheduler's other file descriptors
+/// ([`Checks::add_source`]): `SOURCES + n`, n < 8.
+const SOURCES: u64 = WAKE - 8;
 
 /// Whether `kind` runs on the event loop ([`Checks`]), not on the pool.
 pub fn evented(kind: &CheckKind) -> bool {
@@ -187,6 +195,8 @@ pub struct Checks<T> {
     polled: Vec<u64>,
     next: u64,
     events: Vec<epoll::Event>,
+    /// Sources readable at the last wait, one bit each.
+    ready: u8,
 }
 
 /// Wakes [`Checks::wait`] from another thread.
@@ -222,12 +232,32 @@ impl<T> Checks<T> {
             polled: Vec::new(),
             next: 0,
             events: Vec::with_capacity(256),
+            ready: 0,
         })
     }
 
     /// What wakes [`Checks::wait`].
     pub fn waker(&self) -> Waker {
         Waker(Arc::clone(&self.wake))
+    }
+
+    /// Watch `fd` too, as source `n` (< 8): [`Checks::wait`] returns when
+    /// it is readable, and [`Checks::ready`] says so. Level-triggered:
+    /// the caller reads it until it would block (tracked files' inotify
+    /// events, netlink's address events).
+    pub fn add_source(&mut self, fd: BorrowedFd<'_>, n: u8) -> std::io::Result<()> {
+        assert!(n < 8, "source {n}");
+        let data = epoll::EventData::new_u64(SOURCES + u64::from(n));
+        Ok(epoll::add(&self.epoll, fd, data, epoll::EventFlags::IN)?)
+    }
+
+    /// Whether source `n` was readable at the last [`Checks::wait`]
+    /// (asked once: the answer is cleared).
+    pub fn ready(&mut self, n: u8) -> bool {
+        let bit = 1u8 << n;
+        let r = self.ready & bit != 0;
+        self.ready &= !bit;
+        r
     }
 
     /// The earliest deadline of a check in progress.
@@ -419,6 +449,10 @@ impl<T> Checks<T> {
             if id == WAKE {
                 let mut buf = [0u8; 8];
                 let _ = rustix::io::read(&*self.wake, &mut buf);
+                continue;
+            }
+            if (SOURCES..WAKE).contains(&id) {
+                self.ready |= 1 << (id - SOURCES);
                 continue;
             }
             self.drive(id, Ready::of_epoll(ev.flags), false, done);

@@ -134,8 +134,9 @@ pub(super) fn file_check(
         bind_port: None,
         bind_if: None,
         fwmark: None,
-        // Read every second (keepalived reacts at once, through inotify);
-        // no retries, no alpha: the value is known at the start.
+        // Read at the start, then at its file's inotify events
+        // (run/file_watch.rs); every second only where the file cannot be
+        // watched. No retries, no alpha: the value is known at the start.
         timing: Timing {
             delay_loop: FILE_POLL,
             connect_timeout: FILE_POLL,

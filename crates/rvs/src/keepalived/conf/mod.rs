@@ -721,5 +721,6 @@ fn value_of_block(n: &Node) -> Result<&str, ConfError> {
     }
 }
 
-/// How often a FILE_CHECK reads its file.
+/// How often a FILE_CHECK reads its file where it cannot be watched
+/// (`run/file_watch.rs`); its delay_loop.
 pub const FILE_POLL: Duration = Duration::from_secs(1);

@@ -7,8 +7,12 @@
 //! every checker's next due time in a heap. It runs the TCP_CHECKs,
 //! HTTP_GETs, SSL_GETs, SMTP_CHECKs, DNS_CHECKs, UDP_CHECKs, PING_CHECKs
 //! and MISC_CHECKs itself: nonblocking sockets and the scripts' pidfds in
-//! one epoll set, where it also sleeps (`../check/evented.rs`). FILE_CHECKs
-//! go to a pool of worker threads:
+//! one epoll set, where it also sleeps (`../check/evented.rs`). In the
+//! same set: an inotify instance watching the directories of the files
+//! FILE_CHECKs track (`file_watch.rs`), whose events ask for a read, and,
+//! with ha_suspend, a netlink socket of address events (`addr_watch.rs`),
+//! whose events make it read the host's addresses again. FILE_CHECKs'
+//! reads go to a pool of worker threads:
 //! 4 at the first such check, one more (up to `--threads`, default 64)
 //! whenever every worker has been busy checking for over 50 ms while
 //! checks wait (a slow or hung read holds a worker; a busy machine's
@@ -42,8 +46,10 @@ use super::check::{self};
 use super::conf::{CheckKind, Checker, Config};
 use super::pool::Pool;
 
+mod addr_watch;
 mod bfd;
 mod fifo;
+mod file_watch;
 pub mod metrics;
 mod notify;
 #[cfg(test)]
@@ -443,6 +449,34 @@ fn apply_process(p: &super::conf::Process) -> Result<(), String> {
     Ok(())
 }
 
+/// The scheduler's epoll sources besides the checks
+/// ([`check::Checks::add_source`]): the tracked files' inotify
+/// instance, the netlink socket of address events.
+const FILES: u8 = 0;
+const ADDRS: u8 = 1;
+
+/// ha_suspend: follow the address events (once: the socket is kept across
+/// reloads), when a virtual server has ha_suspend; None, logged, when the
+/// socket cannot be opened: the addresses are then read once a second.
+fn follow_addresses(
+    world: &World,
+    addrs: &mut Option<addr_watch::AddrWatch>,
+    tcp: &mut check::Checks<(u64, usize)>,
+) {
+    if addrs.is_some() || !suspend::used(&world.conf) {
+        return;
+    }
+    let opened =
+        addr_watch::AddrWatch::open().and_then(|a| tcp.add_source(a.fd(), ADDRS).map(|()| a));
+    match opened {
+        Ok(a) => *addrs = Some(a),
+        Err(e) => log(&format!(
+            "ha_suspend: cannot follow netlink address events ({e}); \
+             this host's addresses are read once a second"
+        )),
+    }
+}
+
 /// ha_suspend: this host's addresses now, and the virtual servers whose
 /// checkers pause or run again for it (logged, as keepalived logs them).
 /// Addresses that cannot be read change nothing (said in the log).
@@ -549,10 +583,22 @@ pub fn run(opts: &Opts, conf: Config) -> Result<(), String> {
             .collect()
     };
     let mut checkers = checkers_of(&world);
+    // FILE_CHECKs: read once at the start (spread), then on their files'
+    // inotify events (file_watch.rs); polled only where not watched.
+    let mut files = file_watch::FileWatch::new();
+    if let Some(fd) = files.fd() {
+        tcp.add_source(fd, FILES)
+            .map_err(|e| format!("epoll: {e}"))?;
+    }
+    files.arm(&checkers, log);
+    // ha_suspend: the addresses read at the start and on each netlink
+    // address event (addr_watch.rs); once a second without the socket.
+    let mut addrs = None;
+    follow_addresses(&world, &mut addrs, &mut tcp);
     let mut due: BinaryHeap<Reverse<(Instant, usize)>> = BinaryHeap::new();
     spread(&mut due, &checkers);
     let mut last_write = Instant::now();
-    let mut next_look = Instant::now();
+    let mut next_look = Some(Instant::now());
     let mut unwritten = false;
     let mut urgent = false;
     while !stop.load(Ordering::Relaxed) {
@@ -580,9 +626,11 @@ pub fn run(opts: &Opts, conf: Config) -> Result<(), String> {
                     bfd.reload(world.conf.bfd.clone());
                     // A new world: its addresses looked at before its
                     // checks run.
-                    next_look = Instant::now();
+                    follow_addresses(&world, &mut addrs, &mut tcp);
+                    next_look = Some(Instant::now());
                     generation += 1;
                     checkers = checkers_of(&world);
+                    files.arm(&checkers, log);
                     due.clear();
                     spread(&mut due, &checkers);
                     unwritten = true;
@@ -590,8 +638,10 @@ pub fn run(opts: &Opts, conf: Config) -> Result<(), String> {
             }
         }
         let now = Instant::now();
-        if suspend::used(&world.conf) && now >= next_look {
-            next_look = now + Duration::from_secs(1);
+        if suspend::used(&world.conf) && next_look.is_some_and(|t| now >= t) {
+            // Again at the next address event; without the socket, in a
+            // second.
+            next_look = addrs.is_none().then(|| now + Duration::from_secs(1));
             look_at_addresses(&mut world);
         }
         while let Some(Reverse((t, k))) = due.peek().copied() {
@@ -599,15 +649,17 @@ pub fn run(opts: &Opts, conf: Config) -> Result<(), String> {
                 break;
             }
             due.pop();
+            let file = matches!(checkers[k].kind, CheckKind::File(_));
             // ha_suspend: not run, its state kept, due again after its
-            // delay_loop.
-            if world.suspended.get(world.index[k].0) == Some(&true) {
+            // delay_loop. Not a FILE_CHECK: keepalived applies a tracked
+            // file's changes whether its checker is suspended or not.
+            if !file && world.suspended.get(world.index[k].0) == Some(&true) {
                 due.push(Reverse((now + checkers[k].timing.delay_loop, k)));
                 continue;
             }
             if check::evented(&checkers[k].kind) {
                 tcp.start(&checkers[k], (generation, k), &mut done);
-            } else {
+            } else if !file || files.start_read(k) {
                 pool.submit((generation, k, checkers[k].clone()))?;
             }
         }
@@ -627,6 +679,16 @@ pub fn run(opts: &Opts, conf: Config) -> Result<(), String> {
         while let Some((g, k, out)) = pool.try_recv()? {
             done.push(((g, k), out));
         }
+        if tcp.ready(FILES) {
+            for k in files.events(&checkers, log) {
+                if files.start_read(k) {
+                    pool.submit((generation, k, checkers[k].clone()))?;
+                }
+            }
+        }
+        if tcp.ready(ADDRS) && addrs.as_mut().is_some_and(|a| a.changed()) {
+            next_look = Some(Instant::now());
+        }
         for e in bfd.events() {
             world.bfd_event(&e);
         }
@@ -635,8 +697,17 @@ pub fn run(opts: &Opts, conf: Config) -> Result<(), String> {
                 continue;
             }
             let d = world.result(k, out);
-            due.push(Reverse((Instant::now() + d, k)));
             unwritten = true;
+            if matches!(checkers[k].kind, CheckKind::File(_)) {
+                // Events came during the read: once more.
+                if files.read_done(k) {
+                    pool.submit((generation, k, checkers[k].clone()))?;
+                }
+                if !files.polled(k) {
+                    continue;
+                }
+            }
+            due.push(Reverse((Instant::now() + d, k)));
         }
         if world.dirty {
             world.reconcile();

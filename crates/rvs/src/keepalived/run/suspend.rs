@@ -6,9 +6,11 @@
 //! state (and its real servers stay as they are in the table) and runs
 //! again when an address comes back.
 //!
-//! keepalived follows the addresses through netlink events; rvs looks at
-//! them (getifaddrs) once a second while some virtual server has
-//! `ha_suspend`: a change is seen within a second. The decisions are pure
+//! keepalived follows the addresses through netlink events, and so does
+//! rvs while some virtual server has `ha_suspend`: each address event
+//! (`addr_watch.rs`) makes the scheduler read them again (getifaddrs), so
+//! a change is seen at once; where the netlink socket cannot be opened
+//! they are read once a second (logged). The decisions are pure
 //! functions of the configuration and the addresses ([`suspended`],
 //! [`changes`]).
 

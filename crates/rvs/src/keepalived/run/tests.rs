@@ -126,6 +126,80 @@ fn file_check_removes_adds_and_reweights() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The scheduler's path for a FILE_CHECK, without rvsd: its file's
+/// inotify event wakes the epoll set, the pool reads it, the state
+/// machine applies the value. A write, an atomic rename over it, a
+/// removal and a re-creation each reach the real server's weight well
+/// within the second the poll took.
+#[test]
+fn file_check_follows_its_file_at_once() {
+    let dir = std::env::temp_dir().join(format!("rvs-file-events-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let f = dir.join("w");
+    std::fs::write(&f, "0\n").unwrap();
+    let mut w = world(&format!(
+        "track_file wf {{\n file {}\n}}\n\
+         virtual_server 10.0.0.100 80 {{\n real_server 10.0.0.11 80 {{\n weight 10\n \
+         FILE_CHECK {{ track_file wf\n weight 2 }}\n }}\n}}\n",
+        f.display()
+    ));
+    assert_eq!(w.want(0, 0), Want::In(10));
+    let checkers: Vec<Checker> = w.conf.services[0].reals[0].checkers.clone();
+    let mut files = file_watch::FileWatch::new();
+    files.arm(&checkers, |l| panic!("{l}"));
+    assert!(!files.polled(0));
+    let mut epoll = check::Checks::<()>::new().unwrap();
+    epoll.add_source(files.fd().unwrap(), FILES).unwrap();
+    let waker = epoll.waker();
+    let mut pool = Pool::with_notify(
+        4,
+        |(k, ck): (usize, Checker)| (k, check::run(&ck)),
+        move || waker.wake(),
+        |_| {},
+    )
+    .unwrap();
+    let tmp = dir.join("w.tmp");
+    let steps: [(&str, &dyn Fn(), u32); 4] = [
+        ("write", &|| std::fs::write(&f, "3\n").unwrap(), 16),
+        (
+            "rename",
+            &|| {
+                std::fs::write(&tmp, "1\n").unwrap();
+                std::fs::rename(&tmp, &f).unwrap();
+            },
+            12,
+        ),
+        ("delete", &|| std::fs::remove_file(&f).unwrap(), 10),
+        ("create", &|| std::fs::write(&f, "2\n").unwrap(), 14),
+    ];
+    let bound = Duration::from_millis(200);
+    let mut done = Vec::new();
+    for (what, op, weight) in steps {
+        let t0 = Instant::now();
+        op();
+        while w.want(0, 0) != Want::In(weight) {
+            assert!(t0.elapsed() < bound, "{what}: {:?}", w.want(0, 0));
+            epoll.wait(Duration::from_millis(20), &mut done).unwrap();
+            if epoll.ready(FILES) {
+                for k in files.events(&checkers, log) {
+                    if files.start_read(k) {
+                        pool.submit((k, checkers[k].clone())).unwrap();
+                    }
+                }
+            }
+            while let Some((k, out)) = pool.try_recv().unwrap() {
+                w.result(k, out);
+                if files.read_done(k) {
+                    pool.submit((k, checkers[k].clone())).unwrap();
+                }
+            }
+        }
+        eprintln!("{what}: weight {weight} after {:?}", t0.elapsed());
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn quorum_loss_puts_the_sorry_server_in() {
     let mut w = world(
