@@ -35,17 +35,6 @@ use std::process::Command;
 mod common;
 use common::*;
 
-fn bird_runs() -> bool {
-    match Command::new("bird").arg("--version").output() {
-        Ok(_) => true,
-        Err(e) if std::env::var_os("RVS_REQUIRE_BIRD").is_none() => {
-            eprintln!("skipped: BIRD 2 cannot run here ({e}); apt-get install bird2");
-            false
-        }
-        Err(e) => panic!("RVS_REQUIRE_BIRD is set but bird does not run: {e}"),
-    }
-}
-
 /// One lab at a time: they would share the two CPUs.
 static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
@@ -419,31 +408,6 @@ fn without_sync_a_real_server_change_loses_moved_flows() {
     assert!(lost > 0, "{out}");
 }
 
-fn frr_runs() -> bool {
-    let missing: Vec<&str> = [
-        "/usr/lib/frr/zebra",
-        "/usr/lib/frr/staticd",
-        "/usr/lib/frr/bgpd",
-        "/usr/lib/frr/bfdd",
-        "vtysh",
-    ]
-    .into_iter()
-    .filter(|p| Command::new(p).arg("--help").output().is_err())
-    .collect();
-    if missing.is_empty() {
-        return true;
-    }
-    let why = format!(
-        "FRR cannot run here ({} missing); apt-get install --no-install-recommends frr",
-        missing.join(", ")
-    );
-    if std::env::var_os("RVS_REQUIRE_FRR").is_some() {
-        panic!("RVS_REQUIRE_FRR is set but {why}");
-    }
-    eprintln!("skipped: {why}");
-    false
-}
-
 /// `--speaker frr`: every director runs FRR (zebra, staticd, bgpd and bfdd,
 /// their sockets and pid files in the lab's directory) configured with
 /// `dist/bgp/frr-director.conf` (its addresses replaced), and `rvs
@@ -456,7 +420,7 @@ fn frr_runs() -> bool {
 /// lost, and the pauses stay within the bounds above.
 #[test]
 fn frr_directors_announce_withdraw_and_fail_over() {
-    if !can_run_with(&[]) || !bird_runs() || !frr_runs() {
+    if !can_run_with(&[]) || !bird_runs() || !frr_runs(&["zebra", "staticd", "bgpd", "bfdd"]) {
         return;
     }
     // The 300 long-lived connections, as with BIRD.

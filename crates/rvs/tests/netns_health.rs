@@ -151,24 +151,7 @@ impl World {
         let file = self.dir.join(format!("{tag}.conf"));
         std::fs::write(&file, conf).unwrap();
         let log = self.dir.join(format!("{tag}.log"));
-        let child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &self.lab.ns("director"),
-                RVS,
-                "health",
-                "run",
-            ])
-            .arg(&file)
-            .arg("--state")
-            .arg(self.state())
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("rvs health run");
+        let child = health_run(&self.lab.ns("director"), &file, &self.state(), &log, extra);
         Health { child, log }
     }
 

@@ -29,17 +29,6 @@ const DOWN_BOUND: Duration = Duration::from_millis(300 + 1200);
 /// The handshake at idle_tx (1 s) on both sides, plus BIRD's start.
 const UP_BOUND: Duration = Duration::from_secs(8);
 
-fn bird_runs() -> bool {
-    match Command::new("bird").arg("--version").output() {
-        Ok(_) => true,
-        Err(e) if std::env::var_os("RVS_REQUIRE_BIRD").is_none() => {
-            eprintln!("skipped: BIRD 2 cannot run here ({e}); apt-get install bird2");
-            false
-        }
-        Err(e) => panic!("RVS_REQUIRE_BIRD is set but bird does not run: {e}"),
-    }
-}
-
 /// A child process killed (and reaped) on drop.
 struct Proc(Child);
 
@@ -119,23 +108,8 @@ impl Bfd {
         let file = self.dir.join("keepalived.conf");
         std::fs::write(&file, conf).unwrap();
         let log = self.dir.join("health.log");
-        let child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &self.lab.ns("director"),
-                RVS,
-                "health",
-                "run",
-            ])
-            .arg(&file)
-            .arg("--state")
-            .arg(self.dir.join("health.json"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("rvs health run");
+        let state = self.dir.join("health.json");
+        let child = health_run(&self.lab.ns("director"), &file, &state, &log, &[]);
         (Proc(child), log)
     }
 
@@ -387,32 +361,11 @@ fn netns_health_bfd_ipv6_and_multihop() {
 /// FRR's daemons as Debian installs them.
 const FRR_DIR: &str = "/usr/lib/frr";
 
-fn frr_runs() -> bool {
-    let missing: Vec<String> = ["zebra", "bfdd"]
-        .iter()
-        .map(|d| format!("{FRR_DIR}/{d}"))
-        .chain(["vtysh".to_string()])
-        .filter(|p| Command::new(p).arg("--help").output().is_err())
-        .collect();
-    if missing.is_empty() {
-        return true;
-    }
-    let why = format!(
-        "FRR cannot run here ({} missing); apt-get install --no-install-recommends frr",
-        missing.join(", ")
-    );
-    if std::env::var_os("RVS_REQUIRE_FRR").is_some() {
-        panic!("RVS_REQUIRE_FRR is set: {why}");
-    }
-    eprintln!("skipped: {why}");
-    false
-}
-
 /// The same against FRR's bfdd (with zebra, configured through vtysh):
 /// the session comes Up, bfdd killed takes rs1 out.
 #[test]
 fn netns_health_bfd_against_frr_bfdd() {
-    if !can_run_with(&[]) || !frr_runs() {
+    if !can_run_with(&[]) || !frr_runs(&["zebra", "bfdd"]) {
         return;
     }
     let t = Bfd::new("frr");

@@ -11,7 +11,7 @@
 mod common;
 
 use common::*;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 #[test]
@@ -46,16 +46,13 @@ fn netns_health_lvs_flush_timeouts_and_flush_on_stop() {
         "{shown}"
     );
     let log = dir.join("table.log");
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", &lab.ns("director"), RVS, "health", "run"])
-        .arg(&conf)
-        .arg("--state")
-        .arg(dir.join("table.json"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let mut child = health_run(
+        &lab.ns("director"),
+        &conf,
+        &dir.join("table.json"),
+        &log,
+        &[],
+    );
     let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
     let deadline = Instant::now() + Duration::from_secs(10);
     let table = loop {

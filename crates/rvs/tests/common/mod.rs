@@ -52,6 +52,64 @@ pub fn can_run_with(tools: &[&str]) -> bool {
     }
 }
 
+/// Whether BIRD 2 runs here; without it the caller skips (said), unless
+/// `RVS_REQUIRE_BIRD` is set (CI, where scripts/test.sh installs it).
+pub fn bird_runs() -> bool {
+    match Command::new("bird").arg("--version").output() {
+        Ok(_) => true,
+        Err(e) if std::env::var_os("RVS_REQUIRE_BIRD").is_none() => {
+            eprintln!("skipped: BIRD 2 cannot run here ({e}); apt-get install bird2");
+            false
+        }
+        Err(e) => panic!("RVS_REQUIRE_BIRD is set but bird does not run: {e}"),
+    }
+}
+
+/// Whether FRR's `daemons` (under /usr/lib/frr) and vtysh run here;
+/// without them the caller skips (said), unless `RVS_REQUIRE_FRR` is set.
+pub fn frr_runs(daemons: &[&str]) -> bool {
+    let missing: Vec<String> = daemons
+        .iter()
+        .map(|d| format!("/usr/lib/frr/{d}"))
+        .chain(["vtysh".to_string()])
+        .filter(|p| Command::new(p).arg("--help").output().is_err())
+        .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    let why = format!(
+        "FRR cannot run here ({} missing); apt-get install --no-install-recommends frr",
+        missing.join(", ")
+    );
+    if std::env::var_os("RVS_REQUIRE_FRR").is_some() {
+        panic!("RVS_REQUIRE_FRR is set but {why}");
+    }
+    eprintln!("skipped: {why}");
+    false
+}
+
+/// `rvs health run CONF --state STATE EXTRA…` in namespace `ns`, its
+/// stderr (the log) to `log`.
+pub fn health_run(
+    ns: &str,
+    conf: &std::path::Path,
+    state: &std::path::Path,
+    log: &std::path::Path,
+    extra: &[&str],
+) -> Child {
+    Command::new("ip")
+        .args(["netns", "exec", ns, RVS, "health", "run"])
+        .arg(conf)
+        .arg("--state")
+        .arg(state)
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).expect("the log"))
+        .spawn()
+        .expect("rvs health run")
+}
+
 /// `rvs args…` started with its stdout and stderr piped.
 pub fn spawn_rvs(args: &[&str]) -> Child {
     Command::new(RVS)

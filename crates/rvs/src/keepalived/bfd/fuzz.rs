@@ -39,20 +39,7 @@ fn oracle(b: &[u8]) -> bool {
 }
 
 fn corpus() -> Vec<Vec<u8>> {
-    let base = Control {
-        diag: 0,
-        state: State::Down,
-        poll: false,
-        fin: false,
-        cpi: false,
-        demand: false,
-        mult: 3,
-        my_discr: 0x1234,
-        your_discr: 0,
-        min_tx: 1_000_000,
-        min_rx: 100_000,
-        min_echo_rx: 0,
-    };
+    let base = Control::down(0x1234, 0, 1_000_000, 100_000);
     let mut c = Vec::new();
     for (state, your) in [
         (State::Down, 0),

@@ -148,6 +148,22 @@ struct Sess {
     last_detect: Duration,
 }
 
+impl Sess {
+    /// A new session of `inst` with local discriminator `discr`, its
+    /// socket opened at the first send.
+    fn new(inst: BfdInstance, discr: u32, now: Instant) -> Sess {
+        Sess {
+            s: Session::new(params(&inst), discr, now),
+            inst,
+            sock: None,
+            retry_open: now,
+            send_error: false,
+            ttl_logged: false,
+            last_detect: Duration::ZERO,
+        }
+    }
+}
+
 /// (family is IPv6, multihop) of a receiving socket.
 type RxKey = (bool, bool);
 
@@ -209,15 +225,7 @@ impl Runner {
                 continue;
             }
             let d = self.discr();
-            self.sessions.push(Sess {
-                s: Session::new(params(&inst), d, now),
-                inst,
-                sock: None,
-                retry_open: now,
-                send_error: false,
-                ttl_logged: false,
-                last_detect: Duration::ZERO,
-            });
+            self.sessions.push(Sess::new(inst, d, now));
         }
         // Gone: the neighbour is told (AdminDown), then the socket closes.
         for mut o in old {
@@ -615,34 +623,13 @@ mod tests {
             wake: Box::new(|| {}),
         };
         for (i, inst) in instances.into_iter().enumerate() {
-            r.sessions.push(Sess {
-                s: Session::new(params(&inst), 100 + i as u32, now),
-                inst,
-                sock: None,
-                retry_open: now,
-                send_error: false,
-                ttl_logged: false,
-                last_detect: Duration::ZERO,
-            });
+            r.sessions.push(Sess::new(inst, 100 + i as u32, now));
         }
         r
     }
 
     fn pkt(your: u32) -> Control {
-        Control {
-            diag: 0,
-            state: State::Down,
-            poll: false,
-            fin: false,
-            cpi: false,
-            demand: false,
-            mult: 3,
-            my_discr: 9,
-            your_discr: your,
-            min_tx: 1_000_000,
-            min_rx: 1_000_000,
-            min_echo_rx: 0,
-        }
+        Control::down(9, your, 1_000_000, 1_000_000)
     }
 
     #[test]

@@ -271,20 +271,7 @@ fn jitter_bounds() {
 fn zero_required_min_rx_stops_periodic_packets() {
     let now = Instant::now();
     let mut s = Session::new(params(100, 3), 1, now);
-    let c = Control {
-        diag: 0,
-        state: State::Down,
-        poll: false,
-        fin: false,
-        cpi: false,
-        demand: false,
-        mult: 3,
-        my_discr: 9,
-        your_discr: 0,
-        min_tx: 100 * MS,
-        min_rx: 0,
-        min_echo_rx: 0,
-    };
+    let c = Control::down(9, 0, 100 * MS, 0);
     s.on_packet(now, &c);
     assert_eq!(s.state(), State::Init);
     assert!(s.poll_transmit(now + Duration::from_secs(5), 1).is_none());

@@ -119,6 +119,28 @@ pub struct Control {
     pub min_echo_rx: u32,
 }
 
+#[cfg(test)]
+impl Control {
+    /// What a peer sends first: Down, from discriminator `my` to `your`,
+    /// detect mult 3, `min_tx`/`min_rx` in µs, no flag, no echo.
+    pub(crate) fn down(my: u32, your: u32, min_tx: u32, min_rx: u32) -> Control {
+        Control {
+            diag: 0,
+            state: State::Down,
+            poll: false,
+            fin: false,
+            cpi: false,
+            demand: false,
+            mult: 3,
+            my_discr: my,
+            your_discr: your,
+            min_tx,
+            min_rx,
+            min_echo_rx: 0,
+        }
+    }
+}
+
 /// Why a datagram is not a usable Control packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Error {

@@ -333,25 +333,13 @@ pub(super) fn bfd_check(
         ));
         return Ok(None);
     };
-    Ok(Some(Checker {
-        kind: CheckKind::Bfd { name },
-        connect_ip: rs.addr,
-        connect_port: rs.port,
-        bindto: None,
-        bind_port: None,
-        bind_if: None,
-        fwmark: None,
-        // Not scheduled: the session's changes drive it.
-        timing: Timing {
-            delay_loop: FILE_POLL,
-            connect_timeout: FILE_POLL,
-            retry: 0,
-            delay_before_retry: FILE_POLL,
-            warmup: None,
-        },
+    // Not scheduled: the session's changes drive it.
+    Ok(Some(Checker::driven(
+        CheckKind::Bfd { name },
+        rs,
         alpha,
-        pos: n.pos.clone(),
-    }))
+        &n.pos,
+    )))
 }
 
 fn fmt_rs(rs: &RealServer) -> String {

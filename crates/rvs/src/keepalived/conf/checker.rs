@@ -120,33 +120,17 @@ pub(super) fn file_check(
     } else {
         weight
     };
-    Ok(Checker {
-        kind: CheckKind::File(FileCheck {
-            name,
-            path: t.path.clone(),
-            weight,
-            reverse,
-            init: t.init,
-        }),
-        connect_ip: rs.addr,
-        connect_port: rs.port,
-        bindto: None,
-        bind_port: None,
-        bind_if: None,
-        fwmark: None,
-        // Read at the start, then at its file's inotify events
-        // (run/file_watch.rs); every second only where the file cannot be
-        // watched. No retries, no alpha: the value is known at the start.
-        timing: Timing {
-            delay_loop: FILE_POLL,
-            connect_timeout: FILE_POLL,
-            retry: 0,
-            delay_before_retry: FILE_POLL,
-            warmup: None,
-        },
-        alpha: false,
-        pos: n.pos.clone(),
-    })
+    // Read at the start, then at its file's inotify events
+    // (run/file_watch.rs); every second only where the file cannot be
+    // watched. No retries, no alpha: the value is known at the start.
+    let kind = CheckKind::File(FileCheck {
+        name,
+        path: t.path.clone(),
+        weight,
+        reverse,
+        init: t.init,
+    });
+    Ok(Checker::driven(kind, rs, false, &n.pos))
 }
 
 /// A script line (`notify_up "/path arg"` or unquoted words).

@@ -195,6 +195,32 @@ pub struct Timing {
     pub warmup: Option<Duration>,
 }
 
+impl Checker {
+    /// A checker that events drive, not sockets (FILE_CHECK's file,
+    /// BFD_CHECK's session), on real server `rs`: no retries, and every
+    /// [`FILE_POLL`] where it must be polled.
+    pub(super) fn driven(kind: CheckKind, rs: &RealServer, alpha: bool, pos: &Pos) -> Checker {
+        Checker {
+            kind,
+            connect_ip: rs.addr,
+            connect_port: rs.port,
+            bindto: None,
+            bind_port: None,
+            bind_if: None,
+            fwmark: None,
+            timing: Timing {
+                delay_loop: FILE_POLL,
+                connect_timeout: FILE_POLL,
+                retry: 0,
+                delay_before_retry: FILE_POLL,
+                warmup: None,
+            },
+            alpha,
+            pos: pos.clone(),
+        }
+    }
+}
+
 /// A checker block.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Checker {
