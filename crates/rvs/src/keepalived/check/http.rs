@@ -23,7 +23,7 @@ use socket2::Socket;
 use super::evented::{Ready, Step};
 use super::response::{Fed, Response};
 use super::*;
-use crate::keepalived::conf::{Checker, Url};
+use crate::keepalived::conf::{Checker, TlsClient, Url};
 
 /// A certificate verifier that accepts any certificate, as keepalived's
 /// SSL_GET (it never asks OpenSSL to verify): the check is whether the
@@ -79,27 +79,57 @@ impl rustls::client::danger::ServerCertVerifier for AnyCert {
     }
 }
 
-/// The TLS client configuration of every SSL_GET (built once).
-pub(super) fn tls_config() -> Result<Arc<rustls::ClientConfig>, String> {
+/// The TLS client configuration of an SSL_GET: built once without a
+/// client certificate, and once per certificate (the `SSL` block's; on
+/// each thread, kept until another one is asked for: a reload).
+pub(super) fn tls_config(client: Option<&TlsClient>) -> Result<Arc<rustls::ClientConfig>, String> {
     static CONFIG: OnceLock<Result<Arc<rustls::ClientConfig>, String>> = OnceLock::new();
-    CONFIG
-        .get_or_init(|| {
-            // ring's provider is deprecated only for lacking post-quantum
-            // key exchange; aws-lc-rs, which has it, needs cmake to build.
-            // A health check carries no secret worth that.
-            #[allow(deprecated)]
-            let provider = Arc::new(key_share_x25519_first(
-                rustls::crypto::ring::default_provider(),
-            ));
-            let cfg = rustls::ClientConfig::builder_with_provider(provider.clone())
-                .with_safe_default_protocol_versions()
-                .map_err(|e| format!("TLS: {e}"))?
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(AnyCert(provider)))
-                .with_no_client_auth();
-            Ok(Arc::new(cfg))
-        })
-        .clone()
+    thread_local! {
+        static WITH_CLIENT: std::cell::RefCell<Option<(TlsClient, Arc<rustls::ClientConfig>)>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    let Some(c) = client else {
+        return CONFIG.get_or_init(|| build_tls_config(None)).clone();
+    };
+    WITH_CLIENT.with(|w| {
+        let mut w = w.borrow_mut();
+        if let Some((k, cfg)) = w.as_ref()
+            && k == c
+        {
+            return Ok(Arc::clone(cfg));
+        }
+        let cfg = build_tls_config(Some(c))?;
+        *w = Some((c.clone(), Arc::clone(&cfg)));
+        Ok(cfg)
+    })
+}
+
+fn build_tls_config(client: Option<&TlsClient>) -> Result<Arc<rustls::ClientConfig>, String> {
+    // ring's provider is deprecated only for lacking post-quantum key
+    // exchange; aws-lc-rs, which has it, needs cmake to build. A health
+    // check carries no secret worth that.
+    #[allow(deprecated)]
+    let provider = Arc::new(key_share_x25519_first(
+        rustls::crypto::ring::default_provider(),
+    ));
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS: {e}"))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCert(provider)));
+    let cfg = match client {
+        None => builder.with_no_client_auth(),
+        Some(c) => {
+            let (chain, key) = c.parts()?;
+            builder.with_client_auth_cert(chain, key).map_err(|e| {
+                format!(
+                    "SSL certificate {} and its key: {e}",
+                    c.certificate.display()
+                )
+            })?
+        }
+    };
+    Ok(Arc::new(cfg))
 }
 
 /// `provider` with X25519 first among its key exchange groups, as OpenSSL
@@ -276,6 +306,14 @@ impl Get {
         })
     }
 
+    /// SSL_GET's client certificate, if the file has an `SSL` block.
+    fn client(&self) -> Option<&TlsClient> {
+        match &self.ck.kind {
+            CheckKind::Http { client, .. } => client.as_ref(),
+            _ => None,
+        }
+    }
+
     fn parts(&self) -> (&Url, Option<&str>, &str, Option<Sni<'_>>) {
         parts(&self.ck, self.url)
     }
@@ -288,7 +326,7 @@ impl Get {
             None => None,
             Some(sni) => {
                 let name = server_name(self.ck.connect_ip, vhost, &sni);
-                let mut c = rustls::ClientConnection::new(tls_config()?, name)
+                let mut c = rustls::ClientConnection::new(tls_config(self.client())?, name)
                     .map_err(|e| format!("SSL_GET: TLS setup failed ({e})."))?;
                 // Buffered by rustls until the handshake is done.
                 c.writer()

@@ -13,6 +13,7 @@ use std::sync::Arc;
 mod evented;
 mod fuzz;
 mod probes;
+mod tls_client;
 
 fn checker(kind: CheckKind, ip: IpAddr, port: u16) -> Checker {
     Checker {
@@ -92,6 +93,7 @@ fn http(status: Vec<(u16, u16)>, digest: Option<&str>) -> CheckKind {
         }],
         virtualhost: Some("www.example.com".into()),
         http_protocol: "1.0".into(),
+        client: None,
     }
 }
 

@@ -429,6 +429,8 @@ pub(super) fn checker(
                 urls,
                 virtualhost: virtualhost.or(vs_virtualhost.map(str::to_string)),
                 http_protocol,
+                // The SSL block's, set once the whole file is read.
+                client: None,
             }
         }
     };

@@ -32,6 +32,7 @@ mod scripts;
 #[cfg(test)]
 mod scripts_tests;
 mod server;
+mod ssl;
 #[cfg(test)]
 mod tests;
 
@@ -44,6 +45,7 @@ pub use process::Process;
 use process::process;
 use scripts::Scripts;
 use server::*;
+pub use ssl::TlsClient;
 
 /// keepalived's default `delay_loop`.
 pub const DEFAULT_DELAY_LOOP: Duration = Duration::from_secs(60);
@@ -270,6 +272,8 @@ pub enum CheckKind {
         virtualhost: Option<String>,
         /// `http_protocol` (`1.0`, `1.0C`, `1.1`; default 1.0).
         http_protocol: String,
+        /// SSL_GET's client certificate (the top-level `SSL` block).
+        client: Option<TlsClient>,
     },
     /// `MISC_CHECK`.
     Misc {
@@ -517,7 +521,6 @@ fn ignored_top(key: &str) -> bool {
                 | "instance"
                 | "use_pid_dir"
                 | "track_process"
-                | "SSL"
         )
 }
 
@@ -709,6 +712,7 @@ pub fn build(tree: &[Node], warnings: &mut Vec<String>) -> Result<Config, ConfEr
     let (smtp, alert, alert_checker) = alerts::global(tree, warnings)?;
     let mut notify = notify::global(tree, &mut scripts, warnings)?;
     let lvs = lvs::global(tree, warnings)?;
+    let tls_client = ssl::global(tree, warnings)?;
     let bfd = bfd::instances(tree, warnings)?;
     let mut services = Vec::new();
     for n in tree {
@@ -720,13 +724,27 @@ pub fn build(tree: &[Node], warnings: &mut Vec<String>) -> Result<Config, ConfEr
             | "track_file"
             | "vrrp_track_file"
             | "global_defs"
-            | "bfd_instance" => {}
+            | "bfd_instance"
+            | "SSL" => {}
             k if ignored_top(k) => {}
             _ => unknown(n, warnings),
         }
     }
     bfd::resolve(&mut services, &bfd, warnings);
     scripts.secure(&mut services, &mut notify, warnings);
+    // Every SSL_GET presents the SSL block's certificate.
+    for ck in services
+        .iter_mut()
+        .flat_map(|v| &mut v.reals)
+        .flat_map(|r| &mut r.checkers)
+    {
+        if let CheckKind::Http {
+            tls: true, client, ..
+        } = &mut ck.kind
+        {
+            client.clone_from(&tls_client);
+        }
+    }
     alerts::resolve(&mut services, alert, alert_checker);
     Ok(Config {
         services,
