@@ -58,6 +58,8 @@ impl Regex {
 /// `pattern` compiled with the options of `o` that shape the automaton
 /// (the offsets, `firstline` and `dollar_endonly` act in [`matches`]).
 pub(crate) fn build(pattern: &str, o: &RegexOptions) -> Result<Regex, String> {
+    let translated = translate(pattern, o);
+    let pattern = translated.as_str();
     let automaton = |unicode: bool| {
         regex::bytes::RegexBuilder::new(pattern)
             .case_insensitive(o.caseless)
@@ -108,6 +110,80 @@ pub(crate) fn build(pattern: &str, o: &RegexOptions) -> Result<Regex, String> {
     second
         .map(Regex::Backtracking)
         .map_err(|f| e.unwrap_or_else(|| f.to_string()))
+}
+
+/// `pattern` with the syntax options the engines lack rewritten into
+/// what they take: `alt_bsux` (`\U` is `U`; `\uhhhh` is that character,
+/// a `\u` without four hex digits is `u`; `\x` takes exactly two hex
+/// digits, else it is `x`) and `allow_empty_class` (`[]` is `(?!)`,
+/// nothing; `[^]` is `(?s:.)`, any character). Escapes and classes are
+/// skipped whole, so only the constructs themselves change.
+fn translate(pattern: &str, o: &RegexOptions) -> String {
+    if !o.alt_bsux && !o.allow_empty_class {
+        return pattern.to_string();
+    }
+    let c: Vec<char> = pattern.chars().collect();
+    let hex = |from: usize, n: usize| -> bool {
+        c.len() >= from + n && c[from..from + n].iter().all(char::is_ascii_hexdigit)
+    };
+    let mut out = String::with_capacity(pattern.len());
+    let mut i = 0;
+    let mut class = false;
+    while i < c.len() {
+        match c[i] {
+            '\\' if i + 1 < c.len() => {
+                let e = c[i + 1];
+                match e {
+                    'U' if o.alt_bsux => out.push('U'),
+                    'u' if o.alt_bsux && hex(i + 2, 4) => {
+                        out.push_str("\\x{");
+                        out.extend(&c[i + 2..i + 6]);
+                        out.push('}');
+                        i += 4;
+                    }
+                    'u' if o.alt_bsux => out.push('u'),
+                    'x' if o.alt_bsux && hex(i + 2, 2) => {
+                        out.push_str("\\x");
+                        out.extend(&c[i + 2..i + 4]);
+                        i += 2;
+                    }
+                    'x' if o.alt_bsux => out.push('x'),
+                    _ => {
+                        out.push('\\');
+                        out.push(e);
+                    }
+                }
+                i += 2;
+                continue;
+            }
+            '[' if !class => {
+                let neg = c.get(i + 1) == Some(&'^');
+                let first = i + 1 + usize::from(neg);
+                if o.allow_empty_class && c.get(first) == Some(&']') {
+                    out.push_str(if neg { "(?s:.)" } else { "(?!)" });
+                    i = first + 1;
+                    continue;
+                }
+                class = true;
+                out.push('[');
+                if neg {
+                    out.push('^');
+                }
+                i = first;
+                // A `]` first is a member.
+                if c.get(i) == Some(&']') {
+                    out.push_str("\\]");
+                    i += 1;
+                }
+                continue;
+            }
+            ']' if class => class = false,
+            _ => {}
+        }
+        out.push(c[i]);
+        i += 1;
+    }
+    out
 }
 
 /// Whether `pattern` has a possessive quantifier (`a++`, `a*+`, `a?+`,
@@ -327,6 +403,22 @@ mod tests {
         // Catastrophic backtracking is bounded: no match, not a hang.
         let body = format!("{}!", "a".repeat(64));
         assert!(!m(r"^(a|aa)+(?=b)", d, &body));
+    }
+
+    #[test]
+    fn alt_bsux_and_allow_empty_class() {
+        let bsux = opts(|o| o.alt_bsux = true);
+        assert!(m(r"^\u0041\x42C$", bsux, "ABC"));
+        assert!(m(r"^\U\u12\xz$", bsux, "Uu12xz"));
+        assert!(m(r"^[\u0041]$", bsux, "A"));
+        assert!(!m(r"\u0041", RegexOptions::default(), "u0041"));
+        let empty = opts(|o| o.allow_empty_class = true);
+        assert!(!m("a[]b", empty, "ab"), "[] matches nothing");
+        assert!(m("a[^]b", empty, "a\nb"), "[^] matches any character");
+        // Without it a `]` first is a member.
+        assert!(m("a[]b]c", RegexOptions::default(), "a]c"));
+        assert!(m("a[^]b]c", RegexOptions::default(), "axc"));
+        assert_eq!(translate(r"[\]x][]", &empty), r"[\]x](?!)");
     }
 
     #[test]

@@ -501,11 +501,12 @@ fn regex_options(
             "auto_callout" | "dupnames" | "never_backslash_c" | "never_ucp" | "never_utf"
             | "no_auto_capture" | "no_auto_possess" | "no_dotstar_anchor" | "no_start_optimize"
             | "use_offset_limit" => {}
-            "allow_empty_class"
-            | "alt_bsux"
-            | "alt_circumflex"
-            | "alt_verbnames"
-            | "match_unset_backref" => warnings.push(format!(
+            "alt_bsux" => o.alt_bsux = true,
+            "allow_empty_class" => o.allow_empty_class = true,
+            // With `multiline`, `^` after a newline that ends the body:
+            // what the regex crate's `^` does anyway.
+            "alt_circumflex" => {}
+            "alt_verbnames" | "match_unset_backref" => warnings.push(format!(
                 "{}: regex option '{a}' is not supported by rvs; ignored",
                 n.pos
             )),

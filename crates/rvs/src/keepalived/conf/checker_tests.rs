@@ -311,14 +311,15 @@ fn regex_options_and_offsets() {
     };
     let (c, w) = parse(&web(
         "    regex ^ok$\n    regex_options caseless multiline dotall extended ungreedy utf \
-         firstline dollar_endonly no_start_optimize alt_bsux bogus\n    regex_stack 4096 65536\n    \
+         firstline dollar_endonly no_start_optimize alt_bsux allow_empty_class alt_circumflex \
+         alt_verbnames bogus\n    regex_stack 4096 65536\n    \
          regex_min_offset 2\n    regex_max_offset 10\n",
     ))
     .unwrap();
     assert_eq!(
         w,
         [
-            "k.conf:7: regex option 'alt_bsux' is not supported by rvs; ignored",
+            "k.conf:7: regex option 'alt_verbnames' is not supported by rvs; ignored",
             "k.conf:7: unknown regex option 'bogus' - ignoring",
         ]
     );
@@ -333,6 +334,8 @@ fn regex_options_and_offsets() {
             unicode: true,
             firstline: true,
             dollar_endonly: true,
+            alt_bsux: true,
+            allow_empty_class: true,
             min_offset: 2,
             max_offset: Some(10),
         }

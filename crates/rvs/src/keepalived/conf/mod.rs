@@ -469,6 +469,13 @@ pub struct RegexOptions {
     /// `dollar_endonly`: `$` matches at the very end only (by default,
     /// as PCRE2's, also before a newline that ends the body).
     pub dollar_endonly: bool,
+    /// `alt_bsux`: `\U` and a `\u` without four hex digits are the
+    /// letters, `\uhhhh` a character, `\x` takes exactly two hex digits
+    /// (ECMAScript's escapes).
+    pub alt_bsux: bool,
+    /// `allow_empty_class`: `[]` matches nothing and `[^]` any character
+    /// (by default a `]` first in a class is a member).
+    pub allow_empty_class: bool,
     /// `regex_min_offset`: the match starts at this offset of the body or
     /// later.
     pub min_offset: usize,

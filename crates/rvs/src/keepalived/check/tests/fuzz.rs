@@ -107,6 +107,8 @@ fn url(r: &mut Rng) -> Url {
         r"(?<=: )(?!down)\w+",
         r"(\w)\1$",
         r"^(?>a+|b)*+c",
+        // alt_bsux and allow_empty_class, translated.
+        r"\u0041[]x\U[^]",
     ];
     let regex = (r.below(3) > 0).then(|| patterns[r.below(patterns.len())].to_string());
     let o = RegexOptions {
@@ -118,6 +120,9 @@ fn url(r: &mut Rng) -> Url {
         unicode: r.below(2) == 0,
         firstline: r.below(4) == 0,
         dollar_endonly: r.below(4) == 0,
+        // The pattern written for them needs them to build.
+        alt_bsux: r.below(4) == 0 || regex.as_deref().is_some_and(|p| p.contains("\\U")),
+        allow_empty_class: r.below(4) == 0 || regex.as_deref().is_some_and(|p| p.contains("[]")),
         min_offset: r.below(3) * r.below(300),
         max_offset: (r.below(2) == 0).then(|| r.below(400)),
     };
