@@ -115,11 +115,12 @@ pub(crate) fn build(pattern: &str, o: &RegexOptions) -> Result<Regex, String> {
 /// `pattern` with the syntax options the engines lack rewritten into
 /// what they take: `alt_bsux` (`\U` is `U`; `\uhhhh` is that character,
 /// a `\u` without four hex digits is `u`; `\x` takes exactly two hex
-/// digits, else it is `x`) and `allow_empty_class` (`[]` is `(?!)`,
-/// nothing; `[^]` is `(?s:.)`, any character). Escapes and classes are
+/// digits, else it is `x`), `allow_empty_class` (`[]` is `(?!)`,
+/// nothing; `[^]` is `(?s:.)`, any character) and `match_unset_backref`
+/// (`\1` is `(?(1)\1|)`: empty when group 1 did not take part). Escapes and classes are
 /// skipped whole, so only the constructs themselves change.
 fn translate(pattern: &str, o: &RegexOptions) -> String {
-    if !o.alt_bsux && !o.allow_empty_class {
+    if !o.alt_bsux && !o.allow_empty_class && !o.match_unset_backref {
         return pattern.to_string();
     }
     let c: Vec<char> = pattern.chars().collect();
@@ -148,6 +149,16 @@ fn translate(pattern: &str, o: &RegexOptions) -> String {
                         i += 2;
                     }
                     'x' if o.alt_bsux => out.push('x'),
+                    // `\N` (one digit: PCRE reads more as octal unless
+                    // there are that many groups) made conditional on its
+                    // group: empty when the group did not take part.
+                    '1'..='9'
+                        if o.match_unset_backref
+                            && !class
+                            && !c.get(i + 2).is_some_and(char::is_ascii_digit) =>
+                    {
+                        out.push_str(&format!("(?({e})\\{e}|)"));
+                    }
                     _ => {
                         out.push('\\');
                         out.push(e);
@@ -419,6 +430,12 @@ mod tests {
         assert!(m("a[]b]c", RegexOptions::default(), "a]c"));
         assert!(m("a[^]b]c", RegexOptions::default(), "axc"));
         assert_eq!(translate(r"[\]x][]", &empty), r"[\]x](?!)");
+        let unset = opts(|o| o.match_unset_backref = true);
+        assert!(m(r"^(a)?\1b$", unset, "b"), "group 1 unset: \\1 is empty");
+        assert!(m(r"^(a)?\1b$", unset, "aab"));
+        assert!(!m(r"^(a)?\1b$", unset, "ab"));
+        assert!(!m(r"^(a)?\1b$", RegexOptions::default(), "b"));
+        assert_eq!(translate(r"[\1]\12", &unset), r"[\1]\12");
     }
 
     #[test]

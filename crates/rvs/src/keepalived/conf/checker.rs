@@ -506,7 +506,8 @@ fn regex_options(
             // With `multiline`, `^` after a newline that ends the body:
             // what the regex crate's `^` does anyway.
             "alt_circumflex" => {}
-            "alt_verbnames" | "match_unset_backref" => warnings.push(format!(
+            "match_unset_backref" => o.match_unset_backref = true,
+            "alt_verbnames" => warnings.push(format!(
                 "{}: regex option '{a}' is not supported by rvs; ignored",
                 n.pos
             )),

@@ -336,6 +336,7 @@ fn regex_options_and_offsets() {
             dollar_endonly: true,
             alt_bsux: true,
             allow_empty_class: true,
+            match_unset_backref: false,
             min_offset: 2,
             max_offset: Some(10),
         }

@@ -476,6 +476,9 @@ pub struct RegexOptions {
     /// `allow_empty_class`: `[]` matches nothing and `[^]` any character
     /// (by default a `]` first in a class is a member).
     pub allow_empty_class: bool,
+    /// `match_unset_backref`: a back-reference to a group that did not
+    /// take part matches the empty string (by default it fails).
+    pub match_unset_backref: bool,
     /// `regex_min_offset`: the match starts at this offset of the body or
     /// later.
     pub min_offset: usize,

@@ -123,6 +123,7 @@ fn url(r: &mut Rng) -> Url {
         // The pattern written for them needs them to build.
         alt_bsux: r.below(4) == 0 || regex.as_deref().is_some_and(|p| p.contains("\\U")),
         allow_empty_class: r.below(4) == 0 || regex.as_deref().is_some_and(|p| p.contains("[]")),
+        match_unset_backref: r.below(4) == 0,
         min_offset: r.below(3) * r.below(300),
         max_offset: (r.below(2) == 0).then(|| r.below(400)),
     };
