@@ -175,7 +175,7 @@ fn open_one(f: &Fifo) -> Option<Open> {
     let file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
-        .custom_flags(libc_flags())
+        .custom_flags(open_flags())
         .open(&f.path);
     let file = match file {
         Ok(file) => file,
@@ -209,6 +209,6 @@ fn open_one(f: &Fifo) -> Option<Open> {
 }
 
 /// O_NONBLOCK | O_NOFOLLOW (std opens with O_CLOEXEC).
-fn libc_flags() -> i32 {
+fn open_flags() -> i32 {
     (rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::NOFOLLOW).bits() as i32
 }

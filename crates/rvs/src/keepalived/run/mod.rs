@@ -28,7 +28,8 @@
 //! `/run/rvs/health.json`) for `rvs health`, and with `--metrics ADDR:PORT`
 //! served as Prometheus metrics (`metrics/`): each state written is also
 //! the one the next scrape renders. On SIGTERM/SIGINT the checker exits
-//! and leaves the table as it is: the data plane keeps forwarding.
+//! and leaves the table as it is (the data plane keeps forwarding), unless
+//! `lvs_flush_on_stop` asks for the whole table or its services removed.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -733,8 +734,13 @@ pub fn run(opts: &Opts, conf: Config) -> Result<(), String> {
     }
     publish.status(world.status(&config, started))?;
     log(&format!(
-        "rvs health: stopping ({} checker threads); the table is left as it is",
-        pool.workers()
+        "rvs health: stopping ({} checker threads); {}",
+        pool.workers(),
+        if world.conf.lvs.flush_on_stop.is_some() {
+            "lvs_flush_on_stop: the table is emptied of what it asks for"
+        } else {
+            "the table is left as it is"
+        }
     ));
     omega(&mut world);
     world.flush_on_stop();
