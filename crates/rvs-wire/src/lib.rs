@@ -100,6 +100,7 @@ pub mod parse;
 pub mod rewrite;
 pub mod sctp;
 pub mod segment;
+pub mod sip;
 pub mod tcp;
 pub mod udp;
 
