@@ -62,8 +62,9 @@ fn bench_master_cost(c: &mut Criterion) {
 fn bench_transfer(c: &mut Criterion) {
     let mut m = setup(FwdMethod::Route);
     fill(&mut m, CONNS);
-    let mut entries: Vec<SyncConn<'static>> = Vec::new();
-    m.sync_snapshot(&mut entries);
+    let mut taken = Vec::new();
+    m.sync_snapshot(&mut taken);
+    let entries: Vec<SyncConn<'static>> = taken.into_iter().map(|e| e.conn).collect();
     assert_eq!(entries.len(), CONNS as usize);
     let mut g = c.benchmark_group("sync/100k-connections");
     g.sample_size(10);

@@ -272,18 +272,30 @@ pub fn service_info(svc: &Service) -> ServiceInfo {
     }
 }
 
-/// A connection entry (or template) as `/proc/net/ip_vs_conn` shows it.
-pub fn conn_info(c: &Conn, now: Instant) -> ConnInfo {
-    conn_record(c, now).to_info()
+/// A connection entry (or template) as `/proc/net/ip_vs_conn` shows it,
+/// with `pe`, a template's persistence-engine data (a SIP Call-ID,
+/// `ConnTable::pe_data`).
+pub fn conn_info(c: &Conn, pe: Option<&[u8]>, now: Instant) -> ConnInfo {
+    let mut info = conn_record(c, pe.is_some(), now).to_info();
+    info.pe = pe.map(|d| (PE_SIP.to_string(), String::from_utf8_lossy(d).into_owned()));
+    info
 }
 
+/// The one persistence engine, as listings name it.
+pub const PE_SIP: &str = "sip";
+
 /// [`conn_info`] with borrowed text, for the compact listing: nothing
-/// allocated per entry.
-pub fn conn_record(c: &Conn, now: Instant) -> rvs_proto::packed::ConnRecord<'static> {
+/// allocated per entry. `has_pe`: a template with persistence-engine data,
+/// whose cport (the data's tag) is shown as 0; the caller adds the data.
+pub fn conn_record(c: &Conn, has_pe: bool, now: Instant) -> rvs_proto::packed::ConnRecord<'static> {
     rvs_proto::packed::ConnRecord {
         proto: c.proto,
         caddr: c.caddr,
-        cport: c.cport,
+        cport: if has_pe && c.is_template() {
+            0
+        } else {
+            c.cport
+        },
         vaddr: c.vaddr,
         vport: c.vport,
         daddr: c.daddr,

@@ -196,20 +196,28 @@ impl State {
         now: Instant,
         out: &mut Vec<rvs_proto::ConnInfo>,
     ) -> Option<u64> {
-        self.conns_chunk_each(from, max, |c| out.push(convert::conn_info(c, now)))
+        self.conns_chunk_each(from, max, |c, pe| out.push(convert::conn_info(c, pe, now)))
     }
 
     /// [`Self::conns_chunk`] as borrowed records of the compact encoding
     /// ([`rvs_proto::packed`]), appended to `out`: a copy of the fields,
-    /// nothing allocated per entry while the replica's lock is held.
+    /// nothing allocated per entry while the replica's lock is held but
+    /// for templates with persistence-engine data (SIP Call-IDs), whose
+    /// data goes to `pes` with the record's index in `out`.
     pub fn conns_chunk_records(
         &self,
         from: u64,
         max: usize,
         now: Instant,
         out: &mut Vec<rvs_proto::packed::ConnRecord<'static>>,
+        pes: &mut Vec<(usize, Box<[u8]>)>,
     ) -> Option<u64> {
-        self.conns_chunk_each(from, max, |c| out.push(convert::conn_record(c, now)))
+        self.conns_chunk_each(from, max, |c, pe| {
+            if let Some(d) = pe {
+                pes.push((out.len(), d.into()));
+            }
+            out.push(convert::conn_record(c, pe.is_some(), now))
+        })
     }
 
     /// Up to `max` connections from the cursor `from` on, each to `f`,
@@ -218,7 +226,7 @@ impl State {
         &self,
         from: u64,
         max: usize,
-        mut f: impl FnMut(&rvs_core::conn::Conn),
+        mut f: impl FnMut(&rvs_core::conn::Conn, Option<&[u8]>),
     ) -> Option<u64> {
         // The cursor: replica in the high half, slab index in the low.
         let (mut replica, mut index) = ((from >> 32) as usize, from as u32);
@@ -226,7 +234,7 @@ impl State {
             let engine = self.engines.lock(replica);
             let (mut last, mut taken) = (None, 0);
             for (id, c) in engine.conns().iter_from(index).take(max) {
-                f(c);
+                f(c, engine.conns().pe_data(id));
                 last = Some(id.index());
                 taken += 1;
             }
@@ -410,7 +418,7 @@ impl State {
                     .each_unchanged(|e| {
                         e.conns()
                             .iter()
-                            .map(|(_, c)| convert::conn_info(c, now))
+                            .map(|(id, c)| convert::conn_info(c, e.conns().pe_data(id), now))
                             .collect::<Vec<_>>()
                     })
                     .concat(),

@@ -249,7 +249,11 @@ pub fn save(
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let bytes = encode(&entries, now);
+    let conns: Vec<_> = entries
+        .iter()
+        .map(rvs_core::engine::SyncEntry::entry)
+        .collect();
+    let bytes = encode(&conns, now);
     write_atomically(path, &bytes).map_err(|source| SaveError {
         path: path.to_path_buf(),
         source,

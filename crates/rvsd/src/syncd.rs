@@ -221,7 +221,7 @@ pub fn spawn(shared: Arc<Shared>) -> io::Result<()> {
 
 fn run(shared: &Shared) {
     let mut out: Option<Outgoing> = None;
-    let mut entries: Vec<SyncConn<'static>> = Vec::new();
+    let mut entries: Vec<rvs_core::engine::SyncEntry> = Vec::new();
     let mut datagrams: Vec<Vec<u8>> = Vec::new();
     let mut spare: Vec<Vec<u8>> = Vec::new();
     while !shared.stopping() {
@@ -252,7 +252,7 @@ fn run(shared: &Shared) {
                 }
                 let o = out.as_mut().expect("just set");
                 for e in entries.drain(..) {
-                    o.push(&e, sock);
+                    o.push(&e.entry(), sock);
                 }
                 if o.since.is_some_and(|t| t.elapsed() >= FLUSH_TIME) {
                     o.send(sock);

@@ -64,7 +64,7 @@ pub use state::{
     Activity, Direction, SctpEvent, SctpState, TcpState, Timeouts, is_new_conn_expected,
     sctp_event, sctp_transition, sctp_update, state_name, tcp_transition, tcp_update, udp_update,
 };
-pub use table::{ConnMut, ConnTable, ConnTableConfig, MAX_ENTRIES_LIMIT, TableFull};
+pub use table::{ConnMut, ConnTable, ConnTableConfig, MAX_ENTRIES_LIMIT, TableFull, pe_tag};
 
 /// `IP_VS_CONN_F_*` connection flag bits (`include/uapi/linux/ip_vs.h`).
 pub mod flags {

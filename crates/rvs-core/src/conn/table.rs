@@ -5,6 +5,8 @@ use core::fmt;
 use core::net::IpAddr;
 use core::ops::{Deref, DerefMut};
 
+use std::collections::BTreeMap;
+
 use hashbrown::HashTable;
 
 use super::key::{KeyHasher, KeySnap};
@@ -80,6 +82,25 @@ pub struct ConnTable {
     wheel: Wheel,
     max_entries: usize,
     dropped_full: u64,
+    /// The persistence-engine data (a SIP Call-ID) of the templates that
+    /// have some, by slab index. Such a template's `cport` holds a tag of
+    /// the data ([`pe_tag`]): IPVS's templates have cport 0 and hash their
+    /// PE data instead; the tag puts it in the in-key without growing
+    /// every entry. Listings and sync show such templates' cport as 0.
+    pe: BTreeMap<u32, Box<[u8]>>,
+}
+
+/// The tag a template with persistence-engine data `data` carries as its
+/// `cport`: never 0, so that a template without PE data (cport 0) and one
+/// with never share an in-key. FNV-1a folded to 16 bits; a collision only
+/// puts two templates of one client in one hash chain (the data is
+/// compared).
+pub fn pe_tag(data: &[u8]) -> u16 {
+    let mut h: u32 = 0x811c_9dc5;
+    for &b in data {
+        h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
+    }
+    ((h >> 16) ^ h) as u16 | 1
 }
 
 impl fmt::Debug for ConnTable {
@@ -133,6 +154,7 @@ impl ConnTable {
             wheel: Wheel::new(cfg.wheel_tick_ms, cfg.wheel_slots),
             max_entries,
             dropped_full: 0,
+            pe: BTreeMap::new(),
         }
     }
 
@@ -246,6 +268,54 @@ impl ConnTable {
                     && c.vaddr == vaddr
             })
             .map(|&v| ConnId::from_index(v & IDX_MASK))
+    }
+
+    /// The persistence template `<proto, snet, vaddr, vport>` with the
+    /// persistence-engine data `pe` (a SIP Call-ID; see [`pe_tag`]).
+    pub fn lookup_template_pe(
+        &self,
+        proto: u8,
+        snet: IpAddr,
+        vaddr: IpAddr,
+        vport: u16,
+        pe: &[u8],
+    ) -> Option<ConnId> {
+        let tag = pe_tag(pe);
+        let h = self.hasher.hash_in(proto, true, &snet, tag, &vaddr, vport);
+        let (slots, data) = (&self.slots, &self.pe);
+        self.idx_in
+            .find(h, |&v| {
+                let c = slot_conn(slots, v);
+                c.cport == tag
+                    && c.vport == vport
+                    && c.proto == proto
+                    && c.is_template()
+                    && c.caddr == snet
+                    && c.vaddr == vaddr
+                    && data.get(&(v & IDX_MASK)).is_some_and(|d| **d == *pe)
+            })
+            .map(|&v| ConnId::from_index(v & IDX_MASK))
+    }
+
+    /// The persistence-engine data of template `id`, if it has some.
+    #[inline]
+    pub fn pe_data(&self, id: ConnId) -> Option<&[u8]> {
+        if self.pe.is_empty() {
+            return None;
+        }
+        self.pe.get(&id.index()).map(|d| &**d)
+    }
+
+    /// The client port entry `id` shows in listings and sync messages:
+    /// its `cport`, but 0 for a template with persistence-engine data
+    /// (whose `cport` is the data's tag).
+    #[inline]
+    pub fn shown_cport(&self, id: ConnId, c: &Conn) -> u16 {
+        if c.is_template() && self.pe_data(id).is_some() {
+            0
+        } else {
+            c.cport
+        }
     }
 
     // -- access ------------------------------------------------------------
@@ -397,6 +467,22 @@ impl ConnTable {
         Ok(ConnId::from_index(idx))
     }
 
+    /// Insert the persistence template `conn` with persistence-engine data
+    /// `pe` (see [`pe_tag`]; `conn.cport` is set to the tag), as
+    /// [`Self::insert`] does (templates are not in the out index).
+    pub fn insert_template_pe(
+        &mut self,
+        mut conn: Conn,
+        pe: Box<[u8]>,
+        now: Instant,
+    ) -> Result<ConnId, TableFull> {
+        debug_assert!(conn.is_template());
+        conn.cport = pe_tag(&pe);
+        let id = self.insert(conn, false, now)?;
+        self.pe.insert(id.index(), pe);
+        Ok(id)
+    }
+
     /// Remove entry `id` now (conn reuse, flush, …) and return it. If it was
     /// controlled, its control's `n_control` is decremented (the control
     /// itself stays; see [`Self::remove_forced`]). If it still controls
@@ -476,6 +562,7 @@ impl ConnTable {
         self.idx_out.clear();
         self.wheel.clear();
         self.len = 0;
+        self.pe.clear();
     }
 
     /// Make a template unmatchable, as the kernel does with an invalid one:
@@ -665,6 +752,7 @@ impl ConnTable {
             + self.idx_in.allocation_size()
             + self.idx_out.allocation_size()
             + self.wheel.heap_bytes()
+            + self.pe.values().map(|d| d.len() + 32).sum::<usize>()
     }
 
     // -- internals ------------------------------------------------------------
@@ -714,6 +802,9 @@ impl ConnTable {
             }
         }
         let conn = self.slots[idx as usize].take()?;
+        if !self.pe.is_empty() {
+            self.pe.remove(&idx);
+        }
         self.free.push(idx);
         self.len -= 1;
         if let Some(t) = conn.control

@@ -65,7 +65,7 @@ mod steer;
 mod sync;
 mod xmit;
 
-pub use sync::{SyncApplied, SyncCounters, UNBOUND_OWNER};
+pub use sync::{SyncApplied, SyncCounters, SyncEntry, UNBOUND_OWNER};
 
 pub use schedule::mask_addr;
 pub use steer::owner as steer_owner;

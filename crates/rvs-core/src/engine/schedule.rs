@@ -57,7 +57,8 @@ impl Engine {
             None => return Action::Pass,
         };
         let scheduled = if svc_persistent {
-            self.schedule_persist(sref, meta, proto, now)
+            let pe = self.pe_data(sref, &frame, meta);
+            self.schedule_persist(sref, meta, proto, pe, now)
         } else {
             self.schedule_plain(sref, meta, now)
         };
@@ -92,6 +93,9 @@ impl Engine {
                 dport: sched.dport,
                 fwd,
             };
+            if let Some(t) = sched.template {
+                self.sync_one_packet(t, now);
+            }
             return self.forward_in(frame, meta, &target);
         }
         let mut flags = fwd.conn_flag() | CONN_F_INACTIVE;
@@ -161,12 +165,39 @@ impl Engine {
         })
     }
 
-    /// `ip_vs_sched_persist` (reference §5.7).
+    /// The persistence-engine data of a new connection's first packet for
+    /// service `sref` (`ip_vs_sip_fill_param`): with `--pe sip`, the SIP
+    /// Call-ID of a UDP datagram ([`rvs_wire::sip::call_id`], searched as
+    /// the kernel searches, from the IP and UDP headers' length into the
+    /// payload). `None` (no engine, not UDP, no Call-ID) means the
+    /// client-address persistence, as in the kernel. A first fragment is
+    /// searched as far as it goes (the kernel searches the reassembled
+    /// datagram).
+    pub(super) fn pe_data<'f>(
+        &self,
+        sref: ServiceRef,
+        frame: &'f Frame<'_>,
+        meta: &FlowMeta,
+    ) -> Option<&'f [u8]> {
+        let svc = self.services.get(sref)?;
+        if svc.config.pe.as_deref() != Some("sip") || meta.proto != 17 || !meta.l4_present {
+            return None;
+        }
+        let skip = meta.l4_offset.checked_sub(meta.l3_offset)? + 8;
+        let from = frame.start + meta.l4_offset + 8;
+        let to = (frame.start + meta.l3_offset + meta.l3_len).min(frame.start + frame.len);
+        rvs_wire::sip::call_id(frame.buf.get(from..to)?, skip)
+    }
+
+    /// `ip_vs_sched_persist` (reference §5.7). With persistence-engine data
+    /// `pe` (a SIP Call-ID), the template is the one of that data and the
+    /// client network (`ip_vs_sip_ct_match`), created with it.
     pub(super) fn schedule_persist(
         &mut self,
         sref: ServiceRef,
         meta: &FlowMeta,
         proto: Protocol,
+        pe: Option<&[u8]>,
         now: Instant,
     ) -> Result<Scheduled, SchedFail> {
         let svc = self.services.get_mut(sref).ok_or(SchedFail::NoDest)?;
@@ -189,7 +220,13 @@ impl Engine {
             }
         };
 
-        if let Some(tid) = self.conns.lookup_template(t_proto, snet, t_vaddr, t_vport) {
+        let found = match pe {
+            Some(pe) => self
+                .conns
+                .lookup_template_pe(t_proto, snet, t_vaddr, t_vport, pe),
+            None => self.conns.lookup_template(t_proto, snet, t_vaddr, t_vport),
+        };
+        if let Some(tid) = found {
             let tmpl_dest = self.conns.get(tid).map(|t| t.dest);
             let valid = tmpl_dest
                 .and_then(|id| svc.dest_index_by_id(id))
@@ -244,10 +281,11 @@ impl Engine {
             in_pkts: 0,
             old_state: 0,
         };
-        let tid = self
-            .conns
-            .insert(tmpl, false, now)
-            .map_err(|_| SchedFail::TableFull)?;
+        let tid = match pe {
+            Some(pe) => self.conns.insert_template_pe(tmpl, pe.into(), now),
+            None => self.conns.insert(tmpl, false, now),
+        }
+        .map_err(|_| SchedFail::TableFull)?;
         d.count_persist(1);
         d.after_bind();
         Ok(Scheduled {

@@ -99,6 +99,43 @@ pub enum SyncApplied {
     Refused(&'static str),
 }
 
+/// A sync entry taken from the engine ([`Engine::take_sync`],
+/// [`Engine::sync_snapshot`]): the message's fields, with the
+/// persistence-engine data of a template that has some (a SIP Call-ID)
+/// owned here, since the entry outlives the table's lock. Send
+/// [`Self::entry`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncEntry {
+    /// The fields (its `pe_data` and `pe_name` are `None`).
+    pub conn: SyncConn<'static>,
+    /// The template's persistence-engine data, with the engine `sip`.
+    pub pe_data: Option<Box<[u8]>>,
+}
+
+impl SyncEntry {
+    /// The entry as the message carries it.
+    pub fn entry(&self) -> SyncConn<'_> {
+        let mut c: SyncConn<'_> = self.conn;
+        if let Some(d) = &self.pe_data {
+            c.pe_data = Some(d);
+            c.pe_name = Some(PE_SIP);
+        }
+        c
+    }
+}
+
+impl From<SyncConn<'static>> for SyncEntry {
+    fn from(conn: SyncConn<'static>) -> Self {
+        SyncEntry {
+            conn,
+            pe_data: None,
+        }
+    }
+}
+
+/// The one persistence engine IPVS has.
+const PE_SIP: &[u8] = b"sip";
+
 /// The engine's sync state.
 #[derive(Debug, Default)]
 pub(super) struct SyncState {
@@ -106,7 +143,7 @@ pub(super) struct SyncState {
     pub(super) master: bool,
     /// A backup daemon runs (`backup_only` applies).
     pub(super) backup: bool,
-    queue: VecDeque<SyncConn<'static>>,
+    queue: VecDeque<SyncEntry>,
     pub(super) counters: SyncCounters,
     /// `cp->sync_endtime` of the entries sent while `sync_refresh_period`
     /// is set (only then is it read), with the entry's ports to tell a
@@ -157,7 +194,7 @@ impl Engine {
     }
 
     /// Move up to `max` queued entries, oldest first, to `out`.
-    pub fn take_sync(&mut self, out: &mut Vec<SyncConn<'static>>, max: usize) {
+    pub fn take_sync(&mut self, out: &mut Vec<SyncEntry>, max: usize) {
         let n = max.min(self.sync.queue.len());
         out.extend(self.sync.queue.drain(..n));
     }
@@ -183,6 +220,24 @@ impl Engine {
         self.sync_conn_pkts(id, pkts, now);
     }
 
+    /// `ip_vs_sync_conn` for a one-packet connection (`-o`; never in the
+    /// table): the kernel skips it and goes on to its controlling template,
+    /// counting the packet there, so a persistent one-packet service's
+    /// templates (SIP's among them) reach the backup.
+    pub(super) fn sync_one_packet(&mut self, template: ConnId, now: Instant) {
+        if !self.sync.master {
+            return;
+        }
+        let pkts = match self.conns.get_mut(template) {
+            Some(mut t) if t.is_template() => {
+                t.in_pkts = t.in_pkts.wrapping_add(1);
+                t.in_pkts
+            }
+            _ => return,
+        };
+        self.sync_conn_pkts(template, pkts, now);
+    }
+
     /// [`Self::sync_conn`] with the packet count to judge by.
     pub(super) fn sync_conn_pkts(&mut self, id: ConnId, mut pkts: u32, now: Instant) {
         let s = self.sysctls;
@@ -199,6 +254,7 @@ impl Engine {
                 .and_then(|c| c.control)
                 .and_then(|t| self.conns.get(t))
                 .is_some_and(Conn::is_template);
+            let pe: Option<Box<[u8]>> = self.conns.pe_data(cid).map(Box::from);
             let Some(mut c) = self.conns.get_mut(cid) else {
                 return;
             };
@@ -221,7 +277,7 @@ impl Engine {
                 self.sync.endtimes.insert(cid, (endtime, ports.0, ports.1));
             }
             if needed {
-                let entry = entry_of(&c);
+                let entry = entry_of(&c, pe);
                 cur = c.control;
                 drop(c);
                 if let Some(e) = entry {
@@ -234,7 +290,7 @@ impl Engine {
         }
     }
 
-    fn queue_sync(&mut self, e: SyncConn<'static>) {
+    fn queue_sync(&mut self, e: SyncEntry) {
         let cap = (self.sysctls.sync_qlen_max as usize).saturating_mul(ENTRIES_PER_MESSAGE);
         if self.sync.queue.len() >= cap {
             self.sync.counters.queue_full += 1;
@@ -286,12 +342,12 @@ impl Engine {
 
     /// Every connection and template as a sync entry (one-packet entries
     /// and tunnels between families excepted), for a restart hand-over.
-    pub fn sync_snapshot(&self, out: &mut Vec<SyncConn<'static>>) {
+    pub fn sync_snapshot(&self, out: &mut Vec<SyncEntry>) {
         out.extend(
             self.conns
                 .iter()
                 .filter(|(_, c)| c.flags & flags::ONE_PACKET == 0)
-                .filter_map(|(_, c)| entry_of(c)),
+                .filter_map(|(id, c)| entry_of(c, self.conns.pe_data(id).map(Box::from))),
         );
     }
 
@@ -327,8 +383,20 @@ impl Engine {
         if usize::from(e.state) >= state_count {
             return (SyncApplied::Refused("state out of range"), None);
         }
+        // A template's persistence-engine data (`ip_vs_conn_fill_param_sync`:
+        // an engine this director does not have refuses the entry).
+        let pe = match (e.pe_name, e.pe_data) {
+            (Some(name), _) if name != PE_SIP => {
+                return (SyncApplied::Refused("unknown persistence engine"), None);
+            }
+            (Some(_), Some(d)) if template => Some(d),
+            _ => None,
+        };
         let (caddr, vaddr, daddr) = (e.caddr(), e.vaddr(), e.daddr());
-        let existing = if template {
+        let existing = if let Some(pe) = pe {
+            self.conns
+                .lookup_template_pe(e.protocol, caddr, vaddr, e.vport, pe)
+        } else if template {
             self.conns
                 .lookup_template(e.protocol, caddr, vaddr, e.vport)
                 .filter(|&id| self.conns.get(id).is_some_and(|c| c.cport == e.cport))
@@ -412,7 +480,11 @@ impl Engine {
                     old_state: 0,
                 };
                 let nat = fl & flags::FWD_MASK == flags::MASQ && !template;
-                let Ok(id) = self.conns.insert(conn, nat, now) else {
+                let inserted = match pe {
+                    Some(pe) => self.conns.insert_template_pe(conn, pe.into(), now),
+                    None => self.conns.insert(conn, nat, now),
+                };
+                let Ok(id) = inserted else {
                     return (SyncApplied::Refused("connection table full"), None);
                 };
                 if let Some((sref, did, _)) = bound {
@@ -661,13 +733,19 @@ fn addrs_of(c: &Conn) -> Option<SyncAddrs> {
 }
 
 /// The entry a master sends for `c` (`flags & ~HASHED`, the state's
-/// timeout in seconds).
-pub(super) fn entry_of(c: &Conn) -> Option<SyncConn<'static>> {
-    Some(SyncConn {
+/// timeout in seconds), with `pe`, its persistence-engine data (a
+/// template's; its cport, the data's tag, is sent as 0).
+pub(super) fn entry_of(c: &Conn, pe: Option<Box<[u8]>>) -> Option<SyncEntry> {
+    let cport = if pe.is_some() && c.is_template() {
+        0
+    } else {
+        c.cport
+    };
+    let conn = SyncConn {
         protocol: c.proto,
         flags: c.flags & !flags::HASHED,
         state: u16::from(c.state),
-        cport: c.cport,
+        cport,
         vport: c.vport,
         dport: c.dport,
         addrs: addrs_of(c)?,
@@ -676,7 +754,8 @@ pub(super) fn entry_of(c: &Conn) -> Option<SyncConn<'static>> {
         seq: None,
         pe_data: None,
         pe_name: None,
-    })
+    };
+    Some(SyncEntry { conn, pe_data: pe })
 }
 
 #[cfg(test)]

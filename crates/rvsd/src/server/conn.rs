@@ -128,7 +128,12 @@ pub const PACKED_CONNS_PER_CHUNK: usize = 4096;
 ///
 /// [`ConnRecord`]: rvs_proto::packed::ConnRecord
 pub(super) fn list_conns_packed(shared: &Shared, writer: &UnixStream) -> io::Result<()> {
-    type Chunk = Vec<rvs_proto::packed::ConnRecord<'static>>;
+    /// A chunk's records, and the persistence-engine data of those that
+    /// have some (by index).
+    type Chunk = (
+        Vec<rvs_proto::packed::ConnRecord<'static>>,
+        Vec<(usize, Box<[u8]>)>,
+    );
     let chunk = conns_per_chunk(PACKED_CONNS_PER_CHUNK);
     credit_for_listing(shared);
     let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<(Chunk, bool)>(1);
@@ -140,31 +145,41 @@ pub(super) fn list_conns_packed(shared: &Shared, writer: &UnixStream) -> io::Res
                 background_priority();
                 let mut w = writer;
                 let mut block = Vec::new();
-                for (records, last) in full_rx {
+                for ((records, pes), last) in full_rx {
                     block.clear();
-                    for r in &records {
-                        r.encode(&mut block);
+                    let mut pes_at = pes.iter().peekable();
+                    for (i, r) in records.iter().enumerate() {
+                        match pes_at.next_if(|(at, _)| *at == i) {
+                            Some((_, d)) => {
+                                let text = String::from_utf8_lossy(d);
+                                let mut r = *r;
+                                r.pe = Some((crate::convert::PE_SIP, &text));
+                                r.encode(&mut block);
+                            }
+                            None => r.encode(&mut block),
+                        }
                     }
                     let len = block.len() as u32;
                     w.write_all(&encode(&Reply::ConnsPacked { len, last }))?;
                     w.write_all(&block)?;
-                    let _ = empty_tx.send(records);
+                    let _ = empty_tx.send((records, pes));
                 }
                 Ok(())
             })?;
         let mut from = 0;
         loop {
-            let mut records = empty_rx
+            let (mut records, mut pes) = empty_rx
                 .try_recv()
-                .unwrap_or_else(|_| Vec::with_capacity(chunk));
+                .unwrap_or_else(|_| (Vec::with_capacity(chunk), Vec::new()));
             records.clear();
+            pes.clear();
             let next = {
                 let state = shared.lock();
-                state.conns_chunk_records(from, chunk, shared.clock.now(), &mut records)
+                state.conns_chunk_records(from, chunk, shared.clock.now(), &mut records, &mut pes)
             };
             // A send fails once the writer has stopped (the client went
             // away): its error is the result.
-            if full_tx.send((records, next.is_none())).is_err() {
+            if full_tx.send(((records, pes), next.is_none())).is_err() {
                 break;
             }
             match next {
