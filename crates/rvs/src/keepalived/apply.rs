@@ -76,7 +76,7 @@ pub fn service_spec(vs: &VirtualServer, id: ServiceId) -> ServiceSpec {
         flags,
         timeout,
         netmask,
-        pe: None,
+        pe: vs.persistence_engine.clone(),
     }
 }
 

@@ -109,6 +109,9 @@ pub struct VirtualServer {
     pub persistence_timeout: Option<u32>,
     /// `persistence_granularity`: IPv4 mask (host order) or IPv6 prefix.
     pub persistence_granularity: Option<u32>,
+    /// `persistence_engine`: `sip`, IPVS's one persistence engine (the
+    /// templates of a persistent UDP service keyed by SIP Call-ID too).
+    pub persistence_engine: Option<String>,
     /// `ip_family inet6` (only matters for fwmark services).
     pub ipv6: Option<bool>,
     /// `alpha`: real servers start down until their first success.

@@ -152,6 +152,7 @@ pub(super) fn virtual_server(
         proto: Proto::Tcp,
         persistence_timeout: None,
         persistence_granularity: None,
+        persistence_engine: None,
         ipv6: None,
         alpha: false,
         omega: false,
@@ -248,7 +249,22 @@ pub(super) fn virtual_server(
             "real_server" => real_nodes.push(c),
             "ha_suspend" => vs.ha_suspend = flag(c)?,
             "smtp_alert" => vs.smtp_alert = Some(flag(c)?),
-            "snmp_name" | "persistence_engine" | "retry_attempts" => unsupported(c, warnings),
+            "persistence_engine" => {
+                // keepalived copies the name (15 bytes at most) and the
+                // kernel refuses the service if it has no such engine: rvs
+                // has IPVS's one, `sip`, and says so of any other.
+                let name: String = value(c)?.chars().take(15).collect();
+                if name == "sip" {
+                    vs.persistence_engine = Some(name);
+                } else {
+                    warnings.push(format!(
+                        "{}: unknown persistence_engine '{name}' (IPVS has 'sip'); ignored, \
+                         the virtual server persists by client address",
+                        c.pos
+                    ));
+                }
+            }
+            "snmp_name" | "retry_attempts" => unsupported(c, warnings),
             _ => unknown(c, warnings),
         }
     }

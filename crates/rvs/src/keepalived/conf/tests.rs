@@ -636,3 +636,30 @@ fn smtp_alert_settings_and_defaults() {
     let e = parse("global_defs {\n smtp_server 192.0.2.25 99999\n}\n").unwrap_err();
     assert!(e.to_string().starts_with("k.conf:2:"), "{e}");
 }
+
+/// `persistence_engine sip` reaches the service's `--pe`; another name is
+/// warned about (with its line) and ignored.
+#[test]
+fn persistence_engine_sip() {
+    let (c, w) = parse(
+        "virtual_server 10.0.0.100 5060 {\nprotocol UDP\nlvs_sched rr\npersistence_timeout 60\n\
+         persistence_engine sip\nreal_server 10.0.1.11 5060 {\n}\n}\n\
+         virtual_server 10.0.0.100 5061 {\nprotocol UDP\npersistence_engine rtsp\n}\n",
+    )
+    .unwrap();
+    assert_eq!(c.services[0].persistence_engine.as_deref(), Some("sip"));
+    assert_eq!(c.services[1].persistence_engine, None);
+    assert!(
+        w.iter()
+            .any(|w| w.contains("k.conf:11") && w.contains("unknown persistence_engine 'rtsp'")),
+        "{w:?}"
+    );
+    assert!(!w.iter().any(|w| w.contains("k.conf:5")), "{w:?}");
+    let id = rvs_proto::ServiceId::Addr {
+        proto: rvs_proto::Proto::Udp,
+        addr: ip("10.0.0.100"),
+        port: 5060,
+    };
+    let spec = crate::keepalived::apply::service_spec(&c.services[0], id);
+    assert_eq!(spec.pe.as_deref(), Some("sip"));
+}
