@@ -71,7 +71,7 @@ fn engine() -> Engine {
     e.set_hop(IpAddr::from(RS[0]), hop(S, 3));
     e.set_hop(IpAddr::from(RS[1]), hop(S, 4));
     e.set_hop(IpAddr::from(RS6), hop(S, 5));
-    let services: [(Protocol, u16, FwdMethod, u32); 7] = [
+    let services: [(Protocol, u16, FwdMethod, u32); 8] = [
         (Protocol::Tcp, 80, FwdMethod::Masq, 0),
         (Protocol::Tcp, 443, FwdMethod::Route, SVC_F_PERSISTENT),
         (Protocol::Tcp, 8080, FwdMethod::Tunnel, 0),
@@ -79,6 +79,13 @@ fn engine() -> Engine {
         (Protocol::Udp, 0, FwdMethod::Route, SVC_F_PERSISTENT),
         (Protocol::Udp, 4789, FwdMethod::Tunnel, 0),
         (Protocol::Sctp, 9, FwdMethod::Masq, 0),
+        // SIP, persistent by Call-ID (--pe sip), one datagram at a time.
+        (
+            Protocol::Udp,
+            5060,
+            FwdMethod::Route,
+            SVC_F_PERSISTENT | SVC_F_ONEPACKET,
+        ),
     ];
     for (proto, port, fwd, flags) in services {
         let key = ServiceKey::Addr {
@@ -91,6 +98,9 @@ fn engine() -> Engine {
         cfg.flags |= flags;
         if flags & SVC_F_PERSISTENT != 0 {
             cfg.timeout = 30;
+        }
+        if port == 5060 {
+            cfg.pe = Some("sip".into());
         }
         e.add_service(key, cfg).unwrap();
         for rs in RS {
@@ -214,6 +224,24 @@ fn corpus() -> Vec<Vec<u8>> {
             .ipv4(CIP, VIP, 64)
             .udp(33000, dport)
             .write(&mut v, b"query")
+            .unwrap();
+        out.push(v);
+    }
+    // SIP messages of a few calls, for the Call-ID search to chew on.
+    for call in ["a84b4c76e66710@pc33.example.com", "x", "7@"] {
+        let mut v = Vec::new();
+        PacketBuilder::ethernet2(mac.0, mac.1)
+            .ipv4(CIP, VIP, 64)
+            .udp(5060, 5060)
+            .write(
+                &mut v,
+                format!(
+                    "INVITE sip:bob@biloxi.example.com SIP/2.0\r\nVia: SIP/2.0/UDP \
+                     pc33.example.com\r\nCall-ID: {call}\r\ni: {call}\r\n \
+                     continued\r\nCSeq: 1 INVITE\r\n\r\n"
+                )
+                .as_bytes(),
+            )
             .unwrap();
         out.push(v);
     }

@@ -42,6 +42,16 @@ pub fn first_service_id(vs: &VirtualServer) -> Option<ServiceId> {
     service_ids(vs).into_iter().next()
 }
 
+/// keepalived's `FMT_VS` of a virtual server, as its log lines, FIFO
+/// lines and e-mails name it: `[10.0.0.1]:tcp:80`, `FWM 3`, and a group's
+/// `[NAME]:0`.
+pub fn fmt_vs(vs: &VirtualServer) -> String {
+    match &vs.addr {
+        VsAddr::Group(name, _) => format!("[{name}]:0"),
+        _ => first_service_id(vs).map_or_else(String::new, |id| fmt_service(&id)),
+    }
+}
+
 /// keepalived's `FMT_VS`/`FMT_RS` style: `[10.0.0.1]:tcp:80`, `FWM 3`.
 pub fn fmt_service(id: &ServiceId) -> String {
     match id {

@@ -14,11 +14,7 @@ impl World {
     /// and log lines name it: `[10.0.0.1]:tcp:80`, `FWM 3`, and a group's
     /// `[NAME]:0`.
     pub(super) fn vs_name(&self, vi: usize) -> String {
-        let vs = &self.conf.services[vi];
-        match &vs.addr {
-            crate::keepalived::conf::VsAddr::Group(name, _) => format!("[{name}]:0"),
-            _ => apply::first_service_id(vs).map_or_else(String::new, |id| apply::fmt_service(&id)),
-        }
+        apply::fmt_vs(&self.conf.services[vi])
     }
 
     /// keepalived's `FMT_RS` of real server `ri` of virtual server `vi`.
@@ -132,13 +128,10 @@ impl World {
             if !vs.omega {
                 continue;
             }
-            let Some(id) = apply::first_service_id(vs) else {
-                continue;
-            };
-            let v = apply::fmt_service(&id);
-            for (rs, st) in vs.reals.iter().zip(&self.reals[vi]) {
+            let v = self.vs_name(vi);
+            for (ri, (rs, st)) in vs.reals.iter().zip(&self.reals[vi]).enumerate() {
                 if let (true, Some(s)) = (st.alive, &rs.notify_down) {
-                    let r = apply::fmt_real(&id, rs);
+                    let r = self.rs_name(vi, ri);
                     out.push((
                         format!("Shutting down service {r} from VS {v}: notify_down"),
                         s,

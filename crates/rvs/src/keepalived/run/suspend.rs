@@ -65,11 +65,11 @@ pub(super) fn changes(conf: &Config, before: Option<&[bool]>, after: &[bool]) ->
         let Some(id) = apply::first_service_id(vs) else {
             continue;
         };
+        let v = apply::fmt_vs(vs);
         for rs in vs.reals.iter().filter(|r| !r.checkers.is_empty()) {
             out.push(format!(
-                "{verb} healthchecker for service {} for VS {}",
+                "{verb} healthchecker for service {} for VS {v}",
                 apply::fmt_real(&id, rs),
-                apply::fmt_service(&id)
             ));
         }
     }
@@ -111,7 +111,7 @@ mod tests {
             changes(&c, None, &none),
             [
                 "Deactivating healthchecker for service [10.0.1.1]:tcp:80 for VS [10.0.0.1]:tcp:80",
-                "Deactivating healthchecker for service [10.0.1.3]:tcp:80 for VS [10.0.0.3]:tcp:80",
+                "Deactivating healthchecker for service [10.0.1.3]:tcp:80 for VS [G]:0",
             ]
         );
         // One address of the group is enough.
@@ -121,7 +121,7 @@ mod tests {
             changes(&c, Some(&none), &some),
             [
                 "Activating healthchecker for service [10.0.1.1]:tcp:80 for VS [10.0.0.1]:tcp:80",
-                "Activating healthchecker for service [10.0.1.3]:tcp:80 for VS [10.0.0.3]:tcp:80",
+                "Activating healthchecker for service [10.0.1.3]:tcp:80 for VS [G]:0",
             ]
         );
         let back = suspended(&c, &[ip("10.0.0.4")]);

@@ -161,9 +161,7 @@ impl World {
         let (q, h) = (i64::from(vs.quorum), i64::from(vs.hysteresis));
         let up = self.quorum_up[vi];
         let threshold = if up { q - h } else { q + h };
-        let v = apply::service_ids(vs)
-            .first()
-            .map_or_else(String::new, apply::fmt_service);
+        let v = self.vs_name(vi);
         if !up && sum >= threshold {
             self.quorum_up[vi] = true;
             log(&format!(
@@ -496,27 +494,33 @@ impl World {
                 let Some(s) = &sorry else { continue };
                 (s, !self.quorum_up[vi], "sorry server")
             };
-            for id in apply::service_ids(vs) {
-                let (r, v) = (apply::fmt_real(&id, rs), apply::fmt_service(&id));
-                match (was, now) {
-                    (Want::In(a), Want::In(b)) if alive && a != 0 && b != 0 => {
-                        log(&format!(
-                            "Changing weight from {a} to {b} for {r} of VS {v}"
-                        ));
-                    }
-                    (_, Want::In(_)) if rs.inhibit_on_failure => {
-                        log(&format!(
-                            "{} {what} {r} of VS {v}",
-                            if now == Want::In(0) {
-                                "Disabling"
-                            } else {
-                                "Enabling"
-                            }
-                        ));
-                    }
-                    (_, Want::In(_)) => log(&format!("Adding {what} {r} to VS {v}")),
-                    (_, Want::Out) => log(&format!("Removing {what} {r} from VS {v}")),
+            // One line per change, naming the virtual server as keepalived
+            // does (a group's `[NAME]:0`), whatever its members.
+            let v = self.vs_name(vi);
+            let r = match apply::first_service_id(vs) {
+                Some(id) => apply::fmt_real(&id, rs),
+                None => format!("[{}]:{}:{}", rs.addr, vs.proto.lower(), rs.port),
+            };
+            match (was, now) {
+                (Want::In(a), Want::In(b)) if alive && a != 0 && b != 0 => {
+                    log(&format!(
+                        "Changing weight from {a} to {b} for {r} of VS {v}"
+                    ));
                 }
+                (_, Want::In(_)) if rs.inhibit_on_failure => {
+                    log(&format!(
+                        "{} {what} {r} of VS {v}",
+                        if now == Want::In(0) {
+                            "Disabling"
+                        } else {
+                            "Enabling"
+                        }
+                    ));
+                }
+                (_, Want::In(_)) => log(&format!("Adding {what} {r} to VS {v}")),
+                (_, Want::Out) => log(&format!("Removing {what} {r} from VS {v}")),
+            }
+            for id in apply::service_ids(vs) {
                 ops.push(match (was, now) {
                     (Want::Out, Want::In(w)) => Op::AddDest {
                         service: id,
