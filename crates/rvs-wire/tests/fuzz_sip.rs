@@ -51,6 +51,7 @@ fn call_id_search_never_panics_and_returns_a_key() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(0x5151_7e57);
     let mut rng = Rng(seed | 1);
+    let started = std::time::Instant::now();
     let mut found = 0u64;
     for i in 0..iters {
         let m = if rng.below(10) == 0 {
@@ -82,6 +83,10 @@ fn call_id_search_never_panics_and_returns_a_key() {
             "seed {seed} iteration {i}: {id:?}"
         );
     }
+    eprintln!(
+        "{iters} datagrams (seed {seed:#x}) in {:?}: {found} Call-IDs found, 0 panics",
+        started.elapsed()
+    );
     // The corpus keeps the search busy: most mutants still carry a key.
     assert!(found > iters / 10, "{found} of {iters}");
 }
