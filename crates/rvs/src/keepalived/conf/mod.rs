@@ -33,6 +33,7 @@ mod scripts;
 mod scripts_tests;
 mod server;
 mod ssl;
+mod ssl_key;
 #[cfg(test)]
 mod tests;
 

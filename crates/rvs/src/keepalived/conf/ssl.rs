@@ -5,9 +5,10 @@
 //!
 //! The files are read when the configuration is loaded: a certificate or
 //! key that cannot be read or parsed refuses the file at its line
-//! (keepalived fails its SSL set-up then). The key must be PEM, not
-//! encrypted: rvs cannot decrypt a key with `password` (rustls reads
-//! plain PKCS#8, PKCS#1 and SEC1 keys) and says so. `ca` is read and
+//! (keepalived fails its SSL set-up then). The key is PEM: plain PKCS#8,
+//! PKCS#1 or SEC1, or encrypted as OpenSSL writes it and decrypted with
+//! `password` (`ssl_key.rs`); an encrypted key without a password, or one
+//! the password does not open, refuses the file. `ca` is read and
 //! changes nothing, as in keepalived, which loads it but never verifies
 //! the server (SSL_GET checks that a service answers, not who it is).
 
@@ -66,7 +67,7 @@ pub(super) fn global(
             match c.key.as_str() {
                 "certificate" => cert = Some((c.pos.clone(), PathBuf::from(value(c)?))),
                 "key" => key = Some((c.pos.clone(), PathBuf::from(value(c)?))),
-                "password" => password = Some(c.pos.clone()),
+                "password" => password = Some((c.pos.clone(), value(c)?.to_string())),
                 // Loaded by keepalived, never used to verify: nothing to
                 // do (the name is kept out of the warnings).
                 "ca" => {
@@ -90,20 +91,19 @@ pub(super) fn global(
     // `key` (OpenSSL finds the key in a combined PEM).
     let chain_pem = read(&cpos, "certificate", &cert)?;
     let (kpos, kpath) = key.unwrap_or_else(|| (cpos.clone(), cert.clone()));
-    let key_pem = read(&kpos, "key", &kpath)?;
-    if key_pem
-        .windows(b"ENCRYPTED".len())
-        .any(|w| w == b"ENCRYPTED")
-    {
-        return Err(err_at(
-            password.as_ref().unwrap_or(&kpos),
-            format!(
-                "SSL key {}: an encrypted key (with 'password') is not supported by rvs; \
-                 decrypt it (openssl pkey -in KEY -out PLAIN) and keep it readable by root \
-                 only",
-                kpath.display()
-            ),
-        ));
+    let mut key_pem = read(&kpos, "key", &kpath)?;
+    if super::ssl_key::is_encrypted(&key_pem) {
+        let Some((ppos, pw)) = &password else {
+            return Err(err_at(
+                &kpos,
+                format!(
+                    "SSL key {}: the key is encrypted and the SSL block has no 'password'",
+                    kpath.display()
+                ),
+            ));
+        };
+        key_pem = super::ssl_key::decrypt(&key_pem, pw.as_bytes())
+            .map_err(|e| err_at(ppos, format!("SSL key {}: {e}", kpath.display())))?;
     }
     let client = TlsClient {
         chain_pem,

@@ -176,7 +176,17 @@ fn the_ssl_block() {
     )))
     .unwrap_err();
     assert!(
-        e.starts_with("k.conf:4: SSL key ") && e.contains("encrypted key"),
+        e.starts_with("k.conf:4: SSL key ") && e.contains("encrypted PKCS#8"),
+        "a broken encrypted key, refused at the password's line: {e}"
+    );
+    let e = parse(&file(&format!(
+        " certificate {}\n key {}\n",
+        c.display(),
+        enc.display()
+    )))
+    .unwrap_err();
+    assert!(
+        e.starts_with("k.conf:3: SSL key ") && e.contains("no 'password'"),
         "{e}"
     );
     let (_, w) = parse(&file(&format!(
