@@ -365,6 +365,30 @@ mod tests {
         assert!(restore(&mut e, &bytes[..bytes.len() - 3], 1000, now).is_err());
     }
 
+    /// A SIP template (`--pe sip`) is handed over with its Call-ID.
+    #[test]
+    fn sip_templates_keep_their_call_id() {
+        let mut tpl = entry(0);
+        tpl.protocol = 17;
+        tpl.flags = 0x1000 | 3;
+        tpl.pe_data = Some(b"a84b4c76e66710@pc33.example.com");
+        tpl.pe_name = Some(b"sip");
+        let bytes = encode(&[tpl, entry(10000)], 1000);
+        let mut e = Engine::new(Default::default());
+        let now = rvs_core::Instant::from_secs(5);
+        assert_eq!(restore(&mut e, &bytes, 1010, now), Ok((2, 0)));
+        let (id, c) = e
+            .conns()
+            .iter()
+            .find(|(_, c)| c.is_template())
+            .expect("the template");
+        assert_eq!(
+            e.conns().pe_data(id),
+            Some(&b"a84b4c76e66710@pc33.example.com"[..])
+        );
+        assert_eq!(e.conns().shown_cport(id, c), 0);
+    }
+
     #[test]
     fn drop_table_expires() {
         let svc = [rvs_io::xdp::ClassKey {
