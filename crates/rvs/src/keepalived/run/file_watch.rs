@@ -112,8 +112,15 @@ impl FileWatch {
     /// An inotify instance (none: every FILE_CHECK is polled, said when
     /// there are some).
     pub(super) fn new() -> FileWatch {
-        let fd = inotify::init(inotify::CreateFlags::CLOEXEC | inotify::CreateFlags::NONBLOCK)
-            .map_err(|e| format!("inotify_init1: {e}"));
+        Self::with_instance(
+            inotify::init(inotify::CreateFlags::CLOEXEC | inotify::CreateFlags::NONBLOCK)
+                .map_err(|e| format!("inotify_init1: {e}")),
+        )
+    }
+
+    /// With the instance `fd`, or why there is none (a sandbox that
+    /// refuses inotify, the per-user instance limit reached).
+    fn with_instance(fd: Result<OwnedFd, String>) -> FileWatch {
         FileWatch {
             fd,
             dirs: HashMap::new(),
@@ -496,6 +503,37 @@ mod tests {
         let (got, _) = wait_events(&mut w, &cks, Duration::from_millis(200));
         assert_eq!(got, [2]);
         assert!(w.polled(2));
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    /// Where inotify is refused (here: the instance limit, EMFILE), every
+    /// FILE_CHECK is read every second, the scheduler has no descriptor
+    /// to watch, and the log says why, once per file.
+    #[test]
+    fn without_inotify_every_file_is_polled() {
+        let d = tmpdir("noinotify");
+        std::fs::create_dir_all(&d).unwrap();
+        let cks = checkers(&[&d.join("a"), &d.join("b")]);
+        let mut w = FileWatch::with_instance(Err(format!("inotify_init1: {}", Errno::MFILE)));
+        assert!(w.fd().is_none());
+        static LOG: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+        fn keep(l: &str) {
+            LOG.lock().unwrap().push(l.to_string());
+        }
+        w.arm(&cks, keep);
+        assert!(w.polled(0) && w.polled(1));
+        let log = LOG.lock().unwrap().clone();
+        assert_eq!(log.len(), 2, "{log:?}");
+        assert!(
+            log.iter()
+                .all(|l| l.contains("not watched (inotify_init1: ")
+                    && l.contains("read every second")),
+            "{log:?}"
+        );
+        // Nothing to read: no events, and reads still go one at a time.
+        std::fs::write(d.join("a"), "1").unwrap();
+        assert!(w.events(&cks, quiet).is_empty());
+        assert!(w.start_read(0) && !w.start_read(0));
         let _ = std::fs::remove_dir_all(&d);
     }
 

@@ -464,11 +464,22 @@ fn follow_addresses(
     addrs: &mut Option<addr_watch::AddrWatch>,
     tcp: &mut check::Checks<(u64, usize)>,
 ) {
+    follow_addresses_with(world, addrs, tcp, addr_watch::AddrWatch::open, log);
+}
+
+/// [`follow_addresses`] with the socket from `open` (a sandbox may refuse
+/// it), saying so with `log`.
+fn follow_addresses_with(
+    world: &World,
+    addrs: &mut Option<addr_watch::AddrWatch>,
+    tcp: &mut check::Checks<(u64, usize)>,
+    open: impl FnOnce() -> std::io::Result<addr_watch::AddrWatch>,
+    log: fn(&str),
+) {
     if addrs.is_some() || !suspend::used(&world.conf) {
         return;
     }
-    let opened =
-        addr_watch::AddrWatch::open().and_then(|a| tcp.add_source(a.fd(), ADDRS).map(|()| a));
+    let opened = open().and_then(|a| tcp.add_source(a.fd(), ADDRS).map(|()| a));
     match opened {
         Ok(a) => *addrs = Some(a),
         Err(e) => log(&format!(
@@ -476,6 +487,13 @@ fn follow_addresses(
              this host's addresses are read once a second"
         )),
     }
+}
+
+/// When the addresses are next read for ha_suspend after a read at
+/// `now`: on the next address event when following them (`None`), else
+/// in a second.
+fn next_address_look(following: bool, now: Instant) -> Option<Instant> {
+    (!following).then(|| now + Duration::from_secs(1))
 }
 
 /// ha_suspend: this host's addresses now, and the virtual servers whose
@@ -642,7 +660,7 @@ pub fn run(opts: &Opts, conf: Config) -> Result<(), String> {
         if suspend::used(&world.conf) && next_look.is_some_and(|t| now >= t) {
             // Again at the next address event; without the socket, in a
             // second.
-            next_look = addrs.is_none().then(|| now + Duration::from_secs(1));
+            next_look = next_address_look(addrs.is_some(), now);
             look_at_addresses(&mut world);
         }
         while let Some(Reverse((t, k))) = due.peek().copied() {

@@ -423,3 +423,45 @@ fn smtp_alerts_for_real_servers_and_quorum() {
         "one mail each"
     );
 }
+
+/// Where the netlink socket of address events is refused (a sandbox),
+/// ha_suspend reads the addresses once a second instead, and says why;
+/// where it opens, on its events only. Without ha_suspend, no socket.
+#[test]
+fn ha_suspend_without_netlink_reads_addresses_every_second() {
+    static LOG: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    fn keep(l: &str) {
+        LOG.lock().unwrap().push(l.to_string());
+    }
+    let w = world(
+        "virtual_server 10.0.0.100 80 {\n ha_suspend\n real_server 10.0.0.11 80 {\n \
+         TCP_CHECK { }\n }\n}\n",
+    );
+    let mut tcp = check::Checks::new().unwrap();
+    let mut addrs = None;
+    let refused = || Err(std::io::Error::from_raw_os_error(1));
+    follow_addresses_with(&w, &mut addrs, &mut tcp, refused, keep);
+    assert!(addrs.is_none());
+    let log = LOG.lock().unwrap().clone();
+    assert_eq!(log.len(), 1, "{log:?}");
+    assert!(
+        log[0].starts_with("ha_suspend: cannot follow netlink address events (")
+            && log[0].ends_with("this host's addresses are read once a second"),
+        "{log:?}"
+    );
+    let now = Instant::now();
+    assert_eq!(
+        next_address_look(addrs.is_some(), now),
+        Some(now + Duration::from_secs(1))
+    );
+    // Opened: no polling.
+    follow_addresses_with(&w, &mut addrs, &mut tcp, addr_watch::AddrWatch::open, keep);
+    assert!(addrs.is_some(), "{:?}", LOG.lock().unwrap());
+    assert_eq!(next_address_look(addrs.is_some(), now), None);
+    // Without ha_suspend nothing is opened (nor said).
+    let plain = world(CONF);
+    let mut none = None;
+    follow_addresses_with(&plain, &mut none, &mut tcp, refused, keep);
+    assert!(none.is_none());
+    assert_eq!(LOG.lock().unwrap().len(), 1);
+}
