@@ -110,30 +110,27 @@ fn traditional_key(label: &str, block: &str, password: &[u8]) -> Result<Vec<u8>,
         return Err(format!("DEK-Info: a {cipher} IV is {iv_len} bytes"));
     }
     let key = bytes_to_key(password, &iv[..8], key_len);
-    let bad = |_| "cannot decrypt (wrong password?)".to_string();
     let plain = match cipher {
-        "AES-128-CBC" => cbc::Decryptor::<aes::Aes128>::new_from_slices(&key, &iv)
-            .map_err(|e| e.to_string())?
-            .decrypt_padded_mut::<Pkcs7>(&mut data)
-            .map_err(bad)?,
-        "AES-192-CBC" => cbc::Decryptor::<aes::Aes192>::new_from_slices(&key, &iv)
-            .map_err(|e| e.to_string())?
-            .decrypt_padded_mut::<Pkcs7>(&mut data)
-            .map_err(bad)?,
-        "AES-256-CBC" => cbc::Decryptor::<aes::Aes256>::new_from_slices(&key, &iv)
-            .map_err(|e| e.to_string())?
-            .decrypt_padded_mut::<Pkcs7>(&mut data)
-            .map_err(bad)?,
-        "DES-EDE3-CBC" => cbc::Decryptor::<des::TdesEde3>::new_from_slices(&key, &iv)
-            .map_err(|e| e.to_string())?
-            .decrypt_padded_mut::<Pkcs7>(&mut data)
-            .map_err(bad)?,
-        _ => cbc::Decryptor::<des::Des>::new_from_slices(&key, &iv)
-            .map_err(|e| e.to_string())?
-            .decrypt_padded_mut::<Pkcs7>(&mut data)
-            .map_err(bad)?,
+        "AES-128-CBC" => cbc_decrypt::<aes::Aes128>(&key, &iv, &mut data)?,
+        "AES-192-CBC" => cbc_decrypt::<aes::Aes192>(&key, &iv, &mut data)?,
+        "AES-256-CBC" => cbc_decrypt::<aes::Aes256>(&key, &iv, &mut data)?,
+        "DES-EDE3-CBC" => cbc_decrypt::<des::TdesEde3>(&key, &iv, &mut data)?,
+        _ => cbc_decrypt::<des::Des>(&key, &iv, &mut data)?,
     };
     pem_of(label, plain)
+}
+
+/// `data` decrypted in place with block cipher `C` in CBC mode, its
+/// PKCS#7 padding removed: the plain text.
+fn cbc_decrypt<'d, C>(key: &[u8], iv: &[u8], data: &'d mut [u8]) -> Result<&'d [u8], String>
+where
+    C: aes::cipher::BlockCipher + aes::cipher::BlockDecrypt,
+    cbc::Decryptor<C>: KeyIvInit + BlockDecryptMut,
+{
+    cbc::Decryptor::<C>::new_from_slices(key, iv)
+        .map_err(|e| e.to_string())?
+        .decrypt_padded_mut::<Pkcs7>(data)
+        .map_err(|_| "cannot decrypt (wrong password?)".to_string())
 }
 
 /// OpenSSL's `EVP_BytesToKey` with MD5 and one round: `D_i = MD5(D_{i-1}
