@@ -18,13 +18,16 @@ echo "wireshark-common wireshark-common/install-setuid boolean false" |
     debconf-set-selections 2>/dev/null || true
 ensure_packages clang libbpf-dev iproute2 socat curl apache2-utils python3 \
     nftables openssl haproxy nginx-light libnginx-mod-stream wrk util-linux tshark \
-    prometheus tmux perl libsocket6-perl libio-socket-inet6-perl iptables bird2 \
-    dnsmasq-base
+    prometheus tmux perl libsocket6-perl libio-socket-inet6-perl libwww-perl \
+    libmailtools-perl iptables bird2 dnsmasq-base
 # As root the packages above are installed, so the tshark and Prometheus
 # tests (crates/rvsd/tests/netns_metrics.rs: a real Prometheus scrapes
 # rvsd --metrics; promtool checks the text) must not skip. tmux: the
 # terminal of crates/rvs/tests/netns_top.rs (rvs top). libsocket6-perl,
-# libio-socket-inet6-perl: what ldirectord needs (below).
+# libio-socket-inet6-perl, libwww-perl (LWP::UserAgent, Net::HTTP, URI),
+# libmailtools-perl (Mail::Send): the modules ldirectord loads when it
+# starts (below); a machine that had them from other packages hid the
+# last two.
 # bird2: the BGP speaker of crates/rvs/tests/netns_ecmp.rs (rvs lab ecmp).
 # dnsmasq-base: the real DNS servers of DNS_CHECK's test
 # (crates/rvs/tests/netns_health.rs; RVS_REQUIRE_KEEPALIVED makes it run).
