@@ -1,4 +1,4 @@
-// Over ~800 lines on purpose (issue #14): the arena, its two hashed indices and the timer wheel keep one invariant (every live entry in each, exactly once), so their insert, remove, re-key and expiry paths stay in one file; the wheel, the keys and the states are in their own.
+// Over ~800 lines on purpose (issue #14): the arena, its two hashed indices and the timer wheel keep one invariant (every live entry in each, exactly once), so their insert, remove, re-key and expiry paths stay in one file (the SIP templates' Call-ID map too, emptied where a slot is); the wheel, the keys and the states are in their own.
 //! [`ConnTable`]: slab arena + keyed hash indices + timing wheel.
 
 use core::fmt;
@@ -255,19 +255,7 @@ impl ConnTable {
         vaddr: IpAddr,
         vport: u16,
     ) -> Option<ConnId> {
-        let h = self.hasher.hash_in(proto, true, &snet, 0, &vaddr, vport);
-        let slots = &self.slots;
-        self.idx_in
-            .find(h, |&v| {
-                let c = slot_conn(slots, v);
-                c.cport == 0
-                    && c.vport == vport
-                    && c.proto == proto
-                    && c.is_template()
-                    && c.caddr == snet
-                    && c.vaddr == vaddr
-            })
-            .map(|&v| ConnId::from_index(v & IDX_MASK))
+        self.find_template(proto, snet, vaddr, vport, None)
     }
 
     /// The persistence template `<proto, snet, vaddr, vport>` with the
@@ -280,7 +268,21 @@ impl ConnTable {
         vport: u16,
         pe: &[u8],
     ) -> Option<ConnId> {
-        let tag = pe_tag(pe);
+        self.find_template(proto, snet, vaddr, vport, Some(pe))
+    }
+
+    /// A template without persistence-engine data (its cport 0), or with
+    /// `pe` (its cport the data's tag, never 0, and the data equal).
+    #[inline]
+    fn find_template(
+        &self,
+        proto: u8,
+        snet: IpAddr,
+        vaddr: IpAddr,
+        vport: u16,
+        pe: Option<&[u8]>,
+    ) -> Option<ConnId> {
+        let tag = pe.map_or(0, pe_tag);
         let h = self.hasher.hash_in(proto, true, &snet, tag, &vaddr, vport);
         let (slots, data) = (&self.slots, &self.pe);
         self.idx_in
@@ -292,7 +294,7 @@ impl ConnTable {
                     && c.is_template()
                     && c.caddr == snet
                     && c.vaddr == vaddr
-                    && data.get(&(v & IDX_MASK)).is_some_and(|d| **d == *pe)
+                    && pe.is_none_or(|pe| data.get(&(v & IDX_MASK)).is_some_and(|d| **d == *pe))
             })
             .map(|&v| ConnId::from_index(v & IDX_MASK))
     }
