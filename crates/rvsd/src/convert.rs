@@ -291,11 +291,7 @@ pub fn conn_record(c: &Conn, has_pe: bool, now: Instant) -> rvs_proto::packed::C
     rvs_proto::packed::ConnRecord {
         proto: c.proto,
         caddr: c.caddr,
-        cport: if has_pe && c.is_template() {
-            0
-        } else {
-            c.cport
-        },
+        cport: c.shown_cport(has_pe),
         vaddr: c.vaddr,
         vport: c.vport,
         daddr: c.daddr,

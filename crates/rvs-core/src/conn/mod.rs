@@ -196,6 +196,18 @@ impl Conn {
         self.flags & flags::INACTIVE != 0
     }
 
+    /// The client port listings and sync messages show: `cport`, but 0
+    /// for a template with persistence-engine data (`has_pe`), whose
+    /// `cport` holds the data's tag ([`pe_tag`]).
+    #[inline]
+    pub const fn shown_cport(&self, has_pe: bool) -> u16 {
+        if has_pe && self.is_template() {
+            0
+        } else {
+            self.cport
+        }
+    }
+
     /// State name as `-c` and `/proc/net/ip_vs_conn` show it.
     pub fn state_name(&self) -> &'static str {
         state::state_name(self.proto, self.flags, self.state)

@@ -313,11 +313,7 @@ impl ConnTable {
     /// (whose `cport` is the data's tag).
     #[inline]
     pub fn shown_cport(&self, id: ConnId, c: &Conn) -> u16 {
-        if c.is_template() && self.pe_data(id).is_some() {
-            0
-        } else {
-            c.cport
-        }
+        c.shown_cport(self.pe_data(id).is_some())
     }
 
     // -- access ------------------------------------------------------------

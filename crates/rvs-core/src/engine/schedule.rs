@@ -52,12 +52,12 @@ impl Engine {
             return Action::Drop(DropReason::NoConnection);
         }
         self.evict_if_near_full();
-        let svc_persistent = match self.services.get(sref) {
-            Some(s) => s.persistent(),
+        let (svc_persistent, sip) = match self.services.get(sref) {
+            Some(s) => (s.persistent(), s.config.pe.as_deref() == Some("sip")),
             None => return Action::Pass,
         };
         let scheduled = if svc_persistent {
-            let pe = self.pe_data(sref, &frame, meta);
+            let pe = if sip { pe_data(&frame, meta) } else { None };
             self.schedule_persist(sref, meta, proto, pe, now)
         } else {
             self.schedule_plain(sref, meta, now)
@@ -163,30 +163,6 @@ impl Engine {
             dport: if d.port != 0 { d.port } else { meta.dport },
             template: None,
         })
-    }
-
-    /// The persistence-engine data of a new connection's first packet for
-    /// service `sref` (`ip_vs_sip_fill_param`): with `--pe sip`, the SIP
-    /// Call-ID of a UDP datagram ([`rvs_wire::sip::call_id`], searched as
-    /// the kernel searches, from the IP and UDP headers' length into the
-    /// payload). `None` (no engine, not UDP, no Call-ID) means the
-    /// client-address persistence, as in the kernel. A first fragment is
-    /// searched as far as it goes (the kernel searches the reassembled
-    /// datagram).
-    pub(super) fn pe_data<'f>(
-        &self,
-        sref: ServiceRef,
-        frame: &'f Frame<'_>,
-        meta: &FlowMeta,
-    ) -> Option<&'f [u8]> {
-        let svc = self.services.get(sref)?;
-        if svc.config.pe.as_deref() != Some("sip") || meta.proto != 17 || !meta.l4_present {
-            return None;
-        }
-        let skip = meta.l4_offset.checked_sub(meta.l3_offset)? + 8;
-        let from = frame.start + meta.l4_offset + 8;
-        let to = (frame.start + meta.l3_offset + meta.l3_len).min(frame.start + frame.len);
-        rvs_wire::sip::call_id(frame.buf.get(from..to)?, skip)
     }
 
     /// `ip_vs_sched_persist` (reference §5.7). With persistence-engine data
@@ -413,6 +389,23 @@ pub(super) enum SchedFail {
     NoDest,
     NoConnection,
     TableFull,
+}
+
+/// The persistence-engine data of a new connection's first packet for a
+/// service with `--pe sip` (`ip_vs_sip_fill_param`): the SIP Call-ID of a
+/// UDP datagram ([`rvs_wire::sip::call_id`], searched as the kernel
+/// searches, from the IP and UDP headers' length into the payload). `None`
+/// (not UDP, no Call-ID) means the client-address persistence, as in the
+/// kernel. A first fragment is searched as far as it goes (the kernel
+/// searches the reassembled datagram).
+fn pe_data<'f>(frame: &'f Frame<'_>, meta: &FlowMeta) -> Option<&'f [u8]> {
+    if meta.proto != 17 || !meta.l4_present {
+        return None;
+    }
+    let skip = meta.l4_offset.checked_sub(meta.l3_offset)? + 8;
+    let from = frame.start + meta.l4_offset + 8;
+    let to = (frame.start + meta.l3_offset + meta.l3_len).min(frame.start + frame.len);
+    rvs_wire::sip::call_id(frame.buf.get(from..to)?, skip)
 }
 
 pub(super) fn sched_input(svc: &Service, meta: &FlowMeta, now: Instant) -> SchedInput {

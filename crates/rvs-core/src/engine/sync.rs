@@ -736,11 +736,7 @@ fn addrs_of(c: &Conn) -> Option<SyncAddrs> {
 /// timeout in seconds), with `pe`, its persistence-engine data (a
 /// template's; its cport, the data's tag, is sent as 0).
 pub(super) fn entry_of(c: &Conn, pe: Option<Box<[u8]>>) -> Option<SyncEntry> {
-    let cport = if pe.is_some() && c.is_template() {
-        0
-    } else {
-        c.cport
-    };
+    let cport = c.shown_cport(pe.is_some());
     let conn = SyncConn {
         protocol: c.proto,
         flags: c.flags & !flags::HASHED,
