@@ -17,7 +17,9 @@
 //! over. Workloads: established flows (100k connections, ACKs), and new
 //! flows (a SYN each, from distinct clients), with `wlc` (whose picks read
 //! the servers' counts: shared between replicas as atomics) and `rr`
-//! (whose do not). Each figure is the best of
+//! (whose position the replicas share: one compare-and-swap word per
+//! service), and `rr` with a position per replica (`rr apart`, the
+//! price of sharing it). Each figure is the best of
 //! three runs; the ratios are within this run.
 //!
 //! `cargo bench -p rvs-core --bench scaling` (BENCHMARKS.md has a run).
@@ -254,7 +256,7 @@ fn by_owner(frames: &[Vec<u8>], rs: &[Engine]) -> Vec<Ring> {
 /// `n` replicas with scheduler `sched`, holding between them the
 /// `ESTABLISHED` connections, each its own (steered as their packets will
 /// be).
-fn replicas(n: usize, established: bool, sched: &str) -> Vec<Engine> {
+fn replicas(n: usize, established: bool, sched: &str, apart: bool) -> Vec<Engine> {
     let mut rs: Vec<Engine> = (0..n)
         .map(|_| {
             let mut e = setup(FwdMethod::Route);
@@ -270,11 +272,15 @@ fn replicas(n: usize, established: bool, sched: &str) -> Vec<Engine> {
         })
         .collect();
     if n > 1 {
-        // As rvsd links them: the servers' counts shared (atomics).
+        // As rvsd links them: the servers' counts shared (atomics), and
+        // rr/wrr's position (one compare-and-swap word per service).
         let (first, rest) = rs.split_at_mut(1);
         first[0].share_dest_totals(None);
         for r in rest {
             r.share_dest_totals(Some(&first[0]));
+            if !apart {
+                r.share_sched_state(&first[0]);
+            }
         }
     }
     if established {
@@ -330,17 +336,20 @@ fn main() {
     println!(
         "packet path scaling (engine + per-frame copy in/out, DR, 10 servers), best of {REPS}, Mpps:"
     );
-    for (name, frames, established, sched) in [
-        ("established", &est, true, "wlc"),
-        ("new flow", &new, false, "wlc"),
-        ("new flow", &new, false, "rr"),
+    for (name, frames, established, sched, apart) in [
+        ("established", &est, true, "wlc", false),
+        ("new flow", &new, false, "wlc", false),
+        ("new flow", &new, false, "rr", false),
+        // The price of one rr position for all replicas (rvsd's way): the
+        // same with a position per replica (before 2026-12-07).
+        ("new flow", &new, false, "rr", true),
     ] {
-        let name = format!("{name}, {sched}");
+        let name = format!("{name}, {sched}{}", if apart { " apart" } else { "" });
         let n = frames.len();
         let shared_1 = best(
             || {
                 shared(
-                    replicas(1, established, sched).remove(0),
+                    replicas(1, established, sched, apart).remove(0),
                     &split(frames, 1),
                     now,
                 )
@@ -350,7 +359,7 @@ fn main() {
         let shared_2 = best(
             || {
                 shared(
-                    replicas(1, established, sched).remove(0),
+                    replicas(1, established, sched, apart).remove(0),
                     &split(frames, 2),
                     now,
                 )
@@ -358,23 +367,35 @@ fn main() {
             n,
         );
         let pw_1 = best(
-            || per_worker(replicas(1, established, sched), &split(frames, 1), now),
+            || {
+                per_worker(
+                    replicas(1, established, sched, apart),
+                    &split(frames, 1),
+                    now,
+                )
+            },
             n,
         );
         let pw_2 = best(
-            || per_worker(replicas(2, established, sched), &split(frames, 2), now),
+            || {
+                per_worker(
+                    replicas(2, established, sched, apart),
+                    &split(frames, 2),
+                    now,
+                )
+            },
             n,
         );
         let bound = best(
             || {
-                let rs = replicas(2, established, sched);
+                let rs = replicas(2, established, sched, apart);
                 let rings = by_owner(frames, &rs);
                 partitioned(rs, &rings, now)
             },
             n,
         );
         println!(
-            "{name:>17}: shared 1 thread {shared_1:.2}, 2 threads {shared_2:.2} ({:.2}x); \
+            "{name:>23}: shared 1 thread {shared_1:.2}, 2 threads {shared_2:.2} ({:.2}x); \
              per-worker 1 thread {pw_1:.2} ({:.2}x shared), 2 threads {pw_2:.2} ({:.2}x); \
              bound (2 threads, input pre-partitioned, no steering) {bound:.2} ({:.2}x shared 1 thread)",
             shared_2 / shared_1,

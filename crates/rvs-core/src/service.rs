@@ -626,9 +626,10 @@ impl Services {
         if let Err(e) = svc.scheduler.update(&svc.dests, DestChange::Added(id)) {
             // Undo: put things back exactly as they were.
             let mut d = svc.dests.remove(0);
+            let key = sched::shared::dest_key(&d.addr, d.port);
             let _ = svc
                 .scheduler
-                .update(&svc.dests, DestChange::Removed { id, index: 0 });
+                .update(&svc.dests, DestChange::Removed { id, key, index: 0 });
             if !fresh {
                 d.available = false;
                 svc.trash.push((d, now));
@@ -682,10 +683,10 @@ impl Services {
             .dest_index(addr, port)
             .ok_or(CtlError::NotFound("destination"))?;
         let mut d = svc.dests.remove(i);
-        let id = d.id;
+        let (id, key) = (d.id, sched::shared::dest_key(&d.addr, d.port));
         let _ = svc
             .scheduler
-            .update(&svc.dests, DestChange::Removed { id, index: i });
+            .update(&svc.dests, DestChange::Removed { id, key, index: i });
         d.available = false;
         svc.trash.push((d, now));
         Ok(id)

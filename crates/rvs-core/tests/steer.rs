@@ -315,3 +315,101 @@ fn shared_totals_make_thresholds_global() {
         }
     }
 }
+
+/// The real server (address, port) a NAT frame was sent to.
+fn picked(a: &Action, f: &[u8]) -> ([u8; 4], u16) {
+    let Action::Forward { start, .. } = *a else {
+        panic!("not forwarded: {a:?}");
+    };
+    let ip = &f[start + 14..];
+    let ihl = usize::from(ip[0] & 0xf) * 4;
+    (
+        ip[16..20].try_into().unwrap(),
+        u16::from_be_bytes([ip[ihl + 2], ip[ihl + 3]]),
+    )
+}
+
+/// A NAT service with `sched` and three real servers (RS1:8080 weight 3,
+/// RS1:8081 weight 2, RS2:8080 weight 1).
+fn three_servers(sched: &str) -> Engine {
+    let mut e = engine();
+    let key = svc_key(80);
+    let mut cfg = ServiceConfig::new(Af::Inet);
+    cfg.scheduler = sched.into();
+    e.add_service(key, cfg).unwrap();
+    for (rs, port, w) in [(RS1, 8080, 3), (RS1, 8081, 2), (RS2, 8080, 1)] {
+        let mut d = DestConfig::new(v4(rs), port);
+        d.fwd = FwdMethod::Masq;
+        d.weight = w;
+        e.add_dest(&key, &d, Instant::ZERO).unwrap();
+    }
+    e
+}
+
+/// Replicas that share their schedulers' state (`rr`/`wrr`'s position,
+/// `lblc`/`lblcr`'s table) and their servers' counts pick, between them, the
+/// sequence one engine picks alone (the kernel's one state per service,
+/// whichever CPU schedules), through a real server's removal and a
+/// scheduler change, each applied to one replica after the other.
+#[test]
+fn shared_scheduler_state_makes_one_scheduler() {
+    for sched in ["rr", "wrr", "lblc", "lblcr"] {
+        let mut one = three_servers(sched);
+        let mut e0 = three_servers(sched);
+        let mut e1 = e0.replica();
+        e0.share_dest_totals(None);
+        e1.share_dest_totals(Some(&e0));
+        e1.share_sched_state(&e0);
+        let key = svc_key(80);
+        let mut cport = 1000u16;
+        let mut step = |one: &mut Engine, e0: &mut Engine, e1: &mut Engine, n: usize| {
+            for i in 0..n {
+                cport += 1;
+                let (a, f) = client_pkt(one, cport, 80, Flags::Syn, Instant::ZERO);
+                let want = picked(&a, &f);
+                let r = if i % 3 == 0 { &mut *e0 } else { &mut *e1 };
+                let (a, f) = client_pkt(r, cport, 80, Flags::Syn, Instant::ZERO);
+                assert_eq!(picked(&a, &f), want, "{sched}: pick {i}");
+            }
+        };
+        step(&mut one, &mut e0, &mut e1, 14);
+        // A removal, applied to one replica, then the other.
+        let gone = (v4(RS1), 8081);
+        for e in [&mut one, &mut e0, &mut e1] {
+            e.delete_dest(&key, gone.0, gone.1, Instant::ZERO).unwrap();
+        }
+        step(&mut one, &mut e0, &mut e1, 10);
+        // `-E` to the other scheduler: a fresh position, shared again.
+        let mut cfg = ServiceConfig::new(Af::Inet);
+        cfg.scheduler = match sched {
+            "rr" => "wrr",
+            "wrr" => "rr",
+            "lblc" => "lblcr",
+            _ => "lblc",
+        }
+        .into();
+        for e in [&mut one, &mut e0, &mut e1] {
+            e.edit_service(&key, cfg.clone()).unwrap();
+        }
+        e0.share_dest_totals(None);
+        e1.share_dest_totals(Some(&e0));
+        e1.share_sched_state(&e0);
+        step(&mut one, &mut e0, &mut e1, 10);
+        // Unshared, the replicas' sequences differ from one engine's.
+        if sched == "rr" {
+            let mut e2 = three_servers(sched);
+            let mut e3 = e2.replica();
+            let mut mine = Vec::new();
+            let mut want = Vec::new();
+            let mut solo = three_servers(sched);
+            for i in 0..6u16 {
+                let (a, f) = client_pkt(&mut solo, 3000 + i, 80, Flags::Syn, Instant::ZERO);
+                want.push(picked(&a, &f));
+                let r = if i % 2 == 0 { &mut e2 } else { &mut e3 };
+                let (a, f) = client_pkt(r, 3000 + i, 80, Flags::Syn, Instant::ZERO);
+                mine.push(picked(&a, &f));
+            }
+            assert_ne!(mine, want, "replicas apart keep positions apart");
+        }
+    }
+}

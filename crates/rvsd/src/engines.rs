@@ -239,8 +239,10 @@ impl Engines {
         self.share_totals();
     }
 
-    /// Let every replica's real servers share their counts (the first's
-    /// are the reference): after changes that may add real servers.
+    /// Let every replica's real servers share their counts, and its
+    /// services their `rr`/`wrr` positions (the first's are the
+    /// reference): after changes that may add real servers, services or
+    /// schedulers.
     pub fn share_totals(&self) {
         if self.replicas.len() < 2 {
             return;
@@ -248,7 +250,9 @@ impl Engines {
         let mut first = self.first();
         first.share_dest_totals(None);
         for i in 1..self.replicas.len() {
-            self.replica(i).share_dest_totals(Some(&first));
+            let mut r = self.replica(i);
+            r.share_dest_totals(Some(&first));
+            r.share_sched_state(&first);
         }
     }
 

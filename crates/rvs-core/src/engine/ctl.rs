@@ -132,6 +132,32 @@ impl Engine {
         }
     }
 
+    /// Let every service's scheduler use the state of `from`'s service of
+    /// the same key and scheduler (`rr`/`wrr`'s position, `lblc`/`lblcr`'s
+    /// table: [`crate::sched::shared`]), where it does not yet, so that the
+    /// replicas of a service schedule as one, as the kernel's CPUs do on
+    /// the service's one state. Call it on every replica but the first,
+    /// with the first, after changes that may add services or bind
+    /// schedulers.
+    pub fn share_sched_state(&mut self, from: &Engine) {
+        for svc in self.services.iter_mut() {
+            let Some(mine) = svc.scheduler.shared() else {
+                continue;
+            };
+            let theirs = from
+                .services
+                .find(&svc.key)
+                .and_then(|r| from.services.get(r))
+                .filter(|s| s.scheduler.name() == svc.scheduler.name())
+                .and_then(|s| s.scheduler.shared());
+            if let Some(t) = theirs
+                && !t.same(&mine)
+            {
+                svc.scheduler.share(t);
+            }
+        }
+    }
+
     /// The services.
     pub fn services(&self) -> &Services {
         &self.services

@@ -21,16 +21,27 @@
 //! looked up (then the server is "not available" and the entry is rebound).
 //! Here entries of a removed server are dropped at once, which schedules the
 //! same way.
+//!
+//! The table ([`Table`]) is one per service, shared by the service's engine
+//! replicas (`rvsd --engines per-worker`, [`Scheduler::share`]) as the
+//! kernel's is by its CPUs: a concurrent map (papaya) whose lookups take no
+//! lock, as the kernel's RCU lookups; an entry's server and last use are
+//! atomics updated in place; a rebinding replaces the entry (the kernel
+//! replaces its server under the service's lock: two CPUs that miss at
+//! once both pick, and the later one's binding stays, here as there). The
+//! garbage collector runs in one replica's tick at a time. Entries name
+//! servers by their key (address and port, the same in every replica).
 
 use core::net::IpAddr;
 use core::time::Duration;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
-use hashbrown::HashMap;
-
-use super::hash::{addr_fold, hash_32, resolve};
+use super::hash::{addr_fold, hash_32};
+use super::shared::{Shared, key_of, resolve_key};
 use super::wlc::wlc_pick;
 use super::{DestChange, SchedError, SchedInput, Scheduler};
-use crate::dest::{Dest, DestId};
+use crate::dest::Dest;
 use crate::time::Instant;
 
 /// Default `lblc_expiration` / `lblcr_expiration` sysctl: 24 hours.
@@ -58,49 +69,186 @@ pub(crate) fn lblc_overloaded(dest: &Dest, dests: &[Dest]) -> bool {
             .any(|d| u64::from(d.active()) * 2 < u64::from(d.weight))
 }
 
+/// A time as an atomic holds it.
+pub(crate) struct AtomicInstant(AtomicU64);
+
+impl AtomicInstant {
+    pub(crate) fn new(t: Instant) -> Self {
+        AtomicInstant(AtomicU64::new(t.as_millis()))
+    }
+
+    pub(crate) fn get(&self) -> Instant {
+        Instant::from_millis(self.0.load(Ordering::Relaxed))
+    }
+
+    /// A lookup's `lastuse = now` (a plain store, as the kernel's).
+    pub(crate) fn set(&self, t: Instant) {
+        if self.0.load(Ordering::Relaxed) != t.as_millis() {
+            self.0.store(t.as_millis(), Ordering::Relaxed);
+        }
+    }
+}
+
+impl core::fmt::Debug for AtomicInstant {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        self.get().fmt(f)
+    }
+}
+
+/// An entry the garbage collector can age.
+pub trait LastUse {
+    /// The entry's last lookup.
+    fn lastuse(&self) -> Instant;
+}
+
+/// A table of lblc or lblcr entries keyed by destination address, with its
+/// garbage collector: one per service, shared by its replicas.
+#[derive(Debug)]
+pub struct TableOf<E> {
+    pub(crate) map: papaya::HashMap<IpAddr, E>,
+    gc: Gc,
+}
+
+impl<E> Default for TableOf<E> {
+    fn default() -> Self {
+        TableOf {
+            map: papaya::HashMap::new(),
+            gc: Gc::default(),
+        }
+    }
+}
+
+impl<E: LastUse + Send + Sync> TableOf<E> {
+    /// Number of cached destination addresses.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// No cached destination addresses.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Forget every entry and restart the timer (the scheduler bound anew).
+    pub(crate) fn reset(&self) {
+        self.map.pin().clear();
+        self.gc.reset();
+    }
+
+    /// A copy (a scheduler's clone: its own table from now on).
+    pub(crate) fn copy(&self, entry: impl Fn(&E) -> E) -> Self {
+        let t = TableOf::default();
+        {
+            let (from, to) = (self.map.pin(), t.map.pin());
+            for (k, v) in from.iter() {
+                to.insert(*k, entry(v));
+            }
+        }
+        t.gc.copy_from(&self.gc);
+        t
+    }
+
+    /// Run the garbage collector if due (in one replica at a time).
+    pub(crate) fn tick(&self, now: Instant, expiration: Duration) {
+        self.gc.tick(now, &self.map, expiration);
+    }
+
+    pub(crate) fn arm(&self, now: Instant) {
+        self.gc.arm(now);
+    }
+}
+
 /// The periodic garbage collector of the lblc/lblcr tables.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub(crate) struct Gc {
-    /// Next timer expiry; unset until the first time is seen.
-    next: Option<Instant>,
+    /// Next timer expiry, in milliseconds + 1; 0 until the first time is
+    /// seen.
+    next: AtomicU64,
+    /// Where the last sweep stopped and the runs since the last full
+    /// check; held by the replica whose tick runs the timer.
+    sweep: Mutex<Sweep>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Sweep {
     /// Bucket where the last sweep stopped.
     rover: usize,
     /// Runs since the last full check (starts at 1, like the kernel).
     counter: u32,
 }
 
+impl Default for Sweep {
+    fn default() -> Self {
+        Sweep {
+            rover: 0,
+            counter: 1,
+        }
+    }
+}
+
 impl Gc {
     /// Arm the timer at the first instant seen (the kernel arms it when the
     /// scheduler is bound; we learn the time with the first call).
-    pub(crate) fn arm(&mut self, now: Instant) {
-        if self.next.is_none() {
-            self.next = Some(now + CHECK_EXPIRE_INTERVAL);
-            self.counter = 1;
+    pub(crate) fn arm(&self, now: Instant) {
+        if self.next.load(Ordering::Relaxed) == 0 {
+            let at = (now + CHECK_EXPIRE_INTERVAL).as_millis() + 1;
+            let _ = self
+                .next
+                .compare_exchange(0, at, Ordering::Relaxed, Ordering::Relaxed);
         }
     }
 
-    /// Run the timer if due. `lastuse` reads an entry's last use.
-    pub(crate) fn tick<E>(
-        &mut self,
+    fn reset(&self) {
+        if let Ok(mut s) = self.sweep.lock() {
+            self.next.store(0, Ordering::Relaxed);
+            *s = Sweep::default();
+        }
+    }
+
+    fn copy_from(&self, other: &Gc) {
+        self.next
+            .store(other.next.load(Ordering::Relaxed), Ordering::Relaxed);
+        if let (Ok(mut to), Ok(from)) = (self.sweep.lock(), other.sweep.lock()) {
+            *to = *from;
+        }
+    }
+
+    /// Where the last partial sweep stopped.
+    #[cfg(test)]
+    pub(crate) fn rover(&self) -> usize {
+        self.sweep.lock().map_or(0, |s| s.rover)
+    }
+
+    /// Run the timer if due. Replicas sharing the table all tick it; the
+    /// one that finds the collector busy leaves it to the other (never
+    /// waits).
+    fn tick<E: LastUse + Send + Sync>(
+        &self,
         now: Instant,
-        table: &mut HashMap<IpAddr, E>,
-        lastuse: impl Fn(&E) -> Instant,
+        table: &papaya::HashMap<IpAddr, E>,
         expiration: Duration,
     ) {
         self.arm(now);
-        if self.next.is_some_and(|t| now < t) {
+        let Ok(mut sweep) = self.sweep.try_lock() else {
+            return;
+        };
+        let next = Instant::from_millis(self.next.load(Ordering::Relaxed) - 1);
+        if now < next {
             return;
         }
-        self.next = Some(now + CHECK_EXPIRE_INTERVAL);
-
-        if self.counter.is_multiple_of(COUNT_FOR_FULL_EXPIRATION) {
+        self.next.store(
+            (now + CHECK_EXPIRE_INTERVAL).as_millis() + 1,
+            Ordering::Relaxed,
+        );
+        let table = table.pin();
+        if sweep.counter.is_multiple_of(COUNT_FOR_FULL_EXPIRATION) {
             // Full check: every bucket, from rover+1 round to rover.
-            table.retain(|_, e| now < lastuse(e) + expiration);
-            self.counter = 1;
+            table.retain(|_, e| now < e.lastuse() + expiration);
+            sweep.counter = 1;
             return;
         }
         if table.len() <= MAX_SIZE {
-            self.counter += 1;
+            sweep.counter += 1;
             return;
         }
 
@@ -108,11 +256,11 @@ impl Gc {
         // Expired entries by kernel bucket.
         let mut buckets: Vec<Vec<IpAddr>> = vec![Vec::new(); TAB_SIZE];
         for (addr, e) in table.iter() {
-            if now >= lastuse(e) + ENTRY_TIMEOUT {
+            if now >= e.lastuse() + ENTRY_TIMEOUT {
                 buckets[hash_32(addr_fold(addr), TAB_BITS) as usize].push(*addr);
             }
         }
-        let mut j = self.rover;
+        let mut j = sweep.rover;
         for _ in 0..TAB_SIZE {
             j = (j + 1) % TAB_SIZE;
             for addr in &buckets[j] {
@@ -123,24 +271,43 @@ impl Gc {
                 break;
             }
         }
-        self.rover = j;
+        sweep.rover = j;
     }
 }
 
-/// One cached binding.
-#[derive(Debug, Clone, Copy)]
-struct Entry {
-    dest: DestId,
-    /// Index of `dest` when last seen.
-    hint: usize,
-    lastuse: Instant,
+/// One cached binding: the server's key, where it was last seen, the last
+/// lookup. Atomics, so that replicas sharing the table update it in place.
+#[derive(Debug)]
+pub struct Entry {
+    dest: AtomicU64,
+    hint: AtomicU32,
+    lastuse: AtomicInstant,
 }
 
-/// Locality-based least-connection scheduler.
-#[derive(Debug, Clone)]
+impl Entry {
+    fn new(dest: u64, hint: usize, now: Instant) -> Self {
+        Entry {
+            dest: AtomicU64::new(dest),
+            hint: AtomicU32::new(hint as u32),
+            lastuse: AtomicInstant::new(now),
+        }
+    }
+}
+
+impl LastUse for Entry {
+    fn lastuse(&self) -> Instant {
+        self.lastuse.get()
+    }
+}
+
+/// lblc's table.
+pub type Table = TableOf<Entry>;
+
+/// Locality-based least-connection scheduler. A clone has its own copy of
+/// the table; replicas share one through [`Scheduler::share`].
+#[derive(Debug)]
 pub struct Lblc {
-    table: HashMap<IpAddr, Entry>,
-    gc: Gc,
+    table: Arc<Table>,
     expiration: Duration,
 }
 
@@ -150,13 +317,26 @@ impl Default for Lblc {
     }
 }
 
+impl Clone for Lblc {
+    fn clone(&self) -> Self {
+        let table = self.table.copy(|e| Entry {
+            dest: AtomicU64::new(e.dest.load(Ordering::Relaxed)),
+            hint: AtomicU32::new(e.hint.load(Ordering::Relaxed)),
+            lastuse: AtomicInstant::new(e.lastuse.get()),
+        });
+        Lblc {
+            table: Arc::new(table),
+            expiration: self.expiration,
+        }
+    }
+}
+
 impl Lblc {
     /// A scheduler whose full GC check drops entries unused for `expiration`
     /// (the `lblc_expiration` sysctl).
     pub fn with_expiration(expiration: Duration) -> Self {
         Lblc {
-            table: HashMap::new(),
-            gc: Gc::default(),
+            table: Arc::default(),
             expiration,
         }
     }
@@ -179,11 +359,12 @@ impl Scheduler for Lblc {
 
     fn update(&mut self, _dests: &[Dest], change: DestChange) -> Result<(), SchedError> {
         match change {
-            DestChange::Init => {
-                self.table.clear();
-                self.gc = Gc::default();
-            }
-            DestChange::Removed { id, .. } => self.table.retain(|_, e| e.dest != id),
+            DestChange::Init => self.table.reset(),
+            DestChange::Removed { key, .. } => self
+                .table
+                .map
+                .pin()
+                .retain(|_, e| e.dest.load(Ordering::Relaxed) != key),
             DestChange::Added(_) | DestChange::Edited(_) => {}
         }
         Ok(())
@@ -191,11 +372,18 @@ impl Scheduler for Lblc {
 
     fn schedule(&mut self, dests: &[Dest], input: &SchedInput) -> Option<usize> {
         let now = input.now;
-        self.gc.arm(now);
-        if let Some(en) = self.table.get_mut(&input.daddr) {
-            en.lastuse = now;
-            if let Some(i) = resolve(dests, en.dest, en.hint) {
-                en.hint = i;
+        self.table.arm(now);
+        let table = self.table.map.pin();
+        if let Some(en) = table.get(&input.daddr) {
+            en.lastuse.set(now);
+            let (key, hint) = (
+                en.dest.load(Ordering::Relaxed),
+                en.hint.load(Ordering::Relaxed),
+            );
+            if let Some(i) = resolve_key(dests, key, hint) {
+                if i as u32 != hint {
+                    en.hint.store(i as u32, Ordering::Relaxed);
+                }
                 let d = &dests[i];
                 if d.available && d.weight > 0 && !lblc_overloaded(d, dests) {
                     return Some(i);
@@ -203,20 +391,22 @@ impl Scheduler for Lblc {
             }
         }
         let i = wlc_pick(dests, Dest::overhead)?;
-        self.table.insert(
-            input.daddr,
-            Entry {
-                dest: dests[i].id,
-                hint: i,
-                lastuse: now,
-            },
-        );
+        table.insert(input.daddr, Entry::new(key_of(&dests[i]), i, now));
         Some(i)
     }
 
     fn tick(&mut self, now: Instant) {
-        self.gc
-            .tick(now, &mut self.table, |e| e.lastuse, self.expiration);
+        self.table.tick(now, self.expiration);
+    }
+
+    fn shared(&self) -> Option<Shared> {
+        Some(Shared::Lblc(self.table.clone()))
+    }
+
+    fn share(&mut self, with: Shared) {
+        if let Shared::Lblc(t) = with {
+            self.table = t;
+        }
     }
 }
 
@@ -224,6 +414,7 @@ impl Scheduler for Lblc {
 mod tests {
     use super::super::hash::support::*;
     use super::*;
+    use crate::dest::DestId;
 
     fn lblc(dests: &[Dest]) -> Lblc {
         let mut s = Lblc::default();
@@ -339,7 +530,7 @@ mod tests {
         s.tick(Instant::from_secs(1800));
         // Entry 1 unused for 1800 s >= 600 s; entry 2 for 300 s.
         assert_eq!(s.len(), 1);
-        assert!(s.table.contains_key(&client(2)));
+        assert!(s.table.map.pin().contains_key(&client(2)));
     }
 
     #[test]
@@ -400,7 +591,7 @@ mod tests {
         // removed bucket by bucket; the fresh ones stay.
         s.tick(Instant::from_secs(600));
         assert_eq!(s.len(), n - 4000);
-        assert!((4000..n as u32).all(|k| s.table.contains_key(&client(k))));
+        assert!((4000..n as u32).all(|k| s.table.map.pin().contains_key(&client(k))));
     }
 
     #[test]
@@ -425,6 +616,6 @@ mod tests {
             removed += per_bucket[j];
         }
         assert_eq!(s.len(), n - removed);
-        assert_eq!(s.gc.rover, j);
+        assert_eq!(s.table.gc.rover(), j);
     }
 }

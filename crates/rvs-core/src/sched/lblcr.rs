@@ -21,42 +21,93 @@
 //! The kernel keeps deleted servers in the sets (skipped as "not available").
 //! Here they are removed from every set at once; that only differs in the
 //! set-size test of step 2 and in which member step 2 may pick.
+//!
+//! The table is one per service, shared by the service's engine replicas
+//! (`rvsd --engines per-worker`) as the kernel's is by its CPUs (see
+//! `lblc.rs`): lookups take no lock and read a set as the kernel's RCU
+//! readers do; a change of a set (a member shed or joining) replaces the
+//! entry with a changed copy by compare-and-swap, where the kernel changes
+//! the set under the service's lock. Members are named by their key
+//! (address and port, the same in every replica).
 
-use core::net::IpAddr;
 use core::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 
-use hashbrown::HashMap;
-
-use super::hash::resolve;
-use super::lblc::{DEFAULT_EXPIRATION, Gc, lblc_overloaded};
+use super::lblc::{AtomicInstant, DEFAULT_EXPIRATION, LastUse, TableOf, lblc_overloaded};
+use super::shared::{Shared, key_of, resolve_key};
 use super::wlc::{wlc_pick, wlc_pick_among};
 use super::{DestChange, SchedError, SchedInput, Scheduler};
-use crate::dest::{Dest, DestId};
+use crate::dest::Dest;
 use crate::time::Instant;
 
+/// A member of a set: its key and where it was last seen.
+#[derive(Debug)]
+struct Member {
+    key: u64,
+    hint: AtomicU32,
+}
+
 /// One destination address's server set.
-#[derive(Debug, Clone)]
-struct Entry {
-    /// Members (dest, index when last seen), newest first.
-    set: Vec<(DestId, usize)>,
+#[derive(Debug)]
+pub struct Entry {
+    /// Members, newest first.
+    set: Vec<Member>,
     /// Last change of the set.
     lastmod: Instant,
     /// Last lookup.
-    lastuse: Instant,
+    lastuse: AtomicInstant,
+}
+
+impl LastUse for Entry {
+    fn lastuse(&self) -> Instant {
+        self.lastuse.get()
+    }
 }
 
 impl Entry {
+    fn new(key: u64, index: usize, now: Instant) -> Self {
+        Entry {
+            set: vec![Member {
+                key,
+                hint: AtomicU32::new(index as u32),
+            }],
+            lastmod: now,
+            lastuse: AtomicInstant::new(now),
+        }
+    }
+
+    /// A copy to change and put in this one's place.
+    fn copy(&self) -> Self {
+        Entry {
+            set: self
+                .set
+                .iter()
+                .map(|m| Member {
+                    key: m.key,
+                    hint: AtomicU32::new(m.hint.load(Ordering::Relaxed)),
+                })
+                .collect(),
+            lastmod: self.lastmod,
+            lastuse: AtomicInstant::new(self.lastuse.get()),
+        }
+    }
+
     /// Members present in `dests`, as `(index, dest)`, in set order.
     fn members<'a>(&'a self, dests: &'a [Dest]) -> impl Iterator<Item = (usize, &'a Dest)> + 'a {
-        self.set
-            .iter()
-            .filter_map(|&(id, hint)| resolve(dests, id, hint))
-            .map(|i| (i, &dests[i]))
+        self.set.iter().filter_map(|m| {
+            let hint = m.hint.load(Ordering::Relaxed);
+            let i = resolve_key(dests, m.key, hint)?;
+            if i as u32 != hint {
+                m.hint.store(i as u32, Ordering::Relaxed);
+            }
+            Some((i, &dests[i]))
+        })
     }
 
     /// `ip_vs_dest_set_max`: the weighted most-loaded member with weight > 0
     /// (first among equals; OVERLOAD and availability are not looked at).
-    fn most_loaded(&self, dests: &[Dest]) -> Option<DestId> {
+    fn most_loaded(&self, dests: &[Dest]) -> Option<u64> {
         let mut most: Option<(&Dest, u64)> = None;
         for (_, d) in self.members(dests).filter(|(_, d)| d.weight > 0) {
             let doh = d.overhead();
@@ -70,23 +121,37 @@ impl Entry {
                 most = Some((d, doh));
             }
         }
-        most.map(|(d, _)| d.id)
+        most.map(|(d, _)| key_of(d))
+    }
+
+    fn has(&self, key: u64) -> bool {
+        self.set.iter().any(|m| m.key == key)
     }
 
     /// `ip_vs_dest_set_insert(check = true)`: add at the head unless present.
-    fn insert(&mut self, id: DestId, index: usize, now: Instant) {
-        if self.set.iter().all(|&(m, _)| m != id) {
-            self.set.insert(0, (id, index));
+    fn insert(&mut self, key: u64, index: usize, now: Instant) {
+        if !self.has(key) {
+            self.set.insert(
+                0,
+                Member {
+                    key,
+                    hint: AtomicU32::new(index as u32),
+                },
+            );
             self.lastmod = now;
         }
     }
 }
 
-/// Locality-based least-connection scheduler with replication.
-#[derive(Debug, Clone)]
+/// lblcr's table.
+pub type Table = TableOf<Entry>;
+
+/// Locality-based least-connection scheduler with replication. A clone has
+/// its own copy of the table; replicas share one through
+/// [`Scheduler::share`].
+#[derive(Debug)]
 pub struct Lblcr {
-    table: HashMap<IpAddr, Entry>,
-    gc: Gc,
+    table: Arc<Table>,
     expiration: Duration,
 }
 
@@ -96,14 +161,22 @@ impl Default for Lblcr {
     }
 }
 
+impl Clone for Lblcr {
+    fn clone(&self) -> Self {
+        Lblcr {
+            table: Arc::new(self.table.copy(Entry::copy)),
+            expiration: self.expiration,
+        }
+    }
+}
+
 impl Lblcr {
     /// A scheduler with `lblcr_expiration` = `expiration`: the age after
     /// which a set sheds its most loaded member, and after which the full GC
     /// check drops unused entries.
     pub fn with_expiration(expiration: Duration) -> Self {
         Lblcr {
-            table: HashMap::new(),
-            gc: Gc::default(),
+            table: Arc::default(),
             expiration,
         }
     }
@@ -126,13 +199,17 @@ impl Scheduler for Lblcr {
 
     fn update(&mut self, _dests: &[Dest], change: DestChange) -> Result<(), SchedError> {
         match change {
-            DestChange::Init => {
-                self.table.clear();
-                self.gc = Gc::default();
-            }
-            DestChange::Removed { id, .. } => {
-                for en in self.table.values_mut() {
-                    en.set.retain(|&(m, _)| m != id);
+            DestChange::Init => self.table.reset(),
+            DestChange::Removed { key, .. } => {
+                let table = self.table.map.pin();
+                for (daddr, en) in table.iter() {
+                    if en.has(key) {
+                        table.update(*daddr, |old| {
+                            let mut n = old.copy();
+                            n.set.retain(|m| m.key != key);
+                            n
+                        });
+                    }
                 }
             }
             DestChange::Added(_) | DestChange::Edited(_) => {}
@@ -142,29 +219,44 @@ impl Scheduler for Lblcr {
 
     fn schedule(&mut self, dests: &[Dest], input: &SchedInput) -> Option<usize> {
         let now = input.now;
-        self.gc.arm(now);
-        let Some(en) = self.table.get_mut(&input.daddr) else {
+        self.table.arm(now);
+        let table = self.table.map.pin();
+        let Some(mut en) = table.get(&input.daddr) else {
             let i = wlc_pick(dests, Dest::overhead)?;
-            let entry = Entry {
-                set: vec![(dests[i].id, i)],
-                lastmod: now,
-                lastuse: now,
-            };
-            self.table.insert(input.daddr, entry);
+            let key = key_of(&dests[i]);
+            // Another replica may have made it meanwhile: join its set.
+            table.update_or_insert_with(
+                input.daddr,
+                |old| {
+                    let mut n = old.copy();
+                    n.insert(key, i, now);
+                    n
+                },
+                || Entry::new(key, i, now),
+            );
             return Some(i);
         };
 
-        en.lastuse = now;
+        en.lastuse.set(now);
         let least = wlc_pick_among(
             en.members(dests).filter(|(_, d)| d.available),
             Dest::overhead,
         );
-        if en.set.len() > 1
-            && now > en.lastmod + self.expiration
-            && let Some(m) = en.most_loaded(dests)
-        {
-            en.set.retain(|&(x, _)| x != m);
-            en.lastmod = now;
+        if en.set.len() > 1 && now > en.lastmod + self.expiration {
+            let expiration = self.expiration;
+            if let Some(n) = table.update(input.daddr, |old| {
+                let mut n = old.copy();
+                if n.set.len() > 1
+                    && now > n.lastmod + expiration
+                    && let Some(m) = n.most_loaded(dests)
+                {
+                    n.set.retain(|x| x.key != m);
+                    n.lastmod = now;
+                }
+                n
+            }) {
+                en = n;
+            }
         }
         if let Some(i) = least
             && !lblc_overloaded(&dests[i], dests)
@@ -172,13 +264,29 @@ impl Scheduler for Lblcr {
             return Some(i);
         }
         let i = wlc_pick(dests, Dest::overhead)?;
-        en.insert(dests[i].id, i, now);
+        let key = key_of(&dests[i]);
+        if !en.has(key) {
+            table.update(input.daddr, |old| {
+                let mut n = old.copy();
+                n.insert(key, i, now);
+                n
+            });
+        }
         Some(i)
     }
 
     fn tick(&mut self, now: Instant) {
-        self.gc
-            .tick(now, &mut self.table, |e| e.lastuse, self.expiration);
+        self.table.tick(now, self.expiration);
+    }
+
+    fn shared(&self) -> Option<Shared> {
+        Some(Shared::Lblcr(self.table.clone()))
+    }
+
+    fn share(&mut self, with: Shared) {
+        if let Shared::Lblcr(t) = with {
+            self.table = t;
+        }
     }
 }
 
@@ -186,6 +294,8 @@ impl Scheduler for Lblcr {
 mod tests {
     use super::super::hash::support::*;
     use super::*;
+    use crate::dest::DestId;
+    use core::net::IpAddr;
 
     fn lblcr(dests: &[Dest]) -> Lblcr {
         let mut s = Lblcr::default();
@@ -197,8 +307,21 @@ mod tests {
         to(daddr, Instant::from_secs(secs))
     }
 
+    /// The set's members as the `n` of their addresses 10.0.0.n.
     fn set_of(s: &Lblcr, daddr: IpAddr) -> Vec<u32> {
-        s.table[&daddr].set.iter().map(|(id, _)| id.0).collect()
+        let t = s.table.map.pin();
+        t.get(&daddr)
+            .map(|e| {
+                e.set
+                    .iter()
+                    .map(|m| (m.key >> 16) as u32 & 0xff_ffff)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn lastmod(s: &Lblcr, daddr: IpAddr) -> Instant {
+        s.table.map.pin().get(&daddr).unwrap().lastmod
     }
 
     #[test]
@@ -224,14 +347,14 @@ mod tests {
         conns(&mut dests, &[(3, 0), (1, 0), (5, 0)]);
         assert_eq!(pick(&mut s, &dests, &at(a, 10)), Some(2));
         assert_eq!(set_of(&s, a), [2, 1]);
-        assert_eq!(s.table[&a].lastmod, Instant::from_secs(10));
+        assert_eq!(lastmod(&s, a), Instant::from_secs(10));
         // Now the set's least loaded serves: 2 (64 per weight vs 384).
         assert_eq!(pick(&mut s, &dests, &at(a, 20)), Some(2));
         // When 1 becomes lighter it is used again, from the set.
         conns(&mut dests, &[(0, 0), (3, 0), (5, 0)]);
         assert_eq!(pick(&mut s, &dests, &at(a, 30)), Some(1));
         assert_eq!(set_of(&s, a), [2, 1]);
-        assert_eq!(s.table[&a].lastmod, Instant::from_secs(10));
+        assert_eq!(lastmod(&s, a), Instant::from_secs(10));
     }
 
     #[test]
@@ -270,7 +393,7 @@ mod tests {
         // Expired: least is 2 (used), most loaded 1 is removed.
         assert_eq!(pick(&mut s, &dests, &at(a, 101)), Some(2));
         assert_eq!(set_of(&s, a), [2]);
-        assert_eq!(s.table[&a].lastmod, Instant::from_secs(101));
+        assert_eq!(lastmod(&s, a), Instant::from_secs(101));
         // A single member is never removed.
         assert_eq!(pick(&mut s, &dests, &at(a, 500)), Some(2));
         assert_eq!(set_of(&s, a), [2]);
@@ -305,7 +428,7 @@ mod tests {
         assert_eq!(set_of(&s, a), Vec::<u32>::new());
         assert_eq!(pick(&mut s, &dests, &at(a, 5)), Some(2));
         assert_eq!(set_of(&s, a), [2]);
-        assert_eq!(s.table[&a].lastmod, Instant::from_secs(5));
+        assert_eq!(lastmod(&s, a), Instant::from_secs(5));
     }
 
     #[test]
@@ -333,6 +456,6 @@ mod tests {
         assert_eq!(s.len(), 2);
         s.tick(Instant::from_secs(1800));
         assert_eq!(s.len(), 1);
-        assert!(s.table.contains_key(&client(2)));
+        assert!(s.table.map.pin().contains_key(&client(2)));
     }
 }

@@ -25,6 +25,7 @@ pub mod ovf;
 pub mod rr;
 pub mod sed;
 pub mod sh;
+pub mod shared;
 pub mod wlc;
 pub mod wrr;
 
@@ -72,6 +73,8 @@ pub enum DestChange {
     Removed {
         /// Who left.
         id: DestId,
+        /// Its key across replicas ([`shared::dest_key`]).
+        key: u64,
         /// Where it was in the list before removal.
         index: usize,
     },
@@ -102,6 +105,17 @@ pub trait Scheduler: Debug + Send {
 
     /// Periodic housekeeping (lblc/lblcr garbage collection). Default: nothing.
     fn tick(&mut self, _now: Instant) {}
+
+    /// The state engine replicas of the service share (`rr`/`wrr`'s
+    /// position, `lblc`/`lblcr`'s table); `None` for schedulers whose
+    /// state is the list alone or the servers' shared counts.
+    fn shared(&self) -> Option<shared::Shared> {
+        None
+    }
+
+    /// Use from now on `with`, another replica's state of the same service
+    /// and scheduler ([`Scheduler::shared`]), instead of this one's own.
+    fn share(&mut self, _with: shared::Shared) {}
 }
 
 /// A fresh scheduler by name, or `None` if unknown.

@@ -7,18 +7,30 @@
 //! is deleted the pointer moves to the entry before it (or the head). Adding a
 //! dest does not touch the pointer.
 //!
-//! Here the pointer is the saved dest's [`DestId`] (`None` = the head) plus the
-//! index where it was last seen, so that a pick stays O(1) + the walk.
+//! Here the pointer is the saved dest's key (address and port) plus the
+//! index where it was last seen, so that a pick stays O(1) + the walk; it
+//! lives in a [`SharedPos`](super::shared::SharedPos) that engine replicas of one service share
+//! (`rvsd --engines per-worker`), so that their picks make one round robin,
+//! as the kernel's CPUs do under the service's lock (see `shared.rs`).
 
-use super::hash::resolve;
+use super::shared::{Pos, PosCell, Shared, key_of, resolve_key};
 use super::{DestChange, SchedError, SchedInput, Scheduler};
-use crate::dest::{Dest, DestId};
+use crate::dest::Dest;
 
-/// Round-robin scheduler.
-#[derive(Debug, Clone, Default)]
+/// Round-robin scheduler. A clone starts at the same position but moves
+/// apart; replicas share one through [`Scheduler::share`].
+#[derive(Debug, Default)]
 pub struct RoundRobin {
     /// Last chosen dest and where it was; `None` = the list head.
-    last: Option<(DestId, usize)>,
+    pos: PosCell,
+}
+
+impl Clone for RoundRobin {
+    fn clone(&self) -> Self {
+        let pos = PosCell::default();
+        pos.update(|_| self.pos.load());
+        RoundRobin { pos }
+    }
 }
 
 impl Scheduler for RoundRobin {
@@ -28,33 +40,55 @@ impl Scheduler for RoundRobin {
 
     fn update(&mut self, dests: &[Dest], change: DestChange) -> Result<(), SchedError> {
         match change {
-            DestChange::Init => self.last = None,
-            DestChange::Removed { id, index } => {
-                if matches!(self.last, Some((last, _)) if last == id) {
-                    // The previous entry of the old list is at index-1 in the
-                    // new one too; index 0 had the head before it.
-                    self.last = index
+            DestChange::Init => self.pos.update(|_| Pos::HEAD),
+            DestChange::Removed { key, index, .. } => self.pos.update(|p| match p.last {
+                // The saved dest left: the previous entry of the old list
+                // is at index-1 in the new one too; index 0 had the head
+                // before it. (Another replica that applies the same change
+                // next finds the position moved: idempotent.)
+                Some((last, _)) if last == key => Pos {
+                    last: index
                         .checked_sub(1)
-                        .and_then(|i| dests.get(i).map(|d| (d.id, i)));
-                }
-            }
+                        .and_then(|i| dests.get(i).map(|d| (key_of(d), i as u32))),
+                    cw: 0,
+                },
+                _ => p,
+            }),
             DestChange::Added(_) | DestChange::Edited(_) => {}
         }
         Ok(())
     }
 
     fn schedule(&mut self, dests: &[Dest], _input: &SchedInput) -> Option<usize> {
-        // From the head: one pass over the list. From dest `s`: the dests
-        // after it, then from the start up to and including `s` itself.
-        let resume = match self.last {
-            Some((id, hint)) => resolve(dests, id, hint).map_or(0, |s| s + 1),
-            None => 0,
-        };
-        let found = (resume..dests.len())
-            .chain(0..resume)
-            .find(|&i| dests[i].is_schedulable())?;
-        self.last = Some((dests[found].id, found));
-        Some(found)
+        loop {
+            let seen = self.pos.load();
+            // From the head: one pass over the list. From dest `s`: the
+            // dests after it, then from the start up to and including `s`.
+            let resume = match seen.last {
+                Some((key, hint)) => resolve_key(dests, key, hint).map_or(0, |s| s + 1),
+                None => 0,
+            };
+            let found = (resume..dests.len())
+                .chain(0..resume)
+                .find(|&i| dests[i].is_schedulable())?;
+            let next = Pos {
+                last: Some((key_of(&dests[found]), found as u32)),
+                cw: 0,
+            };
+            if self.pos.advance(seen, next) {
+                return Some(found);
+            }
+        }
+    }
+
+    fn shared(&self) -> Option<Shared> {
+        Some(Shared::Pos(self.pos.clone()))
+    }
+
+    fn share(&mut self, with: Shared) {
+        if let Shared::Pos(p) = with {
+            self.pos = p;
+        }
     }
 }
 
@@ -62,6 +96,7 @@ impl Scheduler for RoundRobin {
 mod tests {
     use super::super::hash::support::*;
     use super::*;
+    use crate::dest::DestId;
 
     fn rr_with(ids_added_in_order: &[u32]) -> (RoundRobin, Vec<Dest>) {
         let mut s = RoundRobin::default();

@@ -14,21 +14,36 @@
 //! is reset to `mw` when it exceeds it (or is 0), else — with `di` > 1 —
 //! realigned to `(cw / di) * di + 1`.
 
-use super::hash::resolve;
-use super::{DestChange, SchedError, SchedInput, Scheduler};
-use crate::dest::{Dest, DestId};
+//!
+//! `cl` and `cw` live in a [`SharedPos`](super::shared::SharedPos) that
+//! engine replicas of one service share (`rvsd --engines per-worker`): a
+//! pick moves them with a compare-and-swap, so the service's picks follow
+//! one cycle whichever workers make them, as under the kernel's lock.
+//! `mw` and `di` follow from the list, the same in every replica.
 
-/// Weighted round-robin scheduler.
-#[derive(Debug, Clone, Default)]
+use super::shared::{Pos, PosCell, Shared, key_of, resolve_key};
+use super::{DestChange, SchedError, SchedInput, Scheduler};
+use crate::dest::Dest;
+
+/// Weighted round-robin scheduler. A clone starts at the same position but
+/// moves apart; replicas share one through [`Scheduler::share`].
+#[derive(Debug, Default)]
 pub struct WeightedRoundRobin {
-    /// Current dest and where it was; `None` = the list head.
-    cl: Option<(DestId, usize)>,
-    /// Current weight.
-    cw: i64,
+    /// Current dest and where it was (`None` = the list head) and the
+    /// current weight.
+    pos: PosCell,
     /// Maximum weight, reduced by `di - 1`.
     mw: i64,
     /// Decreasing interval: gcd of the positive weights.
     di: i64,
+}
+
+impl Clone for WeightedRoundRobin {
+    fn clone(&self) -> Self {
+        let pos = PosCell::default();
+        pos.update(|_| self.pos.load());
+        WeightedRoundRobin { pos, ..*self }
+    }
 }
 
 fn gcd(mut a: i64, mut b: i64) -> i64 {
@@ -49,7 +64,51 @@ impl WeightedRoundRobin {
         self.di = if g == 0 { 1 } else { g };
         let max = dests.iter().map(|d| i64::from(d.weight)).max().unwrap_or(0);
         self.mw = max - (self.di - 1);
-        self.cl = None;
+    }
+
+    /// One pick from position `seen`: the index chosen (if any) and the
+    /// position after it.
+    fn pick(&self, dests: &[Dest], seen: Pos) -> (Option<usize>, Pos) {
+        let mut cw = seen.cw;
+        let at = |i: usize, cw: i64| Pos {
+            last: Some((key_of(&dests[i]), i as u32)),
+            cw,
+        };
+        // Where the scan starts: after `cl`; `None` is the head.
+        let last = seen
+            .last
+            .and_then(|(key, hint)| resolve_key(dests, key, hint));
+        let mut from = last.map_or(0, |i| i + 1);
+        let mut stop = None;
+        let mut last_pass = false;
+        let mut restarted = false;
+        loop {
+            for (i, d) in dests.iter().enumerate().skip(from) {
+                if !d.overloaded() && i64::from(d.weight) >= cw {
+                    return (Some(i), at(i, cw));
+                }
+                if stop == Some(i) {
+                    // Every dest was checked for weight >= 1: give up here.
+                    return (None, at(i, cw));
+                }
+            }
+            // Ran off the end: next pass, from the head.
+            from = 0;
+            cw -= self.di;
+            if cw <= 0 {
+                cw = self.mw;
+                if last_pass || last.is_none() {
+                    return (None, Pos { last: None, cw });
+                }
+                restarted = true;
+            }
+            last_pass = cw <= self.di;
+            if last_pass && restarted && last.is_some() {
+                // The first scan covered only the dests after `last` at
+                // weight >= 1; this one finishes with those up to it.
+                stop = last;
+            }
+        }
     }
 }
 
@@ -60,11 +119,19 @@ impl Scheduler for WeightedRoundRobin {
 
     fn update(&mut self, dests: &[Dest], change: DestChange) -> Result<(), SchedError> {
         self.recompute(dests);
-        if change == DestChange::Init || self.cw > self.mw || self.cw == 0 {
-            self.cw = self.mw;
-        } else if self.di > 1 {
-            self.cw = (self.cw / self.di) * self.di + 1;
-        }
+        let (mw, di) = (self.mw, self.di);
+        // `cl` back to the head; `cw` reset or realigned. Applied twice
+        // (by a second replica), the same word.
+        self.pos.update(|p| Pos {
+            last: None,
+            cw: if change == DestChange::Init || p.cw > mw || p.cw == 0 {
+                mw
+            } else if di > 1 {
+                (p.cw / di) * di + 1
+            } else {
+                p.cw
+            },
+        });
         Ok(())
     }
 
@@ -72,41 +139,22 @@ impl Scheduler for WeightedRoundRobin {
         if self.mw <= 0 {
             return None;
         }
-        // Where the scan starts: after `cl`; `None` is the head.
-        let last = self.cl.and_then(|(id, hint)| resolve(dests, id, hint));
-        let mut from = last.map_or(0, |i| i + 1);
-        let mut stop = None;
-        let mut last_pass = false;
-        let mut restarted = false;
         loop {
-            for (i, d) in dests.iter().enumerate().skip(from) {
-                if !d.overloaded() && i64::from(d.weight) >= self.cw {
-                    self.cl = Some((d.id, i));
-                    return Some(i);
-                }
-                if stop == Some(i) {
-                    // Every dest was checked for weight >= 1: give up here.
-                    self.cl = Some((d.id, i));
-                    return None;
-                }
+            let seen = self.pos.load();
+            let (found, next) = self.pick(dests, seen);
+            if self.pos.advance(seen, next) {
+                return found;
             }
-            // Ran off the end: next pass, from the head.
-            from = 0;
-            self.cw -= self.di;
-            if self.cw <= 0 {
-                self.cw = self.mw;
-                if last_pass || last.is_none() {
-                    self.cl = None;
-                    return None;
-                }
-                restarted = true;
-            }
-            last_pass = self.cw <= self.di;
-            if last_pass && restarted && last.is_some() {
-                // The first scan covered only the dests after `last` at
-                // weight >= 1; this one finishes with those up to it.
-                stop = last;
-            }
+        }
+    }
+
+    fn shared(&self) -> Option<Shared> {
+        Some(Shared::Pos(self.pos.clone()))
+    }
+
+    fn share(&mut self, with: Shared) {
+        if let Shared::Pos(p) = with {
+            self.pos = p;
         }
     }
 }
@@ -115,6 +163,7 @@ impl Scheduler for WeightedRoundRobin {
 mod tests {
     use super::super::hash::support::*;
     use super::*;
+    use crate::dest::DestId;
     use proptest::prelude::*;
 
     fn wrr(weights: &[u32]) -> (WeightedRoundRobin, Vec<Dest>) {
@@ -259,5 +308,35 @@ mod tests {
             }
             prop_assert!(!one.contains(&0));
         }
+    }
+
+    /// Two replicas picking at once from one shared position: every pick
+    /// is one step of the one cycle, so the servers get exactly their
+    /// weights' shares (a lost race retries; no step is taken twice).
+    #[test]
+    fn replicas_racing_share_one_cycle() {
+        let dests = list(&[3, 2, 1]);
+        let mut a = WeightedRoundRobin::default();
+        init(&mut a, &dests);
+        let mut b = WeightedRoundRobin::default();
+        init(&mut b, &dests);
+        b.share(a.shared().unwrap());
+        let input = input();
+        let counts = std::thread::scope(|s| {
+            let run = |mut w: WeightedRoundRobin| {
+                let dests = &dests;
+                s.spawn(move || {
+                    let mut n = [0u32; 3];
+                    for _ in 0..30_000 {
+                        n[w.schedule(dests, &input).unwrap()] += 1;
+                    }
+                    n
+                })
+            };
+            let (ha, hb) = (run(a), run(b));
+            let (x, y) = (ha.join().unwrap(), hb.join().unwrap());
+            [x[0] + y[0], x[1] + y[1], x[2] + y[2]]
+        });
+        assert_eq!(counts, [30_000, 20_000, 10_000]);
     }
 }

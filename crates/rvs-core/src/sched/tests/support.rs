@@ -42,8 +42,9 @@ pub(crate) fn add(s: &mut dyn Scheduler, dests: &mut Vec<Dest>, d: Dest) {
 /// Remove dest `id` from `dests` and tell `s`.
 pub(crate) fn remove(s: &mut dyn Scheduler, dests: &mut Vec<Dest>, id: DestId) {
     let index = dests.iter().position(|d| d.id == id).expect("present");
-    dests.remove(index);
-    s.update(dests, DestChange::Removed { id, index })
+    let d = dests.remove(index);
+    let key = crate::sched::shared::dest_key(&d.addr, d.port);
+    s.update(dests, DestChange::Removed { id, key, index })
         .expect("remove");
 }
 
