@@ -910,6 +910,15 @@ fn nat_multi_queue_per_worker_engines() {
             ],
             Stdio::null(),
         );
+        lab.spawn(
+            &rs1,
+            "socat",
+            &[
+                "TCP-LISTEN:8001,bind=10.0.2.11,fork,reuseaddr",
+                "SYSTEM:echo rs1b",
+            ],
+            Stdio::null(),
+        );
         lab.start_rvsd(
             &director,
             Some(io),
@@ -928,7 +937,13 @@ fn nat_multi_queue_per_worker_engines() {
         );
         let got = fetch_retry(&client, "10.0.1.100", 8000, Duration::from_secs(8));
         assert_eq!(got.as_deref(), Some("rs1"), "{io}:\n{}", lab.rvsd_log());
+        // A second real server: rr's one position for both replicas.
+        lab.adm_ok(
+            &director,
+            &["-a", "-t", "10.0.1.100:8000", "-r", "10.0.2.11:8001", "-m"],
+        );
         let mut failed = Vec::new();
+        let mut answers = Vec::new();
         for i in 0..30 {
             let src = format!("10.0.1.{}", 3 + i % 8);
             let o = std::process::Command::new("ip")
@@ -937,9 +952,11 @@ fn nat_multi_queue_per_worker_engines() {
                 .stdin(Stdio::null())
                 .output()
                 .expect("socat");
-            if String::from_utf8_lossy(&o.stdout).trim() != "rs1" {
+            let answer = String::from_utf8_lossy(&o.stdout).trim().to_string();
+            if answer != "rs1" && answer != "rs1b" {
                 failed.push(i);
             }
+            answers.push(answer);
         }
         let dp = String::from_utf8_lossy(
             &std::process::Command::new("ip")
@@ -956,6 +973,13 @@ fn nat_multi_queue_per_worker_engines() {
             failed.is_empty(),
             "{io}: connections {failed:?} failed\n{dp}\nrvsd log:\n{}",
             lab.rvsd_log()
+        );
+        // The connections, from 8 client addresses owned by either
+        // replica, took turns as one round robin (each replica's own
+        // position would make runs of one server).
+        assert!(
+            answers.windows(2).all(|w| w[0] != w[1]),
+            "{io}: rr did not alternate across the replicas: {answers:?}\n{dp}"
         );
         // The total row: handed-off is the 13th number, handoff-drop the 14th.
         let total: Vec<u64> = dp
