@@ -4,10 +4,10 @@
 //! measured in one run:
 //!
 //! - `shared, 1 thread` / `shared, 2 threads`: one engine behind one
-//!   `Mutex`, locked once per batch of 64 frames — rvsd's data plane today;
+//!   `Mutex`, locked once per batch of 64 frames — `rvsd --engines shared`;
 //! - `per-worker, 1 thread` / `per-worker, 2 threads`: one engine replica
-//!   per worker, no shared lock (the real servers' counts shared as
-//!   atomics, as rvsd links them); every frame is steered
+//!   per worker, no shared lock (the real servers' counts and the
+//!   schedulers' state shared, as rvsd links them); every frame is steered
 //!   ([`Engine::steer`]) and one another replica owns is copied into a
 //!   hand-off batch for its worker (a channel per worker), as
 //!   `rvsd --engines per-worker` does.
@@ -19,7 +19,8 @@
 //! the servers' counts: shared between replicas as atomics) and `rr`
 //! (whose position the replicas share: one compare-and-swap word per
 //! service), and `rr` with a position per replica (`rr apart`, the
-//! price of sharing it). Each figure is the best of
+//! price of sharing it); `lblc` with its table shared (a concurrent map)
+//! and apart. Each figure is the best of
 //! three runs; the ratios are within this run.
 //!
 //! `cargo bench -p rvs-core --bench scaling` (BENCHMARKS.md has a run).
@@ -273,7 +274,8 @@ fn replicas(n: usize, established: bool, sched: &str, apart: bool) -> Vec<Engine
         .collect();
     if n > 1 {
         // As rvsd links them: the servers' counts shared (atomics), and
-        // rr/wrr's position (one compare-and-swap word per service).
+        // the schedulers' state (rr/wrr's position: one compare-and-swap
+        // word per service; lblc's table: a concurrent map).
         let (first, rest) = rs.split_at_mut(1);
         first[0].share_dest_totals(None);
         for r in rest {
@@ -343,6 +345,10 @@ fn main() {
         // The price of one rr position for all replicas (rvsd's way): the
         // same with a position per replica (before 2026-12-07).
         ("new flow", &new, false, "rr", true),
+        // lblc's one table for all replicas: every SYN to the one VIP
+        // reads (and touches) its one entry.
+        ("new flow", &new, false, "lblc", false),
+        ("new flow", &new, false, "lblc", true),
     ] {
         let name = format!("{name}, {sched}{}", if apart { " apart" } else { "" });
         let n = frames.len();

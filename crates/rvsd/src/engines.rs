@@ -41,9 +41,10 @@ use rvs_proto::{EngineCounters, Rates, ServiceId, ServiceInfo, Stats};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum EngineMode {
     /// One engine, locked by each worker for a batch.
-    #[default]
     Shared,
-    /// One replica per worker, frames steered by client address.
+    /// One replica per worker, frames steered by client address (the
+    /// default: no lock shared on the packet path).
+    #[default]
     PerWorker,
 }
 

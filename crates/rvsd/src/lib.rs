@@ -343,7 +343,7 @@ fn serve(o: Options) -> Result<(), ServeError> {
             Ok(v) if !v.is_empty() => {
                 engines::EngineMode::parse(&v).ok_or_else(|| ServeError::Engines(v.clone()))?
             }
-            _ => engines::EngineMode::Shared,
+            _ => engines::EngineMode::PerWorker,
         },
     };
     let dataplane = match o.io {

@@ -47,17 +47,18 @@ Options:
                         Always off with `--io packet` and `--io none`.
   --engines MODE        how workers share the engine ($RVSD_ENGINES sets
                         the default):
-                        `shared` (default): one engine, each worker locks
-                          it for a batch of frames;
-                        `per-worker`: with more than one worker, each has
-                          its own engine replica (no lock shared on the
-                          packet path); a frame is handed to the worker
-                          whose replica owns its client address (masked
-                          by the persistent services' netmasks), so both
-                          directions of a NAT connection meet. Servers'
-                          connection counts and thresholds are shared;
-                          rr/wrr positions and lblc/lblcr tables are each
-                          worker's own
+                        `per-worker` (default): with more than one
+                          worker, each has its own engine replica (no
+                          lock shared on the packet path); a frame is
+                          handed to the worker whose replica owns its
+                          client address (masked by the persistent
+                          services' netmasks), so both directions of a
+                          NAT connection meet. Each service's scheduler
+                          state (rr/wrr position, lblc/lblcr table) and
+                          the servers' connection counts are shared, so
+                          every scheduler decides as the kernel's does;
+                        `shared`: one engine, each worker locks it for a
+                          batch of frames
   --max-conns N         connection entries (templates included) the table
                         holds, 1024 to 268435456 (default 1048576, about
                         125 MB at the bound); from 15/16 of it a new
@@ -149,7 +150,7 @@ pub struct Options {
     pub group: Option<String>,
     /// `--max-conns`.
     pub max_conns: usize,
-    /// `--engines` (else `RVSD_ENGINES`, else shared).
+    /// `--engines` (else `RVSD_ENGINES`, else per-worker).
     pub engines: Option<crate::engines::EngineMode>,
     /// `--metrics`.
     pub metrics: Option<std::net::SocketAddr>,
