@@ -458,4 +458,55 @@ mod tests {
         assert_eq!(s.len(), 1);
         assert!(s.table.map.pin().contains_key(&client(2)));
     }
+
+    /// Two replicas scheduling at once on one shared table, each seeing
+    /// its own counts (as replicas between two syncs of the shared ones):
+    /// sets change under both, every member stays a server of the list, no
+    /// set holds a server twice, and a removal (applied by each replica in
+    /// turn) leaves every set.
+    #[test]
+    fn replicas_racing_share_one_table() {
+        let dests = list(&[1, 2, 3, 1]);
+        let mut a = Lblcr::with_expiration(Duration::from_secs(1));
+        init(&mut a, &dests);
+        let mut b = Lblcr::with_expiration(Duration::from_secs(1));
+        init(&mut b, &dests);
+        b.share(a.shared().unwrap());
+        std::thread::scope(|s| {
+            // Other handles on the one table, one per thread.
+            let handle = |s: &Lblcr| Lblcr {
+                table: s.table.clone(),
+                expiration: s.expiration,
+            };
+            for (t, mut r) in [(0u32, handle(&a)), (1, handle(&b))] {
+                let mut dests = dests.clone();
+                s.spawn(move || {
+                    for k in 0..20_000u32 {
+                        // Loads that make members lblc-overloaded now and then.
+                        let j = (k as usize + t as usize) % dests.len();
+                        dests[j].activeconns = (k * 7 + t) % 6;
+                        let inp = at(client(k % 64), u64::from(k / 500));
+                        assert!(r.schedule(&dests, &inp).is_some());
+                    }
+                });
+            }
+        });
+        let keys: Vec<u64> = dests.iter().map(key_of).collect();
+        let t = a.table.map.pin();
+        assert!(!t.is_empty());
+        for (_, e) in t.iter() {
+            assert!(e.set.iter().all(|m| keys.contains(&m.key)));
+            let mut ks: Vec<u64> = e.set.iter().map(|m| m.key).collect();
+            ks.sort_unstable();
+            ks.dedup();
+            assert_eq!(ks.len(), e.set.len(), "a server twice in a set");
+        }
+        drop(t);
+        let mut da = dests.clone();
+        remove(&mut a, &mut da, DestId(2));
+        let mut db = dests.clone();
+        remove(&mut b, &mut db, DestId(2));
+        let gone = key_of(&dests[1]);
+        assert!(a.table.map.pin().iter().all(|(_, e)| !e.has(gone)));
+    }
 }
