@@ -273,13 +273,16 @@ fn replicas(n: usize, established: bool, sched: &str, apart: bool) -> Vec<Engine
         })
         .collect();
     if n > 1 {
-        // As rvsd links them: the servers' counts shared (atomics), and
-        // the schedulers' state (rr/wrr's position: one compare-and-swap
+        // As rvsd links them: the servers' counts shared (atomics), one
+        // count of the tables' entries against their bound, and the
+        // schedulers' state (rr/wrr's position: one compare-and-swap
         // word per service; lblc's table: a concurrent map).
         let (first, rest) = rs.split_at_mut(1);
         first[0].share_dest_totals(None);
+        first[0].share_conn_bound(None);
         for r in rest {
             r.share_dest_totals(Some(&first[0]));
+            r.share_conn_bound(Some(&first[0]));
             if !apart {
                 r.share_sched_state(&first[0]);
             }

@@ -240,20 +240,22 @@ impl Engines {
         self.share_totals();
     }
 
-    /// Let every replica's real servers share their counts, and its
-    /// services their `rr`/`wrr` positions (the first's are the
-    /// reference): after changes that may add real servers, services or
-    /// schedulers.
+    /// Let every replica's real servers share their counts, its services
+    /// their schedulers' state, and its connection table the bound (the
+    /// first's are the reference): after changes that may add real
+    /// servers, services or schedulers.
     pub fn share_totals(&self) {
         if self.replicas.len() < 2 {
             return;
         }
         let mut first = self.first();
         first.share_dest_totals(None);
+        first.share_conn_bound(None);
         for i in 1..self.replicas.len() {
             let mut r = self.replica(i);
             r.share_dest_totals(Some(&first));
             r.share_sched_state(&first);
+            r.share_conn_bound(Some(&first));
         }
     }
 
@@ -425,7 +427,8 @@ impl Engines {
     }
 
     /// The engines' counters as their last holders left them, summed
-    /// (`max_conns`: the sum of the bounds).
+    /// (`max_conns`: the one bound the tables share; `hops`: every
+    /// replica's).
     pub fn counters(&self) -> EngineCounters {
         let mut all = self.published.iter().map(Published::load);
         let mut out = all.next().unwrap_or_default();
@@ -458,11 +461,14 @@ fn add_rates(a: &mut Rates, b: &Rates) {
 }
 
 fn add_counters(a: &mut EngineCounters, b: &EngineCounters) {
-    // Every replica holds every next hop: counted once.
+    // Every replica holds every next hop, and the connection tables share
+    // one bound: each counted once.
     let hops = a.hops.max(b.hops);
+    let max_conns = a.max_conns.max(b.max_conns);
     let mut b = *b;
     for (x, y) in fields(a).into_iter().zip(fields(&mut b)) {
         *x += *y;
     }
     a.hops = hops;
+    a.max_conns = max_conns;
 }

@@ -65,7 +65,7 @@ Options:
                         connection first evicts the oldest entry still in
                         SYN_RECV (a SYN flood's); at it, new connections
                         are dropped (both counted: rvs dataplane); with
-                        --engines per-worker, each worker's table holds N
+                        per-worker engines, N bounds their tables together
   --fast-path-entries N flows the fast path caches (default 65536); the
                         least recently used go back to the slow path
   --rules FILE          load rules at start, all or nothing: lines in

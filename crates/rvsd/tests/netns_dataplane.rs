@@ -1003,6 +1003,12 @@ fn nat_multi_queue_per_worker_engines() {
             assert!(fwd > 0, "{io}: worker {w} forwarded nothing:\n{dp}");
         }
         assert_eq!(total[13], 0, "{io}: hand-overs dropped:\n{dp}");
+        // The replicas' tables share one bound: --max-conns's default,
+        // not one per worker.
+        assert!(
+            dp.contains(" of 1048576, table full"),
+            "{io}: one bound for both tables expected:\n{dp}"
+        );
         // NAT makes no frame of its own: sent at most what came in (a
         // hand-off sent twice would show here).
         assert!(total[1] <= total[0], "{io}: more sent than received:\n{dp}");

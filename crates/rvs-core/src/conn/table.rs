@@ -6,6 +6,8 @@ use core::net::IpAddr;
 use core::ops::{Deref, DerefMut};
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use hashbrown::HashTable;
 
@@ -81,6 +83,10 @@ pub struct ConnTable {
     hasher: KeyHasher,
     wheel: Wheel,
     max_entries: usize,
+    /// The entries of every table that shares this one's bound (engine
+    /// replicas: `max_entries` is then their sum's bound); `None`: this
+    /// table's own `len` is what the bound counts.
+    shared_len: Option<Arc<AtomicUsize>>,
     dropped_full: u64,
     /// The persistence-engine data (a SIP Call-ID) of the templates that
     /// have some, by slab index. Such a template's `cport` holds a tag of
@@ -153,9 +159,45 @@ impl ConnTable {
             hasher: KeyHasher::new(hash_key),
             wheel: Wheel::new(cfg.wheel_tick_ms, cfg.wheel_slots),
             max_entries,
+            shared_len: None,
             dropped_full: 0,
             pe: BTreeMap::new(),
         }
+    }
+
+    /// Count this table's entries against one bound with other tables
+    /// (engine replicas): with `with`, theirs; without, a new count that
+    /// others may join ([`ConnTable::bound_share`]). This table's entries
+    /// are added to it. The bound itself ([`ConnTable::capacity_limit`])
+    /// then holds for all of them together (give them the same one).
+    pub fn share_bound(&mut self, with: Option<Arc<AtomicUsize>>) {
+        let share = with.unwrap_or_default();
+        if self
+            .shared_len
+            .as_ref()
+            .is_some_and(|s| Arc::ptr_eq(s, &share))
+        {
+            return;
+        }
+        if let Some(old) = self.shared_len.take() {
+            old.fetch_sub(self.len, Ordering::Relaxed);
+        }
+        share.fetch_add(self.len, Ordering::Relaxed);
+        self.shared_len = Some(share);
+    }
+
+    /// The count this table's bound is shared through, if it is.
+    pub fn bound_share(&self) -> Option<Arc<AtomicUsize>> {
+        self.shared_len.clone()
+    }
+
+    /// The entries the bound counts: this table's, or those of every table
+    /// sharing the bound ([`ConnTable::share_bound`]).
+    #[inline]
+    pub fn occupancy(&self) -> usize {
+        self.shared_len
+            .as_ref()
+            .map_or(self.len, |s| s.load(Ordering::Relaxed))
     }
 
     /// Live entries (conns and templates).
@@ -422,7 +464,7 @@ impl ConnTable {
         index_out: bool,
         now: Instant,
     ) -> Result<ConnId, TableFull> {
-        if self.len >= self.max_entries {
+        if self.occupancy() >= self.max_entries {
             self.dropped_full += 1;
             return Err(TableFull);
         }
@@ -452,6 +494,9 @@ impl ConnTable {
             }
         };
         self.len += 1;
+        if let Some(s) = &self.shared_len {
+            s.fetch_add(1, Ordering::Relaxed);
+        }
         self.wheel.push(tick, idx);
 
         let (hasher, slots) = (&self.hasher, &self.slots);
@@ -559,6 +604,9 @@ impl ConnTable {
         self.idx_in.clear();
         self.idx_out.clear();
         self.wheel.clear();
+        if let Some(s) = &self.shared_len {
+            s.fetch_sub(self.len, Ordering::Relaxed);
+        }
         self.len = 0;
         self.pe.clear();
     }
@@ -805,6 +853,9 @@ impl ConnTable {
         }
         self.free.push(idx);
         self.len -= 1;
+        if let Some(s) = &self.shared_len {
+            s.fetch_sub(1, Ordering::Relaxed);
+        }
         if let Some(t) = conn.control
             && let Some(tc) = self.slot_mut(t.index())
         {

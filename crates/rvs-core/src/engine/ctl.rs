@@ -132,6 +132,21 @@ impl Engine {
         }
     }
 
+    /// Count this engine's connection table against one bound with the
+    /// other replicas' (`--max-conns` is then the bound of them all, as of
+    /// the kernel's one table; each replica holds the same bound): without
+    /// `from` (the first replica), a new count; with `from`, its count.
+    pub fn share_conn_bound(&mut self, from: Option<&Engine>) {
+        let with = from.and_then(|f| f.conns.bound_share());
+        if from.is_some() && with.is_none() {
+            return;
+        }
+        if with.is_none() && self.conns.bound_share().is_some() {
+            return;
+        }
+        self.conns.share_bound(with);
+    }
+
     /// Let every service's scheduler use the state of `from`'s service of
     /// the same key and scheduler (`rr`/`wrr`'s position, `lblc`/`lblcr`'s
     /// table: [`crate::sched::shared`]), where it does not yet, so that the

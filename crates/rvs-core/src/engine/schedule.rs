@@ -306,7 +306,7 @@ impl Engine {
     /// a SYN made and that is still in `SYN_RECV`, with no entry under it.
     pub(super) fn evict_if_near_full(&mut self) {
         let limit = self.conns.capacity_limit();
-        if self.conns.len() * NEAR_FULL.1 < limit * NEAR_FULL.0 {
+        if self.conns.occupancy() * NEAR_FULL.1 < limit * NEAR_FULL.0 {
             return;
         }
         self.counters.table_full += 1;
@@ -337,7 +337,7 @@ impl Engine {
     /// kernel's `drop_entry` picks at random).
     pub(super) fn prune_embryonic(&mut self) {
         let limit = self.conns.capacity_limit();
-        if self.conns.len() * NEAR_FULL.1 >= limit * NEAR_FULL.0 {
+        if self.conns.occupancy() * NEAR_FULL.1 >= limit * NEAR_FULL.0 {
             return;
         }
         for _ in 0..EMBRYONIC_PRUNE.min(self.embryonic.len()) {

@@ -219,6 +219,39 @@ fn hard_cap_counts_drops() {
     t.check_invariants();
 }
 
+#[test]
+fn replicas_share_one_bound() {
+    // Two tables (engine replicas) with the bound 3 for both together.
+    let (mut a, mut b) = (table(1000, 64, 3), table(1000, 64, 3));
+    let now = secs(0);
+    let first = a.insert(udp(1, dr_flags(), 3000, now), false, now).unwrap();
+    a.share_bound(None);
+    b.share_bound(a.bound_share());
+    b.share_bound(a.bound_share()); // again: nothing counted twice
+    assert_eq!((a.occupancy(), b.occupancy()), (1, 1));
+    let _ = a.insert(udp(2, dr_flags(), 3000, now), false, now).unwrap();
+    let in_b = b.insert(udp(3, dr_flags(), 3000, now), false, now).unwrap();
+    assert_eq!((a.len(), b.len(), b.occupancy()), (2, 1, 3));
+    // Full for both, though each holds fewer than 3.
+    assert_eq!(
+        b.insert(udp(4, dr_flags(), 3000, now), false, now),
+        Err(TableFull)
+    );
+    assert_eq!(
+        a.insert(udp(4, dr_flags(), 3000, now), false, now),
+        Err(TableFull)
+    );
+    // A removal in one makes room in the other.
+    a.remove(first);
+    assert!(b.insert(udp(4, dr_flags(), 3000, now), false, now).is_ok());
+    b.remove(in_b);
+    assert_eq!(a.occupancy(), 2);
+    b.clear();
+    assert_eq!((a.occupancy(), b.occupancy(), a.len()), (1, 1, 1));
+    a.check_invariants();
+    b.check_invariants();
+}
+
 // ===========================================================================
 // Expiry
 
