@@ -84,9 +84,14 @@ pub struct ConnTable {
     wheel: Wheel,
     max_entries: usize,
     /// The entries of every table that shares this one's bound (engine
-    /// replicas: `max_entries` is then their sum's bound); `None`: this
-    /// table's own `len` is what the bound counts.
+    /// replicas: `max_entries` is then their sum's bound), with the room
+    /// each has reserved but not used yet; `None`: this table's own `len`
+    /// is what the bound counts.
     shared_len: Option<Arc<AtomicUsize>>,
+    /// Room reserved in `shared_len` and not used yet: taken in chunks
+    /// ([`ConnTable::reserve_chunk`]), so that replicas inserting at once
+    /// write the shared count once per chunk, not once per entry.
+    spare: usize,
     dropped_full: u64,
     /// The persistence-engine data (a SIP Call-ID) of the templates that
     /// have some, by slab index. Such a template's `cport` holds a tag of
@@ -160,6 +165,7 @@ impl ConnTable {
             wheel: Wheel::new(cfg.wheel_tick_ms, cfg.wheel_slots),
             max_entries,
             shared_len: None,
+            spare: 0,
             dropped_full: 0,
             pe: BTreeMap::new(),
         }
@@ -180,10 +186,57 @@ impl ConnTable {
             return;
         }
         if let Some(old) = self.shared_len.take() {
-            old.fetch_sub(self.len, Ordering::Relaxed);
+            old.fetch_sub(self.len + self.spare, Ordering::Relaxed);
         }
+        self.spare = 0;
         share.fetch_add(self.len, Ordering::Relaxed);
         self.shared_len = Some(share);
+    }
+
+    /// How much room a shared table reserves at a time: 1/1024 of the
+    /// bound, at most 64 (so the default bound's replicas write the shared
+    /// count once per 64 entries, and a small bound stays exact).
+    fn reserve_chunk(&self) -> usize {
+        (self.max_entries / 1024).clamp(1, 64)
+    }
+
+    /// Room for one more entry: this table's own bound, or room reserved
+    /// in the shared count (a chunk at a time, or what is left of it).
+    fn make_room(&mut self) -> bool {
+        let Some(shared) = &self.shared_len else {
+            return self.len < self.max_entries;
+        };
+        if self.spare == 0 {
+            let chunk = self.reserve_chunk();
+            let max = self.max_entries;
+            let got = shared.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < max).then(|| n + chunk.min(max - n))
+            });
+            match got {
+                Ok(n) => self.spare = chunk.min(max - n),
+                Err(_) => return false,
+            }
+        }
+        self.spare -= 1;
+        true
+    }
+
+    /// An entry left: its room goes back to this table's reserve, and a
+    /// reserve over two chunks gives one back to the shared count (the
+    /// slack keeps a table that inserts and removes around a chunk's edge
+    /// from writing the shared count every time).
+    fn free_room(&mut self) {
+        if let Some(shared) = &self.shared_len {
+            self.spare += 1;
+            let chunk = self.reserve_chunk();
+            // A bound small enough for chunks of 1 stays exact: the room
+            // goes back at once.
+            let keep = if chunk == 1 { 0 } else { 2 * chunk };
+            if self.spare > keep {
+                shared.fetch_sub(chunk, Ordering::Relaxed);
+                self.spare -= chunk;
+            }
+        }
     }
 
     /// The count this table's bound is shared through, if it is.
@@ -192,7 +245,8 @@ impl ConnTable {
     }
 
     /// The entries the bound counts: this table's, or those of every table
-    /// sharing the bound ([`ConnTable::share_bound`]).
+    /// sharing the bound ([`ConnTable::share_bound`]) with the room they
+    /// have reserved (at most two chunks each, [`ConnTable::reserve_chunk`]).
     #[inline]
     pub fn occupancy(&self) -> usize {
         self.shared_len
@@ -464,7 +518,7 @@ impl ConnTable {
         index_out: bool,
         now: Instant,
     ) -> Result<ConnId, TableFull> {
-        if self.occupancy() >= self.max_entries {
+        if !self.make_room() {
             self.dropped_full += 1;
             return Err(TableFull);
         }
@@ -494,9 +548,6 @@ impl ConnTable {
             }
         };
         self.len += 1;
-        if let Some(s) = &self.shared_len {
-            s.fetch_add(1, Ordering::Relaxed);
-        }
         self.wheel.push(tick, idx);
 
         let (hasher, slots) = (&self.hasher, &self.slots);
@@ -605,8 +656,9 @@ impl ConnTable {
         self.idx_out.clear();
         self.wheel.clear();
         if let Some(s) = &self.shared_len {
-            s.fetch_sub(self.len, Ordering::Relaxed);
+            s.fetch_sub(self.len + self.spare, Ordering::Relaxed);
         }
+        self.spare = 0;
         self.len = 0;
         self.pe.clear();
     }
@@ -853,9 +905,7 @@ impl ConnTable {
         }
         self.free.push(idx);
         self.len -= 1;
-        if let Some(s) = &self.shared_len {
-            s.fetch_sub(1, Ordering::Relaxed);
-        }
+        self.free_room();
         if let Some(t) = conn.control
             && let Some(tc) = self.slot_mut(t.index())
         {

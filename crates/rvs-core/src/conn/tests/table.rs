@@ -252,6 +252,47 @@ fn replicas_share_one_bound() {
     b.check_invariants();
 }
 
+#[test]
+fn replicas_reserve_room_in_chunks_and_fill_the_bound_exactly() {
+    // A bound of 8192: room is reserved 8 entries at a time (64 from
+    // 65536 up, the default bound's case).
+    let max = 8 * 1024;
+    let (mut a, mut b) = (table(1000, 64, max), table(1000, 64, max));
+    a.share_bound(None);
+    b.share_bound(a.bound_share());
+    let now = secs(0);
+    let (mut got, mut ids_a) = (0, Vec::new());
+    for p in 0.. {
+        let ra = a.insert(udp(p, dr_flags(), 3000, now), false, now);
+        let rb = b.insert(udp(p, dr_flags(), 3000, now), false, now);
+        if let Ok(id) = ra {
+            ids_a.push(id);
+        }
+        got += usize::from(ra.is_ok()) + usize::from(rb.is_ok());
+        if ra.is_err() && rb.is_err() {
+            break;
+        }
+        if p == 10 {
+            // Reserved ahead of use: two chunks each so far (11 used).
+            assert_eq!(a.occupancy(), 32);
+        }
+    }
+    assert_eq!(got, max, "every entry of the bound used, none more");
+    assert_eq!(a.len() + b.len(), max);
+    // Room a table frees stays with it up to two chunks, then goes back.
+    for id in ids_a.drain(..200) {
+        a.remove(id);
+    }
+    // (a's reserve: 200 freed; at 17 a chunk of 8 goes back, 23 times)
+    assert_eq!(a.occupancy(), max - 184);
+    assert!(
+        b.insert(udp(u16::MAX, dr_flags(), 3000, now), false, now)
+            .is_ok()
+    );
+    a.check_invariants();
+    b.check_invariants();
+}
+
 // ===========================================================================
 // Expiry
 
