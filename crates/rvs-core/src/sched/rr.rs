@@ -27,9 +27,9 @@ pub struct RoundRobin {
 
 impl Clone for RoundRobin {
     fn clone(&self) -> Self {
-        let pos = PosCell::default();
-        pos.update(|_| self.pos.load());
-        RoundRobin { pos }
+        RoundRobin {
+            pos: self.pos.copy(),
+        }
     }
 }
 
@@ -186,5 +186,14 @@ mod tests {
         assert_eq!(picks(&mut s, &dests, 2), [3, 2]);
         init(&mut s, &dests);
         assert_eq!(picks(&mut s, &dests, 1), [3]);
+    }
+
+    #[test]
+    fn a_clone_starts_where_it_was_and_moves_apart() {
+        let (mut s, dests) = rr_with(&[1, 2, 3]);
+        assert_eq!(picks(&mut s, &dests, 1), [3]);
+        let mut c = s.clone();
+        assert_eq!(picks(&mut c, &dests, 2), [2, 1]);
+        assert_eq!(picks(&mut s, &dests, 1), [2], "the original did not move");
     }
 }

@@ -133,6 +133,11 @@ impl SharedPos {
             .is_ok()
     }
 
+    /// A position of its own where this one is now (a scheduler's clone).
+    pub(crate) fn copy(&self) -> PosCell {
+        Arc::new(SharedPos(AtomicU128::new(self.0.load(Ordering::Acquire))))
+    }
+
     /// Apply `f` to the position until it sticks (list changes).
     pub(crate) fn update(&self, mut f: impl FnMut(Pos) -> Pos) {
         loop {

@@ -40,9 +40,10 @@ pub struct WeightedRoundRobin {
 
 impl Clone for WeightedRoundRobin {
     fn clone(&self) -> Self {
-        let pos = PosCell::default();
-        pos.update(|_| self.pos.load());
-        WeightedRoundRobin { pos, ..*self }
+        WeightedRoundRobin {
+            pos: self.pos.copy(),
+            ..*self
+        }
     }
 }
 
