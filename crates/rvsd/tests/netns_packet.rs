@@ -442,13 +442,19 @@ fn auto_picks_xdp_where_it_works() {
     assert!(text.lines().any(|l| l.starts_with("total ")), "{text}");
 }
 
-/// Two RX queues on the director's link: two workers, both forward.
+/// Two RX queues on the director's link: two workers, both forward. The
+/// connections come from 8 client addresses: each worker's engine replica
+/// owns some (a frame is handled by the replica of its client address,
+/// whichever queue it came in on).
 fn two_queue_workers(io: &str) {
     let mut lab = Lab::new(PREFIX, &format!("mq{io}"));
     let (n, _) = one_segment(&mut lab, 2, false);
+    for a in 31..=38 {
+        ipn(&n.client, &format!("addr add 10.0.0.{a}/24 dev eth0"));
+    }
     lab.start_rvsd(&n.director, Some(io), &["eth0"], &[]);
     assert!(
-        lab.rvsd_log().contains("2 worker thread(s)"),
+        lab.rvsd_log().contains("2 worker thread(s), engine per worker"),
         "{}",
         lab.rvsd_log()
     );
@@ -459,10 +465,20 @@ fn two_queue_workers(io: &str) {
         "{}",
         lab.rvsd_log()
     );
-    // New connections from new ports: the flows spread over both workers.
+    // New connections from new ports and addresses: the flows spread
+    // over both workers.
     let mut failed = Vec::new();
     for i in 0..30 {
-        if fetch(&n.client, "10.0.0.100", 8001).as_deref() != Some("rs1") {
+        let o = std::process::Command::new("ip")
+            .args(["netns", "exec", &n.client, "socat", "-T", "3", "-"])
+            .arg(format!(
+                "TCP:10.0.0.100:8001,connect-timeout=3,bind=10.0.0.{}",
+                31 + i % 8
+            ))
+            .stdin(Stdio::null())
+            .output()
+            .expect("socat");
+        if String::from_utf8_lossy(&o.stdout).trim() != "rs1" {
             failed.push(i);
         }
     }
