@@ -454,7 +454,8 @@ fn two_queue_workers(io: &str) {
     }
     lab.start_rvsd(&n.director, Some(io), &["eth0"], &[]);
     assert!(
-        lab.rvsd_log().contains("2 worker thread(s), engine per worker"),
+        lab.rvsd_log()
+            .contains("2 worker thread(s), engine per worker"),
         "{}",
         lab.rvsd_log()
     );
