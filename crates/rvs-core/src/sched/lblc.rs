@@ -198,9 +198,11 @@ impl Gc {
         }
     }
 
+    /// Back to unarmed (the scheduler bound anew). Never waits: a sweep
+    /// under way in another replica keeps its place (`rover`, `counter`).
     fn reset(&self) {
-        if let Ok(mut s) = self.sweep.lock() {
-            self.next.store(0, Ordering::Relaxed);
+        self.next.store(0, Ordering::Relaxed);
+        if let Ok(mut s) = self.sweep.try_lock() {
             *s = Sweep::default();
         }
     }
@@ -208,7 +210,7 @@ impl Gc {
     fn copy_from(&self, other: &Gc) {
         self.next
             .store(other.next.load(Ordering::Relaxed), Ordering::Relaxed);
-        if let (Ok(mut to), Ok(from)) = (self.sweep.lock(), other.sweep.lock()) {
+        if let (Ok(mut to), Ok(from)) = (self.sweep.try_lock(), other.sweep.try_lock()) {
             *to = *from;
         }
     }
@@ -232,7 +234,12 @@ impl Gc {
         let Ok(mut sweep) = self.sweep.try_lock() else {
             return;
         };
-        let next = Instant::from_millis(self.next.load(Ordering::Relaxed) - 1);
+        let next = match self.next.load(Ordering::Relaxed) {
+            // Reset since the arming above (another replica bound the
+            // scheduler anew): armed from now on.
+            0 => return self.arm(now),
+            n => Instant::from_millis(n - 1),
+        };
         if now < next {
             return;
         }
