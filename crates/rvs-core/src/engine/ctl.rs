@@ -137,14 +137,17 @@ impl Engine {
     /// the kernel's one table; each replica holds the same bound): without
     /// `from` (the first replica), a new count; with `from`, its count.
     pub fn share_conn_bound(&mut self, from: Option<&Engine>) {
-        let with = from.and_then(|f| f.conns.bound_share());
-        if from.is_some() && with.is_none() {
-            return;
+        match from {
+            // The first replica: a count of its own, once.
+            None if self.conns.bound_share().is_none() => self.conns.share_bound(None),
+            None => {}
+            // Another: the first's count (joined once: `share_bound`).
+            Some(f) => {
+                if let Some(s) = f.conns.bound_share() {
+                    self.conns.share_bound(Some(s));
+                }
+            }
         }
-        if with.is_none() && self.conns.bound_share().is_some() {
-            return;
-        }
-        self.conns.share_bound(with);
     }
 
     /// Let every service's scheduler use the state of `from`'s service of

@@ -38,7 +38,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::hash::{addr_fold, hash_32};
-use super::shared::{Shared, key_of, resolve_key};
+use super::shared::{Shared, key_of, resolve_key_at};
 use super::wlc::wlc_pick;
 use super::{DestChange, SchedError, SchedInput, Scheduler};
 use crate::dest::Dest;
@@ -383,14 +383,7 @@ impl Scheduler for Lblc {
         let table = self.table.map.pin();
         if let Some(en) = table.get(&input.daddr) {
             en.lastuse.set(now);
-            let (key, hint) = (
-                en.dest.load(Ordering::Relaxed),
-                en.hint.load(Ordering::Relaxed),
-            );
-            if let Some(i) = resolve_key(dests, key, hint) {
-                if i as u32 != hint {
-                    en.hint.store(i as u32, Ordering::Relaxed);
-                }
+            if let Some(i) = resolve_key_at(dests, en.dest.load(Ordering::Relaxed), &en.hint) {
                 let d = &dests[i];
                 if d.available && d.weight > 0 && !lblc_overloaded(d, dests) {
                     return Some(i);

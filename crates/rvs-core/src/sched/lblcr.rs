@@ -35,7 +35,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::lblc::{AtomicInstant, DEFAULT_EXPIRATION, LastUse, TableOf, lblc_overloaded};
-use super::shared::{Shared, key_of, resolve_key};
+use super::shared::{Shared, key_of, resolve_key_at};
 use super::wlc::{wlc_pick, wlc_pick_among};
 use super::{DestChange, SchedError, SchedInput, Scheduler};
 use crate::dest::Dest;
@@ -96,11 +96,7 @@ impl Entry {
     /// Members present in `dests`, as `(index, dest)`, in set order.
     fn members<'a>(&'a self, dests: &'a [Dest]) -> impl Iterator<Item = (usize, &'a Dest)> + 'a {
         self.set.iter().filter_map(|m| {
-            let hint = m.hint.load(Ordering::Relaxed);
-            let i = resolve_key(dests, m.key, hint)?;
-            if i as u32 != hint {
-                m.hint.store(i as u32, Ordering::Relaxed);
-            }
+            let i = resolve_key_at(dests, m.key, &m.hint)?;
             Some((i, &dests[i]))
         })
     }

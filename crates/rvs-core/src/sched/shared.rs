@@ -29,6 +29,8 @@
 use core::net::IpAddr;
 use std::sync::Arc;
 
+use core::sync::atomic::AtomicU32;
+
 use portable_atomic::{AtomicU128, Ordering};
 
 use crate::dest::Dest;
@@ -64,6 +66,17 @@ pub(crate) fn resolve_key(dests: &[Dest], key: u64, hint: u32) -> Option<usize> 
         Some(d) if key_of(d) == key => Some(hint),
         _ => dests.iter().position(|d| key_of(d) == key),
     }
+}
+
+/// [`resolve_key`] with the hint kept in an atomic that replicas share (a
+/// table entry's): refreshed when the server moved.
+pub(crate) fn resolve_key_at(dests: &[Dest], key: u64, hint: &AtomicU32) -> Option<usize> {
+    let seen = hint.load(Ordering::Relaxed);
+    let i = resolve_key(dests, key, seen)?;
+    if i as u32 != seen {
+        hint.store(i as u32, Ordering::Relaxed);
+    }
+    Some(i)
 }
 
 /// A scheduler's position: the last chosen server (`None`: the list
