@@ -1591,7 +1591,24 @@ enum Farm {
     /// the baseline run on CPU 0, the listener on CPU 1. The softirq time
     /// of both CPUs is reported beside.
     Apart,
+    /// On hosts of their own: 10.9.0.0/16 routed over a veth to a
+    /// namespace whose end runs `tests/bpf/remote_servers.c`, an XDP
+    /// program that answers each SYN with a SYN-ACK and consumes the rest,
+    /// so the real servers' half of each handshake (their receive
+    /// processing, a listener, accept, close, TIME_WAIT) is not on the
+    /// two CPUs that forward, as on a director whose real servers are
+    /// other machines. The director's own work for its checks (sockets,
+    /// its receive processing of the SYN-ACKs) runs where the kernel puts
+    /// it, nothing pinned. No listener sees the checks: they are counted
+    /// from the replies the director's end receives, two per connect (the
+    /// SYN-ACK, and the RST that answers the close's FIN: `rvs health`
+    /// and the baseline both close with a FIN, as keepalived does).
+    Remote,
 }
+
+/// The XDP program of [`Farm::Remote`], built by this test with clang
+/// (installed with the BPF build's other needs by scripts/test.sh).
+const REMOTE_SERVERS_C: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/bpf/remote_servers.c");
 
 /// The farm's end and the director's end of their veth.
 const FARM_IF: &str = "dir0";
@@ -1655,6 +1672,43 @@ impl Bench {
                         "-c",
                         &format!("echo 2 > {file}"),
                     ]);
+                }
+                ns
+            }
+            Farm::Remote => {
+                let ns = lab.ns("farm");
+                sh(&["ip", "netns", "add", &ns]);
+                rvs_testsupport::ipn(&ns, "link set lo up");
+                rvs_testsupport::veth(&director, FARM_PEER_IF, &ns, FARM_IF);
+                rvs_testsupport::ipn(
+                    &director,
+                    &format!("addr add 172.31.255.1/30 dev {FARM_PEER_IF}"),
+                );
+                rvs_testsupport::ipn(&ns, &format!("addr add 172.31.255.2/30 dev {FARM_IF}"));
+                rvs_testsupport::ipn(&director, "route add 10.9.0.0/16 via 172.31.255.2");
+                let obj = lab.dir().join("remote_servers.o");
+                let obj = obj.to_str().expect("a UTF-8 path");
+                sh(&[
+                    "clang",
+                    "-O2",
+                    "-g",
+                    "-target",
+                    "bpf",
+                    "-I/usr/include/x86_64-linux-gnu",
+                    "-Wall",
+                    "-Werror",
+                    "-c",
+                    REMOTE_SERVERS_C,
+                    "-o",
+                    obj,
+                ]);
+                // The farm's end answers; the director's end needs an XDP
+                // program to receive XDP_TX frames (it passes them all).
+                for (n, dev) in [(&ns, FARM_IF), (&director, FARM_PEER_IF)] {
+                    rvs_testsupport::ipn(
+                        n,
+                        &format!("link set dev {dev} xdpdrv obj {obj} sec xdp"),
+                    );
                 }
                 ns
             }
@@ -1773,7 +1827,7 @@ impl Bench {
         let log = self.lab.dir().join(format!("{tag}.log"));
         // `taskset` execs rvs: the pid stays rvs's.
         let on_cpu0: &[&str] = match self.farm {
-            Farm::Local => &[],
+            Farm::Local | Farm::Remote => &[],
             Farm::Apart => &["taskset", "-c", "0"],
         };
         let child = Command::new("ip")
@@ -1867,13 +1921,30 @@ impl Bench {
         stat_cpu(&format!("/proc/self/task/{tid}/stat")).0
     }
 
-    /// Connections seen by the TCP and the HTTP listener so far.
+    /// Connections seen by the TCP and the HTTP listener so far; with
+    /// [`Farm::Remote`], the TCP count is half the replies of its XDP
+    /// responder that reached the director (a SYN-ACK and an RST per
+    /// connect).
     fn seen(&self) -> (u64, u64) {
         use std::sync::atomic::Ordering;
-        (
-            self.tcp_n.load(Ordering::Relaxed),
-            self.http_n.load(Ordering::Relaxed),
-        )
+        let tcp = match self.farm {
+            Farm::Local | Farm::Apart => self.tcp_n.load(Ordering::Relaxed),
+            Farm::Remote => {
+                rvs_testsupport::sh(&[
+                    "ip",
+                    "netns",
+                    "exec",
+                    &self.director,
+                    "cat",
+                    &format!("/sys/class/net/{FARM_PEER_IF}/statistics/rx_packets"),
+                ])
+                .trim()
+                .parse::<u64>()
+                .expect("rx_packets")
+                    / 2
+            }
+        };
+        (tcp, self.http_n.load(Ordering::Relaxed))
     }
 }
 
@@ -2216,8 +2287,11 @@ fn forwarding_rate(lab: &Lab, secs: Duration) -> f64 {
 ///    checked servers' side included), then with rvs health (started
 ///    again, 2 s to settle), then with rvs health at keepalived's
 ///    `global_defs { checker_priority 10 }` (nice 10: the forwarding
-///    first), `RVS_HEALTH_ROUNDS` (default 5) rounds; the means of the
-///    rounds' ratios with their 95 % confidence intervals.
+///    first; left out with `RVS_HEALTH_NICE=0`), then without rvs health
+///    again, `RVS_HEALTH_ROUNDS` (default 5, at most 100) rounds; the
+///    means of the rounds' ratios, each against the mean of its round's
+///    two phases without checks (A-B-A: a drift over the round cancels),
+///    with their 95 % confidence intervals.
 #[test]
 #[ignore = "a measurement (BENCHMARKS.md), not a check"]
 fn netns_health_tcp_check_cpu_and_forwarding_for_1000_real_servers() {
@@ -2237,6 +2311,25 @@ fn netns_health_tcp_check_cpu_and_forwarding_real_servers_apart() {
         return;
     }
     tcp_check_cpu_and_forwarding(Farm::Apart);
+}
+
+/// The same measurement with the real servers answered by an XDP program
+/// on their own veth ([`Farm::Remote`]): their half of each handshake off
+/// the director's CPUs, as on a director whose real servers are other
+/// machines; what is left on the host is rvs health's own work and the
+/// kernel's for the director's side of its checks.
+#[test]
+#[ignore = "a measurement (BENCHMARKS.md), not a check"]
+fn netns_health_tcp_check_cpu_and_forwarding_real_servers_remote() {
+    if std::process::Command::new("clang")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped: no clang to build tests/bpf/remote_servers.c");
+        return;
+    }
+    tcp_check_cpu_and_forwarding(Farm::Remote);
 }
 
 /// The two-sided 97.5 % quantile of Student's t with `df` degrees of
@@ -2269,7 +2362,7 @@ fn tcp_check_cpu_and_forwarding(farm: Farm) {
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(5)
-        .clamp(2, 40);
+        .clamp(2, 100);
     if !can_run() {
         return;
     }
@@ -2280,6 +2373,15 @@ fn tcp_check_cpu_and_forwarding(farm: Farm) {
              ({FARM_PEER_IF} in the director, {FARM_IF} in the farm) moves both sides' receive \
              processing to CPU 1; rvs health and the baseline pinned to CPU 0, the listener to \
              CPU 1; no host setting changed"
+        );
+    }
+    if farm == Farm::Remote {
+        eprintln!(
+            "the real servers remote: an XDP program on the test's own veth ({FARM_IF} in the \
+             farm) answers each SYN to 10.9.0.0/16 with a SYN-ACK and consumes the rest (an XDP \
+             program passing everything on {FARM_PEER_IF} lets that veth receive them); their \
+             half of each handshake is off the host's CPUs; nothing pinned; no host setting \
+             changed"
         );
     }
     let file = b.conf("tcp-1000", |_| {
@@ -2386,6 +2488,9 @@ fn tcp_check_cpu_and_forwarding(farm: Farm) {
         ),
     )
     .unwrap();
+    // `RVS_HEALTH_NICE=0` leaves the checker_priority 10 phase out (more
+    // rounds in the same time for the main comparison).
+    let niced_phase = std::env::var("RVS_HEALTH_NICE").map_or(true, |v| v != "0");
     let (mut without, mut with, mut bare, mut nice) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for round in 0..rounds {
@@ -2412,30 +2517,42 @@ fn tcp_check_cpu_and_forwarding(farm: Farm) {
         assert_eq!(b.in_table(), 1000, "{}", h.log());
         drop(h);
         let load_on = loadavg();
-        let (h, pid) = b.health(&niced, "64", &format!("tcp-1000-nice{round}"));
-        std::thread::sleep(Duration::from_secs(2));
-        let (cpu0, _) = cpu_and_threads(pid);
-        let t0 = Instant::now();
-        let on_nice = forwarding_rate(&b.lab, PHASE);
-        let (cpu1, _) = cpu_and_threads(pid);
-        assert!(alive(pid), "rvs health is gone (a zombie)\n{}", h.log());
-        let cpu_nice = cpu1.rate(cpu0, t0.elapsed().as_secs_f64());
-        assert_eq!(b.in_table(), 1000, "{}", h.log());
-        drop(h);
+        let (on_nice, cpu_nice) = if niced_phase {
+            let (h, pid) = b.health(&niced, "64", &format!("tcp-1000-nice{round}"));
+            std::thread::sleep(Duration::from_secs(2));
+            let (cpu0, _) = cpu_and_threads(pid);
+            let t0 = Instant::now();
+            let on_nice = forwarding_rate(&b.lab, PHASE);
+            let (cpu1, _) = cpu_and_threads(pid);
+            assert!(alive(pid), "rvs health is gone (a zombie)\n{}", h.log());
+            let cpu_nice = cpu1.rate(cpu0, t0.elapsed().as_secs_f64());
+            assert_eq!(b.in_table(), 1000, "{}", h.log());
+            drop(h);
+            (on_nice, cpu_nice.total())
+        } else {
+            (f64::NAN, f64::NAN)
+        };
+        // Without checks again: the rounds' ratios are taken against the
+        // mean of the phases without checks before and after (A-B-A), so
+        // that a drift of the machine's pace over the round cancels.
+        std::thread::sleep(Duration::from_secs(1));
+        let off_after = forwarding_rate(&b.lab, PHASE);
+        let off_mean = (off + off_after) / 2.0;
         eprintln!(
             "forwarding round {round}: without checks {off:.0} exchanges/s (load average \
              {load_off}), with the bare loop {by_loop:.0}, with rvs health {on:.0} (load average \
              {load_on}; rvs {:.3} CPU s/s meanwhile, the listener {:.3}), with rvs health at \
-             checker_priority 10 {on_nice:.0} (rvs {:.3} CPU s/s); with/without {:.3}, \
-             with/bare loop {:.3}, niced/without {:.3}",
+             checker_priority 10 {on_nice:.0} (rvs {cpu_nice:.3} CPU s/s), without checks \
+             again {off_after:.0}; against the mean without: with {:.3}, bare loop {:.3}, \
+             niced {:.3}; with/bare loop {:.3}",
             cpu.total(),
             listener.total(),
-            cpu_nice.total(),
-            on / off,
+            on / off_mean,
+            by_loop / off_mean,
+            on_nice / off_mean,
             on / by_loop,
-            on_nice / off,
         );
-        without.push(off);
+        without.push(off_mean);
         with.push(on);
         bare.push(by_loop);
         nice.push(on_nice);
@@ -2446,14 +2563,23 @@ fn tcp_check_cpu_and_forwarding(farm: Farm) {
         format!("{m:.3} ± {h:.3} ({:.3} to {:.3})", m - h, m + h)
     };
     eprintln!(
-        "forwarding, means of the rounds' ratios with 95 % intervals: with the bare loop (1000 \
-         blocking connect+close/s, the same servers) / without {}; with rvs health / with the \
-         bare loop {}; with rvs health at checker_priority 10 / without {}; at \
-         checker_priority 10 / at the default priority {}",
+        "forwarding, means of the rounds' ratios with 95 % intervals (\"without\": the mean of a \
+         round's phases without checks before and after): with the bare loop (1000 blocking \
+         connect+close/s, the same servers) / without {}; with rvs health / with the bare loop \
+         {}; with rvs health at checker_priority 10 / without {}; at checker_priority 10 / at \
+         the default priority {}",
         ci(&bare, &without),
         ci(&with, &bare),
-        ci(&nice, &without),
-        ci(&nice, &with),
+        if niced_phase {
+            ci(&nice, &without)
+        } else {
+            "not run".into()
+        },
+        if niced_phase {
+            ci(&nice, &with)
+        } else {
+            "not run".into()
+        },
     );
     let (off, on) = (
         without.iter().sum::<f64>() / rounds as f64,
