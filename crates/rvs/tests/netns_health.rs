@@ -1790,11 +1790,22 @@ impl Bench {
     /// of 100 real servers 10.9.v.r each, delay_loop 1; virtual server
     /// `v` gets `check(v)`.
     fn conf(&self, tag: &str, check: impl Fn(u16) -> String) -> PathBuf {
+        self.conf_at(tag, self.lab.vip, "", check)
+    }
+
+    /// [`Bench::conf`] with the virtual servers at `vip` and `vs_extra`
+    /// (whole lines) in each.
+    fn conf_at(
+        &self,
+        tag: &str,
+        vip: Ipv4Addr,
+        vs_extra: &str,
+        check: impl Fn(u16) -> String,
+    ) -> PathBuf {
         let mut conf = String::new();
         for v in 1..=10u16 {
             conf += &format!(
-                "virtual_server {} {} {{\n delay_loop 1\n lb_algo rr\n lb_kind DR\n protocol TCP\n",
-                self.lab.vip,
+                "virtual_server {vip} {} {{\n delay_loop 1\n lb_algo rr\n lb_kind DR\n protocol TCP\n{vs_extra}",
                 9000 + v
             );
             for r in 1..=100 {
@@ -2599,6 +2610,189 @@ fn tcp_check_cpu_and_forwarding(farm: Farm) {
         ratios[rounds / 2],
         mean - half,
         mean + half,
+    );
+}
+
+/// A measurement (issue 16): what 1000 TCP_CHECKs a second cost
+/// forwarding, in phases paired within one run of the forwarding load,
+/// the real servers remote ([`Farm::Remote`]).
+///
+/// The rounds of [`tcp_check_cpu_and_forwarding`] start the ping-pong's
+/// connections and threads, and `rvs health`, again for each phase: where
+/// the scheduler happens to put those threads moves a phase's rate by
+/// ±10 %, which leaves a 5 % question open after 100 rounds. Here one set
+/// of `FWD_CONNS` ping-pong connections runs through the VIP for the whole
+/// measurement, and one `rvs health` checks 1000 real servers whose
+/// virtual servers (at 10.8.0.100, not the forwarding's VIP) have
+/// keepalived's `ha_suspend`: the checks run while 10.8.0.100 is an
+/// address of the director and pause while it is not (a VRRP backup's
+/// state), each checker keeping its slot, so they resume spread over the
+/// second, not in a burst. The address is added and removed in turn:
+/// `RVS_HEALTH_PAIRS` (default 100) phases with the checks, each between
+/// two phases without, of `RVS_HEALTH_PHASE_MS` (default 2000) each,
+/// counted from 300 ms after the switch. Each phase with checks is
+/// compared with the mean of its two neighbours without; the mean of
+/// those ratios with its 95 % interval. rvs's CPU and the checks a second
+/// (the replies the director receives) are shown for both kinds of phase:
+/// paused, `rvs health` still wakes for each checker's slot.
+#[test]
+#[ignore = "a measurement (BENCHMARKS.md), not a check"]
+fn netns_health_tcp_check_forwarding_paired_by_ha_suspend() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    const SWITCH: &str = "10.8.0.100";
+    const SETTLE: Duration = Duration::from_millis(300);
+    const BOUND: u64 = 500_000_000;
+    let env = |name: &str, default: u64, lo: u64, hi: u64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(default)
+            .clamp(lo, hi)
+    };
+    let pairs = env("RVS_HEALTH_PAIRS", 100, 4, 1000) as usize;
+    let phase = Duration::from_millis(env("RVS_HEALTH_PHASE_MS", 2000, 500, 10_000));
+    if !can_run() {
+        return;
+    }
+    if Command::new("clang").arg("--version").output().is_err() {
+        eprintln!("skipped: no clang to build tests/bpf/remote_servers.c");
+        return;
+    }
+    let b = Bench::start(false, Farm::Remote);
+    let addr = |on: bool| {
+        let verb = if on { "add" } else { "del" };
+        rvs_testsupport::ipn(&b.director, &format!("addr {verb} {SWITCH}/32 dev lo"));
+    };
+    addr(true);
+    let file = b.conf_at(
+        "tcp-1000-suspend",
+        SWITCH.parse().unwrap(),
+        " ha_suspend\n",
+        |_| format!("TCP_CHECK {{\n connect_port {BENCH_TCP_PORT}\n connect_timeout 2\n }}"),
+    );
+    forwarding_service(&b.lab);
+    let (h, pid) = b.health(&file, "64", "tcp-1000-suspend");
+    std::thread::sleep(Duration::from_secs(2));
+    eprintln!(
+        "the real servers remote (an XDP responder on the test's own veth; no host setting \
+         changed); {pairs} phases with 1000 TCP_CHECKs a second, each between two without \
+         (ha_suspend, {SWITCH} removed), {} ms each; load average at the start: {}",
+        phase.as_millis(),
+        loadavg()
+    );
+
+    // One ping-pong load for the whole run, bounded in count and by
+    // `stop`; each read bounded by 5 s.
+    let (count, stop) = (
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let dst = SocketAddr::from((b.lab.vip, FWD_PORT));
+    let load = {
+        let (count, stop) = (Arc::clone(&count), Arc::clone(&stop));
+        rvs_testsupport::spawn_in_netns(&b.lab.ns("client"), move || {
+            let threads: Vec<_> = (0..FWD_CONNS)
+                .map(|_| {
+                    let (stop, c) = (Arc::clone(&stop), Arc::clone(&count));
+                    std::thread::spawn(move || {
+                        let s = tcp_connect(None, dst, Duration::from_secs(5)).expect("connect");
+                        s.set_nodelay(true).ok();
+                        s.set_read_timeout(Some(Duration::from_secs(5))).ok();
+                        let mut w = s.try_clone().expect("clone");
+                        let mut r = BufReader::new(s);
+                        let mut line = String::new();
+                        while !stop.load(Ordering::Relaxed) && c.load(Ordering::Relaxed) < BOUND {
+                            line.clear();
+                            if writeln!(w, "ping").is_err() || r.read_line(&mut line).is_err() {
+                                return false;
+                            }
+                            c.fetch_add(1, Ordering::Relaxed);
+                        }
+                        true
+                    })
+                })
+                .collect();
+            threads.into_iter().all(|t| t.join().unwrap_or(false))
+        })
+    };
+    std::thread::sleep(Duration::from_secs(1));
+
+    // (exchanges/s, rvs CPU s per s, checks/s) of one phase.
+    let run_phase = |on: bool| -> (f64, f64, f64) {
+        addr(on);
+        std::thread::sleep(SETTLE);
+        let (n0, (cpu0, _), (k0, _), t0) = (
+            count.load(Ordering::Relaxed),
+            cpu_and_threads(pid),
+            b.seen(),
+            Instant::now(),
+        );
+        std::thread::sleep(phase);
+        let (n1, (cpu1, _), (k1, _)) = (
+            count.load(Ordering::Relaxed),
+            cpu_and_threads(pid),
+            b.seen(),
+        );
+        let wall = t0.elapsed().as_secs_f64();
+        assert!(n1 > n0, "the forwarding stopped\n{}", h.log());
+        (
+            (n1 - n0) as f64 / wall,
+            cpu1.rate(cpu0, wall).total(),
+            (k1 - k0) as f64 / wall,
+        )
+    };
+    let mut off = vec![run_phase(false)];
+    let mut on = Vec::new();
+    for _ in 0..pairs {
+        on.push(run_phase(true));
+        off.push(run_phase(false));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let all_ok = load.join().expect("the ping-pong");
+    assert!(all_ok, "a ping-pong connection failed");
+    addr(true);
+    assert!(alive(pid), "rvs health is gone (a zombie)\n{}", h.log());
+    assert_eq!(b.in_table(), 1000, "{}", h.log());
+
+    let ratios: Vec<f64> = on
+        .iter()
+        .enumerate()
+        .map(|(i, p)| p.0 / ((off[i].0 + off[i + 1].0) / 2.0))
+        .collect();
+    let (mean, half) = mean_ci95(&ratios);
+    let mut sorted = ratios.clone();
+    sorted.sort_by(f64::total_cmp);
+    let avg = |v: &[(f64, f64, f64)], f: fn(&(f64, f64, f64)) -> f64| {
+        v.iter().map(f).sum::<f64>() / v.len() as f64
+    };
+    let (on_checks, off_checks) = (avg(&on, |p| p.2), avg(&off, |p| p.2));
+    eprintln!(
+        "forwarding ({FWD_CONNS} ping-pong connections through the VIP, one load for the run, \
+         {pairs} phases with checks of {} ms, load average {}): without checks {:.0} \
+         exchanges/s (rvs {:.3} CPU s/s, paused; {:.0} checks/s), with 1000 TCP_CHECKs {:.0} \
+         (rvs {:.3} CPU s/s; {:.0} checks/s); with/without: mean of the phases' ratios \
+         {mean:.4} ± {half:.4} (95 % confidence: {:.4} to {:.4}; {:+.2} %), median {:.4}, \
+         ratio of the means {:.4}",
+        phase.as_millis(),
+        loadavg(),
+        avg(&off, |p| p.0),
+        avg(&off, |p| p.1),
+        off_checks,
+        avg(&on, |p| p.0),
+        avg(&on, |p| p.1),
+        on_checks,
+        mean - half,
+        mean + half,
+        (mean - 1.0) * 100.0,
+        sorted[pairs / 2],
+        avg(&on, |p| p.0) / avg(&off, |p| p.0),
+    );
+    assert!(
+        on_checks > 900.0 && off_checks < 100.0,
+        "ha_suspend did not switch the checks: {on_checks:.0}/s on, {off_checks:.0}/s off\n{}",
+        h.log()
     );
 }
 
