@@ -1614,6 +1614,23 @@ const REMOTE_SERVERS_C: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/bpf/r
 const FARM_IF: &str = "dir0";
 const FARM_PEER_IF: &str = "farm0";
 
+/// The namespace of [`Farm::Apart`] and [`Farm::Remote`] (removed with
+/// the lab: its prefix): a veth from the director (172.31.255.1/30 there,
+/// .2 in the farm), the director's route to 10.9.0.0/16 through it.
+fn farm_behind_veth(lab: &Lab, director: &str) -> String {
+    let ns = lab.ns("farm");
+    sh(&["ip", "netns", "add", &ns]);
+    rvs_testsupport::ipn(&ns, "link set lo up");
+    rvs_testsupport::veth(director, FARM_PEER_IF, &ns, FARM_IF);
+    rvs_testsupport::ipn(
+        director,
+        &format!("addr add 172.31.255.1/30 dev {FARM_PEER_IF}"),
+    );
+    rvs_testsupport::ipn(&ns, &format!("addr add 172.31.255.2/30 dev {FARM_IF}"));
+    rvs_testsupport::ipn(director, "route add 10.9.0.0/16 via 172.31.255.2");
+    ns
+}
+
 /// The lab of the 1000-real-server measurements: a kept `rvs lab dr`
 /// whose real servers 10.9.v.r are in the director or a namespace of
 /// their own ([`Farm`]), a TCP listener on 7000 that accepts and closes
@@ -1648,18 +1665,9 @@ impl Bench {
                 director.clone()
             }
             Farm::Apart => {
-                let ns = lab.ns("farm");
-                sh(&["ip", "netns", "add", &ns]);
-                rvs_testsupport::ipn(&ns, "link set lo up");
-                rvs_testsupport::veth(&director, FARM_PEER_IF, &ns, FARM_IF);
-                rvs_testsupport::ipn(
-                    &director,
-                    &format!("addr add 172.31.255.1/30 dev {FARM_PEER_IF}"),
-                );
-                rvs_testsupport::ipn(&ns, &format!("addr add 172.31.255.2/30 dev {FARM_IF}"));
+                let ns = farm_behind_veth(&lab, &director);
                 rvs_testsupport::ipn(&ns, "addr add 10.9.0.1/16 dev lo");
                 rvs_testsupport::ipn(&ns, "route add default via 172.31.255.1");
-                rvs_testsupport::ipn(&director, "route add 10.9.0.0/16 via 172.31.255.2");
                 // Both ends' receive processing to CPU 1 (mask 2).
                 for (n, dev) in [(&ns, FARM_IF), (&director, FARM_PEER_IF)] {
                     let file = format!("/sys/class/net/{dev}/queues/rx-0/rps_cpus");
@@ -1676,16 +1684,7 @@ impl Bench {
                 ns
             }
             Farm::Remote => {
-                let ns = lab.ns("farm");
-                sh(&["ip", "netns", "add", &ns]);
-                rvs_testsupport::ipn(&ns, "link set lo up");
-                rvs_testsupport::veth(&director, FARM_PEER_IF, &ns, FARM_IF);
-                rvs_testsupport::ipn(
-                    &director,
-                    &format!("addr add 172.31.255.1/30 dev {FARM_PEER_IF}"),
-                );
-                rvs_testsupport::ipn(&ns, &format!("addr add 172.31.255.2/30 dev {FARM_IF}"));
-                rvs_testsupport::ipn(&director, "route add 10.9.0.0/16 via 172.31.255.2");
+                let ns = farm_behind_veth(&lab, &director);
                 let obj = lab.dir().join("remote_servers.o");
                 let obj = obj.to_str().expect("a UTF-8 path");
                 sh(&[

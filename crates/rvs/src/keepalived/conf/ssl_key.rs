@@ -363,14 +363,9 @@ mod tests {
         Some(std::fs::read(out).unwrap())
     }
 
-    /// Every encrypted form OpenSSL writes is decrypted to the key it
-    /// encrypted; a wrong password is an error that says so.
-    #[test]
-    fn openssls_encrypted_keys() {
-        let dir = std::env::temp_dir().join(format!("rvs-sslkey-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let dir_s = dir.to_str().unwrap();
-        let Some(_) = openssl(
+    /// A P-256 key as `dir/ec.pem`, or `None` where there is no openssl.
+    fn ec_key(dir: &std::path::Path) -> Option<Vec<u8>> {
+        openssl(
             &[
                 "genpkey",
                 "-algorithm",
@@ -378,9 +373,19 @@ mod tests {
                 "-pkeyopt",
                 "ec_paramgen_curve:P-256",
             ],
-            &dir,
+            dir,
             "ec.pem",
-        ) else {
+        )
+    }
+
+    /// Every encrypted form OpenSSL writes is decrypted to the key it
+    /// encrypted; a wrong password is an error that says so.
+    #[test]
+    fn openssls_encrypted_keys() {
+        let dir = std::env::temp_dir().join(format!("rvs-sslkey-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let dir_s = dir.to_str().unwrap();
+        let Some(_) = ec_key(&dir) else {
             eprintln!("skipped: no openssl command");
             return;
         };
@@ -461,17 +466,7 @@ mod tests {
     fn legacy_pbe_keys_are_refused_by_name() {
         let dir = std::env::temp_dir().join(format!("rvs-sslkey-legacy-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let Some(_) = openssl(
-            &[
-                "genpkey",
-                "-algorithm",
-                "EC",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-            ],
-            &dir,
-            "ec.pem",
-        ) else {
+        let Some(_) = ec_key(&dir) else {
             eprintln!("skipped: no openssl command");
             return;
         };
