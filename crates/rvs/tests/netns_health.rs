@@ -2228,11 +2228,47 @@ fn forwarding_service(lab: &Lab) {
     }
 }
 
+/// `FWD_CONNS` ping-pong connections to `dst` (in this thread's
+/// namespace), each on a thread of its own: a line sent, its echo read,
+/// `count` counting the exchanges, until `stop` or `bound` exchanges
+/// (each read bounded by 5 s). A thread's result: whether its
+/// connection held to the end.
+fn pingpong(
+    dst: SocketAddr,
+    stop: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+    count: &std::sync::Arc<std::sync::atomic::AtomicU64>,
+    bound: u64,
+) -> Vec<std::thread::JoinHandle<bool>> {
+    use std::io::{BufRead, BufReader, Write};
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
+    (0..FWD_CONNS)
+        .map(|_| {
+            let (stop, c) = (Arc::clone(stop), Arc::clone(count));
+            std::thread::spawn(move || {
+                let s = tcp_connect(None, dst, Duration::from_secs(5)).expect("connect");
+                s.set_nodelay(true).ok();
+                s.set_read_timeout(Some(Duration::from_secs(5))).ok();
+                let mut w = s.try_clone().expect("clone");
+                let mut r = BufReader::new(s);
+                let mut line = String::new();
+                while !stop.load(Ordering::Relaxed) && c.load(Ordering::Relaxed) < bound {
+                    line.clear();
+                    if writeln!(w, "ping").is_err() || r.read_line(&mut line).is_err() {
+                        return false;
+                    }
+                    c.fetch_add(1, Ordering::Relaxed);
+                }
+                true
+            })
+        })
+        .collect()
+}
+
 /// Exchanges per second of `FWD_CONNS` ping-pong connections (a line
 /// sent, its echo read) through VIP:`FWD_PORT` for `secs`; bounded in
 /// time (each read by 5 s) and in count.
 fn forwarding_rate(lab: &Lab, secs: Duration) -> f64 {
-    use std::io::{BufRead, BufReader, Write};
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     const BOUND: u64 = 50_000_000;
@@ -2241,25 +2277,7 @@ fn forwarding_rate(lab: &Lab, secs: Duration) -> f64 {
     let c = Arc::clone(&count);
     let t = lab.client(move || {
         let stop = Arc::new(AtomicBool::new(false));
-        let threads: Vec<_> = (0..FWD_CONNS)
-            .map(|_| {
-                let (stop, c) = (Arc::clone(&stop), Arc::clone(&c));
-                std::thread::spawn(move || {
-                    let s = tcp_connect(None, dst, Duration::from_secs(5)).expect("connect");
-                    s.set_nodelay(true).ok();
-                    let mut w = s.try_clone().expect("clone");
-                    let mut r = BufReader::new(s);
-                    let mut line = String::new();
-                    while !stop.load(Ordering::Relaxed) && c.load(Ordering::Relaxed) < BOUND {
-                        line.clear();
-                        if writeln!(w, "ping").is_err() || r.read_line(&mut line).is_err() {
-                            return;
-                        }
-                        c.fetch_add(1, Ordering::Relaxed);
-                    }
-                })
-            })
-            .collect();
+        let threads = pingpong(dst, &stop, &c, BOUND);
         // Counted from 0.2 s on: connections set up, threads running.
         std::thread::sleep(Duration::from_millis(200));
         let (n0, t0) = (c.load(Ordering::Relaxed), Instant::now());
@@ -2637,7 +2655,6 @@ fn tcp_check_cpu_and_forwarding(farm: Farm) {
 #[test]
 #[ignore = "a measurement (BENCHMARKS.md), not a check"]
 fn netns_health_tcp_check_forwarding_paired_by_ha_suspend() {
-    use std::io::{BufRead, BufReader, Write};
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     const SWITCH: &str = "10.8.0.100";
@@ -2692,28 +2709,9 @@ fn netns_health_tcp_check_forwarding_paired_by_ha_suspend() {
     let load = {
         let (count, stop) = (Arc::clone(&count), Arc::clone(&stop));
         rvs_testsupport::spawn_in_netns(&b.lab.ns("client"), move || {
-            let threads: Vec<_> = (0..FWD_CONNS)
-                .map(|_| {
-                    let (stop, c) = (Arc::clone(&stop), Arc::clone(&count));
-                    std::thread::spawn(move || {
-                        let s = tcp_connect(None, dst, Duration::from_secs(5)).expect("connect");
-                        s.set_nodelay(true).ok();
-                        s.set_read_timeout(Some(Duration::from_secs(5))).ok();
-                        let mut w = s.try_clone().expect("clone");
-                        let mut r = BufReader::new(s);
-                        let mut line = String::new();
-                        while !stop.load(Ordering::Relaxed) && c.load(Ordering::Relaxed) < BOUND {
-                            line.clear();
-                            if writeln!(w, "ping").is_err() || r.read_line(&mut line).is_err() {
-                                return false;
-                            }
-                            c.fetch_add(1, Ordering::Relaxed);
-                        }
-                        true
-                    })
-                })
-                .collect();
-            threads.into_iter().all(|t| t.join().unwrap_or(false))
+            pingpong(dst, &stop, &count, BOUND)
+                .into_iter()
+                .all(|t| t.join().unwrap_or(false))
         })
     };
     std::thread::sleep(Duration::from_secs(1));

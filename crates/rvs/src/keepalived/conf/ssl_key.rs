@@ -73,11 +73,7 @@ fn pkcs8_key(block: &str, password: &[u8]) -> Result<Vec<u8>, String> {
     let (oid, params, data) = encrypted_info(&der).map_err(|e| format!("encrypted PKCS#8: {e}"))?;
     if let Some(&(_, name, ref cipher)) = PKCS12_PBE.iter().find(|(o, ..)| *o == oid) {
         let Some(cipher) = cipher else {
-            return Err(format!(
-                "the key's encryption {name} ({oid}) is not supported: OpenSSL 3 reads it only \
-                 with its legacy provider; PBE-SHA1-3DES, PBE-SHA1-2DES and PBES2 (openssl \
-                 pkcs8 -topk8 -v2 aes-256-cbc) are"
-            ));
+            return Err(legacy_only(&format!("{name} ({oid})")));
         };
         let plain = pkcs12_pbe_decrypt(*cipher, params, data, password)?;
         return pem_of("PRIVATE KEY", &plain);
@@ -85,17 +81,22 @@ fn pkcs8_key(block: &str, password: &[u8]) -> Result<Vec<u8>, String> {
     let info = pkcs8::EncryptedPrivateKeyInfo::try_from(der.as_slice())
         .map_err(|e| format!("encrypted PKCS#8: {e}"))?;
     if let pkcs8::pkcs5::EncryptionScheme::Pbes1(alg) = info.encryption_algorithm {
-        return Err(format!(
-            "the key's encryption PKCS#5 PBES1 ({}) is not supported: OpenSSL 3 reads it only \
-             with its legacy provider; PBE-SHA1-3DES, PBE-SHA1-2DES and PBES2 (openssl pkcs8 \
-             -topk8 -v2 aes-256-cbc) are",
-            alg.oid()
-        ));
+        return Err(legacy_only(&format!("PKCS#5 PBES1 ({})", alg.oid())));
     }
     let plain = info
         .decrypt(password)
         .map_err(|e| format!("cannot decrypt (wrong password?): {e}"))?;
     pem_of("PRIVATE KEY", plain.as_bytes())
+}
+
+/// The refusal of a key encrypted with `what`, an algorithm OpenSSL 3
+/// reads only with its legacy provider.
+fn legacy_only(what: &str) -> String {
+    format!(
+        "the key's encryption {what} is not supported: OpenSSL 3 reads it only with its legacy \
+         provider; PBE-SHA1-3DES, PBE-SHA1-2DES and PBES2 (openssl pkcs8 -topk8 -v2 \
+         aes-256-cbc) are"
+    )
 }
 
 /// The cipher of a PKCS#12 PBE algorithm rvs decrypts.
