@@ -467,6 +467,10 @@ static __always_inline int rvs_fp_finish_csum(struct xdp_md *ctx, const struct r
 	field = data + (pkt->l4off & 0x7f) + (pkt->proto == IPPROTO_TCP ? 16 : 6);
 	if ((void *)(field + 1) > end)
 		return -1;
+	/* Already right: a complete checksum equal to its pseudo-header sum
+	 * (one in 65536). Not finished, not counted. */
+	if (*field == c)
+		return 0;
 	*field = c;
 	return 1;
 }
