@@ -24,6 +24,13 @@
 //! three runs; the ratios are within this run.
 //!
 //! `cargo bench -p rvs-core --bench scaling` (BENCHMARKS.md has a run).
+//!
+//! `-- --pairs N` measures the per-worker shapes in paired rounds instead,
+//! as noise on a shared host calls for: one thread, two threads, the bound,
+//! one thread, two threads, … (single runs, `N` of each 2-thread shape);
+//! each 2-thread figure is set against the mean of the 1-thread runs
+//! before and after it, and the ratios are given as a mean with its 95 %
+//! interval. `--only TEXT` keeps the workloads whose name contains it.
 
 #![allow(clippy::disallowed_methods, clippy::disallowed_macros)]
 
@@ -36,6 +43,7 @@ use std::time::{Duration, Instant as Wall};
 use common::*;
 use rvs_core::engine::{Action, Engine, steer_owner};
 use rvs_core::{FwdMethod, Instant};
+use rvs_testsupport::mean_ci95;
 
 const BATCH: usize = 64;
 const ESTABLISHED: u32 = 100_000;
@@ -319,9 +327,73 @@ fn best(mut f: impl FnMut() -> (Duration, u64), frames: usize) -> f64 {
     best
 }
 
+/// The per-worker shapes in `pairs` paired rounds (see the module docs):
+/// prints each 2-thread shape's ratio to one thread, mean and 95 %
+/// interval, and the rates.
+fn paired(
+    name: &str,
+    frames: &[Vec<u8>],
+    pairs: usize,
+    established: bool,
+    sched: &str,
+    apart: bool,
+) {
+    let now = Instant::ZERO;
+    let n = frames.len();
+    let once = |(d, fwd): (Duration, u64)| {
+        assert_eq!(fwd as usize, n, "every frame forwarded");
+        n as f64 / d.as_secs_f64() / 1e6
+    };
+    let one = || {
+        once(per_worker(
+            replicas(1, established, sched, apart),
+            &split(frames, 1),
+            now,
+        ))
+    };
+    let (mut ones, mut twos, mut bounds) = (vec![one()], Vec::new(), Vec::new());
+    for _ in 0..pairs {
+        twos.push(once(per_worker(
+            replicas(2, established, sched, apart),
+            &split(frames, 2),
+            now,
+        )));
+        let rs = replicas(2, established, sched, apart);
+        let rings = by_owner(frames, &rs);
+        bounds.push(once(partitioned(rs, &rings, now)));
+        ones.push(one());
+    }
+    let against = |x: &[f64]| -> Vec<f64> {
+        x.iter()
+            .zip(ones.windows(2))
+            .map(|(v, w)| v / ((w[0] + w[1]) / 2.0))
+            .collect()
+    };
+    let mean = |x: &[f64]| x.iter().sum::<f64>() / x.len() as f64;
+    let (r2, h2) = mean_ci95(&against(&twos));
+    let (rb, hb) = mean_ci95(&against(&bounds));
+    println!(
+        "{name:>23}: {pairs} rounds; per-worker 2 threads / 1 thread {r2:.3} ± {h2:.3} \
+         (95 %); bound (input pre-partitioned) / 1 thread {rb:.3} ± {hb:.3}; \
+         mean Mpps: 1 thread {:.2}, 2 threads {:.2}, bound {:.2}",
+        mean(&ones),
+        mean(&twos),
+        mean(&bounds),
+    );
+}
+
 fn main() {
     // `cargo bench` passes --bench; `cargo test --benches` runs it once, small.
-    let quick = !std::env::args().any(|a| a == "--bench");
+    let args: Vec<String> = std::env::args().collect();
+    let arg = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let pairs: Option<usize> = arg("--pairs").map(|p| p.parse().expect("--pairs N"));
+    let only = arg("--only");
+    let quick = !args.iter().any(|a| a == "--bench");
     let (est_frames, new_frames) = if quick {
         (20_000, 20_000)
     } else {
@@ -338,9 +410,14 @@ fn main() {
         .map(|i| frame(client(ESTABLISHED + i as u32), true))
         .collect();
 
-    println!(
-        "packet path scaling (engine + per-frame copy in/out, DR, 10 servers), best of {REPS}, Mpps:"
-    );
+    match pairs {
+        Some(p) => println!(
+            "packet path scaling (engine + per-frame copy in/out, DR, 10 servers), {p} paired rounds:"
+        ),
+        None => println!(
+            "packet path scaling (engine + per-frame copy in/out, DR, 10 servers), best of {REPS}, Mpps:"
+        ),
+    }
     for (name, frames, established, sched, apart) in [
         ("established", &est, true, "wlc", false),
         ("new flow", &new, false, "wlc", false),
@@ -354,6 +431,13 @@ fn main() {
         ("new flow", &new, false, "lblc", true),
     ] {
         let name = format!("{name}, {sched}{}", if apart { " apart" } else { "" });
+        if only.as_ref().is_some_and(|o| !name.contains(o.as_str())) {
+            continue;
+        }
+        if let Some(p) = pairs {
+            paired(&name, frames, p.max(2), established, sched, apart);
+            continue;
+        }
         let n = frames.len();
         let shared_1 = best(
             || {

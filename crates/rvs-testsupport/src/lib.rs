@@ -224,3 +224,42 @@ pub fn fuzz_env(iters: u64, seed: u64) -> (u64, u64) {
     };
     (var("RVS_FUZZ_ITERS", iters), var("RVS_FUZZ_SEED", seed))
 }
+
+/// The two-sided 97.5 % quantile of Student's t with `df` degrees of
+/// freedom (1 to 30; the normal's beyond).
+pub fn t975(df: usize) -> f64 {
+    const T: [f64; 30] = [
+        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
+        2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
+        2.052, 2.048, 2.045, 2.042,
+    ];
+    T.get(df.wrapping_sub(1)).copied().unwrap_or(1.96)
+}
+
+/// The mean of `x` and the half-width of its 95 % confidence interval
+/// (Student's t; NaN for fewer than two values): how the paired
+/// measurements (health checks against forwarding, the packet path's
+/// scaling) state a ratio.
+pub fn mean_ci95(x: &[f64]) -> (f64, f64) {
+    let n = x.len() as f64;
+    let mean = x.iter().sum::<f64>() / n;
+    if x.len() < 2 {
+        return (mean, f64::NAN);
+    }
+    let var = x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    (mean, t975(x.len() - 1) * (var / n).sqrt())
+}
+
+#[cfg(test)]
+mod stats_tests {
+    use super::mean_ci95;
+
+    #[test]
+    fn mean_and_interval() {
+        let (m, h) = mean_ci95(&[1.0, 2.0, 3.0]);
+        assert!((m - 2.0).abs() < 1e-12);
+        // s = 1, t(2) = 4.303: 4.303 / sqrt(3).
+        assert!((h - 4.303 / 3f64.sqrt()).abs() < 1e-9);
+        assert!(mean_ci95(&[5.0]).1.is_nan());
+    }
+}

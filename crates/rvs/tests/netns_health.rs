@@ -19,6 +19,7 @@
 mod common;
 
 use common::*;
+use rvs_testsupport::mean_ci95;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -2358,28 +2359,6 @@ fn netns_health_tcp_check_cpu_and_forwarding_real_servers_remote() {
         return;
     }
     tcp_check_cpu_and_forwarding(Farm::Remote);
-}
-
-/// The two-sided 97.5 % quantile of Student's t with `df` degrees of
-/// freedom (1 to 30; the normal's beyond).
-fn t975(df: usize) -> f64 {
-    const T: [f64; 30] = [
-        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
-        2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
-        2.052, 2.048, 2.045, 2.042,
-    ];
-    T.get(df.wrapping_sub(1)).copied().unwrap_or(1.96)
-}
-
-/// The mean of `x` and the half-width of its 95 % confidence interval.
-fn mean_ci95(x: &[f64]) -> (f64, f64) {
-    let n = x.len() as f64;
-    let mean = x.iter().sum::<f64>() / n;
-    if x.len() < 2 {
-        return (mean, f64::NAN);
-    }
-    let var = x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0);
-    (mean, t975(x.len() - 1) * (var / n).sqrt())
 }
 
 fn tcp_check_cpu_and_forwarding(farm: Farm) {
