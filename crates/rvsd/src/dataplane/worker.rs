@@ -123,6 +123,11 @@ pub(super) struct Worker {
     counters: Arc<WorkerCounters>,
     /// Port index of each served ifindex.
     port_of_ifindex: std::collections::HashMap<u32, usize>,
+    /// Frames for a socket that cannot take them at once (the one being
+    /// read: a reply out of the port it came in on; several frames of one
+    /// decision), sent after the batch, and every frame behind them so
+    /// that none overtakes another. The rest go straight into their
+    /// egress socket.
     pending: Vec<Pending>,
     /// Spare buffers for `pending`.
     spare: Vec<Vec<u8>>,
@@ -272,7 +277,10 @@ impl Worker {
         let resolver = &self.dp.resolver;
         let dp = &self.dp;
         let big = &mut self.big;
-        let res = self.socks[si].rx_batch(BATCH, |fb| {
+        // The other ports' sockets, to send into while this one receives.
+        let (before, rest) = self.socks.split_at_mut(si);
+        let (sock, after) = rest.split_first_mut().expect("a socket per port");
+        let res = sock.rx_batch(BATCH, |fb| {
             t.rx += 1;
             // Lock once per batch, and only when there is a frame: the
             // worker's own replica (the one engine with --engines shared).
@@ -390,6 +398,22 @@ impl Worker {
                 t.no_port += 1;
                 return Verdict::Drop;
             };
+            // Straight into another port's socket (one copy, no `Vec`),
+            // unless frames wait in `pending`, which this one must not
+            // overtake; a reply out of this port waits for the batch.
+            if pending.is_empty() && pi != si {
+                let other = if pi < si {
+                    &mut before[pi]
+                } else {
+                    &mut after[pi - si - 1]
+                };
+                if other.tx_copy(bytes) {
+                    t.tx += 1;
+                } else {
+                    t.tx_full += 1;
+                }
+                return Verdict::Done;
+            }
             let mut b = spare.pop().unwrap_or_default();
             b.clear();
             b.extend_from_slice(bytes);
@@ -537,10 +561,11 @@ impl Worker {
         }
     }
 
-    /// Queue what the engine decided for a frame built in `buf` (at
-    /// [`held::HEADROOM`], `len` bytes): a forwarded frame or a reply for
-    /// its egress socket, a frame whose hop is unknown held (as waiting
-    /// since `since`).
+    /// Carry out what the engine decided for a frame built in `buf` (at
+    /// [`held::HEADROOM`], `len` bytes): a forwarded frame or a reply
+    /// copied into its egress socket (or queued behind frames waiting in
+    /// `pending`), a frame whose hop is unknown held (as waiting since
+    /// `since`).
     #[allow(clippy::too_many_arguments)]
     fn route(
         &mut self,
@@ -594,6 +619,15 @@ impl Worker {
             }
         };
         match self.port_of_ifindex.get(&port.0) {
+            // Straight into its socket (one copy), unless frames wait in
+            // `pending` that this one must not overtake.
+            Some(&pi) if self.pending.is_empty() => {
+                if self.socks[pi].tx_copy(bytes) {
+                    t.tx += 1;
+                } else {
+                    t.tx_full += 1;
+                }
+            }
             Some(&pi) => {
                 let mut b = self.spare.pop().unwrap_or_default();
                 b.clear();
