@@ -118,6 +118,38 @@ fn goals_ratios_and_states() {
 }
 
 #[test]
+fn slow_path_goals_and_a_kernel_row_the_generator_limited() {
+    let mut r = rows();
+    r[0] = r[0].clone().with("mpps_per_cpu", Some(0.6));
+    r[1] = r[1].clone().with("mpps_per_cpu", Some(0.3));
+    let g = goals(&r);
+    let slow = g
+        .iter()
+        .find(|g| g.name.starts_with("slow path: rvs-xdp dr"))
+        .unwrap();
+    assert_eq!(slow.value, Some(1.5));
+    let per_cpu = g
+        .iter()
+        .find(|g| g.name.starts_with("slow path: same, per CPU"))
+        .unwrap();
+    assert_eq!(per_cpu.value, Some(0.5));
+    assert_eq!(per_cpu.met(), Some(false));
+    // The kernel forwarded all it was offered: its rate is the
+    // generator's, so no rate goal is measured against it; per CPU is.
+    r[0] = r[0].clone().note("generator-limited: the DUT kept up");
+    let g = goals(&r);
+    for name in ["packet: rvs-xdp dr / kernel", "slow path: rvs-xdp dr"] {
+        let goal = g.iter().find(|g| g.name.starts_with(name)).unwrap();
+        assert_eq!(goal.met(), None, "{name}");
+    }
+    let per_cpu = g
+        .iter()
+        .find(|g| g.name.starts_with("slow path: same, per CPU"))
+        .unwrap();
+    assert_eq!(per_cpu.value, Some(0.5));
+}
+
+#[test]
 fn goal_not_measured_and_not_met() {
     let g = Goal {
         name: "x".into(),
