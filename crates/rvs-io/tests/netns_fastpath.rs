@@ -1060,9 +1060,20 @@ fn cache_api() {
     assert_eq!(gone[0].key, k2);
     assert!(p.cache().get(&k2).unwrap().is_none());
     assert_eq!(p.cache_mut().remove(&k2).unwrap(), None, "already gone");
+    // One system call on this kernel (5.14+), the counters with it.
     assert!(p.cache_mut().remove(&k).unwrap().is_some());
+    assert_eq!(p.cache().remove_fallback(), None);
     p.cache().counters(&mut all).unwrap();
     assert!(all.is_empty());
+    // A kernel without BPF_MAP_LOOKUP_AND_DELETE_ELEM: a read, then the
+    // delete, the same answers.
+    p.cache_mut().force_remove_fallback();
+    p.cache_mut().insert(&k, &a).unwrap();
+    run(&p, &frame(&k, ACK, OPTS));
+    let c = p.cache_mut().remove(&k).unwrap().expect("its counters");
+    assert_eq!(c.packets, 1);
+    assert_eq!(p.cache_mut().remove(&k).unwrap(), None, "already gone");
+    assert!(p.cache().get(&k).unwrap().is_none());
 }
 
 /// Batched and key-by-key reads agree on a well-filled cache; both timed.
@@ -1103,6 +1114,62 @@ fn counters_batched_vs_by_key() {
 }
 
 // ---- cost ----
+
+/// What a short connection costs the fast path's bookkeeping in system
+/// calls, in the same run: installing a flow never installed (one write,
+/// against `replace`'s read and write) and removing one
+/// (`BPF_MAP_LOOKUP_AND_DELETE_ELEM`, against a read and a delete), µs per
+/// entry over 20 000 entries, alternately, 5 rounds. A measurement
+/// (BENCHMARKS.md): `cargo test -p rvs-io --test netns_fastpath --
+/// --ignored --nocapture install_and_remove_cost`.
+#[test]
+#[ignore = "a measurement (BENCHMARKS.md), not a check"]
+fn install_and_remove_cost() {
+    if !privileged("BPF") {
+        return;
+    }
+    const N: u16 = 20_000;
+    let mut p = program();
+    let a = action(FlowRewrite::Dr, LO);
+    let k = |i: u16| key(TCP, v4("192.0.2.7"), v4("10.0.0.1"), i, 80);
+    let us = |t: std::time::Duration| t.as_secs_f64() * 1e6 / f64::from(N);
+    let mut p_fallback = program();
+    p_fallback.cache_mut().force_remove_fallback();
+    for round in 0..5 {
+        let mut line = format!("round {round}:");
+        for (name, replace) in [("insert", false), ("replace", true)] {
+            let t = std::time::Instant::now();
+            for i in 0..N {
+                if replace {
+                    assert!(p.cache_mut().replace(&k(i), &a).unwrap().is_none());
+                } else {
+                    p.cache_mut().insert(&k(i), &a).unwrap();
+                }
+            }
+            let put = us(t.elapsed());
+            let t = std::time::Instant::now();
+            for i in 0..N {
+                assert!(p.cache_mut().remove(&k(i)).unwrap().is_some());
+            }
+            line.push_str(&format!(
+                " {name} {put:.2} µs, remove {:.2} µs;",
+                us(t.elapsed())
+            ));
+        }
+        for i in 0..N {
+            p_fallback.cache_mut().insert(&k(i), &a).unwrap();
+        }
+        let t = std::time::Instant::now();
+        for i in 0..N {
+            assert!(p_fallback.cache_mut().remove(&k(i)).unwrap().is_some());
+        }
+        line.push_str(&format!(
+            " remove as read + delete {:.2} µs",
+            us(t.elapsed())
+        ));
+        eprintln!("{line}");
+    }
+}
 
 /// ns per packet of the fast path's hits against a bare `XDP_TX` program,
 /// `BPF_PROG_TEST_RUN` with repeat = 1 000 000 (the kernel reports the mean),

@@ -368,7 +368,7 @@ mod convert;
 mod testprog;
 
 pub use batch::BATCH;
-use batch::push_entry;
+use batch::{push_entry, take_unsupported};
 #[cfg(feature = "test-programs")]
 pub use testprog::{FastPathTestProgram, TestProgram, TestRunOutput};
 
@@ -398,6 +398,10 @@ pub struct FlowCache {
     gates: Array<MapData, RawGate>,
     /// The ifindex watched in each slot (index), 0 = free; slot 0 unused.
     slots: [u32; WATCH_MAX as usize],
+    /// Why the kernel refused `BPF_MAP_LOOKUP_AND_DELETE_ELEM` on the
+    /// flows map (before 5.14), if it did: [`FlowCache::remove`] then reads,
+    /// then deletes.
+    take_refused: Option<String>,
 }
 
 impl fmt::Debug for FlowCache {
@@ -436,6 +440,7 @@ impl FlowCache {
             watch,
             gates,
             slots: [0; WATCH_MAX as usize],
+            take_refused: None,
         })
     }
 
@@ -567,13 +572,32 @@ impl FlowCache {
     }
 
     /// Removes the entry of `key`, returning its last counters (`None` if
-    /// there was none: never installed, or evicted).
+    /// there was none: never installed, or evicted). One system call
+    /// (`BPF_MAP_LOOKUP_AND_DELETE_ELEM`); two, a read and the delete, on
+    /// a kernel without it ([`FlowCache::remove_fallback`] says why).
     ///
     /// # Errors
     ///
     /// A key the cache could not hold, or a map operation failing.
     pub fn remove(&mut self, key: &FlowKey) -> Result<Option<FlowCounters>, FlowCacheError> {
         let k = key.to_raw()?;
+        if self.take_refused.is_none() {
+            // One syscall: the entry's last counters and its removal.
+            match self.take_raw(&k) {
+                Ok(old) => return Ok(old.map(|o| FlowCounters::from(&o))),
+                Err(e) if take_unsupported(&e) => {
+                    self.take_refused = Some(e.to_string());
+                }
+                Err(io_error) => {
+                    return Err(map_err(FLOWS_MAP)(MapError::SyscallError(
+                        aya::sys::SyscallError {
+                            call: "bpf_map_lookup_and_delete_elem",
+                            io_error,
+                        },
+                    )));
+                }
+            }
+        }
         let Some(old) = self.get_raw(&k)? else {
             return Ok(None);
         };
@@ -581,6 +605,21 @@ impl FlowCache {
             Ok(()) | Err(MapError::KeyNotFound) => Ok(Some(FlowCounters::from(&old))),
             Err(e) => Err(map_err(FLOWS_MAP)(e)),
         }
+    }
+
+    /// Why [`FlowCache::remove`] takes two system calls (a read, then the
+    /// delete) instead of one: the kernel's refusal of
+    /// `BPF_MAP_LOOKUP_AND_DELETE_ELEM` on hash maps (kernels before 5.14),
+    /// once a removal met it; `None` while it has not.
+    pub fn remove_fallback(&self) -> Option<&str> {
+        self.take_refused.as_deref()
+    }
+
+    /// Makes [`FlowCache::remove`] read, then delete, as on a kernel that
+    /// refuses `BPF_MAP_LOOKUP_AND_DELETE_ELEM` (tests of that path).
+    #[doc(hidden)]
+    pub fn force_remove_fallback(&mut self) {
+        self.take_refused = Some("forced".into());
     }
 
     /// The entry of `key`, if installed.

@@ -119,6 +119,8 @@ pub(super) struct FastSync {
     entries: Vec<FlowEntry>,
     pub(super) totals: FastTotals,
     errors_logged: u32,
+    /// The flow cache's removal fallback was logged.
+    fallback_logged: bool,
 }
 
 /// Errors logged by the fast path's sync, at most (then silence).
@@ -136,6 +138,7 @@ impl FastSync {
             entries: Vec::new(),
             totals: FastTotals::default(),
             errors_logged: 0,
+            fallback_logged: false,
         }
     }
 
@@ -264,7 +267,15 @@ impl FastSync {
         mono: u64,
     ) {
         let key = io_key(&flow.key);
-        match cache.replace(&key, &io_action(action)) {
+        // A flow installed before: its entry's counters until now are
+        // credited (a read, then the write). A new one (nearly every
+        // install): the write alone, one system call.
+        let put = if self.installed.contains_key(&key) {
+            cache.replace(&key, &io_action(action))
+        } else {
+            cache.insert(&key, &io_action(action)).map(|()| None)
+        };
+        match put {
             Ok(old) => {
                 if let (Some(old), Some(prev)) = (old, self.installed.get(&key).copied()) {
                     self.credit(engines, &prev, &old, now, mono);
@@ -297,7 +308,17 @@ impl FastSync {
         let Some(prev) = self.installed.remove(key) else {
             return;
         };
-        match cache.remove(key) {
+        let res = cache.remove(key);
+        if !self.fallback_logged
+            && let Some(why) = cache.remove_fallback()
+        {
+            self.fallback_logged = true;
+            tracing::info!(
+                "fast path: the kernel refused BPF_MAP_LOOKUP_AND_DELETE_ELEM ({why}): \
+                 a flow's removal reads its counters, then deletes it (two system calls)"
+            );
+        }
+        match res {
             Ok(Some(last)) => {
                 self.totals.removals += 1;
                 self.credit(engines, &prev, &last, now, mono);
