@@ -1074,6 +1074,35 @@ fn cache_api() {
     assert_eq!(c.packets, 1);
     assert_eq!(p.cache_mut().remove(&k).unwrap(), None, "already gone");
     assert!(p.cache().get(&k).unwrap().is_none());
+
+    // insert_many(): one write for the valid entries, in order; an entry
+    // the program cannot apply is refused alone. In one batch, then entry
+    // by entry (a kernel without BPF_MAP_UPDATE_BATCH).
+    for fallback in [false, true] {
+        if fallback {
+            p.cache_mut().force_insert_fallback();
+        }
+        let bad = key(ICMP, k.src, k.dst, 0, 0);
+        let mut a3 = a;
+        a3.conn = 77;
+        let r = p
+            .cache_mut()
+            .insert_many(&[(k, a), (bad, a), (k2, a2), (k, a3)]);
+        assert_eq!(r.len(), 4);
+        assert!(r[0].is_ok() && r[2].is_ok() && r[3].is_ok(), "{r:?}");
+        assert!(matches!(r[1], Err(FlowCacheError::Invalid(_))), "{r:?}");
+        // The later write of the same key wins, as in order.
+        assert_eq!(p.cache().get(&k).unwrap().unwrap().0.conn, 77);
+        assert_eq!(p.cache().get(&k2).unwrap().unwrap().0, a2);
+        assert!(p.cache().get(&bad).is_err() || p.cache().get(&bad).unwrap().is_none());
+        assert_eq!(
+            p.cache().insert_fallback().is_some(),
+            fallback,
+            "this kernel takes BPF_MAP_UPDATE_BATCH"
+        );
+        assert!(p.cache_mut().remove(&k).unwrap().is_some());
+        assert!(p.cache_mut().remove(&k2).unwrap().is_some());
+    }
 }
 
 /// Batched and key-by-key reads agree on a well-filled cache; both timed.
@@ -1155,6 +1184,21 @@ fn install_and_remove_cost() {
                 " {name} {put:.2} µs, remove {:.2} µs;",
                 us(t.elapsed())
             ));
+        }
+        // New flows as a batch's worth of installs, 16 and 64 a write.
+        for chunk in [16usize, 64] {
+            let entries: Vec<_> = (0..N).map(|i| (k(i), a)).collect();
+            let t = std::time::Instant::now();
+            for c in entries.chunks(chunk) {
+                assert!(p.cache_mut().insert_many(c).iter().all(Result::is_ok));
+            }
+            line.push_str(&format!(
+                " insert_many by {chunk} {:.2} µs;",
+                us(t.elapsed())
+            ));
+            for i in 0..N {
+                assert!(p.cache_mut().remove(&k(i)).unwrap().is_some());
+            }
         }
         for i in 0..N {
             p_fallback.cache_mut().insert(&k(i), &a).unwrap();

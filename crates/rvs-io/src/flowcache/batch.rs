@@ -1,7 +1,9 @@
 //! The map commands aya 0.14 does not wrap: reading the flow cache with
-//! `BPF_MAP_LOOKUP_BATCH` (the fast way of [`FlowCache::counters`]) and
-//! taking an entry out with `BPF_MAP_LOOKUP_AND_DELETE_ELEM` (one system
-//! call for [`FlowCache::remove`] instead of two).
+//! `BPF_MAP_LOOKUP_BATCH` (the fast way of [`FlowCache::counters`]),
+//! writing many entries with `BPF_MAP_UPDATE_BATCH`
+//! ([`FlowCache::insert_many`]) and taking an entry out with
+//! `BPF_MAP_LOOKUP_AND_DELETE_ELEM` (one system call for
+//! [`FlowCache::remove`] instead of two).
 
 use super::*;
 
@@ -105,6 +107,59 @@ impl FlowCache {
         Ok(Some(value))
     }
 }
+
+impl FlowCache {
+    /// Writes `keys[i]` → `values[i]` (`BPF_MAP_UPDATE_BATCH`, hash maps
+    /// since Linux 5.6), in order, in as few system calls as the kernel
+    /// takes. Returns how many were written before an error, with it.
+    pub(super) fn put_raw_batch(
+        &mut self,
+        keys: &[RawFlowKey],
+        values: &[RawFlowAction],
+    ) -> (usize, std::io::Result<()>) {
+        debug_assert_eq!(keys.len(), values.len());
+        let fd = IterableMap::map(&self.flows).fd().as_fd().as_raw_fd();
+        let mut done = 0;
+        while done < keys.len() {
+            let mut attr = BatchAttr {
+                in_batch: 0,
+                out_batch: 0,
+                keys: keys[done..].as_ptr() as u64,
+                values: values[done..].as_ptr() as u64,
+                count: (keys.len() - done) as u32,
+                map_fd: fd as u32,
+                elem_flags: 0,
+                flags: 0,
+            };
+            // SAFETY: `attr` is the `batch` member of `union bpf_attr`
+            // (checked layout); `keys` and `values` hold `count` elements
+            // from `done` on, of exactly the map's key and value sizes
+            // (checked by aya when the map was taken), only read by the
+            // kernel, and outlive the call.
+            let r = unsafe {
+                libc::syscall(
+                    libc::SYS_bpf,
+                    BPF_MAP_UPDATE_BATCH,
+                    std::ptr::addr_of_mut!(attr),
+                    size_of::<BatchAttr>(),
+                )
+            };
+            // The kernel writes back how many it updated, error or not.
+            let n = (attr.count as usize).min(keys.len() - done);
+            done += n;
+            if r < 0 {
+                return (done, Err(std::io::Error::last_os_error()));
+            }
+            if n == 0 {
+                break;
+            }
+        }
+        (done, Ok(()))
+    }
+}
+
+/// `BPF_MAP_UPDATE_BATCH` of `enum bpf_cmd`.
+const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
 
 /// Whether `e` says the kernel has no `BPF_MAP_LOOKUP_AND_DELETE_ELEM` for
 /// this map (EINVAL: an unknown command or member; ENOTSUPP, 524, the

@@ -402,6 +402,9 @@ pub struct FlowCache {
     /// flows map (before 5.14), if it did: [`FlowCache::remove`] then reads,
     /// then deletes.
     take_refused: Option<String>,
+    /// Why the kernel refused `BPF_MAP_UPDATE_BATCH`, if it did:
+    /// [`FlowCache::insert_many`] then writes entry by entry.
+    batch_refused: Option<String>,
 }
 
 impl fmt::Debug for FlowCache {
@@ -441,6 +444,7 @@ impl FlowCache {
             gates,
             slots: [0; WATCH_MAX as usize],
             take_refused: None,
+            batch_refused: None,
         })
     }
 
@@ -551,6 +555,68 @@ impl FlowCache {
         self.flows.insert(k, v, 0).map_err(map_err(FLOWS_MAP))
     }
 
+    /// [`FlowCache::insert`] of every entry of `entries`, in order, the
+    /// valid ones in one `BPF_MAP_UPDATE_BATCH` (entry by entry where the
+    /// kernel refuses it: [`FlowCache::insert_fallback`] says why). Returns
+    /// one result per entry, in order: an entry the program could not
+    /// apply is refused alone ([`FlowCacheError::Invalid`], nothing
+    /// written), as is one whose write failed (the entries after it are
+    /// still written, one by one).
+    pub fn insert_many(
+        &mut self,
+        entries: &[(FlowKey, FlowAction)],
+    ) -> Vec<Result<(), FlowCacheError>> {
+        let mut results: Vec<Result<(), FlowCacheError>> = Vec::with_capacity(entries.len());
+        let (mut keys, mut values, mut at) = (Vec::new(), Vec::new(), Vec::new());
+        for (i, (key, action)) in entries.iter().enumerate() {
+            let raw = key.to_raw().and_then(|k| Ok((k, action.to_raw(key)?)));
+            match raw {
+                Ok((k, mut v)) => {
+                    v.flags = self.slot_of(action.ifindex);
+                    keys.push(k);
+                    values.push(v);
+                    at.push(i);
+                    results.push(Ok(()));
+                }
+                Err(e) => results.push(Err(e)),
+            }
+        }
+        let mut written = 0;
+        if self.batch_refused.is_none() && !keys.is_empty() {
+            let (n, r) = self.put_raw_batch(&keys, &values);
+            written = n;
+            match r {
+                Ok(()) => {}
+                Err(e) if n == 0 && take_unsupported(&e) => {
+                    self.batch_refused = Some(e.to_string());
+                }
+                Err(io_error) => {
+                    // The entry the kernel stopped at failed; the rest are
+                    // tried one by one below.
+                    results[at[n]] = Err(map_err(FLOWS_MAP)(MapError::SyscallError(
+                        aya::sys::SyscallError {
+                            call: "bpf_map_update_batch",
+                            io_error,
+                        },
+                    )));
+                    written = n + 1;
+                }
+            }
+        }
+        for j in written..keys.len() {
+            if let Err(e) = self.flows.insert(keys[j], values[j], 0) {
+                results[at[j]] = Err(map_err(FLOWS_MAP)(e));
+            }
+        }
+        results
+    }
+
+    /// Why [`FlowCache::insert_many`] writes entry by entry: the kernel's
+    /// refusal of `BPF_MAP_UPDATE_BATCH` (kernels before 5.6), once met.
+    pub fn insert_fallback(&self) -> Option<&str> {
+        self.batch_refused.as_deref()
+    }
+
     /// As [`FlowCache::insert`], returning the counters of the entry it
     /// replaced (packets forwarded between the read and the write are lost:
     /// a few at most).
@@ -620,6 +686,13 @@ impl FlowCache {
     #[doc(hidden)]
     pub fn force_remove_fallback(&mut self) {
         self.take_refused = Some("forced".into());
+    }
+
+    /// Makes [`FlowCache::insert_many`] write entry by entry, as on a
+    /// kernel that refuses `BPF_MAP_UPDATE_BATCH` (tests of that path).
+    #[doc(hidden)]
+    pub fn force_insert_fallback(&mut self) {
+        self.batch_refused = Some("forced".into());
     }
 
     /// The entry of `key`, if installed.

@@ -121,6 +121,13 @@ pub(super) struct FastSync {
     errors_logged: u32,
     /// The flow cache's removal fallback was logged.
     fallback_logged: bool,
+    /// The flow cache's batched-write fallback was logged.
+    batch_fallback_logged: bool,
+    /// New flows to install together ([`FastSync::flush_installs`]): the
+    /// owner, the flow, the cache's key and action.
+    new_flows: Vec<(usize, FastFlow, flowcache::FlowKey, flowcache::FlowAction)>,
+    /// `new_flows`' entries, for the cache (reused).
+    new_entries: Vec<(flowcache::FlowKey, flowcache::FlowAction)>,
 }
 
 /// Errors logged by the fast path's sync, at most (then silence).
@@ -139,6 +146,9 @@ impl FastSync {
             totals: FastTotals::default(),
             errors_logged: 0,
             fallback_logged: false,
+            batch_fallback_logged: false,
+            new_flows: Vec::new(),
+            new_entries: Vec::new(),
         }
     }
 
@@ -232,12 +242,25 @@ impl FastSync {
                         if !self.egress.contains(&port) && !self.watched.contains(&port) {
                             continue;
                         }
-                        self.install(cache, engines, replica, flow, &action, now, mono);
+                        let key = io_key(&flow.key);
+                        if self.installed.contains_key(&key)
+                            || self.new_flows.iter().any(|f| f.2 == key)
+                        {
+                            // Installed before: its counters are credited
+                            // first, after what is queued.
+                            self.flush_installs(cache);
+                            self.install(cache, engines, replica, flow, &action, now, mono);
+                        } else {
+                            self.new_flows
+                                .push((replica, flow, key, io_action(&action)));
+                        }
                     }
                     FastPathOp::Remove(flow) => {
+                        self.flush_installs(cache);
                         self.remove(cache, engines, &io_key(&flow.key), now, mono)
                     }
                     FastPathOp::RemoveAll => {
+                        self.flush_installs(cache);
                         // This replica's flows (each replica asks for its own).
                         let keys: Vec<flowcache::FlowKey> = self
                             .installed
@@ -253,6 +276,51 @@ impl FastSync {
             }
             self.ops = ops;
         }
+        self.flush_installs(cache);
+    }
+
+    /// Install the queued new flows, in order, in one write of the cache
+    /// (`BPF_MAP_UPDATE_BATCH`: one system call for them all, where each
+    /// was one).
+    fn flush_installs(&mut self, cache: &mut FlowCache) {
+        if self.new_flows.is_empty() {
+            return;
+        }
+        let mut entries = std::mem::take(&mut self.new_entries);
+        entries.clear();
+        entries.extend(self.new_flows.iter().map(|f| (f.2, f.3)));
+        let results = cache.insert_many(&entries);
+        if !self.batch_fallback_logged
+            && let Some(why) = cache.insert_fallback()
+        {
+            self.batch_fallback_logged = true;
+            tracing::info!(
+                "fast path: the kernel refused BPF_MAP_UPDATE_BATCH ({why}): \
+                 new flows are installed one system call each"
+            );
+        }
+        let mut flows = std::mem::take(&mut self.new_flows);
+        for ((owner, flow, key, action), r) in flows.drain(..).zip(results) {
+            match r {
+                Ok(()) => {
+                    self.totals.installs += 1;
+                    self.installed.insert(
+                        key,
+                        Installed {
+                            owner,
+                            flow,
+                            ifindex: action.ifindex,
+                            packets: 0,
+                            bytes: 0,
+                            last_seen_ns: 0,
+                        },
+                    );
+                }
+                Err(e) => self.log(format_args!("cannot cache {key:?}: {e}")),
+            }
+        }
+        self.new_flows = flows;
+        self.new_entries = entries;
     }
 
     #[allow(clippy::too_many_arguments)]
