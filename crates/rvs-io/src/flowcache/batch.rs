@@ -38,25 +38,14 @@ impl FlowCache {
             // key and value sizes (checked by aya when the map was taken),
             // `cursor` and `next` are u32 (the hash map's batch token), and
             // all of them outlive the call.
-            let r = unsafe {
-                libc::syscall(
-                    libc::SYS_bpf,
-                    BPF_MAP_LOOKUP_BATCH,
-                    std::ptr::addr_of_mut!(attr),
-                    size_of::<BatchAttr>(),
-                )
-            };
+            let r = unsafe { sys_bpf(BPF_MAP_LOOKUP_BATCH, &mut attr) };
             // ENOENT: the end, the last entries came with it. Other errors
             // (ENOSPC with nothing read: one bucket holds more than BATCH
             // entries, not seen with jhash) are the caller's.
-            let done = if r < 0 {
-                let e = std::io::Error::last_os_error();
-                if e.raw_os_error() != Some(libc::ENOENT) {
-                    return Err(e);
-                }
-                true
-            } else {
-                false
+            let done = match r {
+                Ok(()) => false,
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => true,
+                Err(e) => return Err(e),
             };
             let n = (attr.count as usize).min(BATCH);
             for (k, v) in keys.iter().zip(&values).take(n) {
@@ -89,22 +78,11 @@ impl FlowCache {
         // (checked layout, 32 bytes); `key` and `value` point to a key and
         // a value of exactly the map's sizes (checked by aya when the map
         // was taken), which outlive the call.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                BPF_MAP_LOOKUP_AND_DELETE_ELEM,
-                std::ptr::addr_of_mut!(attr),
-                size_of::<ElemAttr>(),
-            )
-        };
-        if r < 0 {
-            let e = std::io::Error::last_os_error();
-            return match e.raw_os_error() {
-                Some(libc::ENOENT) => Ok(None),
-                _ => Err(e),
-            };
+        match unsafe { sys_bpf(BPF_MAP_LOOKUP_AND_DELETE_ELEM, &mut attr) } {
+            Ok(()) => Ok(Some(value)),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
+            Err(e) => Err(e),
         }
-        Ok(Some(value))
     }
 }
 
@@ -136,19 +114,12 @@ impl FlowCache {
             // from `done` on, of exactly the map's key and value sizes
             // (checked by aya when the map was taken), only read by the
             // kernel, and outlive the call.
-            let r = unsafe {
-                libc::syscall(
-                    libc::SYS_bpf,
-                    BPF_MAP_UPDATE_BATCH,
-                    std::ptr::addr_of_mut!(attr),
-                    size_of::<BatchAttr>(),
-                )
-            };
+            let r = unsafe { sys_bpf(BPF_MAP_UPDATE_BATCH, &mut attr) };
             // The kernel writes back how many it updated, error or not.
             let n = (attr.count as usize).min(keys.len() - done);
             done += n;
-            if r < 0 {
-                return (done, Err(std::io::Error::last_os_error()));
+            if let Err(e) = r {
+                return (done, Err(e));
             }
             if n == 0 {
                 break;
@@ -187,6 +158,24 @@ struct ElemAttr {
 
 const _: () = assert!(size_of::<ElemAttr>() == 32);
 const _: () = assert!(std::mem::offset_of!(ElemAttr, key) == 8);
+
+/// The `bpf(2)` system call: command `cmd` with `attr`, a member of
+/// `union bpf_attr` (its size is passed; the kernel zero-extends the rest).
+///
+/// # Safety
+///
+/// `attr` must have the layout of the member of `union bpf_attr` that
+/// `cmd` reads, and every pointer in it must be valid, for the duration
+/// of the call, for what the kernel reads or writes through it.
+unsafe fn sys_bpf<T>(cmd: libc::c_long, attr: &mut T) -> std::io::Result<()> {
+    // SAFETY: the caller's contract; `attr` is valid for `size_of::<T>()`.
+    let r = unsafe { libc::syscall(libc::SYS_bpf, cmd, std::ptr::from_mut(attr), size_of::<T>()) };
+    if r < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
 
 /// Entries read per `BPF_MAP_LOOKUP_BATCH`.
 pub const BATCH: usize = 512;

@@ -279,6 +279,29 @@ impl FastSync {
         self.flush_installs(cache);
     }
 
+    /// Record `key` as installed for replica `owner`, sending to
+    /// `ifindex`, nothing counted yet.
+    fn installed_now(
+        &mut self,
+        key: flowcache::FlowKey,
+        owner: usize,
+        flow: FastFlow,
+        ifindex: u32,
+    ) {
+        self.totals.installs += 1;
+        self.installed.insert(
+            key,
+            Installed {
+                owner,
+                flow,
+                ifindex,
+                packets: 0,
+                bytes: 0,
+                last_seen_ns: 0,
+            },
+        );
+    }
+
     /// Install the queued new flows, in order, in one write of the cache
     /// (`BPF_MAP_UPDATE_BATCH`: one system call for them all, where each
     /// was one).
@@ -302,20 +325,7 @@ impl FastSync {
         let mut flows = std::mem::take(&mut self.new_flows);
         for ((owner, flow, key, action), r) in flows.drain(..).zip(results) {
             match r {
-                Ok(()) => {
-                    self.totals.installs += 1;
-                    self.installed.insert(
-                        key,
-                        Installed {
-                            owner,
-                            flow,
-                            ifindex: action.ifindex,
-                            packets: 0,
-                            bytes: 0,
-                            last_seen_ns: 0,
-                        },
-                    );
-                }
+                Ok(()) => self.installed_now(key, owner, flow, action.ifindex),
                 Err(e) => self.log(format_args!("cannot cache {key:?}: {e}")),
             }
         }
@@ -348,18 +358,7 @@ impl FastSync {
                 if let (Some(old), Some(prev)) = (old, self.installed.get(&key).copied()) {
                     self.credit(engines, &prev, &old, now, mono);
                 }
-                self.totals.installs += 1;
-                self.installed.insert(
-                    key,
-                    Installed {
-                        owner,
-                        flow,
-                        ifindex: action.port.0,
-                        packets: 0,
-                        bytes: 0,
-                        last_seen_ns: 0,
-                    },
-                );
+                self.installed_now(key, owner, flow, action.port.0);
             }
             Err(e) => self.log(format_args!("cannot cache {key:?}: {e}")),
         }
