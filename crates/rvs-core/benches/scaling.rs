@@ -385,13 +385,19 @@ fn paired(
 fn main() {
     // `cargo bench` passes --bench; `cargo test --benches` runs it once, small.
     let args: Vec<String> = std::env::args().collect();
+    // A flag's value; a flag given without one stops the run.
     let arg = |flag: &str| {
-        args.iter()
-            .position(|a| a == flag)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
+        args.iter().position(|a| a == flag).map(|i| {
+            args.get(i + 1)
+                .filter(|v| !v.starts_with("--"))
+                .cloned()
+                .unwrap_or_else(|| panic!("{flag} needs a value"))
+        })
     };
-    let pairs: Option<usize> = arg("--pairs").map(|p| p.parse().expect("--pairs N"));
+    let pairs: Option<usize> = arg("--pairs").map(|p| {
+        p.parse()
+            .unwrap_or_else(|_| panic!("--pairs N: N rounds, a number, not {p:?}"))
+    });
     let only = arg("--only");
     let quick = !args.iter().any(|a| a == "--bench");
     let (est_frames, new_frames) = if quick {
