@@ -549,10 +549,21 @@ impl FlowCache {
     /// [`FlowCacheError::Invalid`] for an entry the program could not apply
     /// (nothing is written), or the map update failing.
     pub fn insert(&mut self, key: &FlowKey, action: &FlowAction) -> Result<(), FlowCacheError> {
+        let (k, v) = self.raw_entry(key, action)?;
+        self.flows.insert(k, v, 0).map_err(map_err(FLOWS_MAP))
+    }
+
+    /// The map's key and value for `key` → `action`, the value with the
+    /// watch slot of its egress.
+    fn raw_entry(
+        &self,
+        key: &FlowKey,
+        action: &FlowAction,
+    ) -> Result<(RawFlowKey, RawFlowAction), FlowCacheError> {
         let k = key.to_raw()?;
         let mut v = action.to_raw(key)?;
         v.flags = self.slot_of(action.ifindex);
-        self.flows.insert(k, v, 0).map_err(map_err(FLOWS_MAP))
+        Ok((k, v))
     }
 
     /// [`FlowCache::insert`] of every entry of `entries`, in order, the
@@ -569,10 +580,8 @@ impl FlowCache {
         let mut results: Vec<Result<(), FlowCacheError>> = Vec::with_capacity(entries.len());
         let (mut keys, mut values, mut at) = (Vec::new(), Vec::new(), Vec::new());
         for (i, (key, action)) in entries.iter().enumerate() {
-            let raw = key.to_raw().and_then(|k| Ok((k, action.to_raw(key)?)));
-            match raw {
-                Ok((k, mut v)) => {
-                    v.flags = self.slot_of(action.ifindex);
+            match self.raw_entry(key, action) {
+                Ok((k, v)) => {
                     keys.push(k);
                     values.push(v);
                     at.push(i);
@@ -629,9 +638,7 @@ impl FlowCache {
         key: &FlowKey,
         action: &FlowAction,
     ) -> Result<Option<FlowCounters>, FlowCacheError> {
-        let k = key.to_raw()?;
-        let mut v = action.to_raw(key)?;
-        v.flags = self.slot_of(action.ifindex);
+        let (k, v) = self.raw_entry(key, action)?;
         let old = self.get_raw(&k)?;
         self.flows.insert(k, v, 0).map_err(map_err(FLOWS_MAP))?;
         Ok(old.map(|o| FlowCounters::from(&o)))

@@ -407,11 +407,7 @@ impl Worker {
                 } else {
                     &mut after[pi - si - 1]
                 };
-                if other.tx_copy(bytes) {
-                    t.tx += 1;
-                } else {
-                    t.tx_full += 1;
-                }
+                send_counted(other, bytes, &mut t);
                 return Verdict::Done;
             }
             let mut b = spare.pop().unwrap_or_default();
@@ -450,6 +446,15 @@ impl Worker {
             self.counters.add(&t);
             crate::inject_panic("worker");
         }
+    }
+}
+
+/// Copy `bytes` out of `sock`, counted as sent or as no room.
+fn send_counted(sock: &mut Sock, bytes: &[u8], t: &mut Tally) {
+    if sock.tx_copy(bytes) {
+        t.tx += 1;
+    } else {
+        t.tx_full += 1;
     }
 }
 
@@ -622,11 +627,7 @@ impl Worker {
             // Straight into its socket (one copy), unless frames wait in
             // `pending` that this one must not overtake.
             Some(&pi) if self.pending.is_empty() => {
-                if self.socks[pi].tx_copy(bytes) {
-                    t.tx += 1;
-                } else {
-                    t.tx_full += 1;
-                }
+                send_counted(&mut self.socks[pi], bytes, t);
             }
             Some(&pi) => {
                 let mut b = self.spare.pop().unwrap_or_default();
@@ -647,11 +648,7 @@ impl Worker {
     /// Copy the frames of `pending` out of their egress sockets.
     fn send_pending(&mut self, t: &mut Tally) {
         for p in self.pending.drain(..) {
-            if self.socks[p.sock].tx_copy(&p.bytes) {
-                t.tx += 1;
-            } else {
-                t.tx_full += 1;
-            }
+            send_counted(&mut self.socks[p.sock], &p.bytes, t);
             self.spare.push(p.bytes);
         }
     }
